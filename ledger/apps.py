@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class LedgerConfig(AppConfig):
+    """Wallet service, wallet stores and ledger backends."""
+
+    name = "ledger"

@@ -1,0 +1,54 @@
+"""The ledger backend interface: the part of TigerBeetle's client surface the product uses.
+
+Spoken in the `tigerbeetle` package's own types so that the real client and the embedded
+engine are interchangeable. Business failures come back as result codes (one
+`CreateAccountResult` / `CreateTransferResult` per event, in order, `CREATED` on success),
+exactly as TigerBeetle returns them; only an unreachable or failing backend raises, and
+always as `LedgerUnavailable`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from tigerbeetle import (
+    Account,
+    AccountBalance,
+    AccountFilter,
+    CreateAccountResult,
+    CreateTransferResult,
+    QueryFilter,
+    Transfer,
+)
+
+# TigerBeetle's per-request event limit (message size 1 MiB / 128-byte events).
+BATCH_EVENTS_MAX = 8189
+UINT128_MAX = 2**128 - 1
+
+
+class LedgerUnavailable(Exception):
+    """The ledger backend could not be reached or failed; the request's outcome is unknown
+    for writes (retry with the same ids: TigerBeetle answers `exists` if it was applied)."""
+
+
+@runtime_checkable
+class LedgerBackend(Protocol):
+    """What the wallet layer may ask of a ledger. Every method may raise `LedgerUnavailable`."""
+
+    def create_accounts(self, accounts: list[Account]) -> list[CreateAccountResult]: ...
+
+    def create_transfers(self, transfers: list[Transfer]) -> list[CreateTransferResult]: ...
+
+    def lookup_accounts(self, account_ids: list[int]) -> list[Account]: ...
+
+    def lookup_transfers(self, transfer_ids: list[int]) -> list[Transfer]: ...
+
+    def get_account_transfers(self, account_filter: AccountFilter) -> list[Transfer]: ...
+
+    def get_account_balances(self, account_filter: AccountFilter) -> list[AccountBalance]: ...
+
+    def query_accounts(self, query_filter: QueryFilter) -> list[Account]: ...
+
+    def query_transfers(self, query_filter: QueryFilter) -> list[Transfer]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class RegistryConfig(AppConfig):
+    """Relational registries: wallet key -> TigerBeetle account, transaction -> transfer."""
+
+    name = "registry"
