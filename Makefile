@@ -1,0 +1,33 @@
+# Fresh machine: `make run` (serve on embedded defaults) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-requirements
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench bench-ledger install clean
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python manage.py rundev
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: bench-ledger
+
+bench-ledger: $(STAMP)
+	$(BIN)/python -m bench.ledger_bench $(BENCH_ARGS)
+
+clean:
+	rm -rf var .pytest_cache .hypothesis
