@@ -4,6 +4,8 @@ login, and serve the app. Used by `make run`."""
 from __future__ import annotations
 
 import secrets
+import signal
+import sys
 from typing import Any
 from urllib.parse import urlparse
 
@@ -34,6 +36,8 @@ class Command(BaseCommand):
                 f"(http://{options['addrport']}/admin/)"
             )
         )
+        # SIGTERM (e.g. from a process manager) must unwind too, so the server below stops.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             call_command("runserver", options["addrport"], use_reloader=False)
         finally:
