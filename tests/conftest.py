@@ -36,3 +36,19 @@ def ledger_backend(request: pytest.FixtureRequest) -> Iterator[LedgerBackend]:
     yield backend
     if request.param == "tigerbeetle":
         backend.close()
+
+
+@pytest.fixture(scope="session")
+def mongo_url() -> Iterator[str]:
+    """MONGO_URL when set (CI's server), else an embedded secantusdb on a free port."""
+    configured = os.environ.get("MONGO_URL", "")
+    if configured:
+        yield configured
+        return
+    from wallet_site.embedded_mongo import start_embedded_mongo
+
+    server = start_embedded_mongo()
+    try:
+        yield server.url
+    finally:
+        server.stop()
