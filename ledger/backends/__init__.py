@@ -1,4 +1,5 @@
-"""Ledger backends: the real TigerBeetle client when TB_ADDRESSES is set, else the embedded engine."""
+"""Ledger backends: the real TigerBeetle client when TB_ADDRESSES is set, else the embedded
+engine."""
 
 from __future__ import annotations
 

@@ -1,0 +1,110 @@
+"""Deterministic TigerBeetle ids (design.md, "TigerBeetle data model").
+
+Account ids are the first 128 bits of SHA-256 over a versioned, unambiguous encoding of the
+wallet key plus a nonce (bumped on a collision). Transfer ids derive from the operation's
+idempotency key, each kind under its own domain prefix, so a retry maps to the same transfer
+and TigerBeetle answers `exists` instead of posting twice. No id is ever 0 or 2^128-1, the
+values TigerBeetle reserves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+ID_SCHEME_VERSION = 1
+_U128_MAX = 2**128 - 1
+_U64_MAX = 2**64 - 1
+
+
+@dataclass(frozen=True)
+class WalletKey:
+    """What identifies a wallet. `issuer` None means "no issuer" ("" is normalised to None)."""
+
+    client_id: str
+    country: str  # ISO 3166 alpha-3
+    currency: str  # ISO 4217 alphabetic
+    issuer: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.issuer == "":
+            object.__setattr__(self, "issuer", None)
+
+    def describe(self) -> str:
+        issuer = f"/{self.issuer}" if self.issuer else ""
+        return f"{self.client_id} {self.country} {self.currency}{issuer}"
+
+    def sort_key(self) -> tuple[str, str, str, str]:
+        return (self.client_id, self.currency, self.country, self.issuer or "")
+
+
+def wallet_key_bytes(key: WalletKey) -> bytes:
+    """The canonical encoding: JSON of a list, so no separator inside a field can make two
+    different keys encode alike ("a|b","c" vs "a","b|c")."""
+    fields = [
+        "wallet",
+        ID_SCHEME_VERSION,
+        key.client_id,
+        key.country,
+        key.currency,
+        key.issuer or "",
+    ]
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _hash_bits(parts: list[object], bits: int) -> int:
+    """First `bits` bits of SHA-256 over the JSON of parts; a reserved value (0 or all ones)
+    re-hashes with a counter appended, deterministically."""
+    maximum = 2**bits - 1
+    salt = 0
+    while True:
+        payload = json.dumps(
+            [*parts, salt] if salt else parts, ensure_ascii=False, separators=(",", ":")
+        ).encode()
+        value = int.from_bytes(hashlib.sha256(payload).digest()[: bits // 8], "big")
+        if value not in (0, maximum):
+            return value
+        salt += 1
+
+
+def account_id_for(key: WalletKey, nonce: int = 0) -> int:
+    """The wallet's TigerBeetle account id for a given nonce."""
+    return _hash_bits(["account", wallet_key_bytes(key).decode(), nonce], 128)
+
+
+def system_account_id(ledger: int) -> int:
+    """The funding account of a ledger: the other side of every credit and debit."""
+    return _hash_bits(["system-account", ID_SCHEME_VERSION, ledger], 128)
+
+
+def client_hash_128(client_id: str) -> int:
+    """`user_data_128` of a client's wallets; never 0, which TigerBeetle's filters read as
+    "any"."""
+    return _hash_bits(["client", ID_SCHEME_VERSION, client_id], 128)
+
+
+def issuer_hash_64(issuer: str | None) -> int:
+    """`user_data_64` of a wallet: 0 when it has no issuer."""
+    if not issuer:
+        return 0
+    return _hash_bits(["issuer", ID_SCHEME_VERSION, issuer], 64)
+
+
+def credit_transfer_id(transaction_id: str) -> int:
+    return _hash_bits(["credit", ID_SCHEME_VERSION, transaction_id], 128)
+
+
+def debit_transfer_id(reference_id: str) -> int:
+    return _hash_bits(["debit", ID_SCHEME_VERSION, reference_id], 128)
+
+
+def void_transfer_id(voided_transfer_id: int, attempt: int = 0) -> int:
+    """The compensating transfer of a void. `attempt` moves past ids that TigerBeetle
+    refused for funds (`id_already_failed` forbids reusing them)."""
+    return _hash_bits(["void", ID_SCHEME_VERSION, voided_transfer_id, attempt], 128)
+
+
+def opening_balance_transfer_id(account_id: int) -> int:
+    """The backfill's opening-balance transfer of an account."""
+    return _hash_bits(["opening-balance", ID_SCHEME_VERSION, account_id], 128)

@@ -1,0 +1,75 @@
+"""Id derivation: deterministic, domain-separated, never a reserved value."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger import ids
+from ledger.ids import WalletKey
+
+text = st.text(max_size=20)
+keys = st.builds(
+    WalletKey,
+    text,
+    st.sampled_from(["USA", "DEU"]),
+    st.sampled_from(["USD", "EUR"]),
+    st.one_of(st.none(), text),
+)
+
+
+def test_the_same_key_always_gives_the_same_account_id() -> None:
+    key = WalletKey("client-1", "USA", "USD", "visa")
+
+    assert ids.account_id_for(key) == ids.account_id_for(
+        WalletKey("client-1", "USA", "USD", "visa")
+    )
+
+
+def test_a_nonce_gives_a_different_account_id_for_the_same_key() -> None:
+    key = WalletKey("client-1", "USA", "USD")
+
+    assert ids.account_id_for(key, 0) != ids.account_id_for(key, 1)
+
+
+def test_separators_inside_fields_cannot_make_two_keys_collide() -> None:
+    left = WalletKey("a|b", "USA", "USD", "c")
+    right = WalletKey("a", "USA", "USD", "b|c")
+
+    assert ids.wallet_key_bytes(left) != ids.wallet_key_bytes(right)
+
+
+def test_an_empty_issuer_is_the_same_wallet_as_no_issuer() -> None:
+    assert WalletKey("c", "USA", "USD", "") == WalletKey("c", "USA", "USD", None)
+
+
+def test_credit_and_debit_ids_of_the_same_string_differ() -> None:
+    assert ids.credit_transfer_id("x-1") != ids.debit_transfer_id("x-1")
+
+
+def test_void_attempts_get_distinct_transfer_ids() -> None:
+    assert ids.void_transfer_id(42, 0) != ids.void_transfer_id(42, 1)
+
+
+def test_no_issuer_hashes_to_zero_and_an_issuer_never_does() -> None:
+    assert ids.issuer_hash_64(None) == 0
+    assert ids.issuer_hash_64("visa") != 0
+
+
+@given(keys, st.integers(min_value=0, max_value=15))
+def test_account_ids_are_never_reserved_values(key: WalletKey, nonce: int) -> None:
+    account_id = ids.account_id_for(key, nonce)
+
+    assert 0 < account_id < 2**128 - 1
+
+
+@given(keys, keys)
+def test_distinct_keys_have_distinct_encodings(first: WalletKey, second: WalletKey) -> None:
+    if first != second:
+        assert ids.wallet_key_bytes(first) != ids.wallet_key_bytes(second)
+
+
+@given(st.text(max_size=40))
+def test_transfer_ids_of_any_string_are_valid_ids(value: str) -> None:
+    for derive in (ids.credit_transfer_id, ids.debit_transfer_id, ids.client_hash_128):
+        assert 0 < derive(value) < 2**128 - 1
