@@ -108,3 +108,12 @@ def void_transfer_id(voided_transfer_id: int, attempt: int = 0) -> int:
 def opening_balance_transfer_id(account_id: int) -> int:
     """The backfill's opening-balance transfer of an account."""
     return _hash_bits(["opening-balance", ID_SCHEME_VERSION, account_id], 128)
+
+
+def u128_to_hex(value: int) -> str:
+    """Fixed-width hex: exact on every database and ordered like the integers."""
+    return f"{value:032x}"
+
+
+def hex_to_u128(value: str) -> int:
+    return int(value, 16)

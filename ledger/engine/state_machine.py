@@ -1,0 +1,787 @@
+"""TigerBeetle's create_accounts / create_transfers semantics, on in-memory state.
+
+The backend loads every account and transfer a batch refers to, runs the batch here, and
+writes back what changed, all inside one database transaction. Checks follow the result
+precedence of TigerBeetle's reference (docs/reference/requests/create_*.md): the first
+applicable result wins. A linked chain succeeds or fails as a whole; the journal undoes the
+in-memory effects of a failed chain's earlier events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from tigerbeetle import (
+    Account,
+    AccountFlags,
+    CreateAccountStatus,
+    CreateTransferStatus,
+    Transfer,
+    TransferFlags,
+)
+
+from ledger.engine.models import PendingStatus
+
+U128_MAX = 2**128 - 1
+NS_PER_S = 1_000_000_000
+TIMESTAMP_LIMIT = 2**63
+
+ACCOUNT_FLAGS_KNOWN = (
+    AccountFlags.LINKED
+    | AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+    | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
+    | AccountFlags.HISTORY
+    | AccountFlags.IMPORTED
+    | AccountFlags.CLOSED
+)
+TRANSFER_FLAGS_KNOWN = (
+    TransferFlags.LINKED
+    | TransferFlags.PENDING
+    | TransferFlags.POST_PENDING_TRANSFER
+    | TransferFlags.VOID_PENDING_TRANSFER
+    | TransferFlags.BALANCING_DEBIT
+    | TransferFlags.BALANCING_CREDIT
+    | TransferFlags.CLOSING_DEBIT
+    | TransferFlags.CLOSING_CREDIT
+    | TransferFlags.IMPORTED
+)
+_POST_OR_VOID = TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER
+_BALANCING_OR_CLOSING = (
+    TransferFlags.BALANCING_DEBIT
+    | TransferFlags.BALANCING_CREDIT
+    | TransferFlags.CLOSING_DEBIT
+    | TransferFlags.CLOSING_CREDIT
+)
+TRANSIENT_TRANSFER_FAILURES = frozenset(
+    {
+        CreateTransferStatus.DEBIT_ACCOUNT_NOT_FOUND,
+        CreateTransferStatus.CREDIT_ACCOUNT_NOT_FOUND,
+        CreateTransferStatus.PENDING_TRANSFER_NOT_FOUND,
+        CreateTransferStatus.EXCEEDS_CREDITS,
+        CreateTransferStatus.EXCEEDS_DEBITS,
+        CreateTransferStatus.DEBIT_ACCOUNT_ALREADY_CLOSED,
+        CreateTransferStatus.CREDIT_ACCOUNT_ALREADY_CLOSED,
+    }
+)
+
+S = CreateTransferStatus
+A = CreateAccountStatus
+
+
+@dataclass
+class AccountState:
+    """A mutable account row; `persisted` rows are updated, others inserted."""
+
+    id: int
+    debits_pending: int
+    debits_posted: int
+    credits_pending: int
+    credits_posted: int
+    user_data_128: int
+    user_data_64: int
+    user_data_32: int
+    ledger: int
+    code: int
+    flags: int
+    timestamp: int
+    persisted: bool = True
+    dirty: bool = False
+
+    def to_account(self) -> Account:
+        return Account(
+            id=self.id,
+            debits_pending=self.debits_pending,
+            debits_posted=self.debits_posted,
+            credits_pending=self.credits_pending,
+            credits_posted=self.credits_posted,
+            user_data_128=self.user_data_128,
+            user_data_64=self.user_data_64,
+            user_data_32=self.user_data_32,
+            ledger=self.ledger,
+            code=self.code,
+            flags=AccountFlags(self.flags),
+            timestamp=self.timestamp,
+        )
+
+
+@dataclass
+class TransferState:
+    id: int
+    debit_account_id: int
+    credit_account_id: int
+    amount: int
+    pending_id: int
+    user_data_128: int
+    user_data_64: int
+    user_data_32: int
+    timeout: int
+    ledger: int
+    code: int
+    flags: int
+    timestamp: int
+    pending_status: int = PendingStatus.NONE
+    expires_at: int | None = None
+    persisted: bool = True
+    status_dirty: bool = False
+
+    def to_transfer(self) -> Transfer:
+        return Transfer(
+            id=self.id,
+            debit_account_id=self.debit_account_id,
+            credit_account_id=self.credit_account_id,
+            amount=self.amount,
+            pending_id=self.pending_id,
+            user_data_128=self.user_data_128,
+            user_data_64=self.user_data_64,
+            user_data_32=self.user_data_32,
+            timeout=self.timeout,
+            ledger=self.ledger,
+            code=self.code,
+            flags=TransferFlags(self.flags),
+            timestamp=self.timestamp,
+        )
+
+
+@dataclass
+class Snapshot:
+    account_id: int
+    timestamp: int
+    debits_pending: int
+    debits_posted: int
+    credits_pending: int
+    credits_posted: int
+
+
+@dataclass
+class ClockState:
+    last_timestamp: int
+    last_account_timestamp: int
+    last_transfer_timestamp: int
+
+
+@dataclass
+class BatchState:
+    """Everything a batch may read or change, loaded up front by the backend."""
+
+    now_ns: int
+    clock: ClockState
+    accounts: dict[int, AccountState] = field(default_factory=dict)
+    transfers: dict[int, TransferState] = field(default_factory=dict)
+    failed_ids: dict[int, int] = field(default_factory=dict)
+    new_failed_ids: dict[int, int] = field(default_factory=dict)
+    snapshots: list[Snapshot] = field(default_factory=list)
+    # Timestamps of the other object kind, for imported events' "must not regress" rule.
+    foreign_timestamps: set[int] = field(default_factory=set)
+
+
+class Journal:
+    """Undo log for one linked chain: copies of accounts before their first change, and the
+    transfers/accounts the chain created."""
+
+    def __init__(self, state: BatchState) -> None:
+        self._state = state
+        self.active = False
+        self._accounts: dict[int, AccountState | None] = {}
+        self._transfers: dict[int, TransferState | None] = {}
+        self._snapshot_len = 0
+        self._clock = replace(state.clock)
+
+    def begin(self) -> None:
+        self.active = True
+        self._accounts.clear()
+        self._transfers.clear()
+        self._snapshot_len = len(self._state.snapshots)
+        self._clock = replace(self._state.clock)
+
+    def touch_account(self, account_id: int) -> None:
+        if self.active and account_id not in self._accounts:
+            current = self._state.accounts.get(account_id)
+            self._accounts[account_id] = replace(current) if current else None
+
+    def touch_transfer(self, transfer_id: int) -> None:
+        if self.active and transfer_id not in self._transfers:
+            current = self._state.transfers.get(transfer_id)
+            self._transfers[transfer_id] = replace(current) if current else None
+
+    def rollback(self) -> None:
+        for account_id, saved in self._accounts.items():
+            if saved is None:
+                self._state.accounts.pop(account_id, None)
+            else:
+                self._state.accounts[account_id] = saved
+        for transfer_id, saved_transfer in self._transfers.items():
+            if saved_transfer is None:
+                self._state.transfers.pop(transfer_id, None)
+            else:
+                self._state.transfers[transfer_id] = saved_transfer
+        del self._state.snapshots[self._snapshot_len :]
+        self._state.clock = self._clock
+        self.active = False
+
+    def commit(self) -> None:
+        self.active = False
+
+
+def run_chains(
+    flags_of: Sequence[int],
+    linked_flag: int,
+    execute: Callable[[int], int],
+    journal: Journal,
+    ok: set[int],
+    chain_failed: int,
+    chain_open: int,
+) -> list[int]:
+    """Run events in order; a linked chain is all-or-nothing."""
+    count = len(flags_of)
+    results: list[int] = [0] * count
+    start = 0
+    while start < count:
+        end = start
+        while end < count and flags_of[end] & linked_flag:
+            end += 1
+        if end == count:  # the last event is linked: the chain never closes
+            for index in range(start, count - 1):
+                results[index] = chain_failed
+            results[count - 1] = chain_open
+            break
+        chained = end > start
+        if chained:
+            journal.begin()
+        for index in range(start, end + 1):
+            results[index] = execute(index)
+            if results[index] not in ok:
+                if chained:
+                    journal.rollback()
+                    for other in range(start, end + 1):
+                        if other != index:
+                            results[other] = chain_failed
+                break
+        else:
+            if chained:
+                journal.commit()
+        start = end + 1
+    return results
+
+
+def _timestamps(state: BatchState, count: int) -> int:
+    """First of `count` consecutive, strictly increasing timestamps for this batch."""
+    base = max(state.now_ns, state.clock.last_timestamp + 1)
+    state.clock.last_timestamp = base + count - 1
+    return base
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+
+def create_accounts(state: BatchState, events: Sequence[Account]) -> list[tuple[int, int]]:
+    """(status, timestamp) per event."""
+    journal = Journal(state)
+    imported_batch = bool(events and events[0].flags & AccountFlags.IMPORTED)
+    base = 0 if imported_batch else _timestamps(state, len(events))
+    timestamps = [0] * len(events)
+
+    def execute(index: int) -> int:
+        event = events[index]
+        timestamp = event.timestamp if imported_batch else base + index
+        status, assigned = _create_account(state, journal, event, imported_batch, timestamp)
+        timestamps[index] = assigned
+        return status
+
+    statuses = run_chains(
+        [int(e.flags) for e in events],
+        AccountFlags.LINKED,
+        execute,
+        journal,
+        {A.CREATED},
+        A.LINKED_EVENT_FAILED,
+        A.LINKED_EVENT_CHAIN_OPEN,
+    )
+    return [
+        (status, timestamps[i] if status in (A.CREATED, A.EXISTS) else 0)
+        for i, status in enumerate(statuses)
+    ]
+
+
+def _create_account(
+    state: BatchState, journal: Journal, a: Account, imported_batch: bool, timestamp: int
+) -> tuple[int, int]:
+    flags = int(a.flags)
+    imported = bool(flags & AccountFlags.IMPORTED)
+    if imported_batch and not imported:
+        return A.IMPORTED_EVENT_EXPECTED, 0
+    if not imported_batch and imported:
+        return A.IMPORTED_EVENT_NOT_EXPECTED, 0
+    if not imported and a.timestamp != 0:
+        return A.TIMESTAMP_MUST_BE_ZERO, 0
+    if imported:
+        if not 0 < a.timestamp < TIMESTAMP_LIMIT:
+            return A.IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE, 0
+        if a.timestamp > state.now_ns:
+            return A.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE, 0
+    if flags & ~ACCOUNT_FLAGS_KNOWN:
+        return A.RESERVED_FLAG, 0
+    if a.id == 0:
+        return A.ID_MUST_NOT_BE_ZERO, 0
+    if a.id == U128_MAX:
+        return A.ID_MUST_NOT_BE_INT_MAX, 0
+    existing = state.accounts.get(a.id)
+    if existing is not None:
+        return _account_exists(a, existing), existing.timestamp
+    if flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and (
+        flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
+    ):
+        return A.FLAGS_ARE_MUTUALLY_EXCLUSIVE, 0
+    if a.debits_pending:
+        return A.DEBITS_PENDING_MUST_BE_ZERO, 0
+    if a.debits_posted:
+        return A.DEBITS_POSTED_MUST_BE_ZERO, 0
+    if a.credits_pending:
+        return A.CREDITS_PENDING_MUST_BE_ZERO, 0
+    if a.credits_posted:
+        return A.CREDITS_POSTED_MUST_BE_ZERO, 0
+    if a.ledger == 0:
+        return A.LEDGER_MUST_NOT_BE_ZERO, 0
+    if a.code == 0:
+        return A.CODE_MUST_NOT_BE_ZERO, 0
+    if imported and (
+        a.timestamp <= state.clock.last_account_timestamp or a.timestamp in state.foreign_timestamps
+    ):
+        return A.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS, 0
+    journal.touch_account(a.id)
+    state.accounts[a.id] = AccountState(
+        id=a.id,
+        debits_pending=0,
+        debits_posted=0,
+        credits_pending=0,
+        credits_posted=0,
+        user_data_128=a.user_data_128,
+        user_data_64=a.user_data_64,
+        user_data_32=a.user_data_32,
+        ledger=a.ledger,
+        code=a.code,
+        flags=flags & ~AccountFlags.LINKED,
+        timestamp=timestamp,
+        persisted=False,
+    )
+    state.clock.last_account_timestamp = max(state.clock.last_account_timestamp, timestamp)
+    state.clock.last_timestamp = max(state.clock.last_timestamp, timestamp)
+    return A.CREATED, timestamp
+
+
+def _account_exists(a: Account, e: AccountState) -> int:
+    requested = int(a.flags) & ~AccountFlags.LINKED
+    # A closing transfer may have set `closed` since; that is not a different request.
+    if requested not in (e.flags, e.flags & ~AccountFlags.CLOSED):
+        return A.EXISTS_WITH_DIFFERENT_FLAGS
+    if a.user_data_128 != e.user_data_128:
+        return A.EXISTS_WITH_DIFFERENT_USER_DATA_128
+    if a.user_data_64 != e.user_data_64:
+        return A.EXISTS_WITH_DIFFERENT_USER_DATA_64
+    if a.user_data_32 != e.user_data_32:
+        return A.EXISTS_WITH_DIFFERENT_USER_DATA_32
+    if a.ledger != e.ledger:
+        return A.EXISTS_WITH_DIFFERENT_LEDGER
+    if a.code != e.code:
+        return A.EXISTS_WITH_DIFFERENT_CODE
+    return A.EXISTS
+
+
+# --- transfers ------------------------------------------------------------------------------
+
+
+def create_transfers(state: BatchState, events: Sequence[Transfer]) -> list[tuple[int, int]]:
+    """(status, timestamp) per event."""
+    journal = Journal(state)
+    imported_batch = bool(events and events[0].flags & TransferFlags.IMPORTED)
+    base = 0 if imported_batch else _timestamps(state, len(events))
+    timestamps = [0] * len(events)
+
+    def execute(index: int) -> int:
+        event = events[index]
+        timestamp = event.timestamp if imported_batch else base + index
+        status, assigned = _create_transfer(state, journal, event, imported_batch, timestamp)
+        if status in TRANSIENT_TRANSFER_FAILURES:
+            state.failed_ids[event.id] = status
+            state.new_failed_ids[event.id] = status
+        timestamps[index] = assigned
+        return status
+
+    statuses = run_chains(
+        [int(e.flags) for e in events],
+        TransferFlags.LINKED,
+        execute,
+        journal,
+        {S.CREATED},
+        S.LINKED_EVENT_FAILED,
+        S.LINKED_EVENT_CHAIN_OPEN,
+    )
+    return [
+        (status, timestamps[i] if status in (S.CREATED, S.EXISTS) else 0)
+        for i, status in enumerate(statuses)
+    ]
+
+
+def _create_transfer(
+    state: BatchState, journal: Journal, t: Transfer, imported_batch: bool, timestamp: int
+) -> tuple[int, int]:
+    flags = int(t.flags)
+    imported = bool(flags & TransferFlags.IMPORTED)
+    if imported_batch and not imported:
+        return S.IMPORTED_EVENT_EXPECTED, 0
+    if not imported_batch and imported:
+        return S.IMPORTED_EVENT_NOT_EXPECTED, 0
+    if not imported and t.timestamp != 0:
+        return S.TIMESTAMP_MUST_BE_ZERO, 0
+    if imported:
+        if not 0 < t.timestamp < TIMESTAMP_LIMIT:
+            return S.IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE, 0
+        if t.timestamp > state.now_ns:
+            return S.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE, 0
+    if flags & ~TRANSFER_FLAGS_KNOWN:
+        return S.RESERVED_FLAG, 0
+    if t.id == 0:
+        return S.ID_MUST_NOT_BE_ZERO, 0
+    if t.id == U128_MAX:
+        return S.ID_MUST_NOT_BE_INT_MAX, 0
+    existing = state.transfers.get(t.id)
+    if existing is not None:
+        return _transfer_exists(state, t, existing), existing.timestamp
+    if t.id in state.failed_ids:
+        return S.ID_ALREADY_FAILED, 0
+    if _flags_exclusive(flags):
+        return S.FLAGS_ARE_MUTUALLY_EXCLUSIVE, 0
+    if flags & _POST_OR_VOID:
+        return _post_or_void(state, journal, t, flags, imported, timestamp)
+    return _single_or_pending(state, journal, t, flags, imported, timestamp)
+
+
+def _flags_exclusive(flags: int) -> bool:
+    modes = [
+        flags & TransferFlags.PENDING,
+        flags & TransferFlags.POST_PENDING_TRANSFER,
+        flags & TransferFlags.VOID_PENDING_TRANSFER,
+    ]
+    if sum(1 for mode in modes if mode) > 1:
+        return True
+    return bool(flags & _POST_OR_VOID and flags & _BALANCING_OR_CLOSING)
+
+
+def _single_or_pending(
+    state: BatchState, journal: Journal, t: Transfer, flags: int, imported: bool, timestamp: int
+) -> tuple[int, int]:
+    pending = bool(flags & TransferFlags.PENDING)
+    if t.debit_account_id == 0:
+        return S.DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO, 0
+    if t.debit_account_id == U128_MAX:
+        return S.DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX, 0
+    if t.credit_account_id == 0:
+        return S.CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO, 0
+    if t.credit_account_id == U128_MAX:
+        return S.CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX, 0
+    if t.debit_account_id == t.credit_account_id:
+        return S.ACCOUNTS_MUST_BE_DIFFERENT, 0
+    if t.pending_id != 0:
+        return S.PENDING_ID_MUST_BE_ZERO, 0
+    if not pending and t.timeout != 0:
+        return S.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER, 0
+    if flags & (TransferFlags.CLOSING_DEBIT | TransferFlags.CLOSING_CREDIT) and not pending:
+        return S.CLOSING_TRANSFER_MUST_BE_PENDING, 0
+    if t.ledger == 0:
+        return S.LEDGER_MUST_NOT_BE_ZERO, 0
+    if t.code == 0:
+        return S.CODE_MUST_NOT_BE_ZERO, 0
+    dr = state.accounts.get(t.debit_account_id)
+    if dr is None:
+        return S.DEBIT_ACCOUNT_NOT_FOUND, 0
+    cr = state.accounts.get(t.credit_account_id)
+    if cr is None:
+        return S.CREDIT_ACCOUNT_NOT_FOUND, 0
+    if dr.ledger != cr.ledger:
+        return S.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER, 0
+    if t.ledger != dr.ledger:
+        return S.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS, 0
+    if imported:
+        refused = _imported_checks(state, t, dr, cr)
+        if refused:
+            return refused, 0
+    if dr.flags & AccountFlags.CLOSED:
+        return S.DEBIT_ACCOUNT_ALREADY_CLOSED, 0
+    if cr.flags & AccountFlags.CLOSED:
+        return S.CREDIT_ACCOUNT_ALREADY_CLOSED, 0
+
+    amount = t.amount
+    if flags & TransferFlags.BALANCING_DEBIT:
+        amount = min(amount, max(0, dr.credits_posted - dr.debits_pending - dr.debits_posted))
+    if flags & TransferFlags.BALANCING_CREDIT:
+        amount = min(amount, max(0, cr.debits_posted - cr.credits_pending - cr.credits_posted))
+
+    if pending:
+        if dr.debits_pending + amount > U128_MAX:
+            return S.OVERFLOWS_DEBITS_PENDING, 0
+        if cr.credits_pending + amount > U128_MAX:
+            return S.OVERFLOWS_CREDITS_PENDING, 0
+    else:
+        if dr.debits_posted + amount > U128_MAX:
+            return S.OVERFLOWS_DEBITS_POSTED, 0
+        if cr.credits_posted + amount > U128_MAX:
+            return S.OVERFLOWS_CREDITS_POSTED, 0
+    if dr.debits_pending + dr.debits_posted + amount > U128_MAX:
+        return S.OVERFLOWS_DEBITS, 0
+    if cr.credits_pending + cr.credits_posted + amount > U128_MAX:
+        return S.OVERFLOWS_CREDITS, 0
+    if pending and t.timeout and timestamp + t.timeout * NS_PER_S >= TIMESTAMP_LIMIT:
+        return S.OVERFLOWS_TIMEOUT, 0
+    if dr.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and (
+        dr.debits_pending + dr.debits_posted + amount > dr.credits_posted
+    ):
+        return S.EXCEEDS_CREDITS, 0
+    if cr.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS and (
+        cr.credits_pending + cr.credits_posted + amount > cr.debits_posted
+    ):
+        return S.EXCEEDS_DEBITS, 0
+
+    journal.touch_account(dr.id)
+    journal.touch_account(cr.id)
+    dr, cr = state.accounts[dr.id], state.accounts[cr.id]
+    if pending:
+        dr.debits_pending += amount
+        cr.credits_pending += amount
+    else:
+        dr.debits_posted += amount
+        cr.credits_posted += amount
+    if flags & TransferFlags.CLOSING_DEBIT:
+        dr.flags |= AccountFlags.CLOSED
+    if flags & TransferFlags.CLOSING_CREDIT:
+        cr.flags |= AccountFlags.CLOSED
+    dr.dirty = cr.dirty = True
+    _record(
+        state,
+        journal,
+        TransferState(
+            id=t.id,
+            debit_account_id=dr.id,
+            credit_account_id=cr.id,
+            amount=amount,
+            pending_id=0,
+            user_data_128=t.user_data_128,
+            user_data_64=t.user_data_64,
+            user_data_32=t.user_data_32,
+            timeout=t.timeout,
+            ledger=t.ledger,
+            code=t.code,
+            flags=flags & ~TransferFlags.LINKED,
+            timestamp=timestamp,
+            pending_status=PendingStatus.PENDING if pending else PendingStatus.NONE,
+            expires_at=timestamp + t.timeout * NS_PER_S if pending and t.timeout else None,
+            persisted=False,
+        ),
+        (dr, cr),
+    )
+    return S.CREATED, timestamp
+
+
+def _post_or_void(
+    state: BatchState, journal: Journal, t: Transfer, flags: int, imported: bool, timestamp: int
+) -> tuple[int, int]:
+    posting = bool(flags & TransferFlags.POST_PENDING_TRANSFER)
+    if t.pending_id == 0:
+        return S.PENDING_ID_MUST_NOT_BE_ZERO, 0
+    if t.pending_id == U128_MAX:
+        return S.PENDING_ID_MUST_NOT_BE_INT_MAX, 0
+    if t.pending_id == t.id:
+        return S.PENDING_ID_MUST_BE_DIFFERENT, 0
+    if t.timeout != 0:
+        return S.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER, 0
+    p = state.transfers.get(t.pending_id)
+    if p is None:
+        return S.PENDING_TRANSFER_NOT_FOUND, 0
+    if not p.flags & TransferFlags.PENDING:
+        return S.PENDING_TRANSFER_NOT_PENDING, 0
+    if t.debit_account_id and t.debit_account_id != p.debit_account_id:
+        return S.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID, 0
+    if t.credit_account_id and t.credit_account_id != p.credit_account_id:
+        return S.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID, 0
+    if t.ledger and t.ledger != p.ledger:
+        return S.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER, 0
+    if t.code and t.code != p.code:
+        return S.PENDING_TRANSFER_HAS_DIFFERENT_CODE, 0
+    if posting:
+        if t.amount != U128_MAX and t.amount > p.amount:
+            return S.EXCEEDS_PENDING_TRANSFER_AMOUNT, 0
+        amount = p.amount if t.amount == U128_MAX else t.amount
+    else:
+        if t.amount not in (0, p.amount):
+            return S.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT, 0
+        amount = p.amount
+    if p.pending_status == PendingStatus.POSTED:
+        return S.PENDING_TRANSFER_ALREADY_POSTED, 0
+    if p.pending_status == PendingStatus.VOIDED:
+        return S.PENDING_TRANSFER_ALREADY_VOIDED, 0
+    if p.pending_status == PendingStatus.EXPIRED or (
+        p.expires_at is not None and p.expires_at <= state.now_ns
+    ):
+        return S.PENDING_TRANSFER_EXPIRED, 0
+    dr = state.accounts[p.debit_account_id]
+    cr = state.accounts[p.credit_account_id]
+    if imported:
+        refused = _imported_checks(state, t, dr, cr)
+        if refused:
+            return refused, 0
+    # Voiding the closing transfer is how a closed account reopens; anything else is refused.
+    reopens_debit = not posting and p.flags & TransferFlags.CLOSING_DEBIT
+    reopens_credit = not posting and p.flags & TransferFlags.CLOSING_CREDIT
+    if dr.flags & AccountFlags.CLOSED and not reopens_debit:
+        return S.DEBIT_ACCOUNT_ALREADY_CLOSED, 0
+    if cr.flags & AccountFlags.CLOSED and not reopens_credit:
+        return S.CREDIT_ACCOUNT_ALREADY_CLOSED, 0
+    if posting:
+        if dr.debits_posted + amount > U128_MAX:
+            return S.OVERFLOWS_DEBITS_POSTED, 0
+        if cr.credits_posted + amount > U128_MAX:
+            return S.OVERFLOWS_CREDITS_POSTED, 0
+
+    journal.touch_account(dr.id)
+    journal.touch_account(cr.id)
+    journal.touch_transfer(p.id)
+    dr, cr = state.accounts[dr.id], state.accounts[cr.id]
+    p = state.transfers[p.id]
+    dr.debits_pending -= p.amount
+    cr.credits_pending -= p.amount
+    if posting:
+        dr.debits_posted += amount
+        cr.credits_posted += amount
+    if reopens_debit:
+        dr.flags &= ~AccountFlags.CLOSED
+    if reopens_credit:
+        cr.flags &= ~AccountFlags.CLOSED
+    dr.dirty = cr.dirty = True
+    p.pending_status = PendingStatus.POSTED if posting else PendingStatus.VOIDED
+    p.status_dirty = True
+    _record(
+        state,
+        journal,
+        TransferState(
+            id=t.id,
+            debit_account_id=p.debit_account_id,
+            credit_account_id=p.credit_account_id,
+            amount=amount,
+            pending_id=p.id,
+            user_data_128=t.user_data_128 or p.user_data_128,
+            user_data_64=t.user_data_64 or p.user_data_64,
+            user_data_32=t.user_data_32 or p.user_data_32,
+            timeout=0,
+            ledger=p.ledger,
+            code=p.code,
+            flags=flags & ~TransferFlags.LINKED,
+            timestamp=timestamp,
+            persisted=False,
+        ),
+        (dr, cr),
+    )
+    return S.CREATED, timestamp
+
+
+def _imported_checks(
+    state: BatchState, t: Transfer, dr: AccountState, cr: AccountState
+) -> int | None:
+    if (
+        t.timestamp <= state.clock.last_transfer_timestamp
+        or t.timestamp in state.foreign_timestamps
+    ):
+        return S.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
+    if dr.timestamp >= t.timestamp:
+        return S.IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_DEBIT_ACCOUNT
+    if cr.timestamp >= t.timestamp:
+        return S.IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_CREDIT_ACCOUNT
+    if t.timeout != 0:
+        return S.IMPORTED_EVENT_TIMEOUT_MUST_BE_ZERO
+    return None
+
+
+def _record(
+    state: BatchState,
+    journal: Journal,
+    transfer: TransferState,
+    accounts: tuple[AccountState, AccountState],
+) -> None:
+    journal.touch_transfer(transfer.id)
+    state.transfers[transfer.id] = transfer
+    state.clock.last_transfer_timestamp = max(
+        state.clock.last_transfer_timestamp, transfer.timestamp
+    )
+    state.clock.last_timestamp = max(state.clock.last_timestamp, transfer.timestamp)
+    for account in accounts:
+        if account.flags & AccountFlags.HISTORY:
+            state.snapshots.append(
+                Snapshot(
+                    account.id,
+                    transfer.timestamp,
+                    account.debits_pending,
+                    account.debits_posted,
+                    account.credits_pending,
+                    account.credits_posted,
+                )
+            )
+
+
+def _transfer_exists(state: BatchState, t: Transfer, e: TransferState) -> int:
+    """`exists` only if the request is the same transfer; fields a post/void inherits from
+    its pending transfer (zero in the request) are not compared."""
+    flags = int(t.flags) & ~TransferFlags.LINKED
+    post_or_void = bool(flags & _POST_OR_VOID)
+    if flags != e.flags:
+        return S.EXISTS_WITH_DIFFERENT_FLAGS
+    if t.pending_id != e.pending_id:
+        return S.EXISTS_WITH_DIFFERENT_PENDING_ID
+    if t.timeout != e.timeout:
+        return S.EXISTS_WITH_DIFFERENT_TIMEOUT
+    if (t.debit_account_id or not post_or_void) and t.debit_account_id != e.debit_account_id:
+        return S.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
+    if (t.credit_account_id or not post_or_void) and t.credit_account_id != e.credit_account_id:
+        return S.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+    if not _same_amount(state, t, e, flags):
+        return S.EXISTS_WITH_DIFFERENT_AMOUNT
+    for name, status in (
+        ("user_data_128", S.EXISTS_WITH_DIFFERENT_USER_DATA_128),
+        ("user_data_64", S.EXISTS_WITH_DIFFERENT_USER_DATA_64),
+        ("user_data_32", S.EXISTS_WITH_DIFFERENT_USER_DATA_32),
+    ):
+        requested = getattr(t, name)
+        if (requested or not post_or_void) and requested != getattr(e, name):
+            return status
+    if (t.ledger or not post_or_void) and t.ledger != e.ledger:
+        return S.EXISTS_WITH_DIFFERENT_LEDGER
+    if (t.code or not post_or_void) and t.code != e.code:
+        return S.EXISTS_WITH_DIFFERENT_CODE
+    return S.EXISTS
+
+
+def _same_amount(state: BatchState, t: Transfer, e: TransferState, flags: int) -> bool:
+    if flags & (TransferFlags.BALANCING_DEBIT | TransferFlags.BALANCING_CREDIT):
+        return e.amount <= t.amount
+    if flags & TransferFlags.VOID_PENDING_TRANSFER:
+        return t.amount in (0, e.amount)
+    if flags & TransferFlags.POST_PENDING_TRANSFER:
+        pending = state.transfers.get(e.pending_id)
+        pending_amount = pending.amount if pending else e.amount
+        if e.amount < pending_amount:
+            return t.amount == e.amount
+        return t.amount >= pending_amount
+    return t.amount == e.amount
+
+
+def expire(state: BatchState, due: Sequence[TransferState]) -> None:
+    """Release the pending amounts of transfers whose timeout passed, oldest first."""
+    for pending in sorted(due, key=lambda p: (p.expires_at or 0, p.timestamp)):
+        dr = state.accounts[pending.debit_account_id]
+        cr = state.accounts[pending.credit_account_id]
+        dr.debits_pending -= pending.amount
+        cr.credits_pending -= pending.amount
+        dr.dirty = cr.dirty = True
+        pending.pending_status = PendingStatus.EXPIRED
+        pending.status_dirty = True
+        if pending.flags & TransferFlags.CLOSING_DEBIT:
+            dr.flags &= ~AccountFlags.CLOSED
+        if pending.flags & TransferFlags.CLOSING_CREDIT:
+            cr.flags &= ~AccountFlags.CLOSED
