@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from ledger.backends.base import LedgerBackend
+from ledger.wallets import WalletStore
 
 BACKEND_NAMES = ["engine", "tigerbeetle"]
+STORE_NAMES = ["mongo", "tigerbeetle"]
 
 
-def make_backend(name: str, request: pytest.FixtureRequest) -> LedgerBackend:
-    """A backend under test; the real cluster only when TB_ADDRESSES names one."""
+def make_backend(name: str) -> LedgerBackend:
+    """A backend under test; the real cluster only when TB_ADDRESSES names one. The caller
+    provides database access for the engine."""
     if name == "tigerbeetle":
         addresses = os.environ.get("TB_ADDRESSES", "")
         if not addresses:
@@ -23,16 +27,15 @@ def make_backend(name: str, request: pytest.FixtureRequest) -> LedgerBackend:
         return TigerBeetleBackend(
             cluster_id=int(os.environ.get("TB_CLUSTER_ID", "0")), addresses=addresses
         )
-    request.getfixturevalue("db")
     from ledger.engine.backend import EngineBackend
 
     return EngineBackend()
 
 
 @pytest.fixture(params=BACKEND_NAMES)
-def ledger_backend(request: pytest.FixtureRequest) -> Iterator[LedgerBackend]:
+def ledger_backend(request: pytest.FixtureRequest, db: None) -> Iterator[LedgerBackend]:
     """Each behaviour test runs once per backend: the embedded engine and the real client."""
-    backend = make_backend(request.param, request)
+    backend = make_backend(request.param)
     yield backend
     if request.param == "tigerbeetle":
         backend.close()
@@ -52,3 +55,56 @@ def mongo_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Test databases roll back; the registry cache must not remember rolled-back rows."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def mongo_database_name(mongo_url: str) -> Iterator[str]:
+    """A fresh MongoDB database per test, dropped afterwards."""
+    import pymongo
+
+    name = f"wallet_test_{uuid.uuid4().hex[:12]}"
+    yield name
+    client = pymongo.MongoClient(mongo_url)
+    client.drop_database(name)
+    client.close()
+
+
+def build_store(name: str, request: pytest.FixtureRequest) -> WalletStore:
+    if name == "mongo":
+        from ledger.stores.mongo_store import MongoWalletStore
+
+        return MongoWalletStore(
+            request.getfixturevalue("mongo_url"),
+            database=request.getfixturevalue("mongo_database_name"),
+        )
+    from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+
+    return TigerBeetleWalletStore(backend=request.getfixturevalue("wallet_ledger_backend"))
+
+
+@pytest.fixture
+def wallet_ledger_backend() -> LedgerBackend:
+    """The ledger backend behind the TigerBeetle store: the real cluster when TB_ADDRESSES
+    is set, else the embedded engine on the test database."""
+    return make_backend("tigerbeetle" if os.environ.get("TB_ADDRESSES") else "engine")
+
+
+@pytest.fixture(params=STORE_NAMES)
+def wallet_store(request: pytest.FixtureRequest, db: None) -> WalletStore:
+    """Each wallet behaviour once per store."""
+    return build_store(request.param, request)
+
+
+@pytest.fixture(params=STORE_NAMES)
+def committed_wallet_store(request: pytest.FixtureRequest, transactional_db: None) -> WalletStore:
+    """Each store with real commits, for tests where threads share the database."""
+    return build_store(request.param, request)

@@ -29,6 +29,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "waffle",
     "wallet_site",
     "ledger",
@@ -103,6 +105,10 @@ else:
 MONGO_URL = env("MONGO_URL", default="mongodb://127.0.0.1:27017/wallet?directConnection=true")
 MONGO_EMBEDDED_PORT = env.int("MONGO_EMBEDDED_PORT", default=27017)
 
+# The store the wallet service reads and writes before the migration phases take over:
+# "mongo" (legacy, phase 0) or "tigerbeetle".
+WALLET_STORE = env("WALLET_STORE", default="mongo")
+
 # --- TigerBeetle ---------------------------------------------------------------
 # Empty TB_ADDRESSES selects the embedded engine (TigerBeetle semantics on DATABASES).
 TB_ADDRESSES = env("TB_ADDRESSES", default="")
@@ -135,6 +141,20 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["ledger.api.parsers.DecimalJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "ledger.api.errors.api_exception_handler",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Wallet ledger API",
+    "DESCRIPTION": "The five wallet operations. Amounts are decimal strings in the wallet's "
+    "currency; every error is {\"error\": {\"code\", \"message\", \"details\"}}.",
+    "VERSION": "1.0.0",
+    # Swagger UI's assets come from the installed sidecar package, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

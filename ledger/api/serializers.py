@@ -1,0 +1,106 @@
+"""Request and response shapes of the wallet API. Amounts travel as decimal strings."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from rest_framework import serializers
+
+from ledger.wallets import TransactionRecord, WalletBalance, WalletResult
+
+ID_MAX_LENGTH = 128
+
+
+class AmountField(serializers.Field):
+    """A decimal amount given as a string ("10.50") or a JSON number (parsed as Decimal);
+    its range and precision are checked against the currency by the service."""
+
+    default_error_messages = {"invalid": 'Give the amount as a decimal string, e.g. "10.50".'}
+
+    def to_internal_value(self, data: Any) -> Decimal | str:
+        if isinstance(data, bool) or not isinstance(data, str | Decimal | int):
+            self.fail("invalid")
+        return data if isinstance(data, str | Decimal) else Decimal(data)
+
+    def to_representation(self, value: Decimal) -> str:
+        return format(value, "f")
+
+
+class CreditRequest(serializers.Serializer):
+    transaction_id = serializers.CharField(max_length=ID_MAX_LENGTH)
+    amount = AmountField()
+    issuer = serializers.CharField(
+        max_length=ID_MAX_LENGTH, required=False, allow_blank=True, default=""
+    )
+
+
+class DebitRequest(serializers.Serializer):
+    reference_id = serializers.CharField(max_length=ID_MAX_LENGTH)
+    amount = AmountField()
+    issuer = serializers.CharField(
+        max_length=ID_MAX_LENGTH, required=False, allow_blank=True, default=""
+    )
+
+
+class VoidRequest(serializers.Serializer):
+    reason = serializers.CharField(max_length=1000)
+
+
+class WalletBalanceSerializer(serializers.Serializer):
+    client_id = serializers.CharField(source="key.client_id")
+    country = serializers.CharField(source="key.country")
+    currency = serializers.CharField(source="key.currency")
+    issuer = serializers.CharField(source="key.issuer", allow_null=True)
+    credit = AmountField(read_only=True)
+    debit = AmountField(read_only=True)
+    historical_credit = AmountField(read_only=True)
+
+
+class MultiBalanceSerializer(serializers.Serializer):
+    client_id = serializers.CharField()
+    wallets = WalletBalanceSerializer(many=True)
+
+
+class TransactionSerializer(serializers.Serializer):
+    transaction_id = serializers.CharField()
+    kind = serializers.CharField()
+    client_id = serializers.CharField(source="key.client_id")
+    country = serializers.CharField(source="key.country")
+    currency = serializers.CharField(source="key.currency")
+    issuer = serializers.CharField(source="key.issuer", allow_null=True)
+    amount = AmountField(read_only=True)
+    state = serializers.CharField()
+    failure_code = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    voided_at = serializers.DateTimeField(allow_null=True)
+    voided_by = serializers.CharField()
+    void_reason = serializers.CharField()
+
+
+class WalletResultSerializer(serializers.Serializer):
+    transaction = TransactionSerializer()
+    balance = WalletBalanceSerializer()
+    replayed = serializers.BooleanField()
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+def render_result(result: WalletResult) -> dict[str, Any]:
+    return WalletResultSerializer(result).data
+
+
+def render_balance(balance: WalletBalance) -> dict[str, Any]:
+    return WalletBalanceSerializer(balance).data
+
+
+def render_transaction(record: TransactionRecord) -> dict[str, Any]:
+    return TransactionSerializer(record).data

@@ -1,0 +1,96 @@
+"""Wallet-level errors: each has a stable machine code and the HTTP status the API answers with.
+
+Stores and the service raise these; the REST layer renders them as one JSON shape
+(`{"error": {"code": ..., "message": ..., "details": ...}}`). Nothing here knows about HTTP
+beyond the status number, so the admin and Celery tasks use the same errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WalletError(Exception):
+    """Base of every refusal a client can get; never a partial change behind it."""
+
+    code = "wallet_error"
+    http_status = 400
+    default_message = "The wallet operation was refused."
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
+        self.details = details
+
+
+class ValidationFailed(WalletError):
+    """A field is missing or malformed; `details["field"]` names it."""
+
+    code = "validation_error"
+    default_message = "The request is not valid."
+
+
+class InvalidAmount(WalletError):
+    code = "invalid_amount"
+    default_message = "The amount is not a valid positive amount in this currency."
+
+
+class UnknownCurrency(WalletError):
+    code = "unknown_currency"
+    default_message = "The currency is not an ISO 4217 currency."
+
+
+class UnknownCountry(WalletError):
+    code = "unknown_country"
+    default_message = "The country is not an ISO 3166 country."
+
+
+class CrossCurrency(WalletError):
+    code = "cross_currency"
+    http_status = 422
+    default_message = "Money in one currency cannot move into a wallet of another currency."
+
+
+class InsufficientFunds(WalletError):
+    code = "insufficient_funds"
+    http_status = 422
+    default_message = "The wallet's available credit is less than the amount."
+
+
+class IdempotencyConflict(WalletError):
+    code = "idempotency_conflict"
+    http_status = 409
+    default_message = "This id was already used for a different request."
+
+
+class WalletNotFound(WalletError):
+    code = "wallet_not_found"
+    http_status = 404
+    default_message = "No such wallet."
+
+
+class TransactionNotFound(WalletError):
+    code = "transaction_not_found"
+    http_status = 404
+    default_message = "No such transaction."
+
+
+class AlreadyVoided(WalletError):
+    code = "already_voided"
+    http_status = 409
+    default_message = "The transaction was already voided."
+
+
+class VoidWouldOverdraw(WalletError):
+    code = "void_would_overdraw"
+    http_status = 409
+    default_message = "Voiding this credit would take the wallet below zero."
+
+
+class StoreUnavailable(WalletError):
+    """A store (MongoDB, TigerBeetle) did not answer; the outcome of a write is unknown and
+    a retry with the same id is safe."""
+
+    code = "store_unavailable"
+    http_status = 503
+    default_message = "The wallet store is unavailable; retry with the same id."

@@ -1,0 +1,133 @@
+"""The wallet service: the seed's five operations (plus reading one transaction).
+
+It validates and normalises what a client sends (country, currency, amount -> minor units)
+and hands the operation to the store that the current migration phase makes primary. Today
+that is one store chosen by settings (`WALLET_STORE`); the phase resolver of the migration
+takes over `primary_store()` without the callers changing.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+
+from ledger import errors
+from ledger.countries import UnknownCountry as UnknownCountryCode
+from ledger.countries import normalize_country
+from ledger.ids import WalletKey
+from ledger.money import MoneyError, normalize_currency, to_minor_units
+from ledger.wallets import TransactionRecord, WalletBalance, WalletResult, WalletStore
+
+ID_MAX_LENGTH = 128
+
+
+def make_store(name: str) -> WalletStore:
+    """A store by name: "mongo" (legacy) or "tigerbeetle"."""
+    if name == "mongo":
+        from ledger.stores.mongo_store import MongoWalletStore
+
+        return MongoWalletStore(settings.MONGO_URL)
+    if name == "tigerbeetle":
+        from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+
+        return TigerBeetleWalletStore()
+    raise ValueError(f"unknown wallet store {name!r}")
+
+
+def wallet_key(client_id: str, country: str, currency: str, issuer: str | None = None) -> WalletKey:
+    """A validated, normalised wallet key (alpha-3 country, upper-case currency)."""
+    client_id = _checked_id("client_id", client_id)
+    try:
+        country_code = normalize_country(country)
+    except UnknownCountryCode as exc:
+        raise errors.UnknownCountry(f"Unknown country {country!r}.", field="country") from exc
+    try:
+        currency_code = normalize_currency(currency)
+    except MoneyError as exc:
+        raise errors.UnknownCurrency(f"Unknown currency {currency!r}.", field="currency") from exc
+    issuer = issuer or None
+    if issuer is not None and len(issuer) > ID_MAX_LENGTH:
+        raise errors.ValidationFailed(
+            f"issuer is longer than {ID_MAX_LENGTH} characters.", field="issuer"
+        )
+    return WalletKey(
+        client_id=client_id, country=country_code, currency=currency_code, issuer=issuer
+    )
+
+
+def amount_minor_of(amount: Decimal | str, currency: str) -> int:
+    """Minor units of a positive amount; refuses, never rounds."""
+    try:
+        return to_minor_units(amount, currency)
+    except MoneyError as exc:
+        if exc.code == "unknown_currency":
+            raise errors.UnknownCurrency(str(exc), field="currency") from exc
+        raise errors.InvalidAmount(str(exc), field="amount") from exc
+
+
+def _checked_id(field: str, value: str) -> str:
+    if not value or not value.strip():
+        raise errors.ValidationFailed(f"{field} must not be empty.", field=field)
+    if len(value) > ID_MAX_LENGTH:
+        raise errors.ValidationFailed(
+            f"{field} is longer than {ID_MAX_LENGTH} characters.", field=field
+        )
+    return value
+
+
+class WalletService:
+    """The operations REST clients and support staff use, over the primary store."""
+
+    def __init__(self, store: WalletStore | None = None) -> None:
+        self._store = store
+
+    def primary_store(self) -> WalletStore:
+        if self._store is None:
+            self._store = make_store(settings.WALLET_STORE)
+        return self._store
+
+    def add_credit(
+        self,
+        client_id: str,
+        country: str,
+        currency: str,
+        amount: Decimal | str,
+        transaction_id: str,
+        issuer: str | None = None,
+    ) -> WalletResult:
+        key = wallet_key(client_id, country, currency, issuer)
+        amount_minor = amount_minor_of(amount, key.currency)
+        transaction_id = _checked_id("transaction_id", transaction_id)
+        return self.primary_store().add_credit(key, amount_minor, transaction_id)
+
+    def subtract_credit(
+        self,
+        client_id: str,
+        country: str,
+        currency: str,
+        amount: Decimal | str,
+        reference_id: str,
+        issuer: str | None = None,
+    ) -> WalletResult:
+        key = wallet_key(client_id, country, currency, issuer)
+        amount_minor = amount_minor_of(amount, key.currency)
+        reference_id = _checked_id("reference_id", reference_id)
+        return self.primary_store().subtract_credit(key, amount_minor, reference_id)
+
+    def get_balance(
+        self, client_id: str, country: str, currency: str, issuer: str | None = None
+    ) -> WalletBalance:
+        return self.primary_store().get_balance(wallet_key(client_id, country, currency, issuer))
+
+    def get_balances(self, client_id: str) -> list[WalletBalance]:
+        return self.primary_store().get_balances(_checked_id("client_id", client_id))
+
+    def void_transaction(self, transaction_id: str, voided_by: str, reason: str) -> WalletResult:
+        transaction_id = _checked_id("transaction_id", transaction_id)
+        if not reason or not reason.strip():
+            raise errors.ValidationFailed("A void needs a reason.", field="reason")
+        return self.primary_store().void_transaction(transaction_id, voided_by, reason.strip())
+
+    def get_transaction(self, transaction_id: str) -> TransactionRecord:
+        return self.primary_store().get_transaction(_checked_id("transaction_id", transaction_id))

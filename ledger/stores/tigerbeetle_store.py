@@ -1,0 +1,446 @@
+"""The TigerBeetle wallet store: the wallet interface over a ledger backend and the registries.
+
+Data model (design.md): one ledger per currency, one wallet account per wallet key (code 1,
+`debits_must_not_exceed_credits | history`), one system account per ledger on the other side
+of every credit and debit, transfer ids derived from the client's ids so that a retry answers
+`exists` and posts nothing twice, voids as compensating transfers.
+
+Writes go to TigerBeetle first and to the registry after; a crash in between is repaired by
+the retry, which gets `exists` from TigerBeetle and then writes the missing registry row.
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from tigerbeetle import (
+    Account,
+    AccountFilter,
+    AccountFilterFlags,
+    AccountFlags,
+    CreateAccountStatus,
+    CreateTransferStatus,
+    QueryFilter,
+    QueryFilterFlags,
+    Transfer,
+)
+
+from ledger import errors
+from ledger.backends import LedgerBackend, LedgerUnavailable, get_ledger_backend
+from ledger.backends.base import BATCH_EVENTS_MAX
+from ledger.countries import country_numeric
+from ledger.ids import (
+    WalletKey,
+    account_id_for,
+    client_hash_128,
+    credit_transfer_id,
+    debit_transfer_id,
+    issuer_hash_64,
+    system_account_id,
+    u128_to_hex,
+    void_transfer_id,
+)
+from ledger.money import ledger_for_currency
+from ledger.wallets import (
+    TransactionKind,
+    TransactionRecord,
+    TransactionState,
+    WalletBalance,
+    WalletResult,
+)
+from registry import accounts as account_registry
+from registry.models import WalletTransfer
+
+WALLET_ACCOUNT_CODE = 1
+SYSTEM_ACCOUNT_CODE = 2
+TRANSFER_CODE_CREDIT = 1
+TRANSFER_CODE_DEBIT = 2
+TRANSFER_CODE_VOID = 3
+TRANSFER_CODE_OPENING_BALANCE = 4
+WALLET_ACCOUNT_FLAGS = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.HISTORY
+MAX_ACCOUNT_NONCE = 16
+
+_ACCOUNT_ACCEPTED = {CreateAccountStatus.CREATED, CreateAccountStatus.EXISTS}
+_CROSS_LEDGER = {
+    CreateTransferStatus.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER,
+    CreateTransferStatus.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS,
+}
+_OVERFLOWS = {
+    CreateTransferStatus.OVERFLOWS_CREDITS,
+    CreateTransferStatus.OVERFLOWS_CREDITS_POSTED,
+    CreateTransferStatus.OVERFLOWS_DEBITS,
+    CreateTransferStatus.OVERFLOWS_DEBITS_POSTED,
+}
+
+
+def balance_from_account(key: WalletKey, account: Account) -> WalletBalance:
+    """design.md's balance fields: available = credits - debits, debit, historical credit."""
+    return WalletBalance(
+        key=key,
+        credit_minor=account.credits_posted - account.debits_posted,
+        debit_minor=account.debits_posted,
+        historical_credit_minor=account.credits_posted,
+    )
+
+
+class TigerBeetleWalletStore:
+    """Wallet store on TigerBeetle (the real cluster or the embedded engine)."""
+
+    name = "tigerbeetle"
+
+    def __init__(self, backend: LedgerBackend | None = None) -> None:
+        self._backend = backend
+
+    @property
+    def backend(self) -> LedgerBackend:
+        if self._backend is None:
+            self._backend = get_ledger_backend()
+        return self._backend
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def add_credit(self, key: WalletKey, amount_minor: int, transaction_id: str) -> WalletResult:
+        replay = self._replay_if_known(transaction_id, TransactionKind.CREDIT, key, amount_minor)
+        if replay:
+            return replay
+        tb_account_id = self._ensure_wallet_account(key)
+        ledger = ledger_for_currency(key.currency)
+        transfer = Transfer(
+            id=credit_transfer_id(transaction_id),
+            debit_account_id=system_account_id(ledger),
+            credit_account_id=tb_account_id,
+            amount=amount_minor,
+            ledger=ledger,
+            code=TRANSFER_CODE_CREDIT,
+        )
+        return self._post(transfer, transaction_id, TransactionKind.CREDIT, key, tb_account_id)
+
+    def subtract_credit(self, key: WalletKey, amount_minor: int, reference_id: str) -> WalletResult:
+        replay = self._replay_if_known(reference_id, TransactionKind.DEBIT, key, amount_minor)
+        if replay:
+            return replay
+        registered = account_registry.find_account(key)
+        if registered is None:
+            raise errors.WalletNotFound(f"No wallet {key.describe()}.")
+        transfer = Transfer(
+            id=debit_transfer_id(reference_id),
+            debit_account_id=registered.tb_account_id,
+            credit_account_id=system_account_id(registered.ledger),
+            amount=amount_minor,
+            ledger=registered.ledger,
+            code=TRANSFER_CODE_DEBIT,
+        )
+        return self._post(
+            transfer, reference_id, TransactionKind.DEBIT, key, registered.tb_account_id
+        )
+
+    def void_transaction(self, transaction_id: str, voided_by: str, reason: str) -> WalletResult:
+        """Post the compensating transfer, at most once per transaction.
+
+        The registry row is locked for the attempt so two voids of one transaction never
+        race; a void refused for funds bumps the attempt number, because TigerBeetle never
+        accepts a transfer id again once it failed (`id_already_failed`).
+        """
+        with transaction.atomic():
+            row = (
+                WalletTransfer.objects.select_for_update()
+                .select_related("wallet")
+                .filter(transaction_id=transaction_id)
+                .first()
+            )
+            if row is None or row.state == WalletTransfer.State.FAILED:
+                raise errors.TransactionNotFound(f"No posted transaction {transaction_id!r}.")
+            if row.state == WalletTransfer.State.VOIDED:
+                raise errors.AlreadyVoided(f"Transaction {transaction_id!r} was already voided.")
+            wallet_id = row.wallet.tb_account_id
+            system_id = system_account_id(row.wallet.ledger)
+            is_credit = row.kind == WalletTransfer.Kind.CREDIT
+            void = Transfer(
+                id=void_transfer_id(row.tb_transfer_id, attempt=row.void_attempts),
+                debit_account_id=wallet_id if is_credit else system_id,
+                credit_account_id=system_id if is_credit else wallet_id,
+                amount=row.amount_minor,
+                user_data_128=row.tb_transfer_id,
+                ledger=row.wallet.ledger,
+                code=TRANSFER_CODE_VOID,
+            )
+            result = self._create_transfer(void)
+            if result.status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
+                row.state = WalletTransfer.State.VOIDED
+                row.void_tb_transfer_id_hex = u128_to_hex(void.id)
+                row.voided_by = voided_by
+                row.void_reason = reason
+                row.voided_at = timezone.now()
+                row.save()
+                timestamp = result.timestamp
+            elif result.status == CreateTransferStatus.EXCEEDS_CREDITS:
+                row.void_attempts += 1
+                row.save(update_fields=["void_attempts"])
+                refusal: errors.WalletError = errors.VoidWouldOverdraw(
+                    f"Voiding credit {transaction_id!r} would take the wallet below zero."
+                )
+                timestamp = None
+            else:
+                raise self._unexpected(result.status, void)
+        if timestamp is None:
+            raise refusal
+        key = row.wallet.key
+        return WalletResult(
+            transaction=self._record(row),
+            balance=self._balance_at(key, wallet_id, timestamp),
+        )
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def get_balance(self, key: WalletKey) -> WalletBalance:
+        registered = account_registry.find_account(key)
+        if registered is None:
+            raise errors.WalletNotFound(f"No wallet {key.describe()}.")
+        accounts = self._call(self.backend.lookup_accounts, [registered.tb_account_id])
+        if not accounts:
+            raise errors.WalletNotFound(f"No ledger account for wallet {key.describe()}.")
+        return balance_from_account(key, accounts[0])
+
+    def get_balances(self, client_id: str) -> list[WalletBalance]:
+        """One query_accounts on the client's user_data_128, names from one registry query."""
+        registered = account_registry.accounts_of_client(client_id)
+        if not registered:
+            return []
+        accounts = self._call(
+            self.backend.query_accounts,
+            QueryFilter(
+                user_data_128=client_hash_128(client_id),
+                user_data_64=0,
+                user_data_32=0,
+                ledger=0,
+                code=WALLET_ACCOUNT_CODE,
+                timestamp_min=0,
+                timestamp_max=0,
+                limit=BATCH_EVENTS_MAX,
+                flags=QueryFilterFlags.NONE,
+            ),
+        )
+        balances = [
+            balance_from_account(registered[account.id].key, account)
+            for account in accounts
+            if account.id in registered
+        ]
+        return sorted(balances, key=lambda balance: balance.key.sort_key())
+
+    def get_transaction(self, transaction_id: str) -> TransactionRecord:
+        row = (
+            WalletTransfer.objects.select_related("wallet")
+            .filter(transaction_id=transaction_id)
+            .first()
+        )
+        if row is None:
+            raise errors.TransactionNotFound(f"No transaction {transaction_id!r}.")
+        return self._record(row)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _call(self, method, *args):  # type: ignore[no-untyped-def]
+        try:
+            return method(*args)
+        except LedgerUnavailable as exc:
+            raise errors.StoreUnavailable(f"TigerBeetle is unavailable: {exc}") from exc
+
+    def _create_transfer(self, transfer: Transfer):  # type: ignore[no-untyped-def]
+        return self._call(self.backend.create_transfers, [transfer])[0]
+
+    def _ensure_wallet_account(self, key: WalletKey) -> int:
+        """The wallet's account id, creating the system and wallet accounts on first use.
+
+        The account's fields encode the whole key, so TigerBeetle itself reports an id that
+        belongs to another wallet (`exists_with_different_*`): then the nonce is bumped.
+        """
+        registered = account_registry.find_account(key)
+        if registered is not None:
+            return registered.tb_account_id
+        ledger = ledger_for_currency(key.currency)
+        system = Account(id=system_account_id(ledger), ledger=ledger, code=SYSTEM_ACCOUNT_CODE)
+        for nonce in range(MAX_ACCOUNT_NONCE):
+            wallet = Account(
+                id=account_id_for(key, nonce),
+                user_data_128=client_hash_128(key.client_id),
+                user_data_64=issuer_hash_64(key.issuer),
+                user_data_32=country_numeric(key.country),
+                ledger=ledger,
+                code=WALLET_ACCOUNT_CODE,
+                flags=WALLET_ACCOUNT_FLAGS,
+            )
+            system_result, wallet_result = self._call(
+                self.backend.create_accounts, [system, wallet]
+            )
+            if system_result.status not in _ACCOUNT_ACCEPTED:
+                raise RuntimeError(f"system account of ledger {ledger}: {system_result.status!r}")
+            if wallet_result.status not in _ACCOUNT_ACCEPTED:
+                continue  # the id belongs to another wallet: next nonce
+            try:
+                return account_registry.register_account(
+                    key, wallet.id, ledger, nonce
+                ).tb_account_id
+            except account_registry.AccountIdTaken:
+                continue
+        raise RuntimeError(f"no free account id for {key.describe()} in {MAX_ACCOUNT_NONCE} nonces")
+
+    def _post(
+        self,
+        transfer: Transfer,
+        transaction_id: str,
+        kind: TransactionKind,
+        key: WalletKey,
+        tb_account_id: int,
+    ) -> WalletResult:
+        result = self._create_transfer(transfer)
+        status = result.status
+        if status == CreateTransferStatus.CREATED:
+            row = self._remember_transfer(transfer, transaction_id, kind, key, result.timestamp)
+            return WalletResult(
+                transaction=self._record(row),
+                balance=self._balance_at(key, tb_account_id, result.timestamp),
+            )
+        if status == CreateTransferStatus.EXISTS:
+            # Applied before, registry row lost in between (crash or race): repair, replay.
+            self._remember_transfer(transfer, transaction_id, kind, key, result.timestamp)
+            replay = self._replay_if_known(transaction_id, kind, key, transfer.amount)
+            assert replay is not None
+            return replay
+        if status.name.startswith("EXISTS_WITH_DIFFERENT_"):
+            raise errors.IdempotencyConflict(
+                f"Id {transaction_id!r} was already used for a different {kind.value}."
+            )
+        if status == CreateTransferStatus.EXCEEDS_CREDITS:
+            self._remember_transfer(
+                transfer, transaction_id, kind, key, None, failure_code="insufficient_funds"
+            )
+            raise errors.InsufficientFunds(
+                f"Wallet {key.describe()} has less available credit than the amount."
+            )
+        if status == CreateTransferStatus.ID_ALREADY_FAILED:
+            replay = self._replay_if_known(transaction_id, kind, key, transfer.amount)
+            if replay:
+                return replay
+            raise errors.IdempotencyConflict(
+                f"Id {transaction_id!r} belongs to a request that failed; use a new id."
+            )
+        if status in _CROSS_LEDGER:
+            raise errors.CrossCurrency(f"Wallet {key.describe()} is in another currency.")
+        if status in {
+            CreateTransferStatus.DEBIT_ACCOUNT_NOT_FOUND,
+            CreateTransferStatus.CREDIT_ACCOUNT_NOT_FOUND,
+        }:
+            raise errors.WalletNotFound(f"No ledger account for wallet {key.describe()}.")
+        if status in _OVERFLOWS:
+            raise errors.InvalidAmount("The amount would overflow the wallet's balance.")
+        raise self._unexpected(status, transfer)
+
+    def _remember_transfer(
+        self,
+        transfer: Transfer,
+        transaction_id: str,
+        kind: TransactionKind,
+        key: WalletKey,
+        tb_timestamp: int | None,
+        failure_code: str = "",
+    ) -> WalletTransfer:
+        registered = account_registry.find_account(key)
+        assert registered is not None, "a transfer was posted for an unregistered wallet"
+        state = WalletTransfer.State.FAILED if failure_code else WalletTransfer.State.POSTED
+        try:
+            with transaction.atomic():
+                row, _ = WalletTransfer.objects.get_or_create(
+                    transaction_id=transaction_id,
+                    defaults={
+                        "wallet_id": registered.registry_pk,
+                        "kind": kind.value,
+                        "amount_minor": transfer.amount,
+                        "state": state,
+                        "failure_code": failure_code,
+                        "tb_transfer_id_hex": u128_to_hex(transfer.id),
+                        "tb_timestamp": tb_timestamp,
+                    },
+                )
+        except IntegrityError:
+            # Same TigerBeetle id under another transaction id cannot happen (ids derive
+            # from transaction ids); a concurrent insert of this one is re-read here.
+            row = WalletTransfer.objects.get(transaction_id=transaction_id)
+        return WalletTransfer.objects.select_related("wallet").get(pk=row.pk)
+
+    def _replay_if_known(
+        self, transaction_id: str, kind: TransactionKind, key: WalletKey, amount_minor: int
+    ) -> WalletResult | None:
+        """The original result of an id seen before, or IdempotencyConflict if it differs."""
+        row = (
+            WalletTransfer.objects.select_related("wallet")
+            .filter(transaction_id=transaction_id)
+            .first()
+        )
+        if row is None:
+            return None
+        if row.kind != kind.value or row.wallet.key != key or row.amount_minor != amount_minor:
+            raise errors.IdempotencyConflict(
+                f"Id {transaction_id!r} was already used for a different request."
+            )
+        if row.state == WalletTransfer.State.FAILED:
+            raise errors.InsufficientFunds(
+                f"Wallet {key.describe()} had less available credit than the amount."
+            )
+        timestamp = row.tb_timestamp or self._transfer_timestamp(row.tb_transfer_id)
+        return WalletResult(
+            transaction=self._record(row),
+            balance=self._balance_at(key, row.wallet.tb_account_id, timestamp),
+            replayed=True,
+        )
+
+    def _transfer_timestamp(self, tb_transfer_id: int) -> int:
+        transfers = self._call(self.backend.lookup_transfers, [tb_transfer_id])
+        if not transfers:
+            raise errors.TransactionNotFound("The transaction's transfer is not in the ledger.")
+        return transfers[0].timestamp
+
+    def _balance_at(self, key: WalletKey, tb_account_id: int, timestamp: int) -> WalletBalance:
+        """The wallet's balance right after the transfer at `timestamp` (accounts keep
+        history), so a replay answers exactly what the original request answered."""
+        snapshots = self._call(
+            self.backend.get_account_balances,
+            AccountFilter(
+                account_id=tb_account_id,
+                user_data_128=0,
+                user_data_64=0,
+                user_data_32=0,
+                code=0,
+                timestamp_min=timestamp,
+                timestamp_max=timestamp,
+                limit=1,
+                flags=AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS,
+            ),
+        )
+        if not snapshots:
+            raise errors.StoreUnavailable("TigerBeetle has no balance snapshot of the transfer.")
+        snapshot = snapshots[0]
+        return WalletBalance(
+            key=key,
+            credit_minor=snapshot.credits_posted - snapshot.debits_posted,
+            debit_minor=snapshot.debits_posted,
+            historical_credit_minor=snapshot.credits_posted,
+        )
+
+    @staticmethod
+    def _record(row: WalletTransfer) -> TransactionRecord:
+        return TransactionRecord(
+            transaction_id=row.transaction_id,
+            kind=TransactionKind(row.kind),
+            key=row.wallet.key,
+            amount_minor=row.amount_minor,
+            state=TransactionState(row.state),
+            created_at=row.created_at,
+            failure_code=row.failure_code,
+            voided_at=row.voided_at,
+            voided_by=row.voided_by,
+            void_reason=row.void_reason,
+        )
+
+    @staticmethod
+    def _unexpected(status: CreateTransferStatus, transfer: Transfer) -> RuntimeError:
+        return RuntimeError(f"TigerBeetle refused transfer {transfer.id:#x}: {status.name}")

@@ -1,0 +1,117 @@
+"""The wallet-level model both stores speak: balances, transaction records, the store interface.
+
+Amounts here are integer minor units of the wallet's currency; `Decimal` appears only at the
+edges (API serializers, admin), through `ledger.money`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from ledger.ids import WalletKey
+from ledger.money import from_minor_units
+
+
+class TransactionKind(enum.StrEnum):
+    CREDIT = "credit"
+    DEBIT = "debit"
+
+
+class TransactionState(enum.StrEnum):
+    POSTED = "posted"
+    VOIDED = "voided"
+    # Refused (e.g. insufficient funds) and remembered, so a retry of the same id gets the
+    # same answer from either store (TigerBeetle burns a failed transfer id for good).
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class WalletBalance:
+    """The seed's WalletBalanceVm: credit = available, debit = spent, historical = received."""
+
+    key: WalletKey
+    credit_minor: int
+    debit_minor: int
+    historical_credit_minor: int
+
+    @property
+    def credit(self) -> Decimal:
+        return from_minor_units(self.credit_minor, self.key.currency)
+
+    @property
+    def debit(self) -> Decimal:
+        return from_minor_units(self.debit_minor, self.key.currency)
+
+    @property
+    def historical_credit(self) -> Decimal:
+        return from_minor_units(self.historical_credit_minor, self.key.currency)
+
+    def fields_minor(self) -> tuple[int, int, int]:
+        """The three fields compared by shadow reads and reconciliation."""
+        return (self.credit_minor, self.debit_minor, self.historical_credit_minor)
+
+
+@dataclass(frozen=True)
+class TransactionRecord:
+    """One credit or debit as a client sees it, with its void if any."""
+
+    transaction_id: str
+    kind: TransactionKind
+    key: WalletKey
+    amount_minor: int
+    state: TransactionState
+    created_at: datetime
+    failure_code: str = ""
+    voided_at: datetime | None = None
+    voided_by: str = ""
+    void_reason: str = ""
+
+    @property
+    def amount(self) -> Decimal:
+        return from_minor_units(self.amount_minor, self.key.currency)
+
+
+@dataclass(frozen=True)
+class WalletResult:
+    """What a write answers: the transaction and the wallet's balance right after it.
+
+    `replayed` is true when the id had already been applied and this is the original result
+    (the API then answers 200 instead of 201).
+    """
+
+    transaction: TransactionRecord
+    balance: WalletBalance
+    replayed: bool = False
+
+
+class WalletStore(Protocol):
+    """One wallet store: the legacy MongoDB store or the TigerBeetle store.
+
+    Every write is atomic and idempotent on its id: the same id with the same request answers
+    the original result (`replayed=True`), with a different request `IdempotencyConflict`.
+    Failures are `ledger.errors.WalletError`s; an unreachable store is `StoreUnavailable`.
+    """
+
+    name: str
+
+    def add_credit(
+        self, key: WalletKey, amount_minor: int, transaction_id: str
+    ) -> WalletResult: ...
+
+    def subtract_credit(
+        self, key: WalletKey, amount_minor: int, reference_id: str
+    ) -> WalletResult: ...
+
+    def void_transaction(
+        self, transaction_id: str, voided_by: str, reason: str
+    ) -> WalletResult: ...
+
+    def get_balance(self, key: WalletKey) -> WalletBalance: ...
+
+    def get_balances(self, client_id: str) -> list[WalletBalance]: ...
+
+    def get_transaction(self, transaction_id: str) -> TransactionRecord: ...

@@ -1,0 +1,114 @@
+"""Account registry lookups, cached: wallet key -> TigerBeetle account.
+
+Balance reads hit this on every request, so key -> (row id, account id, ledger) is cached
+through Django's cache (Redis when REDIS_URL is set) for 30 minutes and invalidated whenever a
+row changes. A row is only written after its TigerBeetle account exists, so a cached entry
+always names a real account.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+
+from ledger.ids import WalletKey, hex_to_u128, u128_to_hex, wallet_key_bytes
+from registry.models import WalletAccount
+
+CACHE_TTL_S = 30 * 60
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RegisteredAccount:
+    """What the TigerBeetle store needs of a registry row, small enough to cache."""
+
+    registry_pk: int
+    tb_account_id: int
+    ledger: int
+
+
+def _cache_key(key: WalletKey) -> str:
+    return "registry:wallet:" + hashlib.sha256(wallet_key_bytes(key)).hexdigest()
+
+
+def _registered(row: WalletAccount) -> RegisteredAccount:
+    return RegisteredAccount(row.pk, row.tb_account_id, row.ledger)
+
+
+def find_account(key: WalletKey) -> RegisteredAccount | None:
+    """The registered account of a wallet, from the cache or the database."""
+    cache_key = _cache_key(key)
+    cached = cache.get(cache_key, version=CACHE_VERSION)
+    if cached is not None:
+        return RegisteredAccount(cached[0], hex_to_u128(cached[1]), cached[2])
+    row = WalletAccount.objects.filter(
+        client_id=key.client_id,
+        country=key.country,
+        currency=key.currency,
+        issuer=key.issuer or "",
+    ).first()
+    if row is None:
+        return None
+    _remember(key, row)
+    return _registered(row)
+
+
+def _remember(key: WalletKey, row: WalletAccount) -> None:
+    cache.set(
+        _cache_key(key),
+        (row.pk, row.tb_account_id_hex, row.ledger),
+        timeout=CACHE_TTL_S,
+        version=CACHE_VERSION,
+    )
+
+
+def forget(key: WalletKey) -> None:
+    """Drop a cached mapping; called on every change to the row."""
+    cache.delete(_cache_key(key), version=CACHE_VERSION)
+
+
+class AccountIdTaken(Exception):
+    """The candidate account id is registered to a different wallet key: bump the nonce."""
+
+
+def register_account(
+    key: WalletKey, tb_account_id: int, ledger: int, nonce: int
+) -> RegisteredAccount:
+    """Record key -> id after the TigerBeetle account exists.
+
+    Idempotent for the same key (a concurrent registration of the same wallet returns the row
+    that won); raises AccountIdTaken if the id already belongs to another key.
+    """
+    try:
+        with transaction.atomic():
+            row = WalletAccount.objects.create(
+                client_id=key.client_id,
+                country=key.country,
+                currency=key.currency,
+                issuer=key.issuer or "",
+                tb_account_id_hex=u128_to_hex(tb_account_id),
+                ledger=ledger,
+                nonce=nonce,
+            )
+    except IntegrityError as exc:
+        row = WalletAccount.objects.filter(
+            client_id=key.client_id,
+            country=key.country,
+            currency=key.currency,
+            issuer=key.issuer or "",
+        ).first()
+        if row is None:
+            raise AccountIdTaken(
+                f"account id {tb_account_id:#x} is registered to another wallet"
+            ) from exc
+    forget(key)
+    _remember(key, row)
+    return _registered(row)
+
+
+def accounts_of_client(client_id: str) -> dict[int, WalletAccount]:
+    """All registered wallets of a client, by TigerBeetle account id."""
+    return {row.tb_account_id: row for row in WalletAccount.objects.filter(client_id=client_id)}

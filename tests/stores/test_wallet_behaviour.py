@@ -1,0 +1,397 @@
+"""The wallet store contract, run against the legacy MongoDB store and the TigerBeetle store.
+
+Both stores must agree field by field (credit, debit, historical_credit) after any sequence of
+operations, because the migration compares them.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from ledger import errors
+from ledger.ids import WalletKey
+from ledger.wallets import TransactionKind, TransactionState, WalletStore
+from tests.concurrency import run_concurrently
+
+
+def new_key(currency: str = "USD", country: str = "USA", issuer: str | None = None) -> WalletKey:
+    return WalletKey(
+        client_id=f"client-{uuid.uuid4().hex[:10]}",
+        country=country,
+        currency=currency,
+        issuer=issuer,
+    )
+
+
+def new_id(prefix: str = "tx") -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def fields(store: WalletStore, key: WalletKey) -> tuple[int, int, int]:
+    return store.get_balance(key).fields_minor()
+
+
+def test_first_credit_creates_the_wallet_with_that_balance(wallet_store: WalletStore) -> None:
+    key = new_key()
+
+    result = wallet_store.add_credit(key, 10_050, new_id())
+
+    assert result.balance.fields_minor() == (10_050, 0, 10_050)
+    assert result.replayed is False
+    assert fields(wallet_store, key) == (10_050, 0, 10_050)
+
+
+def test_credits_accumulate_in_credit_and_historical_credit(wallet_store: WalletStore) -> None:
+    key = new_key()
+    wallet_store.add_credit(key, 1_000, new_id())
+
+    wallet_store.add_credit(key, 250, new_id())
+
+    assert fields(wallet_store, key) == (1_250, 0, 1_250)
+
+
+def test_debit_moves_available_credit_into_debit(wallet_store: WalletStore) -> None:
+    key = new_key()
+    wallet_store.add_credit(key, 1_000, new_id())
+
+    result = wallet_store.subtract_credit(key, 300, new_id("ref"))
+
+    assert result.balance.fields_minor() == (700, 300, 1_000)
+    assert result.transaction.kind == TransactionKind.DEBIT
+
+
+def test_debit_of_the_whole_balance_leaves_zero(wallet_store: WalletStore) -> None:
+    key = new_key()
+    wallet_store.add_credit(key, 1_000, new_id())
+
+    wallet_store.subtract_credit(key, 1_000, new_id("ref"))
+
+    assert fields(wallet_store, key) == (0, 1_000, 1_000)
+
+
+def test_debit_beyond_available_credit_is_insufficient_funds_and_changes_nothing(
+    wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    wallet_store.add_credit(key, 1_000, new_id())
+
+    with pytest.raises(errors.InsufficientFunds):
+        wallet_store.subtract_credit(key, 1_001, new_id("ref"))
+
+    assert fields(wallet_store, key) == (1_000, 0, 1_000)
+
+
+def test_debit_of_a_wallet_that_never_had_credit_is_wallet_not_found(
+    wallet_store: WalletStore,
+) -> None:
+    with pytest.raises(errors.WalletNotFound):
+        wallet_store.subtract_credit(new_key(), 100, new_id("ref"))
+
+
+def test_retrying_a_credit_answers_the_original_result_and_posts_once(
+    wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    transaction_id = new_id()
+    first = wallet_store.add_credit(key, 500, transaction_id)
+    wallet_store.add_credit(key, 100, new_id())
+
+    retry = wallet_store.add_credit(key, 500, transaction_id)
+
+    assert retry.replayed is True
+    assert retry.balance == first.balance
+    assert fields(wallet_store, key) == (600, 0, 600)
+
+
+def test_retrying_a_debit_answers_the_original_result_and_posts_once(
+    wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    wallet_store.add_credit(key, 1_000, new_id())
+    reference_id = new_id("ref")
+    first = wallet_store.subtract_credit(key, 400, reference_id)
+
+    retry = wallet_store.subtract_credit(key, 400, reference_id)
+
+    assert retry.replayed is True
+    assert retry.balance == first.balance
+    assert fields(wallet_store, key) == (600, 400, 1_000)
+
+
+def test_reusing_a_credit_id_with_another_amount_is_an_idempotency_conflict(
+    wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    transaction_id = new_id()
+    wallet_store.add_credit(key, 500, transaction_id)
+
+    with pytest.raises(errors.IdempotencyConflict):
+        wallet_store.add_credit(key, 501, transaction_id)
+
+    assert fields(wallet_store, key) == (500, 0, 500)
+
+
+def test_reusing_a_credit_id_for_another_wallet_is_an_idempotency_conflict(
+    wallet_store: WalletStore,
+) -> None:
+    transaction_id = new_id()
+    wallet_store.add_credit(new_key(), 500, transaction_id)
+
+    with pytest.raises(errors.IdempotencyConflict):
+        wallet_store.add_credit(new_key(), 500, transaction_id)
+
+
+def test_reusing_a_credit_id_as_a_debit_reference_is_an_idempotency_conflict(
+    wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    transaction_id = new_id()
+    wallet_store.add_credit(key, 500, transaction_id)
+
+    with pytest.raises(errors.IdempotencyConflict):
+        wallet_store.subtract_credit(key, 500, transaction_id)
+
+    assert fields(wallet_store, key) == (500, 0, 500)
+
+
+def test_retrying_a_refused_debit_is_refused_again_the_same_way(
+    wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    wallet_store.add_credit(key, 100, new_id())
+    reference_id = new_id("ref")
+    with pytest.raises(errors.InsufficientFunds):
+        wallet_store.subtract_credit(key, 500, reference_id)
+    wallet_store.add_credit(key, 1_000, new_id())
+
+    with pytest.raises(errors.InsufficientFunds):
+        wallet_store.subtract_credit(key, 500, reference_id)
+
+    assert fields(wallet_store, key) == (1_100, 0, 1_100)
+
+
+def test_voiding_a_credit_takes_the_amount_back_out_as_a_debit(
+    wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    transaction_id = new_id()
+    wallet_store.add_credit(key, 1_000, transaction_id)
+    wallet_store.add_credit(key, 200, new_id())
+
+    result = wallet_store.void_transaction(transaction_id, "support-1", "duplicate top-up")
+
+    assert result.balance.fields_minor() == (200, 1_000, 1_200)
+    assert fields(wallet_store, key) == (200, 1_000, 1_200)
+    assert result.transaction.state == TransactionState.VOIDED
+
+
+def test_voiding_a_debit_gives_the_amount_back_as_credit(wallet_store: WalletStore) -> None:
+    key = new_key()
+    wallet_store.add_credit(key, 1_000, new_id())
+    reference_id = new_id("ref")
+    wallet_store.subtract_credit(key, 300, reference_id)
+
+    wallet_store.void_transaction(reference_id, "support-1", "order cancelled")
+
+    assert fields(wallet_store, key) == (1_000, 300, 1_300)
+
+
+def test_voiding_twice_is_already_voided_and_changes_nothing(wallet_store: WalletStore) -> None:
+    key = new_key()
+    transaction_id = new_id()
+    wallet_store.add_credit(key, 1_000, transaction_id)
+    wallet_store.void_transaction(transaction_id, "support-1", "mistake")
+
+    with pytest.raises(errors.AlreadyVoided):
+        wallet_store.void_transaction(transaction_id, "support-2", "mistake again")
+
+    assert fields(wallet_store, key) == (0, 1_000, 1_000)
+
+
+def test_voiding_a_spent_credit_is_void_would_overdraw_and_changes_nothing(
+    wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    transaction_id = new_id()
+    wallet_store.add_credit(key, 1_000, transaction_id)
+    wallet_store.subtract_credit(key, 600, new_id("ref"))
+
+    with pytest.raises(errors.VoidWouldOverdraw):
+        wallet_store.void_transaction(transaction_id, "support-1", "chargeback")
+
+    assert fields(wallet_store, key) == (400, 600, 1_000)
+    assert wallet_store.get_transaction(transaction_id).state == TransactionState.POSTED
+
+
+def test_a_void_refused_for_funds_goes_through_once_the_wallet_is_topped_up(
+    wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    transaction_id = new_id()
+    wallet_store.add_credit(key, 1_000, transaction_id)
+    wallet_store.subtract_credit(key, 600, new_id("ref"))
+    with pytest.raises(errors.VoidWouldOverdraw):
+        wallet_store.void_transaction(transaction_id, "support-1", "chargeback")
+    wallet_store.add_credit(key, 600, new_id())
+
+    wallet_store.void_transaction(transaction_id, "support-1", "chargeback")
+
+    assert fields(wallet_store, key) == (0, 1_600, 1_600)
+
+
+def test_voiding_an_unknown_transaction_is_transaction_not_found(
+    wallet_store: WalletStore,
+) -> None:
+    with pytest.raises(errors.TransactionNotFound):
+        wallet_store.void_transaction(new_id(), "support-1", "no such thing")
+
+
+def test_voiding_a_refused_debit_is_transaction_not_found(wallet_store: WalletStore) -> None:
+    key = new_key()
+    wallet_store.add_credit(key, 100, new_id())
+    reference_id = new_id("ref")
+    with pytest.raises(errors.InsufficientFunds):
+        wallet_store.subtract_credit(key, 500, reference_id)
+
+    with pytest.raises(errors.TransactionNotFound):
+        wallet_store.void_transaction(reference_id, "support-1", "cleanup")
+
+
+def test_a_void_is_recorded_with_who_why_and_when(wallet_store: WalletStore) -> None:
+    key = new_key()
+    transaction_id = new_id()
+    wallet_store.add_credit(key, 1_000, transaction_id)
+
+    wallet_store.void_transaction(transaction_id, "support-7", "customer request #42")
+
+    record = wallet_store.get_transaction(transaction_id)
+    assert record.state == TransactionState.VOIDED
+    assert record.voided_by == "support-7"
+    assert record.void_reason == "customer request #42"
+    assert record.voided_at is not None
+
+
+def test_a_transaction_reads_back_with_its_wallet_amount_and_kind(
+    wallet_store: WalletStore,
+) -> None:
+    key = new_key(currency="KWD", country="KWT")
+    transaction_id = new_id()
+    wallet_store.add_credit(key, 1_234, transaction_id)
+
+    record = wallet_store.get_transaction(transaction_id)
+
+    assert (record.key, record.kind, record.amount_minor) == (key, TransactionKind.CREDIT, 1_234)
+    assert str(record.amount) == "1.234"
+
+
+def test_reading_an_unknown_transaction_is_transaction_not_found(
+    wallet_store: WalletStore,
+) -> None:
+    with pytest.raises(errors.TransactionNotFound):
+        wallet_store.get_transaction(new_id())
+
+
+def test_balance_of_an_unknown_wallet_is_wallet_not_found(wallet_store: WalletStore) -> None:
+    with pytest.raises(errors.WalletNotFound):
+        wallet_store.get_balance(new_key())
+
+
+def test_wallets_differing_only_by_issuer_are_separate(wallet_store: WalletStore) -> None:
+    plain = new_key()
+    issued = WalletKey(plain.client_id, plain.country, plain.currency, issuer="visa")
+    wallet_store.add_credit(plain, 100, new_id())
+
+    wallet_store.add_credit(issued, 900, new_id())
+
+    assert fields(wallet_store, plain) == (100, 0, 100)
+    assert fields(wallet_store, issued) == (900, 0, 900)
+
+
+def test_all_balances_of_a_client_list_each_of_its_wallets_and_no_one_elses(
+    wallet_store: WalletStore,
+) -> None:
+    usd = new_key()
+    client = usd.client_id
+    eur = WalletKey(client, "DEU", "EUR", None)
+    jpy_issued = WalletKey(client, "JPN", "JPY", "jcb")
+    for key, amount in ((usd, 100), (eur, 200), (jpy_issued, 300)):
+        wallet_store.add_credit(key, amount, new_id())
+    wallet_store.add_credit(new_key(), 999, new_id())
+
+    balances = wallet_store.get_balances(client)
+
+    assert {(b.key, b.credit_minor) for b in balances} == {
+        (usd, 100),
+        (eur, 200),
+        (jpy_issued, 300),
+    }
+
+
+def test_all_balances_of_an_unknown_client_is_an_empty_list(wallet_store: WalletStore) -> None:
+    assert wallet_store.get_balances(f"nobody-{uuid.uuid4().hex}") == []
+
+
+def test_two_hundred_concurrent_debits_never_overdraw_and_leave_exact_balances(
+    committed_wallet_store: WalletStore,
+) -> None:
+    store = committed_wallet_store
+    key = new_key()
+    store.add_credit(key, 10_000, new_id())
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def debit(_: int) -> None:
+        try:
+            store.subtract_credit(key, 70, new_id("ref"))
+            outcome = "ok"
+        except errors.InsufficientFunds:
+            outcome = "refused"
+        with lock:
+            outcomes.append(outcome)
+
+    run_concurrently(debit, range(200), workers=16)
+
+    succeeded = outcomes.count("ok")
+    assert succeeded == 10_000 // 70
+    assert outcomes.count("refused") == 200 - succeeded
+    assert fields(store, key) == (10_000 - 70 * succeeded, 70 * succeeded, 10_000)
+
+
+def test_concurrent_retries_of_one_credit_post_it_once(
+    committed_wallet_store: WalletStore,
+) -> None:
+    store = committed_wallet_store
+    key = new_key()
+    store.add_credit(key, 1, new_id())
+    transaction_id = new_id()
+
+    results = run_concurrently(lambda _: store.add_credit(key, 500, transaction_id), range(8), 8)
+
+    assert sum(not r.replayed for r in results) == 1
+    assert {r.balance.fields_minor() for r in results} == {(501, 0, 501)}
+    assert fields(store, key) == (501, 0, 501)
+
+
+def test_concurrent_voids_of_one_transaction_void_it_once(
+    committed_wallet_store: WalletStore,
+) -> None:
+    store = committed_wallet_store
+    key = new_key()
+    transaction_id = new_id()
+    store.add_credit(key, 1_000, new_id())
+    store.add_credit(key, 300, transaction_id)
+
+    def void(_: int) -> str:
+        try:
+            store.void_transaction(transaction_id, "support-1", "duplicate")
+            return "voided"
+        except errors.AlreadyVoided:
+            return "already"
+
+    outcomes = run_concurrently(void, range(8), workers=8)
+
+    assert outcomes.count("voided") == 1
+    assert fields(store, key) == (1_000, 300, 1_300)
