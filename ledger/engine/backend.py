@@ -290,7 +290,10 @@ class EngineBackend:
 
     @staticmethod
     def _begin() -> sm.BatchState:
-        clock = Clock.objects.select_for_update().get(pk=1)  # created by migration 0002
+        clock = Clock.objects.select_for_update().filter(pk=1).first()
+        if clock is None:  # migration 0002 creates it; a flushed database lost it
+            Clock.objects.get_or_create(pk=1)
+            clock = Clock.objects.select_for_update().get(pk=1)
         return sm.BatchState(
             now_ns=time.time_ns(),
             clock=sm.ClockState(
