@@ -113,6 +113,8 @@ WALLET_STORE = env("WALLET_STORE", default="mongo")
 # Empty TB_ADDRESSES selects the embedded engine (TigerBeetle semantics on DATABASES).
 TB_ADDRESSES = env("TB_ADDRESSES", default="")
 TB_CLUSTER_ID = env.int("TB_CLUSTER_ID", default=0)
+# ClientSync waits forever for a replica; past this a request fails as LedgerUnavailable.
+TB_REQUEST_TIMEOUT_S = env.float("TB_REQUEST_TIMEOUT_S", default=5.0)
 
 # --- Celery ------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")

@@ -1,0 +1,200 @@
+"""The real TigerBeetle backend: `tigerbeetle.ClientSync`, one per process.
+
+- Created lazily and re-created in a forked child (gunicorn and Celery prefork workers fork
+  after import; a client's native threads do not survive a fork), closed at exit.
+- Lists longer than a request may carry (8189 events) are sent as consecutive requests; a
+  split never falls inside a linked chain, so a chain stays atomic.
+- ClientSync blocks until a replica answers; each request is bounded by TB_REQUEST_TIMEOUT_S
+  and a client that timed out is discarded, so the next call starts a fresh session.
+- Every client failure surfaces as `LedgerUnavailable`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+import tigerbeetle as tb
+from django.conf import settings
+
+from ledger.backends.base import BATCH_EVENTS_MAX, LedgerUnavailable
+
+T = TypeVar("T")
+
+CLIENT_ERRORS: tuple[type[BaseException], ...] = (
+    tb.ClientClosedError,
+    tb.ClientEvictedError,
+    tb.ClientReleaseTooLowError,
+    tb.ClientReleaseTooHighError,
+    tb.TooMuchDataError,
+    tb.NativeError,
+    tb.client.InitError,
+    OSError,
+)
+
+
+def chain_safe_chunks(events: Sequence[Any], size: int = BATCH_EVENTS_MAX) -> list[Sequence[Any]]:
+    """Consecutive slices of at most `size` events, each ending where a linked chain ends.
+
+    A chain longer than `size` cannot be sent atomically at all; it is sent as one slice and
+    TigerBeetle refuses it whole (the client raises TooMuchDataError -> LedgerUnavailable).
+    """
+    chunks: list[Sequence[Any]] = []
+    start = 0
+    while start < len(events):
+        end = min(start + size, len(events))
+        if end < len(events):
+            cut = end
+            while cut > start and events[cut - 1].flags & 1:  # flags.linked = 1 << 0
+                cut -= 1
+            if cut > start:
+                end = cut
+            else:  # one chain fills the slice: keep it whole
+                end = start + size
+                while end < len(events) and events[end - 1].flags & 1:
+                    end += 1
+        chunks.append(events[start:end])
+        start = end
+    return chunks
+
+
+class TigerBeetleBackend:
+    """LedgerBackend over a TigerBeetle cluster."""
+
+    _process_instance: TigerBeetleBackend | None = None
+    _process_pid: int | None = None
+    _process_lock = threading.Lock()
+
+    def __init__(
+        self,
+        cluster_id: int,
+        addresses: str,
+        request_timeout_s: float | None = None,
+        client_factory: Callable[[int, str], Any] | None = None,
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.addresses = addresses
+        self.request_timeout_s = (
+            request_timeout_s if request_timeout_s is not None else settings.TB_REQUEST_TIMEOUT_S
+        )
+        self._client_factory = client_factory or (
+            lambda cluster, replicas: tb.ClientSync(cluster_id=cluster, replica_addresses=replicas)
+        )
+        self._client: Any = None
+        self._client_pid: int | None = None
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def for_process(cls, cluster_id: int, addresses: str) -> TigerBeetleBackend:
+        """The process-wide backend; a forked child gets its own."""
+        with cls._process_lock:
+            if cls._process_instance is None or cls._process_pid != os.getpid():
+                cls._process_instance = cls(cluster_id=cluster_id, addresses=addresses)
+                cls._process_pid = os.getpid()
+                atexit.register(cls._process_instance.close)
+            return cls._process_instance
+
+    # --- the protocol ----------------------------------------------------------------------
+
+    def create_accounts(self, accounts: list[tb.Account]) -> list[tb.CreateAccountResult]:
+        return self._batched("create_accounts", accounts)
+
+    def create_transfers(self, transfers: list[tb.Transfer]) -> list[tb.CreateTransferResult]:
+        return self._batched("create_transfers", transfers)
+
+    def lookup_accounts(self, account_ids: list[int]) -> list[tb.Account]:
+        return self._plain_batched("lookup_accounts", account_ids)
+
+    def lookup_transfers(self, transfer_ids: list[int]) -> list[tb.Transfer]:
+        return self._plain_batched("lookup_transfers", transfer_ids)
+
+    def get_account_transfers(self, account_filter: tb.AccountFilter) -> list[tb.Transfer]:
+        return self._call("get_account_transfers", account_filter)
+
+    def get_account_balances(self, account_filter: tb.AccountFilter) -> list[tb.AccountBalance]:
+        return self._call("get_account_balances", account_filter)
+
+    def query_accounts(self, query_filter: tb.QueryFilter) -> list[tb.Account]:
+        return self._call("query_accounts", query_filter)
+
+    def query_transfers(self, query_filter: tb.QueryFilter) -> list[tb.Transfer]:
+        return self._call("query_transfers", query_filter)
+
+    def close(self) -> None:
+        with self._lock:
+            self._discard_client()
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _batched(self, operation: str, events: list[Any]) -> list[Any]:
+        results: list[Any] = []
+        for chunk in chain_safe_chunks(events):
+            results.extend(self._call(operation, list(chunk)))
+        return results
+
+    def _plain_batched(self, operation: str, ids: list[int]) -> list[Any]:
+        results: list[Any] = []
+        for start in range(0, len(ids), BATCH_EVENTS_MAX):
+            results.extend(self._call(operation, ids[start : start + BATCH_EVENTS_MAX]))
+        return results
+
+    def _call(self, operation: str, argument: Any) -> Any:
+        client = self._current_client()
+        future = self._worker().submit(getattr(client, operation), argument)
+        try:
+            return future.result(timeout=self.request_timeout_s)
+        except FutureTimeout as exc:
+            with self._lock:
+                if self._client is client:
+                    self._discard_client()
+            raise LedgerUnavailable(
+                f"TigerBeetle at {self.addresses} did not answer {operation} "
+                f"within {self.request_timeout_s}s"
+            ) from exc
+        except CLIENT_ERRORS as exc:
+            with self._lock:
+                if self._client is client:
+                    self._discard_client()
+            raise LedgerUnavailable(f"TigerBeetle {operation} failed: {exc!r}") from exc
+
+    def _current_client(self) -> Any:
+        with self._lock:
+            if self._client is None or self._client_pid != os.getpid():
+                if self._client_pid != os.getpid():
+                    # Inherited across fork: its native threads are gone; never touch it.
+                    self._client = None
+                    self._executor = None
+                try:
+                    self._client = self._client_factory(self.cluster_id, self.addresses)
+                except CLIENT_ERRORS as exc:
+                    raise LedgerUnavailable(f"cannot start a TigerBeetle client: {exc!r}") from exc
+                self._client_pid = os.getpid()
+            return self._client
+
+    def _worker(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tb-request")
+            return self._executor
+
+    def _discard_client(self) -> None:
+        """Close the client without waiting on a request that may never complete."""
+        client, self._client = self._client, None
+        if client is None or self._client_pid != os.getpid():
+            return
+        threading.Thread(target=_close_quietly, args=(client,), daemon=True).start()
+
+
+def _close_quietly(client: Any) -> None:
+    with contextlib.suppress(Exception):
+        client.close()
