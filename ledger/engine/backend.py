@@ -463,7 +463,9 @@ def _validate_ids(ids: Iterable[int]) -> None:
 
 def _account_filter_valid(f: AccountFilter) -> bool:
     """TigerBeetle answers an invalid filter with an empty result, not an error."""
-    known = AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS | AccountFilterFlags.REVERSED
+    known = int(
+        AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS | AccountFilterFlags.REVERSED
+    )
     return (
         f.account_id not in (0, sm.U128_MAX)
         and f.limit > 0
@@ -471,7 +473,7 @@ def _account_filter_valid(f: AccountFilter) -> bool:
         and f.timestamp_max != U64_MAX
         and (f.timestamp_max == 0 or f.timestamp_min <= f.timestamp_max)
         and bool(f.flags & (AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS))
-        and not f.flags & ~known
+        and not int(f.flags) & ~known
     )
 
 
@@ -481,7 +483,7 @@ def _query_filter_valid(f: QueryFilter) -> bool:
         and f.timestamp_min != U64_MAX
         and f.timestamp_max != U64_MAX
         and (f.timestamp_max == 0 or f.timestamp_min <= f.timestamp_max)
-        and not f.flags & ~QueryFilterFlags.REVERSED
+        and not int(f.flags) & ~int(QueryFilterFlags.REVERSED)
     )
 
 

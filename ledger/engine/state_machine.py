@@ -27,7 +27,7 @@ U128_MAX = 2**128 - 1
 NS_PER_S = 1_000_000_000
 TIMESTAMP_LIMIT = 2**63
 
-ACCOUNT_FLAGS_KNOWN = (
+ACCOUNT_FLAGS_KNOWN = int(
     AccountFlags.LINKED
     | AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
     | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
@@ -35,7 +35,7 @@ ACCOUNT_FLAGS_KNOWN = (
     | AccountFlags.IMPORTED
     | AccountFlags.CLOSED
 )
-TRANSFER_FLAGS_KNOWN = (
+TRANSFER_FLAGS_KNOWN = int(
     TransferFlags.LINKED
     | TransferFlags.PENDING
     | TransferFlags.POST_PENDING_TRANSFER
@@ -360,7 +360,7 @@ def _create_account(
         user_data_32=a.user_data_32,
         ledger=a.ledger,
         code=a.code,
-        flags=flags & ~AccountFlags.LINKED,
+        flags=flags & ~int(AccountFlags.LINKED),
         timestamp=timestamp,
         persisted=False,
     )
@@ -370,9 +370,9 @@ def _create_account(
 
 
 def _account_exists(a: Account, e: AccountState) -> int:
-    requested = int(a.flags) & ~AccountFlags.LINKED
+    requested = int(a.flags) & ~int(AccountFlags.LINKED)
     # A closing transfer may have set `closed` since; that is not a different request.
-    if requested not in (e.flags, e.flags & ~AccountFlags.CLOSED):
+    if requested not in (e.flags, e.flags & ~int(AccountFlags.CLOSED)):
         return A.EXISTS_WITH_DIFFERENT_FLAGS
     if a.user_data_128 != e.user_data_128:
         return A.EXISTS_WITH_DIFFERENT_USER_DATA_128
@@ -570,7 +570,7 @@ def _single_or_pending(
             timeout=t.timeout,
             ledger=t.ledger,
             code=t.code,
-            flags=flags & ~TransferFlags.LINKED,
+            flags=flags & ~int(TransferFlags.LINKED),
             timestamp=timestamp,
             pending_status=PendingStatus.PENDING if pending else PendingStatus.NONE,
             expires_at=timestamp + t.timeout * NS_PER_S if pending and t.timeout else None,
@@ -652,9 +652,9 @@ def _post_or_void(
         dr.debits_posted += amount
         cr.credits_posted += amount
     if reopens_debit:
-        dr.flags &= ~AccountFlags.CLOSED
+        dr.flags &= ~int(AccountFlags.CLOSED)
     if reopens_credit:
-        cr.flags &= ~AccountFlags.CLOSED
+        cr.flags &= ~int(AccountFlags.CLOSED)
     dr.dirty = cr.dirty = True
     p.pending_status = PendingStatus.POSTED if posting else PendingStatus.VOIDED
     p.status_dirty = True
@@ -673,7 +673,7 @@ def _post_or_void(
             timeout=0,
             ledger=p.ledger,
             code=p.code,
-            flags=flags & ~TransferFlags.LINKED,
+            flags=flags & ~int(TransferFlags.LINKED),
             timestamp=timestamp,
             persisted=False,
         ),
@@ -728,7 +728,7 @@ def _record(
 def _transfer_exists(state: BatchState, t: Transfer, e: TransferState) -> int:
     """`exists` only if the request is the same transfer; fields a post/void inherits from
     its pending transfer (zero in the request) are not compared."""
-    flags = int(t.flags) & ~TransferFlags.LINKED
+    flags = int(t.flags) & ~int(TransferFlags.LINKED)
     post_or_void = bool(flags & _POST_OR_VOID)
     if flags != e.flags:
         return S.EXISTS_WITH_DIFFERENT_FLAGS
@@ -782,6 +782,6 @@ def expire(state: BatchState, due: Sequence[TransferState]) -> None:
         pending.pending_status = PendingStatus.EXPIRED
         pending.status_dirty = True
         if pending.flags & TransferFlags.CLOSING_DEBIT:
-            dr.flags &= ~AccountFlags.CLOSED
+            dr.flags &= ~int(AccountFlags.CLOSED)
         if pending.flags & TransferFlags.CLOSING_CREDIT:
-            cr.flags &= ~AccountFlags.CLOSED
+            cr.flags &= ~int(AccountFlags.CLOSED)
