@@ -104,6 +104,8 @@ else:
 # --- MongoDB (legacy wallet store) -------------------------------------------
 MONGO_URL = env("MONGO_URL", default="mongodb://127.0.0.1:27017/wallet?directConnection=true")
 MONGO_EMBEDDED_PORT = env.int("MONGO_EMBEDDED_PORT", default=27017)
+# Server selection, connect and socket timeout: past it the store answers 503, not a hang.
+MONGO_TIMEOUT_S = env.float("MONGO_TIMEOUT_S", default=5.0)
 
 # The store the wallet service reads and writes before the migration phases take over:
 # "mongo" (legacy, phase 0) or "tigerbeetle".

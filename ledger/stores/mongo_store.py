@@ -1,0 +1,528 @@
+"""The legacy MongoDB wallet store (the seed's `PaymentsWallet`), through pymongo only.
+
+Collections:
+- `payments_wallets`: one document per wallet; credit, debit and historical_credit as
+  Decimal128 quantized to the currency's exponent (never float); unique on the wallet key.
+- `wallet_transactions`: the transaction log, one document per credit, debit and void,
+  written in the same MongoDB transaction as the balance it changes. Each entry carries the
+  wallet's balance right after it (so a retried id answers the original result), a per-wallet
+  `wallet_seq`, and `mirror_state`, which makes the log the durable outbox of the TigerBeetle
+  mirror.
+
+Every operation is one multi-document transaction. Write conflicts between concurrent
+transactions are retried (tenacity, bounded in attempts and time); a server that does not
+answer is `StoreUnavailable` within MONGO_TIMEOUT_S, never a long hang.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import pymongo
+from bson.decimal128 import Decimal128
+from django.conf import settings
+from pymongo.client_session import ClientSession
+from pymongo.errors import DuplicateKeyError, PyMongoError
+from tenacity import (
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from ledger import errors
+from ledger.ids import WalletKey
+from ledger.money import currency_exponent, from_minor_units
+from ledger.wallets import (
+    TransactionKind,
+    TransactionRecord,
+    TransactionState,
+    WalletBalance,
+    WalletResult,
+)
+
+T = TypeVar("T")
+WALLETS = "payments_wallets"
+LOG = "wallet_transactions"
+VOID_PREFIX = "void:"
+
+
+class MirrorState:
+    PENDING = "pending"  # to be applied to TigerBeetle by the mirror
+    NONE = "none"  # nothing to mirror (a refused debit)
+
+
+def _is_write_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, PyMongoError) and exc.has_error_label("TransientTransactionError") and (
+        not isinstance(exc, pymongo.errors.ConnectionFailure)
+    )
+
+
+_retry_conflicts = retry(
+    retry=retry_if_exception(_is_write_conflict),
+    stop=stop_after_attempt(200) | stop_after_delay(20),
+    wait=wait_random_exponential(multiplier=0.002, max=0.05),
+    reraise=True,
+)
+
+
+def _decimal128(amount_minor: int, currency: str) -> Decimal128:
+    return Decimal128(from_minor_units(amount_minor, currency))
+
+
+def _minor(value: Decimal128 | Decimal | int, currency: str) -> int:
+    amount = value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
+    minor = amount.scaleb(currency_exponent(currency))
+    if minor != minor.to_integral_value():
+        raise ValueError(f"stored amount {amount} is finer than {currency} allows")
+    return int(minor)
+
+
+def _key_filter(key: WalletKey) -> dict[str, str]:
+    return {
+        "client_id": key.client_id,
+        "country": key.country,
+        "currency": key.currency,
+        "issuer_type_identifier": key.issuer or "",
+    }
+
+
+def _key_of(document: dict[str, Any]) -> WalletKey:
+    return WalletKey(
+        client_id=document["client_id"],
+        country=document["country"],
+        currency=document["currency"],
+        issuer=document.get("issuer_type_identifier") or None,
+    )
+
+
+def _balance_of(wallet: dict[str, Any]) -> WalletBalance:
+    key = _key_of(wallet)
+    return WalletBalance(
+        key=key,
+        credit_minor=_minor(wallet["credit"], key.currency),
+        debit_minor=_minor(wallet["debit"], key.currency),
+        historical_credit_minor=_minor(wallet["historical_credit"], key.currency),
+    )
+
+
+def _balance_fields(balance: WalletBalance) -> dict[str, int]:
+    return {
+        "credit_minor": balance.credit_minor,
+        "debit_minor": balance.debit_minor,
+        "historical_credit_minor": balance.historical_credit_minor,
+    }
+
+
+class _Refusal(Exception):
+    """Carries a WalletError out of a transaction callback so the transaction aborts."""
+
+    def __init__(self, error: errors.WalletError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class MongoWalletStore:
+    """Wallet store on MongoDB (phase 0's primary store)."""
+
+    name = "mongo"
+
+    def __init__(
+        self, mongo_url: str | None = None, database: str | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        self.mongo_url = mongo_url or settings.MONGO_URL
+        self._database_name = database
+        self.timeout_s = timeout_s if timeout_s is not None else settings.MONGO_TIMEOUT_S
+        self._client: pymongo.MongoClient | None = None
+        self._client_pid: int | None = None
+        self._indexes_ready = False
+        self._lock = threading.Lock()
+
+    # --- connection -----------------------------------------------------------------------
+
+    @property
+    def client(self) -> pymongo.MongoClient:
+        with self._lock:
+            if self._client is None or self._client_pid != os.getpid():
+                timeout_ms = int(self.timeout_s * 1000)
+                self._client = pymongo.MongoClient(
+                    self.mongo_url,
+                    serverSelectionTimeoutMS=timeout_ms,
+                    connectTimeoutMS=timeout_ms,
+                    socketTimeoutMS=timeout_ms,
+                    tz_aware=True,
+                )
+                self._client_pid = os.getpid()
+            return self._client
+
+    @property
+    def database(self) -> Any:
+        client = self.client
+        if self._database_name:
+            return client[self._database_name]
+        return client.get_default_database(default="wallet")
+
+    def _collections(self) -> tuple[Any, Any]:
+        database = self.database
+        if not self._indexes_ready:
+            database[WALLETS].create_index(
+                [("client_id", 1), ("country", 1), ("currency", 1), ("issuer_type_identifier", 1)],
+                unique=True,
+                name="unique_wallet_key",
+            )
+            database[LOG].create_index(
+                [("mirror_state", 1), ("client_id", 1), ("wallet_seq", 1)], name="mirror_outbox"
+            )
+            self._indexes_ready = True
+        return database[WALLETS], database[LOG]
+
+    def _guarded(self, operation: Callable[[], T]) -> T:
+        """Run a store operation; MongoDB failures become StoreUnavailable."""
+        try:
+            return operation()
+        except _Refusal as refusal:
+            raise refusal.error from None
+        except errors.WalletError:
+            raise
+        except PyMongoError as exc:
+            raise errors.StoreUnavailable(f"MongoDB failed: {exc}") from exc
+
+    def _transaction(self, callback: Callable[[ClientSession], T]) -> T:
+        @_retry_conflicts
+        def attempt() -> T:
+            with self.client.start_session() as session, session.start_transaction():
+                return callback(session)
+
+        return attempt()
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def add_credit(self, key: WalletKey, amount_minor: int, transaction_id: str) -> WalletResult:
+        def credit(session: ClientSession) -> WalletResult:
+            wallets, log = self._collections()
+            self._refuse_or_replay(log, session, transaction_id, TransactionKind.CREDIT, key,
+                                   amount_minor)
+            now = datetime.now(UTC)
+            amount = _decimal128(amount_minor, key.currency)
+            wallet = wallets.find_one_and_update(
+                _key_filter(key),
+                {
+                    "$inc": {"credit": amount, "historical_credit": amount, "wallet_seq": 1},
+                    "$set": {"updated_at": now},
+                    "$setOnInsert": {"debit": _decimal128(0, key.currency), "created_at": now},
+                },
+                upsert=True,
+                return_document=pymongo.ReturnDocument.AFTER,
+                session=session,
+            )
+            return self._log_entry(log, session, transaction_id, TransactionKind.CREDIT, key,
+                                   amount_minor, wallet, now)
+
+        return self._write(transaction_id, key, TransactionKind.CREDIT, amount_minor, credit)
+
+    def subtract_credit(self, key: WalletKey, amount_minor: int, reference_id: str) -> WalletResult:
+        def debit(session: ClientSession) -> WalletResult:
+            wallets, log = self._collections()
+            self._refuse_or_replay(log, session, reference_id, TransactionKind.DEBIT, key,
+                                   amount_minor)
+            now = datetime.now(UTC)
+            amount = _decimal128(amount_minor, key.currency)
+            wallet = wallets.find_one_and_update(
+                {**_key_filter(key), "credit": {"$gte": amount}},
+                {
+                    "$inc": {
+                        "credit": _decimal128(-amount_minor, key.currency),
+                        "debit": amount,
+                        "wallet_seq": 1,
+                    },
+                    "$set": {"updated_at": now},
+                },
+                return_document=pymongo.ReturnDocument.AFTER,
+                session=session,
+            )
+            if wallet is None:
+                if wallets.find_one(_key_filter(key), {"_id": 1}, session=session) is None:
+                    raise _Refusal(errors.WalletNotFound(f"No wallet {key.describe()}."))
+                raise _Refusal(
+                    errors.InsufficientFunds(
+                        f"Wallet {key.describe()} has less available credit than the amount."
+                    )
+                )
+            return self._log_entry(log, session, reference_id, TransactionKind.DEBIT, key,
+                                   amount_minor, wallet, now)
+
+        try:
+            return self._write(reference_id, key, TransactionKind.DEBIT, amount_minor, debit)
+        except errors.InsufficientFunds:
+            self._remember_refusal(reference_id, key, amount_minor, "insufficient_funds")
+            raise
+
+    def void_transaction(self, transaction_id: str, voided_by: str, reason: str) -> WalletResult:
+        def void(session: ClientSession) -> WalletResult:
+            wallets, log = self._collections()
+            entry = log.find_one({"_id": transaction_id}, session=session)
+            if entry is None or entry["state"] == TransactionState.FAILED:
+                raise _Refusal(
+                    errors.TransactionNotFound(f"No posted transaction {transaction_id!r}.")
+                )
+            if entry["state"] == TransactionState.VOIDED:
+                raise _Refusal(
+                    errors.AlreadyVoided(f"Transaction {transaction_id!r} was already voided.")
+                )
+            key = _key_of(entry)
+            amount_minor = int(entry["amount_minor"])
+            amount = _decimal128(amount_minor, key.currency)
+            now = datetime.now(UTC)
+            if entry["kind"] == TransactionKind.CREDIT:
+                wallet = wallets.find_one_and_update(
+                    {**_key_filter(key), "credit": {"$gte": amount}},
+                    {
+                        "$inc": {
+                            "credit": _decimal128(-amount_minor, key.currency),
+                            "debit": amount,
+                            "wallet_seq": 1,
+                        },
+                        "$set": {"updated_at": now},
+                    },
+                    return_document=pymongo.ReturnDocument.AFTER,
+                    session=session,
+                )
+                if wallet is None:
+                    raise _Refusal(
+                        errors.VoidWouldOverdraw(
+                            f"Voiding credit {transaction_id!r} would take the wallet below zero."
+                        )
+                    )
+            else:
+                wallet = wallets.find_one_and_update(
+                    _key_filter(key),
+                    {
+                        "$inc": {"credit": amount, "historical_credit": amount, "wallet_seq": 1},
+                        "$set": {"updated_at": now},
+                    },
+                    return_document=pymongo.ReturnDocument.AFTER,
+                    session=session,
+                )
+            balance = _balance_of(wallet)
+            log.update_one(
+                {"_id": transaction_id},
+                {
+                    "$set": {
+                        "state": TransactionState.VOIDED.value,
+                        "voided_by": voided_by,
+                        "void_reason": reason,
+                        "voided_at": now,
+                    }
+                },
+                session=session,
+            )
+            log.insert_one(
+                {
+                    "_id": VOID_PREFIX + transaction_id,
+                    "kind": "void",
+                    "voided_transaction_id": transaction_id,
+                    "voided_kind": entry["kind"],
+                    **_key_filter(key),
+                    "amount": amount,
+                    "amount_minor": amount_minor,
+                    "state": TransactionState.POSTED.value,
+                    "voided_by": voided_by,
+                    "void_reason": reason,
+                    "balance_after": _balance_fields(balance),
+                    "wallet_seq": wallet["wallet_seq"],
+                    "mirror_state": MirrorState.PENDING,
+                    "created_at": now,
+                },
+                session=session,
+            )
+            updated = log.find_one({"_id": transaction_id}, session=session)
+            return WalletResult(transaction=self._record(updated), balance=balance)
+
+        def run() -> WalletResult:
+            try:
+                return self._transaction(void)
+            except DuplicateKeyError:
+                # A concurrent void of the same transaction committed first.
+                raise errors.AlreadyVoided(
+                    f"Transaction {transaction_id!r} was already voided."
+                ) from None
+
+        return self._guarded(run)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def get_balance(self, key: WalletKey) -> WalletBalance:
+        def read() -> WalletBalance:
+            wallets, _ = self._collections()
+            wallet = wallets.find_one(_key_filter(key))
+            if wallet is None:
+                raise errors.WalletNotFound(f"No wallet {key.describe()}.")
+            return _balance_of(wallet)
+
+        return self._guarded(read)
+
+    def get_balances(self, client_id: str) -> list[WalletBalance]:
+        def read() -> list[WalletBalance]:
+            wallets, _ = self._collections()
+            balances = [_balance_of(w) for w in wallets.find({"client_id": client_id})]
+            return sorted(balances, key=lambda balance: balance.key.sort_key())
+
+        return self._guarded(read)
+
+    def get_transaction(self, transaction_id: str) -> TransactionRecord:
+        def read() -> TransactionRecord:
+            _, log = self._collections()
+            entry = log.find_one({"_id": transaction_id})
+            if entry is None or entry.get("kind") == "void":
+                raise errors.TransactionNotFound(f"No transaction {transaction_id!r}.")
+            return self._record(entry)
+
+        return self._guarded(read)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _write(
+        self,
+        transaction_id: str,
+        key: WalletKey,
+        kind: TransactionKind,
+        amount_minor: int,
+        callback: Callable[[ClientSession], WalletResult],
+    ) -> WalletResult:
+        def run() -> WalletResult:
+            try:
+                return self._transaction(callback)
+            except _Replay as replay:
+                return replay.result
+            except DuplicateKeyError:
+                # A concurrent request with the same id (or the wallet's first credit from
+                # another id) committed first: the retry sees its outcome.
+                try:
+                    return self._transaction(callback)
+                except _Replay as replay:
+                    return replay.result
+
+        return self._guarded(run)
+
+    def _refuse_or_replay(
+        self,
+        log: Any,
+        session: ClientSession,
+        transaction_id: str,
+        kind: TransactionKind,
+        key: WalletKey,
+        amount_minor: int,
+    ) -> None:
+        """Raise the original outcome of an id seen before, or its idempotency conflict."""
+        entry = log.find_one({"_id": transaction_id}, session=session)
+        if entry is None:
+            return
+        if entry.get("kind") != kind.value or _key_of(entry) != key or (
+            int(entry["amount_minor"]) != amount_minor
+        ):
+            raise _Refusal(
+                errors.IdempotencyConflict(
+                    f"Id {transaction_id!r} was already used for a different request."
+                )
+            )
+        if entry["state"] == TransactionState.FAILED:
+            raise _Refusal(
+                errors.InsufficientFunds(
+                    f"Wallet {key.describe()} had less available credit than the amount."
+                )
+            )
+        balance_after = entry["balance_after"]
+        raise _Replay(
+            WalletResult(
+                transaction=self._record(entry),
+                balance=WalletBalance(
+                    key=key,
+                    credit_minor=balance_after["credit_minor"],
+                    debit_minor=balance_after["debit_minor"],
+                    historical_credit_minor=balance_after["historical_credit_minor"],
+                ),
+                replayed=True,
+            )
+        )
+
+    def _log_entry(
+        self,
+        log: Any,
+        session: ClientSession,
+        transaction_id: str,
+        kind: TransactionKind,
+        key: WalletKey,
+        amount_minor: int,
+        wallet: dict[str, Any],
+        now: datetime,
+    ) -> WalletResult:
+        balance = _balance_of(wallet)
+        entry = {
+            "_id": transaction_id,
+            "kind": kind.value,
+            **_key_filter(key),
+            "amount": _decimal128(amount_minor, key.currency),
+            "amount_minor": amount_minor,
+            "state": TransactionState.POSTED.value,
+            "failure_code": "",
+            "balance_after": _balance_fields(balance),
+            "wallet_seq": wallet["wallet_seq"],
+            "mirror_state": MirrorState.PENDING,
+            "created_at": now,
+        }
+        log.insert_one(entry, session=session)
+        return WalletResult(transaction=self._record(entry), balance=balance)
+
+    def _remember_refusal(
+        self, reference_id: str, key: WalletKey, amount_minor: int, failure_code: str
+    ) -> None:
+        """Record a refused debit so a retry of the id is refused the same way."""
+        _, log = self._collections()
+        try:
+            log.insert_one(
+                {
+                    "_id": reference_id,
+                    "kind": TransactionKind.DEBIT.value,
+                    **_key_filter(key),
+                    "amount": _decimal128(amount_minor, key.currency),
+                    "amount_minor": amount_minor,
+                    "state": TransactionState.FAILED.value,
+                    "failure_code": failure_code,
+                    "mirror_state": MirrorState.NONE,
+                    "created_at": datetime.now(UTC),
+                }
+            )
+        except DuplicateKeyError:
+            pass  # recorded by a concurrent retry of the same refused debit
+        except PyMongoError as exc:
+            raise errors.StoreUnavailable(f"MongoDB failed: {exc}") from exc
+
+    @staticmethod
+    def _record(entry: dict[str, Any]) -> TransactionRecord:
+        return TransactionRecord(
+            transaction_id=entry["_id"],
+            kind=TransactionKind(entry["kind"]),
+            key=_key_of(entry),
+            amount_minor=int(entry["amount_minor"]),
+            state=TransactionState(entry["state"]),
+            created_at=entry["created_at"],
+            failure_code=entry.get("failure_code", ""),
+            voided_at=entry.get("voided_at"),
+            voided_by=entry.get("voided_by", ""),
+            void_reason=entry.get("void_reason", ""),
+        )
+
+
+class _Replay(Exception):
+    """The id was applied before: carries the original result out of the transaction."""
+
+    def __init__(self, result: WalletResult) -> None:
+        super().__init__("replay")
+        self.result = result

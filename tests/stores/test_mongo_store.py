@@ -1,0 +1,99 @@
+"""What only the MongoDB store promises: atomic multi-document writes, the transaction log as
+the mirror's outbox, and a quick StoreUnavailable when the server is gone."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pymongo
+import pytest
+
+from ledger import errors
+from ledger.ids import WalletKey
+from ledger.stores.mongo_store import LOG, WALLETS, MongoWalletStore
+from wallet_site.embedded_mongo import free_loopback_port
+
+
+@pytest.fixture
+def store(mongo_url: str, mongo_database_name: str) -> MongoWalletStore:
+    return MongoWalletStore(mongo_url, database=mongo_database_name)
+
+
+@pytest.fixture
+def admin(mongo_url: str) -> Iterator[pymongo.MongoClient]:
+    client = pymongo.MongoClient(mongo_url)
+    yield client
+    client.admin.command("configureFailPoint", "failCommand", mode="off")
+    client.close()
+
+
+def key() -> WalletKey:
+    return WalletKey(f"client-{uuid.uuid4().hex[:8]}", "USA", "USD")
+
+
+def test_a_failure_on_the_log_write_leaves_the_balance_unchanged(
+    store: MongoWalletStore, admin: pymongo.MongoClient
+) -> None:
+    wallet = key()
+    store.add_credit(wallet, 1_000, "first")
+    admin.admin.command(
+        "configureFailPoint", "failCommand", mode={"times": 1},
+        data={"failCommands": ["insert"], "errorCode": 2},
+    )
+
+    with pytest.raises(errors.StoreUnavailable):
+        store.add_credit(wallet, 500, "second")
+
+    assert store.get_balance(wallet).fields_minor() == (1_000, 0, 1_000)
+    assert store.database[LOG].count_documents({"_id": "second"}) == 0
+
+
+def test_every_write_lands_in_the_log_as_a_pending_outbox_entry_in_wallet_order(
+    store: MongoWalletStore,
+) -> None:
+    wallet = key()
+    store.add_credit(wallet, 1_000, "c-1")
+    store.subtract_credit(wallet, 300, "d-1")
+    store.void_transaction("d-1", "support", "refund")
+
+    entries = list(store.database[LOG].find({"client_id": wallet.client_id}).sort("wallet_seq", 1))
+
+    assert [(e["_id"], e["wallet_seq"], e["mirror_state"]) for e in entries] == [
+        ("c-1", 1, "pending"), ("d-1", 2, "pending"), ("void:d-1", 3, "pending"),
+    ]
+
+
+def test_a_retried_credit_writes_one_log_entry(store: MongoWalletStore) -> None:
+    wallet = key()
+    store.add_credit(wallet, 100, "once")
+
+    store.add_credit(wallet, 100, "once")
+
+    assert store.database[LOG].count_documents({"_id": "once"}) == 1
+
+
+def test_balances_are_stored_as_decimal128_in_the_currencys_exponent(
+    store: MongoWalletStore,
+) -> None:
+    wallet = WalletKey(f"client-{uuid.uuid4().hex[:8]}", "KWT", "KWD")
+    store.add_credit(wallet, 1_234, "kwd-1")
+
+    document = store.database[WALLETS].find_one({"client_id": wallet.client_id})
+
+    assert str(document["credit"]) == "1.234"
+    assert str(document["debit"]) == "0.000"
+
+
+def test_an_unreachable_server_is_store_unavailable_within_the_timeout() -> None:
+    silent = MongoWalletStore(
+        f"mongodb://127.0.0.1:{free_loopback_port()}/wallet?directConnection=true",
+        timeout_s=0.5,
+    )
+    started = time.monotonic()
+
+    with pytest.raises(errors.StoreUnavailable):
+        silent.get_balance(key())
+
+    assert time.monotonic() - started < 5
