@@ -84,6 +84,10 @@ class WalletResultSerializer(serializers.Serializer):
     replayed = serializers.BooleanField()
 
 
+class PingSerializer(serializers.Serializer):
+    user = serializers.CharField()
+
+
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()

@@ -5,6 +5,7 @@ from ledger.api import views
 WALLET = "clients/<str:client_id>/wallets/<str:country>/<str:currency>"
 
 urlpatterns = [
+    path("ping", views.PingView.as_view(), name="ping"),
     path(
         "clients/<str:client_id>/wallets", views.ClientWalletsView.as_view(), name="client-wallets"
     ),

@@ -58,6 +58,19 @@ def _write_response(result: Any) -> Response:
     )
 
 
+class PingView(APIView):
+    """Lets a client check its credentials without touching a store (and is the HTTP
+    benchmark's baseline: the same server, auth and rendering, no wallet work)."""
+
+    @extend_schema(
+        operation_id="ping",
+        summary="Check credentials",
+        responses={200: s.PingSerializer, 401: OpenApiResponse(ERROR)},
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"user": request.user.get_username()})
+
+
 class WalletCreditsView(APIView):
     @extend_schema(
         operation_id="add_credit",

@@ -302,3 +302,10 @@ def test_anonymous_requests_answer_401(wallet_store: WalletStore) -> None:
 
     assert response.status_code == 401
     assert error_code(response) == "not_authenticated"
+
+
+def test_ping_answers_the_authenticated_user(api: APIClient) -> None:
+    response = api.get("/api/ping")
+
+    assert response.status_code == 200
+    assert response.json()["user"].startswith("api-")
