@@ -13,63 +13,22 @@ Runs on a scratch database that it creates and drops.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_site.settings")
+from django.conf import settings
+from django.db import connection, transaction
+from tigerbeetle import Account, AccountFlags, CreateTransferStatus, Transfer
+from tigerbeetle import id as tb_id
+from tqdm import tqdm
 
-import django
-
-django.setup()
-
-from django.conf import settings  # noqa: E402
-from django.db import connection, transaction  # noqa: E402
-from tigerbeetle import Account, AccountFlags, CreateTransferStatus, Transfer  # noqa: E402
-from tigerbeetle import id as tb_id  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from ledger.backends.base import LedgerBackend  # noqa: E402
+from bench.common import Figure, percentile, print_figures, scratch_database
+from ledger.backends.base import LedgerBackend
 
 LEDGER = 840
 BATCH_SIZES = (1, 100, 8189)
-
-
-@dataclass
-class Figure:
-    name: str
-    value: float
-    baseline: float
-    unit: str
-    higher_is_better: bool
-
-    def ratio(self) -> float:
-        return self.value / self.baseline if self.baseline else float("nan")
-
-
-def percentile(samples_s: list[float], pct: float) -> float:
-    ordered = sorted(samples_s)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
-    return ordered[index]
-
-
-@contextmanager
-def scratch_database() -> Iterator[None]:
-    """A fresh database beside the configured one, dropped afterwards."""
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        db["TEST"]["NAME"] = str(settings.VAR_DIR / "bench_db.sqlite3")
-    else:
-        db["TEST"]["NAME"] = f"{db['NAME']}_bench"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    try:
-        yield
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 def baseline_table() -> None:
@@ -172,7 +131,6 @@ def run_backend(name: str, backend: LedgerBackend, scale: float) -> list[Figure]
                 total / seconds,
                 total / baseline_s,
                 "transfers/s",
-                True,
             )
         )
     lookups = lookup_latency(backend, account_ids, int(2_000 * scale) or 100)
@@ -184,7 +142,6 @@ def run_backend(name: str, backend: LedgerBackend, scale: float) -> list[Figure]
                 percentile(lookups, pct) * 1000,
                 percentile(reads, pct) * 1000,
                 "ms",
-                False,
             )
         )
     figures.append(
@@ -193,7 +150,6 @@ def run_backend(name: str, backend: LedgerBackend, scale: float) -> list[Figure]
             statistics.fmean(lookups) * 1000,
             statistics.fmean(reads) * 1000,
             "ms",
-            False,
         )
     )
     return figures
@@ -217,30 +173,19 @@ def backends() -> list[tuple[str, Callable[[], LedgerBackend]]]:
     return available
 
 
-def print_figures(figures: list[Figure]) -> None:
-    vendor = connection.vendor
-    print(f"\ndatabase: {vendor}; baseline: bare-table inserts / primary-key reads, same run")
-    print(f"{'figure':<46} {'value':>12} {'baseline':>12} {'unit':<12} {'ratio':>8}")
-    for figure in figures:
-        print(
-            f"{figure.name:<46} {figure.value:>12.3f} {figure.baseline:>12.3f} "
-            f"{figure.unit:<12} {figure.ratio():>7.3f}x"
-        )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the event counts")
     args = parser.parse_args(argv)
     figures: list[Figure] = []
-    with scratch_database():
+    with scratch_database("ledger"):
         for name, factory in backends():
             backend = factory()
             try:
                 figures += run_backend(name, backend, args.scale)
             finally:
                 backend.close()
-    print_figures(figures)
+    print_figures("Ledger backends", figures, "bare-table inserts / primary-key reads, same run")
     return 0
 
 

@@ -22,17 +22,30 @@ from ledger.wallets import TransactionRecord, WalletBalance, WalletResult, Walle
 ID_MAX_LENGTH = 128
 
 
+_process_stores: dict[str, WalletStore] = {}
+
+
 def make_store(name: str) -> WalletStore:
-    """A store by name: "mongo" (legacy) or "tigerbeetle"."""
+    """The process's store by name: "mongo" (legacy) or "tigerbeetle".
+
+    One per process, because a store owns a connection pool (a MongoClient per request
+    would pay a connection handshake every time); each store re-creates its own
+    connections after a fork.
+    """
+    store = _process_stores.get(name)
+    if store is not None:
+        return store
     if name == "mongo":
         from ledger.stores.mongo_store import MongoWalletStore
 
-        return MongoWalletStore(settings.MONGO_URL)
-    if name == "tigerbeetle":
+        store = MongoWalletStore(settings.MONGO_URL)
+    elif name == "tigerbeetle":
         from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 
-        return TigerBeetleWalletStore()
-    raise ValueError(f"unknown wallet store {name!r}")
+        store = TigerBeetleWalletStore()
+    else:
+        raise ValueError(f"unknown wallet store {name!r}")
+    return _process_stores.setdefault(name, store)
 
 
 def wallet_key(client_id: str, country: str, currency: str, issuer: str | None = None) -> WalletKey:

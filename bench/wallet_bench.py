@@ -1,0 +1,219 @@
+"""Wallet benchmark: latency of each wallet operation per store, in-process and over HTTP.
+
+    make bench-wallet          # embedded defaults: SQLite, embedded MongoDB (secantusdb)
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/wallet make bench-wallet
+
+In-process, each operation goes through the wallet service; its baseline is the raw backend
+call of the same store in the same run (a TigerBeetle lookup_accounts, a pymongo find_one).
+Over HTTP, the app runs under gunicorn and this process is the load; the baseline is the
+bare authenticated endpoint `/api/ping` on the same server.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_site.settings")
+
+import django
+
+django.setup()
+
+import argparse  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from decimal import Decimal  # noqa: E402
+from typing import Any  # noqa: E402
+
+import requests  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.db import connection  # noqa: E402
+from rest_framework.authtoken.models import Token  # noqa: E402
+
+from bench.common import Figure, latency_figures, print_figures, scratch_database  # noqa: E402
+from ledger.ids import WalletKey  # noqa: E402
+from ledger.service import WalletService  # noqa: E402
+from ledger.stores.mongo_store import WALLETS, MongoWalletStore  # noqa: E402
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore  # noqa: E402
+from registry.accounts import find_account  # noqa: E402
+from wallet_site.embedded_mongo import (  # noqa: E402
+    free_loopback_port,
+    mongo_answers,
+    start_embedded_mongo,
+)
+
+OPERATIONS = ("add_credit", "subtract_credit", "get_balance", "get_balances", "void")
+
+
+def timed(call: Callable[..., object], *args: Any) -> float:
+    started = time.perf_counter()
+    call(*args)
+    return time.perf_counter() - started
+
+
+@contextmanager
+def mongo_server() -> Iterator[str]:
+    if mongo_answers(settings.MONGO_URL):
+        yield settings.MONGO_URL
+        return
+    server = start_embedded_mongo()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def in_process(
+    store_name: str, service: WalletService, raw: Callable[[WalletKey], object], count: int
+) -> list[Figure]:
+    run = uuid.uuid4().hex[:8]
+    keys = [WalletKey(f"bench-{run}-{i}", "USA", "USD") for i in range(count)]
+    for key in keys:  # every wallet exists and has room for the debits and voids below
+        service.add_credit(key.client_id, "USA", "USD", Decimal("1000.00"), f"seed-{key.client_id}")
+    samples: dict[str, list[float]] = {op: [] for op in OPERATIONS}
+    for i, key in enumerate(keys):
+        client = key.client_id
+        samples["add_credit"].append(
+            timed(service.add_credit, client, "USA", "USD", "5.00", f"c-{run}-{i}")
+        )
+        samples["subtract_credit"].append(
+            timed(service.subtract_credit, client, "USA", "USD", "1.00", f"d-{run}-{i}")
+        )
+        samples["get_balance"].append(timed(service.get_balance, client, "USA", "USD"))
+        samples["get_balances"].append(timed(service.get_balances, client))
+        samples["void"].append(
+            timed(service.void_transaction, f"c-{run}-{i}", "bench", "benchmark")
+        )
+    baseline = [timed(raw, key) for key in keys]
+    figures: list[Figure] = []
+    for op in OPERATIONS:
+        figures += latency_figures(f"{store_name} in-process {op}", samples[op], baseline)
+    return figures
+
+
+@contextmanager
+def gunicorn(store_name: str, mongo_url: str, database_name: str) -> Iterator[str]:
+    port = free_loopback_port()
+    env = dict(os.environ, WALLET_STORE=store_name, MONGO_URL=mongo_url, DJANGO_DEBUG="false")
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{database_name}"
+    else:
+        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{database_name}"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "wallet_site.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "2",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{base}/api/ping", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def over_http(store_name: str, base: str, token: str, count: int) -> list[Figure]:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {token}"
+    run = uuid.uuid4().hex[:8]
+    clients = [f"http-{run}-{i}" for i in range(count)]
+    for client in clients:
+        credit = session.post(
+            f"{base}/api/clients/{client}/wallets/USA/USD/credits",
+            json={"transaction_id": f"seed-{client}", "amount": "100.00"},
+        )
+        assert credit.status_code == 201, credit.text
+    balance = [
+        timed(lambda c=c: session.get(f"{base}/api/clients/{c}/wallets/USA/USD").raise_for_status())
+        for c in clients
+    ]
+    credits = [
+        timed(
+            lambda c=c, i=i: session.post(
+                f"{base}/api/clients/{c}/wallets/USA/USD/credits",
+                json={"transaction_id": f"h-{run}-{i}", "amount": "1.00"},
+            ).raise_for_status()
+        )
+        for i, c in enumerate(clients)
+    ]
+    ping = [timed(lambda: session.get(f"{base}/api/ping").raise_for_status()) for _ in clients]
+    return latency_figures(f"{store_name} HTTP get_balance", balance, ping) + latency_figures(
+        f"{store_name} HTTP add_credit", credits, ping
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=300, help="operations of each kind")
+    args = parser.parse_args(argv)
+    in_process_figures: list[Figure] = []
+    http_figures: list[Figure] = []
+    with mongo_server() as mongo_url, scratch_database("wallet") as database_name:
+        mongo_store = MongoWalletStore(mongo_url, database=f"wallet_bench_{uuid.uuid4().hex[:6]}")
+        tb_store = TigerBeetleWalletStore()
+        wallets = mongo_store.database[WALLETS]
+
+        def raw_mongo(key: WalletKey) -> object:
+            return wallets.find_one(
+                {
+                    "client_id": key.client_id,
+                    "country": "USA",
+                    "currency": "USD",
+                    "issuer_type_identifier": "",
+                }
+            )
+
+        def raw_tigerbeetle(key: WalletKey) -> object:
+            registered = find_account(key)
+            assert registered is not None
+            return tb_store.backend.lookup_accounts([registered.tb_account_id])
+
+        in_process_figures += in_process("mongo", WalletService(mongo_store), raw_mongo, args.count)
+        in_process_figures += in_process(
+            "tigerbeetle", WalletService(tb_store), raw_tigerbeetle, args.count
+        )
+        user = get_user_model().objects.create_user(f"bench-{uuid.uuid4().hex[:6]}")
+        token = Token.objects.create(user=user).key
+        connection.close()  # gunicorn workers open their own
+        for store_name in ("mongo", "tigerbeetle"):
+            with gunicorn(store_name, mongo_url, database_name) as base:
+                http_figures += over_http(store_name, base, token, args.count)
+        mongo_store.client.drop_database(mongo_store.database.name)
+    print_figures(
+        "Wallet operations in-process",
+        in_process_figures,
+        "raw store call: pymongo find_one / TigerBeetle lookup_accounts",
+    )
+    print_figures(
+        "Wallet operations over HTTP (gunicorn, 2 workers)",
+        http_figures,
+        "bare authenticated endpoint /api/ping",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
