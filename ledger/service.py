@@ -79,6 +79,23 @@ def amount_minor_of(amount: Decimal | str, currency: str) -> int:
         raise errors.InvalidAmount(str(exc), field="amount") from exc
 
 
+def _check_same_currency(key: WalletKey, amount_currency: str | None) -> None:
+    """Money stated in one currency never lands in a wallet of another (no implicit FX)."""
+    if not amount_currency:
+        return
+    try:
+        stated = normalize_currency(amount_currency)
+    except MoneyError as exc:
+        raise errors.UnknownCurrency(
+            f"Unknown currency {amount_currency!r}.", field="currency"
+        ) from exc
+    if stated != key.currency:
+        raise errors.CrossCurrency(
+            f"The amount is in {stated}; wallet {key.describe()} holds {key.currency}.",
+            field="currency",
+        )
+
+
 def _checked_id(field: str, value: str) -> str:
     if not value or not value.strip():
         raise errors.ValidationFailed(f"{field} must not be empty.", field=field)
@@ -108,8 +125,10 @@ class WalletService:
         amount: Decimal | str,
         transaction_id: str,
         issuer: str | None = None,
+        amount_currency: str | None = None,
     ) -> WalletResult:
         key = wallet_key(client_id, country, currency, issuer)
+        _check_same_currency(key, amount_currency)
         amount_minor = amount_minor_of(amount, key.currency)
         transaction_id = _checked_id("transaction_id", transaction_id)
         return self.primary_store().add_credit(key, amount_minor, transaction_id)
@@ -122,8 +141,10 @@ class WalletService:
         amount: Decimal | str,
         reference_id: str,
         issuer: str | None = None,
+        amount_currency: str | None = None,
     ) -> WalletResult:
         key = wallet_key(client_id, country, currency, issuer)
+        _check_same_currency(key, amount_currency)
         amount_minor = amount_minor_of(amount, key.currency)
         reference_id = _checked_id("reference_id", reference_id)
         return self.primary_store().subtract_credit(key, amount_minor, reference_id)

@@ -33,6 +33,13 @@ class CreditRequest(serializers.Serializer):
     issuer = serializers.CharField(
         max_length=ID_MAX_LENGTH, required=False, allow_blank=True, default=""
     )
+    currency = serializers.CharField(
+        max_length=3,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The amount's currency; if given it must be the wallet's (else cross_currency)",
+    )
 
 
 class DebitRequest(serializers.Serializer):
@@ -40,6 +47,13 @@ class DebitRequest(serializers.Serializer):
     amount = AmountField()
     issuer = serializers.CharField(
         max_length=ID_MAX_LENGTH, required=False, allow_blank=True, default=""
+    )
+    currency = serializers.CharField(
+        max_length=3,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The amount's currency; if given it must be the wallet's (else cross_currency)",
     )
 
 

@@ -81,7 +81,13 @@ class WalletCreditsView(APIView):
     def post(self, request: Request, client_id: str, country: str, currency: str) -> Response:
         body = _validated(s.CreditRequest, request)
         result = wallet_service().add_credit(
-            client_id, country, currency, body["amount"], body["transaction_id"], body["issuer"]
+            client_id,
+            country,
+            currency,
+            body["amount"],
+            body["transaction_id"],
+            body["issuer"],
+            amount_currency=body["currency"],
         )
         return _write_response(result)
 
@@ -101,7 +107,13 @@ class WalletDebitsView(APIView):
     def post(self, request: Request, client_id: str, country: str, currency: str) -> Response:
         body = _validated(s.DebitRequest, request)
         result = wallet_service().subtract_credit(
-            client_id, country, currency, body["amount"], body["reference_id"], body["issuer"]
+            client_id,
+            country,
+            currency,
+            body["amount"],
+            body["reference_id"],
+            body["issuer"],
+            amount_currency=body["currency"],
         )
         return _write_response(result)
 

@@ -59,8 +59,10 @@ class MirrorState:
 
 
 def _is_write_conflict(exc: BaseException) -> bool:
-    return isinstance(exc, PyMongoError) and exc.has_error_label("TransientTransactionError") and (
-        not isinstance(exc, pymongo.errors.ConnectionFailure)
+    return (
+        isinstance(exc, PyMongoError)
+        and exc.has_error_label("TransientTransactionError")
+        and (not isinstance(exc, pymongo.errors.ConnectionFailure))
     )
 
 
@@ -134,7 +136,9 @@ class MongoWalletStore:
     name = "mongo"
 
     def __init__(
-        self, mongo_url: str | None = None, database: str | None = None,
+        self,
+        mongo_url: str | None = None,
+        database: str | None = None,
         timeout_s: float | None = None,
     ) -> None:
         self.mongo_url = mongo_url or settings.MONGO_URL
@@ -207,8 +211,9 @@ class MongoWalletStore:
     def add_credit(self, key: WalletKey, amount_minor: int, transaction_id: str) -> WalletResult:
         def credit(session: ClientSession) -> WalletResult:
             wallets, log = self._collections()
-            self._refuse_or_replay(log, session, transaction_id, TransactionKind.CREDIT, key,
-                                   amount_minor)
+            self._refuse_or_replay(
+                log, session, transaction_id, TransactionKind.CREDIT, key, amount_minor
+            )
             now = datetime.now(UTC)
             amount = _decimal128(amount_minor, key.currency)
             wallet = wallets.find_one_and_update(
@@ -222,16 +227,18 @@ class MongoWalletStore:
                 return_document=pymongo.ReturnDocument.AFTER,
                 session=session,
             )
-            return self._log_entry(log, session, transaction_id, TransactionKind.CREDIT, key,
-                                   amount_minor, wallet, now)
+            return self._log_entry(
+                log, session, transaction_id, TransactionKind.CREDIT, key, amount_minor, wallet, now
+            )
 
         return self._write(transaction_id, key, TransactionKind.CREDIT, amount_minor, credit)
 
     def subtract_credit(self, key: WalletKey, amount_minor: int, reference_id: str) -> WalletResult:
         def debit(session: ClientSession) -> WalletResult:
             wallets, log = self._collections()
-            self._refuse_or_replay(log, session, reference_id, TransactionKind.DEBIT, key,
-                                   amount_minor)
+            self._refuse_or_replay(
+                log, session, reference_id, TransactionKind.DEBIT, key, amount_minor
+            )
             now = datetime.now(UTC)
             amount = _decimal128(amount_minor, key.currency)
             wallet = wallets.find_one_and_update(
@@ -255,8 +262,9 @@ class MongoWalletStore:
                         f"Wallet {key.describe()} has less available credit than the amount."
                     )
                 )
-            return self._log_entry(log, session, reference_id, TransactionKind.DEBIT, key,
-                                   amount_minor, wallet, now)
+            return self._log_entry(
+                log, session, reference_id, TransactionKind.DEBIT, key, amount_minor, wallet, now
+            )
 
         try:
             return self._write(reference_id, key, TransactionKind.DEBIT, amount_minor, debit)
@@ -424,8 +432,10 @@ class MongoWalletStore:
         entry = log.find_one({"_id": transaction_id}, session=session)
         if entry is None:
             return
-        if entry.get("kind") != kind.value or _key_of(entry) != key or (
-            int(entry["amount_minor"]) != amount_minor
+        if (
+            entry.get("kind") != kind.value
+            or _key_of(entry) != key
+            or (int(entry["amount_minor"]) != amount_minor)
         ):
             raise _Refusal(
                 errors.IdempotencyConflict(

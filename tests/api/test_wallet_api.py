@@ -309,3 +309,26 @@ def test_ping_answers_the_authenticated_user(api: APIClient) -> None:
 
     assert response.status_code == 200
     assert response.json()["user"].startswith("api-")
+
+
+def test_an_amount_in_another_currency_than_the_wallet_answers_422_cross_currency(
+    api: APIClient,
+) -> None:
+    response = api.post(
+        f"{wallet_url(new_client_id())}/credits",
+        {"transaction_id": uuid.uuid4().hex, "amount": "1.00", "currency": "EUR"},
+        format="json",
+    )
+
+    assert response.status_code == 422
+    assert error_code(response) == "cross_currency"
+
+
+def test_an_amount_stating_the_wallets_own_currency_is_accepted(api: APIClient) -> None:
+    response = api.post(
+        f"{wallet_url(new_client_id())}/credits",
+        {"transaction_id": uuid.uuid4().hex, "amount": "1.00", "currency": "usd"},
+        format="json",
+    )
+
+    assert response.status_code == 201

@@ -39,7 +39,9 @@ def test_a_failure_on_the_log_write_leaves_the_balance_unchanged(
     wallet = key()
     store.add_credit(wallet, 1_000, "first")
     admin.admin.command(
-        "configureFailPoint", "failCommand", mode={"times": 1},
+        "configureFailPoint",
+        "failCommand",
+        mode={"times": 1},
         data={"failCommands": ["insert"], "errorCode": 2},
     )
 
@@ -61,7 +63,9 @@ def test_every_write_lands_in_the_log_as_a_pending_outbox_entry_in_wallet_order(
     entries = list(store.database[LOG].find({"client_id": wallet.client_id}).sort("wallet_seq", 1))
 
     assert [(e["_id"], e["wallet_seq"], e["mirror_state"]) for e in entries] == [
-        ("c-1", 1, "pending"), ("d-1", 2, "pending"), ("void:d-1", 3, "pending"),
+        ("c-1", 1, "pending"),
+        ("d-1", 2, "pending"),
+        ("void:d-1", 3, "pending"),
     ]
 
 

@@ -395,3 +395,17 @@ def test_concurrent_voids_of_one_transaction_void_it_once(
 
     assert outcomes.count("voided") == 1
     assert fields(store, key) == (1_000, 300, 1_300)
+
+
+@pytest.mark.django_db
+def test_the_tigerbeetle_store_is_unavailable_when_the_cluster_does_not_answer() -> None:
+    from ledger.backends.tigerbeetle_client import TigerBeetleBackend
+    from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+    from wallet_site.embedded_mongo import free_loopback_port
+
+    backend = TigerBeetleBackend(0, f"127.0.0.1:{free_loopback_port()}", request_timeout_s=0.3)
+    try:
+        with pytest.raises(errors.StoreUnavailable):
+            TigerBeetleWalletStore(backend=backend).add_credit(new_key(), 100, new_id())
+    finally:
+        backend.close()
