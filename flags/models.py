@@ -1,0 +1,37 @@
+"""The audit of every flag flip, and the migration milestones that gate phase changes."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class FlagChange(models.Model):
+    """One flip of a migration flag: who, when, from what to what."""
+
+    flag_name = models.CharField(max_length=100, db_index=True)
+    flag_kind = models.CharField(max_length=10)  # switch / sample / flag
+    old_value = models.CharField(max_length=50, blank=True, default="")
+    new_value = models.CharField(max_length=50)
+    actor = models.CharField(max_length=150)
+    note = models.CharField(max_length=500, blank=True, default="")
+    changed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.flag_name}: {self.old_value or '-'} -> {self.new_value} by {self.actor}"
+
+
+class Milestone(models.Model):
+    """A migration step that happened (e.g. the backfill completed), gating later phases."""
+
+    BACKFILL_COMPLETED = "backfill_completed"
+    ENTERED_TIGERBEETLE_ONLY = "entered_tigerbeetle_only"
+
+    name = models.CharField(max_length=50, unique=True)
+    reached_at = models.DateTimeField()
+    detail = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.reached_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,145 @@
+"""The migration phases, read from django-waffle objects, and the rules for changing them.
+
+The product team flips these in the admin or with `manage.py migration_phase`; the wallet
+service asks `current_state()` where writes go and where a client's read goes.
+
+| waffle object            | kind   | meaning                                                   |
+| ------------------------ | ------ | --------------------------------------------------------- |
+| wallet_dual_write        | switch | phase >= 1: MongoDB writes are mirrored into TigerBeetle   |
+| wallet_shadow_read       | sample | phase 2: this percent of reads is also compared on TB     |
+| wallet_read_cutover      | switch | phase 3: reads of the rollout share come from TigerBeetle |
+| wallet_read_rollout      | sample | phase 3: the share of clients (by stable bucket) on TB    |
+| wallet_tigerbeetle_only  | switch | phase 4: TigerBeetle is the only store                    |
+| wallet_writes_paused     | switch | set by a phase change for its few seconds: writes get 503 |
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal
+
+from waffle import get_waffle_sample_model, get_waffle_switch_model
+
+DUAL_WRITE = "wallet_dual_write"
+SHADOW_READ = "wallet_shadow_read"
+READ_CUTOVER = "wallet_read_cutover"
+READ_ROLLOUT = "wallet_read_rollout"
+TIGERBEETLE_ONLY = "wallet_tigerbeetle_only"
+WRITES_PAUSED = "wallet_writes_paused"
+SWITCHES = (DUAL_WRITE, READ_CUTOVER, TIGERBEETLE_ONLY, WRITES_PAUSED)
+SAMPLES = (SHADOW_READ, READ_ROLLOUT)
+BUCKETS = 10_000
+
+
+class Phase(enum.IntEnum):
+    LEGACY = 0
+    DUAL_WRITE = 1
+    SHADOW_READ = 2
+    READ_CUTOVER = 3
+    TIGERBEETLE_ONLY = 4
+
+
+class InvalidPhaseChange(ValueError):
+    """A combination of flags the migration must never be in; the message says why."""
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    """One consistent reading of the flags."""
+
+    dual_write: bool
+    shadow_read_percent: Decimal
+    read_cutover: bool
+    read_rollout_percent: Decimal
+    tigerbeetle_only: bool
+
+    @property
+    def phase(self) -> Phase:
+        if self.tigerbeetle_only:
+            return Phase.TIGERBEETLE_ONLY
+        if self.read_cutover:
+            return Phase.READ_CUTOVER
+        if self.dual_write and self.shadow_read_percent > 0:
+            return Phase.SHADOW_READ
+        if self.dual_write:
+            return Phase.DUAL_WRITE
+        return Phase.LEGACY
+
+    @property
+    def writes_to_mongo(self) -> bool:
+        return not self.tigerbeetle_only
+
+    @property
+    def mirrors_to_tigerbeetle(self) -> bool:
+        return self.dual_write and not self.tigerbeetle_only
+
+    def reads_from_tigerbeetle(self, client_id: str) -> bool:
+        """Phase 4: everyone; phase 3: clients whose stable bucket is inside the rollout."""
+        if self.tigerbeetle_only:
+            return True
+        if not self.read_cutover:
+            return False
+        return client_bucket(client_id) < self.read_rollout_percent * BUCKETS / 100
+
+    def shadows(self, sample_draw: Decimal) -> bool:
+        """Phase 2 only: whether a read whose uniform draw in [0, 100) is this also compares."""
+        return self.phase == Phase.SHADOW_READ and sample_draw < self.shadow_read_percent
+
+    def problems(self) -> list[str]:
+        """Why this combination is not allowed (empty when it is)."""
+        found = []
+        if self.shadow_read_percent > 0 and not self.dual_write:
+            found.append("shadow reads compare TigerBeetle, which only dual write keeps current")
+        if self.read_cutover and not self.dual_write:
+            found.append("read cutover needs dual write: TigerBeetle would serve stale balances")
+        if self.tigerbeetle_only and not self.dual_write:
+            found.append("TigerBeetle-only comes after dual write; leave it with migration_phase 3")
+        for name, percent in (("shadow read", self.shadow_read_percent),
+                              ("read rollout", self.read_rollout_percent)):
+            if not Decimal(0) <= percent <= Decimal(100):
+                found.append(f"{name} share must be between 0 and 100 percent")
+        return found
+
+
+def client_bucket(client_id: str) -> int:
+    """A client's stable rollout bucket in [0, 10000): the same client, the same store."""
+    digest = hashlib.sha256(b"wallet-read-rollout:" + client_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
+def writes_paused() -> bool:
+    """A phase change that moves where money is written holds writes for its duration."""
+    return get_waffle_switch_model().get(WRITES_PAUSED).is_active()
+
+
+def current_state() -> MigrationState:
+    """The flags as they are now (waffle caches them)."""
+    switch = get_waffle_switch_model()
+    sample = get_waffle_sample_model()
+
+    def percent(name: str) -> Decimal:
+        found = sample.get(name)
+        return Decimal(found.percent) if found.pk else Decimal(0)
+
+    return MigrationState(
+        dual_write=switch.get(DUAL_WRITE).is_active(),
+        shadow_read_percent=percent(SHADOW_READ),
+        read_cutover=switch.get(READ_CUTOVER).is_active(),
+        read_rollout_percent=percent(READ_ROLLOUT),
+        tigerbeetle_only=switch.get(TIGERBEETLE_ONLY).is_active(),
+    )
+
+
+def state_for_phase(
+    phase: Phase, shadow_percent: Decimal = Decimal(10), rollout_percent: Decimal = Decimal(0)
+) -> MigrationState:
+    """The flag values that make up a phase."""
+    return MigrationState(
+        dual_write=phase >= Phase.DUAL_WRITE,
+        shadow_read_percent=shadow_percent if phase == Phase.SHADOW_READ else Decimal(0),
+        read_cutover=phase == Phase.READ_CUTOVER,
+        read_rollout_percent=rollout_percent if phase >= Phase.READ_CUTOVER else Decimal(0),
+        tigerbeetle_only=phase == Phase.TIGERBEETLE_ONLY,
+    )
