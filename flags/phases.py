@@ -96,8 +96,10 @@ class MigrationState:
             found.append("read cutover needs dual write: TigerBeetle would serve stale balances")
         if self.tigerbeetle_only and not self.dual_write:
             found.append("TigerBeetle-only comes after dual write; leave it with migration_phase 3")
-        for name, percent in (("shadow read", self.shadow_read_percent),
-                              ("read rollout", self.read_rollout_percent)):
+        for name, percent in (
+            ("shadow read", self.shadow_read_percent),
+            ("read rollout", self.read_rollout_percent),
+        ):
             if not Decimal(0) <= percent <= Decimal(100):
                 found.append(f"{name} share must be between 0 and 100 percent")
         return found

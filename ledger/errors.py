@@ -94,3 +94,11 @@ class StoreUnavailable(WalletError):
     code = "store_unavailable"
     http_status = 503
     default_message = "The wallet store is unavailable; retry with the same id."
+
+
+class WritesPaused(WalletError):
+    """A migration phase change is moving where money is written; retry in a few seconds."""
+
+    code = "writes_paused"
+    http_status = 503
+    default_message = "A migration step is moving the wallet store; retry in a few seconds."

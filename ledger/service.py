@@ -1,9 +1,8 @@
 """The wallet service: the seed's five operations (plus reading one transaction).
 
 It validates and normalises what a client sends (country, currency, amount -> minor units)
-and hands the operation to the store that the current migration phase makes primary. Today
-that is one store chosen by settings (`WALLET_STORE`); the phase resolver of the migration
-takes over `primary_store()` without the callers changing.
+and hands the operation to the store chosen by settings (`WALLET_STORE`): by default the
+phased store, which routes each operation by the migration phase (`ledger.routing`).
 """
 
 from __future__ import annotations
@@ -26,7 +25,8 @@ _process_stores: dict[str, WalletStore] = {}
 
 
 def make_store(name: str) -> WalletStore:
-    """The process's store by name: "mongo" (legacy) or "tigerbeetle".
+    """The process's store by name: "phased" (the migration phase routes between the two),
+    "mongo" (legacy only) or "tigerbeetle" (TigerBeetle only, no migration).
 
     One per process, because a store owns a connection pool (a MongoClient per request
     would pay a connection handshake every time); each store re-creates its own
@@ -43,6 +43,11 @@ def make_store(name: str) -> WalletStore:
         from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 
         store = TigerBeetleWalletStore()
+    elif name == "phased":
+        from ledger.routing import PhasedWalletStore
+
+        mongo, tigerbeetle = make_store("mongo"), make_store("tigerbeetle")
+        store = PhasedWalletStore(mongo, tigerbeetle)  # type: ignore[arg-type]
     else:
         raise ValueError(f"unknown wallet store {name!r}")
     return _process_stores.setdefault(name, store)

@@ -1,10 +1,15 @@
-"""Celery tasks of the ledger app."""
+"""Celery tasks of the ledger app: the mirror, shadow reads, backfill and reconciliation.
+
+Each task builds on the process's stores (`ledger.service.make_store`), so a worker keeps one
+MongoDB pool and one TigerBeetle client per process.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
 import time
+from typing import Any
 
 from celery import shared_task
 
@@ -26,3 +31,81 @@ def check_ledger_backend() -> dict[str, object]:
         "worker_pid": os.getpid(),
         "worker_host": socket.gethostname(),
     }
+
+
+def _mirror():  # type: ignore[no-untyped-def]
+    from ledger.mirror import Mirror
+    from ledger.service import make_store
+    from ledger.stores.mongo_outbox import MongoOutbox
+
+    return Mirror(MongoOutbox(make_store("mongo")), make_store("tigerbeetle"))  # type: ignore[arg-type]
+
+
+def _report(report: Any) -> dict[str, Any]:
+    from ledger import metrics
+
+    for result in ("applied", "already_applied", "covered", "parked", "failed_transiently"):
+        metrics.MIRROR_ENTRIES.labels(result).inc(getattr(report, result))
+    return {
+        "applied": report.applied,
+        "already_applied": report.already_applied,
+        "covered": report.covered,
+        "waiting_for_backfill": report.waiting_for_backfill,
+        "parked": report.parked,
+        "failed_transiently": report.failed_transiently,
+    }
+
+
+@shared_task(name="ledger.mirror_wallet")
+def mirror_wallet(key: dict[str, str | None]) -> dict[str, Any]:
+    """Queued right after a MongoDB write: mirror that wallet's pending entries."""
+    from flags.phases import current_state
+    from ledger.routing import key_from_dict
+
+    if not current_state().mirrors_to_tigerbeetle:
+        return {"skipped": "dual write is off"}
+    return _report(_mirror().drain(keys=[key_from_dict(key)]))
+
+
+@shared_task(name="ledger.sweep_outbox")
+def sweep_outbox() -> dict[str, Any]:
+    """Celery beat: mirror whatever no on-commit task applied (crashes, broker outages)."""
+    from flags.phases import current_state
+    from ledger import metrics
+    from ledger.service import make_store
+    from ledger.stores.mongo_outbox import MongoOutbox
+
+    outbox = MongoOutbox(make_store("mongo"))  # type: ignore[arg-type]
+    result: dict[str, Any] = {"skipped": "dual write is off"}
+    if current_state().mirrors_to_tigerbeetle:
+        result = _report(_mirror().drain())
+    depth = outbox.depth()
+    for state in ("pending", "parked"):
+        metrics.OUTBOX_DEPTH.labels(state).set(depth[state])
+    metrics.MIRROR_LAG_SECONDS.set(depth["oldest_pending_age_s"])
+    return {**result, "depth": depth}
+
+
+@shared_task(name="ledger.compare_shadow_read")
+def compare_shadow_read(
+    key: dict[str, str | None],
+    fields_minor: list[int],
+    wallet_seq: int,
+    mongo_latency_us: int | None = None,
+) -> str:
+    from ledger.routing import key_from_dict
+    from ledger.service import make_store
+    from ledger.shadow import compare_shadow_read as compare
+    from ledger.stores.mongo_outbox import MongoOutbox
+    from ledger.wallets import WalletBalance
+
+    credit, debit, historical = fields_minor
+    balance = WalletBalance(key_from_dict(key), credit, debit, historical)
+    comparison = compare(
+        balance,
+        wallet_seq,
+        MongoOutbox(make_store("mongo")),  # type: ignore[arg-type]
+        make_store("tigerbeetle"),  # type: ignore[arg-type]
+        mongo_latency_us,
+    )
+    return comparison.outcome

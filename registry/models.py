@@ -23,6 +23,12 @@ class WalletAccount(models.Model):
     tb_account_id_hex = models.CharField("TigerBeetle account id", max_length=32, unique=True)
     ledger = models.PositiveIntegerField(help_text="ISO 4217 numeric code of the currency")
     nonce = models.PositiveSmallIntegerField(default=0, help_text="bumped on an id collision")
+    opening_seq = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="backfilled wallets: the legacy wallet_seq its opening balance stands for",
+    )
+    imported_at = models.DateTimeField(null=True, blank=True, help_text="when the backfill ran")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -81,10 +87,23 @@ class WalletTransfer(models.Model):
     voided_by = models.CharField(max_length=150, blank=True, default="")
     void_reason = models.TextField(blank=True, default="")
     voided_at = models.DateTimeField(null=True, blank=True)
+    needs_backport = models.BooleanField(
+        default=False, help_text="written with TigerBeetle primary; not yet in MongoDB"
+    )
+    void_needs_backport = models.BooleanField(
+        default=False, help_text="voided with TigerBeetle primary; void not yet in MongoDB"
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
-        indexes = [models.Index(fields=["state", "kind"])]
+        indexes = [
+            models.Index(fields=["state", "kind"]),
+            models.Index(
+                fields=["created_at"],
+                name="transfer_backport_due",
+                condition=models.Q(needs_backport=True) | models.Q(void_needs_backport=True),
+            ),
+        ]
         verbose_name = "transaction"
 
     def __str__(self) -> str:

@@ -107,9 +107,9 @@ MONGO_EMBEDDED_PORT = env.int("MONGO_EMBEDDED_PORT", default=27017)
 # Server selection, connect and socket timeout: past it the store answers 503, not a hang.
 MONGO_TIMEOUT_S = env.float("MONGO_TIMEOUT_S", default=5.0)
 
-# The store the wallet service reads and writes before the migration phases take over:
-# "mongo" (legacy, phase 0) or "tigerbeetle".
-WALLET_STORE = env("WALLET_STORE", default="mongo")
+# The store the wallet service uses: "phased" (the migration flags route between MongoDB and
+# TigerBeetle), or one store pinned: "mongo" or "tigerbeetle".
+WALLET_STORE = env("WALLET_STORE", default="phased")
 
 # --- TigerBeetle ---------------------------------------------------------------
 # Empty TB_ADDRESSES selects the embedded engine (TigerBeetle semantics on DATABASES).
@@ -127,6 +127,27 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="wallet")
+
+# --- Migration (issue 4; see docs/migration.md) -----------------------------
+# A mirror entry that failed this many runs (TigerBeetle unreachable) is parked for support.
+MIRROR_PARK_AFTER_ATTEMPTS = env.int("MIRROR_PARK_AFTER_ATTEMPTS", default=20)
+# Celery beat: how often the sweeper mirrors what no on-commit task picked up.
+MIRROR_SWEEP_INTERVAL_S = env.float("MIRROR_SWEEP_INTERVAL_S", default=30.0)
+# Celery beat: how often reconciliation compares every wallet in both stores.
+RECONCILE_INTERVAL_S = env.float("RECONCILE_INTERVAL_S", default=3600.0)
+# Optional: reconciliation mismatches are also POSTed here as JSON.
+RECONCILE_ALERT_WEBHOOK_URL = env("RECONCILE_ALERT_WEBHOOK_URL", default="")
+# Phase 3 read breaker (pybreaker): open after this many TigerBeetle failures, retry after.
+READ_BREAKER_FAILURES = env.int("READ_BREAKER_FAILURES", default=5)
+READ_BREAKER_RESET_S = env.float("READ_BREAKER_RESET_S", default=30.0)
+# How long a phase change that moves writes holds them before switching, so requests that
+# read the old phase finish first.
+PHASE_CHANGE_SETTLE_S = env.float("PHASE_CHANGE_SETTLE_S", default=1.0)
+
+CELERY_BEAT_SCHEDULE = {
+    "mirror-sweep": {"task": "ledger.sweep_outbox", "schedule": MIRROR_SWEEP_INTERVAL_S},
+    "reconcile": {"task": "ledger.reconcile", "schedule": RECONCILE_INTERVAL_S},
+}
 
 # --- Auth, i18n, static -------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

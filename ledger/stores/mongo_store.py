@@ -54,8 +54,19 @@ VOID_PREFIX = "void:"
 
 
 class MirrorState:
+    """Where a log entry stands with the TigerBeetle mirror (the outbox states)."""
+
     PENDING = "pending"  # to be applied to TigerBeetle by the mirror
+    MIRRORED = "mirrored"  # applied to TigerBeetle
+    COVERED = "covered"  # older than the backfill snapshot: in the opening balance
+    PARKED = "parked"  # refused or kept failing: waits for support, blocks TB reads
+    AWAITING_BACKFILL = "awaiting_backfill"  # a legacy wallet the backfill has not imported
+    FROM_TIGERBEETLE = "from_tigerbeetle"  # a phase-4 write copied back: already in TB
     NONE = "none"  # nothing to mirror (a refused debit)
+
+
+def _mirror_state(mirror: bool) -> str:
+    return MirrorState.PENDING if mirror else MirrorState.FROM_TIGERBEETLE
 
 
 def _is_write_conflict(exc: BaseException) -> bool:
@@ -208,7 +219,11 @@ class MongoWalletStore:
 
     # --- writes -----------------------------------------------------------------------------
 
-    def add_credit(self, key: WalletKey, amount_minor: int, transaction_id: str) -> WalletResult:
+    def add_credit(
+        self, key: WalletKey, amount_minor: int, transaction_id: str, *, mirror: bool = True
+    ) -> WalletResult:
+        """`mirror=False` copies back a write TigerBeetle already holds (leaving phase 4)."""
+
         def credit(session: ClientSession) -> WalletResult:
             wallets, log = self._collections()
             self._refuse_or_replay(
@@ -221,19 +236,35 @@ class MongoWalletStore:
                 {
                     "$inc": {"credit": amount, "historical_credit": amount, "wallet_seq": 1},
                     "$set": {"updated_at": now},
-                    "$setOnInsert": {"debit": _decimal128(0, key.currency), "created_at": now},
+                    "$setOnInsert": {
+                        "debit": _decimal128(0, key.currency),
+                        "created_at": now,
+                        # Born with the transaction log: its whole history is in the outbox,
+                        # so the mirror needs no backfill for it.
+                        "log_complete": True,
+                    },
                 },
                 upsert=True,
                 return_document=pymongo.ReturnDocument.AFTER,
                 session=session,
             )
             return self._log_entry(
-                log, session, transaction_id, TransactionKind.CREDIT, key, amount_minor, wallet, now
+                log,
+                session,
+                transaction_id,
+                TransactionKind.CREDIT,
+                key,
+                amount_minor,
+                wallet,
+                now,
+                mirror,
             )
 
         return self._write(transaction_id, key, TransactionKind.CREDIT, amount_minor, credit)
 
-    def subtract_credit(self, key: WalletKey, amount_minor: int, reference_id: str) -> WalletResult:
+    def subtract_credit(
+        self, key: WalletKey, amount_minor: int, reference_id: str, *, mirror: bool = True
+    ) -> WalletResult:
         def debit(session: ClientSession) -> WalletResult:
             wallets, log = self._collections()
             self._refuse_or_replay(
@@ -263,7 +294,15 @@ class MongoWalletStore:
                     )
                 )
             return self._log_entry(
-                log, session, reference_id, TransactionKind.DEBIT, key, amount_minor, wallet, now
+                log,
+                session,
+                reference_id,
+                TransactionKind.DEBIT,
+                key,
+                amount_minor,
+                wallet,
+                now,
+                mirror,
             )
 
         try:
@@ -272,7 +311,9 @@ class MongoWalletStore:
             self._remember_refusal(reference_id, key, amount_minor, "insufficient_funds")
             raise
 
-    def void_transaction(self, transaction_id: str, voided_by: str, reason: str) -> WalletResult:
+    def void_transaction(
+        self, transaction_id: str, voided_by: str, reason: str, *, mirror: bool = True
+    ) -> WalletResult:
         def void(session: ClientSession) -> WalletResult:
             wallets, log = self._collections()
             entry = log.find_one({"_id": transaction_id}, session=session)
@@ -345,7 +386,7 @@ class MongoWalletStore:
                     "void_reason": reason,
                     "balance_after": _balance_fields(balance),
                     "wallet_seq": wallet["wallet_seq"],
-                    "mirror_state": MirrorState.PENDING,
+                    "mirror_state": _mirror_state(mirror),
                     "created_at": now,
                 },
                 session=session,
@@ -472,6 +513,7 @@ class MongoWalletStore:
         amount_minor: int,
         wallet: dict[str, Any],
         now: datetime,
+        mirror: bool,
     ) -> WalletResult:
         balance = _balance_of(wallet)
         entry = {
@@ -484,7 +526,7 @@ class MongoWalletStore:
             "failure_code": "",
             "balance_after": _balance_fields(balance),
             "wallet_seq": wallet["wallet_seq"],
-            "mirror_state": MirrorState.PENDING,
+            "mirror_state": _mirror_state(mirror),
             "created_at": now,
         }
         log.insert_one(entry, session=session)

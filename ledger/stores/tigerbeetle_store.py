@@ -103,7 +103,7 @@ class TigerBeetleWalletStore:
         replay = self._replay_if_known(transaction_id, TransactionKind.CREDIT, key, amount_minor)
         if replay:
             return replay
-        tb_account_id = self._ensure_wallet_account(key)
+        tb_account_id = self.ensure_wallet_account(key)
         ledger = ledger_for_currency(key.currency)
         transfer = Transfer(
             id=credit_transfer_id(transaction_id),
@@ -171,6 +171,7 @@ class TigerBeetleWalletStore:
                 row.voided_by = voided_by
                 row.void_reason = reason
                 row.voided_at = timezone.now()
+                row.void_needs_backport = True
                 row.save()
                 timestamp = result.timestamp
             elif result.status == CreateTransferStatus.EXCEEDS_CREDITS:
@@ -248,7 +249,7 @@ class TigerBeetleWalletStore:
     def _create_transfer(self, transfer: Transfer):  # type: ignore[no-untyped-def]
         return self._call(self.backend.create_transfers, [transfer])[0]
 
-    def _ensure_wallet_account(self, key: WalletKey) -> int:
+    def ensure_wallet_account(self, key: WalletKey) -> int:
         """The wallet's account id, creating the system and wallet accounts on first use.
 
         The account's fields encode the whole key, so TigerBeetle itself reports an id that
@@ -359,6 +360,7 @@ class TigerBeetleWalletStore:
                         "failure_code": failure_code,
                         "tb_transfer_id_hex": u128_to_hex(transfer.id),
                         "tb_timestamp": tb_timestamp,
+                        "needs_backport": not failure_code,
                     },
                 )
         except IntegrityError:
@@ -418,6 +420,38 @@ class TigerBeetleWalletStore:
         )
         if not snapshots:
             raise errors.StoreUnavailable("TigerBeetle has no balance snapshot of the transfer.")
+        snapshot = snapshots[0]
+        return WalletBalance(
+            key=key,
+            credit_minor=snapshot.credits_posted - snapshot.debits_posted,
+            debit_minor=snapshot.debits_posted,
+            historical_credit_minor=snapshot.credits_posted,
+        )
+
+    def balance_before(self, key: WalletKey, timestamp: int) -> WalletBalance:
+        """The wallet's balance just before TigerBeetle's `timestamp` (zero before any
+        transfer): what a store that had applied everything earlier held."""
+        registered = account_registry.find_account(key)
+        if registered is None:
+            raise errors.WalletNotFound(f"No wallet {key.describe()}.")
+        snapshots = self._call(
+            self.backend.get_account_balances,
+            AccountFilter(
+                account_id=registered.tb_account_id,
+                user_data_128=0,
+                user_data_64=0,
+                user_data_32=0,
+                code=0,
+                timestamp_min=0,
+                timestamp_max=timestamp - 1,
+                limit=1,
+                flags=AccountFilterFlags.DEBITS
+                | AccountFilterFlags.CREDITS
+                | AccountFilterFlags.REVERSED,
+            ),
+        )
+        if not snapshots:
+            return WalletBalance(key=key, credit_minor=0, debit_minor=0, historical_credit_minor=0)
         snapshot = snapshots[0]
         return WalletBalance(
             key=key,

@@ -1,0 +1,50 @@
+"""Prometheus metrics of the wallet service and the migration (served at /metrics).
+
+Web and worker processes each keep their own registry; under gunicorn or a prefork Celery
+worker set PROMETHEUS_MULTIPROC_DIR so /metrics aggregates all processes (prometheus_client's
+multiprocess mode).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+OPERATION_SECONDS = Histogram(
+    "wallet_operation_seconds",
+    "Latency of wallet operations per store.",
+    ["operation", "store"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+READ_ROUTES = Counter(
+    "wallet_read_routes_total",
+    "Balance reads by the route they took (mongo, tigerbeetle, fallback, ryw).",
+    ["route"],
+)
+FALLBACKS = Counter(
+    "wallet_read_fallbacks_total",
+    "Phase-3 reads meant for TigerBeetle that MongoDB served after a failure.",
+    ["reason"],
+)
+BREAKER_OPEN = Gauge(
+    "wallet_read_breaker_open", "1 while the TigerBeetle read breaker is open (or half-open)."
+)
+SHADOW_COMPARISONS = Counter(
+    "wallet_shadow_comparisons_total", "Shadow read comparisons by outcome.", ["outcome"]
+)
+MIRROR_ENTRIES = Counter(
+    "wallet_mirror_entries_total", "Outbox entries handled by the mirror, by result.", ["result"]
+)
+OUTBOX_DEPTH = Gauge(
+    "wallet_outbox_entries", "Outbox entries waiting for the mirror, by state.", ["state"]
+)
+MIRROR_LAG_SECONDS = Gauge(
+    "wallet_mirror_lag_seconds", "Age of the oldest outbox entry not yet mirrored."
+)
+RECONCILIATION_WALLETS = Gauge(
+    "wallet_reconciliation_wallets",
+    "Wallets in the last reconciliation run, by result.",
+    ["result"],
+)
+RECONCILIATION_SECONDS = Gauge(
+    "wallet_reconciliation_duration_seconds", "Duration of the last reconciliation run."
+)

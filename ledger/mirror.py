@@ -1,0 +1,337 @@
+"""The dual-write mirror: MongoDB's outbox applied to TigerBeetle, in order, exactly once.
+
+Each run takes pending log entries (each wallet's in `wallet_seq` order), turns them into the
+transfers the TigerBeetle store would have posted (same deterministic ids), and sends them in
+create_transfers batches of at most 8189. TigerBeetle answers `exists` for anything already
+applied, so a run repeated after a crash posts nothing twice; only then are entries marked
+mirrored. A transient failure is retried with backoff (3 tries, 100 ms x 2^n) and otherwise
+left pending for the next run; an entry TigerBeetle refuses, or one that failed
+MIRROR_PARK_AFTER_ATTEMPTS runs, is parked with its error for support.
+
+Wallets MongoDB held before it kept a complete log (legacy wallets) are not mirrored until the
+backfill has imported their opening balance; entries older than that snapshot are then marked
+`covered`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+from tigerbeetle import CreateTransferStatus, Transfer
+
+from ledger import errors
+from ledger.backends import LedgerUnavailable
+from ledger.backends.base import BATCH_EVENTS_MAX
+from ledger.ids import (
+    WalletKey,
+    credit_transfer_id,
+    debit_transfer_id,
+    system_account_id,
+    u128_to_hex,
+    void_transfer_id,
+)
+from ledger.stores.mongo_outbox import MongoOutbox, OutboxEntry
+from ledger.stores.mongo_store import MirrorState
+from ledger.stores.tigerbeetle_store import (
+    TRANSFER_CODE_CREDIT,
+    TRANSFER_CODE_DEBIT,
+    TRANSFER_CODE_VOID,
+    TigerBeetleWalletStore,
+)
+from registry.models import WalletAccount, WalletTransfer
+
+log = logging.getLogger(__name__)
+
+_APPLIED = {CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS}
+
+_retry_transient = retry(
+    retry=retry_if_exception_type(LedgerUnavailable),
+    stop=stop_after_attempt(3),
+    wait=wait_exponential(multiplier=0.1),
+    reraise=True,
+)
+
+
+@dataclass
+class MirrorReport:
+    """What one run did, for logs, metrics and tests."""
+
+    applied: int = 0  # newly created in TigerBeetle
+    already_applied: int = 0  # TigerBeetle answered exists: a repeated run
+    covered: int = 0  # older than a backfill snapshot
+    waiting_for_backfill: int = 0
+    parked: int = 0
+    failed_transiently: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return (
+            self.applied
+            + self.already_applied
+            + self.covered
+            + self.parked
+            + self.waiting_for_backfill
+        )
+
+    def add(self, other: MirrorReport) -> None:
+        for name in (
+            "applied",
+            "already_applied",
+            "covered",
+            "waiting_for_backfill",
+            "parked",
+            "failed_transiently",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.extend(other.errors)
+
+
+@dataclass
+class _Wallet:
+    row: WalletAccount | None
+    log_complete: bool
+
+
+class Mirror:
+    """Applies the outbox of one MongoDB store to one TigerBeetle store."""
+
+    def __init__(self, outbox: MongoOutbox, tigerbeetle: TigerBeetleWalletStore) -> None:
+        self.outbox = outbox
+        self.tigerbeetle = tigerbeetle
+
+    def run_once(
+        self, keys: list[WalletKey] | None = None, limit: int = BATCH_EVENTS_MAX
+    ) -> MirrorReport:
+        """One batch of at most `limit` (<= 8189) entries."""
+        entries = self.outbox.pending(min(limit, BATCH_EVENTS_MAX), keys)
+        report = MirrorReport()
+        if not entries:
+            return report
+        wallets, unreachable = self._wallets({entry.key for entry in entries})
+        to_send: list[OutboxEntry] = []
+        covered: list[str] = []
+        awaiting: list[str] = []
+        for entry in entries:
+            wallet = wallets.get(entry.key)
+            if wallet is None:
+                continue
+            if wallet.row is None:
+                awaiting.append(entry.entry_id)
+            elif wallet.row.opening_seq is not None and entry.wallet_seq <= wallet.row.opening_seq:
+                covered.append(entry.entry_id)
+            else:
+                to_send.append(entry)
+        self.outbox.mark(covered, MirrorState.COVERED)
+        self.outbox.mark(awaiting, MirrorState.AWAITING_BACKFILL)
+        report.covered, report.waiting_for_backfill = len(covered), len(awaiting)
+        if unreachable:
+            failed = [entry for entry in entries if entry.key not in wallets]
+            self._count_failure(failed, unreachable, report)
+        if to_send:
+            self._send(to_send, wallets, report)
+        return report
+
+    def drain(
+        self, keys: list[WalletKey] | None = None, max_batches: int = 1_000_000
+    ) -> MirrorReport:
+        """Run batches until nothing more can be applied now."""
+        total = MirrorReport()
+        for _ in range(max_batches):
+            report = self.run_once(keys)
+            total.add(report)
+            if report.done == 0:
+                break
+        return total
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _wallets(self, keys: set[WalletKey]) -> tuple[dict[WalletKey, _Wallet], str]:
+        """Registry rows of the wallets, creating TigerBeetle accounts for wallets born with
+        a complete log; legacy wallets wait for the backfill. Wallets whose account could not
+        be created (TigerBeetle unreachable) are left out, with the error."""
+        rows = {row.key: row for row in _registry_rows(keys)}
+        missing = [key for key in keys if key not in rows]
+        snapshots = self.outbox.snapshots(missing)
+        wallets: dict[WalletKey, _Wallet] = {}
+        unreachable = ""
+        for key in keys:
+            row = rows.get(key)
+            snapshot = snapshots.get(key)
+            log_complete = row is not None or bool(snapshot and snapshot.log_complete)
+            if row is None and log_complete:
+                try:
+                    self.tigerbeetle.ensure_wallet_account(key)
+                except errors.StoreUnavailable as exc:
+                    unreachable = str(exc)
+                    continue
+                row = _registry_rows({key})[0]
+            wallets[key] = _Wallet(row=row, log_complete=log_complete)
+        return wallets, unreachable
+
+    def _send(
+        self, entries: list[OutboxEntry], wallets: dict[WalletKey, _Wallet], report: MirrorReport
+    ) -> None:
+        void_attempts = dict(
+            WalletTransfer.objects.filter(
+                transaction_id__in=[e.voided_transaction_id for e in entries if e.kind == "void"]
+            ).values_list("transaction_id", "void_attempts")
+        )
+        transfers = [
+            _transfer_for(entry, wallets[entry.key].row, void_attempts) for entry in entries
+        ]
+        try:
+            results = _retry_transient(self.tigerbeetle.backend.create_transfers)(transfers)
+        except LedgerUnavailable as exc:
+            self._count_failure(entries, f"TigerBeetle unavailable: {exc}", report)
+            return
+        outcomes: dict[str, tuple[str, dict[str, Any]]] = {}
+        applied: list[tuple[OutboxEntry, Transfer, int]] = []
+        for entry, transfer, result in zip(entries, transfers, results, strict=True):
+            if result.status in _APPLIED:
+                applied.append((entry, transfer, result.timestamp))
+                if result.status == CreateTransferStatus.CREATED:
+                    report.applied += 1
+                else:
+                    report.already_applied += 1
+                outcomes[entry.entry_id] = (
+                    MirrorState.MIRRORED,
+                    {"mirrored_at": timezone.now(), "tb_timestamp": result.timestamp},
+                )
+            else:
+                error = f"TigerBeetle refused: {result.status.name.lower()}"
+                log.error("mirror parked %s (%s): %s", entry.entry_id, entry.key.describe(), error)
+                report.parked += 1
+                report.errors.append(f"{entry.entry_id}: {error}")
+                outcomes[entry.entry_id] = (MirrorState.PARKED, {"mirror_error": error})
+        _record_in_registry(applied, wallets)
+        self.outbox.mark_each(outcomes)
+
+    def _count_failure(self, entries: list[OutboxEntry], error: str, report: MirrorReport) -> None:
+        park_after = settings.MIRROR_PARK_AFTER_ATTEMPTS
+        give_up = [e.entry_id for e in entries if e.attempts + 1 >= park_after]
+        self.outbox.count_failed_attempt([e.entry_id for e in entries], error)
+        self.outbox.mark(give_up, MirrorState.PARKED, mirror_error=error)
+        report.failed_transiently += len(entries) - len(give_up)
+        report.parked += len(give_up)
+        report.errors.append(error)
+        log.warning("mirror: %d entries not applied: %s", len(entries), error)
+
+
+def _registry_rows(keys: set[WalletKey]) -> list[WalletAccount]:
+    rows: list[WalletAccount] = []
+    by_client: dict[str, set[WalletKey]] = defaultdict(set)
+    for key in keys:
+        by_client[key.client_id].add(key)
+    for row in WalletAccount.objects.filter(client_id__in=list(by_client)):
+        if row.key in by_client[row.client_id]:
+            rows.append(row)
+    return rows
+
+
+def _transfer_for(
+    entry: OutboxEntry, row: WalletAccount | None, void_attempts: dict[str, int]
+) -> Transfer:
+    """The transfer the TigerBeetle store posts for the same operation (same id)."""
+    assert row is not None
+    wallet_id, system_id = row.tb_account_id, system_account_id(row.ledger)
+    if entry.kind == "credit":
+        return Transfer(
+            id=credit_transfer_id(entry.entry_id),
+            debit_account_id=system_id,
+            credit_account_id=wallet_id,
+            amount=entry.amount_minor,
+            ledger=row.ledger,
+            code=TRANSFER_CODE_CREDIT,
+        )
+    if entry.kind == "debit":
+        return Transfer(
+            id=debit_transfer_id(entry.entry_id),
+            debit_account_id=wallet_id,
+            credit_account_id=system_id,
+            amount=entry.amount_minor,
+            ledger=row.ledger,
+            code=TRANSFER_CODE_DEBIT,
+        )
+    voided_credit = entry.voided_kind == "credit"
+    original_id = (credit_transfer_id if voided_credit else debit_transfer_id)(
+        entry.voided_transaction_id
+    )
+    attempt = void_attempts.get(entry.voided_transaction_id, 0)
+    return Transfer(
+        id=void_transfer_id(original_id, attempt=attempt),
+        debit_account_id=wallet_id if voided_credit else system_id,
+        credit_account_id=system_id if voided_credit else wallet_id,
+        amount=entry.amount_minor,
+        user_data_128=original_id,
+        ledger=row.ledger,
+        code=TRANSFER_CODE_VOID,
+    )
+
+
+def _record_in_registry(
+    applied: list[tuple[OutboxEntry, Transfer, int]], wallets: dict[WalletKey, _Wallet]
+) -> None:
+    """Transfer registry rows for what TigerBeetle now holds (idempotent)."""
+    rows = []
+    for entry, transfer, timestamp in applied:
+        if entry.kind == "void":
+            continue
+        wallet_row = wallets[entry.key].row
+        assert wallet_row is not None
+        rows.append(
+            WalletTransfer(
+                transaction_id=entry.entry_id,
+                wallet=wallet_row,
+                kind=entry.kind,
+                amount_minor=entry.amount_minor,
+                state=WalletTransfer.State.POSTED,
+                tb_transfer_id_hex=u128_to_hex(transfer.id),
+                tb_timestamp=timestamp,
+            )
+        )
+    with transaction.atomic():
+        WalletTransfer.objects.bulk_create(rows, ignore_conflicts=True)
+        for entry, transfer, _ in applied:
+            if entry.kind != "void":
+                continue
+            original = WalletTransfer.objects.filter(
+                transaction_id=entry.voided_transaction_id
+            ).first()
+            if original is None:
+                # Voided transaction older than the backfill snapshot: its amount is in the
+                # opening balance, so it has no transfer of its own. Register it as voided.
+                wallet_row = wallets[entry.key].row
+                assert wallet_row is not None
+                voided_credit = entry.voided_kind == "credit"
+                original = WalletTransfer(
+                    transaction_id=entry.voided_transaction_id,
+                    wallet=wallet_row,
+                    kind=entry.voided_kind,
+                    amount_minor=entry.amount_minor,
+                    tb_transfer_id_hex=u128_to_hex(
+                        (credit_transfer_id if voided_credit else debit_transfer_id)(
+                            entry.voided_transaction_id
+                        )
+                    ),
+                )
+            if original.state == WalletTransfer.State.VOIDED:
+                continue
+            original.state = WalletTransfer.State.VOIDED
+            original.void_tb_transfer_id_hex = u128_to_hex(transfer.id)
+            original.voided_by = entry.voided_by
+            original.void_reason = entry.void_reason
+            original.voided_at = entry.created_at
+            original.save()

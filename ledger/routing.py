@@ -1,0 +1,243 @@
+"""The store the migration phase makes of the two: where each write goes, where each read comes
+from (design.md's phases; the flags are read once per operation through `flags.phases`).
+
+| phase | writes                                   | balance reads                             |
+| ----- | ---------------------------------------- | ----------------------------------------- |
+| 0     | MongoDB                                  | MongoDB                                   |
+| 1     | MongoDB, outbox mirrored by Celery       | MongoDB                                   |
+| 2     | as 1                                     | MongoDB; a sample compared on TigerBeetle |
+| 3     | as 1                                     | rollout share: TigerBeetle, falling back  |
+| 4     | TigerBeetle only                         | TigerBeetle                               |
+
+Phase 3's TigerBeetle reads go through a circuit breaker and fall back to MongoDB (each fallback
+counted); a wallet with outbox entries still waiting is read from MongoDB, so a read is never
+older than the client's last acknowledged write.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TypeVar
+
+import pybreaker
+from django.conf import settings
+
+from flags.phases import MigrationState, Phase, current_state, writes_paused
+from ledger import errors, metrics
+from ledger.ids import WalletKey
+from ledger.models import ReadRouteCount
+from ledger.stores.mongo_outbox import MongoOutbox
+from ledger.stores.mongo_store import MongoWalletStore
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from ledger.wallets import TransactionRecord, WalletBalance, WalletResult
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_breaker: pybreaker.CircuitBreaker | None = None
+
+
+class _BreakerGauge(pybreaker.CircuitBreakerListener):
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state, new_state) -> None:  # type: ignore[no-untyped-def]
+        metrics.BREAKER_OPEN.set(0 if new_state.name == pybreaker.STATE_CLOSED else 1)
+        log.warning("TigerBeetle read breaker: %s -> %s", old_state.name, new_state.name)
+
+
+def read_breaker() -> pybreaker.CircuitBreaker:
+    """The process's breaker on TigerBeetle reads: opens after READ_BREAKER_FAILURES
+    consecutive failures, lets one read through after READ_BREAKER_RESET_S."""
+    global _breaker
+    if _breaker is None:
+        _breaker = pybreaker.CircuitBreaker(
+            fail_max=settings.READ_BREAKER_FAILURES,
+            reset_timeout=settings.READ_BREAKER_RESET_S,
+            exclude=[lambda exc: not isinstance(exc, errors.StoreUnavailable)],
+            listeners=[_BreakerGauge()],
+        )
+    return _breaker
+
+
+def reset_read_breaker() -> None:
+    global _breaker
+    _breaker = None
+    metrics.BREAKER_OPEN.set(0)
+
+
+def _timed(operation: str, store: str, call: Callable[[], T]) -> T:
+    started = time.perf_counter()
+    try:
+        return call()
+    finally:
+        metrics.OPERATION_SECONDS.labels(operation, store).observe(time.perf_counter() - started)
+
+
+def _count_route(route: str) -> None:
+    metrics.READ_ROUTES.labels(route).inc()
+    ReadRouteCount.bump(route)
+
+
+class PhasedWalletStore:
+    """MongoDB and TigerBeetle behind one WalletStore, routed by the migration phase."""
+
+    name = "phased"
+
+    def __init__(
+        self,
+        mongo: MongoWalletStore,
+        tigerbeetle: TigerBeetleWalletStore,
+        enqueue_mirror: Callable[[WalletKey], None] | None = None,
+        enqueue_shadow: Callable[[WalletBalance, int, int], None] | None = None,
+    ) -> None:
+        self.mongo = mongo
+        self.tigerbeetle = tigerbeetle
+        self.outbox = MongoOutbox(mongo)
+        self._enqueue_mirror = enqueue_mirror or _enqueue_mirror_task
+        self._enqueue_shadow = enqueue_shadow or _enqueue_shadow_task
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def _write(
+        self,
+        operation: str,
+        on_mongo: Callable[[], WalletResult],
+        on_tigerbeetle: Callable[[], WalletResult],
+    ) -> WalletResult:
+        if writes_paused():
+            raise errors.WritesPaused()
+        state = current_state()
+        if not state.writes_to_mongo:
+            return _timed(operation, "tigerbeetle", on_tigerbeetle)
+        result = _timed(operation, "mongo", on_mongo)
+        if state.mirrors_to_tigerbeetle:
+            self._mirror_soon(result.transaction.key)
+        return result
+
+    def _mirror_soon(self, key: WalletKey) -> None:
+        """Queue the wallet's mirror now for low lag; if that fails the entry is still in the
+        outbox and the sweeper applies it."""
+        try:
+            self._enqueue_mirror(key)
+        except Exception:
+            log.warning("mirror task for %s not queued; the sweeper will apply it", key.describe())
+
+    def add_credit(self, key: WalletKey, amount_minor: int, transaction_id: str) -> WalletResult:
+        return self._write(
+            "add_credit",
+            lambda: self.mongo.add_credit(key, amount_minor, transaction_id),
+            lambda: self.tigerbeetle.add_credit(key, amount_minor, transaction_id),
+        )
+
+    def subtract_credit(self, key: WalletKey, amount_minor: int, reference_id: str) -> WalletResult:
+        return self._write(
+            "subtract_credit",
+            lambda: self.mongo.subtract_credit(key, amount_minor, reference_id),
+            lambda: self.tigerbeetle.subtract_credit(key, amount_minor, reference_id),
+        )
+
+    def void_transaction(self, transaction_id: str, voided_by: str, reason: str) -> WalletResult:
+        return self._write(
+            "void_transaction",
+            lambda: self.mongo.void_transaction(transaction_id, voided_by, reason),
+            lambda: self.tigerbeetle.void_transaction(transaction_id, voided_by, reason),
+        )
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def get_balance(self, key: WalletKey) -> WalletBalance:
+        state = current_state()
+        if state.phase == Phase.TIGERBEETLE_ONLY:
+            return _timed("get_balance", "tigerbeetle", lambda: self.tigerbeetle.get_balance(key))
+        if state.reads_from_tigerbeetle(key.client_id):
+            return self._cutover_read(key)
+        started = time.perf_counter()
+        balance = _timed("get_balance", "mongo", lambda: self.mongo.get_balance(key))
+        latency_us = int((time.perf_counter() - started) * 1_000_000)
+        _count_route(ReadRouteCount.Route.MONGO)
+        self._maybe_shadow(state, balance, latency_us)
+        return balance
+
+    def _cutover_read(self, key: WalletKey) -> WalletBalance:
+        if self.outbox.has_unmirrored(key):
+            # The mirror has not applied this wallet's last write yet: TigerBeetle would
+            # answer an older balance than the client was told.
+            _count_route(ReadRouteCount.Route.READ_YOUR_WRITES)
+            return _timed("get_balance", "mongo", lambda: self.mongo.get_balance(key))
+        try:
+            balance = read_breaker().call(
+                _timed, "get_balance", "tigerbeetle", lambda: self.tigerbeetle.get_balance(key)
+            )
+        except (errors.StoreUnavailable, pybreaker.CircuitBreakerError) as exc:
+            reason = "breaker_open" if isinstance(exc, pybreaker.CircuitBreakerError) else "error"
+            return self._fallback(key, reason)
+        except errors.WalletNotFound:
+            return self._fallback(key, "not_in_tigerbeetle")
+        _count_route(ReadRouteCount.Route.TIGERBEETLE)
+        return balance
+
+    def _fallback(self, key: WalletKey, reason: str) -> WalletBalance:
+        metrics.FALLBACKS.labels(reason).inc()
+        _count_route(ReadRouteCount.Route.FALLBACK)
+        log.info("balance of %s served by MongoDB (%s)", key.describe(), reason)
+        return _timed("get_balance", "mongo", lambda: self.mongo.get_balance(key))
+
+    def _maybe_shadow(self, state: MigrationState, balance: WalletBalance, latency_us: int) -> None:
+        draw = Decimal(random.randrange(10_000)) / 100
+        if not state.shadows(draw):
+            return
+        try:
+            # One document read gives a balance and the wallet_seq it stands at together.
+            snapshot = self.outbox.snapshots([balance.key]).get(balance.key)
+            if snapshot is not None:
+                self._enqueue_shadow(snapshot.balance, snapshot.wallet_seq, latency_us)
+        except Exception:
+            log.warning("shadow comparison of %s not queued", balance.key.describe())
+
+    def get_balances(self, client_id: str) -> list[WalletBalance]:
+        state = current_state()
+        if state.phase == Phase.TIGERBEETLE_ONLY:
+            return self.tigerbeetle.get_balances(client_id)
+        if not state.reads_from_tigerbeetle(client_id):
+            return self.mongo.get_balances(client_id)
+        # Cutover: per-wallet routing keeps read-your-writes and fallback for each wallet.
+        return [self._cutover_read(b.key) for b in self.mongo.get_balances(client_id)]
+
+    def get_transaction(self, transaction_id: str) -> TransactionRecord:
+        if current_state().phase == Phase.TIGERBEETLE_ONLY:
+            return self.tigerbeetle.get_transaction(transaction_id)
+        return self.mongo.get_transaction(transaction_id)
+
+
+def _enqueue_mirror_task(key: WalletKey) -> None:
+    from ledger.tasks import mirror_wallet
+
+    mirror_wallet.delay(key_to_dict(key))
+
+
+def _enqueue_shadow_task(balance: WalletBalance, wallet_seq: int, mongo_latency_us: int) -> None:
+    from ledger.tasks import compare_shadow_read
+
+    compare_shadow_read.delay(
+        key_to_dict(balance.key), list(balance.fields_minor()), wallet_seq, mongo_latency_us
+    )
+
+
+def key_to_dict(key: WalletKey) -> dict[str, str | None]:
+    return {
+        "client_id": key.client_id,
+        "country": key.country,
+        "currency": key.currency,
+        "issuer": key.issuer,
+    }
+
+
+def key_from_dict(data: dict[str, str | None]) -> WalletKey:
+    return WalletKey(
+        client_id=str(data["client_id"]),
+        country=str(data["country"]),
+        currency=str(data["currency"]),
+        issuer=data.get("issuer") or None,
+    )

@@ -1,0 +1,272 @@
+"""The mirror's view of the MongoDB transaction log: the durable outbox of dual write.
+
+Every credit, debit and void is logged in the same MongoDB transaction as the balance it
+changes, with `mirror_state: pending`; so a write MongoDB acknowledged is in the outbox even if
+the process dies before it queues the mirror task. The mirror reads pending entries here in
+each wallet's `wallet_seq` order and records what became of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import UpdateOne
+
+from ledger.ids import WalletKey
+from ledger.stores.mongo_store import (
+    MirrorState,
+    MongoWalletStore,
+    _balance_of,
+    _key_filter,
+    _key_of,
+)
+from ledger.wallets import WalletBalance
+
+WAITING_STATES = (MirrorState.PENDING, MirrorState.PARKED, MirrorState.AWAITING_BACKFILL)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One logged write still to be applied to TigerBeetle."""
+
+    entry_id: str
+    kind: str  # credit, debit or void
+    key: WalletKey
+    amount_minor: int
+    wallet_seq: int
+    created_at: datetime
+    attempts: int = 0
+    voided_transaction_id: str = ""
+    voided_kind: str = ""
+    voided_by: str = ""
+    void_reason: str = ""
+
+
+@dataclass(frozen=True)
+class WalletSnapshot:
+    """A wallet document as one read saw it: balance and the seq it stands at."""
+
+    balance: WalletBalance
+    wallet_seq: int
+    created_at: datetime | None
+    log_complete: bool
+
+
+def _entry(document: dict[str, Any]) -> OutboxEntry:
+    return OutboxEntry(
+        entry_id=document["_id"],
+        kind=document["kind"],
+        key=_key_of(document),
+        amount_minor=int(document["amount_minor"]),
+        wallet_seq=int(document["wallet_seq"]),
+        created_at=document["created_at"],
+        attempts=int(document.get("mirror_attempts", 0)),
+        voided_transaction_id=document.get("voided_transaction_id", ""),
+        voided_kind=document.get("voided_kind", ""),
+        voided_by=document.get("voided_by", ""),
+        void_reason=document.get("void_reason", ""),
+    )
+
+
+def snapshot_of(document: dict[str, Any]) -> WalletSnapshot:
+    return WalletSnapshot(
+        balance=_balance_of(document),
+        wallet_seq=int(document.get("wallet_seq", 0)),
+        created_at=document.get("created_at"),
+        log_complete=bool(document.get("log_complete", False)),
+    )
+
+
+class MongoOutbox:
+    """Pending log entries in, their fate out; MongoDB failures are StoreUnavailable."""
+
+    def __init__(self, store: MongoWalletStore) -> None:
+        self.store = store
+
+    def _log(self) -> Any:
+        return self.store._collections()[1]
+
+    def _wallets(self) -> Any:
+        return self.store._collections()[0]
+
+    def pending(self, limit: int, keys: Sequence[WalletKey] | None = None) -> list[OutboxEntry]:
+        """Up to `limit` pending entries, each wallet's in wallet_seq order."""
+        query: dict[str, Any] = {"mirror_state": MirrorState.PENDING}
+        if keys:
+            query["$or"] = [_key_filter(key) for key in keys]
+        order = [
+            ("client_id", 1),
+            ("country", 1),
+            ("currency", 1),
+            ("issuer_type_identifier", 1),
+            ("wallet_seq", 1),
+        ]
+        return self.store._guarded(
+            lambda: [_entry(doc) for doc in self._log().find(query).sort(order).limit(limit)]
+        )
+
+    def has_unmirrored(self, key: WalletKey) -> bool:
+        """Whether TigerBeetle may be behind MongoDB for this wallet (read-your-writes)."""
+        query = {**_key_filter(key), "mirror_state": {"$in": list(WAITING_STATES)}}
+        return self.store._guarded(lambda: self._log().find_one(query, {"_id": 1}) is not None)
+
+    def next_entry_after(self, key: WalletKey, wallet_seq: int) -> dict[str, Any] | None:
+        """The wallet's first logged change after `wallet_seq` (None: the wallet is there)."""
+        query = {**_key_filter(key), "wallet_seq": {"$gt": wallet_seq}}
+        return self.store._guarded(lambda: self._log().find_one(query, sort=[("wallet_seq", 1)]))
+
+    def unmirrored_up_to(self, key: WalletKey, wallet_seq: int) -> dict[str, int]:
+        """Entries up to `wallet_seq` TigerBeetle does not hold yet, by state."""
+        query = {
+            **_key_filter(key),
+            "wallet_seq": {"$lte": wallet_seq},
+            "mirror_state": {"$in": list(WAITING_STATES)},
+        }
+        counts: dict[str, int] = {}
+        for doc in self.store._guarded(lambda: list(self._log().find(query, {"mirror_state": 1}))):
+            counts[doc["mirror_state"]] = counts.get(doc["mirror_state"], 0) + 1
+        return counts
+
+    def snapshots(self, keys: Iterable[WalletKey]) -> dict[WalletKey, WalletSnapshot]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        query = {"$or": [_key_filter(key) for key in keys]}
+        return self.store._guarded(
+            lambda: {_key_of(doc): snapshot_of(doc) for doc in self._wallets().find(query)}
+        )
+
+    def mark(self, entry_ids: Sequence[str], state: str, **fields: Any) -> None:
+        if not entry_ids:
+            return
+        update = {"$set": {"mirror_state": state, "mirror_updated_at": datetime.now(UTC), **fields}}
+        self.store._guarded(
+            lambda: self._log().update_many({"_id": {"$in": list(entry_ids)}}, update)
+        )
+
+    def mark_each(self, outcomes: dict[str, tuple[str, dict[str, Any]]]) -> None:
+        """Different states and fields per entry, in one bulk write."""
+        if not outcomes:
+            return
+        now = datetime.now(UTC)
+        requests = [
+            UpdateOne(
+                {"_id": entry_id},
+                {"$set": {"mirror_state": state, "mirror_updated_at": now, **fields}},
+            )
+            for entry_id, (state, fields) in outcomes.items()
+        ]
+        self.store._guarded(lambda: self._log().bulk_write(requests, ordered=False))
+
+    def count_failed_attempt(self, entry_ids: Sequence[str], error: str) -> None:
+        if not entry_ids:
+            return
+        self.store._guarded(
+            lambda: self._log().update_many(
+                {"_id": {"$in": list(entry_ids)}},
+                {"$inc": {"mirror_attempts": 1}, "$set": {"mirror_error": error[:500]}},
+            )
+        )
+
+    def release_backfilled(self, key: WalletKey, opening_seq: int) -> None:
+        """After the backfill imported a wallet at `opening_seq`: older entries are in its
+        opening balance, newer ones go to the mirror."""
+
+        def release() -> None:
+            log, waiting = (
+                self._log(),
+                {
+                    **_key_filter(key),
+                    "mirror_state": {"$in": [MirrorState.AWAITING_BACKFILL, MirrorState.PENDING]},
+                },
+            )
+            log.update_many(
+                {**waiting, "wallet_seq": {"$lte": opening_seq}},
+                {"$set": {"mirror_state": MirrorState.COVERED}},
+            )
+            log.update_many(
+                {**waiting, "wallet_seq": {"$gt": opening_seq}},
+                {"$set": {"mirror_state": MirrorState.PENDING}},
+            )
+
+        self.store._guarded(release)
+
+    def requeue_parked(self, keys: Sequence[WalletKey] | None = None) -> int:
+        """Support's retry of parked entries (after fixing what refused them)."""
+        query: dict[str, Any] = {"mirror_state": MirrorState.PARKED}
+        if keys:
+            query["$or"] = [_key_filter(key) for key in keys]
+        result = self.store._guarded(
+            lambda: self._log().update_many(
+                query,
+                {"$set": {"mirror_state": MirrorState.PENDING, "mirror_attempts": 0}},
+            )
+        )
+        return result.modified_count
+
+    def depth(self) -> dict[str, int]:
+        """Entries per waiting state, and the age of the oldest pending one in seconds."""
+
+        def read() -> dict[str, int]:
+            log = self._log()
+            counts = {
+                state: log.count_documents({"mirror_state": state}) for state in WAITING_STATES
+            }
+            oldest = log.find_one(
+                {"mirror_state": MirrorState.PENDING},
+                {"created_at": 1},
+                sort=[("created_at", 1)],
+            )
+            lag_s = 0
+            if oldest is not None:
+                lag_s = int((datetime.now(UTC) - oldest["created_at"]).total_seconds())
+            return {**counts, "oldest_pending_age_s": lag_s}
+
+        return self.store._guarded(read)
+
+    def parked(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self.store._guarded(
+            lambda: list(
+                self._log()
+                .find({"mirror_state": MirrorState.PARKED})
+                .sort("created_at", 1)
+                .limit(limit)
+            )
+        )
+
+    def wallet_pages(self, page_size: int, after: WalletKey | None = None) -> list[WalletSnapshot]:
+        """All wallet documents in key order, a page at a time (backfill, reconciliation)."""
+        query: dict[str, Any] = {}
+        if after is not None:
+            a = _key_filter(after)
+            query = {
+                "$or": [
+                    {"client_id": {"$gt": a["client_id"]}},
+                    {"client_id": a["client_id"], "country": {"$gt": a["country"]}},
+                    {
+                        "client_id": a["client_id"],
+                        "country": a["country"],
+                        "currency": {"$gt": a["currency"]},
+                    },
+                    {
+                        "client_id": a["client_id"],
+                        "country": a["country"],
+                        "currency": a["currency"],
+                        "issuer_type_identifier": {"$gt": a["issuer_type_identifier"]},
+                    },
+                ]
+            }
+        order = [
+            ("client_id", 1),
+            ("country", 1),
+            ("currency", 1),
+            ("issuer_type_identifier", 1),
+        ]
+        return self.store._guarded(
+            lambda: [
+                snapshot_of(doc) for doc in self._wallets().find(query).sort(order).limit(page_size)
+            ]
+        )

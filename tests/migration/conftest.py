@@ -1,0 +1,100 @@
+"""Fixtures for the migration: both stores on a fresh MongoDB database and the test ledger,
+installed as the process's stores so the service, the API and (eager) Celery tasks share them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from flags.audit import apply_state
+from flags.phases import Phase, state_for_phase
+from ledger import routing, service
+from ledger.backends.base import LedgerBackend
+from ledger.ids import WalletKey
+from ledger.mirror import Mirror
+from ledger.routing import PhasedWalletStore
+from ledger.stores.mongo_outbox import MongoOutbox
+from ledger.stores.mongo_store import MongoWalletStore
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+
+
+@dataclass
+class Stores:
+    mongo: MongoWalletStore
+    tigerbeetle: TigerBeetleWalletStore
+    phased: PhasedWalletStore
+
+    @property
+    def outbox(self) -> MongoOutbox:
+        return MongoOutbox(self.mongo)
+
+    def mirror(self) -> Mirror:
+        return Mirror(self.outbox, self.tigerbeetle)
+
+
+def install_stores(mongo_url: str, database: str, backend: LedgerBackend) -> Stores:
+    mongo = MongoWalletStore(mongo_url, database=database)
+    tigerbeetle = TigerBeetleWalletStore(backend=backend)
+    phased = PhasedWalletStore(mongo, tigerbeetle)
+    service._process_stores.clear()
+    service._process_stores.update({"mongo": mongo, "tigerbeetle": tigerbeetle, "phased": phased})
+    routing.reset_read_breaker()
+    return Stores(mongo, tigerbeetle, phased)
+
+
+@pytest.fixture
+def stores(
+    db: None, mongo_url: str, mongo_database_name: str, wallet_ledger_backend: LedgerBackend
+) -> Iterator[Stores]:
+    installed = install_stores(mongo_url, mongo_database_name, wallet_ledger_backend)
+    yield installed
+    service._process_stores.clear()
+    routing.reset_read_breaker()
+
+
+@pytest.fixture
+def committed_stores(
+    transactional_db: None,
+    mongo_url: str,
+    mongo_database_name: str,
+    wallet_ledger_backend: LedgerBackend,
+) -> Iterator[Stores]:
+    """The same, with real commits: for tests with other processes or threads."""
+    installed = install_stores(mongo_url, mongo_database_name, wallet_ledger_backend)
+    yield installed
+    service._process_stores.clear()
+    routing.reset_read_breaker()
+
+
+def enter_phase(phase: Phase, rollout_percent: int = 100, shadow_percent: int = 100) -> None:
+    apply_state(
+        state_for_phase(
+            phase, shadow_percent=Decimal(shadow_percent), rollout_percent=Decimal(rollout_percent)
+        ),
+        actor="test",
+    )
+
+
+@pytest.fixture
+def api(db: None) -> APIClient:
+    user = get_user_model().objects.create_user(f"api-{uuid.uuid4().hex[:8]}")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+def new_key(currency: str = "USD") -> WalletKey:
+    return WalletKey(
+        client_id=f"client-{uuid.uuid4().hex[:10]}", country="USA", currency=currency, issuer=None
+    )
+
+
+def tx() -> str:
+    return f"tx-{uuid.uuid4().hex}"

@@ -1,0 +1,283 @@
+"""Phase 1: dual write without loss. MongoDB first; its outbox reaches TigerBeetle in order,
+exactly once, through crashes, outages and concurrent mirrors."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from typing import Any
+
+import pytest
+from django.db import connections
+
+from flags.phases import Phase
+from ledger import service
+from ledger.backends import LedgerUnavailable
+from ledger.backends.base import BATCH_EVENTS_MAX
+from ledger.ids import WalletKey
+from ledger.stores.mongo_store import LOG, MirrorState
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from registry.models import WalletTransfer
+from tests.concurrency import run_concurrently
+from tests.migration.conftest import Stores, enter_phase, new_key, tx
+
+
+class SwitchableBackend:
+    """The real test ledger behind a plug: `down` makes every call fail as an unreachable
+    cluster would; batch sizes of create_transfers are recorded."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.down = False
+        self.batch_sizes: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.backend, name)
+
+        def call(*args: Any) -> Any:
+            if self.down:
+                raise LedgerUnavailable("connection refused (test: cluster down)")
+            if name == "create_transfers":
+                self.batch_sizes.append(len(args[0]))
+            return method(*args)
+
+        return call
+
+
+def plug(stores: Stores) -> SwitchableBackend:
+    """Route the TigerBeetle store (and the mirror) through a switchable backend."""
+    switchable = SwitchableBackend(stores.tigerbeetle.backend)
+    stores.tigerbeetle._backend = switchable  # type: ignore[assignment]
+    return switchable
+
+
+def entry_states(stores: Stores, key: WalletKey) -> list[str]:
+    log = stores.mongo.database[LOG]
+    query = {"client_id": key.client_id, "wallet_seq": {"$exists": True}}
+    return [doc["mirror_state"] for doc in log.find(query).sort("wallet_seq", 1)]
+
+
+def assert_same_balance(stores: Stores, key: WalletKey) -> None:
+    assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
+
+
+def test_dual_write_mirrors_every_write_right_after_it(stores: Stores) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    debit_id = tx()
+    stores.phased.add_credit(key, 10_000, tx())
+    stores.phased.subtract_credit(key, 2_500, debit_id)
+    stores.phased.void_transaction(debit_id, "support", "duplicate")
+    assert entry_states(stores, key) == [MirrorState.MIRRORED] * 3
+    assert stores.tigerbeetle.get_balance(key).fields_minor() == (10_000, 2_500, 12_500)
+    assert WalletTransfer.objects.get(transaction_id=debit_id).state == "voided"
+    assert_same_balance(stores, key)
+
+
+def test_phase_zero_leaves_the_outbox_pending_and_tigerbeetle_untouched(stores: Stores) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 500, tx())
+    assert entry_states(stores, key) == [MirrorState.PENDING]
+    assert WalletTransfer.objects.count() == 0
+
+
+def test_turning_dual_write_on_mirrors_the_history_kept_in_the_log(stores: Stores) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 700, tx())
+    stores.phased.subtract_credit(key, 200, tx())
+    enter_phase(Phase.DUAL_WRITE)
+    report = stores.mirror().drain()
+    assert (report.applied, report.parked) == (2, 0)
+    assert_same_balance(stores, key)
+
+
+def test_a_refused_debit_is_not_mirrored(stores: Stores) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+    with pytest.raises(Exception, match="less available credit"):
+        stores.phased.subtract_credit(key, 101, tx())
+    assert entry_states(stores, key) == [MirrorState.MIRRORED]
+    assert_same_balance(stores, key)
+
+
+def test_a_repeated_mirror_run_posts_nothing_twice(stores: Stores) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 900, tx())
+    stores.phased.subtract_credit(key, 400, tx())
+    stores.mirror().drain()
+    # As if the first run died after TigerBeetle applied the batch but before MongoDB heard.
+    stores.mongo.database[LOG].update_many({}, {"$set": {"mirror_state": MirrorState.PENDING}})
+    report = stores.mirror().drain()
+    assert (report.applied, report.already_applied) == (0, 2)
+    assert stores.tigerbeetle.get_balance(key).fields_minor() == (500, 400, 900)
+
+
+def test_each_wallets_entries_are_applied_in_order_within_one_batch(stores: Stores) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 300, tx())
+    stores.phased.subtract_credit(key, 300, tx())  # only valid after the credit
+    stores.phased.add_credit(key, 50, tx())
+    backend = plug(stores)
+    report = stores.mirror().drain()
+    assert (report.applied, report.parked) == (3, 0)
+    assert backend.batch_sizes == [3]
+    assert_same_balance(stores, key)
+
+
+def test_many_wallets_go_in_one_create_transfers_batch(stores: Stores) -> None:
+    keys = [new_key() for _ in range(25)]
+    for key in keys:
+        stores.phased.add_credit(key, 100, tx())
+    backend = plug(stores)
+    stores.mirror().drain()
+    assert backend.batch_sizes == [25]
+
+
+def test_a_run_takes_at_most_the_cluster_batch_limit(stores: Stores) -> None:
+    key = new_key()
+    for _ in range(5):
+        stores.phased.add_credit(key, 1, tx())
+    backend = plug(stores)
+    stores.mirror().run_once(limit=BATCH_EVENTS_MAX + 100)
+    assert max(backend.batch_sizes) <= BATCH_EVENTS_MAX
+    stores.mirror().run_once(limit=2)
+    assert entry_states(stores, key) == [MirrorState.MIRRORED] * 5
+
+
+def test_tigerbeetle_down_writes_still_succeed_and_the_mirror_catches_up(stores: Stores) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    backend = plug(stores)
+    backend.down = True
+    key = new_key()
+    results = [stores.phased.add_credit(key, 250, tx()) for _ in range(4)]
+    assert results[-1].balance.credit_minor == 1_000
+    assert entry_states(stores, key) == [MirrorState.PENDING] * 4
+    backend.down = False
+    report = stores.mirror().drain()
+    assert report.applied == 4
+    assert_same_balance(stores, key)
+
+
+def test_an_entry_failing_run_after_run_is_parked_for_support(
+    stores: Stores, settings: Any
+) -> None:
+    settings.MIRROR_PARK_AFTER_ATTEMPTS = 2
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+    backend = plug(stores)
+    backend.down = True
+    first, second = stores.mirror().run_once(), stores.mirror().run_once()
+    assert (first.failed_transiently, second.parked) == (1, 1)
+    entry = stores.mongo.database[LOG].find_one({"client_id": key.client_id})
+    assert entry["mirror_state"] == MirrorState.PARKED
+    assert "cluster down" in entry["mirror_error"]
+
+
+def test_an_entry_tigerbeetle_refuses_is_parked_with_its_result_code(stores: Stores) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+    stores.mirror().drain()
+    # The stores diverge: TigerBeetle alone loses the funds, so the next debit cannot apply.
+    stores.tigerbeetle.subtract_credit(key, 100, tx())
+    stores.phased.subtract_credit(key, 60, tx())
+    report = stores.mirror().drain()
+    assert report.parked == 1
+    parked = stores.mongo.database[LOG].find_one({"mirror_state": MirrorState.PARKED})
+    assert parked["mirror_error"] == "TigerBeetle refused: exceeds_credits"
+
+
+def test_parked_entries_go_back_to_the_mirror_when_support_requeues_them(stores: Stores) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+    backend = plug(stores)
+    backend.down = True
+    stores.outbox.count_failed_attempt([], "")
+    stores.mongo.database[LOG].update_many({}, {"$set": {"mirror_state": MirrorState.PARKED}})
+    backend.down = False
+    assert stores.outbox.requeue_parked([key]) == 1
+    assert stores.mirror().drain().applied == 1
+    assert_same_balance(stores, key)
+
+
+def _die_after_commit(mongo_url: str, database: str, client_id: str, transaction_id: str) -> None:
+    """A web process: the MongoDB write commits, then the process dies before queuing."""
+    connections.close_all()
+    from ledger.routing import PhasedWalletStore
+    from ledger.stores.mongo_store import MongoWalletStore
+
+    def crash(key: WalletKey) -> None:
+        os._exit(137)
+
+    phased = PhasedWalletStore(
+        MongoWalletStore(mongo_url, database=database),
+        TigerBeetleWalletStore(),
+        enqueue_mirror=crash,
+    )
+    phased.add_credit(WalletKey(client_id, "USA", "USD"), 4_200, transaction_id)
+    os._exit(0)
+
+
+def test_web_process_killed_between_commit_and_mirror_loses_nothing(
+    committed_stores: Stores, mongo_url: str, mongo_database_name: str
+) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    child = multiprocessing.get_context("fork").Process(
+        target=_die_after_commit, args=(mongo_url, mongo_database_name, key.client_id, tx())
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == 137
+    assert entry_states(committed_stores, key) == [MirrorState.PENDING]
+    from ledger.tasks import sweep_outbox
+
+    assert sweep_outbox()["applied"] == 1
+    assert sweep_outbox()["applied"] == 0
+    assert committed_stores.tigerbeetle.get_balance(key).credit_minor == 4_200
+
+
+def _die_before_marking(mongo_url: str, database: str) -> None:
+    """A mirror worker that dies after TigerBeetle applied the batch, before MongoDB heard."""
+    connections.close_all()
+    from ledger.mirror import Mirror
+    from ledger.stores.mongo_outbox import MongoOutbox
+    from ledger.stores.mongo_store import MongoWalletStore
+
+    outbox = MongoOutbox(MongoWalletStore(mongo_url, database=database))
+    outbox.mark_each = lambda outcomes: os._exit(137)  # type: ignore[method-assign]
+    Mirror(outbox, TigerBeetleWalletStore()).drain()
+    os._exit(0)
+
+
+def test_mirror_worker_killed_before_marking_applies_every_write_exactly_once(
+    committed_stores: Stores, mongo_url: str, mongo_database_name: str
+) -> None:
+    key = new_key()
+    committed_stores.phased.add_credit(key, 1_000, tx())
+    committed_stores.phased.subtract_credit(key, 300, tx())
+    child = multiprocessing.get_context("fork").Process(
+        target=_die_before_marking, args=(mongo_url, mongo_database_name)
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == 137
+    assert entry_states(committed_stores, key) == [MirrorState.PENDING] * 2
+    report = committed_stores.mirror().drain()
+    assert (report.applied, report.already_applied) == (0, 2)
+    assert committed_stores.tigerbeetle.get_balance(key).fields_minor() == (700, 300, 1_000)
+
+
+def test_concurrent_mirrors_apply_every_entry_once(committed_stores: Stores) -> None:
+    keys = [new_key() for _ in range(8)]
+    for key in keys:
+        for _ in range(5):
+            committed_stores.phased.add_credit(key, 10, tx())
+    reports = run_concurrently(lambda _: committed_stores.mirror().drain(), range(4), workers=4)
+    assert sum(r.applied for r in reports) == 40
+    for key in keys:
+        assert committed_stores.tigerbeetle.get_balance(key).credit_minor == 50
+
+
+def test_the_process_stores_are_the_ones_tasks_use(stores: Stores) -> None:
+    assert service.make_store("mongo") is stores.mongo
