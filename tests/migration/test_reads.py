@@ -1,0 +1,235 @@
+"""Phases 2 and 3 through the REST API: shadow reads compared exactly, read cutover by stable
+client buckets, read-your-writes, fallback behind a circuit breaker."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from flags.phases import Phase, client_bucket
+from ledger.ids import WalletKey
+from ledger.models import ReadRouteCount, ShadowComparison
+from ledger.routing import PhasedWalletStore
+from ledger.shadow import compare_shadow_read
+from ledger.wallets import WalletBalance
+from tests.migration.conftest import Stores, enter_phase, new_key, tx
+from tests.migration.test_mirror import plug
+
+
+def balance_url(key: WalletKey) -> str:
+    return f"/api/clients/{key.client_id}/wallets/{key.country}/{key.currency}"
+
+
+def read_balance(api: APIClient, key: WalletKey) -> dict[str, Any]:
+    response = api.get(balance_url(key))
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def post_credit(api: APIClient, key: WalletKey, amount: str) -> Any:
+    return api.post(
+        f"{balance_url(key)}/credits", {"transaction_id": tx(), "amount": amount}, format="json"
+    )
+
+
+def routes() -> dict[str, int]:
+    return {row.route: row.count for row in ReadRouteCount.objects.all()}
+
+
+def diverge(stores: Stores, key: WalletKey, amount_minor: int) -> None:
+    """Make TigerBeetle alone hold `amount_minor` less, so which store answered shows."""
+    stores.tigerbeetle.subtract_credit(key, amount_minor, tx())
+
+
+# --- phase 2 -------------------------------------------------------------------------------
+
+
+def test_a_shadow_read_records_a_match_with_both_stores_values(
+    stores: Stores, api: APIClient
+) -> None:
+    enter_phase(Phase.SHADOW_READ, shadow_percent=100)
+    key = new_key()
+    post_credit(api, key, "12.34")
+
+    assert read_balance(api, key)["credit"] == "12.34"
+
+    comparison = ShadowComparison.objects.get(client_id=key.client_id)
+    assert comparison.outcome == ShadowComparison.Outcome.MATCH
+    assert (comparison.mongo_credit_minor, comparison.tb_credit_minor) == (1234, 1234)
+    assert comparison.tb_latency_us is not None and comparison.mongo_latency_us is not None
+
+
+def test_a_shadow_mismatch_is_recorded_with_the_fields_and_both_values(
+    stores: Stores, api: APIClient
+) -> None:
+    enter_phase(Phase.SHADOW_READ, shadow_percent=100)
+    key = new_key()
+    post_credit(api, key, "10.00")
+    diverge(stores, key, 100)
+
+    read_balance(api, key)
+
+    comparison = ShadowComparison.objects.get(client_id=key.client_id)
+    assert comparison.outcome == ShadowComparison.Outcome.MISMATCH
+    assert comparison.mismatched_fields == "credit,debit"
+    assert (comparison.mongo_credit_minor, comparison.tb_credit_minor) == (1000, 900)
+
+
+def test_a_shadow_read_is_compared_at_the_point_the_read_saw(stores: Stores) -> None:
+    enter_phase(Phase.SHADOW_READ, shadow_percent=100)
+    captured: list[tuple[WalletBalance, int]] = []
+    phased = PhasedWalletStore(
+        stores.mongo,
+        stores.tigerbeetle,
+        enqueue_shadow=lambda balance, seq, latency: captured.append((balance, seq)),
+    )
+    key = new_key()
+    phased.add_credit(key, 500, tx())
+    phased.get_balance(key)
+    phased.add_credit(key, 250, tx())  # lands before the comparison runs
+    phased.subtract_credit(key, 100, tx())
+
+    balance, seq = captured[0]
+    comparison = compare_shadow_read(balance, seq, stores.outbox, stores.tigerbeetle)
+
+    assert comparison.outcome == ShadowComparison.Outcome.MATCH
+    assert comparison.tb_credit_minor == 500
+
+
+def test_a_shadow_read_waits_for_the_mirror_instead_of_reporting_lag(stores: Stores) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 800, tx())  # phase 0: still pending in the outbox
+    snapshot = stores.outbox.snapshots([key])[key]
+
+    comparison = compare_shadow_read(
+        snapshot.balance, snapshot.wallet_seq, stores.outbox, stores.tigerbeetle
+    )
+
+    assert comparison.outcome == ShadowComparison.Outcome.MATCH
+
+
+def test_only_the_sampled_share_of_reads_is_shadowed(stores: Stores, api: APIClient) -> None:
+    enter_phase(Phase.SHADOW_READ, shadow_percent=25)
+    key = new_key()
+    post_credit(api, key, "1.00")
+    for _ in range(200):
+        read_balance(api, key)
+    assert 20 < ShadowComparison.objects.count() < 85
+
+
+def test_phase_one_reads_are_not_shadowed(stores: Stores, api: APIClient) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    post_credit(api, key, "1.00")
+    read_balance(api, key)
+    assert ShadowComparison.objects.count() == 0
+
+
+# --- phase 3 -------------------------------------------------------------------------------
+
+
+def test_a_client_in_the_rollout_reads_from_tigerbeetle(stores: Stores, api: APIClient) -> None:
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    key = new_key()
+    post_credit(api, key, "10.00")
+    diverge(stores, key, 1)
+
+    assert read_balance(api, key)["credit"] == "9.99"
+    assert routes() == {"tigerbeetle": 1}
+
+
+def test_a_client_outside_the_rollout_reads_from_mongodb(stores: Stores, api: APIClient) -> None:
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=50)
+    key = new_key()
+    while client_bucket(key.client_id) < 5000:
+        key = new_key()
+    post_credit(api, key, "10.00")
+    diverge(stores, key, 1)
+
+    assert read_balance(api, key)["credit"] == "10.00"
+    assert routes() == {"mongo": 1}
+
+
+def test_a_wallet_with_a_write_not_yet_mirrored_is_read_from_mongodb(stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    unmirrored = PhasedWalletStore(stores.mongo, stores.tigerbeetle, enqueue_mirror=lambda k: None)
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())  # mirrored
+    unmirrored.add_credit(key, 500, tx())  # acknowledged, not mirrored yet
+
+    assert unmirrored.get_balance(key).credit_minor == 1_500
+    assert routes() == {"ryw": 1}
+    stores.mirror().drain()
+    assert unmirrored.get_balance(key).credit_minor == 1_500
+    assert routes() == {"ryw": 1, "tigerbeetle": 1}
+
+
+def test_a_tigerbeetle_failure_falls_back_to_mongodb_and_is_counted(
+    stores: Stores, api: APIClient
+) -> None:
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    key = new_key()
+    post_credit(api, key, "3.00")
+    plug(stores).down = True
+
+    assert read_balance(api, key)["credit"] == "3.00"
+    assert routes() == {"fallback": 1}
+
+
+def test_the_breaker_opens_after_five_failures_and_stops_asking_tigerbeetle(
+    stores: Stores, settings: Any
+) -> None:
+    settings.READ_BREAKER_RESET_S = 0.3
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+    backend = plug(stores)
+    backend.down = True
+    calls: list[str] = []
+    real_lookup = stores.tigerbeetle.get_balance
+
+    def counted(k: WalletKey) -> WalletBalance:
+        calls.append("lookup")
+        return real_lookup(k)
+
+    stores.tigerbeetle.get_balance = counted  # type: ignore[method-assign]
+    for _ in range(8):
+        assert stores.phased.get_balance(key).credit_minor == 100
+    assert len(calls) == 5
+    assert routes() == {"fallback": 8}
+
+    backend.down = False
+    time.sleep(0.35)  # half-open: one trial read goes to TigerBeetle and closes the breaker
+    stores.phased.get_balance(key)
+    stores.phased.get_balance(key)
+    assert len(calls) == 7
+    assert routes() == {"fallback": 8, "tigerbeetle": 2}
+
+
+def test_all_balances_of_a_client_in_the_rollout_come_from_tigerbeetle(
+    stores: Stores, api: APIClient
+) -> None:
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    usd, eur = new_key(), new_key("EUR")
+    eur = WalletKey(usd.client_id, "DEU", "EUR")
+    post_credit(api, usd, "1.00")
+    post_credit(api, eur, "2.00")
+    diverge(stores, eur, 50)
+
+    response = api.get(f"/api/clients/{usd.client_id}/wallets")
+
+    assert sorted(w["credit"] for w in response.json()["wallets"]) == ["1.00", "1.50"]
+
+
+@pytest.mark.parametrize("phase", [Phase.DUAL_WRITE, Phase.SHADOW_READ, Phase.READ_CUTOVER])
+def test_writes_stay_on_mongodb_until_tigerbeetle_only(
+    stores: Stores, api: APIClient, phase: Phase
+) -> None:
+    enter_phase(phase, rollout_percent=100)
+    key = new_key()
+    assert post_credit(api, key, "4.00").status_code == 201
+    assert stores.mongo.get_balance(key).credit_minor == 400
+    assert stores.tigerbeetle.get_balance(key).credit_minor == 400
