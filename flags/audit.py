@@ -94,6 +94,9 @@ def check_single_flip(name: str, new_value: str, old_value: str) -> None:
 def record_change(sender: Any, instance: Any, **kwargs: Any) -> None:
     if instance.name not in SWITCHES + SAMPLES:
         return
+    # waffle flushes its cache on commit; flush now as well, so code later in the same
+    # transaction (a phase change, a test) reads the new value, not the cached old one.
+    instance.flush()
     old, new = getattr(instance, "_audit_old_value", ""), _value(instance)
     if old == new or (not old and new in ("off", "0")):
         return  # unchanged, or created in its resting state

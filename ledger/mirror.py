@@ -123,19 +123,20 @@ class Mirror:
         wallets, unreachable = self._wallets({entry.key for entry in entries})
         to_send: list[OutboxEntry] = []
         covered: list[str] = []
-        awaiting: list[str] = []
+        awaiting: list[OutboxEntry] = []
         for entry in entries:
             wallet = wallets.get(entry.key)
             if wallet is None:
                 continue
             if wallet.row is None:
-                awaiting.append(entry.entry_id)
+                awaiting.append(entry)
             elif wallet.row.opening_seq is not None and entry.wallet_seq <= wallet.row.opening_seq:
                 covered.append(entry.entry_id)
             else:
                 to_send.append(entry)
         self.outbox.mark(covered, MirrorState.COVERED)
-        self.outbox.mark(awaiting, MirrorState.AWAITING_BACKFILL)
+        if awaiting:
+            self._await_backfill(awaiting)
         report.covered, report.waiting_for_backfill = len(covered), len(awaiting)
         if unreachable:
             failed = [entry for entry in entries if entry.key not in wallets]
@@ -160,17 +161,17 @@ class Mirror:
 
     def _wallets(self, keys: set[WalletKey]) -> tuple[dict[WalletKey, _Wallet], str]:
         """Registry rows of the wallets, creating TigerBeetle accounts for wallets born with
-        a complete log; legacy wallets wait for the backfill. Wallets whose account could not
+        a complete log. A legacy wallet has no row until the backfill imported it (row
+        written with its opening_seq), so its entries wait. Wallets whose account could not
         be created (TigerBeetle unreachable) are left out, with the error."""
         rows = {row.key: row for row in _registry_rows(keys)}
-        missing = [key for key in keys if key not in rows]
-        snapshots = self.outbox.snapshots(missing)
+        snapshots = self.outbox.snapshots(keys)
         wallets: dict[WalletKey, _Wallet] = {}
         unreachable = ""
         for key in keys:
             row = rows.get(key)
             snapshot = snapshots.get(key)
-            log_complete = row is not None or bool(snapshot and snapshot.log_complete)
+            log_complete = bool(snapshot and snapshot.log_complete)
             if row is None and log_complete:
                 try:
                     self.tigerbeetle.ensure_wallet_account(key)
@@ -178,8 +179,19 @@ class Mirror:
                     unreachable = str(exc)
                     continue
                 row = _registry_rows({key})[0]
+            if not log_complete and row is not None and row.opening_seq is None:
+                row = None  # not a wallet the backfill finished: wait for it
             wallets[key] = _Wallet(row=row, log_complete=log_complete)
         return wallets, unreachable
+
+    def _await_backfill(self, entries: list[OutboxEntry]) -> None:
+        """Park a legacy wallet's entries until its import; if the import finished while
+        this run looked, release them here (the backfill's own release may have run first)."""
+        self.outbox.mark([e.entry_id for e in entries], MirrorState.AWAITING_BACKFILL)
+        keys = {e.key for e in entries}
+        for row in _registry_rows(keys):
+            if row.opening_seq is not None:
+                self.outbox.release_backfilled(row.key, row.opening_seq)
 
     def _send(
         self, entries: list[OutboxEntry], wallets: dict[WalletKey, _Wallet], report: MirrorReport

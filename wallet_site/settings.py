@@ -174,7 +174,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Wallet ledger API",
     "DESCRIPTION": "The five wallet operations. Amounts are decimal strings in the wallet's "
-    "currency; every error is {\"error\": {\"code\", \"message\", \"details\"}}.",
+    'currency; every error is {"error": {"code", "message", "details"}}.',
     "VERSION": "1.0.0",
     # Swagger UI's assets come from the installed sidecar package, never a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

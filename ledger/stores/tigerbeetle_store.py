@@ -61,6 +61,8 @@ WALLET_ACCOUNT_FLAGS = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlag
 MAX_ACCOUNT_NONCE = 16
 
 _ACCOUNT_ACCEPTED = {CreateAccountStatus.CREATED, CreateAccountStatus.EXISTS}
+# The backfill may have imported the system account (flag `imported`): the same account.
+_SYSTEM_ACCOUNT_ACCEPTED = _ACCOUNT_ACCEPTED | {CreateAccountStatus.EXISTS_WITH_DIFFERENT_FLAGS}
 _CROSS_LEDGER = {
     CreateTransferStatus.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER,
     CreateTransferStatus.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS,
@@ -273,7 +275,7 @@ class TigerBeetleWalletStore:
             system_result, wallet_result = self._call(
                 self.backend.create_accounts, [system, wallet]
             )
-            if system_result.status not in _ACCOUNT_ACCEPTED:
+            if system_result.status not in _SYSTEM_ACCOUNT_ACCEPTED:
                 raise RuntimeError(f"system account of ledger {ledger}: {system_result.status!r}")
             if wallet_result.status not in _ACCOUNT_ACCEPTED:
                 continue  # the id belongs to another wallet: next nonce
@@ -427,6 +429,13 @@ class TigerBeetleWalletStore:
             debit_minor=snapshot.debits_posted,
             historical_credit_minor=snapshot.credits_posted,
         )
+
+    def transfer_timestamps(self, tb_transfer_ids: list[int]) -> dict[int, int]:
+        """TigerBeetle's timestamps of existing transfers, by id (missing ids left out)."""
+        if not tb_transfer_ids:
+            return {}
+        transfers = self._call(self.backend.lookup_transfers, tb_transfer_ids)
+        return {transfer.id: transfer.timestamp for transfer in transfers}
 
     def balance_before(self, key: WalletKey, timestamp: int) -> WalletBalance:
         """The wallet's balance just before TigerBeetle's `timestamp` (zero before any

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from decimal import Decimal
 
 import pytest
@@ -98,3 +99,39 @@ def new_key(currency: str = "USD") -> WalletKey:
 
 def tx() -> str:
     return f"tx-{uuid.uuid4().hex}"
+
+
+def legacy_wallet(
+    stores: Stores,
+    key: WalletKey,
+    credit_minor: int,
+    debit_minor: int,
+    historical_credit_minor: int | None = None,
+    created_at: Any = None,
+) -> None:
+    """A wallet as the legacy system left it: a balance document, no transaction log."""
+    from datetime import UTC, datetime, timedelta
+
+    from ledger.stores.mongo_store import WALLETS, _decimal128
+
+    historical = credit_minor + debit_minor
+    if historical_credit_minor is not None:
+        historical = historical_credit_minor
+    stores.mongo._collections()[0].insert_one(
+        {
+            "client_id": key.client_id,
+            "country": key.country,
+            "currency": key.currency,
+            "issuer_type_identifier": key.issuer or "",
+            "credit": _decimal128(credit_minor, key.currency),
+            "debit": _decimal128(debit_minor, key.currency),
+            "historical_credit": _decimal128(historical, key.currency),
+            "created_at": created_at or datetime.now(UTC) - timedelta(days=400),
+        }
+    )
+    assert WALLETS
+
+
+def assert_stores_agree(stores: Stores, keys: list[WalletKey]) -> None:
+    for key in keys:
+        assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key), key

@@ -1,0 +1,352 @@
+"""The backfill: every legacy MongoDB wallet imported into TigerBeetle with its opening balance.
+
+A legacy wallet is one MongoDB held before it kept a complete transaction log (its document
+lacks `log_complete`); wallets born with the log reach TigerBeetle through the mirror alone.
+
+For each legacy wallet, from one read of its document (balance and the `wallet_seq` it stands
+at, S):
+- an imported wallet account, and an imported linked pair of opening-balance transfers
+  (code 4): system -> wallet for credit + debit, wallet -> system for debit, so TigerBeetle's
+  credits_posted / debits_posted give MongoDB's three fields. The pair carries S in
+  user_data_128 and the wallet's original creation time (Unix ms) in user_data_64;
+- then the registry row, with opening_seq = S, and the wallet's outbox entries released:
+  those up to S are in the opening balance (`covered`), later ones go to the mirror. This is
+  what makes the backfill safe while dual write runs: every change is either before S or
+  after it, never both, never neither.
+
+TigerBeetle requires imported timestamps to increase past everything it already holds, so a
+wallet keeps its original creation time as its timestamp only when the backfill runs before
+any live traffic; otherwise the timestamps follow the cluster's latest and the original time
+stays in user_data_64.
+
+Idempotent and resumable: ids are deterministic, an opening pair found from an earlier
+interrupted run is adopted with its own S, and imported wallets are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+from tigerbeetle import (
+    Account,
+    AccountFlags,
+    CreateAccountStatus,
+    CreateTransferStatus,
+    QueryFilter,
+    QueryFilterFlags,
+    Transfer,
+    TransferFlags,
+)
+from tqdm import tqdm
+
+from flags.models import Milestone
+from ledger.countries import country_numeric
+from ledger.ids import (
+    WalletKey,
+    account_id_for,
+    client_hash_128,
+    issuer_hash_64,
+    opening_balance_transfer_id,
+    system_account_id,
+    u128_to_hex,
+)
+from ledger.money import ledger_for_currency
+from ledger.stores.mongo_outbox import MongoOutbox, WalletSnapshot
+from ledger.stores.tigerbeetle_store import (
+    SYSTEM_ACCOUNT_CODE,
+    TRANSFER_CODE_OPENING_BALANCE,
+    WALLET_ACCOUNT_CODE,
+    WALLET_ACCOUNT_FLAGS,
+    TigerBeetleWalletStore,
+)
+from registry.models import WalletAccount
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 2000
+REGRESS_RETRIES = 5
+_ACCEPTED_ACCOUNT = {CreateAccountStatus.CREATED, CreateAccountStatus.EXISTS}
+# A live write took a later timestamp than the ones chosen (regress), or the chosen ones ran
+# ahead of the cluster clock (advance): choose again.
+_RETRY = {
+    CreateAccountStatus.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS,
+    CreateAccountStatus.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
+    CreateTransferStatus.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS,
+    CreateTransferStatus.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
+}
+
+
+@dataclass
+class BackfillReport:
+    scanned: int = 0
+    imported: int = 0
+    already_imported: int = 0
+    log_complete: int = 0  # born with the log: the mirror carries them
+    inconsistent: int = 0  # credit != historical_credit - debit in MongoDB
+    failed: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed
+
+
+def opening_debit_transfer_id(account_id: int) -> int:
+    """Second transfer of the opening pair (the first is `opening_balance_transfer_id`)."""
+    return opening_balance_transfer_id(account_id) ^ 1
+
+
+class Backfill:
+    def __init__(self, outbox: MongoOutbox, tigerbeetle: TigerBeetleWalletStore) -> None:
+        self.outbox = outbox
+        self.tigerbeetle = tigerbeetle
+
+    @property
+    def backend(self):  # type: ignore[no-untyped-def]
+        return self.tigerbeetle.backend
+
+    def run(self, page_size: int = PAGE_SIZE, progress: bool | None = None) -> BackfillReport:
+        """Import every legacy wallet; record the milestone when nothing failed."""
+        started = time.perf_counter()
+        report = BackfillReport()
+        show = sys.stderr.isatty() if progress is None else progress
+        after: WalletKey | None = None
+        with tqdm(desc="backfill", unit="wallet", disable=not show) as bar:
+            while True:
+                page = self.outbox.wallet_pages(page_size, after)
+                if not page:
+                    break
+                self.import_page(page, report)
+                bar.update(len(page))
+                after = page[-1].balance.key
+        report.duration_s = time.perf_counter() - started
+        if report.complete:
+            Milestone.objects.update_or_create(
+                name=Milestone.BACKFILL_COMPLETED,
+                defaults={
+                    "reached_at": timezone.now(),
+                    "detail": {
+                        "scanned": report.scanned,
+                        "imported": report.imported,
+                        "duration_s": round(report.duration_s, 3),
+                    },
+                },
+            )
+        return report
+
+    def import_page(self, page: list[WalletSnapshot], report: BackfillReport) -> None:
+        report.scanned += len(page)
+        keys = [snapshot.balance.key for snapshot in page]
+        rows = _rows_by_key(keys)
+        todo: list[WalletSnapshot] = []
+        for snapshot in page:
+            key = snapshot.balance.key
+            if snapshot.log_complete:
+                report.log_complete += 1
+            elif key in rows and rows[key].opening_seq is not None:
+                report.already_imported += 1
+            else:
+                todo.append(snapshot)
+        if not todo:
+            return
+        for snapshot in todo:
+            b = snapshot.balance
+            if b.credit_minor != b.historical_credit_minor - b.debit_minor:
+                report.inconsistent += 1
+                log.warning("backfill: %s has credit != historical - debit", b.key.describe())
+        for attempt in range(REGRESS_RETRIES):
+            if not self._import(todo, report):
+                return
+            time.sleep(0.001 * 2**attempt)
+        report.failed.extend(
+            s.balance.key.describe() + ": timestamps kept regressing" for s in todo
+        )
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _latest_timestamp(self) -> int:
+        query = QueryFilter(
+            user_data_128=0,
+            user_data_64=0,
+            user_data_32=0,
+            ledger=0,
+            code=0,
+            timestamp_min=0,
+            timestamp_max=0,
+            limit=1,
+            flags=QueryFilterFlags.REVERSED,
+        )
+        latest = [a.timestamp for a in self.backend.query_accounts(query)]
+        latest += [t.timestamp for t in self.backend.query_transfers(query)]
+        return max(latest, default=0)
+
+    def _import(self, todo: list[WalletSnapshot], report: BackfillReport) -> bool:
+        """One attempt at a page; True when a live write raced past the chosen timestamps
+        (TigerBeetle refused them as regressing) and the page must be tried again."""
+        todo = sorted(todo, key=lambda s: (s.created_at or timezone.now()).timestamp())
+        clock = self._latest_timestamp()
+
+        def next_timestamp(original_ns: int) -> int:
+            nonlocal clock
+            clock = max(clock + 1, original_ns)
+            return clock
+
+        accounts, transfers, chain_of = [], [], {}
+        ledgers = sorted({ledger_for_currency(s.balance.key.currency) for s in todo})
+        present = {
+            a.id for a in self.backend.lookup_accounts([system_account_id(n) for n in ledgers])
+        }
+        first_ns = int((todo[0].created_at or timezone.now()).timestamp() * 1e9) - 1
+        system_accounts = [
+            Account(
+                id=system_account_id(ledger),
+                ledger=ledger,
+                code=SYSTEM_ACCOUNT_CODE,
+                flags=AccountFlags.IMPORTED,
+                timestamp=next_timestamp(first_ns),
+            )
+            for ledger in ledgers
+            if system_account_id(ledger) not in present
+        ]
+        for snapshot in todo:
+            key, balance = snapshot.balance.key, snapshot.balance
+            ledger = ledger_for_currency(key.currency)
+            account_id = account_id_for(key)
+            created_ns = int((snapshot.created_at or timezone.now()).timestamp() * 1e9)
+            created_ms = created_ns // 1_000_000
+            accounts.append(
+                Account(
+                    id=account_id,
+                    user_data_128=client_hash_128(key.client_id),
+                    user_data_64=issuer_hash_64(key.issuer),
+                    user_data_32=country_numeric(key.country),
+                    ledger=ledger,
+                    code=WALLET_ACCOUNT_CODE,
+                    flags=WALLET_ACCOUNT_FLAGS | AccountFlags.IMPORTED,
+                    timestamp=next_timestamp(created_ns),
+                )
+            )
+            opening_ts = clock
+            clock += 2  # the opening pair follows its account by 1 and 2 ns
+            credits = balance.credit_minor + balance.debit_minor
+            pair = []
+            if credits:
+                pair.append(
+                    Transfer(
+                        id=opening_balance_transfer_id(account_id),
+                        debit_account_id=system_account_id(ledger),
+                        credit_account_id=account_id,
+                        amount=credits,
+                        user_data_128=snapshot.wallet_seq,
+                        user_data_64=created_ms,
+                        ledger=ledger,
+                        code=TRANSFER_CODE_OPENING_BALANCE,
+                        flags=TransferFlags.IMPORTED,
+                        timestamp=opening_ts + 1,
+                    )
+                )
+            if balance.debit_minor:
+                pair.append(
+                    Transfer(
+                        id=opening_debit_transfer_id(account_id),
+                        debit_account_id=account_id,
+                        credit_account_id=system_account_id(ledger),
+                        amount=balance.debit_minor,
+                        user_data_128=snapshot.wallet_seq,
+                        user_data_64=created_ms,
+                        ledger=ledger,
+                        code=TRANSFER_CODE_OPENING_BALANCE,
+                        flags=TransferFlags.IMPORTED,
+                        timestamp=opening_ts + 2,
+                    )
+                )
+            chain_of[key] = (len(transfers), len(pair))
+            transfers.extend(pair)
+        # Accounts first: transfers must postdate both their accounts.
+        if system_accounts:
+            system_results = self.backend.create_accounts(system_accounts)
+            if any(r.status in _RETRY for r in system_results):
+                return True
+        account_results = self.backend.create_accounts(accounts)
+        if any(r.status in _RETRY for r in account_results):
+            return True
+        usable = []
+        for snapshot, result in zip(todo, account_results, strict=True):
+            if result.status in _ACCEPTED_ACCOUNT:
+                usable.append(snapshot)
+            else:
+                report.failed.append(f"{snapshot.balance.key.describe()}: {result.status.name}")
+        for start, size in chain_of.values():
+            for index in range(start, start + size - 1):
+                transfers[index].flags |= TransferFlags.LINKED
+        results = self.backend.create_transfers(transfers) if transfers else []
+        if any(r.status in _RETRY for r in results):
+            return True
+        self._record(usable, chain_of, transfers, results, report)
+        return False
+
+    def _record(
+        self,
+        usable: list[WalletSnapshot],
+        chain_of: dict[WalletKey, tuple[int, int]],
+        transfers: list[Transfer],
+        results: list,  # type: ignore[type-arg]
+        report: BackfillReport,
+    ) -> None:
+        adopted: dict[WalletKey, int] = {}
+        imported: list[WalletSnapshot] = []
+        for snapshot in usable:
+            key = snapshot.balance.key
+            start, size = chain_of[key]
+            statuses = [results[i].status for i in range(start, start + size)]
+            if all(s == CreateTransferStatus.CREATED for s in statuses):
+                imported.append(snapshot)
+                continue
+            # An earlier, interrupted run may have imported it from another snapshot: adopt
+            # that one (its S is in user_data_128), whatever this run read.
+            existing = self.backend.lookup_transfers(
+                [opening_balance_transfer_id(account_id_for(key))]
+            ) or self.backend.lookup_transfers([opening_debit_transfer_id(account_id_for(key))])
+            if existing:
+                adopted[key] = existing[0].user_data_128
+                imported.append(snapshot)
+            else:
+                names = ",".join(s.name for s in statuses)
+                report.failed.append(f"{key.describe()}: opening balance refused ({names})")
+        now = timezone.now()
+        rows = [
+            WalletAccount(
+                client_id=s.balance.key.client_id,
+                country=s.balance.key.country,
+                currency=s.balance.key.currency,
+                issuer=s.balance.key.issuer or "",
+                tb_account_id_hex=u128_to_hex(account_id_for(s.balance.key)),
+                ledger=ledger_for_currency(s.balance.key.currency),
+                opening_seq=adopted.get(s.balance.key, s.wallet_seq),
+                imported_at=now,
+            )
+            for s in imported
+        ]
+        with transaction.atomic():
+            existing_rows = _rows_by_key([row.key for row in rows])
+            for row in rows:
+                current = existing_rows.get(row.key)
+                if current is None:
+                    row.save()
+                elif current.opening_seq is None:
+                    current.opening_seq, current.imported_at = row.opening_seq, now
+                    current.save(update_fields=["opening_seq", "imported_at"])
+        for row in rows:
+            self.outbox.release_backfilled(row.key, int(row.opening_seq or 0))
+        report.imported += len(rows)
+
+
+def _rows_by_key(keys: list[WalletKey]) -> dict[WalletKey, WalletAccount]:
+    wanted = set(keys)
+    rows = WalletAccount.objects.filter(client_id__in={key.client_id for key in keys})
+    return {row.key: row for row in rows if row.key in wanted}

@@ -1,0 +1,77 @@
+"""`manage.py migration_phase [PHASE] [--rollout P] [--shadow P]`: show or change the phase."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from flags.models import FlagChange
+from flags.phases import InvalidPhaseChange, Phase, current_state
+from ledger.phase_change import change_phase
+from ledger.service import make_store
+
+
+def _percent(value: str) -> Decimal:
+    try:
+        percent = Decimal(value)
+    except InvalidOperation as exc:
+        raise CommandError(f"{value!r} is not a percentage") from exc
+    if not Decimal(0) <= percent <= Decimal(100):
+        raise CommandError(f"{value} is not between 0 and 100")
+    return percent
+
+
+class Command(BaseCommand):
+    help = (
+        "Show the migration phase, or move to PHASE (0 legacy, 1 dual write, 2 shadow read, "
+        "3 read cutover, 4 TigerBeetle only). Every change is audited."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("phase", nargs="?", type=int, choices=[p.value for p in Phase])
+        parser.add_argument("--rollout", type=_percent, help="phase 3: percent of clients on TB")
+        parser.add_argument("--shadow", type=_percent, help="phase 2: percent of reads compared")
+        parser.add_argument("--actor", default="", help="who is changing it (default: $USER)")
+        parser.add_argument("--note", default="", help="why, for the audit trail")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["phase"] is not None:
+            actor = options["actor"] or _login_name()
+            try:
+                report = change_phase(
+                    Phase(options["phase"]),
+                    actor=f"{actor} (command)",
+                    mongo=make_store("mongo"),  # type: ignore[arg-type]
+                    tigerbeetle=make_store("tigerbeetle"),  # type: ignore[arg-type]
+                    note=options["note"],
+                    rollout_percent=options["rollout"],
+                    shadow_percent=options["shadow"],
+                )
+            except InvalidPhaseChange as exc:
+                raise CommandError(f"refused: {exc}") from exc
+            self.stdout.write(
+                f"phase {int(report.before)} -> {int(report.after)}"
+                f" (mirrored {report.mirrored}, copied back {report.backported})"
+            )
+        state = current_state()
+        self.stdout.write(
+            f"phase {int(state.phase)} {state.phase.name.lower()}: "
+            f"dual_write={'on' if state.dual_write else 'off'} "
+            f"shadow={state.shadow_read_percent}% "
+            f"read_cutover={'on' if state.read_cutover else 'off'} "
+            f"rollout={state.read_rollout_percent}% "
+            f"tigerbeetle_only={'on' if state.tigerbeetle_only else 'off'}"
+        )
+        for change in FlagChange.objects.all()[:5]:
+            self.stdout.write(f"  {change.changed_at:%Y-%m-%d %H:%M:%S} {change}")
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

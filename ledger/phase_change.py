@@ -1,0 +1,169 @@
+"""Changing the migration phase safely: the one way the product team moves between phases.
+
+Most changes are just flags (`flags.audit.apply_state`). The two that move where money is
+written hold writes for a moment (`wallet_writes_paused`: writes answer 503 writes_paused,
+which clients retry), let requests that read the old phase finish, and then:
+
+- entering phase 4 (TigerBeetle only) requires the backfill milestone and drains the mirror;
+  it is refused, and writes resume on MongoDB, if anything is still waiting in the outbox;
+- leaving phase 4 copies every write TigerBeetle took as the only store back into MongoDB
+  (in TigerBeetle's timestamp order, marked as already mirrored), so MongoDB is complete
+  again before it takes writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from flags.audit import apply_state, set_writes_paused
+from flags.models import Milestone
+from flags.phases import InvalidPhaseChange, MigrationState, Phase, current_state, state_for_phase
+from ledger import errors
+from ledger.ids import hex_to_u128
+from ledger.mirror import Mirror
+from ledger.stores.mongo_outbox import MongoOutbox
+from ledger.stores.mongo_store import MongoWalletStore
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from registry.models import WalletTransfer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PhaseChangeReport:
+    before: Phase
+    after: Phase
+    mirrored: int = 0
+    backported: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def target_state(
+    phase: Phase,
+    current: MigrationState,
+    rollout_percent: Decimal | None = None,
+    shadow_percent: Decimal | None = None,
+) -> MigrationState:
+    """The flags of `phase`, keeping the current shares unless new ones are given."""
+    shadow = shadow_percent if shadow_percent is not None else current.shadow_read_percent
+    rollout = rollout_percent if rollout_percent is not None else current.read_rollout_percent
+    if phase == Phase.SHADOW_READ and shadow <= 0:
+        shadow = Decimal(10)
+    return state_for_phase(phase, shadow_percent=shadow, rollout_percent=rollout)
+
+
+def change_phase(
+    phase: Phase,
+    actor: str,
+    mongo: MongoWalletStore,
+    tigerbeetle: TigerBeetleWalletStore,
+    note: str = "",
+    rollout_percent: Decimal | None = None,
+    shadow_percent: Decimal | None = None,
+) -> PhaseChangeReport:
+    """Move to `phase` (audited as `actor`), or raise InvalidPhaseChange saying why not."""
+    current = current_state()
+    target = target_state(phase, current, rollout_percent, shadow_percent)
+    if target.problems():
+        raise InvalidPhaseChange("; ".join(target.problems()))
+    report = PhaseChangeReport(before=current.phase, after=phase)
+    entering_tb_only = phase == Phase.TIGERBEETLE_ONLY and current.phase != phase
+    leaving_tb_only = current.phase == Phase.TIGERBEETLE_ONLY and phase != current.phase
+    if (
+        entering_tb_only
+        and not Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).exists()
+    ):
+        raise InvalidPhaseChange(
+            "TigerBeetle-only needs a completed backfill first: run `manage.py backfill`"
+        )
+    if not (entering_tb_only or leaving_tb_only):
+        apply_state(target, actor, note)
+        return report
+    set_writes_paused(True, actor, f"moving to phase {int(phase)}")
+    try:
+        time.sleep(settings.PHASE_CHANGE_SETTLE_S)
+        if entering_tb_only:
+            _drain_or_refuse(mongo, tigerbeetle, report)
+        else:
+            report.backported = backport_tigerbeetle_writes(mongo, tigerbeetle)
+        apply_state(target, actor, note)
+        if entering_tb_only:
+            Milestone.objects.update_or_create(
+                name=Milestone.ENTERED_TIGERBEETLE_ONLY,
+                defaults={"reached_at": timezone.now(), "detail": {"actor": actor}},
+            )
+    finally:
+        set_writes_paused(False, actor, f"phase {int(phase)} change finished")
+    return report
+
+
+def _drain_or_refuse(
+    mongo: MongoWalletStore, tigerbeetle: TigerBeetleWalletStore, report: PhaseChangeReport
+) -> None:
+    outbox = MongoOutbox(mongo)
+    drained = Mirror(outbox, tigerbeetle).drain()
+    report.mirrored = drained.applied + drained.already_applied
+    depth = outbox.depth()
+    waiting = {state: count for state, count in depth.items() if state != "oldest_pending_age_s"}
+    if any(waiting.values()):
+        raise InvalidPhaseChange(
+            "the mirror is not drained, so TigerBeetle lacks MongoDB writes "
+            f"({', '.join(f'{count} {state}' for state, count in waiting.items() if count)}); "
+            "fix the parked entries (or run the backfill) and try again"
+        )
+
+
+def backport_tigerbeetle_writes(
+    mongo: MongoWalletStore, tigerbeetle: TigerBeetleWalletStore
+) -> int:
+    """Copy phase-4 writes (credits, debits, voids) into MongoDB in TigerBeetle's order.
+
+    Idempotent: MongoDB answers a replay for an id it already has, and each row is marked
+    done as soon as its copy committed, so an interrupted backport resumes where it stopped.
+    """
+    rows = list(WalletTransfer.objects.select_related("wallet").filter(needs_backport=True)) + list(
+        WalletTransfer.objects.select_related("wallet").filter(
+            void_needs_backport=True, needs_backport=False
+        )
+    )
+    void_ids = [hex_to_u128(row.void_tb_transfer_id_hex) for row in rows if row.void_needs_backport]
+    void_times = tigerbeetle.transfer_timestamps(void_ids)
+    events: list[tuple[int, str, WalletTransfer]] = []
+    for row in rows:
+        if row.needs_backport:
+            events.append((row.tb_timestamp or 0, "write", row))
+        if row.void_needs_backport:
+            void_time = void_times.get(hex_to_u128(row.void_tb_transfer_id_hex), 0)
+            events.append((void_time, "void", row))
+    events.sort(key=lambda event: event[0])
+    for _, what, row in events:
+        key = row.wallet.key
+        try:
+            if what == "void":
+                with contextlib.suppress(errors.AlreadyVoided):  # copied by an earlier run
+                    mongo.void_transaction(
+                        row.transaction_id, row.voided_by, row.void_reason, mirror=False
+                    )
+                WalletTransfer.objects.filter(pk=row.pk).update(void_needs_backport=False)
+            elif row.kind == WalletTransfer.Kind.CREDIT:
+                mongo.add_credit(key, row.amount_minor, row.transaction_id, mirror=False)
+            else:
+                mongo.subtract_credit(key, row.amount_minor, row.transaction_id, mirror=False)
+        except errors.WalletError as exc:
+            raise InvalidPhaseChange(
+                f"copying {row.kind} {row.transaction_id!r} back to MongoDB failed: {exc.message}"
+                " - TigerBeetle stays the only store; reconcile the wallet and try again"
+            ) from exc
+        if what == "write":
+            with transaction.atomic():
+                WalletTransfer.objects.filter(pk=row.pk).update(needs_backport=False)
+    log.info("copied %d TigerBeetle-only writes back to MongoDB", len(events))
+    return len(events)

@@ -1,0 +1,164 @@
+"""The backfill: legacy wallets imported with their opening balances, exactly, idempotently,
+resumably, and safely while dual write runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from tigerbeetle import AccountFlags, TransferFlags
+
+from flags.models import Milestone
+from flags.phases import Phase
+from ledger.backfill import Backfill, BackfillReport, opening_debit_transfer_id
+from ledger.ids import account_id_for, opening_balance_transfer_id
+from ledger.stores.mongo_store import LOG, MirrorState
+from registry.models import WalletAccount
+from tests.migration.conftest import (
+    Stores,
+    assert_stores_agree,
+    enter_phase,
+    legacy_wallet,
+    new_key,
+    tx,
+)
+
+
+def backfill(stores: Stores) -> Backfill:
+    return Backfill(stores.outbox, stores.tigerbeetle)
+
+
+def test_a_legacy_wallet_arrives_with_all_three_balance_fields(stores: Stores) -> None:
+    key = new_key()
+    legacy_wallet(stores, key, credit_minor=7_000, debit_minor=3_000)
+
+    report = backfill(stores).run(progress=False)
+
+    assert (report.imported, report.failed) == (1, [])
+    assert stores.tigerbeetle.get_balance(key).fields_minor() == (7_000, 3_000, 10_000)
+
+
+def test_opening_balances_are_imported_code_4_transfers_with_the_original_time(
+    stores: Stores,
+) -> None:
+    key = new_key()
+    created = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+    legacy_wallet(stores, key, credit_minor=500, debit_minor=200, created_at=created)
+
+    backfill(stores).run(progress=False)
+
+    account_id = account_id_for(key)
+    account = stores.tigerbeetle.backend.lookup_accounts([account_id])[0]
+    opening = stores.tigerbeetle.backend.lookup_transfers(
+        [opening_balance_transfer_id(account_id), opening_debit_transfer_id(account_id)]
+    )
+    assert account.flags & AccountFlags.IMPORTED
+    assert account.timestamp == int(created.timestamp() * 1e9)
+    assert [t.code for t in opening] == [4, 4]
+    assert all(t.flags & TransferFlags.IMPORTED for t in opening)
+    assert {t.user_data_64 for t in opening} == {int(created.timestamp() * 1000)}
+
+
+def test_after_live_traffic_the_original_time_stays_in_user_data_64(stores: Stores) -> None:
+    stores.phased.add_credit(new_key(), 100, tx())
+    stores.mirror().drain()  # the cluster now holds events timestamped now
+    key = new_key()
+    created = datetime(2023, 1, 2, tzinfo=UTC)
+    legacy_wallet(stores, key, credit_minor=100, debit_minor=0, created_at=created)
+
+    backfill(stores).run(progress=False)
+
+    account_id = account_id_for(key)
+    opening = stores.tigerbeetle.backend.lookup_transfers([opening_balance_transfer_id(account_id)])
+    assert opening[0].user_data_64 == int(created.timestamp() * 1000)
+    assert opening[0].timestamp > int(created.timestamp() * 1e9)
+
+
+def test_completing_the_backfill_records_the_milestone(stores: Stores) -> None:
+    legacy_wallet(stores, new_key(), credit_minor=1, debit_minor=0)
+    backfill(stores).run(progress=False)
+    assert Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).exists()
+
+
+def test_a_second_run_imports_nothing_again(stores: Stores) -> None:
+    key = new_key()
+    legacy_wallet(stores, key, credit_minor=900, debit_minor=100)
+    backfill(stores).run(progress=False)
+
+    again = backfill(stores).run(progress=False)
+
+    assert (again.imported, again.already_imported) == (0, 1)
+    assert stores.tigerbeetle.get_balance(key).fields_minor() == (900, 100, 1_000)
+
+
+def test_pages_cover_every_wallet_exactly_once(stores: Stores) -> None:
+    keys = [new_key() for _ in range(230)]
+    for number, key in enumerate(keys):
+        legacy_wallet(stores, key, credit_minor=number + 1, debit_minor=number)
+
+    report = backfill(stores).run(page_size=100, progress=False)
+
+    assert (report.scanned, report.imported) == (230, 230)
+    assert_stores_agree(stores, keys)
+
+
+def test_wallets_born_with_the_log_are_left_to_the_mirror(stores: Stores) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+    report = backfill(stores).run(progress=False)
+    assert (report.imported, report.log_complete) == (0, 1)
+
+
+def test_a_run_interrupted_after_tigerbeetle_adopts_what_it_wrote(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
+    interrupted = backfill(stores)
+
+    def crash(*args: object) -> None:
+        raise KeyboardInterrupt("killed between TigerBeetle and the registry")
+
+    monkeypatch.setattr(interrupted, "_record", crash)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.run(progress=False)
+    assert not WalletAccount.objects.filter(client_id=key.client_id).exists()
+    stores.phased.add_credit(key, 250, tx())  # a write after the first run's snapshot
+
+    report = backfill(stores).run(progress=False)
+
+    assert report.imported == 1
+    assert WalletAccount.objects.get(client_id=key.client_id).opening_seq == 0
+    stores.mirror().drain()
+    assert stores.tigerbeetle.get_balance(key).fields_minor() == (1_250, 0, 1_250)
+
+
+def test_writes_during_dual_write_are_counted_once_across_the_snapshot(stores: Stores) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
+    stores.phased.add_credit(key, 10, tx())  # before the snapshot: in the opening balance
+    page = stores.outbox.wallet_pages(10)
+    stores.phased.subtract_credit(key, 300, tx())  # after the snapshot: mirrored
+    log = stores.mongo.database[LOG]
+    assert {e["mirror_state"] for e in log.find({"client_id": key.client_id})} == {
+        MirrorState.AWAITING_BACKFILL
+    }
+
+    backfill(stores).import_page(page, BackfillReport())
+    stores.mirror().drain()
+
+    states = [e["mirror_state"] for e in log.find({"client_id": key.client_id}).sort("wallet_seq")]
+    assert states == [MirrorState.COVERED, MirrorState.MIRRORED]
+    assert stores.tigerbeetle.get_balance(key).fields_minor() == (710, 300, 1_010)
+
+
+def test_an_inconsistent_legacy_wallet_is_reported_and_keeps_its_available_credit(
+    stores: Stores,
+) -> None:
+    key = new_key()
+    legacy_wallet(stores, key, credit_minor=500, debit_minor=100, historical_credit_minor=900)
+    report = backfill(stores).run(progress=False)
+    assert report.inconsistent == 1
+    assert stores.tigerbeetle.get_balance(key).credit_minor == 500

@@ -1,0 +1,175 @@
+"""Moving between phases: TigerBeetle-only is entered drained and backfilled, left without
+losing a write; writes wait (503 writes_paused) while the primary store moves."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
+
+from flags.audit import set_writes_paused
+from flags.models import FlagChange, Milestone
+from flags.phases import InvalidPhaseChange, Phase, current_state
+from ledger.phase_change import change_phase
+from ledger.routing import PhasedWalletStore
+from ledger.stores.mongo_store import LOG, MirrorState
+from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
+
+
+@pytest.fixture(autouse=True)
+def _no_settle_wait(settings: Any) -> None:
+    settings.PHASE_CHANGE_SETTLE_S = 0
+
+
+def move(stores: Stores, phase: Phase, **kwargs: Any) -> Any:
+    return change_phase(phase, "tester", stores.mongo, stores.tigerbeetle, **kwargs)
+
+
+def backfill_done() -> None:
+    from django.utils import timezone
+
+    Milestone.objects.create(name=Milestone.BACKFILL_COMPLETED, reached_at=timezone.now())
+
+
+def test_tigerbeetle_only_before_the_backfill_is_refused(stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    with pytest.raises(InvalidPhaseChange, match="backfill"):
+        move(stores, Phase.TIGERBEETLE_ONLY)
+    assert current_state().phase == Phase.READ_CUTOVER
+
+
+def test_entering_tigerbeetle_only_drains_the_mirror_first(stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    lagging = PhasedWalletStore(stores.mongo, stores.tigerbeetle, enqueue_mirror=lambda k: None)
+    key = new_key()
+    lagging.add_credit(key, 600, tx())
+
+    report = move(stores, Phase.TIGERBEETLE_ONLY)
+
+    assert report.mirrored == 1
+    assert stores.tigerbeetle.get_balance(key).credit_minor == 600
+    assert current_state().phase == Phase.TIGERBEETLE_ONLY
+
+
+def test_tigerbeetle_only_with_parked_entries_is_refused_and_writes_resume(
+    stores: Stores,
+) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+    stores.mongo.database[LOG].update_many({}, {"$set": {"mirror_state": MirrorState.PARKED}})
+
+    with pytest.raises(InvalidPhaseChange, match="1 parked"):
+        move(stores, Phase.TIGERBEETLE_ONLY)
+
+    assert current_state().phase == Phase.READ_CUTOVER
+    stores.phased.add_credit(key, 1, tx())  # not paused
+
+
+def test_in_tigerbeetle_only_writes_skip_mongodb(stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+    move(stores, Phase.TIGERBEETLE_ONLY)
+
+    stores.phased.add_credit(key, 50, tx())
+
+    assert stores.tigerbeetle.get_balance(key).credit_minor == 150
+    assert stores.mongo.get_balance(key).credit_minor == 100
+    assert stores.phased.get_balance(key).credit_minor == 150
+
+
+def test_writes_wait_with_503_while_a_phase_change_moves_them(
+    stores: Stores, api: APIClient
+) -> None:
+    key = new_key()
+    url = f"/api/clients/{key.client_id}/wallets/USA/USD"
+    set_writes_paused(True, actor="tester")
+
+    response = api.post(f"{url}/credits", {"transaction_id": tx(), "amount": "1"}, format="json")
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "writes_paused"
+    set_writes_paused(False, actor="tester")
+    response = api.post(f"{url}/credits", {"transaction_id": tx(), "amount": "1"}, format="json")
+    assert response.status_code == 201
+
+
+def test_stepping_back_from_tigerbeetle_only_keeps_every_phase_4_write(stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    old, new = new_key(), new_key()
+    old_credit = tx()
+    stores.phased.add_credit(old, 1_000, old_credit)
+    move(stores, Phase.TIGERBEETLE_ONLY)
+    phase4_debit = tx()
+    stores.phased.subtract_credit(old, 300, phase4_debit)
+    stores.phased.void_transaction(phase4_debit, "support", "wrong amount")
+    stores.phased.subtract_credit(old, 950, tx())
+    stores.phased.add_credit(new, 75, tx())  # a wallet born in phase 4
+
+    report = move(stores, Phase.READ_CUTOVER)
+
+    assert report.backported == 4
+    assert_stores_agree(stores, [old, new])
+    assert stores.mongo.get_transaction(phase4_debit).state == "voided"
+    copied = stores.mongo.database[LOG].count_documents(
+        {"mirror_state": MirrorState.FROM_TIGERBEETLE}
+    )
+    assert copied == 4
+
+
+def test_after_stepping_back_new_writes_are_mirrored_once(stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+    move(stores, Phase.TIGERBEETLE_ONLY)
+    stores.phased.add_credit(key, 100, tx())
+    move(stores, Phase.READ_CUTOVER)
+
+    stores.phased.add_credit(key, 100, tx())
+    stores.mirror().drain()
+
+    assert stores.tigerbeetle.get_balance(key).credit_minor == 300
+    assert_stores_agree(stores, [key])
+
+
+def test_a_repeated_step_back_copies_nothing_twice(stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    key = new_key()
+    move(stores, Phase.TIGERBEETLE_ONLY)
+    stores.phased.add_credit(key, 100, tx())
+    move(stores, Phase.READ_CUTOVER)
+    move(stores, Phase.TIGERBEETLE_ONLY)
+    report = move(stores, Phase.READ_CUTOVER)
+    assert report.backported == 0
+    assert stores.mongo.get_balance(key).credit_minor == 100
+
+
+def test_the_command_changes_the_phase_and_audits_the_actor(stores: Stores) -> None:
+    out = StringIO()
+    call_command("migration_phase", "3", "--rollout", "25", "--actor", "alice", stdout=out)
+    assert "phase 0 -> 3" in out.getvalue()
+    state = current_state()
+    assert (state.phase, state.read_rollout_percent) == (Phase.READ_CUTOVER, 25)
+    assert FlagChange.objects.filter(actor="alice (command)").exists()
+
+
+def test_the_command_explains_a_refusal(stores: Stores) -> None:
+    with pytest.raises(CommandError, match="refused: .*backfill"):
+        call_command("migration_phase", "4", stdout=StringIO())
+
+
+def test_the_command_without_a_phase_shows_the_current_one(stores: Stores) -> None:
+    enter_phase(Phase.SHADOW_READ, shadow_percent=5)
+    out = StringIO()
+    call_command("migration_phase", stdout=out)
+    assert "phase 2 shadow_read" in out.getvalue() and "shadow=5" in out.getvalue()
