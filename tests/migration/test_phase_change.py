@@ -164,7 +164,7 @@ def test_the_command_changes_the_phase_and_audits_the_actor(stores: Stores) -> N
 
 
 def test_the_command_explains_a_refusal(stores: Stores) -> None:
-    with pytest.raises(CommandError, match="refused: .*backfill"):
+    with pytest.raises(CommandError, match=r"refused: .*backfill"):
         call_command("migration_phase", "4", stdout=StringIO())
 
 
