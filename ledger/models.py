@@ -78,9 +78,13 @@ class ReconciliationRun(models.Model):
     mismatched = models.PositiveIntegerField(default=0)
     rows_without_account = models.PositiveIntegerField(default=0)
     accounts_without_row = models.PositiveIntegerField(default=0)
+    awaiting_backfill = models.PositiveIntegerField(
+        default=0, help_text="legacy wallets not imported yet: not compared, not mismatches"
+    )
     duration_s = models.FloatField(null=True, blank=True)
     triggered_by = models.CharField(max_length=150, default="schedule")
     error = models.TextField(blank=True, default="")
+    note = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["-started_at"]

@@ -50,6 +50,19 @@ def install_stores(mongo_url: str, database: str, backend: LedgerBackend) -> Sto
     return Stores(mongo, tigerbeetle, phased)
 
 
+@pytest.fixture(autouse=True)
+def _tasks_in_process() -> Iterator[None]:
+    """These tests check the migration's logic with tasks run in-process, on the test's own
+    MongoDB database and uncommitted test transaction; the same flows on a real worker are
+    tests/integration/test_migration_worker.py."""
+    from wallet_site.celery import app
+
+    was_eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = was_eager
+
+
 @pytest.fixture
 def stores(
     db: None, mongo_url: str, mongo_database_name: str, wallet_ledger_backend: LedgerBackend

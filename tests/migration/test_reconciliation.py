@@ -1,0 +1,177 @@
+"""Reconciliation: every wallet's three fields in both stores, the registry against
+TigerBeetle, each run and mismatch recorded, alerts raised."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from tigerbeetle import Account
+
+from flags.phases import Phase
+from ledger.backfill import Backfill
+from ledger.ids import u128_to_hex
+from ledger.models import ReconciliationMismatch
+from ledger.reconciliation import Reconciliation
+from ledger.stores.tigerbeetle_store import WALLET_ACCOUNT_CODE
+from registry.models import WalletAccount
+from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
+
+
+def reconcile(stores: Stores) -> Any:
+    return Reconciliation(stores.outbox, stores.tigerbeetle).run(triggered_by="test")
+
+
+def mirrored_wallets(stores: Stores, count: int) -> list[Any]:
+    enter_phase(Phase.DUAL_WRITE)
+    keys = [new_key() for _ in range(count)]
+    for number, key in enumerate(keys):
+        stores.phased.add_credit(key, 1_000 + number, tx())
+        stores.phased.subtract_credit(key, number, tx())
+    return keys
+
+
+def test_a_run_over_agreeing_stores_records_every_wallet_matched(stores: Stores) -> None:
+    mirrored_wallets(stores, 12)
+    run = reconcile(stores)
+    assert (run.checked, run.matched, run.mismatched) == (12, 12, 0)
+    assert run.finished_at is not None and run.duration_s is not None
+
+
+def test_a_balance_difference_is_recorded_with_both_values(stores: Stores) -> None:
+    key = mirrored_wallets(stores, 3)[1]
+    stores.tigerbeetle.subtract_credit(key, 7, tx())  # TigerBeetle alone changes
+
+    run = reconcile(stores)
+
+    assert (run.checked, run.mismatched) == (3, 1)
+    mismatch = run.mismatches.get()
+    assert mismatch.kind == ReconciliationMismatch.Kind.BALANCE
+    assert (mismatch.mongo_credit_minor, mismatch.tb_credit_minor) == (1_000, 993)
+    assert (mismatch.mongo_debit_minor, mismatch.tb_debit_minor) == (1, 8)
+
+
+def test_mirror_lag_is_not_reported_as_a_mismatch(stores: Stores) -> None:
+    key = mirrored_wallets(stores, 1)[0]
+    from ledger.routing import PhasedWalletStore
+
+    lagging = PhasedWalletStore(stores.mongo, stores.tigerbeetle, enqueue_mirror=lambda k: None)
+    lagging.add_credit(key, 5, tx())
+
+    run = reconcile(stores)
+
+    assert (run.matched, run.mismatched) == (1, 0)
+
+
+def test_legacy_wallets_before_the_backfill_are_counted_apart(stores: Stores) -> None:
+    legacy_wallet(stores, new_key(), credit_minor=10, debit_minor=0)
+    run = reconcile(stores)
+    assert (run.checked, run.mismatched, run.awaiting_backfill) == (0, 0, 1)
+    Backfill(stores.outbox, stores.tigerbeetle).run(progress=False)
+    run = reconcile(stores)
+    assert (run.checked, run.matched, run.awaiting_backfill) == (1, 1, 0)
+
+
+def test_a_registry_row_without_its_account_is_found(stores: Stores) -> None:
+    WalletAccount.objects.create(
+        client_id="ghost",
+        country="USA",
+        currency="USD",
+        tb_account_id_hex=u128_to_hex(99),
+        ledger=840,
+    )
+    run = reconcile(stores)
+    assert run.rows_without_account == 1
+    assert run.mismatches.get().kind == ReconciliationMismatch.Kind.ROW_WITHOUT_ACCOUNT
+
+
+def test_a_wallet_account_without_a_registry_row_is_found(stores: Stores) -> None:
+    stores.tigerbeetle.backend.create_accounts(
+        [Account(id=12345, ledger=840, code=WALLET_ACCOUNT_CODE)]
+    )
+    run = reconcile(stores)
+    assert run.accounts_without_row == 1
+    assert run.mismatches.get().tb_account_id_hex == u128_to_hex(12345)
+
+
+def test_wallet_account_paging_reaches_past_one_page(stores: Stores) -> None:
+    mirrored_wallets(stores, 5)
+    reconciliation = Reconciliation(stores.outbox, stores.tigerbeetle)
+    assert len(reconciliation._tigerbeetle_wallet_account_ids(page_size=2)) == 5
+    run = reconciliation.run(page_size=2)
+    assert (run.checked, run.matched, run.accounts_without_row) == (5, 5, 0)
+
+
+def test_a_mismatch_posts_an_alert_to_the_webhook(stores: Stores, settings: Any) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    settings.RECONCILE_ALERT_WEBHOOK_URL = f"http://127.0.0.1:{server.server_port}/alerts"
+    key = mirrored_wallets(stores, 1)[0]
+    stores.tigerbeetle.subtract_credit(key, 1, tx())
+
+    run = reconcile(stores)
+
+    server.server_close()
+    assert received == [
+        {
+            "alert": "wallet_reconciliation",
+            "run_id": run.pk,
+            "checked": 1,
+            "mismatched": 1,
+            "rows_without_account": 0,
+            "accounts_without_row": 0,
+            "error": "",
+        }
+    ]
+
+
+def test_an_unreachable_webhook_does_not_fail_the_run(stores: Stores, settings: Any) -> None:
+    settings.RECONCILE_ALERT_WEBHOOK_URL = "http://127.0.0.1:9/unreachable"
+    key = mirrored_wallets(stores, 1)[0]
+    stores.tigerbeetle.subtract_credit(key, 1, tx())
+    assert reconcile(stores).mismatched == 1
+
+
+def test_in_phase_four_only_the_registry_is_checked(stores: Stores) -> None:
+    from flags.audit import apply_state
+    from flags.phases import state_for_phase
+
+    mirrored_wallets(stores, 2)
+    apply_state(state_for_phase(Phase.TIGERBEETLE_ONLY), actor="test")
+    run = reconcile(stores)
+    assert (run.checked, run.rows_without_account) == (0, 0)
+    assert "phase 4" in run.note
+
+
+def test_the_command_prints_the_run_and_fails_on_mismatch(stores: Stores) -> None:
+    key = mirrored_wallets(stores, 2)[0]
+    out = StringIO()
+    call_command("reconcile", stdout=out)
+    assert "checked 2, matched 2, mismatched 0" in out.getvalue()
+    stores.tigerbeetle.subtract_credit(key, 1, tx())
+    with pytest.raises(CommandError, match="mismatches found"):
+        call_command("reconcile", stdout=StringIO())
+
+
+def test_the_celery_task_records_a_run(stores: Stores) -> None:
+    from ledger.tasks import reconcile as reconcile_task
+
+    mirrored_wallets(stores, 2)
+    result = reconcile_task.delay("test").get()
+    assert (result["checked"], result["matched"]) == (2, 2)
