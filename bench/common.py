@@ -59,6 +59,21 @@ def latency_figures(name: str, samples_s: list[float], baseline_s: list[float]) 
 
 
 @contextmanager
+def mongo_server() -> Iterator[str]:
+    """MONGO_URL if a server answers there, else an embedded one for the run."""
+    from wallet_site.embedded_mongo import mongo_answers, start_embedded_mongo
+
+    if mongo_answers(settings.MONGO_URL):
+        yield settings.MONGO_URL
+        return
+    server = start_embedded_mongo()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@contextmanager
 def scratch_database(suffix: str) -> Iterator[str]:
     """A fresh database beside the configured one, dropped afterwards; yields its name."""
     db = settings.DATABASES["default"]

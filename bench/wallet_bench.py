@@ -35,7 +35,13 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
-from bench.common import Figure, latency_figures, print_figures, scratch_database  # noqa: E402
+from bench.common import (  # noqa: E402
+    Figure,
+    latency_figures,
+    mongo_server,
+    print_figures,
+    scratch_database,
+)
 from ledger.ids import WalletKey  # noqa: E402
 from ledger.service import WalletService  # noqa: E402
 from ledger.stores.mongo_store import WALLETS, MongoWalletStore  # noqa: E402
@@ -43,8 +49,6 @@ from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore  # noqa: E402
 from registry.accounts import find_account  # noqa: E402
 from wallet_site.embedded_mongo import (  # noqa: E402
     free_loopback_port,
-    mongo_answers,
-    start_embedded_mongo,
 )
 
 OPERATIONS = ("add_credit", "subtract_credit", "get_balance", "get_balances", "void")
@@ -54,18 +58,6 @@ def timed(call: Callable[..., object], *args: Any) -> float:
     started = time.perf_counter()
     call(*args)
     return time.perf_counter() - started
-
-
-@contextmanager
-def mongo_server() -> Iterator[str]:
-    if mongo_answers(settings.MONGO_URL):
-        yield settings.MONGO_URL
-        return
-    server = start_embedded_mongo()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 def in_process(

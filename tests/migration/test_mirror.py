@@ -223,6 +223,7 @@ def test_web_process_killed_between_commit_and_mirror_loses_nothing(
 ) -> None:
     enter_phase(Phase.DUAL_WRITE)
     key = new_key()
+    connections.close_all()  # the child must not share (and then close) our connection
     child = multiprocessing.get_context("fork").Process(
         target=_die_after_commit, args=(mongo_url, mongo_database_name, key.client_id, tx())
     )
@@ -256,6 +257,7 @@ def test_mirror_worker_killed_before_marking_applies_every_write_exactly_once(
     key = new_key()
     committed_stores.phased.add_credit(key, 1_000, tx())
     committed_stores.phased.subtract_credit(key, 300, tx())
+    connections.close_all()  # the child must not share (and then close) our connection
     child = multiprocessing.get_context("fork").Process(
         target=_die_before_marking, args=(mongo_url, mongo_database_name)
     )
