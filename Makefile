@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench bench-ledger bench-wallet install clean
+.PHONY: run test lint bench bench-ledger bench-wallet bench-migration install clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,13 +24,16 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-bench: bench-ledger bench-wallet
+bench: bench-ledger bench-wallet bench-migration
 
 bench-ledger: $(STAMP)
 	$(BIN)/python -m bench.ledger_bench $(BENCH_ARGS)
 
 bench-wallet: $(STAMP)
 	$(BIN)/python -m bench.wallet_bench $(BENCH_ARGS)
+
+bench-migration: $(STAMP)
+	$(BIN)/python -m bench.migration_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .hypothesis

@@ -334,15 +334,17 @@ class Backfill:
         ]
         with transaction.atomic():
             existing_rows = _rows_by_key([row.key for row in rows])
+            WalletAccount.objects.bulk_create(
+                [row for row in rows if row.key not in existing_rows], batch_size=500
+            )
+            unfinished = []
             for row in rows:
                 current = existing_rows.get(row.key)
-                if current is None:
-                    row.save()
-                elif current.opening_seq is None:
+                if current is not None and current.opening_seq is None:
                     current.opening_seq, current.imported_at = row.opening_seq, now
-                    current.save(update_fields=["opening_seq", "imported_at"])
-        for row in rows:
-            self.outbox.release_backfilled(row.key, int(row.opening_seq or 0))
+                    unfinished.append(current)
+            WalletAccount.objects.bulk_update(unfinished, ["opening_seq", "imported_at"])
+        self.outbox.release_backfilled({row.key: int(row.opening_seq or 0) for row in rows})
         report.imported += len(rows)
 
 

@@ -46,9 +46,7 @@ def shadow_figures(days: int = 7) -> ShadowFigures:
 def read_routes(days: int = 7) -> dict[str, int]:
     since = timezone.now() - timedelta(days=days)
     rows = (
-        ReadRouteCount.objects.filter(hour__gte=since)
-        .values("route")
-        .annotate(total=Sum("count"))
+        ReadRouteCount.objects.filter(hour__gte=since).values("route").annotate(total=Sum("count"))
     )
     return {row["route"]: int(row["total"]) for row in rows}
 

@@ -189,9 +189,13 @@ class Mirror:
         this run looked, release them here (the backfill's own release may have run first)."""
         self.outbox.mark([e.entry_id for e in entries], MirrorState.AWAITING_BACKFILL)
         keys = {e.key for e in entries}
-        for row in _registry_rows(keys):
-            if row.opening_seq is not None:
-                self.outbox.release_backfilled(row.key, row.opening_seq)
+        self.outbox.release_backfilled(
+            {
+                row.key: row.opening_seq
+                for row in _registry_rows(keys)
+                if row.opening_seq is not None
+            }
+        )
 
     def _send(
         self, entries: list[OutboxEntry], wallets: dict[WalletKey, _Wallet], report: MirrorReport

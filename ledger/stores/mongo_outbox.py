@@ -171,26 +171,43 @@ class MongoOutbox:
             )
         )
 
-    def release_backfilled(self, key: WalletKey, opening_seq: int) -> None:
-        """After the backfill imported a wallet at `opening_seq`: older entries are in its
-        opening balance, newer ones go to the mirror."""
+    def release_backfilled(self, opening_seqs: dict[WalletKey, int]) -> None:
+        """After the backfill imported wallets at their opening seqs: older entries are in
+        the opening balance (`covered`), newer ones go to the mirror. One read and at most
+        two writes for the whole page."""
+        if not opening_seqs:
+            return
 
         def release() -> None:
-            log, waiting = (
-                self._log(),
+            log = self._log()
+            clients = sorted({key.client_id for key in opening_seqs})
+            waiting = log.find(
                 {
-                    **_key_filter(key),
+                    "client_id": {"$in": clients},
                     "mirror_state": {"$in": [MirrorState.AWAITING_BACKFILL, MirrorState.PENDING]},
                 },
+                {
+                    "client_id": 1,
+                    "country": 1,
+                    "currency": 1,
+                    "issuer_type_identifier": 1,
+                    "wallet_seq": 1,
+                },
             )
-            log.update_many(
-                {**waiting, "wallet_seq": {"$lte": opening_seq}},
-                {"$set": {"mirror_state": MirrorState.COVERED}},
-            )
-            log.update_many(
-                {**waiting, "wallet_seq": {"$gt": opening_seq}},
-                {"$set": {"mirror_state": MirrorState.PENDING}},
-            )
+            covered, pending = [], []
+            for entry in waiting:
+                seq = opening_seqs.get(_key_of(entry))
+                if seq is None or "wallet_seq" not in entry:
+                    continue
+                (covered if entry["wallet_seq"] <= seq else pending).append(entry["_id"])
+            if covered:
+                log.update_many(
+                    {"_id": {"$in": covered}}, {"$set": {"mirror_state": MirrorState.COVERED}}
+                )
+            if pending:
+                log.update_many(
+                    {"_id": {"$in": pending}}, {"$set": {"mirror_state": MirrorState.PENDING}}
+                )
 
         self.store._guarded(release)
 
