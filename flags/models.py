@@ -18,6 +18,7 @@ class FlagChange(models.Model):
 
     class Meta:
         ordering = ["-changed_at", "-id"]
+        permissions = [("change_phase", "Can change the migration phase and its flags")]
 
     def __str__(self) -> str:
         return f"{self.flag_name}: {self.old_value or '-'} -> {self.new_value} by {self.actor}"

@@ -115,15 +115,10 @@ class Backfill:
         started = time.perf_counter()
         report = BackfillReport()
         show = sys.stderr.isatty() if progress is None else progress
-        after: WalletKey | None = None
         with tqdm(desc="backfill", unit="wallet", disable=not show) as bar:
-            while True:
-                page = self.outbox.wallet_pages(page_size, after)
-                if not page:
-                    break
+            for page in self.outbox.wallet_batches(page_size):
                 self.import_page(page, report)
                 bar.update(len(page))
-                after = page[-1].balance.key
         report.duration_s = time.perf_counter() - started
         if report.complete:
             Milestone.objects.update_or_create(

@@ -62,3 +62,104 @@ def fallback_rate(days: int = 7) -> Decimal | None:
 
 def last_reconciliation() -> ReconciliationRun | None:
     return ReconciliationRun.objects.filter(finished_at__isnull=False).first()
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One of the seed's success criteria: met (True/False), or None when there is no data."""
+
+    name: str
+    target: str
+    value: str
+    met: bool | None
+
+
+MATCH_RATE_TARGET = Decimal("0.9999")
+LATENCY_RATIO_TARGET = Decimal("0.5")
+FALLBACK_RATE_TARGET = Decimal("0.001")
+
+
+def writes_lost() -> tuple[int | None, str]:
+    """Writes MongoDB acknowledged that TigerBeetle does not hold: parked outbox entries
+    plus wallets whose balances differed in the last reconciliation."""
+    from ledger import errors
+    from ledger.service import make_store
+    from ledger.stores.mongo_outbox import MongoOutbox
+
+    try:
+        parked = MongoOutbox(make_store("mongo")).depth()["parked"]  # type: ignore[arg-type]
+    except errors.StoreUnavailable as exc:
+        return None, f"MongoDB unavailable: {exc.message}"
+    run = last_reconciliation()
+    mismatched = run.mismatched if run else 0
+    detail = f"{parked} parked outbox entries, {mismatched} wallets mismatched in the last run"
+    return parked + mismatched, detail
+
+
+def success_criteria(days: int = 7) -> list[Criterion]:
+    shadow = shadow_figures(days)
+    rate = shadow.match_rate
+    criteria = [
+        Criterion(
+            f"Balance match rate ({days} days)",
+            f">= {MATCH_RATE_TARGET:.2%}",
+            f"{rate:.4%} of {shadow.matched + shadow.mismatched}"
+            if rate is not None
+            else "no data",
+            None if rate is None else rate >= MATCH_RATE_TARGET,
+        )
+    ]
+    if shadow.mongo_latency_us and shadow.tb_latency_us:
+        ratio = Decimal(shadow.tb_latency_us) / Decimal(shadow.mongo_latency_us)
+        criteria.append(
+            Criterion(
+                "TigerBeetle latency vs MongoDB",
+                f"< {LATENCY_RATIO_TARGET:.0%}",
+                f"{ratio:.0%} ({shadow.tb_latency_us:.0f} vs {shadow.mongo_latency_us:.0f} µs)",
+                ratio < LATENCY_RATIO_TARGET,
+            )
+        )
+    else:
+        criteria.append(
+            Criterion(
+                "TigerBeetle latency vs MongoDB", f"< {LATENCY_RATIO_TARGET:.0%}", "no data", None
+            )
+        )
+    fallback = fallback_rate(days)
+    criteria.append(
+        Criterion(
+            f"Fallback rate ({days} days)",
+            f"< {FALLBACK_RATE_TARGET:.1%}",
+            f"{fallback:.3%}" if fallback is not None else "no data",
+            None if fallback is None else fallback < FALLBACK_RATE_TARGET,
+        )
+    )
+    lost, detail = writes_lost()
+    criteria.append(
+        Criterion(
+            "Writes lost",
+            "0",
+            detail,
+            None if lost is None else lost == 0,
+        )
+    )
+    return criteria
+
+
+def daily_shadow_figures(days: int = 14) -> list[dict[str, object]]:
+    """Per day: match rate and average read latency of each store (for the charts)."""
+    from django.db.models.functions import TruncDate
+
+    since = timezone.now() - timedelta(days=days)
+    return list(
+        ShadowComparison.objects.filter(compared_at__gte=since)
+        .annotate(day=TruncDate("compared_at"))
+        .values("day")
+        .annotate(
+            matched=Count("id", filter=Q(outcome=ShadowComparison.Outcome.MATCH)),
+            mismatched=Count("id", filter=Q(outcome=ShadowComparison.Outcome.MISMATCH)),
+            mongo_latency_us=Avg("mongo_latency_us"),
+            tb_latency_us=Avg("tb_latency_us"),
+        )
+        .order_by("day")
+    )

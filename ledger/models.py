@@ -88,6 +88,10 @@ class ReconciliationRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        permissions = [
+            ("view_migration_dashboard", "Can view the migration dashboard"),
+            ("recheck_wallet", "Can re-check a wallet against both stores"),
+        ]
 
     def __str__(self) -> str:
         return f"reconciliation {self.started_at:%Y-%m-%d %H:%M}: {self.mismatched} mismatched"

@@ -84,6 +84,24 @@ class Reconciliation:
         self._publish(run)
         return run
 
+    def recheck(self, key: WalletKey) -> tuple[WalletBalance | None, WalletBalance | None]:
+        """One wallet, now (support's re-check): mirrored first, then both stores read."""
+        snapshot = self.outbox.snapshots([key]).get(key)
+        if snapshot is None:
+            row = WalletAccount.objects.filter(
+                client_id=key.client_id,
+                country=key.country,
+                currency=key.currency,
+                issuer=key.issuer or "",
+            ).first()
+            tb = None
+            if row is not None:
+                accounts = self.backend.lookup_accounts([row.tb_account_id])
+                tb = balance_from_account(key, accounts[0]) if accounts else None
+            return None, tb
+        ((fresh, tb_balance),) = self._second_look([snapshot])
+        return fresh.balance, tb_balance
+
     # --- passes -------------------------------------------------------------------------------
 
     def _registry_against_tigerbeetle(
@@ -160,12 +178,7 @@ class Reconciliation:
         page_size: int,
     ) -> None:
         """Pass 3."""
-        after: WalletKey | None = None
-        while True:
-            page = self.outbox.wallet_pages(page_size, after)
-            if not page:
-                return
-            after = page[-1].balance.key
+        for page in self.outbox.wallet_batches(page_size):
             differing: list[WalletSnapshot] = []
             for snapshot in page:
                 key = snapshot.balance.key

@@ -7,7 +7,7 @@ edges (API serializers, admin), through `ledger.money`.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
@@ -37,6 +37,9 @@ class WalletBalance:
     credit_minor: int
     debit_minor: int
     historical_credit_minor: int
+    # Set on a point of a balance history: TigerBeetle's timestamp of the transfer after which
+    # the wallet had this balance. Not part of equality (a balance is its three fields).
+    as_of_tb_timestamp: int | None = field(default=None, compare=False)
 
     @property
     def credit(self) -> Decimal:

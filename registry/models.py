@@ -105,6 +105,7 @@ class WalletTransfer(models.Model):
             ),
         ]
         verbose_name = "transaction"
+        permissions = [("void_wallettransfer", "Can void a transaction")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.transaction_id}"

@@ -8,13 +8,15 @@ each wallet's `wallet_seq` order and records what became of them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import UpdateOne
+from pymongo.errors import PyMongoError
 
+from ledger import errors
 from ledger.ids import WalletKey
 from ledger.stores.mongo_store import (
     MirrorState,
@@ -254,36 +256,19 @@ class MongoOutbox:
             )
         )
 
-    def wallet_pages(self, page_size: int, after: WalletKey | None = None) -> list[WalletSnapshot]:
-        """All wallet documents in key order, a page at a time (backfill, reconciliation)."""
-        query: dict[str, Any] = {}
-        if after is not None:
-            a = _key_filter(after)
-            query = {
-                "$or": [
-                    {"client_id": {"$gt": a["client_id"]}},
-                    {"client_id": a["client_id"], "country": {"$gt": a["country"]}},
-                    {
-                        "client_id": a["client_id"],
-                        "country": a["country"],
-                        "currency": {"$gt": a["currency"]},
-                    },
-                    {
-                        "client_id": a["client_id"],
-                        "country": a["country"],
-                        "currency": a["currency"],
-                        "issuer_type_identifier": {"$gt": a["issuer_type_identifier"]},
-                    },
-                ]
-            }
-        order = [
-            ("client_id", 1),
-            ("country", 1),
-            ("currency", 1),
-            ("issuer_type_identifier", 1),
-        ]
-        return self.store._guarded(
-            lambda: [
-                snapshot_of(doc) for doc in self._wallets().find(query).sort(order).limit(page_size)
-            ]
-        )
+    def wallet_batches(self, batch_size: int) -> Iterator[list[WalletSnapshot]]:
+        """Every wallet document, `batch_size` at a time, from one streaming cursor in
+        natural order (one collection scan: paging with skip or key ranges re-scans, which
+        costs quadratic time on large collections)."""
+        try:
+            cursor = self._wallets().find({}, batch_size=batch_size)
+            batch: list[WalletSnapshot] = []
+            for document in cursor:
+                batch.append(snapshot_of(document))
+                if len(batch) == batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+        except PyMongoError as exc:
+            raise errors.StoreUnavailable(f"MongoDB failed: {exc}") from exc

@@ -435,6 +435,15 @@ class MongoWalletStore:
 
         return self._guarded(read)
 
+    def recent_log(self, key: WalletKey, limit: int = 20) -> list[dict[str, Any]]:
+        """The wallet's latest transaction log entries, newest first (for support staff)."""
+
+        def read() -> list[dict[str, Any]]:
+            _, log = self._collections()
+            return list(log.find(_key_filter(key)).sort("created_at", -1).limit(limit))
+
+        return self._guarded(read)
+
     # --- internals --------------------------------------------------------------------------
 
     def _write(

@@ -430,6 +430,53 @@ class TigerBeetleWalletStore:
             historical_credit_minor=snapshot.credits_posted,
         )
 
+    def recent_transfers(self, key: WalletKey, limit: int = 20) -> list[Transfer]:
+        """The wallet account's latest transfers, newest first (get_account_transfers)."""
+        registered = account_registry.find_account(key)
+        if registered is None:
+            raise errors.WalletNotFound(f"No wallet {key.describe()}.")
+        return self._call(
+            self.backend.get_account_transfers,
+            self._account_filter(registered.tb_account_id, limit),
+        )
+
+    def balance_history(self, key: WalletKey, limit: int = 20) -> list[WalletBalance]:
+        """The wallet's balance after each of its latest transfers, newest first
+        (get_account_balances; wallet accounts keep history)."""
+        registered = account_registry.find_account(key)
+        if registered is None:
+            raise errors.WalletNotFound(f"No wallet {key.describe()}.")
+        snapshots = self._call(
+            self.backend.get_account_balances,
+            self._account_filter(registered.tb_account_id, limit),
+        )
+        return [
+            WalletBalance(
+                key=key,
+                credit_minor=snapshot.credits_posted - snapshot.debits_posted,
+                debit_minor=snapshot.debits_posted,
+                historical_credit_minor=snapshot.credits_posted,
+                as_of_tb_timestamp=snapshot.timestamp,
+            )
+            for snapshot in snapshots
+        ]
+
+    @staticmethod
+    def _account_filter(tb_account_id: int, limit: int) -> AccountFilter:
+        return AccountFilter(
+            account_id=tb_account_id,
+            user_data_128=0,
+            user_data_64=0,
+            user_data_32=0,
+            code=0,
+            timestamp_min=0,
+            timestamp_max=0,
+            limit=limit,
+            flags=AccountFilterFlags.DEBITS
+            | AccountFilterFlags.CREDITS
+            | AccountFilterFlags.REVERSED,
+        )
+
     def transfer_timestamps(self, tb_transfer_ids: list[int]) -> dict[int, int]:
         """TigerBeetle's timestamps of existing transfers, by id (missing ids left out)."""
         if not tb_transfer_ids:

@@ -139,7 +139,7 @@ def test_writes_during_dual_write_are_counted_once_across_the_snapshot(stores: S
     key = new_key()
     legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
     stores.phased.add_credit(key, 10, tx())  # before the snapshot: in the opening balance
-    page = stores.outbox.wallet_pages(10)
+    page = next(stores.outbox.wallet_batches(10))
     stores.phased.subtract_credit(key, 300, tx())  # after the snapshot: mirrored
     log = stores.mongo.database[LOG]
     assert {e["mirror_state"] for e in log.find({"client_id": key.client_id})} == {

@@ -1,0 +1,51 @@
+"""Back-office fixtures: users in each role, and the migration's stores."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.test import Client
+
+from tests.migration.conftest import _tasks_in_process, stores  # noqa: F401 - fixtures
+
+PASSWORD = "correct horse battery staple"
+
+
+def user_in(role: str | None, superuser: bool = False) -> object:
+    name = f"{(role or 'admin').lower()}-{uuid.uuid4().hex[:6]}"
+    model = get_user_model()
+    if superuser:
+        return model.objects.create_superuser(name, f"{name}@example.com", PASSWORD)
+    user = model.objects.create_user(name, f"{name}@example.com", PASSWORD, is_staff=True)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+def client_for(user: object) -> Client:
+    client = Client()
+    client.force_login(user)  # type: ignore[arg-type]
+    return client
+
+
+@pytest.fixture
+def support_user(db: None) -> object:
+    return user_in("Support")
+
+
+@pytest.fixture
+def product_user(db: None) -> object:
+    return user_in("Product")
+
+
+@pytest.fixture
+def support(support_user: object) -> Client:
+    return client_for(support_user)
+
+
+@pytest.fixture
+def product(product_user: object) -> Client:
+    return client_for(product_user)

@@ -1,0 +1,172 @@
+"""Support staff in the admin: find a client's wallets, see both stores side by side with
+the transfers behind them, and void a transaction with a reason."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+from flags.phases import Phase
+from ledger.ids import WalletKey
+from ledger.models import ReconciliationMismatch
+from registry.models import WalletAccount, WalletTransfer
+from tests.migration.conftest import Stores, enter_phase, new_key, tx
+
+
+@pytest.fixture
+def wallet(stores: Stores) -> tuple[WalletKey, str, str]:
+    """A mirrored wallet with a credit of 100.00 and a debit of 30.00."""
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    credit_id, debit_id = tx(), tx()
+    stores.phased.add_credit(key, 10_000, credit_id)
+    stores.phased.subtract_credit(key, 3_000, debit_id)
+    return key, credit_id, debit_id
+
+
+def wallet_page(client: Client, key: WalletKey) -> Any:
+    row = WalletAccount.objects.get(client_id=key.client_id)
+    return client.get(f"/admin/registry/walletaccount/{row.pk}/change/")
+
+
+def void(client: Client, transaction_id: str, reason: str) -> Any:
+    return client.post(
+        f"/admin/registry/wallettransfer/void/{transaction_id}/", {"reason": reason}, follow=True
+    )
+
+
+def test_support_finds_a_clients_wallets_by_client_id(support: Client, wallet: Any) -> None:
+    key = wallet[0]
+    response = support.get("/admin/registry/walletaccount/", {"q": key.client_id})
+    assert response.status_code == 200
+    assert key.client_id in response.content.decode()
+
+
+def test_wallets_filter_by_currency(support: Client, stores: Stores) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    usd, eur = new_key("USD"), new_key("EUR")
+    stores.phased.add_credit(usd, 1, tx())
+    stores.phased.add_credit(WalletKey(eur.client_id, "DEU", "EUR"), 1, tx())
+    page = support.get("/admin/registry/walletaccount/", {"currency__exact": "EUR"}).content
+    assert eur.client_id in page.decode() and usd.client_id not in page.decode()
+
+
+def test_the_wallet_page_shows_both_stores_balances_side_by_side(
+    support: Client, wallet: Any
+) -> None:
+    page = wallet_page(support, wallet[0]).content.decode()
+    assert page.count("70.00") >= 2  # available credit in MongoDB and in TigerBeetle
+    assert "differs" not in page.split('id="balances"')[1].split("</table>")[0]
+
+
+def test_a_difference_between_the_stores_is_highlighted(
+    support: Client, wallet: Any, stores: Stores
+) -> None:
+    stores.tigerbeetle.subtract_credit(wallet[0], 1, tx())
+    page = wallet_page(support, wallet[0]).content.decode()
+    assert '<tr class="differs" data-field="credit">' in page
+    assert "The stores differ in: credit, debit." in page
+
+
+def test_the_wallet_page_lists_transfers_log_and_balance_history(
+    support: Client, wallet: Any
+) -> None:
+    key, credit_id, debit_id = wallet
+    page = wallet_page(support, key).content.decode()
+    transfers = page.split('id="tb-transfers"')[1].split("</table>")[0]
+    log = page.split('id="mongo-log"')[1].split("</table>")[0]
+    history = page.split('id="balance-history"')[1].split("</table>")[0]
+    assert credit_id in transfers and debit_id in transfers
+    assert credit_id in log and "mirrored" in log
+    assert history.count("<tr>") == 3  # header + one row per transfer
+
+
+def test_a_void_needs_a_reason_and_changes_nothing_without_one(
+    support: Client, wallet: Any, stores: Stores
+) -> None:
+    response = void(support, wallet[1], "   ")
+    assert "A void needs a reason." in response.content.decode() or (
+        "This field is required." in response.content.decode()
+    )
+    assert stores.mongo.get_balance(wallet[0]).credit_minor == 7_000
+
+
+def test_voiding_with_a_reason_changes_both_stores_and_is_audited(
+    support: Client, support_user: Any, wallet: Any, stores: Stores
+) -> None:
+    key, _, debit_id = wallet
+    response = void(support, debit_id, "customer disputed")
+
+    assert "Voided" in response.content.decode()
+    assert stores.mongo.get_balance(key).credit_minor == 10_000
+    assert stores.tigerbeetle.get_balance(key).credit_minor == 10_000
+    row = WalletTransfer.objects.get(transaction_id=debit_id)
+    assert (row.state, row.voided_by, row.void_reason) == (
+        "voided",
+        support_user.username,
+        "customer disputed",
+    )
+    entry = LogEntry.objects.get(user=support_user)
+    assert entry.change_message == "Voided: customer disputed"
+
+
+def test_voiding_twice_is_refused_with_a_clear_message(
+    support: Client, wallet: Any, stores: Stores
+) -> None:
+    void(support, wallet[2], "first")
+    response = void(support, wallet[2], "second")
+    assert "was already voided" in response.content.decode()
+    assert stores.mongo.get_balance(wallet[0]).credit_minor == 10_000
+
+
+def test_a_void_that_would_overdraw_is_refused_and_changes_nothing(
+    support: Client, wallet: Any, stores: Stores
+) -> None:
+    key, credit_id, _ = wallet
+    response = void(support, credit_id, "reverse the top-up")
+    assert "would take the wallet below zero" in response.content.decode()
+    assert stores.mongo.get_balance(key).credit_minor == 7_000
+    assert WalletTransfer.objects.get(transaction_id=credit_id).state == "posted"
+
+
+def test_voiding_an_unknown_transaction_says_so(support: Client, stores: Stores) -> None:
+    response = support.get("/admin/registry/wallettransfer/void/no-such-id/", follow=True)
+    page = response.content.decode()
+    assert "Cannot void &#x27;no-such-id&#x27;: No transaction" in page
+
+
+def test_transactions_filter_by_state(support: Client, wallet: Any) -> None:
+    void(support, wallet[2], "dispute")
+    page = support.get("/admin/registry/wallettransfer/", {"state__exact": "voided"})
+    assert wallet[2] in page.content.decode() and wallet[1] not in page.content.decode()
+
+
+def test_the_void_action_leads_to_the_confirmation_page(support: Client, wallet: Any) -> None:
+    row = WalletTransfer.objects.get(transaction_id=wallet[2])
+    response = support.post(
+        "/admin/registry/wallettransfer/",
+        {"action": "void_selected", "_selected_action": [row.pk]},
+    )
+    assert response.status_code == 302
+    assert response["Location"].endswith(f"/void/{wallet[2]}/")
+
+
+def test_a_reconciliation_mismatch_can_be_rechecked(
+    support: Client, wallet: Any, stores: Stores
+) -> None:
+    stores.tigerbeetle.subtract_credit(wallet[0], 1, tx())
+    with pytest.raises(CommandError):
+        call_command("reconcile", stdout=StringIO())
+
+    mismatch = ReconciliationMismatch.objects.get()
+    response = support.post(
+        "/admin/ledger/reconciliationmismatch/",
+        {"action": "recheck_wallets", "_selected_action": [mismatch.pk]},
+        follow=True,
+    )
+    assert "still different" in response.content.decode()
