@@ -12,12 +12,12 @@ def _config() -> pygal.Config:
     config = pygal.Config()
     config.js = []  # pygal's default loads its tooltip script from a CDN
     config.disable_xml_declaration = True
-    config.style = CleanStyle
+    config.style = CleanStyle(no_data_font_size=18)
     config.width, config.height = 720, 300
     config.show_legend = True
     config.legend_at_bottom = True
     config.x_label_rotation = 30
-    config.no_data_text = "no shadow comparisons yet"
+    config.no_data_text = "No shadow comparisons yet"
     return config
 
 

@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.test import Client
 
 from tests.migration.conftest import _tasks_in_process, stores  # noqa: F401 - fixtures
+from tests.roles import role as group_for
 
 PASSWORD = "correct horse battery staple"
 
@@ -21,7 +21,7 @@ def user_in(role: str | None, superuser: bool = False) -> object:
         return model.objects.create_superuser(name, f"{name}@example.com", PASSWORD)
     user = model.objects.create_user(name, f"{name}@example.com", PASSWORD, is_staff=True)
     if role:
-        user.groups.add(Group.objects.get(name=role))
+        user.groups.add(group_for(role))
     return user
 
 

@@ -1,0 +1,17 @@
+"""The role groups for tests: the data migration creates them, but a transactional test's
+flush deletes them, so tests that need a role make sure it exists (by the same code)."""
+
+from __future__ import annotations
+
+import importlib
+
+from django.apps import apps
+from django.contrib.auth.models import Group
+
+_roles_migration = importlib.import_module("flags.migrations.0002_roles")
+
+
+def role(name: str) -> Group:
+    if not Group.objects.filter(name=name).exists():
+        _roles_migration.create_roles(apps, None)
+    return Group.objects.get(name=name)
