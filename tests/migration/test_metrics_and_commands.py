@@ -83,3 +83,11 @@ def test_the_backfill_command_imports_and_reports(stores: Stores) -> None:
 def test_the_backfill_command_refuses_a_page_larger_than_a_batch(stores: Stores) -> None:
     with pytest.raises(CommandError, match="between 1 and 8189"):
         call_command("backfill", "--page-size", "9000", stdout=StringIO())
+
+
+def test_the_backfill_task_imports_and_reports(stores: Stores) -> None:
+    from ledger.tasks import backfill
+
+    legacy_wallet(stores, new_key(), credit_minor=10, debit_minor=5)
+    result = backfill.delay(page_size=100).get()
+    assert (result["scanned"], result["imported"], result["failed"]) == (1, 1, [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from typing import Any
 
 import pytest
@@ -30,11 +31,13 @@ class SwitchableBackend:
         self.backend = backend
         self.down = False
         self.batch_sizes: list[int] = []
+        self.calls: list[tuple[str, float]] = []
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.backend, name)
 
         def call(*args: Any) -> Any:
+            self.calls.append((name, time.monotonic()))
             if self.down:
                 raise LedgerUnavailable("connection refused (test: cluster down)")
             if name == "create_transfers":
@@ -283,3 +286,33 @@ def test_concurrent_mirrors_apply_every_entry_once(committed_stores: Stores) -> 
 
 def test_the_process_stores_are_the_ones_tasks_use(stores: Stores) -> None:
     assert service.make_store("mongo") is stores.mongo
+
+
+def test_a_transient_failure_is_tried_three_times_with_backoff(stores: Stores) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+    stores.mirror().drain()  # the wallet's account exists; only the next transfer will fail
+    stores.phased.add_credit(key, 50, tx())
+    backend = plug(stores)
+    backend.down = True
+
+    report = stores.mirror().run_once()
+
+    tries = [at for name, at in backend.calls if name == "create_transfers"]
+    assert report.failed_transiently == 1
+    assert len(tries) == 3
+    assert tries[1] - tries[0] >= 0.09 and tries[2] - tries[1] >= 0.19  # 100 ms x 2^n
+
+
+def test_the_sweeper_and_reconciliation_are_on_the_beat_schedule(settings: Any) -> None:
+    from wallet_site.celery import app
+
+    schedule = {
+        entry["task"]: entry["schedule"] for entry in settings.CELERY_BEAT_SCHEDULE.values()
+    }
+    assert schedule == {
+        "ledger.sweep_outbox": settings.MIRROR_SWEEP_INTERVAL_S,
+        "ledger.reconcile": settings.RECONCILE_INTERVAL_S,
+    }
+    app.loader.import_default_modules()
+    assert {"ledger.sweep_outbox", "ledger.reconcile"} <= set(app.tasks)
