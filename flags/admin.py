@@ -13,19 +13,7 @@ from waffle.models import Sample, Switch
 from flags.audit import check_single_flip
 from flags.models import FlagChange, Milestone
 from flags.phases import SAMPLES, SWITCHES, InvalidPhaseChange
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Audit rows are written by the system only: nobody edits or deletes history."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+from wallet_site.admin_base import ReadOnlyAdmin
 
 
 @admin.register(FlagChange)

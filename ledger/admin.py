@@ -13,19 +13,7 @@ from ledger.models import ReconciliationMismatch, ReconciliationRun, ShadowCompa
 from ledger.reconciliation import Reconciliation
 from ledger.service import make_store
 from ledger.stores.mongo_outbox import MongoOutbox
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records of what happened: nobody adds, edits or deletes them by hand."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+from wallet_site.admin_base import ReadOnlyAdmin
 
 
 class MismatchInline(admin.TabularInline):

@@ -38,6 +38,7 @@ from ledger.stores.tigerbeetle_store import (
     balance_from_account,
 )
 from ledger.wallets import WalletBalance
+from registry import accounts as account_registry
 from registry.models import WalletAccount
 
 log = logging.getLogger(__name__)
@@ -88,15 +89,10 @@ class Reconciliation:
         """One wallet, now (support's re-check): mirrored first, then both stores read."""
         snapshot = self.outbox.snapshots([key]).get(key)
         if snapshot is None:
-            row = WalletAccount.objects.filter(
-                client_id=key.client_id,
-                country=key.country,
-                currency=key.currency,
-                issuer=key.issuer or "",
-            ).first()
+            registered = account_registry.find_account(key)
             tb = None
-            if row is not None:
-                accounts = self.backend.lookup_accounts([row.tb_account_id])
+            if registered is not None:
+                accounts = self.backend.lookup_accounts([registered.tb_account_id])
                 tb = balance_from_account(key, accounts[0]) if accounts else None
             return None, tb
         ((fresh, tb_balance),) = self._second_look([snapshot])

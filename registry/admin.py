@@ -21,6 +21,7 @@ from ledger.money import from_minor_units
 from ledger.service import WalletService, make_store
 from ledger.support import wallet_overview
 from registry.models import WalletAccount, WalletTransfer
+from wallet_site.admin_base import ReadOnlyAdmin
 
 
 class IssuerFilter(admin.SimpleListFilter):
@@ -39,21 +40,12 @@ class IssuerFilter(admin.SimpleListFilter):
 
 
 @admin.register(WalletAccount)
-class WalletAccountAdmin(admin.ModelAdmin):
+class WalletAccountAdmin(ReadOnlyAdmin):
     list_display = ("client_id", "country", "currency", "issuer", "tb_account_id_hex", "created_at")
     list_filter = ("currency", "country", IssuerFilter)
     search_fields = ("=client_id", "client_id")
     ordering = ("client_id", "currency", "country")
     list_per_page = 50
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def change_view(
         self,
@@ -127,7 +119,7 @@ class VoidForm(forms.Form):
 
 
 @admin.register(WalletTransfer)
-class WalletTransferAdmin(admin.ModelAdmin):
+class WalletTransferAdmin(ReadOnlyAdmin):
     list_display = (
         "transaction_id",
         "wallet",
@@ -148,15 +140,6 @@ class WalletTransferAdmin(admin.ModelAdmin):
     @admin.display(description="amount")
     def amount(self, row: WalletTransfer) -> str:
         return f"{from_minor_units(row.amount_minor, row.wallet.currency)} {row.wallet.currency}"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)

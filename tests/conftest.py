@@ -108,3 +108,15 @@ def wallet_store(request: pytest.FixtureRequest, db: None) -> WalletStore:
 def committed_wallet_store(request: pytest.FixtureRequest, transactional_db: None) -> WalletStore:
     """Each store with real commits, for tests where threads share the database."""
     return build_store(request.param, request)
+
+
+def token_api_client() -> object:
+    """A REST client signed in with a fresh user's token (the API's authentication)."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    user = get_user_model().objects.create_user(f"api-{uuid.uuid4().hex[:8]}")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client

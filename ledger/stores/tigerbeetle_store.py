@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from tigerbeetle import (
     Account,
+    AccountBalance,
     AccountFilter,
     AccountFilterFlags,
     AccountFlags,
@@ -73,6 +74,41 @@ _OVERFLOWS = {
     CreateTransferStatus.OVERFLOWS_DEBITS,
     CreateTransferStatus.OVERFLOWS_DEBITS_POSTED,
 }
+
+
+def balance_from_snapshot(key: WalletKey, snapshot: AccountBalance) -> WalletBalance:
+    """The wallet's balance after one transfer, from the account's history."""
+    return WalletBalance(
+        key=key,
+        credit_minor=snapshot.credits_posted - snapshot.debits_posted,
+        debit_minor=snapshot.debits_posted,
+        historical_credit_minor=snapshot.credits_posted,
+        as_of_tb_timestamp=snapshot.timestamp,
+    )
+
+
+def history_filter(
+    tb_account_id: int,
+    limit: int,
+    timestamp_min: int = 0,
+    timestamp_max: int = 0,
+    newest_first: bool = True,
+) -> AccountFilter:
+    """get_account_transfers / get_account_balances over both sides of one account."""
+    flags = AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS
+    if newest_first:
+        flags |= AccountFilterFlags.REVERSED
+    return AccountFilter(
+        account_id=tb_account_id,
+        user_data_128=0,
+        user_data_64=0,
+        user_data_32=0,
+        code=0,
+        timestamp_min=timestamp_min,
+        timestamp_max=timestamp_max,
+        limit=limit,
+        flags=flags,
+    )
 
 
 def balance_from_account(key: WalletKey, account: Account) -> WalletBalance:
@@ -408,27 +444,11 @@ class TigerBeetleWalletStore:
         history), so a replay answers exactly what the original request answered."""
         snapshots = self._call(
             self.backend.get_account_balances,
-            AccountFilter(
-                account_id=tb_account_id,
-                user_data_128=0,
-                user_data_64=0,
-                user_data_32=0,
-                code=0,
-                timestamp_min=timestamp,
-                timestamp_max=timestamp,
-                limit=1,
-                flags=AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS,
-            ),
+            history_filter(tb_account_id, 1, timestamp, timestamp, newest_first=False),
         )
         if not snapshots:
             raise errors.StoreUnavailable("TigerBeetle has no balance snapshot of the transfer.")
-        snapshot = snapshots[0]
-        return WalletBalance(
-            key=key,
-            credit_minor=snapshot.credits_posted - snapshot.debits_posted,
-            debit_minor=snapshot.debits_posted,
-            historical_credit_minor=snapshot.credits_posted,
-        )
+        return balance_from_snapshot(key, snapshots[0])
 
     def recent_transfers(self, key: WalletKey, limit: int = 20) -> list[Transfer]:
         """The wallet account's latest transfers, newest first (get_account_transfers)."""
@@ -437,7 +457,7 @@ class TigerBeetleWalletStore:
             raise errors.WalletNotFound(f"No wallet {key.describe()}.")
         return self._call(
             self.backend.get_account_transfers,
-            self._account_filter(registered.tb_account_id, limit),
+            history_filter(registered.tb_account_id, limit),
         )
 
     def balance_history(self, key: WalletKey, limit: int = 20) -> list[WalletBalance]:
@@ -447,35 +467,9 @@ class TigerBeetleWalletStore:
         if registered is None:
             raise errors.WalletNotFound(f"No wallet {key.describe()}.")
         snapshots = self._call(
-            self.backend.get_account_balances,
-            self._account_filter(registered.tb_account_id, limit),
+            self.backend.get_account_balances, history_filter(registered.tb_account_id, limit)
         )
-        return [
-            WalletBalance(
-                key=key,
-                credit_minor=snapshot.credits_posted - snapshot.debits_posted,
-                debit_minor=snapshot.debits_posted,
-                historical_credit_minor=snapshot.credits_posted,
-                as_of_tb_timestamp=snapshot.timestamp,
-            )
-            for snapshot in snapshots
-        ]
-
-    @staticmethod
-    def _account_filter(tb_account_id: int, limit: int) -> AccountFilter:
-        return AccountFilter(
-            account_id=tb_account_id,
-            user_data_128=0,
-            user_data_64=0,
-            user_data_32=0,
-            code=0,
-            timestamp_min=0,
-            timestamp_max=0,
-            limit=limit,
-            flags=AccountFilterFlags.DEBITS
-            | AccountFilterFlags.CREDITS
-            | AccountFilterFlags.REVERSED,
-        )
+        return [balance_from_snapshot(key, snapshot) for snapshot in snapshots]
 
     def transfer_timestamps(self, tb_transfer_ids: list[int]) -> dict[int, int]:
         """TigerBeetle's timestamps of existing transfers, by id (missing ids left out)."""
@@ -492,29 +486,11 @@ class TigerBeetleWalletStore:
             raise errors.WalletNotFound(f"No wallet {key.describe()}.")
         snapshots = self._call(
             self.backend.get_account_balances,
-            AccountFilter(
-                account_id=registered.tb_account_id,
-                user_data_128=0,
-                user_data_64=0,
-                user_data_32=0,
-                code=0,
-                timestamp_min=0,
-                timestamp_max=timestamp - 1,
-                limit=1,
-                flags=AccountFilterFlags.DEBITS
-                | AccountFilterFlags.CREDITS
-                | AccountFilterFlags.REVERSED,
-            ),
+            history_filter(registered.tb_account_id, 1, timestamp_max=timestamp - 1),
         )
         if not snapshots:
             return WalletBalance(key=key, credit_minor=0, debit_minor=0, historical_credit_minor=0)
-        snapshot = snapshots[0]
-        return WalletBalance(
-            key=key,
-            credit_minor=snapshot.credits_posted - snapshot.debits_posted,
-            debit_minor=snapshot.debits_posted,
-            historical_credit_minor=snapshot.credits_posted,
-        )
+        return balance_from_snapshot(key, snapshots[0])
 
     @staticmethod
     def _record(row: WalletTransfer) -> TransactionRecord:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from ledger.api import views
 from ledger.service import WalletService
 from ledger.stores.mongo_store import MongoWalletStore
+from tests.conftest import token_api_client
 from wallet_site.embedded_mongo import free_loopback_port
 
 pytestmark = pytest.mark.django_db
@@ -19,10 +16,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def api() -> APIClient:
-    user = get_user_model().objects.create_user(f"api-{uuid.uuid4().hex[:8]}")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
+    return token_api_client()  # type: ignore[return-value]
 
 
 def test_the_openapi_schema_lists_the_five_operations_and_their_errors() -> None:

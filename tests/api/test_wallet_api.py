@@ -6,23 +6,19 @@ import uuid
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from ledger.api import views
 from ledger.service import WalletService
 from ledger.wallets import WalletStore
+from tests.conftest import token_api_client
 
 
 @pytest.fixture
 def api(wallet_store: WalletStore, monkeypatch: pytest.MonkeyPatch) -> APIClient:
     """An authenticated REST client whose requests are served by the store under test."""
     monkeypatch.setattr(views, "wallet_service", lambda: WalletService(wallet_store))
-    user = get_user_model().objects.create_user(f"api-{uuid.uuid4().hex[:8]}")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
+    return token_api_client()  # type: ignore[return-value]
 
 
 class _RunIds(dict):

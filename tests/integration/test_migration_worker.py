@@ -12,14 +12,13 @@ from typing import Any
 import pymongo
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from flags.phases import Phase
 from ledger.ids import WalletKey
 from ledger.models import ShadowComparison
 from ledger.stores.mongo_store import LOG, MirrorState
+from tests.conftest import token_api_client
 from tests.migration.conftest import Stores, enter_phase, install_stores
 
 pytestmark = [
@@ -46,10 +45,7 @@ def worker_stores(mongo_url: str, wallet_ledger_backend: Any) -> Iterator[Stores
 
 @pytest.fixture
 def api() -> APIClient:
-    user = get_user_model().objects.create_user(f"api-{uuid.uuid4().hex[:8]}")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
+    return token_api_client()  # type: ignore[return-value]
 
 
 def eventually(check: Callable[[], bool], what: str) -> None:

@@ -10,8 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from flags.audit import apply_state
@@ -24,6 +22,7 @@ from ledger.routing import PhasedWalletStore
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from tests.conftest import token_api_client
 
 
 @dataclass
@@ -98,10 +97,7 @@ def enter_phase(phase: Phase, rollout_percent: int = 100, shadow_percent: int = 
 
 @pytest.fixture
 def api(db: None) -> APIClient:
-    user = get_user_model().objects.create_user(f"api-{uuid.uuid4().hex[:8]}")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
+    return token_api_client()  # type: ignore[return-value]
 
 
 def new_key(currency: str = "USD") -> WalletKey:
