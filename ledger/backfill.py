@@ -29,6 +29,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -50,6 +51,8 @@ from ledger.ids import (
     WalletKey,
     account_id_for,
     client_hash_128,
+    credit_transfer_id,
+    debit_transfer_id,
     issuer_hash_64,
     opening_balance_transfer_id,
     system_account_id,
@@ -64,7 +67,7 @@ from ledger.stores.tigerbeetle_store import (
     WALLET_ACCOUNT_FLAGS,
     TigerBeetleWalletStore,
 )
-from registry.models import WalletAccount
+from registry.models import WalletAccount, WalletTransfer
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +288,20 @@ class Backfill:
         self._record(usable, chain_of, transfers, results, report)
         return False
 
+    def _register_covered_transactions(self, opening_seqs: dict[WalletKey, int]) -> None:
+        """Transactions older than a wallet's snapshot are in its opening balance, with no
+        transfer of their own; registering them still lets support find and void them once
+        TigerBeetle is the only store (a void posts its own compensating transfer)."""
+        entries = self.outbox.transactions_up_to(opening_seqs)
+        if not entries:
+            return
+        wallets = _rows_by_key(list(opening_seqs))
+        WalletTransfer.objects.bulk_create(
+            [_covered_row(entry, wallets[key]) for key, entry in entries],
+            ignore_conflicts=True,
+            batch_size=500,
+        )
+
     def _record(
         self,
         usable: list[WalletSnapshot],
@@ -339,8 +356,28 @@ class Backfill:
                     current.opening_seq, current.imported_at = row.opening_seq, now
                     unfinished.append(current)
             WalletAccount.objects.bulk_update(unfinished, ["opening_seq", "imported_at"])
-        self.outbox.release_backfilled({row.key: int(row.opening_seq or 0) for row in rows})
+        opening_seqs = {row.key: int(row.opening_seq or 0) for row in rows}
+        self._register_covered_transactions(opening_seqs)
+        self.outbox.release_backfilled(opening_seqs)
         report.imported += len(rows)
+
+
+def _covered_row(entry: dict[str, Any], wallet: WalletAccount) -> WalletTransfer:
+    kind = entry["kind"]
+    transaction_id = entry["_id"]
+    tb_id = (credit_transfer_id if kind == "credit" else debit_transfer_id)(transaction_id)
+    return WalletTransfer(
+        transaction_id=transaction_id,
+        wallet=wallet,
+        kind=kind,
+        amount_minor=int(entry["amount_minor"]),
+        state=entry["state"],
+        tb_transfer_id_hex=u128_to_hex(tb_id),
+        tb_timestamp=None,
+        voided_by=entry.get("voided_by", ""),
+        void_reason=entry.get("void_reason", ""),
+        voided_at=entry.get("voided_at"),
+    )
 
 
 def _rows_by_key(keys: list[WalletKey]) -> dict[WalletKey, WalletAccount]:

@@ -213,6 +213,27 @@ class MongoOutbox:
 
         self.store._guarded(release)
 
+    def transactions_up_to(
+        self, opening_seqs: dict[WalletKey, int]
+    ) -> list[tuple[WalletKey, dict[str, Any]]]:
+        """Credits and debits that a backfill snapshot covers (wallet_seq up to it)."""
+        if not opening_seqs:
+            return []
+
+        def read() -> list[tuple[WalletKey, dict[str, Any]]]:
+            clients = sorted({key.client_id for key in opening_seqs})
+            entries = self._log().find(
+                {"client_id": {"$in": clients}, "kind": {"$in": ["credit", "debit"]}}
+            )
+            return [
+                (_key_of(entry), entry)
+                for entry in entries
+                if "wallet_seq" in entry
+                and entry["wallet_seq"] <= opening_seqs.get(_key_of(entry), -1)
+            ]
+
+        return self.store._guarded(read)
+
     def requeue_parked(self, keys: Sequence[WalletKey] | None = None) -> int:
         """Support's retry of parked entries (after fixing what refused them)."""
         query: dict[str, Any] = {"mirror_state": MirrorState.PARKED}

@@ -173,3 +173,23 @@ def test_the_command_without_a_phase_shows_the_current_one(stores: Stores) -> No
     out = StringIO()
     call_command("migration_phase", stdout=out)
     assert "phase 2 shadow_read" in out.getvalue() and "shadow=5" in out.getvalue()
+
+
+def test_a_transaction_older_than_the_backfill_snapshot_can_be_voided_in_phase_4(
+    stores: Stores,
+) -> None:
+    from ledger.backfill import Backfill
+    from tests.migration.conftest import legacy_wallet
+
+    key = new_key()
+    legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
+    old_credit = tx()
+    stores.phased.add_credit(key, 500, old_credit)  # phase 0: covered by the snapshot
+    enter_phase(Phase.READ_CUTOVER)
+    Backfill(stores.outbox, stores.tigerbeetle).run(progress=False)
+    move(stores, Phase.TIGERBEETLE_ONLY)
+
+    result = stores.phased.void_transaction(old_credit, "support", "duplicate top-up")
+
+    assert result.balance.fields_minor() == (1_000, 500, 1_500)
+    assert stores.tigerbeetle.get_balance(key).credit_minor == 1_000
