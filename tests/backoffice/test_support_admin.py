@@ -170,3 +170,22 @@ def test_a_reconciliation_mismatch_can_be_rechecked(
         follow=True,
     )
     assert "still different" in response.content.decode()
+
+
+def test_wallets_filter_by_issuer_and_country(support: Client, stores: Stores) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    plain = new_key()
+    issued = WalletKey(new_key().client_id, "BRA", "USD", issuer="acme-card")
+    stores.phased.add_credit(plain, 1, tx())
+    stores.phased.add_credit(issued, 1, tx())
+
+    by_issuer = support.get("/admin/registry/walletaccount/", {"issuer": "acme-card"})
+    by_country = support.get("/admin/registry/walletaccount/", {"country__exact": "USA"})
+    without_issuer = support.get("/admin/registry/walletaccount/", {"issuer": "-"})
+
+    assert issued.client_id in by_issuer.content.decode()
+    assert plain.client_id not in by_issuer.content.decode()
+    assert plain.client_id in by_country.content.decode()
+    assert issued.client_id not in by_country.content.decode()
+    assert plain.client_id in without_issuer.content.decode()
+    assert issued.client_id not in without_issuer.content.decode()
