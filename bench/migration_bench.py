@@ -10,7 +10,10 @@ times, in the same run:
   beside its raw baseline: the same MongoDB page scan plus a bare-table insert of one row per
   wallet (the I/O any import has to do);
 - reconciliation: `ledger.reconciliation.Reconciliation` over the imported wallets, beside its
-  raw baseline: the same page scan plus primary-key reads of the bare table in pages.
+  raw baseline: the same page scan plus primary-key reads of the bare table in pages;
+- the dual-write mirror: `ledger.mirror.Mirror.drain` over one pending outbox credit for each
+  of the first --mirror-entries wallets, beside its raw baseline: reading the same pending
+  entries, a bare-table insert each, and marking them done.
 Each figure is wallets per second; the ratio is figure / baseline. The seed's target for
 reconciliation on the embedded default is at least 5,000 wallets/s.
 """
@@ -28,9 +31,10 @@ from django.db import connection, transaction
 from bench.common import Figure, mongo_server, print_figures, scratch_database
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.backfill import Backfill
+from ledger.mirror import Mirror
 from ledger.reconciliation import Reconciliation
 from ledger.stores.mongo_outbox import MongoOutbox
-from ledger.stores.mongo_store import WALLETS, MongoWalletStore
+from ledger.stores.mongo_store import LOG, WALLETS, MirrorState, MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 
 RECONCILE_TARGET_WALLETS_PER_S = 5_000
@@ -108,10 +112,62 @@ def baseline_compare(outbox: MongoOutbox, page_size: int) -> tuple[int, float]:
     return compared, time.perf_counter() - started
 
 
+def seed_outbox(store: MongoWalletStore, count: int) -> None:
+    """One pending credit in the outbox for each of the first `count` (imported) wallets."""
+    from bson.decimal128 import Decimal128
+
+    log = store.database[LOG]
+    created = datetime.now(UTC)
+    for start in range(0, count, SEED_CHUNK):
+        log.insert_many(
+            [
+                {
+                    "_id": f"bench-credit-{number:08d}",
+                    "kind": "credit",
+                    "client_id": f"client-{number:08d}",
+                    "country": "USA",
+                    "currency": "USD",
+                    "issuer_type_identifier": "",
+                    "amount": Decimal128("1.25"),
+                    "amount_minor": 125,
+                    "state": "posted",
+                    "wallet_seq": 1,
+                    "mirror_state": MirrorState.PENDING,
+                    "created_at": created,
+                }
+                for number in range(start, min(count, start + SEED_CHUNK))
+            ],
+            ordered=False,
+        )
+
+
+def baseline_mirror(outbox: MongoOutbox) -> tuple[int, float]:
+    """Read pending entries as the mirror does, write a bare row each, mark them: the raw
+    cost of moving the outbox (entries are put back to pending afterwards, untimed)."""
+    sql = "INSERT INTO bench_outbox_copy (id, amount) VALUES (%s, %s)"
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_outbox_copy")
+        cursor.execute("CREATE TABLE bench_outbox_copy (id VARCHAR(64) PRIMARY KEY, amount BIGINT)")
+    started, moved = time.perf_counter(), 0
+    while entries := outbox.pending(BATCH_EVENTS_MAX):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(sql, [(e.entry_id, e.amount_minor) for e in entries])
+        outbox.mark_each({e.entry_id: ("bench-baseline", {}) for e in entries})
+        moved += len(entries)
+    elapsed = time.perf_counter() - started
+    outbox.store.database[LOG].update_many(
+        {"mirror_state": "bench-baseline"}, {"$set": {"mirror_state": MirrorState.PENDING}}
+    )
+    return moved, elapsed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--wallets", type=int, default=100_000)
     parser.add_argument("--page-size", type=int, default=2000, help="backfill page size")
+    parser.add_argument(
+        "--mirror-entries", type=int, default=20_000, help="outbox entries for the mirror figure"
+    )
     args = parser.parse_args(argv)
     with mongo_server() as mongo_url, scratch_database("migration"):
         # A long timeout: dropping 100,000 documents takes the embedded server a while.
@@ -133,6 +189,14 @@ def main(argv: list[str] | None = None) -> int:
             run = Reconciliation(outbox, tigerbeetle).run(triggered_by="benchmark")
             assert run.matched == args.wallets and not run.error, run.error
             assert run.duration_s is not None
+
+            entries = min(args.mirror_entries, args.wallets)
+            seed_outbox(store, entries)
+            moved, move_s = baseline_mirror(outbox)
+            started = time.perf_counter()
+            mirrored = Mirror(outbox, tigerbeetle).drain()
+            mirror_s = time.perf_counter() - started
+            assert mirrored.applied == entries == moved, (mirrored, entries, moved)
         finally:
             store.client.drop_database(store.database.name)
     reconcile_rate = run.checked / run.duration_s
@@ -144,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             "wallets/s",
         ),
         Figure("reconciliation throughput", reconcile_rate, compared / compare_s, "wallets/s"),
+        Figure("mirror throughput", mirrored.applied / mirror_s, moved / move_s, "entries/s"),
         Figure(
             "reconciliation vs the seed's target",
             reconcile_rate,

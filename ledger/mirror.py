@@ -161,27 +161,39 @@ class Mirror:
 
     def _wallets(self, keys: set[WalletKey]) -> tuple[dict[WalletKey, _Wallet], str]:
         """Registry rows of the wallets, creating TigerBeetle accounts for wallets born with
-        a complete log. A legacy wallet has no row until the backfill imported it (row
-        written with its opening_seq), so its entries wait. Wallets whose account could not
-        be created (TigerBeetle unreachable) are left out, with the error."""
+        a complete log. A row's opening_seq says up to where its log is already in
+        TigerBeetle: 0 for a wallet born with the log, S for one the backfill imported at S.
+        A legacy wallet has no row (or none with opening_seq) until the backfill imported
+        it, so its entries wait. Wallets whose account could not be created (TigerBeetle
+        unreachable) are left out, with the error."""
         rows = {row.key: row for row in _registry_rows(keys)}
-        snapshots = self.outbox.snapshots(keys)
+        unsettled = {key for key in keys if key not in rows or rows[key].opening_seq is None}
+        snapshots = self.outbox.snapshots(unsettled)
         wallets: dict[WalletKey, _Wallet] = {}
         unreachable = ""
         for key in keys:
             row = rows.get(key)
+            if key not in unsettled:
+                wallets[key] = _Wallet(row=row, log_complete=True)
+                continue
             snapshot = snapshots.get(key)
             log_complete = bool(snapshot and snapshot.log_complete)
-            if row is None and log_complete:
+            if not log_complete:
+                wallets[key] = _Wallet(row=None, log_complete=False)  # wait for the backfill
+                continue
+            if row is None:
                 try:
                     self.tigerbeetle.ensure_wallet_account(key)
                 except errors.StoreUnavailable as exc:
                     unreachable = str(exc)
                     continue
                 row = _registry_rows({key})[0]
-            if not log_complete and row is not None and row.opening_seq is None:
-                row = None  # not a wallet the backfill finished: wait for it
-            wallets[key] = _Wallet(row=row, log_complete=log_complete)
+            if row.opening_seq is None:
+                row.opening_seq = 0  # its whole history is in the log: nothing covered
+                WalletAccount.objects.filter(pk=row.pk, opening_seq__isnull=True).update(
+                    opening_seq=0
+                )
+            wallets[key] = _Wallet(row=row, log_complete=True)
         return wallets, unreachable
 
     def _await_backfill(self, entries: list[OutboxEntry]) -> None:

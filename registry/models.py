@@ -26,7 +26,10 @@ class WalletAccount(models.Model):
     opening_seq = models.BigIntegerField(
         null=True,
         blank=True,
-        help_text="backfilled wallets: the legacy wallet_seq its opening balance stands for",
+        help_text=(
+            "up to which MongoDB wallet_seq the wallet is in TigerBeetle without the mirror: "
+            "S for a backfilled wallet (its opening balance), 0 for one born with the log"
+        ),
     )
     imported_at = models.DateTimeField(null=True, blank=True, help_text="when the backfill ran")
     created_at = models.DateTimeField(auto_now_add=True)

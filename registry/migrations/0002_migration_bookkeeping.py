@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='walletaccount',
             name='opening_seq',
-            field=models.BigIntegerField(blank=True, help_text='backfilled wallets: the legacy wallet_seq its opening balance stands for', null=True),
+            field=models.BigIntegerField(blank=True, help_text='up to which MongoDB wallet_seq the wallet is in TigerBeetle without the mirror: S for a backfilled wallet (its opening balance), 0 for one born with the log', null=True),
         ),
         migrations.AddField(
             model_name='wallettransfer',
