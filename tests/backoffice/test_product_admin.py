@@ -135,3 +135,10 @@ def test_product_cannot_void(product: Client, stores: Stores) -> None:
     )
     assert response.status_code == 403
     assert stores.mongo.get_transaction(credit_id).state == "posted"
+
+
+def test_the_admin_index_links_the_migration_pages_for_product_only(
+    product: Client, support: Client
+) -> None:
+    assert 'href="/admin/migration/dashboard/"' in product.get("/admin/").content.decode()
+    assert 'href="/admin/migration/dashboard/"' not in support.get("/admin/").content.decode()
