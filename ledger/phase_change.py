@@ -21,6 +21,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from flags.audit import apply_state, set_writes_paused
@@ -95,6 +96,12 @@ def change_phase(
         else:
             report.backported = backport_tigerbeetle_writes(mongo, tigerbeetle)
         apply_state(target, actor, note)
+        # Requests that read the old phase and outlasted the settle time: catch them now
+        # (the sweeper catches any later ones).
+        if entering_tb_only:
+            Mirror(MongoOutbox(mongo), tigerbeetle).drain()
+        else:
+            report.backported += backport_tigerbeetle_writes(mongo, tigerbeetle)
         if entering_tb_only:
             Milestone.objects.update_or_create(
                 name=Milestone.ENTERED_TIGERBEETLE_ONLY,
@@ -119,6 +126,13 @@ def _drain_or_refuse(
             f"({', '.join(f'{count} {state}' for state, count in waiting.items() if count)}); "
             "fix the parked entries (or run the backfill) and try again"
         )
+
+
+def backport_due() -> bool:
+    """Whether TigerBeetle holds writes MongoDB has not been given yet."""
+    return WalletTransfer.objects.filter(
+        Q(needs_backport=True) | Q(void_needs_backport=True)
+    ).exists()
 
 
 def backport_tigerbeetle_writes(

@@ -62,23 +62,33 @@ def mirror_wallet(key: dict[str, str | None]) -> dict[str, Any]:
     from flags.phases import current_state
     from ledger.routing import key_from_dict
 
-    if not current_state().mirrors_to_tigerbeetle:
+    if not current_state().dual_write:
         return {"skipped": "dual write is off"}
     return _report(_mirror().drain(keys=[key_from_dict(key)]))
 
 
 @shared_task(name="ledger.sweep_outbox")
 def sweep_outbox() -> dict[str, Any]:
-    """Celery beat: mirror whatever no on-commit task applied (crashes, broker outages)."""
+    """Celery beat: mirror whatever no on-commit task applied (crashes, broker outages).
+
+    It also catches stragglers of a phase change: a MongoDB write that a slow request made
+    just after TigerBeetle became the only store is still mirrored (dual_write stays on in
+    phase 4), and a TigerBeetle write that landed just after leaving phase 4 is copied back.
+    """
     from flags.phases import current_state
     from ledger import metrics
+    from ledger.phase_change import backport_due, backport_tigerbeetle_writes
     from ledger.service import make_store
     from ledger.stores.mongo_outbox import MongoOutbox
 
-    outbox = MongoOutbox(make_store("mongo"))  # type: ignore[arg-type]
+    mongo, tigerbeetle = make_store("mongo"), make_store("tigerbeetle")
+    outbox = MongoOutbox(mongo)  # type: ignore[arg-type]
+    state = current_state()
     result: dict[str, Any] = {"skipped": "dual write is off"}
-    if current_state().mirrors_to_tigerbeetle:
+    if state.dual_write:
         result = _report(_mirror().drain())
+    if not state.tigerbeetle_only and backport_due():
+        result["copied_back"] = backport_tigerbeetle_writes(mongo, tigerbeetle)  # type: ignore[arg-type]
     depth = outbox.depth()
     for state in ("pending", "parked"):
         metrics.OUTBOX_DEPTH.labels(state).set(depth[state])

@@ -193,3 +193,39 @@ def test_a_transaction_older_than_the_backfill_snapshot_can_be_voided_in_phase_4
 
     assert result.balance.fields_minor() == (1_000, 500, 1_500)
     assert stores.tigerbeetle.get_balance(key).credit_minor == 1_000
+
+
+def test_a_mongodb_write_landing_just_after_entering_phase_4_is_still_mirrored(
+    stores: Stores,
+) -> None:
+    from ledger.tasks import sweep_outbox
+
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+    move(stores, Phase.TIGERBEETLE_ONLY)
+    stores.mongo.add_credit(key, 40, tx())  # a slow request that read phase 3
+
+    sweep_outbox()
+
+    assert stores.tigerbeetle.get_balance(key).credit_minor == 140
+
+
+def test_a_tigerbeetle_write_landing_just_after_leaving_phase_4_is_copied_back(
+    stores: Stores,
+) -> None:
+    from ledger.tasks import sweep_outbox
+
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+    move(stores, Phase.TIGERBEETLE_ONLY)
+    move(stores, Phase.READ_CUTOVER)
+    stores.tigerbeetle.add_credit(key, 25, tx())  # a slow request that read phase 4
+
+    assert sweep_outbox()["copied_back"] == 1
+
+    assert stores.mongo.get_balance(key).credit_minor == 125
+    assert_stores_agree(stores, [key])
