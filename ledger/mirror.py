@@ -99,12 +99,6 @@ class MirrorReport:
         self.errors.extend(other.errors)
 
 
-@dataclass
-class _Wallet:
-    row: WalletAccount | None
-    log_complete: bool
-
-
 class Mirror:
     """Applies the outbox of one MongoDB store to one TigerBeetle store."""
 
@@ -125,12 +119,12 @@ class Mirror:
         covered: list[str] = []
         awaiting: list[OutboxEntry] = []
         for entry in entries:
-            wallet = wallets.get(entry.key)
+            if entry.key not in wallets:
+                continue  # its account could not be created: counted as a failure below
+            wallet = wallets[entry.key]
             if wallet is None:
-                continue
-            if wallet.row is None:
                 awaiting.append(entry)
-            elif wallet.row.opening_seq is not None and entry.wallet_seq <= wallet.row.opening_seq:
+            elif wallet.opening_seq is not None and entry.wallet_seq <= wallet.opening_seq:
                 covered.append(entry.entry_id)
             else:
                 to_send.append(entry)
@@ -159,7 +153,7 @@ class Mirror:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _wallets(self, keys: set[WalletKey]) -> tuple[dict[WalletKey, _Wallet], str]:
+    def _wallets(self, keys: set[WalletKey]) -> tuple[dict[WalletKey, WalletAccount | None], str]:
         """Registry rows of the wallets, creating TigerBeetle accounts for wallets born with
         a complete log. A row's opening_seq says up to where its log is already in
         TigerBeetle: 0 for a wallet born with the log, S for one the backfill imported at S.
@@ -169,17 +163,17 @@ class Mirror:
         rows = {row.key: row for row in _registry_rows(keys)}
         unsettled = {key for key in keys if key not in rows or rows[key].opening_seq is None}
         snapshots = self.outbox.snapshots(unsettled)
-        wallets: dict[WalletKey, _Wallet] = {}
+        wallets: dict[WalletKey, WalletAccount | None] = {}
         unreachable = ""
         for key in keys:
             row = rows.get(key)
             if key not in unsettled:
-                wallets[key] = _Wallet(row=row, log_complete=True)
+                wallets[key] = row
                 continue
             snapshot = snapshots.get(key)
             log_complete = bool(snapshot and snapshot.log_complete)
             if not log_complete:
-                wallets[key] = _Wallet(row=None, log_complete=False)  # wait for the backfill
+                wallets[key] = None  # wait for the backfill
                 continue
             if row is None:
                 try:
@@ -193,7 +187,7 @@ class Mirror:
                 WalletAccount.objects.filter(pk=row.pk, opening_seq__isnull=True).update(
                     opening_seq=0
                 )
-            wallets[key] = _Wallet(row=row, log_complete=True)
+            wallets[key] = row
         return wallets, unreachable
 
     def _await_backfill(self, entries: list[OutboxEntry]) -> None:
@@ -210,16 +204,17 @@ class Mirror:
         )
 
     def _send(
-        self, entries: list[OutboxEntry], wallets: dict[WalletKey, _Wallet], report: MirrorReport
+        self,
+        entries: list[OutboxEntry],
+        wallets: dict[WalletKey, WalletAccount | None],
+        report: MirrorReport,
     ) -> None:
         void_attempts = dict(
             WalletTransfer.objects.filter(
                 transaction_id__in=[e.voided_transaction_id for e in entries if e.kind == "void"]
             ).values_list("transaction_id", "void_attempts")
         )
-        transfers = [
-            _transfer_for(entry, wallets[entry.key].row, void_attempts) for entry in entries
-        ]
+        transfers = [_transfer_for(entry, wallets[entry.key], void_attempts) for entry in entries]
         try:
             results = _retry_transient(self.tigerbeetle.backend.create_transfers)(transfers)
         except LedgerUnavailable as exc:
@@ -310,14 +305,14 @@ def _transfer_for(
 
 
 def _record_in_registry(
-    applied: list[tuple[OutboxEntry, Transfer, int]], wallets: dict[WalletKey, _Wallet]
+    applied: list[tuple[OutboxEntry, Transfer, int]], wallets: dict[WalletKey, WalletAccount | None]
 ) -> None:
     """Transfer registry rows for what TigerBeetle now holds (idempotent)."""
     rows = []
     for entry, transfer, timestamp in applied:
         if entry.kind == "void":
             continue
-        wallet_row = wallets[entry.key].row
+        wallet_row = wallets[entry.key]
         assert wallet_row is not None
         rows.append(
             WalletTransfer(
@@ -341,7 +336,7 @@ def _record_in_registry(
             if original is None:
                 # Voided transaction older than the backfill snapshot: its amount is in the
                 # opening balance, so it has no transfer of its own. Register it as voided.
-                wallet_row = wallets[entry.key].row
+                wallet_row = wallets[entry.key]
                 assert wallet_row is not None
                 voided_credit = entry.voided_kind == "credit"
                 original = WalletTransfer(
