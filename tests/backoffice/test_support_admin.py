@@ -189,3 +189,16 @@ def test_wallets_filter_by_issuer_and_country(support: Client, stores: Stores) -
     assert issued.client_id not in by_country.content.decode()
     assert plain.client_id in without_issuer.content.decode()
     assert issued.client_id not in without_issuer.content.decode()
+
+
+def test_a_store_that_is_down_shows_as_unavailable_not_as_zero(
+    support: Client, wallet: Any, stores: Stores
+) -> None:
+    from tests.migration.test_mirror import plug
+
+    plug(stores).down = True
+    page = wallet_page(support, wallet[0]).content.decode()
+    balances = page.split('id="balances"')[1].split("</table>")[0]
+    assert "unavailable: TigerBeetle is unavailable" in balances
+    assert "70.00" in balances  # MongoDB still answers
+    assert "TigerBeetle history unavailable" in page

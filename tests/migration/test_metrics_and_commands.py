@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -91,3 +92,22 @@ def test_the_backfill_task_imports_and_reports(stores: Stores) -> None:
     legacy_wallet(stores, new_key(), credit_minor=10, debit_minor=5)
     result = backfill.delay(page_size=100).get()
     assert (result["scanned"], result["imported"], result["failed"]) == (1, 1, [])
+
+
+def test_metrics_show_the_read_breaker_opening(stores: Stores, settings: Any) -> None:
+    from tests.migration.test_mirror import plug
+
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+    plug(stores).down = True
+    before = scrape()
+    assert value(before, "wallet_read_breaker_open") == 0
+    for _ in range(settings.READ_BREAKER_FAILURES):
+        stores.phased.get_balance(key)
+    after = scrape()
+    assert value(after, "wallet_read_breaker_open") == 1
+    fallbacks = [
+        sum(v for labels, v in m.get("wallet_read_fallbacks_total", [])) for m in (before, after)
+    ]
+    assert fallbacks[1] - fallbacks[0] == settings.READ_BREAKER_FAILURES
