@@ -336,7 +336,7 @@ class TigerBeetleWalletStore:
         if status == CreateTransferStatus.CREATED:
             row = self._remember_transfer(transfer, transaction_id, kind, key, result.timestamp)
             return WalletResult(
-                transaction=self._record(row),
+                transaction=self._record(row, key),
                 balance=self._balance_at(key, tb_account_id, result.timestamp),
             )
         if status == CreateTransferStatus.EXISTS:
@@ -388,24 +388,24 @@ class TigerBeetleWalletStore:
         state = WalletTransfer.State.FAILED if failure_code else WalletTransfer.State.POSTED
         try:
             with transaction.atomic():
-                row, _ = WalletTransfer.objects.get_or_create(
+                return WalletTransfer.objects.create(
                     transaction_id=transaction_id,
-                    defaults={
-                        "wallet_id": registered.registry_pk,
-                        "kind": kind.value,
-                        "amount_minor": transfer.amount,
-                        "state": state,
-                        "failure_code": failure_code,
-                        "tb_transfer_id_hex": u128_to_hex(transfer.id),
-                        "tb_timestamp": tb_timestamp,
-                        "needs_backport": not failure_code,
-                    },
+                    wallet_id=registered.registry_pk,
+                    kind=kind.value,
+                    amount_minor=transfer.amount,
+                    state=state,
+                    failure_code=failure_code,
+                    tb_transfer_id_hex=u128_to_hex(transfer.id),
+                    tb_timestamp=tb_timestamp,
+                    needs_backport=not failure_code,
                 )
         except IntegrityError:
             # Same TigerBeetle id under another transaction id cannot happen (ids derive
-            # from transaction ids); a concurrent insert of this one is re-read here.
-            row = WalletTransfer.objects.get(transaction_id=transaction_id)
-        return WalletTransfer.objects.select_related("wallet").get(pk=row.pk)
+            # from transaction ids); a concurrent insert of this one (or a row a crashed
+            # request left) is re-read here.
+            return WalletTransfer.objects.select_related("wallet").get(
+                transaction_id=transaction_id
+            )
 
     def _replay_if_known(
         self, transaction_id: str, kind: TransactionKind, key: WalletKey, amount_minor: int
@@ -493,11 +493,12 @@ class TigerBeetleWalletStore:
         return balance_from_snapshot(key, snapshots[0])
 
     @staticmethod
-    def _record(row: WalletTransfer) -> TransactionRecord:
+    def _record(row: WalletTransfer, key: WalletKey | None = None) -> TransactionRecord:
+        """`key` saves loading the wallet row when the caller knows it."""
         return TransactionRecord(
             transaction_id=row.transaction_id,
             kind=TransactionKind(row.kind),
-            key=row.wallet.key,
+            key=key or row.wallet.key,
             amount_minor=row.amount_minor,
             state=TransactionState(row.state),
             created_at=row.created_at,
