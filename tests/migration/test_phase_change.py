@@ -13,9 +13,11 @@ from rest_framework.test import APIClient
 from flags.audit import set_writes_paused
 from flags.models import FlagChange, Milestone
 from flags.phases import InvalidPhaseChange, Phase, current_state
+from ledger.ids import WalletKey
 from ledger.phase_change import change_phase
 from ledger.routing import PhasedWalletStore
 from ledger.stores.mongo_store import LOG, MirrorState
+from ledger.tasks import sweep_outbox
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
 
 
@@ -195,16 +197,20 @@ def test_a_transaction_older_than_the_backfill_snapshot_can_be_voided_in_phase_4
     assert stores.tigerbeetle.get_balance(key).credit_minor == 1_000
 
 
-def test_a_mongodb_write_landing_just_after_entering_phase_4_is_still_mirrored(
-    stores: Stores,
-) -> None:
-    from ledger.tasks import sweep_outbox
-
+def wallet_in_phase_4(stores: Stores) -> WalletKey:
+    """A wallet credited 100 in phase 3, then the migration in phase 4."""
     enter_phase(Phase.READ_CUTOVER)
     backfill_done()
     key = new_key()
     stores.phased.add_credit(key, 100, tx())
     move(stores, Phase.TIGERBEETLE_ONLY)
+    return key
+
+
+def test_a_mongodb_write_landing_just_after_entering_phase_4_is_still_mirrored(
+    stores: Stores,
+) -> None:
+    key = wallet_in_phase_4(stores)
     stores.mongo.add_credit(key, 40, tx())  # a slow request that read phase 3
 
     sweep_outbox()
@@ -215,13 +221,7 @@ def test_a_mongodb_write_landing_just_after_entering_phase_4_is_still_mirrored(
 def test_a_tigerbeetle_write_landing_just_after_leaving_phase_4_is_copied_back(
     stores: Stores,
 ) -> None:
-    from ledger.tasks import sweep_outbox
-
-    enter_phase(Phase.READ_CUTOVER)
-    backfill_done()
-    key = new_key()
-    stores.phased.add_credit(key, 100, tx())
-    move(stores, Phase.TIGERBEETLE_ONLY)
+    key = wallet_in_phase_4(stores)
     move(stores, Phase.READ_CUTOVER)
     stores.tigerbeetle.add_credit(key, 25, tx())  # a slow request that read phase 4
 
