@@ -175,6 +175,7 @@ class DashboardView(_SiteView):
                 criteria=migration_figures.success_criteria(days=7),
                 routes=migration_figures.read_routes(days=7),
                 last_run=migration_figures.last_reconciliation(),
+                outbox=migration_figures.outbox_depth(),
                 match_rate_svg=charts.match_rate_chart(),
                 latency_svg=charts.latency_chart(),
             ),

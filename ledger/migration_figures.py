@@ -79,21 +79,31 @@ LATENCY_RATIO_TARGET = Decimal("0.5")
 FALLBACK_RATE_TARGET = Decimal("0.001")
 
 
-def writes_lost() -> tuple[int | None, str]:
-    """Writes MongoDB acknowledged that TigerBeetle does not hold: parked outbox entries
-    plus wallets whose balances differed in the last reconciliation."""
+def outbox_depth() -> dict[str, int] | None:
+    """Entries waiting for the mirror by state, and the oldest pending one's age (None when
+    MongoDB does not answer)."""
     from ledger import errors
     from ledger.service import make_store
     from ledger.stores.mongo_outbox import MongoOutbox
 
     try:
-        parked = MongoOutbox(make_store("mongo")).depth()["parked"]  # type: ignore[arg-type]
-    except errors.StoreUnavailable as exc:
-        return None, f"MongoDB unavailable: {exc.message}"
+        return MongoOutbox(make_store("mongo")).depth()  # type: ignore[arg-type]
+    except errors.StoreUnavailable:
+        return None
+
+
+def writes_lost() -> tuple[int | None, str]:
+    """Writes MongoDB acknowledged that TigerBeetle does not hold: parked outbox entries
+    plus wallets whose balances differed in the last reconciliation."""
+    depth = outbox_depth()
+    if depth is None:
+        return None, "MongoDB unavailable: the outbox cannot be read"
     run = last_reconciliation()
     mismatched = run.mismatched if run else 0
-    detail = f"{parked} parked outbox entries, {mismatched} wallets mismatched in the last run"
-    return parked + mismatched, detail
+    detail = (
+        f"{depth['parked']} parked outbox entries, {mismatched} wallets mismatched in the last run"
+    )
+    return depth["parked"] + mismatched, detail
 
 
 def success_criteria(days: int = 7) -> list[Criterion]:

@@ -109,6 +109,7 @@ def test_the_dashboard_shows_phase_criteria_and_server_side_charts(
     criteria = page.split('id="criteria"')[1].split("</table>")[0]
     assert "Balance match rate (7 days)" in criteria and "100.0000% of 1" in criteria
     assert "Writes lost" in criteria
+    assert "0 entries pending" in page.split('id="outbox"')[1]
     chart = page.split('id="match-rate-chart"')[1].split("</svg>")[0]
     assert "<svg" in chart
     assert "<script" not in chart.replace('<script type="text/javascript">window.pygal', "")
