@@ -38,17 +38,15 @@ from ledger.ids import (
     WalletKey,
     credit_transfer_id,
     debit_transfer_id,
-    system_account_id,
     u128_to_hex,
-    void_transfer_id,
 )
 from ledger.stores.mongo_outbox import MongoOutbox, OutboxEntry
 from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import (
-    TRANSFER_CODE_CREDIT,
-    TRANSFER_CODE_DEBIT,
-    TRANSFER_CODE_VOID,
     TigerBeetleWalletStore,
+    credit_transfer,
+    debit_transfer,
+    void_transfer,
 )
 from registry.models import WalletAccount, WalletTransfer
 
@@ -269,39 +267,23 @@ def _transfer_for(
 ) -> Transfer:
     """The transfer the TigerBeetle store posts for the same operation (same id)."""
     assert row is not None
-    wallet_id, system_id = row.tb_account_id, system_account_id(row.ledger)
     if entry.kind == "credit":
-        return Transfer(
-            id=credit_transfer_id(entry.entry_id),
-            debit_account_id=system_id,
-            credit_account_id=wallet_id,
-            amount=entry.amount_minor,
-            ledger=row.ledger,
-            code=TRANSFER_CODE_CREDIT,
-        )
+        return credit_transfer(entry.entry_id, row.tb_account_id, row.ledger, entry.amount_minor)
     if entry.kind == "debit":
-        return Transfer(
-            id=debit_transfer_id(entry.entry_id),
-            debit_account_id=wallet_id,
-            credit_account_id=system_id,
-            amount=entry.amount_minor,
-            ledger=row.ledger,
-            code=TRANSFER_CODE_DEBIT,
-        )
+        return debit_transfer(entry.entry_id, row.tb_account_id, row.ledger, entry.amount_minor)
     voided_credit = entry.voided_kind == "credit"
-    original_id = (credit_transfer_id if voided_credit else debit_transfer_id)(
-        entry.voided_transaction_id
-    )
-    attempt = void_attempts.get(entry.voided_transaction_id, 0)
-    return Transfer(
-        id=void_transfer_id(original_id, attempt=attempt),
-        debit_account_id=wallet_id if voided_credit else system_id,
-        credit_account_id=system_id if voided_credit else wallet_id,
-        amount=entry.amount_minor,
-        user_data_128=original_id,
+    return void_transfer(
+        _original_transfer_id(entry.voided_transaction_id, voided_credit),
+        voided_credit=voided_credit,
+        tb_account_id=row.tb_account_id,
         ledger=row.ledger,
-        code=TRANSFER_CODE_VOID,
+        amount_minor=entry.amount_minor,
+        attempt=void_attempts.get(entry.voided_transaction_id, 0),
     )
+
+
+def _original_transfer_id(transaction_id: str, credit: bool) -> int:
+    return (credit_transfer_id if credit else debit_transfer_id)(transaction_id)
 
 
 def _record_in_registry(
@@ -345,9 +327,7 @@ def _record_in_registry(
                     kind=entry.voided_kind,
                     amount_minor=entry.amount_minor,
                     tb_transfer_id_hex=u128_to_hex(
-                        (credit_transfer_id if voided_credit else debit_transfer_id)(
-                            entry.voided_transaction_id
-                        )
+                        _original_transfer_id(entry.voided_transaction_id, voided_credit)
                     ),
                 )
             if original.state == WalletTransfer.State.VOIDED:

@@ -76,6 +76,55 @@ _OVERFLOWS = {
 }
 
 
+def credit_transfer(
+    transaction_id: str, tb_account_id: int, ledger: int, amount_minor: int
+) -> Transfer:
+    """System account -> wallet: the transfer of a credit (its id derives from the client's)."""
+    return Transfer(
+        id=credit_transfer_id(transaction_id),
+        debit_account_id=system_account_id(ledger),
+        credit_account_id=tb_account_id,
+        amount=amount_minor,
+        ledger=ledger,
+        code=TRANSFER_CODE_CREDIT,
+    )
+
+
+def debit_transfer(
+    reference_id: str, tb_account_id: int, ledger: int, amount_minor: int
+) -> Transfer:
+    """Wallet -> system account: the transfer of a debit."""
+    return Transfer(
+        id=debit_transfer_id(reference_id),
+        debit_account_id=tb_account_id,
+        credit_account_id=system_account_id(ledger),
+        amount=amount_minor,
+        ledger=ledger,
+        code=TRANSFER_CODE_DEBIT,
+    )
+
+
+def void_transfer(
+    voided_tb_transfer_id: int,
+    voided_credit: bool,
+    tb_account_id: int,
+    ledger: int,
+    amount_minor: int,
+    attempt: int,
+) -> Transfer:
+    """The compensating transfer of a void, pointing at the voided one in user_data_128."""
+    system_id = system_account_id(ledger)
+    return Transfer(
+        id=void_transfer_id(voided_tb_transfer_id, attempt=attempt),
+        debit_account_id=tb_account_id if voided_credit else system_id,
+        credit_account_id=system_id if voided_credit else tb_account_id,
+        amount=amount_minor,
+        user_data_128=voided_tb_transfer_id,
+        ledger=ledger,
+        code=TRANSFER_CODE_VOID,
+    )
+
+
 def balance_from_snapshot(key: WalletKey, snapshot: AccountBalance) -> WalletBalance:
     """The wallet's balance after one transfer, from the account's history."""
     return WalletBalance(
@@ -142,14 +191,8 @@ class TigerBeetleWalletStore:
         if replay:
             return replay
         tb_account_id = self.ensure_wallet_account(key)
-        ledger = ledger_for_currency(key.currency)
-        transfer = Transfer(
-            id=credit_transfer_id(transaction_id),
-            debit_account_id=system_account_id(ledger),
-            credit_account_id=tb_account_id,
-            amount=amount_minor,
-            ledger=ledger,
-            code=TRANSFER_CODE_CREDIT,
+        transfer = credit_transfer(
+            transaction_id, tb_account_id, ledger_for_currency(key.currency), amount_minor
         )
         return self._post(transfer, transaction_id, TransactionKind.CREDIT, key, tb_account_id)
 
@@ -160,13 +203,8 @@ class TigerBeetleWalletStore:
         registered = account_registry.find_account(key)
         if registered is None:
             raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-        transfer = Transfer(
-            id=debit_transfer_id(reference_id),
-            debit_account_id=registered.tb_account_id,
-            credit_account_id=system_account_id(registered.ledger),
-            amount=amount_minor,
-            ledger=registered.ledger,
-            code=TRANSFER_CODE_DEBIT,
+        transfer = debit_transfer(
+            reference_id, registered.tb_account_id, registered.ledger, amount_minor
         )
         return self._post(
             transfer, reference_id, TransactionKind.DEBIT, key, registered.tb_account_id
@@ -191,16 +229,13 @@ class TigerBeetleWalletStore:
             if row.state == WalletTransfer.State.VOIDED:
                 raise errors.AlreadyVoided(f"Transaction {transaction_id!r} was already voided.")
             wallet_id = row.wallet.tb_account_id
-            system_id = system_account_id(row.wallet.ledger)
-            is_credit = row.kind == WalletTransfer.Kind.CREDIT
-            void = Transfer(
-                id=void_transfer_id(row.tb_transfer_id, attempt=row.void_attempts),
-                debit_account_id=wallet_id if is_credit else system_id,
-                credit_account_id=system_id if is_credit else wallet_id,
-                amount=row.amount_minor,
-                user_data_128=row.tb_transfer_id,
+            void = void_transfer(
+                row.tb_transfer_id,
+                voided_credit=row.kind == WalletTransfer.Kind.CREDIT,
+                tb_account_id=wallet_id,
                 ledger=row.wallet.ledger,
-                code=TRANSFER_CODE_VOID,
+                amount_minor=row.amount_minor,
+                attempt=row.void_attempts,
             )
             result = self._create_transfer(void)
             if result.status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
