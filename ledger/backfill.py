@@ -67,6 +67,7 @@ from ledger.stores.tigerbeetle_store import (
     WALLET_ACCOUNT_FLAGS,
     TigerBeetleWalletStore,
 )
+from registry import accounts as account_registry
 from registry.models import WalletAccount, WalletTransfer
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class Backfill:
     def import_page(self, page: list[WalletSnapshot], report: BackfillReport) -> None:
         report.scanned += len(page)
         keys = [snapshot.balance.key for snapshot in page]
-        rows = _rows_by_key(keys)
+        rows = account_registry.rows_by_key(keys)
         todo: list[WalletSnapshot] = []
         for snapshot in page:
             key = snapshot.balance.key
@@ -295,7 +296,7 @@ class Backfill:
         entries = self.outbox.transactions_up_to(opening_seqs)
         if not entries:
             return
-        wallets = _rows_by_key(list(opening_seqs))
+        wallets = account_registry.rows_by_key(list(opening_seqs))
         WalletTransfer.objects.bulk_create(
             [_covered_row(entry, wallets[key]) for key, entry in entries],
             ignore_conflicts=True,
@@ -345,7 +346,7 @@ class Backfill:
             for s in imported
         ]
         with transaction.atomic():
-            existing_rows = _rows_by_key([row.key for row in rows])
+            existing_rows = account_registry.rows_by_key([row.key for row in rows])
             WalletAccount.objects.bulk_create(
                 [row for row in rows if row.key not in existing_rows], batch_size=500
             )
@@ -378,9 +379,3 @@ def _covered_row(entry: dict[str, Any], wallet: WalletAccount) -> WalletTransfer
         void_reason=entry.get("void_reason", ""),
         voided_at=entry.get("voided_at"),
     )
-
-
-def _rows_by_key(keys: list[WalletKey]) -> dict[WalletKey, WalletAccount]:
-    wanted = set(keys)
-    rows = WalletAccount.objects.filter(client_id__in={key.client_id for key in keys})
-    return {row.key: row for row in rows if row.key in wanted}

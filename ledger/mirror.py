@@ -16,7 +16,6 @@ backfill has imported their opening balance; entries older than that snapshot ar
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +47,7 @@ from ledger.stores.tigerbeetle_store import (
     debit_transfer,
     void_transfer,
 )
+from registry import accounts as account_registry
 from registry.models import WalletAccount, WalletTransfer
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class Mirror:
         A legacy wallet has no row (or none with opening_seq) until the backfill imported
         it, so its entries wait. Wallets whose account could not be created (TigerBeetle
         unreachable) are left out, with the error."""
-        rows = {row.key: row for row in _registry_rows(keys)}
+        rows = account_registry.rows_by_key(keys)
         unsettled = {key for key in keys if key not in rows or rows[key].opening_seq is None}
         snapshots = self.outbox.snapshots(unsettled)
         wallets: dict[WalletKey, WalletAccount | None] = {}
@@ -179,7 +179,7 @@ class Mirror:
                 except errors.StoreUnavailable as exc:
                     unreachable = str(exc)
                     continue
-                row = _registry_rows({key})[0]
+                row = account_registry.rows_by_key([key])[key]
             if row.opening_seq is None:
                 row.opening_seq = 0  # its whole history is in the log: nothing covered
                 WalletAccount.objects.filter(pk=row.pk, opening_seq__isnull=True).update(
@@ -195,8 +195,8 @@ class Mirror:
         keys = {e.key for e in entries}
         self.outbox.release_backfilled(
             {
-                row.key: row.opening_seq
-                for row in _registry_rows(keys)
+                key: row.opening_seq
+                for key, row in account_registry.rows_by_key(keys).items()
                 if row.opening_seq is not None
             }
         )
@@ -249,17 +249,6 @@ class Mirror:
         report.parked += len(give_up)
         report.errors.append(error)
         log.warning("mirror: %d entries not applied: %s", len(entries), error)
-
-
-def _registry_rows(keys: set[WalletKey]) -> list[WalletAccount]:
-    rows: list[WalletAccount] = []
-    by_client: dict[str, set[WalletKey]] = defaultdict(set)
-    for key in keys:
-        by_client[key.client_id].add(key)
-    for row in WalletAccount.objects.filter(client_id__in=list(by_client)):
-        if row.key in by_client[row.client_id]:
-            rows.append(row)
-    return rows
 
 
 def _transfer_for(

@@ -204,10 +204,7 @@ class Reconciliation:
         if current_state().mirrors_to_tigerbeetle:
             Mirror(self.outbox, self.tigerbeetle).drain(keys=keys)
         fresh = self.outbox.snapshots(keys)
-        rows = {
-            row.key: row
-            for row in WalletAccount.objects.filter(client_id__in={k.client_id for k in keys})
-        }
+        rows = account_registry.rows_by_key(keys)
         accounts = {
             account.id: account
             for account in self.backend.lookup_accounts(
