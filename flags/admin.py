@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from waffle import admin as waffle_admin
 from waffle.models import Sample, Switch
 
-from flags.audit import check_single_flip
+from flags.audit import check_single_flip, flag_value
 from flags.models import FlagChange, Milestone
 from flags.phases import SAMPLES, SWITCHES, InvalidPhaseChange
 from wallet_site.admin_base import ReadOnlyAdmin
@@ -40,7 +40,7 @@ class _MigrationFlagForm(forms.ModelForm):
         if name in SWITCHES + SAMPLES:
             old = ""
             if self.instance.pk:
-                old = _value_of(type(self.instance).objects.get(pk=self.instance.pk))
+                old = flag_value(type(self.instance).objects.get(pk=self.instance.pk))
             new_value = cleaned.get(self.value_field)
             new = ("on" if new_value else "off") if self.value_field == "active" else str(new_value)
             try:
@@ -48,14 +48,6 @@ class _MigrationFlagForm(forms.ModelForm):
             except InvalidPhaseChange as exc:
                 raise forms.ValidationError(str(exc)) from exc
         return cleaned
-
-
-def _value_of(instance: Any) -> str:
-    return (
-        str(instance.percent)
-        if hasattr(instance, "percent")
-        else ("on" if instance.active else "off")
-    )
 
 
 class SwitchForm(_MigrationFlagForm):

@@ -56,7 +56,8 @@ def acting_as(actor: str, note: str = "") -> Iterator[None]:
         current_note.reset(note_token)
 
 
-def _value(instance: Any) -> str:
+def flag_value(instance: Any) -> str:
+    """A switch as on/off, a sample as its percent: how the audit records values."""
     if hasattr(instance, "percent"):
         return str(instance.percent)
     return "on" if instance.active else "off"
@@ -67,9 +68,9 @@ def remember_old_value(sender: Any, instance: Any, **kwargs: Any) -> None:
     previous = sender.objects.filter(pk=instance.pk).first() if instance.pk else None
     if previous is None and instance.name:
         previous = sender.objects.filter(name=instance.name).first()
-    instance._audit_old_value = _value(previous) if previous else ""
+    instance._audit_old_value = flag_value(previous) if previous else ""
     if instance.name in SWITCHES + SAMPLES and not _applying_state.get():
-        check_single_flip(instance.name, _value(instance), instance._audit_old_value)
+        check_single_flip(instance.name, flag_value(instance), instance._audit_old_value)
 
 
 def check_single_flip(name: str, new_value: str, old_value: str) -> None:
@@ -97,7 +98,7 @@ def record_change(sender: Any, instance: Any, **kwargs: Any) -> None:
     # waffle flushes its cache on commit; flush now as well, so code later in the same
     # transaction (a phase change, a test) reads the new value, not the cached old one.
     instance.flush()
-    old, new = getattr(instance, "_audit_old_value", ""), _value(instance)
+    old, new = getattr(instance, "_audit_old_value", ""), flag_value(instance)
     if old == new or (not old and new in ("off", "0")):
         return  # unchanged, or created in its resting state
     FlagChange.objects.create(

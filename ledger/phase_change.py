@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -177,7 +176,6 @@ def backport_tigerbeetle_writes(
                 " - TigerBeetle stays the only store; reconcile the wallet and try again"
             ) from exc
         if what == "write":
-            with transaction.atomic():
-                WalletTransfer.objects.filter(pk=row.pk).update(needs_backport=False)
+            WalletTransfer.objects.filter(pk=row.pk).update(needs_backport=False)
     log.info("copied %d TigerBeetle-only writes back to MongoDB", len(events))
     return len(events)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 import requests
 from django.conf import settings
@@ -43,13 +42,6 @@ from registry.models import WalletAccount
 
 log = logging.getLogger(__name__)
 ALERT_TIMEOUT_S = 5.0
-
-
-@dataclass
-class _Registered:
-    row_id: int
-    tb_account_id: int
-    opening_seq: int | None
 
 
 class Reconciliation:
@@ -105,9 +97,9 @@ class Reconciliation:
         run: ReconciliationRun,
         mismatches: list[ReconciliationMismatch],
         page_size: int,
-    ) -> dict[WalletKey, tuple[WalletBalance, _Registered]]:
+    ) -> dict[WalletKey, WalletBalance]:
         """Pass 1 and 2; returns every registered wallet's TigerBeetle balance by key."""
-        balances: dict[WalletKey, tuple[WalletBalance, _Registered]] = {}
+        balances: dict[WalletKey, WalletBalance] = {}
         registered_ids: set[int] = set()
         last_pk = 0
         while True:
@@ -128,10 +120,7 @@ class Reconciliation:
                         _mismatch(run, ReconciliationMismatch.Kind.ROW_WITHOUT_ACCOUNT, row)
                     )
                     continue
-                balances[row.key] = (
-                    balance_from_account(row.key, account),
-                    _Registered(row.pk, row.tb_account_id, row.opening_seq),
-                )
+                balances[row.key] = balance_from_account(row.key, account)
         for account_id in self._tigerbeetle_wallet_account_ids(page_size):
             if account_id not in registered_ids:
                 run.accounts_without_row += 1
@@ -169,7 +158,7 @@ class Reconciliation:
     def _mongo_against_tigerbeetle(
         self,
         run: ReconciliationRun,
-        tb_balances: dict[WalletKey, tuple[WalletBalance, _Registered]],
+        tb_balances: dict[WalletKey, WalletBalance],
         mismatches: list[ReconciliationMismatch],
         page_size: int,
     ) -> None:
@@ -183,7 +172,7 @@ class Reconciliation:
                     self.awaiting_backfill += 1
                     continue
                 run.checked += 1
-                if found is not None and found[0] == snapshot.balance:
+                if found == snapshot.balance:
                     run.matched += 1
                 else:
                     differing.append(snapshot)

@@ -111,7 +111,8 @@ def wallet_overview(
         overview.log_lines = [_log_line(entry, key) for entry in mongo.recent_log(key, limit)]
     except errors.StoreUnavailable as exc:
         overview.notes.append(f"MongoDB transaction log unavailable: {exc.message}")
-    if account_registry.find_account(key) is None:
+    registered = account_registry.find_account(key)
+    if registered is None:
         overview.notes.append("Not in TigerBeetle yet (no registry row).")
         return overview
     try:
@@ -120,7 +121,7 @@ def wallet_overview(
     except errors.StoreUnavailable as exc:
         overview.notes.append(f"TigerBeetle history unavailable: {exc.message}")
         return overview
-    account_id = account_registry.find_account(key).tb_account_id  # type: ignore[union-attr]
+    account_id = registered.tb_account_id
     ids = [u128_to_hex(transfer.id) for transfer in transfers]
     names = dict(
         WalletTransfer.objects.filter(tb_transfer_id_hex__in=ids).values_list(
