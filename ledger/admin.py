@@ -11,8 +11,7 @@ from django.http import HttpRequest
 from ledger.ids import WalletKey
 from ledger.models import ReconciliationMismatch, ReconciliationRun, ShadowComparison
 from ledger.reconciliation import Reconciliation
-from ledger.service import make_store
-from ledger.stores.mongo_outbox import MongoOutbox
+from ledger.service import mongo_outbox, tigerbeetle_store
 from wallet_site.admin_base import ReadOnlyAdmin
 
 
@@ -83,8 +82,8 @@ class ReconciliationMismatchAdmin(ReadOnlyAdmin):
     @admin.action(description="Re-check these wallets in both stores now")
     def recheck_wallets(self, request: HttpRequest, queryset: QuerySet) -> None:
         reconciliation = Reconciliation(
-            MongoOutbox(make_store("mongo")),  # type: ignore[arg-type]
-            make_store("tigerbeetle"),  # type: ignore[arg-type]
+            mongo_outbox(),
+            tigerbeetle_store(),
         )
         for mismatch in queryset.exclude(client_id=""):
             key = WalletKey(

@@ -18,7 +18,7 @@ from flags.models import FlagChange
 from flags.phases import InvalidPhaseChange, MigrationState, Phase, current_state
 from ledger import charts, migration_figures
 from ledger.phase_change import change_phase, target_state
-from ledger.service import make_store
+from ledger.service import mongo_store, tigerbeetle_store
 
 PHASE_LABELS = {
     Phase.LEGACY: "0 - legacy (MongoDB only)",
@@ -146,8 +146,8 @@ class PhaseView(_SiteView):
             change_phase(
                 phase,
                 actor=request.user.get_username(),
-                mongo=make_store("mongo"),  # type: ignore[arg-type]
-                tigerbeetle=make_store("tigerbeetle"),  # type: ignore[arg-type]
+                mongo=mongo_store(),
+                tigerbeetle=tigerbeetle_store(),
                 note=data["note"],
                 rollout_percent=rollout,
                 shadow_percent=shadow,

@@ -83,11 +83,10 @@ def outbox_depth() -> dict[str, int] | None:
     """Entries waiting for the mirror by state, and the oldest pending one's age (None when
     MongoDB does not answer)."""
     from ledger import errors
-    from ledger.service import make_store
-    from ledger.stores.mongo_outbox import MongoOutbox
+    from ledger.service import mongo_outbox
 
     try:
-        return MongoOutbox(make_store("mongo")).depth()  # type: ignore[arg-type]
+        return mongo_outbox().depth()
     except errors.StoreUnavailable:
         return None
 

@@ -8,6 +8,7 @@ phased store, which routes each operation by the migration phase (`ledger.routin
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -17,6 +18,11 @@ from ledger.countries import normalize_country
 from ledger.ids import WalletKey
 from ledger.money import MoneyError, normalize_currency, to_minor_units
 from ledger.wallets import TransactionRecord, WalletBalance, WalletResult, WalletStore
+
+if TYPE_CHECKING:
+    from ledger.stores.mongo_outbox import MongoOutbox
+    from ledger.stores.mongo_store import MongoWalletStore
+    from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 
 ID_MAX_LENGTH = 128
 
@@ -46,11 +52,43 @@ def make_store(name: str) -> WalletStore:
     elif name == "phased":
         from ledger.routing import PhasedWalletStore
 
-        mongo, tigerbeetle = make_store("mongo"), make_store("tigerbeetle")
-        store = PhasedWalletStore(mongo, tigerbeetle)  # type: ignore[arg-type]
+        store = PhasedWalletStore(mongo_store(), tigerbeetle_store())
     else:
         raise ValueError(f"unknown wallet store {name!r}")
     return _process_stores.setdefault(name, store)
+
+
+def mongo_store() -> MongoWalletStore:
+    """The process's MongoDB store, typed (the migration jobs need its outbox)."""
+    store = make_store("mongo")
+    assert isinstance(store, _mongo_store_class())
+    return store
+
+
+def tigerbeetle_store() -> TigerBeetleWalletStore:
+    """The process's TigerBeetle store, typed (the migration jobs post batches through it)."""
+    store = make_store("tigerbeetle")
+    assert isinstance(store, _tigerbeetle_store_class())
+    return store
+
+
+def mongo_outbox() -> MongoOutbox:
+    """The dual-write outbox of the process's MongoDB store."""
+    from ledger.stores.mongo_outbox import MongoOutbox
+
+    return MongoOutbox(mongo_store())
+
+
+def _mongo_store_class() -> type[MongoWalletStore]:
+    from ledger.stores.mongo_store import MongoWalletStore
+
+    return MongoWalletStore
+
+
+def _tigerbeetle_store_class() -> type[TigerBeetleWalletStore]:
+    from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+
+    return TigerBeetleWalletStore
 
 
 def wallet_key(client_id: str, country: str, currency: str, issuer: str | None = None) -> WalletKey:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
 
 from ledger.backends import get_ledger_backend
+
+if TYPE_CHECKING:
+    from ledger.mirror import Mirror
 
 
 @shared_task(name="ledger.check_ledger_backend")
@@ -33,12 +36,11 @@ def check_ledger_backend() -> dict[str, object]:
     }
 
 
-def _mirror():  # type: ignore[no-untyped-def]
+def _mirror() -> Mirror:
     from ledger.mirror import Mirror
-    from ledger.service import make_store
-    from ledger.stores.mongo_outbox import MongoOutbox
+    from ledger.service import mongo_outbox, tigerbeetle_store
 
-    return Mirror(MongoOutbox(make_store("mongo")), make_store("tigerbeetle"))  # type: ignore[arg-type]
+    return Mirror(mongo_outbox(), tigerbeetle_store())
 
 
 def _report(report: Any) -> dict[str, Any]:
@@ -78,20 +80,17 @@ def sweep_outbox() -> dict[str, Any]:
     from flags.phases import current_state
     from ledger import metrics
     from ledger.phase_change import backport_due, backport_tigerbeetle_writes
-    from ledger.service import make_store
-    from ledger.stores.mongo_outbox import MongoOutbox
+    from ledger.service import mongo_outbox, mongo_store, tigerbeetle_store
 
-    mongo, tigerbeetle = make_store("mongo"), make_store("tigerbeetle")
-    outbox = MongoOutbox(mongo)  # type: ignore[arg-type]
     state = current_state()
     result: dict[str, Any] = {"skipped": "dual write is off"}
     if state.dual_write:
         result = _report(_mirror().drain())
     if not state.tigerbeetle_only and backport_due():
-        result["copied_back"] = backport_tigerbeetle_writes(mongo, tigerbeetle)  # type: ignore[arg-type]
-    depth = outbox.depth()
-    for state in ("pending", "parked"):
-        metrics.OUTBOX_DEPTH.labels(state).set(depth[state])
+        result["copied_back"] = backport_tigerbeetle_writes(mongo_store(), tigerbeetle_store())
+    depth = mongo_outbox().depth()
+    for waiting in ("pending", "parked"):
+        metrics.OUTBOX_DEPTH.labels(waiting).set(depth[waiting])
     metrics.MIRROR_LAG_SECONDS.set(depth["oldest_pending_age_s"])
     return {**result, "depth": depth}
 
@@ -104,9 +103,8 @@ def compare_shadow_read(
     mongo_latency_us: int | None = None,
 ) -> str:
     from ledger.routing import key_from_dict
-    from ledger.service import make_store
+    from ledger.service import mongo_outbox, tigerbeetle_store
     from ledger.shadow import compare_shadow_read as compare
-    from ledger.stores.mongo_outbox import MongoOutbox
     from ledger.wallets import WalletBalance
 
     credit, debit, historical = fields_minor
@@ -114,8 +112,8 @@ def compare_shadow_read(
     comparison = compare(
         balance,
         wallet_seq,
-        MongoOutbox(make_store("mongo")),  # type: ignore[arg-type]
-        make_store("tigerbeetle"),  # type: ignore[arg-type]
+        mongo_outbox(),
+        tigerbeetle_store(),
         mongo_latency_us,
     )
     return comparison.outcome
@@ -125,12 +123,11 @@ def compare_shadow_read(
 def backfill(page_size: int = 2000) -> dict[str, Any]:
     """Import every legacy wallet (idempotent: a retried or repeated task skips done ones)."""
     from ledger.backfill import Backfill
-    from ledger.service import make_store
-    from ledger.stores.mongo_outbox import MongoOutbox
+    from ledger.service import mongo_outbox, tigerbeetle_store
 
     report = Backfill(
-        MongoOutbox(make_store("mongo")),  # type: ignore[arg-type]
-        make_store("tigerbeetle"),  # type: ignore[arg-type]
+        mongo_outbox(),
+        tigerbeetle_store(),
     ).run(page_size=page_size, progress=False)
     return {
         "scanned": report.scanned,
@@ -145,12 +142,11 @@ def backfill(page_size: int = 2000) -> dict[str, Any]:
 def reconcile(triggered_by: str = "schedule") -> dict[str, Any]:
     """Celery beat (RECONCILE_INTERVAL_S): compare every wallet in both stores."""
     from ledger.reconciliation import Reconciliation
-    from ledger.service import make_store
-    from ledger.stores.mongo_outbox import MongoOutbox
+    from ledger.service import mongo_outbox, tigerbeetle_store
 
     run = Reconciliation(
-        MongoOutbox(make_store("mongo")),  # type: ignore[arg-type]
-        make_store("tigerbeetle"),  # type: ignore[arg-type]
+        mongo_outbox(),
+        tigerbeetle_store(),
     ).run(triggered_by=triggered_by)
     return {
         "run_id": run.pk,

@@ -18,7 +18,7 @@ from django.urls import URLPattern, path, reverse
 
 from ledger import errors
 from ledger.money import from_minor_units
-from ledger.service import WalletService, make_store
+from ledger.service import WalletService, mongo_store, tigerbeetle_store
 from ledger.support import wallet_overview
 from registry.models import WalletAccount, WalletTransfer
 from wallet_site.admin_base import ReadOnlyAdmin
@@ -63,8 +63,8 @@ class WalletAccountAdmin(ReadOnlyAdmin):
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         overview = wallet_overview(
             wallet.key,
-            make_store("mongo"),
-            make_store("tigerbeetle"),  # type: ignore[arg-type]
+            mongo_store(),
+            tigerbeetle_store(),
         )
         return TemplateResponse(
             request,

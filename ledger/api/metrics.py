@@ -25,8 +25,7 @@ log = logging.getLogger(__name__)
 
 class MigrationCollector(Collector):
     def collect(self) -> Iterator[Metric]:
-        from ledger.service import make_store
-        from ledger.stores.mongo_outbox import MongoOutbox
+        from ledger.service import mongo_outbox
 
         depth_metric = GaugeMetricFamily(
             "wallet_outbox_waiting_entries",
@@ -37,7 +36,7 @@ class MigrationCollector(Collector):
             "wallet_mirror_lag_oldest_seconds", "Age of the oldest pending outbox entry."
         )
         try:
-            depth = MongoOutbox(make_store("mongo")).depth()  # type: ignore[arg-type]
+            depth = mongo_outbox().depth()
             for state in ("pending", "parked", "awaiting_backfill"):
                 depth_metric.add_metric([state], depth[state])
             lag_metric.add_metric([], depth["oldest_pending_age_s"])

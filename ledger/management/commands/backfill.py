@@ -7,8 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ledger.backfill import PAGE_SIZE, Backfill
-from ledger.service import make_store
-from ledger.stores.mongo_outbox import MongoOutbox
+from ledger.service import mongo_outbox, tigerbeetle_store
 
 
 class Command(BaseCommand):
@@ -22,8 +21,8 @@ class Command(BaseCommand):
         if not 1 <= options["page_size"] <= 8189:
             raise CommandError("--page-size must be between 1 and 8189")
         report = Backfill(
-            MongoOutbox(make_store("mongo")),  # type: ignore[arg-type]
-            make_store("tigerbeetle"),  # type: ignore[arg-type]
+            mongo_outbox(),
+            tigerbeetle_store(),
         ).run(page_size=options["page_size"], progress=False if options["no_progress"] else None)
         self.stdout.write(
             f"scanned {report.scanned}, imported {report.imported}, "

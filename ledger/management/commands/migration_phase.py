@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from flags.models import FlagChange
 from flags.phases import InvalidPhaseChange, Phase, current_state
 from ledger.phase_change import change_phase
-from ledger.service import make_store
+from ledger.service import mongo_store, tigerbeetle_store
 
 
 def _percent(value: str) -> Decimal:
@@ -43,8 +43,8 @@ class Command(BaseCommand):
                 report = change_phase(
                     Phase(options["phase"]),
                     actor=f"{actor} (command)",
-                    mongo=make_store("mongo"),  # type: ignore[arg-type]
-                    tigerbeetle=make_store("tigerbeetle"),  # type: ignore[arg-type]
+                    mongo=mongo_store(),
+                    tigerbeetle=tigerbeetle_store(),
                     note=options["note"],
                     rollout_percent=options["rollout"],
                     shadow_percent=options["shadow"],

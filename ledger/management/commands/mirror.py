@@ -7,8 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from ledger.mirror import Mirror
-from ledger.service import make_store
-from ledger.stores.mongo_outbox import MongoOutbox
+from ledger.service import mongo_outbox, tigerbeetle_store
 
 
 class Command(BaseCommand):
@@ -19,11 +18,11 @@ class Command(BaseCommand):
         parser.add_argument("--requeue-parked", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        outbox = MongoOutbox(make_store("mongo"))  # type: ignore[arg-type]
+        outbox = mongo_outbox()
         if options["requeue_parked"]:
             self.stdout.write(f"requeued {outbox.requeue_parked()} parked entries")
         if options["drain"]:
-            report = Mirror(outbox, make_store("tigerbeetle")).drain()  # type: ignore[arg-type]
+            report = Mirror(outbox, tigerbeetle_store()).drain()
             self.stdout.write(
                 f"applied {report.applied}, already applied {report.already_applied}, "
                 f"covered {report.covered}, awaiting backfill {report.waiting_for_backfill}, "

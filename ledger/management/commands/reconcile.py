@@ -8,8 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from ledger.reconciliation import Reconciliation
-from ledger.service import make_store
-from ledger.stores.mongo_outbox import MongoOutbox
+from ledger.service import mongo_outbox, tigerbeetle_store
 
 
 class Command(BaseCommand):
@@ -17,8 +16,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         run = Reconciliation(
-            MongoOutbox(make_store("mongo")),  # type: ignore[arg-type]
-            make_store("tigerbeetle"),  # type: ignore[arg-type]
+            mongo_outbox(),
+            tigerbeetle_store(),
         ).run(triggered_by=f"{getpass.getuser()} (command)")
         self.stdout.write(
             f"run {run.pk}: checked {run.checked}, matched {run.matched}, "
