@@ -54,6 +54,8 @@ class MigrationState:
     read_cutover: bool
     read_rollout_percent: Decimal
     tigerbeetle_only: bool
+    # Held by a phase change that moves where money is written; not part of any phase.
+    writes_paused: bool = False
 
     @property
     def phase(self) -> Phase:
@@ -111,11 +113,6 @@ def client_bucket(client_id: str) -> int:
     return int.from_bytes(digest[:8], "big") % BUCKETS
 
 
-def writes_paused() -> bool:
-    """A phase change that moves where money is written holds writes for its duration."""
-    return get_waffle_switch_model().get(WRITES_PAUSED).is_active()
-
-
 def current_state() -> MigrationState:
     """The flags as they are now (waffle caches them)."""
     switch = get_waffle_switch_model()
@@ -131,6 +128,7 @@ def current_state() -> MigrationState:
         read_cutover=switch.get(READ_CUTOVER).is_active(),
         read_rollout_percent=percent(READ_ROLLOUT),
         tigerbeetle_only=switch.get(TIGERBEETLE_ONLY).is_active(),
+        writes_paused=switch.get(WRITES_PAUSED).is_active(),
     )
 
 

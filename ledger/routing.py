@@ -26,7 +26,7 @@ from typing import TypeVar
 import pybreaker
 from django.conf import settings
 
-from flags.phases import MigrationState, Phase, current_state, writes_paused
+from flags.phases import Phase, current_state
 from ledger import errors, metrics
 from ledger.ids import WalletKey
 from ledger.models import ReadRouteCount
@@ -110,9 +110,9 @@ class PhasedWalletStore:
         on_mongo: Callable[[], WalletResult],
         on_tigerbeetle: Callable[[], WalletResult],
     ) -> WalletResult:
-        if writes_paused():
-            raise errors.WritesPaused()
         state = current_state()
+        if state.writes_paused:
+            raise errors.WritesPaused()
         if not state.writes_to_mongo:
             return _timed(operation, "tigerbeetle", on_tigerbeetle)
         result = _timed(operation, "mongo", on_mongo)
@@ -157,11 +157,15 @@ class PhasedWalletStore:
             return _timed("get_balance", "tigerbeetle", lambda: self.tigerbeetle.get_balance(key))
         if state.reads_from_tigerbeetle(key.client_id):
             return self._cutover_read(key)
-        started = time.perf_counter()
-        balance = _timed("get_balance", "mongo", lambda: self.mongo.get_balance(key))
-        latency_us = int((time.perf_counter() - started) * 1_000_000)
         _count_route(ReadRouteCount.Route.MONGO)
-        self._maybe_shadow(state, balance, latency_us)
+        draw = Decimal(random.randrange(10_000)) / 100
+        if not state.shadows(draw):
+            return _timed("get_balance", "mongo", lambda: self.mongo.get_balance(key))
+        started = time.perf_counter()
+        balance, wallet_seq = _timed(
+            "get_balance", "mongo", lambda: self.mongo.get_balance_and_seq(key)
+        )
+        self._shadow(balance, wallet_seq, int((time.perf_counter() - started) * 1_000_000))
         return balance
 
     def _cutover_read(self, key: WalletKey) -> WalletBalance:
@@ -188,15 +192,9 @@ class PhasedWalletStore:
         log.info("balance of %s served by MongoDB (%s)", key.describe(), reason)
         return _timed("get_balance", "mongo", lambda: self.mongo.get_balance(key))
 
-    def _maybe_shadow(self, state: MigrationState, balance: WalletBalance, latency_us: int) -> None:
-        draw = Decimal(random.randrange(10_000)) / 100
-        if not state.shadows(draw):
-            return
+    def _shadow(self, balance: WalletBalance, wallet_seq: int, latency_us: int) -> None:
         try:
-            # One document read gives a balance and the wallet_seq it stands at together.
-            snapshot = self.outbox.snapshots([balance.key]).get(balance.key)
-            if snapshot is not None:
-                self._enqueue_shadow(snapshot.balance, snapshot.wallet_seq, latency_us)
+            self._enqueue_shadow(balance, wallet_seq, latency_us)
         except Exception:
             log.warning("shadow comparison of %s not queued", balance.key.describe())
 

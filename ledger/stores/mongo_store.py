@@ -408,12 +408,18 @@ class MongoWalletStore:
     # --- reads ------------------------------------------------------------------------------
 
     def get_balance(self, key: WalletKey) -> WalletBalance:
-        def read() -> WalletBalance:
+        return self.get_balance_and_seq(key)[0]
+
+    def get_balance_and_seq(self, key: WalletKey) -> tuple[WalletBalance, int]:
+        """The balance and the wallet_seq it stands at, from one document read (what a
+        shadow comparison needs to compare at exactly the same point)."""
+
+        def read() -> tuple[WalletBalance, int]:
             wallets, _ = self._collections()
             wallet = wallets.find_one(_key_filter(key))
             if wallet is None:
                 raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-            return _balance_of(wallet)
+            return _balance_of(wallet), int(wallet.get("wallet_seq", 0))
 
         return self._guarded(read)
 
