@@ -32,6 +32,7 @@ from bench.common import Figure, mongo_server, print_figures, scratch_database
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.backfill import Backfill
 from ledger.mirror import Mirror
+from ledger.money import from_minor_units
 from ledger.reconciliation import Reconciliation
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import LOG, WALLETS, MirrorState, MongoWalletStore
@@ -56,9 +57,9 @@ def seed_legacy_wallets(store: MongoWalletStore, count: int) -> None:
                     "country": "USA",
                     "currency": "USD",
                     "issuer_type_identifier": "",
-                    "credit": Decimal128(f"{credit / 100:.2f}"),
-                    "debit": Decimal128(f"{debit / 100:.2f}"),
-                    "historical_credit": Decimal128(f"{(credit + debit) / 100:.2f}"),
+                    "credit": Decimal128(from_minor_units(credit, "USD")),
+                    "debit": Decimal128(from_minor_units(debit, "USD")),
+                    "historical_credit": Decimal128(from_minor_units(credit + debit, "USD")),
                     "created_at": created + timedelta(seconds=number),
                 }
             )
