@@ -469,10 +469,10 @@ class TigerBeetleWalletStore:
         )
 
     def _transfer_timestamp(self, tb_transfer_id: int) -> int:
-        transfers = self._call(self.backend.lookup_transfers, [tb_transfer_id])
-        if not transfers:
+        timestamp = self.transfer_timestamps([tb_transfer_id]).get(tb_transfer_id)
+        if timestamp is None:
             raise errors.TransactionNotFound("The transaction's transfer is not in the ledger.")
-        return transfers[0].timestamp
+        return timestamp
 
     def _balance_at(self, key: WalletKey, tb_account_id: int, timestamp: int) -> WalletBalance:
         """The wallet's balance right after the transfer at `timestamp` (accounts keep
