@@ -20,6 +20,7 @@ from ledger import errors
 from ledger.money import from_minor_units
 from ledger.service import WalletService, mongo_store, tigerbeetle_store
 from ledger.support import wallet_overview
+from registry import accounts as account_registry
 from registry.models import WalletAccount, WalletTransfer
 from wallet_site.admin_base import ReadOnlyAdmin
 
@@ -200,15 +201,10 @@ class WalletTransferAdmin(ReadOnlyAdmin):
                     f"{balance.credit} {balance.key.currency}.",
                     messages.SUCCESS,
                 )
-                wallet = WalletAccount.objects.filter(
-                    client_id=balance.key.client_id,
-                    country=balance.key.country,
-                    currency=balance.key.currency,
-                    issuer=balance.key.issuer or "",
-                ).first()
+                wallet = account_registry.find_account(balance.key)
                 if wallet is not None:
                     return HttpResponseRedirect(
-                        reverse("admin:registry_walletaccount_change", args=[wallet.pk])
+                        reverse("admin:registry_walletaccount_change", args=[wallet.registry_pk])
                     )
                 return HttpResponseRedirect(reverse("admin:registry_wallettransfer_changelist"))
         return render(
