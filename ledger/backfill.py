@@ -51,11 +51,10 @@ from ledger.ids import (
     WalletKey,
     account_id_for,
     client_hash_128,
-    credit_transfer_id,
-    debit_transfer_id,
     issuer_hash_64,
     opening_balance_transfer_id,
     system_account_id,
+    transaction_transfer_id,
     u128_to_hex,
 )
 from ledger.money import ledger_for_currency
@@ -366,7 +365,7 @@ class Backfill:
 def _covered_row(entry: dict[str, Any], wallet: WalletAccount) -> WalletTransfer:
     kind = entry["kind"]
     transaction_id = entry["_id"]
-    tb_id = (credit_transfer_id if kind == "credit" else debit_transfer_id)(transaction_id)
+    tb_id = transaction_transfer_id(transaction_id)
     return WalletTransfer(
         transaction_id=transaction_id,
         wallet=wallet,

@@ -2,7 +2,7 @@
 
 Account ids are the first 128 bits of SHA-256 over a versioned, unambiguous encoding of the
 wallet key plus a nonce (bumped on a collision). Transfer ids derive from the operation's
-idempotency key, each kind under its own domain prefix, so a retry maps to the same transfer
+idempotency key (one namespace for credits and debits), so a retry maps to the same transfer
 and TigerBeetle answers `exists` instead of posting twice. No id is ever 0 or 2^128-1, the
 values TigerBeetle reserves.
 """
@@ -91,12 +91,16 @@ def issuer_hash_64(issuer: str | None) -> int:
     return _hash_bits(["issuer", ID_SCHEME_VERSION, issuer], 64)
 
 
-def credit_transfer_id(transaction_id: str) -> int:
+def transaction_transfer_id(transaction_id: str) -> int:
+    """The transfer of a credit or a debit: one id per client id, whatever the kind.
+
+    Credit transaction ids and debit reference ids share one namespace, so a credit and a
+    debit racing on one id must map to one transfer: TigerBeetle then posts exactly one and
+    answers `exists_with_different_*` to the other, and never holds a transfer the registry
+    does not name. The domain stays "credit" because credits were posted under it before
+    debits shared it, so every credit transfer already in TigerBeetle keeps its id.
+    """
     return _hash_bits(["credit", ID_SCHEME_VERSION, transaction_id], 128)
-
-
-def debit_transfer_id(reference_id: str) -> int:
-    return _hash_bits(["debit", ID_SCHEME_VERSION, reference_id], 128)
 
 
 def void_transfer_id(voided_transfer_id: int, attempt: int = 0) -> int:

@@ -33,12 +33,7 @@ from tigerbeetle import CreateTransferStatus, Transfer
 from ledger import errors
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
-from ledger.ids import (
-    WalletKey,
-    credit_transfer_id,
-    debit_transfer_id,
-    u128_to_hex,
-)
+from ledger.ids import WalletKey, hex_to_u128, transaction_transfer_id, u128_to_hex
 from ledger.stores.mongo_outbox import MongoOutbox, OutboxEntry
 from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import (
@@ -207,12 +202,13 @@ class Mirror:
         wallets: dict[WalletKey, WalletAccount | None],
         report: MirrorReport,
     ) -> None:
-        void_attempts = dict(
-            WalletTransfer.objects.filter(
+        voided = {
+            transaction_id: (hex_to_u128(tb_transfer_id_hex), void_attempts)
+            for transaction_id, tb_transfer_id_hex, void_attempts in WalletTransfer.objects.filter(
                 transaction_id__in=[e.voided_transaction_id for e in entries if e.kind == "void"]
-            ).values_list("transaction_id", "void_attempts")
-        )
-        transfers = [_transfer_for(entry, wallets[entry.key], void_attempts) for entry in entries]
+            ).values_list("transaction_id", "tb_transfer_id_hex", "void_attempts")
+        }
+        transfers = [_transfer_for(entry, wallets[entry.key], voided) for entry in entries]
         try:
             results = _retry_transient(self.tigerbeetle.backend.create_transfers)(transfers)
         except LedgerUnavailable as exc:
@@ -252,27 +248,27 @@ class Mirror:
 
 
 def _transfer_for(
-    entry: OutboxEntry, row: WalletAccount | None, void_attempts: dict[str, int]
+    entry: OutboxEntry, row: WalletAccount | None, voided: dict[str, tuple[int, int]]
 ) -> Transfer:
-    """The transfer the TigerBeetle store posts for the same operation (same id)."""
+    """The transfer the TigerBeetle store posts for the same operation (same id). `voided`:
+    the registered transfer id and void attempts of each voided transaction, so a void
+    points at the transfer the registry names (also one registered under an older id)."""
     assert row is not None
     if entry.kind == "credit":
         return credit_transfer(entry.entry_id, row.tb_account_id, row.ledger, entry.amount_minor)
     if entry.kind == "debit":
         return debit_transfer(entry.entry_id, row.tb_account_id, row.ledger, entry.amount_minor)
-    voided_credit = entry.voided_kind == "credit"
+    voided_tb_transfer_id, attempt = voided.get(
+        entry.voided_transaction_id, (transaction_transfer_id(entry.voided_transaction_id), 0)
+    )
     return void_transfer(
-        _original_transfer_id(entry.voided_transaction_id, voided_credit),
-        voided_credit=voided_credit,
+        voided_tb_transfer_id,
+        voided_credit=entry.voided_kind == "credit",
         tb_account_id=row.tb_account_id,
         ledger=row.ledger,
         amount_minor=entry.amount_minor,
-        attempt=void_attempts.get(entry.voided_transaction_id, 0),
+        attempt=attempt,
     )
-
-
-def _original_transfer_id(transaction_id: str, credit: bool) -> int:
-    return (credit_transfer_id if credit else debit_transfer_id)(transaction_id)
 
 
 def _record_in_registry(
@@ -309,14 +305,13 @@ def _record_in_registry(
                 # opening balance, so it has no transfer of its own. Register it as voided.
                 wallet_row = wallets[entry.key]
                 assert wallet_row is not None
-                voided_credit = entry.voided_kind == "credit"
                 original = WalletTransfer(
                     transaction_id=entry.voided_transaction_id,
                     wallet=wallet_row,
                     kind=entry.voided_kind,
                     amount_minor=entry.amount_minor,
                     tb_transfer_id_hex=u128_to_hex(
-                        _original_transfer_id(entry.voided_transaction_id, voided_credit)
+                        transaction_transfer_id(entry.voided_transaction_id)
                     ),
                 )
             if original.state == WalletTransfer.State.VOIDED:

@@ -34,10 +34,9 @@ from ledger.ids import (
     WalletKey,
     account_id_for,
     client_hash_128,
-    credit_transfer_id,
-    debit_transfer_id,
     issuer_hash_64,
     system_account_id,
+    transaction_transfer_id,
     u128_to_hex,
     void_transfer_id,
 )
@@ -81,7 +80,7 @@ def credit_transfer(
 ) -> Transfer:
     """System account -> wallet: the transfer of a credit (its id derives from the client's)."""
     return Transfer(
-        id=credit_transfer_id(transaction_id),
+        id=transaction_transfer_id(transaction_id),
         debit_account_id=system_account_id(ledger),
         credit_account_id=tb_account_id,
         amount=amount_minor,
@@ -93,9 +92,10 @@ def credit_transfer(
 def debit_transfer(
     reference_id: str, tb_account_id: int, ledger: int, amount_minor: int
 ) -> Transfer:
-    """Wallet -> system account: the transfer of a debit."""
+    """Wallet -> system account: the transfer of a debit (the same id a credit on
+    `reference_id` would have: one namespace, so TigerBeetle refuses the second of them)."""
     return Transfer(
-        id=debit_transfer_id(reference_id),
+        id=transaction_transfer_id(reference_id),
         debit_account_id=tb_account_id,
         credit_account_id=system_account_id(ledger),
         amount=amount_minor,

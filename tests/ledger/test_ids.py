@@ -43,8 +43,15 @@ def test_an_empty_issuer_is_the_same_wallet_as_no_issuer() -> None:
     assert WalletKey("c", "USA", "USD", "") == WalletKey("c", "USA", "USD", None)
 
 
-def test_credit_and_debit_ids_of_the_same_string_differ() -> None:
-    assert ids.credit_transfer_id("x-1") != ids.debit_transfer_id("x-1")
+def test_distinct_client_ids_map_to_distinct_transfers() -> None:
+    assert ids.transaction_transfer_id("x-1") != ids.transaction_transfer_id("x-2")
+
+
+def test_credit_transfer_ids_are_unchanged_by_the_shared_namespace() -> None:
+    """Credits already in TigerBeetle keep their transfer ids."""
+    assert ids.transaction_transfer_id("x-1") == ids._hash_bits(
+        ["credit", ids.ID_SCHEME_VERSION, "x-1"], 128
+    )
 
 
 def test_void_attempts_get_distinct_transfer_ids() -> None:
@@ -71,5 +78,5 @@ def test_distinct_keys_have_distinct_encodings(first: WalletKey, second: WalletK
 
 @given(st.text(max_size=40))
 def test_transfer_ids_of_any_string_are_valid_ids(value: str) -> None:
-    for derive in (ids.credit_transfer_id, ids.debit_transfer_id, ids.client_hash_128):
+    for derive in (ids.transaction_transfer_id, ids.client_hash_128):
         assert 0 < derive(value) < 2**128 - 1

@@ -13,7 +13,9 @@ import pytest
 
 from ledger import errors
 from ledger.ids import WalletKey
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.wallets import TransactionKind, TransactionState, WalletStore
+from registry.models import WalletTransfer
 from tests.concurrency import run_concurrently
 
 
@@ -409,3 +411,70 @@ def test_the_tigerbeetle_store_is_unavailable_when_the_cluster_does_not_answer()
             TigerBeetleWalletStore(backend=backend).add_credit(new_key(), 100, new_id())
     finally:
         backend.close()
+
+
+def race_credit_and_debit(store: WalletStore, key: WalletKey, shared_id: str) -> dict[str, object]:
+    """A credit and a debit on one id, started together from two threads: each operation's
+    WalletResult, or the WalletError it raised."""
+    start = threading.Barrier(2)
+
+    def run(kind: str) -> object:
+        start.wait()
+        try:
+            if kind == "credit":
+                return store.add_credit(key, 300, shared_id)
+            return store.subtract_credit(key, 200, shared_id)
+        except errors.WalletError as exc:
+            return exc
+
+    outcomes = run_concurrently(run, ["credit", "debit"], workers=2)
+    return dict(zip(["credit", "debit"], outcomes, strict=True))
+
+
+def assert_exactly_one_posted(outcomes: dict[str, object]) -> str:
+    """One operation posted with its own record, the other is an idempotency conflict."""
+    posted = [kind for kind, outcome in outcomes.items() if not isinstance(outcome, Exception)]
+    assert len(posted) == 1, outcomes
+    winner, loser = posted[0], ({"credit", "debit"} - {posted[0]}).pop()
+    result = outcomes[winner]
+    assert result.transaction.kind == TransactionKind(winner), outcomes  # type: ignore[attr-defined]
+    assert result.replayed is False  # type: ignore[attr-defined]
+    assert isinstance(outcomes[loser], errors.IdempotencyConflict), outcomes
+    return winner
+
+
+def test_a_credit_and_a_debit_racing_on_one_id_post_exactly_one(
+    committed_wallet_store: WalletStore,
+) -> None:
+    """Credit ids and debit reference ids share one namespace, also under a race."""
+    store = committed_wallet_store
+    key = new_key()
+    store.add_credit(key, 100_000, new_id())
+    credits = debits = 0
+
+    for _ in range(20):
+        winner = assert_exactly_one_posted(race_credit_and_debit(store, key, new_id("shared")))
+        credits += winner == "credit"
+        debits += winner == "debit"
+
+    assert fields(store, key) == (
+        100_000 + 300 * credits - 200 * debits,
+        200 * debits,
+        100_000 + 300 * credits,
+    )
+    if isinstance(store, TigerBeetleWalletStore):
+        assert_ledger_holds_only_registered_transfers(store, key)
+
+
+def assert_ledger_holds_only_registered_transfers(
+    store: TigerBeetleWalletStore, key: WalletKey
+) -> None:
+    """Support finds (and voids) a transfer through the registry: none may be unnamed."""
+    in_ledger = {transfer.id for transfer in store.recent_transfers(key, limit=1000)}
+    named = {
+        row.tb_transfer_id
+        for row in WalletTransfer.objects.filter(
+            wallet__client_id=key.client_id, state=WalletTransfer.State.POSTED
+        )
+    }
+    assert in_ledger == named
