@@ -6,7 +6,9 @@ create_transfers batches of at most 8189. TigerBeetle answers `exists` for anyth
 applied, so a run repeated after a crash posts nothing twice; only then are entries marked
 mirrored. A transient failure is retried with backoff (3 tries, 100 ms x 2^n) and otherwise
 left pending for the next run; an entry TigerBeetle refuses, or one that failed
-MIRROR_PARK_AFTER_ATTEMPTS runs, is parked with its error for support.
+MIRROR_PARK_AFTER_ATTEMPTS runs, is parked with its error for support. A wallet whose entries
+cannot be mirrored at all (bad data: a NUL byte in its key, an unknown currency) is parked
+with the reason on its own; it never stops the other wallets.
 
 Wallets MongoDB held before it kept a complete log (legacy wallets) are not mirrored until the
 backfill has imported their opening balance; entries older than that snapshot are then marked
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 from tenacity import (
     retry,
@@ -48,6 +50,8 @@ from registry.models import WalletAccount, WalletTransfer
 log = logging.getLogger(__name__)
 
 _APPLIED = {CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS}
+# What says "try again later" rather than "this wallet's data cannot be mirrored".
+_OUTAGES = (errors.StoreUnavailable, LedgerUnavailable, OperationalError, InterfaceError)
 
 _retry_transient = retry(
     retry=retry_if_exception_type(LedgerUnavailable),
@@ -102,11 +106,33 @@ class Mirror:
     def run_once(
         self, keys: list[WalletKey] | None = None, limit: int = BATCH_EVENTS_MAX
     ) -> MirrorReport:
-        """One batch of at most `limit` (<= 8189) entries."""
+        """One batch of at most `limit` (<= 8189) entries.
+
+        A batch that fails for anything but an outage is applied again wallet by wallet, so
+        a wallet that cannot be mirrored (bad data) is parked with its reason and never
+        stops the others. Every step is idempotent, so re-applying what the failed batch
+        already did posts nothing twice."""
         entries = self.outbox.pending(min(limit, BATCH_EVENTS_MAX), keys)
         report = MirrorReport()
+        entries = self._park_unregistrable(entries, report)
         if not entries:
             return report
+        batch = MirrorReport()
+        try:
+            self._apply(entries, batch)
+        except _OUTAGES:
+            raise
+        except Exception:
+            log.exception(
+                "mirror: a batch of %d entries failed; retrying wallet by wallet", len(entries)
+            )
+            for wallet_entries in _by_wallet(entries):
+                self._apply_isolated(wallet_entries, report)
+            return report
+        report.add(batch)
+        return report
+
+    def _apply(self, entries: list[OutboxEntry], report: MirrorReport) -> None:
         wallets, unreachable = self._wallets({entry.key for entry in entries})
         to_send: list[OutboxEntry] = []
         covered: list[str] = []
@@ -130,7 +156,47 @@ class Mirror:
             self._count_failure(failed, unreachable, report)
         if to_send:
             self._send(to_send, wallets, report)
-        return report
+
+    def _apply_isolated(self, entries: list[OutboxEntry], report: MirrorReport) -> None:
+        """One wallet's entries on their own (a savepoint keeps a failed database statement
+        from spoiling an enclosing transaction): an outage is a failed attempt, anything
+        else parks the wallet's entries with the reason."""
+        wallet_report = MirrorReport()
+        try:
+            with transaction.atomic():
+                self._apply(entries, wallet_report)
+        except _OUTAGES as exc:
+            self._count_failure(entries, f"{type(exc).__name__}: {exc}", report)
+            return
+        except Exception as exc:
+            log.exception("mirror: wallet %s cannot be mirrored", entries[0].key.describe())
+            self._park(entries, f"cannot be mirrored: {type(exc).__name__}: {exc}", report)
+            return
+        report.add(wallet_report)
+
+    def _park_unregistrable(
+        self, entries: list[OutboxEntry], report: MirrorReport
+    ) -> list[OutboxEntry]:
+        """Park entries of wallets whose key holds a NUL byte (the registry's text columns
+        cannot store one on PostgreSQL; refused on every database alike); the rest go on."""
+        unregistrable = [entry for entry in entries if _holds_nul(entry.key)]
+        if unregistrable:
+            self._park(
+                unregistrable,
+                "cannot be mirrored: its wallet key holds a NUL byte, which the registry "
+                "cannot store",
+                report,
+            )
+        return [entry for entry in entries if not _holds_nul(entry.key)]
+
+    def _park(self, entries: list[OutboxEntry], reason: str, report: MirrorReport) -> None:
+        for entry in entries:
+            log.error("mirror parked %r (%r): %s", entry.entry_id, entry.key.describe(), reason)
+        self.outbox.mark(
+            [entry.entry_id for entry in entries], MirrorState.PARKED, mirror_error=reason[:500]
+        )
+        report.parked += len(entries)
+        report.errors.extend(f"{entry.entry_id!r}: {reason}" for entry in entries)
 
     def drain(
         self, keys: list[WalletKey] | None = None, max_batches: int = 1_000_000
@@ -245,6 +311,20 @@ class Mirror:
         report.parked += len(give_up)
         report.errors.append(error)
         log.warning("mirror: %d entries not applied: %s", len(entries), error)
+
+
+def _holds_nul(key: WalletKey) -> bool:
+    return any(
+        "\x00" in (field or "") for field in (key.client_id, key.country, key.currency, key.issuer)
+    )
+
+
+def _by_wallet(entries: list[OutboxEntry]) -> list[list[OutboxEntry]]:
+    """Entries grouped by wallet, each group in the order given (wallet_seq order)."""
+    groups: dict[WalletKey, list[OutboxEntry]] = {}
+    for entry in entries:
+        groups.setdefault(entry.key, []).append(entry)
+    return list(groups.values())
 
 
 def _transfer_for(
