@@ -6,7 +6,6 @@ this module just provides something to talk to on a machine without one.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +17,10 @@ import pymongo
 from pymongo.errors import PyMongoError
 
 SERVER_COMMAND = "secantusd-py"
+# mongod's transactionLifetimeLimitSeconds is 60; a wallet write's transaction lasts
+# milliseconds, so a few seconds is ample and frees a dead worker's wallet soon.
+DEFAULT_TRANSACTION_LIFETIME_S = 5.0
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def free_loopback_port() -> int:
@@ -61,31 +64,27 @@ class EmbeddedMongo:
                 self.process.wait()
 
 
-def server_executable() -> str:
-    """secantusd-py next to the running interpreter (the venv), else on PATH."""
-    beside_python = Path(sys.executable).parent / SERVER_COMMAND
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which(SERVER_COMMAND)
-    if not found:
-        raise RuntimeError(f"{SERVER_COMMAND} not found: pip install -r requirements.txt")
-    return found
-
-
 def start_embedded_mongo(
     port: int | None = None,
     storage_path: str = ":memory:",
     database: str = "wallet",
     log_path: Path | None = None,
     startup_timeout_s: float = 30.0,
+    transaction_lifetime_s: float = DEFAULT_TRANSACTION_LIFETIME_S,
 ) -> EmbeddedMongo:
     """Start secantusd-py on 127.0.0.1 and wait until it answers; test commands enabled so
-    tests can arm `configureFailPoint` (the server listens on loopback only)."""
+    tests can arm `configureFailPoint` (the server listens on loopback only). A transaction
+    abandoned by a dead process is reaped after `transaction_lifetime_s` idle seconds
+    (`wallet_site.mongo_server`)."""
     port = port or free_loopback_port()
     log_file = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
         [
-            server_executable(),
+            sys.executable,
+            "-m",
+            "wallet_site.mongo_server",
+            "--transaction-lifetime-s",
+            str(transaction_lifetime_s),
             "--host",
             "127.0.0.1",
             "--port",
@@ -98,6 +97,7 @@ def start_embedded_mongo(
         ],
         stdout=log_file,
         stderr=subprocess.STDOUT,
+        cwd=PROJECT_DIR,  # where `-m wallet_site.mongo_server` is found
     )
     url = mongo_url_for(port, database)
     deadline = time.monotonic() + startup_timeout_s

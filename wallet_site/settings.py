@@ -9,6 +9,8 @@ from pathlib import Path
 
 import environ
 
+from wallet_site.embedded_mongo import DEFAULT_TRANSACTION_LIFETIME_S
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 VAR_DIR.mkdir(exist_ok=True)
@@ -107,6 +109,16 @@ MONGO_URL = env("MONGO_URL", default="mongodb://127.0.0.1:27017/wallet?directCon
 MONGO_EMBEDDED_PORT = env.int("MONGO_EMBEDDED_PORT", default=27017)
 # Server selection, connect and socket timeout: past it the store answers 503, not a hang.
 MONGO_TIMEOUT_S = env.float("MONGO_TIMEOUT_S", default=5.0)
+# How long a write keeps retrying on a wallet another transaction holds before answering 503
+# store_unavailable (the client retries with the same id): a wallet locked by a dead worker's
+# transaction must not tie up every worker.
+MONGO_LOCK_WAIT_S = env.float("MONGO_LOCK_WAIT_S", default=2.0)
+# The embedded server's (`make run`) transaction lifetime: a transaction abandoned by a
+# killed process releases its wallet after this many idle seconds. On a real mongod set
+# transactionLifetimeLimitSeconds instead.
+MONGO_TRANSACTION_LIFETIME_S = env.float(
+    "MONGO_TRANSACTION_LIFETIME_S", default=DEFAULT_TRANSACTION_LIFETIME_S
+)
 
 # The store the wallet service uses: "phased" (the migration flags route between MongoDB and
 # TigerBeetle), or one store pinned: "mongo" or "tigerbeetle".

@@ -10,7 +10,10 @@ Collections:
   mirror.
 
 Every operation is one multi-document transaction. Write conflicts between concurrent
-transactions are retried (tenacity, bounded in attempts and time); a server that does not
+transactions are retried (tenacity) while the wallet moves, but for at most
+MONGO_LOCK_WAIT_S while it stands still, then answered 503: a wallet locked by a
+transaction its dead process abandoned stays locked until the server's transaction lifetime
+reaps it, and no request may wait that long. A server that does not
 answer is `StoreUnavailable` within MONGO_TIMEOUT_S, never a long hang.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -29,9 +33,9 @@ from django.conf import settings
 from pymongo.client_session import ClientSession
 from pymongo.errors import DuplicateKeyError, PyMongoError
 from tenacity import (
-    retry,
+    RetryCallState,
+    Retrying,
     retry_if_exception,
-    stop_after_attempt,
     stop_after_delay,
     wait_random_exponential,
 )
@@ -77,12 +81,31 @@ def _is_write_conflict(exc: BaseException) -> bool:
     )
 
 
-_retry_conflicts = retry(
-    retry=retry_if_exception(_is_write_conflict),
-    stop=stop_after_attempt(200) | stop_after_delay(20),
-    wait=wait_random_exponential(multiplier=0.002, max=0.05),
-    reraise=True,
-)
+# However busy a wallet, a request stops retrying its write conflicts after this long.
+CONTENDED_WAIT_MAX_S = 20.0
+
+
+class _WalletStalled:
+    """Tenacity stop: our attempts kept conflicting and the wallet has not changed for
+    `lock_wait_s`. Live requests on a busy wallet commit one after another (its wallet_seq
+    moves), so they keep retrying; a wallet held by a dead process's transaction does not
+    move until the server reaps that transaction, and no request may wait that out."""
+
+    def __init__(self, lock_wait_s: float, wallet_mark: Callable[[], object]) -> None:
+        self.lock_wait_s = lock_wait_s
+        self.wallet_mark = wallet_mark
+        self.mark: object = None
+        self.still_since = time.monotonic()
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        now = time.monotonic()
+        try:
+            mark = self.wallet_mark()
+        except PyMongoError:
+            mark = self.mark
+        if mark != self.mark:
+            self.mark, self.still_since = mark, now
+        return now + (retry_state.upcoming_sleep or 0) - self.still_since >= self.lock_wait_s
 
 
 def _decimal128(amount_minor: int, currency: str) -> Decimal128:
@@ -151,10 +174,12 @@ class MongoWalletStore:
         mongo_url: str | None = None,
         database: str | None = None,
         timeout_s: float | None = None,
+        lock_wait_s: float | None = None,
     ) -> None:
         self.mongo_url = mongo_url or settings.MONGO_URL
         self._database_name = database
         self.timeout_s = timeout_s if timeout_s is not None else settings.MONGO_TIMEOUT_S
+        self.lock_wait_s = lock_wait_s if lock_wait_s is not None else settings.MONGO_LOCK_WAIT_S
         self._client: pymongo.MongoClient | None = None
         self._client_pid: int | None = None
         self._indexes_ready = False
@@ -209,13 +234,52 @@ class MongoWalletStore:
         except PyMongoError as exc:
             raise errors.StoreUnavailable(f"MongoDB failed: {exc}") from exc
 
-    def _transaction(self, callback: Callable[[ClientSession], T]) -> T:
-        @_retry_conflicts
+    def _transaction(
+        self, callback: Callable[[ClientSession], T], wallet_mark: Callable[[], object]
+    ) -> T:
+        """Run `callback` in one transaction, retrying write conflicts while the wallet
+        moves (`wallet_mark`: what it looks like now). Still for `lock_wait_s`: the wallet
+        is held by a transaction nobody finishes (a killed worker's), so 503
+        store_unavailable now; the client retries with the same id."""
+
         def attempt() -> T:
             with self.client.start_session() as session, session.start_transaction():
                 return callback(session)
 
-        return attempt()
+        retrying = Retrying(
+            retry=retry_if_exception(_is_write_conflict),
+            stop=stop_after_delay(CONTENDED_WAIT_MAX_S)
+            | _WalletStalled(self.lock_wait_s, wallet_mark),
+            wait=wait_random_exponential(multiplier=0.002, max=0.05),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except PyMongoError as exc:
+            if not _is_write_conflict(exc):
+                raise
+            raise errors.StoreUnavailable(
+                "The wallet is held by another write that does not finish; retry with the same id."
+            ) from exc
+
+    def _wallet_mark(self, key: WalletKey) -> Callable[[], object]:
+        """The wallet's committed wallet_seq (None while it does not exist)."""
+
+        def mark() -> object:
+            wallets, _ = self._collections()
+            return wallets.find_one(_key_filter(key), {"_id": 0, "wallet_seq": 1})
+
+        return mark
+
+    def _voided_wallet_mark(self, transaction_id: str) -> Callable[[], object]:
+        """The mark of the wallet a voided transaction belongs to."""
+
+        def mark() -> object:
+            _, log = self._collections()
+            entry = log.find_one({"_id": transaction_id})
+            return None if entry is None else self._wallet_mark(_key_of(entry))()
+
+        return mark
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -396,7 +460,7 @@ class MongoWalletStore:
 
         def run() -> WalletResult:
             try:
-                return self._transaction(void)
+                return self._transaction(void, self._voided_wallet_mark(transaction_id))
             except DuplicateKeyError:
                 # A concurrent void of the same transaction committed first.
                 raise errors.AlreadyVoided(
@@ -462,14 +526,14 @@ class MongoWalletStore:
     ) -> WalletResult:
         def run() -> WalletResult:
             try:
-                return self._transaction(callback)
+                return self._transaction(callback, self._wallet_mark(key))
             except _Replay as replay:
                 return replay.result
             except DuplicateKeyError:
                 # A concurrent request with the same id (or the wallet's first credit from
                 # another id) committed first: the retry sees its outcome.
                 try:
-                    return self._transaction(callback)
+                    return self._transaction(callback, self._wallet_mark(key))
                 except _Replay as replay:
                     return replay.result
 

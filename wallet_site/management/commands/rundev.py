@@ -54,7 +54,10 @@ class Command(BaseCommand):
         storage = settings.VAR_DIR / "mongo"
         storage.mkdir(exist_ok=True)
         mongo = start_embedded_mongo(
-            port=port, storage_path=str(storage), log_path=settings.VAR_DIR / "mongo.log"
+            port=port,
+            storage_path=str(storage),
+            log_path=settings.VAR_DIR / "mongo.log",
+            transaction_lifetime_s=settings.MONGO_TRANSACTION_LIFETIME_S,
         )
         self.stdout.write(f"embedded MongoDB (secantusdb) started at {mongo.url}")
         return mongo
