@@ -66,6 +66,7 @@ from ledger.stores.tigerbeetle_store import (
     WALLET_ACCOUNT_FLAGS,
     TigerBeetleWalletStore,
 )
+from ledger.wallets import write_time
 from registry import accounts as account_registry
 from registry.models import WalletAccount, WalletTransfer
 
@@ -374,6 +375,7 @@ def _covered_row(entry: dict[str, Any], wallet: WalletAccount) -> WalletTransfer
         state=entry["state"],
         tb_transfer_id_hex=u128_to_hex(tb_id),
         tb_timestamp=None,
+        created_at=write_time(entry["created_at"]),  # MongoDB's, the original write
         voided_by=entry.get("voided_by", ""),
         void_reason=entry.get("void_reason", ""),
         voided_at=entry.get("voided_at"),

@@ -44,6 +44,7 @@ from ledger.stores.tigerbeetle_store import (
     debit_transfer,
     void_transfer,
 )
+from ledger.wallets import write_time
 from registry import accounts as account_registry
 from registry.models import WalletAccount, WalletTransfer
 
@@ -370,6 +371,7 @@ def _record_in_registry(
                 state=WalletTransfer.State.POSTED,
                 tb_transfer_id_hex=u128_to_hex(transfer.id),
                 tb_timestamp=timestamp,
+                created_at=write_time(entry.created_at),  # MongoDB's, the original write
             )
         )
     with transaction.atomic():
@@ -400,5 +402,5 @@ def _record_in_registry(
             original.void_tb_transfer_id_hex = u128_to_hex(transfer.id)
             original.voided_by = entry.voided_by
             original.void_reason = entry.void_reason
-            original.voided_at = entry.created_at
+            original.voided_at = write_time(entry.created_at)
             original.save()

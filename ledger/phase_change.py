@@ -163,13 +163,29 @@ def backport_tigerbeetle_writes(
             if what == "void":
                 with contextlib.suppress(errors.AlreadyVoided):  # copied by an earlier run
                     mongo.void_transaction(
-                        row.transaction_id, row.voided_by, row.void_reason, mirror=False
+                        row.transaction_id,
+                        row.voided_by,
+                        row.void_reason,
+                        mirror=False,
+                        voided_at=row.voided_at,
                     )
                 WalletTransfer.objects.filter(pk=row.pk).update(void_needs_backport=False)
             elif row.kind == WalletTransfer.Kind.CREDIT:
-                mongo.add_credit(key, row.amount_minor, row.transaction_id, mirror=False)
+                mongo.add_credit(
+                    key,
+                    row.amount_minor,
+                    row.transaction_id,
+                    mirror=False,
+                    created_at=row.created_at,
+                )
             else:
-                mongo.subtract_credit(key, row.amount_minor, row.transaction_id, mirror=False)
+                mongo.subtract_credit(
+                    key,
+                    row.amount_minor,
+                    row.transaction_id,
+                    mirror=False,
+                    created_at=row.created_at,
+                )
         except errors.WalletError as exc:
             raise InvalidPhaseChange(
                 f"copying {row.kind} {row.transaction_id!r} back to MongoDB failed: {exc.message}"

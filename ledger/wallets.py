@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
 from ledger.ids import WalletKey
 from ledger.money import from_minor_units
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def write_time(moment: datetime) -> datetime:
+    """A write's time as every store keeps it: UTC, whole milliseconds (what a MongoDB
+    date holds), so each store answers a transaction's created_at alike."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000)
+
+
+def time_of_tb_timestamp(timestamp_ns: int) -> datetime:
+    """TigerBeetle's transfer timestamp (ns since the epoch, cluster time) as a write time."""
+    return _EPOCH + timedelta(milliseconds=timestamp_ns // 1_000_000)
 
 
 class TransactionKind(enum.StrEnum):

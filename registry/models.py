@@ -9,6 +9,7 @@ every database and ordered like the integers.
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
 from ledger.ids import WalletKey, hex_to_u128
 
@@ -96,7 +97,11 @@ class WalletTransfer(models.Model):
     void_needs_backport = models.BooleanField(
         default=False, help_text="voided with TigerBeetle primary; void not yet in MongoDB"
     )
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(
+        default=timezone.now,
+        db_index=True,
+        help_text="the time of the original write, in whichever store took it",
+    )
 
     class Meta:
         indexes = [

@@ -49,6 +49,7 @@ from ledger.wallets import (
     TransactionState,
     WalletBalance,
     WalletResult,
+    write_time,
 )
 
 T = TypeVar("T")
@@ -284,9 +285,16 @@ class MongoWalletStore:
     # --- writes -----------------------------------------------------------------------------
 
     def add_credit(
-        self, key: WalletKey, amount_minor: int, transaction_id: str, *, mirror: bool = True
+        self,
+        key: WalletKey,
+        amount_minor: int,
+        transaction_id: str,
+        *,
+        mirror: bool = True,
+        created_at: datetime | None = None,
     ) -> WalletResult:
-        """`mirror=False` copies back a write TigerBeetle already holds (leaving phase 4)."""
+        """`mirror=False` copies back a write TigerBeetle already holds (leaving phase 4),
+        with `created_at`, the time TigerBeetle took it."""
 
         def credit(session: ClientSession) -> WalletResult:
             wallets, log = self._collections()
@@ -294,6 +302,7 @@ class MongoWalletStore:
                 log, session, transaction_id, TransactionKind.CREDIT, key, amount_minor
             )
             now = datetime.now(UTC)
+            written_at = write_time(created_at or now)
             amount = _decimal128(amount_minor, key.currency)
             wallet = wallets.find_one_and_update(
                 _key_filter(key),
@@ -302,7 +311,7 @@ class MongoWalletStore:
                     "$set": {"updated_at": now},
                     "$setOnInsert": {
                         "debit": _decimal128(0, key.currency),
-                        "created_at": now,
+                        "created_at": written_at,
                         # Born with the transaction log: its whole history is in the outbox,
                         # so the mirror needs no backfill for it.
                         "log_complete": True,
@@ -320,14 +329,20 @@ class MongoWalletStore:
                 key,
                 amount_minor,
                 wallet,
-                now,
+                written_at,
                 mirror,
             )
 
         return self._write(transaction_id, key, TransactionKind.CREDIT, amount_minor, credit)
 
     def subtract_credit(
-        self, key: WalletKey, amount_minor: int, reference_id: str, *, mirror: bool = True
+        self,
+        key: WalletKey,
+        amount_minor: int,
+        reference_id: str,
+        *,
+        mirror: bool = True,
+        created_at: datetime | None = None,
     ) -> WalletResult:
         def debit(session: ClientSession) -> WalletResult:
             wallets, log = self._collections()
@@ -335,6 +350,7 @@ class MongoWalletStore:
                 log, session, reference_id, TransactionKind.DEBIT, key, amount_minor
             )
             now = datetime.now(UTC)
+            written_at = write_time(created_at or now)
             amount = _decimal128(amount_minor, key.currency)
             wallet = wallets.find_one_and_update(
                 {**_key_filter(key), "credit": {"$gte": amount}},
@@ -365,7 +381,7 @@ class MongoWalletStore:
                 key,
                 amount_minor,
                 wallet,
-                now,
+                written_at,
                 mirror,
             )
 
@@ -376,7 +392,13 @@ class MongoWalletStore:
             raise
 
     def void_transaction(
-        self, transaction_id: str, voided_by: str, reason: str, *, mirror: bool = True
+        self,
+        transaction_id: str,
+        voided_by: str,
+        reason: str,
+        *,
+        mirror: bool = True,
+        voided_at: datetime | None = None,
     ) -> WalletResult:
         def void(session: ClientSession) -> WalletResult:
             wallets, log = self._collections()
@@ -393,6 +415,7 @@ class MongoWalletStore:
             amount_minor = int(entry["amount_minor"])
             amount = _decimal128(amount_minor, key.currency)
             now = datetime.now(UTC)
+            written_at = write_time(voided_at or now)
             if entry["kind"] == TransactionKind.CREDIT:
                 wallet = wallets.find_one_and_update(
                     {**_key_filter(key), "credit": {"$gte": amount}},
@@ -431,7 +454,7 @@ class MongoWalletStore:
                         "state": TransactionState.VOIDED.value,
                         "voided_by": voided_by,
                         "void_reason": reason,
-                        "voided_at": now,
+                        "voided_at": written_at,
                     }
                 },
                 session=session,
@@ -451,7 +474,7 @@ class MongoWalletStore:
                     "balance_after": _balance_fields(balance),
                     "wallet_seq": wallet["wallet_seq"],
                     "mirror_state": _mirror_state(mirror),
-                    "created_at": now,
+                    "created_at": written_at,
                 },
                 session=session,
             )
@@ -591,7 +614,7 @@ class MongoWalletStore:
         key: WalletKey,
         amount_minor: int,
         wallet: dict[str, Any],
-        now: datetime,
+        written_at: datetime,
         mirror: bool,
     ) -> WalletResult:
         balance = _balance_of(wallet)
@@ -606,7 +629,7 @@ class MongoWalletStore:
             "balance_after": _balance_fields(balance),
             "wallet_seq": wallet["wallet_seq"],
             "mirror_state": _mirror_state(mirror),
-            "created_at": now,
+            "created_at": written_at,
         }
         log.insert_one(entry, session=session)
         return WalletResult(transaction=self._record(entry), balance=balance)
@@ -627,7 +650,7 @@ class MongoWalletStore:
                     "state": TransactionState.FAILED.value,
                     "failure_code": failure_code,
                     "mirror_state": MirrorState.NONE,
-                    "created_at": datetime.now(UTC),
+                    "created_at": write_time(datetime.now(UTC)),
                 }
             )
         except DuplicateKeyError:

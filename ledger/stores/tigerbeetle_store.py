@@ -47,6 +47,8 @@ from ledger.wallets import (
     TransactionState,
     WalletBalance,
     WalletResult,
+    time_of_tb_timestamp,
+    write_time,
 )
 from registry import accounts as account_registry
 from registry.models import WalletTransfer
@@ -243,7 +245,7 @@ class TigerBeetleWalletStore:
                 row.void_tb_transfer_id_hex = u128_to_hex(void.id)
                 row.voided_by = voided_by
                 row.void_reason = reason
-                row.voided_at = timezone.now()
+                row.voided_at = time_of_tb_timestamp(result.timestamp)
                 row.void_needs_backport = True
                 row.save()
                 timestamp = result.timestamp
@@ -421,10 +423,15 @@ class TigerBeetleWalletStore:
         registered = account_registry.find_account(key)
         assert registered is not None, "a transfer was posted for an unregistered wallet"
         state = WalletTransfer.State.FAILED if failure_code else WalletTransfer.State.POSTED
+        # The write's time is TigerBeetle's (also when a retry repairs a lost row).
+        created_at = (
+            time_of_tb_timestamp(tb_timestamp) if tb_timestamp else write_time(timezone.now())
+        )
         try:
             with transaction.atomic():
                 return WalletTransfer.objects.create(
                     transaction_id=transaction_id,
+                    created_at=created_at,
                     wallet_id=registered.registry_pk,
                     kind=kind.value,
                     amount_minor=transfer.amount,
