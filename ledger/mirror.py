@@ -7,8 +7,8 @@ applied, so a run repeated after a crash posts nothing twice; only then are entr
 mirrored. A transient failure is retried with backoff (3 tries, 100 ms x 2^n) and otherwise
 left pending for the next run; an entry TigerBeetle refuses, or one that failed
 MIRROR_PARK_AFTER_ATTEMPTS runs, is parked with its error for support. A wallet whose entries
-cannot be mirrored at all (bad data: a NUL byte in its key, an unknown currency) is parked
-with the reason on its own; it never stops the other wallets.
+cannot be mirrored at all (bad data: a NUL byte in its key, an unknown currency, a malformed
+log entry) is parked with the reason on its own; it never stops the other wallets.
 
 Wallets MongoDB held before it kept a complete log (legacy wallets) are not mirrored until the
 backfill has imported their opening balance; entries older than that snapshot are then marked
@@ -113,8 +113,10 @@ class Mirror:
         a wallet that cannot be mirrored (bad data) is parked with its reason and never
         stops the others. Every step is idempotent, so re-applying what the failed batch
         already did posts nothing twice."""
-        entries = self.outbox.pending(min(limit, BATCH_EVENTS_MAX), keys)
-        report = MirrorReport()
+        entries, malformed = self.outbox.pending_parking_malformed(
+            min(limit, BATCH_EVENTS_MAX), keys
+        )
+        report = MirrorReport(parked=malformed)
         entries = self._park_unregistrable(entries, report)
         if not entries:
             return report

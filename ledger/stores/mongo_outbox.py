@@ -96,6 +96,14 @@ class MongoOutbox:
 
     def pending(self, limit: int, keys: Sequence[WalletKey] | None = None) -> list[OutboxEntry]:
         """Up to `limit` pending entries, each wallet's in wallet_seq order."""
+        return self.pending_parking_malformed(limit, keys)[0]
+
+    def pending_parking_malformed(
+        self, limit: int, keys: Sequence[WalletKey] | None = None
+    ) -> tuple[list[OutboxEntry], int]:
+        """Pending entries as `pending`, and how many were parked instead because they
+        cannot be read as a write (a field missing or of the wrong type): one malformed
+        document never stops the mirror."""
         query: dict[str, Any] = {"mirror_state": MirrorState.PENDING}
         if keys:
             query["$or"] = [_key_filter(key) for key in keys]
@@ -106,9 +114,29 @@ class MongoOutbox:
             ("issuer_type_identifier", 1),
             ("wallet_seq", 1),
         ]
-        return self.store._guarded(
-            lambda: [_entry(doc) for doc in self._log().find(query).sort(order).limit(limit)]
-        )
+
+        def read() -> tuple[list[OutboxEntry], int]:
+            entries, malformed = [], []
+            for document in self._log().find(query).sort(order).limit(limit):
+                try:
+                    entries.append(_entry(document))
+                except (KeyError, TypeError, ValueError) as exc:
+                    malformed.append((document["_id"], f"{type(exc).__name__}: {exc}"))
+            for entry_id, problem in malformed:
+                reason = f"cannot be mirrored: malformed log entry ({problem})"
+                self._log().update_one(
+                    {"_id": entry_id},
+                    {
+                        "$set": {
+                            "mirror_state": MirrorState.PARKED,
+                            "mirror_updated_at": datetime.now(UTC),
+                            "mirror_error": reason[:500],
+                        }
+                    },
+                )
+            return entries, len(malformed)
+
+        return self.store._guarded(read)
 
     def has_unmirrored(self, key: WalletKey) -> bool:
         """Whether TigerBeetle may be behind MongoDB for this wallet (read-your-writes)."""

@@ -106,3 +106,17 @@ def test_a_wallet_in_an_unknown_currency_is_parked_and_the_sweeper_mirrors_the_r
 
     assert_others_mirrored_and_bad_parked(committed_stores, good, bad)
     assert result["depth"]["pending"] == 0
+
+
+def test_a_malformed_log_entry_is_parked_and_the_drain_mirrors_every_other_wallet(
+    committed_stores: Stores,
+) -> None:
+    good, bad = good_and_bad_wallets(committed_stores, "client-0-malformed")
+    committed_stores.mongo.database[LOG].update_one(
+        {"client_id": bad.client_id}, {"$unset": {"amount_minor": ""}}
+    )
+
+    report = committed_stores.mirror().drain()
+
+    assert report.parked == 1
+    assert_others_mirrored_and_bad_parked(committed_stores, good, bad)
