@@ -108,8 +108,9 @@ def test_a_wallet_locked_by_a_killed_writer_is_writable_after_the_transaction_li
     died_at = kill_a_writer_mid_transaction(store, locked)
     time.sleep(max(0.0, died_at + TRANSACTION_LIFETIME_S + 0.5 - time.monotonic()))
 
-    result = store.add_credit(locked, 100, "after-lifetime")
+    # The client retries the request whose worker was killed, with the same id.
+    result = store.add_credit(locked, 999, "dies-mid-write")
 
-    # The killed credit was never acknowledged and never applied.
-    assert result.balance.fields_minor() == (1_100, 0, 1_100)
-    assert store.get_balance(locked).fields_minor() == (1_100, 0, 1_100)
+    assert result.replayed is False  # the killed attempt never committed: applied now, once
+    assert result.balance.fields_minor() == (1_999, 0, 1_999)
+    assert store.get_balance(locked).fields_minor() == (1_999, 0, 1_999)
