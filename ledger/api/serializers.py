@@ -7,9 +7,14 @@ from typing import Any
 
 from rest_framework import serializers
 
+from ledger.service import ID_MAX_LENGTH
 from ledger.wallets import TransactionRecord, WalletBalance, WalletResult
 
-ID_MAX_LENGTH = 128
+
+def id_field(**options: Any) -> serializers.CharField:
+    """An id from the body, passed on untrimmed: the service's one id rule
+    (`ledger.service.checked_id`) judges it exactly as it judges ids from the path."""
+    return serializers.CharField(max_length=ID_MAX_LENGTH, trim_whitespace=False, **options)
 
 
 class AmountField(serializers.Field):
@@ -28,11 +33,9 @@ class AmountField(serializers.Field):
 
 
 class CreditRequest(serializers.Serializer):
-    transaction_id = serializers.CharField(max_length=ID_MAX_LENGTH)
+    transaction_id = id_field()
     amount = AmountField()
-    issuer = serializers.CharField(
-        max_length=ID_MAX_LENGTH, required=False, allow_blank=True, default=""
-    )
+    issuer = id_field(required=False, allow_blank=True, default="")
     currency = serializers.CharField(
         max_length=3,
         required=False,
@@ -43,11 +46,9 @@ class CreditRequest(serializers.Serializer):
 
 
 class DebitRequest(serializers.Serializer):
-    reference_id = serializers.CharField(max_length=ID_MAX_LENGTH)
+    reference_id = id_field()
     amount = AmountField()
-    issuer = serializers.CharField(
-        max_length=ID_MAX_LENGTH, required=False, allow_blank=True, default=""
-    )
+    issuer = id_field(required=False, allow_blank=True, default="")
     currency = serializers.CharField(
         max_length=3,
         required=False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from rest_framework.test import APIClient
@@ -57,9 +58,7 @@ def assert_error(response: Any, status: int, code: str) -> None:
 
 
 def post_credit_body(api: APIClient, client_id: str, body: str) -> Any:
-    return api.post(
-        f"{wallet_url(client_id)}/credits", data=body, content_type="application/json"
-    )
+    return api.post(f"{wallet_url(client_id)}/credits", data=body, content_type="application/json")
 
 
 # --- item 8: amounts and bodies that answered 500 ---------------------------------------------
@@ -191,3 +190,124 @@ def test_a_json_number_finer_than_the_currency_is_refused_not_rounded(api: APICl
 
     assert_error(response, 400, "invalid_amount")
     assert balance_of(api, client_id) == before
+
+
+# --- item 9: one id rule for ids from the path, the query and the body -----------------------
+
+BAD_IDS = [
+    "a\x00b",  # NUL
+    "a\x01b",
+    "a\tb",
+    "a\nb",
+    "a\x1fb",
+    "a\x7fb",  # DEL
+    "a\x85b",  # C1 next line
+    "a\u200bb",  # zero-width space
+    "a\u202eb",  # right-to-left override
+    "a\ufeffb",  # byte order mark
+    "a\u2028b",  # line separator
+    " ab",
+    "ab ",
+    "ab\u00a0",
+    " ",
+    "x" * 129,
+]
+
+
+def quoted(identifier: str) -> str:
+    return quote(identifier, safe="")
+
+
+def id_requests(bad: str, *, client_id: str) -> dict[str, Any]:
+    """Every place a client sends an id, each carrying `bad` (the rest valid)."""
+    wallet = wallet_url(client_id)
+    return {
+        "client id, balance": ("get", f"{wallet_url(quoted(bad))}", None),
+        "client id, all balances": ("get", f"/api/clients/{quoted(bad)}/wallets", None),
+        "client id, credit": (
+            "post",
+            f"{wallet_url(quoted(bad))}/credits",
+            {"transaction_id": uuid.uuid4().hex, "amount": "1.00"},
+        ),
+        "client id, debit": (
+            "post",
+            f"{wallet_url(quoted(bad))}/debits",
+            {"reference_id": uuid.uuid4().hex, "amount": "1.00"},
+        ),
+        "issuer, query": ("get", f"{wallet}?issuer={quoted(bad)}", None),
+        "issuer, credit body": (
+            "post",
+            f"{wallet}/credits",
+            {"transaction_id": uuid.uuid4().hex, "amount": "1.00", "issuer": bad},
+        ),
+        "transaction id, credit body": (
+            "post",
+            f"{wallet}/credits",
+            {"transaction_id": bad, "amount": "1.00"},
+        ),
+        "reference id, debit body": (
+            "post",
+            f"{wallet}/debits",
+            {"reference_id": bad, "amount": "1.00"},
+        ),
+        "transaction id, read": ("get", f"/api/transactions/{quoted(bad)}", None),
+        "transaction id, void": (
+            "post",
+            f"/api/transactions/{quoted(bad)}/void",
+            {"reason": "hostile"},
+        ),
+    }
+
+
+def send(api: APIClient, method: str, url: str, body: Any) -> Any:
+    if method == "get":
+        return api.get(url)
+    return api.post(url, body, format="json")
+
+
+@pytest.mark.parametrize("bad", BAD_IDS, ids=ascii)
+def test_an_id_breaking_the_id_rule_is_refused_400_everywhere_a_client_sends_one(
+    api: APIClient, bad: str
+) -> None:
+    client_id = funded_wallet(api)
+    before = balance_of(api, client_id)
+
+    answers = {
+        place: send(api, method, url, body)
+        for place, (method, url, body) in id_requests(bad, client_id=client_id).items()
+    }
+
+    for place, response in answers.items():
+        assert response.status_code == 400, (place, response.content)
+        assert response.json()["error"]["code"] == "validation_error", place
+    assert balance_of(api, client_id) == before
+    assert api.get(f"/api/clients/{quoted(bad)}/wallets").status_code == 400
+
+
+def test_a_lone_surrogate_in_a_body_id_is_refused_400(api: APIClient) -> None:
+    client_id = funded_wallet(api)
+    before = balance_of(api, client_id)
+
+    response = post_credit_body(api, client_id, '{"transaction_id": "a\\ud800b", "amount": "1"}')
+
+    assert_error(response, 400, "validation_error")
+    assert balance_of(api, client_id) == before
+
+
+@pytest.mark.parametrize(
+    "good", ["void:tx1", "tx 1", "Zoë-ß-東京", "a%2Fb", "a+b=c?d#e", "x" * 128]
+)
+def test_an_id_within_the_rule_round_trips_through_path_and_body(api: APIClient, good: str) -> None:
+    client_id = funded_wallet(api)
+    transaction_id = f"{uuid.uuid4().hex[:8]}{good}"[:128]
+
+    credit = api.post(
+        f"{wallet_url(client_id)}/credits",
+        {"transaction_id": transaction_id, "amount": "1.00"},
+        format="json",
+    )
+    read = api.get(f"/api/transactions/{quoted(transaction_id)}")
+
+    assert credit.status_code == 201, credit.content
+    assert read.status_code == 200, read.content
+    assert read.json()["transaction_id"] == transaction_id
