@@ -23,6 +23,10 @@ class DecimalJSONParser(JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
+            "".encode(encoding)  # a text codec; bytes codecs (bz2_codec) would decompress
+        except (LookupError, UnicodeError) as exc:
+            raise ParseError(f"Unsupported charset {encoding!r}.") from exc
+        try:
             return json.loads(
                 stream.read().decode(encoding),
                 parse_float=Decimal,

@@ -311,3 +311,85 @@ def test_an_id_within_the_rule_round_trips_through_path_and_body(api: APIClient,
     assert credit.status_code == 201, credit.content
     assert read.status_code == 200, read.content
     assert read.json()["transaction_id"] == transaction_id
+
+
+# --- item 13: every answer under /api/ is the JSON error shape --------------------------------
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/nope",
+        "/api/transactions/a%2Fb",
+        "/api/transactions/a%2Fb/void",
+        "/api/clients/a%2Fb/wallets/USA/USD",
+        "/api/" + "x/" * 5000,
+    ],
+)
+def test_an_unknown_api_path_answers_404_in_the_json_error_shape(
+    api: APIClient, settings: Any, path: str, debug: bool
+) -> None:
+    settings.DEBUG = debug
+
+    assert_error(api.get(path), 404, "not_found")
+
+
+def test_an_over_long_id_in_the_url_answers_400_in_the_json_error_shape(api: APIClient) -> None:
+    assert_error(api.get("/api/transactions/" + "a" * 100_000), 400, "validation_error")
+    assert_error(api.get(wallet_url("c" * 100_000)), 400, "validation_error")
+
+
+def test_a_method_the_resource_does_not_have_answers_405_in_the_json_error_shape(
+    api: APIClient,
+) -> None:
+    assert_error(api.put(wallet_url("someone")), 405, "method_not_allowed")
+
+
+def test_a_body_over_the_size_limit_answers_413_request_too_large_and_moves_nothing(
+    api: APIClient, settings: Any
+) -> None:
+    client_id = funded_wallet(api)
+    before = balance_of(api, client_id)
+    body = '{"transaction_id": "t-big", "amount": "1.00", "pad": "%s"}' % ("x" * 3_000_000)
+
+    response = post_credit_body(api, client_id, body)
+
+    assert_error(response, 413, "request_too_large")
+    assert balance_of(api, client_id) == before
+
+
+@pytest.mark.parametrize("charset", ["bz2_codec", "zlib_codec", "rot13"])
+def test_a_body_in_a_charset_that_is_no_text_encoding_answers_400_malformed_request(
+    api: APIClient, charset: str
+) -> None:
+    client_id = funded_wallet(api)
+
+    response = api.post(
+        f"{wallet_url(client_id)}/credits",
+        data=b'{"transaction_id": "t-cs", "amount": "1.00"}',
+        content_type=f"application/json; charset={charset}",
+    )
+
+    assert_error(response, 400, "malformed_request")
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_server_error_under_the_api_answers_500_in_the_json_error_shape(
+    api: APIClient, settings: Any, monkeypatch: pytest.MonkeyPatch, debug: bool
+) -> None:
+    settings.DEBUG = debug
+
+    def broken() -> WalletService:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(views, "wallet_service", broken)
+
+    assert_error(api.get(wallet_url("someone")), 500, "internal_error")
+
+
+def test_pages_outside_the_api_keep_their_html_errors(api: APIClient) -> None:
+    response = api.get("/no-such-page/")
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
