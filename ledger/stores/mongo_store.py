@@ -4,7 +4,10 @@ Collections:
 - `payments_wallets`: one document per wallet; credit, debit and historical_credit as
   Decimal128 quantized to the currency's exponent (never float); unique on the wallet key.
 - `wallet_transactions`: the transaction log, one document per credit, debit and void,
-  written in the same MongoDB transaction as the balance it changes. Each entry carries the
+  written in the same MongoDB transaction as the balance it changes. A credit's or debit's
+  `_id` is the client's id; a void's `_id` is an ObjectId, a BSON type no client id (always
+  a string) can equal, so no id a client picks can collide with an internal entry; one void
+  per transaction is a unique index on `voided_transaction_id`. Each entry carries the
   wallet's balance right after it (so a retried id answers the original result), a per-wallet
   `wallet_seq`, and `mirror_state`, which makes the log the durable outbox of the TigerBeetle
   mirror.
@@ -24,6 +27,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import pymongo
+from bson import ObjectId
 from bson.decimal128 import Decimal128
 from django.conf import settings
 from pymongo.client_session import ClientSession
@@ -50,7 +54,6 @@ from ledger.wallets import (
 T = TypeVar("T")
 WALLETS = "payments_wallets"
 LOG = "wallet_transactions"
-VOID_PREFIX = "void:"
 
 
 class MirrorState:
@@ -194,6 +197,12 @@ class MongoWalletStore:
             )
             database[LOG].create_index(
                 [("mirror_state", 1), ("client_id", 1), ("wallet_seq", 1)], name="mirror_outbox"
+            )
+            database[LOG].create_index(
+                [("voided_transaction_id", 1)],
+                unique=True,
+                sparse=True,  # only void entries carry the field
+                name="one_void_per_transaction",
             )
             self._indexes_ready = True
         return database[WALLETS], database[LOG]
@@ -374,7 +383,7 @@ class MongoWalletStore:
             )
             log.insert_one(
                 {
-                    "_id": VOID_PREFIX + transaction_id,
+                    "_id": ObjectId(),
                     "kind": "void",
                     "voided_transaction_id": transaction_id,
                     "voided_kind": entry["kind"],
