@@ -19,6 +19,12 @@ import moneyed
 # significant digits) included, and in signed 64-bit database columns; 2^63-1 minor units is
 # ~9.2e16 dollars, far beyond any wallet.
 AMOUNT_MINOR_MAX = 2**63 - 1
+# The one balance limit of every store: no wallet's historical credit (everything it was
+# ever credited, voided debits included) passes it, so none of its balance fields (credit,
+# debit, historical credit, each at most the historical credit) leaves signed 64 bits, which
+# the MongoDB log and the registries store. A write that would cross it is refused
+# (`balance_limit_exceeded`) and posts nothing.
+BALANCE_MINOR_MAX = 2**63 - 1
 # A decimal literal longer than this is refused before parsing ("1e999999999" is cheap to
 # write and expensive to expand).
 AMOUNT_TEXT_MAX_LENGTH = 64

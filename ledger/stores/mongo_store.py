@@ -42,7 +42,7 @@ from tenacity import (
 
 from ledger import errors
 from ledger.ids import WalletKey
-from ledger.money import currency_exponent, from_minor_units
+from ledger.money import BALANCE_MINOR_MAX, currency_exponent, from_minor_units
 from ledger.wallets import (
     TransactionKind,
     TransactionRecord,
@@ -134,6 +134,19 @@ def _balance_fields(balance: WalletBalance) -> dict[str, int]:
         "debit_minor": balance.debit_minor,
         "historical_credit_minor": balance.historical_credit_minor,
     }
+
+
+def _refuse_past_balance_limit(wallet: dict[str, Any], key: WalletKey) -> None:
+    """Inside the write's transaction, after its update: a wallet whose historical credit
+    went past the limit aborts the transaction, so nothing posts (Decimal128 sums these
+    amounts exactly; the log's int64 balance fields could not hold them)."""
+    if _minor(wallet["historical_credit"], key.currency) > BALANCE_MINOR_MAX:
+        raise _Refusal(
+            errors.BalanceLimitExceeded(
+                f"Wallet {key.describe()} would hold more than {BALANCE_MINOR_MAX} minor "
+                "units of credit in all; the ledger's balance limit."
+            )
+        )
 
 
 class _Refusal(Exception):
@@ -257,6 +270,7 @@ class MongoWalletStore:
                 return_document=pymongo.ReturnDocument.AFTER,
                 session=session,
             )
+            _refuse_past_balance_limit(wallet, key)
             return self._log_entry(
                 log,
                 session,
@@ -368,6 +382,7 @@ class MongoWalletStore:
                     return_document=pymongo.ReturnDocument.AFTER,
                     session=session,
                 )
+                _refuse_past_balance_limit(wallet, key)
             balance = _balance_of(wallet)
             log.update_one(
                 {"_id": transaction_id},

@@ -4,6 +4,7 @@ specific code, and moves no money. Runs once per store."""
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -11,6 +12,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from ledger.api import views
+from ledger.money import BALANCE_MINOR_MAX
 from ledger.service import WalletService
 from ledger.wallets import WalletStore
 from tests.conftest import token_api_client
@@ -393,3 +395,29 @@ def test_pages_outside_the_api_keep_their_html_errors(api: APIClient) -> None:
 
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
+
+
+# --- item 10: the balance limit over HTTP -----------------------------------------------------
+
+
+def test_a_credit_past_the_balance_limit_answers_422_balance_limit_exceeded(
+    api: APIClient,
+) -> None:
+    client_id = f"client-{uuid.uuid4().hex[:10]}"
+    near_limit = format(Decimal(BALANCE_MINOR_MAX - 10).scaleb(-2), "f")
+    first = api.post(
+        f"{wallet_url(client_id)}/credits",
+        {"transaction_id": uuid.uuid4().hex, "amount": near_limit},
+        format="json",
+    )
+    before = balance_of(api, client_id)
+
+    response = api.post(
+        f"{wallet_url(client_id)}/credits",
+        {"transaction_id": uuid.uuid4().hex, "amount": "0.11"},
+        format="json",
+    )
+
+    assert first.status_code == 201, first.content
+    assert_error(response, 422, "balance_limit_exceeded")
+    assert balance_of(api, client_id) == before == {**before, "credit": near_limit}
