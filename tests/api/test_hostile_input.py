@@ -286,6 +286,21 @@ def test_an_id_breaking_the_id_rule_is_refused_400_everywhere_a_client_sends_one
     assert api.get(f"/api/clients/{quoted(bad)}/wallets").status_code == 400
 
 
+@pytest.mark.parametrize("value", [12345, 1.5, True, ["a"], {"a": 1}])
+def test_a_body_id_that_is_not_a_json_string_is_refused_400(api: APIClient, value: Any) -> None:
+    client_id = funded_wallet(api)
+    before = balance_of(api, client_id)
+
+    response = api.post(
+        f"{wallet_url(client_id)}/credits",
+        {"transaction_id": value, "amount": "1.00"},
+        format="json",
+    )
+
+    assert_error(response, 400, "validation_error")
+    assert balance_of(api, client_id) == before
+
+
 def test_a_lone_surrogate_in_a_body_id_is_refused_400(api: APIClient) -> None:
     client_id = funded_wallet(api)
     before = balance_of(api, client_id)
