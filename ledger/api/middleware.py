@@ -28,12 +28,17 @@ CODE_BY_STATUS = {
     413: "request_too_large",
     414: "uri_too_long",
     415: "unsupported_media_type",
+    431: "headers_too_large",
     500: "internal_error",
 }
 
 
+def error_code_for_status(status: int) -> str:
+    return CODE_BY_STATUS.get(status, "internal_error" if status >= 500 else "error")
+
+
 def json_error_response(status: int, message: str | None = None) -> HttpResponse:
-    code = CODE_BY_STATUS.get(status, "internal_error" if status >= 500 else "error")
+    code = error_code_for_status(status)
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
