@@ -436,3 +436,18 @@ def test_a_credit_past_the_balance_limit_answers_422_balance_limit_exceeded(
     assert first.status_code == 201, first.content
     assert_error(response, 422, "balance_limit_exceeded")
     assert balance_of(api, client_id) == before == {**before, "credit": near_limit}
+
+
+def test_an_error_asked_for_as_html_is_still_the_json_error_shape_with_its_code(
+    api: APIClient,
+) -> None:
+    client_id = funded_wallet(api)
+
+    response = api.post(
+        f"{wallet_url(client_id)}/credits",
+        {"transaction_id": uuid.uuid4().hex, "amount": "1e2"},
+        format="json",
+        HTTP_ACCEPT="text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    )
+
+    assert_error(response, 400, "invalid_amount")
