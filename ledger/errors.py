@@ -57,6 +57,14 @@ class InsufficientFunds(WalletError):
     default_message = "The wallet's available credit is less than the amount."
 
 
+class BalanceLimitExceeded(WalletError):
+    """The write would take the wallet's historical credit past `money.BALANCE_MINOR_MAX`."""
+
+    code = "balance_limit_exceeded"
+    http_status = 422
+    default_message = "The wallet would hold more than the ledger's balance limit."
+
+
 class IdempotencyConflict(WalletError):
     code = "idempotency_conflict"
     http_status = 409

@@ -9,6 +9,7 @@ Nothing is ever rounded: an amount finer than its currency allows is refused.
 
 from __future__ import annotations
 
+import re
 from decimal import Context, Decimal, Inexact, InvalidOperation, Rounded, localcontext
 from functools import lru_cache
 
@@ -18,9 +19,20 @@ import moneyed
 # significant digits) included, and in signed 64-bit database columns; 2^63-1 minor units is
 # ~9.2e16 dollars, far beyond any wallet.
 AMOUNT_MINOR_MAX = 2**63 - 1
+# The one balance limit of every store: no wallet's historical credit (everything it was
+# ever credited, voided debits included) passes it, so none of its balance fields (credit,
+# debit, historical credit, each at most the historical credit) leaves signed 64 bits, which
+# the MongoDB log and the registries store. A write that would cross it is refused
+# (`balance_limit_exceeded`) and posts nothing.
+BALANCE_MINOR_MAX = 2**63 - 1
 # A decimal literal longer than this is refused before parsing ("1e999999999" is cheap to
 # write and expensive to expand).
 AMOUNT_TEXT_MAX_LENGTH = 64
+# The one written form of an amount: ASCII digits, optionally '.' and more ASCII digits, with
+# an optional leading '-' that is read and then refused as not positive. Python's Decimal()
+# also reads "1_000", "+5", "1e2", " 5 " and non-ASCII digits ("\uff15", "\u0665"); none
+# of those is an amount here.
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 # moneyed lists historic and special codes too; these are not money a wallet holds.
 # Arithmetic on amounts must be exact: a context wide enough for any accepted literal that
 # raises instead of rounding.
@@ -113,38 +125,48 @@ def _as_decimal(amount: Decimal | str | int) -> Decimal:
         return Decimal(amount)
     if not isinstance(amount, str):
         raise InvalidAmount(f"{type(amount).__name__} is not an amount")
-    text = amount.strip()
-    if not text or len(text) > AMOUNT_TEXT_MAX_LENGTH:
-        raise InvalidAmount(f"{amount!r} is not a decimal amount")
-    try:
-        return Decimal(text)
-    except InvalidOperation as exc:
-        raise InvalidAmount(f"{amount!r} is not a decimal amount") from exc
+    if len(amount) > AMOUNT_TEXT_MAX_LENGTH or not _PLAIN_DECIMAL.fullmatch(amount):
+        raise InvalidAmount(
+            f"{_shown(amount)} is not a plain decimal amount "
+            '(ASCII digits with an optional "." fraction, e.g. "10.50")'
+        )
+    return Decimal(amount)
+
+
+def _shown(amount: object) -> str:
+    """The amount as an error message quotes it: a hostile literal can be megabytes long."""
+    text = repr(amount)
+    return text if len(text) <= AMOUNT_TEXT_MAX_LENGTH else f"{text[:AMOUNT_TEXT_MAX_LENGTH]}..."
 
 
 def to_minor_units(amount: Decimal | str | int, currency: str) -> int:
     """Integer minor units of a positive amount in `currency`; refuses, never rounds.
 
-    Refused: zero, negative, NaN/Infinity, floats, more decimals than the currency has,
-    more than AMOUNT_MINOR_MAX minor units.
+    Refused: zero, negative, NaN/Infinity, floats, strings other than a plain decimal,
+    more decimals than the currency has, more than AMOUNT_MINOR_MAX minor units. Exact
+    integer arithmetic on the Decimal's digits, so no exponent ("1e-999999999" as a JSON
+    number) can trip a decimal context.
     """
     exponent = currency_exponent(currency)
     value = _as_decimal(amount)
+    shown = _shown(amount)
     if not value.is_finite():
-        raise InvalidAmount(f"{amount!r} is not a finite amount")
+        raise InvalidAmount(f"{shown} is not a finite amount")
     if value <= 0:
-        raise InvalidAmount(f"{amount!r} is not a positive amount")
+        raise InvalidAmount(f"{shown} is not a positive amount")
     if value.adjusted() > len(str(AMOUNT_MINOR_MAX)):
-        raise InvalidAmount(f"{amount!r} is beyond the ledger's range")
-    with localcontext(_EXACT):
-        minor = value.scaleb(exponent)
-    if minor != minor.to_integral_value():
+        raise InvalidAmount(f"{shown} is beyond the ledger's range")
+    _, digits, digits_exponent = value.as_tuple()
+    assert isinstance(digits_exponent, int)  # finite
+    significant = "".join(map(str, digits)).rstrip("0")
+    shift = digits_exponent + (len(digits) - len(significant)) + exponent
+    if shift < 0:
         raise InvalidAmount(
-            f"{amount!r} has more than {exponent} decimal places, the most {currency} allows"
+            f"{shown} has more than {exponent} decimal places, the most {currency} allows"
         )
-    minor_units = int(minor)
+    minor_units = int(significant) * 10**shift
     if minor_units > AMOUNT_MINOR_MAX:
-        raise InvalidAmount(f"{amount!r} is beyond the ledger's range")
+        raise InvalidAmount(f"{shown} is beyond the ledger's range")
     return minor_units
 
 

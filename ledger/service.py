@@ -7,6 +7,7 @@ phased store, which routes each operation by the migration phase (`ledger.routin
 
 from __future__ import annotations
 
+import unicodedata
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 
 ID_MAX_LENGTH = 128
+# Unicode categories no id may hold: control characters (NUL, C0, DEL, C1), invisible format
+# characters (zero-width joiners, bidi overrides), lone surrogates, line/paragraph separators.
+_ID_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 _process_stores: dict[str, WalletStore] = {}
@@ -93,7 +97,7 @@ def _tigerbeetle_store_class() -> type[TigerBeetleWalletStore]:
 
 def wallet_key(client_id: str, country: str, currency: str, issuer: str | None = None) -> WalletKey:
     """A validated, normalised wallet key (alpha-3 country, upper-case currency)."""
-    client_id = _checked_id("client_id", client_id)
+    client_id = checked_id("client_id", client_id)
     try:
         country_code = normalize_country(country)
     except UnknownCountryCode as exc:
@@ -102,11 +106,7 @@ def wallet_key(client_id: str, country: str, currency: str, issuer: str | None =
         currency_code = normalize_currency(currency)
     except MoneyError as exc:
         raise errors.UnknownCurrency(f"Unknown currency {currency!r}.", field="currency") from exc
-    issuer = issuer or None
-    if issuer is not None and len(issuer) > ID_MAX_LENGTH:
-        raise errors.ValidationFailed(
-            f"issuer is longer than {ID_MAX_LENGTH} characters.", field="issuer"
-        )
+    issuer = checked_id("issuer", issuer) if issuer else None
     return WalletKey(
         client_id=client_id, country=country_code, currency=currency_code, issuer=issuer
     )
@@ -139,13 +139,29 @@ def _check_same_currency(key: WalletKey, amount_currency: str | None) -> None:
         )
 
 
-def _checked_id(field: str, value: str) -> str:
-    if not value or not value.strip():
+def checked_id(field: str, value: str) -> str:
+    """The one rule for every id a client sends (client id, issuer, transaction and
+    reference ids), from the path, the query or the body: 1 to ID_MAX_LENGTH characters,
+    no surrounding whitespace, no '/' (an id must be addressable as one URL path segment,
+    and servers decode %2F before routing), no control, format or separator characters
+    (NUL and friends break databases and logs, invisible ones fool support staff)."""
+    if not isinstance(value, str) or not value or not value.strip():
         raise errors.ValidationFailed(f"{field} must not be empty.", field=field)
     if len(value) > ID_MAX_LENGTH:
         raise errors.ValidationFailed(
             f"{field} is longer than {ID_MAX_LENGTH} characters.", field=field
         )
+    if value != value.strip():
+        raise errors.ValidationFailed(
+            f"{field} must not start or end with whitespace.", field=field
+        )
+    for character in value:
+        if character == "/" or unicodedata.category(character) in _ID_FORBIDDEN_CATEGORIES:
+            raise errors.ValidationFailed(
+                f"{field} must not contain {unicodedata.name(character, repr(character))}"
+                f" (U+{ord(character):04X}).",
+                field=field,
+            )
     return value
 
 
@@ -173,7 +189,7 @@ class WalletService:
         key = wallet_key(client_id, country, currency, issuer)
         _check_same_currency(key, amount_currency)
         amount_minor = amount_minor_of(amount, key.currency)
-        transaction_id = _checked_id("transaction_id", transaction_id)
+        transaction_id = checked_id("transaction_id", transaction_id)
         return self.primary_store().add_credit(key, amount_minor, transaction_id)
 
     def subtract_credit(
@@ -189,7 +205,7 @@ class WalletService:
         key = wallet_key(client_id, country, currency, issuer)
         _check_same_currency(key, amount_currency)
         amount_minor = amount_minor_of(amount, key.currency)
-        reference_id = _checked_id("reference_id", reference_id)
+        reference_id = checked_id("reference_id", reference_id)
         return self.primary_store().subtract_credit(key, amount_minor, reference_id)
 
     def get_balance(
@@ -198,13 +214,13 @@ class WalletService:
         return self.primary_store().get_balance(wallet_key(client_id, country, currency, issuer))
 
     def get_balances(self, client_id: str) -> list[WalletBalance]:
-        return self.primary_store().get_balances(_checked_id("client_id", client_id))
+        return self.primary_store().get_balances(checked_id("client_id", client_id))
 
     def void_transaction(self, transaction_id: str, voided_by: str, reason: str) -> WalletResult:
-        transaction_id = _checked_id("transaction_id", transaction_id)
+        transaction_id = checked_id("transaction_id", transaction_id)
         if not reason or not reason.strip():
             raise errors.ValidationFailed("A void needs a reason.", field="reason")
         return self.primary_store().void_transaction(transaction_id, voided_by, reason.strip())
 
     def get_transaction(self, transaction_id: str) -> TransactionRecord:
-        return self.primary_store().get_transaction(_checked_id("transaction_id", transaction_id))
+        return self.primary_store().get_transaction(checked_id("transaction_id", transaction_id))

@@ -7,9 +7,24 @@ from typing import Any
 
 from rest_framework import serializers
 
+from ledger.service import ID_MAX_LENGTH
 from ledger.wallets import TransactionRecord, WalletBalance, WalletResult
 
-ID_MAX_LENGTH = 128
+
+class IdField(serializers.CharField):
+    """An id from the body: a JSON string (DRF's CharField would turn 12 or 1e3 into "12"
+    and "1E+3"), passed on untrimmed, so the service's one id rule
+    (`ledger.service.checked_id`) judges it exactly as it judges ids from the path."""
+
+    default_error_messages = {"invalid": "Give the id as a JSON string."}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(max_length=ID_MAX_LENGTH, trim_whitespace=False, **options)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
 
 
 class AmountField(serializers.Field):
@@ -28,11 +43,9 @@ class AmountField(serializers.Field):
 
 
 class CreditRequest(serializers.Serializer):
-    transaction_id = serializers.CharField(max_length=ID_MAX_LENGTH)
+    transaction_id = IdField()
     amount = AmountField()
-    issuer = serializers.CharField(
-        max_length=ID_MAX_LENGTH, required=False, allow_blank=True, default=""
-    )
+    issuer = IdField(required=False, allow_blank=True, default="")
     currency = serializers.CharField(
         max_length=3,
         required=False,
@@ -43,11 +56,9 @@ class CreditRequest(serializers.Serializer):
 
 
 class DebitRequest(serializers.Serializer):
-    reference_id = serializers.CharField(max_length=ID_MAX_LENGTH)
+    reference_id = IdField()
     amount = AmountField()
-    issuer = serializers.CharField(
-        max_length=ID_MAX_LENGTH, required=False, allow_blank=True, default=""
-    )
+    issuer = IdField(required=False, allow_blank=True, default="")
     currency = serializers.CharField(
         max_length=3,
         required=False,

@@ -22,15 +22,22 @@ ERROR = s.ErrorSerializer
 
 _WRITE_ERRORS = {
     400: OpenApiResponse(
-        ERROR, description="validation_error, invalid_amount, unknown_currency, unknown_country"
+        ERROR,
+        description="validation_error, invalid_amount, unknown_currency, unknown_country, "
+        "malformed_request",
     ),
     401: OpenApiResponse(ERROR, description="not_authenticated"),
     409: OpenApiResponse(ERROR, description="idempotency_conflict"),
-    422: OpenApiResponse(ERROR, description="insufficient_funds, cross_currency"),
+    413: OpenApiResponse(ERROR, description="request_too_large"),
+    422: OpenApiResponse(
+        ERROR, description="insufficient_funds, cross_currency, balance_limit_exceeded"
+    ),
     503: OpenApiResponse(ERROR, description="store_unavailable: retry with the same id"),
 }
 _READ_ERRORS = {
-    400: OpenApiResponse(ERROR, description="unknown_currency, unknown_country"),
+    400: OpenApiResponse(
+        ERROR, description="validation_error (ids), unknown_currency, unknown_country"
+    ),
     401: OpenApiResponse(ERROR, description="not_authenticated"),
     404: OpenApiResponse(ERROR, description="wallet_not_found"),
     503: OpenApiResponse(ERROR, description="store_unavailable"),
@@ -151,6 +158,7 @@ class TransactionView(APIView):
         summary="A credit or debit by its transaction / reference id",
         responses={
             200: s.TransactionSerializer,
+            400: OpenApiResponse(ERROR, description="validation_error (the id)"),
             401: OpenApiResponse(ERROR, description="not_authenticated"),
             404: OpenApiResponse(ERROR, description="transaction_not_found"),
             503: OpenApiResponse(ERROR, description="store_unavailable"),
@@ -171,6 +179,7 @@ class TransactionVoidView(APIView):
             401: OpenApiResponse(ERROR, description="not_authenticated"),
             404: OpenApiResponse(ERROR, description="transaction_not_found"),
             409: OpenApiResponse(ERROR, description="already_voided, void_would_overdraw"),
+            422: OpenApiResponse(ERROR, description="balance_limit_exceeded (voiding a debit)"),
             503: OpenApiResponse(ERROR, description="store_unavailable"),
         },
     )

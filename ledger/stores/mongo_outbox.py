@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 
@@ -28,13 +29,16 @@ from ledger.stores.mongo_store import (
 from ledger.wallets import WalletBalance
 
 WAITING_STATES = (MirrorState.PENDING, MirrorState.PARKED, MirrorState.AWAITING_BACKFILL)
+# A log entry's `_id`: the client's id of a credit or debit, an ObjectId for a void (so
+# internal entries never share the clients' id space).
+EntryId = str | ObjectId
 
 
 @dataclass(frozen=True)
 class OutboxEntry:
     """One logged write still to be applied to TigerBeetle."""
 
-    entry_id: str
+    entry_id: EntryId
     kind: str  # credit, debit or void
     key: WalletKey
     amount_minor: int
@@ -178,7 +182,7 @@ class MongoOutbox:
 
         return self.store._guarded(read)
 
-    def mark(self, entry_ids: Sequence[str], state: str, **fields: Any) -> None:
+    def mark(self, entry_ids: Sequence[EntryId], state: str, **fields: Any) -> None:
         if not entry_ids:
             return
         update = {"$set": {"mirror_state": state, "mirror_updated_at": datetime.now(UTC), **fields}}
@@ -186,7 +190,7 @@ class MongoOutbox:
             lambda: self._log().update_many({"_id": {"$in": list(entry_ids)}}, update)
         )
 
-    def mark_each(self, outcomes: dict[str, tuple[str, dict[str, Any]]]) -> None:
+    def mark_each(self, outcomes: dict[EntryId, tuple[str, dict[str, Any]]]) -> None:
         """Different states and fields per entry, in one bulk write."""
         if not outcomes:
             return
@@ -200,7 +204,7 @@ class MongoOutbox:
         ]
         self.store._guarded(lambda: self._log().bulk_write(requests, ordered=False))
 
-    def count_failed_attempt(self, entry_ids: Sequence[str], error: str) -> None:
+    def count_failed_attempt(self, entry_ids: Sequence[EntryId], error: str) -> None:
         if not entry_ids:
             return
         self.store._guarded(

@@ -4,7 +4,10 @@ Collections:
 - `payments_wallets`: one document per wallet; credit, debit and historical_credit as
   Decimal128 quantized to the currency's exponent (never float); unique on the wallet key.
 - `wallet_transactions`: the transaction log, one document per credit, debit and void,
-  written in the same MongoDB transaction as the balance it changes. Each entry carries the
+  written in the same MongoDB transaction as the balance it changes. A credit's or debit's
+  `_id` is the client's id; a void's `_id` is an ObjectId, a BSON type no client id (always
+  a string) can equal, so no id a client picks can collide with an internal entry; one void
+  per transaction is a unique index on `voided_transaction_id`. Each entry carries the
   wallet's balance right after it (so a retried id answers the original result), a per-wallet
   `wallet_seq`, and `mirror_state`, which makes the log the durable outbox of the TigerBeetle
   mirror.
@@ -28,6 +31,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import pymongo
+from bson import ObjectId
 from bson.decimal128 import Decimal128
 from django.conf import settings
 from pymongo.client_session import ClientSession
@@ -42,7 +46,7 @@ from tenacity import (
 
 from ledger import errors
 from ledger.ids import WalletKey
-from ledger.money import currency_exponent, from_minor_units
+from ledger.money import BALANCE_MINOR_MAX, currency_exponent, from_minor_units
 from ledger.wallets import (
     TransactionKind,
     TransactionRecord,
@@ -55,7 +59,6 @@ from ledger.wallets import (
 T = TypeVar("T")
 WALLETS = "payments_wallets"
 LOG = "wallet_transactions"
-VOID_PREFIX = "void:"
 
 
 class MirrorState:
@@ -157,6 +160,19 @@ def _balance_fields(balance: WalletBalance) -> dict[str, int]:
     }
 
 
+def _refuse_past_balance_limit(wallet: dict[str, Any], key: WalletKey) -> None:
+    """Inside the write's transaction, after its update: a wallet whose historical credit
+    went past the limit aborts the transaction, so nothing posts (Decimal128 sums these
+    amounts exactly; the log's int64 balance fields could not hold them)."""
+    if _minor(wallet["historical_credit"], key.currency) > BALANCE_MINOR_MAX:
+        raise _Refusal(
+            errors.BalanceLimitExceeded(
+                f"Wallet {key.describe()} would hold more than {BALANCE_MINOR_MAX} minor "
+                "units of credit in all; the ledger's balance limit."
+            )
+        )
+
+
 class _Refusal(Exception):
     """Carries a WalletError out of a transaction callback so the transaction aborts."""
 
@@ -220,6 +236,12 @@ class MongoWalletStore:
             )
             database[LOG].create_index(
                 [("mirror_state", 1), ("client_id", 1), ("wallet_seq", 1)], name="mirror_outbox"
+            )
+            database[LOG].create_index(
+                [("voided_transaction_id", 1)],
+                unique=True,
+                sparse=True,  # only void entries carry the field
+                name="one_void_per_transaction",
             )
             self._indexes_ready = True
         return database[WALLETS], database[LOG]
@@ -321,6 +343,7 @@ class MongoWalletStore:
                 return_document=pymongo.ReturnDocument.AFTER,
                 session=session,
             )
+            _refuse_past_balance_limit(wallet, key)
             return self._log_entry(
                 log,
                 session,
@@ -446,6 +469,7 @@ class MongoWalletStore:
                     return_document=pymongo.ReturnDocument.AFTER,
                     session=session,
                 )
+                _refuse_past_balance_limit(wallet, key)
             balance = _balance_of(wallet)
             log.update_one(
                 {"_id": transaction_id},
@@ -461,7 +485,7 @@ class MongoWalletStore:
             )
             log.insert_one(
                 {
-                    "_id": VOID_PREFIX + transaction_id,
+                    "_id": ObjectId(),
                     "kind": "void",
                     "voided_transaction_id": transaction_id,
                     "voided_kind": entry["kind"],

@@ -40,7 +40,7 @@ from ledger.ids import (
     u128_to_hex,
     void_transfer_id,
 )
-from ledger.money import ledger_for_currency
+from ledger.money import BALANCE_MINOR_MAX, ledger_for_currency
 from ledger.wallets import (
     TransactionKind,
     TransactionRecord,
@@ -196,6 +196,7 @@ class TigerBeetleWalletStore:
         transfer = credit_transfer(
             transaction_id, tb_account_id, ledger_for_currency(key.currency), amount_minor
         )
+        self._refuse_past_balance_limit(key, tb_account_id, transfer)
         return self._post(transfer, transaction_id, TransactionKind.CREDIT, key, tb_account_id)
 
     def subtract_credit(self, key: WalletKey, amount_minor: int, reference_id: str) -> WalletResult:
@@ -239,6 +240,8 @@ class TigerBeetleWalletStore:
                 amount_minor=row.amount_minor,
                 attempt=row.void_attempts,
             )
+            if row.kind == WalletTransfer.Kind.DEBIT:
+                self._refuse_past_balance_limit(row.wallet.key, wallet_id, void)
             result = self._create_transfer(void)
             if result.status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
                 row.state = WalletTransfer.State.VOIDED
@@ -323,6 +326,30 @@ class TigerBeetleWalletStore:
 
     def _create_transfer(self, transfer: Transfer):  # type: ignore[no-untyped-def]
         return self._call(self.backend.create_transfers, [transfer])[0]
+
+    def _refuse_past_balance_limit(
+        self, key: WalletKey, tb_account_id: int, transfer: Transfer
+    ) -> None:
+        """Refuse a transfer that would take the wallet's credits (historical credit) past
+        the one balance limit of every store, before posting it. A transfer TigerBeetle
+        already holds (a retry after a crash) is let through to be replayed.
+
+        Checked by reading the account first: two credits racing at the very limit can
+        both pass. TigerBeetle could refuse it atomically (a linked pending probe of
+        2^128-1-BALANCE_MINOR_MAX that overflows the wallet's credits exactly past the
+        limit, voided in the same chain); not done yet."""
+        accounts = self._call(self.backend.lookup_accounts, [tb_account_id])
+        if not accounts:
+            return  # posting answers credit_account_not_found
+        account = accounts[0]
+        if account.credits_posted + account.credits_pending + transfer.amount <= BALANCE_MINOR_MAX:
+            return
+        if self.transfer_timestamps([transfer.id]):
+            return
+        raise errors.BalanceLimitExceeded(
+            f"Wallet {key.describe()} would hold more than {BALANCE_MINOR_MAX} minor units "
+            "of credit in all; the ledger's balance limit."
+        )
 
     def ensure_wallet_account(self, key: WalletKey) -> int:
         """The wallet's account id, creating the system and wallet accounts on first use.

@@ -62,11 +62,26 @@ def test_every_write_lands_in_the_log_as_a_pending_outbox_entry_in_wallet_order(
 
     entries = list(store.database[LOG].find({"client_id": wallet.client_id}).sort("wallet_seq", 1))
 
-    assert [(e["_id"], e["wallet_seq"], e["mirror_state"]) for e in entries] == [
-        ("c-1", 1, "pending"),
-        ("d-1", 2, "pending"),
-        ("void:d-1", 3, "pending"),
+    assert [
+        (e["kind"], e.get("voided_transaction_id"), e["wallet_seq"], e["mirror_state"])
+        for e in entries
+    ] == [
+        ("credit", None, 1, "pending"),
+        ("debit", None, 2, "pending"),
+        ("void", "d-1", 3, "pending"),
     ]
+    assert [e["_id"] for e in entries[:2]] == ["c-1", "d-1"]
+
+
+def test_a_void_entry_is_keyed_outside_the_space_of_client_ids(store: MongoWalletStore) -> None:
+    wallet = key()
+    store.add_credit(wallet, 1_000, "c-1")
+    store.void_transaction("c-1", "support", "refund")
+
+    void_entry = store.database[LOG].find_one({"voided_transaction_id": "c-1"})
+
+    assert void_entry["kind"] == "void"
+    assert not isinstance(void_entry["_id"], str)
 
 
 def test_a_retried_credit_writes_one_log_entry(store: MongoWalletStore) -> None:
