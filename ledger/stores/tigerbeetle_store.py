@@ -334,10 +334,12 @@ class TigerBeetleWalletStore:
         the one balance limit of every store, before posting it. A transfer TigerBeetle
         already holds (a retry after a crash) is let through to be replayed.
 
-        Checked by reading the account first: two credits racing at the very limit can
-        both pass. TigerBeetle could refuse it atomically (a linked pending probe of
-        2^128-1-BALANCE_MINOR_MAX that overflows the wallet's credits exactly past the
-        limit, voided in the same chain); not done yet."""
+        Checked by reading the account first, so two credits racing at the very limit can
+        both pass. TigerBeetle itself could refuse it atomically: a pending transfer of
+        2^128-1-BALANCE_MINOR_MAX credited to each wallet for good (from a counterparty
+        account of its own, since the debit side would overflow too) makes any credit past
+        the limit `overflows_credits`; balances read posted amounts only. Not done yet: it
+        needs a second account per wallet, in the backfill too."""
         accounts = self._call(self.backend.lookup_accounts, [tb_account_id])
         if not accounts:
             return  # posting answers credit_account_not_found
