@@ -167,9 +167,13 @@ def backport_tigerbeetle_writes(
                     )
                 WalletTransfer.objects.filter(pk=row.pk).update(void_needs_backport=False)
             elif row.kind == WalletTransfer.Kind.CREDIT:
-                mongo.add_credit(key, row.amount_minor, row.transaction_id, mirror=False)
+                mongo.add_credit(
+                    key, row.amount_minor, row.transaction_id, mirror=False, made_by=row.made_by
+                )
             else:
-                mongo.subtract_credit(key, row.amount_minor, row.transaction_id, mirror=False)
+                mongo.subtract_credit(
+                    key, row.amount_minor, row.transaction_id, mirror=False, made_by=row.made_by
+                )
         except errors.WalletError as exc:
             raise InvalidPhaseChange(
                 f"copying {row.kind} {row.transaction_id!r} back to MongoDB failed: {exc.message}"

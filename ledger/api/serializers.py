@@ -87,6 +87,7 @@ class TransactionSerializer(serializers.Serializer):
     state = serializers.CharField()
     failure_code = serializers.CharField()
     created_at = serializers.DateTimeField()
+    made_by = serializers.CharField(help_text="who posted it (the API token's user)")
     voided_at = serializers.DateTimeField(allow_null=True)
     voided_by = serializers.CharField()
     void_reason = serializers.CharField()

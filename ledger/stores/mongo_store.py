@@ -220,7 +220,13 @@ class MongoWalletStore:
     # --- writes -----------------------------------------------------------------------------
 
     def add_credit(
-        self, key: WalletKey, amount_minor: int, transaction_id: str, *, mirror: bool = True
+        self,
+        key: WalletKey,
+        amount_minor: int,
+        transaction_id: str,
+        *,
+        mirror: bool = True,
+        made_by: str = "",
     ) -> WalletResult:
         """`mirror=False` copies back a write TigerBeetle already holds (leaving phase 4)."""
 
@@ -258,12 +264,19 @@ class MongoWalletStore:
                 wallet,
                 now,
                 mirror,
+                made_by,
             )
 
         return self._write(transaction_id, key, TransactionKind.CREDIT, amount_minor, credit)
 
     def subtract_credit(
-        self, key: WalletKey, amount_minor: int, reference_id: str, *, mirror: bool = True
+        self,
+        key: WalletKey,
+        amount_minor: int,
+        reference_id: str,
+        *,
+        mirror: bool = True,
+        made_by: str = "",
     ) -> WalletResult:
         def debit(session: ClientSession) -> WalletResult:
             wallets, log = self._collections()
@@ -303,12 +316,15 @@ class MongoWalletStore:
                 wallet,
                 now,
                 mirror,
+                made_by,
             )
 
         try:
             return self._write(reference_id, key, TransactionKind.DEBIT, amount_minor, debit)
         except errors.InsufficientFunds:
-            self._remember_refusal(reference_id, key, amount_minor, "insufficient_funds")
+            self._remember_refusal(
+                reference_id, key, amount_minor, "insufficient_funds", made_by=made_by
+            )
             raise
 
     def void_transaction(
@@ -529,6 +545,7 @@ class MongoWalletStore:
         wallet: dict[str, Any],
         now: datetime,
         mirror: bool,
+        made_by: str,
     ) -> WalletResult:
         balance = _balance_of(wallet)
         entry = {
@@ -539,6 +556,7 @@ class MongoWalletStore:
             "amount_minor": amount_minor,
             "state": TransactionState.POSTED.value,
             "failure_code": "",
+            "made_by": made_by,
             "balance_after": _balance_fields(balance),
             "wallet_seq": wallet["wallet_seq"],
             "mirror_state": _mirror_state(mirror),
@@ -548,7 +566,13 @@ class MongoWalletStore:
         return WalletResult(transaction=self._record(entry), balance=balance)
 
     def _remember_refusal(
-        self, reference_id: str, key: WalletKey, amount_minor: int, failure_code: str
+        self,
+        reference_id: str,
+        key: WalletKey,
+        amount_minor: int,
+        failure_code: str,
+        *,
+        made_by: str,
     ) -> None:
         """Record a refused debit so a retry of the id is refused the same way."""
         _, log = self._collections()
@@ -562,6 +586,7 @@ class MongoWalletStore:
                     "amount_minor": amount_minor,
                     "state": TransactionState.FAILED.value,
                     "failure_code": failure_code,
+                    "made_by": made_by,
                     "mirror_state": MirrorState.NONE,
                     "created_at": datetime.now(UTC),
                 }
@@ -581,6 +606,7 @@ class MongoWalletStore:
             state=TransactionState(entry["state"]),
             created_at=entry["created_at"],
             failure_code=entry.get("failure_code", ""),
+            made_by=entry.get("made_by", ""),
             voided_at=entry.get("voided_at"),
             voided_by=entry.get("voided_by", ""),
             void_reason=entry.get("void_reason", ""),
