@@ -5,13 +5,25 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ledger.wallets import TransactionRecord, WalletBalance, WalletResult
 
 ID_MAX_LENGTH = 128
+# A non-negative decimal in the wallet's currency, e.g. "10.50" (never a float).
+AMOUNT_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "decimal",
+        "pattern": AMOUNT_PATTERN,
+        "example": "10.50",
+        "description": "a decimal amount in the wallet's currency, never finer than it allows",
+    }
+)
 class AmountField(serializers.Field):
     """A decimal amount given as a string ("10.50") or a JSON number (parsed as Decimal);
     its range and precision are checked against the currency by the service."""
