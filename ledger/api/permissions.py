@@ -15,6 +15,9 @@ READ_WALLETS = "registry.read_wallets"
 CREDIT_WALLETS = "registry.credit_wallets"
 DEBIT_WALLETS = "registry.debit_wallets"
 VOID_TRANSACTIONS = "registry.void_wallettransfer"
+# The role of the payment systems calling the API (read, credit, debit; data migration
+# flags/0003_api_roles); `manage.py create_service_account` puts accounts in it.
+SERVICE_ACCOUNT_GROUP = "Service account"
 
 
 class HasRequiredPermissions(BasePermission):

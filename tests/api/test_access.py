@@ -82,9 +82,7 @@ def wallet(wallet_store: WalletStore, monkeypatch: pytest.MonkeyPatch) -> Wallet
 
 
 def new_user(*, is_staff: bool = False) -> AbstractUser:
-    return get_user_model().objects.create_user(
-        f"user-{uuid.uuid4().hex[:8]}", is_staff=is_staff
-    )
+    return get_user_model().objects.create_user(f"user-{uuid.uuid4().hex[:8]}", is_staff=is_staff)
 
 
 def client_in_role(name: str, *, is_staff: bool) -> APIClient:
@@ -232,9 +230,7 @@ def test_an_admin_session_does_not_authenticate_on_the_api(wallet: Wallet) -> No
     assert wallet.state()[0] == (5000, 0, 5000)
 
 
-def test_a_token_over_its_rate_gets_429_in_the_error_shape(
-    wallet: Wallet, settings: Any
-) -> None:
+def test_a_token_over_its_rate_gets_429_in_the_error_shape(wallet: Wallet, settings: Any) -> None:
     settings.API_THROTTLE_RATE = "3/min"
     client = token_api_client()
 
