@@ -42,7 +42,7 @@ class WalletAccount(models.Model):
         ]
         indexes = [models.Index(fields=["currency", "country"])]
         verbose_name = "wallet"
-        # The REST API's permissions (README, "Who may call what"); a void needs
+        # The REST API's permissions (README, "REST API"); a void needs
         # WalletTransfer's void_wallettransfer, as in the admin.
         permissions = [
             ("read_wallets", "Can read wallet balances and transactions through the API"),

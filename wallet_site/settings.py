@@ -182,7 +182,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
-# --- REST API: who may call, how often (README, "Who may call what") ---------------
+# --- REST API: who may call, how often (README, "REST API") ---------------------
 # Tokens only (knox: stored hashed, expiring, revocable). No session authentication: the
 # callers are payment systems with tokens, staff work in the admin, and so an admin session
 # (and its CSRF exposure) never reaches the API.
