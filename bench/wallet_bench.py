@@ -128,7 +128,7 @@ def gunicorn(store_name: str, mongo_url: str, database_name: str) -> Iterator[st
             try:
                 requests.get(f"{base}/api/ping", timeout=1)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up, or warming up
                 time.sleep(0.2)
         yield base
     finally:
