@@ -15,8 +15,9 @@ $(STAMP): requirements.txt
 
 install: $(STAMP)
 
+# DEBUG is off unless asked for; the development server asks (DJANGO_DEBUG=false overrides).
 run: $(STAMP)
-	$(BIN)/python manage.py rundev
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py rundev
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -32,8 +32,9 @@ from typing import Any  # noqa: E402
 import requests  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.models import Group  # noqa: E402
 from django.db import connection  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
+from knox.models import AuthToken  # noqa: E402
 
 from bench.common import (  # noqa: E402
     Figure,
@@ -91,7 +92,15 @@ def in_process(
 @contextmanager
 def gunicorn(store_name: str, mongo_url: str, database_name: str) -> Iterator[str]:
     port = free_loopback_port()
-    env = dict(os.environ, WALLET_STORE=store_name, MONGO_URL=mongo_url, DJANGO_DEBUG="false")
+    # Plain HTTP on loopback, and no per-token throttle: the benchmark is the load on purpose.
+    env = dict(
+        os.environ,
+        WALLET_STORE=store_name,
+        MONGO_URL=mongo_url,
+        DJANGO_DEBUG="false",
+        DJANGO_HTTPS="false",
+        API_THROTTLE_RATE="",
+    )
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
         env["DATABASE_URL"] = f"sqlite:///{database_name}"
@@ -119,7 +128,7 @@ def gunicorn(store_name: str, mongo_url: str, database_name: str) -> Iterator[st
             try:
                 requests.get(f"{base}/api/ping", timeout=1)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up, or warming up
                 time.sleep(0.2)
         yield base
     finally:
@@ -188,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             "tigerbeetle", WalletService(tb_store), raw_tigerbeetle, args.count
         )
         user = get_user_model().objects.create_user(f"bench-{uuid.uuid4().hex[:6]}")
-        token = Token.objects.create(user=user).key
+        user.groups.add(Group.objects.get(name="Service account"))
+        _, token = AuthToken.objects.create(user=user)
         connection.close()  # gunicorn workers open their own
         for store_name in ("mongo", "tigerbeetle"):
             with gunicorn(store_name, mongo_url, database_name) as base:

@@ -376,6 +376,7 @@ def _covered_row(entry: dict[str, Any], wallet: WalletAccount) -> WalletTransfer
         tb_transfer_id_hex=u128_to_hex(tb_id),
         tb_timestamp=None,
         created_at=write_time(entry["created_at"]),  # MongoDB's, the original write
+        made_by=entry.get("made_by", ""),
         voided_by=entry.get("voided_by", ""),
         void_reason=entry.get("void_reason", ""),
         voided_at=entry.get("voided_at"),

@@ -371,6 +371,7 @@ def _record_in_registry(
                 kind=entry.kind,
                 amount_minor=entry.amount_minor,
                 state=WalletTransfer.State.POSTED,
+                made_by=entry.made_by,
                 tb_transfer_id_hex=u128_to_hex(transfer.id),
                 tb_timestamp=timestamp,
                 created_at=write_time(entry.created_at),  # MongoDB's, the original write

@@ -177,6 +177,7 @@ def backport_tigerbeetle_writes(
                     row.transaction_id,
                     mirror=False,
                     created_at=row.created_at,
+                    made_by=row.made_by,
                 )
             else:
                 mongo.subtract_credit(
@@ -185,6 +186,7 @@ def backport_tigerbeetle_writes(
                     row.transaction_id,
                     mirror=False,
                     created_at=row.created_at,
+                    made_by=row.made_by,
                 )
         except errors.WalletError as exc:
             raise InvalidPhaseChange(

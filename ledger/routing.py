@@ -128,18 +128,24 @@ class PhasedWalletStore:
         except Exception:
             log.warning("mirror task for %s not queued; the sweeper will apply it", key.describe())
 
-    def add_credit(self, key: WalletKey, amount_minor: int, transaction_id: str) -> WalletResult:
+    def add_credit(
+        self, key: WalletKey, amount_minor: int, transaction_id: str, *, made_by: str = ""
+    ) -> WalletResult:
         return self._write(
             "add_credit",
-            lambda: self.mongo.add_credit(key, amount_minor, transaction_id),
-            lambda: self.tigerbeetle.add_credit(key, amount_minor, transaction_id),
+            lambda: self.mongo.add_credit(key, amount_minor, transaction_id, made_by=made_by),
+            lambda: self.tigerbeetle.add_credit(key, amount_minor, transaction_id, made_by=made_by),
         )
 
-    def subtract_credit(self, key: WalletKey, amount_minor: int, reference_id: str) -> WalletResult:
+    def subtract_credit(
+        self, key: WalletKey, amount_minor: int, reference_id: str, *, made_by: str = ""
+    ) -> WalletResult:
         return self._write(
             "subtract_credit",
-            lambda: self.mongo.subtract_credit(key, amount_minor, reference_id),
-            lambda: self.tigerbeetle.subtract_credit(key, amount_minor, reference_id),
+            lambda: self.mongo.subtract_credit(key, amount_minor, reference_id, made_by=made_by),
+            lambda: self.tigerbeetle.subtract_credit(
+                key, amount_minor, reference_id, made_by=made_by
+            ),
         )
 
     def void_transaction(self, transaction_id: str, voided_by: str, reason: str) -> WalletResult:

@@ -185,12 +185,15 @@ class WalletService:
         transaction_id: str,
         issuer: str | None = None,
         amount_currency: str | None = None,
+        *,
+        made_by: str = "",
     ) -> WalletResult:
+        """`made_by`: the authenticated principal, kept with the transaction."""
         key = wallet_key(client_id, country, currency, issuer)
         _check_same_currency(key, amount_currency)
         amount_minor = amount_minor_of(amount, key.currency)
         transaction_id = checked_id("transaction_id", transaction_id)
-        return self.primary_store().add_credit(key, amount_minor, transaction_id)
+        return self.primary_store().add_credit(key, amount_minor, transaction_id, made_by=made_by)
 
     def subtract_credit(
         self,
@@ -201,12 +204,16 @@ class WalletService:
         reference_id: str,
         issuer: str | None = None,
         amount_currency: str | None = None,
+        *,
+        made_by: str = "",
     ) -> WalletResult:
         key = wallet_key(client_id, country, currency, issuer)
         _check_same_currency(key, amount_currency)
         amount_minor = amount_minor_of(amount, key.currency)
         reference_id = checked_id("reference_id", reference_id)
-        return self.primary_store().subtract_credit(key, amount_minor, reference_id)
+        return self.primary_store().subtract_credit(
+            key, amount_minor, reference_id, made_by=made_by
+        )
 
     def get_balance(
         self, client_id: str, country: str, currency: str, issuer: str | None = None

@@ -64,6 +64,7 @@ class LogLine:
     state: str
     mirror_state: str
     created_at: datetime
+    made_by: str
     voided_by: str
     void_reason: str
     mirror_error: str
@@ -171,6 +172,7 @@ def _log_line(entry: dict[str, Any], key: WalletKey) -> LogLine:
         state=entry.get("state", ""),
         mirror_state=entry.get("mirror_state", ""),
         created_at=entry["created_at"],
+        made_by=entry.get("made_by", ""),
         voided_by=entry.get("voided_by", ""),
         void_reason=entry.get("void_reason", ""),
         mirror_error=entry.get("mirror_error", ""),

@@ -83,6 +83,7 @@ class TransactionRecord:
     state: TransactionState
     created_at: datetime
     failure_code: str = ""
+    made_by: str = ""  # the authenticated principal that posted it ("" before it was kept)
     voided_at: datetime | None = None
     voided_by: str = ""
     void_reason: str = ""
@@ -116,11 +117,11 @@ class WalletStore(Protocol):
     name: str
 
     def add_credit(
-        self, key: WalletKey, amount_minor: int, transaction_id: str
+        self, key: WalletKey, amount_minor: int, transaction_id: str, *, made_by: str = ""
     ) -> WalletResult: ...
 
     def subtract_credit(
-        self, key: WalletKey, amount_minor: int, reference_id: str
+        self, key: WalletKey, amount_minor: int, reference_id: str, *, made_by: str = ""
     ) -> WalletResult: ...
 
     def void_transaction(

@@ -128,6 +128,7 @@ class WalletTransferAdmin(ReadOnlyAdmin):
         "amount",
         "state",
         "created_at",
+        "made_by",
         "voided_by",
         "voided_at",
     )

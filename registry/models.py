@@ -43,6 +43,13 @@ class WalletAccount(models.Model):
         ]
         indexes = [models.Index(fields=["currency", "country"])]
         verbose_name = "wallet"
+        # The REST API's permissions (README, "REST API"); a void needs
+        # WalletTransfer's void_wallettransfer, as in the admin.
+        permissions = [
+            ("read_wallets", "Can read wallet balances and transactions through the API"),
+            ("credit_wallets", "Can add credit to wallets through the API"),
+            ("debit_wallets", "Can subtract credit from wallets through the API"),
+        ]
 
     def __str__(self) -> str:
         issuer = f"/{self.issuer}" if self.issuer else ""
@@ -90,6 +97,9 @@ class WalletTransfer(models.Model):
     )
     voided_by = models.CharField(max_length=150, blank=True, default="")
     void_reason = models.TextField(blank=True, default="")
+    made_by = models.CharField(
+        max_length=150, blank=True, default="", help_text="who posted the credit or debit"
+    )
     voided_at = models.DateTimeField(null=True, blank=True)
     needs_backport = models.BooleanField(
         default=False, help_text="written with TigerBeetle primary; not yet in MongoDB"

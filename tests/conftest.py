@@ -110,13 +110,42 @@ def committed_wallet_store(request: pytest.FixtureRequest, transactional_db: Non
     return build_store(request.param, request)
 
 
-def token_api_client() -> object:
-    """A REST client signed in with a fresh user's token (the API's authentication)."""
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+# What token_api_client() grants by default: the five wallet operations and voids.
+WALLET_API_PERMISSIONS = (
+    "registry.read_wallets",
+    "registry.credit_wallets",
+    "registry.debit_wallets",
+    "registry.void_wallettransfer",
+)
+
+
+def grant(user: object, *permissions: str) -> None:
+    """Give a user model permissions by their "app_label.codename" names."""
+    from django.contrib.auth.models import Permission
+
+    for name in permissions:
+        app_label, codename = name.split(".")
+        user.user_permissions.add(  # type: ignore[attr-defined]
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+
+
+def api_client_for(user: object) -> object:
+    """A REST client carrying a fresh API token (knox) of `user`."""
+    from knox.models import AuthToken
     from rest_framework.test import APIClient
 
-    user = get_user_model().objects.create_user(f"api-{uuid.uuid4().hex[:8]}")
+    _, token = AuthToken.objects.create(user=user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
+
+
+def token_api_client(permissions: tuple[str, ...] = WALLET_API_PERMISSIONS) -> object:
+    """A REST client signed in with a fresh user's token (the API's authentication), the
+    user holding `permissions` (by default the five wallet operations and voids)."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user(f"api-{uuid.uuid4().hex[:8]}")
+    grant(user, *permissions)
+    return api_client_for(user)

@@ -1,4 +1,4 @@
-"""The role groups for tests: the data migration creates them, but a transactional test's
+"""The role groups for tests: the data migrations create them, but a transactional test's
 flush deletes them, so tests that need a role make sure it exists (by the same code)."""
 
 from __future__ import annotations
@@ -9,9 +9,13 @@ from django.apps import apps
 from django.contrib.auth.models import Group
 
 _roles_migration = importlib.import_module("flags.migrations.0002_roles")
+_api_roles_migration = importlib.import_module("flags.migrations.0003_api_roles")
+
+SERVICE_ACCOUNT = _api_roles_migration.SERVICE_ACCOUNT
 
 
 def role(name: str) -> Group:
     if not Group.objects.filter(name=name).exists():
         _roles_migration.create_roles(apps, None)
+        _api_roles_migration.grant_api_roles(apps, None)
     return Group.objects.get(name=name)

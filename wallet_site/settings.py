@@ -5,6 +5,7 @@ the embedded ledger engine, and an embedded MongoDB-protocol server that `make r
 starts. Every variable is listed in the README.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -19,8 +20,28 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-insecure-key-change-me")
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# Off unless asked for (`make run` asks): a 500 with DEBUG on shows settings and URLs in clear.
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+
+# --- HTTPS (production defaults; see the README's deployment section) ---------
+# The site is served over HTTPS by a TLS-terminating reverse proxy. On unless DEBUG is; the
+# test suite sets DJANGO_HTTPS=false (pyproject's pytest env) to speak plain HTTP.
+HTTPS = env.bool("DJANGO_HTTPS", default=not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=HTTPS)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=HTTPS)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=HTTPS)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=HTTPS)
+# The proxy terminates TLS and says so in X-Forwarded-Proto (it must overwrite any value a
+# client sent); without this the SSL redirect would loop.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https")
+    if env.bool("DJANGO_TRUST_X_FORWARDED_PROTO", default=HTTPS)
+    else None
+)
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "wallet_site.apps.WalletAdminConfig",
@@ -30,7 +51,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "waffle",
@@ -175,12 +196,14 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
+# --- REST API: who may call, how often (README, "REST API") ---------------------
+# Tokens only (knox: stored hashed, expiring, revocable). No session authentication: the
+# callers are payment systems with tokens, staff work in the admin, and so an admin session
+# (and its CSRF exposure) never reaches the API.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["knox.auth.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["ledger.api.permissions.HasRequiredPermissions"],
+    "DEFAULT_THROTTLE_CLASSES": ["ledger.api.throttling.PerTokenRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["ledger.api.parsers.DecimalJSONParser"],
     # JSON only: the browsable renderer answered an error asked for as text/html as an HTML
     # page (the schema UI at /api/schema/ui/ has its own renderer).
@@ -188,6 +211,23 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "ledger.api.errors.api_exception_handler",
 }
+# Requests per token, "N/s|min|hour|day"; empty turns throttling off.
+API_THROTTLE_RATE = env("API_THROTTLE_RATE", default="6000/min")
+# A token lives this many days (0: until revoked); `create_service_account --ttl-days` and
+# the admin's expiry field set it per token.
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS) if API_TOKEN_TTL_DAYS else None,
+    "AUTH_HEADER_PREFIX": "Token",
+}
+
+# /metrics answers only `Authorization: Bearer <METRICS_BEARER_TOKEN>` (the Prometheus
+# scraper's credential); unset, it answers no one.
+METRICS_BEARER_TOKEN = env("METRICS_BEARER_TOKEN", default="")
+
+# /api/schema/ and its UI: open to anonymous callers, or only to a signed-in admin session or
+# an API token. Open by default only with DEBUG on.
+API_SCHEMA_PUBLIC = env.bool("API_SCHEMA_PUBLIC", default=DEBUG)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Wallet ledger API",
@@ -198,6 +238,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "SERVE_AUTHENTICATION": [
+        "knox.auth.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "SERVE_PERMISSIONS": [
+        "rest_framework.permissions.AllowAny"
+        if API_SCHEMA_PUBLIC
+        else "rest_framework.permissions.IsAuthenticated"
+    ],
 }
 
 LOGGING = {

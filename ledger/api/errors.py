@@ -39,5 +39,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.APIException):
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
-        response.data = error_body(code, str(exc.detail))
+        details = {}
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            details["retry_after_s"] = exc.wait  # also in the Retry-After header
+        response.data = error_body(code, str(exc.detail), details)
     return response

@@ -4,21 +4,27 @@ Process-local metrics (latency histograms, fallbacks, breaker) come from `ledger
 figures every process should agree on (outbox depth and lag, shadow match rate, the last
 reconciliation) are read from MongoDB and the database at scrape time by a collector.
 With PROMETHEUS_MULTIPROC_DIR set (gunicorn, prefork workers) all processes are aggregated.
+
+A scrape shows internals and runs database and MongoDB queries, so it answers only the
+Prometheus scraper: `Authorization: Bearer <METRICS_BEARER_TOKEN>`; unset, it answers no one.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 from collections.abc import Iterator
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from ledger import errors, migration_figures
+from ledger.api.errors import error_body
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +78,29 @@ class MigrationCollector(Collector):
 _collector = MigrationCollector()
 
 
+def scraper_refusal(request: HttpRequest) -> HttpResponse | None:
+    """None when the request carries the scraper's bearer token, else the refusal."""
+    expected = settings.METRICS_BEARER_TOKEN
+    if not expected:
+        return JsonResponse(
+            error_body("permission_denied", "Metrics are off: METRICS_BEARER_TOKEN is not set."),
+            status=403,
+        )
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), expected.encode()):
+        return None
+    response = JsonResponse(
+        error_body("not_authenticated", "Give the scraper's token: Authorization: Bearer <token>."),
+        status=401,
+    )
+    response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+    return response
+
+
 def metrics_view(request: HttpRequest) -> HttpResponse:
+    refusal = scraper_refusal(request)
+    if refusal is not None:
+        return refusal
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

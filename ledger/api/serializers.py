@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ledger.service import ID_MAX_LENGTH
@@ -27,6 +28,19 @@ class IdField(serializers.CharField):
         return str(super().to_internal_value(data))
 
 
+# A non-negative decimal in the wallet's currency, e.g. "10.50" (never a float).
+AMOUNT_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "decimal",
+        "pattern": AMOUNT_PATTERN,
+        "example": "10.50",
+        "description": "a decimal amount in the wallet's currency, never finer than it allows",
+    }
+)
 class AmountField(serializers.Field):
     """A decimal amount given as a string ("10.50") or a JSON number (parsed as Decimal);
     its range and precision are checked against the currency by the service."""
@@ -98,6 +112,7 @@ class TransactionSerializer(serializers.Serializer):
     state = serializers.CharField()
     failure_code = serializers.CharField()
     created_at = serializers.DateTimeField()
+    made_by = serializers.CharField(help_text="who posted it (the API token's user)")
     voided_at = serializers.DateTimeField(allow_null=True)
     voided_by = serializers.CharField()
     void_reason = serializers.CharField()

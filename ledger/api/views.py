@@ -16,17 +16,31 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ledger.api import serializers as s
+from ledger.api.permissions import (
+    CREDIT_WALLETS,
+    DEBIT_WALLETS,
+    READ_WALLETS,
+    VOID_TRANSACTIONS,
+)
 from ledger.service import WalletService
 
 ERROR = s.ErrorSerializer
 
+_ACCESS_ERRORS = {
+    401: OpenApiResponse(
+        ERROR,
+        description="not_authenticated, authentication_failed (unknown, expired or revoked token)",
+    ),
+    403: OpenApiResponse(ERROR, description="permission_denied"),
+    429: OpenApiResponse(ERROR, description="throttled: retry after details.retry_after_s"),
+}
 _WRITE_ERRORS = {
     400: OpenApiResponse(
         ERROR,
         description="validation_error, invalid_amount, unknown_currency, unknown_country, "
         "malformed_request",
     ),
-    401: OpenApiResponse(ERROR, description="not_authenticated"),
+    **_ACCESS_ERRORS,
     409: OpenApiResponse(ERROR, description="idempotency_conflict"),
     413: OpenApiResponse(ERROR, description="request_too_large"),
     422: OpenApiResponse(
@@ -38,7 +52,7 @@ _READ_ERRORS = {
     400: OpenApiResponse(
         ERROR, description="validation_error (ids), unknown_currency, unknown_country"
     ),
-    401: OpenApiResponse(ERROR, description="not_authenticated"),
+    **_ACCESS_ERRORS,
     404: OpenApiResponse(ERROR, description="wallet_not_found"),
     503: OpenApiResponse(ERROR, description="store_unavailable"),
 }
@@ -69,6 +83,8 @@ class PingView(APIView):
     """Lets a client check its credentials without touching a store (and is the HTTP
     benchmark's baseline: the same server, auth and rendering, no wallet work)."""
 
+    required_permissions = ()  # any valid token
+
     @extend_schema(
         operation_id="ping",
         summary="Check credentials",
@@ -79,6 +95,8 @@ class PingView(APIView):
 
 
 class WalletCreditsView(APIView):
+    required_permissions = (CREDIT_WALLETS,)
+
     @extend_schema(
         operation_id="add_credit",
         summary="Add credit to a wallet (creates the wallet on first credit)",
@@ -95,11 +113,14 @@ class WalletCreditsView(APIView):
             body["transaction_id"],
             body["issuer"],
             amount_currency=body["currency"],
+            made_by=request.user.get_username(),
         )
         return _write_response(result)
 
 
 class WalletDebitsView(APIView):
+    required_permissions = (DEBIT_WALLETS,)
+
     @extend_schema(
         operation_id="subtract_credit",
         summary="Subtract credit from a wallet; never below zero",
@@ -121,11 +142,14 @@ class WalletDebitsView(APIView):
             body["reference_id"],
             body["issuer"],
             amount_currency=body["currency"],
+            made_by=request.user.get_username(),
         )
         return _write_response(result)
 
 
 class WalletBalanceView(APIView):
+    required_permissions = (READ_WALLETS,)
+
     @extend_schema(
         operation_id="get_balance",
         summary="A wallet's balance",
@@ -140,6 +164,8 @@ class WalletBalanceView(APIView):
 
 
 class ClientWalletsView(APIView):
+    required_permissions = (READ_WALLETS,)
+
     @extend_schema(
         operation_id="get_balances",
         summary="All wallets of a client (an empty list if none)",
@@ -153,13 +179,15 @@ class ClientWalletsView(APIView):
 
 
 class TransactionView(APIView):
+    required_permissions = (READ_WALLETS,)
+
     @extend_schema(
         operation_id="get_transaction",
         summary="A credit or debit by its transaction / reference id",
         responses={
             200: s.TransactionSerializer,
             400: OpenApiResponse(ERROR, description="validation_error (the id)"),
-            401: OpenApiResponse(ERROR, description="not_authenticated"),
+            **_ACCESS_ERRORS,
             404: OpenApiResponse(ERROR, description="transaction_not_found"),
             503: OpenApiResponse(ERROR, description="store_unavailable"),
         },
@@ -169,6 +197,8 @@ class TransactionView(APIView):
 
 
 class TransactionVoidView(APIView):
+    required_permissions = (VOID_TRANSACTIONS,)
+
     @extend_schema(
         operation_id="void_transaction",
         summary="Void a credit or debit with a compensating entry",
@@ -176,7 +206,7 @@ class TransactionVoidView(APIView):
         responses={
             200: s.WalletResultSerializer,
             400: OpenApiResponse(ERROR, description="validation_error"),
-            401: OpenApiResponse(ERROR, description="not_authenticated"),
+            **_ACCESS_ERRORS,
             404: OpenApiResponse(ERROR, description="transaction_not_found"),
             409: OpenApiResponse(ERROR, description="already_voided, void_would_overdraw"),
             422: OpenApiResponse(ERROR, description="balance_limit_exceeded (voiding a debit)"),

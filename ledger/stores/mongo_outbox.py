@@ -45,6 +45,7 @@ class OutboxEntry:
     wallet_seq: int
     created_at: datetime
     attempts: int = 0
+    made_by: str = ""
     voided_transaction_id: str = ""
     voided_kind: str = ""
     voided_by: str = ""
@@ -70,6 +71,7 @@ def _entry(document: dict[str, Any]) -> OutboxEntry:
         wallet_seq=int(document["wallet_seq"]),
         created_at=document["created_at"],
         attempts=int(document.get("mirror_attempts", 0)),
+        made_by=document.get("made_by", ""),
         voided_transaction_id=document.get("voided_transaction_id", ""),
         voided_kind=document.get("voided_kind", ""),
         voided_by=document.get("voided_by", ""),

@@ -314,6 +314,7 @@ class MongoWalletStore:
         *,
         mirror: bool = True,
         created_at: datetime | None = None,
+        made_by: str = "",
     ) -> WalletResult:
         """`mirror=False` copies back a write TigerBeetle already holds (leaving phase 4),
         with `created_at`, the time TigerBeetle took it."""
@@ -354,6 +355,7 @@ class MongoWalletStore:
                 wallet,
                 written_at,
                 mirror,
+                made_by,
             )
 
         return self._write(transaction_id, key, TransactionKind.CREDIT, amount_minor, credit)
@@ -366,6 +368,7 @@ class MongoWalletStore:
         *,
         mirror: bool = True,
         created_at: datetime | None = None,
+        made_by: str = "",
     ) -> WalletResult:
         def debit(session: ClientSession) -> WalletResult:
             wallets, log = self._collections()
@@ -406,12 +409,15 @@ class MongoWalletStore:
                 wallet,
                 written_at,
                 mirror,
+                made_by,
             )
 
         try:
             return self._write(reference_id, key, TransactionKind.DEBIT, amount_minor, debit)
         except errors.InsufficientFunds:
-            self._remember_refusal(reference_id, key, amount_minor, "insufficient_funds")
+            self._remember_refusal(
+                reference_id, key, amount_minor, "insufficient_funds", made_by=made_by
+            )
             raise
 
     def void_transaction(
@@ -640,6 +646,7 @@ class MongoWalletStore:
         wallet: dict[str, Any],
         written_at: datetime,
         mirror: bool,
+        made_by: str,
     ) -> WalletResult:
         balance = _balance_of(wallet)
         entry = {
@@ -650,6 +657,7 @@ class MongoWalletStore:
             "amount_minor": amount_minor,
             "state": TransactionState.POSTED.value,
             "failure_code": "",
+            "made_by": made_by,
             "balance_after": _balance_fields(balance),
             "wallet_seq": wallet["wallet_seq"],
             "mirror_state": _mirror_state(mirror),
@@ -659,7 +667,13 @@ class MongoWalletStore:
         return WalletResult(transaction=self._record(entry), balance=balance)
 
     def _remember_refusal(
-        self, reference_id: str, key: WalletKey, amount_minor: int, failure_code: str
+        self,
+        reference_id: str,
+        key: WalletKey,
+        amount_minor: int,
+        failure_code: str,
+        *,
+        made_by: str,
     ) -> None:
         """Record a refused debit so a retry of the id is refused the same way."""
         _, log = self._collections()
@@ -673,6 +687,7 @@ class MongoWalletStore:
                     "amount_minor": amount_minor,
                     "state": TransactionState.FAILED.value,
                     "failure_code": failure_code,
+                    "made_by": made_by,
                     "mirror_state": MirrorState.NONE,
                     "created_at": write_time(datetime.now(UTC)),
                 }
@@ -692,6 +707,7 @@ class MongoWalletStore:
             state=TransactionState(entry["state"]),
             created_at=entry["created_at"],
             failure_code=entry.get("failure_code", ""),
+            made_by=entry.get("made_by", ""),
             voided_at=entry.get("voided_at"),
             voided_by=entry.get("voided_by", ""),
             void_reason=entry.get("void_reason", ""),

@@ -188,7 +188,9 @@ class TigerBeetleWalletStore:
 
     # --- writes ---------------------------------------------------------------------------
 
-    def add_credit(self, key: WalletKey, amount_minor: int, transaction_id: str) -> WalletResult:
+    def add_credit(
+        self, key: WalletKey, amount_minor: int, transaction_id: str, *, made_by: str = ""
+    ) -> WalletResult:
         replay = self._replay_if_known(transaction_id, TransactionKind.CREDIT, key, amount_minor)
         if replay:
             return replay
@@ -197,9 +199,13 @@ class TigerBeetleWalletStore:
             transaction_id, tb_account_id, ledger_for_currency(key.currency), amount_minor
         )
         self._refuse_past_balance_limit(key, tb_account_id, transfer)
-        return self._post(transfer, transaction_id, TransactionKind.CREDIT, key, tb_account_id)
+        return self._post(
+            transfer, transaction_id, TransactionKind.CREDIT, key, tb_account_id, made_by
+        )
 
-    def subtract_credit(self, key: WalletKey, amount_minor: int, reference_id: str) -> WalletResult:
+    def subtract_credit(
+        self, key: WalletKey, amount_minor: int, reference_id: str, *, made_by: str = ""
+    ) -> WalletResult:
         replay = self._replay_if_known(reference_id, TransactionKind.DEBIT, key, amount_minor)
         if replay:
             return replay
@@ -210,7 +216,7 @@ class TigerBeetleWalletStore:
             reference_id, registered.tb_account_id, registered.ledger, amount_minor
         )
         return self._post(
-            transfer, reference_id, TransactionKind.DEBIT, key, registered.tb_account_id
+            transfer, reference_id, TransactionKind.DEBIT, key, registered.tb_account_id, made_by
         )
 
     def void_transaction(self, transaction_id: str, voided_by: str, reason: str) -> WalletResult:
@@ -396,18 +402,23 @@ class TigerBeetleWalletStore:
         kind: TransactionKind,
         key: WalletKey,
         tb_account_id: int,
+        made_by: str,
     ) -> WalletResult:
         result = self._create_transfer(transfer)
         status = result.status
         if status == CreateTransferStatus.CREATED:
-            row = self._remember_transfer(transfer, transaction_id, kind, key, result.timestamp)
+            row = self._remember_transfer(
+                transfer, transaction_id, kind, key, result.timestamp, made_by=made_by
+            )
             return WalletResult(
                 transaction=self._record(row, key),
                 balance=self._balance_at(key, tb_account_id, result.timestamp),
             )
         if status == CreateTransferStatus.EXISTS:
             # Applied before, registry row lost in between (crash or race): repair, replay.
-            self._remember_transfer(transfer, transaction_id, kind, key, result.timestamp)
+            self._remember_transfer(
+                transfer, transaction_id, kind, key, result.timestamp, made_by=made_by
+            )
             replay = self._replay_if_known(transaction_id, kind, key, transfer.amount)
             assert replay is not None
             return replay
@@ -417,7 +428,13 @@ class TigerBeetleWalletStore:
             )
         if status == CreateTransferStatus.EXCEEDS_CREDITS:
             self._remember_transfer(
-                transfer, transaction_id, kind, key, None, failure_code="insufficient_funds"
+                transfer,
+                transaction_id,
+                kind,
+                key,
+                None,
+                failure_code="insufficient_funds",
+                made_by=made_by,
             )
             raise errors.InsufficientFunds(
                 f"Wallet {key.describe()} has less available credit than the amount."
@@ -448,6 +465,7 @@ class TigerBeetleWalletStore:
         key: WalletKey,
         tb_timestamp: int | None,
         failure_code: str = "",
+        made_by: str = "",
     ) -> WalletTransfer:
         registered = account_registry.find_account(key)
         assert registered is not None, "a transfer was posted for an unregistered wallet"
@@ -466,6 +484,7 @@ class TigerBeetleWalletStore:
                     amount_minor=transfer.amount,
                     state=state,
                     failure_code=failure_code,
+                    made_by=made_by,
                     tb_transfer_id_hex=u128_to_hex(transfer.id),
                     tb_timestamp=tb_timestamp,
                     needs_backport=not failure_code,
@@ -574,6 +593,7 @@ class TigerBeetleWalletStore:
             state=TransactionState(row.state),
             created_at=row.created_at,
             failure_code=row.failure_code,
+            made_by=row.made_by,
             voided_at=row.voided_at,
             voided_by=row.voided_by,
             void_reason=row.void_reason,

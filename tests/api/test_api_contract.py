@@ -19,8 +19,8 @@ def api() -> APIClient:
     return token_api_client()  # type: ignore[return-value]
 
 
-def test_the_openapi_schema_lists_the_five_operations_and_their_errors() -> None:
-    response = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+def test_the_openapi_schema_lists_the_five_operations_and_their_errors(api: APIClient) -> None:
+    response = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
 
     assert response.status_code == 200
     schema = response.json()
@@ -39,8 +39,8 @@ def test_the_openapi_schema_lists_the_five_operations_and_their_errors() -> None
     assert "insufficient_funds" in operations["subtract_credit"]["responses"]["422"]["description"]
 
 
-def test_the_schema_ui_is_served_without_a_cdn() -> None:
-    response = APIClient().get("/api/schema/ui/")
+def test_the_schema_ui_is_served_without_a_cdn(api: APIClient) -> None:
+    response = api.get("/api/schema/ui/")
 
     assert response.status_code == 200
     assert b"cdn.jsdelivr" not in response.content and b"unpkg.com" not in response.content

@@ -202,3 +202,19 @@ def test_a_store_that_is_down_shows_as_unavailable_not_as_zero(
     assert "unavailable: TigerBeetle is unavailable" in balances
     assert "70.00" in balances  # MongoDB still answers
     assert "TigerBeetle history unavailable" in page
+
+
+def test_the_transaction_list_and_the_wallet_page_show_who_made_and_who_voided(
+    support: Client, support_user: Any, stores: Stores
+) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    key, credit_id = new_key(), tx()
+    stores.phased.add_credit(key, 10_000, credit_id, made_by="payments-gateway")
+    void(support, credit_id, "duplicate")
+
+    listing = support.get("/admin/registry/wallettransfer/").content.decode()
+    row = listing.split(credit_id, 1)[1].split("</tr>", 1)[0]
+    log = wallet_page(support, key).content.decode().split('id="mongo-log"')[1]
+
+    assert "payments-gateway" in row and support_user.username in row
+    assert '<td class="made-by">payments-gateway</td>' in log

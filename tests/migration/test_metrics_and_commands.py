@@ -7,16 +7,19 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.test import Client
+from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from flags.phases import Phase
 from ledger.stores.mongo_store import LOG, MirrorState
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
 
+SCRAPER_TOKEN = "scraper-token-for-tests"
+
 
 def scrape() -> dict[str, list[tuple[dict[str, str], float]]]:
-    response = Client().get("/metrics")
+    with override_settings(METRICS_BEARER_TOKEN=SCRAPER_TOKEN):
+        response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {SCRAPER_TOKEN}")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
     families: dict[str, list[tuple[dict[str, str], float]]] = {}

@@ -316,3 +316,19 @@ def test_the_sweeper_and_reconciliation_are_on_the_beat_schedule(settings: Any) 
     }
     app.loader.import_default_modules()
     assert {"ledger.sweep_outbox", "ledger.reconcile"} <= set(app.tasks)
+
+
+def test_the_mirror_carries_who_made_each_write_into_the_registry(stores: Stores) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    credit_id, debit_id = tx(), tx()
+
+    stores.phased.add_credit(key, 10_000, credit_id, made_by="payments-gateway")
+    stores.phased.subtract_credit(key, 2_500, debit_id, made_by="checkout")
+
+    made_by = dict(
+        WalletTransfer.objects.filter(transaction_id__in=[credit_id, debit_id]).values_list(
+            "transaction_id", "made_by"
+        )
+    )
+    assert made_by == {credit_id: "payments-gateway", debit_id: "checkout"}

@@ -127,6 +127,21 @@ def test_stepping_back_from_tigerbeetle_only_keeps_every_phase_4_write(stores: S
     assert copied == 4
 
 
+def test_stepping_back_copies_who_made_each_phase_4_write_into_mongodb(stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    key = new_key()
+    move(stores, Phase.TIGERBEETLE_ONLY)
+    credit_id, debit_id = tx(), tx()
+    stores.phased.add_credit(key, 1_000, credit_id, made_by="payments-gateway")
+    stores.phased.subtract_credit(key, 300, debit_id, made_by="checkout")
+
+    move(stores, Phase.READ_CUTOVER)
+
+    assert stores.mongo.get_transaction(credit_id).made_by == "payments-gateway"
+    assert stores.mongo.get_transaction(debit_id).made_by == "checkout"
+
+
 def test_after_stepping_back_new_writes_are_mirrored_once(stores: Stores) -> None:
     enter_phase(Phase.READ_CUTOVER)
     backfill_done()
