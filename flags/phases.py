@@ -1,4 +1,4 @@
-"""The migration phases, read from django-waffle objects, and the rules for changing them.
+"""The migration phases, read from django-waffle's rows, and the rules for changing them.
 
 The product team flips these in the admin or with `manage.py migration_phase`; the wallet
 service asks `current_state()` where writes go and where a client's read goes.
@@ -20,6 +20,7 @@ import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db.models import Case, DecimalField, Value, When
 from waffle import get_waffle_sample_model, get_waffle_switch_model
 
 DUAL_WRITE = "wallet_dual_write"
@@ -114,21 +115,36 @@ def client_bucket(client_id: str) -> int:
 
 
 def current_state() -> MigrationState:
-    """The flags as they are now (waffle caches them)."""
-    switch = get_waffle_switch_model()
-    sample = get_waffle_sample_model()
+    """The flags as the database holds them now, in one query.
 
-    def percent(name: str) -> Decimal:
-        found = sample.get(name)
-        return Decimal(found.percent) if found.pk else Decimal(0)
-
+    Never through waffle's cache: that cache is per process with the embedded default
+    (local memory), so another process would act on an old phase for minutes. Reading the
+    rows on every operation means every process follows a phase change from its next
+    operation on, whatever the cache backend; a flag that has no row yet is off (0%).
+    """
+    switches = (
+        get_waffle_switch_model()
+        .objects.filter(name__in=SWITCHES)
+        .annotate(
+            value=Case(
+                When(active=True, then=Value(Decimal(1))),
+                default=Value(Decimal(0)),
+                output_field=DecimalField(max_digits=4, decimal_places=1),
+            )
+        )
+        .values_list("name", "value")
+    )
+    samples = get_waffle_sample_model().objects.filter(name__in=SAMPLES).values_list(
+        "name", "percent"
+    )
+    values = {name: Decimal(value) for name, value in switches.union(samples, all=True)}
     return MigrationState(
-        dual_write=switch.get(DUAL_WRITE).is_active(),
-        shadow_read_percent=percent(SHADOW_READ),
-        read_cutover=switch.get(READ_CUTOVER).is_active(),
-        read_rollout_percent=percent(READ_ROLLOUT),
-        tigerbeetle_only=switch.get(TIGERBEETLE_ONLY).is_active(),
-        writes_paused=switch.get(WRITES_PAUSED).is_active(),
+        dual_write=values.get(DUAL_WRITE, 0) > 0,
+        shadow_read_percent=values.get(SHADOW_READ, Decimal(0)),
+        read_cutover=values.get(READ_CUTOVER, 0) > 0,
+        read_rollout_percent=values.get(READ_ROLLOUT, Decimal(0)),
+        tigerbeetle_only=values.get(TIGERBEETLE_ONLY, 0) > 0,
+        writes_paused=values.get(WRITES_PAUSED, 0) > 0,
     )
 
 

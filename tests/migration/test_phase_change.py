@@ -21,11 +21,6 @@ from ledger.tasks import sweep_outbox
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
 
 
-@pytest.fixture(autouse=True)
-def _no_settle_wait(settings: Any) -> None:
-    settings.PHASE_CHANGE_SETTLE_S = 0
-
-
 def move(stores: Stores, phase: Phase, **kwargs: Any) -> Any:
     return change_phase(phase, "tester", stores.mongo, stores.tigerbeetle, **kwargs)
 
