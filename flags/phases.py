@@ -32,6 +32,7 @@ WRITES_PAUSED = "wallet_writes_paused"
 SWITCHES = (DUAL_WRITE, READ_CUTOVER, TIGERBEETLE_ONLY, WRITES_PAUSED)
 SAMPLES = (SHADOW_READ, READ_ROLLOUT)
 BUCKETS = 10_000
+PERCENT_STEP = Decimal("0.1")  # waffle keeps a sample's percent with one decimal place
 
 
 class Phase(enum.IntEnum):
@@ -137,7 +138,10 @@ def current_state() -> MigrationState:
     samples = get_waffle_sample_model().objects.filter(name__in=SAMPLES).values_list(
         "name", "percent"
     )
-    values = {name: Decimal(value) for name, value in switches.union(samples, all=True)}
+    values = {
+        name: Decimal(value).quantize(PERCENT_STEP)
+        for name, value in switches.union(samples, all=True)
+    }
     return MigrationState(
         dual_write=values.get(DUAL_WRITE, 0) > 0,
         shadow_read_percent=values.get(SHADOW_READ, Decimal(0)),
