@@ -3,17 +3,20 @@ losing a write; writes wait (503 writes_paused) while the primary store moves.""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from io import StringIO
 from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from rest_framework.test import APIClient
 
 from flags.audit import set_writes_paused
 from flags.models import FlagChange, Milestone
 from flags.phases import InvalidPhaseChange, Phase, current_state
+from flags.write_gate import write_admitted
 from ledger.backfill import Backfill
 from ledger.ids import WalletKey
 from ledger.phase_change import change_phase
@@ -208,7 +211,7 @@ def test_a_mongodb_write_landing_just_after_entering_phase_4_is_still_mirrored(
     stores: Stores,
 ) -> None:
     key = wallet_in_phase_4(stores)
-    stores.mongo.add_credit(key, 40, tx())  # a slow request that read phase 3
+    stores.mongo.add_credit(key, 40, tx())  # written past the gate, on the store itself
 
     sweep_outbox()
 
@@ -220,7 +223,7 @@ def test_a_tigerbeetle_write_landing_just_after_leaving_phase_4_is_copied_back(
 ) -> None:
     key = wallet_in_phase_4(stores)
     move(stores, Phase.READ_CUTOVER)
-    stores.tigerbeetle.add_credit(key, 25, tx())  # a slow request that read phase 4
+    stores.tigerbeetle.add_credit(key, 25, tx())  # written past the gate, on the store
 
     assert sweep_outbox()["copied_back"] == 1
 
@@ -273,3 +276,31 @@ def test_tigerbeetle_only_is_refused_while_a_balance_differs(stores: Stores) -> 
         move(stores, Phase.TIGERBEETLE_ONLY)
 
     assert current_state().phase == Phase.READ_CUTOVER
+
+
+def test_a_phase_change_is_refused_when_a_write_in_flight_does_not_finish_in_time(
+    stores: Stores, settings: Any
+) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    settings.PHASE_CHANGE_WRITES_WAIT_S = 0.1
+    holding, release = threading.Event(), threading.Event()
+
+    def slow_write() -> None:
+        with write_admitted():
+            holding.set()
+            release.wait(10)
+        connection.close()
+
+    writer = threading.Thread(target=slow_write)
+    writer.start()
+    try:
+        assert holding.wait(5)
+        with pytest.raises(InvalidPhaseChange, match="writes still running"):
+            move(stores, Phase.TIGERBEETLE_ONLY)
+    finally:
+        release.set()
+        writer.join(10)
+
+    state = current_state()
+    assert (state.phase, state.writes_paused) == (Phase.READ_CUTOVER, False)
