@@ -226,7 +226,10 @@ class Clients:
                 with self.lock:
                     self.acknowledged[self.wallet_url(wallet)].append(transaction_id)
                 return
-            code = response.json().get("error", {}).get("code")
+            try:
+                code = response.json().get("error", {}).get("code")
+            except ValueError:
+                code = None
             if response.status_code == 503 and code in ("writes_paused", "store_unavailable"):
                 with self.lock:
                     self.paused_answers += code == "writes_paused"
