@@ -32,6 +32,8 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from rest_framework.authtoken.models import Token
 
+from ledger.errors import TransactionNotFound
+from ledger.stores.mongo_store import MongoWalletStore
 from wallet_site.embedded_mongo import free_loopback_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -46,17 +48,18 @@ WRITES_PER_PHASE = 12
 STEP_WAIT_S = 20.0
 COMMAND_TIMEOUT_S = 60.0
 RETRY_DEADLINE_S = 30.0
-# 0 -> 1 -> backfill -> 2 -> 3 -> 4 -> 3 -> 2 -> 1 -> 0
-WALK = [
-    ["migration_phase", "1"],
-    ["backfill", "--no-progress"],
-    ["migration_phase", "2", "--shadow", "50"],
-    ["migration_phase", "3", "--rollout", "100"],
-    ["migration_phase", "4"],
-    ["migration_phase", "3"],
-    ["migration_phase", "2"],
-    ["migration_phase", "1"],
-    ["migration_phase", "0"],
+# 0 -> 1 -> backfill -> 2 -> 3 -> 4 -> 3 -> 2 -> 1 -> 0: each command, and the phase every
+# write started after it must be routed by (None: the backfill, no phase change).
+WALK: list[tuple[list[str], int | None]] = [
+    (["migration_phase", "1"], 1),
+    (["backfill", "--no-progress"], None),
+    (["migration_phase", "2", "--shadow", "50"], 2),
+    (["migration_phase", "3", "--rollout", "100"], 3),
+    (["migration_phase", "4"], 4),
+    (["migration_phase", "3"], 3),
+    (["migration_phase", "2"], 2),
+    (["migration_phase", "1"], 1),
+    (["migration_phase", "0"], 0),
 ]
 
 
@@ -114,6 +117,7 @@ class Operator:
 class Deployment:
     base_url: str
     operator: Operator
+    mongo: MongoWalletStore  # the deployment's MongoDB database, to see where writes went
 
 
 @pytest.fixture
@@ -174,7 +178,9 @@ def deployment(mongo_url: str, tmp_path: Path) -> Iterator[Deployment]:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise
                 time.sleep(0.2)
-        yield Deployment(base_url, Operator(operator, operator_log))
+        yield Deployment(
+            base_url, Operator(operator, operator_log), MongoWalletStore(env["MONGO_URL"])
+        )
     finally:
         for process in (operator, server):
             process.terminate()
@@ -197,6 +203,7 @@ class Clients:
     token: str
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     acknowledged: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    started_at: dict[str, float] = field(default_factory=dict)  # by acknowledged id
     paused_answers: int = 0
     failures: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -211,7 +218,8 @@ class Clients:
 
     def write(self, session: requests.Session, wallet: int) -> None:
         transaction_id = uuid.uuid4().hex
-        deadline = time.monotonic() + RETRY_DEADLINE_S
+        started_at = time.monotonic()
+        deadline = started_at + RETRY_DEADLINE_S
         while time.monotonic() < deadline:
             try:
                 response = session.post(
@@ -225,6 +233,7 @@ class Clients:
             if response.status_code in (200, 201):
                 with self.lock:
                     self.acknowledged[self.wallet_url(wallet)].append(transaction_id)
+                    self.started_at[transaction_id] = started_at
                 return
             try:
                 code = response.json().get("error", {}).get("code")
@@ -249,12 +258,31 @@ class Clients:
             self.write(session, (number + writes) % WALLETS)
             writes += 1
 
+    def started_after(self, moment: float) -> list[str]:
+        with self.lock:
+            return [tid for tid, started in self.started_at.items() if started > moment]
+
     def wait_for(self, writes: int) -> None:
         target = self.count() + writes
         deadline = time.monotonic() + STEP_WAIT_S
         while self.count() < target:
             assert time.monotonic() < deadline, f"writes stalled: {self.failures[:3]}"
             time.sleep(0.05)
+
+
+def assert_routed_by(phase: int, transaction_ids: list[str], mongo: MongoWalletStore) -> None:
+    """Every write that started after the change completed went where `phase` writes:
+    MongoDB in phases 0-3, TigerBeetle only in phase 4 (so MongoDB does not know it)."""
+    assert transaction_ids
+    in_mongo = []
+    for transaction_id in transaction_ids:
+        try:
+            mongo.get_transaction(transaction_id)
+            in_mongo.append(transaction_id)
+        except TransactionNotFound:
+            pass
+    expected = [] if phase == 4 else transaction_ids
+    assert sorted(in_mongo) == sorted(expected), f"writes not routed by phase {phase}"
 
 
 def api_token() -> str:
@@ -271,10 +299,13 @@ def test_every_process_follows_the_walk_and_no_acknowledged_credit_is_lost(
         thread.start()
     try:
         clients.wait_for(WRITES_PER_PHASE)  # every worker has read phase 0 by now
-        for step in WALK:
+        for step, phase in WALK:
             answer = deployment.operator.run(*step)
+            changed_at = time.monotonic()
             assert answer.startswith("ok"), f"{' '.join(step)}: {answer}"
             clients.wait_for(WRITES_PER_PHASE)  # writes go on after the change
+            if phase is not None:
+                assert_routed_by(phase, clients.started_after(changed_at), deployment.mongo)
     finally:
         clients.stop.set()
         for thread in threads:
