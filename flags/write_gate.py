@@ -121,7 +121,7 @@ def gate_path() -> Path:
 
 @contextmanager
 def _flock(mode: int, timeout_s: float) -> Iterator[bool]:
-    descriptor = os.open(gate_path(), os.O_RDWR | os.O_CREAT, 0o600)
+    descriptor = os.open(gate_path(), os.O_RDWR | os.O_CREAT, 0o666)  # umask applies
     try:
         deadline = time.monotonic() + timeout_s
         while True:

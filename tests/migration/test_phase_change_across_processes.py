@@ -4,8 +4,9 @@ changed with `manage.py migration_phase` from another process (an operator's she
 clients keep writing credits through the HTTP API the whole time, retrying 503 `writes_paused`
 with the same id.
 
-Every acknowledged credit must be in the balance the API answers at the end, and entering
-phase 4 must succeed under this traffic.
+Every credit that started after a change completed must have gone where the new phase writes
+(MongoDB in phases 0-3, TigerBeetle only in phase 4), entering phase 4 must succeed under this
+traffic, and every acknowledged credit must be in the balance the API answers at the end.
 """
 
 from __future__ import annotations
