@@ -1,4 +1,6 @@
-"""The audit trail of migration flag flips and the milestones, read-only in the admin."""
+"""The audit trail of migration flag flips and the milestones, read-only in the admin; and
+waffle's own admin, where the migration flags are read-only too (only a phase change moves
+them)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,11 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
+from django.urls import reverse
 from waffle import admin as waffle_admin
 from waffle.models import Sample, Switch
 
-from flags.audit import check_single_flip, flag_value
+from flags.audit import refuse_outside_phase_change
 from flags.models import FlagChange, Milestone
 from flags.phases import SAMPLES, SWITCHES, InvalidPhaseChange
 from wallet_site.admin_base import ReadOnlyAdmin
@@ -29,38 +32,30 @@ class MilestoneAdmin(ReadOnlyAdmin):
     list_display = ("name", "reached_at", "detail")
 
 
-class _MigrationFlagForm(forms.ModelForm):
-    """Refuses, as a form error, a single flip that breaks the phase rules."""
+MIGRATION_FLAGS = frozenset(SWITCHES + SAMPLES)
 
-    value_field = ""
+
+class _MigrationFlagForm(forms.ModelForm):
+    """Refuses, as a form error, giving any flag a migration flag's name (the migration
+    flags themselves are read-only here: see _MigrationFlagsReadOnly)."""
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        name = cleaned.get("name") or (self.instance.name if self.instance.pk else "")
-        if name in SWITCHES + SAMPLES:
-            old = ""
-            if self.instance.pk:
-                old = flag_value(type(self.instance).objects.get(pk=self.instance.pk))
-            new_value = cleaned.get(self.value_field)
-            new = ("on" if new_value else "off") if self.value_field == "active" else str(new_value)
-            try:
-                check_single_flip(name, new, old)
-            except InvalidPhaseChange as exc:
-                raise forms.ValidationError(str(exc)) from exc
+        names = {cleaned.get("name") or "", self.instance.name if self.instance.pk else ""}
+        try:
+            refuse_outside_phase_change(names)
+        except InvalidPhaseChange as exc:
+            raise forms.ValidationError(str(exc)) from exc
         return cleaned
 
 
 class SwitchForm(_MigrationFlagForm):
-    value_field = "active"
-
     class Meta:
         model = Switch
         fields = ("name", "active", "note")
 
 
 class SampleForm(_MigrationFlagForm):
-    value_field = "percent"
-
     class Meta:
         model = Sample
         fields = ("name", "percent", "note")
@@ -85,13 +80,35 @@ def disable_switches(modeladmin: Any, request: HttpRequest, queryset: Any) -> No
     _flip_each(request, queryset, False)
 
 
-class _NoDeletingMigrationFlags:
-    """Deleting a migration flag would flip it silently: never offered."""
+class _MigrationFlagsReadOnly:
+    """The migration flags move money: no rename, edit or delete here, even for a
+    superuser. They are shown read-only, pointing to the phase page, the one way to change
+    them (the flags app's signals refuse any other write as well)."""
+
+    def _is_migration_flag(self, obj: Any) -> bool:
+        return obj is not None and obj.name in MIGRATION_FLAGS
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if self._is_migration_flag(obj):
+            return False
+        return super().has_change_permission(request, obj)  # type: ignore[misc]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if obj is not None and obj.name in SWITCHES + SAMPLES:
+        if self._is_migration_flag(obj):
             return False
         return super().has_delete_permission(request, obj)  # type: ignore[misc]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        obj = self.get_object(request, object_id)  # type: ignore[attr-defined]
+        if self._is_migration_flag(obj) and request.method == "GET":
+            messages.info(
+                request,
+                f"{obj.name} is a migration flag: change it on the migration phase page "
+                f"({reverse('admin:migration-phase')}), which drains, copies back and audits.",
+            )
+        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)  # type: ignore[misc]
@@ -99,12 +116,12 @@ class _NoDeletingMigrationFlags:
         return actions
 
 
-class SwitchAdmin(_NoDeletingMigrationFlags, waffle_admin.SwitchAdmin):
+class SwitchAdmin(_MigrationFlagsReadOnly, waffle_admin.SwitchAdmin):
     form = SwitchForm
     actions = [enable_switches, disable_switches]
 
 
-class SampleAdmin(_NoDeletingMigrationFlags, waffle_admin.SampleAdmin):
+class SampleAdmin(_MigrationFlagsReadOnly, waffle_admin.SampleAdmin):
     form = SampleForm
     actions: list[Any] = []
 

@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_save, pre_save
+from django.db.models.signals import post_save, pre_delete, pre_save
 
 
 class FlagsConfig(AppConfig):
@@ -10,8 +10,9 @@ class FlagsConfig(AppConfig):
     def ready(self) -> None:
         from waffle import get_waffle_sample_model, get_waffle_switch_model
 
-        from flags.audit import record_change, remember_old_value
+        from flags.audit import record_change, refuse_deleting, remember_old_value
 
         for model in (get_waffle_switch_model(), get_waffle_sample_model()):
             pre_save.connect(remember_old_value, sender=model, dispatch_uid=f"audit-pre-{model}")
             post_save.connect(record_change, sender=model, dispatch_uid=f"audit-post-{model}")
+            pre_delete.connect(refuse_deleting, sender=model, dispatch_uid=f"guard-del-{model}")

@@ -1,7 +1,10 @@
-"""Every write to a migration flag is audited, whoever makes it (admin, command, shell).
+"""Every write to a migration flag is audited, and only a phase change may make one.
 
-The actor comes from a context variable: the admin middleware and `apply_state` set it;
-a flip with nobody named is recorded as "system".
+`apply_state` and `set_writes_paused` (called by `ledger.phase_change.change_phase`) are the
+only writers; a save or delete of a migration flag from anywhere else (waffle's admin, the
+shell, waffle's commands) is refused by the pre_save/pre_delete signals, for every user. The
+signals must stay signals: they are the one hook every write path of waffle's models passes.
+The actor comes from a context variable: the admin middleware and `apply_state` set it.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -28,15 +30,7 @@ from flags.phases import (
     WRITES_PAUSED,
     InvalidPhaseChange,
     MigrationState,
-    current_state,
 )
-
-_FIELD_OF = {
-    DUAL_WRITE: "dual_write",
-    READ_CUTOVER: "read_cutover",
-    SHADOW_READ: "shadow_read_percent",
-    READ_ROLLOUT: "read_rollout_percent",
-}
 
 current_actor: contextvars.ContextVar[str] = contextvars.ContextVar("flag_actor", default="system")
 current_note: contextvars.ContextVar[str] = contextvars.ContextVar("flag_note", default="")
@@ -64,32 +58,31 @@ def flag_value(instance: Any) -> str:
 
 
 def remember_old_value(sender: Any, instance: Any, **kwargs: Any) -> None:
-    """Keep the old value for the audit, and refuse a single flip that breaks the rules."""
+    """Keep the old value for the audit, and refuse any write to a migration flag (a flip,
+    a rename to or from its name, a new row with its name) made outside a phase change."""
     previous = sender.objects.filter(pk=instance.pk).first() if instance.pk else None
     if previous is None and instance.name:
         previous = sender.objects.filter(name=instance.name).first()
     instance._audit_old_value = flag_value(previous) if previous else ""
-    if instance.name in SWITCHES + SAMPLES and not _applying_state.get():
-        check_single_flip(instance.name, flag_value(instance), instance._audit_old_value)
+    refuse_outside_phase_change({instance.name, previous.name if previous else ""})
 
 
-def check_single_flip(name: str, new_value: str, old_value: str) -> None:
-    """A flip of one flag (admin, shell) must leave a valid state; the phase changes that
-    move where money is written only go through `ledger.migration.change_phase`."""
-    if new_value == old_value or (not old_value and new_value in ("off", "0")):
-        return
-    if name in (TIGERBEETLE_ONLY, WRITES_PAUSED):
+def refuse_deleting(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """Deleting a migration flag would turn it off without a phase change."""
+    refuse_outside_phase_change({instance.name})
+
+
+def refuse_outside_phase_change(names: set[str]) -> None:
+    """Where money is written changes only through `ledger.phase_change.change_phase` (its
+    checks, drain, copy-back and audit), which writes the flags through `apply_state` and
+    `set_writes_paused`; any other write to a migration flag is refused, whoever makes it."""
+    touched = sorted(names & set(SWITCHES + SAMPLES))
+    if touched and not _applying_state.get():
         raise InvalidPhaseChange(
-            f"{name} is set by a phase change, which drains the mirror first: use "
-            "`manage.py migration_phase` or the phase page of the admin"
+            f"{', '.join(touched)} is a migration flag: it changes only through a phase "
+            "change (`manage.py migration_phase` or the phase page of the admin), which "
+            "drains the mirror, copies writes back and audits the change"
         )
-    state = current_state()
-    if name in SWITCHES:
-        state = replace(state, **{_FIELD_OF[name]: new_value == "on"})
-    else:
-        state = replace(state, **{_FIELD_OF[name]: Decimal(new_value)})
-    if state.problems():
-        raise InvalidPhaseChange("; ".join(state.problems()))
 
 
 def record_change(sender: Any, instance: Any, **kwargs: Any) -> None:

@@ -1,11 +1,14 @@
 """Changing the migration phase safely: the one way the product team moves between phases.
 
-Most changes are just flags (`flags.audit.apply_state`). The two that move where money is
-written hold writes for a moment (`wallet_writes_paused`: writes answer 503 writes_paused,
-which clients retry), let requests that read the old phase finish, and then:
+Most changes are just flags (`flags.audit.apply_state`): every process reads the flags from
+the database on each operation, so it follows them from its next operation on. The two that
+move where money is written pause writes (`wallet_writes_paused`: writes answer 503
+writes_paused, which clients retry) and hold the write gate (`flags.write_gate`) exclusively,
+which waits until every write that read the old phase has finished; then:
 
-- entering phase 4 (TigerBeetle only) requires the backfill milestone and drains the mirror;
-  it is refused, and writes resume on MongoDB, if anything is still waiting in the outbox;
+- entering phase 4 (TigerBeetle only) requires the backfill milestone, drains the mirror and
+  reconciles every MongoDB wallet against TigerBeetle; it is refused, and writes resume on
+  MongoDB, if anything is left in the outbox or any wallet is missing or differs;
 - leaving phase 4 copies every write TigerBeetle took as the only store back into MongoDB
   (in TigerBeetle's timestamp order, marked as already mirrored), so MongoDB is complete
   again before it takes writes.
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -26,15 +28,23 @@ from django.utils import timezone
 from flags.audit import apply_state, set_writes_paused
 from flags.models import Milestone
 from flags.phases import InvalidPhaseChange, MigrationState, Phase, current_state, state_for_phase
+from flags.write_gate import WritesStillRunning, writes_drained
 from ledger import errors
-from ledger.ids import hex_to_u128
+from ledger.ids import WalletKey, hex_to_u128
 from ledger.mirror import Mirror
+from ledger.models import ReconciliationMismatch
+from ledger.reconciliation import Reconciliation
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from registry.models import WalletTransfer
 
 log = logging.getLogger(__name__)
+NAMED_WALLETS_MAX = 10
+_WALLET_MISMATCHES = (
+    ReconciliationMismatch.Kind.BALANCE,
+    ReconciliationMismatch.Kind.NOT_IN_TIGERBEETLE,
+)
 
 
 @dataclass
@@ -89,23 +99,24 @@ def change_phase(
         return report
     set_writes_paused(True, actor, f"moving to phase {int(phase)}")
     try:
-        time.sleep(settings.PHASE_CHANGE_SETTLE_S)
-        if entering_tb_only:
-            _drain_or_refuse(mongo, tigerbeetle, report)
-        else:
-            report.backported = backport_tigerbeetle_writes(mongo, tigerbeetle)
-        apply_state(target, actor, note)
-        # Requests that read the old phase and outlasted the settle time: catch them now
-        # (the sweeper catches any later ones).
-        if entering_tb_only:
-            Mirror(MongoOutbox(mongo), tigerbeetle).drain()
-        else:
-            report.backported += backport_tigerbeetle_writes(mongo, tigerbeetle)
-        if entering_tb_only:
-            Milestone.objects.update_or_create(
-                name=Milestone.ENTERED_TIGERBEETLE_ONLY,
-                defaults={"reached_at": timezone.now(), "detail": {"actor": actor}},
-            )
+        with writes_drained(settings.PHASE_CHANGE_WRITES_WAIT_S):
+            # No write that read the old phase is running now, and none can start: what
+            # follows sees every write the old phase acknowledged.
+            if entering_tb_only:
+                _drain_or_refuse(mongo, tigerbeetle, report)
+                _reconcile_or_refuse(mongo, tigerbeetle, actor)
+            else:
+                report.backported = backport_tigerbeetle_writes(mongo, tigerbeetle)
+            apply_state(target, actor, note)
+            if entering_tb_only:
+                Milestone.objects.update_or_create(
+                    name=Milestone.ENTERED_TIGERBEETLE_ONLY,
+                    defaults={"reached_at": timezone.now(), "detail": {"actor": actor}},
+                )
+    except WritesStillRunning as exc:
+        raise InvalidPhaseChange(
+            f"{exc}; the phase is unchanged and writes resume, try again"
+        ) from exc
     finally:
         set_writes_paused(False, actor, f"phase {int(phase)} change finished")
     return report
@@ -124,6 +135,34 @@ def _drain_or_refuse(
             "the mirror is not drained, so TigerBeetle lacks MongoDB writes "
             f"({', '.join(f'{count} {state}' for state, count in waiting.items() if count)}); "
             "fix the parked entries (or run the backfill) and try again"
+        )
+
+
+def _reconcile_or_refuse(
+    mongo: MongoWalletStore, tigerbeetle: TigerBeetleWalletStore, actor: str
+) -> None:
+    """An empty outbox is not proof: a wallet whose write never reached the log would be
+    lost. Compare every MongoDB wallet with TigerBeetle (recorded as a reconciliation run)."""
+    reconciliation = Reconciliation(MongoOutbox(mongo), tigerbeetle)
+    run = reconciliation.run(triggered_by=f"entering phase 4 ({actor})")
+    if run.error:
+        raise InvalidPhaseChange(f"the final reconciliation (run {run.pk}) failed: {run.error}")
+    named = [
+        f"{WalletKey(m.client_id, m.country, m.currency, m.issuer or None).describe()}"
+        f" ({'balance differs' if m.kind == ReconciliationMismatch.Kind.BALANCE else 'missing'})"
+        for m in run.mismatches.filter(kind__in=_WALLET_MISMATCHES)[:NAMED_WALLETS_MAX]
+    ]
+    named += [
+        f"{key.describe()} (not backfilled)"
+        for key in reconciliation.awaiting_backfill_keys[: NAMED_WALLETS_MAX - len(named)]
+    ]
+    lacking = run.mismatched + run.awaiting_backfill
+    if lacking:
+        more = f" and {lacking - len(named)} more" if lacking > len(named) else ""
+        raise InvalidPhaseChange(
+            f"TigerBeetle does not hold {lacking} MongoDB wallet(s) with the same balance "
+            f"(reconciliation run {run.pk}): {', '.join(named)}{more}; "
+            "fix them (support's re-check shows both stores) and try again"
         )
 
 

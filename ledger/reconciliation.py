@@ -8,7 +8,9 @@ Three passes, all batched (lookups of up to 8189 accounts, MongoDB pages in key 
 3. MongoDB -> TigerBeetle: credit, debit and historical credit of every wallet must match. A
    wallet that differs is mirrored and looked at once more before it counts, so replication
    lag is not reported as a mismatch. Legacy wallets the backfill has not imported yet are
-   counted apart (`awaiting_backfill`), not as mismatches.
+   counted apart (`awaiting_backfill`), not as mismatches; so, before dual write (phase 0),
+   are wallets TigerBeetle does not hold and wallets whose writes wait in the outbox: an
+   alert must mean money is wrong.
 
 In phase 4 MongoDB is no longer written, so pass 3 is skipped. A run with mismatches raises an
 alert: an ERROR log line, and a JSON POST to RECONCILE_ALERT_WEBHOOK_URL when set.
@@ -31,6 +33,7 @@ from ledger.ids import WalletKey, u128_to_hex
 from ledger.mirror import Mirror
 from ledger.models import ReconciliationMismatch, ReconciliationRun
 from ledger.stores.mongo_outbox import MongoOutbox, WalletSnapshot
+from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import (
     WALLET_ACCOUNT_CODE,
     TigerBeetleWalletStore,
@@ -42,6 +45,8 @@ from registry.models import WalletAccount
 
 log = logging.getLogger(__name__)
 ALERT_TIMEOUT_S = 5.0
+AWAITING_KEYS_KEPT = 20
+WALLET_SEQ_MAX = 2**62
 
 
 class Reconciliation:
@@ -49,6 +54,8 @@ class Reconciliation:
         self.outbox = outbox
         self.tigerbeetle = tigerbeetle
         self.awaiting_backfill = 0
+        # The first few wallets counted apart, so a refusal can name them.
+        self.awaiting_backfill_keys: list[WalletKey] = []
 
     @property
     def backend(self):  # type: ignore[no-untyped-def]
@@ -162,26 +169,50 @@ class Reconciliation:
         mismatches: list[ReconciliationMismatch],
         page_size: int,
     ) -> None:
-        """Pass 3."""
+        """Pass 3. Before dual write (phase 0) TigerBeetle only holds what was backfilled or
+        mirrored while dual write was on: a wallet it lacks, or one whose later writes wait in
+        the outbox, has nothing to be compared with yet and is counted apart, not alerted."""
+        dual_write = current_state().dual_write
         for page in self.outbox.wallet_batches(page_size):
             differing: list[WalletSnapshot] = []
             for snapshot in page:
                 key = snapshot.balance.key
                 found = tb_balances.get(key)
-                if found is None and not snapshot.log_complete:
-                    self.awaiting_backfill += 1
+                if found is None and (not snapshot.log_complete or not dual_write):
+                    self._count_awaiting(key)
                     continue
-                run.checked += 1
                 if found == snapshot.balance:
+                    run.checked += 1
                     run.matched += 1
                 else:
                     differing.append(snapshot)
             for snapshot, tb_balance in self._second_look(differing):
+                key = snapshot.balance.key
+                if tb_balance != snapshot.balance and not dual_write and self._only_waiting(key):
+                    self._count_awaiting(key)  # its writes wait for dual write
+                    continue
+                run.checked += 1
                 if tb_balance == snapshot.balance:
                     run.matched += 1
                     continue
                 run.mismatched += 1
                 mismatches.append(self._balance_mismatch(run, snapshot.balance, tb_balance))
+        if not dual_write:
+            run.note = (
+                "before dual write: only wallets TigerBeetle holds with no write waiting in "
+                "the outbox are compared; the others are counted as awaiting"
+            )
+
+    def _only_waiting(self, key: WalletKey) -> bool:
+        """Whether the wallet has writes waiting for dual write, and none parked (a parked
+        entry is one TigerBeetle refused: the stores have diverged)."""
+        waiting = self.outbox.unmirrored_up_to(key, WALLET_SEQ_MAX)
+        return bool(waiting) and MirrorState.PARKED not in waiting
+
+    def _count_awaiting(self, key: WalletKey) -> None:
+        self.awaiting_backfill += 1
+        if len(self.awaiting_backfill_keys) < AWAITING_KEYS_KEPT:
+            self.awaiting_backfill_keys.append(key)
 
     def _second_look(
         self, differing: list[WalletSnapshot]
@@ -212,7 +243,7 @@ class Reconciliation:
         self, run: ReconciliationRun, mongo: WalletBalance, tb: WalletBalance | None
     ) -> ReconciliationMismatch:
         key = mongo.key
-        waiting = self.outbox.unmirrored_up_to(key, 2**62)
+        waiting = self.outbox.unmirrored_up_to(key, WALLET_SEQ_MAX)
         return ReconciliationMismatch(
             run=run,
             kind=(

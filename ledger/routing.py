@@ -1,5 +1,6 @@
 """The store the migration phase makes of the two: where each write goes, where each read comes
-from (design.md's phases; the flags are read once per operation through `flags.phases`).
+from (design.md's phases; the flags are read from the database once per operation through
+`flags.phases`, and each write holds `flags.write_gate` while it runs).
 
 | phase | writes                                   | balance reads                             |
 | ----- | ---------------------------------------- | ----------------------------------------- |
@@ -27,6 +28,7 @@ import pybreaker
 from django.conf import settings
 
 from flags.phases import Phase, current_state
+from flags.write_gate import write_admitted
 from ledger import errors, metrics
 from ledger.ids import WalletKey
 from ledger.models import ReadRouteCount
@@ -110,12 +112,15 @@ class PhasedWalletStore:
         on_mongo: Callable[[], WalletResult],
         on_tigerbeetle: Callable[[], WalletResult],
     ) -> WalletResult:
-        state = current_state()
-        if state.writes_paused:
-            raise errors.WritesPaused()
-        if not state.writes_to_mongo:
-            return _timed(operation, "tigerbeetle", on_tigerbeetle)
-        result = _timed(operation, "mongo", on_mongo)
+        # The gate is held from before the phase is read until the store answered, so a
+        # phase change that moves where money is written waits for this write to finish.
+        with write_admitted() as admitted:
+            state = current_state() if admitted else None
+            if state is None or state.writes_paused:
+                raise errors.WritesPaused()
+            if not state.writes_to_mongo:
+                return _timed(operation, "tigerbeetle", on_tigerbeetle)
+            result = _timed(operation, "mongo", on_mongo)
         if state.mirrors_to_tigerbeetle:
             self._mirror_soon(result.transaction.key)
         return result

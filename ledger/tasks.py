@@ -73,9 +73,10 @@ def mirror_wallet(key: dict[str, str | None]) -> dict[str, Any]:
 def sweep_outbox() -> dict[str, Any]:
     """Celery beat: mirror whatever no on-commit task applied (crashes, broker outages).
 
-    It also catches stragglers of a phase change: a MongoDB write that a slow request made
-    just after TigerBeetle became the only store is still mirrored (dual_write stays on in
-    phase 4), and a TigerBeetle write that landed just after leaving phase 4 is copied back.
+    It is also the safety net for writes made outside the phased store's write gate (a
+    process pinned to one store, a script): a MongoDB write landing after TigerBeetle became
+    the only store is still mirrored (dual_write stays on in phase 4), and a TigerBeetle write
+    landing after phase 4 was left is copied back.
     """
     from flags.phases import current_state
     from ledger import metrics

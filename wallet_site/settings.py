@@ -176,9 +176,9 @@ RECONCILE_ALERT_WEBHOOK_URL = env("RECONCILE_ALERT_WEBHOOK_URL", default="")
 # Phase 3 read breaker (pybreaker): open after this many TigerBeetle failures, retry after.
 READ_BREAKER_FAILURES = env.int("READ_BREAKER_FAILURES", default=5)
 READ_BREAKER_RESET_S = env.float("READ_BREAKER_RESET_S", default=30.0)
-# How long a phase change that moves writes holds them before switching, so requests that
-# read the old phase finish first.
-PHASE_CHANGE_SETTLE_S = env.float("PHASE_CHANGE_SETTLE_S", default=1.0)
+# How long a phase change that moves where money is written waits for the writes in flight
+# (which read the old phase) to finish; past it the change is refused and writes resume.
+PHASE_CHANGE_WRITES_WAIT_S = env.float("PHASE_CHANGE_WRITES_WAIT_S", default=30.0)
 
 CELERY_BEAT_SCHEDULE = {
     "mirror-sweep": {"task": "ledger.sweep_outbox", "schedule": MIRROR_SWEEP_INTERVAL_S},

@@ -3,27 +3,27 @@ losing a write; writes wait (503 writes_paused) while the primary store moves.""
 
 from __future__ import annotations
 
+import threading
+from datetime import UTC, datetime
 from io import StringIO
 from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from rest_framework.test import APIClient
 
 from flags.audit import set_writes_paused
 from flags.models import FlagChange, Milestone
 from flags.phases import InvalidPhaseChange, Phase, current_state
+from flags.write_gate import write_admitted
+from ledger.backfill import Backfill
 from ledger.ids import WalletKey
 from ledger.phase_change import change_phase
 from ledger.routing import PhasedWalletStore
-from ledger.stores.mongo_store import LOG, MirrorState
+from ledger.stores.mongo_store import LOG, WALLETS, MirrorState, _decimal128
 from ledger.tasks import sweep_outbox
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
-
-
-@pytest.fixture(autouse=True)
-def _no_settle_wait(settings: Any) -> None:
-    settings.PHASE_CHANGE_SETTLE_S = 0
 
 
 def move(stores: Stores, phase: Phase, **kwargs: Any) -> Any:
@@ -226,7 +226,7 @@ def test_a_mongodb_write_landing_just_after_entering_phase_4_is_still_mirrored(
     stores: Stores,
 ) -> None:
     key = wallet_in_phase_4(stores)
-    stores.mongo.add_credit(key, 40, tx())  # a slow request that read phase 3
+    stores.mongo.add_credit(key, 40, tx())  # written past the gate, on the store itself
 
     sweep_outbox()
 
@@ -238,9 +238,84 @@ def test_a_tigerbeetle_write_landing_just_after_leaving_phase_4_is_copied_back(
 ) -> None:
     key = wallet_in_phase_4(stores)
     move(stores, Phase.READ_CUTOVER)
-    stores.tigerbeetle.add_credit(key, 25, tx())  # a slow request that read phase 4
+    stores.tigerbeetle.add_credit(key, 25, tx())  # written past the gate, on the store
 
     assert sweep_outbox()["copied_back"] == 1
 
     assert stores.mongo.get_balance(key).credit_minor == 125
     assert_stores_agree(stores, [key])
+
+
+def test_tigerbeetle_only_is_refused_while_a_mongodb_wallet_is_missing_from_tigerbeetle(
+    stores: Stores,
+) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    Backfill(stores.outbox, stores.tigerbeetle).run(progress=False)
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())  # mirrored as usual
+    stray = new_key()
+    # A wallet written after the backfill whose write never reached the outbox (no log entry).
+    stores.mongo.database[WALLETS].insert_one(
+        {
+            "client_id": stray.client_id,
+            "country": stray.country,
+            "currency": stray.currency,
+            "issuer_type_identifier": "",
+            "credit": _decimal128(1_100, stray.currency),
+            "debit": _decimal128(0, stray.currency),
+            "historical_credit": _decimal128(1_100, stray.currency),
+            "wallet_seq": 1,
+            "log_complete": True,
+            "created_at": datetime.now(UTC),
+        }
+    )
+    flags_before = current_state()
+
+    with pytest.raises(InvalidPhaseChange, match=f"{stray.client_id} USA USD \\(missing\\)"):
+        move(stores, Phase.TIGERBEETLE_ONLY)
+
+    assert current_state() == flags_before  # unchanged, and writes resumed
+    stores.phased.add_credit(key, 1, tx())
+
+
+def test_tigerbeetle_only_is_refused_while_a_balance_differs(stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+    stores.mongo.database[WALLETS].update_one(
+        {"client_id": key.client_id}, {"$set": {"credit": _decimal128(90, key.currency)}}
+    )
+
+    with pytest.raises(InvalidPhaseChange, match="balance differs"):
+        move(stores, Phase.TIGERBEETLE_ONLY)
+
+    assert current_state().phase == Phase.READ_CUTOVER
+
+
+def test_a_phase_change_is_refused_when_a_write_in_flight_does_not_finish_in_time(
+    stores: Stores, settings: Any
+) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    settings.PHASE_CHANGE_WRITES_WAIT_S = 0.1
+    holding, release = threading.Event(), threading.Event()
+
+    def slow_write() -> None:
+        with write_admitted():
+            holding.set()
+            release.wait(10)
+        connection.close()
+
+    writer = threading.Thread(target=slow_write)
+    writer.start()
+    try:
+        assert holding.wait(5)
+        with pytest.raises(InvalidPhaseChange, match="writes still running"):
+            move(stores, Phase.TIGERBEETLE_ONLY)
+    finally:
+        release.set()
+        writer.join(10)
+
+    state = current_state()
+    assert (state.phase, state.writes_paused) == (Phase.READ_CUTOVER, False)

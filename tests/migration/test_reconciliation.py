@@ -175,3 +175,45 @@ def test_the_celery_task_records_a_run(stores: Stores) -> None:
     mirrored_wallets(stores, 2)
     result = reconcile_task.delay("test").get()
     assert (result["checked"], result["matched"]) == (2, 2)
+
+
+def test_in_phase_zero_wallets_created_through_the_api_raise_no_alarm(
+    stores: Stores, api: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = [new_key() for _ in range(3)]
+    for key in keys:
+        response = api.post(
+            f"/api/clients/{key.client_id}/wallets/USA/USD/credits",
+            {"transaction_id": tx(), "amount": "5.00"},
+            format="json",
+        )
+        assert response.status_code == 201
+
+    run = reconcile(stores)
+
+    assert (run.checked, run.mismatched, run.awaiting_backfill) == (0, 0, 3)
+    assert not run.mismatches.exists()
+    assert "reconciliation alert" not in caplog.text
+
+
+def test_in_phase_zero_writes_waiting_for_dual_write_are_not_a_mismatch(stores: Stores) -> None:
+    key = new_key()
+    legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
+    Backfill(stores.outbox, stores.tigerbeetle).run(progress=False)
+    stores.phased.add_credit(key, 250, tx())  # phase 0: stays in the outbox
+
+    run = reconcile(stores)
+
+    assert (run.checked, run.mismatched, run.awaiting_backfill) == (0, 0, 1)
+
+
+def test_in_phase_zero_a_backfilled_wallet_that_differs_still_alerts(stores: Stores) -> None:
+    key = new_key()
+    legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
+    Backfill(stores.outbox, stores.tigerbeetle).run(progress=False)
+    stores.tigerbeetle.subtract_credit(key, 1, tx())  # TigerBeetle alone changes: money wrong
+
+    run = reconcile(stores)
+
+    assert (run.checked, run.mismatched) == (1, 1)
+    assert run.mismatches.get().kind == ReconciliationMismatch.Kind.BALANCE

@@ -7,9 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 from io import StringIO
-from typing import Any
 
-import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
@@ -110,11 +108,6 @@ def phase(to: Phase, **options: str) -> None:
     args = [str(int(to))] + [f"--{name}={value}" for name, value in options.items()]
     call_command("migration_phase", *args, "--actor", "walk", stdout=StringIO())
     assert current_state().phase == to
-
-
-@pytest.fixture(autouse=True)
-def _no_settle_wait(settings: Any) -> None:
-    settings.PHASE_CHANGE_SETTLE_S = 0
 
 
 def test_the_full_walk_there_and_back_keeps_every_balance_exact(

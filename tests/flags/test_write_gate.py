@@ -1,0 +1,85 @@
+"""The write gate: a phase change that holds it has no write running beside it, and waits
+for the writes in flight (threads here; processes in test_phase_change_across_processes)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.db import connection
+
+from flags.write_gate import WritesStillRunning, write_admitted, writes_drained
+
+pytestmark = pytest.mark.django_db(transaction=True)
+HOLD_S = 0.3
+
+
+def in_thread(work: Callable[[], None]) -> threading.Thread:
+    def run() -> None:
+        try:
+            work()
+        finally:
+            connection.close()  # this thread's own connection (and its advisory locks)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def write_in_flight() -> Iterator[threading.Event]:
+    """A write holding the gate for HOLD_S; the event is set once it holds it."""
+    holding = threading.Event()
+
+    def write() -> None:
+        with write_admitted() as admitted:
+            assert admitted
+            holding.set()
+            time.sleep(HOLD_S)
+
+    thread = in_thread(write)
+    assert holding.wait(5)
+    yield holding
+    thread.join(5)
+
+
+def test_a_write_is_not_admitted_while_a_phase_change_holds_the_gate() -> None:
+    answers: list[bool] = []
+
+    def write() -> None:
+        with write_admitted() as admitted:
+            answers.append(admitted)
+
+    with writes_drained(timeout_s=1):
+        in_thread(write).join(5)
+
+    in_thread(write).join(5)
+    assert answers == [False, True]
+
+
+def test_a_phase_change_waits_for_the_write_in_flight(write_in_flight: threading.Event) -> None:
+    started = time.monotonic()
+    with writes_drained(timeout_s=5):
+        waited_s = time.monotonic() - started
+    assert waited_s >= HOLD_S / 2
+
+
+def test_a_phase_change_gives_up_when_a_write_outlasts_its_wait(
+    write_in_flight: threading.Event,
+) -> None:
+    with pytest.raises(WritesStillRunning), writes_drained(timeout_s=0.05):
+        pass
+
+
+def test_writes_run_side_by_side() -> None:
+    with write_admitted() as first:
+        answers: list[bool] = []
+
+        def write() -> None:
+            with write_admitted() as admitted:
+                answers.append(admitted)
+
+        in_thread(write).join(5)
+    assert first and answers == [True]
