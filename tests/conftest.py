@@ -141,11 +141,24 @@ def api_client_for(user: object) -> object:
     return client
 
 
-def token_api_client(permissions: tuple[str, ...] = WALLET_API_PERMISSIONS) -> object:
-    """A REST client signed in with a fresh user's token (the API's authentication), the
-    user holding `permissions` (by default the five wallet operations and voids)."""
+def permitted_user(permissions: tuple[str, ...] = WALLET_API_PERMISSIONS) -> object:
+    """A fresh user holding `permissions` (by default the five wallet operations and voids)."""
     from django.contrib.auth import get_user_model
 
     user = get_user_model().objects.create_user(f"api-{uuid.uuid4().hex[:8]}")
     grant(user, *permissions)
-    return api_client_for(user)
+    return user
+
+
+def api_token(permissions: tuple[str, ...] = WALLET_API_PERMISSIONS) -> str:
+    """A fresh user's API token (knox), for clients outside Django's test client."""
+    from knox.models import AuthToken
+
+    _, token = AuthToken.objects.create(user=permitted_user(permissions))
+    return str(token)
+
+
+def token_api_client(permissions: tuple[str, ...] = WALLET_API_PERMISSIONS) -> object:
+    """A REST client signed in with a fresh user's token (the API's authentication), the
+    user holding `permissions` (by default the five wallet operations and voids)."""
+    return api_client_for(permitted_user(permissions))

@@ -29,12 +29,11 @@ import pymongo
 import pytest
 import requests
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
 from ledger.errors import TransactionNotFound
 from ledger.stores.mongo_store import MongoWalletStore
+from tests.conftest import api_token
 from wallet_site.embedded_mongo import free_loopback_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -284,11 +283,6 @@ def assert_routed_by(phase: int, transaction_ids: list[str], mongo: MongoWalletS
             pass
     expected = [] if phase == 4 else transaction_ids
     assert sorted(in_mongo) == sorted(expected), f"writes not routed by phase {phase}"
-
-
-def api_token() -> str:
-    user = get_user_model().objects.create_user(f"walker-{uuid.uuid4().hex[:8]}")
-    return Token.objects.create(user=user).key
 
 
 def test_every_process_follows_the_walk_and_no_acknowledged_credit_is_lost(
