@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 from waffle import get_waffle_sample_model, get_waffle_switch_model
 
-from flags.models import FlagChange
+from flags.models import FlagChange, PhaseChange
 from flags.phases import (
     DUAL_WRITE,
     READ_CUTOVER,
@@ -38,6 +38,9 @@ _FIELD_OF = {
     READ_ROLLOUT: "read_rollout_percent",
 }
 
+current_phase_change: contextvars.ContextVar[PhaseChange | None] = contextvars.ContextVar(
+    "phase_change", default=None
+)
 current_actor: contextvars.ContextVar[str] = contextvars.ContextVar("flag_actor", default="system")
 current_note: contextvars.ContextVar[str] = contextvars.ContextVar("flag_note", default="")
 # True while apply_state sets a whole, already validated state flag by flag.
@@ -54,6 +57,26 @@ def acting_as(actor: str, note: str = "") -> Iterator[None]:
     finally:
         current_actor.reset(actor_token)
         current_note.reset(note_token)
+
+
+@contextmanager
+def recording_phase_change(
+    actor: str, note: str, *, from_phase: int, to_phase: int
+) -> Iterator[PhaseChange]:
+    """One audit row for a phase change the person asked for; every flag flip made inside
+    points to it. A refusal is kept on the row with its reason, and re-raised."""
+    change = PhaseChange.objects.create(
+        actor=actor, note=note, from_phase=from_phase, to_phase=to_phase
+    )
+    token = current_phase_change.set(change)
+    try:
+        yield change
+    except InvalidPhaseChange as exc:
+        change.refused = str(exc)[:500]
+        change.save(update_fields=["refused"])
+        raise
+    finally:
+        current_phase_change.reset(token)
 
 
 def flag_value(instance: Any) -> str:
@@ -108,6 +131,7 @@ def record_change(sender: Any, instance: Any, **kwargs: Any) -> None:
         new_value=new,
         actor=current_actor.get(),
         note=current_note.get(),
+        phase_change=current_phase_change.get(),
     )
 
 
