@@ -48,6 +48,7 @@ def match_rate_chart(days: int = 14) -> str:
         _config(),
         title=f"Balance match rate per day (%), target {target:g} %",
         range=axis,
+        max_scale=8,
         value_formatter=lambda value: f"{value:.4f} %",
     )
     chart.x_labels = [row["day"].isoformat() for row in rows]  # type: ignore[union-attr]
@@ -68,6 +69,7 @@ def latency_chart() -> str:
     latencies = {(item.operation, item.store): item for item in operation_latencies()}
     config = _config()
     config.no_data_text = "No operation recorded yet"
+    config.max_scale = 6  # a few readable y labels
     chart = pygal.Bar(
         config,
         title="Mean latency per operation and store (ms), since the processes started",

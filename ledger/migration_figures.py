@@ -216,6 +216,7 @@ class Blocker:
 
     text: str
     url: str = ""
+    link_text: str = "See the cases"
 
 
 @dataclass
@@ -358,6 +359,13 @@ def current_gate(state: MigrationState, urls: dict[str, str]) -> Gate:
     return _writes_lost_gate(phase, "staying on TigerBeetle only", urls)
 
 
+def _held_long_enough(gate: Gate) -> bool | None:
+    """Met when it held on each of the required consecutive days; None without any data."""
+    if all(day.met is None for day in gate.days):
+        return None
+    return gate.held_days >= gate.required_days
+
+
 def _backfill_gate(phase: Phase, urls: dict[str, str]) -> Gate:
     done = Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).first()
     gate = Gate(
@@ -370,7 +378,9 @@ def _backfill_gate(phase: Phase, urls: dict[str, str]) -> Gate:
         required_days=0,
     )
     if done is None:
-        gate.blockers.append(Blocker("The backfill has not completed.", urls["milestones"]))
+        gate.blockers.append(
+            Blocker("The backfill has not completed.", urls["milestones"], "Milestones")
+        )
     return gate
 
 
@@ -381,13 +391,14 @@ def _writes_lost_gate(phase: Phase, next_step: str, urls: dict[str, str]) -> Gat
         phase,
         next_step,
         "No write lost: no parked outbox entry and no wallet whose balances differ in "
-        f"reconciliation, on each of {CONSECUTIVE_DAYS} consecutive days",
+        "the last reconciliation",
         None if lost is None else lost == 0,
         detail,
         days=daily_writes_lost(),
         data_since=ReconciliationRun.objects.order_by("started_at")
         .values_list("started_at", flat=True)
         .first(),
+        required_days=0,
     )
     depth = outbox_depth()
     if depth and depth["parked"]:
@@ -408,7 +419,9 @@ def _writes_lost_gate(phase: Phase, next_step: str, urls: dict[str, str]) -> Gat
             )
         )
     if run is None:
-        gate.blockers.append(Blocker("No reconciliation has run yet.", urls["runs"]))
+        gate.blockers.append(
+            Blocker("No reconciliation has run yet.", urls["runs"], "Reconciliation runs")
+        )
     return gate
 
 
@@ -429,7 +442,7 @@ def _match_rate_gate(phase: Phase, urls: dict[str, str]) -> Gate:
         .values_list("compared_at", flat=True)
         .first(),
     )
-    gate.met = gate.held_days >= CONSECUTIVE_DAYS
+    gate.met = _held_long_enough(gate)
     if shadow.mismatched:
         gate.blockers.append(
             Blocker(
@@ -459,7 +472,7 @@ def _fallback_gate(phase: Phase, state: MigrationState, urls: dict[str, str]) ->
         days=daily_fallback_rates(),
         data_since=ReadRouteCount.objects.order_by("hour").values_list("hour", flat=True).first(),
     )
-    gate.met = gate.held_days >= CONSECUTIVE_DAYS
+    gate.met = _held_long_enough(gate)
     failed = [day for day in gate.days if day.met is False]
     if failed:
         gate.blockers.append(
@@ -467,7 +480,9 @@ def _fallback_gate(phase: Phase, state: MigrationState, urls: dict[str, str]) ->
         )
     if not Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).exists():
         gate.blockers.append(
-            Blocker("Phase 4 needs the backfill to have completed.", urls["milestones"])
+            Blocker(
+                "Phase 4 needs the backfill to have completed.", urls["milestones"], "Milestones"
+            )
         )
     depth = outbox_depth()
     if depth and (depth["parked"] or depth["awaiting_backfill"]):

@@ -333,6 +333,8 @@ def test_the_wallet_page_links_its_mismatches_rechecks_and_the_wallets_list(
     reconcile()
     page = wallet_page(support, wallet[0]).content.decode()
     assert 'id="breadcrumb-wallets"' in page
+    transactions = support.get(link(page, "wallet-transactions")).content.decode()
+    assert wallet[1] in transactions and wallet[2] in transactions
     listed = support.get(link(page, "wallet-mismatches")).content.decode()
     assert wallet[0].client_id in listed
 
