@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from flags.phases import current_state
+from flags.phases import Phase, current_state
 from ledger import errors
 from ledger.admin import recheck_wallet
 from ledger.ids import WalletKey
@@ -238,7 +238,9 @@ class WalletAccountAdmin(ReadOnlyAdmin):
                         "status": "all",
                     }
                 ),
-                "can_recheck": request.user.has_perm("ledger.recheck_wallet"),
+                # Both stores are compared while dual write keeps TigerBeetle current.
+                "can_recheck": request.user.has_perm("ledger.recheck_wallet")
+                and Phase.DUAL_WRITE <= state.phase <= Phase.READ_CUTOVER,
                 "recheck_params": key_params(key),
                 "find_query": key.client_id,
             },
@@ -397,6 +399,12 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
         "failure_code",
         "in_mongo",
     )
+
+    def get_fieldsets(self, request: HttpRequest, obj: WalletTransfer | None = None) -> Any:
+        """The void section only for a voided transaction (who, when, why)."""
+        if obj is not None and obj.voided_at is None:
+            return [fieldset for fieldset in self.fieldsets if fieldset[0] != "Void"]
+        return self.fieldsets
 
     @admin.display(description="transaction", ordering="transaction_id")
     def transaction(self, row: WalletTransfer) -> str:

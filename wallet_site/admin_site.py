@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import URLPattern, URLResolver, path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import defaults
 
 # The index's groups, named for the people who use them: (group, models as app_label.Model).
 GROUPS = [
@@ -108,8 +109,6 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
     """403 inside the admin frame for staff, with the way back; Django's plain one elsewhere."""
     user = getattr(request, "user", None)
     if not (request.path.startswith("/admin/") and user is not None and user.is_staff):
-        from django.views import defaults
-
         return defaults.permission_denied(request, exception)  # type: ignore[arg-type]
     context = {
         **admin.site.each_context(request),

@@ -114,6 +114,15 @@ def test_support_finds_a_client_voids_with_a_reason_and_sees_both_balances_chang
     assert "customer" not in voided_row.inner_text()  # who and when, not cut off
     assert re.search(r"support-\w+, \d{4}-\d\d-\d\d", voided_row.inner_text())
 
+    page.locator("#result_list tr", has_text="posted").locator("th a").click()
+    page.wait_for_selector("#void-button")
+    screenshot(page, "support-06-transaction-page")
+    technical = page.locator("details", has_text="Technical details")
+    assert technical.count() == 1 and technical.get_attribute("open") is None
+    assert "$100.00" in page.inner_text("#content-main")
+    page.click("#transaction-wallet-link")
+    page.wait_for_selector("#balances")
+
 
 def test_support_finds_a_wallet_only_mongodb_holds_and_is_kept_to_support_pages(
     page: Any,
@@ -127,13 +136,13 @@ def test_support_finds_a_wallet_only_mongodb_holds_and_is_kept_to_support_pages(
     page.fill("#find-q", key.client_id)
     page.press("#find-q", "Enter")
     page.wait_for_selector("#balances")
-    screenshot(page, "support-06-mongodb-only-wallet")
+    screenshot(page, "support-07-mongodb-only-wallet")
     assert balance_cells(page, "credit")[0] == "$119.90"
     assert "Not in TigerBeetle yet" in page.inner_text("#content-main")
 
     wallet_url = page.url
     page.goto(f"{live_server.url}/admin/migration/dashboard/", referer=wallet_url)
-    screenshot(page, "support-07-forbidden")
+    screenshot(page, "support-08-forbidden")
     assert "Your role does not allow this page" in page.inner_text("#forbidden")
     page.click("#forbidden-back")
     page.wait_for_selector("#balances")
@@ -160,7 +169,7 @@ def test_support_voids_a_phase_4_transaction_from_the_wallet_page(
     page.fill("#find-q", key.client_id)
     page.press("#find-q", "Enter")
     page.wait_for_selector("#balances")
-    screenshot(page, "support-08-phase-4-wallet")
+    screenshot(page, "support-09-phase-4-wallet")
     assert "TigerBeetle is authoritative" in page.inner_text("#authoritative-store")
     assert page.locator("#balance-difference").count() == 0  # expected: MongoDB falls behind
     assert fits_the_screen(page)
@@ -169,7 +178,7 @@ def test_support_voids_a_phase_4_transaction_from_the_wallet_page(
     page.fill("#id_reason", "charged twice")
     page.click("input[name=_void]")
     page.wait_for_selector("#balances")
-    screenshot(page, "support-09-phase-4-after-void")
+    screenshot(page, "support-10-phase-4-after-void")
     assert page.locator('#balances tr[data-field="credit"] td.tigerbeetle').inner_text() == (
         "$100.00"
     )
