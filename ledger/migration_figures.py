@@ -392,8 +392,8 @@ def _writes_lost_gate(phase: Phase, next_step: str, urls: dict[str, str]) -> Gat
         next_step,
         "No write lost: no parked outbox entry and no wallet whose balances differ in "
         "the last reconciliation",
-        None if lost is None else lost == 0,
-        detail,
+        None if lost is None or (run is None and not lost) else lost == 0,
+        detail if run is not None or lost else "no reconciliation has run yet",
         days=daily_writes_lost(),
         data_since=ReconciliationRun.objects.order_by("started_at")
         .values_list("started_at", flat=True)

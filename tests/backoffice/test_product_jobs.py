@@ -99,6 +99,15 @@ def test_a_legacy_inconsistency_is_not_a_lost_write(product: Client, stores: Sto
     assert "Not counted: 1 legacy wallets whose MongoDB fields disagree" in shown
 
 
+def test_without_a_reconciliation_the_writes_lost_gate_has_no_data_rather_than_holding(
+    product: Client, stores: Stores
+) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    shown = gate(product.get("/admin/migration/phase/").content.decode())
+    assert "No data yet: no reconciliation has run yet." in shown
+    assert 'href="/admin/ledger/reconciliationrun/"' in shown
+
+
 def test_in_phase_0_the_gate_is_the_backfill(product: Client, stores: Stores) -> None:
     shown = gate(product.get("/admin/migration/phase/").content.decode())
     assert "Next step: phase 1 - dual write" in shown
