@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -20,21 +18,8 @@ from ledger.reconciliation import Reconciliation
 from ledger.service import mongo_outbox, tigerbeetle_store
 from ledger.support import BALANCE_WORDS, FIELDS
 from ledger.wallets import WalletBalance
-from registry import accounts as account_registry
 from wallet_site.admin_base import CsvExportMixin, ReadOnlyAdmin
-
-
-def _wallet_url(key: WalletKey) -> str:
-    registered = account_registry.find_account(key)
-    if registered is not None:
-        return reverse("admin:registry_walletaccount_change", args=[registered.registry_pk])
-    params = {
-        "client_id": key.client_id,
-        "country": key.country,
-        "currency": key.currency,
-        "issuer": key.issuer or "",
-    }
-    return f"{reverse('admin:registry_walletaccount_by_key')}?{urlencode(params)}"
+from wallet_site.admin_links import wallet_url
 
 
 def _describe_balance(balance: WalletBalance | None, missing: str) -> str:
@@ -136,7 +121,7 @@ def _wallet_link(row: ReconciliationMismatch) -> str:
     if not row.client_id:
         return row.tb_account_id_hex
     key = WalletKey(row.client_id, row.country, row.currency, row.issuer or None)
-    return format_html('<a class="wallet-link" href="{}">{}</a>', _wallet_url(key), key.describe())
+    return format_html('<a class="wallet-link" href="{}">{}</a>', wallet_url(key), key.describe())
 
 
 @admin.register(ReconciliationRun)

@@ -32,9 +32,9 @@ from flags.phases import (
     Phase,
     current_state,
 )
-from ledger import charts, errors, migration_figures, tasks
+from ledger import charts, migration_figures, tasks
 from ledger.phase_change import change_phase, target_state
-from ledger.service import mongo_outbox, mongo_store, tigerbeetle_store
+from ledger.service import mongo_store, tigerbeetle_store
 from registry.models import WalletTransfer
 
 PHASE_LABELS = {
@@ -123,7 +123,7 @@ def phase_effects(before: MigrationState, after: MigrationState) -> PhaseEffects
     settle_s = settings.PHASE_CHANGE_SETTLE_S
     pause = f"Writes pause for about {settle_s:g} s: clients get 503 writes_paused and retry."
     if before.writes_to_mongo and not after.writes_to_mongo:
-        depth = _outbox_depth()
+        depth = migration_figures.outbox_depth()
         result.effects.append(pause)
         if depth is None:
             result.refusals.append("MongoDB does not answer: the outbox cannot be drained.")
@@ -168,19 +168,12 @@ def phase_effects(before: MigrationState, after: MigrationState) -> PhaseEffects
                 "Dual write starts: every MongoDB write is also mirrored into TigerBeetle."
             )
         else:
-            depth = _outbox_depth()
+            depth = migration_figures.outbox_depth()
             pending = f" {depth['pending']} entries still pending stay unmirrored." if depth else ""
             result.effects.append(
                 "Dual write stops: TigerBeetle no longer receives MongoDB's writes." + pending
             )
     return result
-
-
-def _outbox_depth() -> dict[str, int] | None:
-    try:
-        return mongo_outbox().depth()
-    except errors.StoreUnavailable:
-        return None
 
 
 def for_the_page(message: str) -> str:

@@ -28,38 +28,9 @@ from ledger.wallets import TransactionRecord, WalletBalance
 from registry import accounts as account_registry
 from registry.models import WalletAccount, WalletTransfer
 from wallet_site.admin_base import CsvExportMixin, ReadOnlyAdmin
+from wallet_site.admin_links import key_params, transaction_url, void_url, wallet_url
 from wallet_site.admin_site import back_url
 from wallet_site.templatetags.backoffice import tb_time
-
-
-def wallet_url(key: WalletKey) -> str:
-    """A wallet's page: by its registry row when TigerBeetle knows it, else by its key (a
-    wallet only MongoDB holds)."""
-    registered = account_registry.find_account(key)
-    if registered is not None:
-        return reverse("admin:registry_walletaccount_change", args=[registered.registry_pk])
-    return f"{reverse('admin:registry_walletaccount_by_key')}?{urlencode(key_params(key))}"
-
-
-def key_params(key: WalletKey) -> dict[str, str]:
-    return {
-        "client_id": key.client_id,
-        "country": key.country,
-        "currency": key.currency,
-        "issuer": key.issuer or "",
-    }
-
-
-def transaction_url(transaction_id: str, registry_pk: int | None = None) -> str:
-    if registry_pk is not None:
-        return reverse("admin:registry_wallettransfer_change", args=[registry_pk])
-    return reverse("admin:registry_wallettransfer_record", args=[transaction_id])
-
-
-def void_url(transaction_id: str, request: HttpRequest) -> str:
-    """The void page, which returns to the page the agent is on."""
-    base = reverse("admin:registry_wallettransfer_void", args=[transaction_id])
-    return f"{base}?{urlencode({'next': request.get_full_path()})}"
 
 
 def _int_param(request: HttpRequest, name: str, default: int) -> int:
@@ -631,8 +602,15 @@ def find_view(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()
     found = find(query, mongo_store())
     wallets = [{"hit": hit, "url": wallet_url(hit.key)} for hit in found.wallets]
+    can_void = user.has_perm("registry.void_wallettransfer")
     transactions = [
-        {"hit": hit, "url": transaction_url(hit.transaction_id, hit.registry_pk)}
+        {
+            "hit": hit,
+            "url": transaction_url(hit.transaction_id, hit.registry_pk),
+            "void_url": void_url(hit.transaction_id, request)
+            if can_void and hit.state == "posted"
+            else "",
+        }
         for hit in found.transactions
     ]
     if len(wallets) + len(transactions) == 1 and not found.notes:

@@ -464,3 +464,17 @@ def test_the_index_groups_are_named_for_the_people_who_use_them(
     assert "Support: reconciliation" in support_index
     assert "Product: migration records" in product_index
     assert ">Registry<" not in support_index and ">Ledger<" not in support_index
+
+
+def test_search_results_offer_a_void_link_for_each_voidable_transaction(
+    support: Client, stores: Stores
+) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    shared = f"shared-{tx()}"  # a client id that is also a transaction id: two hits
+    key = WalletKey(shared, "USA", "USD")
+    stores.phased.add_credit(key, 100, shared)
+
+    page = support.get("/admin/find/", {"q": shared}).content.decode()
+
+    assert key.describe() in section(page, "found-wallets")
+    assert f"/void/{shared}/?next=" in section(page, "found-transactions")
