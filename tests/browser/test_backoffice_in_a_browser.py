@@ -5,16 +5,20 @@ meets the form's rules, moves the rollout and reads the phase-4 confirmation."""
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from flags.models import Milestone
 from flags.phases import Phase
+from ledger.models import ShadowComparison
 from ledger.phase_change import change_phase
 from tests.browser.conftest import screenshot
 from tests.migration.conftest import (  # noqa: F401 - fixtures
@@ -131,18 +135,35 @@ def test_support_finds_a_wallet_only_mongodb_holds_and_is_kept_to_support_pages(
 ) -> None:
     key = new_key()
     legacy_wallet(committed_stores, key, credit_minor=11_990, debit_minor=5_245)
+    enter_phase(Phase.DUAL_WRITE)
+    differing = new_key()
+    committed_stores.phased.add_credit(differing, 10_000, tx())
+    committed_stores.tigerbeetle.subtract_credit(differing, 1, tx())  # the stores now differ
+    with pytest.raises(CommandError):
+        call_command("reconcile", stdout=io.StringIO())
     log_in(page, live_server.url, staff_in("Support"))
+
+    page.goto(f"{live_server.url}/admin/ledger/reconciliationmismatch/")
+    screenshot(page, "support-07-open-mismatches")
+    assert fits_the_screen(page)
+    page.locator("#result_list a.wallet-link", has_text=differing.client_id).click()
+    page.wait_for_selector("#balance-difference")
+    screenshot(page, "support-07-wallet-that-differs")
+    page.click("#recheck-button")
+    page.wait_for_selector(".messagelist")
+    assert "still different" in page.inner_text(".messagelist")
+    assert "TigerBeetle: $99.99 available" in page.inner_text(".messagelist")
 
     page.fill("#find-q", key.client_id)
     page.press("#find-q", "Enter")
     page.wait_for_selector("#balances")
-    screenshot(page, "support-07-mongodb-only-wallet")
+    screenshot(page, "support-08-mongodb-only-wallet")
     assert balance_cells(page, "credit")[0] == "$119.90"
     assert "Not in TigerBeetle yet" in page.inner_text("#content-main")
 
     wallet_url = page.url
     page.goto(f"{live_server.url}/admin/migration/dashboard/", referer=wallet_url)
-    screenshot(page, "support-08-forbidden")
+    screenshot(page, "support-09-forbidden")
     assert "Your role does not allow this page" in page.inner_text("#forbidden")
     page.click("#forbidden-back")
     page.wait_for_selector("#balances")
@@ -169,7 +190,7 @@ def test_support_voids_a_phase_4_transaction_from_the_wallet_page(
     page.fill("#find-q", key.client_id)
     page.press("#find-q", "Enter")
     page.wait_for_selector("#balances")
-    screenshot(page, "support-09-phase-4-wallet")
+    screenshot(page, "support-10-phase-4-wallet")
     assert "TigerBeetle is authoritative" in page.inner_text("#authoritative-store")
     assert page.locator("#balance-difference").count() == 0  # expected: MongoDB falls behind
     assert fits_the_screen(page)
@@ -178,10 +199,33 @@ def test_support_voids_a_phase_4_transaction_from_the_wallet_page(
     page.fill("#id_reason", "charged twice")
     page.click("input[name=_void]")
     page.wait_for_selector("#balances")
-    screenshot(page, "support-10-phase-4-after-void")
+    screenshot(page, "support-11-phase-4-after-void")
     assert page.locator('#balances tr[data-field="credit"] td.tigerbeetle').inner_text() == (
         "$100.00"
     )
+
+
+def seed_comparisons(days: dict[int, tuple[int, int]]) -> None:
+    """Shadow comparisons as phase 2 records them: {days ago: (matched, mismatched)}."""
+    rows = []
+    for days_ago, (matched, mismatched) in days.items():
+        at = timezone.now() - timedelta(days=days_ago)
+        for outcome, count in (("match", matched), ("mismatch", mismatched)):
+            rows += [
+                ShadowComparison(
+                    client_id="c",
+                    country="USA",
+                    currency="USD",
+                    wallet_seq=1,
+                    outcome=outcome,
+                    mongo_credit_minor=1,
+                    mongo_debit_minor=0,
+                    mongo_historical_credit_minor=1,
+                    compared_at=at,
+                )
+                for _ in range(count)
+            ]
+    ShadowComparison.objects.bulk_create(rows)
 
 
 def test_product_sees_the_gate_meets_the_forms_rules_and_moves_the_rollout(
@@ -206,19 +250,25 @@ def test_product_sees_the_gate_meets_the_forms_rules_and_moves_the_rollout(
     page.fill("#id_shadow_percent", "5")
     page.click("input[name=_change]")
     page.wait_for_selector(".messagelist")
+    seed_comparisons({4: (39, 1), 3: (50, 0), 2: (50, 0), 1: (50, 0), 0: (20, 0)})
+    page.goto(f"{live_server.url}/admin/migration/dashboard/")
+    screenshot(page, "product-03-dashboard-phase-2")
+    assert "Held 4 of the 7 consecutive days needed" in page.inner_text("#gate")
+    assert "target 99.99 %" in page.inner_text("#match-rate-chart")
+    page.goto(f"{live_server.url}/admin/migration/phase/")
     page.select_option("#id_phase", "3")
     assert page.is_visible("#id_rollout_percent") and not page.is_visible("#id_shadow_percent")
     page.fill("#id_rollout_percent", "40")
     page.fill("#id_note", "widen the cutover")
     page.click("input[name=_change]")
     page.wait_for_selector(".messagelist")
-    screenshot(page, "product-03-phase-changed-and-audit")
+    screenshot(page, "product-04-phase-changed-and-audit")
     assert re.search(r"now in phase 3", page.inner_text(".messagelist"))
     audit = page.locator("#flag-audit tr.phase-change")
     assert audit.count() == 2 and "widen the cutover" in audit.first.inner_text()
 
     page.goto(f"{live_server.url}/admin/migration/dashboard/")
-    screenshot(page, "product-04-dashboard")
+    screenshot(page, "product-05-dashboard")
     assert page.inner_text("#dashboard-rollout") == "40.0%"
     assert "Fallback rate < 0.1%" in page.inner_text("#gate")
     assert page.locator("#match-rate-chart svg").count() == 1
@@ -240,11 +290,11 @@ def test_product_reads_what_phase_4_will_do_before_confirming(
     page.fill("#id_note", "TigerBeetle takes over")
     page.click("input[name=_change]")
     page.wait_for_selector("#phase-effects")
-    screenshot(page, "product-05-phase-4-confirmation")
+    screenshot(page, "product-06-phase-4-confirmation")
     effects = page.inner_text("#phase-effects")
     assert "The mirror applies the 1 outbox entries still pending" in effects
     assert "Dual write stops" not in effects
     page.click("input[name=_confirm]")
     page.wait_for_selector(".messagelist")
-    screenshot(page, "product-06-phase-4")
+    screenshot(page, "product-07-phase-4")
     assert "now in phase 4" in page.inner_text(".messagelist")
