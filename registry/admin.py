@@ -23,7 +23,14 @@ from ledger.admin import recheck_wallet
 from ledger.ids import WalletKey
 from ledger.money import format_money, from_minor_units
 from ledger.service import WalletService, mongo_store, tigerbeetle_store
-from ledger.support import BALANCE_WORDS, VOID_EFFECT, find, store_roles, wallet_overview
+from ledger.support import (
+    BALANCE_WORDS,
+    VOID_EFFECT,
+    WalletOverview,
+    find,
+    store_roles,
+    wallet_overview,
+)
 from ledger.wallets import TransactionRecord, WalletBalance
 from registry import accounts as account_registry
 from registry.models import WalletAccount, WalletTransfer
@@ -58,6 +65,64 @@ def _transactions_url(key: WalletKey) -> str:
         return ""
     changelist = reverse("admin:registry_wallettransfer_changelist")
     return f"{changelist}?wallet__id__exact={registered.registry_pk}"
+
+
+def _mismatches_url(key: WalletKey) -> str:
+    changelist = reverse("admin:ledger_reconciliationmismatch_changelist")
+    params = {
+        "client_id": key.client_id,
+        "country": key.country,
+        "currency": key.currency,
+        "status": "all",
+    }
+    return f"{changelist}?{urlencode(params)}"
+
+
+def _line_links(request: HttpRequest, overview: WalletOverview) -> dict[str, list[Any]]:
+    """Each line of both stores with its transaction page and, when voidable by this
+    person, its Void link."""
+    can_void = request.user.has_perm("registry.void_wallettransfer")
+
+    def void_link(transaction_id: str, voidable: bool) -> str:
+        return void_url(transaction_id, request) if can_void and voidable else ""
+
+    return {
+        "log_lines": [
+            {
+                "line": line,
+                "url": transaction_url(line.transaction_id),
+                "void_url": void_link(line.transaction_id, line.voidable),
+            }
+            for line in overview.log_lines
+        ],
+        "ledger_lines": [
+            {
+                "line": line,
+                "url": transaction_url(line.transaction_id, line.registry_pk)
+                if line.registry_pk
+                else "",
+                "void_url": void_link(line.transaction_id, line.voidable),
+            }
+            for line in overview.ledger_lines
+        ],
+    }
+
+
+def _pager_links(request: HttpRequest, overview: WalletOverview) -> dict[str, str]:
+    """Newer/older pages of the MongoDB log (page numbers) and of TigerBeetle's transfers
+    (timestamp cursor); "" where there is none."""
+    return {
+        "log_newer": _with_params(request, log_page=overview.log_page - 1)
+        if overview.log_page > 1
+        else "",
+        "log_older": _with_params(request, log_page=overview.log_page + 1)
+        if overview.log_has_more
+        else "",
+        "tb_newest": _with_params(request, tb_before=0) if overview.tb_before else "",
+        "tb_older": _with_params(request, tb_before=overview.tb_next_before)
+        if overview.tb_next_before
+        else "",
+    }
 
 
 class IssuerFilter(admin.SimpleListFilter):
@@ -155,8 +220,6 @@ class WalletAccountAdmin(ReadOnlyAdmin):
             log_page=_int_param(request, "log_page", 1),
             tb_before=_int_param(request, "tb_before", 0),
         )
-        can_void = request.user.has_perm("registry.void_wallettransfer")
-        mismatches = reverse("admin:ledger_reconciliationmismatch_changelist")
         return TemplateResponse(
             request,
             "admin/registry/wallet_overview.html",
@@ -167,48 +230,10 @@ class WalletAccountAdmin(ReadOnlyAdmin):
                 "key": key,
                 "overview": overview,
                 "void_effect": VOID_EFFECT,
-                "log_lines": [
-                    {
-                        "line": line,
-                        "url": transaction_url(line.transaction_id),
-                        "void_url": void_url(line.transaction_id, request)
-                        if can_void and line.voidable
-                        else "",
-                    }
-                    for line in overview.log_lines
-                ],
-                "ledger_lines": [
-                    {
-                        "line": line,
-                        "url": transaction_url(line.transaction_id, line.registry_pk)
-                        if line.registry_pk
-                        else "",
-                        "void_url": void_url(line.transaction_id, request)
-                        if can_void and line.voidable
-                        else "",
-                    }
-                    for line in overview.ledger_lines
-                ],
-                "log_newer": _with_params(request, log_page=overview.log_page - 1)
-                if overview.log_page > 1
-                else "",
-                "log_older": _with_params(request, log_page=overview.log_page + 1)
-                if overview.log_has_more
-                else "",
-                "tb_newest": _with_params(request, tb_before=0) if overview.tb_before else "",
-                "tb_older": _with_params(request, tb_before=overview.tb_next_before)
-                if overview.tb_next_before
-                else "",
+                **_line_links(request, overview),
+                **_pager_links(request, overview),
                 "transactions_url": _transactions_url(key),
-                "mismatches_url": f"{mismatches}?"
-                + urlencode(
-                    {
-                        "client_id": key.client_id,
-                        "country": key.country,
-                        "currency": key.currency,
-                        "status": "all",
-                    }
-                ),
+                "mismatches_url": _mismatches_url(key),
                 # Both stores are compared while dual write keeps TigerBeetle current.
                 "can_recheck": request.user.has_perm("ledger.recheck_wallet")
                 and Phase.DUAL_WRITE <= state.phase <= Phase.READ_CUTOVER,
