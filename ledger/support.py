@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from flags.models import Milestone
 from flags.phases import MigrationState, Phase
 from ledger import errors
 from ledger.ids import WalletKey, u128_to_hex
@@ -348,7 +349,20 @@ def assess_difference(
         return Difference(
             "info",
             f"{what}: TigerBeetle is behind, MongoDB writes of this wallet are still waiting "
-            "for the mirror (it applies them within seconds; parked ones need support).",
+            "for the mirror (it applies them within seconds; a legacy wallet's writes wait for the "
+            "backfill; parked ones need support).",
+        )
+    if tb is None and account_registry.find_account(overview.key) is None:
+        if not Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).exists():
+            return Difference(
+                "info",
+                f"{what}: expected, a legacy wallet the backfill has not imported into "
+                "TigerBeetle yet (its later writes wait in the outbox for it).",
+            )
+        return Difference(
+            "warning",
+            f"{what}, although the backfill has completed: see the wallet's reconciliation "
+            "mismatches.",
         )
     return Difference(
         "warning",

@@ -269,6 +269,17 @@ def test_in_phase_1_mongodb_is_authoritative_and_mirror_lag_is_not_a_warning(
     assert "still waiting for the mirror" in page
 
 
+def test_a_legacy_wallet_awaiting_the_backfill_is_explained_not_alarmed(
+    support: Client, stores: Stores
+) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    legacy_wallet(stores, key, credit_minor=100, debit_minor=0)
+    page = wallet_page_by_key(support, key)
+    assert 'id="balance-difference"' not in page
+    assert "a legacy wallet the backfill has not imported" in page
+
+
 def wallet_page_by_key(client: Client, key: WalletKey) -> str:
     query = {"client_id": key.client_id, "country": key.country, "currency": key.currency}
     return client.get("/admin/registry/walletaccount/key/", query).content.decode()
