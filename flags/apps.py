@@ -6,6 +6,7 @@ class FlagsConfig(AppConfig):
     """Migration phases on django-waffle, and the audit of every flip."""
 
     name = "flags"
+    verbose_name = "Migration audit"
 
     def ready(self) -> None:
         from waffle import get_waffle_sample_model, get_waffle_switch_model

@@ -18,7 +18,7 @@ from typing import Any
 from django.db import transaction
 from waffle import get_waffle_sample_model, get_waffle_switch_model
 
-from flags.models import FlagChange
+from flags.models import FlagChange, PhaseChange
 from flags.phases import (
     DUAL_WRITE,
     READ_CUTOVER,
@@ -32,6 +32,9 @@ from flags.phases import (
     MigrationState,
 )
 
+current_phase_change: contextvars.ContextVar[PhaseChange | None] = contextvars.ContextVar(
+    "phase_change", default=None
+)
 current_actor: contextvars.ContextVar[str] = contextvars.ContextVar("flag_actor", default="system")
 current_note: contextvars.ContextVar[str] = contextvars.ContextVar("flag_note", default="")
 # True while apply_state sets a whole, already validated state flag by flag.
@@ -48,6 +51,26 @@ def acting_as(actor: str, note: str = "") -> Iterator[None]:
     finally:
         current_actor.reset(actor_token)
         current_note.reset(note_token)
+
+
+@contextmanager
+def recording_phase_change(
+    actor: str, note: str, *, from_phase: int, to_phase: int
+) -> Iterator[PhaseChange]:
+    """One audit row for a phase change the person asked for; every flag flip made inside
+    points to it. A refusal is kept on the row with its reason, and re-raised."""
+    change = PhaseChange.objects.create(
+        actor=actor, note=note, from_phase=from_phase, to_phase=to_phase
+    )
+    token = current_phase_change.set(change)
+    try:
+        yield change
+    except InvalidPhaseChange as exc:
+        change.refused = str(exc)[:500]
+        change.save(update_fields=["refused"])
+        raise
+    finally:
+        current_phase_change.reset(token)
 
 
 def flag_value(instance: Any) -> str:
@@ -80,8 +103,8 @@ def refuse_outside_phase_change(names: set[str]) -> None:
     if touched and not _applying_state.get():
         raise InvalidPhaseChange(
             f"{', '.join(touched)} is a migration flag: it changes only through a phase "
-            "change (`manage.py migration_phase` or the phase page of the admin), which "
-            "drains the mirror, copies writes back and audits the change"
+            "change on the admin's Migration phase page (operators: `manage.py "
+            "migration_phase`), which drains the mirror, copies writes back and audits it"
         )
 
 
@@ -101,6 +124,7 @@ def record_change(sender: Any, instance: Any, **kwargs: Any) -> None:
         new_value=new,
         actor=current_actor.get(),
         note=current_note.get(),
+        phase_change=current_phase_change.get(),
     )
 
 

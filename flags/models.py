@@ -5,6 +5,24 @@ from __future__ import annotations
 from django.db import models
 
 
+class PhaseChange(models.Model):
+    """One phase change as the person asked for it (who, when, from, to, their note); the
+    flag flips it made point to it. A refused change is kept with the reason."""
+
+    actor = models.CharField(max_length=150)
+    note = models.CharField(max_length=500, blank=True, default="")
+    from_phase = models.PositiveSmallIntegerField()
+    to_phase = models.PositiveSmallIntegerField()
+    refused = models.CharField(max_length=500, blank=True, default="", help_text="why not")
+    changed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"phase {self.from_phase} -> {self.to_phase} by {self.actor}"
+
+
 class FlagChange(models.Model):
     """One flip of a migration flag: who, when, from what to what."""
 
@@ -15,6 +33,14 @@ class FlagChange(models.Model):
     actor = models.CharField(max_length=150)
     note = models.CharField(max_length=500, blank=True, default="")
     changed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    phase_change = models.ForeignKey(
+        PhaseChange,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="flag_changes",
+        help_text="the phase change that made this flip (none: flipped on its own)",
+    )
 
     class Meta:
         ordering = ["-changed_at", "-id"]

@@ -5,3 +5,4 @@ class LedgerConfig(AppConfig):
     """Wallet service, wallet stores and ledger backends."""
 
     name = "ledger"
+    verbose_name = "Reconciliation and migration records"

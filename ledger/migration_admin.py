@@ -3,10 +3,13 @@ that moves where money is written) and the dashboard of the seed's success crite
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -14,11 +17,25 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views import View
 
-from flags.models import FlagChange
-from flags.phases import InvalidPhaseChange, MigrationState, Phase, current_state
-from ledger import charts, migration_figures
+from flags.audit import recording_phase_change
+from flags.models import FlagChange, Milestone, PhaseChange
+from flags.phases import (
+    DUAL_WRITE,
+    READ_CUTOVER,
+    READ_ROLLOUT,
+    SAMPLES,
+    SHADOW_READ,
+    TIGERBEETLE_ONLY,
+    WRITES_PAUSED,
+    InvalidPhaseChange,
+    MigrationState,
+    Phase,
+    current_state,
+)
+from ledger import charts, migration_figures, tasks
 from ledger.phase_change import change_phase, target_state
 from ledger.service import mongo_store, tigerbeetle_store
+from registry.models import WalletTransfer
 
 PHASE_LABELS = {
     Phase.LEGACY: "0 - legacy (MongoDB only)",
@@ -27,50 +44,211 @@ PHASE_LABELS = {
     Phase.READ_CUTOVER: "3 - read cutover",
     Phase.TIGERBEETLE_ONLY: "4 - TigerBeetle only",
 }
+FLAG_LABELS = {
+    DUAL_WRITE: "dual write",
+    SHADOW_READ: "shadow read share",
+    READ_CUTOVER: "read cutover",
+    READ_ROLLOUT: "read rollout share",
+    TIGERBEETLE_ONLY: "TigerBeetle only",
+    WRITES_PAUSED: "writes paused",
+}
+# Which phase uses which share: the form shows (and requires) only these.
+SHARE_OF_PHASE = {Phase.SHADOW_READ: "shadow_percent", Phase.READ_CUTOVER: "rollout_percent"}
 
 
 class PhaseForm(forms.Form):
     phase = forms.TypedChoiceField(
         choices=[(int(p), label) for p, label in PHASE_LABELS.items()], coerce=int
     )
-    rollout_percent = forms.DecimalField(
-        min_value=0,
-        max_value=100,
-        decimal_places=1,
-        required=False,
-        help_text="phase 3: percent of clients reading from TigerBeetle",
-    )
     shadow_percent = forms.DecimalField(
+        label="Shadow read share (%)",
         min_value=0,
         max_value=100,
         decimal_places=1,
         required=False,
-        help_text="phase 2: percent of reads compared on TigerBeetle",
+        help_text="phase 2: percent of balance reads also compared on TigerBeetle",
     )
-    note = forms.CharField(max_length=500, required=False, help_text="why, for the audit trail")
+    rollout_percent = forms.DecimalField(
+        label="Read rollout (% of clients)",
+        min_value=0,
+        max_value=100,
+        decimal_places=1,
+        required=False,
+        help_text="phase 3: percent of clients whose balance reads TigerBeetle serves",
+    )
+    note = forms.CharField(
+        max_length=500, required=False, help_text="why, in your words, for the audit trail"
+    )
     confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
+    def clean(self) -> dict[str, Any]:
+        """The share the chosen phase uses is required (no silent default); the others are
+        not used by that phase and are dropped."""
+        cleaned = super().clean()
+        if "phase" not in cleaned:
+            return cleaned
+        phase = Phase(cleaned["phase"])
+        used = SHARE_OF_PHASE.get(phase)
+        for name in SHARE_OF_PHASE.values():
+            if name != used:
+                cleaned[name] = None
+        if phase == Phase.SHADOW_READ and not cleaned.get("shadow_percent"):
+            self.add_error(
+                "shadow_percent", "Phase 2 needs the share of reads to compare (more than 0%)."
+            )
+        if phase == Phase.READ_CUTOVER and cleaned.get("rollout_percent") is None:
+            self.add_error(
+                "rollout_percent",
+                "Phase 3 needs the share of clients whose reads TigerBeetle serves (0-100%).",
+            )
+        return cleaned
 
-def moves_writes(before: MigrationState, after: MigrationState) -> list[str]:
-    """What a change does to where money is written (empty when it does not)."""
-    effects = []
-    if before.mirrors_to_tigerbeetle != after.mirrors_to_tigerbeetle and before.writes_to_mongo:
-        effects.append(
-            "Dual write starts: every MongoDB write is also mirrored into TigerBeetle."
-            if after.mirrors_to_tigerbeetle
-            else "Dual write stops: TigerBeetle no longer receives MongoDB's writes."
+
+def moves_writes(before: MigrationState, after: MigrationState) -> bool:
+    """Whether a change moves where money is written (and so needs a confirmation)."""
+    return before.dual_write != after.dual_write or before.writes_to_mongo != after.writes_to_mongo
+
+
+@dataclass
+class PhaseEffects:
+    """What a phase change will do, with the numbers as they are now, and what would make
+    it refused (said before, on the page, rather than after)."""
+
+    effects: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+
+
+def phase_effects(before: MigrationState, after: MigrationState) -> PhaseEffects:
+    result = PhaseEffects()
+    settle_s = settings.PHASE_CHANGE_SETTLE_S
+    pause = f"Writes pause for about {settle_s:g} s: clients get 503 writes_paused and retry."
+    if before.writes_to_mongo and not after.writes_to_mongo:
+        depth = migration_figures.outbox_depth()
+        result.effects.append(pause)
+        if depth is None:
+            result.refusals.append("MongoDB does not answer: the outbox cannot be drained.")
+        else:
+            result.effects.append(
+                f"The mirror applies the {depth['pending']} outbox entries still pending to "
+                "TigerBeetle."
+            )
+            if depth["parked"] or depth["awaiting_backfill"]:
+                result.refusals.append(
+                    f"The outbox must be empty: {depth['parked']} parked entries and "
+                    f"{depth['awaiting_backfill']} waiting for the backfill."
+                )
+        result.effects.append(
+            "TigerBeetle becomes the only store written and serves every balance read; "
+            "MongoDB is no longer written and falls behind."
         )
-    if not after.writes_to_mongo and before.writes_to_mongo:
-        effects.append(
-            "Writes pause for a moment, the mirror is drained, then TigerBeetle becomes the "
-            "only store: MongoDB is no longer written."
+        result.effects.append(
+            "The dual-write switch stays on: a MongoDB write already under way is still "
+            "mirrored, and stepping back resumes dual write at once."
         )
-    if after.writes_to_mongo and not before.writes_to_mongo:
-        effects.append(
-            "Writes pause for a moment, every TigerBeetle-only write is copied back to "
-            "MongoDB, then MongoDB is written again (with dual write)."
+        if not Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).exists():
+            result.refusals.append(
+                "The backfill has not completed: start it with “Start the backfill” on "
+                "this page and wait for it to finish."
+            )
+    elif after.writes_to_mongo and not before.writes_to_mongo:
+        writes = WalletTransfer.objects.filter(needs_backport=True).count()
+        voids = WalletTransfer.objects.filter(void_needs_backport=True).count()
+        result.effects.append(pause)
+        result.effects.append(
+            f"{writes} transactions and {voids} voids TigerBeetle took as the only store are "
+            "copied back into MongoDB, in TigerBeetle's order."
         )
-    return effects
+        result.effects.append(
+            "MongoDB is written again"
+            + (", and mirrored into TigerBeetle (dual write)." if after.dual_write else ".")
+        )
+    elif before.dual_write != after.dual_write:
+        if after.dual_write:
+            result.effects.append(
+                "Dual write starts: every MongoDB write is also mirrored into TigerBeetle."
+            )
+        else:
+            depth = migration_figures.outbox_depth()
+            pending = f" {depth['pending']} entries still pending stay unmirrored." if depth else ""
+            result.effects.append(
+                "Dual write stops: TigerBeetle no longer receives MongoDB's writes." + pending
+            )
+    return result
+
+
+def for_the_page(message: str) -> str:
+    """A refusal worded for someone on the phase page, not at a shell."""
+    return (
+        message.replace(
+            "run `manage.py backfill`", "start it with “Start the backfill” on this page"
+        )
+        .replace("`manage.py migration_phase`", "the phase form on this page")
+        .replace("migration_phase 3", "the phase form on this page (phase 3)")
+    )
+
+
+def flag_value_label(flag_name: str, value: str) -> str:
+    """One format for the audit: switches on/off, shares as percentages."""
+    if value == "":
+        return "not set"
+    if flag_name in SAMPLES:
+        return f"{Decimal(value).normalize():f}%"
+    return value
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One line of the audit trail: a phase change with the flips it made, or a flip made
+    on its own (waffle's admin, a shell)."""
+
+    at: datetime
+    phase_change: PhaseChange | None
+    flips: list[dict[str, str]]
+
+    @property
+    def from_label(self) -> str:
+        return PHASE_LABELS[Phase(self.phase_change.from_phase)] if self.phase_change else ""
+
+    @property
+    def to_label(self) -> str:
+        return PHASE_LABELS[Phase(self.phase_change.to_phase)] if self.phase_change else ""
+
+
+def _flip(change: FlagChange) -> dict[str, str]:
+    return {
+        "at": f"{change.changed_at:%Y-%m-%d %H:%M:%S}",
+        "flag": FLAG_LABELS.get(change.flag_name, change.flag_name),
+        "name": change.flag_name,
+        "old": flag_value_label(change.flag_name, change.old_value),
+        "new": flag_value_label(change.flag_name, change.new_value),
+        "actor": change.actor,
+    }
+
+
+def audit_trail(limit: int = 30) -> list[AuditRow]:
+    phase_changes = list(PhaseChange.objects.prefetch_related("flag_changes")[:limit])
+    lone_flips = list(FlagChange.objects.filter(phase_change__isnull=True)[:limit])
+    rows = [
+        AuditRow(
+            change.changed_at,
+            change,
+            [_flip(flip) for flip in sorted(change.flag_changes.all(), key=lambda f: f.id)],
+        )
+        for change in phase_changes
+    ]
+    rows += [AuditRow(flip.changed_at, None, [_flip(flip)]) for flip in lone_flips]
+    rows.sort(key=lambda row: row.at, reverse=True)
+    return rows[:limit]
+
+
+def _case_urls() -> dict[str, str]:
+    shadow = reverse("admin:ledger_shadowcomparison_changelist")
+    return {
+        "shadow_mismatches": f"{shadow}?outcome__exact=mismatch",
+        "mismatches": reverse("admin:ledger_reconciliationmismatch_changelist"),
+        "runs": reverse("admin:ledger_reconciliationrun_changelist"),
+        "milestones": reverse("admin:flags_milestone_changelist"),
+    }
 
 
 class _SiteView(View):
@@ -91,13 +269,12 @@ class PhaseView(_SiteView):
         ):
             raise PermissionDenied
         state = current_state()
-        form = form or PhaseForm(
-            initial={
-                "phase": int(state.phase),
-                "rollout_percent": state.read_rollout_percent,
-                "shadow_percent": state.shadow_read_percent,
-            }
-        )
+        initial: dict[str, Any] = {"phase": int(state.phase)}
+        if state.phase == Phase.SHADOW_READ:
+            initial["shadow_percent"] = state.shadow_read_percent
+        if state.phase == Phase.READ_CUTOVER:
+            initial["rollout_percent"] = state.read_rollout_percent
+        form = form or PhaseForm(initial=initial)
         return render(
             request,
             "admin/migration/phase.html",
@@ -107,14 +284,19 @@ class PhaseView(_SiteView):
                 state=state,
                 phase_label=PHASE_LABELS[state.phase],
                 form=form,
+                share_of_phase={int(p): name for p, name in SHARE_OF_PHASE.items()},
                 can_change=request.user.has_perm("flags.change_phase"),
-                changes=FlagChange.objects.all()[:30],
+                audit=audit_trail(),
+                gate=migration_figures.current_gate(state, _case_urls()),
+                backfill=Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).first(),
             ),
         )
 
     def post(self, request: HttpRequest) -> HttpResponse:
         if not request.user.has_perm("flags.change_phase"):
             raise PermissionDenied
+        if "_backfill" in request.POST:
+            return self._start_backfill(request)
         form = PhaseForm(request.POST)
         if not form.is_valid():
             return self.get(request, form)
@@ -124,8 +306,12 @@ class PhaseView(_SiteView):
         shadow: Decimal | None = data["shadow_percent"]
         before = current_state()
         after = target_state(phase, before, rollout, shadow)
-        effects = moves_writes(before, after)
-        if effects and not data["confirmed"]:
+        planned = phase_effects(before, after)
+        if planned.refusals:
+            for refusal in planned.refusals:
+                form.add_error(None, refusal)
+            return self.get(request, form)
+        if moves_writes(before, after) and not data["confirmed"]:
             confirm = PhaseForm(initial={**data, "confirmed": True})
             for name in confirm.fields:
                 if name != "confirmed":
@@ -138,24 +324,44 @@ class PhaseView(_SiteView):
                     title="Confirm the phase change",
                     before=PHASE_LABELS[before.phase],
                     after=PHASE_LABELS[phase],
-                    effects=effects,
+                    effects=planned.effects,
                     form=confirm,
                 ),
             )
+        actor = request.user.get_username()
         try:
-            change_phase(
-                phase,
-                actor=request.user.get_username(),
-                mongo=mongo_store(),
-                tigerbeetle=tigerbeetle_store(),
-                note=data["note"],
-                rollout_percent=rollout,
-                shadow_percent=shadow,
-            )
+            with recording_phase_change(
+                actor, data["note"], from_phase=int(before.phase), to_phase=int(phase)
+            ):
+                report = change_phase(
+                    phase,
+                    actor=actor,
+                    mongo=mongo_store(),
+                    tigerbeetle=tigerbeetle_store(),
+                    note=data["note"],
+                    rollout_percent=rollout,
+                    shadow_percent=shadow,
+                )
         except InvalidPhaseChange as exc:
-            messages.error(request, f"Refused: {exc}")
+            messages.error(request, f"Refused: {for_the_page(str(exc))}")
         else:
-            messages.success(request, f"The migration is now in phase {PHASE_LABELS[phase]}.")
+            done = f"The migration is now in phase {PHASE_LABELS[phase]}."
+            if report.mirrored or report.backported:
+                done += (
+                    f" {report.mirrored} outbox entries mirrored, {report.backported} writes "
+                    "copied back into MongoDB."
+                )
+            messages.success(request, done)
+        return HttpResponseRedirect(reverse("admin:migration-phase"))
+
+    def _start_backfill(self, request: HttpRequest) -> HttpResponse:
+        """Queue the backfill (idempotent and resumable), so no one needs a shell for it."""
+        tasks.backfill.delay()
+        messages.success(
+            request,
+            "The backfill has been started. It imports legacy wallets into TigerBeetle; "
+            "this page shows when it has completed.",
+        )
         return HttpResponseRedirect(reverse("admin:migration-phase"))
 
 
@@ -172,10 +378,12 @@ class DashboardView(_SiteView):
                 title="Migration dashboard",
                 state=state,
                 phase_label=PHASE_LABELS[state.phase],
+                gate=migration_figures.current_gate(state, _case_urls()),
                 criteria=migration_figures.success_criteria(days=7),
                 routes=migration_figures.read_routes(days=7),
                 last_run=migration_figures.last_reconciliation(),
                 outbox=migration_figures.outbox_depth(),
+                latencies=migration_figures.operation_latencies(),
                 match_rate_svg=charts.match_rate_chart(),
                 latency_svg=charts.latency_chart(),
             ),

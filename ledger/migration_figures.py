@@ -3,14 +3,25 @@ from one process's memory: the success criteria of the seed, and Prometheus gaug
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+import os
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Avg, Count, Q, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
+from prometheus_client import CollectorRegistry, multiprocess
 
-from ledger.models import ReadRouteCount, ReconciliationRun, ShadowComparison
+from flags.models import Milestone
+from flags.phases import MigrationState, Phase
+from ledger import metrics
+from ledger.models import (
+    ReadRouteCount,
+    ReconciliationMismatch,
+    ReconciliationRun,
+    ShadowComparison,
+)
 
 
 @dataclass(frozen=True)
@@ -98,10 +109,12 @@ def writes_lost() -> tuple[int | None, str]:
     if depth is None:
         return None, "MongoDB unavailable: the outbox cannot be read"
     run = last_reconciliation()
-    mismatched = run.mismatched if run else 0
+    mismatched, legacy = lost_write_mismatches(run)
     detail = (
         f"{depth['parked']} parked outbox entries, {mismatched} wallets mismatched in the last run"
     )
+    if legacy:
+        detail += f" (not counted: {legacy} legacy wallets inconsistent in MongoDB itself)"
     return depth["parked"] + mismatched, detail
 
 
@@ -118,7 +131,18 @@ def success_criteria(days: int = 7) -> list[Criterion]:
             None if rate is None else rate >= MATCH_RATE_TARGET,
         )
     ]
-    if shadow.mongo_latency_us and shadow.tb_latency_us:
+    from_metrics = read_latency_ratio()
+    if from_metrics is not None:
+        tb_ms, mongo_ms, ratio_of_means = from_metrics
+        criteria.append(
+            Criterion(
+                "TigerBeetle latency vs MongoDB (balance reads, /metrics)",
+                f"< {LATENCY_RATIO_TARGET:.0%}",
+                f"{ratio_of_means:.0%} ({tb_ms:.2f} vs {mongo_ms:.2f} ms)",
+                Decimal(str(ratio_of_means)) < LATENCY_RATIO_TARGET,
+            )
+        )
+    elif shadow.mongo_latency_us and shadow.tb_latency_us:
         ratio = Decimal(shadow.tb_latency_us) / Decimal(shadow.mongo_latency_us)
         criteria.append(
             Criterion(
@@ -157,8 +181,6 @@ def success_criteria(days: int = 7) -> list[Criterion]:
 
 def daily_shadow_figures(days: int = 14) -> list[dict[str, object]]:
     """Per day: match rate and average read latency of each store (for the charts)."""
-    from django.db.models.functions import TruncDate
-
     since = timezone.now() - timedelta(days=days)
     return list(
         ShadowComparison.objects.filter(compared_at__gte=since)
@@ -172,3 +194,368 @@ def daily_shadow_figures(days: int = 14) -> list[dict[str, object]]:
         )
         .order_by("day")
     )
+
+
+# --- the criterion that gates the next phase ----------------------------------------------
+
+CONSECUTIVE_DAYS = 7
+
+
+@dataclass(frozen=True)
+class DayResult:
+    """One day of a gating criterion: met (True/False), or None without data that day."""
+
+    day: date
+    met: bool | None
+    value: str
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """What keeps a criterion from holding, with where to see the cases ("" when no page)."""
+
+    text: str
+    url: str = ""
+    link_text: str = "See the cases"
+
+
+@dataclass
+class Gate:
+    """For the current phase: the criterion the next step waits for, and how it stands."""
+
+    phase: Phase
+    next_step: str
+    criterion: str
+    met: bool | None
+    now: str
+    days: list[DayResult] = field(default_factory=list)
+    data_since: datetime | None = None
+    blockers: list[Blocker] = field(default_factory=list)
+    required_days: int = CONSECUTIVE_DAYS
+
+    @property
+    def held_days(self) -> int:
+        """Consecutive days, ending with the latest day that has data, on which it held."""
+        held = 0
+        days = list(self.days)
+        if days and days[-1].met is None:  # today, before any data
+            days.pop()
+        for day in reversed(days):
+            if day.met is not True:
+                break
+            held += 1
+        return held
+
+    @property
+    def held_since(self) -> date | None:
+        held = self.held_days
+        if not held:
+            return None
+        days = [day for day in self.days if day.met is not None] or self.days
+        return days[-held].day
+
+
+def _last_days(count: int) -> list[date]:
+    today = timezone.now().date()
+    return [today - timedelta(days=offset) for offset in range(count - 1, -1, -1)]
+
+
+def daily_match_rates(days: int = CONSECUTIVE_DAYS) -> list[DayResult]:
+    by_day = {row["day"]: row for row in daily_shadow_figures(days)}
+    results = []
+    for day in _last_days(days):
+        row = by_day.get(day)
+        decided = int(row["matched"]) + int(row["mismatched"]) if row else 0  # type: ignore[call-overload]
+        if not decided:
+            results.append(DayResult(day, None, "no comparisons"))
+            continue
+        rate = Decimal(int(row["matched"])) / Decimal(decided)  # type: ignore[index, call-overload]
+        results.append(DayResult(day, rate >= MATCH_RATE_TARGET, f"{rate:.4%} of {decided}"))
+    return results
+
+
+def daily_fallback_rates(days: int = CONSECUTIVE_DAYS) -> list[DayResult]:
+    since = timezone.now() - timedelta(days=days)
+    rows = (
+        ReadRouteCount.objects.filter(hour__gte=since)
+        .annotate(day=TruncDate("hour"))
+        .values("day", "route")
+        .annotate(total=Sum("count"))
+    )
+    counts: dict[date, dict[str, int]] = {}
+    for row in rows:
+        counts.setdefault(row["day"], {})[row["route"]] = int(row["total"])
+    results = []
+    for day in _last_days(days):
+        routes = counts.get(day, {})
+        meant = routes.get("tigerbeetle", 0) + routes.get("fallback", 0)
+        if not meant:
+            results.append(DayResult(day, None, "no TigerBeetle reads"))
+            continue
+        rate = Decimal(routes.get("fallback", 0)) / Decimal(meant)
+        results.append(DayResult(day, rate < FALLBACK_RATE_TARGET, f"{rate:.3%} of {meant}"))
+    return results
+
+
+def is_legacy_inconsistency(mismatch: ReconciliationMismatch) -> bool:
+    """A legacy wallet whose own MongoDB fields disagree (credit != total received - spent):
+    imported as it was, a known data problem, not a write the migration lost."""
+    fields = (
+        mismatch.mongo_credit_minor,
+        mismatch.mongo_debit_minor,
+        mismatch.mongo_historical_credit_minor,
+    )
+    if mismatch.kind != ReconciliationMismatch.Kind.BALANCE or None in fields:
+        return False
+    credit, debit, historical = fields
+    return credit != historical - debit  # type: ignore[operator]
+
+
+def lost_write_mismatches(run: ReconciliationRun | None) -> tuple[int, int]:
+    """(mismatches that may be lost writes, legacy inconsistencies) of a run, leaving out
+    those a re-check has since resolved."""
+    if run is None:
+        return 0, 0
+    lost = legacy = 0
+    for mismatch in run.mismatches.filter(resolved_at__isnull=True):
+        if is_legacy_inconsistency(mismatch):
+            legacy += 1
+        else:
+            lost += 1
+    return lost, legacy
+
+
+def daily_writes_lost(days: int = CONSECUTIVE_DAYS) -> list[DayResult]:
+    """Per day: held when every reconciliation run that day found no lost write."""
+    since = timezone.now() - timedelta(days=days)
+    runs = ReconciliationRun.objects.filter(finished_at__isnull=False, started_at__gte=since)
+    worst: dict[date, int] = {}
+    for run in runs:
+        lost, _ = lost_write_mismatches(run)
+        day = run.started_at.date()
+        worst[day] = max(worst.get(day, 0), lost)
+    results = []
+    for day in _last_days(days):
+        if day not in worst:
+            results.append(DayResult(day, None, "no reconciliation run"))
+        else:
+            results.append(DayResult(day, worst[day] == 0, f"{worst[day]} wallets"))
+    return results
+
+
+def current_gate(state: MigrationState, urls: dict[str, str]) -> Gate:
+    """The criterion that gates the step after the current phase. `urls` are the admin
+    pages that list the cases (by name: shadow_mismatches, mismatches, milestones, runs)."""
+    phase = state.phase
+    if phase == Phase.LEGACY:
+        return _backfill_gate(phase, urls)
+    if phase == Phase.DUAL_WRITE:
+        gate = _writes_lost_gate(phase, "phase 2 - shadow read", urls)
+        return gate
+    if phase == Phase.SHADOW_READ:
+        return _match_rate_gate(phase, urls)
+    if phase == Phase.READ_CUTOVER:
+        return _fallback_gate(phase, state, urls)
+    return _writes_lost_gate(phase, "staying on TigerBeetle only", urls)
+
+
+def _held_long_enough(gate: Gate) -> bool | None:
+    """Met when it held on each of the required consecutive days; None without any data."""
+    if all(day.met is None for day in gate.days):
+        return None
+    return gate.held_days >= gate.required_days
+
+
+def _backfill_gate(phase: Phase, urls: dict[str, str]) -> Gate:
+    done = Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).first()
+    gate = Gate(
+        phase,
+        "phase 1 - dual write",
+        "The backfill has imported every legacy wallet into TigerBeetle (run it before dual "
+        "write so wallets keep their creation time; phase 4 refuses without it)",
+        done is not None,
+        f"completed {done.reached_at:%Y-%m-%d %H:%M}" if done else "not run yet",
+        required_days=0,
+    )
+    if done is None:
+        gate.blockers.append(
+            Blocker("The backfill has not completed.", urls["milestones"], "Milestones")
+        )
+    return gate
+
+
+def _writes_lost_gate(phase: Phase, next_step: str, urls: dict[str, str]) -> Gate:
+    lost, detail = writes_lost()
+    run = last_reconciliation()
+    gate = Gate(
+        phase,
+        next_step,
+        "No write lost: no parked outbox entry and no wallet whose balances differ in "
+        "the last reconciliation",
+        None if lost is None or (run is None and not lost) else lost == 0,
+        detail if run is not None or lost else "no reconciliation has run yet",
+        days=daily_writes_lost(),
+        data_since=ReconciliationRun.objects.order_by("started_at")
+        .values_list("started_at", flat=True)
+        .first(),
+        required_days=0,
+    )
+    depth = outbox_depth()
+    if depth and depth["parked"]:
+        gate.blockers.append(
+            Blocker(f"{depth['parked']} parked outbox entries (the mirror gave up on them).")
+        )
+    real, legacy = lost_write_mismatches(run)
+    if real:
+        gate.blockers.append(
+            Blocker(f"{real} wallets differ in the last reconciliation.", urls["mismatches"])
+        )
+    if legacy:
+        gate.blockers.append(
+            Blocker(
+                f"Not counted: {legacy} legacy wallets whose MongoDB fields disagree among "
+                "themselves (imported as they were).",
+                urls["mismatches"],
+            )
+        )
+    if run is None:
+        gate.blockers.append(
+            Blocker("No reconciliation has run yet.", urls["runs"], "Reconciliation runs")
+        )
+    return gate
+
+
+def _match_rate_gate(phase: Phase, urls: dict[str, str]) -> Gate:
+    shadow = shadow_figures(CONSECUTIVE_DAYS)
+    rate = shadow.match_rate
+    gate = Gate(
+        phase,
+        "phase 3 - read cutover",
+        f"Balance match rate >= {MATCH_RATE_TARGET:.2%} on each of {CONSECUTIVE_DAYS} "
+        "consecutive days",
+        None,
+        f"{rate:.4%} of {shadow.matched + shadow.mismatched} over {CONSECUTIVE_DAYS} days"
+        if rate is not None
+        else "no comparisons yet",
+        days=daily_match_rates(),
+        data_since=ShadowComparison.objects.order_by("compared_at")
+        .values_list("compared_at", flat=True)
+        .first(),
+    )
+    gate.met = _held_long_enough(gate)
+    if shadow.mismatched:
+        gate.blockers.append(
+            Blocker(
+                f"{shadow.mismatched} comparisons mismatched in the last {CONSECUTIVE_DAYS} days.",
+                urls["shadow_mismatches"],
+            )
+        )
+    missing = [day for day in gate.days if day.met is None]
+    if missing:
+        gate.blockers.append(
+            Blocker(f"{len(missing)} of the last {CONSECUTIVE_DAYS} days have no comparison.")
+        )
+    return gate
+
+
+def _fallback_gate(phase: Phase, state: MigrationState, urls: dict[str, str]) -> Gate:
+    fallback = fallback_rate(CONSECUTIVE_DAYS)
+    gate = Gate(
+        phase,
+        "phase 4 - TigerBeetle only"
+        if state.read_rollout_percent >= 100
+        else "a wider read rollout, then phase 4",
+        f"Fallback rate < {FALLBACK_RATE_TARGET:.1%} of TigerBeetle reads on each of "
+        f"{CONSECUTIVE_DAYS} consecutive days",
+        None,
+        f"{fallback:.3%} over {CONSECUTIVE_DAYS} days" if fallback is not None else "no data",
+        days=daily_fallback_rates(),
+        data_since=ReadRouteCount.objects.order_by("hour").values_list("hour", flat=True).first(),
+    )
+    gate.met = _held_long_enough(gate)
+    failed = [day for day in gate.days if day.met is False]
+    if failed:
+        gate.blockers.append(
+            Blocker(f"Fallbacks above the target on {len(failed)} days (see the read routes).")
+        )
+    if not Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).exists():
+        gate.blockers.append(
+            Blocker(
+                "Phase 4 needs the backfill to have completed.", urls["milestones"], "Milestones"
+            )
+        )
+    depth = outbox_depth()
+    if depth and (depth["parked"] or depth["awaiting_backfill"]):
+        gate.blockers.append(
+            Blocker(
+                f"Phase 4 needs an empty outbox: {depth['parked']} parked, "
+                f"{depth['awaiting_backfill']} waiting for the backfill."
+            )
+        )
+    return gate
+
+
+# --- latency per store, from the metrics ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OperationLatency:
+    """One operation on one store, from the `wallet_operation_seconds` histogram."""
+
+    operation: str
+    store: str
+    count: int
+    mean_ms: float
+    p95_ms_at_most: float | None  # the histogram bucket bound the 95th percentile falls in
+
+
+def operation_latencies() -> list[OperationLatency]:
+    """What /metrics records of every operation per store: all processes when
+    PROMETHEUS_MULTIPROC_DIR is set (gunicorn, prefork), else this process, since start."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        families = [m for m in registry.collect() if m.name == "wallet_operation_seconds"]
+    else:
+        families = list(metrics.OPERATION_SECONDS.collect())
+    sums: dict[tuple[str, str], float] = {}
+    counts: dict[tuple[str, str], float] = {}
+    buckets: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for family in families:
+        for sample in family.samples:
+            series = (sample.labels.get("operation", ""), sample.labels.get("store", ""))
+            if sample.name.endswith("_sum"):
+                sums[series] = sums.get(series, 0.0) + sample.value
+            elif sample.name.endswith("_count"):
+                counts[series] = counts.get(series, 0.0) + sample.value
+            elif sample.name.endswith("_bucket"):
+                bound = float(sample.labels["le"])
+                buckets.setdefault(series, []).append((bound, sample.value))
+    latencies = []
+    for series, count in sorted(counts.items()):
+        if not count:
+            continue
+        p95 = None
+        for bound, cumulative in sorted(buckets.get(series, [])):
+            if cumulative >= 0.95 * count:
+                p95 = None if bound == float("inf") else bound * 1000
+                break
+        latencies.append(
+            OperationLatency(
+                series[0], series[1], int(count), sums.get(series, 0.0) / count * 1000, p95
+            )
+        )
+    return latencies
+
+
+def read_latency_ratio() -> tuple[float, float, float] | None:
+    """(TigerBeetle mean ms, MongoDB mean ms, ratio) of balance reads, from the metrics."""
+    reads = {
+        latency.store: latency
+        for latency in operation_latencies()
+        if latency.operation == "get_balance"
+    }
+    if "tigerbeetle" not in reads or "mongo" not in reads or not reads["mongo"].mean_ms:
+        return None
+    tb, mongo = reads["tigerbeetle"].mean_ms, reads["mongo"].mean_ms
+    return tb, mongo, tb / mongo

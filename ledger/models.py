@@ -120,6 +120,10 @@ class ReconciliationMismatch(models.Model):
     tb_debit_minor = models.BigIntegerField(null=True, blank=True)
     tb_historical_credit_minor = models.BigIntegerField(null=True, blank=True)
     pending_mirror_entries = models.PositiveIntegerField(default=0)
+    resolved_at = models.DateTimeField(
+        null=True, blank=True, help_text="when a re-check found both stores agreeing"
+    )
+    resolved_by = models.CharField(max_length=150, blank=True, default="")
 
     class Meta:
         verbose_name_plural = "reconciliation mismatches"

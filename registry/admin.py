@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
@@ -11,18 +11,118 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
+from flags.phases import Phase, current_state
 from ledger import errors
-from ledger.money import from_minor_units
+from ledger.admin import recheck_wallet
+from ledger.ids import WalletKey
+from ledger.money import format_money, from_minor_units
 from ledger.service import WalletService, mongo_store, tigerbeetle_store
-from ledger.support import wallet_overview
+from ledger.support import (
+    BALANCE_WORDS,
+    VOID_EFFECT,
+    WalletOverview,
+    find,
+    store_roles,
+    wallet_overview,
+)
+from ledger.wallets import TransactionRecord, WalletBalance
 from registry import accounts as account_registry
 from registry.models import WalletAccount, WalletTransfer
-from wallet_site.admin_base import ReadOnlyAdmin
+from wallet_site.admin_base import CsvExportMixin, ReadOnlyAdmin
+from wallet_site.admin_links import key_params, transaction_url, void_url, wallet_url
+from wallet_site.admin_site import back_url
+from wallet_site.templatetags.backoffice import tb_time
+
+
+def _int_param(request: HttpRequest, name: str, default: int) -> int:
+    try:
+        return max(0, int(request.GET.get(name, default)))
+    except ValueError:
+        return default
+
+
+def _with_params(request: HttpRequest, **changes: int) -> str:
+    params = request.GET.copy()
+    for name, value in changes.items():
+        if value:
+            params[name] = str(value)
+        else:
+            params.pop(name, None)
+    return f"{request.path}?{params.urlencode()}" if params else request.path
+
+
+def _transactions_url(key: WalletKey) -> str:
+    """The transactions list of this wallet ("" for a wallet TigerBeetle does not know: the
+    transactions list is TigerBeetle's registry)."""
+    registered = account_registry.find_account(key)
+    if registered is None:
+        return ""
+    changelist = reverse("admin:registry_wallettransfer_changelist")
+    return f"{changelist}?wallet__id__exact={registered.registry_pk}"
+
+
+def _mismatches_url(key: WalletKey) -> str:
+    changelist = reverse("admin:ledger_reconciliationmismatch_changelist")
+    params = {
+        "client_id": key.client_id,
+        "country": key.country,
+        "currency": key.currency,
+        "status": "all",
+    }
+    return f"{changelist}?{urlencode(params)}"
+
+
+def _line_links(request: HttpRequest, overview: WalletOverview) -> dict[str, list[Any]]:
+    """Each line of both stores with its transaction page and, when voidable by this
+    person, its Void link."""
+    can_void = request.user.has_perm("registry.void_wallettransfer")
+
+    def void_link(transaction_id: str, voidable: bool) -> str:
+        return void_url(transaction_id, request) if can_void and voidable else ""
+
+    return {
+        "log_lines": [
+            {
+                "line": line,
+                "url": transaction_url(line.transaction_id),
+                "void_url": void_link(line.transaction_id, line.voidable),
+            }
+            for line in overview.log_lines
+        ],
+        "ledger_lines": [
+            {
+                "line": line,
+                "url": transaction_url(line.transaction_id, line.registry_pk)
+                if line.registry_pk
+                else "",
+                "void_url": void_link(line.transaction_id, line.voidable),
+            }
+            for line in overview.ledger_lines
+        ],
+    }
+
+
+def _pager_links(request: HttpRequest, overview: WalletOverview) -> dict[str, str]:
+    """Newer/older pages of the MongoDB log (page numbers) and of TigerBeetle's transfers
+    (timestamp cursor); "" where there is none."""
+    return {
+        "log_newer": _with_params(request, log_page=overview.log_page - 1)
+        if overview.log_page > 1
+        else "",
+        "log_older": _with_params(request, log_page=overview.log_page + 1)
+        if overview.log_has_more
+        else "",
+        "tb_newest": _with_params(request, tb_before=0) if overview.tb_before else "",
+        "tb_older": _with_params(request, tb_before=overview.tb_next_before)
+        if overview.tb_next_before
+        else "",
+    }
 
 
 class IssuerFilter(admin.SimpleListFilter):
@@ -42,11 +142,42 @@ class IssuerFilter(admin.SimpleListFilter):
 
 @admin.register(WalletAccount)
 class WalletAccountAdmin(ReadOnlyAdmin):
-    list_display = ("client_id", "country", "currency", "issuer", "tb_account_id_hex", "created_at")
+    list_display = ("client_id", "country", "currency", "issuer", "created_at")
     list_filter = ("currency", "country", IssuerFilter)
-    search_fields = ("=client_id", "client_id")
+    search_fields = ("=client_id",)
+    search_help_text = "Exact client id (case-sensitive). MongoDB-only wallets are listed too."
     ordering = ("client_id", "currency", "country")
     list_per_page = 50
+
+    def get_urls(self) -> list[URLPattern]:
+        by_key = path(
+            "key/",
+            self.admin_site.admin_view(self.key_view),
+            name="registry_walletaccount_by_key",
+        )
+        recheck = path(
+            "recheck/",
+            self.admin_site.admin_view(self.recheck_view),
+            name="registry_walletaccount_recheck",
+        )
+        return [by_key, recheck, *super().get_urls()]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The registry's wallets, and for a search, the wallets only MongoDB holds (legacy
+        wallets before the backfill)."""
+        query = request.GET.get("q", "").strip()
+        mongo_only = []
+        if query:
+            mongo_only = [
+                {"hit": hit, "url": wallet_url(hit.key)}
+                for hit in find(query, mongo_store()).wallets
+                if hit.registry_pk is None
+            ]
+        return super().changelist_view(
+            request, {**(extra_context or {}), "mongo_only_wallets": mongo_only}
+        )
 
     def change_view(
         self,
@@ -62,10 +193,32 @@ class WalletAccountAdmin(ReadOnlyAdmin):
         wallet = self.get_object(request, object_id)
         if wallet is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        return self._wallet_page(request, wallet.key)
+
+    def key_view(self, request: HttpRequest) -> HttpResponse:
+        """The same page for a wallet by its key (one only MongoDB holds has no registry row)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            key = WalletKey(
+                client_id=request.GET["client_id"],
+                country=request.GET["country"],
+                currency=request.GET["currency"],
+                issuer=request.GET.get("issuer") or None,
+            )
+        except KeyError as exc:
+            raise Http404("A wallet is named by client_id, country and currency.") from exc
+        return self._wallet_page(request, key)
+
+    def _wallet_page(self, request: HttpRequest, key: WalletKey) -> HttpResponse:
+        state = current_state()
         overview = wallet_overview(
-            wallet.key,
+            key,
             mongo_store(),
             tigerbeetle_store(),
+            state=state,
+            log_page=_int_param(request, "log_page", 1),
+            tb_before=_int_param(request, "tb_before", 0),
         )
         return TemplateResponse(
             request,
@@ -73,36 +226,38 @@ class WalletAccountAdmin(ReadOnlyAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
-                "title": f"Wallet {wallet}",
-                "wallet": wallet,
+                "title": f"Wallet {key.describe()}",
+                "key": key,
                 "overview": overview,
-                "rows": _balance_rows(overview),
-                "history": [
-                    {"at": _tb_time(point.as_of_tb_timestamp), "balance": point}
-                    for point in overview.history
-                ],
-                "can_void": request.user.has_perm("registry.void_wallettransfer"),
+                "void_effect": VOID_EFFECT,
+                **_line_links(request, overview),
+                **_pager_links(request, overview),
+                "transactions_url": _transactions_url(key),
+                "mismatches_url": _mismatches_url(key),
+                # Both stores are compared while dual write keeps TigerBeetle current.
+                "can_recheck": request.user.has_perm("ledger.recheck_wallet")
+                and Phase.DUAL_WRITE <= state.phase <= Phase.READ_CUTOVER,
+                "recheck_params": key_params(key),
+                "find_query": key.client_id,
             },
         )
 
-
-def _tb_time(tb_timestamp: int | None) -> datetime | None:
-    return datetime.fromtimestamp(tb_timestamp / 1e9, tz=UTC) if tb_timestamp else None
-
-
-def _balance_rows(overview: Any) -> list[dict[str, Any]]:
-    rows = []
-    for name in ("credit", "debit", "historical_credit"):
-        mongo, tb = overview.mongo.balance, overview.tigerbeetle.balance
-        rows.append(
-            {
-                "name": name.replace("_", " "),
-                "mongo": getattr(mongo, name) if mongo else None,
-                "tigerbeetle": getattr(tb, name) if tb else None,
-                "differs": name in overview.differing_fields,
-            }
-        )
-    return rows
+    def recheck_view(self, request: HttpRequest) -> HttpResponse:
+        """Re-check one wallet in both stores now, from its page; back to the page."""
+        if request.method != "POST" or not request.user.has_perm("ledger.recheck_wallet"):
+            raise PermissionDenied
+        try:
+            key = WalletKey(
+                client_id=request.POST["client_id"],
+                country=request.POST["country"],
+                currency=request.POST["currency"],
+                issuer=request.POST.get("issuer") or None,
+            )
+        except KeyError as exc:
+            raise Http404("A wallet is named by client_id, country and currency.") from exc
+        agree, message = recheck_wallet(key, request.user.get_username())
+        self.message_user(request, message, messages.SUCCESS if agree else messages.WARNING)
+        return HttpResponseRedirect(back_url(request, wallet_url(key)))
 
 
 class VoidForm(forms.Form):
@@ -111,6 +266,7 @@ class VoidForm(forms.Form):
         max_length=1000,
         help_text="Mandatory: why this transaction is voided (kept with the void).",
     )
+    next = forms.CharField(widget=forms.HiddenInput, required=False)
 
     def clean_reason(self) -> str:
         reason = self.cleaned_data["reason"].strip()
@@ -119,11 +275,124 @@ class VoidForm(forms.Form):
         return reason
 
 
+def void_effects(record: TransactionRecord, balance: WalletBalance | None) -> list[str]:
+    """What voiding `record` does to the wallet, in the words and the money support uses."""
+    currency = record.key.currency
+    amount = format_money(record.amount_minor, currency)
+    available, spent, received = (BALANCE_WORDS[name][0] for name in BALANCE_WORDS)
+    if balance is None:
+        return [VOID_EFFECT]
+    money = {
+        "credit": balance.credit_minor,
+        "debit": balance.debit_minor,
+        "historical_credit": balance.historical_credit_minor,
+    }
+
+    def change(name: str, delta: int) -> str:
+        before, after = money[name], money[name] + delta
+        return (
+            f"{BALANCE_WORDS[name][0]} goes from {format_money(before, currency)} "
+            f"to {format_money(after, currency)}"
+        )
+
+    if record.kind == "debit":
+        return [
+            f"The {amount} debit is given back as a new credit: "
+            f"{change('credit', record.amount_minor)}; "
+            f"{change('historical_credit', record.amount_minor)}; "
+            f"{spent} stays {format_money(money['debit'], currency)} "
+            "(it keeps every debit ever taken)."
+        ]
+    effects = [
+        f"The {amount} credit is taken back as a new debit: "
+        f"{change('credit', -record.amount_minor)}; {change('debit', record.amount_minor)}; "
+        f"{received} stays {format_money(money['historical_credit'], currency)}."
+    ]
+    if money["credit"] < record.amount_minor:
+        effects.append(
+            f"This void will be refused: only {format_money(money['credit'], currency)} is "
+            f"{available}, less than the {amount} to take back."
+        )
+    return effects
+
+
+class TransferCsv(CsvExportMixin):
+    csv_columns = (
+        ("transaction_id", lambda row: row.transaction_id),
+        ("client_id", lambda row: row.wallet.client_id),
+        ("country", lambda row: row.wallet.country),
+        ("currency", lambda row: row.wallet.currency),
+        ("issuer", lambda row: row.wallet.issuer),
+        ("kind", lambda row: row.kind),
+        ("amount", lambda row: _decimal(row.amount_minor, row.wallet.currency)),
+        ("state", lambda row: row.state),
+        ("created_at", lambda row: row.created_at.isoformat()),
+        ("made_by", lambda row: row.made_by),
+        ("voided_by", lambda row: row.voided_by),
+        ("voided_at", lambda row: row.voided_at.isoformat() if row.voided_at else ""),
+        ("void_reason", lambda row: row.void_reason),
+        ("tigerbeetle_transfer_id", lambda row: row.tb_transfer_id_hex),
+    )
+
+
+def _decimal(amount_minor: int | None, currency: str) -> str:
+    return "" if amount_minor is None else str(from_minor_units(amount_minor, currency))
+
+
 @admin.register(WalletTransfer)
-class WalletTransferAdmin(ReadOnlyAdmin):
+class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
     list_display = (
+        "transaction",
+        "wallet_link",
+        "kind",
+        "amount",
+        "made_by",
+        "created",
+        "status",
+    )
+    list_filter = ("state", "kind", "created_at")
+    date_hierarchy = "created_at"
+    search_fields = ("=transaction_id", "=wallet__client_id", "=tb_transfer_id_hex")
+    search_help_text = "Exact transaction id, client id or TigerBeetle transfer id (hex)."
+    list_select_related = ("wallet",)
+    actions = ["void_selected"]
+    change_form_template = "admin/registry/transfer_change_form.html"
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "transaction_id",
+                    "wallet_link",
+                    "kind",
+                    "amount",
+                    "state",
+                    "created_at",
+                    "made_by",
+                )
+            },
+        ),
+        ("Void", {"fields": ("voided_by", "voided_at", "void_reason")}),
+        (
+            "Technical details (TigerBeetle and the migration)",
+            {
+                "classes": ("collapse",),
+                "description": "For engineers: ids and bookkeeping of the two stores. None "
+                "of this is an error.",
+                "fields": (
+                    "tb_transfer_id_hex",
+                    "tb_time",
+                    "void_tb_transfer_id_hex",
+                    "void_attempts",
+                    "failure_code",
+                    "in_mongo",
+                ),
+            },
+        ),
+    )
+    readonly_fields = (
         "transaction_id",
-        "wallet",
+        "wallet_link",
         "kind",
         "amount",
         "state",
@@ -131,17 +400,99 @@ class WalletTransferAdmin(ReadOnlyAdmin):
         "made_by",
         "voided_by",
         "voided_at",
+        "void_reason",
+        "tb_transfer_id_hex",
+        "tb_time",
+        "void_tb_transfer_id_hex",
+        "void_attempts",
+        "failure_code",
+        "in_mongo",
     )
-    list_filter = ("state", "kind", "created_at")
-    date_hierarchy = "created_at"
-    search_fields = ("=transaction_id", "wallet__client_id")
-    list_select_related = ("wallet",)
-    actions = ["void_selected"]
-    readonly_fields = [f.name for f in WalletTransfer._meta.fields]
 
-    @admin.display(description="amount")
+    def get_fieldsets(self, request: HttpRequest, obj: WalletTransfer | None = None) -> Any:
+        """The void section only for a voided transaction (who, when, why)."""
+        if obj is not None and obj.voided_at is None:
+            return [fieldset for fieldset in self.fieldsets if fieldset[0] != "Void"]
+        return self.fieldsets
+
+    @admin.display(description="transaction", ordering="transaction_id")
+    def transaction(self, row: WalletTransfer) -> str:
+        return format_html(
+            '<span class="id ellipsis" title="{}">{}</span>', row.transaction_id, row.transaction_id
+        )
+
+    @admin.display(description="wallet", ordering="wallet__client_id")
+    def wallet_link(self, row: WalletTransfer) -> str:
+        return format_html(
+            '<a class="wallet-link id" href="{}">{}</a>',
+            reverse("admin:registry_walletaccount_change", args=[row.wallet_id]),
+            row.wallet.key.describe(),
+        )
+
+    @admin.display(description="amount", ordering="amount_minor")
     def amount(self, row: WalletTransfer) -> str:
-        return f"{from_minor_units(row.amount_minor, row.wallet.currency)} {row.wallet.currency}"
+        return format_money(row.amount_minor, row.wallet.currency)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, row: WalletTransfer) -> str:
+        return f"{row.created_at:%Y-%m-%d %H:%M}"
+
+    @admin.display(description="state (voided by, when)", ordering="state")
+    def status(self, row: WalletTransfer) -> str:
+        """The state, and for a void who and when: the point of the column (one column so
+        the list fits 1280 px)."""
+        if row.voided_at:
+            return f"voided by {row.voided_by}, {row.voided_at:%Y-%m-%d %H:%M}"
+        return row.state
+
+    @admin.display(description="TigerBeetle time")
+    def tb_time(self, row: WalletTransfer) -> str:
+        at = tb_time(row.tb_timestamp)
+        return f"{at:%Y-%m-%d %H:%M:%S.%f} UTC ({row.tb_timestamp} ns)" if at else "-"
+
+    @admin.display(description="copied into MongoDB")
+    def in_mongo(self, row: WalletTransfer) -> str:
+        if row.needs_backport:
+            return (
+                "not yet: written while TigerBeetle was the only store (copied back on a step back)"
+            )
+        if row.void_needs_backport:
+            return "the transaction yes; its void not yet (copied back on a step back)"
+        return "yes"
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        """A Void link beside the state of every voidable row, for those who may void."""
+        if not request.user.has_perm("registry.void_wallettransfer"):
+            return self.list_display
+
+        @admin.display(description="state (voided by, when)", ordering="state")
+        def status(row: WalletTransfer) -> str:
+            if row.state != WalletTransfer.State.POSTED:
+                return self.status(row)
+            return format_html(
+                '{} <a class="void-link" href="{}">Void…</a>',
+                row.state,
+                void_url(row.transaction_id, request),
+            )
+
+        return (*self.list_display[:-1], status)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        row = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if row is not None:
+            extra["wallet_url"] = wallet_url(row.wallet.key)
+            if row.state == WalletTransfer.State.POSTED and request.user.has_perm(
+                "registry.void_wallettransfer"
+            ):
+                extra["void_url"] = void_url(row.transaction_id, request)
+        return super().change_view(request, object_id, form_url, extra)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
@@ -168,7 +519,44 @@ class WalletTransferAdmin(ReadOnlyAdmin):
             self.admin_site.admin_view(self.void_view),
             name="registry_wallettransfer_void",
         )
-        return [void, *super().get_urls()]
+        record = path(
+            "record/<path:transaction_id>/",
+            self.admin_site.admin_view(self.record_view),
+            name="registry_wallettransfer_record",
+        )
+        return [void, record, *self.csv_urls(), *super().get_urls()]
+
+    def record_view(self, request: HttpRequest, transaction_id: str) -> HttpResponse:
+        """A transaction by its id as the authoritative store holds it (also one only
+        MongoDB holds, such as a refused debit of a legacy wallet)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            record = WalletService().get_transaction(transaction_id)
+        except errors.WalletError as exc:
+            self.message_user(
+                request, f"No transaction {transaction_id}: {exc.message}", messages.ERROR
+            )
+            return HttpResponseRedirect(reverse("admin:registry_wallettransfer_changelist"))
+        row = WalletTransfer.objects.filter(transaction_id=transaction_id).first()
+        can_void = request.user.has_perm("registry.void_wallettransfer")
+        state = current_state()
+        return render(
+            request,
+            "admin/registry/transaction_record.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Transaction {transaction_id}",
+                "record": record,
+                "store": store_roles(state, record.key.client_id).authoritative,
+                "wallet_url": wallet_url(record.key),
+                "registry_url": transaction_url(transaction_id, row.pk) if row else "",
+                "void_url": void_url(transaction_id, request)
+                if can_void and record.state == "posted"
+                else "",
+            },
+        )
 
     def void_view(self, request: HttpRequest, transaction_id: str) -> HttpResponse:
         """Confirmation with a mandatory reason, then the void through the wallet service
@@ -183,7 +571,8 @@ class WalletTransferAdmin(ReadOnlyAdmin):
                 request, f"Cannot void {transaction_id!r}: {exc.message}", messages.ERROR
             )
             return HttpResponseRedirect(reverse("admin:registry_wallettransfer_changelist"))
-        form = VoidForm(request.POST or None)
+        back = back_url(request, wallet_url(record.key))
+        form = VoidForm(request.POST or None, initial={"next": back})
         if request.method == "POST" and form.is_valid():
             try:
                 result = service.void_transaction(
@@ -198,16 +587,17 @@ class WalletTransferAdmin(ReadOnlyAdmin):
                 balance = result.balance
                 self.message_user(
                     request,
-                    f"Voided {transaction_id}. The wallet's available credit is now "
-                    f"{balance.credit} {balance.key.currency}.",
+                    f"Voided {transaction_id}. Wallet {balance.key.describe()} now has "
+                    f"{format_money(balance.credit_minor, balance.key.currency)} available.",
                     messages.SUCCESS,
                 )
-                wallet = account_registry.find_account(balance.key)
-                if wallet is not None:
-                    return HttpResponseRedirect(
-                        reverse("admin:registry_walletaccount_change", args=[wallet.registry_pk])
-                    )
-                return HttpResponseRedirect(reverse("admin:registry_wallettransfer_changelist"))
+                return HttpResponseRedirect(back)
+        try:
+            balance = service.get_balance(
+                record.key.client_id, record.key.country, record.key.currency, record.key.issuer
+            )
+        except errors.WalletError:
+            balance = None
         return render(
             request,
             "admin/registry/void_confirm.html",
@@ -217,6 +607,9 @@ class WalletTransferAdmin(ReadOnlyAdmin):
                 "title": f"Void transaction {transaction_id}",
                 "record": record,
                 "form": form,
+                "effects": void_effects(record, balance),
+                "back": back,
+                "wallet_url": wallet_url(record.key),
             },
         )
 
@@ -232,3 +625,43 @@ class WalletTransferAdmin(ReadOnlyAdmin):
             action_flag=CHANGE,
             change_message=f"Voided: {reason}",
         )
+
+
+def find_view(request: HttpRequest) -> HttpResponse:
+    """One search box: wallets by client id or TigerBeetle account id, transactions by
+    transaction id or TigerBeetle transfer id, in both stores, in any phase. A single hit
+    opens it directly."""
+    user = request.user
+    if not (
+        user.has_perm("registry.view_walletaccount")
+        or user.has_perm("registry.view_wallettransfer")
+    ):
+        raise PermissionDenied
+    query = request.GET.get("q", "").strip()
+    found = find(query, mongo_store())
+    wallets = [{"hit": hit, "url": wallet_url(hit.key)} for hit in found.wallets]
+    can_void = user.has_perm("registry.void_wallettransfer")
+    transactions = [
+        {
+            "hit": hit,
+            "url": transaction_url(hit.transaction_id, hit.registry_pk),
+            "void_url": void_url(hit.transaction_id, request)
+            if can_void and hit.state == "posted"
+            else "",
+        }
+        for hit in found.transactions
+    ]
+    if len(wallets) + len(transactions) == 1 and not found.notes:
+        return HttpResponseRedirect((wallets or transactions)[0]["url"])
+    return render(
+        request,
+        "admin/find.html",
+        {
+            **admin.site.each_context(request),
+            "title": f"Find {query!r}" if query else "Find",
+            "find_query": query,
+            "found": found,
+            "wallets": wallets,
+            "transactions": transactions,
+        },
+    )

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import itertools
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, StreamingHttpResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
+
+CSV_CHUNK_ROWS = 2000
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -20,3 +28,47 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class CsvExportMixin:
+    """An "Export CSV" of what the list shows now (its filters, search and order), streamed
+    row by row. `csv_columns`: (header, value of a row) pairs; money as plain decimals beside
+    a currency column, so a spreadsheet can add them up."""
+
+    csv_columns: tuple[tuple[str, Callable[[Any], object]], ...] = ()
+    change_list_template = "admin/csv_change_list.html"
+
+    def csv_urls(self) -> list[URLPattern]:
+        opts = self.model._meta  # type: ignore[attr-defined]
+        return [
+            path(
+                "export.csv",
+                self.admin_site.admin_view(self.export_csv_view),  # type: ignore[attr-defined]
+                name=f"{opts.app_label}_{opts.model_name}_csv",
+            )
+        ]
+
+    def export_csv_view(self, request: HttpRequest) -> StreamingHttpResponse:
+        if not self.has_view_permission(request):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        changelist = self.get_changelist_instance(request)  # type: ignore[attr-defined]
+        rows = changelist.queryset.iterator(chunk_size=CSV_CHUNK_ROWS)
+        writer = csv.writer(_Echo())
+        lines = itertools.chain(
+            [writer.writerow([header for header, _ in self.csv_columns])],
+            (writer.writerow([value(row) for _, value in self.csv_columns]) for row in rows),
+        )
+        opts = self.model._meta  # type: ignore[attr-defined]
+        response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+        stamp = timezone.now().strftime("%Y%m%d-%H%M")
+        response["Content-Disposition"] = (
+            f'attachment; filename="{opts.verbose_name_plural.replace(" ", "-")}-{stamp}.csv"'
+        )
+        return response
+
+
+class _Echo:
+    """csv.writer's file: hands each line back instead of storing it."""
+
+    def write(self, value: str) -> str:
+        return value

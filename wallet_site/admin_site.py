@@ -1,9 +1,34 @@
-"""The admin site: Django's, plus the migration's phase page and dashboard."""
+"""The admin site: Django's, plus the migration's phase page and dashboard, one search box for
+support, the index grouped by who uses it, and a 403 page inside the admin frame."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
-from django.urls import URLPattern, URLResolver, path
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import URLPattern, URLResolver, path, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import defaults
+
+# The index's groups, named for the people who use them: (group, models as app_label.Model).
+GROUPS = [
+    (
+        "Support: wallets and transactions",
+        ["registry.WalletAccount", "registry.WalletTransfer"],
+    ),
+    (
+        "Support: reconciliation",
+        ["ledger.ReconciliationMismatch", "ledger.ReconciliationRun"],
+    ),
+    (
+        "Product: migration records",
+        ["ledger.ShadowComparison", "flags.FlagChange", "flags.Milestone"],
+    ),
+    ("Product: feature flags (django-waffle)", ["waffle.Switch", "waffle.Sample", "waffle.Flag"]),
+]
+OTHERS = "Administration"
 
 
 class WalletAdminSite(admin.AdminSite):
@@ -11,9 +36,32 @@ class WalletAdminSite(admin.AdminSite):
     site_title = "Wallet back-office"
     index_title = "Wallets, transactions and the migration"
     index_template = "admin/wallet_index.html"
+    site_url = None  # there is no public site: no "View site" link to a 404
+    enable_nav_sidebar = False  # the lists need the 1280 px
+
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[Any]:
+        """The index groups models by the people who use them, not by Django app."""
+        apps = super().get_app_list(request, app_label)
+        if app_label is not None:
+            return apps
+        models = {
+            f"{app['app_label']}.{model['object_name']}": (app, model)
+            for app in apps
+            for model in app["models"]
+        }
+        grouped = []
+        for name, wanted in GROUPS:
+            found = [models.pop(model)[1] for model in wanted if model in models]
+            if found:
+                grouped.append(_group(name, found))
+        if models:
+            grouped.append(_group(OTHERS, [model for _, model in models.values()]))
+        return grouped
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
+        # Imported here: the admin modules import this site through django.contrib.admin.
         from ledger import migration_admin
+        from registry import admin as registry_admin
 
         custom = [
             path(
@@ -26,5 +74,46 @@ class WalletAdminSite(admin.AdminSite):
                 self.admin_view(migration_admin.DashboardView.as_view(site=self)),
                 name="migration-dashboard",
             ),
+            path("find/", self.admin_view(registry_admin.find_view), name="find"),
         ]
         return custom + super().get_urls()
+
+
+def _group(name: str, models: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "app_label": name.split(":")[0].lower(),
+        "app_url": "",
+        "has_module_perms": True,
+        "models": models,
+    }
+
+
+def back_url(request: HttpRequest, default: str = "") -> str:
+    """Where the person came from (a `next` parameter, else the Referer), if it is ours."""
+    for candidate in (request.GET.get("next"), request.POST.get("next"), _referer(request)):
+        if candidate and url_has_allowed_host_and_scheme(
+            candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            return candidate
+    return default or reverse("admin:index")
+
+
+def _referer(request: HttpRequest) -> str:
+    referer = request.META.get("HTTP_REFERER", "")
+    host = f"//{request.get_host()}"
+    return referer.split(host, 1)[1] if host in referer else ""
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """403 inside the admin frame for staff, with the way back; Django's plain one elsewhere."""
+    user = getattr(request, "user", None)
+    if not (request.path.startswith("/admin/") and user is not None and user.is_staff):
+        return defaults.permission_denied(request, exception)  # type: ignore[arg-type]
+    context = {
+        **admin.site.each_context(request),
+        "title": "Not allowed",
+        "back": back_url(request),
+        "reason": str(exception) if exception and str(exception) else "",
+    }
+    return render(request, "admin/403.html", context, status=403)

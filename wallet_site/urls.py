@@ -4,6 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ledger.api.metrics import metrics_view
 
+handler403 = "wallet_site.admin_site.permission_denied"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),

@@ -558,12 +558,14 @@ class MongoWalletStore:
 
         return self._guarded(read)
 
-    def recent_log(self, key: WalletKey, limit: int = 20) -> list[dict[str, Any]]:
-        """The wallet's latest transaction log entries, newest first (for support staff)."""
+    def recent_log(self, key: WalletKey, limit: int = 20, skip: int = 0) -> list[dict[str, Any]]:
+        """The wallet's latest transaction log entries, newest first, a page at a time (for
+        support staff: one wallet's log is small enough for skip)."""
 
         def read() -> list[dict[str, Any]]:
             _, log = self._collections()
-            return list(log.find(_key_filter(key)).sort("created_at", -1).limit(limit))
+            found = log.find(_key_filter(key)).sort([("created_at", -1), ("_id", -1)])
+            return list(found.skip(skip).limit(limit))
 
         return self._guarded(read)
 

@@ -540,24 +540,38 @@ class TigerBeetleWalletStore:
             raise errors.StoreUnavailable("TigerBeetle has no balance snapshot of the transfer.")
         return balance_from_snapshot(key, snapshots[0])
 
-    def recent_transfers(self, key: WalletKey, limit: int = 20) -> list[Transfer]:
-        """The wallet account's latest transfers, newest first (get_account_transfers)."""
+    def recent_transfers(
+        self, key: WalletKey, limit: int = 20, before_timestamp: int = 0
+    ) -> list[Transfer]:
+        """The wallet account's latest transfers, newest first (get_account_transfers);
+        `before_timestamp` (TigerBeetle ns, exclusive) pages back from there."""
         registered = account_registry.find_account(key)
         if registered is None:
             raise errors.WalletNotFound(f"No wallet {key.describe()}.")
         return self._call(
             self.backend.get_account_transfers,
-            history_filter(registered.tb_account_id, limit),
+            history_filter(
+                registered.tb_account_id,
+                limit,
+                timestamp_max=before_timestamp - 1 if before_timestamp else 0,
+            ),
         )
 
-    def balance_history(self, key: WalletKey, limit: int = 20) -> list[WalletBalance]:
+    def balance_history(
+        self, key: WalletKey, limit: int = 20, before_timestamp: int = 0
+    ) -> list[WalletBalance]:
         """The wallet's balance after each of its latest transfers, newest first
-        (get_account_balances; wallet accounts keep history)."""
+        (get_account_balances; wallet accounts keep history), paged like recent_transfers."""
         registered = account_registry.find_account(key)
         if registered is None:
             raise errors.WalletNotFound(f"No wallet {key.describe()}.")
         snapshots = self._call(
-            self.backend.get_account_balances, history_filter(registered.tb_account_id, limit)
+            self.backend.get_account_balances,
+            history_filter(
+                registered.tb_account_id,
+                limit,
+                timestamp_max=before_timestamp - 1 if before_timestamp else 0,
+            ),
         )
         return [balance_from_snapshot(key, snapshot) for snapshot in snapshots]
 

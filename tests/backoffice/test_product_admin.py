@@ -64,7 +64,7 @@ def test_a_rollout_change_needs_no_confirmation_and_is_audited_as_the_user(
 def test_a_refused_phase_change_shows_the_reason(product: Client, stores: Stores) -> None:
     enter_phase(Phase.READ_CUTOVER)
     response = change_phase(product, 4, confirmed=True)
-    assert "Refused: TigerBeetle-only needs a completed backfill" in response.content.decode()
+    assert "The backfill has not completed" in response.content.decode()
     assert current_state().phase == Phase.READ_CUTOVER
 
 

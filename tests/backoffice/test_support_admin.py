@@ -60,7 +60,7 @@ def test_the_wallet_page_shows_both_stores_balances_side_by_side(
     support: Client, wallet: Any
 ) -> None:
     page = wallet_page(support, wallet[0]).content.decode()
-    assert page.count("70.00") >= 2  # available credit in MongoDB and in TigerBeetle
+    assert page.count("$70.00") >= 2  # available credit in MongoDB and in TigerBeetle
     assert "differs" not in page.split('id="balances"')[1].split("</table>")[0]
 
 
@@ -70,7 +70,8 @@ def test_a_difference_between_the_stores_is_highlighted(
     stores.tigerbeetle.subtract_credit(wallet[0], 1, tx())
     page = wallet_page(support, wallet[0]).content.decode()
     assert '<tr class="differs" data-field="credit">' in page
-    assert "The stores differ in: credit, debit." in page
+    warning = page.split('id="balance-difference"')[1].split("</p>")[0]
+    assert "The stores differ in available, spent" in warning
 
 
 def test_the_wallet_page_lists_transfers_log_and_balance_history(
@@ -200,7 +201,7 @@ def test_a_store_that_is_down_shows_as_unavailable_not_as_zero(
     page = wallet_page(support, wallet[0]).content.decode()
     balances = page.split('id="balances"')[1].split("</table>")[0]
     assert "unavailable: TigerBeetle is unavailable" in balances
-    assert "70.00" in balances  # MongoDB still answers
+    assert "$70.00" in balances  # MongoDB still answers
     assert "TigerBeetle history unavailable" in page
 
 

@@ -1,22 +1,32 @@
-"""The back-office in a real browser: support voids a transaction and sees both balances
-change; product moves the read rollout and sees the dashboard follow."""
+"""The back-office in a real browser, at 1280 px, as each role walks it: support finds a
+client, voids with a reason (after cancelling once) and sees both balances change, finds a
+MongoDB-only wallet, voids a phase-4 transaction; product sees the gate of the next phase,
+meets the form's rules, moves the rollout and reads the phase-4 confirmation."""
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.utils import timezone
 
+from flags.models import Milestone
 from flags.phases import Phase
+from ledger.models import ShadowComparison
+from ledger.phase_change import change_phase
 from tests.browser.conftest import screenshot
 from tests.migration.conftest import (  # noqa: F401 - fixtures
     Stores,
     _tasks_in_process,
     committed_stores,
     enter_phase,
+    legacy_wallet,
     new_key,
     tx,
 )
@@ -24,6 +34,7 @@ from tests.roles import role as group_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "correct horse battery staple"
+VIEWPORT_WIDTH = 1280
 
 
 def staff_in(role: str) -> str:
@@ -46,6 +57,17 @@ def balance_cells(page: Any, field: str) -> tuple[str, str]:
     return row.locator("td.mongo").inner_text(), row.locator("td.tigerbeetle").inner_text()
 
 
+def fits_the_screen(page: Any) -> bool:
+    """Nothing is cut off or needs a horizontal scroll at 1280 px: not the page, and no
+    list inside its scrolling box."""
+    return page.evaluate(
+        """width => document.documentElement.scrollWidth <= width && [...document
+            .querySelectorAll('.results, #content-main table')]
+            .every(e => e.scrollWidth <= e.clientWidth + 1)""",
+        VIEWPORT_WIDTH,
+    )
+
+
 def test_support_finds_a_client_voids_with_a_reason_and_sees_both_balances_change(
     page: Any,
     live_server: Any,
@@ -56,49 +78,223 @@ def test_support_finds_a_client_voids_with_a_reason_and_sees_both_balances_chang
     committed_stores.phased.add_credit(key, 10_000, tx())
     committed_stores.phased.subtract_credit(key, 3_000, debit_id)
     log_in(page, live_server.url, staff_in("Support"))
+    screenshot(page, "support-01-index")
+    assert "support: wallets and transactions" in page.inner_text("#content-main").lower()
 
-    page.goto(f"{live_server.url}/admin/registry/walletaccount/")
-    page.fill("#searchbar", key.client_id)
-    page.press("#searchbar", "Enter")
-    page.click(f"text={key.client_id}")
+    page.fill("#find-q", key.client_id)
+    page.press("#find-q", "Enter")
     page.wait_for_selector("#balances")
-    screenshot(page, "support-1-wallet-before-void")
-    assert balance_cells(page, "credit") == ("70.00", "70.00")
+    screenshot(page, "support-02-wallet-before-void")
+    assert balance_cells(page, "credit") == ("$70.00", "$70.00")
+    assert "MongoDB is authoritative" in page.inner_text("#authoritative-store")
+    assert fits_the_screen(page)
+    wallet_url = page.url
+
+    page.locator("#mongo-log tr", has_text=debit_id).locator("a.void-link").click()
+    assert "available goes from $70.00 to $100.00" in page.inner_text("#void-effects")
+    page.click("#void-cancel")
+    page.wait_for_selector("#balances")
+    assert page.url == wallet_url  # Cancel returns to where the agent came from
 
     page.locator("#mongo-log tr", has_text=debit_id).locator("a.void-link").click()
     page.fill("#id_reason", "customer disputed the purchase")
-    screenshot(page, "support-2-void-confirmation")
+    screenshot(page, "support-03-void-confirmation")
     page.click("input[name=_void]")
     page.wait_for_selector("#balances")
-    screenshot(page, "support-3-wallet-after-void")
+    screenshot(page, "support-04-wallet-after-void")
 
+    assert page.url == wallet_url
     assert "Voided" in page.locator(".messagelist").inner_text()
-    assert balance_cells(page, "credit") == ("100.00", "100.00")
-    assert balance_cells(page, "historical credit") == ("130.00", "130.00")
+    assert balance_cells(page, "credit") == ("$100.00", "$100.00")
+    assert balance_cells(page, "historical_credit") == ("$130.00", "$130.00")
+    assert "Voiding a debit gives the money back" in page.inner_text("#void-explanation")
+
+    page.click("#wallet-transactions")
+    page.wait_for_selector("#result_list")
+    screenshot(page, "support-05-transactions-list")
+    assert fits_the_screen(page)
+    assert page.locator("#result_list a.wallet-link").count() == 2
+    voided_row = page.locator("#result_list tr", has_text=debit_id)
+    assert "customer" not in voided_row.inner_text()  # who and when, not cut off
+    assert re.search(r"support-\w+, \d{4}-\d\d-\d\d", voided_row.inner_text())
+
+    page.locator("#result_list tr", has_text="posted").locator("th a").click()
+    page.wait_for_selector("#void-button")
+    screenshot(page, "support-06-transaction-page")
+    technical = page.locator("details", has_text="Technical details")
+    assert technical.count() == 1 and technical.get_attribute("open") is None
+    assert "$100.00" in page.inner_text("#content-main")
+    page.click("#transaction-wallet-link")
+    page.wait_for_selector("#balances")
 
 
-def test_product_moves_the_read_rollout_and_the_dashboard_follows(
+def test_support_finds_a_wallet_only_mongodb_holds_and_is_kept_to_support_pages(
     page: Any,
     live_server: Any,
     committed_stores: Stores,  # noqa: F811
 ) -> None:
-    enter_phase(Phase.READ_CUTOVER, rollout_percent=10)
-    log_in(page, live_server.url, staff_in("Product"))
+    key = new_key()
+    legacy_wallet(committed_stores, key, credit_minor=11_990, debit_minor=5_245)
+    enter_phase(Phase.DUAL_WRITE)
+    differing = new_key()
+    committed_stores.phased.add_credit(differing, 10_000, tx())
+    committed_stores.tigerbeetle.subtract_credit(differing, 1, tx())  # the stores now differ
+    with pytest.raises(CommandError):
+        call_command("reconcile", stdout=io.StringIO())
+    log_in(page, live_server.url, staff_in("Support"))
 
-    page.goto(f"{live_server.url}/admin/migration/dashboard/")
-    assert page.inner_text("#dashboard-rollout") == "10.0%"
-    screenshot(page, "product-1-dashboard-before")
+    page.goto(f"{live_server.url}/admin/ledger/reconciliationmismatch/")
+    screenshot(page, "support-07-open-mismatches")
+    assert fits_the_screen(page)
+    page.locator("#result_list a.wallet-link", has_text=differing.client_id).click()
+    page.wait_for_selector("#balance-difference")
+    screenshot(page, "support-07-wallet-that-differs")
+    page.click("#recheck-button")
+    page.wait_for_selector(".messagelist")
+    assert "still different" in page.inner_text(".messagelist")
+    assert "TigerBeetle: $99.99 available" in page.inner_text(".messagelist")
+
+    page.fill("#find-q", key.client_id)
+    page.press("#find-q", "Enter")
+    page.wait_for_selector("#balances")
+    screenshot(page, "support-08-mongodb-only-wallet")
+    assert balance_cells(page, "credit")[0] == "$119.90"
+    assert "Not in TigerBeetle yet" in page.inner_text("#content-main")
+
+    wallet_url = page.url
+    page.goto(f"{live_server.url}/admin/migration/dashboard/", referer=wallet_url)
+    screenshot(page, "support-09-forbidden")
+    assert "Your role does not allow this page" in page.inner_text("#forbidden")
+    page.click("#forbidden-back")
+    page.wait_for_selector("#balances")
+
+
+def test_support_voids_a_phase_4_transaction_from_the_wallet_page(
+    page: Any,
+    live_server: Any,
+    committed_stores: Stores,  # noqa: F811
+    settings: Any,
+) -> None:
+    settings.PHASE_CHANGE_SETTLE_S = 0
+    enter_phase(Phase.READ_CUTOVER)
+    key = new_key()
+    committed_stores.phased.add_credit(key, 10_000, tx())
+    Milestone.objects.create(name=Milestone.BACKFILL_COMPLETED, reached_at=timezone.now())
+    change_phase(
+        Phase.TIGERBEETLE_ONLY, "tester", committed_stores.mongo, committed_stores.tigerbeetle
+    )
+    phase4_debit = tx()
+    committed_stores.phased.subtract_credit(key, 2_500, phase4_debit)
+    log_in(page, live_server.url, staff_in("Support"))
+
+    page.fill("#find-q", key.client_id)
+    page.press("#find-q", "Enter")
+    page.wait_for_selector("#balances")
+    screenshot(page, "support-10-phase-4-wallet")
+    assert "TigerBeetle is authoritative" in page.inner_text("#authoritative-store")
+    assert page.locator("#balance-difference").count() == 0  # expected: MongoDB falls behind
+    assert fits_the_screen(page)
+
+    page.locator("#tb-transfers tr", has_text=phase4_debit).locator("a.void-link").click()
+    page.fill("#id_reason", "charged twice")
+    page.click("input[name=_void]")
+    page.wait_for_selector("#balances")
+    screenshot(page, "support-11-phase-4-after-void")
+    assert page.locator('#balances tr[data-field="credit"] td.tigerbeetle').inner_text() == (
+        "$100.00"
+    )
+
+
+def seed_comparisons(days: dict[int, tuple[int, int]]) -> None:
+    """Shadow comparisons as phase 2 records them: {days ago: (matched, mismatched)}."""
+    rows = []
+    for days_ago, (matched, mismatched) in days.items():
+        at = timezone.now() - timedelta(days=days_ago)
+        for outcome, count in (("match", matched), ("mismatch", mismatched)):
+            rows += [
+                ShadowComparison(
+                    client_id="c",
+                    country="USA",
+                    currency="USD",
+                    wallet_seq=1,
+                    outcome=outcome,
+                    mongo_credit_minor=1,
+                    mongo_debit_minor=0,
+                    mongo_historical_credit_minor=1,
+                    compared_at=at,
+                )
+                for _ in range(count)
+            ]
+    ShadowComparison.objects.bulk_create(rows)
+
+
+def test_product_sees_the_gate_meets_the_forms_rules_and_moves_the_rollout(
+    page: Any,
+    live_server: Any,
+    committed_stores: Stores,  # noqa: F811
+) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    log_in(page, live_server.url, staff_in("Product"))
+    screenshot(page, "product-01-index")
 
     page.goto(f"{live_server.url}/admin/migration/phase/")
+    assert "Next step: phase 2 - shadow read" in page.inner_text("#gate")
+    page.select_option("#id_phase", "2")
+    assert page.is_visible("#id_shadow_percent") and not page.is_visible("#id_rollout_percent")
+    page.fill("#id_note", "compare a sample")
+    page.click("input[name=_change]")
+    page.wait_for_selector("#phase-form")
+    screenshot(page, "product-02-phase-2-needs-a-share")
+    assert "Phase 2 needs the share of reads" in page.inner_text("#phase-form")
+
+    page.fill("#id_shadow_percent", "5")
+    page.click("input[name=_change]")
+    page.wait_for_selector(".messagelist")
+    seed_comparisons({4: (39, 1), 3: (50, 0), 2: (50, 0), 1: (50, 0), 0: (20, 0)})
+    page.goto(f"{live_server.url}/admin/migration/dashboard/")
+    screenshot(page, "product-03-dashboard-phase-2")
+    assert "Held 4 of the 7 consecutive days needed" in page.inner_text("#gate")
+    assert "target 99.99 %" in page.inner_text("#match-rate-chart")
+    page.goto(f"{live_server.url}/admin/migration/phase/")
     page.select_option("#id_phase", "3")
+    assert page.is_visible("#id_rollout_percent") and not page.is_visible("#id_shadow_percent")
     page.fill("#id_rollout_percent", "40")
     page.fill("#id_note", "widen the cutover")
     page.click("input[name=_change]")
     page.wait_for_selector(".messagelist")
-    screenshot(page, "product-2-phase-changed")
+    screenshot(page, "product-04-phase-changed-and-audit")
     assert re.search(r"now in phase 3", page.inner_text(".messagelist"))
+    audit = page.locator("#flag-audit tr.phase-change")
+    assert audit.count() == 2 and "widen the cutover" in audit.first.inner_text()
 
     page.goto(f"{live_server.url}/admin/migration/dashboard/")
-    screenshot(page, "product-3-dashboard-after")
+    screenshot(page, "product-05-dashboard")
     assert page.inner_text("#dashboard-rollout") == "40.0%"
+    assert "Fallback rate < 0.1%" in page.inner_text("#gate")
     assert page.locator("#match-rate-chart svg").count() == 1
+    assert fits_the_screen(page)
+
+
+def test_product_reads_what_phase_4_will_do_before_confirming(
+    page: Any,
+    live_server: Any,
+    committed_stores: Stores,  # noqa: F811
+) -> None:
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    Milestone.objects.create(name=Milestone.BACKFILL_COMPLETED, reached_at=timezone.now())
+    committed_stores.mongo.add_credit(new_key(), 100, tx())  # pending in the outbox
+    log_in(page, live_server.url, staff_in("Product"))
+
+    page.goto(f"{live_server.url}/admin/migration/phase/")
+    page.select_option("#id_phase", "4")
+    page.fill("#id_note", "TigerBeetle takes over")
+    page.click("input[name=_change]")
+    page.wait_for_selector("#phase-effects")
+    screenshot(page, "product-06-phase-4-confirmation")
+    effects = page.inner_text("#phase-effects")
+    assert "The mirror applies the 1 outbox entries still pending" in effects
+    assert "Dual write stops" not in effects
+    page.click("input[name=_confirm]")
+    page.wait_for_selector(".messagelist")
+    screenshot(page, "product-07-phase-4")
+    assert "now in phase 4" in page.inner_text(".messagelist")

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from flags.audit import recording_phase_change
 from flags.models import FlagChange
 from flags.phases import InvalidPhaseChange, Phase, current_state
 from ledger.phase_change import change_phase
@@ -40,15 +41,21 @@ class Command(BaseCommand):
         if options["phase"] is not None:
             actor = options["actor"] or _login_name()
             try:
-                report = change_phase(
-                    Phase(options["phase"]),
-                    actor=f"{actor} (command)",
-                    mongo=mongo_store(),
-                    tigerbeetle=tigerbeetle_store(),
-                    note=options["note"],
-                    rollout_percent=options["rollout"],
-                    shadow_percent=options["shadow"],
-                )
+                with recording_phase_change(
+                    f"{actor} (command)",
+                    options["note"],
+                    from_phase=int(current_state().phase),
+                    to_phase=options["phase"],
+                ):
+                    report = change_phase(
+                        Phase(options["phase"]),
+                        actor=f"{actor} (command)",
+                        mongo=mongo_store(),
+                        tigerbeetle=tigerbeetle_store(),
+                        note=options["note"],
+                        rollout_percent=options["rollout"],
+                        shadow_percent=options["shadow"],
+                    )
             except InvalidPhaseChange as exc:
                 raise CommandError(f"refused: {exc}") from exc
             self.stdout.write(

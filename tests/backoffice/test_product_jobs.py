@@ -1,0 +1,295 @@
+"""A product manager's jobs in the admin (issue 12, items 12-17): the criterion that gates the
+next phase and how long it held, charts that can show the target, a phase-4 confirmation with
+the numbers, an audit row per phase change, a form without silent defaults, errors that point
+to the page."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from flags.models import FlagChange, Milestone, PhaseChange
+from flags.phases import Phase, current_state
+from ledger import charts
+from ledger.models import ReconciliationMismatch, ReconciliationRun, ShadowComparison
+from ledger.phase_change import change_phase as move_phase
+from registry.models import WalletTransfer
+from tests.backoffice.test_product_admin import change_phase
+from tests.migration.conftest import Stores, enter_phase, new_key, tx
+
+
+@pytest.fixture(autouse=True)
+def _no_settle_wait(settings: Any) -> None:
+    settings.PHASE_CHANGE_SETTLE_S = 0
+
+
+def comparisons(days_ago: int, matched: int, mismatched: int = 0) -> None:
+    at = timezone.now() - timedelta(days=days_ago)
+    for outcome, count in (("match", matched), ("mismatch", mismatched)):
+        for _ in range(count):
+            ShadowComparison.objects.create(
+                client_id="c",
+                country="USA",
+                currency="USD",
+                wallet_seq=1,
+                outcome=outcome,
+                mongo_credit_minor=1,
+                mongo_debit_minor=0,
+                mongo_historical_credit_minor=1,
+                compared_at=at,
+            )
+
+
+def backfill_done() -> None:
+    Milestone.objects.create(name=Milestone.BACKFILL_COMPLETED, reached_at=timezone.now())
+
+
+def gate(page: str) -> str:
+    return page.split('id="gate"')[1].split("</div>")[0]
+
+
+# --- 12. the criterion that gates the next phase -------------------------------------------
+
+
+def test_in_phase_2_the_dashboard_shows_the_match_rate_gate_with_days_held_and_data_since(
+    product: Client, stores: Stores
+) -> None:
+    enter_phase(Phase.SHADOW_READ, shadow_percent=10)
+    comparisons(days_ago=4, matched=3, mismatched=1)
+    for days_ago in (3, 2, 1, 0):
+        comparisons(days_ago=days_ago, matched=5)
+
+    shown = gate(product.get("/admin/migration/dashboard/").content.decode())
+
+    assert "Next step: phase 3 - read cutover" in shown
+    assert "Balance match rate &gt;= 99.99% on each of 7 consecutive days" in shown
+    assert "Held 4 of the 7 consecutive days needed" in shown
+    assert "Data since" in shown
+    days = shown.split('id="gate-days"')[1]
+    assert days.count("✓ held") == 4 and days.count("✗ missed") == 1
+    assert days.count("no data") == 2
+    assert 'href="/admin/ledger/shadowcomparison/?outcome__exact=mismatch"' in shown
+    assert "Fallback rate" not in shown  # only the criterion of this phase
+
+
+def test_a_legacy_inconsistency_is_not_a_lost_write(product: Client, stores: Stores) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    run = ReconciliationRun.objects.create(finished_at=timezone.now(), checked=1, mismatched=1)
+    ReconciliationMismatch.objects.create(
+        run=run,
+        kind="balance",
+        client_id="legacy",
+        country="USA",
+        currency="USD",
+        mongo_credit_minor=100,
+        mongo_debit_minor=0,
+        mongo_historical_credit_minor=150,  # MongoDB disagrees with itself
+        tb_credit_minor=100,
+        tb_debit_minor=50,
+        tb_historical_credit_minor=150,
+    )
+
+    shown = gate(product.get("/admin/migration/dashboard/").content.decode())
+
+    assert "Holds" in shown and "0 wallets mismatched in the last run" in shown
+    assert "Not counted: 1 legacy wallets whose MongoDB fields disagree" in shown
+
+
+def test_without_a_reconciliation_the_writes_lost_gate_has_no_data_rather_than_holding(
+    product: Client, stores: Stores
+) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    shown = gate(product.get("/admin/migration/phase/").content.decode())
+    assert "No data yet: no reconciliation has run yet." in shown
+    assert 'href="/admin/ledger/reconciliationrun/"' in shown
+
+
+def test_in_phase_0_the_gate_is_the_backfill(product: Client, stores: Stores) -> None:
+    shown = gate(product.get("/admin/migration/phase/").content.decode())
+    assert "Next step: phase 1 - dual write" in shown
+    assert "The backfill has not completed." in shown
+    assert 'href="/admin/flags/milestone/"' in shown
+
+
+# --- 13. charts: the target visible, latency from the metrics ------------------------------
+
+
+def test_the_match_rate_axis_zooms_to_show_the_target_and_the_worst_day() -> None:
+    assert charts.match_rate_axis([99.999, 100.0], 99.99) == (99.98, 100.0)
+    bottom, top = charts.match_rate_axis([97.5, 99.999], 99.99)
+    assert 95 <= bottom < 97.5 and top == 100.0
+
+
+def test_the_match_rate_chart_draws_the_target(product: Client, stores: Stores) -> None:
+    enter_phase(Phase.SHADOW_READ, shadow_percent=10)
+    comparisons(days_ago=1, matched=39, mismatched=1)  # 97.5 %
+    comparisons(days_ago=0, matched=10)
+    chart = product.get("/admin/migration/dashboard/").content.decode()
+    chart = chart.split('id="match-rate-chart"')[1].split("</svg>")[0]
+    assert "target 99.99 %" in chart
+    assert ">0<" not in chart.split('class="axis y')[1]  # the axis does not start at 0
+
+
+def test_the_latency_chart_follows_every_store_read_in_phase_4(
+    product: Client, stores: Stores
+) -> None:
+    backfill_done()
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+    stores.phased.get_balance(key)
+    move_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.tigerbeetle)
+    stores.phased.get_balance(key)
+
+    page = product.get("/admin/migration/dashboard/").content.decode()
+
+    chart = page.split('id="latency-chart"')[1].split("</svg>")[0]
+    assert "MongoDB" in chart and "TigerBeetle" in chart and "get_balance" in chart
+    latencies = page.split('id="latencies"')[1].split("</table>")[0]
+    assert "<td>get_balance</td><td>tigerbeetle</td>" in latencies
+
+
+# --- 14. the phase-4 confirmation says what will happen, with numbers ----------------------
+
+
+def test_the_phase_4_confirmation_says_exactly_what_happens_with_the_numbers(
+    product: Client, stores: Stores
+) -> None:
+    backfill_done()
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    stores.mongo.add_credit(new_key(), 100, tx())  # pending in the outbox, not yet mirrored
+    stores.mongo.add_credit(new_key(), 100, tx())
+
+    page = change_phase(product, 4).content.decode()
+
+    effects = page.split('id="phase-effects"')[1].split("</ol>")[0]
+    assert "The mirror applies the 2 outbox entries still pending" in effects
+    assert "MongoDB is no longer written" in effects
+    assert "The dual-write switch stays on" in effects
+    assert "Dual write stops" not in effects
+    assert current_state().phase == Phase.READ_CUTOVER
+
+
+def test_leaving_phase_4_says_how_many_writes_are_copied_back(
+    product: Client, stores: Stores
+) -> None:
+    backfill_done()
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    move_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.tigerbeetle)
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+    stores.phased.add_credit(key, 100, tx())
+    assert WalletTransfer.objects.filter(needs_backport=True).count() == 2
+
+    page = change_phase(product, 3, rollout_percent="100").content.decode()
+
+    effects = page.split('id="phase-effects"')[1].split("</ol>")[0]
+    assert "2 transactions and 0 voids TigerBeetle took as the only store are copied back" in (
+        effects
+    )
+
+
+def test_phase_4_with_parked_entries_is_refused_before_confirming_with_the_reason(
+    product: Client, stores: Stores
+) -> None:
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    page = change_phase(product, 4).content.decode()
+    assert "The backfill has not completed" in page
+    assert "phase-effects" not in page
+
+
+# --- 15. one audit row per phase change, flag rows beneath ---------------------------------
+
+
+def test_the_audit_shows_one_row_per_phase_change_with_the_persons_note(
+    product: Client, product_user: Any, stores: Stores
+) -> None:
+    change_phase(product, 1, confirmed=True, note="start mirroring")
+    change_phase(product, 2, shadow_percent="5", note="compare a few")
+
+    audit = product.get("/admin/migration/phase/").content.decode()
+    audit = audit.split('id="flag-audit"')[1].split("</table>")[0]
+
+    assert audit.count('class="phase-change') == 2
+    newest = audit.split('class="phase-change">')[1].split("</tr>")[0]
+    assert product_user.username in newest and "compare a few" in newest
+    assert "1 - dual write" in newest and "2 - shadow read" in newest
+    assert "shadow read share: 0%</td><td>5%" in audit
+    assert "dual write: off</td><td>on" in audit
+    assert PhaseChange.objects.count() == 2
+    assert FlagChange.objects.filter(phase_change__isnull=True).count() == 0
+
+
+def test_a_refused_phase_change_is_kept_in_the_audit_with_the_reason(
+    product: Client, stores: Stores
+) -> None:
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    backfill_done()
+    from tests.migration.test_mirror import plug
+
+    plug(stores).down = True  # TigerBeetle down: the drain cannot finish
+    stores.mongo.add_credit(new_key(), 100, tx())
+    change_phase(product, 4, confirmed=True, note="go")
+
+    change = PhaseChange.objects.get()
+    assert change.refused and change.note == "go"
+    assert current_state().phase == Phase.READ_CUTOVER
+
+
+# --- 16. the form shows the fields each phase uses; no silent defaults ---------------------
+
+
+def test_phase_2_without_a_share_is_a_form_error_not_ten_percent(
+    product: Client, stores: Stores
+) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    page = change_phase(product, 2).content.decode()
+    assert "Phase 2 needs the share of reads to compare" in page
+    assert current_state().phase == Phase.DUAL_WRITE
+
+
+def test_phase_3_without_a_rollout_is_a_form_error(product: Client, stores: Stores) -> None:
+    enter_phase(Phase.SHADOW_READ, shadow_percent=10)
+    page = change_phase(product, 3).content.decode()
+    assert "Phase 3 needs the share of clients" in page
+    assert current_state().phase == Phase.SHADOW_READ
+
+
+def test_the_form_prefills_only_the_share_the_current_phase_uses(
+    product: Client, stores: Stores
+) -> None:
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=25)
+    form = product.get("/admin/migration/phase/").content.decode().split('id="phase-form"')[1]
+    rollout = form.split('id="row-rollout_percent"')[1].split("</p>")[0]
+    shadow = form.split('id="row-shadow_percent"')[1].split("</p>")[0]
+    assert 'value="25.0"' in rollout
+    assert "value=" not in shadow.split('name="shadow_percent"')[1].split(">")[0]
+    assert 'data-phase="2"' in form.split('id="row-shadow_percent"')[0].rsplit("<p", 1)[1]
+
+
+# --- 17. errors point to the page, not to a shell ------------------------------------------
+
+
+def test_a_refusal_points_to_the_page_not_a_shell_command(product: Client, stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    page = change_phase(product, 4, confirmed=True).content.decode()
+    assert "manage.py" not in page and "migration_phase" not in page
+    assert "“Start the backfill” on this page" in page
+    assert 'name="_backfill"' in page
+
+
+def test_the_backfill_can_be_started_from_the_phase_page(product: Client, stores: Stores) -> None:
+    from tests.migration.conftest import legacy_wallet
+
+    legacy_wallet(stores, new_key(), credit_minor=100, debit_minor=0)
+    response = product.post("/admin/migration/phase/", {"_backfill": "1"}, follow=True)
+    assert "The backfill has been started" in response.content.decode()
+    assert Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).exists()  # eager task
+
+
+def test_support_cannot_start_the_backfill(support: Client, stores: Stores) -> None:
+    assert support.post("/admin/migration/phase/", {"_backfill": "1"}).status_code == 403

@@ -1,0 +1,42 @@
+"""Where the back-office's pages are: a wallet (by registry row, or by key for a wallet only
+MongoDB holds), a transaction, its void page (returning to the page the agent is on)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.http import HttpRequest
+from django.urls import reverse
+
+from ledger.ids import WalletKey
+from registry import accounts as account_registry
+
+
+def wallet_url(key: WalletKey) -> str:
+    """A wallet's page: by its registry row when TigerBeetle knows it, else by its key (a
+    wallet only MongoDB holds)."""
+    registered = account_registry.find_account(key)
+    if registered is not None:
+        return reverse("admin:registry_walletaccount_change", args=[registered.registry_pk])
+    return f"{reverse('admin:registry_walletaccount_by_key')}?{urlencode(key_params(key))}"
+
+
+def key_params(key: WalletKey) -> dict[str, str]:
+    return {
+        "client_id": key.client_id,
+        "country": key.country,
+        "currency": key.currency,
+        "issuer": key.issuer or "",
+    }
+
+
+def transaction_url(transaction_id: str, registry_pk: int | None = None) -> str:
+    if registry_pk is not None:
+        return reverse("admin:registry_wallettransfer_change", args=[registry_pk])
+    return reverse("admin:registry_wallettransfer_record", args=[transaction_id])
+
+
+def void_url(transaction_id: str, request: HttpRequest) -> str:
+    """The void page, which returns to the page the agent is on."""
+    base = reverse("admin:registry_wallettransfer_void", args=[transaction_id])
+    return f"{base}?{urlencode({'next': request.get_full_path()})}"
