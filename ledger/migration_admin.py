@@ -120,8 +120,11 @@ class PhaseEffects:
 
 def phase_effects(before: MigrationState, after: MigrationState) -> PhaseEffects:
     result = PhaseEffects()
-    settle_s = settings.PHASE_CHANGE_SETTLE_S
-    pause = f"Writes pause for about {settle_s:g} s: clients get 503 writes_paused and retry."
+    wait_s = settings.PHASE_CHANGE_WRITES_WAIT_S
+    pause = (
+        "Writes pause until the change is done: clients get 503 writes_paused and retry. "
+        f"Writes already under way get up to {wait_s:g} s to finish, or the change is refused."
+    )
     if before.writes_to_mongo and not after.writes_to_mongo:
         depth = migration_figures.outbox_depth()
         result.effects.append(pause)
@@ -131,6 +134,10 @@ def phase_effects(before: MigrationState, after: MigrationState) -> PhaseEffects
             result.effects.append(
                 f"The mirror applies the {depth['pending']} outbox entries still pending to "
                 "TigerBeetle."
+            )
+            result.effects.append(
+                "Every MongoDB wallet is then reconciled against TigerBeetle; a wallet missing "
+                "or different there refuses the change, and writes resume on MongoDB."
             )
             if depth["parked"] or depth["awaiting_backfill"]:
                 result.refusals.append(
