@@ -114,9 +114,7 @@ def read_voided_at(api: APIClient, transaction_id: str) -> str:
     return api.get(f"/api/transactions/{transaction_id}").json()["voided_at"]
 
 
-def test_a_void_keeps_its_time_across_the_stores_both_ways(
-    stores: Stores, api: APIClient
-) -> None:
+def test_a_void_keeps_its_time_across_the_stores_both_ways(stores: Stores, api: APIClient) -> None:
     enter_phase(Phase.READ_CUTOVER)
     mirrored, copied_back = tx(), tx()
     key = new_key()
