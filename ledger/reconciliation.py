@@ -32,9 +32,9 @@ from ledger.mirror import Mirror
 from ledger.models import ReconciliationMismatch, ReconciliationRun
 from ledger.stores.mongo_outbox import MongoOutbox, WalletSnapshot
 from ledger.stores.tigerbeetle_store import (
-    WALLET_ACCOUNT_CODE,
     TigerBeetleWalletStore,
     balance_from_account,
+    wallet_account_code,
 )
 from ledger.wallets import WalletBalance
 from registry import accounts as account_registry
@@ -143,7 +143,7 @@ class Reconciliation:
                     user_data_64=0,
                     user_data_32=0,
                     ledger=0,
-                    code=WALLET_ACCOUNT_CODE,
+                    code=wallet_account_code(),
                     timestamp_min=timestamp_min,
                     timestamp_max=0,
                     limit=page_size,
