@@ -3,8 +3,9 @@
 Three passes, all batched (lookups of up to 8189 accounts, MongoDB pages in key order):
 1. registry -> TigerBeetle: each row's account is looked up; a row whose account is missing is
    recorded (`row_no_account`);
-2. TigerBeetle -> registry: every wallet account (code 1, paged by timestamp) must have a row
-   (`account_no_row`);
+2. TigerBeetle -> registry: every wallet account of this application's wallet code
+   (TB_WALLET_ACCOUNT_CODE, paged by timestamp) must have a row (`account_no_row`); accounts of
+   other applications sharing the cluster carry other codes and are never looked at;
 3. MongoDB -> TigerBeetle: credit, debit and historical credit of every wallet must match. A
    wallet that differs is mirrored and looked at once more before it counts, so replication
    lag is not reported as a mismatch. Legacy wallets the backfill has not imported yet are

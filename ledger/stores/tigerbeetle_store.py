@@ -1,7 +1,8 @@
 """The TigerBeetle wallet store: the wallet interface over a ledger backend and the registries.
 
-Data model (design.md): one ledger per currency, one wallet account per wallet key (code 1,
-`debits_must_not_exceed_credits | history`), one system account per ledger on the other side
+Data model (design.md): one ledger per currency, one wallet account per wallet key (the
+application's wallet code, `debits_must_not_exceed_credits | history`), one system account per
+ledger (its system code) on the other side
 of every credit and debit, transfer ids derived from the client's ids so that a retry answers
 `exists` and posts nothing twice, voids as compensating transfers.
 
