@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -21,6 +22,7 @@ STORE_NAMES = ["mongo", "tigerbeetle"]
 
 RUN_TOKEN = uuid.uuid4().hex[:12]
 FREE_CODE_ATTEMPTS = 64
+CLIENT_CLOSE_WAIT_S = 5.0
 
 
 def real_cluster_configured() -> bool:
@@ -48,6 +50,31 @@ def _close_the_process_ledger_client() -> Iterator[None]:
     from ledger.backends.tigerbeetle_client import TigerBeetleBackend
 
     TigerBeetleBackend.close_process_backend()
+
+
+def leaked_ledger_clients() -> list[object]:
+    """Open TigerBeetle clients other than the process backend's one (the client library keeps
+    a registry of live clients; close() removes a client from it)."""
+    from tigerbeetle.client import Client
+
+    from ledger.backends.tigerbeetle_client import TigerBeetleBackend
+
+    process_backend = TigerBeetleBackend._process_instance
+    own = process_backend._client if process_backend is not None else None
+    return [client for client in list(Client._clients.values()) if client is not own]
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_ledger_clients() -> Iterator[None]:
+    """Each client holds one of the cluster's 32 sessions until closed: a test (and its
+    fixtures) closes every client it opens. A client discarded after a timeout closes on a
+    thread of its own, so it gets a moment."""
+    yield
+    deadline = time.monotonic() + CLIENT_CLOSE_WAIT_S
+    while leaked_ledger_clients() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    leaked = leaked_ledger_clients()
+    assert not leaked, f"{len(leaked)} TigerBeetle client(s) left open"
 
 
 @pytest.fixture(autouse=True)
