@@ -60,11 +60,11 @@ from ledger.ids import (
 from ledger.money import ledger_for_currency
 from ledger.stores.mongo_outbox import MongoOutbox, WalletSnapshot
 from ledger.stores.tigerbeetle_store import (
-    SYSTEM_ACCOUNT_CODE,
     TRANSFER_CODE_OPENING_BALANCE,
-    WALLET_ACCOUNT_CODE,
     WALLET_ACCOUNT_FLAGS,
     TigerBeetleWalletStore,
+    system_account_code,
+    wallet_account_code,
 )
 from ledger.wallets import write_time
 from registry import accounts as account_registry
@@ -205,7 +205,7 @@ class Backfill:
             Account(
                 id=system_account_id(ledger),
                 ledger=ledger,
-                code=SYSTEM_ACCOUNT_CODE,
+                code=system_account_code(),
                 flags=AccountFlags.IMPORTED,
                 timestamp=next_timestamp(first_ns),
             )
@@ -225,7 +225,7 @@ class Backfill:
                     user_data_64=issuer_hash_64(key.issuer),
                     user_data_32=country_numeric(key.country),
                     ledger=ledger,
-                    code=WALLET_ACCOUNT_CODE,
+                    code=wallet_account_code(),
                     flags=WALLET_ACCOUNT_FLAGS | AccountFlags.IMPORTED,
                     timestamp=next_timestamp(created_ns),
                 )

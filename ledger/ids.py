@@ -5,6 +5,11 @@ wallet key plus a nonce (bumped on a collision). Transfer ids derive from the op
 idempotency key (one namespace for credits and debits), so a retry maps to the same transfer
 and TigerBeetle answers `exists` instead of posting twice. No id is ever 0 or 2^128-1, the
 values TigerBeetle reserves.
+
+TB_ID_NAMESPACE (empty by default) is mixed into every derived value when set, so that two
+deployments, or two test runs, sharing one cluster never derive the same ids from the same keys
+("alice", "tx-1"). The empty default derives exactly the ids of ID_SCHEME_VERSION 1, so a
+deployment's existing ids stay valid.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+
+from django.conf import settings
 
 ID_SCHEME_VERSION = 1
 _U128_MAX = 2**128 - 1
@@ -54,9 +61,13 @@ def wallet_key_bytes(key: WalletKey) -> bytes:
 
 
 def _hash_bits(parts: list[object], bits: int) -> int:
-    """First `bits` bits of SHA-256 over the JSON of parts; a reserved value (0 or all ones)
-    re-hashes with a counter appended, deterministically."""
+    """First `bits` bits of SHA-256 over the JSON of parts (behind the id namespace, when one
+    is set); a reserved value (0 or all ones) re-hashes with a counter appended,
+    deterministically."""
     maximum = 2**bits - 1
+    namespace = settings.TB_ID_NAMESPACE
+    if namespace:
+        parts = ["namespace", namespace, *parts]
     salt = 0
     while True:
         payload = json.dumps(

@@ -3,8 +3,9 @@
 Three passes, all batched (lookups of up to 8189 accounts, MongoDB pages in key order):
 1. registry -> TigerBeetle: each row's account is looked up; a row whose account is missing is
    recorded (`row_no_account`);
-2. TigerBeetle -> registry: every wallet account (code 1, paged by timestamp) must have a row
-   (`account_no_row`);
+2. TigerBeetle -> registry: every wallet account of this application's wallet code
+   (TB_WALLET_ACCOUNT_CODE, paged by timestamp) must have a row (`account_no_row`); accounts of
+   other applications sharing the cluster carry other codes and are never looked at;
 3. MongoDB -> TigerBeetle: credit, debit and historical credit of every wallet must match. A
    wallet that differs is mirrored and looked at once more before it counts, so replication
    lag is not reported as a mismatch. Legacy wallets the backfill has not imported yet are
@@ -35,9 +36,9 @@ from ledger.models import ReconciliationMismatch, ReconciliationRun
 from ledger.stores.mongo_outbox import MongoOutbox, WalletSnapshot
 from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import (
-    WALLET_ACCOUNT_CODE,
     TigerBeetleWalletStore,
     balance_from_account,
+    wallet_account_code,
 )
 from ledger.wallets import WalletBalance
 from registry import accounts as account_registry
@@ -150,7 +151,7 @@ class Reconciliation:
                     user_data_64=0,
                     user_data_32=0,
                     ledger=0,
-                    code=WALLET_ACCOUNT_CODE,
+                    code=wallet_account_code(),
                     timestamp_min=timestamp_min,
                     timestamp_max=0,
                     limit=page_size,

@@ -3,42 +3,134 @@
 from __future__ import annotations
 
 import os
+import secrets
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
+import tigerbeetle as tb
+from django.conf import settings
+from django.test import override_settings
 
-from ledger.backends.base import LedgerBackend
+from ledger.backends import LedgerBackend, get_ledger_backend
 from ledger.wallets import WalletStore
 
 BACKEND_NAMES = ["engine", "tigerbeetle"]
 STORE_NAMES = ["mongo", "tigerbeetle"]
 
 
-def make_backend(name: str) -> LedgerBackend:
-    """A backend under test; the real cluster only when TB_ADDRESSES names one. The caller
-    provides database access for the engine."""
-    if name == "tigerbeetle":
-        addresses = os.environ.get("TB_ADDRESSES", "")
-        if not addresses:
-            pytest.skip("TB_ADDRESSES is not set: no TigerBeetle cluster to run the real client on")
-        from ledger.backends.tigerbeetle_client import TigerBeetleBackend
+RUN_TOKEN = uuid.uuid4().hex[:12]
+FREE_CODE_ATTEMPTS = 64
+CLIENT_CLOSE_WAIT_S = 5.0
 
-        return TigerBeetleBackend(
-            cluster_id=int(os.environ.get("TB_CLUSTER_ID", "0")), addresses=addresses
-        )
+
+def real_cluster_configured() -> bool:
+    return bool(settings.TB_ADDRESSES)
+
+
+def make_backend(name: str) -> LedgerBackend:
+    """A backend under test. The real cluster is the process's one client (one session per
+    process, as in production), only when TB_ADDRESSES names a cluster; the caller provides
+    database access for the engine."""
+    if name == "tigerbeetle":
+        if not real_cluster_configured():
+            pytest.skip("TB_ADDRESSES is not set: no TigerBeetle cluster to run the real client on")
+        return get_ledger_backend()
     from ledger.engine.backend import EngineBackend
 
     return EngineBackend()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_the_process_ledger_client() -> Iterator[None]:
+    """The suite's one TigerBeetle client (TigerBeetleBackend.for_process) is closed when the
+    session ends, not left to the interpreter's exit."""
+    yield
+    from ledger.backends.tigerbeetle_client import TigerBeetleBackend
+
+    TigerBeetleBackend.close_process_backend()
+
+
+def leaked_ledger_clients() -> list[object]:
+    """Open TigerBeetle clients other than the process backend's one (the client library keeps
+    a registry of live clients; close() removes a client from it)."""
+    from tigerbeetle.client import Client
+
+    from ledger.backends.tigerbeetle_client import TigerBeetleBackend
+
+    process_backend = TigerBeetleBackend._process_instance
+    own = process_backend._client if process_backend is not None else None
+    return [client for client in list(Client._clients.values()) if client is not own]
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_ledger_clients() -> Iterator[None]:
+    """Each client holds one of the cluster's 32 sessions until closed: a test (and its
+    fixtures) closes every client it opens. A client discarded after a timeout closes on a
+    thread of its own, so it gets a moment."""
+    yield
+    deadline = time.monotonic() + CLIENT_CLOSE_WAIT_S
+    while leaked_ledger_clients() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    leaked = leaked_ledger_clients()
+    assert not leaked, f"{len(leaked)} TigerBeetle client(s) left open"
+
+
+@pytest.fixture(autouse=True)
+def _ledger_scope_of_its_own(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A real cluster keeps every account and transfer of every test and every run, while the
+    test database rolls back. So each test derives its ids in a namespace of its own (two tests
+    using client "alice" or transaction "tx-1" never meet), and on a real cluster it also marks
+    its wallet accounts with a code no account on the cluster has yet, as another application
+    sharing the cluster would: reconciliation then sees this test's accounts only.
+
+    Tests on a real Celery worker keep the process settings, which the worker shares (CI sets
+    TB_ID_NAMESPACE for both); they use fresh client and transaction ids instead."""
+    if request.node.get_closest_marker("integration"):
+        yield
+        return
+    prefix = settings.TB_ID_NAMESPACE or "test"
+    overrides: dict[str, object] = {
+        "TB_ID_NAMESPACE": f"{prefix}:{RUN_TOKEN}:{request.node.nodeid}",
+    }
+    if real_cluster_configured():
+        overrides["TB_WALLET_ACCOUNT_CODE"] = unused_wallet_account_code(get_ledger_backend())
+    with override_settings(**overrides):
+        yield
+
+
+def unused_wallet_account_code(backend: LedgerBackend) -> int:
+    """A random account code that no account on the cluster carries yet."""
+    reserved = {settings.TB_WALLET_ACCOUNT_CODE, settings.TB_SYSTEM_ACCOUNT_CODE}
+    for _ in range(FREE_CODE_ATTEMPTS):
+        code = secrets.randbelow(2**16 - 1000) + 1000
+        if code in reserved:
+            continue
+        taken = backend.query_accounts(
+            tb.QueryFilter(
+                user_data_128=0,
+                user_data_64=0,
+                user_data_32=0,
+                ledger=0,
+                code=code,
+                timestamp_min=0,
+                timestamp_max=0,
+                limit=1,
+                flags=tb.QueryFilterFlags.NONE,
+            )
+        )
+        if not taken:
+            return code
+    raise RuntimeError(
+        f"no unused account code in {FREE_CODE_ATTEMPTS} tries: format a new cluster"
+    )
+
+
 @pytest.fixture(params=BACKEND_NAMES)
-def ledger_backend(request: pytest.FixtureRequest, db: None) -> Iterator[LedgerBackend]:
+def ledger_backend(request: pytest.FixtureRequest, db: None) -> LedgerBackend:
     """Each behaviour test runs once per backend: the embedded engine and the real client."""
-    backend = make_backend(request.param)
-    yield backend
-    if request.param == "tigerbeetle":
-        backend.close()
+    return make_backend(request.param)
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +187,7 @@ def build_store(name: str, request: pytest.FixtureRequest) -> WalletStore:
 def wallet_ledger_backend() -> LedgerBackend:
     """The ledger backend behind the TigerBeetle store: the real cluster when TB_ADDRESSES
     is set, else the embedded engine on the test database."""
-    return make_backend("tigerbeetle" if os.environ.get("TB_ADDRESSES") else "engine")
+    return make_backend("tigerbeetle" if real_cluster_configured() else "engine")
 
 
 @pytest.fixture(params=STORE_NAMES)

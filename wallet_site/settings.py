@@ -153,6 +153,18 @@ TB_ADDRESSES = env("TB_ADDRESSES", default="")
 TB_CLUSTER_ID = env.int("TB_CLUSTER_ID", default=0)
 # ClientSync waits forever for a replica; past this a request fails as LedgerUnavailable.
 TB_REQUEST_TIMEOUT_S = env.float("TB_REQUEST_TIMEOUT_S", default=5.0)
+# `make run` only: a TigerBeetle server binary to format and start a local single-replica
+# cluster with (data under var/tigerbeetle/, listening on TB_LOCAL_PORT) when TB_ADDRESSES is
+# empty. Unset: the embedded engine.
+TB_BINARY = env("TB_BINARY", default="")
+TB_LOCAL_PORT = env.int("TB_LOCAL_PORT", default=3000)
+# Mixed into every derived id (ledger/ids.py) when set: deployments or test runs sharing one
+# cluster never derive the same ids. Empty: the ids every deployment has used so far.
+TB_ID_NAMESPACE = env("TB_ID_NAMESPACE", default="")
+# This application's account codes: they mark its accounts on a cluster other applications
+# share, and reconciliation looks only at them (design.md, "TigerBeetle data model").
+TB_WALLET_ACCOUNT_CODE = env.int("TB_WALLET_ACCOUNT_CODE", default=7101)
+TB_SYSTEM_ACCOUNT_CODE = env.int("TB_SYSTEM_ACCOUNT_CODE", default=7102)
 
 # --- Celery ------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")

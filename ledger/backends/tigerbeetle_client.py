@@ -1,7 +1,9 @@
 """The real TigerBeetle backend: `tigerbeetle.ClientSync`, one per process.
 
-- Created lazily and re-created in a forked child (gunicorn and Celery prefork workers fork
-  after import; a client's native threads do not survive a fork), closed at exit.
+- One client per process (`for_process`): each client holds one of the cluster's client
+  sessions (32 by default) until closed. Created lazily and re-created in a forked child
+  (gunicorn and Celery prefork workers fork after import; a client's native threads do not
+  survive a fork), closed at exit.
 - Lists longer than a request may carry (8189 events) are sent as consecutive requests; a
   split never falls inside a linked chain, so a chain stays atomic.
 - ClientSync blocks until a replica answers; each request is bounded by TB_REQUEST_TIMEOUT_S
@@ -26,6 +28,7 @@ from django.conf import settings
 from ledger.backends.base import BATCH_EVENTS_MAX, LedgerUnavailable
 
 T = TypeVar("T")
+CLOSE_WAIT_S = 5.0
 
 CLIENT_ERRORS: tuple[type[BaseException], ...] = (
     tb.ClientClosedError,
@@ -93,13 +96,26 @@ class TigerBeetleBackend:
 
     @classmethod
     def for_process(cls, cluster_id: int, addresses: str) -> TigerBeetleBackend:
-        """The process-wide backend; a forked child gets its own."""
+        """The process-wide backend: one client, so one cluster session, per process. A forked
+        child gets its own; asked for another cluster, the old one is closed first."""
         with cls._process_lock:
-            if cls._process_instance is None or cls._process_pid != os.getpid():
-                cls._process_instance = cls(cluster_id=cluster_id, addresses=addresses)
-                cls._process_pid = os.getpid()
-                atexit.register(cls._process_instance.close)
+            current = cls._process_instance
+            if current is not None and cls._process_pid == os.getpid():
+                if (current.cluster_id, current.addresses) == (cluster_id, addresses):
+                    return current
+                current.close()
+            cls._process_instance = cls(cluster_id=cluster_id, addresses=addresses)
+            cls._process_pid = os.getpid()
             return cls._process_instance
+
+    @classmethod
+    def close_process_backend(cls) -> None:
+        """Close this process's backend (at exit, and when a test session ends)."""
+        with cls._process_lock:
+            current, cls._process_instance = cls._process_instance, None
+            owned = cls._process_pid == os.getpid()
+        if current is not None and owned:
+            current.close()
 
     # --- the protocol ----------------------------------------------------------------------
 
@@ -128,8 +144,9 @@ class TigerBeetleBackend:
         return self._call("query_transfers", query_filter)
 
     def close(self) -> None:
+        """End the client's session now; a later call opens a new one."""
         with self._lock:
-            self._discard_client()
+            self._discard_client(wait_s=CLOSE_WAIT_S)
             if self._executor is not None:
                 self._executor.shutdown(wait=False, cancel_futures=True)
                 self._executor = None
@@ -187,12 +204,18 @@ class TigerBeetleBackend:
                 self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tb-request")
             return self._executor
 
-    def _discard_client(self) -> None:
-        """Close the client without waiting on a request that may never complete."""
+    def _discard_client(self, wait_s: float = 0.0) -> None:
+        """Close the client, waiting at most `wait_s` for it: a request that never completes
+        must not hang the caller."""
         client, self._client = self._client, None
         if client is None or self._client_pid != os.getpid():
             return
-        threading.Thread(target=_close_quietly, args=(client,), daemon=True).start()
+        closer = threading.Thread(target=_close_quietly, args=(client,), daemon=True)
+        closer.start()
+        closer.join(timeout=wait_s)
+
+
+atexit.register(TigerBeetleBackend.close_process_backend)
 
 
 def _close_quietly(client: Any) -> None:

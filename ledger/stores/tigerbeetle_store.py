@@ -1,7 +1,8 @@
 """The TigerBeetle wallet store: the wallet interface over a ledger backend and the registries.
 
-Data model (design.md): one ledger per currency, one wallet account per wallet key (code 1,
-`debits_must_not_exceed_credits | history`), one system account per ledger on the other side
+Data model (design.md): one ledger per currency, one wallet account per wallet key (the
+application's wallet code, `debits_must_not_exceed_credits | history`), one system account per
+ledger (its system code) on the other side
 of every credit and debit, transfer ids derived from the client's ids so that a retry answers
 `exists` and posts nothing twice, voids as compensating transfers.
 
@@ -11,6 +12,7 @@ the retry, which gets `exists` from TigerBeetle and then writes the missing regi
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from tigerbeetle import (
@@ -53,8 +55,6 @@ from ledger.wallets import (
 from registry import accounts as account_registry
 from registry.models import WalletTransfer
 
-WALLET_ACCOUNT_CODE = 1
-SYSTEM_ACCOUNT_CODE = 2
 TRANSFER_CODE_CREDIT = 1
 TRANSFER_CODE_DEBIT = 2
 TRANSFER_CODE_VOID = 3
@@ -75,6 +75,17 @@ _OVERFLOWS = {
     CreateTransferStatus.OVERFLOWS_DEBITS,
     CreateTransferStatus.OVERFLOWS_DEBITS_POSTED,
 }
+
+
+def wallet_account_code() -> int:
+    """The code of this application's wallet accounts (TB_WALLET_ACCOUNT_CODE): it tells them
+    apart from other applications' accounts on a shared cluster."""
+    return settings.TB_WALLET_ACCOUNT_CODE
+
+
+def system_account_code() -> int:
+    """The code of this application's system (funding) accounts (TB_SYSTEM_ACCOUNT_CODE)."""
+    return settings.TB_SYSTEM_ACCOUNT_CODE
 
 
 def credit_transfer(
@@ -298,7 +309,7 @@ class TigerBeetleWalletStore:
                 user_data_64=0,
                 user_data_32=0,
                 ledger=0,
-                code=WALLET_ACCOUNT_CODE,
+                code=wallet_account_code(),
                 timestamp_min=0,
                 timestamp_max=0,
                 limit=BATCH_EVENTS_MAX,
@@ -369,7 +380,7 @@ class TigerBeetleWalletStore:
         if registered is not None:
             return registered.tb_account_id
         ledger = ledger_for_currency(key.currency)
-        system = Account(id=system_account_id(ledger), ledger=ledger, code=SYSTEM_ACCOUNT_CODE)
+        system = Account(id=system_account_id(ledger), ledger=ledger, code=system_account_code())
         for nonce in range(MAX_ACCOUNT_NONCE):
             wallet = Account(
                 id=account_id_for(key, nonce),
@@ -377,7 +388,7 @@ class TigerBeetleWalletStore:
                 user_data_64=issuer_hash_64(key.issuer),
                 user_data_32=country_numeric(key.country),
                 ledger=ledger,
-                code=WALLET_ACCOUNT_CODE,
+                code=wallet_account_code(),
                 flags=WALLET_ACCOUNT_FLAGS,
             )
             system_result, wallet_result = self._call(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 
 import pytest
 import tigerbeetle as tb
@@ -121,12 +122,61 @@ def test_after_a_failure_the_next_call_makes_a_fresh_client() -> None:
     assert len(made) == 2
 
 
+@pytest.fixture
+def process_backend_of_its_own() -> Iterator[None]:
+    """These tests make the process's backend point at nowhere: the suite's own (the real
+    cluster's session, when there is one) is set aside and comes back afterwards."""
+    saved = (TigerBeetleBackend._process_instance, TigerBeetleBackend._process_pid)
+    TigerBeetleBackend._process_instance = None
+    yield
+    TigerBeetleBackend.close_process_backend()
+    TigerBeetleBackend._process_instance, TigerBeetleBackend._process_pid = saved
+
+
+@pytest.mark.usefixtures("process_backend_of_its_own")
 def test_the_process_backend_is_shared_within_a_process() -> None:
     first = TigerBeetleBackend.for_process(0, "127.0.0.1:1")
 
     assert TigerBeetleBackend.for_process(0, "127.0.0.1:1") is first
 
 
+@pytest.mark.usefixtures("process_backend_of_its_own")
+def test_asking_the_process_backend_for_another_cluster_closes_the_old_one() -> None:
+    client = RecordingClient()
+    first = TigerBeetleBackend.for_process(0, "127.0.0.1:1")
+    first._client_factory = lambda *_: client
+    first.lookup_accounts([1])
+
+    second = TigerBeetleBackend.for_process(0, "127.0.0.1:2")
+
+    assert second is not first and second.addresses == "127.0.0.1:2"
+    assert client.closed
+
+
+@pytest.mark.usefixtures("process_backend_of_its_own")
+def test_closing_the_process_backend_ends_its_session_and_forgets_it() -> None:
+    client = RecordingClient()
+    backend = TigerBeetleBackend.for_process(0, "127.0.0.1:1")
+    backend._client_factory = lambda *_: client
+    backend.lookup_accounts([1])
+
+    TigerBeetleBackend.close_process_backend()
+
+    assert client.closed
+    assert TigerBeetleBackend.for_process(0, "127.0.0.1:1") is not backend
+
+
+def test_closing_a_backend_closes_its_client_before_returning() -> None:
+    client = RecordingClient()
+    backend = backend_with(client)
+    backend.lookup_accounts([1])
+
+    backend.close()
+
+    assert client.closed
+
+
+@pytest.mark.usefixtures("process_backend_of_its_own")
 def test_a_forked_child_gets_its_own_process_backend() -> None:
     parent_backend = TigerBeetleBackend.for_process(0, "127.0.0.1:1")
     read_end, write_end = os.pipe()

@@ -15,10 +15,10 @@ from tigerbeetle import Account
 
 from flags.phases import Phase
 from ledger.backfill import Backfill
-from ledger.ids import u128_to_hex
+from ledger.ids import account_id_for, u128_to_hex
 from ledger.models import ReconciliationMismatch
 from ledger.reconciliation import Reconciliation
-from ledger.stores.tigerbeetle_store import WALLET_ACCOUNT_CODE
+from ledger.stores.tigerbeetle_store import system_account_code, wallet_account_code
 from registry.models import WalletAccount
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
 
@@ -91,12 +91,32 @@ def test_a_registry_row_without_its_account_is_found(stores: Stores) -> None:
 
 
 def test_a_wallet_account_without_a_registry_row_is_found(stores: Stores) -> None:
+    orphan_id = account_id_for(new_key())
     stores.tigerbeetle.backend.create_accounts(
-        [Account(id=12345, ledger=840, code=WALLET_ACCOUNT_CODE)]
+        [Account(id=orphan_id, ledger=840, code=wallet_account_code())]
     )
     run = reconcile(stores)
     assert run.accounts_without_row == 1
-    assert run.mismatches.get().tb_account_id_hex == u128_to_hex(12345)
+    assert run.mismatches.get().tb_account_id_hex == u128_to_hex(orphan_id)
+
+
+def test_accounts_of_other_applications_on_the_cluster_are_never_reported(
+    stores: Stores, caplog: pytest.LogCaptureFixture
+) -> None:
+    mirrored_wallets(stores, 2)
+    foreign_codes = [1, 2, wallet_account_code() + 1000, system_account_code()]
+    stores.tigerbeetle.backend.create_accounts(
+        [
+            Account(id=account_id_for(new_key()), ledger=840, code=code, user_data_32=840)
+            for code in foreign_codes
+        ]
+    )
+
+    run = reconcile(stores)
+
+    assert (run.checked, run.matched, run.accounts_without_row) == (2, 2, 0)
+    assert not run.mismatches.exists()
+    assert "reconciliation alert" not in caplog.text
 
 
 def test_wallet_account_paging_reaches_past_one_page(stores: Stores) -> None:
