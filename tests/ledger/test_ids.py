@@ -89,7 +89,7 @@ def test_without_a_namespace_ids_are_those_every_deployment_has_used(settings: A
     key = WalletKey("client-1", "USA", "USD", "visa")
 
     assert ids.account_id_for(key) == 0x129F342EC3EB6ACB794F67AC97B6B034
-    assert ids.credit_transfer_id("tx-1") == 0x83B34D5520FE9C96BF59FA976959FDBA
+    assert ids.transaction_transfer_id("tx-1") == 0x83B34D5520FE9C96BF59FA976959FDBA
     assert ids.system_account_id(840) == 0x11C6E84E2BDFBF26D7B179AB1CF1EBA9
     assert ids.client_hash_128("client-1") == 0x837F18C559F34BFD2D0C7A8DCBB13186
 
@@ -103,8 +103,8 @@ def test_two_namespaces_derive_different_ids_from_the_same_keys(settings: Any) -
             (
                 ids.account_id_for(key),
                 ids.system_account_id(840),
-                ids.credit_transfer_id("tx-1"),
-                ids.debit_transfer_id("tx-1"),
+                ids.transaction_transfer_id("tx-1"),
+                ids.void_transfer_id(ids.transaction_transfer_id("tx-1")),
                 ids.client_hash_128("alice"),
             )
         )
@@ -116,4 +116,4 @@ def test_two_namespaces_derive_different_ids_from_the_same_keys(settings: Any) -
 def test_a_namespace_derives_the_same_ids_every_time(settings: Any) -> None:
     settings.TB_ID_NAMESPACE = "tenant-a"
 
-    assert ids.credit_transfer_id("tx-1") == ids.credit_transfer_id("tx-1")
+    assert ids.transaction_transfer_id("tx-1") == ids.transaction_transfer_id("tx-1")
