@@ -49,7 +49,6 @@ from ledger.ids import hex_to_u128, u128_to_hex
 
 T = TypeVar("T")
 IN_CHUNK = 900  # stays under every database's bound-parameter limit
-U64_MAX = 2**64 - 1
 
 ACCOUNT_COLUMNS = (
     "id", "debits_pending", "debits_posted", "credits_pending", "credits_posted",
@@ -481,23 +480,24 @@ def _account_filter_valid(f: AccountFilter) -> bool:
     )
     return (
         f.account_id not in (0, sm.U128_MAX)
-        and f.limit > 0
-        and f.timestamp_min != U64_MAX
-        and f.timestamp_max != U64_MAX
-        and (f.timestamp_max == 0 or f.timestamp_min <= f.timestamp_max)
+        and _timestamp_range_valid(f)
         and bool(f.flags & (AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS))
         and not int(f.flags) & ~known
     )
 
 
-def _query_filter_valid(f: QueryFilter) -> bool:
+def _timestamp_range_valid(f: AccountFilter | QueryFilter) -> bool:
+    """A bound is 0 (none) or a valid timestamp, below 2^63; min not past max; a limit."""
     return (
         f.limit > 0
-        and f.timestamp_min != U64_MAX
-        and f.timestamp_max != U64_MAX
+        and f.timestamp_min < sm.TIMESTAMP_LIMIT
+        and f.timestamp_max < sm.TIMESTAMP_LIMIT
         and (f.timestamp_max == 0 or f.timestamp_min <= f.timestamp_max)
-        and not int(f.flags) & ~int(QueryFilterFlags.REVERSED)
     )
+
+
+def _query_filter_valid(f: QueryFilter) -> bool:
+    return _timestamp_range_valid(f) and not int(f.flags) & ~int(QueryFilterFlags.REVERSED)
 
 
 def _snapshots_in_range(account_hex: str, f: AccountFilter) -> list[AccountBalance]:

@@ -1,0 +1,304 @@
+"""The embedded engine answers exactly as the real TigerBeetle server.
+
+The same seeded random batches go to both (tests/ledger/differential.py draws them: every
+account and transfer flag, linked chains, imported events, pending/post/void, balancing,
+closing, duplicate ids, bad fields, overflows). After every batch the two must agree on
+each result code, every account (balances and flags), the transfers the batch touched, and
+random get_account_transfers / get_account_balances / query_accounts / query_transfers
+filters; timestamps are compared by which object holds them. A last phase lets pending
+transfers time out on both.
+
+Needs a real cluster (TB_ADDRESSES); DIFF_SEED replays a run, DIFF_BATCHES sizes it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from bisect import insort
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from ledger.engine.backend import EngineBackend
+from tests.conftest import make_backend
+from tests.ledger.differential import AF, LONG_TIMEOUT_S, TF, Scenario, Side
+
+BATCHES = int(os.environ.get("DIFF_BATCHES", "300"))
+FULL_CHECK_EVERY = 25  # batches between lookups of every transfer (each batch checks its own)
+EXPIRY_TIMEOUT_S = 1
+EXPIRY_WAIT_S = 2.5  # past the timeout, and past the server's next expiry pulse
+
+
+class Divergence(AssertionError):
+    pass
+
+
+class Run:
+    """One differential run: both sides, the scenario, and the comparisons."""
+
+    def __init__(self, seed: int, engine: Side, server: Side) -> None:
+        self.seed = seed
+        self.scenario = Scenario(seed)
+        self.engine = engine
+        self.server = server
+        self.sides = (engine, server)
+        self.batch_number = 0
+        self.events_sent = 0
+        self.statuses: Counter[str] = Counter()  # the server's, for the coverage check
+
+    # --- comparison ----------------------------------------------------------------------
+
+    def same(self, what: str, call: Any, detail: Any = None, *, results: bool = False) -> Any:
+        """`call(side)` on both sides; their normalised answers must be equal. Returns the
+        server's raw answer."""
+        answers = {side.name: call(side) for side in self.sides}
+        shown = {
+            side.name: side.normalise_results(answers[side.name], detail)
+            if results
+            else side.normalise(answers[side.name])
+            for side in self.sides
+        }
+        if shown["engine"] != shown["server"]:
+            raise Divergence(self.describe(what, shown, detail))
+        return answers["server"]
+
+    def describe(self, what: str, shown: dict[str, Any], detail: Any) -> str:
+        lines = [f"DIFF_SEED={self.seed} batch {self.batch_number}: {what} differs"]
+        engine, server = shown["engine"], shown["server"]
+        if isinstance(engine, list) and isinstance(server, list):
+            lines.append(f"  lengths engine={len(engine)} server={len(server)}")
+            for index in range(max(len(engine), len(server))):
+                left = engine[index] if index < len(engine) else None
+                right = server[index] if index < len(server) else None
+                if left != right:
+                    lines += [f"  [{index}] engine: {left}", f"  [{index}] server: {right}"]
+        else:
+            lines += [f"  engine: {engine}", f"  server: {server}"]
+        if detail is not None:
+            lines.append(f"  request: {detail}")
+        return "\n".join(lines)
+
+    # --- writes --------------------------------------------------------------------------
+
+    def create_accounts(self, events: list[dict[str, Any]]) -> list[Any]:
+        results = {
+            side.name: side.backend.create_accounts([side.account(e) for e in events])
+            for side in self.sides
+        }
+        return self.settle("create_accounts", "account", events, results)
+
+    def create_transfers(self, events: list[dict[str, Any]], *, compare: bool = True) -> list[Any]:
+        results = {
+            side.name: side.backend.create_transfers([side.transfer(e) for e in events])
+            for side in self.sides
+        }
+        return self.settle("create_transfers", "transfer", events, results, compare=compare)
+
+    def settle(
+        self,
+        operation: str,
+        kind: str,
+        events: list[dict[str, Any]],
+        results: dict[str, list[Any]],
+        *,
+        compare: bool = True,
+    ) -> list[Any]:
+        """Learn the new objects' timestamps, compare the results, update the model."""
+        self.batch_number += 1
+        self.events_sent += len(events)
+        for side in self.sides:
+            for event, result in zip(events, results[side.name], strict=True):
+                if result.status.name == "CREATED":
+                    side.learn((kind, event["id"]), result.timestamp)
+        if compare:
+            self.same(operation, lambda side: results[side.name], detail=events, results=True)
+        model = self.scenario.model
+        ids = model.account_ids if kind == "account" else model.transfer_ids
+        submitted = model.submitted_accounts if kind == "account" else model.submitted_transfers
+        for event, result in zip(events, results["server"], strict=True):
+            self.statuses[f"{kind}:{result.status.name}"] += 1
+            if event["id"] not in ids:
+                ids.append(event["id"])
+            if result.status.name == "CREATED":
+                submitted[event["id"]] = event
+                insort(
+                    model.order,
+                    (kind, event["id"]),
+                    key=lambda label: self.server.timestamp_of[label],
+                )
+            elif kind == "transfer" and result.status.name in TRANSIENT:
+                model.failed_transfer_ids.append(event["id"])
+        return results["server"]
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def check_accounts(self) -> None:
+        ids = [*self.scenario.model.account_ids, self.scenario.missing_id()]
+        found = self.same("lookup_accounts", lambda side: side.backend.lookup_accounts(ids))
+        self.scenario.model.accounts = {a.id: a for a in found}
+
+    def check_transfers(self, ids: list[int]) -> None:
+        found = self.same("lookup_transfers", lambda side: side.backend.lookup_transfers(ids))
+        self.scenario.model.transfers.update({t.id: t for t in found})
+
+    def check_filters(self, account_ids: list[int]) -> None:
+        scenario = self.scenario
+        for account_id in account_ids:
+            fields = scenario.account_filter(account_id)
+            self.same(
+                "get_account_transfers",
+                lambda side, fields=fields: side.backend.get_account_transfers(
+                    side.account_filter(fields)
+                ),
+                detail=fields,
+            )
+            fields = scenario.account_filter(account_id)
+            self.same(
+                "get_account_balances",
+                lambda side, fields=fields: side.backend.get_account_balances(
+                    side.account_filter(fields)
+                ),
+                detail=fields,
+            )
+        fields = scenario.query_filter()
+        self.same(
+            "query_accounts",
+            lambda side: side.backend.query_accounts(side.query_filter(fields)),
+            detail=fields,
+        )
+        fields = scenario.query_filter()
+        self.same(
+            "query_transfers",
+            lambda side: side.backend.query_transfers(side.query_filter(fields)),
+            detail=fields,
+        )
+
+    def check_after(self, events: list[dict[str, Any]], kind: str) -> None:
+        self.check_accounts()
+        scenario = self.scenario
+        touched: list[int] = []
+        if kind == "transfer":
+            ids = {e["id"] for e in events} | {e["pending_id"] for e in events if e["pending_id"]}
+            if self.batch_number % FULL_CHECK_EVERY == 0:
+                ids |= set(scenario.model.transfer_ids)
+            self.check_transfers(sorted(ids))
+            touched = [e[f] for e in events for f in ("debit_account_id", "credit_account_id")]
+        known = [i for i in touched if i in scenario.model.accounts]
+        pool = known or list(scenario.model.accounts) or [scenario.missing_id()]
+        self.check_filters([scenario.rng.choice(pool), scenario.rng.choice(pool)])
+
+    # --- phases --------------------------------------------------------------------------
+
+    def random_batches(self, count: int) -> None:
+        scenario = self.scenario
+        for number in range(count):
+            if number < 3 or len(scenario.model.accounts) < 4 or scenario.chance(0.25):
+                events = scenario.account_batch()
+                self.create_accounts(events)
+                self.check_after(events, "account")
+            else:
+                events = scenario.transfer_batch()
+                self.create_transfers(events)
+                self.check_after(events, "transfer")
+
+    def expiry(self) -> None:
+        """Pending transfers that time out: both release them, reopen what a timed-out
+        closing transfer closed, and refuse to post or void them."""
+        scenario = self.scenario
+        accounts = [
+            {
+                "id": scenario.new_id(),
+                "ledger": 1,
+                "code": 1,
+                "flags": AF.HISTORY if index % 2 == 0 else 0,
+                "timestamp": 0,
+                **scenario.user_data(),
+            }
+            for index in range(4)
+        ]
+        self.create_accounts(accounts)
+        a, b, c, d = (e["id"] for e in accounts)
+
+        def pending(debit: int, credit: int, amount: int, flags: int, timeout: int) -> dict:
+            return {
+                "id": scenario.new_id(),
+                "debit_account_id": debit,
+                "credit_account_id": credit,
+                "amount": amount,
+                "pending_id": 0,
+                "timeout": timeout,
+                "ledger": 1,
+                "code": 1,
+                "flags": TF.PENDING | flags,
+                "timestamp": 0,
+                **scenario.user_data(),
+            }
+
+        expiring = [
+            pending(a, b, 5, 0, EXPIRY_TIMEOUT_S),
+            pending(b, c, 7, 0, EXPIRY_TIMEOUT_S),
+            pending(c, d, 3, TF.CLOSING_DEBIT | TF.CLOSING_CREDIT, EXPIRY_TIMEOUT_S),
+            pending(a, d, 11, 0, LONG_TIMEOUT_S),
+        ]
+        # Only the results: reads before the timeout could race the server's expiry.
+        self.create_transfers(expiring)
+        time.sleep(EXPIRY_WAIT_S)
+        settle = [
+            {
+                **pending(a, b, 0, 0, 0),
+                "flags": TF.POST_PENDING_TRANSFER,
+                "pending_id": expiring[0]["id"],
+                "amount": 2**128 - 1,
+            },
+            {
+                **pending(a, b, 0, 0, 0),
+                "flags": TF.VOID_PENDING_TRANSFER,
+                "pending_id": expiring[1]["id"],
+            },
+            {**pending(c, d, 1, 0, 0), "flags": 0},
+            {
+                **pending(a, b, 0, 0, 0),
+                "flags": TF.POST_PENDING_TRANSFER,
+                "pending_id": expiring[3]["id"],
+                "amount": 4,
+            },
+        ]
+        self.create_transfers(settle)
+        self.check_after(settle + expiring, "transfer")
+        self.check_filters([a, b, c, d])
+
+
+TRANSIENT = frozenset(
+    {
+        "DEBIT_ACCOUNT_NOT_FOUND",
+        "CREDIT_ACCOUNT_NOT_FOUND",
+        "PENDING_TRANSFER_NOT_FOUND",
+        "EXCEEDS_CREDITS",
+        "EXCEEDS_DEBITS",
+        "DEBIT_ACCOUNT_ALREADY_CLOSED",
+        "CREDIT_ACCOUNT_ALREADY_CLOSED",
+    }
+)
+
+
+@pytest.mark.slow
+def test_the_engine_answers_every_random_batch_as_the_real_server_does(db: None) -> None:
+    server_backend = make_backend("tigerbeetle")  # skips without TB_ADDRESSES
+    seed = int(os.environ.get("DIFF_SEED") or random.SystemRandom().randrange(2**32))
+    run = Run(seed, Side("engine", EngineBackend()), Side("server", server_backend))
+    started = time.monotonic()
+    try:
+        run.random_batches(BATCHES)
+        run.expiry()
+    finally:
+        server_backend.close()
+    elapsed_s = time.monotonic() - started
+    if os.environ.get("DIFF_STATS"):
+        with open(os.environ["DIFF_STATS"], "w") as stats:
+            stats.write(f"{run.events_sent} events {elapsed_s:.1f}s\n")
+            for name, count in sorted(run.statuses.items()):
+                stats.write(f"{count:6d} {name}\n")
+    assert run.events_sent > 2_000, (seed, run.events_sent, elapsed_s)
