@@ -666,6 +666,7 @@ def _post_or_void(
             cr.flags &= ~int(AccountFlags.CLOSED)
     dr.dirty = cr.dirty = True
     p.pending_status = PendingStatus.POSTED if posting else PendingStatus.VOIDED
+    p.expires_at = None  # resolved: no longer due, and out of the expiry index
     p.status_dirty = True
     _record(
         state,
@@ -803,8 +804,26 @@ def expire(state: BatchState, due: Sequence[TransferState]) -> None:
         cr.credits_pending -= pending.amount
         dr.dirty = cr.dirty = True
         pending.pending_status = PendingStatus.EXPIRED
+        pending.expires_at = None
         pending.status_dirty = True
         if pending.flags & TransferFlags.CLOSING_DEBIT:
             dr.flags &= ~int(AccountFlags.CLOSED)
         if pending.flags & TransferFlags.CLOSING_CREDIT:
             cr.flags &= ~int(AccountFlags.CLOSED)
+
+
+def expired_as_read(accounts: dict[int, AccountState], due: Sequence[TransferState]) -> None:
+    """What a read shows of pending transfers past their timeout that no write has expired
+    yet: their amounts released and their closing flags undone, as the server shows them
+    once its expiry pulse ran. Only the given accounts change; nothing is written."""
+    for pending in due:
+        debit = accounts.get(pending.debit_account_id)
+        if debit is not None:
+            debit.debits_pending -= pending.amount
+            if pending.flags & TransferFlags.CLOSING_DEBIT:
+                debit.flags &= ~int(AccountFlags.CLOSED)
+        credit = accounts.get(pending.credit_account_id)
+        if credit is not None:
+            credit.credits_pending -= pending.amount
+            if pending.flags & TransferFlags.CLOSING_CREDIT:
+                credit.flags &= ~int(AccountFlags.CLOSED)

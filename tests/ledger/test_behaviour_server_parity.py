@@ -3,6 +3,7 @@ tests/ledger/test_differential.py), one behaviour each, on every backend."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import tigerbeetle as tb
@@ -25,6 +26,7 @@ S = tb.CreateTransferStatus
 A = tb.CreateAccountStatus
 AMOUNT_MAX = 2**128 - 1
 TIMESTAMP_LIMIT = 2**63
+EXPIRY_WAIT_S = 1.5  # past a 1 s timeout and the server's next expiry pulse
 
 
 def settle(pending: tb.Transfer, flags: tb.TransferFlags, amount: int = 0) -> tb.Transfer:
@@ -180,3 +182,19 @@ def test_a_filter_bound_past_the_timestamp_range_answers_nothing(
 
     assert ledger_backend.get_account_transfers(past_the_range) == []
     assert ledger_backend.get_account_balances(past_the_range) == []
+
+
+def test_reads_show_a_timed_out_pending_transfer_released_before_any_write(
+    ledger_backend: LedgerBackend,
+) -> None:
+    debit, credit = new_accounts(ledger_backend, AF.NONE, AF.NONE)
+    post(
+        ledger_backend, transfer(debit, credit, 10, flags=TF.PENDING | TF.CLOSING_CREDIT, timeout=1)
+    )
+    time.sleep(EXPIRY_WAIT_S)
+
+    (reopened,) = ledger_backend.lookup_accounts([credit.id])
+
+    assert balance_of(ledger_backend, debit) == (0, 0, 0, 0)
+    assert balance_of(ledger_backend, credit) == (0, 0, 0, 0)
+    assert reopened.flags == AF.NONE
