@@ -126,8 +126,8 @@ class Model:
     transfers: dict[int, tb.Transfer] = dataclasses.field(default_factory=dict)
     submitted_transfers: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
     failed_transfer_ids: list[int] = dataclasses.field(default_factory=list)
-    account_ids: list[int] = dataclasses.field(default_factory=list)
-    transfer_ids: list[int] = dataclasses.field(default_factory=list)
+    account_ids: dict[int, None] = dataclasses.field(default_factory=dict)  # ordered set
+    transfer_ids: dict[int, None] = dataclasses.field(default_factory=dict)
     order: list[Label] = dataclasses.field(default_factory=list)  # by server timestamp
 
     def pending_ids(self) -> list[int]:
@@ -206,9 +206,13 @@ class Scenario:
     # --- accounts ------------------------------------------------------------------------
 
     def account_batch(self, *, imports: bool = True) -> list[dict[str, Any]]:
-        count = self.rng.randint(1, 10)
-        events = [self.account_event() for _ in range(count)]
+        events = [self.account_event() for _ in range(self.rng.randint(1, 10))]
+        if self.chance(0.1):  # the same id twice in one batch
+            events.insert(
+                self.rng.randrange(len(events) + 1), self.mutated(self.rng.choice(events))
+            )
         self.link(events, AF.LINKED)
+        count = len(events)
         if self.chance(0.12) and imports and self.model.order:
             for event, stamp in zip(events, self.imported_timestamps(count), strict=True):
                 event["flags"] |= AF.IMPORTED
@@ -292,6 +296,8 @@ class Scenario:
             event["amount"] = self.rng.choice(
                 [min(U128_MAX, event["amount"] + 1), max(0, event["amount"] - 1), U128_MAX, 0]
             )
+        elif field == "timeout":  # never a short one: expiry is compared in its own phase
+            event["timeout"] = self.rng.choice([0, LONG_TIMEOUT_S + 7])
         elif field in ("debit_account_id", "credit_account_id"):
             event[field] = self.rng.choice([0, self.any_account_id()])
         else:
@@ -333,9 +339,10 @@ class Scenario:
         return self.rng.randint(1, 40)
 
     def transfer_batch(self, *, imports: bool = True) -> list[dict[str, Any]]:
-        count = self.rng.randint(1, 30)
-        events = [self.transfer_event() for _ in range(count)]
+        events = [self.transfer_event() for _ in range(self.rng.randint(1, 30))]
+        self.same_batch_follow_ups(events)
         self.link(events, TF.LINKED)
+        count = len(events)
         if self.chance(0.1) and imports and self.model.order:
             for event, stamp in zip(events, self.imported_timestamps(count), strict=True):
                 event["flags"] |= TF.IMPORTED
@@ -406,11 +413,25 @@ class Scenario:
             **self.user_data(),
         }
 
-    def post_or_void(self) -> dict[str, Any]:
-        pending_id = self.rng.choice(self.model.pending_ids())
-        pending = self.model.transfers[pending_id]
+    def same_batch_follow_ups(self, events: list[dict[str, Any]]) -> None:
+        """Events that depend on earlier ones in the batch: a post/void of a pending transfer
+        made a few events before, and the same id twice."""
+        for index in range(len(events) - 1, -1, -1):
+            event = events[index]
+            if event["flags"] & TF.PENDING and self.chance(0.3):
+                pending = tb.Transfer(**{**event, "flags": TF.PENDING, "timestamp": 0})
+                later = self.rng.randint(index + 1, len(events))
+                events.insert(later, self.post_or_void(pending))
+        if self.chance(0.1):
+            copy = self.mutated(self.rng.choice(events))
+            events.insert(self.rng.randrange(len(events) + 1), copy)
+
+    def post_or_void(self, pending: tb.Transfer | None = None) -> dict[str, Any]:
+        if pending is None:
+            pending = self.model.transfers[self.rng.choice(self.model.pending_ids())]
+        pending_id = pending.id
         roll = self.rng.random()
-        if roll < 0.05:
+        if roll < 0.05 and self.model.transfers:
             pending_id = self.rng.choice(list(self.model.transfers))
         elif roll < 0.08:
             pending_id = self.missing_id()
