@@ -1,9 +1,10 @@
 """TigerBeetle's create_accounts / create_transfers semantics, on in-memory state.
 
 The backend loads every account and transfer a batch refers to, runs the batch here, and
-writes back what changed, all inside one database transaction. Checks follow the result
-precedence of TigerBeetle's reference (docs/reference/requests/create_*.md): the first
-applicable result wins. A linked chain succeeds or fails as a whole; the journal undoes the
+writes back what changed, all inside one database transaction. Checks follow the server's
+own code, src/state_machine.zig of TigerBeetle 0.17.9 (commit 52ad553), in its order: the
+first applicable result wins, and tests/ledger/test_differential.py holds the engine to the
+real server's answers. A linked chain succeeds or fails as a whole; the journal undoes the
 in-memory effects of a failed chain's earlier events.
 """
 
