@@ -90,27 +90,31 @@ class Side:
     def normalise_results(
         self, results: Sequence[Any], events: Sequence[dict[str, Any]]
     ) -> list[tuple[str, Any]]:
-        """Status names; created/exists name the object; any other result carries its
-        event's timestamp in the batch (consecutive from the batch's first), or, for an
-        imported event rolled back with its chain, the event's own timestamp."""
+        """Status names, and timestamps as what holds them: a known object, or an event of
+        this batch (a refused event answers its own timestamp in the batch, consecutive from
+        the batch's first; an event rolled back with its chain, or an `exists` naming it,
+        carries the timestamp that event was created with)."""
+        own = {self.resolve(e["timestamp"]): i for i, e in enumerate(events) if e["timestamp"]}
         offsets = Counter(
             r.timestamp - i
-            for i, (r, e) in enumerate(zip(results, events, strict=True))
-            if r.status.name not in _OK
-            and not (e["timestamp"] and r.timestamp == self.resolve(e["timestamp"]))
+            for i, r in enumerate(results)
+            if r.status.name not in _OK and r.timestamp not in own
         )
-        base = offsets.most_common(1)[0][0] if offsets else 0
+        base = offsets.most_common(1)[0][0] if offsets else None
         shown: list[tuple[str, Any]] = []
-        for index, (result, event) in enumerate(zip(results, events, strict=True)):
-            name = result.status.name
-            if name in _OK:
-                shown.append((name, self.label(result.timestamp)))
-            elif result.timestamp == base + index and base > 0:
-                shown.append((name, "event timestamp"))
-            elif event["timestamp"] and result.timestamp == self.resolve(event["timestamp"]):
-                shown.append((name, "imported timestamp"))
+        for index, result in enumerate(results):
+            timestamp = result.timestamp
+            if timestamp in self.label_of:
+                held_by: Any = self.label_of[timestamp]
+            elif base is not None and timestamp - base == index:
+                held_by = "event timestamp"
+            elif timestamp in own:
+                held_by = ("imported timestamp of event", own[timestamp])
+            elif base is not None and 0 <= timestamp - base < len(results):
+                held_by = ("event timestamp of event", timestamp - base)
             else:
-                shown.append((name, ("odd timestamp", result.timestamp)))
+                held_by = ("odd timestamp", timestamp)
+            shown.append((result.status.name, held_by))
         return shown
 
 
