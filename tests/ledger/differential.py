@@ -30,6 +30,12 @@ LEDGERS = (1, 1, 2)
 WHALE_LEDGER = 3  # accounts on it move amounts near 2^127: the overflow checks
 LONG_TIMEOUT_S = 86_400  # pending transfers that never expire during the test
 TIMESTAMP_LIMIT = 2**63
+FIELD_MAX = {
+    "debit_account_id": U128_MAX,
+    "credit_account_id": U128_MAX,
+    "ledger": 2**32 - 1,
+    "code": 2**16 - 1,
+}
 
 Label = tuple[str, int]  # ("account" | "transfer", id)
 Symbolic = tuple[Label, int]  # a timestamp: (the object whose timestamp it is near, offset)
@@ -467,7 +473,7 @@ class Scenario:
             if self.chance(0.15):
                 event[field] = getattr(pending, field)
             elif self.chance(0.04):
-                event[field] = getattr(pending, field) + 1
+                event[field] = min(getattr(pending, field) + 1, FIELD_MAX[field])
         if self.chance(0.3):
             event.update(self.user_data())
         return event
