@@ -15,14 +15,17 @@ import dataclasses
 import random
 from collections import Counter
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import tigerbeetle as tb
 
 from ledger.backends.base import LedgerBackend
 
-AF = tb.AccountFlags
-TF = tb.TransferFlags
+# Flags as plain ints: tigerbeetle.AccountFlags/TransferFlags drop unknown bits in any
+# operation, and the scenario sends reserved bits on purpose.
+AF = SimpleNamespace(**{flag.name: int(flag) for flag in tb.AccountFlags})
+TF = SimpleNamespace(**{flag.name: int(flag) for flag in tb.TransferFlags})
 U128_MAX = 2**128 - 1
 U64_MAX = 2**64 - 1
 HUGE = 2**127
@@ -208,7 +211,7 @@ class Scenario:
     def link(self, events: list[dict[str, Any]], flag: int) -> None:
         """Random linked chains; now and then the batch ends inside an open chain."""
         for index, event in enumerate(events):
-            event["flags"] = int(event["flags"]) & ~flag
+            event["flags"] &= ~flag
             last = index == len(events) - 1
             if self.chance(0.04 if last else 0.25):
                 event["flags"] |= flag

@@ -47,7 +47,7 @@ class Run:
         self.scenario = Scenario(seed)
         self.engine = engine
         self.server = server
-        self.sides = (engine, server)
+        self.sides = (server, engine)  # the server first: nearest the quiet-cluster check
         self.batch_number = 0
         self.events_sent = 0
         self.statuses: Counter[str] = Counter()  # the server's result codes, reported
