@@ -6,8 +6,9 @@ requests) and timestamps stay strictly increasing. The batch is processed set-wi
 queries load what it refers to, the state machine runs in memory, bulk statements write the
 result. Reads take no lock.
 
-Pending transfers expire lazily, at the start of the next write; TigerBeetle's reference
-allows reads to observe still-pending balances of expired transfers, and so does this.
+Pending transfers expire at the start of the next write; until then, reads of accounts
+show them as expired already (the server's expiry pulse runs within milliseconds of a
+timeout).
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ from ledger.ids import hex_to_u128, u128_to_hex
 
 T = TypeVar("T")
 IN_CHUNK = 900  # stays under every database's bound-parameter limit
-U64_MAX = 2**64 - 1
 
 ACCOUNT_COLUMNS = (
     "id", "debits_pending", "debits_posted", "credits_pending", "credits_posted",
@@ -184,12 +184,13 @@ class EngineBackend:
     @_unavailable_on_database_error
     def lookup_accounts(self, account_ids: list[int]) -> list[Account]:
         _validate_ids(account_ids)
-        found: dict[int, Account] = {}
+        found: dict[int, sm.AccountState] = {}
         for chunk in _chunks([u128_to_hex(i) for i in set(account_ids)]):
             for row in LedgerAccount.objects.filter(id__in=chunk).values_list(*ACCOUNT_COLUMNS):
-                account = _account_state(row).to_account()
+                account = _account_state(row)
                 found[account.id] = account
-        return [found[i] for i in account_ids if i in found]
+        _show_due_expiries(found)
+        return [found[i].to_account() for i in account_ids if i in found]
 
     @_unavailable_on_database_error
     def lookup_transfers(self, transfer_ids: list[int]) -> list[Transfer]:
@@ -283,7 +284,9 @@ class EngineBackend:
             return []
         rows = _filter_query(LedgerAccount.objects.all(), query_filter)
         limit = min(query_filter.limit, BATCH_EVENTS_MAX)
-        return [_account_state(r).to_account() for r in rows.values_list(*ACCOUNT_COLUMNS)[:limit]]
+        found = [_account_state(r) for r in rows.values_list(*ACCOUNT_COLUMNS)[:limit]]
+        _show_due_expiries({account.id: account for account in found})
+        return [account.to_account() for account in found]
 
     @_unavailable_on_database_error
     def query_transfers(self, query_filter: QueryFilter) -> list[Transfer]:
@@ -410,8 +413,12 @@ class EngineBackend:
                 )
             if changed_transfers:
                 cursor.executemany(
-                    f"UPDATE {LedgerTransfer._meta.db_table} SET pending_status = %s WHERE id = %s",
-                    [(t.pending_status, u128_to_hex(t.id)) for t in changed_transfers],
+                    f"UPDATE {LedgerTransfer._meta.db_table} "
+                    "SET pending_status = %s, expires_at = %s WHERE id = %s",
+                    [
+                        (t.pending_status, t.expires_at, u128_to_hex(t.id))
+                        for t in changed_transfers
+                    ],
                 )
         if new_transfers:
             LedgerTransfer.objects.bulk_create(
@@ -468,6 +475,20 @@ class EngineBackend:
         )
 
 
+def _show_due_expiries(accounts: dict[int, sm.AccountState]) -> None:
+    """Reads show pending transfers past their timeout as expired, as the server does once
+    its expiry pulse ran (within milliseconds), though only the next write records it.
+    Resolved pending transfers leave the expires_at index, so this reads only live ones."""
+    if not accounts:
+        return
+    rows = LedgerTransfer.objects.filter(
+        pending_status=PendingStatus.PENDING, expires_at__lte=time.time_ns()
+    ).values_list(*TRANSFER_COLUMNS)
+    due = [_transfer_state(row) for row in rows]
+    if due:
+        sm.expired_as_read(accounts, due)
+
+
 def _validate_ids(ids: Iterable[int]) -> None:
     for value in ids:
         if value < 0 or value > sm.U128_MAX:
@@ -481,23 +502,24 @@ def _account_filter_valid(f: AccountFilter) -> bool:
     )
     return (
         f.account_id not in (0, sm.U128_MAX)
-        and f.limit > 0
-        and f.timestamp_min != U64_MAX
-        and f.timestamp_max != U64_MAX
-        and (f.timestamp_max == 0 or f.timestamp_min <= f.timestamp_max)
+        and _timestamp_range_valid(f)
         and bool(f.flags & (AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS))
         and not int(f.flags) & ~known
     )
 
 
-def _query_filter_valid(f: QueryFilter) -> bool:
+def _timestamp_range_valid(f: AccountFilter | QueryFilter) -> bool:
+    """A bound is 0 (none) or a valid timestamp, below 2^63; min not past max; a limit."""
     return (
         f.limit > 0
-        and f.timestamp_min != U64_MAX
-        and f.timestamp_max != U64_MAX
+        and f.timestamp_min < sm.TIMESTAMP_LIMIT
+        and f.timestamp_max < sm.TIMESTAMP_LIMIT
         and (f.timestamp_max == 0 or f.timestamp_min <= f.timestamp_max)
-        and not int(f.flags) & ~int(QueryFilterFlags.REVERSED)
     )
+
+
+def _query_filter_valid(f: QueryFilter) -> bool:
+    return _timestamp_range_valid(f) and not int(f.flags) & ~int(QueryFilterFlags.REVERSED)
 
 
 def _snapshots_in_range(account_hex: str, f: AccountFilter) -> list[AccountBalance]:

@@ -1,9 +1,10 @@
 """TigerBeetle's create_accounts / create_transfers semantics, on in-memory state.
 
 The backend loads every account and transfer a batch refers to, runs the batch here, and
-writes back what changed, all inside one database transaction. Checks follow the result
-precedence of TigerBeetle's reference (docs/reference/requests/create_*.md): the first
-applicable result wins. A linked chain succeeds or fails as a whole; the journal undoes the
+writes back what changed, all inside one database transaction. Checks follow the server's
+own code, src/state_machine.zig of TigerBeetle 0.17.9 (commit 52ad553), in its order: the
+first applicable result wins, and tests/ledger/test_differential.py holds the engine to the
+real server's answers. A linked chain succeeds or fails as a whole; the journal undoes the
 in-memory effects of a failed chain's earlier events.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from tigerbeetle import (
     Account,
@@ -228,39 +230,40 @@ def run_chains(
     linked_flag: int,
     execute: Callable[[int], int],
     journal: Journal,
-    ok: set[int],
+    created: int,
     chain_failed: int,
     chain_open: int,
 ) -> list[int]:
-    """Run events in order; a linked chain is all-or-nothing."""
+    """Run events in order, as TigerBeetle's execute_create does: a linked chain is
+    all-or-nothing; the event that breaks it carries its own result, the chain's other events
+    `linked_event_failed`, and a batch's last event, if linked, `linked_event_chain_open`
+    (the events before it in that chain still run, and may fail first)."""
     count = len(flags_of)
     results: list[int] = [0] * count
-    start = 0
-    while start < count:
-        end = start
-        while end < count and flags_of[end] & linked_flag:
-            end += 1
-        if end == count:  # the last event is linked: the chain never closes
-            for index in range(start, count - 1):
-                results[index] = chain_failed
-            results[count - 1] = chain_open
-            break
-        chained = end > start
-        if chained:
+    chain_start: int | None = None
+    broken = False
+    for index in range(count):
+        linked = bool(flags_of[index] & linked_flag)
+        if linked and chain_start is None:
+            chain_start = index
             journal.begin()
-        for index in range(start, end + 1):
-            results[index] = execute(index)
-            if results[index] not in ok:
-                if chained:
-                    journal.rollback()
-                    for other in range(start, end + 1):
-                        if other != index:
-                            results[other] = chain_failed
-                break
+        if linked and index == count - 1:
+            result = chain_open
+        elif broken:
+            result = chain_failed
         else:
-            if chained:
+            result = execute(index)
+        if result != created and chain_start is not None and not broken:
+            broken = True
+            journal.rollback()
+            for earlier in range(chain_start, index):
+                results[earlier] = chain_failed
+        results[index] = result
+        if chain_start is not None and (not linked or result == chain_open):
+            if not broken:
                 journal.commit()
-        start = end + 1
+            chain_start = None
+            broken = False
     return results
 
 
@@ -275,17 +278,23 @@ def _timestamps(state: BatchState, count: int) -> int:
 
 
 def create_accounts(state: BatchState, events: Sequence[Account]) -> list[tuple[int, int]]:
-    """(status, timestamp) per event."""
+    """(status, timestamp) per event: the object's timestamp when created or existing, else
+    the event's own timestamp in the batch (as the server answers)."""
     journal = Journal(state)
     imported_batch = bool(events and events[0].flags & AccountFlags.IMPORTED)
-    base = 0 if imported_batch else _timestamps(state, len(events))
-    timestamps = [0] * len(events)
+    base = _timestamps(state, len(events))
+    batch_timestamp = base + len(events) - 1
+    timestamps = [base + index for index in range(len(events))]
 
     def execute(index: int) -> int:
         event = events[index]
-        timestamp = event.timestamp if imported_batch else base + index
-        status, assigned = _create_account(state, journal, event, imported_batch, timestamp)
-        timestamps[index] = assigned
+        status = _batch_checks(
+            event, AccountFlags.IMPORTED, imported_batch, batch_timestamp, statuses=A
+        )
+        if status is None:
+            status, found = _create_account(state, journal, event, base + index)
+            if status in (A.CREATED, A.EXISTS):
+                timestamps[index] = found
         return status
 
     statuses = run_chains(
@@ -293,32 +302,45 @@ def create_accounts(state: BatchState, events: Sequence[Account]) -> list[tuple[
         AccountFlags.LINKED,
         execute,
         journal,
-        {A.CREATED},
+        A.CREATED,
         A.LINKED_EVENT_FAILED,
         A.LINKED_EVENT_CHAIN_OPEN,
     )
-    return [
-        (status, timestamps[i] if status in (A.CREATED, A.EXISTS) else 0)
-        for i, status in enumerate(statuses)
-    ]
+    return list(zip(statuses, timestamps, strict=True))
+
+
+def _batch_checks(
+    event: Account | Transfer,
+    imported_flag: int,
+    imported_batch: bool,
+    batch_timestamp: int,
+    *,
+    statuses: Any,
+) -> int | None:
+    """The checks TigerBeetle makes before dispatching an event: imported or not like the
+    batch's first event, and the timestamp that goes with it (an imported one must be
+    earlier than the batch's own last timestamp)."""
+    imported = bool(int(event.flags) & imported_flag)
+    if imported_batch != imported:
+        if imported:
+            return statuses.IMPORTED_EVENT_NOT_EXPECTED
+        return statuses.IMPORTED_EVENT_EXPECTED
+    if imported:
+        if not 0 < event.timestamp < TIMESTAMP_LIMIT:
+            return statuses.IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE
+        if event.timestamp >= batch_timestamp:
+            return statuses.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE
+    elif event.timestamp != 0:
+        return statuses.TIMESTAMP_MUST_BE_ZERO
+    return None
 
 
 def _create_account(
-    state: BatchState, journal: Journal, a: Account, imported_batch: bool, timestamp: int
+    state: BatchState, journal: Journal, a: Account, timestamp_event: int
 ) -> tuple[int, int]:
+    """(status, timestamp of the created or existing account)."""
     flags = int(a.flags)
     imported = bool(flags & AccountFlags.IMPORTED)
-    if imported_batch and not imported:
-        return A.IMPORTED_EVENT_EXPECTED, 0
-    if not imported_batch and imported:
-        return A.IMPORTED_EVENT_NOT_EXPECTED, 0
-    if not imported and a.timestamp != 0:
-        return A.TIMESTAMP_MUST_BE_ZERO, 0
-    if imported:
-        if not 0 < a.timestamp < TIMESTAMP_LIMIT:
-            return A.IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE, 0
-        if a.timestamp > state.now_ns:
-            return A.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE, 0
     if flags & ~ACCOUNT_FLAGS_KNOWN:
         return A.RESERVED_FLAG, 0
     if a.id == 0:
@@ -348,6 +370,7 @@ def _create_account(
         a.timestamp <= state.clock.last_account_timestamp or a.timestamp in state.foreign_timestamps
     ):
         return A.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS, 0
+    timestamp = a.timestamp if imported else timestamp_event
     journal.touch_account(a.id)
     state.accounts[a.id] = AccountState(
         id=a.id,
@@ -360,7 +383,7 @@ def _create_account(
         user_data_32=a.user_data_32,
         ledger=a.ledger,
         code=a.code,
-        flags=flags & ~int(AccountFlags.LINKED),
+        flags=flags,  # `linked` included: the server keeps it
         timestamp=timestamp,
         persisted=False,
     )
@@ -370,9 +393,8 @@ def _create_account(
 
 
 def _account_exists(a: Account, e: AccountState) -> int:
-    requested = int(a.flags) & ~int(AccountFlags.LINKED)
-    # A closing transfer may have set `closed` since; that is not a different request.
-    if requested not in (e.flags, e.flags & ~int(AccountFlags.CLOSED)):
+    """All flags compare, `linked` and `closed` included, as the server compares them."""
+    if int(a.flags) != e.flags:
         return A.EXISTS_WITH_DIFFERENT_FLAGS
     if a.user_data_128 != e.user_data_128:
         return A.EXISTS_WITH_DIFFERENT_USER_DATA_128
@@ -391,20 +413,25 @@ def _account_exists(a: Account, e: AccountState) -> int:
 
 
 def create_transfers(state: BatchState, events: Sequence[Transfer]) -> list[tuple[int, int]]:
-    """(status, timestamp) per event."""
+    """(status, timestamp) per event, as create_accounts."""
     journal = Journal(state)
     imported_batch = bool(events and events[0].flags & TransferFlags.IMPORTED)
-    base = 0 if imported_batch else _timestamps(state, len(events))
-    timestamps = [0] * len(events)
+    base = _timestamps(state, len(events))
+    batch_timestamp = base + len(events) - 1
+    timestamps = [base + index for index in range(len(events))]
 
     def execute(index: int) -> int:
         event = events[index]
-        timestamp = event.timestamp if imported_batch else base + index
-        status, assigned = _create_transfer(state, journal, event, imported_batch, timestamp)
+        status = _batch_checks(
+            event, TransferFlags.IMPORTED, imported_batch, batch_timestamp, statuses=S
+        )
+        if status is None:
+            status, found = _create_transfer(state, journal, event, base + index)
+            if status in (S.CREATED, S.EXISTS):
+                timestamps[index] = found
         if status in TRANSIENT_TRANSFER_FAILURES:
             state.failed_ids[event.id] = status
             state.new_failed_ids[event.id] = status
-        timestamps[index] = assigned
         return status
 
     statuses = run_chains(
@@ -412,32 +439,18 @@ def create_transfers(state: BatchState, events: Sequence[Transfer]) -> list[tupl
         TransferFlags.LINKED,
         execute,
         journal,
-        {S.CREATED},
+        S.CREATED,
         S.LINKED_EVENT_FAILED,
         S.LINKED_EVENT_CHAIN_OPEN,
     )
-    return [
-        (status, timestamps[i] if status in (S.CREATED, S.EXISTS) else 0)
-        for i, status in enumerate(statuses)
-    ]
+    return list(zip(statuses, timestamps, strict=True))
 
 
 def _create_transfer(
-    state: BatchState, journal: Journal, t: Transfer, imported_batch: bool, timestamp: int
+    state: BatchState, journal: Journal, t: Transfer, timestamp_event: int
 ) -> tuple[int, int]:
+    """(status, timestamp of the created or existing transfer)."""
     flags = int(t.flags)
-    imported = bool(flags & TransferFlags.IMPORTED)
-    if imported_batch and not imported:
-        return S.IMPORTED_EVENT_EXPECTED, 0
-    if not imported_batch and imported:
-        return S.IMPORTED_EVENT_NOT_EXPECTED, 0
-    if not imported and t.timestamp != 0:
-        return S.TIMESTAMP_MUST_BE_ZERO, 0
-    if imported:
-        if not 0 < t.timestamp < TIMESTAMP_LIMIT:
-            return S.IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE, 0
-        if t.timestamp > state.now_ns:
-            return S.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE, 0
     if flags & ~TRANSFER_FLAGS_KNOWN:
         return S.RESERVED_FLAG, 0
     if t.id == 0:
@@ -449,28 +462,16 @@ def _create_transfer(
         return _transfer_exists(state, t, existing), existing.timestamp
     if t.id in state.failed_ids:
         return S.ID_ALREADY_FAILED, 0
-    if _flags_exclusive(flags):
-        return S.FLAGS_ARE_MUTUALLY_EXCLUSIVE, 0
     if flags & _POST_OR_VOID:
-        return _post_or_void(state, journal, t, flags, imported, timestamp)
-    return _single_or_pending(state, journal, t, flags, imported, timestamp)
-
-
-def _flags_exclusive(flags: int) -> bool:
-    modes = [
-        flags & TransferFlags.PENDING,
-        flags & TransferFlags.POST_PENDING_TRANSFER,
-        flags & TransferFlags.VOID_PENDING_TRANSFER,
-    ]
-    if sum(1 for mode in modes if mode) > 1:
-        return True
-    return bool(flags & _POST_OR_VOID and flags & _BALANCING_OR_CLOSING)
+        return _post_or_void(state, journal, t, flags, timestamp_event)
+    return _single_or_pending(state, journal, t, flags, timestamp_event)
 
 
 def _single_or_pending(
-    state: BatchState, journal: Journal, t: Transfer, flags: int, imported: bool, timestamp: int
+    state: BatchState, journal: Journal, t: Transfer, flags: int, timestamp_event: int
 ) -> tuple[int, int]:
     pending = bool(flags & TransferFlags.PENDING)
+    imported = bool(flags & TransferFlags.IMPORTED)
     if t.debit_account_id == 0:
         return S.DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO, 0
     if t.debit_account_id == U128_MAX:
@@ -502,9 +503,10 @@ def _single_or_pending(
     if t.ledger != dr.ledger:
         return S.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS, 0
     if imported:
-        refused = _imported_checks(state, t, dr, cr)
+        refused = _imported_regresses(state, t) or _imported_single_checks(t, dr, cr)
         if refused:
             return refused, 0
+    timestamp = t.timestamp if imported else timestamp_event
     if dr.flags & AccountFlags.CLOSED:
         return S.DEBIT_ACCOUNT_ALREADY_CLOSED, 0
     if cr.flags & AccountFlags.CLOSED:
@@ -516,21 +518,10 @@ def _single_or_pending(
     if flags & TransferFlags.BALANCING_CREDIT:
         amount = min(amount, max(0, cr.debits_posted - cr.credits_pending - cr.credits_posted))
 
-    if pending:
-        if dr.debits_pending + amount > U128_MAX:
-            return S.OVERFLOWS_DEBITS_PENDING, 0
-        if cr.credits_pending + amount > U128_MAX:
-            return S.OVERFLOWS_CREDITS_PENDING, 0
-    else:
-        if dr.debits_posted + amount > U128_MAX:
-            return S.OVERFLOWS_DEBITS_POSTED, 0
-        if cr.credits_posted + amount > U128_MAX:
-            return S.OVERFLOWS_CREDITS_POSTED, 0
-    if dr.debits_pending + dr.debits_posted + amount > U128_MAX:
-        return S.OVERFLOWS_DEBITS, 0
-    if cr.credits_pending + cr.credits_posted + amount > U128_MAX:
-        return S.OVERFLOWS_CREDITS, 0
-    if pending and t.timeout and timestamp + t.timeout * NS_PER_S >= TIMESTAMP_LIMIT:
+    refused = _overflow(dr, cr, amount, pending=pending)
+    if refused:
+        return refused, 0
+    if timestamp + t.timeout * NS_PER_S >= TIMESTAMP_LIMIT:
         return S.OVERFLOWS_TIMEOUT, 0
     if dr.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and (
         dr.debits_pending + dr.debits_posted + amount > dr.credits_posted
@@ -570,7 +561,7 @@ def _single_or_pending(
             timeout=t.timeout,
             ledger=t.ledger,
             code=t.code,
-            flags=flags & ~int(TransferFlags.LINKED),
+            flags=flags,  # `linked` included: the server keeps it
             timestamp=timestamp,
             pending_status=PendingStatus.PENDING if pending else PendingStatus.NONE,
             expires_at=timestamp + t.timeout * NS_PER_S if pending and t.timeout else None,
@@ -581,10 +572,33 @@ def _single_or_pending(
     return S.CREATED, timestamp
 
 
+def _overflow(dr: AccountState, cr: AccountState, amount: int, *, pending: bool) -> int | None:
+    """The server's order: pending sums (pending transfers only), then posted sums (for
+    every transfer), then pending plus posted."""
+    if pending:
+        if dr.debits_pending + amount > U128_MAX:
+            return S.OVERFLOWS_DEBITS_PENDING
+        if cr.credits_pending + amount > U128_MAX:
+            return S.OVERFLOWS_CREDITS_PENDING
+    if dr.debits_posted + amount > U128_MAX:
+        return S.OVERFLOWS_DEBITS_POSTED
+    if cr.credits_posted + amount > U128_MAX:
+        return S.OVERFLOWS_CREDITS_POSTED
+    if dr.debits_pending + dr.debits_posted + amount > U128_MAX:
+        return S.OVERFLOWS_DEBITS
+    if cr.credits_pending + cr.credits_posted + amount > U128_MAX:
+        return S.OVERFLOWS_CREDITS
+    return None
+
+
 def _post_or_void(
-    state: BatchState, journal: Journal, t: Transfer, flags: int, imported: bool, timestamp: int
+    state: BatchState, journal: Journal, t: Transfer, flags: int, timestamp_event: int
 ) -> tuple[int, int]:
     posting = bool(flags & TransferFlags.POST_PENDING_TRANSFER)
+    if flags & TransferFlags.POST_PENDING_TRANSFER and flags & TransferFlags.VOID_PENDING_TRANSFER:
+        return S.FLAGS_ARE_MUTUALLY_EXCLUSIVE, 0
+    if flags & (TransferFlags.PENDING | _BALANCING_OR_CLOSING):
+        return S.FLAGS_ARE_MUTUALLY_EXCLUSIVE, 0
     if t.pending_id == 0:
         return S.PENDING_ID_MUST_NOT_BE_ZERO, 0
     if t.pending_id == U128_MAX:
@@ -607,39 +621,34 @@ def _post_or_void(
     if t.code and t.code != p.code:
         return S.PENDING_TRANSFER_HAS_DIFFERENT_CODE, 0
     if posting:
-        if t.amount != U128_MAX and t.amount > p.amount:
-            return S.EXCEEDS_PENDING_TRANSFER_AMOUNT, 0
         amount = p.amount if t.amount == U128_MAX else t.amount
     else:
-        if t.amount not in (0, p.amount):
-            return S.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT, 0
-        amount = p.amount
+        amount = p.amount if t.amount == 0 else t.amount
+    if amount > p.amount:
+        return S.EXCEEDS_PENDING_TRANSFER_AMOUNT, 0
+    if not posting and amount < p.amount:
+        return S.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT, 0
     if p.pending_status == PendingStatus.POSTED:
         return S.PENDING_TRANSFER_ALREADY_POSTED, 0
     if p.pending_status == PendingStatus.VOIDED:
         return S.PENDING_TRANSFER_ALREADY_VOIDED, 0
     if p.pending_status == PendingStatus.EXPIRED or (
-        p.expires_at is not None and p.expires_at <= state.now_ns
+        p.expires_at is not None and p.expires_at <= timestamp_event
     ):
         return S.PENDING_TRANSFER_EXPIRED, 0
-    dr = state.accounts[p.debit_account_id]
-    cr = state.accounts[p.credit_account_id]
+    imported = bool(flags & TransferFlags.IMPORTED)
     if imported:
-        refused = _imported_checks(state, t, dr, cr)
+        refused = _imported_regresses(state, t)
         if refused:
             return refused, 0
-    # Voiding the closing transfer is how a closed account reopens; anything else is refused.
-    reopens_debit = not posting and p.flags & TransferFlags.CLOSING_DEBIT
-    reopens_credit = not posting and p.flags & TransferFlags.CLOSING_CREDIT
-    if dr.flags & AccountFlags.CLOSED and not reopens_debit:
+    timestamp = t.timestamp if imported else timestamp_event
+    dr = state.accounts[p.debit_account_id]
+    cr = state.accounts[p.credit_account_id]
+    # The only movement a closed account allows is voiding a pending transfer.
+    if dr.flags & AccountFlags.CLOSED and posting:
         return S.DEBIT_ACCOUNT_ALREADY_CLOSED, 0
-    if cr.flags & AccountFlags.CLOSED and not reopens_credit:
+    if cr.flags & AccountFlags.CLOSED and posting:
         return S.CREDIT_ACCOUNT_ALREADY_CLOSED, 0
-    if posting:
-        if dr.debits_posted + amount > U128_MAX:
-            return S.OVERFLOWS_DEBITS_POSTED, 0
-        if cr.credits_posted + amount > U128_MAX:
-            return S.OVERFLOWS_CREDITS_POSTED, 0
 
     journal.touch_account(dr.id)
     journal.touch_account(cr.id)
@@ -651,12 +660,14 @@ def _post_or_void(
     if posting:
         dr.debits_posted += amount
         cr.credits_posted += amount
-    if reopens_debit:
-        dr.flags &= ~int(AccountFlags.CLOSED)
-    if reopens_credit:
-        cr.flags &= ~int(AccountFlags.CLOSED)
+    else:  # voiding the closing transfer reopens what it closed
+        if p.flags & TransferFlags.CLOSING_DEBIT:
+            dr.flags &= ~int(AccountFlags.CLOSED)
+        if p.flags & TransferFlags.CLOSING_CREDIT:
+            cr.flags &= ~int(AccountFlags.CLOSED)
     dr.dirty = cr.dirty = True
     p.pending_status = PendingStatus.POSTED if posting else PendingStatus.VOIDED
+    p.expires_at = None  # resolved: no longer due, and out of the expiry index
     p.status_dirty = True
     _record(
         state,
@@ -673,7 +684,7 @@ def _post_or_void(
             timeout=0,
             ledger=p.ledger,
             code=p.code,
-            flags=flags & ~int(TransferFlags.LINKED),
+            flags=flags,
             timestamp=timestamp,
             persisted=False,
         ),
@@ -682,14 +693,16 @@ def _post_or_void(
     return S.CREATED, timestamp
 
 
-def _imported_checks(
-    state: BatchState, t: Transfer, dr: AccountState, cr: AccountState
-) -> int | None:
+def _imported_regresses(state: BatchState, t: Transfer) -> int | None:
     if (
         t.timestamp <= state.clock.last_transfer_timestamp
         or t.timestamp in state.foreign_timestamps
     ):
         return S.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
+    return None
+
+
+def _imported_single_checks(t: Transfer, dr: AccountState, cr: AccountState) -> int | None:
     if dr.timestamp >= t.timestamp:
         return S.IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_DEBIT_ACCOUNT
     if cr.timestamp >= t.timestamp:
@@ -726,49 +739,61 @@ def _record(
 
 
 def _transfer_exists(state: BatchState, t: Transfer, e: TransferState) -> int:
-    """`exists` only if the request is the same transfer; fields a post/void inherits from
-    its pending transfer (zero in the request) are not compared."""
-    flags = int(t.flags) & ~int(TransferFlags.LINKED)
-    post_or_void = bool(flags & _POST_OR_VOID)
-    if flags != e.flags:
+    """The server's idempotency check: flags first (all of them, `linked` included), then the
+    fields in its order; a post/void compares against its pending transfer."""
+    if int(t.flags) != e.flags:
         return S.EXISTS_WITH_DIFFERENT_FLAGS
     if t.pending_id != e.pending_id:
         return S.EXISTS_WITH_DIFFERENT_PENDING_ID
     if t.timeout != e.timeout:
         return S.EXISTS_WITH_DIFFERENT_TIMEOUT
-    if (t.debit_account_id or not post_or_void) and t.debit_account_id != e.debit_account_id:
+    if e.flags & _POST_OR_VOID:
+        return _post_or_void_exists(t, e, state.transfers[e.pending_id])
+    if t.debit_account_id != e.debit_account_id:
         return S.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
-    if (t.credit_account_id or not post_or_void) and t.credit_account_id != e.credit_account_id:
+    if t.credit_account_id != e.credit_account_id:
         return S.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
-    if not _same_amount(state, t, e, flags):
+    if e.flags & (TransferFlags.BALANCING_DEBIT | TransferFlags.BALANCING_CREDIT):
+        # The request's amount is an upper limit: any limit at or above what moved is it.
+        if t.amount < e.amount:
+            return S.EXISTS_WITH_DIFFERENT_AMOUNT
+    elif t.amount != e.amount:
+        return S.EXISTS_WITH_DIFFERENT_AMOUNT
+    if t.user_data_128 != e.user_data_128:
+        return S.EXISTS_WITH_DIFFERENT_USER_DATA_128
+    if t.user_data_64 != e.user_data_64:
+        return S.EXISTS_WITH_DIFFERENT_USER_DATA_64
+    if t.user_data_32 != e.user_data_32:
+        return S.EXISTS_WITH_DIFFERENT_USER_DATA_32
+    if t.ledger != e.ledger:
+        return S.EXISTS_WITH_DIFFERENT_LEDGER
+    if t.code != e.code:
+        return S.EXISTS_WITH_DIFFERENT_CODE
+    return S.EXISTS
+
+
+def _post_or_void_exists(t: Transfer, e: TransferState, p: TransferState) -> int:
+    """Fields left zero in the request stand for the pending transfer's."""
+    if t.debit_account_id and t.debit_account_id != e.debit_account_id:
+        return S.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
+    if t.credit_account_id and t.credit_account_id != e.credit_account_id:
+        return S.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+    whole = 0 if e.flags & TransferFlags.VOID_PENDING_TRANSFER else U128_MAX
+    if (e.amount != p.amount) if t.amount == whole else (t.amount != e.amount):
         return S.EXISTS_WITH_DIFFERENT_AMOUNT
     for name, status in (
         ("user_data_128", S.EXISTS_WITH_DIFFERENT_USER_DATA_128),
         ("user_data_64", S.EXISTS_WITH_DIFFERENT_USER_DATA_64),
         ("user_data_32", S.EXISTS_WITH_DIFFERENT_USER_DATA_32),
     ):
-        requested = getattr(t, name)
-        if (requested or not post_or_void) and requested != getattr(e, name):
+        requested = getattr(t, name) or getattr(p, name)
+        if requested != getattr(e, name):
             return status
-    if (t.ledger or not post_or_void) and t.ledger != e.ledger:
+    if t.ledger and t.ledger != e.ledger:
         return S.EXISTS_WITH_DIFFERENT_LEDGER
-    if (t.code or not post_or_void) and t.code != e.code:
+    if t.code and t.code != e.code:
         return S.EXISTS_WITH_DIFFERENT_CODE
     return S.EXISTS
-
-
-def _same_amount(state: BatchState, t: Transfer, e: TransferState, flags: int) -> bool:
-    if flags & (TransferFlags.BALANCING_DEBIT | TransferFlags.BALANCING_CREDIT):
-        return e.amount <= t.amount
-    if flags & TransferFlags.VOID_PENDING_TRANSFER:
-        return t.amount in (0, e.amount)
-    if flags & TransferFlags.POST_PENDING_TRANSFER:
-        pending = state.transfers.get(e.pending_id)
-        pending_amount = pending.amount if pending else e.amount
-        if e.amount < pending_amount:
-            return t.amount == e.amount
-        return t.amount >= pending_amount
-    return t.amount == e.amount
 
 
 def expire(state: BatchState, due: Sequence[TransferState]) -> None:
@@ -780,8 +805,26 @@ def expire(state: BatchState, due: Sequence[TransferState]) -> None:
         cr.credits_pending -= pending.amount
         dr.dirty = cr.dirty = True
         pending.pending_status = PendingStatus.EXPIRED
+        pending.expires_at = None
         pending.status_dirty = True
         if pending.flags & TransferFlags.CLOSING_DEBIT:
             dr.flags &= ~int(AccountFlags.CLOSED)
         if pending.flags & TransferFlags.CLOSING_CREDIT:
             cr.flags &= ~int(AccountFlags.CLOSED)
+
+
+def expired_as_read(accounts: dict[int, AccountState], due: Sequence[TransferState]) -> None:
+    """What a read shows of pending transfers past their timeout that no write has expired
+    yet: their amounts released and their closing flags undone, as the server shows them
+    once its expiry pulse ran. Only the given accounts change; nothing is written."""
+    for pending in due:
+        debit = accounts.get(pending.debit_account_id)
+        if debit is not None:
+            debit.debits_pending -= pending.amount
+            if pending.flags & TransferFlags.CLOSING_DEBIT:
+                debit.flags &= ~int(AccountFlags.CLOSED)
+        credit = accounts.get(pending.credit_account_id)
+        if credit is not None:
+            credit.credits_pending -= pending.amount
+            if pending.flags & TransferFlags.CLOSING_CREDIT:
+                credit.flags &= ~int(AccountFlags.CLOSED)
