@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_site.settings")
 
@@ -28,6 +29,43 @@ class Figure:
 
     def ratio(self) -> float:
         return self.value / self.baseline if self.baseline else float("nan")
+
+
+@dataclass
+class Target:
+    """A figure with the bounds of its ratio to the baseline (None: no bound that side)."""
+
+    name: str
+    value: float
+    baseline: float
+    unit: str
+    ratio_max: float | None = None
+    ratio_min: float | None = None
+
+    def ratio(self) -> float:
+        return self.value / self.baseline if self.baseline else float("nan")
+
+    def bound(self) -> str:
+        if self.ratio_max is not None:
+            return f"<={self.ratio_max:.2f}x"
+        if self.ratio_min is not None:
+            return f">={self.ratio_min:.2f}x"
+        return ""
+
+    def verdict(self) -> str:
+        if self.ratio_max is None and self.ratio_min is None:
+            return ""
+        met = (self.ratio_max is None or self.ratio() <= self.ratio_max) and (
+            self.ratio_min is None or self.ratio() >= self.ratio_min
+        )
+        return "met" if met else "NOT met"
+
+
+def api_token(user: Any) -> str:
+    """An API token for `user`: the one place that knows how the API authenticates."""
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.create(user=user).key
 
 
 def percentile(samples: list[float], pct: float) -> float:
@@ -95,4 +133,16 @@ def print_figures(title: str, figures: list[Figure], baseline: str) -> None:
         print(
             f"{figure.name:<52} {figure.value:>12.3f} {figure.baseline:>12.3f} "
             f"{figure.unit:<12} {figure.ratio():>7.3f}x"
+        )
+
+
+def print_targets(title: str, targets: list[Target]) -> None:
+    print(f"\n{title}")
+    print(
+        f"{'target':<58} {'value':>10} {'baseline':>10} {'unit':<5} {'ratio':>7} {'bound':>7}  met?"
+    )
+    for target in targets:
+        print(
+            f"{target.name:<58} {target.value:>10.3f} {target.baseline:>10.3f} {target.unit:<5} "
+            f"{target.ratio():>6.2f}x {target.bound():>7}  {target.verdict()}"
         )

@@ -2,11 +2,18 @@
 
     make bench-wallet          # embedded defaults: SQLite, embedded MongoDB (secantusdb)
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/wallet make bench-wallet
+    TB_ADDRESSES=127.0.0.1:3000 make bench-wallet   # plus the targets on the real server
 
 In-process, each operation goes through the wallet service; its baseline is the raw backend
 call of the same store in the same run (a TigerBeetle lookup_accounts, a pymongo find_one).
 Over HTTP, the app runs under gunicorn and this process is the load; the baseline is the
 bare authenticated endpoint `/api/ping` on the same server.
+
+With TB_ADDRESSES set, the TigerBeetle targets are measured against the raw `tigerbeetle`
+client of the same run, each sample of the service interleaved with one of its baseline so
+that the machine's load falls on both alike: GetBalance p50 at most 1.5x a raw
+`lookup_accounts` p50 and p95 under 1 ms; a credit p50 at most 3x a raw single
+`create_transfers` p50.
 """
 
 from __future__ import annotations
@@ -30,19 +37,24 @@ from decimal import Decimal  # noqa: E402
 from typing import Any  # noqa: E402
 
 import requests  # noqa: E402
+import tigerbeetle as tb  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
 
 from bench.common import (  # noqa: E402
     Figure,
+    Target,
+    api_token,
     latency_figures,
     mongo_server,
+    percentile,
     print_figures,
+    print_targets,
     scratch_database,
 )
-from ledger.ids import WalletKey  # noqa: E402
+from ledger.ids import WalletKey, system_account_id  # noqa: E402
+from ledger.money import ledger_for_currency  # noqa: E402
 from ledger.service import WalletService  # noqa: E402
 from ledger.stores.mongo_store import WALLETS, MongoWalletStore  # noqa: E402
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore  # noqa: E402
@@ -86,6 +98,78 @@ def in_process(
     for op in OPERATIONS:
         figures += latency_figures(f"{store_name} in-process {op}", samples[op], baseline)
     return figures
+
+
+def tigerbeetle_targets(service: WalletService, count: int) -> list[Target]:
+    """The issue's targets on the real server; none on the embedded engine."""
+    if not settings.TB_ADDRESSES:
+        return []
+    run = uuid.uuid4().hex[:8]
+    ledger = ledger_for_currency("USD")
+    keys = [WalletKey(f"target-{run}-{i}", "USA", "USD") for i in range(count)]
+    for key in keys:
+        client = key.client_id
+        service.add_credit(client, "USA", "USD", Decimal("1000.00"), f"t-seed-{client}")
+    account_ids = [find_account(key).tb_account_id for key in keys]  # type: ignore[union-attr]
+    raw = tb.ClientSync(cluster_id=settings.TB_CLUSTER_ID, replica_addresses=settings.TB_ADDRESSES)
+    try:
+        raw.lookup_accounts(account_ids[:1])  # the session is opened outside the timing
+        balance, lookup, credit, create = [], [], [], []
+        for i, (key, account_id) in enumerate(zip(keys, account_ids, strict=True)):
+            balance.append(timed(service.get_balance, key.client_id, "USA", "USD"))
+            lookup.append(timed(raw.lookup_accounts, [account_id]))
+            credit.append(
+                timed(service.add_credit, key.client_id, "USA", "USD", "1.00", f"t-{run}-{i}")
+            )
+            transfer = tb.Transfer(
+                id=tb.id(),
+                debit_account_id=system_account_id(ledger),
+                credit_account_id=account_id,
+                amount=100,
+                ledger=ledger,
+                code=1,
+            )
+            create.append(timed(raw.create_transfers, [transfer]))
+    finally:
+        raw.close()
+    ms = 1000
+    return [
+        Target(
+            "GetBalance (service) p50 vs raw lookup_accounts p50",
+            percentile(balance, 50) * ms,
+            percentile(lookup, 50) * ms,
+            "ms",
+            ratio_max=1.5,
+        ),
+        Target(
+            "GetBalance (service) p95 vs 1 ms",
+            percentile(balance, 95) * ms,
+            1.0,
+            "ms",
+            ratio_max=1.0,
+        ),
+        Target(
+            "credit (service) p50 vs raw single create_transfers p50",
+            percentile(credit, 50) * ms,
+            percentile(create, 50) * ms,
+            "ms",
+            ratio_max=3.0,
+        ),
+        Target(
+            "credit (service) p95 vs raw single create_transfers p95",
+            percentile(credit, 95) * ms,
+            percentile(create, 95) * ms,
+            "ms",
+            ratio_max=None,
+        ),
+        Target(
+            "raw lookup_accounts p95 (for reference)",
+            percentile(lookup, 95) * ms,
+            percentile(lookup, 50) * ms,
+            "ms",
+            ratio_max=None,
+        ),
+    ]
 
 
 @contextmanager
@@ -160,7 +244,15 @@ def over_http(store_name: str, base: str, token: str, count: int) -> list[Figure
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=300, help="operations of each kind")
+    parser.add_argument(
+        "--targets-only", action="store_true", help="only the TigerBeetle targets (TB_ADDRESSES)"
+    )
     args = parser.parse_args(argv)
+    if args.targets_only:
+        with scratch_database("wallet"):
+            targets = tigerbeetle_targets(WalletService(TigerBeetleWalletStore()), args.count)
+        print_targets("TigerBeetle targets, against the raw client in the same run", targets)
+        return 0
     in_process_figures: list[Figure] = []
     http_figures: list[Figure] = []
     with mongo_server() as mongo_url, scratch_database("wallet") as database_name:
@@ -187,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         in_process_figures += in_process(
             "tigerbeetle", WalletService(tb_store), raw_tigerbeetle, args.count
         )
+        targets = tigerbeetle_targets(WalletService(tb_store), args.count)
         user = get_user_model().objects.create_user(f"bench-{uuid.uuid4().hex[:6]}")
-        token = Token.objects.create(user=user).key
+        token = api_token(user)
         connection.close()  # gunicorn workers open their own
         for store_name in ("mongo", "tigerbeetle"):
             with gunicorn(store_name, mongo_url, database_name) as base:
@@ -204,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         http_figures,
         "bare authenticated endpoint /api/ping",
     )
+    if targets:
+        print_targets("TigerBeetle targets, against the raw client in the same run", targets)
     return 0
 
 
