@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +17,7 @@ import django
 
 django.setup()
 
+import requests  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 
@@ -61,11 +65,80 @@ class Target:
         return "met" if met else "NOT met"
 
 
-def api_token(user: Any) -> str:
-    """An API token for `user`: the one place that knows how the API authenticates."""
+def api_authorization(user: Any) -> str:
+    """The Authorization header value for `user`: the one place that knows how the API
+    authenticates (DRF authtoken today)."""
     from rest_framework.authtoken.models import Token
 
-    return Token.objects.create(user=user).key
+    return f"Token {Token.objects.create(user=user).key}"
+
+
+@contextmanager
+def gunicorn(
+    *,
+    store_name: str,
+    database_name: str,
+    workers: int = 2,
+    threads: int = 1,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """The app under gunicorn on a free loopback port, on `database_name`; yields its URL."""
+    from wallet_site.embedded_mongo import free_loopback_port
+
+    port = free_loopback_port()
+    env = dict(os.environ, WALLET_STORE=store_name, DJANGO_DEBUG="false", **(extra_env or {}))
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{database_name}"
+    else:
+        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{database_name}"
+    command = [sys.executable, "-m", "gunicorn", "wallet_site.wsgi", "-b", f"127.0.0.1:{port}"]
+    command += ["-w", str(workers), "--threads", str(threads), "--log-level", "warning"]
+    process = subprocess.Popen(command, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{base}/api/ping", timeout=5)
+                break
+            except requests.RequestException:  # not listening yet, or still importing
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+@contextmanager
+def tigerbeetle_server(binary: str) -> Iterator[str]:
+    """A single-replica TigerBeetle server of our own (production defaults) on a free
+    loopback port, its data file under var/ deleted afterwards; yields its address."""
+    from wallet_site.embedded_mongo import free_loopback_port
+
+    directory = settings.VAR_DIR / "bench-tigerbeetle"
+    directory.mkdir(parents=True, exist_ok=True)
+    data_file = directory / f"0_0.{os.getpid()}.tigerbeetle"
+    address = f"127.0.0.1:{free_loopback_port()}"
+    subprocess.run(
+        [binary, "format", "--cluster=0", "--replica=0", "--replica-count=1", str(data_file)],
+        check=True,
+        capture_output=True,
+    )
+    log_path = directory / f"server.{os.getpid()}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [binary, "start", f"--addresses={address}", str(data_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield address
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        data_file.unlink(missing_ok=True)
+        log_path.unlink(missing_ok=True)
 
 
 def percentile(samples: list[float], pct: float) -> float:

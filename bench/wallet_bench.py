@@ -27,12 +27,10 @@ import django
 django.setup()
 
 import argparse  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from decimal import Decimal  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -45,7 +43,8 @@ from django.db import connection  # noqa: E402
 from bench.common import (  # noqa: E402
     Figure,
     Target,
-    api_token,
+    api_authorization,
+    gunicorn,
     latency_figures,
     mongo_server,
     percentile,
@@ -59,9 +58,6 @@ from ledger.service import WalletService  # noqa: E402
 from ledger.stores.mongo_store import WALLETS, MongoWalletStore  # noqa: E402
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore  # noqa: E402
 from registry.accounts import find_account  # noqa: E402
-from wallet_site.embedded_mongo import (  # noqa: E402
-    free_loopback_port,
-)
 
 OPERATIONS = ("add_credit", "subtract_credit", "get_balance", "get_balances", "void")
 
@@ -172,48 +168,9 @@ def tigerbeetle_targets(service: WalletService, count: int) -> list[Target]:
     ]
 
 
-@contextmanager
-def gunicorn(store_name: str, mongo_url: str, database_name: str) -> Iterator[str]:
-    port = free_loopback_port()
-    env = dict(os.environ, WALLET_STORE=store_name, MONGO_URL=mongo_url, DJANGO_DEBUG="false")
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        env["DATABASE_URL"] = f"sqlite:///{database_name}"
-    else:
-        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{database_name}"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "wallet_site.wsgi",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            "2",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                requests.get(f"{base}/api/ping", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def over_http(store_name: str, base: str, token: str, count: int) -> list[Figure]:
+def over_http(store_name: str, base: str, authorization: str, count: int) -> list[Figure]:
     session = requests.Session()
-    session.headers["Authorization"] = f"Token {token}"
+    session.headers["Authorization"] = authorization
     run = uuid.uuid4().hex[:8]
     clients = [f"http-{run}-{i}" for i in range(count)]
     for client in clients:
@@ -281,11 +238,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         targets = tigerbeetle_targets(WalletService(tb_store), args.count)
         user = get_user_model().objects.create_user(f"bench-{uuid.uuid4().hex[:6]}")
-        token = api_token(user)
+        authorization = api_authorization(user)
         connection.close()  # gunicorn workers open their own
         for store_name in ("mongo", "tigerbeetle"):
-            with gunicorn(store_name, mongo_url, database_name) as base:
-                http_figures += over_http(store_name, base, token, args.count)
+            with gunicorn(
+                store_name=store_name,
+                database_name=database_name,
+                extra_env={"MONGO_URL": mongo_url},
+            ) as base:
+                http_figures += over_http(store_name, base, authorization, args.count)
         mongo_store.client.drop_database(mongo_store.database.name)
     print_figures(
         "Wallet operations in-process",
