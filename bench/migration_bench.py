@@ -67,6 +67,14 @@ RAW_LEDGER = 9_999  # the raw baselines' own ledger and account code: no job loo
 RAW_CODE = 9_999
 
 
+RUN = uuid.uuid4().hex[:8]  # wallet keys (and so account ids) of this run only: a real
+# cluster keeps every earlier run's accounts
+
+
+def client_id(number: int) -> str:
+    return f"client-{RUN}-{number:08d}"
+
+
 def seed_legacy_wallets(store: MongoWalletStore, count: int) -> None:
     from bson.decimal128 import Decimal128
 
@@ -78,7 +86,7 @@ def seed_legacy_wallets(store: MongoWalletStore, count: int) -> None:
             credit, debit = 1_000 + number % 97_000, number % 500
             documents.append(
                 {
-                    "client_id": f"client-{number:08d}",
+                    "client_id": client_id(number),
                     "country": "USA",
                     "currency": "USD",
                     "issuer_type_identifier": "",
@@ -148,9 +156,9 @@ def seed_outbox(store: MongoWalletStore, count: int) -> None:
         log.insert_many(
             [
                 {
-                    "_id": f"bench-credit-{number:08d}",
+                    "_id": f"bench-credit-{RUN}-{number:08d}",
                     "kind": "credit",
-                    "client_id": f"client-{number:08d}",
+                    "client_id": client_id(number),
                     "country": "USA",
                     "currency": "USD",
                     "issuer_type_identifier": "",
