@@ -52,8 +52,9 @@ class PhaseClock:
             self.current.calls[phase] += 1
 
     @contextmanager
-    def measuring(self) -> Iterator[Phases]:
-        self.current = phases = Phases()
+    def measuring(self, phases: Phases | None = None) -> Iterator[Phases]:
+        """Adds to `phases` (a fresh one if None) until the block ends."""
+        self.current = phases = phases if phases is not None else Phases()
         try:
             with connection.execute_wrapper(self._time_sql):
                 yield phases
@@ -108,7 +109,15 @@ class TimedBackend:
         return timed
 
 
-def print_breakdown(title: str, total_s: float, phases: Phases) -> None:
+def print_breakdown(title: str, total_s: float, phases: Phases, per: int = 1) -> None:
+    """The phases' calls and time; with `per` > 1, per operation (calls and ms)."""
+    if per > 1:
+        print(f"\n{title}: where the time goes, per operation ({total_s / per * 1000:.2f} ms)")
+        print(f"{'phase':<52} {'calls':>8} {'ms':>9} {'share':>7}")
+        for phase, calls, seconds, share in phases.breakdown(total_s):
+            shown_calls = f"{calls / per:>8.2f}" if calls else f"{'':>8}"
+            print(f"{phase:<52} {shown_calls} {seconds / per * 1000:>9.3f} {share:>6.1%}")
+        return
     print(f"\n{title}: where the time goes ({total_s:.2f} s)")
     print(f"{'phase':<52} {'calls':>8} {'seconds':>9} {'share':>7}")
     for phase, calls, seconds, share in phases.breakdown(total_s):
