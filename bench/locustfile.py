@@ -151,7 +151,10 @@ class WalletUser(HttpUser):
         return "pending"
 
     def unexpected(self, response: Any) -> None:
-        label = f"{response.status_code} {error_code(response)}".strip()
+        if response.status_code:
+            label = f"{response.status_code} {error_code(response)}".strip()
+        else:  # no answer: a timeout or a reset connection
+            label = f"no answer: {type(response.error).__name__}"
         UNEXPECTED[label] = UNEXPECTED.get(label, 0) + 1
         response.failure(label)
 
