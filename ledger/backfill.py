@@ -111,7 +111,7 @@ class Backfill:
         self.tigerbeetle = tigerbeetle
         # The last timestamp this run gave an imported event. The next page continues from
         # it instead of asking the cluster again (a query_accounts over every account took
-        # ~0.2 s a page on the real server); a live write in between makes TigerBeetle
+        # 0.2-0.6 s a page on the real server); a live write in between makes TigerBeetle
         # refuse the page as regressing, and the retry asks the cluster.
         self._clock: int | None = None
 
