@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench bench-ledger bench-wallet bench-migration install clean
+.PHONY: run test lint bench bench-ledger bench-wallet bench-migration bench-load install clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench-wallet: $(STAMP)
 
 bench-migration: $(STAMP)
 	$(BIN)/python -m bench.migration_bench $(BENCH_ARGS)
+
+# 1,000 locust users for 60 s against gunicorn, then an audit of every balance (not in `bench`).
+bench-load: $(STAMP)
+	$(BIN)/python -m bench.load_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .hypothesis

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_site.settings")
 
@@ -13,6 +17,7 @@ import django
 
 django.setup()
 
+import requests  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 
@@ -28,6 +33,126 @@ class Figure:
 
     def ratio(self) -> float:
         return self.value / self.baseline if self.baseline else float("nan")
+
+
+@dataclass
+class Target:
+    """A figure with the bounds of its ratio to the baseline (None: no bound that side)."""
+
+    name: str
+    value: float
+    baseline: float
+    unit: str
+    ratio_max: float | None = None
+    ratio_min: float | None = None
+
+    def ratio(self) -> float:
+        return self.value / self.baseline if self.baseline else float("nan")
+
+    def bound(self) -> str:
+        if self.ratio_max is not None:
+            return f"<={self.ratio_max:.2f}x"
+        if self.ratio_min is not None:
+            return f">={self.ratio_min:.2f}x"
+        return ""
+
+    def verdict(self) -> str:
+        if self.ratio_max is None and self.ratio_min is None:
+            return ""
+        met = (self.ratio_max is None or self.ratio() <= self.ratio_max) and (
+            self.ratio_min is None or self.ratio() >= self.ratio_min
+        )
+        return "met" if met else "NOT met"
+
+
+def api_authorization(user: Any) -> str:
+    """The Authorization header value for `user`, made a service account (reads, credits,
+    debits) allowed to void too: the one place that knows how the API authenticates."""
+    from django.contrib.auth.models import Group, Permission
+    from knox.models import AuthToken
+
+    user.groups.add(Group.objects.get(name="Service account"))
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="registry", codename="void_wallettransfer")
+    )
+    _, token = AuthToken.objects.create(user=user)
+    return f"Token {token}"
+
+
+@contextmanager
+def gunicorn(
+    *,
+    store_name: str,
+    database_name: str,
+    workers: int = 2,
+    threads: int = 1,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """The app under gunicorn on a free loopback port, on `database_name`; yields its URL."""
+    from wallet_site.embedded_mongo import free_loopback_port
+
+    port = free_loopback_port()
+    # Plain HTTP on loopback, and no per-token throttle: the benchmark is the load on purpose.
+    env = dict(
+        os.environ,
+        WALLET_STORE=store_name,
+        DJANGO_DEBUG="false",
+        DJANGO_HTTPS="false",
+        API_THROTTLE_RATE="",
+        **(extra_env or {}),
+    )
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{database_name}"
+    else:
+        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{database_name}"
+    command = [sys.executable, "-m", "gunicorn", "wallet_site.wsgi", "-b", f"127.0.0.1:{port}"]
+    command += ["-w", str(workers), "--threads", str(threads), "--log-level", "warning"]
+    process = subprocess.Popen(command, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{base}/api/ping", timeout=5)
+                break
+            except requests.RequestException:  # not listening yet, or still importing
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+@contextmanager
+def tigerbeetle_server(binary: str) -> Iterator[str]:
+    """A single-replica TigerBeetle server of our own (production defaults) on a free
+    loopback port, its data file under var/ deleted afterwards; yields its address."""
+    from wallet_site.embedded_mongo import free_loopback_port
+
+    directory = settings.VAR_DIR / "bench-tigerbeetle"
+    directory.mkdir(parents=True, exist_ok=True)
+    data_file = directory / f"0_0.{os.getpid()}.tigerbeetle"
+    address = f"127.0.0.1:{free_loopback_port()}"
+    subprocess.run(
+        [binary, "format", "--cluster=0", "--replica=0", "--replica-count=1", str(data_file)],
+        check=True,
+        capture_output=True,
+    )
+    log_path = directory / f"server.{os.getpid()}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [binary, "start", f"--addresses={address}", str(data_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield address
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        data_file.unlink(missing_ok=True)
+        log_path.unlink(missing_ok=True)
 
 
 def percentile(samples: list[float], pct: float) -> float:
@@ -95,4 +220,16 @@ def print_figures(title: str, figures: list[Figure], baseline: str) -> None:
         print(
             f"{figure.name:<52} {figure.value:>12.3f} {figure.baseline:>12.3f} "
             f"{figure.unit:<12} {figure.ratio():>7.3f}x"
+        )
+
+
+def print_targets(title: str, targets: list[Target]) -> None:
+    print(f"\n{title}")
+    print(
+        f"{'target':<58} {'value':>10} {'baseline':>10} {'unit':<5} {'ratio':>7} {'bound':>7}  met?"
+    )
+    for target in targets:
+        print(
+            f"{target.name:<58} {target.value:>10.3f} {target.baseline:>10.3f} {target.unit:<5} "
+            f"{target.ratio():>6.2f}x {target.bound():>7}  {target.verdict()}"
         )

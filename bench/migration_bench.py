@@ -3,6 +3,7 @@
     make bench-migration                          # embedded defaults, 100,000 wallets
     make bench-migration BENCH_ARGS="--wallets 20000"
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/wallet make bench-migration
+    TB_ADDRESSES=127.0.0.1:3000 make bench-migration     # the real server; 20,000 by default
 
 Seeds N legacy wallet documents (no transaction log) in a scratch MongoDB database, then
 times, in the same run:
@@ -16,6 +17,16 @@ times, in the same run:
   entries, a bare-table insert each, and marking them done.
 Each figure is wallets per second; the ratio is figure / baseline. The seed's target for
 reconciliation on the embedded default is at least 5,000 wallets/s.
+
+With TB_ADDRESSES set, the raw `tigerbeetle` client's throughput for the same events joins the
+baselines, in batches of 8189: create_accounts for N wallet accounts, create_transfers for their
+opening pairs (linked, as the backfill sends them), lookup_accounts for the same ids, and
+create_transfers for the mirror's M credits. These events are ordinary (not `imported`) and live
+on a ledger and account code of their own, so no job sees them. Each job should reach at least
+50% of its slowest raw input in the same run.
+
+Every job also prints where its time went: MongoDB commands, registry SQL and TigerBeetle calls
+(bench.phases), and the rest, the job's own Python work.
 """
 
 from __future__ import annotations
@@ -26,9 +37,20 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import tigerbeetle as tb
+from django.conf import settings
 from django.db import connection, transaction
 
-from bench.common import Figure, mongo_server, print_figures, scratch_database
+from bench.common import (
+    Figure,
+    Target,
+    mongo_server,
+    print_figures,
+    print_targets,
+    scratch_database,
+)
+from bench.phases import CLOCK, Phases, TimedBackend, print_breakdown
+from ledger.backends import get_ledger_backend
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.backfill import Backfill
 from ledger.mirror import Mirror
@@ -39,7 +61,18 @@ from ledger.stores.mongo_store import LOG, WALLETS, MirrorState, MongoWalletStor
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 
 RECONCILE_TARGET_WALLETS_PER_S = 5_000
+JOB_SHARE_OF_SLOWEST_INPUT_MIN = 0.5
 SEED_CHUNK = 10_000
+RAW_LEDGER = 9_999  # the raw baselines' own ledger and account code: no job looks there
+RAW_CODE = 9_999
+
+
+RUN = uuid.uuid4().hex[:8]  # wallet keys (and so account ids) of this run only: a real
+# cluster keeps every earlier run's accounts
+
+
+def client_id(number: int) -> str:
+    return f"client-{RUN}-{number:08d}"
 
 
 def seed_legacy_wallets(store: MongoWalletStore, count: int) -> None:
@@ -53,7 +86,7 @@ def seed_legacy_wallets(store: MongoWalletStore, count: int) -> None:
             credit, debit = 1_000 + number % 97_000, number % 500
             documents.append(
                 {
-                    "client_id": f"client-{number:08d}",
+                    "client_id": client_id(number),
                     "country": "USA",
                     "currency": "USD",
                     "issuer_type_identifier": "",
@@ -123,9 +156,9 @@ def seed_outbox(store: MongoWalletStore, count: int) -> None:
         log.insert_many(
             [
                 {
-                    "_id": f"bench-credit-{number:08d}",
+                    "_id": f"bench-credit-{RUN}-{number:08d}",
                     "kind": "credit",
-                    "client_id": f"client-{number:08d}",
+                    "client_id": client_id(number),
                     "country": "USA",
                     "currency": "USD",
                     "issuer_type_identifier": "",
@@ -162,32 +195,151 @@ def baseline_mirror(outbox: MongoOutbox) -> tuple[int, float]:
     return moved, elapsed
 
 
+def raw_tigerbeetle(wallets: int, mirror_entries: int) -> dict[str, float]:
+    """The raw client's batched throughput for the jobs' events, per second of each input."""
+    client = tb.ClientSync(
+        cluster_id=settings.TB_CLUSTER_ID, replica_addresses=settings.TB_ADDRESSES
+    )
+    try:
+        system_id = tb.id()
+        client.create_accounts([tb.Account(id=system_id, ledger=RAW_LEDGER, code=RAW_CODE)])
+        flags = tb.AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | tb.AccountFlags.HISTORY
+        accounts = [
+            tb.Account(id=tb.id(), ledger=RAW_LEDGER, code=RAW_CODE, flags=flags)
+            for _ in range(wallets)
+        ]
+        transfers = []
+        for number, account in enumerate(accounts):  # the seed's balances, as opening pairs
+            credit, debit = 1_000 + number % 97_000, number % 500
+            pair = [
+                tb.Transfer(
+                    id=tb.id(),
+                    debit_account_id=system_id,
+                    credit_account_id=account.id,
+                    amount=credit + debit,
+                    ledger=RAW_LEDGER,
+                    code=RAW_CODE,
+                    flags=tb.TransferFlags.LINKED if debit else tb.TransferFlags.NONE,
+                )
+            ]
+            if debit:
+                pair.append(
+                    tb.Transfer(
+                        id=tb.id(),
+                        debit_account_id=account.id,
+                        credit_account_id=system_id,
+                        amount=debit,
+                        ledger=RAW_LEDGER,
+                        code=RAW_CODE,
+                    )
+                )
+            transfers.extend(pair)
+        credits = [
+            tb.Transfer(
+                id=tb.id(),
+                debit_account_id=system_id,
+                credit_account_id=accounts[number % wallets].id,
+                amount=125,
+                ledger=RAW_LEDGER,
+                code=RAW_CODE,
+            )
+            for number in range(mirror_entries)
+        ]
+        ids = [account.id for account in accounts]
+        seconds = {
+            "create_accounts": _batched_s(client.create_accounts, accounts),
+            "create_transfers": _batched_s(client.create_transfers, transfers, linked=True),
+            "lookup_accounts": _batched_s(client.lookup_accounts, ids),
+            "mirror create_transfers": _batched_s(client.create_transfers, credits),
+        }
+    finally:
+        client.close()
+    return {
+        "create_accounts": wallets / seconds["create_accounts"],
+        "create_transfers": wallets / seconds["create_transfers"],
+        "transfers": len(transfers) / seconds["create_transfers"],
+        "lookup_accounts": wallets / seconds["lookup_accounts"],
+        "mirror create_transfers": mirror_entries / seconds["mirror create_transfers"],
+    }
+
+
+def _batched_s(call, events: list, linked: bool = False) -> float:  # type: ignore[no-untyped-def,type-arg]
+    """Seconds to send `events` in requests of at most 8189, never splitting a linked pair."""
+    started = time.perf_counter()
+    start = 0
+    while start < len(events):
+        end = min(start + BATCH_EVENTS_MAX, len(events))
+        if linked and end < len(events) and events[end - 1].flags & tb.TransferFlags.LINKED:
+            end -= 1
+        results = call(events[start:end])
+        if call.__name__ != "lookup_accounts":
+            assert all(r.status.name == "CREATED" for r in results), results[:3]
+        start = end
+    return time.perf_counter() - started
+
+
+def job_targets(figures: dict[str, float], raw: dict[str, float]) -> list[Target]:
+    """Each job against its slowest raw input of the same run (issue 10: at least 0.5x)."""
+    inputs = {
+        "backfill": {
+            "MongoDB scan + bare insert": figures["backfill baseline"],
+            "raw create_accounts": raw["create_accounts"],
+            "raw create_transfers": raw["create_transfers"],
+        },
+        "reconciliation": {
+            "MongoDB scan + key reads": figures["reconciliation baseline"],
+            "raw lookup_accounts": raw["lookup_accounts"],
+        },
+        "mirror": {
+            "MongoDB pending read + insert + mark": figures["mirror baseline"],
+            "raw create_transfers": raw["mirror create_transfers"],
+        },
+    }
+    targets = []
+    for job, rates in inputs.items():
+        slowest = min(rates, key=rates.__getitem__)
+        targets.append(
+            Target(
+                f"{job} vs its slowest input ({slowest})",
+                figures[job],
+                rates[slowest],
+                "/s",
+                ratio_min=JOB_SHARE_OF_SLOWEST_INPUT_MIN,
+            )
+        )
+    return targets
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--wallets", type=int, default=100_000)
+    on_server = bool(settings.TB_ADDRESSES)
+    parser.add_argument("--wallets", type=int, default=20_000 if on_server else 100_000)
     parser.add_argument("--page-size", type=int, default=2000, help="backfill page size")
     parser.add_argument(
         "--mirror-entries", type=int, default=20_000, help="outbox entries for the mirror figure"
     )
     args = parser.parse_args(argv)
+    phases: dict[str, Phases] = {}
     with mongo_server() as mongo_url, scratch_database("migration"):
         # A long timeout: dropping 100,000 documents takes the embedded server a while.
         store = MongoWalletStore(
             mongo_url, database=f"wallet_bench_{uuid.uuid4().hex[:6]}", timeout_s=300
         )
         outbox = MongoOutbox(store)
-        tigerbeetle = TigerBeetleWalletStore()
+        tigerbeetle = TigerBeetleWalletStore(TimedBackend(get_ledger_backend()))
         try:
             print(f"seeding {args.wallets} legacy wallets ...", file=sys.stderr)
             seed_legacy_wallets(store, args.wallets)
             baseline_table()
 
             copied, copy_s = baseline_copy(outbox, args.page_size)
-            report = Backfill(outbox, tigerbeetle).run(page_size=args.page_size, progress=True)
+            with CLOCK.measuring() as phases["backfill"]:
+                report = Backfill(outbox, tigerbeetle).run(page_size=args.page_size, progress=True)
             assert report.imported == args.wallets and not report.failed, report.failed[:5]
 
             compared, compare_s = baseline_compare(outbox, BATCH_EVENTS_MAX)
-            run = Reconciliation(outbox, tigerbeetle).run(triggered_by="benchmark")
+            with CLOCK.measuring() as phases["reconciliation"]:
+                run = Reconciliation(outbox, tigerbeetle).run(triggered_by="benchmark")
             assert run.matched == args.wallets and not run.error, run.error
             assert run.duration_s is not None
 
@@ -195,21 +347,31 @@ def main(argv: list[str] | None = None) -> int:
             seed_outbox(store, entries)
             moved, move_s = baseline_mirror(outbox)
             started = time.perf_counter()
-            mirrored = Mirror(outbox, tigerbeetle).drain()
+            with CLOCK.measuring() as phases["mirror"]:
+                mirrored = Mirror(outbox, tigerbeetle).drain()
             mirror_s = time.perf_counter() - started
             assert mirrored.applied == entries == moved, (mirrored, entries, moved)
         finally:
             store.client.drop_database(store.database.name)
+        raw = raw_tigerbeetle(args.wallets, entries) if on_server else {}
     reconcile_rate = run.checked / run.duration_s
+    rates = {
+        "backfill": report.imported / report.duration_s,
+        "backfill baseline": copied / copy_s,
+        "reconciliation": reconcile_rate,
+        "reconciliation baseline": compared / compare_s,
+        "mirror": mirrored.applied / mirror_s,
+        "mirror baseline": moved / move_s,
+    }
     figures = [
+        Figure("backfill throughput", rates["backfill"], rates["backfill baseline"], "wallets/s"),
         Figure(
-            "backfill throughput",
-            report.imported / report.duration_s,
-            copied / copy_s,
+            "reconciliation throughput",
+            reconcile_rate,
+            rates["reconciliation baseline"],
             "wallets/s",
         ),
-        Figure("reconciliation throughput", reconcile_rate, compared / compare_s, "wallets/s"),
-        Figure("mirror throughput", mirrored.applied / mirror_s, moved / move_s, "entries/s"),
+        Figure("mirror throughput", rates["mirror"], rates["mirror baseline"], "entries/s"),
         Figure(
             "reconciliation vs the seed's target",
             reconcile_rate,
@@ -222,6 +384,18 @@ def main(argv: list[str] | None = None) -> int:
         figures,
         "MongoDB page scan + bare-table insert / key reads, same run",
     )
+    for job, total_s in (
+        ("backfill", report.duration_s),
+        ("reconciliation", run.duration_s),
+        ("mirror", mirror_s),
+    ):
+        print_breakdown(job, total_s, phases[job])
+    if raw:
+        print("\nRaw TigerBeetle client, batches of 8189, same run")
+        for name, rate in raw.items():
+            unit = "transfers/s" if name == "transfers" else "/s"
+            print(f"  {name:<28} {rate:>12,.0f} {unit}")
+        print_targets("Each job against its slowest raw input, same run", job_targets(rates, raw))
     return 0
 
 

@@ -2,11 +2,18 @@
 
     make bench-wallet          # embedded defaults: SQLite, embedded MongoDB (secantusdb)
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/wallet make bench-wallet
+    TB_ADDRESSES=127.0.0.1:3000 make bench-wallet   # plus the targets on the real server
 
 In-process, each operation goes through the wallet service; its baseline is the raw backend
 call of the same store in the same run (a TigerBeetle lookup_accounts, a pymongo find_one).
 Over HTTP, the app runs under gunicorn and this process is the load; the baseline is the
 bare authenticated endpoint `/api/ping` on the same server.
+
+With TB_ADDRESSES set, the TigerBeetle targets are measured against the raw `tigerbeetle`
+client of the same run, each sample of the service interleaved with one of its baseline so
+that the machine's load falls on both alike: GetBalance p50 at most 1.5x a raw
+`lookup_accounts` p50 and p95 under 1 ms; a credit p50 at most 3x a raw single
+`create_transfers` p50.
 """
 
 from __future__ import annotations
@@ -20,37 +27,39 @@ import django
 django.setup()
 
 import argparse  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from decimal import Decimal  # noqa: E402
 from typing import Any  # noqa: E402
 
 import requests  # noqa: E402
+import tigerbeetle as tb  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.contrib.auth.models import Group  # noqa: E402
 from django.db import connection  # noqa: E402
-from knox.models import AuthToken  # noqa: E402
 
 from bench.common import (  # noqa: E402
     Figure,
+    Target,
+    api_authorization,
+    gunicorn,
     latency_figures,
     mongo_server,
+    percentile,
     print_figures,
+    print_targets,
     scratch_database,
 )
-from ledger.ids import WalletKey  # noqa: E402
+from bench.phases import CLOCK, Phases, TimedBackend, print_breakdown  # noqa: E402
+from ledger.backends import get_ledger_backend  # noqa: E402
+from ledger.ids import WalletKey, system_account_id  # noqa: E402
+from ledger.money import ledger_for_currency  # noqa: E402
 from ledger.service import WalletService  # noqa: E402
 from ledger.stores.mongo_store import WALLETS, MongoWalletStore  # noqa: E402
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore  # noqa: E402
 from registry.accounts import find_account  # noqa: E402
-from wallet_site.embedded_mongo import (  # noqa: E402
-    free_loopback_port,
-)
 
 OPERATIONS = ("add_credit", "subtract_credit", "get_balance", "get_balances", "void")
 
@@ -89,56 +98,87 @@ def in_process(
     return figures
 
 
-@contextmanager
-def gunicorn(store_name: str, mongo_url: str, database_name: str) -> Iterator[str]:
-    port = free_loopback_port()
-    # Plain HTTP on loopback, and no per-token throttle: the benchmark is the load on purpose.
-    env = dict(
-        os.environ,
-        WALLET_STORE=store_name,
-        MONGO_URL=mongo_url,
-        DJANGO_DEBUG="false",
-        DJANGO_HTTPS="false",
-        API_THROTTLE_RATE="",
-    )
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        env["DATABASE_URL"] = f"sqlite:///{database_name}"
-    else:
-        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{database_name}"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "wallet_site.wsgi",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            "2",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
+def timed_tigerbeetle_service() -> WalletService:
+    """The wallet service on a TigerBeetle store whose backend calls are timed (bench.phases)."""
+    return WalletService(TigerBeetleWalletStore(TimedBackend(get_ledger_backend())))
+
+
+def tigerbeetle_targets(service: WalletService, count: int) -> list[Target]:
+    """The issue's targets on the real server; none on the embedded engine."""
+    if not settings.TB_ADDRESSES:
+        return []
+    run = uuid.uuid4().hex[:8]
+    ledger = ledger_for_currency("USD")
+    keys = [WalletKey(f"target-{run}-{i}", "USA", "USD") for i in range(count)]
+    for key in keys:
+        client = key.client_id
+        service.add_credit(client, "USA", "USD", Decimal("1000.00"), f"t-seed-{client}")
+    account_ids = [find_account(key).tb_account_id for key in keys]  # type: ignore[union-attr]
+    raw = tb.ClientSync(cluster_id=settings.TB_CLUSTER_ID, replica_addresses=settings.TB_ADDRESSES)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                requests.get(f"{base}/api/ping", timeout=1)
-                break
-            except (requests.ConnectionError, requests.Timeout):  # not up, or warming up
-                time.sleep(0.2)
-        yield base
+        raw.lookup_accounts(account_ids[:1])  # the session is opened outside the timing
+        balance, lookup, credit, create = [], [], [], []
+        credit_phases = Phases()
+        for i, (key, account_id) in enumerate(zip(keys, account_ids, strict=True)):
+            balance.append(timed(service.get_balance, key.client_id, "USA", "USD"))
+            lookup.append(timed(raw.lookup_accounts, [account_id]))
+            with CLOCK.measuring(credit_phases):
+                credit.append(
+                    timed(service.add_credit, key.client_id, "USA", "USD", "1.00", f"t-{run}-{i}")
+                )
+            transfer = tb.Transfer(
+                id=tb.id(),
+                debit_account_id=system_account_id(ledger),
+                credit_account_id=account_id,
+                amount=100,
+                ledger=ledger,
+                code=1,
+            )
+            create.append(timed(raw.create_transfers, [transfer]))
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        raw.close()
+    print_breakdown("credit through the service", sum(credit), credit_phases, per=len(credit))
+    ms = 1000
+    return [
+        Target(
+            "GetBalance (service) p50 vs raw lookup_accounts p50",
+            percentile(balance, 50) * ms,
+            percentile(lookup, 50) * ms,
+            "ms",
+            ratio_max=1.5,
+        ),
+        Target(
+            "GetBalance (service) p95 vs 1 ms",
+            percentile(balance, 95) * ms,
+            1.0,
+            "ms",
+            ratio_max=1.0,
+        ),
+        Target(
+            "credit (service) p50 vs raw single create_transfers p50",
+            percentile(credit, 50) * ms,
+            percentile(create, 50) * ms,
+            "ms",
+            ratio_max=3.0,
+        ),
+        Target(
+            "credit (service) p95 vs raw single create_transfers p95",
+            percentile(credit, 95) * ms,
+            percentile(create, 95) * ms,
+            "ms",
+        ),
+        Target(
+            "GetBalance (service) p95 vs raw lookup_accounts p95",
+            percentile(balance, 95) * ms,
+            percentile(lookup, 95) * ms,
+            "ms",
+        ),
+    ]
 
 
-def over_http(store_name: str, base: str, token: str, count: int) -> list[Figure]:
+def over_http(store_name: str, base: str, authorization: str, count: int) -> list[Figure]:
     session = requests.Session()
-    session.headers["Authorization"] = f"Token {token}"
+    session.headers["Authorization"] = authorization
     run = uuid.uuid4().hex[:8]
     clients = [f"http-{run}-{i}" for i in range(count)]
     for client in clients:
@@ -169,7 +209,15 @@ def over_http(store_name: str, base: str, token: str, count: int) -> list[Figure
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=300, help="operations of each kind")
+    parser.add_argument(
+        "--targets-only", action="store_true", help="only the TigerBeetle targets (TB_ADDRESSES)"
+    )
     args = parser.parse_args(argv)
+    if args.targets_only:
+        with scratch_database("wallet"):
+            targets = tigerbeetle_targets(timed_tigerbeetle_service(), args.count)
+        print_targets("TigerBeetle targets, against the raw client in the same run", targets)
+        return 0
     in_process_figures: list[Figure] = []
     http_figures: list[Figure] = []
     with mongo_server() as mongo_url, scratch_database("wallet") as database_name:
@@ -196,13 +244,17 @@ def main(argv: list[str] | None = None) -> int:
         in_process_figures += in_process(
             "tigerbeetle", WalletService(tb_store), raw_tigerbeetle, args.count
         )
+        targets = tigerbeetle_targets(timed_tigerbeetle_service(), args.count)
         user = get_user_model().objects.create_user(f"bench-{uuid.uuid4().hex[:6]}")
-        user.groups.add(Group.objects.get(name="Service account"))
-        _, token = AuthToken.objects.create(user=user)
+        authorization = api_authorization(user)
         connection.close()  # gunicorn workers open their own
         for store_name in ("mongo", "tigerbeetle"):
-            with gunicorn(store_name, mongo_url, database_name) as base:
-                http_figures += over_http(store_name, base, token, args.count)
+            with gunicorn(
+                store_name=store_name,
+                database_name=database_name,
+                extra_env={"MONGO_URL": mongo_url},
+            ) as base:
+                http_figures += over_http(store_name, base, authorization, args.count)
         mongo_store.client.drop_database(mongo_store.database.name)
     print_figures(
         "Wallet operations in-process",
@@ -214,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         http_figures,
         "bare authenticated endpoint /api/ping",
     )
+    if targets:
+        print_targets("TigerBeetle targets, against the raw client in the same run", targets)
     return 0
 
 

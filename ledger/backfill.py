@@ -109,6 +109,11 @@ class Backfill:
     def __init__(self, outbox: MongoOutbox, tigerbeetle: TigerBeetleWalletStore) -> None:
         self.outbox = outbox
         self.tigerbeetle = tigerbeetle
+        # The last timestamp this run gave an imported event. The next page continues from
+        # it instead of asking the cluster again (a query_accounts over every account took
+        # 0.2-0.6 s a page on the real server); a live write in between makes TigerBeetle
+        # refuse the page as regressing, and the retry asks the cluster.
+        self._clock: int | None = None
 
     @property
     def backend(self):  # type: ignore[no-untyped-def]
@@ -188,7 +193,8 @@ class Backfill:
         """One attempt at a page; True when a live write raced past the chosen timestamps
         (TigerBeetle refused them as regressing) and the page must be tried again."""
         todo = sorted(todo, key=lambda s: (s.created_at or timezone.now()).timestamp())
-        clock = self._latest_timestamp()
+        clock = self._clock if self._clock is not None else self._latest_timestamp()
+        self._clock = None  # until this page is in: a retry asks the cluster again
 
         def next_timestamp(original_ns: int) -> int:
             nonlocal clock
@@ -197,9 +203,8 @@ class Backfill:
 
         accounts, transfers, chain_of = [], [], {}
         ledgers = sorted({ledger_for_currency(s.balance.key.currency) for s in todo})
-        present = {
-            a.id for a in self.backend.lookup_accounts([system_account_id(n) for n in ledgers])
-        }
+        system_ids = {ledger: system_account_id(ledger) for ledger in ledgers}  # hashed once
+        present = {a.id for a in self.backend.lookup_accounts(list(system_ids.values()))}
         first_ns = int((todo[0].created_at or timezone.now()).timestamp() * 1e9) - 1
         system_accounts = [
             Account(
@@ -210,12 +215,14 @@ class Backfill:
                 timestamp=next_timestamp(first_ns),
             )
             for ledger in ledgers
-            if system_account_id(ledger) not in present
+            if system_ids[ledger] not in present
         ]
+        account_ids: dict[WalletKey, int] = {}
         for snapshot in todo:
             key, balance = snapshot.balance.key, snapshot.balance
             ledger = ledger_for_currency(key.currency)
-            account_id = account_id_for(key)
+            account_id = account_ids[key] = account_id_for(key)
+            system_id = system_ids[ledger]
             created_ns = int((snapshot.created_at or timezone.now()).timestamp() * 1e9)
             created_ms = created_ns // 1_000_000
             accounts.append(
@@ -238,7 +245,7 @@ class Backfill:
                 pair.append(
                     Transfer(
                         id=opening_balance_transfer_id(account_id),
-                        debit_account_id=system_account_id(ledger),
+                        debit_account_id=system_id,
                         credit_account_id=account_id,
                         amount=credits,
                         user_data_128=snapshot.wallet_seq,
@@ -254,7 +261,7 @@ class Backfill:
                     Transfer(
                         id=opening_debit_transfer_id(account_id),
                         debit_account_id=account_id,
-                        credit_account_id=system_account_id(ledger),
+                        credit_account_id=system_id,
                         amount=balance.debit_minor,
                         user_data_128=snapshot.wallet_seq,
                         user_data_64=created_ms,
@@ -286,7 +293,8 @@ class Backfill:
         results = self.backend.create_transfers(transfers) if transfers else []
         if any(r.status in _RETRY for r in results):
             return True
-        self._record(usable, chain_of, transfers, results, report)
+        self._clock = clock
+        self._record(usable, chain_of, account_ids, transfers, results, report)
         return False
 
     def _register_covered_transactions(self, opening_seqs: dict[WalletKey, int]) -> None:
@@ -307,6 +315,7 @@ class Backfill:
         self,
         usable: list[WalletSnapshot],
         chain_of: dict[WalletKey, tuple[int, int]],
+        account_ids: dict[WalletKey, int],
         transfers: list[Transfer],
         results: list,  # type: ignore[type-arg]
         report: BackfillReport,
@@ -323,8 +332,8 @@ class Backfill:
             # An earlier, interrupted run may have imported it from another snapshot: adopt
             # that one (its S is in user_data_128), whatever this run read.
             existing = self.backend.lookup_transfers(
-                [opening_balance_transfer_id(account_id_for(key))]
-            ) or self.backend.lookup_transfers([opening_debit_transfer_id(account_id_for(key))])
+                [opening_balance_transfer_id(account_ids[key])]
+            ) or self.backend.lookup_transfers([opening_debit_transfer_id(account_ids[key])])
             if existing:
                 adopted[key] = existing[0].user_data_128
                 imported.append(snapshot)
@@ -338,7 +347,7 @@ class Backfill:
                 country=s.balance.key.country,
                 currency=s.balance.key.currency,
                 issuer=s.balance.key.issuer or "",
-                tb_account_id_hex=u128_to_hex(account_id_for(s.balance.key)),
+                tb_account_id_hex=u128_to_hex(account_ids[s.balance.key]),
                 ledger=ledger_for_currency(s.balance.key.currency),
                 opening_seq=adopted.get(s.balance.key, s.wallet_seq),
                 imported_at=now,
@@ -347,8 +356,8 @@ class Backfill:
         ]
         with transaction.atomic():
             existing_rows = account_registry.rows_by_key([row.key for row in rows])
-            WalletAccount.objects.bulk_create(
-                [row for row in rows if row.key not in existing_rows], batch_size=500
+            WalletAccount.objects.bulk_create(  # one statement a page (SQLite caps it lower)
+                [row for row in rows if row.key not in existing_rows], batch_size=PAGE_SIZE
             )
             unfinished = []
             for row in rows:

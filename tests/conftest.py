@@ -152,9 +152,10 @@ def mongo_url() -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
     """Test databases roll back; the registry cache must not remember rolled-back rows."""
-    from django.core.cache import cache
+    from django.core.cache import caches
 
-    cache.clear()
+    for alias in ("default", "registry_local"):
+        caches[alias].clear()
     yield
 
 

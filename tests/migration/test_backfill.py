@@ -12,7 +12,7 @@ from flags.models import Milestone
 from flags.phases import Phase
 from ledger.backfill import Backfill, BackfillReport, opening_debit_transfer_id
 from ledger.engine.backend import EngineBackend
-from ledger.ids import account_id_for, opening_balance_transfer_id
+from ledger.ids import account_id_for, opening_balance_transfer_id, transaction_transfer_id
 from ledger.routing import PhasedWalletStore
 from ledger.stores.mongo_store import LOG, MirrorState, MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
@@ -93,6 +93,26 @@ def test_after_live_traffic_the_original_time_stays_in_user_data_64(stores: Stor
     opening = stores.tigerbeetle.backend.lookup_transfers([opening_balance_transfer_id(account_id)])
     assert opening[0].user_data_64 == int(created.timestamp() * 1000)
     assert opening[0].timestamp > int(created.timestamp() * 1e9)
+
+
+def test_a_live_write_between_two_pages_is_passed_by_the_next_page(stores: Stores) -> None:
+    first, second = new_key(), new_key()
+    legacy_wallet(stores, first, credit_minor=300, debit_minor=100)
+    legacy_wallet(stores, second, credit_minor=700, debit_minor=200)
+    job, report = backfill(stores), BackfillReport()
+    pages = list(stores.outbox.wallet_batches(1))
+    job.import_page(pages[0], report)
+
+    live_id = tx()
+    stores.tigerbeetle.add_credit(new_key(), 100, live_id)  # later than the first page's clock
+    job.import_page(pages[1], report)
+
+    assert (report.imported, report.failed) == (2, [])
+    assert_stores_agree(stores, [first, second])
+    live_transfer_id = transaction_transfer_id(live_id)
+    live_timestamp = stores.tigerbeetle.transfer_timestamps([live_transfer_id])[live_transfer_id]
+    account = stores.tigerbeetle.backend.lookup_accounts([account_id_for(second)])[0]
+    assert account.timestamp > live_timestamp
 
 
 def test_completing_the_backfill_records_the_milestone(stores: Stores) -> None:
