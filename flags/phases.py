@@ -100,7 +100,9 @@ class MigrationState:
         if self.read_cutover and not self.dual_write:
             found.append("read cutover needs dual write: TigerBeetle would serve stale balances")
         if self.tigerbeetle_only and not self.dual_write:
-            found.append("TigerBeetle-only comes after dual write; leave it with migration_phase 3")
+            found.append(
+                "TigerBeetle-only comes after dual write; step back to phase 3 (read cutover) first"
+            )
         for name, percent in (
             ("shadow read", self.shadow_read_percent),
             ("read rollout", self.read_rollout_percent),

@@ -183,17 +183,6 @@ def phase_effects(before: MigrationState, after: MigrationState) -> PhaseEffects
     return result
 
 
-def for_the_page(message: str) -> str:
-    """A refusal worded for someone on the phase page, not at a shell."""
-    return (
-        message.replace(
-            "run `manage.py backfill`", "start it with “Start the backfill” on this page"
-        )
-        .replace("`manage.py migration_phase`", "the phase form on this page")
-        .replace("migration_phase 3", "the phase form on this page (phase 3)")
-    )
-
-
 def flag_value_label(flag_name: str, value: str) -> str:
     """One format for the audit: switches on/off, shares as percentages."""
     if value == "":
@@ -350,7 +339,7 @@ class PhaseView(_SiteView):
                     shadow_percent=shadow,
                 )
         except InvalidPhaseChange as exc:
-            messages.error(request, f"Refused: {for_the_page(str(exc))}")
+            messages.error(request, f"Refused: {exc}")
         else:
             done = f"The migration is now in phase {PHASE_LABELS[phase]}."
             if report.mirrored or report.backported:

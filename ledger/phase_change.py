@@ -66,7 +66,10 @@ def target_state(
     shadow = shadow_percent if shadow_percent is not None else current.shadow_read_percent
     rollout = rollout_percent if rollout_percent is not None else current.read_rollout_percent
     if phase == Phase.SHADOW_READ and shadow <= 0:
-        shadow = Decimal(10)
+        # No silent default: the share decides how many reads pay for a comparison.
+        raise InvalidPhaseChange(
+            "phase 2 compares a share of reads with TigerBeetle: give that share (above 0%)"
+        )
     return state_for_phase(phase, shadow_percent=shadow, rollout_percent=rollout)
 
 
@@ -92,7 +95,7 @@ def change_phase(
         and not Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).exists()
     ):
         raise InvalidPhaseChange(
-            "TigerBeetle-only needs a completed backfill first: run `manage.py backfill`"
+            "TigerBeetle-only needs a completed backfill first: start it and let it finish"
         )
     if not (entering_tb_only or leaving_tb_only):
         apply_state(target, actor, note)

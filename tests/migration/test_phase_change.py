@@ -185,6 +185,15 @@ def test_the_command_explains_a_refusal(stores: Stores) -> None:
         call_command("migration_phase", "4", stdout=StringIO())
 
 
+def test_the_command_refuses_phase_2_without_a_shadow_share_rather_than_guessing_one(
+    stores: Stores,
+) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    with pytest.raises(CommandError, match=r"refused: phase 2 compares a share of reads"):
+        call_command("migration_phase", "2", stdout=StringIO())
+    assert current_state().phase == Phase.DUAL_WRITE
+
+
 def test_the_command_without_a_phase_shows_the_current_one(stores: Stores) -> None:
     enter_phase(Phase.SHADOW_READ, shadow_percent=5)
     out = StringIO()

@@ -57,7 +57,7 @@ WALK: list[tuple[list[str], int | None]] = [
     (["migration_phase", "3", "--rollout", "100"], 3),
     (["migration_phase", "4"], 4),
     (["migration_phase", "3"], 3),
-    (["migration_phase", "2"], 2),
+    (["migration_phase", "2", "--shadow", "50"], 2),
     (["migration_phase", "1"], 1),
     (["migration_phase", "0"], 0),
 ]

@@ -148,8 +148,12 @@ def test_the_full_walk_there_and_back_keeps_every_balance_exact(
     everyone.append(newcomer)
     walker.assert_api_reads_the_tally(everyone)
 
-    for step_back in (Phase.READ_CUTOVER, Phase.SHADOW_READ, Phase.DUAL_WRITE):
-        phase(step_back)
+    for step_back, options in (
+        (Phase.READ_CUTOVER, {}),
+        (Phase.SHADOW_READ, {"shadow": "100"}),
+        (Phase.DUAL_WRITE, {}),
+    ):
+        phase(step_back, **options)
         walker.every_phase_step(everyone)
         walker.assert_api_reads_the_tally(everyone)
     call_command("mirror", "--drain", stdout=StringIO())
