@@ -16,6 +16,8 @@ from pathlib import Path
 import pymongo
 from pymongo.errors import PyMongoError
 
+from wallet_site.child_process import stop_child
+
 SERVER_COMMAND = "secantusd-py"
 # mongod's transactionLifetimeLimitSeconds is 60; a wallet write's transaction lasts
 # milliseconds, so a few seconds is ample and frees a dead worker's wallet soon.
@@ -55,13 +57,7 @@ class EmbeddedMongo:
     url: str
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_child(self.process, timeout_s)
 
 
 def start_embedded_mongo(

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from wallet_site.child_process import stop_child
+
 LOCAL_CLUSTER_ID = 0
 DATA_FILE_NAME = "0_0.tigerbeetle"
 
@@ -27,13 +29,7 @@ class LocalTigerBeetle:
     data_file: Path
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_child(self.process, timeout_s)
 
 
 def binary_version(binary: Path) -> str:
