@@ -22,8 +22,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# ruff, then mypy (types; pyproject.toml says where it is strict).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: bench-ledger bench-wallet bench-migration
 

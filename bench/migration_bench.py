@@ -35,7 +35,9 @@ import argparse
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import tigerbeetle as tb
 from django.conf import settings
@@ -185,7 +187,7 @@ def baseline_mirror(outbox: MongoOutbox) -> tuple[int, float]:
     started, moved = time.perf_counter(), 0
     while entries := outbox.pending(BATCH_EVENTS_MAX):
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.executemany(sql, [(e.entry_id, e.amount_minor) for e in entries])
+            cursor.executemany(sql, [(str(e.entry_id), e.amount_minor) for e in entries])
         outbox.mark_each({e.entry_id: ("bench-baseline", {}) for e in entries})
         moved += len(entries)
     elapsed = time.perf_counter() - started
@@ -263,7 +265,9 @@ def raw_tigerbeetle(wallets: int, mirror_entries: int) -> dict[str, float]:
     }
 
 
-def _batched_s(call, events: list, linked: bool = False) -> float:  # type: ignore[no-untyped-def,type-arg]
+def _batched_s(
+    call: Callable[[list[Any]], list[Any]], events: list[Any], linked: bool = False
+) -> float:
     """Seconds to send `events` in requests of at most 8189, never splitting a linked pair."""
     started = time.perf_counter()
     start = 0

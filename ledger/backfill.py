@@ -37,6 +37,7 @@ from tigerbeetle import (
     Account,
     AccountFlags,
     CreateAccountStatus,
+    CreateTransferResult,
     CreateTransferStatus,
     QueryFilter,
     QueryFilterFlags,
@@ -46,6 +47,7 @@ from tigerbeetle import (
 from tqdm import tqdm
 
 from flags.models import Milestone
+from ledger.backends import LedgerBackend
 from ledger.countries import country_numeric
 from ledger.ids import (
     WalletKey,
@@ -116,7 +118,7 @@ class Backfill:
         self._clock: int | None = None
 
     @property
-    def backend(self):  # type: ignore[no-untyped-def]
+    def backend(self) -> LedgerBackend:
         return self.tigerbeetle.backend
 
     def run(self, page_size: int = PAGE_SIZE, progress: bool | None = None) -> BackfillReport:
@@ -201,7 +203,9 @@ class Backfill:
             clock = max(clock + 1, original_ns)
             return clock
 
-        accounts, transfers, chain_of = [], [], {}
+        accounts: list[Account] = []
+        transfers: list[Transfer] = []
+        chain_of: dict[WalletKey, tuple[int, int]] = {}
         ledgers = sorted({ledger_for_currency(s.balance.key.currency) for s in todo})
         system_ids = {ledger: system_account_id(ledger) for ledger in ledgers}  # hashed once
         present = {a.id for a in self.backend.lookup_accounts(list(system_ids.values()))}
@@ -317,7 +321,7 @@ class Backfill:
         chain_of: dict[WalletKey, tuple[int, int]],
         account_ids: dict[WalletKey, int],
         transfers: list[Transfer],
-        results: list,  # type: ignore[type-arg]
+        results: list[CreateTransferResult],
         report: BackfillReport,
     ) -> None:
         adopted: dict[WalletKey, int] = {}

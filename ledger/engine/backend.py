@@ -33,6 +33,7 @@ from tigerbeetle import (
     QueryFilter,
     QueryFilterFlags,
     Transfer,
+    TransferFlags,
 )
 from tigerbeetle.bindings import CAccount, CAccountFilter, CQueryFilter, CTransfer
 
@@ -168,7 +169,7 @@ class EngineBackend:
                 account_ids |= {pending.debit_account_id, pending.credit_account_id}
             self._load_accounts(state, [i for i in account_ids if i])
             self._load_failed(state, [t.id for t in transfers])
-            if transfers[0].flags & sm.TransferFlags.IMPORTED:
+            if transfers[0].flags & TransferFlags.IMPORTED:
                 state.foreign_timestamps = self._existing_timestamps(
                     LedgerAccount, [t.timestamp for t in transfers]
                 )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from tigerbeetle import (
     Account,
@@ -315,7 +314,7 @@ def _batch_checks(
     imported_batch: bool,
     batch_timestamp: int,
     *,
-    statuses: Any,
+    statuses: type[CreateAccountStatus] | type[CreateTransferStatus],
 ) -> int | None:
     """The checks TigerBeetle makes before dispatching an event: imported or not like the
     batch's first event, and the timestamp that goes with it (an imported one must be

@@ -35,6 +35,8 @@ from bson import ObjectId
 from bson.decimal128 import Decimal128
 from django.conf import settings
 from pymongo.client_session import ClientSession
+from pymongo.collection import Collection
+from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 from tenacity import (
     RetryCallState,
@@ -43,6 +45,7 @@ from tenacity import (
     stop_after_delay,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 from ledger import errors
 from ledger.ids import WalletKey
@@ -89,7 +92,7 @@ def _is_write_conflict(exc: BaseException) -> bool:
 CONTENDED_WAIT_MAX_S = 20.0
 
 
-class _WalletStalled:
+class _WalletStalled(stop_base):
     """Tenacity stop: our attempts kept conflicting and the wallet has not changed for
     `lock_wait_s`. Live requests on a busy wallet commit one after another (its wallet_seq
     moves), so they keep retrying; a wallet held by a dead process's transaction does not
@@ -197,7 +200,7 @@ class MongoWalletStore:
         self._database_name = database
         self.timeout_s = timeout_s if timeout_s is not None else settings.MONGO_TIMEOUT_S
         self.lock_wait_s = lock_wait_s if lock_wait_s is not None else settings.MONGO_LOCK_WAIT_S
-        self._client: pymongo.MongoClient | None = None
+        self._client: pymongo.MongoClient[dict[str, Any]] | None = None
         self._client_pid: int | None = None
         self._indexes_ready = False
         self._lock = threading.Lock()
@@ -205,7 +208,7 @@ class MongoWalletStore:
     # --- connection -----------------------------------------------------------------------
 
     @property
-    def client(self) -> pymongo.MongoClient:
+    def client(self) -> pymongo.MongoClient[dict[str, Any]]:
         with self._lock:
             if self._client is None or self._client_pid != os.getpid():
                 timeout_ms = int(self.timeout_s * 1000)
@@ -220,13 +223,13 @@ class MongoWalletStore:
             return self._client
 
     @property
-    def database(self) -> Any:
+    def database(self) -> Database[dict[str, Any]]:
         client = self.client
         if self._database_name:
             return client[self._database_name]
         return client.get_default_database(default="wallet")
 
-    def _collections(self) -> tuple[Any, Any]:
+    def _collections(self) -> tuple[Collection[dict[str, Any]], Collection[dict[str, Any]]]:
         database = self.database
         if not self._indexes_ready:
             database[WALLETS].create_index(
@@ -344,6 +347,7 @@ class MongoWalletStore:
                 return_document=pymongo.ReturnDocument.AFTER,
                 session=session,
             )
+            assert wallet is not None, "an upsert returning the document after returns one"
             _refuse_past_balance_limit(wallet, key)
             return self._log_entry(
                 log,
@@ -475,6 +479,7 @@ class MongoWalletStore:
                     return_document=pymongo.ReturnDocument.AFTER,
                     session=session,
                 )
+                assert wallet is not None, "a logged transaction's wallet exists"
                 _refuse_past_balance_limit(wallet, key)
             balance = _balance_of(wallet)
             log.update_one(
@@ -509,6 +514,7 @@ class MongoWalletStore:
                 session=session,
             )
             updated = log.find_one({"_id": transaction_id}, session=session)
+            assert updated is not None, "the entry just voided is in the log"
             return WalletResult(transaction=self._record(updated), balance=balance)
 
         def run() -> WalletResult:
