@@ -40,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import tigerbeetle as tb
+from bson.decimal128 import Decimal128
 from django.conf import settings
 from django.db import connection, transaction
 
@@ -78,8 +79,6 @@ def client_id(number: int) -> str:
 
 
 def seed_legacy_wallets(store: MongoWalletStore, count: int) -> None:
-    from bson.decimal128 import Decimal128
-
     wallets = store.database[WALLETS]  # indexes are built after the seed: faster
     created = datetime(2020, 1, 1, tzinfo=UTC)
     for start in range(0, count, SEED_CHUNK):
@@ -150,8 +149,6 @@ def baseline_compare(outbox: MongoOutbox, page_size: int) -> tuple[int, float]:
 
 def seed_outbox(store: MongoWalletStore, count: int) -> None:
     """One pending credit in the outbox for each of the first `count` (imported) wallets."""
-    from bson.decimal128 import Decimal128
-
     log = store.database[LOG]
     created = datetime.now(UTC)
     for start in range(0, count, SEED_CHUNK):

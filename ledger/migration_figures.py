@@ -16,13 +16,14 @@ from prometheus_client import CollectorRegistry, multiprocess
 
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase
-from ledger import metrics
+from ledger import errors, metrics
 from ledger.models import (
     ReadRouteCount,
     ReconciliationMismatch,
     ReconciliationRun,
     ShadowComparison,
 )
+from ledger.service import mongo_outbox
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,6 @@ FALLBACK_RATE_TARGET = Decimal("0.001")
 def outbox_depth() -> dict[str, int] | None:
     """Entries waiting for the mirror by state, and the oldest pending one's age (None when
     MongoDB does not answer)."""
-    from ledger import errors
-    from ledger.service import mongo_outbox
-
     try:
         return mongo_outbox().depth()
     except errors.StoreUnavailable:

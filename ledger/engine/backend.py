@@ -19,6 +19,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 from tigerbeetle import (
     Account,
     AccountBalance,
@@ -216,8 +217,6 @@ class EngineBackend:
         wants_debits = account_filter.flags & AccountFilterFlags.DEBITS
         wants_credits = account_filter.flags & AccountFilterFlags.CREDITS
         if wants_debits and wants_credits:
-            from django.db.models import Q
-
             rows = rows.filter(Q(debit_account_id=account_hex) | Q(credit_account_id=account_hex))
         elif wants_debits:
             rows = rows.filter(debit_account_id=account_hex)
