@@ -435,52 +435,11 @@ class MongoWalletStore:
     ) -> WalletResult:
         def void(session: ClientSession) -> WalletResult:
             wallets, log = self._collections()
-            entry = log.find_one({"_id": transaction_id}, session=session)
-            if entry is None or entry["state"] == TransactionState.FAILED:
-                raise _Refusal(
-                    errors.TransactionNotFound(f"No posted transaction {transaction_id!r}.")
-                )
-            if entry["state"] == TransactionState.VOIDED:
-                raise _Refusal(
-                    errors.AlreadyVoided(f"Transaction {transaction_id!r} was already voided.")
-                )
+            entry = _voidable_entry(log, transaction_id, session)
             key = _key_of(entry)
-            amount_minor = int(entry["amount_minor"])
-            amount = _decimal128(amount_minor, key.currency)
             now = datetime.now(UTC)
             written_at = write_time(voided_at or now)
-            if entry["kind"] == TransactionKind.CREDIT:
-                wallet = wallets.find_one_and_update(
-                    {**_key_filter(key), "credit": {"$gte": amount}},
-                    {
-                        "$inc": {
-                            "credit": _decimal128(-amount_minor, key.currency),
-                            "debit": amount,
-                            "wallet_seq": 1,
-                        },
-                        "$set": {"updated_at": now},
-                    },
-                    return_document=pymongo.ReturnDocument.AFTER,
-                    session=session,
-                )
-                if wallet is None:
-                    raise _Refusal(
-                        errors.VoidWouldOverdraw(
-                            f"Voiding credit {transaction_id!r} would take the wallet below zero."
-                        )
-                    )
-            else:
-                wallet = wallets.find_one_and_update(
-                    _key_filter(key),
-                    {
-                        "$inc": {"credit": amount, "historical_credit": amount, "wallet_seq": 1},
-                        "$set": {"updated_at": now},
-                    },
-                    return_document=pymongo.ReturnDocument.AFTER,
-                    session=session,
-                )
-                assert wallet is not None, "a logged transaction's wallet exists"
-                _refuse_past_balance_limit(wallet, key)
+            wallet = _reverse_on_wallet(wallets, entry, key, now=now, session=session)
             balance = _balance_of(wallet)
             log.update_one(
                 {"_id": transaction_id},
@@ -494,6 +453,7 @@ class MongoWalletStore:
                 },
                 session=session,
             )
+            amount_minor = int(entry["amount_minor"])
             log.insert_one(
                 {
                     "_id": ObjectId(),
@@ -501,7 +461,7 @@ class MongoWalletStore:
                     "voided_transaction_id": transaction_id,
                     "voided_kind": entry["kind"],
                     **_key_filter(key),
-                    "amount": amount,
+                    "amount": _decimal128(amount_minor, key.currency),
                     "amount_minor": amount_minor,
                     "state": TransactionState.POSTED.value,
                     "voided_by": voided_by,
@@ -728,3 +688,63 @@ class _Replay(Exception):
     def __init__(self, result: WalletResult) -> None:
         super().__init__("replay")
         self.result = result
+
+
+def _voidable_entry(
+    log: Collection[dict[str, Any]], transaction_id: str, session: ClientSession
+) -> dict[str, Any]:
+    """The posted transaction to void, or a refusal: not found (or failed), already voided."""
+    entry = log.find_one({"_id": transaction_id}, session=session)
+    if entry is None or entry["state"] == TransactionState.FAILED:
+        raise _Refusal(errors.TransactionNotFound(f"No posted transaction {transaction_id!r}."))
+    if entry["state"] == TransactionState.VOIDED:
+        raise _Refusal(errors.AlreadyVoided(f"Transaction {transaction_id!r} was already voided."))
+    return entry
+
+
+def _reverse_on_wallet(
+    wallets: Collection[dict[str, Any]],
+    entry: dict[str, Any],
+    key: WalletKey,
+    *,
+    now: datetime,
+    session: ClientSession,
+) -> dict[str, Any]:
+    """Undo a logged credit or debit on its wallet; the wallet document after. Voiding a
+    credit moves its amount from credit to debit, refused if the wallet no longer holds
+    it; voiding a debit gives the amount back as a new credit, within the balance limit."""
+    amount_minor = int(entry["amount_minor"])
+    amount = _decimal128(amount_minor, key.currency)
+    if entry["kind"] == TransactionKind.CREDIT:
+        wallet = wallets.find_one_and_update(
+            {**_key_filter(key), "credit": {"$gte": amount}},
+            {
+                "$inc": {
+                    "credit": _decimal128(-amount_minor, key.currency),
+                    "debit": amount,
+                    "wallet_seq": 1,
+                },
+                "$set": {"updated_at": now},
+            },
+            return_document=pymongo.ReturnDocument.AFTER,
+            session=session,
+        )
+        if wallet is None:
+            raise _Refusal(
+                errors.VoidWouldOverdraw(
+                    f"Voiding credit {entry['_id']!r} would take the wallet below zero."
+                )
+            )
+        return wallet
+    wallet = wallets.find_one_and_update(
+        _key_filter(key),
+        {
+            "$inc": {"credit": amount, "historical_credit": amount, "wallet_seq": 1},
+            "$set": {"updated_at": now},
+        },
+        return_document=pymongo.ReturnDocument.AFTER,
+        session=session,
+    )
+    assert wallet is not None, "a logged transaction's wallet exists"
+    _refuse_past_balance_limit(wallet, key)
+    return wallet
