@@ -22,10 +22,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# ruff, then mypy (types; pyproject.toml says where it is strict).
+# ruff (style, imports at the top, function size and complexity), mypy (types; pyproject.toml
+# says where it is strict) and import-linter (the layers' one direction: [tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: bench-ledger bench-wallet bench-migration
 
