@@ -45,4 +45,4 @@ bench-load: $(STAMP)
 	$(BIN)/python -m bench.load_bench $(BENCH_ARGS)
 
 clean:
-	rm -rf var .pytest_cache .hypothesis
+	rm -rf var .pytest_cache .hypothesis .mypy_cache .import_linter_cache .grimp_cache
