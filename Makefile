@@ -22,8 +22,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# ruff (style, imports at the top, function size and complexity), mypy (types; pyproject.toml
+# says where it is strict) and import-linter (the layers' one direction: [tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: bench-ledger bench-wallet bench-migration
 
@@ -41,4 +45,4 @@ bench-load: $(STAMP)
 	$(BIN)/python -m bench.load_bench $(BENCH_ARGS)
 
 clean:
-	rm -rf var .pytest_cache .hypothesis
+	rm -rf var .pytest_cache .hypothesis .mypy_cache .import_linter_cache .grimp_cache

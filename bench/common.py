@@ -19,7 +19,15 @@ django.setup()
 
 import requests  # noqa: E402
 from django.conf import settings  # noqa: E402
+from django.contrib.auth.models import Group, Permission  # noqa: E402
 from django.db import connection  # noqa: E402
+from knox.models import AuthToken  # noqa: E402
+
+from wallet_site.embedded_mongo import (  # noqa: E402
+    free_loopback_port,
+    mongo_answers,
+    start_embedded_mongo,
+)
 
 
 @dataclass
@@ -68,9 +76,6 @@ class Target:
 def api_authorization(user: Any) -> str:
     """The Authorization header value for `user`, made a service account (reads, credits,
     debits) allowed to void too: the one place that knows how the API authenticates."""
-    from django.contrib.auth.models import Group, Permission
-    from knox.models import AuthToken
-
     user.groups.add(Group.objects.get(name="Service account"))
     user.user_permissions.add(
         Permission.objects.get(content_type__app_label="registry", codename="void_wallettransfer")
@@ -89,8 +94,6 @@ def gunicorn(
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """The app under gunicorn on a free loopback port, on `database_name`; yields its URL."""
-    from wallet_site.embedded_mongo import free_loopback_port
-
     port = free_loopback_port()
     # Plain HTTP on loopback, and no per-token throttle: the benchmark is the load on purpose.
     env = dict(
@@ -128,8 +131,6 @@ def gunicorn(
 def tigerbeetle_server(binary: str) -> Iterator[str]:
     """A single-replica TigerBeetle server of our own (production defaults) on a free
     loopback port, its data file under var/ deleted afterwards; yields its address."""
-    from wallet_site.embedded_mongo import free_loopback_port
-
     directory = settings.VAR_DIR / "bench-tigerbeetle"
     directory.mkdir(parents=True, exist_ok=True)
     data_file = directory / f"0_0.{os.getpid()}.tigerbeetle"
@@ -186,8 +187,6 @@ def latency_figures(name: str, samples_s: list[float], baseline_s: list[float]) 
 @contextmanager
 def mongo_server() -> Iterator[str]:
     """MONGO_URL if a server answers there, else an embedded one for the run."""
-    from wallet_site.embedded_mongo import mongo_answers, start_embedded_mongo
-
     if mongo_answers(settings.MONGO_URL):
         yield settings.MONGO_URL
         return

@@ -26,6 +26,8 @@ from tqdm import tqdm
 
 from bench.common import Figure, percentile, print_figures, scratch_database
 from ledger.backends.base import LedgerBackend
+from ledger.backends.tigerbeetle_client import TigerBeetleBackend
+from ledger.engine.backend import EngineBackend
 
 LEDGER = 840
 BATCH_SIZES = (1, 100, 8189)
@@ -156,12 +158,8 @@ def run_backend(name: str, backend: LedgerBackend, scale: float) -> list[Figure]
 
 
 def backends() -> list[tuple[str, Callable[[], LedgerBackend]]]:
-    from ledger.engine.backend import EngineBackend
-
     available: list[tuple[str, Callable[[], LedgerBackend]]] = [("engine", EngineBackend)]
     if settings.TB_ADDRESSES:
-        from ledger.backends.tigerbeetle_client import TigerBeetleBackend
-
         available.append(
             (
                 "tigerbeetle",

@@ -35,9 +35,12 @@ import argparse
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import tigerbeetle as tb
+from bson.decimal128 import Decimal128
 from django.conf import settings
 from django.db import connection, transaction
 
@@ -76,8 +79,6 @@ def client_id(number: int) -> str:
 
 
 def seed_legacy_wallets(store: MongoWalletStore, count: int) -> None:
-    from bson.decimal128 import Decimal128
-
     wallets = store.database[WALLETS]  # indexes are built after the seed: faster
     created = datetime(2020, 1, 1, tzinfo=UTC)
     for start in range(0, count, SEED_CHUNK):
@@ -148,8 +149,6 @@ def baseline_compare(outbox: MongoOutbox, page_size: int) -> tuple[int, float]:
 
 def seed_outbox(store: MongoWalletStore, count: int) -> None:
     """One pending credit in the outbox for each of the first `count` (imported) wallets."""
-    from bson.decimal128 import Decimal128
-
     log = store.database[LOG]
     created = datetime.now(UTC)
     for start in range(0, count, SEED_CHUNK):
@@ -185,7 +184,7 @@ def baseline_mirror(outbox: MongoOutbox) -> tuple[int, float]:
     started, moved = time.perf_counter(), 0
     while entries := outbox.pending(BATCH_EVENTS_MAX):
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.executemany(sql, [(e.entry_id, e.amount_minor) for e in entries])
+            cursor.executemany(sql, [(str(e.entry_id), e.amount_minor) for e in entries])
         outbox.mark_each({e.entry_id: ("bench-baseline", {}) for e in entries})
         moved += len(entries)
     elapsed = time.perf_counter() - started
@@ -263,7 +262,9 @@ def raw_tigerbeetle(wallets: int, mirror_entries: int) -> dict[str, float]:
     }
 
 
-def _batched_s(call, events: list, linked: bool = False) -> float:  # type: ignore[no-untyped-def,type-arg]
+def _batched_s(
+    call: Callable[[list[Any]], list[Any]], events: list[Any], linked: bool = False
+) -> float:
     """Seconds to send `events` in requests of at most 8189, never splitting a linked pair."""
     started = time.perf_counter()
     start = 0

@@ -41,6 +41,7 @@ class _MigrationFlagForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # ModelForm.clean returns cleaned_data
         names = {cleaned.get("name") or "", self.instance.name if self.instance.pk else ""}
         try:
             refuse_outside_phase_change(names)

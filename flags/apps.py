@@ -9,9 +9,11 @@ class FlagsConfig(AppConfig):
     verbose_name = "Migration audit"
 
     def ready(self) -> None:
-        from waffle import get_waffle_sample_model, get_waffle_switch_model
+        # App-loading breaker (a cycle through Django's registry): flags.audit and waffle's
+        # model getters need the models that are loaded only once every app is configured.
+        from waffle import get_waffle_sample_model, get_waffle_switch_model  # noqa: PLC0415
 
-        from flags.audit import record_change, refuse_deleting, remember_old_value
+        from flags.audit import record_change, refuse_deleting, remember_old_value  # noqa: PLC0415
 
         for model in (get_waffle_switch_model(), get_waffle_sample_model()):
             pre_save.connect(remember_old_value, sender=model, dispatch_uid=f"audit-pre-{model}")

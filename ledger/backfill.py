@@ -37,6 +37,7 @@ from tigerbeetle import (
     Account,
     AccountFlags,
     CreateAccountStatus,
+    CreateTransferResult,
     CreateTransferStatus,
     QueryFilter,
     QueryFilterFlags,
@@ -46,6 +47,7 @@ from tigerbeetle import (
 from tqdm import tqdm
 
 from flags.models import Milestone
+from ledger.backends import LedgerBackend
 from ledger.countries import country_numeric
 from ledger.ids import (
     WalletKey,
@@ -116,7 +118,7 @@ class Backfill:
         self._clock: int | None = None
 
     @property
-    def backend(self):  # type: ignore[no-untyped-def]
+    def backend(self) -> LedgerBackend:
         return self.tigerbeetle.backend
 
     def run(self, page_size: int = PAGE_SIZE, progress: bool | None = None) -> BackfillReport:
@@ -201,86 +203,69 @@ class Backfill:
             clock = max(clock + 1, original_ns)
             return clock
 
-        accounts, transfers, chain_of = [], [], {}
+        accounts: list[Account] = []
+        transfers: list[Transfer] = []
+        chain_of: dict[WalletKey, tuple[int, int]] = {}
         ledgers = sorted({ledger_for_currency(s.balance.key.currency) for s in todo})
         system_ids = {ledger: system_account_id(ledger) for ledger in ledgers}  # hashed once
         present = {a.id for a in self.backend.lookup_accounts(list(system_ids.values()))}
         first_ns = int((todo[0].created_at or timezone.now()).timestamp() * 1e9) - 1
         system_accounts = [
-            Account(
-                id=system_account_id(ledger),
-                ledger=ledger,
-                code=system_account_code(),
-                flags=AccountFlags.IMPORTED,
-                timestamp=next_timestamp(first_ns),
-            )
+            _imported_system_account(ledger, timestamp=next_timestamp(first_ns))
             for ledger in ledgers
             if system_ids[ledger] not in present
         ]
         account_ids: dict[WalletKey, int] = {}
         for snapshot in todo:
-            key, balance = snapshot.balance.key, snapshot.balance
+            key = snapshot.balance.key
             ledger = ledger_for_currency(key.currency)
             account_id = account_ids[key] = account_id_for(key)
-            system_id = system_ids[ledger]
             created_ns = int((snapshot.created_at or timezone.now()).timestamp() * 1e9)
-            created_ms = created_ns // 1_000_000
             accounts.append(
-                Account(
-                    id=account_id,
-                    user_data_128=client_hash_128(key.client_id),
-                    user_data_64=issuer_hash_64(key.issuer),
-                    user_data_32=country_numeric(key.country),
-                    ledger=ledger,
-                    code=wallet_account_code(),
-                    flags=WALLET_ACCOUNT_FLAGS | AccountFlags.IMPORTED,
-                    timestamp=next_timestamp(created_ns),
+                _imported_wallet_account(
+                    key, account_id, ledger, timestamp=next_timestamp(created_ns)
                 )
             )
             opening_ts = clock
             clock += 2  # the opening pair follows its account by 1 and 2 ns
-            credits = balance.credit_minor + balance.debit_minor
-            pair = []
-            if credits:
-                pair.append(
-                    Transfer(
-                        id=opening_balance_transfer_id(account_id),
-                        debit_account_id=system_id,
-                        credit_account_id=account_id,
-                        amount=credits,
-                        user_data_128=snapshot.wallet_seq,
-                        user_data_64=created_ms,
-                        ledger=ledger,
-                        code=TRANSFER_CODE_OPENING_BALANCE,
-                        flags=TransferFlags.IMPORTED,
-                        timestamp=opening_ts + 1,
-                    )
-                )
-            if balance.debit_minor:
-                pair.append(
-                    Transfer(
-                        id=opening_debit_transfer_id(account_id),
-                        debit_account_id=account_id,
-                        credit_account_id=system_id,
-                        amount=balance.debit_minor,
-                        user_data_128=snapshot.wallet_seq,
-                        user_data_64=created_ms,
-                        ledger=ledger,
-                        code=TRANSFER_CODE_OPENING_BALANCE,
-                        flags=TransferFlags.IMPORTED,
-                        timestamp=opening_ts + 2,
-                    )
-                )
+            pair = _opening_pair(
+                snapshot,
+                created_ms=created_ns // 1_000_000,
+                account_id=account_id,
+                system_id=system_ids[ledger],
+                ledger=ledger,
+                opening_ts=opening_ts,
+            )
             chain_of[key] = (len(transfers), len(pair))
             transfers.extend(pair)
+        created = self._create_page(todo, system_accounts, accounts, transfers, chain_of, report)
+        if created is None:
+            return True
+        self._clock = clock
+        usable, results = created
+        self._record(usable, chain_of, account_ids, transfers, results, report)
+        return False
+
+    def _create_page(
+        self,
+        todo: list[WalletSnapshot],
+        system_accounts: list[Account],
+        accounts: list[Account],
+        transfers: list[Transfer],
+        chain_of: dict[WalletKey, tuple[int, int]],
+        report: BackfillReport,
+    ) -> tuple[list[WalletSnapshot], list[CreateTransferResult]] | None:
+        """Create the page's accounts, then its opening pairs (each a linked chain): the
+        snapshots whose account is there and the transfers' results, or None when TigerBeetle
+        refused a timestamp as regressing (the page is tried again)."""
         # Accounts first: transfers must postdate both their accounts.
         if system_accounts:
             system_results = self.backend.create_accounts(system_accounts)
             if any(r.status in _RETRY for r in system_results):
-                return True
+                return None
         account_results = self.backend.create_accounts(accounts)
         if any(r.status in _RETRY for r in account_results):
-            return True
+            return None
         usable = []
         for snapshot, result in zip(todo, account_results, strict=True):
             if result.status in _ACCEPTED_ACCOUNT:
@@ -292,10 +277,8 @@ class Backfill:
                 transfers[index].flags |= TransferFlags.LINKED
         results = self.backend.create_transfers(transfers) if transfers else []
         if any(r.status in _RETRY for r in results):
-            return True
-        self._clock = clock
-        self._record(usable, chain_of, account_ids, transfers, results, report)
-        return False
+            return None
+        return usable, results
 
     def _register_covered_transactions(self, opening_seqs: dict[WalletKey, int]) -> None:
         """Transactions older than a wallet's snapshot are in its opening balance, with no
@@ -317,7 +300,7 @@ class Backfill:
         chain_of: dict[WalletKey, tuple[int, int]],
         account_ids: dict[WalletKey, int],
         transfers: list[Transfer],
-        results: list,  # type: ignore[type-arg]
+        results: list[CreateTransferResult],
         report: BackfillReport,
     ) -> None:
         adopted: dict[WalletKey, int] = {}
@@ -390,3 +373,77 @@ def _covered_row(entry: dict[str, Any], wallet: WalletAccount) -> WalletTransfer
         void_reason=entry.get("void_reason", ""),
         voided_at=entry.get("voided_at"),
     )
+
+
+def _imported_system_account(ledger: int, *, timestamp: int) -> Account:
+    """A ledger's system (funding) account, imported at `timestamp`."""
+    return Account(
+        id=system_account_id(ledger),
+        ledger=ledger,
+        code=system_account_code(),
+        flags=AccountFlags.IMPORTED,
+        timestamp=timestamp,
+    )
+
+
+def _imported_wallet_account(
+    key: WalletKey, account_id: int, ledger: int, *, timestamp: int
+) -> Account:
+    """A legacy wallet's account, imported at `timestamp` (its creation or just after)."""
+    return Account(
+        id=account_id,
+        user_data_128=client_hash_128(key.client_id),
+        user_data_64=issuer_hash_64(key.issuer),
+        user_data_32=country_numeric(key.country),
+        ledger=ledger,
+        code=wallet_account_code(),
+        flags=WALLET_ACCOUNT_FLAGS | AccountFlags.IMPORTED,
+        timestamp=timestamp,
+    )
+
+
+def _opening_pair(
+    snapshot: WalletSnapshot,
+    *,
+    created_ms: int,
+    account_id: int,
+    system_id: int,
+    ledger: int,
+    opening_ts: int,
+) -> list[Transfer]:
+    """The wallet's opening balance: every credit it ever had (credit + debit) in, then its
+    debits out, 1 and 2 ns after its account; either is left out when zero."""
+    balance = snapshot.balance
+    credits = balance.credit_minor + balance.debit_minor
+    pair: list[Transfer] = []
+    if credits:
+        pair.append(
+            Transfer(
+                id=opening_balance_transfer_id(account_id),
+                debit_account_id=system_id,
+                credit_account_id=account_id,
+                amount=credits,
+                user_data_128=snapshot.wallet_seq,
+                user_data_64=created_ms,
+                ledger=ledger,
+                code=TRANSFER_CODE_OPENING_BALANCE,
+                flags=TransferFlags.IMPORTED,
+                timestamp=opening_ts + 1,
+            )
+        )
+    if balance.debit_minor:
+        pair.append(
+            Transfer(
+                id=opening_debit_transfer_id(account_id),
+                debit_account_id=account_id,
+                credit_account_id=system_id,
+                amount=balance.debit_minor,
+                user_data_128=snapshot.wallet_seq,
+                user_data_64=created_ms,
+                ledger=ledger,
+                code=TRANSFER_CODE_OPENING_BALANCE,
+                flags=TransferFlags.IMPORTED,
+                timestamp=opening_ts + 2,
+            )
+        )
+    return pair

@@ -41,8 +41,8 @@ def match_rate_chart(days: int = 14) -> str:
     target = float(MATCH_RATE_TARGET * 100)
     rates: list[float | None] = []
     for row in rows:
-        decided = int(row["matched"]) + int(row["mismatched"])  # type: ignore[call-overload]
-        rates.append(round(100 * int(row["matched"]) / decided, 4) if decided else None)  # type: ignore[call-overload]
+        decided = row["matched"] + row["mismatched"]
+        rates.append(round(100 * row["matched"] / decided, 4) if decided else None)
     axis = match_rate_axis([rate for rate in rates if rate is not None], target)
     chart = pygal.Line(
         _config(),
@@ -51,7 +51,7 @@ def match_rate_chart(days: int = 14) -> str:
         max_scale=8,
         value_formatter=lambda value: f"{value:.4f} %",
     )
-    chart.x_labels = [row["day"].isoformat() for row in rows]  # type: ignore[union-attr]
+    chart.x_labels = [row["day"].isoformat() for row in rows]
     chart.add("match rate", rates)
     if rows:
         chart.add(

@@ -85,6 +85,7 @@ class PhaseForm(forms.Form):
         """The share the chosen phase uses is required (no silent default); the others are
         not used by that phase and are dropped."""
         cleaned = super().clean()
+        assert cleaned is not None  # ModelForm.clean returns cleaned_data
         if "phase" not in cleaned:
             return cleaned
         phase = Phase(cleaned["phase"])

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import TypedDict
 
 from django.db.models import Avg, Count, Q, Sum
 from django.db.models.functions import TruncDate
@@ -15,13 +16,14 @@ from prometheus_client import CollectorRegistry, multiprocess
 
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase
-from ledger import metrics
+from ledger import errors, metrics
 from ledger.models import (
     ReadRouteCount,
     ReconciliationMismatch,
     ReconciliationRun,
     ShadowComparison,
 )
+from ledger.service import mongo_outbox
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,6 @@ FALLBACK_RATE_TARGET = Decimal("0.001")
 def outbox_depth() -> dict[str, int] | None:
     """Entries waiting for the mirror by state, and the oldest pending one's age (None when
     MongoDB does not answer)."""
-    from ledger import errors
-    from ledger.service import mongo_outbox
-
     try:
         return mongo_outbox().depth()
     except errors.StoreUnavailable:
@@ -179,7 +178,17 @@ def success_criteria(days: int = 7) -> list[Criterion]:
     return criteria
 
 
-def daily_shadow_figures(days: int = 14) -> list[dict[str, object]]:
+class DailyShadowFigures(TypedDict):
+    """One day of shadow comparisons (latencies None on a day with none)."""
+
+    day: date
+    matched: int
+    mismatched: int
+    mongo_latency_us: float | None
+    tb_latency_us: float | None
+
+
+def daily_shadow_figures(days: int = 14) -> list[DailyShadowFigures]:
     """Per day: match rate and average read latency of each store (for the charts)."""
     since = timezone.now() - timedelta(days=days)
     return list(
@@ -265,11 +274,12 @@ def daily_match_rates(days: int = CONSECUTIVE_DAYS) -> list[DayResult]:
     results = []
     for day in _last_days(days):
         row = by_day.get(day)
-        decided = int(row["matched"]) + int(row["mismatched"]) if row else 0  # type: ignore[call-overload]
+        decided = row["matched"] + row["mismatched"] if row else 0
         if not decided:
             results.append(DayResult(day, None, "no comparisons"))
             continue
-        rate = Decimal(int(row["matched"])) / Decimal(decided)  # type: ignore[index, call-overload]
+        assert row is not None  # decided > 0
+        rate = Decimal(row["matched"]) / Decimal(decided)
         results.append(DayResult(day, rate >= MATCH_RATE_TARGET, f"{rate:.4%} of {decided}"))
     return results
 

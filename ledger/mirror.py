@@ -36,7 +36,7 @@ from ledger import errors
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.ids import WalletKey, hex_to_u128, transaction_transfer_id, u128_to_hex
-from ledger.stores.mongo_outbox import MongoOutbox, OutboxEntry
+from ledger.stores.mongo_outbox import EntryId, MongoOutbox, OutboxEntry
 from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import (
     TigerBeetleWalletStore,
@@ -138,7 +138,7 @@ class Mirror:
     def _apply(self, entries: list[OutboxEntry], report: MirrorReport) -> None:
         wallets, unreachable = self._wallets({entry.key for entry in entries})
         to_send: list[OutboxEntry] = []
-        covered: list[str] = []
+        covered: list[EntryId] = []
         awaiting: list[OutboxEntry] = []
         for entry in entries:
             if entry.key not in wallets:
@@ -283,7 +283,7 @@ class Mirror:
         except LedgerUnavailable as exc:
             self._count_failure(entries, f"TigerBeetle unavailable: {exc}", report)
             return
-        outcomes: dict[str, tuple[str, dict[str, Any]]] = {}
+        outcomes: dict[EntryId, tuple[str, dict[str, Any]]] = {}
         applied: list[tuple[OutboxEntry, Transfer, int]] = []
         for entry, transfer, result in zip(entries, transfers, results, strict=True):
             if result.status in _APPLIED:
@@ -338,9 +338,13 @@ def _transfer_for(
     points at the transfer the registry names (also one registered under an older id)."""
     assert row is not None
     if entry.kind == "credit":
-        return credit_transfer(entry.entry_id, row.tb_account_id, row.ledger, entry.amount_minor)
+        return credit_transfer(
+            entry.transaction_id, row.tb_account_id, row.ledger, entry.amount_minor
+        )
     if entry.kind == "debit":
-        return debit_transfer(entry.entry_id, row.tb_account_id, row.ledger, entry.amount_minor)
+        return debit_transfer(
+            entry.transaction_id, row.tb_account_id, row.ledger, entry.amount_minor
+        )
     voided_tb_transfer_id, attempt = voided.get(
         entry.voided_transaction_id, (transaction_transfer_id(entry.voided_transaction_id), 0)
     )
@@ -366,7 +370,7 @@ def _record_in_registry(
         assert wallet_row is not None
         rows.append(
             WalletTransfer(
-                transaction_id=entry.entry_id,
+                transaction_id=entry.transaction_id,
                 wallet=wallet_row,
                 kind=entry.kind,
                 amount_minor=entry.amount_minor,

@@ -100,7 +100,9 @@ def currency_exponent(code: str) -> int:
 
 def ledger_for_currency(code: str) -> int:
     """The TigerBeetle ledger of a currency: its ISO 4217 numeric code (USD 840)."""
-    return int(_currency(code).numeric)
+    numeric = _currency(code).numeric
+    assert numeric is not None  # _currency refuses a currency without one
+    return int(numeric)
 
 
 @lru_cache(maxsize=512)
@@ -166,7 +168,7 @@ def to_minor_units(amount: Decimal | str | int, currency: str) -> int:
         raise InvalidAmount(
             f"{shown} has more than {exponent} decimal places, the most {currency} allows"
         )
-    minor_units = int(significant) * 10**shift
+    minor_units: int = int(significant) * 10**shift  # shift >= 0: an int
     if minor_units > AMOUNT_MINOR_MAX:
         raise InvalidAmount(f"{shown} is beyond the ledger's range")
     return minor_units

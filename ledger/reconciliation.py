@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import requests
 from django.conf import settings
@@ -29,6 +30,7 @@ from tigerbeetle import QueryFilter, QueryFilterFlags
 
 from flags.phases import Phase, current_state
 from ledger import metrics
+from ledger.backends import LedgerBackend
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.ids import WalletKey, u128_to_hex
 from ledger.mirror import Mirror
@@ -59,7 +61,7 @@ class Reconciliation:
         self.awaiting_backfill_keys: list[WalletKey] = []
 
     @property
-    def backend(self):  # type: ignore[no-untyped-def]
+    def backend(self) -> LedgerBackend:
         return self.tigerbeetle.backend
 
     def run(
@@ -282,7 +284,7 @@ class Reconciliation:
                 run.duration_s or 0,
             )
             return
-        summary = {
+        summary: dict[str, Any] = {
             "run_id": run.pk,
             "checked": run.checked,
             "mismatched": run.mismatched,

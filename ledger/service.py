@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import unicodedata
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -18,12 +17,11 @@ from ledger.countries import UnknownCountry as UnknownCountryCode
 from ledger.countries import normalize_country
 from ledger.ids import WalletKey
 from ledger.money import MoneyError, normalize_currency, to_minor_units
+from ledger.routing import PhasedWalletStore
+from ledger.stores.mongo_outbox import MongoOutbox
+from ledger.stores.mongo_store import MongoWalletStore
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.wallets import TransactionRecord, WalletBalance, WalletResult, WalletStore
-
-if TYPE_CHECKING:
-    from ledger.stores.mongo_outbox import MongoOutbox
-    from ledger.stores.mongo_store import MongoWalletStore
-    from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 
 ID_MAX_LENGTH = 128
 # Unicode categories no id may hold: control characters (NUL, C0, DEL, C1), invisible format
@@ -46,16 +44,10 @@ def make_store(name: str) -> WalletStore:
     if store is not None:
         return store
     if name == "mongo":
-        from ledger.stores.mongo_store import MongoWalletStore
-
         store = MongoWalletStore(settings.MONGO_URL)
     elif name == "tigerbeetle":
-        from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
-
         store = TigerBeetleWalletStore()
     elif name == "phased":
-        from ledger.routing import PhasedWalletStore
-
         store = PhasedWalletStore(mongo_store(), tigerbeetle_store())
     else:
         raise ValueError(f"unknown wallet store {name!r}")
@@ -65,34 +57,20 @@ def make_store(name: str) -> WalletStore:
 def mongo_store() -> MongoWalletStore:
     """The process's MongoDB store, typed (the migration jobs need its outbox)."""
     store = make_store("mongo")
-    assert isinstance(store, _mongo_store_class())
+    assert isinstance(store, MongoWalletStore)
     return store
 
 
 def tigerbeetle_store() -> TigerBeetleWalletStore:
     """The process's TigerBeetle store, typed (the migration jobs post batches through it)."""
     store = make_store("tigerbeetle")
-    assert isinstance(store, _tigerbeetle_store_class())
+    assert isinstance(store, TigerBeetleWalletStore)
     return store
 
 
 def mongo_outbox() -> MongoOutbox:
     """The dual-write outbox of the process's MongoDB store."""
-    from ledger.stores.mongo_outbox import MongoOutbox
-
     return MongoOutbox(mongo_store())
-
-
-def _mongo_store_class() -> type[MongoWalletStore]:
-    from ledger.stores.mongo_store import MongoWalletStore
-
-    return MongoWalletStore
-
-
-def _tigerbeetle_store_class() -> type[TigerBeetleWalletStore]:
-    from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
-
-    return TigerBeetleWalletStore
 
 
 def wallet_key(client_id: str, country: str, currency: str, issuer: str | None = None) -> WalletKey:

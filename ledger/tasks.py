@@ -9,14 +9,21 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from celery import shared_task
 
+from flags.phases import current_state
+from ledger import metrics
 from ledger.backends import get_ledger_backend
-
-if TYPE_CHECKING:
-    from ledger.mirror import Mirror
+from ledger.backfill import Backfill
+from ledger.mirror import Mirror
+from ledger.phase_change import backport_due, backport_tigerbeetle_writes
+from ledger.reconciliation import Reconciliation
+from ledger.routing import key_from_dict
+from ledger.service import mongo_outbox, mongo_store, tigerbeetle_store
+from ledger.shadow import compare_shadow_read as compare
+from ledger.wallets import WalletBalance
 
 
 @shared_task(name="ledger.check_ledger_backend")
@@ -37,15 +44,10 @@ def check_ledger_backend() -> dict[str, object]:
 
 
 def _mirror() -> Mirror:
-    from ledger.mirror import Mirror
-    from ledger.service import mongo_outbox, tigerbeetle_store
-
     return Mirror(mongo_outbox(), tigerbeetle_store())
 
 
 def _report(report: Any) -> dict[str, Any]:
-    from ledger import metrics
-
     for result in ("applied", "already_applied", "covered", "parked", "failed_transiently"):
         metrics.MIRROR_ENTRIES.labels(result).inc(getattr(report, result))
     return {
@@ -61,9 +63,6 @@ def _report(report: Any) -> dict[str, Any]:
 @shared_task(name="ledger.mirror_wallet")
 def mirror_wallet(key: dict[str, str | None]) -> dict[str, Any]:
     """Queued right after a MongoDB write: mirror that wallet's pending entries."""
-    from flags.phases import current_state
-    from ledger.routing import key_from_dict
-
     if not current_state().dual_write:
         return {"skipped": "dual write is off"}
     return _report(_mirror().drain(keys=[key_from_dict(key)]))
@@ -78,11 +77,6 @@ def sweep_outbox() -> dict[str, Any]:
     the only store is still mirrored (dual_write stays on in phase 4), and a TigerBeetle write
     landing after phase 4 was left is copied back.
     """
-    from flags.phases import current_state
-    from ledger import metrics
-    from ledger.phase_change import backport_due, backport_tigerbeetle_writes
-    from ledger.service import mongo_outbox, mongo_store, tigerbeetle_store
-
     state = current_state()
     result: dict[str, Any] = {"skipped": "dual write is off"}
     if state.dual_write:
@@ -103,11 +97,6 @@ def compare_shadow_read(
     wallet_seq: int,
     mongo_latency_us: int | None = None,
 ) -> str:
-    from ledger.routing import key_from_dict
-    from ledger.service import mongo_outbox, tigerbeetle_store
-    from ledger.shadow import compare_shadow_read as compare
-    from ledger.wallets import WalletBalance
-
     credit, debit, historical = fields_minor
     balance = WalletBalance(key_from_dict(key), credit, debit, historical)
     comparison = compare(
@@ -123,9 +112,6 @@ def compare_shadow_read(
 @shared_task(name="ledger.backfill")
 def backfill(page_size: int = 2000) -> dict[str, Any]:
     """Import every legacy wallet (idempotent: a retried or repeated task skips done ones)."""
-    from ledger.backfill import Backfill
-    from ledger.service import mongo_outbox, tigerbeetle_store
-
     report = Backfill(
         mongo_outbox(),
         tigerbeetle_store(),
@@ -142,9 +128,6 @@ def backfill(page_size: int = 2000) -> dict[str, Any]:
 @shared_task(name="ledger.reconcile")
 def reconcile(triggered_by: str = "schedule") -> dict[str, Any]:
     """Celery beat (RECONCILE_INTERVAL_S): compare every wallet in both stores."""
-    from ledger.reconciliation import Reconciliation
-    from ledger.service import mongo_outbox, tigerbeetle_store
-
     run = Reconciliation(
         mongo_outbox(),
         tigerbeetle_store(),

@@ -103,16 +103,17 @@ def register_account(
                 nonce=nonce,
             )
     except IntegrityError as exc:
-        row = WalletAccount.objects.filter(
+        existing = WalletAccount.objects.filter(
             client_id=key.client_id,
             country=key.country,
             currency=key.currency,
             issuer=key.issuer or "",
         ).first()
-        if row is None:
+        if existing is None:
             raise AccountIdTaken(
                 f"account id {tb_account_id:#x} is registered to another wallet"
             ) from exc
+        row = existing
     forget(key)
     _remember(key, row)
     return _registered(row)

@@ -192,7 +192,10 @@ class WalletAccountAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         wallet = self.get_object(request, object_id)
         if wallet is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            # Django's own "no such object" redirect: private, so django-stubs leaves it out.
+            return self._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]
+                request, self.opts, object_id
+            )
         return self._wallet_page(request, wallet.key)
 
     def key_view(self, request: HttpRequest) -> HttpResponse:
@@ -584,14 +587,15 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
                 self.message_user(request, f"Not voided: {exc.message}", messages.ERROR)
             else:
                 self._log_void(request, transaction_id, form.cleaned_data["reason"])
-                balance = result.balance
+                after = result.balance
                 self.message_user(
                     request,
-                    f"Voided {transaction_id}. Wallet {balance.key.describe()} now has "
-                    f"{format_money(balance.credit_minor, balance.key.currency)} available.",
+                    f"Voided {transaction_id}. Wallet {after.key.describe()} now has "
+                    f"{format_money(after.credit_minor, after.key.currency)} available.",
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(back)
+        balance: WalletBalance | None
         try:
             balance = service.get_balance(
                 record.key.client_id, record.key.country, record.key.currency, record.key.issuer
@@ -617,6 +621,7 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
         """Django's admin history gets the void too (who, when, why), beside the stores'
         own record of it (voided_by, void_reason, voided_at)."""
         row = WalletTransfer.objects.filter(transaction_id=transaction_id).first()
+        assert request.user.pk is not None  # a staff view: the user is signed in
         LogEntry.objects.create(
             user_id=request.user.pk,
             content_type=ContentType.objects.get_for_model(WalletTransfer),
@@ -639,9 +644,11 @@ def find_view(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied
     query = request.GET.get("q", "").strip()
     found = find(query, mongo_store())
-    wallets = [{"hit": hit, "url": wallet_url(hit.key)} for hit in found.wallets]
+    wallets: list[dict[str, Any]] = [
+        {"hit": hit, "url": wallet_url(hit.key)} for hit in found.wallets
+    ]
     can_void = user.has_perm("registry.void_wallettransfer")
-    transactions = [
+    transactions: list[dict[str, Any]] = [
         {
             "hit": hit,
             "url": transaction_url(hit.transaction_id, hit.registry_pk),

@@ -5,13 +5,16 @@ from __future__ import annotations
 import csv
 import itertools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, StreamingHttpResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
+
+if TYPE_CHECKING:  # a stub-only alias: ModelAdmin's own type for its templates
+    from django.template.response import _TemplateForResponseT
 
 CSV_CHUNK_ROWS = 2000
 
@@ -36,7 +39,7 @@ class CsvExportMixin:
     a currency column, so a spreadsheet can add them up."""
 
     csv_columns: tuple[tuple[str, Callable[[Any], object]], ...] = ()
-    change_list_template = "admin/csv_change_list.html"
+    change_list_template: ClassVar[_TemplateForResponseT | None] = "admin/csv_change_list.html"
 
     def csv_urls(self) -> list[URLPattern]:
         opts = self.model._meta  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pymongo
 from pymongo.errors import PyMongoError
@@ -34,7 +35,9 @@ def free_loopback_port() -> int:
 
 def mongo_answers(url: str, timeout_s: float = 0.5) -> bool:
     """Whether a MongoDB-protocol server answers `ping` at url."""
-    client = pymongo.MongoClient(url, serverSelectionTimeoutMS=int(timeout_s * 1000))
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        url, serverSelectionTimeoutMS=int(timeout_s * 1000)
+    )
     try:
         client.admin.command("ping")
         return True

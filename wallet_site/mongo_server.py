@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     if ours.transaction_lifetime_s is not None:
         if ours.transaction_lifetime_s <= 0:
             parser.error("--transaction-lifetime-s must be positive")
-        cli.SecantusDBServer = functools.partial(  # type: ignore[misc]
+        cli.SecantusDBServer = functools.partial(
             SecantusDBServer, transaction_lifetime_seconds=ours.transaction_lifetime_s
         )
     return cli.main(daemon_args)

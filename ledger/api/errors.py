@@ -40,7 +40,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if response is not None and isinstance(exc, exceptions.APIException):
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
         details = {}
-        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            details["retry_after_s"] = exc.wait  # also in the Retry-After header
+        if isinstance(exc, exceptions.Throttled):
+            # djangorestframework-stubs 3.18.1 leaves out Throttled.wait (set in __init__).
+            wait_s = exc.wait  # type: ignore[attr-defined]
+            if wait_s is not None:
+                details["retry_after_s"] = wait_s  # also in the Retry-After header
         response.data = error_body(code, str(exc.detail), details)
     return response

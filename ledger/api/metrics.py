@@ -25,14 +25,13 @@ from prometheus_client.registry import Collector
 
 from ledger import errors, migration_figures
 from ledger.api.errors import error_body
+from ledger.service import mongo_outbox
 
 log = logging.getLogger(__name__)
 
 
 class MigrationCollector(Collector):
     def collect(self) -> Iterator[Metric]:
-        from ledger.service import mongo_outbox
-
         depth_metric = GaugeMetricFamily(
             "wallet_outbox_waiting_entries",
             "Outbox entries TigerBeetle does not hold yet, by state.",

@@ -132,16 +132,20 @@ class TigerBeetleBackend:
         return self._plain_batched("lookup_transfers", transfer_ids)
 
     def get_account_transfers(self, account_filter: tb.AccountFilter) -> list[tb.Transfer]:
-        return self._call("get_account_transfers", account_filter)
+        found: list[tb.Transfer] = self._call("get_account_transfers", account_filter)
+        return found
 
     def get_account_balances(self, account_filter: tb.AccountFilter) -> list[tb.AccountBalance]:
-        return self._call("get_account_balances", account_filter)
+        found: list[tb.AccountBalance] = self._call("get_account_balances", account_filter)
+        return found
 
     def query_accounts(self, query_filter: tb.QueryFilter) -> list[tb.Account]:
-        return self._call("query_accounts", query_filter)
+        found: list[tb.Account] = self._call("query_accounts", query_filter)
+        return found
 
     def query_transfers(self, query_filter: tb.QueryFilter) -> list[tb.Transfer]:
-        return self._call("query_transfers", query_filter)
+        found: list[tb.Transfer] = self._call("query_transfers", query_filter)
+        return found
 
     def close(self) -> None:
         """End the client's session now; a later call opens a new one."""

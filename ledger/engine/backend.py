@@ -19,6 +19,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 from tigerbeetle import (
     Account,
     AccountBalance,
@@ -33,6 +34,7 @@ from tigerbeetle import (
     QueryFilter,
     QueryFilterFlags,
     Transfer,
+    TransferFlags,
 )
 from tigerbeetle.bindings import CAccount, CAccountFilter, CQueryFilter, CTransfer
 
@@ -168,7 +170,7 @@ class EngineBackend:
                 account_ids |= {pending.debit_account_id, pending.credit_account_id}
             self._load_accounts(state, [i for i in account_ids if i])
             self._load_failed(state, [t.id for t in transfers])
-            if transfers[0].flags & sm.TransferFlags.IMPORTED:
+            if transfers[0].flags & TransferFlags.IMPORTED:
                 state.foreign_timestamps = self._existing_timestamps(
                     LedgerAccount, [t.timestamp for t in transfers]
                 )
@@ -215,8 +217,6 @@ class EngineBackend:
         wants_debits = account_filter.flags & AccountFilterFlags.DEBITS
         wants_credits = account_filter.flags & AccountFilterFlags.CREDITS
         if wants_debits and wants_credits:
-            from django.db.models import Q
-
             rows = rows.filter(Q(debit_account_id=account_hex) | Q(credit_account_id=account_hex))
         elif wants_debits:
             rows = rows.filter(debit_account_id=account_hex)
@@ -368,111 +368,142 @@ class EngineBackend:
 
     @staticmethod
     def _persist(state: sm.BatchState) -> None:
+        """Write what the batch changed: new and changed accounts and transfers, balance
+        snapshots, failed ids, the clock."""
         new_accounts = [a for a in state.accounts.values() if not a.persisted]
         changed_accounts = [a for a in state.accounts.values() if a.persisted and a.dirty]
         new_transfers = [t for t in state.transfers.values() if not t.persisted]
         changed_transfers = [t for t in state.transfers.values() if t.persisted and t.status_dirty]
-        if new_accounts:
-            LedgerAccount.objects.bulk_create(
-                [
-                    LedgerAccount(
-                        id=u128_to_hex(a.id),
-                        debits_pending=u128_to_hex(a.debits_pending),
-                        debits_posted=u128_to_hex(a.debits_posted),
-                        credits_pending=u128_to_hex(a.credits_pending),
-                        credits_posted=u128_to_hex(a.credits_posted),
-                        user_data_128=u128_to_hex(a.user_data_128),
-                        user_data_64=_h64(a.user_data_64),
-                        user_data_32=a.user_data_32,
-                        ledger=a.ledger,
-                        code=a.code,
-                        flags=a.flags,
-                        timestamp=a.timestamp,
-                    )
-                    for a in new_accounts
-                ],
-                batch_size=500,
-            )
-        table = LedgerAccount._meta.db_table
-        with connection.cursor() as cursor:
-            if changed_accounts:
-                cursor.executemany(
-                    f"UPDATE {table} SET debits_pending = %s, debits_posted = %s, "
-                    "credits_pending = %s, credits_posted = %s, flags = %s WHERE id = %s",
-                    [
-                        (
-                            u128_to_hex(a.debits_pending),
-                            u128_to_hex(a.debits_posted),
-                            u128_to_hex(a.credits_pending),
-                            u128_to_hex(a.credits_posted),
-                            a.flags,
-                            u128_to_hex(a.id),
-                        )
-                        for a in changed_accounts
-                    ],
-                )
-            if changed_transfers:
-                cursor.executemany(
-                    f"UPDATE {LedgerTransfer._meta.db_table} "
-                    "SET pending_status = %s, expires_at = %s WHERE id = %s",
-                    [
-                        (t.pending_status, t.expires_at, u128_to_hex(t.id))
-                        for t in changed_transfers
-                    ],
-                )
-        if new_transfers:
-            LedgerTransfer.objects.bulk_create(
-                [
-                    LedgerTransfer(
-                        id=u128_to_hex(t.id),
-                        debit_account_id=u128_to_hex(t.debit_account_id),
-                        credit_account_id=u128_to_hex(t.credit_account_id),
-                        amount=u128_to_hex(t.amount),
-                        pending_id=u128_to_hex(t.pending_id),
-                        user_data_128=u128_to_hex(t.user_data_128),
-                        user_data_64=_h64(t.user_data_64),
-                        user_data_32=t.user_data_32,
-                        timeout=t.timeout,
-                        ledger=t.ledger,
-                        code=t.code,
-                        flags=t.flags,
-                        timestamp=t.timestamp,
-                        pending_status=t.pending_status,
-                        expires_at=t.expires_at,
-                    )
-                    for t in new_transfers
-                ],
-                batch_size=500,
-            )
-        if state.snapshots:
-            AccountBalanceSnapshot.objects.bulk_create(
-                [
-                    AccountBalanceSnapshot(
-                        account_id=u128_to_hex(s.account_id),
-                        timestamp=s.timestamp,
-                        debits_pending=u128_to_hex(s.debits_pending),
-                        debits_posted=u128_to_hex(s.debits_posted),
-                        credits_pending=u128_to_hex(s.credits_pending),
-                        credits_posted=u128_to_hex(s.credits_posted),
-                    )
-                    for s in state.snapshots
-                ],
-                batch_size=500,
-            )
-        if state.new_failed_ids:
-            FailedTransferId.objects.bulk_create(
-                [
-                    FailedTransferId(id=u128_to_hex(i), status=int(status))
-                    for i, status in state.new_failed_ids.items()
-                ],
-                batch_size=500,
-                ignore_conflicts=True,
-            )
+        _insert_accounts(new_accounts)
+        _update_changed(changed_accounts, changed_transfers)
+        _insert_transfers(new_transfers)
+        _insert_snapshots(state.snapshots)
+        _insert_failed_ids(state.new_failed_ids)
         Clock.objects.filter(pk=1).update(
             last_timestamp=state.clock.last_timestamp,
             last_account_timestamp=state.clock.last_account_timestamp,
             last_transfer_timestamp=state.clock.last_transfer_timestamp,
         )
+
+
+def _insert_accounts(new_accounts: list[sm.AccountState]) -> None:
+    """The batch's new accounts, in bulk."""
+    if not new_accounts:
+        return
+    LedgerAccount.objects.bulk_create(
+        [
+            LedgerAccount(
+                id=u128_to_hex(a.id),
+                debits_pending=u128_to_hex(a.debits_pending),
+                debits_posted=u128_to_hex(a.debits_posted),
+                credits_pending=u128_to_hex(a.credits_pending),
+                credits_posted=u128_to_hex(a.credits_posted),
+                user_data_128=u128_to_hex(a.user_data_128),
+                user_data_64=_h64(a.user_data_64),
+                user_data_32=a.user_data_32,
+                ledger=a.ledger,
+                code=a.code,
+                flags=a.flags,
+                timestamp=a.timestamp,
+            )
+            for a in new_accounts
+        ],
+        batch_size=500,
+    )
+
+
+def _update_changed(
+    changed_accounts: list[sm.AccountState], changed_transfers: list[sm.TransferState]
+) -> None:
+    """Balances and flags of the accounts the batch moved; status and expiry of the pending
+    transfers it resolved."""
+    table = LedgerAccount._meta.db_table
+    with connection.cursor() as cursor:
+        if changed_accounts:
+            cursor.executemany(
+                f"UPDATE {table} SET debits_pending = %s, debits_posted = %s, "
+                "credits_pending = %s, credits_posted = %s, flags = %s WHERE id = %s",
+                [
+                    (
+                        u128_to_hex(a.debits_pending),
+                        u128_to_hex(a.debits_posted),
+                        u128_to_hex(a.credits_pending),
+                        u128_to_hex(a.credits_posted),
+                        a.flags,
+                        u128_to_hex(a.id),
+                    )
+                    for a in changed_accounts
+                ],
+            )
+        if changed_transfers:
+            cursor.executemany(
+                f"UPDATE {LedgerTransfer._meta.db_table} "
+                "SET pending_status = %s, expires_at = %s WHERE id = %s",
+                [(t.pending_status, t.expires_at, u128_to_hex(t.id)) for t in changed_transfers],
+            )
+
+
+def _insert_transfers(new_transfers: list[sm.TransferState]) -> None:
+    """The batch's new transfers, in bulk."""
+    if not new_transfers:
+        return
+    LedgerTransfer.objects.bulk_create(
+        [
+            LedgerTransfer(
+                id=u128_to_hex(t.id),
+                debit_account_id=u128_to_hex(t.debit_account_id),
+                credit_account_id=u128_to_hex(t.credit_account_id),
+                amount=u128_to_hex(t.amount),
+                pending_id=u128_to_hex(t.pending_id),
+                user_data_128=u128_to_hex(t.user_data_128),
+                user_data_64=_h64(t.user_data_64),
+                user_data_32=t.user_data_32,
+                timeout=t.timeout,
+                ledger=t.ledger,
+                code=t.code,
+                flags=t.flags,
+                timestamp=t.timestamp,
+                pending_status=t.pending_status,
+                expires_at=t.expires_at,
+            )
+            for t in new_transfers
+        ],
+        batch_size=500,
+    )
+
+
+def _insert_snapshots(snapshots: list[sm.Snapshot]) -> None:
+    """Balance snapshots of history accounts, one per transfer that moved them."""
+    if not snapshots:
+        return
+    AccountBalanceSnapshot.objects.bulk_create(
+        [
+            AccountBalanceSnapshot(
+                account_id=u128_to_hex(s.account_id),
+                timestamp=s.timestamp,
+                debits_pending=u128_to_hex(s.debits_pending),
+                debits_posted=u128_to_hex(s.debits_posted),
+                credits_pending=u128_to_hex(s.credits_pending),
+                credits_posted=u128_to_hex(s.credits_posted),
+            )
+            for s in snapshots
+        ],
+        batch_size=500,
+    )
+
+
+def _insert_failed_ids(new_failed_ids: dict[int, int]) -> None:
+    """Ids of transfers that failed for good: a retry with one is refused as already failed."""
+    if not new_failed_ids:
+        return
+    FailedTransferId.objects.bulk_create(
+        [
+            FailedTransferId(id=u128_to_hex(i), status=int(status))
+            for i, status in new_failed_ids.items()
+        ],
+        batch_size=500,
+        ignore_conflicts=True,
+    )
 
 
 def _show_due_expiries(accounts: dict[int, sm.AccountState]) -> None:

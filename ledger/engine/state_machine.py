@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from tigerbeetle import (
     Account,
@@ -315,7 +314,7 @@ def _batch_checks(
     imported_batch: bool,
     batch_timestamp: int,
     *,
-    statuses: Any,
+    statuses: type[CreateAccountStatus] | type[CreateTransferStatus],
 ) -> int | None:
     """The checks TigerBeetle makes before dispatching an event: imported or not like the
     batch's first event, and the timestamp that goes with it (an imported one must be
@@ -350,22 +349,9 @@ def _create_account(
     existing = state.accounts.get(a.id)
     if existing is not None:
         return _account_exists(a, existing), existing.timestamp
-    if flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and (
-        flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
-    ):
-        return A.FLAGS_ARE_MUTUALLY_EXCLUSIVE, 0
-    if a.debits_pending:
-        return A.DEBITS_PENDING_MUST_BE_ZERO, 0
-    if a.debits_posted:
-        return A.DEBITS_POSTED_MUST_BE_ZERO, 0
-    if a.credits_pending:
-        return A.CREDITS_PENDING_MUST_BE_ZERO, 0
-    if a.credits_posted:
-        return A.CREDITS_POSTED_MUST_BE_ZERO, 0
-    if a.ledger == 0:
-        return A.LEDGER_MUST_NOT_BE_ZERO, 0
-    if a.code == 0:
-        return A.CODE_MUST_NOT_BE_ZERO, 0
+    refused = _new_account_checks(a, flags)
+    if refused is not None:
+        return refused, 0
     if imported and (
         a.timestamp <= state.clock.last_account_timestamp or a.timestamp in state.foreign_timestamps
     ):
@@ -390,6 +376,27 @@ def _create_account(
     state.clock.last_account_timestamp = max(state.clock.last_account_timestamp, timestamp)
     state.clock.last_timestamp = max(state.clock.last_timestamp, timestamp)
     return A.CREATED, timestamp
+
+
+def _new_account_checks(a: Account, flags: int) -> int | None:
+    """A new account's own fields, in the server's order (None: they pass)."""
+    if flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and (
+        flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
+    ):
+        return A.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+    if a.debits_pending:
+        return A.DEBITS_PENDING_MUST_BE_ZERO
+    if a.debits_posted:
+        return A.DEBITS_POSTED_MUST_BE_ZERO
+    if a.credits_pending:
+        return A.CREDITS_PENDING_MUST_BE_ZERO
+    if a.credits_posted:
+        return A.CREDITS_POSTED_MUST_BE_ZERO
+    if a.ledger == 0:
+        return A.LEDGER_MUST_NOT_BE_ZERO
+    if a.code == 0:
+        return A.CODE_MUST_NOT_BE_ZERO
+    return None
 
 
 def _account_exists(a: Account, e: AccountState) -> int:
@@ -470,71 +477,118 @@ def _create_transfer(
 def _single_or_pending(
     state: BatchState, journal: Journal, t: Transfer, flags: int, timestamp_event: int
 ) -> tuple[int, int]:
+    """A single-phase or pending transfer: the server's checks in its order, then the move."""
     pending = bool(flags & TransferFlags.PENDING)
     imported = bool(flags & TransferFlags.IMPORTED)
+    refused = _single_field_checks(t, flags, pending=pending)
+    if refused is None:
+        refused = _single_account_checks(state, t, imported=imported)
+    if refused is not None:
+        return refused, 0
+    dr = state.accounts[t.debit_account_id]
+    cr = state.accounts[t.credit_account_id]
+    timestamp = t.timestamp if imported else timestamp_event
+    amount = _balanced_amount(t, flags, dr, cr)
+    refused = _single_limit_checks(t, dr, cr, amount, pending=pending, timestamp=timestamp)
+    if refused is not None:
+        return refused, 0
+    _apply_single(state, journal, t, flags, amount=amount, timestamp=timestamp)
+    return S.CREATED, timestamp
+
+
+def _single_field_checks(t: Transfer, flags: int, *, pending: bool) -> int | None:
+    """The transfer's own fields, before any account is read (None: they pass)."""
     if t.debit_account_id == 0:
-        return S.DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO, 0
+        return S.DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
     if t.debit_account_id == U128_MAX:
-        return S.DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX, 0
+        return S.DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
     if t.credit_account_id == 0:
-        return S.CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO, 0
+        return S.CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
     if t.credit_account_id == U128_MAX:
-        return S.CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX, 0
+        return S.CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
     if t.debit_account_id == t.credit_account_id:
-        return S.ACCOUNTS_MUST_BE_DIFFERENT, 0
+        return S.ACCOUNTS_MUST_BE_DIFFERENT
     if t.pending_id != 0:
-        return S.PENDING_ID_MUST_BE_ZERO, 0
+        return S.PENDING_ID_MUST_BE_ZERO
     if not pending and t.timeout != 0:
-        return S.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER, 0
+        return S.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
     if flags & (TransferFlags.CLOSING_DEBIT | TransferFlags.CLOSING_CREDIT) and not pending:
-        return S.CLOSING_TRANSFER_MUST_BE_PENDING, 0
+        return S.CLOSING_TRANSFER_MUST_BE_PENDING
     if t.ledger == 0:
-        return S.LEDGER_MUST_NOT_BE_ZERO, 0
+        return S.LEDGER_MUST_NOT_BE_ZERO
     if t.code == 0:
-        return S.CODE_MUST_NOT_BE_ZERO, 0
+        return S.CODE_MUST_NOT_BE_ZERO
+    return None
+
+
+def _single_account_checks(state: BatchState, t: Transfer, *, imported: bool) -> int | None:
+    """Both accounts exist on the transfer's ledger, an imported transfer postdates them, and
+    neither is closed (None: they pass)."""
     dr = state.accounts.get(t.debit_account_id)
     if dr is None:
-        return S.DEBIT_ACCOUNT_NOT_FOUND, 0
+        return S.DEBIT_ACCOUNT_NOT_FOUND
     cr = state.accounts.get(t.credit_account_id)
     if cr is None:
-        return S.CREDIT_ACCOUNT_NOT_FOUND, 0
+        return S.CREDIT_ACCOUNT_NOT_FOUND
     if dr.ledger != cr.ledger:
-        return S.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER, 0
+        return S.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER
     if t.ledger != dr.ledger:
-        return S.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS, 0
+        return S.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
     if imported:
         refused = _imported_regresses(state, t) or _imported_single_checks(t, dr, cr)
         if refused:
-            return refused, 0
-    timestamp = t.timestamp if imported else timestamp_event
+            return refused
     if dr.flags & AccountFlags.CLOSED:
-        return S.DEBIT_ACCOUNT_ALREADY_CLOSED, 0
+        return S.DEBIT_ACCOUNT_ALREADY_CLOSED
     if cr.flags & AccountFlags.CLOSED:
-        return S.CREDIT_ACCOUNT_ALREADY_CLOSED, 0
+        return S.CREDIT_ACCOUNT_ALREADY_CLOSED
+    return None
 
+
+def _balanced_amount(t: Transfer, flags: int, dr: AccountState, cr: AccountState) -> int:
+    """The amount that moves: a balancing transfer's amount is an upper limit."""
     amount = t.amount
     if flags & TransferFlags.BALANCING_DEBIT:
         amount = min(amount, max(0, dr.credits_posted - dr.debits_pending - dr.debits_posted))
     if flags & TransferFlags.BALANCING_CREDIT:
         amount = min(amount, max(0, cr.debits_posted - cr.credits_pending - cr.credits_posted))
+    return amount
 
+
+def _single_limit_checks(
+    t: Transfer,
+    dr: AccountState,
+    cr: AccountState,
+    amount: int,
+    *,
+    pending: bool,
+    timestamp: int,
+) -> int | None:
+    """Overflows, the timeout's range and the accounts' balance limits (None: they pass)."""
     refused = _overflow(dr, cr, amount, pending=pending)
     if refused:
-        return refused, 0
+        return refused
     if timestamp + t.timeout * NS_PER_S >= TIMESTAMP_LIMIT:
-        return S.OVERFLOWS_TIMEOUT, 0
+        return S.OVERFLOWS_TIMEOUT
     if dr.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and (
         dr.debits_pending + dr.debits_posted + amount > dr.credits_posted
     ):
-        return S.EXCEEDS_CREDITS, 0
+        return S.EXCEEDS_CREDITS
     if cr.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS and (
         cr.credits_pending + cr.credits_posted + amount > cr.debits_posted
     ):
-        return S.EXCEEDS_DEBITS, 0
+        return S.EXCEEDS_DEBITS
+    return None
 
-    journal.touch_account(dr.id)
-    journal.touch_account(cr.id)
-    dr, cr = state.accounts[dr.id], state.accounts[cr.id]
+
+def _apply_single(
+    state: BatchState, journal: Journal, t: Transfer, flags: int, *, amount: int, timestamp: int
+) -> None:
+    """Move the amount (pending or posted), close what a closing transfer closes, record it."""
+    pending = bool(flags & TransferFlags.PENDING)
+    journal.touch_account(t.debit_account_id)
+    journal.touch_account(t.credit_account_id)
+    dr, cr = state.accounts[t.debit_account_id], state.accounts[t.credit_account_id]
     if pending:
         dr.debits_pending += amount
         cr.credits_pending += amount
@@ -569,7 +623,6 @@ def _single_or_pending(
         ),
         (dr, cr),
     )
-    return S.CREATED, timestamp
 
 
 def _overflow(dr: AccountState, cr: AccountState, amount: int, *, pending: bool) -> int | None:
@@ -594,48 +647,26 @@ def _overflow(dr: AccountState, cr: AccountState, amount: int, *, pending: bool)
 def _post_or_void(
     state: BatchState, journal: Journal, t: Transfer, flags: int, timestamp_event: int
 ) -> tuple[int, int]:
+    """Posting or voiding a pending transfer: the server's checks in its order, then the move."""
     posting = bool(flags & TransferFlags.POST_PENDING_TRANSFER)
-    if flags & TransferFlags.POST_PENDING_TRANSFER and flags & TransferFlags.VOID_PENDING_TRANSFER:
-        return S.FLAGS_ARE_MUTUALLY_EXCLUSIVE, 0
-    if flags & (TransferFlags.PENDING | _BALANCING_OR_CLOSING):
-        return S.FLAGS_ARE_MUTUALLY_EXCLUSIVE, 0
-    if t.pending_id == 0:
-        return S.PENDING_ID_MUST_NOT_BE_ZERO, 0
-    if t.pending_id == U128_MAX:
-        return S.PENDING_ID_MUST_NOT_BE_INT_MAX, 0
-    if t.pending_id == t.id:
-        return S.PENDING_ID_MUST_BE_DIFFERENT, 0
-    if t.timeout != 0:
-        return S.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER, 0
+    refused = _post_or_void_field_checks(t, flags)
+    if refused is not None:
+        return refused, 0
     p = state.transfers.get(t.pending_id)
     if p is None:
         return S.PENDING_TRANSFER_NOT_FOUND, 0
-    if not p.flags & TransferFlags.PENDING:
-        return S.PENDING_TRANSFER_NOT_PENDING, 0
-    if t.debit_account_id and t.debit_account_id != p.debit_account_id:
-        return S.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID, 0
-    if t.credit_account_id and t.credit_account_id != p.credit_account_id:
-        return S.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID, 0
-    if t.ledger and t.ledger != p.ledger:
-        return S.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER, 0
-    if t.code and t.code != p.code:
-        return S.PENDING_TRANSFER_HAS_DIFFERENT_CODE, 0
+    refused = _pending_transfer_checks(t, p)
+    if refused is not None:
+        return refused, 0
     if posting:
         amount = p.amount if t.amount == U128_MAX else t.amount
     else:
         amount = p.amount if t.amount == 0 else t.amount
-    if amount > p.amount:
-        return S.EXCEEDS_PENDING_TRANSFER_AMOUNT, 0
-    if not posting and amount < p.amount:
-        return S.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT, 0
-    if p.pending_status == PendingStatus.POSTED:
-        return S.PENDING_TRANSFER_ALREADY_POSTED, 0
-    if p.pending_status == PendingStatus.VOIDED:
-        return S.PENDING_TRANSFER_ALREADY_VOIDED, 0
-    if p.pending_status == PendingStatus.EXPIRED or (
-        p.expires_at is not None and p.expires_at <= timestamp_event
-    ):
-        return S.PENDING_TRANSFER_EXPIRED, 0
+    refused = _pending_amount_and_state_checks(
+        p, amount, posting=posting, timestamp_event=timestamp_event
+    )
+    if refused is not None:
+        return refused, 0
     imported = bool(flags & TransferFlags.IMPORTED)
     if imported:
         refused = _imported_regresses(state, t)
@@ -649,11 +680,79 @@ def _post_or_void(
         return S.DEBIT_ACCOUNT_ALREADY_CLOSED, 0
     if cr.flags & AccountFlags.CLOSED and posting:
         return S.CREDIT_ACCOUNT_ALREADY_CLOSED, 0
+    _apply_post_or_void(state, journal, t, p, flags, amount=amount, timestamp=timestamp)
+    return S.CREATED, timestamp
 
-    journal.touch_account(dr.id)
-    journal.touch_account(cr.id)
+
+def _post_or_void_field_checks(t: Transfer, flags: int) -> int | None:
+    """The request's own fields, before the pending transfer is read (None: they pass)."""
+    if flags & TransferFlags.POST_PENDING_TRANSFER and flags & TransferFlags.VOID_PENDING_TRANSFER:
+        return S.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+    if flags & (TransferFlags.PENDING | _BALANCING_OR_CLOSING):
+        return S.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+    if t.pending_id == 0:
+        return S.PENDING_ID_MUST_NOT_BE_ZERO
+    if t.pending_id == U128_MAX:
+        return S.PENDING_ID_MUST_NOT_BE_INT_MAX
+    if t.pending_id == t.id:
+        return S.PENDING_ID_MUST_BE_DIFFERENT
+    if t.timeout != 0:
+        return S.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+    return None
+
+
+def _pending_transfer_checks(t: Transfer, p: TransferState) -> int | None:
+    """The pending transfer is one, and the request's non-zero fields match it (None: so)."""
+    if not p.flags & TransferFlags.PENDING:
+        return S.PENDING_TRANSFER_NOT_PENDING
+    if t.debit_account_id and t.debit_account_id != p.debit_account_id:
+        return S.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
+    if t.credit_account_id and t.credit_account_id != p.credit_account_id:
+        return S.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
+    if t.ledger and t.ledger != p.ledger:
+        return S.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER
+    if t.code and t.code != p.code:
+        return S.PENDING_TRANSFER_HAS_DIFFERENT_CODE
+    return None
+
+
+def _pending_amount_and_state_checks(
+    p: TransferState, amount: int, *, posting: bool, timestamp_event: int
+) -> int | None:
+    """The amount fits the pending one (a void takes it whole), and the pending transfer is
+    neither resolved nor expired (None: so)."""
+    if amount > p.amount:
+        return S.EXCEEDS_PENDING_TRANSFER_AMOUNT
+    if not posting and amount < p.amount:
+        return S.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT
+    if p.pending_status == PendingStatus.POSTED:
+        return S.PENDING_TRANSFER_ALREADY_POSTED
+    if p.pending_status == PendingStatus.VOIDED:
+        return S.PENDING_TRANSFER_ALREADY_VOIDED
+    if p.pending_status == PendingStatus.EXPIRED or (
+        p.expires_at is not None and p.expires_at <= timestamp_event
+    ):
+        return S.PENDING_TRANSFER_EXPIRED
+    return None
+
+
+def _apply_post_or_void(
+    state: BatchState,
+    journal: Journal,
+    t: Transfer,
+    p: TransferState,
+    flags: int,
+    *,
+    amount: int,
+    timestamp: int,
+) -> None:
+    """Release the pending amount, post `amount` or reopen what a voided closing transfer
+    closed, resolve the pending transfer and record the new one."""
+    posting = bool(flags & TransferFlags.POST_PENDING_TRANSFER)
+    journal.touch_account(p.debit_account_id)
+    journal.touch_account(p.credit_account_id)
     journal.touch_transfer(p.id)
-    dr, cr = state.accounts[dr.id], state.accounts[cr.id]
+    dr, cr = state.accounts[p.debit_account_id], state.accounts[p.credit_account_id]
     p = state.transfers[p.id]
     dr.debits_pending -= p.amount
     cr.credits_pending -= p.amount
@@ -690,7 +789,6 @@ def _post_or_void(
         ),
         (dr, cr),
     )
-    return S.CREATED, timestamp
 
 
 def _imported_regresses(state: BatchState, t: Transfer) -> int | None:
@@ -749,6 +847,11 @@ def _transfer_exists(state: BatchState, t: Transfer, e: TransferState) -> int:
         return S.EXISTS_WITH_DIFFERENT_TIMEOUT
     if e.flags & _POST_OR_VOID:
         return _post_or_void_exists(t, e, state.transfers[e.pending_id])
+    return _single_exists(t, e)
+
+
+def _single_exists(t: Transfer, e: TransferState) -> int:
+    """A single-phase or pending transfer's fields, in the server's order."""
     if t.debit_account_id != e.debit_account_id:
         return S.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
     if t.credit_account_id != e.credit_account_id:

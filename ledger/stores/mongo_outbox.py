@@ -15,6 +15,7 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import UpdateOne
+from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
 
 from ledger import errors
@@ -50,6 +51,12 @@ class OutboxEntry:
     voided_kind: str = ""
     voided_by: str = ""
     void_reason: str = ""
+
+    @property
+    def transaction_id(self) -> str:
+        """A credit's or debit's id: its entry is keyed by the wallet transaction's own id."""
+        assert isinstance(self.entry_id, str), f"{self.kind} entry {self.entry_id} has no string id"
+        return self.entry_id
 
 
 @dataclass(frozen=True)
@@ -94,10 +101,10 @@ class MongoOutbox:
     def __init__(self, store: MongoWalletStore) -> None:
         self.store = store
 
-    def _log(self) -> Any:
+    def _log(self) -> Collection[dict[str, Any]]:
         return self.store._collections()[1]
 
-    def _wallets(self) -> Any:
+    def _wallets(self) -> Collection[dict[str, Any]]:
         return self.store._collections()[0]
 
     def pending(self, limit: int, keys: Sequence[WalletKey] | None = None) -> list[OutboxEntry]:
@@ -239,7 +246,8 @@ class MongoOutbox:
                     "wallet_seq": 1,
                 },
             )
-            covered, pending = [], []
+            covered: list[ObjectId] = []
+            pending: list[ObjectId] = []
             for entry in waiting:
                 seq = opening_seqs.get(_key_of(entry))
                 if seq is None or "wallet_seq" not in entry:

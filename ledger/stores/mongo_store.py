@@ -35,6 +35,8 @@ from bson import ObjectId
 from bson.decimal128 import Decimal128
 from django.conf import settings
 from pymongo.client_session import ClientSession
+from pymongo.collection import Collection
+from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 from tenacity import (
     RetryCallState,
@@ -43,6 +45,7 @@ from tenacity import (
     stop_after_delay,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 from ledger import errors
 from ledger.ids import WalletKey
@@ -89,7 +92,7 @@ def _is_write_conflict(exc: BaseException) -> bool:
 CONTENDED_WAIT_MAX_S = 20.0
 
 
-class _WalletStalled:
+class _WalletStalled(stop_base):
     """Tenacity stop: our attempts kept conflicting and the wallet has not changed for
     `lock_wait_s`. Live requests on a busy wallet commit one after another (its wallet_seq
     moves), so they keep retrying; a wallet held by a dead process's transaction does not
@@ -197,7 +200,7 @@ class MongoWalletStore:
         self._database_name = database
         self.timeout_s = timeout_s if timeout_s is not None else settings.MONGO_TIMEOUT_S
         self.lock_wait_s = lock_wait_s if lock_wait_s is not None else settings.MONGO_LOCK_WAIT_S
-        self._client: pymongo.MongoClient | None = None
+        self._client: pymongo.MongoClient[dict[str, Any]] | None = None
         self._client_pid: int | None = None
         self._indexes_ready = False
         self._lock = threading.Lock()
@@ -205,7 +208,7 @@ class MongoWalletStore:
     # --- connection -----------------------------------------------------------------------
 
     @property
-    def client(self) -> pymongo.MongoClient:
+    def client(self) -> pymongo.MongoClient[dict[str, Any]]:
         with self._lock:
             if self._client is None or self._client_pid != os.getpid():
                 timeout_ms = int(self.timeout_s * 1000)
@@ -220,13 +223,13 @@ class MongoWalletStore:
             return self._client
 
     @property
-    def database(self) -> Any:
+    def database(self) -> Database[dict[str, Any]]:
         client = self.client
         if self._database_name:
             return client[self._database_name]
         return client.get_default_database(default="wallet")
 
-    def _collections(self) -> tuple[Any, Any]:
+    def _collections(self) -> tuple[Collection[dict[str, Any]], Collection[dict[str, Any]]]:
         database = self.database
         if not self._indexes_ready:
             database[WALLETS].create_index(
@@ -344,6 +347,7 @@ class MongoWalletStore:
                 return_document=pymongo.ReturnDocument.AFTER,
                 session=session,
             )
+            assert wallet is not None, "an upsert returning the document after returns one"
             _refuse_past_balance_limit(wallet, key)
             return self._log_entry(
                 log,
@@ -431,51 +435,11 @@ class MongoWalletStore:
     ) -> WalletResult:
         def void(session: ClientSession) -> WalletResult:
             wallets, log = self._collections()
-            entry = log.find_one({"_id": transaction_id}, session=session)
-            if entry is None or entry["state"] == TransactionState.FAILED:
-                raise _Refusal(
-                    errors.TransactionNotFound(f"No posted transaction {transaction_id!r}.")
-                )
-            if entry["state"] == TransactionState.VOIDED:
-                raise _Refusal(
-                    errors.AlreadyVoided(f"Transaction {transaction_id!r} was already voided.")
-                )
+            entry = _voidable_entry(log, transaction_id, session)
             key = _key_of(entry)
-            amount_minor = int(entry["amount_minor"])
-            amount = _decimal128(amount_minor, key.currency)
             now = datetime.now(UTC)
             written_at = write_time(voided_at or now)
-            if entry["kind"] == TransactionKind.CREDIT:
-                wallet = wallets.find_one_and_update(
-                    {**_key_filter(key), "credit": {"$gte": amount}},
-                    {
-                        "$inc": {
-                            "credit": _decimal128(-amount_minor, key.currency),
-                            "debit": amount,
-                            "wallet_seq": 1,
-                        },
-                        "$set": {"updated_at": now},
-                    },
-                    return_document=pymongo.ReturnDocument.AFTER,
-                    session=session,
-                )
-                if wallet is None:
-                    raise _Refusal(
-                        errors.VoidWouldOverdraw(
-                            f"Voiding credit {transaction_id!r} would take the wallet below zero."
-                        )
-                    )
-            else:
-                wallet = wallets.find_one_and_update(
-                    _key_filter(key),
-                    {
-                        "$inc": {"credit": amount, "historical_credit": amount, "wallet_seq": 1},
-                        "$set": {"updated_at": now},
-                    },
-                    return_document=pymongo.ReturnDocument.AFTER,
-                    session=session,
-                )
-                _refuse_past_balance_limit(wallet, key)
+            wallet = _reverse_on_wallet(wallets, entry, key, now=now, session=session)
             balance = _balance_of(wallet)
             log.update_one(
                 {"_id": transaction_id},
@@ -489,6 +453,7 @@ class MongoWalletStore:
                 },
                 session=session,
             )
+            amount_minor = int(entry["amount_minor"])
             log.insert_one(
                 {
                     "_id": ObjectId(),
@@ -496,7 +461,7 @@ class MongoWalletStore:
                     "voided_transaction_id": transaction_id,
                     "voided_kind": entry["kind"],
                     **_key_filter(key),
-                    "amount": amount,
+                    "amount": _decimal128(amount_minor, key.currency),
                     "amount_minor": amount_minor,
                     "state": TransactionState.POSTED.value,
                     "voided_by": voided_by,
@@ -509,6 +474,7 @@ class MongoWalletStore:
                 session=session,
             )
             updated = log.find_one({"_id": transaction_id}, session=session)
+            assert updated is not None, "the entry just voided is in the log"
             return WalletResult(transaction=self._record(updated), balance=balance)
 
         def run() -> WalletResult:
@@ -722,3 +688,63 @@ class _Replay(Exception):
     def __init__(self, result: WalletResult) -> None:
         super().__init__("replay")
         self.result = result
+
+
+def _voidable_entry(
+    log: Collection[dict[str, Any]], transaction_id: str, session: ClientSession
+) -> dict[str, Any]:
+    """The posted transaction to void, or a refusal: not found (or failed), already voided."""
+    entry = log.find_one({"_id": transaction_id}, session=session)
+    if entry is None or entry["state"] == TransactionState.FAILED:
+        raise _Refusal(errors.TransactionNotFound(f"No posted transaction {transaction_id!r}."))
+    if entry["state"] == TransactionState.VOIDED:
+        raise _Refusal(errors.AlreadyVoided(f"Transaction {transaction_id!r} was already voided."))
+    return entry
+
+
+def _reverse_on_wallet(
+    wallets: Collection[dict[str, Any]],
+    entry: dict[str, Any],
+    key: WalletKey,
+    *,
+    now: datetime,
+    session: ClientSession,
+) -> dict[str, Any]:
+    """Undo a logged credit or debit on its wallet; the wallet document after. Voiding a
+    credit moves its amount from credit to debit, refused if the wallet no longer holds
+    it; voiding a debit gives the amount back as a new credit, within the balance limit."""
+    amount_minor = int(entry["amount_minor"])
+    amount = _decimal128(amount_minor, key.currency)
+    if entry["kind"] == TransactionKind.CREDIT:
+        wallet = wallets.find_one_and_update(
+            {**_key_filter(key), "credit": {"$gte": amount}},
+            {
+                "$inc": {
+                    "credit": _decimal128(-amount_minor, key.currency),
+                    "debit": amount,
+                    "wallet_seq": 1,
+                },
+                "$set": {"updated_at": now},
+            },
+            return_document=pymongo.ReturnDocument.AFTER,
+            session=session,
+        )
+        if wallet is None:
+            raise _Refusal(
+                errors.VoidWouldOverdraw(
+                    f"Voiding credit {entry['_id']!r} would take the wallet below zero."
+                )
+            )
+        return wallet
+    wallet = wallets.find_one_and_update(
+        _key_filter(key),
+        {
+            "$inc": {"credit": amount, "historical_credit": amount, "wallet_seq": 1},
+            "$set": {"updated_at": now},
+        },
+        return_document=pymongo.ReturnDocument.AFTER,
+        session=session,
+    )
+    assert wallet is not None, "a logged transaction's wallet exists"
+    _refuse_past_balance_limit(wallet, key)
+    return wallet

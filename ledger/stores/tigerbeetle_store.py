@@ -12,6 +12,9 @@ the retry, which gets `exists` from TigerBeetle and then writes the missing regi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -22,6 +25,7 @@ from tigerbeetle import (
     AccountFilterFlags,
     AccountFlags,
     CreateAccountStatus,
+    CreateTransferResult,
     CreateTransferStatus,
     QueryFilter,
     QueryFilterFlags,
@@ -55,6 +59,9 @@ from ledger.wallets import (
 from registry import accounts as account_registry
 from registry.models import WalletTransfer
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
 TRANSFER_CODE_CREDIT = 1
 TRANSFER_CODE_DEBIT = 2
 TRANSFER_CODE_VOID = 3
@@ -80,12 +87,14 @@ _OVERFLOWS = {
 def wallet_account_code() -> int:
     """The code of this application's wallet accounts (TB_WALLET_ACCOUNT_CODE): it tells them
     apart from other applications' accounts on a shared cluster."""
-    return settings.TB_WALLET_ACCOUNT_CODE
+    code: int = settings.TB_WALLET_ACCOUNT_CODE
+    return code
 
 
 def system_account_code() -> int:
     """The code of this application's system (funding) accounts (TB_SYSTEM_ACCOUNT_CODE)."""
-    return settings.TB_SYSTEM_ACCOUNT_CODE
+    code: int = settings.TB_SYSTEM_ACCOUNT_CODE
+    return code
 
 
 def credit_transfer(
@@ -335,13 +344,13 @@ class TigerBeetleWalletStore:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _call(self, method, *args):  # type: ignore[no-untyped-def]
+    def _call(self, method: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
-            return method(*args)
+            return method(*args, **kwargs)
         except LedgerUnavailable as exc:
             raise errors.StoreUnavailable(f"TigerBeetle is unavailable: {exc}") from exc
 
-    def _create_transfer(self, transfer: Transfer):  # type: ignore[no-untyped-def]
+    def _create_transfer(self, transfer: Transfer) -> CreateTransferResult:
         return self._call(self.backend.create_transfers, [transfer])[0]
 
     def _refuse_past_balance_limit(

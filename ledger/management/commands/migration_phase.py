@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -76,8 +77,6 @@ class Command(BaseCommand):
 
 
 def _login_name() -> str:
-    import getpass
-
     try:
         return getpass.getuser()
     except (KeyError, OSError):
