@@ -56,30 +56,34 @@ class AmountField(serializers.Field):
         return format(value, "f")
 
 
+class StatedCurrencyField(serializers.CharField):
+    """The amount's currency, if the client states it: passed on untrimmed, so " " or "\r"
+    is judged (unknown_currency) rather than trimmed into "not stated"."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            max_length=3,
+            required=False,
+            allow_blank=True,
+            default="",
+            trim_whitespace=False,
+            help_text="The amount's currency; if given it must be the wallet's "
+            "(else cross_currency)",
+        )
+
+
 class CreditRequest(serializers.Serializer):
     transaction_id = IdField()
     amount = AmountField()
     issuer = IdField(required=False, allow_blank=True, default="")
-    currency = serializers.CharField(
-        max_length=3,
-        required=False,
-        allow_blank=True,
-        default="",
-        help_text="The amount's currency; if given it must be the wallet's (else cross_currency)",
-    )
+    currency = StatedCurrencyField()
 
 
 class DebitRequest(serializers.Serializer):
     reference_id = IdField()
     amount = AmountField()
     issuer = IdField(required=False, allow_blank=True, default="")
-    currency = serializers.CharField(
-        max_length=3,
-        required=False,
-        allow_blank=True,
-        default="",
-        help_text="The amount's currency; if given it must be the wallet's (else cross_currency)",
-    )
+    currency = StatedCurrencyField()
 
 
 class VoidRequest(serializers.Serializer):

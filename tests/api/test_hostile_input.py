@@ -451,3 +451,17 @@ def test_an_error_asked_for_as_html_is_still_the_json_error_shape_with_its_code(
     )
 
     assert_error(response, 400, "invalid_amount")
+
+
+@pytest.mark.parametrize("stated", ["\r", " ", "\t\n"])
+def test_a_whitespace_amount_currency_is_refused_not_taken_as_unstated(
+    api: APIClient, stated: str
+) -> None:
+    response = api.post(
+        wallet_url("ws-client") + "/credits",
+        {"transaction_id": "ws-1", "amount": "1.00", "currency": stated},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "unknown_currency"
+    assert api.get(wallet_url("ws-client")).status_code == 404
