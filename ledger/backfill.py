@@ -68,7 +68,9 @@ from ledger.stores.tigerbeetle_store import (
 )
 from ledger.wallets import write_time
 from registry import accounts as account_registry
-from registry.models import WalletAccount, WalletTransfer
+from registry import transfers as transfer_registry
+from registry.models import WalletAccount
+from registry.transfers import NewTransfer
 
 log = logging.getLogger(__name__)
 
@@ -305,10 +307,8 @@ class Backfill:
         if not entries:
             return
         wallets = account_registry.rows_by_key(list(opening_seqs))
-        WalletTransfer.objects.bulk_create(
-            [_covered_row(entry, wallets[key]) for key, entry in entries],
-            ignore_conflicts=True,
-            batch_size=500,
+        transfer_registry.record_all(
+            [_covered_transfer(entry, wallets[key]) for key, entry in entries], batch_size=500
         )
 
     def _record(
@@ -372,17 +372,15 @@ class Backfill:
         report.imported += len(rows)
 
 
-def _covered_row(entry: dict[str, Any], wallet: WalletAccount) -> WalletTransfer:
-    kind = entry["kind"]
+def _covered_transfer(entry: dict[str, Any], wallet: WalletAccount) -> NewTransfer:
     transaction_id = entry["_id"]
-    tb_id = transaction_transfer_id(transaction_id)
-    return WalletTransfer(
+    return NewTransfer(
         transaction_id=transaction_id,
         wallet=wallet,
-        kind=kind,
+        kind=entry["kind"],
         amount_minor=int(entry["amount_minor"]),
         state=entry["state"],
-        tb_transfer_id_hex=u128_to_hex(tb_id),
+        tb_transfer_id=transaction_transfer_id(transaction_id),
         tb_timestamp=None,
         created_at=write_time(entry["created_at"]),  # MongoDB's, the original write
         made_by=entry.get("made_by", ""),
