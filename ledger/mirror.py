@@ -247,9 +247,7 @@ class Mirror:
                 row = account_registry.rows_by_key([key])[key]
             if row.opening_seq is None:
                 row.opening_seq = 0  # its whole history is in the log: nothing covered
-                WalletAccount.objects.filter(pk=row.pk, opening_seq__isnull=True).update(
-                    opening_seq=0
-                )
+                account_registry.settle_born_with_log(registry_pk=row.pk)
             wallets[key] = row
         return wallets, unreachable
 

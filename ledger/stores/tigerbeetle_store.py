@@ -400,7 +400,7 @@ class TigerBeetleWalletStore:
                 continue  # the id belongs to another wallet: next nonce
             try:
                 return account_registry.register_account(
-                    key, wallet.id, ledger, nonce
+                    key, tb_account_id=wallet.id, ledger=ledger, nonce=nonce
                 ).tb_account_id
             except account_registry.AccountIdTaken:
                 continue
