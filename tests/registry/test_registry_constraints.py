@@ -75,9 +75,7 @@ def test_a_transfer_needs_a_transaction_id() -> None:
     update_transfer(posted(), transaction_id="")
 
 
-@pytest.mark.parametrize(
-    "hex_id", ["", "abc", "0" * 32, "G" + "0" * 31, "A" + "0" * 31], ids=repr
-)
+@pytest.mark.parametrize("hex_id", ["", "abc", "0" * 32, "G" + "0" * 31, "A" + "0" * 31], ids=repr)
 def test_a_transfer_id_is_32_lowercase_hex_digits_and_not_zero(hex_id: str) -> None:
     update_transfer(posted(), tb_transfer_id_hex=hex_id)
 
