@@ -31,7 +31,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 from tigerbeetle import (
     Account,
@@ -57,7 +56,6 @@ from ledger.ids import (
     opening_balance_transfer_id,
     system_account_id,
     transaction_transfer_id,
-    u128_to_hex,
 )
 from ledger.money import ledger_for_currency
 from ledger.stores.mongo_outbox import MongoOutbox, WalletSnapshot
@@ -70,7 +68,9 @@ from ledger.stores.tigerbeetle_store import (
 )
 from ledger.wallets import write_time
 from registry import accounts as account_registry
-from registry.models import WalletAccount, WalletTransfer
+from registry import transfers as transfer_registry
+from registry.models import WalletAccount
+from registry.transfers import NewTransfer
 
 log = logging.getLogger(__name__)
 
@@ -288,10 +288,8 @@ class Backfill:
         if not entries:
             return
         wallets = account_registry.rows_by_key(list(opening_seqs))
-        WalletTransfer.objects.bulk_create(
-            [_covered_row(entry, wallets[key]) for key, entry in entries],
-            ignore_conflicts=True,
-            batch_size=500,
+        transfer_registry.record_all(
+            [_covered_transfer(entry, wallets[key]) for key, entry in entries], batch_size=500
         )
 
     def _record(
@@ -323,49 +321,31 @@ class Backfill:
             else:
                 names = ",".join(s.name for s in statuses)
                 report.failed.append(f"{key.describe()}: opening balance refused ({names})")
-        now = timezone.now()
-        rows = [
-            WalletAccount(
-                client_id=s.balance.key.client_id,
-                country=s.balance.key.country,
-                currency=s.balance.key.currency,
-                issuer=s.balance.key.issuer or "",
-                tb_account_id_hex=u128_to_hex(account_ids[s.balance.key]),
+        wallets = [
+            account_registry.ImportedWallet(
+                key=s.balance.key,
+                tb_account_id=account_ids[s.balance.key],
                 ledger=ledger_for_currency(s.balance.key.currency),
                 opening_seq=adopted.get(s.balance.key, s.wallet_seq),
-                imported_at=now,
             )
             for s in imported
         ]
-        with transaction.atomic():
-            existing_rows = account_registry.rows_by_key([row.key for row in rows])
-            WalletAccount.objects.bulk_create(  # one statement a page (SQLite caps it lower)
-                [row for row in rows if row.key not in existing_rows], batch_size=PAGE_SIZE
-            )
-            unfinished = []
-            for row in rows:
-                current = existing_rows.get(row.key)
-                if current is not None and current.opening_seq is None:
-                    current.opening_seq, current.imported_at = row.opening_seq, now
-                    unfinished.append(current)
-            WalletAccount.objects.bulk_update(unfinished, ["opening_seq", "imported_at"])
-        opening_seqs = {row.key: int(row.opening_seq or 0) for row in rows}
+        account_registry.record_imported(wallets, imported_at=timezone.now(), batch_size=PAGE_SIZE)
+        opening_seqs = {wallet.key: int(wallet.opening_seq) for wallet in wallets}
         self._register_covered_transactions(opening_seqs)
         self.outbox.release_backfilled(opening_seqs)
-        report.imported += len(rows)
+        report.imported += len(wallets)
 
 
-def _covered_row(entry: dict[str, Any], wallet: WalletAccount) -> WalletTransfer:
-    kind = entry["kind"]
+def _covered_transfer(entry: dict[str, Any], wallet: WalletAccount) -> NewTransfer:
     transaction_id = entry["_id"]
-    tb_id = transaction_transfer_id(transaction_id)
-    return WalletTransfer(
+    return NewTransfer(
         transaction_id=transaction_id,
         wallet=wallet,
-        kind=kind,
+        kind=entry["kind"],
         amount_minor=int(entry["amount_minor"]),
         state=entry["state"],
-        tb_transfer_id_hex=u128_to_hex(tb_id),
+        tb_transfer_id=transaction_transfer_id(transaction_id),
         tb_timestamp=None,
         created_at=write_time(entry["created_at"]),  # MongoDB's, the original write
         made_by=entry.get("made_by", ""),

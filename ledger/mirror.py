@@ -35,7 +35,7 @@ from tigerbeetle import CreateTransferStatus, Transfer
 from ledger import errors
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
-from ledger.ids import WalletKey, hex_to_u128, transaction_transfer_id, u128_to_hex
+from ledger.ids import WalletKey, hex_to_u128, transaction_transfer_id
 from ledger.stores.mongo_outbox import EntryId, MongoOutbox, OutboxEntry
 from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import (
@@ -46,6 +46,7 @@ from ledger.stores.tigerbeetle_store import (
 )
 from ledger.wallets import write_time
 from registry import accounts as account_registry
+from registry import transfers as transfer_registry
 from registry.models import WalletAccount, WalletTransfer
 
 log = logging.getLogger(__name__)
@@ -246,9 +247,7 @@ class Mirror:
                 row = account_registry.rows_by_key([key])[key]
             if row.opening_seq is None:
                 row.opening_seq = 0  # its whole history is in the log: nothing covered
-                WalletAccount.objects.filter(pk=row.pk, opening_seq__isnull=True).update(
-                    opening_seq=0
-                )
+                account_registry.settle_born_with_log(registry_pk=row.pk)
             wallets[key] = row
         return wallets, unreachable
 
@@ -362,52 +361,39 @@ def _record_in_registry(
     applied: list[tuple[OutboxEntry, Transfer, int]], wallets: dict[WalletKey, WalletAccount | None]
 ) -> None:
     """Transfer registry rows for what TigerBeetle now holds (idempotent)."""
-    rows = []
+    transfers = []
     for entry, transfer, timestamp in applied:
         if entry.kind == "void":
             continue
         wallet_row = wallets[entry.key]
         assert wallet_row is not None
-        rows.append(
-            WalletTransfer(
+        transfers.append(
+            transfer_registry.NewTransfer(
                 transaction_id=entry.transaction_id,
                 wallet=wallet_row,
                 kind=entry.kind,
                 amount_minor=entry.amount_minor,
-                state=WalletTransfer.State.POSTED,
                 made_by=entry.made_by,
-                tb_transfer_id_hex=u128_to_hex(transfer.id),
+                tb_transfer_id=transfer.id,
                 tb_timestamp=timestamp,
                 created_at=write_time(entry.created_at),  # MongoDB's, the original write
             )
         )
     with transaction.atomic():
-        WalletTransfer.objects.bulk_create(rows, ignore_conflicts=True)
+        transfer_registry.record_all(transfers)
         for entry, transfer, _ in applied:
             if entry.kind != "void":
                 continue
-            original = WalletTransfer.objects.filter(
-                transaction_id=entry.voided_transaction_id
-            ).first()
-            if original is None:
-                # Voided transaction older than the backfill snapshot: its amount is in the
-                # opening balance, so it has no transfer of its own. Register it as voided.
-                wallet_row = wallets[entry.key]
-                assert wallet_row is not None
-                original = WalletTransfer(
-                    transaction_id=entry.voided_transaction_id,
-                    wallet=wallet_row,
-                    kind=entry.voided_kind,
-                    amount_minor=entry.amount_minor,
-                    tb_transfer_id_hex=u128_to_hex(
-                        transaction_transfer_id(entry.voided_transaction_id)
-                    ),
-                )
-            if original.state == WalletTransfer.State.VOIDED:
-                continue
-            original.state = WalletTransfer.State.VOIDED
-            original.void_tb_transfer_id_hex = u128_to_hex(transfer.id)
-            original.voided_by = entry.voided_by
-            original.void_reason = entry.void_reason
-            original.voided_at = write_time(entry.created_at)
-            original.save()
+            wallet_row = wallets[entry.key]
+            assert wallet_row is not None
+            transfer_registry.record_mirrored_void(
+                voided_transaction_id=entry.voided_transaction_id,
+                wallet=wallet_row,
+                voided_kind=entry.voided_kind,
+                amount_minor=entry.amount_minor,
+                void_tb_transfer_id=transfer.id,
+                voided_tb_transfer_id=transaction_transfer_id(entry.voided_transaction_id),
+                voided_by=entry.voided_by,
+                void_reason=entry.void_reason,
+                voided_at=write_time(entry.created_at),
+            )

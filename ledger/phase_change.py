@@ -37,6 +37,7 @@ from ledger.reconciliation import Reconciliation
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from registry import transfers as transfer_registry
 from registry.models import WalletTransfer
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ def backport_tigerbeetle_writes(
                         mirror=False,
                         voided_at=row.voided_at,
                     )
-                WalletTransfer.objects.filter(pk=row.pk).update(void_needs_backport=False)
+                transfer_registry.mark_void_copied_back(transfer_pk=row.pk)
             elif row.kind == WalletTransfer.Kind.CREDIT:
                 mongo.add_credit(
                     key,
@@ -236,6 +237,6 @@ def backport_tigerbeetle_writes(
                 " - TigerBeetle stays the only store; reconcile the wallet and try again"
             ) from exc
         if what == "write":
-            WalletTransfer.objects.filter(pk=row.pk).update(needs_backport=False)
+            transfer_registry.mark_write_copied_back(transfer_pk=row.pk)
     log.info("copied %d TigerBeetle-only writes back to MongoDB", len(events))
     return len(events)

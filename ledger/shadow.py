@@ -71,7 +71,7 @@ def _compare(
     behind = outbox.unmirrored_up_to(key, wallet_seq)
     if behind.get(MirrorState.PENDING):
         comparison.outcome = ShadowComparison.Outcome.MISSING
-        comparison.detail = f"{behind[MirrorState.PENDING]} entries wait for the backfill"
+        comparison.detail = f"{behind[MirrorState.PENDING]} entries wait for the mirror"
         return
     started = time.perf_counter()
     following = outbox.next_entry_after(key, wallet_seq)

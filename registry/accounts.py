@@ -1,4 +1,5 @@
-"""Account registry lookups, cached: wallet key -> TigerBeetle account.
+"""The account registry: wallet key -> TigerBeetle account, its lookups (cached) and its
+writes (a wallet's account registered, a legacy wallet imported, a new wallet settled).
 
 Balance reads hit this on every request, so key -> (row id, account id, ledger) is cached
 through Django's cache (Redis when REDIS_URL is set) for 30 minutes and invalidated whenever a
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.core.cache import cache, caches
 from django.db import IntegrityError, transaction
@@ -84,7 +86,7 @@ class AccountIdTaken(Exception):
 
 
 def register_account(
-    key: WalletKey, tb_account_id: int, ledger: int, nonce: int
+    key: WalletKey, *, tb_account_id: int, ledger: int, nonce: int
 ) -> RegisteredAccount:
     """Record key -> id after the TigerBeetle account exists.
 
@@ -131,3 +133,53 @@ def rows_by_key(keys: Iterable[WalletKey]) -> dict[WalletKey, WalletAccount]:
         return {}
     rows = WalletAccount.objects.filter(client_id__in={key.client_id for key in wanted})
     return {row.key: row for row in rows if row.key in wanted}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportedWallet:
+    """A legacy wallet the backfill imported: its account and opening balance are in
+    TigerBeetle, which holds its log up to `opening_seq`."""
+
+    key: WalletKey
+    tb_account_id: int
+    ledger: int
+    opening_seq: int
+
+
+def record_imported(
+    wallets: list[ImportedWallet], *, imported_at: datetime, batch_size: int
+) -> None:
+    """Register imported wallets: a new row each, or the opening_seq and import time of a
+    row registered before its import (its account created before the backfill reached it).
+    A row already imported is left as it is."""
+    rows = [
+        WalletAccount(
+            client_id=wallet.key.client_id,
+            country=wallet.key.country,
+            currency=wallet.key.currency,
+            issuer=wallet.key.issuer or "",
+            tb_account_id_hex=u128_to_hex(wallet.tb_account_id),
+            ledger=wallet.ledger,
+            opening_seq=wallet.opening_seq,
+            imported_at=imported_at,
+        )
+        for wallet in wallets
+    ]
+    with transaction.atomic():
+        existing_rows = rows_by_key([row.key for row in rows])
+        WalletAccount.objects.bulk_create(  # one statement a page (SQLite caps it lower)
+            [row for row in rows if row.key not in existing_rows], batch_size=batch_size
+        )
+        unfinished = []
+        for row in rows:
+            current = existing_rows.get(row.key)
+            if current is not None and current.opening_seq is None:
+                current.opening_seq, current.imported_at = row.opening_seq, imported_at
+                unfinished.append(current)
+        WalletAccount.objects.bulk_update(unfinished, ["opening_seq", "imported_at"])
+
+
+def settle_born_with_log(*, registry_pk: int) -> None:
+    """A wallet born with a complete log: TigerBeetle needs all of it, nothing is covered
+    (opening_seq 0). Only a row not settled yet is changed."""
+    WalletAccount.objects.filter(pk=registry_pk, opening_seq__isnull=True).update(opening_seq=0)

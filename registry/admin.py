@@ -268,14 +268,10 @@ class VoidForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         max_length=1000,
         help_text="Mandatory: why this transaction is voided (kept with the void).",
+        # The field strips whitespace first, so a blank reason is a missing one.
+        error_messages={"required": "A void needs a reason."},
     )
     next = forms.CharField(widget=forms.HiddenInput, required=False)
-
-    def clean_reason(self) -> str:
-        reason = self.cleaned_data["reason"].strip()
-        if not reason:
-            raise forms.ValidationError("A void needs a reason.")
-        return reason
 
 
 def void_effects(record: TransactionRecord, balance: WalletBalance | None) -> list[str]:

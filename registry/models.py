@@ -4,6 +4,10 @@ TigerBeetle has no secondary indexes on strings, so the wallet key (client, coun
 issuer) -> account id mapping and the transaction id -> transfer mapping (with void state and
 its audit) live here. 128-bit TigerBeetle ids are stored as 32-char zero-padded hex: exact on
 every database and ordered like the integers.
+
+The invariants of both registries are CHECK constraints (Meta.constraints), so a bulk insert,
+an `.update()` or raw SQL that would break one is refused by the database, not only by the
+code that usually writes the rows (tests/registry/test_registry_constraints.py).
 """
 
 from __future__ import annotations
@@ -12,6 +16,14 @@ from django.db import models
 from django.utils import timezone
 
 from ledger.ids import WalletKey, hex_to_u128
+
+# A 128-bit TigerBeetle id as u128_to_hex writes it; id 0 is reserved by TigerBeetle.
+TB_ID_HEX_PATTERN = r"^[0-9a-f]{32}$"
+TB_ID_HEX_ZERO = "0" * 32
+
+
+def _tb_id_hex(field: str) -> models.Q:
+    return models.Q(**{f"{field}__regex": TB_ID_HEX_PATTERN}) & ~models.Q(**{field: TB_ID_HEX_ZERO})
 
 
 class WalletAccount(models.Model):
@@ -39,7 +51,31 @@ class WalletAccount(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["client_id", "country", "currency", "issuer"], name="unique_wallet_key"
-            )
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(client_id=""), name="wallet_client_id_not_empty"
+            ),
+            # Not a format check: a legacy MongoDB wallet is imported under its key as stored.
+            models.CheckConstraint(
+                condition=~models.Q(country="") & ~models.Q(currency=""),
+                name="wallet_country_and_currency_not_empty",
+            ),
+            models.CheckConstraint(
+                condition=_tb_id_hex("tb_account_id_hex"), name="wallet_account_id_hex"
+            ),
+            # A TigerBeetle ledger is never 0; ours are ISO 4217 numeric codes (1..999).
+            models.CheckConstraint(
+                condition=models.Q(ledger__gt=0, ledger__lte=999), name="wallet_ledger_iso_numeric"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(opening_seq__isnull=True) | models.Q(opening_seq__gte=0),
+                name="wallet_opening_seq_not_negative",
+            ),
+            # The backfill sets both at once; the mirror sets opening_seq alone (0).
+            models.CheckConstraint(
+                condition=models.Q(imported_at__isnull=True) | models.Q(opening_seq__isnull=False),
+                name="wallet_imported_has_opening_seq",
+            ),
         ]
         indexes = [models.Index(fields=["currency", "country"])]
         verbose_name = "wallet"
@@ -114,6 +150,59 @@ class WalletTransfer(models.Model):
     )
 
     class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(transaction_id=""), name="transfer_transaction_id_not_empty"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["credit", "debit"]), name="transfer_kind_known"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state__in=["posted", "voided", "failed"]),
+                name="transfer_state_known",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount_minor__gt=0), name="transfer_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=_tb_id_hex("tb_transfer_id_hex"), name="transfer_id_hex"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(void_tb_transfer_id_hex="")
+                | _tb_id_hex("void_tb_transfer_id_hex"),
+                name="transfer_void_id_hex",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(tb_timestamp__isnull=True) | models.Q(tb_timestamp__gt=0),
+                name="transfer_tb_timestamp_positive",
+            ),
+            # Refused exactly when it carries the refusal's code.
+            models.CheckConstraint(
+                condition=models.Q(state="failed", failure_code__gt="")
+                | (~models.Q(state="failed") & models.Q(failure_code="")),
+                name="transfer_failed_has_code",
+            ),
+            # Voided exactly when voided_at is set, and then by someone. A transaction the
+            # backfill registered as voided has no void transfer (its opening balance holds it).
+            models.CheckConstraint(
+                condition=models.Q(state="voided", voided_at__isnull=False, voided_by__gt="")
+                | (
+                    ~models.Q(state="voided")
+                    & models.Q(
+                        voided_at__isnull=True,
+                        voided_by="",
+                        void_reason="",
+                        void_tb_transfer_id_hex="",
+                        void_needs_backport=False,
+                    )
+                ),
+                name="transfer_voided_when_voided_at",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(state="failed", needs_backport=True),
+                name="transfer_failed_never_backported",
+            ),
+        ]
         indexes = [
             models.Index(fields=["state", "kind"]),
             models.Index(

@@ -13,8 +13,8 @@ import environ
 from wallet_site.embedded_mongo import DEFAULT_TRANSACTION_LIFETIME_S
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Made where it is needed (the SQLite backend, rundev, the local TigerBeetle), not here.
 VAR_DIR = BASE_DIR / "var"
-VAR_DIR.mkdir(exist_ok=True)
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
@@ -99,6 +99,8 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend, creating the file's directory (var/) on the first connection.
+    DATABASES["default"]["ENGINE"] = "wallet_site.db.sqlite3"
     # Writers take the lock at BEGIN so concurrent processes queue instead of failing
     # on a lock upgrade; WAL lets readers run beside the one writer.
     DATABASES["default"].setdefault("OPTIONS", {}).update(

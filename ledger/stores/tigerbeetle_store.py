@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from tigerbeetle import (
     Account,
@@ -43,7 +43,6 @@ from ledger.ids import (
     issuer_hash_64,
     system_account_id,
     transaction_transfer_id,
-    u128_to_hex,
     void_transfer_id,
 )
 from ledger.money import BALANCE_MINOR_MAX, ledger_for_currency
@@ -57,6 +56,7 @@ from ledger.wallets import (
     write_time,
 )
 from registry import accounts as account_registry
+from registry import transfers as transfer_registry
 from registry.models import WalletTransfer
 
 _P = ParamSpec("_P")
@@ -270,17 +270,17 @@ class TigerBeetleWalletStore:
                 self._refuse_past_balance_limit(row.wallet.key, wallet_id, void)
             result = self._create_transfer(void)
             if result.status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
-                row.state = WalletTransfer.State.VOIDED
-                row.void_tb_transfer_id_hex = u128_to_hex(void.id)
-                row.voided_by = voided_by
-                row.void_reason = reason
-                row.voided_at = time_of_tb_timestamp(result.timestamp)
-                row.void_needs_backport = True
-                row.save()
+                transfer_registry.mark_voided(
+                    row,
+                    void_tb_transfer_id=void.id,
+                    voided_by=voided_by,
+                    void_reason=reason,
+                    voided_at=time_of_tb_timestamp(result.timestamp),
+                    needs_backport=True,
+                )
                 timestamp = result.timestamp
             elif result.status == CreateTransferStatus.EXCEEDS_CREDITS:
-                row.void_attempts += 1
-                row.save(update_fields=["void_attempts"])
+                transfer_registry.count_refused_void(row)
                 refusal: errors.WalletError = errors.VoidWouldOverdraw(
                     f"Voiding credit {transaction_id!r} would take the wallet below zero."
                 )
@@ -409,7 +409,7 @@ class TigerBeetleWalletStore:
                 continue  # the id belongs to another wallet: next nonce
             try:
                 return account_registry.register_account(
-                    key, wallet.id, ledger, nonce
+                    key, tb_account_id=wallet.id, ledger=ledger, nonce=nonce
                 ).tb_account_id
             except account_registry.AccountIdTaken:
                 continue
@@ -489,33 +489,21 @@ class TigerBeetleWalletStore:
     ) -> WalletTransfer:
         registered = account_registry.find_account(key)
         assert registered is not None, "a transfer was posted for an unregistered wallet"
-        state = WalletTransfer.State.FAILED if failure_code else WalletTransfer.State.POSTED
         # The write's time is TigerBeetle's (also when a retry repairs a lost row).
         created_at = (
             time_of_tb_timestamp(tb_timestamp) if tb_timestamp else write_time(timezone.now())
         )
-        try:
-            with transaction.atomic():
-                return WalletTransfer.objects.create(
-                    transaction_id=transaction_id,
-                    created_at=created_at,
-                    wallet_id=registered.registry_pk,
-                    kind=kind.value,
-                    amount_minor=transfer.amount,
-                    state=state,
-                    failure_code=failure_code,
-                    made_by=made_by,
-                    tb_transfer_id_hex=u128_to_hex(transfer.id),
-                    tb_timestamp=tb_timestamp,
-                    needs_backport=not failure_code,
-                )
-        except IntegrityError:
-            # Same TigerBeetle id under another transaction id cannot happen (ids derive
-            # from transaction ids); a concurrent insert of this one (or a row a crashed
-            # request left) is re-read here.
-            return WalletTransfer.objects.select_related("wallet").get(
-                transaction_id=transaction_id
-            )
+        return transfer_registry.record_store_write(
+            transaction_id=transaction_id,
+            wallet_pk=registered.registry_pk,
+            kind=kind.value,
+            amount_minor=transfer.amount,
+            tb_transfer_id=transfer.id,
+            tb_timestamp=tb_timestamp,
+            created_at=created_at,
+            failure_code=failure_code,
+            made_by=made_by,
+        )
 
     def _replay_if_known(
         self, transaction_id: str, kind: TransactionKind, key: WalletKey, amount_minor: int

@@ -91,9 +91,7 @@ def test_a_void_needs_a_reason_and_changes_nothing_without_one(
     support: Client, wallet: Any, stores: Stores
 ) -> None:
     response = void(support, wallet[1], "   ")
-    assert "A void needs a reason." in response.content.decode() or (
-        "This field is required." in response.content.decode()
-    )
+    assert "A void needs a reason." in response.content.decode()
     assert stores.mongo.get_balance(wallet[0]).credit_minor == 7_000
 
 

@@ -111,6 +111,24 @@ def test_a_shadow_read_waits_for_the_mirror_instead_of_reporting_lag(stores: Sto
     assert comparison.outcome == ShadowComparison.Outcome.MATCH
 
 
+def test_a_shadow_read_behind_an_unreachable_mirror_says_the_entries_wait_for_the_mirror(
+    stores: Stores,
+) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 800, tx())
+    stores.mirror().drain()  # the wallet is in TigerBeetle, settled
+    plug(stores).down = True
+    stores.phased.add_credit(key, 200, tx())  # pending: the mirror cannot apply it
+    snapshot = stores.outbox.snapshots([key])[key]
+
+    comparison = compare_shadow_read(
+        snapshot.balance, snapshot.wallet_seq, stores.outbox, stores.tigerbeetle
+    )
+
+    assert comparison.outcome == ShadowComparison.Outcome.MISSING
+    assert comparison.detail == "1 entries wait for the mirror"
+
+
 def test_only_the_sampled_share_of_reads_is_shadowed(stores: Stores, api: APIClient) -> None:
     enter_phase(Phase.SHADOW_READ, shadow_percent=25)
     key = new_key()

@@ -16,7 +16,7 @@ KEY = WalletKey("cache-client", "USA", "USD")
 def test_a_wallet_read_once_is_found_again_without_a_query_or_the_shared_cache(
     django_assert_num_queries,
 ) -> None:
-    account_registry.register_account(KEY, 0xABC, 840, 0)
+    account_registry.register_account(KEY, tb_account_id=0xABC, ledger=840, nonce=0)
     account_registry.find_account(KEY)
     caches["default"].clear()  # only the process's own copy is left
 
@@ -27,7 +27,7 @@ def test_a_wallet_read_once_is_found_again_without_a_query_or_the_shared_cache(
 
 
 def test_forgetting_a_wallet_drops_the_process_copy_too(django_assert_num_queries) -> None:
-    account_registry.register_account(KEY, 0xABC, 840, 0)
+    account_registry.register_account(KEY, tb_account_id=0xABC, ledger=840, nonce=0)
     account_registry.forget(KEY)
 
     with django_assert_num_queries(1):

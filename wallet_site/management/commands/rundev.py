@@ -69,7 +69,7 @@ class Command(BaseCommand):
             return None
         port = urlparse(settings.MONGO_URL).port or settings.MONGO_EMBEDDED_PORT
         storage = settings.VAR_DIR / "mongo"
-        storage.mkdir(exist_ok=True)
+        storage.mkdir(parents=True, exist_ok=True)
         mongo = start_embedded_mongo(
             port=port,
             storage_path=str(storage),

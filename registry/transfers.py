@@ -1,0 +1,174 @@
+"""The transfer registry's writes: the only module that changes a WalletTransfer row.
+
+Every state transition of a registered transaction is one function here: registered (by the
+TigerBeetle store, the mirror or the backfill), voided, a void refused for funds, copied back
+to MongoDB. The database's CHECK constraints (registry/models.py) refuse a row that breaks an
+invariant whichever way it is written; keeping the writes in one place keeps the transitions
+readable in one file. Reads stay with their readers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+
+from ledger.ids import u128_to_hex
+from registry.models import WalletAccount, WalletTransfer
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewTransfer:
+    """A transaction to register as TigerBeetle (or its opening balance) holds it."""
+
+    transaction_id: str
+    wallet: WalletAccount
+    kind: str
+    amount_minor: int
+    tb_transfer_id: int
+    created_at: datetime
+    made_by: str = ""
+    tb_timestamp: int | None = None
+    state: str = WalletTransfer.State.POSTED
+    voided_by: str = ""
+    void_reason: str = ""
+    voided_at: datetime | None = None
+
+    def row(self) -> WalletTransfer:
+        return WalletTransfer(
+            transaction_id=self.transaction_id,
+            wallet=self.wallet,
+            kind=self.kind,
+            amount_minor=self.amount_minor,
+            state=self.state,
+            made_by=self.made_by,
+            tb_transfer_id_hex=u128_to_hex(self.tb_transfer_id),
+            tb_timestamp=self.tb_timestamp,
+            created_at=self.created_at,
+            voided_by=self.voided_by,
+            void_reason=self.void_reason,
+            voided_at=self.voided_at,
+        )
+
+
+def record_store_write(
+    *,
+    transaction_id: str,
+    wallet_pk: int,
+    kind: str,
+    amount_minor: int,
+    tb_transfer_id: int,
+    tb_timestamp: int | None,
+    created_at: datetime,
+    failure_code: str = "",
+    made_by: str = "",
+) -> WalletTransfer:
+    """A credit or debit the TigerBeetle store posted (or TigerBeetle refused, with its
+    `failure_code`). A posted one is due to be copied back to MongoDB. Idempotent: the row
+    of a concurrent or earlier insert of the same transaction id is returned."""
+    state = WalletTransfer.State.FAILED if failure_code else WalletTransfer.State.POSTED
+    try:
+        with transaction.atomic():
+            return WalletTransfer.objects.create(
+                transaction_id=transaction_id,
+                created_at=created_at,
+                wallet_id=wallet_pk,
+                kind=kind,
+                amount_minor=amount_minor,
+                state=state,
+                failure_code=failure_code,
+                made_by=made_by,
+                tb_transfer_id_hex=u128_to_hex(tb_transfer_id),
+                tb_timestamp=tb_timestamp,
+                needs_backport=not failure_code,
+            )
+    except IntegrityError:
+        # Same TigerBeetle id under another transaction id cannot happen (ids derive
+        # from transaction ids); a concurrent insert of this one (or a row a crashed
+        # request left) is re-read here.
+        return WalletTransfer.objects.select_related("wallet").get(transaction_id=transaction_id)
+
+
+def record_all(transfers: Sequence[NewTransfer], *, batch_size: int | None = None) -> None:
+    """Register transactions TigerBeetle holds (mirrored ones, or those a backfill's opening
+    balance covers); one already registered is left as it is."""
+    WalletTransfer.objects.bulk_create(
+        [new.row() for new in transfers], ignore_conflicts=True, batch_size=batch_size
+    )
+
+
+def mark_voided(
+    row: WalletTransfer,
+    *,
+    void_tb_transfer_id: int,
+    voided_by: str,
+    void_reason: str,
+    voided_at: datetime,
+    needs_backport: bool,
+) -> None:
+    """The transaction's compensating transfer exists: the row is voided (`needs_backport`
+    when MongoDB does not have the void yet). Saves the whole row, so an unsaved one (a
+    voided transaction registered only now) is inserted."""
+    row.state = WalletTransfer.State.VOIDED
+    row.void_tb_transfer_id_hex = u128_to_hex(void_tb_transfer_id)
+    row.voided_by = voided_by
+    row.void_reason = void_reason
+    row.voided_at = voided_at
+    if needs_backport:
+        row.void_needs_backport = True
+    row.save()
+
+
+def record_mirrored_void(
+    *,
+    voided_transaction_id: str,
+    wallet: WalletAccount,
+    voided_kind: str,
+    amount_minor: int,
+    void_tb_transfer_id: int,
+    voided_tb_transfer_id: int,
+    voided_by: str,
+    void_reason: str,
+    voided_at: datetime,
+) -> None:
+    """A void the mirror applied. A transaction older than the backfill snapshot has no row
+    (its amount is in the opening balance, with no transfer of its own): it is registered
+    as voided here. One already voided is left as it is."""
+    original = WalletTransfer.objects.filter(transaction_id=voided_transaction_id).first()
+    if original is None:
+        original = WalletTransfer(
+            transaction_id=voided_transaction_id,
+            wallet=wallet,
+            kind=voided_kind,
+            amount_minor=amount_minor,
+            tb_transfer_id_hex=u128_to_hex(voided_tb_transfer_id),
+        )
+    if original.state == WalletTransfer.State.VOIDED:
+        return
+    mark_voided(
+        original,
+        void_tb_transfer_id=void_tb_transfer_id,
+        voided_by=voided_by,
+        void_reason=void_reason,
+        voided_at=voided_at,
+        needs_backport=False,
+    )
+
+
+def count_refused_void(row: WalletTransfer) -> None:
+    """A void TigerBeetle refused for funds burnt its transfer id (`id_already_failed` on a
+    retry): the next attempt uses the next one."""
+    row.void_attempts += 1
+    row.save(update_fields=["void_attempts"])
+
+
+def mark_write_copied_back(*, transfer_pk: int) -> None:
+    """MongoDB now holds the credit or debit TigerBeetle took alone."""
+    WalletTransfer.objects.filter(pk=transfer_pk).update(needs_backport=False)
+
+
+def mark_void_copied_back(*, transfer_pk: int) -> None:
+    """MongoDB now holds the void TigerBeetle took alone."""
+    WalletTransfer.objects.filter(pk=transfer_pk).update(void_needs_backport=False)
