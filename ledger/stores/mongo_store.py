@@ -381,20 +381,7 @@ class MongoWalletStore:
             )
             now = datetime.now(UTC)
             written_at = write_time(created_at or now)
-            amount = _decimal128(amount_minor, key.currency)
-            wallet = wallets.find_one_and_update(
-                {**_key_filter(key), "credit": {"$gte": amount}},
-                {
-                    "$inc": {
-                        "credit": _decimal128(-amount_minor, key.currency),
-                        "debit": amount,
-                        "wallet_seq": 1,
-                    },
-                    "$set": {"updated_at": now},
-                },
-                return_document=pymongo.ReturnDocument.AFTER,
-                session=session,
-            )
+            wallet = _spend(wallets, key, amount_minor, now=now, session=session)
             if wallet is None:
                 if wallets.find_one(_key_filter(key), {"_id": 1}, session=session) is None:
                     raise _Refusal(errors.WalletNotFound(f"No wallet {key.describe()}."))
@@ -702,6 +689,32 @@ def _voidable_entry(
     return entry
 
 
+def _spend(
+    wallets: Collection[dict[str, Any]],
+    key: WalletKey,
+    amount_minor: int,
+    *,
+    now: datetime,
+    session: ClientSession,
+) -> dict[str, Any] | None:
+    """Move `amount_minor` from available (credit) to spent (debit), only if the wallet
+    holds it: a debit, or the void of a credit. None when it does not (or no such wallet)."""
+    amount = _decimal128(amount_minor, key.currency)
+    return wallets.find_one_and_update(
+        {**_key_filter(key), "credit": {"$gte": amount}},
+        {
+            "$inc": {
+                "credit": _decimal128(-amount_minor, key.currency),
+                "debit": amount,
+                "wallet_seq": 1,
+            },
+            "$set": {"updated_at": now},
+        },
+        return_document=pymongo.ReturnDocument.AFTER,
+        session=session,
+    )
+
+
 def _reverse_on_wallet(
     wallets: Collection[dict[str, Any]],
     entry: dict[str, Any],
@@ -716,19 +729,7 @@ def _reverse_on_wallet(
     amount_minor = int(entry["amount_minor"])
     amount = _decimal128(amount_minor, key.currency)
     if entry["kind"] == TransactionKind.CREDIT:
-        wallet = wallets.find_one_and_update(
-            {**_key_filter(key), "credit": {"$gte": amount}},
-            {
-                "$inc": {
-                    "credit": _decimal128(-amount_minor, key.currency),
-                    "debit": amount,
-                    "wallet_seq": 1,
-                },
-                "$set": {"updated_at": now},
-            },
-            return_document=pymongo.ReturnDocument.AFTER,
-            session=session,
-        )
+        wallet = _spend(wallets, key, amount_minor, now=now, session=session)
         if wallet is None:
             raise _Refusal(
                 errors.VoidWouldOverdraw(
