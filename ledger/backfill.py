@@ -34,12 +34,9 @@ from typing import Any
 from django.utils import timezone
 from tigerbeetle import (
     Account,
-    AccountFlags,
     CreateAccountStatus,
     CreateTransferResult,
     CreateTransferStatus,
-    QueryFilter,
-    QueryFilterFlags,
     Transfer,
     TransferFlags,
 )
@@ -47,12 +44,9 @@ from tqdm import tqdm
 
 from flags.models import Milestone
 from ledger.backends import LedgerBackend
-from ledger.countries import country_numeric
 from ledger.ids import (
     WalletKey,
     account_id_for,
-    client_hash_128,
-    issuer_hash_64,
     opening_balance_transfer_id,
     system_account_id,
     transaction_transfer_id,
@@ -60,11 +54,16 @@ from ledger.ids import (
 from ledger.money import ledger_for_currency
 from ledger.stores.mongo_outbox import MongoOutbox, WalletSnapshot
 from ledger.stores.tigerbeetle_store import (
-    TRANSFER_CODE_OPENING_BALANCE,
-    WALLET_ACCOUNT_FLAGS,
     TigerBeetleWalletStore,
     system_account_code,
     wallet_account_code,
+)
+from ledger.tb_model import (
+    imported_system_account,
+    imported_wallet_account,
+    latest_event_filter,
+    opening_debit_transfer_id,
+    opening_pair,
 )
 from ledger.wallets import write_time
 from registry import accounts as account_registry
@@ -100,11 +99,6 @@ class BackfillReport:
     @property
     def complete(self) -> bool:
         return not self.failed
-
-
-def opening_debit_transfer_id(account_id: int) -> int:
-    """Second transfer of the opening pair (the first is `opening_balance_transfer_id`)."""
-    return opening_balance_transfer_id(account_id) ^ 1
 
 
 class Backfill:
@@ -176,17 +170,7 @@ class Backfill:
     # --- internals --------------------------------------------------------------------------
 
     def _latest_timestamp(self) -> int:
-        query = QueryFilter(
-            user_data_128=0,
-            user_data_64=0,
-            user_data_32=0,
-            ledger=0,
-            code=0,
-            timestamp_min=0,
-            timestamp_max=0,
-            limit=1,
-            flags=QueryFilterFlags.REVERSED,
-        )
+        query = latest_event_filter()
         latest = [a.timestamp for a in self.backend.query_accounts(query)]
         latest += [t.timestamp for t in self.backend.query_transfers(query)]
         return max(latest, default=0)
@@ -211,7 +195,9 @@ class Backfill:
         present = {a.id for a in self.backend.lookup_accounts(list(system_ids.values()))}
         first_ns = int((todo[0].created_at or timezone.now()).timestamp() * 1e9) - 1
         system_accounts = [
-            _imported_system_account(ledger, timestamp=next_timestamp(first_ns))
+            imported_system_account(
+                ledger, code=system_account_code(), timestamp=next_timestamp(first_ns)
+            )
             for ledger in ledgers
             if system_ids[ledger] not in present
         ]
@@ -222,14 +208,19 @@ class Backfill:
             account_id = account_ids[key] = account_id_for(key)
             created_ns = int((snapshot.created_at or timezone.now()).timestamp() * 1e9)
             accounts.append(
-                _imported_wallet_account(
-                    key, account_id, ledger, timestamp=next_timestamp(created_ns)
+                imported_wallet_account(
+                    key,
+                    account_id=account_id,
+                    ledger=ledger,
+                    code=wallet_account_code(),
+                    timestamp=next_timestamp(created_ns),
                 )
             )
             opening_ts = clock
             clock += 2  # the opening pair follows its account by 1 and 2 ns
-            pair = _opening_pair(
-                snapshot,
+            pair = opening_pair(
+                snapshot.balance,
+                wallet_seq=snapshot.wallet_seq,
                 created_ms=created_ns // 1_000_000,
                 account_id=account_id,
                 system_id=system_ids[ledger],
@@ -353,77 +344,3 @@ def _covered_transfer(entry: dict[str, Any], wallet: WalletAccount) -> NewTransf
         void_reason=entry.get("void_reason", ""),
         voided_at=entry.get("voided_at"),
     )
-
-
-def _imported_system_account(ledger: int, *, timestamp: int) -> Account:
-    """A ledger's system (funding) account, imported at `timestamp`."""
-    return Account(
-        id=system_account_id(ledger),
-        ledger=ledger,
-        code=system_account_code(),
-        flags=AccountFlags.IMPORTED,
-        timestamp=timestamp,
-    )
-
-
-def _imported_wallet_account(
-    key: WalletKey, account_id: int, ledger: int, *, timestamp: int
-) -> Account:
-    """A legacy wallet's account, imported at `timestamp` (its creation or just after)."""
-    return Account(
-        id=account_id,
-        user_data_128=client_hash_128(key.client_id),
-        user_data_64=issuer_hash_64(key.issuer),
-        user_data_32=country_numeric(key.country),
-        ledger=ledger,
-        code=wallet_account_code(),
-        flags=WALLET_ACCOUNT_FLAGS | AccountFlags.IMPORTED,
-        timestamp=timestamp,
-    )
-
-
-def _opening_pair(
-    snapshot: WalletSnapshot,
-    *,
-    created_ms: int,
-    account_id: int,
-    system_id: int,
-    ledger: int,
-    opening_ts: int,
-) -> list[Transfer]:
-    """The wallet's opening balance: every credit it ever had (credit + debit) in, then its
-    debits out, 1 and 2 ns after its account; either is left out when zero."""
-    balance = snapshot.balance
-    credits = balance.credit_minor + balance.debit_minor
-    pair: list[Transfer] = []
-    if credits:
-        pair.append(
-            Transfer(
-                id=opening_balance_transfer_id(account_id),
-                debit_account_id=system_id,
-                credit_account_id=account_id,
-                amount=credits,
-                user_data_128=snapshot.wallet_seq,
-                user_data_64=created_ms,
-                ledger=ledger,
-                code=TRANSFER_CODE_OPENING_BALANCE,
-                flags=TransferFlags.IMPORTED,
-                timestamp=opening_ts + 1,
-            )
-        )
-    if balance.debit_minor:
-        pair.append(
-            Transfer(
-                id=opening_debit_transfer_id(account_id),
-                debit_account_id=account_id,
-                credit_account_id=system_id,
-                amount=balance.debit_minor,
-                user_data_128=snapshot.wallet_seq,
-                user_data_64=created_ms,
-                ledger=ledger,
-                code=TRANSFER_CODE_OPENING_BALANCE,
-                flags=TransferFlags.IMPORTED,
-                timestamp=opening_ts + 2,
-            )
-        )
-    return pair

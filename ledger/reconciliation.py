@@ -37,11 +37,8 @@ from ledger.mirror import Mirror
 from ledger.models import ReconciliationMismatch, ReconciliationRun
 from ledger.stores.mongo_outbox import MongoOutbox, WalletSnapshot
 from ledger.stores.mongo_store import MirrorState
-from ledger.stores.tigerbeetle_store import (
-    TigerBeetleWalletStore,
-    balance_from_account,
-    wallet_account_code,
-)
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore, wallet_account_code
+from ledger.tb_model import balance_from_account
 from ledger.wallets import WalletBalance
 from registry import accounts as account_registry
 from registry.models import WalletAccount

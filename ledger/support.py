@@ -20,12 +20,12 @@ from ledger import errors
 from ledger.ids import WalletKey, u128_to_hex
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
-from ledger.stores.tigerbeetle_store import (
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from ledger.tb_model import (
     TRANSFER_CODE_CREDIT,
     TRANSFER_CODE_DEBIT,
     TRANSFER_CODE_OPENING_BALANCE,
     TRANSFER_CODE_VOID,
-    TigerBeetleWalletStore,
 )
 from ledger.wallets import TransactionRecord, WalletBalance
 from registry import accounts as account_registry

@@ -1,10 +1,10 @@
 """The TigerBeetle wallet store: the wallet interface over a ledger backend and the registries.
 
-Data model (design.md): one ledger per currency, one wallet account per wallet key (the
-application's wallet code, `debits_must_not_exceed_credits | history`), one system account per
-ledger (its system code) on the other side
-of every credit and debit, transfer ids derived from the client's ids so that a retry answers
-`exists` and posts nothing twice, voids as compensating transfers.
+Data model (design.md; its accounts, transfers and balance formula are `ledger.tb_model`): one
+ledger per currency, one wallet account per wallet key (the application's wallet code), one
+system account per ledger (its system code) on the other side of every credit and debit,
+transfer ids derived from the client's ids so that a retry answers `exists` and posts nothing
+twice, voids as compensating transfers.
 
 Writes go to TigerBeetle first and to the registry after; a crash in between is repaired by
 the retry, which gets `exists` from TigerBeetle and then writes the missing registry row.
@@ -19,33 +19,28 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from tigerbeetle import (
-    Account,
-    AccountBalance,
-    AccountFilter,
-    AccountFilterFlags,
-    AccountFlags,
     CreateAccountStatus,
     CreateTransferResult,
     CreateTransferStatus,
-    QueryFilter,
-    QueryFilterFlags,
     Transfer,
 )
 
 from ledger import errors
 from ledger.backends import LedgerBackend, LedgerUnavailable, get_ledger_backend
 from ledger.backends.base import BATCH_EVENTS_MAX
-from ledger.countries import country_numeric
-from ledger.ids import (
-    WalletKey,
-    account_id_for,
-    client_hash_128,
-    issuer_hash_64,
-    system_account_id,
-    transaction_transfer_id,
-    void_transfer_id,
-)
+from ledger.ids import WalletKey, account_id_for, client_hash_128
 from ledger.money import BALANCE_MINOR_MAX, ledger_for_currency
+from ledger.tb_model import (
+    accounts_filter,
+    balance_from_account,
+    balance_from_snapshot,
+    credit_transfer,
+    debit_transfer,
+    history_filter,
+    system_account,
+    void_transfer,
+    wallet_account,
+)
 from ledger.wallets import (
     TransactionKind,
     TransactionRecord,
@@ -62,11 +57,6 @@ from registry.models import WalletTransfer
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-TRANSFER_CODE_CREDIT = 1
-TRANSFER_CODE_DEBIT = 2
-TRANSFER_CODE_VOID = 3
-TRANSFER_CODE_OPENING_BALANCE = 4
-WALLET_ACCOUNT_FLAGS = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.HISTORY
 MAX_ACCOUNT_NONCE = 16
 
 _ACCOUNT_ACCEPTED = {CreateAccountStatus.CREATED, CreateAccountStatus.EXISTS}
@@ -95,101 +85,6 @@ def system_account_code() -> int:
     """The code of this application's system (funding) accounts (TB_SYSTEM_ACCOUNT_CODE)."""
     code: int = settings.TB_SYSTEM_ACCOUNT_CODE
     return code
-
-
-def credit_transfer(
-    transaction_id: str, tb_account_id: int, ledger: int, amount_minor: int
-) -> Transfer:
-    """System account -> wallet: the transfer of a credit (its id derives from the client's)."""
-    return Transfer(
-        id=transaction_transfer_id(transaction_id),
-        debit_account_id=system_account_id(ledger),
-        credit_account_id=tb_account_id,
-        amount=amount_minor,
-        ledger=ledger,
-        code=TRANSFER_CODE_CREDIT,
-    )
-
-
-def debit_transfer(
-    reference_id: str, tb_account_id: int, ledger: int, amount_minor: int
-) -> Transfer:
-    """Wallet -> system account: the transfer of a debit (the same id a credit on
-    `reference_id` would have: one namespace, so TigerBeetle refuses the second of them)."""
-    return Transfer(
-        id=transaction_transfer_id(reference_id),
-        debit_account_id=tb_account_id,
-        credit_account_id=system_account_id(ledger),
-        amount=amount_minor,
-        ledger=ledger,
-        code=TRANSFER_CODE_DEBIT,
-    )
-
-
-def void_transfer(
-    voided_tb_transfer_id: int,
-    voided_credit: bool,
-    tb_account_id: int,
-    ledger: int,
-    amount_minor: int,
-    attempt: int,
-) -> Transfer:
-    """The compensating transfer of a void, pointing at the voided one in user_data_128."""
-    system_id = system_account_id(ledger)
-    return Transfer(
-        id=void_transfer_id(voided_tb_transfer_id, attempt=attempt),
-        debit_account_id=tb_account_id if voided_credit else system_id,
-        credit_account_id=system_id if voided_credit else tb_account_id,
-        amount=amount_minor,
-        user_data_128=voided_tb_transfer_id,
-        ledger=ledger,
-        code=TRANSFER_CODE_VOID,
-    )
-
-
-def balance_from_snapshot(key: WalletKey, snapshot: AccountBalance) -> WalletBalance:
-    """The wallet's balance after one transfer, from the account's history."""
-    return WalletBalance(
-        key=key,
-        credit_minor=snapshot.credits_posted - snapshot.debits_posted,
-        debit_minor=snapshot.debits_posted,
-        historical_credit_minor=snapshot.credits_posted,
-        as_of_tb_timestamp=snapshot.timestamp,
-    )
-
-
-def history_filter(
-    tb_account_id: int,
-    limit: int,
-    timestamp_min: int = 0,
-    timestamp_max: int = 0,
-    newest_first: bool = True,
-) -> AccountFilter:
-    """get_account_transfers / get_account_balances over both sides of one account."""
-    flags = AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS
-    if newest_first:
-        flags |= AccountFilterFlags.REVERSED
-    return AccountFilter(
-        account_id=tb_account_id,
-        user_data_128=0,
-        user_data_64=0,
-        user_data_32=0,
-        code=0,
-        timestamp_min=timestamp_min,
-        timestamp_max=timestamp_max,
-        limit=limit,
-        flags=flags,
-    )
-
-
-def balance_from_account(key: WalletKey, account: Account) -> WalletBalance:
-    """design.md's balance fields: available = credits - debits, debit, historical credit."""
-    return WalletBalance(
-        key=key,
-        credit_minor=account.credits_posted - account.debits_posted,
-        debit_minor=account.debits_posted,
-        historical_credit_minor=account.credits_posted,
-    )
 
 
 class TigerBeetleWalletStore:
@@ -313,16 +208,10 @@ class TigerBeetleWalletStore:
             return []
         accounts = self._call(
             self.backend.query_accounts,
-            QueryFilter(
-                user_data_128=client_hash_128(client_id),
-                user_data_64=0,
-                user_data_32=0,
-                ledger=0,
+            accounts_filter(
                 code=wallet_account_code(),
-                timestamp_min=0,
-                timestamp_max=0,
                 limit=BATCH_EVENTS_MAX,
-                flags=QueryFilterFlags.NONE,
+                client_hash=client_hash_128(client_id),
             ),
         )
         balances = [
@@ -389,16 +278,13 @@ class TigerBeetleWalletStore:
         if registered is not None:
             return registered.tb_account_id
         ledger = ledger_for_currency(key.currency)
-        system = Account(id=system_account_id(ledger), ledger=ledger, code=system_account_code())
+        system = system_account(ledger, code=system_account_code())
         for nonce in range(MAX_ACCOUNT_NONCE):
-            wallet = Account(
-                id=account_id_for(key, nonce),
-                user_data_128=client_hash_128(key.client_id),
-                user_data_64=issuer_hash_64(key.issuer),
-                user_data_32=country_numeric(key.country),
+            wallet = wallet_account(
+                key,
+                account_id=account_id_for(key, nonce),
                 ledger=ledger,
                 code=wallet_account_code(),
-                flags=WALLET_ACCOUNT_FLAGS,
             )
             system_result, wallet_result = self._call(
                 self.backend.create_accounts, [system, wallet]

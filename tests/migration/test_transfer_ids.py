@@ -7,7 +7,7 @@ from flags.phases import Phase
 from ledger.ids import ID_SCHEME_VERSION, _hash_bits, u128_to_hex
 from ledger.money import ledger_for_currency
 from ledger.stores.mongo_store import LOG, MirrorState
-from ledger.stores.tigerbeetle_store import TRANSFER_CODE_VOID, debit_transfer
+from ledger.tb_model import TRANSFER_CODE_VOID, debit_transfer
 from registry.models import WalletAccount, WalletTransfer
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
 

@@ -1,0 +1,297 @@
+"""The TigerBeetle data model (design.md, "TigerBeetle data model"), in one place, free of Django.
+
+What every module that speaks to TigerBeetle agrees on: the transfer codes, the wallet
+account's flags, the accounts and transfers of each wallet operation (credit, debit, void,
+the backfill's imported accounts and opening pair), the balance formula, and the query
+filters with TigerBeetle's zero defaults ("no condition"). The TigerBeetle store posts these,
+the mirror replays the same ones from MongoDB's outbox, the backfill imports them, and the
+reconciliation and support pages read them back; one definition means they cannot drift.
+
+The account codes are deployment settings (TB_WALLET_ACCOUNT_CODE, TB_SYSTEM_ACCOUNT_CODE):
+callers read them at the edge (the store's `wallet_account_code()`) and pass them in here.
+"""
+
+from __future__ import annotations
+
+from tigerbeetle import (
+    Account,
+    AccountBalance,
+    AccountFilter,
+    AccountFilterFlags,
+    AccountFlags,
+    QueryFilter,
+    QueryFilterFlags,
+    Transfer,
+    TransferFlags,
+)
+
+from ledger.countries import country_numeric
+from ledger.ids import (
+    WalletKey,
+    client_hash_128,
+    issuer_hash_64,
+    opening_balance_transfer_id,
+    system_account_id,
+    transaction_transfer_id,
+    void_transfer_id,
+)
+from ledger.wallets import WalletBalance
+
+TRANSFER_CODE_CREDIT = 1
+TRANSFER_CODE_DEBIT = 2
+TRANSFER_CODE_VOID = 3
+TRANSFER_CODE_OPENING_BALANCE = 4
+# A wallet never goes below zero, and keeps its balance after every transfer (replays and
+# the support page read it back).
+WALLET_ACCOUNT_FLAGS = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.HISTORY
+
+# --- accounts ------------------------------------------------------------------------------
+
+
+def system_account(ledger: int, *, code: int) -> Account:
+    """A ledger's system (funding) account: the other side of every credit and debit."""
+    return Account(id=system_account_id(ledger), ledger=ledger, code=code)
+
+
+def wallet_account(key: WalletKey, *, account_id: int, ledger: int, code: int) -> Account:
+    """The wallet's account (`account_id`: `account_id_for(key, nonce)`): its fields encode the
+    whole key, so TigerBeetle itself reports an id that belongs to another wallet
+    (`exists_with_different_*`)."""
+    return Account(
+        id=account_id,
+        user_data_128=client_hash_128(key.client_id),
+        user_data_64=issuer_hash_64(key.issuer),
+        user_data_32=country_numeric(key.country),
+        ledger=ledger,
+        code=code,
+        flags=WALLET_ACCOUNT_FLAGS,
+    )
+
+
+def imported_system_account(ledger: int, *, code: int, timestamp: int) -> Account:
+    """A ledger's system account, imported by the backfill at `timestamp`."""
+    account = system_account(ledger, code=code)
+    account.flags = AccountFlags.IMPORTED
+    account.timestamp = timestamp
+    return account
+
+
+def imported_wallet_account(
+    key: WalletKey, *, account_id: int, ledger: int, code: int, timestamp: int
+) -> Account:
+    """A legacy wallet's account, imported at `timestamp` (its creation or just after)."""
+    account = wallet_account(key, account_id=account_id, ledger=ledger, code=code)
+    account.flags = WALLET_ACCOUNT_FLAGS | AccountFlags.IMPORTED
+    account.timestamp = timestamp
+    return account
+
+
+# --- transfers -----------------------------------------------------------------------------
+
+
+def credit_transfer(
+    transaction_id: str, tb_account_id: int, ledger: int, amount_minor: int
+) -> Transfer:
+    """System account -> wallet: the transfer of a credit (its id derives from the client's)."""
+    return Transfer(
+        id=transaction_transfer_id(transaction_id),
+        debit_account_id=system_account_id(ledger),
+        credit_account_id=tb_account_id,
+        amount=amount_minor,
+        ledger=ledger,
+        code=TRANSFER_CODE_CREDIT,
+    )
+
+
+def debit_transfer(
+    reference_id: str, tb_account_id: int, ledger: int, amount_minor: int
+) -> Transfer:
+    """Wallet -> system account: the transfer of a debit (the same id a credit on
+    `reference_id` would have: one namespace, so TigerBeetle refuses the second of them)."""
+    return Transfer(
+        id=transaction_transfer_id(reference_id),
+        debit_account_id=tb_account_id,
+        credit_account_id=system_account_id(ledger),
+        amount=amount_minor,
+        ledger=ledger,
+        code=TRANSFER_CODE_DEBIT,
+    )
+
+
+def void_transfer(
+    voided_tb_transfer_id: int,
+    voided_credit: bool,
+    tb_account_id: int,
+    ledger: int,
+    amount_minor: int,
+    attempt: int,
+) -> Transfer:
+    """The compensating transfer of a void, pointing at the voided one in user_data_128."""
+    system_id = system_account_id(ledger)
+    return Transfer(
+        id=void_transfer_id(voided_tb_transfer_id, attempt=attempt),
+        debit_account_id=tb_account_id if voided_credit else system_id,
+        credit_account_id=system_id if voided_credit else tb_account_id,
+        amount=amount_minor,
+        user_data_128=voided_tb_transfer_id,
+        ledger=ledger,
+        code=TRANSFER_CODE_VOID,
+    )
+
+
+def opening_debit_transfer_id(account_id: int) -> int:
+    """Second transfer of the opening pair (the first is `opening_balance_transfer_id`)."""
+    return opening_balance_transfer_id(account_id) ^ 1
+
+
+def opening_pair(
+    balance: WalletBalance,
+    *,
+    wallet_seq: int,
+    created_ms: int,
+    account_id: int,
+    system_id: int,
+    ledger: int,
+    opening_ts: int,
+) -> list[Transfer]:
+    """A legacy wallet's imported opening balance: every credit it ever had (credit + debit)
+    in, then its debits out, 1 and 2 ns after its account; either is left out when zero, so
+    credits_posted / debits_posted give the legacy store's three fields. Both carry the
+    `wallet_seq` the balance stands at (user_data_128) and the wallet's original creation
+    time in Unix ms (user_data_64). Not yet linked: the caller chains the page's pairs.
+    `system_id` is the ledger's `system_account_id`, hashed once per page by the caller."""
+    credits = balance.credit_minor + balance.debit_minor
+    pair: list[Transfer] = []
+    if credits:
+        pair.append(
+            Transfer(
+                id=opening_balance_transfer_id(account_id),
+                debit_account_id=system_id,
+                credit_account_id=account_id,
+                amount=credits,
+                user_data_128=wallet_seq,
+                user_data_64=created_ms,
+                ledger=ledger,
+                code=TRANSFER_CODE_OPENING_BALANCE,
+                flags=TransferFlags.IMPORTED,
+                timestamp=opening_ts + 1,
+            )
+        )
+    if balance.debit_minor:
+        pair.append(
+            Transfer(
+                id=opening_debit_transfer_id(account_id),
+                debit_account_id=account_id,
+                credit_account_id=system_id,
+                amount=balance.debit_minor,
+                user_data_128=wallet_seq,
+                user_data_64=created_ms,
+                ledger=ledger,
+                code=TRANSFER_CODE_OPENING_BALANCE,
+                flags=TransferFlags.IMPORTED,
+                timestamp=opening_ts + 2,
+            )
+        )
+    return pair
+
+
+# --- the balance formula -------------------------------------------------------------------
+
+
+def wallet_balance(
+    key: WalletKey,
+    *,
+    credits_posted: int,
+    debits_posted: int,
+    as_of_tb_timestamp: int | None = None,
+) -> WalletBalance:
+    """design.md's balance fields: available (credit) = credits - debits, spent (debit) =
+    debits, total received (historical credit) = credits; posted amounts only."""
+    return WalletBalance(
+        key=key,
+        credit_minor=credits_posted - debits_posted,
+        debit_minor=debits_posted,
+        historical_credit_minor=credits_posted,
+        as_of_tb_timestamp=as_of_tb_timestamp,
+    )
+
+
+def balance_from_account(key: WalletKey, account: Account) -> WalletBalance:
+    """The wallet's balance now, from its account."""
+    return wallet_balance(
+        key, credits_posted=account.credits_posted, debits_posted=account.debits_posted
+    )
+
+
+def balance_from_snapshot(key: WalletKey, snapshot: AccountBalance) -> WalletBalance:
+    """The wallet's balance after one transfer, from the account's history."""
+    return wallet_balance(
+        key,
+        credits_posted=snapshot.credits_posted,
+        debits_posted=snapshot.debits_posted,
+        as_of_tb_timestamp=snapshot.timestamp,
+    )
+
+
+# --- queries (0 is TigerBeetle's "no condition") -------------------------------------------
+
+
+def history_filter(
+    tb_account_id: int,
+    limit: int,
+    timestamp_min: int = 0,
+    timestamp_max: int = 0,
+    newest_first: bool = True,
+) -> AccountFilter:
+    """get_account_transfers / get_account_balances over both sides of one account."""
+    flags = AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS
+    if newest_first:
+        flags |= AccountFilterFlags.REVERSED
+    return AccountFilter(
+        account_id=tb_account_id,
+        user_data_128=0,
+        user_data_64=0,
+        user_data_32=0,
+        code=0,
+        timestamp_min=timestamp_min,
+        timestamp_max=timestamp_max,
+        limit=limit,
+        flags=flags,
+    )
+
+
+def accounts_filter(
+    *,
+    code: int,
+    limit: int,
+    client_hash: int = 0,
+    timestamp_min: int = 0,
+) -> QueryFilter:
+    """query_accounts over accounts of one code, oldest first: a client's wallets
+    (`client_hash` = its user_data_128), or every wallet paged from `timestamp_min`."""
+    return QueryFilter(
+        user_data_128=client_hash,
+        user_data_64=0,
+        user_data_32=0,
+        ledger=0,
+        code=code,
+        timestamp_min=timestamp_min,
+        timestamp_max=0,
+        limit=limit,
+        flags=QueryFilterFlags.NONE,
+    )
+
+
+def latest_event_filter() -> QueryFilter:
+    """query_accounts / query_transfers for the single newest event of the whole cluster."""
+    return QueryFilter(
+        user_data_128=0,
+        user_data_64=0,
+        user_data_32=0,
+        ledger=0,
+        code=0,
+        timestamp_min=0,
+        timestamp_max=0,
+        limit=1,
+        flags=QueryFilterFlags.REVERSED,
+    )
