@@ -43,7 +43,6 @@ from tigerbeetle import (
 from tqdm import tqdm
 
 from flags.models import Milestone
-from ledger.backends import LedgerBackend
 from ledger.ids import (
     WalletKey,
     account_id_for,
@@ -61,7 +60,6 @@ from ledger.stores.tigerbeetle_store import (
 from ledger.tb_model import (
     imported_system_account,
     imported_wallet_account,
-    latest_event_filter,
     opening_debit_transfer_id,
     opening_pair,
 )
@@ -110,10 +108,6 @@ class Backfill:
         # 0.2-0.6 s a page on the real server); a live write in between makes TigerBeetle
         # refuse the page as regressing, and the retry asks the cluster.
         self._clock: int | None = None
-
-    @property
-    def backend(self) -> LedgerBackend:
-        return self.tigerbeetle.backend
 
     def run(self, page_size: int = PAGE_SIZE, progress: bool | None = None) -> BackfillReport:
         """Import every legacy wallet; record the milestone when nothing failed."""
@@ -169,17 +163,11 @@ class Backfill:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _latest_timestamp(self) -> int:
-        query = latest_event_filter()
-        latest = [a.timestamp for a in self.backend.query_accounts(query)]
-        latest += [t.timestamp for t in self.backend.query_transfers(query)]
-        return max(latest, default=0)
-
     def _import(self, todo: list[WalletSnapshot], report: BackfillReport) -> bool:
         """One attempt at a page; True when a live write raced past the chosen timestamps
         (TigerBeetle refused them as regressing) and the page must be tried again."""
         todo = sorted(todo, key=lambda s: (s.created_at or timezone.now()).timestamp())
-        clock = self._clock if self._clock is not None else self._latest_timestamp()
+        clock = self._clock if self._clock is not None else self.tigerbeetle.latest_timestamp()
         self._clock = None  # until this page is in: a retry asks the cluster again
 
         def next_timestamp(original_ns: int) -> int:
@@ -192,7 +180,7 @@ class Backfill:
         chain_of: dict[WalletKey, tuple[int, int]] = {}
         ledgers = sorted({ledger_for_currency(s.balance.key.currency) for s in todo})
         system_ids = {ledger: system_account_id(ledger) for ledger in ledgers}  # hashed once
-        present = {a.id for a in self.backend.lookup_accounts(list(system_ids.values()))}
+        present = {a.id for a in self.tigerbeetle.lookup_accounts(list(system_ids.values()))}
         first_ns = int((todo[0].created_at or timezone.now()).timestamp() * 1e9) - 1
         system_accounts = [
             imported_system_account(
@@ -251,10 +239,10 @@ class Backfill:
         refused a timestamp as regressing (the page is tried again)."""
         # Accounts first: transfers must postdate both their accounts.
         if system_accounts:
-            system_results = self.backend.create_accounts(system_accounts)
+            system_results = self.tigerbeetle.create_account_batch(system_accounts)
             if any(r.status in _RETRY for r in system_results):
                 return None
-        account_results = self.backend.create_accounts(accounts)
+        account_results = self.tigerbeetle.create_account_batch(accounts)
         if any(r.status in _RETRY for r in account_results):
             return None
         usable = []
@@ -266,7 +254,7 @@ class Backfill:
         for start, size in chain_of.values():
             for index in range(start, start + size - 1):
                 transfers[index].flags |= TransferFlags.LINKED
-        results = self.backend.create_transfers(transfers) if transfers else []
+        results = self.tigerbeetle.post_batch(transfers) if transfers else []
         if any(r.status in _RETRY for r in results):
             return None
         return usable, results
@@ -303,9 +291,9 @@ class Backfill:
                 continue
             # An earlier, interrupted run may have imported it from another snapshot: adopt
             # that one (its S is in user_data_128), whatever this run read.
-            existing = self.backend.lookup_transfers(
+            existing = self.tigerbeetle.lookup_transfers(
                 [opening_balance_transfer_id(account_ids[key])]
-            ) or self.backend.lookup_transfers([opening_debit_transfer_id(account_ids[key])])
+            ) or self.tigerbeetle.lookup_transfers([opening_debit_transfer_id(account_ids[key])])
             if existing:
                 adopted[key] = existing[0].user_data_128
                 imported.append(snapshot)
