@@ -274,7 +274,7 @@ class Mirror:
         }
         transfers = [_transfer_for(entry, wallets[entry.key], voided) for entry in entries]
         try:
-            results = _retry_transient(self.tigerbeetle.backend.create_transfers)(transfers)
+            results = _retry_transient(self.tigerbeetle.post_batch)(transfers)
         except LedgerUnavailable as exc:
             self._count_failure(entries, f"TigerBeetle unavailable: {exc}", report)
             return
