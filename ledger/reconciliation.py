@@ -26,18 +26,16 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.utils import timezone
-from tigerbeetle import QueryFilter, QueryFilterFlags
 
 from flags.phases import Phase, current_state
 from ledger import metrics
-from ledger.backends import LedgerBackend
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.ids import WalletKey, u128_to_hex
 from ledger.mirror import Mirror
 from ledger.models import ReconciliationMismatch, ReconciliationRun
 from ledger.stores.mongo_outbox import MongoOutbox, WalletSnapshot
 from ledger.stores.mongo_store import MirrorState
-from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore, wallet_account_code
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import balance_from_account
 from ledger.wallets import WalletBalance
 from registry import accounts as account_registry
@@ -56,10 +54,6 @@ class Reconciliation:
         self.awaiting_backfill = 0
         # The first few wallets counted apart, so a refusal can name them.
         self.awaiting_backfill_keys: list[WalletKey] = []
-
-    @property
-    def backend(self) -> LedgerBackend:
-        return self.tigerbeetle.backend
 
     def run(
         self, triggered_by: str = "schedule", page_size: int = BATCH_EVENTS_MAX
@@ -91,7 +85,7 @@ class Reconciliation:
             registered = account_registry.find_account(key)
             tb = None
             if registered is not None:
-                accounts = self.backend.lookup_accounts([registered.tb_account_id])
+                accounts = self.tigerbeetle.lookup_accounts([registered.tb_account_id])
                 tb = balance_from_account(key, accounts[0]) if accounts else None
             return None, tb
         ((fresh, tb_balance),) = self._second_look([snapshot])
@@ -116,7 +110,7 @@ class Reconciliation:
             last_pk = rows[-1].pk
             accounts = {
                 account.id: account
-                for account in self.backend.lookup_accounts([row.tb_account_id for row in rows])
+                for account in self.tigerbeetle.lookup_accounts([row.tb_account_id for row in rows])
             }
             for row in rows:
                 registered_ids.add(row.tb_account_id)
@@ -144,18 +138,8 @@ class Reconciliation:
         ids: list[int] = []
         timestamp_min = 0
         while True:
-            page = self.backend.query_accounts(
-                QueryFilter(
-                    user_data_128=0,
-                    user_data_64=0,
-                    user_data_32=0,
-                    ledger=0,
-                    code=wallet_account_code(),
-                    timestamp_min=timestamp_min,
-                    timestamp_max=0,
-                    limit=page_size,
-                    flags=QueryFilterFlags.NONE,
-                )
+            page = self.tigerbeetle.wallet_accounts_page(
+                timestamp_min=timestamp_min, limit=page_size
             )
             ids.extend(account.id for account in page)
             if len(page) < page_size:
@@ -227,7 +211,7 @@ class Reconciliation:
         rows = account_registry.rows_by_key(keys)
         accounts = {
             account.id: account
-            for account in self.backend.lookup_accounts(
+            for account in self.tigerbeetle.lookup_accounts(
                 [rows[key].tb_account_id for key in keys if key in rows]
             )
         }
