@@ -372,6 +372,7 @@ class EngineBackend:
         snapshots, failed ids, the clock."""
         new_accounts = [a for a in state.accounts.values() if not a.persisted]
         changed_accounts = [a for a in state.accounts.values() if a.persisted and a.dirty]
+        sm.assert_balance_limits(new_accounts + changed_accounts)
         new_transfers = [t for t in state.transfers.values() if not t.persisted]
         changed_transfers = [t for t in state.transfers.values() if t.persisted and t.status_dirty]
         _insert_accounts(new_accounts)
