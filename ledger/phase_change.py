@@ -68,6 +68,7 @@ class PhaseChangeReport:
 def target_state(
     phase: Phase,
     current: MigrationState,
+    *,
     rollout_percent: Decimal | None = None,
     shadow_percent: Decimal | None = None,
 ) -> MigrationState:
@@ -87,13 +88,16 @@ def change_phase(
     actor: str,
     mongo: MongoWalletStore,
     tigerbeetle: TigerBeetleWalletStore,
+    *,
     note: str = "",
     rollout_percent: Decimal | None = None,
     shadow_percent: Decimal | None = None,
 ) -> PhaseChangeReport:
     """Move to `phase` (audited as `actor`), or raise InvalidPhaseChange saying why not."""
     current = current_state()
-    target = target_state(phase, current, rollout_percent, shadow_percent)
+    target = target_state(
+        phase, current, rollout_percent=rollout_percent, shadow_percent=shadow_percent
+    )
     if target.problems():
         raise InvalidPhaseChange("; ".join(target.problems()))
     report = PhaseChangeReport(before=current.phase, after=phase)
