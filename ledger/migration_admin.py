@@ -302,7 +302,7 @@ class PhaseView(_SiteView):
         rollout: Decimal | None = data["rollout_percent"]
         shadow: Decimal | None = data["shadow_percent"]
         before = current_state()
-        after = target_state(phase, before, rollout, shadow)
+        after = target_state(phase, before, rollout_percent=rollout, shadow_percent=shadow)
         planned = phase_effects(before, after)
         if planned.refusals:
             for refusal in planned.refusals:

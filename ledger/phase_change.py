@@ -19,10 +19,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from flags.audit import apply_state, set_writes_paused
@@ -42,6 +43,13 @@ from registry.models import WalletTransfer
 
 log = logging.getLogger(__name__)
 NAMED_WALLETS_MAX = 10
+# Registry rows read per query while copying phase-4 writes back (writes and voids each).
+COPY_BACK_PAGE_ROWS = 1000
+# Rounds of one copy-back: each copies at least one event, so this bounds the rows too.
+COPY_BACK_ROUNDS_MAX = 1_000_000
+TB_TIMESTAMP_MAX = 2**64 - 1
+NS_PER_MS = 1_000_000
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WALLET_MISMATCHES = (
     ReconciliationMismatch.Kind.BALANCE,
     ReconciliationMismatch.Kind.NOT_IN_TIGERBEETLE,
@@ -60,6 +68,7 @@ class PhaseChangeReport:
 def target_state(
     phase: Phase,
     current: MigrationState,
+    *,
     rollout_percent: Decimal | None = None,
     shadow_percent: Decimal | None = None,
 ) -> MigrationState:
@@ -79,13 +88,16 @@ def change_phase(
     actor: str,
     mongo: MongoWalletStore,
     tigerbeetle: TigerBeetleWalletStore,
+    *,
     note: str = "",
     rollout_percent: Decimal | None = None,
     shadow_percent: Decimal | None = None,
 ) -> PhaseChangeReport:
     """Move to `phase` (audited as `actor`), or raise InvalidPhaseChange saying why not."""
     current = current_state()
-    target = target_state(phase, current, rollout_percent, shadow_percent)
+    target = target_state(
+        phase, current, rollout_percent=rollout_percent, shadow_percent=shadow_percent
+    )
     if target.problems():
         raise InvalidPhaseChange("; ".join(target.problems()))
     report = PhaseChangeReport(before=current.phase, after=phase)
@@ -178,65 +190,123 @@ def backport_due() -> bool:
 
 
 def backport_tigerbeetle_writes(
-    mongo: MongoWalletStore, tigerbeetle: TigerBeetleWalletStore
+    mongo: MongoWalletStore,
+    tigerbeetle: TigerBeetleWalletStore,
+    *,
+    page_rows: int = COPY_BACK_PAGE_ROWS,
 ) -> int:
     """Copy phase-4 writes (credits, debits, voids) into MongoDB in TigerBeetle's order.
 
     Idempotent: MongoDB answers a replay for an id it already has, and each row is marked
     done as soon as its copy committed, so an interrupted backport resumes where it stopped.
+    Read in bounded rounds (`_next_copy_back_round`), each copying the events no unread row
+    can precede, so the whole run keeps TigerBeetle's timestamp order.
     """
-    rows = list(WalletTransfer.objects.select_related("wallet").filter(needs_backport=True)) + list(
-        WalletTransfer.objects.select_related("wallet").filter(
-            void_needs_backport=True, needs_backport=False
+    assert page_rows > 0
+    copied = 0
+    for _ in range(COPY_BACK_ROUNDS_MAX):
+        events = _next_copy_back_round(tigerbeetle, page_rows=page_rows)
+        if not events:
+            break
+        for _, what, row in events:
+            _copy_back(mongo, what, row)
+        copied += len(events)
+    else:
+        raise InvalidPhaseChange(
+            f"copying back did not finish in {COPY_BACK_ROUNDS_MAX} rounds; try again"
         )
+    log.info("copied %d TigerBeetle-only writes back to MongoDB", copied)
+    return copied
+
+
+def _next_copy_back_round(
+    tigerbeetle: TigerBeetleWalletStore, *, page_rows: int
+) -> list[tuple[int, str, WalletTransfer]]:
+    """The next events to copy back, in TigerBeetle's timestamp order, at most about two
+    pages of rows.
+
+    Writes are read by their TigerBeetle timestamp. A void's timestamp lives in TigerBeetle
+    only; the registry holds it to the millisecond (`voided_at`), so voids are read by
+    `voided_at` and the page is completed with the rest of its last millisecond. An event is
+    copied in this round only when no row left unread can come before it: up to the last
+    write read (when the page was full) and up to the end of the last void millisecond read
+    (when that page was full). Rows copied drop out of both queries, so every round makes
+    progress and the next one starts where this one stopped.
+    """
+    rows = WalletTransfer.objects.select_related("wallet")
+    writes = list(
+        rows.filter(needs_backport=True).order_by(F("tb_timestamp").asc(nulls_first=True), "pk")[
+            :page_rows
+        ]
     )
-    void_ids = [hex_to_u128(row.void_tb_transfer_id_hex) for row in rows if row.void_needs_backport]
-    void_times = tigerbeetle.transfer_timestamps(void_ids)
-    events: list[tuple[int, str, WalletTransfer]] = []
-    for row in rows:
-        if row.needs_backport:
-            events.append((row.tb_timestamp or 0, "write", row))
-        if row.void_needs_backport:
-            void_time = void_times.get(hex_to_u128(row.void_tb_transfer_id_hex), 0)
-            events.append((void_time, "void", row))
+    voids = list(
+        rows.filter(void_needs_backport=True).order_by(F("voided_at").asc(nulls_first=True), "pk")[
+            :page_rows
+        ]
+    )
+    horizon = TB_TIMESTAMP_MAX
+    if len(writes) == page_rows:
+        horizon = min(horizon, writes[-1].tb_timestamp or 0)
+    if len(voids) == page_rows and voids[-1].voided_at is not None:
+        last_ms = voids[-1].voided_at
+        voids += rows.filter(void_needs_backport=True, voided_at=last_ms, pk__gt=voids[-1].pk)
+        horizon = min(horizon, (_epoch_ms(last_ms) + 1) * NS_PER_MS - 1)
+    void_times = tigerbeetle.transfer_timestamps(
+        [hex_to_u128(row.void_tb_transfer_id_hex) for row in voids]
+    )
+    events = [(row.tb_timestamp or 0, "write", row) for row in writes]
+    for row in voids:
+        void_time = void_times.get(hex_to_u128(row.void_tb_transfer_id_hex), 0)
+        assert (
+            not void_time
+            or row.voided_at is None
+            or (void_time // NS_PER_MS == _epoch_ms(row.voided_at))
+        ), f"void of {row.transaction_id!r}: voided_at is not TigerBeetle's time"
+        events.append((void_time, "void", row))
     events.sort(key=lambda event: event[0])
-    for _, what, row in events:
-        key = row.wallet.key
-        try:
-            if what == "void":
-                with contextlib.suppress(errors.AlreadyVoided):  # copied by an earlier run
-                    mongo.void_transaction(
-                        row.transaction_id,
-                        row.voided_by,
-                        row.void_reason,
-                        mirror=False,
-                        voided_at=row.voided_at,
-                    )
-                transfer_registry.mark_void_copied_back(transfer_pk=row.pk)
-            elif row.kind == WalletTransfer.Kind.CREDIT:
-                mongo.add_credit(
-                    key,
-                    row.amount_minor,
+    return [event for event in events if event[0] <= horizon]
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return (moment - UNIX_EPOCH) // timedelta(milliseconds=1)
+
+
+def _copy_back(mongo: MongoWalletStore, what: str, row: WalletTransfer) -> None:
+    """One event into MongoDB (as already mirrored), then marked done in the registry."""
+    key = row.wallet.key
+    try:
+        if what == "void":
+            with contextlib.suppress(errors.AlreadyVoided):  # copied by an earlier run
+                mongo.void_transaction(
                     row.transaction_id,
+                    row.voided_by,
+                    row.void_reason,
                     mirror=False,
-                    created_at=row.created_at,
-                    made_by=row.made_by,
+                    voided_at=row.voided_at,
                 )
-            else:
-                mongo.subtract_credit(
-                    key,
-                    row.amount_minor,
-                    row.transaction_id,
-                    mirror=False,
-                    created_at=row.created_at,
-                    made_by=row.made_by,
-                )
-        except errors.WalletError as exc:
-            raise InvalidPhaseChange(
-                f"copying {row.kind} {row.transaction_id!r} back to MongoDB failed: {exc.message}"
-                " - TigerBeetle stays the only store; reconcile the wallet and try again"
-            ) from exc
-        if what == "write":
-            transfer_registry.mark_write_copied_back(transfer_pk=row.pk)
-    log.info("copied %d TigerBeetle-only writes back to MongoDB", len(events))
-    return len(events)
+            transfer_registry.mark_void_copied_back(transfer_pk=row.pk)
+        elif row.kind == WalletTransfer.Kind.CREDIT:
+            mongo.add_credit(
+                key,
+                row.amount_minor,
+                row.transaction_id,
+                mirror=False,
+                created_at=row.created_at,
+                made_by=row.made_by,
+            )
+        else:
+            mongo.subtract_credit(
+                key,
+                row.amount_minor,
+                row.transaction_id,
+                mirror=False,
+                created_at=row.created_at,
+                made_by=row.made_by,
+            )
+    except errors.WalletError as exc:
+        raise InvalidPhaseChange(
+            f"copying {row.kind} {row.transaction_id!r} back to MongoDB failed: {exc.message}"
+            " - TigerBeetle stays the only store; reconcile the wallet and try again"
+        ) from exc
+    if what == "write":
+        transfer_registry.mark_write_copied_back(transfer_pk=row.pk)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import requests
@@ -101,7 +102,6 @@ class Reconciliation:
     ) -> dict[WalletKey, WalletBalance]:
         """Pass 1 and 2; returns every registered wallet's TigerBeetle balance by key."""
         balances: dict[WalletKey, WalletBalance] = {}
-        registered_ids: set[int] = set()
         last_pk = 0
         while True:
             rows = list(WalletAccount.objects.filter(pk__gt=last_pk).order_by("pk")[:page_size])
@@ -113,7 +113,6 @@ class Reconciliation:
                 for account in self.tigerbeetle.lookup_accounts([row.tb_account_id for row in rows])
             }
             for row in rows:
-                registered_ids.add(row.tb_account_id)
                 account = accounts.get(row.tb_account_id)
                 if account is None:
                     run.rows_without_account += 1
@@ -122,28 +121,39 @@ class Reconciliation:
                     )
                     continue
                 balances[row.key] = balance_from_account(row.key, account)
-        for account_id in self._tigerbeetle_wallet_account_ids(page_size):
-            if account_id not in registered_ids:
-                run.accounts_without_row += 1
-                mismatches.append(
-                    ReconciliationMismatch(
-                        run=run,
-                        kind=ReconciliationMismatch.Kind.ACCOUNT_WITHOUT_ROW,
-                        tb_account_id_hex=u128_to_hex(account_id),
-                    )
+        for account_ids in self._tigerbeetle_wallet_account_id_pages(page_size):
+            # One page of TigerBeetle's ids against the registry: never every id at once.
+            ids_hex = [u128_to_hex(account_id) for account_id in account_ids]
+            registered = set(
+                WalletAccount.objects.filter(tb_account_id_hex__in=ids_hex).values_list(
+                    "tb_account_id_hex", flat=True
                 )
+            )
+            for account_id_hex in ids_hex:
+                if account_id_hex not in registered:
+                    run.accounts_without_row += 1
+                    mismatches.append(
+                        ReconciliationMismatch(
+                            run=run,
+                            kind=ReconciliationMismatch.Kind.ACCOUNT_WITHOUT_ROW,
+                            tb_account_id_hex=account_id_hex,
+                        )
+                    )
         return balances
 
-    def _tigerbeetle_wallet_account_ids(self, page_size: int) -> list[int]:
-        ids: list[int] = []
+    def _tigerbeetle_wallet_account_id_pages(self, page_size: int) -> Iterator[list[int]]:
+        """This application's wallet account ids in TigerBeetle, a page at a time (by
+        timestamp)."""
+        assert 0 < page_size <= BATCH_EVENTS_MAX
         timestamp_min = 0
         while True:
             page = self.tigerbeetle.wallet_accounts_page(
                 timestamp_min=timestamp_min, limit=page_size
             )
-            ids.extend(account.id for account in page)
+            if page:
+                yield [account.id for account in page]
             if len(page) < page_size:
-                return ids
+                return
             timestamp_min = page[-1].timestamp + 1
 
     def _mongo_against_tigerbeetle(

@@ -9,6 +9,7 @@ always as `LedgerUnavailable`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from tigerbeetle import (
@@ -24,6 +25,21 @@ from tigerbeetle import (
 # TigerBeetle's per-request event limit (message size 1 MiB / 128-byte events).
 BATCH_EVENTS_MAX = 8189
 UINT128_MAX = 2**128 - 1
+
+
+def assert_one_result_per_event(*, events: Sequence[object], results: Sequence[object]) -> None:
+    """A create_* answer carries one result per event, in order: callers zip them."""
+    assert len(results) == len(events), f"{len(results)} results for {len(events)} events"
+
+
+def assert_lookup_answers(*, ids: Sequence[int], found: Sequence[Account | Transfer]) -> None:
+    """A lookup answers only ids it was asked for, at most once per asked id."""
+    asked = set(ids)
+    found_ids = [item.id for item in found]
+    assert len(found_ids) <= len(ids), f"{len(found_ids)} answers for {len(ids)} ids"
+    assert asked.issuperset(found_ids), "a lookup answered an id it was not asked for"
+    if len(asked) == len(ids):
+        assert len(set(found_ids)) == len(found_ids), "a lookup answered one id twice"
 
 
 class LedgerUnavailable(Exception):

@@ -25,7 +25,12 @@ from typing import Any, TypeVar
 import tigerbeetle as tb
 from django.conf import settings
 
-from ledger.backends.base import BATCH_EVENTS_MAX, LedgerUnavailable
+from ledger.backends.base import (
+    BATCH_EVENTS_MAX,
+    LedgerUnavailable,
+    assert_lookup_answers,
+    assert_one_result_per_event,
+)
 
 T = TypeVar("T")
 CLOSE_WAIT_S = 5.0
@@ -126,10 +131,14 @@ class TigerBeetleBackend:
         return self._batched("create_transfers", transfers)
 
     def lookup_accounts(self, account_ids: list[int]) -> list[tb.Account]:
-        return self._plain_batched("lookup_accounts", account_ids)
+        found: list[tb.Account] = self._plain_batched("lookup_accounts", account_ids)
+        assert_lookup_answers(ids=account_ids, found=found)
+        return found
 
     def lookup_transfers(self, transfer_ids: list[int]) -> list[tb.Transfer]:
-        return self._plain_batched("lookup_transfers", transfer_ids)
+        found: list[tb.Transfer] = self._plain_batched("lookup_transfers", transfer_ids)
+        assert_lookup_answers(ids=transfer_ids, found=found)
+        return found
 
     def get_account_transfers(self, account_filter: tb.AccountFilter) -> list[tb.Transfer]:
         found: list[tb.Transfer] = self._call("get_account_transfers", account_filter)
@@ -160,13 +169,17 @@ class TigerBeetleBackend:
     def _batched(self, operation: str, events: list[Any]) -> list[Any]:
         results: list[Any] = []
         for chunk in chain_safe_chunks(events):
-            results.extend(self._call(operation, list(chunk)))
+            chunk_results = self._call(operation, list(chunk))
+            assert_one_result_per_event(events=chunk, results=chunk_results)
+            results.extend(chunk_results)
         return results
 
     def _plain_batched(self, operation: str, ids: list[int]) -> list[Any]:
         results: list[Any] = []
         for start in range(0, len(ids), BATCH_EVENTS_MAX):
-            results.extend(self._call(operation, ids[start : start + BATCH_EVENTS_MAX]))
+            chunk = ids[start : start + BATCH_EVENTS_MAX]
+            assert 0 < len(chunk) <= BATCH_EVENTS_MAX
+            results.extend(self._call(operation, chunk))
         return results
 
     def _call(self, operation: str, argument: Any) -> Any:

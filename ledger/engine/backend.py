@@ -38,7 +38,12 @@ from tigerbeetle import (
 )
 from tigerbeetle.bindings import CAccount, CAccountFilter, CQueryFilter, CTransfer
 
-from ledger.backends.base import BATCH_EVENTS_MAX, LedgerUnavailable
+from ledger.backends.base import (
+    BATCH_EVENTS_MAX,
+    LedgerUnavailable,
+    assert_lookup_answers,
+    assert_one_result_per_event,
+)
 from ledger.engine import state_machine as sm
 from ledger.engine.models import (
     AccountBalanceSnapshot,
@@ -147,6 +152,7 @@ class EngineBackend:
                     LedgerTransfer, [a.timestamp for a in accounts]
                 )
             outcomes = sm.create_accounts(state, accounts)
+            assert_one_result_per_event(events=accounts, results=outcomes)
             self._persist(state)
         return [
             CreateAccountResult(timestamp=ts, status=CreateAccountStatus(status))
@@ -175,6 +181,7 @@ class EngineBackend:
                     LedgerAccount, [t.timestamp for t in transfers]
                 )
             outcomes = sm.create_transfers(state, transfers)
+            assert_one_result_per_event(events=transfers, results=outcomes)
             self._persist(state)
         return [
             CreateTransferResult(timestamp=ts, status=CreateTransferStatus(status))
@@ -192,7 +199,9 @@ class EngineBackend:
                 account = _account_state(row)
                 found[account.id] = account
         _show_due_expiries(found)
-        return [found[i].to_account() for i in account_ids if i in found]
+        accounts = [found[i].to_account() for i in account_ids if i in found]
+        assert_lookup_answers(ids=account_ids, found=accounts)
+        return accounts
 
     @_unavailable_on_database_error
     def lookup_transfers(self, transfer_ids: list[int]) -> list[Transfer]:
@@ -203,7 +212,9 @@ class EngineBackend:
             for row in rows:
                 transfer = _transfer_state(row).to_transfer()
                 found[transfer.id] = transfer
-        return [found[i] for i in transfer_ids if i in found]
+        transfers = [found[i] for i in transfer_ids if i in found]
+        assert_lookup_answers(ids=transfer_ids, found=transfers)
+        return transfers
 
     # --- filtered reads ------------------------------------------------------------------
 
@@ -372,6 +383,7 @@ class EngineBackend:
         snapshots, failed ids, the clock."""
         new_accounts = [a for a in state.accounts.values() if not a.persisted]
         changed_accounts = [a for a in state.accounts.values() if a.persisted and a.dirty]
+        sm.assert_balance_limits(new_accounts + changed_accounts)
         new_transfers = [t for t in state.transfers.values() if not t.persisted]
         changed_transfers = [t for t in state.transfers.values() if t.persisted and t.status_dirty]
         _insert_accounts(new_accounts)

@@ -10,7 +10,7 @@ in-memory effects of a failed chain's earlier events.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from tigerbeetle import (
@@ -271,6 +271,22 @@ def _timestamps(state: BatchState, count: int) -> int:
     base = max(state.now_ns, state.clock.last_timestamp + 1)
     state.clock.last_timestamp = base + count - 1
     return base
+
+
+def assert_balance_limits(accounts: Iterable[AccountState]) -> None:
+    """The invariant every transfer check protects, asserted after a batch is applied: an
+    account with `debits_must_not_exceed_credits` never has debits (pending and posted) above
+    its posted credits, and the mirror for `credits_must_not_exceed_debits`. A failure is a
+    bug in this engine, never a user error: the batch's transaction rolls back."""
+    for account in accounts:
+        if account.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS:
+            assert account.debits_pending + account.debits_posted <= account.credits_posted, (
+                f"account {account.id:#x}: debits exceed credits"
+            )
+        if account.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS:
+            assert account.credits_pending + account.credits_posted <= account.debits_posted, (
+                f"account {account.id:#x}: credits exceed debits"
+            )
 
 
 # --- accounts -------------------------------------------------------------------------------

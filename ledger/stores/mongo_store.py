@@ -321,6 +321,7 @@ class MongoWalletStore:
     ) -> WalletResult:
         """`mirror=False` copies back a write TigerBeetle already holds (leaving phase 4),
         with `created_at`, the time TigerBeetle took it."""
+        assert amount_minor > 0, "the service refuses amounts that are not positive"
 
         def credit(session: ClientSession) -> WalletResult:
             wallets, log = self._collections()
@@ -374,6 +375,8 @@ class MongoWalletStore:
         created_at: datetime | None = None,
         made_by: str = "",
     ) -> WalletResult:
+        assert amount_minor > 0, "the service refuses amounts that are not positive"
+
         def debit(session: ClientSession) -> WalletResult:
             wallets, log = self._collections()
             self._refuse_or_replay(
@@ -441,6 +444,7 @@ class MongoWalletStore:
                 session=session,
             )
             amount_minor = int(entry["amount_minor"])
+            assert amount_minor > 0, "a logged transaction moves a positive amount"
             log.insert_one(
                 {
                     "_id": ObjectId(),

@@ -109,6 +109,7 @@ class TigerBeetleWalletStore:
     def add_credit(
         self, key: WalletKey, amount_minor: int, transaction_id: str, *, made_by: str = ""
     ) -> WalletResult:
+        assert amount_minor > 0, "the service refuses amounts that are not positive"
         replay = self._replay_if_known(transaction_id, TransactionKind.CREDIT, key, amount_minor)
         if replay:
             return replay
@@ -124,6 +125,7 @@ class TigerBeetleWalletStore:
     def subtract_credit(
         self, key: WalletKey, amount_minor: int, reference_id: str, *, made_by: str = ""
     ) -> WalletResult:
+        assert amount_minor > 0, "the service refuses amounts that are not positive"
         replay = self._replay_if_known(reference_id, TransactionKind.DEBIT, key, amount_minor)
         if replay:
             return replay
@@ -155,6 +157,7 @@ class TigerBeetleWalletStore:
                 raise errors.TransactionNotFound(f"No posted transaction {transaction_id!r}.")
             if row.state == WalletTransfer.State.VOIDED:
                 raise errors.AlreadyVoided(f"Transaction {transaction_id!r} was already voided.")
+            assert row.amount_minor > 0, "a registered transfer moves a positive amount"
             wallet_id = row.wallet.tb_account_id
             void = void_transfer(
                 row.tb_transfer_id,

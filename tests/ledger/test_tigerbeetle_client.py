@@ -97,6 +97,26 @@ def test_lookups_longer_than_the_limit_are_split() -> None:
     assert [a.id for a in found] == list(range(1, BATCH_EVENTS_MAX + 3))
 
 
+class MisansweringClient(RecordingClient):
+    """A client that breaks the protocol: one result short, and a stranger in lookups."""
+
+    def create_transfers(self, transfers: list[tb.Transfer]) -> list[tb.CreateTransferResult]:
+        return super().create_transfers(transfers)[:-1]
+
+    def lookup_accounts(self, ids: list[int]) -> list[tb.Account]:
+        return [*super().lookup_accounts(ids), tb.Account(id=max(ids) + 1)]
+
+
+def test_a_create_answer_without_one_result_per_event_is_an_assertion_failure() -> None:
+    with pytest.raises(AssertionError, match="2 results for 3 events"):
+        backend_with(MisansweringClient()).create_transfers(transfers(3))
+
+
+def test_a_lookup_answering_an_id_not_asked_for_is_an_assertion_failure() -> None:
+    with pytest.raises(AssertionError):
+        backend_with(MisansweringClient()).lookup_accounts([1, 2])
+
+
 @pytest.mark.parametrize(
     "error", [tb.ClientEvictedError(), tb.ClientClosedError(), tb.TooMuchDataError(), OSError("x")]
 )

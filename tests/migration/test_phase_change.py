@@ -19,7 +19,7 @@ from flags.phases import InvalidPhaseChange, Phase, current_state
 from flags.write_gate import write_admitted
 from ledger.backfill import Backfill
 from ledger.ids import WalletKey
-from ledger.phase_change import change_phase
+from ledger.phase_change import backport_tigerbeetle_writes, change_phase
 from ledger.routing import PhasedWalletStore
 from ledger.stores.mongo_store import LOG, WALLETS, MirrorState, _decimal128
 from ledger.tasks import sweep_outbox
@@ -328,3 +328,35 @@ def test_a_phase_change_is_refused_when_a_write_in_flight_does_not_finish_in_tim
 
     state = current_state()
     assert (state.phase, state.writes_paused) == (Phase.READ_CUTOVER, False)
+
+
+def test_a_copy_back_longer_than_one_page_keeps_tigerbeetles_order(stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    key = new_key()
+    move(stores, Phase.TIGERBEETLE_ONLY)
+    ids = [tx() for _ in range(6)]
+    # Each step needs the one before it in MongoDB: out of order, a debit or a void of a
+    # credit would be refused for funds and the copy-back would fail.
+    stores.phased.add_credit(key, 100, ids[0])
+    stores.phased.subtract_credit(key, 100, ids[1])
+    stores.phased.void_transaction(ids[1], "support", "refund")
+    stores.phased.subtract_credit(key, 100, ids[2])
+    stores.phased.add_credit(key, 40, ids[3])
+    stores.phased.void_transaction(ids[3], "support", "duplicate")
+    stores.phased.add_credit(key, 60, ids[4])
+    stores.phased.subtract_credit(key, 60, ids[5])
+    tigerbeetle_order = [ids[0], ids[1], f"void {ids[1]}", ids[2], ids[3], f"void {ids[3]}"]
+    tigerbeetle_order += [ids[4], ids[5]]
+
+    copied = backport_tigerbeetle_writes(stores.mongo, stores.tigerbeetle, page_rows=2)
+
+    assert copied == 8
+    log = stores.mongo.database[LOG].find(
+        {"mirror_state": MirrorState.FROM_TIGERBEETLE}, sort=[("wallet_seq", 1)]
+    )
+    assert [
+        f"void {entry['voided_transaction_id']}" if entry["kind"] == "void" else entry["_id"]
+        for entry in log
+    ] == tigerbeetle_order
+    assert_stores_agree(stores, [key])

@@ -478,3 +478,18 @@ def assert_ledger_holds_only_registered_transfers(
         )
     }
     assert in_ledger == named
+
+
+@pytest.mark.parametrize("amount_minor", [0, -1])
+def test_store_asserts_a_positive_amount_the_service_already_validated(
+    wallet_store: WalletStore, amount_minor: int
+) -> None:
+    key = new_key()
+    wallet_store.add_credit(key, 1_000, new_id())
+
+    with pytest.raises(AssertionError):
+        wallet_store.add_credit(key, amount_minor, new_id())
+    with pytest.raises(AssertionError):
+        wallet_store.subtract_credit(key, amount_minor, new_id("ref"))
+
+    assert fields(wallet_store, key) == (1_000, 0, 1_000)
