@@ -285,17 +285,10 @@ def _copy_back(mongo: MongoWalletStore, what: str, row: WalletTransfer) -> None:
                     voided_at=row.voided_at,
                 )
             transfer_registry.mark_void_copied_back(transfer_pk=row.pk)
-        elif row.kind == WalletTransfer.Kind.CREDIT:
-            mongo.add_credit(
-                key,
-                row.amount_minor,
-                row.transaction_id,
-                mirror=False,
-                created_at=row.created_at,
-                made_by=row.made_by,
-            )
         else:
-            mongo.subtract_credit(
+            credit = row.kind == WalletTransfer.Kind.CREDIT
+            write = mongo.add_credit if credit else mongo.subtract_credit
+            write(
                 key,
                 row.amount_minor,
                 row.transaction_id,

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import tigerbeetle as tb
 
 from ledger.engine.backend import EngineBackend
+from ledger.tb_model import latest_event_filter
 from tests.conftest import make_backend
 from tests.ledger.differential import AF, LONG_TIMEOUT_S, TF, Scenario, Side
 
@@ -209,17 +209,7 @@ class Run:
         """Whether the server's newest account and transfer are this test's: imported
         timestamps are drawn near this test's objects, so they mean the same on both sides
         only while no other client writes to the cluster."""
-        newest = tb.QueryFilter(
-            user_data_128=0,
-            user_data_64=0,
-            user_data_32=0,
-            ledger=0,
-            code=0,
-            timestamp_min=0,
-            timestamp_max=0,
-            limit=1,
-            flags=tb.QueryFilterFlags.REVERSED,
-        )
+        newest = latest_event_filter()
         backend = self.server.backend
         return all(
             found.timestamp in self.server.label_of
