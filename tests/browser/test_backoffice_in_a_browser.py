@@ -173,9 +173,7 @@ def test_support_voids_a_phase_4_transaction_from_the_wallet_page(
     page: Any,
     live_server: Any,
     committed_stores: Stores,  # noqa: F811
-    settings: Any,
 ) -> None:
-    settings.PHASE_CHANGE_SETTLE_S = 0
     enter_phase(Phase.READ_CUTOVER)
     key = new_key()
     committed_stores.phased.add_credit(key, 10_000, tx())
