@@ -53,11 +53,11 @@ from bench.common import (
     scratch_database,
 )
 from bench.phases import CLOCK, Phases, TimedBackend, print_breakdown
+from domain.money import from_minor_units
 from ledger.backends import get_ledger_backend
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.backfill import Backfill
 from ledger.mirror import Mirror
-from ledger.money import from_minor_units
 from ledger.reconciliation import Reconciliation
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import LOG, WALLETS, MirrorState, MongoWalletStore

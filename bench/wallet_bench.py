@@ -53,9 +53,9 @@ from bench.common import (  # noqa: E402
     scratch_database,
 )
 from bench.phases import CLOCK, Phases, TimedBackend, print_breakdown  # noqa: E402
+from domain.ids import WalletKey, system_account_id  # noqa: E402
+from domain.money import ledger_for_currency  # noqa: E402
 from ledger.backends import get_ledger_backend  # noqa: E402
-from ledger.ids import WalletKey, system_account_id  # noqa: E402
-from ledger.money import ledger_for_currency  # noqa: E402
 from ledger.service import WalletService  # noqa: E402
 from ledger.stores.mongo_store import WALLETS, MongoWalletStore  # noqa: E402
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore  # noqa: E402

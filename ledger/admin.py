@@ -10,15 +10,15 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from ledger.ids import WalletKey
+from domain.ids import WalletKey
+from domain.money import from_minor_units
+from domain.wallets import WalletBalance
 from ledger.migration_figures import last_reconciliation
 from ledger.models import ReconciliationMismatch, ReconciliationRun, ShadowComparison
-from ledger.money import format_money, from_minor_units
 from ledger.reconciliation import Reconciliation
 from ledger.service import mongo_outbox, tigerbeetle_store
 from ledger.support import BALANCE_WORDS, FIELDS
-from ledger.wallets import WalletBalance
-from wallet_site.admin_base import CsvExportMixin, ReadOnlyAdmin
+from wallet_site.admin_base import CsvExportMixin, ReadOnlyAdmin, format_money
 from wallet_site.admin_links import wallet_url
 
 

@@ -1,4 +1,11 @@
 from django.apps import AppConfig
+from django.conf import settings
+
+from domain import ids
+
+
+def _id_namespace() -> str:
+    return str(settings.TB_ID_NAMESPACE)
 
 
 class LedgerConfig(AppConfig):
@@ -6,3 +13,7 @@ class LedgerConfig(AppConfig):
 
     name = "ledger"
     verbose_name = "Reconciliation and migration records"
+
+    def ready(self) -> None:
+        # The ids are derived in the pure domain; the namespace they mix in is a setting.
+        ids.use_namespace_source(_id_namespace)

@@ -42,15 +42,16 @@ from tigerbeetle import (
 )
 from tqdm import tqdm
 
-from flags.models import Milestone
-from ledger.ids import (
+from domain.ids import (
     WalletKey,
     account_id_for,
     opening_balance_transfer_id,
     system_account_id,
     transaction_transfer_id,
 )
-from ledger.money import ledger_for_currency
+from domain.money import ledger_for_currency
+from domain.wallets import write_time
+from flags.models import Milestone
 from ledger.stores.mongo_outbox import MongoOutbox, WalletSnapshot
 from ledger.stores.tigerbeetle_store import (
     TigerBeetleWalletStore,
@@ -63,7 +64,6 @@ from ledger.tb_model import (
     opening_debit_transfer_id,
     opening_pair,
 )
-from ledger.wallets import write_time
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.models import WalletAccount

@@ -14,9 +14,10 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, multiprocess
 
+from domain import errors
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase
-from ledger import errors, metrics
+from ledger import metrics
 from ledger.models import (
     ReadRouteCount,
     ReconciliationMismatch,

@@ -32,15 +32,15 @@ from tenacity import (
 )
 from tigerbeetle import CreateTransferStatus, Transfer
 
-from ledger import errors
+from domain import errors
+from domain.ids import WalletKey, hex_to_u128, transaction_transfer_id
+from domain.wallets import write_time
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
-from ledger.ids import WalletKey, hex_to_u128, transaction_transfer_id
 from ledger.stores.mongo_outbox import EntryId, MongoOutbox, OutboxEntry
 from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import credit_transfer, debit_transfer, void_transfer
-from ledger.wallets import write_time
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.models import WalletAccount, WalletTransfer

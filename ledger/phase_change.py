@@ -26,12 +26,12 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from domain import errors
+from domain.ids import WalletKey, hex_to_u128
 from flags.audit import apply_state, set_writes_paused
 from flags.models import Milestone
 from flags.phases import InvalidPhaseChange, MigrationState, Phase, current_state, state_for_phase
 from flags.write_gate import WritesStillRunning, writes_drained
-from ledger import errors
-from ledger.ids import WalletKey, hex_to_u128
 from ledger.mirror import Mirror
 from ledger.models import ReconciliationMismatch
 from ledger.reconciliation import Reconciliation

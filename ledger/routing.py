@@ -27,15 +27,16 @@ from typing import TypeVar
 import pybreaker
 from django.conf import settings
 
+from domain import errors
+from domain.ids import WalletKey
+from domain.wallets import TransactionRecord, WalletBalance, WalletResult
 from flags.phases import Phase, current_state
 from flags.write_gate import write_admitted
-from ledger import errors, metrics
-from ledger.ids import WalletKey
+from ledger import metrics
 from ledger.models import ReadRouteCount
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
-from ledger.wallets import TransactionRecord, WalletBalance, WalletResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -12,16 +12,16 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from ledger import errors
-from ledger.countries import UnknownCountry as UnknownCountryCode
-from ledger.countries import normalize_country
-from ledger.ids import WalletKey
-from ledger.money import MoneyError, normalize_currency, to_minor_units
+from domain import errors
+from domain.countries import UnknownCountry as UnknownCountryCode
+from domain.countries import normalize_country
+from domain.ids import WalletKey
+from domain.money import MoneyError, normalize_currency, to_minor_units
+from domain.wallets import TransactionRecord, WalletBalance, WalletResult, WalletStore
 from ledger.routing import PhasedWalletStore
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
-from ledger.wallets import TransactionRecord, WalletBalance, WalletResult, WalletStore
 
 ID_MAX_LENGTH = 128
 # Unicode categories no id may hold: control characters (NUL, C0, DEL, C1), invisible format

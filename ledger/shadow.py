@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import time
 
-from ledger import errors, metrics
-from ledger.ids import WalletKey
+from domain import errors
+from domain.ids import WalletKey
+from domain.wallets import WalletBalance
+from ledger import metrics
 from ledger.mirror import Mirror
 from ledger.models import ShadowComparison
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
-from ledger.wallets import WalletBalance
 from registry import accounts as account_registry
 
 FIELDS = ("credit", "debit", "historical_credit")

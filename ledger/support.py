@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from domain import errors
+from domain.ids import WalletKey, u128_to_hex
+from domain.wallets import TransactionRecord, WalletBalance
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase
-from ledger import errors
-from ledger.ids import WalletKey, u128_to_hex
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
@@ -27,7 +28,6 @@ from ledger.tb_model import (
     TRANSFER_CODE_OPENING_BALANCE,
     TRANSFER_CODE_VOID,
 )
-from ledger.wallets import TransactionRecord, WalletBalance
 from registry import accounts as account_registry
 from registry.models import WalletAccount, WalletTransfer
 

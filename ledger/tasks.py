@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import shared_task
 
+from domain.wallets import WalletBalance
 from flags.phases import current_state
 from ledger import metrics
 from ledger.backends import get_ledger_backend
@@ -23,7 +24,6 @@ from ledger.reconciliation import Reconciliation
 from ledger.routing import key_from_dict
 from ledger.service import mongo_outbox, mongo_store, tigerbeetle_store
 from ledger.shadow import compare_shadow_read as compare
-from ledger.wallets import WalletBalance
 
 
 @shared_task(name="ledger.check_ledger_backend")

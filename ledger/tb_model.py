@@ -25,8 +25,8 @@ from tigerbeetle import (
     TransferFlags,
 )
 
-from ledger.countries import country_numeric
-from ledger.ids import (
+from domain.countries import country_numeric
+from domain.ids import (
     WalletKey,
     client_hash_128,
     issuer_hash_64,
@@ -35,7 +35,7 @@ from ledger.ids import (
     transaction_transfer_id,
     void_transfer_id,
 )
-from ledger.wallets import WalletBalance
+from domain.wallets import WalletBalance
 
 TRANSFER_CODE_CREDIT = 1
 TRANSFER_CODE_DEBIT = 2

@@ -21,7 +21,7 @@ from datetime import datetime
 from django.core.cache import cache, caches
 from django.db import IntegrityError, transaction
 
-from ledger.ids import WalletKey, hex_to_u128, u128_to_hex, wallet_key_bytes
+from domain.ids import WalletKey, hex_to_u128, u128_to_hex, wallet_key_bytes
 from registry.models import WalletAccount
 
 CACHE_TTL_S = 30 * 60

@@ -17,11 +17,12 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from domain import errors
+from domain.ids import WalletKey
+from domain.money import from_minor_units
+from domain.wallets import TransactionRecord, WalletBalance
 from flags.phases import Phase, current_state
-from ledger import errors
 from ledger.admin import recheck_wallet
-from ledger.ids import WalletKey
-from ledger.money import format_money, from_minor_units
 from ledger.service import WalletService, mongo_store, tigerbeetle_store
 from ledger.support import (
     BALANCE_WORDS,
@@ -31,10 +32,9 @@ from ledger.support import (
     store_roles,
     wallet_overview,
 )
-from ledger.wallets import TransactionRecord, WalletBalance
 from registry import accounts as account_registry
 from registry.models import WalletAccount, WalletTransfer
-from wallet_site.admin_base import CsvExportMixin, ReadOnlyAdmin
+from wallet_site.admin_base import CsvExportMixin, ReadOnlyAdmin, format_money
 from wallet_site.admin_links import key_params, transaction_url, void_url, wallet_url
 from wallet_site.admin_site import back_url
 from wallet_site.templatetags.backoffice import tb_time

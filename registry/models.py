@@ -15,7 +15,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from ledger.ids import WalletKey, hex_to_u128
+from domain.ids import WalletKey, hex_to_u128
 
 # A 128-bit TigerBeetle id as u128_to_hex writes it; id 0 is reserved by TigerBeetle.
 TB_ID_HEX_PATTERN = r"^[0-9a-f]{32}$"

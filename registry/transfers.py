@@ -15,7 +15,7 @@ from datetime import datetime
 
 from django.db import IntegrityError, transaction
 
-from ledger.ids import u128_to_hex
+from domain.ids import u128_to_hex
 from registry.models import WalletAccount, WalletTransfer
 
 

@@ -13,8 +13,8 @@ import tigerbeetle as tb
 from django.conf import settings
 from django.test import override_settings
 
+from domain.wallets import WalletStore
 from ledger.backends import LedgerBackend, get_ledger_backend
-from ledger.wallets import WalletStore
 
 BACKEND_NAMES = ["engine", "tigerbeetle"]
 STORE_NAMES = ["mongo", "tigerbeetle"]

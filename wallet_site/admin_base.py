@@ -11,12 +11,21 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, StreamingHttpResponse
 from django.urls import URLPattern, path
-from django.utils import timezone
+from django.utils import timezone, translation
+
+from domain.money import format_money_in
 
 if TYPE_CHECKING:  # a stub-only alias: ModelAdmin's own type for its templates
     from django.template.response import _TemplateForResponseT
 
 CSV_CHUNK_ROWS = 2000
+
+
+def format_money(amount_minor: int, currency: str, locale: str | None = None) -> str:
+    """An amount as people read it, for the active locale (`domain.money.format_money_in`):
+    11990 USD -> "$119.90" in en-us."""
+    locale = locale or translation.to_locale(translation.get_language() or "en-us")
+    return format_money_in(amount_minor, currency, locale)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

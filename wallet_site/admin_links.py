@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from django.http import HttpRequest
 from django.urls import reverse
 
-from ledger.ids import WalletKey
+from domain.ids import WalletKey
 from registry import accounts as account_registry
 
 

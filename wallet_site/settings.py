@@ -168,7 +168,7 @@ TB_REQUEST_TIMEOUT_S = env.float("TB_REQUEST_TIMEOUT_S", default=5.0)
 # empty. Unset: the embedded engine.
 TB_BINARY = env("TB_BINARY", default="")
 TB_LOCAL_PORT = env.int("TB_LOCAL_PORT", default=3000)
-# Mixed into every derived id (ledger/ids.py) when set: deployments or test runs sharing one
+# Mixed into every derived id (domain/ids.py) when set: deployments or test runs sharing one
 # cluster never derive the same ids. Empty: the ids every deployment has used so far.
 TB_ID_NAMESPACE = env("TB_ID_NAMESPACE", default="")
 # This application's account codes: they mark its accounts on a cluster other applications

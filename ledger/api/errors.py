@@ -8,7 +8,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from ledger.errors import WalletError
+from domain.errors import WalletError
 
 _DRF_CODES = {
     exceptions.NotAuthenticated: "not_authenticated",

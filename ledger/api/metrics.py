@@ -23,7 +23,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from ledger import errors, migration_figures
+from domain import errors
+from ledger import migration_figures
 from ledger.api.errors import error_body
 from ledger.service import mongo_outbox
 

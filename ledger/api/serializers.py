@@ -8,8 +8,8 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from domain.wallets import TransactionRecord, WalletBalance, WalletResult
 from ledger.service import ID_MAX_LENGTH
-from ledger.wallets import TransactionRecord, WalletBalance, WalletResult
 
 
 class IdField(serializers.CharField):

@@ -38,6 +38,7 @@ from tigerbeetle import (
 )
 from tigerbeetle.bindings import CAccount, CAccountFilter, CQueryFilter, CTransfer
 
+from domain.ids import hex_to_u128, u128_to_hex
 from ledger.backends.base import (
     BATCH_EVENTS_MAX,
     LedgerUnavailable,
@@ -53,7 +54,6 @@ from ledger.engine.models import (
     LedgerTransfer,
     PendingStatus,
 )
-from ledger.ids import hex_to_u128, u128_to_hex
 
 T = TypeVar("T")
 IN_CHUNK = 900  # stays under every database's bound-parameter limit

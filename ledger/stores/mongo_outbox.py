@@ -18,8 +18,9 @@ from pymongo import UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
 
-from ledger import errors
-from ledger.ids import WalletKey
+from domain import errors
+from domain.ids import WalletKey
+from domain.wallets import WalletBalance
 from ledger.stores.mongo_store import (
     MirrorState,
     MongoWalletStore,
@@ -27,7 +28,6 @@ from ledger.stores.mongo_store import (
     _key_filter,
     _key_of,
 )
-from ledger.wallets import WalletBalance
 
 WAITING_STATES = (MirrorState.PENDING, MirrorState.PARKED, MirrorState.AWAITING_BACKFILL)
 # A log entry's `_id`: the client's id of a credit or debit, an ObjectId for a void (so

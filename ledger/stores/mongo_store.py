@@ -47,10 +47,10 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from ledger import errors
-from ledger.ids import WalletKey
-from ledger.money import BALANCE_MINOR_MAX, currency_exponent, from_minor_units
-from ledger.wallets import (
+from domain import errors
+from domain.ids import WalletKey
+from domain.money import BALANCE_MINOR_MAX, currency_exponent, from_minor_units
+from domain.wallets import (
     TransactionKind,
     TransactionRecord,
     TransactionState,

@@ -27,11 +27,20 @@ from tigerbeetle import (
     Transfer,
 )
 
-from ledger import errors
+from domain import errors
+from domain.ids import WalletKey, account_id_for, client_hash_128
+from domain.money import BALANCE_MINOR_MAX, ledger_for_currency
+from domain.wallets import (
+    TransactionKind,
+    TransactionRecord,
+    TransactionState,
+    WalletBalance,
+    WalletResult,
+    time_of_tb_timestamp,
+    write_time,
+)
 from ledger.backends import LedgerBackend, LedgerUnavailable, get_ledger_backend
 from ledger.backends.base import BATCH_EVENTS_MAX
-from ledger.ids import WalletKey, account_id_for, client_hash_128
-from ledger.money import BALANCE_MINOR_MAX, ledger_for_currency
 from ledger.tb_model import (
     accounts_filter,
     balance_from_account,
@@ -43,15 +52,6 @@ from ledger.tb_model import (
     system_account,
     void_transfer,
     wallet_account,
-)
-from ledger.wallets import (
-    TransactionKind,
-    TransactionRecord,
-    TransactionState,
-    WalletBalance,
-    WalletResult,
-    time_of_tb_timestamp,
-    write_time,
 )
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry

@@ -11,10 +11,10 @@ from urllib.parse import quote
 import pytest
 from rest_framework.test import APIClient
 
+from domain.money import BALANCE_MINOR_MAX
+from domain.wallets import WalletStore
 from ledger.api import views
-from ledger.money import BALANCE_MINOR_MAX
 from ledger.service import WalletService
-from ledger.wallets import WalletStore
 from tests.conftest import token_api_client
 
 

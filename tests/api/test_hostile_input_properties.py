@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
+from domain.countries import UnknownCountry, normalize_country
+from domain.money import MoneyError, normalize_currency
+from domain.wallets import WalletStore
 from ledger.api import views
-from ledger.countries import UnknownCountry, normalize_country
-from ledger.money import MoneyError, normalize_currency
 from ledger.service import WalletService
-from ledger.wallets import WalletStore
 from registry.models import WalletAccount, WalletTransfer
 from tests.conftest import token_api_client
 
@@ -68,7 +68,7 @@ def _not_a_currency(text: str) -> bool:
 
 
 def _is_valid_id(text: str) -> bool:
-    from ledger import errors
+    from domain import errors
     from ledger.service import checked_id
 
     try:

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from domain.wallets import WalletStore
 from ledger.api import views
 from ledger.service import WalletService
-from ledger.wallets import WalletStore
 from tests.conftest import token_api_client
 
 

@@ -11,8 +11,8 @@ from django.contrib.admin.models import LogEntry
 from django.core.management import CommandError, call_command
 from django.test import Client
 
+from domain.ids import WalletKey
 from flags.phases import Phase
-from ledger.ids import WalletKey
 from ledger.models import ReconciliationMismatch
 from registry.models import WalletAccount, WalletTransfer
 from tests.migration.conftest import Stores, enter_phase, new_key, tx

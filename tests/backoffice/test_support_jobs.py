@@ -15,16 +15,16 @@ from django.template.loader import render_to_string
 from django.test import Client, RequestFactory
 from django.utils import timezone
 
+from domain import errors
+from domain.ids import WalletKey
 from flags.models import Milestone
 from flags.phases import Phase
-from ledger import errors
-from ledger.ids import WalletKey
 from ledger.models import ReconciliationMismatch
-from ledger.money import format_money
 from ledger.phase_change import change_phase
 from registry.models import WalletAccount, WalletTransfer
 from tests.backoffice.test_support_admin import void, wallet_page
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
+from wallet_site.admin_base import format_money
 
 
 @pytest.fixture

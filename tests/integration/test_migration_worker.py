@@ -14,8 +14,8 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from domain.ids import WalletKey
 from flags.phases import Phase
-from ledger.ids import WalletKey
 from ledger.models import ShadowComparison
 from ledger.stores.mongo_store import LOG, MirrorState
 from tests.conftest import token_api_client

@@ -1,6 +1,6 @@
 import pytest
 
-from ledger.countries import UnknownCountry, country_numeric, normalize_country
+from domain.countries import UnknownCountry, country_numeric, normalize_country
 
 
 @pytest.mark.parametrize(("code", "alpha_3"), [("USA", "USA"), ("us", "USA"), (" KW ", "KWT")])

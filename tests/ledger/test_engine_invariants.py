@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
+from domain.ids import u128_to_hex
 from ledger.engine import state_machine as sm
 from ledger.engine.backend import EngineBackend
 from ledger.engine.models import LedgerAccount, LedgerTransfer
-from ledger.ids import u128_to_hex
 from tests.ledger.builders import AF, new_accounts, post, transfer
 
 

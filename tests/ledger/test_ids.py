@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger import ids
-from ledger.ids import WalletKey
+from domain import ids
+from domain.ids import WalletKey
 
 text = st.text(max_size=20)
 keys = st.builds(

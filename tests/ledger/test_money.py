@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.money import (
+from domain.money import (
     AMOUNT_MINOR_MAX,
     InvalidAmount,
     UnknownCurrency,

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import pytest
 from tigerbeetle import AccountFlags, Transfer, TransferFlags
 
-from ledger.ids import WalletKey, account_id_for, system_account_id
-from ledger.money import ledger_for_currency
+from domain.ids import WalletKey, account_id_for, system_account_id
+from domain.money import ledger_for_currency
+from domain.wallets import WalletBalance
 from ledger.tb_model import (
     TRANSFER_CODE_CREDIT,
     TRANSFER_CODE_DEBIT,
@@ -23,7 +24,6 @@ from ledger.tb_model import (
     void_transfer,
     wallet_balance,
 )
-from ledger.wallets import WalletBalance
 
 KEY = WalletKey("client-1", "FRA", "EUR")
 LEDGER = ledger_for_currency("EUR")

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from domain.ids import WalletKey
 from flags.audit import apply_state
 from flags.phases import Phase, state_for_phase
 from ledger import routing, service
 from ledger.backends.base import LedgerBackend
-from ledger.ids import WalletKey
 from ledger.mirror import Mirror
 from ledger.routing import PhasedWalletStore
 from ledger.stores.mongo_outbox import MongoOutbox

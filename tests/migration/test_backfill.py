@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pytest
 from tigerbeetle import AccountFlags, TransferFlags
 
+from domain.ids import account_id_for, opening_balance_transfer_id, transaction_transfer_id
 from flags.models import Milestone
 from flags.phases import Phase
 from ledger.backfill import Backfill, BackfillReport
 from ledger.engine.backend import EngineBackend
-from ledger.ids import account_id_for, opening_balance_transfer_id, transaction_transfer_id
 from ledger.routing import PhasedWalletStore
 from ledger.stores.mongo_store import LOG, MirrorState, MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore

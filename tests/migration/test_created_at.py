@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from domain.ids import WalletKey
 from flags.models import Milestone
 from flags.phases import Phase
 from ledger.backfill import Backfill
-from ledger.ids import WalletKey
 from ledger.phase_change import change_phase
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
 

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from django.db import connections
 
+from domain.ids import WalletKey
 from flags.phases import Phase
 from ledger import service
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
-from ledger.ids import WalletKey
 from ledger.stores.mongo_store import LOG, MirrorState
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from registry.models import WalletTransfer

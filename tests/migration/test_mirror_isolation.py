@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from bson.decimal128 import Decimal128
 from django.core.management import call_command
 
+from domain.ids import WalletKey
 from flags.phases import Phase
-from ledger.ids import WalletKey
 from ledger.stores.mongo_store import LOG, WALLETS, MirrorState
 from ledger.tasks import sweep_outbox
 from tests.migration.conftest import Stores, enter_phase, new_key, tx

@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from domain import errors
 from flags.phases import Phase
-from ledger import errors
 from ledger.routing import PhasedWalletStore
 from ledger.stores.mongo_store import LOG, MirrorState
 from tests.concurrency import run_concurrently

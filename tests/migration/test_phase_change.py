@@ -13,12 +13,12 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from rest_framework.test import APIClient
 
+from domain.ids import WalletKey
 from flags.audit import set_writes_paused
 from flags.models import FlagChange, Milestone
 from flags.phases import InvalidPhaseChange, Phase, current_state
 from flags.write_gate import write_admitted
 from ledger.backfill import Backfill
-from ledger.ids import WalletKey
 from ledger.phase_change import backport_tigerbeetle_writes, change_phase
 from ledger.routing import PhasedWalletStore
 from ledger.stores.mongo_store import LOG, WALLETS, MirrorState, _decimal128

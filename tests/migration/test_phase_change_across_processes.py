@@ -31,7 +31,7 @@ import requests
 from django.conf import settings
 from django.db import connection
 
-from ledger.errors import TransactionNotFound
+from domain.errors import TransactionNotFound
 from ledger.stores.mongo_store import MongoWalletStore
 from tests.conftest import api_token
 from wallet_site.embedded_mongo import free_loopback_port

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from domain.ids import WalletKey
+from domain.wallets import WalletBalance
 from flags.phases import Phase, client_bucket
-from ledger.ids import WalletKey
 from ledger.models import ReadRouteCount, ShadowComparison
 from ledger.routing import PhasedWalletStore
 from ledger.shadow import compare_shadow_read
-from ledger.wallets import WalletBalance
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
 from tests.migration.test_mirror import plug
 

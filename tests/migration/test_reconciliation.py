@@ -13,9 +13,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from tigerbeetle import Account
 
+from domain.ids import account_id_for, u128_to_hex
 from flags.phases import Phase
 from ledger.backfill import Backfill
-from ledger.ids import account_id_for, u128_to_hex
 from ledger.models import ReconciliationMismatch
 from ledger.reconciliation import Reconciliation
 from ledger.stores.tigerbeetle_store import system_account_code, wallet_account_code

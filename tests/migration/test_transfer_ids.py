@@ -3,9 +3,9 @@ one transfer-id derivation (debits used to have their own)."""
 
 from __future__ import annotations
 
+from domain.ids import ID_SCHEME_VERSION, _hash_bits, u128_to_hex
+from domain.money import ledger_for_currency
 from flags.phases import Phase
-from ledger.ids import ID_SCHEME_VERSION, _hash_bits, u128_to_hex
-from ledger.money import ledger_for_currency
 from ledger.stores.mongo_store import LOG, MirrorState
 from ledger.tb_model import TRANSFER_CODE_VOID, debit_transfer
 from registry.models import WalletAccount, WalletTransfer

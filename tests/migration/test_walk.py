@@ -11,8 +11,8 @@ from io import StringIO
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
+from domain.ids import WalletKey
 from flags.phases import Phase, current_state
-from ledger.ids import WalletKey
 from ledger.models import ShadowComparison
 from ledger.stores.mongo_store import LOG, MirrorState
 from tests.migration.conftest import Stores, assert_stores_agree, legacy_wallet, new_key, tx

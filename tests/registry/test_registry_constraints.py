@@ -13,7 +13,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from ledger.ids import u128_to_hex
+from domain.ids import u128_to_hex
 from registry.models import WalletAccount, WalletTransfer
 
 pytestmark = pytest.mark.django_db

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from ledger import errors
-from ledger.ids import WalletKey
+from domain import errors
+from domain.ids import WalletKey
 from ledger.stores.mongo_store import MongoWalletStore
 from wallet_site.embedded_mongo import EmbeddedMongo, start_embedded_mongo
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pymongo
 import pytest
 
-from ledger import errors
-from ledger.ids import WalletKey
+from domain import errors
+from domain.ids import WalletKey
 from ledger.stores.mongo_store import LOG, WALLETS, MongoWalletStore
 from wallet_site.embedded_mongo import free_loopback_port
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.cache import caches
 
-from ledger.ids import WalletKey
+from domain.ids import WalletKey
 from registry import accounts as account_registry
 
 pytestmark = pytest.mark.django_db

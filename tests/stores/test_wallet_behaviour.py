@@ -11,10 +11,10 @@ import uuid
 
 import pytest
 
-from ledger import errors
-from ledger.ids import WalletKey
+from domain import errors
+from domain.ids import WalletKey
+from domain.wallets import TransactionKind, TransactionState, WalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
-from ledger.wallets import TransactionKind, TransactionState, WalletStore
 from registry.models import WalletTransfer
 from tests.concurrency import run_concurrently
 

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
-from ledger import errors
-from ledger.ids import WalletKey
-from ledger.money import BALANCE_MINOR_MAX
-from ledger.wallets import TransactionState, WalletStore
+from domain import errors
+from domain.ids import WalletKey
+from domain.money import BALANCE_MINOR_MAX
+from domain.wallets import TransactionState, WalletStore
 
 
 def new_key() -> WalletKey:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from django import template
 
-from ledger.money import format_money
 from ledger.support import STORE_NAMES
+from wallet_site.admin_base import format_money
 
 register = template.Library()
 

@@ -1,7 +1,7 @@
 """The wallet-level model both stores speak: balances, transaction records, the store interface.
 
 Amounts here are integer minor units of the wallet's currency; `Decimal` appears only at the
-edges (API serializers, admin), through `ledger.money`.
+edges (API serializers, admin), through `domain.money`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
-from ledger.ids import WalletKey
-from ledger.money import from_minor_units
+from domain.ids import WalletKey
+from domain.money import from_minor_units
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -111,7 +111,7 @@ class WalletStore(Protocol):
 
     Every write is atomic and idempotent on its id: the same id with the same request answers
     the original result (`replayed=True`), with a different request `IdempotencyConflict`.
-    Failures are `ledger.errors.WalletError`s; an unreachable store is `StoreUnavailable`.
+    Failures are `domain.errors.WalletError`s; an unreachable store is `StoreUnavailable`.
     """
 
     name: str

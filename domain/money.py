@@ -15,7 +15,6 @@ from functools import lru_cache
 
 import moneyed
 from babel.numbers import format_currency
-from django.utils import translation
 
 # Balances sum many transfers and must stay exact in every store, MongoDB's Decimal128 (34
 # significant digits) included, and in signed 64-bit database columns; 2^63-1 minor units is
@@ -183,11 +182,10 @@ def from_minor_units(amount_minor: int, currency: str) -> Decimal:
         return Decimal(amount_minor).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent))
 
 
-def format_money(amount_minor: int, currency: str, locale: str | None = None) -> str:
-    """An amount as people read it, with its currency, for the active locale: 11990 USD ->
-    "$119.90" in en-us. Babel formats; the digits come from `from_minor_units` and are never
-    rounded (no quantization to CLDR's idea of the currency's digits)."""
-    locale = locale or translation.to_locale(translation.get_language() or "en-us")
+def format_money_in(amount_minor: int, currency: str, locale: str) -> str:
+    """An amount as people read it, with its currency, in a locale: 11990 USD -> "$119.90" in
+    en_US. Babel formats; the digits come from `from_minor_units` and are never rounded (no
+    quantization to CLDR's idea of the currency's digits)."""
     return format_currency(
         from_minor_units(amount_minor, currency),
         currency,

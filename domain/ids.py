@@ -9,20 +9,35 @@ values TigerBeetle reserves.
 TB_ID_NAMESPACE (empty by default) is mixed into every derived value when set, so that two
 deployments, or two test runs, sharing one cluster never derive the same ids from the same keys
 ("alice", "tx-1"). The empty default derives exactly the ids of ID_SCHEME_VERSION 1, so a
-deployment's existing ids stay valid.
+deployment's existing ids stay valid. The namespace comes from a source installed at start-up
+(`use_namespace_source`: the ledger app installs one reading the setting), so this module stays
+free of Django and a test's `override_settings` still reaches every derivation.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-
-from django.conf import settings
 
 ID_SCHEME_VERSION = 1
 _U128_MAX = 2**128 - 1
 _U64_MAX = 2**64 - 1
+
+
+def _no_namespace() -> str:
+    return ""
+
+
+_namespace_source: Callable[[], str] = _no_namespace
+
+
+def use_namespace_source(source: Callable[[], str]) -> None:
+    """Where `_hash_bits` reads the id namespace from, on every derivation (so a change of the
+    setting, as in a test, takes effect at once). Until one is installed it is empty."""
+    global _namespace_source
+    _namespace_source = source
 
 
 @dataclass(frozen=True)
@@ -65,7 +80,7 @@ def _hash_bits(parts: list[object], bits: int) -> int:
     is set); a reserved value (0 or all ones) re-hashes with a counter appended,
     deterministically."""
     maximum = 2**bits - 1
-    namespace = settings.TB_ID_NAMESPACE
+    namespace = _namespace_source()
     if namespace:
         parts = ["namespace", namespace, *parts]
     salt = 0
