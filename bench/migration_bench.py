@@ -98,7 +98,7 @@ def seed_legacy_wallets(store: MongoWalletStore, count: int) -> None:
                 }
             )
         wallets.insert_many(documents, ordered=False)
-    store._collections()
+    store.collections()
 
 
 def baseline_table() -> None:

@@ -21,13 +21,8 @@ from pymongo.errors import PyMongoError
 from domain import errors
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance
-from ledger.stores.mongo_store import (
-    MirrorState,
-    MongoWalletStore,
-    _balance_of,
-    _key_filter,
-    _key_of,
-)
+from ledger.stores.mongo_documents import balance_of, key_filter, key_of
+from ledger.stores.mongo_store import MirrorState, MongoWalletStore
 
 WAITING_STATES = (MirrorState.PENDING, MirrorState.PARKED, MirrorState.AWAITING_BACKFILL)
 # A log entry's `_id`: the client's id of a credit or debit, an ObjectId for a void (so
@@ -73,7 +68,7 @@ def _entry(document: dict[str, Any]) -> OutboxEntry:
     return OutboxEntry(
         entry_id=document["_id"],
         kind=document["kind"],
-        key=_key_of(document),
+        key=key_of(document),
         amount_minor=int(document["amount_minor"]),
         wallet_seq=int(document["wallet_seq"]),
         created_at=document["created_at"],
@@ -88,7 +83,7 @@ def _entry(document: dict[str, Any]) -> OutboxEntry:
 
 def snapshot_of(document: dict[str, Any]) -> WalletSnapshot:
     return WalletSnapshot(
-        balance=_balance_of(document),
+        balance=balance_of(document),
         wallet_seq=int(document.get("wallet_seq", 0)),
         created_at=document.get("created_at"),
         log_complete=bool(document.get("log_complete", False)),
@@ -102,10 +97,10 @@ class MongoOutbox:
         self.store = store
 
     def _log(self) -> Collection[dict[str, Any]]:
-        return self.store._collections()[1]
+        return self.store.collections()[1]
 
     def _wallets(self) -> Collection[dict[str, Any]]:
-        return self.store._collections()[0]
+        return self.store.collections()[0]
 
     def pending(self, limit: int, keys: Sequence[WalletKey] | None = None) -> list[OutboxEntry]:
         """Up to `limit` pending entries, each wallet's in wallet_seq order."""
@@ -119,7 +114,7 @@ class MongoOutbox:
         document never stops the mirror."""
         query: dict[str, Any] = {"mirror_state": MirrorState.PENDING}
         if keys:
-            query["$or"] = [_key_filter(key) for key in keys]
+            query["$or"] = [key_filter(key) for key in keys]
         order = [
             ("client_id", 1),
             ("country", 1),
@@ -149,27 +144,27 @@ class MongoOutbox:
                 )
             return entries, len(malformed)
 
-        return self.store._guarded(read)
+        return self.store.guarded(read)
 
     def has_unmirrored(self, key: WalletKey) -> bool:
         """Whether TigerBeetle may be behind MongoDB for this wallet (read-your-writes)."""
-        query = {**_key_filter(key), "mirror_state": {"$in": list(WAITING_STATES)}}
-        return self.store._guarded(lambda: self._log().find_one(query, {"_id": 1}) is not None)
+        query = {**key_filter(key), "mirror_state": {"$in": list(WAITING_STATES)}}
+        return self.store.guarded(lambda: self._log().find_one(query, {"_id": 1}) is not None)
 
     def next_entry_after(self, key: WalletKey, wallet_seq: int) -> dict[str, Any] | None:
         """The wallet's first logged change after `wallet_seq` (None: the wallet is there)."""
-        query = {**_key_filter(key), "wallet_seq": {"$gt": wallet_seq}}
-        return self.store._guarded(lambda: self._log().find_one(query, sort=[("wallet_seq", 1)]))
+        query = {**key_filter(key), "wallet_seq": {"$gt": wallet_seq}}
+        return self.store.guarded(lambda: self._log().find_one(query, sort=[("wallet_seq", 1)]))
 
     def unmirrored_up_to(self, key: WalletKey, wallet_seq: int) -> dict[str, int]:
         """Entries up to `wallet_seq` TigerBeetle does not hold yet, by state."""
         query = {
-            **_key_filter(key),
+            **key_filter(key),
             "wallet_seq": {"$lte": wallet_seq},
             "mirror_state": {"$in": list(WAITING_STATES)},
         }
         counts: dict[str, int] = {}
-        for doc in self.store._guarded(lambda: list(self._log().find(query, {"mirror_state": 1}))):
+        for doc in self.store.guarded(lambda: list(self._log().find(query, {"mirror_state": 1}))):
             counts[doc["mirror_state"]] = counts.get(doc["mirror_state"], 0) + 1
         return counts
 
@@ -184,18 +179,18 @@ class MongoOutbox:
         def read() -> dict[WalletKey, WalletSnapshot]:
             found = {}
             for document in self._wallets().find(query):
-                key = _key_of(document)
+                key = key_of(document)
                 if key in wanted:
                     found[key] = snapshot_of(document)
             return found
 
-        return self.store._guarded(read)
+        return self.store.guarded(read)
 
     def mark(self, entry_ids: Sequence[EntryId], state: str, **fields: Any) -> None:
         if not entry_ids:
             return
         update = {"$set": {"mirror_state": state, "mirror_updated_at": datetime.now(UTC), **fields}}
-        self.store._guarded(
+        self.store.guarded(
             lambda: self._log().update_many({"_id": {"$in": list(entry_ids)}}, update)
         )
 
@@ -211,12 +206,12 @@ class MongoOutbox:
             )
             for entry_id, (state, fields) in outcomes.items()
         ]
-        self.store._guarded(lambda: self._log().bulk_write(requests, ordered=False))
+        self.store.guarded(lambda: self._log().bulk_write(requests, ordered=False))
 
     def count_failed_attempt(self, entry_ids: Sequence[EntryId], error: str) -> None:
         if not entry_ids:
             return
-        self.store._guarded(
+        self.store.guarded(
             lambda: self._log().update_many(
                 {"_id": {"$in": list(entry_ids)}},
                 {"$inc": {"mirror_attempts": 1}, "$set": {"mirror_error": error[:500]}},
@@ -249,7 +244,7 @@ class MongoOutbox:
             covered: list[ObjectId] = []
             pending: list[ObjectId] = []
             for entry in waiting:
-                seq = opening_seqs.get(_key_of(entry))
+                seq = opening_seqs.get(key_of(entry))
                 if seq is None or "wallet_seq" not in entry:
                     continue
                 (covered if entry["wallet_seq"] <= seq else pending).append(entry["_id"])
@@ -262,7 +257,7 @@ class MongoOutbox:
                     {"_id": {"$in": pending}}, {"$set": {"mirror_state": MirrorState.PENDING}}
                 )
 
-        self.store._guarded(release)
+        self.store.guarded(release)
 
     def transactions_up_to(
         self, opening_seqs: dict[WalletKey, int]
@@ -277,20 +272,20 @@ class MongoOutbox:
                 {"client_id": {"$in": clients}, "kind": {"$in": ["credit", "debit"]}}
             )
             return [
-                (_key_of(entry), entry)
+                (key_of(entry), entry)
                 for entry in entries
                 if "wallet_seq" in entry
-                and entry["wallet_seq"] <= opening_seqs.get(_key_of(entry), -1)
+                and entry["wallet_seq"] <= opening_seqs.get(key_of(entry), -1)
             ]
 
-        return self.store._guarded(read)
+        return self.store.guarded(read)
 
     def requeue_parked(self, keys: Sequence[WalletKey] | None = None) -> int:
         """Support's retry of parked entries (after fixing what refused them)."""
         query: dict[str, Any] = {"mirror_state": MirrorState.PARKED}
         if keys:
-            query["$or"] = [_key_filter(key) for key in keys]
-        result = self.store._guarded(
+            query["$or"] = [key_filter(key) for key in keys]
+        result = self.store.guarded(
             lambda: self._log().update_many(
                 query,
                 {"$set": {"mirror_state": MirrorState.PENDING, "mirror_attempts": 0}},
@@ -316,10 +311,10 @@ class MongoOutbox:
                 lag_s = int((datetime.now(UTC) - oldest["created_at"]).total_seconds())
             return {**counts, "oldest_pending_age_s": lag_s}
 
-        return self.store._guarded(read)
+        return self.store.guarded(read)
 
     def parked(self, limit: int = 100) -> list[dict[str, Any]]:
-        return self.store._guarded(
+        return self.store.guarded(
             lambda: list(
                 self._log()
                 .find({"mirror_state": MirrorState.PARKED})

@@ -27,12 +27,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, TypeVar
 
 import pymongo
 from bson import ObjectId
-from bson.decimal128 import Decimal128
 from django.conf import settings
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
@@ -49,7 +47,7 @@ from tenacity.stop import stop_base
 
 from domain import errors
 from domain.ids import WalletKey
-from domain.money import BALANCE_MINOR_MAX, currency_exponent, from_minor_units
+from domain.money import BALANCE_MINOR_MAX
 from domain.wallets import (
     TransactionKind,
     TransactionRecord,
@@ -57,6 +55,14 @@ from domain.wallets import (
     WalletBalance,
     WalletResult,
     write_time,
+)
+from ledger.stores.mongo_documents import (
+    balance_fields,
+    balance_of,
+    decimal128,
+    key_filter,
+    key_of,
+    minor,
 )
 
 T = TypeVar("T")
@@ -115,59 +121,11 @@ class _WalletStalled(stop_base):
         return now + (retry_state.upcoming_sleep or 0) - self.still_since >= self.lock_wait_s
 
 
-def _decimal128(amount_minor: int, currency: str) -> Decimal128:
-    return Decimal128(from_minor_units(amount_minor, currency))
-
-
-def _minor(value: Decimal128 | Decimal | int, currency: str) -> int:
-    amount = value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
-    minor = amount.scaleb(currency_exponent(currency))
-    if minor != minor.to_integral_value():
-        raise ValueError(f"stored amount {amount} is finer than {currency} allows")
-    return int(minor)
-
-
-def _key_filter(key: WalletKey) -> dict[str, str]:
-    return {
-        "client_id": key.client_id,
-        "country": key.country,
-        "currency": key.currency,
-        "issuer_type_identifier": key.issuer or "",
-    }
-
-
-def _key_of(document: dict[str, Any]) -> WalletKey:
-    return WalletKey(
-        client_id=document["client_id"],
-        country=document["country"],
-        currency=document["currency"],
-        issuer=document.get("issuer_type_identifier") or None,
-    )
-
-
-def _balance_of(wallet: dict[str, Any]) -> WalletBalance:
-    key = _key_of(wallet)
-    return WalletBalance(
-        key=key,
-        credit_minor=_minor(wallet["credit"], key.currency),
-        debit_minor=_minor(wallet["debit"], key.currency),
-        historical_credit_minor=_minor(wallet["historical_credit"], key.currency),
-    )
-
-
-def _balance_fields(balance: WalletBalance) -> dict[str, int]:
-    return {
-        "credit_minor": balance.credit_minor,
-        "debit_minor": balance.debit_minor,
-        "historical_credit_minor": balance.historical_credit_minor,
-    }
-
-
 def _refuse_past_balance_limit(wallet: dict[str, Any], key: WalletKey) -> None:
     """Inside the write's transaction, after its update: a wallet whose historical credit
     went past the limit aborts the transaction, so nothing posts (Decimal128 sums these
     amounts exactly; the log's int64 balance fields could not hold them)."""
-    if _minor(wallet["historical_credit"], key.currency) > BALANCE_MINOR_MAX:
+    if minor(wallet["historical_credit"], key.currency) > BALANCE_MINOR_MAX:
         raise _Refusal(
             errors.BalanceLimitExceeded(
                 f"Wallet {key.describe()} would hold more than {BALANCE_MINOR_MAX} minor "
@@ -229,7 +187,7 @@ class MongoWalletStore:
             return client[self._database_name]
         return client.get_default_database(default="wallet")
 
-    def _collections(self) -> tuple[Collection[dict[str, Any]], Collection[dict[str, Any]]]:
+    def collections(self) -> tuple[Collection[dict[str, Any]], Collection[dict[str, Any]]]:
         database = self.database
         if not self._indexes_ready:
             database[WALLETS].create_index(
@@ -249,7 +207,7 @@ class MongoWalletStore:
             self._indexes_ready = True
         return database[WALLETS], database[LOG]
 
-    def _guarded(self, operation: Callable[[], T]) -> T:
+    def guarded(self, operation: Callable[[], T]) -> T:
         """Run a store operation; MongoDB failures become StoreUnavailable."""
         try:
             return operation()
@@ -292,8 +250,8 @@ class MongoWalletStore:
         """The wallet's committed wallet_seq (None while it does not exist)."""
 
         def mark() -> object:
-            wallets, _ = self._collections()
-            return wallets.find_one(_key_filter(key), {"_id": 0, "wallet_seq": 1})
+            wallets, _ = self.collections()
+            return wallets.find_one(key_filter(key), {"_id": 0, "wallet_seq": 1})
 
         return mark
 
@@ -301,9 +259,9 @@ class MongoWalletStore:
         """The mark of the wallet a voided transaction belongs to."""
 
         def mark() -> object:
-            _, log = self._collections()
+            _, log = self.collections()
             entry = log.find_one({"_id": transaction_id})
-            return None if entry is None else self._wallet_mark(_key_of(entry))()
+            return None if entry is None else self._wallet_mark(key_of(entry))()
 
         return mark
 
@@ -324,20 +282,20 @@ class MongoWalletStore:
         assert amount_minor > 0, "the service refuses amounts that are not positive"
 
         def credit(session: ClientSession) -> WalletResult:
-            wallets, log = self._collections()
+            wallets, log = self.collections()
             self._refuse_or_replay(
                 log, session, transaction_id, TransactionKind.CREDIT, key, amount_minor
             )
             now = datetime.now(UTC)
             written_at = write_time(created_at or now)
-            amount = _decimal128(amount_minor, key.currency)
+            amount = decimal128(amount_minor, key.currency)
             wallet = wallets.find_one_and_update(
-                _key_filter(key),
+                key_filter(key),
                 {
                     "$inc": {"credit": amount, "historical_credit": amount, "wallet_seq": 1},
                     "$set": {"updated_at": now},
                     "$setOnInsert": {
-                        "debit": _decimal128(0, key.currency),
+                        "debit": decimal128(0, key.currency),
                         "created_at": written_at,
                         # Born with the transaction log: its whole history is in the outbox,
                         # so the mirror needs no backfill for it.
@@ -378,7 +336,7 @@ class MongoWalletStore:
         assert amount_minor > 0, "the service refuses amounts that are not positive"
 
         def debit(session: ClientSession) -> WalletResult:
-            wallets, log = self._collections()
+            wallets, log = self.collections()
             self._refuse_or_replay(
                 log, session, reference_id, TransactionKind.DEBIT, key, amount_minor
             )
@@ -386,7 +344,7 @@ class MongoWalletStore:
             written_at = write_time(created_at or now)
             wallet = _spend(wallets, key, amount_minor, now=now, session=session)
             if wallet is None:
-                if wallets.find_one(_key_filter(key), {"_id": 1}, session=session) is None:
+                if wallets.find_one(key_filter(key), {"_id": 1}, session=session) is None:
                     raise _Refusal(errors.WalletNotFound(f"No wallet {key.describe()}."))
                 raise _Refusal(
                     errors.InsufficientFunds(
@@ -424,13 +382,13 @@ class MongoWalletStore:
         voided_at: datetime | None = None,
     ) -> WalletResult:
         def void(session: ClientSession) -> WalletResult:
-            wallets, log = self._collections()
+            wallets, log = self.collections()
             entry = _voidable_entry(log, transaction_id, session)
-            key = _key_of(entry)
+            key = key_of(entry)
             now = datetime.now(UTC)
             written_at = write_time(voided_at or now)
             wallet = _reverse_on_wallet(wallets, entry, key, now=now, session=session)
-            balance = _balance_of(wallet)
+            balance = balance_of(wallet)
             log.update_one(
                 {"_id": transaction_id},
                 {
@@ -451,13 +409,13 @@ class MongoWalletStore:
                     "kind": "void",
                     "voided_transaction_id": transaction_id,
                     "voided_kind": entry["kind"],
-                    **_key_filter(key),
-                    "amount": _decimal128(amount_minor, key.currency),
+                    **key_filter(key),
+                    "amount": decimal128(amount_minor, key.currency),
                     "amount_minor": amount_minor,
                     "state": TransactionState.POSTED.value,
                     "voided_by": voided_by,
                     "void_reason": reason,
-                    "balance_after": _balance_fields(balance),
+                    "balance_after": balance_fields(balance),
                     "wallet_seq": wallet["wallet_seq"],
                     "mirror_state": _mirror_state(mirror),
                     "created_at": written_at,
@@ -477,7 +435,7 @@ class MongoWalletStore:
                     f"Transaction {transaction_id!r} was already voided."
                 ) from None
 
-        return self._guarded(run)
+        return self.guarded(run)
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -489,42 +447,42 @@ class MongoWalletStore:
         shadow comparison needs to compare at exactly the same point)."""
 
         def read() -> tuple[WalletBalance, int]:
-            wallets, _ = self._collections()
-            wallet = wallets.find_one(_key_filter(key))
+            wallets, _ = self.collections()
+            wallet = wallets.find_one(key_filter(key))
             if wallet is None:
                 raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-            return _balance_of(wallet), int(wallet.get("wallet_seq", 0))
+            return balance_of(wallet), int(wallet.get("wallet_seq", 0))
 
-        return self._guarded(read)
+        return self.guarded(read)
 
     def get_balances(self, client_id: str) -> list[WalletBalance]:
         def read() -> list[WalletBalance]:
-            wallets, _ = self._collections()
-            balances = [_balance_of(w) for w in wallets.find({"client_id": client_id})]
+            wallets, _ = self.collections()
+            balances = [balance_of(w) for w in wallets.find({"client_id": client_id})]
             return sorted(balances, key=lambda balance: balance.key.sort_key())
 
-        return self._guarded(read)
+        return self.guarded(read)
 
     def get_transaction(self, transaction_id: str) -> TransactionRecord:
         def read() -> TransactionRecord:
-            _, log = self._collections()
+            _, log = self.collections()
             entry = log.find_one({"_id": transaction_id})
             if entry is None or entry.get("kind") == "void":
                 raise errors.TransactionNotFound(f"No transaction {transaction_id!r}.")
             return self._record(entry)
 
-        return self._guarded(read)
+        return self.guarded(read)
 
     def recent_log(self, key: WalletKey, limit: int = 20, skip: int = 0) -> list[dict[str, Any]]:
         """The wallet's latest transaction log entries, newest first, a page at a time (for
         support staff: one wallet's log is small enough for skip)."""
 
         def read() -> list[dict[str, Any]]:
-            _, log = self._collections()
-            found = log.find(_key_filter(key)).sort([("created_at", -1), ("_id", -1)])
+            _, log = self.collections()
+            found = log.find(key_filter(key)).sort([("created_at", -1), ("_id", -1)])
             return list(found.skip(skip).limit(limit))
 
-        return self._guarded(read)
+        return self.guarded(read)
 
     # --- internals --------------------------------------------------------------------------
 
@@ -549,7 +507,7 @@ class MongoWalletStore:
                 except _Replay as replay:
                     return replay.result
 
-        return self._guarded(run)
+        return self.guarded(run)
 
     def _refuse_or_replay(
         self,
@@ -566,7 +524,7 @@ class MongoWalletStore:
             return
         if (
             entry.get("kind") != kind.value
-            or _key_of(entry) != key
+            or key_of(entry) != key
             or (int(entry["amount_minor"]) != amount_minor)
         ):
             raise _Refusal(
@@ -607,17 +565,17 @@ class MongoWalletStore:
         mirror: bool,
         made_by: str,
     ) -> WalletResult:
-        balance = _balance_of(wallet)
+        balance = balance_of(wallet)
         entry = {
             "_id": transaction_id,
             "kind": kind.value,
-            **_key_filter(key),
-            "amount": _decimal128(amount_minor, key.currency),
+            **key_filter(key),
+            "amount": decimal128(amount_minor, key.currency),
             "amount_minor": amount_minor,
             "state": TransactionState.POSTED.value,
             "failure_code": "",
             "made_by": made_by,
-            "balance_after": _balance_fields(balance),
+            "balance_after": balance_fields(balance),
             "wallet_seq": wallet["wallet_seq"],
             "mirror_state": _mirror_state(mirror),
             "created_at": written_at,
@@ -635,14 +593,14 @@ class MongoWalletStore:
         made_by: str,
     ) -> None:
         """Record a refused debit so a retry of the id is refused the same way."""
-        _, log = self._collections()
+        _, log = self.collections()
         try:
             log.insert_one(
                 {
                     "_id": reference_id,
                     "kind": TransactionKind.DEBIT.value,
-                    **_key_filter(key),
-                    "amount": _decimal128(amount_minor, key.currency),
+                    **key_filter(key),
+                    "amount": decimal128(amount_minor, key.currency),
                     "amount_minor": amount_minor,
                     "state": TransactionState.FAILED.value,
                     "failure_code": failure_code,
@@ -661,7 +619,7 @@ class MongoWalletStore:
         return TransactionRecord(
             transaction_id=entry["_id"],
             kind=TransactionKind(entry["kind"]),
-            key=_key_of(entry),
+            key=key_of(entry),
             amount_minor=int(entry["amount_minor"]),
             state=TransactionState(entry["state"]),
             created_at=entry["created_at"],
@@ -703,12 +661,12 @@ def _spend(
 ) -> dict[str, Any] | None:
     """Move `amount_minor` from available (credit) to spent (debit), only if the wallet
     holds it: a debit, or the void of a credit. None when it does not (or no such wallet)."""
-    amount = _decimal128(amount_minor, key.currency)
+    amount = decimal128(amount_minor, key.currency)
     return wallets.find_one_and_update(
-        {**_key_filter(key), "credit": {"$gte": amount}},
+        {**key_filter(key), "credit": {"$gte": amount}},
         {
             "$inc": {
-                "credit": _decimal128(-amount_minor, key.currency),
+                "credit": decimal128(-amount_minor, key.currency),
                 "debit": amount,
                 "wallet_seq": 1,
             },
@@ -731,7 +689,7 @@ def _reverse_on_wallet(
     credit moves its amount from credit to debit, refused if the wallet no longer holds
     it; voiding a debit gives the amount back as a new credit, within the balance limit."""
     amount_minor = int(entry["amount_minor"])
-    amount = _decimal128(amount_minor, key.currency)
+    amount = decimal128(amount_minor, key.currency)
     if entry["kind"] == TransactionKind.CREDIT:
         wallet = _spend(wallets, key, amount_minor, now=now, session=session)
         if wallet is None:
@@ -742,7 +700,7 @@ def _reverse_on_wallet(
             )
         return wallet
     wallet = wallets.find_one_and_update(
-        _key_filter(key),
+        key_filter(key),
         {
             "$inc": {"credit": amount, "historical_credit": amount, "wallet_seq": 1},
             "$set": {"updated_at": now},

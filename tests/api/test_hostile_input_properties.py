@@ -227,7 +227,7 @@ def hostile_request(target: Target, data: st.DataObject) -> tuple[str, str, Any,
 def money_state(store: WalletStore) -> tuple[int, int]:
     """How many wallets and posted writes the store holds, whoever they belong to."""
     if store.name == "mongo":
-        wallets, log = store._collections()  # type: ignore[attr-defined]
+        wallets, log = store.collections()  # type: ignore[attr-defined]
         return wallets.count_documents({}), log.count_documents({})
     return WalletAccount.objects.count(), WalletTransfer.objects.count()
 

@@ -121,20 +121,21 @@ def legacy_wallet(
     """A wallet as the legacy system left it: a balance document, no transaction log."""
     from datetime import UTC, datetime, timedelta
 
-    from ledger.stores.mongo_store import WALLETS, _decimal128
+    from ledger.stores.mongo_documents import decimal128
+    from ledger.stores.mongo_store import WALLETS
 
     historical = credit_minor + debit_minor
     if historical_credit_minor is not None:
         historical = historical_credit_minor
-    stores.mongo._collections()[0].insert_one(
+    stores.mongo.collections()[0].insert_one(
         {
             "client_id": key.client_id,
             "country": key.country,
             "currency": key.currency,
             "issuer_type_identifier": key.issuer or "",
-            "credit": _decimal128(credit_minor, key.currency),
-            "debit": _decimal128(debit_minor, key.currency),
-            "historical_credit": _decimal128(historical, key.currency),
+            "credit": decimal128(credit_minor, key.currency),
+            "debit": decimal128(debit_minor, key.currency),
+            "historical_credit": decimal128(historical, key.currency),
             "created_at": created_at or datetime.now(UTC) - timedelta(days=400),
         }
     )

@@ -21,7 +21,8 @@ from flags.write_gate import write_admitted
 from ledger.backfill import Backfill
 from ledger.phase_change import backport_tigerbeetle_writes, change_phase
 from ledger.routing import PhasedWalletStore
-from ledger.stores.mongo_store import LOG, WALLETS, MirrorState, _decimal128
+from ledger.stores.mongo_documents import decimal128
+from ledger.stores.mongo_store import LOG, WALLETS, MirrorState
 from ledger.tasks import sweep_outbox
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
 
@@ -270,9 +271,9 @@ def test_tigerbeetle_only_is_refused_while_a_mongodb_wallet_is_missing_from_tige
             "country": stray.country,
             "currency": stray.currency,
             "issuer_type_identifier": "",
-            "credit": _decimal128(1_100, stray.currency),
-            "debit": _decimal128(0, stray.currency),
-            "historical_credit": _decimal128(1_100, stray.currency),
+            "credit": decimal128(1_100, stray.currency),
+            "debit": decimal128(0, stray.currency),
+            "historical_credit": decimal128(1_100, stray.currency),
             "wallet_seq": 1,
             "log_complete": True,
             "created_at": datetime.now(UTC),
@@ -293,7 +294,7 @@ def test_tigerbeetle_only_is_refused_while_a_balance_differs(stores: Stores) -> 
     key = new_key()
     stores.phased.add_credit(key, 100, tx())
     stores.mongo.database[WALLETS].update_one(
-        {"client_id": key.client_id}, {"$set": {"credit": _decimal128(90, key.currency)}}
+        {"client_id": key.client_id}, {"$set": {"credit": decimal128(90, key.currency)}}
     )
 
     with pytest.raises(InvalidPhaseChange, match="balance differs"):

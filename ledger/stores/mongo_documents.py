@@ -1,0 +1,72 @@
+"""The shape of the MongoDB store's documents, shared by the store and the mirror's outbox.
+
+Wallet documents hold credit, debit and historical_credit as Decimal128 quantized to the
+currency's exponent (never float); wallet documents and log entries carry the wallet key in
+four fields (`issuer_type_identifier` "" for no issuer). These functions turn keys and amounts
+into those fields and back.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from bson.decimal128 import Decimal128
+
+from domain.ids import WalletKey
+from domain.money import currency_exponent, from_minor_units
+from domain.wallets import WalletBalance
+
+
+def decimal128(amount_minor: int, currency: str) -> Decimal128:
+    """Minor units as the Decimal128 a wallet document stores (exact, in the exponent)."""
+    return Decimal128(from_minor_units(amount_minor, currency))
+
+
+def minor(value: Decimal128 | Decimal | int, currency: str) -> int:
+    """A stored amount back in minor units; one finer than the currency allows is refused."""
+    amount = value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
+    scaled = amount.scaleb(currency_exponent(currency))
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"stored amount {amount} is finer than {currency} allows")
+    return int(scaled)
+
+
+def key_filter(key: WalletKey) -> dict[str, str]:
+    """The query (and the fields) that name a wallet in either collection."""
+    return {
+        "client_id": key.client_id,
+        "country": key.country,
+        "currency": key.currency,
+        "issuer_type_identifier": key.issuer or "",
+    }
+
+
+def key_of(document: dict[str, Any]) -> WalletKey:
+    """The wallet key of a wallet document or a log entry."""
+    return WalletKey(
+        client_id=document["client_id"],
+        country=document["country"],
+        currency=document["currency"],
+        issuer=document.get("issuer_type_identifier") or None,
+    )
+
+
+def balance_of(wallet: dict[str, Any]) -> WalletBalance:
+    """A wallet document's balance, in minor units."""
+    key = key_of(wallet)
+    return WalletBalance(
+        key=key,
+        credit_minor=minor(wallet["credit"], key.currency),
+        debit_minor=minor(wallet["debit"], key.currency),
+        historical_credit_minor=minor(wallet["historical_credit"], key.currency),
+    )
+
+
+def balance_fields(balance: WalletBalance) -> dict[str, int]:
+    """The balance a log entry records (int64 minor units), so a retry answers it again."""
+    return {
+        "credit_minor": balance.credit_minor,
+        "debit_minor": balance.debit_minor,
+        "historical_credit_minor": balance.historical_credit_minor,
+    }
