@@ -16,10 +16,10 @@ from domain.wallets import WalletBalance
 from ledger.migration_figures import last_reconciliation
 from ledger.models import ReconciliationMismatch, ReconciliationRun, ShadowComparison
 from ledger.reconciliation import Reconciliation
-from ledger.service import mongo_outbox, tigerbeetle_store
 from ledger.support import BALANCE_WORDS, FIELDS
 from wallet_site.admin_base import CsvExportMixin, ReadOnlyAdmin, format_money
 from wallet_site.admin_links import wallet_url
+from wallet_site.wiring import mongo_outbox, tigerbeetle_store
 
 
 def _describe_balance(balance: WalletBalance | None, missing: str) -> str:

@@ -34,8 +34,8 @@ from flags.phases import (
 )
 from ledger import charts, migration_figures, tasks
 from ledger.phase_change import change_phase, target_state
-from ledger.service import mongo_store, tigerbeetle_store
 from registry.models import WalletTransfer
+from wallet_site.wiring import mongo_store, tigerbeetle_store
 
 PHASE_LABELS = {
     Phase.LEGACY: "0 - legacy (MongoDB only)",

@@ -24,7 +24,7 @@ from ledger.models import (
     ReconciliationRun,
     ShadowComparison,
 )
-from ledger.service import mongo_outbox
+from wallet_site.wiring import mongo_outbox
 
 
 @dataclass(frozen=True)

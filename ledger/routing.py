@@ -102,14 +102,19 @@ class PhasedWalletStore:
         self,
         mongo: MongoWalletStore,
         tigerbeetle: TigerBeetleWalletStore,
-        enqueue_mirror: Callable[[WalletKey], None] | None = None,
-        enqueue_shadow: Callable[[WalletBalance, int, int], None] | None = None,
+        *,
+        enqueue_mirror: Callable[[WalletKey], None],
+        enqueue_shadow: Callable[[WalletBalance, int, int], None],
     ) -> None:
+        """`enqueue_mirror(key)` runs after each dual write (queue that wallet's mirror);
+        `enqueue_shadow(balance, wallet_seq, mongo_latency_us)` after each sampled shadow
+        read (queue its comparison). The process wiring (`wallet_site.wiring`) supplies the
+        Celery tasks; this module never imports them."""
         self.mongo = mongo
         self.tigerbeetle = tigerbeetle
         self.outbox = MongoOutbox(mongo)
-        self._enqueue_mirror = enqueue_mirror or _enqueue_mirror_task
-        self._enqueue_shadow = enqueue_shadow or _enqueue_shadow_task
+        self._enqueue_mirror = enqueue_mirror
+        self._enqueue_shadow = enqueue_shadow
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -229,22 +234,6 @@ class PhasedWalletStore:
         if current_state().phase == Phase.TIGERBEETLE_ONLY:
             return self.tigerbeetle.get_transaction(transaction_id)
         return self.mongo.get_transaction(transaction_id)
-
-
-def _enqueue_mirror_task(key: WalletKey) -> None:
-    # Cycle breaker: ledger.tasks -> ledger.service -> ledger.routing -> ledger.tasks.
-    from ledger.tasks import mirror_wallet  # noqa: PLC0415
-
-    mirror_wallet.delay(key_to_dict(key))
-
-
-def _enqueue_shadow_task(balance: WalletBalance, wallet_seq: int, mongo_latency_us: int) -> None:
-    # Cycle breaker: ledger.tasks -> ledger.service -> ledger.routing -> ledger.tasks.
-    from ledger.tasks import compare_shadow_read  # noqa: PLC0415
-
-    compare_shadow_read.delay(
-        key_to_dict(balance.key), list(balance.fields_minor()), wallet_seq, mongo_latency_us
-    )
 
 
 def key_to_dict(key: WalletKey) -> dict[str, str | None]:

@@ -1,8 +1,9 @@
 """The wallet service: the seed's five operations (plus reading one transaction).
 
 It validates and normalises what a client sends (country, currency, amount -> minor units)
-and hands the operation to the store chosen by settings (`WALLET_STORE`): by default the
-phased store, which routes each operation by the migration phase (`ledger.routing`).
+and hands the operation to the store it is given. Which store that is (settings'
+`WALLET_STORE`; by default the phased store, which routes each operation by the migration
+phase) is the process wiring's choice: `wallet_site.wiring.wallet_service()`.
 """
 
 from __future__ import annotations
@@ -10,67 +11,17 @@ from __future__ import annotations
 import unicodedata
 from decimal import Decimal
 
-from django.conf import settings
-
 from domain import errors
 from domain.countries import UnknownCountry as UnknownCountryCode
 from domain.countries import normalize_country
 from domain.ids import WalletKey
 from domain.money import MoneyError, normalize_currency, to_minor_units
 from domain.wallets import TransactionRecord, WalletBalance, WalletResult, WalletStore
-from ledger.routing import PhasedWalletStore
-from ledger.stores.mongo_outbox import MongoOutbox
-from ledger.stores.mongo_store import MongoWalletStore
-from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 
 ID_MAX_LENGTH = 128
 # Unicode categories no id may hold: control characters (NUL, C0, DEL, C1), invisible format
 # characters (zero-width joiners, bidi overrides), lone surrogates, line/paragraph separators.
 _ID_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-
-
-_process_stores: dict[str, WalletStore] = {}
-
-
-def make_store(name: str) -> WalletStore:
-    """The process's store by name: "phased" (the migration phase routes between the two),
-    "mongo" (legacy only) or "tigerbeetle" (TigerBeetle only, no migration).
-
-    One per process, because a store owns a connection pool (a MongoClient per request
-    would pay a connection handshake every time); each store re-creates its own
-    connections after a fork.
-    """
-    store = _process_stores.get(name)
-    if store is not None:
-        return store
-    if name == "mongo":
-        store = MongoWalletStore(settings.MONGO_URL)
-    elif name == "tigerbeetle":
-        store = TigerBeetleWalletStore()
-    elif name == "phased":
-        store = PhasedWalletStore(mongo_store(), tigerbeetle_store())
-    else:
-        raise ValueError(f"unknown wallet store {name!r}")
-    return _process_stores.setdefault(name, store)
-
-
-def mongo_store() -> MongoWalletStore:
-    """The process's MongoDB store, typed (the migration jobs need its outbox)."""
-    store = make_store("mongo")
-    assert isinstance(store, MongoWalletStore)
-    return store
-
-
-def tigerbeetle_store() -> TigerBeetleWalletStore:
-    """The process's TigerBeetle store, typed (the migration jobs post batches through it)."""
-    store = make_store("tigerbeetle")
-    assert isinstance(store, TigerBeetleWalletStore)
-    return store
-
-
-def mongo_outbox() -> MongoOutbox:
-    """The dual-write outbox of the process's MongoDB store."""
-    return MongoOutbox(mongo_store())
 
 
 def wallet_key(client_id: str, country: str, currency: str, issuer: str | None = None) -> WalletKey:
@@ -146,12 +97,10 @@ def checked_id(field: str, value: str) -> str:
 class WalletService:
     """The operations REST clients and support staff use, over the primary store."""
 
-    def __init__(self, store: WalletStore | None = None) -> None:
+    def __init__(self, store: WalletStore) -> None:
         self._store = store
 
     def primary_store(self) -> WalletStore:
-        if self._store is None:
-            self._store = make_store(settings.WALLET_STORE)
         return self._store
 
     def add_credit(

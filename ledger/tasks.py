@@ -1,7 +1,9 @@
 """Celery tasks of the ledger app: the mirror, shadow reads, backfill and reconciliation.
 
-Each task builds on the process's stores (`ledger.service.make_store`), so a worker keeps one
-MongoDB pool and one TigerBeetle client per process.
+Each task builds on the process's stores, so a worker keeps one MongoDB pool and one
+TigerBeetle client per process. The process wiring (`wallet_site.wiring`, which also queues
+these tasks) installs where they find those stores at start-up (`use_process_stores`): this
+module imports neither the wiring nor the service.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
@@ -22,8 +25,34 @@ from ledger.mirror import Mirror
 from ledger.phase_change import backport_due, backport_tigerbeetle_writes
 from ledger.reconciliation import Reconciliation
 from ledger.routing import key_from_dict
-from ledger.service import mongo_outbox, mongo_store, tigerbeetle_store
 from ledger.shadow import compare_shadow_read as compare
+from ledger.stores.mongo_outbox import MongoOutbox
+from ledger.stores.mongo_store import MongoWalletStore
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+
+ProcessStores = Callable[[], tuple[MongoWalletStore, TigerBeetleWalletStore]]
+_process_stores: ProcessStores | None = None
+
+
+def use_process_stores(stores: ProcessStores) -> None:
+    """Where the tasks find the process's MongoDB and TigerBeetle stores (called once, at
+    start-up, by `wallet_site.wiring.install`)."""
+    global _process_stores
+    _process_stores = stores
+
+
+def _mongo_store() -> MongoWalletStore:
+    assert _process_stores is not None, "wallet_site.wiring.install() runs at start-up"
+    return _process_stores()[0]
+
+
+def _tigerbeetle_store() -> TigerBeetleWalletStore:
+    assert _process_stores is not None, "wallet_site.wiring.install() runs at start-up"
+    return _process_stores()[1]
+
+
+def _mongo_outbox() -> MongoOutbox:
+    return MongoOutbox(_mongo_store())
 
 
 @shared_task(name="ledger.check_ledger_backend")
@@ -44,7 +73,7 @@ def check_ledger_backend() -> dict[str, object]:
 
 
 def _mirror() -> Mirror:
-    return Mirror(mongo_outbox(), tigerbeetle_store())
+    return Mirror(_mongo_outbox(), _tigerbeetle_store())
 
 
 def _report(report: Any) -> dict[str, Any]:
@@ -82,8 +111,8 @@ def sweep_outbox() -> dict[str, Any]:
     if state.dual_write:
         result = _report(_mirror().drain())
     if not state.tigerbeetle_only and backport_due():
-        result["copied_back"] = backport_tigerbeetle_writes(mongo_store(), tigerbeetle_store())
-    depth = mongo_outbox().depth()
+        result["copied_back"] = backport_tigerbeetle_writes(_mongo_store(), _tigerbeetle_store())
+    depth = _mongo_outbox().depth()
     for waiting in ("pending", "parked"):
         metrics.OUTBOX_DEPTH.labels(waiting).set(depth[waiting])
     metrics.MIRROR_LAG_SECONDS.set(depth["oldest_pending_age_s"])
@@ -102,8 +131,8 @@ def compare_shadow_read(
     comparison = compare(
         balance,
         wallet_seq,
-        mongo_outbox(),
-        tigerbeetle_store(),
+        _mongo_outbox(),
+        _tigerbeetle_store(),
         mongo_latency_us,
     )
     return comparison.outcome
@@ -113,8 +142,8 @@ def compare_shadow_read(
 def backfill(page_size: int = 2000) -> dict[str, Any]:
     """Import every legacy wallet (idempotent: a retried or repeated task skips done ones)."""
     report = Backfill(
-        mongo_outbox(),
-        tigerbeetle_store(),
+        _mongo_outbox(),
+        _tigerbeetle_store(),
     ).run(page_size=page_size, progress=False)
     return {
         "scanned": report.scanned,
@@ -129,8 +158,8 @@ def backfill(page_size: int = 2000) -> dict[str, Any]:
 def reconcile(triggered_by: str = "schedule") -> dict[str, Any]:
     """Celery beat (RECONCILE_INTERVAL_S): compare every wallet in both stores."""
     run = Reconciliation(
-        mongo_outbox(),
-        tigerbeetle_store(),
+        _mongo_outbox(),
+        _tigerbeetle_store(),
     ).run(triggered_by=triggered_by)
     return {
         "run_id": run.pk,

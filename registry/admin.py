@@ -23,7 +23,6 @@ from domain.money import from_minor_units
 from domain.wallets import TransactionRecord, WalletBalance
 from flags.phases import Phase, current_state
 from ledger.admin import recheck_wallet
-from ledger.service import WalletService, mongo_store, tigerbeetle_store
 from ledger.support import (
     BALANCE_WORDS,
     VOID_EFFECT,
@@ -38,6 +37,7 @@ from wallet_site.admin_base import CsvExportMixin, ReadOnlyAdmin, format_money
 from wallet_site.admin_links import key_params, transaction_url, void_url, wallet_url
 from wallet_site.admin_site import back_url
 from wallet_site.templatetags.backoffice import tb_time
+from wallet_site.wiring import mongo_store, tigerbeetle_store, wallet_service
 
 
 def _int_param(request: HttpRequest, name: str, default: int) -> int:
@@ -531,7 +531,7 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         try:
-            record = WalletService().get_transaction(transaction_id)
+            record = wallet_service().get_transaction(transaction_id)
         except errors.WalletError as exc:
             self.message_user(
                 request, f"No transaction {transaction_id}: {exc.message}", messages.ERROR
@@ -562,7 +562,7 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
         (so it goes to whichever store the migration phase makes primary)."""
         if not request.user.has_perm("registry.void_wallettransfer"):
             raise PermissionDenied
-        service = WalletService()
+        service = wallet_service()
         try:
             record = service.get_transaction(transaction_id)
         except errors.WalletError as exc:

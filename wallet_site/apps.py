@@ -9,6 +9,13 @@ class WalletSiteConfig(AppConfig):
     name = "wallet_site"
     verbose_name = "Wallet site"
 
+    def ready(self) -> None:
+        # Load-order breaker: the wiring imports the stores and their models, which the app
+        # registry must have loaded first.
+        from wallet_site import wiring  # noqa: PLC0415
+
+        wiring.install()
+
 
 class WalletAdminConfig(admin_apps.AdminConfig):
     """Django's admin app with the back-office's site (migration pages added)."""

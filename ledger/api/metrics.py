@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 from domain import errors
 from ledger import migration_figures
 from ledger.api.errors import error_body
-from ledger.service import mongo_outbox
+from wallet_site.wiring import mongo_outbox
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from ledger.api.permissions import (
     VOID_TRANSACTIONS,
 )
 from ledger.service import WalletService
+from wallet_site import wiring
 
 ERROR = s.ErrorSerializer
 
@@ -62,8 +63,9 @@ ISSUER_PARAM = OpenApiParameter(
 
 
 def wallet_service() -> WalletService:
-    """The service per request; a seam tests and the migration phases replace."""
-    return WalletService()
+    """The service per request, over the process's store (`wallet_site.wiring`); a seam
+    tests replace."""
+    return wiring.wallet_service()
 
 
 def _validated(serializer_class: type[Any], request: Request) -> dict[str, Any]:

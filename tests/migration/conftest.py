@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from domain.ids import WalletKey
 from flags.audit import apply_state
 from flags.phases import Phase, state_for_phase
-from ledger import routing, service
+from ledger import routing
 from ledger.backends.base import LedgerBackend
 from ledger.mirror import Mirror
 from ledger.routing import PhasedWalletStore
@@ -23,6 +23,7 @@ from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from tests.conftest import token_api_client
+from wallet_site import wiring
 
 
 @dataclass
@@ -42,9 +43,8 @@ class Stores:
 def install_stores(mongo_url: str, database: str, backend: LedgerBackend) -> Stores:
     mongo = MongoWalletStore(mongo_url, database=database)
     tigerbeetle = TigerBeetleWalletStore(backend=backend)
-    phased = PhasedWalletStore(mongo, tigerbeetle)
-    service._process_stores.clear()
-    service._process_stores.update({"mongo": mongo, "tigerbeetle": tigerbeetle, "phased": phased})
+    phased = wiring.phased_store(mongo, tigerbeetle)
+    wiring.install_stores(mongo=mongo, tigerbeetle=tigerbeetle, phased=phased)
     routing.reset_read_breaker()
     return Stores(mongo, tigerbeetle, phased)
 
@@ -68,7 +68,7 @@ def stores(
 ) -> Iterator[Stores]:
     installed = install_stores(mongo_url, mongo_database_name, wallet_ledger_backend)
     yield installed
-    service._process_stores.clear()
+    wiring.reset_stores()
     routing.reset_read_breaker()
 
 
@@ -82,7 +82,7 @@ def committed_stores(
     """The same, with real commits: for tests with other processes or threads."""
     installed = install_stores(mongo_url, mongo_database_name, wallet_ledger_backend)
     yield installed
-    service._process_stores.clear()
+    wiring.reset_stores()
     routing.reset_read_breaker()
 
 

@@ -13,7 +13,6 @@ from flags.models import Milestone
 from flags.phases import Phase
 from ledger.backfill import Backfill, BackfillReport
 from ledger.engine.backend import EngineBackend
-from ledger.routing import PhasedWalletStore
 from ledger.stores.mongo_store import LOG, MirrorState, MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import opening_debit_transfer_id
@@ -26,6 +25,7 @@ from tests.migration.conftest import (
     new_key,
     tx,
 )
+from wallet_site.wiring import phased_store
 
 
 def backfill(stores: Stores) -> Backfill:
@@ -70,7 +70,7 @@ def test_on_a_ledger_with_nothing_later_the_account_keeps_its_original_time(
     already holds events from now (the case of the next test)."""
     mongo = MongoWalletStore(mongo_url, database=mongo_database_name)
     engine = TigerBeetleWalletStore(backend=EngineBackend())
-    stores = Stores(mongo, engine, PhasedWalletStore(mongo, engine))
+    stores = Stores(mongo, engine, phased_store(mongo, engine))
     key = new_key()
     created = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
     legacy_wallet(stores, key, credit_minor=500, debit_minor=200, created_at=created)

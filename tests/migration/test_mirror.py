@@ -13,7 +13,6 @@ from django.db import connections
 
 from domain.ids import WalletKey
 from flags.phases import Phase
-from ledger import service
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.stores.mongo_store import LOG, MirrorState
@@ -21,6 +20,7 @@ from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from registry.models import WalletTransfer
 from tests.concurrency import run_concurrently
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
+from wallet_site import wiring
 
 
 class SwitchableBackend:
@@ -206,13 +206,13 @@ def test_parked_entries_go_back_to_the_mirror_when_support_requeues_them(stores:
 def _die_after_commit(mongo_url: str, database: str, client_id: str, transaction_id: str) -> None:
     """A web process: the MongoDB write commits, then the process dies before queuing."""
     connections.close_all()
-    from ledger.routing import PhasedWalletStore
     from ledger.stores.mongo_store import MongoWalletStore
+    from wallet_site.wiring import phased_store
 
     def crash(key: WalletKey) -> None:
         os._exit(137)
 
-    phased = PhasedWalletStore(
+    phased = phased_store(
         MongoWalletStore(mongo_url, database=database),
         TigerBeetleWalletStore(),
         enqueue_mirror=crash,
@@ -285,7 +285,7 @@ def test_concurrent_mirrors_apply_every_entry_once(committed_stores: Stores) -> 
 
 
 def test_the_process_stores_are_the_ones_tasks_use(stores: Stores) -> None:
-    assert service.make_store("mongo") is stores.mongo
+    assert wiring.make_store("mongo") is stores.mongo
 
 
 def test_a_transient_failure_is_tried_three_times_with_backoff(stores: Stores) -> None:

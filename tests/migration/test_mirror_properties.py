@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from domain import errors
 from flags.phases import Phase
-from ledger.routing import PhasedWalletStore
 from ledger.stores.mongo_store import LOG, MirrorState
 from tests.concurrency import run_concurrently
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
+from wallet_site.wiring import phased_store
 
 OPERATIONS = st.lists(
     st.tuples(
@@ -38,7 +38,7 @@ def test_any_interleaving_of_writes_and_mirror_runs_converges(
     stores: Stores, operations: list[tuple[str, int, int, int]]
 ) -> None:
     keys = [new_key() for _ in range(3)]
-    lagging = PhasedWalletStore(stores.mongo, stores.tigerbeetle, enqueue_mirror=lambda k: None)
+    lagging = phased_store(stores.mongo, stores.tigerbeetle, enqueue_mirror=lambda k: None)
     enter_phase(Phase.DUAL_WRITE)
     posted: list[str] = []
     for kind, wallet, amount, limit in operations:

@@ -20,11 +20,11 @@ from flags.phases import InvalidPhaseChange, Phase, current_state
 from flags.write_gate import write_admitted
 from ledger.backfill import Backfill
 from ledger.phase_change import backport_tigerbeetle_writes, change_phase
-from ledger.routing import PhasedWalletStore
 from ledger.stores.mongo_documents import decimal128
 from ledger.stores.mongo_store import LOG, WALLETS, MirrorState
 from ledger.tasks import sweep_outbox
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
+from wallet_site.wiring import phased_store
 
 
 def move(stores: Stores, phase: Phase, **kwargs: Any) -> Any:
@@ -47,7 +47,7 @@ def test_tigerbeetle_only_before_the_backfill_is_refused(stores: Stores) -> None
 def test_entering_tigerbeetle_only_drains_the_mirror_first(stores: Stores) -> None:
     enter_phase(Phase.READ_CUTOVER)
     backfill_done()
-    lagging = PhasedWalletStore(stores.mongo, stores.tigerbeetle, enqueue_mirror=lambda k: None)
+    lagging = phased_store(stores.mongo, stores.tigerbeetle, enqueue_mirror=lambda k: None)
     key = new_key()
     lagging.add_credit(key, 600, tx())
 

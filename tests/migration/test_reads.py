@@ -13,10 +13,10 @@ from domain.ids import WalletKey
 from domain.wallets import WalletBalance
 from flags.phases import Phase, client_bucket
 from ledger.models import ReadRouteCount, ShadowComparison
-from ledger.routing import PhasedWalletStore
 from ledger.shadow import compare_shadow_read
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
 from tests.migration.test_mirror import plug
+from wallet_site.wiring import phased_store
 
 
 def balance_url(key: WalletKey) -> str:
@@ -81,7 +81,7 @@ def test_a_shadow_mismatch_is_recorded_with_the_fields_and_both_values(
 def test_a_shadow_read_is_compared_at_the_point_the_read_saw(stores: Stores) -> None:
     enter_phase(Phase.SHADOW_READ, shadow_percent=100)
     captured: list[tuple[WalletBalance, int]] = []
-    phased = PhasedWalletStore(
+    phased = phased_store(
         stores.mongo,
         stores.tigerbeetle,
         enqueue_shadow=lambda balance, seq, latency: captured.append((balance, seq)),
@@ -173,7 +173,7 @@ def test_a_client_outside_the_rollout_reads_from_mongodb(stores: Stores, api: AP
 
 def test_a_wallet_with_a_write_not_yet_mirrored_is_read_from_mongodb(stores: Stores) -> None:
     enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
-    unmirrored = PhasedWalletStore(stores.mongo, stores.tigerbeetle, enqueue_mirror=lambda k: None)
+    unmirrored = phased_store(stores.mongo, stores.tigerbeetle, enqueue_mirror=lambda k: None)
     key = new_key()
     stores.phased.add_credit(key, 1_000, tx())  # mirrored
     unmirrored.add_credit(key, 500, tx())  # acknowledged, not mirrored yet

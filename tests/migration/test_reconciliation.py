@@ -59,9 +59,9 @@ def test_a_balance_difference_is_recorded_with_both_values(stores: Stores) -> No
 
 def test_mirror_lag_is_not_reported_as_a_mismatch(stores: Stores) -> None:
     key = mirrored_wallets(stores, 1)[0]
-    from ledger.routing import PhasedWalletStore
+    from wallet_site.wiring import phased_store
 
-    lagging = PhasedWalletStore(stores.mongo, stores.tigerbeetle, enqueue_mirror=lambda k: None)
+    lagging = phased_store(stores.mongo, stores.tigerbeetle, enqueue_mirror=lambda k: None)
     lagging.add_credit(key, 5, tx())
 
     run = reconcile(stores)

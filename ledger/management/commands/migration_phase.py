@@ -12,7 +12,7 @@ from flags.audit import recording_phase_change
 from flags.models import FlagChange
 from flags.phases import InvalidPhaseChange, Phase, current_state
 from ledger.phase_change import change_phase
-from ledger.service import mongo_store, tigerbeetle_store
+from wallet_site.wiring import mongo_store, tigerbeetle_store
 
 
 def _percent(value: str) -> Decimal:

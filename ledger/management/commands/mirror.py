@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from ledger.mirror import Mirror
-from ledger.service import mongo_outbox, tigerbeetle_store
+from wallet_site.wiring import mongo_outbox, tigerbeetle_store
 
 
 class Command(BaseCommand):

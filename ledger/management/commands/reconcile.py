@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from ledger.reconciliation import Reconciliation
-from ledger.service import mongo_outbox, tigerbeetle_store
+from wallet_site.wiring import mongo_outbox, tigerbeetle_store
 
 
 class Command(BaseCommand):

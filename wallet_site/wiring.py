@@ -1,0 +1,148 @@
+"""The process wiring: which wallet store each process uses, built once per process.
+
+Requests (`wallet_service()`), admin pages, management commands and Celery tasks all take
+their stores from here, so a process keeps one MongoDB connection pool and one TigerBeetle
+client, and its tasks run on the stores its requests use. Settings choose the store
+(`WALLET_STORE`: "phased", "mongo" or "tigerbeetle"); the phased store is given the Celery
+tasks to queue after a dual write and after a shadow read, which is how the phase routing
+reaches the tasks without importing them.
+
+`install()` runs once at start-up (`WalletSiteConfig.ready`). Tests put their own stores in
+place with `installed_stores(...)` (or `install_stores` and `reset_stores`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
+
+from domain.ids import WalletKey
+from domain.wallets import WalletBalance, WalletStore
+from ledger import tasks
+from ledger.routing import PhasedWalletStore, key_to_dict
+from ledger.service import WalletService
+from ledger.stores.mongo_outbox import MongoOutbox
+from ledger.stores.mongo_store import MongoWalletStore
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+
+_process_stores: dict[str, WalletStore] = {}
+
+
+def enqueue_mirror(key: WalletKey) -> None:
+    """After a dual write: queue the mirror of that wallet's pending outbox entries."""
+    tasks.mirror_wallet.delay(key_to_dict(key))
+
+
+def enqueue_shadow(balance: WalletBalance, wallet_seq: int, mongo_latency_us: int) -> None:
+    """After a sampled shadow read: queue its comparison with TigerBeetle."""
+    tasks.compare_shadow_read.delay(
+        key_to_dict(balance.key), list(balance.fields_minor()), wallet_seq, mongo_latency_us
+    )
+
+
+def phased_store(
+    mongo: MongoWalletStore,
+    tigerbeetle: TigerBeetleWalletStore,
+    *,
+    enqueue_mirror: Callable[[WalletKey], None] = enqueue_mirror,
+    enqueue_shadow: Callable[[WalletBalance, int, int], None] = enqueue_shadow,
+) -> PhasedWalletStore:
+    """The phased store over two stores, queueing the Celery tasks unless told otherwise."""
+    return PhasedWalletStore(
+        mongo, tigerbeetle, enqueue_mirror=enqueue_mirror, enqueue_shadow=enqueue_shadow
+    )
+
+
+def make_store(name: str) -> WalletStore:
+    """The process's store by name: "phased" (the migration phase routes between the two),
+    "mongo" (legacy only) or "tigerbeetle" (TigerBeetle only, no migration).
+
+    One per process, because a store owns a connection pool (a MongoClient per request
+    would pay a connection handshake every time); each store re-creates its own
+    connections after a fork.
+    """
+    store = _process_stores.get(name)
+    if store is not None:
+        return store
+    if name == "mongo":
+        store = MongoWalletStore(settings.MONGO_URL)
+    elif name == "tigerbeetle":
+        store = TigerBeetleWalletStore()
+    elif name == "phased":
+        store = phased_store(mongo_store(), tigerbeetle_store())
+    else:
+        raise ValueError(f"unknown wallet store {name!r}")
+    return _process_stores.setdefault(name, store)
+
+
+def mongo_store() -> MongoWalletStore:
+    """The process's MongoDB store, typed (the migration jobs need its outbox)."""
+    store = make_store("mongo")
+    assert isinstance(store, MongoWalletStore)
+    return store
+
+
+def tigerbeetle_store() -> TigerBeetleWalletStore:
+    """The process's TigerBeetle store, typed (the migration jobs post batches through it)."""
+    store = make_store("tigerbeetle")
+    assert isinstance(store, TigerBeetleWalletStore)
+    return store
+
+
+def mongo_outbox() -> MongoOutbox:
+    """The dual-write outbox of the process's MongoDB store."""
+    return MongoOutbox(mongo_store())
+
+
+def wallet_service() -> WalletService:
+    """The wallet service over the store settings choose (`WALLET_STORE`)."""
+    return WalletService(make_store(settings.WALLET_STORE))
+
+
+def _task_stores() -> tuple[MongoWalletStore, TigerBeetleWalletStore]:
+    return mongo_store(), tigerbeetle_store()
+
+
+def install() -> None:
+    """At start-up: the Celery tasks run on this process's stores."""
+    tasks.use_process_stores(_task_stores)
+
+
+def install_stores(
+    *,
+    mongo: MongoWalletStore,
+    tigerbeetle: TigerBeetleWalletStore,
+    phased: PhasedWalletStore | None = None,
+) -> None:
+    """For tests: these become the process's stores (the phased one built over the two
+    unless given), for the service, the API, the admin and (eager) tasks alike."""
+    reset_stores()
+    _process_stores.update(
+        {
+            "mongo": mongo,
+            "tigerbeetle": tigerbeetle,
+            "phased": phased or phased_store(mongo, tigerbeetle),
+        }
+    )
+
+
+def reset_stores() -> None:
+    """Forget the process's stores; the next call builds them from settings again."""
+    _process_stores.clear()
+
+
+@contextmanager
+def installed_stores(
+    *,
+    mongo: MongoWalletStore,
+    tigerbeetle: TigerBeetleWalletStore,
+    phased: PhasedWalletStore | None = None,
+) -> Iterator[None]:
+    """For tests: `install_stores` for the length of a `with` block, then `reset_stores`."""
+    install_stores(mongo=mongo, tigerbeetle=tigerbeetle, phased=phased)
+    try:
+        yield
+    finally:
+        reset_stores()
