@@ -7,12 +7,12 @@
 
 Seeds N legacy wallet documents (no transaction log) in a scratch MongoDB database, then
 times, in the same run:
-- backfill: `ledger.backfill.Backfill` (accounts, opening-balance pairs, registry rows),
+- backfill: `migration.backfill.Backfill` (accounts, opening-balance pairs, registry rows),
   beside its raw baseline: the same MongoDB page scan plus a bare-table insert of one row per
   wallet (the I/O any import has to do);
-- reconciliation: `ledger.reconciliation.Reconciliation` over the imported wallets, beside its
+- reconciliation: `migration.reconciliation.Reconciliation` over the imported wallets, beside its
   raw baseline: the same page scan plus primary-key reads of the bare table in pages;
-- the dual-write mirror: `ledger.mirror.Mirror.drain` over one pending outbox credit for each
+- the dual-write mirror: `migration.mirror.Mirror.drain` over one pending outbox credit for each
   of the first --mirror-entries wallets, beside its raw baseline: reading the same pending
   entries, a bare-table insert each, and marking them done.
 Each figure is wallets per second; the ratio is figure / baseline. The seed's target for
@@ -56,12 +56,12 @@ from bench.phases import CLOCK, Phases, TimedBackend, print_breakdown
 from domain.money import from_minor_units
 from ledger.backends import get_ledger_backend
 from ledger.backends.base import BATCH_EVENTS_MAX
-from ledger.backfill import Backfill
-from ledger.mirror import Mirror
-from ledger.reconciliation import Reconciliation
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import LOG, WALLETS, MirrorState, MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from migration.backfill import Backfill
+from migration.mirror import Mirror
+from migration.reconciliation import Reconciliation
 
 RECONCILE_TARGET_WALLETS_PER_S = 5_000
 JOB_SHARE_OF_SLOWEST_INPUT_MIN = 0.5

@@ -1,6 +1,6 @@
 """Every write to a migration flag is audited, and only a phase change may make one.
 
-`apply_state` and `set_writes_paused` (called by `ledger.phase_change.change_phase`) are the
+`apply_state` and `set_writes_paused` (called by `migration.phase_change.change_phase`) are the
 only writers; a save or delete of a migration flag from anywhere else (waffle's admin, the
 shell, waffle's commands) is refused by the pre_save/pre_delete signals, for every user. The
 signals must stay signals: they are the one hook every write path of waffle's models passes.
@@ -96,7 +96,7 @@ def refuse_deleting(sender: Any, instance: Any, **kwargs: Any) -> None:
 
 
 def refuse_outside_phase_change(names: set[str]) -> None:
-    """Where money is written changes only through `ledger.phase_change.change_phase` (its
+    """Where money is written changes only through `migration.phase_change.change_phase` (its
     checks, drain, copy-back and audit), which writes the flags through `apply_state` and
     `set_writes_paused`; any other write to a migration flag is refused, whoever makes it."""
     touched = sorted(names & set(SWITCHES + SAMPLES))

@@ -12,7 +12,7 @@ class LedgerConfig(AppConfig):
     """Wallet service, wallet stores and ledger backends."""
 
     name = "ledger"
-    verbose_name = "Reconciliation and migration records"
+    verbose_name = "Wallet ledger"
 
     def ready(self) -> None:
         # The ids are derived in the pure domain; the namespace they mix in is a setting.

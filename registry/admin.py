@@ -22,7 +22,6 @@ from domain.ids import WalletKey
 from domain.money import from_minor_units
 from domain.wallets import TransactionRecord, WalletBalance
 from flags.phases import Phase, current_state
-from ledger.admin import recheck_wallet
 from ledger.support import (
     BALANCE_WORDS,
     VOID_EFFECT,
@@ -31,6 +30,7 @@ from ledger.support import (
     store_roles,
     wallet_overview,
 )
+from migration.admin import recheck_wallet
 from registry import accounts as account_registry
 from registry.models import WalletAccount, WalletTransfer
 from wallet_site.admin_base import CsvExportMixin, ReadOnlyAdmin, format_money
@@ -68,7 +68,7 @@ def _transactions_url(key: WalletKey) -> str:
 
 
 def _mismatches_url(key: WalletKey) -> str:
-    changelist = reverse("admin:ledger_reconciliationmismatch_changelist")
+    changelist = reverse("admin:migration_reconciliationmismatch_changelist")
     params = {
         "client_id": key.client_id,
         "country": key.country,
@@ -238,7 +238,7 @@ class WalletAccountAdmin(ReadOnlyAdmin):
                 "transactions_url": _transactions_url(key),
                 "mismatches_url": _mismatches_url(key),
                 # Both stores are compared while dual write keeps TigerBeetle current.
-                "can_recheck": request.user.has_perm("ledger.recheck_wallet")
+                "can_recheck": request.user.has_perm("migration.recheck_wallet")
                 and Phase.DUAL_WRITE <= state.phase <= Phase.READ_CUTOVER,
                 "recheck_params": key_params(key),
                 "find_query": key.client_id,
@@ -247,7 +247,7 @@ class WalletAccountAdmin(ReadOnlyAdmin):
 
     def recheck_view(self, request: HttpRequest) -> HttpResponse:
         """Re-check one wallet in both stores now, from its page; back to the page."""
-        if request.method != "POST" or not request.user.has_perm("ledger.recheck_wallet"):
+        if request.method != "POST" or not request.user.has_perm("migration.recheck_wallet"):
             raise PermissionDenied
         try:
             key = WalletKey(

@@ -20,11 +20,11 @@ GROUPS = [
     ),
     (
         "Support: reconciliation",
-        ["ledger.ReconciliationMismatch", "ledger.ReconciliationRun"],
+        ["migration.ReconciliationMismatch", "migration.ReconciliationRun"],
     ),
     (
         "Product: migration records",
-        ["ledger.ShadowComparison", "flags.FlagChange", "flags.Milestone"],
+        ["migration.ShadowComparison", "flags.FlagChange", "flags.Milestone"],
     ),
     ("Product: feature flags (django-waffle)", ["waffle.Switch", "waffle.Sample", "waffle.Flag"]),
 ]
@@ -59,20 +59,20 @@ class WalletAdminSite(admin.AdminSite):
         return grouped
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
-        # Cycle breaker: ledger.migration_admin and registry.admin -> wallet_site.admin_site
+        # Cycle breaker: migration.admin_pages and registry.admin -> wallet_site.admin_site
         # (through django.contrib.admin's site).
-        from ledger import migration_admin  # noqa: PLC0415
+        from migration import admin_pages  # noqa: PLC0415
         from registry import admin as registry_admin  # noqa: PLC0415
 
         custom = [
             path(
                 "migration/phase/",
-                self.admin_view(migration_admin.PhaseView.as_view(site=self)),
+                self.admin_view(admin_pages.PhaseView.as_view(site=self)),
                 name="migration-phase",
             ),
             path(
                 "migration/dashboard/",
-                self.admin_view(migration_admin.DashboardView.as_view(site=self)),
+                self.admin_view(admin_pages.DashboardView.as_view(site=self)),
                 name="migration-dashboard",
             ),
             path("find/", self.admin_view(registry_admin.find_view), name="find"),

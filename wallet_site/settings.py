@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "wallet_site",
     "ledger",
     "ledger.engine",
+    "migration",
     "registry",
     "flags",
 ]

@@ -20,12 +20,12 @@ from django.conf import settings
 
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance, WalletStore
-from ledger import tasks
-from ledger.routing import PhasedWalletStore, key_to_dict
 from ledger.service import WalletService
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from migration import tasks
+from migration.routing import PhasedWalletStore, key_to_dict
 
 _process_stores: dict[str, WalletStore] = {}
 

@@ -24,8 +24,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from domain import errors
-from ledger import migration_figures
 from ledger.api.errors import error_body
+from migration import figures
 from wallet_site.wiring import mongo_outbox
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,14 @@ class MigrationCollector(Collector):
             yield lag_metric
         except errors.StoreUnavailable as exc:
             log.warning("metrics: outbox depth unavailable: %s", exc)
-        shadow = migration_figures.shadow_figures(days=1)
+        shadow = figures.shadow_figures(days=1)
         rate = GaugeMetricFamily(
             "wallet_shadow_match_ratio", "Shadow reads that matched, over the last 24 hours."
         )
         if shadow.match_rate is not None:
             rate.add_metric([], float(shadow.match_rate))
         yield rate
-        run = migration_figures.last_reconciliation()
+        run = figures.last_reconciliation()
         if run is not None:
             wallets = GaugeMetricFamily(
                 "wallet_last_reconciliation_wallets",

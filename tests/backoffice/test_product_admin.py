@@ -13,7 +13,7 @@ from waffle.models import Sample, Switch
 
 from flags.models import FlagChange
 from flags.phases import READ_ROLLOUT, Phase, current_state
-from ledger.models import ShadowComparison
+from migration.models import ShadowComparison
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
 
 

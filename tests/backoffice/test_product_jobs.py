@@ -14,9 +14,9 @@ from django.utils import timezone
 
 from flags.models import FlagChange, Milestone, PhaseChange
 from flags.phases import Phase, current_state
-from ledger import charts
-from ledger.models import ReconciliationMismatch, ReconciliationRun, ShadowComparison
-from ledger.phase_change import change_phase as move_phase
+from migration import charts
+from migration.models import ReconciliationMismatch, ReconciliationRun, ShadowComparison
+from migration.phase_change import change_phase as move_phase
 from registry.models import WalletTransfer
 from tests.backoffice.test_product_admin import change_phase
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
@@ -72,7 +72,7 @@ def test_in_phase_2_the_dashboard_shows_the_match_rate_gate_with_days_held_and_d
     days = shown.split('id="gate-days"')[1]
     assert days.count("✓ held") == 4 and days.count("✗ missed") == 1
     assert days.count("no data") == 2
-    assert 'href="/admin/ledger/shadowcomparison/?outcome__exact=mismatch"' in shown
+    assert 'href="/admin/migration/shadowcomparison/?outcome__exact=mismatch"' in shown
     assert "Fallback rate" not in shown  # only the criterion of this phase
 
 
@@ -105,7 +105,7 @@ def test_without_a_reconciliation_the_writes_lost_gate_has_no_data_rather_than_h
     enter_phase(Phase.DUAL_WRITE)
     shown = gate(product.get("/admin/migration/phase/").content.decode())
     assert "No data yet: no reconciliation has run yet." in shown
-    assert 'href="/admin/ledger/reconciliationrun/"' in shown
+    assert 'href="/admin/migration/reconciliationrun/"' in shown
 
 
 def test_in_phase_0_the_gate_is_the_backfill(product: Client, stores: Stores) -> None:

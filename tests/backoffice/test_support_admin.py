@@ -13,7 +13,7 @@ from django.test import Client
 
 from domain.ids import WalletKey
 from flags.phases import Phase
-from ledger.models import ReconciliationMismatch
+from migration.models import ReconciliationMismatch
 from registry.models import WalletAccount, WalletTransfer
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
 
@@ -164,7 +164,7 @@ def test_a_reconciliation_mismatch_can_be_rechecked(
 
     mismatch = ReconciliationMismatch.objects.get()
     response = support.post(
-        "/admin/ledger/reconciliationmismatch/",
+        "/admin/migration/reconciliationmismatch/",
         {"action": "recheck_wallets", "_selected_action": [mismatch.pk]},
         follow=True,
     )

@@ -19,8 +19,8 @@ from domain import errors
 from domain.ids import WalletKey
 from flags.models import Milestone
 from flags.phases import Phase
-from ledger.models import ReconciliationMismatch
-from ledger.phase_change import change_phase
+from migration.models import ReconciliationMismatch
+from migration.phase_change import change_phase
 from registry.models import WalletAccount, WalletTransfer
 from tests.backoffice.test_support_admin import void, wallet_page
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
@@ -82,7 +82,7 @@ def test_a_recheck_says_the_balances_in_money_and_words(
     reconcile()
     mismatch = ReconciliationMismatch.objects.get()
     page = support.post(
-        "/admin/ledger/reconciliationmismatch/",
+        "/admin/migration/reconciliationmismatch/",
         {"action": "recheck_wallets", "_selected_action": [mismatch.pk]},
         follow=True,
     ).content.decode()
@@ -94,7 +94,7 @@ def test_a_recheck_says_the_balances_in_money_and_words(
 def test_mismatches_show_both_stores_as_money(support: Client, wallet: Any, stores: Stores) -> None:
     stores.tigerbeetle.subtract_credit(wallet[0], 1, tx())
     reconcile()
-    page = support.get("/admin/ledger/reconciliationmismatch/").content.decode()
+    page = support.get("/admin/migration/reconciliationmismatch/").content.decode()
     assert "$70.00" in page and "$69.99" in page
     assert "MONGO CREDIT MINOR" not in page.upper().replace("MONGODB", "")
 
@@ -333,7 +333,7 @@ def test_a_mismatch_links_its_wallet(support: Client, wallet: Any, stores: Store
     stores.tigerbeetle.subtract_credit(wallet[0], 1, tx())
     reconcile()
     row = WalletAccount.objects.get(client_id=wallet[0].client_id)
-    page = support.get("/admin/ledger/reconciliationmismatch/").content.decode()
+    page = support.get("/admin/migration/reconciliationmismatch/").content.decode()
     assert f'href="/admin/registry/walletaccount/{row.pk}/change/"' in page
 
 
@@ -392,10 +392,10 @@ def test_mismatches_are_filtered_open_by_default(
     reconcile()
     old = ReconciliationMismatch.objects.get()
     reconcile()  # a newer run finds it again: the first row is history now
-    page = support.get("/admin/ledger/reconciliationmismatch/").content.decode()
+    page = support.get("/admin/migration/reconciliationmismatch/").content.decode()
     assert f'value="{old.pk}"' not in page
     assert page.count('name="_selected_action"') == 1
-    everything = support.get("/admin/ledger/reconciliationmismatch/", {"status": "all"})
+    everything = support.get("/admin/migration/reconciliationmismatch/", {"status": "all"})
     assert everything.content.decode().count('name="_selected_action"') == 2
 
 
@@ -410,7 +410,7 @@ def test_a_recheck_that_agrees_resolves_the_open_mismatch(
 
     mismatch = ReconciliationMismatch.objects.get()
     assert mismatch.resolved_by == support_user.username
-    page = support.get("/admin/ledger/reconciliationmismatch/").content.decode()
+    page = support.get("/admin/migration/reconciliationmismatch/").content.decode()
     assert 'name="_selected_action"' not in page  # no longer open
 
 
@@ -419,7 +419,7 @@ def test_mismatches_export_as_csv_with_money_and_currency(
 ) -> None:
     stores.tigerbeetle.subtract_credit(wallet[0], 1, tx())
     reconcile()
-    response = support.get("/admin/ledger/reconciliationmismatch/export.csv")
+    response = support.get("/admin/migration/reconciliationmismatch/export.csv")
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert response["Content-Type"].startswith("text/csv")
     assert [

@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from flags.models import Milestone
 from flags.phases import Phase
-from ledger.models import ShadowComparison
-from ledger.phase_change import change_phase
+from migration.models import ShadowComparison
+from migration.phase_change import change_phase
 from tests.browser.conftest import screenshot
 from tests.migration.conftest import (  # noqa: F401 - fixtures
     Stores,
@@ -143,7 +143,7 @@ def test_support_finds_a_wallet_only_mongodb_holds_and_is_kept_to_support_pages(
         call_command("reconcile", stdout=io.StringIO())
     log_in(page, live_server.url, staff_in("Support"))
 
-    page.goto(f"{live_server.url}/admin/ledger/reconciliationmismatch/")
+    page.goto(f"{live_server.url}/admin/migration/reconciliationmismatch/")
     screenshot(page, "support-07-open-mismatches")
     assert fits_the_screen(page)
     page.locator("#result_list a.wallet-link", has_text=differing.client_id).click()

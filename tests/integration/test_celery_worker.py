@@ -7,7 +7,7 @@ import os
 import pytest
 from django.conf import settings
 
-from ledger.tasks import check_ledger_backend
+from migration.tasks import check_ledger_backend
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -16,8 +16,8 @@ from rest_framework.test import APIClient
 
 from domain.ids import WalletKey
 from flags.phases import Phase
-from ledger.models import ShadowComparison
 from ledger.stores.mongo_store import LOG, MirrorState
+from migration.models import ShadowComparison
 from tests.conftest import token_api_client
 from tests.migration.conftest import Stores, enter_phase, install_stores
 
@@ -94,7 +94,7 @@ def test_a_sampled_read_is_compared_by_the_worker(worker_stores: Stores, api: AP
 
 
 def test_reconciliation_runs_in_the_worker(worker_stores: Stores, api: APIClient) -> None:
-    from ledger.tasks import reconcile
+    from migration.tasks import reconcile
 
     enter_phase(Phase.DUAL_WRITE)
     key = WalletKey(f"client-{uuid.uuid4().hex[:8]}", "USA", "USD")

@@ -15,13 +15,13 @@ from rest_framework.test import APIClient
 from domain.ids import WalletKey
 from flags.audit import apply_state
 from flags.phases import Phase, state_for_phase
-from ledger import routing
 from ledger.backends.base import LedgerBackend
-from ledger.mirror import Mirror
-from ledger.routing import PhasedWalletStore
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from migration import routing
+from migration.mirror import Mirror
+from migration.routing import PhasedWalletStore
 from tests.conftest import token_api_client
 from wallet_site import wiring
 

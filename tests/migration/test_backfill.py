@@ -11,11 +11,11 @@ from tigerbeetle import AccountFlags, TransferFlags
 from domain.ids import account_id_for, opening_balance_transfer_id, transaction_transfer_id
 from flags.models import Milestone
 from flags.phases import Phase
-from ledger.backfill import Backfill, BackfillReport
 from ledger.engine.backend import EngineBackend
 from ledger.stores.mongo_store import LOG, MirrorState, MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import opening_debit_transfer_id
+from migration.backfill import Backfill, BackfillReport
 from registry.models import WalletAccount
 from tests.migration.conftest import (
     Stores,

@@ -13,8 +13,8 @@ from rest_framework.test import APIClient
 from domain.ids import WalletKey
 from flags.models import Milestone
 from flags.phases import Phase
-from ledger.backfill import Backfill
-from ledger.phase_change import change_phase
+from migration.backfill import Backfill
+from migration.phase_change import change_phase
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
 
 

@@ -90,7 +90,7 @@ def test_the_backfill_command_refuses_a_page_larger_than_a_batch(stores: Stores)
 
 
 def test_the_backfill_task_imports_and_reports(stores: Stores) -> None:
-    from ledger.tasks import backfill
+    from migration.tasks import backfill
 
     legacy_wallet(stores, new_key(), credit_minor=10, debit_minor=5)
     result = backfill.delay(page_size=100).get()

@@ -234,7 +234,7 @@ def test_web_process_killed_between_commit_and_mirror_loses_nothing(
     child.join(60)
     assert child.exitcode == 137
     assert entry_states(committed_stores, key) == [MirrorState.PENDING]
-    from ledger.tasks import sweep_outbox
+    from migration.tasks import sweep_outbox
 
     assert sweep_outbox()["applied"] == 1
     assert sweep_outbox()["applied"] == 0
@@ -244,9 +244,9 @@ def test_web_process_killed_between_commit_and_mirror_loses_nothing(
 def _die_before_marking(mongo_url: str, database: str) -> None:
     """A mirror worker that dies after TigerBeetle applied the batch, before MongoDB heard."""
     connections.close_all()
-    from ledger.mirror import Mirror
     from ledger.stores.mongo_outbox import MongoOutbox
     from ledger.stores.mongo_store import MongoWalletStore
+    from migration.mirror import Mirror
 
     outbox = MongoOutbox(MongoWalletStore(mongo_url, database=database))
     outbox.mark_each = lambda outcomes: os._exit(137)  # type: ignore[method-assign]

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from domain.ids import WalletKey
 from flags.phases import Phase
 from ledger.stores.mongo_store import LOG, WALLETS, MirrorState
-from ledger.tasks import sweep_outbox
+from migration.tasks import sweep_outbox
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
 from tests.migration.test_mirror import assert_same_balance, entry_states
 

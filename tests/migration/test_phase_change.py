@@ -18,11 +18,11 @@ from flags.audit import set_writes_paused
 from flags.models import FlagChange, Milestone
 from flags.phases import InvalidPhaseChange, Phase, current_state
 from flags.write_gate import write_admitted
-from ledger.backfill import Backfill
-from ledger.phase_change import backport_tigerbeetle_writes, change_phase
 from ledger.stores.mongo_documents import decimal128
 from ledger.stores.mongo_store import LOG, WALLETS, MirrorState
-from ledger.tasks import sweep_outbox
+from migration.backfill import Backfill
+from migration.phase_change import backport_tigerbeetle_writes, change_phase
+from migration.tasks import sweep_outbox
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
 from wallet_site.wiring import phased_store
 
@@ -205,7 +205,7 @@ def test_the_command_without_a_phase_shows_the_current_one(stores: Stores) -> No
 def test_a_transaction_older_than_the_backfill_snapshot_can_be_voided_in_phase_4(
     stores: Stores,
 ) -> None:
-    from ledger.backfill import Backfill
+    from migration.backfill import Backfill
     from tests.migration.conftest import legacy_wallet
 
     key = new_key()

@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance
 from flags.phases import Phase, client_bucket
-from ledger.models import ReadRouteCount, ShadowComparison
-from ledger.shadow import compare_shadow_read
+from migration.models import ReadRouteCount, ShadowComparison
+from migration.shadow import compare_shadow_read
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
 from tests.migration.test_mirror import plug
 from wallet_site.wiring import phased_store

@@ -15,10 +15,10 @@ from tigerbeetle import Account
 
 from domain.ids import account_id_for, u128_to_hex
 from flags.phases import Phase
-from ledger.backfill import Backfill
-from ledger.models import ReconciliationMismatch
-from ledger.reconciliation import Reconciliation
 from ledger.stores.tigerbeetle_store import system_account_code, wallet_account_code
+from migration.backfill import Backfill
+from migration.models import ReconciliationMismatch
+from migration.reconciliation import Reconciliation
 from registry.models import WalletAccount
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
 
@@ -192,7 +192,7 @@ def test_the_command_prints_the_run_and_fails_on_mismatch(stores: Stores) -> Non
 
 
 def test_the_celery_task_records_a_run(stores: Stores) -> None:
-    from ledger.tasks import reconcile as reconcile_task
+    from migration.tasks import reconcile as reconcile_task
 
     mirrored_wallets(stores, 2)
     result = reconcile_task.delay("test").get()

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from flags.models import Milestone
 from flags.phases import Phase
-from ledger.phase_change import change_phase
 from ledger.stores.mongo_store import LOG, MirrorState
+from migration.phase_change import change_phase
 from registry.models import WalletTransfer
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
 

@@ -13,8 +13,8 @@ from rest_framework.test import APIClient
 
 from domain.ids import WalletKey
 from flags.phases import Phase, current_state
-from ledger.models import ShadowComparison
 from ledger.stores.mongo_store import LOG, MirrorState
+from migration.models import ShadowComparison
 from tests.migration.conftest import Stores, assert_stores_agree, legacy_wallet, new_key, tx
 
 

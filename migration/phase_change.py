@@ -32,12 +32,12 @@ from flags.audit import apply_state, set_writes_paused
 from flags.models import Milestone
 from flags.phases import InvalidPhaseChange, MigrationState, Phase, current_state, state_for_phase
 from flags.write_gate import WritesStillRunning, writes_drained
-from ledger.mirror import Mirror
-from ledger.models import ReconciliationMismatch
-from ledger.reconciliation import Reconciliation
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from migration.mirror import Mirror
+from migration.models import ReconciliationMismatch
+from migration.reconciliation import Reconciliation
 from registry import transfers as transfer_registry
 from registry.models import WalletTransfer
 

@@ -13,10 +13,10 @@ from django.utils.html import format_html, format_html_join
 from domain.ids import WalletKey
 from domain.money import from_minor_units
 from domain.wallets import WalletBalance
-from ledger.migration_figures import last_reconciliation
-from ledger.models import ReconciliationMismatch, ReconciliationRun, ShadowComparison
-from ledger.reconciliation import Reconciliation
 from ledger.support import BALANCE_WORDS, FIELDS
+from migration.figures import last_reconciliation
+from migration.models import ReconciliationMismatch, ReconciliationRun, ShadowComparison
+from migration.reconciliation import Reconciliation
 from wallet_site.admin_base import CsvExportMixin, ReadOnlyAdmin, format_money
 from wallet_site.admin_links import wallet_url
 from wallet_site.wiring import mongo_outbox, tigerbeetle_store
@@ -237,7 +237,7 @@ class ReconciliationMismatchAdmin(_Money, CsvExportMixin, ReadOnlyAdmin):
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
-        if not request.user.has_perm("ledger.recheck_wallet"):
+        if not request.user.has_perm("migration.recheck_wallet"):
             actions.pop("recheck_wallets", None)
         return actions
 

@@ -1,4 +1,8 @@
-"""Celery tasks of the ledger app: the mirror, shadow reads, backfill and reconciliation.
+"""Celery tasks of the migration: the mirror, shadow reads, backfill and reconciliation (and
+the ledger backend's health check).
+
+Every task has an explicit name, kept from when they lived in `ledger/tasks.py` ("ledger.*"):
+messages already queued, and the beat schedule, route by name, never by module.
 
 Each task builds on the process's stores, so a worker keeps one MongoDB pool and one
 TigerBeetle client per process. The process wiring (`wallet_site.wiring`, which also queues
@@ -20,15 +24,15 @@ from domain.wallets import WalletBalance
 from flags.phases import current_state
 from ledger import metrics
 from ledger.backends import get_ledger_backend
-from ledger.backfill import Backfill
-from ledger.mirror import Mirror
-from ledger.phase_change import backport_due, backport_tigerbeetle_writes
-from ledger.reconciliation import Reconciliation
-from ledger.routing import key_from_dict
-from ledger.shadow import compare_shadow_read as compare
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from migration.backfill import Backfill
+from migration.mirror import Mirror
+from migration.phase_change import backport_due, backport_tigerbeetle_writes
+from migration.reconciliation import Reconciliation
+from migration.routing import key_from_dict
+from migration.shadow import compare_shadow_read as compare
 
 ProcessStores = Callable[[], tuple[MongoWalletStore, TigerBeetleWalletStore]]
 _process_stores: ProcessStores | None = None

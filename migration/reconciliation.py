@@ -33,12 +33,12 @@ from domain.wallets import WalletBalance
 from flags.phases import Phase, current_state
 from ledger import metrics
 from ledger.backends.base import BATCH_EVENTS_MAX
-from ledger.mirror import Mirror
-from ledger.models import ReconciliationMismatch, ReconciliationRun
 from ledger.stores.mongo_outbox import MongoOutbox, WalletSnapshot
 from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import balance_from_account
+from migration.mirror import Mirror
+from migration.models import ReconciliationMismatch, ReconciliationRun
 from registry import accounts as account_registry
 from registry.models import WalletAccount
 

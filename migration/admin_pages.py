@@ -32,8 +32,8 @@ from flags.phases import (
     Phase,
     current_state,
 )
-from ledger import charts, migration_figures, tasks
-from ledger.phase_change import change_phase, target_state
+from migration import charts, figures, tasks
+from migration.phase_change import change_phase, target_state
 from registry.models import WalletTransfer
 from wallet_site.wiring import mongo_store, tigerbeetle_store
 
@@ -127,7 +127,7 @@ def phase_effects(before: MigrationState, after: MigrationState) -> PhaseEffects
         f"Writes already under way get up to {wait_s:g} s to finish, or the change is refused."
     )
     if before.writes_to_mongo and not after.writes_to_mongo:
-        depth = migration_figures.outbox_depth()
+        depth = figures.outbox_depth()
         result.effects.append(pause)
         if depth is None:
             result.refusals.append("MongoDB does not answer: the outbox cannot be drained.")
@@ -176,7 +176,7 @@ def phase_effects(before: MigrationState, after: MigrationState) -> PhaseEffects
                 "Dual write starts: every MongoDB write is also mirrored into TigerBeetle."
             )
         else:
-            depth = migration_figures.outbox_depth()
+            depth = figures.outbox_depth()
             pending = f" {depth['pending']} entries still pending stay unmirrored." if depth else ""
             result.effects.append(
                 "Dual write stops: TigerBeetle no longer receives MongoDB's writes." + pending
@@ -239,11 +239,11 @@ def audit_trail(limit: int = 30) -> list[AuditRow]:
 
 
 def _case_urls() -> dict[str, str]:
-    shadow = reverse("admin:ledger_shadowcomparison_changelist")
+    shadow = reverse("admin:migration_shadowcomparison_changelist")
     return {
         "shadow_mismatches": f"{shadow}?outcome__exact=mismatch",
-        "mismatches": reverse("admin:ledger_reconciliationmismatch_changelist"),
-        "runs": reverse("admin:ledger_reconciliationrun_changelist"),
+        "mismatches": reverse("admin:migration_reconciliationmismatch_changelist"),
+        "runs": reverse("admin:migration_reconciliationrun_changelist"),
         "milestones": reverse("admin:flags_milestone_changelist"),
     }
 
@@ -284,7 +284,7 @@ class PhaseView(_SiteView):
                 share_of_phase={int(p): name for p, name in SHARE_OF_PHASE.items()},
                 can_change=request.user.has_perm("flags.change_phase"),
                 audit=audit_trail(),
-                gate=migration_figures.current_gate(state, _case_urls()),
+                gate=figures.current_gate(state, _case_urls()),
                 backfill=Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).first(),
             ),
         )
@@ -364,7 +364,7 @@ class PhaseView(_SiteView):
 
 class DashboardView(_SiteView):
     def get(self, request: HttpRequest) -> HttpResponse:
-        if not request.user.has_perm("ledger.view_migration_dashboard"):
+        if not request.user.has_perm("migration.view_migration_dashboard"):
             raise PermissionDenied
         state = current_state()
         return render(
@@ -375,12 +375,12 @@ class DashboardView(_SiteView):
                 title="Migration dashboard",
                 state=state,
                 phase_label=PHASE_LABELS[state.phase],
-                gate=migration_figures.current_gate(state, _case_urls()),
-                criteria=migration_figures.success_criteria(days=7),
-                routes=migration_figures.read_routes(days=7),
-                last_run=migration_figures.last_reconciliation(),
-                outbox=migration_figures.outbox_depth(),
-                latencies=migration_figures.operation_latencies(),
+                gate=figures.current_gate(state, _case_urls()),
+                criteria=figures.success_criteria(days=7),
+                routes=figures.read_routes(days=7),
+                last_run=figures.last_reconciliation(),
+                outbox=figures.outbox_depth(),
+                latencies=figures.operation_latencies(),
                 match_rate_svg=charts.match_rate_chart(),
                 latency_svg=charts.latency_chart(),
             ),

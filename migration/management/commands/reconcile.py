@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ledger.reconciliation import Reconciliation
+from migration.reconciliation import Reconciliation
 from wallet_site.wiring import mongo_outbox, tigerbeetle_store
 
 

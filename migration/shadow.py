@@ -16,11 +16,11 @@ from domain import errors
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance
 from ledger import metrics
-from ledger.mirror import Mirror
-from ledger.models import ShadowComparison
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from migration.mirror import Mirror
+from migration.models import ShadowComparison
 from registry import accounts as account_registry
 
 FIELDS = ("credit", "debit", "historical_credit")

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from ledger.mirror import Mirror
+from migration.mirror import Mirror
 from wallet_site.wiring import mongo_outbox, tigerbeetle_store
 
 

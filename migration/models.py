@@ -2,6 +2,9 @@
 
 The dashboard's success criteria are computed from these rows (not from process-local
 metrics), so they survive restarts and agree across web and worker processes.
+
+They were the ledger app's models: their tables keep the `ledger_` names they were created
+with (`Meta.db_table`), and migration/migrations/0001 took them over in Django's state only.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class ShadowComparison(models.Model):
     compared_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
+        db_table = "ledger_shadowcomparison"
         ordering = ["-compared_at"]
 
 
@@ -56,6 +60,7 @@ class ReadRouteCount(models.Model):
     count = models.BigIntegerField(default=0)
 
     class Meta:
+        db_table = "ledger_readroutecount"
         constraints = [models.UniqueConstraint(fields=["hour", "route"], name="one_count_per_hour")]
 
     @classmethod
@@ -87,6 +92,7 @@ class ReconciliationRun(models.Model):
     note = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
+        db_table = "ledger_reconciliationrun"
         ordering = ["-started_at"]
         permissions = [
             ("view_migration_dashboard", "Can view the migration dashboard"),
@@ -126,4 +132,5 @@ class ReconciliationMismatch(models.Model):
     resolved_by = models.CharField(max_length=150, blank=True, default="")
 
     class Meta:
+        db_table = "ledger_reconciliationmismatch"
         verbose_name_plural = "reconciliation mismatches"

@@ -33,10 +33,10 @@ from domain.wallets import TransactionRecord, WalletBalance, WalletResult
 from flags.phases import Phase, current_state
 from flags.write_gate import write_admitted
 from ledger import metrics
-from ledger.models import ReadRouteCount
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from migration.models import ReadRouteCount
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

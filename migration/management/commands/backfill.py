@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ledger.backfill import PAGE_SIZE, Backfill
+from migration.backfill import PAGE_SIZE, Backfill
 from wallet_site.wiring import mongo_outbox, tigerbeetle_store
 
 

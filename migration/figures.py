@@ -18,7 +18,7 @@ from domain import errors
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase
 from ledger import metrics
-from ledger.models import (
+from migration.models import (
     ReadRouteCount,
     ReconciliationMismatch,
     ReconciliationRun,

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from flags.audit import recording_phase_change
 from flags.models import FlagChange
 from flags.phases import InvalidPhaseChange, Phase, current_state
-from ledger.phase_change import change_phase
+from migration.phase_change import change_phase
 from wallet_site.wiring import mongo_store, tigerbeetle_store
 
 
