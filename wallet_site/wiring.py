@@ -8,13 +8,13 @@ tasks to queue after a dual write and after a shadow read, which is how the phas
 reaches the tasks without importing them.
 
 `install()` runs once at start-up (`WalletSiteConfig.ready`). Tests put their own stores in
-place with `installed_stores(...)` (or `install_stores` and `reset_stores`).
+place with `install_stores(...)` and forget them with `reset_stores()` (tests/migration's
+`stores` fixture does both).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from django.conf import settings
 
@@ -131,18 +131,3 @@ def install_stores(
 def reset_stores() -> None:
     """Forget the process's stores; the next call builds them from settings again."""
     _process_stores.clear()
-
-
-@contextmanager
-def installed_stores(
-    *,
-    mongo: MongoWalletStore,
-    tigerbeetle: TigerBeetleWalletStore,
-    phased: PhasedWalletStore | None = None,
-) -> Iterator[None]:
-    """For tests: `install_stores` for the length of a `with` block, then `reset_stores`."""
-    install_stores(mongo=mongo, tigerbeetle=tigerbeetle, phased=phased)
-    try:
-        yield
-    finally:
-        reset_stores()
