@@ -3,14 +3,22 @@ client's id (no internal key shares that space), and one documented balance limi
 
 from __future__ import annotations
 
+import threading
 import uuid
+from typing import Any
 
 import pytest
+from tigerbeetle import CreateTransferResult, Transfer
 
 from ledger import errors
+from ledger.backends import LedgerBackend
 from ledger.ids import WalletKey
 from ledger.money import BALANCE_MINOR_MAX
-from ledger.wallets import TransactionState, WalletStore
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from ledger.wallets import TransactionState, WalletResult, WalletStore
+from tests.concurrency import run_concurrently
+
+RACE_TIMEOUT_S = 10.0
 
 
 def new_key() -> WalletKey:
@@ -128,3 +136,97 @@ def test_a_void_of_a_debit_that_would_cross_the_limit_is_refused_and_changes_not
 
     assert fields(wallet_store, key) == (BALANCE_MINOR_MAX - 150, 100, BALANCE_MINOR_MAX - 50)
     assert wallet_store.get_transaction(reference).state == TransactionState.POSTED
+
+
+class PostsTogether:
+    """A ledger backend (around the real one) whose create_transfers calls wait for each other
+    at a barrier: every racing write has done all its reads before any of them posts, the
+    interleaving a read-then-post limit check loses."""
+
+    def __init__(self, backend: LedgerBackend, parties: int) -> None:
+        self._backend = backend
+        self._barrier = threading.Barrier(parties, timeout=RACE_TIMEOUT_S)
+
+    def create_transfers(self, transfers: list[Transfer]) -> list[CreateTransferResult]:
+        self._barrier.wait()
+        return self._backend.create_transfers(transfers)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+
+def racing(store: WalletStore, parties: int) -> WalletStore:
+    """The store whose racing writes post together (the TigerBeetle store; the MongoDB store
+    races as it is, its check runs inside the write's transaction)."""
+    if isinstance(store, TigerBeetleWalletStore):
+        return TigerBeetleWalletStore(backend=PostsTogether(store.backend, parties))  # type: ignore[arg-type]
+    return store
+
+
+def outcome(write: Any) -> WalletResult | str:
+    try:
+        result: WalletResult = write()
+    except errors.BalanceLimitExceeded:
+        return "refused"
+    return result
+
+
+def test_two_credits_racing_at_the_limit_cannot_both_post(
+    committed_wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    committed_wallet_store.add_credit(key, BALANCE_MINOR_MAX - 100, f"tx-{uuid.uuid4().hex}")
+    store = racing(committed_wallet_store, parties=2)
+    ids = [f"tx-{uuid.uuid4().hex}" for _ in range(2)]
+
+    outcomes = run_concurrently(
+        lambda transaction_id: outcome(lambda: store.add_credit(key, 60, transaction_id)),
+        ids,
+        workers=2,
+    )
+
+    posted = [result for result in outcomes if isinstance(result, WalletResult)]
+    assert outcomes.count("refused") == 1
+    assert [result.balance.fields_minor() for result in posted] == [
+        (BALANCE_MINOR_MAX - 40, 0, BALANCE_MINOR_MAX - 40)
+    ]
+    assert fields(committed_wallet_store, key) == (
+        BALANCE_MINOR_MAX - 40,
+        0,
+        BALANCE_MINOR_MAX - 40,
+    )
+
+
+def test_a_credit_and_a_void_of_a_debit_racing_at_the_limit_cannot_both_post(
+    committed_wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    committed_wallet_store.add_credit(key, 100, f"tx-{uuid.uuid4().hex}")
+    reference = f"ref-{uuid.uuid4().hex}"
+    committed_wallet_store.subtract_credit(key, 100, reference)
+    committed_wallet_store.add_credit(key, BALANCE_MINOR_MAX - 250, f"tx-{uuid.uuid4().hex}")
+    store = racing(committed_wallet_store, parties=2)
+    credit_id = f"tx-{uuid.uuid4().hex}"
+    writes = {
+        "credit": lambda: store.add_credit(key, 100, credit_id),
+        "void": lambda: store.void_transaction(reference, "support", "refund"),
+    }
+
+    outcomes = dict(
+        zip(writes, run_concurrently(lambda name: outcome(writes[name]), writes, 2), strict=True)
+    )
+
+    assert list(outcomes.values()).count("refused") == 1
+    # Either one adds 100 to the credits: the same balance whichever won.
+    assert fields(committed_wallet_store, key) == (
+        BALANCE_MINOR_MAX - 150,
+        100,
+        BALANCE_MINOR_MAX - 50,
+    )
+    voided = committed_wallet_store.get_transaction(reference).state == TransactionState.VOIDED
+    assert voided == (outcomes["credit"] == "refused")
+    if voided:
+        with pytest.raises(errors.TransactionNotFound):
+            committed_wallet_store.get_transaction(credit_id)
+    else:
+        assert committed_wallet_store.get_transaction(credit_id).amount_minor == 100
