@@ -148,6 +148,14 @@ class TigerBeetleBackend:
         found: list[tb.AccountBalance] = self._call("get_account_balances", account_filter)
         return found
 
+    def begin_get_account_balances(
+        self, account_filter: tb.AccountFilter
+    ) -> Callable[[], list[tb.AccountBalance]]:
+        answer: Callable[[], list[tb.AccountBalance]] = self._begin(
+            "get_account_balances", account_filter
+        )
+        return answer
+
     def query_accounts(self, query_filter: tb.QueryFilter) -> list[tb.Account]:
         found: list[tb.Account] = self._call("query_accounts", query_filter)
         return found
@@ -183,23 +191,32 @@ class TigerBeetleBackend:
         return results
 
     def _call(self, operation: str, argument: Any) -> Any:
+        return self._begin(operation, argument)()
+
+    def _begin(self, operation: str, argument: Any) -> Callable[[], Any]:
+        """Send the request now (from a worker thread: ClientSync blocks); the returned call
+        waits for its answer, at most TB_REQUEST_TIMEOUT_S from then."""
         client = self._current_client()
         future = self._worker().submit(getattr(client, operation), argument)
-        try:
-            return future.result(timeout=self.request_timeout_s)
-        except FutureTimeout as exc:
-            with self._lock:
-                if self._client is client:
-                    self._discard_client()
-            raise LedgerUnavailable(
-                f"TigerBeetle at {self.addresses} did not answer {operation} "
-                f"within {self.request_timeout_s}s"
-            ) from exc
-        except CLIENT_ERRORS as exc:
-            with self._lock:
-                if self._client is client:
-                    self._discard_client()
-            raise LedgerUnavailable(f"TigerBeetle {operation} failed: {exc!r}") from exc
+
+        def answer() -> Any:
+            try:
+                return future.result(timeout=self.request_timeout_s)
+            except FutureTimeout as exc:
+                with self._lock:
+                    if self._client is client:
+                        self._discard_client()
+                raise LedgerUnavailable(
+                    f"TigerBeetle at {self.addresses} did not answer {operation} "
+                    f"within {self.request_timeout_s}s"
+                ) from exc
+            except CLIENT_ERRORS as exc:
+                with self._lock:
+                    if self._client is client:
+                        self._discard_client()
+                raise LedgerUnavailable(f"TigerBeetle {operation} failed: {exc!r}") from exc
+
+        return answer
 
     def _current_client(self) -> Any:
         with self._lock:

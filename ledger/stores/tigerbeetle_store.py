@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from tigerbeetle import (
     Account,
@@ -113,6 +113,21 @@ def limit_probe_account_code() -> int:
     return code
 
 
+def _registered_id(transaction_id: str) -> bool:
+    """Whether the registry holds the id: the write path's pre-check (a replay answers from
+    the registry, also for ids whose transaction has no transfer of its own, such as those a
+    backfilled opening balance covers). Plain SQL: building the ORM query cost more than
+    the database round trip."""
+    with connection.cursor() as cursor:
+        cursor.execute(_REGISTERED_ID_SQL, [transaction_id])
+        return cursor.fetchone() is not None
+
+
+_REGISTERED_ID_SQL = (
+    f"SELECT 1 FROM {WalletTransfer._meta.db_table} WHERE transaction_id = %s LIMIT 1"
+)
+
+
 def _limit_exceeded(key: WalletKey) -> errors.BalanceLimitExceeded:
     return errors.BalanceLimitExceeded(
         f"Wallet {key.describe()} would hold more than {BALANCE_MINOR_MAX} minor units "
@@ -140,9 +155,12 @@ class TigerBeetleWalletStore:
         self, key: WalletKey, amount_minor: int, transaction_id: str, *, made_by: str = ""
     ) -> WalletResult:
         assert amount_minor > 0, "the service refuses amounts that are not positive"
-        replay = self._replay_if_known(transaction_id, TransactionKind.CREDIT, key, amount_minor)
-        if replay:
-            return replay
+        if _registered_id(transaction_id):
+            replay = self._replay_if_known(
+                transaction_id, TransactionKind.CREDIT, key, amount_minor
+            )
+            if replay:
+                return replay
         registered = self._registered_account(key)
         transfer = credit_transfer(
             transaction_id, registered.tb_account_id, registered.ledger, amount_minor
@@ -155,9 +173,10 @@ class TigerBeetleWalletStore:
         self, key: WalletKey, amount_minor: int, reference_id: str, *, made_by: str = ""
     ) -> WalletResult:
         assert amount_minor > 0, "the service refuses amounts that are not positive"
-        replay = self._replay_if_known(reference_id, TransactionKind.DEBIT, key, amount_minor)
-        if replay:
-            return replay
+        if _registered_id(reference_id):
+            replay = self._replay_if_known(reference_id, TransactionKind.DEBIT, key, amount_minor)
+            if replay:
+                return replay
         registered = account_registry.find_account(key)
         if registered is None:
             raise errors.WalletNotFound(f"No wallet {key.describe()}.")
@@ -419,13 +438,12 @@ class TigerBeetleWalletStore:
             result = self._create_transfer(transfer)
         status = result.status
         if status == CreateTransferStatus.CREATED:
+            # The balance read travels while the registry row is written.
+            balance = self._begin_balance_at(key, registered.tb_account_id, result.timestamp)
             row = self._remember_transfer(
                 transfer, transaction_id, kind, registered, result.timestamp, made_by=made_by
             )
-            return WalletResult(
-                transaction=self._record(row, key),
-                balance=self._balance_at(key, registered.tb_account_id, result.timestamp),
-            )
+            return WalletResult(transaction=self._record(row, key), balance=balance())
         if status == CreateTransferStatus.EXISTS or self._stored_unlinked(transfer, status):
             # Applied before, registry row lost in between (crash or race): repair, replay.
             self._remember_transfer(
@@ -530,13 +548,26 @@ class TigerBeetleWalletStore:
     def _balance_at(self, key: WalletKey, tb_account_id: int, timestamp: int) -> WalletBalance:
         """The wallet's balance right after the transfer at `timestamp` (accounts keep
         history), so a replay answers exactly what the original request answered."""
-        snapshots = self._call(
-            self.backend.get_account_balances,
+        return self._begin_balance_at(key, tb_account_id, timestamp)()
+
+    def _begin_balance_at(
+        self, key: WalletKey, tb_account_id: int, timestamp: int
+    ) -> Callable[[], WalletBalance]:
+        """`_balance_at`, asked now and answered by the returned call."""
+        answer = self._call(
+            self.backend.begin_get_account_balances,
             history_filter(tb_account_id, 1, timestamp, timestamp, newest_first=False),
         )
-        if not snapshots:
-            raise errors.StoreUnavailable("TigerBeetle has no balance snapshot of the transfer.")
-        return balance_from_snapshot(key, snapshots[0])
+
+        def balance() -> WalletBalance:
+            snapshots = self._call(answer)
+            if not snapshots:
+                raise errors.StoreUnavailable(
+                    "TigerBeetle has no balance snapshot of the transfer."
+                )
+            return balance_from_snapshot(key, snapshots[0])
+
+        return balance
 
     def recent_transfers(
         self, key: WalletKey, limit: int = 20, before_timestamp: int = 0
