@@ -217,19 +217,17 @@ class TigerBeetleWalletStore:
                 result = self._create_guarded(void, row.wallet.key)
             else:
                 result = self._create_transfer(void)
-            if result.status in (
-                CreateTransferStatus.CREATED,
-                CreateTransferStatus.EXISTS,
-            ) or self._stored_unlinked(void, result.status):
+            posted_at = self._posted_timestamp(void, result)
+            if posted_at:
                 transfer_registry.mark_voided(
                     row,
                     void_tb_transfer_id=void.id,
                     voided_by=voided_by,
                     void_reason=reason,
-                    voided_at=time_of_tb_timestamp(result.timestamp),
+                    voided_at=time_of_tb_timestamp(posted_at),
                     needs_backport=True,
                 )
-                timestamp = result.timestamp
+                timestamp = posted_at
             elif result.status == CreateTransferStatus.EXCEEDS_CREDITS:
                 transfer_registry.count_refused_void(row)
                 refusal: errors.WalletError = errors.VoidWouldOverdraw(
@@ -360,20 +358,25 @@ class TigerBeetleWalletStore:
         if result.status not in _ACCOUNT_ACCEPTED:
             raise RuntimeError(f"limit probe account of ledger {ledger}: {result.status!r}")
 
-    def _stored_unlinked(self, transfer: Transfer, status: CreateTransferStatus) -> bool:
-        """TigerBeetle holds `transfer` as posted before its chain existed (the same but for
-        the `linked` flag, which it keeps): the same write, to be repaired like `exists`."""
-        if status != CreateTransferStatus.EXISTS_WITH_DIFFERENT_FLAGS:
-            return False
-        stored = self.lookup_transfers([transfer.id])
-        if not stored:
-            return False
+    def _posted_timestamp(self, transfer: Transfer, result: CreateTransferResult) -> int:
+        """The timestamp of `transfer` when TigerBeetle holds it (created now, or `exists`),
+        else 0. A transfer posted before it went in a limit chain (or replayed unlinked by
+        the mirror) is the same write but for the `linked` flag, which TigerBeetle keeps:
+        it answers `exists_with_different_flags`, and counts as `exists` here."""
+        if result.status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
+            return int(result.timestamp)
+        if result.status != CreateTransferStatus.EXISTS_WITH_DIFFERENT_FLAGS:
+            return 0
+        stored = self.transfers_by_id([transfer.id]).get(transfer.id)
+        if stored is None:
+            return 0
         fields = ("debit_account_id", "credit_account_id", "amount", "user_data_128", "ledger")
-        return bool(
-            all(getattr(stored[0], name) == getattr(transfer, name) for name in fields)
-            and stored[0].code == transfer.code
-            and stored[0].flags & ~TransferFlags.LINKED == transfer.flags & ~TransferFlags.LINKED
+        same = (
+            all(getattr(stored, name) == getattr(transfer, name) for name in fields)
+            and stored.code == transfer.code
+            and stored.flags & ~TransferFlags.LINKED == transfer.flags & ~TransferFlags.LINKED
         )
+        return int(stored.timestamp) if same else 0
 
     def _registered_account(self, key: WalletKey) -> RegisteredAccount:
         """The wallet's registry entry, creating its accounts on first use."""
@@ -444,10 +447,11 @@ class TigerBeetleWalletStore:
                 transfer, transaction_id, kind, registered, result.timestamp, made_by=made_by
             )
             return WalletResult(transaction=self._record(row, key), balance=balance())
-        if status == CreateTransferStatus.EXISTS or self._stored_unlinked(transfer, status):
+        posted_at = self._posted_timestamp(transfer, result)
+        if posted_at:
             # Applied before, registry row lost in between (crash or race): repair, replay.
             self._remember_transfer(
-                transfer, transaction_id, kind, registered, result.timestamp, made_by=made_by
+                transfer, transaction_id, kind, registered, posted_at, made_by=made_by
             )
             replay = self._replay_if_known(transaction_id, kind, key, transfer.amount)
             assert replay is not None
@@ -607,6 +611,11 @@ class TigerBeetleWalletStore:
             balance_from_snapshot(key, snapshot)
             for snapshot in posted_balance_changes(snapshots)[:limit]
         ]
+
+    def transfers_by_id(self, tb_transfer_ids: list[int]) -> dict[int, Transfer]:
+        """The existing transfers among `tb_transfer_ids`, by id."""
+        transfers = self._call(self.backend.lookup_transfers, tb_transfer_ids)
+        return {transfer.id: transfer for transfer in transfers}
 
     def transfer_timestamps(self, tb_transfer_ids: list[int]) -> dict[int, int]:
         """TigerBeetle's timestamps of existing transfers, by id (missing ids left out)."""

@@ -8,14 +8,16 @@ import uuid
 from typing import Any
 
 import pytest
-from tigerbeetle import CreateTransferResult, Transfer
+from tigerbeetle import CreateTransferResult, CreateTransferStatus, Transfer
 
 from ledger import errors
 from ledger.backends import LedgerBackend
 from ledger.ids import WalletKey
 from ledger.money import BALANCE_MINOR_MAX
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from ledger.tb_model import credit_transfer
 from ledger.wallets import TransactionState, WalletResult, WalletStore
+from registry.accounts import find_account
 from tests.concurrency import run_concurrently
 
 RACE_TIMEOUT_S = 10.0
@@ -230,3 +232,45 @@ def test_a_credit_and_a_void_of_a_debit_racing_at_the_limit_cannot_both_post(
             committed_wallet_store.get_transaction(credit_id)
     else:
         assert committed_wallet_store.get_transaction(credit_id).amount_minor == 100
+
+
+def test_a_retry_of_a_credit_posted_before_the_limit_chain_is_replayed_and_registered(
+    db: None, wallet_ledger_backend: LedgerBackend
+) -> None:
+    """A credit TigerBeetle holds unlinked (posted before credits went in limit chains, or
+    replayed by the mirror) whose registry row was lost: the retry answers it as the
+    original and writes the row, as `exists` did before."""
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    key = new_key()
+    store.add_credit(key, 400, f"tx-{uuid.uuid4().hex}")
+    registered = find_account(key)
+    assert registered is not None
+    transaction_id = f"tx-{uuid.uuid4().hex}"
+    earlier = credit_transfer(transaction_id, registered.tb_account_id, registered.ledger, 250)
+    (posted,) = wallet_ledger_backend.create_transfers([earlier])
+    assert posted.status == CreateTransferStatus.CREATED
+
+    retry = store.add_credit(key, 250, transaction_id)
+
+    assert retry.replayed is True
+    assert retry.balance.fields_minor() == (650, 0, 650)
+    assert store.get_transaction(transaction_id).amount_minor == 250
+    assert fields(store, key) == (650, 0, 650)
+
+
+def test_a_retry_with_another_amount_of_a_credit_posted_unlinked_is_a_conflict(
+    db: None, wallet_ledger_backend: LedgerBackend
+) -> None:
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    key = new_key()
+    store.add_credit(key, 400, f"tx-{uuid.uuid4().hex}")
+    registered = find_account(key)
+    assert registered is not None
+    transaction_id = f"tx-{uuid.uuid4().hex}"
+    earlier = credit_transfer(transaction_id, registered.tb_account_id, registered.ledger, 250)
+    wallet_ledger_backend.create_transfers([earlier])
+
+    with pytest.raises(errors.IdempotencyConflict):
+        store.add_credit(key, 251, transaction_id)
+
+    assert fields(store, key) == (650, 0, 650)
