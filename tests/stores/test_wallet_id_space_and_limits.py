@@ -8,16 +8,20 @@ import uuid
 from typing import Any
 
 import pytest
-from tigerbeetle import CreateTransferResult, CreateTransferStatus, Transfer
+from tigerbeetle import CreateAccountStatus, CreateTransferResult, CreateTransferStatus, Transfer
 
 from ledger import errors
 from ledger.backends import LedgerBackend
-from ledger.ids import WalletKey
-from ledger.money import BALANCE_MINOR_MAX
-from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
-from ledger.tb_model import credit_transfer
+from ledger.ids import WalletKey, account_id_for, limit_probe_account_id
+from ledger.money import BALANCE_MINOR_MAX, ledger_for_currency
+from ledger.stores.tigerbeetle_store import (
+    TigerBeetleWalletStore,
+    system_account_code,
+    wallet_account_code,
+)
+from ledger.tb_model import credit_transfer, system_account, wallet_account
 from ledger.wallets import TransactionState, WalletResult, WalletStore
-from registry.accounts import find_account
+from registry.accounts import find_account, register_account
 from tests.concurrency import run_concurrently
 
 RACE_TIMEOUT_S = 10.0
@@ -274,3 +278,59 @@ def test_a_retry_with_another_amount_of_a_credit_posted_unlinked_is_a_conflict(
         store.add_credit(key, 251, transaction_id)
 
     assert fields(store, key) == (650, 0, 650)
+
+
+def test_the_first_credit_on_a_ledger_without_a_probe_account_creates_it_and_posts(
+    db: None, wallet_ledger_backend: LedgerBackend
+) -> None:
+    """Wallets created before the limit probes (or imported by the backfill) sit on ledgers
+    without a probe account: the first credit creates it and posts, limit enforced."""
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    key = new_key()
+    ledger = ledger_for_currency(key.currency)
+    wallet = wallet_account(
+        key, account_id=account_id_for(key), ledger=ledger, code=wallet_account_code()
+    )
+    created = wallet_ledger_backend.create_accounts(
+        [system_account(ledger, code=system_account_code()), wallet]
+    )
+    assert [result.status for result in created] == [CreateAccountStatus.CREATED] * 2
+    register_account(key, tb_account_id=wallet.id, ledger=ledger, nonce=0)
+
+    result = store.add_credit(key, BALANCE_MINOR_MAX - 5, f"tx-{uuid.uuid4().hex}")
+
+    assert result.balance.fields_minor() == (BALANCE_MINOR_MAX - 5, 0, BALANCE_MINOR_MAX - 5)
+    assert wallet_ledger_backend.lookup_accounts([limit_probe_account_id(ledger)])
+    with pytest.raises(errors.BalanceLimitExceeded):
+        store.add_credit(key, 6, f"tx-{uuid.uuid4().hex}")
+
+
+def test_a_wallets_history_pages_through_its_own_transfers_without_limit_probes(
+    db: None, wallet_ledger_backend: LedgerBackend
+) -> None:
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    key = new_key()
+    store.add_credit(key, 700, f"tx-{uuid.uuid4().hex}")
+    reference = f"ref-{uuid.uuid4().hex}"
+    store.subtract_credit(key, 200, reference)
+    store.add_credit(key, 50, f"tx-{uuid.uuid4().hex}")
+    store.void_transaction(reference, "support", "refund")  # credits the wallet: a chain too
+
+    pages, balances, before = [], [], 0
+    for _ in range(5):
+        page = store.recent_transfers(key, limit=1, before_timestamp=before)
+        balances += store.balance_history(key, limit=1, before_timestamp=before)
+        if not page:
+            break
+        pages += page
+        before = page[-1].timestamp
+
+    assert [transfer.amount for transfer in pages] == [200, 50, 200, 700]
+    assert [balance.fields_minor() for balance in balances] == [
+        (750, 200, 950),
+        (550, 200, 750),
+        (500, 200, 700),
+        (700, 0, 700),
+    ]
+    assert [t.amount for t in store.recent_transfers(key, limit=3)] == [200, 50, 200]
+    assert len(store.balance_history(key, limit=10)) == 4
