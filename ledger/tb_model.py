@@ -27,6 +27,8 @@ no posted amount: histories and listings leave them out (`is_limit_probe`,
 
 from __future__ import annotations
 
+import dataclasses
+
 from tigerbeetle import (
     Account,
     AccountBalance,
@@ -177,7 +179,7 @@ def limit_guarded_chain(transfer: Transfer, *, attempt: int = 0) -> list[Transfe
     assert 0 < transfer.amount <= BALANCE_MINOR_MAX
     probe_account_id = limit_probe_account_id(transfer.ledger)
     probe_id = limit_probe_transfer_id(transfer.id, attempt=attempt, void=False)
-    transfer.flags = TransferFlags.LINKED
+    linked = dataclasses.replace(transfer, flags=TransferFlags.LINKED)
     probe = Transfer(
         id=probe_id,
         debit_account_id=probe_account_id,
@@ -199,7 +201,7 @@ def limit_guarded_chain(transfer: Transfer, *, attempt: int = 0) -> list[Transfe
         code=TRANSFER_CODE_LIMIT_PROBE,
         flags=TransferFlags.VOID_PENDING_TRANSFER,
     )
-    return [transfer, probe, probe_void]
+    return [linked, probe, probe_void]
 
 
 def is_limit_probe(transfer: Transfer) -> bool:

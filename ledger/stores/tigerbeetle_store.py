@@ -349,7 +349,6 @@ class TigerBeetleWalletStore:
             # A ledger whose wallets predate the probes: create its probe account, retry
             # with fresh probe ids (the refused ones are `id_already_failed` for good).
             self._create_limit_probe_account(transfer.ledger)
-            transfer.flags = TransferFlags.NONE
         raise RuntimeError(f"limit probe account of ledger {transfer.ledger} still missing")
 
     def _create_limit_probe_account(self, ledger: int) -> None:

@@ -107,7 +107,7 @@ def test_a_chain_refused_for_the_limit_burns_no_id(ledger_backend: LedgerBackend
     )
     crossing = credit(wallet_id, funding_id, 11)
     ledger_backend.create_transfers(limit_guarded_chain(crossing))
-    crossing.flags, crossing.amount = TF.NONE, 10
+    crossing.amount = 10
 
     assert statuses(ledger_backend, limit_guarded_chain(crossing)) == [S.CREATED] * 3
 
@@ -149,13 +149,11 @@ def test_a_chain_without_the_probe_account_fails_and_burns_the_probe_id(
         S.LINKED_EVENT_FAILED,
     ]
     create_accounts(ledger_backend, limit_probe_account(LEDGER, code=PROBE_ACCOUNT_CODE))
-    guarded.flags = TF.NONE
     assert statuses(ledger_backend, limit_guarded_chain(guarded)) == [
         S.LINKED_EVENT_FAILED,
         S.ID_ALREADY_FAILED,
         S.LINKED_EVENT_FAILED,
     ]
-    guarded.flags = TF.NONE
     assert statuses(ledger_backend, limit_guarded_chain(guarded, attempt=1)) == [S.CREATED] * 3
 
 
