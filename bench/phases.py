@@ -107,12 +107,31 @@ class TimedBackend:
             started = time.perf_counter()
             CLOCK.in_ledger_call = True
             try:
-                return call(*args)
+                answer = call(*args)
             finally:
                 CLOCK.in_ledger_call = False
                 CLOCK.add(f"TigerBeetle {operation}", time.perf_counter() - started)
+            if operation.startswith("begin_"):
+                return timed_wait(operation.removeprefix("begin_"), answer)
+            return answer
 
         return timed
+
+
+def timed_wait(operation: str, answer: Callable[[], Any]) -> Callable[[], Any]:
+    """The wait for a request started earlier (`begin_*`): only what the caller did not
+    overlap with other work is counted."""
+
+    def wait() -> Any:
+        started = time.perf_counter()
+        try:
+            return answer()
+        finally:
+            CLOCK.add(
+                f"TigerBeetle {operation} (waited after overlap)", time.perf_counter() - started
+            )
+
+    return wait
 
 
 def print_breakdown(title: str, total_s: float, phases: Phases, per: int = 1) -> None:

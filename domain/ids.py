@@ -140,6 +140,19 @@ def opening_balance_transfer_id(account_id: int) -> int:
     return _hash_bits(["opening-balance", ID_SCHEME_VERSION, account_id], 128)
 
 
+def limit_probe_account_id(ledger: int) -> int:
+    """The ledger's balance-limit probe account: the debit side of every limit probe."""
+    return _hash_bits(["limit-probe-account", ID_SCHEME_VERSION, ledger], 128)
+
+
+def limit_probe_transfer_id(guarded_transfer_id: int, *, attempt: int, void: bool) -> int:
+    """The probe (or, `void`, the probe's void) guarding one transfer that credits a wallet.
+    `attempt` moves past ids TigerBeetle refused because the probe account was missing
+    (`debit_account_not_found` makes an id `id_already_failed` for good)."""
+    step = "void" if void else "probe"
+    return _hash_bits(["limit-probe", ID_SCHEME_VERSION, guarded_transfer_id, attempt, step], 128)
+
+
 def u128_to_hex(value: int) -> str:
     """Fixed-width hex: exact on every database and ordered like the integers."""
     return f"{value:032x}"

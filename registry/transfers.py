@@ -9,11 +9,12 @@ readable in one file. Reads stay with their readers.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from domain.ids import u128_to_hex
 from registry.models import WalletAccount, WalletTransfer
@@ -69,8 +70,11 @@ def record_store_write(
     `failure_code`). A posted one is due to be copied back to MongoDB. Idempotent: the row
     of a concurrent or earlier insert of the same transaction id is returned."""
     state = WalletTransfer.State.FAILED if failure_code else WalletTransfer.State.POSTED
+    # Outside a transaction the INSERT is one autocommitted statement (a refused one spoils
+    # nothing); inside one, a savepoint keeps a refusal from spoiling the caller's.
+    inside = connection.in_atomic_block
     try:
-        with transaction.atomic():
+        with transaction.atomic() if inside else contextlib.nullcontext():
             return WalletTransfer.objects.create(
                 transaction_id=transaction_id,
                 created_at=created_at,

@@ -102,7 +102,11 @@ def _ledger_scope_of_its_own(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def unused_wallet_account_code(backend: LedgerBackend) -> int:
     """A random account code that no account on the cluster carries yet."""
-    reserved = {settings.TB_WALLET_ACCOUNT_CODE, settings.TB_SYSTEM_ACCOUNT_CODE}
+    reserved = {
+        settings.TB_WALLET_ACCOUNT_CODE,
+        settings.TB_SYSTEM_ACCOUNT_CODE,
+        settings.TB_LIMIT_PROBE_ACCOUNT_CODE,
+    }
     for _ in range(FREE_CODE_ATTEMPTS):
         code = secrets.randbelow(2**16 - 1000) + 1000
         if code in reserved:

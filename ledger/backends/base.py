@@ -9,7 +9,7 @@ always as `LedgerUnavailable`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from tigerbeetle import (
@@ -62,6 +62,13 @@ class LedgerBackend(Protocol):
     def get_account_transfers(self, account_filter: AccountFilter) -> list[Transfer]: ...
 
     def get_account_balances(self, account_filter: AccountFilter) -> list[AccountBalance]: ...
+
+    def begin_get_account_balances(
+        self, account_filter: AccountFilter
+    ) -> Callable[[], list[AccountBalance]]:
+        """get_account_balances started now and answered by the returned call, so the caller
+        can work while the request travels (the real client); the engine answers at once."""
+        ...
 
     def query_accounts(self, query_filter: QueryFilter) -> list[Account]: ...
 

@@ -241,6 +241,13 @@ class EngineBackend:
             _transfer_state(r).to_transfer() for r in rows.values_list(*TRANSFER_COLUMNS)[:limit]
         ]
 
+    def begin_get_account_balances(
+        self, account_filter: AccountFilter
+    ) -> Callable[[], list[AccountBalance]]:
+        """Answered at once: the engine works on the caller's database connection."""
+        found = self.get_account_balances(account_filter)
+        return lambda: found
+
     @_unavailable_on_database_error
     def get_account_balances(self, account_filter: AccountFilter) -> list[AccountBalance]:
         """Balances after each matching transfer; only accounts with `history` keep them."""

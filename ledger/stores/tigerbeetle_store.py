@@ -8,6 +8,10 @@ twice, voids as compensating transfers.
 
 Writes go to TigerBeetle first and to the registry after; a crash in between is repaired by
 the retry, which gets `exists` from TigerBeetle and then writes the missing registry row.
+
+The balance limit is TigerBeetle's own: every transfer that credits a wallet is posted in one
+linked chain with a limit probe (`ledger.tb_model.limit_guarded_chain`), so a credit past the
+limit is refused atomically, also when two race, in the one round trip that posts it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from tigerbeetle import (
     Account,
@@ -25,6 +29,7 @@ from tigerbeetle import (
     CreateTransferResult,
     CreateTransferStatus,
     Transfer,
+    TransferFlags,
 )
 
 from domain import errors
@@ -48,13 +53,18 @@ from ledger.tb_model import (
     credit_transfer,
     debit_transfer,
     history_filter,
+    is_limit_probe,
     latest_event_filter,
+    limit_guarded_chain,
+    limit_probe_account,
+    posted_balance_changes,
     system_account,
     void_transfer,
     wallet_account,
 )
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
+from registry.accounts import RegisteredAccount
 from registry.models import WalletTransfer
 
 _P = ParamSpec("_P")
@@ -75,6 +85,13 @@ _OVERFLOWS = {
     CreateTransferStatus.OVERFLOWS_DEBITS,
     CreateTransferStatus.OVERFLOWS_DEBITS_POSTED,
 }
+# A limit probe fails with one of these exactly when the wallet's credits would pass the limit.
+_PROBE_OVERFLOWS = {
+    CreateTransferStatus.OVERFLOWS_CREDITS,
+    CreateTransferStatus.OVERFLOWS_CREDITS_POSTED,
+}
+# Attempts at a guarded chain: the second follows creating a missing probe account.
+_GUARDED_CHAIN_ATTEMPTS = 2
 
 
 def wallet_account_code() -> int:
@@ -88,6 +105,34 @@ def system_account_code() -> int:
     """The code of this application's system (funding) accounts (TB_SYSTEM_ACCOUNT_CODE)."""
     code: int = settings.TB_SYSTEM_ACCOUNT_CODE
     return code
+
+
+def limit_probe_account_code() -> int:
+    """The code of this application's limit-probe accounts (TB_LIMIT_PROBE_ACCOUNT_CODE)."""
+    code: int = settings.TB_LIMIT_PROBE_ACCOUNT_CODE
+    return code
+
+
+def _registered_id(transaction_id: str) -> bool:
+    """Whether the registry holds the id: the write path's pre-check (a replay answers from
+    the registry, also for ids whose transaction has no transfer of its own, such as those a
+    backfilled opening balance covers). Plain SQL: building the ORM query cost more than
+    the database round trip."""
+    with connection.cursor() as cursor:
+        cursor.execute(_REGISTERED_ID_SQL, [transaction_id])
+        return cursor.fetchone() is not None
+
+
+_REGISTERED_ID_SQL = (
+    f"SELECT 1 FROM {WalletTransfer._meta.db_table} WHERE transaction_id = %s LIMIT 1"
+)
+
+
+def _limit_exceeded(key: WalletKey) -> errors.BalanceLimitExceeded:
+    return errors.BalanceLimitExceeded(
+        f"Wallet {key.describe()} would hold more than {BALANCE_MINOR_MAX} minor units "
+        "of credit in all; the ledger's balance limit."
+    )
 
 
 class TigerBeetleWalletStore:
@@ -110,34 +155,35 @@ class TigerBeetleWalletStore:
         self, key: WalletKey, amount_minor: int, transaction_id: str, *, made_by: str = ""
     ) -> WalletResult:
         assert amount_minor > 0, "the service refuses amounts that are not positive"
-        replay = self._replay_if_known(transaction_id, TransactionKind.CREDIT, key, amount_minor)
-        if replay:
-            return replay
-        tb_account_id = self.ensure_wallet_account(key)
+        if _registered_id(transaction_id):
+            replay = self._replay_if_known(
+                transaction_id, TransactionKind.CREDIT, key, amount_minor
+            )
+            if replay:
+                return replay
+        registered = self._registered_account(key)
         transfer = credit_transfer(
-            transaction_id, tb_account_id, ledger_for_currency(key.currency), amount_minor
+            transaction_id, registered.tb_account_id, registered.ledger, amount_minor
         )
-        self._refuse_past_balance_limit(key, tb_account_id, transfer)
         return self._post(
-            transfer, transaction_id, TransactionKind.CREDIT, key, tb_account_id, made_by
+            transfer, transaction_id, TransactionKind.CREDIT, key, registered, made_by
         )
 
     def subtract_credit(
         self, key: WalletKey, amount_minor: int, reference_id: str, *, made_by: str = ""
     ) -> WalletResult:
         assert amount_minor > 0, "the service refuses amounts that are not positive"
-        replay = self._replay_if_known(reference_id, TransactionKind.DEBIT, key, amount_minor)
-        if replay:
-            return replay
+        if _registered_id(reference_id):
+            replay = self._replay_if_known(reference_id, TransactionKind.DEBIT, key, amount_minor)
+            if replay:
+                return replay
         registered = account_registry.find_account(key)
         if registered is None:
             raise errors.WalletNotFound(f"No wallet {key.describe()}.")
         transfer = debit_transfer(
             reference_id, registered.tb_account_id, registered.ledger, amount_minor
         )
-        return self._post(
-            transfer, reference_id, TransactionKind.DEBIT, key, registered.tb_account_id, made_by
-        )
+        return self._post(transfer, reference_id, TransactionKind.DEBIT, key, registered, made_by)
 
     def void_transaction(self, transaction_id: str, voided_by: str, reason: str) -> WalletResult:
         """Post the compensating transfer, at most once per transaction.
@@ -167,19 +213,21 @@ class TigerBeetleWalletStore:
                 amount_minor=row.amount_minor,
                 attempt=row.void_attempts,
             )
-            if row.kind == WalletTransfer.Kind.DEBIT:
-                self._refuse_past_balance_limit(row.wallet.key, wallet_id, void)
-            result = self._create_transfer(void)
-            if result.status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
+            if row.kind == WalletTransfer.Kind.DEBIT:  # the void credits the wallet
+                result = self._create_guarded(void, row.wallet.key)
+            else:
+                result = self._create_transfer(void)
+            posted_at = self._posted_timestamp(void, result)
+            if posted_at:
                 transfer_registry.mark_voided(
                     row,
                     void_tb_transfer_id=void.id,
                     voided_by=voided_by,
                     void_reason=reason,
-                    voided_at=time_of_tb_timestamp(result.timestamp),
+                    voided_at=time_of_tb_timestamp(posted_at),
                     needs_backport=True,
                 )
-                timestamp = result.timestamp
+                timestamp = posted_at
             elif result.status == CreateTransferStatus.EXCEEDS_CREDITS:
                 transfer_registry.count_refused_void(row)
                 refusal: errors.WalletError = errors.VoidWouldOverdraw(
@@ -284,31 +332,60 @@ class TigerBeetleWalletStore:
     def _create_transfer(self, transfer: Transfer) -> CreateTransferResult:
         return self._call(self.backend.create_transfers, [transfer])[0]
 
-    def _refuse_past_balance_limit(
-        self, key: WalletKey, tb_account_id: int, transfer: Transfer
-    ) -> None:
-        """Refuse a transfer that would take the wallet's credits (historical credit) past
-        the one balance limit of every store, before posting it. A transfer TigerBeetle
-        already holds (a retry after a crash) is let through to be replayed.
+    def _create_guarded(self, transfer: Transfer, key: WalletKey) -> CreateTransferResult:
+        """Post `transfer` (it credits the wallet) in its limit-guarded chain: the result of
+        the transfer itself (created, or its own refusal such as `exists`), or
+        BalanceLimitExceeded when the probe overflowed and the chain posted nothing."""
+        for attempt in range(_GUARDED_CHAIN_ATTEMPTS):
+            chain = limit_guarded_chain(transfer, attempt=attempt)
+            results = self._call(self.backend.create_transfers, chain)
+            own, probe = results[0], results[1]
+            if own.status != CreateTransferStatus.LINKED_EVENT_FAILED:
+                return own
+            if probe.status in _PROBE_OVERFLOWS:
+                raise _limit_exceeded(key)
+            if probe.status != CreateTransferStatus.DEBIT_ACCOUNT_NOT_FOUND:
+                raise self._unexpected(probe.status, chain[1])
+            # A ledger whose wallets predate the probes: create its probe account, retry
+            # with fresh probe ids (the refused ones are `id_already_failed` for good).
+            self._create_limit_probe_account(transfer.ledger)
+        raise RuntimeError(f"limit probe account of ledger {transfer.ledger} still missing")
 
-        Checked by reading the account first, so two credits racing at the very limit can
-        both pass. TigerBeetle itself could refuse it atomically: a pending transfer of
-        2^128-1-BALANCE_MINOR_MAX credited to each wallet for good (from a counterparty
-        account of its own, since the debit side would overflow too) makes any credit past
-        the limit `overflows_credits`; balances read posted amounts only. Not done yet: it
-        needs a second account per wallet, in the backfill too."""
-        accounts = self._call(self.backend.lookup_accounts, [tb_account_id])
-        if not accounts:
-            return  # posting answers credit_account_not_found
-        account = accounts[0]
-        if account.credits_posted + account.credits_pending + transfer.amount <= BALANCE_MINOR_MAX:
-            return
-        if self.transfer_timestamps([transfer.id]):
-            return
-        raise errors.BalanceLimitExceeded(
-            f"Wallet {key.describe()} would hold more than {BALANCE_MINOR_MAX} minor units "
-            "of credit in all; the ledger's balance limit."
+    def _create_limit_probe_account(self, ledger: int) -> None:
+        probe = limit_probe_account(ledger, code=limit_probe_account_code())
+        (result,) = self._call(self.backend.create_accounts, [probe])
+        if result.status not in _ACCOUNT_ACCEPTED:
+            raise RuntimeError(f"limit probe account of ledger {ledger}: {result.status!r}")
+
+    def _posted_timestamp(self, transfer: Transfer, result: CreateTransferResult) -> int:
+        """The timestamp of `transfer` when TigerBeetle holds it (created now, or `exists`),
+        else 0. A transfer posted before it went in a limit chain (or replayed unlinked by
+        the mirror) is the same write but for the `linked` flag, which TigerBeetle keeps:
+        it answers `exists_with_different_flags`, and counts as `exists` here."""
+        if result.status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
+            return int(result.timestamp)
+        if result.status != CreateTransferStatus.EXISTS_WITH_DIFFERENT_FLAGS:
+            return 0
+        stored = self.transfers_by_id([transfer.id]).get(transfer.id)
+        if stored is None:
+            return 0
+        fields = ("debit_account_id", "credit_account_id", "amount", "user_data_128", "ledger")
+        same = (
+            all(getattr(stored, name) == getattr(transfer, name) for name in fields)
+            and stored.code == transfer.code
+            and stored.flags & ~TransferFlags.LINKED == transfer.flags & ~TransferFlags.LINKED
         )
+        return int(stored.timestamp) if same else 0
+
+    def _registered_account(self, key: WalletKey) -> RegisteredAccount:
+        """The wallet's registry entry, creating its accounts on first use."""
+        registered = account_registry.find_account(key)
+        if registered is not None:
+            return registered
+        self.ensure_wallet_account(key)
+        registered = account_registry.find_account(key)
+        assert registered is not None, "a wallet account was registered just now"
+        return registered
 
     def ensure_wallet_account(self, key: WalletKey) -> int:
         """The wallet's account id, creating the system and wallet accounts on first use.
@@ -321,6 +398,7 @@ class TigerBeetleWalletStore:
             return registered.tb_account_id
         ledger = ledger_for_currency(key.currency)
         system = system_account(ledger, code=system_account_code())
+        probe = limit_probe_account(ledger, code=limit_probe_account_code())
         for nonce in range(MAX_ACCOUNT_NONCE):
             wallet = wallet_account(
                 key,
@@ -328,11 +406,15 @@ class TigerBeetleWalletStore:
                 ledger=ledger,
                 code=wallet_account_code(),
             )
-            system_result, wallet_result = self._call(
-                self.backend.create_accounts, [system, wallet]
+            system_result, probe_result, wallet_result = self._call(
+                self.backend.create_accounts, [system, probe, wallet]
             )
             if system_result.status not in _SYSTEM_ACCOUNT_ACCEPTED:
                 raise RuntimeError(f"system account of ledger {ledger}: {system_result.status!r}")
+            if probe_result.status not in _ACCOUNT_ACCEPTED:
+                raise RuntimeError(
+                    f"limit probe account of ledger {ledger}: {probe_result.status!r}"
+                )
             if wallet_result.status not in _ACCOUNT_ACCEPTED:
                 continue  # the id belongs to another wallet: next nonce
             try:
@@ -349,23 +431,26 @@ class TigerBeetleWalletStore:
         transaction_id: str,
         kind: TransactionKind,
         key: WalletKey,
-        tb_account_id: int,
+        registered: RegisteredAccount,
         made_by: str,
     ) -> WalletResult:
-        result = self._create_transfer(transfer)
+        if kind == TransactionKind.CREDIT:
+            result = self._create_guarded(transfer, key)
+        else:
+            result = self._create_transfer(transfer)
         status = result.status
         if status == CreateTransferStatus.CREATED:
+            # The balance read travels while the registry row is written.
+            balance = self._begin_balance_at(key, registered.tb_account_id, result.timestamp)
             row = self._remember_transfer(
-                transfer, transaction_id, kind, key, result.timestamp, made_by=made_by
+                transfer, transaction_id, kind, registered, result.timestamp, made_by=made_by
             )
-            return WalletResult(
-                transaction=self._record(row, key),
-                balance=self._balance_at(key, tb_account_id, result.timestamp),
-            )
-        if status == CreateTransferStatus.EXISTS:
+            return WalletResult(transaction=self._record(row, key), balance=balance())
+        posted_at = self._posted_timestamp(transfer, result)
+        if posted_at:
             # Applied before, registry row lost in between (crash or race): repair, replay.
             self._remember_transfer(
-                transfer, transaction_id, kind, key, result.timestamp, made_by=made_by
+                transfer, transaction_id, kind, registered, posted_at, made_by=made_by
             )
             replay = self._replay_if_known(transaction_id, kind, key, transfer.amount)
             assert replay is not None
@@ -379,7 +464,7 @@ class TigerBeetleWalletStore:
                 transfer,
                 transaction_id,
                 kind,
-                key,
+                registered,
                 None,
                 failure_code="insufficient_funds",
                 made_by=made_by,
@@ -410,13 +495,11 @@ class TigerBeetleWalletStore:
         transfer: Transfer,
         transaction_id: str,
         kind: TransactionKind,
-        key: WalletKey,
+        registered: RegisteredAccount,
         tb_timestamp: int | None,
         failure_code: str = "",
         made_by: str = "",
     ) -> WalletTransfer:
-        registered = account_registry.find_account(key)
-        assert registered is not None, "a transfer was posted for an unregistered wallet"
         # The write's time is TigerBeetle's (also when a retry repairs a lost row).
         created_at = (
             time_of_tb_timestamp(tb_timestamp) if tb_timestamp else write_time(timezone.now())
@@ -468,13 +551,26 @@ class TigerBeetleWalletStore:
     def _balance_at(self, key: WalletKey, tb_account_id: int, timestamp: int) -> WalletBalance:
         """The wallet's balance right after the transfer at `timestamp` (accounts keep
         history), so a replay answers exactly what the original request answered."""
-        snapshots = self._call(
-            self.backend.get_account_balances,
+        return self._begin_balance_at(key, tb_account_id, timestamp)()
+
+    def _begin_balance_at(
+        self, key: WalletKey, tb_account_id: int, timestamp: int
+    ) -> Callable[[], WalletBalance]:
+        """`_balance_at`, asked now and answered by the returned call."""
+        answer = self._call(
+            self.backend.begin_get_account_balances,
             history_filter(tb_account_id, 1, timestamp, timestamp, newest_first=False),
         )
-        if not snapshots:
-            raise errors.StoreUnavailable("TigerBeetle has no balance snapshot of the transfer.")
-        return balance_from_snapshot(key, snapshots[0])
+
+        def balance() -> WalletBalance:
+            snapshots = self._call(answer)
+            if not snapshots:
+                raise errors.StoreUnavailable(
+                    "TigerBeetle has no balance snapshot of the transfer."
+                )
+            return balance_from_snapshot(key, snapshots[0])
+
+        return balance
 
     def recent_transfers(
         self, key: WalletKey, limit: int = 20, before_timestamp: int = 0
@@ -484,14 +580,15 @@ class TigerBeetleWalletStore:
         registered = account_registry.find_account(key)
         if registered is None:
             raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-        return self._call(
+        transfers = self._call(
             self.backend.get_account_transfers,
             history_filter(
                 registered.tb_account_id,
-                limit,
+                _with_probes(limit),
                 timestamp_max=before_timestamp - 1 if before_timestamp else 0,
             ),
         )
+        return [transfer for transfer in transfers if not is_limit_probe(transfer)][:limit]
 
     def balance_history(
         self, key: WalletKey, limit: int = 20, before_timestamp: int = 0
@@ -505,11 +602,19 @@ class TigerBeetleWalletStore:
             self.backend.get_account_balances,
             history_filter(
                 registered.tb_account_id,
-                limit,
+                _with_probes(limit),
                 timestamp_max=before_timestamp - 1 if before_timestamp else 0,
             ),
         )
-        return [balance_from_snapshot(key, snapshot) for snapshot in snapshots]
+        return [
+            balance_from_snapshot(key, snapshot)
+            for snapshot in posted_balance_changes(snapshots)[:limit]
+        ]
+
+    def transfers_by_id(self, tb_transfer_ids: list[int]) -> dict[int, Transfer]:
+        """The existing transfers among `tb_transfer_ids`, by id."""
+        transfers = self._call(self.backend.lookup_transfers, tb_transfer_ids)
+        return {transfer.id: transfer for transfer in transfers}
 
     def transfer_timestamps(self, tb_transfer_ids: list[int]) -> dict[int, int]:
         """TigerBeetle's timestamps of existing transfers, by id (missing ids left out)."""
@@ -552,3 +657,9 @@ class TigerBeetleWalletStore:
     @staticmethod
     def _unexpected(status: CreateTransferStatus, transfer: Transfer) -> RuntimeError:
         return RuntimeError(f"TigerBeetle refused transfer {transfer.id:#x}: {status.name}")
+
+
+def _with_probes(limit: int) -> int:
+    """How many of a wallet's newest transfers (or snapshots) to read to find `limit` of its
+    own: each may come with a limit probe and the probe's void."""
+    return min(3 * limit + 1, BATCH_EVENTS_MAX)

@@ -355,6 +355,8 @@ class Scenario:
         events = [self.transfer_event() for _ in range(self.rng.randint(1, 30))]
         self.same_batch_follow_ups(events)
         self.link(events, TF.LINKED)
+        if self.chance(0.2):
+            events += self.limit_guarded_chain()
         count = len(events)
         if self.chance(0.1) and imports and self.model.order:
             for event, stamp in zip(events, self.imported_timestamps(count), strict=True):
@@ -368,6 +370,46 @@ class Scenario:
                 if self.crashes_the_server(event):
                     event["flags"] &= ~TF.IMPORTED
         return events
+
+    def limit_guarded_chain(self) -> list[dict[str, Any]]:
+        """The wallet store's balance-limit chain (ledger.tb_model.limit_guarded_chain): a
+        transfer, a pending probe of U128_MAX - limit to its credit account, the probe's
+        void, linked; the limit sits at the account's credits after the transfer, give or
+        take a few units, so the probe overflows about half the time."""
+        debit, credit, ledger = self.account_pair()
+        probe_source = self.any_account_id()
+        amount = self.amount(ledger)
+        known = self.model.accounts.get(credit)
+        credits = known.credits_posted + known.credits_pending if known else 0
+        limit = min(U128_MAX, max(0, credits + amount + self.rng.randint(-3, 3)))
+        probe_id = self.new_id()
+        common = {"timeout": 0, "ledger": ledger, "timestamp": 0, **self.user_data()}
+        probe = {
+            **common,
+            "debit_account_id": probe_source,
+            "credit_account_id": credit,
+            "amount": U128_MAX - limit,
+            "code": 5,
+        }
+        return [
+            {
+                **common,
+                "id": self.new_id(),
+                "debit_account_id": debit,
+                "credit_account_id": credit,
+                "amount": amount,
+                "pending_id": 0,
+                "code": 1,
+                "flags": TF.LINKED,
+            },
+            {**probe, "id": probe_id, "pending_id": 0, "flags": TF.LINKED | TF.PENDING},
+            {
+                **probe,
+                "id": self.new_id(),
+                "pending_id": probe_id,
+                "flags": TF.VOID_PENDING_TRANSFER,
+            },
+        ]
 
     def crashes_the_server(self, event: dict[str, Any]) -> bool:
         """TigerBeetle 0.17.9 asserts (the replica panics, and panics again replaying its

@@ -9,17 +9,20 @@ import pytest
 from tigerbeetle import AccountFlags, Transfer, TransferFlags
 
 from domain.ids import WalletKey, account_id_for, system_account_id
-from domain.money import ledger_for_currency
+from domain.money import BALANCE_MINOR_MAX, ledger_for_currency
 from domain.wallets import WalletBalance
 from ledger.tb_model import (
     TRANSFER_CODE_CREDIT,
     TRANSFER_CODE_DEBIT,
+    TRANSFER_CODE_LIMIT_PROBE,
     TRANSFER_CODE_OPENING_BALANCE,
     TRANSFER_CODE_VOID,
     WALLET_ACCOUNT_FLAGS,
     credit_transfer,
     debit_transfer,
     imported_wallet_account,
+    limit_guarded_chain,
+    limit_probe_account,
     opening_pair,
     void_transfer,
     wallet_balance,
@@ -139,3 +142,34 @@ def test_a_void_undoes_the_voided_transfer_and_points_at_it(voided_credit: bool,
             attempt=1,
         ).id
     )
+
+
+def test_a_limit_guarded_chain_links_the_transfer_to_a_probe_and_its_void() -> None:
+    credit = credit_transfer("tx-1", account_id_for(KEY), LEDGER, 500)
+
+    guarded, probe, probe_void = limit_guarded_chain(credit)
+
+    assert credit.flags == TransferFlags.NONE  # the caller's transfer is left as it was
+    assert (guarded.id, guarded.amount, guarded.flags) == (credit.id, 500, TransferFlags.LINKED)
+    assert probe.flags == TransferFlags.LINKED | TransferFlags.PENDING
+    assert probe_void.flags == TransferFlags.VOID_PENDING_TRANSFER
+    assert probe_void.pending_id == probe.id
+    assert probe.amount == probe_void.amount == 2**128 - 1 - BALANCE_MINOR_MAX
+    assert probe.credit_account_id == probe_void.credit_account_id == credit.credit_account_id
+    assert probe.debit_account_id == limit_probe_account(LEDGER, code=9).id
+    assert {probe.code, probe_void.code} == {TRANSFER_CODE_LIMIT_PROBE}
+    assert probe.user_data_128 == probe_void.user_data_128 == credit.id
+
+
+def test_each_attempt_of_a_limit_guarded_chain_has_probe_ids_of_its_own() -> None:
+    credit = credit_transfer("tx-1", account_id_for(KEY), LEDGER, 500)
+
+    first, again, second = (
+        limit_guarded_chain(credit),
+        limit_guarded_chain(credit),
+        limit_guarded_chain(credit, attempt=1),
+    )
+
+    assert [t.id for t in first] == [t.id for t in again]
+    assert first[0].id == second[0].id
+    assert {first[1].id, first[2].id}.isdisjoint({second[1].id, second[2].id})

@@ -3,14 +3,28 @@ client's id (no internal key shares that space), and one documented balance limi
 
 from __future__ import annotations
 
+import threading
 import uuid
+from typing import Any
 
 import pytest
+from tigerbeetle import CreateAccountStatus, CreateTransferResult, CreateTransferStatus, Transfer
 
 from domain import errors
-from domain.ids import WalletKey
-from domain.money import BALANCE_MINOR_MAX
-from domain.wallets import TransactionState, WalletStore
+from domain.ids import WalletKey, account_id_for, limit_probe_account_id
+from domain.money import BALANCE_MINOR_MAX, ledger_for_currency
+from domain.wallets import TransactionState, WalletResult, WalletStore
+from ledger.backends import LedgerBackend
+from ledger.stores.tigerbeetle_store import (
+    TigerBeetleWalletStore,
+    system_account_code,
+    wallet_account_code,
+)
+from ledger.tb_model import credit_transfer, system_account, wallet_account
+from registry.accounts import find_account, register_account
+from tests.concurrency import run_concurrently
+
+RACE_TIMEOUT_S = 10.0
 
 
 def new_key() -> WalletKey:
@@ -128,3 +142,195 @@ def test_a_void_of_a_debit_that_would_cross_the_limit_is_refused_and_changes_not
 
     assert fields(wallet_store, key) == (BALANCE_MINOR_MAX - 150, 100, BALANCE_MINOR_MAX - 50)
     assert wallet_store.get_transaction(reference).state == TransactionState.POSTED
+
+
+class PostsTogether:
+    """A ledger backend (around the real one) whose create_transfers calls wait for each other
+    at a barrier: every racing write has done all its reads before any of them posts, the
+    interleaving a read-then-post limit check loses."""
+
+    def __init__(self, backend: LedgerBackend, parties: int) -> None:
+        self._backend = backend
+        self._barrier = threading.Barrier(parties, timeout=RACE_TIMEOUT_S)
+
+    def create_transfers(self, transfers: list[Transfer]) -> list[CreateTransferResult]:
+        self._barrier.wait()
+        return self._backend.create_transfers(transfers)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+
+def racing(store: WalletStore, parties: int) -> WalletStore:
+    """The store whose racing writes post together (the TigerBeetle store; the MongoDB store
+    races as it is, its check runs inside the write's transaction)."""
+    if isinstance(store, TigerBeetleWalletStore):
+        return TigerBeetleWalletStore(backend=PostsTogether(store.backend, parties))  # type: ignore[arg-type]
+    return store
+
+
+def outcome(write: Any) -> WalletResult | str:
+    try:
+        result: WalletResult = write()
+    except errors.BalanceLimitExceeded:
+        return "refused"
+    return result
+
+
+def test_two_credits_racing_at_the_limit_cannot_both_post(
+    committed_wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    committed_wallet_store.add_credit(key, BALANCE_MINOR_MAX - 100, f"tx-{uuid.uuid4().hex}")
+    store = racing(committed_wallet_store, parties=2)
+    ids = [f"tx-{uuid.uuid4().hex}" for _ in range(2)]
+
+    outcomes = run_concurrently(
+        lambda transaction_id: outcome(lambda: store.add_credit(key, 60, transaction_id)),
+        ids,
+        workers=2,
+    )
+
+    posted = [result for result in outcomes if isinstance(result, WalletResult)]
+    assert outcomes.count("refused") == 1
+    assert [result.balance.fields_minor() for result in posted] == [
+        (BALANCE_MINOR_MAX - 40, 0, BALANCE_MINOR_MAX - 40)
+    ]
+    assert fields(committed_wallet_store, key) == (
+        BALANCE_MINOR_MAX - 40,
+        0,
+        BALANCE_MINOR_MAX - 40,
+    )
+
+
+def test_a_credit_and_a_void_of_a_debit_racing_at_the_limit_cannot_both_post(
+    committed_wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    committed_wallet_store.add_credit(key, 100, f"tx-{uuid.uuid4().hex}")
+    reference = f"ref-{uuid.uuid4().hex}"
+    committed_wallet_store.subtract_credit(key, 100, reference)
+    committed_wallet_store.add_credit(key, BALANCE_MINOR_MAX - 250, f"tx-{uuid.uuid4().hex}")
+    store = racing(committed_wallet_store, parties=2)
+    credit_id = f"tx-{uuid.uuid4().hex}"
+    writes = {
+        "credit": lambda: store.add_credit(key, 100, credit_id),
+        "void": lambda: store.void_transaction(reference, "support", "refund"),
+    }
+
+    outcomes = dict(
+        zip(writes, run_concurrently(lambda name: outcome(writes[name]), writes, 2), strict=True)
+    )
+
+    assert list(outcomes.values()).count("refused") == 1
+    # Either one adds 100 to the credits: the same balance whichever won.
+    assert fields(committed_wallet_store, key) == (
+        BALANCE_MINOR_MAX - 150,
+        100,
+        BALANCE_MINOR_MAX - 50,
+    )
+    voided = committed_wallet_store.get_transaction(reference).state == TransactionState.VOIDED
+    assert voided == (outcomes["credit"] == "refused")
+    if voided:
+        with pytest.raises(errors.TransactionNotFound):
+            committed_wallet_store.get_transaction(credit_id)
+    else:
+        assert committed_wallet_store.get_transaction(credit_id).amount_minor == 100
+
+
+def test_a_retry_of_a_credit_posted_before_the_limit_chain_is_replayed_and_registered(
+    db: None, wallet_ledger_backend: LedgerBackend
+) -> None:
+    """A credit TigerBeetle holds unlinked (posted before credits went in limit chains, or
+    replayed by the mirror) whose registry row was lost: the retry answers it as the
+    original and writes the row, as `exists` did before."""
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    key = new_key()
+    store.add_credit(key, 400, f"tx-{uuid.uuid4().hex}")
+    registered = find_account(key)
+    assert registered is not None
+    transaction_id = f"tx-{uuid.uuid4().hex}"
+    earlier = credit_transfer(transaction_id, registered.tb_account_id, registered.ledger, 250)
+    (posted,) = wallet_ledger_backend.create_transfers([earlier])
+    assert posted.status == CreateTransferStatus.CREATED
+
+    retry = store.add_credit(key, 250, transaction_id)
+
+    assert retry.replayed is True
+    assert retry.balance.fields_minor() == (650, 0, 650)
+    assert store.get_transaction(transaction_id).amount_minor == 250
+    assert fields(store, key) == (650, 0, 650)
+
+
+def test_a_retry_with_another_amount_of_a_credit_posted_unlinked_is_a_conflict(
+    db: None, wallet_ledger_backend: LedgerBackend
+) -> None:
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    key = new_key()
+    store.add_credit(key, 400, f"tx-{uuid.uuid4().hex}")
+    registered = find_account(key)
+    assert registered is not None
+    transaction_id = f"tx-{uuid.uuid4().hex}"
+    earlier = credit_transfer(transaction_id, registered.tb_account_id, registered.ledger, 250)
+    wallet_ledger_backend.create_transfers([earlier])
+
+    with pytest.raises(errors.IdempotencyConflict):
+        store.add_credit(key, 251, transaction_id)
+
+    assert fields(store, key) == (650, 0, 650)
+
+
+def test_the_first_credit_on_a_ledger_without_a_probe_account_creates_it_and_posts(
+    db: None, wallet_ledger_backend: LedgerBackend
+) -> None:
+    """Wallets created before the limit probes (or imported by the backfill) sit on ledgers
+    without a probe account: the first credit creates it and posts, limit enforced."""
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    key = new_key()
+    ledger = ledger_for_currency(key.currency)
+    wallet = wallet_account(
+        key, account_id=account_id_for(key), ledger=ledger, code=wallet_account_code()
+    )
+    created = wallet_ledger_backend.create_accounts(
+        [system_account(ledger, code=system_account_code()), wallet]
+    )
+    assert [result.status for result in created] == [CreateAccountStatus.CREATED] * 2
+    register_account(key, tb_account_id=wallet.id, ledger=ledger, nonce=0)
+
+    result = store.add_credit(key, BALANCE_MINOR_MAX - 5, f"tx-{uuid.uuid4().hex}")
+
+    assert result.balance.fields_minor() == (BALANCE_MINOR_MAX - 5, 0, BALANCE_MINOR_MAX - 5)
+    assert wallet_ledger_backend.lookup_accounts([limit_probe_account_id(ledger)])
+    with pytest.raises(errors.BalanceLimitExceeded):
+        store.add_credit(key, 6, f"tx-{uuid.uuid4().hex}")
+
+
+def test_a_wallets_history_pages_through_its_own_transfers_without_limit_probes(
+    db: None, wallet_ledger_backend: LedgerBackend
+) -> None:
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    key = new_key()
+    store.add_credit(key, 700, f"tx-{uuid.uuid4().hex}")
+    reference = f"ref-{uuid.uuid4().hex}"
+    store.subtract_credit(key, 200, reference)
+    store.add_credit(key, 50, f"tx-{uuid.uuid4().hex}")
+    store.void_transaction(reference, "support", "refund")  # credits the wallet: a chain too
+
+    pages, balances, before = [], [], 0
+    for _ in range(5):
+        page = store.recent_transfers(key, limit=1, before_timestamp=before)
+        balances += store.balance_history(key, limit=1, before_timestamp=before)
+        if not page:
+            break
+        pages += page
+        before = page[-1].timestamp
+
+    assert [transfer.amount for transfer in pages] == [200, 50, 200, 700]
+    assert [balance.fields_minor() for balance in balances] == [
+        (750, 200, 950),
+        (550, 200, 750),
+        (500, 200, 700),
+        (700, 0, 700),
+    ]
+    assert [t.amount for t in store.recent_transfers(key, limit=3)] == [200, 50, 200]
+    assert len(store.balance_history(key, limit=10)) == 4
