@@ -23,6 +23,9 @@ from django.conf import settings
 ID_SCHEME_VERSION = 1
 _U128_MAX = 2**128 - 1
 _U64_MAX = 2**64 - 1
+# json.dumps with these options builds a new encoder each call; the backfill hashes four
+# values a wallet, so one encoder serves them all (the same output).
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def wallet_key_bytes(key: WalletKey) -> bytes:
         key.currency,
         key.issuer or "",
     ]
-    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+    return _JSON.encode(fields).encode()
 
 
 def _hash_bits(parts: list[object], bits: int) -> int:
@@ -70,9 +73,7 @@ def _hash_bits(parts: list[object], bits: int) -> int:
         parts = ["namespace", namespace, *parts]
     salt = 0
     while True:
-        payload = json.dumps(
-            [*parts, salt] if salt else parts, ensure_ascii=False, separators=(",", ":")
-        ).encode()
+        payload = _JSON.encode([*parts, salt] if salt else parts).encode()
         value = int.from_bytes(hashlib.sha256(payload).digest()[: bits // 8], "big")
         if value not in (0, maximum):
             return value
