@@ -22,6 +22,7 @@ from ledger.ids import WalletKey, hex_to_u128
 # A 128-bit TigerBeetle id as u128_to_hex writes it; id 0 is reserved by TigerBeetle.
 TB_ID_HEX_PATTERN = r"^[0-9a-f]{32}$"
 TB_ID_HEX_ZERO = "0" * 32
+UNIQUE_WALLET_KEY = "unique_wallet_key"  # the backfill's inserts skip rows it refuses
 
 
 class AnyOf(models.Lookup):
@@ -72,7 +73,7 @@ class WalletAccount(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["client_id", "country", "currency", "issuer"], name="unique_wallet_key"
+                fields=["client_id", "country", "currency", "issuer"], name=UNIQUE_WALLET_KEY
             ),
             models.CheckConstraint(
                 condition=~models.Q(client_id=""), name="wallet_client_id_not_empty"

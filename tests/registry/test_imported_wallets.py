@@ -52,13 +52,25 @@ def test_a_row_registered_before_its_import_gets_its_opening_seq() -> None:
         ledger=840,
     )
 
+    new_key = WalletKey("import-new-beside-it", "USA", "USD")
+
     account_registry.record_imported(
-        [imported(key, account_id=0xB1, opening_seq=7)], imported_at=IMPORTED_AT, batch_size=100
+        [
+            imported(key, account_id=0xB1, opening_seq=7),
+            imported(new_key, account_id=0xB2, opening_seq=4),
+        ],
+        imported_at=IMPORTED_AT,
+        batch_size=100,
     )
 
     row = WalletAccount.objects.get(client_id=key.client_id)
-    assert (row.opening_seq, row.imported_at) == (7, IMPORTED_AT)
+    assert (row.tb_account_id_hex, row.opening_seq, row.imported_at) == (
+        u128_to_hex(0xB1),
+        7,
+        IMPORTED_AT,
+    )
     assert WalletAccount.objects.filter(client_id=key.client_id).count() == 1
+    assert WalletAccount.objects.get(client_id=new_key.client_id).opening_seq == 4
 
 
 def test_a_row_already_imported_is_left_as_it_is() -> None:
