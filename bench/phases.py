@@ -11,6 +11,7 @@ changes: the clock only listens.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -22,21 +23,31 @@ from pymongo import monitoring
 
 from ledger.backends import LedgerBackend
 
+BACKGROUND = " (background thread)"  # a phase that overlaps the job's own thread
+
 
 class Phases:
-    """Seconds and calls per phase of one measured job."""
+    """Seconds and calls per phase of one measured job.
+
+    A phase timed on another thread than the job's (the backfill reads MongoDB and writes
+    TigerBeetle from threads of its own) is kept apart, marked BACKGROUND: it overlaps the
+    job's thread, so it is not part of the sum the job's own work is the rest of. What the
+    job's thread spent waiting for those threads is a phase of its own (`waits`)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
 
-    def breakdown(self, total_s: float) -> list[tuple[str, int, float, float]]:
+    def breakdown(
+        self, total_s: float, waits: dict[str, float] | None = None
+    ) -> list[tuple[str, int, float, float]]:
         """(phase, calls, seconds, share of total), the job's own work last."""
+        seconds = {**self.seconds, **(waits or {})}
         rows = [
-            (phase, self.calls[phase], seconds, seconds / total_s)
-            for phase, seconds in sorted(self.seconds.items(), key=lambda item: -item[1])
+            (phase, self.calls.get(phase, 0), phase_s, phase_s / total_s)
+            for phase, phase_s in sorted(seconds.items(), key=lambda item: -item[1])
         ]
-        own_s = total_s - sum(self.seconds.values())
+        own_s = total_s - sum(s for phase, s in seconds.items() if not phase.endswith(BACKGROUND))
         rows.append(("the job's own Python work (the rest)", 0, own_s, own_s / total_s))
         return rows
 
@@ -46,12 +57,25 @@ class PhaseClock:
 
     def __init__(self) -> None:
         self.current: Phases | None = None
-        self.in_ledger_call = False  # the embedded engine's own SQL counts as its call's time
+        self._local = threading.local()
+        self._lock = threading.Lock()  # phases are added from several threads
+
+    @property
+    def in_ledger_call(self) -> bool:
+        """The embedded engine's own SQL counts as its call's time (per thread)."""
+        return getattr(self._local, "in_ledger_call", False)
+
+    @in_ledger_call.setter
+    def in_ledger_call(self, value: bool) -> None:
+        self._local.in_ledger_call = value
 
     def add(self, phase: str, elapsed_s: float) -> None:
-        if self.current is not None:
-            self.current.seconds[phase] += elapsed_s
-            self.current.calls[phase] += 1
+        if threading.current_thread() is not threading.main_thread():
+            phase += BACKGROUND
+        with self._lock:
+            if self.current is not None:
+                self.current.seconds[phase] += elapsed_s
+                self.current.calls[phase] += 1
 
     @contextmanager
     def measuring(self, phases: Phases | None = None) -> Iterator[Phases]:
@@ -97,6 +121,7 @@ class TimedBackend:
 
     def __init__(self, inner: LedgerBackend) -> None:
         self.inner = inner
+        self.callable_from_any_thread = getattr(inner, "callable_from_any_thread", False)
 
     def __getattr__(self, operation: str) -> Any:
         call = getattr(self.inner, operation)
@@ -134,17 +159,24 @@ def timed_wait(operation: str, answer: Callable[[], Any]) -> Callable[[], Any]:
     return wait
 
 
-def print_breakdown(title: str, total_s: float, phases: Phases, per: int = 1) -> None:
-    """The phases' calls and time; with `per` > 1, per operation (calls and ms)."""
+def print_breakdown(
+    title: str,
+    total_s: float,
+    phases: Phases,
+    per: int = 1,
+    waits: dict[str, float] | None = None,
+) -> None:
+    """The phases' calls and time; with `per` > 1, per operation (calls and ms). `waits`:
+    the job's thread waiting for its own background threads, by what it waited for."""
     if per > 1:
         print(f"\n{title}: where the time goes, per operation ({total_s / per * 1000:.2f} ms)")
         print(f"{'phase':<52} {'calls':>8} {'ms':>9} {'share':>7}")
-        for phase, calls, seconds, share in phases.breakdown(total_s):
+        for phase, calls, seconds, share in phases.breakdown(total_s, waits):
             shown_calls = f"{calls / per:>8.2f}" if calls else f"{'':>8}"
             print(f"{phase:<52} {shown_calls} {seconds / per * 1000:>9.3f} {share:>6.1%}")
         return
     print(f"\n{title}: where the time goes ({total_s:.2f} s)")
     print(f"{'phase':<52} {'calls':>8} {'seconds':>9} {'share':>7}")
-    for phase, calls, seconds, share in phases.breakdown(total_s):
+    for phase, calls, seconds, share in phases.breakdown(total_s, waits):
         shown_calls = f"{calls:>8}" if calls else f"{'':>8}"
         print(f"{phase:<52} {shown_calls} {seconds:>9.3f} {share:>6.1%}")

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 ID_SCHEME_VERSION = 1
 _U128_MAX = 2**128 - 1
 _U64_MAX = 2**64 - 1
+# json.dumps with these options builds a new encoder each call; the backfill hashes four
+# values a wallet, so one encoder serves them all (the same output).
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def _no_namespace() -> str:
@@ -72,7 +75,7 @@ def wallet_key_bytes(key: WalletKey) -> bytes:
         key.currency,
         key.issuer or "",
     ]
-    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+    return _JSON.encode(fields).encode()
 
 
 def _hash_bits(parts: list[object], bits: int) -> int:
@@ -85,9 +88,7 @@ def _hash_bits(parts: list[object], bits: int) -> int:
         parts = ["namespace", namespace, *parts]
     salt = 0
     while True:
-        payload = json.dumps(
-            [*parts, salt] if salt else parts, ensure_ascii=False, separators=(",", ":")
-        ).encode()
+        payload = _JSON.encode([*parts, salt] if salt else parts).encode()
         value = int.from_bytes(hashlib.sha256(payload).digest()[: bits // 8], "big")
         if value not in (0, maximum):
             return value

@@ -249,11 +249,12 @@ def opening_pair(
     time in Unix ms (user_data_64). Not yet linked: the caller chains the page's pairs.
     `system_id` is the ledger's `system_account_id`, hashed once per page by the caller."""
     credits = balance.credit_minor + balance.debit_minor
+    credit_id = opening_balance_transfer_id(account_id)  # hashed once for both
     pair: list[Transfer] = []
     if credits:
         pair.append(
             Transfer(
-                id=opening_balance_transfer_id(account_id),
+                id=credit_id,
                 debit_account_id=system_id,
                 credit_account_id=account_id,
                 amount=credits,
@@ -268,7 +269,7 @@ def opening_pair(
     if balance.debit_minor:
         pair.append(
             Transfer(
-                id=opening_debit_transfer_id(account_id),
+                id=credit_id ^ 1,  # opening_debit_transfer_id
                 debit_account_id=account_id,
                 credit_account_id=system_id,
                 amount=balance.debit_minor,

@@ -26,10 +26,15 @@ interrupted run is adopted with its own S, and imported wallets are skipped.
 from __future__ import annotations
 
 import logging
+import queue
 import sys
+import threading
 import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django.utils import timezone
 from tigerbeetle import (
@@ -72,6 +77,9 @@ from registry.transfers import NewTransfer
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 2000
+READ_AHEAD_PAGES = 1  # pages read from MongoDB ahead of the one being imported
+READ_AHEAD_POLL_S = 0.1  # how often a reader waiting on a full queue checks for a stop
+_T = TypeVar("_T")
 REGRESS_RETRIES = 5
 _ACCEPTED_ACCOUNT = {CreateAccountStatus.CREATED, CreateAccountStatus.EXISTS}
 # A live write took a later timestamp than the ones chosen (regress), or the chosen ones ran
@@ -93,10 +101,42 @@ class BackfillReport:
     inconsistent: int = 0  # credit != historical_credit - debit in MongoDB
     failed: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    # Of duration_s, how long the run waited for MongoDB's next page and for TigerBeetle's
+    # half of a page: which input bounds it.
+    read_wait_s: float = 0.0
+    tigerbeetle_wait_s: float = 0.0
 
     @property
     def complete(self) -> bool:
         return not self.failed
+
+
+@dataclass
+class _WrittenPage:
+    """A page's TigerBeetle half, done (`written`) or given up: what its registry half
+    needs, and the wallets TigerBeetle refused."""
+
+    written: bool = False
+    usable: list[WalletSnapshot] = field(default_factory=list)
+    chain_of: dict[WalletKey, tuple[int, int]] = field(default_factory=dict)
+    account_ids: dict[WalletKey, int] = field(default_factory=dict)
+    transfers: list[Transfer] = field(default_factory=list)
+    results: list[CreateTransferResult] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+class _InlineExecutor(Executor):
+    """Runs each task at once in the caller's thread: the pipeline's order without a thread."""
+
+    def submit(
+        self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any
+    ) -> Future[_T]:
+        future: Future[_T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
 
 
 class Backfill:
@@ -108,16 +148,41 @@ class Backfill:
         # 0.2-0.6 s a page on the real server); a live write in between makes TigerBeetle
         # refuse the page as regressing, and the retry asks the cluster.
         self._clock: int | None = None
+        self._system_accounts: set[int] = set()  # system account ids known to exist
 
     def run(self, page_size: int = PAGE_SIZE, progress: bool | None = None) -> BackfillReport:
-        """Import every legacy wallet; record the milestone when nothing failed."""
+        """Import every legacy wallet; record the milestone when nothing failed.
+
+        Three threads, each in order: a reader takes MongoDB's next page (`ReadAhead`),
+        a TigerBeetle thread builds and writes a page's accounts and opening pairs, and this
+        thread checks the registry before a page and writes its rows and releases its outbox
+        entries after it. A page's registry half always follows its TigerBeetle half; it
+        overlaps the next page's TigerBeetle half (a run stopped in between leaves
+        TigerBeetle ahead of the registry, which the next run adopts)."""
         started = time.perf_counter()
         report = BackfillReport()
         show = sys.stderr.isatty() if progress is None else progress
-        with tqdm(desc="backfill", unit="wallet", disable=not show) as bar:
-            for page in self.outbox.wallet_batches(page_size):
-                self.import_page(page, report)
-                bar.update(len(page))
+        pages = ReadAhead(self.outbox.wallet_batches(page_size), pages_max=READ_AHEAD_PAGES)
+        in_flight: deque[tuple[int, Future[_WrittenPage] | None]] = deque()
+        with (
+            tqdm(desc="backfill", unit="wallet", disable=not show) as bar,
+            pages as pages,
+            self._tigerbeetle_worker() as worker,
+        ):
+            reading = True
+            try:
+                for page in pages:
+                    reading = False
+                    todo = self._select(page, report)
+                    submitted = worker.submit(self._write, todo) if todo else None
+                    in_flight.append((len(page), submitted))
+                    while len(in_flight) > 1:  # the one just submitted stays in flight
+                        bar.update(self._finish_next(in_flight, report))
+                    reading = True
+            finally:  # at the end, or when a read failed: every page read before is imported
+                while reading and in_flight:
+                    bar.update(self._finish_next(in_flight, report))
+        report.read_wait_s = pages.waited_s
         report.duration_s = time.perf_counter() - started
         if report.complete:
             Milestone.objects.update_or_create(
@@ -134,6 +199,15 @@ class Backfill:
         return report
 
     def import_page(self, page: list[WalletSnapshot], report: BackfillReport) -> None:
+        """One page, both halves, in this thread."""
+        todo = self._select(page, report)
+        if todo:
+            self._finish(self._write(todo), report)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _select(self, page: list[WalletSnapshot], report: BackfillReport) -> list[WalletSnapshot]:
+        """The page's wallets still to import (the registry says which are done)."""
         report.scanned += len(page)
         keys = [snapshot.balance.key for snapshot in page]
         rows = account_registry.rows_by_key(keys)
@@ -146,25 +220,52 @@ class Backfill:
                 report.already_imported += 1
             else:
                 todo.append(snapshot)
-        if not todo:
-            return
         for snapshot in todo:
             b = snapshot.balance
             if b.credit_minor != b.historical_credit_minor - b.debit_minor:
                 report.inconsistent += 1
                 log.warning("backfill: %s has credit != historical - debit", b.key.describe())
+        return todo
+
+    def _tigerbeetle_worker(self) -> Executor:
+        """A thread of its own for the TigerBeetle half when the backend may be called from
+        any thread (the real client); in this thread otherwise (the embedded engine works in
+        this thread's database transaction)."""
+        if getattr(self.tigerbeetle.backend, "callable_from_any_thread", False):
+            return ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-tigerbeetle")
+        return _InlineExecutor()
+
+    def _finish_next(
+        self, in_flight: deque[tuple[int, Future[_WrittenPage] | None]], report: BackfillReport
+    ) -> int:
+        """The registry half of the oldest page in flight; how many wallets it scanned."""
+        scanned, future = in_flight.popleft()
+        if future is not None:
+            waiting_since = time.perf_counter()
+            written = future.result()
+            report.tigerbeetle_wait_s += time.perf_counter() - waiting_since
+            self._finish(written, report)
+        return scanned
+
+    def _finish(self, written: _WrittenPage, report: BackfillReport) -> None:
+        report.failed.extend(written.failed)
+        if written.written:
+            self._record(written, report)
+
+    def _write(self, todo: list[WalletSnapshot]) -> _WrittenPage:
+        """The TigerBeetle half of a page, tried again while live writes race past the
+        chosen timestamps. Touches neither the registry nor the report."""
         for attempt in range(REGRESS_RETRIES):
-            if not self._import(todo, report):
-                return
+            written = self._attempt(todo)
+            if written is not None:
+                return written
             time.sleep(0.001 * 2**attempt)
-        report.failed.extend(
-            s.balance.key.describe() + ": timestamps kept regressing" for s in todo
+        return _WrittenPage(
+            failed=[s.balance.key.describe() + ": timestamps kept regressing" for s in todo]
         )
 
-    # --- internals --------------------------------------------------------------------------
-
-    def _import(self, todo: list[WalletSnapshot], report: BackfillReport) -> bool:
-        """One attempt at a page; True when a live write raced past the chosen timestamps
+    def _attempt(self, todo: list[WalletSnapshot]) -> _WrittenPage | None:
+        """One attempt at a page; None when a live write raced past the chosen timestamps
         (TigerBeetle refused them as regressing) and the page must be tried again."""
         todo = sorted(todo, key=lambda s: (s.created_at or timezone.now()).timestamp())
         clock = self._clock if self._clock is not None else self.tigerbeetle.latest_timestamp()
@@ -180,14 +281,16 @@ class Backfill:
         chain_of: dict[WalletKey, tuple[int, int]] = {}
         ledgers = sorted({ledger_for_currency(s.balance.key.currency) for s in todo})
         system_ids = {ledger: system_account_id(ledger) for ledger in ledgers}  # hashed once
-        present = {a.id for a in self.tigerbeetle.lookup_accounts(list(system_ids.values()))}
+        unknown = [id_ for id_ in system_ids.values() if id_ not in self._system_accounts]
+        if unknown:  # an account, once there, stays: each ledger's is looked up until found
+            self._system_accounts.update(a.id for a in self.tigerbeetle.lookup_accounts(unknown))
         first_ns = int((todo[0].created_at or timezone.now()).timestamp() * 1e9) - 1
         system_accounts = [
             imported_system_account(
                 ledger, code=system_account_code(), timestamp=next_timestamp(first_ns)
             )
             for ledger in ledgers
-            if system_ids[ledger] not in present
+            if system_ids[ledger] not in self._system_accounts
         ]
         account_ids: dict[WalletKey, int] = {}
         for snapshot in todo:
@@ -217,13 +320,20 @@ class Backfill:
             )
             chain_of[key] = (len(transfers), len(pair))
             transfers.extend(pair)
-        created = self._create_page(todo, system_accounts, accounts, transfers, chain_of, report)
+        created = self._create_page(todo, system_accounts, accounts, transfers, chain_of)
         if created is None:
-            return True
+            return None
         self._clock = clock
-        usable, results = created
-        self._record(usable, chain_of, account_ids, transfers, results, report)
-        return False
+        usable, results, failed = created
+        return _WrittenPage(
+            written=True,
+            usable=usable,
+            chain_of=chain_of,
+            account_ids=account_ids,
+            transfers=transfers,
+            results=results,
+            failed=failed,
+        )
 
     def _create_page(
         self,
@@ -232,11 +342,10 @@ class Backfill:
         accounts: list[Account],
         transfers: list[Transfer],
         chain_of: dict[WalletKey, tuple[int, int]],
-        report: BackfillReport,
-    ) -> tuple[list[WalletSnapshot], list[CreateTransferResult]] | None:
+    ) -> tuple[list[WalletSnapshot], list[CreateTransferResult], list[str]] | None:
         """Create the page's accounts, then its opening pairs (each a linked chain): the
-        snapshots whose account is there and the transfers' results, or None when TigerBeetle
-        refused a timestamp as regressing (the page is tried again)."""
+        snapshots whose account is there, the transfers' results and the wallets refused, or
+        None when TigerBeetle refused a timestamp as regressing (the page is tried again)."""
         # Accounts first: transfers must postdate both their accounts.
         if system_accounts:
             system_results = self.tigerbeetle.create_account_batch(system_accounts)
@@ -245,19 +354,19 @@ class Backfill:
         account_results = self.tigerbeetle.create_account_batch(accounts)
         if any(r.status in _RETRY for r in account_results):
             return None
-        usable = []
+        usable, failed = [], []
         for snapshot, result in zip(todo, account_results, strict=True):
             if result.status in _ACCEPTED_ACCOUNT:
                 usable.append(snapshot)
             else:
-                report.failed.append(f"{snapshot.balance.key.describe()}: {result.status.name}")
+                failed.append(f"{snapshot.balance.key.describe()}: {result.status.name}")
         for start, size in chain_of.values():
             for index in range(start, start + size - 1):
                 transfers[index].flags |= TransferFlags.LINKED
         results = self.tigerbeetle.post_batch(transfers) if transfers else []
         if any(r.status in _RETRY for r in results):
             return None
-        return usable, results
+        return usable, results, failed
 
     def _register_covered_transactions(self, opening_seqs: dict[WalletKey, int]) -> None:
         """Transactions older than a wallet's snapshot are in its opening balance, with no
@@ -271,18 +380,13 @@ class Backfill:
             [_covered_transfer(entry, wallets[key]) for key, entry in entries], batch_size=500
         )
 
-    def _record(
-        self,
-        usable: list[WalletSnapshot],
-        chain_of: dict[WalletKey, tuple[int, int]],
-        account_ids: dict[WalletKey, int],
-        transfers: list[Transfer],
-        results: list[CreateTransferResult],
-        report: BackfillReport,
-    ) -> None:
+    def _record(self, written: _WrittenPage, report: BackfillReport) -> None:
+        """The registry half of a page whose TigerBeetle half is done: a row each, the
+        covered transactions registered, the outbox entries released."""
+        chain_of, account_ids, results = written.chain_of, written.account_ids, written.results
         adopted: dict[WalletKey, int] = {}
         imported: list[WalletSnapshot] = []
-        for snapshot in usable:
+        for snapshot in written.usable:
             key = snapshot.balance.key
             start, size = chain_of[key]
             statuses = [results[i].status for i in range(start, start + size)]
@@ -314,6 +418,66 @@ class Backfill:
         self._register_covered_transactions(opening_seqs)
         self.outbox.release_backfilled(opening_seqs)
         report.imported += len(wallets)
+
+
+class ReadAhead(Generic[_T]):
+    """The items of `source`, produced by a thread of their own up to `pages_max` ahead.
+
+    The backfill reads MongoDB's next page (its round trips and the documents' decoding)
+    while it writes the current one to TigerBeetle and the registry, whose calls release
+    the GIL while they wait; one after the other, the read was a third of its time. Only the
+    read moves: each snapshot is still one read of its document, imported in scan order. A
+    context manager: leaving it stops the thread (a page being read is dropped)."""
+
+    def __init__(self, source: Iterator[_T], *, pages_max: int) -> None:
+        self._queue: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=pages_max)
+        self._stop = threading.Event()
+        self.waited_s = 0.0  # how long the consumer waited for the next item
+        self._thread = threading.Thread(
+            target=self._produce, args=(source,), name="backfill-read-ahead", daemon=True
+        )
+        self._thread.start()
+
+    def _produce(self, source: Iterator[_T]) -> None:
+        try:
+            for item in source:
+                if not self._put((True, item)):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put((False, exc))
+            return
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()  # a generator's cursor, in the thread that used it
+        self._put((False, None))
+
+    def _put(self, message: tuple[bool, Any]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(message, timeout=READ_AHEAD_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[_T]:
+        while True:
+            waiting_since = time.perf_counter()
+            more, item = self._queue.get()
+            self.waited_s += time.perf_counter() - waiting_since
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+
+    def __enter__(self) -> ReadAhead[_T]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _covered_transfer(entry: dict[str, Any], wallet: WalletAccount) -> NewTransfer:

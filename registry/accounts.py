@@ -17,12 +17,14 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.core.cache import cache, caches
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from domain.ids import WalletKey, hex_to_u128, u128_to_hex, wallet_key_bytes
-from registry.models import WalletAccount
+from registry.models import UNIQUE_WALLET_KEY, WalletAccount
 
 CACHE_TTL_S = 30 * 60
 CACHE_VERSION = 1
@@ -131,7 +133,7 @@ def rows_by_key(keys: Iterable[WalletKey]) -> dict[WalletKey, WalletAccount]:
     wanted = set(keys)
     if not wanted:
         return {}
-    rows = WalletAccount.objects.filter(client_id__in={key.client_id for key in wanted})
+    rows = WalletAccount.objects.filter(client_id__any_of=sorted({key.client_id for key in wanted}))
     return {row.key: row for row in rows if row.key in wanted}
 
 
@@ -151,32 +153,108 @@ def record_imported(
 ) -> None:
     """Register imported wallets: a new row each, or the opening_seq and import time of a
     row registered before its import (its account created before the backfill reached it).
-    A row already imported is left as it is."""
+    A row already imported is left as it is.
+
+    On PostgreSQL the page's rows are inserted first, skipping keys already registered, and
+    only those are read back; elsewhere the page's rows are read first and the new ones
+    inserted. Either way one transaction, and one statement a page in the common case."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            inserted: set[WalletKey] = set()
+            for start in range(0, len(wallets), batch_size):
+                chunk = wallets[start : start + batch_size]
+                inserted |= _insert_new_postgresql(chunk, imported_at=imported_at)
+            existing_rows = rows_by_key([w.key for w in wallets if w.key not in inserted])
+        else:
+            existing_rows = rows_by_key([wallet.key for wallet in wallets])
+            new = [wallet for wallet in wallets if wallet.key not in existing_rows]
+            for start in range(0, len(new), batch_size):
+                _insert_new(new[start : start + batch_size], imported_at=imported_at)
+        unfinished = []
+        for wallet in wallets:
+            current = existing_rows.get(wallet.key)
+            if current is not None and current.opening_seq is None:
+                current.opening_seq, current.imported_at = wallet.opening_seq, imported_at
+                unfinished.append(current)
+        WalletAccount.objects.bulk_update(unfinished, ["opening_seq", "imported_at"])
+
+
+# New rows are written from plain values, not model instances: bulk_create built an instance
+# and prepared every field of every row, a fifth of the backfill's time.
+_IMPORTED_FIELDS = (  # a row's own values; nonce and the two timestamps are one a page
+    "client_id",
+    "country",
+    "currency",
+    "issuer",
+    "tb_account_id_hex",
+    "ledger",
+    "opening_seq",
+)
+_PAGE_FIELDS = ("nonce", "imported_at", "created_at")
+
+
+def _new_rows(
+    wallets: list[ImportedWallet], *, imported_at: datetime
+) -> tuple[str, list[Any], list[tuple[Any, ...]], list[Any]]:
+    """The table, its fields in _IMPORTED_FIELDS + _PAGE_FIELDS order, a row of values each
+    (_IMPORTED_FIELDS), and the page's values (_PAGE_FIELDS), in the database's form."""
+    meta = WalletAccount._meta
+    by_name = {field.name: field for field in meta.concrete_fields}
+    fields: list[Any] = [by_name[name] for name in (*_IMPORTED_FIELDS, *_PAGE_FIELDS)]
     rows = [
-        WalletAccount(
-            client_id=wallet.key.client_id,
-            country=wallet.key.country,
-            currency=wallet.key.currency,
-            issuer=wallet.key.issuer or "",
-            tb_account_id_hex=u128_to_hex(wallet.tb_account_id),
-            ledger=wallet.ledger,
-            opening_seq=wallet.opening_seq,
-            imported_at=imported_at,
+        (
+            wallet.key.client_id,
+            wallet.key.country,
+            wallet.key.currency,
+            wallet.key.issuer or "",
+            u128_to_hex(wallet.tb_account_id),
+            wallet.ledger,
+            wallet.opening_seq,
         )
         for wallet in wallets
     ]
-    with transaction.atomic():
-        existing_rows = rows_by_key([row.key for row in rows])
-        WalletAccount.objects.bulk_create(  # one statement a page (SQLite caps it lower)
-            [row for row in rows if row.key not in existing_rows], batch_size=batch_size
+    page_values = [
+        0,  # nonce: an imported wallet's account is account_id_for(key), nonce 0
+        by_name["imported_at"].get_db_prep_save(imported_at, connection),
+        by_name["created_at"].get_db_prep_save(timezone.now(), connection),
+    ]
+    return connection.ops.quote_name(meta.db_table), fields, rows, page_values
+
+
+def _insert_new_postgresql(
+    wallets: list[ImportedWallet], *, imported_at: datetime
+) -> set[WalletKey]:
+    """One INSERT ... SELECT FROM UNNEST of a column array each (a third of bulk_create's
+    time, a quarter of one-row inserts'), skipping keys already registered: the keys
+    inserted."""
+    table, fields, rows, page_values = _new_rows(wallets, imported_at=imported_at)
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    arrays = ", ".join(
+        f"%s::{field.db_type(connection)}[]" for field in fields[: len(_IMPORTED_FIELDS)]
+    )
+    key_columns = ", ".join(quote(str(field.column)) for field in fields[:4])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) SELECT u.*, %s, %s, %s FROM UNNEST({arrays}) u"
+            f" ON CONFLICT ON CONSTRAINT {quote(UNIQUE_WALLET_KEY)} DO NOTHING"
+            f" RETURNING {key_columns}",
+            [*page_values, *(list(column) for column in zip(*rows, strict=True))],
         )
-        unfinished = []
-        for row in rows:
-            current = existing_rows.get(row.key)
-            if current is not None and current.opening_seq is None:
-                current.opening_seq, current.imported_at = row.opening_seq, imported_at
-                unfinished.append(current)
-        WalletAccount.objects.bulk_update(unfinished, ["opening_seq", "imported_at"])
+        return {WalletKey(*row) for row in cursor.fetchall()}
+
+
+def _insert_new(wallets: list[ImportedWallet], *, imported_at: datetime) -> None:
+    """executemany of plain values (SQLite, in process: no round trips to save)."""
+    table, fields, rows, page_values = _new_rows(wallets, imported_at=imported_at)
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {table} ({columns}) VALUES ({marks})",
+            [(*row, *page_values) for row in rows],
+        )
 
 
 def settle_born_with_log(*, registry_pk: int) -> None:

@@ -12,6 +12,8 @@ code that usually writes the rows (tests/registry/test_registry_constraints.py).
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.utils import timezone
 
@@ -20,6 +22,26 @@ from domain.ids import WalletKey, hex_to_u128
 # A 128-bit TigerBeetle id as u128_to_hex writes it; id 0 is reserved by TigerBeetle.
 TB_ID_HEX_PATTERN = r"^[0-9a-f]{32}$"
 TB_ID_HEX_ZERO = "0" * 32
+UNIQUE_WALLET_KEY = "unique_wallet_key"  # the backfill's inserts skip rows it refuses
+
+
+class AnyOf(models.Lookup):
+    """`field__any_of=[...]`: `field = ANY(%s)` with the whole list as one array parameter
+    on PostgreSQL, `IN (...)` elsewhere. A page of 2,000 keys as `IN` binds 2,000
+    placeholders, and psycopg parses so long a statement anew on every call (a tenth of a
+    backfill page's time)."""
+
+    lookup_name = "any_of"
+    prepare_rhs = False  # the list as it is, not one value
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        values = list(self.rhs)
+        if connection.vendor == "postgresql":
+            return f"{lhs} = ANY(%s)", (*lhs_params, values)
+        if not values:
+            return "1 = 0", ()
+        return f"{lhs} IN ({', '.join(['%s'] * len(values))})", (*lhs_params, *values)
 
 
 def _tb_id_hex(field: str) -> models.Q:
@@ -30,6 +52,7 @@ class WalletAccount(models.Model):
     """Account registry: one row per wallet, key -> TigerBeetle account id."""
 
     client_id = models.CharField(max_length=128, db_index=True)
+    client_id.register_lookup(AnyOf)
     country = models.CharField(max_length=3, help_text="ISO 3166 alpha-3")
     currency = models.CharField(max_length=3, help_text="ISO 4217 alphabetic code")
     issuer = models.CharField(max_length=128, blank=True, default="", help_text="'' = none")
@@ -50,7 +73,7 @@ class WalletAccount(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["client_id", "country", "currency", "issuer"], name="unique_wallet_key"
+                fields=["client_id", "country", "currency", "issuer"], name=UNIQUE_WALLET_KEY
             ),
             models.CheckConstraint(
                 condition=~models.Q(client_id=""), name="wallet_client_id_not_empty"

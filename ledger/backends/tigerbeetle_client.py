@@ -135,6 +135,9 @@ class TigerBeetleBackend:
     _process_instance: TigerBeetleBackend | None = None
     _process_pid: int | None = None
     _process_lock = threading.Lock()
+    # The client is shared by the process's threads (the backfill writes from one of its
+    # own); the embedded engine, on the caller's database connection, is not.
+    callable_from_any_thread = True
 
     def __init__(
         self,

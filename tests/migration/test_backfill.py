@@ -3,19 +3,24 @@ resumably, and safely while dual write runs."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from tigerbeetle import AccountFlags, TransferFlags
 
+from domain.errors import StoreUnavailable
 from domain.ids import account_id_for, opening_balance_transfer_id, transaction_transfer_id
 from flags.models import Milestone
 from flags.phases import Phase
 from ledger.engine.backend import EngineBackend
+from ledger.stores.mongo_outbox import WalletSnapshot
 from ledger.stores.mongo_store import LOG, MirrorState, MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import opening_debit_transfer_id
-from migration.backfill import Backfill, BackfillReport
+from migration.backfill import Backfill, BackfillReport, ReadAhead
 from registry.models import WalletAccount
 from tests.migration.conftest import (
     Stores,
@@ -204,3 +209,66 @@ def test_an_inconsistent_legacy_wallet_is_reported_and_keeps_its_available_credi
     report = backfill(stores).run(progress=False)
     assert report.inconsistent == 1
     assert stores.tigerbeetle.get_balance(key).credit_minor == 500
+
+
+def test_a_mongodb_failure_while_reading_ahead_stops_the_run_after_the_pages_read(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = [new_key() for _ in range(3)]
+    for key in keys:
+        legacy_wallet(stores, key, credit_minor=100, debit_minor=0)
+    outbox = stores.outbox
+    real_batches = outbox.wallet_batches
+
+    def failing_after_one_page(batch_size: int) -> Iterator[list[WalletSnapshot]]:
+        pages = real_batches(batch_size)
+        yield next(pages)
+        raise StoreUnavailable("MongoDB failed: connection reset")
+
+    monkeypatch.setattr(outbox, "wallet_batches", failing_after_one_page)
+
+    with pytest.raises(StoreUnavailable):
+        Backfill(outbox, stores.tigerbeetle).run(page_size=2, progress=False)
+
+    imported = WalletAccount.objects.filter(client_id__in=[k.client_id for k in keys])
+    assert imported.count() == 2
+    assert not Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).exists()
+
+
+def test_reading_ahead_keeps_the_order_and_at_most_the_pages_asked_for() -> None:
+    produced: list[int] = []
+
+    def source() -> Iterator[int]:
+        for number in range(20):
+            produced.append(number)
+            yield number
+
+    with ReadAhead(source(), pages_max=2) as pages:
+        consumed = []
+        for number in pages:
+            time.sleep(0.01)  # the reader has time to run ahead, but no further than allowed
+            assert len(produced) <= number + 1 + 2 + 1  # queued ones and the one in hand
+            consumed.append(number)
+    assert consumed == list(range(20))
+
+
+def test_leaving_a_read_ahead_early_stops_its_reader_and_closes_the_source() -> None:
+    closed = threading.Event()
+
+    def endless() -> Iterator[int]:
+        try:
+            number = 0
+            while True:
+                yield number
+                number += 1
+        finally:
+            closed.set()
+
+    reader = ReadAhead(endless(), pages_max=1)
+    with reader as pages:
+        for number in pages:
+            if number == 3:
+                break
+
+    assert closed.is_set()
+    assert not reader._thread.is_alive()
