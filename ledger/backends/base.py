@@ -63,6 +63,15 @@ class LedgerBackend(Protocol):
 
     def get_account_balances(self, account_filter: AccountFilter) -> list[AccountBalance]: ...
 
+    def begin_create_transfers(
+        self, transfers: list[Transfer]
+    ) -> Callable[[], list[CreateTransferResult]]:
+        """create_transfers (at most one batch) started now and answered by the returned
+        call, so a read sent right behind it travels without waiting for the caller (the real
+        client sends a session's requests in order); the engine answers at once. The caller
+        always collects the answer."""
+        ...
+
     def begin_get_account_balances(
         self, account_filter: AccountFilter
     ) -> Callable[[], list[AccountBalance]]:

@@ -208,6 +208,19 @@ class TigerBeetleBackend:
         found: list[tb.AccountBalance] = self._call("get_account_balances", account_filter)
         return found
 
+    def begin_create_transfers(
+        self, transfers: list[tb.Transfer]
+    ) -> Callable[[], list[tb.CreateTransferResult]]:
+        assert 0 < len(transfers) <= BATCH_EVENTS_MAX, "one request: at most one batch"
+        answer = self._begin("create_transfers", transfers)
+
+        def results() -> list[tb.CreateTransferResult]:
+            found: list[tb.CreateTransferResult] = answer()
+            assert_one_result_per_event(events=transfers, results=found)
+            return found
+
+        return results
+
     def begin_get_account_balances(
         self, account_filter: tb.AccountFilter
     ) -> Callable[[], list[tb.AccountBalance]]:
@@ -223,6 +236,15 @@ class TigerBeetleBackend:
     def query_transfers(self, query_filter: tb.QueryFilter) -> list[tb.Transfer]:
         found: list[tb.Transfer] = self._call("query_transfers", query_filter)
         return found
+
+    def requests_in_flight(self) -> int:
+        """Requests this process's client sent and nobody has collected the answer of: zero
+        between operations (an uncollected one would stay registered in the client)."""
+        with self._lock:
+            client = self._client
+        if isinstance(client, DeadlineClient):
+            return len(client._inflight_packets)
+        return 0
 
     def close(self) -> None:
         """End the client's session now; a later call opens a new one."""

@@ -241,6 +241,13 @@ class EngineBackend:
             _transfer_state(r).to_transfer() for r in rows.values_list(*TRANSFER_COLUMNS)[:limit]
         ]
 
+    def begin_create_transfers(
+        self, transfers: list[Transfer]
+    ) -> Callable[[], list[CreateTransferResult]]:
+        """Answered at once: the engine works on the caller's database connection."""
+        results = self.create_transfers(transfers)
+        return lambda: results
+
     def begin_get_account_balances(
         self, account_filter: AccountFilter
     ) -> Callable[[], list[AccountBalance]]:

@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from tigerbeetle import (
     Account,
+    AccountBalance,
     CreateAccountResult,
     CreateAccountStatus,
     CreateTransferResult,
@@ -92,6 +93,9 @@ _PROBE_OVERFLOWS = {
 }
 # Attempts at a guarded chain: the second follows creating a missing probe account.
 _GUARDED_CHAIN_ATTEMPTS = 2
+# Balances read behind a write: its own snapshot and its chain's two probe snapshots, plus
+# room for writes of other requests to the wallet landing in between.
+_RECENT_BALANCES = 16
 
 
 def wallet_account_code() -> int:
@@ -214,9 +218,10 @@ class TigerBeetleWalletStore:
                 attempt=row.void_attempts,
             )
             if row.kind == WalletTransfer.Kind.DEBIT:  # the void credits the wallet
-                result = self._create_guarded(void, row.wallet.key)
+                result, recent = self._create_guarded(void, row.wallet.key, wallet_id)
             else:
-                result = self._create_transfer(void)
+                answer, recent = self._send_with_balance_read([void], wallet_id)
+                (result,) = self._call(answer)
             posted_at = self._posted_timestamp(void, result)
             if posted_at:
                 transfer_registry.mark_voided(
@@ -229,19 +234,21 @@ class TigerBeetleWalletStore:
                 )
                 timestamp = posted_at
             elif result.status == CreateTransferStatus.EXCEEDS_CREDITS:
+                self._call(recent)  # collected: every request sent is answered
                 transfer_registry.count_refused_void(row)
                 refusal: errors.WalletError = errors.VoidWouldOverdraw(
                     f"Voiding credit {transaction_id!r} would take the wallet below zero."
                 )
                 timestamp = None
             else:
+                self._call(recent)
                 raise self._unexpected(result.status, void)
         if timestamp is None:
             raise refusal
         key = row.wallet.key
         return WalletResult(
             transaction=self._record(row),
-            balance=self._balance_at(key, wallet_id, timestamp),
+            balance=self._balance_after(key, wallet_id, timestamp, recent),
         )
 
     # --- reads ------------------------------------------------------------------------------
@@ -329,19 +336,21 @@ class TigerBeetleWalletStore:
         except LedgerUnavailable as exc:
             raise errors.StoreUnavailable(f"TigerBeetle is unavailable: {exc}") from exc
 
-    def _create_transfer(self, transfer: Transfer) -> CreateTransferResult:
-        return self._call(self.backend.create_transfers, [transfer])[0]
-
-    def _create_guarded(self, transfer: Transfer, key: WalletKey) -> CreateTransferResult:
+    def _create_guarded(
+        self, transfer: Transfer, key: WalletKey, tb_account_id: int
+    ) -> tuple[CreateTransferResult, Callable[[], list[AccountBalance]]]:
         """Post `transfer` (it credits the wallet) in its limit-guarded chain: the result of
-        the transfer itself (created, or its own refusal such as `exists`), or
+        the transfer itself (created, or its own refusal such as `exists`) and the wallet's
+        recent balances read right behind it (`_send_with_balance_read`), or
         BalanceLimitExceeded when the probe overflowed and the chain posted nothing."""
         for attempt in range(_GUARDED_CHAIN_ATTEMPTS):
             chain = limit_guarded_chain(transfer, attempt=attempt)
-            results = self._call(self.backend.create_transfers, chain)
+            answer, recent = self._send_with_balance_read(chain, tb_account_id)
+            results = self._call(answer)
             own, probe = results[0], results[1]
             if own.status != CreateTransferStatus.LINKED_EVENT_FAILED:
-                return own
+                return own, recent
+            self._call(recent)  # collected: every request sent is answered
             if probe.status in _PROBE_OVERFLOWS:
                 raise _limit_exceeded(key)
             if probe.status != CreateTransferStatus.DEBIT_ACCOUNT_NOT_FOUND:
@@ -350,6 +359,34 @@ class TigerBeetleWalletStore:
             # with fresh probe ids (the refused ones are `id_already_failed` for good).
             self._create_limit_probe_account(transfer.ledger)
         raise RuntimeError(f"limit probe account of ledger {transfer.ledger} still missing")
+
+    def _send_with_balance_read(
+        self, transfers: list[Transfer], tb_account_id: int
+    ) -> tuple[Callable[[], list[CreateTransferResult]], Callable[[], list[AccountBalance]]]:
+        """Send the write and, right behind it, a read of the wallet's newest balances: the
+        client sends the read the moment the write is answered, so the balance after the
+        write costs no wait of ours between the two. The caller collects both answers."""
+        answer = self._call(self.backend.begin_create_transfers, transfers)
+        recent = self._call(
+            self.backend.begin_get_account_balances,
+            history_filter(tb_account_id, _RECENT_BALANCES, newest_first=True),
+        )
+        return answer, recent
+
+    def _balance_after(
+        self,
+        key: WalletKey,
+        tb_account_id: int,
+        timestamp: int,
+        recent: Callable[[], list[AccountBalance]],
+    ) -> WalletBalance:
+        """The balance right after the transfer at `timestamp`, found among the newest
+        balances read behind it; asked exactly when more writes to the wallet landed in
+        between than that read holds."""
+        for snapshot in self._call(recent):
+            if snapshot.timestamp == timestamp:
+                return balance_from_snapshot(key, snapshot)
+        return self._balance_at(key, tb_account_id, timestamp)
 
     def _create_limit_probe_account(self, ledger: int) -> None:
         probe = limit_probe_account(ledger, code=limit_probe_account_code())
@@ -434,18 +471,21 @@ class TigerBeetleWalletStore:
         registered: RegisteredAccount,
         made_by: str,
     ) -> WalletResult:
+        tb_account_id = registered.tb_account_id
         if kind == TransactionKind.CREDIT:
-            result = self._create_guarded(transfer, key)
+            result, recent = self._create_guarded(transfer, key, tb_account_id)
         else:
-            result = self._create_transfer(transfer)
+            answer, recent = self._send_with_balance_read([transfer], tb_account_id)
+            (result,) = self._call(answer)
         status = result.status
         if status == CreateTransferStatus.CREATED:
             # The balance read travels while the registry row is written.
-            balance = self._begin_balance_at(key, registered.tb_account_id, result.timestamp)
             row = self._remember_transfer(
                 transfer, transaction_id, kind, registered, result.timestamp, made_by=made_by
             )
-            return WalletResult(transaction=self._record(row, key), balance=balance())
+            balance = self._balance_after(key, tb_account_id, result.timestamp, recent)
+            return WalletResult(transaction=self._record(row, key), balance=balance)
+        self._call(recent)  # collected: every request sent is answered
         posted_at = self._posted_timestamp(transfer, result)
         if posted_at:
             # Applied before, registry row lost in between (crash or race): repair, replay.
