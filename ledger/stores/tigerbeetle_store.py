@@ -16,6 +16,7 @@ limit is refused atomically, also when two race, in the one round trip that post
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -139,6 +140,26 @@ def _limit_exceeded(key: WalletKey) -> errors.BalanceLimitExceeded:
     )
 
 
+class _BalancesBehind:
+    """The wallet's newest balances, read right behind a write: collected once, and always
+    (the client keeps a request registered until its answer is collected), also when the
+    write fails on the way; `discard()` in a `finally` sees to that."""
+
+    def __init__(self, answer: Callable[[], list[AccountBalance]]) -> None:
+        self._answer: Callable[[], list[AccountBalance]] | None = answer
+        self._found: list[AccountBalance] = []
+
+    def collect(self) -> list[AccountBalance]:
+        if self._answer is not None:
+            answer, self._answer = self._answer, None
+            self._found = answer()
+        return self._found
+
+    def discard(self) -> None:
+        with contextlib.suppress(errors.StoreUnavailable):
+            self.collect()
+
+
 class TigerBeetleWalletStore:
     """Wallet store on TigerBeetle (the real cluster or the embedded engine)."""
 
@@ -221,35 +242,55 @@ class TigerBeetleWalletStore:
                 result, recent = self._create_guarded(void, row.wallet.key, wallet_id)
             else:
                 answer, recent = self._send_with_balance_read([void], wallet_id)
-                (result,) = self._call(answer)
-            posted_at = self._posted_timestamp(void, result)
-            if posted_at:
-                transfer_registry.mark_voided(
-                    row,
-                    void_tb_transfer_id=void.id,
-                    voided_by=voided_by,
-                    void_reason=reason,
-                    voided_at=time_of_tb_timestamp(posted_at),
-                    needs_backport=True,
+                try:
+                    (result,) = self._call(answer)
+                except BaseException:
+                    recent.discard()
+                    raise
+            try:
+                outcome = self._answer_void(
+                    row, void, result, recent, voided_by=voided_by, reason=reason
                 )
-                timestamp = posted_at
-            elif result.status == CreateTransferStatus.EXCEEDS_CREDITS:
-                self._call(recent)  # collected: every request sent is answered
-                transfer_registry.count_refused_void(row)
-                refusal: errors.WalletError = errors.VoidWouldOverdraw(
-                    f"Voiding credit {transaction_id!r} would take the wallet below zero."
-                )
-                timestamp = None
-            else:
-                self._call(recent)
-                raise self._unexpected(result.status, void)
-        if timestamp is None:
-            raise refusal
-        key = row.wallet.key
-        return WalletResult(
-            transaction=self._record(row),
-            balance=self._balance_after(key, wallet_id, timestamp, recent),
-        )
+            finally:
+                recent.discard()
+        if isinstance(outcome, errors.WalletError):
+            raise outcome  # after the commit, so a refusal's attempt count is kept
+        return outcome
+
+    def _answer_void(
+        self,
+        row: WalletTransfer,
+        void: Transfer,
+        result: CreateTransferResult,
+        recent: _BalancesBehind,
+        *,
+        voided_by: str,
+        reason: str,
+    ) -> WalletResult | errors.WalletError:
+        """What TigerBeetle's answer to a posted void means, inside the void's transaction:
+        the result, or the refusal to raise once the transaction has committed."""
+        posted_at = self._posted_timestamp(void, result)
+        if posted_at:
+            transfer_registry.mark_voided(
+                row,
+                void_tb_transfer_id=void.id,
+                voided_by=voided_by,
+                void_reason=reason,
+                voided_at=time_of_tb_timestamp(posted_at),
+                needs_backport=True,
+            )
+            return WalletResult(
+                transaction=self._record(row),
+                balance=self._balance_after(
+                    row.wallet.key, row.wallet.tb_account_id, posted_at, recent
+                ),
+            )
+        if result.status == CreateTransferStatus.EXCEEDS_CREDITS:
+            transfer_registry.count_refused_void(row)
+            return errors.VoidWouldOverdraw(
+                f"Voiding credit {row.transaction_id!r} would take the wallet below zero."
+            )
+        raise self._unexpected(result.status, void)
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -338,7 +379,7 @@ class TigerBeetleWalletStore:
 
     def _create_guarded(
         self, transfer: Transfer, key: WalletKey, tb_account_id: int
-    ) -> tuple[CreateTransferResult, Callable[[], list[AccountBalance]]]:
+    ) -> tuple[CreateTransferResult, _BalancesBehind]:
         """Post `transfer` (it credits the wallet) in its limit-guarded chain: the result of
         the transfer itself (created, or its own refusal such as `exists`) and the wallet's
         recent balances read right behind it (`_send_with_balance_read`), or
@@ -346,11 +387,15 @@ class TigerBeetleWalletStore:
         for attempt in range(_GUARDED_CHAIN_ATTEMPTS):
             chain = limit_guarded_chain(transfer, attempt=attempt)
             answer, recent = self._send_with_balance_read(chain, tb_account_id)
-            results = self._call(answer)
+            try:
+                results = self._call(answer)
+            except BaseException:
+                recent.discard()
+                raise
             own, probe = results[0], results[1]
             if own.status != CreateTransferStatus.LINKED_EVENT_FAILED:
                 return own, recent
-            self._call(recent)  # collected: every request sent is answered
+            recent.collect()  # every request sent is answered
             if probe.status in _PROBE_OVERFLOWS:
                 raise _limit_exceeded(key)
             if probe.status != CreateTransferStatus.DEBIT_ACCOUNT_NOT_FOUND:
@@ -362,7 +407,7 @@ class TigerBeetleWalletStore:
 
     def _send_with_balance_read(
         self, transfers: list[Transfer], tb_account_id: int
-    ) -> tuple[Callable[[], list[CreateTransferResult]], Callable[[], list[AccountBalance]]]:
+    ) -> tuple[Callable[[], list[CreateTransferResult]], _BalancesBehind]:
         """Send the write and, right behind it, a read of the wallet's newest balances: the
         client sends the read the moment the write is answered, so the balance after the
         write costs no wait of ours between the two. The caller collects both answers."""
@@ -371,19 +416,19 @@ class TigerBeetleWalletStore:
             self.backend.begin_get_account_balances,
             history_filter(tb_account_id, _RECENT_BALANCES, newest_first=True),
         )
-        return answer, recent
+        return answer, _BalancesBehind(lambda: self._call(recent))
 
     def _balance_after(
         self,
         key: WalletKey,
         tb_account_id: int,
         timestamp: int,
-        recent: Callable[[], list[AccountBalance]],
+        recent: _BalancesBehind,
     ) -> WalletBalance:
         """The balance right after the transfer at `timestamp`, found among the newest
         balances read behind it; asked exactly when more writes to the wallet landed in
         between than that read holds."""
-        for snapshot in self._call(recent):
+        for snapshot in recent.collect():
             if snapshot.timestamp == timestamp:
                 return balance_from_snapshot(key, snapshot)
         return self._balance_at(key, tb_account_id, timestamp)
@@ -476,16 +521,49 @@ class TigerBeetleWalletStore:
             result, recent = self._create_guarded(transfer, key, tb_account_id)
         else:
             answer, recent = self._send_with_balance_read([transfer], tb_account_id)
-            (result,) = self._call(answer)
+            try:
+                (result,) = self._call(answer)
+            except BaseException:
+                recent.discard()
+                raise
+        try:
+            return self._answer_post(
+                transfer,
+                result,
+                recent,
+                transaction_id=transaction_id,
+                kind=kind,
+                key=key,
+                registered=registered,
+                made_by=made_by,
+            )
+        finally:
+            recent.discard()
+
+    def _answer_post(
+        self,
+        transfer: Transfer,
+        result: CreateTransferResult,
+        recent: _BalancesBehind,
+        *,
+        transaction_id: str,
+        kind: TransactionKind,
+        key: WalletKey,
+        registered: RegisteredAccount,
+        made_by: str,
+    ) -> WalletResult:
+        """What TigerBeetle's answer to a posted credit or debit means for the client."""
         status = result.status
         if status == CreateTransferStatus.CREATED:
             # The balance read travels while the registry row is written.
             row = self._remember_transfer(
                 transfer, transaction_id, kind, registered, result.timestamp, made_by=made_by
             )
-            balance = self._balance_after(key, tb_account_id, result.timestamp, recent)
+            balance = self._balance_after(
+                key, registered.tb_account_id, result.timestamp, recent
+            )
             return WalletResult(transaction=self._record(row, key), balance=balance)
-        self._call(recent)  # collected: every request sent is answered
+        recent.collect()  # every request sent is answered
         posted_at = self._posted_timestamp(transfer, result)
         if posted_at:
             # Applied before, registry row lost in between (crash or race): repair, replay.

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.db import DatabaseError
 from tigerbeetle import CreateTransferResult, CreateTransferStatus, Transfer
 
 from domain import errors
@@ -19,6 +20,7 @@ from ledger.backends import LedgerBackend
 from ledger.backends.tigerbeetle_client import TigerBeetleBackend
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import credit_transfer
+from registry import transfers as transfer_registry
 from registry.accounts import find_account
 
 pytestmark = pytest.mark.django_db
@@ -114,5 +116,22 @@ def test_every_request_a_refused_write_sends_is_answered(
     reference = f"ref-{uuid.uuid4().hex}"
     store.subtract_credit(funded, 100, reference)
     store.void_transaction(reference, "support", "refund")
+
+    assert wallet_ledger_backend.requests_in_flight() == 0
+
+
+def test_a_write_whose_registry_row_fails_leaves_no_request_unanswered(
+    wallet_ledger_backend: LedgerBackend, funded: WalletKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not isinstance(wallet_ledger_backend, TigerBeetleBackend):
+        pytest.skip("TB_ADDRESSES is not set: the engine answers every request at once")
+    store = TigerBeetleWalletStore(wallet_ledger_backend)
+
+    def registry_down(**_: Any) -> None:
+        raise DatabaseError("the registry's database went away")
+
+    monkeypatch.setattr(transfer_registry, "record_store_write", registry_down)
+    with pytest.raises(DatabaseError):
+        store.add_credit(funded, 100, f"tx-{uuid.uuid4().hex}")
 
     assert wallet_ledger_backend.requests_in_flight() == 0
