@@ -238,15 +238,12 @@ class TigerBeetleWalletStore:
                 amount_minor=row.amount_minor,
                 attempt=row.void_attempts,
             )
-            if row.kind == WalletTransfer.Kind.DEBIT:  # the void credits the wallet
-                result, recent = self._create_guarded(void, row.wallet.key, wallet_id)
-            else:
-                answer, recent = self._send_with_balance_read([void], wallet_id)
-                try:
-                    (result,) = self._call(answer)
-                except BaseException:
-                    recent.discard()
-                    raise
+            result, recent = self._send_transfer(
+                void,
+                row.wallet.key,
+                wallet_id,
+                credits_wallet=row.kind == WalletTransfer.Kind.DEBIT,
+            )
             try:
                 outcome = self._answer_void(
                     row, void, result, recent, voided_by=voided_by, reason=reason
@@ -376,6 +373,21 @@ class TigerBeetleWalletStore:
             return method(*args, **kwargs)
         except LedgerUnavailable as exc:
             raise errors.StoreUnavailable(f"TigerBeetle is unavailable: {exc}") from exc
+
+    def _send_transfer(
+        self, transfer: Transfer, key: WalletKey, tb_account_id: int, *, credits_wallet: bool
+    ) -> tuple[CreateTransferResult, _BalancesBehind]:
+        """Post one transfer of the wallet, in its limit-guarded chain when it credits the
+        wallet: TigerBeetle's answer, and the wallet's balances read right behind it."""
+        if credits_wallet:
+            return self._create_guarded(transfer, key, tb_account_id)
+        answer, recent = self._send_with_balance_read([transfer], tb_account_id)
+        try:
+            (result,) = self._call(answer)
+        except BaseException:
+            recent.discard()
+            raise
+        return result, recent
 
     def _create_guarded(
         self, transfer: Transfer, key: WalletKey, tb_account_id: int
@@ -516,16 +528,12 @@ class TigerBeetleWalletStore:
         registered: RegisteredAccount,
         made_by: str,
     ) -> WalletResult:
-        tb_account_id = registered.tb_account_id
-        if kind == TransactionKind.CREDIT:
-            result, recent = self._create_guarded(transfer, key, tb_account_id)
-        else:
-            answer, recent = self._send_with_balance_read([transfer], tb_account_id)
-            try:
-                (result,) = self._call(answer)
-            except BaseException:
-                recent.discard()
-                raise
+        result, recent = self._send_transfer(
+            transfer,
+            key,
+            registered.tb_account_id,
+            credits_wallet=kind == TransactionKind.CREDIT,
+        )
         try:
             return self._answer_post(
                 transfer,
