@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +80,79 @@ def chain_safe_chunks(events: Sequence[Any], size: int = BATCH_EVENTS_MAX) -> li
     return chunks
 
 
+# The wire layout of the events the application sends in bulk (tb_client.h; 128 bytes each):
+# six u128 fields, then user_data_64, user_data_32, timeout (an account's `reserved`), ledger,
+# code, flags and timestamp.
+_EVENT_TAIL = struct.Struct("<QIIIHHQ")
+
+
+def _transfer_bytes(transfer: tb.Transfer) -> bytes:
+    return b"".join(
+        (
+            transfer.id.to_bytes(16, "little"),
+            transfer.debit_account_id.to_bytes(16, "little"),
+            transfer.credit_account_id.to_bytes(16, "little"),
+            transfer.amount.to_bytes(16, "little"),
+            transfer.pending_id.to_bytes(16, "little"),
+            transfer.user_data_128.to_bytes(16, "little"),
+            _EVENT_TAIL.pack(
+                transfer.user_data_64,
+                transfer.user_data_32,
+                transfer.timeout,
+                transfer.ledger,
+                transfer.code,
+                transfer.flags,
+                transfer.timestamp,
+            ),
+        )
+    )
+
+
+def _account_bytes(account: tb.Account) -> bytes:
+    return b"".join(
+        (
+            account.id.to_bytes(16, "little"),
+            account.debits_pending.to_bytes(16, "little"),
+            account.debits_posted.to_bytes(16, "little"),
+            account.credits_pending.to_bytes(16, "little"),
+            account.credits_posted.to_bytes(16, "little"),
+            account.user_data_128.to_bytes(16, "little"),
+            _EVENT_TAIL.pack(
+                account.user_data_64,
+                account.user_data_32,
+                0,  # reserved
+                account.ledger,
+                account.code,
+                account.flags,
+                account.timestamp,
+            ),
+        )
+    )
+
+
+_EVENT_BYTES: dict[Any, Callable[[Any], bytes]] = {
+    bindings.CTransfer: _transfer_bytes,
+    bindings.CAccount: _account_bytes,
+}
+assert all(ctypes.sizeof(c_type) == 128 for c_type in _EVENT_BYTES)
+
+
+def packed_events(c_event_type: Any, events: Sequence[Any]) -> Any:
+    """The C array of `events`, packed with `struct`: the library's per-field conversion
+    (`from_param`, a ctypes object per u128) cost ~11 us per transfer, a tenth of a credit's
+    own work and ~90 ms of every full batch the backfill sends. Bytes identical to the
+    library's; an event it would refuse (or truncate) is handed to the library, whose error
+    or result then stands. None: not an event type packed here."""
+    to_bytes = _EVENT_BYTES.get(c_event_type)
+    if to_bytes is None or not events:
+        return None
+    try:
+        data = b"".join(map(to_bytes, events))
+    except (OverflowError, struct.error, AttributeError, TypeError):
+        return None
+    return (c_event_type * len(events)).from_buffer_copy(data)
+
+
 class RequestTimedOut(Exception):
     """No answer within the deadline; the request stays in flight until its client closes."""
 
@@ -107,9 +181,34 @@ class PendingRequest:
 
 class DeadlineClient(tb.ClientSync):
     """ClientSync whose operations return a PendingRequest as soon as the request is sent
-    (its `_submit` is ClientSync's, split before the wait). Relies on the internals of
-    tigerbeetle 0.17.9, the version requirements.txt pins; the suite runs it against the
-    real server, the timeout included."""
+    (its `_submit` is ClientSync's, split before the wait), and whose transfers and accounts
+    are packed by `packed_events`. Relies on the internals of tigerbeetle 0.17.9, the version
+    requirements.txt pins; the suite runs it against the real server, the timeout included."""
+
+    def _acquire_packet(
+        self, operation: Any, operations: Any, c_event_type: Any, c_result_type: Any
+    ) -> InflightPacket:
+        """Client._acquire_packet, with the events packed by `packed_events` when it can."""
+        array = packed_events(c_event_type, operations)
+        if array is None:
+            return super()._acquire_packet(operation, operations, c_event_type, c_result_type)
+        packet = bindings.CPacket()
+        packet.next = None
+        packet.user_data = Client._counter.increment()
+        packet.user_tag = 0
+        packet.operation = operation
+        packet.status = bindings.PacketStatus.OK
+        packet.data_size = ctypes.sizeof(array)
+        packet.data = ctypes.cast(array, ctypes.c_void_p)  # the packet keeps `array` alive
+        return InflightPacket(
+            packet=packet,
+            response=None,
+            on_completion=None,
+            on_completion_context=None,
+            operation=operation,
+            c_event_type=c_event_type,
+            c_result_type=c_result_type,
+        )
 
     def _submit(
         self, operation: Any, operations: list[Any], c_event_type: Any, c_result_type: Any
