@@ -16,6 +16,7 @@ free of Django and a test's `override_settings` still reaches every derivation.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -82,8 +83,11 @@ def _hash_bits(parts: list[object], bits: int) -> int:
     """First `bits` bits of SHA-256 over the JSON of parts (behind the id namespace, when one
     is set); a reserved value (0 or all ones) re-hashes with a counter appended,
     deterministically."""
+    return _namespaced_hash_bits(parts, bits, _namespace_source())
+
+
+def _namespaced_hash_bits(parts: list[object], bits: int, namespace: str) -> int:
     maximum = 2**bits - 1
-    namespace = _namespace_source()
     if namespace:
         parts = ["namespace", namespace, *parts]
     salt = 0
@@ -102,7 +106,14 @@ def account_id_for(key: WalletKey, nonce: int = 0) -> int:
 
 def system_account_id(ledger: int) -> int:
     """The funding account of a ledger: the other side of every credit and debit."""
-    return _hash_bits(["system-account", ID_SCHEME_VERSION, ledger], 128)
+    return _ledger_account_id("system-account", ledger, _namespace_source())
+
+
+@functools.lru_cache(maxsize=1024)
+def _ledger_account_id(kind: str, ledger: int, namespace: str) -> int:
+    """A ledger's own accounts are named in every credit and debit: hashed once per ledger
+    (and namespace)."""
+    return _namespaced_hash_bits([kind, ID_SCHEME_VERSION, ledger], 128, namespace)
 
 
 def client_hash_128(client_id: str) -> int:
@@ -143,7 +154,7 @@ def opening_balance_transfer_id(account_id: int) -> int:
 
 def limit_probe_account_id(ledger: int) -> int:
     """The ledger's balance-limit probe account: the debit side of every limit probe."""
-    return _hash_bits(["limit-probe-account", ID_SCHEME_VERSION, ledger], 128)
+    return _ledger_account_id("limit-probe-account", ledger, _namespace_source())
 
 
 def limit_probe_transfer_id(guarded_transfer_id: int, *, attempt: int, void: bool) -> int:
