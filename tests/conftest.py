@@ -156,10 +156,12 @@ def mongo_url() -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
     """Test databases roll back; the registry cache must not remember rolled-back rows."""
-    from django.core.cache import caches
+    from django.core.cache import cache
 
-    for alias in ("default", "registry_local"):
-        caches[alias].clear()
+    from registry.accounts import forget_local_mappings
+
+    cache.clear()
+    forget_local_mappings()
     yield
 
 

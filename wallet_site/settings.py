@@ -129,14 +129,6 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-# In front of "default", per process: a registry mapping never changes once written, and a
-# read of it from Redis costs a round trip on every balance read.
-CACHES["registry_local"] = {
-    "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-    "LOCATION": "registry-local",
-    "TIMEOUT": 60,
-    "OPTIONS": {"MAX_ENTRIES": 100_000},
-}
 
 # --- MongoDB (legacy wallet store) -------------------------------------------
 MONGO_URL = env("MONGO_URL", default="mongodb://127.0.0.1:27017/wallet?directConnection=true")
