@@ -25,6 +25,7 @@ interrupted run is adopted with its own S, and imported wallets are skipped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import sys
@@ -90,6 +91,12 @@ _RETRY = {
     CreateTransferStatus.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS,
     CreateTransferStatus.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
 }
+
+
+@functools.cache
+def _linked(flags: TransferFlags) -> TransferFlags:
+    """`flags` with LINKED, combined once per value (an enum flag's `|` costs 2 us)."""
+    return flags | TransferFlags.LINKED
 
 
 @dataclass
@@ -362,7 +369,7 @@ class Backfill:
                 failed.append(f"{snapshot.balance.key.describe()}: {result.status.name}")
         for start, size in chain_of.values():
             for index in range(start, start + size - 1):
-                transfers[index].flags |= TransferFlags.LINKED
+                transfers[index].flags = _linked(transfers[index].flags)
         results = self.tigerbeetle.post_batch(transfers) if transfers else []
         if any(r.status in _RETRY for r in results):
             return None
