@@ -68,6 +68,8 @@ LIMIT_PROBE_AMOUNT = U128_MAX - BALANCE_MINOR_MAX
 # A wallet never goes below zero, and keeps its balance after every transfer (replays and
 # the support page read it back).
 WALLET_ACCOUNT_FLAGS = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.HISTORY
+# Combined once: an enum flag's `|` costs 2 us, and the backfill imports a page's accounts.
+IMPORTED_WALLET_ACCOUNT_FLAGS = WALLET_ACCOUNT_FLAGS | AccountFlags.IMPORTED
 
 # --- accounts ------------------------------------------------------------------------------
 
@@ -111,7 +113,7 @@ def imported_wallet_account(
 ) -> Account:
     """A legacy wallet's account, imported at `timestamp` (its creation or just after)."""
     account = wallet_account(key, account_id=account_id, ledger=ledger, code=code)
-    account.flags = WALLET_ACCOUNT_FLAGS | AccountFlags.IMPORTED
+    account.flags = IMPORTED_WALLET_ACCOUNT_FLAGS
     account.timestamp = timestamp
     return account
 

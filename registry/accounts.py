@@ -15,6 +15,7 @@ balance read (Django's local-memory cache, pickling each entry, cost 17 us a rea
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -247,22 +248,28 @@ def _new_rows(
 def _insert_new_postgresql(
     wallets: list[ImportedWallet], *, imported_at: datetime
 ) -> set[WalletKey]:
-    """One INSERT ... SELECT FROM UNNEST of a column array each (a third of bulk_create's
-    time, a quarter of one-row inserts'), skipping keys already registered: the keys
-    inserted."""
+    """One INSERT ... SELECT of the page's rows, sent as one JSON array of rows, skipping
+    keys already registered: the keys inserted.
+
+    psycopg dumps a list parameter (the earlier UNNEST of a column array each) one element
+    at a time in Python, a quarter of the main thread's time; the JSON is one C call, and
+    its CPU is a fifth of the arrays' (COPY into a temporary table was as cheap but took
+    three statements). Each value is cast to its column's type on the server."""
     table, fields, rows, page_values = _new_rows(wallets, imported_at=imported_at)
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(field.column)) for field in fields)
-    arrays = ", ".join(
-        f"%s::{field.db_type(connection)}[]" for field in fields[: len(_IMPORTED_FIELDS)]
+    values = ", ".join(
+        f"(new_row->>{index})::{field.db_type(connection)}"
+        for index, field in enumerate(fields[: len(_IMPORTED_FIELDS)])
     )
     key_columns = ", ".join(quote(str(field.column)) for field in fields[:4])
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} ({columns}) SELECT u.*, %s, %s, %s FROM UNNEST({arrays}) u"
+            f"INSERT INTO {table} ({columns})"
+            f" SELECT {values}, %s, %s, %s FROM json_array_elements(%s::json) AS new_row"
             f" ON CONFLICT ON CONSTRAINT {quote(UNIQUE_WALLET_KEY)} DO NOTHING"
             f" RETURNING {key_columns}",
-            [*page_values, *(list(column) for column in zip(*rows, strict=True))],
+            [*page_values, json.dumps(rows)],
         )
         return {WalletKey(*row) for row in cursor.fetchall()}
 

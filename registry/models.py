@@ -12,6 +12,7 @@ code that usually writes the rows (tests/registry/test_registry_constraints.py).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db import models
@@ -26,19 +27,23 @@ UNIQUE_WALLET_KEY = "unique_wallet_key"  # the backfill's inserts skip rows it r
 
 
 class AnyOf(models.Lookup):
-    """`field__any_of=[...]`: `field = ANY(%s)` with the whole list as one array parameter
-    on PostgreSQL, `IN (...)` elsewhere. A page of 2,000 keys as `IN` binds 2,000
+    """`field__any_of=[...]` on a text field: on PostgreSQL the whole list as one JSON
+    array parameter, `IN (...)` elsewhere. A page of 2,000 keys as `IN` binds 2,000
     placeholders, and psycopg parses so long a statement anew on every call (a tenth of a
-    backfill page's time)."""
+    backfill page's time); as an array parameter psycopg dumps it element by element in
+    Python (12 ms of CPU a page), json.dumps in one C call."""
 
     lookup_name = "any_of"
     prepare_rhs = False  # the list as it is, not one value
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
-        values = list(self.rhs)
+        values = [str(value) for value in self.rhs]
         if connection.vendor == "postgresql":
-            return f"{lhs} = ANY(%s)", (*lhs_params, values)
+            return (
+                f"{lhs} = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))",
+                (*lhs_params, json.dumps(values)),
+            )
         if not values:
             return "1 = 0", ()
         return f"{lhs} IN ({', '.join(['%s'] * len(values))})", (*lhs_params, *values)

@@ -9,7 +9,7 @@ each wallet's `wallet_seq` order and records what became of them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,6 +88,38 @@ def snapshot_of(document: dict[str, Any]) -> WalletSnapshot:
         created_at=document.get("created_at"),
         log_complete=bool(document.get("log_complete", False)),
     )
+
+
+# The states of a legacy wallet's entries the backfill releases once the wallet is imported.
+_RELEASED_STATES = [MirrorState.AWAITING_BACKFILL, MirrorState.PENDING]
+
+
+@dataclass
+class BackfilledEntries:
+    """Log entries of wallets the backfill imported: the credits and debits their opening
+    balances cover (`transactions`, each with its wallet), and the ids of the waiting
+    entries to mark `covered` (up to the opening seq) or to release to the mirror (`after`)."""
+
+    transactions: list[tuple[WalletKey, dict[str, Any]]] = field(default_factory=list)
+    covered: list[EntryId] = field(default_factory=list)
+    after: list[EntryId] = field(default_factory=list)
+
+
+def _backfilled(
+    entries: Iterable[dict[str, Any]], opening_seqs: dict[WalletKey, int]
+) -> BackfilledEntries:
+    found = BackfilledEntries()
+    for entry in entries:
+        key = key_of(entry)
+        seq = opening_seqs.get(key)
+        if seq is None or "wallet_seq" not in entry:
+            continue
+        within = entry["wallet_seq"] <= seq
+        if within and entry.get("kind") in ("credit", "debit"):
+            found.transactions.append((key, entry))
+        if entry.get("mirror_state") in _RELEASED_STATES:
+            (found.covered if within else found.after).append(entry["_id"])
+    return found
 
 
 class MongoOutbox:
@@ -225,13 +257,11 @@ class MongoOutbox:
         if not opening_seqs:
             return
 
-        def release() -> None:
-            log = self._log()
-            clients = sorted({key.client_id for key in opening_seqs})
-            waiting = log.find(
+        def read() -> BackfilledEntries:
+            waiting = self._log().find(
                 {
-                    "client_id": {"$in": clients},
-                    "mirror_state": {"$in": [MirrorState.AWAITING_BACKFILL, MirrorState.PENDING]},
+                    "client_id": {"$in": sorted({key.client_id for key in opening_seqs})},
+                    "mirror_state": {"$in": _RELEASED_STATES},
                 },
                 {
                     "client_id": 1,
@@ -239,46 +269,55 @@ class MongoOutbox:
                     "currency": 1,
                     "issuer_type_identifier": 1,
                     "wallet_seq": 1,
+                    "mirror_state": 1,
                 },
             )
-            covered: list[ObjectId] = []
-            pending: list[ObjectId] = []
-            for entry in waiting:
-                seq = opening_seqs.get(key_of(entry))
-                if seq is None or "wallet_seq" not in entry:
-                    continue
-                (covered if entry["wallet_seq"] <= seq else pending).append(entry["_id"])
-            if covered:
-                log.update_many(
-                    {"_id": {"$in": covered}}, {"$set": {"mirror_state": MirrorState.COVERED}}
-                )
-            if pending:
-                log.update_many(
-                    {"_id": {"$in": pending}}, {"$set": {"mirror_state": MirrorState.PENDING}}
-                )
+            return _backfilled(waiting, opening_seqs)
 
-        self.store.guarded(release)
+        self.release(self.store.guarded(read))
 
-    def transactions_up_to(
-        self, opening_seqs: dict[WalletKey, int]
-    ) -> list[tuple[WalletKey, dict[str, Any]]]:
-        """Credits and debits that a backfill snapshot covers (wallet_seq up to it)."""
+    def backfilled_entries(self, opening_seqs: dict[WalletKey, int]) -> BackfilledEntries:
+        """The log entries of wallets the backfill imported at their opening seqs, in one
+        read: the credits and debits the snapshots cover, and the waiting entries to release
+        (`release`). Read after the wallets' registry rows are in, as `release_backfilled`'s
+        read is: a mirror run that parks an entry after it finds the rows and releases it."""
         if not opening_seqs:
-            return []
+            return BackfilledEntries()
 
-        def read() -> list[tuple[WalletKey, dict[str, Any]]]:
-            clients = sorted({key.client_id for key in opening_seqs})
+        def read() -> BackfilledEntries:
             entries = self._log().find(
-                {"client_id": {"$in": clients}, "kind": {"$in": ["credit", "debit"]}}
+                {
+                    "client_id": {"$in": sorted({key.client_id for key in opening_seqs})},
+                    "$or": [
+                        {"kind": {"$in": ["credit", "debit"]}},
+                        {"mirror_state": {"$in": _RELEASED_STATES}},
+                    ],
+                }
             )
-            return [
-                (key_of(entry), entry)
-                for entry in entries
-                if "wallet_seq" in entry
-                and entry["wallet_seq"] <= opening_seqs.get(key_of(entry), -1)
-            ]
+            return _backfilled(entries, opening_seqs)
 
         return self.store.guarded(read)
+
+    def release(self, entries: BackfilledEntries) -> None:
+        """Waiting entries the opening balances cover become `covered`, later ones go to the
+        mirror (`pending`): at most two writes."""
+        if not (entries.covered or entries.after):
+            return
+
+        def write() -> None:
+            log = self._log()
+            if entries.covered:
+                log.update_many(
+                    {"_id": {"$in": entries.covered}},
+                    {"$set": {"mirror_state": MirrorState.COVERED}},
+                )
+            if entries.after:
+                log.update_many(
+                    {"_id": {"$in": entries.after}},
+                    {"$set": {"mirror_state": MirrorState.PENDING}},
+                )
+
+        self.store.guarded(write)
 
     def requeue_parked(self, keys: Sequence[WalletKey] | None = None) -> int:
         """Support's retry of parked entries (after fixing what refused them)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import given
@@ -82,6 +83,11 @@ def test_distinct_keys_have_distinct_encodings(first: WalletKey, second: WalletK
 def test_transfer_ids_of_any_string_are_valid_ids(value: str) -> None:
     for derive in (ids.transaction_transfer_id, ids.client_hash_128):
         assert 0 < derive(value) < 2**128 - 1
+
+
+@given(st.lists(st.one_of(st.text(), st.integers(), st.booleans(), st.none())))
+def test_the_encoding_hashed_is_the_json_it_always_was(parts: list[object]) -> None:
+    assert ids._json(parts) == json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
 
 
 def test_without_a_namespace_ids_are_those_every_deployment_has_used(settings: Any) -> None:

@@ -201,6 +201,24 @@ def test_writes_during_dual_write_are_counted_once_across_the_snapshot(stores: S
     assert stores.tigerbeetle.get_balance(key).fields_minor() == (710, 300, 1_010)
 
 
+def test_one_read_finds_the_covered_transactions_and_the_entries_to_release(
+    stores: Stores,
+) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    key, other = new_key(), new_key()
+    legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
+    legacy_wallet(stores, other, credit_minor=1_000, debit_minor=0)
+    covered, later = tx(), tx()
+    stores.phased.add_credit(key, 10, covered)  # wallet_seq 1: the snapshot's S
+    stores.phased.subtract_credit(key, 300, later)  # wallet_seq 2: after it
+    stores.phased.add_credit(other, 5, tx())  # a wallet not in the page
+
+    entries = stores.outbox.backfilled_entries({key: 1})
+
+    assert [(wallet, entry["_id"]) for wallet, entry in entries.transactions] == [(key, covered)]
+    assert (entries.covered, entries.after) == ([covered], [later])
+
+
 def test_an_inconsistent_legacy_wallet_is_reported_and_keeps_its_available_credit(
     stores: Stores,
 ) -> None:
