@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -72,21 +73,37 @@ class StatedCurrencyField(serializers.CharField):
         )
 
 
-class CreditRequest(serializers.Serializer):
+class RequestBody(serializers.Serializer):
+    """A request body names only the fields its operation takes: DRF drops any other, so a
+    misspelt one ("amount_currency" for "currency") would be ignored and the money moved
+    anyway. It is refused instead (400 validation_error, the field named)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = sorted(str(name) for name in data if name not in self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["Not a field of this request."] for name in unknown},
+                    code="unknown_field",
+                )
+        return super().to_internal_value(data)
+
+
+class CreditRequest(RequestBody):
     transaction_id = IdField()
     amount = AmountField()
     issuer = IdField(required=False, allow_blank=True, default="")
     currency = StatedCurrencyField()
 
 
-class DebitRequest(serializers.Serializer):
+class DebitRequest(RequestBody):
     reference_id = IdField()
     amount = AmountField()
     issuer = IdField(required=False, allow_blank=True, default="")
     currency = StatedCurrencyField()
 
 
-class VoidRequest(serializers.Serializer):
+class VoidRequest(RequestBody):
     reason = serializers.CharField(max_length=1000)
 
 

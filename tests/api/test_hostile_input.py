@@ -465,3 +465,48 @@ def test_a_whitespace_amount_currency_is_refused_not_taken_as_unstated(
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "unknown_currency"
     assert api.get(wallet_url("ws-client")).status_code == 404
+
+
+# --- a field the operation does not take ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("operation", "body"),
+    [
+        ("credits", {"transaction_id": "t-unknown", "amount": "1.00", "amount_currency": "EUR"}),
+        ("debits", {"reference_id": "t-unknown", "amount": "1.00", "ammount": "2.00"}),
+    ],
+    ids=["credit-misspelt-currency", "debit-misspelt-amount"],
+)
+def test_a_body_field_the_operation_does_not_take_is_refused_400_and_moves_nothing(
+    api: APIClient, operation: str, body: dict[str, str]
+) -> None:
+    client_id = funded_wallet(api)
+    before = balance_of(api, client_id)
+
+    response = api.post(f"{wallet_url(client_id)}/{operation}", body, format="json")
+
+    assert_error(response, 400, "validation_error")
+    taken = {"transaction_id", "reference_id", "amount"}
+    unknown = next(name for name in body if name not in taken)
+    assert list(response.json()["error"]["details"]["fields"]) == [unknown]
+    assert balance_of(api, client_id) == before
+
+
+def test_a_void_body_with_a_field_it_does_not_take_is_refused_400_and_voids_nothing(
+    api: APIClient,
+) -> None:
+    client_id = funded_wallet(api)
+    credit = api.post(
+        f"{wallet_url(client_id)}/credits",
+        {"transaction_id": f"v-{client_id}", "amount": "1.00"},
+        format="json",
+    )
+    assert credit.status_code == 201, credit.content
+
+    response = api.post(
+        f"/api/transactions/v-{client_id}/void", {"reason": "typo", "force": True}, format="json"
+    )
+
+    assert_error(response, 400, "validation_error")
+    assert api.get(f"/api/transactions/v-{client_id}").json()["state"] == "posted"
