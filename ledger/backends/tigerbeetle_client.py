@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import operator
 import os
 import struct
 import threading
@@ -80,56 +81,31 @@ def chain_safe_chunks(events: Sequence[Any], size: int = BATCH_EVENTS_MAX) -> li
     return chunks
 
 
-# The wire layout of the events the application sends in bulk (tb_client.h; 128 bytes each):
-# six u128 fields, then user_data_64, user_data_32, timeout (an account's `reserved`), ledger,
-# code, flags and timestamp.
-_EVENT_TAIL = struct.Struct("<QIIIHHQ")
+def _event_bytes(
+    wide_fields: tuple[str, ...], tail: struct.Struct, tail_fields: tuple[str, ...]
+) -> Callable[[Any], bytes]:
+    """The wire form of one event (tb_client.h, 128 bytes): its u128 fields little-endian,
+    then the narrower ones as `tail` lays them out."""
+    wide = operator.attrgetter(*wide_fields)
+    narrow = operator.attrgetter(*tail_fields)
+
+    def to_bytes(event: Any) -> bytes:
+        head = b"".join([value.to_bytes(16, "little") for value in wide(event)])
+        return head + tail.pack(*narrow(event))
+
+    return to_bytes
 
 
-def _transfer_bytes(transfer: tb.Transfer) -> bytes:
-    return b"".join(
-        (
-            transfer.id.to_bytes(16, "little"),
-            transfer.debit_account_id.to_bytes(16, "little"),
-            transfer.credit_account_id.to_bytes(16, "little"),
-            transfer.amount.to_bytes(16, "little"),
-            transfer.pending_id.to_bytes(16, "little"),
-            transfer.user_data_128.to_bytes(16, "little"),
-            _EVENT_TAIL.pack(
-                transfer.user_data_64,
-                transfer.user_data_32,
-                transfer.timeout,
-                transfer.ledger,
-                transfer.code,
-                transfer.flags,
-                transfer.timestamp,
-            ),
-        )
-    )
-
-
-def _account_bytes(account: tb.Account) -> bytes:
-    return b"".join(
-        (
-            account.id.to_bytes(16, "little"),
-            account.debits_pending.to_bytes(16, "little"),
-            account.debits_posted.to_bytes(16, "little"),
-            account.credits_pending.to_bytes(16, "little"),
-            account.credits_posted.to_bytes(16, "little"),
-            account.user_data_128.to_bytes(16, "little"),
-            _EVENT_TAIL.pack(
-                account.user_data_64,
-                account.user_data_32,
-                0,  # reserved
-                account.ledger,
-                account.code,
-                account.flags,
-                account.timestamp,
-            ),
-        )
-    )
-
-
+_transfer_bytes = _event_bytes(
+    ("id", "debit_account_id", "credit_account_id", "amount", "pending_id", "user_data_128"),
+    struct.Struct("<QIIIHHQ"),  # the transfer's u32 timeout sits after user_data_32
+    ("user_data_64", "user_data_32", "timeout", "ledger", "code", "flags", "timestamp"),
+)
+_account_bytes = _event_bytes(
+    ("id", "debits_pending", "debits_posted", "credits_pending", "credits_posted", "user_data_128"),
+    struct.Struct("<QI4xIHHQ"),  # four reserved zero bytes where a transfer has its timeout
+    ("user_data_64", "user_data_32", "ledger", "code", "flags", "timestamp"),
+)
 _EVENT_BYTES: dict[Any, Callable[[Any], bytes]] = {
     bindings.CTransfer: _transfer_bytes,
     bindings.CAccount: _account_bytes,
