@@ -68,6 +68,13 @@ from ledger.stores.mongo_documents import (
 T = TypeVar("T")
 WALLETS = "payments_wallets"
 LOG = "wallet_transactions"
+# The fields that name a wallet, in both collections (`mongo_documents.key_filter`).
+WALLET_KEY_INDEX = [
+    ("client_id", 1),
+    ("country", 1),
+    ("currency", 1),
+    ("issuer_type_identifier", 1),
+]
 
 
 class MirrorState:
@@ -191,12 +198,17 @@ class MongoWalletStore:
         database = self.database
         if not self._indexes_ready:
             database[WALLETS].create_index(
-                [("client_id", 1), ("country", 1), ("currency", 1), ("issuer_type_identifier", 1)],
+                WALLET_KEY_INDEX,
                 unique=True,
                 name="unique_wallet_key",
             )
             database[LOG].create_index(
                 [("mirror_state", 1), ("client_id", 1), ("wallet_seq", 1)], name="mirror_outbox"
+            )
+            # A wallet's history (support's pages) and the backfill's read of a page's log
+            # entries (client_id $in) ask by wallet key: without it, a full scan each.
+            database[LOG].create_index(
+                [*WALLET_KEY_INDEX, ("created_at", 1)], name="wallet_history"
             )
             database[LOG].create_index(
                 [("voided_transaction_id", 1)],

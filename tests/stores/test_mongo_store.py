@@ -116,3 +116,19 @@ def test_an_unreachable_server_is_store_unavailable_within_the_timeout() -> None
         silent.get_balance(key())
 
     assert time.monotonic() - started < 5
+
+
+def test_the_log_is_indexed_by_wallet_key_for_histories_and_the_backfill(
+    store: MongoWalletStore,
+) -> None:
+    _, log = store.collections()
+
+    keys = {index["name"]: list(index["key"].items()) for index in log.list_indexes()}
+
+    assert keys["wallet_history"] == [
+        ("client_id", 1),
+        ("country", 1),
+        ("currency", 1),
+        ("issuer_type_identifier", 1),
+        ("created_at", 1),
+    ]
