@@ -170,17 +170,16 @@ def opening_balance_transfer_id(account_id: int) -> int:
     return _hash_bits(["opening-balance", ID_SCHEME_VERSION, account_id], 128)
 
 
-def limit_probe_account_id(ledger: int) -> int:
-    """The ledger's balance-limit probe account: the debit side of every limit probe."""
-    return _ledger_account_id("limit-probe-account", ledger, _namespace_source())
+def limit_account_id(wallet_account_id: int) -> int:
+    """A wallet's limit account: the debit side of its limit reservation, which only it can
+    hold (a reservation fills an account's 128-bit debits_pending)."""
+    return _hash_bits(["limit-account", ID_SCHEME_VERSION, wallet_account_id], 128)
 
 
-def limit_probe_transfer_id(guarded_transfer_id: int, *, attempt: int, void: bool) -> int:
-    """The probe (or, `void`, the probe's void) guarding one transfer that credits a wallet.
-    `attempt` moves past ids TigerBeetle refused because the probe account was missing
-    (`debit_account_not_found` makes an id `id_already_failed` for good)."""
-    step = "void" if void else "probe"
-    return _hash_bits(["limit-probe", ID_SCHEME_VERSION, guarded_transfer_id, attempt, step], 128)
+def limit_reservation_transfer_id(wallet_account_id: int) -> int:
+    """A wallet's limit reservation: one per wallet, so a retry or a second process reserving
+    the same wallet gets `exists`."""
+    return _hash_bits(["limit-reservation", ID_SCHEME_VERSION, wallet_account_id], 128)
 
 
 def u128_to_hex(value: int) -> str:

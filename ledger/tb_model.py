@@ -8,26 +8,27 @@ the mirror replays the same ones from MongoDB's outbox, the backfill imports the
 reconciliation and support pages read them back; one definition means they cannot drift.
 
 The account codes are deployment settings (TB_WALLET_ACCOUNT_CODE, TB_SYSTEM_ACCOUNT_CODE,
-TB_LIMIT_PROBE_ACCOUNT_CODE): callers read them at the edge (the store's
+TB_LIMIT_ACCOUNT_CODE): callers read them at the edge (the store's
 `wallet_account_code()`) and pass them in here.
 
 The balance limit (BALANCE_MINOR_MAX on a wallet's credits, its historical credit) is enforced
-by TigerBeetle itself, atomically: every transfer the store posts that credits a wallet goes in
-one linked chain with a *limit probe* (`limit_guarded_chain`): a pending transfer of
-LIMIT_PROBE_AMOUNT = 2^128-1-BALANCE_MINOR_MAX from the ledger's limit-probe account (its own
-account code, created beside the system account) to the wallet, then the void of that probe.
-The probe overflows the wallet's credits (`overflows_credits_posted` / `overflows_credits`)
-exactly when its credits, the new transfer included, exceed BALANCE_MINOR_MAX, and then the
-whole chain fails and nothing is posted; otherwise the void undoes the probe at once and only
-the transfer's own amount stays. Two credits racing at the limit are serialised by the cluster,
-so at most one of them posts. The probe and its void carry TRANSFER_CODE_LIMIT_PROBE and change
-no posted amount: histories and listings leave them out (`is_limit_probe`,
-`posted_balance_changes`).
+by TigerBeetle itself, atomically, by a *limit reservation* (`limit_reservation`): one pending
+transfer of LIMIT_RESERVATION_AMOUNT = 2^128-1-BALANCE_MINOR_MAX to the wallet from its own
+limit account (`wallet_limit_account`), never posted nor voided. It holds the wallet's
+credits_pending there for good, so a transfer that credits the wallet overflows
+(`overflows_credits`) exactly when the wallet's credits, the transfer included, would exceed
+BALANCE_MINOR_MAX, and posts nothing; two credits racing at the limit are serialised by the
+cluster, so at most one of them posts. Each wallet needs an account of its own for it: a
+reservation fills its debit account's 128-bit debits_pending. The reservation carries
+TRANSFER_CODE_LIMIT_RESERVATION and moves no posted amount.
+
+Wallets credited before reservations had their credits posted in a linked chain with a *limit
+probe* (a pending transfer of the same amount from the ledger's probe account, and its void,
+TRANSFER_CODE_LIMIT_PROBE); the store reserves such a wallet's limit before its next credit.
+Histories and listings leave both kinds out (`is_limit_bookkeeping`, `posted_balance_changes`).
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 from tigerbeetle import (
     Account,
@@ -46,8 +47,8 @@ from domain.ids import (
     WalletKey,
     client_hash_128,
     issuer_hash_64,
-    limit_probe_account_id,
-    limit_probe_transfer_id,
+    limit_account_id,
+    limit_reservation_transfer_id,
     opening_balance_transfer_id,
     system_account_id,
     transaction_transfer_id,
@@ -60,11 +61,11 @@ TRANSFER_CODE_CREDIT = 1
 TRANSFER_CODE_DEBIT = 2
 TRANSFER_CODE_VOID = 3
 TRANSFER_CODE_OPENING_BALANCE = 4
-TRANSFER_CODE_LIMIT_PROBE = 5
+TRANSFER_CODE_LIMIT_PROBE = 5  # wallets credited before reservations: kept out of histories
+TRANSFER_CODE_LIMIT_RESERVATION = 6
 U128_MAX = 2**128 - 1
-# Credited on top of a wallet's credits, this overflows 128 bits exactly when they exceed
-# BALANCE_MINOR_MAX.
-LIMIT_PROBE_AMOUNT = U128_MAX - BALANCE_MINOR_MAX
+# Held pending on a wallet's credits, this leaves room for exactly BALANCE_MINOR_MAX posted.
+LIMIT_RESERVATION_AMOUNT = U128_MAX - BALANCE_MINOR_MAX
 # A wallet never goes below zero, and keeps its balance after every transfer (replays and
 # the support page read it back).
 WALLET_ACCOUNT_FLAGS = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.HISTORY
@@ -79,10 +80,15 @@ def system_account(ledger: int, *, code: int) -> Account:
     return Account(id=system_account_id(ledger), ledger=ledger, code=code)
 
 
-def limit_probe_account(ledger: int, *, code: int) -> Account:
-    """A ledger's limit-probe account: the debit side of every limit probe. No flags: its
-    debits_pending holds one probe at a time (the chain voids it at once), never two."""
-    return Account(id=limit_probe_account_id(ledger), ledger=ledger, code=code)
+def wallet_limit_account(wallet_account_id: int, *, ledger: int, code: int) -> Account:
+    """A wallet's limit account: the debit side of its limit reservation, and of nothing else
+    (user_data_128 names the wallet's account)."""
+    return Account(
+        id=limit_account_id(wallet_account_id),
+        user_data_128=wallet_account_id,
+        ledger=ledger,
+        code=code,
+    )
 
 
 def wallet_account(key: WalletKey, *, account_id: int, ledger: int, code: int) -> Account:
@@ -171,61 +177,46 @@ def void_transfer(
     )
 
 
-def limit_guarded_chain(transfer: Transfer, *, attempt: int = 0) -> list[Transfer]:
-    """`transfer` (it credits a wallet: a credit, or the void of a debit) as one linked chain
-    with its limit probe and the probe's void: TigerBeetle posts all three or none, and the
-    probe fails (`overflows_credits*`) when the wallet's credits would pass
-    BALANCE_MINOR_MAX. The probe's ids derive from the transfer's; `attempt` moves past ids
-    burnt while the probe account was missing."""
-    assert transfer.flags == TransferFlags.NONE, "the guarded transfer is a plain one"
-    assert 0 < transfer.amount <= BALANCE_MINOR_MAX
-    probe_account_id = limit_probe_account_id(transfer.ledger)
-    probe_id = limit_probe_transfer_id(transfer.id, attempt=attempt, void=False)
-    linked = dataclasses.replace(transfer, flags=TransferFlags.LINKED)
-    probe = Transfer(
-        id=probe_id,
-        debit_account_id=probe_account_id,
-        credit_account_id=transfer.credit_account_id,
-        amount=LIMIT_PROBE_AMOUNT,
-        user_data_128=transfer.id,
-        ledger=transfer.ledger,
-        code=TRANSFER_CODE_LIMIT_PROBE,
-        flags=TransferFlags.LINKED | TransferFlags.PENDING,
+def limit_reservation(wallet_account_id: int, *, ledger: int) -> Transfer:
+    """The wallet's limit reservation: pending for good (no timeout) from its limit account,
+    so its credits can never exceed BALANCE_MINOR_MAX. Its id is the wallet's, so reserving
+    twice answers `exists`; it fails (`overflows_credits`) only on a wallet already past
+    the limit."""
+    return Transfer(
+        id=limit_reservation_transfer_id(wallet_account_id),
+        debit_account_id=limit_account_id(wallet_account_id),
+        credit_account_id=wallet_account_id,
+        amount=LIMIT_RESERVATION_AMOUNT,
+        ledger=ledger,
+        code=TRANSFER_CODE_LIMIT_RESERVATION,
+        flags=TransferFlags.PENDING,
     )
-    probe_void = Transfer(
-        id=limit_probe_transfer_id(transfer.id, attempt=attempt, void=True),
-        debit_account_id=probe_account_id,
-        credit_account_id=transfer.credit_account_id,
-        amount=LIMIT_PROBE_AMOUNT,
-        pending_id=probe_id,
-        user_data_128=transfer.id,
-        ledger=transfer.ledger,
-        code=TRANSFER_CODE_LIMIT_PROBE,
-        flags=TransferFlags.VOID_PENDING_TRANSFER,
-    )
-    return [linked, probe, probe_void]
 
 
-def is_limit_probe(transfer: Transfer) -> bool:
-    """A limit probe or its void: bookkeeping of the balance limit, never a wallet's
-    transaction."""
-    return bool(transfer.code == TRANSFER_CODE_LIMIT_PROBE)
+def is_limit_bookkeeping(transfer: Transfer) -> bool:
+    """A limit reservation, or an older limit probe or its void: bookkeeping of the balance
+    limit, never a wallet's transaction."""
+    return transfer.code in (TRANSFER_CODE_LIMIT_RESERVATION, TRANSFER_CODE_LIMIT_PROBE)
 
 
-def posted_balance_changes(snapshots: list[AccountBalance]) -> list[AccountBalance]:
+def posted_balance_changes(
+    snapshots: list[AccountBalance], *, whole_history: bool
+) -> list[AccountBalance]:
     """The snapshots (an account's history, newest first) of transfers that moved posted
-    amounts, i.e. without its limit probes: a probe's snapshot holds the probe pending, its
-    void's repeats the posted amounts of the snapshot before it. The oldest snapshot given is
-    kept unless it holds a probe, so callers ask for a few more than they keep (wallets hold
-    nothing pending but probes, and every transfer of theirs moves a positive amount)."""
+    amounts: every transaction of a wallet moves a positive amount, and the limit's
+    bookkeeping (a reservation, an older probe or its void) moves none, so a snapshot is kept
+    when its posted amounts differ from the snapshot before it. The oldest snapshot given has
+    none before it: when it is the account's first (`whole_history`), it is kept if anything
+    is posted; otherwise it is left out, so callers ask for one more than they keep."""
     kept: list[AccountBalance] = []
     for index, snapshot in enumerate(snapshots):
-        if snapshot.credits_pending or snapshot.debits_pending:
-            continue  # a probe, pending
-        older = snapshots[index + 1] if index + 1 < len(snapshots) else None
-        if older is not None and older.credits_pending:
-            continue  # the void of the probe just before it
-        kept.append(snapshot)
+        posted = (snapshot.credits_posted, snapshot.debits_posted)
+        if index + 1 < len(snapshots):
+            older = snapshots[index + 1]
+            if posted != (older.credits_posted, older.debits_posted):
+                kept.append(snapshot)
+        elif whole_history and posted != (0, 0):
+            kept.append(snapshot)
     return kept
 
 

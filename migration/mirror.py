@@ -236,7 +236,10 @@ class Mirror:
                 continue
             if row is None:
                 try:
-                    self.tigerbeetle.ensure_wallet_account(key)
+                    # The legacy store enforced the limit of every write replayed here:
+                    # no reservation yet (one request less a new wallet); the TigerBeetle
+                    # store makes it before the wallet's first credit of its own.
+                    self.tigerbeetle.ensure_wallet_account(key, reserve_limit=False)
                 except errors.StoreUnavailable as exc:
                     unreachable = str(exc)
                     continue

@@ -31,7 +31,7 @@ from domain.ids import WalletKey, hex_to_u128, u128_to_hex, wallet_key_bytes
 from registry.models import UNIQUE_WALLET_KEY, WalletAccount
 
 CACHE_TTL_S = 30 * 60
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the entry holds limit_reserved
 LOCAL_TTL_S = 60
 LOCAL_ENTRIES_MAX = 100_000
 
@@ -43,6 +43,7 @@ class RegisteredAccount:
     registry_pk: int
     tb_account_id: int
     ledger: int
+    limit_reserved: bool
 
 
 _local: TTLCache[WalletKey, RegisteredAccount] = TTLCache(
@@ -66,8 +67,9 @@ def _cache_key(key: WalletKey) -> str:
     return "registry:wallet:" + hashlib.sha256(wallet_key_bytes(key)).hexdigest()
 
 
-def _registered(row: WalletAccount) -> RegisteredAccount:
-    return RegisteredAccount(row.pk, row.tb_account_id, row.ledger)
+def as_registered(row: WalletAccount) -> RegisteredAccount:
+    """What the store needs of a row it already holds (a void's wallet)."""
+    return RegisteredAccount(row.pk, row.tb_account_id, row.ledger, row.limit_reserved)
 
 
 def find_account(key: WalletKey) -> RegisteredAccount | None:
@@ -78,7 +80,7 @@ def find_account(key: WalletKey) -> RegisteredAccount | None:
         return registered
     cached = cache.get(_cache_key(key), version=CACHE_VERSION)
     if cached is not None:
-        registered = RegisteredAccount(cached[0], hex_to_u128(cached[1]), cached[2])
+        registered = RegisteredAccount(cached[0], hex_to_u128(cached[1]), cached[2], cached[3])
         _keep_local(key, registered)
         return registered
     row = WalletAccount.objects.filter(
@@ -90,13 +92,13 @@ def find_account(key: WalletKey) -> RegisteredAccount | None:
     if row is None:
         return None
     _remember(key, row)
-    return _registered(row)
+    return as_registered(row)
 
 
 def _remember(key: WalletKey, row: WalletAccount) -> None:
-    cached = (row.pk, row.tb_account_id_hex, row.ledger)
+    cached = (row.pk, row.tb_account_id_hex, row.ledger, row.limit_reserved)
     cache.set(_cache_key(key), cached, timeout=CACHE_TTL_S, version=CACHE_VERSION)
-    _keep_local(key, _registered(row))
+    _keep_local(key, as_registered(row))
 
 
 def forget(key: WalletKey) -> None:
@@ -112,9 +114,10 @@ class AccountIdTaken(Exception):
 
 
 def register_account(
-    key: WalletKey, *, tb_account_id: int, ledger: int, nonce: int
+    key: WalletKey, *, tb_account_id: int, ledger: int, nonce: int, limit_reserved: bool = False
 ) -> RegisteredAccount:
-    """Record key -> id after the TigerBeetle account exists.
+    """Record key -> id after the TigerBeetle account (and, `limit_reserved`, its limit
+    reservation) exists.
 
     Idempotent for the same key (a concurrent registration of the same wallet returns the row
     that won); raises AccountIdTaken if the id already belongs to another key.
@@ -129,6 +132,7 @@ def register_account(
                 tb_account_id_hex=u128_to_hex(tb_account_id),
                 ledger=ledger,
                 nonce=nonce,
+                limit_reserved=limit_reserved,
             )
     except IntegrityError as exc:
         existing = WalletAccount.objects.filter(
@@ -144,7 +148,15 @@ def register_account(
         row = existing
     forget(key)
     _remember(key, row)
-    return _registered(row)
+    return as_registered(row)
+
+
+def mark_limit_reserved(key: WalletKey, *, registry_pk: int) -> None:
+    """The wallet's limit reservation is in TigerBeetle: later credits post alone. Other
+    processes may hold the old entry for up to LOCAL_TTL_S; they reserve again, which
+    TigerBeetle answers `exists`."""
+    WalletAccount.objects.filter(pk=registry_pk, limit_reserved=False).update(limit_reserved=True)
+    forget(key)
 
 
 def accounts_of_client(client_id: str) -> dict[int, WalletAccount]:
@@ -214,7 +226,7 @@ _IMPORTED_FIELDS = (  # a row's own values; nonce and the two timestamps are one
     "ledger",
     "opening_seq",
 )
-_PAGE_FIELDS = ("nonce", "imported_at", "created_at")
+_PAGE_FIELDS = ("nonce", "limit_reserved", "imported_at", "created_at")
 
 
 def _new_rows(
@@ -239,6 +251,7 @@ def _new_rows(
     ]
     page_values = [
         0,  # nonce: an imported wallet's account is account_id_for(key), nonce 0
+        False,  # limit_reserved: the store reserves before the wallet's first credit
         by_name["imported_at"].get_db_prep_save(imported_at, connection),
         by_name["created_at"].get_db_prep_save(timezone.now(), connection),
     ]
@@ -266,7 +279,7 @@ def _insert_new_postgresql(
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} ({columns})"
-            f" SELECT {values}, %s, %s, %s FROM json_array_elements(%s::json) AS new_row"
+            f" SELECT {values}, %s, %s, %s, %s FROM json_array_elements(%s::json) AS new_row"
             f" ON CONFLICT ON CONSTRAINT {quote(UNIQUE_WALLET_KEY)} DO NOTHING"
             f" RETURNING {key_columns}",
             [*page_values, json.dumps(rows)],

@@ -73,6 +73,13 @@ class WalletAccount(models.Model):
         ),
     )
     imported_at = models.DateTimeField(null=True, blank=True, help_text="when the backfill ran")
+    limit_reserved = models.BooleanField(
+        default=False,
+        help_text=(
+            "whether the wallet's limit reservation is in TigerBeetle (ledger/tb_model.py); "
+            "the store reserves it before a wallet's next credit when not"
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -105,7 +105,7 @@ def unused_wallet_account_code(backend: LedgerBackend) -> int:
     reserved = {
         settings.TB_WALLET_ACCOUNT_CODE,
         settings.TB_SYSTEM_ACCOUNT_CODE,
-        settings.TB_LIMIT_PROBE_ACCOUNT_CODE,
+        settings.TB_LIMIT_ACCOUNT_CODE,
     }
     for _ in range(FREE_CODE_ATTEMPTS):
         code = secrets.randbelow(2**16 - 1000) + 1000

@@ -168,8 +168,11 @@ TB_ID_NAMESPACE = env("TB_ID_NAMESPACE", default="")
 # share, and reconciliation looks only at them (design.md, "TigerBeetle data model").
 TB_WALLET_ACCOUNT_CODE = env.int("TB_WALLET_ACCOUNT_CODE", default=7101)
 TB_SYSTEM_ACCOUNT_CODE = env.int("TB_SYSTEM_ACCOUNT_CODE", default=7102)
-# The accounts behind the balance limit's probes (ledger/tb_model.py), one per ledger.
-TB_LIMIT_PROBE_ACCOUNT_CODE = env.int("TB_LIMIT_PROBE_ACCOUNT_CODE", default=7103)
+# The accounts behind the balance limit (ledger/tb_model.py): one limit account per wallet,
+# and the older limit-probe account of each ledger. Its earlier name is still read.
+TB_LIMIT_ACCOUNT_CODE = env.int(
+    "TB_LIMIT_ACCOUNT_CODE", default=env.int("TB_LIMIT_PROBE_ACCOUNT_CODE", default=7103)
+)
 
 # --- Celery ------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")

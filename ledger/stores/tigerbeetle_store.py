@@ -9,9 +9,10 @@ twice, voids as compensating transfers.
 Writes go to TigerBeetle first and to the registry after; a crash in between is repaired by
 the retry, which gets `exists` from TigerBeetle and then writes the missing registry row.
 
-The balance limit is TigerBeetle's own: every transfer that credits a wallet is posted in one
-linked chain with a limit probe (`ledger.tb_model.limit_guarded_chain`), so a credit past the
-limit is refused atomically, also when two race, in the one round trip that posts it.
+The balance limit is TigerBeetle's own: each wallet holds a limit reservation
+(`ledger.tb_model.limit_reservation`), so a credit past the limit is refused atomically, also
+when two race, in the one round trip that posts it. A wallet created before reservations gets
+its reservation before its next credit.
 """
 
 from __future__ import annotations
@@ -55,14 +56,14 @@ from ledger.tb_model import (
     credit_transfer,
     debit_transfer,
     history_filter,
-    is_limit_probe,
+    is_limit_bookkeeping,
     latest_event_filter,
-    limit_guarded_chain,
-    limit_probe_account,
+    limit_reservation,
     posted_balance_changes,
     system_account,
     void_transfer,
     wallet_account,
+    wallet_limit_account,
 )
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
@@ -87,15 +88,16 @@ _OVERFLOWS = {
     CreateTransferStatus.OVERFLOWS_DEBITS,
     CreateTransferStatus.OVERFLOWS_DEBITS_POSTED,
 }
-# A limit probe fails with one of these exactly when the wallet's credits would pass the limit.
-_PROBE_OVERFLOWS = {
+# A transfer crediting a wallet fails with one of these exactly when the wallet's credits would
+# pass the limit (its reservation holds the rest of 128 bits); so does a reservation of a
+# wallet already past it.
+_LIMIT_OVERFLOWS = {
     CreateTransferStatus.OVERFLOWS_CREDITS,
     CreateTransferStatus.OVERFLOWS_CREDITS_POSTED,
 }
-# Attempts at a guarded chain: the second follows creating a missing probe account.
-_GUARDED_CHAIN_ATTEMPTS = 2
-# Balances read behind a write: its own snapshot and its chain's two probe snapshots, plus
-# room for writes of other requests to the wallet landing in between.
+_RESERVATION_ACCEPTED = {CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS}
+# Balances read behind a write: its own snapshot, plus room for writes of other requests to
+# the wallet landing in between.
 _RECENT_BALANCES = 16
 
 
@@ -112,9 +114,9 @@ def system_account_code() -> int:
     return code
 
 
-def limit_probe_account_code() -> int:
-    """The code of this application's limit-probe accounts (TB_LIMIT_PROBE_ACCOUNT_CODE)."""
-    code: int = settings.TB_LIMIT_PROBE_ACCOUNT_CODE
+def limit_account_code() -> int:
+    """The code of this application's limit accounts (TB_LIMIT_ACCOUNT_CODE)."""
+    code: int = settings.TB_LIMIT_ACCOUNT_CODE
     return code
 
 
@@ -241,7 +243,7 @@ class TigerBeetleWalletStore:
             result, recent = self._send_transfer(
                 void,
                 row.wallet.key,
-                wallet_id,
+                account_registry.as_registered(row.wallet),
                 credits_wallet=row.kind == WalletTransfer.Kind.DEBIT,
             )
             try:
@@ -375,47 +377,53 @@ class TigerBeetleWalletStore:
             raise errors.StoreUnavailable(f"TigerBeetle is unavailable: {exc}") from exc
 
     def _send_transfer(
-        self, transfer: Transfer, key: WalletKey, tb_account_id: int, *, credits_wallet: bool
+        self,
+        transfer: Transfer,
+        key: WalletKey,
+        registered: RegisteredAccount,
+        *,
+        credits_wallet: bool,
     ) -> tuple[CreateTransferResult, _BalancesBehind]:
-        """Post one transfer of the wallet, in its limit-guarded chain when it credits the
-        wallet: TigerBeetle's answer, and the wallet's balances read right behind it."""
-        if credits_wallet:
-            return self._create_guarded(transfer, key, tb_account_id)
-        answer, recent = self._send_with_balance_read([transfer], tb_account_id)
+        """Post one transfer of the wallet: TigerBeetle's answer, and the wallet's balances
+        read right behind it. One that credits the wallet is refused with
+        BalanceLimitExceeded when it overflows the wallet's limit reservation, made first if
+        the wallet has none yet."""
+        if credits_wallet and not registered.limit_reserved:
+            self._reserve_limit(key, registered)
+        answer, recent = self._send_with_balance_read([transfer], registered.tb_account_id)
         try:
             (result,) = self._call(answer)
         except BaseException:
             recent.discard()
             raise
+        if credits_wallet and result.status in _LIMIT_OVERFLOWS:
+            recent.collect()  # every request sent is answered
+            raise _limit_exceeded(key)
         return result, recent
 
-    def _create_guarded(
-        self, transfer: Transfer, key: WalletKey, tb_account_id: int
-    ) -> tuple[CreateTransferResult, _BalancesBehind]:
-        """Post `transfer` (it credits the wallet) in its limit-guarded chain: the result of
-        the transfer itself (created, or its own refusal such as `exists`) and the wallet's
-        recent balances read right behind it (`_send_with_balance_read`), or
-        BalanceLimitExceeded when the probe overflowed and the chain posted nothing."""
-        for attempt in range(_GUARDED_CHAIN_ATTEMPTS):
-            chain = limit_guarded_chain(transfer, attempt=attempt)
-            answer, recent = self._send_with_balance_read(chain, tb_account_id)
-            try:
-                results = self._call(answer)
-            except BaseException:
-                recent.discard()
-                raise
-            own, probe = results[0], results[1]
-            if own.status != CreateTransferStatus.LINKED_EVENT_FAILED:
-                return own, recent
-            recent.collect()  # every request sent is answered
-            if probe.status in _PROBE_OVERFLOWS:
-                raise _limit_exceeded(key)
-            if probe.status != CreateTransferStatus.DEBIT_ACCOUNT_NOT_FOUND:
-                raise self._unexpected(probe.status, chain[1])
-            # A ledger whose wallets predate the probes: create its probe account, retry
-            # with fresh probe ids (the refused ones are `id_already_failed` for good).
-            self._create_limit_probe_account(transfer.ledger)
-        raise RuntimeError(f"limit probe account of ledger {transfer.ledger} still missing")
+    def _reserve_limit(self, key: WalletKey, registered: RegisteredAccount) -> None:
+        """Give a wallet registered before limit reservations its limit account and
+        reservation, then mark it reserved. Repeating it (another process, a stale cache
+        entry) is answered `exists`; a wallet already past the limit cannot be reserved,
+        and no credit of it can post."""
+        limit_account = wallet_limit_account(
+            registered.tb_account_id, ledger=registered.ledger, code=limit_account_code()
+        )
+        (account_result,) = self._call(self.backend.create_accounts, [limit_account])
+        if account_result.status not in _ACCOUNT_ACCEPTED:
+            raise RuntimeError(
+                f"limit account of wallet {key.describe()}: {account_result.status!r}"
+            )
+        self._post_reservation(key, registered.tb_account_id, registered.ledger)
+        account_registry.mark_limit_reserved(key, registry_pk=registered.registry_pk)
+
+    def _post_reservation(self, key: WalletKey, tb_account_id: int, ledger: int) -> None:
+        reservation = limit_reservation(tb_account_id, ledger=ledger)
+        (result,) = self._call(self.backend.create_transfers, [reservation])
+        if result.status in _LIMIT_OVERFLOWS:
+            raise _limit_exceeded(key)
+        if result.status not in _RESERVATION_ACCEPTED:
+            raise self._unexpected(result.status, reservation)
 
     def _send_with_balance_read(
         self, transfers: list[Transfer], tb_account_id: int
@@ -445,17 +453,11 @@ class TigerBeetleWalletStore:
                 return balance_from_snapshot(key, snapshot)
         return self._balance_at(key, tb_account_id, timestamp)
 
-    def _create_limit_probe_account(self, ledger: int) -> None:
-        probe = limit_probe_account(ledger, code=limit_probe_account_code())
-        (result,) = self._call(self.backend.create_accounts, [probe])
-        if result.status not in _ACCOUNT_ACCEPTED:
-            raise RuntimeError(f"limit probe account of ledger {ledger}: {result.status!r}")
-
     def _posted_timestamp(self, transfer: Transfer, result: CreateTransferResult) -> int:
         """The timestamp of `transfer` when TigerBeetle holds it (created now, or `exists`),
-        else 0. A transfer posted before it went in a limit chain (or replayed unlinked by
-        the mirror) is the same write but for the `linked` flag, which TigerBeetle keeps:
-        it answers `exists_with_different_flags`, and counts as `exists` here."""
+        else 0. The same write posted with another `linked` flag, which TigerBeetle keeps (in a
+        limit probe's chain, before reservations; alone, as now and as the mirror replays
+        it), is answered `exists_with_different_flags`, and counts as `exists` here."""
         if result.status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
             return int(result.timestamp)
         if result.status != CreateTransferStatus.EXISTS_WITH_DIFFERENT_FLAGS:
@@ -481,8 +483,10 @@ class TigerBeetleWalletStore:
         assert registered is not None, "a wallet account was registered just now"
         return registered
 
-    def ensure_wallet_account(self, key: WalletKey) -> int:
-        """The wallet's account id, creating the system and wallet accounts on first use.
+    def ensure_wallet_account(self, key: WalletKey, *, reserve_limit: bool = True) -> int:
+        """The wallet's account id, creating the system, wallet and limit accounts and, with
+        `reserve_limit`, the wallet's limit reservation on first use (without it, the
+        store reserves before the wallet's first credit).
 
         The account's fields encode the whole key, so TigerBeetle itself reports an id that
         belongs to another wallet (`exists_with_different_*`): then the nonce is bumped.
@@ -492,7 +496,6 @@ class TigerBeetleWalletStore:
             return registered.tb_account_id
         ledger = ledger_for_currency(key.currency)
         system = system_account(ledger, code=system_account_code())
-        probe = limit_probe_account(ledger, code=limit_probe_account_code())
         for nonce in range(MAX_ACCOUNT_NONCE):
             wallet = wallet_account(
                 key,
@@ -500,20 +503,29 @@ class TigerBeetleWalletStore:
                 ledger=ledger,
                 code=wallet_account_code(),
             )
-            system_result, probe_result, wallet_result = self._call(
-                self.backend.create_accounts, [system, probe, wallet]
+            limit_account = wallet_limit_account(
+                wallet.id, ledger=ledger, code=limit_account_code()
+            )
+            system_result, wallet_result, limit_result = self._call(
+                self.backend.create_accounts, [system, wallet, limit_account]
             )
             if system_result.status not in _SYSTEM_ACCOUNT_ACCEPTED:
                 raise RuntimeError(f"system account of ledger {ledger}: {system_result.status!r}")
-            if probe_result.status not in _ACCOUNT_ACCEPTED:
-                raise RuntimeError(
-                    f"limit probe account of ledger {ledger}: {probe_result.status!r}"
-                )
             if wallet_result.status not in _ACCOUNT_ACCEPTED:
                 continue  # the id belongs to another wallet: next nonce
+            if limit_result.status not in _ACCOUNT_ACCEPTED:
+                raise RuntimeError(
+                    f"limit account of wallet {key.describe()}: {limit_result.status!r}"
+                )
+            if reserve_limit:
+                self._post_reservation(key, wallet.id, ledger)
             try:
                 return account_registry.register_account(
-                    key, tb_account_id=wallet.id, ledger=ledger, nonce=nonce
+                    key,
+                    tb_account_id=wallet.id,
+                    ledger=ledger,
+                    nonce=nonce,
+                    limit_reserved=reserve_limit,
                 ).tb_account_id
             except account_registry.AccountIdTaken:
                 continue
@@ -529,10 +541,7 @@ class TigerBeetleWalletStore:
         made_by: str,
     ) -> WalletResult:
         result, recent = self._send_transfer(
-            transfer,
-            key,
-            registered.tb_account_id,
-            credits_wallet=kind == TransactionKind.CREDIT,
+            transfer, key, registered, credits_wallet=kind == TransactionKind.CREDIT
         )
         try:
             return self._answer_post(
@@ -710,11 +719,11 @@ class TigerBeetleWalletStore:
             self.backend.get_account_transfers,
             history_filter(
                 registered.tb_account_id,
-                _with_probes(limit),
+                _with_bookkeeping(limit),
                 timestamp_max=before_timestamp - 1 if before_timestamp else 0,
             ),
         )
-        return [transfer for transfer in transfers if not is_limit_probe(transfer)][:limit]
+        return [transfer for transfer in transfers if not is_limit_bookkeeping(transfer)][:limit]
 
     def balance_history(
         self, key: WalletKey, limit: int = 20, before_timestamp: int = 0
@@ -724,18 +733,17 @@ class TigerBeetleWalletStore:
         registered = account_registry.find_account(key)
         if registered is None:
             raise errors.WalletNotFound(f"No wallet {key.describe()}.")
+        asked = _with_bookkeeping(limit)
         snapshots = self._call(
             self.backend.get_account_balances,
             history_filter(
                 registered.tb_account_id,
-                _with_probes(limit),
+                asked,
                 timestamp_max=before_timestamp - 1 if before_timestamp else 0,
             ),
         )
-        return [
-            balance_from_snapshot(key, snapshot)
-            for snapshot in posted_balance_changes(snapshots)[:limit]
-        ]
+        changes = posted_balance_changes(snapshots, whole_history=len(snapshots) < asked)
+        return [balance_from_snapshot(key, snapshot) for snapshot in changes[:limit]]
 
     def transfers_by_id(self, tb_transfer_ids: list[int]) -> dict[int, Transfer]:
         """The existing transfers among `tb_transfer_ids`, by id."""
@@ -785,7 +793,8 @@ class TigerBeetleWalletStore:
         return RuntimeError(f"TigerBeetle refused transfer {transfer.id:#x}: {status.name}")
 
 
-def _with_probes(limit: int) -> int:
+def _with_bookkeeping(limit: int) -> int:
     """How many of a wallet's newest transfers (or snapshots) to read to find `limit` of its
-    own: each may come with a limit probe and the probe's void."""
-    return min(3 * limit + 1, BATCH_EVENTS_MAX)
+    own: each may come with an older limit probe and the probe's void, the wallet may hold
+    its reservation among them, and `posted_balance_changes` leaves out the oldest read."""
+    return min(3 * limit + 2, BATCH_EVENTS_MAX)

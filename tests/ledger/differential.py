@@ -357,6 +357,8 @@ class Scenario:
         self.link(events, TF.LINKED)
         if self.chance(0.2):
             events += self.limit_guarded_chain()
+        if self.chance(0.2):
+            events += self.limit_reservation_and_credit()
         count = len(events)
         if self.chance(0.1) and imports and self.model.order:
             for event, stamp in zip(events, self.imported_timestamps(count), strict=True):
@@ -372,7 +374,7 @@ class Scenario:
         return events
 
     def limit_guarded_chain(self) -> list[dict[str, Any]]:
-        """The wallet store's balance-limit chain (ledger.tb_model.limit_guarded_chain): a
+        """The balance-limit chain the wallet store posted before reservations: a
         transfer, a pending probe of U128_MAX - limit to its credit account, the probe's
         void, linked; the limit sits at the account's credits after the transfer, give or
         take a few units, so the probe overflows about half the time."""
@@ -408,6 +410,41 @@ class Scenario:
                 "id": self.new_id(),
                 "pending_id": probe_id,
                 "flags": TF.VOID_PENDING_TRANSFER,
+            },
+        ]
+
+    def limit_reservation_and_credit(self) -> list[dict[str, Any]]:
+        """The wallet store's balance limit (ledger.tb_model.limit_reservation): a pending
+        transfer of U128_MAX - limit to an account, never posted, then a plain transfer to
+        it; the limit sits within a few units of its credits after the transfer, so the
+        transfer overflows about half the time (the reservation too, on an account already
+        past the limit)."""
+        debit, credit, ledger = self.account_pair()
+        amount = self.amount(ledger)
+        known = self.model.accounts.get(credit)
+        credits = known.credits_posted if known else 0
+        limit = min(U128_MAX, max(0, credits + amount + self.rng.randint(-3, 3)))
+        common = {"timeout": 0, "ledger": ledger, "timestamp": 0, "pending_id": 0}
+        return [
+            {
+                **common,
+                **self.user_data(),
+                "id": self.new_id(),
+                "debit_account_id": self.any_account_id(),
+                "credit_account_id": credit,
+                "amount": U128_MAX - limit,
+                "code": 6,
+                "flags": TF.PENDING,
+            },
+            {
+                **common,
+                **self.user_data(),
+                "id": self.new_id(),
+                "debit_account_id": debit,
+                "credit_account_id": credit,
+                "amount": amount,
+                "code": 1,
+                "flags": 0,
             },
         ]
 

@@ -14,18 +14,19 @@ from domain.wallets import WalletBalance
 from ledger.tb_model import (
     TRANSFER_CODE_CREDIT,
     TRANSFER_CODE_DEBIT,
-    TRANSFER_CODE_LIMIT_PROBE,
+    TRANSFER_CODE_LIMIT_RESERVATION,
     TRANSFER_CODE_OPENING_BALANCE,
     TRANSFER_CODE_VOID,
     WALLET_ACCOUNT_FLAGS,
     credit_transfer,
     debit_transfer,
     imported_wallet_account,
-    limit_guarded_chain,
-    limit_probe_account,
+    is_limit_bookkeeping,
+    limit_reservation,
     opening_pair,
     void_transfer,
     wallet_balance,
+    wallet_limit_account,
 )
 
 KEY = WalletKey("client-1", "FRA", "EUR")
@@ -144,32 +145,25 @@ def test_a_void_undoes_the_voided_transfer_and_points_at_it(voided_credit: bool,
     )
 
 
-def test_a_limit_guarded_chain_links_the_transfer_to_a_probe_and_its_void() -> None:
-    credit = credit_transfer("tx-1", account_id_for(KEY), LEDGER, 500)
+def test_a_limit_reservation_holds_all_but_the_limit_pending_on_the_wallet_for_good() -> None:
+    wallet_id = account_id_for(KEY)
 
-    guarded, probe, probe_void = limit_guarded_chain(credit)
+    reservation = limit_reservation(wallet_id, ledger=LEDGER)
 
-    assert credit.flags == TransferFlags.NONE  # the caller's transfer is left as it was
-    assert (guarded.id, guarded.amount, guarded.flags) == (credit.id, 500, TransferFlags.LINKED)
-    assert probe.flags == TransferFlags.LINKED | TransferFlags.PENDING
-    assert probe_void.flags == TransferFlags.VOID_PENDING_TRANSFER
-    assert probe_void.pending_id == probe.id
-    assert probe.amount == probe_void.amount == 2**128 - 1 - BALANCE_MINOR_MAX
-    assert probe.credit_account_id == probe_void.credit_account_id == credit.credit_account_id
-    assert probe.debit_account_id == limit_probe_account(LEDGER, code=9).id
-    assert {probe.code, probe_void.code} == {TRANSFER_CODE_LIMIT_PROBE}
-    assert probe.user_data_128 == probe_void.user_data_128 == credit.id
+    assert reservation.flags == TransferFlags.PENDING and reservation.timeout == 0
+    assert reservation.amount == 2**128 - 1 - BALANCE_MINOR_MAX
+    assert reservation.credit_account_id == wallet_id
+    assert reservation.debit_account_id == wallet_limit_account(wallet_id, ledger=LEDGER, code=9).id
+    assert reservation.code == TRANSFER_CODE_LIMIT_RESERVATION
+    assert is_limit_bookkeeping(reservation)
 
 
-def test_each_attempt_of_a_limit_guarded_chain_has_probe_ids_of_its_own() -> None:
-    credit = credit_transfer("tx-1", account_id_for(KEY), LEDGER, 500)
+def test_each_wallet_has_a_limit_account_and_reservation_of_its_own() -> None:
+    first, second = account_id_for(KEY), account_id_for(KEY, nonce=1)
 
-    first, again, second = (
-        limit_guarded_chain(credit),
-        limit_guarded_chain(credit),
-        limit_guarded_chain(credit, attempt=1),
+    assert limit_reservation(first, ledger=LEDGER).id == limit_reservation(first, ledger=LEDGER).id
+    assert limit_reservation(first, ledger=LEDGER).id != limit_reservation(second, ledger=LEDGER).id
+    assert (
+        wallet_limit_account(first, ledger=LEDGER, code=9).id
+        != wallet_limit_account(second, ledger=LEDGER, code=9).id
     )
-
-    assert [t.id for t in first] == [t.id for t in again]
-    assert first[0].id == second[0].id
-    assert {first[1].id, first[2].id}.isdisjoint({second[1].id, second[2].id})

@@ -11,7 +11,7 @@ import pytest
 from tigerbeetle import CreateAccountStatus, CreateTransferResult, CreateTransferStatus, Transfer
 
 from domain import errors
-from domain.ids import WalletKey, account_id_for, limit_probe_account_id
+from domain.ids import WalletKey, account_id_for, limit_account_id, limit_reservation_transfer_id
 from domain.money import BALANCE_MINOR_MAX, ledger_for_currency
 from domain.wallets import TransactionState, WalletResult, WalletStore
 from ledger.backends import LedgerBackend
@@ -21,7 +21,8 @@ from ledger.stores.tigerbeetle_store import (
     wallet_account_code,
 )
 from ledger.tb_model import credit_transfer, system_account, wallet_account
-from registry.accounts import find_account, register_account
+from registry.accounts import find_account, forget, register_account
+from registry.models import WalletAccount
 from tests.concurrency import run_concurrently
 
 RACE_TIMEOUT_S = 10.0
@@ -238,12 +239,12 @@ def test_a_credit_and_a_void_of_a_debit_racing_at_the_limit_cannot_both_post(
         assert committed_wallet_store.get_transaction(credit_id).amount_minor == 100
 
 
-def test_a_retry_of_a_credit_posted_before_the_limit_chain_is_replayed_and_registered(
+def test_a_retry_of_a_credit_whose_registry_row_was_lost_is_replayed_and_registered(
     db: None, wallet_ledger_backend: LedgerBackend
 ) -> None:
-    """A credit TigerBeetle holds unlinked (posted before credits went in limit chains, or
-    replayed by the mirror) whose registry row was lost: the retry answers it as the
-    original and writes the row, as `exists` did before."""
+    """A credit TigerBeetle holds (posted by a request that crashed before its registry row,
+    or replayed by the mirror) whose row is missing: the retry answers it as the original
+    and writes the row."""
     store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
     key = new_key()
     store.add_credit(key, 400, f"tx-{uuid.uuid4().hex}")
@@ -280,32 +281,93 @@ def test_a_retry_with_another_amount_of_a_credit_posted_unlinked_is_a_conflict(
     assert fields(store, key) == (650, 0, 650)
 
 
-def test_the_first_credit_on_a_ledger_without_a_probe_account_creates_it_and_posts(
-    db: None, wallet_ledger_backend: LedgerBackend
-) -> None:
-    """Wallets created before the limit probes (or imported by the backfill) sit on ledgers
-    without a probe account: the first credit creates it and posts, limit enforced."""
-    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
-    key = new_key()
+def registered_without_reservation(key: WalletKey, backend: LedgerBackend) -> int:
+    """A wallet as created before limit reservations: its account and registry row only."""
     ledger = ledger_for_currency(key.currency)
     wallet = wallet_account(
         key, account_id=account_id_for(key), ledger=ledger, code=wallet_account_code()
     )
-    created = wallet_ledger_backend.create_accounts(
-        [system_account(ledger, code=system_account_code()), wallet]
-    )
-    assert [result.status for result in created] == [CreateAccountStatus.CREATED] * 2
+    created = backend.create_accounts([system_account(ledger, code=system_account_code()), wallet])
+    assert created[1].status == CreateAccountStatus.CREATED
     register_account(key, tb_account_id=wallet.id, ledger=ledger, nonce=0)
+    return wallet.id
+
+
+def test_a_new_wallet_is_registered_with_its_limit_reserved(
+    db: None, wallet_ledger_backend: LedgerBackend
+) -> None:
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    key = new_key()
+    store.add_credit(key, 100, f"tx-{uuid.uuid4().hex}")
+
+    registered = find_account(key)
+    assert registered is not None and registered.limit_reserved is True
+    assert wallet_ledger_backend.lookup_transfers(
+        [limit_reservation_transfer_id(registered.tb_account_id)]
+    )
+
+
+def test_a_wallet_registered_before_reservations_is_reserved_by_its_first_credit(
+    db: None, wallet_ledger_backend: LedgerBackend
+) -> None:
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    key = new_key()
+    wallet_id = registered_without_reservation(key, wallet_ledger_backend)
 
     result = store.add_credit(key, BALANCE_MINOR_MAX - 5, f"tx-{uuid.uuid4().hex}")
 
     assert result.balance.fields_minor() == (BALANCE_MINOR_MAX - 5, 0, BALANCE_MINOR_MAX - 5)
-    assert wallet_ledger_backend.lookup_accounts([limit_probe_account_id(ledger)])
+    assert wallet_ledger_backend.lookup_accounts([limit_account_id(wallet_id)])
+    assert wallet_ledger_backend.lookup_transfers([limit_reservation_transfer_id(wallet_id)])
+    registered = find_account(key)
+    assert registered is not None and registered.limit_reserved is True
     with pytest.raises(errors.BalanceLimitExceeded):
         store.add_credit(key, 6, f"tx-{uuid.uuid4().hex}")
 
 
-def test_a_wallets_history_pages_through_its_own_transfers_without_limit_probes(
+def test_a_wallet_whose_reservation_another_process_made_still_takes_credits(
+    db: None, wallet_ledger_backend: LedgerBackend
+) -> None:
+    """A process whose cached entry still says "not reserved" reserves again: TigerBeetle
+    answers `exists`, and the credit posts."""
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    key = new_key()
+    store.add_credit(key, 100, f"tx-{uuid.uuid4().hex}")
+    WalletAccount.objects.filter(client_id=key.client_id).update(limit_reserved=False)
+    forget(key)
+
+    result = store.add_credit(key, 50, f"tx-{uuid.uuid4().hex}")
+
+    assert result.balance.fields_minor() == (150, 0, 150)
+
+
+def test_a_wallet_already_past_the_limit_takes_no_credit_and_stays_unreserved(
+    db: None, wallet_ledger_backend: LedgerBackend
+) -> None:
+    """Credits posted without a guard (an old deployment) that passed the limit: the
+    reservation cannot be made, and every credit is refused as past the limit."""
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    key = new_key()
+    wallet_id = registered_without_reservation(key, wallet_ledger_backend)
+    ledger = ledger_for_currency(key.currency)
+    past = credit_transfer(f"tx-{uuid.uuid4().hex}", wallet_id, ledger, BALANCE_MINOR_MAX + 1)
+    assert wallet_ledger_backend.create_transfers([past])[0].status == CreateTransferStatus.CREATED
+    refused_id = f"tx-{uuid.uuid4().hex}"
+
+    with pytest.raises(errors.BalanceLimitExceeded):
+        store.add_credit(key, 1, refused_id)
+
+    registered = find_account(key)
+    assert registered is not None and registered.limit_reserved is False
+    assert (
+        wallet_ledger_backend.lookup_transfers(
+            [credit_transfer(refused_id, wallet_id, ledger, 1).id]
+        )
+        == []
+    )
+
+
+def test_a_wallets_history_pages_through_its_own_transfers_without_limit_bookkeeping(
     db: None, wallet_ledger_backend: LedgerBackend
 ) -> None:
     store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
@@ -314,7 +376,7 @@ def test_a_wallets_history_pages_through_its_own_transfers_without_limit_probes(
     reference = f"ref-{uuid.uuid4().hex}"
     store.subtract_credit(key, 200, reference)
     store.add_credit(key, 50, f"tx-{uuid.uuid4().hex}")
-    store.void_transaction(reference, "support", "refund")  # credits the wallet: a chain too
+    store.void_transaction(reference, "support", "refund")  # credits the wallet
 
     pages, balances, before = [], [], 0
     for _ in range(5):
