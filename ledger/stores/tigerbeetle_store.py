@@ -576,9 +576,7 @@ class TigerBeetleWalletStore:
             row = self._remember_transfer(
                 transfer, transaction_id, kind, registered, result.timestamp, made_by=made_by
             )
-            balance = self._balance_after(
-                key, registered.tb_account_id, result.timestamp, recent
-            )
+            balance = self._balance_after(key, registered.tb_account_id, result.timestamp, recent)
             return WalletResult(transaction=self._record(row, key), balance=balance)
         recent.collect()  # every request sent is answered
         posted_at = self._posted_timestamp(transfer, result)

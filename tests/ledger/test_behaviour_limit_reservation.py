@@ -16,7 +16,14 @@ from ledger.tb_model import (
     posted_balance_changes,
     wallet_limit_account,
 )
-from tests.ledger.builders import LEDGER, account, balance_of, create_accounts, transfer
+from tests.ledger.builders import (
+    LEDGER,
+    account,
+    account_filter,
+    balance_of,
+    create_accounts,
+    transfer,
+)
 
 S = tb.CreateTransferStatus
 TF = tb.TransferFlags
@@ -163,15 +170,8 @@ def test_the_history_without_bookkeeping_keeps_one_snapshot_per_posted_transfer(
     )
     ledger_backend.create_transfers([limit_reservation(wallet.id, ledger=LEDGER)])
     ledger_backend.create_transfers([transfer(funding, wallet, 5)])
-    history = tb.AccountFilter(
-        account_id=wallet.id,
-        user_data_128=0,
-        user_data_64=0,
-        user_data_32=0,
-        code=0,
-        timestamp_min=0,
-        timestamp_max=0,
-        limit=100,
+    history = account_filter(
+        wallet,
         flags=tb.AccountFilterFlags.DEBITS
         | tb.AccountFilterFlags.CREDITS
         | tb.AccountFilterFlags.REVERSED,
