@@ -42,6 +42,27 @@ def test_a_page_of_new_wallets_gets_one_complete_row_each() -> None:
         assert row.created_at >= before
 
 
+def test_a_page_keeps_every_key_and_opening_seq_exactly() -> None:
+    """The page travels to the database as one JSON array: text and integers come back as
+    they went in."""
+    keys = [
+        WalletKey('quo"te\\back', "USA", "USD"),
+        WalletKey("José-名前-😀", "ESP", "EUR", "émetteur"),
+        WalletKey("x" * 128, "USA", "USD", "i" * 128),
+    ]
+    seqs = [0, 2**63 - 1, 12345678901234]
+
+    account_registry.record_imported(
+        [imported(key, account_id=0xC0 + n, opening_seq=seqs[n]) for n, key in enumerate(keys)],
+        imported_at=IMPORTED_AT,
+        batch_size=10,
+    )
+
+    rows = account_registry.rows_by_key(keys)
+    assert {key: rows[key].opening_seq for key in keys} == dict(zip(keys, seqs, strict=True))
+    assert [rows[key].tb_account_id for key in keys] == [0xC0, 0xC1, 0xC2]
+
+
 def test_a_row_registered_before_its_import_gets_its_opening_seq() -> None:
     key = WalletKey("import-registered-early", "USA", "USD")
     WalletAccount.objects.create(

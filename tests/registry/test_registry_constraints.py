@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from domain.ids import u128_to_hex
@@ -75,7 +75,23 @@ def test_a_transfer_needs_a_transaction_id() -> None:
     update_transfer(posted(), transaction_id="")
 
 
-@pytest.mark.parametrize("hex_id", ["", "abc", "0" * 32, "G" + "0" * 31, "A" + "0" * 31], ids=repr)
+# Not an id: too short, upper case, outside 0-9a-f (a full-width f among them), or zero.
+FULL_WIDTH_F = "\uff46"
+BAD_HEX_IDS = [
+    "",
+    "abc",
+    "f" * 31,
+    "0" * 32,
+    "G" + "0" * 31,
+    "A" + "0" * 31,
+    "Z" * 32,
+    FULL_WIDTH_F * 32,
+    "f" * 31 + FULL_WIDTH_F,
+    " " + "f" * 31,
+]
+
+
+@pytest.mark.parametrize("hex_id", BAD_HEX_IDS, ids=repr)
 def test_a_transfer_id_is_32_lowercase_hex_digits_and_not_zero(hex_id: str) -> None:
     update_transfer(posted(), tb_transfer_id_hex=hex_id)
 
@@ -211,9 +227,34 @@ def test_a_wallet_ledger_is_an_iso_numeric_code(ledger: int) -> None:
     update_wallet(wallet(), ledger=ledger)
 
 
-@pytest.mark.parametrize("hex_id", ["", "f" * 31, "0" * 32, "Z" * 32], ids=repr)
+@pytest.mark.parametrize("hex_id", BAD_HEX_IDS, ids=repr)
 def test_a_wallet_account_id_is_32_lowercase_hex_digits_and_not_zero(hex_id: str) -> None:
     update_wallet(wallet(), tb_account_id_hex=hex_id)
+
+
+# A final newline among them, which Python's `$` (Django's REGEXP on SQLite) lets through.
+@pytest.mark.parametrize("hex_id", ["f" * 33, "f" * 32 + "\n"], ids=repr)
+def test_an_id_longer_than_32_characters_is_refused(hex_id: str) -> None:
+    """By the check on SQLite; by the column's length on PostgreSQL (a DataError)."""
+    row = wallet()
+    with pytest.raises((IntegrityError, DataError)), transaction.atomic():
+        WalletAccount.objects.filter(pk=row.pk).update(tb_account_id_hex=hex_id)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL text cannot hold a NUL")
+@pytest.mark.parametrize(
+    "hex_id", ["f" * 31 + "\x00", "f" * 32 + "\x00", "f" * 16 + "\x00" + "f" * 15], ids=repr
+)
+def test_on_sqlite_an_id_with_a_nul_inside_is_refused(hex_id: str) -> None:
+    update_wallet(wallet(), tb_account_id_hex=hex_id)
+
+
+@pytest.mark.parametrize("account_id", [1, 0xA1, 2**128 - 2])
+def test_a_wallet_account_id_as_u128_to_hex_writes_it_is_accepted(account_id: int) -> None:
+    row = wallet()
+    WalletAccount.objects.filter(pk=row.pk).update(tb_account_id_hex=u128_to_hex(account_id))
+    row.refresh_from_db()
+    assert row.tb_account_id == account_id
 
 
 @pytest.mark.parametrize("field", ["client_id", "country", "currency"])
