@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registry', '0005_registry_check_constraints'),
+        ('registry', '0006_hex_id_checks_without_python_regexp'),
     ]
 
     operations = [
