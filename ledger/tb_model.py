@@ -30,6 +30,8 @@ Histories and listings leave both kinds out (`is_limit_bookkeeping`, `posted_bal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tigerbeetle import (
     Account,
     AccountBalance,
@@ -114,13 +116,10 @@ def imported_system_account(ledger: int, *, code: int, timestamp: int) -> Accoun
     return account
 
 
-def imported_wallet_account(
-    key: WalletKey, *, account_id: int, ledger: int, code: int, timestamp: int
-) -> Account:
-    """A legacy wallet's account, imported at `timestamp` (its creation or just after)."""
+def imported_wallet_account(key: WalletKey, *, account_id: int, ledger: int, code: int) -> Account:
+    """A legacy wallet's account, to import; `stamp_import` gives it its timestamp."""
     account = wallet_account(key, account_id=account_id, ledger=ledger, code=code)
     account.flags = IMPORTED_WALLET_ACCOUNT_FLAGS
-    account.timestamp = timestamp
     return account
 
 
@@ -233,10 +232,9 @@ def opening_pair(
     account_id: int,
     system_id: int,
     ledger: int,
-    opening_ts: int,
 ) -> list[Transfer]:
     """A legacy wallet's imported opening balance: every credit it ever had (credit + debit)
-    in, then its debits out, 1 and 2 ns after its account; either is left out when zero, so
+    in, then its debits out (`stamp_import` times them); either is left out when zero, so
     credits_posted / debits_posted give the legacy store's three fields. Both carry the
     `wallet_seq` the balance stands at (user_data_128) and the wallet's original creation
     time in Unix ms (user_data_64). Not yet linked: the caller chains the page's pairs.
@@ -256,7 +254,6 @@ def opening_pair(
                 ledger=ledger,
                 code=TRANSFER_CODE_OPENING_BALANCE,
                 flags=TransferFlags.IMPORTED,
-                timestamp=opening_ts + 1,
             )
         )
     if balance.debit_minor:
@@ -271,10 +268,18 @@ def opening_pair(
                 ledger=ledger,
                 code=TRANSFER_CODE_OPENING_BALANCE,
                 flags=TransferFlags.IMPORTED,
-                timestamp=opening_ts + 2,
             )
         )
     return pair
+
+
+def stamp_import(account: Account, pair: Sequence[Transfer], *, timestamp: int) -> int:
+    """Time a wallet's import: its account at `timestamp` (its creation or just after), its
+    opening pair 1 and 2 ns after it. The last timestamp the import takes."""
+    account.timestamp = timestamp
+    for offset, transfer in enumerate(pair, start=1):
+        transfer.timestamp = timestamp + offset
+    return timestamp + 2
 
 
 # --- the balance formula -------------------------------------------------------------------

@@ -69,6 +69,7 @@ from ledger.tb_model import (
     imported_wallet_account,
     opening_debit_transfer_id,
     opening_pair,
+    stamp_import,
 )
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
@@ -132,12 +133,26 @@ class _WrittenPage:
     failed: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _PageEvents:
+    """A page's accounts and opening pairs, built before its TigerBeetle half runs (on the
+    caller's thread, while the TigerBeetle thread waits on the cluster for the page before):
+    everything but the imported timestamps, which each attempt gives them."""
+
+    todo: list[WalletSnapshot]  # oldest wallet first: the order of their timestamps
+    created_ns: list[int]  # each wallet's creation time, Unix ns
+    ledgers: list[int]
+    system_ids: dict[int, int]  # ledger -> its system account id, hashed once a page
+    accounts: list[Account]  # one per wallet, in `todo` order
+    transfers: list[Transfer]  # the opening pairs, linked, in `todo` order
+    chain_of: dict[WalletKey, tuple[int, int]]  # key -> (first transfer, how many)
+    account_ids: dict[WalletKey, int]
+
+
 class _InlineExecutor(Executor):
     """Runs each task at once in the caller's thread: the pipeline's order without a thread."""
 
-    def submit(
-        self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any
-    ) -> Future[_T]:
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
         future: Future[_T] = Future()
         try:
             future.set_result(fn(*args, **kwargs))
@@ -181,7 +196,7 @@ class Backfill:
                 for page in pages:
                     reading = False
                     todo = self._select(page, report)
-                    submitted = worker.submit(self._write, todo) if todo else None
+                    submitted = worker.submit(self._write, self._events(todo)) if todo else None
                     in_flight.append((len(page), submitted))
                     while len(in_flight) > 1:  # the one just submitted stays in flight
                         bar.update(self._finish_next(in_flight, report))
@@ -209,7 +224,7 @@ class Backfill:
         """One page, both halves, in this thread."""
         todo = self._select(page, report)
         if todo:
-            self._finish(self._write(todo), report)
+            self._finish(self._write(self._events(todo)), report)
 
     # --- internals --------------------------------------------------------------------------
 
@@ -259,63 +274,47 @@ class Backfill:
         if written.written:
             self._record(written, report)
 
-    def _write(self, todo: list[WalletSnapshot]) -> _WrittenPage:
+    def _write(self, events: _PageEvents) -> _WrittenPage:
         """The TigerBeetle half of a page, tried again while live writes race past the
         chosen timestamps. Touches neither the registry nor the report."""
         for attempt in range(REGRESS_RETRIES):
-            written = self._attempt(todo)
+            written = self._attempt(events)
             if written is not None:
                 return written
             time.sleep(0.001 * 2**attempt)
         return _WrittenPage(
-            failed=[s.balance.key.describe() + ": timestamps kept regressing" for s in todo]
+            failed=[s.balance.key.describe() + ": timestamps kept regressing" for s in events.todo]
         )
 
-    def _attempt(self, todo: list[WalletSnapshot]) -> _WrittenPage | None:
-        """One attempt at a page; None when a live write raced past the chosen timestamps
-        (TigerBeetle refused them as regressing) and the page must be tried again."""
-        todo = sorted(todo, key=lambda s: (s.created_at or timezone.now()).timestamp())
-        clock = self._clock if self._clock is not None else self.tigerbeetle.latest_timestamp()
-        self._clock = None  # until this page is in: a retry asks the cluster again
-
-        def next_timestamp(original_ns: int) -> int:
-            nonlocal clock
-            clock = max(clock + 1, original_ns)
-            return clock
-
+    def _events(self, todo: list[WalletSnapshot]) -> _PageEvents:
+        """The page's events, oldest wallet first, without their timestamps."""
+        now_ns = int(timezone.now().timestamp() * 1e9)
+        created = sorted(
+            (
+                (int(s.created_at.timestamp() * 1e9) if s.created_at else now_ns, index)
+                for index, s in enumerate(todo)
+            )
+        )
+        todo = [todo[index] for _, index in created]
+        # Looked up once a page: a setting read costs a few microseconds, a wallet's whole
+        # hashing about ten.
+        ledger_of = {s.balance.key.currency: 0 for s in todo}
+        for currency in ledger_of:
+            ledger_of[currency] = ledger_for_currency(currency)
+        ledgers = sorted(set(ledger_of.values()))
+        system_ids = {ledger: system_account_id(ledger) for ledger in ledgers}
+        code = wallet_account_code()
         accounts: list[Account] = []
         transfers: list[Transfer] = []
         chain_of: dict[WalletKey, tuple[int, int]] = {}
-        ledgers = sorted({ledger_for_currency(s.balance.key.currency) for s in todo})
-        system_ids = {ledger: system_account_id(ledger) for ledger in ledgers}  # hashed once
-        unknown = [id_ for id_ in system_ids.values() if id_ not in self._system_accounts]
-        if unknown:  # an account, once there, stays: each ledger's is looked up until found
-            self._system_accounts.update(a.id for a in self.tigerbeetle.lookup_accounts(unknown))
-        first_ns = int((todo[0].created_at or timezone.now()).timestamp() * 1e9) - 1
-        system_accounts = [
-            imported_system_account(
-                ledger, code=system_account_code(), timestamp=next_timestamp(first_ns)
-            )
-            for ledger in ledgers
-            if system_ids[ledger] not in self._system_accounts
-        ]
         account_ids: dict[WalletKey, int] = {}
-        for snapshot in todo:
+        for snapshot, (created_ns, _) in zip(todo, created, strict=True):
             key = snapshot.balance.key
-            ledger = ledger_for_currency(key.currency)
+            ledger = ledger_of[key.currency]
             account_id = account_ids[key] = account_id_for(key)
-            created_ns = int((snapshot.created_at or timezone.now()).timestamp() * 1e9)
             accounts.append(
-                imported_wallet_account(
-                    key,
-                    account_id=account_id,
-                    ledger=ledger,
-                    code=wallet_account_code(),
-                    timestamp=next_timestamp(created_ns),
-                )
+                imported_wallet_account(key, account_id=account_id, ledger=ledger, code=code)
             )
-            opening_ts = clock
-            clock += 2  # the opening pair follows its account by 1 and 2 ns
             pair = opening_pair(
                 snapshot.balance,
                 wallet_seq=snapshot.wallet_seq,
@@ -323,11 +322,48 @@ class Backfill:
                 account_id=account_id,
                 system_id=system_ids[ledger],
                 ledger=ledger,
-                opening_ts=opening_ts,
             )
+            for transfer in pair[:-1]:
+                transfer.flags = _linked(transfer.flags)
             chain_of[key] = (len(transfers), len(pair))
             transfers.extend(pair)
-        created = self._create_page(todo, system_accounts, accounts, transfers, chain_of)
+        return _PageEvents(
+            todo=todo,
+            created_ns=[created_ns for created_ns, _ in created],
+            ledgers=ledgers,
+            system_ids=system_ids,
+            accounts=accounts,
+            transfers=transfers,
+            chain_of=chain_of,
+            account_ids=account_ids,
+        )
+
+    def _attempt(self, events: _PageEvents) -> _WrittenPage | None:
+        """One attempt at a page: its events timestamped from the cluster's clock (or where
+        this run's last page left it), then created. None when a live write raced past the
+        chosen timestamps (TigerBeetle refused them as regressing) and the page must be
+        tried again."""
+        clock = self._clock if self._clock is not None else self.tigerbeetle.latest_timestamp()
+        self._clock = None  # until this page is in: a retry asks the cluster again
+        system_ids = events.system_ids
+        unknown = [id_ for id_ in system_ids.values() if id_ not in self._system_accounts]
+        if unknown:  # an account, once there, stays: each ledger's is looked up until found
+            self._system_accounts.update(a.id for a in self.tigerbeetle.lookup_accounts(unknown))
+        system_accounts: list[Account] = []
+        for ledger in events.ledgers:  # before the page's first wallet
+            if system_ids[ledger] not in self._system_accounts:
+                clock = max(clock + 1, events.created_ns[0] - 1)
+                system_accounts.append(
+                    imported_system_account(ledger, code=system_account_code(), timestamp=clock)
+                )
+        transfers, chain_of = events.transfers, events.chain_of
+        for snapshot, account, created_ns in zip(
+            events.todo, events.accounts, events.created_ns, strict=True
+        ):
+            start, size = chain_of[snapshot.balance.key]
+            pair = transfers[start : start + size]
+            clock = stamp_import(account, pair, timestamp=max(clock + 1, created_ns))
+        created = self._create_page(events.todo, system_accounts, events.accounts, transfers)
         if created is None:
             return None
         self._clock = clock
@@ -336,7 +372,7 @@ class Backfill:
             written=True,
             usable=usable,
             chain_of=chain_of,
-            account_ids=account_ids,
+            account_ids=events.account_ids,
             transfers=transfers,
             results=results,
             failed=failed,
@@ -348,7 +384,6 @@ class Backfill:
         system_accounts: list[Account],
         accounts: list[Account],
         transfers: list[Transfer],
-        chain_of: dict[WalletKey, tuple[int, int]],
     ) -> tuple[list[WalletSnapshot], list[CreateTransferResult], list[str]] | None:
         """Create the page's accounts, then its opening pairs (each a linked chain): the
         snapshots whose account is there, the transfers' results and the wallets refused, or
@@ -367,9 +402,6 @@ class Backfill:
                 usable.append(snapshot)
             else:
                 failed.append(f"{snapshot.balance.key.describe()}: {result.status.name}")
-        for start, size in chain_of.values():
-            for index in range(start, start + size - 1):
-                transfers[index].flags = _linked(transfers[index].flags)
         results = self.tigerbeetle.post_batch(transfers) if transfers else []
         if any(r.status in _RETRY for r in results):
             return None

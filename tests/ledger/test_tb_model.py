@@ -24,6 +24,7 @@ from ledger.tb_model import (
     is_limit_bookkeeping,
     limit_reservation,
     opening_pair,
+    stamp_import,
     void_transfer,
     wallet_balance,
     wallet_limit_account,
@@ -78,7 +79,6 @@ def test_an_opening_pair_gives_back_the_legacy_balance_field_by_field(
         account_id=ids.account,
         system_id=ids.system,
         ledger=LEDGER,
-        opening_ts=100,
     )
 
     credits, debits = posted_on(ids.account, pair)
@@ -89,12 +89,29 @@ def test_an_opening_pair_gives_back_the_legacy_balance_field_by_field(
 
 
 def test_an_imported_wallet_account_keeps_the_wallet_flags_and_is_marked_imported(ids: Ids) -> None:
-    account = imported_wallet_account(
-        KEY, account_id=ids.account, ledger=LEDGER, code=7101, timestamp=42
-    )
+    account = imported_wallet_account(KEY, account_id=ids.account, ledger=LEDGER, code=7101)
 
     assert account.flags == WALLET_ACCOUNT_FLAGS | AccountFlags.IMPORTED
-    assert (account.id, account.code, account.timestamp) == (ids.account, 7101, 42)
+    assert (account.id, account.code) == (ids.account, 7101)
+
+
+def test_an_import_is_timed_account_first_then_its_opening_pair_1_and_2_ns_after(
+    ids: Ids,
+) -> None:
+    account = imported_wallet_account(KEY, account_id=ids.account, ledger=LEDGER, code=7101)
+    legacy = WalletBalance(key=KEY, credit_minor=700, debit_minor=300, historical_credit_minor=1000)
+    pair = opening_pair(
+        legacy,
+        wallet_seq=7,
+        created_ms=1_700_000_000_000,
+        account_id=ids.account,
+        system_id=ids.system,
+        ledger=LEDGER,
+    )
+
+    last = stamp_import(account, pair, timestamp=100)
+
+    assert (account.timestamp, [t.timestamp for t in pair], last) == (100, [101, 102], 102)
 
 
 def test_a_credit_moves_money_from_the_system_account_to_the_wallet(ids: Ids) -> None:
