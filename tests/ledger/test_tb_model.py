@@ -59,6 +59,17 @@ def test_the_balance_formula_reads_available_spent_and_total_received_from_poste
     assert balance.fields_minor() == (1_000, 300, 1_300)
 
 
+def opening_pair_of(legacy: WalletBalance, ids: Ids) -> list[Transfer]:
+    return opening_pair(
+        legacy,
+        wallet_seq=7,
+        created_ms=1_700_000_000_000,
+        account_id=ids.account,
+        system_id=ids.system,
+        ledger=LEDGER,
+    )
+
+
 @pytest.mark.parametrize(
     ("credit_minor", "debit_minor"), [(1_000, 300), (1_000, 0), (0, 250), (0, 0)]
 )
@@ -72,14 +83,7 @@ def test_an_opening_pair_gives_back_the_legacy_balance_field_by_field(
         historical_credit_minor=credit_minor + debit_minor,
     )
 
-    pair = opening_pair(
-        legacy,
-        wallet_seq=7,
-        created_ms=1_700_000_000_000,
-        account_id=ids.account,
-        system_id=ids.system,
-        ledger=LEDGER,
-    )
+    pair = opening_pair_of(legacy, ids)
 
     credits, debits = posted_on(ids.account, pair)
     assert wallet_balance(KEY, credits_posted=credits, debits_posted=debits) == legacy
@@ -100,14 +104,7 @@ def test_an_import_is_timed_account_first_then_its_opening_pair_1_and_2_ns_after
 ) -> None:
     account = imported_wallet_account(KEY, account_id=ids.account, ledger=LEDGER, code=7101)
     legacy = WalletBalance(key=KEY, credit_minor=700, debit_minor=300, historical_credit_minor=1000)
-    pair = opening_pair(
-        legacy,
-        wallet_seq=7,
-        created_ms=1_700_000_000_000,
-        account_id=ids.account,
-        system_id=ids.system,
-        ledger=LEDGER,
-    )
+    pair = opening_pair_of(legacy, ids)
 
     last = stamp_import(account, pair, timestamp=100)
 
