@@ -22,10 +22,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# ruff (style, imports at the top, function size and complexity), mypy (types; pyproject.toml
-# says where it is strict) and import-linter (the layers' one direction: [tool.importlinter]).
+# ruff (style, imports at the top, function size and complexity; the code formatted), mypy
+# (types; pyproject.toml says where it is strict) and import-linter (the layers' one direction:
+# [tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
