@@ -128,7 +128,6 @@ class _WrittenPage:
     usable: list[WalletSnapshot] = field(default_factory=list)
     chain_of: dict[WalletKey, tuple[int, int]] = field(default_factory=dict)
     account_ids: dict[WalletKey, int] = field(default_factory=dict)
-    transfers: list[Transfer] = field(default_factory=list)
     results: list[CreateTransferResult] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
 
@@ -373,7 +372,6 @@ class Backfill:
             usable=usable,
             chain_of=chain_of,
             account_ids=events.account_ids,
-            transfers=transfers,
             results=results,
             failed=failed,
         )

@@ -236,8 +236,8 @@ class Mirror:
                 continue
             if row is None:
                 try:
-                    # The legacy store enforced the limit of every write replayed here:
-                    # no reservation yet (one request less a new wallet); the TigerBeetle
+                    # The legacy store enforced the limit of every write replayed here, so
+                    # no reservation yet (one request fewer per new wallet); the TigerBeetle
                     # store makes it before the wallet's first credit of its own.
                     self.tigerbeetle.ensure_wallet_account(key, reserve_limit=False)
                 except errors.StoreUnavailable as exc:
