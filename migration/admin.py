@@ -195,7 +195,7 @@ class ReconciliationMismatchAdmin(_Money, CsvExportMixin, ReadOnlyAdmin):
         "resolution",
     )
     list_filter = (MismatchStatusFilter, "kind", "currency")
-    search_fields = ("=client_id",)
+    search_fields = ("client_id__exact",)  # through its index ("=client_id" is iexact)
     search_help_text = "Exact client id (case-sensitive)."
     list_select_related = ("run",)
     actions = ["recheck_wallets"]
@@ -265,7 +265,8 @@ class ShadowComparisonAdmin(_Money, ReadOnlyAdmin):
         "tb_latency_us",
     )
     list_filter = ("outcome",)
-    search_fields = ("=client_id",)
+    search_fields = ("client_id__exact",)  # through its index ("=client_id" is iexact)
+    search_help_text = "Exact client id (case-sensitive)."
     date_hierarchy = "compared_at"
 
     @admin.display(description="differs in")

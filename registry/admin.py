@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.template.response import TemplateResponse
@@ -28,6 +28,7 @@ from ledger.support import (
     WalletOverview,
     find,
     store_roles,
+    tigerbeetle_id_hex,
     wallet_overview,
 )
 from migration.admin import recheck_wallet
@@ -144,7 +145,8 @@ class IssuerFilter(admin.SimpleListFilter):
 class WalletAccountAdmin(ReadOnlyAdmin):
     list_display = ("client_id", "country", "currency", "issuer", "created_at")
     list_filter = ("currency", "country", IssuerFilter)
-    search_fields = ("=client_id",)
+    # Exact, through the wallet-key index ("=client_id" is iexact: UPPER() on every row).
+    search_fields = ("client_id__exact",)
     search_help_text = "Exact client id (case-sensitive). MongoDB-only wallets are listed too."
     ordering = ("client_id", "currency", "country")
     list_per_page = 50
@@ -351,8 +353,11 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
     )
     list_filter = ("state", "kind", "created_at")
     date_hierarchy = "created_at"
-    search_fields = ("=transaction_id", "=wallet__client_id", "=tb_transfer_id_hex")
-    search_help_text = "Exact transaction id, client id or TigerBeetle transfer id (hex)."
+    search_fields = ("transaction_id__exact",)  # the search box; get_search_results answers
+    search_help_text = (
+        "Exact transaction id, client id, or TigerBeetle transfer id of the transaction or its "
+        "void (hex or decimal); case-sensitive."
+    )
     list_select_related = ("wallet",)
     actions = ["void_selected"]
     change_form_template = "admin/registry/transfer_change_form.html"
@@ -413,6 +418,22 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
         if obj is not None and obj.voided_at is None:
             return [fieldset for fieldset in self.fieldsets if fieldset[0] != "Void"]
         return self.fieldsets
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        """The transactions the term names exactly, each kind of id through its own index.
+        Django's search would OR the fields across the join with the wallets, which
+        PostgreSQL answers only by reading every transaction."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        wallet_ids = list(WalletAccount.objects.filter(client_id=term).values_list("pk", flat=True))
+        matches = Q(transaction_id=term) | Q(wallet_id__in=wallet_ids)
+        hex_id = tigerbeetle_id_hex(term)
+        if hex_id:
+            matches |= Q(tb_transfer_id_hex=hex_id) | Q(void_tb_transfer_id_hex=hex_id)
+        return queryset.filter(matches), False
 
     @admin.display(description="transaction", ordering="transaction_id")
     def transaction(self, row: WalletTransfer) -> str:

@@ -275,6 +275,12 @@ class WalletTransfer(models.Model):
         ]
         indexes = [
             models.Index(fields=["state", "kind"]),
+            # Support finds a transaction by its void's transfer id too (only voids have one).
+            models.Index(
+                fields=["void_tb_transfer_id_hex"],
+                name="transfer_void_id",
+                condition=~models.Q(void_tb_transfer_id_hex=""),
+            ),
             models.Index(
                 fields=["created_at"],
                 name="transfer_backport_due",

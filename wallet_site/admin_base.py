@@ -32,6 +32,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     """Records written by the system (registries, audits, runs): viewed in the admin, never
     added, edited or deleted by hand; changes go through the wallet service."""
 
+    # A filtered or searched list says "N results" without "(M total)": counting the total
+    # reads the whole table (millions of transactions) on every search.
+    show_full_result_count = False
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 

@@ -7,13 +7,18 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.core.management import CommandError, call_command
-from django.test import Client
+from django.db import connection
+from django.db.models import Model, QuerySet
+from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
 
 from domain.ids import WalletKey
 from flags.phases import Phase
-from migration.models import ReconciliationMismatch
+from ledger.support import find
+from migration.models import ReconciliationMismatch, ShadowComparison
 from registry.models import WalletAccount, WalletTransfer
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
 
@@ -217,3 +222,129 @@ def test_the_transaction_list_and_the_wallet_page_show_who_made_and_who_voided(
 
     assert "payments-gateway" in row and support_user.username in row
     assert '<td class="made-by">payments-gateway</td>' in log
+
+
+# --- the list pages' search boxes ----------------------------------------------------------
+
+
+def transactions_listed(client: Client, query: str) -> set[str]:
+    response = client.get("/admin/registry/wallettransfer/", {"q": query})
+    assert response.status_code == 200
+    return {row.transaction_id for row in response.context["cl"].result_list}
+
+
+def test_the_wallet_list_search_matches_a_client_id_exactly_and_case_sensitively(
+    support: Client, wallet: Any
+) -> None:
+    client_id = wallet[0].client_id
+
+    def listed(query: str) -> list[str]:
+        response = support.get("/admin/registry/walletaccount/", {"q": query})
+        return [row.client_id for row in response.context["cl"].result_list]
+
+    assert listed(client_id) == [client_id]
+    assert listed(client_id.upper()) == []
+    assert listed(client_id[:-1]) == []
+
+
+def test_the_transaction_list_search_finds_a_transaction_by_its_id(
+    support: Client, wallet: Any
+) -> None:
+    assert transactions_listed(support, wallet[1]) == {wallet[1]}
+    assert transactions_listed(support, wallet[1].upper()) == set()
+
+
+def test_the_transaction_list_search_finds_a_clients_transactions_by_client_id(
+    support: Client, wallet: Any
+) -> None:
+    assert transactions_listed(support, wallet[0].client_id) == {wallet[1], wallet[2]}
+
+
+def test_the_transaction_list_search_finds_a_transaction_by_its_transfer_id_hex_or_decimal(
+    support: Client, wallet: Any
+) -> None:
+    row = WalletTransfer.objects.get(transaction_id=wallet[1])
+    for query in (row.tb_transfer_id_hex, row.tb_transfer_id_hex.upper(), str(row.tb_transfer_id)):
+        assert transactions_listed(support, query) == {wallet[1]}
+
+
+def test_the_transaction_list_search_finds_a_voided_transaction_by_its_voids_transfer_id(
+    support: Client, wallet: Any
+) -> None:
+    void(support, wallet[2], "dispute")
+    row = WalletTransfer.objects.get(transaction_id=wallet[2])
+    assert row.void_tb_transfer_id_hex
+    assert transactions_listed(support, row.void_tb_transfer_id_hex) == {wallet[2]}
+
+
+def test_a_search_for_an_unknown_id_lists_no_transaction(support: Client, wallet: Any) -> None:
+    assert transactions_listed(support, "no-such-transaction") == set()
+
+
+# --- searches at production size: through indexes -------------------------------------------
+
+postgresql_only = pytest.mark.skipif(
+    "connection.vendor != 'postgresql'", reason="the plans are PostgreSQL's, the production one"
+)
+
+
+def scanned_tables(sql: str, params: Any = ()) -> list[str]:
+    """The tables PostgreSQL reads whole for `sql` (a sequential scan, or an index walked
+    from end to end, which is what it does instead when told not to scan) when an index
+    could take it to the rows."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        ((plans,),) = cursor.fetchall()
+        cursor.execute("SET LOCAL enable_seqscan = on")
+    whole, nodes = [], [plans[0]["Plan"]]
+    while nodes:
+        node = nodes.pop()
+        nodes.extend(node.get("Plans", []))
+        walked = node["Node Type"] in {"Index Scan", "Index Only Scan"} and "Index Cond" not in node
+        if node["Node Type"] == "Seq Scan" or walked:
+            whole.append(node["Relation Name"])
+    return whole
+
+
+def searched(model: type[Model], term: str) -> QuerySet:
+    model_admin = admin.site._registry[model]
+    request = RequestFactory().get("/", {"q": term})
+    queryset, _ = model_admin.get_search_results(request, model.objects.all(), term)
+    return queryset
+
+
+@postgresql_only
+@pytest.mark.parametrize(
+    "model", [WalletAccount, WalletTransfer, ReconciliationMismatch, ShadowComparison]
+)
+def test_a_list_search_for_a_client_id_reads_no_table_whole(
+    model: type[Model], wallet: Any
+) -> None:
+    assert scanned_tables(*searched(model, wallet[0].client_id).query.sql_with_params()) == []
+
+
+@postgresql_only
+def test_a_transaction_search_by_transfer_id_reads_no_table_whole(wallet: Any) -> None:
+    row = WalletTransfer.objects.get(transaction_id=wallet[1])
+    queryset = searched(WalletTransfer, row.tb_transfer_id_hex)
+    assert scanned_tables(*queryset.query.sql_with_params()) == []
+
+
+@postgresql_only
+def test_the_find_page_reads_no_registry_table_whole(wallet: Any, stores: Stores) -> None:
+    row = WalletTransfer.objects.get(transaction_id=wallet[1])
+    for query in (wallet[0].client_id, wallet[1], row.tb_transfer_id_hex):
+        with CaptureQueriesContext(connection) as captured:
+            find(query, stores.mongo)
+        selects = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT")]
+        assert selects
+        assert [table for sql in selects for table in scanned_tables(sql)] == []
+
+
+def test_a_list_search_does_not_count_the_whole_table(support: Client, wallet: Any) -> None:
+    with CaptureQueriesContext(connection) as captured:
+        support.get("/admin/registry/wallettransfer/", {"q": wallet[1]})
+    counts = [q["sql"] for q in captured.captured_queries if "COUNT(*)" in q["sql"]]
+    assert counts
+    assert all("WHERE" in sql for sql in counts), counts
