@@ -3,10 +3,12 @@ resumably, and safely while dual write runs."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from tigerbeetle import AccountFlags, TransferFlags
@@ -20,7 +22,8 @@ from ledger.stores.mongo_outbox import WalletSnapshot
 from ledger.stores.mongo_store import LOG, MirrorState, MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import opening_debit_transfer_id
-from migration.backfill import Backfill, BackfillReport, ReadAhead
+from migration import backfill as backfill_module
+from migration.backfill import Backfill, BackfillReport, CycleCollection, ReadAhead
 from registry.models import WalletAccount
 from tests.migration.conftest import (
     Stores,
@@ -290,3 +293,62 @@ def test_leaving_a_read_ahead_early_stops_its_reader_and_closes_the_source() -> 
 
     assert closed.is_set()
     assert not reader._thread.is_alive()
+
+
+# --- Python's cycle collector during a run ----------------------------------------------------
+
+
+@pytest.fixture
+def collector_enabled() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.enable()
+    yield
+    if not was_enabled:
+        gc.disable()
+
+
+def test_a_run_pauses_automatic_cycle_collection_and_restores_it(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch, collector_enabled: None
+) -> None:
+    for _ in range(3):
+        legacy_wallet(stores, new_key(), credit_minor=100, debit_minor=0)
+    seen_during_run: list[bool] = []
+    real_select = Backfill._select
+
+    def select(self: Backfill, page: list[WalletSnapshot], report: BackfillReport) -> Any:
+        seen_during_run.append(gc.isenabled())
+        return real_select(self, page, report)
+
+    monkeypatch.setattr(Backfill, "_select", select)
+    backfill(stores).run(page_size=2, progress=False)
+
+    assert seen_during_run and not any(seen_during_run)
+    assert gc.isenabled()
+
+
+def test_a_run_collects_cycles_every_few_pages(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch, collector_enabled: None
+) -> None:
+    for _ in range(4):
+        legacy_wallet(stores, new_key(), credit_minor=100, debit_minor=0)
+    monkeypatch.setattr(backfill_module, "COLLECT_CYCLES_EVERY_PAGES", 2)
+    full_collections = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            full_collections.append(info["collected"])
+
+    gc.callbacks.append(count)
+    try:
+        report = backfill(stores).run(page_size=1, progress=False)
+    finally:
+        gc.callbacks.remove(count)
+
+    assert len(full_collections) == report.scanned // 2
+
+
+def test_a_run_leaves_cycle_collection_off_when_it_was_off(collector_enabled: None) -> None:
+    gc.disable()
+    with CycleCollection(every_pages=1) as cycles:
+        cycles.page_done()
+    assert not gc.isenabled()
