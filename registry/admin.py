@@ -34,7 +34,13 @@ from ledger.support import (
 from migration.admin import recheck_wallet
 from registry import accounts as account_registry
 from registry.models import WalletAccount, WalletTransfer
-from wallet_site.admin_base import CsvExportMixin, ReadOnlyAdmin, format_money
+from wallet_site.admin_base import (
+    CachedValuesFilter,
+    CsvExportMixin,
+    ReadOnlyAdmin,
+    cached_filter_choices,
+    format_money,
+)
 from wallet_site.admin_links import key_params, transaction_url, void_url, wallet_url
 from wallet_site.admin_site import back_url
 from wallet_site.templatetags.backoffice import tb_time
@@ -131,8 +137,13 @@ class IssuerFilter(admin.SimpleListFilter):
     parameter_name = "issuer"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        issuers = WalletAccount.objects.values_list("issuer", flat=True).distinct()
-        return [("-", "(none)")] + [(i, i) for i in issuers.order_by("issuer") if i]
+        issuers = cached_filter_choices(
+            "registry.walletaccount.issuer",
+            lambda: list(
+                WalletAccount.objects.values_list("issuer", flat=True).distinct().order_by("issuer")
+            ),
+        )
+        return [("-", "(none)")] + [(i, i) for i in issuers if i]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = self.value()
@@ -144,7 +155,7 @@ class IssuerFilter(admin.SimpleListFilter):
 @admin.register(WalletAccount)
 class WalletAccountAdmin(ReadOnlyAdmin):
     list_display = ("client_id", "country", "currency", "issuer", "created_at")
-    list_filter = ("currency", "country", IssuerFilter)
+    list_filter = (("currency", CachedValuesFilter), ("country", CachedValuesFilter), IssuerFilter)
     # Exact, through the wallet-key index ("=client_id" is iexact: UPPER() on every row).
     search_fields = ("client_id__exact",)
     search_help_text = "Exact client id (case-sensitive). MongoDB-only wallets are listed too."
@@ -351,8 +362,9 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
         "created",
         "status",
     )
+    # By date through the "created" filter (a WHERE on created_at): a date hierarchy would
+    # read every transaction's date on each load (0.5 s for 2,000,000 on PostgreSQL).
     list_filter = ("state", "kind", "created_at")
-    date_hierarchy = "created_at"
     search_fields = ("transaction_id__exact",)  # the search box; get_search_results answers
     search_help_text = (
         "Exact transaction id, client id, or TigerBeetle transfer id of the transaction or its "

@@ -8,10 +8,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.contrib import admin
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.urls import URLPattern, path
 from django.utils import timezone, translation
+from django.utils.functional import cached_property
 
 from domain.money import format_money_in
 
@@ -19,6 +24,10 @@ if TYPE_CHECKING:  # a stub-only alias: ModelAdmin's own type for its templates
     from django.template.response import _TemplateForResponseT
 
 CSV_CHUNK_ROWS = 2000
+# Below this many rows (PostgreSQL's estimate) an unfiltered list is counted exactly.
+ESTIMATED_COUNT_ROWS_MIN = 100_000
+# How long a list filter's choices (the values a column holds) are kept before read again.
+FILTER_CHOICES_CACHE_S = 300
 
 
 def format_money(amount_minor: int, currency: str, locale: str | None = None) -> str:
@@ -28,6 +37,64 @@ def format_money(amount_minor: int, currency: str, locale: str | None = None) ->
     return format_money_in(amount_minor, currency, locale)
 
 
+class EstimatedCountPaginator(Paginator):
+    """Pages of an admin list. The whole of a large table is counted from PostgreSQL's
+    statistics (`pg_class.reltuples`, kept by autovacuum's ANALYZE): an exact COUNT(*)
+    reads every row, 0.14 s for 2,000,000 transactions on every load of the list. A
+    filtered or searched list, a small table and other databases are counted exactly."""
+
+    @cached_property
+    def count(self) -> int:
+        rows = self.object_list
+        if isinstance(rows, QuerySet) and not rows.query.where:
+            estimate = _estimated_rows(rows.db, rows.model._meta.db_table)
+            if estimate >= ESTIMATED_COUNT_ROWS_MIN:
+                return estimate
+        return int(super().count)
+
+
+def _estimated_rows(database: str, table: str) -> int:
+    """PostgreSQL's estimate of the rows in `table` (-1 before its first ANALYZE); -1 on
+    other databases."""
+    connection = connections[database]
+    if connection.vendor != "postgresql":
+        return -1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
+        row = cursor.fetchone()
+    return int(row[0]) if row else -1
+
+
+def cached_filter_choices(name: str, read: Callable[[], list[Any]]) -> list[Any]:
+    """A list filter's choices, read at most every FILTER_CHOICES_CACHE_S: reading the
+    values a column holds is a DISTINCT over the whole table on every load of the list
+    (0.04 s a filter for 200,000 wallets on PostgreSQL). A value new to the table shows in
+    the filter within that time."""
+    choices = cache.get_or_set(f"admin-filter-choices:{name}", read, FILTER_CHOICES_CACHE_S)
+    return list(choices or [])
+
+
+class CachedValuesFilter(admin.AllValuesFieldListFilter):
+    """Django's filter by the values a column holds, its choices cached
+    (`cached_filter_choices`)."""
+
+    def __init__(
+        self,
+        field: Any,
+        request: HttpRequest,
+        params: Any,
+        model: Any,
+        model_admin: Any,
+        field_path: str,
+    ) -> None:
+        super().__init__(field, request, params, model, model_admin, field_path)
+        distinct = self.lookup_choices
+        choices = cached_filter_choices(
+            f"{model._meta.label_lower}.{field_path}", lambda: list(distinct)
+        )
+        self.lookup_choices = choices  # type: ignore[assignment]  # iterated, as the queryset is
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Records written by the system (registries, audits, runs): viewed in the admin, never
     added, edited or deleted by hand; changes go through the wallet service."""
@@ -35,6 +102,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     # A filtered or searched list says "N results" without "(M total)": counting the total
     # reads the whole table (millions of transactions) on every search.
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

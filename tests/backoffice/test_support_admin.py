@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.contrib import admin
 from django.contrib.admin.models import LogEntry
+from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.models import Model, QuerySet
@@ -21,6 +22,7 @@ from ledger.support import find
 from migration.models import ReconciliationMismatch, ShadowComparison
 from registry.models import WalletAccount, WalletTransfer
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
+from wallet_site import admin_base
 
 
 @pytest.fixture
@@ -289,22 +291,39 @@ postgresql_only = pytest.mark.skipif(
 
 
 def scanned_tables(sql: str, params: Any = ()) -> list[str]:
-    """The tables PostgreSQL reads whole for `sql` (a sequential scan, or an index walked
-    from end to end, which is what it does instead when told not to scan) when an index
-    could take it to the rows."""
+    """The application's tables PostgreSQL reads whole for `sql` (a sequential scan, or an
+    index walked from end to end, which is what it does instead when told not to scan)
+    when an index could take it to the rows. An index walked in order under a LIMIT (a
+    list's page) stops at the page's end."""
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         ((plans,),) = cursor.fetchall()
         cursor.execute("SET LOCAL enable_seqscan = on")
-    whole, nodes = [], [plans[0]["Plan"]]
+    whole, nodes = [], [(plans[0]["Plan"], "")]
     while nodes:
-        node = nodes.pop()
-        nodes.extend(node.get("Plans", []))
-        walked = node["Node Type"] in {"Index Scan", "Index Only Scan"} and "Index Cond" not in node
+        node, parent = nodes.pop()
+        nodes.extend((child, node["Node Type"]) for child in node.get("Plans", []))
+        walked = (
+            node["Node Type"] in {"Index Scan", "Index Only Scan"}
+            and "Index Cond" not in node
+            and parent != "Limit"
+        )
         if node["Node Type"] == "Seq Scan" or walked:
             whole.append(node["Relation Name"])
-    return whole
+    return [table for table in whole if table.startswith(APPLICATION_TABLES)]
+
+
+APPLICATION_TABLES = ("registry_", "ledger_", "flags_")
+
+
+@pytest.fixture
+def large_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every table counts as large (PostgreSQL's statistics freshly taken), so the lists
+    behave as they do on millions of rows."""
+    monkeypatch.setattr(admin_base, "ESTIMATED_COUNT_ROWS_MIN", 1)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE registry_walletaccount, registry_wallettransfer")
 
 
 def searched(model: type[Model], term: str) -> QuerySet:
@@ -348,3 +367,56 @@ def test_a_list_search_does_not_count_the_whole_table(support: Client, wallet: A
     counts = [q["sql"] for q in captured.captured_queries if "COUNT(*)" in q["sql"]]
     assert counts
     assert all("WHERE" in sql for sql in counts), counts
+
+
+@postgresql_only
+@pytest.mark.parametrize(
+    "path", ["/admin/registry/wallettransfer/", "/admin/registry/walletaccount/"]
+)
+def test_loading_a_large_list_again_neither_counts_nor_gathers_a_whole_table(
+    support: Client, wallet: Any, large_tables: None, path: str
+) -> None:
+    support.get(path)  # the filters' choices are read once, then kept a while
+    with CaptureQueriesContext(connection) as captured:
+        assert support.get(path).status_code == 200
+    whole_table = [
+        q["sql"]
+        for q in captured.captured_queries
+        if "registry_" in q["sql"] and ("COUNT(" in q["sql"] or "DISTINCT" in q["sql"])
+    ]
+    assert whole_table == []
+
+
+@postgresql_only
+def test_a_large_unfiltered_list_is_counted_from_postgresqls_statistics(
+    support: Client, wallet: Any, large_tables: None
+) -> None:
+    with CaptureQueriesContext(connection) as captured:
+        response = support.get("/admin/registry/wallettransfer/")
+    assert response.context["cl"].result_count == WalletTransfer.objects.count()
+    assert not [q for q in captured.captured_queries if "COUNT(*)" in q["sql"]]
+
+
+def test_a_filtered_list_is_counted_exactly(support: Client, wallet: Any) -> None:
+    response = support.get("/admin/registry/wallettransfer/", {"kind__exact": "debit"})
+    assert (
+        response.context["cl"].result_count == WalletTransfer.objects.filter(kind="debit").count()
+    )
+
+
+def test_the_wallet_lists_filter_choices_are_read_once_then_kept(
+    support: Client, stores: Stores
+) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    stores.phased.add_credit(new_key("USD"), 1, tx())
+    support.get("/admin/registry/walletaccount/")
+    eur = new_key("EUR")
+    stores.phased.add_credit(WalletKey(eur.client_id, "DEU", "EUR"), 1, tx())
+
+    with CaptureQueriesContext(connection) as captured:
+        page = support.get("/admin/registry/walletaccount/").content.decode()
+    assert not [q for q in captured.captured_queries if "DISTINCT" in q["sql"]]
+    assert "?currency=USD" in page and "?currency=EUR" not in page
+
+    cache.clear()
+    assert "?currency=EUR" in support.get("/admin/registry/walletaccount/").content.decode()
