@@ -475,19 +475,21 @@ def find(query: str, mongo: MongoWalletStore, *, limit: int = 50) -> Found:
         accounts += list(WalletAccount.objects.filter(tb_account_id_hex=hex_id))
     for row in accounts:
         wallets.setdefault(row.key, WalletHit(row.key)).registry_pk = row.pk
+    answering: MongoWalletStore | None = mongo
     try:
         for balance in mongo.get_balances(query)[:limit]:
             hit = wallets.setdefault(balance.key, WalletHit(balance.key))
             hit.in_mongo, hit.mongo_balance = True, balance
     except errors.StoreUnavailable as exc:
         found.notes.append(f"MongoDB was not searched: {exc.message}")
+        answering = None  # not asked again: each ask waits out MongoDB's timeout (5 s)
     found.wallets = sorted(wallets.values(), key=lambda hit: hit.key.sort_key())
-    found.transactions = _find_transactions(query, hex_id, mongo, found)
+    found.transactions = _find_transactions(query, hex_id, answering)
     return found
 
 
 def _find_transactions(
-    query: str, hex_id: str | None, mongo: MongoWalletStore, found: Found
+    query: str, hex_id: str | None, mongo: MongoWalletStore | None
 ) -> list[TransactionHit]:
     rows = list(WalletTransfer.objects.select_related("wallet").filter(transaction_id=query))
     if hex_id:
@@ -503,12 +505,14 @@ def _find_transactions(
         )
         for row in rows
     }
+    if mongo is None:
+        return list(hits.values())
     try:
         record: TransactionRecord = mongo.get_transaction(query)
     except errors.TransactionNotFound:
         pass
     except errors.StoreUnavailable:
-        pass  # already said when searching wallets
+        pass  # said with the wallets' search, which MongoDB answered just before
     else:
         hit = hits.setdefault(
             record.transaction_id,

@@ -16,8 +16,10 @@ from django.db.models import Model, QuerySet
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 
+from domain import errors
 from domain.ids import WalletKey
 from flags.phases import Phase
+from ledger.stores.mongo_store import MongoWalletStore
 from ledger.support import find
 from migration.models import ReconciliationMismatch, ShadowComparison
 from registry.models import WalletAccount, WalletTransfer
@@ -420,3 +422,27 @@ def test_the_wallet_lists_filter_choices_are_read_once_then_kept(
 
     cache.clear()
     assert "?currency=EUR" in support.get("/admin/registry/walletaccount/").content.decode()
+
+
+class _MongoDown(MongoWalletStore):
+    """MongoDB past its timeout; counts how often it was asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def get_balances(self, client_id: str) -> list[Any]:
+        self.asked += 1
+        raise errors.StoreUnavailable("MongoDB failed: timed out")
+
+    def get_transaction(self, transaction_id: str) -> Any:
+        self.asked += 1
+        raise errors.StoreUnavailable("MongoDB failed: timed out")
+
+
+def test_a_search_asks_a_mongodb_that_timed_out_only_once(wallet: Any) -> None:
+    mongo = _MongoDown()
+    found = find(wallet[1], mongo)
+    assert mongo.asked == 1
+    assert [hit.transaction_id for hit in found.transactions] == [wallet[1]]
+    assert found.notes == ["MongoDB was not searched: MongoDB failed: timed out"]
