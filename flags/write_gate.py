@@ -79,9 +79,11 @@ def _unlock(sql: str) -> None:
     try:
         _select(sql)
     except DatabaseError:
-        # The connection is broken (e.g. an aborted transaction); the lock goes with the
-        # session, which Django closes at the end of the request.
-        log.warning("write gate not released on this connection; it is freed when it closes")
+        # The connection is broken (e.g. an aborted transaction). The lock goes with the
+        # session, so the session goes now: a connection kept for the next request would
+        # hold the gate until it ages out, and every phase change would wait for it.
+        log.warning("write gate not released on this connection; closing it to free the gate")
+        connection.close()
 
 
 @contextmanager

@@ -115,6 +115,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
 else:
     DATABASES["default"]["TEST"] = {"NAME": env("DATABASE_TEST_NAME", default=None)}
+# Each gunicorn thread and Celery worker keeps its connection between requests: opening one
+# per request (PostgreSQL forks a backend for it) cost a loaded worker more than its wallet
+# work. A reused connection is checked first, so one the server dropped is replaced.
+DATABASES["default"]["CONN_MAX_AGE"] = env.float("DATABASE_CONN_MAX_AGE_S", default=60.0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (the registries' key -> id cache) ---------------------------------

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 
 from flags.write_gate import WritesStillRunning, write_admitted, writes_drained
 
@@ -83,3 +83,27 @@ def test_writes_run_side_by_side() -> None:
 
         in_thread(write).join(5)
     assert first and answers == [True]
+
+
+@pytest.mark.skipif(
+    "connection.vendor != 'postgresql'", reason="the advisory lock is PostgreSQL's session's"
+)
+def test_a_write_whose_transaction_failed_does_not_keep_the_gate_on_its_connection() -> None:
+    # Connections outlive requests (CONN_MAX_AGE): one that kept the shared lock after a
+    # failed write would hold every later phase change back until it aged out.
+    def failed_write() -> None:
+        with pytest.raises(DatabaseError), transaction.atomic(), write_admitted() as admitted:
+            assert admitted
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 / 0")
+
+    failed_write()
+
+    drained: list[bool] = []
+
+    def phase_change() -> None:
+        with writes_drained(timeout_s=1):
+            drained.append(True)
+
+    in_thread(phase_change).join(5)
+    assert drained == [True]
