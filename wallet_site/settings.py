@@ -214,6 +214,8 @@ CELERY_BEAT_SCHEDULE = {
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# Django's model permissions, read in one query per request (the API checks them on each).
+AUTHENTICATION_BACKENDS = ["wallet_site.auth_backends.ModelBackend"]
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
