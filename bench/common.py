@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_site.settings")
@@ -28,6 +30,7 @@ from wallet_site.embedded_mongo import (  # noqa: E402
     mongo_answers,
     start_embedded_mongo,
 )
+from wallet_site.local_tigerbeetle import start_local_tigerbeetle  # noqa: E402
 
 
 @dataclass
@@ -91,9 +94,12 @@ def gunicorn(
     database_name: str,
     workers: int = 2,
     threads: int = 1,
+    keep_alive_s: int | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[str]:
-    """The app under gunicorn on a free loopback port, on `database_name`; yields its URL."""
+    """The app under gunicorn on a free loopback port, on `database_name`; yields its URL.
+    `keep_alive_s`: how long an idle keep-alive connection stays open (gunicorn's default,
+    2 s, when None)."""
     port = free_loopback_port()
     # Plain HTTP on loopback, and no per-token throttle: the benchmark is the load on purpose.
     env = dict(
@@ -111,6 +117,8 @@ def gunicorn(
         env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{database_name}"
     command = [sys.executable, "-m", "gunicorn", "wallet_site.wsgi", "-b", f"127.0.0.1:{port}"]
     command += ["-w", str(workers), "--threads", str(threads), "--log-level", "warning"]
+    if keep_alive_s is not None:
+        command += ["--keep-alive", str(keep_alive_s)]
     process = subprocess.Popen(command, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -130,30 +138,18 @@ def gunicorn(
 @contextmanager
 def tigerbeetle_server(binary: str) -> Iterator[str]:
     """A single-replica TigerBeetle server of our own (production defaults) on a free
-    loopback port, its data file under var/ deleted afterwards; yields its address."""
-    directory = settings.VAR_DIR / "bench-tigerbeetle"
-    directory.mkdir(parents=True, exist_ok=True)
-    data_file = directory / f"0_0.{os.getpid()}.tigerbeetle"
-    address = f"127.0.0.1:{free_loopback_port()}"
-    subprocess.run(
-        [binary, "format", "--cluster=0", "--replica=0", "--replica-count=1", str(data_file)],
-        check=True,
-        capture_output=True,
+    loopback port, accepting connections before the run starts (requests sent to a server
+    still starting time out as 503s); its data file under var/ deleted afterwards. Yields
+    its address."""
+    directory = settings.VAR_DIR / "bench-tigerbeetle" / str(os.getpid())
+    server = start_local_tigerbeetle(
+        Path(binary), directory, free_loopback_port(), log_path=directory / "server.log"
     )
-    log_path = directory / f"server.{os.getpid()}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [binary, "start", f"--addresses={address}", str(data_file)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
     try:
-        yield address
+        yield server.addresses
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        data_file.unlink(missing_ok=True)
-        log_path.unlink(missing_ok=True)
+        server.stop(timeout_s=30)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def percentile(samples: list[float], pct: float) -> float:

@@ -11,6 +11,10 @@ same id again.
 
 Environment: LOAD_AUTHORIZATION (the Authorization header), LOAD_RUN (a prefix of every id),
 LOAD_TALLY (where to write the tally, JSON), LOAD_SHARED_WALLETS.
+
+`PingUser` is the same run's baseline: as many users, waiting as long between requests, on the
+bare authenticated endpoint `/api/ping` (the same server, authentication and rendering, no
+wallet work). load_bench runs it on its own (`locust ... PingUser`).
 """
 
 from __future__ import annotations
@@ -57,8 +61,26 @@ def error_code(response: Any) -> str:
         return ""
 
 
+WAIT_S = between(0.5, 2.0)
+
+
+class PingUser(HttpUser):
+    wait_time = WAIT_S
+
+    def on_start(self) -> None:
+        self.client.headers["Authorization"] = AUTHORIZATION
+
+    @task
+    def ping(self) -> None:
+        with self.client.get(
+            "/api/ping", name="ping", timeout=REQUEST_TIMEOUT_S, catch_response=True
+        ) as response:
+            if response.status_code != 200:
+                response.failure(f"{response.status_code or response.error}")
+
+
 class WalletUser(HttpUser):
-    wait_time = between(0.5, 2.0)
+    wait_time = WAIT_S
 
     def on_start(self) -> None:
         self.client.headers["Authorization"] = AUTHORIZATION
