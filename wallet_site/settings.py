@@ -196,6 +196,8 @@ MIRROR_PARK_AFTER_ATTEMPTS = env.int("MIRROR_PARK_AFTER_ATTEMPTS", default=20)
 MIRROR_SWEEP_INTERVAL_S = env.float("MIRROR_SWEEP_INTERVAL_S", default=30.0)
 # Celery beat: how often reconciliation compares every wallet in both stores.
 RECONCILE_INTERVAL_S = env.float("RECONCILE_INTERVAL_S", default=3600.0)
+# Celery beat: how often expired API tokens are deleted (requests check only their own).
+TOKEN_PURGE_INTERVAL_S = env.float("TOKEN_PURGE_INTERVAL_S", default=3600.0)
 # Optional: reconciliation mismatches are also POSTed here as JSON.
 RECONCILE_ALERT_WEBHOOK_URL = env("RECONCILE_ALERT_WEBHOOK_URL", default="")
 # Phase 3 read breaker (pybreaker): open after this many TigerBeetle failures, retry after.
@@ -208,6 +210,10 @@ PHASE_CHANGE_WRITES_WAIT_S = env.float("PHASE_CHANGE_WRITES_WAIT_S", default=30.
 CELERY_BEAT_SCHEDULE = {
     "mirror-sweep": {"task": "ledger.sweep_outbox", "schedule": MIRROR_SWEEP_INTERVAL_S},
     "reconcile": {"task": "ledger.reconcile", "schedule": RECONCILE_INTERVAL_S},
+    "purge-expired-tokens": {
+        "task": "wallet_site.purge_expired_tokens",
+        "schedule": TOKEN_PURGE_INTERVAL_S,
+    },
 }
 
 # --- Auth, i18n, static -------------------------------------------------------
@@ -228,7 +234,7 @@ STATIC_ROOT = VAR_DIR / "static"
 # callers are payment systems with tokens, staff work in the admin, and so an admin session
 # (and its CSRF exposure) never reaches the API.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["knox.auth.TokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["ledger.api.authentication.TokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["ledger.api.permissions.HasRequiredPermissions"],
     "DEFAULT_THROTTLE_CLASSES": ["ledger.api.throttling.PerTokenRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["ledger.api.parsers.DecimalJSONParser"],
@@ -266,7 +272,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_AUTHENTICATION": [
-        "knox.auth.TokenAuthentication",
+        "ledger.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "SERVE_PERMISSIONS": [
