@@ -12,6 +12,7 @@ checked when it is presented.
 from __future__ import annotations
 
 from django.utils import timezone
+from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from knox import auth
 from knox.models import AuthToken
 from knox.signals import token_expired
@@ -26,3 +27,9 @@ class TokenAuthentication(auth.TokenAuthentication):
         auth_token.delete()
         token_expired.send(sender=self.__class__, username=username, source="auth_token")
         return True
+
+
+class TokenScheme(KnoxTokenScheme):
+    """The OpenAPI schema describes this authentication as knox's: the same header and name."""
+
+    target_class = "ledger.api.authentication.TokenAuthentication"

@@ -82,6 +82,8 @@ def test_the_purge_deletes_every_expired_token_and_keeps_the_others() -> None:
 
 def test_the_purge_is_on_the_beat_schedule_and_known_to_the_workers() -> None:
     app.loader.import_default_modules()
-    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert PURGE_TASK in scheduled
+    schedule = {
+        entry["task"]: entry["schedule"] for entry in settings.CELERY_BEAT_SCHEDULE.values()
+    }
+    assert schedule[PURGE_TASK] == settings.TOKEN_PURGE_INTERVAL_S
     assert PURGE_TASK in app.tasks

@@ -310,10 +310,8 @@ def test_the_sweeper_and_reconciliation_are_on_the_beat_schedule(settings: Any) 
     schedule = {
         entry["task"]: entry["schedule"] for entry in settings.CELERY_BEAT_SCHEDULE.values()
     }
-    assert schedule == {
-        "ledger.sweep_outbox": settings.MIRROR_SWEEP_INTERVAL_S,
-        "ledger.reconcile": settings.RECONCILE_INTERVAL_S,
-    }
+    assert schedule["ledger.sweep_outbox"] == settings.MIRROR_SWEEP_INTERVAL_S
+    assert schedule["ledger.reconcile"] == settings.RECONCILE_INTERVAL_S
     app.loader.import_default_modules()
     assert {"ledger.sweep_outbox", "ledger.reconcile"} <= set(app.tasks)
 
