@@ -3,7 +3,7 @@
 Every API request checks its caller's permissions. Django's `ModelBackend` reads them with two
 ORM queries (the user's own, then the groups'), and under load building those queries took a
 web worker about a fifth of its CPU, more than the wallet operation itself. This backend reads
-the same set with one prepared statement. It is still read afresh for every request (kept only
+the same set with one plain SQL statement. It is still read afresh for every request (kept only
 on the request's user object, as Django does), so a permission taken away applies to the next
 request in every process.
 """
