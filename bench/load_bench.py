@@ -67,10 +67,7 @@ def run_locust(
     command += ["--host", base, "-u", str(args.users), "-r", str(args.spawn_rate)]
     command += ["-t", f"{run_time_s}s", "--csv", str(stats), "--only-summary"]
     command += ["--exit-code-on-error", "0", "--loglevel", "WARNING", user_class]
-    # locust's own summary (stdout) is left out; this benchmark prints the same figures.
-    subprocess.run(
-        command, env=env, check=True, timeout=run_time_s + 300, stdout=subprocess.DEVNULL
-    )
+    subprocess.run(command, env=env, check=True, timeout=run_time_s + 300)
     return stats
 
 
@@ -188,7 +185,7 @@ def print_against_baseline(stats: Path, baseline: Path) -> None:
     """The wallet mix's throughput and latencies as ratios of the same run's /api/ping load."""
     mix, ping = stats_rows(stats)["Aggregated"], stats_rows(baseline)["Aggregated"]
     print("\nwallet mix against the same users on /api/ping (same server, same run)")
-    print(f"{'figure':<12} {'mix':>10} {'ping':>10} {'ratio':>8}")
+    print(f"{'figure':<12} {'mix':>10} {'ping':>10} {'unit':<6} {'ratio':>8}")
     for label, column, unit in (
         ("throughput", "Requests/s", "req/s"),
         ("p50", "50%", "ms"),
@@ -197,7 +194,7 @@ def print_against_baseline(stats: Path, baseline: Path) -> None:
     ):
         value, base = float(mix[column]), float(ping[column])
         ratio = f"{value / base:>7.2f}x" if base else "      -"
-        print(f"{label:<12} {value:>8.1f}{unit[:2]:<2} {base:>8.1f}{unit[:2]:<2} {ratio}")
+        print(f"{label:<12} {value:>10.1f} {base:>10.1f} {unit:<6} {ratio}")
     for name, row in (("mix", mix), ("ping", ping)):
         count, failed = int(row["Request Count"]), int(row["Failure Count"])
         print(f"failed ({name}): {failed} of {count} ({100 * failed / max(count, 1):.1f}%)")
