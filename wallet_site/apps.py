@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.contrib.admin import apps as admin_apps
 
 
 class WalletSiteConfig(AppConfig):
@@ -15,10 +14,3 @@ class WalletSiteConfig(AppConfig):
         from wallet_site import wiring  # noqa: PLC0415
 
         wiring.install()
-
-
-class WalletAdminConfig(admin_apps.AdminConfig):
-    """Django's admin app with the back-office's site (migration pages added)."""
-
-    default = False
-    default_site = "wallet_site.admin_site.WalletAdminSite"

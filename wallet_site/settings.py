@@ -44,7 +44,7 @@ SECURE_PROXY_SSL_HEADER = (
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "wallet_site.apps.WalletAdminConfig",
+    "backoffice.apps.BackOfficeAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -61,17 +61,18 @@ INSTALLED_APPS = [
     "migration",
     "registry",
     "flags",
+    "backoffice",
 ]
 
 MIDDLEWARE = [
     # Outermost: every error answer under /api/ becomes the JSON error shape.
-    "ledger.api.middleware.ApiJsonErrorsMiddleware",
+    "api.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "flags.middleware.FlagActorMiddleware",
+    "backoffice.middleware.FlagActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "waffle.middleware.WaffleMiddleware",
@@ -234,15 +235,15 @@ STATIC_ROOT = VAR_DIR / "static"
 # callers are payment systems with tokens, staff work in the admin, and so an admin session
 # (and its CSRF exposure) never reaches the API.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["ledger.api.authentication.TokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["ledger.api.permissions.HasRequiredPermissions"],
-    "DEFAULT_THROTTLE_CLASSES": ["ledger.api.throttling.PerTokenRateThrottle"],
-    "DEFAULT_PARSER_CLASSES": ["ledger.api.parsers.DecimalJSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.HasRequiredPermissions"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.PerTokenRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.DecimalJSONParser"],
     # JSON only: the browsable renderer answered an error asked for as text/html as an HTML
     # page (the schema UI at /api/schema/ui/ has its own renderer).
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "ledger.api.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "api.errors.api_exception_handler",
 }
 # Requests per token, "N/s|min|hour|day"; empty turns throttling off.
 API_THROTTLE_RATE = env("API_THROTTLE_RATE", default="6000/min")
@@ -272,7 +273,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_AUTHENTICATION": [
-        "ledger.api.authentication.TokenAuthentication",
+        "api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "SERVE_PERMISSIONS": [

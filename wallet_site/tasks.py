@@ -10,6 +10,6 @@ from knox.models import AuthToken
 @shared_task(name="wallet_site.purge_expired_tokens")
 def purge_expired_tokens() -> int:
     """Delete every expired API token; how many. Requests no longer do it for their caller's
-    other tokens (`ledger.api.authentication`)."""
+    other tokens (`api.authentication`)."""
     deleted, _ = AuthToken.objects.filter(expiry__lt=timezone.now()).delete()
     return deleted

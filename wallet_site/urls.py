@@ -2,14 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from ledger.api.metrics import metrics_view
+from backoffice.prometheus import metrics_view
 
-handler403 = "wallet_site.admin_site.permission_denied"
+handler403 = "backoffice.site.permission_denied"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
-    path("api/", include("ledger.api.urls")),
+    path("api/", include("api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/schema/ui/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -15,9 +15,9 @@ from django.test import Client
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
+from api import views
 from domain.ids import WalletKey
 from domain.wallets import TransactionState, WalletStore
-from ledger.api import views
 from ledger.service import WalletService
 from tests.conftest import api_client_for, grant, token_api_client
 from tests.roles import SERVICE_ACCOUNT, role

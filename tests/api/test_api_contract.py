@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from ledger.api import views
+from api import views
 from ledger.service import WalletService
 from ledger.stores.mongo_store import MongoWalletStore
 from tests.conftest import token_api_client

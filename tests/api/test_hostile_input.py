@@ -11,9 +11,9 @@ from urllib.parse import quote
 import pytest
 from rest_framework.test import APIClient
 
+from api import views
 from domain.money import BALANCE_MINOR_MAX
 from domain.wallets import WalletStore
-from ledger.api import views
 from ledger.service import WalletService
 from tests.conftest import token_api_client
 

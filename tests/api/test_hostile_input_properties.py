@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
+from api import views
 from domain.countries import UnknownCountry, normalize_country
 from domain.money import MoneyError, normalize_currency
 from domain.wallets import WalletStore
-from ledger.api import views
 from ledger.service import WalletService
 from registry.models import WalletAccount, WalletTransfer
 from tests.conftest import token_api_client

@@ -12,8 +12,8 @@ from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from ledger.api import views
-from ledger.api.permissions import CREDIT_WALLETS, READ_WALLETS
+from api import views
+from api.permissions import CREDIT_WALLETS, READ_WALLETS
 from ledger.service import WalletService
 from tests.conftest import api_client_for, build_store, grant
 from wallet_site.auth_backends import ModelBackend

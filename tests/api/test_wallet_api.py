@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from api import views
 from domain.wallets import WalletStore
-from ledger.api import views
 from ledger.service import WalletService
 from tests.conftest import token_api_client
 

@@ -12,9 +12,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from backoffice import charts
 from flags.models import FlagChange, Milestone, PhaseChange
 from flags.phases import Phase, current_state
-from migration import charts
 from migration.models import ReconciliationMismatch, ReconciliationRun, ShadowComparison
 from migration.phase_change import change_phase as move_phase
 from registry.models import WalletTransfer

@@ -16,15 +16,15 @@ from django.db.models import Model, QuerySet
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 
+from backoffice import admin_base
+from backoffice.selectors import find
 from domain import errors
 from domain.ids import WalletKey
 from flags.phases import Phase
 from ledger.stores.mongo_store import MongoWalletStore
-from ledger.support import find
 from migration.models import ReconciliationMismatch, ShadowComparison
 from registry.models import WalletAccount, WalletTransfer
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
-from wallet_site import admin_base
 
 
 @pytest.fixture

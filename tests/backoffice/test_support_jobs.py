@@ -15,6 +15,7 @@ from django.template.loader import render_to_string
 from django.test import Client, RequestFactory
 from django.utils import timezone
 
+from backoffice.admin_base import format_money
 from domain import errors
 from domain.ids import WalletKey
 from flags.models import Milestone
@@ -24,7 +25,6 @@ from migration.phase_change import change_phase
 from registry.models import WalletAccount, WalletTransfer
 from tests.backoffice.test_support_admin import void, wallet_page
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
-from wallet_site.admin_base import format_money
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from knox.models import AuthToken
 
-from ledger.api.permissions import SERVICE_ACCOUNT_GROUP
+from api.permissions import SERVICE_ACCOUNT_GROUP
 
 
 class Command(BaseCommand):

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from domain.ids import WalletKey
 from registry import accounts as account_registry
@@ -40,3 +41,19 @@ def void_url(transaction_id: str, request: HttpRequest) -> str:
     """The void page, which returns to the page the agent is on."""
     base = reverse("admin:registry_wallettransfer_void", args=[transaction_id])
     return f"{base}?{urlencode({'next': request.get_full_path()})}"
+
+
+def back_url(request: HttpRequest, default: str = "") -> str:
+    """Where the person came from (a `next` parameter, else the Referer), if it is ours."""
+    for candidate in (request.GET.get("next"), request.POST.get("next"), _referer(request)):
+        if candidate and url_has_allowed_host_and_scheme(
+            candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            return candidate
+    return default or reverse("admin:index")
+
+
+def _referer(request: HttpRequest) -> str:
+    referer = request.META.get("HTTP_REFERER", "")
+    host = f"//{request.get_host()}"
+    return referer.split(host, 1)[1] if host in referer else ""

@@ -15,8 +15,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ledger.api import serializers as s
-from ledger.api.permissions import (
+from api import serializers as s
+from api.permissions import (
     CREDIT_WALLETS,
     DEBIT_WALLETS,
     READ_WALLETS,

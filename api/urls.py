@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ledger.api import views
+from api import views
 
 WALLET = "clients/<str:client_id>/wallets/<str:country>/<str:currency>"
 

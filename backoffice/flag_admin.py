@@ -13,10 +13,10 @@ from django.urls import reverse
 from waffle import admin as waffle_admin
 from waffle.models import Sample, Switch
 
+from backoffice.admin_base import ReadOnlyAdmin
 from flags.audit import refuse_outside_phase_change
 from flags.models import FlagChange, Milestone
 from flags.phases import SAMPLES, SWITCHES, InvalidPhaseChange
-from wallet_site.admin_base import ReadOnlyAdmin
 
 
 @admin.register(FlagChange)

@@ -23,9 +23,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from api.errors import error_body
+from backoffice import figures
 from domain import errors
-from ledger.api.errors import error_body
-from migration import figures
 from wallet_site.wiring import mongo_outbox
 
 log = logging.getLogger(__name__)

@@ -32,4 +32,4 @@ class TokenAuthentication(auth.TokenAuthentication):
 class TokenScheme(KnoxTokenScheme):
     """The OpenAPI schema describes this authentication as knox's: the same header and name."""
 
-    target_class = "ledger.api.authentication.TokenAuthentication"
+    target_class = "api.authentication.TokenAuthentication"

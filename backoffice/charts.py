@@ -7,7 +7,7 @@ import math
 import pygal
 from pygal.style import CleanStyle
 
-from migration.figures import MATCH_RATE_TARGET, daily_shadow_figures, operation_latencies
+from backoffice.figures import MATCH_RATE_TARGET, daily_shadow_figures, operation_latencies
 
 STORE_LABELS = {"mongo": "MongoDB", "tigerbeetle": "TigerBeetle"}
 OPERATIONS = ("get_balance", "add_credit", "subtract_credit", "void_transaction")

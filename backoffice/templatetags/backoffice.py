@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from django import template
 
-from ledger.support import STORE_NAMES
-from wallet_site.admin_base import format_money
+from backoffice.admin_base import format_money
+from backoffice.selectors import STORE_NAMES
 
 register = template.Library()
 

@@ -8,9 +8,12 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.urls import URLPattern, URLResolver, path, reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.urls import URLPattern, URLResolver, path
 from django.views import defaults
+
+from backoffice import pages
+from backoffice.find import find_view
+from backoffice.links import back_url
 
 # The index's groups, named for the people who use them: (group, models as app_label.Model).
 GROUPS = [
@@ -59,23 +62,18 @@ class WalletAdminSite(admin.AdminSite):
         return grouped
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
-        # Cycle breaker: migration.admin_pages and registry.admin -> wallet_site.admin_site
-        # (through django.contrib.admin's site).
-        from migration import admin_pages  # noqa: PLC0415
-        from registry import admin as registry_admin  # noqa: PLC0415
-
         custom = [
             path(
                 "migration/phase/",
-                self.admin_view(admin_pages.PhaseView.as_view(site=self)),
+                self.admin_view(pages.PhaseView.as_view(site=self)),
                 name="migration-phase",
             ),
             path(
                 "migration/dashboard/",
-                self.admin_view(admin_pages.DashboardView.as_view(site=self)),
+                self.admin_view(pages.DashboardView.as_view(site=self)),
                 name="migration-dashboard",
             ),
-            path("find/", self.admin_view(registry_admin.find_view), name="find"),
+            path("find/", self.admin_view(find_view), name="find"),
         ]
         return custom + super().get_urls()
 
@@ -88,22 +86,6 @@ def _group(name: str, models: list[dict[str, Any]]) -> dict[str, Any]:
         "has_module_perms": True,
         "models": models,
     }
-
-
-def back_url(request: HttpRequest, default: str = "") -> str:
-    """Where the person came from (a `next` parameter, else the Referer), if it is ours."""
-    for candidate in (request.GET.get("next"), request.POST.get("next"), _referer(request)):
-        if candidate and url_has_allowed_host_and_scheme(
-            candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-        ):
-            return candidate
-    return default or reverse("admin:index")
-
-
-def _referer(request: HttpRequest) -> str:
-    referer = request.META.get("HTTP_REFERER", "")
-    host = f"//{request.get_host()}"
-    return referer.split(host, 1)[1] if host in referer else ""
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -17,6 +17,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views import View
 
+from backoffice import charts, figures
 from flags.audit import recording_phase_change
 from flags.models import FlagChange, Milestone, PhaseChange
 from flags.phases import (
@@ -32,7 +33,7 @@ from flags.phases import (
     Phase,
     current_state,
 )
-from migration import charts, figures, tasks
+from migration import tasks
 from migration.phase_change import change_phase, target_state
 from registry.models import WalletTransfer
 from wallet_site.wiring import mongo_store, tigerbeetle_store

@@ -1,0 +1,6 @@
+"""Django's admin autodiscovery imports this module: it registers every model the back-office
+shows (each module registers its own)."""
+
+from backoffice import flag_admin, migration_admin, transfer_admin, wallet_admin
+
+__all__ = ["flag_admin", "migration_admin", "transfer_admin", "wallet_admin"]

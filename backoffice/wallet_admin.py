@@ -1,0 +1,261 @@
+"""Support staff's admin: find a client's wallets, see both stores side by side, void."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+
+from backoffice.admin_base import (
+    CachedValuesFilter,
+    ReadOnlyAdmin,
+    cached_filter_choices,
+)
+from backoffice.links import back_url, key_params, transaction_url, void_url, wallet_url
+from backoffice.migration_admin import recheck_wallet
+from backoffice.selectors import (
+    VOID_EFFECT,
+    WalletOverview,
+    find,
+    wallet_overview,
+)
+from domain.ids import WalletKey
+from flags.phases import Phase, current_state
+from registry import accounts as account_registry
+from registry.models import WalletAccount
+from wallet_site.wiring import mongo_store, tigerbeetle_store
+
+
+def _int_param(request: HttpRequest, name: str, default: int) -> int:
+    try:
+        return max(0, int(request.GET.get(name, default)))
+    except ValueError:
+        return default
+
+
+def _with_params(request: HttpRequest, **changes: int) -> str:
+    params = request.GET.copy()
+    for name, value in changes.items():
+        if value:
+            params[name] = str(value)
+        else:
+            params.pop(name, None)
+    return f"{request.path}?{params.urlencode()}" if params else request.path
+
+
+def _transactions_url(key: WalletKey) -> str:
+    """The transactions list of this wallet ("" for a wallet TigerBeetle does not know: the
+    transactions list is TigerBeetle's registry)."""
+    registered = account_registry.find_account(key)
+    if registered is None:
+        return ""
+    changelist = reverse("admin:registry_wallettransfer_changelist")
+    return f"{changelist}?wallet__id__exact={registered.registry_pk}"
+
+
+def _mismatches_url(key: WalletKey) -> str:
+    changelist = reverse("admin:migration_reconciliationmismatch_changelist")
+    params = {
+        "client_id": key.client_id,
+        "country": key.country,
+        "currency": key.currency,
+        "status": "all",
+    }
+    return f"{changelist}?{urlencode(params)}"
+
+
+def _line_links(request: HttpRequest, overview: WalletOverview) -> dict[str, list[Any]]:
+    """Each line of both stores with its transaction page and, when voidable by this
+    person, its Void link."""
+    can_void = request.user.has_perm("registry.void_wallettransfer")
+
+    def void_link(transaction_id: str, voidable: bool) -> str:
+        return void_url(transaction_id, request) if can_void and voidable else ""
+
+    return {
+        "log_lines": [
+            {
+                "line": line,
+                "url": transaction_url(line.transaction_id),
+                "void_url": void_link(line.transaction_id, line.voidable),
+            }
+            for line in overview.log_lines
+        ],
+        "ledger_lines": [
+            {
+                "line": line,
+                "url": transaction_url(line.transaction_id, line.registry_pk)
+                if line.registry_pk
+                else "",
+                "void_url": void_link(line.transaction_id, line.voidable),
+            }
+            for line in overview.ledger_lines
+        ],
+    }
+
+
+def _pager_links(request: HttpRequest, overview: WalletOverview) -> dict[str, str]:
+    """Newer/older pages of the MongoDB log (page numbers) and of TigerBeetle's transfers
+    (timestamp cursor); "" where there is none."""
+    return {
+        "log_newer": _with_params(request, log_page=overview.log_page - 1)
+        if overview.log_page > 1
+        else "",
+        "log_older": _with_params(request, log_page=overview.log_page + 1)
+        if overview.log_has_more
+        else "",
+        "tb_newest": _with_params(request, tb_before=0) if overview.tb_before else "",
+        "tb_older": _with_params(request, tb_before=overview.tb_next_before)
+        if overview.tb_next_before
+        else "",
+    }
+
+
+class IssuerFilter(admin.SimpleListFilter):
+    title = "issuer"
+    parameter_name = "issuer"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        issuers = cached_filter_choices(
+            "registry.walletaccount.issuer",
+            lambda: list(
+                WalletAccount.objects.values_list("issuer", flat=True).distinct().order_by("issuer")
+            ),
+        )
+        return [("-", "(none)")] + [(i, i) for i in issuers if i]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(issuer="" if value == "-" else value)
+
+
+@admin.register(WalletAccount)
+class WalletAccountAdmin(ReadOnlyAdmin):
+    list_display = ("client_id", "country", "currency", "issuer", "created_at")
+    list_filter = (("currency", CachedValuesFilter), ("country", CachedValuesFilter), IssuerFilter)
+    # Exact, through the wallet-key index ("=client_id" is iexact: UPPER() on every row).
+    search_fields = ("client_id__exact",)
+    search_help_text = "Exact client id (case-sensitive). MongoDB-only wallets are listed too."
+    ordering = ("client_id", "currency", "country")
+    list_per_page = 50
+
+    def get_urls(self) -> list[URLPattern]:
+        by_key = path(
+            "key/",
+            self.admin_site.admin_view(self.key_view),
+            name="registry_walletaccount_by_key",
+        )
+        recheck = path(
+            "recheck/",
+            self.admin_site.admin_view(self.recheck_view),
+            name="registry_walletaccount_recheck",
+        )
+        return [by_key, recheck, *super().get_urls()]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The registry's wallets, and for a search, the wallets only MongoDB holds (legacy
+        wallets before the backfill)."""
+        query = request.GET.get("q", "").strip()
+        mongo_only = []
+        if query:
+            mongo_only = [
+                {"hit": hit, "url": wallet_url(hit.key)}
+                for hit in find(query, mongo_store()).wallets
+                if hit.registry_pk is None
+            ]
+        return super().changelist_view(
+            request, {**(extra_context or {}), "mongo_only_wallets": mongo_only}
+        )
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """A wallet's page: both stores' balances, TigerBeetle's transfers and history, the
+        MongoDB transaction log."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        wallet = self.get_object(request, object_id)
+        if wallet is None:
+            # Django's own "no such object" redirect: private, so django-stubs leaves it out.
+            return self._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]
+                request, self.opts, object_id
+            )
+        return self._wallet_page(request, wallet.key)
+
+    def key_view(self, request: HttpRequest) -> HttpResponse:
+        """The same page for a wallet by its key (one only MongoDB holds has no registry row)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            key = WalletKey(
+                client_id=request.GET["client_id"],
+                country=request.GET["country"],
+                currency=request.GET["currency"],
+                issuer=request.GET.get("issuer") or None,
+            )
+        except KeyError as exc:
+            raise Http404("A wallet is named by client_id, country and currency.") from exc
+        return self._wallet_page(request, key)
+
+    def _wallet_page(self, request: HttpRequest, key: WalletKey) -> HttpResponse:
+        state = current_state()
+        overview = wallet_overview(
+            key,
+            mongo_store(),
+            tigerbeetle_store(),
+            state=state,
+            log_page=_int_param(request, "log_page", 1),
+            tb_before=_int_param(request, "tb_before", 0),
+        )
+        return TemplateResponse(
+            request,
+            "admin/registry/wallet_overview.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Wallet {key.describe()}",
+                "key": key,
+                "overview": overview,
+                "void_effect": VOID_EFFECT,
+                **_line_links(request, overview),
+                **_pager_links(request, overview),
+                "transactions_url": _transactions_url(key),
+                "mismatches_url": _mismatches_url(key),
+                # Both stores are compared while dual write keeps TigerBeetle current.
+                "can_recheck": request.user.has_perm("migration.recheck_wallet")
+                and Phase.DUAL_WRITE <= state.phase <= Phase.READ_CUTOVER,
+                "recheck_params": key_params(key),
+                "find_query": key.client_id,
+            },
+        )
+
+    def recheck_view(self, request: HttpRequest) -> HttpResponse:
+        """Re-check one wallet in both stores now, from its page; back to the page."""
+        if request.method != "POST" or not request.user.has_perm("migration.recheck_wallet"):
+            raise PermissionDenied
+        try:
+            key = WalletKey(
+                client_id=request.POST["client_id"],
+                country=request.POST["country"],
+                currency=request.POST["currency"],
+                issuer=request.POST.get("issuer") or None,
+            )
+        except KeyError as exc:
+            raise Http404("A wallet is named by client_id, country and currency.") from exc
+        agree, message = recheck_wallet(key, request.user.get_username())
+        self.message_user(request, message, messages.SUCCESS if agree else messages.WARNING)
+        return HttpResponseRedirect(back_url(request, wallet_url(key)))
