@@ -33,7 +33,8 @@ from flags.phases import (
     Phase,
     current_state,
 )
-from migration import tasks
+from migration import criteria, tasks
+from migration.criteria import next_step_criterion
 from migration.phase_change import change_phase, target_state
 from registry.models import WalletTransfer
 from wallet_site.wiring import mongo_store, tigerbeetle_store
@@ -239,16 +240,6 @@ def audit_trail(limit: int = 30) -> list[AuditRow]:
     return rows[:limit]
 
 
-def _case_urls() -> dict[str, str]:
-    shadow = reverse("admin:migration_shadowcomparison_changelist")
-    return {
-        "shadow_mismatches": f"{shadow}?outcome__exact=mismatch",
-        "mismatches": reverse("admin:migration_reconciliationmismatch_changelist"),
-        "runs": reverse("admin:migration_reconciliationrun_changelist"),
-        "milestones": reverse("admin:flags_milestone_changelist"),
-    }
-
-
 class _SiteView(View):
     site: admin.AdminSite | None = None
 
@@ -285,7 +276,7 @@ class PhaseView(_SiteView):
                 share_of_phase={int(p): name for p, name in SHARE_OF_PHASE.items()},
                 can_change=request.user.has_perm("flags.change_phase"),
                 audit=audit_trail(),
-                gate=figures.current_gate(state, _case_urls()),
+                criterion=next_step_criterion(state, outbox_depth=figures.outbox_depth),
                 backfill=Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).first(),
             ),
         )
@@ -376,10 +367,10 @@ class DashboardView(_SiteView):
                 title="Migration dashboard",
                 state=state,
                 phase_label=PHASE_LABELS[state.phase],
-                gate=figures.current_gate(state, _case_urls()),
+                criterion=next_step_criterion(state, outbox_depth=figures.outbox_depth),
                 criteria=figures.success_criteria(days=7),
-                routes=figures.read_routes(days=7),
-                last_run=figures.last_reconciliation(),
+                routes=criteria.read_routes(days=7),
+                last_run=criteria.last_reconciliation(),
                 outbox=figures.outbox_depth(),
                 latencies=figures.operation_latencies(),
                 match_rate_svg=charts.match_rate_chart(),
