@@ -10,13 +10,13 @@ from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, multiprocess
 
-from domain import errors
 from ledger import metrics
 from migration.criteria import (
     FALLBACK_RATE_TARGET,
     MATCH_RATE_TARGET,
     OutboxDepth,
     fallback_rate,
+    outbox_depth_of,
     shadow_figures,
     writes_lost,
 )
@@ -39,10 +39,7 @@ LATENCY_RATIO_TARGET = Decimal("0.5")
 def outbox_depth() -> OutboxDepth | None:
     """Entries waiting for the mirror by state, and the oldest pending one's age (None when
     MongoDB does not answer)."""
-    try:
-        return mongo_outbox().depth()
-    except errors.StoreUnavailable:
-        return None
+    return outbox_depth_of(mongo_outbox())
 
 
 def success_criteria(days: int = 7) -> list[Criterion]:

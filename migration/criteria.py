@@ -18,8 +18,10 @@ from django.db.models import Avg, Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from domain import errors
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase
+from ledger.stores.mongo_outbox import MongoOutbox
 from migration.models import (
     ReadRouteCount,
     ReconciliationMismatch,
@@ -35,6 +37,14 @@ CONSECUTIVE_DAYS = 7
 OutboxDepth = dict[str, int]
 # Reads the outbox's depth when a criterion needs it (None when MongoDB does not answer).
 OutboxDepthReader = Callable[[], OutboxDepth | None]
+
+
+def outbox_depth_of(outbox: MongoOutbox) -> OutboxDepth | None:
+    """The outbox's depth, or None when MongoDB does not answer (a figure, not a failure)."""
+    try:
+        return outbox.depth()
+    except errors.StoreUnavailable:
+        return None
 
 
 @dataclass(frozen=True)
