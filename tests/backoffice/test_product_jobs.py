@@ -280,7 +280,7 @@ def test_a_refusal_points_to_the_page_not_a_shell_command(product: Client, store
     enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
     page = change_phase(product, 4, confirmed=True).content.decode()
     assert "manage.py" not in page and "migration_phase" not in page
-    assert "“Start the backfill” on this page" in page
+    assert "“Start the backfill” on the migration phase page" in page
     assert 'name="_backfill"' in page
 
 
