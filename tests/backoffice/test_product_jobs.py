@@ -176,6 +176,20 @@ def test_the_phase_4_confirmation_says_exactly_what_happens_with_the_numbers(
     assert current_state().phase == Phase.READ_CUTOVER
 
 
+def test_the_phase_4_confirmation_shows_the_criterion_the_step_waits_for_without_enforcing_it(
+    product: Client, stores: Stores
+) -> None:
+    backfill_done()
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+
+    page = change_phase(product, 4).content.decode()
+
+    shown = page.split('id="step-criterion"')[1].split("</p>")[0]
+    assert "Fallback rate &lt; 0.1% of TigerBeetle reads on each of 7 consecutive days" in shown
+    assert "No data yet" in shown
+    assert 'name="_confirm"' in page  # shown, not enforced
+
+
 def test_leaving_phase_4_says_how_many_writes_are_copied_back(
     product: Client, stores: Stores
 ) -> None:
