@@ -7,7 +7,8 @@ import math
 import pygal
 from pygal.style import CleanStyle
 
-from backoffice.figures import MATCH_RATE_TARGET, daily_shadow_figures, operation_latencies
+from backoffice.figures import operation_latencies
+from migration.criteria import MATCH_RATE_TARGET, daily_shadow_figures
 
 STORE_LABELS = {"mongo": "MongoDB", "tigerbeetle": "TigerBeetle"}
 OPERATIONS = ("get_balance", "add_credit", "subtract_credit", "void_transaction")

@@ -1,5 +1,6 @@
 """Where the back-office's pages are: a wallet (by registry row, or by key for a wallet only
-MongoDB holds), a transaction, its void page (returning to the page the agent is on)."""
+MongoDB holds), a transaction, its void page (returning to the page the agent is on), the
+lists of cases that keep a step's criterion from holding."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from domain.ids import WalletKey
+from migration import criteria
 from registry import accounts as account_registry
 
 
@@ -51,6 +53,20 @@ def back_url(request: HttpRequest, default: str = "") -> str:
         ):
             return candidate
     return default or reverse("admin:index")
+
+
+def case_list_url(cases: str) -> str:
+    """The admin list that shows a criterion's blocking cases, by the name the criterion
+    gives it (`migration.criteria.CASES_*`)."""
+    if cases == criteria.CASES_SHADOW_MISMATCHES:
+        shadow = reverse("admin:migration_shadowcomparison_changelist")
+        return f"{shadow}?outcome__exact=mismatch"
+    changelists = {
+        criteria.CASES_MISMATCHES: "admin:migration_reconciliationmismatch_changelist",
+        criteria.CASES_RUNS: "admin:migration_reconciliationrun_changelist",
+        criteria.CASES_MILESTONES: "admin:flags_milestone_changelist",
+    }
+    return reverse(changelists[cases])
 
 
 def _referer(request: HttpRequest) -> str:

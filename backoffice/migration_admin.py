@@ -11,12 +11,12 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from backoffice.admin_base import CsvExportMixin, ReadOnlyAdmin, format_money
-from backoffice.figures import last_reconciliation
 from backoffice.links import wallet_url
 from backoffice.selectors import BALANCE_WORDS, FIELDS
 from domain.ids import WalletKey
 from domain.money import from_minor_units
 from domain.wallets import WalletBalance
+from migration.criteria import last_reconciliation
 from migration.models import ReconciliationMismatch, ReconciliationRun, ShadowComparison
 from migration.reconciliation import Reconciliation
 from wallet_site.wiring import mongo_outbox, tigerbeetle_store

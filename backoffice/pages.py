@@ -1,15 +1,15 @@
-"""The product team's admin pages: the migration phase (with a confirmation before anything
-that moves where money is written) and the dashboard of the seed's success criteria."""
+"""The product team's admin pages: the migration phase (previewing the step's plan: its
+refusals, or a confirmation before anything that moves where money is written) and the
+dashboard of the seed's success criteria."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -29,14 +29,14 @@ from flags.phases import (
     TIGERBEETLE_ONLY,
     WRITES_PAUSED,
     InvalidPhaseChange,
-    MigrationState,
     Phase,
     current_state,
 )
-from migration import tasks
-from migration.phase_change import change_phase, target_state
-from registry.models import WalletTransfer
-from wallet_site.wiring import mongo_store, tigerbeetle_store
+from migration import criteria, tasks
+from migration.criteria import next_step_criterion
+from migration.phase_change import change_phase
+from migration.phase_plan import plan_phase_change
+from wallet_site.wiring import mongo_outbox, mongo_store, tigerbeetle_store
 
 PHASE_LABELS = {
     Phase.LEGACY: "0 - legacy (MongoDB only)",
@@ -106,85 +106,6 @@ class PhaseForm(forms.Form):
         return cleaned
 
 
-def moves_writes(before: MigrationState, after: MigrationState) -> bool:
-    """Whether a change moves where money is written (and so needs a confirmation)."""
-    return before.dual_write != after.dual_write or before.writes_to_mongo != after.writes_to_mongo
-
-
-@dataclass
-class PhaseEffects:
-    """What a phase change will do, with the numbers as they are now, and what would make
-    it refused (said before, on the page, rather than after)."""
-
-    effects: list[str] = field(default_factory=list)
-    refusals: list[str] = field(default_factory=list)
-
-
-def phase_effects(before: MigrationState, after: MigrationState) -> PhaseEffects:
-    result = PhaseEffects()
-    wait_s = settings.PHASE_CHANGE_WRITES_WAIT_S
-    pause = (
-        "Writes pause until the change is done: clients get 503 writes_paused and retry. "
-        f"Writes already under way get up to {wait_s:g} s to finish, or the change is refused."
-    )
-    if before.writes_to_mongo and not after.writes_to_mongo:
-        depth = figures.outbox_depth()
-        result.effects.append(pause)
-        if depth is None:
-            result.refusals.append("MongoDB does not answer: the outbox cannot be drained.")
-        else:
-            result.effects.append(
-                f"The mirror applies the {depth['pending']} outbox entries still pending to "
-                "TigerBeetle."
-            )
-            result.effects.append(
-                "Every MongoDB wallet is then reconciled against TigerBeetle; a wallet missing "
-                "or different there refuses the change, and writes resume on MongoDB."
-            )
-            if depth["parked"] or depth["awaiting_backfill"]:
-                result.refusals.append(
-                    f"The outbox must be empty: {depth['parked']} parked entries and "
-                    f"{depth['awaiting_backfill']} waiting for the backfill."
-                )
-        result.effects.append(
-            "TigerBeetle becomes the only store written and serves every balance read; "
-            "MongoDB is no longer written and falls behind."
-        )
-        result.effects.append(
-            "The dual-write switch stays on: a MongoDB write already under way is still "
-            "mirrored, and stepping back resumes dual write at once."
-        )
-        if not Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).exists():
-            result.refusals.append(
-                "The backfill has not completed: start it with “Start the backfill” on "
-                "this page and wait for it to finish."
-            )
-    elif after.writes_to_mongo and not before.writes_to_mongo:
-        writes = WalletTransfer.objects.filter(needs_backport=True).count()
-        voids = WalletTransfer.objects.filter(void_needs_backport=True).count()
-        result.effects.append(pause)
-        result.effects.append(
-            f"{writes} transactions and {voids} voids TigerBeetle took as the only store are "
-            "copied back into MongoDB, in TigerBeetle's order."
-        )
-        result.effects.append(
-            "MongoDB is written again"
-            + (", and mirrored into TigerBeetle (dual write)." if after.dual_write else ".")
-        )
-    elif before.dual_write != after.dual_write:
-        if after.dual_write:
-            result.effects.append(
-                "Dual write starts: every MongoDB write is also mirrored into TigerBeetle."
-            )
-        else:
-            depth = figures.outbox_depth()
-            pending = f" {depth['pending']} entries still pending stay unmirrored." if depth else ""
-            result.effects.append(
-                "Dual write stops: TigerBeetle no longer receives MongoDB's writes." + pending
-            )
-    return result
-
-
 def flag_value_label(flag_name: str, value: str) -> str:
     """One format for the audit: switches on/off, shares as percentages."""
     if value == "":
@@ -239,16 +160,6 @@ def audit_trail(limit: int = 30) -> list[AuditRow]:
     return rows[:limit]
 
 
-def _case_urls() -> dict[str, str]:
-    shadow = reverse("admin:migration_shadowcomparison_changelist")
-    return {
-        "shadow_mismatches": f"{shadow}?outcome__exact=mismatch",
-        "mismatches": reverse("admin:migration_reconciliationmismatch_changelist"),
-        "runs": reverse("admin:migration_reconciliationrun_changelist"),
-        "milestones": reverse("admin:flags_milestone_changelist"),
-    }
-
-
 class _SiteView(View):
     site: admin.AdminSite | None = None
 
@@ -285,7 +196,7 @@ class PhaseView(_SiteView):
                 share_of_phase={int(p): name for p, name in SHARE_OF_PHASE.items()},
                 can_change=request.user.has_perm("flags.change_phase"),
                 audit=audit_trail(),
-                gate=figures.current_gate(state, _case_urls()),
+                criterion=next_step_criterion(state, outbox_depth=figures.outbox_depth),
                 backfill=Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).first(),
             ),
         )
@@ -302,14 +213,14 @@ class PhaseView(_SiteView):
         phase = Phase(data["phase"])
         rollout: Decimal | None = data["rollout_percent"]
         shadow: Decimal | None = data["shadow_percent"]
-        before = current_state()
-        after = target_state(phase, before, rollout_percent=rollout, shadow_percent=shadow)
-        planned = phase_effects(before, after)
-        if planned.refusals:
-            for refusal in planned.refusals:
-                form.add_error(None, refusal)
+        plan = plan_phase_change(
+            phase, outbox=mongo_outbox(), rollout_percent=rollout, shadow_percent=shadow
+        )
+        if plan.refusals:
+            for refusal in plan.refusals:
+                form.add_error(None, refusal.reason)
             return self.get(request, form)
-        if moves_writes(before, after) and not data["confirmed"]:
+        if plan.moves_writes and not data["confirmed"]:
             confirm = PhaseForm(initial={**data, "confirmed": True})
             for name in confirm.fields:
                 if name != "confirmed":
@@ -320,16 +231,17 @@ class PhaseView(_SiteView):
                 self.context(
                     request,
                     title="Confirm the phase change",
-                    before=PHASE_LABELS[before.phase],
+                    before=PHASE_LABELS[plan.before.phase],
                     after=PHASE_LABELS[phase],
-                    effects=planned.effects,
+                    effects=plan.effects,
+                    criterion=plan.criterion,
                     form=confirm,
                 ),
             )
         actor = request.user.get_username()
         try:
             with recording_phase_change(
-                actor, data["note"], from_phase=int(before.phase), to_phase=int(phase)
+                actor, data["note"], from_phase=int(plan.before.phase), to_phase=int(phase)
             ):
                 report = change_phase(
                     phase,
@@ -376,10 +288,10 @@ class DashboardView(_SiteView):
                 title="Migration dashboard",
                 state=state,
                 phase_label=PHASE_LABELS[state.phase],
-                gate=figures.current_gate(state, _case_urls()),
+                criterion=next_step_criterion(state, outbox_depth=figures.outbox_depth),
                 criteria=figures.success_criteria(days=7),
-                routes=figures.read_routes(days=7),
-                last_run=figures.last_reconciliation(),
+                routes=criteria.read_routes(days=7),
+                last_run=criteria.last_reconciliation(),
                 outbox=figures.outbox_depth(),
                 latencies=figures.operation_latencies(),
                 match_rate_svg=charts.match_rate_chart(),

@@ -24,8 +24,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from api.errors import error_body
-from backoffice import figures
 from domain import errors
+from migration import criteria
 from wallet_site.wiring import mongo_outbox
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,14 @@ class MigrationCollector(Collector):
             yield lag_metric
         except errors.StoreUnavailable as exc:
             log.warning("metrics: outbox depth unavailable: %s", exc)
-        shadow = figures.shadow_figures(days=1)
+        shadow = criteria.shadow_figures(days=1)
         rate = GaugeMetricFamily(
             "wallet_shadow_match_ratio", "Shadow reads that matched, over the last 24 hours."
         )
         if shadow.match_rate is not None:
             rate.add_metric([], float(shadow.match_rate))
         yield rate
-        run = figures.last_reconciliation()
+        run = criteria.last_reconciliation()
         if run is not None:
             wallets = GaugeMetricFamily(
                 "wallet_last_reconciliation_wallets",

@@ -1,4 +1,4 @@
-"""The audit of every flag flip, and the migration milestones that gate phase changes."""
+"""The audit of every flag flip, and the migration milestones phase changes wait for."""
 
 from __future__ import annotations
 

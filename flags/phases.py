@@ -1,4 +1,6 @@
-"""The migration phases, read from django-waffle's rows, and the rules for changing them.
+"""The migration phases, read from django-waffle's rows, and the combinations of flags the
+migration must never be in. The rules of a step from one phase to another are
+`migration.phase_plan`'s.
 
 The product team flips these in the admin or with `manage.py migration_phase`; the wallet
 service asks `current_state()` where writes go and where a client's read goes.
@@ -45,7 +47,8 @@ class Phase(enum.IntEnum):
 
 
 class InvalidPhaseChange(ValueError):
-    """A combination of flags the migration must never be in; the message says why."""
+    """A phase change refused (by its plan, by what executing it found, or a combination of
+    flags the migration must never be in); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,8 @@ class MigrationState:
         return self.phase == Phase.SHADOW_READ and sample_draw < self.shadow_read_percent
 
     def problems(self) -> list[str]:
-        """Why this combination is not allowed (empty when it is)."""
+        """Why this combination is not allowed (empty when it is): a step's plan refuses with
+        these, and `flags.audit.apply_state` checks them again as the last line."""
         found = []
         if self.shadow_read_percent > 0 and not self.dual_write:
             found.append("shadow reads compare TigerBeetle, which only dual write keeps current")

@@ -1,7 +1,9 @@
 """Changing the migration phase safely: the one way the product team moves between phases.
 
-Most changes are just flags (`flags.audit.apply_state`): every process reads the flags from
-the database on each operation, so it follows them from its next operation on. The two that
+A change first builds the step's plan (`migration.phase_plan`, which the phase page
+previews) and is refused with its refusals before anything starts. Most changes are just
+flags (`flags.audit.apply_state`): every process reads the flags from the database on each
+operation, so it follows them from its next operation on. The two that
 move where money is written pause writes (`wallet_writes_paused`: writes answer 503
 writes_paused, which clients retry) and hold the write gate (`flags.write_gate`) exclusively,
 which waits until every write that read the old phase has finished; then:
@@ -30,13 +32,14 @@ from domain import errors
 from domain.ids import WalletKey, hex_to_u128
 from flags.audit import apply_state, set_writes_paused
 from flags.models import Milestone
-from flags.phases import InvalidPhaseChange, MigrationState, Phase, current_state, state_for_phase
+from flags.phases import InvalidPhaseChange, Phase
 from flags.write_gate import WritesStillRunning, writes_drained
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration.mirror import Mirror
 from migration.models import ReconciliationMismatch
+from migration.phase_plan import plan_phase_change
 from migration.reconciliation import Reconciliation
 from registry import transfers as transfer_registry
 from registry.models import WalletTransfer
@@ -65,24 +68,6 @@ class PhaseChangeReport:
     notes: list[str] = field(default_factory=list)
 
 
-def target_state(
-    phase: Phase,
-    current: MigrationState,
-    *,
-    rollout_percent: Decimal | None = None,
-    shadow_percent: Decimal | None = None,
-) -> MigrationState:
-    """The flags of `phase`, keeping the current shares unless new ones are given."""
-    shadow = shadow_percent if shadow_percent is not None else current.shadow_read_percent
-    rollout = rollout_percent if rollout_percent is not None else current.read_rollout_percent
-    if phase == Phase.SHADOW_READ and shadow <= 0:
-        # No silent default: the share decides how many reads pay for a comparison.
-        raise InvalidPhaseChange(
-            "phase 2 compares a share of reads with TigerBeetle: give that share (above 0%)"
-        )
-    return state_for_phase(phase, shadow_percent=shadow, rollout_percent=rollout)
-
-
 def change_phase(
     phase: Phase,
     actor: str,
@@ -93,25 +78,20 @@ def change_phase(
     rollout_percent: Decimal | None = None,
     shadow_percent: Decimal | None = None,
 ) -> PhaseChangeReport:
-    """Move to `phase` (audited as `actor`), or raise InvalidPhaseChange saying why not."""
-    current = current_state()
-    target = target_state(
-        phase, current, rollout_percent=rollout_percent, shadow_percent=shadow_percent
+    """Move to `phase` (audited as `actor`), or raise InvalidPhaseChange saying why not: the
+    plan's refusals before anything starts, or what executing the step found."""
+    plan = plan_phase_change(
+        phase,
+        outbox=MongoOutbox(mongo),
+        rollout_percent=rollout_percent,
+        shadow_percent=shadow_percent,
     )
-    if target.problems():
-        raise InvalidPhaseChange("; ".join(target.problems()))
-    report = PhaseChangeReport(before=current.phase, after=phase)
-    entering_tb_only = phase == Phase.TIGERBEETLE_ONLY and current.phase != phase
-    leaving_tb_only = current.phase == Phase.TIGERBEETLE_ONLY and phase != current.phase
-    if (
-        entering_tb_only
-        and not Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).exists()
-    ):
-        raise InvalidPhaseChange(
-            "TigerBeetle-only needs a completed backfill first: start it and let it finish"
-        )
-    if not (entering_tb_only or leaving_tb_only):
-        apply_state(target, actor, note)
+    if plan.refusals:
+        raise InvalidPhaseChange(plan.refusal_message())
+    report = PhaseChangeReport(before=plan.before.phase, after=phase)
+    entering_tb_only = plan.enters_tigerbeetle_only
+    if not plan.pauses_writes:
+        apply_state(plan.after, actor, note)
         return report
     set_writes_paused(True, actor, f"moving to phase {int(phase)}")
     try:
@@ -123,7 +103,7 @@ def change_phase(
                 _reconcile_or_refuse(mongo, tigerbeetle, actor)
             else:
                 report.backported = backport_tigerbeetle_writes(mongo, tigerbeetle)
-            apply_state(target, actor, note)
+            apply_state(plan.after, actor, note)
             if entering_tb_only:
                 Milestone.objects.update_or_create(
                     name=Milestone.ENTERED_TIGERBEETLE_ONLY,

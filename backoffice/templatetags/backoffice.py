@@ -1,4 +1,5 @@
-"""Template filters of the back-office: money with its currency, TigerBeetle timestamps."""
+"""Template filters of the back-office: money with its currency, TigerBeetle timestamps,
+where a criterion's blocking cases are listed."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import UTC, datetime
 
 from django import template
 
+from backoffice import links
 from backoffice.admin_base import format_money
 from backoffice.selectors import STORE_NAMES
 
@@ -29,3 +31,9 @@ def tb_time(tb_timestamp: int | None) -> datetime | None:
 @register.filter
 def store_name(store: str) -> str:
     return STORE_NAMES.get(store, store)
+
+
+@register.filter
+def case_list_url(cases: str) -> str:
+    """`{{ blocker.cases|case_list_url }}`: the admin list of a criterion's blocking cases."""
+    return links.case_list_url(cases)

@@ -1,5 +1,5 @@
-"""A product manager's jobs in the admin (issue 12, items 12-17): the criterion that gates the
-next phase and how long it held, charts that can show the target, a phase-4 confirmation with
+"""A product manager's jobs in the admin (issue 12, items 12-17): the criterion the next step
+waits for and how long it held, charts that can show the target, a phase-4 confirmation with
 the numbers, an audit row per phase change, a form without silent defaults, errors that point
 to the page."""
 
@@ -48,14 +48,14 @@ def backfill_done() -> None:
     Milestone.objects.create(name=Milestone.BACKFILL_COMPLETED, reached_at=timezone.now())
 
 
-def gate(page: str) -> str:
-    return page.split('id="gate"')[1].split("</div>")[0]
+def next_step_criterion(page: str) -> str:
+    return page.split('id="next-step-criterion"')[1].split("</div>")[0]
 
 
-# --- 12. the criterion that gates the next phase -------------------------------------------
+# --- 12. the criterion the next step waits for ---------------------------------------------
 
 
-def test_in_phase_2_the_dashboard_shows_the_match_rate_gate_with_days_held_and_data_since(
+def test_in_phase_2_the_dashboard_shows_the_match_rate_criterion_with_days_held_and_data_since(
     product: Client, stores: Stores
 ) -> None:
     enter_phase(Phase.SHADOW_READ, shadow_percent=10)
@@ -63,13 +63,13 @@ def test_in_phase_2_the_dashboard_shows_the_match_rate_gate_with_days_held_and_d
     for days_ago in (3, 2, 1, 0):
         comparisons(days_ago=days_ago, matched=5)
 
-    shown = gate(product.get("/admin/migration/dashboard/").content.decode())
+    shown = next_step_criterion(product.get("/admin/migration/dashboard/").content.decode())
 
     assert "Next step: phase 3 - read cutover" in shown
     assert "Balance match rate &gt;= 99.99% on each of 7 consecutive days" in shown
     assert "Held 4 of the 7 consecutive days needed" in shown
     assert "Data since" in shown
-    days = shown.split('id="gate-days"')[1]
+    days = shown.split('id="criterion-days"')[1]
     assert days.count("✓ held") == 4 and days.count("✗ missed") == 1
     assert days.count("no data") == 2
     assert 'href="/admin/migration/shadowcomparison/?outcome__exact=mismatch"' in shown
@@ -93,23 +93,25 @@ def test_a_legacy_inconsistency_is_not_a_lost_write(product: Client, stores: Sto
         tb_historical_credit_minor=150,
     )
 
-    shown = gate(product.get("/admin/migration/dashboard/").content.decode())
+    shown = next_step_criterion(product.get("/admin/migration/dashboard/").content.decode())
 
     assert "Holds" in shown and "0 wallets mismatched in the last run" in shown
     assert "Not counted: 1 legacy wallets whose MongoDB fields disagree" in shown
 
 
-def test_without_a_reconciliation_the_writes_lost_gate_has_no_data_rather_than_holding(
+def test_without_a_reconciliation_the_writes_lost_criterion_has_no_data_rather_than_holding(
     product: Client, stores: Stores
 ) -> None:
     enter_phase(Phase.DUAL_WRITE)
-    shown = gate(product.get("/admin/migration/phase/").content.decode())
+    shown = next_step_criterion(product.get("/admin/migration/phase/").content.decode())
     assert "No data yet: no reconciliation has run yet." in shown
     assert 'href="/admin/migration/reconciliationrun/"' in shown
 
 
-def test_in_phase_0_the_gate_is_the_backfill(product: Client, stores: Stores) -> None:
-    shown = gate(product.get("/admin/migration/phase/").content.decode())
+def test_in_phase_0_the_next_steps_criterion_is_the_backfill(
+    product: Client, stores: Stores
+) -> None:
+    shown = next_step_criterion(product.get("/admin/migration/phase/").content.decode())
     assert "Next step: phase 1 - dual write" in shown
     assert "The backfill has not completed." in shown
     assert 'href="/admin/flags/milestone/"' in shown
@@ -172,6 +174,20 @@ def test_the_phase_4_confirmation_says_exactly_what_happens_with_the_numbers(
     assert "The dual-write switch stays on" in effects
     assert "Dual write stops" not in effects
     assert current_state().phase == Phase.READ_CUTOVER
+
+
+def test_the_phase_4_confirmation_shows_the_criterion_the_step_waits_for_without_enforcing_it(
+    product: Client, stores: Stores
+) -> None:
+    backfill_done()
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+
+    page = change_phase(product, 4).content.decode()
+
+    shown = page.split('id="step-criterion"')[1].split("</p>")[0]
+    assert "Fallback rate &lt; 0.1% of TigerBeetle reads on each of 7 consecutive days" in shown
+    assert "No data yet" in shown
+    assert 'name="_confirm"' in page  # shown, not enforced
 
 
 def test_leaving_phase_4_says_how_many_writes_are_copied_back(
@@ -278,7 +294,7 @@ def test_a_refusal_points_to_the_page_not_a_shell_command(product: Client, store
     enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
     page = change_phase(product, 4, confirmed=True).content.decode()
     assert "manage.py" not in page and "migration_phase" not in page
-    assert "“Start the backfill” on this page" in page
+    assert "“Start the backfill” on the migration phase page" in page
     assert 'name="_backfill"' in page
 
 

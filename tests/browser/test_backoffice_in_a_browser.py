@@ -1,7 +1,7 @@
 """The back-office in a real browser, at 1280 px, as each role walks it: support finds a
 client, voids with a reason (after cancelling once) and sees both balances change, finds a
-MongoDB-only wallet, voids a phase-4 transaction; product sees the gate of the next phase,
-meets the form's rules, moves the rollout and reads the phase-4 confirmation."""
+MongoDB-only wallet, voids a phase-4 transaction; product sees the criterion the next step
+waits for, meets the form's rules, moves the rollout and reads the phase-4 confirmation."""
 
 from __future__ import annotations
 
@@ -226,7 +226,7 @@ def seed_comparisons(days: dict[int, tuple[int, int]]) -> None:
     ShadowComparison.objects.bulk_create(rows)
 
 
-def test_product_sees_the_gate_meets_the_forms_rules_and_moves_the_rollout(
+def test_product_sees_the_next_steps_criterion_meets_the_forms_rules_and_moves_the_rollout(
     page: Any,
     live_server: Any,
     committed_stores: Stores,  # noqa: F811
@@ -236,7 +236,7 @@ def test_product_sees_the_gate_meets_the_forms_rules_and_moves_the_rollout(
     screenshot(page, "product-01-index")
 
     page.goto(f"{live_server.url}/admin/migration/phase/")
-    assert "Next step: phase 2 - shadow read" in page.inner_text("#gate")
+    assert "Next step: phase 2 - shadow read" in page.inner_text("#next-step-criterion")
     page.select_option("#id_phase", "2")
     assert page.is_visible("#id_shadow_percent") and not page.is_visible("#id_rollout_percent")
     page.fill("#id_note", "compare a sample")
@@ -251,7 +251,7 @@ def test_product_sees_the_gate_meets_the_forms_rules_and_moves_the_rollout(
     seed_comparisons({4: (39, 1), 3: (50, 0), 2: (50, 0), 1: (50, 0), 0: (20, 0)})
     page.goto(f"{live_server.url}/admin/migration/dashboard/")
     screenshot(page, "product-03-dashboard-phase-2")
-    assert "Held 4 of the 7 consecutive days needed" in page.inner_text("#gate")
+    assert "Held 4 of the 7 consecutive days needed" in page.inner_text("#next-step-criterion")
     assert "target 99.99 %" in page.inner_text("#match-rate-chart")
     page.goto(f"{live_server.url}/admin/migration/phase/")
     page.select_option("#id_phase", "3")
@@ -268,7 +268,7 @@ def test_product_sees_the_gate_meets_the_forms_rules_and_moves_the_rollout(
     page.goto(f"{live_server.url}/admin/migration/dashboard/")
     screenshot(page, "product-05-dashboard")
     assert page.inner_text("#dashboard-rollout") == "40.0%"
-    assert "Fallback rate < 0.1%" in page.inner_text("#gate")
+    assert "Fallback rate < 0.1%" in page.inner_text("#next-step-criterion")
     assert page.locator("#match-rate-chart svg").count() == 1
     assert fits_the_screen(page)
 

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from domain.ids import WalletKey
 from flags.audit import set_writes_paused
 from flags.models import FlagChange, Milestone
-from flags.phases import InvalidPhaseChange, Phase, current_state
+from flags.phases import WRITES_PAUSED, InvalidPhaseChange, Phase, current_state
 from flags.write_gate import write_admitted
 from ledger.stores.mongo_documents import decimal128
 from ledger.stores.mongo_store import LOG, WALLETS, MirrorState
@@ -24,6 +24,7 @@ from migration.backfill import Backfill
 from migration.phase_change import backport_tigerbeetle_writes, change_phase
 from migration.tasks import sweep_outbox
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
+from tests.migration.test_mirror import plug
 from wallet_site.wiring import phased_store
 
 
@@ -71,6 +72,38 @@ def test_tigerbeetle_only_with_parked_entries_is_refused_and_writes_resume(
         move(stores, Phase.TIGERBEETLE_ONLY)
 
     assert current_state().phase == Phase.READ_CUTOVER
+    stores.phased.add_credit(key, 1, tx())  # not paused
+
+
+def test_tigerbeetle_only_with_parked_entries_is_refused_before_writes_pause(
+    stores: Stores,
+) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    stores.phased.add_credit(new_key(), 100, tx())
+    stores.mongo.database[LOG].update_many({}, {"$set": {"mirror_state": MirrorState.PARKED}})
+
+    with pytest.raises(InvalidPhaseChange, match="The outbox must be empty: 1 parked"):
+        move(stores, Phase.TIGERBEETLE_ONLY)
+
+    assert not FlagChange.objects.filter(flag_name=WRITES_PAUSED).exists()
+
+
+def test_tigerbeetle_only_is_refused_when_the_drain_leaves_entries_and_writes_resume(
+    stores: Stores,
+) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    key = new_key()
+    stores.mongo.add_credit(key, 100, tx())  # pending: the plan lets the step start
+    plug(stores).down = True  # the drain cannot apply it
+
+    with pytest.raises(InvalidPhaseChange, match=r"the mirror is not drained.*\(1 pending\)"):
+        move(stores, Phase.TIGERBEETLE_ONLY)
+
+    state = current_state()
+    assert (state.phase, state.writes_paused) == (Phase.READ_CUTOVER, False)
+    assert FlagChange.objects.filter(flag_name=WRITES_PAUSED).count() == 2  # paused, resumed
     stores.phased.add_credit(key, 1, tx())  # not paused
 
 
