@@ -338,7 +338,9 @@ class EngineBackend:
         return sm.BatchState(
             now_ns=time.time_ns(),
             clock=sm.ClockState(
-                clock.last_timestamp, clock.last_account_timestamp, clock.last_transfer_timestamp
+                last_timestamp=clock.last_timestamp,
+                last_account_timestamp=clock.last_account_timestamp,
+                last_transfer_timestamp=clock.last_transfer_timestamp,
             ),
         )
 

@@ -67,7 +67,7 @@ TRANSIENT_TRANSFER_FAILURES = frozenset(
 )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class AccountState:
     """A mutable account row; `persisted` rows are updated, others inserted."""
 
@@ -103,7 +103,7 @@ class AccountState:
         )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TransferState:
     id: int
     debit_account_id: int
@@ -141,7 +141,7 @@ class TransferState:
         )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Snapshot:
     account_id: int
     timestamp: int
@@ -151,14 +151,14 @@ class Snapshot:
     credits_posted: int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ClockState:
     last_timestamp: int
     last_account_timestamp: int
     last_transfer_timestamp: int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BatchState:
     """Everything a batch may read or change, loaded up front by the backend."""
 
@@ -223,6 +223,7 @@ class Journal:
 
 def run_chains(
     flags_of: Sequence[int],
+    *,
     linked_flag: int,
     execute: Callable[[int], int],
     journal: Journal,
@@ -302,9 +303,9 @@ def create_accounts(state: BatchState, events: Sequence[Account]) -> list[tuple[
         event = events[index]
         status = _batch_checks(
             event,
-            AccountFlags.IMPORTED,
-            imported_batch,
-            batch_timestamp,
+            imported_flag=AccountFlags.IMPORTED,
+            imported_batch=imported_batch,
+            batch_timestamp=batch_timestamp,
             statuses=CreateAccountStatus,
         )
         if status is None:
@@ -315,22 +316,22 @@ def create_accounts(state: BatchState, events: Sequence[Account]) -> list[tuple[
 
     statuses = run_chains(
         [int(event.flags) for event in events],
-        AccountFlags.LINKED,
-        execute,
-        journal,
-        CreateAccountStatus.CREATED,
-        CreateAccountStatus.LINKED_EVENT_FAILED,
-        CreateAccountStatus.LINKED_EVENT_CHAIN_OPEN,
+        linked_flag=AccountFlags.LINKED,
+        execute=execute,
+        journal=journal,
+        created=CreateAccountStatus.CREATED,
+        chain_failed=CreateAccountStatus.LINKED_EVENT_FAILED,
+        chain_open=CreateAccountStatus.LINKED_EVENT_CHAIN_OPEN,
     )
     return list(zip(statuses, timestamps, strict=True))
 
 
 def _batch_checks(
     event: Account | Transfer,
+    *,
     imported_flag: int,
     imported_batch: bool,
     batch_timestamp: int,
-    *,
     statuses: type[CreateAccountStatus] | type[CreateTransferStatus],
 ) -> int | None:
     """The checks TigerBeetle makes before dispatching an event: imported or not like the
@@ -449,9 +450,9 @@ def create_transfers(state: BatchState, events: Sequence[Transfer]) -> list[tupl
         event = events[index]
         status = _batch_checks(
             event,
-            TransferFlags.IMPORTED,
-            imported_batch,
-            batch_timestamp,
+            imported_flag=TransferFlags.IMPORTED,
+            imported_batch=imported_batch,
+            batch_timestamp=batch_timestamp,
             statuses=CreateTransferStatus,
         )
         if status is None:
@@ -465,12 +466,12 @@ def create_transfers(state: BatchState, events: Sequence[Transfer]) -> list[tupl
 
     statuses = run_chains(
         [int(event.flags) for event in events],
-        TransferFlags.LINKED,
-        execute,
-        journal,
-        CreateTransferStatus.CREATED,
-        CreateTransferStatus.LINKED_EVENT_FAILED,
-        CreateTransferStatus.LINKED_EVENT_CHAIN_OPEN,
+        linked_flag=TransferFlags.LINKED,
+        execute=execute,
+        journal=journal,
+        created=CreateTransferStatus.CREATED,
+        chain_failed=CreateTransferStatus.LINKED_EVENT_FAILED,
+        chain_open=CreateTransferStatus.LINKED_EVENT_CHAIN_OPEN,
     )
     return list(zip(statuses, timestamps, strict=True))
 
@@ -492,12 +493,14 @@ def _create_transfer(
     if transfer.id in state.failed_ids:
         return CreateTransferStatus.ID_ALREADY_FAILED, 0
     if flags & _POST_OR_VOID:
-        return _post_or_void(state, journal, transfer, flags, timestamp_event)
-    return _single_or_pending(state, journal, transfer, flags, timestamp_event)
+        return _post_or_void(state, journal, transfer, flags=flags, timestamp_event=timestamp_event)
+    return _single_or_pending(
+        state, journal, transfer, flags=flags, timestamp_event=timestamp_event
+    )
 
 
 def _single_or_pending(
-    state: BatchState, journal: Journal, transfer: Transfer, flags: int, timestamp_event: int
+    state: BatchState, journal: Journal, transfer: Transfer, *, flags: int, timestamp_event: int
 ) -> tuple[int, int]:
     """A single-phase or pending transfer: the server's checks in its order, then the move."""
     pending = bool(flags & TransferFlags.PENDING)
@@ -510,9 +513,16 @@ def _single_or_pending(
     debit_account = state.accounts[transfer.debit_account_id]
     credit_account = state.accounts[transfer.credit_account_id]
     timestamp = transfer.timestamp if imported else timestamp_event
-    amount = _balanced_amount(transfer, flags, debit_account, credit_account)
+    amount = _balanced_amount(
+        transfer, flags, debit_account=debit_account, credit_account=credit_account
+    )
     refused = _single_limit_checks(
-        transfer, debit_account, credit_account, amount, pending=pending, timestamp=timestamp
+        transfer,
+        debit_account=debit_account,
+        credit_account=credit_account,
+        amount=amount,
+        pending=pending,
+        timestamp=timestamp,
     )
     if refused is not None:
         return refused, 0
@@ -560,7 +570,7 @@ def _single_account_checks(state: BatchState, transfer: Transfer, *, imported: b
         return CreateTransferStatus.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
     if imported:
         refused = _imported_regresses(state, transfer) or _imported_single_checks(
-            transfer, debit_account, credit_account
+            transfer, debit_account=debit_account, credit_account=credit_account
         )
         if refused:
             return refused
@@ -572,7 +582,7 @@ def _single_account_checks(state: BatchState, transfer: Transfer, *, imported: b
 
 
 def _balanced_amount(
-    transfer: Transfer, flags: int, debit_account: AccountState, credit_account: AccountState
+    transfer: Transfer, flags: int, *, debit_account: AccountState, credit_account: AccountState
 ) -> int:
     """The amount that moves: a balancing transfer's amount is an upper limit."""
     amount = transfer.amount
@@ -587,15 +597,17 @@ def _balanced_amount(
 
 def _single_limit_checks(
     transfer: Transfer,
+    *,
     debit_account: AccountState,
     credit_account: AccountState,
     amount: int,
-    *,
     pending: bool,
     timestamp: int,
 ) -> int | None:
     """Overflows, the timeout's range and the accounts' balance limits (None: they pass)."""
-    refused = _overflow(debit_account, credit_account, amount, pending=pending)
+    refused = _overflow(
+        debit_account=debit_account, credit_account=credit_account, amount=amount, pending=pending
+    )
     if refused:
         return refused
     if timestamp + transfer.timeout * NS_PER_S >= TIMESTAMP_LIMIT:
@@ -667,7 +679,7 @@ def _apply_single(
 
 
 def _overflow(
-    debit_account: AccountState, credit_account: AccountState, amount: int, *, pending: bool
+    *, debit_account: AccountState, credit_account: AccountState, amount: int, pending: bool
 ) -> int | None:
     """The server's order: pending sums (pending transfers only), then posted sums (for
     every transfer), then pending plus posted."""
@@ -688,7 +700,7 @@ def _overflow(
 
 
 def _post_or_void(
-    state: BatchState, journal: Journal, transfer: Transfer, flags: int, timestamp_event: int
+    state: BatchState, journal: Journal, transfer: Transfer, *, flags: int, timestamp_event: int
 ) -> tuple[int, int]:
     """Posting or voiding a pending transfer: the server's checks in its order, then the move."""
     posting = bool(flags & TransferFlags.POST_PENDING_TRANSFER)
@@ -850,7 +862,7 @@ def _imported_regresses(state: BatchState, transfer: Transfer) -> int | None:
 
 
 def _imported_single_checks(
-    transfer: Transfer, debit_account: AccountState, credit_account: AccountState
+    transfer: Transfer, *, debit_account: AccountState, credit_account: AccountState
 ) -> int | None:
     if debit_account.timestamp >= transfer.timestamp:
         return CreateTransferStatus.IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_DEBIT_ACCOUNT
@@ -897,7 +909,9 @@ def _transfer_exists(state: BatchState, transfer: Transfer, existing: TransferSt
     if transfer.timeout != existing.timeout:
         return CreateTransferStatus.EXISTS_WITH_DIFFERENT_TIMEOUT
     if existing.flags & _POST_OR_VOID:
-        return _post_or_void_exists(transfer, existing, state.transfers[existing.pending_id])
+        return _post_or_void_exists(
+            transfer, existing=existing, pending_transfer=state.transfers[existing.pending_id]
+        )
     return _single_exists(transfer, existing)
 
 
@@ -927,7 +941,7 @@ def _single_exists(transfer: Transfer, existing: TransferState) -> int:
 
 
 def _post_or_void_exists(
-    transfer: Transfer, existing: TransferState, pending_transfer: TransferState
+    transfer: Transfer, *, existing: TransferState, pending_transfer: TransferState
 ) -> int:
     """Fields left zero in the request stand for the pending transfer's."""
     if transfer.debit_account_id and transfer.debit_account_id != existing.debit_account_id:
