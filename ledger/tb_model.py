@@ -127,7 +127,7 @@ def imported_wallet_account(key: WalletKey, *, account_id: int, ledger: int, cod
 
 
 def credit_transfer(
-    transaction_id: str, tb_account_id: int, ledger: int, amount_minor: int
+    transaction_id: str, *, tb_account_id: int, ledger: int, amount_minor: int
 ) -> Transfer:
     """System account -> wallet: the transfer of a credit (its id derives from the client's)."""
     return Transfer(
@@ -141,7 +141,7 @@ def credit_transfer(
 
 
 def debit_transfer(
-    reference_id: str, tb_account_id: int, ledger: int, amount_minor: int
+    reference_id: str, *, tb_account_id: int, ledger: int, amount_minor: int
 ) -> Transfer:
     """Wallet -> system account: the transfer of a debit (the same id a credit on
     `reference_id` would have: one namespace, so TigerBeetle refuses the second of them)."""
@@ -157,6 +157,7 @@ def debit_transfer(
 
 def void_transfer(
     voided_tb_transfer_id: int,
+    *,
     voided_credit: bool,
     tb_account_id: int,
     ledger: int,
@@ -325,6 +326,7 @@ def balance_from_snapshot(key: WalletKey, snapshot: AccountBalance) -> WalletBal
 
 def history_filter(
     tb_account_id: int,
+    *,
     limit: int,
     timestamp_min: int = 0,
     timestamp_max: int = 0,

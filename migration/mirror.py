@@ -337,11 +337,17 @@ def _transfer_for(
     assert row is not None
     if entry.kind == "credit":
         return credit_transfer(
-            entry.transaction_id, row.tb_account_id, row.ledger, entry.amount_minor
+            entry.transaction_id,
+            tb_account_id=row.tb_account_id,
+            ledger=row.ledger,
+            amount_minor=entry.amount_minor,
         )
     if entry.kind == "debit":
         return debit_transfer(
-            entry.transaction_id, row.tb_account_id, row.ledger, entry.amount_minor
+            entry.transaction_id,
+            tb_account_id=row.tb_account_id,
+            ledger=row.ledger,
+            amount_minor=entry.amount_minor,
         )
     voided_tb_transfer_id, attempt = voided.get(
         entry.voided_transaction_id, (transaction_transfer_id(entry.voided_transaction_id), 0)

@@ -164,7 +164,8 @@ class DeadlineClient(tb.ClientSync):
     def _acquire_packet(
         self, operation: Any, operations: Any, c_event_type: Any, c_result_type: Any
     ) -> InflightPacket:
-        """Client._acquire_packet, with the events packed by `packed_events` when it can."""
+        """Client._acquire_packet, with the events packed by `packed_events` when it can.
+        Positional parameters, as the library's own: it calls this override so."""
         array = packed_events(c_event_type, operations)
         if array is None:
             return super()._acquire_packet(operation, operations, c_event_type, c_result_type)
@@ -189,6 +190,7 @@ class DeadlineClient(tb.ClientSync):
     def _submit(
         self, operation: Any, operations: list[Any], c_event_type: Any, c_result_type: Any
     ) -> PendingRequest:
+        """ClientSync._submit up to the wait; positional parameters, as the library calls it."""
         inflight = self._acquire_packet(operation, operations, c_event_type, c_result_type)
         self._inflight_packets[inflight.packet.user_data] = inflight
         inflight.on_completion = self._on_completion

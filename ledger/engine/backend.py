@@ -45,7 +45,7 @@ from ledger.backends.base import (
     assert_lookup_answers,
     assert_one_result_per_event,
 )
-from ledger.engine import state_machine as sm
+from ledger.engine import state_machine
 from ledger.engine.models import (
     AccountBalanceSnapshot,
     Clock,
@@ -67,9 +67,12 @@ TRANSFER_COLUMNS = (
     "user_data_64", "user_data_32", "timeout", "ledger", "code", "flags", "timestamp",
     "pending_status", "expires_at",
 )  # fmt: skip
+SNAPSHOT_COLUMNS = (
+    "timestamp", "debits_pending", "debits_posted", "credits_pending", "credits_posted",
+)  # fmt: skip
 
 
-def _h64(value: int) -> str:
+def _u64_to_hex(value: int) -> str:
     return f"{value:016x}"
 
 
@@ -96,8 +99,8 @@ def _chunks(values: Sequence[T], size: int = IN_CHUNK) -> Iterable[Sequence[T]]:
         yield values[start : start + size]
 
 
-def _account_state(row: tuple[Any, ...]) -> sm.AccountState:
-    return sm.AccountState(
+def _account_state(row: tuple[Any, ...]) -> state_machine.AccountState:
+    return state_machine.AccountState(
         id=hex_to_u128(row[0]),
         debits_pending=hex_to_u128(row[1]),
         debits_posted=hex_to_u128(row[2]),
@@ -113,8 +116,19 @@ def _account_state(row: tuple[Any, ...]) -> sm.AccountState:
     )
 
 
-def _transfer_state(row: tuple[Any, ...]) -> sm.TransferState:
-    return sm.TransferState(
+def _account_balance(row: tuple[Any, ...]) -> AccountBalance:
+    """An AccountBalanceSnapshot row, read as SNAPSHOT_COLUMNS."""
+    return AccountBalance(
+        debits_pending=hex_to_u128(row[1]),
+        debits_posted=hex_to_u128(row[2]),
+        credits_pending=hex_to_u128(row[3]),
+        credits_posted=hex_to_u128(row[4]),
+        timestamp=row[0],
+    )
+
+
+def _transfer_state(row: tuple[Any, ...]) -> state_machine.TransferState:
+    return state_machine.TransferState(
         id=hex_to_u128(row[0]),
         debit_account_id=hex_to_u128(row[1]),
         credit_account_id=hex_to_u128(row[2]),
@@ -145,18 +159,18 @@ class EngineBackend:
             return []
         with transaction.atomic():
             state = self._begin()
-            ids = list({a.id for a in accounts})
+            ids = list({account.id for account in accounts})
             self._load_accounts(state, ids)
             if accounts[0].flags & AccountFlags.IMPORTED:
                 state.foreign_timestamps = self._existing_timestamps(
-                    LedgerTransfer, [a.timestamp for a in accounts]
+                    LedgerTransfer, [account.timestamp for account in accounts]
                 )
-            outcomes = sm.create_accounts(state, accounts)
+            outcomes = state_machine.create_accounts(state, accounts)
             assert_one_result_per_event(events=accounts, results=outcomes)
             self._persist(state)
         return [
-            CreateAccountResult(timestamp=ts, status=CreateAccountStatus(status))
-            for status, ts in outcomes
+            CreateAccountResult(timestamp=timestamp, status=CreateAccountStatus(status))
+            for status, timestamp in outcomes
         ]
 
     @_unavailable_on_database_error
@@ -167,25 +181,28 @@ class EngineBackend:
         with transaction.atomic():
             state = self._begin()
             self._expire_due(state)
-            referenced = list({t.id for t in transfers} | {t.pending_id for t in transfers})
-            self._load_transfers(state, [i for i in referenced if i])
-            account_ids = {t.debit_account_id for t in transfers} | {
-                t.credit_account_id for t in transfers
+            referenced = list(
+                {transfer.id for transfer in transfers}
+                | {transfer.pending_id for transfer in transfers}
+            )
+            self._load_transfers(state, [transfer_id for transfer_id in referenced if transfer_id])
+            account_ids = {transfer.debit_account_id for transfer in transfers} | {
+                transfer.credit_account_id for transfer in transfers
             }
             for pending in state.transfers.values():
                 account_ids |= {pending.debit_account_id, pending.credit_account_id}
-            self._load_accounts(state, [i for i in account_ids if i])
-            self._load_failed(state, [t.id for t in transfers])
+            self._load_accounts(state, [account_id for account_id in account_ids if account_id])
+            self._load_failed(state, [transfer.id for transfer in transfers])
             if transfers[0].flags & TransferFlags.IMPORTED:
                 state.foreign_timestamps = self._existing_timestamps(
-                    LedgerAccount, [t.timestamp for t in transfers]
+                    LedgerAccount, [transfer.timestamp for transfer in transfers]
                 )
-            outcomes = sm.create_transfers(state, transfers)
+            outcomes = state_machine.create_transfers(state, transfers)
             assert_one_result_per_event(events=transfers, results=outcomes)
             self._persist(state)
         return [
-            CreateTransferResult(timestamp=ts, status=CreateTransferStatus(status))
-            for status, ts in outcomes
+            CreateTransferResult(timestamp=timestamp, status=CreateTransferStatus(status))
+            for status, timestamp in outcomes
         ]
 
     # --- point reads ---------------------------------------------------------------------
@@ -193,13 +210,15 @@ class EngineBackend:
     @_unavailable_on_database_error
     def lookup_accounts(self, account_ids: list[int]) -> list[Account]:
         _validate_ids(account_ids)
-        found: dict[int, sm.AccountState] = {}
-        for chunk in _chunks([u128_to_hex(i) for i in set(account_ids)]):
+        found: dict[int, state_machine.AccountState] = {}
+        for chunk in _chunks([u128_to_hex(account_id) for account_id in set(account_ids)]):
             for row in LedgerAccount.objects.filter(id__in=chunk).values_list(*ACCOUNT_COLUMNS):
                 account = _account_state(row)
                 found[account.id] = account
         _show_due_expiries(found)
-        accounts = [found[i].to_account() for i in account_ids if i in found]
+        accounts = [
+            found[account_id].to_account() for account_id in account_ids if account_id in found
+        ]
         assert_lookup_answers(ids=account_ids, found=accounts)
         return accounts
 
@@ -207,12 +226,12 @@ class EngineBackend:
     def lookup_transfers(self, transfer_ids: list[int]) -> list[Transfer]:
         _validate_ids(transfer_ids)
         found: dict[int, Transfer] = {}
-        for chunk in _chunks([u128_to_hex(i) for i in set(transfer_ids)]):
+        for chunk in _chunks([u128_to_hex(transfer_id) for transfer_id in set(transfer_ids)]):
             rows = LedgerTransfer.objects.filter(id__in=chunk).values_list(*TRANSFER_COLUMNS)
             for row in rows:
                 transfer = _transfer_state(row).to_transfer()
                 found[transfer.id] = transfer
-        transfers = [found[i] for i in transfer_ids if i in found]
+        transfers = [found[transfer_id] for transfer_id in transfer_ids if transfer_id in found]
         assert_lookup_answers(ids=transfer_ids, found=transfers)
         return transfers
 
@@ -238,7 +257,8 @@ class EngineBackend:
         rows = rows.order_by("-timestamp" if reverse else "timestamp")
         limit = min(account_filter.limit, BATCH_EVENTS_MAX)
         return [
-            _transfer_state(r).to_transfer() for r in rows.values_list(*TRANSFER_COLUMNS)[:limit]
+            _transfer_state(row).to_transfer()
+            for row in rows.values_list(*TRANSFER_COLUMNS)[:limit]
         ]
 
     def begin_create_transfers(
@@ -281,25 +301,15 @@ class EngineBackend:
         transfers = self.get_account_transfers(account_filter)
         if not transfers:
             return []
-        timestamps = [t.timestamp for t in transfers]
-        snapshots = {
-            ts: (dp, dpo, cp, cpo)
-            for ts, dp, dpo, cp, cpo in AccountBalanceSnapshot.objects.filter(
-                account_id=account_hex, timestamp__in=timestamps
-            ).values_list(
-                "timestamp", "debits_pending", "debits_posted", "credits_pending", "credits_posted"
-            )
-        }
+        timestamps = [transfer.timestamp for transfer in transfers]
+        rows = AccountBalanceSnapshot.objects.filter(
+            account_id=account_hex, timestamp__in=timestamps
+        ).values_list(*SNAPSHOT_COLUMNS)
+        snapshot_at = {row[0]: row for row in rows}
         return [
-            AccountBalance(
-                debits_pending=hex_to_u128(snapshots[ts][0]),
-                debits_posted=hex_to_u128(snapshots[ts][1]),
-                credits_pending=hex_to_u128(snapshots[ts][2]),
-                credits_posted=hex_to_u128(snapshots[ts][3]),
-                timestamp=ts,
-            )
-            for ts in timestamps
-            if ts in snapshots
+            _account_balance(snapshot_at[timestamp])
+            for timestamp in timestamps
+            if timestamp in snapshot_at
         ]
 
     @_unavailable_on_database_error
@@ -309,7 +319,7 @@ class EngineBackend:
             return []
         rows = _filter_query(LedgerAccount.objects.all(), query_filter)
         limit = min(query_filter.limit, BATCH_EVENTS_MAX)
-        found = [_account_state(r) for r in rows.values_list(*ACCOUNT_COLUMNS)[:limit]]
+        found = [_account_state(row) for row in rows.values_list(*ACCOUNT_COLUMNS)[:limit]]
         _show_due_expiries({account.id: account for account in found})
         return [account.to_account() for account in found]
 
@@ -321,7 +331,8 @@ class EngineBackend:
         rows = _filter_query(LedgerTransfer.objects.all(), query_filter)
         limit = min(query_filter.limit, BATCH_EVENTS_MAX)
         return [
-            _transfer_state(r).to_transfer() for r in rows.values_list(*TRANSFER_COLUMNS)[:limit]
+            _transfer_state(row).to_transfer()
+            for row in rows.values_list(*TRANSFER_COLUMNS)[:limit]
         ]
 
     def close(self) -> None:
@@ -330,29 +341,39 @@ class EngineBackend:
     # --- internals -----------------------------------------------------------------------
 
     @staticmethod
-    def _begin() -> sm.BatchState:
+    def _begin() -> state_machine.BatchState:
         clock = Clock.objects.select_for_update().filter(pk=1).first()
         if clock is None:  # migration 0002 creates it; a flushed database lost it
             Clock.objects.get_or_create(pk=1)
             clock = Clock.objects.select_for_update().get(pk=1)
-        return sm.BatchState(
+        return state_machine.BatchState(
             now_ns=time.time_ns(),
-            clock=sm.ClockState(
-                clock.last_timestamp, clock.last_account_timestamp, clock.last_transfer_timestamp
+            clock=state_machine.ClockState(
+                last_timestamp=clock.last_timestamp,
+                last_account_timestamp=clock.last_account_timestamp,
+                last_transfer_timestamp=clock.last_transfer_timestamp,
             ),
         )
 
     @staticmethod
-    def _load_accounts(state: sm.BatchState, ids: Sequence[int]) -> None:
-        missing = [u128_to_hex(i) for i in ids if i not in state.accounts]
+    def _load_accounts(state: state_machine.BatchState, account_ids: Sequence[int]) -> None:
+        missing = [
+            u128_to_hex(account_id)
+            for account_id in account_ids
+            if account_id not in state.accounts
+        ]
         for chunk in _chunks(missing):
             for row in LedgerAccount.objects.filter(id__in=chunk).values_list(*ACCOUNT_COLUMNS):
                 account = _account_state(row)
                 state.accounts[account.id] = account
 
     @staticmethod
-    def _load_transfers(state: sm.BatchState, ids: Sequence[int]) -> None:
-        missing = [u128_to_hex(i) for i in ids if i not in state.transfers]
+    def _load_transfers(state: state_machine.BatchState, transfer_ids: Sequence[int]) -> None:
+        missing = [
+            u128_to_hex(transfer_id)
+            for transfer_id in transfer_ids
+            if transfer_id not in state.transfers
+        ]
         for chunk in _chunks(missing):
             rows = LedgerTransfer.objects.filter(id__in=chunk).values_list(*TRANSFER_COLUMNS)
             for row in rows:
@@ -360,8 +381,8 @@ class EngineBackend:
                 state.transfers[transfer.id] = transfer
 
     @staticmethod
-    def _load_failed(state: sm.BatchState, ids: Sequence[int]) -> None:
-        for chunk in _chunks([u128_to_hex(i) for i in set(ids)]):
+    def _load_failed(state: state_machine.BatchState, transfer_ids: Sequence[int]) -> None:
+        for chunk in _chunks([u128_to_hex(transfer_id) for transfer_id in set(transfer_ids)]):
             for failed_id, status in FailedTransferId.objects.filter(id__in=chunk).values_list(
                 "id", "status"
             ):
@@ -370,36 +391,50 @@ class EngineBackend:
     @staticmethod
     def _existing_timestamps(model: Any, timestamps: Sequence[int]) -> set[int]:
         found: set[int] = set()
-        for chunk in _chunks([t for t in set(timestamps) if 0 < t < sm.TIMESTAMP_LIMIT]):
+        valid = [
+            timestamp
+            for timestamp in set(timestamps)
+            if 0 < timestamp < state_machine.TIMESTAMP_LIMIT
+        ]
+        for chunk in _chunks(valid):
             found |= set(
                 model.objects.filter(timestamp__in=chunk).values_list("timestamp", flat=True)
             )
         return found
 
-    def _expire_due(self, state: sm.BatchState) -> None:
+    def _expire_due(self, state: state_machine.BatchState) -> None:
         rows = LedgerTransfer.objects.filter(
             pending_status=PendingStatus.PENDING, expires_at__lte=state.now_ns
         ).values_list(*TRANSFER_COLUMNS)
-        due = [_transfer_state(r) for r in rows]
+        due = [_transfer_state(row) for row in rows]
         if not due:
             return
         for pending in due:
             state.transfers[pending.id] = pending
         self._load_accounts(
             state,
-            [p.debit_account_id for p in due] + [p.credit_account_id for p in due],
+            [pending.debit_account_id for pending in due]
+            + [pending.credit_account_id for pending in due],
         )
-        sm.expire(state, due)
+        state_machine.expire(state, due)
 
     @staticmethod
-    def _persist(state: sm.BatchState) -> None:
+    def _persist(state: state_machine.BatchState) -> None:
         """Write what the batch changed: new and changed accounts and transfers, balance
         snapshots, failed ids, the clock."""
-        new_accounts = [a for a in state.accounts.values() if not a.persisted]
-        changed_accounts = [a for a in state.accounts.values() if a.persisted and a.dirty]
-        sm.assert_balance_limits(new_accounts + changed_accounts)
-        new_transfers = [t for t in state.transfers.values() if not t.persisted]
-        changed_transfers = [t for t in state.transfers.values() if t.persisted and t.status_dirty]
+        new_accounts = [account for account in state.accounts.values() if not account.persisted]
+        changed_accounts = [
+            account for account in state.accounts.values() if account.persisted and account.dirty
+        ]
+        state_machine.assert_balance_limits(new_accounts + changed_accounts)
+        new_transfers = [
+            transfer for transfer in state.transfers.values() if not transfer.persisted
+        ]
+        changed_transfers = [
+            transfer
+            for transfer in state.transfers.values()
+            if transfer.persisted and transfer.status_dirty
+        ]
         _insert_accounts(new_accounts)
         _update_changed(changed_accounts, changed_transfers)
         _insert_transfers(new_transfers)
@@ -412,34 +447,35 @@ class EngineBackend:
         )
 
 
-def _insert_accounts(new_accounts: list[sm.AccountState]) -> None:
+def _insert_accounts(new_accounts: list[state_machine.AccountState]) -> None:
     """The batch's new accounts, in bulk."""
     if not new_accounts:
         return
     LedgerAccount.objects.bulk_create(
         [
             LedgerAccount(
-                id=u128_to_hex(a.id),
-                debits_pending=u128_to_hex(a.debits_pending),
-                debits_posted=u128_to_hex(a.debits_posted),
-                credits_pending=u128_to_hex(a.credits_pending),
-                credits_posted=u128_to_hex(a.credits_posted),
-                user_data_128=u128_to_hex(a.user_data_128),
-                user_data_64=_h64(a.user_data_64),
-                user_data_32=a.user_data_32,
-                ledger=a.ledger,
-                code=a.code,
-                flags=a.flags,
-                timestamp=a.timestamp,
+                id=u128_to_hex(account.id),
+                debits_pending=u128_to_hex(account.debits_pending),
+                debits_posted=u128_to_hex(account.debits_posted),
+                credits_pending=u128_to_hex(account.credits_pending),
+                credits_posted=u128_to_hex(account.credits_posted),
+                user_data_128=u128_to_hex(account.user_data_128),
+                user_data_64=_u64_to_hex(account.user_data_64),
+                user_data_32=account.user_data_32,
+                ledger=account.ledger,
+                code=account.code,
+                flags=account.flags,
+                timestamp=account.timestamp,
             )
-            for a in new_accounts
+            for account in new_accounts
         ],
         batch_size=500,
     )
 
 
 def _update_changed(
-    changed_accounts: list[sm.AccountState], changed_transfers: list[sm.TransferState]
+    changed_accounts: list[state_machine.AccountState],
+    changed_transfers: list[state_machine.TransferState],
 ) -> None:
     """Balances and flags of the accounts the batch moved; status and expiry of the pending
     transfers it resolved."""
@@ -451,68 +487,71 @@ def _update_changed(
                 "credits_pending = %s, credits_posted = %s, flags = %s WHERE id = %s",
                 [
                     (
-                        u128_to_hex(a.debits_pending),
-                        u128_to_hex(a.debits_posted),
-                        u128_to_hex(a.credits_pending),
-                        u128_to_hex(a.credits_posted),
-                        a.flags,
-                        u128_to_hex(a.id),
+                        u128_to_hex(account.debits_pending),
+                        u128_to_hex(account.debits_posted),
+                        u128_to_hex(account.credits_pending),
+                        u128_to_hex(account.credits_posted),
+                        account.flags,
+                        u128_to_hex(account.id),
                     )
-                    for a in changed_accounts
+                    for account in changed_accounts
                 ],
             )
         if changed_transfers:
             cursor.executemany(
                 f"UPDATE {LedgerTransfer._meta.db_table} "
                 "SET pending_status = %s, expires_at = %s WHERE id = %s",
-                [(t.pending_status, t.expires_at, u128_to_hex(t.id)) for t in changed_transfers],
+                [
+                    (transfer.pending_status, transfer.expires_at, u128_to_hex(transfer.id))
+                    for transfer in changed_transfers
+                ],
             )
 
 
-def _insert_transfers(new_transfers: list[sm.TransferState]) -> None:
+def _insert_transfers(new_transfers: list[state_machine.TransferState]) -> None:
     """The batch's new transfers, in bulk."""
     if not new_transfers:
         return
     LedgerTransfer.objects.bulk_create(
         [
             LedgerTransfer(
-                id=u128_to_hex(t.id),
-                debit_account_id=u128_to_hex(t.debit_account_id),
-                credit_account_id=u128_to_hex(t.credit_account_id),
-                amount=u128_to_hex(t.amount),
-                pending_id=u128_to_hex(t.pending_id),
-                user_data_128=u128_to_hex(t.user_data_128),
-                user_data_64=_h64(t.user_data_64),
-                user_data_32=t.user_data_32,
-                timeout=t.timeout,
-                ledger=t.ledger,
-                code=t.code,
-                flags=t.flags,
-                timestamp=t.timestamp,
-                pending_status=t.pending_status,
-                expires_at=t.expires_at,
+                id=u128_to_hex(transfer.id),
+                debit_account_id=u128_to_hex(transfer.debit_account_id),
+                credit_account_id=u128_to_hex(transfer.credit_account_id),
+                amount=u128_to_hex(transfer.amount),
+                pending_id=u128_to_hex(transfer.pending_id),
+                user_data_128=u128_to_hex(transfer.user_data_128),
+                user_data_64=_u64_to_hex(transfer.user_data_64),
+                user_data_32=transfer.user_data_32,
+                timeout=transfer.timeout,
+                ledger=transfer.ledger,
+                code=transfer.code,
+                flags=transfer.flags,
+                timestamp=transfer.timestamp,
+                pending_status=transfer.pending_status,
+                expires_at=transfer.expires_at,
             )
-            for t in new_transfers
+            for transfer in new_transfers
         ],
         batch_size=500,
     )
 
 
-def _insert_snapshots(snapshots: list[sm.Snapshot]) -> None:
+def _insert_snapshots(snapshots: list[state_machine.Snapshot]) -> None:
     """Balance snapshots of history accounts, one per transfer that moved them."""
     if not snapshots:
         return
     AccountBalanceSnapshot.objects.bulk_create(
         [
             AccountBalanceSnapshot(
-                account_id=u128_to_hex(s.account_id),
-                timestamp=s.timestamp,
-                debits_pending=u128_to_hex(s.debits_pending),
-                debits_posted=u128_to_hex(s.debits_posted),
-                credits_pending=u128_to_hex(s.credits_pending),
-                credits_posted=u128_to_hex(s.credits_posted),
+                account_id=u128_to_hex(snapshot.account_id),
+                timestamp=snapshot.timestamp,
+                debits_pending=u128_to_hex(snapshot.debits_pending),
+                debits_posted=u128_to_hex(snapshot.debits_posted),
+                credits_pending=u128_to_hex(snapshot.credits_pending),
+                credits_posted=u128_to_hex(snapshot.credits_posted),
             )
-            for s in snapshots
+            for snapshot in snapshots
         ],
         batch_size=500,
     )
@@ -524,15 +563,15 @@ def _insert_failed_ids(new_failed_ids: dict[int, int]) -> None:
         return
     FailedTransferId.objects.bulk_create(
         [
-            FailedTransferId(id=u128_to_hex(i), status=int(status))
-            for i, status in new_failed_ids.items()
+            FailedTransferId(id=u128_to_hex(transfer_id), status=int(status))
+            for transfer_id, status in new_failed_ids.items()
         ],
         batch_size=500,
         ignore_conflicts=True,
     )
 
 
-def _show_due_expiries(accounts: dict[int, sm.AccountState]) -> None:
+def _show_due_expiries(accounts: dict[int, state_machine.AccountState]) -> None:
     """Reads show pending transfers past their timeout as expired, as the server does once
     its expiry pulse ran (within milliseconds), though only the next write records it.
     Resolved pending transfers leave the expires_at index, so this reads only live ones."""
@@ -543,82 +582,75 @@ def _show_due_expiries(accounts: dict[int, sm.AccountState]) -> None:
     ).values_list(*TRANSFER_COLUMNS)
     due = [_transfer_state(row) for row in rows]
     if due:
-        sm.expired_as_read(accounts, due)
+        state_machine.expired_as_read(accounts, due)
 
 
 def _validate_ids(ids: Iterable[int]) -> None:
     for value in ids:
-        if value < 0 or value > sm.U128_MAX:
+        if value < 0 or value > state_machine.U128_MAX:
             raise IntegerOverflowError(f"id=={value} does not fit in 128 bits")
 
 
-def _account_filter_valid(f: AccountFilter) -> bool:
+def _account_filter_valid(account_filter: AccountFilter) -> bool:
     """TigerBeetle answers an invalid filter with an empty result, not an error."""
     known = int(
         AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS | AccountFilterFlags.REVERSED
     )
     return (
-        f.account_id not in (0, sm.U128_MAX)
-        and _timestamp_range_valid(f)
-        and bool(f.flags & (AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS))
-        and not int(f.flags) & ~known
+        account_filter.account_id not in (0, state_machine.U128_MAX)
+        and _timestamp_range_valid(account_filter)
+        and bool(account_filter.flags & (AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS))
+        and not int(account_filter.flags) & ~known
     )
 
 
-def _timestamp_range_valid(f: AccountFilter | QueryFilter) -> bool:
+def _timestamp_range_valid(read_filter: AccountFilter | QueryFilter) -> bool:
     """A bound is 0 (none) or a valid timestamp, below 2^63; min not past max; a limit."""
+    timestamp_min, timestamp_max = read_filter.timestamp_min, read_filter.timestamp_max
     return (
-        f.limit > 0
-        and f.timestamp_min < sm.TIMESTAMP_LIMIT
-        and f.timestamp_max < sm.TIMESTAMP_LIMIT
-        and (f.timestamp_max == 0 or f.timestamp_min <= f.timestamp_max)
+        read_filter.limit > 0
+        and timestamp_min < state_machine.TIMESTAMP_LIMIT
+        and timestamp_max < state_machine.TIMESTAMP_LIMIT
+        and (timestamp_max == 0 or timestamp_min <= timestamp_max)
     )
 
 
-def _query_filter_valid(f: QueryFilter) -> bool:
-    return _timestamp_range_valid(f) and not int(f.flags) & ~int(QueryFilterFlags.REVERSED)
+def _query_filter_valid(query_filter: QueryFilter) -> bool:
+    known = int(QueryFilterFlags.REVERSED)
+    return _timestamp_range_valid(query_filter) and not int(query_filter.flags) & ~known
 
 
-def _snapshots_in_range(account_hex: str, f: AccountFilter) -> list[AccountBalance]:
+def _snapshots_in_range(account_hex: str, account_filter: AccountFilter) -> list[AccountBalance]:
     rows = AccountBalanceSnapshot.objects.filter(account_id=account_hex)
-    if f.timestamp_min:
-        rows = rows.filter(timestamp__gte=f.timestamp_min)
-    if f.timestamp_max:
-        rows = rows.filter(timestamp__lte=f.timestamp_max)
-    rows = rows.order_by("-timestamp" if f.flags & AccountFilterFlags.REVERSED else "timestamp")
-    limit = min(f.limit, BATCH_EVENTS_MAX)
-    return [
-        AccountBalance(
-            debits_pending=hex_to_u128(dp),
-            debits_posted=hex_to_u128(dpo),
-            credits_pending=hex_to_u128(cp),
-            credits_posted=hex_to_u128(cpo),
-            timestamp=ts,
-        )
-        for ts, dp, dpo, cp, cpo in rows.values_list(
-            "timestamp", "debits_pending", "debits_posted", "credits_pending", "credits_posted"
-        )[:limit]
-    ]
+    if account_filter.timestamp_min:
+        rows = rows.filter(timestamp__gte=account_filter.timestamp_min)
+    if account_filter.timestamp_max:
+        rows = rows.filter(timestamp__lte=account_filter.timestamp_max)
+    reverse = account_filter.flags & AccountFilterFlags.REVERSED
+    rows = rows.order_by("-timestamp" if reverse else "timestamp")
+    limit = min(account_filter.limit, BATCH_EVENTS_MAX)
+    return [_account_balance(row) for row in rows.values_list(*SNAPSHOT_COLUMNS)[:limit]]
 
 
-def _filter_common(rows: Any, f: AccountFilter | QueryFilter) -> Any:
-    if f.user_data_128:
-        rows = rows.filter(user_data_128=u128_to_hex(f.user_data_128))
-    if f.user_data_64:
-        rows = rows.filter(user_data_64=_h64(f.user_data_64))
-    if f.user_data_32:
-        rows = rows.filter(user_data_32=f.user_data_32)
-    if f.code:
-        rows = rows.filter(code=f.code)
-    if f.timestamp_min:
-        rows = rows.filter(timestamp__gte=f.timestamp_min)
-    if f.timestamp_max:
-        rows = rows.filter(timestamp__lte=f.timestamp_max)
+def _filter_common(rows: Any, read_filter: AccountFilter | QueryFilter) -> Any:
+    if read_filter.user_data_128:
+        rows = rows.filter(user_data_128=u128_to_hex(read_filter.user_data_128))
+    if read_filter.user_data_64:
+        rows = rows.filter(user_data_64=_u64_to_hex(read_filter.user_data_64))
+    if read_filter.user_data_32:
+        rows = rows.filter(user_data_32=read_filter.user_data_32)
+    if read_filter.code:
+        rows = rows.filter(code=read_filter.code)
+    if read_filter.timestamp_min:
+        rows = rows.filter(timestamp__gte=read_filter.timestamp_min)
+    if read_filter.timestamp_max:
+        rows = rows.filter(timestamp__lte=read_filter.timestamp_max)
     return rows
 
 
-def _filter_query(rows: Any, f: QueryFilter) -> Any:
-    rows = _filter_common(rows, f)
-    if f.ledger:
-        rows = rows.filter(ledger=f.ledger)
-    return rows.order_by("-timestamp" if f.flags & QueryFilterFlags.REVERSED else "timestamp")
+def _filter_query(rows: Any, query_filter: QueryFilter) -> Any:
+    rows = _filter_common(rows, query_filter)
+    if query_filter.ledger:
+        rows = rows.filter(ledger=query_filter.ledger)
+    reverse = query_filter.flags & QueryFilterFlags.REVERSED
+    return rows.order_by("-timestamp" if reverse else "timestamp")

@@ -66,11 +66,8 @@ TRANSIENT_TRANSFER_FAILURES = frozenset(
     }
 )
 
-S = CreateTransferStatus
-A = CreateAccountStatus
 
-
-@dataclass
+@dataclass(kw_only=True)
 class AccountState:
     """A mutable account row; `persisted` rows are updated, others inserted."""
 
@@ -106,7 +103,7 @@ class AccountState:
         )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TransferState:
     id: int
     debit_account_id: int
@@ -144,7 +141,7 @@ class TransferState:
         )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Snapshot:
     account_id: int
     timestamp: int
@@ -154,14 +151,14 @@ class Snapshot:
     credits_posted: int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ClockState:
     last_timestamp: int
     last_account_timestamp: int
     last_transfer_timestamp: int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BatchState:
     """Everything a batch may read or change, loaded up front by the backend."""
 
@@ -226,6 +223,7 @@ class Journal:
 
 def run_chains(
     flags_of: Sequence[int],
+    *,
     linked_flag: int,
     execute: Callable[[int], int],
     journal: Journal,
@@ -304,32 +302,36 @@ def create_accounts(state: BatchState, events: Sequence[Account]) -> list[tuple[
     def execute(index: int) -> int:
         event = events[index]
         status = _batch_checks(
-            event, AccountFlags.IMPORTED, imported_batch, batch_timestamp, statuses=A
+            event,
+            imported_flag=AccountFlags.IMPORTED,
+            imported_batch=imported_batch,
+            batch_timestamp=batch_timestamp,
+            statuses=CreateAccountStatus,
         )
         if status is None:
             status, found = _create_account(state, journal, event, base + index)
-            if status in (A.CREATED, A.EXISTS):
+            if status in (CreateAccountStatus.CREATED, CreateAccountStatus.EXISTS):
                 timestamps[index] = found
         return status
 
     statuses = run_chains(
-        [int(e.flags) for e in events],
-        AccountFlags.LINKED,
-        execute,
-        journal,
-        A.CREATED,
-        A.LINKED_EVENT_FAILED,
-        A.LINKED_EVENT_CHAIN_OPEN,
+        [int(event.flags) for event in events],
+        linked_flag=AccountFlags.LINKED,
+        execute=execute,
+        journal=journal,
+        created=CreateAccountStatus.CREATED,
+        chain_failed=CreateAccountStatus.LINKED_EVENT_FAILED,
+        chain_open=CreateAccountStatus.LINKED_EVENT_CHAIN_OPEN,
     )
     return list(zip(statuses, timestamps, strict=True))
 
 
 def _batch_checks(
     event: Account | Transfer,
+    *,
     imported_flag: int,
     imported_batch: bool,
     batch_timestamp: int,
-    *,
     statuses: type[CreateAccountStatus] | type[CreateTransferStatus],
 ) -> int | None:
     """The checks TigerBeetle makes before dispatching an event: imported or not like the
@@ -351,85 +353,86 @@ def _batch_checks(
 
 
 def _create_account(
-    state: BatchState, journal: Journal, a: Account, timestamp_event: int
+    state: BatchState, journal: Journal, account: Account, timestamp_event: int
 ) -> tuple[int, int]:
     """(status, timestamp of the created or existing account)."""
-    flags = int(a.flags)
+    flags = int(account.flags)
     imported = bool(flags & AccountFlags.IMPORTED)
     if flags & ~ACCOUNT_FLAGS_KNOWN:
-        return A.RESERVED_FLAG, 0
-    if a.id == 0:
-        return A.ID_MUST_NOT_BE_ZERO, 0
-    if a.id == U128_MAX:
-        return A.ID_MUST_NOT_BE_INT_MAX, 0
-    existing = state.accounts.get(a.id)
+        return CreateAccountStatus.RESERVED_FLAG, 0
+    if account.id == 0:
+        return CreateAccountStatus.ID_MUST_NOT_BE_ZERO, 0
+    if account.id == U128_MAX:
+        return CreateAccountStatus.ID_MUST_NOT_BE_INT_MAX, 0
+    existing = state.accounts.get(account.id)
     if existing is not None:
-        return _account_exists(a, existing), existing.timestamp
-    refused = _new_account_checks(a, flags)
+        return _account_exists(account, existing), existing.timestamp
+    refused = _new_account_checks(account, flags)
     if refused is not None:
         return refused, 0
     if imported and (
-        a.timestamp <= state.clock.last_account_timestamp or a.timestamp in state.foreign_timestamps
+        account.timestamp <= state.clock.last_account_timestamp
+        or account.timestamp in state.foreign_timestamps
     ):
-        return A.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS, 0
-    timestamp = a.timestamp if imported else timestamp_event
-    journal.touch_account(a.id)
-    state.accounts[a.id] = AccountState(
-        id=a.id,
+        return CreateAccountStatus.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS, 0
+    timestamp = account.timestamp if imported else timestamp_event
+    journal.touch_account(account.id)
+    state.accounts[account.id] = AccountState(
+        id=account.id,
         debits_pending=0,
         debits_posted=0,
         credits_pending=0,
         credits_posted=0,
-        user_data_128=a.user_data_128,
-        user_data_64=a.user_data_64,
-        user_data_32=a.user_data_32,
-        ledger=a.ledger,
-        code=a.code,
+        user_data_128=account.user_data_128,
+        user_data_64=account.user_data_64,
+        user_data_32=account.user_data_32,
+        ledger=account.ledger,
+        code=account.code,
         flags=flags,  # `linked` included: the server keeps it
         timestamp=timestamp,
         persisted=False,
     )
     state.clock.last_account_timestamp = max(state.clock.last_account_timestamp, timestamp)
     state.clock.last_timestamp = max(state.clock.last_timestamp, timestamp)
-    return A.CREATED, timestamp
+    return CreateAccountStatus.CREATED, timestamp
 
 
-def _new_account_checks(a: Account, flags: int) -> int | None:
+def _new_account_checks(account: Account, flags: int) -> int | None:
     """A new account's own fields, in the server's order (None: they pass)."""
     if flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and (
         flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
     ):
-        return A.FLAGS_ARE_MUTUALLY_EXCLUSIVE
-    if a.debits_pending:
-        return A.DEBITS_PENDING_MUST_BE_ZERO
-    if a.debits_posted:
-        return A.DEBITS_POSTED_MUST_BE_ZERO
-    if a.credits_pending:
-        return A.CREDITS_PENDING_MUST_BE_ZERO
-    if a.credits_posted:
-        return A.CREDITS_POSTED_MUST_BE_ZERO
-    if a.ledger == 0:
-        return A.LEDGER_MUST_NOT_BE_ZERO
-    if a.code == 0:
-        return A.CODE_MUST_NOT_BE_ZERO
+        return CreateAccountStatus.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+    if account.debits_pending:
+        return CreateAccountStatus.DEBITS_PENDING_MUST_BE_ZERO
+    if account.debits_posted:
+        return CreateAccountStatus.DEBITS_POSTED_MUST_BE_ZERO
+    if account.credits_pending:
+        return CreateAccountStatus.CREDITS_PENDING_MUST_BE_ZERO
+    if account.credits_posted:
+        return CreateAccountStatus.CREDITS_POSTED_MUST_BE_ZERO
+    if account.ledger == 0:
+        return CreateAccountStatus.LEDGER_MUST_NOT_BE_ZERO
+    if account.code == 0:
+        return CreateAccountStatus.CODE_MUST_NOT_BE_ZERO
     return None
 
 
-def _account_exists(a: Account, e: AccountState) -> int:
+def _account_exists(account: Account, existing: AccountState) -> int:
     """All flags compare, `linked` and `closed` included, as the server compares them."""
-    if int(a.flags) != e.flags:
-        return A.EXISTS_WITH_DIFFERENT_FLAGS
-    if a.user_data_128 != e.user_data_128:
-        return A.EXISTS_WITH_DIFFERENT_USER_DATA_128
-    if a.user_data_64 != e.user_data_64:
-        return A.EXISTS_WITH_DIFFERENT_USER_DATA_64
-    if a.user_data_32 != e.user_data_32:
-        return A.EXISTS_WITH_DIFFERENT_USER_DATA_32
-    if a.ledger != e.ledger:
-        return A.EXISTS_WITH_DIFFERENT_LEDGER
-    if a.code != e.code:
-        return A.EXISTS_WITH_DIFFERENT_CODE
-    return A.EXISTS
+    if int(account.flags) != existing.flags:
+        return CreateAccountStatus.EXISTS_WITH_DIFFERENT_FLAGS
+    if account.user_data_128 != existing.user_data_128:
+        return CreateAccountStatus.EXISTS_WITH_DIFFERENT_USER_DATA_128
+    if account.user_data_64 != existing.user_data_64:
+        return CreateAccountStatus.EXISTS_WITH_DIFFERENT_USER_DATA_64
+    if account.user_data_32 != existing.user_data_32:
+        return CreateAccountStatus.EXISTS_WITH_DIFFERENT_USER_DATA_32
+    if account.ledger != existing.ledger:
+        return CreateAccountStatus.EXISTS_WITH_DIFFERENT_LEDGER
+    if account.code != existing.code:
+        return CreateAccountStatus.EXISTS_WITH_DIFFERENT_CODE
+    return CreateAccountStatus.EXISTS
 
 
 # --- transfers ------------------------------------------------------------------------------
@@ -446,11 +449,15 @@ def create_transfers(state: BatchState, events: Sequence[Transfer]) -> list[tupl
     def execute(index: int) -> int:
         event = events[index]
         status = _batch_checks(
-            event, TransferFlags.IMPORTED, imported_batch, batch_timestamp, statuses=S
+            event,
+            imported_flag=TransferFlags.IMPORTED,
+            imported_batch=imported_batch,
+            batch_timestamp=batch_timestamp,
+            statuses=CreateTransferStatus,
         )
         if status is None:
             status, found = _create_transfer(state, journal, event, base + index)
-            if status in (S.CREATED, S.EXISTS):
+            if status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
                 timestamps[index] = found
         if status in TRANSIENT_TRANSFER_FAILURES:
             state.failed_ids[event.id] = status
@@ -458,305 +465,342 @@ def create_transfers(state: BatchState, events: Sequence[Transfer]) -> list[tupl
         return status
 
     statuses = run_chains(
-        [int(e.flags) for e in events],
-        TransferFlags.LINKED,
-        execute,
-        journal,
-        S.CREATED,
-        S.LINKED_EVENT_FAILED,
-        S.LINKED_EVENT_CHAIN_OPEN,
+        [int(event.flags) for event in events],
+        linked_flag=TransferFlags.LINKED,
+        execute=execute,
+        journal=journal,
+        created=CreateTransferStatus.CREATED,
+        chain_failed=CreateTransferStatus.LINKED_EVENT_FAILED,
+        chain_open=CreateTransferStatus.LINKED_EVENT_CHAIN_OPEN,
     )
     return list(zip(statuses, timestamps, strict=True))
 
 
 def _create_transfer(
-    state: BatchState, journal: Journal, t: Transfer, timestamp_event: int
+    state: BatchState, journal: Journal, transfer: Transfer, timestamp_event: int
 ) -> tuple[int, int]:
     """(status, timestamp of the created or existing transfer)."""
-    flags = int(t.flags)
+    flags = int(transfer.flags)
     if flags & ~TRANSFER_FLAGS_KNOWN:
-        return S.RESERVED_FLAG, 0
-    if t.id == 0:
-        return S.ID_MUST_NOT_BE_ZERO, 0
-    if t.id == U128_MAX:
-        return S.ID_MUST_NOT_BE_INT_MAX, 0
-    existing = state.transfers.get(t.id)
+        return CreateTransferStatus.RESERVED_FLAG, 0
+    if transfer.id == 0:
+        return CreateTransferStatus.ID_MUST_NOT_BE_ZERO, 0
+    if transfer.id == U128_MAX:
+        return CreateTransferStatus.ID_MUST_NOT_BE_INT_MAX, 0
+    existing = state.transfers.get(transfer.id)
     if existing is not None:
-        return _transfer_exists(state, t, existing), existing.timestamp
-    if t.id in state.failed_ids:
-        return S.ID_ALREADY_FAILED, 0
+        return _transfer_exists(state, transfer, existing), existing.timestamp
+    if transfer.id in state.failed_ids:
+        return CreateTransferStatus.ID_ALREADY_FAILED, 0
     if flags & _POST_OR_VOID:
-        return _post_or_void(state, journal, t, flags, timestamp_event)
-    return _single_or_pending(state, journal, t, flags, timestamp_event)
+        return _post_or_void(state, journal, transfer, flags=flags, timestamp_event=timestamp_event)
+    return _single_or_pending(
+        state, journal, transfer, flags=flags, timestamp_event=timestamp_event
+    )
 
 
 def _single_or_pending(
-    state: BatchState, journal: Journal, t: Transfer, flags: int, timestamp_event: int
+    state: BatchState, journal: Journal, transfer: Transfer, *, flags: int, timestamp_event: int
 ) -> tuple[int, int]:
     """A single-phase or pending transfer: the server's checks in its order, then the move."""
     pending = bool(flags & TransferFlags.PENDING)
     imported = bool(flags & TransferFlags.IMPORTED)
-    refused = _single_field_checks(t, flags, pending=pending)
+    refused = _single_field_checks(transfer, flags, pending=pending)
     if refused is None:
-        refused = _single_account_checks(state, t, imported=imported)
+        refused = _single_account_checks(state, transfer, imported=imported)
     if refused is not None:
         return refused, 0
-    dr = state.accounts[t.debit_account_id]
-    cr = state.accounts[t.credit_account_id]
-    timestamp = t.timestamp if imported else timestamp_event
-    amount = _balanced_amount(t, flags, dr, cr)
-    refused = _single_limit_checks(t, dr, cr, amount, pending=pending, timestamp=timestamp)
+    debit_account = state.accounts[transfer.debit_account_id]
+    credit_account = state.accounts[transfer.credit_account_id]
+    timestamp = transfer.timestamp if imported else timestamp_event
+    amount = _balanced_amount(
+        transfer, flags, debit_account=debit_account, credit_account=credit_account
+    )
+    refused = _single_limit_checks(
+        transfer,
+        debit_account=debit_account,
+        credit_account=credit_account,
+        amount=amount,
+        pending=pending,
+        timestamp=timestamp,
+    )
     if refused is not None:
         return refused, 0
-    _apply_single(state, journal, t, flags, amount=amount, timestamp=timestamp)
-    return S.CREATED, timestamp
+    _apply_single(state, journal, transfer, flags, amount=amount, timestamp=timestamp)
+    return CreateTransferStatus.CREATED, timestamp
 
 
-def _single_field_checks(t: Transfer, flags: int, *, pending: bool) -> int | None:
+def _single_field_checks(transfer: Transfer, flags: int, *, pending: bool) -> int | None:
     """The transfer's own fields, before any account is read (None: they pass)."""
-    if t.debit_account_id == 0:
-        return S.DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
-    if t.debit_account_id == U128_MAX:
-        return S.DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
-    if t.credit_account_id == 0:
-        return S.CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
-    if t.credit_account_id == U128_MAX:
-        return S.CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
-    if t.debit_account_id == t.credit_account_id:
-        return S.ACCOUNTS_MUST_BE_DIFFERENT
-    if t.pending_id != 0:
-        return S.PENDING_ID_MUST_BE_ZERO
-    if not pending and t.timeout != 0:
-        return S.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+    if transfer.debit_account_id == 0:
+        return CreateTransferStatus.DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
+    if transfer.debit_account_id == U128_MAX:
+        return CreateTransferStatus.DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
+    if transfer.credit_account_id == 0:
+        return CreateTransferStatus.CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
+    if transfer.credit_account_id == U128_MAX:
+        return CreateTransferStatus.CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
+    if transfer.debit_account_id == transfer.credit_account_id:
+        return CreateTransferStatus.ACCOUNTS_MUST_BE_DIFFERENT
+    if transfer.pending_id != 0:
+        return CreateTransferStatus.PENDING_ID_MUST_BE_ZERO
+    if not pending and transfer.timeout != 0:
+        return CreateTransferStatus.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
     if flags & (TransferFlags.CLOSING_DEBIT | TransferFlags.CLOSING_CREDIT) and not pending:
-        return S.CLOSING_TRANSFER_MUST_BE_PENDING
-    if t.ledger == 0:
-        return S.LEDGER_MUST_NOT_BE_ZERO
-    if t.code == 0:
-        return S.CODE_MUST_NOT_BE_ZERO
+        return CreateTransferStatus.CLOSING_TRANSFER_MUST_BE_PENDING
+    if transfer.ledger == 0:
+        return CreateTransferStatus.LEDGER_MUST_NOT_BE_ZERO
+    if transfer.code == 0:
+        return CreateTransferStatus.CODE_MUST_NOT_BE_ZERO
     return None
 
 
-def _single_account_checks(state: BatchState, t: Transfer, *, imported: bool) -> int | None:
+def _single_account_checks(state: BatchState, transfer: Transfer, *, imported: bool) -> int | None:
     """Both accounts exist on the transfer's ledger, an imported transfer postdates them, and
     neither is closed (None: they pass)."""
-    dr = state.accounts.get(t.debit_account_id)
-    if dr is None:
-        return S.DEBIT_ACCOUNT_NOT_FOUND
-    cr = state.accounts.get(t.credit_account_id)
-    if cr is None:
-        return S.CREDIT_ACCOUNT_NOT_FOUND
-    if dr.ledger != cr.ledger:
-        return S.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER
-    if t.ledger != dr.ledger:
-        return S.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
+    debit_account = state.accounts.get(transfer.debit_account_id)
+    if debit_account is None:
+        return CreateTransferStatus.DEBIT_ACCOUNT_NOT_FOUND
+    credit_account = state.accounts.get(transfer.credit_account_id)
+    if credit_account is None:
+        return CreateTransferStatus.CREDIT_ACCOUNT_NOT_FOUND
+    if debit_account.ledger != credit_account.ledger:
+        return CreateTransferStatus.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER
+    if transfer.ledger != debit_account.ledger:
+        return CreateTransferStatus.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
     if imported:
-        refused = _imported_regresses(state, t) or _imported_single_checks(t, dr, cr)
+        refused = _imported_regresses(state, transfer) or _imported_single_checks(
+            transfer, debit_account=debit_account, credit_account=credit_account
+        )
         if refused:
             return refused
-    if dr.flags & AccountFlags.CLOSED:
-        return S.DEBIT_ACCOUNT_ALREADY_CLOSED
-    if cr.flags & AccountFlags.CLOSED:
-        return S.CREDIT_ACCOUNT_ALREADY_CLOSED
+    if debit_account.flags & AccountFlags.CLOSED:
+        return CreateTransferStatus.DEBIT_ACCOUNT_ALREADY_CLOSED
+    if credit_account.flags & AccountFlags.CLOSED:
+        return CreateTransferStatus.CREDIT_ACCOUNT_ALREADY_CLOSED
     return None
 
 
-def _balanced_amount(t: Transfer, flags: int, dr: AccountState, cr: AccountState) -> int:
+def _balanced_amount(
+    transfer: Transfer, flags: int, *, debit_account: AccountState, credit_account: AccountState
+) -> int:
     """The amount that moves: a balancing transfer's amount is an upper limit."""
-    amount = t.amount
+    amount = transfer.amount
     if flags & TransferFlags.BALANCING_DEBIT:
-        amount = min(amount, max(0, dr.credits_posted - dr.debits_pending - dr.debits_posted))
+        debits = debit_account.debits_pending + debit_account.debits_posted
+        amount = min(amount, max(0, debit_account.credits_posted - debits))
     if flags & TransferFlags.BALANCING_CREDIT:
-        amount = min(amount, max(0, cr.debits_posted - cr.credits_pending - cr.credits_posted))
+        credits = credit_account.credits_pending + credit_account.credits_posted
+        amount = min(amount, max(0, credit_account.debits_posted - credits))
     return amount
 
 
 def _single_limit_checks(
-    t: Transfer,
-    dr: AccountState,
-    cr: AccountState,
-    amount: int,
+    transfer: Transfer,
     *,
+    debit_account: AccountState,
+    credit_account: AccountState,
+    amount: int,
     pending: bool,
     timestamp: int,
 ) -> int | None:
     """Overflows, the timeout's range and the accounts' balance limits (None: they pass)."""
-    refused = _overflow(dr, cr, amount, pending=pending)
+    refused = _overflow(
+        debit_account=debit_account, credit_account=credit_account, amount=amount, pending=pending
+    )
     if refused:
         return refused
-    if timestamp + t.timeout * NS_PER_S >= TIMESTAMP_LIMIT:
-        return S.OVERFLOWS_TIMEOUT
-    if dr.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and (
-        dr.debits_pending + dr.debits_posted + amount > dr.credits_posted
+    if timestamp + transfer.timeout * NS_PER_S >= TIMESTAMP_LIMIT:
+        return CreateTransferStatus.OVERFLOWS_TIMEOUT
+    if debit_account.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and (
+        debit_account.debits_pending + debit_account.debits_posted + amount
+        > debit_account.credits_posted
     ):
-        return S.EXCEEDS_CREDITS
-    if cr.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS and (
-        cr.credits_pending + cr.credits_posted + amount > cr.debits_posted
+        return CreateTransferStatus.EXCEEDS_CREDITS
+    if credit_account.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS and (
+        credit_account.credits_pending + credit_account.credits_posted + amount
+        > credit_account.debits_posted
     ):
-        return S.EXCEEDS_DEBITS
+        return CreateTransferStatus.EXCEEDS_DEBITS
     return None
 
 
 def _apply_single(
-    state: BatchState, journal: Journal, t: Transfer, flags: int, *, amount: int, timestamp: int
+    state: BatchState,
+    journal: Journal,
+    transfer: Transfer,
+    flags: int,
+    *,
+    amount: int,
+    timestamp: int,
 ) -> None:
     """Move the amount (pending or posted), close what a closing transfer closes, record it."""
     pending = bool(flags & TransferFlags.PENDING)
-    journal.touch_account(t.debit_account_id)
-    journal.touch_account(t.credit_account_id)
-    dr, cr = state.accounts[t.debit_account_id], state.accounts[t.credit_account_id]
+    journal.touch_account(transfer.debit_account_id)
+    journal.touch_account(transfer.credit_account_id)
+    debit_account = state.accounts[transfer.debit_account_id]
+    credit_account = state.accounts[transfer.credit_account_id]
     if pending:
-        dr.debits_pending += amount
-        cr.credits_pending += amount
+        debit_account.debits_pending += amount
+        credit_account.credits_pending += amount
     else:
-        dr.debits_posted += amount
-        cr.credits_posted += amount
+        debit_account.debits_posted += amount
+        credit_account.credits_posted += amount
     if flags & TransferFlags.CLOSING_DEBIT:
-        dr.flags |= AccountFlags.CLOSED
+        debit_account.flags |= AccountFlags.CLOSED
     if flags & TransferFlags.CLOSING_CREDIT:
-        cr.flags |= AccountFlags.CLOSED
-    dr.dirty = cr.dirty = True
+        credit_account.flags |= AccountFlags.CLOSED
+    debit_account.dirty = credit_account.dirty = True
     _record(
         state,
         journal,
         TransferState(
-            id=t.id,
-            debit_account_id=dr.id,
-            credit_account_id=cr.id,
+            id=transfer.id,
+            debit_account_id=debit_account.id,
+            credit_account_id=credit_account.id,
             amount=amount,
             pending_id=0,
-            user_data_128=t.user_data_128,
-            user_data_64=t.user_data_64,
-            user_data_32=t.user_data_32,
-            timeout=t.timeout,
-            ledger=t.ledger,
-            code=t.code,
+            user_data_128=transfer.user_data_128,
+            user_data_64=transfer.user_data_64,
+            user_data_32=transfer.user_data_32,
+            timeout=transfer.timeout,
+            ledger=transfer.ledger,
+            code=transfer.code,
             flags=flags,  # `linked` included: the server keeps it
             timestamp=timestamp,
             pending_status=PendingStatus.PENDING if pending else PendingStatus.NONE,
-            expires_at=timestamp + t.timeout * NS_PER_S if pending and t.timeout else None,
+            expires_at=(
+                timestamp + transfer.timeout * NS_PER_S if pending and transfer.timeout else None
+            ),
             persisted=False,
         ),
-        (dr, cr),
+        (debit_account, credit_account),
     )
 
 
-def _overflow(dr: AccountState, cr: AccountState, amount: int, *, pending: bool) -> int | None:
+def _overflow(
+    *, debit_account: AccountState, credit_account: AccountState, amount: int, pending: bool
+) -> int | None:
     """The server's order: pending sums (pending transfers only), then posted sums (for
     every transfer), then pending plus posted."""
     if pending:
-        if dr.debits_pending + amount > U128_MAX:
-            return S.OVERFLOWS_DEBITS_PENDING
-        if cr.credits_pending + amount > U128_MAX:
-            return S.OVERFLOWS_CREDITS_PENDING
-    if dr.debits_posted + amount > U128_MAX:
-        return S.OVERFLOWS_DEBITS_POSTED
-    if cr.credits_posted + amount > U128_MAX:
-        return S.OVERFLOWS_CREDITS_POSTED
-    if dr.debits_pending + dr.debits_posted + amount > U128_MAX:
-        return S.OVERFLOWS_DEBITS
-    if cr.credits_pending + cr.credits_posted + amount > U128_MAX:
-        return S.OVERFLOWS_CREDITS
+        if debit_account.debits_pending + amount > U128_MAX:
+            return CreateTransferStatus.OVERFLOWS_DEBITS_PENDING
+        if credit_account.credits_pending + amount > U128_MAX:
+            return CreateTransferStatus.OVERFLOWS_CREDITS_PENDING
+    if debit_account.debits_posted + amount > U128_MAX:
+        return CreateTransferStatus.OVERFLOWS_DEBITS_POSTED
+    if credit_account.credits_posted + amount > U128_MAX:
+        return CreateTransferStatus.OVERFLOWS_CREDITS_POSTED
+    if debit_account.debits_pending + debit_account.debits_posted + amount > U128_MAX:
+        return CreateTransferStatus.OVERFLOWS_DEBITS
+    if credit_account.credits_pending + credit_account.credits_posted + amount > U128_MAX:
+        return CreateTransferStatus.OVERFLOWS_CREDITS
     return None
 
 
 def _post_or_void(
-    state: BatchState, journal: Journal, t: Transfer, flags: int, timestamp_event: int
+    state: BatchState, journal: Journal, transfer: Transfer, *, flags: int, timestamp_event: int
 ) -> tuple[int, int]:
     """Posting or voiding a pending transfer: the server's checks in its order, then the move."""
     posting = bool(flags & TransferFlags.POST_PENDING_TRANSFER)
-    refused = _post_or_void_field_checks(t, flags)
+    refused = _post_or_void_field_checks(transfer, flags)
     if refused is not None:
         return refused, 0
-    p = state.transfers.get(t.pending_id)
-    if p is None:
-        return S.PENDING_TRANSFER_NOT_FOUND, 0
-    refused = _pending_transfer_checks(t, p)
+    pending_transfer = state.transfers.get(transfer.pending_id)
+    if pending_transfer is None:
+        return CreateTransferStatus.PENDING_TRANSFER_NOT_FOUND, 0
+    refused = _pending_transfer_checks(transfer, pending_transfer)
     if refused is not None:
         return refused, 0
     if posting:
-        amount = p.amount if t.amount == U128_MAX else t.amount
+        amount = pending_transfer.amount if transfer.amount == U128_MAX else transfer.amount
     else:
-        amount = p.amount if t.amount == 0 else t.amount
+        amount = pending_transfer.amount if transfer.amount == 0 else transfer.amount
     refused = _pending_amount_and_state_checks(
-        p, amount, posting=posting, timestamp_event=timestamp_event
+        pending_transfer, amount, posting=posting, timestamp_event=timestamp_event
     )
     if refused is not None:
         return refused, 0
     imported = bool(flags & TransferFlags.IMPORTED)
     if imported:
-        refused = _imported_regresses(state, t)
+        refused = _imported_regresses(state, transfer)
         if refused:
             return refused, 0
-    timestamp = t.timestamp if imported else timestamp_event
-    dr = state.accounts[p.debit_account_id]
-    cr = state.accounts[p.credit_account_id]
+    timestamp = transfer.timestamp if imported else timestamp_event
+    debit_account = state.accounts[pending_transfer.debit_account_id]
+    credit_account = state.accounts[pending_transfer.credit_account_id]
     # The only movement a closed account allows is voiding a pending transfer.
-    if dr.flags & AccountFlags.CLOSED and posting:
-        return S.DEBIT_ACCOUNT_ALREADY_CLOSED, 0
-    if cr.flags & AccountFlags.CLOSED and posting:
-        return S.CREDIT_ACCOUNT_ALREADY_CLOSED, 0
-    _apply_post_or_void(state, journal, t, p, flags, amount=amount, timestamp=timestamp)
-    return S.CREATED, timestamp
+    if debit_account.flags & AccountFlags.CLOSED and posting:
+        return CreateTransferStatus.DEBIT_ACCOUNT_ALREADY_CLOSED, 0
+    if credit_account.flags & AccountFlags.CLOSED and posting:
+        return CreateTransferStatus.CREDIT_ACCOUNT_ALREADY_CLOSED, 0
+    _apply_post_or_void(
+        state, journal, transfer, pending_transfer, flags, amount=amount, timestamp=timestamp
+    )
+    return CreateTransferStatus.CREATED, timestamp
 
 
-def _post_or_void_field_checks(t: Transfer, flags: int) -> int | None:
+def _post_or_void_field_checks(transfer: Transfer, flags: int) -> int | None:
     """The request's own fields, before the pending transfer is read (None: they pass)."""
     if flags & TransferFlags.POST_PENDING_TRANSFER and flags & TransferFlags.VOID_PENDING_TRANSFER:
-        return S.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+        return CreateTransferStatus.FLAGS_ARE_MUTUALLY_EXCLUSIVE
     if flags & (TransferFlags.PENDING | _BALANCING_OR_CLOSING):
-        return S.FLAGS_ARE_MUTUALLY_EXCLUSIVE
-    if t.pending_id == 0:
-        return S.PENDING_ID_MUST_NOT_BE_ZERO
-    if t.pending_id == U128_MAX:
-        return S.PENDING_ID_MUST_NOT_BE_INT_MAX
-    if t.pending_id == t.id:
-        return S.PENDING_ID_MUST_BE_DIFFERENT
-    if t.timeout != 0:
-        return S.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+        return CreateTransferStatus.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+    if transfer.pending_id == 0:
+        return CreateTransferStatus.PENDING_ID_MUST_NOT_BE_ZERO
+    if transfer.pending_id == U128_MAX:
+        return CreateTransferStatus.PENDING_ID_MUST_NOT_BE_INT_MAX
+    if transfer.pending_id == transfer.id:
+        return CreateTransferStatus.PENDING_ID_MUST_BE_DIFFERENT
+    if transfer.timeout != 0:
+        return CreateTransferStatus.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
     return None
 
 
-def _pending_transfer_checks(t: Transfer, p: TransferState) -> int | None:
+def _pending_transfer_checks(transfer: Transfer, pending_transfer: TransferState) -> int | None:
     """The pending transfer is one, and the request's non-zero fields match it (None: so)."""
-    if not p.flags & TransferFlags.PENDING:
-        return S.PENDING_TRANSFER_NOT_PENDING
-    if t.debit_account_id and t.debit_account_id != p.debit_account_id:
-        return S.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
-    if t.credit_account_id and t.credit_account_id != p.credit_account_id:
-        return S.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
-    if t.ledger and t.ledger != p.ledger:
-        return S.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER
-    if t.code and t.code != p.code:
-        return S.PENDING_TRANSFER_HAS_DIFFERENT_CODE
+    if not pending_transfer.flags & TransferFlags.PENDING:
+        return CreateTransferStatus.PENDING_TRANSFER_NOT_PENDING
+    if transfer.debit_account_id and transfer.debit_account_id != pending_transfer.debit_account_id:
+        return CreateTransferStatus.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
+    if (
+        transfer.credit_account_id
+        and transfer.credit_account_id != pending_transfer.credit_account_id
+    ):
+        return CreateTransferStatus.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
+    if transfer.ledger and transfer.ledger != pending_transfer.ledger:
+        return CreateTransferStatus.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER
+    if transfer.code and transfer.code != pending_transfer.code:
+        return CreateTransferStatus.PENDING_TRANSFER_HAS_DIFFERENT_CODE
     return None
 
 
 def _pending_amount_and_state_checks(
-    p: TransferState, amount: int, *, posting: bool, timestamp_event: int
+    pending_transfer: TransferState, amount: int, *, posting: bool, timestamp_event: int
 ) -> int | None:
     """The amount fits the pending one (a void takes it whole), and the pending transfer is
     neither resolved nor expired (None: so)."""
-    if amount > p.amount:
-        return S.EXCEEDS_PENDING_TRANSFER_AMOUNT
-    if not posting and amount < p.amount:
-        return S.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT
-    if p.pending_status == PendingStatus.POSTED:
-        return S.PENDING_TRANSFER_ALREADY_POSTED
-    if p.pending_status == PendingStatus.VOIDED:
-        return S.PENDING_TRANSFER_ALREADY_VOIDED
-    if p.pending_status == PendingStatus.EXPIRED or (
-        p.expires_at is not None and p.expires_at <= timestamp_event
+    if amount > pending_transfer.amount:
+        return CreateTransferStatus.EXCEEDS_PENDING_TRANSFER_AMOUNT
+    if not posting and amount < pending_transfer.amount:
+        return CreateTransferStatus.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT
+    if pending_transfer.pending_status == PendingStatus.POSTED:
+        return CreateTransferStatus.PENDING_TRANSFER_ALREADY_POSTED
+    if pending_transfer.pending_status == PendingStatus.VOIDED:
+        return CreateTransferStatus.PENDING_TRANSFER_ALREADY_VOIDED
+    if pending_transfer.pending_status == PendingStatus.EXPIRED or (
+        pending_transfer.expires_at is not None and pending_transfer.expires_at <= timestamp_event
     ):
-        return S.PENDING_TRANSFER_EXPIRED
+        return CreateTransferStatus.PENDING_TRANSFER_EXPIRED
     return None
 
 
 def _apply_post_or_void(
     state: BatchState,
     journal: Journal,
-    t: Transfer,
-    p: TransferState,
+    transfer: Transfer,
+    pending_transfer: TransferState,
     flags: int,
     *,
     amount: int,
@@ -765,64 +809,67 @@ def _apply_post_or_void(
     """Release the pending amount, post `amount` or reopen what a voided closing transfer
     closed, resolve the pending transfer and record the new one."""
     posting = bool(flags & TransferFlags.POST_PENDING_TRANSFER)
-    journal.touch_account(p.debit_account_id)
-    journal.touch_account(p.credit_account_id)
-    journal.touch_transfer(p.id)
-    dr, cr = state.accounts[p.debit_account_id], state.accounts[p.credit_account_id]
-    p = state.transfers[p.id]
-    dr.debits_pending -= p.amount
-    cr.credits_pending -= p.amount
+    journal.touch_account(pending_transfer.debit_account_id)
+    journal.touch_account(pending_transfer.credit_account_id)
+    journal.touch_transfer(pending_transfer.id)
+    debit_account = state.accounts[pending_transfer.debit_account_id]
+    credit_account = state.accounts[pending_transfer.credit_account_id]
+    pending_transfer = state.transfers[pending_transfer.id]
+    debit_account.debits_pending -= pending_transfer.amount
+    credit_account.credits_pending -= pending_transfer.amount
     if posting:
-        dr.debits_posted += amount
-        cr.credits_posted += amount
+        debit_account.debits_posted += amount
+        credit_account.credits_posted += amount
     else:  # voiding the closing transfer reopens what it closed
-        if p.flags & TransferFlags.CLOSING_DEBIT:
-            dr.flags &= ~int(AccountFlags.CLOSED)
-        if p.flags & TransferFlags.CLOSING_CREDIT:
-            cr.flags &= ~int(AccountFlags.CLOSED)
-    dr.dirty = cr.dirty = True
-    p.pending_status = PendingStatus.POSTED if posting else PendingStatus.VOIDED
-    p.expires_at = None  # resolved: no longer due, and out of the expiry index
-    p.status_dirty = True
+        if pending_transfer.flags & TransferFlags.CLOSING_DEBIT:
+            debit_account.flags &= ~int(AccountFlags.CLOSED)
+        if pending_transfer.flags & TransferFlags.CLOSING_CREDIT:
+            credit_account.flags &= ~int(AccountFlags.CLOSED)
+    debit_account.dirty = credit_account.dirty = True
+    pending_transfer.pending_status = PendingStatus.POSTED if posting else PendingStatus.VOIDED
+    pending_transfer.expires_at = None  # resolved: no longer due, and out of the expiry index
+    pending_transfer.status_dirty = True
     _record(
         state,
         journal,
         TransferState(
-            id=t.id,
-            debit_account_id=p.debit_account_id,
-            credit_account_id=p.credit_account_id,
+            id=transfer.id,
+            debit_account_id=pending_transfer.debit_account_id,
+            credit_account_id=pending_transfer.credit_account_id,
             amount=amount,
-            pending_id=p.id,
-            user_data_128=t.user_data_128 or p.user_data_128,
-            user_data_64=t.user_data_64 or p.user_data_64,
-            user_data_32=t.user_data_32 or p.user_data_32,
+            pending_id=pending_transfer.id,
+            user_data_128=transfer.user_data_128 or pending_transfer.user_data_128,
+            user_data_64=transfer.user_data_64 or pending_transfer.user_data_64,
+            user_data_32=transfer.user_data_32 or pending_transfer.user_data_32,
             timeout=0,
-            ledger=p.ledger,
-            code=p.code,
+            ledger=pending_transfer.ledger,
+            code=pending_transfer.code,
             flags=flags,
             timestamp=timestamp,
             persisted=False,
         ),
-        (dr, cr),
+        (debit_account, credit_account),
     )
 
 
-def _imported_regresses(state: BatchState, t: Transfer) -> int | None:
+def _imported_regresses(state: BatchState, transfer: Transfer) -> int | None:
     if (
-        t.timestamp <= state.clock.last_transfer_timestamp
-        or t.timestamp in state.foreign_timestamps
+        transfer.timestamp <= state.clock.last_transfer_timestamp
+        or transfer.timestamp in state.foreign_timestamps
     ):
-        return S.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
+        return CreateTransferStatus.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
     return None
 
 
-def _imported_single_checks(t: Transfer, dr: AccountState, cr: AccountState) -> int | None:
-    if dr.timestamp >= t.timestamp:
-        return S.IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_DEBIT_ACCOUNT
-    if cr.timestamp >= t.timestamp:
-        return S.IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_CREDIT_ACCOUNT
-    if t.timeout != 0:
-        return S.IMPORTED_EVENT_TIMEOUT_MUST_BE_ZERO
+def _imported_single_checks(
+    transfer: Transfer, *, debit_account: AccountState, credit_account: AccountState
+) -> int | None:
+    if debit_account.timestamp >= transfer.timestamp:
+        return CreateTransferStatus.IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_DEBIT_ACCOUNT
+    if credit_account.timestamp >= transfer.timestamp:
+        return CreateTransferStatus.IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_CREDIT_ACCOUNT
+    if transfer.timeout != 0:
+        return CreateTransferStatus.IMPORTED_EVENT_TIMEOUT_MUST_BE_ZERO
     return None
 
 
@@ -842,94 +889,104 @@ def _record(
         if account.flags & AccountFlags.HISTORY:
             state.snapshots.append(
                 Snapshot(
-                    account.id,
-                    transfer.timestamp,
-                    account.debits_pending,
-                    account.debits_posted,
-                    account.credits_pending,
-                    account.credits_posted,
+                    account_id=account.id,
+                    timestamp=transfer.timestamp,
+                    debits_pending=account.debits_pending,
+                    debits_posted=account.debits_posted,
+                    credits_pending=account.credits_pending,
+                    credits_posted=account.credits_posted,
                 )
             )
 
 
-def _transfer_exists(state: BatchState, t: Transfer, e: TransferState) -> int:
+def _transfer_exists(state: BatchState, transfer: Transfer, existing: TransferState) -> int:
     """The server's idempotency check: flags first (all of them, `linked` included), then the
     fields in its order; a post/void compares against its pending transfer."""
-    if int(t.flags) != e.flags:
-        return S.EXISTS_WITH_DIFFERENT_FLAGS
-    if t.pending_id != e.pending_id:
-        return S.EXISTS_WITH_DIFFERENT_PENDING_ID
-    if t.timeout != e.timeout:
-        return S.EXISTS_WITH_DIFFERENT_TIMEOUT
-    if e.flags & _POST_OR_VOID:
-        return _post_or_void_exists(t, e, state.transfers[e.pending_id])
-    return _single_exists(t, e)
+    if int(transfer.flags) != existing.flags:
+        return CreateTransferStatus.EXISTS_WITH_DIFFERENT_FLAGS
+    if transfer.pending_id != existing.pending_id:
+        return CreateTransferStatus.EXISTS_WITH_DIFFERENT_PENDING_ID
+    if transfer.timeout != existing.timeout:
+        return CreateTransferStatus.EXISTS_WITH_DIFFERENT_TIMEOUT
+    if existing.flags & _POST_OR_VOID:
+        return _post_or_void_exists(
+            transfer, existing=existing, pending_transfer=state.transfers[existing.pending_id]
+        )
+    return _single_exists(transfer, existing)
 
 
-def _single_exists(t: Transfer, e: TransferState) -> int:
+def _single_exists(transfer: Transfer, existing: TransferState) -> int:
     """A single-phase or pending transfer's fields, in the server's order."""
-    if t.debit_account_id != e.debit_account_id:
-        return S.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
-    if t.credit_account_id != e.credit_account_id:
-        return S.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
-    if e.flags & (TransferFlags.BALANCING_DEBIT | TransferFlags.BALANCING_CREDIT):
+    if transfer.debit_account_id != existing.debit_account_id:
+        return CreateTransferStatus.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
+    if transfer.credit_account_id != existing.credit_account_id:
+        return CreateTransferStatus.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+    if existing.flags & (TransferFlags.BALANCING_DEBIT | TransferFlags.BALANCING_CREDIT):
         # The request's amount is an upper limit: any limit at or above what moved is it.
-        if t.amount < e.amount:
-            return S.EXISTS_WITH_DIFFERENT_AMOUNT
-    elif t.amount != e.amount:
-        return S.EXISTS_WITH_DIFFERENT_AMOUNT
-    if t.user_data_128 != e.user_data_128:
-        return S.EXISTS_WITH_DIFFERENT_USER_DATA_128
-    if t.user_data_64 != e.user_data_64:
-        return S.EXISTS_WITH_DIFFERENT_USER_DATA_64
-    if t.user_data_32 != e.user_data_32:
-        return S.EXISTS_WITH_DIFFERENT_USER_DATA_32
-    if t.ledger != e.ledger:
-        return S.EXISTS_WITH_DIFFERENT_LEDGER
-    if t.code != e.code:
-        return S.EXISTS_WITH_DIFFERENT_CODE
-    return S.EXISTS
+        if transfer.amount < existing.amount:
+            return CreateTransferStatus.EXISTS_WITH_DIFFERENT_AMOUNT
+    elif transfer.amount != existing.amount:
+        return CreateTransferStatus.EXISTS_WITH_DIFFERENT_AMOUNT
+    if transfer.user_data_128 != existing.user_data_128:
+        return CreateTransferStatus.EXISTS_WITH_DIFFERENT_USER_DATA_128
+    if transfer.user_data_64 != existing.user_data_64:
+        return CreateTransferStatus.EXISTS_WITH_DIFFERENT_USER_DATA_64
+    if transfer.user_data_32 != existing.user_data_32:
+        return CreateTransferStatus.EXISTS_WITH_DIFFERENT_USER_DATA_32
+    if transfer.ledger != existing.ledger:
+        return CreateTransferStatus.EXISTS_WITH_DIFFERENT_LEDGER
+    if transfer.code != existing.code:
+        return CreateTransferStatus.EXISTS_WITH_DIFFERENT_CODE
+    return CreateTransferStatus.EXISTS
 
 
-def _post_or_void_exists(t: Transfer, e: TransferState, p: TransferState) -> int:
+def _post_or_void_exists(
+    transfer: Transfer, *, existing: TransferState, pending_transfer: TransferState
+) -> int:
     """Fields left zero in the request stand for the pending transfer's."""
-    if t.debit_account_id and t.debit_account_id != e.debit_account_id:
-        return S.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
-    if t.credit_account_id and t.credit_account_id != e.credit_account_id:
-        return S.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
-    whole = 0 if e.flags & TransferFlags.VOID_PENDING_TRANSFER else U128_MAX
-    if (e.amount != p.amount) if t.amount == whole else (t.amount != e.amount):
-        return S.EXISTS_WITH_DIFFERENT_AMOUNT
+    if transfer.debit_account_id and transfer.debit_account_id != existing.debit_account_id:
+        return CreateTransferStatus.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
+    if transfer.credit_account_id and transfer.credit_account_id != existing.credit_account_id:
+        return CreateTransferStatus.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+    whole = 0 if existing.flags & TransferFlags.VOID_PENDING_TRANSFER else U128_MAX
+    if transfer.amount == whole:  # asked for the pending amount, whatever it is
+        amount_differs = existing.amount != pending_transfer.amount
+    else:
+        amount_differs = transfer.amount != existing.amount
+    if amount_differs:
+        return CreateTransferStatus.EXISTS_WITH_DIFFERENT_AMOUNT
     for name, status in (
-        ("user_data_128", S.EXISTS_WITH_DIFFERENT_USER_DATA_128),
-        ("user_data_64", S.EXISTS_WITH_DIFFERENT_USER_DATA_64),
-        ("user_data_32", S.EXISTS_WITH_DIFFERENT_USER_DATA_32),
+        ("user_data_128", CreateTransferStatus.EXISTS_WITH_DIFFERENT_USER_DATA_128),
+        ("user_data_64", CreateTransferStatus.EXISTS_WITH_DIFFERENT_USER_DATA_64),
+        ("user_data_32", CreateTransferStatus.EXISTS_WITH_DIFFERENT_USER_DATA_32),
     ):
-        requested = getattr(t, name) or getattr(p, name)
-        if requested != getattr(e, name):
+        requested = getattr(transfer, name) or getattr(pending_transfer, name)
+        if requested != getattr(existing, name):
             return status
-    if t.ledger and t.ledger != e.ledger:
-        return S.EXISTS_WITH_DIFFERENT_LEDGER
-    if t.code and t.code != e.code:
-        return S.EXISTS_WITH_DIFFERENT_CODE
-    return S.EXISTS
+    if transfer.ledger and transfer.ledger != existing.ledger:
+        return CreateTransferStatus.EXISTS_WITH_DIFFERENT_LEDGER
+    if transfer.code and transfer.code != existing.code:
+        return CreateTransferStatus.EXISTS_WITH_DIFFERENT_CODE
+    return CreateTransferStatus.EXISTS
 
 
 def expire(state: BatchState, due: Sequence[TransferState]) -> None:
     """Release the pending amounts of transfers whose timeout passed, oldest first."""
-    for pending in sorted(due, key=lambda p: (p.expires_at or 0, p.timestamp)):
-        dr = state.accounts[pending.debit_account_id]
-        cr = state.accounts[pending.credit_account_id]
-        dr.debits_pending -= pending.amount
-        cr.credits_pending -= pending.amount
-        dr.dirty = cr.dirty = True
+    for pending in sorted(
+        due, key=lambda due_transfer: (due_transfer.expires_at or 0, due_transfer.timestamp)
+    ):
+        debit_account = state.accounts[pending.debit_account_id]
+        credit_account = state.accounts[pending.credit_account_id]
+        debit_account.debits_pending -= pending.amount
+        credit_account.credits_pending -= pending.amount
+        debit_account.dirty = credit_account.dirty = True
         pending.pending_status = PendingStatus.EXPIRED
         pending.expires_at = None
         pending.status_dirty = True
         if pending.flags & TransferFlags.CLOSING_DEBIT:
-            dr.flags &= ~int(AccountFlags.CLOSED)
+            debit_account.flags &= ~int(AccountFlags.CLOSED)
         if pending.flags & TransferFlags.CLOSING_CREDIT:
-            cr.flags &= ~int(AccountFlags.CLOSED)
+            credit_account.flags &= ~int(AccountFlags.CLOSED)
 
 
 def expired_as_read(accounts: dict[int, AccountState], due: Sequence[TransferState]) -> None:

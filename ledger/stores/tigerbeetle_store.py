@@ -190,7 +190,10 @@ class TigerBeetleWalletStore:
                 return replay
         registered = self._registered_account(key)
         transfer = credit_transfer(
-            transaction_id, registered.tb_account_id, registered.ledger, amount_minor
+            transaction_id,
+            tb_account_id=registered.tb_account_id,
+            ledger=registered.ledger,
+            amount_minor=amount_minor,
         )
         return self._post(
             transfer, transaction_id, TransactionKind.CREDIT, key, registered, made_by
@@ -208,7 +211,10 @@ class TigerBeetleWalletStore:
         if registered is None:
             raise errors.WalletNotFound(f"No wallet {key.describe()}.")
         transfer = debit_transfer(
-            reference_id, registered.tb_account_id, registered.ledger, amount_minor
+            reference_id,
+            tb_account_id=registered.tb_account_id,
+            ledger=registered.ledger,
+            amount_minor=amount_minor,
         )
         return self._post(transfer, reference_id, TransactionKind.DEBIT, key, registered, made_by)
 
@@ -434,7 +440,7 @@ class TigerBeetleWalletStore:
         answer = self._call(self.backend.begin_create_transfers, transfers)
         recent = self._call(
             self.backend.begin_get_account_balances,
-            history_filter(tb_account_id, _RECENT_BALANCES, newest_first=True),
+            history_filter(tb_account_id, limit=_RECENT_BALANCES, newest_first=True),
         )
         return answer, _BalancesBehind(lambda: self._call(recent))
 
@@ -692,7 +698,13 @@ class TigerBeetleWalletStore:
         """`_balance_at`, asked now and answered by the returned call."""
         answer = self._call(
             self.backend.begin_get_account_balances,
-            history_filter(tb_account_id, 1, timestamp, timestamp, newest_first=False),
+            history_filter(
+                tb_account_id,
+                limit=1,
+                timestamp_min=timestamp,
+                timestamp_max=timestamp,
+                newest_first=False,
+            ),
         )
 
         def balance() -> WalletBalance:
@@ -717,7 +729,7 @@ class TigerBeetleWalletStore:
             self.backend.get_account_transfers,
             history_filter(
                 registered.tb_account_id,
-                _with_bookkeeping(limit),
+                limit=_with_bookkeeping(limit),
                 timestamp_max=before_timestamp - 1 if before_timestamp else 0,
             ),
         )
@@ -736,7 +748,7 @@ class TigerBeetleWalletStore:
             self.backend.get_account_balances,
             history_filter(
                 registered.tb_account_id,
-                asked,
+                limit=asked,
                 timestamp_max=before_timestamp - 1 if before_timestamp else 0,
             ),
         )
@@ -763,7 +775,7 @@ class TigerBeetleWalletStore:
             raise errors.WalletNotFound(f"No wallet {key.describe()}.")
         snapshots = self._call(
             self.backend.get_account_balances,
-            history_filter(registered.tb_account_id, 1, timestamp_max=timestamp - 1),
+            history_filter(registered.tb_account_id, limit=1, timestamp_max=timestamp - 1),
         )
         if not snapshots:
             return WalletBalance(key=key, credit_minor=0, debit_minor=0, historical_credit_minor=0)

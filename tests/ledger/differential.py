@@ -147,8 +147,10 @@ class Model:
         return [i for i, t in self.transfers.items() if t.flags & TF.PENDING]
 
 
-class Scenario:
-    """Draws batches and filters; all randomness comes from one seed."""
+class Draws:
+    """The seeded state every draw shares (the random source, this run's ids and tag, the
+    model of what the server holds) and the draws the others build on: ids, user data,
+    imported timestamps, linked chains, resubmissions."""
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
@@ -158,8 +160,6 @@ class Scenario:
         self.tag = fresh.randrange(2**100, 2**127)  # user_data_128 of everything here
         self.next_offset = 1
         self.model = Model()
-
-    # --- ids and values ----------------------------------------------------------------
 
     def new_id(self) -> int:
         self.next_offset += 1
@@ -216,7 +216,42 @@ class Scenario:
             if self.chance(0.04 if last else 0.25):
                 event["flags"] |= flag
 
-    # --- accounts ------------------------------------------------------------------------
+    def any_account_id(self) -> int:
+        if not self.model.accounts or self.chance(0.03):
+            return self.missing_id()
+        return self.rng.choice(list(self.model.accounts))
+
+    def mutated(self, original: dict[str, Any]) -> dict[str, Any]:
+        """A resubmission: the same event, or the same id with one field changed."""
+        event = dict(original)
+        if self.chance(0.4):
+            return event
+        field = self.rng.choice(
+            ["user_data_128", "user_data_64", "user_data_32", "ledger", "code", "flags"]
+            + (
+                ["amount", "debit_account_id", "credit_account_id", "pending_id", "timeout"]
+                if "amount" in event
+                else []
+            )
+        )
+        if field == "flags":
+            toggles = [1, 16, 32] if "amount" in event else [1, 8, 2, 32]
+            event["flags"] ^= self.rng.choice(toggles)
+        elif field == "amount":
+            event["amount"] = self.rng.choice(
+                [min(U128_MAX, event["amount"] + 1), max(0, event["amount"] - 1), U128_MAX, 0]
+            )
+        elif field == "timeout":  # never a short one: expiry is compared in its own phase
+            event["timeout"] = self.rng.choice([0, LONG_TIMEOUT_S + 7])
+        elif field in ("debit_account_id", "credit_account_id"):
+            event[field] = self.rng.choice([0, self.any_account_id()])
+        else:
+            event[field] = self.rng.choice([0, min(event[field] + 1, 3), 1])
+        return event
+
+
+class AccountDraws(Draws):
+    """create_accounts batches: new accounts, resubmissions, broken fields, imported ones."""
 
     def account_batch(self, *, imports: bool = True) -> list[dict[str, Any]]:
         events = [self.account_event() for _ in range(self.rng.randint(1, 10))]
@@ -289,40 +324,11 @@ class Scenario:
         )
         event[field] = value
 
-    def mutated(self, original: dict[str, Any]) -> dict[str, Any]:
-        """A resubmission: the same event, or the same id with one field changed."""
-        event = dict(original)
-        if self.chance(0.4):
-            return event
-        field = self.rng.choice(
-            ["user_data_128", "user_data_64", "user_data_32", "ledger", "code", "flags"]
-            + (
-                ["amount", "debit_account_id", "credit_account_id", "pending_id", "timeout"]
-                if "amount" in event
-                else []
-            )
-        )
-        if field == "flags":
-            toggles = [1, 16, 32] if "amount" in event else [1, 8, 2, 32]
-            event["flags"] ^= self.rng.choice(toggles)
-        elif field == "amount":
-            event["amount"] = self.rng.choice(
-                [min(U128_MAX, event["amount"] + 1), max(0, event["amount"] - 1), U128_MAX, 0]
-            )
-        elif field == "timeout":  # never a short one: expiry is compared in its own phase
-            event["timeout"] = self.rng.choice([0, LONG_TIMEOUT_S + 7])
-        elif field in ("debit_account_id", "credit_account_id"):
-            event[field] = self.rng.choice([0, self.any_account_id()])
-        else:
-            event[field] = self.rng.choice([0, min(event[field] + 1, 3), 1])
-        return event
 
-    # --- transfers -----------------------------------------------------------------------
-
-    def any_account_id(self) -> int:
-        if not self.model.accounts or self.chance(0.03):
-            return self.missing_id()
-        return self.rng.choice(list(self.model.accounts))
+class TransferDraws(Draws):
+    """create_transfers batches: single-phase and pending transfers, posts and voids (of
+    earlier batches' and of the same batch's), balancing and closing flags, the wallet
+    store's limit chains, resubmissions, broken fields, imported ones."""
 
     def account_pair(self) -> tuple[int, int, int]:
         """Debit id, credit id, ledger: mostly two open accounts on one ledger."""
@@ -588,7 +594,9 @@ class Scenario:
         )
         event[field] = value
 
-    # --- reads ---------------------------------------------------------------------------
+
+class FilterDraws(Draws):
+    """Read filters: get_account_transfers / get_account_balances and query filters."""
 
     def timestamp_bound(self) -> int | Symbolic:
         roll = self.rng.random()
@@ -628,6 +636,12 @@ class Scenario:
             "limit": self.rng.choice([1, 3, 10, 8189, 8189, 0]),
             "flags": self.rng.choice([0, 0, 1, 2]),
         }
+
+
+class Scenario(AccountDraws, TransferDraws, FilterDraws):
+    """Draws batches and filters; all randomness comes from one seed. Each kind of draw is
+    a class of its own; they share one `Draws` state, so the calls on the one random source
+    come in the order the test makes them."""
 
 
 AF_DEBITS = int(tb.AccountFilterFlags.DEBITS)

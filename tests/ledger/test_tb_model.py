@@ -112,16 +112,19 @@ def test_an_import_is_timed_account_first_then_its_opening_pair_1_and_2_ns_after
 
 
 def test_a_credit_moves_money_from_the_system_account_to_the_wallet(ids: Ids) -> None:
-    transfer = credit_transfer("tx-1", ids.account, LEDGER, 500)
+    transfer = credit_transfer("tx-1", tb_account_id=ids.account, ledger=LEDGER, amount_minor=500)
 
     assert (transfer.debit_account_id, transfer.credit_account_id) == (ids.system, ids.account)
     assert transfer.code == TRANSFER_CODE_CREDIT
 
 
 def test_a_debit_takes_the_id_a_credit_on_the_same_id_would_have(ids: Ids) -> None:
-    debit = debit_transfer("tx-1", ids.account, LEDGER, 500)
+    debit = debit_transfer("tx-1", tb_account_id=ids.account, ledger=LEDGER, amount_minor=500)
 
-    assert debit.id == credit_transfer("tx-1", ids.account, LEDGER, 500).id
+    assert (
+        debit.id
+        == credit_transfer("tx-1", tb_account_id=ids.account, ledger=LEDGER, amount_minor=500).id
+    )
     assert (debit.debit_account_id, debit.credit_account_id) == (ids.account, ids.system)
     assert debit.code == TRANSFER_CODE_DEBIT
 
@@ -129,7 +132,7 @@ def test_a_debit_takes_the_id_a_credit_on_the_same_id_would_have(ids: Ids) -> No
 @pytest.mark.parametrize("voided_credit", [True, False])
 def test_a_void_undoes_the_voided_transfer_and_points_at_it(voided_credit: bool, ids: Ids) -> None:
     voided = (credit_transfer if voided_credit else debit_transfer)(
-        "tx-1", ids.account, LEDGER, 500
+        "tx-1", tb_account_id=ids.account, ledger=LEDGER, amount_minor=500
     )
 
     void = void_transfer(

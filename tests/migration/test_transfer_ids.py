@@ -27,7 +27,9 @@ def test_a_debit_mirrored_under_its_old_transfer_id_is_voided_against_that_trans
     stores.mongo.subtract_credit(key, 300, reference_id)
     # As an earlier version mirrored it: its own transfer id, registered as such.
     account = WalletAccount.objects.get(client_id=key.client_id)
-    old_debit = debit_transfer(reference_id, account.tb_account_id, account.ledger, 300)
+    old_debit = debit_transfer(
+        reference_id, tb_account_id=account.tb_account_id, ledger=account.ledger, amount_minor=300
+    )
     old_debit.id = legacy_debit_transfer_id(reference_id)
     assert stores.tigerbeetle.backend.create_transfers([old_debit])[0].timestamp
     WalletTransfer.objects.create(

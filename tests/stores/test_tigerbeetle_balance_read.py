@@ -44,7 +44,12 @@ class WritesLandingBehind:
         assert registered is not None
         account_id, ledger = registered.tb_account_id, registered.ledger
         landing = [
-            credit_transfer(f"other-{uuid.uuid4().hex}", account_id, ledger, 1)
+            credit_transfer(
+                f"other-{uuid.uuid4().hex}",
+                tb_account_id=account_id,
+                ledger=ledger,
+                amount_minor=1,
+            )
             for _ in range(self.others)
         ]
         if landing:

@@ -251,7 +251,12 @@ def test_a_retry_of_a_credit_whose_registry_row_was_lost_is_replayed_and_registe
     registered = find_account(key)
     assert registered is not None
     transaction_id = f"tx-{uuid.uuid4().hex}"
-    earlier = credit_transfer(transaction_id, registered.tb_account_id, registered.ledger, 250)
+    earlier = credit_transfer(
+        transaction_id,
+        tb_account_id=registered.tb_account_id,
+        ledger=registered.ledger,
+        amount_minor=250,
+    )
     (posted,) = wallet_ledger_backend.create_transfers([earlier])
     assert posted.status == CreateTransferStatus.CREATED
 
@@ -272,7 +277,12 @@ def test_a_retry_with_another_amount_of_a_credit_posted_unlinked_is_a_conflict(
     registered = find_account(key)
     assert registered is not None
     transaction_id = f"tx-{uuid.uuid4().hex}"
-    earlier = credit_transfer(transaction_id, registered.tb_account_id, registered.ledger, 250)
+    earlier = credit_transfer(
+        transaction_id,
+        tb_account_id=registered.tb_account_id,
+        ledger=registered.ledger,
+        amount_minor=250,
+    )
     wallet_ledger_backend.create_transfers([earlier])
 
     with pytest.raises(errors.IdempotencyConflict):
@@ -350,7 +360,12 @@ def test_a_wallet_already_past_the_limit_takes_no_credit_and_stays_unreserved(
     key = new_key()
     wallet_id = registered_without_reservation(key, wallet_ledger_backend)
     ledger = ledger_for_currency(key.currency)
-    past = credit_transfer(f"tx-{uuid.uuid4().hex}", wallet_id, ledger, BALANCE_MINOR_MAX + 1)
+    past = credit_transfer(
+        f"tx-{uuid.uuid4().hex}",
+        tb_account_id=wallet_id,
+        ledger=ledger,
+        amount_minor=BALANCE_MINOR_MAX + 1,
+    )
     assert wallet_ledger_backend.create_transfers([past])[0].status == CreateTransferStatus.CREATED
     refused_id = f"tx-{uuid.uuid4().hex}"
 
@@ -361,7 +376,7 @@ def test_a_wallet_already_past_the_limit_takes_no_credit_and_stays_unreserved(
     assert registered is not None and registered.limit_reserved is False
     assert (
         wallet_ledger_backend.lookup_transfers(
-            [credit_transfer(refused_id, wallet_id, ledger, 1).id]
+            [credit_transfer(refused_id, tb_account_id=wallet_id, ledger=ledger, amount_minor=1).id]
         )
         == []
     )
