@@ -60,11 +60,7 @@ from domain.money import ledger_for_currency
 from domain.wallets import write_time
 from flags.models import Milestone
 from ledger.stores.mongo_outbox import BackfilledEntries, MongoOutbox, WalletSnapshot
-from ledger.stores.tigerbeetle_store import (
-    TigerBeetleWalletStore,
-    system_account_code,
-    wallet_account_code,
-)
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import (
     imported_system_account,
     imported_wallet_account,
@@ -72,6 +68,7 @@ from ledger.tb_model import (
     opening_pair,
     stamp_import,
 )
+from ledger.wallet_accounts import account_codes
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.models import WalletAccount
@@ -307,7 +304,7 @@ class Backfill:
             ledger_of[currency] = ledger_for_currency(currency)
         ledgers = sorted(set(ledger_of.values()))
         system_ids = {ledger: system_account_id(ledger) for ledger in ledgers}
-        code = wallet_account_code()
+        code = account_codes().wallet
         accounts: list[Account] = []
         transfers: list[Transfer] = []
         chain_of: dict[WalletKey, tuple[int, int]] = {}
@@ -358,7 +355,7 @@ class Backfill:
             if system_ids[ledger] not in self._system_accounts:
                 clock = max(clock + 1, events.created_ns[0] - 1)
                 system_accounts.append(
-                    imported_system_account(ledger, code=system_account_code(), timestamp=clock)
+                    imported_system_account(ledger, code=account_codes().system, timestamp=clock)
                 )
         transfers, chain_of = events.transfers, events.chain_of
         for snapshot, account, created_ns in zip(

@@ -21,7 +21,6 @@ import contextlib
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from tigerbeetle import (
@@ -50,6 +49,7 @@ from domain.wallets import (
 from ledger.backends import LedgerBackend, LedgerUnavailable, get_ledger_backend
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.tb_model import (
+    AccountCodes,
     accounts_filter,
     balance_from_account,
     balance_from_snapshot,
@@ -65,6 +65,7 @@ from ledger.tb_model import (
     wallet_account,
     wallet_limit_account,
 )
+from ledger.wallet_accounts import account_codes
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.accounts import RegisteredAccount
@@ -99,25 +100,6 @@ _RESERVATION_ACCEPTED = {CreateTransferStatus.CREATED, CreateTransferStatus.EXIS
 # Balances read behind a write: its own snapshot, plus room for writes of other requests to
 # the wallet landing in between.
 _RECENT_BALANCES = 16
-
-
-def wallet_account_code() -> int:
-    """The code of this application's wallet accounts (TB_WALLET_ACCOUNT_CODE): it tells them
-    apart from other applications' accounts on a shared cluster."""
-    code: int = settings.TB_WALLET_ACCOUNT_CODE
-    return code
-
-
-def system_account_code() -> int:
-    """The code of this application's system (funding) accounts (TB_SYSTEM_ACCOUNT_CODE)."""
-    code: int = settings.TB_SYSTEM_ACCOUNT_CODE
-    return code
-
-
-def limit_account_code() -> int:
-    """The code of this application's limit accounts (TB_LIMIT_ACCOUNT_CODE)."""
-    code: int = settings.TB_LIMIT_ACCOUNT_CODE
-    return code
 
 
 def _registered_id(transaction_id: str) -> bool:
@@ -167,8 +149,15 @@ class TigerBeetleWalletStore:
 
     name = "tigerbeetle"
 
-    def __init__(self, backend: LedgerBackend | None = None) -> None:
+    def __init__(
+        self,
+        backend: LedgerBackend | None = None,
+        *,
+        codes: Callable[[], AccountCodes] = account_codes,
+    ) -> None:
+        """`codes` gives the account codes, asked on each use (by default from settings)."""
         self._backend = backend
+        self._codes = codes
 
     @property
     def backend(self) -> LedgerBackend:
@@ -310,7 +299,7 @@ class TigerBeetleWalletStore:
         accounts = self._call(
             self.backend.query_accounts,
             accounts_filter(
-                code=wallet_account_code(),
+                code=self._codes().wallet,
                 limit=BATCH_EVENTS_MAX,
                 client_hash=client_hash_128(client_id),
             ),
@@ -358,7 +347,7 @@ class TigerBeetleWalletStore:
         application's on a shared cluster), oldest first from `timestamp_min`; the next page
         starts after the last one's timestamp."""
         return self.backend.query_accounts(
-            accounts_filter(code=wallet_account_code(), limit=limit, timestamp_min=timestamp_min)
+            accounts_filter(code=self._codes().wallet, limit=limit, timestamp_min=timestamp_min)
         )
 
     def latest_timestamp(self) -> int:
@@ -407,7 +396,7 @@ class TigerBeetleWalletStore:
         entry) is answered `exists`; a wallet already past the limit cannot be reserved,
         and no credit of it can post."""
         limit_account = wallet_limit_account(
-            registered.tb_account_id, ledger=registered.ledger, code=limit_account_code()
+            registered.tb_account_id, ledger=registered.ledger, code=self._codes().limit
         )
         (account_result,) = self._call(self.backend.create_accounts, [limit_account])
         if account_result.status not in _ACCOUNT_ACCEPTED:
@@ -495,17 +484,13 @@ class TigerBeetleWalletStore:
         if registered is not None:
             return registered.tb_account_id
         ledger = ledger_for_currency(key.currency)
-        system = system_account(ledger, code=system_account_code())
+        codes = self._codes()
+        system = system_account(ledger, code=codes.system)
         for nonce in range(MAX_ACCOUNT_NONCE):
             wallet = wallet_account(
-                key,
-                account_id=account_id_for(key, nonce),
-                ledger=ledger,
-                code=wallet_account_code(),
+                key, account_id=account_id_for(key, nonce), ledger=ledger, code=codes.wallet
             )
-            limit_account = wallet_limit_account(
-                wallet.id, ledger=ledger, code=limit_account_code()
-            )
+            limit_account = wallet_limit_account(wallet.id, ledger=ledger, code=codes.limit)
             system_result, wallet_result, limit_result = self._call(
                 self.backend.create_accounts, [system, wallet, limit_account]
             )

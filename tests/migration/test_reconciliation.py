@@ -15,7 +15,7 @@ from tigerbeetle import Account
 
 from domain.ids import account_id_for, u128_to_hex
 from flags.phases import Phase
-from ledger.stores.tigerbeetle_store import system_account_code, wallet_account_code
+from ledger.wallet_accounts import account_codes
 from migration.backfill import Backfill
 from migration.models import ReconciliationMismatch
 from migration.reconciliation import Reconciliation
@@ -94,7 +94,7 @@ def test_a_registry_row_without_its_account_is_found(stores: Stores) -> None:
 def test_a_wallet_account_without_a_registry_row_is_found(stores: Stores) -> None:
     orphan_id = account_id_for(new_key())
     stores.tigerbeetle.backend.create_accounts(
-        [Account(id=orphan_id, ledger=840, code=wallet_account_code())]
+        [Account(id=orphan_id, ledger=840, code=account_codes().wallet)]
     )
     run = reconcile(stores)
     assert run.accounts_without_row == 1
@@ -105,7 +105,7 @@ def test_accounts_of_other_applications_on_the_cluster_are_never_reported(
     stores: Stores, caplog: pytest.LogCaptureFixture
 ) -> None:
     mirrored_wallets(stores, 2)
-    foreign_codes = [1, 2, wallet_account_code() + 1000, system_account_code()]
+    foreign_codes = [1, 2, account_codes().wallet + 1000, account_codes().system]
     stores.tigerbeetle.backend.create_accounts(
         [
             Account(id=account_id_for(new_key()), ledger=840, code=code, user_data_32=840)
@@ -245,7 +245,7 @@ def test_a_wallet_account_without_a_row_is_found_past_the_first_page(stores: Sto
     mirrored_wallets(stores, 3)
     orphan_id = account_id_for(new_key())
     stores.tigerbeetle.backend.create_accounts(
-        [Account(id=orphan_id, ledger=840, code=wallet_account_code())]
+        [Account(id=orphan_id, ledger=840, code=account_codes().wallet)]
     )
 
     run = Reconciliation(stores.outbox, stores.tigerbeetle).run(page_size=2)

@@ -15,12 +15,9 @@ from domain.ids import WalletKey, account_id_for, limit_account_id, limit_reserv
 from domain.money import BALANCE_MINOR_MAX, ledger_for_currency
 from domain.wallets import TransactionState, WalletResult, WalletStore
 from ledger.backends import LedgerBackend
-from ledger.stores.tigerbeetle_store import (
-    TigerBeetleWalletStore,
-    system_account_code,
-    wallet_account_code,
-)
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import credit_transfer, system_account, wallet_account
+from ledger.wallet_accounts import account_codes
 from registry.accounts import find_account, forget, register_account
 from registry.models import WalletAccount
 from tests.concurrency import run_concurrently
@@ -284,10 +281,9 @@ def test_a_retry_with_another_amount_of_a_credit_posted_unlinked_is_a_conflict(
 def registered_without_reservation(key: WalletKey, backend: LedgerBackend) -> int:
     """A wallet as created before limit reservations: its account and registry row only."""
     ledger = ledger_for_currency(key.currency)
-    wallet = wallet_account(
-        key, account_id=account_id_for(key), ledger=ledger, code=wallet_account_code()
-    )
-    created = backend.create_accounts([system_account(ledger, code=system_account_code()), wallet])
+    codes = account_codes()
+    wallet = wallet_account(key, account_id=account_id_for(key), ledger=ledger, code=codes.wallet)
+    created = backend.create_accounts([system_account(ledger, code=codes.system), wallet])
     assert created[1].status == CreateAccountStatus.CREATED
     register_account(key, tb_account_id=wallet.id, ledger=ledger, nonce=0)
     return wallet.id
