@@ -41,6 +41,7 @@ from ledger.stores.mongo_outbox import EntryId, MongoOutbox, OutboxEntry
 from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import credit_transfer, debit_transfer, void_transfer
+from ledger.wallet_accounts import WalletAccounts
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.models import WalletAccount, WalletTransfer
@@ -239,9 +240,11 @@ class Mirror:
                     # The legacy store enforced the limit of every write replayed here, so
                     # no reservation yet (one request fewer per new wallet); the TigerBeetle
                     # store makes it before the wallet's first credit of its own.
-                    self.tigerbeetle.ensure_wallet_account(key, reserve_limit=False)
-                except errors.StoreUnavailable as exc:
-                    unreachable = str(exc)
+                    WalletAccounts(self.tigerbeetle.backend).ensure_wallet_account(
+                        key, reserve_limit=False
+                    )
+                except LedgerUnavailable as exc:
+                    unreachable = f"TigerBeetle is unavailable: {exc}"
                     continue
                 row = account_registry.rows_by_key([key])[key]
             if row.opening_seq is None:

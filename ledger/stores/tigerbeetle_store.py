@@ -27,7 +27,6 @@ from tigerbeetle import (
     Account,
     AccountBalance,
     CreateAccountResult,
-    CreateAccountStatus,
     CreateTransferResult,
     CreateTransferStatus,
     Transfer,
@@ -35,8 +34,7 @@ from tigerbeetle import (
 )
 
 from domain import errors
-from domain.ids import WalletKey, account_id_for, client_hash_128
-from domain.money import BALANCE_MINOR_MAX, ledger_for_currency
+from domain.ids import WalletKey, client_hash_128
 from domain.wallets import (
     TransactionKind,
     TransactionRecord,
@@ -58,14 +56,15 @@ from ledger.tb_model import (
     history_filter,
     is_limit_bookkeeping,
     latest_event_filter,
-    limit_reservation,
     posted_balance_changes,
-    system_account,
     void_transfer,
-    wallet_account,
-    wallet_limit_account,
 )
-from ledger.wallet_accounts import account_codes
+from ledger.wallet_accounts import (
+    LIMIT_OVERFLOWS,
+    WalletAccounts,
+    account_codes,
+    limit_exceeded,
+)
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.accounts import RegisteredAccount
@@ -74,11 +73,6 @@ from registry.models import WalletTransfer
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-MAX_ACCOUNT_NONCE = 16
-
-_ACCOUNT_ACCEPTED = {CreateAccountStatus.CREATED, CreateAccountStatus.EXISTS}
-# The backfill may have imported the system account (flag `imported`): the same account.
-_SYSTEM_ACCOUNT_ACCEPTED = _ACCOUNT_ACCEPTED | {CreateAccountStatus.EXISTS_WITH_DIFFERENT_FLAGS}
 _CROSS_LEDGER = {
     CreateTransferStatus.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER,
     CreateTransferStatus.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS,
@@ -89,14 +83,6 @@ _OVERFLOWS = {
     CreateTransferStatus.OVERFLOWS_DEBITS,
     CreateTransferStatus.OVERFLOWS_DEBITS_POSTED,
 }
-# A transfer crediting a wallet fails with one of these exactly when the wallet's credits would
-# pass the limit (its reservation holds the rest of 128 bits); so does a reservation of a
-# wallet already past it.
-_LIMIT_OVERFLOWS = {
-    CreateTransferStatus.OVERFLOWS_CREDITS,
-    CreateTransferStatus.OVERFLOWS_CREDITS_POSTED,
-}
-_RESERVATION_ACCEPTED = {CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS}
 # Balances read behind a write: its own snapshot, plus room for writes of other requests to
 # the wallet landing in between.
 _RECENT_BALANCES = 16
@@ -115,13 +101,6 @@ def _registered_id(transaction_id: str) -> bool:
 _REGISTERED_ID_SQL = (
     f"SELECT 1 FROM {WalletTransfer._meta.db_table} WHERE transaction_id = %s LIMIT 1"
 )
-
-
-def _limit_exceeded(key: WalletKey) -> errors.BalanceLimitExceeded:
-    return errors.BalanceLimitExceeded(
-        f"Wallet {key.describe()} would hold more than {BALANCE_MINOR_MAX} minor units "
-        "of credit in all; the ledger's balance limit."
-    )
 
 
 class _BalancesBehind:
@@ -165,6 +144,10 @@ class TigerBeetleWalletStore:
             self._backend = get_ledger_backend()
         return self._backend
 
+    def _accounts(self) -> WalletAccounts:
+        """Account set-up on this store's backend (a wrapper of no state, made per use)."""
+        return WalletAccounts(self.backend, codes=self._codes)
+
     # --- writes ---------------------------------------------------------------------------
 
     def add_credit(
@@ -177,7 +160,7 @@ class TigerBeetleWalletStore:
             )
             if replay:
                 return replay
-        registered = self._registered_account(key)
+        registered = self._call(self._accounts().registered_account, key)
         transfer = credit_transfer(
             transaction_id, registered.tb_account_id, registered.ledger, amount_minor
         )
@@ -378,41 +361,17 @@ class TigerBeetleWalletStore:
         BalanceLimitExceeded when it overflows the wallet's limit reservation, made first if
         the wallet has none yet."""
         if credits_wallet and not registered.limit_reserved:
-            self._reserve_limit(key, registered)
+            self._call(self._accounts().reserve_limit, key, registered)
         answer, recent = self._send_with_balance_read([transfer], registered.tb_account_id)
         try:
             (result,) = self._call(answer)
         except BaseException:
             recent.discard()
             raise
-        if credits_wallet and result.status in _LIMIT_OVERFLOWS:
+        if credits_wallet and result.status in LIMIT_OVERFLOWS:
             recent.collect()  # every request sent is answered
-            raise _limit_exceeded(key)
+            raise limit_exceeded(key)
         return result, recent
-
-    def _reserve_limit(self, key: WalletKey, registered: RegisteredAccount) -> None:
-        """Give a wallet registered before limit reservations its limit account and
-        reservation, then mark it reserved. Repeating it (another process, a stale cache
-        entry) is answered `exists`; a wallet already past the limit cannot be reserved,
-        and no credit of it can post."""
-        limit_account = wallet_limit_account(
-            registered.tb_account_id, ledger=registered.ledger, code=self._codes().limit
-        )
-        (account_result,) = self._call(self.backend.create_accounts, [limit_account])
-        if account_result.status not in _ACCOUNT_ACCEPTED:
-            raise RuntimeError(
-                f"limit account of wallet {key.describe()}: {account_result.status!r}"
-            )
-        self._post_reservation(key, registered.tb_account_id, registered.ledger)
-        account_registry.mark_limit_reserved(key, registry_pk=registered.registry_pk)
-
-    def _post_reservation(self, key: WalletKey, tb_account_id: int, ledger: int) -> None:
-        reservation = limit_reservation(tb_account_id, ledger=ledger)
-        (result,) = self._call(self.backend.create_transfers, [reservation])
-        if result.status in _LIMIT_OVERFLOWS:
-            raise _limit_exceeded(key)
-        if result.status not in _RESERVATION_ACCEPTED:
-            raise self._unexpected(result.status, reservation)
 
     def _send_with_balance_read(
         self, transfers: list[Transfer], tb_account_id: int
@@ -461,60 +420,6 @@ class TigerBeetleWalletStore:
             and stored.flags & ~TransferFlags.LINKED == transfer.flags & ~TransferFlags.LINKED
         )
         return int(stored.timestamp) if same else 0
-
-    def _registered_account(self, key: WalletKey) -> RegisteredAccount:
-        """The wallet's registry entry, creating its accounts on first use."""
-        registered = account_registry.find_account(key)
-        if registered is not None:
-            return registered
-        self.ensure_wallet_account(key)
-        registered = account_registry.find_account(key)
-        assert registered is not None, "a wallet account was registered just now"
-        return registered
-
-    def ensure_wallet_account(self, key: WalletKey, *, reserve_limit: bool = True) -> int:
-        """The wallet's account id, creating the system, wallet and limit accounts and, with
-        `reserve_limit`, the wallet's limit reservation on first use (without it, the
-        store reserves before the wallet's first credit).
-
-        The account's fields encode the whole key, so TigerBeetle itself reports an id that
-        belongs to another wallet (`exists_with_different_*`): then the nonce is bumped.
-        """
-        registered = account_registry.find_account(key)
-        if registered is not None:
-            return registered.tb_account_id
-        ledger = ledger_for_currency(key.currency)
-        codes = self._codes()
-        system = system_account(ledger, code=codes.system)
-        for nonce in range(MAX_ACCOUNT_NONCE):
-            wallet = wallet_account(
-                key, account_id=account_id_for(key, nonce), ledger=ledger, code=codes.wallet
-            )
-            limit_account = wallet_limit_account(wallet.id, ledger=ledger, code=codes.limit)
-            system_result, wallet_result, limit_result = self._call(
-                self.backend.create_accounts, [system, wallet, limit_account]
-            )
-            if system_result.status not in _SYSTEM_ACCOUNT_ACCEPTED:
-                raise RuntimeError(f"system account of ledger {ledger}: {system_result.status!r}")
-            if wallet_result.status not in _ACCOUNT_ACCEPTED:
-                continue  # the id belongs to another wallet: next nonce
-            if limit_result.status not in _ACCOUNT_ACCEPTED:
-                raise RuntimeError(
-                    f"limit account of wallet {key.describe()}: {limit_result.status!r}"
-                )
-            if reserve_limit:
-                self._post_reservation(key, wallet.id, ledger)
-            try:
-                return account_registry.register_account(
-                    key,
-                    tb_account_id=wallet.id,
-                    ledger=ledger,
-                    nonce=nonce,
-                    limit_reserved=reserve_limit,
-                ).tb_account_id
-            except account_registry.AccountIdTaken:
-                continue
-        raise RuntimeError(f"no free account id for {key.describe()} in {MAX_ACCOUNT_NONCE} nonces")
 
     def _post(
         self,
