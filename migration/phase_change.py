@@ -32,6 +32,7 @@ from flags.audit import apply_state, set_writes_paused
 from flags.models import Milestone
 from flags.phases import InvalidPhaseChange, MigrationState, Phase, current_state, state_for_phase
 from flags.write_gate import WritesStillRunning, writes_drained
+from ledger import history
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
@@ -251,8 +252,8 @@ def _next_copy_back_round(
         last_ms = voids[-1].voided_at
         voids += rows.filter(void_needs_backport=True, voided_at=last_ms, pk__gt=voids[-1].pk)
         horizon = min(horizon, (_epoch_ms(last_ms) + 1) * NS_PER_MS - 1)
-    void_times = tigerbeetle.transfer_timestamps(
-        [hex_to_u128(row.void_tb_transfer_id_hex) for row in voids]
+    void_times = history.transfer_timestamps(
+        tigerbeetle.backend, [hex_to_u128(row.void_tb_transfer_id_hex) for row in voids]
     )
     events = [(row.tb_timestamp or 0, "write", row) for row in writes]
     for row in voids:

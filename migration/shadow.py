@@ -15,7 +15,7 @@ import time
 from domain import errors
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance
-from ledger import metrics
+from ledger import history, metrics
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
@@ -79,7 +79,9 @@ def _compare(
     if following is None:
         tb_balance = tigerbeetle.get_balance(key)
     elif following.get("tb_timestamp"):
-        tb_balance = tigerbeetle.balance_before(key, int(following["tb_timestamp"]))
+        tb_balance = history.balance_before(
+            tigerbeetle.backend, key, tb_timestamp=int(following["tb_timestamp"])
+        )
     else:
         comparison.outcome = ShadowComparison.Outcome.SKIPPED
         comparison.detail = f"the next change is {following.get('mirror_state')}, not mirrored"

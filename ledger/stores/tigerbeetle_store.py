@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -44,8 +43,9 @@ from domain.wallets import (
     time_of_tb_timestamp,
     write_time,
 )
-from ledger.backends import LedgerBackend, LedgerUnavailable, get_ledger_backend
+from ledger.backends import LedgerBackend, get_ledger_backend
 from ledger.backends.base import BATCH_EVENTS_MAX
+from ledger.history import balance_at, store_call, transfer_timestamps, transfers_by_id
 from ledger.tb_model import (
     AccountCodes,
     accounts_filter,
@@ -54,9 +54,7 @@ from ledger.tb_model import (
     credit_transfer,
     debit_transfer,
     history_filter,
-    is_limit_bookkeeping,
     latest_event_filter,
-    posted_balance_changes,
     void_transfer,
 )
 from ledger.wallet_accounts import (
@@ -69,9 +67,6 @@ from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.accounts import RegisteredAccount
 from registry.models import WalletTransfer
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
 
 _CROSS_LEDGER = {
     CreateTransferStatus.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER,
@@ -160,7 +155,7 @@ class TigerBeetleWalletStore:
             )
             if replay:
                 return replay
-        registered = self._call(self._accounts().registered_account, key)
+        registered = store_call(self._accounts().registered_account, key)
         transfer = credit_transfer(
             transaction_id, registered.tb_account_id, registered.ledger, amount_minor
         )
@@ -269,7 +264,7 @@ class TigerBeetleWalletStore:
         registered = account_registry.find_account(key)
         if registered is None:
             raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-        accounts = self._call(self.backend.lookup_accounts, [registered.tb_account_id])
+        accounts = store_call(self.backend.lookup_accounts, [registered.tb_account_id])
         if not accounts:
             raise errors.WalletNotFound(f"No ledger account for wallet {key.describe()}.")
         return balance_from_account(key, accounts[0])
@@ -279,7 +274,7 @@ class TigerBeetleWalletStore:
         registered = account_registry.accounts_of_client(client_id)
         if not registered:
             return []
-        accounts = self._call(
+        accounts = store_call(
             self.backend.query_accounts,
             accounts_filter(
                 code=self._codes().wallet,
@@ -342,12 +337,6 @@ class TigerBeetleWalletStore:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _call(self, method: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return method(*args, **kwargs)
-        except LedgerUnavailable as exc:
-            raise errors.StoreUnavailable(f"TigerBeetle is unavailable: {exc}") from exc
-
     def _send_transfer(
         self,
         transfer: Transfer,
@@ -361,10 +350,10 @@ class TigerBeetleWalletStore:
         BalanceLimitExceeded when it overflows the wallet's limit reservation, made first if
         the wallet has none yet."""
         if credits_wallet and not registered.limit_reserved:
-            self._call(self._accounts().reserve_limit, key, registered)
+            store_call(self._accounts().reserve_limit, key, registered)
         answer, recent = self._send_with_balance_read([transfer], registered.tb_account_id)
         try:
-            (result,) = self._call(answer)
+            (result,) = store_call(answer)
         except BaseException:
             recent.discard()
             raise
@@ -379,12 +368,12 @@ class TigerBeetleWalletStore:
         """Send the write and, right behind it, a read of the wallet's newest balances: the
         client sends the read the moment the write is answered, so the balance after the
         write costs no wait of ours between the two. The caller collects both answers."""
-        answer = self._call(self.backend.begin_create_transfers, transfers)
-        recent = self._call(
+        answer = store_call(self.backend.begin_create_transfers, transfers)
+        recent = store_call(
             self.backend.begin_get_account_balances,
             history_filter(tb_account_id, _RECENT_BALANCES, newest_first=True),
         )
-        return answer, _BalancesBehind(lambda: self._call(recent))
+        return answer, _BalancesBehind(lambda: store_call(recent))
 
     def _balance_after(
         self,
@@ -399,7 +388,7 @@ class TigerBeetleWalletStore:
         for snapshot in recent.collect():
             if snapshot.timestamp == timestamp:
                 return balance_from_snapshot(key, snapshot)
-        return self._balance_at(key, tb_account_id, timestamp)
+        return balance_at(self.backend, key, tb_account_id=tb_account_id, tb_timestamp=timestamp)
 
     def _posted_timestamp(self, transfer: Transfer, result: CreateTransferResult) -> int:
         """The timestamp of `transfer` when TigerBeetle holds it (created now, or `exists`),
@@ -410,7 +399,7 @@ class TigerBeetleWalletStore:
             return int(result.timestamp)
         if result.status != CreateTransferStatus.EXISTS_WITH_DIFFERENT_FLAGS:
             return 0
-        stored = self.transfers_by_id([transfer.id]).get(transfer.id)
+        stored = transfers_by_id(self.backend, [transfer.id]).get(transfer.id)
         if stored is None:
             return 0
         fields = ("debit_account_id", "credit_account_id", "amount", "user_data_128", "ledger")
@@ -561,103 +550,17 @@ class TigerBeetleWalletStore:
         timestamp = row.tb_timestamp or self._transfer_timestamp(row.tb_transfer_id)
         return WalletResult(
             transaction=self._record(row),
-            balance=self._balance_at(key, row.wallet.tb_account_id, timestamp),
+            balance=balance_at(
+                self.backend, key, tb_account_id=row.wallet.tb_account_id, tb_timestamp=timestamp
+            ),
             replayed=True,
         )
 
     def _transfer_timestamp(self, tb_transfer_id: int) -> int:
-        timestamp = self.transfer_timestamps([tb_transfer_id]).get(tb_transfer_id)
+        timestamp = transfer_timestamps(self.backend, [tb_transfer_id]).get(tb_transfer_id)
         if timestamp is None:
             raise errors.TransactionNotFound("The transaction's transfer is not in the ledger.")
         return timestamp
-
-    def _balance_at(self, key: WalletKey, tb_account_id: int, timestamp: int) -> WalletBalance:
-        """The wallet's balance right after the transfer at `timestamp` (accounts keep
-        history), so a replay answers exactly what the original request answered."""
-        return self._begin_balance_at(key, tb_account_id, timestamp)()
-
-    def _begin_balance_at(
-        self, key: WalletKey, tb_account_id: int, timestamp: int
-    ) -> Callable[[], WalletBalance]:
-        """`_balance_at`, asked now and answered by the returned call."""
-        answer = self._call(
-            self.backend.begin_get_account_balances,
-            history_filter(tb_account_id, 1, timestamp, timestamp, newest_first=False),
-        )
-
-        def balance() -> WalletBalance:
-            snapshots = self._call(answer)
-            if not snapshots:
-                raise errors.StoreUnavailable(
-                    "TigerBeetle has no balance snapshot of the transfer."
-                )
-            return balance_from_snapshot(key, snapshots[0])
-
-        return balance
-
-    def recent_transfers(
-        self, key: WalletKey, limit: int = 20, before_timestamp: int = 0
-    ) -> list[Transfer]:
-        """The wallet account's latest transfers, newest first (get_account_transfers);
-        `before_timestamp` (TigerBeetle ns, exclusive) pages back from there."""
-        registered = account_registry.find_account(key)
-        if registered is None:
-            raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-        transfers = self._call(
-            self.backend.get_account_transfers,
-            history_filter(
-                registered.tb_account_id,
-                _with_bookkeeping(limit),
-                timestamp_max=before_timestamp - 1 if before_timestamp else 0,
-            ),
-        )
-        return [transfer for transfer in transfers if not is_limit_bookkeeping(transfer)][:limit]
-
-    def balance_history(
-        self, key: WalletKey, limit: int = 20, before_timestamp: int = 0
-    ) -> list[WalletBalance]:
-        """The wallet's balance after each of its latest transfers, newest first
-        (get_account_balances; wallet accounts keep history), paged like recent_transfers."""
-        registered = account_registry.find_account(key)
-        if registered is None:
-            raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-        asked = _with_bookkeeping(limit)
-        snapshots = self._call(
-            self.backend.get_account_balances,
-            history_filter(
-                registered.tb_account_id,
-                asked,
-                timestamp_max=before_timestamp - 1 if before_timestamp else 0,
-            ),
-        )
-        changes = posted_balance_changes(snapshots, whole_history=len(snapshots) < asked)
-        return [balance_from_snapshot(key, snapshot) for snapshot in changes[:limit]]
-
-    def transfers_by_id(self, tb_transfer_ids: list[int]) -> dict[int, Transfer]:
-        """The existing transfers among `tb_transfer_ids`, by id."""
-        transfers = self._call(self.backend.lookup_transfers, tb_transfer_ids)
-        return {transfer.id: transfer for transfer in transfers}
-
-    def transfer_timestamps(self, tb_transfer_ids: list[int]) -> dict[int, int]:
-        """TigerBeetle's timestamps of existing transfers, by id (missing ids left out)."""
-        if not tb_transfer_ids:
-            return {}
-        transfers = self._call(self.backend.lookup_transfers, tb_transfer_ids)
-        return {transfer.id: transfer.timestamp for transfer in transfers}
-
-    def balance_before(self, key: WalletKey, timestamp: int) -> WalletBalance:
-        """The wallet's balance just before TigerBeetle's `timestamp` (zero before any
-        transfer): what a store that had applied everything earlier held."""
-        registered = account_registry.find_account(key)
-        if registered is None:
-            raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-        snapshots = self._call(
-            self.backend.get_account_balances,
-            history_filter(registered.tb_account_id, 1, timestamp_max=timestamp - 1),
-        )
-        if not snapshots:
-            return WalletBalance(key=key, credit_minor=0, debit_minor=0, historical_credit_minor=0)
-        return balance_from_snapshot(key, snapshots[0])
 
     @staticmethod
     def _record(row: WalletTransfer, key: WalletKey | None = None) -> TransactionRecord:
@@ -679,10 +582,3 @@ class TigerBeetleWalletStore:
     @staticmethod
     def _unexpected(status: CreateTransferStatus, transfer: Transfer) -> RuntimeError:
         return RuntimeError(f"TigerBeetle refused transfer {transfer.id:#x}: {status.name}")
-
-
-def _with_bookkeeping(limit: int) -> int:
-    """How many of a wallet's newest transfers (or snapshots) to read to find `limit` of its
-    own: each may come with an older limit probe and the probe's void, the wallet may hold
-    its reservation among them, and `posted_balance_changes` leaves out the oldest read."""
-    return min(3 * limit + 2, BATCH_EVENTS_MAX)

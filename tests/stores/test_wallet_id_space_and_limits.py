@@ -361,34 +361,3 @@ def test_a_wallet_already_past_the_limit_takes_no_credit_and_stays_unreserved(
         )
         == []
     )
-
-
-def test_a_wallets_history_pages_through_its_own_transfers_without_limit_bookkeeping(
-    db: None, wallet_ledger_backend: LedgerBackend
-) -> None:
-    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
-    key = new_key()
-    store.add_credit(key, 700, f"tx-{uuid.uuid4().hex}")
-    reference = f"ref-{uuid.uuid4().hex}"
-    store.subtract_credit(key, 200, reference)
-    store.add_credit(key, 50, f"tx-{uuid.uuid4().hex}")
-    store.void_transaction(reference, "support", "refund")  # credits the wallet
-
-    pages, balances, before = [], [], 0
-    for _ in range(5):
-        page = store.recent_transfers(key, limit=1, before_timestamp=before)
-        balances += store.balance_history(key, limit=1, before_timestamp=before)
-        if not page:
-            break
-        pages += page
-        before = page[-1].timestamp
-
-    assert [transfer.amount for transfer in pages] == [200, 50, 200, 700]
-    assert [balance.fields_minor() for balance in balances] == [
-        (750, 200, 950),
-        (550, 200, 750),
-        (500, 200, 700),
-        (700, 0, 700),
-    ]
-    assert [t.amount for t in store.recent_transfers(key, limit=3)] == [200, 50, 200]
-    assert len(store.balance_history(key, limit=10)) == 4
