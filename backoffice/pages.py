@@ -36,7 +36,7 @@ from flags.phases import (
 from migration import tasks
 from migration.phase_change import change_phase, target_state
 from registry.models import WalletTransfer
-from wallet_site.wiring import mongo_store, tigerbeetle_store
+from wallet_site.wiring import mongo_store, tigerbeetle_batches
 
 PHASE_LABELS = {
     Phase.LEGACY: "0 - legacy (MongoDB only)",
@@ -335,7 +335,7 @@ class PhaseView(_SiteView):
                     phase,
                     actor=actor,
                     mongo=mongo_store(),
-                    tigerbeetle=tigerbeetle_store(),
+                    tigerbeetle=tigerbeetle_batches(),
                     note=data["note"],
                     rollout_percent=rollout,
                     shadow_percent=shadow,

@@ -59,8 +59,8 @@ from domain.ids import (
 from domain.money import ledger_for_currency
 from domain.wallets import write_time
 from flags.models import Milestone
+from ledger.batches import LedgerBatches
 from ledger.stores.mongo_outbox import BackfilledEntries, MongoOutbox, WalletSnapshot
-from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import (
     imported_system_account,
     imported_wallet_account,
@@ -160,7 +160,7 @@ class _InlineExecutor(Executor):
 
 
 class Backfill:
-    def __init__(self, outbox: MongoOutbox, tigerbeetle: TigerBeetleWalletStore) -> None:
+    def __init__(self, outbox: MongoOutbox, tigerbeetle: LedgerBatches) -> None:
         self.outbox = outbox
         self.tigerbeetle = tigerbeetle
         # The last timestamp this run gave an imported event. The next page continues from
@@ -254,7 +254,7 @@ class Backfill:
         """A thread of its own for the TigerBeetle half when the backend may be called from
         any thread (the real client); in this thread otherwise (the embedded engine works in
         this thread's database transaction)."""
-        if getattr(self.tigerbeetle.backend, "callable_from_any_thread", False):
+        if self.tigerbeetle.callable_from_any_thread:
             return ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-tigerbeetle")
         return _InlineExecutor()
 
@@ -390,10 +390,10 @@ class Backfill:
         None when TigerBeetle refused a timestamp as regressing (the page is tried again)."""
         # Accounts first: transfers must postdate both their accounts.
         if system_accounts:
-            system_results = self.tigerbeetle.create_account_batch(system_accounts)
+            system_results = self.tigerbeetle.create_accounts(system_accounts)
             if any(r.status in _RETRY for r in system_results):
                 return None
-        account_results = self.tigerbeetle.create_account_batch(accounts)
+        account_results = self.tigerbeetle.create_accounts(accounts)
         if any(r.status in _RETRY for r in account_results):
             return None
         usable, failed = [], []
@@ -402,7 +402,7 @@ class Backfill:
                 usable.append(snapshot)
             else:
                 failed.append(f"{snapshot.balance.key.describe()}: {result.status.name}")
-        results = self.tigerbeetle.post_batch(transfers) if transfers else []
+        results = self.tigerbeetle.create_transfers(transfers) if transfers else []
         if any(r.status in _RETRY for r in results):
             return None
         return usable, results, failed

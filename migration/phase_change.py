@@ -33,9 +33,9 @@ from flags.models import Milestone
 from flags.phases import InvalidPhaseChange, MigrationState, Phase, current_state, state_for_phase
 from flags.write_gate import WritesStillRunning, writes_drained
 from ledger import history
+from ledger.batches import LedgerBatches
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
-from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration.mirror import Mirror
 from migration.models import ReconciliationMismatch
 from migration.reconciliation import Reconciliation
@@ -88,7 +88,7 @@ def change_phase(
     phase: Phase,
     actor: str,
     mongo: MongoWalletStore,
-    tigerbeetle: TigerBeetleWalletStore,
+    tigerbeetle: LedgerBatches,
     *,
     note: str = "",
     rollout_percent: Decimal | None = None,
@@ -140,7 +140,7 @@ def change_phase(
 
 
 def _drain_or_refuse(
-    mongo: MongoWalletStore, tigerbeetle: TigerBeetleWalletStore, report: PhaseChangeReport
+    mongo: MongoWalletStore, tigerbeetle: LedgerBatches, report: PhaseChangeReport
 ) -> None:
     outbox = MongoOutbox(mongo)
     drained = Mirror(outbox, tigerbeetle).drain()
@@ -155,9 +155,7 @@ def _drain_or_refuse(
         )
 
 
-def _reconcile_or_refuse(
-    mongo: MongoWalletStore, tigerbeetle: TigerBeetleWalletStore, actor: str
-) -> None:
+def _reconcile_or_refuse(mongo: MongoWalletStore, tigerbeetle: LedgerBatches, actor: str) -> None:
     """An empty outbox is not proof: a wallet whose write never reached the log would be
     lost. Compare every MongoDB wallet with TigerBeetle (recorded as a reconciliation run)."""
     reconciliation = Reconciliation(MongoOutbox(mongo), tigerbeetle)
@@ -192,7 +190,7 @@ def backport_due() -> bool:
 
 def backport_tigerbeetle_writes(
     mongo: MongoWalletStore,
-    tigerbeetle: TigerBeetleWalletStore,
+    tigerbeetle: LedgerBatches,
     *,
     page_rows: int = COPY_BACK_PAGE_ROWS,
 ) -> int:
@@ -221,7 +219,7 @@ def backport_tigerbeetle_writes(
 
 
 def _next_copy_back_round(
-    tigerbeetle: TigerBeetleWalletStore, *, page_rows: int
+    tigerbeetle: LedgerBatches, *, page_rows: int
 ) -> list[tuple[int, str, WalletTransfer]]:
     """The next events to copy back, in TigerBeetle's timestamp order, at most about two
     pages of rows.
@@ -253,7 +251,7 @@ def _next_copy_back_round(
         voids += rows.filter(void_needs_backport=True, voided_at=last_ms, pk__gt=voids[-1].pk)
         horizon = min(horizon, (_epoch_ms(last_ms) + 1) * NS_PER_MS - 1)
     void_times = history.transfer_timestamps(
-        tigerbeetle.backend, [hex_to_u128(row.void_tb_transfer_id_hex) for row in voids]
+        tigerbeetle, [hex_to_u128(row.void_tb_transfer_id_hex) for row in voids]
     )
     events = [(row.tb_timestamp or 0, "write", row) for row in writes]
     for row in voids:

@@ -23,9 +23,7 @@ from collections.abc import Callable
 from django.db import connection, transaction
 from django.utils import timezone
 from tigerbeetle import (
-    Account,
     AccountBalance,
-    CreateAccountResult,
     CreateTransferResult,
     CreateTransferStatus,
     Transfer,
@@ -54,7 +52,6 @@ from ledger.tb_model import (
     credit_transfer,
     debit_transfer,
     history_filter,
-    latest_event_filter,
     void_transfer,
 )
 from ledger.wallet_accounts import (
@@ -298,42 +295,6 @@ class TigerBeetleWalletStore:
         if row is None:
             raise errors.TransactionNotFound(f"No transaction {transaction_id!r}.")
         return self._record(row)
-
-    # --- batches for the migration's jobs ------------------------------------------------------
-    # The mirror, backfill and reconciliation work in batches of up to BATCH_EVENTS_MAX events
-    # and go through these rather than the backend. Unlike the wallet operations they let
-    # LedgerUnavailable through: each job decides itself whether to retry, count or stop.
-
-    def post_batch(self, transfers: list[Transfer]) -> list[CreateTransferResult]:
-        """create_transfers for a prepared batch: one result per transfer, in order."""
-        return self.backend.create_transfers(transfers)
-
-    def create_account_batch(self, accounts: list[Account]) -> list[CreateAccountResult]:
-        """create_accounts for a prepared batch: one result per account, in order."""
-        return self.backend.create_accounts(accounts)
-
-    def lookup_accounts(self, tb_account_ids: list[int]) -> list[Account]:
-        """The accounts that exist among `tb_account_ids` (missing ids left out)."""
-        return self.backend.lookup_accounts(tb_account_ids)
-
-    def lookup_transfers(self, tb_transfer_ids: list[int]) -> list[Transfer]:
-        """The transfers that exist among `tb_transfer_ids` (missing ids left out)."""
-        return self.backend.lookup_transfers(tb_transfer_ids)
-
-    def wallet_accounts_page(self, *, timestamp_min: int, limit: int) -> list[Account]:
-        """This application's wallet accounts (its wallet code only, never another
-        application's on a shared cluster), oldest first from `timestamp_min`; the next page
-        starts after the last one's timestamp."""
-        return self.backend.query_accounts(
-            accounts_filter(code=self._codes().wallet, limit=limit, timestamp_min=timestamp_min)
-        )
-
-    def latest_timestamp(self) -> int:
-        """The timestamp of the newest account or transfer in the cluster (0 when empty)."""
-        query = latest_event_filter()
-        latest = [account.timestamp for account in self.backend.query_accounts(query)]
-        latest += [transfer.timestamp for transfer in self.backend.query_transfers(query)]
-        return max(latest, default=0)
 
     # --- internals --------------------------------------------------------------------------
 

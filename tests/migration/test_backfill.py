@@ -38,7 +38,7 @@ from wallet_site.wiring import phased_store
 
 
 def backfill(stores: Stores) -> Backfill:
-    return Backfill(stores.outbox, stores.tigerbeetle)
+    return Backfill(stores.outbox, stores.batches)
 
 
 def test_a_legacy_wallet_arrives_with_all_three_balance_fields(stores: Stores) -> None:
@@ -252,7 +252,7 @@ def test_a_mongodb_failure_while_reading_ahead_stops_the_run_after_the_pages_rea
     monkeypatch.setattr(outbox, "wallet_batches", failing_after_one_page)
 
     with pytest.raises(StoreUnavailable):
-        Backfill(outbox, stores.tigerbeetle).run(page_size=2, progress=False)
+        Backfill(outbox, stores.batches).run(page_size=2, progress=False)
 
     imported = WalletAccount.objects.filter(client_id__in=[k.client_id for k in keys])
     assert imported.count() == 2
