@@ -1,4 +1,10 @@
-"""The TigerBeetle wallet store: the wallet interface over a ledger backend and the registries.
+"""The TigerBeetle wallet store: the wallet operations over a ledger backend and the registries.
+
+It only stores: credit, debit, void, balance, balances and transaction, and what they need.
+A wallet's accounts are set up by `ledger.wallet_accounts`, its history is read by the
+selectors of `ledger.history`, and the migration's jobs reach the ledger through their own
+batch port, `ledger.batches`. Every operation speaks the wallet stores' error contract
+(`domain.errors`): a ledger that does not answer is StoreUnavailable.
 
 Data model (design.md; its accounts, transfers and balance formula are `ledger.tb_model`): one
 ledger per currency, one wallet account per wallet key (the application's wallet code), one
@@ -43,7 +49,13 @@ from domain.wallets import (
 )
 from ledger.backends import LedgerBackend, get_ledger_backend
 from ledger.backends.base import BATCH_EVENTS_MAX
-from ledger.history import balance_at, store_call, transfer_timestamps, transfers_by_id
+from ledger.history import (
+    LedgerReads,
+    balance_at,
+    store_call,
+    transfer_timestamps,
+    transfers_by_id,
+)
 from ledger.tb_model import (
     AccountCodes,
     accounts_filter,
@@ -59,6 +71,7 @@ from ledger.wallet_accounts import (
     WalletAccounts,
     account_codes,
     limit_exceeded,
+    unexpected_refusal,
 )
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
@@ -147,8 +160,8 @@ class TigerBeetleWalletStore:
     ) -> WalletResult:
         assert amount_minor > 0, "the service refuses amounts that are not positive"
         if _registered_id(transaction_id):
-            replay = self._replay_if_known(
-                transaction_id, TransactionKind.CREDIT, key, amount_minor
+            replay = _replay_if_known(
+                self.backend, transaction_id, TransactionKind.CREDIT, key, amount_minor
             )
             if replay:
                 return replay
@@ -165,7 +178,9 @@ class TigerBeetleWalletStore:
     ) -> WalletResult:
         assert amount_minor > 0, "the service refuses amounts that are not positive"
         if _registered_id(reference_id):
-            replay = self._replay_if_known(reference_id, TransactionKind.DEBIT, key, amount_minor)
+            replay = _replay_if_known(
+                self.backend, reference_id, TransactionKind.DEBIT, key, amount_minor
+            )
             if replay:
                 return replay
         registered = account_registry.find_account(key)
@@ -232,7 +247,7 @@ class TigerBeetleWalletStore:
     ) -> WalletResult | errors.WalletError:
         """What TigerBeetle's answer to a posted void means, inside the void's transaction:
         the result, or the refusal to raise once the transaction has committed."""
-        posted_at = self._posted_timestamp(void, result)
+        posted_at = _posted_timestamp(self.backend, void, result)
         if posted_at:
             transfer_registry.mark_voided(
                 row,
@@ -243,9 +258,12 @@ class TigerBeetleWalletStore:
                 needs_backport=True,
             )
             return WalletResult(
-                transaction=self._record(row),
+                transaction=_record(row),
                 balance=self._balance_after(
-                    row.wallet.key, row.wallet.tb_account_id, posted_at, recent
+                    row.wallet.key,
+                    recent,
+                    tb_account_id=row.wallet.tb_account_id,
+                    tb_timestamp=posted_at,
                 ),
             )
         if result.status == CreateTransferStatus.EXCEEDS_CREDITS:
@@ -253,7 +271,7 @@ class TigerBeetleWalletStore:
             return errors.VoidWouldOverdraw(
                 f"Voiding credit {row.transaction_id!r} would take the wallet below zero."
             )
-        raise self._unexpected(result.status, void)
+        raise unexpected_refusal(result.status, void)
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -287,14 +305,10 @@ class TigerBeetleWalletStore:
         return sorted(balances, key=lambda balance: balance.key.sort_key())
 
     def get_transaction(self, transaction_id: str) -> TransactionRecord:
-        row = (
-            WalletTransfer.objects.select_related("wallet")
-            .filter(transaction_id=transaction_id)
-            .first()
-        )
+        row = _registered_transfer(transaction_id)
         if row is None:
             raise errors.TransactionNotFound(f"No transaction {transaction_id!r}.")
-        return self._record(row)
+        return _record(row)
 
     # --- internals --------------------------------------------------------------------------
 
@@ -339,37 +353,18 @@ class TigerBeetleWalletStore:
     def _balance_after(
         self,
         key: WalletKey,
-        tb_account_id: int,
-        timestamp: int,
         recent: _BalancesBehind,
+        *,
+        tb_account_id: int,
+        tb_timestamp: int,
     ) -> WalletBalance:
-        """The balance right after the transfer at `timestamp`, found among the newest
+        """The balance right after the transfer at `tb_timestamp`, found among the newest
         balances read behind it; asked exactly when more writes to the wallet landed in
         between than that read holds."""
         for snapshot in recent.collect():
-            if snapshot.timestamp == timestamp:
+            if snapshot.timestamp == tb_timestamp:
                 return balance_from_snapshot(key, snapshot)
-        return balance_at(self.backend, key, tb_account_id=tb_account_id, tb_timestamp=timestamp)
-
-    def _posted_timestamp(self, transfer: Transfer, result: CreateTransferResult) -> int:
-        """The timestamp of `transfer` when TigerBeetle holds it (created now, or `exists`),
-        else 0. The same write posted with another `linked` flag, which TigerBeetle keeps (in a
-        limit probe's chain, before reservations; alone, as now and as the mirror replays
-        it), is answered `exists_with_different_flags`, and counts as `exists` here."""
-        if result.status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
-            return int(result.timestamp)
-        if result.status != CreateTransferStatus.EXISTS_WITH_DIFFERENT_FLAGS:
-            return 0
-        stored = transfers_by_id(self.backend, [transfer.id]).get(transfer.id)
-        if stored is None:
-            return 0
-        fields = ("debit_account_id", "credit_account_id", "amount", "user_data_128", "ledger")
-        same = (
-            all(getattr(stored, name) == getattr(transfer, name) for name in fields)
-            and stored.code == transfer.code
-            and stored.flags & ~TransferFlags.LINKED == transfer.flags & ~TransferFlags.LINKED
-        )
-        return int(stored.timestamp) if same else 0
+        return balance_at(self.backend, key, tb_account_id=tb_account_id, tb_timestamp=tb_timestamp)
 
     def _post(
         self,
@@ -413,19 +408,21 @@ class TigerBeetleWalletStore:
         status = result.status
         if status == CreateTransferStatus.CREATED:
             # The balance read travels while the registry row is written.
-            row = self._remember_transfer(
+            row = _remember_transfer(
                 transfer, transaction_id, kind, registered, result.timestamp, made_by=made_by
             )
-            balance = self._balance_after(key, registered.tb_account_id, result.timestamp, recent)
-            return WalletResult(transaction=self._record(row, key), balance=balance)
+            balance = self._balance_after(
+                key, recent, tb_account_id=registered.tb_account_id, tb_timestamp=result.timestamp
+            )
+            return WalletResult(transaction=_record(row, key), balance=balance)
         recent.collect()  # every request sent is answered
-        posted_at = self._posted_timestamp(transfer, result)
+        posted_at = _posted_timestamp(self.backend, transfer, result)
         if posted_at:
             # Applied before, registry row lost in between (crash or race): repair, replay.
-            self._remember_transfer(
+            _remember_transfer(
                 transfer, transaction_id, kind, registered, posted_at, made_by=made_by
             )
-            replay = self._replay_if_known(transaction_id, kind, key, transfer.amount)
+            replay = _replay_if_known(self.backend, transaction_id, kind, key, transfer.amount)
             assert replay is not None
             return replay
         if status.name.startswith("EXISTS_WITH_DIFFERENT_"):
@@ -433,7 +430,7 @@ class TigerBeetleWalletStore:
                 f"Id {transaction_id!r} was already used for a different {kind.value}."
             )
         if status == CreateTransferStatus.EXCEEDS_CREDITS:
-            self._remember_transfer(
+            _remember_transfer(
                 transfer,
                 transaction_id,
                 kind,
@@ -446,7 +443,7 @@ class TigerBeetleWalletStore:
                 f"Wallet {key.describe()} has less available credit than the amount."
             )
         if status == CreateTransferStatus.ID_ALREADY_FAILED:
-            replay = self._replay_if_known(transaction_id, kind, key, transfer.amount)
+            replay = _replay_if_known(self.backend, transaction_id, kind, key, transfer.amount)
             if replay:
                 return replay
             raise errors.IdempotencyConflict(
@@ -461,85 +458,113 @@ class TigerBeetleWalletStore:
             raise errors.WalletNotFound(f"No ledger account for wallet {key.describe()}.")
         if status in _OVERFLOWS:
             raise errors.InvalidAmount("The amount would overflow the wallet's balance.")
-        raise self._unexpected(status, transfer)
+        raise unexpected_refusal(status, transfer)
 
-    def _remember_transfer(
-        self,
-        transfer: Transfer,
-        transaction_id: str,
-        kind: TransactionKind,
-        registered: RegisteredAccount,
-        tb_timestamp: int | None,
-        failure_code: str = "",
-        made_by: str = "",
-    ) -> WalletTransfer:
-        # The write's time is TigerBeetle's (also when a retry repairs a lost row).
-        created_at = (
-            time_of_tb_timestamp(tb_timestamp) if tb_timestamp else write_time(timezone.now())
-        )
-        return transfer_registry.record_store_write(
-            transaction_id=transaction_id,
-            wallet_pk=registered.registry_pk,
-            kind=kind.value,
-            amount_minor=transfer.amount,
-            tb_transfer_id=transfer.id,
-            tb_timestamp=tb_timestamp,
-            created_at=created_at,
-            failure_code=failure_code,
-            made_by=made_by,
-        )
 
-    def _replay_if_known(
-        self, transaction_id: str, kind: TransactionKind, key: WalletKey, amount_minor: int
-    ) -> WalletResult | None:
-        """The original result of an id seen before, or IdempotencyConflict if it differs."""
-        row = (
-            WalletTransfer.objects.select_related("wallet")
-            .filter(transaction_id=transaction_id)
-            .first()
-        )
-        if row is None:
-            return None
-        if row.kind != kind.value or row.wallet.key != key or row.amount_minor != amount_minor:
-            raise errors.IdempotencyConflict(
-                f"Id {transaction_id!r} was already used for a different request."
-            )
-        if row.state == WalletTransfer.State.FAILED:
-            raise errors.InsufficientFunds(
-                f"Wallet {key.describe()} had less available credit than the amount."
-            )
-        timestamp = row.tb_timestamp or self._transfer_timestamp(row.tb_transfer_id)
-        return WalletResult(
-            transaction=self._record(row),
-            balance=balance_at(
-                self.backend, key, tb_account_id=row.wallet.tb_account_id, tb_timestamp=timestamp
-            ),
-            replayed=True,
-        )
+def _posted_timestamp(ledger: LedgerReads, transfer: Transfer, result: CreateTransferResult) -> int:
+    """The timestamp of `transfer` when TigerBeetle holds it (created now, or `exists`),
+    else 0. The same write posted with another `linked` flag, which TigerBeetle keeps (in a
+    limit probe's chain, before reservations; alone, as now and as the mirror replays
+    it), is answered `exists_with_different_flags`, and counts as `exists` here."""
+    if result.status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
+        return int(result.timestamp)
+    if result.status != CreateTransferStatus.EXISTS_WITH_DIFFERENT_FLAGS:
+        return 0
+    stored = transfers_by_id(ledger, [transfer.id]).get(transfer.id)
+    if stored is None:
+        return 0
+    fields = ("debit_account_id", "credit_account_id", "amount", "user_data_128", "ledger")
+    same = (
+        all(getattr(stored, name) == getattr(transfer, name) for name in fields)
+        and stored.code == transfer.code
+        and stored.flags & ~TransferFlags.LINKED == transfer.flags & ~TransferFlags.LINKED
+    )
+    return int(stored.timestamp) if same else 0
 
-    def _transfer_timestamp(self, tb_transfer_id: int) -> int:
-        timestamp = transfer_timestamps(self.backend, [tb_transfer_id]).get(tb_transfer_id)
-        if timestamp is None:
-            raise errors.TransactionNotFound("The transaction's transfer is not in the ledger.")
-        return timestamp
 
-    @staticmethod
-    def _record(row: WalletTransfer, key: WalletKey | None = None) -> TransactionRecord:
-        """`key` saves loading the wallet row when the caller knows it."""
-        return TransactionRecord(
-            transaction_id=row.transaction_id,
-            kind=TransactionKind(row.kind),
-            key=key or row.wallet.key,
-            amount_minor=row.amount_minor,
-            state=TransactionState(row.state),
-            created_at=row.created_at,
-            failure_code=row.failure_code,
-            made_by=row.made_by,
-            voided_at=row.voided_at,
-            voided_by=row.voided_by,
-            void_reason=row.void_reason,
+def _replay_if_known(
+    ledger: LedgerReads,
+    transaction_id: str,
+    kind: TransactionKind,
+    key: WalletKey,
+    amount_minor: int,
+) -> WalletResult | None:
+    """The original result of an id seen before, or IdempotencyConflict if it differs."""
+    row = _registered_transfer(transaction_id)
+    if row is None:
+        return None
+    if row.kind != kind.value or row.wallet.key != key or row.amount_minor != amount_minor:
+        raise errors.IdempotencyConflict(
+            f"Id {transaction_id!r} was already used for a different request."
         )
+    if row.state == WalletTransfer.State.FAILED:
+        raise errors.InsufficientFunds(
+            f"Wallet {key.describe()} had less available credit than the amount."
+        )
+    timestamp = row.tb_timestamp or _transfer_timestamp(ledger, row.tb_transfer_id)
+    return WalletResult(
+        transaction=_record(row),
+        balance=balance_at(
+            ledger, key, tb_account_id=row.wallet.tb_account_id, tb_timestamp=timestamp
+        ),
+        replayed=True,
+    )
 
-    @staticmethod
-    def _unexpected(status: CreateTransferStatus, transfer: Transfer) -> RuntimeError:
-        return RuntimeError(f"TigerBeetle refused transfer {transfer.id:#x}: {status.name}")
+
+def _transfer_timestamp(ledger: LedgerReads, tb_transfer_id: int) -> int:
+    timestamp = transfer_timestamps(ledger, [tb_transfer_id]).get(tb_transfer_id)
+    if timestamp is None:
+        raise errors.TransactionNotFound("The transaction's transfer is not in the ledger.")
+    return timestamp
+
+
+def _registered_transfer(transaction_id: str) -> WalletTransfer | None:
+    """The registry row of `transaction_id`, with its wallet."""
+    return (
+        WalletTransfer.objects.select_related("wallet")
+        .filter(transaction_id=transaction_id)
+        .first()
+    )
+
+
+def _remember_transfer(
+    transfer: Transfer,
+    transaction_id: str,
+    kind: TransactionKind,
+    registered: RegisteredAccount,
+    tb_timestamp: int | None,
+    *,
+    failure_code: str = "",
+    made_by: str = "",
+) -> WalletTransfer:
+    """The write's registry row; its time is TigerBeetle's (also when a retry repairs a lost
+    row), or now for a refused write, which TigerBeetle never holds."""
+    created_at = time_of_tb_timestamp(tb_timestamp) if tb_timestamp else write_time(timezone.now())
+    return transfer_registry.record_store_write(
+        transaction_id=transaction_id,
+        wallet_pk=registered.registry_pk,
+        kind=kind.value,
+        amount_minor=transfer.amount,
+        tb_transfer_id=transfer.id,
+        tb_timestamp=tb_timestamp,
+        created_at=created_at,
+        failure_code=failure_code,
+        made_by=made_by,
+    )
+
+
+def _record(row: WalletTransfer, key: WalletKey | None = None) -> TransactionRecord:
+    """`key` saves loading the wallet row when the caller knows it."""
+    return TransactionRecord(
+        transaction_id=row.transaction_id,
+        kind=TransactionKind(row.kind),
+        key=key or row.wallet.key,
+        amount_minor=row.amount_minor,
+        state=TransactionState(row.state),
+        created_at=row.created_at,
+        failure_code=row.failure_code,
+        made_by=row.made_by,
+        voided_at=row.voided_at,
+        voided_by=row.voided_by,
+        void_reason=row.void_reason,
+    )
