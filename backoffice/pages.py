@@ -36,7 +36,7 @@ from migration import criteria, tasks
 from migration.criteria import next_step_criterion
 from migration.phase_change import change_phase
 from migration.phase_plan import plan_phase_change
-from wallet_site.wiring import mongo_outbox, mongo_store, tigerbeetle_store
+from wallet_site.wiring import mongo_outbox, mongo_store, tigerbeetle_batches
 
 PHASE_LABELS = {
     Phase.LEGACY: "0 - legacy (MongoDB only)",
@@ -247,7 +247,7 @@ class PhaseView(_SiteView):
                     phase,
                     actor=actor,
                     mongo=mongo_store(),
-                    tigerbeetle=tigerbeetle_store(),
+                    tigerbeetle=tigerbeetle_batches(),
                     note=data["note"],
                     rollout_percent=rollout,
                     shadow_percent=shadow,

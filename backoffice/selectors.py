@@ -19,6 +19,7 @@ from domain.ids import WalletKey, u128_to_hex
 from domain.wallets import TransactionRecord, WalletBalance
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase
+from ledger import history
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
@@ -271,8 +272,12 @@ def _read_transfers(
 ) -> None:
     key = overview.key
     try:
-        transfers = tigerbeetle.recent_transfers(key, limit + 1, overview.tb_before)
-        overview.history = tigerbeetle.balance_history(key, limit, overview.tb_before)
+        transfers = history.recent_transfers(
+            tigerbeetle.backend, key, limit=limit + 1, before_timestamp=overview.tb_before
+        )
+        overview.history = history.balance_history(
+            tigerbeetle.backend, key, limit=limit, before_timestamp=overview.tb_before
+        )
     except errors.StoreUnavailable as exc:
         overview.notes.append(f"TigerBeetle history unavailable: {exc.message}")
         return

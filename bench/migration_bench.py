@@ -56,9 +56,9 @@ from bench.phases import CLOCK, Phases, TimedBackend, print_breakdown
 from domain.money import from_minor_units
 from ledger.backends import get_ledger_backend
 from ledger.backends.base import BATCH_EVENTS_MAX
+from ledger.batches import LedgerBatches
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import LOG, WALLETS, MirrorState, MongoWalletStore
-from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration.backfill import Backfill, BackfillReport
 from migration.mirror import Mirror
 from migration.reconciliation import Reconciliation
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         # The client's session registration (0.6 s on the server, once a process) is no
         # job's work: done here, untimed, as the raw baseline's is before its timings.
         backend.lookup_accounts([RAW_WARM_UP_ID])
-        tigerbeetle = TigerBeetleWalletStore(TimedBackend(backend))
+        tigerbeetle = LedgerBatches(TimedBackend(backend))
         try:
             print(f"seeding {args.wallets} legacy wallets ...", file=sys.stderr)
             seed_legacy_wallets(store, args.wallets)

@@ -8,8 +8,8 @@ the mirror replays the same ones from MongoDB's outbox, the backfill imports the
 reconciliation and support pages read them back; one definition means they cannot drift.
 
 The account codes are deployment settings (TB_WALLET_ACCOUNT_CODE, TB_SYSTEM_ACCOUNT_CODE,
-TB_LIMIT_ACCOUNT_CODE): callers read them at the edge (the store's
-`wallet_account_code()`) and pass them in here.
+TB_LIMIT_ACCOUNT_CODE): callers read them at the edge, as one `AccountCodes`
+(`ledger.wallet_accounts.account_codes()`), and pass them in here.
 
 The balance limit (BALANCE_MINOR_MAX on a wallet's credits, its historical credit) is enforced
 by TigerBeetle itself, atomically, by a *limit reservation* (`limit_reservation`): one pending
@@ -31,6 +31,7 @@ Histories and listings leave both kinds out (`is_limit_bookkeeping`, `posted_bal
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from tigerbeetle import (
     Account,
@@ -75,6 +76,17 @@ WALLET_ACCOUNT_FLAGS = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlag
 IMPORTED_WALLET_ACCOUNT_FLAGS = WALLET_ACCOUNT_FLAGS | AccountFlags.IMPORTED
 
 # --- accounts ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccountCodes:
+    """The codes that mark this application's accounts on a shared cluster: its wallet
+    accounts (reconciliation looks at no others), the ledgers' system accounts and the wallets'
+    limit accounts. Deployment settings, immutable once accounts exist."""
+
+    wallet: int
+    system: int
+    limit: int
 
 
 def system_account(ledger: int, *, code: int) -> Account:

@@ -59,12 +59,8 @@ from domain.ids import (
 from domain.money import ledger_for_currency
 from domain.wallets import write_time
 from flags.models import Milestone
+from ledger.batches import LedgerBatches
 from ledger.stores.mongo_outbox import BackfilledEntries, MongoOutbox, WalletSnapshot
-from ledger.stores.tigerbeetle_store import (
-    TigerBeetleWalletStore,
-    system_account_code,
-    wallet_account_code,
-)
 from ledger.tb_model import (
     imported_system_account,
     imported_wallet_account,
@@ -72,6 +68,7 @@ from ledger.tb_model import (
     opening_pair,
     stamp_import,
 )
+from ledger.wallet_accounts import account_codes
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.models import WalletAccount
@@ -163,7 +160,7 @@ class _InlineExecutor(Executor):
 
 
 class Backfill:
-    def __init__(self, outbox: MongoOutbox, tigerbeetle: TigerBeetleWalletStore) -> None:
+    def __init__(self, outbox: MongoOutbox, tigerbeetle: LedgerBatches) -> None:
         self.outbox = outbox
         self.tigerbeetle = tigerbeetle
         # The last timestamp this run gave an imported event. The next page continues from
@@ -257,7 +254,7 @@ class Backfill:
         """A thread of its own for the TigerBeetle half when the backend may be called from
         any thread (the real client); in this thread otherwise (the embedded engine works in
         this thread's database transaction)."""
-        if getattr(self.tigerbeetle.backend, "callable_from_any_thread", False):
+        if self.tigerbeetle.callable_from_any_thread:
             return ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-tigerbeetle")
         return _InlineExecutor()
 
@@ -307,7 +304,7 @@ class Backfill:
             ledger_of[currency] = ledger_for_currency(currency)
         ledgers = sorted(set(ledger_of.values()))
         system_ids = {ledger: system_account_id(ledger) for ledger in ledgers}
-        code = wallet_account_code()
+        code = account_codes().wallet
         accounts: list[Account] = []
         transfers: list[Transfer] = []
         chain_of: dict[WalletKey, tuple[int, int]] = {}
@@ -358,7 +355,7 @@ class Backfill:
             if system_ids[ledger] not in self._system_accounts:
                 clock = max(clock + 1, events.created_ns[0] - 1)
                 system_accounts.append(
-                    imported_system_account(ledger, code=system_account_code(), timestamp=clock)
+                    imported_system_account(ledger, code=account_codes().system, timestamp=clock)
                 )
         transfers, chain_of = events.transfers, events.chain_of
         for snapshot, account, created_ns in zip(
@@ -393,10 +390,10 @@ class Backfill:
         None when TigerBeetle refused a timestamp as regressing (the page is tried again)."""
         # Accounts first: transfers must postdate both their accounts.
         if system_accounts:
-            system_results = self.tigerbeetle.create_account_batch(system_accounts)
+            system_results = self.tigerbeetle.create_accounts(system_accounts)
             if any(r.status in _RETRY for r in system_results):
                 return None
-        account_results = self.tigerbeetle.create_account_batch(accounts)
+        account_results = self.tigerbeetle.create_accounts(accounts)
         if any(r.status in _RETRY for r in account_results):
             return None
         usable, failed = [], []
@@ -405,7 +402,7 @@ class Backfill:
                 usable.append(snapshot)
             else:
                 failed.append(f"{snapshot.balance.key.describe()}: {result.status.name}")
-        results = self.tigerbeetle.post_batch(transfers) if transfers else []
+        results = self.tigerbeetle.create_transfers(transfers) if transfers else []
         if any(r.status in _RETRY for r in results):
             return None
         return usable, results, failed

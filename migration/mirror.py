@@ -37,9 +37,9 @@ from domain.ids import WalletKey, hex_to_u128, transaction_transfer_id
 from domain.wallets import write_time
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
+from ledger.batches import LedgerBatches
 from ledger.stores.mongo_outbox import EntryId, MongoOutbox, OutboxEntry
 from ledger.stores.mongo_store import MirrorState
-from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import credit_transfer, debit_transfer, void_transfer
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
@@ -95,9 +95,9 @@ class MirrorReport:
 
 
 class Mirror:
-    """Applies the outbox of one MongoDB store to one TigerBeetle store."""
+    """Applies the outbox of one MongoDB store to TigerBeetle (through the jobs' port)."""
 
-    def __init__(self, outbox: MongoOutbox, tigerbeetle: TigerBeetleWalletStore) -> None:
+    def __init__(self, outbox: MongoOutbox, tigerbeetle: LedgerBatches) -> None:
         self.outbox = outbox
         self.tigerbeetle = tigerbeetle
 
@@ -239,9 +239,9 @@ class Mirror:
                     # The legacy store enforced the limit of every write replayed here, so
                     # no reservation yet (one request fewer per new wallet); the TigerBeetle
                     # store makes it before the wallet's first credit of its own.
-                    self.tigerbeetle.ensure_wallet_account(key, reserve_limit=False)
-                except errors.StoreUnavailable as exc:
-                    unreachable = str(exc)
+                    self.tigerbeetle.wallet_accounts.ensure_wallet_account(key, reserve_limit=False)
+                except LedgerUnavailable as exc:
+                    unreachable = f"TigerBeetle is unavailable: {exc}"
                     continue
                 row = account_registry.rows_by_key([key])[key]
             if row.opening_seq is None:
@@ -277,7 +277,7 @@ class Mirror:
         }
         transfers = [_transfer_for(entry, wallets[entry.key], voided) for entry in entries]
         try:
-            results = _retry_transient(self.tigerbeetle.post_batch)(transfers)
+            results = _retry_transient(self.tigerbeetle.create_transfers)(transfers)
         except LedgerUnavailable as exc:
             self._count_failure(entries, f"TigerBeetle unavailable: {exc}", report)
             return

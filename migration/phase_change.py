@@ -34,9 +34,10 @@ from flags.audit import apply_state, set_writes_paused
 from flags.models import Milestone
 from flags.phases import InvalidPhaseChange, Phase
 from flags.write_gate import WritesStillRunning, writes_drained
+from ledger import history
+from ledger.batches import LedgerBatches
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
-from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration.mirror import Mirror
 from migration.models import ReconciliationMismatch
 from migration.phase_plan import plan_phase_change
@@ -72,7 +73,7 @@ def change_phase(
     phase: Phase,
     actor: str,
     mongo: MongoWalletStore,
-    tigerbeetle: TigerBeetleWalletStore,
+    tigerbeetle: LedgerBatches,
     *,
     note: str = "",
     rollout_percent: Decimal | None = None,
@@ -119,7 +120,7 @@ def change_phase(
 
 
 def _drain_or_refuse(
-    mongo: MongoWalletStore, tigerbeetle: TigerBeetleWalletStore, report: PhaseChangeReport
+    mongo: MongoWalletStore, tigerbeetle: LedgerBatches, report: PhaseChangeReport
 ) -> None:
     outbox = MongoOutbox(mongo)
     drained = Mirror(outbox, tigerbeetle).drain()
@@ -134,9 +135,7 @@ def _drain_or_refuse(
         )
 
 
-def _reconcile_or_refuse(
-    mongo: MongoWalletStore, tigerbeetle: TigerBeetleWalletStore, actor: str
-) -> None:
+def _reconcile_or_refuse(mongo: MongoWalletStore, tigerbeetle: LedgerBatches, actor: str) -> None:
     """An empty outbox is not proof: a wallet whose write never reached the log would be
     lost. Compare every MongoDB wallet with TigerBeetle (recorded as a reconciliation run)."""
     reconciliation = Reconciliation(MongoOutbox(mongo), tigerbeetle)
@@ -171,7 +170,7 @@ def backport_due() -> bool:
 
 def backport_tigerbeetle_writes(
     mongo: MongoWalletStore,
-    tigerbeetle: TigerBeetleWalletStore,
+    tigerbeetle: LedgerBatches,
     *,
     page_rows: int = COPY_BACK_PAGE_ROWS,
 ) -> int:
@@ -200,7 +199,7 @@ def backport_tigerbeetle_writes(
 
 
 def _next_copy_back_round(
-    tigerbeetle: TigerBeetleWalletStore, *, page_rows: int
+    tigerbeetle: LedgerBatches, *, page_rows: int
 ) -> list[tuple[int, str, WalletTransfer]]:
     """The next events to copy back, in TigerBeetle's timestamp order, at most about two
     pages of rows.
@@ -231,8 +230,8 @@ def _next_copy_back_round(
         last_ms = voids[-1].voided_at
         voids += rows.filter(void_needs_backport=True, voided_at=last_ms, pk__gt=voids[-1].pk)
         horizon = min(horizon, (_epoch_ms(last_ms) + 1) * NS_PER_MS - 1)
-    void_times = tigerbeetle.transfer_timestamps(
-        [hex_to_u128(row.void_tb_transfer_id_hex) for row in voids]
+    void_times = history.transfer_timestamps(
+        tigerbeetle, [hex_to_u128(row.void_tb_transfer_id_hex) for row in voids]
     )
     events = [(row.tb_timestamp or 0, "write", row) for row in writes]
     for row in voids:

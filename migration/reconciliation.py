@@ -33,9 +33,9 @@ from domain.wallets import WalletBalance
 from flags.phases import Phase, current_state
 from ledger import metrics
 from ledger.backends.base import BATCH_EVENTS_MAX
+from ledger.batches import LedgerBatches
 from ledger.stores.mongo_outbox import MongoOutbox, WalletSnapshot
 from ledger.stores.mongo_store import MirrorState
-from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import balance_from_account
 from migration.mirror import Mirror
 from migration.models import ReconciliationMismatch, ReconciliationRun
@@ -49,7 +49,7 @@ WALLET_SEQ_MAX = 2**62
 
 
 class Reconciliation:
-    def __init__(self, outbox: MongoOutbox, tigerbeetle: TigerBeetleWalletStore) -> None:
+    def __init__(self, outbox: MongoOutbox, tigerbeetle: LedgerBatches) -> None:
         self.outbox = outbox
         self.tigerbeetle = tigerbeetle
         self.awaiting_backfill = 0

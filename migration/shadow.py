@@ -15,7 +15,8 @@ import time
 from domain import errors
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance
-from ledger import metrics
+from ledger import history, metrics
+from ledger.batches import LedgerBatches
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
@@ -31,9 +32,11 @@ def compare_shadow_read(
     wallet_seq: int,
     outbox: MongoOutbox,
     tigerbeetle: TigerBeetleWalletStore,
+    batches: LedgerBatches,
     mongo_latency_us: int | None = None,
 ) -> ShadowComparison:
-    """Compare, record and count one sampled read."""
+    """Compare, record and count one sampled read: `tigerbeetle` answers the wallet's balance
+    now as a client reads it, `batches` mirrors the wallet first and reads its history."""
     key = mongo_balance.key
     comparison = ShadowComparison(
         client_id=key.client_id,
@@ -47,7 +50,7 @@ def compare_shadow_read(
         mongo_latency_us=mongo_latency_us,
     )
     try:
-        _compare(comparison, key, mongo_balance, wallet_seq, outbox, tigerbeetle)
+        _compare(comparison, key, mongo_balance, wallet_seq, outbox, tigerbeetle, batches)
     except errors.StoreUnavailable as exc:
         comparison.outcome = ShadowComparison.Outcome.SKIPPED
         comparison.detail = str(exc)[:300]
@@ -63,8 +66,9 @@ def _compare(
     wallet_seq: int,
     outbox: MongoOutbox,
     tigerbeetle: TigerBeetleWalletStore,
+    batches: LedgerBatches,
 ) -> None:
-    Mirror(outbox, tigerbeetle).drain(keys=[key])
+    Mirror(outbox, batches).drain(keys=[key])
     if account_registry.find_account(key) is None:
         comparison.outcome = ShadowComparison.Outcome.MISSING
         comparison.detail = "no TigerBeetle account yet (legacy wallet before the backfill)"
@@ -79,7 +83,9 @@ def _compare(
     if following is None:
         tb_balance = tigerbeetle.get_balance(key)
     elif following.get("tb_timestamp"):
-        tb_balance = tigerbeetle.balance_before(key, int(following["tb_timestamp"]))
+        tb_balance = history.balance_before(
+            batches, key, tb_timestamp=int(following["tb_timestamp"])
+        )
     else:
         comparison.outcome = ShadowComparison.Outcome.SKIPPED
         comparison.detail = f"the next change is {following.get('mirror_state')}, not mirrored"

@@ -24,6 +24,7 @@ from domain.wallets import WalletBalance
 from flags.phases import current_state
 from ledger import metrics
 from ledger.backends import get_ledger_backend
+from ledger.batches import LedgerBatches
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
@@ -55,6 +56,11 @@ def _tigerbeetle_store() -> TigerBeetleWalletStore:
     return _process_stores()[1]
 
 
+def _tigerbeetle_batches() -> LedgerBatches:
+    """The jobs' batch port over the process's TigerBeetle store's backend (one client)."""
+    return LedgerBatches(_tigerbeetle_store().backend)
+
+
 def _mongo_outbox() -> MongoOutbox:
     return MongoOutbox(_mongo_store())
 
@@ -77,7 +83,7 @@ def check_ledger_backend() -> dict[str, object]:
 
 
 def _mirror() -> Mirror:
-    return Mirror(_mongo_outbox(), _tigerbeetle_store())
+    return Mirror(_mongo_outbox(), _tigerbeetle_batches())
 
 
 def _report(report: Any) -> dict[str, Any]:
@@ -115,7 +121,7 @@ def sweep_outbox() -> dict[str, Any]:
     if state.dual_write:
         result = _report(_mirror().drain())
     if not state.tigerbeetle_only and backport_due():
-        result["copied_back"] = backport_tigerbeetle_writes(_mongo_store(), _tigerbeetle_store())
+        result["copied_back"] = backport_tigerbeetle_writes(_mongo_store(), _tigerbeetle_batches())
     depth = _mongo_outbox().depth()
     for waiting in ("pending", "parked"):
         metrics.OUTBOX_DEPTH.labels(waiting).set(depth[waiting])
@@ -137,6 +143,7 @@ def compare_shadow_read(
         wallet_seq,
         _mongo_outbox(),
         _tigerbeetle_store(),
+        _tigerbeetle_batches(),
         mongo_latency_us,
     )
     return comparison.outcome
@@ -147,7 +154,7 @@ def backfill(page_size: int = 2000) -> dict[str, Any]:
     """Import every legacy wallet (idempotent: a retried or repeated task skips done ones)."""
     report = Backfill(
         _mongo_outbox(),
-        _tigerbeetle_store(),
+        _tigerbeetle_batches(),
     ).run(page_size=page_size, progress=False)
     return {
         "scanned": report.scanned,
@@ -163,7 +170,7 @@ def reconcile(triggered_by: str = "schedule") -> dict[str, Any]:
     """Celery beat (RECONCILE_INTERVAL_S): compare every wallet in both stores."""
     run = Reconciliation(
         _mongo_outbox(),
-        _tigerbeetle_store(),
+        _tigerbeetle_batches(),
     ).run(triggered_by=triggered_by)
     return {
         "run_id": run.pk,

@@ -1,8 +1,9 @@
 """The process wiring: which wallet store each process uses, built once per process.
 
 Requests (`wallet_service()`), admin pages, management commands and Celery tasks all take
-their stores from here, so a process keeps one MongoDB connection pool and one TigerBeetle
-client, and its tasks run on the stores its requests use. Settings choose the store
+their stores from here (and the migration jobs their batch port, `tigerbeetle_batches()`,
+over the TigerBeetle store's backend), so a process keeps one MongoDB connection pool and one
+TigerBeetle client, and its tasks run on the stores its requests use. Settings choose the store
 (`WALLET_STORE`: "phased", "mongo" or "tigerbeetle"); the phased store is given the Celery
 tasks to queue after a dual write and after a shadow read, which is how the phase routing
 reaches the tasks without importing them.
@@ -20,6 +21,7 @@ from django.conf import settings
 
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance, WalletStore
+from ledger.batches import LedgerBatches
 from ledger.service import WalletService
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
@@ -85,10 +87,16 @@ def mongo_store() -> MongoWalletStore:
 
 
 def tigerbeetle_store() -> TigerBeetleWalletStore:
-    """The process's TigerBeetle store, typed (the migration jobs post batches through it)."""
+    """The process's TigerBeetle store, typed (support's page and the shadow reads read it)."""
     store = make_store("tigerbeetle")
     assert isinstance(store, TigerBeetleWalletStore)
     return store
+
+
+def tigerbeetle_batches() -> LedgerBatches:
+    """The migration jobs' batch port, over the process's TigerBeetle store's backend: one
+    TigerBeetle client per process, and in tests the backend installed with the stores."""
+    return LedgerBatches(tigerbeetle_store().backend)
 
 
 def mongo_outbox() -> MongoOutbox:

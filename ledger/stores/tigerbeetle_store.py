@@ -1,4 +1,10 @@
-"""The TigerBeetle wallet store: the wallet interface over a ledger backend and the registries.
+"""The TigerBeetle wallet store: the wallet operations over a ledger backend and the registries.
+
+It only stores: credit, debit, void, balance, balances and transaction, and what they need.
+A wallet's accounts are set up by `ledger.wallet_accounts`, its history is read by the
+selectors of `ledger.history`, and the migration's jobs reach the ledger through their own
+batch port, `ledger.batches`. Every operation speaks the wallet stores' error contract
+(`domain.errors`): a ledger that does not answer is StoreUnavailable.
 
 Data model (design.md; its accounts, transfers and balance formula are `ledger.tb_model`): one
 ledger per currency, one wallet account per wallet key (the application's wallet code), one
@@ -19,16 +25,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from tigerbeetle import (
-    Account,
     AccountBalance,
-    CreateAccountResult,
-    CreateAccountStatus,
     CreateTransferResult,
     CreateTransferStatus,
     Transfer,
@@ -36,8 +37,7 @@ from tigerbeetle import (
 )
 
 from domain import errors
-from domain.ids import WalletKey, account_id_for, client_hash_128
-from domain.money import BALANCE_MINOR_MAX, ledger_for_currency
+from domain.ids import WalletKey, client_hash_128
 from domain.wallets import (
     TransactionKind,
     TransactionRecord,
@@ -47,37 +47,37 @@ from domain.wallets import (
     time_of_tb_timestamp,
     write_time,
 )
-from ledger.backends import LedgerBackend, LedgerUnavailable, get_ledger_backend
+from ledger.backends import LedgerBackend, get_ledger_backend
 from ledger.backends.base import BATCH_EVENTS_MAX
+from ledger.history import (
+    LedgerReads,
+    balance_at,
+    store_call,
+    transfer_timestamps,
+    transfers_by_id,
+)
 from ledger.tb_model import (
+    AccountCodes,
     accounts_filter,
     balance_from_account,
     balance_from_snapshot,
     credit_transfer,
     debit_transfer,
     history_filter,
-    is_limit_bookkeeping,
-    latest_event_filter,
-    limit_reservation,
-    posted_balance_changes,
-    system_account,
     void_transfer,
-    wallet_account,
-    wallet_limit_account,
+)
+from ledger.wallet_accounts import (
+    LIMIT_OVERFLOWS,
+    WalletAccounts,
+    account_codes,
+    limit_exceeded,
+    unexpected_refusal,
 )
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.accounts import RegisteredAccount
 from registry.models import WalletTransfer
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-MAX_ACCOUNT_NONCE = 16
-
-_ACCOUNT_ACCEPTED = {CreateAccountStatus.CREATED, CreateAccountStatus.EXISTS}
-# The backfill may have imported the system account (flag `imported`): the same account.
-_SYSTEM_ACCOUNT_ACCEPTED = _ACCOUNT_ACCEPTED | {CreateAccountStatus.EXISTS_WITH_DIFFERENT_FLAGS}
 _CROSS_LEDGER = {
     CreateTransferStatus.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER,
     CreateTransferStatus.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS,
@@ -88,36 +88,9 @@ _OVERFLOWS = {
     CreateTransferStatus.OVERFLOWS_DEBITS,
     CreateTransferStatus.OVERFLOWS_DEBITS_POSTED,
 }
-# A transfer crediting a wallet fails with one of these exactly when the wallet's credits would
-# pass the limit (its reservation holds the rest of 128 bits); so does a reservation of a
-# wallet already past it.
-_LIMIT_OVERFLOWS = {
-    CreateTransferStatus.OVERFLOWS_CREDITS,
-    CreateTransferStatus.OVERFLOWS_CREDITS_POSTED,
-}
-_RESERVATION_ACCEPTED = {CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS}
 # Balances read behind a write: its own snapshot, plus room for writes of other requests to
 # the wallet landing in between.
 _RECENT_BALANCES = 16
-
-
-def wallet_account_code() -> int:
-    """The code of this application's wallet accounts (TB_WALLET_ACCOUNT_CODE): it tells them
-    apart from other applications' accounts on a shared cluster."""
-    code: int = settings.TB_WALLET_ACCOUNT_CODE
-    return code
-
-
-def system_account_code() -> int:
-    """The code of this application's system (funding) accounts (TB_SYSTEM_ACCOUNT_CODE)."""
-    code: int = settings.TB_SYSTEM_ACCOUNT_CODE
-    return code
-
-
-def limit_account_code() -> int:
-    """The code of this application's limit accounts (TB_LIMIT_ACCOUNT_CODE)."""
-    code: int = settings.TB_LIMIT_ACCOUNT_CODE
-    return code
 
 
 def _registered_id(transaction_id: str) -> bool:
@@ -133,13 +106,6 @@ def _registered_id(transaction_id: str) -> bool:
 _REGISTERED_ID_SQL = (
     f"SELECT 1 FROM {WalletTransfer._meta.db_table} WHERE transaction_id = %s LIMIT 1"
 )
-
-
-def _limit_exceeded(key: WalletKey) -> errors.BalanceLimitExceeded:
-    return errors.BalanceLimitExceeded(
-        f"Wallet {key.describe()} would hold more than {BALANCE_MINOR_MAX} minor units "
-        "of credit in all; the ledger's balance limit."
-    )
 
 
 class _BalancesBehind:
@@ -167,14 +133,25 @@ class TigerBeetleWalletStore:
 
     name = "tigerbeetle"
 
-    def __init__(self, backend: LedgerBackend | None = None) -> None:
+    def __init__(
+        self,
+        backend: LedgerBackend | None = None,
+        *,
+        codes: Callable[[], AccountCodes] = account_codes,
+    ) -> None:
+        """`codes` gives the account codes, asked on each use (by default from settings)."""
         self._backend = backend
+        self._codes = codes
 
     @property
     def backend(self) -> LedgerBackend:
         if self._backend is None:
             self._backend = get_ledger_backend()
         return self._backend
+
+    def _accounts(self) -> WalletAccounts:
+        """Account set-up on this store's backend (a wrapper of no state, made per use)."""
+        return WalletAccounts(self.backend, codes=self._codes)
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -183,12 +160,12 @@ class TigerBeetleWalletStore:
     ) -> WalletResult:
         assert amount_minor > 0, "the service refuses amounts that are not positive"
         if _registered_id(transaction_id):
-            replay = self._replay_if_known(
-                transaction_id, TransactionKind.CREDIT, key, amount_minor
+            replay = _replay_if_known(
+                self.backend, transaction_id, TransactionKind.CREDIT, key, amount_minor
             )
             if replay:
                 return replay
-        registered = self._registered_account(key)
+        registered = store_call(self._accounts().registered_account, key)
         transfer = credit_transfer(
             transaction_id,
             tb_account_id=registered.tb_account_id,
@@ -204,7 +181,9 @@ class TigerBeetleWalletStore:
     ) -> WalletResult:
         assert amount_minor > 0, "the service refuses amounts that are not positive"
         if _registered_id(reference_id):
-            replay = self._replay_if_known(reference_id, TransactionKind.DEBIT, key, amount_minor)
+            replay = _replay_if_known(
+                self.backend, reference_id, TransactionKind.DEBIT, key, amount_minor
+            )
             if replay:
                 return replay
         registered = account_registry.find_account(key)
@@ -274,7 +253,7 @@ class TigerBeetleWalletStore:
     ) -> WalletResult | errors.WalletError:
         """What TigerBeetle's answer to a posted void means, inside the void's transaction:
         the result, or the refusal to raise once the transaction has committed."""
-        posted_at = self._posted_timestamp(void, result)
+        posted_at = _posted_timestamp(self.backend, void, result)
         if posted_at:
             transfer_registry.mark_voided(
                 row,
@@ -285,9 +264,12 @@ class TigerBeetleWalletStore:
                 needs_backport=True,
             )
             return WalletResult(
-                transaction=self._record(row),
+                transaction=_record(row),
                 balance=self._balance_after(
-                    row.wallet.key, row.wallet.tb_account_id, posted_at, recent
+                    row.wallet.key,
+                    recent,
+                    tb_account_id=row.wallet.tb_account_id,
+                    tb_timestamp=posted_at,
                 ),
             )
         if result.status == CreateTransferStatus.EXCEEDS_CREDITS:
@@ -295,7 +277,7 @@ class TigerBeetleWalletStore:
             return errors.VoidWouldOverdraw(
                 f"Voiding credit {row.transaction_id!r} would take the wallet below zero."
             )
-        raise self._unexpected(result.status, void)
+        raise unexpected_refusal(result.status, void)
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -303,7 +285,7 @@ class TigerBeetleWalletStore:
         registered = account_registry.find_account(key)
         if registered is None:
             raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-        accounts = self._call(self.backend.lookup_accounts, [registered.tb_account_id])
+        accounts = store_call(self.backend.lookup_accounts, [registered.tb_account_id])
         if not accounts:
             raise errors.WalletNotFound(f"No ledger account for wallet {key.describe()}.")
         return balance_from_account(key, accounts[0])
@@ -313,10 +295,10 @@ class TigerBeetleWalletStore:
         registered = account_registry.accounts_of_client(client_id)
         if not registered:
             return []
-        accounts = self._call(
+        accounts = store_call(
             self.backend.query_accounts,
             accounts_filter(
-                code=wallet_account_code(),
+                code=self._codes().wallet,
                 limit=BATCH_EVENTS_MAX,
                 client_hash=client_hash_128(client_id),
             ),
@@ -329,58 +311,12 @@ class TigerBeetleWalletStore:
         return sorted(balances, key=lambda balance: balance.key.sort_key())
 
     def get_transaction(self, transaction_id: str) -> TransactionRecord:
-        row = (
-            WalletTransfer.objects.select_related("wallet")
-            .filter(transaction_id=transaction_id)
-            .first()
-        )
+        row = _registered_transfer(transaction_id)
         if row is None:
             raise errors.TransactionNotFound(f"No transaction {transaction_id!r}.")
-        return self._record(row)
-
-    # --- batches for the migration's jobs ------------------------------------------------------
-    # The mirror, backfill and reconciliation work in batches of up to BATCH_EVENTS_MAX events
-    # and go through these rather than the backend. Unlike the wallet operations they let
-    # LedgerUnavailable through: each job decides itself whether to retry, count or stop.
-
-    def post_batch(self, transfers: list[Transfer]) -> list[CreateTransferResult]:
-        """create_transfers for a prepared batch: one result per transfer, in order."""
-        return self.backend.create_transfers(transfers)
-
-    def create_account_batch(self, accounts: list[Account]) -> list[CreateAccountResult]:
-        """create_accounts for a prepared batch: one result per account, in order."""
-        return self.backend.create_accounts(accounts)
-
-    def lookup_accounts(self, tb_account_ids: list[int]) -> list[Account]:
-        """The accounts that exist among `tb_account_ids` (missing ids left out)."""
-        return self.backend.lookup_accounts(tb_account_ids)
-
-    def lookup_transfers(self, tb_transfer_ids: list[int]) -> list[Transfer]:
-        """The transfers that exist among `tb_transfer_ids` (missing ids left out)."""
-        return self.backend.lookup_transfers(tb_transfer_ids)
-
-    def wallet_accounts_page(self, *, timestamp_min: int, limit: int) -> list[Account]:
-        """This application's wallet accounts (its wallet code only, never another
-        application's on a shared cluster), oldest first from `timestamp_min`; the next page
-        starts after the last one's timestamp."""
-        return self.backend.query_accounts(
-            accounts_filter(code=wallet_account_code(), limit=limit, timestamp_min=timestamp_min)
-        )
-
-    def latest_timestamp(self) -> int:
-        """The timestamp of the newest account or transfer in the cluster (0 when empty)."""
-        query = latest_event_filter()
-        latest = [account.timestamp for account in self.backend.query_accounts(query)]
-        latest += [transfer.timestamp for transfer in self.backend.query_transfers(query)]
-        return max(latest, default=0)
+        return _record(row)
 
     # --- internals --------------------------------------------------------------------------
-
-    def _call(self, method: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return method(*args, **kwargs)
-        except LedgerUnavailable as exc:
-            raise errors.StoreUnavailable(f"TigerBeetle is unavailable: {exc}") from exc
 
     def _send_transfer(
         self,
@@ -395,41 +331,17 @@ class TigerBeetleWalletStore:
         BalanceLimitExceeded when it overflows the wallet's limit reservation, made first if
         the wallet has none yet."""
         if credits_wallet and not registered.limit_reserved:
-            self._reserve_limit(key, registered)
+            store_call(self._accounts().reserve_limit, key, registered)
         answer, recent = self._send_with_balance_read([transfer], registered.tb_account_id)
         try:
-            (result,) = self._call(answer)
+            (result,) = store_call(answer)
         except BaseException:
             recent.discard()
             raise
-        if credits_wallet and result.status in _LIMIT_OVERFLOWS:
+        if credits_wallet and result.status in LIMIT_OVERFLOWS:
             recent.collect()  # every request sent is answered
-            raise _limit_exceeded(key)
+            raise limit_exceeded(key)
         return result, recent
-
-    def _reserve_limit(self, key: WalletKey, registered: RegisteredAccount) -> None:
-        """Give a wallet registered before limit reservations its limit account and
-        reservation, then mark it reserved. Repeating it (another process, a stale cache
-        entry) is answered `exists`; a wallet already past the limit cannot be reserved,
-        and no credit of it can post."""
-        limit_account = wallet_limit_account(
-            registered.tb_account_id, ledger=registered.ledger, code=limit_account_code()
-        )
-        (account_result,) = self._call(self.backend.create_accounts, [limit_account])
-        if account_result.status not in _ACCOUNT_ACCEPTED:
-            raise RuntimeError(
-                f"limit account of wallet {key.describe()}: {account_result.status!r}"
-            )
-        self._post_reservation(key, registered.tb_account_id, registered.ledger)
-        account_registry.mark_limit_reserved(key, registry_pk=registered.registry_pk)
-
-    def _post_reservation(self, key: WalletKey, tb_account_id: int, ledger: int) -> None:
-        reservation = limit_reservation(tb_account_id, ledger=ledger)
-        (result,) = self._call(self.backend.create_transfers, [reservation])
-        if result.status in _LIMIT_OVERFLOWS:
-            raise _limit_exceeded(key)
-        if result.status not in _RESERVATION_ACCEPTED:
-            raise self._unexpected(result.status, reservation)
 
     def _send_with_balance_read(
         self, transfers: list[Transfer], tb_account_id: int
@@ -437,105 +349,28 @@ class TigerBeetleWalletStore:
         """Send the write and, right behind it, a read of the wallet's newest balances: the
         client sends the read the moment the write is answered, so the balance after the
         write costs no wait of ours between the two. The caller collects both answers."""
-        answer = self._call(self.backend.begin_create_transfers, transfers)
-        recent = self._call(
+        answer = store_call(self.backend.begin_create_transfers, transfers)
+        recent = store_call(
             self.backend.begin_get_account_balances,
             history_filter(tb_account_id, limit=_RECENT_BALANCES, newest_first=True),
         )
-        return answer, _BalancesBehind(lambda: self._call(recent))
+        return answer, _BalancesBehind(lambda: store_call(recent))
 
     def _balance_after(
         self,
         key: WalletKey,
-        tb_account_id: int,
-        timestamp: int,
         recent: _BalancesBehind,
+        *,
+        tb_account_id: int,
+        tb_timestamp: int,
     ) -> WalletBalance:
-        """The balance right after the transfer at `timestamp`, found among the newest
+        """The balance right after the transfer at `tb_timestamp`, found among the newest
         balances read behind it; asked exactly when more writes to the wallet landed in
         between than that read holds."""
         for snapshot in recent.collect():
-            if snapshot.timestamp == timestamp:
+            if snapshot.timestamp == tb_timestamp:
                 return balance_from_snapshot(key, snapshot)
-        return self._balance_at(key, tb_account_id, timestamp)
-
-    def _posted_timestamp(self, transfer: Transfer, result: CreateTransferResult) -> int:
-        """The timestamp of `transfer` when TigerBeetle holds it (created now, or `exists`),
-        else 0. The same write posted with another `linked` flag, which TigerBeetle keeps (in a
-        limit probe's chain, before reservations; alone, as now and as the mirror replays
-        it), is answered `exists_with_different_flags`, and counts as `exists` here."""
-        if result.status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
-            return int(result.timestamp)
-        if result.status != CreateTransferStatus.EXISTS_WITH_DIFFERENT_FLAGS:
-            return 0
-        stored = self.transfers_by_id([transfer.id]).get(transfer.id)
-        if stored is None:
-            return 0
-        fields = ("debit_account_id", "credit_account_id", "amount", "user_data_128", "ledger")
-        same = (
-            all(getattr(stored, name) == getattr(transfer, name) for name in fields)
-            and stored.code == transfer.code
-            and stored.flags & ~TransferFlags.LINKED == transfer.flags & ~TransferFlags.LINKED
-        )
-        return int(stored.timestamp) if same else 0
-
-    def _registered_account(self, key: WalletKey) -> RegisteredAccount:
-        """The wallet's registry entry, creating its accounts on first use."""
-        registered = account_registry.find_account(key)
-        if registered is not None:
-            return registered
-        self.ensure_wallet_account(key)
-        registered = account_registry.find_account(key)
-        assert registered is not None, "a wallet account was registered just now"
-        return registered
-
-    def ensure_wallet_account(self, key: WalletKey, *, reserve_limit: bool = True) -> int:
-        """The wallet's account id, creating the system, wallet and limit accounts and, with
-        `reserve_limit`, the wallet's limit reservation on first use (without it, the
-        store reserves before the wallet's first credit).
-
-        The account's fields encode the whole key, so TigerBeetle itself reports an id that
-        belongs to another wallet (`exists_with_different_*`): then the nonce is bumped.
-        """
-        registered = account_registry.find_account(key)
-        if registered is not None:
-            return registered.tb_account_id
-        ledger = ledger_for_currency(key.currency)
-        system = system_account(ledger, code=system_account_code())
-        for nonce in range(MAX_ACCOUNT_NONCE):
-            wallet = wallet_account(
-                key,
-                account_id=account_id_for(key, nonce),
-                ledger=ledger,
-                code=wallet_account_code(),
-            )
-            limit_account = wallet_limit_account(
-                wallet.id, ledger=ledger, code=limit_account_code()
-            )
-            system_result, wallet_result, limit_result = self._call(
-                self.backend.create_accounts, [system, wallet, limit_account]
-            )
-            if system_result.status not in _SYSTEM_ACCOUNT_ACCEPTED:
-                raise RuntimeError(f"system account of ledger {ledger}: {system_result.status!r}")
-            if wallet_result.status not in _ACCOUNT_ACCEPTED:
-                continue  # the id belongs to another wallet: next nonce
-            if limit_result.status not in _ACCOUNT_ACCEPTED:
-                raise RuntimeError(
-                    f"limit account of wallet {key.describe()}: {limit_result.status!r}"
-                )
-            if reserve_limit:
-                self._post_reservation(key, wallet.id, ledger)
-            try:
-                return account_registry.register_account(
-                    key,
-                    tb_account_id=wallet.id,
-                    ledger=ledger,
-                    nonce=nonce,
-                    limit_reserved=reserve_limit,
-                ).tb_account_id
-            except account_registry.AccountIdTaken:
-                continue
-        raise RuntimeError(f"no free account id for {key.describe()} in {MAX_ACCOUNT_NONCE} nonces")
+        return balance_at(self.backend, key, tb_account_id=tb_account_id, tb_timestamp=tb_timestamp)
 
     def _post(
         self,
@@ -579,19 +414,21 @@ class TigerBeetleWalletStore:
         status = result.status
         if status == CreateTransferStatus.CREATED:
             # The balance read travels while the registry row is written.
-            row = self._remember_transfer(
+            row = _remember_transfer(
                 transfer, transaction_id, kind, registered, result.timestamp, made_by=made_by
             )
-            balance = self._balance_after(key, registered.tb_account_id, result.timestamp, recent)
-            return WalletResult(transaction=self._record(row, key), balance=balance)
+            balance = self._balance_after(
+                key, recent, tb_account_id=registered.tb_account_id, tb_timestamp=result.timestamp
+            )
+            return WalletResult(transaction=_record(row, key), balance=balance)
         recent.collect()  # every request sent is answered
-        posted_at = self._posted_timestamp(transfer, result)
+        posted_at = _posted_timestamp(self.backend, transfer, result)
         if posted_at:
             # Applied before, registry row lost in between (crash or race): repair, replay.
-            self._remember_transfer(
+            _remember_transfer(
                 transfer, transaction_id, kind, registered, posted_at, made_by=made_by
             )
-            replay = self._replay_if_known(transaction_id, kind, key, transfer.amount)
+            replay = _replay_if_known(self.backend, transaction_id, kind, key, transfer.amount)
             assert replay is not None
             return replay
         if status.name.startswith("EXISTS_WITH_DIFFERENT_"):
@@ -599,7 +436,7 @@ class TigerBeetleWalletStore:
                 f"Id {transaction_id!r} was already used for a different {kind.value}."
             )
         if status == CreateTransferStatus.EXCEEDS_CREDITS:
-            self._remember_transfer(
+            _remember_transfer(
                 transfer,
                 transaction_id,
                 kind,
@@ -612,7 +449,7 @@ class TigerBeetleWalletStore:
                 f"Wallet {key.describe()} has less available credit than the amount."
             )
         if status == CreateTransferStatus.ID_ALREADY_FAILED:
-            replay = self._replay_if_known(transaction_id, kind, key, transfer.amount)
+            replay = _replay_if_known(self.backend, transaction_id, kind, key, transfer.amount)
             if replay:
                 return replay
             raise errors.IdempotencyConflict(
@@ -627,184 +464,113 @@ class TigerBeetleWalletStore:
             raise errors.WalletNotFound(f"No ledger account for wallet {key.describe()}.")
         if status in _OVERFLOWS:
             raise errors.InvalidAmount("The amount would overflow the wallet's balance.")
-        raise self._unexpected(status, transfer)
+        raise unexpected_refusal(status, transfer)
 
-    def _remember_transfer(
-        self,
-        transfer: Transfer,
-        transaction_id: str,
-        kind: TransactionKind,
-        registered: RegisteredAccount,
-        tb_timestamp: int | None,
-        failure_code: str = "",
-        made_by: str = "",
-    ) -> WalletTransfer:
-        # The write's time is TigerBeetle's (also when a retry repairs a lost row).
-        created_at = (
-            time_of_tb_timestamp(tb_timestamp) if tb_timestamp else write_time(timezone.now())
+
+def _posted_timestamp(ledger: LedgerReads, transfer: Transfer, result: CreateTransferResult) -> int:
+    """The timestamp of `transfer` when TigerBeetle holds it (created now, or `exists`),
+    else 0. The same write posted with another `linked` flag, which TigerBeetle keeps (in a
+    limit probe's chain, before reservations; alone, as now and as the mirror replays
+    it), is answered `exists_with_different_flags`, and counts as `exists` here."""
+    if result.status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
+        return int(result.timestamp)
+    if result.status != CreateTransferStatus.EXISTS_WITH_DIFFERENT_FLAGS:
+        return 0
+    stored = transfers_by_id(ledger, [transfer.id]).get(transfer.id)
+    if stored is None:
+        return 0
+    fields = ("debit_account_id", "credit_account_id", "amount", "user_data_128", "ledger")
+    same = (
+        all(getattr(stored, name) == getattr(transfer, name) for name in fields)
+        and stored.code == transfer.code
+        and stored.flags & ~TransferFlags.LINKED == transfer.flags & ~TransferFlags.LINKED
+    )
+    return int(stored.timestamp) if same else 0
+
+
+def _replay_if_known(
+    ledger: LedgerReads,
+    transaction_id: str,
+    kind: TransactionKind,
+    key: WalletKey,
+    amount_minor: int,
+) -> WalletResult | None:
+    """The original result of an id seen before, or IdempotencyConflict if it differs."""
+    row = _registered_transfer(transaction_id)
+    if row is None:
+        return None
+    if row.kind != kind.value or row.wallet.key != key or row.amount_minor != amount_minor:
+        raise errors.IdempotencyConflict(
+            f"Id {transaction_id!r} was already used for a different request."
         )
-        return transfer_registry.record_store_write(
-            transaction_id=transaction_id,
-            wallet_pk=registered.registry_pk,
-            kind=kind.value,
-            amount_minor=transfer.amount,
-            tb_transfer_id=transfer.id,
-            tb_timestamp=tb_timestamp,
-            created_at=created_at,
-            failure_code=failure_code,
-            made_by=made_by,
+    if row.state == WalletTransfer.State.FAILED:
+        raise errors.InsufficientFunds(
+            f"Wallet {key.describe()} had less available credit than the amount."
         )
-
-    def _replay_if_known(
-        self, transaction_id: str, kind: TransactionKind, key: WalletKey, amount_minor: int
-    ) -> WalletResult | None:
-        """The original result of an id seen before, or IdempotencyConflict if it differs."""
-        row = (
-            WalletTransfer.objects.select_related("wallet")
-            .filter(transaction_id=transaction_id)
-            .first()
-        )
-        if row is None:
-            return None
-        if row.kind != kind.value or row.wallet.key != key or row.amount_minor != amount_minor:
-            raise errors.IdempotencyConflict(
-                f"Id {transaction_id!r} was already used for a different request."
-            )
-        if row.state == WalletTransfer.State.FAILED:
-            raise errors.InsufficientFunds(
-                f"Wallet {key.describe()} had less available credit than the amount."
-            )
-        timestamp = row.tb_timestamp or self._transfer_timestamp(row.tb_transfer_id)
-        return WalletResult(
-            transaction=self._record(row),
-            balance=self._balance_at(key, row.wallet.tb_account_id, timestamp),
-            replayed=True,
-        )
-
-    def _transfer_timestamp(self, tb_transfer_id: int) -> int:
-        timestamp = self.transfer_timestamps([tb_transfer_id]).get(tb_transfer_id)
-        if timestamp is None:
-            raise errors.TransactionNotFound("The transaction's transfer is not in the ledger.")
-        return timestamp
-
-    def _balance_at(self, key: WalletKey, tb_account_id: int, timestamp: int) -> WalletBalance:
-        """The wallet's balance right after the transfer at `timestamp` (accounts keep
-        history), so a replay answers exactly what the original request answered."""
-        return self._begin_balance_at(key, tb_account_id, timestamp)()
-
-    def _begin_balance_at(
-        self, key: WalletKey, tb_account_id: int, timestamp: int
-    ) -> Callable[[], WalletBalance]:
-        """`_balance_at`, asked now and answered by the returned call."""
-        answer = self._call(
-            self.backend.begin_get_account_balances,
-            history_filter(
-                tb_account_id,
-                limit=1,
-                timestamp_min=timestamp,
-                timestamp_max=timestamp,
-                newest_first=False,
-            ),
-        )
-
-        def balance() -> WalletBalance:
-            snapshots = self._call(answer)
-            if not snapshots:
-                raise errors.StoreUnavailable(
-                    "TigerBeetle has no balance snapshot of the transfer."
-                )
-            return balance_from_snapshot(key, snapshots[0])
-
-        return balance
-
-    def recent_transfers(
-        self, key: WalletKey, limit: int = 20, before_timestamp: int = 0
-    ) -> list[Transfer]:
-        """The wallet account's latest transfers, newest first (get_account_transfers);
-        `before_timestamp` (TigerBeetle ns, exclusive) pages back from there."""
-        registered = account_registry.find_account(key)
-        if registered is None:
-            raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-        transfers = self._call(
-            self.backend.get_account_transfers,
-            history_filter(
-                registered.tb_account_id,
-                limit=_with_bookkeeping(limit),
-                timestamp_max=before_timestamp - 1 if before_timestamp else 0,
-            ),
-        )
-        return [transfer for transfer in transfers if not is_limit_bookkeeping(transfer)][:limit]
-
-    def balance_history(
-        self, key: WalletKey, limit: int = 20, before_timestamp: int = 0
-    ) -> list[WalletBalance]:
-        """The wallet's balance after each of its latest transfers, newest first
-        (get_account_balances; wallet accounts keep history), paged like recent_transfers."""
-        registered = account_registry.find_account(key)
-        if registered is None:
-            raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-        asked = _with_bookkeeping(limit)
-        snapshots = self._call(
-            self.backend.get_account_balances,
-            history_filter(
-                registered.tb_account_id,
-                limit=asked,
-                timestamp_max=before_timestamp - 1 if before_timestamp else 0,
-            ),
-        )
-        changes = posted_balance_changes(snapshots, whole_history=len(snapshots) < asked)
-        return [balance_from_snapshot(key, snapshot) for snapshot in changes[:limit]]
-
-    def transfers_by_id(self, tb_transfer_ids: list[int]) -> dict[int, Transfer]:
-        """The existing transfers among `tb_transfer_ids`, by id."""
-        transfers = self._call(self.backend.lookup_transfers, tb_transfer_ids)
-        return {transfer.id: transfer for transfer in transfers}
-
-    def transfer_timestamps(self, tb_transfer_ids: list[int]) -> dict[int, int]:
-        """TigerBeetle's timestamps of existing transfers, by id (missing ids left out)."""
-        if not tb_transfer_ids:
-            return {}
-        transfers = self._call(self.backend.lookup_transfers, tb_transfer_ids)
-        return {transfer.id: transfer.timestamp for transfer in transfers}
-
-    def balance_before(self, key: WalletKey, timestamp: int) -> WalletBalance:
-        """The wallet's balance just before TigerBeetle's `timestamp` (zero before any
-        transfer): what a store that had applied everything earlier held."""
-        registered = account_registry.find_account(key)
-        if registered is None:
-            raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-        snapshots = self._call(
-            self.backend.get_account_balances,
-            history_filter(registered.tb_account_id, limit=1, timestamp_max=timestamp - 1),
-        )
-        if not snapshots:
-            return WalletBalance(key=key, credit_minor=0, debit_minor=0, historical_credit_minor=0)
-        return balance_from_snapshot(key, snapshots[0])
-
-    @staticmethod
-    def _record(row: WalletTransfer, key: WalletKey | None = None) -> TransactionRecord:
-        """`key` saves loading the wallet row when the caller knows it."""
-        return TransactionRecord(
-            transaction_id=row.transaction_id,
-            kind=TransactionKind(row.kind),
-            key=key or row.wallet.key,
-            amount_minor=row.amount_minor,
-            state=TransactionState(row.state),
-            created_at=row.created_at,
-            failure_code=row.failure_code,
-            made_by=row.made_by,
-            voided_at=row.voided_at,
-            voided_by=row.voided_by,
-            void_reason=row.void_reason,
-        )
-
-    @staticmethod
-    def _unexpected(status: CreateTransferStatus, transfer: Transfer) -> RuntimeError:
-        return RuntimeError(f"TigerBeetle refused transfer {transfer.id:#x}: {status.name}")
+    timestamp = row.tb_timestamp or _transfer_timestamp(ledger, row.tb_transfer_id)
+    return WalletResult(
+        transaction=_record(row),
+        balance=balance_at(
+            ledger, key, tb_account_id=row.wallet.tb_account_id, tb_timestamp=timestamp
+        ),
+        replayed=True,
+    )
 
 
-def _with_bookkeeping(limit: int) -> int:
-    """How many of a wallet's newest transfers (or snapshots) to read to find `limit` of its
-    own: each may come with an older limit probe and the probe's void, the wallet may hold
-    its reservation among them, and `posted_balance_changes` leaves out the oldest read."""
-    return min(3 * limit + 2, BATCH_EVENTS_MAX)
+def _transfer_timestamp(ledger: LedgerReads, tb_transfer_id: int) -> int:
+    timestamp = transfer_timestamps(ledger, [tb_transfer_id]).get(tb_transfer_id)
+    if timestamp is None:
+        raise errors.TransactionNotFound("The transaction's transfer is not in the ledger.")
+    return timestamp
+
+
+def _registered_transfer(transaction_id: str) -> WalletTransfer | None:
+    """The registry row of `transaction_id`, with its wallet."""
+    return (
+        WalletTransfer.objects.select_related("wallet")
+        .filter(transaction_id=transaction_id)
+        .first()
+    )
+
+
+def _remember_transfer(
+    transfer: Transfer,
+    transaction_id: str,
+    kind: TransactionKind,
+    registered: RegisteredAccount,
+    tb_timestamp: int | None,
+    *,
+    failure_code: str = "",
+    made_by: str = "",
+) -> WalletTransfer:
+    """The write's registry row; its time is TigerBeetle's (also when a retry repairs a lost
+    row), or now for a refused write, which TigerBeetle never holds."""
+    created_at = time_of_tb_timestamp(tb_timestamp) if tb_timestamp else write_time(timezone.now())
+    return transfer_registry.record_store_write(
+        transaction_id=transaction_id,
+        wallet_pk=registered.registry_pk,
+        kind=kind.value,
+        amount_minor=transfer.amount,
+        tb_transfer_id=transfer.id,
+        tb_timestamp=tb_timestamp,
+        created_at=created_at,
+        failure_code=failure_code,
+        made_by=made_by,
+    )
+
+
+def _record(row: WalletTransfer, key: WalletKey | None = None) -> TransactionRecord:
+    """`key` saves loading the wallet row when the caller knows it."""
+    return TransactionRecord(
+        transaction_id=row.transaction_id,
+        kind=TransactionKind(row.kind),
+        key=key or row.wallet.key,
+        amount_minor=row.amount_minor,
+        state=TransactionState(row.state),
+        created_at=row.created_at,
+        failure_code=row.failure_code,
+        made_by=row.made_by,
+        voided_at=row.voided_at,
+        voided_by=row.voided_by,
+        void_reason=row.void_reason,
+    )

@@ -144,7 +144,7 @@ def test_the_latency_chart_follows_every_store_read_in_phase_4(
     key = new_key()
     stores.phased.add_credit(key, 100, tx())
     stores.phased.get_balance(key)
-    move_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.tigerbeetle)
+    move_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.batches)
     stores.phased.get_balance(key)
 
     page = product.get("/admin/migration/dashboard/").content.decode()
@@ -195,7 +195,7 @@ def test_leaving_phase_4_says_how_many_writes_are_copied_back(
 ) -> None:
     backfill_done()
     enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
-    move_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.tigerbeetle)
+    move_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.batches)
     key = new_key()
     stores.phased.add_credit(key, 100, tx())
     stores.phased.add_credit(key, 100, tx())

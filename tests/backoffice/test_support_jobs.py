@@ -135,7 +135,7 @@ def test_in_phase_4_a_phase_4_transaction_has_a_void_link_on_the_wallet_page(
 ) -> None:
     settings.PHASE_CHANGE_SETTLE_S = 0
     Milestone.objects.create(name=Milestone.BACKFILL_COMPLETED, reached_at=timezone.now())
-    change_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.tigerbeetle)
+    change_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.batches)
     phase4_debit = tx()
     stores.phased.subtract_credit(wallet[0], 500, phase4_debit)
 
@@ -244,7 +244,7 @@ def test_in_phase_4_the_page_says_tigerbeetle_is_authoritative_and_does_not_alar
 ) -> None:
     settings.PHASE_CHANGE_SETTLE_S = 0
     Milestone.objects.create(name=Milestone.BACKFILL_COMPLETED, reached_at=timezone.now())
-    change_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.tigerbeetle)
+    change_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.batches)
     stores.phased.add_credit(wallet[0], 500, tx())
 
     page = wallet_page(support, wallet[0]).content.decode()

@@ -178,9 +178,7 @@ def test_support_voids_a_phase_4_transaction_from_the_wallet_page(
     key = new_key()
     committed_stores.phased.add_credit(key, 10_000, tx())
     Milestone.objects.create(name=Milestone.BACKFILL_COMPLETED, reached_at=timezone.now())
-    change_phase(
-        Phase.TIGERBEETLE_ONLY, "tester", committed_stores.mongo, committed_stores.tigerbeetle
-    )
+    change_phase(Phase.TIGERBEETLE_ONLY, "tester", committed_stores.mongo, committed_stores.batches)
     phase4_debit = tx()
     committed_stores.phased.subtract_credit(key, 2_500, phase4_debit)
     log_in(page, live_server.url, staff_in("Support"))

@@ -16,6 +16,7 @@ from domain.ids import WalletKey
 from flags.audit import apply_state
 from flags.phases import Phase, state_for_phase
 from ledger.backends.base import LedgerBackend
+from ledger.batches import LedgerBatches
 from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
@@ -36,8 +37,13 @@ class Stores:
     def outbox(self) -> MongoOutbox:
         return MongoOutbox(self.mongo)
 
+    @property
+    def batches(self) -> LedgerBatches:
+        """The jobs' batch port over the TigerBeetle store's backend (as the wiring builds it)."""
+        return LedgerBatches(self.tigerbeetle.backend)
+
     def mirror(self) -> Mirror:
-        return Mirror(self.outbox, self.tigerbeetle)
+        return Mirror(self.outbox, self.batches)
 
 
 def install_stores(mongo_url: str, database: str, backend: LedgerBackend) -> Stores:

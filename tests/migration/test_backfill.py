@@ -18,6 +18,7 @@ from domain.ids import account_id_for, opening_balance_transfer_id, transaction_
 from flags.models import Milestone
 from flags.phases import Phase
 from ledger.engine.backend import EngineBackend
+from ledger.history import transfer_timestamps
 from ledger.stores.mongo_outbox import WalletSnapshot
 from ledger.stores.mongo_store import LOG, MirrorState, MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
@@ -37,7 +38,7 @@ from wallet_site.wiring import phased_store
 
 
 def backfill(stores: Stores) -> Backfill:
-    return Backfill(stores.outbox, stores.tigerbeetle)
+    return Backfill(stores.outbox, stores.batches)
 
 
 def test_a_legacy_wallet_arrives_with_all_three_balance_fields(stores: Stores) -> None:
@@ -119,7 +120,9 @@ def test_a_live_write_between_two_pages_is_passed_by_the_next_page(stores: Store
     assert (report.imported, report.failed) == (2, [])
     assert_stores_agree(stores, [first, second])
     live_transfer_id = transaction_transfer_id(live_id)
-    live_timestamp = stores.tigerbeetle.transfer_timestamps([live_transfer_id])[live_transfer_id]
+    live_timestamp = transfer_timestamps(stores.tigerbeetle.backend, [live_transfer_id])[
+        live_transfer_id
+    ]
     account = stores.tigerbeetle.backend.lookup_accounts([account_id_for(second)])[0]
     assert account.timestamp > live_timestamp
 
@@ -249,7 +252,7 @@ def test_a_mongodb_failure_while_reading_ahead_stops_the_run_after_the_pages_rea
     monkeypatch.setattr(outbox, "wallet_batches", failing_after_one_page)
 
     with pytest.raises(StoreUnavailable):
-        Backfill(outbox, stores.tigerbeetle).run(page_size=2, progress=False)
+        Backfill(outbox, stores.batches).run(page_size=2, progress=False)
 
     imported = WalletAccount.objects.filter(client_id__in=[k.client_id for k in keys])
     assert imported.count() == 2

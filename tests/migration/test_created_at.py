@@ -30,7 +30,7 @@ def move(stores: Stores, phase: Phase) -> None:
         Milestone.objects.get_or_create(
             name=Milestone.BACKFILL_COMPLETED, defaults={"reached_at": timezone.now()}
         )
-    change_phase(phase, "tester", stores.mongo, stores.tigerbeetle)
+    change_phase(phase, "tester", stores.mongo, stores.batches)
 
 
 def credit(api: APIClient, key: WalletKey, transaction_id: str, amount: str = "5.00") -> str:
@@ -95,7 +95,7 @@ def test_a_transaction_older_than_the_backfill_keeps_its_time_in_tigerbeetle(
     enter_phase(Phase.READ_CUTOVER)
     time.sleep(0.01)
 
-    Backfill(stores.outbox, stores.tigerbeetle).run(progress=False)
+    Backfill(stores.outbox, stores.batches).run(progress=False)
     move(stores, Phase.TIGERBEETLE_ONLY)
 
     assert read_created_at(api, transaction_id) == answered

@@ -13,8 +13,9 @@ from django.db import connections
 
 from domain.ids import WalletKey
 from flags.phases import Phase
-from ledger.backends import LedgerUnavailable
+from ledger.backends import LedgerUnavailable, get_ledger_backend
 from ledger.backends.base import BATCH_EVENTS_MAX
+from ledger.batches import LedgerBatches
 from ledger.stores.mongo_store import LOG, MirrorState
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from registry.models import WalletTransfer
@@ -250,7 +251,7 @@ def _die_before_marking(mongo_url: str, database: str) -> None:
 
     outbox = MongoOutbox(MongoWalletStore(mongo_url, database=database))
     outbox.mark_each = lambda outcomes: os._exit(137)  # type: ignore[method-assign]
-    Mirror(outbox, TigerBeetleWalletStore()).drain()
+    Mirror(outbox, LedgerBatches(get_ledger_backend())).drain()
     os._exit(0)
 
 

@@ -29,7 +29,7 @@ from wallet_site.wiring import phased_store
 
 
 def move(stores: Stores, phase: Phase, **kwargs: Any) -> Any:
-    return change_phase(phase, "tester", stores.mongo, stores.tigerbeetle, **kwargs)
+    return change_phase(phase, "tester", stores.mongo, stores.batches, **kwargs)
 
 
 def backfill_done() -> None:
@@ -246,7 +246,7 @@ def test_a_transaction_older_than_the_backfill_snapshot_can_be_voided_in_phase_4
     old_credit = tx()
     stores.phased.add_credit(key, 500, old_credit)  # phase 0: covered by the snapshot
     enter_phase(Phase.READ_CUTOVER)
-    Backfill(stores.outbox, stores.tigerbeetle).run(progress=False)
+    Backfill(stores.outbox, stores.batches).run(progress=False)
     move(stores, Phase.TIGERBEETLE_ONLY)
 
     result = stores.phased.void_transaction(old_credit, "support", "duplicate top-up")
@@ -293,7 +293,7 @@ def test_tigerbeetle_only_is_refused_while_a_mongodb_wallet_is_missing_from_tige
     stores: Stores,
 ) -> None:
     enter_phase(Phase.READ_CUTOVER)
-    Backfill(stores.outbox, stores.tigerbeetle).run(progress=False)
+    Backfill(stores.outbox, stores.batches).run(progress=False)
     key = new_key()
     stores.phased.add_credit(key, 100, tx())  # mirrored as usual
     stray = new_key()
@@ -383,7 +383,7 @@ def test_a_copy_back_longer_than_one_page_keeps_tigerbeetles_order(stores: Store
     tigerbeetle_order = [ids[0], ids[1], f"void {ids[1]}", ids[2], ids[3], f"void {ids[3]}"]
     tigerbeetle_order += [ids[4], ids[5]]
 
-    copied = backport_tigerbeetle_writes(stores.mongo, stores.tigerbeetle, page_rows=2)
+    copied = backport_tigerbeetle_writes(stores.mongo, stores.batches, page_rows=2)
 
     assert copied == 8
     log = stores.mongo.database[LOG].find(

@@ -93,7 +93,9 @@ def test_a_shadow_read_is_compared_at_the_point_the_read_saw(stores: Stores) -> 
     phased.subtract_credit(key, 100, tx())
 
     balance, seq = captured[0]
-    comparison = compare_shadow_read(balance, seq, stores.outbox, stores.tigerbeetle)
+    comparison = compare_shadow_read(
+        balance, seq, stores.outbox, stores.tigerbeetle, stores.batches
+    )
 
     assert comparison.outcome == ShadowComparison.Outcome.MATCH
     assert comparison.tb_credit_minor == 500
@@ -105,7 +107,7 @@ def test_a_shadow_read_waits_for_the_mirror_instead_of_reporting_lag(stores: Sto
     snapshot = stores.outbox.snapshots([key])[key]
 
     comparison = compare_shadow_read(
-        snapshot.balance, snapshot.wallet_seq, stores.outbox, stores.tigerbeetle
+        snapshot.balance, snapshot.wallet_seq, stores.outbox, stores.tigerbeetle, stores.batches
     )
 
     assert comparison.outcome == ShadowComparison.Outcome.MATCH
@@ -122,7 +124,7 @@ def test_a_shadow_read_behind_an_unreachable_mirror_says_the_entries_wait_for_th
     snapshot = stores.outbox.snapshots([key])[key]
 
     comparison = compare_shadow_read(
-        snapshot.balance, snapshot.wallet_seq, stores.outbox, stores.tigerbeetle
+        snapshot.balance, snapshot.wallet_seq, stores.outbox, stores.tigerbeetle, stores.batches
     )
 
     assert comparison.outcome == ShadowComparison.Outcome.MISSING

@@ -6,6 +6,7 @@ from __future__ import annotations
 from domain.ids import ID_SCHEME_VERSION, _hash_bits, u128_to_hex
 from domain.money import ledger_for_currency
 from flags.phases import Phase
+from ledger import history
 from ledger.stores.mongo_store import LOG, MirrorState
 from ledger.tb_model import TRANSFER_CODE_VOID, debit_transfer
 from registry.models import WalletAccount, WalletTransfer
@@ -47,7 +48,7 @@ def test_a_debit_mirrored_under_its_old_transfer_id_is_voided_against_that_trans
 
     voids = [
         transfer
-        for transfer in stores.tigerbeetle.recent_transfers(key)
+        for transfer in history.recent_transfers(stores.tigerbeetle.backend, key)
         if transfer.code == TRANSFER_CODE_VOID
     ]
     assert [void.user_data_128 for void in voids] == [old_debit.id]

@@ -48,11 +48,11 @@ def test_stepping_back_from_phase_4_copies_a_lookalike_credit_and_a_void_apart(
     key = new_key()
     original = tx()
     stores.phased.add_credit(key, 1_000, original)
-    change_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.tigerbeetle)
+    change_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.batches)
     stores.phased.void_transaction(original, "support", "refund")
     stores.phased.add_credit(key, 200, f"void:{original}")
 
-    change_phase(Phase.READ_CUTOVER, "tester", stores.mongo, stores.tigerbeetle)
+    change_phase(Phase.READ_CUTOVER, "tester", stores.mongo, stores.batches)
 
     assert stores.mongo.get_transaction(original).state == "voided"
     assert stores.mongo.get_transaction(f"void:{original}").amount_minor == 200

@@ -14,6 +14,7 @@ import pytest
 from domain import errors
 from domain.ids import WalletKey
 from domain.wallets import TransactionKind, TransactionState, WalletStore
+from ledger import history
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from registry.models import WalletTransfer
 from tests.concurrency import run_concurrently
@@ -470,7 +471,9 @@ def assert_ledger_holds_only_registered_transfers(
     store: TigerBeetleWalletStore, key: WalletKey
 ) -> None:
     """Support finds (and voids) a transfer through the registry: none may be unnamed."""
-    in_ledger = {transfer.id for transfer in store.recent_transfers(key, limit=1000)}
+    in_ledger = {
+        transfer.id for transfer in history.recent_transfers(store.backend, key, limit=1000)
+    }
     named = {
         row.tb_transfer_id
         for row in WalletTransfer.objects.filter(

@@ -15,12 +15,9 @@ from domain.ids import WalletKey, account_id_for, limit_account_id, limit_reserv
 from domain.money import BALANCE_MINOR_MAX, ledger_for_currency
 from domain.wallets import TransactionState, WalletResult, WalletStore
 from ledger.backends import LedgerBackend
-from ledger.stores.tigerbeetle_store import (
-    TigerBeetleWalletStore,
-    system_account_code,
-    wallet_account_code,
-)
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import credit_transfer, system_account, wallet_account
+from ledger.wallet_accounts import account_codes
 from registry.accounts import find_account, forget, register_account
 from registry.models import WalletAccount
 from tests.concurrency import run_concurrently
@@ -294,10 +291,9 @@ def test_a_retry_with_another_amount_of_a_credit_posted_unlinked_is_a_conflict(
 def registered_without_reservation(key: WalletKey, backend: LedgerBackend) -> int:
     """A wallet as created before limit reservations: its account and registry row only."""
     ledger = ledger_for_currency(key.currency)
-    wallet = wallet_account(
-        key, account_id=account_id_for(key), ledger=ledger, code=wallet_account_code()
-    )
-    created = backend.create_accounts([system_account(ledger, code=system_account_code()), wallet])
+    codes = account_codes()
+    wallet = wallet_account(key, account_id=account_id_for(key), ledger=ledger, code=codes.wallet)
+    created = backend.create_accounts([system_account(ledger, code=codes.system), wallet])
     assert created[1].status == CreateAccountStatus.CREATED
     register_account(key, tb_account_id=wallet.id, ledger=ledger, nonce=0)
     return wallet.id
@@ -380,34 +376,3 @@ def test_a_wallet_already_past_the_limit_takes_no_credit_and_stays_unreserved(
         )
         == []
     )
-
-
-def test_a_wallets_history_pages_through_its_own_transfers_without_limit_bookkeeping(
-    db: None, wallet_ledger_backend: LedgerBackend
-) -> None:
-    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
-    key = new_key()
-    store.add_credit(key, 700, f"tx-{uuid.uuid4().hex}")
-    reference = f"ref-{uuid.uuid4().hex}"
-    store.subtract_credit(key, 200, reference)
-    store.add_credit(key, 50, f"tx-{uuid.uuid4().hex}")
-    store.void_transaction(reference, "support", "refund")  # credits the wallet
-
-    pages, balances, before = [], [], 0
-    for _ in range(5):
-        page = store.recent_transfers(key, limit=1, before_timestamp=before)
-        balances += store.balance_history(key, limit=1, before_timestamp=before)
-        if not page:
-            break
-        pages += page
-        before = page[-1].timestamp
-
-    assert [transfer.amount for transfer in pages] == [200, 50, 200, 700]
-    assert [balance.fields_minor() for balance in balances] == [
-        (750, 200, 950),
-        (550, 200, 750),
-        (500, 200, 700),
-        (700, 0, 700),
-    ]
-    assert [t.amount for t in store.recent_transfers(key, limit=3)] == [200, 50, 200]
-    assert len(store.balance_history(key, limit=10)) == 4

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from migration.backfill import PAGE_SIZE, Backfill
-from wallet_site.wiring import mongo_outbox, tigerbeetle_store
+from wallet_site.wiring import mongo_outbox, tigerbeetle_batches
 
 
 class Command(BaseCommand):
@@ -22,7 +22,7 @@ class Command(BaseCommand):
             raise CommandError("--page-size must be between 1 and 8189")
         report = Backfill(
             mongo_outbox(),
-            tigerbeetle_store(),
+            tigerbeetle_batches(),
         ).run(page_size=options["page_size"], progress=False if options["no_progress"] else None)
         self.stdout.write(
             f"scanned {report.scanned}, imported {report.imported}, "

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from migration.mirror import Mirror
-from wallet_site.wiring import mongo_outbox, tigerbeetle_store
+from wallet_site.wiring import mongo_outbox, tigerbeetle_batches
 
 
 class Command(BaseCommand):
@@ -22,7 +22,7 @@ class Command(BaseCommand):
         if options["requeue_parked"]:
             self.stdout.write(f"requeued {outbox.requeue_parked()} parked entries")
         if options["drain"]:
-            report = Mirror(outbox, tigerbeetle_store()).drain()
+            report = Mirror(outbox, tigerbeetle_batches()).drain()
             self.stdout.write(
                 f"applied {report.applied}, already applied {report.already_applied}, "
                 f"covered {report.covered}, awaiting backfill {report.waiting_for_backfill}, "

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from migration.reconciliation import Reconciliation
-from wallet_site.wiring import mongo_outbox, tigerbeetle_store
+from wallet_site.wiring import mongo_outbox, tigerbeetle_batches
 
 
 class Command(BaseCommand):
@@ -17,7 +17,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         run = Reconciliation(
             mongo_outbox(),
-            tigerbeetle_store(),
+            tigerbeetle_batches(),
         ).run(triggered_by=f"{getpass.getuser()} (command)")
         self.stdout.write(
             f"run {run.pk}: checked {run.checked}, matched {run.matched}, "
