@@ -19,7 +19,6 @@ from domain.ids import WalletKey, u128_to_hex
 from domain.wallets import TransactionRecord, WalletBalance
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase
-from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import (
@@ -28,6 +27,7 @@ from ledger.tb_model import (
     TRANSFER_CODE_OPENING_BALANCE,
     TRANSFER_CODE_VOID,
 )
+from migration.outbox import MirrorOutbox
 from registry import accounts as account_registry
 from registry.models import WalletAccount, WalletTransfer
 
@@ -252,7 +252,7 @@ def wallet_overview(
             state=WalletTransfer.State.VOIDED,
         ).exists()
     )
-    overview.difference = assess_difference(overview, MongoOutbox(mongo), state)
+    overview.difference = assess_difference(overview, MirrorOutbox(mongo.database), state)
     return overview
 
 
@@ -313,7 +313,7 @@ def _read_transfers(
 
 
 def assess_difference(
-    overview: WalletOverview, outbox: MongoOutbox, state: MigrationState
+    overview: WalletOverview, outbox: MirrorOutbox, state: MigrationState
 ) -> Difference:
     """Whether the stores differ in a way that matters in this phase."""
     mongo, tb = overview.mongo.balance, overview.tigerbeetle.balance

@@ -59,7 +59,6 @@ from domain.ids import (
 from domain.money import ledger_for_currency
 from domain.wallets import write_time
 from flags.models import Milestone
-from ledger.stores.mongo_outbox import BackfilledEntries, MongoOutbox, WalletSnapshot
 from ledger.stores.tigerbeetle_store import (
     TigerBeetleWalletStore,
     system_account_code,
@@ -72,6 +71,7 @@ from ledger.tb_model import (
     opening_pair,
     stamp_import,
 )
+from migration.outbox import BackfilledEntries, MirrorOutbox, WalletSnapshot
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.models import WalletAccount
@@ -163,7 +163,7 @@ class _InlineExecutor(Executor):
 
 
 class Backfill:
-    def __init__(self, outbox: MongoOutbox, tigerbeetle: TigerBeetleWalletStore) -> None:
+    def __init__(self, outbox: MirrorOutbox, tigerbeetle: TigerBeetleWalletStore) -> None:
         self.outbox = outbox
         self.tigerbeetle = tigerbeetle
         # The last timestamp this run gave an imported event. The next page continues from

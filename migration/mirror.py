@@ -37,10 +37,9 @@ from domain.ids import WalletKey, hex_to_u128, transaction_transfer_id
 from domain.wallets import write_time
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
-from ledger.stores.mongo_outbox import EntryId, MongoOutbox, OutboxEntry
-from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import credit_transfer, debit_transfer, void_transfer
+from migration.outbox import EntryId, MirrorOutbox, MirrorState, OutboxEntry
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.models import WalletAccount, WalletTransfer
@@ -97,7 +96,7 @@ class MirrorReport:
 class Mirror:
     """Applies the outbox of one MongoDB store to one TigerBeetle store."""
 
-    def __init__(self, outbox: MongoOutbox, tigerbeetle: TigerBeetleWalletStore) -> None:
+    def __init__(self, outbox: MirrorOutbox, tigerbeetle: TigerBeetleWalletStore) -> None:
         self.outbox = outbox
         self.tigerbeetle = tigerbeetle
 

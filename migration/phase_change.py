@@ -32,11 +32,11 @@ from flags.audit import apply_state, set_writes_paused
 from flags.models import Milestone
 from flags.phases import InvalidPhaseChange, MigrationState, Phase, current_state, state_for_phase
 from flags.write_gate import WritesStillRunning, writes_drained
-from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration.mirror import Mirror
 from migration.models import ReconciliationMismatch
+from migration.outbox import MirrorOutbox
 from migration.reconciliation import Reconciliation
 from registry import transfers as transfer_registry
 from registry.models import WalletTransfer
@@ -141,7 +141,7 @@ def change_phase(
 def _drain_or_refuse(
     mongo: MongoWalletStore, tigerbeetle: TigerBeetleWalletStore, report: PhaseChangeReport
 ) -> None:
-    outbox = MongoOutbox(mongo)
+    outbox = MirrorOutbox(mongo.database)
     drained = Mirror(outbox, tigerbeetle).drain()
     report.mirrored = drained.applied + drained.already_applied
     depth = outbox.depth()
@@ -159,7 +159,7 @@ def _reconcile_or_refuse(
 ) -> None:
     """An empty outbox is not proof: a wallet whose write never reached the log would be
     lost. Compare every MongoDB wallet with TigerBeetle (recorded as a reconciliation run)."""
-    reconciliation = Reconciliation(MongoOutbox(mongo), tigerbeetle)
+    reconciliation = Reconciliation(MirrorOutbox(mongo.database), tigerbeetle)
     run = reconciliation.run(triggered_by=f"entering phase 4 ({actor})")
     if run.error:
         raise InvalidPhaseChange(f"the final reconciliation (run {run.pk}) failed: {run.error}")

@@ -33,12 +33,11 @@ from domain.wallets import WalletBalance
 from flags.phases import Phase, current_state
 from ledger import metrics
 from ledger.backends.base import BATCH_EVENTS_MAX
-from ledger.stores.mongo_outbox import MongoOutbox, WalletSnapshot
-from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import balance_from_account
 from migration.mirror import Mirror
 from migration.models import ReconciliationMismatch, ReconciliationRun
+from migration.outbox import MirrorOutbox, MirrorState, WalletSnapshot
 from registry import accounts as account_registry
 from registry.models import WalletAccount
 
@@ -49,7 +48,7 @@ WALLET_SEQ_MAX = 2**62
 
 
 class Reconciliation:
-    def __init__(self, outbox: MongoOutbox, tigerbeetle: TigerBeetleWalletStore) -> None:
+    def __init__(self, outbox: MirrorOutbox, tigerbeetle: TigerBeetleWalletStore) -> None:
         self.outbox = outbox
         self.tigerbeetle = tigerbeetle
         self.awaiting_backfill = 0

@@ -16,11 +16,10 @@ from domain import errors
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance
 from ledger import metrics
-from ledger.stores.mongo_outbox import MongoOutbox
-from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration.mirror import Mirror
 from migration.models import ShadowComparison
+from migration.outbox import MirrorOutbox, MirrorState
 from registry import accounts as account_registry
 
 FIELDS = ("credit", "debit", "historical_credit")
@@ -29,7 +28,7 @@ FIELDS = ("credit", "debit", "historical_credit")
 def compare_shadow_read(
     mongo_balance: WalletBalance,
     wallet_seq: int,
-    outbox: MongoOutbox,
+    outbox: MirrorOutbox,
     tigerbeetle: TigerBeetleWalletStore,
     mongo_latency_us: int | None = None,
 ) -> ShadowComparison:
@@ -61,7 +60,7 @@ def _compare(
     key: WalletKey,
     mongo_balance: WalletBalance,
     wallet_seq: int,
-    outbox: MongoOutbox,
+    outbox: MirrorOutbox,
     tigerbeetle: TigerBeetleWalletStore,
 ) -> None:
     Mirror(outbox, tigerbeetle).drain(keys=[key])

@@ -24,11 +24,11 @@ from domain.wallets import WalletBalance
 from flags.phases import current_state
 from ledger import metrics
 from ledger.backends import get_ledger_backend
-from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration.backfill import Backfill
 from migration.mirror import Mirror
+from migration.outbox import MirrorOutbox
 from migration.phase_change import backport_due, backport_tigerbeetle_writes
 from migration.reconciliation import Reconciliation
 from migration.routing import key_from_dict
@@ -55,8 +55,8 @@ def _tigerbeetle_store() -> TigerBeetleWalletStore:
     return _process_stores()[1]
 
 
-def _mongo_outbox() -> MongoOutbox:
-    return MongoOutbox(_mongo_store())
+def _mongo_outbox() -> MirrorOutbox:
+    return MirrorOutbox(_mongo_store().database)
 
 
 @shared_task(name="ledger.check_ledger_backend")

@@ -21,10 +21,11 @@ from django.conf import settings
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance, WalletStore
 from ledger.service import WalletService
-from ledger.stores.mongo_outbox import MongoOutbox
+from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration import tasks
+from migration.outbox import LOG_MARKS, MirrorOutbox
 from migration.routing import PhasedWalletStore, key_to_dict
 
 _process_stores: dict[str, WalletStore] = {}
@@ -67,7 +68,8 @@ def make_store(name: str) -> WalletStore:
     if store is not None:
         return store
     if name == "mongo":
-        store = MongoWalletStore(settings.MONGO_URL)
+        # Its log entries carry the migration's outbox states (the durable outbox).
+        store = MongoWalletStore(MongoDatabase(settings.MONGO_URL), marks=LOG_MARKS)
     elif name == "tigerbeetle":
         store = TigerBeetleWalletStore()
     elif name == "phased":
@@ -78,7 +80,7 @@ def make_store(name: str) -> WalletStore:
 
 
 def mongo_store() -> MongoWalletStore:
-    """The process's MongoDB store, typed (the migration jobs need its outbox)."""
+    """The process's MongoDB store, typed (the migration jobs read its database)."""
     store = make_store("mongo")
     assert isinstance(store, MongoWalletStore)
     return store
@@ -91,9 +93,9 @@ def tigerbeetle_store() -> TigerBeetleWalletStore:
     return store
 
 
-def mongo_outbox() -> MongoOutbox:
-    """The dual-write outbox of the process's MongoDB store."""
-    return MongoOutbox(mongo_store())
+def mongo_outbox() -> MirrorOutbox:
+    """The dual-write outbox of the process's MongoDB store (on its database)."""
+    return MirrorOutbox(mongo_store().database)
 
 
 def wallet_service() -> WalletService:

@@ -1,4 +1,5 @@
-"""The shape of the MongoDB store's documents, shared by the store and the mirror's outbox.
+"""The shape of the MongoDB store's documents, shared by the store and the migration's view of
+them (its outbox).
 
 Wallet documents hold credit, debit and historical_credit as Decimal128 quantized to the
 currency's exponent (never float); wallet documents and log entries carry the wallet key in
@@ -8,6 +9,7 @@ into those fields and back.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +18,18 @@ from bson.decimal128 import Decimal128
 from domain.ids import WalletKey
 from domain.money import currency_exponent, from_minor_units
 from domain.wallets import WalletBalance
+
+
+@dataclass(frozen=True)
+class LogMarks:
+    """The `mirror_state` each kind of log entry is born with, written in the same
+    transaction as the entry: that is what makes the log the migration's durable outbox.
+    The states are the migration's (`migration.outbox.LOG_MARKS`); the store only writes
+    the values it is given."""
+
+    new_write: str  # a client's credit, debit or void: to be mirrored to TigerBeetle
+    copied_back: str  # a write copied back from TigerBeetle (leaving phase 4): held there
+    refused: str  # a refused debit, kept so a retry is refused alike: nothing to mirror
 
 
 def decimal128(amount_minor: int, currency: str) -> Decimal128:

@@ -18,12 +18,13 @@ from domain.ids import account_id_for, opening_balance_transfer_id, transaction_
 from flags.models import Milestone
 from flags.phases import Phase
 from ledger.engine.backend import EngineBackend
-from ledger.stores.mongo_outbox import WalletSnapshot
-from ledger.stores.mongo_store import LOG, MirrorState, MongoWalletStore
+from ledger.stores.mongo_database import MongoDatabase
+from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import opening_debit_transfer_id
 from migration import backfill as backfill_module
 from migration.backfill import Backfill, BackfillReport, CycleCollection, ReadAhead
+from migration.outbox import LOG_MARKS, MirrorState, WalletSnapshot
 from registry.models import WalletAccount
 from tests.migration.conftest import (
     Stores,
@@ -76,7 +77,7 @@ def test_on_a_ledger_with_nothing_later_the_account_keeps_its_original_time(
     """Only an empty ledger can take a 2024 timestamp (imported timestamps never go back past
     the cluster's latest), so this runs on the engine's test database: a shared real cluster
     already holds events from now (the case of the next test)."""
-    mongo = MongoWalletStore(mongo_url, database=mongo_database_name)
+    mongo = MongoWalletStore(MongoDatabase(mongo_url, name=mongo_database_name), marks=LOG_MARKS)
     engine = TigerBeetleWalletStore(backend=EngineBackend())
     stores = Stores(mongo, engine, phased_store(mongo, engine))
     key = new_key()
@@ -191,7 +192,7 @@ def test_writes_during_dual_write_are_counted_once_across_the_snapshot(stores: S
     stores.phased.add_credit(key, 10, tx())  # before the snapshot: in the opening balance
     page = next(stores.outbox.wallet_batches(10))
     stores.phased.subtract_credit(key, 300, tx())  # after the snapshot: mirrored
-    log = stores.mongo.database[LOG]
+    log = stores.mongo.database.log()
     assert {e["mirror_state"] for e in log.find({"client_id": key.client_id})} == {
         MirrorState.AWAITING_BACKFILL
     }

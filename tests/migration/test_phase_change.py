@@ -19,8 +19,8 @@ from flags.models import FlagChange, Milestone
 from flags.phases import InvalidPhaseChange, Phase, current_state
 from flags.write_gate import write_admitted
 from ledger.stores.mongo_documents import decimal128
-from ledger.stores.mongo_store import LOG, WALLETS, MirrorState
 from migration.backfill import Backfill
+from migration.outbox import MirrorState
 from migration.phase_change import backport_tigerbeetle_writes, change_phase
 from migration.tasks import sweep_outbox
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
@@ -65,7 +65,7 @@ def test_tigerbeetle_only_with_parked_entries_is_refused_and_writes_resume(
     backfill_done()
     key = new_key()
     stores.phased.add_credit(key, 100, tx())
-    stores.mongo.database[LOG].update_many({}, {"$set": {"mirror_state": MirrorState.PARKED}})
+    stores.mongo.database.log().update_many({}, {"$set": {"mirror_state": MirrorState.PARKED}})
 
     with pytest.raises(InvalidPhaseChange, match="1 parked"):
         move(stores, Phase.TIGERBEETLE_ONLY)
@@ -122,7 +122,7 @@ def test_stepping_back_from_tigerbeetle_only_keeps_every_phase_4_write(stores: S
     assert report.backported == 4
     assert_stores_agree(stores, [old, new])
     assert stores.mongo.get_transaction(phase4_debit).state == "voided"
-    copied = stores.mongo.database[LOG].count_documents(
+    copied = stores.mongo.database.log().count_documents(
         {"mirror_state": MirrorState.FROM_TIGERBEETLE}
     )
     assert copied == 4
@@ -265,7 +265,7 @@ def test_tigerbeetle_only_is_refused_while_a_mongodb_wallet_is_missing_from_tige
     stores.phased.add_credit(key, 100, tx())  # mirrored as usual
     stray = new_key()
     # A wallet written after the backfill whose write never reached the outbox (no log entry).
-    stores.mongo.database[WALLETS].insert_one(
+    stores.mongo.database.wallets().insert_one(
         {
             "client_id": stray.client_id,
             "country": stray.country,
@@ -293,7 +293,7 @@ def test_tigerbeetle_only_is_refused_while_a_balance_differs(stores: Stores) -> 
     backfill_done()
     key = new_key()
     stores.phased.add_credit(key, 100, tx())
-    stores.mongo.database[WALLETS].update_one(
+    stores.mongo.database.wallets().update_one(
         {"client_id": key.client_id}, {"$set": {"credit": decimal128(90, key.currency)}}
     )
 
@@ -353,7 +353,7 @@ def test_a_copy_back_longer_than_one_page_keeps_tigerbeetles_order(stores: Store
     copied = backport_tigerbeetle_writes(stores.mongo, stores.tigerbeetle, page_rows=2)
 
     assert copied == 8
-    log = stores.mongo.database[LOG].find(
+    log = stores.mongo.database.log().find(
         {"mirror_state": MirrorState.FROM_TIGERBEETLE}, sort=[("wallet_seq", 1)]
     )
     assert [

@@ -1,9 +1,10 @@
 """The mirror's view of the MongoDB transaction log: the durable outbox of dual write.
 
 Every credit, debit and void is logged in the same MongoDB transaction as the balance it
-changes, with `mirror_state: pending`; so a write MongoDB acknowledged is in the outbox even if
-the process dies before it queues the mirror task. The mirror reads pending entries here in
-each wallet's `wallet_seq` order and records what became of them.
+changes, with `mirror_state: pending` (the store is given the states each kind of entry is
+born with, `LOG_MARKS`); so a write MongoDB acknowledged is in the outbox even if the process
+dies before it queues the mirror task. The mirror reads pending entries here in each wallet's
+`wallet_seq` order and records what became of them.
 """
 
 from __future__ import annotations
@@ -15,15 +16,36 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import UpdateOne
-from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
 
 from domain import errors
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance
-from ledger.stores.mongo_documents import balance_of, key_filter, key_of
-from ledger.stores.mongo_store import MirrorState, MongoWalletStore
+from ledger.stores.mongo_database import MongoDatabase
+from ledger.stores.mongo_documents import LogMarks, balance_of, key_filter, key_of
 
+
+class MirrorState:
+    """Where a log entry stands with the TigerBeetle mirror (the outbox states). The values
+    are stored in every log entry's `mirror_state`: never change one."""
+
+    PENDING = "pending"  # to be applied to TigerBeetle by the mirror
+    MIRRORED = "mirrored"  # applied to TigerBeetle
+    COVERED = "covered"  # older than the backfill snapshot: in the opening balance
+    PARKED = "parked"  # refused or kept failing: waits for support, blocks TB reads
+    AWAITING_BACKFILL = "awaiting_backfill"  # a legacy wallet the backfill has not imported
+    FROM_TIGERBEETLE = "from_tigerbeetle"  # a phase-4 write copied back: already in TB
+    NONE = "none"  # nothing to mirror (a refused debit)
+
+
+# The states the MongoDB store writes into the entries it logs (the process wiring and the
+# tests give them to it): a client's write waits for the mirror, a copied-back one is in
+# TigerBeetle already, a refused debit has nothing to mirror.
+LOG_MARKS = LogMarks(
+    new_write=MirrorState.PENDING,
+    copied_back=MirrorState.FROM_TIGERBEETLE,
+    refused=MirrorState.NONE,
+)
 WAITING_STATES = (MirrorState.PENDING, MirrorState.PARKED, MirrorState.AWAITING_BACKFILL)
 # A log entry's `_id`: the client's id of a credit or debit, an ObjectId for a void (so
 # internal entries never share the clients' id space).
@@ -122,17 +144,11 @@ def _backfilled(
     return found
 
 
-class MongoOutbox:
+class MirrorOutbox:
     """Pending log entries in, their fate out; MongoDB failures are StoreUnavailable."""
 
-    def __init__(self, store: MongoWalletStore) -> None:
-        self.store = store
-
-    def _log(self) -> Collection[dict[str, Any]]:
-        return self.store.collections()[1]
-
-    def _wallets(self) -> Collection[dict[str, Any]]:
-        return self.store.collections()[0]
+    def __init__(self, database: MongoDatabase) -> None:
+        self.database = database
 
     def pending(self, limit: int, keys: Sequence[WalletKey] | None = None) -> list[OutboxEntry]:
         """Up to `limit` pending entries, each wallet's in wallet_seq order."""
@@ -157,14 +173,14 @@ class MongoOutbox:
 
         def read() -> tuple[list[OutboxEntry], int]:
             entries, malformed = [], []
-            for document in self._log().find(query).sort(order).limit(limit):
+            for document in self.database.log().find(query).sort(order).limit(limit):
                 try:
                     entries.append(_entry(document))
                 except (KeyError, TypeError, ValueError) as exc:
                     malformed.append((document["_id"], f"{type(exc).__name__}: {exc}"))
             for entry_id, problem in malformed:
                 reason = f"cannot be mirrored: malformed log entry ({problem})"
-                self._log().update_one(
+                self.database.log().update_one(
                     {"_id": entry_id},
                     {
                         "$set": {
@@ -176,17 +192,21 @@ class MongoOutbox:
                 )
             return entries, len(malformed)
 
-        return self.store.guarded(read)
+        return self.database.guarded(read)
 
     def has_unmirrored(self, key: WalletKey) -> bool:
         """Whether TigerBeetle may be behind MongoDB for this wallet (read-your-writes)."""
         query = {**key_filter(key), "mirror_state": {"$in": list(WAITING_STATES)}}
-        return self.store.guarded(lambda: self._log().find_one(query, {"_id": 1}) is not None)
+        return self.database.guarded(
+            lambda: self.database.log().find_one(query, {"_id": 1}) is not None
+        )
 
     def next_entry_after(self, key: WalletKey, wallet_seq: int) -> dict[str, Any] | None:
         """The wallet's first logged change after `wallet_seq` (None: the wallet is there)."""
         query = {**key_filter(key), "wallet_seq": {"$gt": wallet_seq}}
-        return self.store.guarded(lambda: self._log().find_one(query, sort=[("wallet_seq", 1)]))
+        return self.database.guarded(
+            lambda: self.database.log().find_one(query, sort=[("wallet_seq", 1)])
+        )
 
     def unmirrored_up_to(self, key: WalletKey, wallet_seq: int) -> dict[str, int]:
         """Entries up to `wallet_seq` TigerBeetle does not hold yet, by state."""
@@ -196,7 +216,9 @@ class MongoOutbox:
             "mirror_state": {"$in": list(WAITING_STATES)},
         }
         counts: dict[str, int] = {}
-        for doc in self.store.guarded(lambda: list(self._log().find(query, {"mirror_state": 1}))):
+        for doc in self.database.guarded(
+            lambda: list(self.database.log().find(query, {"mirror_state": 1}))
+        ):
             counts[doc["mirror_state"]] = counts.get(doc["mirror_state"], 0) + 1
         return counts
 
@@ -210,20 +232,20 @@ class MongoOutbox:
 
         def read() -> dict[WalletKey, WalletSnapshot]:
             found = {}
-            for document in self._wallets().find(query):
+            for document in self.database.wallets().find(query):
                 key = key_of(document)
                 if key in wanted:
                     found[key] = snapshot_of(document)
             return found
 
-        return self.store.guarded(read)
+        return self.database.guarded(read)
 
     def mark(self, entry_ids: Sequence[EntryId], state: str, **fields: Any) -> None:
         if not entry_ids:
             return
         update = {"$set": {"mirror_state": state, "mirror_updated_at": datetime.now(UTC), **fields}}
-        self.store.guarded(
-            lambda: self._log().update_many({"_id": {"$in": list(entry_ids)}}, update)
+        self.database.guarded(
+            lambda: self.database.log().update_many({"_id": {"$in": list(entry_ids)}}, update)
         )
 
     def mark_each(self, outcomes: dict[EntryId, tuple[str, dict[str, Any]]]) -> None:
@@ -238,13 +260,13 @@ class MongoOutbox:
             )
             for entry_id, (state, fields) in outcomes.items()
         ]
-        self.store.guarded(lambda: self._log().bulk_write(requests, ordered=False))
+        self.database.guarded(lambda: self.database.log().bulk_write(requests, ordered=False))
 
     def count_failed_attempt(self, entry_ids: Sequence[EntryId], error: str) -> None:
         if not entry_ids:
             return
-        self.store.guarded(
-            lambda: self._log().update_many(
+        self.database.guarded(
+            lambda: self.database.log().update_many(
                 {"_id": {"$in": list(entry_ids)}},
                 {"$inc": {"mirror_attempts": 1}, "$set": {"mirror_error": error[:500]}},
             )
@@ -258,7 +280,7 @@ class MongoOutbox:
             return
 
         def read() -> BackfilledEntries:
-            waiting = self._log().find(
+            waiting = self.database.log().find(
                 {
                     "client_id": {"$in": sorted({key.client_id for key in opening_seqs})},
                     "mirror_state": {"$in": _RELEASED_STATES},
@@ -274,7 +296,7 @@ class MongoOutbox:
             )
             return _backfilled(waiting, opening_seqs)
 
-        self.release(self.store.guarded(read))
+        self.release(self.database.guarded(read))
 
     def backfilled_entries(self, opening_seqs: dict[WalletKey, int]) -> BackfilledEntries:
         """The log entries of wallets the backfill imported at their opening seqs, in one
@@ -285,7 +307,7 @@ class MongoOutbox:
             return BackfilledEntries()
 
         def read() -> BackfilledEntries:
-            entries = self._log().find(
+            entries = self.database.log().find(
                 {
                     "client_id": {"$in": sorted({key.client_id for key in opening_seqs})},
                     "$or": [
@@ -296,7 +318,7 @@ class MongoOutbox:
             )
             return _backfilled(entries, opening_seqs)
 
-        return self.store.guarded(read)
+        return self.database.guarded(read)
 
     def release(self, entries: BackfilledEntries) -> None:
         """Waiting entries the opening balances cover become `covered`, later ones go to the
@@ -305,7 +327,7 @@ class MongoOutbox:
             return
 
         def write() -> None:
-            log = self._log()
+            log = self.database.log()
             if entries.covered:
                 log.update_many(
                     {"_id": {"$in": entries.covered}},
@@ -317,15 +339,15 @@ class MongoOutbox:
                     {"$set": {"mirror_state": MirrorState.PENDING}},
                 )
 
-        self.store.guarded(write)
+        self.database.guarded(write)
 
     def requeue_parked(self, keys: Sequence[WalletKey] | None = None) -> int:
         """Support's retry of parked entries (after fixing what refused them)."""
         query: dict[str, Any] = {"mirror_state": MirrorState.PARKED}
         if keys:
             query["$or"] = [key_filter(key) for key in keys]
-        result = self.store.guarded(
-            lambda: self._log().update_many(
+        result = self.database.guarded(
+            lambda: self.database.log().update_many(
                 query,
                 {"$set": {"mirror_state": MirrorState.PENDING, "mirror_attempts": 0}},
             )
@@ -336,7 +358,7 @@ class MongoOutbox:
         """Entries per waiting state, and the age of the oldest pending one in seconds."""
 
         def read() -> dict[str, int]:
-            log = self._log()
+            log = self.database.log()
             counts = {
                 state: log.count_documents({"mirror_state": state}) for state in WAITING_STATES
             }
@@ -350,12 +372,12 @@ class MongoOutbox:
                 lag_s = int((datetime.now(UTC) - oldest["created_at"]).total_seconds())
             return {**counts, "oldest_pending_age_s": lag_s}
 
-        return self.store.guarded(read)
+        return self.database.guarded(read)
 
     def parked(self, limit: int = 100) -> list[dict[str, Any]]:
-        return self.store.guarded(
+        return self.database.guarded(
             lambda: list(
-                self._log()
+                self.database.log()
                 .find({"mirror_state": MirrorState.PARKED})
                 .sort("created_at", 1)
                 .limit(limit)
@@ -367,7 +389,7 @@ class MongoOutbox:
         natural order (one collection scan: paging with skip or key ranges re-scans, which
         costs quadratic time on large collections)."""
         try:
-            cursor = self._wallets().find({}, batch_size=batch_size)
+            cursor = self.database.wallets().find({}, batch_size=batch_size)
             batch: list[WalletSnapshot] = []
             for document in cursor:
                 batch.append(snapshot_of(document))
