@@ -19,7 +19,7 @@ from domain.money import from_minor_units
 from domain.wallets import WalletBalance
 from migration.models import ReconciliationMismatch, ReconciliationRun, ShadowComparison
 from migration.reconciliation import Reconciliation
-from wallet_site.wiring import mongo_outbox, tigerbeetle_store
+from wallet_site.wiring import legacy_scan, mongo_outbox, tigerbeetle_store
 
 
 def _describe_balance(balance: WalletBalance | None, missing: str) -> str:
@@ -35,7 +35,7 @@ def _describe_balance(balance: WalletBalance | None, missing: str) -> str:
 def recheck_wallet(key: WalletKey, actor: str) -> tuple[bool, str]:
     """Re-check one wallet in both stores now (mirroring it first). When they agree, the
     wallet's open mismatches are marked resolved by `actor`. Answers (agree, message)."""
-    mongo, tb = Reconciliation(mongo_outbox(), tigerbeetle_store()).recheck(key)
+    mongo, tb = Reconciliation(legacy_scan(), mongo_outbox(), tigerbeetle_store()).recheck(key)
     if mongo is not None and mongo == tb:
         ReconciliationMismatch.objects.filter(
             client_id=key.client_id,

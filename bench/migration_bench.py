@@ -59,6 +59,7 @@ from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.stores.mongo_database import WALLETS, MongoDatabase
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration.backfill import Backfill, BackfillReport
+from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
 from migration.outbox import MirrorOutbox, MirrorState
 from migration.reconciliation import Reconciliation
@@ -111,14 +112,14 @@ def baseline_table() -> None:
         )
 
 
-def baseline_copy(outbox: MirrorOutbox, page_size: int) -> tuple[int, float]:
+def baseline_copy(scan: LegacyScan, page_size: int) -> tuple[int, float]:
     """Page through MongoDB and insert one bare row per wallet: the raw cost of an import."""
     sql = (
         "INSERT INTO bench_wallet_copy (id, client_id, credit, debit, historical)"
         " VALUES (%s, %s, %s, %s, %s)"
     )
     started, copied = time.perf_counter(), 0
-    for page in outbox.wallet_batches(page_size):
+    for page in scan.wallet_batches(page_size):
         rows = [
             (copied + i, s.balance.key.client_id, *s.balance.fields_minor())
             for i, s in enumerate(page)
@@ -129,10 +130,10 @@ def baseline_copy(outbox: MirrorOutbox, page_size: int) -> tuple[int, float]:
     return copied, time.perf_counter() - started
 
 
-def baseline_compare(outbox: MirrorOutbox, page_size: int) -> tuple[int, float]:
+def baseline_compare(scan: LegacyScan, page_size: int) -> tuple[int, float]:
     """Page through MongoDB and read the bare rows back by key: the raw cost of a comparison."""
     started, compared = time.perf_counter(), 0
-    for page in outbox.wallet_batches(page_size):
+    for page in scan.wallet_batches(page_size):
         ids = list(range(compared, compared + len(page)))
         with connection.cursor() as cursor:
             for offset in range(0, len(ids), 900):  # SQLite's bound-parameter limit
@@ -337,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         database = MongoDatabase(
             mongo_url, name=f"wallet_bench_{uuid.uuid4().hex[:6]}", timeout_s=300
         )
-        outbox = MirrorOutbox(database)
+        scan, outbox = LegacyScan(database), MirrorOutbox(database)
         backend = get_ledger_backend()
         # The client's session registration (0.6 s on the server, once a process) is no
         # job's work: done here, untimed, as the raw baseline's is before its timings.
@@ -348,14 +349,14 @@ def main(argv: list[str] | None = None) -> int:
             seed_legacy_wallets(database, args.wallets)
             baseline_table()
 
-            copied, copy_s = baseline_copy(outbox, args.page_size)
+            copied, copy_s = baseline_copy(scan, args.page_size)
             with CLOCK.measuring() as phases["backfill"]:
-                report = Backfill(outbox, tigerbeetle).run(page_size=args.page_size, progress=True)
+                report = Backfill(scan, outbox, tigerbeetle).run(args.page_size, progress=True)
             assert report.imported == args.wallets and not report.failed, report.failed[:5]
 
-            compared, compare_s = baseline_compare(outbox, BATCH_EVENTS_MAX)
+            compared, compare_s = baseline_compare(scan, BATCH_EVENTS_MAX)
             with CLOCK.measuring() as phases["reconciliation"]:
-                run = Reconciliation(outbox, tigerbeetle).run(triggered_by="benchmark")
+                run = Reconciliation(scan, outbox, tigerbeetle).run(triggered_by="benchmark")
             assert run.matched == args.wallets and not run.error, run.error
             assert run.duration_s is not None
 

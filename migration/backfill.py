@@ -71,7 +71,8 @@ from ledger.tb_model import (
     opening_pair,
     stamp_import,
 )
-from migration.outbox import BackfilledEntries, MirrorOutbox, WalletSnapshot
+from migration.legacy_scan import LegacyScan, WalletSnapshot
+from migration.outbox import BackfilledEntries, MirrorOutbox
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.models import WalletAccount
@@ -163,7 +164,12 @@ class _InlineExecutor(Executor):
 
 
 class Backfill:
-    def __init__(self, outbox: MirrorOutbox, tigerbeetle: TigerBeetleWalletStore) -> None:
+    def __init__(
+        self, scan: LegacyScan, outbox: MirrorOutbox, tigerbeetle: TigerBeetleWalletStore
+    ) -> None:
+        """`scan` reads the legacy wallets; `outbox` releases their log entries once
+        imported."""
+        self.scan = scan
         self.outbox = outbox
         self.tigerbeetle = tigerbeetle
         # The last timestamp this run gave an imported event. The next page continues from
@@ -186,7 +192,7 @@ class Backfill:
         started = time.perf_counter()
         report = BackfillReport()
         show = sys.stderr.isatty() if progress is None else progress
-        pages = ReadAhead(self.outbox.wallet_batches(page_size), pages_max=READ_AHEAD_PAGES)
+        pages = ReadAhead(self.scan.wallet_batches(page_size), pages_max=READ_AHEAD_PAGES)
         in_flight: deque[tuple[int, Future[_WrittenPage] | None]] = deque()
         with (
             tqdm(desc="backfill", unit="wallet", disable=not show) as bar,

@@ -220,7 +220,7 @@ class Mirror:
         unreachable) are left out, with the error."""
         rows = account_registry.rows_by_key(keys)
         unsettled = {key for key in keys if key not in rows or rows[key].opening_seq is None}
-        snapshots = self.outbox.snapshots(unsettled)
+        complete_logs = self.outbox.complete_logs(unsettled)
         wallets: dict[WalletKey, WalletAccount | None] = {}
         unreachable = ""
         for key in keys:
@@ -228,9 +228,7 @@ class Mirror:
             if key not in unsettled:
                 wallets[key] = row
                 continue
-            snapshot = snapshots.get(key)
-            log_complete = bool(snapshot and snapshot.log_complete)
-            if not log_complete:
+            if key not in complete_logs:
                 wallets[key] = None  # wait for the backfill
                 continue
             if row is None:

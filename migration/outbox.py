@@ -9,20 +9,18 @@ dies before it queues the mirror task. The mirror reads pending entries here in 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
 from pymongo import UpdateOne
-from pymongo.errors import PyMongoError
 
-from domain import errors
 from domain.ids import WalletKey
-from domain.wallets import WalletBalance
 from ledger.stores.mongo_database import MongoDatabase
-from ledger.stores.mongo_documents import LogMarks, balance_of, key_filter, key_of
+from ledger.stores.mongo_documents import LogMarks, key_filter, key_of
+from migration.legacy_scan import LegacyScan
 
 
 class MirrorState:
@@ -76,16 +74,6 @@ class OutboxEntry:
         return self.entry_id
 
 
-@dataclass(frozen=True)
-class WalletSnapshot:
-    """A wallet document as one read saw it: balance and the seq it stands at."""
-
-    balance: WalletBalance
-    wallet_seq: int
-    created_at: datetime | None
-    log_complete: bool
-
-
 def _entry(document: dict[str, Any]) -> OutboxEntry:
     return OutboxEntry(
         entry_id=document["_id"],
@@ -100,15 +88,6 @@ def _entry(document: dict[str, Any]) -> OutboxEntry:
         voided_kind=document.get("voided_kind", ""),
         voided_by=document.get("voided_by", ""),
         void_reason=document.get("void_reason", ""),
-    )
-
-
-def snapshot_of(document: dict[str, Any]) -> WalletSnapshot:
-    return WalletSnapshot(
-        balance=balance_of(document),
-        wallet_seq=int(document.get("wallet_seq", 0)),
-        created_at=document.get("created_at"),
-        log_complete=bool(document.get("log_complete", False)),
     )
 
 
@@ -194,6 +173,14 @@ class MirrorOutbox:
 
         return self.database.guarded(read)
 
+    def complete_logs(self, keys: Iterable[WalletKey]) -> set[WalletKey]:
+        """Of these wallets, those born with the transaction log (the store marks them
+        `log_complete`): their whole history is in the outbox, so they need no backfill.
+        Read as the legacy scan reads wallets, so a wallet document that cannot be read
+        fails here too."""
+        snapshots = LegacyScan(self.database).snapshots(keys)
+        return {key for key, snapshot in snapshots.items() if snapshot.log_complete}
+
     def has_unmirrored(self, key: WalletKey) -> bool:
         """Whether TigerBeetle may be behind MongoDB for this wallet (read-your-writes)."""
         query = {**key_filter(key), "mirror_state": {"$in": list(WAITING_STATES)}}
@@ -221,24 +208,6 @@ class MirrorOutbox:
         ):
             counts[doc["mirror_state"]] = counts.get(doc["mirror_state"], 0) + 1
         return counts
-
-    def snapshots(self, keys: Iterable[WalletKey]) -> dict[WalletKey, WalletSnapshot]:
-        """Wallet documents by key. Asks by client id ($in on the indexed field) and keeps
-        the wanted keys: an $or of thousands of whole keys is far slower to evaluate."""
-        wanted = set(keys)
-        if not wanted:
-            return {}
-        query = {"client_id": {"$in": sorted({key.client_id for key in wanted})}}
-
-        def read() -> dict[WalletKey, WalletSnapshot]:
-            found = {}
-            for document in self.database.wallets().find(query):
-                key = key_of(document)
-                if key in wanted:
-                    found[key] = snapshot_of(document)
-            return found
-
-        return self.database.guarded(read)
 
     def mark(self, entry_ids: Sequence[EntryId], state: str, **fields: Any) -> None:
         if not entry_ids:
@@ -383,20 +352,3 @@ class MirrorOutbox:
                 .limit(limit)
             )
         )
-
-    def wallet_batches(self, batch_size: int) -> Iterator[list[WalletSnapshot]]:
-        """Every wallet document, `batch_size` at a time, from one streaming cursor in
-        natural order (one collection scan: paging with skip or key ranges re-scans, which
-        costs quadratic time on large collections)."""
-        try:
-            cursor = self.database.wallets().find({}, batch_size=batch_size)
-            batch: list[WalletSnapshot] = []
-            for document in cursor:
-                batch.append(snapshot_of(document))
-                if len(batch) == batch_size:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
-        except PyMongoError as exc:
-            raise errors.StoreUnavailable(f"MongoDB failed: {exc}") from exc

@@ -34,6 +34,7 @@ from flags.phases import InvalidPhaseChange, MigrationState, Phase, current_stat
 from flags.write_gate import WritesStillRunning, writes_drained
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
 from migration.models import ReconciliationMismatch
 from migration.outbox import MirrorOutbox
@@ -159,7 +160,9 @@ def _reconcile_or_refuse(
 ) -> None:
     """An empty outbox is not proof: a wallet whose write never reached the log would be
     lost. Compare every MongoDB wallet with TigerBeetle (recorded as a reconciliation run)."""
-    reconciliation = Reconciliation(MirrorOutbox(mongo.database), tigerbeetle)
+    reconciliation = Reconciliation(
+        LegacyScan(mongo.database), MirrorOutbox(mongo.database), tigerbeetle
+    )
     run = reconciliation.run(triggered_by=f"entering phase 4 ({actor})")
     if run.error:
         raise InvalidPhaseChange(f"the final reconciliation (run {run.pk}) failed: {run.error}")

@@ -27,6 +27,7 @@ from ledger.backends import get_ledger_backend
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration.backfill import Backfill
+from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
 from migration.outbox import MirrorOutbox
 from migration.phase_change import backport_due, backport_tigerbeetle_writes
@@ -57,6 +58,10 @@ def _tigerbeetle_store() -> TigerBeetleWalletStore:
 
 def _mongo_outbox() -> MirrorOutbox:
     return MirrorOutbox(_mongo_store().database)
+
+
+def _legacy_scan() -> LegacyScan:
+    return LegacyScan(_mongo_store().database)
 
 
 @shared_task(name="ledger.check_ledger_backend")
@@ -146,6 +151,7 @@ def compare_shadow_read(
 def backfill(page_size: int = 2000) -> dict[str, Any]:
     """Import every legacy wallet (idempotent: a retried or repeated task skips done ones)."""
     report = Backfill(
+        _legacy_scan(),
         _mongo_outbox(),
         _tigerbeetle_store(),
     ).run(page_size=page_size, progress=False)
@@ -162,6 +168,7 @@ def backfill(page_size: int = 2000) -> dict[str, Any]:
 def reconcile(triggered_by: str = "schedule") -> dict[str, Any]:
     """Celery beat (RECONCILE_INTERVAL_S): compare every wallet in both stores."""
     run = Reconciliation(
+        _legacy_scan(),
         _mongo_outbox(),
         _tigerbeetle_store(),
     ).run(triggered_by=triggered_by)

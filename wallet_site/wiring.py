@@ -25,6 +25,7 @@ from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration import tasks
+from migration.legacy_scan import LegacyScan
 from migration.outbox import LOG_MARKS, MirrorOutbox
 from migration.routing import PhasedWalletStore, key_to_dict
 
@@ -96,6 +97,11 @@ def tigerbeetle_store() -> TigerBeetleWalletStore:
 def mongo_outbox() -> MirrorOutbox:
     """The dual-write outbox of the process's MongoDB store (on its database)."""
     return MirrorOutbox(mongo_store().database)
+
+
+def legacy_scan() -> LegacyScan:
+    """The migration's read of the process's MongoDB wallets (on the store's database)."""
+    return LegacyScan(mongo_store().database)
 
 
 def wallet_service() -> WalletService:

@@ -1,5 +1,5 @@
 """The shape of the MongoDB store's documents, shared by the store and the migration's view of
-them (its outbox).
+them (its outbox and legacy scan).
 
 Wallet documents hold credit, debit and historical_credit as Decimal128 quantized to the
 currency's exponent (never float); wallet documents and log entries carry the wallet key in

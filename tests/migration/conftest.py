@@ -20,6 +20,7 @@ from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration import routing
+from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
 from migration.outbox import LOG_MARKS, MirrorOutbox
 from migration.routing import PhasedWalletStore
@@ -36,6 +37,10 @@ class Stores:
     @property
     def outbox(self) -> MirrorOutbox:
         return MirrorOutbox(self.mongo.database)
+
+    @property
+    def scan(self) -> LegacyScan:
+        return LegacyScan(self.mongo.database)
 
     def mirror(self) -> Mirror:
         return Mirror(self.outbox, self.tigerbeetle)

@@ -61,7 +61,7 @@ def test_any_interleaving_of_writes_and_mirror_runs_converges(
         except (errors.InsufficientFunds, errors.WalletNotFound, errors.VoidWouldOverdraw):
             pass
     stores.mirror().drain()
-    existing = [key for key in keys if stores.outbox.snapshots([key])]
+    existing = [key for key in keys if stores.scan.snapshots([key])]
     assert_stores_agree(stores, existing)
     waiting = stores.outbox.depth()
     assert (waiting["pending"], waiting["parked"]) == (0, 0)

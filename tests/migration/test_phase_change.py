@@ -213,7 +213,7 @@ def test_a_transaction_older_than_the_backfill_snapshot_can_be_voided_in_phase_4
     old_credit = tx()
     stores.phased.add_credit(key, 500, old_credit)  # phase 0: covered by the snapshot
     enter_phase(Phase.READ_CUTOVER)
-    Backfill(stores.outbox, stores.tigerbeetle).run(progress=False)
+    Backfill(stores.scan, stores.outbox, stores.tigerbeetle).run(progress=False)
     move(stores, Phase.TIGERBEETLE_ONLY)
 
     result = stores.phased.void_transaction(old_credit, "support", "duplicate top-up")
@@ -260,7 +260,7 @@ def test_tigerbeetle_only_is_refused_while_a_mongodb_wallet_is_missing_from_tige
     stores: Stores,
 ) -> None:
     enter_phase(Phase.READ_CUTOVER)
-    Backfill(stores.outbox, stores.tigerbeetle).run(progress=False)
+    Backfill(stores.scan, stores.outbox, stores.tigerbeetle).run(progress=False)
     key = new_key()
     stores.phased.add_credit(key, 100, tx())  # mirrored as usual
     stray = new_key()
