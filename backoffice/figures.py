@@ -24,6 +24,7 @@ from migration.models import (
     ReconciliationRun,
     ShadowComparison,
 )
+from migration.outbox import OutboxDepth
 from wallet_site.wiring import mongo_outbox
 
 
@@ -93,7 +94,7 @@ LATENCY_RATIO_TARGET = Decimal("0.5")
 FALLBACK_RATE_TARGET = Decimal("0.001")
 
 
-def outbox_depth() -> dict[str, int] | None:
+def outbox_depth() -> OutboxDepth | None:
     """Entries waiting for the mirror by state, and the oldest pending one's age (None when
     MongoDB does not answer)."""
     try:
@@ -111,11 +112,11 @@ def writes_lost() -> tuple[int | None, str]:
     run = last_reconciliation()
     mismatched, legacy = lost_write_mismatches(run)
     detail = (
-        f"{depth['parked']} parked outbox entries, {mismatched} wallets mismatched in the last run"
+        f"{depth.parked} parked outbox entries, {mismatched} wallets mismatched in the last run"
     )
     if legacy:
         detail += f" (not counted: {legacy} legacy wallets inconsistent in MongoDB itself)"
-    return depth["parked"] + mismatched, detail
+    return depth.parked + mismatched, detail
 
 
 def success_criteria(days: int = 7) -> list[Criterion]:
@@ -412,9 +413,9 @@ def _writes_lost_gate(phase: Phase, next_step: str, urls: dict[str, str]) -> Gat
         required_days=0,
     )
     depth = outbox_depth()
-    if depth and depth["parked"]:
+    if depth and depth.parked:
         gate.blockers.append(
-            Blocker(f"{depth['parked']} parked outbox entries (the mirror gave up on them).")
+            Blocker(f"{depth.parked} parked outbox entries (the mirror gave up on them).")
         )
     real, legacy = lost_write_mismatches(run)
     if real:
@@ -496,11 +497,11 @@ def _fallback_gate(phase: Phase, state: MigrationState, urls: dict[str, str]) ->
             )
         )
     depth = outbox_depth()
-    if depth and (depth["parked"] or depth["awaiting_backfill"]):
+    if depth and (depth.parked or depth.awaiting_backfill):
         gate.blockers.append(
             Blocker(
-                f"Phase 4 needs an empty outbox: {depth['parked']} parked, "
-                f"{depth['awaiting_backfill']} waiting for the backfill."
+                f"Phase 4 needs an empty outbox: {depth.parked} parked, "
+                f"{depth.awaiting_backfill} waiting for the backfill."
             )
         )
     return gate

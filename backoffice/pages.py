@@ -134,17 +134,17 @@ def phase_effects(before: MigrationState, after: MigrationState) -> PhaseEffects
             result.refusals.append("MongoDB does not answer: the outbox cannot be drained.")
         else:
             result.effects.append(
-                f"The mirror applies the {depth['pending']} outbox entries still pending to "
+                f"The mirror applies the {depth.pending} outbox entries still pending to "
                 "TigerBeetle."
             )
             result.effects.append(
                 "Every MongoDB wallet is then reconciled against TigerBeetle; a wallet missing "
                 "or different there refuses the change, and writes resume on MongoDB."
             )
-            if depth["parked"] or depth["awaiting_backfill"]:
+            if depth.parked or depth.awaiting_backfill:
                 result.refusals.append(
-                    f"The outbox must be empty: {depth['parked']} parked entries and "
-                    f"{depth['awaiting_backfill']} waiting for the backfill."
+                    f"The outbox must be empty: {depth.parked} parked entries and "
+                    f"{depth.awaiting_backfill} waiting for the backfill."
                 )
         result.effects.append(
             "TigerBeetle becomes the only store written and serves every balance read; "
@@ -178,7 +178,7 @@ def phase_effects(before: MigrationState, after: MigrationState) -> PhaseEffects
             )
         else:
             depth = figures.outbox_depth()
-            pending = f" {depth['pending']} entries still pending stay unmirrored." if depth else ""
+            pending = f" {depth.pending} entries still pending stay unmirrored." if depth else ""
             result.effects.append(
                 "Dual write stops: TigerBeetle no longer receives MongoDB's writes." + pending
             )

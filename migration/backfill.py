@@ -72,7 +72,7 @@ from ledger.tb_model import (
     stamp_import,
 )
 from migration.legacy_scan import LegacyScan, WalletSnapshot
-from migration.outbox import BackfilledEntries, MirrorOutbox
+from migration.outbox import BackfilledEntries, CoveredTransaction, MirrorOutbox
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.models import WalletAccount
@@ -422,9 +422,9 @@ class Backfill:
         TigerBeetle is the only store (a void posts its own compensating transfer)."""
         if not entries.transactions:
             return
-        wallets = account_registry.rows_by_key({key for key, _ in entries.transactions})
+        wallets = account_registry.rows_by_key({covered.key for covered in entries.transactions})
         transfer_registry.record_all(
-            [_covered_transfer(entry, wallets[key]) for key, entry in entries.transactions],
+            [_covered_transfer(covered, wallets[covered.key]) for covered in entries.transactions],
             batch_size=500,
         )
 
@@ -559,19 +559,18 @@ class ReadAhead(Generic[_T]):
         self._thread.join()
 
 
-def _covered_transfer(entry: dict[str, Any], wallet: WalletAccount) -> NewTransfer:
-    transaction_id = entry["_id"]
+def _covered_transfer(covered: CoveredTransaction, wallet: WalletAccount) -> NewTransfer:
     return NewTransfer(
-        transaction_id=transaction_id,
+        transaction_id=covered.transaction_id,
         wallet=wallet,
-        kind=entry["kind"],
-        amount_minor=int(entry["amount_minor"]),
-        state=entry["state"],
-        tb_transfer_id=transaction_transfer_id(transaction_id),
+        kind=covered.kind,
+        amount_minor=covered.amount_minor,
+        state=covered.state,
+        tb_transfer_id=transaction_transfer_id(covered.transaction_id),
         tb_timestamp=None,
-        created_at=write_time(entry["created_at"]),  # MongoDB's, the original write
-        made_by=entry.get("made_by", ""),
-        voided_by=entry.get("voided_by", ""),
-        void_reason=entry.get("void_reason", ""),
-        voided_at=entry.get("voided_at"),
+        created_at=write_time(covered.created_at),  # MongoDB's, the original write
+        made_by=covered.made_by,
+        voided_by=covered.voided_by,
+        void_reason=covered.void_reason,
+        voided_at=covered.voided_at,
     )

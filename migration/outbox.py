@@ -4,7 +4,8 @@ Every credit, debit and void is logged in the same MongoDB transaction as the ba
 changes, with `mirror_state: pending` (the store is given the states each kind of entry is
 born with, `LOG_MARKS`); so a write MongoDB acknowledged is in the outbox even if the process
 dies before it queues the mirror task. The mirror reads pending entries here in each wallet's
-`wallet_seq` order and records what became of them.
+`wallet_seq` order and records what became of them. Every answer is typed: no log document
+leaves this module.
 """
 
 from __future__ import annotations
@@ -74,6 +75,61 @@ class OutboxEntry:
         return self.entry_id
 
 
+@dataclass(frozen=True)
+class OutboxDepth:
+    """Entries waiting for the mirror, by state, and the age of the oldest pending one."""
+
+    pending: int
+    parked: int
+    awaiting_backfill: int
+    oldest_pending_age_s: int
+
+    def waiting(self) -> dict[str, int]:
+        """The count of each waiting state, by state name (WAITING_STATES' order)."""
+        return {
+            MirrorState.PENDING: self.pending,
+            MirrorState.PARKED: self.parked,
+            MirrorState.AWAITING_BACKFILL: self.awaiting_backfill,
+        }
+
+
+@dataclass(frozen=True)
+class NextEntry:
+    """A wallet's next logged change after a wallet_seq (what a shadow read compares at)."""
+
+    entry_id: EntryId
+    wallet_seq: int
+    mirror_state: str | None  # None: an entry logged without one
+    tb_timestamp: int | None  # TigerBeetle's timestamp of its transfer, once mirrored
+
+
+@dataclass(frozen=True)
+class ParkedEntry:
+    """An entry the mirror gave up on, for support. Read leniently: a malformed entry is
+    parked too."""
+
+    entry_id: EntryId
+    kind: str
+    created_at: datetime | None
+    mirror_error: str
+
+
+@dataclass(frozen=True)
+class CoveredTransaction:
+    """A credit or debit an imported wallet's opening balance covers (its log entry)."""
+
+    key: WalletKey
+    transaction_id: str
+    kind: str  # credit or debit
+    amount_minor: int
+    state: str
+    created_at: datetime
+    made_by: str = ""
+    voided_by: str = ""
+    void_reason: str = ""
+    voided_at: datetime | None = None
+
+
 def _entry(document: dict[str, Any]) -> OutboxEntry:
     return OutboxEntry(
         entry_id=document["_id"],
@@ -91,6 +147,21 @@ def _entry(document: dict[str, Any]) -> OutboxEntry:
     )
 
 
+def _covered(key: WalletKey, document: dict[str, Any]) -> CoveredTransaction:
+    return CoveredTransaction(
+        key=key,
+        transaction_id=document["_id"],
+        kind=document["kind"],
+        amount_minor=int(document["amount_minor"]),
+        state=document["state"],
+        created_at=document["created_at"],
+        made_by=document.get("made_by", ""),
+        voided_by=document.get("voided_by", ""),
+        void_reason=document.get("void_reason", ""),
+        voided_at=document.get("voided_at"),
+    )
+
+
 # The states of a legacy wallet's entries the backfill releases once the wallet is imported.
 _RELEASED_STATES = [MirrorState.AWAITING_BACKFILL, MirrorState.PENDING]
 
@@ -98,10 +169,10 @@ _RELEASED_STATES = [MirrorState.AWAITING_BACKFILL, MirrorState.PENDING]
 @dataclass
 class BackfilledEntries:
     """Log entries of wallets the backfill imported: the credits and debits their opening
-    balances cover (`transactions`, each with its wallet), and the ids of the waiting
-    entries to mark `covered` (up to the opening seq) or to release to the mirror (`after`)."""
+    balances cover (`transactions`), and the ids of the waiting entries to mark `covered`
+    (up to the opening seq) or to release to the mirror (`after`)."""
 
-    transactions: list[tuple[WalletKey, dict[str, Any]]] = field(default_factory=list)
+    transactions: list[CoveredTransaction] = field(default_factory=list)
     covered: list[EntryId] = field(default_factory=list)
     after: list[EntryId] = field(default_factory=list)
 
@@ -117,7 +188,7 @@ def _backfilled(
             continue
         within = entry["wallet_seq"] <= seq
         if within and entry.get("kind") in ("credit", "debit"):
-            found.transactions.append((key, entry))
+            found.transactions.append(_covered(key, entry))
         if entry.get("mirror_state") in _RELEASED_STATES:
             (found.covered if within else found.after).append(entry["_id"])
     return found
@@ -188,11 +259,20 @@ class MirrorOutbox:
             lambda: self.database.log().find_one(query, {"_id": 1}) is not None
         )
 
-    def next_entry_after(self, key: WalletKey, wallet_seq: int) -> dict[str, Any] | None:
+    def next_entry_after(self, key: WalletKey, wallet_seq: int) -> NextEntry | None:
         """The wallet's first logged change after `wallet_seq` (None: the wallet is there)."""
         query = {**key_filter(key), "wallet_seq": {"$gt": wallet_seq}}
-        return self.database.guarded(
+        document = self.database.guarded(
             lambda: self.database.log().find_one(query, sort=[("wallet_seq", 1)])
+        )
+        if document is None:
+            return None
+        tb_timestamp = document.get("tb_timestamp")
+        return NextEntry(
+            entry_id=document["_id"],
+            wallet_seq=int(document["wallet_seq"]),
+            mirror_state=document.get("mirror_state"),
+            tb_timestamp=int(tb_timestamp) if tb_timestamp else None,
         )
 
     def unmirrored_up_to(self, key: WalletKey, wallet_seq: int) -> dict[str, int]:
@@ -323,10 +403,10 @@ class MirrorOutbox:
         )
         return result.modified_count
 
-    def depth(self) -> dict[str, int]:
+    def depth(self) -> OutboxDepth:
         """Entries per waiting state, and the age of the oldest pending one in seconds."""
 
-        def read() -> dict[str, int]:
+        def read() -> OutboxDepth:
             log = self.database.log()
             counts = {
                 state: log.count_documents({"mirror_state": state}) for state in WAITING_STATES
@@ -339,16 +419,33 @@ class MirrorOutbox:
             lag_s = 0
             if oldest is not None:
                 lag_s = int((datetime.now(UTC) - oldest["created_at"]).total_seconds())
-            return {**counts, "oldest_pending_age_s": lag_s}
+            return OutboxDepth(
+                pending=counts[MirrorState.PENDING],
+                parked=counts[MirrorState.PARKED],
+                awaiting_backfill=counts[MirrorState.AWAITING_BACKFILL],
+                oldest_pending_age_s=lag_s,
+            )
 
         return self.database.guarded(read)
 
-    def parked(self, limit: int = 100) -> list[dict[str, Any]]:
-        return self.database.guarded(
-            lambda: list(
+    def parked(self, limit: int = 100) -> list[ParkedEntry]:
+        """The oldest parked entries first."""
+
+        def read() -> list[ParkedEntry]:
+            found = (
                 self.database.log()
                 .find({"mirror_state": MirrorState.PARKED})
                 .sort("created_at", 1)
                 .limit(limit)
             )
-        )
+            return [
+                ParkedEntry(
+                    entry_id=document["_id"],
+                    kind=document.get("kind", ""),
+                    created_at=document.get("created_at"),
+                    mirror_error=document.get("mirror_error", ""),
+                )
+                for document in found
+            ]
+
+        return self.database.guarded(read)

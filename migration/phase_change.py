@@ -145,8 +145,7 @@ def _drain_or_refuse(
     outbox = MirrorOutbox(mongo.database)
     drained = Mirror(outbox, tigerbeetle).drain()
     report.mirrored = drained.applied + drained.already_applied
-    depth = outbox.depth()
-    waiting = {state: count for state, count in depth.items() if state != "oldest_pending_age_s"}
+    waiting = outbox.depth().waiting()
     if any(waiting.values()):
         raise InvalidPhaseChange(
             "the mirror is not drained, so TigerBeetle lacks MongoDB writes "

@@ -77,11 +77,11 @@ def _compare(
     following = outbox.next_entry_after(key, wallet_seq)
     if following is None:
         tb_balance = tigerbeetle.get_balance(key)
-    elif following.get("tb_timestamp"):
-        tb_balance = tigerbeetle.balance_before(key, int(following["tb_timestamp"]))
+    elif following.tb_timestamp:
+        tb_balance = tigerbeetle.balance_before(key, following.tb_timestamp)
     else:
         comparison.outcome = ShadowComparison.Outcome.SKIPPED
-        comparison.detail = f"the next change is {following.get('mirror_state')}, not mirrored"
+        comparison.detail = f"the next change is {following.mirror_state}, not mirrored"
         return
     comparison.tb_latency_us = int((time.perf_counter() - started) * 1_000_000)
     comparison.tb_credit_minor = tb_balance.credit_minor

@@ -16,6 +16,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from celery import shared_task
@@ -122,10 +123,10 @@ def sweep_outbox() -> dict[str, Any]:
     if not state.tigerbeetle_only and backport_due():
         result["copied_back"] = backport_tigerbeetle_writes(_mongo_store(), _tigerbeetle_store())
     depth = _mongo_outbox().depth()
-    for waiting in ("pending", "parked"):
-        metrics.OUTBOX_DEPTH.labels(waiting).set(depth[waiting])
-    metrics.MIRROR_LAG_SECONDS.set(depth["oldest_pending_age_s"])
-    return {**result, "depth": depth}
+    metrics.OUTBOX_DEPTH.labels("pending").set(depth.pending)
+    metrics.OUTBOX_DEPTH.labels("parked").set(depth.parked)
+    metrics.MIRROR_LAG_SECONDS.set(depth.oldest_pending_age_s)
+    return {**result, "depth": asdict(depth)}
 
 
 @shared_task(name="ledger.compare_shadow_read")

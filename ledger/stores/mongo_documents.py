@@ -4,12 +4,13 @@ them (its outbox and legacy scan).
 Wallet documents hold credit, debit and historical_credit as Decimal128 quantized to the
 currency's exponent (never float); wallet documents and log entries carry the wallet key in
 four fields (`issuer_type_identifier` "" for no issuer). These functions turn keys and amounts
-into those fields and back.
+into those fields and back, and log entries into the typed results the store returns.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +31,22 @@ class LogMarks:
     new_write: str  # a client's credit, debit or void: to be mirrored to TigerBeetle
     copied_back: str  # a write copied back from TigerBeetle (leaving phase 4): held there
     refused: str  # a refused debit, kept so a retry is refused alike: nothing to mirror
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One transaction log entry as support's pages show it."""
+
+    transaction_id: str  # a void's entry: the id of the transaction it voided
+    kind: str  # credit, debit or void
+    amount_minor: int
+    state: str
+    mirror_state: str
+    created_at: datetime
+    made_by: str
+    voided_by: str
+    void_reason: str
+    mirror_error: str
 
 
 def decimal128(amount_minor: int, currency: str) -> Decimal128:
@@ -84,3 +101,22 @@ def balance_fields(balance: WalletBalance) -> dict[str, int]:
         "debit_minor": balance.debit_minor,
         "historical_credit_minor": balance.historical_credit_minor,
     }
+
+
+def log_entry_of(entry: dict[str, Any]) -> LogEntry:
+    """A log entry for support's pages; fields an older entry lacks read as empty."""
+    kind = entry.get("kind", "")
+    return LogEntry(
+        transaction_id=entry.get("voided_transaction_id", entry["_id"])
+        if kind == "void"
+        else entry["_id"],
+        kind=kind,
+        amount_minor=int(entry.get("amount_minor", 0)),
+        state=entry.get("state", ""),
+        mirror_state=entry.get("mirror_state", ""),
+        created_at=entry["created_at"],
+        made_by=entry.get("made_by", ""),
+        voided_by=entry.get("voided_by", ""),
+        void_reason=entry.get("void_reason", ""),
+        mirror_error=entry.get("mirror_error", ""),
+    )

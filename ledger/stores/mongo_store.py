@@ -43,12 +43,14 @@ from domain.wallets import (
 )
 from ledger.stores.mongo_database import MongoDatabase, Refusal
 from ledger.stores.mongo_documents import (
+    LogEntry,
     LogMarks,
     balance_fields,
     balance_of,
     decimal128,
     key_filter,
     key_of,
+    log_entry_of,
     minor,
 )
 
@@ -304,14 +306,14 @@ class MongoWalletStore:
 
         return self.database.guarded(read)
 
-    def recent_log(self, key: WalletKey, limit: int = 20, skip: int = 0) -> list[dict[str, Any]]:
+    def recent_log(self, key: WalletKey, limit: int = 20, skip: int = 0) -> list[LogEntry]:
         """The wallet's latest transaction log entries, newest first, a page at a time (for
         support staff: one wallet's log is small enough for skip)."""
 
-        def read() -> list[dict[str, Any]]:
+        def read() -> list[LogEntry]:
             log = self.database.log()
             found = log.find(key_filter(key)).sort([("created_at", -1), ("_id", -1)])
-            return list(found.skip(skip).limit(limit))
+            return [log_entry_of(entry) for entry in found.skip(skip).limit(limit)]
 
         return self.database.guarded(read)
 

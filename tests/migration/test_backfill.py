@@ -220,7 +220,7 @@ def test_one_read_finds_the_covered_transactions_and_the_entries_to_release(
 
     entries = stores.outbox.backfilled_entries({key: 1})
 
-    assert [(wallet, entry["_id"]) for wallet, entry in entries.transactions] == [(key, covered)]
+    assert [(entry.key, entry.transaction_id) for entry in entries.transactions] == [(key, covered)]
     assert (entries.covered, entries.after) == ([covered], [later])
 
 

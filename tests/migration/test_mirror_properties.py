@@ -64,7 +64,7 @@ def test_any_interleaving_of_writes_and_mirror_runs_converges(
     existing = [key for key in keys if stores.scan.snapshots([key])]
     assert_stores_agree(stores, existing)
     waiting = stores.outbox.depth()
-    assert (waiting["pending"], waiting["parked"]) == (0, 0)
+    assert (waiting.pending, waiting.parked) == (0, 0)
 
 
 def test_concurrent_api_writes_in_dual_write_reach_tigerbeetle_exactly_once(

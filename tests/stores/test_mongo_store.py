@@ -14,7 +14,7 @@ import pytest
 from domain import errors
 from domain.ids import WalletKey
 from ledger.stores.mongo_database import MongoDatabase
-from ledger.stores.mongo_documents import LogMarks
+from ledger.stores.mongo_documents import LogEntry, LogMarks
 from ledger.stores.mongo_store import MongoWalletStore
 from migration.outbox import LOG_MARKS
 from wallet_site.embedded_mongo import free_loopback_port
@@ -102,6 +102,32 @@ def test_each_log_entry_is_born_with_the_mark_the_store_was_given(
         ("void", "c-1", "mark-new"),
         ("debit", "d-refused", "mark-refused"),
     }
+
+
+def test_the_recent_log_reads_each_entry_typed_newest_first(store: MongoWalletStore) -> None:
+    wallet = key()
+    store.add_credit(wallet, 1_000, "c-1", made_by="till-1")
+    store.subtract_credit(wallet, 300, "d-1")
+    store.void_transaction("d-1", "support", "refund")
+
+    newest, middle, oldest = store.recent_log(wallet)
+
+    assert (newest.kind, newest.transaction_id, newest.amount_minor) == ("void", "d-1", 300)
+    assert (middle.transaction_id, middle.state, middle.voided_by) == ("d-1", "voided", "support")
+    assert middle.void_reason == "refund"
+    assert oldest == LogEntry(
+        transaction_id="c-1",
+        kind="credit",
+        amount_minor=1_000,
+        state="posted",
+        mirror_state="pending",
+        created_at=oldest.created_at,
+        made_by="till-1",
+        voided_by="",
+        void_reason="",
+        mirror_error="",
+    )
+    assert [entry.transaction_id for entry in store.recent_log(wallet, limit=1, skip=2)] == ["c-1"]
 
 
 def test_a_void_entry_is_keyed_outside_the_space_of_client_ids(store: MongoWalletStore) -> None:
