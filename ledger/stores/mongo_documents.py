@@ -18,7 +18,7 @@ from bson.decimal128 import Decimal128
 
 from domain.ids import WalletKey
 from domain.money import currency_exponent, from_minor_units
-from domain.wallets import WalletBalance
+from domain.wallets import TransactionKind, TransactionRecord, TransactionState, WalletBalance
 
 
 @dataclass(frozen=True)
@@ -119,4 +119,21 @@ def log_entry_of(entry: dict[str, Any]) -> LogEntry:
         voided_by=entry.get("voided_by", ""),
         void_reason=entry.get("void_reason", ""),
         mirror_error=entry.get("mirror_error", ""),
+    )
+
+
+def record_of(entry: dict[str, Any]) -> TransactionRecord:
+    """A credit's or debit's log entry as the transaction every store returns."""
+    return TransactionRecord(
+        transaction_id=entry["_id"],
+        kind=TransactionKind(entry["kind"]),
+        key=key_of(entry),
+        amount_minor=int(entry["amount_minor"]),
+        state=TransactionState(entry["state"]),
+        created_at=entry["created_at"],
+        failure_code=entry.get("failure_code", ""),
+        made_by=entry.get("made_by", ""),
+        voided_at=entry.get("voided_at"),
+        voided_by=entry.get("voided_by", ""),
+        void_reason=entry.get("void_reason", ""),
     )

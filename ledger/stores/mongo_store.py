@@ -52,6 +52,7 @@ from ledger.stores.mongo_documents import (
     key_of,
     log_entry_of,
     minor,
+    record_of,
 )
 
 
@@ -114,7 +115,7 @@ class MongoWalletStore:
 
         def credit(session: ClientSession) -> WalletResult:
             wallets, log = self.database.wallets(), self.database.log()
-            self._refuse_or_replay(
+            _refuse_or_replay(
                 log, session, transaction_id, TransactionKind.CREDIT, key, amount_minor
             )
             now = datetime.now(UTC)
@@ -168,9 +169,7 @@ class MongoWalletStore:
 
         def debit(session: ClientSession) -> WalletResult:
             wallets, log = self.database.wallets(), self.database.log()
-            self._refuse_or_replay(
-                log, session, reference_id, TransactionKind.DEBIT, key, amount_minor
-            )
+            _refuse_or_replay(log, session, reference_id, TransactionKind.DEBIT, key, amount_minor)
             now = datetime.now(UTC)
             written_at = write_time(created_at or now)
             wallet = _spend(wallets, key, amount_minor, now=now, session=session)
@@ -255,7 +254,7 @@ class MongoWalletStore:
             )
             updated = log.find_one({"_id": transaction_id}, session=session)
             assert updated is not None, "the entry just voided is in the log"
-            return WalletResult(transaction=self._record(updated), balance=balance)
+            return WalletResult(transaction=record_of(updated), balance=balance)
 
         def run() -> WalletResult:
             try:
@@ -302,7 +301,7 @@ class MongoWalletStore:
             entry = log.find_one({"_id": transaction_id})
             if entry is None or entry.get("kind") == "void":
                 raise errors.TransactionNotFound(f"No transaction {transaction_id!r}.")
-            return self._record(entry)
+            return record_of(entry)
 
         return self.database.guarded(read)
 
@@ -347,49 +346,6 @@ class MongoWalletStore:
 
         return self.database.guarded(run)
 
-    def _refuse_or_replay(
-        self,
-        log: Any,
-        session: ClientSession,
-        transaction_id: str,
-        kind: TransactionKind,
-        key: WalletKey,
-        amount_minor: int,
-    ) -> None:
-        """Raise the original outcome of an id seen before, or its idempotency conflict."""
-        entry = log.find_one({"_id": transaction_id}, session=session)
-        if entry is None:
-            return
-        if (
-            entry.get("kind") != kind.value
-            or key_of(entry) != key
-            or (int(entry["amount_minor"]) != amount_minor)
-        ):
-            raise Refusal(
-                errors.IdempotencyConflict(
-                    f"Id {transaction_id!r} was already used for a different request."
-                )
-            )
-        if entry["state"] == TransactionState.FAILED:
-            raise Refusal(
-                errors.InsufficientFunds(
-                    f"Wallet {key.describe()} had less available credit than the amount."
-                )
-            )
-        balance_after = entry["balance_after"]
-        raise _Replay(
-            WalletResult(
-                transaction=self._record(entry),
-                balance=WalletBalance(
-                    key=key,
-                    credit_minor=balance_after["credit_minor"],
-                    debit_minor=balance_after["debit_minor"],
-                    historical_credit_minor=balance_after["historical_credit_minor"],
-                ),
-                replayed=True,
-            )
-        )
-
     def _log_entry(
         self,
         log: Any,
@@ -419,7 +375,7 @@ class MongoWalletStore:
             "created_at": written_at,
         }
         log.insert_one(entry, session=session)
-        return WalletResult(transaction=self._record(entry), balance=balance)
+        return WalletResult(transaction=record_of(entry), balance=balance)
 
     def _remember_refusal(
         self,
@@ -452,22 +408,6 @@ class MongoWalletStore:
         except PyMongoError as exc:
             raise errors.StoreUnavailable(f"MongoDB failed: {exc}") from exc
 
-    @staticmethod
-    def _record(entry: dict[str, Any]) -> TransactionRecord:
-        return TransactionRecord(
-            transaction_id=entry["_id"],
-            kind=TransactionKind(entry["kind"]),
-            key=key_of(entry),
-            amount_minor=int(entry["amount_minor"]),
-            state=TransactionState(entry["state"]),
-            created_at=entry["created_at"],
-            failure_code=entry.get("failure_code", ""),
-            made_by=entry.get("made_by", ""),
-            voided_at=entry.get("voided_at"),
-            voided_by=entry.get("voided_by", ""),
-            void_reason=entry.get("void_reason", ""),
-        )
-
 
 class _Replay(Exception):
     """The id was applied before: carries the original result out of the transaction."""
@@ -475,6 +415,49 @@ class _Replay(Exception):
     def __init__(self, result: WalletResult) -> None:
         super().__init__("replay")
         self.result = result
+
+
+def _refuse_or_replay(
+    log: Collection[dict[str, Any]],
+    session: ClientSession,
+    transaction_id: str,
+    kind: TransactionKind,
+    key: WalletKey,
+    amount_minor: int,
+) -> None:
+    """Raise the original outcome of an id seen before, or its idempotency conflict."""
+    entry = log.find_one({"_id": transaction_id}, session=session)
+    if entry is None:
+        return
+    if (
+        entry.get("kind") != kind.value
+        or key_of(entry) != key
+        or (int(entry["amount_minor"]) != amount_minor)
+    ):
+        raise Refusal(
+            errors.IdempotencyConflict(
+                f"Id {transaction_id!r} was already used for a different request."
+            )
+        )
+    if entry["state"] == TransactionState.FAILED:
+        raise Refusal(
+            errors.InsufficientFunds(
+                f"Wallet {key.describe()} had less available credit than the amount."
+            )
+        )
+    balance_after = entry["balance_after"]
+    raise _Replay(
+        WalletResult(
+            transaction=record_of(entry),
+            balance=WalletBalance(
+                key=key,
+                credit_minor=balance_after["credit_minor"],
+                debit_minor=balance_after["debit_minor"],
+                historical_credit_minor=balance_after["historical_credit_minor"],
+            ),
+            replayed=True,
+        )
+    )
 
 
 def _voidable_entry(
