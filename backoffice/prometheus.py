@@ -43,9 +43,9 @@ class MigrationCollector(Collector):
         )
         try:
             depth = mongo_outbox().depth()
-            for state in ("pending", "parked", "awaiting_backfill"):
-                depth_metric.add_metric([state], depth[state])
-            lag_metric.add_metric([], depth["oldest_pending_age_s"])
+            for state, count in depth.waiting().items():
+                depth_metric.add_metric([state], count)
+            lag_metric.add_metric([], depth.oldest_pending_age_s)
             yield depth_metric
             yield lag_metric
         except errors.StoreUnavailable as exc:

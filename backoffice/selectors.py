@@ -20,7 +20,7 @@ from domain.wallets import TransactionRecord, WalletBalance
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase
 from ledger import history
-from ledger.stores.mongo_outbox import MongoOutbox
+from ledger.stores.mongo_documents import LogEntry
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import (
@@ -29,6 +29,7 @@ from ledger.tb_model import (
     TRANSFER_CODE_OPENING_BALANCE,
     TRANSFER_CODE_VOID,
 )
+from migration.outbox import MirrorOutbox
 from registry import accounts as account_registry
 from registry.models import WalletAccount, WalletTransfer
 
@@ -253,7 +254,7 @@ def wallet_overview(
             state=WalletTransfer.State.VOIDED,
         ).exists()
     )
-    overview.difference = assess_difference(overview, MongoOutbox(mongo), state)
+    overview.difference = assess_difference(overview, MirrorOutbox(mongo.database), state)
     return overview
 
 
@@ -318,7 +319,7 @@ def _read_transfers(
 
 
 def assess_difference(
-    overview: WalletOverview, outbox: MongoOutbox, state: MigrationState
+    overview: WalletOverview, outbox: MirrorOutbox, state: MigrationState
 ) -> Difference:
     """Whether the stores differ in a way that matters in this phase."""
     mongo, tb = overview.mongo.balance, overview.tigerbeetle.balance
@@ -402,23 +403,19 @@ def _read(store: str, read: Any) -> StoreBalance:
         return StoreBalance(store, None, f"unavailable: {exc.message}")
 
 
-def _log_line(entry: dict[str, Any]) -> LogLine:
-    kind = entry.get("kind", "")
-    state = entry.get("state", "")
+def _log_line(entry: LogEntry) -> LogLine:
     return LogLine(
-        transaction_id=entry.get("voided_transaction_id", entry["_id"])
-        if kind == "void"
-        else entry["_id"],
-        kind=kind,
-        amount_minor=int(entry.get("amount_minor", 0)),
-        state=state,
-        mirror_state=entry.get("mirror_state", ""),
-        created_at=entry["created_at"],
-        made_by=entry.get("made_by", ""),
-        voided_by=entry.get("voided_by", ""),
-        void_reason=entry.get("void_reason", ""),
-        mirror_error=entry.get("mirror_error", ""),
-        voidable=kind in ("credit", "debit") and state == "posted",
+        transaction_id=entry.transaction_id,
+        kind=entry.kind,
+        amount_minor=entry.amount_minor,
+        state=entry.state,
+        mirror_state=entry.mirror_state,
+        created_at=entry.created_at,
+        made_by=entry.made_by,
+        voided_by=entry.voided_by,
+        void_reason=entry.void_reason,
+        mirror_error=entry.mirror_error,
+        voidable=entry.kind in ("credit", "debit") and entry.state == "posted",
     )
 
 

@@ -57,10 +57,11 @@ from domain.money import from_minor_units
 from ledger.backends import get_ledger_backend
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
-from ledger.stores.mongo_outbox import MongoOutbox
-from ledger.stores.mongo_store import LOG, WALLETS, MirrorState, MongoWalletStore
+from ledger.stores.mongo_database import WALLETS, MongoDatabase
 from migration.backfill import Backfill, BackfillReport
+from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
+from migration.outbox import MirrorOutbox, MirrorState
 from migration.reconciliation import Reconciliation
 
 RECONCILE_TARGET_WALLETS_PER_S = 5_000
@@ -79,8 +80,8 @@ def client_id(number: int) -> str:
     return f"client-{RUN}-{number:08d}"
 
 
-def seed_legacy_wallets(store: MongoWalletStore, count: int) -> None:
-    wallets = store.database[WALLETS]  # indexes are built after the seed: faster
+def seed_legacy_wallets(database: MongoDatabase, count: int) -> None:
+    wallets = database.db[WALLETS]  # indexes are built after the seed: faster
     created = datetime(2020, 1, 1, tzinfo=UTC)
     for start in range(0, count, SEED_CHUNK):
         documents = []
@@ -99,7 +100,7 @@ def seed_legacy_wallets(store: MongoWalletStore, count: int) -> None:
                 }
             )
         wallets.insert_many(documents, ordered=False)
-    store.collections()
+    database.ensure_indexes()
 
 
 def baseline_table() -> None:
@@ -111,14 +112,14 @@ def baseline_table() -> None:
         )
 
 
-def baseline_copy(outbox: MongoOutbox, page_size: int) -> tuple[int, float]:
+def baseline_copy(scan: LegacyScan, page_size: int) -> tuple[int, float]:
     """Page through MongoDB and insert one bare row per wallet: the raw cost of an import."""
     sql = (
         "INSERT INTO bench_wallet_copy (id, client_id, credit, debit, historical)"
         " VALUES (%s, %s, %s, %s, %s)"
     )
     started, copied = time.perf_counter(), 0
-    for page in outbox.wallet_batches(page_size):
+    for page in scan.wallet_batches(page_size):
         rows = [
             (copied + i, s.balance.key.client_id, *s.balance.fields_minor())
             for i, s in enumerate(page)
@@ -129,10 +130,10 @@ def baseline_copy(outbox: MongoOutbox, page_size: int) -> tuple[int, float]:
     return copied, time.perf_counter() - started
 
 
-def baseline_compare(outbox: MongoOutbox, page_size: int) -> tuple[int, float]:
+def baseline_compare(scan: LegacyScan, page_size: int) -> tuple[int, float]:
     """Page through MongoDB and read the bare rows back by key: the raw cost of a comparison."""
     started, compared = time.perf_counter(), 0
-    for page in outbox.wallet_batches(page_size):
+    for page in scan.wallet_batches(page_size):
         ids = list(range(compared, compared + len(page)))
         with connection.cursor() as cursor:
             for offset in range(0, len(ids), 900):  # SQLite's bound-parameter limit
@@ -148,9 +149,9 @@ def baseline_compare(outbox: MongoOutbox, page_size: int) -> tuple[int, float]:
     return compared, time.perf_counter() - started
 
 
-def seed_outbox(store: MongoWalletStore, count: int) -> None:
+def seed_outbox(database: MongoDatabase, count: int) -> None:
     """One pending credit in the outbox for each of the first `count` (imported) wallets."""
-    log = store.database[LOG]
+    log = database.log()
     created = datetime.now(UTC)
     for start in range(0, count, SEED_CHUNK):
         log.insert_many(
@@ -175,7 +176,7 @@ def seed_outbox(store: MongoWalletStore, count: int) -> None:
         )
 
 
-def baseline_mirror(outbox: MongoOutbox) -> tuple[int, float]:
+def baseline_mirror(outbox: MirrorOutbox) -> tuple[int, float]:
     """Read pending entries as the mirror does, write a bare row each, mark them: the raw
     cost of moving the outbox (entries are put back to pending afterwards, untimed)."""
     sql = "INSERT INTO bench_outbox_copy (id, amount) VALUES (%s, %s)"
@@ -189,7 +190,7 @@ def baseline_mirror(outbox: MongoOutbox) -> tuple[int, float]:
         outbox.mark_each({e.entry_id: ("bench-baseline", {}) for e in entries})
         moved += len(entries)
     elapsed = time.perf_counter() - started
-    outbox.store.database[LOG].update_many(
+    outbox.database.log().update_many(
         {"mirror_state": "bench-baseline"}, {"$set": {"mirror_state": MirrorState.PENDING}}
     )
     return moved, elapsed
@@ -334,10 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     phases: dict[str, Phases] = {}
     with mongo_server() as mongo_url, scratch_database("migration"):
         # A long timeout: dropping 100,000 documents takes the embedded server a while.
-        store = MongoWalletStore(
-            mongo_url, database=f"wallet_bench_{uuid.uuid4().hex[:6]}", timeout_s=300
+        database = MongoDatabase(
+            mongo_url, name=f"wallet_bench_{uuid.uuid4().hex[:6]}", timeout_s=300
         )
-        outbox = MongoOutbox(store)
+        scan, outbox = LegacyScan(database), MirrorOutbox(database)
         backend = get_ledger_backend()
         # The client's session registration (0.6 s on the server, once a process) is no
         # job's work: done here, untimed, as the raw baseline's is before its timings.
@@ -345,22 +346,22 @@ def main(argv: list[str] | None = None) -> int:
         tigerbeetle = LedgerBatches(TimedBackend(backend))
         try:
             print(f"seeding {args.wallets} legacy wallets ...", file=sys.stderr)
-            seed_legacy_wallets(store, args.wallets)
+            seed_legacy_wallets(database, args.wallets)
             baseline_table()
 
-            copied, copy_s = baseline_copy(outbox, args.page_size)
+            copied, copy_s = baseline_copy(scan, args.page_size)
             with CLOCK.measuring() as phases["backfill"]:
-                report = Backfill(outbox, tigerbeetle).run(page_size=args.page_size, progress=True)
+                report = Backfill(scan, outbox, tigerbeetle).run(args.page_size, progress=True)
             assert report.imported == args.wallets and not report.failed, report.failed[:5]
 
-            compared, compare_s = baseline_compare(outbox, BATCH_EVENTS_MAX)
+            compared, compare_s = baseline_compare(scan, BATCH_EVENTS_MAX)
             with CLOCK.measuring() as phases["reconciliation"]:
-                run = Reconciliation(outbox, tigerbeetle).run(triggered_by="benchmark")
+                run = Reconciliation(scan, outbox, tigerbeetle).run(triggered_by="benchmark")
             assert run.matched == args.wallets and not run.error, run.error
             assert run.duration_s is not None
 
             entries = min(args.mirror_entries, args.wallets)
-            seed_outbox(store, entries)
+            seed_outbox(database, entries)
             moved, move_s = baseline_mirror(outbox)
             started = time.perf_counter()
             with CLOCK.measuring() as phases["mirror"]:
@@ -368,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             mirror_s = time.perf_counter() - started
             assert mirrored.applied == entries == moved, (mirrored, entries, moved)
         finally:
-            store.client.drop_database(store.database.name)
+            database.client.drop_database(database.db.name)
         raw = raw_tigerbeetle(args.wallets, entries) if on_server else {}
     reconcile_rate = run.checked / run.duration_s
     rates = {

@@ -57,8 +57,10 @@ from domain.ids import WalletKey, system_account_id  # noqa: E402
 from domain.money import ledger_for_currency  # noqa: E402
 from ledger.backends import get_ledger_backend  # noqa: E402
 from ledger.service import WalletService  # noqa: E402
-from ledger.stores.mongo_store import WALLETS, MongoWalletStore  # noqa: E402
+from ledger.stores.mongo_database import WALLETS, MongoDatabase  # noqa: E402
+from ledger.stores.mongo_store import MongoWalletStore  # noqa: E402
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore  # noqa: E402
+from migration.outbox import LOG_MARKS  # noqa: E402
 from registry.accounts import find_account  # noqa: E402
 
 OPERATIONS = ("add_credit", "subtract_credit", "get_balance", "get_balances", "void")
@@ -221,9 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     in_process_figures: list[Figure] = []
     http_figures: list[Figure] = []
     with mongo_server() as mongo_url, scratch_database("wallet") as database_name:
-        mongo_store = MongoWalletStore(mongo_url, database=f"wallet_bench_{uuid.uuid4().hex[:6]}")
+        mongo_database = MongoDatabase(mongo_url, name=f"wallet_bench_{uuid.uuid4().hex[:6]}")
+        mongo_store = MongoWalletStore(mongo_database, marks=LOG_MARKS)
         tb_store = TigerBeetleWalletStore()
-        wallets = mongo_store.database[WALLETS]
+        wallets = mongo_database.db[WALLETS]
 
         def raw_mongo(key: WalletKey) -> object:
             return wallets.find_one(
@@ -255,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                 extra_env={"MONGO_URL": mongo_url},
             ) as base:
                 http_figures += over_http(store_name, base, authorization, args.count)
-        mongo_store.client.drop_database(mongo_store.database.name)
+        mongo_database.client.drop_database(mongo_database.db.name)
     print_figures(
         "Wallet operations in-process",
         in_process_figures,

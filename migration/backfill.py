@@ -60,7 +60,6 @@ from domain.money import ledger_for_currency
 from domain.wallets import write_time
 from flags.models import Milestone
 from ledger.batches import LedgerBatches
-from ledger.stores.mongo_outbox import BackfilledEntries, MongoOutbox, WalletSnapshot
 from ledger.tb_model import (
     imported_system_account,
     imported_wallet_account,
@@ -69,6 +68,8 @@ from ledger.tb_model import (
     stamp_import,
 )
 from ledger.wallet_accounts import account_codes
+from migration.legacy_scan import LegacyScan, WalletSnapshot
+from migration.outbox import BackfilledEntries, CoveredTransaction, MirrorOutbox
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.models import WalletAccount
@@ -160,7 +161,10 @@ class _InlineExecutor(Executor):
 
 
 class Backfill:
-    def __init__(self, outbox: MongoOutbox, tigerbeetle: LedgerBatches) -> None:
+    def __init__(self, scan: LegacyScan, outbox: MirrorOutbox, tigerbeetle: LedgerBatches) -> None:
+        """`scan` reads the legacy wallets; `outbox` releases their log entries once
+        imported."""
+        self.scan = scan
         self.outbox = outbox
         self.tigerbeetle = tigerbeetle
         # The last timestamp this run gave an imported event. The next page continues from
@@ -183,7 +187,7 @@ class Backfill:
         started = time.perf_counter()
         report = BackfillReport()
         show = sys.stderr.isatty() if progress is None else progress
-        pages = ReadAhead(self.outbox.wallet_batches(page_size), pages_max=READ_AHEAD_PAGES)
+        pages = ReadAhead(self.scan.wallet_batches(page_size), pages_max=READ_AHEAD_PAGES)
         in_flight: deque[tuple[int, Future[_WrittenPage] | None]] = deque()
         with (
             tqdm(desc="backfill", unit="wallet", disable=not show) as bar,
@@ -413,9 +417,9 @@ class Backfill:
         TigerBeetle is the only store (a void posts its own compensating transfer)."""
         if not entries.transactions:
             return
-        wallets = account_registry.rows_by_key({key for key, _ in entries.transactions})
+        wallets = account_registry.rows_by_key({covered.key for covered in entries.transactions})
         transfer_registry.record_all(
-            [_covered_transfer(entry, wallets[key]) for key, entry in entries.transactions],
+            [_covered_transfer(covered, wallets[covered.key]) for covered in entries.transactions],
             batch_size=500,
         )
 
@@ -550,19 +554,18 @@ class ReadAhead(Generic[_T]):
         self._thread.join()
 
 
-def _covered_transfer(entry: dict[str, Any], wallet: WalletAccount) -> NewTransfer:
-    transaction_id = entry["_id"]
+def _covered_transfer(covered: CoveredTransaction, wallet: WalletAccount) -> NewTransfer:
     return NewTransfer(
-        transaction_id=transaction_id,
+        transaction_id=covered.transaction_id,
         wallet=wallet,
-        kind=entry["kind"],
-        amount_minor=int(entry["amount_minor"]),
-        state=entry["state"],
-        tb_transfer_id=transaction_transfer_id(transaction_id),
+        kind=covered.kind,
+        amount_minor=covered.amount_minor,
+        state=covered.state,
+        tb_transfer_id=transaction_transfer_id(covered.transaction_id),
         tb_timestamp=None,
-        created_at=write_time(entry["created_at"]),  # MongoDB's, the original write
-        made_by=entry.get("made_by", ""),
-        voided_by=entry.get("voided_by", ""),
-        void_reason=entry.get("void_reason", ""),
-        voided_at=entry.get("voided_at"),
+        created_at=write_time(covered.created_at),  # MongoDB's, the original write
+        made_by=covered.made_by,
+        voided_by=covered.voided_by,
+        void_reason=covered.void_reason,
+        voided_at=covered.voided_at,
     )

@@ -21,25 +21,23 @@ from django.utils import timezone
 from domain import errors
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase
-from ledger.stores.mongo_outbox import MongoOutbox
 from migration.models import (
     ReadRouteCount,
     ReconciliationMismatch,
     ReconciliationRun,
     ShadowComparison,
 )
+from migration.outbox import MirrorOutbox, OutboxDepth
 
 MATCH_RATE_TARGET = Decimal("0.9999")
 FALLBACK_RATE_TARGET = Decimal("0.001")
 CONSECUTIVE_DAYS = 7
 
-# Entries waiting for the mirror by state, and the oldest pending one's age in seconds.
-OutboxDepth = dict[str, int]
 # Reads the outbox's depth when a criterion needs it (None when MongoDB does not answer).
 OutboxDepthReader = Callable[[], OutboxDepth | None]
 
 
-def outbox_depth_of(outbox: MongoOutbox) -> OutboxDepth | None:
+def outbox_depth_of(outbox: MirrorOutbox) -> OutboxDepth | None:
     """The outbox's depth, or None when MongoDB does not answer (a figure, not a failure)."""
     try:
         return outbox.depth()
@@ -106,12 +104,12 @@ def writes_lost(outbox_depth: OutboxDepth | None) -> tuple[int | None, str]:
     run = last_reconciliation()
     mismatched, legacy = lost_write_mismatches(run)
     detail = (
-        f"{outbox_depth['parked']} parked outbox entries, "
+        f"{outbox_depth.parked} parked outbox entries, "
         f"{mismatched} wallets mismatched in the last run"
     )
     if legacy:
         detail += f" (not counted: {legacy} legacy wallets inconsistent in MongoDB itself)"
-    return outbox_depth["parked"] + mismatched, detail
+    return outbox_depth.parked + mismatched, detail
 
 
 class DailyShadowFigures(TypedDict):
@@ -354,9 +352,9 @@ def _writes_lost_criterion(
         required_days=0,
     )
     depth = outbox_depth()
-    if depth and depth["parked"]:
+    if depth and depth.parked:
         criterion.blockers.append(
-            Blocker(f"{depth['parked']} parked outbox entries (the mirror gave up on them).")
+            Blocker(f"{depth.parked} parked outbox entries (the mirror gave up on them).")
         )
     real, legacy = lost_write_mismatches(run)
     if real:
@@ -438,11 +436,11 @@ def _fallback_criterion(
             Blocker("Phase 4 needs the backfill to have completed.", CASES_MILESTONES, "Milestones")
         )
     depth = outbox_depth()
-    if depth and (depth["parked"] or depth["awaiting_backfill"]):
+    if depth and (depth.parked or depth.awaiting_backfill):
         criterion.blockers.append(
             Blocker(
-                f"Phase 4 needs an empty outbox: {depth['parked']} parked, "
-                f"{depth['awaiting_backfill']} waiting for the backfill."
+                f"Phase 4 needs an empty outbox: {depth.parked} parked, "
+                f"{depth.awaiting_backfill} waiting for the backfill."
             )
         )
     return criterion

@@ -38,9 +38,8 @@ from domain.wallets import write_time
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
-from ledger.stores.mongo_outbox import EntryId, MongoOutbox, OutboxEntry
-from ledger.stores.mongo_store import MirrorState
 from ledger.tb_model import credit_transfer, debit_transfer, void_transfer
+from migration.outbox import EntryId, MirrorOutbox, MirrorState, OutboxEntry
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.models import WalletAccount, WalletTransfer
@@ -97,7 +96,7 @@ class MirrorReport:
 class Mirror:
     """Applies the outbox of one MongoDB store to TigerBeetle (through the jobs' port)."""
 
-    def __init__(self, outbox: MongoOutbox, tigerbeetle: LedgerBatches) -> None:
+    def __init__(self, outbox: MirrorOutbox, tigerbeetle: LedgerBatches) -> None:
         self.outbox = outbox
         self.tigerbeetle = tigerbeetle
 
@@ -221,7 +220,7 @@ class Mirror:
         unreachable) are left out, with the error."""
         rows = account_registry.rows_by_key(keys)
         unsettled = {key for key in keys if key not in rows or rows[key].opening_seq is None}
-        snapshots = self.outbox.snapshots(unsettled)
+        complete_logs = self.outbox.complete_logs(unsettled)
         wallets: dict[WalletKey, WalletAccount | None] = {}
         unreachable = ""
         for key in keys:
@@ -229,9 +228,7 @@ class Mirror:
             if key not in unsettled:
                 wallets[key] = row
                 continue
-            snapshot = snapshots.get(key)
-            log_complete = bool(snapshot and snapshot.log_complete)
-            if not log_complete:
+            if key not in complete_logs:
                 wallets[key] = None  # wait for the backfill
                 continue
             if row is None:

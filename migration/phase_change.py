@@ -36,10 +36,11 @@ from flags.phases import InvalidPhaseChange, Phase
 from flags.write_gate import WritesStillRunning, writes_drained
 from ledger import history
 from ledger.batches import LedgerBatches
-from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
+from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
 from migration.models import ReconciliationMismatch
+from migration.outbox import MirrorOutbox
 from migration.phase_plan import plan_phase_change
 from migration.reconciliation import Reconciliation
 from registry import transfers as transfer_registry
@@ -83,7 +84,7 @@ def change_phase(
     plan's refusals before anything starts, or what executing the step found."""
     plan = plan_phase_change(
         phase,
-        outbox=MongoOutbox(mongo),
+        outbox=MirrorOutbox(mongo.database),
         rollout_percent=rollout_percent,
         shadow_percent=shadow_percent,
     )
@@ -122,11 +123,10 @@ def change_phase(
 def _drain_or_refuse(
     mongo: MongoWalletStore, tigerbeetle: LedgerBatches, report: PhaseChangeReport
 ) -> None:
-    outbox = MongoOutbox(mongo)
+    outbox = MirrorOutbox(mongo.database)
     drained = Mirror(outbox, tigerbeetle).drain()
     report.mirrored = drained.applied + drained.already_applied
-    depth = outbox.depth()
-    waiting = {state: count for state, count in depth.items() if state != "oldest_pending_age_s"}
+    waiting = outbox.depth().waiting()
     if any(waiting.values()):
         raise InvalidPhaseChange(
             "the mirror is not drained, so TigerBeetle lacks MongoDB writes "
@@ -138,7 +138,9 @@ def _drain_or_refuse(
 def _reconcile_or_refuse(mongo: MongoWalletStore, tigerbeetle: LedgerBatches, actor: str) -> None:
     """An empty outbox is not proof: a wallet whose write never reached the log would be
     lost. Compare every MongoDB wallet with TigerBeetle (recorded as a reconciliation run)."""
-    reconciliation = Reconciliation(MongoOutbox(mongo), tigerbeetle)
+    reconciliation = Reconciliation(
+        LegacyScan(mongo.database), MirrorOutbox(mongo.database), tigerbeetle
+    )
     run = reconciliation.run(triggered_by=f"entering phase 4 ({actor})")
     if run.error:
         raise InvalidPhaseChange(f"the final reconciliation (run {run.pk}) failed: {run.error}")

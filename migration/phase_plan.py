@@ -26,8 +26,8 @@ from django.conf import settings
 
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase, current_state, state_for_phase
-from ledger.stores.mongo_outbox import MongoOutbox
 from migration.criteria import OutboxDepth, StepCriterion, next_step_criterion, outbox_depth_of
+from migration.outbox import MirrorOutbox
 from registry.models import WalletTransfer
 
 
@@ -175,7 +175,7 @@ def plan_step(step: Step, facts: StepFacts) -> StepPlan:
     )
 
 
-def gather_step_facts(step: Step, *, outbox: MongoOutbox) -> StepFacts:
+def gather_step_facts(step: Step, *, outbox: MirrorOutbox) -> StepFacts:
     """Read what the rules of `step` need, once: the outbox only when they use it."""
     read_depth = functools.cache(lambda: outbox_depth_of(outbox))
     copy_back_writes = copy_back_voids = 0
@@ -198,7 +198,7 @@ def gather_step_facts(step: Step, *, outbox: MongoOutbox) -> StepFacts:
 def plan_phase_change(
     phase: Phase,
     *,
-    outbox: MongoOutbox,
+    outbox: MirrorOutbox,
     rollout_percent: Decimal | None = None,
     shadow_percent: Decimal | None = None,
 ) -> StepPlan:
@@ -234,12 +234,12 @@ def _refusals_entering_tigerbeetle_only(facts: StepFacts) -> list[Refusal]:
                 RefusalKind.MONGO_SILENT, "MongoDB does not answer: the outbox cannot be drained."
             )
         )
-    elif depth["parked"] or depth["awaiting_backfill"]:
+    elif depth.parked or depth.awaiting_backfill:
         found.append(
             Refusal(
                 RefusalKind.OUTBOX_NOT_EMPTY,
-                f"The outbox must be empty: {depth['parked']} parked entries and "
-                f"{depth['awaiting_backfill']} waiting for the backfill.",
+                f"The outbox must be empty: {depth.parked} parked entries and "
+                f"{depth.awaiting_backfill} waiting for the backfill.",
             )
         )
     if not facts.backfill_completed:
@@ -267,7 +267,7 @@ def _effects(step: Step, facts: StepFacts) -> list[str]:
         ]
     if step.stops_dual_write:
         depth = facts.outbox
-        pending = f" {depth['pending']} entries still pending stay unmirrored." if depth else ""
+        pending = f" {depth.pending} entries still pending stay unmirrored." if depth else ""
         return ["Dual write stops: TigerBeetle no longer receives MongoDB's writes." + pending]
     if step.after.dual_write and not step.before.dual_write:
         return ["Dual write starts: every MongoDB write is also mirrored into TigerBeetle."]
@@ -278,7 +278,7 @@ def _effects_entering_tigerbeetle_only(facts: StepFacts) -> list[str]:
     effects = [_pause(facts)]
     if facts.outbox is not None:
         effects.append(
-            f"The mirror applies the {facts.outbox['pending']} outbox entries still pending "
+            f"The mirror applies the {facts.outbox.pending} outbox entries still pending "
             "to TigerBeetle; an entry it cannot apply refuses the change."
         )
         effects.append(

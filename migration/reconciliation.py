@@ -34,11 +34,11 @@ from flags.phases import Phase, current_state
 from ledger import metrics
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
-from ledger.stores.mongo_outbox import MongoOutbox, WalletSnapshot
-from ledger.stores.mongo_store import MirrorState
 from ledger.tb_model import balance_from_account
+from migration.legacy_scan import LegacyScan, WalletSnapshot
 from migration.mirror import Mirror
 from migration.models import ReconciliationMismatch, ReconciliationRun
+from migration.outbox import MirrorOutbox, MirrorState
 from registry import accounts as account_registry
 from registry.models import WalletAccount
 
@@ -49,7 +49,10 @@ WALLET_SEQ_MAX = 2**62
 
 
 class Reconciliation:
-    def __init__(self, outbox: MongoOutbox, tigerbeetle: LedgerBatches) -> None:
+    def __init__(self, scan: LegacyScan, outbox: MirrorOutbox, tigerbeetle: LedgerBatches) -> None:
+        """`scan` reads MongoDB's wallets, `outbox` says which of their writes wait for the
+        mirror (and feeds the mirror a differing wallet gets before its second look)."""
+        self.scan = scan
         self.outbox = outbox
         self.tigerbeetle = tigerbeetle
         self.awaiting_backfill = 0
@@ -81,7 +84,7 @@ class Reconciliation:
 
     def recheck(self, key: WalletKey) -> tuple[WalletBalance | None, WalletBalance | None]:
         """One wallet, now (support's re-check): mirrored first, then both stores read."""
-        snapshot = self.outbox.snapshots([key]).get(key)
+        snapshot = self.scan.snapshots([key]).get(key)
         if snapshot is None:
             registered = account_registry.find_account(key)
             tb = None
@@ -167,7 +170,7 @@ class Reconciliation:
         mirrored while dual write was on: a wallet it lacks, or one whose later writes wait in
         the outbox, has nothing to be compared with yet and is counted apart, not alerted."""
         dual_write = current_state().dual_write
-        for page in self.outbox.wallet_batches(page_size):
+        for page in self.scan.wallet_batches(page_size):
             differing: list[WalletSnapshot] = []
             for snapshot in page:
                 key = snapshot.balance.key
@@ -217,7 +220,7 @@ class Reconciliation:
         keys = [snapshot.balance.key for snapshot in differing]
         if current_state().mirrors_to_tigerbeetle:
             Mirror(self.outbox, self.tigerbeetle).drain(keys=keys)
-        fresh = self.outbox.snapshots(keys)
+        fresh = self.scan.snapshots(keys)
         rows = account_registry.rows_by_key(keys)
         accounts = {
             account.id: account

@@ -33,10 +33,10 @@ from domain.wallets import TransactionRecord, WalletBalance, WalletResult
 from flags.phases import Phase, current_state
 from flags.write_gate import write_admitted
 from ledger import metrics
-from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration.models import ReadRouteCount
+from migration.outbox import MirrorOutbox
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,7 +112,7 @@ class PhasedWalletStore:
         Celery tasks; this module never imports them."""
         self.mongo = mongo
         self.tigerbeetle = tigerbeetle
-        self.outbox = MongoOutbox(mongo)
+        self.outbox = MirrorOutbox(mongo.database)
         self._enqueue_mirror = enqueue_mirror
         self._enqueue_shadow = enqueue_shadow
 

@@ -17,11 +17,10 @@ from domain.ids import WalletKey
 from domain.wallets import WalletBalance
 from ledger import history, metrics
 from ledger.batches import LedgerBatches
-from ledger.stores.mongo_outbox import MongoOutbox
-from ledger.stores.mongo_store import MirrorState
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration.mirror import Mirror
 from migration.models import ShadowComparison
+from migration.outbox import MirrorOutbox, MirrorState
 from registry import accounts as account_registry
 
 FIELDS = ("credit", "debit", "historical_credit")
@@ -30,7 +29,7 @@ FIELDS = ("credit", "debit", "historical_credit")
 def compare_shadow_read(
     mongo_balance: WalletBalance,
     wallet_seq: int,
-    outbox: MongoOutbox,
+    outbox: MirrorOutbox,
     tigerbeetle: TigerBeetleWalletStore,
     batches: LedgerBatches,
     mongo_latency_us: int | None = None,
@@ -64,7 +63,7 @@ def _compare(
     key: WalletKey,
     mongo_balance: WalletBalance,
     wallet_seq: int,
-    outbox: MongoOutbox,
+    outbox: MirrorOutbox,
     tigerbeetle: TigerBeetleWalletStore,
     batches: LedgerBatches,
 ) -> None:
@@ -82,13 +81,11 @@ def _compare(
     following = outbox.next_entry_after(key, wallet_seq)
     if following is None:
         tb_balance = tigerbeetle.get_balance(key)
-    elif following.get("tb_timestamp"):
-        tb_balance = history.balance_before(
-            batches, key, tb_timestamp=int(following["tb_timestamp"])
-        )
+    elif following.tb_timestamp:
+        tb_balance = history.balance_before(batches, key, tb_timestamp=following.tb_timestamp)
     else:
         comparison.outcome = ShadowComparison.Outcome.SKIPPED
-        comparison.detail = f"the next change is {following.get('mirror_state')}, not mirrored"
+        comparison.detail = f"the next change is {following.mirror_state}, not mirrored"
         return
     comparison.tb_latency_us = int((time.perf_counter() - started) * 1_000_000)
     comparison.tb_credit_minor = tb_balance.credit_minor

@@ -16,6 +16,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from celery import shared_task
@@ -25,11 +26,12 @@ from flags.phases import current_state
 from ledger import metrics
 from ledger.backends import get_ledger_backend
 from ledger.batches import LedgerBatches
-from ledger.stores.mongo_outbox import MongoOutbox
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration.backfill import Backfill
+from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
+from migration.outbox import MirrorOutbox
 from migration.phase_change import backport_due, backport_tigerbeetle_writes
 from migration.reconciliation import Reconciliation
 from migration.routing import key_from_dict
@@ -61,8 +63,12 @@ def _tigerbeetle_batches() -> LedgerBatches:
     return LedgerBatches(_tigerbeetle_store().backend)
 
 
-def _mongo_outbox() -> MongoOutbox:
-    return MongoOutbox(_mongo_store())
+def _mongo_outbox() -> MirrorOutbox:
+    return MirrorOutbox(_mongo_store().database)
+
+
+def _legacy_scan() -> LegacyScan:
+    return LegacyScan(_mongo_store().database)
 
 
 @shared_task(name="ledger.check_ledger_backend")
@@ -123,10 +129,10 @@ def sweep_outbox() -> dict[str, Any]:
     if not state.tigerbeetle_only and backport_due():
         result["copied_back"] = backport_tigerbeetle_writes(_mongo_store(), _tigerbeetle_batches())
     depth = _mongo_outbox().depth()
-    for waiting in ("pending", "parked"):
-        metrics.OUTBOX_DEPTH.labels(waiting).set(depth[waiting])
-    metrics.MIRROR_LAG_SECONDS.set(depth["oldest_pending_age_s"])
-    return {**result, "depth": depth}
+    metrics.OUTBOX_DEPTH.labels("pending").set(depth.pending)
+    metrics.OUTBOX_DEPTH.labels("parked").set(depth.parked)
+    metrics.MIRROR_LAG_SECONDS.set(depth.oldest_pending_age_s)
+    return {**result, "depth": asdict(depth)}
 
 
 @shared_task(name="ledger.compare_shadow_read")
@@ -153,6 +159,7 @@ def compare_shadow_read(
 def backfill(page_size: int = 2000) -> dict[str, Any]:
     """Import every legacy wallet (idempotent: a retried or repeated task skips done ones)."""
     report = Backfill(
+        _legacy_scan(),
         _mongo_outbox(),
         _tigerbeetle_batches(),
     ).run(page_size=page_size, progress=False)
@@ -169,6 +176,7 @@ def backfill(page_size: int = 2000) -> dict[str, Any]:
 def reconcile(triggered_by: str = "schedule") -> dict[str, Any]:
     """Celery beat (RECONCILE_INTERVAL_S): compare every wallet in both stores."""
     run = Reconciliation(
+        _legacy_scan(),
         _mongo_outbox(),
         _tigerbeetle_batches(),
     ).run(triggered_by=triggered_by)

@@ -179,11 +179,16 @@ def mongo_database_name(mongo_url: str) -> Iterator[str]:
 
 def build_store(name: str, request: pytest.FixtureRequest) -> WalletStore:
     if name == "mongo":
+        from ledger.stores.mongo_database import MongoDatabase
         from ledger.stores.mongo_store import MongoWalletStore
+        from migration.outbox import LOG_MARKS
 
         return MongoWalletStore(
-            request.getfixturevalue("mongo_url"),
-            database=request.getfixturevalue("mongo_database_name"),
+            MongoDatabase(
+                request.getfixturevalue("mongo_url"),
+                name=request.getfixturevalue("mongo_database_name"),
+            ),
+            marks=LOG_MARKS,
         )
     from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 

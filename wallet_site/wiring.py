@@ -23,10 +23,12 @@ from domain.ids import WalletKey
 from domain.wallets import WalletBalance, WalletStore
 from ledger.batches import LedgerBatches
 from ledger.service import WalletService
-from ledger.stores.mongo_outbox import MongoOutbox
+from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration import tasks
+from migration.legacy_scan import LegacyScan
+from migration.outbox import LOG_MARKS, MirrorOutbox
 from migration.routing import PhasedWalletStore, key_to_dict
 
 _process_stores: dict[str, WalletStore] = {}
@@ -69,7 +71,8 @@ def make_store(name: str) -> WalletStore:
     if store is not None:
         return store
     if name == "mongo":
-        store = MongoWalletStore(settings.MONGO_URL)
+        # Its log entries carry the migration's outbox states (the durable outbox).
+        store = MongoWalletStore(MongoDatabase(settings.MONGO_URL), marks=LOG_MARKS)
     elif name == "tigerbeetle":
         store = TigerBeetleWalletStore()
     elif name == "phased":
@@ -80,7 +83,7 @@ def make_store(name: str) -> WalletStore:
 
 
 def mongo_store() -> MongoWalletStore:
-    """The process's MongoDB store, typed (the migration jobs need its outbox)."""
+    """The process's MongoDB store, typed (the migration jobs read its database)."""
     store = make_store("mongo")
     assert isinstance(store, MongoWalletStore)
     return store
@@ -99,9 +102,14 @@ def tigerbeetle_batches() -> LedgerBatches:
     return LedgerBatches(tigerbeetle_store().backend)
 
 
-def mongo_outbox() -> MongoOutbox:
-    """The dual-write outbox of the process's MongoDB store."""
-    return MongoOutbox(mongo_store())
+def mongo_outbox() -> MirrorOutbox:
+    """The dual-write outbox of the process's MongoDB store (on its database)."""
+    return MirrorOutbox(mongo_store().database)
+
+
+def legacy_scan() -> LegacyScan:
+    """The migration's read of the process's MongoDB wallets (on the store's database)."""
+    return LegacyScan(mongo_store().database)
 
 
 def wallet_service() -> WalletService:

@@ -1,13 +1,16 @@
-"""The shape of the MongoDB store's documents, shared by the store and the mirror's outbox.
+"""The shape of the MongoDB store's documents, shared by the store and the migration's view of
+them (its outbox and legacy scan).
 
 Wallet documents hold credit, debit and historical_credit as Decimal128 quantized to the
 currency's exponent (never float); wallet documents and log entries carry the wallet key in
 four fields (`issuer_type_identifier` "" for no issuer). These functions turn keys and amounts
-into those fields and back.
+into those fields and back, and log entries into the typed results the store returns.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +18,35 @@ from bson.decimal128 import Decimal128
 
 from domain.ids import WalletKey
 from domain.money import currency_exponent, from_minor_units
-from domain.wallets import WalletBalance
+from domain.wallets import TransactionKind, TransactionRecord, TransactionState, WalletBalance
+
+
+@dataclass(frozen=True)
+class LogMarks:
+    """The `mirror_state` each kind of log entry is born with, written in the same
+    transaction as the entry: that is what makes the log the migration's durable outbox.
+    The states are the migration's (`migration.outbox.LOG_MARKS`); the store only writes
+    the values it is given."""
+
+    new_write: str  # a client's credit, debit or void: to be mirrored to TigerBeetle
+    copied_back: str  # a write copied back from TigerBeetle (leaving phase 4): held there
+    refused: str  # a refused debit, kept so a retry is refused alike: nothing to mirror
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One transaction log entry as support's pages show it."""
+
+    transaction_id: str  # a void's entry: the id of the transaction it voided
+    kind: str  # credit, debit or void
+    amount_minor: int
+    state: str
+    mirror_state: str
+    created_at: datetime
+    made_by: str
+    voided_by: str
+    void_reason: str
+    mirror_error: str
 
 
 def decimal128(amount_minor: int, currency: str) -> Decimal128:
@@ -70,3 +101,39 @@ def balance_fields(balance: WalletBalance) -> dict[str, int]:
         "debit_minor": balance.debit_minor,
         "historical_credit_minor": balance.historical_credit_minor,
     }
+
+
+def log_entry_of(entry: dict[str, Any]) -> LogEntry:
+    """A log entry for support's pages; fields an older entry lacks read as empty."""
+    kind = entry.get("kind", "")
+    return LogEntry(
+        transaction_id=entry.get("voided_transaction_id", entry["_id"])
+        if kind == "void"
+        else entry["_id"],
+        kind=kind,
+        amount_minor=int(entry.get("amount_minor", 0)),
+        state=entry.get("state", ""),
+        mirror_state=entry.get("mirror_state", ""),
+        created_at=entry["created_at"],
+        made_by=entry.get("made_by", ""),
+        voided_by=entry.get("voided_by", ""),
+        void_reason=entry.get("void_reason", ""),
+        mirror_error=entry.get("mirror_error", ""),
+    )
+
+
+def record_of(entry: dict[str, Any]) -> TransactionRecord:
+    """A credit's or debit's log entry as the transaction every store returns."""
+    return TransactionRecord(
+        transaction_id=entry["_id"],
+        kind=TransactionKind(entry["kind"]),
+        key=key_of(entry),
+        amount_minor=int(entry["amount_minor"]),
+        state=TransactionState(entry["state"]),
+        created_at=entry["created_at"],
+        failure_code=entry.get("failure_code", ""),
+        made_by=entry.get("made_by", ""),
+        voided_at=entry.get("voided_at"),
+        voided_by=entry.get("voided_by", ""),
+        void_reason=entry.get("void_reason", ""),
+    )

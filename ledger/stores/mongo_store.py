@@ -1,6 +1,7 @@
 """The legacy MongoDB wallet store (the seed's `PaymentsWallet`), through pymongo only.
 
-Collections:
+Its database (`mongo_database.MongoDatabase`: the connection, both collections, failures as
+StoreUnavailable, transactions) is shared with the migration's view of it. Collections:
 - `payments_wallets`: one document per wallet; credit, debit and historical_credit as
   Decimal128 quantized to the currency's exponent (never float); unique on the wallet key.
 - `wallet_transactions`: the transaction log, one document per credit, debit and void,
@@ -10,40 +11,24 @@ Collections:
   per transaction is a unique index on `voided_transaction_id`. Each entry carries the
   wallet's balance right after it (so a retried id answers the original result), a per-wallet
   `wallet_seq`, and `mirror_state`, which makes the log the durable outbox of the TigerBeetle
-  mirror.
+  mirror. The states are the migration's: the store is given the one each kind of entry is
+  born with (`LogMarks`).
 
-Every operation is one multi-document transaction. Write conflicts between concurrent
-transactions are retried (tenacity) while the wallet moves, but for at most
-MONGO_LOCK_WAIT_S while it stands still, then answered 503: a wallet locked by a
-transaction its dead process abandoned stays locked until the server's transaction lifetime
-reaps it, and no request may wait that long. A server that does not
-answer is `StoreUnavailable` within MONGO_TIMEOUT_S, never a long hang.
+Every operation is one multi-document transaction, its write conflicts retried while the
+wallet moves and answered 503 once it stands still (`MongoDatabase.transaction`).
 """
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import pymongo
 from bson import ObjectId
-from django.conf import settings
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
-from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_delay,
-    wait_random_exponential,
-)
-from tenacity.stop import stop_base
 
 from domain import errors
 from domain.ids import WalletKey
@@ -56,76 +41,19 @@ from domain.wallets import (
     WalletResult,
     write_time,
 )
+from ledger.stores.mongo_database import MongoDatabase, Refusal
 from ledger.stores.mongo_documents import (
+    LogEntry,
+    LogMarks,
     balance_fields,
     balance_of,
     decimal128,
     key_filter,
     key_of,
+    log_entry_of,
     minor,
+    record_of,
 )
-
-T = TypeVar("T")
-WALLETS = "payments_wallets"
-LOG = "wallet_transactions"
-# The fields that name a wallet, in both collections (`mongo_documents.key_filter`).
-WALLET_KEY_INDEX = [
-    ("client_id", 1),
-    ("country", 1),
-    ("currency", 1),
-    ("issuer_type_identifier", 1),
-]
-
-
-class MirrorState:
-    """Where a log entry stands with the TigerBeetle mirror (the outbox states)."""
-
-    PENDING = "pending"  # to be applied to TigerBeetle by the mirror
-    MIRRORED = "mirrored"  # applied to TigerBeetle
-    COVERED = "covered"  # older than the backfill snapshot: in the opening balance
-    PARKED = "parked"  # refused or kept failing: waits for support, blocks TB reads
-    AWAITING_BACKFILL = "awaiting_backfill"  # a legacy wallet the backfill has not imported
-    FROM_TIGERBEETLE = "from_tigerbeetle"  # a phase-4 write copied back: already in TB
-    NONE = "none"  # nothing to mirror (a refused debit)
-
-
-def _mirror_state(mirror: bool) -> str:
-    return MirrorState.PENDING if mirror else MirrorState.FROM_TIGERBEETLE
-
-
-def _is_write_conflict(exc: BaseException) -> bool:
-    return (
-        isinstance(exc, PyMongoError)
-        and exc.has_error_label("TransientTransactionError")
-        and (not isinstance(exc, pymongo.errors.ConnectionFailure))
-    )
-
-
-# However busy a wallet, a request stops retrying its write conflicts after this long.
-CONTENDED_WAIT_MAX_S = 20.0
-
-
-class _WalletStalled(stop_base):
-    """Tenacity stop: our attempts kept conflicting and the wallet has not changed for
-    `lock_wait_s`. Live requests on a busy wallet commit one after another (its wallet_seq
-    moves), so they keep retrying; a wallet held by a dead process's transaction does not
-    move until the server reaps that transaction, and no request may wait that out."""
-
-    def __init__(self, lock_wait_s: float, wallet_mark: Callable[[], object]) -> None:
-        self.lock_wait_s = lock_wait_s
-        self.wallet_mark = wallet_mark
-        self.mark: object = None
-        self.still_since = time.monotonic()
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        now = time.monotonic()
-        try:
-            mark = self.wallet_mark()
-        except PyMongoError:
-            mark = self.mark
-        if mark != self.mark:
-            self.mark, self.still_since = mark, now
-        return now + (retry_state.upcoming_sleep or 0) - self.still_since >= self.lock_wait_s
 
 
 def _refuse_past_balance_limit(wallet: dict[str, Any], key: WalletKey) -> None:
@@ -133,7 +61,7 @@ def _refuse_past_balance_limit(wallet: dict[str, Any], key: WalletKey) -> None:
     went past the limit aborts the transaction, so nothing posts (Decimal128 sums these
     amounts exactly; the log's int64 balance fields could not hold them)."""
     if minor(wallet["historical_credit"], key.currency) > BALANCE_MINOR_MAX:
-        raise _Refusal(
+        raise Refusal(
             errors.BalanceLimitExceeded(
                 f"Wallet {key.describe()} would hold more than {BALANCE_MINOR_MAX} minor "
                 "units of credit in all; the ledger's balance limit."
@@ -141,129 +69,22 @@ def _refuse_past_balance_limit(wallet: dict[str, Any], key: WalletKey) -> None:
         )
 
 
-class _Refusal(Exception):
-    """Carries a WalletError out of a transaction callback so the transaction aborts."""
-
-    def __init__(self, error: errors.WalletError) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
 class MongoWalletStore:
     """Wallet store on MongoDB (phase 0's primary store)."""
 
     name = "mongo"
 
-    def __init__(
-        self,
-        mongo_url: str | None = None,
-        database: str | None = None,
-        timeout_s: float | None = None,
-        lock_wait_s: float | None = None,
-    ) -> None:
-        self.mongo_url = mongo_url or settings.MONGO_URL
-        self._database_name = database
-        self.timeout_s = timeout_s if timeout_s is not None else settings.MONGO_TIMEOUT_S
-        self.lock_wait_s = lock_wait_s if lock_wait_s is not None else settings.MONGO_LOCK_WAIT_S
-        self._client: pymongo.MongoClient[dict[str, Any]] | None = None
-        self._client_pid: int | None = None
-        self._indexes_ready = False
-        self._lock = threading.Lock()
-
-    # --- connection -----------------------------------------------------------------------
-
-    @property
-    def client(self) -> pymongo.MongoClient[dict[str, Any]]:
-        with self._lock:
-            if self._client is None or self._client_pid != os.getpid():
-                timeout_ms = int(self.timeout_s * 1000)
-                self._client = pymongo.MongoClient(
-                    self.mongo_url,
-                    serverSelectionTimeoutMS=timeout_ms,
-                    connectTimeoutMS=timeout_ms,
-                    socketTimeoutMS=timeout_ms,
-                    tz_aware=True,
-                )
-                self._client_pid = os.getpid()
-            return self._client
-
-    @property
-    def database(self) -> Database[dict[str, Any]]:
-        client = self.client
-        if self._database_name:
-            return client[self._database_name]
-        return client.get_default_database(default="wallet")
-
-    def collections(self) -> tuple[Collection[dict[str, Any]], Collection[dict[str, Any]]]:
-        database = self.database
-        if not self._indexes_ready:
-            database[WALLETS].create_index(
-                WALLET_KEY_INDEX,
-                unique=True,
-                name="unique_wallet_key",
-            )
-            database[LOG].create_index(
-                [("mirror_state", 1), ("client_id", 1), ("wallet_seq", 1)], name="mirror_outbox"
-            )
-            # A wallet's history (support's pages) and the backfill's read of a page's log
-            # entries (client_id $in) ask by wallet key: without it, a full scan each.
-            database[LOG].create_index(
-                [*WALLET_KEY_INDEX, ("created_at", 1)], name="wallet_history"
-            )
-            database[LOG].create_index(
-                [("voided_transaction_id", 1)],
-                unique=True,
-                sparse=True,  # only void entries carry the field
-                name="one_void_per_transaction",
-            )
-            self._indexes_ready = True
-        return database[WALLETS], database[LOG]
-
-    def guarded(self, operation: Callable[[], T]) -> T:
-        """Run a store operation; MongoDB failures become StoreUnavailable."""
-        try:
-            return operation()
-        except _Refusal as refusal:
-            raise refusal.error from None
-        except errors.WalletError:
-            raise
-        except PyMongoError as exc:
-            raise errors.StoreUnavailable(f"MongoDB failed: {exc}") from exc
-
-    def _transaction(
-        self, callback: Callable[[ClientSession], T], wallet_mark: Callable[[], object]
-    ) -> T:
-        """Run `callback` in one transaction, retrying write conflicts while the wallet
-        moves (`wallet_mark`: what it looks like now). Still for `lock_wait_s`: the wallet
-        is held by a transaction nobody finishes (a killed worker's), so 503
-        store_unavailable now; the client retries with the same id."""
-
-        def attempt() -> T:
-            with self.client.start_session() as session, session.start_transaction():
-                return callback(session)
-
-        retrying = Retrying(
-            retry=retry_if_exception(_is_write_conflict),
-            stop=stop_after_delay(CONTENDED_WAIT_MAX_S)
-            | _WalletStalled(self.lock_wait_s, wallet_mark),
-            wait=wait_random_exponential(multiplier=0.002, max=0.05),
-            reraise=True,
-        )
-        try:
-            return retrying(attempt)
-        except PyMongoError as exc:
-            if not _is_write_conflict(exc):
-                raise
-            raise errors.StoreUnavailable(
-                "The wallet is held by another write that does not finish; retry with the same id."
-            ) from exc
+    def __init__(self, database: MongoDatabase, *, marks: LogMarks) -> None:
+        """`marks`: the `mirror_state` each kind of log entry is born with (the migration's
+        states, `migration.outbox.LOG_MARKS`)."""
+        self.database = database
+        self.marks = marks
 
     def _wallet_mark(self, key: WalletKey) -> Callable[[], object]:
         """The wallet's committed wallet_seq (None while it does not exist)."""
 
         def mark() -> object:
-            wallets, _ = self.collections()
-            return wallets.find_one(key_filter(key), {"_id": 0, "wallet_seq": 1})
+            return self.database.wallets().find_one(key_filter(key), {"_id": 0, "wallet_seq": 1})
 
         return mark
 
@@ -271,8 +92,7 @@ class MongoWalletStore:
         """The mark of the wallet a voided transaction belongs to."""
 
         def mark() -> object:
-            _, log = self.collections()
-            entry = log.find_one({"_id": transaction_id})
+            entry = self.database.log().find_one({"_id": transaction_id})
             return None if entry is None else self._wallet_mark(key_of(entry))()
 
         return mark
@@ -294,8 +114,8 @@ class MongoWalletStore:
         assert amount_minor > 0, "the service refuses amounts that are not positive"
 
         def credit(session: ClientSession) -> WalletResult:
-            wallets, log = self.collections()
-            self._refuse_or_replay(
+            wallets, log = self.database.wallets(), self.database.log()
+            _refuse_or_replay(
                 log, session, transaction_id, TransactionKind.CREDIT, key, amount_minor
             )
             now = datetime.now(UTC)
@@ -348,17 +168,15 @@ class MongoWalletStore:
         assert amount_minor > 0, "the service refuses amounts that are not positive"
 
         def debit(session: ClientSession) -> WalletResult:
-            wallets, log = self.collections()
-            self._refuse_or_replay(
-                log, session, reference_id, TransactionKind.DEBIT, key, amount_minor
-            )
+            wallets, log = self.database.wallets(), self.database.log()
+            _refuse_or_replay(log, session, reference_id, TransactionKind.DEBIT, key, amount_minor)
             now = datetime.now(UTC)
             written_at = write_time(created_at or now)
             wallet = _spend(wallets, key, amount_minor, now=now, session=session)
             if wallet is None:
                 if wallets.find_one(key_filter(key), {"_id": 1}, session=session) is None:
-                    raise _Refusal(errors.WalletNotFound(f"No wallet {key.describe()}."))
-                raise _Refusal(
+                    raise Refusal(errors.WalletNotFound(f"No wallet {key.describe()}."))
+                raise Refusal(
                     errors.InsufficientFunds(
                         f"Wallet {key.describe()} has less available credit than the amount."
                     )
@@ -394,7 +212,7 @@ class MongoWalletStore:
         voided_at: datetime | None = None,
     ) -> WalletResult:
         def void(session: ClientSession) -> WalletResult:
-            wallets, log = self.collections()
+            wallets, log = self.database.wallets(), self.database.log()
             entry = _voidable_entry(log, transaction_id, session)
             key = key_of(entry)
             now = datetime.now(UTC)
@@ -429,25 +247,27 @@ class MongoWalletStore:
                     "void_reason": reason,
                     "balance_after": balance_fields(balance),
                     "wallet_seq": wallet["wallet_seq"],
-                    "mirror_state": _mirror_state(mirror),
+                    "mirror_state": self._mark(mirror),
                     "created_at": written_at,
                 },
                 session=session,
             )
             updated = log.find_one({"_id": transaction_id}, session=session)
             assert updated is not None, "the entry just voided is in the log"
-            return WalletResult(transaction=self._record(updated), balance=balance)
+            return WalletResult(transaction=record_of(updated), balance=balance)
 
         def run() -> WalletResult:
             try:
-                return self._transaction(void, self._voided_wallet_mark(transaction_id))
+                return self.database.transaction(
+                    void, wallet_mark=self._voided_wallet_mark(transaction_id)
+                )
             except DuplicateKeyError:
                 # A concurrent void of the same transaction committed first.
                 raise errors.AlreadyVoided(
                     f"Transaction {transaction_id!r} was already voided."
                 ) from None
 
-        return self.guarded(run)
+        return self.database.guarded(run)
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -459,44 +279,49 @@ class MongoWalletStore:
         shadow comparison needs to compare at exactly the same point)."""
 
         def read() -> tuple[WalletBalance, int]:
-            wallets, _ = self.collections()
+            wallets = self.database.wallets()
             wallet = wallets.find_one(key_filter(key))
             if wallet is None:
                 raise errors.WalletNotFound(f"No wallet {key.describe()}.")
             return balance_of(wallet), int(wallet.get("wallet_seq", 0))
 
-        return self.guarded(read)
+        return self.database.guarded(read)
 
     def get_balances(self, client_id: str) -> list[WalletBalance]:
         def read() -> list[WalletBalance]:
-            wallets, _ = self.collections()
+            wallets = self.database.wallets()
             balances = [balance_of(w) for w in wallets.find({"client_id": client_id})]
             return sorted(balances, key=lambda balance: balance.key.sort_key())
 
-        return self.guarded(read)
+        return self.database.guarded(read)
 
     def get_transaction(self, transaction_id: str) -> TransactionRecord:
         def read() -> TransactionRecord:
-            _, log = self.collections()
+            log = self.database.log()
             entry = log.find_one({"_id": transaction_id})
             if entry is None or entry.get("kind") == "void":
                 raise errors.TransactionNotFound(f"No transaction {transaction_id!r}.")
-            return self._record(entry)
+            return record_of(entry)
 
-        return self.guarded(read)
+        return self.database.guarded(read)
 
-    def recent_log(self, key: WalletKey, limit: int = 20, skip: int = 0) -> list[dict[str, Any]]:
+    def recent_log(self, key: WalletKey, limit: int = 20, skip: int = 0) -> list[LogEntry]:
         """The wallet's latest transaction log entries, newest first, a page at a time (for
         support staff: one wallet's log is small enough for skip)."""
 
-        def read() -> list[dict[str, Any]]:
-            _, log = self.collections()
+        def read() -> list[LogEntry]:
+            log = self.database.log()
             found = log.find(key_filter(key)).sort([("created_at", -1), ("_id", -1)])
-            return list(found.skip(skip).limit(limit))
+            return [log_entry_of(entry) for entry in found.skip(skip).limit(limit)]
 
-        return self.guarded(read)
+        return self.database.guarded(read)
 
     # --- internals --------------------------------------------------------------------------
+
+    def _mark(self, mirror: bool) -> str:
+        """The `mirror_state` of a new entry: to be mirrored, or (`mirror=False`) copied
+        back from TigerBeetle, which holds it already."""
+        return self.marks.new_write if mirror else self.marks.copied_back
 
     def _write(
         self,
@@ -508,61 +333,18 @@ class MongoWalletStore:
     ) -> WalletResult:
         def run() -> WalletResult:
             try:
-                return self._transaction(callback, self._wallet_mark(key))
+                return self.database.transaction(callback, wallet_mark=self._wallet_mark(key))
             except _Replay as replay:
                 return replay.result
             except DuplicateKeyError:
                 # A concurrent request with the same id (or the wallet's first credit from
                 # another id) committed first: the retry sees its outcome.
                 try:
-                    return self._transaction(callback, self._wallet_mark(key))
+                    return self.database.transaction(callback, wallet_mark=self._wallet_mark(key))
                 except _Replay as replay:
                     return replay.result
 
-        return self.guarded(run)
-
-    def _refuse_or_replay(
-        self,
-        log: Any,
-        session: ClientSession,
-        transaction_id: str,
-        kind: TransactionKind,
-        key: WalletKey,
-        amount_minor: int,
-    ) -> None:
-        """Raise the original outcome of an id seen before, or its idempotency conflict."""
-        entry = log.find_one({"_id": transaction_id}, session=session)
-        if entry is None:
-            return
-        if (
-            entry.get("kind") != kind.value
-            or key_of(entry) != key
-            or (int(entry["amount_minor"]) != amount_minor)
-        ):
-            raise _Refusal(
-                errors.IdempotencyConflict(
-                    f"Id {transaction_id!r} was already used for a different request."
-                )
-            )
-        if entry["state"] == TransactionState.FAILED:
-            raise _Refusal(
-                errors.InsufficientFunds(
-                    f"Wallet {key.describe()} had less available credit than the amount."
-                )
-            )
-        balance_after = entry["balance_after"]
-        raise _Replay(
-            WalletResult(
-                transaction=self._record(entry),
-                balance=WalletBalance(
-                    key=key,
-                    credit_minor=balance_after["credit_minor"],
-                    debit_minor=balance_after["debit_minor"],
-                    historical_credit_minor=balance_after["historical_credit_minor"],
-                ),
-                replayed=True,
-            )
-        )
+        return self.database.guarded(run)
 
     def _log_entry(
         self,
@@ -589,11 +371,11 @@ class MongoWalletStore:
             "made_by": made_by,
             "balance_after": balance_fields(balance),
             "wallet_seq": wallet["wallet_seq"],
-            "mirror_state": _mirror_state(mirror),
+            "mirror_state": self._mark(mirror),
             "created_at": written_at,
         }
         log.insert_one(entry, session=session)
-        return WalletResult(transaction=self._record(entry), balance=balance)
+        return WalletResult(transaction=record_of(entry), balance=balance)
 
     def _remember_refusal(
         self,
@@ -605,7 +387,7 @@ class MongoWalletStore:
         made_by: str,
     ) -> None:
         """Record a refused debit so a retry of the id is refused the same way."""
-        _, log = self.collections()
+        log = self.database.log()
         try:
             log.insert_one(
                 {
@@ -617,7 +399,7 @@ class MongoWalletStore:
                     "state": TransactionState.FAILED.value,
                     "failure_code": failure_code,
                     "made_by": made_by,
-                    "mirror_state": MirrorState.NONE,
+                    "mirror_state": self.marks.refused,
                     "created_at": write_time(datetime.now(UTC)),
                 }
             )
@@ -625,22 +407,6 @@ class MongoWalletStore:
             pass  # recorded by a concurrent retry of the same refused debit
         except PyMongoError as exc:
             raise errors.StoreUnavailable(f"MongoDB failed: {exc}") from exc
-
-    @staticmethod
-    def _record(entry: dict[str, Any]) -> TransactionRecord:
-        return TransactionRecord(
-            transaction_id=entry["_id"],
-            kind=TransactionKind(entry["kind"]),
-            key=key_of(entry),
-            amount_minor=int(entry["amount_minor"]),
-            state=TransactionState(entry["state"]),
-            created_at=entry["created_at"],
-            failure_code=entry.get("failure_code", ""),
-            made_by=entry.get("made_by", ""),
-            voided_at=entry.get("voided_at"),
-            voided_by=entry.get("voided_by", ""),
-            void_reason=entry.get("void_reason", ""),
-        )
 
 
 class _Replay(Exception):
@@ -651,15 +417,58 @@ class _Replay(Exception):
         self.result = result
 
 
+def _refuse_or_replay(
+    log: Collection[dict[str, Any]],
+    session: ClientSession,
+    transaction_id: str,
+    kind: TransactionKind,
+    key: WalletKey,
+    amount_minor: int,
+) -> None:
+    """Raise the original outcome of an id seen before, or its idempotency conflict."""
+    entry = log.find_one({"_id": transaction_id}, session=session)
+    if entry is None:
+        return
+    if (
+        entry.get("kind") != kind.value
+        or key_of(entry) != key
+        or (int(entry["amount_minor"]) != amount_minor)
+    ):
+        raise Refusal(
+            errors.IdempotencyConflict(
+                f"Id {transaction_id!r} was already used for a different request."
+            )
+        )
+    if entry["state"] == TransactionState.FAILED:
+        raise Refusal(
+            errors.InsufficientFunds(
+                f"Wallet {key.describe()} had less available credit than the amount."
+            )
+        )
+    balance_after = entry["balance_after"]
+    raise _Replay(
+        WalletResult(
+            transaction=record_of(entry),
+            balance=WalletBalance(
+                key=key,
+                credit_minor=balance_after["credit_minor"],
+                debit_minor=balance_after["debit_minor"],
+                historical_credit_minor=balance_after["historical_credit_minor"],
+            ),
+            replayed=True,
+        )
+    )
+
+
 def _voidable_entry(
     log: Collection[dict[str, Any]], transaction_id: str, session: ClientSession
 ) -> dict[str, Any]:
     """The posted transaction to void, or a refusal: not found (or failed), already voided."""
     entry = log.find_one({"_id": transaction_id}, session=session)
     if entry is None or entry["state"] == TransactionState.FAILED:
-        raise _Refusal(errors.TransactionNotFound(f"No posted transaction {transaction_id!r}."))
+        raise Refusal(errors.TransactionNotFound(f"No posted transaction {transaction_id!r}."))
     if entry["state"] == TransactionState.VOIDED:
-        raise _Refusal(errors.AlreadyVoided(f"Transaction {transaction_id!r} was already voided."))
+        raise Refusal(errors.AlreadyVoided(f"Transaction {transaction_id!r} was already voided."))
     return entry
 
 
@@ -705,7 +514,7 @@ def _reverse_on_wallet(
     if entry["kind"] == TransactionKind.CREDIT:
         wallet = _spend(wallets, key, amount_minor, now=now, session=session)
         if wallet is None:
-            raise _Refusal(
+            raise Refusal(
                 errors.VoidWouldOverdraw(
                     f"Voiding credit {entry['_id']!r} would take the wallet below zero."
                 )

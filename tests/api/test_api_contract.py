@@ -7,7 +7,9 @@ from rest_framework.test import APIClient
 
 from api import views
 from ledger.service import WalletService
+from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_store import MongoWalletStore
+from migration.outbox import LOG_MARKS
 from tests.conftest import token_api_client
 from wallet_site.embedded_mongo import free_loopback_port
 
@@ -50,7 +52,11 @@ def test_a_store_that_does_not_answer_gives_503_store_unavailable(
     api: APIClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dead = MongoWalletStore(
-        f"mongodb://127.0.0.1:{free_loopback_port()}/wallet?directConnection=true", timeout_s=0.3
+        MongoDatabase(
+            f"mongodb://127.0.0.1:{free_loopback_port()}/wallet?directConnection=true",
+            timeout_s=0.3,
+        ),
+        marks=LOG_MARKS,
     )
     monkeypatch.setattr(views, "wallet_service", lambda: WalletService(dead))
 

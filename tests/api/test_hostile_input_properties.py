@@ -227,7 +227,8 @@ def hostile_request(target: Target, data: st.DataObject) -> tuple[str, str, Any,
 def money_state(store: WalletStore) -> tuple[int, int]:
     """How many wallets and posted writes the store holds, whoever they belong to."""
     if store.name == "mongo":
-        wallets, log = store.collections()  # type: ignore[attr-defined]
+        database = store.database  # type: ignore[attr-defined]
+        wallets, log = database.wallets(), database.log()
         return wallets.count_documents({}), log.count_documents({})
     return WalletAccount.objects.count(), WalletTransfer.objects.count()
 

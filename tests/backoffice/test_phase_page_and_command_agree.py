@@ -17,9 +17,8 @@ from django.utils import timezone
 from domain import errors
 from flags.models import Milestone
 from flags.phases import InvalidPhaseChange, Phase
-from ledger.stores.mongo_outbox import MongoOutbox
-from ledger.stores.mongo_store import LOG, MirrorState
 from migration import phase_change
+from migration.outbox import MirrorOutbox, MirrorState, OutboxDepth
 from tests.backoffice.test_product_admin import change_phase as post_phase
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
 
@@ -40,16 +39,16 @@ def backfill_done(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
 def outbox_entry(state: str) -> Callable[[Stores, pytest.MonkeyPatch], None]:
     def make(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
         stores.mongo.add_credit(new_key(), 100, tx())
-        stores.mongo.database[LOG].update_many({}, {"$set": {"mirror_state": state}})
+        stores.mongo.database.log().update_many({}, {"$set": {"mirror_state": state}})
 
     return make
 
 
 def mongodb_silent(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
-    def silent(outbox: MongoOutbox) -> dict[str, int]:
+    def silent(outbox: MirrorOutbox) -> OutboxDepth:
         raise errors.StoreUnavailable("MongoDB failed: timed out")
 
-    monkeypatch.setattr(MongoOutbox, "depth", silent)
+    monkeypatch.setattr(MirrorOutbox, "depth", silent)
 
 
 FACTS: dict[str, list[Callable[[Stores, pytest.MonkeyPatch], None]]] = {

@@ -21,8 +21,10 @@ from backoffice.selectors import find
 from domain import errors
 from domain.ids import WalletKey
 from flags.phases import Phase
+from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_store import MongoWalletStore
 from migration.models import ReconciliationMismatch, ShadowComparison
+from migration.outbox import LOG_MARKS
 from registry.models import WalletAccount, WalletTransfer
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
 
@@ -420,7 +422,7 @@ class _MongoDown(MongoWalletStore):
     """MongoDB past its timeout; counts how often it was asked."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(MongoDatabase(), marks=LOG_MARKS)
         self.asked = 0
 
     def get_balances(self, client_id: str) -> list[Any]:

@@ -16,8 +16,8 @@ from rest_framework.test import APIClient
 
 from domain.ids import WalletKey
 from flags.phases import Phase
-from ledger.stores.mongo_store import LOG, MirrorState
 from migration.models import ShadowComparison
+from migration.outbox import MirrorState
 from tests.conftest import token_api_client
 from tests.migration.conftest import Stores, enter_phase, install_stores
 
@@ -69,7 +69,7 @@ def test_an_api_write_in_dual_write_is_mirrored_by_the_worker(
     )
 
     assert response.status_code == 201
-    log = worker_stores.mongo.database[LOG]
+    log = worker_stores.mongo.database.log()
     eventually(
         lambda: log.find_one({"client_id": key.client_id})["mirror_state"] == MirrorState.MIRRORED,
         "mirror the write",

@@ -17,11 +17,13 @@ from flags.audit import apply_state
 from flags.phases import Phase, state_for_phase
 from ledger.backends.base import LedgerBackend
 from ledger.batches import LedgerBatches
-from ledger.stores.mongo_outbox import MongoOutbox
+from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration import routing
+from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
+from migration.outbox import LOG_MARKS, MirrorOutbox
 from migration.routing import PhasedWalletStore
 from tests.conftest import token_api_client
 from wallet_site import wiring
@@ -34,8 +36,12 @@ class Stores:
     phased: PhasedWalletStore
 
     @property
-    def outbox(self) -> MongoOutbox:
-        return MongoOutbox(self.mongo)
+    def outbox(self) -> MirrorOutbox:
+        return MirrorOutbox(self.mongo.database)
+
+    @property
+    def scan(self) -> LegacyScan:
+        return LegacyScan(self.mongo.database)
 
     @property
     def batches(self) -> LedgerBatches:
@@ -47,7 +53,7 @@ class Stores:
 
 
 def install_stores(mongo_url: str, database: str, backend: LedgerBackend) -> Stores:
-    mongo = MongoWalletStore(mongo_url, database=database)
+    mongo = MongoWalletStore(MongoDatabase(mongo_url, name=database), marks=LOG_MARKS)
     tigerbeetle = TigerBeetleWalletStore(backend=backend)
     phased = wiring.phased_store(mongo, tigerbeetle)
     wiring.install_stores(mongo=mongo, tigerbeetle=tigerbeetle, phased=phased)
@@ -127,13 +133,13 @@ def legacy_wallet(
     """A wallet as the legacy system left it: a balance document, no transaction log."""
     from datetime import UTC, datetime, timedelta
 
+    from ledger.stores.mongo_database import WALLETS
     from ledger.stores.mongo_documents import decimal128
-    from ledger.stores.mongo_store import WALLETS
 
     historical = credit_minor + debit_minor
     if historical_credit_minor is not None:
         historical = historical_credit_minor
-    stores.mongo.collections()[0].insert_one(
+    stores.mongo.database.wallets().insert_one(
         {
             "client_id": key.client_id,
             "country": key.country,

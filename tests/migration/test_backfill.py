@@ -19,12 +19,14 @@ from flags.models import Milestone
 from flags.phases import Phase
 from ledger.engine.backend import EngineBackend
 from ledger.history import transfer_timestamps
-from ledger.stores.mongo_outbox import WalletSnapshot
-from ledger.stores.mongo_store import LOG, MirrorState, MongoWalletStore
+from ledger.stores.mongo_database import MongoDatabase
+from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import opening_debit_transfer_id
 from migration import backfill as backfill_module
 from migration.backfill import Backfill, BackfillReport, CycleCollection, ReadAhead
+from migration.legacy_scan import WalletSnapshot
+from migration.outbox import LOG_MARKS, MirrorState
 from registry.models import WalletAccount
 from tests.migration.conftest import (
     Stores,
@@ -38,7 +40,7 @@ from wallet_site.wiring import phased_store
 
 
 def backfill(stores: Stores) -> Backfill:
-    return Backfill(stores.outbox, stores.batches)
+    return Backfill(stores.scan, stores.outbox, stores.batches)
 
 
 def test_a_legacy_wallet_arrives_with_all_three_balance_fields(stores: Stores) -> None:
@@ -77,7 +79,7 @@ def test_on_a_ledger_with_nothing_later_the_account_keeps_its_original_time(
     """Only an empty ledger can take a 2024 timestamp (imported timestamps never go back past
     the cluster's latest), so this runs on the engine's test database: a shared real cluster
     already holds events from now (the case of the next test)."""
-    mongo = MongoWalletStore(mongo_url, database=mongo_database_name)
+    mongo = MongoWalletStore(MongoDatabase(mongo_url, name=mongo_database_name), marks=LOG_MARKS)
     engine = TigerBeetleWalletStore(backend=EngineBackend())
     stores = Stores(mongo, engine, phased_store(mongo, engine))
     key = new_key()
@@ -110,7 +112,7 @@ def test_a_live_write_between_two_pages_is_passed_by_the_next_page(stores: Store
     legacy_wallet(stores, first, credit_minor=300, debit_minor=100)
     legacy_wallet(stores, second, credit_minor=700, debit_minor=200)
     job, report = backfill(stores), BackfillReport()
-    pages = list(stores.outbox.wallet_batches(1))
+    pages = list(stores.scan.wallet_batches(1))
     job.import_page(pages[0], report)
 
     live_id = tx()
@@ -192,9 +194,9 @@ def test_writes_during_dual_write_are_counted_once_across_the_snapshot(stores: S
     key = new_key()
     legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
     stores.phased.add_credit(key, 10, tx())  # before the snapshot: in the opening balance
-    page = next(stores.outbox.wallet_batches(10))
+    page = next(stores.scan.wallet_batches(10))
     stores.phased.subtract_credit(key, 300, tx())  # after the snapshot: mirrored
-    log = stores.mongo.database[LOG]
+    log = stores.mongo.database.log()
     assert {e["mirror_state"] for e in log.find({"client_id": key.client_id})} == {
         MirrorState.AWAITING_BACKFILL
     }
@@ -221,7 +223,7 @@ def test_one_read_finds_the_covered_transactions_and_the_entries_to_release(
 
     entries = stores.outbox.backfilled_entries({key: 1})
 
-    assert [(wallet, entry["_id"]) for wallet, entry in entries.transactions] == [(key, covered)]
+    assert [(entry.key, entry.transaction_id) for entry in entries.transactions] == [(key, covered)]
     assert (entries.covered, entries.after) == ([covered], [later])
 
 
@@ -241,18 +243,18 @@ def test_a_mongodb_failure_while_reading_ahead_stops_the_run_after_the_pages_rea
     keys = [new_key() for _ in range(3)]
     for key in keys:
         legacy_wallet(stores, key, credit_minor=100, debit_minor=0)
-    outbox = stores.outbox
-    real_batches = outbox.wallet_batches
+    scan = stores.scan
+    real_batches = scan.wallet_batches
 
     def failing_after_one_page(batch_size: int) -> Iterator[list[WalletSnapshot]]:
         pages = real_batches(batch_size)
         yield next(pages)
         raise StoreUnavailable("MongoDB failed: connection reset")
 
-    monkeypatch.setattr(outbox, "wallet_batches", failing_after_one_page)
+    monkeypatch.setattr(scan, "wallet_batches", failing_after_one_page)
 
     with pytest.raises(StoreUnavailable):
-        Backfill(outbox, stores.batches).run(page_size=2, progress=False)
+        Backfill(scan, stores.outbox, stores.batches).run(page_size=2, progress=False)
 
     imported = WalletAccount.objects.filter(client_id__in=[k.client_id for k in keys])
     assert imported.count() == 2

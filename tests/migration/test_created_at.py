@@ -95,7 +95,7 @@ def test_a_transaction_older_than_the_backfill_keeps_its_time_in_tigerbeetle(
     enter_phase(Phase.READ_CUTOVER)
     time.sleep(0.01)
 
-    Backfill(stores.outbox, stores.batches).run(progress=False)
+    Backfill(stores.scan, stores.outbox, stores.batches).run(progress=False)
     move(stores, Phase.TIGERBEETLE_ONLY)
 
     assert read_created_at(api, transaction_id) == answered

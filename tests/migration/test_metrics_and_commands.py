@@ -11,7 +11,7 @@ from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from flags.phases import Phase
-from ledger.stores.mongo_store import LOG, MirrorState
+from migration.outbox import MirrorState
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
 
 SCRAPER_TOKEN = "scraper-token-for-tests"
@@ -71,7 +71,7 @@ def test_the_mirror_command_drains_and_reports_the_outbox(stores: Stores) -> Non
 
 def test_the_mirror_command_requeues_parked_entries(stores: Stores) -> None:
     stores.phased.add_credit(new_key(), 100, tx())
-    stores.mongo.database[LOG].update_many({}, {"$set": {"mirror_state": MirrorState.PARKED}})
+    stores.mongo.database.log().update_many({}, {"$set": {"mirror_state": MirrorState.PARKED}})
     out = StringIO()
     call_command("mirror", "--requeue-parked", "--drain", stdout=out)
     assert "requeued 1 parked entries" in out.getvalue() and "applied 1" in out.getvalue()

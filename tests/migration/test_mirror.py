@@ -16,8 +16,8 @@ from flags.phases import Phase
 from ledger.backends import LedgerUnavailable, get_ledger_backend
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
-from ledger.stores.mongo_store import LOG, MirrorState
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from migration.outbox import MirrorState
 from registry.models import WalletTransfer
 from tests.concurrency import run_concurrently
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
@@ -56,7 +56,7 @@ def plug(stores: Stores) -> SwitchableBackend:
 
 
 def entry_states(stores: Stores, key: WalletKey) -> list[str]:
-    log = stores.mongo.database[LOG]
+    log = stores.mongo.database.log()
     query = {"client_id": key.client_id, "wallet_seq": {"$exists": True}}
     return [doc["mirror_state"] for doc in log.find(query).sort("wallet_seq", 1)]
 
@@ -111,7 +111,7 @@ def test_a_repeated_mirror_run_posts_nothing_twice(stores: Stores) -> None:
     stores.phased.subtract_credit(key, 400, tx())
     stores.mirror().drain()
     # As if the first run died after TigerBeetle applied the batch but before MongoDB heard.
-    stores.mongo.database[LOG].update_many({}, {"$set": {"mirror_state": MirrorState.PENDING}})
+    stores.mongo.database.log().update_many({}, {"$set": {"mirror_state": MirrorState.PENDING}})
     report = stores.mirror().drain()
     assert (report.applied, report.already_applied) == (0, 2)
     assert stores.tigerbeetle.get_balance(key).fields_minor() == (500, 400, 900)
@@ -173,7 +173,7 @@ def test_an_entry_failing_run_after_run_is_parked_for_support(
     backend.down = True
     first, second = stores.mirror().run_once(), stores.mirror().run_once()
     assert (first.failed_transiently, second.parked) == (1, 1)
-    entry = stores.mongo.database[LOG].find_one({"client_id": key.client_id})
+    entry = stores.mongo.database.log().find_one({"client_id": key.client_id})
     assert entry["mirror_state"] == MirrorState.PARKED
     assert "cluster down" in entry["mirror_error"]
 
@@ -187,7 +187,7 @@ def test_an_entry_tigerbeetle_refuses_is_parked_with_its_result_code(stores: Sto
     stores.phased.subtract_credit(key, 60, tx())
     report = stores.mirror().drain()
     assert report.parked == 1
-    parked = stores.mongo.database[LOG].find_one({"mirror_state": MirrorState.PARKED})
+    parked = stores.mongo.database.log().find_one({"mirror_state": MirrorState.PARKED})
     assert parked["mirror_error"] == "TigerBeetle refused: exceeds_credits"
 
 
@@ -197,7 +197,7 @@ def test_parked_entries_go_back_to_the_mirror_when_support_requeues_them(stores:
     backend = plug(stores)
     backend.down = True
     stores.outbox.count_failed_attempt([], "")
-    stores.mongo.database[LOG].update_many({}, {"$set": {"mirror_state": MirrorState.PARKED}})
+    stores.mongo.database.log().update_many({}, {"$set": {"mirror_state": MirrorState.PARKED}})
     backend.down = False
     assert stores.outbox.requeue_parked([key]) == 1
     assert stores.mirror().drain().applied == 1
@@ -207,14 +207,16 @@ def test_parked_entries_go_back_to_the_mirror_when_support_requeues_them(stores:
 def _die_after_commit(mongo_url: str, database: str, client_id: str, transaction_id: str) -> None:
     """A web process: the MongoDB write commits, then the process dies before queuing."""
     connections.close_all()
+    from ledger.stores.mongo_database import MongoDatabase
     from ledger.stores.mongo_store import MongoWalletStore
+    from migration.outbox import LOG_MARKS
     from wallet_site.wiring import phased_store
 
     def crash(key: WalletKey) -> None:
         os._exit(137)
 
     phased = phased_store(
-        MongoWalletStore(mongo_url, database=database),
+        MongoWalletStore(MongoDatabase(mongo_url, name=database), marks=LOG_MARKS),
         TigerBeetleWalletStore(),
         enqueue_mirror=crash,
     )
@@ -245,11 +247,11 @@ def test_web_process_killed_between_commit_and_mirror_loses_nothing(
 def _die_before_marking(mongo_url: str, database: str) -> None:
     """A mirror worker that dies after TigerBeetle applied the batch, before MongoDB heard."""
     connections.close_all()
-    from ledger.stores.mongo_outbox import MongoOutbox
-    from ledger.stores.mongo_store import MongoWalletStore
+    from ledger.stores.mongo_database import MongoDatabase
     from migration.mirror import Mirror
+    from migration.outbox import MirrorOutbox
 
-    outbox = MongoOutbox(MongoWalletStore(mongo_url, database=database))
+    outbox = MirrorOutbox(MongoDatabase(mongo_url, name=database))
     outbox.mark_each = lambda outcomes: os._exit(137)  # type: ignore[method-assign]
     Mirror(outbox, LedgerBatches(get_ledger_backend())).drain()
     os._exit(0)

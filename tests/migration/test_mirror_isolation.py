@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from domain.ids import WalletKey
 from flags.phases import Phase
-from ledger.stores.mongo_store import LOG, WALLETS, MirrorState
+from migration.outbox import MirrorState
 from migration.tasks import sweep_outbox
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
 from tests.migration.test_mirror import assert_same_balance, entry_states
@@ -26,7 +26,7 @@ def write_raw_credit(stores: Stores, key: WalletKey, amount: str, transaction_id
         "currency": key.currency,
         "issuer_type_identifier": key.issuer or "",
     }
-    stores.mongo.database[WALLETS].insert_one(
+    stores.mongo.database.wallets().insert_one(
         {
             **fields,
             "credit": Decimal128(amount),
@@ -37,7 +37,7 @@ def write_raw_credit(stores: Stores, key: WalletKey, amount: str, transaction_id
             "created_at": now,
         }
     )
-    stores.mongo.database[LOG].insert_one(
+    stores.mongo.database.log().insert_one(
         {
             "_id": transaction_id,
             "kind": "credit",
@@ -73,7 +73,7 @@ def assert_others_mirrored_and_bad_parked(
     for key in good:
         assert entry_states(stores, key) == [MirrorState.MIRRORED] * 2
         assert_same_balance(stores, key)
-    parked = stores.mongo.database[LOG].find_one({"client_id": bad.client_id})
+    parked = stores.mongo.database.log().find_one({"client_id": bad.client_id})
     assert parked["mirror_state"] == MirrorState.PARKED
     assert "cannot be mirrored" in parked["mirror_error"]
 
@@ -94,10 +94,10 @@ def test_a_wallet_in_an_unknown_currency_is_parked_and_the_sweeper_mirrors_the_r
     committed_stores: Stores,
 ) -> None:
     good, bad = good_and_bad_wallets(committed_stores, "client-0-unknown-currency")
-    committed_stores.mongo.database[LOG].update_one(
+    committed_stores.mongo.database.log().update_one(
         {"client_id": bad.client_id}, {"$set": {"currency": "ZZZ"}}
     )
-    committed_stores.mongo.database[WALLETS].update_one(
+    committed_stores.mongo.database.wallets().update_one(
         {"client_id": bad.client_id}, {"$set": {"currency": "ZZZ"}}
     )
     bad = WalletKey(client_id=bad.client_id, country="USA", currency="ZZZ")
@@ -112,7 +112,7 @@ def test_a_malformed_log_entry_is_parked_and_the_drain_mirrors_every_other_walle
     committed_stores: Stores,
 ) -> None:
     good, bad = good_and_bad_wallets(committed_stores, "client-0-malformed")
-    committed_stores.mongo.database[LOG].update_one(
+    committed_stores.mongo.database.log().update_one(
         {"client_id": bad.client_id}, {"$unset": {"amount_minor": ""}}
     )
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from domain import errors
 from flags.phases import Phase
-from ledger.stores.mongo_store import LOG, MirrorState
+from migration.outbox import MirrorState
 from tests.concurrency import run_concurrently
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
 from wallet_site.wiring import phased_store
@@ -54,17 +54,17 @@ def test_any_interleaving_of_writes_and_mirror_runs_converges(
                 stores.mirror().run_once(limit=limit)
             elif kind == "lose_marks":
                 # TigerBeetle applied a batch but MongoDB never heard: entries look pending.
-                stores.mongo.database[LOG].update_many(
+                stores.mongo.database.log().update_many(
                     {"mirror_state": MirrorState.MIRRORED},
                     {"$set": {"mirror_state": MirrorState.PENDING}},
                 )
         except (errors.InsufficientFunds, errors.WalletNotFound, errors.VoidWouldOverdraw):
             pass
     stores.mirror().drain()
-    existing = [key for key in keys if stores.outbox.snapshots([key])]
+    existing = [key for key in keys if stores.scan.snapshots([key])]
     assert_stores_agree(stores, existing)
     waiting = stores.outbox.depth()
-    assert (waiting["pending"], waiting["parked"]) == (0, 0)
+    assert (waiting.pending, waiting.parked) == (0, 0)
 
 
 def test_concurrent_api_writes_in_dual_write_reach_tigerbeetle_exactly_once(

@@ -19,8 +19,8 @@ from flags.models import FlagChange, Milestone
 from flags.phases import WRITES_PAUSED, InvalidPhaseChange, Phase, current_state
 from flags.write_gate import write_admitted
 from ledger.stores.mongo_documents import decimal128
-from ledger.stores.mongo_store import LOG, WALLETS, MirrorState
 from migration.backfill import Backfill
+from migration.outbox import MirrorState
 from migration.phase_change import backport_tigerbeetle_writes, change_phase
 from migration.tasks import sweep_outbox
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
@@ -66,7 +66,7 @@ def test_tigerbeetle_only_with_parked_entries_is_refused_and_writes_resume(
     backfill_done()
     key = new_key()
     stores.phased.add_credit(key, 100, tx())
-    stores.mongo.database[LOG].update_many({}, {"$set": {"mirror_state": MirrorState.PARKED}})
+    stores.mongo.database.log().update_many({}, {"$set": {"mirror_state": MirrorState.PARKED}})
 
     with pytest.raises(InvalidPhaseChange, match="1 parked"):
         move(stores, Phase.TIGERBEETLE_ONLY)
@@ -81,7 +81,7 @@ def test_tigerbeetle_only_with_parked_entries_is_refused_before_writes_pause(
     enter_phase(Phase.READ_CUTOVER)
     backfill_done()
     stores.phased.add_credit(new_key(), 100, tx())
-    stores.mongo.database[LOG].update_many({}, {"$set": {"mirror_state": MirrorState.PARKED}})
+    stores.mongo.database.log().update_many({}, {"$set": {"mirror_state": MirrorState.PARKED}})
 
     with pytest.raises(InvalidPhaseChange, match="The outbox must be empty: 1 parked"):
         move(stores, Phase.TIGERBEETLE_ONLY)
@@ -155,7 +155,7 @@ def test_stepping_back_from_tigerbeetle_only_keeps_every_phase_4_write(stores: S
     assert report.backported == 4
     assert_stores_agree(stores, [old, new])
     assert stores.mongo.get_transaction(phase4_debit).state == "voided"
-    copied = stores.mongo.database[LOG].count_documents(
+    copied = stores.mongo.database.log().count_documents(
         {"mirror_state": MirrorState.FROM_TIGERBEETLE}
     )
     assert copied == 4
@@ -246,7 +246,7 @@ def test_a_transaction_older_than_the_backfill_snapshot_can_be_voided_in_phase_4
     old_credit = tx()
     stores.phased.add_credit(key, 500, old_credit)  # phase 0: covered by the snapshot
     enter_phase(Phase.READ_CUTOVER)
-    Backfill(stores.outbox, stores.batches).run(progress=False)
+    Backfill(stores.scan, stores.outbox, stores.batches).run(progress=False)
     move(stores, Phase.TIGERBEETLE_ONLY)
 
     result = stores.phased.void_transaction(old_credit, "support", "duplicate top-up")
@@ -293,12 +293,12 @@ def test_tigerbeetle_only_is_refused_while_a_mongodb_wallet_is_missing_from_tige
     stores: Stores,
 ) -> None:
     enter_phase(Phase.READ_CUTOVER)
-    Backfill(stores.outbox, stores.batches).run(progress=False)
+    Backfill(stores.scan, stores.outbox, stores.batches).run(progress=False)
     key = new_key()
     stores.phased.add_credit(key, 100, tx())  # mirrored as usual
     stray = new_key()
     # A wallet written after the backfill whose write never reached the outbox (no log entry).
-    stores.mongo.database[WALLETS].insert_one(
+    stores.mongo.database.wallets().insert_one(
         {
             "client_id": stray.client_id,
             "country": stray.country,
@@ -326,7 +326,7 @@ def test_tigerbeetle_only_is_refused_while_a_balance_differs(stores: Stores) -> 
     backfill_done()
     key = new_key()
     stores.phased.add_credit(key, 100, tx())
-    stores.mongo.database[WALLETS].update_one(
+    stores.mongo.database.wallets().update_one(
         {"client_id": key.client_id}, {"$set": {"credit": decimal128(90, key.currency)}}
     )
 
@@ -386,7 +386,7 @@ def test_a_copy_back_longer_than_one_page_keeps_tigerbeetles_order(stores: Store
     copied = backport_tigerbeetle_writes(stores.mongo, stores.batches, page_rows=2)
 
     assert copied == 8
-    log = stores.mongo.database[LOG].find(
+    log = stores.mongo.database.log().find(
         {"mirror_state": MirrorState.FROM_TIGERBEETLE}, sort=[("wallet_seq", 1)]
     )
     assert [

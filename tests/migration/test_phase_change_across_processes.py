@@ -32,7 +32,9 @@ from django.conf import settings
 from django.db import connection
 
 from domain.errors import TransactionNotFound
+from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_store import MongoWalletStore
+from migration.outbox import LOG_MARKS
 from tests.conftest import api_token
 from wallet_site.embedded_mongo import free_loopback_port
 
@@ -178,9 +180,8 @@ def deployment(mongo_url: str, tmp_path: Path) -> Iterator[Deployment]:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise
                 time.sleep(0.2)
-        yield Deployment(
-            base_url, Operator(operator, operator_log), MongoWalletStore(env["MONGO_URL"])
-        )
+        mongo = MongoWalletStore(MongoDatabase(env["MONGO_URL"]), marks=LOG_MARKS)
+        yield Deployment(base_url, Operator(operator, operator_log), mongo)
     finally:
         for process in (operator, server):
             process.terminate()

@@ -15,8 +15,8 @@ from django.utils import timezone
 from domain import errors
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase, state_for_phase
-from ledger.stores.mongo_outbox import MongoOutbox
 from migration.criteria import StepCriterion
+from migration.outbox import MirrorOutbox, OutboxDepth
 from migration.phase_plan import (
     RefusalKind,
     Step,
@@ -30,17 +30,14 @@ from tests.migration.conftest import Stores, enter_phase, new_key, tx
 READY = StepFacts(
     writes_wait_s=30,
     backfill_completed=True,
-    outbox={"pending": 0, "parked": 0, "awaiting_backfill": 0, "oldest_pending_age_s": 0},
+    outbox=OutboxDepth(pending=0, parked=0, awaiting_backfill=0, oldest_pending_age_s=0),
 )
 
 
-def depth(pending: int = 0, parked: int = 0, awaiting_backfill: int = 0) -> dict[str, int]:
-    return {
-        "pending": pending,
-        "parked": parked,
-        "awaiting_backfill": awaiting_backfill,
-        "oldest_pending_age_s": 0,
-    }
+def depth(*, pending: int = 0, parked: int = 0, awaiting_backfill: int = 0) -> OutboxDepth:
+    return OutboxDepth(
+        pending=pending, parked=parked, awaiting_backfill=awaiting_backfill, oldest_pending_age_s=0
+    )
 
 
 def in_phase(phase: Phase) -> MigrationState:
@@ -269,13 +266,13 @@ def test_a_step_keeps_the_current_shares_unless_new_ones_are_given() -> None:
 def depth_reads(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the outbox's depth reads."""
     reads: list[int] = []
-    real_depth = MongoOutbox.depth
+    real_depth = MirrorOutbox.depth
 
-    def counted(outbox: MongoOutbox) -> dict[str, int]:
+    def counted(outbox: MirrorOutbox) -> OutboxDepth:
         reads.append(1)
         return real_depth(outbox)
 
-    monkeypatch.setattr(MongoOutbox, "depth", counted)
+    monkeypatch.setattr(MirrorOutbox, "depth", counted)
     return reads
 
 
@@ -304,10 +301,10 @@ def test_a_step_whose_rules_and_criterion_count_no_outbox_entry_does_not_read_th
 def test_mongodb_not_answering_is_a_fact_the_plan_refuses_with(
     stores: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def silent(outbox: MongoOutbox) -> dict[str, int]:
+    def silent(outbox: MirrorOutbox) -> OutboxDepth:
         raise errors.StoreUnavailable("MongoDB failed: timed out")
 
-    monkeypatch.setattr(MongoOutbox, "depth", silent)
+    monkeypatch.setattr(MirrorOutbox, "depth", silent)
     enter_phase(Phase.READ_CUTOVER)
     Milestone.objects.create(name=Milestone.BACKFILL_COMPLETED, reached_at=timezone.now())
 

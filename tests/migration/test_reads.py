@@ -104,7 +104,7 @@ def test_a_shadow_read_is_compared_at_the_point_the_read_saw(stores: Stores) -> 
 def test_a_shadow_read_waits_for_the_mirror_instead_of_reporting_lag(stores: Stores) -> None:
     key = new_key()
     stores.phased.add_credit(key, 800, tx())  # phase 0: still pending in the outbox
-    snapshot = stores.outbox.snapshots([key])[key]
+    snapshot = stores.scan.snapshots([key])[key]
 
     comparison = compare_shadow_read(
         snapshot.balance, snapshot.wallet_seq, stores.outbox, stores.tigerbeetle, stores.batches
@@ -121,7 +121,7 @@ def test_a_shadow_read_behind_an_unreachable_mirror_says_the_entries_wait_for_th
     stores.mirror().drain()  # the wallet is in TigerBeetle, settled
     plug(stores).down = True
     stores.phased.add_credit(key, 200, tx())  # pending: the mirror cannot apply it
-    snapshot = stores.outbox.snapshots([key])[key]
+    snapshot = stores.scan.snapshots([key])[key]
 
     comparison = compare_shadow_read(
         snapshot.balance, snapshot.wallet_seq, stores.outbox, stores.tigerbeetle, stores.batches

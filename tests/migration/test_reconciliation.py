@@ -24,7 +24,7 @@ from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key
 
 
 def reconcile(stores: Stores) -> Any:
-    return Reconciliation(stores.outbox, stores.batches).run(triggered_by="test")
+    return Reconciliation(stores.scan, stores.outbox, stores.batches).run(triggered_by="test")
 
 
 def mirrored_wallets(stores: Stores, count: int) -> list[Any]:
@@ -73,7 +73,7 @@ def test_legacy_wallets_before_the_backfill_are_counted_apart(stores: Stores) ->
     legacy_wallet(stores, new_key(), credit_minor=10, debit_minor=0)
     run = reconcile(stores)
     assert (run.checked, run.mismatched, run.awaiting_backfill) == (0, 0, 1)
-    Backfill(stores.outbox, stores.batches).run(progress=False)
+    Backfill(stores.scan, stores.outbox, stores.batches).run(progress=False)
     run = reconcile(stores)
     assert (run.checked, run.matched, run.awaiting_backfill) == (1, 1, 0)
 
@@ -105,7 +105,9 @@ def test_accounts_of_other_applications_on_the_cluster_are_never_reported(
     stores: Stores, caplog: pytest.LogCaptureFixture
 ) -> None:
     mirrored_wallets(stores, 2)
-    foreign_codes = [1, 2, account_codes().wallet + 1000, account_codes().system]
+    # Another application's wallet code: any other valid code (16 bits, not 0); the test's own
+    # wallet code may be anywhere in 1000-65535 on a real cluster.
+    foreign_codes = [1, 2, account_codes().wallet - 1, account_codes().system]
     stores.tigerbeetle.backend.create_accounts(
         [
             Account(id=account_id_for(new_key()), ledger=840, code=code, user_data_32=840)
@@ -122,7 +124,7 @@ def test_accounts_of_other_applications_on_the_cluster_are_never_reported(
 
 def test_wallet_account_paging_reaches_past_one_page(stores: Stores) -> None:
     mirrored_wallets(stores, 5)
-    reconciliation = Reconciliation(stores.outbox, stores.batches)
+    reconciliation = Reconciliation(stores.scan, stores.outbox, stores.batches)
     pages = list(reconciliation._tigerbeetle_wallet_account_id_pages(page_size=2))
     assert [len(page) for page in pages] == [2, 2, 1]
     run = reconciliation.run(page_size=2)
@@ -221,7 +223,7 @@ def test_in_phase_zero_wallets_created_through_the_api_raise_no_alarm(
 def test_in_phase_zero_writes_waiting_for_dual_write_are_not_a_mismatch(stores: Stores) -> None:
     key = new_key()
     legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
-    Backfill(stores.outbox, stores.batches).run(progress=False)
+    Backfill(stores.scan, stores.outbox, stores.batches).run(progress=False)
     stores.phased.add_credit(key, 250, tx())  # phase 0: stays in the outbox
 
     run = reconcile(stores)
@@ -232,7 +234,7 @@ def test_in_phase_zero_writes_waiting_for_dual_write_are_not_a_mismatch(stores: 
 def test_in_phase_zero_a_backfilled_wallet_that_differs_still_alerts(stores: Stores) -> None:
     key = new_key()
     legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
-    Backfill(stores.outbox, stores.batches).run(progress=False)
+    Backfill(stores.scan, stores.outbox, stores.batches).run(progress=False)
     stores.tigerbeetle.subtract_credit(key, 1, tx())  # TigerBeetle alone changes: money wrong
 
     run = reconcile(stores)
@@ -248,7 +250,7 @@ def test_a_wallet_account_without_a_row_is_found_past_the_first_page(stores: Sto
         [Account(id=orphan_id, ledger=840, code=account_codes().wallet)]
     )
 
-    run = Reconciliation(stores.outbox, stores.batches).run(page_size=2)
+    run = Reconciliation(stores.scan, stores.outbox, stores.batches).run(page_size=2)
 
     assert (run.checked, run.matched, run.accounts_without_row) == (3, 3, 1)
     assert run.mismatches.get().tb_account_id_hex == u128_to_hex(orphan_id)

@@ -7,8 +7,8 @@ from domain.ids import ID_SCHEME_VERSION, _hash_bits, u128_to_hex
 from domain.money import ledger_for_currency
 from flags.phases import Phase
 from ledger import history
-from ledger.stores.mongo_store import LOG, MirrorState
 from ledger.tb_model import TRANSFER_CODE_VOID, debit_transfer
+from migration.outbox import MirrorState
 from registry.models import WalletAccount, WalletTransfer
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
 
@@ -40,7 +40,7 @@ def test_a_debit_mirrored_under_its_old_transfer_id_is_voided_against_that_trans
         amount_minor=300,
         tb_transfer_id_hex=u128_to_hex(old_debit.id),
     )
-    stores.mongo.database[LOG].update_one(
+    stores.mongo.database.log().update_one(
         {"_id": reference_id}, {"$set": {"mirror_state": MirrorState.MIRRORED}}
     )
 

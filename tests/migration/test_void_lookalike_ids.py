@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from flags.models import Milestone
 from flags.phases import Phase
-from ledger.stores.mongo_store import LOG, MirrorState
+from migration.outbox import MirrorState
 from migration.phase_change import change_phase
 from registry.models import WalletTransfer
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
@@ -31,7 +31,7 @@ def test_dual_write_mirrors_a_void_and_a_credit_named_like_its_old_key(stores: S
 
     stores.phased.void_transaction(original, "support", "refund")
 
-    log = stores.mongo.database[LOG]
+    log = stores.mongo.database.log()
     states = [e["mirror_state"] for e in log.find({"client_id": key.client_id})]
     assert states == [MirrorState.MIRRORED] * 3
     assert WalletTransfer.objects.get(transaction_id=original).state == "voided"

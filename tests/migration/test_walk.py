@@ -13,8 +13,8 @@ from rest_framework.test import APIClient
 
 from domain.ids import WalletKey
 from flags.phases import Phase, current_state
-from ledger.stores.mongo_store import LOG, MirrorState
 from migration.models import ShadowComparison
+from migration.outbox import MirrorState
 from tests.migration.conftest import Stores, assert_stores_agree, legacy_wallet, new_key, tx
 
 
@@ -167,5 +167,5 @@ def test_the_full_walk_there_and_back_keeps_every_balance_exact(
     walker.assert_api_reads_the_tally(everyone)
     for key in everyone:
         assert list(stores.mongo.get_balance(key).fields_minor()) == walker.tally.fields[key]
-    waiting = stores.mongo.database[LOG].count_documents({"mirror_state": MirrorState.PENDING})
+    waiting = stores.mongo.database.log().count_documents({"mirror_state": MirrorState.PENDING})
     assert waiting == 5 * len(everyone)  # phase 0 writes wait in the outbox, none lost

@@ -16,7 +16,9 @@ import pytest
 
 from domain import errors
 from domain.ids import WalletKey
+from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_store import MongoWalletStore
+from migration.outbox import LOG_MARKS
 from wallet_site.embedded_mongo import EmbeddedMongo, start_embedded_mongo
 
 TRANSACTION_LIFETIME_S = 2.0
@@ -34,9 +36,12 @@ def short_lived_server() -> Iterator[EmbeddedMongo]:
 @pytest.fixture
 def store(short_lived_server: EmbeddedMongo) -> MongoWalletStore:
     return MongoWalletStore(
-        short_lived_server.url,
-        database=f"wallet_test_{uuid.uuid4().hex[:12]}",
-        lock_wait_s=LOCK_WAIT_S,
+        MongoDatabase(
+            short_lived_server.url,
+            name=f"wallet_test_{uuid.uuid4().hex[:12]}",
+            lock_wait_s=LOCK_WAIT_S,
+        ),
+        marks=LOG_MARKS,
     )
 
 

@@ -6,19 +6,23 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pymongo
 import pytest
 
 from domain import errors
 from domain.ids import WalletKey
-from ledger.stores.mongo_store import LOG, WALLETS, MongoWalletStore
+from ledger.stores.mongo_database import MongoDatabase
+from ledger.stores.mongo_documents import LogEntry, LogMarks
+from ledger.stores.mongo_store import MongoWalletStore
+from migration.outbox import LOG_MARKS
 from wallet_site.embedded_mongo import free_loopback_port
 
 
 @pytest.fixture
 def store(mongo_url: str, mongo_database_name: str) -> MongoWalletStore:
-    return MongoWalletStore(mongo_url, database=mongo_database_name)
+    return MongoWalletStore(MongoDatabase(mongo_url, name=mongo_database_name), marks=LOG_MARKS)
 
 
 @pytest.fixture
@@ -49,7 +53,7 @@ def test_a_failure_on_the_log_write_leaves_the_balance_unchanged(
         store.add_credit(wallet, 500, "second")
 
     assert store.get_balance(wallet).fields_minor() == (1_000, 0, 1_000)
-    assert store.database[LOG].count_documents({"_id": "second"}) == 0
+    assert store.database.log().count_documents({"_id": "second"}) == 0
 
 
 def test_every_write_lands_in_the_log_as_a_pending_outbox_entry_in_wallet_order(
@@ -60,7 +64,7 @@ def test_every_write_lands_in_the_log_as_a_pending_outbox_entry_in_wallet_order(
     store.subtract_credit(wallet, 300, "d-1")
     store.void_transaction("d-1", "support", "refund")
 
-    entries = list(store.database[LOG].find({"client_id": wallet.client_id}).sort("wallet_seq", 1))
+    entries = list(store.database.log().find({"client_id": wallet.client_id}).sort("wallet_seq", 1))
 
     assert [
         (e["kind"], e.get("voided_transaction_id"), e["wallet_seq"], e["mirror_state"])
@@ -73,12 +77,65 @@ def test_every_write_lands_in_the_log_as_a_pending_outbox_entry_in_wallet_order(
     assert [e["_id"] for e in entries[:2]] == ["c-1", "d-1"]
 
 
+def test_each_log_entry_is_born_with_the_mark_the_store_was_given(
+    mongo_url: str, mongo_database_name: str
+) -> None:
+    """The states are the migration's: the store writes whatever it is given, by kind."""
+    marks = LogMarks(new_write="mark-new", copied_back="mark-back", refused="mark-refused")
+    store = MongoWalletStore(MongoDatabase(mongo_url, name=mongo_database_name), marks=marks)
+    wallet = key()
+    store.add_credit(wallet, 100, "c-1")
+    store.add_credit(wallet, 100, "c-back", mirror=False, created_at=datetime.now(UTC))
+    store.void_transaction("c-back", "support", "refund", mirror=False)
+    store.void_transaction("c-1", "support", "refund")
+    with pytest.raises(errors.InsufficientFunds):
+        store.subtract_credit(wallet, 500, "d-refused")
+
+    entries = store.database.log().find({"client_id": wallet.client_id})
+
+    assert {
+        (e["kind"], e.get("voided_transaction_id", e["_id"]), e["mirror_state"]) for e in entries
+    } == {
+        ("credit", "c-1", "mark-new"),
+        ("credit", "c-back", "mark-back"),
+        ("void", "c-back", "mark-back"),
+        ("void", "c-1", "mark-new"),
+        ("debit", "d-refused", "mark-refused"),
+    }
+
+
+def test_the_recent_log_reads_each_entry_typed_newest_first(store: MongoWalletStore) -> None:
+    wallet = key()
+    store.add_credit(wallet, 1_000, "c-1", made_by="till-1")
+    store.subtract_credit(wallet, 300, "d-1")
+    store.void_transaction("d-1", "support", "refund")
+
+    newest, middle, oldest = store.recent_log(wallet)
+
+    assert (newest.kind, newest.transaction_id, newest.amount_minor) == ("void", "d-1", 300)
+    assert (middle.transaction_id, middle.state, middle.voided_by) == ("d-1", "voided", "support")
+    assert middle.void_reason == "refund"
+    assert oldest == LogEntry(
+        transaction_id="c-1",
+        kind="credit",
+        amount_minor=1_000,
+        state="posted",
+        mirror_state="pending",
+        created_at=oldest.created_at,
+        made_by="till-1",
+        voided_by="",
+        void_reason="",
+        mirror_error="",
+    )
+    assert [entry.transaction_id for entry in store.recent_log(wallet, limit=1, skip=2)] == ["c-1"]
+
+
 def test_a_void_entry_is_keyed_outside_the_space_of_client_ids(store: MongoWalletStore) -> None:
     wallet = key()
     store.add_credit(wallet, 1_000, "c-1")
     store.void_transaction("c-1", "support", "refund")
 
-    void_entry = store.database[LOG].find_one({"voided_transaction_id": "c-1"})
+    void_entry = store.database.log().find_one({"voided_transaction_id": "c-1"})
 
     assert void_entry["kind"] == "void"
     assert not isinstance(void_entry["_id"], str)
@@ -90,7 +147,7 @@ def test_a_retried_credit_writes_one_log_entry(store: MongoWalletStore) -> None:
 
     store.add_credit(wallet, 100, "once")
 
-    assert store.database[LOG].count_documents({"_id": "once"}) == 1
+    assert store.database.log().count_documents({"_id": "once"}) == 1
 
 
 def test_balances_are_stored_as_decimal128_in_the_currencys_exponent(
@@ -99,7 +156,7 @@ def test_balances_are_stored_as_decimal128_in_the_currencys_exponent(
     wallet = WalletKey(f"client-{uuid.uuid4().hex[:8]}", "KWT", "KWD")
     store.add_credit(wallet, 1_234, "kwd-1")
 
-    document = store.database[WALLETS].find_one({"client_id": wallet.client_id})
+    document = store.database.wallets().find_one({"client_id": wallet.client_id})
 
     assert str(document["credit"]) == "1.234"
     assert str(document["debit"]) == "0.000"
@@ -107,8 +164,11 @@ def test_balances_are_stored_as_decimal128_in_the_currencys_exponent(
 
 def test_an_unreachable_server_is_store_unavailable_within_the_timeout() -> None:
     silent = MongoWalletStore(
-        f"mongodb://127.0.0.1:{free_loopback_port()}/wallet?directConnection=true",
-        timeout_s=0.5,
+        MongoDatabase(
+            f"mongodb://127.0.0.1:{free_loopback_port()}/wallet?directConnection=true",
+            timeout_s=0.5,
+        ),
+        marks=LOG_MARKS,
     )
     started = time.monotonic()
 
@@ -121,7 +181,7 @@ def test_an_unreachable_server_is_store_unavailable_within_the_timeout() -> None
 def test_the_log_is_indexed_by_wallet_key_for_histories_and_the_backfill(
     store: MongoWalletStore,
 ) -> None:
-    _, log = store.collections()
+    log = store.database.log()
 
     keys = {index["name"]: list(index["key"].items()) for index in log.list_indexes()}
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from migration.backfill import PAGE_SIZE, Backfill
-from wallet_site.wiring import mongo_outbox, tigerbeetle_batches
+from wallet_site.wiring import legacy_scan, mongo_outbox, tigerbeetle_batches
 
 
 class Command(BaseCommand):
@@ -21,6 +21,7 @@ class Command(BaseCommand):
         if not 1 <= options["page_size"] <= 8189:
             raise CommandError("--page-size must be between 1 and 8189")
         report = Backfill(
+            legacy_scan(),
             mongo_outbox(),
             tigerbeetle_batches(),
         ).run(page_size=options["page_size"], progress=False if options["no_progress"] else None)

@@ -30,9 +30,9 @@ class Command(BaseCommand):
             )
         depth = outbox.depth()
         self.stdout.write(
-            f"outbox: {depth['pending']} pending, {depth['parked']} parked, "
-            f"{depth['awaiting_backfill']} awaiting backfill; "
-            f"oldest pending {depth['oldest_pending_age_s']} s old"
+            f"outbox: {depth.pending} pending, {depth.parked} parked, "
+            f"{depth.awaiting_backfill} awaiting backfill; "
+            f"oldest pending {depth.oldest_pending_age_s} s old"
         )
         for entry in outbox.parked(limit=20):
-            self.stdout.write(f"  parked {entry['_id']}: {entry.get('mirror_error', '')}")
+            self.stdout.write(f"  parked {entry.entry_id}: {entry.mirror_error}")

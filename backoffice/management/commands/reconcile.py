@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from migration.reconciliation import Reconciliation
-from wallet_site.wiring import mongo_outbox, tigerbeetle_batches
+from wallet_site.wiring import legacy_scan, mongo_outbox, tigerbeetle_batches
 
 
 class Command(BaseCommand):
@@ -16,6 +16,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         run = Reconciliation(
+            legacy_scan(),
             mongo_outbox(),
             tigerbeetle_batches(),
         ).run(triggered_by=f"{getpass.getuser()} (command)")

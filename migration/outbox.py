@@ -1,29 +1,50 @@
 """The mirror's view of the MongoDB transaction log: the durable outbox of dual write.
 
 Every credit, debit and void is logged in the same MongoDB transaction as the balance it
-changes, with `mirror_state: pending`; so a write MongoDB acknowledged is in the outbox even if
-the process dies before it queues the mirror task. The mirror reads pending entries here in
-each wallet's `wallet_seq` order and records what became of them.
+changes, with `mirror_state: pending` (the store is given the states each kind of entry is
+born with, `LOG_MARKS`); so a write MongoDB acknowledged is in the outbox even if the process
+dies before it queues the mirror task. The mirror reads pending entries here in each wallet's
+`wallet_seq` order and records what became of them. Every answer is typed: no log document
+leaves this module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
 from pymongo import UpdateOne
-from pymongo.collection import Collection
-from pymongo.errors import PyMongoError
 
-from domain import errors
 from domain.ids import WalletKey
-from domain.wallets import WalletBalance
-from ledger.stores.mongo_documents import balance_of, key_filter, key_of
-from ledger.stores.mongo_store import MirrorState, MongoWalletStore
+from ledger.stores.mongo_database import MongoDatabase
+from ledger.stores.mongo_documents import LogMarks, key_filter, key_of
+from migration.legacy_scan import LegacyScan
 
+
+class MirrorState:
+    """Where a log entry stands with the TigerBeetle mirror (the outbox states). The values
+    are stored in every log entry's `mirror_state`: never change one."""
+
+    PENDING = "pending"  # to be applied to TigerBeetle by the mirror
+    MIRRORED = "mirrored"  # applied to TigerBeetle
+    COVERED = "covered"  # older than the backfill snapshot: in the opening balance
+    PARKED = "parked"  # refused or kept failing: waits for support, blocks TB reads
+    AWAITING_BACKFILL = "awaiting_backfill"  # a legacy wallet the backfill has not imported
+    FROM_TIGERBEETLE = "from_tigerbeetle"  # a phase-4 write copied back: already in TB
+    NONE = "none"  # nothing to mirror (a refused debit)
+
+
+# The states the MongoDB store writes into the entries it logs (the process wiring and the
+# tests give them to it): a client's write waits for the mirror, a copied-back one is in
+# TigerBeetle already, a refused debit has nothing to mirror.
+LOG_MARKS = LogMarks(
+    new_write=MirrorState.PENDING,
+    copied_back=MirrorState.FROM_TIGERBEETLE,
+    refused=MirrorState.NONE,
+)
 WAITING_STATES = (MirrorState.PENDING, MirrorState.PARKED, MirrorState.AWAITING_BACKFILL)
 # A log entry's `_id`: the client's id of a credit or debit, an ObjectId for a void (so
 # internal entries never share the clients' id space).
@@ -55,13 +76,58 @@ class OutboxEntry:
 
 
 @dataclass(frozen=True)
-class WalletSnapshot:
-    """A wallet document as one read saw it: balance and the seq it stands at."""
+class OutboxDepth:
+    """Entries waiting for the mirror, by state, and the age of the oldest pending one."""
 
-    balance: WalletBalance
+    pending: int
+    parked: int
+    awaiting_backfill: int
+    oldest_pending_age_s: int
+
+    def waiting(self) -> dict[str, int]:
+        """The count of each waiting state, by state name (WAITING_STATES' order)."""
+        return {
+            MirrorState.PENDING: self.pending,
+            MirrorState.PARKED: self.parked,
+            MirrorState.AWAITING_BACKFILL: self.awaiting_backfill,
+        }
+
+
+@dataclass(frozen=True)
+class NextEntry:
+    """A wallet's next logged change after a wallet_seq (what a shadow read compares at)."""
+
+    entry_id: EntryId
     wallet_seq: int
+    mirror_state: str | None  # None: an entry logged without one
+    tb_timestamp: int | None  # TigerBeetle's timestamp of its transfer, once mirrored
+
+
+@dataclass(frozen=True)
+class ParkedEntry:
+    """An entry the mirror gave up on, for support. Read leniently: a malformed entry is
+    parked too."""
+
+    entry_id: EntryId
+    kind: str
     created_at: datetime | None
-    log_complete: bool
+    mirror_error: str
+
+
+@dataclass(frozen=True)
+class CoveredTransaction:
+    """A credit or debit an imported wallet's opening balance covers (its log entry)."""
+
+    key: WalletKey
+    transaction_id: str
+    kind: str  # credit or debit
+    amount_minor: int
+    state: str
+    created_at: datetime
+    made_by: str = ""
+    voided_by: str = ""
+    void_reason: str = ""
+    voided_at: datetime | None = None
 
 
 def _entry(document: dict[str, Any]) -> OutboxEntry:
@@ -81,12 +147,18 @@ def _entry(document: dict[str, Any]) -> OutboxEntry:
     )
 
 
-def snapshot_of(document: dict[str, Any]) -> WalletSnapshot:
-    return WalletSnapshot(
-        balance=balance_of(document),
-        wallet_seq=int(document.get("wallet_seq", 0)),
-        created_at=document.get("created_at"),
-        log_complete=bool(document.get("log_complete", False)),
+def _covered(key: WalletKey, document: dict[str, Any]) -> CoveredTransaction:
+    return CoveredTransaction(
+        key=key,
+        transaction_id=document["_id"],
+        kind=document["kind"],
+        amount_minor=int(document["amount_minor"]),
+        state=document["state"],
+        created_at=document["created_at"],
+        made_by=document.get("made_by", ""),
+        voided_by=document.get("voided_by", ""),
+        void_reason=document.get("void_reason", ""),
+        voided_at=document.get("voided_at"),
     )
 
 
@@ -97,10 +169,10 @@ _RELEASED_STATES = [MirrorState.AWAITING_BACKFILL, MirrorState.PENDING]
 @dataclass
 class BackfilledEntries:
     """Log entries of wallets the backfill imported: the credits and debits their opening
-    balances cover (`transactions`, each with its wallet), and the ids of the waiting
-    entries to mark `covered` (up to the opening seq) or to release to the mirror (`after`)."""
+    balances cover (`transactions`), and the ids of the waiting entries to mark `covered`
+    (up to the opening seq) or to release to the mirror (`after`)."""
 
-    transactions: list[tuple[WalletKey, dict[str, Any]]] = field(default_factory=list)
+    transactions: list[CoveredTransaction] = field(default_factory=list)
     covered: list[EntryId] = field(default_factory=list)
     after: list[EntryId] = field(default_factory=list)
 
@@ -116,23 +188,17 @@ def _backfilled(
             continue
         within = entry["wallet_seq"] <= seq
         if within and entry.get("kind") in ("credit", "debit"):
-            found.transactions.append((key, entry))
+            found.transactions.append(_covered(key, entry))
         if entry.get("mirror_state") in _RELEASED_STATES:
             (found.covered if within else found.after).append(entry["_id"])
     return found
 
 
-class MongoOutbox:
+class MirrorOutbox:
     """Pending log entries in, their fate out; MongoDB failures are StoreUnavailable."""
 
-    def __init__(self, store: MongoWalletStore) -> None:
-        self.store = store
-
-    def _log(self) -> Collection[dict[str, Any]]:
-        return self.store.collections()[1]
-
-    def _wallets(self) -> Collection[dict[str, Any]]:
-        return self.store.collections()[0]
+    def __init__(self, database: MongoDatabase) -> None:
+        self.database = database
 
     def pending(self, limit: int, keys: Sequence[WalletKey] | None = None) -> list[OutboxEntry]:
         """Up to `limit` pending entries, each wallet's in wallet_seq order."""
@@ -157,14 +223,14 @@ class MongoOutbox:
 
         def read() -> tuple[list[OutboxEntry], int]:
             entries, malformed = [], []
-            for document in self._log().find(query).sort(order).limit(limit):
+            for document in self.database.log().find(query).sort(order).limit(limit):
                 try:
                     entries.append(_entry(document))
                 except (KeyError, TypeError, ValueError) as exc:
                     malformed.append((document["_id"], f"{type(exc).__name__}: {exc}"))
             for entry_id, problem in malformed:
                 reason = f"cannot be mirrored: malformed log entry ({problem})"
-                self._log().update_one(
+                self.database.log().update_one(
                     {"_id": entry_id},
                     {
                         "$set": {
@@ -176,17 +242,38 @@ class MongoOutbox:
                 )
             return entries, len(malformed)
 
-        return self.store.guarded(read)
+        return self.database.guarded(read)
+
+    def complete_logs(self, keys: Iterable[WalletKey]) -> set[WalletKey]:
+        """Of these wallets, those born with the transaction log (the store marks them
+        `log_complete`): their whole history is in the outbox, so they need no backfill.
+        Read as the legacy scan reads wallets, so a wallet document that cannot be read
+        fails here too."""
+        snapshots = LegacyScan(self.database).snapshots(keys)
+        return {key for key, snapshot in snapshots.items() if snapshot.log_complete}
 
     def has_unmirrored(self, key: WalletKey) -> bool:
         """Whether TigerBeetle may be behind MongoDB for this wallet (read-your-writes)."""
         query = {**key_filter(key), "mirror_state": {"$in": list(WAITING_STATES)}}
-        return self.store.guarded(lambda: self._log().find_one(query, {"_id": 1}) is not None)
+        return self.database.guarded(
+            lambda: self.database.log().find_one(query, {"_id": 1}) is not None
+        )
 
-    def next_entry_after(self, key: WalletKey, wallet_seq: int) -> dict[str, Any] | None:
+    def next_entry_after(self, key: WalletKey, wallet_seq: int) -> NextEntry | None:
         """The wallet's first logged change after `wallet_seq` (None: the wallet is there)."""
         query = {**key_filter(key), "wallet_seq": {"$gt": wallet_seq}}
-        return self.store.guarded(lambda: self._log().find_one(query, sort=[("wallet_seq", 1)]))
+        document = self.database.guarded(
+            lambda: self.database.log().find_one(query, sort=[("wallet_seq", 1)])
+        )
+        if document is None:
+            return None
+        tb_timestamp = document.get("tb_timestamp")
+        return NextEntry(
+            entry_id=document["_id"],
+            wallet_seq=int(document["wallet_seq"]),
+            mirror_state=document.get("mirror_state"),
+            tb_timestamp=int(tb_timestamp) if tb_timestamp else None,
+        )
 
     def unmirrored_up_to(self, key: WalletKey, wallet_seq: int) -> dict[str, int]:
         """Entries up to `wallet_seq` TigerBeetle does not hold yet, by state."""
@@ -196,34 +283,18 @@ class MongoOutbox:
             "mirror_state": {"$in": list(WAITING_STATES)},
         }
         counts: dict[str, int] = {}
-        for doc in self.store.guarded(lambda: list(self._log().find(query, {"mirror_state": 1}))):
+        for doc in self.database.guarded(
+            lambda: list(self.database.log().find(query, {"mirror_state": 1}))
+        ):
             counts[doc["mirror_state"]] = counts.get(doc["mirror_state"], 0) + 1
         return counts
-
-    def snapshots(self, keys: Iterable[WalletKey]) -> dict[WalletKey, WalletSnapshot]:
-        """Wallet documents by key. Asks by client id ($in on the indexed field) and keeps
-        the wanted keys: an $or of thousands of whole keys is far slower to evaluate."""
-        wanted = set(keys)
-        if not wanted:
-            return {}
-        query = {"client_id": {"$in": sorted({key.client_id for key in wanted})}}
-
-        def read() -> dict[WalletKey, WalletSnapshot]:
-            found = {}
-            for document in self._wallets().find(query):
-                key = key_of(document)
-                if key in wanted:
-                    found[key] = snapshot_of(document)
-            return found
-
-        return self.store.guarded(read)
 
     def mark(self, entry_ids: Sequence[EntryId], state: str, **fields: Any) -> None:
         if not entry_ids:
             return
         update = {"$set": {"mirror_state": state, "mirror_updated_at": datetime.now(UTC), **fields}}
-        self.store.guarded(
-            lambda: self._log().update_many({"_id": {"$in": list(entry_ids)}}, update)
+        self.database.guarded(
+            lambda: self.database.log().update_many({"_id": {"$in": list(entry_ids)}}, update)
         )
 
     def mark_each(self, outcomes: dict[EntryId, tuple[str, dict[str, Any]]]) -> None:
@@ -238,13 +309,13 @@ class MongoOutbox:
             )
             for entry_id, (state, fields) in outcomes.items()
         ]
-        self.store.guarded(lambda: self._log().bulk_write(requests, ordered=False))
+        self.database.guarded(lambda: self.database.log().bulk_write(requests, ordered=False))
 
     def count_failed_attempt(self, entry_ids: Sequence[EntryId], error: str) -> None:
         if not entry_ids:
             return
-        self.store.guarded(
-            lambda: self._log().update_many(
+        self.database.guarded(
+            lambda: self.database.log().update_many(
                 {"_id": {"$in": list(entry_ids)}},
                 {"$inc": {"mirror_attempts": 1}, "$set": {"mirror_error": error[:500]}},
             )
@@ -258,7 +329,7 @@ class MongoOutbox:
             return
 
         def read() -> BackfilledEntries:
-            waiting = self._log().find(
+            waiting = self.database.log().find(
                 {
                     "client_id": {"$in": sorted({key.client_id for key in opening_seqs})},
                     "mirror_state": {"$in": _RELEASED_STATES},
@@ -274,7 +345,7 @@ class MongoOutbox:
             )
             return _backfilled(waiting, opening_seqs)
 
-        self.release(self.store.guarded(read))
+        self.release(self.database.guarded(read))
 
     def backfilled_entries(self, opening_seqs: dict[WalletKey, int]) -> BackfilledEntries:
         """The log entries of wallets the backfill imported at their opening seqs, in one
@@ -285,7 +356,7 @@ class MongoOutbox:
             return BackfilledEntries()
 
         def read() -> BackfilledEntries:
-            entries = self._log().find(
+            entries = self.database.log().find(
                 {
                     "client_id": {"$in": sorted({key.client_id for key in opening_seqs})},
                     "$or": [
@@ -296,7 +367,7 @@ class MongoOutbox:
             )
             return _backfilled(entries, opening_seqs)
 
-        return self.store.guarded(read)
+        return self.database.guarded(read)
 
     def release(self, entries: BackfilledEntries) -> None:
         """Waiting entries the opening balances cover become `covered`, later ones go to the
@@ -305,7 +376,7 @@ class MongoOutbox:
             return
 
         def write() -> None:
-            log = self._log()
+            log = self.database.log()
             if entries.covered:
                 log.update_many(
                     {"_id": {"$in": entries.covered}},
@@ -317,26 +388,26 @@ class MongoOutbox:
                     {"$set": {"mirror_state": MirrorState.PENDING}},
                 )
 
-        self.store.guarded(write)
+        self.database.guarded(write)
 
     def requeue_parked(self, keys: Sequence[WalletKey] | None = None) -> int:
         """Support's retry of parked entries (after fixing what refused them)."""
         query: dict[str, Any] = {"mirror_state": MirrorState.PARKED}
         if keys:
             query["$or"] = [key_filter(key) for key in keys]
-        result = self.store.guarded(
-            lambda: self._log().update_many(
+        result = self.database.guarded(
+            lambda: self.database.log().update_many(
                 query,
                 {"$set": {"mirror_state": MirrorState.PENDING, "mirror_attempts": 0}},
             )
         )
         return result.modified_count
 
-    def depth(self) -> dict[str, int]:
+    def depth(self) -> OutboxDepth:
         """Entries per waiting state, and the age of the oldest pending one in seconds."""
 
-        def read() -> dict[str, int]:
-            log = self._log()
+        def read() -> OutboxDepth:
+            log = self.database.log()
             counts = {
                 state: log.count_documents({"mirror_state": state}) for state in WAITING_STATES
             }
@@ -348,33 +419,33 @@ class MongoOutbox:
             lag_s = 0
             if oldest is not None:
                 lag_s = int((datetime.now(UTC) - oldest["created_at"]).total_seconds())
-            return {**counts, "oldest_pending_age_s": lag_s}
+            return OutboxDepth(
+                pending=counts[MirrorState.PENDING],
+                parked=counts[MirrorState.PARKED],
+                awaiting_backfill=counts[MirrorState.AWAITING_BACKFILL],
+                oldest_pending_age_s=lag_s,
+            )
 
-        return self.store.guarded(read)
+        return self.database.guarded(read)
 
-    def parked(self, limit: int = 100) -> list[dict[str, Any]]:
-        return self.store.guarded(
-            lambda: list(
-                self._log()
+    def parked(self, limit: int = 100) -> list[ParkedEntry]:
+        """The oldest parked entries first."""
+
+        def read() -> list[ParkedEntry]:
+            found = (
+                self.database.log()
                 .find({"mirror_state": MirrorState.PARKED})
                 .sort("created_at", 1)
                 .limit(limit)
             )
-        )
+            return [
+                ParkedEntry(
+                    entry_id=document["_id"],
+                    kind=document.get("kind", ""),
+                    created_at=document.get("created_at"),
+                    mirror_error=document.get("mirror_error", ""),
+                )
+                for document in found
+            ]
 
-    def wallet_batches(self, batch_size: int) -> Iterator[list[WalletSnapshot]]:
-        """Every wallet document, `batch_size` at a time, from one streaming cursor in
-        natural order (one collection scan: paging with skip or key ranges re-scans, which
-        costs quadratic time on large collections)."""
-        try:
-            cursor = self._wallets().find({}, batch_size=batch_size)
-            batch: list[WalletSnapshot] = []
-            for document in cursor:
-                batch.append(snapshot_of(document))
-                if len(batch) == batch_size:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
-        except PyMongoError as exc:
-            raise errors.StoreUnavailable(f"MongoDB failed: {exc}") from exc
+        return self.database.guarded(read)

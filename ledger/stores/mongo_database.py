@@ -1,0 +1,212 @@
+"""The MongoDB database the wallet store and the migration's view of it share.
+
+One handle per process and database: a MongoClient (re-created after a fork, since a client
+must not cross one), the two collections with their indexes, and what every reader and writer
+of them needs: failures mapped to StoreUnavailable (`guarded`) and multi-document
+transactions whose write conflicts are retried while the wallet moves (`transaction`).
+
+Collections:
+- `payments_wallets` (`wallets()`): one document per wallet, unique on the wallet key.
+- `wallet_transactions` (`log()`): the transaction log, one entry per credit, debit and void,
+  written in the same transaction as the balance it changes; the migration reads it as the
+  mirror's outbox.
+
+A server that does not answer is `StoreUnavailable` within MONGO_TIMEOUT_S, never a long hang.
+A wallet locked by a transaction its dead process abandoned stays locked until the server's
+transaction lifetime reaps it, and no request may wait that long: write conflicts are retried
+while the wallet moves, but for at most MONGO_LOCK_WAIT_S while it stands still.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pymongo
+from django.conf import settings
+from pymongo.client_session import ClientSession
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import PyMongoError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
+from tenacity.stop import stop_base
+
+from domain import errors
+
+T = TypeVar("T")
+WALLETS = "payments_wallets"
+LOG = "wallet_transactions"
+# The fields that name a wallet, in both collections (`mongo_documents.key_filter`).
+WALLET_KEY_INDEX = [
+    ("client_id", 1),
+    ("country", 1),
+    ("currency", 1),
+    ("issuer_type_identifier", 1),
+]
+# However busy a wallet, a request stops retrying its write conflicts after this long.
+CONTENDED_WAIT_MAX_S = 20.0
+
+
+class Refusal(Exception):
+    """Carries a WalletError out of a transaction callback so the transaction aborts;
+    `guarded` raises the error itself."""
+
+    def __init__(self, error: errors.WalletError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _is_write_conflict(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, PyMongoError)
+        and exc.has_error_label("TransientTransactionError")
+        and (not isinstance(exc, pymongo.errors.ConnectionFailure))
+    )
+
+
+class _WalletStalled(stop_base):
+    """Tenacity stop: our attempts kept conflicting and the wallet has not changed for
+    `lock_wait_s`. Live requests on a busy wallet commit one after another (its wallet_seq
+    moves), so they keep retrying; a wallet held by a dead process's transaction does not
+    move until the server reaps that transaction, and no request may wait that out."""
+
+    def __init__(self, lock_wait_s: float, wallet_mark: Callable[[], object]) -> None:
+        self.lock_wait_s = lock_wait_s
+        self.wallet_mark = wallet_mark
+        self.mark: object = None
+        self.still_since = time.monotonic()
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        now = time.monotonic()
+        try:
+            mark = self.wallet_mark()
+        except PyMongoError:
+            mark = self.mark
+        if mark != self.mark:
+            self.mark, self.still_since = mark, now
+        return now + (retry_state.upcoming_sleep or 0) - self.still_since >= self.lock_wait_s
+
+
+class MongoDatabase:
+    """The wallet database at `mongo_url` (`name`, else the URL's own database, else
+    "wallet"), connected lazily and once per process."""
+
+    def __init__(
+        self,
+        mongo_url: str | None = None,
+        *,
+        name: str | None = None,
+        timeout_s: float | None = None,
+        lock_wait_s: float | None = None,
+    ) -> None:
+        self.mongo_url = mongo_url or settings.MONGO_URL
+        self._name = name
+        self.timeout_s = timeout_s if timeout_s is not None else settings.MONGO_TIMEOUT_S
+        self.lock_wait_s = lock_wait_s if lock_wait_s is not None else settings.MONGO_LOCK_WAIT_S
+        self._client: pymongo.MongoClient[dict[str, Any]] | None = None
+        self._client_pid: int | None = None
+        self._indexes_ready = False
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> pymongo.MongoClient[dict[str, Any]]:
+        with self._lock:
+            if self._client is None or self._client_pid != os.getpid():
+                timeout_ms = int(self.timeout_s * 1000)
+                self._client = pymongo.MongoClient(
+                    self.mongo_url,
+                    serverSelectionTimeoutMS=timeout_ms,
+                    connectTimeoutMS=timeout_ms,
+                    socketTimeoutMS=timeout_ms,
+                    tz_aware=True,
+                )
+                self._client_pid = os.getpid()
+            return self._client
+
+    @property
+    def db(self) -> Database[dict[str, Any]]:
+        """The pymongo database, as is (no index made): for seeding and dropping it."""
+        client = self.client
+        if self._name:
+            return client[self._name]
+        return client.get_default_database(default="wallet")
+
+    def wallets(self) -> Collection[dict[str, Any]]:
+        """The wallet documents (`payments_wallets`), indexed."""
+        self.ensure_indexes()
+        return self.db[WALLETS]
+
+    def log(self) -> Collection[dict[str, Any]]:
+        """The transaction log (`wallet_transactions`), indexed."""
+        self.ensure_indexes()
+        return self.db[LOG]
+
+    def ensure_indexes(self) -> None:
+        """Both collections' indexes, made once per handle (creating one that exists is a
+        no-op on the server)."""
+        if self._indexes_ready:
+            return
+        database = self.db
+        database[WALLETS].create_index(WALLET_KEY_INDEX, unique=True, name="unique_wallet_key")
+        database[LOG].create_index(
+            [("mirror_state", 1), ("client_id", 1), ("wallet_seq", 1)], name="mirror_outbox"
+        )
+        # A wallet's history (support's pages) and the backfill's read of a page's log
+        # entries (client_id $in) ask by wallet key: without it, a full scan each.
+        database[LOG].create_index([*WALLET_KEY_INDEX, ("created_at", 1)], name="wallet_history")
+        database[LOG].create_index(
+            [("voided_transaction_id", 1)],
+            unique=True,
+            sparse=True,  # only void entries carry the field
+            name="one_void_per_transaction",
+        )
+        self._indexes_ready = True
+
+    def guarded(self, operation: Callable[[], T]) -> T:
+        """Run an operation on the database; MongoDB failures become StoreUnavailable (a
+        Refusal raised inside becomes its WalletError)."""
+        try:
+            return operation()
+        except Refusal as refusal:
+            raise refusal.error from None
+        except errors.WalletError:
+            raise
+        except PyMongoError as exc:
+            raise errors.StoreUnavailable(f"MongoDB failed: {exc}") from exc
+
+    def transaction(
+        self, callback: Callable[[ClientSession], T], *, wallet_mark: Callable[[], object]
+    ) -> T:
+        """Run `callback` in one transaction, retrying write conflicts while the wallet
+        moves (`wallet_mark`: what it looks like now). Still for `lock_wait_s`: the wallet
+        is held by a transaction nobody finishes (a killed worker's), so 503
+        store_unavailable now; the client retries with the same id."""
+
+        def attempt() -> T:
+            with self.client.start_session() as session, session.start_transaction():
+                return callback(session)
+
+        retrying = Retrying(
+            retry=retry_if_exception(_is_write_conflict),
+            stop=stop_after_delay(CONTENDED_WAIT_MAX_S)
+            | _WalletStalled(self.lock_wait_s, wallet_mark),
+            wait=wait_random_exponential(multiplier=0.002, max=0.05),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except PyMongoError as exc:
+            if not _is_write_conflict(exc):
+                raise
+            raise errors.StoreUnavailable(
+                "The wallet is held by another write that does not finish; retry with the same id."
+            ) from exc

@@ -1,0 +1,178 @@
+"""The migration's view of MongoDB answers in types, never in documents: the outbox's states
+(the values every stored log entry holds), its depth, a wallet's next change, the parked
+entries, the transactions a backfilled balance covers, and the legacy scan's snapshots."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from domain import errors
+from flags.phases import Phase
+from ledger.stores.mongo_documents import LogMarks
+from migration.outbox import (
+    LOG_MARKS,
+    CoveredTransaction,
+    MirrorState,
+    NextEntry,
+    OutboxDepth,
+    ParkedEntry,
+)
+from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
+
+
+def test_the_store_is_given_the_states_every_stored_log_entry_already_holds() -> None:
+    stored = LogMarks(new_write="pending", copied_back="from_tigerbeetle", refused="none")
+    assert stored == LOG_MARKS
+    assert (MirrorState.MIRRORED, MirrorState.COVERED, MirrorState.PARKED) == (
+        "mirrored",
+        "covered",
+        "parked",
+    )
+    assert MirrorState.AWAITING_BACKFILL == "awaiting_backfill"
+
+
+def test_a_refused_debit_and_a_copied_back_write_are_logged_with_nothing_to_mirror(
+    stores: Stores,
+) -> None:
+    key, refused, copied = new_key(), tx(), tx()
+    stores.mongo.add_credit(key, 100, tx())
+    with pytest.raises(errors.InsufficientFunds):
+        stores.mongo.subtract_credit(key, 500, refused)
+    stores.mongo.add_credit(key, 50, copied, mirror=False, created_at=datetime.now(UTC))
+
+    states = {
+        entry["_id"]: entry["mirror_state"]
+        for entry in stores.mongo.database.log().find({"_id": {"$in": [refused, copied]}})
+    }
+
+    assert states == {refused: MirrorState.NONE, copied: MirrorState.FROM_TIGERBEETLE}
+    assert stores.outbox.depth().pending == 1
+
+
+def test_the_depth_counts_each_waiting_state_and_ages_the_oldest_pending_entry(
+    stores: Stores,
+) -> None:
+    key = new_key()
+    first, second, third = tx(), tx(), tx()
+    for transaction_id in (first, second, third):
+        stores.mongo.add_credit(key, 100, transaction_id)
+    log = stores.mongo.database.log()
+    log.update_one({"_id": first}, {"$set": {"created_at": datetime.now(UTC) - timedelta(hours=1)}})
+    stores.outbox.mark([second], MirrorState.PARKED)
+    stores.outbox.mark([third], MirrorState.AWAITING_BACKFILL)
+
+    depth = stores.outbox.depth()
+
+    assert (depth.pending, depth.parked, depth.awaiting_backfill) == (1, 1, 1)
+    assert 3_590 <= depth.oldest_pending_age_s <= 3_700
+    assert depth.waiting() == {"pending": 1, "parked": 1, "awaiting_backfill": 1}
+    assert list(depth.waiting()) == ["pending", "parked", "awaiting_backfill"]
+
+
+def test_an_empty_outbox_has_no_pending_age(stores: Stores) -> None:
+    assert stores.outbox.depth() == OutboxDepth(
+        pending=0, parked=0, awaiting_backfill=0, oldest_pending_age_s=0
+    )
+
+
+def test_a_wallets_next_change_carries_its_tigerbeetle_timestamp_once_mirrored(
+    stores: Stores,
+) -> None:
+    key, first, second = new_key(), tx(), tx()
+    stores.mongo.add_credit(key, 100, first)
+    stores.mongo.add_credit(key, 200, second)
+
+    waiting = stores.outbox.next_entry_after(key, 0)
+    stores.mirror().drain()
+    mirrored = stores.outbox.next_entry_after(key, 1)
+
+    assert waiting == NextEntry(
+        entry_id=first, wallet_seq=1, mirror_state=MirrorState.PENDING, tb_timestamp=None
+    )
+    assert mirrored is not None and mirrored.entry_id == second
+    assert mirrored.mirror_state == MirrorState.MIRRORED
+    assert isinstance(mirrored.tb_timestamp, int) and mirrored.tb_timestamp > 0
+    assert stores.outbox.next_entry_after(key, 2) is None
+
+
+def test_parked_entries_are_listed_for_support_oldest_first_with_their_reason(
+    stores: Stores,
+) -> None:
+    key, older, newer = new_key(), tx(), tx()
+    stores.mongo.add_credit(key, 100, older)
+    stores.mongo.add_credit(key, 100, newer)
+    stores.outbox.mark([newer, older], MirrorState.PARKED, mirror_error="TigerBeetle refused")
+    out = StringIO()
+
+    parked = stores.outbox.parked()
+    call_command("mirror", stdout=out)
+
+    assert [entry.entry_id for entry in parked] == [older, newer]
+    assert parked[0] == ParkedEntry(
+        entry_id=older,
+        kind="credit",
+        created_at=parked[0].created_at,
+        mirror_error="TigerBeetle refused",
+    )
+    assert isinstance(parked[0].created_at, datetime)
+    assert f"  parked {older}: TigerBeetle refused" in out.getvalue()
+
+
+def test_a_malformed_parked_entry_is_still_listed(stores: Stores) -> None:
+    stores.mongo.database.log().insert_one({"_id": "bare", "mirror_state": MirrorState.PARKED})
+
+    assert stores.outbox.parked() == [
+        ParkedEntry(entry_id="bare", kind="", created_at=None, mirror_error="")
+    ]
+
+
+def test_the_covered_transactions_are_read_typed_with_what_the_registry_keeps(
+    stores: Stores,
+) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    key, covered = new_key(), tx()
+    legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
+    stores.phased.subtract_credit(key, 300, covered, made_by="till-7")
+
+    entries = stores.outbox.backfilled_entries({key: 1})
+
+    (transaction,) = entries.transactions
+    assert transaction == CoveredTransaction(
+        key=key,
+        transaction_id=covered,
+        kind="debit",
+        amount_minor=300,
+        state="posted",
+        created_at=transaction.created_at,
+        made_by="till-7",
+    )
+
+
+def test_only_wallets_born_with_the_log_have_a_complete_log(stores: Stores) -> None:
+    born, legacy, absent = new_key(), new_key(), new_key()
+    stores.mongo.add_credit(born, 100, tx())
+    legacy_wallet(stores, legacy, credit_minor=100, debit_minor=0)
+
+    assert stores.outbox.complete_logs([born, legacy, absent]) == {born}
+    assert stores.outbox.complete_logs([]) == set()
+
+
+def test_the_legacy_scan_reads_every_wallet_as_a_snapshot_page_by_page(stores: Stores) -> None:
+    born, legacy = new_key(), new_key()
+    stores.mongo.add_credit(born, 100, tx())
+    stores.mongo.add_credit(born, 50, tx())
+    legacy_wallet(stores, legacy, credit_minor=700, debit_minor=200)
+
+    pages = list(stores.scan.wallet_batches(1))
+    snapshots = stores.scan.snapshots([born, legacy])
+
+    assert [len(page) for page in pages] == [1, 1]
+    assert {page[0].balance.key for page in pages} == {born, legacy}
+    assert (snapshots[born].wallet_seq, snapshots[born].log_complete) == (2, True)
+    assert snapshots[born].balance.fields_minor() == (150, 0, 150)
+    assert (snapshots[legacy].wallet_seq, snapshots[legacy].log_complete) == (0, False)
+    assert snapshots[legacy].balance.fields_minor() == (700, 200, 900)
