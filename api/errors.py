@@ -8,7 +8,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from domain.errors import WalletError
+from domain.errors import WalletError, error_body
 
 _DRF_CODES = {
     exceptions.NotAuthenticated: "not_authenticated",
@@ -20,10 +20,6 @@ _DRF_CODES = {
     exceptions.UnsupportedMediaType: "unsupported_media_type",
     exceptions.Throttled: "throttled",
 }
-
-
-def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 
-from api.errors import error_body
+from domain.errors import error_body
 
 API_PREFIX = "/api/"
 CODE_BY_STATUS = {

@@ -23,10 +23,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from api.errors import error_body
 from domain import errors
+from domain.errors import error_body
 from migration import criteria
-from wallet_site.wiring import mongo_outbox
+from migration.runtime import process_runtime
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class MigrationCollector(Collector):
             "wallet_mirror_lag_oldest_seconds", "Age of the oldest pending outbox entry."
         )
         try:
-            depth = mongo_outbox().depth()
+            depth = process_runtime().outbox.depth()
             for state, count in depth.waiting().items():
                 depth_metric.add_metric([state], count)
             lag_metric.add_metric([], depth.oldest_pending_age_s)

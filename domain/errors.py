@@ -10,6 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The one JSON shape of every error answer (the REST API, /metrics, gunicorn's own)."""
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
 class WalletError(Exception):
     """Base of every refusal a client can get; never a partial change behind it."""
 

@@ -17,8 +17,8 @@ def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: st
     """Same signature and framing as gunicorn's write_error; a JSON body."""
     # Load-order breaker: gunicorn imports this module (its config) before Django is set up;
     # the app is loaded by the time gunicorn answers.
-    from api.errors import error_body  # noqa: PLC0415
     from api.middleware import error_code_for_status  # noqa: PLC0415
+    from domain.errors import error_body  # noqa: PLC0415
 
     message = f"{reason}: {mesg}" if mesg else f"{reason}."
     body = json.dumps(error_body(error_code_for_status(status_int), message)).encode()
