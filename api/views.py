@@ -23,7 +23,7 @@ from api.permissions import (
     VOID_TRANSACTIONS,
 )
 from ledger.service import WalletService
-from wallet_site import wiring
+from migration.runtime import process_runtime
 
 ERROR = s.ErrorSerializer
 
@@ -65,7 +65,7 @@ ISSUER_PARAM = OpenApiParameter(
 def wallet_service() -> WalletService:
     """The service per request, over the process's store (`wallet_site.wiring`); a seam
     tests replace."""
-    return wiring.wallet_service()
+    return process_runtime().wallet_service()
 
 
 def _validated(serializer_class: type[Any], request: Request) -> dict[str, Any]:

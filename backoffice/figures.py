@@ -20,7 +20,7 @@ from migration.criteria import (
     shadow_figures,
     writes_lost,
 )
-from wallet_site.wiring import mongo_outbox
+from migration.runtime import process_runtime
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ LATENCY_RATIO_TARGET = Decimal("0.5")
 def outbox_depth() -> OutboxDepth | None:
     """Entries waiting for the mirror by state, and the oldest pending one's age (None when
     MongoDB does not answer)."""
-    return outbox_depth_of(mongo_outbox())
+    return outbox_depth_of(process_runtime().outbox)
 
 
 def success_criteria(days: int = 7) -> list[Criterion]:

@@ -11,7 +11,7 @@ from django.shortcuts import render
 
 from backoffice.links import transaction_url, void_url, wallet_url
 from backoffice.selectors import find
-from wallet_site.wiring import mongo_store
+from migration.runtime import process_runtime
 
 
 def find_view(request: HttpRequest) -> HttpResponse:
@@ -25,7 +25,7 @@ def find_view(request: HttpRequest) -> HttpResponse:
     ):
         raise PermissionDenied
     query = request.GET.get("q", "").strip()
-    found = find(query, mongo_store())
+    found = find(query, process_runtime().mongo)
     wallets: list[dict[str, Any]] = [
         {"hit": hit, "url": wallet_url(hit.key)} for hit in found.wallets
     ]

@@ -18,8 +18,7 @@ from domain.money import from_minor_units
 from domain.wallets import WalletBalance
 from migration.criteria import last_reconciliation
 from migration.models import ReconciliationMismatch, ReconciliationRun, ShadowComparison
-from migration.reconciliation import Reconciliation
-from wallet_site.wiring import legacy_scan, mongo_outbox, tigerbeetle_batches
+from migration.runtime import process_runtime
 
 
 def _describe_balance(balance: WalletBalance | None, missing: str) -> str:
@@ -35,7 +34,7 @@ def _describe_balance(balance: WalletBalance | None, missing: str) -> str:
 def recheck_wallet(key: WalletKey, actor: str) -> tuple[bool, str]:
     """Re-check one wallet in both stores now (mirroring it first). When they agree, the
     wallet's open mismatches are marked resolved by `actor`. Answers (agree, message)."""
-    mongo, tb = Reconciliation(legacy_scan(), mongo_outbox(), tigerbeetle_batches()).recheck(key)
+    mongo, tb = process_runtime().reconciliation().recheck(key)
     if mongo is not None and mongo == tb:
         ReconciliationMismatch.objects.filter(
             client_id=key.client_id,

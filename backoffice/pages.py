@@ -36,7 +36,7 @@ from migration import criteria, tasks
 from migration.criteria import next_step_criterion
 from migration.phase_change import change_phase
 from migration.phase_plan import plan_phase_change
-from wallet_site.wiring import mongo_outbox, mongo_store, tigerbeetle_batches
+from migration.runtime import process_runtime
 
 PHASE_LABELS = {
     Phase.LEGACY: "0 - legacy (MongoDB only)",
@@ -214,7 +214,7 @@ class PhaseView(_SiteView):
         rollout: Decimal | None = data["rollout_percent"]
         shadow: Decimal | None = data["shadow_percent"]
         plan = plan_phase_change(
-            phase, outbox=mongo_outbox(), rollout_percent=rollout, shadow_percent=shadow
+            phase, outbox=process_runtime().outbox, rollout_percent=rollout, shadow_percent=shadow
         )
         if plan.refusals:
             for refusal in plan.refusals:
@@ -246,8 +246,8 @@ class PhaseView(_SiteView):
                 report = change_phase(
                     phase,
                     actor=actor,
-                    mongo=mongo_store(),
-                    tigerbeetle=tigerbeetle_batches(),
+                    mongo=process_runtime().mongo,
+                    tigerbeetle=process_runtime().batches,
                     note=data["note"],
                     rollout_percent=rollout,
                     shadow_percent=shadow,

@@ -32,8 +32,8 @@ from domain import errors
 from domain.money import from_minor_units
 from domain.wallets import TransactionRecord, WalletBalance
 from flags.phases import current_state
+from migration.runtime import process_runtime
 from registry.models import WalletAccount, WalletTransfer
-from wallet_site.wiring import wallet_service
 
 
 class VoidForm(forms.Form):
@@ -324,7 +324,7 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         try:
-            record = wallet_service().get_transaction(transaction_id)
+            record = process_runtime().wallet_service().get_transaction(transaction_id)
         except errors.WalletError as exc:
             self.message_user(
                 request, f"No transaction {transaction_id}: {exc.message}", messages.ERROR
@@ -355,7 +355,7 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
         (so it goes to whichever store the migration phase makes primary)."""
         if not request.user.has_perm("registry.void_wallettransfer"):
             raise PermissionDenied
-        service = wallet_service()
+        service = process_runtime().wallet_service()
         try:
             record = service.get_transaction(transaction_id)
         except errors.WalletError as exc:

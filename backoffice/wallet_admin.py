@@ -27,9 +27,9 @@ from backoffice.selectors import (
 )
 from domain.ids import WalletKey
 from flags.phases import Phase, current_state
+from migration.runtime import process_runtime
 from registry import accounts as account_registry
 from registry.models import WalletAccount
-from wallet_site.wiring import mongo_store, tigerbeetle_store
 
 
 def _int_param(request: HttpRequest, name: str, default: int) -> int:
@@ -170,7 +170,7 @@ class WalletAccountAdmin(ReadOnlyAdmin):
         if query:
             mongo_only = [
                 {"hit": hit, "url": wallet_url(hit.key)}
-                for hit in find(query, mongo_store()).wallets
+                for hit in find(query, process_runtime().mongo).wallets
                 if hit.registry_pk is None
             ]
         return super().changelist_view(
@@ -213,10 +213,11 @@ class WalletAccountAdmin(ReadOnlyAdmin):
 
     def _wallet_page(self, request: HttpRequest, key: WalletKey) -> HttpResponse:
         state = current_state()
+        runtime = process_runtime()
         overview = wallet_overview(
             key,
-            mongo_store(),
-            tigerbeetle_store(),
+            runtime.mongo,
+            runtime.tigerbeetle,
             state=state,
             log_page=_int_param(request, "log_page", 1),
             tb_before=_int_param(request, "tb_before", 0),

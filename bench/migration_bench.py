@@ -63,6 +63,7 @@ from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
 from migration.outbox import MirrorOutbox, MirrorState
 from migration.reconciliation import Reconciliation
+from migration.runtime import process_runtime
 
 RECONCILE_TARGET_WALLETS_PER_S = 5_000
 JOB_SHARE_OF_SLOWEST_INPUT_MIN = 0.5
@@ -343,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         # The client's session registration (0.6 s on the server, once a process) is no
         # job's work: done here, untimed, as the raw baseline's is before its timings.
         backend.lookup_accounts([RAW_WARM_UP_ID])
-        tigerbeetle = LedgerBatches(TimedBackend(backend))
+        tigerbeetle = LedgerBatches(TimedBackend(backend), scope=process_runtime().scope)
         try:
             print(f"seeding {args.wallets} legacy wallets ...", file=sys.stderr)
             seed_legacy_wallets(database, args.wallets)

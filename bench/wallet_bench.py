@@ -53,7 +53,7 @@ from bench.common import (  # noqa: E402
     scratch_database,
 )
 from bench.phases import CLOCK, Phases, TimedBackend, print_breakdown  # noqa: E402
-from domain.ids import WalletKey, system_account_id  # noqa: E402
+from domain.ids import WalletKey  # noqa: E402
 from domain.money import ledger_for_currency  # noqa: E402
 from ledger.backends import get_ledger_backend  # noqa: E402
 from ledger.service import WalletService  # noqa: E402
@@ -61,6 +61,7 @@ from ledger.stores.mongo_database import WALLETS, MongoDatabase  # noqa: E402
 from ledger.stores.mongo_store import MongoWalletStore  # noqa: E402
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore  # noqa: E402
 from migration.outbox import LOG_MARKS  # noqa: E402
+from migration.runtime import process_runtime  # noqa: E402
 from registry.accounts import find_account  # noqa: E402
 
 OPERATIONS = ("add_credit", "subtract_credit", "get_balance", "get_balances", "void")
@@ -102,7 +103,8 @@ def in_process(
 
 def timed_tigerbeetle_service() -> WalletService:
     """The wallet service on a TigerBeetle store whose backend calls are timed (bench.phases)."""
-    return WalletService(TigerBeetleWalletStore(TimedBackend(get_ledger_backend())))
+    scope = process_runtime().scope
+    return WalletService(TigerBeetleWalletStore(TimedBackend(get_ledger_backend()), scope=scope))
 
 
 def tigerbeetle_targets(service: WalletService, count: int) -> list[Target]:
@@ -130,7 +132,7 @@ def tigerbeetle_targets(service: WalletService, count: int) -> list[Target]:
                 )
             transfer = tb.Transfer(
                 id=tb.id(),
-                debit_account_id=system_account_id(ledger),
+                debit_account_id=process_runtime().scope.ids.system_account_id(ledger),
                 credit_account_id=account_id,
                 amount=100,
                 ledger=ledger,
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     with mongo_server() as mongo_url, scratch_database("wallet") as database_name:
         mongo_database = MongoDatabase(mongo_url, name=f"wallet_bench_{uuid.uuid4().hex[:6]}")
         mongo_store = MongoWalletStore(mongo_database, marks=LOG_MARKS)
-        tb_store = TigerBeetleWalletStore()
+        tb_store = TigerBeetleWalletStore(scope=process_runtime().scope)
         wallets = mongo_database.db[WALLETS]
 
         def raw_mongo(key: WalletKey) -> object:

@@ -9,9 +9,10 @@ values TigerBeetle reserves.
 TB_ID_NAMESPACE (empty by default) is mixed into every derived value when set, so that two
 deployments, or two test runs, sharing one cluster never derive the same ids from the same keys
 ("alice", "tx-1"). The empty default derives exactly the ids of ID_SCHEME_VERSION 1, so a
-deployment's existing ids stay valid. The namespace comes from a source installed at start-up
-(`use_namespace_source`: the ledger app installs one reading the setting), so this module stays
-free of Django and a test's `override_settings` still reaches every derivation.
+deployment's existing ids stay valid. Every derivation is a method of an `IdSpace`, built once
+per process with the deployment's namespace (the process runtime, `migration.runtime`) and
+passed to whatever derives ids: no derivation can happen outside one, so none can silently
+miss the namespace.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 
@@ -46,20 +46,6 @@ def _json(parts: list[object]) -> str:
         else:
             return _JSON.encode(parts)
     return "[" + ",".join(encoded) + "]"
-
-
-def _no_namespace() -> str:
-    return ""
-
-
-_namespace_source: Callable[[], str] = _no_namespace
-
-
-def use_namespace_source(source: Callable[[], str]) -> None:
-    """Where `_hash_bits` reads the id namespace from, on every derivation (so a change of the
-    setting, as in a test, takes effect at once). Until one is installed it is empty."""
-    global _namespace_source
-    _namespace_source = source
 
 
 @dataclass(frozen=True)
@@ -97,14 +83,10 @@ def wallet_key_bytes(key: WalletKey) -> bytes:
     return _json(fields).encode()
 
 
-def _hash_bits(parts: list[object], bits: int) -> int:
+def _namespaced_hash_bits(parts: list[object], bits: int, namespace: str) -> int:
     """First `bits` bits of SHA-256 over the JSON of parts (behind the id namespace, when one
     is set); a reserved value (0 or all ones) re-hashes with a counter appended,
     deterministically."""
-    return _namespaced_hash_bits(parts, bits, _namespace_source())
-
-
-def _namespaced_hash_bits(parts: list[object], bits: int, namespace: str) -> int:
     maximum = 2**bits - 1
     if namespace:
         parts = ["namespace", namespace, *parts]
@@ -117,16 +99,6 @@ def _namespaced_hash_bits(parts: list[object], bits: int, namespace: str) -> int
         salt += 1
 
 
-def account_id_for(key: WalletKey, nonce: int = 0) -> int:
-    """The wallet's TigerBeetle account id for a given nonce."""
-    return _hash_bits(["account", wallet_key_bytes(key).decode(), nonce], 128)
-
-
-def system_account_id(ledger: int) -> int:
-    """The funding account of a ledger: the other side of every credit and debit."""
-    return _ledger_account_id("system-account", ledger, _namespace_source())
-
-
 @functools.lru_cache(maxsize=1024)
 def _ledger_account_id(kind: str, ledger: int, namespace: str) -> int:
     """A ledger's own accounts are named in every credit and debit: hashed once per ledger
@@ -134,52 +106,65 @@ def _ledger_account_id(kind: str, ledger: int, namespace: str) -> int:
     return _namespaced_hash_bits([kind, ID_SCHEME_VERSION, ledger], 128, namespace)
 
 
-def client_hash_128(client_id: str) -> int:
-    """`user_data_128` of a client's wallets; never 0, which TigerBeetle's filters read as
-    "any"."""
-    return _hash_bits(["client", ID_SCHEME_VERSION, client_id], 128)
+@dataclass(frozen=True, slots=True)
+class IdSpace:
+    """The ids one deployment derives: every value hashed behind its `namespace`
+    (TB_ID_NAMESPACE; empty derives the ids of ID_SCHEME_VERSION 1, as before namespaces)."""
 
+    namespace: str
 
-def issuer_hash_64(issuer: str | None) -> int:
-    """`user_data_64` of a wallet: 0 when it has no issuer."""
-    if not issuer:
-        return 0
-    return _hash_bits(["issuer", ID_SCHEME_VERSION, issuer], 64)
+    def _hash_bits(self, parts: list[object], bits: int) -> int:
+        return _namespaced_hash_bits(parts, bits, self.namespace)
 
+    def account_id(self, key: WalletKey, *, nonce: int = 0) -> int:
+        """The wallet's TigerBeetle account id for a given nonce."""
+        return self._hash_bits(["account", wallet_key_bytes(key).decode(), nonce], 128)
 
-def transaction_transfer_id(transaction_id: str) -> int:
-    """The transfer of a credit or a debit: one id per client id, whatever the kind.
+    def system_account_id(self, ledger: int) -> int:
+        """The funding account of a ledger: the other side of every credit and debit."""
+        return _ledger_account_id("system-account", ledger, self.namespace)
 
-    Credit transaction ids and debit reference ids share one namespace, so a credit and a
-    debit racing on one id must map to one transfer: TigerBeetle then posts exactly one and
-    answers `exists_with_different_*` to the other, and never holds a transfer the registry
-    does not name. The domain stays "credit" because credits were posted under it before
-    debits shared it, so every credit transfer already in TigerBeetle keeps its id.
-    """
-    return _hash_bits(["credit", ID_SCHEME_VERSION, transaction_id], 128)
+    def client_hash_128(self, client_id: str) -> int:
+        """`user_data_128` of a client's wallets; never 0, which TigerBeetle's filters read as
+        "any"."""
+        return self._hash_bits(["client", ID_SCHEME_VERSION, client_id], 128)
 
+    def issuer_hash_64(self, issuer: str | None) -> int:
+        """`user_data_64` of a wallet: 0 when it has no issuer."""
+        if not issuer:
+            return 0
+        return self._hash_bits(["issuer", ID_SCHEME_VERSION, issuer], 64)
 
-def void_transfer_id(voided_transfer_id: int, attempt: int = 0) -> int:
-    """The compensating transfer of a void. `attempt` moves past ids that TigerBeetle
-    refused for funds (`id_already_failed` forbids reusing them)."""
-    return _hash_bits(["void", ID_SCHEME_VERSION, voided_transfer_id, attempt], 128)
+    def transaction_transfer_id(self, transaction_id: str) -> int:
+        """The transfer of a credit or a debit: one id per client id, whatever the kind.
 
+        Credit transaction ids and debit reference ids share one namespace, so a credit and a
+        debit racing on one id must map to one transfer: TigerBeetle then posts exactly one
+        and answers `exists_with_different_*` to the other, and never holds a transfer the
+        registry does not name. The domain stays "credit" because credits were posted under
+        it before debits shared it, so every credit transfer already in TigerBeetle keeps its
+        id.
+        """
+        return self._hash_bits(["credit", ID_SCHEME_VERSION, transaction_id], 128)
 
-def opening_balance_transfer_id(account_id: int) -> int:
-    """The backfill's opening-balance transfer of an account."""
-    return _hash_bits(["opening-balance", ID_SCHEME_VERSION, account_id], 128)
+    def void_transfer_id(self, voided_transfer_id: int, *, attempt: int = 0) -> int:
+        """The compensating transfer of a void. `attempt` moves past ids that TigerBeetle
+        refused for funds (`id_already_failed` forbids reusing them)."""
+        return self._hash_bits(["void", ID_SCHEME_VERSION, voided_transfer_id, attempt], 128)
 
+    def opening_balance_transfer_id(self, account_id: int) -> int:
+        """The backfill's opening-balance transfer of an account."""
+        return self._hash_bits(["opening-balance", ID_SCHEME_VERSION, account_id], 128)
 
-def limit_account_id(wallet_account_id: int) -> int:
-    """A wallet's limit account: the debit side of its limit reservation, which only it can
-    hold (a reservation fills an account's 128-bit debits_pending)."""
-    return _hash_bits(["limit-account", ID_SCHEME_VERSION, wallet_account_id], 128)
+    def limit_account_id(self, wallet_account_id: int) -> int:
+        """A wallet's limit account: the debit side of its limit reservation, which only it
+        can hold (a reservation fills an account's 128-bit debits_pending)."""
+        return self._hash_bits(["limit-account", ID_SCHEME_VERSION, wallet_account_id], 128)
 
-
-def limit_reservation_transfer_id(wallet_account_id: int) -> int:
-    """A wallet's limit reservation: one per wallet, so a retry or a second process reserving
-    the same wallet gets `exists`."""
-    return _hash_bits(["limit-reservation", ID_SCHEME_VERSION, wallet_account_id], 128)
+    def limit_reservation_transfer_id(self, wallet_account_id: int) -> int:
+        """A wallet's limit reservation: one per wallet, so a retry or a second process
+        reserving the same wallet gets `exists`."""
+        return self._hash_bits(["limit-reservation", ID_SCHEME_VERSION, wallet_account_id], 128)
 
 
 def u128_to_hex(value: int) -> str:

@@ -14,8 +14,6 @@ selectors (`ledger.history`) read through this port too, and keep theirs (StoreU
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from tigerbeetle import (
     Account,
     AccountBalance,
@@ -26,20 +24,19 @@ from tigerbeetle import (
 )
 
 from ledger.backends import LedgerBackend
-from ledger.tb_model import AccountCodes, accounts_filter, latest_event_filter
-from ledger.wallet_accounts import WalletAccounts, account_codes
+from ledger.tb_model import LedgerScope, accounts_filter, latest_event_filter
+from ledger.wallet_accounts import WalletAccounts
 
 
 class LedgerBatches:
     """Batch writes, lookups and queries over one ledger backend, for the migration's jobs."""
 
-    def __init__(
-        self, backend: LedgerBackend, *, codes: Callable[[], AccountCodes] = account_codes
-    ) -> None:
-        """`codes` gives the account codes, asked on each use (by default from settings)."""
+    def __init__(self, backend: LedgerBackend, *, scope: LedgerScope) -> None:
+        """`scope`: the deployment's id namespace (the jobs derive their transfers' ids in
+        it) and account codes (the wallet-accounts page reads only its wallet code)."""
         self._backend = backend
-        self._codes = codes
-        self.wallet_accounts = WalletAccounts(backend, codes=codes)
+        self.scope = scope
+        self.wallet_accounts = WalletAccounts(backend, scope=scope)
 
     @property
     def callable_from_any_thread(self) -> bool:
@@ -76,7 +73,7 @@ class LedgerBatches:
         application's on a shared cluster), oldest first from `timestamp_min`; the next page
         starts after the last one's timestamp."""
         return self._backend.query_accounts(
-            accounts_filter(code=self._codes().wallet, limit=limit, timestamp_min=timestamp_min)
+            accounts_filter(code=self.scope.codes.wallet, limit=limit, timestamp_min=timestamp_min)
         )
 
     def latest_timestamp(self) -> int:

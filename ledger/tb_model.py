@@ -7,9 +7,11 @@ filters with TigerBeetle's zero defaults ("no condition"). The TigerBeetle store
 the mirror replays the same ones from MongoDB's outbox, the backfill imports them, and the
 reconciliation and support pages read them back; one definition means they cannot drift.
 
-The account codes are deployment settings (TB_WALLET_ACCOUNT_CODE, TB_SYSTEM_ACCOUNT_CODE,
-TB_LIMIT_ACCOUNT_CODE): callers read them at the edge, as one `AccountCodes`
-(`ledger.wallet_accounts.account_codes()`), and pass them in here.
+A deployment's place on a cluster it may share is its `LedgerScope`: the namespace its ids
+derive in (`domain.ids.IdSpace`, TB_ID_NAMESPACE) and the codes that mark its accounts
+(`AccountCodes`: TB_WALLET_ACCOUNT_CODE, TB_SYSTEM_ACCOUNT_CODE, TB_LIMIT_ACCOUNT_CODE). The
+process wiring reads them once, at start-up, and every builder here takes what it needs of
+them as an argument.
 
 The balance limit (BALANCE_MINOR_MAX on a wallet's credits, its historical credit) is enforced
 by TigerBeetle itself, atomically, by a *limit reservation* (`limit_reservation`): one pending
@@ -46,17 +48,7 @@ from tigerbeetle import (
 )
 
 from domain.countries import country_numeric
-from domain.ids import (
-    WalletKey,
-    client_hash_128,
-    issuer_hash_64,
-    limit_account_id,
-    limit_reservation_transfer_id,
-    opening_balance_transfer_id,
-    system_account_id,
-    transaction_transfer_id,
-    void_transfer_id,
-)
+from domain.ids import IdSpace, WalletKey
 from domain.money import BALANCE_MINOR_MAX
 from domain.wallets import WalletBalance
 
@@ -89,48 +81,60 @@ class AccountCodes:
     limit: int
 
 
-def system_account(ledger: int, *, code: int) -> Account:
+@dataclass(frozen=True, slots=True)
+class LedgerScope:
+    """A deployment's place on a cluster it may share: the namespace its ids derive in and
+    the codes that mark its accounts. Two deployments (or two tests) with different scopes
+    never derive the same id nor read each other's wallets."""
+
+    ids: IdSpace
+    codes: AccountCodes
+
+
+def system_account(ledger: int, *, scope: LedgerScope) -> Account:
     """A ledger's system (funding) account: the other side of every credit and debit."""
-    return Account(id=system_account_id(ledger), ledger=ledger, code=code)
+    return Account(id=scope.ids.system_account_id(ledger), ledger=ledger, code=scope.codes.system)
 
 
-def wallet_limit_account(wallet_account_id: int, *, ledger: int, code: int) -> Account:
+def wallet_limit_account(wallet_account_id: int, *, ledger: int, scope: LedgerScope) -> Account:
     """A wallet's limit account: the debit side of its limit reservation, and of nothing else
     (user_data_128 names the wallet's account)."""
     return Account(
-        id=limit_account_id(wallet_account_id),
+        id=scope.ids.limit_account_id(wallet_account_id),
         user_data_128=wallet_account_id,
         ledger=ledger,
-        code=code,
+        code=scope.codes.limit,
     )
 
 
-def wallet_account(key: WalletKey, *, account_id: int, ledger: int, code: int) -> Account:
-    """The wallet's account (`account_id`: `account_id_for(key, nonce)`): its fields encode the
-    whole key, so TigerBeetle itself reports an id that belongs to another wallet
+def wallet_account(key: WalletKey, *, account_id: int, ledger: int, scope: LedgerScope) -> Account:
+    """The wallet's account (`account_id`: `scope.ids.account_id(key, nonce=...)`): its fields
+    encode the whole key, so TigerBeetle itself reports an id that belongs to another wallet
     (`exists_with_different_*`)."""
     return Account(
         id=account_id,
-        user_data_128=client_hash_128(key.client_id),
-        user_data_64=issuer_hash_64(key.issuer),
+        user_data_128=scope.ids.client_hash_128(key.client_id),
+        user_data_64=scope.ids.issuer_hash_64(key.issuer),
         user_data_32=country_numeric(key.country),
         ledger=ledger,
-        code=code,
+        code=scope.codes.wallet,
         flags=WALLET_ACCOUNT_FLAGS,
     )
 
 
-def imported_system_account(ledger: int, *, code: int, timestamp: int) -> Account:
+def imported_system_account(ledger: int, *, scope: LedgerScope, timestamp: int) -> Account:
     """A ledger's system account, imported by the backfill at `timestamp`."""
-    account = system_account(ledger, code=code)
+    account = system_account(ledger, scope=scope)
     account.flags = AccountFlags.IMPORTED
     account.timestamp = timestamp
     return account
 
 
-def imported_wallet_account(key: WalletKey, *, account_id: int, ledger: int, code: int) -> Account:
+def imported_wallet_account(
+    key: WalletKey, *, account_id: int, ledger: int, scope: LedgerScope
+) -> Account:
     """A legacy wallet's account, to import; `stamp_import` gives it its timestamp."""
-    account = wallet_account(key, account_id=account_id, ledger=ledger, code=code)
+    account = wallet_account(key, account_id=account_id, ledger=ledger, scope=scope)
     account.flags = IMPORTED_WALLET_ACCOUNT_FLAGS
     return account
 
@@ -139,12 +143,12 @@ def imported_wallet_account(key: WalletKey, *, account_id: int, ledger: int, cod
 
 
 def credit_transfer(
-    transaction_id: str, *, tb_account_id: int, ledger: int, amount_minor: int
+    transaction_id: str, *, ids: IdSpace, tb_account_id: int, ledger: int, amount_minor: int
 ) -> Transfer:
     """System account -> wallet: the transfer of a credit (its id derives from the client's)."""
     return Transfer(
-        id=transaction_transfer_id(transaction_id),
-        debit_account_id=system_account_id(ledger),
+        id=ids.transaction_transfer_id(transaction_id),
+        debit_account_id=ids.system_account_id(ledger),
         credit_account_id=tb_account_id,
         amount=amount_minor,
         ledger=ledger,
@@ -153,14 +157,14 @@ def credit_transfer(
 
 
 def debit_transfer(
-    reference_id: str, *, tb_account_id: int, ledger: int, amount_minor: int
+    reference_id: str, *, ids: IdSpace, tb_account_id: int, ledger: int, amount_minor: int
 ) -> Transfer:
     """Wallet -> system account: the transfer of a debit (the same id a credit on
     `reference_id` would have: one namespace, so TigerBeetle refuses the second of them)."""
     return Transfer(
-        id=transaction_transfer_id(reference_id),
+        id=ids.transaction_transfer_id(reference_id),
         debit_account_id=tb_account_id,
-        credit_account_id=system_account_id(ledger),
+        credit_account_id=ids.system_account_id(ledger),
         amount=amount_minor,
         ledger=ledger,
         code=TRANSFER_CODE_DEBIT,
@@ -170,6 +174,7 @@ def debit_transfer(
 def void_transfer(
     voided_tb_transfer_id: int,
     *,
+    ids: IdSpace,
     voided_credit: bool,
     tb_account_id: int,
     ledger: int,
@@ -177,9 +182,9 @@ def void_transfer(
     attempt: int,
 ) -> Transfer:
     """The compensating transfer of a void, pointing at the voided one in user_data_128."""
-    system_id = system_account_id(ledger)
+    system_id = ids.system_account_id(ledger)
     return Transfer(
-        id=void_transfer_id(voided_tb_transfer_id, attempt=attempt),
+        id=ids.void_transfer_id(voided_tb_transfer_id, attempt=attempt),
         debit_account_id=tb_account_id if voided_credit else system_id,
         credit_account_id=system_id if voided_credit else tb_account_id,
         amount=amount_minor,
@@ -189,14 +194,14 @@ def void_transfer(
     )
 
 
-def limit_reservation(wallet_account_id: int, *, ledger: int) -> Transfer:
+def limit_reservation(wallet_account_id: int, *, ids: IdSpace, ledger: int) -> Transfer:
     """The wallet's limit reservation: pending for good (no timeout) from its limit account,
     so its credits can never exceed BALANCE_MINOR_MAX. Its id is the wallet's, so reserving
     twice answers `exists`; it fails (`overflows_credits`) only on a wallet already past
     the limit."""
     return Transfer(
-        id=limit_reservation_transfer_id(wallet_account_id),
-        debit_account_id=limit_account_id(wallet_account_id),
+        id=ids.limit_reservation_transfer_id(wallet_account_id),
+        debit_account_id=ids.limit_account_id(wallet_account_id),
         credit_account_id=wallet_account_id,
         amount=LIMIT_RESERVATION_AMOUNT,
         ledger=ledger,
@@ -232,14 +237,15 @@ def posted_balance_changes(
     return kept
 
 
-def opening_debit_transfer_id(account_id: int) -> int:
+def opening_debit_transfer_id(account_id: int, *, ids: IdSpace) -> int:
     """Second transfer of the opening pair (the first is `opening_balance_transfer_id`)."""
-    return opening_balance_transfer_id(account_id) ^ 1
+    return ids.opening_balance_transfer_id(account_id) ^ 1
 
 
 def opening_pair(
     balance: WalletBalance,
     *,
+    ids: IdSpace,
     wallet_seq: int,
     created_ms: int,
     account_id: int,
@@ -253,7 +259,7 @@ def opening_pair(
     time in Unix ms (user_data_64). Not yet linked: the caller chains the page's pairs.
     `system_id` is the ledger's `system_account_id`, hashed once per page by the caller."""
     credits = balance.credit_minor + balance.debit_minor
-    credit_id = opening_balance_transfer_id(account_id)  # hashed once for both
+    credit_id = ids.opening_balance_transfer_id(account_id)  # hashed once for both
     pair: list[Transfer] = []
     if credits:
         pair.append(

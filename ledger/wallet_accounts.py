@@ -20,17 +20,14 @@ RuntimeError: a foreign account or a bug, which no retry mends.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from django.conf import settings
 from tigerbeetle import CreateAccountStatus, CreateTransferStatus, Transfer
 
 from domain import errors
-from domain.ids import WalletKey, account_id_for
+from domain.ids import WalletKey
 from domain.money import BALANCE_MINOR_MAX, ledger_for_currency
 from ledger.backends import LedgerBackend
 from ledger.tb_model import (
-    AccountCodes,
+    LedgerScope,
     limit_reservation,
     system_account,
     wallet_account,
@@ -54,17 +51,6 @@ LIMIT_OVERFLOWS = {
 _RESERVATION_ACCEPTED = {CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS}
 
 
-def account_codes() -> AccountCodes:
-    """This deployment's account codes (TB_WALLET_ACCOUNT_CODE, TB_SYSTEM_ACCOUNT_CODE,
-    TB_LIMIT_ACCOUNT_CODE). Read on every call: tests give each test codes of its own
-    (override_settings), so no caller may keep them."""
-    return AccountCodes(
-        wallet=settings.TB_WALLET_ACCOUNT_CODE,
-        system=settings.TB_SYSTEM_ACCOUNT_CODE,
-        limit=settings.TB_LIMIT_ACCOUNT_CODE,
-    )
-
-
 def limit_exceeded(key: WalletKey) -> errors.BalanceLimitExceeded:
     """The refusal of a credit (or reservation) that would take the wallet past the limit."""
     return errors.BalanceLimitExceeded(
@@ -81,12 +67,10 @@ def unexpected_refusal(status: CreateTransferStatus, transfer: Transfer) -> Runt
 class WalletAccounts:
     """A wallet's accounts on one ledger backend: found in the registry, or created."""
 
-    def __init__(
-        self, backend: LedgerBackend, *, codes: Callable[[], AccountCodes] = account_codes
-    ) -> None:
-        """`codes` gives the account codes, asked on each set-up (by default from settings)."""
+    def __init__(self, backend: LedgerBackend, *, scope: LedgerScope) -> None:
+        """`scope`: the deployment's id namespace and account codes."""
         self._backend = backend
-        self._codes = codes
+        self._scope = scope
 
     def registered_account(self, key: WalletKey) -> RegisteredAccount:
         """The wallet's registry entry, creating its accounts and reservation on first use."""
@@ -106,13 +90,13 @@ class WalletAccounts:
         if registered is not None:
             return registered.tb_account_id
         ledger = ledger_for_currency(key.currency)
-        codes = self._codes()
-        system = system_account(ledger, code=codes.system)
+        scope = self._scope
+        system = system_account(ledger, scope=scope)
         for nonce in range(MAX_ACCOUNT_NONCE):
             wallet = wallet_account(
-                key, account_id=account_id_for(key, nonce), ledger=ledger, code=codes.wallet
+                key, account_id=scope.ids.account_id(key, nonce=nonce), ledger=ledger, scope=scope
             )
-            limit_account = wallet_limit_account(wallet.id, ledger=ledger, code=codes.limit)
+            limit_account = wallet_limit_account(wallet.id, ledger=ledger, scope=scope)
             system_result, wallet_result, limit_result = self._backend.create_accounts(
                 [system, wallet, limit_account]
             )
@@ -144,7 +128,7 @@ class WalletAccounts:
         entry) is answered `exists`; a wallet already past the limit cannot be reserved,
         and no credit of it can post."""
         limit_account = wallet_limit_account(
-            registered.tb_account_id, ledger=registered.ledger, code=self._codes().limit
+            registered.tb_account_id, ledger=registered.ledger, scope=self._scope
         )
         (account_result,) = self._backend.create_accounts([limit_account])
         if account_result.status not in _ACCOUNT_ACCEPTED:
@@ -157,7 +141,7 @@ class WalletAccounts:
         account_registry.mark_limit_reserved(key, registry_pk=registered.registry_pk)
 
     def _post_reservation(self, key: WalletKey, *, tb_account_id: int, ledger: int) -> None:
-        reservation = limit_reservation(tb_account_id, ledger=ledger)
+        reservation = limit_reservation(tb_account_id, ids=self._scope.ids, ledger=ledger)
         (result,) = self._backend.create_transfers([reservation])
         if result.status in LIMIT_OVERFLOWS:
             raise limit_exceeded(key)

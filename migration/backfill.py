@@ -49,13 +49,7 @@ from tigerbeetle import (
 )
 from tqdm import tqdm
 
-from domain.ids import (
-    WalletKey,
-    account_id_for,
-    opening_balance_transfer_id,
-    system_account_id,
-    transaction_transfer_id,
-)
+from domain.ids import IdSpace, WalletKey
 from domain.money import ledger_for_currency
 from domain.wallets import write_time
 from flags.models import Milestone
@@ -67,7 +61,6 @@ from ledger.tb_model import (
     opening_pair,
     stamp_import,
 )
-from ledger.wallet_accounts import account_codes
 from migration.legacy_scan import LegacyScan, WalletSnapshot
 from migration.outbox import BackfilledEntries, CoveredTransaction, MirrorOutbox
 from registry import accounts as account_registry
@@ -307,8 +300,8 @@ class Backfill:
         for currency in ledger_of:
             ledger_of[currency] = ledger_for_currency(currency)
         ledgers = sorted(set(ledger_of.values()))
-        system_ids = {ledger: system_account_id(ledger) for ledger in ledgers}
-        code = account_codes().wallet
+        scope = self.tigerbeetle.scope
+        system_ids = {ledger: scope.ids.system_account_id(ledger) for ledger in ledgers}
         accounts: list[Account] = []
         transfers: list[Transfer] = []
         chain_of: dict[WalletKey, tuple[int, int]] = {}
@@ -316,12 +309,13 @@ class Backfill:
         for snapshot, (created_ns, _) in zip(todo, created, strict=True):
             key = snapshot.balance.key
             ledger = ledger_of[key.currency]
-            account_id = account_ids[key] = account_id_for(key)
+            account_id = account_ids[key] = scope.ids.account_id(key)
             accounts.append(
-                imported_wallet_account(key, account_id=account_id, ledger=ledger, code=code)
+                imported_wallet_account(key, account_id=account_id, ledger=ledger, scope=scope)
             )
             pair = opening_pair(
                 snapshot.balance,
+                ids=scope.ids,
                 wallet_seq=snapshot.wallet_seq,
                 created_ms=created_ns // 1_000_000,
                 account_id=account_id,
@@ -359,7 +353,7 @@ class Backfill:
             if system_ids[ledger] not in self._system_accounts:
                 clock = max(clock + 1, events.created_ns[0] - 1)
                 system_accounts.append(
-                    imported_system_account(ledger, code=account_codes().system, timestamp=clock)
+                    imported_system_account(ledger, scope=self.tigerbeetle.scope, timestamp=clock)
                 )
         transfers, chain_of = events.transfers, events.chain_of
         for snapshot, account, created_ns in zip(
@@ -419,7 +413,10 @@ class Backfill:
             return
         wallets = account_registry.rows_by_key({covered.key for covered in entries.transactions})
         transfer_registry.record_all(
-            [_covered_transfer(covered, wallets[covered.key]) for covered in entries.transactions],
+            [
+                _covered_transfer(covered, wallets[covered.key], ids=self.tigerbeetle.scope.ids)
+                for covered in entries.transactions
+            ],
             batch_size=500,
         )
 
@@ -438,9 +435,12 @@ class Backfill:
                 continue
             # An earlier, interrupted run may have imported it from another snapshot: adopt
             # that one (its S is in user_data_128), whatever this run read.
+            ids = self.tigerbeetle.scope.ids
             existing = self.tigerbeetle.lookup_transfers(
-                [opening_balance_transfer_id(account_ids[key])]
-            ) or self.tigerbeetle.lookup_transfers([opening_debit_transfer_id(account_ids[key])])
+                [ids.opening_balance_transfer_id(account_ids[key])]
+            ) or self.tigerbeetle.lookup_transfers(
+                [opening_debit_transfer_id(account_ids[key], ids=ids)]
+            )
             if existing:
                 adopted[key] = existing[0].user_data_128
                 imported.append(snapshot)
@@ -554,14 +554,16 @@ class ReadAhead(Generic[_T]):
         self._thread.join()
 
 
-def _covered_transfer(covered: CoveredTransaction, wallet: WalletAccount) -> NewTransfer:
+def _covered_transfer(
+    covered: CoveredTransaction, wallet: WalletAccount, *, ids: IdSpace
+) -> NewTransfer:
     return NewTransfer(
         transaction_id=covered.transaction_id,
         wallet=wallet,
         kind=covered.kind,
         amount_minor=covered.amount_minor,
         state=covered.state,
-        tb_transfer_id=transaction_transfer_id(covered.transaction_id),
+        tb_transfer_id=ids.transaction_transfer_id(covered.transaction_id),
         tb_timestamp=None,
         created_at=write_time(covered.created_at),  # MongoDB's, the original write
         made_by=covered.made_by,

@@ -33,7 +33,7 @@ from tenacity import (
 from tigerbeetle import CreateTransferStatus, Transfer
 
 from domain import errors
-from domain.ids import WalletKey, hex_to_u128, transaction_transfer_id
+from domain.ids import IdSpace, WalletKey, hex_to_u128
 from domain.wallets import write_time
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
@@ -272,7 +272,8 @@ class Mirror:
                 transaction_id__in=[e.voided_transaction_id for e in entries if e.kind == "void"]
             ).values_list("transaction_id", "tb_transfer_id_hex", "void_attempts")
         }
-        transfers = [_transfer_for(entry, wallets[entry.key], voided) for entry in entries]
+        ids = self.tigerbeetle.scope.ids
+        transfers = [_transfer_for(entry, wallets[entry.key], voided, ids=ids) for entry in entries]
         try:
             results = _retry_transient(self.tigerbeetle.create_transfers)(transfers)
         except LedgerUnavailable as exc:
@@ -297,7 +298,7 @@ class Mirror:
                 report.parked += 1
                 report.errors.append(f"{entry.entry_id}: {error}")
                 outcomes[entry.entry_id] = (MirrorState.PARKED, {"mirror_error": error})
-        _record_in_registry(applied, wallets)
+        _record_in_registry(applied, wallets, ids=self.tigerbeetle.scope.ids)
         self.outbox.mark_each(outcomes)
 
     def _count_failure(self, entries: list[OutboxEntry], error: str, report: MirrorReport) -> None:
@@ -326,7 +327,11 @@ def _by_wallet(entries: list[OutboxEntry]) -> list[list[OutboxEntry]]:
 
 
 def _transfer_for(
-    entry: OutboxEntry, row: WalletAccount | None, voided: dict[str, tuple[int, int]]
+    entry: OutboxEntry,
+    row: WalletAccount | None,
+    voided: dict[str, tuple[int, int]],
+    *,
+    ids: IdSpace,
 ) -> Transfer:
     """The transfer the TigerBeetle store posts for the same operation (same id). `voided`:
     the registered transfer id and void attempts of each voided transaction, so a void
@@ -335,6 +340,7 @@ def _transfer_for(
     if entry.kind == "credit":
         return credit_transfer(
             entry.transaction_id,
+            ids=ids,
             tb_account_id=row.tb_account_id,
             ledger=row.ledger,
             amount_minor=entry.amount_minor,
@@ -342,15 +348,17 @@ def _transfer_for(
     if entry.kind == "debit":
         return debit_transfer(
             entry.transaction_id,
+            ids=ids,
             tb_account_id=row.tb_account_id,
             ledger=row.ledger,
             amount_minor=entry.amount_minor,
         )
     voided_tb_transfer_id, attempt = voided.get(
-        entry.voided_transaction_id, (transaction_transfer_id(entry.voided_transaction_id), 0)
+        entry.voided_transaction_id, (ids.transaction_transfer_id(entry.voided_transaction_id), 0)
     )
     return void_transfer(
         voided_tb_transfer_id,
+        ids=ids,
         voided_credit=entry.voided_kind == "credit",
         tb_account_id=row.tb_account_id,
         ledger=row.ledger,
@@ -360,7 +368,10 @@ def _transfer_for(
 
 
 def _record_in_registry(
-    applied: list[tuple[OutboxEntry, Transfer, int]], wallets: dict[WalletKey, WalletAccount | None]
+    applied: list[tuple[OutboxEntry, Transfer, int]],
+    wallets: dict[WalletKey, WalletAccount | None],
+    *,
+    ids: IdSpace,
 ) -> None:
     """Transfer registry rows for what TigerBeetle now holds (idempotent)."""
     transfers = []
@@ -394,7 +405,7 @@ def _record_in_registry(
                 voided_kind=entry.voided_kind,
                 amount_minor=entry.amount_minor,
                 void_tb_transfer_id=transfer.id,
-                voided_tb_transfer_id=transaction_transfer_id(entry.voided_transaction_id),
+                voided_tb_transfer_id=ids.transaction_transfer_id(entry.voided_transaction_id),
                 voided_by=entry.voided_by,
                 void_reason=entry.void_reason,
                 voided_at=write_time(entry.created_at),

@@ -25,7 +25,6 @@ from decimal import Decimal
 from typing import TypeVar
 
 import pybreaker
-from django.conf import settings
 
 from domain import errors
 from domain.ids import WalletKey
@@ -41,8 +40,6 @@ from migration.outbox import MirrorOutbox
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_breaker: pybreaker.CircuitBreaker | None = None
-
 
 class _BreakerGauge(pybreaker.CircuitBreakerListener):
     def state_change(
@@ -56,24 +53,17 @@ class _BreakerGauge(pybreaker.CircuitBreakerListener):
         log.warning("TigerBeetle read breaker: %s -> %s", old_name, new_state.name)
 
 
-def read_breaker() -> pybreaker.CircuitBreaker:
-    """The process's breaker on TigerBeetle reads: opens after READ_BREAKER_FAILURES
-    consecutive failures, lets one read through after READ_BREAKER_RESET_S."""
-    global _breaker
-    if _breaker is None:
-        _breaker = pybreaker.CircuitBreaker(
-            fail_max=settings.READ_BREAKER_FAILURES,
-            reset_timeout=settings.READ_BREAKER_RESET_S,
-            exclude=[lambda exc: not isinstance(exc, errors.StoreUnavailable)],
-            listeners=[_BreakerGauge()],
-        )
-    return _breaker
-
-
-def reset_read_breaker() -> None:
-    global _breaker
-    _breaker = None
+def read_breaker(*, failures: int, reset_s: float) -> pybreaker.CircuitBreaker:
+    """A breaker on TigerBeetle reads (one per phased store, so one per process): opens after
+    `failures` consecutive failures (READ_BREAKER_FAILURES), lets one read through after
+    `reset_s` (READ_BREAKER_RESET_S). Only StoreUnavailable counts as a failure."""
     metrics.BREAKER_OPEN.set(0)
+    return pybreaker.CircuitBreaker(
+        fail_max=failures,
+        reset_timeout=reset_s,
+        exclude=[lambda exc: not isinstance(exc, errors.StoreUnavailable)],
+        listeners=[_BreakerGauge()],
+    )
 
 
 def _timed(operation: str, store: str, call: Callable[[], T]) -> T:
@@ -103,16 +93,21 @@ class PhasedWalletStore:
         mongo: MongoWalletStore,
         tigerbeetle: TigerBeetleWalletStore,
         *,
+        outbox: MirrorOutbox,
+        breaker: pybreaker.CircuitBreaker,
         enqueue_mirror: Callable[[WalletKey], None],
         enqueue_shadow: Callable[[WalletBalance, int, int], None],
     ) -> None:
-        """`enqueue_mirror(key)` runs after each dual write (queue that wallet's mirror);
+        """`outbox`: MongoDB's outbox (read-your-writes asks it whether a wallet waits for
+        the mirror); `breaker`: the breaker on TigerBeetle reads (`read_breaker`).
+        `enqueue_mirror(key)` runs after each dual write (queue that wallet's mirror);
         `enqueue_shadow(balance, wallet_seq, mongo_latency_us)` after each sampled shadow
         read (queue its comparison). The process wiring (`wallet_site.wiring`) supplies the
         Celery tasks; this module never imports them."""
         self.mongo = mongo
         self.tigerbeetle = tigerbeetle
-        self.outbox = MirrorOutbox(mongo.database)
+        self.outbox = outbox
+        self.breaker = breaker
         self._enqueue_mirror = enqueue_mirror
         self._enqueue_shadow = enqueue_shadow
 
@@ -198,7 +193,7 @@ class PhasedWalletStore:
             _count_route(ReadRouteCount.Route.READ_YOUR_WRITES)
             return _timed("get_balance", "mongo", lambda: self.mongo.get_balance(key))
         try:
-            balance = read_breaker().call(
+            balance = self.breaker.call(
                 _timed, "get_balance", "tigerbeetle", lambda: self.tigerbeetle.get_balance(key)
             )
         except (errors.StoreUnavailable, pybreaker.CircuitBreakerError) as exc:

@@ -4,10 +4,10 @@ the ledger backend's health check).
 Every task has an explicit name, kept from when they lived in `ledger/tasks.py` ("ledger.*"):
 messages already queued, and the beat schedule, route by name, never by module.
 
-Each task builds on the process's stores, so a worker keeps one MongoDB pool and one
-TigerBeetle client per process. The process wiring (`wallet_site.wiring`, which also queues
-these tasks) installs where they find those stores at start-up (`use_process_stores`): this
-module imports neither the wiring nor the service.
+Each task works on the process's runtime (`migration.runtime.process_runtime`), so a worker
+keeps one MongoDB pool and one TigerBeetle client per process. The process wiring
+(`wallet_site.wiring`, which also queues these tasks) builds and installs that runtime at
+start-up: this module imports neither the wiring nor the service.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -25,50 +24,10 @@ from domain.wallets import WalletBalance
 from flags.phases import current_state
 from ledger import metrics
 from ledger.backends import get_ledger_backend
-from ledger.batches import LedgerBatches
-from ledger.stores.mongo_store import MongoWalletStore
-from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
-from migration.backfill import Backfill
-from migration.legacy_scan import LegacyScan
-from migration.mirror import Mirror
-from migration.outbox import MirrorOutbox
 from migration.phase_change import backport_due, backport_tigerbeetle_writes
-from migration.reconciliation import Reconciliation
 from migration.routing import key_from_dict
+from migration.runtime import process_runtime
 from migration.shadow import compare_shadow_read as compare
-
-ProcessStores = Callable[[], tuple[MongoWalletStore, TigerBeetleWalletStore]]
-_process_stores: ProcessStores | None = None
-
-
-def use_process_stores(stores: ProcessStores) -> None:
-    """Where the tasks find the process's MongoDB and TigerBeetle stores (called once, at
-    start-up, by `wallet_site.wiring.install`)."""
-    global _process_stores
-    _process_stores = stores
-
-
-def _mongo_store() -> MongoWalletStore:
-    assert _process_stores is not None, "wallet_site.wiring.install() runs at start-up"
-    return _process_stores()[0]
-
-
-def _tigerbeetle_store() -> TigerBeetleWalletStore:
-    assert _process_stores is not None, "wallet_site.wiring.install() runs at start-up"
-    return _process_stores()[1]
-
-
-def _tigerbeetle_batches() -> LedgerBatches:
-    """The jobs' batch port over the process's TigerBeetle store's backend (one client)."""
-    return LedgerBatches(_tigerbeetle_store().backend)
-
-
-def _mongo_outbox() -> MirrorOutbox:
-    return MirrorOutbox(_mongo_store().database)
-
-
-def _legacy_scan() -> LegacyScan:
-    return LegacyScan(_mongo_store().database)
 
 
 @shared_task(name="ledger.check_ledger_backend")
@@ -86,10 +45,6 @@ def check_ledger_backend() -> dict[str, object]:
         "worker_pid": os.getpid(),
         "worker_host": socket.gethostname(),
     }
-
-
-def _mirror() -> Mirror:
-    return Mirror(_mongo_outbox(), _tigerbeetle_batches())
 
 
 def _report(report: Any) -> dict[str, Any]:
@@ -110,7 +65,7 @@ def mirror_wallet(key: dict[str, str | None]) -> dict[str, Any]:
     """Queued right after a MongoDB write: mirror that wallet's pending entries."""
     if not current_state().dual_write:
         return {"skipped": "dual write is off"}
-    return _report(_mirror().drain(keys=[key_from_dict(key)]))
+    return _report(process_runtime().mirror().drain(keys=[key_from_dict(key)]))
 
 
 @shared_task(name="ledger.sweep_outbox")
@@ -122,13 +77,14 @@ def sweep_outbox() -> dict[str, Any]:
     the only store is still mirrored (dual_write stays on in phase 4), and a TigerBeetle write
     landing after phase 4 was left is copied back.
     """
+    runtime = process_runtime()
     state = current_state()
     result: dict[str, Any] = {"skipped": "dual write is off"}
     if state.dual_write:
-        result = _report(_mirror().drain())
+        result = _report(runtime.mirror().drain())
     if not state.tigerbeetle_only and backport_due():
-        result["copied_back"] = backport_tigerbeetle_writes(_mongo_store(), _tigerbeetle_batches())
-    depth = _mongo_outbox().depth()
+        result["copied_back"] = backport_tigerbeetle_writes(runtime.mongo, runtime.batches)
+    depth = runtime.outbox.depth()
     metrics.OUTBOX_DEPTH.labels("pending").set(depth.pending)
     metrics.OUTBOX_DEPTH.labels("parked").set(depth.parked)
     metrics.MIRROR_LAG_SECONDS.set(depth.oldest_pending_age_s)
@@ -144,12 +100,13 @@ def compare_shadow_read(
 ) -> str:
     credit, debit, historical = fields_minor
     balance = WalletBalance(key_from_dict(key), credit, debit, historical)
+    runtime = process_runtime()
     comparison = compare(
         balance,
         wallet_seq,
-        _mongo_outbox(),
-        _tigerbeetle_store(),
-        _tigerbeetle_batches(),
+        runtime.outbox,
+        runtime.tigerbeetle,
+        runtime.batches,
         mongo_latency_us,
     )
     return comparison.outcome
@@ -158,11 +115,7 @@ def compare_shadow_read(
 @shared_task(name="ledger.backfill")
 def backfill(page_size: int = 2000) -> dict[str, Any]:
     """Import every legacy wallet (idempotent: a retried or repeated task skips done ones)."""
-    report = Backfill(
-        _legacy_scan(),
-        _mongo_outbox(),
-        _tigerbeetle_batches(),
-    ).run(page_size=page_size, progress=False)
+    report = process_runtime().backfill().run(page_size=page_size, progress=False)
     return {
         "scanned": report.scanned,
         "imported": report.imported,
@@ -175,11 +128,7 @@ def backfill(page_size: int = 2000) -> dict[str, Any]:
 @shared_task(name="ledger.reconcile")
 def reconcile(triggered_by: str = "schedule") -> dict[str, Any]:
     """Celery beat (RECONCILE_INTERVAL_S): compare every wallet in both stores."""
-    run = Reconciliation(
-        _legacy_scan(),
-        _mongo_outbox(),
-        _tigerbeetle_batches(),
-    ).run(triggered_by=triggered_by)
+    run = process_runtime().reconciliation().run(triggered_by=triggered_by)
     return {
         "run_id": run.pk,
         "checked": run.checked,

@@ -7,14 +7,16 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import tigerbeetle as tb
 from django.conf import settings
-from django.test import override_settings
 
+from domain.ids import IdSpace
 from domain.wallets import WalletStore
 from ledger.backends import LedgerBackend, get_ledger_backend
+from ledger.tb_model import LedgerScope
 
 BACKEND_NAMES = ["engine", "tigerbeetle"]
 STORE_NAMES = ["mongo", "tigerbeetle"]
@@ -83,21 +85,38 @@ def _ledger_scope_of_its_own(request: pytest.FixtureRequest) -> Iterator[None]:
     test database rolls back. So each test derives its ids in a namespace of its own (two tests
     using client "alice" or transaction "tx-1" never meet), and on a real cluster it also marks
     its wallet accounts with a code no account on the cluster has yet, as another application
-    sharing the cluster would: reconciliation then sees this test's accounts only.
+    sharing the cluster would: reconciliation then sees this test's accounts only. The test
+    runs on a process runtime of its own in that scope (`ledger_scope()` reads it), built as
+    the wiring builds a deployment's, and the process's own runtime is put back afterwards.
 
-    Tests on a real Celery worker keep the process settings, which the worker shares (CI sets
-    TB_ID_NAMESPACE for both); they use fresh client and transaction ids instead."""
+    Tests on a real Celery worker keep the process's runtime, whose scope the worker shares
+    (CI sets TB_ID_NAMESPACE for both); they use fresh client and transaction ids instead."""
     if request.node.get_closest_marker("integration"):
         yield
         return
-    prefix = settings.TB_ID_NAMESPACE or "test"
-    overrides: dict[str, object] = {
-        "TB_ID_NAMESPACE": f"{prefix}:{RUN_TOKEN}:{request.node.nodeid}",
-    }
+    from migration.runtime import install_process_runtime
+    from wallet_site.wiring import build_runtime, scope_from_settings
+
+    settled = scope_from_settings()
+    prefix = settled.ids.namespace or "test"
+    codes = settled.codes
     if real_cluster_configured():
-        overrides["TB_WALLET_ACCOUNT_CODE"] = unused_wallet_account_code(get_ledger_backend())
-    with override_settings(**overrides):
+        codes = replace(codes, wallet=unused_wallet_account_code(get_ledger_backend()))
+    scope = LedgerScope(ids=IdSpace(f"{prefix}:{RUN_TOKEN}:{request.node.nodeid}"), codes=codes)
+    runtime = build_runtime(scope=scope)
+    previous = install_process_runtime(runtime)
+    try:
         yield
+    finally:
+        install_process_runtime(previous)
+        runtime.close()
+
+
+def ledger_scope() -> LedgerScope:
+    """The running test's ledger scope: its id namespace and account codes."""
+    from migration.runtime import process_runtime
+
+    return process_runtime().scope
 
 
 def unused_wallet_account_code(backend: LedgerBackend) -> int:
@@ -192,7 +211,9 @@ def build_store(name: str, request: pytest.FixtureRequest) -> WalletStore:
         )
     from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 
-    return TigerBeetleWalletStore(backend=request.getfixturevalue("wallet_ledger_backend"))
+    return TigerBeetleWalletStore(
+        backend=request.getfixturevalue("wallet_ledger_backend"), scope=ledger_scope()
+    )
 
 
 @pytest.fixture

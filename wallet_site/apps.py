@@ -2,7 +2,8 @@ from django.apps import AppConfig
 
 
 class WalletSiteConfig(AppConfig):
-    """Project-level management commands (dev bootstrap) live here."""
+    """The project: builds and installs the process's runtime once the apps are loaded; its
+    own management commands (dev bootstrap) live here too."""
 
     default = True
     name = "wallet_site"
@@ -11,6 +12,7 @@ class WalletSiteConfig(AppConfig):
     def ready(self) -> None:
         # Load-order breaker: the wiring imports the stores and their models, which the app
         # registry must have loaded first.
+        from migration.runtime import install_process_runtime  # noqa: PLC0415
         from wallet_site import wiring  # noqa: PLC0415
 
-        wiring.install()
+        install_process_runtime(wiring.build_runtime())

@@ -117,6 +117,13 @@ class MongoDatabase:
         self._indexes_ready = False
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Close the client, if one was opened (the next use opens a new one)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
     @property
     def client(self) -> pymongo.MongoClient[dict[str, Any]]:
         with self._lock:

@@ -37,7 +37,7 @@ from tigerbeetle import (
 )
 
 from domain import errors
-from domain.ids import WalletKey, client_hash_128
+from domain.ids import WalletKey
 from domain.wallets import (
     TransactionKind,
     TransactionRecord,
@@ -57,7 +57,7 @@ from ledger.history import (
     transfers_by_id,
 )
 from ledger.tb_model import (
-    AccountCodes,
+    LedgerScope,
     accounts_filter,
     balance_from_account,
     balance_from_snapshot,
@@ -69,7 +69,6 @@ from ledger.tb_model import (
 from ledger.wallet_accounts import (
     LIMIT_OVERFLOWS,
     WalletAccounts,
-    account_codes,
     limit_exceeded,
     unexpected_refusal,
 )
@@ -137,11 +136,12 @@ class TigerBeetleWalletStore:
         self,
         backend: LedgerBackend | None = None,
         *,
-        codes: Callable[[], AccountCodes] = account_codes,
+        scope: LedgerScope,
     ) -> None:
-        """`codes` gives the account codes, asked on each use (by default from settings)."""
+        """`backend`: the ledger backend (by default the process's, `get_ledger_backend`);
+        `scope`: the deployment's id namespace and account codes."""
         self._backend = backend
-        self._codes = codes
+        self.scope = scope
 
     @property
     def backend(self) -> LedgerBackend:
@@ -151,7 +151,7 @@ class TigerBeetleWalletStore:
 
     def _accounts(self) -> WalletAccounts:
         """Account set-up on this store's backend (a wrapper of no state, made per use)."""
-        return WalletAccounts(self.backend, codes=self._codes)
+        return WalletAccounts(self.backend, scope=self.scope)
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -168,6 +168,7 @@ class TigerBeetleWalletStore:
         registered = store_call(self._accounts().registered_account, key)
         transfer = credit_transfer(
             transaction_id,
+            ids=self.scope.ids,
             tb_account_id=registered.tb_account_id,
             ledger=registered.ledger,
             amount_minor=amount_minor,
@@ -191,6 +192,7 @@ class TigerBeetleWalletStore:
             raise errors.WalletNotFound(f"No wallet {key.describe()}.")
         transfer = debit_transfer(
             reference_id,
+            ids=self.scope.ids,
             tb_account_id=registered.tb_account_id,
             ledger=registered.ledger,
             amount_minor=amount_minor,
@@ -219,6 +221,7 @@ class TigerBeetleWalletStore:
             wallet_id = row.wallet.tb_account_id
             void = void_transfer(
                 row.tb_transfer_id,
+                ids=self.scope.ids,
                 voided_credit=row.kind == WalletTransfer.Kind.CREDIT,
                 tb_account_id=wallet_id,
                 ledger=row.wallet.ledger,
@@ -298,9 +301,9 @@ class TigerBeetleWalletStore:
         accounts = store_call(
             self.backend.query_accounts,
             accounts_filter(
-                code=self._codes().wallet,
+                code=self.scope.codes.wallet,
                 limit=BATCH_EVENTS_MAX,
-                client_hash=client_hash_128(client_id),
+                client_hash=self.scope.ids.client_hash_128(client_id),
             ),
         )
         balances = [

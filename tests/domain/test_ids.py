@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from domain import ids
-from domain.ids import WalletKey
+from domain.ids import IdSpace, WalletKey
 
+# The ids of a deployment without a namespace: those every deployment used before namespaces.
+IDS = IdSpace("")
 text = st.text(max_size=20)
 keys = st.builds(
     WalletKey,
@@ -24,15 +25,13 @@ keys = st.builds(
 def test_the_same_key_always_gives_the_same_account_id() -> None:
     key = WalletKey("client-1", "USA", "USD", "visa")
 
-    assert ids.account_id_for(key) == ids.account_id_for(
-        WalletKey("client-1", "USA", "USD", "visa")
-    )
+    assert IDS.account_id(key) == IDS.account_id(WalletKey("client-1", "USA", "USD", "visa"))
 
 
 def test_a_nonce_gives_a_different_account_id_for_the_same_key() -> None:
     key = WalletKey("client-1", "USA", "USD")
 
-    assert ids.account_id_for(key, 0) != ids.account_id_for(key, 1)
+    assert IDS.account_id(key, nonce=0) != IDS.account_id(key, nonce=1)
 
 
 def test_separators_inside_fields_cannot_make_two_keys_collide() -> None:
@@ -47,28 +46,28 @@ def test_an_empty_issuer_is_the_same_wallet_as_no_issuer() -> None:
 
 
 def test_distinct_client_ids_map_to_distinct_transfers() -> None:
-    assert ids.transaction_transfer_id("x-1") != ids.transaction_transfer_id("x-2")
+    assert IDS.transaction_transfer_id("x-1") != IDS.transaction_transfer_id("x-2")
 
 
 def test_credit_transfer_ids_are_unchanged_by_the_shared_namespace() -> None:
     """Credits already in TigerBeetle keep their transfer ids."""
-    assert ids.transaction_transfer_id("x-1") == ids._hash_bits(
-        ["credit", ids.ID_SCHEME_VERSION, "x-1"], 128
+    assert IDS.transaction_transfer_id("x-1") == ids._namespaced_hash_bits(
+        ["credit", ids.ID_SCHEME_VERSION, "x-1"], 128, ""
     )
 
 
 def test_void_attempts_get_distinct_transfer_ids() -> None:
-    assert ids.void_transfer_id(42, 0) != ids.void_transfer_id(42, 1)
+    assert IDS.void_transfer_id(42, attempt=0) != IDS.void_transfer_id(42, attempt=1)
 
 
 def test_no_issuer_hashes_to_zero_and_an_issuer_never_does() -> None:
-    assert ids.issuer_hash_64(None) == 0
-    assert ids.issuer_hash_64("visa") != 0
+    assert IDS.issuer_hash_64(None) == 0
+    assert IDS.issuer_hash_64("visa") != 0
 
 
 @given(keys, st.integers(min_value=0, max_value=15))
 def test_account_ids_are_never_reserved_values(key: WalletKey, nonce: int) -> None:
-    account_id = ids.account_id_for(key, nonce)
+    account_id = IDS.account_id(key, nonce=nonce)
 
     assert 0 < account_id < 2**128 - 1
 
@@ -81,7 +80,7 @@ def test_distinct_keys_have_distinct_encodings(first: WalletKey, second: WalletK
 
 @given(st.text(max_size=40))
 def test_transfer_ids_of_any_string_are_valid_ids(value: str) -> None:
-    for derive in (ids.transaction_transfer_id, ids.client_hash_128):
+    for derive in (IDS.transaction_transfer_id, IDS.client_hash_128):
         assert 0 < derive(value) < 2**128 - 1
 
 
@@ -90,28 +89,27 @@ def test_the_encoding_hashed_is_the_json_it_always_was(parts: list[object]) -> N
     assert ids._json(parts) == json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
 
 
-def test_without_a_namespace_ids_are_those_every_deployment_has_used(settings: Any) -> None:
-    settings.TB_ID_NAMESPACE = ""
+def test_without_a_namespace_ids_are_those_every_deployment_has_used() -> None:
     key = WalletKey("client-1", "USA", "USD", "visa")
 
-    assert ids.account_id_for(key) == 0x129F342EC3EB6ACB794F67AC97B6B034
-    assert ids.transaction_transfer_id("tx-1") == 0x83B34D5520FE9C96BF59FA976959FDBA
-    assert ids.system_account_id(840) == 0x11C6E84E2BDFBF26D7B179AB1CF1EBA9
-    assert ids.client_hash_128("client-1") == 0x837F18C559F34BFD2D0C7A8DCBB13186
+    assert IDS.account_id(key) == 0x129F342EC3EB6ACB794F67AC97B6B034
+    assert IDS.transaction_transfer_id("tx-1") == 0x83B34D5520FE9C96BF59FA976959FDBA
+    assert IDS.system_account_id(840) == 0x11C6E84E2BDFBF26D7B179AB1CF1EBA9
+    assert IDS.client_hash_128("client-1") == 0x837F18C559F34BFD2D0C7A8DCBB13186
 
 
-def test_two_namespaces_derive_different_ids_from_the_same_keys(settings: Any) -> None:
+def test_two_namespaces_derive_different_ids_from_the_same_keys() -> None:
     key = WalletKey("alice", "USA", "USD")
     derived = []
     for namespace in ("", "tenant-a", "tenant-b"):
-        settings.TB_ID_NAMESPACE = namespace
+        space = IdSpace(namespace)
         derived.append(
             (
-                ids.account_id_for(key),
-                ids.system_account_id(840),
-                ids.transaction_transfer_id("tx-1"),
-                ids.void_transfer_id(ids.transaction_transfer_id("tx-1")),
-                ids.client_hash_128("alice"),
+                space.account_id(key),
+                space.system_account_id(840),
+                space.transaction_transfer_id("tx-1"),
+                space.void_transfer_id(space.transaction_transfer_id("tx-1")),
+                space.client_hash_128("alice"),
             )
         )
 
@@ -119,7 +117,7 @@ def test_two_namespaces_derive_different_ids_from_the_same_keys(settings: Any) -
         assert len({values[position] for values in derived}) == 3
 
 
-def test_a_namespace_derives_the_same_ids_every_time(settings: Any) -> None:
-    settings.TB_ID_NAMESPACE = "tenant-a"
-
-    assert ids.transaction_transfer_id("tx-1") == ids.transaction_transfer_id("tx-1")
+def test_a_namespace_derives_the_same_ids_every_time() -> None:
+    assert IdSpace("tenant-a").transaction_transfer_id("tx-1") == IdSpace(
+        "tenant-a"
+    ).transaction_transfer_id("tx-1")

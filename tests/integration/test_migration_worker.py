@@ -19,7 +19,7 @@ from flags.phases import Phase
 from migration.models import ShadowComparison
 from migration.outbox import MirrorState
 from tests.conftest import token_api_client
-from tests.migration.conftest import Stores, enter_phase, install_stores
+from tests.migration.conftest import Stores, enter_phase, installed_stores
 
 pytestmark = [
     pytest.mark.integration,
@@ -37,8 +37,8 @@ def worker_stores(mongo_url: str, wallet_ledger_backend: Any) -> Iterator[Stores
     client = pymongo.MongoClient(mongo_url)
     database = client.get_default_database(default="wallet").name
     client.drop_database(database)
-    stores = install_stores(mongo_url, database, wallet_ledger_backend)
-    yield stores
+    with installed_stores(mongo_url, database, wallet_ledger_backend) as stores:
+        yield stores
     client.drop_database(database)
     client.close()
 

@@ -4,6 +4,8 @@ that would pass it; the embedded engine answers as the real server does."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import tigerbeetle as tb
 
 from domain.money import BALANCE_MINOR_MAX
@@ -12,10 +14,12 @@ from ledger.tb_model import (
     LIMIT_RESERVATION_AMOUNT,
     TRANSFER_CODE_LIMIT_PROBE,
     WALLET_ACCOUNT_FLAGS,
+    LedgerScope,
     limit_reservation,
     posted_balance_changes,
     wallet_limit_account,
 )
+from tests.conftest import ledger_scope
 from tests.ledger.builders import (
     LEDGER,
     account,
@@ -30,13 +34,21 @@ TF = tb.TransferFlags
 LIMIT_ACCOUNT_CODE = 11
 
 
+def scope() -> LedgerScope:
+    """The test's scope, with a limit account code of these tests' own."""
+    test_scope = ledger_scope()
+    return replace(test_scope, codes=replace(test_scope.codes, limit=LIMIT_ACCOUNT_CODE))
+
+
 def reserved_wallet(backend: LedgerBackend) -> tuple[int, int]:
     """A wallet-like account (history kept) holding its limit reservation, and a funding
     account."""
     wallet, funding = account(flags=WALLET_ACCOUNT_FLAGS), account()
-    limit = wallet_limit_account(wallet.id, ledger=LEDGER, code=LIMIT_ACCOUNT_CODE)
+    limit = wallet_limit_account(wallet.id, ledger=LEDGER, scope=scope())
     create_accounts(backend, wallet, funding, limit)
-    assert statuses(backend, [limit_reservation(wallet.id, ledger=LEDGER)]) == [S.CREATED]
+    assert statuses(backend, [limit_reservation(wallet.id, ids=scope().ids, ledger=LEDGER)]) == [
+        S.CREATED
+    ]
     return wallet.id, funding.id
 
 
@@ -127,20 +139,22 @@ def test_the_reservation_leaves_the_whole_posted_balance_spendable(
 def test_reserving_a_wallet_again_answers_exists(ledger_backend: LedgerBackend) -> None:
     wallet_id, _ = reserved_wallet(ledger_backend)
 
-    assert statuses(ledger_backend, [limit_reservation(wallet_id, ledger=LEDGER)]) == [S.EXISTS]
+    assert statuses(
+        ledger_backend, [limit_reservation(wallet_id, ids=scope().ids, ledger=LEDGER)]
+    ) == [S.EXISTS]
 
 
 def test_a_wallet_already_past_the_limit_cannot_be_reserved(
     ledger_backend: LedgerBackend,
 ) -> None:
     wallet, funding = account(flags=WALLET_ACCOUNT_FLAGS), account()
-    limit = wallet_limit_account(wallet.id, ledger=LEDGER, code=LIMIT_ACCOUNT_CODE)
+    limit = wallet_limit_account(wallet.id, ledger=LEDGER, scope=scope())
     create_accounts(ledger_backend, wallet, funding, limit)
     ledger_backend.create_transfers([transfer(funding, wallet, BALANCE_MINOR_MAX + 1)])
 
-    assert statuses(ledger_backend, [limit_reservation(wallet.id, ledger=LEDGER)]) == [
-        S.OVERFLOWS_CREDITS_POSTED
-    ]
+    assert statuses(
+        ledger_backend, [limit_reservation(wallet.id, ids=scope().ids, ledger=LEDGER)]
+    ) == [S.OVERFLOWS_CREDITS_POSTED]
 
 
 def test_one_limit_account_holds_only_one_reservation(ledger_backend: LedgerBackend) -> None:
@@ -148,10 +162,8 @@ def test_one_limit_account_holds_only_one_reservation(ledger_backend: LedgerBack
     account's 128-bit debits_pending."""
     wallet_id, _ = reserved_wallet(ledger_backend)
     other = create_accounts(ledger_backend, account(flags=WALLET_ACCOUNT_FLAGS))[0]
-    second = limit_reservation(other.id, ledger=LEDGER)
-    second.debit_account_id = wallet_limit_account(
-        wallet_id, ledger=LEDGER, code=LIMIT_ACCOUNT_CODE
-    ).id
+    second = limit_reservation(other.id, ids=scope().ids, ledger=LEDGER)
+    second.debit_account_id = wallet_limit_account(wallet_id, ledger=LEDGER, scope=scope()).id
 
     assert statuses(ledger_backend, [second]) == [S.OVERFLOWS_DEBITS_PENDING]
 
@@ -165,10 +177,8 @@ def test_the_history_without_bookkeeping_keeps_one_snapshot_per_posted_transfer(
     create_accounts(ledger_backend, wallet, funding, probes)
     ledger_backend.create_transfers(probe_chain(transfer(funding, wallet, 7), probes.id))
     ledger_backend.create_transfers([transfer(wallet, funding, 2)])
-    create_accounts(
-        ledger_backend, wallet_limit_account(wallet.id, ledger=LEDGER, code=LIMIT_ACCOUNT_CODE)
-    )
-    ledger_backend.create_transfers([limit_reservation(wallet.id, ledger=LEDGER)])
+    create_accounts(ledger_backend, wallet_limit_account(wallet.id, ledger=LEDGER, scope=scope()))
+    ledger_backend.create_transfers([limit_reservation(wallet.id, ids=scope().ids, ledger=LEDGER)])
     ledger_backend.create_transfers([transfer(funding, wallet, 5)])
     history = account_filter(
         wallet,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 from tigerbeetle import AccountFlags, Transfer, TransferFlags
 
-from domain.ids import WalletKey, account_id_for, system_account_id
+from domain.ids import IdSpace, WalletKey
 from domain.money import BALANCE_MINOR_MAX, ledger_for_currency
 from domain.wallets import WalletBalance
 from ledger.tb_model import (
@@ -18,6 +18,8 @@ from ledger.tb_model import (
     TRANSFER_CODE_OPENING_BALANCE,
     TRANSFER_CODE_VOID,
     WALLET_ACCOUNT_FLAGS,
+    AccountCodes,
+    LedgerScope,
     credit_transfer,
     debit_transfer,
     imported_wallet_account,
@@ -32,6 +34,9 @@ from ledger.tb_model import (
 
 KEY = WalletKey("client-1", "FRA", "EUR")
 LEDGER = ledger_for_currency("EUR")
+SCOPE = LedgerScope(
+    ids=IdSpace("test:tb-model"), codes=AccountCodes(wallet=7101, system=7102, limit=9)
+)
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,8 @@ class Ids:
 
 @pytest.fixture
 def ids() -> Ids:
-    """Derived inside the test, under its id namespace (TB_ID_NAMESPACE is set per test)."""
-    return Ids(account=account_id_for(KEY), system=system_account_id(LEDGER))
+    """The wallet's and the ledger's system account ids, in the tests' scope."""
+    return Ids(account=SCOPE.ids.account_id(KEY), system=SCOPE.ids.system_account_id(LEDGER))
 
 
 def posted_on(account_id: int, transfers: list[Transfer]) -> tuple[int, int]:
@@ -62,6 +67,7 @@ def test_the_balance_formula_reads_available_spent_and_total_received_from_poste
 def opening_pair_of(legacy: WalletBalance, ids: Ids) -> list[Transfer]:
     return opening_pair(
         legacy,
+        ids=SCOPE.ids,
         wallet_seq=7,
         created_ms=1_700_000_000_000,
         account_id=ids.account,
@@ -93,7 +99,7 @@ def test_an_opening_pair_gives_back_the_legacy_balance_field_by_field(
 
 
 def test_an_imported_wallet_account_keeps_the_wallet_flags_and_is_marked_imported(ids: Ids) -> None:
-    account = imported_wallet_account(KEY, account_id=ids.account, ledger=LEDGER, code=7101)
+    account = imported_wallet_account(KEY, account_id=ids.account, ledger=LEDGER, scope=SCOPE)
 
     assert account.flags == WALLET_ACCOUNT_FLAGS | AccountFlags.IMPORTED
     assert (account.id, account.code) == (ids.account, 7101)
@@ -102,7 +108,7 @@ def test_an_imported_wallet_account_keeps_the_wallet_flags_and_is_marked_importe
 def test_an_import_is_timed_account_first_then_its_opening_pair_1_and_2_ns_after(
     ids: Ids,
 ) -> None:
-    account = imported_wallet_account(KEY, account_id=ids.account, ledger=LEDGER, code=7101)
+    account = imported_wallet_account(KEY, account_id=ids.account, ledger=LEDGER, scope=SCOPE)
     legacy = WalletBalance(key=KEY, credit_minor=700, debit_minor=300, historical_credit_minor=1000)
     pair = opening_pair_of(legacy, ids)
 
@@ -112,18 +118,24 @@ def test_an_import_is_timed_account_first_then_its_opening_pair_1_and_2_ns_after
 
 
 def test_a_credit_moves_money_from_the_system_account_to_the_wallet(ids: Ids) -> None:
-    transfer = credit_transfer("tx-1", tb_account_id=ids.account, ledger=LEDGER, amount_minor=500)
+    transfer = credit_transfer(
+        "tx-1", ids=SCOPE.ids, tb_account_id=ids.account, ledger=LEDGER, amount_minor=500
+    )
 
     assert (transfer.debit_account_id, transfer.credit_account_id) == (ids.system, ids.account)
     assert transfer.code == TRANSFER_CODE_CREDIT
 
 
 def test_a_debit_takes_the_id_a_credit_on_the_same_id_would_have(ids: Ids) -> None:
-    debit = debit_transfer("tx-1", tb_account_id=ids.account, ledger=LEDGER, amount_minor=500)
+    debit = debit_transfer(
+        "tx-1", ids=SCOPE.ids, tb_account_id=ids.account, ledger=LEDGER, amount_minor=500
+    )
 
     assert (
         debit.id
-        == credit_transfer("tx-1", tb_account_id=ids.account, ledger=LEDGER, amount_minor=500).id
+        == credit_transfer(
+            "tx-1", ids=SCOPE.ids, tb_account_id=ids.account, ledger=LEDGER, amount_minor=500
+        ).id
     )
     assert (debit.debit_account_id, debit.credit_account_id) == (ids.account, ids.system)
     assert debit.code == TRANSFER_CODE_DEBIT
@@ -132,11 +144,12 @@ def test_a_debit_takes_the_id_a_credit_on_the_same_id_would_have(ids: Ids) -> No
 @pytest.mark.parametrize("voided_credit", [True, False])
 def test_a_void_undoes_the_voided_transfer_and_points_at_it(voided_credit: bool, ids: Ids) -> None:
     voided = (credit_transfer if voided_credit else debit_transfer)(
-        "tx-1", tb_account_id=ids.account, ledger=LEDGER, amount_minor=500
+        "tx-1", ids=SCOPE.ids, tb_account_id=ids.account, ledger=LEDGER, amount_minor=500
     )
 
     void = void_transfer(
         voided.id,
+        ids=SCOPE.ids,
         voided_credit=voided_credit,
         tb_account_id=ids.account,
         ledger=LEDGER,
@@ -153,6 +166,7 @@ def test_a_void_undoes_the_voided_transfer_and_points_at_it(voided_credit: bool,
         void.id
         != void_transfer(
             voided.id,
+            ids=SCOPE.ids,
             voided_credit=voided_credit,
             tb_account_id=ids.account,
             ledger=LEDGER,
@@ -163,24 +177,33 @@ def test_a_void_undoes_the_voided_transfer_and_points_at_it(voided_credit: bool,
 
 
 def test_a_limit_reservation_holds_all_but_the_limit_pending_on_the_wallet_for_good() -> None:
-    wallet_id = account_id_for(KEY)
+    wallet_id = SCOPE.ids.account_id(KEY)
 
-    reservation = limit_reservation(wallet_id, ledger=LEDGER)
+    reservation = limit_reservation(wallet_id, ids=SCOPE.ids, ledger=LEDGER)
 
     assert reservation.flags == TransferFlags.PENDING and reservation.timeout == 0
     assert reservation.amount == 2**128 - 1 - BALANCE_MINOR_MAX
     assert reservation.credit_account_id == wallet_id
-    assert reservation.debit_account_id == wallet_limit_account(wallet_id, ledger=LEDGER, code=9).id
+    assert (
+        reservation.debit_account_id
+        == wallet_limit_account(wallet_id, ledger=LEDGER, scope=SCOPE).id
+    )
     assert reservation.code == TRANSFER_CODE_LIMIT_RESERVATION
     assert is_limit_bookkeeping(reservation)
 
 
 def test_each_wallet_has_a_limit_account_and_reservation_of_its_own() -> None:
-    first, second = account_id_for(KEY), account_id_for(KEY, nonce=1)
+    first, second = SCOPE.ids.account_id(KEY), SCOPE.ids.account_id(KEY, nonce=1)
 
-    assert limit_reservation(first, ledger=LEDGER).id == limit_reservation(first, ledger=LEDGER).id
-    assert limit_reservation(first, ledger=LEDGER).id != limit_reservation(second, ledger=LEDGER).id
     assert (
-        wallet_limit_account(first, ledger=LEDGER, code=9).id
-        != wallet_limit_account(second, ledger=LEDGER, code=9).id
+        limit_reservation(first, ids=SCOPE.ids, ledger=LEDGER).id
+        == limit_reservation(first, ids=SCOPE.ids, ledger=LEDGER).id
+    )
+    assert (
+        limit_reservation(first, ids=SCOPE.ids, ledger=LEDGER).id
+        != limit_reservation(second, ids=SCOPE.ids, ledger=LEDGER).id
+    )
+    assert (
+        wallet_limit_account(first, ledger=LEDGER, scope=SCOPE).id
+        != wallet_limit_account(second, ledger=LEDGER, scope=SCOPE).id
     )

@@ -3,8 +3,9 @@ installed as the process's stores so the service, the API and (eager) Celery tas
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from domain.ids import WalletKey
+from domain.wallets import WalletBalance
 from flags.audit import apply_state
 from flags.phases import Phase, state_for_phase
 from ledger.backends.base import LedgerBackend
@@ -20,45 +22,66 @@ from ledger.batches import LedgerBatches
 from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
-from migration import routing
 from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
-from migration.outbox import LOG_MARKS, MirrorOutbox
+from migration.outbox import MirrorOutbox
 from migration.routing import PhasedWalletStore
-from tests.conftest import token_api_client
+from migration.runtime import Runtime, install_process_runtime
+from tests.conftest import ledger_scope, token_api_client
 from wallet_site import wiring
+from wallet_site.wiring import build_runtime
 
 
 @dataclass
 class Stores:
-    mongo: MongoWalletStore
-    tigerbeetle: TigerBeetleWalletStore
-    phased: PhasedWalletStore
+    """The test's process runtime, by the names the migration's tests use."""
+
+    runtime: Runtime
+
+    @property
+    def mongo(self) -> MongoWalletStore:
+        return self.runtime.mongo
+
+    @property
+    def tigerbeetle(self) -> TigerBeetleWalletStore:
+        return self.runtime.tigerbeetle
+
+    @property
+    def phased(self) -> PhasedWalletStore:
+        return self.runtime.phased
 
     @property
     def outbox(self) -> MirrorOutbox:
-        return MirrorOutbox(self.mongo.database)
+        return self.runtime.outbox
 
     @property
     def scan(self) -> LegacyScan:
-        return LegacyScan(self.mongo.database)
+        return self.runtime.legacy
 
     @property
     def batches(self) -> LedgerBatches:
-        """The jobs' batch port over the TigerBeetle store's backend (as the wiring builds it)."""
-        return LedgerBatches(self.tigerbeetle.backend)
+        """The jobs' batch port over the TigerBeetle store's backend (as the runtime makes it)."""
+        return self.runtime.batches
 
     def mirror(self) -> Mirror:
-        return Mirror(self.outbox, self.batches)
+        return self.runtime.mirror()
 
 
-def install_stores(mongo_url: str, database: str, backend: LedgerBackend) -> Stores:
-    mongo = MongoWalletStore(MongoDatabase(mongo_url, name=database), marks=LOG_MARKS)
-    tigerbeetle = TigerBeetleWalletStore(backend=backend)
-    phased = wiring.phased_store(mongo, tigerbeetle)
-    wiring.install_stores(mongo=mongo, tigerbeetle=tigerbeetle, phased=phased)
-    routing.reset_read_breaker()
-    return Stores(mongo, tigerbeetle, phased)
+@contextlib.contextmanager
+def installed_stores(mongo_url: str, database: str, backend: LedgerBackend) -> Iterator[Stores]:
+    """A process runtime on the test's MongoDB database and ledger backend, in the test's
+    ledger scope, installed for the service, the API, the admin and (eager) tasks alike."""
+    runtime = build_runtime(
+        scope=ledger_scope(),
+        mongo_database=MongoDatabase(mongo_url, name=database),
+        backend=backend,
+    )
+    previous = install_process_runtime(runtime)
+    try:
+        yield Stores(runtime)
+    finally:
+        install_process_runtime(previous)
+        runtime.close()
 
 
 @pytest.fixture(autouse=True)
@@ -78,10 +101,8 @@ def _tasks_in_process() -> Iterator[None]:
 def stores(
     db: None, mongo_url: str, mongo_database_name: str, wallet_ledger_backend: LedgerBackend
 ) -> Iterator[Stores]:
-    installed = install_stores(mongo_url, mongo_database_name, wallet_ledger_backend)
-    yield installed
-    wiring.reset_stores()
-    routing.reset_read_breaker()
+    with installed_stores(mongo_url, mongo_database_name, wallet_ledger_backend) as installed:
+        yield installed
 
 
 @pytest.fixture
@@ -92,10 +113,8 @@ def committed_stores(
     wallet_ledger_backend: LedgerBackend,
 ) -> Iterator[Stores]:
     """The same, with real commits: for tests with other processes or threads."""
-    installed = install_stores(mongo_url, mongo_database_name, wallet_ledger_backend)
-    yield installed
-    wiring.reset_stores()
-    routing.reset_read_breaker()
+    with installed_stores(mongo_url, mongo_database_name, wallet_ledger_backend) as installed:
+        yield installed
 
 
 def enter_phase(phase: Phase, rollout_percent: int = 100, shadow_percent: int = 100) -> None:
@@ -157,3 +176,21 @@ def legacy_wallet(
 def assert_stores_agree(stores: Stores, keys: list[WalletKey]) -> None:
     for key in keys:
         assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key), key
+
+
+def phased_over(
+    stores: Stores,
+    *,
+    enqueue_mirror: Callable[[WalletKey], None] = wiring.enqueue_mirror,
+    enqueue_shadow: Callable[[WalletBalance, int, int], None] = wiring.enqueue_shadow,
+) -> PhasedWalletStore:
+    """Another phased store over the test's stores, queueing what it is told to (a mirror
+    that lags, a shadow read that is never compared)."""
+    return PhasedWalletStore(
+        stores.mongo,
+        stores.tigerbeetle,
+        outbox=stores.outbox,
+        breaker=stores.phased.breaker,
+        enqueue_mirror=enqueue_mirror,
+        enqueue_shadow=enqueue_shadow,
+    )

@@ -14,20 +14,18 @@ import pytest
 from tigerbeetle import AccountFlags, TransferFlags
 
 from domain.errors import StoreUnavailable
-from domain.ids import account_id_for, opening_balance_transfer_id, transaction_transfer_id
 from flags.models import Milestone
 from flags.phases import Phase
 from ledger.engine.backend import EngineBackend
 from ledger.history import transfer_timestamps
 from ledger.stores.mongo_database import MongoDatabase
-from ledger.stores.mongo_store import MongoWalletStore
-from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import opening_debit_transfer_id
 from migration import backfill as backfill_module
 from migration.backfill import Backfill, BackfillReport, CycleCollection, ReadAhead
 from migration.legacy_scan import WalletSnapshot
-from migration.outbox import LOG_MARKS, MirrorState
+from migration.outbox import MirrorState
 from registry.models import WalletAccount
+from tests.conftest import ledger_scope
 from tests.migration.conftest import (
     Stores,
     assert_stores_agree,
@@ -36,7 +34,7 @@ from tests.migration.conftest import (
     new_key,
     tx,
 )
-from wallet_site.wiring import phased_store
+from wallet_site.wiring import build_runtime
 
 
 def backfill(stores: Stores) -> Backfill:
@@ -62,10 +60,13 @@ def test_opening_balances_are_imported_code_4_transfers_with_the_original_time(
 
     backfill(stores).run(progress=False)
 
-    account_id = account_id_for(key)
+    account_id = ledger_scope().ids.account_id(key)
     account = stores.tigerbeetle.backend.lookup_accounts([account_id])[0]
     opening = stores.tigerbeetle.backend.lookup_transfers(
-        [opening_balance_transfer_id(account_id), opening_debit_transfer_id(account_id)]
+        [
+            ledger_scope().ids.opening_balance_transfer_id(account_id),
+            opening_debit_transfer_id(account_id, ids=ledger_scope().ids),
+        ]
     )
     assert account.flags & AccountFlags.IMPORTED
     assert [t.code for t in opening] == [4, 4]
@@ -79,16 +80,20 @@ def test_on_a_ledger_with_nothing_later_the_account_keeps_its_original_time(
     """Only an empty ledger can take a 2024 timestamp (imported timestamps never go back past
     the cluster's latest), so this runs on the engine's test database: a shared real cluster
     already holds events from now (the case of the next test)."""
-    mongo = MongoWalletStore(MongoDatabase(mongo_url, name=mongo_database_name), marks=LOG_MARKS)
-    engine = TigerBeetleWalletStore(backend=EngineBackend())
-    stores = Stores(mongo, engine, phased_store(mongo, engine))
+    stores = Stores(
+        build_runtime(
+            scope=ledger_scope(),
+            mongo_database=MongoDatabase(mongo_url, name=mongo_database_name),
+            backend=EngineBackend(),
+        )
+    )
     key = new_key()
     created = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
     legacy_wallet(stores, key, credit_minor=500, debit_minor=200, created_at=created)
 
     backfill(stores).run(progress=False)
 
-    account = stores.tigerbeetle.backend.lookup_accounts([account_id_for(key)])[0]
+    account = stores.tigerbeetle.backend.lookup_accounts([ledger_scope().ids.account_id(key)])[0]
     assert account.timestamp == int(created.timestamp() * 1e9)
 
 
@@ -101,8 +106,10 @@ def test_after_live_traffic_the_original_time_stays_in_user_data_64(stores: Stor
 
     backfill(stores).run(progress=False)
 
-    account_id = account_id_for(key)
-    opening = stores.tigerbeetle.backend.lookup_transfers([opening_balance_transfer_id(account_id)])
+    account_id = ledger_scope().ids.account_id(key)
+    opening = stores.tigerbeetle.backend.lookup_transfers(
+        [ledger_scope().ids.opening_balance_transfer_id(account_id)]
+    )
     assert opening[0].user_data_64 == int(created.timestamp() * 1000)
     assert opening[0].timestamp > int(created.timestamp() * 1e9)
 
@@ -121,11 +128,11 @@ def test_a_live_write_between_two_pages_is_passed_by_the_next_page(stores: Store
 
     assert (report.imported, report.failed) == (2, [])
     assert_stores_agree(stores, [first, second])
-    live_transfer_id = transaction_transfer_id(live_id)
+    live_transfer_id = ledger_scope().ids.transaction_transfer_id(live_id)
     live_timestamp = transfer_timestamps(stores.tigerbeetle.backend, [live_transfer_id])[
         live_transfer_id
     ]
-    account = stores.tigerbeetle.backend.lookup_accounts([account_id_for(second)])[0]
+    account = stores.tigerbeetle.backend.lookup_accounts([ledger_scope().ids.account_id(second)])[0]
     assert account.timestamp > live_timestamp
 
 

@@ -16,12 +16,11 @@ from flags.phases import Phase
 from ledger.backends import LedgerUnavailable, get_ledger_backend
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
-from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration.outbox import MirrorState
 from registry.models import WalletTransfer
 from tests.concurrency import run_concurrently
+from tests.conftest import ledger_scope
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
-from wallet_site import wiring
 
 
 class SwitchableBackend:
@@ -208,18 +207,16 @@ def _die_after_commit(mongo_url: str, database: str, client_id: str, transaction
     """A web process: the MongoDB write commits, then the process dies before queuing."""
     connections.close_all()
     from ledger.stores.mongo_database import MongoDatabase
-    from ledger.stores.mongo_store import MongoWalletStore
-    from migration.outbox import LOG_MARKS
-    from wallet_site.wiring import phased_store
+    from wallet_site.wiring import build_runtime
 
     def crash(key: WalletKey) -> None:
         os._exit(137)
 
-    phased = phased_store(
-        MongoWalletStore(MongoDatabase(mongo_url, name=database), marks=LOG_MARKS),
-        TigerBeetleWalletStore(),
+    phased = build_runtime(
+        scope=ledger_scope(),  # the forked test's
+        mongo_database=MongoDatabase(mongo_url, name=database),
         enqueue_mirror=crash,
-    )
+    ).phased
     phased.add_credit(WalletKey(client_id, "USA", "USD"), 4_200, transaction_id)
     os._exit(0)
 
@@ -253,7 +250,7 @@ def _die_before_marking(mongo_url: str, database: str) -> None:
 
     outbox = MirrorOutbox(MongoDatabase(mongo_url, name=database))
     outbox.mark_each = lambda outcomes: os._exit(137)  # type: ignore[method-assign]
-    Mirror(outbox, LedgerBatches(get_ledger_backend())).drain()
+    Mirror(outbox, LedgerBatches(get_ledger_backend(), scope=ledger_scope())).drain()
     os._exit(0)
 
 
@@ -287,8 +284,15 @@ def test_concurrent_mirrors_apply_every_entry_once(committed_stores: Stores) -> 
         assert committed_stores.tigerbeetle.get_balance(key).credit_minor == 50
 
 
-def test_the_process_stores_are_the_ones_tasks_use(stores: Stores) -> None:
-    assert wiring.make_store("mongo") is stores.mongo
+def test_the_tasks_work_on_the_installed_runtime(stores: Stores) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    stores.mongo.add_credit(key, 300, tx())  # logged, never queued
+
+    from migration.tasks import sweep_outbox
+
+    assert sweep_outbox()["applied"] == 1
+    assert stores.tigerbeetle.get_balance(key).credit_minor == 300
 
 
 def test_a_transient_failure_is_tried_three_times_with_backoff(stores: Stores) -> None:

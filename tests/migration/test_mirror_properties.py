@@ -13,8 +13,14 @@ from domain import errors
 from flags.phases import Phase
 from migration.outbox import MirrorState
 from tests.concurrency import run_concurrently
-from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
-from wallet_site.wiring import phased_store
+from tests.migration.conftest import (
+    Stores,
+    assert_stores_agree,
+    enter_phase,
+    new_key,
+    phased_over,
+    tx,
+)
 
 OPERATIONS = st.lists(
     st.tuples(
@@ -38,7 +44,7 @@ def test_any_interleaving_of_writes_and_mirror_runs_converges(
     stores: Stores, operations: list[tuple[str, int, int, int]]
 ) -> None:
     keys = [new_key() for _ in range(3)]
-    lagging = phased_store(stores.mongo, stores.tigerbeetle, enqueue_mirror=lambda k: None)
+    lagging = phased_over(stores, enqueue_mirror=lambda k: None)
     enter_phase(Phase.DUAL_WRITE)
     posted: list[str] = []
     for kind, wallet, amount, limit in operations:

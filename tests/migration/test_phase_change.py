@@ -23,9 +23,15 @@ from migration.backfill import Backfill
 from migration.outbox import MirrorState
 from migration.phase_change import backport_tigerbeetle_writes, change_phase
 from migration.tasks import sweep_outbox
-from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
+from tests.migration.conftest import (
+    Stores,
+    assert_stores_agree,
+    enter_phase,
+    new_key,
+    phased_over,
+    tx,
+)
 from tests.migration.test_mirror import plug
-from wallet_site.wiring import phased_store
 
 
 def move(stores: Stores, phase: Phase, **kwargs: Any) -> Any:
@@ -48,7 +54,7 @@ def test_tigerbeetle_only_before_the_backfill_is_refused(stores: Stores) -> None
 def test_entering_tigerbeetle_only_drains_the_mirror_first(stores: Stores) -> None:
     enter_phase(Phase.READ_CUTOVER)
     backfill_done()
-    lagging = phased_store(stores.mongo, stores.tigerbeetle, enqueue_mirror=lambda k: None)
+    lagging = phased_over(stores, enqueue_mirror=lambda k: None)
     key = new_key()
     lagging.add_credit(key, 600, tx())
 

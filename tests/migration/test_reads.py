@@ -13,10 +13,10 @@ from domain.ids import WalletKey
 from domain.wallets import WalletBalance
 from flags.phases import Phase, client_bucket
 from migration.models import ReadRouteCount, ShadowComparison
+from migration.routing import read_breaker
 from migration.shadow import compare_shadow_read
-from tests.migration.conftest import Stores, enter_phase, new_key, tx
+from tests.migration.conftest import Stores, enter_phase, new_key, phased_over, tx
 from tests.migration.test_mirror import plug
-from wallet_site.wiring import phased_store
 
 
 def balance_url(key: WalletKey) -> str:
@@ -81,9 +81,8 @@ def test_a_shadow_mismatch_is_recorded_with_the_fields_and_both_values(
 def test_a_shadow_read_is_compared_at_the_point_the_read_saw(stores: Stores) -> None:
     enter_phase(Phase.SHADOW_READ, shadow_percent=100)
     captured: list[tuple[WalletBalance, int]] = []
-    phased = phased_store(
-        stores.mongo,
-        stores.tigerbeetle,
+    phased = phased_over(
+        stores,
         enqueue_shadow=lambda balance, seq, latency: captured.append((balance, seq)),
     )
     key = new_key()
@@ -175,7 +174,7 @@ def test_a_client_outside_the_rollout_reads_from_mongodb(stores: Stores, api: AP
 
 def test_a_wallet_with_a_write_not_yet_mirrored_is_read_from_mongodb(stores: Stores) -> None:
     enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
-    unmirrored = phased_store(stores.mongo, stores.tigerbeetle, enqueue_mirror=lambda k: None)
+    unmirrored = phased_over(stores, enqueue_mirror=lambda k: None)
     key = new_key()
     stores.phased.add_credit(key, 1_000, tx())  # mirrored
     unmirrored.add_credit(key, 500, tx())  # acknowledged, not mirrored yet
@@ -200,9 +199,9 @@ def test_a_tigerbeetle_failure_falls_back_to_mongodb_and_is_counted(
 
 
 def test_the_breaker_opens_after_five_failures_and_stops_asking_tigerbeetle(
-    stores: Stores, settings: Any
+    stores: Stores,
 ) -> None:
-    settings.READ_BREAKER_RESET_S = 0.3
+    stores.phased.breaker = read_breaker(failures=5, reset_s=0.3)
     enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
     key = new_key()
     stores.phased.add_credit(key, 100, tx())

@@ -13,14 +13,14 @@ import pytest
 from django.core.management import CommandError, call_command
 from tigerbeetle import Account
 
-from domain.ids import account_id_for, u128_to_hex
+from domain.ids import u128_to_hex
 from flags.phases import Phase
-from ledger.wallet_accounts import account_codes
 from migration.backfill import Backfill
 from migration.models import ReconciliationMismatch
 from migration.reconciliation import Reconciliation
 from registry.models import WalletAccount
-from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
+from tests.conftest import ledger_scope
+from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, phased_over, tx
 
 
 def reconcile(stores: Stores) -> Any:
@@ -59,9 +59,8 @@ def test_a_balance_difference_is_recorded_with_both_values(stores: Stores) -> No
 
 def test_mirror_lag_is_not_reported_as_a_mismatch(stores: Stores) -> None:
     key = mirrored_wallets(stores, 1)[0]
-    from wallet_site.wiring import phased_store
 
-    lagging = phased_store(stores.mongo, stores.tigerbeetle, enqueue_mirror=lambda k: None)
+    lagging = phased_over(stores, enqueue_mirror=lambda k: None)
     lagging.add_credit(key, 5, tx())
 
     run = reconcile(stores)
@@ -92,9 +91,9 @@ def test_a_registry_row_without_its_account_is_found(stores: Stores) -> None:
 
 
 def test_a_wallet_account_without_a_registry_row_is_found(stores: Stores) -> None:
-    orphan_id = account_id_for(new_key())
+    orphan_id = ledger_scope().ids.account_id(new_key())
     stores.tigerbeetle.backend.create_accounts(
-        [Account(id=orphan_id, ledger=840, code=account_codes().wallet)]
+        [Account(id=orphan_id, ledger=840, code=ledger_scope().codes.wallet)]
     )
     run = reconcile(stores)
     assert run.accounts_without_row == 1
@@ -107,10 +106,12 @@ def test_accounts_of_other_applications_on_the_cluster_are_never_reported(
     mirrored_wallets(stores, 2)
     # Another application's wallet code: any other valid code (16 bits, not 0); the test's own
     # wallet code may be anywhere in 1000-65535 on a real cluster.
-    foreign_codes = [1, 2, account_codes().wallet - 1, account_codes().system]
+    foreign_codes = [1, 2, ledger_scope().codes.wallet - 1, ledger_scope().codes.system]
     stores.tigerbeetle.backend.create_accounts(
         [
-            Account(id=account_id_for(new_key()), ledger=840, code=code, user_data_32=840)
+            Account(
+                id=ledger_scope().ids.account_id(new_key()), ledger=840, code=code, user_data_32=840
+            )
             for code in foreign_codes
         ]
     )
@@ -245,9 +246,9 @@ def test_in_phase_zero_a_backfilled_wallet_that_differs_still_alerts(stores: Sto
 
 def test_a_wallet_account_without_a_row_is_found_past_the_first_page(stores: Stores) -> None:
     mirrored_wallets(stores, 3)
-    orphan_id = account_id_for(new_key())
+    orphan_id = ledger_scope().ids.account_id(new_key())
     stores.tigerbeetle.backend.create_accounts(
-        [Account(id=orphan_id, ledger=840, code=account_codes().wallet)]
+        [Account(id=orphan_id, ledger=840, code=ledger_scope().codes.wallet)]
     )
 
     run = Reconciliation(stores.scan, stores.outbox, stores.batches).run(page_size=2)

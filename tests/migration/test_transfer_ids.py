@@ -3,19 +3,21 @@ one transfer-id derivation (debits used to have their own)."""
 
 from __future__ import annotations
 
-from domain.ids import ID_SCHEME_VERSION, _hash_bits, u128_to_hex
+from domain.ids import ID_SCHEME_VERSION, _namespaced_hash_bits, u128_to_hex
 from domain.money import ledger_for_currency
 from flags.phases import Phase
 from ledger import history
 from ledger.tb_model import TRANSFER_CODE_VOID, debit_transfer
 from migration.outbox import MirrorState
 from registry.models import WalletAccount, WalletTransfer
+from tests.conftest import ledger_scope
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
 
 
 def legacy_debit_transfer_id(reference_id: str) -> int:
     """A debit's transfer id before the shared namespace."""
-    return _hash_bits(["debit", ID_SCHEME_VERSION, reference_id], 128)
+    namespace = ledger_scope().ids.namespace
+    return _namespaced_hash_bits(["debit", ID_SCHEME_VERSION, reference_id], 128, namespace)
 
 
 def test_a_debit_mirrored_under_its_old_transfer_id_is_voided_against_that_transfer(
@@ -29,7 +31,11 @@ def test_a_debit_mirrored_under_its_old_transfer_id_is_voided_against_that_trans
     # As an earlier version mirrored it: its own transfer id, registered as such.
     account = WalletAccount.objects.get(client_id=key.client_id)
     old_debit = debit_transfer(
-        reference_id, tb_account_id=account.tb_account_id, ledger=account.ledger, amount_minor=300
+        reference_id,
+        ids=ledger_scope().ids,
+        tb_account_id=account.tb_account_id,
+        ledger=account.ledger,
+        amount_minor=300,
     )
     old_debit.id = legacy_debit_transfer_id(reference_id)
     assert stores.tigerbeetle.backend.create_transfers([old_debit])[0].timestamp

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from tigerbeetle import Account, CreateAccountStatus, CreateTransferStatus, QueryFilter
 
-from domain.ids import WalletKey, system_account_id, transaction_transfer_id
+from domain.ids import WalletKey
 from domain.money import ledger_for_currency
 from ledger.backends import LedgerBackend, LedgerUnavailable
 from ledger.batches import LedgerBatches
-from ledger.tb_model import AccountCodes, credit_transfer, history_filter
-from ledger.wallet_accounts import account_codes
+from ledger.tb_model import AccountCodes, LedgerScope, credit_transfer, history_filter
 from registry.accounts import find_account
+from tests.conftest import ledger_scope
 
 pytestmark = pytest.mark.django_db
 
@@ -52,13 +52,17 @@ class Recording:
 def test_a_batch_is_written_and_looked_up_with_one_result_per_event(
     wallet_ledger_backend: LedgerBackend,
 ) -> None:
-    batches = LedgerBatches(wallet_ledger_backend)
+    batches = LedgerBatches(wallet_ledger_backend, scope=ledger_scope())
     key = new_key()
     account_id = batches.wallet_accounts.ensure_wallet_account(key, reserve_limit=False)
     ledger = ledger_for_currency(key.currency)
     transfers = [
         credit_transfer(
-            f"tx-{uuid.uuid4().hex}", tb_account_id=account_id, ledger=ledger, amount_minor=n
+            f"tx-{uuid.uuid4().hex}",
+            ids=ledger_scope().ids,
+            tb_account_id=account_id,
+            ledger=ledger,
+            amount_minor=n,
         )
         for n in (1, 2)
     ]
@@ -68,7 +72,9 @@ def test_a_batch_is_written_and_looked_up_with_one_result_per_event(
 
     assert [r.status for r in results] == [CreateTransferStatus.CREATED] * 2
     assert [r.status for r in again] == [CreateTransferStatus.EXISTS] * 2
-    found = batches.lookup_transfers([t.id for t in transfers] + [transaction_transfer_id("no")])
+    found = batches.lookup_transfers(
+        [t.id for t in transfers] + [ledger_scope().ids.transaction_transfer_id("no")]
+    )
     assert sorted(t.amount for t in found) == [1, 2]
     (account,) = batches.lookup_accounts([account_id, 12345])
     assert account.credits_posted == 3
@@ -80,10 +86,14 @@ def test_a_batch_is_written_and_looked_up_with_one_result_per_event(
 def test_an_account_batch_answers_each_account_in_order(
     wallet_ledger_backend: LedgerBackend,
 ) -> None:
-    batches = LedgerBatches(wallet_ledger_backend)
+    batches = LedgerBatches(wallet_ledger_backend, scope=ledger_scope())
     ledger = ledger_for_currency("USD")
-    fresh = Account(id=int(uuid.uuid4().int >> 1), ledger=ledger, code=account_codes().system)
-    existing = Account(id=system_account_id(ledger), ledger=ledger, code=account_codes().system)
+    fresh = Account(id=int(uuid.uuid4().int >> 1), ledger=ledger, code=ledger_scope().codes.system)
+    existing = Account(
+        id=ledger_scope().ids.system_account_id(ledger),
+        ledger=ledger,
+        code=ledger_scope().codes.system,
+    )
     batches.create_accounts([existing])
 
     results = batches.create_accounts([fresh, existing])
@@ -96,28 +106,29 @@ def test_the_wallet_accounts_page_asks_for_this_applications_wallet_code_from_se
 ) -> None:
     recording = Recording(wallet_ledger_backend)
     key = new_key()
-    LedgerBatches(recording).wallet_accounts.ensure_wallet_account(key)  # type: ignore[arg-type]
+    LedgerBatches(recording, scope=ledger_scope()).wallet_accounts.ensure_wallet_account(key)  # type: ignore[arg-type]
     registered = find_account(key)
     assert registered is not None
 
-    page = LedgerBatches(recording).wallet_accounts_page(  # type: ignore[arg-type]
+    page = LedgerBatches(recording, scope=ledger_scope()).wallet_accounts_page(  # type: ignore[arg-type]
         timestamp_min=0, limit=8189
     )
 
     assert registered.tb_account_id in {account.id for account in page}
-    assert {account.code for account in page} == {account_codes().wallet}
+    assert {account.code for account in page} == {ledger_scope().codes.wallet}
     assert [(q.code, q.limit, q.timestamp_min) for q in recording.queries] == [
-        (account_codes().wallet, 8189, 0)
+        (ledger_scope().codes.wallet, 8189, 0)
     ]
 
 
-def test_the_codes_given_to_the_constructor_choose_the_wallet_accounts_page(
+def test_the_scope_given_to_the_constructor_chooses_the_wallet_accounts_page(
     wallet_ledger_backend: LedgerBackend,
 ) -> None:
     recording = Recording(wallet_ledger_backend)
     codes = AccountCodes(wallet=0xFFFE, system=0xFFFD, limit=0xFFFC)
+    scope = LedgerScope(ids=ledger_scope().ids, codes=codes)
 
-    LedgerBatches(recording, codes=lambda: codes).wallet_accounts_page(  # type: ignore[arg-type]
+    LedgerBatches(recording, scope=scope).wallet_accounts_page(  # type: ignore[arg-type]
         timestamp_min=5, limit=3
     )
 
@@ -128,7 +139,11 @@ def test_the_codes_given_to_the_constructor_choose_the_wallet_accounts_page(
     "call",
     [
         lambda b: b.create_transfers(
-            [credit_transfer("tx", tb_account_id=1, ledger=840, amount_minor=1)]
+            [
+                credit_transfer(
+                    "tx", ids=ledger_scope().ids, tb_account_id=1, ledger=840, amount_minor=1
+                )
+            ]
         ),
         lambda b: b.create_accounts([Account(id=1, ledger=840, code=1)]),
         lambda b: b.lookup_accounts([1]),
@@ -155,7 +170,7 @@ def test_a_ledger_that_does_not_answer_is_ledger_unavailable_from_every_method(
     call: Any,
 ) -> None:
     with pytest.raises(LedgerUnavailable):
-        call(LedgerBatches(Unreachable()))  # type: ignore[arg-type]
+        call(LedgerBatches(Unreachable(), scope=ledger_scope()))  # type: ignore[arg-type]
 
 
 def test_only_a_backend_callable_from_any_thread_lets_a_job_use_a_thread_of_its_own() -> None:
@@ -165,8 +180,8 @@ def test_only_a_backend_callable_from_any_thread_lets_a_job_use_a_thread_of_its_
     class CallersThreadOnly:
         pass
 
-    assert LedgerBatches(AnyThread()).callable_from_any_thread is True  # type: ignore[arg-type]
+    assert LedgerBatches(AnyThread(), scope=ledger_scope()).callable_from_any_thread is True  # type: ignore[arg-type]
     assert (
-        LedgerBatches(CallersThreadOnly()).callable_from_any_thread  # type: ignore[arg-type]
+        LedgerBatches(CallersThreadOnly(), scope=ledger_scope()).callable_from_any_thread  # type: ignore[arg-type]
         is False
     )

@@ -22,6 +22,7 @@ from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import credit_transfer
 from registry import transfers as transfer_registry
 from registry.accounts import find_account
+from tests.conftest import ledger_scope
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +47,7 @@ class WritesLandingBehind:
         landing = [
             credit_transfer(
                 f"other-{uuid.uuid4().hex}",
+                ids=ledger_scope().ids,
                 tb_account_id=account_id,
                 ledger=ledger,
                 amount_minor=1,
@@ -68,7 +70,9 @@ def new_key() -> WalletKey:
 @pytest.fixture
 def funded(wallet_ledger_backend: LedgerBackend) -> WalletKey:
     key = new_key()
-    TigerBeetleWalletStore(wallet_ledger_backend).add_credit(key, 1_000, f"fund-{uuid.uuid4().hex}")
+    TigerBeetleWalletStore(wallet_ledger_backend, scope=ledger_scope()).add_credit(
+        key, 1_000, f"fund-{uuid.uuid4().hex}"
+    )
     return key
 
 
@@ -76,7 +80,9 @@ def funded(wallet_ledger_backend: LedgerBackend) -> WalletKey:
 def test_a_credit_answers_the_balance_right_after_its_own_transfer(
     wallet_ledger_backend: LedgerBackend, funded: WalletKey, others: int
 ) -> None:
-    store = TigerBeetleWalletStore(WritesLandingBehind(wallet_ledger_backend, funded, others))
+    store = TigerBeetleWalletStore(
+        WritesLandingBehind(wallet_ledger_backend, funded, others), scope=ledger_scope()
+    )
 
     result = store.add_credit(funded, 250, f"tx-{uuid.uuid4().hex}")
 
@@ -88,7 +94,9 @@ def test_a_credit_answers_the_balance_right_after_its_own_transfer(
 def test_a_debit_answers_the_balance_right_after_its_own_transfer(
     wallet_ledger_backend: LedgerBackend, funded: WalletKey, others: int
 ) -> None:
-    store = TigerBeetleWalletStore(WritesLandingBehind(wallet_ledger_backend, funded, others))
+    store = TigerBeetleWalletStore(
+        WritesLandingBehind(wallet_ledger_backend, funded, others), scope=ledger_scope()
+    )
 
     result = store.subtract_credit(funded, 300, f"ref-{uuid.uuid4().hex}")
 
@@ -100,8 +108,12 @@ def test_a_void_answers_the_balance_right_after_its_own_transfer(
     wallet_ledger_backend: LedgerBackend, funded: WalletKey, others: int
 ) -> None:
     reference = f"ref-{uuid.uuid4().hex}"
-    TigerBeetleWalletStore(wallet_ledger_backend).subtract_credit(funded, 300, reference)
-    store = TigerBeetleWalletStore(WritesLandingBehind(wallet_ledger_backend, funded, others))
+    TigerBeetleWalletStore(wallet_ledger_backend, scope=ledger_scope()).subtract_credit(
+        funded, 300, reference
+    )
+    store = TigerBeetleWalletStore(
+        WritesLandingBehind(wallet_ledger_backend, funded, others), scope=ledger_scope()
+    )
 
     result = store.void_transaction(reference, "support", "refund")
 
@@ -113,7 +125,7 @@ def test_every_request_a_refused_write_sends_is_answered(
 ) -> None:
     if not isinstance(wallet_ledger_backend, TigerBeetleBackend):
         pytest.skip("TB_ADDRESSES is not set: the engine answers every request at once")
-    store = TigerBeetleWalletStore(wallet_ledger_backend)
+    store = TigerBeetleWalletStore(wallet_ledger_backend, scope=ledger_scope())
     with pytest.raises(errors.InsufficientFunds):
         store.subtract_credit(funded, 5_000, f"ref-{uuid.uuid4().hex}")
     with pytest.raises(errors.BalanceLimitExceeded):
@@ -130,7 +142,7 @@ def test_a_write_whose_registry_row_fails_leaves_no_request_unanswered(
 ) -> None:
     if not isinstance(wallet_ledger_backend, TigerBeetleBackend):
         pytest.skip("TB_ADDRESSES is not set: the engine answers every request at once")
-    store = TigerBeetleWalletStore(wallet_ledger_backend)
+    store = TigerBeetleWalletStore(wallet_ledger_backend, scope=ledger_scope())
 
     def registry_down(**_: Any) -> None:
         raise DatabaseError("the registry's database went away")

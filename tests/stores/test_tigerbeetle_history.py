@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from domain import errors
-from domain.ids import WalletKey, transaction_transfer_id
+from domain.ids import WalletKey
 from ledger import history
 from ledger.backends import LedgerBackend, LedgerUnavailable
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from registry.accounts import find_account
+from tests.conftest import ledger_scope
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +41,7 @@ class Unreachable:
 def test_a_wallets_history_pages_through_its_own_transfers_without_limit_bookkeeping(
     wallet_ledger_backend: LedgerBackend,
 ) -> None:
-    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend, scope=ledger_scope())
     key = new_key()
     store.add_credit(key, 700, f"tx-{uuid.uuid4().hex}")
     reference = f"ref-{uuid.uuid4().hex}"
@@ -79,20 +80,28 @@ def test_a_wallets_history_pages_through_its_own_transfers_without_limit_bookkee
 def test_the_balance_before_a_transfer_is_what_the_wallet_held_just_before_it(
     wallet_ledger_backend: LedgerBackend,
 ) -> None:
-    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend, scope=ledger_scope())
     key = new_key()
     first, second = f"tx-{uuid.uuid4().hex}", f"ref-{uuid.uuid4().hex}"
     store.add_credit(key, 700, first)
     store.subtract_credit(key, 200, second)
     times = history.transfer_timestamps(
-        wallet_ledger_backend, [transaction_transfer_id(first), transaction_transfer_id(second)]
+        wallet_ledger_backend,
+        [
+            ledger_scope().ids.transaction_transfer_id(first),
+            ledger_scope().ids.transaction_transfer_id(second),
+        ],
     )
 
     before_first = history.balance_before(
-        wallet_ledger_backend, key, tb_timestamp=times[transaction_transfer_id(first)]
+        wallet_ledger_backend,
+        key,
+        tb_timestamp=times[ledger_scope().ids.transaction_transfer_id(first)],
     )
     before_second = history.balance_before(
-        wallet_ledger_backend, key, tb_timestamp=times[transaction_transfer_id(second)]
+        wallet_ledger_backend,
+        key,
+        tb_timestamp=times[ledger_scope().ids.transaction_transfer_id(second)],
     )
 
     assert before_first.fields_minor() == (0, 0, 0)
@@ -102,14 +111,14 @@ def test_the_balance_before_a_transfer_is_what_the_wallet_held_just_before_it(
 def test_the_balance_at_a_transfer_is_the_one_right_after_it(
     wallet_ledger_backend: LedgerBackend,
 ) -> None:
-    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend, scope=ledger_scope())
     key = new_key()
     first = f"tx-{uuid.uuid4().hex}"
     store.add_credit(key, 700, first)
     store.subtract_credit(key, 200, f"ref-{uuid.uuid4().hex}")
     registered = find_account(key)
     assert registered is not None
-    transfer_id = transaction_transfer_id(first)
+    transfer_id = ledger_scope().ids.transaction_transfer_id(first)
     timestamp = history.transfer_timestamps(wallet_ledger_backend, [transfer_id])[transfer_id]
 
     balance = history.balance_at(
@@ -130,10 +139,13 @@ def test_the_balance_at_a_transfer_is_the_one_right_after_it(
 def test_lookups_by_transfer_id_leave_missing_ids_out(
     wallet_ledger_backend: LedgerBackend,
 ) -> None:
-    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend, scope=ledger_scope())
     posted = f"tx-{uuid.uuid4().hex}"
     store.add_credit(new_key(), 300, posted)
-    posted_id, missing_id = transaction_transfer_id(posted), transaction_transfer_id("missing")
+    posted_id, missing_id = (
+        ledger_scope().ids.transaction_transfer_id(posted),
+        ledger_scope().ids.transaction_transfer_id("missing"),
+    )
 
     found = history.transfers_by_id(wallet_ledger_backend, [posted_id, missing_id])
     times = history.transfer_timestamps(wallet_ledger_backend, [posted_id, missing_id])
@@ -192,7 +204,7 @@ def test_a_ledger_that_does_not_answer_is_store_unavailable(
     wallet_ledger_backend: LedgerBackend, read: Any
 ) -> None:
     key = new_key()
-    TigerBeetleWalletStore(backend=wallet_ledger_backend).add_credit(
+    TigerBeetleWalletStore(backend=wallet_ledger_backend, scope=ledger_scope()).add_credit(
         key, 100, f"tx-{uuid.uuid4().hex}"
     )
     registered = find_account(key)

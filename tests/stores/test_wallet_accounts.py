@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from django.test import override_settings
 from tigerbeetle import CreateAccountStatus
 
-from domain.ids import WalletKey, account_id_for, limit_account_id, limit_reservation_transfer_id
+from domain.ids import IdSpace, WalletKey
 from domain.money import ledger_for_currency
 from ledger.backends import LedgerBackend, LedgerUnavailable
-from ledger.tb_model import AccountCodes, wallet_account
-from ledger.wallet_accounts import WalletAccounts, account_codes
+from ledger.tb_model import AccountCodes, LedgerScope, wallet_account
+from ledger.wallet_accounts import WalletAccounts
 from registry.accounts import find_account
 from registry.models import WalletAccount
+from tests.conftest import ledger_scope
+from wallet_site.wiring import scope_from_settings
 
 
 def new_key() -> WalletKey:
@@ -34,17 +37,22 @@ class Unreachable:
         return call
 
 
-def test_the_account_codes_come_from_settings_and_follow_an_override_at_once() -> None:
+def test_the_wiring_reads_the_ledger_scope_from_the_settings() -> None:
     with override_settings(
-        TB_WALLET_ACCOUNT_CODE=4001, TB_SYSTEM_ACCOUNT_CODE=4002, TB_LIMIT_ACCOUNT_CODE=4003
+        TB_ID_NAMESPACE="tenant-a",
+        TB_WALLET_ACCOUNT_CODE=4001,
+        TB_SYSTEM_ACCOUNT_CODE=4002,
+        TB_LIMIT_ACCOUNT_CODE=4003,
     ):
-        assert account_codes() == AccountCodes(wallet=4001, system=4002, limit=4003)
-        with override_settings(TB_WALLET_ACCOUNT_CODE=4011):
-            assert account_codes().wallet == 4011
+        scope = scope_from_settings()
+
+    assert scope == LedgerScope(
+        ids=IdSpace("tenant-a"), codes=AccountCodes(wallet=4001, system=4002, limit=4003)
+    )
 
 
 def test_account_codes_cannot_be_changed_once_read() -> None:
-    codes = account_codes()
+    codes = ledger_scope().codes
     with pytest.raises(dataclasses.FrozenInstanceError):
         codes.wallet = 1  # type: ignore[misc]
 
@@ -52,17 +60,19 @@ def test_account_codes_cannot_be_changed_once_read() -> None:
 def test_a_new_wallet_gets_its_accounts_reservation_and_row_once(
     db: None, wallet_ledger_backend: LedgerBackend
 ) -> None:
-    accounts = WalletAccounts(wallet_ledger_backend)
+    accounts = WalletAccounts(wallet_ledger_backend, scope=ledger_scope())
     key = new_key()
 
     registered = accounts.registered_account(key)
 
     assert registered == find_account(key)
-    assert registered.tb_account_id == account_id_for(key)
+    assert registered.tb_account_id == ledger_scope().ids.account_id(key)
     assert registered.limit_reserved is True
-    assert wallet_ledger_backend.lookup_accounts([limit_account_id(registered.tb_account_id)])
+    assert wallet_ledger_backend.lookup_accounts(
+        [ledger_scope().ids.limit_account_id(registered.tb_account_id)]
+    )
     assert wallet_ledger_backend.lookup_transfers(
-        [limit_reservation_transfer_id(registered.tb_account_id)]
+        [ledger_scope().ids.limit_reservation_transfer_id(registered.tb_account_id)]
     )
     assert accounts.registered_account(key) == registered
     assert accounts.ensure_wallet_account(key) == registered.tb_account_id
@@ -74,15 +84,20 @@ def test_a_wallet_set_up_without_reservation_is_registered_unreserved(
 ) -> None:
     key = new_key()
 
-    account_id = WalletAccounts(wallet_ledger_backend).ensure_wallet_account(
+    account_id = WalletAccounts(wallet_ledger_backend, scope=ledger_scope()).ensure_wallet_account(
         key, reserve_limit=False
     )
 
     registered = find_account(key)
     assert registered is not None and registered.tb_account_id == account_id
     assert registered.limit_reserved is False
-    assert wallet_ledger_backend.lookup_accounts([limit_account_id(account_id)])
-    assert wallet_ledger_backend.lookup_transfers([limit_reservation_transfer_id(account_id)]) == []
+    assert wallet_ledger_backend.lookup_accounts([ledger_scope().ids.limit_account_id(account_id)])
+    assert (
+        wallet_ledger_backend.lookup_transfers(
+            [ledger_scope().ids.limit_reservation_transfer_id(account_id)]
+        )
+        == []
+    )
 
 
 def test_an_account_id_another_wallet_holds_bumps_the_nonce(
@@ -91,31 +106,40 @@ def test_an_account_id_another_wallet_holds_bumps_the_nonce(
     key, other = new_key(), new_key()
     ledger = ledger_for_currency(key.currency)
     taken = wallet_account(
-        other, account_id=account_id_for(key, 0), ledger=ledger, code=account_codes().wallet
+        other,
+        account_id=ledger_scope().ids.account_id(key, nonce=0),
+        ledger=ledger,
+        scope=ledger_scope(),
     )
     assert wallet_ledger_backend.create_accounts([taken])[0].status == CreateAccountStatus.CREATED
 
-    account_id = WalletAccounts(wallet_ledger_backend).ensure_wallet_account(key)
+    account_id = WalletAccounts(wallet_ledger_backend, scope=ledger_scope()).ensure_wallet_account(
+        key
+    )
 
-    assert account_id == account_id_for(key, 1)
+    assert account_id == ledger_scope().ids.account_id(key, nonce=1)
     assert WalletAccount.objects.get(client_id=key.client_id).nonce == 1
 
 
-def test_the_codes_given_to_the_constructor_are_asked_once_a_set_up(
+def test_a_wallet_is_set_up_in_the_scope_it_is_given(
     db: None, wallet_ledger_backend: LedgerBackend
 ) -> None:
-    mine = account_codes()
-    asked: list[AccountCodes] = []
+    """Another deployment's scope on the same cluster: its own ids and its own codes."""
+    mine = ledger_scope()
+    other = LedgerScope(
+        ids=IdSpace(f"{mine.ids.namespace}:other"),
+        codes=replace(mine.codes, wallet=mine.codes.wallet - 1, limit=mine.codes.limit - 1),
+    )
+    key = new_key()
 
-    def given() -> AccountCodes:
-        asked.append(mine)
-        return mine
+    account_id = WalletAccounts(wallet_ledger_backend, scope=other).ensure_wallet_account(key)
 
-    account_id = WalletAccounts(wallet_ledger_backend, codes=given).ensure_wallet_account(new_key())
-
+    assert account_id == other.ids.account_id(key) != mine.ids.account_id(key)
     (account,) = wallet_ledger_backend.lookup_accounts([account_id])
-    assert account.code == mine.wallet
-    assert asked == [mine]
+    (limit_account,) = wallet_ledger_backend.lookup_accounts(
+        [other.ids.limit_account_id(account_id)]
+    )
+    assert (account.code, limit_account.code) == (other.codes.wallet, other.codes.limit)
 
 
 def test_a_ledger_that_does_not_answer_raises_ledger_unavailable_and_registers_nothing(
@@ -124,6 +148,6 @@ def test_a_ledger_that_does_not_answer_raises_ledger_unavailable_and_registers_n
     key = new_key()
 
     with pytest.raises(LedgerUnavailable):
-        WalletAccounts(Unreachable()).registered_account(key)  # type: ignore[arg-type]
+        WalletAccounts(Unreachable(), scope=ledger_scope()).registered_account(key)  # type: ignore[arg-type]
 
     assert find_account(key) is None

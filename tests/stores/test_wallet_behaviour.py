@@ -18,6 +18,7 @@ from ledger import history
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from registry.models import WalletTransfer
 from tests.concurrency import run_concurrently
+from tests.conftest import ledger_scope
 
 
 def new_key(currency: str = "USD", country: str = "USA", issuer: str | None = None) -> WalletKey:
@@ -409,7 +410,9 @@ def test_the_tigerbeetle_store_is_unavailable_when_the_cluster_does_not_answer()
     backend = TigerBeetleBackend(0, f"127.0.0.1:{free_loopback_port()}", request_timeout_s=0.3)
     try:
         with pytest.raises(errors.StoreUnavailable):
-            TigerBeetleWalletStore(backend=backend).add_credit(new_key(), 100, new_id())
+            TigerBeetleWalletStore(backend=backend, scope=ledger_scope()).add_credit(
+                new_key(), 100, new_id()
+            )
     finally:
         backend.close()
 

@@ -11,16 +11,16 @@ import pytest
 from tigerbeetle import CreateAccountStatus, CreateTransferResult, CreateTransferStatus, Transfer
 
 from domain import errors
-from domain.ids import WalletKey, account_id_for, limit_account_id, limit_reservation_transfer_id
+from domain.ids import WalletKey
 from domain.money import BALANCE_MINOR_MAX, ledger_for_currency
 from domain.wallets import TransactionState, WalletResult, WalletStore
 from ledger.backends import LedgerBackend
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import credit_transfer, system_account, wallet_account
-from ledger.wallet_accounts import account_codes
 from registry.accounts import find_account, forget, register_account
 from registry.models import WalletAccount
 from tests.concurrency import run_concurrently
+from tests.conftest import ledger_scope
 
 RACE_TIMEOUT_S = 10.0
 
@@ -163,7 +163,8 @@ def racing(store: WalletStore, parties: int) -> WalletStore:
     """The store whose racing writes post together (the TigerBeetle store; the MongoDB store
     races as it is, its check runs inside the write's transaction)."""
     if isinstance(store, TigerBeetleWalletStore):
-        return TigerBeetleWalletStore(backend=PostsTogether(store.backend, parties))  # type: ignore[arg-type]
+        racing = PostsTogether(store.backend, parties)
+        return TigerBeetleWalletStore(backend=racing, scope=store.scope)  # type: ignore[arg-type]
     return store
 
 
@@ -242,7 +243,7 @@ def test_a_retry_of_a_credit_whose_registry_row_was_lost_is_replayed_and_registe
     """A credit TigerBeetle holds (posted by a request that crashed before its registry row,
     or replayed by the mirror) whose row is missing: the retry answers it as the original
     and writes the row."""
-    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend, scope=ledger_scope())
     key = new_key()
     store.add_credit(key, 400, f"tx-{uuid.uuid4().hex}")
     registered = find_account(key)
@@ -250,6 +251,7 @@ def test_a_retry_of_a_credit_whose_registry_row_was_lost_is_replayed_and_registe
     transaction_id = f"tx-{uuid.uuid4().hex}"
     earlier = credit_transfer(
         transaction_id,
+        ids=ledger_scope().ids,
         tb_account_id=registered.tb_account_id,
         ledger=registered.ledger,
         amount_minor=250,
@@ -268,7 +270,7 @@ def test_a_retry_of_a_credit_whose_registry_row_was_lost_is_replayed_and_registe
 def test_a_retry_with_another_amount_of_a_credit_posted_unlinked_is_a_conflict(
     db: None, wallet_ledger_backend: LedgerBackend
 ) -> None:
-    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend, scope=ledger_scope())
     key = new_key()
     store.add_credit(key, 400, f"tx-{uuid.uuid4().hex}")
     registered = find_account(key)
@@ -276,6 +278,7 @@ def test_a_retry_with_another_amount_of_a_credit_posted_unlinked_is_a_conflict(
     transaction_id = f"tx-{uuid.uuid4().hex}"
     earlier = credit_transfer(
         transaction_id,
+        ids=ledger_scope().ids,
         tb_account_id=registered.tb_account_id,
         ledger=registered.ledger,
         amount_minor=250,
@@ -291,9 +294,9 @@ def test_a_retry_with_another_amount_of_a_credit_posted_unlinked_is_a_conflict(
 def registered_without_reservation(key: WalletKey, backend: LedgerBackend) -> int:
     """A wallet as created before limit reservations: its account and registry row only."""
     ledger = ledger_for_currency(key.currency)
-    codes = account_codes()
-    wallet = wallet_account(key, account_id=account_id_for(key), ledger=ledger, code=codes.wallet)
-    created = backend.create_accounts([system_account(ledger, code=codes.system), wallet])
+    scope = ledger_scope()
+    wallet = wallet_account(key, account_id=scope.ids.account_id(key), ledger=ledger, scope=scope)
+    created = backend.create_accounts([system_account(ledger, scope=scope), wallet])
     assert created[1].status == CreateAccountStatus.CREATED
     register_account(key, tb_account_id=wallet.id, ledger=ledger, nonce=0)
     return wallet.id
@@ -302,29 +305,31 @@ def registered_without_reservation(key: WalletKey, backend: LedgerBackend) -> in
 def test_a_new_wallet_is_registered_with_its_limit_reserved(
     db: None, wallet_ledger_backend: LedgerBackend
 ) -> None:
-    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend, scope=ledger_scope())
     key = new_key()
     store.add_credit(key, 100, f"tx-{uuid.uuid4().hex}")
 
     registered = find_account(key)
     assert registered is not None and registered.limit_reserved is True
     assert wallet_ledger_backend.lookup_transfers(
-        [limit_reservation_transfer_id(registered.tb_account_id)]
+        [ledger_scope().ids.limit_reservation_transfer_id(registered.tb_account_id)]
     )
 
 
 def test_a_wallet_registered_before_reservations_is_reserved_by_its_first_credit(
     db: None, wallet_ledger_backend: LedgerBackend
 ) -> None:
-    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend, scope=ledger_scope())
     key = new_key()
     wallet_id = registered_without_reservation(key, wallet_ledger_backend)
 
     result = store.add_credit(key, BALANCE_MINOR_MAX - 5, f"tx-{uuid.uuid4().hex}")
 
     assert result.balance.fields_minor() == (BALANCE_MINOR_MAX - 5, 0, BALANCE_MINOR_MAX - 5)
-    assert wallet_ledger_backend.lookup_accounts([limit_account_id(wallet_id)])
-    assert wallet_ledger_backend.lookup_transfers([limit_reservation_transfer_id(wallet_id)])
+    assert wallet_ledger_backend.lookup_accounts([ledger_scope().ids.limit_account_id(wallet_id)])
+    assert wallet_ledger_backend.lookup_transfers(
+        [ledger_scope().ids.limit_reservation_transfer_id(wallet_id)]
+    )
     registered = find_account(key)
     assert registered is not None and registered.limit_reserved is True
     with pytest.raises(errors.BalanceLimitExceeded):
@@ -336,7 +341,7 @@ def test_a_wallet_whose_reservation_another_process_made_still_takes_credits(
 ) -> None:
     """A process whose cached entry still says "not reserved" reserves again: TigerBeetle
     answers `exists`, and the credit posts."""
-    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend, scope=ledger_scope())
     key = new_key()
     store.add_credit(key, 100, f"tx-{uuid.uuid4().hex}")
     WalletAccount.objects.filter(client_id=key.client_id).update(limit_reserved=False)
@@ -352,12 +357,13 @@ def test_a_wallet_already_past_the_limit_takes_no_credit_and_stays_unreserved(
 ) -> None:
     """Credits posted without a guard (an old deployment) that passed the limit: the
     reservation cannot be made, and every credit is refused as past the limit."""
-    store = TigerBeetleWalletStore(backend=wallet_ledger_backend)
+    store = TigerBeetleWalletStore(backend=wallet_ledger_backend, scope=ledger_scope())
     key = new_key()
     wallet_id = registered_without_reservation(key, wallet_ledger_backend)
     ledger = ledger_for_currency(key.currency)
     past = credit_transfer(
         f"tx-{uuid.uuid4().hex}",
+        ids=ledger_scope().ids,
         tb_account_id=wallet_id,
         ledger=ledger,
         amount_minor=BALANCE_MINOR_MAX + 1,
@@ -372,7 +378,15 @@ def test_a_wallet_already_past_the_limit_takes_no_credit_and_stays_unreserved(
     assert registered is not None and registered.limit_reserved is False
     assert (
         wallet_ledger_backend.lookup_transfers(
-            [credit_transfer(refused_id, tb_account_id=wallet_id, ledger=ledger, amount_minor=1).id]
+            [
+                credit_transfer(
+                    refused_id,
+                    ids=ledger_scope().ids,
+                    tb_account_id=wallet_id,
+                    ledger=ledger,
+                    amount_minor=1,
+                ).id
+            ]
         )
         == []
     )

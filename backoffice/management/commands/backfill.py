@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from migration.backfill import PAGE_SIZE, Backfill
-from wallet_site.wiring import legacy_scan, mongo_outbox, tigerbeetle_batches
+from migration.backfill import PAGE_SIZE
+from migration.runtime import process_runtime
 
 
 class Command(BaseCommand):
@@ -20,11 +20,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not 1 <= options["page_size"] <= 8189:
             raise CommandError("--page-size must be between 1 and 8189")
-        report = Backfill(
-            legacy_scan(),
-            mongo_outbox(),
-            tigerbeetle_batches(),
-        ).run(page_size=options["page_size"], progress=False if options["no_progress"] else None)
+        progress = False if options["no_progress"] else None
+        report = process_runtime().backfill().run(page_size=options["page_size"], progress=progress)
         self.stdout.write(
             f"scanned {report.scanned}, imported {report.imported}, "
             f"already imported {report.already_imported}, born with the log {report.log_complete}, "

@@ -12,7 +12,7 @@ from flags.audit import recording_phase_change
 from flags.models import FlagChange
 from flags.phases import InvalidPhaseChange, Phase, current_state
 from migration.phase_change import change_phase
-from wallet_site.wiring import mongo_store, tigerbeetle_batches
+from migration.runtime import process_runtime
 
 
 def _percent(value: str) -> Decimal:
@@ -51,8 +51,8 @@ class Command(BaseCommand):
                     report = change_phase(
                         Phase(options["phase"]),
                         actor=f"{actor} (command)",
-                        mongo=mongo_store(),
-                        tigerbeetle=tigerbeetle_batches(),
+                        mongo=process_runtime().mongo,
+                        tigerbeetle=process_runtime().batches,
                         note=options["note"],
                         rollout_percent=options["rollout"],
                         shadow_percent=options["shadow"],

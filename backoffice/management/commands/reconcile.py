@@ -7,19 +7,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from migration.reconciliation import Reconciliation
-from wallet_site.wiring import legacy_scan, mongo_outbox, tigerbeetle_batches
+from migration.runtime import process_runtime
 
 
 class Command(BaseCommand):
     help = "Reconcile MongoDB, TigerBeetle and the registry; exit 1 on any mismatch."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        run = Reconciliation(
-            legacy_scan(),
-            mongo_outbox(),
-            tigerbeetle_batches(),
-        ).run(triggered_by=f"{getpass.getuser()} (command)")
+        run = process_runtime().reconciliation().run(triggered_by=f"{getpass.getuser()} (command)")
         self.stdout.write(
             f"run {run.pk}: checked {run.checked}, matched {run.matched}, "
             f"mismatched {run.mismatched}, rows without account {run.rows_without_account}, "
