@@ -391,7 +391,9 @@ def backport_waiting(key: WalletKey) -> int:
         wallet__currency=key.currency,
         wallet__issuer=key.issuer or "",
     )
-    return rows.filter(needs_backport=True).count() + rows.filter(void_needs_backport=True).count()
+    return (
+        rows.filter(needs_copy_back=True).count() + rows.filter(void_needs_copy_back=True).count()
+    )
 
 
 def _read(store: str, read: Any) -> StoreBalance:

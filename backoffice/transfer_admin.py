@@ -244,11 +244,11 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
 
     @admin.display(description="copied into MongoDB")
     def in_mongo(self, row: WalletTransfer) -> str:
-        if row.needs_backport:
+        if row.needs_copy_back:
             return (
                 "not yet: written while TigerBeetle was the only store (copied back on a step back)"
             )
-        if row.void_needs_backport:
+        if row.void_needs_copy_back:
             return "the transaction yes; its void not yet (copied back on a step back)"
         return "yes"
 

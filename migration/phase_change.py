@@ -166,7 +166,7 @@ def _reconcile_or_refuse(mongo: MongoWalletStore, tigerbeetle: LedgerBatches, ac
 def backport_due() -> bool:
     """Whether TigerBeetle holds writes MongoDB has not been given yet."""
     return WalletTransfer.objects.filter(
-        Q(needs_backport=True) | Q(void_needs_backport=True)
+        Q(needs_copy_back=True) | Q(void_needs_copy_back=True)
     ).exists()
 
 
@@ -216,12 +216,12 @@ def _next_copy_back_round(
     """
     rows = WalletTransfer.objects.select_related("wallet")
     writes = list(
-        rows.filter(needs_backport=True).order_by(F("tb_timestamp").asc(nulls_first=True), "pk")[
+        rows.filter(needs_copy_back=True).order_by(F("tb_timestamp").asc(nulls_first=True), "pk")[
             :page_rows
         ]
     )
     voids = list(
-        rows.filter(void_needs_backport=True).order_by(F("voided_at").asc(nulls_first=True), "pk")[
+        rows.filter(void_needs_copy_back=True).order_by(F("voided_at").asc(nulls_first=True), "pk")[
             :page_rows
         ]
     )
@@ -230,7 +230,7 @@ def _next_copy_back_round(
         horizon = min(horizon, writes[-1].tb_timestamp or 0)
     if len(voids) == page_rows and voids[-1].voided_at is not None:
         last_ms = voids[-1].voided_at
-        voids += rows.filter(void_needs_backport=True, voided_at=last_ms, pk__gt=voids[-1].pk)
+        voids += rows.filter(void_needs_copy_back=True, voided_at=last_ms, pk__gt=voids[-1].pk)
         horizon = min(horizon, (_epoch_ms(last_ms) + 1) * NS_PER_MS - 1)
     void_times = history.transfer_timestamps(
         tigerbeetle, [hex_to_u128(row.void_tb_transfer_id_hex) for row in voids]

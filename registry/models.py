@@ -207,10 +207,10 @@ class WalletTransfer(models.Model):
         max_length=150, blank=True, default="", help_text="who posted the credit or debit"
     )
     voided_at = models.DateTimeField(null=True, blank=True)
-    needs_backport = models.BooleanField(
+    needs_copy_back = models.BooleanField(
         default=False, help_text="written with TigerBeetle primary; not yet in MongoDB"
     )
-    void_needs_backport = models.BooleanField(
+    void_needs_copy_back = models.BooleanField(
         default=False, help_text="voided with TigerBeetle primary; void not yet in MongoDB"
     )
     created_at = models.DateTimeField(
@@ -263,14 +263,14 @@ class WalletTransfer(models.Model):
                         voided_by="",
                         void_reason="",
                         void_tb_transfer_id_hex="",
-                        void_needs_backport=False,
+                        void_needs_copy_back=False,
                     )
                 ),
                 name="transfer_voided_when_voided_at",
             ),
             models.CheckConstraint(
-                condition=~models.Q(state="failed", needs_backport=True),
-                name="transfer_failed_never_backported",
+                condition=~models.Q(state="failed", needs_copy_back=True),
+                name="transfer_failed_never_copied_back",
             ),
         ]
         indexes = [
@@ -283,8 +283,8 @@ class WalletTransfer(models.Model):
             ),
             models.Index(
                 fields=["created_at"],
-                name="transfer_backport_due",
-                condition=models.Q(needs_backport=True) | models.Q(void_needs_backport=True),
+                name="transfer_copy_back_due",
+                condition=models.Q(needs_copy_back=True) | models.Q(void_needs_copy_back=True),
             ),
         ]
         verbose_name = "transaction"
