@@ -336,7 +336,7 @@ def assess_difference(
             "info", f"{what}: expected, TigerBeetle is not kept current before dual write."
         )
     if phase == Phase.TIGERBEETLE_ONLY:
-        waiting = backport_waiting(overview.key)
+        waiting = copy_back_waiting(overview.key)
         if waiting or mongo is None:
             return Difference(
                 "info",
@@ -383,7 +383,7 @@ def _missing(overview: WalletOverview) -> str:
     return f"{absent.label} has no balance for this wallet ({absent.error})"
 
 
-def backport_waiting(key: WalletKey) -> int:
+def copy_back_waiting(key: WalletKey) -> int:
     """The wallet's TigerBeetle-only writes and voids not yet copied back into MongoDB."""
     rows = WalletTransfer.objects.filter(
         wallet__client_id=key.client_id,

@@ -66,7 +66,7 @@ class PhaseChangeReport:
     before: Phase
     after: Phase
     mirrored: int = 0
-    backported: int = 0
+    copied_back: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -104,7 +104,7 @@ def change_phase(
                 _drain_or_refuse(mongo, tigerbeetle, report)
                 _reconcile_or_refuse(mongo, tigerbeetle, actor)
             else:
-                report.backported = backport_tigerbeetle_writes(mongo, tigerbeetle)
+                report.copied_back = copy_back_tigerbeetle_writes(mongo, tigerbeetle)
             apply_state(plan.after, actor, note)
             if entering_tb_only:
                 Milestone.objects.update_or_create(
@@ -163,14 +163,14 @@ def _reconcile_or_refuse(mongo: MongoWalletStore, tigerbeetle: LedgerBatches, ac
         )
 
 
-def backport_due() -> bool:
+def copy_back_due() -> bool:
     """Whether TigerBeetle holds writes MongoDB has not been given yet."""
     return WalletTransfer.objects.filter(
         Q(needs_copy_back=True) | Q(void_needs_copy_back=True)
     ).exists()
 
 
-def backport_tigerbeetle_writes(
+def copy_back_tigerbeetle_writes(
     mongo: MongoWalletStore,
     tigerbeetle: LedgerBatches,
     *,
@@ -179,7 +179,7 @@ def backport_tigerbeetle_writes(
     """Copy phase-4 writes (credits, debits, voids) into MongoDB in TigerBeetle's order.
 
     Idempotent: MongoDB answers a replay for an id it already has, and each row is marked
-    done as soon as its copy committed, so an interrupted backport resumes where it stopped.
+    done as soon as its copy committed, so an interrupted copy-back resumes where it stopped.
     Read in bounded rounds (`_next_copy_back_round`), each copying the events no unread row
     can precede, so the whole run keeps TigerBeetle's timestamp order.
     """

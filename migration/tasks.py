@@ -32,7 +32,7 @@ from migration.backfill import Backfill
 from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
 from migration.outbox import MirrorOutbox
-from migration.phase_change import backport_due, backport_tigerbeetle_writes
+from migration.phase_change import copy_back_due, copy_back_tigerbeetle_writes
 from migration.reconciliation import Reconciliation
 from migration.routing import key_from_dict
 from migration.shadow import compare_shadow_read as compare
@@ -126,8 +126,8 @@ def sweep_outbox() -> dict[str, Any]:
     result: dict[str, Any] = {"skipped": "dual write is off"}
     if state.dual_write:
         result = _report(_mirror().drain())
-    if not state.tigerbeetle_only and backport_due():
-        result["copied_back"] = backport_tigerbeetle_writes(_mongo_store(), _tigerbeetle_batches())
+    if not state.tigerbeetle_only and copy_back_due():
+        result["copied_back"] = copy_back_tigerbeetle_writes(_mongo_store(), _tigerbeetle_batches())
     depth = _mongo_outbox().depth()
     metrics.OUTBOX_DEPTH.labels("pending").set(depth.pending)
     metrics.OUTBOX_DEPTH.labels("parked").set(depth.parked)

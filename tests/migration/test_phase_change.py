@@ -21,7 +21,7 @@ from flags.write_gate import write_admitted
 from ledger.stores.mongo_documents import decimal128
 from migration.backfill import Backfill
 from migration.outbox import MirrorState
-from migration.phase_change import backport_tigerbeetle_writes, change_phase
+from migration.phase_change import change_phase, copy_back_tigerbeetle_writes
 from migration.tasks import sweep_outbox
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
 from tests.migration.test_mirror import plug
@@ -152,7 +152,7 @@ def test_stepping_back_from_tigerbeetle_only_keeps_every_phase_4_write(stores: S
 
     report = move(stores, Phase.READ_CUTOVER)
 
-    assert report.backported == 4
+    assert report.copied_back == 4
     assert_stores_agree(stores, [old, new])
     assert stores.mongo.get_transaction(phase4_debit).state == "voided"
     copied = stores.mongo.database.log().count_documents(
@@ -201,7 +201,7 @@ def test_a_repeated_step_back_copies_nothing_twice(stores: Stores) -> None:
     move(stores, Phase.READ_CUTOVER)
     move(stores, Phase.TIGERBEETLE_ONLY)
     report = move(stores, Phase.READ_CUTOVER)
-    assert report.backported == 0
+    assert report.copied_back == 0
     assert stores.mongo.get_balance(key).credit_minor == 100
 
 
@@ -383,7 +383,7 @@ def test_a_copy_back_longer_than_one_page_keeps_tigerbeetles_order(stores: Store
     tigerbeetle_order = [ids[0], ids[1], f"void {ids[1]}", ids[2], ids[3], f"void {ids[3]}"]
     tigerbeetle_order += [ids[4], ids[5]]
 
-    copied = backport_tigerbeetle_writes(stores.mongo, stores.batches, page_rows=2)
+    copied = copy_back_tigerbeetle_writes(stores.mongo, stores.batches, page_rows=2)
 
     assert copied == 8
     log = stores.mongo.database.log().find(
