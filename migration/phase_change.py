@@ -5,7 +5,7 @@ previews) and is refused with its refusals before anything starts. Most changes 
 flags (`flags.audit.apply_state`): every process reads the flags from the database on each
 operation, so it follows them from its next operation on. The two that
 move where money is written pause writes (`wallet_writes_paused`: writes answer 503
-writes_paused, which clients retry) and hold the write gate (`flags.write_gate`) exclusively,
+writes_paused, which clients retry) and hold the write lock (`flags.write_lock`) exclusively,
 which waits until every write that read the old phase has finished; then:
 
 - entering phase 4 (TigerBeetle only) requires the backfill milestone, drains the mirror and
@@ -33,7 +33,7 @@ from domain.ids import WalletKey, hex_to_u128
 from flags.audit import apply_state, set_writes_paused
 from flags.models import Milestone
 from flags.phases import InvalidPhaseChange, Phase
-from flags.write_gate import WritesStillRunning, writes_drained
+from flags.write_lock import WritesStillRunning, writes_drained
 from ledger import history
 from ledger.batches import LedgerBatches
 from ledger.stores.mongo_store import MongoWalletStore

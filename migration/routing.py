@@ -1,6 +1,6 @@
 """The store the migration phase makes of the two: where each write goes, where each read comes
 from (design.md's phases; the flags are read from the database once per operation through
-`flags.phases`, and each write holds `flags.write_gate` while it runs).
+`flags.phases`, and each write holds `flags.write_lock` while it runs).
 
 | phase | writes                                   | balance reads                             |
 | ----- | ---------------------------------------- | ----------------------------------------- |
@@ -31,7 +31,7 @@ from domain import errors
 from domain.ids import WalletKey
 from domain.wallets import TransactionRecord, WalletBalance, WalletResult
 from flags.phases import Phase, current_state
-from flags.write_gate import write_admitted
+from flags.write_lock import write_admitted
 from ledger import metrics
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
@@ -124,7 +124,7 @@ class PhasedWalletStore:
         on_mongo: Callable[[], WalletResult],
         on_tigerbeetle: Callable[[], WalletResult],
     ) -> WalletResult:
-        # The gate is held from before the phase is read until the store answered, so a
+        # The write lock is held from before the phase is read until the store answered, so a
         # phase change that moves where money is written waits for this write to finish.
         with write_admitted() as admitted:
             state = current_state() if admitted else None

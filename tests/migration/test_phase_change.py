@@ -17,7 +17,7 @@ from domain.ids import WalletKey
 from flags.audit import set_writes_paused
 from flags.models import FlagChange, Milestone
 from flags.phases import WRITES_PAUSED, InvalidPhaseChange, Phase, current_state
-from flags.write_gate import write_admitted
+from flags.write_lock import write_admitted
 from ledger.stores.mongo_documents import decimal128
 from migration.backfill import Backfill
 from migration.outbox import MirrorState
@@ -269,7 +269,7 @@ def test_a_mongodb_write_landing_just_after_entering_phase_4_is_still_mirrored(
     stores: Stores,
 ) -> None:
     key = wallet_in_phase_4(stores)
-    stores.mongo.add_credit(key, 40, tx())  # written past the gate, on the store itself
+    stores.mongo.add_credit(key, 40, tx())  # written past the write lock, on the store itself
 
     sweep_outbox()
 
@@ -281,7 +281,7 @@ def test_a_tigerbeetle_write_landing_just_after_leaving_phase_4_is_copied_back(
 ) -> None:
     key = wallet_in_phase_4(stores)
     move(stores, Phase.READ_CUTOVER)
-    stores.tigerbeetle.add_credit(key, 25, tx())  # written past the gate, on the store
+    stores.tigerbeetle.add_credit(key, 25, tx())  # written past the write lock, on the store
 
     assert sweep_outbox()["copied_back"] == 1
 
