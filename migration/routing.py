@@ -237,18 +237,9 @@ class PhasedWalletStore:
 
 
 def key_to_dict(key: WalletKey) -> dict[str, str | None]:
-    return {
-        "client_id": key.client_id,
-        "country": key.country,
-        "currency": key.currency,
-        "issuer": key.issuer,
-    }
+    """A wallet key as a Celery task's argument (JSON on the wire; issuer null for none)."""
+    return key.as_dict()
 
 
 def key_from_dict(data: dict[str, str | None]) -> WalletKey:
-    return WalletKey(
-        client_id=str(data["client_id"]),
-        country=str(data["country"]),
-        currency=str(data["currency"]),
-        issuer=data.get("issuer") or None,
-    )
+    return WalletKey.from_mapping(data)
