@@ -119,9 +119,7 @@ class WalletAccount(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["client_id", "country", "currency", "issuer"], name=UNIQUE_WALLET_KEY
-            ),
+            models.UniqueConstraint(fields=WalletKey.FIELDS, name=UNIQUE_WALLET_KEY),
             models.CheckConstraint(
                 condition=~models.Q(client_id=""), name="wallet_client_id_not_empty"
             ),
@@ -167,12 +165,7 @@ class WalletAccount(models.Model):
 
     @property
     def key(self) -> WalletKey:
-        return WalletKey(
-            client_id=self.client_id,
-            country=self.country,
-            currency=self.currency,
-            issuer=self.issuer or None,
-        )
+        return WalletKey.from_row(self)
 
 
 class WalletTransfer(models.Model):
