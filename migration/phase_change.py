@@ -145,7 +145,7 @@ def _reconcile_or_refuse(mongo: MongoWalletStore, tigerbeetle: LedgerBatches, ac
     if run.error:
         raise InvalidPhaseChange(f"the final reconciliation (run {run.pk}) failed: {run.error}")
     named = [
-        f"{WalletKey(m.client_id, m.country, m.currency, m.issuer or None).describe()}"
+        f"{WalletKey.from_row(m).describe()}"
         f" ({'balance differs' if m.kind == ReconciliationMismatch.Kind.BALANCE else 'missing'})"
         for m in run.mismatches.filter(kind__in=_WALLET_MISMATCHES)[:NAMED_WALLETS_MAX]
     ]
