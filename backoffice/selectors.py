@@ -247,10 +247,7 @@ def wallet_overview(
         _read_transfers(overview, tigerbeetle, registered.tb_account_id, limit)
     overview.has_voids = any(line.state == "voided" for line in overview.log_lines) or (
         WalletTransfer.objects.filter(
-            wallet__client_id=key.client_id,
-            wallet__country=key.country,
-            wallet__currency=key.currency,
-            wallet__issuer=key.issuer or "",
+            **key.as_columns("wallet__"),
             state=WalletTransfer.State.VOIDED,
         ).exists()
     )
@@ -385,12 +382,7 @@ def _missing(overview: WalletOverview) -> str:
 
 def copy_back_waiting(key: WalletKey) -> int:
     """The wallet's TigerBeetle-only writes and voids not yet copied back into MongoDB."""
-    rows = WalletTransfer.objects.filter(
-        wallet__client_id=key.client_id,
-        wallet__country=key.country,
-        wallet__currency=key.currency,
-        wallet__issuer=key.issuer or "",
-    )
+    rows = WalletTransfer.objects.filter(**key.as_columns("wallet__"))
     return (
         rows.filter(needs_copy_back=True).count() + rows.filter(void_needs_copy_back=True).count()
     )
