@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -18,6 +19,7 @@ from django.urls import URLPattern, path
 from django.utils import timezone, translation
 from django.utils.functional import cached_property
 
+from domain.ids import WalletKey
 from domain.money import format_money_in
 
 if TYPE_CHECKING:  # a stub-only alias: ModelAdmin's own type for its templates
@@ -149,6 +151,12 @@ class CsvExportMixin:
             f'attachment; filename="{opts.verbose_name_plural.replace(" ", "-")}-{stamp}.csv"'
         )
         return response
+
+
+def wallet_key_csv_columns(path: str = "") -> tuple[tuple[str, Callable[[Any], object]], ...]:
+    """The wallet key's four CSV columns (`csv_columns` pairs), each read from the row's field
+    of that name, behind `path` ("wallet." through a relation): issuer "" for none."""
+    return tuple((name, operator.attrgetter(path + name)) for name in WalletKey.FIELDS)
 
 
 class _Echo:

@@ -25,12 +25,9 @@ def wallet_url(key: WalletKey) -> str:
 
 
 def key_params(key: WalletKey) -> dict[str, str]:
-    return {
-        "client_id": key.client_id,
-        "country": key.country,
-        "currency": key.currency,
-        "issuer": key.issuer or "",
-    }
+    """A wallet's key as a query string's (or a form's) parameters: `WalletKey.from_mapping`
+    reads them back."""
+    return key.as_columns()
 
 
 def transaction_url(transaction_id: str, registry_pk: int | None = None) -> str:

@@ -10,7 +10,12 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from backoffice.admin_base import CsvExportMixin, ReadOnlyAdmin, format_money
+from backoffice.admin_base import (
+    CsvExportMixin,
+    ReadOnlyAdmin,
+    format_money,
+    wallet_key_csv_columns,
+)
 from backoffice.links import wallet_url
 from backoffice.selectors import BALANCE_WORDS, FIELDS
 from domain.ids import WalletKey
@@ -36,13 +41,9 @@ def recheck_wallet(key: WalletKey, actor: str) -> tuple[bool, str]:
     wallet's open mismatches are marked resolved by `actor`. Answers (agree, message)."""
     mongo, tb = process_runtime().reconciliation().recheck(key)
     if mongo is not None and mongo == tb:
-        ReconciliationMismatch.objects.filter(
-            client_id=key.client_id,
-            country=key.country,
-            currency=key.currency,
-            issuer=key.issuer or "",
-            resolved_at__isnull=True,
-        ).update(resolved_at=timezone.now(), resolved_by=actor)
+        ReconciliationMismatch.objects.filter(**key.as_columns(), resolved_at__isnull=True).update(
+            resolved_at=timezone.now(), resolved_by=actor
+        )
         return True, f"Re-check of wallet {key.describe()}: both stores agree now."
     return False, (
         f"Re-check of wallet {key.describe()}: still different. MongoDB: "
@@ -119,7 +120,7 @@ class MismatchInline(_Money, admin.TabularInline):
 def _wallet_link(row: ReconciliationMismatch) -> str:
     if not row.client_id:
         return row.tb_account_id_hex
-    key = WalletKey(row.client_id, row.country, row.currency, row.issuer or None)
+    key = WalletKey.from_row(row)
     return format_html('<a class="wallet-link" href="{}">{}</a>', wallet_url(key), key.describe())
 
 
@@ -201,10 +202,7 @@ class ReconciliationMismatchAdmin(_Money, CsvExportMixin, ReadOnlyAdmin):
     csv_columns = (
         ("run_started_at", lambda row: row.run.started_at.isoformat()),
         ("kind", lambda row: row.kind),
-        ("client_id", lambda row: row.client_id),
-        ("country", lambda row: row.country),
-        ("currency", lambda row: row.currency),
-        ("issuer", lambda row: row.issuer),
+        *wallet_key_csv_columns(),
         ("tigerbeetle_account_id", lambda row: row.tb_account_id_hex),
         ("mongo_available", lambda row: _amount(row, "mongo_credit_minor")),
         ("tigerbeetle_available", lambda row: _amount(row, "tb_credit_minor")),
@@ -242,10 +240,7 @@ class ReconciliationMismatchAdmin(_Money, CsvExportMixin, ReadOnlyAdmin):
 
     @admin.action(description="Re-check these wallets in both stores now")
     def recheck_wallets(self, request: HttpRequest, queryset: QuerySet) -> None:
-        keys = {
-            WalletKey(row.client_id, row.country, row.currency, row.issuer or None)
-            for row in queryset.exclude(client_id="")
-        }
+        keys = {WalletKey.from_row(row) for row in queryset.exclude(client_id="")}
         for key in sorted(keys, key=WalletKey.sort_key):
             agree, message = recheck_wallet(key, request.user.get_username())
             self.message_user(request, message, messages.SUCCESS if agree else messages.WARNING)

@@ -256,9 +256,9 @@ class PhaseView(_SiteView):
             messages.error(request, f"Refused: {exc}")
         else:
             done = f"The migration is now in phase {PHASE_LABELS[phase]}."
-            if report.mirrored or report.backported:
+            if report.mirrored or report.copied_back:
                 done += (
-                    f" {report.mirrored} outbox entries mirrored, {report.backported} writes "
+                    f" {report.mirrored} outbox entries mirrored, {report.copied_back} writes "
                     "copied back into MongoDB."
                 )
             messages.success(request, done)

@@ -247,10 +247,7 @@ def wallet_overview(
         _read_transfers(overview, tigerbeetle, registered.tb_account_id, limit)
     overview.has_voids = any(line.state == "voided" for line in overview.log_lines) or (
         WalletTransfer.objects.filter(
-            wallet__client_id=key.client_id,
-            wallet__country=key.country,
-            wallet__currency=key.currency,
-            wallet__issuer=key.issuer or "",
+            **key.as_columns("wallet__"),
             state=WalletTransfer.State.VOIDED,
         ).exists()
     )
@@ -336,7 +333,7 @@ def assess_difference(
             "info", f"{what}: expected, TigerBeetle is not kept current before dual write."
         )
     if phase == Phase.TIGERBEETLE_ONLY:
-        waiting = backport_waiting(overview.key)
+        waiting = copy_back_waiting(overview.key)
         if waiting or mongo is None:
             return Difference(
                 "info",
@@ -383,15 +380,12 @@ def _missing(overview: WalletOverview) -> str:
     return f"{absent.label} has no balance for this wallet ({absent.error})"
 
 
-def backport_waiting(key: WalletKey) -> int:
+def copy_back_waiting(key: WalletKey) -> int:
     """The wallet's TigerBeetle-only writes and voids not yet copied back into MongoDB."""
-    rows = WalletTransfer.objects.filter(
-        wallet__client_id=key.client_id,
-        wallet__country=key.country,
-        wallet__currency=key.currency,
-        wallet__issuer=key.issuer or "",
+    rows = WalletTransfer.objects.filter(**key.as_columns("wallet__"))
+    return (
+        rows.filter(needs_copy_back=True).count() + rows.filter(void_needs_copy_back=True).count()
     )
-    return rows.filter(needs_backport=True).count() + rows.filter(void_needs_backport=True).count()
 
 
 def _read(store: str, read: Any) -> StoreBalance:

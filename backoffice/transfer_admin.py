@@ -19,6 +19,7 @@ from backoffice.admin_base import (
     CsvExportMixin,
     ReadOnlyAdmin,
     format_money,
+    wallet_key_csv_columns,
 )
 from backoffice.links import back_url, transaction_url, void_url, wallet_url
 from backoffice.selectors import (
@@ -91,10 +92,7 @@ def void_effects(record: TransactionRecord, balance: WalletBalance | None) -> li
 class TransferCsv(CsvExportMixin):
     csv_columns = (
         ("transaction_id", lambda row: row.transaction_id),
-        ("client_id", lambda row: row.wallet.client_id),
-        ("country", lambda row: row.wallet.country),
-        ("currency", lambda row: row.wallet.currency),
-        ("issuer", lambda row: row.wallet.issuer),
+        *wallet_key_csv_columns("wallet."),
         ("kind", lambda row: row.kind),
         ("amount", lambda row: _decimal(row.amount_minor, row.wallet.currency)),
         ("state", lambda row: row.state),
@@ -244,11 +242,11 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
 
     @admin.display(description="copied into MongoDB")
     def in_mongo(self, row: WalletTransfer) -> str:
-        if row.needs_backport:
+        if row.needs_copy_back:
             return (
                 "not yet: written while TigerBeetle was the only store (copied back on a step back)"
             )
-        if row.void_needs_backport:
+        if row.void_needs_copy_back:
             return "the transaction yes; its void not yet (copied back on a step back)"
         return "yes"
 

@@ -139,7 +139,7 @@ class IssuerFilter(admin.SimpleListFilter):
 
 @admin.register(WalletAccount)
 class WalletAccountAdmin(ReadOnlyAdmin):
-    list_display = ("client_id", "country", "currency", "issuer", "created_at")
+    list_display = (*WalletKey.FIELDS, "created_at")
     list_filter = (("currency", CachedValuesFilter), ("country", CachedValuesFilter), IssuerFilter)
     # Exact, through the wallet-key index ("=client_id" is iexact: UPPER() on every row).
     search_fields = ("client_id__exact",)
@@ -201,12 +201,7 @@ class WalletAccountAdmin(ReadOnlyAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         try:
-            key = WalletKey(
-                client_id=request.GET["client_id"],
-                country=request.GET["country"],
-                currency=request.GET["currency"],
-                issuer=request.GET.get("issuer") or None,
-            )
+            key = WalletKey.from_mapping(request.GET)
         except KeyError as exc:
             raise Http404("A wallet is named by client_id, country and currency.") from exc
         return self._wallet_page(request, key)
@@ -249,12 +244,7 @@ class WalletAccountAdmin(ReadOnlyAdmin):
         if request.method != "POST" or not request.user.has_perm("migration.recheck_wallet"):
             raise PermissionDenied
         try:
-            key = WalletKey(
-                client_id=request.POST["client_id"],
-                country=request.POST["country"],
-                currency=request.POST["currency"],
-                issuer=request.POST.get("issuer") or None,
-            )
+            key = WalletKey.from_mapping(request.POST)
         except KeyError as exc:
             raise Http404("A wallet is named by client_id, country and currency.") from exc
         agree, message = recheck_wallet(key, request.user.get_username())

@@ -53,11 +53,13 @@ from bench.common import (
     scratch_database,
 )
 from bench.phases import CLOCK, Phases, TimedBackend, print_breakdown
+from domain.ids import WalletKey
 from domain.money import from_minor_units
 from ledger.backends import get_ledger_backend
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
 from ledger.stores.mongo_database import WALLETS, MongoDatabase
+from ledger.stores.mongo_documents import key_filter
 from migration.backfill import Backfill, BackfillReport
 from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
@@ -90,10 +92,7 @@ def seed_legacy_wallets(database: MongoDatabase, count: int) -> None:
             credit, debit = 1_000 + number % 97_000, number % 500
             documents.append(
                 {
-                    "client_id": client_id(number),
-                    "country": "USA",
-                    "currency": "USD",
-                    "issuer_type_identifier": "",
+                    **key_filter(WalletKey(client_id(number), "USA", "USD")),
                     "credit": Decimal128(from_minor_units(credit, "USD")),
                     "debit": Decimal128(from_minor_units(debit, "USD")),
                     "historical_credit": Decimal128(from_minor_units(credit + debit, "USD")),
@@ -160,10 +159,7 @@ def seed_outbox(database: MongoDatabase, count: int) -> None:
                 {
                     "_id": f"bench-credit-{RUN}-{number:08d}",
                     "kind": "credit",
-                    "client_id": client_id(number),
-                    "country": "USA",
-                    "currency": "USD",
-                    "issuer_type_identifier": "",
+                    **key_filter(WalletKey(client_id(number), "USA", "USD")),
                     "amount": Decimal128("1.25"),
                     "amount_minor": 125,
                     "state": "posted",

@@ -58,6 +58,7 @@ from domain.money import ledger_for_currency  # noqa: E402
 from ledger.backends import get_ledger_backend  # noqa: E402
 from ledger.service import WalletService  # noqa: E402
 from ledger.stores.mongo_database import WALLETS, MongoDatabase  # noqa: E402
+from ledger.stores.mongo_documents import key_filter  # noqa: E402
 from ledger.stores.mongo_store import MongoWalletStore  # noqa: E402
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore  # noqa: E402
 from migration.outbox import LOG_MARKS  # noqa: E402
@@ -231,14 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         wallets = mongo_database.db[WALLETS]
 
         def raw_mongo(key: WalletKey) -> object:
-            return wallets.find_one(
-                {
-                    "client_id": key.client_id,
-                    "country": "USA",
-                    "currency": "USD",
-                    "issuer_type_identifier": "",
-                }
-            )
+            return wallets.find_one(key_filter(key))
 
         def raw_tigerbeetle(key: WalletKey) -> object:
             registered = find_account(key)

@@ -20,8 +20,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring
+from typing import Any, ClassVar
 
 ID_SCHEME_VERSION = 1
 _U128_MAX = 2**128 - 1
@@ -50,7 +52,13 @@ def _json(parts: list[object]) -> str:
 
 @dataclass(frozen=True)
 class WalletKey:
-    """What identifies a wallet. `issuer` None means "no issuer" ("" is normalised to None)."""
+    """What identifies a wallet. `issuer` None means "no issuer" ("" is normalised to None).
+
+    Its four fields are named once, in FIELDS: the registry's columns, a task's argument, a
+    page's query string and the CSV exports all use these names in this order (MongoDB names
+    the issuer its own way: `ledger.stores.mongo_documents.MONGO_KEY_FIELDS`)."""
+
+    FIELDS: ClassVar[tuple[str, str, str, str]] = ("client_id", "country", "currency", "issuer")
 
     client_id: str
     country: str  # ISO 3166 alpha-3
@@ -60,6 +68,40 @@ class WalletKey:
     def __post_init__(self) -> None:
         if self.issuer == "":
             object.__setattr__(self, "issuer", None)
+
+    @classmethod
+    def from_mapping(
+        cls, mapping: Mapping[str, Any], *, names: Sequence[str] = FIELDS
+    ) -> WalletKey:
+        """The key whose fields a mapping holds under `names` (in FIELDS' order): a task's
+        argument, a request's parameters, a MongoDB document. The values are taken as they
+        are; a missing or empty issuer is none, a missing other field a KeyError."""
+        client_id, country, currency, issuer = names
+        return cls(
+            mapping[client_id], mapping[country], mapping[currency], mapping.get(issuer) or None
+        )
+
+    @classmethod
+    def from_row(cls, row: object) -> WalletKey:
+        """The key of a row that holds the four fields as attributes, issuer "" for none (the
+        registry's, a reconciliation mismatch's)."""
+        client_id, country, currency, issuer = (getattr(row, name) for name in cls.FIELDS)
+        return cls(client_id, country, currency, issuer or None)
+
+    def column_values(self) -> tuple[str, str, str, str]:
+        """The fields in FIELDS' order, issuer "" for none, as the registry's columns, a
+        page's query string, the CSV exports and MongoDB's documents hold them."""
+        return (self.client_id, self.country, self.currency, self.issuer or "")
+
+    def as_columns(self, prefix: str = "") -> dict[str, str]:
+        """`column_values` by name, each name behind `prefix` ("wallet__" for a lookup
+        through a relation): a row's fields, a query's filter, a query string."""
+        names = (prefix + name for name in self.FIELDS)
+        return dict(zip(names, self.column_values(), strict=True))
+
+    def as_dict(self) -> dict[str, str | None]:
+        """The fields by name, issuer None for none: a Celery task's argument."""
+        return {**self.as_columns(), "issuer": self.issuer}
 
     def describe(self) -> str:
         issuer = f"/{self.issuer}" if self.issuer else ""

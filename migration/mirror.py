@@ -313,9 +313,7 @@ class Mirror:
 
 
 def _holds_nul(key: WalletKey) -> bool:
-    return any(
-        "\x00" in (field or "") for field in (key.client_id, key.country, key.currency, key.issuer)
-    )
+    return any("\x00" in (field or "") for field in key.column_values())
 
 
 def _by_wallet(entries: list[OutboxEntry]) -> list[list[OutboxEntry]]:

@@ -19,8 +19,8 @@ from bson import ObjectId
 from pymongo import UpdateOne
 
 from domain.ids import WalletKey
-from ledger.stores.mongo_database import MongoDatabase
-from ledger.stores.mongo_documents import LogMarks, key_filter, key_of
+from ledger.stores.mongo_database import WALLET_KEY_INDEX, MongoDatabase
+from ledger.stores.mongo_documents import MONGO_KEY_FIELDS, LogMarks, key_filter, key_of
 from migration.legacy_scan import LegacyScan
 
 
@@ -213,13 +213,7 @@ class MirrorOutbox:
         query: dict[str, Any] = {"mirror_state": MirrorState.PENDING}
         if keys:
             query["$or"] = [key_filter(key) for key in keys]
-        order = [
-            ("client_id", 1),
-            ("country", 1),
-            ("currency", 1),
-            ("issuer_type_identifier", 1),
-            ("wallet_seq", 1),
-        ]
+        order = [*WALLET_KEY_INDEX, ("wallet_seq", 1)]
 
         def read() -> tuple[list[OutboxEntry], int]:
             entries, malformed = [], []
@@ -334,14 +328,7 @@ class MirrorOutbox:
                     "client_id": {"$in": sorted({key.client_id for key in opening_seqs})},
                     "mirror_state": {"$in": _RELEASED_STATES},
                 },
-                {
-                    "client_id": 1,
-                    "country": 1,
-                    "currency": 1,
-                    "issuer_type_identifier": 1,
-                    "wallet_seq": 1,
-                    "mirror_state": 1,
-                },
+                {**dict.fromkeys(MONGO_KEY_FIELDS, 1), "wallet_seq": 1, "mirror_state": 1},
             )
             return _backfilled(waiting, opening_seqs)
 

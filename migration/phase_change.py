@@ -5,7 +5,7 @@ previews) and is refused with its refusals before anything starts. Most changes 
 flags (`flags.audit.apply_state`): every process reads the flags from the database on each
 operation, so it follows them from its next operation on. The two that
 move where money is written pause writes (`wallet_writes_paused`: writes answer 503
-writes_paused, which clients retry) and hold the write gate (`flags.write_gate`) exclusively,
+writes_paused, which clients retry) and hold the write lock (`flags.write_lock`) exclusively,
 which waits until every write that read the old phase has finished; then:
 
 - entering phase 4 (TigerBeetle only) requires the backfill milestone, drains the mirror and
@@ -33,7 +33,7 @@ from domain.ids import WalletKey, hex_to_u128
 from flags.audit import apply_state, set_writes_paused
 from flags.models import Milestone
 from flags.phases import InvalidPhaseChange, Phase
-from flags.write_gate import WritesStillRunning, writes_drained
+from flags.write_lock import WritesStillRunning, writes_drained
 from ledger import history
 from ledger.batches import LedgerBatches
 from ledger.stores.mongo_store import MongoWalletStore
@@ -66,7 +66,7 @@ class PhaseChangeReport:
     before: Phase
     after: Phase
     mirrored: int = 0
-    backported: int = 0
+    copied_back: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -104,7 +104,7 @@ def change_phase(
                 _drain_or_refuse(mongo, tigerbeetle, report)
                 _reconcile_or_refuse(mongo, tigerbeetle, actor)
             else:
-                report.backported = backport_tigerbeetle_writes(mongo, tigerbeetle)
+                report.copied_back = copy_back_tigerbeetle_writes(mongo, tigerbeetle)
             apply_state(plan.after, actor, note)
             if entering_tb_only:
                 Milestone.objects.update_or_create(
@@ -145,7 +145,7 @@ def _reconcile_or_refuse(mongo: MongoWalletStore, tigerbeetle: LedgerBatches, ac
     if run.error:
         raise InvalidPhaseChange(f"the final reconciliation (run {run.pk}) failed: {run.error}")
     named = [
-        f"{WalletKey(m.client_id, m.country, m.currency, m.issuer or None).describe()}"
+        f"{WalletKey.from_row(m).describe()}"
         f" ({'balance differs' if m.kind == ReconciliationMismatch.Kind.BALANCE else 'missing'})"
         for m in run.mismatches.filter(kind__in=_WALLET_MISMATCHES)[:NAMED_WALLETS_MAX]
     ]
@@ -163,14 +163,14 @@ def _reconcile_or_refuse(mongo: MongoWalletStore, tigerbeetle: LedgerBatches, ac
         )
 
 
-def backport_due() -> bool:
+def copy_back_due() -> bool:
     """Whether TigerBeetle holds writes MongoDB has not been given yet."""
     return WalletTransfer.objects.filter(
-        Q(needs_backport=True) | Q(void_needs_backport=True)
+        Q(needs_copy_back=True) | Q(void_needs_copy_back=True)
     ).exists()
 
 
-def backport_tigerbeetle_writes(
+def copy_back_tigerbeetle_writes(
     mongo: MongoWalletStore,
     tigerbeetle: LedgerBatches,
     *,
@@ -179,7 +179,7 @@ def backport_tigerbeetle_writes(
     """Copy phase-4 writes (credits, debits, voids) into MongoDB in TigerBeetle's order.
 
     Idempotent: MongoDB answers a replay for an id it already has, and each row is marked
-    done as soon as its copy committed, so an interrupted backport resumes where it stopped.
+    done as soon as its copy committed, so an interrupted copy-back resumes where it stopped.
     Read in bounded rounds (`_next_copy_back_round`), each copying the events no unread row
     can precede, so the whole run keeps TigerBeetle's timestamp order.
     """
@@ -216,12 +216,12 @@ def _next_copy_back_round(
     """
     rows = WalletTransfer.objects.select_related("wallet")
     writes = list(
-        rows.filter(needs_backport=True).order_by(F("tb_timestamp").asc(nulls_first=True), "pk")[
+        rows.filter(needs_copy_back=True).order_by(F("tb_timestamp").asc(nulls_first=True), "pk")[
             :page_rows
         ]
     )
     voids = list(
-        rows.filter(void_needs_backport=True).order_by(F("voided_at").asc(nulls_first=True), "pk")[
+        rows.filter(void_needs_copy_back=True).order_by(F("voided_at").asc(nulls_first=True), "pk")[
             :page_rows
         ]
     )
@@ -230,7 +230,7 @@ def _next_copy_back_round(
         horizon = min(horizon, writes[-1].tb_timestamp or 0)
     if len(voids) == page_rows and voids[-1].voided_at is not None:
         last_ms = voids[-1].voided_at
-        voids += rows.filter(void_needs_backport=True, voided_at=last_ms, pk__gt=voids[-1].pk)
+        voids += rows.filter(void_needs_copy_back=True, voided_at=last_ms, pk__gt=voids[-1].pk)
         horizon = min(horizon, (_epoch_ms(last_ms) + 1) * NS_PER_MS - 1)
     void_times = history.transfer_timestamps(
         tigerbeetle, [hex_to_u128(row.void_tb_transfer_id_hex) for row in voids]

@@ -180,8 +180,8 @@ def gather_step_facts(step: Step, *, outbox: MirrorOutbox) -> StepFacts:
     read_depth = functools.cache(lambda: outbox_depth_of(outbox))
     copy_back_writes = copy_back_voids = 0
     if step.leaves_tigerbeetle_only:
-        copy_back_writes = WalletTransfer.objects.filter(needs_backport=True).count()
-        copy_back_voids = WalletTransfer.objects.filter(void_needs_backport=True).count()
+        copy_back_writes = WalletTransfer.objects.filter(needs_copy_back=True).count()
+        copy_back_voids = WalletTransfer.objects.filter(void_needs_copy_back=True).count()
     criterion = None
     if step.forward:
         criterion = next_step_criterion(step.before, outbox_depth=read_depth)

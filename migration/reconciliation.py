@@ -248,10 +248,7 @@ class Reconciliation:
                 if tb is not None
                 else ReconciliationMismatch.Kind.NOT_IN_TIGERBEETLE
             ),
-            client_id=key.client_id,
-            country=key.country,
-            currency=key.currency,
-            issuer=key.issuer or "",
+            **key.as_columns(),
             mongo_credit_minor=mongo.credit_minor,
             mongo_debit_minor=mongo.debit_minor,
             mongo_historical_credit_minor=mongo.historical_credit_minor,
@@ -303,9 +300,6 @@ def _mismatch(run: ReconciliationRun, kind: str, row: WalletAccount) -> Reconcil
     return ReconciliationMismatch(
         run=run,
         kind=kind,
-        client_id=row.client_id,
-        country=row.country,
-        currency=row.currency,
-        issuer=row.issuer,
+        **row.key.as_columns(),
         tb_account_id_hex=row.tb_account_id_hex,
     )

@@ -1,6 +1,6 @@
 """The store the migration phase makes of the two: where each write goes, where each read comes
 from (design.md's phases; the flags are read from the database once per operation through
-`flags.phases`, and each write holds `flags.write_gate` while it runs).
+`flags.phases`, and each write holds `flags.write_lock` while it runs).
 
 | phase | writes                                   | balance reads                             |
 | ----- | ---------------------------------------- | ----------------------------------------- |
@@ -30,7 +30,7 @@ from domain import errors
 from domain.ids import WalletKey
 from domain.wallets import TransactionRecord, WalletBalance, WalletResult
 from flags.phases import Phase, current_state
-from flags.write_gate import write_admitted
+from flags.write_lock import write_admitted
 from ledger import metrics
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
@@ -119,7 +119,7 @@ class PhasedWalletStore:
         on_mongo: Callable[[], WalletResult],
         on_tigerbeetle: Callable[[], WalletResult],
     ) -> WalletResult:
-        # The gate is held from before the phase is read until the store answered, so a
+        # The write lock is held from before the phase is read until the store answered, so a
         # phase change that moves where money is written waits for this write to finish.
         with write_admitted() as admitted:
             state = current_state() if admitted else None
@@ -232,18 +232,9 @@ class PhasedWalletStore:
 
 
 def key_to_dict(key: WalletKey) -> dict[str, str | None]:
-    return {
-        "client_id": key.client_id,
-        "country": key.country,
-        "currency": key.currency,
-        "issuer": key.issuer,
-    }
+    """A wallet key as a Celery task's argument (JSON on the wire; issuer null for none)."""
+    return key.as_dict()
 
 
 def key_from_dict(data: dict[str, str | None]) -> WalletKey:
-    return WalletKey(
-        client_id=str(data["client_id"]),
-        country=str(data["country"]),
-        currency=str(data["currency"]),
-        issuer=data.get("issuer") or None,
-    )
+    return WalletKey.from_mapping(data)

@@ -38,10 +38,7 @@ def compare_shadow_read(
     now as a client reads it, `batches` mirrors the wallet first and reads its history."""
     key = mongo_balance.key
     comparison = ShadowComparison(
-        client_id=key.client_id,
-        country=key.country,
-        currency=key.currency,
-        issuer=key.issuer or "",
+        **key.as_columns(),
         wallet_seq=wallet_seq,
         mongo_credit_minor=mongo_balance.credit_minor,
         mongo_debit_minor=mongo_balance.debit_minor,

@@ -24,7 +24,7 @@ from domain.wallets import WalletBalance
 from flags.phases import current_state
 from ledger import metrics
 from ledger.backends import get_ledger_backend
-from migration.phase_change import backport_due, backport_tigerbeetle_writes
+from migration.phase_change import copy_back_due, copy_back_tigerbeetle_writes
 from migration.routing import key_from_dict
 from migration.runtime import process_runtime
 from migration.shadow import compare_shadow_read as compare
@@ -72,7 +72,7 @@ def mirror_wallet(key: dict[str, str | None]) -> dict[str, Any]:
 def sweep_outbox() -> dict[str, Any]:
     """Celery beat: mirror whatever no on-commit task applied (crashes, broker outages).
 
-    It is also the safety net for writes made outside the phased store's write gate (a
+    It is also the safety net for writes made outside the phased store's write lock (a
     process pinned to one store, a script): a MongoDB write landing after TigerBeetle became
     the only store is still mirrored (dual_write stays on in phase 4), and a TigerBeetle write
     landing after phase 4 was left is copied back.
@@ -82,8 +82,8 @@ def sweep_outbox() -> dict[str, Any]:
     result: dict[str, Any] = {"skipped": "dual write is off"}
     if state.dual_write:
         result = _report(runtime.mirror().drain())
-    if not state.tigerbeetle_only and backport_due():
-        result["copied_back"] = backport_tigerbeetle_writes(runtime.mongo, runtime.batches)
+    if not state.tigerbeetle_only and copy_back_due():
+        result["copied_back"] = copy_back_tigerbeetle_writes(runtime.mongo, runtime.batches)
     depth = runtime.outbox.depth()
     metrics.OUTBOX_DEPTH.labels("pending").set(depth.pending)
     metrics.OUTBOX_DEPTH.labels("parked").set(depth.parked)

@@ -119,9 +119,7 @@ class WalletAccount(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["client_id", "country", "currency", "issuer"], name=UNIQUE_WALLET_KEY
-            ),
+            models.UniqueConstraint(fields=WalletKey.FIELDS, name=UNIQUE_WALLET_KEY),
             models.CheckConstraint(
                 condition=~models.Q(client_id=""), name="wallet_client_id_not_empty"
             ),
@@ -167,12 +165,7 @@ class WalletAccount(models.Model):
 
     @property
     def key(self) -> WalletKey:
-        return WalletKey(
-            client_id=self.client_id,
-            country=self.country,
-            currency=self.currency,
-            issuer=self.issuer or None,
-        )
+        return WalletKey.from_row(self)
 
 
 class WalletTransfer(models.Model):
@@ -207,10 +200,10 @@ class WalletTransfer(models.Model):
         max_length=150, blank=True, default="", help_text="who posted the credit or debit"
     )
     voided_at = models.DateTimeField(null=True, blank=True)
-    needs_backport = models.BooleanField(
+    needs_copy_back = models.BooleanField(
         default=False, help_text="written with TigerBeetle primary; not yet in MongoDB"
     )
-    void_needs_backport = models.BooleanField(
+    void_needs_copy_back = models.BooleanField(
         default=False, help_text="voided with TigerBeetle primary; void not yet in MongoDB"
     )
     created_at = models.DateTimeField(
@@ -263,14 +256,14 @@ class WalletTransfer(models.Model):
                         voided_by="",
                         void_reason="",
                         void_tb_transfer_id_hex="",
-                        void_needs_backport=False,
+                        void_needs_copy_back=False,
                     )
                 ),
                 name="transfer_voided_when_voided_at",
             ),
             models.CheckConstraint(
-                condition=~models.Q(state="failed", needs_backport=True),
-                name="transfer_failed_never_backported",
+                condition=~models.Q(state="failed", needs_copy_back=True),
+                name="transfer_failed_never_copied_back",
             ),
         ]
         indexes = [
@@ -283,8 +276,8 @@ class WalletTransfer(models.Model):
             ),
             models.Index(
                 fields=["created_at"],
-                name="transfer_backport_due",
-                condition=models.Q(needs_backport=True) | models.Q(void_needs_backport=True),
+                name="transfer_copy_back_due",
+                condition=models.Q(needs_copy_back=True) | models.Q(void_needs_copy_back=True),
             ),
         ]
         verbose_name = "transaction"

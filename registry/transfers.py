@@ -98,7 +98,7 @@ def record_store_write(
                     made_by=made_by,
                     tb_transfer_id_hex=u128_to_hex(tb_transfer_id),
                     tb_timestamp=tb_timestamp,
-                    needs_backport=not failure_code,
+                    needs_copy_back=not failure_code,
                 )
             )
     except IntegrityError:
@@ -179,9 +179,9 @@ def mark_voided(
     voided_by: str,
     void_reason: str,
     voided_at: datetime,
-    needs_backport: bool,
+    needs_copy_back: bool,
 ) -> None:
-    """The transaction's compensating transfer exists: the row is voided (`needs_backport`
+    """The transaction's compensating transfer exists: the row is voided (`needs_copy_back`
     when MongoDB does not have the void yet). Saves the whole row, so an unsaved one (a
     voided transaction registered only now) is inserted."""
     row.state = WalletTransfer.State.VOIDED
@@ -189,8 +189,8 @@ def mark_voided(
     row.voided_by = voided_by
     row.void_reason = void_reason
     row.voided_at = voided_at
-    if needs_backport:
-        row.void_needs_backport = True
+    if needs_copy_back:
+        row.void_needs_copy_back = True
     row.save()
 
 
@@ -226,7 +226,7 @@ def record_mirrored_void(
         voided_by=voided_by,
         void_reason=void_reason,
         voided_at=voided_at,
-        needs_backport=False,
+        needs_copy_back=False,
     )
 
 
@@ -239,9 +239,9 @@ def count_refused_void(row: WalletTransfer) -> None:
 
 def mark_write_copied_back(*, transfer_pk: int) -> None:
     """MongoDB now holds the credit or debit TigerBeetle took alone."""
-    WalletTransfer.objects.filter(pk=transfer_pk).update(needs_backport=False)
+    WalletTransfer.objects.filter(pk=transfer_pk).update(needs_copy_back=False)
 
 
 def mark_void_copied_back(*, transfer_pk: int) -> None:
     """MongoDB now holds the void TigerBeetle took alone."""
-    WalletTransfer.objects.filter(pk=transfer_pk).update(void_needs_backport=False)
+    WalletTransfer.objects.filter(pk=transfer_pk).update(void_needs_copy_back=False)

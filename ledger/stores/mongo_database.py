@@ -41,17 +41,13 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from domain import errors
+from ledger.stores.mongo_documents import MONGO_KEY_FIELDS
 
 T = TypeVar("T")
 WALLETS = "payments_wallets"
 LOG = "wallet_transactions"
 # The fields that name a wallet, in both collections (`mongo_documents.key_filter`).
-WALLET_KEY_INDEX = [
-    ("client_id", 1),
-    ("country", 1),
-    ("currency", 1),
-    ("issuer_type_identifier", 1),
-]
+WALLET_KEY_INDEX = [(name, 1) for name in MONGO_KEY_FIELDS]
 # However busy a wallet, a request stops retrying its write conflicts after this long.
 CONTENDED_WAIT_MAX_S = 20.0
 

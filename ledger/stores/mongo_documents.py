@@ -20,6 +20,11 @@ from domain.ids import WalletKey
 from domain.money import currency_exponent, from_minor_units
 from domain.wallets import TransactionKind, TransactionRecord, TransactionState, WalletBalance
 
+# The wallet key's fields as both collections name them, in WalletKey.FIELDS' order: the
+# issuer is `issuer_type_identifier` here ("" for none). The wallets' unique index, the log's
+# history index and the outbox's order list them in this order.
+MONGO_KEY_FIELDS = ("client_id", "country", "currency", "issuer_type_identifier")
+
 
 @dataclass(frozen=True)
 class LogMarks:
@@ -65,22 +70,12 @@ def minor(value: Decimal128 | Decimal | int, currency: str) -> int:
 
 def key_filter(key: WalletKey) -> dict[str, str]:
     """The query (and the fields) that name a wallet in either collection."""
-    return {
-        "client_id": key.client_id,
-        "country": key.country,
-        "currency": key.currency,
-        "issuer_type_identifier": key.issuer or "",
-    }
+    return dict(zip(MONGO_KEY_FIELDS, key.column_values(), strict=True))
 
 
 def key_of(document: dict[str, Any]) -> WalletKey:
     """The wallet key of a wallet document or a log entry."""
-    return WalletKey(
-        client_id=document["client_id"],
-        country=document["country"],
-        currency=document["currency"],
-        issuer=document.get("issuer_type_identifier") or None,
-    )
+    return WalletKey.from_mapping(document, names=MONGO_KEY_FIELDS)
 
 
 def balance_of(wallet: dict[str, Any]) -> WalletBalance:

@@ -264,7 +264,7 @@ class TigerBeetleWalletStore:
                 voided_by=voided_by,
                 void_reason=reason,
                 voided_at=time_of_tb_timestamp(posted_at),
-                needs_backport=True,
+                needs_copy_back=True,
             )
             return WalletResult(
                 transaction=_record(row),

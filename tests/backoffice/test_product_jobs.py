@@ -199,7 +199,7 @@ def test_leaving_phase_4_says_how_many_writes_are_copied_back(
     key = new_key()
     stores.phased.add_credit(key, 100, tx())
     stores.phased.add_credit(key, 100, tx())
-    assert WalletTransfer.objects.filter(needs_backport=True).count() == 2
+    assert WalletTransfer.objects.filter(needs_copy_back=True).count() == 2
 
     page = change_phase(product, 3, rollout_percent="100").content.decode()
 

@@ -109,7 +109,7 @@ def test_the_transaction_page_folds_technical_fields_away(support: Client, walle
     assert "$100.00" in main
     assert "<details" in main.rsplit("<fieldset", 1)[1]  # the section is collapsed
     assert row.tb_transfer_id_hex in technical and str(row.tb_timestamp) in technical
-    assert "icon-no" not in page and "Needs backport" not in page
+    assert "icon-no" not in page and "Needs copy back" not in page
 
 
 # --- 3. one Void button wherever a voidable transaction shows, in every phase --------------

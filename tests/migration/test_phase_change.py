@@ -17,11 +17,11 @@ from domain.ids import WalletKey
 from flags.audit import set_writes_paused
 from flags.models import FlagChange, Milestone
 from flags.phases import WRITES_PAUSED, InvalidPhaseChange, Phase, current_state
-from flags.write_gate import write_admitted
+from flags.write_lock import write_admitted
 from ledger.stores.mongo_documents import decimal128
 from migration.backfill import Backfill
 from migration.outbox import MirrorState
-from migration.phase_change import backport_tigerbeetle_writes, change_phase
+from migration.phase_change import change_phase, copy_back_tigerbeetle_writes
 from migration.tasks import sweep_outbox
 from tests.migration.conftest import (
     Stores,
@@ -158,7 +158,7 @@ def test_stepping_back_from_tigerbeetle_only_keeps_every_phase_4_write(stores: S
 
     report = move(stores, Phase.READ_CUTOVER)
 
-    assert report.backported == 4
+    assert report.copied_back == 4
     assert_stores_agree(stores, [old, new])
     assert stores.mongo.get_transaction(phase4_debit).state == "voided"
     copied = stores.mongo.database.log().count_documents(
@@ -207,7 +207,7 @@ def test_a_repeated_step_back_copies_nothing_twice(stores: Stores) -> None:
     move(stores, Phase.READ_CUTOVER)
     move(stores, Phase.TIGERBEETLE_ONLY)
     report = move(stores, Phase.READ_CUTOVER)
-    assert report.backported == 0
+    assert report.copied_back == 0
     assert stores.mongo.get_balance(key).credit_minor == 100
 
 
@@ -275,7 +275,7 @@ def test_a_mongodb_write_landing_just_after_entering_phase_4_is_still_mirrored(
     stores: Stores,
 ) -> None:
     key = wallet_in_phase_4(stores)
-    stores.mongo.add_credit(key, 40, tx())  # written past the gate, on the store itself
+    stores.mongo.add_credit(key, 40, tx())  # written past the write lock, on the store itself
 
     sweep_outbox()
 
@@ -287,7 +287,7 @@ def test_a_tigerbeetle_write_landing_just_after_leaving_phase_4_is_copied_back(
 ) -> None:
     key = wallet_in_phase_4(stores)
     move(stores, Phase.READ_CUTOVER)
-    stores.tigerbeetle.add_credit(key, 25, tx())  # written past the gate, on the store
+    stores.tigerbeetle.add_credit(key, 25, tx())  # written past the write lock, on the store
 
     assert sweep_outbox()["copied_back"] == 1
 
@@ -389,7 +389,7 @@ def test_a_copy_back_longer_than_one_page_keeps_tigerbeetles_order(stores: Store
     tigerbeetle_order = [ids[0], ids[1], f"void {ids[1]}", ids[2], ids[3], f"void {ids[3]}"]
     tigerbeetle_order += [ids[4], ids[5]]
 
-    copied = backport_tigerbeetle_writes(stores.mongo, stores.batches, page_rows=2)
+    copied = copy_back_tigerbeetle_writes(stores.mongo, stores.batches, page_rows=2)
 
     assert copied == 8
     log = stores.mongo.database.log().find(

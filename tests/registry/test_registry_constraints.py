@@ -125,7 +125,7 @@ def test_void_details_on_a_transfer_that_is_not_voided_are_refused() -> None:
     update_transfer(row, voided_by="support")
     update_transfer(row, void_reason="dup")
     update_transfer(row, void_tb_transfer_id_hex=u128_to_hex(0xC1))
-    update_transfer(row, void_needs_backport=True)
+    update_transfer(row, void_needs_copy_back=True)
 
 
 def test_a_failed_transfer_carries_its_failure_code_and_only_it_does() -> None:
@@ -136,7 +136,7 @@ def test_a_failed_transfer_carries_its_failure_code_and_only_it_does() -> None:
 
 def test_a_failed_transfer_is_never_copied_back() -> None:
     row = posted(kind=WalletTransfer.Kind.DEBIT, state="failed", failure_code="insufficient_funds")
-    update_transfer(row, needs_backport=True)
+    update_transfer(row, needs_copy_back=True)
 
 
 def test_a_bulk_insert_of_a_bad_transfer_is_refused() -> None:
@@ -165,7 +165,7 @@ def test_raw_sql_cannot_insert_a_transfer_with_no_amount() -> None:
             cursor.execute(
                 f"INSERT INTO {table} (transaction_id, wallet_id, kind, amount_minor, state,"
                 " failure_code, tb_transfer_id_hex, void_tb_transfer_id_hex, void_attempts,"
-                " voided_by, void_reason, made_by, needs_backport, void_needs_backport,"
+                " voided_by, void_reason, made_by, needs_copy_back, void_needs_copy_back,"
                 " created_at) VALUES (%s, %s, 'credit', 0, 'posted', '', %s, '', 0, '', '',"
                 " '', %s, %s, %s)",
                 ["raw-tx", account.pk, u128_to_hex(0xB3), False, False, timezone.now()],
@@ -185,7 +185,7 @@ def test_every_state_the_code_writes_is_accepted() -> None:
             WalletTransfer(
                 transaction_id="a",
                 tb_transfer_id_hex=u128_to_hex(1),
-                needs_backport=True,
+                needs_copy_back=True,
                 **common,
             ),
             WalletTransfer(
@@ -203,7 +203,7 @@ def test_every_state_the_code_writes_is_accepted() -> None:
                 voided_by="support",
                 void_reason="dup",
                 voided_at=now,
-                void_needs_backport=True,
+                void_needs_copy_back=True,
                 **common,
             ),
             WalletTransfer(

@@ -48,8 +48,8 @@ def test_a_store_write_reads_back_as_every_field_it_was_given() -> None:
     assert stored.tb_transfer_id_hex == u128_to_hex(0xC0FFEE)
     assert stored.tb_timestamp == 1_700_000_000_123_456_789
     assert stored.created_at == WRITTEN_AT
-    assert stored.needs_backport is True
-    assert (stored.voided_at, stored.void_attempts, stored.void_needs_backport) == (None, 0, False)
+    assert stored.needs_copy_back is True
+    assert (stored.voided_at, stored.void_attempts, stored.void_needs_copy_back) == (None, 0, False)
 
 
 def test_a_refused_store_write_is_stored_failed_and_not_due_for_copy_back() -> None:
@@ -66,7 +66,7 @@ def test_a_refused_store_write_is_stored_failed_and_not_due_for_copy_back() -> N
 
     stored = WalletTransfer.objects.get(pk=row.pk)
     assert (stored.state, stored.failure_code) == ("failed", "insufficient_funds")
-    assert (stored.tb_timestamp, stored.needs_backport) == (None, False)
+    assert (stored.tb_timestamp, stored.needs_copy_back) == (None, False)
 
 
 def test_a_second_store_write_of_one_transaction_id_answers_the_first_row() -> None:

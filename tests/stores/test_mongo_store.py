@@ -14,7 +14,7 @@ import pytest
 from domain import errors
 from domain.ids import WalletKey
 from ledger.stores.mongo_database import MongoDatabase
-from ledger.stores.mongo_documents import LogEntry, LogMarks
+from ledger.stores.mongo_documents import LogEntry, LogMarks, key_filter, key_of
 from ledger.stores.mongo_store import MongoWalletStore
 from migration.outbox import LOG_MARKS
 from wallet_site.embedded_mongo import free_loopback_port
@@ -192,3 +192,31 @@ def test_the_log_is_indexed_by_wallet_key_for_histories_and_the_backfill(
         ("issuer_type_identifier", 1),
         ("created_at", 1),
     ]
+
+
+def test_the_wallets_are_unique_on_the_key_in_its_stored_order(store: MongoWalletStore) -> None:
+    indexes = {index["name"]: index for index in store.database.wallets().list_indexes()}
+
+    assert indexes["unique_wallet_key"]["unique"]
+    assert list(indexes["unique_wallet_key"]["key"].items()) == [
+        ("client_id", 1),
+        ("country", 1),
+        ("currency", 1),
+        ("issuer_type_identifier", 1),
+    ]
+
+
+def test_a_key_is_stored_under_mongodbs_own_field_names() -> None:
+    stored = {
+        "client_id": "alice",
+        "country": "USA",
+        "currency": "USD",
+        "issuer_type_identifier": "",
+    }
+    assert key_filter(WalletKey("alice", "USA", "USD")) == stored
+    assert list(key_filter(WalletKey("alice", "USA", "USD"))) == list(stored)
+    assert key_filter(WalletKey("alice", "USA", "USD", "visa"))["issuer_type_identifier"] == "visa"
+    assert key_of(stored) == WalletKey("alice", "USA", "USD")
+    assert key_of({**stored, "issuer_type_identifier": "visa"}).issuer == "visa"
+    del stored["issuer_type_identifier"]  # a legacy document without the field: no issuer
+    assert key_of(stored) == WalletKey("alice", "USA", "USD")

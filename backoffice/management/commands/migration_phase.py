@@ -61,7 +61,7 @@ class Command(BaseCommand):
                 raise CommandError(f"refused: {exc}") from exc
             self.stdout.write(
                 f"phase {int(report.before)} -> {int(report.after)}"
-                f" (mirrored {report.mirrored}, copied back {report.backported})"
+                f" (mirrored {report.mirrored}, copied back {report.copied_back})"
             )
         state = current_state()
         self.stdout.write(

@@ -1,16 +1,25 @@
-"""The write gate: a phase change that holds it has no write running beside it, and waits
+"""The write lock: a phase change that holds it has no write running beside it, and waits
 for the writes in flight (threads here; processes in test_phase_change_across_processes)."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from django.db import DatabaseError, connection, transaction
 
-from flags.write_gate import WritesStillRunning, write_admitted, writes_drained
+from flags.write_lock import (
+    ADVISORY_LOCK_KEY,
+    WritesStillRunning,
+    lock_path,
+    write_admitted,
+    writes_drained,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 HOLD_S = 0.3
@@ -30,7 +39,7 @@ def in_thread(work: Callable[[], None]) -> threading.Thread:
 
 @pytest.fixture
 def write_in_flight() -> Iterator[threading.Event]:
-    """A write holding the gate for HOLD_S; the event is set once it holds it."""
+    """A write holding the lock for HOLD_S; the event is set once it holds it."""
     holding = threading.Event()
 
     def write() -> None:
@@ -45,7 +54,7 @@ def write_in_flight() -> Iterator[threading.Event]:
     thread.join(5)
 
 
-def test_a_write_is_not_admitted_while_a_phase_change_holds_the_gate() -> None:
+def test_a_write_is_not_admitted_while_a_phase_change_holds_the_lock() -> None:
     answers: list[bool] = []
 
     def write() -> None:
@@ -88,7 +97,7 @@ def test_writes_run_side_by_side() -> None:
 @pytest.mark.skipif(
     "connection.vendor != 'postgresql'", reason="the advisory lock is PostgreSQL's session's"
 )
-def test_a_write_whose_transaction_failed_does_not_keep_the_gate_on_its_connection() -> None:
+def test_a_write_whose_transaction_failed_does_not_keep_the_lock_on_its_connection() -> None:
     # Connections outlive requests (CONN_MAX_AGE): one that kept the shared lock after a
     # failed write would hold every later phase change back until it aged out.
     def failed_write() -> None:
@@ -107,3 +116,13 @@ def test_a_write_whose_transaction_failed_does_not_keep_the_gate_on_its_connecti
 
     in_thread(phase_change).join(5)
     assert drained == [True]
+
+
+def test_the_lock_keeps_the_names_it_was_deployed_under(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A process of the previous release and one of this release, side by side while a deploy
+    # rolls, must take the same lock: the same advisory lock key, the same lock file.
+    assert ADVISORY_LOCK_KEY == -7460420809113865100  # SHA-256 of b"wallet-write-gate"
+    monkeypatch.setitem(connection.settings_dict, "NAME", "/srv/wallet/db.sqlite3")
+    assert lock_path() == Path("/srv/wallet/db.sqlite3.write-gate")
+    monkeypatch.setitem(connection.settings_dict, "NAME", ":memory:")
+    assert lock_path() == Path(tempfile.gettempdir()) / f"wallet-write-gate-{os.getpid()}"

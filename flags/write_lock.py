@@ -1,13 +1,13 @@
-"""The write gate: how a phase change knows that no write which read the old phase still runs.
+"""The write lock: how a phase change knows that no write which read the old phase still runs.
 
-Every wallet write holds the gate shared from before it reads the phase until its store call
+Every wallet write holds the lock shared from before it reads the phase until its store call
 has returned. A phase change that moves where money is written first pauses writes (the
-`wallet_writes_paused` flag, read from the database by every process), then takes the gate
+`wallet_writes_paused` flag, read from the database by every process), then takes the lock
 exclusively: it gets it only once every write in flight has finished, and writes that come
 later read the pause and answer 503 `writes_paused`. So the drain or copy-back that follows
 sees every write the old phase acknowledged, and none can land after it.
 
-The gate must span processes (gunicorn workers, the shell running `manage.py migration_phase`)
+The lock must span processes (gunicorn workers, the shell running `manage.py migration_phase`)
 and not depend on the cache backend:
 - PostgreSQL: a session advisory lock (shared for writes, exclusive for the phase change), so
   it also spans machines;
@@ -31,8 +31,15 @@ from django.db import DatabaseError, connection
 
 log = logging.getLogger(__name__)
 
+# The name the lock is known by outside this process, in its advisory lock key and its lock
+# file. It keeps the word it was first deployed under: a process of the previous release and
+# one of this release must take the same lock while a deploy rolls, or a phase change would
+# not wait for the other's writes.
+DEPLOYED_NAME = "write-gate"
 # The advisory lock's key (a signed bigint); advisory locks are per database.
-ADVISORY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"wallet-write-gate").digest()[:8], signed=True)
+ADVISORY_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(f"wallet-{DEPLOYED_NAME}".encode()).digest()[:8], signed=True
+)
 POLL_INTERVAL_S = 0.005
 
 
@@ -42,7 +49,7 @@ class WritesStillRunning(TimeoutError):
 
 @contextmanager
 def write_admitted() -> Iterator[bool]:
-    """Hold the gate shared for one write; yields False when a phase change holds it (the
+    """Hold the lock shared for one write; yields False when a phase change holds it (the
     write must then answer writes_paused)."""
     if connection.vendor == "postgresql":
         with _advisory_shared() as admitted:
@@ -54,7 +61,7 @@ def write_admitted() -> Iterator[bool]:
 
 @contextmanager
 def writes_drained(timeout_s: float) -> Iterator[None]:
-    """Hold the gate exclusively: waits until no write is in flight (at most `timeout_s`,
+    """Hold the lock exclusively: waits until no write is in flight (at most `timeout_s`,
     else WritesStillRunning); while held, no write runs."""
     if connection.vendor == "postgresql":
         manager = _advisory_exclusive(timeout_s)
@@ -81,8 +88,8 @@ def _unlock(sql: str) -> None:
     except DatabaseError:
         # The connection is broken (e.g. an aborted transaction). The lock goes with the
         # session, so the session goes now: a connection kept for the next request would
-        # hold the gate until it ages out, and every phase change would wait for it.
-        log.warning("write gate not released on this connection; closing it to free the gate")
+        # hold the lock until it ages out, and every phase change would wait for it.
+        log.warning("write lock not released on this connection; closing it to free the lock")
         connection.close()
 
 
@@ -113,17 +120,17 @@ def _advisory_exclusive(timeout_s: float) -> Iterator[bool]:
 # --- SQLite (and any other single-machine database) ---------------------------------------
 
 
-def gate_path() -> Path:
+def lock_path() -> Path:
     """The lock file beside the database file; per process for an in-memory database."""
     name = str(connection.settings_dict["NAME"])
     if name == ":memory:" or "mode=memory" in name:
-        return Path(tempfile.gettempdir()) / f"wallet-write-gate-{os.getpid()}"
-    return Path(f"{name}.write-gate")
+        return Path(tempfile.gettempdir()) / f"wallet-{DEPLOYED_NAME}-{os.getpid()}"
+    return Path(f"{name}.{DEPLOYED_NAME}")
 
 
 @contextmanager
 def _flock(mode: int, timeout_s: float) -> Iterator[bool]:
-    descriptor = os.open(gate_path(), os.O_RDWR | os.O_CREAT, 0o666)  # umask applies
+    descriptor = os.open(lock_path(), os.O_RDWR | os.O_CREAT, 0o666)  # umask applies
     try:
         deadline = time.monotonic() + timeout_s
         while True:
