@@ -385,7 +385,10 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
         balance: WalletBalance | None
         try:
             balance = service.get_balance(
-                record.key.client_id, record.key.country, record.key.currency, record.key.issuer
+                client_id=record.key.client_id,
+                country=record.key.country,
+                currency=record.key.currency,
+                issuer=record.key.issuer,
             )
         except errors.WalletError:
             balance = None

@@ -68,9 +68,9 @@ from registry.accounts import find_account  # noqa: E402
 OPERATIONS = ("add_credit", "subtract_credit", "get_balance", "get_balances", "void")
 
 
-def timed(call: Callable[..., object], *args: Any) -> float:
+def timed(call: Callable[..., object], *args: Any, **kwargs: Any) -> float:
     started = time.perf_counter()
-    call(*args)
+    call(*args, **kwargs)
     return time.perf_counter() - started
 
 
@@ -80,20 +80,42 @@ def in_process(
     run = uuid.uuid4().hex[:8]
     keys = [WalletKey(f"bench-{run}-{i}", "USA", "USD") for i in range(count)]
     for key in keys:  # every wallet exists and has room for the debits and voids below
-        service.add_credit(key.client_id, "USA", "USD", Decimal("1000.00"), f"seed-{key.client_id}")
+        service.add_credit(
+            client_id=key.client_id,
+            country="USA",
+            currency="USD",
+            amount=Decimal("1000.00"),
+            transaction_id=f"seed-{key.client_id}",
+        )
     samples: dict[str, list[float]] = {op: [] for op in OPERATIONS}
     for i, key in enumerate(keys):
         client = key.client_id
         samples["add_credit"].append(
-            timed(service.add_credit, client, "USA", "USD", "5.00", f"c-{run}-{i}")
+            timed(
+                service.add_credit,
+                client_id=client,
+                country="USA",
+                currency="USD",
+                amount="5.00",
+                transaction_id=f"c-{run}-{i}",
+            )
         )
         samples["subtract_credit"].append(
-            timed(service.subtract_credit, client, "USA", "USD", "1.00", f"d-{run}-{i}")
+            timed(
+                service.subtract_credit,
+                client_id=client,
+                country="USA",
+                currency="USD",
+                amount="1.00",
+                reference_id=f"d-{run}-{i}",
+            )
         )
-        samples["get_balance"].append(timed(service.get_balance, client, "USA", "USD"))
+        samples["get_balance"].append(
+            timed(service.get_balance, client_id=client, country="USA", currency="USD")
+        )
         samples["get_balances"].append(timed(service.get_balances, client))
         samples["void"].append(
-            timed(service.void_transaction, f"c-{run}-{i}", "bench", "benchmark")
+            timed(service.void_transaction, f"c-{run}-{i}", voided_by="bench", reason="benchmark")
         )
     baseline = [timed(raw, key) for key in keys]
     figures: list[Figure] = []
@@ -117,7 +139,13 @@ def tigerbeetle_targets(service: WalletService, count: int) -> list[Target]:
     keys = [WalletKey(f"target-{run}-{i}", "USA", "USD") for i in range(count)]
     for key in keys:
         client = key.client_id
-        service.add_credit(client, "USA", "USD", Decimal("1000.00"), f"t-seed-{client}")
+        service.add_credit(
+            client_id=client,
+            country="USA",
+            currency="USD",
+            amount=Decimal("1000.00"),
+            transaction_id=f"t-seed-{client}",
+        )
     account_ids = [find_account(key).tb_account_id for key in keys]  # type: ignore[union-attr]
     raw = tb.ClientSync(cluster_id=settings.TB_CLUSTER_ID, replica_addresses=settings.TB_ADDRESSES)
     try:
@@ -125,11 +153,20 @@ def tigerbeetle_targets(service: WalletService, count: int) -> list[Target]:
         balance, lookup, credit, create = [], [], [], []
         credit_phases = Phases()
         for i, (key, account_id) in enumerate(zip(keys, account_ids, strict=True)):
-            balance.append(timed(service.get_balance, key.client_id, "USA", "USD"))
+            balance.append(
+                timed(service.get_balance, client_id=key.client_id, country="USA", currency="USD")
+            )
             lookup.append(timed(raw.lookup_accounts, [account_id]))
             with CLOCK.measuring(credit_phases):
                 credit.append(
-                    timed(service.add_credit, key.client_id, "USA", "USD", "1.00", f"t-{run}-{i}")
+                    timed(
+                        service.add_credit,
+                        client_id=key.client_id,
+                        country="USA",
+                        currency="USD",
+                        amount="1.00",
+                        transaction_id=f"t-{run}-{i}",
+                    )
                 )
             transfer = tb.Transfer(
                 id=tb.id(),

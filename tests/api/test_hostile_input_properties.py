@@ -72,7 +72,7 @@ def _is_valid_id(text: str) -> bool:
     from ledger.service import checked_id
 
     try:
-        checked_id("id", text)
+        checked_id(text, field="id")
     except errors.ValidationFailed:
         return False
     return True
