@@ -257,7 +257,9 @@ def wallet_overview(
 
 def _read_log(overview: WalletOverview, mongo: MongoWalletStore, limit: int) -> None:
     try:
-        entries = mongo.recent_log(overview.key, limit + 1, skip=(overview.log_page - 1) * limit)
+        entries = mongo.recent_log(
+            overview.key, limit=limit + 1, skip=(overview.log_page - 1) * limit
+        )
     except errors.StoreUnavailable as exc:
         overview.notes.append(f"MongoDB transaction log unavailable: {exc.message}")
         return

@@ -260,8 +260,8 @@ def _copy_back(mongo: MongoWalletStore, what: str, row: WalletTransfer) -> None:
             with contextlib.suppress(errors.AlreadyVoided):  # copied by an earlier run
                 mongo.void_transaction(
                     row.transaction_id,
-                    row.voided_by,
-                    row.void_reason,
+                    voided_by=row.voided_by,
+                    reason=row.void_reason,
                     mirror=False,
                     voided_at=row.voided_at,
                 )

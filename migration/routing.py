@@ -160,11 +160,13 @@ class PhasedWalletStore:
             ),
         )
 
-    def void_transaction(self, transaction_id: str, voided_by: str, reason: str) -> WalletResult:
+    def void_transaction(self, transaction_id: str, *, voided_by: str, reason: str) -> WalletResult:
         return self._write(
             "void_transaction",
-            lambda: self.mongo.void_transaction(transaction_id, voided_by, reason),
-            lambda: self.tigerbeetle.void_transaction(transaction_id, voided_by, reason),
+            lambda: self.mongo.void_transaction(transaction_id, voided_by=voided_by, reason=reason),
+            lambda: self.tigerbeetle.void_transaction(
+                transaction_id, voided_by=voided_by, reason=reason
+            ),
         )
 
     # --- reads ------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def test_dual_write_mirrors_every_write_right_after_it(stores: Stores) -> None:
     debit_id = tx()
     stores.phased.add_credit(key, 10_000, tx())
     stores.phased.subtract_credit(key, 2_500, debit_id)
-    stores.phased.void_transaction(debit_id, "support", "duplicate")
+    stores.phased.void_transaction(debit_id, voided_by="support", reason="duplicate")
     assert entry_states(stores, key) == [MirrorState.MIRRORED] * 3
     assert stores.tigerbeetle.get_balance(key).fields_minor() == (10_000, 2_500, 12_500)
     assert WalletTransfer.objects.get(transaction_id=debit_id).state == "voided"

@@ -47,7 +47,7 @@ def test_a_wallets_history_pages_through_its_own_transfers_without_limit_bookkee
     reference = f"ref-{uuid.uuid4().hex}"
     store.subtract_credit(key, 200, reference)
     store.add_credit(key, 50, f"tx-{uuid.uuid4().hex}")
-    store.void_transaction(reference, "support", "refund")  # credits the wallet
+    store.void_transaction(reference, voided_by="support", reason="refund")  # credits the wallet
 
     pages, balances, before = [], [], 0
     for _ in range(5):
