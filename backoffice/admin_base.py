@@ -36,7 +36,7 @@ def format_money(amount_minor: int, currency: str, locale: str | None = None) ->
     """An amount as people read it, for the active locale (`domain.money.format_money_in`):
     11990 USD -> "$119.90" in en-us."""
     locale = locale or translation.to_locale(translation.get_language() or "en-us")
-    return format_money_in(amount_minor, currency, locale)
+    return format_money_in(amount_minor, currency, locale=locale)
 
 
 class EstimatedCountPaginator(Paginator):

@@ -241,7 +241,7 @@ class PhaseView(_SiteView):
         actor = request.user.get_username()
         try:
             with recording_phase_change(
-                actor, data["note"], from_phase=int(plan.before.phase), to_phase=int(phase)
+                actor, note=data["note"], from_phase=int(plan.before.phase), to_phase=int(phase)
             ):
                 report = change_phase(
                     phase,
