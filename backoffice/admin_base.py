@@ -49,13 +49,13 @@ class EstimatedCountPaginator(Paginator):
     def count(self) -> int:
         rows = self.object_list
         if isinstance(rows, QuerySet) and not rows.query.where:
-            estimate = _estimated_rows(rows.db, rows.model._meta.db_table)
+            estimate = _estimated_rows(database=rows.db, table=rows.model._meta.db_table)
             if estimate >= ESTIMATED_COUNT_ROWS_MIN:
                 return estimate
         return int(super().count)
 
 
-def _estimated_rows(database: str, table: str) -> int:
+def _estimated_rows(*, database: str, table: str) -> int:
     """PostgreSQL's estimate of the rows in `table` (-1 before its first ANALYZE); -1 on
     other databases."""
     connection = connections[database]
