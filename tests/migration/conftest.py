@@ -14,7 +14,6 @@ import pytest
 from rest_framework.test import APIClient
 
 from domain.ids import WalletKey
-from domain.wallets import WalletBalance
 from flags.audit import apply_state
 from flags.phases import Phase, state_for_phase
 from ledger.backends.base import LedgerBackend
@@ -25,7 +24,7 @@ from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
 from migration.outbox import MirrorOutbox
-from migration.routing import PhasedWalletStore
+from migration.routing import PhasedWalletStore, ShadowEnqueuer
 from migration.runtime import Runtime, install_process_runtime
 from tests.conftest import ledger_scope, token_api_client
 from wallet_site import wiring
@@ -182,7 +181,7 @@ def phased_over(
     stores: Stores,
     *,
     enqueue_mirror: Callable[[WalletKey], None] = wiring.enqueue_mirror,
-    enqueue_shadow: Callable[[WalletBalance, int, int], None] = wiring.enqueue_shadow,
+    enqueue_shadow: ShadowEnqueuer = wiring.enqueue_shadow,
 ) -> PhasedWalletStore:
     """Another phased store over the test's stores, queueing what it is told to (a mirror
     that lags, a shadow read that is never compared)."""
