@@ -143,7 +143,10 @@ def tigerbeetle_server(binary: str) -> Iterator[str]:
     its address."""
     directory = settings.VAR_DIR / "bench-tigerbeetle" / str(os.getpid())
     server = start_local_tigerbeetle(
-        Path(binary), directory, free_loopback_port(), log_path=directory / "server.log"
+        Path(binary),
+        data_dir=directory,
+        port=free_loopback_port(),
+        log_path=directory / "server.log",
     )
     try:
         yield server.addresses
