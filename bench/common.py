@@ -161,7 +161,7 @@ def percentile(samples: list[float], pct: float) -> float:
     return ordered[index]
 
 
-def latency_figures(name: str, samples_s: list[float], baseline_s: list[float]) -> list[Figure]:
+def latency_figures(name: str, *, samples_s: list[float], baseline_s: list[float]) -> list[Figure]:
     """p50/p95/p99 in ms, and sequential throughput, each against the baseline."""
     figures = [
         Figure(

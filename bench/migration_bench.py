@@ -193,7 +193,7 @@ def baseline_mirror(outbox: MirrorOutbox) -> tuple[int, float]:
     return moved, elapsed
 
 
-def raw_tigerbeetle(wallets: int, mirror_entries: int) -> dict[str, float]:
+def raw_tigerbeetle(wallets: int, *, mirror_entries: int) -> dict[str, float]:
     """The raw client's batched throughput for the jobs' events, per second of each input."""
     client = tb.ClientSync(
         cluster_id=settings.TB_CLUSTER_ID, replica_addresses=settings.TB_ADDRESSES
@@ -278,7 +278,7 @@ def _batched_s(
     return time.perf_counter() - started
 
 
-def job_targets(figures: dict[str, float], raw: dict[str, float]) -> list[Target]:
+def job_targets(figures: dict[str, float], *, raw: dict[str, float]) -> list[Target]:
     """Each job against its slowest raw input of the same run (issue 10: at least 0.5x)."""
     inputs = {
         "backfill": {
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             assert mirrored.applied == entries == moved, (mirrored, entries, moved)
         finally:
             database.client.drop_database(database.db.name)
-        raw = raw_tigerbeetle(args.wallets, entries) if on_server else {}
+        raw = raw_tigerbeetle(args.wallets, mirror_entries=entries) if on_server else {}
     reconcile_rate = run.checked / run.duration_s
     rates = {
         "backfill": report.imported / report.duration_s,
@@ -406,7 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, rate in raw.items():
             unit = "transfers/s" if name == "transfers" else "/s"
             print(f"  {name:<28} {rate:>12,.0f} {unit}")
-        print_targets("Each job against its slowest raw input, same run", job_targets(rates, raw))
+        print_targets(
+            "Each job against its slowest raw input, same run", job_targets(rates, raw=raw)
+        )
     return 0
 
 

@@ -120,7 +120,9 @@ def in_process(
     baseline = [timed(raw, key) for key in keys]
     figures: list[Figure] = []
     for op in OPERATIONS:
-        figures += latency_figures(f"{store_name} in-process {op}", samples[op], baseline)
+        figures += latency_figures(
+            f"{store_name} in-process {op}", samples_s=samples[op], baseline_s=baseline
+        )
     return figures
 
 
@@ -218,7 +220,7 @@ def tigerbeetle_targets(service: WalletService, count: int) -> list[Target]:
     ]
 
 
-def over_http(store_name: str, base: str, authorization: str, count: int) -> list[Figure]:
+def over_http(store_name: str, *, base: str, authorization: str, count: int) -> list[Figure]:
     session = requests.Session()
     session.headers["Authorization"] = authorization
     run = uuid.uuid4().hex[:8]
@@ -243,9 +245,9 @@ def over_http(store_name: str, base: str, authorization: str, count: int) -> lis
         for i, c in enumerate(clients)
     ]
     ping = [timed(lambda: session.get(f"{base}/api/ping").raise_for_status()) for _ in clients]
-    return latency_figures(f"{store_name} HTTP get_balance", balance, ping) + latency_figures(
-        f"{store_name} HTTP add_credit", credits, ping
-    )
+    return latency_figures(
+        f"{store_name} HTTP get_balance", samples_s=balance, baseline_s=ping
+    ) + latency_figures(f"{store_name} HTTP add_credit", samples_s=credits, baseline_s=ping)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
                 database_name=database_name,
                 extra_env={"MONGO_URL": mongo_url},
             ) as base:
-                http_figures += over_http(store_name, base, authorization, args.count)
+                http_figures += over_http(
+                    store_name, base=base, authorization=authorization, count=args.count
+                )
         mongo_database.client.drop_database(mongo_database.db.name)
     print_figures(
         "Wallet operations in-process",
