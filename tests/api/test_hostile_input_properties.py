@@ -145,7 +145,7 @@ class Target:
         assert response.status_code == 201, response.content
 
     def wallet(
-        self, client_id: str | None = None, country: str = "USA", currency: str = "USD"
+        self, *, client_id: str | None = None, country: str = "USA", currency: str = "USD"
     ) -> str:
         return (
             f"/api/clients/{quote(self.client_id if client_id is None else client_id, safe='')}"

@@ -32,7 +32,7 @@ class _RunIds(dict):
 TX = _RunIds()
 
 
-def wallet_url(client_id: str, country: str = "USA", currency: str = "USD") -> str:
+def wallet_url(client_id: str, *, country: str = "USA", currency: str = "USD") -> str:
     return f"/api/clients/{client_id}/wallets/{country}/{currency}"
 
 

@@ -67,7 +67,7 @@ class Stores:
 
 
 @contextlib.contextmanager
-def installed_stores(mongo_url: str, database: str, backend: LedgerBackend) -> Iterator[Stores]:
+def installed_stores(mongo_url: str, *, database: str, backend: LedgerBackend) -> Iterator[Stores]:
     """A process runtime on the test's MongoDB database and ledger backend, in the test's
     ledger scope, installed for the service, the API, the admin and (eager) tasks alike."""
     runtime = build_runtime(
@@ -100,7 +100,9 @@ def _tasks_in_process() -> Iterator[None]:
 def stores(
     db: None, mongo_url: str, mongo_database_name: str, wallet_ledger_backend: LedgerBackend
 ) -> Iterator[Stores]:
-    with installed_stores(mongo_url, mongo_database_name, wallet_ledger_backend) as installed:
+    with installed_stores(
+        mongo_url, database=mongo_database_name, backend=wallet_ledger_backend
+    ) as installed:
         yield installed
 
 
@@ -112,11 +114,13 @@ def committed_stores(
     wallet_ledger_backend: LedgerBackend,
 ) -> Iterator[Stores]:
     """The same, with real commits: for tests with other processes or threads."""
-    with installed_stores(mongo_url, mongo_database_name, wallet_ledger_backend) as installed:
+    with installed_stores(
+        mongo_url, database=mongo_database_name, backend=wallet_ledger_backend
+    ) as installed:
         yield installed
 
 
-def enter_phase(phase: Phase, rollout_percent: int = 100, shadow_percent: int = 100) -> None:
+def enter_phase(phase: Phase, *, rollout_percent: int = 100, shadow_percent: int = 100) -> None:
     apply_state(
         state_for_phase(
             phase, shadow_percent=Decimal(shadow_percent), rollout_percent=Decimal(rollout_percent)
@@ -143,6 +147,7 @@ def tx() -> str:
 def legacy_wallet(
     stores: Stores,
     key: WalletKey,
+    *,
     credit_minor: int,
     debit_minor: int,
     historical_credit_minor: int | None = None,

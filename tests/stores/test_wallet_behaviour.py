@@ -21,7 +21,7 @@ from tests.concurrency import run_concurrently
 from tests.conftest import ledger_scope
 
 
-def new_key(currency: str = "USD", country: str = "USA", issuer: str | None = None) -> WalletKey:
+def new_key(*, currency: str = "USD", country: str = "USA", issuer: str | None = None) -> WalletKey:
     return WalletKey(
         client_id=f"client-{uuid.uuid4().hex[:10]}",
         country=country,
