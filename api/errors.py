@@ -43,8 +43,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
         details = {}
         if isinstance(exc, exceptions.Throttled):
-            # djangorestframework-stubs 3.18.1 leaves out Throttled.wait (set in __init__).
-            wait_s = exc.wait  # type: ignore[attr-defined]
+            wait_s = exc.wait  # type: ignore[attr-defined]  # DRF stubs 3.18.1 lack Throttled.wait
             if wait_s is not None:
                 details["retry_after_s"] = wait_s  # also in the Retry-After header
         response.data = error_body(code, message=str(exc.detail), details=details)

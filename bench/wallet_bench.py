@@ -132,6 +132,13 @@ def timed_tigerbeetle_service() -> WalletService:
     return WalletService(TigerBeetleWalletStore(TimedBackend(get_ledger_backend()), scope=scope))
 
 
+def registered_account_id(key: WalletKey) -> int:
+    """The TigerBeetle account of a wallet the run has just credited (so it is registered)."""
+    registered = find_account(key)
+    assert registered is not None, key
+    return registered.tb_account_id
+
+
 def tigerbeetle_targets(service: WalletService, count: int) -> list[Target]:
     """The issue's targets on the real server; none on the embedded engine."""
     if not settings.TB_ADDRESSES:
@@ -148,7 +155,7 @@ def tigerbeetle_targets(service: WalletService, count: int) -> list[Target]:
             amount=Decimal("1000.00"),
             transaction_id=f"t-seed-{client}",
         )
-    account_ids = [find_account(key).tb_account_id for key in keys]  # type: ignore[union-attr]
+    account_ids = [registered_account_id(key) for key in keys]
     raw = tb.ClientSync(cluster_id=settings.TB_CLUSTER_ID, replica_addresses=settings.TB_ADDRESSES)
     try:
         raw.lookup_accounts(account_ids[:1])  # the session is opened outside the timing

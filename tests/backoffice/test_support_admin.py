@@ -58,6 +58,17 @@ def test_support_finds_a_clients_wallets_by_client_id(support: Client, wallet: A
     assert key.client_id in response.content.decode()
 
 
+def test_a_wallet_page_for_an_id_no_wallet_has_goes_to_the_index_with_a_message(
+    support: Client,
+) -> None:
+    response = support.get("/admin/registry/walletaccount/987654321/change/", follow=True)
+
+    assert response.redirect_chain == [("/admin/", 302)]
+    page = response.content.decode()
+    assert "987654321" in page
+    assert "Perhaps it was deleted?" in page
+
+
 def test_wallets_filter_by_currency(support: Client, stores: Stores) -> None:
     enter_phase(Phase.DUAL_WRITE)
     usd, eur = new_key("USD"), new_key("EUR")
