@@ -23,7 +23,7 @@ def api(wallet_store: WalletStore, monkeypatch: pytest.MonkeyPatch) -> APIClient
     """An authenticated client on the store under test that answers a server error as a
     response (as a deployment does) instead of raising it into the test."""
     monkeypatch.setattr(views, "wallet_service", lambda: WalletService(wallet_store))
-    client: APIClient = token_api_client()  # type: ignore[assignment]
+    client: APIClient = token_api_client()
     client.raise_request_exception = False
     return client
 

@@ -18,7 +18,7 @@ from tests.conftest import token_api_client
 def api(wallet_store: WalletStore, monkeypatch: pytest.MonkeyPatch) -> APIClient:
     """An authenticated REST client whose requests are served by the store under test."""
     monkeypatch.setattr(views, "wallet_service", lambda: WalletService(wallet_store))
-    return token_api_client()  # type: ignore[return-value]
+    return token_api_client()
 
 
 class _RunIds(dict):

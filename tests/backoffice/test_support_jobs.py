@@ -452,7 +452,7 @@ def test_transactions_export_as_csv_following_the_lists_filters(
 def test_messages_are_shown_as_written_without_capitalising_an_id(support_user: Any) -> None:
     request = RequestFactory().get("/admin/")
     request.user = support_user
-    request.session = {}  # type: ignore[assignment]
+    request.session = {}  # type: ignore[assignment]  # the message storage needs a mapping only
     storage = FallbackStorage(request)
     storage.add(20, "dave GBR GBP: both stores agree now.")
     html = render_to_string("admin/base_site.html", {"messages": storage}, request=request)

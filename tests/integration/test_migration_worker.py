@@ -45,7 +45,7 @@ def worker_stores(mongo_url: str, wallet_ledger_backend: Any) -> Iterator[Stores
 
 @pytest.fixture
 def api() -> APIClient:
-    return token_api_client()  # type: ignore[return-value]
+    return token_api_client()
 
 
 def eventually(check: Callable[[], bool], what: str) -> None:

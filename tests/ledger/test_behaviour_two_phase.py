@@ -4,6 +4,7 @@ per TigerBeetle's reference, on every backend."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 import tigerbeetle as tb
@@ -32,7 +33,9 @@ def pending(ledger_backend: LedgerBackend) -> tb.Transfer:
     return post(ledger_backend, transfer(debit, credit=credit, amount=100, flags=TF.PENDING))
 
 
-def settle(pending: tb.Transfer, flags: tb.TransferFlags, amount: int = 0, **fields) -> tb.Transfer:  # type: ignore[no-untyped-def]
+def settle(
+    pending: tb.Transfer, flags: tb.TransferFlags, amount: int = 0, **fields: Any
+) -> tb.Transfer:
     return tb.Transfer(id=tb.id(), pending_id=pending.id, amount=amount, flags=flags, **fields)
 
 

@@ -131,7 +131,7 @@ def enter_phase(phase: Phase, *, rollout_percent: int = 100, shadow_percent: int
 
 @pytest.fixture
 def api(db: None) -> APIClient:
-    return token_api_client()  # type: ignore[return-value]
+    return token_api_client()
 
 
 def new_key(currency: str = "USD") -> WalletKey:

@@ -216,7 +216,7 @@ def test_the_breaker_opens_after_five_failures_and_stops_asking_tigerbeetle(
         calls.append("lookup")
         return real_lookup(k)
 
-    stores.tigerbeetle.get_balance = counted  # type: ignore[method-assign]
+    stores.tigerbeetle.get_balance = counted  # type: ignore[method-assign]  # counts the reads
     for _ in range(8):
         assert stores.phased.get_balance(key).credit_minor == 100
     assert len(calls) == 5

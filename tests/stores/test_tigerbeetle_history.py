@@ -157,7 +157,7 @@ def test_lookups_by_transfer_id_leave_missing_ids_out(
 def test_no_ids_asks_the_ledger_nothing() -> None:
     ledger = Unreachable()
 
-    assert history.transfer_timestamps(ledger, []) == {}  # type: ignore[arg-type]
+    assert history.transfer_timestamps(ledger, []) == {}
     assert ledger.asked == 0
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from domain import errors
 from domain.ids import WalletKey
-from domain.wallets import TransactionKind, TransactionState, WalletStore
+from domain.wallets import TransactionKind, TransactionState, WalletResult, WalletStore
 from ledger import history
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from registry.models import WalletTransfer
@@ -445,8 +445,9 @@ def assert_exactly_one_posted(outcomes: dict[str, object]) -> str:
     assert len(posted) == 1, outcomes
     winner, loser = posted[0], ({"credit", "debit"} - {posted[0]}).pop()
     result = outcomes[winner]
-    assert result.transaction.kind == TransactionKind(winner), outcomes  # type: ignore[attr-defined]
-    assert result.replayed is False  # type: ignore[attr-defined]
+    assert isinstance(result, WalletResult), outcomes
+    assert result.transaction.kind == TransactionKind(winner), outcomes
+    assert result.replayed is False
     assert isinstance(outcomes[loser], errors.IdempotencyConflict), outcomes
     return winner
 

@@ -164,7 +164,7 @@ def racing(store: WalletStore, parties: int) -> WalletStore:
     races as it is, its check runs inside the write's transaction)."""
     if isinstance(store, TigerBeetleWalletStore):
         racing = PostsTogether(store.backend, parties)
-        return TigerBeetleWalletStore(backend=racing, scope=store.scope)  # type: ignore[arg-type]
+        return TigerBeetleWalletStore(backend=racing, scope=store.scope)
     return store
 
 
