@@ -218,7 +218,7 @@ def report(tally: dict[str, Any], settled: int, differences: list[str]) -> None:
         print(f"audit: all {wallets} wallets' balances equal the tally (credit, debit, historical)")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--spawn-rate", type=int, default=100, help="users started per second")
@@ -232,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="seconds of the /api/ping baseline run before the mix (default: --run-time)",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     with ExitStack() as stack:
         engine = "embedded engine"
         if not settings.TB_ADDRESSES and os.environ.get("TB_BINARY"):

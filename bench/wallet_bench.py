@@ -74,19 +74,24 @@ def timed(call: Callable[..., object], *args: Any, **kwargs: Any) -> float:
     return time.perf_counter() - started
 
 
+def seed_each(service: WalletService, keys: list[WalletKey], *, id_prefix: str) -> None:
+    """1000.00 into each wallet, so each exists and has room for the debits and voids."""
+    for key in keys:
+        service.add_credit(
+            client_id=key.client_id,
+            country=key.country,
+            currency=key.currency,
+            amount=Decimal("1000.00"),
+            transaction_id=f"{id_prefix}{key.client_id}",
+        )
+
+
 def in_process(
     store_name: str, service: WalletService, raw: Callable[[WalletKey], object], count: int
 ) -> list[Figure]:
     run = uuid.uuid4().hex[:8]
     keys = [WalletKey(f"bench-{run}-{i}", "USA", "USD") for i in range(count)]
-    for key in keys:  # every wallet exists and has room for the debits and voids below
-        service.add_credit(
-            client_id=key.client_id,
-            country="USA",
-            currency="USD",
-            amount=Decimal("1000.00"),
-            transaction_id=f"seed-{key.client_id}",
-        )
+    seed_each(service, keys, id_prefix="seed-")
     samples: dict[str, list[float]] = {op: [] for op in OPERATIONS}
     for i, key in enumerate(keys):
         client = key.client_id
@@ -146,15 +151,7 @@ def tigerbeetle_targets(service: WalletService, count: int) -> list[Target]:
     run = uuid.uuid4().hex[:8]
     ledger = ledger_for_currency("USD")
     keys = [WalletKey(f"target-{run}-{i}", "USA", "USD") for i in range(count)]
-    for key in keys:
-        client = key.client_id
-        service.add_credit(
-            client_id=client,
-            country="USA",
-            currency="USD",
-            amount=Decimal("1000.00"),
-            transaction_id=f"t-seed-{client}",
-        )
+    seed_each(service, keys, id_prefix="t-seed-")
     account_ids = [registered_account_id(key) for key in keys]
     raw = tb.ClientSync(cluster_id=settings.TB_CLUSTER_ID, replica_addresses=settings.TB_ADDRESSES)
     try:
@@ -189,39 +186,46 @@ def tigerbeetle_targets(service: WalletService, count: int) -> list[Target]:
     finally:
         raw.close()
     print_breakdown("credit through the service", sum(credit), credit_phases, per=len(credit))
+    return service_targets(balance_s=balance, lookup_s=lookup, credit_s=credit, create_s=create)
+
+
+def service_targets(
+    *, balance_s: list[float], lookup_s: list[float], credit_s: list[float], create_s: list[float]
+) -> list[Target]:
+    """The service's balance reads and credits against the raw client's lookups and creates."""
     ms = 1000
     return [
         Target(
             "GetBalance (service) p50 vs raw lookup_accounts p50",
-            percentile(balance, 50) * ms,
-            percentile(lookup, 50) * ms,
+            percentile(balance_s, 50) * ms,
+            percentile(lookup_s, 50) * ms,
             "ms",
             ratio_max=1.5,
         ),
         Target(
             "GetBalance (service) p95 vs 1 ms",
-            percentile(balance, 95) * ms,
+            percentile(balance_s, 95) * ms,
             1.0,
             "ms",
             ratio_max=1.0,
         ),
         Target(
             "credit (service) p50 vs raw single create_transfers p50",
-            percentile(credit, 50) * ms,
-            percentile(create, 50) * ms,
+            percentile(credit_s, 50) * ms,
+            percentile(create_s, 50) * ms,
             "ms",
             ratio_max=3.0,
         ),
         Target(
             "credit (service) p95 vs raw single create_transfers p95",
-            percentile(credit, 95) * ms,
-            percentile(create, 95) * ms,
+            percentile(credit_s, 95) * ms,
+            percentile(create_s, 95) * ms,
             "ms",
         ),
         Target(
             "GetBalance (service) p95 vs raw lookup_accounts p95",
-            percentile(balance, 95) * ms,
-            percentile(lookup, 95) * ms,
+            percentile(balance_s, 95) * ms,
+            percentile(lookup_s, 95) * ms,
             "ms",
         ),
     ]

@@ -217,6 +217,24 @@ class Run:
             for found in [*backend.query_accounts(newest), *backend.query_transfers(newest)]
         )
 
+    def pending_event(
+        self, debit: int, *, credit: int, amount: int, flags: int = 0, timeout: int = 0
+    ) -> dict:
+        """A pending transfer between two of the scenario's accounts, as an event."""
+        return {
+            "id": self.scenario.new_id(),
+            "debit_account_id": debit,
+            "credit_account_id": credit,
+            "amount": amount,
+            "pending_id": 0,
+            "timeout": timeout,
+            "ledger": 1,
+            "code": 1,
+            "flags": TF.PENDING | flags,
+            "timestamp": 0,
+            **self.scenario.user_data(),
+        }
+
     def expiry(self) -> None:
         """Pending transfers that time out: both release them, reopen what a timed-out
         closing transfer closed, and refuse to post or void them."""
@@ -235,32 +253,13 @@ class Run:
         self.create_accounts(accounts)
         a, b, c, d = (e["id"] for e in accounts)
 
-        def pending(debit: int, *, credit: int, amount: int, flags: int, timeout: int) -> dict:
-            return {
-                "id": scenario.new_id(),
-                "debit_account_id": debit,
-                "credit_account_id": credit,
-                "amount": amount,
-                "pending_id": 0,
-                "timeout": timeout,
-                "ledger": 1,
-                "code": 1,
-                "flags": TF.PENDING | flags,
-                "timestamp": 0,
-                **scenario.user_data(),
-            }
-
+        pending = self.pending_event
+        closing = TF.CLOSING_DEBIT | TF.CLOSING_CREDIT
         expiring = [
-            pending(a, credit=b, amount=5, flags=0, timeout=EXPIRY_TIMEOUT_S),
-            pending(b, credit=c, amount=7, flags=0, timeout=EXPIRY_TIMEOUT_S),
-            pending(
-                c,
-                credit=d,
-                amount=3,
-                flags=TF.CLOSING_DEBIT | TF.CLOSING_CREDIT,
-                timeout=EXPIRY_TIMEOUT_S,
-            ),
-            pending(a, credit=b, amount=11, flags=0, timeout=LONG_TIMEOUT_S),
+            pending(a, credit=b, amount=5, timeout=EXPIRY_TIMEOUT_S),
+            pending(b, credit=c, amount=7, timeout=EXPIRY_TIMEOUT_S),
+            pending(c, credit=d, amount=3, flags=closing, timeout=EXPIRY_TIMEOUT_S),
+            pending(a, credit=b, amount=11, timeout=LONG_TIMEOUT_S),
         ]
         # Only the results: reads just before the timeout could race the server's expiry.
         self.create_transfers(expiring)
@@ -269,7 +268,7 @@ class Run:
 
         def resolve(pending_event: dict, *, flags: int, amount: int) -> dict:
             return {
-                **pending(0, credit=0, amount=amount, flags=0, timeout=0),
+                **pending(0, credit=0, amount=amount),
                 "ledger": 0,
                 "code": 0,
                 "flags": flags,
@@ -279,7 +278,7 @@ class Run:
         settle = [
             resolve(expiring[0], flags=TF.POST_PENDING_TRANSFER, amount=2**128 - 1),
             resolve(expiring[1], flags=TF.VOID_PENDING_TRANSFER, amount=0),
-            pending(c, credit=d, amount=1, flags=0, timeout=0) | {"flags": 0},
+            pending(c, credit=d, amount=1) | {"flags": 0},
             resolve(expiring[3], flags=TF.POST_PENDING_TRANSFER, amount=4),
         ]
         settled = self.create_transfers(settle)
