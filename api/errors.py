@@ -26,10 +26,16 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     """Render wallet errors and DRF's own errors in the one shape; anything else is a bug
     and stays a 500 for the error tracker."""
     if isinstance(exc, WalletError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
+        return Response(
+            error_body(exc.code, message=exc.message, details=exc.details), status=exc.http_status
+        )
     if isinstance(exc, exceptions.ValidationError):
         return Response(
-            error_body("validation_error", "The request is not valid.", {"fields": exc.detail}),
+            error_body(
+                "validation_error",
+                message="The request is not valid.",
+                details={"fields": exc.detail},
+            ),
             status=status.HTTP_400_BAD_REQUEST,
         )
     response = drf_exception_handler(exc, context)
@@ -37,9 +43,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
         details = {}
         if isinstance(exc, exceptions.Throttled):
-            # djangorestframework-stubs 3.18.1 leaves out Throttled.wait (set in __init__).
-            wait_s = exc.wait  # type: ignore[attr-defined]
+            wait_s = exc.wait  # type: ignore[attr-defined]  # DRF stubs 3.18.1 lack Throttled.wait
             if wait_s is not None:
                 details["retry_after_s"] = wait_s  # also in the Retry-After header
-        response.data = error_body(code, str(exc.detail), details)
+        response.data = error_body(code, message=str(exc.detail), details=details)
     return response

@@ -44,7 +44,7 @@ def json_error_response(status: int, message: str | None = None) -> HttpResponse
     except ValueError:
         phrase = "Error"
     return HttpResponse(
-        json.dumps(error_body(code, message or f"{phrase}.")),
+        json.dumps(error_body(code, message=message or f"{phrase}.")),
         status=status,
         content_type="application/json",
     )

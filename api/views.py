@@ -108,12 +108,12 @@ class WalletCreditsView(APIView):
     def post(self, request: Request, client_id: str, country: str, currency: str) -> Response:
         body = _validated(s.CreditRequest, request)
         result = wallet_service().add_credit(
-            client_id,
-            country,
-            currency,
-            body["amount"],
-            body["transaction_id"],
-            body["issuer"],
+            client_id=client_id,
+            country=country,
+            currency=currency,
+            amount=body["amount"],
+            transaction_id=body["transaction_id"],
+            issuer=body["issuer"],
             amount_currency=body["currency"],
             made_by=request.user.get_username(),
         )
@@ -137,12 +137,12 @@ class WalletDebitsView(APIView):
     def post(self, request: Request, client_id: str, country: str, currency: str) -> Response:
         body = _validated(s.DebitRequest, request)
         result = wallet_service().subtract_credit(
-            client_id,
-            country,
-            currency,
-            body["amount"],
-            body["reference_id"],
-            body["issuer"],
+            client_id=client_id,
+            country=country,
+            currency=currency,
+            amount=body["amount"],
+            reference_id=body["reference_id"],
+            issuer=body["issuer"],
             amount_currency=body["currency"],
             made_by=request.user.get_username(),
         )
@@ -160,7 +160,10 @@ class WalletBalanceView(APIView):
     )
     def get(self, request: Request, client_id: str, country: str, currency: str) -> Response:
         balance = wallet_service().get_balance(
-            client_id, country, currency, request.query_params.get("issuer") or None
+            client_id=client_id,
+            country=country,
+            currency=currency,
+            issuer=request.query_params.get("issuer") or None,
         )
         return Response(s.render_balance(balance))
 

@@ -81,10 +81,11 @@ def disable_switches(modeladmin: Any, request: HttpRequest, queryset: Any) -> No
     _flip_each(request, queryset, False)
 
 
-class _MigrationFlagsReadOnly:
+class _MigrationFlagsReadOnly(admin.ModelAdmin):
     """The migration flags move money: no rename, edit or delete here, even for a
     superuser. They are shown read-only, pointing to the phase page, the one way to change
-    them (the flags app's signals refuse any other write as well)."""
+    them (the flags app's signals refuse any other write as well). A ModelAdmin itself, so
+    its calls on the admin it is mixed into are typed; waffle's admin comes after it."""
 
     def _is_migration_flag(self, obj: Any) -> bool:
         return obj is not None and obj.name in MIGRATION_FLAGS
@@ -92,27 +93,27 @@ class _MigrationFlagsReadOnly:
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if self._is_migration_flag(obj):
             return False
-        return super().has_change_permission(request, obj)  # type: ignore[misc]
+        return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if self._is_migration_flag(obj):
             return False
-        return super().has_delete_permission(request, obj)  # type: ignore[misc]
+        return super().has_delete_permission(request, obj)
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> Any:
-        obj = self.get_object(request, object_id)  # type: ignore[attr-defined]
-        if self._is_migration_flag(obj) and request.method == "GET":
+        obj = self.get_object(request, object_id)
+        if obj is not None and self._is_migration_flag(obj) and request.method == "GET":
             messages.info(
                 request,
                 f"{obj.name} is a migration flag: change it on the migration phase page "
                 f"({reverse('admin:migration-phase')}), which drains, copies back and audits.",
             )
-        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)  # type: ignore[misc]
+        actions = super().get_actions(request)
         actions.pop("delete_individually", None)
         return actions
 

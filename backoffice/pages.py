@@ -106,7 +106,7 @@ class PhaseForm(forms.Form):
         return cleaned
 
 
-def flag_value_label(flag_name: str, value: str) -> str:
+def flag_value_label(flag_name: str, *, value: str) -> str:
     """One format for the audit: switches on/off, shares as percentages."""
     if value == "":
         return "not set"
@@ -138,8 +138,8 @@ def _flip(change: FlagChange) -> dict[str, str]:
         "at": f"{change.changed_at:%Y-%m-%d %H:%M:%S}",
         "flag": FLAG_LABELS.get(change.flag_name, change.flag_name),
         "name": change.flag_name,
-        "old": flag_value_label(change.flag_name, change.old_value),
-        "new": flag_value_label(change.flag_name, change.new_value),
+        "old": flag_value_label(change.flag_name, value=change.old_value),
+        "new": flag_value_label(change.flag_name, value=change.new_value),
         "actor": change.actor,
     }
 
@@ -241,7 +241,7 @@ class PhaseView(_SiteView):
         actor = request.user.get_username()
         try:
             with recording_phase_change(
-                actor, data["note"], from_phase=int(plan.before.phase), to_phase=int(phase)
+                actor, note=data["note"], from_phase=int(plan.before.phase), to_phase=int(phase)
             ):
                 report = change_phase(
                     phase,

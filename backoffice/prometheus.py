@@ -83,14 +83,20 @@ def scraper_refusal(request: HttpRequest) -> HttpResponse | None:
     expected = settings.METRICS_BEARER_TOKEN
     if not expected:
         return JsonResponse(
-            error_body("permission_denied", "Metrics are off: METRICS_BEARER_TOKEN is not set."),
+            error_body(
+                "permission_denied",
+                message="Metrics are off: METRICS_BEARER_TOKEN is not set.",
+            ),
             status=403,
         )
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), expected.encode()):
         return None
     response = JsonResponse(
-        error_body("not_authenticated", "Give the scraper's token: Authorization: Bearer <token>."),
+        error_body(
+            "not_authenticated",
+            message="Give the scraper's token: Authorization: Bearer <token>.",
+        ),
         status=401,
     )
     response["WWW-Authenticate"] = 'Bearer realm="metrics"'

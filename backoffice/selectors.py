@@ -244,7 +244,7 @@ def wallet_overview(
     if registered is None:
         overview.notes.append("Not in TigerBeetle yet (no registry row).")
     else:
-        _read_transfers(overview, tigerbeetle, registered.tb_account_id, limit)
+        _read_transfers(overview, tigerbeetle, tb_account_id=registered.tb_account_id, limit=limit)
     overview.has_voids = any(line.state == "voided" for line in overview.log_lines) or (
         WalletTransfer.objects.filter(
             **key.as_columns("wallet__"),
@@ -257,7 +257,9 @@ def wallet_overview(
 
 def _read_log(overview: WalletOverview, mongo: MongoWalletStore, limit: int) -> None:
     try:
-        entries = mongo.recent_log(overview.key, limit + 1, skip=(overview.log_page - 1) * limit)
+        entries = mongo.recent_log(
+            overview.key, limit=limit + 1, skip=(overview.log_page - 1) * limit
+        )
     except errors.StoreUnavailable as exc:
         overview.notes.append(f"MongoDB transaction log unavailable: {exc.message}")
         return
@@ -266,7 +268,11 @@ def _read_log(overview: WalletOverview, mongo: MongoWalletStore, limit: int) -> 
 
 
 def _read_transfers(
-    overview: WalletOverview, tigerbeetle: TigerBeetleWalletStore, account_id: int, limit: int
+    overview: WalletOverview,
+    tigerbeetle: TigerBeetleWalletStore,
+    *,
+    tb_account_id: int,
+    limit: int,
 ) -> None:
     key = overview.key
     try:
@@ -306,7 +312,7 @@ def _read_transfers(
                 tb_transfer_id_hex=hex_id,
                 kind=CODE_NAMES.get(transfer.code, f"code {transfer.code}"),
                 amount_minor=int(transfer.amount),
-                into_wallet=transfer.credit_account_id == account_id,
+                into_wallet=transfer.credit_account_id == tb_account_id,
                 transaction_id=name,
                 voidable=row is not None and row.state == WalletTransfer.State.POSTED,
                 registry_pk=row.pk if row else None,

@@ -88,11 +88,12 @@ def _group(name: str, models: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    """403 inside the admin frame for staff, with the way back; Django's plain one elsewhere."""
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """403 inside the admin frame for staff, with the way back; Django's plain one elsewhere.
+    Django calls its handler403 with the exception that refused the request, always."""
     user = getattr(request, "user", None)
     if not (request.path.startswith("/admin/") and user is not None and user.is_staff):
-        return defaults.permission_denied(request, exception)  # type: ignore[arg-type]
+        return defaults.permission_denied(request, exception)
     context = {
         **admin.site.each_context(request),
         "title": "Not allowed",

@@ -373,7 +373,7 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
             except errors.WalletError as exc:
                 self.message_user(request, f"Not voided: {exc.message}", messages.ERROR)
             else:
-                self._log_void(request, transaction_id, form.cleaned_data["reason"])
+                self._log_void(request, transaction_id, reason=form.cleaned_data["reason"])
                 after = result.balance
                 self.message_user(
                     request,
@@ -385,7 +385,10 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
         balance: WalletBalance | None
         try:
             balance = service.get_balance(
-                record.key.client_id, record.key.country, record.key.currency, record.key.issuer
+                client_id=record.key.client_id,
+                country=record.key.country,
+                currency=record.key.currency,
+                issuer=record.key.issuer,
             )
         except errors.WalletError:
             balance = None
@@ -404,7 +407,7 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
             },
         )
 
-    def _log_void(self, request: HttpRequest, transaction_id: str, reason: str) -> None:
+    def _log_void(self, request: HttpRequest, transaction_id: str, *, reason: str) -> None:
         """Django's admin history gets the void too (who, when, why), beside the stores'
         own record of it (voided_by, void_reason, voided_at)."""
         row = WalletTransfer.objects.filter(transaction_id=transaction_id).first()

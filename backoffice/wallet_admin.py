@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.db.models.options import Options
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -146,6 +148,9 @@ class WalletAccountAdmin(ReadOnlyAdmin):
     search_help_text = "Exact client id (case-sensitive). MongoDB-only wallets are listed too."
     ordering = ("client_id", "currency", "country")
     list_per_page = 50
+    # ModelAdmin's own "no such object" redirect: private, so django-stubs leave it out; its
+    # type, declared here, lets change_view call it as Django's change_view does.
+    _get_obj_does_not_exist_redirect: Callable[[HttpRequest, Options[Any], str], HttpResponse]
 
     def get_urls(self) -> list[URLPattern]:
         by_key = path(
@@ -190,10 +195,7 @@ class WalletAccountAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         wallet = self.get_object(request, object_id)
         if wallet is None:
-            # Django's own "no such object" redirect: private, so django-stubs leaves it out.
-            return self._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]
-                request, self.opts, object_id
-            )
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         return self._wallet_page(request, wallet.key)
 
     def key_view(self, request: HttpRequest) -> HttpResponse:

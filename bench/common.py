@@ -143,7 +143,10 @@ def tigerbeetle_server(binary: str) -> Iterator[str]:
     its address."""
     directory = settings.VAR_DIR / "bench-tigerbeetle" / str(os.getpid())
     server = start_local_tigerbeetle(
-        Path(binary), directory, free_loopback_port(), log_path=directory / "server.log"
+        Path(binary),
+        data_dir=directory,
+        port=free_loopback_port(),
+        log_path=directory / "server.log",
     )
     try:
         yield server.addresses
@@ -158,7 +161,7 @@ def percentile(samples: list[float], pct: float) -> float:
     return ordered[index]
 
 
-def latency_figures(name: str, samples_s: list[float], baseline_s: list[float]) -> list[Figure]:
+def latency_figures(name: str, *, samples_s: list[float], baseline_s: list[float]) -> list[Figure]:
     """p50/p95/p99 in ms, and sequential throughput, each against the baseline."""
     figures = [
         Figure(

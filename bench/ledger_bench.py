@@ -41,7 +41,7 @@ def baseline_table() -> None:
         )
 
 
-def baseline_inserts(total: int, batch_size: int, start_id: int) -> float:
+def baseline_inserts(total: int, *, batch_size: int, start_id: int) -> float:
     """Seconds to insert `total` rows in transactions of `batch_size` rows."""
     placeholder = "%s"
     sql = f"INSERT INTO bench_baseline (id, a, b, c) VALUES ({', '.join([placeholder] * 4)})"
@@ -53,7 +53,7 @@ def baseline_inserts(total: int, batch_size: int, start_id: int) -> float:
     return time.perf_counter() - started
 
 
-def baseline_reads(count: int, max_id: int) -> list[float]:
+def baseline_reads(count: int, *, max_id: int) -> list[float]:
     samples = []
     with connection.cursor() as cursor:
         for i in range(count):
@@ -75,7 +75,7 @@ def make_accounts(backend: LedgerBackend, count: int) -> list[int]:
 
 
 def transfer_throughput(
-    backend: LedgerBackend, account_ids: list[int], total: int, batch_size: int
+    backend: LedgerBackend, account_ids: list[int], total: int, *, batch_size: int
 ) -> float:
     """Seconds to post `total` transfers from the funding account in batches."""
     funding, wallets = account_ids[0], account_ids[1:]
@@ -124,8 +124,8 @@ def run_backend(name: str, backend: LedgerBackend, scale: float) -> list[Figure]
             batch_size
         ]
         total = max(total, batch_size)
-        seconds = transfer_throughput(backend, account_ids, total, batch_size)
-        baseline_s = baseline_inserts(total, batch_size, next_baseline_id)
+        seconds = transfer_throughput(backend, account_ids, total, batch_size=batch_size)
+        baseline_s = baseline_inserts(total, batch_size=batch_size, start_id=next_baseline_id)
         next_baseline_id += total
         figures.append(
             Figure(
@@ -136,7 +136,7 @@ def run_backend(name: str, backend: LedgerBackend, scale: float) -> list[Figure]
             )
         )
     lookups = lookup_latency(backend, account_ids, int(2_000 * scale) or 100)
-    reads = baseline_reads(len(lookups), next_baseline_id)
+    reads = baseline_reads(len(lookups), max_id=next_baseline_id)
     for pct in (50, 95, 99):
         figures.append(
             Figure(

@@ -47,10 +47,10 @@ KEEP_ALIVE_S = 5
 
 def run_locust(
     base: str,
+    *,
     authorization: str,
     args: argparse.Namespace,
     workdir: Path,
-    *,
     user_class: str,
     run_time_s: int,
 ) -> Path:
@@ -71,7 +71,7 @@ def run_locust(
     return stats
 
 
-def settle(base: str, authorization: str, tally: dict[str, Any]) -> int:
+def settle(base: str, *, authorization: str, tally: dict[str, Any]) -> int:
     """Send every pending write and void again with its id until the API settles it."""
     session = requests.Session()
     session.headers["Authorization"] = authorization
@@ -140,7 +140,7 @@ def expected_balances(tally: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
     }
 
 
-def audit(base: str, authorization: str, tally: dict[str, Any]) -> list[str]:
+def audit(base: str, *, authorization: str, tally: dict[str, Any]) -> list[str]:
     """Every wallet's balance from the API against the tally; the differences, if any."""
     session = requests.Session()
     session.headers["Authorization"] = authorization
@@ -181,7 +181,7 @@ def print_requests(title: str, stats: Path) -> None:
                 print(f"  failure: {row['Name']} {row['Error']} x{row['Occurrences']}")
 
 
-def print_against_baseline(stats: Path, baseline: Path) -> None:
+def print_against_baseline(stats: Path, *, baseline: Path) -> None:
     """The wallet mix's throughput and latencies as ratios of the same run's /api/ping load."""
     mix, ping = stats_rows(stats)["Aggregated"], stats_rows(baseline)["Aggregated"]
     print("\nwallet mix against the same users on /api/ping (same server, same run)")
@@ -218,7 +218,7 @@ def report(tally: dict[str, Any], settled: int, differences: list[str]) -> None:
         print(f"audit: all {wallets} wallets' balances equal the tally (credit, debit, historical)")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--spawn-rate", type=int, default=100, help="users started per second")
@@ -232,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="seconds of the /api/ping baseline run before the mix (default: --run-time)",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     with ExitStack() as stack:
         engine = "embedded engine"
         if not settings.TB_ADDRESSES and os.environ.get("TB_BINARY"):
@@ -267,21 +271,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         baseline = run_locust(
             base,
-            authorization,
-            args,
-            workdir,
+            authorization=authorization,
+            args=args,
+            workdir=workdir,
             user_class="PingUser",
             run_time_s=args.baseline_run_time or args.run_time,
         )
         stats = run_locust(
-            base, authorization, args, workdir, user_class="WalletUser", run_time_s=args.run_time
+            base,
+            authorization=authorization,
+            args=args,
+            workdir=workdir,
+            user_class="WalletUser",
+            run_time_s=args.run_time,
         )
         tally = json.loads((workdir / "WalletUser-tally.json").read_text())
-        settled = settle(base, authorization, tally)
-        differences = audit(base, authorization, tally)
+        settled = settle(base, authorization=authorization, tally=tally)
+        differences = audit(base, authorization=authorization, tally=tally)
         print_requests("baseline: the same users on /api/ping", baseline)
         print_requests("wallet mix", stats)
-        print_against_baseline(stats, baseline)
+        print_against_baseline(stats, baseline=baseline)
         report(tally, settled, differences)
     return 1 if differences else 0
 

@@ -87,7 +87,9 @@ class WalletUser(HttpUser):
         self.own_client_id = f"{RUN}-user-{id(self):x}-{random.getrandbits(32):08x}"
         self.sequence = 0
         self.posted: list[str] = []  # this user's applied writes, candidates for a void
-        self.write("credit", self.own_client_id, 100_000)  # room for the debits
+        self.write(
+            "credit", client_id=self.own_client_id, amount_minor=100_000
+        )  # room for the debits
 
     def next_id(self, kind: str) -> str:
         self.sequence += 1
@@ -100,11 +102,11 @@ class WalletUser(HttpUser):
 
     @task(35)
     def credit(self) -> None:
-        self.write("credit", self.pick_wallet(), random.randint(1, 5_000))
+        self.write("credit", client_id=self.pick_wallet(), amount_minor=random.randint(1, 5_000))
 
     @task(25)
     def debit(self) -> None:
-        self.write("debit", self.pick_wallet(), random.randint(1, 5_000))
+        self.write("debit", client_id=self.pick_wallet(), amount_minor=random.randint(1, 5_000))
 
     @task(30)
     def balance(self) -> None:
@@ -128,12 +130,12 @@ class WalletUser(HttpUser):
         VOIDS[transaction_id] = "pending"
         VOIDS[transaction_id] = self.send(
             "void",
-            f"/api/transactions/{transaction_id}/void",
-            {"reason": "load test"},
+            path=f"/api/transactions/{transaction_id}/void",
+            body={"reason": "load test"},
             already_done="already_voided",
         )
 
-    def write(self, kind: str, client_id: str, amount_minor: int) -> None:
+    def write(self, kind: str, *, client_id: str, amount_minor: int) -> None:
         transaction_id = self.next_id(kind)
         id_field = "transaction_id" if kind == "credit" else "reference_id"
         WRITES[transaction_id] = {
@@ -146,12 +148,12 @@ class WalletUser(HttpUser):
             id_field: transaction_id,
             "amount": f"{amount_minor // 100}.{amount_minor % 100:02d}",
         }
-        outcome = self.send(kind, f"{wallet_path(client_id)}/{kind}s", body)
+        outcome = self.send(kind, path=f"{wallet_path(client_id)}/{kind}s", body=body)
         WRITES[transaction_id]["outcome"] = outcome
         if outcome == "applied":
             self.posted.append(transaction_id)
 
-    def send(self, name: str, path: str, body: dict[str, Any], already_done: str = "") -> str:
+    def send(self, name: str, *, path: str, body: dict[str, Any], already_done: str = "") -> str:
         """POST until the API settles it; "applied", "refused" or "pending"."""
         for attempt in range(RETRIES_MAX):
             with self.client.post(

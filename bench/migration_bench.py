@@ -193,7 +193,7 @@ def baseline_mirror(outbox: MirrorOutbox) -> tuple[int, float]:
     return moved, elapsed
 
 
-def raw_tigerbeetle(wallets: int, mirror_entries: int) -> dict[str, float]:
+def raw_tigerbeetle(wallets: int, *, mirror_entries: int) -> dict[str, float]:
     """The raw client's batched throughput for the jobs' events, per second of each input."""
     client = tb.ClientSync(
         cluster_id=settings.TB_CLUSTER_ID, replica_addresses=settings.TB_ADDRESSES
@@ -278,7 +278,7 @@ def _batched_s(
     return time.perf_counter() - started
 
 
-def job_targets(figures: dict[str, float], raw: dict[str, float]) -> list[Target]:
+def job_targets(figures: dict[str, float], *, raw: dict[str, float]) -> list[Target]:
     """Each job against its slowest raw input of the same run (issue 10: at least 0.5x)."""
     inputs = {
         "backfill": {
@@ -320,15 +320,49 @@ def print_backfill_breakdown(report: BackfillReport, phases: Phases) -> None:
     print_breakdown("backfill", report.duration_s, phases, waits=waits)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None, *, on_server: bool) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    on_server = bool(settings.TB_ADDRESSES)
     parser.add_argument("--wallets", type=int, default=20_000 if on_server else 100_000)
     parser.add_argument("--page-size", type=int, default=2000, help="backfill page size")
     parser.add_argument(
         "--mirror-entries", type=int, default=20_000, help="outbox entries for the mirror figure"
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def migration_figures(rates: dict[str, float]) -> list[Figure]:
+    """Each job's throughput against its baseline, and the reconciliation's against the seed's
+    target."""
+    return [
+        Figure("backfill throughput", rates["backfill"], rates["backfill baseline"], "wallets/s"),
+        Figure(
+            "reconciliation throughput",
+            rates["reconciliation"],
+            rates["reconciliation baseline"],
+            "wallets/s",
+        ),
+        Figure("mirror throughput", rates["mirror"], rates["mirror baseline"], "entries/s"),
+        Figure(
+            "reconciliation vs the seed's target",
+            rates["reconciliation"],
+            RECONCILE_TARGET_WALLETS_PER_S,
+            "wallets/s",
+        ),
+    ]
+
+
+def print_raw(raw: dict[str, float], *, rates: dict[str, float]) -> None:
+    """The raw client's rates, and each job against its slowest raw input."""
+    print("\nRaw TigerBeetle client, batches of 8189, same run")
+    for name, rate in raw.items():
+        unit = "transfers/s" if name == "transfers" else "/s"
+        print(f"  {name:<28} {rate:>12,.0f} {unit}")
+    print_targets("Each job against its slowest raw input, same run", job_targets(rates, raw=raw))
+
+
+def main(argv: list[str] | None = None) -> int:
+    on_server = bool(settings.TB_ADDRESSES)
+    args = parse_args(argv, on_server=on_server)
     phases: dict[str, Phases] = {}
     with mongo_server() as mongo_url, scratch_database("migration"):
         # A long timeout: dropping 100,000 documents takes the embedded server a while.
@@ -367,46 +401,25 @@ def main(argv: list[str] | None = None) -> int:
             assert mirrored.applied == entries == moved, (mirrored, entries, moved)
         finally:
             database.client.drop_database(database.db.name)
-        raw = raw_tigerbeetle(args.wallets, entries) if on_server else {}
-    reconcile_rate = run.checked / run.duration_s
+        raw = raw_tigerbeetle(args.wallets, mirror_entries=entries) if on_server else {}
     rates = {
         "backfill": report.imported / report.duration_s,
         "backfill baseline": copied / copy_s,
-        "reconciliation": reconcile_rate,
+        "reconciliation": run.checked / run.duration_s,
         "reconciliation baseline": compared / compare_s,
         "mirror": mirrored.applied / mirror_s,
         "mirror baseline": moved / move_s,
     }
-    figures = [
-        Figure("backfill throughput", rates["backfill"], rates["backfill baseline"], "wallets/s"),
-        Figure(
-            "reconciliation throughput",
-            reconcile_rate,
-            rates["reconciliation baseline"],
-            "wallets/s",
-        ),
-        Figure("mirror throughput", rates["mirror"], rates["mirror baseline"], "entries/s"),
-        Figure(
-            "reconciliation vs the seed's target",
-            reconcile_rate,
-            RECONCILE_TARGET_WALLETS_PER_S,
-            "wallets/s",
-        ),
-    ]
     print_figures(
         f"Migration over {args.wallets:,} legacy wallets",
-        figures,
+        migration_figures(rates),
         "MongoDB page scan + bare-table insert / key reads, same run",
     )
     print_backfill_breakdown(report, phases["backfill"])
     print_breakdown("reconciliation", run.duration_s, phases["reconciliation"])
     print_breakdown("mirror", mirror_s, phases["mirror"])
     if raw:
-        print("\nRaw TigerBeetle client, batches of 8189, same run")
-        for name, rate in raw.items():
-            unit = "transfers/s" if name == "transfers" else "/s"
-            print(f"  {name:<28} {rate:>12,.0f} {unit}")
-        print_targets("Each job against its slowest raw input, same run", job_targets(rates, raw))
+        print_raw(raw, rates=rates)
     return 0
 
 

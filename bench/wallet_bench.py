@@ -68,10 +68,22 @@ from registry.accounts import find_account  # noqa: E402
 OPERATIONS = ("add_credit", "subtract_credit", "get_balance", "get_balances", "void")
 
 
-def timed(call: Callable[..., object], *args: Any) -> float:
+def timed(call: Callable[..., object], *args: Any, **kwargs: Any) -> float:
     started = time.perf_counter()
-    call(*args)
+    call(*args, **kwargs)
     return time.perf_counter() - started
+
+
+def seed_each(service: WalletService, keys: list[WalletKey], *, id_prefix: str) -> None:
+    """1000.00 into each wallet, so each exists and has room for the debits and voids."""
+    for key in keys:
+        service.add_credit(
+            client_id=key.client_id,
+            country=key.country,
+            currency=key.currency,
+            amount=Decimal("1000.00"),
+            transaction_id=f"{id_prefix}{key.client_id}",
+        )
 
 
 def in_process(
@@ -79,26 +91,43 @@ def in_process(
 ) -> list[Figure]:
     run = uuid.uuid4().hex[:8]
     keys = [WalletKey(f"bench-{run}-{i}", "USA", "USD") for i in range(count)]
-    for key in keys:  # every wallet exists and has room for the debits and voids below
-        service.add_credit(key.client_id, "USA", "USD", Decimal("1000.00"), f"seed-{key.client_id}")
+    seed_each(service, keys, id_prefix="seed-")
     samples: dict[str, list[float]] = {op: [] for op in OPERATIONS}
     for i, key in enumerate(keys):
         client = key.client_id
         samples["add_credit"].append(
-            timed(service.add_credit, client, "USA", "USD", "5.00", f"c-{run}-{i}")
+            timed(
+                service.add_credit,
+                client_id=client,
+                country="USA",
+                currency="USD",
+                amount="5.00",
+                transaction_id=f"c-{run}-{i}",
+            )
         )
         samples["subtract_credit"].append(
-            timed(service.subtract_credit, client, "USA", "USD", "1.00", f"d-{run}-{i}")
+            timed(
+                service.subtract_credit,
+                client_id=client,
+                country="USA",
+                currency="USD",
+                amount="1.00",
+                reference_id=f"d-{run}-{i}",
+            )
         )
-        samples["get_balance"].append(timed(service.get_balance, client, "USA", "USD"))
+        samples["get_balance"].append(
+            timed(service.get_balance, client_id=client, country="USA", currency="USD")
+        )
         samples["get_balances"].append(timed(service.get_balances, client))
         samples["void"].append(
-            timed(service.void_transaction, f"c-{run}-{i}", "bench", "benchmark")
+            timed(service.void_transaction, f"c-{run}-{i}", voided_by="bench", reason="benchmark")
         )
     baseline = [timed(raw, key) for key in keys]
     figures: list[Figure] = []
     for op in OPERATIONS:
-        figures += latency_figures(f"{store_name} in-process {op}", samples[op], baseline)
+        figures += latency_figures(
+            f"{store_name} in-process {op}", samples_s=samples[op], baseline_s=baseline
+        )
     return figures
 
 
@@ -108,6 +137,13 @@ def timed_tigerbeetle_service() -> WalletService:
     return WalletService(TigerBeetleWalletStore(TimedBackend(get_ledger_backend()), scope=scope))
 
 
+def registered_account_id(key: WalletKey) -> int:
+    """The TigerBeetle account of a wallet the run has just credited (so it is registered)."""
+    registered = find_account(key)
+    assert registered is not None, key
+    return registered.tb_account_id
+
+
 def tigerbeetle_targets(service: WalletService, count: int) -> list[Target]:
     """The issue's targets on the real server; none on the embedded engine."""
     if not settings.TB_ADDRESSES:
@@ -115,21 +151,28 @@ def tigerbeetle_targets(service: WalletService, count: int) -> list[Target]:
     run = uuid.uuid4().hex[:8]
     ledger = ledger_for_currency("USD")
     keys = [WalletKey(f"target-{run}-{i}", "USA", "USD") for i in range(count)]
-    for key in keys:
-        client = key.client_id
-        service.add_credit(client, "USA", "USD", Decimal("1000.00"), f"t-seed-{client}")
-    account_ids = [find_account(key).tb_account_id for key in keys]  # type: ignore[union-attr]
+    seed_each(service, keys, id_prefix="t-seed-")
+    account_ids = [registered_account_id(key) for key in keys]
     raw = tb.ClientSync(cluster_id=settings.TB_CLUSTER_ID, replica_addresses=settings.TB_ADDRESSES)
     try:
         raw.lookup_accounts(account_ids[:1])  # the session is opened outside the timing
         balance, lookup, credit, create = [], [], [], []
         credit_phases = Phases()
         for i, (key, account_id) in enumerate(zip(keys, account_ids, strict=True)):
-            balance.append(timed(service.get_balance, key.client_id, "USA", "USD"))
+            balance.append(
+                timed(service.get_balance, client_id=key.client_id, country="USA", currency="USD")
+            )
             lookup.append(timed(raw.lookup_accounts, [account_id]))
             with CLOCK.measuring(credit_phases):
                 credit.append(
-                    timed(service.add_credit, key.client_id, "USA", "USD", "1.00", f"t-{run}-{i}")
+                    timed(
+                        service.add_credit,
+                        client_id=key.client_id,
+                        country="USA",
+                        currency="USD",
+                        amount="1.00",
+                        transaction_id=f"t-{run}-{i}",
+                    )
                 )
             transfer = tb.Transfer(
                 id=tb.id(),
@@ -143,45 +186,52 @@ def tigerbeetle_targets(service: WalletService, count: int) -> list[Target]:
     finally:
         raw.close()
     print_breakdown("credit through the service", sum(credit), credit_phases, per=len(credit))
+    return service_targets(balance_s=balance, lookup_s=lookup, credit_s=credit, create_s=create)
+
+
+def service_targets(
+    *, balance_s: list[float], lookup_s: list[float], credit_s: list[float], create_s: list[float]
+) -> list[Target]:
+    """The service's balance reads and credits against the raw client's lookups and creates."""
     ms = 1000
     return [
         Target(
             "GetBalance (service) p50 vs raw lookup_accounts p50",
-            percentile(balance, 50) * ms,
-            percentile(lookup, 50) * ms,
+            percentile(balance_s, 50) * ms,
+            percentile(lookup_s, 50) * ms,
             "ms",
             ratio_max=1.5,
         ),
         Target(
             "GetBalance (service) p95 vs 1 ms",
-            percentile(balance, 95) * ms,
+            percentile(balance_s, 95) * ms,
             1.0,
             "ms",
             ratio_max=1.0,
         ),
         Target(
             "credit (service) p50 vs raw single create_transfers p50",
-            percentile(credit, 50) * ms,
-            percentile(create, 50) * ms,
+            percentile(credit_s, 50) * ms,
+            percentile(create_s, 50) * ms,
             "ms",
             ratio_max=3.0,
         ),
         Target(
             "credit (service) p95 vs raw single create_transfers p95",
-            percentile(credit, 95) * ms,
-            percentile(create, 95) * ms,
+            percentile(credit_s, 95) * ms,
+            percentile(create_s, 95) * ms,
             "ms",
         ),
         Target(
             "GetBalance (service) p95 vs raw lookup_accounts p95",
-            percentile(balance, 95) * ms,
-            percentile(lookup, 95) * ms,
+            percentile(balance_s, 95) * ms,
+            percentile(lookup_s, 95) * ms,
             "ms",
         ),
     ]
 
 
-def over_http(store_name: str, base: str, authorization: str, count: int) -> list[Figure]:
+def over_http(store_name: str, *, base: str, authorization: str, count: int) -> list[Figure]:
     session = requests.Session()
     session.headers["Authorization"] = authorization
     run = uuid.uuid4().hex[:8]
@@ -206,9 +256,9 @@ def over_http(store_name: str, base: str, authorization: str, count: int) -> lis
         for i, c in enumerate(clients)
     ]
     ping = [timed(lambda: session.get(f"{base}/api/ping").raise_for_status()) for _ in clients]
-    return latency_figures(f"{store_name} HTTP get_balance", balance, ping) + latency_figures(
-        f"{store_name} HTTP add_credit", credits, ping
-    )
+    return latency_figures(
+        f"{store_name} HTTP get_balance", samples_s=balance, baseline_s=ping
+    ) + latency_figures(f"{store_name} HTTP add_credit", samples_s=credits, baseline_s=ping)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
                 database_name=database_name,
                 extra_env={"MONGO_URL": mongo_url},
             ) as base:
-                http_figures += over_http(store_name, base, authorization, args.count)
+                http_figures += over_http(
+                    store_name, base=base, authorization=authorization, count=args.count
+                )
         mongo_database.client.drop_database(mongo_database.db.name)
     print_figures(
         "Wallet operations in-process",

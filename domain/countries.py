@@ -6,6 +6,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import pycountry
+from pycountry.db import Country
 
 
 class UnknownCountry(ValueError):
@@ -13,7 +14,7 @@ class UnknownCountry(ValueError):
 
 
 @lru_cache(maxsize=1024)
-def _country(code: str):  # type: ignore[no-untyped-def]
+def _country(code: str) -> Country:
     normalized = code.strip().upper() if isinstance(code, str) else ""
     country = None
     if len(normalized) == 2:

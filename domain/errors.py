@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+def error_body(code: str, *, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     """The one JSON shape of every error answer (the REST API, /metrics, gunicorn's own)."""
     return {"error": {"code": code, "message": message, "details": details or {}}}
 

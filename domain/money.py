@@ -182,7 +182,7 @@ def from_minor_units(amount_minor: int, currency: str) -> Decimal:
         return Decimal(amount_minor).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent))
 
 
-def format_money_in(amount_minor: int, currency: str, locale: str) -> str:
+def format_money_in(amount_minor: int, currency: str, *, locale: str) -> str:
     """An amount as people read it, with its currency, in a locale: 11990 USD -> "$119.90" in
     en_US. Babel formats; the digits come from `from_minor_units` and are never rounded (no
     quantization to CLDR's idea of the currency's digits)."""

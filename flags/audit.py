@@ -44,7 +44,7 @@ _applying_state: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 
 @contextmanager
-def acting_as(actor: str, note: str = "") -> Iterator[None]:
+def acting_as(actor: str, *, note: str = "") -> Iterator[None]:
     actor_token, note_token = current_actor.set(actor), current_note.set(note)
     try:
         yield
@@ -55,7 +55,7 @@ def acting_as(actor: str, note: str = "") -> Iterator[None]:
 
 @contextmanager
 def recording_phase_change(
-    actor: str, note: str, *, from_phase: int, to_phase: int
+    actor: str, *, note: str, from_phase: int, to_phase: int
 ) -> Iterator[PhaseChange]:
     """One audit row for a phase change the person asked for; every flag flip made inside
     points to it. A refusal is kept on the row with its reason, and re-raised."""
@@ -128,11 +128,11 @@ def record_change(sender: Any, instance: Any, **kwargs: Any) -> None:
     )
 
 
-def set_writes_paused(paused: bool, actor: str, note: str = "") -> None:
+def set_writes_paused(paused: bool, *, actor: str, note: str = "") -> None:
     """Hold (or release) every wallet write while a phase change moves the primary store."""
     applying = _applying_state.set(True)
     try:
-        with acting_as(actor, note):
+        with acting_as(actor, note=note):
             switch, _ = get_waffle_switch_model().objects.get_or_create(
                 name=WRITES_PAUSED, defaults={"active": False}
             )
@@ -143,7 +143,7 @@ def set_writes_paused(paused: bool, actor: str, note: str = "") -> None:
         _applying_state.reset(applying)
 
 
-def apply_state(state: MigrationState, actor: str, note: str = "") -> None:
+def apply_state(state: MigrationState, *, actor: str, note: str = "") -> None:
     """Set every flag of `state` at once (one transaction), audited as `actor`."""
     if state.problems():
         raise InvalidPhaseChange("; ".join(state.problems()))
@@ -155,7 +155,7 @@ def apply_state(state: MigrationState, actor: str, note: str = "") -> None:
     samples = {SHADOW_READ: state.shadow_read_percent, READ_ROLLOUT: state.read_rollout_percent}
     applying = _applying_state.set(True)
     try:
-        _apply(switches, samples, actor, note)
+        _apply(switches, samples, actor=actor, note=note)
     finally:
         _applying_state.reset(applying)
 
@@ -163,11 +163,12 @@ def apply_state(state: MigrationState, actor: str, note: str = "") -> None:
 def _apply(
     switches: dict[str, bool],
     samples: dict[str, Decimal],
+    *,
     actor: str,
     note: str,
 ) -> None:
     switch_model, sample_model = get_waffle_switch_model(), get_waffle_sample_model()
-    with acting_as(actor, note), transaction.atomic():
+    with acting_as(actor, note=note), transaction.atomic():
         for name, active in switches.items():
             switch, _ = switch_model.objects.get_or_create(name=name, defaults={"active": False})
             if switch.active != active:

@@ -161,7 +161,7 @@ def _flags_query() -> str:
 
 
 def state_for_phase(
-    phase: Phase, shadow_percent: Decimal = Decimal(10), rollout_percent: Decimal = Decimal(0)
+    phase: Phase, *, shadow_percent: Decimal = Decimal(10), rollout_percent: Decimal = Decimal(0)
 ) -> MigrationState:
     """The flag values that make up a phase."""
     return MigrationState(

@@ -24,9 +24,11 @@ ID_MAX_LENGTH = 128
 _ID_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
-def wallet_key(client_id: str, country: str, currency: str, issuer: str | None = None) -> WalletKey:
+def wallet_key(
+    *, client_id: str, country: str, currency: str, issuer: str | None = None
+) -> WalletKey:
     """A validated, normalised wallet key (alpha-3 country, upper-case currency)."""
-    client_id = checked_id("client_id", client_id)
+    client_id = checked_id(client_id, field="client_id")
     try:
         country_code = normalize_country(country)
     except UnknownCountryCode as exc:
@@ -35,7 +37,7 @@ def wallet_key(client_id: str, country: str, currency: str, issuer: str | None =
         currency_code = normalize_currency(currency)
     except MoneyError as exc:
         raise errors.UnknownCurrency(f"Unknown currency {currency!r}.", field="currency") from exc
-    issuer = checked_id("issuer", issuer) if issuer else None
+    issuer = checked_id(issuer, field="issuer") if issuer else None
     return WalletKey(
         client_id=client_id, country=country_code, currency=currency_code, issuer=issuer
     )
@@ -68,7 +70,7 @@ def _check_same_currency(key: WalletKey, amount_currency: str | None) -> None:
         )
 
 
-def checked_id(field: str, value: str) -> str:
+def checked_id(value: str, *, field: str) -> str:
     """The one rule for every id a client sends (client id, issuer, transaction and
     reference ids), from the path, the query or the body: 1 to ID_MAX_LENGTH characters,
     no surrounding whitespace, no '/' (an id must be addressable as one URL path segment,
@@ -105,6 +107,7 @@ class WalletService:
 
     def add_credit(
         self,
+        *,
         client_id: str,
         country: str,
         currency: str,
@@ -112,18 +115,20 @@ class WalletService:
         transaction_id: str,
         issuer: str | None = None,
         amount_currency: str | None = None,
-        *,
         made_by: str = "",
     ) -> WalletResult:
-        """`made_by`: the authenticated principal, kept with the transaction."""
-        key = wallet_key(client_id, country, currency, issuer)
+        """Keyword-only: the wallet key's three strings and the ids read alike, and a swap
+        would credit another wallet. `made_by`: the authenticated principal, kept with the
+        transaction."""
+        key = wallet_key(client_id=client_id, country=country, currency=currency, issuer=issuer)
         _check_same_currency(key, amount_currency)
         amount_minor = amount_minor_of(amount, key.currency)
-        transaction_id = checked_id("transaction_id", transaction_id)
+        transaction_id = checked_id(transaction_id, field="transaction_id")
         return self.primary_store().add_credit(key, amount_minor, transaction_id, made_by=made_by)
 
     def subtract_credit(
         self,
+        *,
         client_id: str,
         country: str,
         currency: str,
@@ -131,30 +136,34 @@ class WalletService:
         reference_id: str,
         issuer: str | None = None,
         amount_currency: str | None = None,
-        *,
         made_by: str = "",
     ) -> WalletResult:
-        key = wallet_key(client_id, country, currency, issuer)
+        key = wallet_key(client_id=client_id, country=country, currency=currency, issuer=issuer)
         _check_same_currency(key, amount_currency)
         amount_minor = amount_minor_of(amount, key.currency)
-        reference_id = checked_id("reference_id", reference_id)
+        reference_id = checked_id(reference_id, field="reference_id")
         return self.primary_store().subtract_credit(
             key, amount_minor, reference_id, made_by=made_by
         )
 
     def get_balance(
-        self, client_id: str, country: str, currency: str, issuer: str | None = None
+        self, *, client_id: str, country: str, currency: str, issuer: str | None = None
     ) -> WalletBalance:
-        return self.primary_store().get_balance(wallet_key(client_id, country, currency, issuer))
+        key = wallet_key(client_id=client_id, country=country, currency=currency, issuer=issuer)
+        return self.primary_store().get_balance(key)
 
     def get_balances(self, client_id: str) -> list[WalletBalance]:
-        return self.primary_store().get_balances(checked_id("client_id", client_id))
+        return self.primary_store().get_balances(checked_id(client_id, field="client_id"))
 
-    def void_transaction(self, transaction_id: str, voided_by: str, reason: str) -> WalletResult:
-        transaction_id = checked_id("transaction_id", transaction_id)
+    def void_transaction(self, transaction_id: str, *, voided_by: str, reason: str) -> WalletResult:
+        transaction_id = checked_id(transaction_id, field="transaction_id")
         if not reason or not reason.strip():
             raise errors.ValidationFailed("A void needs a reason.", field="reason")
-        return self.primary_store().void_transaction(transaction_id, voided_by, reason.strip())
+        return self.primary_store().void_transaction(
+            transaction_id, voided_by=voided_by, reason=reason.strip()
+        )
 
     def get_transaction(self, transaction_id: str) -> TransactionRecord:
-        return self.primary_store().get_transaction(checked_id("transaction_id", transaction_id))
+        return self.primary_store().get_transaction(
+            checked_id(transaction_id, field="transaction_id")
+        )

@@ -362,7 +362,12 @@ class Backfill:
             start, size = chain_of[snapshot.balance.key]
             pair = transfers[start : start + size]
             clock = stamp_import(account, pair, timestamp=max(clock + 1, created_ns))
-        created = self._create_page(events.todo, system_accounts, events.accounts, transfers)
+        created = self._create_page(
+            events.todo,
+            system_accounts=system_accounts,
+            accounts=events.accounts,
+            transfers=transfers,
+        )
         if created is None:
             return None
         self._clock = clock
@@ -379,6 +384,7 @@ class Backfill:
     def _create_page(
         self,
         todo: list[WalletSnapshot],
+        *,
         system_accounts: list[Account],
         accounts: list[Account],
         transfers: list[Transfer],

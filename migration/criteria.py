@@ -250,15 +250,14 @@ def daily_fallback_rates(days: int = CONSECUTIVE_DAYS) -> list[DayResult]:
 def is_legacy_inconsistency(mismatch: ReconciliationMismatch) -> bool:
     """A legacy wallet whose own MongoDB fields disagree (credit != total received - spent):
     imported as it was, a known data problem, not a write the migration lost."""
-    fields = (
-        mismatch.mongo_credit_minor,
-        mismatch.mongo_debit_minor,
-        mismatch.mongo_historical_credit_minor,
-    )
-    if mismatch.kind != ReconciliationMismatch.Kind.BALANCE or None in fields:
+    credit = mismatch.mongo_credit_minor
+    debit = mismatch.mongo_debit_minor
+    historical = mismatch.mongo_historical_credit_minor
+    if mismatch.kind != ReconciliationMismatch.Kind.BALANCE:
         return False
-    credit, debit, historical = fields
-    return credit != historical - debit  # type: ignore[operator]  # None ruled out above
+    if credit is None or debit is None or historical is None:
+        return False
+    return credit != historical - debit
 
 
 def lost_write_mismatches(run: ReconciliationRun | None) -> tuple[int, int]:

@@ -93,9 +93,9 @@ def change_phase(
     report = PhaseChangeReport(before=plan.before.phase, after=phase)
     entering_tb_only = plan.enters_tigerbeetle_only
     if not plan.pauses_writes:
-        apply_state(plan.after, actor, note)
+        apply_state(plan.after, actor=actor, note=note)
         return report
-    set_writes_paused(True, actor, f"moving to phase {int(phase)}")
+    set_writes_paused(True, actor=actor, note=f"moving to phase {int(phase)}")
     try:
         with writes_drained(settings.PHASE_CHANGE_WRITES_WAIT_S):
             # No write that read the old phase is running now, and none can start: what
@@ -105,7 +105,7 @@ def change_phase(
                 _reconcile_or_refuse(mongo, tigerbeetle, actor)
             else:
                 report.copied_back = copy_back_tigerbeetle_writes(mongo, tigerbeetle)
-            apply_state(plan.after, actor, note)
+            apply_state(plan.after, actor=actor, note=note)
             if entering_tb_only:
                 Milestone.objects.update_or_create(
                     name=Milestone.ENTERED_TIGERBEETLE_ONLY,
@@ -116,7 +116,7 @@ def change_phase(
             f"{exc}; the phase is unchanged and writes resume, try again"
         ) from exc
     finally:
-        set_writes_paused(False, actor, f"phase {int(phase)} change finished")
+        set_writes_paused(False, actor=actor, note=f"phase {int(phase)} change finished")
     return report
 
 
@@ -260,8 +260,8 @@ def _copy_back(mongo: MongoWalletStore, what: str, row: WalletTransfer) -> None:
             with contextlib.suppress(errors.AlreadyVoided):  # copied by an earlier run
                 mongo.void_transaction(
                     row.transaction_id,
-                    row.voided_by,
-                    row.void_reason,
+                    voided_by=row.voided_by,
+                    reason=row.void_reason,
                     mirror=False,
                     voided_at=row.voided_at,
                 )

@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import pybreaker
 
@@ -66,7 +66,17 @@ def read_breaker(*, failures: int, reset_s: float) -> pybreaker.CircuitBreaker:
     )
 
 
-def _timed(operation: str, store: str, call: Callable[[], T]) -> T:
+class ShadowEnqueuer(Protocol):
+    """Queues a sampled shadow read's comparison with TigerBeetle (the process wiring gives
+    the Celery task's); the two ints by keyword, so the read's point and its latency never
+    trade places."""
+
+    def __call__(
+        self, balance: WalletBalance, *, wallet_seq: int, mongo_latency_us: int
+    ) -> None: ...
+
+
+def _timed(operation: str, *, store: str, call: Callable[[], T]) -> T:
     started = time.perf_counter()
     try:
         return call()
@@ -96,12 +106,12 @@ class PhasedWalletStore:
         outbox: MirrorOutbox,
         breaker: pybreaker.CircuitBreaker,
         enqueue_mirror: Callable[[WalletKey], None],
-        enqueue_shadow: Callable[[WalletBalance, int, int], None],
+        enqueue_shadow: ShadowEnqueuer,
     ) -> None:
         """`outbox`: MongoDB's outbox (read-your-writes asks it whether a wallet waits for
         the mirror); `breaker`: the breaker on TigerBeetle reads (`read_breaker`).
         `enqueue_mirror(key)` runs after each dual write (queue that wallet's mirror);
-        `enqueue_shadow(balance, wallet_seq, mongo_latency_us)` after each sampled shadow
+        `enqueue_shadow(balance, wallet_seq=..., mongo_latency_us=...)` after each sampled shadow
         read (queue its comparison). The process wiring (`wallet_site.wiring`) supplies the
         Celery tasks; this module never imports them."""
         self.mongo = mongo
@@ -116,6 +126,7 @@ class PhasedWalletStore:
     def _write(
         self,
         operation: str,
+        *,
         on_mongo: Callable[[], WalletResult],
         on_tigerbeetle: Callable[[], WalletResult],
     ) -> WalletResult:
@@ -126,8 +137,8 @@ class PhasedWalletStore:
             if state is None or state.writes_paused:
                 raise errors.WritesPaused()
             if not state.writes_to_mongo:
-                return _timed(operation, "tigerbeetle", on_tigerbeetle)
-            result = _timed(operation, "mongo", on_mongo)
+                return _timed(operation, store="tigerbeetle", call=on_tigerbeetle)
+            result = _timed(operation, store="mongo", call=on_mongo)
         if state.mirrors_to_tigerbeetle:
             self._mirror_soon(result.transaction.key)
         return result
@@ -145,8 +156,12 @@ class PhasedWalletStore:
     ) -> WalletResult:
         return self._write(
             "add_credit",
-            lambda: self.mongo.add_credit(key, amount_minor, transaction_id, made_by=made_by),
-            lambda: self.tigerbeetle.add_credit(key, amount_minor, transaction_id, made_by=made_by),
+            on_mongo=lambda: self.mongo.add_credit(
+                key, amount_minor, transaction_id, made_by=made_by
+            ),
+            on_tigerbeetle=lambda: self.tigerbeetle.add_credit(
+                key, amount_minor, transaction_id, made_by=made_by
+            ),
         )
 
     def subtract_credit(
@@ -154,17 +169,23 @@ class PhasedWalletStore:
     ) -> WalletResult:
         return self._write(
             "subtract_credit",
-            lambda: self.mongo.subtract_credit(key, amount_minor, reference_id, made_by=made_by),
-            lambda: self.tigerbeetle.subtract_credit(
+            on_mongo=lambda: self.mongo.subtract_credit(
+                key, amount_minor, reference_id, made_by=made_by
+            ),
+            on_tigerbeetle=lambda: self.tigerbeetle.subtract_credit(
                 key, amount_minor, reference_id, made_by=made_by
             ),
         )
 
-    def void_transaction(self, transaction_id: str, voided_by: str, reason: str) -> WalletResult:
+    def void_transaction(self, transaction_id: str, *, voided_by: str, reason: str) -> WalletResult:
         return self._write(
             "void_transaction",
-            lambda: self.mongo.void_transaction(transaction_id, voided_by, reason),
-            lambda: self.tigerbeetle.void_transaction(transaction_id, voided_by, reason),
+            on_mongo=lambda: self.mongo.void_transaction(
+                transaction_id, voided_by=voided_by, reason=reason
+            ),
+            on_tigerbeetle=lambda: self.tigerbeetle.void_transaction(
+                transaction_id, voided_by=voided_by, reason=reason
+            ),
         )
 
     # --- reads ------------------------------------------------------------------------------
@@ -172,18 +193,21 @@ class PhasedWalletStore:
     def get_balance(self, key: WalletKey) -> WalletBalance:
         state = current_state()
         if state.phase == Phase.TIGERBEETLE_ONLY:
-            return _timed("get_balance", "tigerbeetle", lambda: self.tigerbeetle.get_balance(key))
+            return _timed(
+                "get_balance", store="tigerbeetle", call=lambda: self.tigerbeetle.get_balance(key)
+            )
         if state.reads_from_tigerbeetle(key.client_id):
             return self._cutover_read(key)
         _count_route(ReadRouteCount.Route.MONGO)
         draw = Decimal(random.randrange(10_000)) / 100
         if not state.shadows(draw):
-            return _timed("get_balance", "mongo", lambda: self.mongo.get_balance(key))
+            return _timed("get_balance", store="mongo", call=lambda: self.mongo.get_balance(key))
         started = time.perf_counter()
         balance, wallet_seq = _timed(
-            "get_balance", "mongo", lambda: self.mongo.get_balance_and_seq(key)
+            "get_balance", store="mongo", call=lambda: self.mongo.get_balance_and_seq(key)
         )
-        self._shadow(balance, wallet_seq, int((time.perf_counter() - started) * 1_000_000))
+        latency_us = int((time.perf_counter() - started) * 1_000_000)
+        self._shadow(balance, wallet_seq=wallet_seq, latency_us=latency_us)
         return balance
 
     def _cutover_read(self, key: WalletKey) -> WalletBalance:
@@ -191,10 +215,13 @@ class PhasedWalletStore:
             # The mirror has not applied this wallet's last write yet: TigerBeetle would
             # answer an older balance than the client was told.
             _count_route(ReadRouteCount.Route.READ_YOUR_WRITES)
-            return _timed("get_balance", "mongo", lambda: self.mongo.get_balance(key))
+            return _timed("get_balance", store="mongo", call=lambda: self.mongo.get_balance(key))
         try:
             balance = self.breaker.call(
-                _timed, "get_balance", "tigerbeetle", lambda: self.tigerbeetle.get_balance(key)
+                _timed,
+                "get_balance",
+                store="tigerbeetle",
+                call=lambda: self.tigerbeetle.get_balance(key),
             )
         except (errors.StoreUnavailable, pybreaker.CircuitBreakerError) as exc:
             reason = "breaker_open" if isinstance(exc, pybreaker.CircuitBreakerError) else "error"
@@ -208,11 +235,11 @@ class PhasedWalletStore:
         metrics.FALLBACKS.labels(reason).inc()
         _count_route(ReadRouteCount.Route.FALLBACK)
         log.info("balance of %s served by MongoDB (%s)", key.describe(), reason)
-        return _timed("get_balance", "mongo", lambda: self.mongo.get_balance(key))
+        return _timed("get_balance", store="mongo", call=lambda: self.mongo.get_balance(key))
 
-    def _shadow(self, balance: WalletBalance, wallet_seq: int, latency_us: int) -> None:
+    def _shadow(self, balance: WalletBalance, *, wallet_seq: int, latency_us: int) -> None:
         try:
-            self._enqueue_shadow(balance, wallet_seq, latency_us)
+            self._enqueue_shadow(balance, wallet_seq=wallet_seq, mongo_latency_us=latency_us)
         except Exception:
             log.warning("shadow comparison of %s not queued", balance.key.describe())
 

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import pytest
 import tigerbeetle as tb
@@ -17,6 +18,10 @@ from domain.ids import IdSpace
 from domain.wallets import WalletStore
 from ledger.backends import LedgerBackend, get_ledger_backend
 from ledger.tb_model import LedgerScope
+
+if TYPE_CHECKING:  # the models and DRF's test client load once Django is set up
+    from django.contrib.auth.models import AbstractUser
+    from rest_framework.test import APIClient
 
 BACKEND_NAMES = ["engine", "tigerbeetle"]
 STORE_NAMES = ["mongo", "tigerbeetle"]
@@ -244,18 +249,18 @@ WALLET_API_PERMISSIONS = (
 )
 
 
-def grant(user: object, *permissions: str) -> None:
+def grant(user: AbstractUser, *permissions: str) -> None:
     """Give a user model permissions by their "app_label.codename" names."""
     from django.contrib.auth.models import Permission
 
     for name in permissions:
         app_label, codename = name.split(".")
-        user.user_permissions.add(  # type: ignore[attr-defined]
+        user.user_permissions.add(
             Permission.objects.get(content_type__app_label=app_label, codename=codename)
         )
 
 
-def api_client_for(user: object) -> object:
+def api_client_for(user: AbstractUser) -> APIClient:
     """A REST client carrying a fresh API token (knox) of `user`."""
     from knox.models import AuthToken
     from rest_framework.test import APIClient
@@ -266,7 +271,7 @@ def api_client_for(user: object) -> object:
     return client
 
 
-def permitted_user(permissions: tuple[str, ...] = WALLET_API_PERMISSIONS) -> object:
+def permitted_user(permissions: tuple[str, ...] = WALLET_API_PERMISSIONS) -> AbstractUser:
     """A fresh user holding `permissions` (by default the five wallet operations and voids)."""
     from django.contrib.auth import get_user_model
 
@@ -283,7 +288,7 @@ def api_token(permissions: tuple[str, ...] = WALLET_API_PERMISSIONS) -> str:
     return str(token)
 
 
-def token_api_client(permissions: tuple[str, ...] = WALLET_API_PERMISSIONS) -> object:
+def token_api_client(permissions: tuple[str, ...] = WALLET_API_PERMISSIONS) -> APIClient:
     """A REST client signed in with a fresh user's token (the API's authentication), the
     user holding `permissions` (by default the five wallet operations and voids)."""
     return api_client_for(permitted_user(permissions))

@@ -64,6 +64,7 @@ class EmbeddedMongo:
 
 
 def start_embedded_mongo(
+    *,
     port: int | None = None,
     storage_path: str = ":memory:",
     database: str = "wallet",

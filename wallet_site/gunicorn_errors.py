@@ -21,7 +21,7 @@ def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: st
     from domain.errors import error_body  # noqa: PLC0415
 
     message = f"{reason}: {mesg}" if mesg else f"{reason}."
-    body = json.dumps(error_body(error_code_for_status(status_int), message)).encode()
+    body = json.dumps(error_body(error_code_for_status(status_int), message=message)).encode()
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\n"
         "Connection: close\r\n"

@@ -40,7 +40,7 @@ def binary_version(binary: Path) -> str:
     return answer.stdout.strip()
 
 
-def format_data_file(binary: Path, data_file: Path) -> None:
+def format_data_file(binary: Path, *, data_file: Path) -> None:
     """Format a single-replica data file (about 1.1 GB, preallocated). It is formatted under a
     temporary name and renamed, so an interrupted format never leaves a half-made file that
     the next run would try to start."""
@@ -73,6 +73,7 @@ def port_accepts(port: int, timeout_s: float = 0.5) -> bool:
 
 def start_local_tigerbeetle(
     binary: Path,
+    *,
     data_dir: Path,
     port: int,
     log_path: Path | None = None,
@@ -82,7 +83,7 @@ def start_local_tigerbeetle(
     wait until it accepts connections."""
     data_file = data_dir / DATA_FILE_NAME
     if not data_file.exists():
-        format_data_file(binary, data_file)
+        format_data_file(binary, data_file=data_file)
     log_file = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     addresses = f"127.0.0.1:{port}"
     process = subprocess.Popen(

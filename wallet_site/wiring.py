@@ -29,7 +29,7 @@ from ledger.tb_model import AccountCodes, LedgerScope
 from migration import tasks
 from migration.legacy_scan import LegacyScan
 from migration.outbox import LOG_MARKS, MirrorOutbox
-from migration.routing import PhasedWalletStore, key_to_dict, read_breaker
+from migration.routing import PhasedWalletStore, ShadowEnqueuer, key_to_dict, read_breaker
 from migration.runtime import Runtime
 
 
@@ -38,8 +38,9 @@ def enqueue_mirror(key: WalletKey) -> None:
     tasks.mirror_wallet.delay(key_to_dict(key))
 
 
-def enqueue_shadow(balance: WalletBalance, wallet_seq: int, mongo_latency_us: int) -> None:
-    """After a sampled shadow read: queue its comparison with TigerBeetle."""
+def enqueue_shadow(balance: WalletBalance, *, wallet_seq: int, mongo_latency_us: int) -> None:
+    """After a sampled shadow read: queue its comparison with TigerBeetle. The task's
+    arguments stay positional: messages already queued carry them so."""
     tasks.compare_shadow_read.delay(
         key_to_dict(balance.key), list(balance.fields_minor()), wallet_seq, mongo_latency_us
     )
@@ -63,7 +64,7 @@ def build_runtime(
     mongo_database: MongoDatabase | None = None,
     backend: LedgerBackend | None = None,
     enqueue_mirror: Callable[[WalletKey], None] = enqueue_mirror,
-    enqueue_shadow: Callable[[WalletBalance, int, int], None] = enqueue_shadow,
+    enqueue_shadow: ShadowEnqueuer = enqueue_shadow,
 ) -> Runtime:
     """A process's runtime. What is not given comes from the settings: the scope, the MongoDB
     database (MONGO_URL, MONGO_TIMEOUT_S, MONGO_LOCK_WAIT_S); `backend` None is the process's

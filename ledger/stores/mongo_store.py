@@ -205,9 +205,9 @@ class MongoWalletStore:
     def void_transaction(
         self,
         transaction_id: str,
+        *,
         voided_by: str,
         reason: str,
-        *,
         mirror: bool = True,
         voided_at: datetime | None = None,
     ) -> WalletResult:
@@ -305,7 +305,7 @@ class MongoWalletStore:
 
         return self.database.guarded(read)
 
-    def recent_log(self, key: WalletKey, limit: int = 20, skip: int = 0) -> list[LogEntry]:
+    def recent_log(self, key: WalletKey, *, limit: int = 20, skip: int = 0) -> list[LogEntry]:
         """The wallet's latest transaction log entries, newest first, a page at a time (for
         support staff: one wallet's log is small enough for skip)."""
 

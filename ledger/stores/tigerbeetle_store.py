@@ -199,7 +199,7 @@ class TigerBeetleWalletStore:
         )
         return self._post(transfer, reference_id, TransactionKind.DEBIT, key, registered, made_by)
 
-    def void_transaction(self, transaction_id: str, voided_by: str, reason: str) -> WalletResult:
+    def void_transaction(self, transaction_id: str, *, voided_by: str, reason: str) -> WalletResult:
         """Post the compensating transfer, at most once per transaction.
 
         The registry row is locked for the attempt so two voids of one transaction never

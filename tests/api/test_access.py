@@ -88,7 +88,7 @@ def new_user(*, is_staff: bool = False) -> AbstractUser:
 def client_in_role(name: str, *, is_staff: bool) -> APIClient:
     user = new_user(is_staff=is_staff)
     user.groups.add(role(name))
-    return api_client_for(user)  # type: ignore[return-value]
+    return api_client_for(user)
 
 
 def error_code(response: Any) -> str:
@@ -136,7 +136,7 @@ def test_support_granted_the_credit_permission_can_credit(wallet: Wallet) -> Non
     user.groups.add(role("Support"))
     grant(user, "registry.credit_wallets")
 
-    response = wallet.call(api_client_for(user), "add_credit")  # type: ignore[arg-type]
+    response = wallet.call(api_client_for(user), "add_credit")
 
     assert response.status_code == 201
 
@@ -251,10 +251,10 @@ def test_each_token_has_its_own_rate_budget(wallet: Wallet, settings: Any) -> No
     runaway, other = api_client_for(user), api_client_for(user)
 
     for _ in range(3):
-        wallet.call(runaway, "get_balance")  # type: ignore[arg-type]
+        wallet.call(runaway, "get_balance")
 
-    assert wallet.call(runaway, "get_balance").status_code == 429  # type: ignore[arg-type]
-    assert wallet.call(other, "get_balance").status_code == 200  # type: ignore[arg-type]
+    assert wallet.call(runaway, "get_balance").status_code == 429
+    assert wallet.call(other, "get_balance").status_code == 200
 
 
 def test_credits_debits_and_voids_record_the_authenticated_principal(wallet: Wallet) -> None:
@@ -265,13 +265,13 @@ def test_credits_debits_and_voids_record_the_authenticated_principal(wallet: Wal
     service = api_client_for(service_user)
     credit_id, debit_id = uuid.uuid4().hex, uuid.uuid4().hex
 
-    credit = service.post(  # type: ignore[attr-defined]
+    credit = service.post(
         f"{wallet.url}/credits", {"transaction_id": credit_id, "amount": "5.00"}, format="json"
     )
-    service.post(  # type: ignore[attr-defined]
+    service.post(
         f"{wallet.url}/debits", {"reference_id": debit_id, "amount": "1.00"}, format="json"
     )
-    api_client_for(support_user).post(  # type: ignore[attr-defined]
+    api_client_for(support_user).post(
         f"/api/transactions/{credit_id}/void", {"reason": "duplicate"}, format="json"
     )
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def api() -> APIClient:
-    return token_api_client()  # type: ignore[return-value]
+    return token_api_client()
 
 
 def test_the_openapi_schema_lists_the_five_operations_and_their_errors(api: APIClient) -> None:

@@ -24,7 +24,7 @@ def authorization() -> str:
     return f"Token {api_token(())}"
 
 
-def served_status(path: str, authorization: str) -> str:
+def served_status(path: str, *, authorization: str) -> str:
     environ = RequestFactory().get(path, HTTP_AUTHORIZATION=authorization).environ
     statuses: list[str] = []
     response = WSGIHandler()(environ, lambda status, headers: statuses.append(status))
@@ -35,7 +35,7 @@ def served_status(path: str, authorization: str) -> str:
 @pytest.fixture
 def after_one_request(authorization: str) -> Iterator[object]:
     """The connection the first request left behind."""
-    assert served_status("/api/ping", authorization).startswith("200")
+    assert served_status("/api/ping", authorization=authorization).startswith("200")
     yield connection.connection
 
 
@@ -43,7 +43,7 @@ def test_the_next_request_reuses_the_connection(
     authorization: str, after_one_request: object
 ) -> None:
     assert after_one_request is not None
-    assert served_status("/api/ping", authorization).startswith("200")
+    assert served_status("/api/ping", authorization=authorization).startswith("200")
     assert connection.connection is after_one_request
 
 
@@ -69,5 +69,5 @@ def test_a_connection_the_database_dropped_is_replaced_by_the_next_request(
     thread.start()
     thread.join(5)
 
-    assert served_status("/api/ping", authorization).startswith("200")
+    assert served_status("/api/ping", authorization=authorization).startswith("200")
     assert connection.connection is not after_one_request

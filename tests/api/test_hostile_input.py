@@ -23,12 +23,12 @@ def api(wallet_store: WalletStore, monkeypatch: pytest.MonkeyPatch) -> APIClient
     """An authenticated client on the store under test that answers a server error as a
     response (as a deployment does) instead of raising it into the test."""
     monkeypatch.setattr(views, "wallet_service", lambda: WalletService(wallet_store))
-    client: APIClient = token_api_client()  # type: ignore[assignment]
+    client: APIClient = token_api_client()
     client.raise_request_exception = False
     return client
 
 
-def wallet_url(client_id: str, country: str = "USA", currency: str = "USD") -> str:
+def wallet_url(client_id: str, *, country: str = "USA", currency: str = "USD") -> str:
     return f"/api/clients/{client_id}/wallets/{country}/{currency}"
 
 
@@ -59,7 +59,7 @@ def assert_error(response: Any, status: int, code: str) -> None:
     assert body["error"]["code"] == code
 
 
-def post_credit_body(api: APIClient, client_id: str, body: str) -> Any:
+def post_credit_body(api: APIClient, client_id: str, *, body: str) -> Any:
     return api.post(f"{wallet_url(client_id)}/credits", data=body, content_type="application/json")
 
 
@@ -80,7 +80,7 @@ def test_an_amount_with_an_extreme_exponent_answers_400_invalid_amount(
     client_id = funded_wallet(api)
     before = balance_of(api, client_id)
 
-    response = post_credit_body(api, client_id, body)
+    response = post_credit_body(api, client_id, body=body)
 
     assert_error(response, 400, "invalid_amount")
     assert balance_of(api, client_id) == before
@@ -90,7 +90,7 @@ def test_a_very_deeply_nested_json_body_answers_400_malformed_request(api: APICl
     client_id = funded_wallet(api)
     before = balance_of(api, client_id)
 
-    response = post_credit_body(api, client_id, "[" * 100_000 + "]" * 100_000)
+    response = post_credit_body(api, client_id, body="[" * 100_000 + "]" * 100_000)
 
     assert_error(response, 400, "malformed_request")
     assert balance_of(api, client_id) == before
@@ -103,7 +103,7 @@ def test_a_non_standard_json_constant_answers_400_malformed_request(
     client_id = funded_wallet(api)
 
     response = post_credit_body(
-        api, client_id, f'{{"transaction_id": "t-const", "amount": {constant}}}'
+        api, client_id, body=f'{{"transaction_id": "t-const", "amount": {constant}}}'
     )
 
     assert_error(response, 400, "malformed_request")
@@ -175,7 +175,7 @@ def test_an_exact_json_number_is_taken_as_its_decimal_value(
     client_id = funded_wallet(api)
 
     response = post_credit_body(
-        api, client_id, f'{{"transaction_id": "{uuid.uuid4().hex}", "amount": {literal}}}'
+        api, client_id, body=f'{{"transaction_id": "{uuid.uuid4().hex}", "amount": {literal}}}'
     )
 
     assert response.status_code == 201, response.content
@@ -187,7 +187,7 @@ def test_a_json_number_finer_than_the_currency_is_refused_not_rounded(api: APICl
     before = balance_of(api, client_id)
 
     response = post_credit_body(
-        api, client_id, '{"transaction_id": "t-fine", "amount": 0.10000000000000000555}'
+        api, client_id, body='{"transaction_id": "t-fine", "amount": 0.10000000000000000555}'
     )
 
     assert_error(response, 400, "invalid_amount")
@@ -261,7 +261,7 @@ def id_requests(bad: str, *, client_id: str) -> dict[str, Any]:
     }
 
 
-def send(api: APIClient, method: str, url: str, body: Any) -> Any:
+def send(api: APIClient, method: str, *, url: str, body: Any) -> Any:
     if method == "get":
         return api.get(url)
     return api.post(url, body, format="json")
@@ -275,7 +275,7 @@ def test_an_id_breaking_the_id_rule_is_refused_400_everywhere_a_client_sends_one
     before = balance_of(api, client_id)
 
     answers = {
-        place: send(api, method, url, body)
+        place: send(api, method, url=url, body=body)
         for place, (method, url, body) in id_requests(bad, client_id=client_id).items()
     }
 
@@ -305,7 +305,9 @@ def test_a_lone_surrogate_in_a_body_id_is_refused_400(api: APIClient) -> None:
     client_id = funded_wallet(api)
     before = balance_of(api, client_id)
 
-    response = post_credit_body(api, client_id, '{"transaction_id": "a\\ud800b", "amount": "1"}')
+    response = post_credit_body(
+        api, client_id, body='{"transaction_id": "a\\ud800b", "amount": "1"}'
+    )
 
     assert_error(response, 400, "validation_error")
     assert balance_of(api, client_id) == before
@@ -370,7 +372,7 @@ def test_a_body_over_the_size_limit_answers_413_request_too_large_and_moves_noth
     before = balance_of(api, client_id)
     body = '{"transaction_id": "t-big", "amount": "1.00", "pad": "%s"}' % ("x" * 3_000_000)
 
-    response = post_credit_body(api, client_id, body)
+    response = post_credit_body(api, client_id, body=body)
 
     assert_error(response, 413, "request_too_large")
     assert balance_of(api, client_id) == before

@@ -21,6 +21,7 @@ from domain.countries import UnknownCountry, normalize_country
 from domain.money import MoneyError, normalize_currency
 from domain.wallets import WalletStore
 from ledger.service import WalletService
+from ledger.stores.mongo_store import MongoWalletStore
 from registry.models import WalletAccount, WalletTransfer
 from tests.conftest import token_api_client
 
@@ -72,7 +73,7 @@ def _is_valid_id(text: str) -> bool:
     from ledger.service import checked_id
 
     try:
-        checked_id("id", text)
+        checked_id(text, field="id")
     except errors.ValidationFailed:
         return False
     return True
@@ -145,7 +146,7 @@ class Target:
         assert response.status_code == 201, response.content
 
     def wallet(
-        self, client_id: str | None = None, country: str = "USA", currency: str = "USD"
+        self, *, client_id: str | None = None, country: str = "USA", currency: str = "USD"
     ) -> str:
         return (
             f"/api/clients/{quote(self.client_id if client_id is None else client_id, safe='')}"
@@ -226,8 +227,8 @@ def hostile_request(target: Target, data: st.DataObject) -> tuple[str, str, Any,
 
 def money_state(store: WalletStore) -> tuple[int, int]:
     """How many wallets and posted writes the store holds, whoever they belong to."""
-    if store.name == "mongo":
-        database = store.database  # type: ignore[attr-defined]
+    if isinstance(store, MongoWalletStore):
+        database = store.database
         wallets, log = database.wallets(), database.log()
         return wallets.count_documents({}), log.count_documents({})
     return WalletAccount.objects.count(), WalletTransfer.objects.count()
@@ -236,7 +237,7 @@ def money_state(store: WalletStore) -> tuple[int, int]:
 @pytest.fixture
 def api(wallet_store: WalletStore, monkeypatch: pytest.MonkeyPatch) -> APIClient:
     monkeypatch.setattr(views, "wallet_service", lambda: WalletService(wallet_store))
-    client: APIClient = token_api_client()  # type: ignore[assignment]
+    client: APIClient = token_api_client()
     client.raise_request_exception = False
     return client
 

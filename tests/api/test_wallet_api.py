@@ -18,7 +18,7 @@ from tests.conftest import token_api_client
 def api(wallet_store: WalletStore, monkeypatch: pytest.MonkeyPatch) -> APIClient:
     """An authenticated REST client whose requests are served by the store under test."""
     monkeypatch.setattr(views, "wallet_service", lambda: WalletService(wallet_store))
-    return token_api_client()  # type: ignore[return-value]
+    return token_api_client()
 
 
 class _RunIds(dict):
@@ -32,7 +32,7 @@ class _RunIds(dict):
 TX = _RunIds()
 
 
-def wallet_url(client_id: str, country: str = "USA", currency: str = "USD") -> str:
+def wallet_url(client_id: str, *, country: str = "USA", currency: str = "USD") -> str:
     return f"/api/clients/{client_id}/wallets/{country}/{currency}"
 
 

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.test import Client
 
 from tests.migration.conftest import _tasks_in_process, stores  # noqa: F401 - fixtures
@@ -14,7 +15,7 @@ from tests.roles import role as group_for
 PASSWORD = "correct horse battery staple"
 
 
-def user_in(role: str | None, superuser: bool = False) -> object:
+def user_in(role: str | None, superuser: bool = False) -> User:
     name = f"{(role or 'admin').lower()}-{uuid.uuid4().hex[:6]}"
     model = get_user_model()
     if superuser:
@@ -25,27 +26,27 @@ def user_in(role: str | None, superuser: bool = False) -> object:
     return user
 
 
-def client_for(user: object) -> Client:
+def client_for(user: User) -> Client:
     client = Client()
-    client.force_login(user)  # type: ignore[arg-type]
+    client.force_login(user)
     return client
 
 
 @pytest.fixture
-def support_user(db: None) -> object:
+def support_user(db: None) -> User:
     return user_in("Support")
 
 
 @pytest.fixture
-def product_user(db: None) -> object:
+def product_user(db: None) -> User:
     return user_in("Product")
 
 
 @pytest.fixture
-def support(support_user: object) -> Client:
+def support(support_user: User) -> Client:
     return client_for(support_user)
 
 
 @pytest.fixture
-def product(product_user: object) -> Client:
+def product(product_user: User) -> Client:
     return client_for(product_user)

@@ -27,7 +27,7 @@ def _no_settle_wait(settings: Any) -> None:
     settings.PHASE_CHANGE_SETTLE_S = 0
 
 
-def comparisons(days_ago: int, matched: int, mismatched: int = 0) -> None:
+def comparisons(*, days_ago: int, matched: int, mismatched: int = 0) -> None:
     at = timezone.now() - timedelta(days=days_ago)
     for outcome, count in (("match", matched), ("mismatch", mismatched)):
         for _ in range(count):

@@ -45,7 +45,7 @@ def wallet_page(client: Client, key: WalletKey) -> Any:
     return client.get(f"/admin/registry/walletaccount/{row.pk}/change/")
 
 
-def void(client: Client, transaction_id: str, reason: str) -> Any:
+def void(client: Client, transaction_id: str, *, reason: str) -> Any:
     return client.post(
         f"/admin/registry/wallettransfer/void/{transaction_id}/", {"reason": reason}, follow=True
     )
@@ -56,6 +56,17 @@ def test_support_finds_a_clients_wallets_by_client_id(support: Client, wallet: A
     response = support.get("/admin/registry/walletaccount/", {"q": key.client_id})
     assert response.status_code == 200
     assert key.client_id in response.content.decode()
+
+
+def test_a_wallet_page_for_an_id_no_wallet_has_goes_to_the_index_with_a_message(
+    support: Client,
+) -> None:
+    response = support.get("/admin/registry/walletaccount/987654321/change/", follow=True)
+
+    assert response.redirect_chain == [("/admin/", 302)]
+    page = response.content.decode()
+    assert "987654321" in page
+    assert "Perhaps it was deleted?" in page
 
 
 def test_wallets_filter_by_currency(support: Client, stores: Stores) -> None:
@@ -101,7 +112,7 @@ def test_the_wallet_page_lists_transfers_log_and_balance_history(
 def test_a_void_needs_a_reason_and_changes_nothing_without_one(
     support: Client, wallet: Any, stores: Stores
 ) -> None:
-    response = void(support, wallet[1], "   ")
+    response = void(support, wallet[1], reason="   ")
     assert "A void needs a reason." in response.content.decode()
     assert stores.mongo.get_balance(wallet[0]).credit_minor == 7_000
 
@@ -110,7 +121,7 @@ def test_voiding_with_a_reason_changes_both_stores_and_is_audited(
     support: Client, support_user: Any, wallet: Any, stores: Stores
 ) -> None:
     key, _, debit_id = wallet
-    response = void(support, debit_id, "customer disputed")
+    response = void(support, debit_id, reason="customer disputed")
 
     assert "Voided" in response.content.decode()
     assert stores.mongo.get_balance(key).credit_minor == 10_000
@@ -128,8 +139,8 @@ def test_voiding_with_a_reason_changes_both_stores_and_is_audited(
 def test_voiding_twice_is_refused_with_a_clear_message(
     support: Client, wallet: Any, stores: Stores
 ) -> None:
-    void(support, wallet[2], "first")
-    response = void(support, wallet[2], "second")
+    void(support, wallet[2], reason="first")
+    response = void(support, wallet[2], reason="second")
     assert "was already voided" in response.content.decode()
     assert stores.mongo.get_balance(wallet[0]).credit_minor == 10_000
 
@@ -138,7 +149,7 @@ def test_a_void_that_would_overdraw_is_refused_and_changes_nothing(
     support: Client, wallet: Any, stores: Stores
 ) -> None:
     key, credit_id, _ = wallet
-    response = void(support, credit_id, "reverse the top-up")
+    response = void(support, credit_id, reason="reverse the top-up")
     assert "would take the wallet below zero" in response.content.decode()
     assert stores.mongo.get_balance(key).credit_minor == 7_000
     assert WalletTransfer.objects.get(transaction_id=credit_id).state == "posted"
@@ -151,7 +162,7 @@ def test_voiding_an_unknown_transaction_says_so(support: Client, stores: Stores)
 
 
 def test_transactions_filter_by_state(support: Client, wallet: Any) -> None:
-    void(support, wallet[2], "dispute")
+    void(support, wallet[2], reason="dispute")
     page = support.get("/admin/registry/wallettransfer/", {"state__exact": "voided"})
     assert wallet[2] in page.content.decode() and wallet[1] not in page.content.decode()
 
@@ -220,7 +231,7 @@ def test_the_transaction_list_and_the_wallet_page_show_who_made_and_who_voided(
     enter_phase(Phase.DUAL_WRITE)
     key, credit_id = new_key(), tx()
     stores.phased.add_credit(key, 10_000, credit_id, made_by="payments-gateway")
-    void(support, credit_id, "duplicate")
+    void(support, credit_id, reason="duplicate")
 
     listing = support.get("/admin/registry/wallettransfer/").content.decode()
     row = listing.split(credit_id, 1)[1].split("</tr>", 1)[0]
@@ -277,7 +288,7 @@ def test_the_transaction_list_search_finds_a_transaction_by_its_transfer_id_hex_
 def test_the_transaction_list_search_finds_a_voided_transaction_by_its_voids_transfer_id(
     support: Client, wallet: Any
 ) -> None:
-    void(support, wallet[2], "dispute")
+    void(support, wallet[2], reason="dispute")
     row = WalletTransfer.objects.get(transaction_id=wallet[2])
     assert row.void_tb_transfer_id_hex
     assert transactions_listed(support, row.void_tb_transfer_id_hex) == {wallet[2]}

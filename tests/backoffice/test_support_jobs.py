@@ -38,7 +38,7 @@ def wallet(stores: Stores) -> tuple[WalletKey, str, str]:
     return key, credit_id, debit_id
 
 
-def section(page: str, element_id: str) -> str:
+def section(page: str, *, element_id: str) -> str:
     return page.split(f'id="{element_id}"')[1].split("</table>")[0]
 
 
@@ -60,7 +60,7 @@ def test_money_is_formatted_for_the_locale_with_its_currency_and_never_rounded()
 def test_the_wallet_page_names_the_balances_as_support_says_them_with_a_meaning(
     support: Client, wallet: Any
 ) -> None:
-    balances = section(wallet_page(support, wallet[0]).content.decode(), "balances")
+    balances = section(wallet_page(support, wallet[0]).content.decode(), element_id="balances")
     assert "<th>available</th>" in balances and "what the client can spend now" in balances
     assert "<th>spent</th>" in balances and "<th>total received</th>" in balances
     assert "$30.00" in balances and "$100.00" in balances
@@ -124,7 +124,7 @@ def test_the_transaction_page_has_a_void_button(support: Client, wallet: Any) ->
 def test_the_transactions_list_has_a_void_link_on_voidable_rows_only(
     support: Client, wallet: Any
 ) -> None:
-    void(support, wallet[2], "dispute")
+    void(support, wallet[2], reason="dispute")
     page = support.get("/admin/registry/wallettransfer/").content.decode()
     assert f"/void/{wallet[1]}/?next=" in page
     assert f"/void/{wallet[2]}/?next=" not in page
@@ -141,9 +141,9 @@ def test_in_phase_4_a_phase_4_transaction_has_a_void_link_on_the_wallet_page(
 
     page = wallet_page(support, wallet[0]).content.decode()
 
-    transfers = section(page, "tb-transfers")
+    transfers = section(page, element_id="tb-transfers")
     assert f"/void/{phase4_debit}/?next=" in transfers
-    response = void(support, phase4_debit, "double charge")
+    response = void(support, phase4_debit, reason="double charge")
     assert "Voided" in response.content.decode()
     assert stores.tigerbeetle.get_balance(wallet[0]).credit_minor == 7_000
 
@@ -167,19 +167,24 @@ def test_the_wallet_page_pages_back_to_a_wallets_first_credit(
         stores.phased.add_credit(key, 1, tx())
 
     page = wallet_page(support, key).content.decode()
-    assert first not in section(page, "mongo-log") and first not in section(page, "tb-transfers")
-    older_log = link(page, "mongo-log-older")
-    older_tb = link(page, "tb-transfers-older")
+    assert first not in section(page, element_id="mongo-log") and first not in section(
+        page, element_id="tb-transfers"
+    )
+    older_log = link(page, element_id="mongo-log-older")
+    older_tb = link(page, element_id="tb-transfers-older")
 
-    assert first in section(support.get(older_log).content.decode(), "mongo-log")
-    assert first in section(support.get(older_tb).content.decode(), "tb-transfers")
-    assert section(support.get(older_tb).content.decode(), "tb-transfers").count("<tr>") == 6
+    assert first in section(support.get(older_log).content.decode(), element_id="mongo-log")
+    assert first in section(support.get(older_tb).content.decode(), element_id="tb-transfers")
+    assert (
+        section(support.get(older_tb).content.decode(), element_id="tb-transfers").count("<tr>")
+        == 6
+    )
 
 
 # --- 5. one search box: any id, any phase, MongoDB-only wallets and transactions ----------
 
 
-def link(page: str, element_id: str) -> str:
+def link(page: str, *, element_id: str) -> str:
     """The href of the link with this id."""
     anchor = page.split(f'id="{element_id}"')[0].rsplit("<a ", 1)[1]
     return anchor.split('href="')[1].split('"')[0].replace("&amp;", "&")
@@ -202,7 +207,7 @@ def test_a_legacy_wallet_only_in_mongodb_is_found_by_client_id_in_phase_0(
         response.redirect_chain
         and "/admin/registry/walletaccount/key/" in (response.redirect_chain[-1][0])
     )
-    assert "$119.90" in section(page, "balances")
+    assert "$119.90" in section(page, element_id="balances")
     listed = support.get("/admin/registry/walletaccount/", {"q": key.client_id}).content.decode()
     assert 'id="mongo-only-wallets"' in listed and key.client_id in listed
 
@@ -219,7 +224,7 @@ def test_a_refused_debit_only_in_mongodb_is_found_by_its_id(
 
     page = response.content.decode()
     assert f"/admin/registry/wallettransfer/record/{refused}/" in response.redirect_chain[-1][0]
-    assert "failed" in section(page, "transaction-record")
+    assert "failed" in section(page, element_id="transaction-record")
 
 
 def test_a_transaction_is_found_by_its_tigerbeetle_transfer_id(
@@ -250,7 +255,7 @@ def test_in_phase_4_the_page_says_tigerbeetle_is_authoritative_and_does_not_alar
     page = wallet_page(support, wallet[0]).content.decode()
 
     assert "TigerBeetle is authoritative" in page
-    header = section(page, "balances").split("</thead>")[0]
+    header = section(page, element_id="balances").split("</thead>")[0]
     assert header.index("TigerBeetle (authoritative)") < header.index("MongoDB")
     assert page.index('id="tb-transfers"') < page.index('id="mongo-log"')
     assert 'id="balance-difference"' not in page
@@ -302,7 +307,7 @@ def test_after_a_void_the_wallet_page_explains_why_spent_stays(
     support: Client, wallet: Any
 ) -> None:
     assert "void-explanation" not in wallet_page(support, wallet[0]).content.decode()
-    void(support, wallet[2], "dispute")
+    void(support, wallet[2], reason="dispute")
     page = wallet_page(support, wallet[0]).content.decode()
     explanation = page.split('id="void-explanation"')[1].split("</p>")[0]
     assert "Voiding a debit gives the money back as a new credit" in explanation
@@ -314,7 +319,7 @@ def test_after_a_void_the_wallet_page_explains_why_spent_stays(
 def test_the_transactions_list_shows_who_voided_and_when_in_one_column(
     support: Client, support_user: Any, wallet: Any
 ) -> None:
-    void(support, wallet[2], "dispute")
+    void(support, wallet[2], reason="dispute")
     page = support.get("/admin/registry/wallettransfer/").content.decode()
     assert f"{support_user.username}, {timezone.now():%Y-%m-%d}" in page
     assert 'id="nav-sidebar"' not in page  # the width goes to the list
@@ -344,9 +349,9 @@ def test_the_wallet_page_links_its_mismatches_rechecks_and_the_wallets_list(
     reconcile()
     page = wallet_page(support, wallet[0]).content.decode()
     assert 'id="breadcrumb-wallets"' in page
-    transactions = support.get(link(page, "wallet-transactions")).content.decode()
+    transactions = support.get(link(page, element_id="wallet-transactions")).content.decode()
     assert wallet[1] in transactions and wallet[2] in transactions
-    listed = support.get(link(page, "wallet-mismatches")).content.decode()
+    listed = support.get(link(page, element_id="wallet-mismatches")).content.decode()
     assert wallet[0].client_id in listed
 
     row = WalletAccount.objects.get(client_id=wallet[0].client_id)
@@ -431,7 +436,7 @@ def test_mismatches_export_as_csv_with_money_and_currency(
 def test_transactions_export_as_csv_following_the_lists_filters(
     support: Client, wallet: Any
 ) -> None:
-    void(support, wallet[2], "dispute")
+    void(support, wallet[2], reason="dispute")
     response = support.get("/admin/registry/wallettransfer/export.csv", {"state__exact": "voided"})
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert [(r["transaction_id"], r["amount"], r["state"], r["void_reason"]) for r in rows] == [
@@ -447,7 +452,7 @@ def test_transactions_export_as_csv_following_the_lists_filters(
 def test_messages_are_shown_as_written_without_capitalising_an_id(support_user: Any) -> None:
     request = RequestFactory().get("/admin/")
     request.user = support_user
-    request.session = {}  # type: ignore[assignment]
+    request.session = {}  # type: ignore[assignment]  # the message storage needs a mapping only
     storage = FallbackStorage(request)
     storage.add(20, "dave GBR GBP: both stores agree now.")
     html = render_to_string("admin/base_site.html", {"messages": storage}, request=request)
@@ -487,5 +492,5 @@ def test_search_results_offer_a_void_link_for_each_voidable_transaction(
 
     page = support.get("/admin/find/", {"q": shared}).content.decode()
 
-    assert key.describe() in section(page, "found-wallets")
-    assert f"/void/{shared}/?next=" in section(page, "found-transactions")
+    assert key.describe() in section(page, element_id="found-wallets")
+    assert f"/void/{shared}/?next=" in section(page, element_id="found-transactions")

@@ -44,7 +44,7 @@ def staff_in(role: str) -> str:
     return name
 
 
-def log_in(page: Any, base_url: str, username: str) -> None:
+def log_in(page: Any, base_url: str, *, username: str) -> None:
     page.goto(f"{base_url}/admin/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
@@ -77,7 +77,7 @@ def test_support_finds_a_client_voids_with_a_reason_and_sees_both_balances_chang
     key, debit_id = new_key(), tx()
     committed_stores.phased.add_credit(key, 10_000, tx())
     committed_stores.phased.subtract_credit(key, 3_000, debit_id)
-    log_in(page, live_server.url, staff_in("Support"))
+    log_in(page, live_server.url, username=staff_in("Support"))
     screenshot(page, "support-01-index")
     assert "support: wallets and transactions" in page.inner_text("#content-main").lower()
 
@@ -141,7 +141,7 @@ def test_support_finds_a_wallet_only_mongodb_holds_and_is_kept_to_support_pages(
     committed_stores.tigerbeetle.subtract_credit(differing, 1, tx())  # the stores now differ
     with pytest.raises(CommandError):
         call_command("reconcile", stdout=io.StringIO())
-    log_in(page, live_server.url, staff_in("Support"))
+    log_in(page, live_server.url, username=staff_in("Support"))
 
     page.goto(f"{live_server.url}/admin/migration/reconciliationmismatch/")
     screenshot(page, "support-07-open-mismatches")
@@ -181,7 +181,7 @@ def test_support_voids_a_phase_4_transaction_from_the_wallet_page(
     change_phase(Phase.TIGERBEETLE_ONLY, "tester", committed_stores.mongo, committed_stores.batches)
     phase4_debit = tx()
     committed_stores.phased.subtract_credit(key, 2_500, phase4_debit)
-    log_in(page, live_server.url, staff_in("Support"))
+    log_in(page, live_server.url, username=staff_in("Support"))
 
     page.fill("#find-q", key.client_id)
     page.press("#find-q", "Enter")
@@ -230,7 +230,7 @@ def test_product_sees_the_next_steps_criterion_meets_the_forms_rules_and_moves_t
     committed_stores: Stores,  # noqa: F811
 ) -> None:
     enter_phase(Phase.DUAL_WRITE)
-    log_in(page, live_server.url, staff_in("Product"))
+    log_in(page, live_server.url, username=staff_in("Product"))
     screenshot(page, "product-01-index")
 
     page.goto(f"{live_server.url}/admin/migration/phase/")
@@ -279,7 +279,7 @@ def test_product_reads_what_phase_4_will_do_before_confirming(
     enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
     Milestone.objects.create(name=Milestone.BACKFILL_COMPLETED, reached_at=timezone.now())
     committed_stores.mongo.add_credit(new_key(), 100, tx())  # pending in the outbox
-    log_in(page, live_server.url, staff_in("Product"))
+    log_in(page, live_server.url, username=staff_in("Product"))
 
     page.goto(f"{live_server.url}/admin/migration/phase/")
     page.select_option("#id_phase", "4")

@@ -37,7 +37,7 @@ def worker_stores(mongo_url: str, wallet_ledger_backend: Any) -> Iterator[Stores
     client = pymongo.MongoClient(mongo_url)
     database = client.get_default_database(default="wallet").name
     client.drop_database(database)
-    with installed_stores(mongo_url, database, wallet_ledger_backend) as stores:
+    with installed_stores(mongo_url, database=database, backend=wallet_ledger_backend) as stores:
         yield stores
     client.drop_database(database)
     client.close()
@@ -45,7 +45,7 @@ def worker_stores(mongo_url: str, wallet_ledger_backend: Any) -> Iterator[Stores
 
 @pytest.fixture
 def api() -> APIClient:
-    return token_api_client()  # type: ignore[return-value]
+    return token_api_client()
 
 
 def eventually(check: Callable[[], bool], what: str) -> None:

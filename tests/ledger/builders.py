@@ -6,6 +6,7 @@ user_data value, so the suite also runs against a persistent real cluster.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import tigerbeetle as tb
@@ -34,8 +35,9 @@ def new_accounts(backend: LedgerBackend, *flags: tb.AccountFlags) -> list[tb.Acc
 
 
 def transfer(
-    debit: tb.Account | int, credit: tb.Account | int, amount: int = 10, **fields: Any
+    debit: tb.Account | int, *, credit: tb.Account | int, amount: int = 10, **fields: Any
 ) -> tb.Transfer:
+    """The account debited first; the one credited by name, so the direction never flips."""
     defaults: dict[str, Any] = {
         "id": tb.id(),
         "debit_account_id": debit if isinstance(debit, int) else debit.id,
@@ -45,6 +47,12 @@ def transfer(
         "code": CODE,
     }
     return tb.Transfer(**{**defaults, **fields})
+
+
+def pair_transfer(pair: Sequence[tb.Account], **fields: Any) -> tb.Transfer:
+    """A transfer debiting the pair's first account and crediting its second."""
+    debit, credit = pair
+    return transfer(debit, credit=credit, **fields)
 
 
 def account_status(backend: LedgerBackend, event: tb.Account) -> tb.CreateAccountStatus:

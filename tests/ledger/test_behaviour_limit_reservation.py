@@ -76,9 +76,9 @@ def test_a_reserved_wallet_holds_the_reservation_pending_and_nothing_posted(
 def test_a_credit_up_to_the_limit_exactly_posts(ledger_backend: LedgerBackend) -> None:
     wallet_id, funding_id = reserved_wallet(ledger_backend)
 
-    assert statuses(ledger_backend, [transfer(funding_id, wallet_id, BALANCE_MINOR_MAX)]) == [
-        S.CREATED
-    ]
+    assert statuses(
+        ledger_backend, [transfer(funding_id, credit=wallet_id, amount=BALANCE_MINOR_MAX)]
+    ) == [S.CREATED]
     assert credits_posted(ledger_backend, wallet_id) == BALANCE_MINOR_MAX
 
 
@@ -86,8 +86,10 @@ def test_a_credit_past_the_limit_overflows_and_posts_nothing(
     ledger_backend: LedgerBackend,
 ) -> None:
     wallet_id, funding_id = reserved_wallet(ledger_backend)
-    ledger_backend.create_transfers([transfer(funding_id, wallet_id, BALANCE_MINOR_MAX - 10)])
-    crossing = transfer(funding_id, wallet_id, 11)
+    ledger_backend.create_transfers(
+        [transfer(funding_id, credit=wallet_id, amount=BALANCE_MINOR_MAX - 10)]
+    )
+    crossing = transfer(funding_id, credit=wallet_id, amount=11)
 
     assert statuses(ledger_backend, [crossing]) == [S.OVERFLOWS_CREDITS]
     assert ledger_backend.lookup_transfers([crossing.id]) == []
@@ -97,8 +99,10 @@ def test_a_credit_past_the_limit_overflows_and_posts_nothing(
 def test_a_credit_refused_for_the_limit_burns_no_id(ledger_backend: LedgerBackend) -> None:
     """Overflows are not transient: the same id posts once the amount fits."""
     wallet_id, funding_id = reserved_wallet(ledger_backend)
-    ledger_backend.create_transfers([transfer(funding_id, wallet_id, BALANCE_MINOR_MAX - 10)])
-    crossing = transfer(funding_id, wallet_id, 11)
+    ledger_backend.create_transfers(
+        [transfer(funding_id, credit=wallet_id, amount=BALANCE_MINOR_MAX - 10)]
+    )
+    crossing = transfer(funding_id, credit=wallet_id, amount=11)
     ledger_backend.create_transfers([crossing])
     crossing.amount = 10
 
@@ -109,8 +113,13 @@ def test_two_credits_at_the_limit_in_one_request_post_only_the_first(
     ledger_backend: LedgerBackend,
 ) -> None:
     wallet_id, funding_id = reserved_wallet(ledger_backend)
-    ledger_backend.create_transfers([transfer(funding_id, wallet_id, BALANCE_MINOR_MAX - 100)])
-    first, second = transfer(funding_id, wallet_id, 60), transfer(funding_id, wallet_id, 60)
+    ledger_backend.create_transfers(
+        [transfer(funding_id, credit=wallet_id, amount=BALANCE_MINOR_MAX - 100)]
+    )
+    first, second = (
+        transfer(funding_id, credit=wallet_id, amount=60),
+        transfer(funding_id, credit=wallet_id, amount=60),
+    )
 
     assert statuses(ledger_backend, [first, second]) == [S.CREATED, S.OVERFLOWS_CREDITS]
     assert credits_posted(ledger_backend, wallet_id) == BALANCE_MINOR_MAX - 40
@@ -118,10 +127,16 @@ def test_two_credits_at_the_limit_in_one_request_post_only_the_first(
 
 def test_spending_does_not_lift_the_limit_on_credits(ledger_backend: LedgerBackend) -> None:
     wallet_id, funding_id = reserved_wallet(ledger_backend)
-    ledger_backend.create_transfers([transfer(funding_id, wallet_id, BALANCE_MINOR_MAX)])
+    ledger_backend.create_transfers(
+        [transfer(funding_id, credit=wallet_id, amount=BALANCE_MINOR_MAX)]
+    )
 
-    assert statuses(ledger_backend, [transfer(wallet_id, funding_id, 500)]) == [S.CREATED]
-    assert statuses(ledger_backend, [transfer(funding_id, wallet_id, 1)]) == [S.OVERFLOWS_CREDITS]
+    assert statuses(ledger_backend, [transfer(wallet_id, credit=funding_id, amount=500)]) == [
+        S.CREATED
+    ]
+    assert statuses(ledger_backend, [transfer(funding_id, credit=wallet_id, amount=1)]) == [
+        S.OVERFLOWS_CREDITS
+    ]
 
 
 def test_the_reservation_leaves_the_whole_posted_balance_spendable(
@@ -130,10 +145,14 @@ def test_the_reservation_leaves_the_whole_posted_balance_spendable(
     """debits_must_not_exceed_credits counts posted credits only: the reservation, pending on
     the credit side, lends the wallet nothing."""
     wallet_id, funding_id = reserved_wallet(ledger_backend)
-    ledger_backend.create_transfers([transfer(funding_id, wallet_id, 300)])
+    ledger_backend.create_transfers([transfer(funding_id, credit=wallet_id, amount=300)])
 
-    assert statuses(ledger_backend, [transfer(wallet_id, funding_id, 301)]) == [S.EXCEEDS_CREDITS]
-    assert statuses(ledger_backend, [transfer(wallet_id, funding_id, 300)]) == [S.CREATED]
+    assert statuses(ledger_backend, [transfer(wallet_id, credit=funding_id, amount=301)]) == [
+        S.EXCEEDS_CREDITS
+    ]
+    assert statuses(ledger_backend, [transfer(wallet_id, credit=funding_id, amount=300)]) == [
+        S.CREATED
+    ]
 
 
 def test_reserving_a_wallet_again_answers_exists(ledger_backend: LedgerBackend) -> None:
@@ -150,7 +169,9 @@ def test_a_wallet_already_past_the_limit_cannot_be_reserved(
     wallet, funding = account(flags=WALLET_ACCOUNT_FLAGS), account()
     limit = wallet_limit_account(wallet.id, ledger=LEDGER, scope=scope())
     create_accounts(ledger_backend, wallet, funding, limit)
-    ledger_backend.create_transfers([transfer(funding, wallet, BALANCE_MINOR_MAX + 1)])
+    ledger_backend.create_transfers(
+        [transfer(funding, credit=wallet, amount=BALANCE_MINOR_MAX + 1)]
+    )
 
     assert statuses(
         ledger_backend, [limit_reservation(wallet.id, ids=scope().ids, ledger=LEDGER)]
@@ -175,11 +196,13 @@ def test_the_history_without_bookkeeping_keeps_one_snapshot_per_posted_transfer(
     their voids nor the reservation count as its transactions."""
     wallet, funding, probes = account(flags=WALLET_ACCOUNT_FLAGS), account(), account()
     create_accounts(ledger_backend, wallet, funding, probes)
-    ledger_backend.create_transfers(probe_chain(transfer(funding, wallet, 7), probes.id))
-    ledger_backend.create_transfers([transfer(wallet, funding, 2)])
+    ledger_backend.create_transfers(
+        probe_chain(transfer(funding, credit=wallet, amount=7), probes.id)
+    )
+    ledger_backend.create_transfers([transfer(wallet, credit=funding, amount=2)])
     create_accounts(ledger_backend, wallet_limit_account(wallet.id, ledger=LEDGER, scope=scope()))
     ledger_backend.create_transfers([limit_reservation(wallet.id, ids=scope().ids, ledger=LEDGER)])
-    ledger_backend.create_transfers([transfer(funding, wallet, 5)])
+    ledger_backend.create_transfers([transfer(funding, credit=wallet, amount=5)])
     history = account_filter(
         wallet,
         flags=tb.AccountFilterFlags.DEBITS
@@ -201,16 +224,16 @@ def probe_chain(credit: tb.Transfer, probe_account_id: int) -> list[tb.Transfer]
     probe_id = tb.id()
     probe = transfer(
         probe_account_id,
-        credit.credit_account_id,
-        LIMIT_RESERVATION_AMOUNT,
+        credit=credit.credit_account_id,
+        amount=LIMIT_RESERVATION_AMOUNT,
         id=probe_id,
         code=TRANSFER_CODE_LIMIT_PROBE,
         flags=TF.LINKED | TF.PENDING,
     )
     void = transfer(
         probe_account_id,
-        credit.credit_account_id,
-        LIMIT_RESERVATION_AMOUNT,
+        credit=credit.credit_account_id,
+        amount=LIMIT_RESERVATION_AMOUNT,
         pending_id=probe_id,
         code=TRANSFER_CODE_LIMIT_PROBE,
         flags=TF.VOID_PENDING_TRANSFER,

@@ -40,13 +40,13 @@ def assert_invariants(backend: LedgerBackend, accounts: list[tb.Account]) -> Non
             assert a.debits_posted + a.debits_pending <= a.credits_posted
 
 
-def random_transfers(accounts: list[tb.Account], count: int, seed: int) -> list[tb.Transfer]:
+def random_transfers(accounts: list[tb.Account], *, count: int, seed: int) -> list[tb.Transfer]:
     rng = random.Random(seed)
     events = []
     for _ in range(count):
         debit, credit = rng.sample(accounts, 2)
         flags = rng.choice([TF.NONE, TF.NONE, TF.PENDING])
-        events.append(transfer(debit, credit, rng.randint(1, 300), flags=flags))
+        events.append(transfer(debit, credit=credit, amount=rng.randint(1, 300), flags=flags))
     return events
 
 
@@ -59,10 +59,13 @@ def test_random_batches_keep_the_ledger_balanced_and_bounded_accounts_non_negati
 ) -> None:
     funding = new_accounts(ledger_backend, AF.NONE)
     accounts = funding + new_accounts(ledger_backend, *ACCOUNT_FLAGS, AF.HISTORY)
-    ledger_backend.create_transfers([transfer(funding[0], a, 1_000) for a in accounts[1:]])
+    ledger_backend.create_transfers(
+        [transfer(funding[0], credit=a, amount=1_000) for a in accounts[1:]]
+    )
     for batch in batches:
         events = [
-            transfer(accounts[d], accounts[c], amount, flags=flags) for d, c, amount, flags in batch
+            transfer(accounts[d], credit=accounts[c], amount=amount, flags=flags)
+            for d, c, amount, flags in batch
         ]
         ledger_backend.create_transfers(events)
         assert_invariants(ledger_backend, accounts)
@@ -73,11 +76,13 @@ def test_random_batches_keep_the_ledger_balanced_and_bounded_accounts_non_negati
 def test_threads_writing_at_once_keep_the_invariants() -> None:
     backend = make_backend("engine")
     accounts = new_accounts(backend, AF.NONE, *ACCOUNT_FLAGS, AF.DEBITS_MUST_NOT_EXCEED_CREDITS)
-    backend.create_transfers([transfer(accounts[0], a, 2_000) for a in accounts[1:]])
+    backend.create_transfers([transfer(accounts[0], credit=a, amount=2_000) for a in accounts[1:]])
 
     def write(seed: int) -> None:
         for batch_index in range(5):
-            backend.create_transfers(random_transfers(accounts, 20, seed * 100 + batch_index))
+            backend.create_transfers(
+                random_transfers(accounts, count=20, seed=seed * 100 + batch_index)
+            )
 
     run_concurrently(write, range(8), workers=8)
 
@@ -91,7 +96,9 @@ def _process_writer(account_ids: list[int], seed: int, done: multiprocessing.Que
         backend = make_backend("engine")
         accounts = [tb.Account(id=i) for i in account_ids]
         for batch_index in range(5):
-            backend.create_transfers(random_transfers(accounts, 20, seed * 100 + batch_index))
+            backend.create_transfers(
+                random_transfers(accounts, count=20, seed=seed * 100 + batch_index)
+            )
         done.put("ok")
     except Exception as exc:  # reported to the parent, which fails the test
         done.put(repr(exc))
@@ -104,7 +111,7 @@ def _process_writer(account_ids: list[int], seed: int, done: multiprocessing.Que
 def test_processes_writing_at_once_keep_the_invariants() -> None:
     backend = make_backend("engine")
     accounts = new_accounts(backend, AF.NONE, *ACCOUNT_FLAGS, AF.DEBITS_MUST_NOT_EXCEED_CREDITS)
-    backend.create_transfers([transfer(accounts[0], a, 2_000) for a in accounts[1:]])
+    backend.create_transfers([transfer(accounts[0], credit=a, amount=2_000) for a in accounts[1:]])
     connections.close_all()  # children must not share the parent's connection
     context = multiprocessing.get_context("fork")
     done: multiprocessing.Queue = context.Queue()

@@ -14,6 +14,7 @@ from tests.ledger.builders import (
     account_filter,
     create_accounts,
     new_accounts,
+    pair_transfer,
     post,
     query_filter,
     transfer,
@@ -28,9 +29,9 @@ def history(ledger_backend: LedgerBackend) -> dict[str, object]:
     """A `history` account with three transfers: in 100, out 30, in 5 (code 20)."""
     other, tracked = new_accounts(ledger_backend, AF.NONE, AF.HISTORY)
     events = [
-        post(ledger_backend, transfer(other, tracked, 100)),
-        post(ledger_backend, transfer(tracked, other, 30)),
-        post(ledger_backend, transfer(other, tracked, 5, code=20)),
+        post(ledger_backend, transfer(other, credit=tracked, amount=100)),
+        post(ledger_backend, transfer(tracked, credit=other, amount=30)),
+        post(ledger_backend, transfer(other, credit=tracked, amount=5, code=20)),
     ]
     return {"tracked": tracked, "other": other, "events": events}
 
@@ -46,7 +47,7 @@ def test_lookup_returns_found_accounts_in_request_order_and_skips_missing(
 
 
 def test_lookup_transfers_skips_missing_ids(ledger_backend: LedgerBackend) -> None:
-    event = post(ledger_backend, transfer(*new_accounts(ledger_backend, AF.NONE, AF.NONE)))
+    event = post(ledger_backend, pair_transfer(new_accounts(ledger_backend, AF.NONE, AF.NONE)))
 
     found = ledger_backend.lookup_transfers([tb.id(), event.id])
 
@@ -150,7 +151,7 @@ def test_an_account_without_history_has_no_balances(
 
 def test_balances_include_pending_amounts(ledger_backend: LedgerBackend) -> None:
     other, tracked = new_accounts(ledger_backend, AF.NONE, AF.HISTORY)
-    post(ledger_backend, transfer(other, tracked, 9, flags=TF.PENDING))
+    post(ledger_backend, transfer(other, credit=tracked, amount=9, flags=TF.PENDING))
 
     (snapshot,) = ledger_backend.get_account_balances(account_filter(tracked))
 
@@ -194,8 +195,10 @@ def test_query_transfers_finds_transfers_by_user_data_with_a_limit(
 ) -> None:
     tag = tb.id()
     debit, credit = new_accounts(ledger_backend, AF.NONE, AF.NONE)
-    tagged = [post(ledger_backend, transfer(debit, credit, user_data_128=tag)) for _ in range(3)]
-    post(ledger_backend, transfer(debit, credit))
+    tagged = [
+        post(ledger_backend, transfer(debit, credit=credit, user_data_128=tag)) for _ in range(3)
+    ]
+    post(ledger_backend, transfer(debit, credit=credit))
 
     found = ledger_backend.query_transfers(query_filter(user_data_128=tag, limit=2))
 

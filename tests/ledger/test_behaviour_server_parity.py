@@ -39,7 +39,11 @@ def test_a_refused_event_answers_its_own_timestamp_in_the_batch(
     debit, credit = new_accounts(ledger_backend, AF.NONE, AF.NONE)
 
     results = ledger_backend.create_transfers(
-        [transfer(debit, credit, ledger=0), transfer(debit, credit), transfer(debit, debit)]
+        [
+            transfer(debit, credit=credit, ledger=0),
+            transfer(debit, credit=credit),
+            transfer(debit, credit=debit),
+        ]
     )
 
     assert [r.status for r in results] == [
@@ -53,8 +57,8 @@ def test_a_refused_event_answers_its_own_timestamp_in_the_batch(
 def test_stored_accounts_and_transfers_keep_the_linked_flag(ledger_backend: LedgerBackend) -> None:
     first, second = account(flags=AF.LINKED), account()
     create_accounts(ledger_backend, first, second)
-    linked = transfer(first, second, flags=TF.LINKED)
-    ledger_backend.create_transfers([linked, transfer(first, second)])
+    linked = transfer(first, credit=second, flags=TF.LINKED)
+    ledger_backend.create_transfers([linked, transfer(first, credit=second)])
 
     (stored_account,) = ledger_backend.lookup_accounts([first.id])
     (stored_transfer,) = ledger_backend.lookup_transfers([linked.id])
@@ -78,7 +82,10 @@ def test_a_closed_account_resubmitted_as_created_has_different_flags(
     ledger_backend: LedgerBackend,
 ) -> None:
     debit, credit = new_accounts(ledger_backend, AF.NONE, AF.NONE)
-    post(ledger_backend, transfer(debit, credit, 0, flags=TF.PENDING | TF.CLOSING_DEBIT))
+    post(
+        ledger_backend,
+        transfer(debit, credit=credit, amount=0, flags=TF.PENDING | TF.CLOSING_DEBIT),
+    )
 
     (result,) = ledger_backend.create_accounts([debit])
 
@@ -92,9 +99,9 @@ def test_in_a_chain_left_open_the_first_failing_event_carries_its_code(
 
     results = ledger_backend.create_transfers(
         [
-            transfer(debit, credit, flags=TF.LINKED),
-            transfer(debit, credit, code=0, flags=TF.LINKED),
-            transfer(debit, credit, flags=TF.LINKED),
+            transfer(debit, credit=credit, flags=TF.LINKED),
+            transfer(debit, credit=credit, code=0, flags=TF.LINKED),
+            transfer(debit, credit=credit, flags=TF.LINKED),
         ]
     )
 
@@ -109,8 +116,10 @@ def test_a_pending_transfer_on_a_closed_account_can_still_be_voided(
     ledger_backend: LedgerBackend,
 ) -> None:
     debit, credit, other = new_accounts(ledger_backend, AF.NONE, AF.NONE, AF.NONE)
-    pending = post(ledger_backend, transfer(debit, credit, 10, flags=TF.PENDING))
-    post(ledger_backend, transfer(debit, other, 0, flags=TF.PENDING | TF.CLOSING_DEBIT))
+    pending = post(ledger_backend, transfer(debit, credit=credit, amount=10, flags=TF.PENDING))
+    post(
+        ledger_backend, transfer(debit, credit=other, amount=0, flags=TF.PENDING | TF.CLOSING_DEBIT)
+    )
 
     voided = transfer_status(ledger_backend, settle(pending, TF.VOID_PENDING_TRANSFER))
 
@@ -120,8 +129,10 @@ def test_a_pending_transfer_on_a_closed_account_can_still_be_voided(
 
 def test_posting_on_a_closed_account_is_refused(ledger_backend: LedgerBackend) -> None:
     debit, credit, other = new_accounts(ledger_backend, AF.NONE, AF.NONE, AF.NONE)
-    pending = post(ledger_backend, transfer(debit, credit, 10, flags=TF.PENDING))
-    post(ledger_backend, transfer(debit, other, 0, flags=TF.PENDING | TF.CLOSING_DEBIT))
+    pending = post(ledger_backend, transfer(debit, credit=credit, amount=10, flags=TF.PENDING))
+    post(
+        ledger_backend, transfer(debit, credit=other, amount=0, flags=TF.PENDING | TF.CLOSING_DEBIT)
+    )
 
     status = transfer_status(ledger_backend, settle(pending, TF.POST_PENDING_TRANSFER, 10))
 
@@ -130,7 +141,7 @@ def test_posting_on_a_closed_account_is_refused(ledger_backend: LedgerBackend) -
 
 def test_voiding_more_than_the_pending_amount_exceeds_it(ledger_backend: LedgerBackend) -> None:
     debit, credit = new_accounts(ledger_backend, AF.NONE, AF.NONE)
-    pending = post(ledger_backend, transfer(debit, credit, 10, flags=TF.PENDING))
+    pending = post(ledger_backend, transfer(debit, credit=credit, amount=10, flags=TF.PENDING))
 
     status = transfer_status(ledger_backend, settle(pending, TF.VOID_PENDING_TRANSFER, 11))
 
@@ -141,9 +152,11 @@ def test_a_pending_transfer_overflowing_posted_debits_says_so_first(
     ledger_backend: LedgerBackend,
 ) -> None:
     debit, credit, other = new_accounts(ledger_backend, AF.NONE, AF.NONE, AF.NONE)
-    post(ledger_backend, transfer(debit, other, AMOUNT_MAX - 5))
+    post(ledger_backend, transfer(debit, credit=other, amount=AMOUNT_MAX - 5))
 
-    status = transfer_status(ledger_backend, transfer(debit, credit, 10, flags=TF.PENDING))
+    status = transfer_status(
+        ledger_backend, transfer(debit, credit=credit, amount=10, flags=TF.PENDING)
+    )
 
     assert status == S.OVERFLOWS_DEBITS_POSTED
 
@@ -152,7 +165,7 @@ def test_retrying_a_post_with_another_amount_is_a_different_amount(
     ledger_backend: LedgerBackend,
 ) -> None:
     debit, credit = new_accounts(ledger_backend, AF.NONE, AF.NONE)
-    pending = post(ledger_backend, transfer(debit, credit, 10, flags=TF.PENDING))
+    pending = post(ledger_backend, transfer(debit, credit=credit, amount=10, flags=TF.PENDING))
     full = post(ledger_backend, settle(pending, TF.POST_PENDING_TRANSFER, 10))
 
     retry = replace(full, amount=12)
@@ -164,7 +177,7 @@ def test_retrying_a_post_without_user_data_compares_the_pending_transfers(
     ledger_backend: LedgerBackend,
 ) -> None:
     debit, credit = new_accounts(ledger_backend, AF.NONE, AF.NONE)
-    pending = post(ledger_backend, transfer(debit, credit, 10, flags=TF.PENDING))
+    pending = post(ledger_backend, transfer(debit, credit=credit, amount=10, flags=TF.PENDING))
     with_user_data = replace(settle(pending, TF.POST_PENDING_TRANSFER, 10), user_data_64=7)
     post(ledger_backend, with_user_data)
 
@@ -177,7 +190,7 @@ def test_a_filter_bound_past_the_timestamp_range_answers_nothing(
     ledger_backend: LedgerBackend,
 ) -> None:
     debit, credit = new_accounts(ledger_backend, AF.HISTORY, AF.NONE)
-    post(ledger_backend, transfer(debit, credit))
+    post(ledger_backend, transfer(debit, credit=credit))
     past_the_range = account_filter(debit, timestamp_max=TIMESTAMP_LIMIT)
 
     assert ledger_backend.get_account_transfers(past_the_range) == []
@@ -189,7 +202,8 @@ def test_reads_show_a_timed_out_pending_transfer_released_before_any_write(
 ) -> None:
     debit, credit = new_accounts(ledger_backend, AF.NONE, AF.NONE)
     post(
-        ledger_backend, transfer(debit, credit, 10, flags=TF.PENDING | TF.CLOSING_CREDIT, timeout=1)
+        ledger_backend,
+        transfer(debit, credit=credit, amount=10, flags=TF.PENDING | TF.CLOSING_CREDIT, timeout=1),
     )
     time.sleep(EXPIRY_WAIT_S)
 

@@ -4,6 +4,7 @@ per TigerBeetle's reference, on every backend."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 import tigerbeetle as tb
@@ -16,6 +17,7 @@ from tests.ledger.builders import (
     balance_of,
     create_accounts,
     new_accounts,
+    pair_transfer,
     post,
     transfer,
     transfer_status,
@@ -28,10 +30,12 @@ AMOUNT_MAX = 2**128 - 1
 @pytest.fixture
 def pending(ledger_backend: LedgerBackend) -> tb.Transfer:
     debit, credit = new_accounts(ledger_backend, AF.NONE, AF.NONE)
-    return post(ledger_backend, transfer(debit, credit, 100, flags=TF.PENDING))
+    return post(ledger_backend, transfer(debit, credit=credit, amount=100, flags=TF.PENDING))
 
 
-def settle(pending: tb.Transfer, flags: tb.TransferFlags, amount: int = 0, **fields) -> tb.Transfer:  # type: ignore[no-untyped-def]
+def settle(
+    pending: tb.Transfer, flags: tb.TransferFlags, amount: int = 0, **fields: Any
+) -> tb.Transfer:
     return tb.Transfer(id=tb.id(), pending_id=pending.id, amount=amount, flags=flags, **fields)
 
 
@@ -144,7 +148,7 @@ def test_posting_an_unknown_pending_transfer_is_not_found(ledger_backend: Ledger
 
 
 def test_posting_a_single_phase_transfer_is_refused(ledger_backend: LedgerBackend) -> None:
-    single = post(ledger_backend, transfer(*new_accounts(ledger_backend, AF.NONE, AF.NONE)))
+    single = post(ledger_backend, pair_transfer(new_accounts(ledger_backend, AF.NONE, AF.NONE)))
 
     refused = settle(single, TF.POST_PENDING_TRANSFER, AMOUNT_MAX)
 
@@ -193,7 +197,9 @@ def test_retrying_a_full_post_answers_exists(
 
 def test_a_pending_transfer_expires_after_its_timeout(ledger_backend: LedgerBackend) -> None:
     debit, credit = new_accounts(ledger_backend, AF.NONE, AF.NONE)
-    expiring = post(ledger_backend, transfer(debit, credit, 100, flags=TF.PENDING, timeout=1))
+    expiring = post(
+        ledger_backend, transfer(debit, credit=credit, amount=100, flags=TF.PENDING, timeout=1)
+    )
     time.sleep(1.2)
 
     late = settle(expiring, TF.POST_PENDING_TRANSFER, AMOUNT_MAX)
@@ -208,9 +214,11 @@ def test_balancing_debit_transfers_at_most_what_the_debit_account_holds(
     funding, wallet, sink = new_accounts(
         ledger_backend, AF.NONE, AF.DEBITS_MUST_NOT_EXCEED_CREDITS, AF.NONE
     )
-    post(ledger_backend, transfer(funding, wallet, 70))
+    post(ledger_backend, transfer(funding, credit=wallet, amount=70))
 
-    sweep = post(ledger_backend, transfer(wallet, sink, 1_000, flags=TF.BALANCING_DEBIT))
+    sweep = post(
+        ledger_backend, transfer(wallet, credit=sink, amount=1_000, flags=TF.BALANCING_DEBIT)
+    )
 
     assert ledger_backend.lookup_transfers([sweep.id])[0].amount == 70
     assert balance_of(ledger_backend, wallet) == (0, 70, 0, 70)
@@ -222,9 +230,11 @@ def test_balancing_credit_transfers_at_most_what_the_credit_account_owes(
     a, bounded, c = new_accounts(
         ledger_backend, AF.NONE, AF.CREDITS_MUST_NOT_EXCEED_DEBITS, AF.NONE
     )
-    post(ledger_backend, transfer(bounded, c, 40))
+    post(ledger_backend, transfer(bounded, credit=c, amount=40))
 
-    repay = post(ledger_backend, transfer(a, bounded, 1_000, flags=TF.BALANCING_CREDIT))
+    repay = post(
+        ledger_backend, transfer(a, credit=bounded, amount=1_000, flags=TF.BALANCING_CREDIT)
+    )
 
     assert ledger_backend.lookup_transfers([repay.id])[0].amount == 40
 
@@ -233,11 +243,14 @@ def test_a_closing_transfer_closes_the_account_and_voiding_it_reopens(
     ledger_backend: LedgerBackend,
 ) -> None:
     debit, credit = new_accounts(ledger_backend, AF.NONE, AF.NONE)
-    closing = post(ledger_backend, transfer(debit, credit, 0, flags=TF.PENDING | TF.CLOSING_DEBIT))
+    closing = post(
+        ledger_backend,
+        transfer(debit, credit=credit, amount=0, flags=TF.PENDING | TF.CLOSING_DEBIT),
+    )
 
-    while_closed = transfer_status(ledger_backend, transfer(debit, credit))
+    while_closed = transfer_status(ledger_backend, transfer(debit, credit=credit))
     post(ledger_backend, settle(closing, TF.VOID_PENDING_TRANSFER))
-    after_reopen = transfer_status(ledger_backend, transfer(debit, credit))
+    after_reopen = transfer_status(ledger_backend, transfer(debit, credit=credit))
 
     assert while_closed == S.DEBIT_ACCOUNT_ALREADY_CLOSED
     assert after_reopen == S.CREATED
@@ -245,9 +258,12 @@ def test_a_closing_transfer_closes_the_account_and_voiding_it_reopens(
 
 def test_a_closed_credit_account_refuses_credits(ledger_backend: LedgerBackend) -> None:
     debit, credit = new_accounts(ledger_backend, AF.NONE, AF.NONE)
-    post(ledger_backend, transfer(debit, credit, 0, flags=TF.PENDING | TF.CLOSING_CREDIT))
+    post(
+        ledger_backend,
+        transfer(debit, credit=credit, amount=0, flags=TF.PENDING | TF.CLOSING_CREDIT),
+    )
 
-    assert transfer_status(ledger_backend, transfer(debit, credit)) == (
+    assert transfer_status(ledger_backend, transfer(debit, credit=credit)) == (
         S.CREDIT_ACCOUNT_ALREADY_CLOSED
     )
 
@@ -259,7 +275,7 @@ def test_imported_transfers_keep_their_past_timestamps(ledger_backend: LedgerBac
         account(flags=AF.IMPORTED, timestamp=base + 1),
         account(flags=AF.IMPORTED, timestamp=base + 2),
     )
-    imported = transfer(debit, credit, 5, flags=TF.IMPORTED, timestamp=base + 3)
+    imported = transfer(debit, credit=credit, amount=5, flags=TF.IMPORTED, timestamp=base + 3)
 
     assert transfer_status(ledger_backend, imported) == S.CREATED
     assert ledger_backend.lookup_transfers([imported.id])[0].timestamp == base + 3
@@ -273,7 +289,7 @@ def test_an_imported_transfer_must_postdate_its_accounts(ledger_backend: LedgerB
         account(flags=AF.IMPORTED, timestamp=base + 20),
     )
 
-    between = transfer(debit, credit, 5, flags=TF.IMPORTED, timestamp=base + 15)
+    between = transfer(debit, credit=credit, amount=5, flags=TF.IMPORTED, timestamp=base + 15)
 
     assert transfer_status(ledger_backend, between) == (
         S.IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_CREDIT_ACCOUNT
@@ -290,7 +306,9 @@ def test_an_imported_transfer_cannot_share_an_accounts_timestamp(
         account(flags=AF.IMPORTED, timestamp=base + 2),
     )
 
-    same_as_account = transfer(debit, credit, 5, flags=TF.IMPORTED, timestamp=base + 2)
+    same_as_account = transfer(
+        debit, credit=credit, amount=5, flags=TF.IMPORTED, timestamp=base + 2
+    )
 
     assert transfer_status(ledger_backend, same_as_account) == (
         S.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
@@ -308,7 +326,12 @@ def test_an_imported_pending_transfer_cannot_have_a_timeout(
     )
 
     with_timeout = transfer(
-        debit, credit, 5, flags=TF.IMPORTED | TF.PENDING, timestamp=base + 3, timeout=10
+        debit,
+        credit=credit,
+        amount=5,
+        flags=TF.IMPORTED | TF.PENDING,
+        timestamp=base + 3,
+        timeout=10,
     )
 
     assert transfer_status(ledger_backend, with_timeout) == S.IMPORTED_EVENT_TIMEOUT_MUST_BE_ZERO
@@ -317,8 +340,8 @@ def test_an_imported_pending_transfer_cannot_have_a_timeout(
 def test_imported_transfer_timestamps_are_range_checked(ledger_backend: LedgerBackend) -> None:
     debit, credit = new_accounts(ledger_backend, AF.NONE, AF.NONE)
 
-    zero = transfer(debit, credit, flags=TF.IMPORTED, timestamp=0)
-    future = transfer(debit, credit, flags=TF.IMPORTED, timestamp=2**62)
+    zero = transfer(debit, credit=credit, flags=TF.IMPORTED, timestamp=0)
+    future = transfer(debit, credit=credit, flags=TF.IMPORTED, timestamp=2**62)
 
     assert transfer_status(ledger_backend, zero) == S.IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE
     assert transfer_status(ledger_backend, future) == S.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE
@@ -335,10 +358,16 @@ def test_a_batch_cannot_mix_imported_and_ordinary_transfers(
     )
 
     imported_first = ledger_backend.create_transfers(
-        [transfer(debit, credit, flags=TF.IMPORTED, timestamp=base + 3), transfer(debit, credit)]
+        [
+            transfer(debit, credit=credit, flags=TF.IMPORTED, timestamp=base + 3),
+            transfer(debit, credit=credit),
+        ]
     )
     ordinary_first = ledger_backend.create_transfers(
-        [transfer(debit, credit), transfer(debit, credit, flags=TF.IMPORTED, timestamp=base + 4)]
+        [
+            transfer(debit, credit=credit),
+            transfer(debit, credit=credit, flags=TF.IMPORTED, timestamp=base + 4),
+        ]
     )
 
     assert imported_first[1].status == S.IMPORTED_EVENT_EXPECTED

@@ -42,7 +42,7 @@ class Divergence(AssertionError):
 class Run:
     """One differential run: both sides, the scenario, and the comparisons."""
 
-    def __init__(self, seed: int, engine: Side, server: Side) -> None:
+    def __init__(self, seed: int, *, engine: Side, server: Side) -> None:
         self.seed = seed
         self.scenario = Scenario(seed)
         self.engine = engine
@@ -54,7 +54,7 @@ class Run:
 
     # --- comparison ----------------------------------------------------------------------
 
-    def same(self, what: str, call: Any, detail: Any = None, *, results: bool = False) -> Any:
+    def same(self, what: str, call: Any, *, detail: Any = None, results: bool = False) -> Any:
         """`call(side)` on both sides; their normalised answers must be equal. Returns the
         server's raw answer."""
         answers = {side.name: call(side) for side in self.sides}
@@ -91,18 +91,19 @@ class Run:
             side.name: side.backend.create_accounts([side.account(e) for e in events])
             for side in self.sides
         }
-        return self.settle("create_accounts", "account", events, results)
+        return self.settle("create_accounts", kind="account", events=events, results=results)
 
     def create_transfers(self, events: list[dict[str, Any]]) -> list[Any]:
         results = {
             side.name: side.backend.create_transfers([side.transfer(e) for e in events])
             for side in self.sides
         }
-        return self.settle("create_transfers", "transfer", events, results)
+        return self.settle("create_transfers", kind="transfer", events=events, results=results)
 
     def settle(
         self,
         operation: str,
+        *,
         kind: str,
         events: list[dict[str, Any]],
         results: dict[str, list[Any]],
@@ -216,6 +217,24 @@ class Run:
             for found in [*backend.query_accounts(newest), *backend.query_transfers(newest)]
         )
 
+    def pending_event(
+        self, debit: int, *, credit: int, amount: int, flags: int = 0, timeout: int = 0
+    ) -> dict:
+        """A pending transfer between two of the scenario's accounts, as an event."""
+        return {
+            "id": self.scenario.new_id(),
+            "debit_account_id": debit,
+            "credit_account_id": credit,
+            "amount": amount,
+            "pending_id": 0,
+            "timeout": timeout,
+            "ledger": 1,
+            "code": 1,
+            "flags": TF.PENDING | flags,
+            "timestamp": 0,
+            **self.scenario.user_data(),
+        }
+
     def expiry(self) -> None:
         """Pending transfers that time out: both release them, reopen what a timed-out
         closing transfer closed, and refuse to post or void them."""
@@ -234,35 +253,22 @@ class Run:
         self.create_accounts(accounts)
         a, b, c, d = (e["id"] for e in accounts)
 
-        def pending(debit: int, credit: int, amount: int, flags: int, timeout: int) -> dict:
-            return {
-                "id": scenario.new_id(),
-                "debit_account_id": debit,
-                "credit_account_id": credit,
-                "amount": amount,
-                "pending_id": 0,
-                "timeout": timeout,
-                "ledger": 1,
-                "code": 1,
-                "flags": TF.PENDING | flags,
-                "timestamp": 0,
-                **scenario.user_data(),
-            }
-
+        pending = self.pending_event
+        closing = TF.CLOSING_DEBIT | TF.CLOSING_CREDIT
         expiring = [
-            pending(a, b, 5, 0, EXPIRY_TIMEOUT_S),
-            pending(b, c, 7, 0, EXPIRY_TIMEOUT_S),
-            pending(c, d, 3, TF.CLOSING_DEBIT | TF.CLOSING_CREDIT, EXPIRY_TIMEOUT_S),
-            pending(a, b, 11, 0, LONG_TIMEOUT_S),
+            pending(a, credit=b, amount=5, timeout=EXPIRY_TIMEOUT_S),
+            pending(b, credit=c, amount=7, timeout=EXPIRY_TIMEOUT_S),
+            pending(c, credit=d, amount=3, flags=closing, timeout=EXPIRY_TIMEOUT_S),
+            pending(a, credit=b, amount=11, timeout=LONG_TIMEOUT_S),
         ]
         # Only the results: reads just before the timeout could race the server's expiry.
         self.create_transfers(expiring)
         time.sleep(EXPIRY_WAIT_S)
         self.check_accounts()  # reads before any write: both show the amounts released
 
-        def resolve(pending_event: dict, flags: int, amount: int) -> dict:
+        def resolve(pending_event: dict, *, flags: int, amount: int) -> dict:
             return {
-                **pending(0, 0, amount, 0, 0),
+                **pending(0, credit=0, amount=amount),
                 "ledger": 0,
                 "code": 0,
                 "flags": flags,
@@ -270,10 +276,10 @@ class Run:
             }
 
         settle = [
-            resolve(expiring[0], TF.POST_PENDING_TRANSFER, 2**128 - 1),
-            resolve(expiring[1], TF.VOID_PENDING_TRANSFER, 0),
-            pending(c, d, 1, 0, 0) | {"flags": 0},
-            resolve(expiring[3], TF.POST_PENDING_TRANSFER, 4),
+            resolve(expiring[0], flags=TF.POST_PENDING_TRANSFER, amount=2**128 - 1),
+            resolve(expiring[1], flags=TF.VOID_PENDING_TRANSFER, amount=0),
+            pending(c, credit=d, amount=1) | {"flags": 0},
+            resolve(expiring[3], flags=TF.POST_PENDING_TRANSFER, amount=4),
         ]
         settled = self.create_transfers(settle)
         assert [r.status.name for r in settled] == [
@@ -306,7 +312,7 @@ def test_the_engine_answers_every_random_batch_as_the_real_server_does(
     # The process's one client (skips without TB_ADDRESSES); the session closes it.
     server_backend = make_backend("tigerbeetle")
     seed = int(os.environ.get("DIFF_SEED") or random.SystemRandom().randrange(2**32))
-    run = Run(seed, Side("engine", EngineBackend()), Side("server", server_backend))
+    run = Run(seed, engine=Side("engine", EngineBackend()), server=Side("server", server_backend))
     started = time.monotonic()
     run.random_batches(BATCHES)
     run.expiry()

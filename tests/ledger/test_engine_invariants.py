@@ -73,11 +73,11 @@ def test_credits_past_posted_debits_break_the_credit_limit() -> None:
 def test_engine_refuses_to_persist_a_batch_that_leaves_an_account_overdrawn() -> None:
     engine = EngineBackend()
     system, wallet = new_accounts(engine, AF.NONE, AF.DEBITS_MUST_NOT_EXCEED_CREDITS)
-    post(engine, transfer(system, wallet, 100))
-    post(engine, transfer(wallet, system, 50))
+    post(engine, transfer(system, credit=wallet, amount=100))
+    post(engine, transfer(wallet, credit=system, amount=50))
     # A row changed behind the engine's back: posted credits now below the debits.
     LedgerAccount.objects.filter(id=u128_to_hex(wallet.id)).update(credits_posted=u128_to_hex(10))
-    top_up = transfer(system, wallet, 1)
+    top_up = transfer(system, credit=wallet, amount=1)
 
     with pytest.raises(AssertionError, match="debits exceed credits"):
         engine.create_transfers([top_up])

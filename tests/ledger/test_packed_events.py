@@ -76,7 +76,7 @@ def test_accounts_are_packed_exactly_as_the_library_packs_them(events: list[tb.A
         tb.Transfer(id=2**128),
         tb.Transfer(id=1, amount=-1),
         tb.Transfer(id=1, ledger=2**32),
-        tb.Transfer(id=1, flags=2**16),  # type: ignore[arg-type]
+        tb.Transfer(id=1, flags=2**16),  # type: ignore[arg-type]  # over u16 on purpose
     ],
     ids=["id-too-large", "negative-amount", "ledger-too-large", "flags-too-large"],
 )

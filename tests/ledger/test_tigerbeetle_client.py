@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 
 import pytest
 import tigerbeetle as tb
@@ -42,7 +42,7 @@ class RecordingClient:
         self.closed = True
 
 
-def transfers(count: int, linked: set[int] = frozenset()) -> list[tb.Transfer]:  # type: ignore[assignment]
+def transfers(count: int, linked: Set[int] = frozenset()) -> list[tb.Transfer]:
     return [
         tb.Transfer(
             id=i + 1, flags=tb.TransferFlags.LINKED if i in linked else tb.TransferFlags.NONE

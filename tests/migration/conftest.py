@@ -14,7 +14,6 @@ import pytest
 from rest_framework.test import APIClient
 
 from domain.ids import WalletKey
-from domain.wallets import WalletBalance
 from flags.audit import apply_state
 from flags.phases import Phase, state_for_phase
 from ledger.backends.base import LedgerBackend
@@ -25,7 +24,7 @@ from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
 from migration.outbox import MirrorOutbox
-from migration.routing import PhasedWalletStore
+from migration.routing import PhasedWalletStore, ShadowEnqueuer
 from migration.runtime import Runtime, install_process_runtime
 from tests.conftest import ledger_scope, token_api_client
 from wallet_site import wiring
@@ -68,7 +67,7 @@ class Stores:
 
 
 @contextlib.contextmanager
-def installed_stores(mongo_url: str, database: str, backend: LedgerBackend) -> Iterator[Stores]:
+def installed_stores(mongo_url: str, *, database: str, backend: LedgerBackend) -> Iterator[Stores]:
     """A process runtime on the test's MongoDB database and ledger backend, in the test's
     ledger scope, installed for the service, the API, the admin and (eager) tasks alike."""
     runtime = build_runtime(
@@ -101,7 +100,9 @@ def _tasks_in_process() -> Iterator[None]:
 def stores(
     db: None, mongo_url: str, mongo_database_name: str, wallet_ledger_backend: LedgerBackend
 ) -> Iterator[Stores]:
-    with installed_stores(mongo_url, mongo_database_name, wallet_ledger_backend) as installed:
+    with installed_stores(
+        mongo_url, database=mongo_database_name, backend=wallet_ledger_backend
+    ) as installed:
         yield installed
 
 
@@ -113,11 +114,13 @@ def committed_stores(
     wallet_ledger_backend: LedgerBackend,
 ) -> Iterator[Stores]:
     """The same, with real commits: for tests with other processes or threads."""
-    with installed_stores(mongo_url, mongo_database_name, wallet_ledger_backend) as installed:
+    with installed_stores(
+        mongo_url, database=mongo_database_name, backend=wallet_ledger_backend
+    ) as installed:
         yield installed
 
 
-def enter_phase(phase: Phase, rollout_percent: int = 100, shadow_percent: int = 100) -> None:
+def enter_phase(phase: Phase, *, rollout_percent: int = 100, shadow_percent: int = 100) -> None:
     apply_state(
         state_for_phase(
             phase, shadow_percent=Decimal(shadow_percent), rollout_percent=Decimal(rollout_percent)
@@ -128,7 +131,7 @@ def enter_phase(phase: Phase, rollout_percent: int = 100, shadow_percent: int = 
 
 @pytest.fixture
 def api(db: None) -> APIClient:
-    return token_api_client()  # type: ignore[return-value]
+    return token_api_client()
 
 
 def new_key(currency: str = "USD") -> WalletKey:
@@ -144,6 +147,7 @@ def tx() -> str:
 def legacy_wallet(
     stores: Stores,
     key: WalletKey,
+    *,
     credit_minor: int,
     debit_minor: int,
     historical_credit_minor: int | None = None,
@@ -182,7 +186,7 @@ def phased_over(
     stores: Stores,
     *,
     enqueue_mirror: Callable[[WalletKey], None] = wiring.enqueue_mirror,
-    enqueue_shadow: Callable[[WalletBalance, int, int], None] = wiring.enqueue_shadow,
+    enqueue_shadow: ShadowEnqueuer = wiring.enqueue_shadow,
 ) -> PhasedWalletStore:
     """Another phased store over the test's stores, queueing what it is told to (a mirror
     that lags, a shadow read that is never compared)."""

@@ -33,7 +33,7 @@ def move(stores: Stores, phase: Phase) -> None:
     change_phase(phase, "tester", stores.mongo, stores.batches)
 
 
-def credit(api: APIClient, key: WalletKey, transaction_id: str, amount: str = "5.00") -> str:
+def credit(api: APIClient, key: WalletKey, transaction_id: str, *, amount: str = "5.00") -> str:
     """The created_at the write answered."""
     url = f"/api/clients/{key.client_id}/wallets/{key.country}/{key.currency}/credits"
     response = api.post(url, {"transaction_id": transaction_id, "amount": amount}, format="json")

@@ -50,7 +50,7 @@ class SwitchableBackend:
 def plug(stores: Stores) -> SwitchableBackend:
     """Route the TigerBeetle store (and the mirror) through a switchable backend."""
     switchable = SwitchableBackend(stores.tigerbeetle.backend)
-    stores.tigerbeetle._backend = switchable  # type: ignore[assignment]
+    stores.tigerbeetle._backend = switchable
     return switchable
 
 
@@ -70,7 +70,7 @@ def test_dual_write_mirrors_every_write_right_after_it(stores: Stores) -> None:
     debit_id = tx()
     stores.phased.add_credit(key, 10_000, tx())
     stores.phased.subtract_credit(key, 2_500, debit_id)
-    stores.phased.void_transaction(debit_id, "support", "duplicate")
+    stores.phased.void_transaction(debit_id, voided_by="support", reason="duplicate")
     assert entry_states(stores, key) == [MirrorState.MIRRORED] * 3
     assert stores.tigerbeetle.get_balance(key).fields_minor() == (10_000, 2_500, 12_500)
     assert WalletTransfer.objects.get(transaction_id=debit_id).state == "voided"
@@ -203,7 +203,9 @@ def test_parked_entries_go_back_to_the_mirror_when_support_requeues_them(stores:
     assert_same_balance(stores, key)
 
 
-def _die_after_commit(mongo_url: str, database: str, client_id: str, transaction_id: str) -> None:
+def _die_after_commit(
+    mongo_url: str, *, database: str, client_id: str, transaction_id: str
+) -> None:
     """A web process: the MongoDB write commits, then the process dies before queuing."""
     connections.close_all()
     from ledger.stores.mongo_database import MongoDatabase
@@ -228,7 +230,13 @@ def test_web_process_killed_between_commit_and_mirror_loses_nothing(
     key = new_key()
     connections.close_all()  # the child must not share (and then close) our connection
     child = multiprocessing.get_context("fork").Process(
-        target=_die_after_commit, args=(mongo_url, mongo_database_name, key.client_id, tx())
+        target=_die_after_commit,
+        args=(mongo_url,),
+        kwargs={
+            "database": mongo_database_name,
+            "client_id": key.client_id,
+            "transaction_id": tx(),
+        },
     )
     child.start()
     child.join(60)
@@ -241,7 +249,7 @@ def test_web_process_killed_between_commit_and_mirror_loses_nothing(
     assert committed_stores.tigerbeetle.get_balance(key).credit_minor == 4_200
 
 
-def _die_before_marking(mongo_url: str, database: str) -> None:
+def _die_before_marking(mongo_url: str, *, database: str) -> None:
     """A mirror worker that dies after TigerBeetle applied the batch, before MongoDB heard."""
     connections.close_all()
     from ledger.stores.mongo_database import MongoDatabase
@@ -249,7 +257,7 @@ def _die_before_marking(mongo_url: str, database: str) -> None:
     from migration.outbox import MirrorOutbox
 
     outbox = MirrorOutbox(MongoDatabase(mongo_url, name=database))
-    outbox.mark_each = lambda outcomes: os._exit(137)  # type: ignore[method-assign]
+    outbox.mark_each = lambda outcomes: os._exit(137)  # type: ignore[method-assign]  # dies here
     Mirror(outbox, LedgerBatches(get_ledger_backend(), scope=ledger_scope())).drain()
     os._exit(0)
 
@@ -262,7 +270,7 @@ def test_mirror_worker_killed_before_marking_applies_every_write_exactly_once(
     committed_stores.phased.subtract_credit(key, 300, tx())
     connections.close_all()  # the child must not share (and then close) our connection
     child = multiprocessing.get_context("fork").Process(
-        target=_die_before_marking, args=(mongo_url, mongo_database_name)
+        target=_die_before_marking, args=(mongo_url,), kwargs={"database": mongo_database_name}
     )
     child.start()
     child.join(60)

@@ -16,7 +16,7 @@ from tests.migration.conftest import Stores, enter_phase, new_key, tx
 from tests.migration.test_mirror import assert_same_balance, entry_states
 
 
-def write_raw_credit(stores: Stores, key: WalletKey, amount: str, transaction_id: str) -> None:
+def write_raw_credit(stores: Stores, key: WalletKey, *, amount: str, transaction_id: str) -> None:
     """A credit written straight into MongoDB, as any client of the legacy collections (or
     an older version of the API) could leave it: a wallet born with the log, one entry."""
     now = datetime.now(UTC)
@@ -62,7 +62,7 @@ def good_and_bad_wallets(stores: Stores, bad_client_id: str) -> tuple[list[Walle
         stores.mongo.add_credit(key, 1_000, tx())
         stores.mongo.subtract_credit(key, 250, tx())
     bad = WalletKey(client_id=bad_client_id, country="USA", currency="USD")
-    write_raw_credit(stores, bad, "10.00", tx())
+    write_raw_credit(stores, bad, amount="10.00", transaction_id=tx())
     enter_phase(Phase.DUAL_WRITE)
     return good, bad
 

@@ -55,7 +55,9 @@ def test_any_interleaving_of_writes_and_mirror_runs_converges(
             elif kind == "debit":
                 posted.append(lagging.subtract_credit(key, amount, tx()).transaction.transaction_id)
             elif kind == "void" and posted:
-                lagging.void_transaction(posted.pop(amount % len(posted)), "prop", "test")
+                lagging.void_transaction(
+                    posted.pop(amount % len(posted)), voided_by="prop", reason="test"
+                )
             elif kind == "mirror":
                 stores.mirror().run_once(limit=limit)
             elif kind == "lose_marks":

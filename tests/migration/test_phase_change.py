@@ -152,7 +152,7 @@ def test_stepping_back_from_tigerbeetle_only_keeps_every_phase_4_write(stores: S
     move(stores, Phase.TIGERBEETLE_ONLY)
     phase4_debit = tx()
     stores.phased.subtract_credit(old, 300, phase4_debit)
-    stores.phased.void_transaction(phase4_debit, "support", "wrong amount")
+    stores.phased.void_transaction(phase4_debit, voided_by="support", reason="wrong amount")
     stores.phased.subtract_credit(old, 950, tx())
     stores.phased.add_credit(new, 75, tx())  # a wallet born in phase 4
 
@@ -255,7 +255,9 @@ def test_a_transaction_older_than_the_backfill_snapshot_can_be_voided_in_phase_4
     Backfill(stores.scan, stores.outbox, stores.batches).run(progress=False)
     move(stores, Phase.TIGERBEETLE_ONLY)
 
-    result = stores.phased.void_transaction(old_credit, "support", "duplicate top-up")
+    result = stores.phased.void_transaction(
+        old_credit, voided_by="support", reason="duplicate top-up"
+    )
 
     assert result.balance.fields_minor() == (1_000, 500, 1_500)
     assert stores.tigerbeetle.get_balance(key).credit_minor == 1_000
@@ -380,10 +382,10 @@ def test_a_copy_back_longer_than_one_page_keeps_tigerbeetles_order(stores: Store
     # credit would be refused for funds and the copy-back would fail.
     stores.phased.add_credit(key, 100, ids[0])
     stores.phased.subtract_credit(key, 100, ids[1])
-    stores.phased.void_transaction(ids[1], "support", "refund")
+    stores.phased.void_transaction(ids[1], voided_by="support", reason="refund")
     stores.phased.subtract_credit(key, 100, ids[2])
     stores.phased.add_credit(key, 40, ids[3])
-    stores.phased.void_transaction(ids[3], "support", "duplicate")
+    stores.phased.void_transaction(ids[3], voided_by="support", reason="duplicate")
     stores.phased.add_credit(key, 60, ids[4])
     stores.phased.subtract_credit(key, 60, ids[5])
     tigerbeetle_order = [ids[0], ids[1], f"void {ids[1]}", ids[2], ids[3], f"void {ids[3]}"]

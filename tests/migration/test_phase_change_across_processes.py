@@ -76,7 +76,7 @@ def database_url_of_the_test_database() -> str:
     return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def with_database(mongo_url: str, database: str) -> str:
+def with_database(mongo_url: str, *, database: str) -> str:
     parts = urlsplit(mongo_url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
 
@@ -134,7 +134,7 @@ def deployment(mongo_url: str, tmp_path: Path) -> Iterator[Deployment]:
     }
     env.update(
         DATABASE_URL=database_url_of_the_test_database(),
-        MONGO_URL=with_database(mongo_url, database),
+        MONGO_URL=with_database(mongo_url, database=database),
         WALLET_STORE="phased",
         DJANGO_DEBUG="false",
         LOG_LEVEL="WARNING",

@@ -44,12 +44,12 @@ def in_phase(phase: Phase) -> MigrationState:
     return state_for_phase(phase, shadow_percent=Decimal(10), rollout_percent=Decimal(100))
 
 
-def step(before: Phase, to: Phase, **shares: Decimal) -> Step:
+def step(before: Phase, *, to: Phase, **shares: Decimal) -> Step:
     return Step.to(to, in_phase(before), **shares)
 
 
-def refusal_kinds(before: Phase, to: Phase, facts: StepFacts) -> list[RefusalKind]:
-    return [refusal.kind for refusal in plan_step(step(before, to), facts).refusals]
+def refusal_kinds(before: Phase, *, to: Phase, facts: StepFacts) -> list[RefusalKind]:
+    return [refusal.kind for refusal in plan_step(step(before, to=to), facts).refusals]
 
 
 def criterion(met: bool | None = False) -> StepCriterion:
@@ -61,14 +61,14 @@ def criterion(met: bool | None = False) -> StepCriterion:
 
 def test_entering_phase_4_before_the_backfill_is_refused() -> None:
     facts = replace(READY, backfill_completed=False)
-    plan = plan_step(step(Phase.READ_CUTOVER, Phase.TIGERBEETLE_ONLY), facts)
+    plan = plan_step(step(Phase.READ_CUTOVER, to=Phase.TIGERBEETLE_ONLY), facts)
     assert [refusal.kind for refusal in plan.refusals] == [RefusalKind.BACKFILL_NOT_COMPLETED]
     assert "“Start the backfill” on the migration phase page" in plan.refusal_message()
 
 
 def test_entering_phase_4_with_parked_entries_is_refused_with_the_counts() -> None:
     facts = replace(READY, outbox=depth(parked=2))
-    plan = plan_step(step(Phase.READ_CUTOVER, Phase.TIGERBEETLE_ONLY), facts)
+    plan = plan_step(step(Phase.READ_CUTOVER, to=Phase.TIGERBEETLE_ONLY), facts)
     assert plan.refusal_message() == (
         "The outbox must be empty: 2 parked entries and 0 waiting for the backfill."
     )
@@ -76,24 +76,24 @@ def test_entering_phase_4_with_parked_entries_is_refused_with_the_counts() -> No
 
 def test_entering_phase_4_with_entries_waiting_for_the_backfill_is_refused() -> None:
     facts = replace(READY, outbox=depth(awaiting_backfill=3))
-    kinds = refusal_kinds(Phase.DUAL_WRITE, Phase.TIGERBEETLE_ONLY, facts)
+    kinds = refusal_kinds(Phase.DUAL_WRITE, to=Phase.TIGERBEETLE_ONLY, facts=facts)
     assert kinds == [RefusalKind.OUTBOX_NOT_EMPTY]
 
 
 def test_entering_phase_4_while_mongodb_does_not_answer_is_refused() -> None:
     facts = replace(READY, outbox=None)
-    plan = plan_step(step(Phase.READ_CUTOVER, Phase.TIGERBEETLE_ONLY), facts)
+    plan = plan_step(step(Phase.READ_CUTOVER, to=Phase.TIGERBEETLE_ONLY), facts)
     assert plan.refusal_message() == "MongoDB does not answer: the outbox cannot be drained."
 
 
 def test_entering_phase_4_with_only_pending_entries_is_not_refused_before_it_starts() -> None:
     facts = replace(READY, outbox=depth(pending=5))
-    assert refusal_kinds(Phase.READ_CUTOVER, Phase.TIGERBEETLE_ONLY, facts) == []
+    assert refusal_kinds(Phase.READ_CUTOVER, to=Phase.TIGERBEETLE_ONLY, facts=facts) == []
 
 
 def test_every_refusal_entering_phase_4_is_listed_at_once() -> None:
     facts = replace(READY, backfill_completed=False, outbox=depth(parked=1))
-    kinds = refusal_kinds(Phase.READ_CUTOVER, Phase.TIGERBEETLE_ONLY, facts)
+    kinds = refusal_kinds(Phase.READ_CUTOVER, to=Phase.TIGERBEETLE_ONLY, facts=facts)
     assert kinds == [RefusalKind.OUTBOX_NOT_EMPTY, RefusalKind.BACKFILL_NOT_COMPLETED]
 
 
@@ -105,7 +105,7 @@ def test_phase_2_without_a_shadow_share_is_refused_rather_than_guessing_one() ->
 
 def test_a_share_outside_0_to_100_is_refused_by_the_flags_rule() -> None:
     plan = plan_step(
-        step(Phase.DUAL_WRITE, Phase.READ_CUTOVER, rollout_percent=Decimal(101)), READY
+        step(Phase.DUAL_WRITE, to=Phase.READ_CUTOVER, rollout_percent=Decimal(101)), READY
     )
     assert [refusal.kind for refusal in plan.refusals] == [RefusalKind.FLAGS]
     assert "between 0 and 100 percent" in plan.refusal_message()
@@ -116,13 +116,13 @@ def test_a_step_that_does_not_enter_phase_4_is_never_refused_for_the_outbox_or_b
     for before, to in itertools.product(Phase, Phase):
         if to == Phase.TIGERBEETLE_ONLY and before != Phase.TIGERBEETLE_ONLY:
             continue
-        plan = plan_step(step(before, to, shadow_percent=Decimal(5)), silent_and_behind)
+        plan = plan_step(step(before, to=to, shadow_percent=Decimal(5)), silent_and_behind)
         assert plan.refusals == (), (before, to)
 
 
 def test_a_forward_step_whose_criterion_does_not_hold_is_not_refused_yet() -> None:
     facts = replace(READY, criterion=criterion(met=False))
-    plan = plan_step(step(Phase.SHADOW_READ, Phase.READ_CUTOVER), facts)
+    plan = plan_step(step(Phase.SHADOW_READ, to=Phase.READ_CUTOVER), facts)
     assert plan.refusals == ()
 
 
@@ -141,7 +141,7 @@ def test_a_forward_step_whose_criterion_does_not_hold_is_not_refused_yet() -> No
 def test_a_step_that_moves_where_money_is_written_needs_a_confirmation(
     before: Phase, to: Phase
 ) -> None:
-    assert step(before, to).moves_writes
+    assert step(before, to=to).moves_writes
 
 
 @pytest.mark.parametrize(
@@ -157,14 +157,14 @@ def test_a_step_that_moves_where_money_is_written_needs_a_confirmation(
 def test_a_step_that_keeps_where_money_is_written_needs_no_confirmation(
     before: Phase, to: Phase
 ) -> None:
-    assert not step(before, to).moves_writes
+    assert not step(before, to=to).moves_writes
 
 
 def test_only_entering_or_leaving_phase_4_pauses_writes() -> None:
     pausing = {
         (before, to)
         for before, to in itertools.product(Phase, Phase)
-        if step(before, to).pauses_writes
+        if step(before, to=to).pauses_writes
     }
     assert pausing == {
         (before, to)
@@ -180,7 +180,7 @@ def test_entering_phase_4_says_the_pause_the_drain_and_the_reconciliation_with_t
     None
 ):
     facts = replace(READY, writes_wait_s=12.5, outbox=depth(pending=2))
-    effects = plan_step(step(Phase.READ_CUTOVER, Phase.TIGERBEETLE_ONLY), facts).effects
+    effects = plan_step(step(Phase.READ_CUTOVER, to=Phase.TIGERBEETLE_ONLY), facts).effects
     assert "Writes already under way get up to 12.5 s to finish" in effects[0]
     assert effects[1] == (
         "The mirror applies the 2 outbox entries still pending to TigerBeetle; an entry it "
@@ -193,19 +193,19 @@ def test_entering_phase_4_says_the_pause_the_drain_and_the_reconciliation_with_t
 
 def test_leaving_phase_4_says_how_many_writes_and_voids_are_copied_back() -> None:
     facts = replace(READY, copy_back_writes=4, copy_back_voids=1)
-    effects = plan_step(step(Phase.TIGERBEETLE_ONLY, Phase.READ_CUTOVER), facts).effects
+    effects = plan_step(step(Phase.TIGERBEETLE_ONLY, to=Phase.READ_CUTOVER), facts).effects
     assert effects[1].startswith("4 transactions and 1 voids TigerBeetle took as the only store")
     assert effects[2] == "MongoDB is written again, and mirrored into TigerBeetle (dual write)."
 
 
 def test_leaving_phase_4_for_phase_0_does_not_say_dual_write_resumes() -> None:
-    effects = plan_step(step(Phase.TIGERBEETLE_ONLY, Phase.LEGACY), READY).effects
+    effects = plan_step(step(Phase.TIGERBEETLE_ONLY, to=Phase.LEGACY), READY).effects
     assert effects[-1] == "MongoDB is written again."
 
 
 def test_stopping_dual_write_says_how_many_entries_stay_unmirrored() -> None:
     facts = replace(READY, outbox=depth(pending=7))
-    effects = plan_step(step(Phase.DUAL_WRITE, Phase.LEGACY), facts).effects
+    effects = plan_step(step(Phase.DUAL_WRITE, to=Phase.LEGACY), facts).effects
     assert effects == (
         "Dual write stops: TigerBeetle no longer receives MongoDB's writes. 7 entries still "
         "pending stay unmirrored.",
@@ -213,12 +213,12 @@ def test_stopping_dual_write_says_how_many_entries_stay_unmirrored() -> None:
 
 
 def test_starting_dual_write_says_every_write_is_mirrored() -> None:
-    effects = plan_step(step(Phase.LEGACY, Phase.DUAL_WRITE), READY).effects
+    effects = plan_step(step(Phase.LEGACY, to=Phase.DUAL_WRITE), READY).effects
     assert effects == ("Dual write starts: every MongoDB write is also mirrored into TigerBeetle.",)
 
 
 def test_a_step_that_only_changes_reads_has_no_effects_to_confirm() -> None:
-    assert plan_step(step(Phase.SHADOW_READ, Phase.READ_CUTOVER), READY).effects == ()
+    assert plan_step(step(Phase.SHADOW_READ, to=Phase.READ_CUTOVER), READY).effects == ()
 
 
 # --- which facts a step reads, and the criterion --------------------------------------------
@@ -228,7 +228,7 @@ def test_only_entering_phase_4_or_stopping_dual_write_reads_the_outbox() -> None
     reading = {
         (before, to)
         for before, to in itertools.product(Phase, Phase)
-        if step(before, to).reads_outbox
+        if step(before, to=to).reads_outbox
     }
     into_4 = {(before, Phase.TIGERBEETLE_ONLY) for before in Phase if before != Phase(4)}
     stopping = {(before, Phase.LEGACY) for before in (Phase(1), Phase(2), Phase(3))}
@@ -237,12 +237,12 @@ def test_only_entering_phase_4_or_stopping_dual_write_reads_the_outbox() -> None
 
 def test_a_forward_step_carries_the_criterion_it_waits_for() -> None:
     facts = replace(READY, criterion=criterion())
-    assert plan_step(step(Phase.SHADOW_READ, Phase.READ_CUTOVER), facts).criterion is not None
+    assert plan_step(step(Phase.SHADOW_READ, to=Phase.READ_CUTOVER), facts).criterion is not None
 
 
 def test_a_step_back_waits_for_no_criterion() -> None:
     facts = replace(READY, criterion=criterion())
-    assert plan_step(step(Phase.READ_CUTOVER, Phase.SHADOW_READ), facts).criterion is None
+    assert plan_step(step(Phase.READ_CUTOVER, to=Phase.SHADOW_READ), facts).criterion is None
 
 
 def test_a_wider_read_rollout_is_a_forward_step_and_a_narrower_one_is_not() -> None:

@@ -83,7 +83,9 @@ def test_a_shadow_read_is_compared_at_the_point_the_read_saw(stores: Stores) -> 
     captured: list[tuple[WalletBalance, int]] = []
     phased = phased_over(
         stores,
-        enqueue_shadow=lambda balance, seq, latency: captured.append((balance, seq)),
+        enqueue_shadow=lambda balance, *, wallet_seq, mongo_latency_us: captured.append(
+            (balance, wallet_seq)
+        ),
     )
     key = new_key()
     phased.add_credit(key, 500, tx())
@@ -214,7 +216,7 @@ def test_the_breaker_opens_after_five_failures_and_stops_asking_tigerbeetle(
         calls.append("lookup")
         return real_lookup(k)
 
-    stores.tigerbeetle.get_balance = counted  # type: ignore[method-assign]
+    stores.tigerbeetle.get_balance = counted  # type: ignore[method-assign]  # counts the reads
     for _ in range(8):
         assert stores.phased.get_balance(key).credit_minor == 100
     assert len(calls) == 5

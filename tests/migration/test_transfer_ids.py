@@ -50,7 +50,7 @@ def test_a_debit_mirrored_under_its_old_transfer_id_is_voided_against_that_trans
         {"_id": reference_id}, {"$set": {"mirror_state": MirrorState.MIRRORED}}
     )
 
-    stores.phased.void_transaction(reference_id, "support", "duplicate")
+    stores.phased.void_transaction(reference_id, voided_by="support", reason="duplicate")
 
     voids = [
         transfer

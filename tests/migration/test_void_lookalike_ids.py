@@ -29,7 +29,7 @@ def test_dual_write_mirrors_a_void_and_a_credit_named_like_its_old_key(stores: S
     stores.phased.add_credit(key, 1_000, original)
     stores.phased.add_credit(key, 300, f"void:{original}")
 
-    stores.phased.void_transaction(original, "support", "refund")
+    stores.phased.void_transaction(original, voided_by="support", reason="refund")
 
     log = stores.mongo.database.log()
     states = [e["mirror_state"] for e in log.find({"client_id": key.client_id})]
@@ -49,7 +49,7 @@ def test_stepping_back_from_phase_4_copies_a_lookalike_credit_and_a_void_apart(
     original = tx()
     stores.phased.add_credit(key, 1_000, original)
     change_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.batches)
-    stores.phased.void_transaction(original, "support", "refund")
+    stores.phased.void_transaction(original, voided_by="support", reason="refund")
     stores.phased.add_credit(key, 200, f"void:{original}")
 
     change_phase(Phase.READ_CUTOVER, "tester", stores.mongo, stores.batches)

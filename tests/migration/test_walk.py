@@ -86,9 +86,10 @@ class Walker:
 
     def read(self, key: WalletKey) -> tuple[int, int, int]:
         body = self.api.get(self.url(key)).json()
-        return tuple(  # type: ignore[return-value]
+        credit, debit, historical = (
             int(Decimal(body[name]) * 100) for name in ("credit", "debit", "historical_credit")
         )
+        return credit, debit, historical
 
     def every_phase_step(self, keys: list[WalletKey]) -> None:
         """A little of everything, on every wallet."""

@@ -5,6 +5,7 @@ id must answer the row already there."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from django.db.models.signals import post_save, pre_save
@@ -71,7 +72,7 @@ def test_a_refused_store_write_is_stored_failed_and_not_due_for_copy_back() -> N
 
 def test_a_second_store_write_of_one_transaction_id_answers_the_first_row() -> None:
     pk = wallet_pk("twice")
-    write = dict(
+    write: dict[str, Any] = dict(
         transaction_id="tx-twice",
         wallet_pk=pk,
         kind=WalletTransfer.Kind.CREDIT,
@@ -80,9 +81,9 @@ def test_a_second_store_write_of_one_transaction_id_answers_the_first_row() -> N
         tb_timestamp=42,
         created_at=WRITTEN_AT,
     )
-    first = transfer_registry.record_store_write(**write)  # type: ignore[arg-type]
+    first = transfer_registry.record_store_write(**write)
 
-    second = transfer_registry.record_store_write(**write)  # type: ignore[arg-type]
+    second = transfer_registry.record_store_write(**write)
 
     assert second.pk == first.pk
     assert WalletTransfer.objects.filter(transaction_id="tx-twice").count() == 1

@@ -106,11 +106,11 @@ def test_the_wallet_accounts_page_asks_for_this_applications_wallet_code_from_se
 ) -> None:
     recording = Recording(wallet_ledger_backend)
     key = new_key()
-    LedgerBatches(recording, scope=ledger_scope()).wallet_accounts.ensure_wallet_account(key)  # type: ignore[arg-type]
+    LedgerBatches(recording, scope=ledger_scope()).wallet_accounts.ensure_wallet_account(key)
     registered = find_account(key)
     assert registered is not None
 
-    page = LedgerBatches(recording, scope=ledger_scope()).wallet_accounts_page(  # type: ignore[arg-type]
+    page = LedgerBatches(recording, scope=ledger_scope()).wallet_accounts_page(
         timestamp_min=0, limit=8189
     )
 
@@ -128,9 +128,7 @@ def test_the_scope_given_to_the_constructor_chooses_the_wallet_accounts_page(
     codes = AccountCodes(wallet=0xFFFE, system=0xFFFD, limit=0xFFFC)
     scope = LedgerScope(ids=ledger_scope().ids, codes=codes)
 
-    LedgerBatches(recording, scope=scope).wallet_accounts_page(  # type: ignore[arg-type]
-        timestamp_min=5, limit=3
-    )
+    LedgerBatches(recording, scope=scope).wallet_accounts_page(timestamp_min=5, limit=3)
 
     assert [(q.code, q.limit, q.timestamp_min) for q in recording.queries] == [(0xFFFE, 3, 5)]
 
@@ -170,7 +168,7 @@ def test_a_ledger_that_does_not_answer_is_ledger_unavailable_from_every_method(
     call: Any,
 ) -> None:
     with pytest.raises(LedgerUnavailable):
-        call(LedgerBatches(Unreachable(), scope=ledger_scope()))  # type: ignore[arg-type]
+        call(LedgerBatches(Unreachable(), scope=ledger_scope()))
 
 
 def test_only_a_backend_callable_from_any_thread_lets_a_job_use_a_thread_of_its_own() -> None:
@@ -180,8 +178,14 @@ def test_only_a_backend_callable_from_any_thread_lets_a_job_use_a_thread_of_its_
     class CallersThreadOnly:
         pass
 
-    assert LedgerBatches(AnyThread(), scope=ledger_scope()).callable_from_any_thread is True  # type: ignore[arg-type]
-    assert (
-        LedgerBatches(CallersThreadOnly(), scope=ledger_scope()).callable_from_any_thread  # type: ignore[arg-type]
-        is False
+    any_thread = LedgerBatches(
+        AnyThread(),  # type: ignore[arg-type]  # a stand-in with a backend's thread flag only
+        scope=ledger_scope(),
     )
+    callers_thread = LedgerBatches(
+        CallersThreadOnly(),  # type: ignore[arg-type]  # a stand-in with no backend calls
+        scope=ledger_scope(),
+    )
+
+    assert any_thread.callable_from_any_thread is True
+    assert callers_thread.callable_from_any_thread is False

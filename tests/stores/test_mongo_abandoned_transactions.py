@@ -56,7 +56,7 @@ def _credit_and_die_before_commit(store: MongoWalletStore, key: WalletKey) -> No
     def killed(*args: Any, **kwargs: Any) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
-    store._log_entry = killed  # type: ignore[method-assign]
+    store._log_entry = killed  # type: ignore[method-assign]  # the process dies mid-write
     store.add_credit(key, 999, "dies-mid-write")
 
 

@@ -62,7 +62,7 @@ def test_every_write_lands_in_the_log_as_a_pending_outbox_entry_in_wallet_order(
     wallet = key()
     store.add_credit(wallet, 1_000, "c-1")
     store.subtract_credit(wallet, 300, "d-1")
-    store.void_transaction("d-1", "support", "refund")
+    store.void_transaction("d-1", voided_by="support", reason="refund")
 
     entries = list(store.database.log().find({"client_id": wallet.client_id}).sort("wallet_seq", 1))
 
@@ -86,8 +86,8 @@ def test_each_log_entry_is_born_with_the_mark_the_store_was_given(
     wallet = key()
     store.add_credit(wallet, 100, "c-1")
     store.add_credit(wallet, 100, "c-back", mirror=False, created_at=datetime.now(UTC))
-    store.void_transaction("c-back", "support", "refund", mirror=False)
-    store.void_transaction("c-1", "support", "refund")
+    store.void_transaction("c-back", voided_by="support", reason="refund", mirror=False)
+    store.void_transaction("c-1", voided_by="support", reason="refund")
     with pytest.raises(errors.InsufficientFunds):
         store.subtract_credit(wallet, 500, "d-refused")
 
@@ -108,7 +108,7 @@ def test_the_recent_log_reads_each_entry_typed_newest_first(store: MongoWalletSt
     wallet = key()
     store.add_credit(wallet, 1_000, "c-1", made_by="till-1")
     store.subtract_credit(wallet, 300, "d-1")
-    store.void_transaction("d-1", "support", "refund")
+    store.void_transaction("d-1", voided_by="support", reason="refund")
 
     newest, middle, oldest = store.recent_log(wallet)
 
@@ -133,7 +133,7 @@ def test_the_recent_log_reads_each_entry_typed_newest_first(store: MongoWalletSt
 def test_a_void_entry_is_keyed_outside_the_space_of_client_ids(store: MongoWalletStore) -> None:
     wallet = key()
     store.add_credit(wallet, 1_000, "c-1")
-    store.void_transaction("c-1", "support", "refund")
+    store.void_transaction("c-1", voided_by="support", reason="refund")
 
     void_entry = store.database.log().find_one({"voided_transaction_id": "c-1"})
 

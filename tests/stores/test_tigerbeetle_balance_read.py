@@ -115,7 +115,7 @@ def test_a_void_answers_the_balance_right_after_its_own_transfer(
         WritesLandingBehind(wallet_ledger_backend, funded, others), scope=ledger_scope()
     )
 
-    result = store.void_transaction(reference, "support", "refund")
+    result = store.void_transaction(reference, voided_by="support", reason="refund")
 
     assert result.balance.fields_minor() == (1_000, 300, 1_300)
 
@@ -132,7 +132,7 @@ def test_every_request_a_refused_write_sends_is_answered(
         store.add_credit(funded, BALANCE_MINOR_MAX, f"tx-{uuid.uuid4().hex}")
     reference = f"ref-{uuid.uuid4().hex}"
     store.subtract_credit(funded, 100, reference)
-    store.void_transaction(reference, "support", "refund")
+    store.void_transaction(reference, voided_by="support", reason="refund")
 
     assert wallet_ledger_backend.requests_in_flight() == 0
 

@@ -47,7 +47,7 @@ def test_a_wallets_history_pages_through_its_own_transfers_without_limit_bookkee
     reference = f"ref-{uuid.uuid4().hex}"
     store.subtract_credit(key, 200, reference)
     store.add_credit(key, 50, f"tx-{uuid.uuid4().hex}")
-    store.void_transaction(reference, "support", "refund")  # credits the wallet
+    store.void_transaction(reference, voided_by="support", reason="refund")  # credits the wallet
 
     pages, balances, before = [], [], 0
     for _ in range(5):
@@ -157,7 +157,7 @@ def test_lookups_by_transfer_id_leave_missing_ids_out(
 def test_no_ids_asks_the_ledger_nothing() -> None:
     ledger = Unreachable()
 
-    assert history.transfer_timestamps(ledger, []) == {}  # type: ignore[arg-type]
+    assert history.transfer_timestamps(ledger, []) == {}
     assert ledger.asked == 0
 
 

@@ -54,7 +54,7 @@ def test_the_wiring_reads_the_ledger_scope_from_the_settings() -> None:
 def test_account_codes_cannot_be_changed_once_read() -> None:
     codes = ledger_scope().codes
     with pytest.raises(dataclasses.FrozenInstanceError):
-        codes.wallet = 1  # type: ignore[misc]
+        codes.wallet = 1  # type: ignore[misc]  # frozen: the refusal is the test
 
 
 def test_a_new_wallet_gets_its_accounts_reservation_and_row_once(
@@ -148,6 +148,6 @@ def test_a_ledger_that_does_not_answer_raises_ledger_unavailable_and_registers_n
     key = new_key()
 
     with pytest.raises(LedgerUnavailable):
-        WalletAccounts(Unreachable(), scope=ledger_scope()).registered_account(key)  # type: ignore[arg-type]
+        WalletAccounts(Unreachable(), scope=ledger_scope()).registered_account(key)
 
     assert find_account(key) is None

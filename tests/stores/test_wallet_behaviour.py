@@ -13,7 +13,7 @@ import pytest
 
 from domain import errors
 from domain.ids import WalletKey
-from domain.wallets import TransactionKind, TransactionState, WalletStore
+from domain.wallets import TransactionKind, TransactionState, WalletResult, WalletStore
 from ledger import history
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from registry.models import WalletTransfer
@@ -21,7 +21,7 @@ from tests.concurrency import run_concurrently
 from tests.conftest import ledger_scope
 
 
-def new_key(currency: str = "USD", country: str = "USA", issuer: str | None = None) -> WalletKey:
+def new_key(*, currency: str = "USD", country: str = "USA", issuer: str | None = None) -> WalletKey:
     return WalletKey(
         client_id=f"client-{uuid.uuid4().hex[:10]}",
         country=country,
@@ -185,7 +185,9 @@ def test_voiding_a_credit_takes_the_amount_back_out_as_a_debit(
     wallet_store.add_credit(key, 1_000, transaction_id)
     wallet_store.add_credit(key, 200, new_id())
 
-    result = wallet_store.void_transaction(transaction_id, "support-1", "duplicate top-up")
+    result = wallet_store.void_transaction(
+        transaction_id, voided_by="support-1", reason="duplicate top-up"
+    )
 
     assert result.balance.fields_minor() == (200, 1_000, 1_200)
     assert fields(wallet_store, key) == (200, 1_000, 1_200)
@@ -198,7 +200,7 @@ def test_voiding_a_debit_gives_the_amount_back_as_credit(wallet_store: WalletSto
     reference_id = new_id("ref")
     wallet_store.subtract_credit(key, 300, reference_id)
 
-    wallet_store.void_transaction(reference_id, "support-1", "order cancelled")
+    wallet_store.void_transaction(reference_id, voided_by="support-1", reason="order cancelled")
 
     assert fields(wallet_store, key) == (1_000, 300, 1_300)
 
@@ -207,10 +209,10 @@ def test_voiding_twice_is_already_voided_and_changes_nothing(wallet_store: Walle
     key = new_key()
     transaction_id = new_id()
     wallet_store.add_credit(key, 1_000, transaction_id)
-    wallet_store.void_transaction(transaction_id, "support-1", "mistake")
+    wallet_store.void_transaction(transaction_id, voided_by="support-1", reason="mistake")
 
     with pytest.raises(errors.AlreadyVoided):
-        wallet_store.void_transaction(transaction_id, "support-2", "mistake again")
+        wallet_store.void_transaction(transaction_id, voided_by="support-2", reason="mistake again")
 
     assert fields(wallet_store, key) == (0, 1_000, 1_000)
 
@@ -224,7 +226,7 @@ def test_voiding_a_spent_credit_is_void_would_overdraw_and_changes_nothing(
     wallet_store.subtract_credit(key, 600, new_id("ref"))
 
     with pytest.raises(errors.VoidWouldOverdraw):
-        wallet_store.void_transaction(transaction_id, "support-1", "chargeback")
+        wallet_store.void_transaction(transaction_id, voided_by="support-1", reason="chargeback")
 
     assert fields(wallet_store, key) == (400, 600, 1_000)
     assert wallet_store.get_transaction(transaction_id).state == TransactionState.POSTED
@@ -238,10 +240,10 @@ def test_a_void_refused_for_funds_goes_through_once_the_wallet_is_topped_up(
     wallet_store.add_credit(key, 1_000, transaction_id)
     wallet_store.subtract_credit(key, 600, new_id("ref"))
     with pytest.raises(errors.VoidWouldOverdraw):
-        wallet_store.void_transaction(transaction_id, "support-1", "chargeback")
+        wallet_store.void_transaction(transaction_id, voided_by="support-1", reason="chargeback")
     wallet_store.add_credit(key, 600, new_id())
 
-    wallet_store.void_transaction(transaction_id, "support-1", "chargeback")
+    wallet_store.void_transaction(transaction_id, voided_by="support-1", reason="chargeback")
 
     assert fields(wallet_store, key) == (0, 1_600, 1_600)
 
@@ -250,7 +252,7 @@ def test_voiding_an_unknown_transaction_is_transaction_not_found(
     wallet_store: WalletStore,
 ) -> None:
     with pytest.raises(errors.TransactionNotFound):
-        wallet_store.void_transaction(new_id(), "support-1", "no such thing")
+        wallet_store.void_transaction(new_id(), voided_by="support-1", reason="no such thing")
 
 
 def test_voiding_a_refused_debit_is_transaction_not_found(wallet_store: WalletStore) -> None:
@@ -261,7 +263,7 @@ def test_voiding_a_refused_debit_is_transaction_not_found(wallet_store: WalletSt
         wallet_store.subtract_credit(key, 500, reference_id)
 
     with pytest.raises(errors.TransactionNotFound):
-        wallet_store.void_transaction(reference_id, "support-1", "cleanup")
+        wallet_store.void_transaction(reference_id, voided_by="support-1", reason="cleanup")
 
 
 def test_a_void_is_recorded_with_who_why_and_when(wallet_store: WalletStore) -> None:
@@ -269,7 +271,9 @@ def test_a_void_is_recorded_with_who_why_and_when(wallet_store: WalletStore) -> 
     transaction_id = new_id()
     wallet_store.add_credit(key, 1_000, transaction_id)
 
-    wallet_store.void_transaction(transaction_id, "support-7", "customer request #42")
+    wallet_store.void_transaction(
+        transaction_id, voided_by="support-7", reason="customer request #42"
+    )
 
     record = wallet_store.get_transaction(transaction_id)
     assert record.state == TransactionState.VOIDED
@@ -390,7 +394,7 @@ def test_concurrent_voids_of_one_transaction_void_it_once(
 
     def void(_: int) -> str:
         try:
-            store.void_transaction(transaction_id, "support-1", "duplicate")
+            store.void_transaction(transaction_id, voided_by="support-1", reason="duplicate")
             return "voided"
         except errors.AlreadyVoided:
             return "already"
@@ -441,8 +445,9 @@ def assert_exactly_one_posted(outcomes: dict[str, object]) -> str:
     assert len(posted) == 1, outcomes
     winner, loser = posted[0], ({"credit", "debit"} - {posted[0]}).pop()
     result = outcomes[winner]
-    assert result.transaction.kind == TransactionKind(winner), outcomes  # type: ignore[attr-defined]
-    assert result.replayed is False  # type: ignore[attr-defined]
+    assert isinstance(result, WalletResult), outcomes
+    assert result.transaction.kind == TransactionKind(winner), outcomes
+    assert result.replayed is False
     assert isinstance(outcomes[loser], errors.IdempotencyConflict), outcomes
     return winner
 

@@ -44,7 +44,7 @@ def test_a_credit_whose_id_looks_like_a_void_key_does_not_block_voiding_the_othe
     wallet_store.add_credit(key, 1_000, original)
     wallet_store.add_credit(key, 300, f"void:{original}")
 
-    result = wallet_store.void_transaction(original, "support", "refund")
+    result = wallet_store.void_transaction(original, voided_by="support", reason="refund")
 
     assert result.transaction.state == TransactionState.VOIDED
     assert fields(wallet_store, key) == (300, 1_000, 1_300)
@@ -56,7 +56,7 @@ def test_voiding_a_transaction_leaves_the_id_void_prefixed_free_for_a_client(
     key = new_key()
     original = f"tx-{uuid.uuid4().hex}"
     wallet_store.add_credit(key, 1_000, original)
-    wallet_store.void_transaction(original, "support", "refund")
+    wallet_store.void_transaction(original, voided_by="support", reason="refund")
 
     result = wallet_store.add_credit(key, 200, f"void:{original}")
 
@@ -71,12 +71,12 @@ def test_an_id_shaped_like_a_void_key_is_an_ordinary_id_to_read_and_void(
     key = new_key()
     original = f"tx-{uuid.uuid4().hex}"
     wallet_store.add_credit(key, 1_000, original)
-    wallet_store.void_transaction(original, "support", "refund")
+    wallet_store.void_transaction(original, voided_by="support", reason="refund")
     lookalike = f"void:{original}"
     wallet_store.add_credit(key, 200, lookalike)
 
     read = wallet_store.get_transaction(lookalike)
-    voided = wallet_store.void_transaction(lookalike, "support", "mistake")
+    voided = wallet_store.void_transaction(lookalike, voided_by="support", reason="mistake")
 
     assert (read.amount_minor, read.state) == (200, TransactionState.POSTED)
     assert voided.transaction.state == TransactionState.VOIDED
@@ -136,7 +136,7 @@ def test_a_void_of_a_debit_that_would_cross_the_limit_is_refused_and_changes_not
     wallet_store.add_credit(key, BALANCE_MINOR_MAX - 150, f"tx-{uuid.uuid4().hex}")
 
     with pytest.raises(errors.BalanceLimitExceeded):
-        wallet_store.void_transaction(reference, "support", "refund")
+        wallet_store.void_transaction(reference, voided_by="support", reason="refund")
 
     assert fields(wallet_store, key) == (BALANCE_MINOR_MAX - 150, 100, BALANCE_MINOR_MAX - 50)
     assert wallet_store.get_transaction(reference).state == TransactionState.POSTED
@@ -164,7 +164,7 @@ def racing(store: WalletStore, parties: int) -> WalletStore:
     races as it is, its check runs inside the write's transaction)."""
     if isinstance(store, TigerBeetleWalletStore):
         racing = PostsTogether(store.backend, parties)
-        return TigerBeetleWalletStore(backend=racing, scope=store.scope)  # type: ignore[arg-type]
+        return TigerBeetleWalletStore(backend=racing, scope=store.scope)
     return store
 
 
@@ -214,7 +214,7 @@ def test_a_credit_and_a_void_of_a_debit_racing_at_the_limit_cannot_both_post(
     credit_id = f"tx-{uuid.uuid4().hex}"
     writes = {
         "credit": lambda: store.add_credit(key, 100, credit_id),
-        "void": lambda: store.void_transaction(reference, "support", "refund"),
+        "void": lambda: store.void_transaction(reference, voided_by="support", reason="refund"),
     }
 
     outcomes = dict(

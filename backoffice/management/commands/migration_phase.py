@@ -44,7 +44,7 @@ class Command(BaseCommand):
             try:
                 with recording_phase_change(
                     f"{actor} (command)",
-                    options["note"],
+                    note=options["note"],
                     from_phase=int(current_state().phase),
                     to_phase=options["phase"],
                 ):
