@@ -11,7 +11,7 @@ from typing import Any
 
 import tigerbeetle as tb
 
-from ledger.backends.base import LedgerBackend
+from ledger.backends.base import LedgerBackend, LedgerUnavailable
 
 LEDGER = 700
 CODE = 10
@@ -103,3 +103,18 @@ def query_filter(**fields: Any) -> tb.QueryFilter:
         "flags": tb.QueryFilterFlags.NONE,
     }
     return tb.QueryFilter(**{**defaults, **fields})
+
+
+class UnreachableLedger:
+    """A ledger backend that never answers (every call raises LedgerUnavailable, as the real
+    client does when the cluster is down); `asked` counts the calls."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.asked += 1
+            raise LedgerUnavailable("connection refused (test: cluster down)")
+
+        return call

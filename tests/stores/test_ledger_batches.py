@@ -16,22 +16,13 @@ from ledger.batches import LedgerBatches
 from ledger.tb_model import AccountCodes, LedgerScope, credit_transfer, history_filter
 from registry.accounts import find_account
 from tests.conftest import ledger_scope
+from tests.ledger.builders import UnreachableLedger
 
 pytestmark = pytest.mark.django_db
 
 
 def new_key() -> WalletKey:
     return WalletKey(client_id=f"client-{uuid.uuid4().hex[:10]}", country="USA", currency="USD")
-
-
-class Unreachable:
-    """A ledger that never answers."""
-
-    def __getattr__(self, name: str) -> Any:
-        def call(*args: Any) -> Any:
-            raise LedgerUnavailable("connection refused (test: cluster down)")
-
-        return call
 
 
 class Recording:
@@ -168,7 +159,7 @@ def test_a_ledger_that_does_not_answer_is_ledger_unavailable_from_every_method(
     call: Any,
 ) -> None:
     with pytest.raises(LedgerUnavailable):
-        call(LedgerBatches(Unreachable(), scope=ledger_scope()))
+        call(LedgerBatches(UnreachableLedger(), scope=ledger_scope()))
 
 
 def test_only_a_backend_callable_from_any_thread_lets_a_job_use_a_thread_of_its_own() -> None:

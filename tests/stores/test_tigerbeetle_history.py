@@ -12,30 +12,17 @@ import pytest
 from domain import errors
 from domain.ids import WalletKey
 from ledger import history
-from ledger.backends import LedgerBackend, LedgerUnavailable
+from ledger.backends import LedgerBackend
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from registry.accounts import find_account
 from tests.conftest import ledger_scope
+from tests.ledger.builders import UnreachableLedger
 
 pytestmark = pytest.mark.django_db
 
 
 def new_key() -> WalletKey:
     return WalletKey(client_id=f"client-{uuid.uuid4().hex[:10]}", country="USA", currency="USD")
-
-
-class Unreachable:
-    """A ledger that never answers; `asked` counts the calls."""
-
-    def __init__(self) -> None:
-        self.asked = 0
-
-    def __getattr__(self, name: str) -> Any:
-        def call(*args: Any) -> Any:
-            self.asked += 1
-            raise LedgerUnavailable("connection refused (test: cluster down)")
-
-        return call
 
 
 def test_a_wallets_history_pages_through_its_own_transfers_without_limit_bookkeeping(
@@ -155,7 +142,7 @@ def test_lookups_by_transfer_id_leave_missing_ids_out(
 
 
 def test_no_ids_asks_the_ledger_nothing() -> None:
-    ledger = Unreachable()
+    ledger = UnreachableLedger()
 
     assert history.transfer_timestamps(ledger, []) == {}
     assert ledger.asked == 0
@@ -171,7 +158,7 @@ def test_no_ids_asks_the_ledger_nothing() -> None:
     ids=["recent_transfers", "balance_history", "balance_before"],
 )
 def test_a_wallets_history_of_an_unregistered_wallet_is_wallet_not_found(read: Any) -> None:
-    ledger = Unreachable()
+    ledger = UnreachableLedger()
 
     with pytest.raises(errors.WalletNotFound):
         read(ledger, new_key())
@@ -211,4 +198,4 @@ def test_a_ledger_that_does_not_answer_is_store_unavailable(
     assert registered is not None
 
     with pytest.raises(errors.StoreUnavailable, match="TigerBeetle is unavailable"):
-        read(Unreachable(), key, registered.tb_account_id)
+        read(UnreachableLedger(), key, registered.tb_account_id)

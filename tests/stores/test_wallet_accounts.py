@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from dataclasses import replace
-from typing import Any
 
 import pytest
 from django.test import override_settings
@@ -20,21 +19,12 @@ from ledger.wallet_accounts import WalletAccounts
 from registry.accounts import find_account
 from registry.models import WalletAccount
 from tests.conftest import ledger_scope
+from tests.ledger.builders import UnreachableLedger
 from wallet_site.wiring import scope_from_settings
 
 
 def new_key() -> WalletKey:
     return WalletKey(client_id=f"client-{uuid.uuid4().hex[:10]}", country="USA", currency="USD")
-
-
-class Unreachable:
-    """A ledger that never answers."""
-
-    def __getattr__(self, name: str) -> Any:
-        def call(*args: Any) -> Any:
-            raise LedgerUnavailable("connection refused (test: cluster down)")
-
-        return call
 
 
 def test_the_wiring_reads_the_ledger_scope_from_the_settings() -> None:
@@ -148,6 +138,6 @@ def test_a_ledger_that_does_not_answer_raises_ledger_unavailable_and_registers_n
     key = new_key()
 
     with pytest.raises(LedgerUnavailable):
-        WalletAccounts(Unreachable(), scope=ledger_scope()).registered_account(key)
+        WalletAccounts(UnreachableLedger(), scope=ledger_scope()).registered_account(key)
 
     assert find_account(key) is None
