@@ -65,6 +65,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz and /readyz for load balancers (no auth, host check or HTTPS redirect).
+    "backoffice.health.HealthProbeMiddleware",
     # Outermost: every error answer under /api/ becomes the JSON error shape.
     "api.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -258,6 +260,9 @@ REST_KNOX = {
 # /metrics answers only `Authorization: Bearer <METRICS_BEARER_TOKEN>` (the Prometheus
 # scraper's credential); unset, it answers no one.
 METRICS_BEARER_TOKEN = env("METRICS_BEARER_TOKEN", default="")
+
+# /readyz: each dependency check is bounded by this, so a probe never hangs.
+READINESS_CHECK_TIMEOUT_S = env.float("READINESS_CHECK_TIMEOUT_S", default=1.0)
 
 # /api/schema/ and its UI: open to anonymous callers, or only to a signed-in admin session or
 # an API token. Open by default only with DEBUG on.
