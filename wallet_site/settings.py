@@ -281,6 +281,10 @@ SPECTACULAR_SETTINGS = {
         "api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # The schema states every rule the server enforces: the parameters' rules, the links
+    # between operations, closed request bodies (api/schema.py). Enums stay inline where
+    # api/schema.py puts them (drf-spectacular's enum hook would split "" off the currency).
+    "POSTPROCESSING_HOOKS": ["api.schema.complete_schema"],
     "SERVE_PERMISSIONS": [
         "rest_framework.permissions.AllowAny"
         if API_SCHEMA_PUBLIC
