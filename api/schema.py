@@ -207,7 +207,7 @@ ERROR_DESCRIPTIONS = {
     401: "No valid API token",
     403: "The token's user lacks the operation's permission",
     404: "Not found",
-    409: "Conflict with what the ledger holds",
+    409: "Conflict with what the ledger holds (details.original: the stored transaction)",
     413: "The body is larger than the server accepts",
     415: "The body is not JSON",
     422: "Refused by a rule of the ledger",
@@ -216,7 +216,21 @@ ERROR_DESCRIPTIONS = {
 }
 
 
-def error_schema(codes: Sequence[str]) -> dict[str, Any]:
+# A 409 names what the id (or the transaction) already did: the stored transaction.
+CONFLICT_DETAILS = {
+    "type": "object",
+    "properties": {
+        "original": {
+            "allOf": [{"$ref": "#/components/schemas/Transaction"}],
+            "description": "The transaction as the ledger holds it: what the id did first "
+            "(idempotency_conflict), or the voided transaction with who voided it, when and "
+            "why (already_voided). Absent only when the store cannot name it.",
+        }
+    },
+}
+
+
+def error_schema(codes: Sequence[str], *, details: dict[str, Any] | None = None) -> dict[str, Any]:
     """The one error shape, `{"error": {"code", "message", "details"}}`, with the codes."""
     return {
         "type": "object",
@@ -228,7 +242,7 @@ def error_schema(codes: Sequence[str]) -> dict[str, Any]:
                 "properties": {
                     "code": {"type": "string", "enum": list(codes)},
                     "message": {"type": "string"},
-                    "details": {"type": "object"},
+                    "details": details or {"type": "object"},
                 },
             }
         },
@@ -239,7 +253,7 @@ def error_responses(codes_by_status: dict[int, Sequence[str]]) -> dict[int, Open
     """An operation's error answers: each status with its codes, in the one error shape."""
     return {
         status: OpenApiResponse(
-            error_schema(codes),
+            error_schema(codes, details=CONFLICT_DETAILS if status == 409 else None),
             description=f"{ERROR_DESCRIPTIONS[status]}: {', '.join(codes)}",
         )
         for status, codes in sorted(codes_by_status.items())
