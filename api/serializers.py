@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from domain.wallets import TransactionRecord, WalletBalance, WalletResult
@@ -34,6 +36,7 @@ class IdField(serializers.CharField):
         return str(super().to_internal_value(data))
 
 
+@extend_schema_field(OpenApiTypes.STR)  # the whole rule: api.schema.amount_schema
 class AmountField(serializers.Field):
     """A decimal amount given as a string ("10.50") or a JSON number (parsed as Decimal);
     its range and precision are checked against the currency by the service."""
