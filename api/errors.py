@@ -8,7 +8,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from domain.errors import WalletError, error_body
+from api.serializers import render_transaction
+from domain.errors import ConflictWithOriginal, WalletError, error_body
 
 _DRF_CODES = {
     exceptions.NotAuthenticated: "not_authenticated",
@@ -26,8 +27,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     """Render wallet errors and DRF's own errors in the one shape; anything else is a bug
     and stays a 500 for the error tracker."""
     if isinstance(exc, WalletError):
+        details = dict(exc.details)
+        if isinstance(exc, ConflictWithOriginal) and exc.original is not None:
+            details["original"] = render_transaction(exc.original)
         return Response(
-            error_body(exc.code, message=exc.message, details=exc.details), status=exc.http_status
+            error_body(exc.code, message=exc.message, details=details), status=exc.http_status
         )
     if isinstance(exc, exceptions.ValidationError):
         return Response(

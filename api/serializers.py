@@ -1,4 +1,8 @@
-"""Request and response shapes of the wallet API. Amounts travel as decimal strings."""
+"""Request and response shapes of the wallet API. Amounts travel as decimal strings.
+
+How each field appears in the OpenAPI schema (the id rule's pattern, the enums, the amount's
+grammar) is `api.schema`'s: the schema states every rule these fields and the service apply.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,14 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from domain.wallets import TransactionRecord, WalletBalance, WalletResult
 from ledger.service import ID_MAX_LENGTH
+
+VOID_REASON_MAX_LENGTH = 1000
 
 
 class IdField(serializers.CharField):
@@ -29,19 +36,7 @@ class IdField(serializers.CharField):
         return str(super().to_internal_value(data))
 
 
-# A non-negative decimal in the wallet's currency, e.g. "10.50" (never a float).
-AMOUNT_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
-
-
-@extend_schema_field(
-    {
-        "type": "string",
-        "format": "decimal",
-        "pattern": AMOUNT_PATTERN,
-        "example": "10.50",
-        "description": "a decimal amount in the wallet's currency, never finer than it allows",
-    }
-)
+@extend_schema_field(OpenApiTypes.STR)  # the whole rule: api.schema.amount_schema
 class AmountField(serializers.Field):
     """A decimal amount given as a string ("10.50") or a JSON number (parsed as Decimal);
     its range and precision are checked against the currency by the service."""
@@ -55,6 +50,13 @@ class AmountField(serializers.Field):
 
     def to_representation(self, value: Decimal) -> str:
         return format(value, "f")
+
+
+class IssuerField(IdField):
+    """The issuer in a body: an id, or "" (the default) for no issuer."""
+
+    def __init__(self) -> None:
+        super().__init__(required=False, allow_blank=True, default="")
 
 
 class StatedCurrencyField(serializers.CharField):
@@ -92,19 +94,34 @@ class RequestBody(serializers.Serializer):
 class CreditRequest(RequestBody):
     transaction_id = IdField()
     amount = AmountField()
-    issuer = IdField(required=False, allow_blank=True, default="")
+    issuer = IssuerField()
     currency = StatedCurrencyField()
 
 
 class DebitRequest(RequestBody):
     reference_id = IdField()
     amount = AmountField()
-    issuer = IdField(required=False, allow_blank=True, default="")
+    issuer = IssuerField()
     currency = StatedCurrencyField()
 
 
+class VoidReasonField(serializers.CharField):
+    """Why a transaction is voided: a JSON string (DRF's CharField would take 12 as "12"),
+    trimmed, then 1 to VOID_REASON_MAX_LENGTH characters."""
+
+    default_error_messages = {"invalid": "Give the reason as a JSON string."}
+
+    def __init__(self) -> None:
+        super().__init__(max_length=VOID_REASON_MAX_LENGTH)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
 class VoidRequest(RequestBody):
-    reason = serializers.CharField(max_length=1000)
+    reason = VoidReasonField()
 
 
 class WalletBalanceSerializer(serializers.Serializer):

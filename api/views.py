@@ -22,44 +22,82 @@ from api.permissions import (
     READ_WALLETS,
     VOID_TRANSACTIONS,
 )
+from api.schema import error_responses
 from ledger.service import WalletService
 from migration.runtime import process_runtime
 
-ERROR = s.ErrorSerializer
-
-_ACCESS_ERRORS = {
-    401: OpenApiResponse(
-        ERROR,
-        description="not_authenticated, authentication_failed (unknown, expired or revoked token)",
-    ),
-    403: OpenApiResponse(ERROR, description="permission_denied"),
-    429: OpenApiResponse(ERROR, description="throttled: retry after details.retry_after_s"),
+# Every error an operation can answer, by status, with its codes (api.schema renders them in
+# the one error shape). 404 not_found: a path no route takes, e.g. an id holding %2F.
+_ACCESS = {
+    401: ["not_authenticated", "authentication_failed"],
+    403: ["permission_denied"],
+    429: ["throttled"],
 }
-_WRITE_ERRORS = {
-    400: OpenApiResponse(
-        ERROR,
-        description="validation_error, invalid_amount, unknown_currency, unknown_country, "
+_UNAVAILABLE = {503: ["store_unavailable"]}
+_WRITE_UNAVAILABLE = {503: ["store_unavailable", "writes_paused"]}
+_BODY = {
+    400: [
+        "validation_error",
+        "invalid_amount",
+        "unknown_currency",
+        "unknown_country",
         "malformed_request",
-    ),
-    **_ACCESS_ERRORS,
-    409: OpenApiResponse(ERROR, description="idempotency_conflict"),
-    413: OpenApiResponse(ERROR, description="request_too_large"),
-    422: OpenApiResponse(
-        ERROR, description="insufficient_funds, cross_currency, balance_limit_exceeded"
-    ),
-    503: OpenApiResponse(ERROR, description="store_unavailable: retry with the same id"),
+    ],
+    413: ["request_too_large"],
+    415: ["unsupported_media_type"],
 }
-_READ_ERRORS = {
-    400: OpenApiResponse(
-        ERROR, description="validation_error (ids), unknown_currency, unknown_country"
-    ),
-    **_ACCESS_ERRORS,
-    404: OpenApiResponse(ERROR, description="wallet_not_found"),
-    503: OpenApiResponse(ERROR, description="store_unavailable"),
-}
-ISSUER_PARAM = OpenApiParameter(
-    "issuer", str, OpenApiParameter.QUERY, required=False, description="issuer type identifier"
+_READ_400 = {400: ["validation_error", "unknown_currency", "unknown_country"]}
+CREDIT_ERRORS = error_responses(
+    {
+        **_BODY,
+        **_ACCESS,
+        404: ["not_found"],
+        409: ["idempotency_conflict"],
+        422: ["cross_currency", "balance_limit_exceeded"],
+        **_WRITE_UNAVAILABLE,
+    }
 )
+DEBIT_ERRORS = error_responses(
+    {
+        **_BODY,
+        **_ACCESS,
+        404: ["wallet_not_found", "not_found"],
+        409: ["idempotency_conflict"],
+        422: ["insufficient_funds", "cross_currency"],
+        **_WRITE_UNAVAILABLE,
+    }
+)
+VOID_ERRORS = error_responses(
+    {
+        400: ["validation_error", "malformed_request"],
+        413: ["request_too_large"],
+        415: ["unsupported_media_type"],
+        **_ACCESS,
+        404: ["transaction_not_found", "not_found"],
+        409: ["already_voided", "void_would_overdraw"],
+        422: ["balance_limit_exceeded"],
+        **_WRITE_UNAVAILABLE,
+    }
+)
+BALANCE_ERRORS = error_responses(
+    {**_READ_400, **_ACCESS, 404: ["wallet_not_found", "not_found"], **_UNAVAILABLE}
+)
+BALANCES_ERRORS = error_responses(
+    {400: ["validation_error"], **_ACCESS, 404: ["not_found"], **_UNAVAILABLE}
+)
+TRANSACTION_ERRORS = error_responses(
+    {
+        400: ["validation_error"],
+        **_ACCESS,
+        404: ["transaction_not_found", "not_found"],
+        **_UNAVAILABLE,
+    }
+)
+PING_ERRORS = error_responses({401: _ACCESS[401], 429: _ACCESS[429]})
+ISSUER_PARAM = OpenApiParameter(
+    "issuer", str, OpenApiParameter.QUERY, required=False, description="the wallet's issuer"
+)
+REPLAYED = "the id was applied before: the original result, `replayed` true"
 
 
 def wallet_service() -> WalletService:
@@ -90,7 +128,7 @@ class PingView(APIView):
     @extend_schema(
         operation_id="ping",
         summary="Check credentials",
-        responses={200: s.PingSerializer, 401: OpenApiResponse(ERROR)},
+        responses={200: s.PingSerializer, **PING_ERRORS},
     )
     def get(self, request: Request) -> Response:
         return Response({"user": request.user.get_username()})
@@ -103,7 +141,11 @@ class WalletCreditsView(APIView):
         operation_id="add_credit",
         summary="Add credit to a wallet (creates the wallet on first credit)",
         request=s.CreditRequest,
-        responses={201: s.WalletResultSerializer, 200: s.WalletResultSerializer, **_WRITE_ERRORS},
+        responses={
+            201: OpenApiResponse(s.WalletResultSerializer, description="posted now"),
+            200: OpenApiResponse(s.WalletResultSerializer, description=REPLAYED),
+            **CREDIT_ERRORS,
+        },
     )
     def post(self, request: Request, client_id: str, country: str, currency: str) -> Response:
         body = _validated(s.CreditRequest, request)
@@ -128,10 +170,9 @@ class WalletDebitsView(APIView):
         summary="Subtract credit from a wallet; never below zero",
         request=s.DebitRequest,
         responses={
-            201: s.WalletResultSerializer,
-            200: s.WalletResultSerializer,
-            404: OpenApiResponse(ERROR, description="wallet_not_found"),
-            **_WRITE_ERRORS,
+            201: OpenApiResponse(s.WalletResultSerializer, description="posted now"),
+            200: OpenApiResponse(s.WalletResultSerializer, description=REPLAYED),
+            **DEBIT_ERRORS,
         },
     )
     def post(self, request: Request, client_id: str, country: str, currency: str) -> Response:
@@ -156,7 +197,7 @@ class WalletBalanceView(APIView):
         operation_id="get_balance",
         summary="A wallet's balance",
         parameters=[ISSUER_PARAM],
-        responses={200: s.WalletBalanceSerializer, **_READ_ERRORS},
+        responses={200: s.WalletBalanceSerializer, **BALANCE_ERRORS},
     )
     def get(self, request: Request, client_id: str, country: str, currency: str) -> Response:
         balance = wallet_service().get_balance(
@@ -174,7 +215,7 @@ class ClientWalletsView(APIView):
     @extend_schema(
         operation_id="get_balances",
         summary="All wallets of a client (an empty list if none)",
-        responses={200: s.MultiBalanceSerializer, **_READ_ERRORS},
+        responses={200: s.MultiBalanceSerializer, **BALANCES_ERRORS},
     )
     def get(self, request: Request, client_id: str) -> Response:
         balances = wallet_service().get_balances(client_id)
@@ -189,13 +230,7 @@ class TransactionView(APIView):
     @extend_schema(
         operation_id="get_transaction",
         summary="A credit or debit by its transaction / reference id",
-        responses={
-            200: s.TransactionSerializer,
-            400: OpenApiResponse(ERROR, description="validation_error (the id)"),
-            **_ACCESS_ERRORS,
-            404: OpenApiResponse(ERROR, description="transaction_not_found"),
-            503: OpenApiResponse(ERROR, description="store_unavailable"),
-        },
+        responses={200: s.TransactionSerializer, **TRANSACTION_ERRORS},
     )
     def get(self, request: Request, transaction_id: str) -> Response:
         return Response(s.render_transaction(wallet_service().get_transaction(transaction_id)))
@@ -208,15 +243,7 @@ class TransactionVoidView(APIView):
         operation_id="void_transaction",
         summary="Void a credit or debit with a compensating entry",
         request=s.VoidRequest,
-        responses={
-            200: s.WalletResultSerializer,
-            400: OpenApiResponse(ERROR, description="validation_error"),
-            **_ACCESS_ERRORS,
-            404: OpenApiResponse(ERROR, description="transaction_not_found"),
-            409: OpenApiResponse(ERROR, description="already_voided, void_would_overdraw"),
-            422: OpenApiResponse(ERROR, description="balance_limit_exceeded (voiding a debit)"),
-            503: OpenApiResponse(ERROR, description="store_unavailable"),
-        },
+        responses={200: s.WalletResultSerializer, **VOID_ERRORS},
     )
     def post(self, request: Request, transaction_id: str) -> Response:
         body = _validated(s.VoidRequest, request)

@@ -34,3 +34,13 @@ def normalize_country(code: str) -> str:
 def country_numeric(code: str) -> int:
     """The ISO 3166 numeric code: "USA" -> 840."""
     return int(_country(code).numeric)
+
+
+@lru_cache(maxsize=1)
+def country_codes() -> tuple[str, ...]:
+    """Every code `normalize_country` reads (alpha-2 and alpha-3, upper case), sorted: what
+    the API's schema lists as the countries it accepts."""
+    codes = {str(c.alpha_2) for c in pycountry.countries} | {
+        str(c.alpha_3) for c in pycountry.countries
+    }
+    return tuple(sorted(codes))

@@ -7,7 +7,10 @@ beyond the status number, so the admin and Celery tasks use the same errors.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # domain.wallets' records; errors are imported before them
+    from domain.wallets import TransactionRecord
 
 
 def error_body(code: str, *, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -70,9 +73,26 @@ class BalanceLimitExceeded(WalletError):
     default_message = "The wallet would hold more than the ledger's balance limit."
 
 
-class IdempotencyConflict(WalletError):
-    code = "idempotency_conflict"
+class ConflictWithOriginal(WalletError):
+    """A write that meets what an id already did: `original` is the stored transaction (the
+    API answers it in `details.original`), so a client that lost the first answer learns
+    what was done; None when the store cannot name it."""
+
     http_status = 409
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        original: TransactionRecord | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(message, **details)
+        self.original = original
+
+
+class IdempotencyConflict(ConflictWithOriginal):
+    code = "idempotency_conflict"
     default_message = "This id was already used for a different request."
 
 
@@ -88,9 +108,8 @@ class TransactionNotFound(WalletError):
     default_message = "No such transaction."
 
 
-class AlreadyVoided(WalletError):
+class AlreadyVoided(ConflictWithOriginal):
     code = "already_voided"
-    http_status = 409
     default_message = "The transaction was already voided."
 
 

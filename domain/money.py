@@ -91,6 +91,19 @@ def normalize_currency(code: str) -> str:
     return str(_currency(code).code)
 
 
+@lru_cache(maxsize=1)
+def wallet_currency_codes() -> tuple[str, ...]:
+    """Every currency code `normalize_currency` accepts (upper case), sorted: what the API's
+    schema lists as the currencies a wallet may hold."""
+    codes = []
+    for code in moneyed.CURRENCIES:
+        try:
+            codes.append(normalize_currency(code))
+        except MoneyError:
+            continue
+    return tuple(sorted(set(codes)))
+
+
 def currency_exponent(code: str) -> int:
     """Digits after the decimal point: USD 2, JPY 0, KWD 3."""
     sub_unit = int(_currency(code).sub_unit)

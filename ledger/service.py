@@ -21,7 +21,9 @@ from domain.wallets import TransactionRecord, WalletBalance, WalletResult, Walle
 ID_MAX_LENGTH = 128
 # Unicode categories no id may hold: control characters (NUL, C0, DEL, C1), invisible format
 # characters (zero-width joiners, bidi overrides), lone surrogates, line/paragraph separators.
-_ID_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+ID_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# And "/": an id must be one URL path segment (servers decode %2F before routing).
+ID_FORBIDDEN_CHARACTERS = frozenset("/")
 
 
 def wallet_key(
@@ -87,7 +89,10 @@ def checked_id(value: str, *, field: str) -> str:
             f"{field} must not start or end with whitespace.", field=field
         )
     for character in value:
-        if character == "/" or unicodedata.category(character) in _ID_FORBIDDEN_CATEGORIES:
+        if (
+            character in ID_FORBIDDEN_CHARACTERS
+            or unicodedata.category(character) in ID_FORBIDDEN_CATEGORIES
+        ):
             raise errors.ValidationFailed(
                 f"{field} must not contain {unicodedata.name(character, repr(character))}"
                 f" (U+{ord(character):04X}).",

@@ -65,6 +65,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz and /readyz for load balancers (no auth, host check or HTTPS redirect).
+    "backoffice.health.HealthProbeMiddleware",
     # Outermost: every error answer under /api/ becomes the JSON error shape.
     "api.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -259,6 +261,9 @@ REST_KNOX = {
 # scraper's credential); unset, it answers no one.
 METRICS_BEARER_TOKEN = env("METRICS_BEARER_TOKEN", default="")
 
+# /readyz: each dependency check is bounded by this, so a probe never hangs.
+READINESS_CHECK_TIMEOUT_S = env.float("READINESS_CHECK_TIMEOUT_S", default=1.0)
+
 # /api/schema/ and its UI: open to anonymous callers, or only to a signed-in admin session or
 # an API token. Open by default only with DEBUG on.
 API_SCHEMA_PUBLIC = env.bool("API_SCHEMA_PUBLIC", default=DEBUG)
@@ -276,6 +281,10 @@ SPECTACULAR_SETTINGS = {
         "api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # The schema states every rule the server enforces: the parameters' rules, the links
+    # between operations, closed request bodies (api/schema.py). Enums stay inline where
+    # api/schema.py puts them (drf-spectacular's enum hook would split "" off the currency).
+    "POSTPROCESSING_HOOKS": ["api.schema.complete_schema"],
     "SERVE_PERMISSIONS": [
         "rest_framework.permissions.AllowAny"
         if API_SCHEMA_PUBLIC

@@ -174,6 +174,12 @@ class MongoDatabase:
         )
         self._indexes_ready = True
 
+    def ping(self, *, timeout_s: float) -> None:
+        """Ask the server to answer within `timeout_s` (pymongo's client-side timeout bounds
+        server selection too); a PyMongoError when it does not (readiness, `/readyz`)."""
+        with pymongo.timeout(timeout_s):
+            self.db.command("ping")
+
     def guarded(self, operation: Callable[[], T]) -> T:
         """Run an operation on the database; MongoDB failures become StoreUnavailable (a
         Refusal raised inside becomes its WalletError)."""

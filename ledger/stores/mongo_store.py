@@ -436,7 +436,8 @@ def _refuse_or_replay(
     ):
         raise Refusal(
             errors.IdempotencyConflict(
-                f"Id {transaction_id!r} was already used for a different request."
+                f"Id {transaction_id!r} was already used for a different request.",
+                original=record_of(entry),
             )
         )
     if entry["state"] == TransactionState.FAILED:
@@ -468,7 +469,11 @@ def _voidable_entry(
     if entry is None or entry["state"] == TransactionState.FAILED:
         raise Refusal(errors.TransactionNotFound(f"No posted transaction {transaction_id!r}."))
     if entry["state"] == TransactionState.VOIDED:
-        raise Refusal(errors.AlreadyVoided(f"Transaction {transaction_id!r} was already voided."))
+        raise Refusal(
+            errors.AlreadyVoided(
+                f"Transaction {transaction_id!r} was already voided.", original=record_of(entry)
+            )
+        )
     return entry
 
 

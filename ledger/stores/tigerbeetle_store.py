@@ -216,7 +216,9 @@ class TigerBeetleWalletStore:
             if row is None or row.state == WalletTransfer.State.FAILED:
                 raise errors.TransactionNotFound(f"No posted transaction {transaction_id!r}.")
             if row.state == WalletTransfer.State.VOIDED:
-                raise errors.AlreadyVoided(f"Transaction {transaction_id!r} was already voided.")
+                raise errors.AlreadyVoided(
+                    f"Transaction {transaction_id!r} was already voided.", original=_record(row)
+                )
             assert row.amount_minor > 0, "a registered transfer moves a positive amount"
             wallet_id = row.wallet.tb_account_id
             void = void_transfer(
@@ -435,8 +437,10 @@ class TigerBeetleWalletStore:
             assert replay is not None
             return replay
         if status.name.startswith("EXISTS_WITH_DIFFERENT_"):
+            known = _registered_transfer(transaction_id)
             raise errors.IdempotencyConflict(
-                f"Id {transaction_id!r} was already used for a different {kind.value}."
+                f"Id {transaction_id!r} was already used for a different {kind.value}.",
+                original=_record(known) if known is not None else None,
             )
         if status == CreateTransferStatus.EXCEEDS_CREDITS:
             _remember_transfer(
@@ -504,7 +508,8 @@ def _replay_if_known(
         return None
     if row.kind != kind.value or row.wallet.key != key or row.amount_minor != amount_minor:
         raise errors.IdempotencyConflict(
-            f"Id {transaction_id!r} was already used for a different request."
+            f"Id {transaction_id!r} was already used for a different request.",
+            original=_record(row),
         )
     if row.state == WalletTransfer.State.FAILED:
         raise errors.InsufficientFunds(

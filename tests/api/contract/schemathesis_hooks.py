@@ -1,0 +1,75 @@
+"""schemathesis hooks (SCHEMATHESIS_HOOKS=tests.api.contract.schemathesis_hooks): the one rule
+JSON Schema cannot state, and the ledger's state, which no schema holds.
+
+An amount may be no finer than the wallet's currency allows and at most 2^63-1 minor units;
+the currency is a path parameter, so the body's schema cannot depend on it. The schema says
+it in the amount's description and gives every currency's minor-unit digits in the currency
+parameter's `x-minor-unit-digits`; this hook reads those digits from the schema (never from
+the server's code) and fits a positive case's amount to them, so a schema-valid request is
+one the server must accept. Negative cases are left alone: the server refuses them anyway.
+
+The ledger remembers every id for good, so the few short ids a generator favours ("0") would
+make nearly every later write an idempotency conflict (409) and no credit would ever reach the
+links to its transaction and void: a positive write gets an id of its own (the generated one
+with a counter behind it), and a stated currency is the wallet's (another is 422
+cross_currency by a rule the schema states in words). Replays and conflicts are specified by
+tests/api/test_idempotency.py.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from itertools import count
+from typing import Any
+
+import schemathesis
+from schemathesis import GenerationMode
+
+AMOUNT_MINOR_MAX = 2**63 - 1
+ID_FIELDS = ("transaction_id", "reference_id")
+ID_KEPT_LENGTH = 100
+_ids = count()
+
+
+def minor_unit_digits(case: Any) -> dict[str, int]:
+    for parameter in case.operation.definition.raw.get("parameters", []):
+        if parameter.get("name") == "currency" and parameter.get("in") == "path":
+            return dict(parameter["schema"].get("x-minor-unit-digits", {}))
+    return {}
+
+
+def fitted(amount: Any, *, digits: int) -> Any:
+    """The amount with no more fraction digits than `digits`, within the range; else "1"."""
+    if isinstance(amount, bool) or not isinstance(amount, str | int | float):
+        return amount
+    try:
+        value = Decimal(str(amount))
+    except InvalidOperation:
+        return amount
+    if not value.is_finite() or value.adjusted() > len(str(AMOUNT_MINOR_MAX)):
+        return "1"
+    truncated = value.quantize(Decimal(1).scaleb(-digits), rounding="ROUND_DOWN")
+    if truncated <= 0 or truncated.scaleb(digits) > AMOUNT_MINOR_MAX:
+        return "1"
+    if isinstance(amount, str):
+        return format(truncated, "f")
+    return int(truncated) if digits == 0 or truncated == int(truncated) else format(truncated, "f")
+
+
+@schemathesis.hook
+def map_case(context: Any, case: Any) -> Any:
+    meta = getattr(case, "meta", None)
+    if meta is None or meta.generation.mode != GenerationMode.POSITIVE:
+        return case
+    if not isinstance(case.body, dict) or "amount" not in case.body:
+        return case
+    currency = str(case.path_parameters.get("currency", ""))
+    digits = minor_unit_digits(case).get(currency.upper())
+    if digits is not None:
+        case.body["amount"] = fitted(case.body["amount"], digits=digits)
+    if case.body.get("currency"):
+        case.body["currency"] = currency
+    for name in ID_FIELDS:
+        if isinstance(case.body.get(name), str) and case.body[name]:
+            case.body[name] = f"{case.body[name][:ID_KEPT_LENGTH]}~{next(_ids)}"
+    return case
