@@ -183,13 +183,21 @@ def next_step_context() -> dict[str, Any]:
     """For the phase page and the dashboard: the step forward from now, the criterion it
     waits for day by day, and what refuses it now with what would lift each refusal."""
     preview = preview_next_step(outbox=process_runtime().outbox)
+    # The acknowledged legacy wallets the open-mismatches gate leaves out: named, not silent.
+    gate_set_aside = [key.describe() for key in criteria.open_mismatches().set_aside]
     if preview is None or preview.criterion is None:
         criterion = next_step_criterion(current_state(), outbox_depth=figures.outbox_depth)
-        return {"criterion": criterion, "next_refusals": (), "next_step_planned": False}
+        return {
+            "criterion": criterion,
+            "next_refusals": (),
+            "next_step_planned": False,
+            "gate_set_aside": gate_set_aside,
+        }
     return {
         "criterion": preview.criterion,
         "next_refusals": preview.refusals,
         "next_step_planned": True,
+        "gate_set_aside": gate_set_aside,
     }
 
 

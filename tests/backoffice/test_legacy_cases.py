@@ -132,3 +132,15 @@ def test_the_dashboard_lists_the_acknowledged_legacy_wallets(
     assert "Set aside: 1 acknowledged legacy wallet " in page
     listed = product.get("/admin/migration/acknowledgedlegacycase/").content.decode()
     assert "legacy-client USA USD" in listed and "legacy bug of 2019" in listed
+
+
+def test_the_phase_page_names_the_acknowledged_wallets_the_gates_set_aside(
+    product: Client, stores: Stores
+) -> None:
+    enter_phase(Phase.SHADOW_READ, shadow_percent=5)
+    acknowledged(legacy_mismatch())
+    page = product.get("/admin/migration/phase/").content.decode()
+    shown = page.split('id="gate-set-aside"')[1].split("</p>")[0]
+    assert "1 acknowledged legacy wallet in the last reconciliation" in shown
+    assert "legacy-client USA USD" in shown
+    assert 'data-kind="open_mismatches"' not in page
