@@ -681,7 +681,7 @@ def fallback_criterion(
         f"Fallback rate below {FALLBACK_RATE_TARGET:.1%} of TigerBeetle reads on each of "
         f"{required_days} consecutive days at {percent(share_at_least)}% read rollout or more",
         None,
-        f"{fallback:.3%} over {len(days)} days" if fallback is not None else "no data",
+        f"{fallback:.3%} over {len(days)} days" if fallback is not None else "no reads yet",
         days=daily_fallback_rates(days, share_at_least=share_at_least),
         data_since=ReadRouteCount.objects.order_by("hour").values_list("hour", flat=True).first(),
         required_days=required_days,
