@@ -1,6 +1,18 @@
 """Django's admin autodiscovery imports this module: it registers every model the back-office
 shows (each module registers its own)."""
 
-from backoffice import flag_admin, migration_admin, transfer_admin, wallet_admin
+from backoffice import (
+    flag_admin,
+    legacy_case_admin,
+    migration_admin,
+    transfer_admin,
+    wallet_admin,
+)
 
-__all__ = ["flag_admin", "migration_admin", "transfer_admin", "wallet_admin"]
+__all__ = [
+    "flag_admin",
+    "legacy_case_admin",
+    "migration_admin",
+    "transfer_admin",
+    "wallet_admin",
+]

@@ -13,10 +13,12 @@ from prometheus_client import CollectorRegistry, multiprocess
 from ledger import metrics
 from migration.criteria import (
     FALLBACK_RATE_TARGET,
+    LATENCY_RATIO_TARGET,
     MATCH_RATE_TARGET,
     OutboxDepth,
     fallback_rate,
     outbox_depth_of,
+    reconciliation_match_rate,
     shadow_figures,
     writes_lost,
 )
@@ -33,9 +35,6 @@ class Criterion:
     met: bool | None
 
 
-LATENCY_RATIO_TARGET = Decimal("0.5")
-
-
 def outbox_depth() -> OutboxDepth | None:
     """Entries waiting for the mirror by state, and the oldest pending one's age (None when
     MongoDB does not answer)."""
@@ -43,17 +42,30 @@ def outbox_depth() -> OutboxDepth | None:
 
 
 def success_criteria(days: int = 7) -> list[Criterion]:
+    reconciled, checked, set_aside = reconciliation_match_rate(days)
+    aside = f", {set_aside} acknowledged legacy wallets set aside" if set_aside else ""
     shadow = shadow_figures(days)
     rate = shadow.match_rate
     criteria = [
         Criterion(
-            f"Balance match rate ({days} days)",
-            f">= {MATCH_RATE_TARGET:.2%}",
+            f"Balance match rate, reconciliation ({days} days)",
+            f"> {MATCH_RATE_TARGET:.2%}",
+            f"{reconciled:.4%} of {checked}{aside}" if reconciled is not None else "no data",
+            None if reconciled is None else reconciled > MATCH_RATE_TARGET,
+        ),
+        Criterion(
+            f"Balance match rate, shadow reads ({days} days)",
+            f"> {MATCH_RATE_TARGET:.2%}",
             f"{rate:.4%} of {shadow.matched + shadow.mismatched}"
+            + (
+                f", {shadow.set_aside} of acknowledged legacy wallets set aside"
+                if shadow.set_aside
+                else ""
+            )
             if rate is not None
             else "no data",
-            None if rate is None else rate >= MATCH_RATE_TARGET,
-        )
+            None if rate is None else rate > MATCH_RATE_TARGET,
+        ),
     ]
     from_metrics = read_latency_ratio()
     if from_metrics is not None:

@@ -59,6 +59,8 @@ def case_list_url(cases: str) -> str:
         shadow = reverse("admin:migration_shadowcomparison_changelist")
         return f"{shadow}?outcome__exact=mismatch"
     changelists = {
+        criteria.CASES_SHADOW_COMPARISONS: "admin:migration_shadowcomparison_changelist",
+        criteria.CASES_LEGACY: "admin:migration_acknowledgedlegacycase_changelist",
         criteria.CASES_MISMATCHES: "admin:migration_reconciliationmismatch_changelist",
         criteria.CASES_RUNS: "admin:migration_reconciliationrun_changelist",
         criteria.CASES_MILESTONES: "admin:flags_milestone_changelist",

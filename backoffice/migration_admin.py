@@ -16,12 +16,20 @@ from backoffice.admin_base import (
     format_money,
     wallet_key_csv_columns,
 )
+from backoffice.legacy_case_admin import (
+    ACKNOWLEDGE_PERMISSION,
+    acknowledge_legacy_cases,
+    legacy_status,
+    set_aside_pks,
+    with_legacy_decisions,
+)
 from backoffice.links import wallet_url
 from backoffice.selectors import BALANCE_WORDS, FIELDS
 from domain.ids import WalletKey
 from domain.money import from_minor_units
 from domain.wallets import WalletBalance
 from migration.criteria import last_reconciliation
+from migration.legacy_cases import AcknowledgedCases
 from migration.models import ReconciliationMismatch, ReconciliationRun, ShadowComparison
 from migration.runtime import process_runtime
 
@@ -151,6 +159,7 @@ class MismatchStatusFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [
             ("open", "open (last run, not resolved)"),
+            ("legacy", "acknowledged legacy cases (last run, set aside)"),
             ("resolved", "resolved by a re-check"),
             ("history", "earlier runs"),
             ("all", "all"),
@@ -168,10 +177,14 @@ class MismatchStatusFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = self.value() or "open"
         last = last_reconciliation()
-        if value == "open":
+        if value in ("open", "legacy"):
             if last is None:
                 return queryset.none()
-            return queryset.filter(run=last, resolved_at__isnull=True)
+            last_open = queryset.filter(run=last, resolved_at__isnull=True)
+            set_aside = set_aside_pks(last_open, AcknowledgedCases())
+            if value == "legacy":
+                return last_open.filter(pk__in=set_aside)
+            return last_open.exclude(pk__in=set_aside)
         if value == "resolved":
             return queryset.filter(resolved_at__isnull=False)
         if value == "history":
@@ -198,7 +211,7 @@ class ReconciliationMismatchAdmin(_Money, CsvExportMixin, ReadOnlyAdmin):
     search_fields = ("client_id__exact",)  # through its index ("=client_id" is iexact)
     search_help_text = "Exact client id (case-sensitive)."
     list_select_related = ("run",)
-    actions = ["recheck_wallets"]
+    actions = ["recheck_wallets", acknowledge_legacy_cases]
     csv_columns = (
         ("run_started_at", lambda row: row.run.started_at.isoformat()),
         ("kind", lambda row: row.kind),
@@ -229,13 +242,18 @@ class ReconciliationMismatchAdmin(_Money, CsvExportMixin, ReadOnlyAdmin):
     @admin.display(description="resolved")
     def resolution(self, row: ReconciliationMismatch) -> str:
         if row.resolved_at is None:
-            return ""
+            return legacy_status(row)
         return f"{row.resolved_by}, {row.resolved_at:%Y-%m-%d %H:%M}"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return with_legacy_decisions(super().get_queryset(request))
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
         if not request.user.has_perm("migration.recheck_wallet"):
             actions.pop("recheck_wallets", None)
+        if not request.user.has_perm(ACKNOWLEDGE_PERMISSION):
+            actions.pop("acknowledge_legacy_cases", None)
         return actions
 
     @admin.action(description="Re-check these wallets in both stores now")

@@ -18,7 +18,6 @@ from django.urls import reverse
 from django.views import View
 
 from backoffice import charts, figures
-from flags.audit import recording_phase_change
 from flags.models import FlagChange, Milestone, PhaseChange
 from flags.phases import (
     DUAL_WRITE,
@@ -33,9 +32,17 @@ from flags.phases import (
     current_state,
 )
 from migration import criteria, tasks
-from migration.criteria import next_step_criterion
+from migration.models import AcknowledgedLegacyCase
 from migration.phase_change import change_phase
-from migration.phase_plan import plan_phase_change
+from migration.phase_plan import (
+    OVERRIDE_PERMISSION,
+    Override,
+    StepPlan,
+    next_step_criterion,
+    override_asked,
+    plan_phase_change,
+    preview_next_step,
+)
 from migration.runtime import process_runtime
 
 PHASE_LABELS = {
@@ -79,6 +86,18 @@ class PhaseForm(forms.Form):
     )
     note = forms.CharField(
         max_length=500, required=False, help_text="why, in your words, for the audit trail"
+    )
+    override = forms.BooleanField(
+        label="Override the criterion",
+        required=False,
+        help_text="take this forward step although its criterion has not held (only that "
+        "refusal is lifted); audited with the criterion's figures",
+    )
+    override_reason = forms.CharField(
+        label="Why the override",
+        max_length=2000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
     )
     confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
@@ -160,6 +179,28 @@ def audit_trail(limit: int = 30) -> list[AuditRow]:
     return rows[:limit]
 
 
+def next_step_context() -> dict[str, Any]:
+    """For the phase page and the dashboard: the step forward from now, the criterion it
+    waits for day by day, and what refuses it now with what would lift each refusal."""
+    preview = preview_next_step(outbox=process_runtime().outbox)
+    # The acknowledged legacy wallets the open-mismatches gate leaves out: named, not silent.
+    gate_set_aside = [key.describe() for key in criteria.open_mismatches().set_aside]
+    if preview is None or preview.criterion is None:
+        criterion = next_step_criterion(current_state(), outbox_depth=figures.outbox_depth)
+        return {
+            "criterion": criterion,
+            "next_refusals": (),
+            "next_step_planned": False,
+            "gate_set_aside": gate_set_aside,
+        }
+    return {
+        "criterion": preview.criterion,
+        "next_refusals": preview.refusals,
+        "next_step_planned": True,
+        "gate_set_aside": gate_set_aside,
+    }
+
+
 class _SiteView(View):
     site: admin.AdminSite | None = None
 
@@ -195,9 +236,10 @@ class PhaseView(_SiteView):
                 form=form,
                 share_of_phase={int(p): name for p, name in SHARE_OF_PHASE.items()},
                 can_change=request.user.has_perm("flags.change_phase"),
+                can_override=request.user.has_perm(OVERRIDE_PERMISSION),
                 audit=audit_trail(),
-                criterion=next_step_criterion(state, outbox_depth=figures.outbox_depth),
                 backfill=Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).first(),
+                **next_step_context(),
             ),
         )
 
@@ -210,52 +252,74 @@ class PhaseView(_SiteView):
         if not form.is_valid():
             return self.get(request, form)
         data = form.cleaned_data
-        phase = Phase(data["phase"])
-        rollout: Decimal | None = data["rollout_percent"]
-        shadow: Decimal | None = data["shadow_percent"]
+        override = (
+            override_asked(request.user, reason=data["override_reason"])
+            if data["override"]
+            else None
+        )
         plan = plan_phase_change(
-            phase, outbox=process_runtime().outbox, rollout_percent=rollout, shadow_percent=shadow
+            Phase(data["phase"]),
+            outbox=process_runtime().outbox,
+            rollout_percent=data["rollout_percent"],
+            shadow_percent=data["shadow_percent"],
+            override=override,
         )
         if plan.refusals:
             for refusal in plan.refusals:
                 form.add_error(None, refusal.reason)
             return self.get(request, form)
         if plan.moves_writes and not data["confirmed"]:
-            confirm = PhaseForm(initial={**data, "confirmed": True})
-            for name in confirm.fields:
-                if name != "confirmed":
-                    confirm.fields[name].widget = forms.HiddenInput()
-            return render(
+            return self._confirmation(request, plan, data)
+        return self._take(request, plan, data, override)
+
+    def _confirmation(
+        self, request: HttpRequest, plan: StepPlan, data: dict[str, Any]
+    ) -> HttpResponse:
+        """What the step will do, before it moves where money is written: asked once more."""
+        confirm = PhaseForm(initial={**data, "confirmed": True})
+        for name in confirm.fields:
+            if name != "confirmed":
+                confirm.fields[name].widget = forms.HiddenInput()
+        return render(
+            request,
+            "admin/migration/phase_confirm.html",
+            self.context(
                 request,
-                "admin/migration/phase_confirm.html",
-                self.context(
-                    request,
-                    title="Confirm the phase change",
-                    before=PHASE_LABELS[plan.before.phase],
-                    after=PHASE_LABELS[phase],
-                    effects=plan.effects,
-                    criterion=plan.criterion,
-                    form=confirm,
-                ),
-            )
-        actor = request.user.get_username()
+                title="Confirm the phase change",
+                before=PHASE_LABELS[plan.before.phase],
+                after=PHASE_LABELS[plan.phase],
+                effects=plan.effects,
+                criterion=plan.criterion,
+                overridden=plan.overridden,
+                form=confirm,
+            ),
+        )
+
+    def _take(
+        self,
+        request: HttpRequest,
+        plan: StepPlan,
+        data: dict[str, Any],
+        override: Override | None,
+    ) -> HttpResponse:
+        phase = plan.phase
         try:
-            with recording_phase_change(
-                actor, note=data["note"], from_phase=int(plan.before.phase), to_phase=int(phase)
-            ):
-                report = change_phase(
-                    phase,
-                    actor=actor,
-                    mongo=process_runtime().mongo,
-                    tigerbeetle=process_runtime().batches,
-                    note=data["note"],
-                    rollout_percent=rollout,
-                    shadow_percent=shadow,
-                )
+            report = change_phase(
+                phase,
+                actor=request.user.get_username(),
+                mongo=process_runtime().mongo,
+                tigerbeetle=process_runtime().batches,
+                note=data["note"],
+                rollout_percent=data["rollout_percent"],
+                shadow_percent=data["shadow_percent"],
+                override=override,
+            )
         except InvalidPhaseChange as exc:
             messages.error(request, f"Refused: {exc}")
         else:
             done = f"The migration is now in phase {PHASE_LABELS[phase]}."
+            if plan.overridden:
+                done += " Its criterion had not held: the override is in the audit trail."
             if report.mirrored or report.copied_back:
                 done += (
                     f" {report.mirrored} outbox entries mirrored, {report.copied_back} writes "
@@ -288,8 +352,9 @@ class DashboardView(_SiteView):
                 title="Migration dashboard",
                 state=state,
                 phase_label=PHASE_LABELS[state.phase],
-                criterion=next_step_criterion(state, outbox_depth=figures.outbox_depth),
                 criteria=figures.success_criteria(days=7),
+                set_aside_cases=AcknowledgedLegacyCase.objects.count(),
+                **next_step_context(),
                 routes=criteria.read_routes(days=7),
                 last_run=criteria.last_reconciliation(),
                 outbox=figures.outbox_depth(),

@@ -23,7 +23,11 @@ GROUPS = [
     ),
     (
         "Support: reconciliation",
-        ["migration.ReconciliationMismatch", "migration.ReconciliationRun"],
+        [
+            "migration.ReconciliationMismatch",
+            "migration.ReconciliationRun",
+            "migration.AcknowledgedLegacyCase",
+        ],
     ),
     (
         "Product: migration records",

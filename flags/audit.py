@@ -73,6 +73,17 @@ def recording_phase_change(
         current_phase_change.reset(token)
 
 
+def record_step_criterion(
+    change: PhaseChange, *, criterion: dict[str, Any], overridden: bool, override_reason: str
+) -> None:
+    """Keep on the change's audit row the criterion its step waited for, with its figures as
+    they stood, and whether an override (with its reason) lifted it."""
+    change.criterion = criterion
+    change.overridden = overridden
+    change.override_reason = override_reason if overridden else ""
+    change.save(update_fields=["criterion", "overridden", "override_reason"])
+
+
 def flag_value(instance: Any) -> str:
     """A switch as on/off, a sample as its percent: how the audit records values."""
     if hasattr(instance, "percent"):

@@ -15,9 +15,22 @@ class PhaseChange(models.Model):
     to_phase = models.PositiveSmallIntegerField()
     refused = models.CharField(max_length=500, blank=True, default="", help_text="why not")
     changed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # A forward step: the criterion it waited for, with its figures as they stood (statement,
+    # day by day, days held of those needed, acknowledged legacy wallets set aside).
+    criterion = models.JSONField(default=dict, blank=True)
+    overridden = models.BooleanField(
+        default=False, help_text="taken although its criterion had not held, by an override"
+    )
+    override_reason = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["-changed_at", "-id"]
+        permissions = [
+            (
+                "override_phase_criterion",
+                "Can take a forward phase step whose criterion has not held (with a reason)",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"phase {self.from_phase} -> {self.to_phase} by {self.actor}"

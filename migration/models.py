@@ -134,3 +134,57 @@ class ReconciliationMismatch(models.Model):
     class Meta:
         db_table = "ledger_reconciliationmismatch"
         verbose_name_plural = "reconciliation mismatches"
+
+
+class AcknowledgedLegacyCase(models.Model):
+    """Support's decision on a legacy wallet whose own MongoDB fields disagree (credit !=
+    historical credit - debit): it cannot be fixed from the back-office, so support records
+    who decided, when and why. The backfill imported such a wallet with its available credit
+    and its debits, so TigerBeetle's historical credit differs from MongoDB's by the wallet's
+    own excess, and by nothing else: a mismatch or shadow comparison of the wallet is set
+    aside (not counted, but listed) only while that is still all that differs
+    (`migration.legacy_cases`). One decision per wallet; it is never edited or deleted."""
+
+    client_id = models.CharField(max_length=128, db_index=True)
+    country = models.CharField(max_length=3)
+    currency = models.CharField(max_length=3)
+    issuer = models.CharField(max_length=128, blank=True, default="")
+    historical_excess_minor = models.BigIntegerField(
+        help_text="MongoDB's historical credit - (credit + debit): what the legacy data lacks"
+    )
+    mongo_credit_minor = models.BigIntegerField()
+    mongo_debit_minor = models.BigIntegerField()
+    mongo_historical_credit_minor = models.BigIntegerField()
+    mismatch = models.ForeignKey(
+        ReconciliationMismatch,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="acknowledgments",
+        help_text="the mismatch it was acknowledged from",
+    )
+    reason = models.TextField(help_text="why the difference is accepted, in support's words")
+    acknowledged_by = models.CharField(max_length=150)
+    acknowledged_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-acknowledged_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client_id", "country", "currency", "issuer"],
+                name="one_decision_per_legacy_wallet",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(historical_excess_minor=0), name="legacy_case_has_an_excess"
+            ),
+            models.CheckConstraint(condition=~models.Q(reason=""), name="legacy_case_has_a_reason"),
+        ]
+        permissions = [
+            (
+                "acknowledge_legacy_case",
+                "Can acknowledge a legacy wallet whose MongoDB fields disagree",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"legacy case {self.client_id} {self.currency} by {self.acknowledged_by}"

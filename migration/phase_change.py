@@ -30,9 +30,14 @@ from django.utils import timezone
 
 from domain import errors
 from domain.ids import WalletKey, hex_to_u128
-from flags.audit import apply_state, set_writes_paused
+from flags.audit import (
+    apply_state,
+    record_step_criterion,
+    recording_phase_change,
+    set_writes_paused,
+)
 from flags.models import Milestone
-from flags.phases import InvalidPhaseChange, Phase
+from flags.phases import InvalidPhaseChange, Phase, current_state
 from flags.write_lock import WritesStillRunning, writes_drained
 from ledger import history
 from ledger.batches import LedgerBatches
@@ -41,7 +46,7 @@ from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
 from migration.models import ReconciliationMismatch
 from migration.outbox import MirrorOutbox
-from migration.phase_plan import plan_phase_change
+from migration.phase_plan import Override, StepPlan, plan_phase_change
 from migration.reconciliation import Reconciliation
 from registry import transfers as transfer_registry
 from registry.models import WalletTransfer
@@ -79,17 +84,39 @@ def change_phase(
     note: str = "",
     rollout_percent: Decimal | None = None,
     shadow_percent: Decimal | None = None,
+    override: Override | None = None,
 ) -> PhaseChangeReport:
     """Move to `phase` (audited as `actor`), or raise InvalidPhaseChange saying why not: the
-    plan's refusals before anything starts, or what executing the step found."""
-    plan = plan_phase_change(
-        phase,
-        outbox=MirrorOutbox(mongo.database),
-        rollout_percent=rollout_percent,
-        shadow_percent=shadow_percent,
-    )
-    if plan.refusals:
-        raise InvalidPhaseChange(plan.refusal_message())
+    plan's refusals before anything starts, or what executing the step found. Every change
+    asked for is one audit row (`flags.PhaseChange`), refused or not, with the criterion the
+    step waited for and any override."""
+    with recording_phase_change(
+        actor, note=note, from_phase=int(current_state().phase), to_phase=int(phase)
+    ) as record:
+        plan = plan_phase_change(
+            phase,
+            outbox=MirrorOutbox(mongo.database),
+            rollout_percent=rollout_percent,
+            shadow_percent=shadow_percent,
+            override=override,
+        )
+        record_step_criterion(
+            record,
+            criterion=plan.criterion_figures(),
+            overridden=plan.overridden,
+            override_reason=plan.override_reason,
+        )
+        if plan.refusals:
+            raise InvalidPhaseChange(plan.refusal_message())
+        return _take_step(plan, actor, mongo, tigerbeetle, note=note)
+
+
+def _take_step(
+    plan: StepPlan, actor: str, mongo: MongoWalletStore, tigerbeetle: LedgerBatches, *, note: str
+) -> PhaseChangeReport:
+    """The step nothing refused before it started: the flags, or (moving where money is
+    written) the pause, the drain and reconciliation or the copy back, then the flags."""
+    phase = plan.phase
     report = PhaseChangeReport(before=plan.before.phase, after=phase)
     entering_tb_only = plan.enters_tigerbeetle_only
     if not plan.pauses_writes:

@@ -12,23 +12,43 @@ What only executing the step can find stays in `change_phase`: the drain leaving
 behind, the final reconciliation finding a wallet missing or different, writes still running
 past the wait, a copy back MongoDB refuses. The effects say that these can happen.
 
-The criterion is informational for now: no step is refused for it.
+A forward step (a later phase, or a wider read rollout in phase 3) is gated: it goes one
+phase, or one rollout step (`READ_ROLLOUT_STEPS`), at a time; it is refused while the outbox
+holds parked entries or the last reconciliation has open mismatches (acknowledged legacy
+wallets set aside, `migration.legacy_cases`), and until its criterion (`migration.criteria`)
+has held on each of the last `MIGRATION_CRITERION_DAYS` days. An override, by a person who
+holds `flags.override_phase_criterion` and with a written reason, lifts the criterion's
+refusal and nothing else; the phase change's audit row keeps it with the criterion's figures.
+A step back is never gated.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-import functools
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
 
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase, current_state, state_for_phase
-from migration.criteria import OutboxDepth, StepCriterion, next_step_criterion, outbox_depth_of
+from migration import criteria
+from migration.criteria import OpenMismatches, OutboxDepth, StepCriterion, outbox_depth_of
+from migration.legacy_cases import REASON_LENGTH_MIN
 from migration.outbox import MirrorOutbox
 from registry.models import WalletTransfer
+
+OVERRIDE_PERMISSION = "flags.override_phase_criterion"
+DEFAULT_ROLLOUT_STEPS = (Decimal(1), Decimal(5), Decimal(25), Decimal(50), Decimal(100))
+PHASE_NAMES = {
+    Phase.LEGACY: "phase 0 - legacy",
+    Phase.DUAL_WRITE: "phase 1 - dual write",
+    Phase.SHADOW_READ: "phase 2 - shadow read",
+    Phase.READ_CUTOVER: "phase 3 - read cutover",
+    Phase.TIGERBEETLE_ONLY: "phase 4 - TigerBeetle only",
+}
 
 
 def target_state(
@@ -42,6 +62,11 @@ def target_state(
     shadow = shadow_percent if shadow_percent is not None else current.shadow_read_percent
     rollout = rollout_percent if rollout_percent is not None else current.read_rollout_percent
     return state_for_phase(phase, shadow_percent=shadow, rollout_percent=rollout)
+
+
+def next_rollout_step(share: Decimal, steps: tuple[Decimal, ...]) -> Decimal | None:
+    """The first rollout step above `share` (None at 100 %)."""
+    return next((step for step in steps if step > share), None)
 
 
 @dataclass(frozen=True)
@@ -99,18 +124,65 @@ class Step:
 
     @property
     def reads_outbox(self) -> bool:
-        """Whether its rules read the outbox's depth."""
-        return self.enters_tigerbeetle_only or self.stops_dual_write
+        """Whether its rules read the outbox's depth (a forward step counts parked entries)."""
+        return self.forward or self.enters_tigerbeetle_only or self.stops_dual_write
+
+    @property
+    def rollout_before(self) -> Decimal:
+        """The share of clients TigerBeetle serves before the step (0 before phase 3)."""
+        return self.before.read_rollout_percent if self.before.read_cutover else Decimal(0)
+
+    @property
+    def raises_rollout(self) -> bool:
+        """Into or within phase 3 with a wider share of clients than now."""
+        return (
+            self.phase == Phase.READ_CUTOVER
+            and self.before.phase <= Phase.READ_CUTOVER
+            and self.after.read_rollout_percent > self.rollout_before
+        )
 
     @property
     def forward(self) -> bool:
         """Towards TigerBeetle: a later phase, or a wider read rollout in phase 3."""
         if self.phase != self.before.phase:
             return self.phase > self.before.phase
-        return (
-            self.phase == Phase.READ_CUTOVER
-            and self.after.read_rollout_percent > self.before.read_rollout_percent
-        )
+        return self.raises_rollout
+
+    @property
+    def skips_phases(self) -> bool:
+        """Forward by more than one phase (0 -> 2, 1 -> 3, ...)."""
+        return self.phase > self.before.phase + 1
+
+    def rollout_step_passed(self, steps: tuple[Decimal, ...]) -> Decimal | None:
+        """The rollout step a raise within phase 3 goes past (the share it is at now)."""
+        if self.before.phase != Phase.READ_CUTOVER or not self.raises_rollout:
+            return None
+        return self.rollout_before if self.rollout_before in steps else None
+
+    def skips_rollout_steps(self, steps: tuple[Decimal, ...]) -> bool:
+        """A raise beyond the next rollout step."""
+        if not self.raises_rollout:
+            return False
+        following = next_rollout_step(self.rollout_before, steps)
+        return following is None or self.after.read_rollout_percent > following
+
+
+@dataclass(frozen=True)
+class Override:
+    """An override asked for: by whom, whether they hold `OVERRIDE_PERMISSION`, and why."""
+
+    actor: str
+    permitted: bool
+    reason: str
+
+
+def override_asked(user: AbstractBaseUser | AnonymousUser | None, *, reason: str) -> Override:
+    """The override `user` asks for (the page's user; the command's `--actor`, looked up)."""
+    permitted = bool(
+        isinstance(user, PermissionsMixin) and user.is_active and user.has_perm(OVERRIDE_PERMISSION)
+    )
+    actor = user.get_username() if user is not None and user.is_authenticated else ""
+    return Override(actor=actor, permitted=permitted, reason=reason.strip())
 
 
 @dataclass(frozen=True)
@@ -127,6 +199,10 @@ class StepFacts:
     copy_back_voids: int = 0
     # The criterion a forward step waits for (None for other steps).
     criterion: StepCriterion | None = None
+    # The last reconciliation's open mismatches (read for a forward step).
+    open_mismatches: OpenMismatches | None = None
+    rollout_steps: tuple[Decimal, ...] = DEFAULT_ROLLOUT_STEPS
+    override: Override | None = None
 
 
 class RefusalKind(enum.StrEnum):
@@ -134,20 +210,36 @@ class RefusalKind(enum.StrEnum):
 
     FLAGS = "flags"  # a combination of flags the migration must never be in
     SHADOW_SHARE = "shadow_share"  # phase 2 without a share of reads to compare
-    MONGO_SILENT = "mongo_silent"  # entering phase 4: the outbox cannot be read
-    OUTBOX_NOT_EMPTY = "outbox_not_empty"  # entering phase 4: parked or unbackfilled entries
+    PHASE_SKIPPED = "phase_skipped"  # forward by more than one phase
+    ROLLOUT_SKIPPED = "rollout_skipped"  # a wider rollout beyond the next step
+    MONGO_SILENT = "mongo_silent"  # a forward step: the outbox cannot be read
+    PARKED_ENTRIES = "parked_entries"  # a forward step while the mirror has given up on some
+    OUTBOX_NOT_EMPTY = "outbox_not_empty"  # entering phase 4: entries wait for the backfill
     BACKFILL_NOT_COMPLETED = "backfill_not_completed"  # entering phase 4 before the backfill
+    OPEN_MISMATCHES = "open_mismatches"  # a forward step while wallets differ
+    CRITERION_NOT_HELD = "criterion_not_held"  # a forward step before its criterion held
+    OVERRIDE_NOT_PERMITTED = "override_not_permitted"  # asked by someone without the right
+    OVERRIDE_WITHOUT_REASON = "override_without_reason"  # asked without a written reason
 
 
 @dataclass(frozen=True)
 class Refusal:
-    """Why a step is refused before anything starts, in words for the page and the command."""
+    """Why a step is refused before anything starts, and what would lift it, in words for
+    the page and the command."""
 
     kind: RefusalKind
     reason: str
+    # The list where the cases behind it are, and their action (`migration.criteria.CASES_*`).
+    cases: str = ""
+    link_text: str = ""
 
     def __str__(self) -> str:
         return self.reason
+
+    @property
+    def overridable(self) -> bool:
+        """Only the criterion's refusal can be overridden."""
+        return self.kind == RefusalKind.CRITERION_NOT_HELD
 
 
 @dataclass(frozen=True)
@@ -157,41 +249,101 @@ class StepPlan(Step):
     effects: tuple[str, ...]
     refusals: tuple[Refusal, ...]
     criterion: StepCriterion | None
+    # Taken although its criterion has not held: an override lifted that refusal.
+    overridden: bool = False
+    override_reason: str = ""
 
     def refusal_message(self) -> str:
         """The refusals in one sentence (the command's, and the audit's)."""
         return "; ".join(refusal.reason for refusal in self.refusals)
 
+    def criterion_figures(self) -> dict[str, object]:
+        """The criterion as it stood, for the phase change's audit row ({} without one)."""
+        return self.criterion.figures() if self.criterion is not None else {}
+
 
 def plan_step(step: Step, facts: StepFacts) -> StepPlan:
     """The plan of `step` over `facts`: pure, so the page and the command agree."""
+    refusals = _refusals(step, facts)
+    overridden = False
+    if step.forward and facts.override is not None:
+        problems = _override_problems(facts.override)
+        refusals += problems
+        if not problems and any(refusal.overridable for refusal in refusals):
+            refusals = [refusal for refusal in refusals if not refusal.overridable]
+            overridden = True
     return StepPlan(
         step.before,
         step.phase,
         step.after,
         effects=tuple(_effects(step, facts)),
-        refusals=tuple(_refusals(step, facts)),
+        refusals=tuple(refusals),
         criterion=facts.criterion if step.forward else None,
+        overridden=overridden,
+        override_reason=facts.override.reason if overridden and facts.override else "",
     )
 
 
-def gather_step_facts(step: Step, *, outbox: MirrorOutbox) -> StepFacts:
+def criterion_of(
+    step: Step, *, required_days: int, rollout_steps: tuple[Decimal, ...]
+) -> StepCriterion | None:
+    """The criterion a forward step waits for: that of the step out of the phase it is in
+    (in phase 3, a wider rollout past a step, or phase 4; one that gates nothing where the
+    plan names none); None for a step that is not forward."""
+    if not step.forward:
+        return None
+    phase = step.before.phase
+    following = PHASE_NAMES.get(Phase(min(phase + 1, Phase.TIGERBEETLE_ONLY)), "")
+    if phase == Phase.LEGACY:
+        return criteria.no_criterion(phase, next_step=following)
+    if phase == Phase.DUAL_WRITE:
+        return criteria.match_rate_criterion(
+            phase, next_step=following, required_days=required_days
+        )
+    if phase == Phase.SHADOW_READ:
+        return criteria.latency_criterion(phase, next_step=following, required_days=required_days)
+    if step.phase == Phase.TIGERBEETLE_ONLY:
+        return criteria.fallback_criterion(
+            phase, next_step=following, required_days=required_days, share_at_least=Decimal(100)
+        )
+    passed = step.rollout_step_passed(rollout_steps)
+    if passed is None:
+        return criteria.no_criterion(
+            phase,
+            next_step=f"a read rollout of {criteria.percent(step.after.read_rollout_percent)}%",
+            statement="None: a wider share up to the next rollout step passes no step",
+        )
+    return criteria.fallback_criterion(
+        phase,
+        next_step=f"a read rollout above {criteria.percent(passed)}%",
+        required_days=required_days,
+        share_at_least=passed,
+    )
+
+
+def gather_step_facts(
+    step: Step, *, outbox: MirrorOutbox, override: Override | None = None
+) -> StepFacts:
     """Read what the rules of `step` need, once: the outbox only when they use it."""
-    read_depth = functools.cache(lambda: outbox_depth_of(outbox))
     copy_back_writes = copy_back_voids = 0
     if step.leaves_tigerbeetle_only:
         copy_back_writes = WalletTransfer.objects.filter(needs_copy_back=True).count()
         copy_back_voids = WalletTransfer.objects.filter(void_needs_copy_back=True).count()
-    criterion = None
-    if step.forward:
-        criterion = next_step_criterion(step.before, outbox_depth=read_depth)
+    rollout_steps = tuple(settings.READ_ROLLOUT_STEPS)
     return StepFacts(
         writes_wait_s=settings.PHASE_CHANGE_WRITES_WAIT_S,
         backfill_completed=Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).exists(),
-        outbox=read_depth() if step.reads_outbox else None,
+        outbox=outbox_depth_of(outbox) if step.reads_outbox else None,
         copy_back_writes=copy_back_writes,
         copy_back_voids=copy_back_voids,
-        criterion=criterion,
+        criterion=criterion_of(
+            step,
+            required_days=settings.MIGRATION_CRITERION_DAYS,
+            rollout_steps=rollout_steps,
+        ),
+        open_mismatches=criteria.open_mismatches() if step.forward else None,
+        rollout_steps=rollout_steps,
+        override=override,
     )
 
 
@@ -201,12 +353,61 @@ def plan_phase_change(
     outbox: MirrorOutbox,
     rollout_percent: Decimal | None = None,
     shadow_percent: Decimal | None = None,
+    override: Override | None = None,
 ) -> StepPlan:
     """The plan of moving from the phase the flags are in now to `phase`."""
     step = Step.to(
         phase, current_state(), rollout_percent=rollout_percent, shadow_percent=shadow_percent
     )
-    return plan_step(step, gather_step_facts(step, outbox=outbox))
+    return plan_step(step, gather_step_facts(step, outbox=outbox, override=override))
+
+
+def next_step(state: MigrationState, *, rollout_steps: tuple[Decimal, ...]) -> Step | None:
+    """The step forward from `state`: the next phase, in phase 3 the next rollout step (then
+    phase 4); None in phase 4."""
+    phase = state.phase
+    if phase == Phase.TIGERBEETLE_ONLY:
+        return None
+    if phase == Phase.SHADOW_READ:
+        return Step.to(Phase.READ_CUTOVER, state, rollout_percent=rollout_steps[0])
+    if phase == Phase.READ_CUTOVER:
+        following = next_rollout_step(state.read_rollout_percent, rollout_steps)
+        if following is not None:
+            return Step.to(Phase.READ_CUTOVER, state, rollout_percent=following)
+        return Step.to(Phase.TIGERBEETLE_ONLY, state)
+    return Step.to(Phase(phase + 1), state)
+
+
+def preview_next_step(*, outbox: MirrorOutbox) -> StepPlan | None:
+    """The plan of the step forward from now (the phase page and the dashboard show its
+    criterion and what refuses it); None in phase 4. The share a phase-2 step would use is
+    the person's to choose, so its refusal is left out."""
+    step = next_step(current_state(), rollout_steps=tuple(settings.READ_ROLLOUT_STEPS))
+    if step is None:
+        return None
+    plan = plan_step(step, gather_step_facts(step, outbox=outbox))
+    shown = tuple(refusal for refusal in plan.refusals if refusal.kind != RefusalKind.SHADOW_SHARE)
+    return dataclasses.replace(plan, refusals=shown)
+
+
+def next_step_criterion(
+    state: MigrationState, *, outbox_depth: criteria.OutboxDepthReader
+) -> StepCriterion:
+    """The criterion the step forward from `state` waits for (in phase 4, where there is no
+    step forward, zero data loss as it stands)."""
+    step = next_step(state, rollout_steps=tuple(settings.READ_ROLLOUT_STEPS))
+    if step is None:
+        return criteria.writes_lost_criterion(state.phase, outbox_depth=outbox_depth)
+    found = criterion_of(
+        step,
+        required_days=settings.MIGRATION_CRITERION_DAYS,
+        rollout_steps=tuple(settings.READ_ROLLOUT_STEPS),
+    )
+    assert found is not None  # a step forward has one
+    return found
+
+
+# --- refusals -------------------------------------------------------------------------------
 
 
 def _refusals(step: Step, facts: StepFacts) -> list[Refusal]:
@@ -220,26 +421,132 @@ def _refusals(step: Step, facts: StepFacts) -> list[Refusal]:
             )
         )
     found += [Refusal(RefusalKind.FLAGS, problem) for problem in step.after.problems()]
+    if step.forward:
+        found += _gate_refusals(step, facts)
+    return found
+
+
+def _gate_refusals(step: Step, facts: StepFacts) -> list[Refusal]:
+    """What refuses any forward step: skipping, parked entries, open mismatches, and (for
+    phase 4) an outbox the backfill still holds up; then the criterion not held."""
+    found = _skip_refusals(step, facts)
+    depth = facts.outbox
+    if depth is None:
+        found.append(
+            Refusal(
+                RefusalKind.MONGO_SILENT,
+                "MongoDB does not answer: the outbox cannot be drained."
+                if step.enters_tigerbeetle_only
+                else "MongoDB does not answer: the outbox's parked entries cannot be counted; "
+                "try again once it answers.",
+            )
+        )
+    elif depth.parked:
+        found.append(
+            Refusal(
+                RefusalKind.PARKED_ENTRIES,
+                f"{depth.parked} outbox entries are parked (the mirror gave up on them): fix "
+                "their cause, requeue them and let the mirror apply them, then try again.",
+            )
+        )
     if step.enters_tigerbeetle_only:
         found += _refusals_entering_tigerbeetle_only(facts)
+    mismatches = facts.open_mismatches
+    if mismatches is not None and mismatches.count:
+        found.append(
+            Refusal(
+                RefusalKind.OPEN_MISMATCHES,
+                f"{mismatches.count} wallets differ in the last reconciliation (run "
+                f"{mismatches.run_id}) and no re-check has resolved them: once fixed, re-check "
+                "them from the reconciliation mismatches; a legacy wallet whose MongoDB fields "
+                "disagree among themselves is acknowledged by support there instead.",
+                criteria.CASES_MISMATCHES,
+                "Open mismatches",
+            )
+        )
+    criterion = facts.criterion
+    if criterion is not None and not criterion.holds:
+        found.append(Refusal(RefusalKind.CRITERION_NOT_HELD, _criterion_refusal(criterion)))
+    return found
+
+
+def _skip_refusals(step: Step, facts: StepFacts) -> list[Refusal]:
+    if step.skips_phases:
+        next_phase = Phase(step.before.phase + 1)
+        return [
+            Refusal(
+                RefusalKind.PHASE_SKIPPED,
+                f"Forward moves go one phase at a time: from phase {int(step.before.phase)} "
+                f"the next is {PHASE_NAMES[next_phase]}; take that step first.",
+            )
+        ]
+    if step.skips_rollout_steps(facts.rollout_steps):
+        following = next_rollout_step(step.rollout_before, facts.rollout_steps)
+        steps = ", ".join(criteria.percent(share) for share in facts.rollout_steps)
+        then = (
+            f"the next is {criteria.percent(following)}%; raise it to that first"
+            if following is not None
+            else "there is no step further"
+        )
+        return [
+            Refusal(
+                RefusalKind.ROLLOUT_SKIPPED,
+                f"The read rollout rises one step at a time ({steps}%): from "
+                f"{criteria.percent(step.rollout_before)}% {then}.",
+            )
+        ]
+    return []
+
+
+def _criterion_refusal(criterion: StepCriterion) -> str:
+    held = (
+        "there is no data yet"
+        if criterion.met is None
+        else f"it held {criterion.held_days} of the {criterion.required_days} days"
+    )
+    return (
+        f"Its criterion has not held on each of the last {criterion.required_days} days "
+        f"({criterion.statement}): {held}; now {criterion.now}. Wait until it has, or a "
+        "person holding the “override a phase criterion” permission overrides it with a "
+        "written reason."
+    )
+
+
+def _override_problems(override: Override) -> list[Refusal]:
+    found = []
+    if not override.permitted:
+        who = (
+            f"{override.actor} does not hold it"
+            if override.actor
+            else "no such person was named (the command names them with --actor)"
+        )
+        found.append(
+            Refusal(
+                RefusalKind.OVERRIDE_NOT_PERMITTED,
+                "An override is taken only by a person holding the “override a phase "
+                f"criterion” permission, and {who}.",
+            )
+        )
+    if len(override.reason) < REASON_LENGTH_MIN:
+        found.append(
+            Refusal(
+                RefusalKind.OVERRIDE_WITHOUT_REASON,
+                f"An override needs a written reason (at least {REASON_LENGTH_MIN} "
+                "characters): why the step may be taken although its criterion has not held.",
+            )
+        )
     return found
 
 
 def _refusals_entering_tigerbeetle_only(facts: StepFacts) -> list[Refusal]:
     found = []
     depth = facts.outbox
-    if depth is None:
-        found.append(
-            Refusal(
-                RefusalKind.MONGO_SILENT, "MongoDB does not answer: the outbox cannot be drained."
-            )
-        )
-    elif depth.parked or depth.awaiting_backfill:
+    if depth is not None and depth.awaiting_backfill:
         found.append(
             Refusal(
                 RefusalKind.OUTBOX_NOT_EMPTY,
-                f"The outbox must be empty: {depth.parked} parked entries and "
-                f"{depth.awaiting_backfill} waiting for the backfill.",
+                f"The outbox must be empty: {depth.awaiting_backfill} entries wait for the "
+                "backfill.",
             )
         )
     if not facts.backfill_completed:
@@ -248,9 +555,14 @@ def _refusals_entering_tigerbeetle_only(facts: StepFacts) -> list[Refusal]:
                 RefusalKind.BACKFILL_NOT_COMPLETED,
                 "The backfill has not completed: start it with “Start the backfill” on the "
                 "migration phase page and wait for it to finish.",
+                criteria.CASES_MILESTONES,
+                "Milestones",
             )
         )
     return found
+
+
+# --- effects --------------------------------------------------------------------------------
 
 
 def _effects(step: Step, facts: StepFacts) -> list[str]:

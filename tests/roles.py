@@ -10,6 +10,7 @@ from django.contrib.auth.models import Group
 
 _roles_migration = importlib.import_module("flags.migrations.0002_roles")
 _api_roles_migration = importlib.import_module("flags.migrations.0003_api_roles")
+_legacy_case_roles_migration = importlib.import_module("flags.migrations.0006_legacy_case_roles")
 
 SERVICE_ACCOUNT = _api_roles_migration.SERVICE_ACCOUNT
 
@@ -18,4 +19,5 @@ def role(name: str) -> Group:
     if not Group.objects.filter(name=name).exists():
         _roles_migration.create_roles(apps, None)
         _api_roles_migration.grant_api_roles(apps, None)
+        _legacy_case_roles_migration.grant_legacy_case_roles(apps, None)
     return Group.objects.get(name=name)

@@ -6,9 +6,11 @@ starts. Every variable is listed in the README.
 """
 
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from wallet_site.embedded_mongo import DEFAULT_TRANSACTION_LIFETIME_S
 
@@ -17,6 +19,19 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
+
+
+def rollout_steps(values: list[str]) -> tuple[Decimal, ...]:
+    """READ_ROLLOUT_STEPS as ascending percentages above 0, ending with 100."""
+    try:
+        steps = sorted({Decimal(value.strip()) for value in values if value.strip()})
+    except InvalidOperation as exc:
+        raise ImproperlyConfigured(f"READ_ROLLOUT_STEPS must be percentages: {values}") from exc
+    if any(not Decimal(0) < step <= Decimal(100) for step in steps):
+        raise ImproperlyConfigured(f"READ_ROLLOUT_STEPS must be above 0 and at most 100: {values}")
+    return (*(step for step in steps if step < 100), Decimal(100))
+
+
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-insecure-key-change-me")
@@ -209,6 +224,16 @@ READ_BREAKER_RESET_S = env.float("READ_BREAKER_RESET_S", default=30.0)
 # How long a phase change that moves where money is written waits for the writes in flight
 # (which read the old phase) to finish; past it the change is refused and writes resume.
 PHASE_CHANGE_WRITES_WAIT_S = env.float("PHASE_CHANGE_WRITES_WAIT_S", default=30.0)
+# A forward phase step is refused unless its criterion held on each of this many consecutive
+# days (the seed's 7); 0 takes a step as soon as nothing else refuses it.
+MIGRATION_CRITERION_DAYS = env.int("MIGRATION_CRITERION_DAYS", default=7)
+if MIGRATION_CRITERION_DAYS < 0:
+    raise ImproperlyConfigured("MIGRATION_CRITERION_DAYS must be 0 or more days")
+# Phase 3: the read rollout rises through these shares of clients, one at a time, and past
+# each only once the fallback criterion held at it (100 is always the last).
+READ_ROLLOUT_STEPS = rollout_steps(
+    env.list("READ_ROLLOUT_STEPS", default=["1", "5", "25", "50", "100"])
+)
 
 CELERY_BEAT_SCHEDULE = {
     "mirror-sweep": {"task": "ledger.sweep_outbox", "schedule": MIRROR_SWEEP_INTERVAL_S},

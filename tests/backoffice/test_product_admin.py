@@ -15,6 +15,7 @@ from flags.models import FlagChange
 from flags.phases import READ_ROLLOUT, Phase, current_state
 from migration.models import ShadowComparison
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
+from tests.migration.gates import criteria_held
 
 
 def change_phase(client: Client, phase: int, confirmed: bool = False, **fields: Any) -> Any:
@@ -53,12 +54,13 @@ def test_a_flip_that_moves_writes_asks_for_confirmation_first(
 def test_a_rollout_change_needs_no_confirmation_and_is_audited_as_the_user(
     product: Client, product_user: Any, stores: Stores
 ) -> None:
-    enter_phase(Phase.READ_CUTOVER, rollout_percent=10)
-    response = change_phase(product, 3, rollout_percent="40")
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=5)
+    criteria_held()
+    response = change_phase(product, 3, rollout_percent="25")
     assert "now in phase 3" in response.content.decode()
-    assert current_state().read_rollout_percent == Decimal(40)
+    assert current_state().read_rollout_percent == Decimal(25)
     change = FlagChange.objects.filter(flag_name=READ_ROLLOUT).first()
-    assert (change.new_value, change.actor) == ("40", product_user.username)
+    assert (change.new_value, change.actor) == ("25", product_user.username)
 
 
 def test_a_refused_phase_change_shows_the_reason(product: Client, stores: Stores) -> None:
@@ -107,7 +109,8 @@ def test_the_dashboard_shows_phase_criteria_and_server_side_charts(
 
     assert '<span id="dashboard-phase">2 - shadow read</span>' in page
     criteria = page.split('id="criteria"')[1].split("</table>")[0]
-    assert "Balance match rate (7 days)" in criteria and "100.0000% of 1" in criteria
+    assert "Balance match rate, shadow reads (7 days)" in criteria
+    assert "100.0000% of 1" in criteria
     assert "Writes lost" in criteria
     assert "0 entries pending" in page.split('id="outbox"')[1]
     chart = page.split('id="match-rate-chart"')[1].split("</svg>")[0]

@@ -15,11 +15,12 @@ from django.utils import timezone
 from backoffice import charts
 from flags.models import FlagChange, Milestone, PhaseChange
 from flags.phases import Phase, current_state
-from migration.models import ReconciliationMismatch, ReconciliationRun, ShadowComparison
+from migration.models import ShadowComparison
 from migration.phase_change import change_phase as move_phase
 from registry.models import WalletTransfer
 from tests.backoffice.test_product_admin import change_phase
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
+from tests.migration.gates import acknowledged, criteria_held, legacy_mismatch, reconciled
 
 
 @pytest.fixture(autouse=True)
@@ -55,66 +56,67 @@ def next_step_criterion(page: str) -> str:
 # --- 12. the criterion the next step waits for ---------------------------------------------
 
 
-def test_in_phase_2_the_dashboard_shows_the_match_rate_criterion_with_days_held_and_data_since(
+def test_in_phase_1_the_dashboard_shows_the_match_rate_criterion_with_days_held_and_data_since(
     product: Client, stores: Stores
 ) -> None:
-    enter_phase(Phase.SHADOW_READ, shadow_percent=10)
-    comparisons(days_ago=4, matched=3, mismatched=1)
-    for days_ago in (3, 2, 1, 0):
-        comparisons(days_ago=days_ago, matched=5)
+    enter_phase(Phase.DUAL_WRITE)
+    reconciled([4], checked=10, mismatched=1)
+    reconciled([3, 2, 1, 0])
 
     shown = next_step_criterion(product.get("/admin/migration/dashboard/").content.decode())
 
-    assert "Next step: phase 3 - read cutover" in shown
-    assert "Balance match rate &gt;= 99.99% on each of 7 consecutive days" in shown
+    assert "Next step: phase 2 - shadow read" in shown
+    assert "Balance match rate above 99.99% (reconciliation" in shown
     assert "Held 4 of the 7 consecutive days needed" in shown
     assert "Data since" in shown
     days = shown.split('id="criterion-days"')[1]
     assert days.count("✓ held") == 4 and days.count("✗ missed") == 1
-    assert days.count("no data") == 2
-    assert 'href="/admin/migration/shadowcomparison/?outcome__exact=mismatch"' in shown
-    assert "Fallback rate" not in shown  # only the criterion of this phase
+    assert days.count("no data") == 3
+    assert 'href="/admin/migration/reconciliationmismatch/"' in shown
+    assert "Fallback rate" not in shown  # only the criterion of the next step
 
 
-def test_a_legacy_inconsistency_is_not_a_lost_write(product: Client, stores: Stores) -> None:
-    enter_phase(Phase.DUAL_WRITE)
-    run = ReconciliationRun.objects.create(finished_at=timezone.now(), checked=1, mismatched=1)
-    ReconciliationMismatch.objects.create(
-        run=run,
-        kind="balance",
-        client_id="legacy",
-        country="USA",
-        currency="USD",
-        mongo_credit_minor=100,
-        mongo_debit_minor=0,
-        mongo_historical_credit_minor=150,  # MongoDB disagrees with itself
-        tb_credit_minor=100,
-        tb_debit_minor=50,
-        tb_historical_credit_minor=150,
-    )
+def test_an_acknowledged_legacy_inconsistency_is_not_a_lost_write_but_is_listed(
+    product: Client, stores: Stores
+) -> None:
+    enter_phase(Phase.TIGERBEETLE_ONLY)
+    acknowledged(legacy_mismatch())
 
     shown = next_step_criterion(product.get("/admin/migration/dashboard/").content.decode())
 
     assert "Holds" in shown and "0 wallets mismatched in the last run" in shown
-    assert "Not counted: 1 legacy wallets whose MongoDB fields disagree" in shown
+    assert "Set aside (not counted" in shown
+    assert "1 acknowledged legacy wallets in the last reconciliation" in shown
 
 
-def test_without_a_reconciliation_the_writes_lost_criterion_has_no_data_rather_than_holding(
+def test_a_legacy_inconsistency_support_has_not_acknowledged_counts_as_a_lost_write(
+    product: Client, stores: Stores
+) -> None:
+    enter_phase(Phase.TIGERBEETLE_ONLY)
+    legacy_mismatch()
+
+    shown = next_step_criterion(product.get("/admin/migration/dashboard/").content.decode())
+
+    assert "Does not hold" in shown and "1 wallets mismatched in the last run" in shown
+
+
+def test_without_a_reconciliation_the_match_rate_criterion_has_no_data_rather_than_holding(
     product: Client, stores: Stores
 ) -> None:
     enter_phase(Phase.DUAL_WRITE)
     shown = next_step_criterion(product.get("/admin/migration/phase/").content.decode())
-    assert "No data yet: no reconciliation has run yet." in shown
+    assert "No data yet: no run yet." in shown
     assert 'href="/admin/migration/reconciliationrun/"' in shown
 
 
-def test_in_phase_0_the_next_steps_criterion_is_the_backfill(
+def test_in_phase_0_the_page_says_the_plan_names_no_criterion_for_dual_write(
     product: Client, stores: Stores
 ) -> None:
     shown = next_step_criterion(product.get("/admin/migration/phase/").content.decode())
     assert "Next step: phase 1 - dual write" in shown
-    assert "The backfill has not completed." in shown
-    assert 'href="/admin/flags/milestone/"' in shown
+    assert "None: the plan names no criterion for starting dual write" in shown
+    assert "Nothing to wait for: this step has no criterion." in shown
+    assert "Nothing refuses the step now." in shown
 
 
 # --- 13. charts: the target visible, latency from the metrics ------------------------------
@@ -140,10 +142,11 @@ def test_the_latency_chart_follows_every_store_read_in_phase_4(
     product: Client, stores: Stores
 ) -> None:
     backfill_done()
-    enter_phase(Phase.DUAL_WRITE)
+    enter_phase(Phase.READ_CUTOVER)
     key = new_key()
     stores.phased.add_credit(key, 100, tx())
     stores.phased.get_balance(key)
+    criteria_held()
     move_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.batches)
     stores.phased.get_balance(key)
 
@@ -163,6 +166,7 @@ def test_the_phase_4_confirmation_says_exactly_what_happens_with_the_numbers(
 ) -> None:
     backfill_done()
     enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    criteria_held()
     stores.mongo.add_credit(new_key(), 100, tx())  # pending in the outbox, not yet mirrored
     stores.mongo.add_credit(new_key(), 100, tx())
 
@@ -176,7 +180,22 @@ def test_the_phase_4_confirmation_says_exactly_what_happens_with_the_numbers(
     assert current_state().phase == Phase.READ_CUTOVER
 
 
-def test_the_phase_4_confirmation_shows_the_criterion_the_step_waits_for_without_enforcing_it(
+def test_the_phase_4_confirmation_shows_the_criterion_the_step_waited_for_with_its_days(
+    product: Client, stores: Stores
+) -> None:
+    backfill_done()
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    criteria_held()
+
+    page = change_phase(product, 4).content.decode()
+
+    shown = page.split('id="step-criterion"')[1].split("</p>")[0]
+    assert "Fallback rate below 0.1% of TigerBeetle reads on each of 7 consecutive days" in shown
+    assert "Held on each of the last 7 days (7 consecutive needed)" in shown
+    assert 'name="_confirm"' in page
+
+
+def test_phase_4_before_its_criterion_held_is_refused_before_any_confirmation(
     product: Client, stores: Stores
 ) -> None:
     backfill_done()
@@ -184,10 +203,9 @@ def test_the_phase_4_confirmation_shows_the_criterion_the_step_waits_for_without
 
     page = change_phase(product, 4).content.decode()
 
-    shown = page.split('id="step-criterion"')[1].split("</p>")[0]
-    assert "Fallback rate &lt; 0.1% of TigerBeetle reads on each of 7 consecutive days" in shown
-    assert "No data yet" in shown
-    assert 'name="_confirm"' in page  # shown, not enforced
+    assert "Its criterion has not held on each of the last 7 days" in page
+    assert "phase-effects" not in page and 'name="_confirm"' not in page
+    assert current_state().phase == Phase.READ_CUTOVER
 
 
 def test_leaving_phase_4_says_how_many_writes_are_copied_back(
@@ -195,6 +213,7 @@ def test_leaving_phase_4_says_how_many_writes_are_copied_back(
 ) -> None:
     backfill_done()
     enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    criteria_held()
     move_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.batches)
     key = new_key()
     stores.phased.add_credit(key, 100, tx())
@@ -225,6 +244,7 @@ def test_the_audit_shows_one_row_per_phase_change_with_the_persons_note(
     product: Client, product_user: Any, stores: Stores
 ) -> None:
     change_phase(product, 1, confirmed=True, note="start mirroring")
+    criteria_held()
     change_phase(product, 2, shadow_percent="5", note="compare a few")
 
     audit = product.get("/admin/migration/phase/").content.decode()
@@ -245,6 +265,7 @@ def test_a_refused_phase_change_is_kept_in_the_audit_with_the_reason(
 ) -> None:
     enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
     backfill_done()
+    criteria_held()
     from tests.migration.test_mirror import plug
 
     plug(stores).down = True  # TigerBeetle down: the drain cannot finish

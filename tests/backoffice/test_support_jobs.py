@@ -134,7 +134,9 @@ def test_in_phase_4_a_phase_4_transaction_has_a_void_link_on_the_wallet_page(
     support: Client, wallet: Any, stores: Stores, settings: Any
 ) -> None:
     settings.PHASE_CHANGE_SETTLE_S = 0
+    settings.MIGRATION_CRITERION_DAYS = 0  # the phase-4 page, not the gates
     Milestone.objects.create(name=Milestone.BACKFILL_COMPLETED, reached_at=timezone.now())
+    enter_phase(Phase.READ_CUTOVER)
     change_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.batches)
     phase4_debit = tx()
     stores.phased.subtract_credit(wallet[0], 500, phase4_debit)
@@ -248,7 +250,9 @@ def test_in_phase_4_the_page_says_tigerbeetle_is_authoritative_and_does_not_alar
     support: Client, wallet: Any, stores: Stores, settings: Any
 ) -> None:
     settings.PHASE_CHANGE_SETTLE_S = 0
+    settings.MIGRATION_CRITERION_DAYS = 0  # the phase-4 page, not the gates
     Milestone.objects.create(name=Milestone.BACKFILL_COMPLETED, reached_at=timezone.now())
+    enter_phase(Phase.READ_CUTOVER)
     change_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.batches)
     stores.phased.add_credit(wallet[0], 500, tx())
 

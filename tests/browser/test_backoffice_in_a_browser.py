@@ -1,14 +1,15 @@
 """The back-office in a real browser, at 1280 px, as each role walks it: support finds a
 client, voids with a reason (after cancelling once) and sees both balances change, finds a
 MongoDB-only wallet, voids a phase-4 transaction; product sees the criterion the next step
-waits for, meets the form's rules, moves the rollout and reads the phase-4 confirmation."""
+waits for, meets the form's rules, moves the rollout, meets a wider rollout refused before
+its criterion held, and reads the phase-4 confirmation; product meets a step refused for a
+legacy wallet, support acknowledges it, and product's step then goes through."""
 
 from __future__ import annotations
 
 import io
 import re
 import uuid
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,9 +17,10 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from domain.ids import WalletKey
 from flags.models import Milestone
 from flags.phases import Phase
-from migration.models import ShadowComparison
+from migration.models import ReconciliationRun
 from migration.phase_change import change_phase
 from tests.browser.conftest import screenshot
 from tests.migration.conftest import (  # noqa: F401 - fixtures
@@ -29,6 +31,13 @@ from tests.migration.conftest import (  # noqa: F401 - fixtures
     legacy_wallet,
     new_key,
     tx,
+)
+from tests.migration.gates import (
+    criteria_held,
+    legacy_mismatch,
+    on_day,
+    reconciled,
+    shadow_timed,
 )
 from tests.roles import role as group_for
 
@@ -178,6 +187,7 @@ def test_support_voids_a_phase_4_transaction_from_the_wallet_page(
     key = new_key()
     committed_stores.phased.add_credit(key, 10_000, tx())
     Milestone.objects.create(name=Milestone.BACKFILL_COMPLETED, reached_at=timezone.now())
+    criteria_held()
     change_phase(Phase.TIGERBEETLE_ONLY, "tester", committed_stores.mongo, committed_stores.batches)
     phase4_debit = tx()
     committed_stores.phased.subtract_credit(key, 2_500, phase4_debit)
@@ -201,40 +211,19 @@ def test_support_voids_a_phase_4_transaction_from_the_wallet_page(
     )
 
 
-def seed_comparisons(days: dict[int, tuple[int, int]]) -> None:
-    """Shadow comparisons as phase 2 records them: {days ago: (matched, mismatched)}."""
-    rows = []
-    for days_ago, (matched, mismatched) in days.items():
-        at = timezone.now() - timedelta(days=days_ago)
-        for outcome, count in (("match", matched), ("mismatch", mismatched)):
-            rows += [
-                ShadowComparison(
-                    client_id="c",
-                    country="USA",
-                    currency="USD",
-                    wallet_seq=1,
-                    outcome=outcome,
-                    mongo_credit_minor=1,
-                    mongo_debit_minor=0,
-                    mongo_historical_credit_minor=1,
-                    compared_at=at,
-                )
-                for _ in range(count)
-            ]
-    ShadowComparison.objects.bulk_create(rows)
-
-
 def test_product_sees_the_next_steps_criterion_meets_the_forms_rules_and_moves_the_rollout(
     page: Any,
     live_server: Any,
     committed_stores: Stores,  # noqa: F811
 ) -> None:
     enter_phase(Phase.DUAL_WRITE)
+    reconciled(range(1, 8))  # the reconciliation matched every wallet for 7 days
     log_in(page, live_server.url, username=staff_in("Product"))
     screenshot(page, "product-01-index")
 
     page.goto(f"{live_server.url}/admin/migration/phase/")
     assert "Next step: phase 2 - shadow read" in page.inner_text("#next-step-criterion")
+    assert "Held on each of the last 7 days" in page.inner_text("#next-step-criterion")
     page.select_option("#id_phase", "2")
     assert page.is_visible("#id_shadow_percent") and not page.is_visible("#id_rollout_percent")
     page.fill("#id_note", "compare a sample")
@@ -246,29 +235,128 @@ def test_product_sees_the_next_steps_criterion_meets_the_forms_rules_and_moves_t
     page.fill("#id_shadow_percent", "5")
     page.click("input[name=_change]")
     page.wait_for_selector(".messagelist")
-    seed_comparisons({4: (39, 1), 3: (50, 0), 2: (50, 0), 1: (50, 0), 0: (20, 0)})
+    shadow_timed([7, 6, 5, 4], tb_us=900, mongo_us=1000)  # TigerBeetle not fast enough yet
+    shadow_timed([3, 2, 1, 0], tb_us=200, mongo_us=1000)
     page.goto(f"{live_server.url}/admin/migration/dashboard/")
     screenshot(page, "product-03-dashboard-phase-2")
-    assert "Held 4 of the 7 consecutive days needed" in page.inner_text("#next-step-criterion")
+    criterion = page.inner_text("#next-step-criterion")
+    assert "Held 4 of the 7 consecutive days needed" in criterion
+    assert "TigerBeetle's balance read latency below 50% of MongoDB's" in criterion
     assert "target 99.99 %" in page.inner_text("#match-rate-chart")
+
+    shadow_timed([7, 6, 5, 4], tb_us=100, mongo_us=1000, reads=20)  # the slow days recover
     page.goto(f"{live_server.url}/admin/migration/phase/")
     page.select_option("#id_phase", "3")
     assert page.is_visible("#id_rollout_percent") and not page.is_visible("#id_shadow_percent")
-    page.fill("#id_rollout_percent", "40")
-    page.fill("#id_note", "widen the cutover")
+    page.fill("#id_rollout_percent", "1")
+    page.fill("#id_note", "start the cutover")
     page.click("input[name=_change]")
     page.wait_for_selector(".messagelist")
     screenshot(page, "product-04-phase-changed-and-audit")
     assert re.search(r"now in phase 3", page.inner_text(".messagelist"))
     audit = page.locator("#flag-audit tr.phase-change")
-    assert audit.count() == 2 and "widen the cutover" in audit.first.inner_text()
+    assert audit.count() == 2 and "start the cutover" in audit.first.inner_text()
+
+    a_wider_rollout_is_refused_until_its_criterion_held(page)
 
     page.goto(f"{live_server.url}/admin/migration/dashboard/")
-    screenshot(page, "product-05-dashboard")
-    assert page.inner_text("#dashboard-rollout") == "40.0%"
-    assert "Fallback rate < 0.1%" in page.inner_text("#next-step-criterion")
+    screenshot(page, "product-06-dashboard")
+    assert page.inner_text("#dashboard-rollout") == "1.0%"
+    assert "Fallback rate below 0.1%" in page.inner_text("#next-step-criterion")
     assert page.locator("#match-rate-chart svg").count() == 1
     assert fits_the_screen(page)
+
+
+def a_wider_rollout_is_refused_until_its_criterion_held(page: Any) -> None:
+    """Phase 3 at 1 %: 5 % waits for the fallback rate to have held at 1 % for 7 days."""
+    page.select_option("#id_phase", "3")
+    page.fill("#id_rollout_percent", "5")
+    page.click("input[name=_change]")
+    page.wait_for_selector(".errorlist.nonfield")
+    screenshot(page, "product-05-wider-rollout-refused")
+    refused = page.inner_text(".errorlist.nonfield")
+    assert "Its criterion has not held on each of the last 7 days" in refused
+    assert "at 1% read rollout or more" in refused
+    assert "override" in refused  # what would lift it, for those allowed
+    assert page.locator("#override-fields").count() == 0  # product is not allowed
+
+
+def legacy_wallet_in_every_run(days: int) -> WalletKey:
+    """A legacy wallet whose MongoDB fields disagree, found by a reconciliation run on each
+    of the last `days` days and today (9 of 10 wallets matched: 90 %)."""
+    legacy = WalletKey(f"legacy-{uuid.uuid4().hex[:6]}", "USA", "USD", None)
+    for days_ago in range(days, -1, -1):
+        at = on_day(days_ago)
+        run = ReconciliationRun.objects.create(
+            started_at=at, finished_at=at, checked=10, matched=9, mismatched=1
+        )
+        legacy_mismatch(run=run, key=legacy)
+    return legacy
+
+
+def support_acknowledges(browser: Any, base_url: str, *, legacy: WalletKey) -> None:
+    """Support, in a browser of their own, acknowledges the wallet from the open mismatches,
+    with the reason the form requires."""
+    context = browser.new_context(viewport={"width": VIEWPORT_WIDTH, "height": 900})
+    support = context.new_page()
+    support.set_default_timeout(15_000)
+    log_in(support, base_url, username=staff_in("Support"))
+    support.goto(f"{base_url}/admin/migration/reconciliationmismatch/")
+    row = support.locator("#result_list tr", has_text=legacy.client_id)
+    assert "support can acknowledge it" in row.inner_text()
+    row.locator("input.action-select").check()
+    support.select_option("select[name=action]", "acknowledge_legacy_cases")
+    support.click("button[name=index]")
+    support.wait_for_selector("#legacy-candidates")
+    screenshot(support, "legacy-03-support-acknowledges")
+    assert support.get_attribute("#id_reason", "required") is not None  # no decision without
+    support.fill("#id_reason", "legacy top-up bug of 2019, ticket SUP-42")
+    support.click("input[name=apply]")
+    support.wait_for_selector(".messagelist")
+    screenshot(support, "legacy-04-acknowledged")
+    assert "acknowledged as a legacy inconsistency" in support.inner_text(".messagelist")
+    context.close()
+
+
+def test_product_meets_a_step_refused_for_a_legacy_wallet_until_support_acknowledges_it(
+    browser: Any,
+    page: Any,
+    live_server: Any,
+    committed_stores: Stores,  # noqa: F811
+) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    legacy = legacy_wallet_in_every_run(7)
+    log_in(page, live_server.url, username=staff_in("Product"))
+
+    page.goto(f"{live_server.url}/admin/migration/phase/")
+    screenshot(page, "legacy-01-product-sees-the-refusals")
+    refusals = page.inner_text("#next-step-refusals")
+    assert "1 wallets differ in the last reconciliation" in refusals
+    assert "acknowledged by support" in refusals
+    assert "Its criterion has not held" in refusals
+    page.select_option("#id_phase", "2")
+    page.fill("#id_shadow_percent", "5")
+    page.click("input[name=_change]")
+    page.wait_for_selector(".errorlist.nonfield")
+    screenshot(page, "legacy-02-product-step-refused")
+    assert "1 wallets differ in the last reconciliation" in page.inner_text(".errorlist.nonfield")
+
+    support_acknowledges(browser, live_server.url, legacy=legacy)
+
+    page.goto(f"{live_server.url}/admin/migration/phase/")
+    screenshot(page, "legacy-05-product-sees-it-set-aside")
+    criterion = page.inner_text("#next-step-criterion")
+    assert f"{legacy.client_id} USA USD" in page.inner_text("#criterion-set-aside")
+    assert "Held on each of the last 8 days (7 consecutive needed)" in criterion
+    assert "Nothing refuses the step now." in criterion
+    page.select_option("#id_phase", "2")
+    page.fill("#id_shadow_percent", "5")
+    page.fill("#id_note", "legacy wallet acknowledged by support")
+    page.click("input[name=_change]")
+    page.wait_for_selector(".messagelist")
+    screenshot(page, "legacy-06-product-step-taken")
+    assert "now in phase 2" in page.inner_text(".messagelist")
+    assert page.locator("#dashboard-phase, #current-phase").first.inner_text() == "2 - shadow read"
 
 
 def test_product_reads_what_phase_4_will_do_before_confirming(
@@ -278,6 +366,7 @@ def test_product_reads_what_phase_4_will_do_before_confirming(
 ) -> None:
     enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
     Milestone.objects.create(name=Milestone.BACKFILL_COMPLETED, reached_at=timezone.now())
+    criteria_held()
     committed_stores.mongo.add_credit(new_key(), 100, tx())  # pending in the outbox
     log_in(page, live_server.url, username=staff_in("Product"))
 

@@ -120,6 +120,21 @@ def committed_stores(
         yield installed
 
 
+@pytest.fixture
+def criteria_not_awaited(settings: Any) -> None:
+    """For tests of what a phase step does rather than of its gates
+    (tests/migration/test_phase_gates.py): no consecutive days of a criterion are required
+    (`MIGRATION_CRITERION_DAYS=0`, a documented setting); every other gate stays."""
+    settings.MIGRATION_CRITERION_DAYS = 0
+
+
+@pytest.fixture
+def rollout_in_one_step(settings: Any) -> None:
+    """For walks through the phases: the read rollout may go from 0 to 100 % at once
+    (`READ_ROLLOUT_STEPS=100`, a documented setting)."""
+    settings.READ_ROLLOUT_STEPS = (Decimal(100),)
+
+
 def enter_phase(phase: Phase, *, rollout_percent: int = 100, shadow_percent: int = 100) -> None:
     apply_state(
         state_for_phase(

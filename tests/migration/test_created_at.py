@@ -17,6 +17,9 @@ from migration.backfill import Backfill
 from migration.phase_change import change_phase
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
 
+# What a step does, not its gates (tests/migration/test_phase_gates.py).
+pytestmark = pytest.mark.usefixtures("criteria_not_awaited")
+
 
 @pytest.fixture(autouse=True)
 def _no_settle_wait(settings: Any) -> None:

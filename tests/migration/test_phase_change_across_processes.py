@@ -136,6 +136,10 @@ def deployment(mongo_url: str, tmp_path: Path) -> Iterator[Deployment]:
         DATABASE_URL=database_url_of_the_test_database(),
         MONGO_URL=with_database(mongo_url, database=database),
         WALLET_STORE="phased",
+        # The walk, not the gates (tests/migration/test_phase_gates.py): no criterion's days
+        # are awaited and the read rollout goes to 100 % in one step.
+        MIGRATION_CRITERION_DAYS="0",
+        READ_ROLLOUT_STEPS="100",
         DJANGO_DEBUG="false",
         LOG_LEVEL="WARNING",
     )

@@ -1,13 +1,16 @@
 """The plan of a phase step, as a specification: what refuses a step before it starts, what
 it says it will do, whether it needs a confirmation or pauses writes, and the criterion it
 waits for. The rules are pure over the facts, so these tests need no database; the last ones
-check the facts are gathered once, and only those a step's rules use."""
+check the facts are gathered once, and only those a step's rules use. The gates of a forward
+step (one phase at a time, parked entries, open mismatches, the criterion, the override) are
+tests/migration/test_phase_gates.py."""
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import replace
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -66,18 +69,18 @@ def test_entering_phase_4_before_the_backfill_is_refused() -> None:
     assert "“Start the backfill” on the migration phase page" in plan.refusal_message()
 
 
-def test_entering_phase_4_with_parked_entries_is_refused_with_the_counts() -> None:
+def test_entering_phase_4_with_parked_entries_is_refused_with_the_count() -> None:
     facts = replace(READY, outbox=depth(parked=2))
     plan = plan_step(step(Phase.READ_CUTOVER, to=Phase.TIGERBEETLE_ONLY), facts)
-    assert plan.refusal_message() == (
-        "The outbox must be empty: 2 parked entries and 0 waiting for the backfill."
-    )
+    assert [refusal.kind for refusal in plan.refusals] == [RefusalKind.PARKED_ENTRIES]
+    assert plan.refusal_message().startswith("2 outbox entries are parked")
 
 
 def test_entering_phase_4_with_entries_waiting_for_the_backfill_is_refused() -> None:
     facts = replace(READY, outbox=depth(awaiting_backfill=3))
-    kinds = refusal_kinds(Phase.DUAL_WRITE, to=Phase.TIGERBEETLE_ONLY, facts=facts)
-    assert kinds == [RefusalKind.OUTBOX_NOT_EMPTY]
+    plan = plan_step(step(Phase.READ_CUTOVER, to=Phase.TIGERBEETLE_ONLY), facts)
+    assert [refusal.kind for refusal in plan.refusals] == [RefusalKind.OUTBOX_NOT_EMPTY]
+    assert plan.refusal_message() == "The outbox must be empty: 3 entries wait for the backfill."
 
 
 def test_entering_phase_4_while_mongodb_does_not_answer_is_refused() -> None:
@@ -92,9 +95,13 @@ def test_entering_phase_4_with_only_pending_entries_is_not_refused_before_it_sta
 
 
 def test_every_refusal_entering_phase_4_is_listed_at_once() -> None:
-    facts = replace(READY, backfill_completed=False, outbox=depth(parked=1))
+    facts = replace(READY, backfill_completed=False, outbox=depth(parked=1, awaiting_backfill=1))
     kinds = refusal_kinds(Phase.READ_CUTOVER, to=Phase.TIGERBEETLE_ONLY, facts=facts)
-    assert kinds == [RefusalKind.OUTBOX_NOT_EMPTY, RefusalKind.BACKFILL_NOT_COMPLETED]
+    assert kinds == [
+        RefusalKind.PARKED_ENTRIES,
+        RefusalKind.OUTBOX_NOT_EMPTY,
+        RefusalKind.BACKFILL_NOT_COMPLETED,
+    ]
 
 
 def test_phase_2_without_a_shadow_share_is_refused_rather_than_guessing_one() -> None:
@@ -105,25 +112,27 @@ def test_phase_2_without_a_shadow_share_is_refused_rather_than_guessing_one() ->
 
 def test_a_share_outside_0_to_100_is_refused_by_the_flags_rule() -> None:
     plan = plan_step(
-        step(Phase.DUAL_WRITE, to=Phase.READ_CUTOVER, rollout_percent=Decimal(101)), READY
+        step(Phase.DUAL_WRITE, to=Phase.SHADOW_READ, shadow_percent=Decimal(101)), READY
     )
     assert [refusal.kind for refusal in plan.refusals] == [RefusalKind.FLAGS]
     assert "between 0 and 100 percent" in plan.refusal_message()
 
 
-def test_a_step_that_does_not_enter_phase_4_is_never_refused_for_the_outbox_or_backfill() -> None:
-    silent_and_behind = StepFacts(writes_wait_s=30, backfill_completed=False, outbox=None)
+def test_a_step_back_is_never_refused_for_the_outbox_the_backfill_or_the_criterion() -> None:
+    silent_and_behind = StepFacts(
+        writes_wait_s=30, backfill_completed=False, outbox=None, criterion=criterion(met=False)
+    )
     for before, to in itertools.product(Phase, Phase):
-        if to == Phase.TIGERBEETLE_ONLY and before != Phase.TIGERBEETLE_ONLY:
+        if to > before:
             continue
         plan = plan_step(step(before, to=to, shadow_percent=Decimal(5)), silent_and_behind)
         assert plan.refusals == (), (before, to)
 
 
-def test_a_forward_step_whose_criterion_does_not_hold_is_not_refused_yet() -> None:
+def test_a_forward_step_whose_criterion_does_not_hold_is_refused() -> None:
     facts = replace(READY, criterion=criterion(met=False))
     plan = plan_step(step(Phase.SHADOW_READ, to=Phase.READ_CUTOVER), facts)
-    assert plan.refusals == ()
+    assert [refusal.kind for refusal in plan.refusals] == [RefusalKind.CRITERION_NOT_HELD]
 
 
 # --- confirmation and pause -----------------------------------------------------------------
@@ -224,15 +233,15 @@ def test_a_step_that_only_changes_reads_has_no_effects_to_confirm() -> None:
 # --- which facts a step reads, and the criterion --------------------------------------------
 
 
-def test_only_entering_phase_4_or_stopping_dual_write_reads_the_outbox() -> None:
+def test_only_a_forward_step_or_stopping_dual_write_reads_the_outbox() -> None:
     reading = {
         (before, to)
         for before, to in itertools.product(Phase, Phase)
         if step(before, to=to).reads_outbox
     }
-    into_4 = {(before, Phase.TIGERBEETLE_ONLY) for before in Phase if before != Phase(4)}
+    forward = {(before, to) for before, to in itertools.product(Phase, Phase) if to > before}
     stopping = {(before, Phase.LEGACY) for before in (Phase(1), Phase(2), Phase(3))}
-    assert reading == into_4 | stopping
+    assert reading == forward | stopping
 
 
 def test_a_forward_step_carries_the_criterion_it_waits_for() -> None:
@@ -289,18 +298,21 @@ def test_entering_phase_4_reads_the_outbox_once_for_its_rules_and_its_criterion(
     assert "The mirror applies the 1 outbox entries still pending" in plan.effects[1]
 
 
-def test_a_step_whose_rules_and_criterion_count_no_outbox_entry_does_not_read_the_outbox(
+def test_a_step_back_that_keeps_dual_write_does_not_read_the_outbox(
     stores: Stores, depth_reads: list[int]
 ) -> None:
-    enter_phase(Phase.SHADOW_READ, shadow_percent=10)
-    plan_phase_change(Phase.READ_CUTOVER, outbox=stores.outbox, rollout_percent=Decimal(5))
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=50)
+    plan_phase_change(Phase.READ_CUTOVER, outbox=stores.outbox, rollout_percent=Decimal(25))
+    plan_phase_change(Phase.SHADOW_READ, outbox=stores.outbox, shadow_percent=Decimal(5))
     plan_phase_change(Phase.DUAL_WRITE, outbox=stores.outbox)
     assert depth_reads == []
 
 
 def test_mongodb_not_answering_is_a_fact_the_plan_refuses_with(
-    stores: Stores, monkeypatch: pytest.MonkeyPatch
+    stores: Stores, monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
+    settings.MIGRATION_CRITERION_DAYS = 0  # the criterion's own refusal is not this test's
+
     def silent(outbox: MirrorOutbox) -> OutboxDepth:
         raise errors.StoreUnavailable("MongoDB failed: timed out")
 

@@ -13,6 +13,7 @@ from domain.ids import WalletKey
 from domain.wallets import WalletBalance
 from flags.phases import Phase, client_bucket
 from migration.models import ReadRouteCount, ShadowComparison
+from migration.outbox import MirrorOutbox
 from migration.routing import read_breaker
 from migration.shadow import compare_shadow_read
 from tests.migration.conftest import Stores, enter_phase, new_key, phased_over, tx
@@ -130,6 +131,50 @@ def test_a_shadow_read_behind_an_unreachable_mirror_says_the_entries_wait_for_th
 
     assert comparison.outcome == ShadowComparison.Outcome.MISSING
     assert comparison.detail == "1 entries wait for the mirror"
+
+
+MONGODB_DELAY_S = 0.3
+
+
+def slow_mongodb(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every MongoDB query of the comparison (all go through the outbox) takes 0.3 s more;
+    returns the names of those made."""
+    made: list[str] = []
+    for name, method in vars(MirrorOutbox).items():
+        if name.startswith("_") or not callable(method):
+            continue
+
+        def slowed(*args: Any, _name: str = name, _method: Any = method, **kwargs: Any) -> Any:
+            made.append(_name)
+            time.sleep(MONGODB_DELAY_S)
+            return _method(*args, **kwargs)
+
+        monkeypatch.setattr(MirrorOutbox, name, slowed)
+    return made
+
+
+@pytest.mark.parametrize("read_at", ["the latest write", "an earlier write"])
+def test_tigerbeetles_shadow_read_is_timed_alone_without_any_mongodb_query(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch, read_at: str
+) -> None:
+    """2 -> 3 waits for TigerBeetle's read latency to be under half of MongoDB's: a MongoDB
+    query inside TigerBeetle's timing would make it look slower than it is."""
+    key = new_key()
+    stores.phased.add_credit(key, 800, tx())
+    first = stores.scan.snapshots([key])[key]
+    stores.phased.add_credit(key, 200, tx())
+    stores.mirror().drain()
+    snapshot = first if read_at == "an earlier write" else stores.scan.snapshots([key])[key]
+    made = slow_mongodb(monkeypatch)
+
+    comparison = compare_shadow_read(
+        snapshot.balance, snapshot.wallet_seq, stores.outbox, stores.tigerbeetle, stores.batches
+    )
+
+    assert comparison.outcome == ShadowComparison.Outcome.MATCH
+    assert "next_entry_after" in made  # MongoDB was asked, slowly
+    assert comparison.tb_latency_us is not None
+    assert comparison.tb_latency_us < MONGODB_DELAY_S * 1_000_000
 
 
 def test_only_the_sampled_share_of_reads_is_shadowed(stores: Stores, api: APIClient) -> None:

@@ -16,6 +16,9 @@ from migration.phase_change import change_phase
 from registry.models import WalletTransfer
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
 
+# What a step does, not its gates (tests/migration/test_phase_gates.py).
+pytestmark = pytest.mark.usefixtures("criteria_not_awaited")
+
 
 @pytest.fixture(autouse=True)
 def _no_settle_wait(settings: Any) -> None:

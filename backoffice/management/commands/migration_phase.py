@@ -1,4 +1,6 @@
-"""`manage.py migration_phase [PHASE] [--rollout P] [--shadow P]`: show or change the phase."""
+"""`manage.py migration_phase [PHASE] [--rollout P] [--shadow P] [--override --reason R]`: show
+or change the phase. An override is taken as `--actor`, who must be a user holding the
+override permission, and needs `--reason`."""
 
 from __future__ import annotations
 
@@ -6,12 +8,13 @@ import getpass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from flags.audit import recording_phase_change
 from flags.models import FlagChange
 from flags.phases import InvalidPhaseChange, Phase, current_state
 from migration.phase_change import change_phase
+from migration.phase_plan import Override, override_asked
 from migration.runtime import process_runtime
 
 
@@ -37,26 +40,30 @@ class Command(BaseCommand):
         parser.add_argument("--shadow", type=_percent, help="phase 2: percent of reads compared")
         parser.add_argument("--actor", default="", help="who is changing it (default: $USER)")
         parser.add_argument("--note", default="", help="why, for the audit trail")
+        parser.add_argument(
+            "--override",
+            action="store_true",
+            help="take a forward step whose criterion has not held (only that refusal); "
+            "--actor must hold the override permission",
+        )
+        parser.add_argument("--reason", default="", help="with --override: why, in writing")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["reason"] and not options["override"]:
+            raise CommandError("--reason goes with --override (the step's note is --note)")
         if options["phase"] is not None:
             actor = options["actor"] or _login_name()
             try:
-                with recording_phase_change(
-                    f"{actor} (command)",
+                report = change_phase(
+                    Phase(options["phase"]),
+                    actor=f"{actor} (command)",
+                    mongo=process_runtime().mongo,
+                    tigerbeetle=process_runtime().batches,
                     note=options["note"],
-                    from_phase=int(current_state().phase),
-                    to_phase=options["phase"],
-                ):
-                    report = change_phase(
-                        Phase(options["phase"]),
-                        actor=f"{actor} (command)",
-                        mongo=process_runtime().mongo,
-                        tigerbeetle=process_runtime().batches,
-                        note=options["note"],
-                        rollout_percent=options["rollout"],
-                        shadow_percent=options["shadow"],
-                    )
+                    rollout_percent=options["rollout"],
+                    shadow_percent=options["shadow"],
+                    override=_override(options) if options["override"] else None,
+                )
             except InvalidPhaseChange as exc:
                 raise CommandError(f"refused: {exc}") from exc
             self.stdout.write(
@@ -74,6 +81,14 @@ class Command(BaseCommand):
         )
         for change in FlagChange.objects.all()[:5]:
             self.stdout.write(f"  {change.changed_at:%Y-%m-%d %H:%M:%S} {change}")
+
+
+def _override(options: dict[str, Any]) -> Override:
+    """The override asked for, as the user `--actor` names (none: no one who may)."""
+    name = options["actor"]
+    user = get_user_model().objects.filter(username=name).first() if name else None
+    override = override_asked(user, reason=options["reason"])
+    return override if user is not None else Override(name, permitted=False, reason=override.reason)
 
 
 def _login_name() -> str:
