@@ -25,6 +25,10 @@ FALLBACKS = Counter(
     "Phase-3 reads meant for TigerBeetle that MongoDB served after a failure.",
     ["reason"],
 )
+READ_RETRIES = Counter(
+    "wallet_read_retries_total",
+    "Phase-3 TigerBeetle reads retried after a failure (each retry once).",
+)
 BREAKER_OPEN = Gauge(
     "wallet_read_breaker_open", "1 while the TigerBeetle read breaker is open (or half-open)."
 )

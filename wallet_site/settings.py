@@ -201,7 +201,12 @@ RECONCILE_INTERVAL_S = env.float("RECONCILE_INTERVAL_S", default=3600.0)
 TOKEN_PURGE_INTERVAL_S = env.float("TOKEN_PURGE_INTERVAL_S", default=3600.0)
 # Optional: reconciliation mismatches are also POSTed here as JSON.
 RECONCILE_ALERT_WEBHOOK_URL = env("RECONCILE_ALERT_WEBHOOK_URL", default="")
-# Phase 3 read breaker (pybreaker): open after this many TigerBeetle failures, retry after.
+# Phase 3 TigerBeetle reads (the plan's Polly policies): a failed read is retried this many
+# times, the n-th retry after TB_READ_RETRY_BASE_S x 2^n (0.2, 0.4, 0.8 s); a read that failed
+# every retry is one failure for the breaker, which opens after READ_BREAKER_FAILURES of them
+# and lets one trial read through after READ_BREAKER_RESET_S; meanwhile MongoDB answers.
+TB_READ_RETRY_ATTEMPTS = env.int("TB_READ_RETRY_ATTEMPTS", default=3)
+TB_READ_RETRY_BASE_S = env.float("TB_READ_RETRY_BASE_S", default=0.1)
 READ_BREAKER_FAILURES = env.int("READ_BREAKER_FAILURES", default=5)
 READ_BREAKER_RESET_S = env.float("READ_BREAKER_RESET_S", default=30.0)
 # How long a phase change that moves where money is written waits for the writes in flight
