@@ -65,7 +65,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Outermost: every error answer under /api/ becomes the JSON error shape.
+    # Outermost: every answer counted per route name and status (/metrics), as sent.
+    "wallet_site.request_metrics.RequestMetricsMiddleware",
+    # Every error answer under /api/ becomes the JSON error shape.
     "api.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
