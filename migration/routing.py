@@ -149,6 +149,17 @@ def _count_route(route: str) -> None:
         ReadRouteCount.bump(route)
 
 
+def _count_transaction(result: WalletResult, *, store: str, operation: str) -> None:
+    """A write the store took (a replay of an id already applied took nothing new)."""
+    if result.replayed:
+        return
+    record = result.transaction
+    kind = f"void_{record.kind}" if operation == "void_transaction" else str(record.kind)
+    metrics.count_transaction(
+        store=store, kind=kind, currency=record.key.currency, amount_minor=record.amount_minor
+    )
+
+
 class PhasedWalletStore:
     """MongoDB and TigerBeetle behind one WalletStore, routed by the migration phase."""
 
@@ -196,8 +207,11 @@ class PhasedWalletStore:
             if state is None or state.writes_paused:
                 raise errors.WritesPaused()
             if not state.writes_to_mongo:
-                return _timed(operation, store="tigerbeetle", call=on_tigerbeetle)
+                result = _timed(operation, store="tigerbeetle", call=on_tigerbeetle)
+                _count_transaction(result, store="tigerbeetle", operation=operation)
+                return result
             result = _timed(operation, store="mongo", call=on_mongo)
+        _count_transaction(result, store="mongo", operation=operation)
         if state.mirrors_to_tigerbeetle:
             self._mirror_soon(result.transaction.key)
         return result
