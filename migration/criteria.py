@@ -443,3 +443,26 @@ def _fallback_criterion(
             )
         )
     return criterion
+
+
+# --- every step's criterion at once (/metrics) -----------------------------------------------
+
+# The step criteria by the names /metrics gives them (`wallet_migration_criterion_status`).
+CRITERION_NAMES = ("backfill", "writes_lost", "shadow_match_rate", "fallback_rate")
+
+
+def every_step_criterion(
+    state: MigrationState, *, outbox_depth: OutboxDepthReader
+) -> dict[str, StepCriterion]:
+    """Each step's criterion as it stands now, whatever the current phase: a dashboard
+    watches the later steps' figures before they are next. By CRITERION_NAMES."""
+    criteria = {
+        "backfill": _backfill_criterion(Phase.LEGACY),
+        "writes_lost": _writes_lost_criterion(
+            Phase.DUAL_WRITE, "phase 2 - shadow read", outbox_depth
+        ),
+        "shadow_match_rate": _match_rate_criterion(Phase.SHADOW_READ),
+        "fallback_rate": _fallback_criterion(Phase.READ_CUTOVER, state, outbox_depth),
+    }
+    assert tuple(criteria) == CRITERION_NAMES
+    return criteria
