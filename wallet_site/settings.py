@@ -11,6 +11,7 @@ from pathlib import Path
 import environ
 
 from wallet_site.embedded_mongo import DEFAULT_TRANSACTION_LIFETIME_S
+from wallet_site.local_worker import FILESYSTEM_BROKER_URL, filesystem_broker_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Made where it is needed (the SQLite backend, rundev, the local TigerBeetle), not here.
@@ -185,6 +186,13 @@ TB_LIMIT_ACCOUNT_CODE = env.int(
 # --- Celery ------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+# `filesystem://`: kombu's filesystem transport, message files under this folder (`make run`
+# starts its worker and beat on it: wallet_site/local_worker.py).
+CELERY_FILESYSTEM_BROKER_DIR = Path(
+    env("CELERY_FILESYSTEM_BROKER_DIR", default=str(VAR_DIR / "celery"))
+)
+if CELERY_BROKER_URL == FILESYSTEM_BROKER_URL:
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(CELERY_FILESYSTEM_BROKER_DIR)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL or None)
 CELERY_TASK_ACKS_LATE = True
