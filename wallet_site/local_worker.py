@@ -29,7 +29,8 @@ from celery import Celery
 
 from wallet_site.child_process import stop_child
 
-FILESYSTEM_BROKER_URL = "filesystem://"
+# kombu's filesystem transport; the host is named only so kombu does not warn of its absence.
+FILESYSTEM_BROKER_URL = "filesystem://localhost//"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # How often the worker looks for new message files (kombu's default is 1 s): a mirror task
 # queued after a write runs within about this long.
@@ -48,6 +49,10 @@ def filesystem_broker_options(directory: Path) -> dict[str, Any]:
         "control_folder": str(directory / "control"),
         "polling_interval": POLL_INTERVAL_S,
     }
+
+
+def is_filesystem_broker(broker_url: str) -> bool:
+    return broker_url.startswith("filesystem:")
 
 
 def make_broker_dirs(directory: Path) -> None:

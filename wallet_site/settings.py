@@ -11,7 +11,7 @@ from pathlib import Path
 import environ
 
 from wallet_site.embedded_mongo import DEFAULT_TRANSACTION_LIFETIME_S
-from wallet_site.local_worker import FILESYSTEM_BROKER_URL, filesystem_broker_options
+from wallet_site.local_worker import filesystem_broker_options, is_filesystem_broker
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Made where it is needed (the SQLite backend, rundev, the local TigerBeetle), not here.
@@ -191,7 +191,7 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_FILESYSTEM_BROKER_DIR = Path(
     env("CELERY_FILESYSTEM_BROKER_DIR", default=str(VAR_DIR / "celery"))
 )
-if CELERY_BROKER_URL == FILESYSTEM_BROKER_URL:
+if is_filesystem_broker(CELERY_BROKER_URL):
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(CELERY_FILESYSTEM_BROKER_DIR)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL or None)
