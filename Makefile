@@ -16,8 +16,12 @@ $(STAMP): requirements.txt
 install: $(STAMP)
 
 # DEBUG is off unless asked for; the development server asks (DJANGO_DEBUG=false overrides).
+# /metrics adds up the web process and its Celery worker (prometheus_client's multiprocess
+# mode reads the directory when Python starts, so it is set here).
 run: $(STAMP)
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py rundev
+	metrics_dir=$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/var/prometheus}; mkdir -p "$$metrics_dir"; \
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} PROMETHEUS_MULTIPROC_DIR="$$metrics_dir" \
+	$(BIN)/python manage.py rundev
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# What a store took, by kind: a credit, a debit, or the void of one.
+TRANSACTION_KINDS = ("credit", "debit", "void_credit", "void_debit")
+
 OPERATION_SECONDS = Histogram(
     "wallet_operation_seconds",
     "Latency of wallet operations per store.",
@@ -24,6 +27,10 @@ FALLBACKS = Counter(
     "wallet_read_fallbacks_total",
     "Phase-3 reads meant for TigerBeetle that MongoDB served after a failure.",
     ["reason"],
+)
+READ_RETRIES = Counter(
+    "wallet_read_retries_total",
+    "Phase-3 TigerBeetle reads retried after a failure (each retry once).",
 )
 BREAKER_OPEN = Gauge(
     "wallet_read_breaker_open", "1 while the TigerBeetle read breaker is open (or half-open)."
@@ -48,3 +55,24 @@ RECONCILIATION_WALLETS = Gauge(
 RECONCILIATION_SECONDS = Gauge(
     "wallet_reconciliation_duration_seconds", "Duration of the last reconciliation run."
 )
+TRANSACTIONS = Counter(
+    "wallet_transactions_total",
+    "Credits, debits and voids a store took (MongoDB: the writes it was given; TigerBeetle: "
+    "the writes it was given in phase 4 and those the mirror applied), per kind and currency; "
+    "replays of an id already applied are not counted.",
+    ["store", "kind", "currency"],
+)
+TRANSACTION_AMOUNT_MINOR = Counter(
+    "wallet_transaction_amount_minor_total",
+    "The amounts of wallet_transactions_total, in minor units of the currency (cents for "
+    "USD, yen for JPY): sum per currency, never across currencies.",
+    ["store", "kind", "currency"],
+)
+
+
+def count_transaction(*, store: str, kind: str, currency: str, amount_minor: int) -> None:
+    """One transaction a store took: counted, and its amount added in minor units."""
+    assert kind in TRANSACTION_KINDS, kind
+    assert amount_minor > 0, "a transaction moves a positive amount"
+    TRANSACTIONS.labels(store, kind, currency).inc()
+    TRANSACTION_AMOUNT_MINOR.labels(store, kind, currency).inc(amount_minor)

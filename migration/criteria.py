@@ -737,3 +737,34 @@ def writes_lost_criterion(phase: Phase, *, outbox_depth: OutboxDepthReader) -> S
             Blocker("No reconciliation has run yet.", CASES_RUNS, "Reconciliation runs")
         )
     return criterion
+
+
+# --- every step's criterion at once (/metrics) -----------------------------------------------
+
+# The step criteria by the names /metrics gives them (`wallet_migration_criterion_status`): the
+# step out of phase 1, 2 and 3 (to phase 4, at 100 % rollout), and zero data loss in phase 4.
+CRITERION_NAMES = ("reconciliation_match_rate", "read_latency", "fallback_rate", "writes_lost")
+
+
+def every_step_criterion(
+    *, outbox_depth: OutboxDepthReader, required_days: int
+) -> dict[str, StepCriterion]:
+    """Each step's criterion as it stands now, whatever the current phase: a dashboard
+    watches the later steps' figures before they are next. By CRITERION_NAMES."""
+    criteria = {
+        "reconciliation_match_rate": match_rate_criterion(
+            Phase.DUAL_WRITE, next_step="phase 2 - shadow read", required_days=required_days
+        ),
+        "read_latency": latency_criterion(
+            Phase.SHADOW_READ, next_step="phase 3 - read cutover", required_days=required_days
+        ),
+        "fallback_rate": fallback_criterion(
+            Phase.READ_CUTOVER,
+            next_step="phase 4 - TigerBeetle only",
+            required_days=required_days,
+            share_at_least=Decimal(100),
+        ),
+        "writes_lost": writes_lost_criterion(Phase.TIGERBEETLE_ONLY, outbox_depth=outbox_depth),
+    }
+    assert tuple(criteria) == CRITERION_NAMES
+    return criteria

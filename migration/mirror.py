@@ -35,6 +35,7 @@ from tigerbeetle import CreateTransferStatus, Transfer
 from domain import errors
 from domain.ids import IdSpace, WalletKey, hex_to_u128
 from domain.wallets import write_time
+from ledger import metrics
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
@@ -286,6 +287,7 @@ class Mirror:
                 applied.append((entry, transfer, result.timestamp))
                 if result.status == CreateTransferStatus.CREATED:
                     report.applied += 1
+                    _count_applied(entry)
                 else:
                     report.already_applied += 1
                 outcomes[entry.entry_id] = (
@@ -310,6 +312,14 @@ class Mirror:
         report.parked += len(give_up)
         report.errors.append(error)
         log.warning("mirror: %d entries not applied: %s", len(entries), error)
+
+
+def _count_applied(entry: OutboxEntry) -> None:
+    """A write TigerBeetle took from the mirror (not one it already held)."""
+    kind = f"void_{entry.voided_kind}" if entry.kind == "void" else entry.kind
+    metrics.count_transaction(
+        store="tigerbeetle", kind=kind, currency=entry.key.currency, amount_minor=entry.amount_minor
+    )
 
 
 def _holds_nul(key: WalletKey) -> bool:

@@ -10,7 +10,9 @@ from (design.md's phases; the flags are read from the database once per operatio
 | 3     | as 1                                     | rollout share: TigerBeetle, falling back  |
 | 4     | TigerBeetle only                         | TigerBeetle                               |
 
-Phase 3's TigerBeetle reads go through a circuit breaker and fall back to MongoDB (each fallback
+Phase 2 compares a sampled share of balance reads, a client's balance list wallet by wallet
+too. Phase 3's TigerBeetle reads are retried (`ReadRetry`: the plan's 3 retries after
+100 ms x 2^n), then go through a circuit breaker, and fall back to MongoDB (each fallback
 counted); a wallet with outbox entries still waiting is read from MongoDB, so a read is never
 older than the client's last acknowledged write.
 """
@@ -21,15 +23,17 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol, TypeVar
 
 import pybreaker
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from domain import errors
 from domain.ids import WalletKey
 from domain.wallets import TransactionRecord, WalletBalance, WalletResult
-from flags.phases import Phase, current_state
+from flags.phases import MigrationState, Phase, current_state
 from flags.write_lock import write_admitted
 from ledger import metrics
 from ledger.stores.mongo_store import MongoWalletStore
@@ -66,14 +70,66 @@ def read_breaker(*, failures: int, reset_s: float) -> pybreaker.CircuitBreaker:
     )
 
 
+@dataclass(frozen=True)
+class ReadRetry:
+    """Phase 3's retries of a TigerBeetle read before it counts as one failure for the breaker
+    (the plan's Polly `WaitAndRetryAsync(3, n => 100 ms * 2^n)`): after a first try that
+    fails with StoreUnavailable, up to `retries` more (TB_READ_RETRY_ATTEMPTS), the n-th after
+    waiting `base_s` x 2^n (TB_READ_RETRY_BASE_S): 0.2, 0.4 and 0.8 s by default. Any other
+    answer (a wallet TigerBeetle lacks) is not retried. `sleep` is how a wait is spent."""
+
+    retries: int
+    base_s: float
+    sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self) -> None:
+        assert self.retries >= 0, "TB_READ_RETRY_ATTEMPTS is a count of retries: 0 or more"
+        assert self.base_s >= 0, "TB_READ_RETRY_BASE_S is a wait: 0 or more seconds"
+
+    def wait_before_retry_s(self, retry_number: int) -> float:
+        """The wait before the retry_number-th retry (1-based). Tenacity also asks it after
+        the last try, before it finds it must stop; that wait is never slept."""
+        assert retry_number >= 1
+        return float(self.base_s * 2**retry_number)
+
+    def call(self, read: Callable[[], T]) -> T:
+        """`read()`, retried as the plan says; the last failure is raised as it came."""
+        retrying = Retrying(
+            retry=retry_if_exception_type(errors.StoreUnavailable),
+            stop=stop_after_attempt(self.retries + 1),
+            wait=self._wait_s,
+            sleep=self.sleep,
+            before_sleep=_count_retry,
+            reraise=True,
+        )
+        return retrying(read)
+
+    def _wait_s(self, state: RetryCallState) -> float:
+        # attempt_number is the try that just failed: the first retry follows try 1.
+        return self.wait_before_retry_s(state.attempt_number)
+
+
+def _count_retry(state: RetryCallState) -> None:
+    metrics.READ_RETRIES.inc()
+    log.info("TigerBeetle read failed (try %d); retrying", state.attempt_number)
+
+
 class ShadowEnqueuer(Protocol):
     """Queues a sampled shadow read's comparison with TigerBeetle (the process wiring gives
     the Celery task's); the two ints by keyword, so the read's point and its latency never
-    trade places."""
+    trade places. `mongo_latency_us` None: the read was a list's, whose time is no one
+    wallet's (the latency criterion leaves it out)."""
 
     def __call__(
-        self, balance: WalletBalance, *, wallet_seq: int, mongo_latency_us: int
+        self, balance: WalletBalance, *, wallet_seq: int, mongo_latency_us: int | None
     ) -> None: ...
+
+
+def _shadow_draw() -> Decimal:
+    """A read's uniform draw in [0, 100), in steps of 0.01: `MigrationState.shadows` compares
+    it with the shadow share. Drawn once per wallet read, for a single balance and for each
+    wallet of a list alike, so the share is of wallet reads whatever the endpoint."""
+    return Decimal(random.randrange(10_000)) / 100
 
 
 def _timed(operation: str, *, store: str, call: Callable[[], T]) -> T:
@@ -93,6 +149,17 @@ def _count_route(route: str) -> None:
         ReadRouteCount.bump(route)
 
 
+def _count_transaction(result: WalletResult, *, store: str, operation: str) -> None:
+    """A write the store took (a replay of an id already applied took nothing new)."""
+    if result.replayed:
+        return
+    record = result.transaction
+    kind = f"void_{record.kind}" if operation == "void_transaction" else str(record.kind)
+    metrics.count_transaction(
+        store=store, kind=kind, currency=record.key.currency, amount_minor=record.amount_minor
+    )
+
+
 class PhasedWalletStore:
     """MongoDB and TigerBeetle behind one WalletStore, routed by the migration phase."""
 
@@ -105,11 +172,13 @@ class PhasedWalletStore:
         *,
         outbox: MirrorOutbox,
         breaker: pybreaker.CircuitBreaker,
+        read_retry: ReadRetry,
         enqueue_mirror: Callable[[WalletKey], None],
         enqueue_shadow: ShadowEnqueuer,
     ) -> None:
         """`outbox`: MongoDB's outbox (read-your-writes asks it whether a wallet waits for
-        the mirror); `breaker`: the breaker on TigerBeetle reads (`read_breaker`).
+        the mirror); `breaker`: the breaker on TigerBeetle reads (`read_breaker`), each
+        read inside it retried by `read_retry` first.
         `enqueue_mirror(key)` runs after each dual write (queue that wallet's mirror);
         `enqueue_shadow(balance, wallet_seq=..., mongo_latency_us=...)` after each sampled shadow
         read (queue its comparison). The process wiring (`wallet_site.wiring`) supplies the
@@ -118,6 +187,7 @@ class PhasedWalletStore:
         self.tigerbeetle = tigerbeetle
         self.outbox = outbox
         self.breaker = breaker
+        self.read_retry = read_retry
         self._enqueue_mirror = enqueue_mirror
         self._enqueue_shadow = enqueue_shadow
 
@@ -137,8 +207,11 @@ class PhasedWalletStore:
             if state is None or state.writes_paused:
                 raise errors.WritesPaused()
             if not state.writes_to_mongo:
-                return _timed(operation, store="tigerbeetle", call=on_tigerbeetle)
+                result = _timed(operation, store="tigerbeetle", call=on_tigerbeetle)
+                _count_transaction(result, store="tigerbeetle", operation=operation)
+                return result
             result = _timed(operation, store="mongo", call=on_mongo)
+        _count_transaction(result, store="mongo", operation=operation)
         if state.mirrors_to_tigerbeetle:
             self._mirror_soon(result.transaction.key)
         return result
@@ -199,8 +272,7 @@ class PhasedWalletStore:
         if state.reads_from_tigerbeetle(key.client_id):
             return self._cutover_read(key)
         _count_route(ReadRouteCount.Route.MONGO)
-        draw = Decimal(random.randrange(10_000)) / 100
-        if not state.shadows(draw):
+        if not state.shadows(_shadow_draw()):
             return _timed("get_balance", store="mongo", call=lambda: self.mongo.get_balance(key))
         started = time.perf_counter()
         balance, wallet_seq = _timed(
@@ -217,11 +289,14 @@ class PhasedWalletStore:
             _count_route(ReadRouteCount.Route.READ_YOUR_WRITES)
             return _timed("get_balance", store="mongo", call=lambda: self.mongo.get_balance(key))
         try:
+            # Retried inside the breaker: a read that failed every retry is one failure.
             balance = self.breaker.call(
-                _timed,
-                "get_balance",
-                store="tigerbeetle",
-                call=lambda: self.tigerbeetle.get_balance(key),
+                self.read_retry.call,
+                lambda: _timed(
+                    "get_balance",
+                    store="tigerbeetle",
+                    call=lambda: self.tigerbeetle.get_balance(key),
+                ),
             )
         except (errors.StoreUnavailable, pybreaker.CircuitBreakerError) as exc:
             reason = "breaker_open" if isinstance(exc, pybreaker.CircuitBreakerError) else "error"
@@ -237,7 +312,7 @@ class PhasedWalletStore:
         log.info("balance of %s served by MongoDB (%s)", key.describe(), reason)
         return _timed("get_balance", store="mongo", call=lambda: self.mongo.get_balance(key))
 
-    def _shadow(self, balance: WalletBalance, *, wallet_seq: int, latency_us: int) -> None:
+    def _shadow(self, balance: WalletBalance, *, wallet_seq: int, latency_us: int | None) -> None:
         try:
             self._enqueue_shadow(balance, wallet_seq=wallet_seq, mongo_latency_us=latency_us)
         except Exception:
@@ -247,10 +322,21 @@ class PhasedWalletStore:
         state = current_state()
         if state.phase == Phase.TIGERBEETLE_ONLY:
             return self.tigerbeetle.get_balances(client_id)
+        if state.phase == Phase.SHADOW_READ:
+            return self._shadowed_balances(client_id, state)
         if not state.reads_from_tigerbeetle(client_id):
             return self.mongo.get_balances(client_id)
         # Cutover: per-wallet routing keeps read-your-writes and fallback for each wallet.
         return [self._cutover_read(b.key) for b in self.mongo.get_balances(client_id)]
+
+    def _shadowed_balances(self, client_id: str, state: MigrationState) -> list[WalletBalance]:
+        """Phase 2's balance list: MongoDB answers, and each wallet in it is compared like a
+        single balance read, drawn on its own, at the wallet_seq the list saw."""
+        read = self.mongo.get_balances_and_seqs(client_id)
+        for balance, wallet_seq in read:
+            if state.shadows(_shadow_draw()):
+                self._shadow(balance, wallet_seq=wallet_seq, latency_us=None)
+        return [balance for balance, _ in read]
 
     def get_transaction(self, transaction_id: str) -> TransactionRecord:
         if current_state().phase == Phase.TIGERBEETLE_ONLY:

@@ -13,6 +13,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from wallet_site.embedded_mongo import DEFAULT_TRANSACTION_LIFETIME_S
+from wallet_site.local_worker import filesystem_broker_options, is_filesystem_broker
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Made where it is needed (the SQLite backend, rundev, the local TigerBeetle), not here.
@@ -82,7 +83,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: /healthz and /readyz for load balancers (no auth, host check or HTTPS redirect).
     "backoffice.health.HealthProbeMiddleware",
-    # Outermost: every error answer under /api/ becomes the JSON error shape.
+    # Then: every other answer counted per route name and status (/metrics), as sent.
+    "wallet_site.request_metrics.RequestMetricsMiddleware",
+    # Every error answer under /api/ becomes the JSON error shape.
     "api.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -200,6 +203,13 @@ TB_LIMIT_ACCOUNT_CODE = env.int(
 # --- Celery ------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+# `filesystem://`: kombu's filesystem transport, message files under this folder (`make run`
+# starts its worker and beat on it: wallet_site/local_worker.py).
+CELERY_FILESYSTEM_BROKER_DIR = Path(
+    env("CELERY_FILESYSTEM_BROKER_DIR", default=str(VAR_DIR / "celery"))
+)
+if is_filesystem_broker(CELERY_BROKER_URL):
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(CELERY_FILESYSTEM_BROKER_DIR)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL or None)
 CELERY_TASK_ACKS_LATE = True
@@ -218,7 +228,12 @@ RECONCILE_INTERVAL_S = env.float("RECONCILE_INTERVAL_S", default=3600.0)
 TOKEN_PURGE_INTERVAL_S = env.float("TOKEN_PURGE_INTERVAL_S", default=3600.0)
 # Optional: reconciliation mismatches are also POSTed here as JSON.
 RECONCILE_ALERT_WEBHOOK_URL = env("RECONCILE_ALERT_WEBHOOK_URL", default="")
-# Phase 3 read breaker (pybreaker): open after this many TigerBeetle failures, retry after.
+# Phase 3 TigerBeetle reads (the plan's Polly policies): a failed read is retried this many
+# times, the n-th retry after TB_READ_RETRY_BASE_S x 2^n (0.2, 0.4, 0.8 s); a read that failed
+# every retry is one failure for the breaker, which opens after READ_BREAKER_FAILURES of them
+# and lets one trial read through after READ_BREAKER_RESET_S; meanwhile MongoDB answers.
+TB_READ_RETRY_ATTEMPTS = env.int("TB_READ_RETRY_ATTEMPTS", default=3)
+TB_READ_RETRY_BASE_S = env.float("TB_READ_RETRY_BASE_S", default=0.1)
 READ_BREAKER_FAILURES = env.int("READ_BREAKER_FAILURES", default=5)
 READ_BREAKER_RESET_S = env.float("READ_BREAKER_RESET_S", default=30.0)
 # How long a phase change that moves where money is written waits for the writes in flight

@@ -2,12 +2,12 @@
 
 `build_runtime()` reads every setting the runtime needs once (the MongoDB database and its
 timeouts, WALLET_STORE, the ledger scope: TB_ID_NAMESPACE and the account codes, the read
-breaker's limits) and builds the stores, the outbox, the legacy scan and the phased store over
-them; `WalletSiteConfig.ready` installs it (`migration.runtime.install_process_runtime`), so
-requests, admin pages, management commands and Celery tasks of one process share one MongoDB
-connection pool and one TigerBeetle client. The phased store is given the Celery tasks to
-queue after a dual write and after a shadow read: that is how the phase routing reaches the
-tasks without importing them.
+retries and the read breaker's limits) and builds the stores, the outbox, the legacy scan and
+the phased store over them; `WalletSiteConfig.ready` installs it
+(`migration.runtime.install_process_runtime`), so requests, admin pages, management commands and
+Celery tasks of one process share one MongoDB connection pool and one TigerBeetle client. The
+phased store is given the Celery tasks to queue after a dual write and after a shadow read: that
+is how the phase routing reaches the tasks without importing them.
 
 Tests build runtimes of their own with the same function, passing the parts they provide
 (their MongoDB database, ledger backend and ledger scope).
@@ -29,7 +29,13 @@ from ledger.tb_model import AccountCodes, LedgerScope
 from migration import tasks
 from migration.legacy_scan import LegacyScan
 from migration.outbox import LOG_MARKS, MirrorOutbox
-from migration.routing import PhasedWalletStore, ShadowEnqueuer, key_to_dict, read_breaker
+from migration.routing import (
+    PhasedWalletStore,
+    ReadRetry,
+    ShadowEnqueuer,
+    key_to_dict,
+    read_breaker,
+)
 from migration.runtime import Runtime
 
 
@@ -38,7 +44,9 @@ def enqueue_mirror(key: WalletKey) -> None:
     tasks.mirror_wallet.delay(key_to_dict(key))
 
 
-def enqueue_shadow(balance: WalletBalance, *, wallet_seq: int, mongo_latency_us: int) -> None:
+def enqueue_shadow(
+    balance: WalletBalance, *, wallet_seq: int, mongo_latency_us: int | None
+) -> None:
     """After a sampled shadow read: queue its comparison with TigerBeetle. The task's
     arguments stay positional: messages already queued carry them so."""
     tasks.compare_shadow_read.delay(
@@ -84,6 +92,9 @@ def build_runtime(
         outbox=outbox,
         breaker=read_breaker(
             failures=settings.READ_BREAKER_FAILURES, reset_s=settings.READ_BREAKER_RESET_S
+        ),
+        read_retry=ReadRetry(
+            retries=settings.TB_READ_RETRY_ATTEMPTS, base_s=settings.TB_READ_RETRY_BASE_S
         ),
         enqueue_mirror=enqueue_mirror,
         enqueue_shadow=enqueue_shadow,

@@ -288,10 +288,19 @@ class MongoWalletStore:
         return self.database.guarded(read)
 
     def get_balances(self, client_id: str) -> list[WalletBalance]:
-        def read() -> list[WalletBalance]:
+        return [balance for balance, _ in self.get_balances_and_seqs(client_id)]
+
+    def get_balances_and_seqs(self, client_id: str) -> list[tuple[WalletBalance, int]]:
+        """Every wallet of the client with the wallet_seq its balance stands at, from one
+        query (a shadow comparison of the list compares each wallet at the point it saw)."""
+
+        def read() -> list[tuple[WalletBalance, int]]:
             wallets = self.database.wallets()
-            balances = [balance_of(w) for w in wallets.find({"client_id": client_id})]
-            return sorted(balances, key=lambda balance: balance.key.sort_key())
+            found = [
+                (balance_of(wallet), int(wallet.get("wallet_seq", 0)))
+                for wallet in wallets.find({"client_id": client_id})
+            ]
+            return sorted(found, key=lambda pair: pair[0].key.sort_key())
 
         return self.database.guarded(read)
 

@@ -210,6 +210,7 @@ def phased_over(
         stores.tigerbeetle,
         outbox=stores.outbox,
         breaker=stores.phased.breaker,
+        read_retry=stores.phased.read_retry,
         enqueue_mirror=enqueue_mirror,
         enqueue_shadow=enqueue_shadow,
     )

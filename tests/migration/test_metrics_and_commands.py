@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flags.phases import Phase
 from migration.outbox import MirrorState
+from migration.routing import ReadRetry
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
 
 SCRAPER_TOKEN = "scraper-token-for-tests"
@@ -101,6 +102,7 @@ def test_metrics_show_the_read_breaker_opening(stores: Stores, settings: Any) ->
     from tests.migration.test_mirror import plug
 
     enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    stores.phased.read_retry = ReadRetry(retries=3, base_s=0.001)
     key = new_key()
     stores.phased.add_credit(key, 100, tx())
     plug(stores).down = True
@@ -114,3 +116,5 @@ def test_metrics_show_the_read_breaker_opening(stores: Stores, settings: Any) ->
         sum(v for labels, v in m.get("wallet_read_fallbacks_total", [])) for m in (before, after)
     ]
     assert fallbacks[1] - fallbacks[0] == settings.READ_BREAKER_FAILURES
+    retries = [value(m, "wallet_read_retries_total") for m in (before, after)]
+    assert retries[1] - retries[0] == 3 * settings.READ_BREAKER_FAILURES

@@ -4,6 +4,7 @@ client buckets, read-your-writes, fallback behind a circuit breaker."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from domain.wallets import WalletBalance
 from flags.phases import Phase, client_bucket
 from migration.models import ReadRouteCount, ShadowComparison
 from migration.outbox import MirrorOutbox
-from migration.routing import read_breaker
+from migration.routing import ReadRetry, read_breaker
 from migration.shadow import compare_shadow_read
 from tests.migration.conftest import Stores, enter_phase, new_key, phased_over, tx
 from tests.migration.test_mirror import plug
@@ -186,6 +187,69 @@ def test_only_the_sampled_share_of_reads_is_shadowed(stores: Stores, api: APICli
     assert 20 < ShadowComparison.objects.count() < 85
 
 
+def balances_url(client_id: str) -> str:
+    return f"/api/clients/{client_id}/wallets"
+
+
+def test_a_balance_list_in_phase_two_compares_each_wallet_at_the_point_the_list_saw(
+    stores: Stores, api: APIClient
+) -> None:
+    enter_phase(Phase.SHADOW_READ, shadow_percent=100)
+    usd = new_key()
+    eur = WalletKey(usd.client_id, "DEU", "EUR")
+    post_credit(api, usd, "5.00")
+    post_credit(api, usd, "1.00")
+    post_credit(api, eur, "7.00")
+    diverge(stores, eur, 25)
+
+    response = api.get(balances_url(usd.client_id))
+
+    assert response.status_code == 200
+    assert sorted(w["credit"] for w in response.json()["wallets"]) == ["6.00", "7.00"]
+    rows = {row.currency: row for row in ShadowComparison.objects.filter(client_id=usd.client_id)}
+    assert rows["USD"].outcome == ShadowComparison.Outcome.MATCH
+    assert (rows["USD"].wallet_seq, rows["USD"].tb_credit_minor) == (2, 600)
+    assert rows["EUR"].outcome == ShadowComparison.Outcome.MISMATCH
+    assert (rows["EUR"].mongo_credit_minor, rows["EUR"].tb_credit_minor) == (700, 675)
+    # A list's MongoDB time is no one wallet's: the latency criterion leaves these out.
+    assert rows["USD"].mongo_latency_us is None and rows["USD"].tb_latency_us is not None
+
+
+def test_a_balance_list_is_sampled_wallet_by_wallet(stores: Stores) -> None:
+    enter_phase(Phase.SHADOW_READ, shadow_percent=25)
+    shadowed: list[WalletKey] = []
+    phased = phased_over(
+        stores,
+        enqueue_shadow=lambda balance, *, wallet_seq, mongo_latency_us: shadowed.append(
+            balance.key
+        ),
+    )
+    client = new_key().client_id
+    keys = [WalletKey(client, country, "USD") for country in ("USA", "CAN", "MEX", "BRA")]
+    for key in keys:
+        phased.add_credit(key, 100, tx())
+
+    per_list = []
+    for _ in range(60):
+        before = len(shadowed)
+        assert [b.key for b in phased.get_balances(client)] == sorted(
+            keys, key=lambda key: key.sort_key()
+        )
+        per_list.append(len(shadowed) - before)
+
+    assert 24 < len(shadowed) < 100  # about a quarter of the 240 wallet reads
+    assert any(0 < count < len(keys) for count in per_list)  # a list is not all or nothing
+
+
+def test_a_balance_list_outside_phase_two_is_not_compared(stores: Stores, api: APIClient) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    post_credit(api, key, "1.00")
+
+    assert api.get(balances_url(key.client_id)).status_code == 200
+    assert ShadowComparison.objects.count() == 0
+
+
 def test_phase_one_reads_are_not_shadowed(stores: Stores, api: APIClient) -> None:
     enter_phase(Phase.DUAL_WRITE)
     key = new_key()
@@ -237,6 +301,7 @@ def test_a_tigerbeetle_failure_falls_back_to_mongodb_and_is_counted(
     stores: Stores, api: APIClient
 ) -> None:
     enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    stores.phased.read_retry = ReadRetry(retries=3, base_s=0.001)
     key = new_key()
     post_credit(api, key, "3.00")
     plug(stores).down = True
@@ -245,10 +310,52 @@ def test_a_tigerbeetle_failure_falls_back_to_mongodb_and_is_counted(
     assert routes() == {"fallback": 1}
 
 
-def test_the_breaker_opens_after_five_failures_and_stops_asking_tigerbeetle(
+def test_a_failed_tigerbeetle_read_is_retried_three_times_after_0_2_0_4_and_0_8_s(
+    stores: Stores,
+) -> None:
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    waits_s: list[float] = []
+    # The runtime's own retry policy (TB_READ_RETRY_ATTEMPTS, TB_READ_RETRY_BASE_S), its
+    # waits recorded instead of slept.
+    stores.phased.read_retry = replace(stores.phased.read_retry, sleep=waits_s.append)
+    key = new_key()
+    stores.phased.add_credit(key, 300, tx())
+    backend = plug(stores)
+    backend.down = True
+
+    assert stores.phased.get_balance(key).credit_minor == 300  # MongoDB, after the retries
+
+    assert waits_s == [0.2, 0.4, 0.8]
+    assert [name for name, _ in backend.calls if name == "lookup_accounts"] == [
+        "lookup_accounts"
+    ] * 4
+    assert routes() == {"fallback": 1}
+
+
+def test_a_tigerbeetle_read_that_recovers_within_its_retries_is_served_by_tigerbeetle(
+    stores: Stores,
+) -> None:
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    key = new_key()
+    stores.phased.add_credit(key, 300, tx())
+    diverge(stores, key, 1)  # so the store that answered shows
+    backend = plug(stores)
+    backend.down = True
+
+    def recover_while_waiting(wait_s: float) -> None:
+        backend.down = False
+
+    stores.phased.read_retry = replace(stores.phased.read_retry, sleep=recover_while_waiting)
+
+    assert stores.phased.get_balance(key).credit_minor == 299
+    assert routes() == {"tigerbeetle": 1}
+
+
+def test_the_breaker_opens_after_five_reads_failed_every_retry_and_stops_asking_tigerbeetle(
     stores: Stores,
 ) -> None:
     stores.phased.breaker = read_breaker(failures=5, reset_s=0.3)
+    stores.phased.read_retry = ReadRetry(retries=3, base_s=0.001)
     enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
     key = new_key()
     stores.phased.add_credit(key, 100, tx())
@@ -264,14 +371,14 @@ def test_the_breaker_opens_after_five_failures_and_stops_asking_tigerbeetle(
     stores.tigerbeetle.get_balance = counted  # type: ignore[method-assign]  # counts the reads
     for _ in range(8):
         assert stores.phased.get_balance(key).credit_minor == 100
-    assert len(calls) == 5
+    assert len(calls) == 5 * 4  # five reads, each tried once and retried three times
     assert routes() == {"fallback": 8}
 
     backend.down = False
     time.sleep(0.35)  # half-open: one trial read goes to TigerBeetle and closes the breaker
     stores.phased.get_balance(key)
     stores.phased.get_balance(key)
-    assert len(calls) == 7
+    assert len(calls) == 5 * 4 + 2
     assert routes() == {"fallback": 8, "tigerbeetle": 2}
 
 

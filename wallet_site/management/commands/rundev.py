@@ -1,12 +1,23 @@
-"""One command for a fresh checkout: migrate, start the embedded MongoDB, print an admin
-login, and serve the app. Used by `make run`.
+"""One command for a fresh checkout: migrate, start the embedded MongoDB, start a Celery
+worker with beat, print an admin login, and serve the app. Used by `make run`.
 
 The ledger is the embedded engine, unless TB_ADDRESSES names a cluster, or TB_BINARY names a
 TigerBeetle server binary: then a local single-replica server is formatted (once) and started
-under var/tigerbeetle/, used for this run, and stopped with it."""
+under var/tigerbeetle/, used for this run, and stopped with it.
+
+Without CELERY_BROKER_URL the worker and beat run on a broker of files under var/celery/
+(`wallet_site.local_worker`): the web process queues its tasks to that worker (never eagerly),
+and beat runs the outbox sweeper, reconciliation and every other job of CELERY_BEAT_SCHEDULE on
+their schedules. With CELERY_BROKER_URL set, the tasks go there and the deployment runs its
+own worker and beat.
+
+`make run` sets PROMETHEUS_MULTIPROC_DIR (var/prometheus/) before Python starts, so /metrics
+adds up this process's figures and its worker's (the mirror, shadow comparisons); rundev
+clears what earlier runs left there."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import sys
@@ -20,12 +31,21 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from ledger.backends.tigerbeetle_client import TigerBeetleBackend
+from wallet_site.celery import app as celery_app
 from wallet_site.embedded_mongo import EmbeddedMongo, mongo_answers, start_embedded_mongo
 from wallet_site.local_tigerbeetle import (
     LOCAL_CLUSTER_ID,
     LocalTigerBeetle,
     binary_version,
     start_local_tigerbeetle,
+)
+from wallet_site.local_worker import (
+    LocalWorker,
+    fresh_schedule,
+    queue_each_job_once,
+    queue_to_filesystem_broker,
+    start_local_worker,
+    worker_log,
 )
 
 DEV_ADMIN_USERNAME = "admin"
@@ -40,12 +60,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("database migrated")
+        forget_earlier_runs_metrics()
         # SIGTERM (e.g. from a process manager) must unwind too, so the servers below stop.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         mongo = self._ensure_mongo()
         tigerbeetle: LocalTigerBeetle | None = None
+        worker: LocalWorker | None = None
         try:
             tigerbeetle = self._ensure_ledger()
+            worker = self._ensure_worker(tigerbeetle)
             password = self._reset_dev_admin()
             self.stdout.write(
                 self.style.SUCCESS(
@@ -55,6 +78,8 @@ class Command(BaseCommand):
             )
             call_command("runserver", options["addrport"], use_reloader=False)
         finally:
+            if worker:
+                worker.stop()
             if tigerbeetle:
                 TigerBeetleBackend.close_process_backend()
                 tigerbeetle.stop()
@@ -103,10 +128,39 @@ class Command(BaseCommand):
         settings.TB_CLUSTER_ID = LOCAL_CLUSTER_ID
         self.stdout.write(
             f"ledger: local TigerBeetle ({binary_version(binary)}) at {server.addresses}, "
-            f"data file {server.data_file}; run Celery workers with "
+            f"data file {server.data_file}; other Celery workers need "
             f"TB_ADDRESSES={server.addresses}"
         )
         return server
+
+    def _ensure_worker(self, tigerbeetle: LocalTigerBeetle | None) -> LocalWorker | None:
+        """CELERY_BROKER_URL as given (its own worker and beat run elsewhere); else a worker
+        with beat on the filesystem broker under CELERY_FILESYSTEM_BROKER_DIR, which this
+        process then queues its tasks to."""
+        if settings.CELERY_BROKER_URL:
+            self.stdout.write(
+                f"Celery: tasks go to {settings.CELERY_BROKER_URL}; run its worker and beat "
+                "beside (celery -A wallet_site worker, celery -A wallet_site beat)"
+            )
+            return None
+        directory = Path(settings.CELERY_FILESYSTEM_BROKER_DIR)
+        first_start = fresh_schedule(directory)
+        env = {}
+        if tigerbeetle:  # the worker uses the server this run started, as this process does
+            env = {"TB_ADDRESSES": tigerbeetle.addresses, "TB_CLUSTER_ID": str(LOCAL_CLUSTER_ID)}
+        worker = start_local_worker(
+            directory=directory, queue=settings.CELERY_TASK_DEFAULT_QUEUE, env=env
+        )
+        queue_to_filesystem_broker(celery_app, directory=directory)
+        jobs = ", ".join(sorted(settings.CELERY_BEAT_SCHEDULE))
+        self.stdout.write(
+            f"Celery: a worker with beat on a broker of files under {directory} "
+            f"(log: {worker_log(directory)}); scheduled: {jobs}"
+        )
+        if first_start:
+            queued = queue_each_job_once(celery_app, schedule=settings.CELERY_BEAT_SCHEDULE)
+            self.stdout.write(f"Celery: first start, each job queued once now: {queued}")
+        return worker
 
     def _reset_dev_admin(self) -> str:
         """A fresh random password each run, so no fixed credential ever exists."""
@@ -117,3 +171,15 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
         return password
+
+
+def forget_earlier_runs_metrics() -> None:
+    """Under PROMETHEUS_MULTIPROC_DIR, delete the metric files of every process but this one
+    (prometheus_client names them `<kind>_<pid>.db`): the last run's counters are not this
+    run's, as gunicorn's directory is emptied at each start."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    for path in Path(directory).glob("*.db"):
+        if path.stem.rsplit("_", 1)[-1] != str(os.getpid()):
+            path.unlink(missing_ok=True)
