@@ -10,6 +10,8 @@ from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, multiprocess
 
+from backoffice.notices import Notice, outbox_notice
+from domain import errors
 from ledger import metrics
 from migration.criteria import (
     FALLBACK_RATE_TARGET,
@@ -39,6 +41,19 @@ def outbox_depth() -> OutboxDepth | None:
     """Entries waiting for the mirror by state, and the oldest pending one's age (None when
     MongoDB does not answer)."""
     return outbox_depth_of(process_runtime().outbox)
+
+
+def outbox_status() -> tuple[OutboxDepth | None, Notice]:
+    """The outbox's depth and the notice it calls for (a parked entry is an error saying
+    what refused it)."""
+    depth = outbox_depth()
+    parked = []
+    if depth is not None and depth.parked:
+        try:
+            parked = process_runtime().outbox.parked(limit=20)
+        except errors.StoreUnavailable:
+            parked = []
+    return depth, outbox_notice(depth, parked=parked)
 
 
 def success_criteria(days: int = 7) -> list[Criterion]:

@@ -1,4 +1,6 @@
-"""Reconciliation runs and mismatches (with a re-check), and shadow comparisons."""
+"""Reconciliation runs (with their progress and a button to run one now) and mismatches (with
+a re-check, and the transfer registry's repairs: backoffice/repair_views.py), the actions
+taken on blockers, and shadow comparisons."""
 
 from __future__ import annotations
 
@@ -6,16 +8,18 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
-from django.utils import timezone
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
 from django.utils.html import format_html, format_html_join
 
+from backoffice import repair_views
 from backoffice.admin_base import (
     CsvExportMixin,
     ReadOnlyAdmin,
     format_money,
     wallet_key_csv_columns,
 )
+from backoffice.blockers import recheck_wallet, unfinished_reconciliation
 from backoffice.legacy_case_admin import (
     ACKNOWLEDGE_PERMISSION,
     acknowledge_legacy_cases,
@@ -24,40 +28,17 @@ from backoffice.legacy_case_admin import (
     with_legacy_decisions,
 )
 from backoffice.links import wallet_url
-from backoffice.selectors import BALANCE_WORDS, FIELDS
+from backoffice.selectors import BALANCE_WORDS
 from domain.ids import WalletKey
 from domain.money import from_minor_units
-from domain.wallets import WalletBalance
 from migration.criteria import last_reconciliation
 from migration.legacy_cases import AcknowledgedCases
-from migration.models import ReconciliationMismatch, ReconciliationRun, ShadowComparison
-from migration.runtime import process_runtime
-
-
-def _describe_balance(balance: WalletBalance | None, missing: str) -> str:
-    if balance is None:
-        return missing
-    currency = balance.key.currency
-    return ", ".join(
-        f"{format_money(value, currency)} {BALANCE_WORDS[name][0]}"
-        for name, value in zip(FIELDS, balance.fields_minor(), strict=True)
-    )
-
-
-def recheck_wallet(key: WalletKey, actor: str) -> tuple[bool, str]:
-    """Re-check one wallet in both stores now (mirroring it first). When they agree, the
-    wallet's open mismatches are marked resolved by `actor`. Answers (agree, message)."""
-    mongo, tb = process_runtime().reconciliation().recheck(key)
-    if mongo is not None and mongo == tb:
-        ReconciliationMismatch.objects.filter(**key.as_columns(), resolved_at__isnull=True).update(
-            resolved_at=timezone.now(), resolved_by=actor
-        )
-        return True, f"Re-check of wallet {key.describe()}: both stores agree now."
-    return False, (
-        f"Re-check of wallet {key.describe()}: still different. MongoDB: "
-        f"{_describe_balance(mongo, 'no wallet')}. TigerBeetle: "
-        f"{_describe_balance(tb, 'no account')}."
-    )
+from migration.models import (
+    BlockerAction,
+    ReconciliationMismatch,
+    ReconciliationRun,
+    ShadowComparison,
+)
 
 
 class _Money:
@@ -94,7 +75,16 @@ class _Money:
 
     @admin.display(description="MongoDB / TigerBeetle")
     def both_stores(self, row: Any) -> str:
-        """The three fields of both stores in one cell (a list at 1280 px)."""
+        """The three fields of both stores in one cell (a list at 1280 px); for a transfer
+        registry case, the registry's and TigerBeetle's amounts and what differs."""
+        if getattr(row, "is_transfer_difference", False):
+            return format_html(
+                '<div class="money">registry {} / TigerBeetle {}</div>'
+                '<div class="explain transfer-detail">{}</div>',
+                self._money(row, "registered_amount_minor"),
+                self._money(row, "tb_amount_minor"),
+                row.detail,
+            )
         lines = []
         for name, mongo_field, tb_field in (
             ("credit", "mongo_credit_minor", "tb_credit_minor"),
@@ -136,17 +126,73 @@ def _wallet_link(row: ReconciliationMismatch) -> str:
 class ReconciliationRunAdmin(ReadOnlyAdmin):
     list_display = (
         "started_at",
+        "progress",
         "checked",
         "matched",
         "mismatched",
         "rows_without_account",
         "accounts_without_row",
+        "transfer_differences",
         "awaiting_backfill",
-        "duration_s",
         "triggered_by",
     )
     date_hierarchy = "started_at"
     inlines = [MismatchInline]
+    change_list_template = "admin/migration/reconciliationrun/change_list.html"
+
+    @admin.display(description="progress")
+    def progress(self, run: ReconciliationRun) -> str:
+        """Queued, running (wallets checked so far of the total), or finished (how long)."""
+        if run.status == "finished":
+            return f"finished in {run.duration_s or 0:.1f} s"
+        if run.status == "queued":
+            return "queued"
+        return (
+            f"running: {run.compared:,} of {run.wallets_total:,} wallets, "
+            f"{run.transfers_checked:,} transfers"
+        )
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The runs; refreshed while one is queued or running."""
+        return super().changelist_view(
+            request, {**(extra_context or {}), "running_run": unfinished_reconciliation()}
+        )
+
+
+@admin.register(BlockerAction)
+class BlockerActionAdmin(ReadOnlyAdmin):
+    """The audit trail of the actions people took on what blocks the migration."""
+
+    list_display = ("at", "actor", "action", "wallet", "outcome")
+    list_filter = ("action",)
+    search_fields = ("client_id__exact", "actor__exact")
+    search_help_text = "Exact client id or person (case-sensitive)."
+
+    @admin.display(description="wallet", ordering="client_id")
+    def wallet(self, row: BlockerAction) -> str:
+        return WalletKey.from_row(row).describe() if row.client_id else ""
+
+
+class RecheckWalletsAction(admin.ModelAdmin):
+    """The list's action "re-check these wallets", for those allowed to re-check: wherever
+    rows name differing wallets (reconciliation mismatches, shadow comparisons)."""
+
+    actions = ["recheck_wallets"]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        if not request.user.has_perm("migration.recheck_wallet"):
+            actions.pop("recheck_wallets", None)
+        return actions
+
+    @admin.action(description="Re-check these wallets in both stores now")
+    def recheck_wallets(self, request: HttpRequest, queryset: QuerySet) -> None:
+        keys = {WalletKey.from_row(row) for row in queryset.exclude(client_id="")}
+        for key in sorted(keys, key=WalletKey.sort_key):
+            agree, message = recheck_wallet(key, request.user.get_username())
+            self.message_user(request, message, messages.SUCCESS if agree else messages.WARNING)
 
 
 class MismatchStatusFilter(admin.SimpleListFilter):
@@ -160,7 +206,7 @@ class MismatchStatusFilter(admin.SimpleListFilter):
         return [
             ("open", "open (last run, not resolved)"),
             ("legacy", "acknowledged legacy cases (last run, set aside)"),
-            ("resolved", "resolved by a re-check"),
+            ("resolved", "resolved by a re-check or a repair"),
             ("history", "earlier runs"),
             ("all", "all"),
         ]
@@ -198,7 +244,7 @@ def _amount(row: ReconciliationMismatch, field: str) -> str:
 
 
 @admin.register(ReconciliationMismatch)
-class ReconciliationMismatchAdmin(_Money, CsvExportMixin, ReadOnlyAdmin):
+class ReconciliationMismatchAdmin(_Money, RecheckWalletsAction, CsvExportMixin, ReadOnlyAdmin):
     list_display = (
         "found",
         "kind",
@@ -226,10 +272,50 @@ class ReconciliationMismatchAdmin(_Money, CsvExportMixin, ReadOnlyAdmin):
         ("pending_mirror_entries", lambda row: row.pending_mirror_entries),
         ("resolved_at", lambda row: row.resolved_at.isoformat() if row.resolved_at else ""),
         ("resolved_by", lambda row: row.resolved_by),
+        # The transfer registry's cases (appended: earlier columns keep their positions).
+        ("transaction_id", lambda row: row.transaction_id),
+        ("tigerbeetle_transfer_id", lambda row: row.tb_transfer_id_hex),
+        ("registered_amount", lambda row: _amount(row, "registered_amount_minor")),
+        ("tigerbeetle_amount", lambda row: _amount(row, "tb_amount_minor")),
+        ("detail", lambda row: row.detail),
     )
 
+    change_form_template = "admin/migration/reconciliationmismatch/change_form.html"
+    # A case's page: money as money, the ids support quotes, what became of it.
+    fields = (
+        "found",
+        "kind",
+        "wallet",
+        "both_stores",
+        "transaction_id",
+        "tb_transfer_id_hex",
+        "tb_account_id_hex",
+        "pending_mirror_entries",
+        "resolution",
+    )
+    readonly_fields = fields
+
     def get_urls(self) -> list[Any]:
-        return [*self.csv_urls(), *super().get_urls()]
+        repair = path(
+            "<int:mismatch_pk>/repair/",
+            self.admin_site.admin_view(repair_views.repair_view),
+            name="migration_reconciliationmismatch_repair",
+        )
+        return [repair, *self.csv_urls(), *super().get_urls()]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """A case: its wallet's re-check and, for a transfer registry case, its repair."""
+        mismatch = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if mismatch is not None:
+            extra.update(repair_views.case_context(request, mismatch))
+        return super().change_view(request, object_id, form_url, extra)
 
     @admin.display(description="found", ordering="run__started_at")
     def found(self, row: ReconciliationMismatch) -> str:
@@ -249,23 +335,14 @@ class ReconciliationMismatchAdmin(_Money, CsvExportMixin, ReadOnlyAdmin):
         return with_legacy_decisions(super().get_queryset(request))
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
-        if not request.user.has_perm("migration.recheck_wallet"):
-            actions.pop("recheck_wallets", None)
+        actions = super().get_actions(request)  # the re-check: RecheckWalletsAction's rule
         if not request.user.has_perm(ACKNOWLEDGE_PERMISSION):
             actions.pop("acknowledge_legacy_cases", None)
         return actions
 
-    @admin.action(description="Re-check these wallets in both stores now")
-    def recheck_wallets(self, request: HttpRequest, queryset: QuerySet) -> None:
-        keys = {WalletKey.from_row(row) for row in queryset.exclude(client_id="")}
-        for key in sorted(keys, key=WalletKey.sort_key):
-            agree, message = recheck_wallet(key, request.user.get_username())
-            self.message_user(request, message, messages.SUCCESS if agree else messages.WARNING)
-
 
 @admin.register(ShadowComparison)
-class ShadowComparisonAdmin(_Money, ReadOnlyAdmin):
+class ShadowComparisonAdmin(_Money, RecheckWalletsAction, ReadOnlyAdmin):
     list_display = (
         "compared_at",
         "client_id",

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.views import View
 
 from backoffice import charts, figures
+from backoffice.blockers import unfinished_reconciliation
 from flags.models import FlagChange, Milestone, PhaseChange
 from flags.phases import (
     DUAL_WRITE,
@@ -225,6 +226,7 @@ class PhaseView(_SiteView):
         if state.phase == Phase.READ_CUTOVER:
             initial["rollout_percent"] = state.read_rollout_percent
         form = form or PhaseForm(initial=initial)
+        outbox, outbox_notice = figures.outbox_status()
         return render(
             request,
             "admin/migration/phase.html",
@@ -240,6 +242,8 @@ class PhaseView(_SiteView):
                 audit=audit_trail(),
                 backfill=Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).first(),
                 **next_step_context(),
+                outbox=outbox,
+                outbox_notice=outbox_notice,
             ),
         )
 
@@ -344,6 +348,7 @@ class DashboardView(_SiteView):
         if not request.user.has_perm("migration.view_migration_dashboard"):
             raise PermissionDenied
         state = current_state()
+        outbox, outbox_notice = figures.outbox_status()
         return render(
             request,
             "admin/migration/dashboard.html",
@@ -357,7 +362,9 @@ class DashboardView(_SiteView):
                 **next_step_context(),
                 routes=criteria.read_routes(days=7),
                 last_run=criteria.last_reconciliation(),
-                outbox=figures.outbox_depth(),
+                running_run=unfinished_reconciliation(),
+                outbox=outbox,
+                outbox_notice=outbox_notice,
                 latencies=figures.operation_latencies(),
                 match_rate_svg=charts.match_rate_chart(),
                 latency_svg=charts.latency_chart(),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from backoffice.notices import Notice, wallet_notice
 from domain import errors
 from domain.ids import WalletKey, u128_to_hex
 from domain.wallets import TransactionRecord, WalletBalance
@@ -29,7 +30,7 @@ from ledger.tb_model import (
     TRANSFER_CODE_OPENING_BALANCE,
     TRANSFER_CODE_VOID,
 )
-from migration.outbox import MirrorOutbox
+from migration.outbox import MirrorOutbox, WalletWaiting
 from registry import accounts as account_registry
 from registry.models import WalletAccount, WalletTransfer
 
@@ -177,6 +178,12 @@ class WalletOverview:
     tb_next_before: int = 0  # 0: no older transfers
     has_voids: bool = False
     difference: Difference = Difference("none", "")
+    waiting: WalletWaiting | None = None  # its outbox entries (None: MongoDB did not answer)
+    mirror: Notice = field(default_factory=lambda: Notice("none", ""))
+
+    @property
+    def both_stores_hold_it(self) -> bool:
+        return self.mongo.balance is not None and self.tigerbeetle.balance is not None
 
     @property
     def differing_fields(self) -> list[str]:
@@ -251,7 +258,14 @@ def wallet_overview(
             state=WalletTransfer.State.VOIDED,
         ).exists()
     )
-    overview.difference = assess_difference(overview, MirrorOutbox(mongo.database), state)
+    outbox = MirrorOutbox(mongo.database)
+    try:
+        overview.waiting = outbox.waiting_of(key)
+        parked = outbox.parked(limit=10, keys=[key]) if overview.waiting.parked else []
+    except errors.StoreUnavailable:
+        parked = []
+    overview.mirror = wallet_notice(overview.waiting, parked=parked)
+    overview.difference = assess_difference(overview, state)
     return overview
 
 
@@ -321,10 +335,9 @@ def _read_transfers(
     overview.ledger_lines = lines
 
 
-def assess_difference(
-    overview: WalletOverview, outbox: MirrorOutbox, state: MigrationState
-) -> Difference:
-    """Whether the stores differ in a way that matters in this phase."""
+def assess_difference(overview: WalletOverview, state: MigrationState) -> Difference:
+    """Whether the stores differ in a way that matters in this phase: as strongly as the
+    outbox explains it (a parked write is an error, an old pending one a warning)."""
     mongo, tb = overview.mongo.balance, overview.tigerbeetle.balance
     if mongo is None and tb is None:
         return Difference("none", "")
@@ -351,16 +364,13 @@ def assess_difference(
             f"{what}, and no TigerBeetle-only write of this wallet explains it: re-check the "
             "wallet and see its reconciliation mismatches.",
         )
-    try:
-        behind = outbox.has_unmirrored(overview.key)
-    except errors.StoreUnavailable:
-        behind = False
-    if behind:
+    if overview.waiting is not None and overview.waiting.any:
+        if overview.mirror.level == "error":
+            return Difference("error", f"{what}: TigerBeetle lacks writes of this wallet.")
         return Difference(
-            "info",
+            "warning" if overview.mirror.level == "warning" else "info",
             f"{what}: TigerBeetle is behind, MongoDB writes of this wallet are still waiting "
-            "for the mirror (it applies them within seconds; a legacy wallet's writes wait for the "
-            "backfill; parked ones need support).",
+            "for the mirror (or, for a legacy wallet, for the backfill).",
         )
     if tb is None and account_registry.find_account(overview.key) is None:
         if not Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).exists():

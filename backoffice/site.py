@@ -11,7 +11,7 @@ from django.shortcuts import render
 from django.urls import URLPattern, URLResolver, path
 from django.views import defaults
 
-from backoffice import pages
+from backoffice import blocker_views, pages
 from backoffice.find import find_view
 from backoffice.links import back_url
 
@@ -27,6 +27,7 @@ GROUPS = [
             "migration.ReconciliationMismatch",
             "migration.ReconciliationRun",
             "migration.AcknowledgedLegacyCase",
+            "migration.BlockerAction",
         ],
     ),
     (
@@ -78,6 +79,21 @@ class WalletAdminSite(admin.AdminSite):
                 name="migration-dashboard",
             ),
             path("find/", self.admin_view(find_view), name="find"),
+            path(
+                "migration/blockers/requeue-parked/",
+                self.admin_view(blocker_views.requeue_parked_view),
+                name="migration-requeue-parked",
+            ),
+            path(
+                "migration/blockers/reconcile/",
+                self.admin_view(blocker_views.reconcile_view),
+                name="migration-reconcile-now",
+            ),
+            path(
+                "migration/blockers/recheck-mismatched/",
+                self.admin_view(blocker_views.recheck_mismatched_view),
+                name="migration-recheck-mismatched",
+            ),
         ]
         return custom + super().get_urls()
 

@@ -19,8 +19,8 @@ from backoffice.admin_base import (
     ReadOnlyAdmin,
     cached_filter_choices,
 )
+from backoffice.blockers import recheck_wallet
 from backoffice.links import back_url, key_params, transaction_url, void_url, wallet_url
-from backoffice.migration_admin import recheck_wallet
 from backoffice.selectors import (
     VOID_EFFECT,
     WalletOverview,
@@ -28,7 +28,8 @@ from backoffice.selectors import (
     wallet_overview,
 )
 from domain.ids import WalletKey
-from flags.phases import Phase, current_state
+from flags.phases import current_state
+from migration.models import ReconciliationMismatch
 from migration.runtime import process_runtime
 from registry import accounts as account_registry
 from registry.models import WalletAccount
@@ -117,6 +118,14 @@ def _pager_links(request: HttpRequest, overview: WalletOverview) -> dict[str, st
         if overview.tb_next_before
         else "",
     }
+
+
+def _has_open_balance_mismatch(key: WalletKey) -> bool:
+    return ReconciliationMismatch.objects.filter(
+        **key.as_columns(),
+        kind__in=ReconciliationMismatch.BALANCE_KINDS,
+        resolved_at__isnull=True,
+    ).exists()
 
 
 class IssuerFilter(admin.SimpleListFilter):
@@ -233,10 +242,13 @@ class WalletAccountAdmin(ReadOnlyAdmin):
                 **_pager_links(request, overview),
                 "transactions_url": _transactions_url(key),
                 "mismatches_url": _mismatches_url(key),
-                # Both stores are compared while dual write keeps TigerBeetle current.
+                # In every phase where both stores hold the wallet (or a case says they differ).
                 "can_recheck": request.user.has_perm("migration.recheck_wallet")
-                and Phase.DUAL_WRITE <= state.phase <= Phase.READ_CUTOVER,
+                and (overview.both_stores_hold_it or _has_open_balance_mismatch(key)),
                 "recheck_params": key_params(key),
+                "can_requeue": request.user.has_perm("migration.requeue_parked_entries")
+                and overview.waiting is not None
+                and overview.waiting.parked > 0,
                 "find_query": key.client_id,
             },
         )

@@ -242,6 +242,13 @@ def opening_debit_transfer_id(account_id: int, *, ids: IdSpace) -> int:
     return ids.opening_balance_transfer_id(account_id) ^ 1
 
 
+def opening_amounts(balance: WalletBalance) -> tuple[int, int]:
+    """What a legacy wallet's opening pair posts: (credits, debits) = (every credit it ever
+    had, credit + debit; its debits). The registry keeps them (reconciliation's transfer pass
+    explains the account with them)."""
+    return balance.credit_minor + balance.debit_minor, balance.debit_minor
+
+
 def opening_pair(
     balance: WalletBalance,
     *,
@@ -258,7 +265,7 @@ def opening_pair(
     `wallet_seq` the balance stands at (user_data_128) and the wallet's original creation
     time in Unix ms (user_data_64). Not yet linked: the caller chains the page's pairs.
     `system_id` is the ledger's `system_account_id`, hashed once per page by the caller."""
-    credits = balance.credit_minor + balance.debit_minor
+    credits, debits = opening_amounts(balance)
     credit_id = ids.opening_balance_transfer_id(account_id)  # hashed once for both
     pair: list[Transfer] = []
     if credits:
@@ -275,13 +282,13 @@ def opening_pair(
                 flags=TransferFlags.IMPORTED,
             )
         )
-    if balance.debit_minor:
+    if debits:
         pair.append(
             Transfer(
                 id=credit_id ^ 1,  # opening_debit_transfer_id
                 debit_account_id=account_id,
                 credit_account_id=system_id,
-                amount=balance.debit_minor,
+                amount=debits,
                 user_data_128=wallet_seq,
                 user_data_64=created_ms,
                 ledger=ledger,

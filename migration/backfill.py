@@ -57,6 +57,7 @@ from ledger.batches import LedgerBatches
 from ledger.tb_model import (
     imported_system_account,
     imported_wallet_account,
+    opening_amounts,
     opening_debit_transfer_id,
     opening_pair,
     stamp_import,
@@ -453,15 +454,7 @@ class Backfill:
             else:
                 names = ",".join(s.name for s in statuses)
                 report.failed.append(f"{key.describe()}: opening balance refused ({names})")
-        wallets = [
-            account_registry.ImportedWallet(
-                key=s.balance.key,
-                tb_account_id=account_ids[s.balance.key],
-                ledger=ledger_for_currency(s.balance.key.currency),
-                opening_seq=adopted.get(s.balance.key, s.wallet_seq),
-            )
-            for s in imported
-        ]
+        wallets = [_imported(s, account_ids=account_ids, adopted=adopted) for s in imported]
         account_registry.record_imported(wallets, imported_at=timezone.now(), batch_size=PAGE_SIZE)
         opening_seqs = {wallet.key: int(wallet.opening_seq) for wallet in wallets}
         entries = self.outbox.backfilled_entries(opening_seqs)  # one read for both
@@ -558,6 +551,23 @@ class ReadAhead(Generic[_T]):
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _imported(
+    snapshot: WalletSnapshot, *, account_ids: dict[WalletKey, int], adopted: dict[WalletKey, int]
+) -> account_registry.ImportedWallet:
+    """The registry's row of an imported wallet, with what its opening pair posted (unknown
+    for a pair an earlier run imported from another snapshot: adopted)."""
+    key = snapshot.balance.key
+    credits, debits = (None, None) if key in adopted else opening_amounts(snapshot.balance)
+    return account_registry.ImportedWallet(
+        key=key,
+        tb_account_id=account_ids[key],
+        ledger=ledger_for_currency(key.currency),
+        opening_seq=adopted.get(key, snapshot.wallet_seq),
+        opening_credits_minor=credits,
+        opening_debits_minor=debits,
+    )
 
 
 def _covered_transfer(

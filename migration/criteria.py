@@ -164,6 +164,8 @@ class OpenMismatches:
     run_id: int | None
     count: int
     set_aside: tuple[WalletKey, ...] = ()
+    # Of `count`: the transfer registry's differences (a repair mends them, not a re-check).
+    transfer_differences: int = 0
 
 
 def open_mismatches(cases: AcknowledgedCases | None = None) -> OpenMismatches:
@@ -171,13 +173,19 @@ def open_mismatches(cases: AcknowledgedCases | None = None) -> OpenMismatches:
     if run is None:
         return OpenMismatches(run_id=None, count=0)
     cases = AcknowledgedCases() if cases is None else cases
-    count, set_aside = 0, []
+    count, transfers, set_aside = 0, 0, []
     for mismatch in run.mismatches.filter(resolved_at__isnull=True):
         if cases.sets_aside(mismatch):
             set_aside.append(WalletKey.from_row(mismatch))
         else:
             count += 1
-    return OpenMismatches(run.pk, count, tuple(sorted(set_aside, key=WalletKey.sort_key)))
+            transfers += mismatch.is_transfer_difference
+    return OpenMismatches(
+        run.pk,
+        count,
+        tuple(sorted(set_aside, key=WalletKey.sort_key)),
+        transfer_differences=transfers,
+    )
 
 
 def lost_write_mismatches(run: ReconciliationRun | None) -> tuple[int, int]:
@@ -193,6 +201,16 @@ def lost_write_mismatches(run: ReconciliationRun | None) -> tuple[int, int]:
         else:
             lost += 1
     return lost, legacy
+
+
+def open_transfer_differences(run: ReconciliationRun | None) -> int:
+    """A run's transfer registry differences no repair has resolved (counted among its
+    possibly lost writes by `lost_write_mismatches`)."""
+    if run is None:
+        return 0
+    return run.mismatches.filter(
+        kind__in=ReconciliationMismatch.TRANSFER_KINDS, resolved_at__isnull=True
+    ).count()
 
 
 def writes_lost(outbox_depth: OutboxDepth | None) -> tuple[int | None, str]:
@@ -448,12 +466,19 @@ def daily_writes_lost(days: list[date]) -> list[DayResult]:
 @dataclass(frozen=True)
 class Blocker:
     """What keeps a criterion from holding, with the list that shows the cases, by name
-    ("" when none; the back-office knows where each list is)."""
+    ("" when none; the back-office knows where each list is), and the action that mends it,
+    by name ("" when none; the back-office offers it to those allowed to take it)."""
 
     text: str
     cases: str = ""
     link_text: str = "See the cases"
+    action: str = ""
 
+
+# The actions a blocker can offer.
+ACTION_REQUEUE_PARKED = "requeue_parked"
+ACTION_RECONCILE = "reconcile"
+ACTION_RECHECK_MISMATCHED = "recheck_mismatched"
 
 # The lists of cases a blocker can point to.
 CASES_SHADOW_MISMATCHES = "shadow_mismatches"
@@ -723,20 +748,50 @@ def writes_lost_criterion(phase: Phase, *, outbox_depth: OutboxDepthReader) -> S
     )
     if depth and depth.parked:
         criterion.blockers.append(
-            Blocker(f"{depth.parked} parked outbox entries (the mirror gave up on them).")
+            Blocker(
+                f"{depth.parked} parked outbox entries: TigerBeetle refused them or the mirror "
+                "gave up on them; TigerBeetle lacks these writes.",
+                action=ACTION_REQUEUE_PARKED,
+            )
         )
-    real, legacy = lost_write_mismatches(run)
-    if real:
-        criterion.blockers.append(
-            Blocker(f"{real} wallets differ in the last reconciliation.", CASES_MISMATCHES)
-        )
+    criterion.blockers += _mismatch_blockers(run)
+    _, legacy = lost_write_mismatches(run)
     if legacy:
         criterion.set_aside = [f"{legacy} acknowledged legacy wallets in the last reconciliation"]
-    if run is None:
-        criterion.blockers.append(
-            Blocker("No reconciliation has run yet.", CASES_RUNS, "Reconciliation runs")
-        )
     return criterion
+
+
+def _mismatch_blockers(run: ReconciliationRun | None) -> list[Blocker]:
+    """The last reconciliation's open cases, each kind with the action that mends it."""
+    if run is None:
+        return [
+            Blocker(
+                "No reconciliation has run yet.",
+                CASES_RUNS,
+                "Reconciliation runs",
+                action=ACTION_RECONCILE,
+            )
+        ]
+    found = []
+    real, _ = lost_write_mismatches(run)
+    transfers = open_transfer_differences(run)
+    if real - transfers:
+        found.append(
+            Blocker(
+                f"{real - transfers} wallets differ in the last reconciliation.",
+                CASES_MISMATCHES,
+                action=ACTION_RECHECK_MISMATCHED,
+            )
+        )
+    if transfers:
+        found.append(
+            Blocker(
+                f"{transfers} differences between the transfer registry and TigerBeetle in the "
+                "last reconciliation (each case's page has its repair, or says why none).",
+                CASES_MISMATCHES,
+            )
+        )
+    return found
 
 
 # --- every step's criterion at once (/metrics) -----------------------------------------------

@@ -62,6 +62,11 @@ class LegacyScan:
 
         return self.database.guarded(read)
 
+    def wallet_count(self) -> int:
+        """How many wallet documents there are, from the collection's metadata (no scan):
+        what a reconciliation run reports its progress against."""
+        return self.database.guarded(lambda: self.database.wallets().estimated_document_count())
+
     def wallet_batches(self, batch_size: int) -> Iterator[list[WalletSnapshot]]:
         """Every wallet document, `batch_size` at a time, from one streaming cursor in
         natural order (one collection scan: paging with skip or key ranges re-scans, which

@@ -1,4 +1,5 @@
-"""What the migration observes and keeps: shadow comparisons, read routes, reconciliations.
+"""What the migration observes and keeps: shadow comparisons, read routes, reconciliations,
+and the actions people took on what blocks it.
 
 The dashboard's success criteria are computed from these rows (not from process-local
 metrics), so they survive restarts and agree across web and worker processes.
@@ -90,6 +91,20 @@ class ReconciliationRun(models.Model):
     triggered_by = models.CharField(max_length=150, default="schedule")
     error = models.TextField(blank=True, default="")
     note = models.CharField(max_length=200, blank=True, default="")
+    wallets_total = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=(
+            "the wallets the run compares (MongoDB's count when it started), for its progress; "
+            "none while it is queued"
+        ),
+    )
+    transfers_checked = models.PositiveIntegerField(
+        default=0, help_text="registered transfers and voids looked up in TigerBeetle"
+    )
+    transfer_differences = models.PositiveIntegerField(
+        default=0, help_text="differences between the transfer registry and TigerBeetle"
+    )
 
     class Meta:
         db_table = "ledger_reconciliationrun"
@@ -97,10 +112,28 @@ class ReconciliationRun(models.Model):
         permissions = [
             ("view_migration_dashboard", "Can view the migration dashboard"),
             ("recheck_wallet", "Can re-check a wallet against both stores"),
+            ("run_reconciliation", "Can run a reconciliation now"),
+            ("requeue_parked_entries", "Can requeue parked outbox entries for the mirror"),
+            (
+                "repair_transfer_registry",
+                "Can repair the transfer registry from what TigerBeetle holds",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"reconciliation {self.started_at:%Y-%m-%d %H:%M}: {self.mismatched} mismatched"
+
+    @property
+    def compared(self) -> int:
+        """Wallets looked at so far: checked, or set aside as awaiting the backfill."""
+        return self.checked + self.awaiting_backfill
+
+    @property
+    def status(self) -> str:
+        """queued (no worker took it yet), running, or finished."""
+        if self.finished_at is not None:
+            return "finished"
+        return "queued" if self.wallets_total is None else "running"
 
 
 class ReconciliationMismatch(models.Model):
@@ -111,6 +144,15 @@ class ReconciliationMismatch(models.Model):
         NOT_IN_TIGERBEETLE = "not_in_tb"  # MongoDB wallet with no registry row / account
         ROW_WITHOUT_ACCOUNT = "row_no_account"  # registry row, no TigerBeetle account
         ACCOUNT_WITHOUT_ROW = "account_no_row"  # TigerBeetle wallet account, no registry row
+        # The transfer registry against TigerBeetle (migration/transfer_check.py):
+        # registered transfer (or void) TB does not hold
+        TRANSFER_MISSING = "transfer_missing", "registered transfer TigerBeetle lacks"
+        # TB holds it with another amount, as another kind or on another wallet
+        TRANSFER_DIFFERS = "transfer_differs", "transfer TigerBeetle holds otherwise"
+        # a wallet transfer TB holds that no registry row names
+        NOT_REGISTERED = "not_registered", "transfer not registered"
+        # TB holds the void of a transfer the registry has as posted
+        VOID_NOT_MARKED = "void_not_marked", "void not in the registry"
 
     run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="mismatches")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -126,14 +168,86 @@ class ReconciliationMismatch(models.Model):
     tb_debit_minor = models.BigIntegerField(null=True, blank=True)
     tb_historical_credit_minor = models.BigIntegerField(null=True, blank=True)
     pending_mirror_entries = models.PositiveIntegerField(default=0)
+    transaction_id = models.CharField(
+        max_length=128, blank=True, default="", help_text="the registered transaction, if any"
+    )
+    tb_transfer_id_hex = models.CharField(
+        "TigerBeetle transfer id", max_length=32, blank=True, default=""
+    )
+    registered_amount_minor = models.BigIntegerField(null=True, blank=True)
+    tb_amount_minor = models.BigIntegerField(null=True, blank=True)
+    detail = models.CharField(
+        max_length=300, blank=True, default="", help_text="what differs, in words"
+    )
     resolved_at = models.DateTimeField(
-        null=True, blank=True, help_text="when a re-check found both stores agreeing"
+        null=True,
+        blank=True,
+        help_text="when a re-check found both stores agreeing, or a repair mended it",
     )
     resolved_by = models.CharField(max_length=150, blank=True, default="")
 
     class Meta:
         db_table = "ledger_reconciliationmismatch"
         verbose_name_plural = "reconciliation mismatches"
+
+    # The kinds about one wallet's balance (a re-check resolves them) and about the transfer
+    # registry (a repair does, where one exists).
+    BALANCE_KINDS = ("balance", "not_in_tb")
+    TRANSFER_KINDS = ("transfer_missing", "transfer_differs", "not_registered", "void_not_marked")
+
+    def __str__(self) -> str:
+        wallet = f" of {self.client_id} {self.country} {self.currency}" if self.client_id else ""
+        return f"{self.get_kind_display()}{wallet}"
+
+    @property
+    def is_transfer_difference(self) -> bool:
+        return self.kind in self.TRANSFER_KINDS
+
+
+class BlockerAction(models.Model):
+    """One action a person took on something that blocks the migration (requeue parked
+    entries, run a reconciliation, re-check a wallet, repair the transfer registry): who,
+    when, on what, and what came of it. The actions' audit trail."""
+
+    class Action(models.TextChoices):
+        REQUEUE_PARKED = "requeue_parked", "requeued parked outbox entries"
+        RUN_RECONCILIATION = "run_reconciliation", "queued a reconciliation"
+        RECHECK_WALLET = "recheck_wallet", "re-checked a wallet"
+        REGISTER_TRANSFER = "register_transfer", "registered a transfer TigerBeetle holds"
+        MARK_VOIDED = "mark_voided", "marked a transfer voided as TigerBeetle holds it"
+        CORRECT_AMOUNT = "correct_amount", "corrected a registered amount to TigerBeetle's"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.CharField(max_length=150)
+    action = models.CharField(max_length=20, choices=Action.choices)
+    client_id = models.CharField(max_length=128, blank=True, default="", db_index=True)
+    country = models.CharField(max_length=3, blank=True, default="")
+    currency = models.CharField(max_length=3, blank=True, default="")
+    issuer = models.CharField(max_length=128, blank=True, default="")
+    mismatch = models.ForeignKey(
+        ReconciliationMismatch,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="actions",
+        help_text="the case it acted on, if one",
+    )
+    run = models.ForeignKey(
+        ReconciliationRun,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="actions",
+        help_text="the reconciliation it queued",
+    )
+    outcome = models.CharField(max_length=500, help_text="what came of it, as the person saw it")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "action on a blocker"
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} by {self.actor}"
 
 
 class AcknowledgedLegacyCase(models.Model):

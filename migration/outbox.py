@@ -94,6 +94,21 @@ class OutboxDepth:
 
 
 @dataclass(frozen=True)
+class WalletWaiting:
+    """One wallet's entries waiting for the mirror, by state, and when its oldest pending
+    entry was written (None without one)."""
+
+    pending: int
+    parked: int
+    awaiting_backfill: int
+    oldest_pending_at: datetime | None
+
+    @property
+    def any(self) -> bool:
+        return bool(self.pending or self.parked or self.awaiting_backfill)
+
+
+@dataclass(frozen=True)
 class NextEntry:
     """A wallet's next logged change after a wallet_seq (what a shadow read compares at)."""
 
@@ -390,6 +405,22 @@ class MirrorOutbox:
         )
         return result.modified_count
 
+    def parked_wallets(self, limit: int) -> list[WalletKey]:
+        """Up to `limit` wallets with parked entries (the mirror is queued for each when
+        support requeues them)."""
+
+        def read() -> list[WalletKey]:
+            groups = self.database.log().aggregate(
+                [
+                    {"$match": {"mirror_state": MirrorState.PARKED}},
+                    {"$group": {"_id": {field: f"${field}" for field in MONGO_KEY_FIELDS}}},
+                    {"$limit": limit},
+                ]
+            )
+            return [key_of(group["_id"]) for group in groups]
+
+        return self.database.guarded(read)
+
     def depth(self) -> OutboxDepth:
         """Entries per waiting state, and the age of the oldest pending one in seconds."""
 
@@ -415,16 +446,67 @@ class MirrorOutbox:
 
         return self.database.guarded(read)
 
-    def parked(self, limit: int = 100) -> list[ParkedEntry]:
-        """The oldest parked entries first."""
+    def waiting_of(self, key: WalletKey) -> WalletWaiting:
+        """The wallet's waiting entries by state, and its oldest pending one's time (support's
+        page says how strong a difference is from them)."""
+        query = {**key_filter(key), "mirror_state": {"$in": list(WAITING_STATES)}}
 
-        def read() -> list[ParkedEntry]:
+        def read() -> WalletWaiting:
+            counts: dict[str, int] = {}
+            oldest: datetime | None = None
+            for document in self.database.log().find(query, {"mirror_state": 1, "created_at": 1}):
+                state = document["mirror_state"]
+                counts[state] = counts.get(state, 0) + 1
+                created = document.get("created_at")
+                if (
+                    state == MirrorState.PENDING
+                    and created
+                    and (oldest is None or created < oldest)
+                ):
+                    oldest = created
+            return WalletWaiting(
+                pending=counts.get(MirrorState.PENDING, 0),
+                parked=counts.get(MirrorState.PARKED, 0),
+                awaiting_backfill=counts.get(MirrorState.AWAITING_BACKFILL, 0),
+                oldest_pending_at=oldest,
+            )
+
+        return self.database.guarded(read)
+
+    def logged_transaction_ids(
+        self, key: WalletKey, *, limit: int, tb_timestamp: int | None = None
+    ) -> list[str]:
+        """The ids of the wallet's logged credits and debits, newest first; the one the
+        mirror applied at `tb_timestamp` first, when given (support's repair looks for the
+        transaction a TigerBeetle transfer was posted for)."""
+
+        def read() -> list[str]:
+            log = self.database.log()
+            ids: list[str] = []
+            if tb_timestamp:
+                hit = log.find_one({**key_filter(key), "tb_timestamp": tb_timestamp}, {"_id": 1})
+                if hit is not None and isinstance(hit["_id"], str):
+                    ids.append(hit["_id"])
             found = (
-                self.database.log()
-                .find({"mirror_state": MirrorState.PARKED})
-                .sort("created_at", 1)
+                log.find({**key_filter(key), "kind": {"$in": ["credit", "debit"]}}, {"_id": 1})
+                .sort([("created_at", -1)])
                 .limit(limit)
             )
+            ids += [document["_id"] for document in found if isinstance(document["_id"], str)]
+            return ids
+
+        return self.database.guarded(read)
+
+    def parked(
+        self, limit: int = 100, keys: Sequence[WalletKey] | None = None
+    ) -> list[ParkedEntry]:
+        """The oldest parked entries first (of these wallets, when given)."""
+        query: dict[str, Any] = {"mirror_state": MirrorState.PARKED}
+        if keys:
+            query["$or"] = [key_filter(key) for key in keys]
+
+        def read() -> list[ParkedEntry]:
+            found = self.database.log().find(query).sort("created_at", 1).limit(limit)
             return [
                 ParkedEntry(
                     entry_id=document["_id"],

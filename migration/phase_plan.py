@@ -229,9 +229,11 @@ class Refusal:
 
     kind: RefusalKind
     reason: str
-    # The list where the cases behind it are, and their action (`migration.criteria.CASES_*`).
+    # The list where the cases behind it are (`migration.criteria.CASES_*`), and the action
+    # that mends them (`migration.criteria.ACTION_*`; the back-office offers it).
     cases: str = ""
     link_text: str = ""
+    action: str = ""
 
     def __str__(self) -> str:
         return self.reason
@@ -447,26 +449,48 @@ def _gate_refusals(step: Step, facts: StepFacts) -> list[Refusal]:
                 RefusalKind.PARKED_ENTRIES,
                 f"{depth.parked} outbox entries are parked (the mirror gave up on them): fix "
                 "their cause, requeue them and let the mirror apply them, then try again.",
+                action=criteria.ACTION_REQUEUE_PARKED,
             )
         )
     if step.enters_tigerbeetle_only:
         found += _refusals_entering_tigerbeetle_only(facts)
-    mismatches = facts.open_mismatches
-    if mismatches is not None and mismatches.count:
+    if facts.open_mismatches is not None:
+        found += _open_mismatch_refusals(facts.open_mismatches)
+    criterion = facts.criterion
+    if criterion is not None and not criterion.holds:
+        found.append(Refusal(RefusalKind.CRITERION_NOT_HELD, _criterion_refusal(criterion)))
+    return found
+
+
+def _open_mismatch_refusals(mismatches: criteria.OpenMismatches) -> list[Refusal]:
+    """The last reconciliation's open cases: wallets that differ (a re-check, once fixed),
+    and the transfer registry's differences (each case's repair)."""
+    found = []
+    wallets = mismatches.count - mismatches.transfer_differences
+    if wallets:
         found.append(
             Refusal(
                 RefusalKind.OPEN_MISMATCHES,
-                f"{mismatches.count} wallets differ in the last reconciliation (run "
+                f"{wallets} wallets differ in the last reconciliation (run "
                 f"{mismatches.run_id}) and no re-check has resolved them: once fixed, re-check "
                 "them from the reconciliation mismatches; a legacy wallet whose MongoDB fields "
                 "disagree among themselves is acknowledged by support there instead.",
                 criteria.CASES_MISMATCHES,
                 "Open mismatches",
+                action=criteria.ACTION_RECHECK_MISMATCHED,
             )
         )
-    criterion = facts.criterion
-    if criterion is not None and not criterion.holds:
-        found.append(Refusal(RefusalKind.CRITERION_NOT_HELD, _criterion_refusal(criterion)))
+    if mismatches.transfer_differences:
+        found.append(
+            Refusal(
+                RefusalKind.OPEN_MISMATCHES,
+                f"{mismatches.transfer_differences} differences between the transfer registry "
+                f"and TigerBeetle in the last reconciliation (run {mismatches.run_id}): each "
+                "case's page has its repair, or says why none.",
+                criteria.CASES_MISMATCHES,
+                "Open mismatches",
+            )
+        )
     return found
 
 

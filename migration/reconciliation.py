@@ -1,11 +1,12 @@
-"""Reconciliation: every wallet compared in both stores, and the registry with TigerBeetle.
+"""Reconciliation: every wallet compared in both stores, and both registries with TigerBeetle.
 
-Three passes, all batched (lookups of up to 8189 accounts, MongoDB pages in key order):
+Four passes, all batched (lookups of up to 8189 accounts, MongoDB pages in key order):
 1. registry -> TigerBeetle: each row's account is looked up; a row whose account is missing is
    recorded (`row_no_account`);
 2. TigerBeetle -> registry: every wallet account of this application's wallet code
    (TB_WALLET_ACCOUNT_CODE, paged by timestamp) must have a row (`account_no_row`); accounts of
    other applications sharing the cluster carry other codes and are never looked at;
+   then the transfer registry against TigerBeetle, both ways (`migration.transfer_check`);
 3. MongoDB -> TigerBeetle: credit, debit and historical credit of every wallet must match. A
    wallet that differs is mirrored and looked at once more before it counts, so replication
    lag is not reported as a mismatch. Legacy wallets the backfill has not imported yet are
@@ -15,6 +16,10 @@ Three passes, all batched (lookups of up to 8189 accounts, MongoDB pages in key 
 
 In phase 4 MongoDB is no longer written, so pass 3 is skipped. A run with mismatches raises an
 alert: an ERROR log line, and a JSON POST to RECONCILE_ALERT_WEBHOOK_URL when set.
+
+A run shows its progress while it works: its row holds the wallets it compares
+(`wallets_total`, MongoDB's count when it started) and is updated after each page of pass 3
+with the wallets checked so far, so the back-office can show "12,000 of 20,000".
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
@@ -39,6 +45,7 @@ from migration.legacy_scan import LegacyScan, WalletSnapshot
 from migration.mirror import Mirror
 from migration.models import ReconciliationMismatch, ReconciliationRun
 from migration.outbox import MirrorOutbox, MirrorState
+from migration.transfer_check import TransferCheck, WalletLedger
 from registry import accounts as account_registry
 from registry.models import WalletAccount
 
@@ -60,20 +67,27 @@ class Reconciliation:
         self.awaiting_backfill_keys: list[WalletKey] = []
 
     def run(
-        self, triggered_by: str = "schedule", page_size: int = BATCH_EVENTS_MAX
+        self,
+        triggered_by: str = "schedule",
+        page_size: int = BATCH_EVENTS_MAX,
+        *,
+        queued: ReconciliationRun | None = None,
     ) -> ReconciliationRun:
+        """One run, recorded; `queued`: the row a person's request created for it (the run
+        list shows it queued until a worker takes it)."""
         started = time.perf_counter()
-        run = ReconciliationRun.objects.create(triggered_by=triggered_by)
+        run = queued or ReconciliationRun(triggered_by=triggered_by)
+        run.started_at = timezone.now()
+        run.wallets_total = 0
+        run.save()
         mismatches: list[ReconciliationMismatch] = []
-        try:
-            tb_balances = self._registry_against_tigerbeetle(run, mismatches, page_size)
-            if current_state().phase != Phase.TIGERBEETLE_ONLY:
-                self._mongo_against_tigerbeetle(run, tb_balances, mismatches, page_size)
-            else:
-                run.note = "phase 4: MongoDB is not written, so only the registry was checked"
-        except Exception as exc:
-            run.error = f"{type(exc).__name__}: {exc}"[:2000]
-            log.exception("reconciliation run %s failed", run.pk)
+        # MongoDB's count, and the real client's opening-pair lookups, overlap the passes.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconciliation") as background:
+            try:
+                self._passes(run, mismatches, page_size=page_size, background=background)
+            except Exception as exc:
+                run.error = f"{type(exc).__name__}: {exc}"[:2000]
+                log.exception("reconciliation run %s failed", run.pk)
         ReconciliationMismatch.objects.bulk_create(mismatches, batch_size=1000)
         run.awaiting_backfill = self.awaiting_backfill
         run.finished_at = timezone.now()
@@ -81,6 +95,31 @@ class Reconciliation:
         run.save()
         self._publish(run)
         return run
+
+    def _passes(
+        self,
+        run: ReconciliationRun,
+        mismatches: list[ReconciliationMismatch],
+        *,
+        page_size: int,
+        background: ThreadPoolExecutor,
+    ) -> None:
+        compares_mongo = current_state().phase != Phase.TIGERBEETLE_ONLY
+        total = background.submit(self.scan.wallet_count) if compares_mongo else None
+        tb_balances, wallets = self._registry_against_tigerbeetle(run, mismatches, page_size)
+        transfers = TransferCheck(
+            self.tigerbeetle, run=run, mismatches=mismatches, page_size=page_size
+        )
+        threads = self.tigerbeetle.callable_from_any_thread
+        transfers.start(wallets, background=background if threads else None)
+        if total is not None:
+            run.wallets_total = total.result()
+            _save_progress(run)
+            self._mongo_against_tigerbeetle(run, tb_balances, mismatches, page_size)
+        else:
+            run.note = "phase 4: MongoDB is not written, so only the registries were checked"
+        transfers.finish()
+        _save_progress(run)
 
     def recheck(self, key: WalletKey) -> tuple[WalletBalance | None, WalletBalance | None]:
         """One wallet, now (support's re-check): mirrored first, then both stores read."""
@@ -102,9 +141,11 @@ class Reconciliation:
         run: ReconciliationRun,
         mismatches: list[ReconciliationMismatch],
         page_size: int,
-    ) -> dict[WalletKey, WalletBalance]:
-        """Pass 1 and 2; returns every registered wallet's TigerBeetle balance by key."""
+    ) -> tuple[dict[WalletKey, WalletBalance], dict[int, WalletLedger]]:
+        """Pass 1 and 2; returns every registered wallet's TigerBeetle balance by key, and
+        its account's posted amounts by registry pk (for the transfer pass)."""
         balances: dict[WalletKey, WalletBalance] = {}
+        wallets: dict[int, WalletLedger] = {}
         last_pk = 0
         while True:
             rows = list(WalletAccount.objects.filter(pk__gt=last_pk).order_by("pk")[:page_size])
@@ -123,7 +164,17 @@ class Reconciliation:
                         _mismatch(run, ReconciliationMismatch.Kind.ROW_WITHOUT_ACCOUNT, row)
                     )
                     continue
-                balances[row.key] = balance_from_account(row.key, account)
+                key = row.key  # built from the row's columns: once
+                balances[key] = balance_from_account(key, account)
+                wallets[row.pk] = WalletLedger(
+                    registry_pk=row.pk,
+                    key=key,
+                    tb_account_id=account.id,
+                    imported=row.imported_at is not None,
+                    credits_posted=account.credits_posted,
+                    debits_posted=account.debits_posted,
+                    opening=_opening_of(row),
+                )
         for account_ids in self._tigerbeetle_wallet_account_id_pages(page_size):
             # One page of TigerBeetle's ids against the registry: never every id at once.
             ids_hex = [u128_to_hex(account_id) for account_id in account_ids]
@@ -142,7 +193,7 @@ class Reconciliation:
                             tb_account_id_hex=account_id_hex,
                         )
                     )
-        return balances
+        return balances, wallets
 
     def _tigerbeetle_wallet_account_id_pages(self, page_size: int) -> Iterator[list[int]]:
         """This application's wallet account ids in TigerBeetle, a page at a time (by
@@ -194,6 +245,8 @@ class Reconciliation:
                     continue
                 run.mismatched += 1
                 mismatches.append(self._balance_mismatch(run, snapshot.balance, tb_balance))
+            run.awaiting_backfill = self.awaiting_backfill
+            _save_progress(run)
         if not dual_write:
             run.note = (
                 "before dual write: only wallets TigerBeetle holds with no write waiting in "
@@ -266,7 +319,12 @@ class Reconciliation:
         metrics.RECONCILIATION_WALLETS.labels("mismatched").set(run.mismatched)
         metrics.RECONCILIATION_WALLETS.labels("awaiting_backfill").set(self.awaiting_backfill)
         metrics.RECONCILIATION_SECONDS.set(run.duration_s or 0)
-        problems = run.mismatched + run.rows_without_account + run.accounts_without_row
+        problems = (
+            run.mismatched
+            + run.rows_without_account
+            + run.accounts_without_row
+            + run.transfer_differences
+        )
         if not problems and not run.error:
             log.info(
                 "reconciliation: %d wallets checked, all %d match (%.2f s)",
@@ -281,6 +339,7 @@ class Reconciliation:
             "mismatched": run.mismatched,
             "rows_without_account": run.rows_without_account,
             "accounts_without_row": run.accounts_without_row,
+            "transfer_differences": run.transfer_differences,
             "error": run.error,
         }
         log.error("reconciliation alert: %s", summary)
@@ -294,6 +353,25 @@ class Reconciliation:
                 )
             except requests.RequestException as exc:
                 log.error("reconciliation alert webhook %s failed: %s", url, exc)
+
+
+def _opening_of(row: WalletAccount) -> tuple[int, int] | None:
+    """What the wallet's opening pair posted, as the backfill kept it (None: not kept)."""
+    if row.opening_credits_minor is None or row.opening_debits_minor is None:
+        return None
+    return row.opening_credits_minor, row.opening_debits_minor
+
+
+def _save_progress(run: ReconciliationRun) -> None:
+    """The run's figures so far, for whoever watches it (one UPDATE a page)."""
+    ReconciliationRun.objects.filter(pk=run.pk).update(
+        wallets_total=run.wallets_total,
+        checked=run.checked,
+        matched=run.matched,
+        mismatched=run.mismatched,
+        awaiting_backfill=run.awaiting_backfill,
+        transfers_checked=run.transfers_checked,
+    )
 
 
 def _mismatch(run: ReconciliationRun, kind: str, row: WalletAccount) -> ReconciliationMismatch:

@@ -24,6 +24,7 @@ from domain.wallets import WalletBalance
 from flags.phases import current_state
 from ledger import metrics
 from ledger.backends import get_ledger_backend
+from migration.models import ReconciliationRun
 from migration.phase_change import copy_back_due, copy_back_tigerbeetle_writes
 from migration.routing import key_from_dict
 from migration.runtime import process_runtime
@@ -126,9 +127,15 @@ def backfill(page_size: int = 2000) -> dict[str, Any]:
 
 
 @shared_task(name="ledger.reconcile")
-def reconcile(triggered_by: str = "schedule") -> dict[str, Any]:
-    """Celery beat (RECONCILE_INTERVAL_S): compare every wallet in both stores."""
-    run = process_runtime().reconciliation().run(triggered_by=triggered_by)
+def reconcile(triggered_by: str = "schedule", run_id: int | None = None) -> dict[str, Any]:
+    """Celery beat (RECONCILE_INTERVAL_S): compare every wallet in both stores. `run_id`: the
+    queued run a person asked for (its row shows them it is queued, then its progress)."""
+    queued = None
+    if run_id is not None:
+        queued = ReconciliationRun.objects.filter(pk=run_id, finished_at__isnull=True).first()
+        if queued is None:
+            return {"skipped": f"run {run_id} is gone or finished"}
+    run = process_runtime().reconciliation().run(triggered_by=triggered_by, queued=queued)
     return {
         "run_id": run.pk,
         "checked": run.checked,

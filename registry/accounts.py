@@ -169,6 +169,9 @@ class ImportedWallet:
     tb_account_id: int
     ledger: int
     opening_seq: int
+    # What its opening pair posted; None when not known (an import an earlier run made).
+    opening_credits_minor: int | None = None
+    opening_debits_minor: int | None = None
 
 
 def record_imported(
@@ -191,8 +194,13 @@ def record_imported(
             current = existing_rows.get(wallet.key)
             if current is not None and current.opening_seq is None:
                 current.opening_seq, current.imported_at = wallet.opening_seq, imported_at
+                current.opening_credits_minor = wallet.opening_credits_minor
+                current.opening_debits_minor = wallet.opening_debits_minor
                 unfinished.append(current)
-        WalletAccount.objects.bulk_update(unfinished, ["opening_seq", "imported_at"])
+        WalletAccount.objects.bulk_update(
+            unfinished,
+            ["opening_seq", "imported_at", "opening_credits_minor", "opening_debits_minor"],
+        )
 
 
 # New rows are written from plain values, not model instances: bulk_create built an instance
@@ -202,6 +210,8 @@ _IMPORTED_FIELDS = (  # a row's own values; nonce and the two timestamps are one
     "tb_account_id_hex",
     "ledger",
     "opening_seq",
+    "opening_credits_minor",
+    "opening_debits_minor",
 )
 _PAGE_FIELDS = ("nonce", "limit_reserved", "imported_at", "created_at")
 _KEY_COLUMNS = len(WalletKey.FIELDS)  # the first of _IMPORTED_FIELDS
@@ -221,6 +231,8 @@ def _new_rows(
             u128_to_hex(wallet.tb_account_id),
             wallet.ledger,
             wallet.opening_seq,
+            wallet.opening_credits_minor,
+            wallet.opening_debits_minor,
         )
         for wallet in wallets
     ]

@@ -108,6 +108,17 @@ class WalletAccount(models.Model):
         ),
     )
     imported_at = models.DateTimeField(null=True, blank=True, help_text="when the backfill ran")
+    opening_credits_minor = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text=(
+            "what the backfill's opening pair credited (credit + debit at S); none for a wallet "
+            "born with the log, or imported before the registry kept it"
+        ),
+    )
+    opening_debits_minor = models.BigIntegerField(
+        null=True, blank=True, help_text="what the backfill's opening pair debited (debit at S)"
+    )
     limit_reserved = models.BooleanField(
         default=False,
         help_text=(
@@ -143,6 +154,18 @@ class WalletAccount(models.Model):
             models.CheckConstraint(
                 condition=models.Q(imported_at__isnull=True) | models.Q(opening_seq__isnull=False),
                 name="wallet_imported_has_opening_seq",
+            ),
+            # The opening pair's amounts: both or neither, never negative, only when imported.
+            models.CheckConstraint(
+                condition=models.Q(
+                    opening_credits_minor__isnull=True, opening_debits_minor__isnull=True
+                )
+                | models.Q(
+                    opening_credits_minor__gte=0,
+                    opening_debits_minor__gte=0,
+                    imported_at__isnull=False,
+                ),
+                name="wallet_opening_amounts",
             ),
         ]
         indexes = [models.Index(fields=["currency", "country"])]

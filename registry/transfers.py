@@ -1,10 +1,11 @@
 """The transfer registry's writes: the only module that changes a WalletTransfer row.
 
 Every state transition of a registered transaction is one function here: registered (by the
-TigerBeetle store, the mirror or the backfill), voided, a void refused for funds, copied back
-to MongoDB. The database's CHECK constraints (registry/models.py) refuse a row that breaks an
-invariant whichever way it is written; keeping the writes in one place keeps the transitions
-readable in one file. Reads stay with their readers.
+TigerBeetle store, the mirror or the backfill, or by reconciliation's repair from what
+TigerBeetle holds), voided, a void refused for funds, copied back to MongoDB, its amount
+corrected to TigerBeetle's. The database's CHECK constraints (registry/models.py) refuse a
+row that breaks an invariant whichever way it is written; keeping the writes in one place keeps
+the transitions readable in one file. Reads stay with their readers.
 """
 
 from __future__ import annotations
@@ -245,3 +246,30 @@ def mark_write_copied_back(*, transfer_pk: int) -> None:
 def mark_void_copied_back(*, transfer_pk: int) -> None:
     """MongoDB now holds the void TigerBeetle took alone."""
     WalletTransfer.objects.filter(pk=transfer_pk).update(void_needs_copy_back=False)
+
+
+def register_from_ledger(
+    new: NewTransfer,
+    *,
+    void_tb_transfer_id: int | None,
+    needs_copy_back: bool,
+    void_needs_copy_back: bool,
+) -> WalletTransfer:
+    """A transaction TigerBeetle holds that no row named (reconciliation's repair): its row
+    as TigerBeetle holds it, voided too when TigerBeetle holds its void. Raises IntegrityError
+    when the transaction id is registered already."""
+    row = new.row()
+    if void_tb_transfer_id is not None:
+        row.void_tb_transfer_id_hex = u128_to_hex(void_tb_transfer_id)
+    row.needs_copy_back = needs_copy_back
+    row.void_needs_copy_back = void_needs_copy_back
+    with transaction.atomic():
+        row.save(force_insert=True)
+    return row
+
+
+def correct_amount(row: WalletTransfer, *, amount_minor: int) -> None:
+    """The registered amount of a transaction set to what TigerBeetle holds for it
+    (reconciliation's repair): the ledger's transfer is immutable, the registry follows it."""
+    row.amount_minor = amount_minor
+    row.save(update_fields=["amount_minor"])

@@ -46,6 +46,7 @@ POSITIONAL_RUNS_ALLOWED = frozenset(
         # extra_context) positionally.
         "backoffice/admin_base.py::CachedValuesFilter.__init__",
         "backoffice/flag_admin.py::_MigrationFlagsReadOnly.change_view",
+        "backoffice/migration_admin.py::ReconciliationMismatchAdmin.change_view",
         "backoffice/transfer_admin.py::WalletTransferAdmin.change_view",
         "backoffice/wallet_admin.py::WalletAccountAdmin.change_view",
         # Django's model signals call their receivers with (sender, instance, ...).

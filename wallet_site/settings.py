@@ -222,6 +222,8 @@ CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="wallet")
 MIRROR_PARK_AFTER_ATTEMPTS = env.int("MIRROR_PARK_AFTER_ATTEMPTS", default=20)
 # Celery beat: how often the sweeper mirrors what no on-commit task picked up.
 MIRROR_SWEEP_INTERVAL_S = env.float("MIRROR_SWEEP_INTERVAL_S", default=30.0)
+# The back-office warns (not only informs) when a write has waited this long for the mirror.
+OUTBOX_PENDING_WARN_S = env.float("OUTBOX_PENDING_WARN_S", default=300.0)
 # Celery beat: how often reconciliation compares every wallet in both stores.
 RECONCILE_INTERVAL_S = env.float("RECONCILE_INTERVAL_S", default=3600.0)
 # Celery beat: how often expired API tokens are deleted (requests check only their own).

@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django import template
+from django.urls import reverse
 
-from backoffice import links
+from backoffice import blocker_views, links
 from backoffice.admin_base import format_money
 from backoffice.selectors import STORE_NAMES
 
@@ -37,3 +38,20 @@ def store_name(store: str) -> str:
 def case_list_url(cases: str) -> str:
     """`{{ blocker.cases|case_list_url }}`: the admin list of a criterion's blocking cases."""
     return links.case_list_url(cases)
+
+
+@register.inclusion_tag("admin/migration/blocker_action.html", takes_context=True)
+def blocker_action(context: template.Context, action: str) -> dict[str, object]:
+    """`{% blocker_action blocker.action %}`: the button that mends a blocker, for one allowed
+    to press it; for another, who may."""
+    url_name, permission, label, who_may = blocker_views.ACTIONS[action]
+    request = context["request"]
+    return {
+        "allowed": request.user.has_perm(permission),
+        "url": reverse(url_name),
+        "label": label,
+        "who_may": who_may,
+        "action": action,
+        "next": request.get_full_path(),
+        "csrf_token": context.get("csrf_token"),
+    }

@@ -9,7 +9,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.test import Client
 
-from tests.migration.conftest import _tasks_in_process, stores  # noqa: F401 - fixtures
+from tests.migration.conftest import (  # noqa: F401 - fixtures
+    _tasks_in_process,
+    criteria_not_awaited,
+    stores,
+)
 from tests.roles import role as group_for
 
 PASSWORD = "correct horse battery staple"

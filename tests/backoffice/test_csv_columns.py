@@ -42,6 +42,11 @@ MISMATCH_HEADERS = [
     "pending_mirror_entries",
     "resolved_at",
     "resolved_by",
+    "transaction_id",
+    "tigerbeetle_transfer_id",
+    "registered_amount",
+    "tigerbeetle_amount",
+    "detail",
 ]
 
 

@@ -161,6 +161,7 @@ def test_a_mismatch_posts_an_alert_to_the_webhook(stores: Stores, settings: Any)
             "mismatched": 1,
             "rows_without_account": 0,
             "accounts_without_row": 0,
+            "transfer_differences": 0,
             "error": "",
         }
     ]
