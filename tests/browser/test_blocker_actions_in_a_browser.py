@@ -23,6 +23,7 @@ from tests.migration.conftest import (  # noqa: F401 - fixtures
     new_key,
     tx,
 )
+from tests.migration.gates import reconciled
 from tests.migration.test_mirror import plug
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -94,3 +95,45 @@ def test_support_registers_a_transfer_the_registry_lost_from_its_case(
     assert WalletTransfer.objects.get(transaction_id=credit_id).amount_minor == 10_000
     mismatch.refresh_from_db()
     assert mismatch.resolved_at is not None
+
+
+def test_product_meets_a_step_refused_for_a_parked_write_requeues_it_and_takes_the_step(
+    page: Any,
+    live_server: Any,
+    committed_stores: Stores,  # noqa: F811
+    settings: Any,
+) -> None:
+    settings.MIRROR_PARK_AFTER_ATTEMPTS = 1
+    enter_phase(Phase.DUAL_WRITE)
+    reconciled(range(1, 8))  # phase 1's criterion held for 7 days: only the parked write refuses
+    plugged = plug(committed_stores)
+    plugged.down = True
+    key = new_key()
+    committed_stores.phased.add_credit(key, 2_500, tx())  # TigerBeetle down: parked
+    log_in(page, live_server.url, username=staff_in("Product"))
+
+    page.goto(f"{live_server.url}/admin/migration/phase/")
+    page.select_option("#id_phase", "2")
+    page.fill("#id_shadow_percent", "5")
+    page.click("input[name=_change]")
+    page.wait_for_selector(".errorlist.nonfield")
+    screenshot(page, "blockers-06-step-refused-for-a-parked-write")
+    assert "1 outbox entries are parked" in page.inner_text(".errorlist.nonfield")
+    refusal = page.locator("#next-step-refusals li[data-kind='parked_entries']")
+    assert refusal.count() == 1
+
+    plugged.down = False  # TigerBeetle answers again
+    refusal.locator("input[value='Requeue the parked entries']").click()
+    page.wait_for_selector(".messagelist")
+    screenshot(page, "blockers-07-requeued-from-the-refusal")
+    assert "Requeued 1 parked outbox entries" in page.inner_text(".messagelist")
+    assert "Nothing refuses the step now." in page.inner_text("#next-step-criterion")
+
+    page.select_option("#id_phase", "2")
+    page.fill("#id_shadow_percent", "5")
+    page.fill("#id_note", "parked write requeued and mirrored")
+    page.click("input[name=_change]")
+    page.wait_for_selector(".messagelist")
+    screenshot(page, "blockers-08-step-taken")
+    assert "now in phase 2" in page.inner_text(".messagelist")
+    assert committed_stores.tigerbeetle.get_balance(key).credit_minor == 2_500
