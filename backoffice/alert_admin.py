@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -49,7 +50,15 @@ class AlertStatusFilter(admin.SimpleListFilter):
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):
-    list_display = ("opened_at", "kind", "case_page", "count", "last_seen_at", "status")
+    list_display = (
+        "opened_at",
+        "kind",
+        "case_page",
+        "count",
+        "last_seen_at",
+        "delivered",
+        "status",
+    )
     list_filter = (AlertStatusFilter, "kind")
     search_fields = ("client_id__exact",)
     search_help_text = "Exact client id (case-sensitive)."
@@ -61,10 +70,19 @@ class AlertAdmin(ReadOnlyAdmin):
         "last_seen_at",
         "count",
         "figures_shown",
+        "delivered",
         "status",
         "resolution",
     )
     readonly_fields = fields
+
+    @admin.display(description="webhook")
+    def delivered(self, alert: Alert) -> str:
+        if alert.sent_at is not None:
+            return f"sent {alert.sent_at:%Y-%m-%d %H:%M}"
+        if not alert.send_attempts:
+            return "not sent (no webhook set)" if not settings.ALERT_WEBHOOK_URL else "waiting"
+        return f"not delivered ({alert.send_attempts} tries)"
 
     @admin.display(description="case", ordering="case")
     def case_page(self, alert: Alert) -> str:

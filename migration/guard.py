@@ -109,7 +109,7 @@ class GuardFigures:
     mismatched: int
     outbox_age_s: float | None
 
-    def rate(self, part: int, whole: int, *, min_samples: int) -> Decimal | None:
+    def rate(self, *, part: int, whole: int, min_samples: int) -> Decimal | None:
         """part / whole, or None below the smallest sample judged."""
         if whole <= 0 or whole < min_samples:
             return None
@@ -149,17 +149,19 @@ def breaches_of(figures: GuardFigures, thresholds: Thresholds) -> tuple[Breach, 
     rates = (
         (
             "mismatch_rate",
-            figures.rate(figures.mismatched, figures.compared, min_samples=minimum),
+            figures.rate(part=figures.mismatched, whole=figures.compared, min_samples=minimum),
             thresholds.max_mismatch_rate,
         ),
         (
             "fallback_rate",
-            figures.rate(figures.fallbacks, figures.reads_meant, min_samples=minimum),
+            figures.rate(part=figures.fallbacks, whole=figures.reads_meant, min_samples=minimum),
             thresholds.max_fallback_rate,
         ),
         (
             "tigerbeetle_error_rate",
-            figures.rate(figures.tigerbeetle_errors, figures.reads_meant, min_samples=minimum),
+            figures.rate(
+                part=figures.tigerbeetle_errors, whole=figures.reads_meant, min_samples=minimum
+            ),
             thresholds.max_tb_error_rate,
         ),
     )
@@ -205,6 +207,37 @@ def decide(
         state, rollout_steps=rollout_steps, phase_2_shadow_percent=phase_2_shadow_percent
     )
     return GuardDecision(breaches, step_back_to=target)
+
+
+def what_it_does(
+    state: MigrationState, *, rollout_steps: tuple[Decimal, ...], thresholds: Thresholds
+) -> str:
+    """What the guard does in the phase the flags are in, in the phase page's words."""
+    crossing = (
+        f"mismatch rate above {_percent_text(thresholds.max_mismatch_rate)}, fallback rate "
+        f"above {_percent_text(thresholds.max_fallback_rate)}, TigerBeetle error rate above "
+        f"{_percent_text(thresholds.max_tb_error_rate)} or the oldest outbox write older than "
+        f"{thresholds.max_outbox_age_s:.0f} s"
+    )
+    if state.phase != Phase.READ_CUTOVER:
+        return (
+            f"Checked every minute: a {crossing} raises an alert. In phase {int(state.phase)} "
+            "it moves nothing: it steps back only phase 3's read rollout, and never moves "
+            "where money is written (leaving phase 4 is a person's decision)."
+        )
+    target = step_back_from(
+        state, rollout_steps=rollout_steps, phase_2_shadow_percent=DEFAULT_PHASE_2_SHADOW_PERCENT
+    )
+    to = (
+        f"{criteria.percent(target.read_rollout_percent)}% read rollout"
+        if target.phase == Phase.READ_CUTOVER
+        else "phase 2 (shadow read)"
+    )
+    return (
+        f"Checked every minute: a {crossing} steps the read rollout back to {to} without a "
+        "person, audited as the guard with its figures, and raises an alert. It never moves "
+        "where money is written."
+    )
 
 
 # --- the figures, read from the database and the outbox ------------------------------------

@@ -365,8 +365,9 @@ class Alert(models.Model):
     """Something that means money may be wrong, once per case: one open alert per kind and
     case (a wallet, a threshold, a step back), however often it is seen again; the database
     enforces it (a partial unique constraint), so two workers seeing the same mismatch make
-    one alert. It is sent to the webhook when it opens, counted while it stays open, and
-    resolved by a person (`migration.resolve_alert`)."""
+    one alert. It is sent to the webhook when it opens (and again each minute until the
+    webhook takes it), counted while it stays open, and resolved by a person
+    (`migration.resolve_alert`)."""
 
     class Kind(models.TextChoices):
         SHADOW_MISMATCH = "shadow_mismatch", "shadow read mismatch"
@@ -390,6 +391,10 @@ class Alert(models.Model):
     link = models.CharField(
         max_length=500, blank=True, default="", help_text="the case's admin page (a path)"
     )
+    sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the webhook took it (none: not delivered yet)"
+    )
+    send_attempts = models.PositiveSmallIntegerField(default=0)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.CharField(max_length=150, blank=True, default="")
     resolution = models.CharField(max_length=500, blank=True, default="")

@@ -346,16 +346,17 @@ class Reconciliation:
             "error": run.error,
         }
         log.error("reconciliation alert: %s", summary)
-        alerts.raise_alert(
+        batch = alerts.AlertBatch()
+        batch.raise_alert(
             Alert.Kind.RECONCILIATION_RUN,
             case="reconciliation found problems",
             figures=summary,
             link=reverse("admin:migration_reconciliationrun_change", args=[run.pk]),
         )
-        _alert_mismatches(run)
+        _alert_mismatches(run, batch)
 
 
-def _alert_mismatches(run: ReconciliationRun) -> None:
+def _alert_mismatches(run: ReconciliationRun, batch: alerts.AlertBatch) -> None:
     """One open alert per wallet (or account) that differs, for the first
     ALERTED_MISMATCHES_MAX of a run; acknowledged legacy wallets' known difference is set
     aside. The run's own alert counts them all."""
@@ -369,7 +370,7 @@ def _alert_mismatches(run: ReconciliationRun) -> None:
             if key is not None
             else f"TigerBeetle account {mismatch.tb_account_id_hex}"
         )
-        alerts.raise_alert(
+        batch.raise_alert(
             Alert.Kind.RECONCILIATION_MISMATCH,
             case=case,
             wallet=key,

@@ -33,7 +33,7 @@ def rollout_steps(values: list[str]) -> tuple[Decimal, ...]:
     return (*(step for step in steps if step < 100), Decimal(100))
 
 
-def fraction(name: str, default: str) -> Decimal:
+def fraction(name: str, *, default: str) -> Decimal:
     """A rate setting: a decimal fraction from 0 to 1 (0.01 is 1 %), never a float."""
     raw = env(name, default=default)
     try:
@@ -274,9 +274,9 @@ READ_ROLLOUT_STEPS = rollout_steps(
 # A rate is judged over GUARD_MIN_SAMPLES reads or comparisons at least.
 GUARD_INTERVAL_S = env.float("GUARD_INTERVAL_S", default=60.0)
 GUARD_WINDOW_S = env.float("GUARD_WINDOW_S", default=900.0)
-GUARD_MAX_SHADOW_MISMATCH_RATE = fraction("GUARD_MAX_SHADOW_MISMATCH_RATE", "0.001")
-GUARD_MAX_FALLBACK_RATE = fraction("GUARD_MAX_FALLBACK_RATE", "0.01")
-GUARD_MAX_TB_ERROR_RATE = fraction("GUARD_MAX_TB_ERROR_RATE", "0.005")
+GUARD_MAX_SHADOW_MISMATCH_RATE = fraction("GUARD_MAX_SHADOW_MISMATCH_RATE", default="0.001")
+GUARD_MAX_FALLBACK_RATE = fraction("GUARD_MAX_FALLBACK_RATE", default="0.01")
+GUARD_MAX_TB_ERROR_RATE = fraction("GUARD_MAX_TB_ERROR_RATE", default="0.005")
 GUARD_MAX_OUTBOX_AGE_S = env.float("GUARD_MAX_OUTBOX_AGE_S", default=900.0)
 GUARD_MIN_SAMPLES = env.int("GUARD_MIN_SAMPLES", default=100)
 

@@ -5,6 +5,7 @@ alert's history; refused to staff without the permission; the guard's checks lis
 from __future__ import annotations
 
 from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
@@ -42,7 +43,7 @@ def test_support_sees_the_open_alerts_with_a_link_to_each_case_and_cannot_resolv
 
 
 def test_product_resolves_alerts_and_the_resolution_is_kept_and_in_the_history(
-    product: Client, product_user: object
+    product: Client, product_user: User
 ) -> None:
     alert = open_alert()
 
@@ -52,7 +53,7 @@ def test_product_resolves_alerts_and_the_resolution_is_kept_and_in_the_history(
 
     assert "1 alerts resolved." in answer.content.decode()
     alert.refresh_from_db()
-    assert alert.resolved_by == product_user.get_username()  # type: ignore[attr-defined]
+    assert alert.resolved_by == product_user.get_username()
     assert alert.resolved_at is not None
     entry = LogEntry.objects.get(object_id=str(alert.pk))
     assert entry.get_change_message() == f"Resolved by {alert.resolved_by}."

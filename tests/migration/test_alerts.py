@@ -23,6 +23,7 @@ from migration import alerts
 from migration.legacy_cases import acknowledge
 from migration.models import Alert, ShadowComparison
 from migration.reconciliation import Reconciliation
+from migration.tasks import guard as guard_task
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
 
 RACERS = 6
@@ -228,3 +229,49 @@ def test_a_rate_setting_is_a_fraction_not_a_float() -> None:
     from django.conf import settings
 
     assert isinstance(settings.GUARD_MAX_FALLBACK_RATE, Decimal)
+
+
+UNREACHABLE = "http://127.0.0.1:9/alerts"  # the discard port: nothing listens
+
+
+def test_an_alert_the_webhook_did_not_take_is_sent_by_the_guards_next_minute(
+    stores: Stores, alert_webhook: list[dict[str, Any]], settings: Any
+) -> None:
+    listening = settings.ALERT_WEBHOOK_URL
+    settings.ALERT_WEBHOOK_URL = UNREACHABLE
+    raised = alerts.raise_alert(Alert.Kind.GUARD_THRESHOLD, case="outbox_age", figures={"n": 1})
+    assert raised.opened and not raised.sent
+
+    settings.ALERT_WEBHOOK_URL = listening
+    result = guard_task.delay().get()
+
+    assert result["alerts_delivered"] == 1
+    assert [body["case"] for body in alert_webhook] == ["outbox_age"]
+    alert = Alert.objects.get()
+    assert alert.sent_at is not None and alert.send_attempts == 2
+
+
+def test_once_the_webhook_fails_a_runs_other_wallets_wait_for_the_next_delivery(
+    stores: Stores, alert_webhook: list[dict[str, Any]], settings: Any
+) -> None:
+    listening = settings.ALERT_WEBHOOK_URL
+    enter_phase(Phase.DUAL_WRITE)
+    keys = [new_key() for _ in range(3)]
+    for key in keys:
+        stores.phased.add_credit(key, 1_000, tx())
+        stores.tigerbeetle.subtract_credit(key, 1, tx())
+    settings.ALERT_WEBHOOK_URL = UNREACHABLE
+
+    Reconciliation(stores.scan, stores.outbox, stores.batches).run()
+
+    # The run's alert tried the webhook once; the wallets' did not wait on it.
+    assert sorted(Alert.objects.values_list("send_attempts", flat=True)) == [0, 0, 0, 1]
+    settings.ALERT_WEBHOOK_URL = listening
+    assert alerts.deliver_unsent() == 4
+    assert sorted(body["alert"] for body in alert_webhook) == [
+        "reconciliation_mismatch",
+        "reconciliation_mismatch",
+        "reconciliation_mismatch",
+        "reconciliation_run",
+    ]
+    assert alerts.deliver_unsent() == 0
