@@ -14,7 +14,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from backoffice.admin_base import ReadOnlyAdmin
+from backoffice.admin_base import ReadOnlyAdmin, format_money
+from backoffice.selectors import BALANCE_WORDS
 from migration import alerts
 from migration.models import Alert, GuardCheck
 
@@ -54,6 +55,7 @@ class AlertAdmin(ReadOnlyAdmin):
         "opened_at",
         "kind",
         "case_page",
+        "figures_summary",
         "count",
         "last_seen_at",
         "delivered",
@@ -90,6 +92,22 @@ class AlertAdmin(ReadOnlyAdmin):
             return alert.case
         return format_html('<a class="case-link" href="{}">{}</a>', alert.link, alert.case)
 
+    @admin.display(description="figures (as last seen)")
+    def figures_summary(self, alert: Alert) -> str:
+        """The figures in a line: what crossed, what differs and by how much, a run's counts."""
+        figures = alert.figures
+        if alert.kind == Alert.Kind.GUARD_STEP_BACK:
+            return _crossed(figures.get("breaches", []))
+        if alert.kind == Alert.Kind.GUARD_THRESHOLD:
+            return _crossed([figures.get("breach", {})])
+        if alert.kind == Alert.Kind.RECONCILIATION_RUN:
+            return (
+                f"{figures.get('mismatched', 0)} of {figures.get('checked', 0)} wallets differ; "
+                f"{figures.get('transfer_differences', 0)} transfer registry differences"
+                + (f"; failed: {figures['error']}" if figures.get("error") else "")
+            )
+        return _both_stores(figures) or str(figures.get("detail", ""))
+
     @admin.display(description="status")
     def status(self, alert: Alert) -> str:
         if alert.resolved_at is None:
@@ -120,6 +138,34 @@ class AlertAdmin(ReadOnlyAdmin):
         self.message_user(request, f"{resolved} alerts resolved.", messages.SUCCESS)
 
 
+def _crossed(breaches: list[dict[str, str]]) -> str:
+    return "; ".join(
+        f"{breach.get('threshold')} {breach.get('value')} > {breach.get('maximum')}"
+        for breach in breaches
+        if breach
+    )
+
+
+def _both_stores(figures: dict[str, Any]) -> str:
+    """A mismatch's differing fields, MongoDB's then TigerBeetle's, as money."""
+    currency = figures.get("currency") or ""
+    names = figures.get("fields") or []
+    mongo, tigerbeetle = figures.get("mongo_minor") or [], figures.get("tigerbeetle_minor") or []
+    if not currency or not mongo or len(names) != len(mongo) or len(mongo) != len(tigerbeetle):
+        return ""
+    parts = []
+    for name, mongo_minor, tb_minor in zip(names, mongo, tigerbeetle, strict=True):
+        if mongo_minor == tb_minor:
+            continue
+        words = BALANCE_WORDS.get(name, (name,))[0]
+        shown = [
+            "—" if value is None else format_money(value, currency)
+            for value in (mongo_minor, tb_minor)
+        ]
+        parts.append(f"{words}: MongoDB {shown[0]}, TigerBeetle {shown[1]}")
+    return "; ".join(parts)
+
+
 @admin.register(GuardCheck)
 class GuardCheckAdmin(ReadOnlyAdmin):
     """Each minute's check: the figures of its window, what crossed, what the guard did."""
@@ -139,10 +185,7 @@ class GuardCheckAdmin(ReadOnlyAdmin):
 
     @admin.display(description="thresholds crossed")
     def crossed(self, row: GuardCheck) -> str:
-        return "; ".join(
-            f"{breach['threshold']} {breach['value']} > {breach['maximum']}"
-            for breach in row.breaches
-        )
+        return _crossed(row.breaches)
 
     @admin.display(description="figures")
     def figures_shown(self, row: GuardCheck) -> str:

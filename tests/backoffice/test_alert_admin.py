@@ -86,3 +86,27 @@ def test_product_sees_the_guards_checks(product: Client) -> None:
 
     assert page.status_code == 200
     assert "fallback_rate 2.000% &gt; 1.000%" in page.content.decode()
+
+
+def test_the_list_shows_each_alerts_figures_in_a_line(support: Client) -> None:
+    alerts.raise_alert(
+        Alert.Kind.RECONCILIATION_MISMATCH,
+        case=alerts.wallet_case(KEY),
+        wallet=KEY,
+        figures={
+            "currency": "USD",
+            "fields": ["credit", "debit", "historical_credit"],
+            "mongo_minor": [1000, 0, 1000],
+            "tigerbeetle_minor": [999, 1, 1000],
+        },
+    )
+    alerts.raise_alert(
+        Alert.Kind.GUARD_THRESHOLD,
+        case="outbox_age in phase 4",
+        figures={"breach": {"threshold": "outbox_age", "value": "3600 s", "maximum": "900 s"}},
+    )
+
+    html = support.get(ALERTS).content.decode()
+
+    assert "available: MongoDB $10.00, TigerBeetle $9.99; spent: MongoDB $0.00" in html
+    assert "outbox_age 3600 s &gt; 900 s" in html
