@@ -7,6 +7,7 @@ name still reaches the webhook."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from migration.reconciliation import Reconciliation
 from migration.tasks import guard as guard_task
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
 
-RACERS = 6
+RACERS = 4
 
 
 def shadow_mismatch(stores: Stores) -> Any:
@@ -121,33 +122,37 @@ def test_the_database_refuses_a_second_open_alert_for_a_case(db: None) -> None:
         Alert.objects.create(kind=Alert.Kind.SHADOW_MISMATCH, case="wallet")
 
 
+def _see_the_mismatch(start: Any, seen: Any) -> None:
+    """One process: wait for the others, then raise the same wallet's alert."""
+    try:
+        start.wait(timeout=60)
+        raised = alerts.raise_alert(
+            Alert.Kind.RECONCILIATION_MISMATCH, case="client-1 USA USD", figures={"n": 1}
+        )
+        seen.put("opened" if raised.opened else "counted")
+    except Exception as exc:  # reported to the test, which fails on it
+        seen.put(f"failed: {exc!r}")
+    finally:
+        connections.close_all()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_processes_seeing_the_same_mismatch_at_once_make_one_alert_sent_once(
     alert_webhook: list[dict[str, Any]],
 ) -> None:
-    start = threading.Barrier(RACERS)
-    raised: list[alerts.Raised] = []
+    connections.close_all()  # the children must not share the parent's connection
+    context = multiprocessing.get_context("fork")
+    start, seen = context.Barrier(RACERS), context.Queue()
+    racers = [context.Process(target=_see_the_mismatch, args=(start, seen)) for _ in range(RACERS)]
+    for racer in racers:
+        racer.start()
+    outcomes = sorted(seen.get(timeout=120) for _ in racers)
+    for racer in racers:
+        racer.join(timeout=30)
 
-    def see_it(number: int) -> None:
-        try:
-            start.wait()
-            raised.append(
-                alerts.raise_alert(
-                    Alert.Kind.RECONCILIATION_MISMATCH, case="client-1 USA USD", figures={"n": 1}
-                )
-            )
-        finally:
-            connections.close_all()  # this thread's connection
-
-    threads = [threading.Thread(target=see_it, args=(n,)) for n in range(RACERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
+    assert outcomes == ["counted"] * (RACERS - 1) + ["opened"]
     alert = Alert.objects.get()
     assert alert.count == RACERS
-    assert sum(1 for result in raised if result.opened) == 1
     assert len(alert_webhook) == 1
 
 
