@@ -2,6 +2,7 @@
 shows (each module registers its own)."""
 
 from backoffice import (
+    alert_admin,
     flag_admin,
     legacy_case_admin,
     migration_admin,
@@ -10,6 +11,7 @@ from backoffice import (
 )
 
 __all__ = [
+    "alert_admin",
     "flag_admin",
     "legacy_case_admin",
     "migration_admin",

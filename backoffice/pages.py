@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -32,8 +33,8 @@ from flags.phases import (
     Phase,
     current_state,
 )
-from migration import criteria, tasks
-from migration.models import AcknowledgedLegacyCase
+from migration import criteria, guard, tasks
+from migration.models import AcknowledgedLegacyCase, GuardCheck
 from migration.phase_change import change_phase
 from migration.phase_plan import (
     OVERRIDE_PERMISSION,
@@ -244,6 +245,12 @@ class PhaseView(_SiteView):
                 **next_step_context(),
                 outbox=outbox,
                 outbox_notice=outbox_notice,
+                guard_does=guard.what_it_does(
+                    state,
+                    rollout_steps=tuple(settings.READ_ROLLOUT_STEPS),
+                    thresholds=guard.Thresholds.from_settings(),
+                ),
+                guard_last_check=GuardCheck.objects.first(),
             ),
         )
 

@@ -3,9 +3,9 @@
 Process-local metrics (latency histograms, transactions and volume per currency and store,
 fallbacks, retries, breaker) come from `ledger.metrics`, requests and errors per endpoint from
 `wallet_site.request_metrics`; figures every process should agree on (outbox depth and lag,
-shadow match rate, the last reconciliation, the phase, each step criterion's status) are read
-from MongoDB and the database at scrape time by a collector. docs/grafana-dashboard.json
-charts them.
+shadow match rate, the last reconciliation, open alerts, the phase, each step criterion's
+status) are read from MongoDB and the database at scrape time by a collector.
+docs/grafana-dashboard.json charts them.
 With PROMETHEUS_MULTIPROC_DIR set (gunicorn, prefork workers) all processes are aggregated.
 
 A scrape shows internals and runs database and MongoDB queries, so it answers only the
@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterator
 
 from django.conf import settings
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -30,6 +31,7 @@ from domain.errors import error_body
 from flags.phases import MigrationState, current_state
 from migration import criteria
 from migration.criteria import StepCriterion
+from migration.models import Alert
 from migration.outbox import OutboxDepth
 from migration.runtime import process_runtime
 
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 
 class MigrationCollector(Collector):
     """Figures every process agrees on, read at scrape time: the outbox, the shadow match
-    rate, the last reconciliation, the phase and each step criterion's status."""
+    rate, the last reconciliation, open alerts, the phase and each step criterion's status."""
 
     def collect(self) -> Iterator[Metric]:
         depth = criteria.outbox_depth_of(process_runtime().outbox)
@@ -48,6 +50,7 @@ class MigrationCollector(Collector):
             yield from _outbox_metrics(depth)
         yield from _shadow_metrics()
         yield from _reconciliation_metrics()
+        yield from _alert_metrics()
         state = current_state()
         yield from _phase_metrics(state)
         yield from _criterion_metrics(state, depth)
@@ -97,6 +100,24 @@ def _reconciliation_metrics() -> Iterator[Metric]:
     )
     finished.add_metric([], run.finished_at.timestamp() if run.finished_at else 0)
     yield finished
+
+
+def _alert_metrics() -> Iterator[Metric]:
+    """Open alerts by kind (every kind, 0 when none)."""
+    open_alerts = GaugeMetricFamily(
+        "wallet_open_alerts",
+        "Alerts not resolved yet, by kind (one per case: a wallet, a threshold, a step back).",
+        labels=["kind"],
+    )
+    counts = dict(
+        Alert.objects.filter(resolved_at__isnull=True)
+        .values("kind")
+        .annotate(total=Count("id"))
+        .values_list("kind", "total")
+    )
+    for kind in Alert.Kind.values:
+        open_alerts.add_metric([kind], counts.get(kind, 0))
+    yield open_alerts
 
 
 def _phase_metrics(state: MigrationState) -> Iterator[Metric]:

@@ -17,6 +17,7 @@ from backoffice.links import back_url
 
 # The index's groups, named for the people who use them: (group, models as app_label.Model).
 GROUPS = [
+    ("Alerts: money may be wrong", ["migration.Alert"]),
     (
         "Support: wallets and transactions",
         ["registry.WalletAccount", "registry.WalletTransfer"],
@@ -32,7 +33,12 @@ GROUPS = [
     ),
     (
         "Product: migration records",
-        ["migration.ShadowComparison", "flags.FlagChange", "flags.Milestone"],
+        [
+            "migration.ShadowComparison",
+            "migration.GuardCheck",
+            "flags.FlagChange",
+            "flags.Milestone",
+        ],
     ),
     ("Product: feature flags (django-waffle)", ["waffle.Switch", "waffle.Sample", "waffle.Flag"]),
 ]

@@ -84,6 +84,12 @@ def record_step_criterion(
     change.save(update_fields=["criterion", "overridden", "override_reason"])
 
 
+def record_guard_figures(change: PhaseChange, figures: dict[str, Any]) -> None:
+    """Keep on the audit row of a step the guard took the figures that made it take it."""
+    change.guard_figures = figures
+    change.save(update_fields=["guard_figures"])
+
+
 def flag_value(instance: Any) -> str:
     """A switch as on/off, a sample as its percent: how the audit records values."""
     if hasattr(instance, "percent"):

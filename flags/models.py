@@ -22,6 +22,9 @@ class PhaseChange(models.Model):
         default=False, help_text="taken although its criterion had not held, by an override"
     )
     override_reason = models.TextField(blank=True, default="")
+    # A step back the guard took (`migration.guard`, actor "guard"): the figures of its
+    # window and the thresholds they crossed.
+    guard_figures = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-changed_at", "-id"]

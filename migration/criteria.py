@@ -91,7 +91,12 @@ class ShadowFigures:
 
 
 def shadow_figures(days: int = CONSECUTIVE_DAYS) -> ShadowFigures:
-    since = timezone.now() - timedelta(days=days)
+    return shadow_figures_since(timezone.now() - timedelta(days=days))
+
+
+def shadow_figures_since(since: datetime) -> ShadowFigures:
+    """The shadow comparisons made since `since` (the dashboard's days, the guard's window),
+    acknowledged legacy wallets set aside."""
     rows = ShadowComparison.objects.filter(compared_at__gte=since)
     figures = rows.aggregate(
         compared=Count("id"),

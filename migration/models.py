@@ -302,3 +302,113 @@ class AcknowledgedLegacyCase(models.Model):
 
     def __str__(self) -> str:
         return f"legacy case {self.client_id} {self.currency} by {self.acknowledged_by}"
+
+
+class ReadFallbackCount(models.Model):
+    """Phase-3 fallbacks per hour by their reason (`error`, `breaker_open`: TigerBeetle failed
+    the read; `not_in_tigerbeetle`: it lacks the wallet). The guard's TigerBeetle error rate
+    is the first two over the reads meant for TigerBeetle (`ReadRouteCount`)."""
+
+    hour = models.DateTimeField()
+    reason = models.CharField(max_length=24)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "reason"], name="one_fallback_count_per_hour")
+        ]
+
+    @classmethod
+    def bump(cls, reason: str) -> None:
+        hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+        updated = cls.objects.filter(hour=hour, reason=reason).update(count=F("count") + 1)
+        if not updated:
+            _, created = cls.objects.get_or_create(hour=hour, reason=reason, defaults={"count": 1})
+            if not created:
+                cls.objects.filter(hour=hour, reason=reason).update(count=F("count") + 1)
+
+
+class GuardCheck(models.Model):
+    """One minute's check of the guard (`migration.guard`): the read counters as they stood
+    (running totals, so a window's rates are the difference between two checks), the figures
+    of its window, the thresholds crossed and what it did."""
+
+    class Action(models.TextChoices):
+        NONE = "none", "nothing crossed"
+        ALERTED = "alerted", "alerted only (this phase is not stepped back by the guard)"
+        STEPPED_BACK = "stepped_back", "stepped the read rollout back"
+        REFUSED = "refused", "a step back was refused"
+        SKIPPED = "skipped", "skipped (a phase change was running)"
+
+    checked_at = models.DateTimeField(default=timezone.now, db_index=True)
+    phase = models.PositiveSmallIntegerField()
+    read_rollout_percent = models.DecimalField(max_digits=4, decimal_places=1, default=0)
+    reads_meant_total = models.BigIntegerField(
+        default=0, help_text="reads meant for TigerBeetle so far (served by it, or fallen back)"
+    )
+    fallbacks_total = models.BigIntegerField(default=0)
+    tigerbeetle_errors_total = models.BigIntegerField(default=0)
+    figures = models.JSONField(default=dict, blank=True)
+    breaches = models.JSONField(default=list, blank=True)
+    action = models.CharField(max_length=12, choices=Action.choices, default=Action.NONE)
+    outcome = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering = ["-checked_at", "-id"]
+        verbose_name = "guard check"
+
+    def __str__(self) -> str:
+        return f"guard {self.checked_at:%Y-%m-%d %H:%M}: {self.get_action_display()}"
+
+
+class Alert(models.Model):
+    """Something that means money may be wrong, once per case: one open alert per kind and
+    case (a wallet, a threshold, a step back), however often it is seen again; the database
+    enforces it (a partial unique constraint), so two workers seeing the same mismatch make
+    one alert. It is sent to the webhook when it opens (and again each minute until the
+    webhook takes it), counted while it stays open, and resolved by a person
+    (`migration.resolve_alert`)."""
+
+    class Kind(models.TextChoices):
+        SHADOW_MISMATCH = "shadow_mismatch", "shadow read mismatch"
+        RECONCILIATION_MISMATCH = "reconciliation_mismatch", "reconciliation mismatch"
+        RECONCILIATION_RUN = "reconciliation_run", "reconciliation found problems"
+        GUARD_STEP_BACK = "guard_step_back", "the guard stepped the read rollout back"
+        GUARD_THRESHOLD = "guard_threshold", "a guard threshold crossed"
+
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    case = models.CharField(
+        max_length=400, help_text="what it is about: a wallet, a threshold, a step back"
+    )
+    client_id = models.CharField(max_length=128, blank=True, default="", db_index=True)
+    country = models.CharField(max_length=3, blank=True, default="")
+    currency = models.CharField(max_length=3, blank=True, default="")
+    issuer = models.CharField(max_length=128, blank=True, default="")
+    opened_at = models.DateTimeField(default=timezone.now, db_index=True)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    count = models.PositiveIntegerField(default=1, help_text="times seen while open")
+    figures = models.JSONField(default=dict, blank=True, help_text="as last seen")
+    link = models.CharField(
+        max_length=500, blank=True, default="", help_text="the case's admin page (a path)"
+    )
+    sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the webhook took it (none: not delivered yet)"
+    )
+    send_attempts = models.PositiveSmallIntegerField(default=0)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True, default="")
+    resolution = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "case"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="one_open_alert_per_case",
+            )
+        ]
+        permissions = [("resolve_alert", "Can resolve an alert")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.case}"

@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db.models import F, Q
@@ -32,6 +33,7 @@ from domain import errors
 from domain.ids import WalletKey, hex_to_u128
 from flags.audit import (
     apply_state,
+    record_guard_figures,
     record_step_criterion,
     recording_phase_change,
     set_writes_paused,
@@ -85,11 +87,13 @@ def change_phase(
     rollout_percent: Decimal | None = None,
     shadow_percent: Decimal | None = None,
     override: Override | None = None,
+    guard_figures: dict[str, Any] | None = None,
 ) -> PhaseChangeReport:
     """Move to `phase` (audited as `actor`), or raise InvalidPhaseChange saying why not: the
     plan's refusals before anything starts, or what executing the step found. Every change
     asked for is one audit row (`flags.PhaseChange`), refused or not, with the criterion the
-    step waited for and any override."""
+    step waited for and any override; a step the guard takes (`migration.guard`) keeps the
+    figures that made it take it (`guard_figures`)."""
     with recording_phase_change(
         actor, note=note, from_phase=int(current_state().phase), to_phase=int(phase)
     ) as record:
@@ -106,6 +110,8 @@ def change_phase(
             overridden=plan.overridden,
             override_reason=plan.override_reason,
         )
+        if guard_figures:
+            record_guard_figures(record, guard_figures)
         if plan.refusals:
             raise InvalidPhaseChange(plan.refusal_message())
         return _take_step(plan, actor, mongo, tigerbeetle, note=note)

@@ -14,8 +14,9 @@ Four passes, all batched (lookups of up to 8189 accounts, MongoDB pages in key o
    are wallets TigerBeetle does not hold and wallets whose writes wait in the outbox: an
    alert must mean money is wrong.
 
-In phase 4 MongoDB is no longer written, so pass 3 is skipped. A run with mismatches raises an
-alert: an ERROR log line, and a JSON POST to RECONCILE_ALERT_WEBHOOK_URL when set.
+In phase 4 MongoDB is no longer written, so pass 3 is skipped. A run with mismatches raises
+alerts (`migration.alerts`: an ERROR log line, and a JSON POST to ALERT_WEBHOOK_URL when an
+alert opens): one for the run's problems while it stays open, and one per differing wallet.
 
 A run shows its progress while it works: its row holds the wallets it compares
 (`wallets_total`, MongoDB's count when it started) and is updated after each page of pass 3
@@ -30,8 +31,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import requests
-from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
 from domain.ids import WalletKey, u128_to_hex
@@ -41,16 +41,19 @@ from ledger import metrics
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
 from ledger.tb_model import balance_from_account
+from migration import alerts
+from migration.legacy_cases import AcknowledgedCases
 from migration.legacy_scan import LegacyScan, WalletSnapshot
 from migration.mirror import Mirror
-from migration.models import ReconciliationMismatch, ReconciliationRun
+from migration.models import Alert, ReconciliationMismatch, ReconciliationRun
 from migration.outbox import MirrorOutbox, MirrorState
 from migration.transfer_check import TransferCheck, WalletLedger
 from registry import accounts as account_registry
 from registry.models import WalletAccount
 
 log = logging.getLogger(__name__)
-ALERT_TIMEOUT_S = 5.0
+# Wallets of one run given an alert of their own (the run's alert counts them all).
+ALERTED_MISMATCHES_MAX = 100
 AWAITING_KEYS_KEPT = 20
 WALLET_SEQ_MAX = 2**62
 
@@ -343,16 +346,61 @@ class Reconciliation:
             "error": run.error,
         }
         log.error("reconciliation alert: %s", summary)
-        url = settings.RECONCILE_ALERT_WEBHOOK_URL
-        if url:
-            try:
-                requests.post(
-                    url,
-                    json={"alert": "wallet_reconciliation", **summary},
-                    timeout=ALERT_TIMEOUT_S,
-                )
-            except requests.RequestException as exc:
-                log.error("reconciliation alert webhook %s failed: %s", url, exc)
+        batch = alerts.AlertBatch()
+        batch.raise_alert(
+            Alert.Kind.RECONCILIATION_RUN,
+            case="reconciliation found problems",
+            figures=summary,
+            link=reverse("admin:migration_reconciliationrun_change", args=[run.pk]),
+        )
+        _alert_mismatches(run, batch)
+
+
+def _alert_mismatches(run: ReconciliationRun, batch: alerts.AlertBatch) -> None:
+    """One open alert per wallet (or account) that differs, for the first
+    ALERTED_MISMATCHES_MAX of a run; acknowledged legacy wallets' known difference is set
+    aside. The run's own alert counts them all."""
+    cases = AcknowledgedCases()
+    for mismatch in run.mismatches.order_by("pk")[:ALERTED_MISMATCHES_MAX]:
+        if cases.sets_aside(mismatch):
+            continue
+        key = WalletKey.from_row(mismatch) if mismatch.client_id else None
+        case = (
+            alerts.wallet_case(key)
+            if key is not None
+            else f"TigerBeetle account {mismatch.tb_account_id_hex}"
+        )
+        batch.raise_alert(
+            Alert.Kind.RECONCILIATION_MISMATCH,
+            case=case,
+            wallet=key,
+            figures=_mismatch_figures(mismatch),
+            link=reverse("admin:migration_reconciliationmismatch_change", args=[mismatch.pk]),
+        )
+
+
+def _mismatch_figures(mismatch: ReconciliationMismatch) -> dict[str, Any]:
+    return {
+        "run_id": mismatch.run_id,
+        "mismatch_id": mismatch.pk,
+        "kind": mismatch.kind,
+        "currency": mismatch.currency,
+        "mongo_minor": [
+            mismatch.mongo_credit_minor,
+            mismatch.mongo_debit_minor,
+            mismatch.mongo_historical_credit_minor,
+        ],
+        "tigerbeetle_minor": [
+            mismatch.tb_credit_minor,
+            mismatch.tb_debit_minor,
+            mismatch.tb_historical_credit_minor,
+        ],
+        "fields": ["credit", "debit", "historical_credit"],
+        "transaction_id": mismatch.transaction_id,
+        "registered_amount_minor": mismatch.registered_amount_minor,
+        "tigerbeetle_amount_minor": mismatch.tb_amount_minor,
+        "detail": mismatch.detail,
+    }
 
 
 def _opening_of(row: WalletAccount) -> tuple[int, int] | None:

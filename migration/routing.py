@@ -38,7 +38,7 @@ from flags.write_lock import write_admitted
 from ledger import metrics
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
-from migration.models import ReadRouteCount
+from migration.models import ReadFallbackCount, ReadRouteCount
 from migration.outbox import MirrorOutbox
 
 log = logging.getLogger(__name__)
@@ -309,6 +309,7 @@ class PhasedWalletStore:
     def _fallback(self, key: WalletKey, reason: str) -> WalletBalance:
         metrics.FALLBACKS.labels(reason).inc()
         _count_route(ReadRouteCount.Route.FALLBACK)
+        ReadFallbackCount.bump(reason)  # the guard's TigerBeetle error rate
         log.info("balance of %s served by MongoDB (%s)", key.describe(), reason)
         return _timed("get_balance", store="mongo", call=lambda: self.mongo.get_balance(key))
 

@@ -5,12 +5,15 @@ The comparison is exact, not "roughly at the same time": the sampled read carrie
 MongoDB `wallet_seq` it saw, and TigerBeetle's balance at that same point is read from the
 account's history (the balance just before the transfer of the wallet's next logged change,
 or the current balance if there is none). The mirror is first run for the wallet, so lag is
-never reported as a mismatch.
+never reported as a mismatch. A mismatch raises an alert (`migration.alerts`: one open per
+wallet), unless it is an acknowledged legacy wallet's known difference.
 """
 
 from __future__ import annotations
 
 import time
+
+from django.urls import reverse
 
 from domain import errors
 from domain.ids import WalletKey
@@ -18,8 +21,10 @@ from domain.wallets import WalletBalance
 from ledger import history, metrics
 from ledger.batches import LedgerBatches
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from migration import alerts
+from migration.legacy_cases import AcknowledgedCases
 from migration.mirror import Mirror
-from migration.models import ShadowComparison
+from migration.models import Alert, ShadowComparison
 from migration.outbox import MirrorOutbox, MirrorState
 from registry import accounts as account_registry
 
@@ -52,7 +57,39 @@ def compare_shadow_read(
         comparison.detail = str(exc)[:300]
     comparison.save()
     metrics.SHADOW_COMPARISONS.labels(comparison.outcome).inc()
+    if comparison.outcome == ShadowComparison.Outcome.MISMATCH:
+        _alert(comparison, key)
     return comparison
+
+
+def _alert(comparison: ShadowComparison, key: WalletKey) -> None:
+    """A mismatch means money differs: one open alert per wallet, with both stores' fields
+    (an acknowledged legacy wallet differing by its known excess alone is set aside)."""
+    if AcknowledgedCases().sets_aside(comparison):
+        return
+    alerts.raise_alert(
+        Alert.Kind.SHADOW_MISMATCH,
+        case=alerts.wallet_case(key),
+        wallet=key,
+        figures={
+            "comparison_id": comparison.pk,
+            "wallet_seq": comparison.wallet_seq,
+            "differs_in": comparison.mismatched_fields,
+            "mongo_minor": [
+                comparison.mongo_credit_minor,
+                comparison.mongo_debit_minor,
+                comparison.mongo_historical_credit_minor,
+            ],
+            "tigerbeetle_minor": [
+                comparison.tb_credit_minor,
+                comparison.tb_debit_minor,
+                comparison.tb_historical_credit_minor,
+            ],
+            "fields": list(FIELDS),
+            "currency": key.currency,
+        },
+        link=reverse("admin:migration_shadowcomparison_change", args=[comparison.pk]),
+    )
 
 
 def _compare(

@@ -24,6 +24,8 @@ from domain.wallets import WalletBalance
 from flags.phases import current_state
 from ledger import metrics
 from ledger.backends import get_ledger_backend
+from migration import alerts
+from migration import guard as guard_check
 from migration.models import ReconciliationRun
 from migration.phase_change import copy_back_due, copy_back_tigerbeetle_writes
 from migration.routing import key_from_dict
@@ -142,4 +144,22 @@ def reconcile(triggered_by: str = "schedule", run_id: int | None = None) -> dict
         "matched": run.matched,
         "mismatched": run.mismatched,
         "duration_s": run.duration_s,
+    }
+
+
+@shared_task(name="ledger.guard")
+def guard() -> dict[str, Any]:
+    """Celery beat (GUARD_INTERVAL_S, 60 s): the guard's check (`migration.guard`): in phase 3
+    a threshold crossed steps the read rollout back, audited as the guard; elsewhere it
+    alerts and moves nothing. Then the open alerts the webhook has not taken are sent again."""
+    runtime = process_runtime()
+    row = guard_check.check(mongo=runtime.mongo, batches=runtime.batches, outbox=runtime.outbox)
+    delivered = alerts.deliver_unsent()  # alerts the webhook did not take when they opened
+    return {
+        "alerts_delivered": delivered,
+        "check_id": row.pk,
+        "phase": row.phase,
+        "action": row.action,
+        "breaches": row.breaches,
+        "outcome": row.outcome,
     }

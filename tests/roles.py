@@ -12,6 +12,7 @@ _roles_migration = importlib.import_module("flags.migrations.0002_roles")
 _api_roles_migration = importlib.import_module("flags.migrations.0003_api_roles")
 _legacy_case_roles_migration = importlib.import_module("flags.migrations.0006_legacy_case_roles")
 _blocker_roles_migration = importlib.import_module("migration.migrations.0005_blocker_roles")
+_alert_roles_migration = importlib.import_module("migration.migrations.0007_alert_roles")
 
 SERVICE_ACCOUNT = _api_roles_migration.SERVICE_ACCOUNT
 
@@ -22,4 +23,5 @@ def role(name: str) -> Group:
         _api_roles_migration.grant_api_roles(apps, None)
         _legacy_case_roles_migration.grant_legacy_case_roles(apps, None)
         _blocker_roles_migration.grant_blocker_actions(apps, None)
+        _alert_roles_migration.grant_alert_roles(apps, None)
     return Group.objects.get(name=name)

@@ -33,6 +33,18 @@ def rollout_steps(values: list[str]) -> tuple[Decimal, ...]:
     return (*(step for step in steps if step < 100), Decimal(100))
 
 
+def fraction(name: str, *, default: str) -> Decimal:
+    """A rate setting: a decimal fraction from 0 to 1 (0.01 is 1 %), never a float."""
+    raw = env(name, default=default)
+    try:
+        value = Decimal(str(raw).strip())
+    except InvalidOperation as exc:
+        raise ImproperlyConfigured(f"{name} must be a fraction such as 0.01: {raw!r}") from exc
+    if not Decimal(0) <= value <= Decimal(1):
+        raise ImproperlyConfigured(f"{name} must be between 0 and 1 (0.01 is 1 %): {raw!r}")
+    return value
+
+
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-insecure-key-change-me")
@@ -228,8 +240,11 @@ OUTBOX_PENDING_WARN_S = env.float("OUTBOX_PENDING_WARN_S", default=300.0)
 RECONCILE_INTERVAL_S = env.float("RECONCILE_INTERVAL_S", default=3600.0)
 # Celery beat: how often expired API tokens are deleted (requests check only their own).
 TOKEN_PURGE_INTERVAL_S = env.float("TOKEN_PURGE_INTERVAL_S", default=3600.0)
-# Optional: reconciliation mismatches are also POSTed here as JSON.
-RECONCILE_ALERT_WEBHOOK_URL = env("RECONCILE_ALERT_WEBHOOK_URL", default="")
+# Optional: each alert (`migration.alerts`: shadow and reconciliation mismatches, the guard) is
+# POSTed here as JSON when it opens. RECONCILE_ALERT_WEBHOOK_URL, its earlier name, still works.
+ALERT_WEBHOOK_URL = env("ALERT_WEBHOOK_URL", default=env("RECONCILE_ALERT_WEBHOOK_URL", default=""))
+# Where people reach the back-office: an alert's links are this plus the admin's path.
+BACKOFFICE_BASE_URL = env("BACKOFFICE_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 # Phase 3 TigerBeetle reads (the plan's Polly policies): a failed read is retried this many
 # times, the n-th retry after TB_READ_RETRY_BASE_S x 2^n (0.2, 0.4, 0.8 s); a read that failed
 # every retry is one failure for the breaker, which opens after READ_BREAKER_FAILURES of them
@@ -252,7 +267,21 @@ READ_ROLLOUT_STEPS = rollout_steps(
     env.list("READ_ROLLOUT_STEPS", default=["1", "5", "25", "50", "100"])
 )
 
+# The guard (`migration.guard`, docs/migration.md "The guard"): every GUARD_INTERVAL_S it
+# reads the last GUARD_WINDOW_S (never before the last flag change) and, in phase 3, steps
+# the read rollout back when a rate crosses its maximum (fractions: 0.01 is 1 %) or the
+# oldest pending outbox entry is older than GUARD_MAX_OUTBOX_AGE_S; in other phases it alerts.
+# A rate is judged over GUARD_MIN_SAMPLES reads or comparisons at least.
+GUARD_INTERVAL_S = env.float("GUARD_INTERVAL_S", default=60.0)
+GUARD_WINDOW_S = env.float("GUARD_WINDOW_S", default=900.0)
+GUARD_MAX_SHADOW_MISMATCH_RATE = fraction("GUARD_MAX_SHADOW_MISMATCH_RATE", default="0.001")
+GUARD_MAX_FALLBACK_RATE = fraction("GUARD_MAX_FALLBACK_RATE", default="0.01")
+GUARD_MAX_TB_ERROR_RATE = fraction("GUARD_MAX_TB_ERROR_RATE", default="0.005")
+GUARD_MAX_OUTBOX_AGE_S = env.float("GUARD_MAX_OUTBOX_AGE_S", default=900.0)
+GUARD_MIN_SAMPLES = env.int("GUARD_MIN_SAMPLES", default=100)
+
 CELERY_BEAT_SCHEDULE = {
+    "guard": {"task": "ledger.guard", "schedule": GUARD_INTERVAL_S},
     "mirror-sweep": {"task": "ledger.sweep_outbox", "schedule": MIRROR_SWEEP_INTERVAL_S},
     "reconcile": {"task": "ledger.reconcile", "schedule": RECONCILE_INTERVAL_S},
     "purge-expired-tokens": {

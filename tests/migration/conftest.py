@@ -4,10 +4,13 @@ installed as the process's stores so the service, the API and (eager) Celery tas
 from __future__ import annotations
 
 import contextlib
+import json
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -214,3 +217,32 @@ def phased_over(
         enqueue_mirror=enqueue_mirror,
         enqueue_shadow=enqueue_shadow,
     )
+
+
+@pytest.fixture
+def alert_webhook(settings: Any) -> Iterator[list[dict[str, Any]]]:
+    """A real HTTP server on loopback as ALERT_WEBHOOK_URL: the JSON bodies it received, in
+    order (each POST is answered before the alert's sender goes on). The back-office's base
+    URL is http://backoffice.test, so links are predictable."""
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.ALERT_WEBHOOK_URL = f"http://127.0.0.1:{server.server_port}/alerts"
+    settings.BACKOFFICE_BASE_URL = "http://backoffice.test"
+    try:
+        yield received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

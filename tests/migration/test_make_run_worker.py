@@ -184,8 +184,9 @@ def test_a_task_the_web_process_queues_is_run_by_rundevs_worker(
     assert response.status_code == 201, response.text
     assert wait_for_state(committed_stores, key, MirrorState.MIRRORED) == [MirrorState.MIRRORED]
     assert committed_stores.tigerbeetle.get_balance(key).credit_minor == 1234
+    # The task's "succeeded" line is written after it returns, so after the entry is mirrored.
+    run.wait_for_log(r"Task ledger\.mirror_wallet\[[^\]]+\] succeeded")
     log = run.worker_log()
-    assert "Task ledger.mirror_wallet[" in log and "succeeded" in log
     assert log.count("Task ledger.sweep_outbox[") == 2  # received, succeeded: the first start's
 
 

@@ -118,3 +118,14 @@ def test_metrics_show_the_read_breaker_opening(stores: Stores, settings: Any) ->
     assert fallbacks[1] - fallbacks[0] == settings.READ_BREAKER_FAILURES
     retries = [value(m, "wallet_read_retries_total") for m in (before, after)]
     assert retries[1] - retries[0] == 3 * settings.READ_BREAKER_FAILURES
+
+
+def test_metrics_show_open_alerts_by_kind(stores: Stores) -> None:
+    from migration import alerts
+    from migration.models import Alert
+
+    alerts.raise_alert(Alert.Kind.SHADOW_MISMATCH, case="a wallet", figures={})
+    alerts.raise_alert(Alert.Kind.SHADOW_MISMATCH, case="a wallet", figures={})  # the same case
+    metrics = scrape()
+    assert value(metrics, "wallet_open_alerts", kind="shadow_mismatch") == 1
+    assert value(metrics, "wallet_open_alerts", kind="guard_step_back") == 0

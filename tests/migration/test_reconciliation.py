@@ -3,9 +3,6 @@ TigerBeetle, each run and mismatch recorded, alerts raised."""
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from io import StringIO
 from typing import Any
 
@@ -132,43 +129,40 @@ def test_wallet_account_paging_reaches_past_one_page(stores: Stores) -> None:
     assert (run.checked, run.matched, run.accounts_without_row) == (5, 5, 0)
 
 
-def test_a_mismatch_posts_an_alert_to_the_webhook(stores: Stores, settings: Any) -> None:
-    received: list[dict[str, Any]] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.handle_request, daemon=True).start()
-    settings.RECONCILE_ALERT_WEBHOOK_URL = f"http://127.0.0.1:{server.server_port}/alerts"
+def test_a_mismatch_posts_the_run_and_the_wallet_to_the_webhook_once_each(
+    stores: Stores, alert_webhook: list[dict[str, Any]]
+) -> None:
+    received = alert_webhook
     key = mirrored_wallets(stores, 1)[0]
     stores.tigerbeetle.subtract_credit(key, 1, tx())
 
     run = reconcile(stores)
+    reconcile(stores)  # seen again: counted on the open alerts, not sent again
 
-    server.server_close()
-    assert received == [
-        {
-            "alert": "wallet_reconciliation",
-            "run_id": run.pk,
-            "checked": 1,
-            "mismatched": 1,
-            "rows_without_account": 0,
-            "accounts_without_row": 0,
-            "transfer_differences": 0,
-            "error": "",
-        }
+    assert [body["alert"] for body in received] == [
+        "reconciliation_run",
+        "reconciliation_mismatch",
     ]
+    assert received[0]["figures"] == {
+        "run_id": run.pk,
+        "checked": 1,
+        "mismatched": 1,
+        "rows_without_account": 0,
+        "accounts_without_row": 0,
+        "transfer_differences": 0,
+        "error": "",
+    }
+    assert received[1]["wallet"] == key.as_dict()
+    assert received[1]["figures"]["mongo_minor"] == [1000, 0, 1000]
+    assert received[1]["figures"]["tigerbeetle_minor"] == [999, 1, 1000]
+    mismatch = run.mismatches.get()
+    assert received[1]["link"] == (
+        f"http://backoffice.test/admin/migration/reconciliationmismatch/{mismatch.pk}/change/"
+    )
 
 
 def test_an_unreachable_webhook_does_not_fail_the_run(stores: Stores, settings: Any) -> None:
-    settings.RECONCILE_ALERT_WEBHOOK_URL = "http://127.0.0.1:9/unreachable"
+    settings.ALERT_WEBHOOK_URL = "http://127.0.0.1:9/unreachable"
     key = mirrored_wallets(stores, 1)[0]
     stores.tigerbeetle.subtract_credit(key, 1, tx())
     assert reconcile(stores).mismatched == 1
