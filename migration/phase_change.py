@@ -180,7 +180,7 @@ def _reconcile_or_refuse(mongo: MongoWalletStore, tigerbeetle: LedgerBatches, ac
         f"{key.describe()} (not backfilled)"
         for key in reconciliation.awaiting_backfill_keys[: NAMED_WALLETS_MAX - len(named)]
     ]
-    lacking = run.mismatched + run.awaiting_backfill
+    lacking = run.mismatched + run.awaiting_backfill + run.outside_share
     if lacking:
         more = f" and {lacking - len(named)} more" if lacking > len(named) else ""
         raise InvalidPhaseChange(

@@ -49,7 +49,14 @@ def check_ledger_backend() -> dict[str, object]:
 
 
 def _report(report: Any) -> dict[str, Any]:
-    for result in ("applied", "already_applied", "covered", "parked", "failed_transiently"):
+    for result in (
+        "applied",
+        "already_applied",
+        "covered",
+        "parked",
+        "failed_transiently",
+        "outside_share",
+    ):
         metrics.MIRROR_ENTRIES.labels(result).inc(getattr(report, result))
     return {
         "applied": report.applied,
@@ -58,6 +65,7 @@ def _report(report: Any) -> dict[str, Any]:
         "waiting_for_backfill": report.waiting_for_backfill,
         "parked": report.parked,
         "failed_transiently": report.failed_transiently,
+        "outside_share": report.outside_share,
     }
 
 
@@ -88,6 +96,7 @@ def sweep_outbox() -> dict[str, Any]:
     depth = runtime.outbox.depth()
     metrics.OUTBOX_DEPTH.labels("pending").set(depth.pending)
     metrics.OUTBOX_DEPTH.labels("parked").set(depth.parked)
+    metrics.OUTBOX_DEPTH.labels("outside_share").set(depth.outside_share)
     metrics.MIRROR_LAG_SECONDS.set(depth.oldest_pending_age_s)
     return {**result, "depth": asdict(depth)}
 
@@ -121,6 +130,7 @@ def backfill(page_size: int = 2000) -> dict[str, Any]:
         "scanned": report.scanned,
         "imported": report.imported,
         "already_imported": report.already_imported,
+        "outside_share": report.outside_share,
         "failed": report.failed[:100],
         "duration_s": round(report.duration_s, 3),
     }
