@@ -110,11 +110,13 @@ def _phase_metrics(state: MigrationState) -> Iterator[Metric]:
     shares = GaugeMetricFamily(
         "wallet_migration_share_percent",
         "The migration's shares: shadow_read (percent of reads compared in phase 2), "
-        "read_rollout (percent of clients reading from TigerBeetle in phase 3).",
+        "read_rollout (percent of clients reading from TigerBeetle in phase 3), dual_write "
+        "(percent of clients whose writes are mirrored in phases 1-3).",
         labels=["share"],
     )
     shares.add_metric(["shadow_read"], float(state.shadow_read_percent))
     shares.add_metric(["read_rollout"], float(state.read_rollout_percent))
+    shares.add_metric(["dual_write"], float(state.dual_write_percent))
     yield shares
 
 

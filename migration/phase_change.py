@@ -14,12 +14,20 @@ which waits until every write that read the old phase has finished; then:
 - leaving phase 4 copies every write TigerBeetle took as the only store back into MongoDB
   (in TigerBeetle's timestamp order, marked as already mirrored), so MongoDB is complete
   again before it takes writes.
+
+A raise of the dual-write share is flags too, then the release of the outbox entries of the
+clients it takes in (set aside while they were outside) to the mirror, then
+`on_share_raised` (the caller queues the backfill of their legacy wallets and a sweep). No
+pause is needed: every write is in the outbox whatever the share it read, the mirror sets
+aside only what the share leaves out when it looks and looks again after, and it applies a
+wallet's entries in order across the boundary (`migration.mirror`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -37,7 +45,7 @@ from flags.audit import (
     set_writes_paused,
 )
 from flags.models import Milestone
-from flags.phases import InvalidPhaseChange, Phase, current_state
+from flags.phases import InvalidPhaseChange, Phase, current_state, share_bucket_limit
 from flags.write_lock import WritesStillRunning, writes_drained
 from ledger import history
 from ledger.batches import LedgerBatches
@@ -45,7 +53,7 @@ from ledger.stores.mongo_store import MongoWalletStore
 from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
 from migration.models import ReconciliationMismatch
-from migration.outbox import MirrorOutbox
+from migration.outbox import MirrorOutbox, MirrorState
 from migration.phase_plan import Override, StepPlan, plan_phase_change
 from migration.reconciliation import Reconciliation
 from registry import transfers as transfer_registry
@@ -72,6 +80,9 @@ class PhaseChangeReport:
     after: Phase
     mirrored: int = 0
     copied_back: int = 0
+    # Outbox entries of clients a raise of the dual-write share took in, sent to the mirror.
+    released: int = 0
+    share_raised: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -84,12 +95,15 @@ def change_phase(
     note: str = "",
     rollout_percent: Decimal | None = None,
     shadow_percent: Decimal | None = None,
+    dual_write_percent: Decimal | None = None,
     override: Override | None = None,
+    on_share_raised: Callable[[], None] | None = None,
 ) -> PhaseChangeReport:
     """Move to `phase` (audited as `actor`), or raise InvalidPhaseChange saying why not: the
     plan's refusals before anything starts, or what executing the step found. Every change
     asked for is one audit row (`flags.PhaseChange`), refused or not, with the criterion the
-    step waited for and any override."""
+    step waited for and any override. `on_share_raised` runs after a raise of the
+    dual-write share took effect (the back-office queues the backfill and a sweep)."""
     with recording_phase_change(
         actor, note=note, from_phase=int(current_state().phase), to_phase=int(phase)
     ) as record:
@@ -98,6 +112,7 @@ def change_phase(
             outbox=MirrorOutbox(mongo.database),
             rollout_percent=rollout_percent,
             shadow_percent=shadow_percent,
+            dual_write_percent=dual_write_percent,
             override=override,
         )
         record_step_criterion(
@@ -108,7 +123,27 @@ def change_phase(
         )
         if plan.refusals:
             raise InvalidPhaseChange(plan.refusal_message())
-        return _take_step(plan, actor, mongo, tigerbeetle, note=note)
+        report = _take_step(plan, actor, mongo, tigerbeetle, note=note)
+    if plan.raises_dual_write_share:
+        report.share_raised = True
+        report.released = _take_in_entering_clients(plan, mongo)
+        if on_share_raised is not None:
+            on_share_raised()
+    return report
+
+
+def _take_in_entering_clients(plan: StepPlan, mongo: MongoWalletStore) -> int:
+    """After the raise committed: the outbox entries of the clients it took in go to the
+    mirror. A mirror run that read the share before the commit and sets entries aside
+    after this release takes them back itself (it reads the share again after)."""
+    limit = share_bucket_limit(plan.after.dual_write_percent)
+    released = MirrorOutbox(mongo.database).release_outside_share(bucket_limit=limit)
+    log.info(
+        "dual-write share raised to %s%%: %d outbox entries released to the mirror",
+        plan.after.dual_write_percent,
+        released,
+    )
+    return released
 
 
 def _take_step(
@@ -151,9 +186,12 @@ def _drain_or_refuse(
     mongo: MongoWalletStore, tigerbeetle: LedgerBatches, report: PhaseChangeReport
 ) -> None:
     outbox = MirrorOutbox(mongo.database)
+    # Phase 4 needs the share at 100 %: nothing is outside it any longer.
+    outbox.release_outside_share(bucket_limit=share_bucket_limit(Decimal(100)))
     drained = Mirror(outbox, tigerbeetle).drain()
     report.mirrored = drained.applied + drained.already_applied
-    waiting = outbox.depth().waiting()
+    depth = outbox.depth()
+    waiting = {**depth.waiting(), MirrorState.OUTSIDE_SHARE: depth.outside_share}
     if any(waiting.values()):
         raise InvalidPhaseChange(
             "the mirror is not drained, so TigerBeetle lacks MongoDB writes "

@@ -12,6 +12,7 @@ start-up: this module imports neither the wiring nor the service.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -29,6 +30,8 @@ from migration.phase_change import copy_back_due, copy_back_tigerbeetle_writes
 from migration.routing import key_from_dict
 from migration.runtime import process_runtime
 from migration.shadow import compare_shadow_read as compare
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name="ledger.check_ledger_backend")
@@ -153,3 +156,15 @@ def reconcile(triggered_by: str = "schedule", run_id: int | None = None) -> dict
         "mismatched": run.mismatched,
         "duration_s": run.duration_s,
     }
+
+
+def queue_share_intake() -> None:
+    """After a raise of the dual-write share (`change_phase`'s `on_share_raised`): the
+    backfill imports the legacy wallets of the clients it took in, and a sweep mirrors
+    their released entries now rather than at the next beat. Without a broker the sweeper
+    still mirrors them; the backfill is then started from the phase page."""
+    try:
+        backfill.delay()
+        sweep_outbox.delay()
+    except Exception:
+        log.warning("backfill or sweep not queued after the dual-write share rose; start them")
