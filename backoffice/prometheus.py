@@ -61,6 +61,8 @@ def _outbox_metrics(depth: OutboxDepth) -> Iterator[Metric]:
     )
     for state, count in depth.waiting().items():
         depth_metric.add_metric([state], count)
+    # Not waiting for the mirror (the dual-write share decides when they go to it): its own.
+    depth_metric.add_metric(["outside_share"], depth.outside_share)
     yield depth_metric
     lag_metric = GaugeMetricFamily(
         "wallet_mirror_lag_oldest_seconds", "Age of the oldest pending outbox entry."
