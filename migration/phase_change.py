@@ -124,9 +124,13 @@ def change_phase(
         if plan.refusals:
             raise InvalidPhaseChange(plan.refusal_message())
         report = _take_step(plan, actor, mongo, tigerbeetle, note=note)
+    starts_dual_write = plan.after.mirrors_to_tigerbeetle and not plan.before.dual_write
+    if plan.raises_dual_write_share or starts_dual_write:
+        # Entries set aside under an earlier, narrower share (dual write stopped, the share
+        # set wider in phase 0, then started again) go to the mirror too.
+        report.released = _take_in_entering_clients(plan, mongo)
     if plan.raises_dual_write_share:
         report.share_raised = True
-        report.released = _take_in_entering_clients(plan, mongo)
         if on_share_raised is not None:
             on_share_raised()
     return report

@@ -145,3 +145,18 @@ def test_the_phase_page_shows_the_share_and_raises_it(stores: Stores) -> None:
     assert "a dual-write share of 5%" in page.content.decode()
     product_client.post("/admin/migration/phase/", {"phase": 1, "dual_write_percent": "5"})
     assert current_state().dual_write_percent == 5
+
+
+@pytest.mark.usefixtures("criteria_not_awaited")
+def test_dual_write_restarted_at_a_wider_share_takes_in_what_waited(stores: Stores) -> None:
+    call_command("migration_phase", "1", "--dual-write-share", "1", stdout=StringIO())
+    key = key_inside(50, above=1)
+    stores.phased.add_credit(key, 1_000, tx())
+    stores.mirror().drain()
+    assert entry_states(stores, key) == ["outside_share"]
+    call_command("migration_phase", "0", stdout=StringIO())
+    call_command("migration_phase", "0", "--dual-write-share", "50", stdout=StringIO())
+    call_command("migration_phase", "1", stdout=StringIO())
+    stores.mirror().drain()
+    assert entry_states(stores, key) == ["mirrored"]
+    assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
