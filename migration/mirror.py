@@ -16,9 +16,12 @@ backfill has imported their opening balance; entries older than that snapshot ar
 
 Only clients inside the dual-write share are mirrored: the entries of the others are set
 aside (`outside_share`, with the client's bucket) until a raise of the share releases them,
-so a wallet is mirrored whole or not at all. A wallet's entries are applied in wallet_seq
-order across that boundary too: nothing of a wallet is sent while an earlier entry of it is
-still pending or set aside (it is released, and the wallet waits for the next run).
+so a wallet is mirrored whole or not at all. Each run holds the share fence
+(`flags.write_lock.mirror_run_fenced`) from its read of the share until it has applied or set
+aside what it read, and a change of the share releases the entries of the clients it takes in
+and commits the new share while no run is in flight: a run sees the share and the outbox
+both from before the change or both from after it, so a wallet's entries are applied in
+wallet_seq order across the boundary too (never a debit ahead of the credit that funds it).
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ from tigerbeetle import CreateTransferStatus, Transfer
 from domain import errors
 from domain.ids import IdSpace, WalletKey, hex_to_u128
 from domain.wallets import write_time
-from flags.phases import MigrationState, current_state, share_bucket_limit
+from flags.phases import MigrationState, current_state
+from flags.write_lock import mirror_run_fenced
 from ledger import metrics
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
@@ -55,9 +59,6 @@ from registry.models import WalletAccount, WalletTransfer
 log = logging.getLogger(__name__)
 
 _APPLIED = {CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS}
-# Runs in a row a drain repeats when a run only held wallets back for their order (each
-# hold releases what it waited for, so the next run applies it).
-HELD_BACK_RUNS_MAX = 3
 # What says "try again later" rather than "this wallet's data cannot be mirrored".
 _OUTAGES = (errors.StoreUnavailable, LedgerUnavailable, OperationalError, InterfaceError)
 
@@ -80,7 +81,7 @@ class MirrorReport:
     parked: int = 0
     failed_transiently: int = 0
     outside_share: int = 0  # set aside: their client is outside the dual-write share
-    held_back: int = 0  # left pending for the next run: an earlier entry of the wallet waits
+    fenced_out: bool = False  # a change of the share held the fence past the wait: nothing done
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -103,7 +104,6 @@ class MirrorReport:
             "parked",
             "failed_transiently",
             "outside_share",
-            "held_back",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors)
@@ -119,18 +119,27 @@ class Mirror:
     def run_once(
         self, keys: list[WalletKey] | None = None, limit: int = BATCH_EVENTS_MAX
     ) -> MirrorReport:
-        """One batch of at most `limit` (<= 8189) entries.
+        """One batch of at most `limit` (<= 8189) entries, inside the share fence (a run
+        kept out past PHASE_CHANGE_WRITES_WAIT_S by a change of the share does nothing).
 
         A batch that fails for anything but an outage is applied again wallet by wallet, so
         a wallet that cannot be mirrored (bad data) is parked with its reason and never
         stops the others. Every step is idempotent, so re-applying what the failed batch
         already did posts nothing twice."""
+        with mirror_run_fenced(settings.PHASE_CHANGE_WRITES_WAIT_S) as admitted:
+            if not admitted:
+                log.warning("mirror: a change of the dual-write share kept this run out")
+                return MirrorReport(fenced_out=True)
+            return self._run_once_fenced(keys, limit)
+
+    def _run_once_fenced(self, keys: list[WalletKey] | None, limit: int) -> MirrorReport:
+        state = current_state()  # the share this run applies, fixed while it holds the fence
         entries, malformed = self.outbox.pending_parking_malformed(
             min(limit, BATCH_EVENTS_MAX), keys
         )
         report = MirrorReport(parked=malformed)
         entries = self._park_unregistrable(entries, report)
-        entries = self._in_share_and_in_order(entries, report)
+        entries = self._inside_share(entries, state, report)
         if not entries:
             return report
         batch = MirrorReport()
@@ -205,51 +214,17 @@ class Mirror:
             )
         return [entry for entry in entries if not _holds_nul(entry.key)]
 
-    def _in_share_and_in_order(
-        self, entries: list[OutboxEntry], report: MirrorReport
-    ) -> list[OutboxEntry]:
-        """The entries to apply now: those of clients inside the dual-write share, each
-        wallet's only from its first entry not yet applied. The others' are set aside; the
-        share is read again after that, so a raise committed meanwhile (whose own release
-        may have run before they were set aside) takes them back at once."""
-        if not entries:
-            return entries
-        state = current_state()
-        outside = [e for e in entries if not state.in_dual_write_share(e.key.client_id)]
-        if outside:
-            set_aside = self.outbox.set_outside_share(outside)
-            report.outside_share += len(set_aside)
-            now = current_state()
-            if now.dual_write_percent > state.dual_write_percent:
-                self.outbox.release_outside_share(
-                    bucket_limit=share_bucket_limit(now.dual_write_percent), entry_ids=set_aside
-                )
-        inside = [e for e in entries if state.in_dual_write_share(e.key.client_id)]
-        return self._in_order(inside, state, report)
-
-    def _in_order(
+    def _inside_share(
         self, entries: list[OutboxEntry], state: MigrationState, report: MirrorReport
     ) -> list[OutboxEntry]:
-        """Leave out the wallets with an earlier entry than this batch's first still pending
-        or set aside (released by a raise after this run read, or set aside by a run that
-        read the share before it): the next run takes them in order."""
-        if not entries:
+        """The entries of clients inside the dual-write share; the others' are set aside
+        (`outside_share`) until a raise of the share releases them."""
+        outside = [e for e in entries if not state.in_dual_write_share(e.key.client_id)]
+        if not outside:
             return entries
-        first_in_batch: dict[WalletKey, int] = {}
-        for entry in entries:
-            first = first_in_batch.get(entry.key, entry.wallet_seq)
-            first_in_batch[entry.key] = min(first, entry.wallet_seq)
-        first_unapplied = self.outbox.first_unapplied_seqs(first_in_batch)
-        held = {
-            key for key, first in first_in_batch.items() if first_unapplied.get(key, first) < first
-        }
-        if not held:
-            return entries
-        # A wallet inside the share has nothing to wait for outside it any longer.
-        self.outbox.release_outside_share(bucket_limit=share_bucket_limit(state.dual_write_percent))
-        report.held_back += sum(1 for entry in entries if entry.key in held)
-        log.info("mirror: %d wallets wait for an earlier entry of theirs", len(held))
-        return [entry for entry in entries if entry.key not in held]
+        self.outbox.set_outside_share(outside)
+        report.outside_share += len(outside)
+        return [e for e in entries if state.in_dual_write_share(e.key.client_id)]
 
     def _park(self, entries: list[OutboxEntry], reason: str, report: MirrorReport) -> None:
         for entry in entries:
@@ -265,16 +240,11 @@ class Mirror:
     ) -> MirrorReport:
         """Run batches until nothing more can be applied now."""
         total = MirrorReport()
-        held_runs = 0
         for _ in range(max_batches):
             report = self.run_once(keys)
             total.add(report)
             if report.done == 0:
-                held_runs += 1
-                if not report.held_back or held_runs > HELD_BACK_RUNS_MAX:
-                    break
-            else:
-                held_runs = 0
+                break
         return total
 
     # --- internals --------------------------------------------------------------------------

@@ -51,8 +51,6 @@ WAITING_STATES = (MirrorState.PENDING, MirrorState.PARKED, MirrorState.AWAITING_
 # What TigerBeetle does not hold yet: the waiting entries, and those of clients outside the
 # dual-write share (read-your-writes and the shadow comparison ask for these).
 UNMIRRORED_STATES = (*WAITING_STATES, MirrorState.OUTSIDE_SHARE)
-# The entries a wallet's mirror must apply before any later one of it, in wallet_seq order.
-_NOT_YET_APPLIED = [MirrorState.PENDING, MirrorState.OUTSIDE_SHARE]
 # A log entry's `_id`: the client's id of a credit or debit, an ObjectId for a void (so
 # internal entries never share the clients' id space).
 EntryId = str | ObjectId
@@ -335,12 +333,12 @@ class MirrorOutbox:
         ]
         self.database.guarded(lambda: self.database.log().bulk_write(requests, ordered=False))
 
-    def set_outside_share(self, entries: Sequence[OutboxEntry]) -> list[EntryId]:
+    def set_outside_share(self, entries: Sequence[OutboxEntry]) -> None:
         """Pending entries of clients outside the dual-write share wait for it, each with
         its client's bucket (so a raise releases exactly those it takes in). Only entries
-        still pending change: one another run applied or released stays as it is."""
+        still pending change: one another run applied stays as it is."""
         if not entries:
-            return []
+            return
         requests = [
             UpdateOne(
                 {"_id": entry.entry_id, "mirror_state": MirrorState.PENDING},
@@ -355,59 +353,19 @@ class MirrorOutbox:
             for entry in entries
         ]
         self.database.guarded(lambda: self.database.log().bulk_write(requests, ordered=False))
-        return [entry.entry_id for entry in entries]
 
-    def release_outside_share(
-        self, *, bucket_limit: int, entry_ids: Sequence[EntryId] | None = None
-    ) -> int:
+    def release_outside_share(self, *, bucket_limit: int) -> int:
         """Entries of clients now inside the share (bucket below `bucket_limit`) go to the
-        mirror (`pending`); `entry_ids`: only these. How many were released."""
-        query: dict[str, Any] = {
+        mirror (`pending`); how many were released."""
+        query = {
             "mirror_state": MirrorState.OUTSIDE_SHARE,
             "share_bucket": {"$lt": bucket_limit},
         }
-        if entry_ids is not None:
-            if not entry_ids:
-                return 0
-            query["_id"] = {"$in": list(entry_ids)}
         released = {"mirror_state": MirrorState.PENDING, "mirror_updated_at": datetime.now(UTC)}
         result = self.database.guarded(
             lambda: self.database.log().update_many(query, {"$set": released})
         )
         return int(result.modified_count)
-
-    def first_unapplied_seqs(self, keys: Iterable[WalletKey]) -> dict[WalletKey, int]:
-        """Each wallet's lowest wallet_seq still pending or outside the share: the mirror
-        applies nothing of a wallet past one of these (a wallet's entries go in order)."""
-        wanted = set(keys)
-        if not wanted:
-            return {}
-
-        def read() -> dict[WalletKey, int]:
-            groups = self.database.log().aggregate(
-                [
-                    {
-                        "$match": {
-                            "mirror_state": {"$in": _NOT_YET_APPLIED},
-                            "client_id": {"$in": sorted({key.client_id for key in wanted})},
-                        }
-                    },
-                    {
-                        "$group": {
-                            "_id": {field: f"${field}" for field in MONGO_KEY_FIELDS},
-                            "first_seq": {"$min": "$wallet_seq"},
-                        }
-                    },
-                ]
-            )
-            found = {}
-            for group in groups:
-                key = key_of(group["_id"])
-                if key in wanted and group.get("first_seq") is not None:
-                    found[key] = int(group["first_seq"])
-            return found
-
-        return self.database.guarded(read)
 
     def count_failed_attempt(self, entry_ids: Sequence[EntryId], error: str) -> None:
         if not entry_ids:

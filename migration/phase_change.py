@@ -15,12 +15,12 @@ which waits until every write that read the old phase has finished; then:
   (in TigerBeetle's timestamp order, marked as already mirrored), so MongoDB is complete
   again before it takes writes.
 
-A raise of the dual-write share is flags too, then the release of the outbox entries of the
-clients it takes in (set aside while they were outside) to the mirror, then
-`on_share_raised` (the caller queues the backfill of their legacy wallets and a sweep). No
-pause is needed: every write is in the outbox whatever the share it read, the mirror sets
-aside only what the share leaves out when it looks and looks again after, and it applies a
-wallet's entries in order across the boundary (`migration.mirror`).
+A change of the dual-write share (or dual write starting) holds the share fence exclusively
+(`flags.write_lock.mirror_runs_drained`: no mirror run in flight) while it releases the
+outbox entries of the clients it takes in (set aside while they were outside) and commits
+the share; a raise then calls `on_share_raised` (the caller queues the backfill of their
+legacy wallets and a sweep). Writes are not paused: every write is in the outbox whatever
+share it read, and the mirror decides per run under the fence (`migration.mirror`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,12 @@ from flags.audit import (
 )
 from flags.models import Milestone
 from flags.phases import InvalidPhaseChange, Phase, current_state, share_bucket_limit
-from flags.write_lock import WritesStillRunning, writes_drained
+from flags.write_lock import (
+    MirrorRunsStillRunning,
+    WritesStillRunning,
+    mirror_runs_drained,
+    writes_drained,
+)
 from ledger import history
 from ledger.batches import LedgerBatches
 from ledger.stores.mongo_store import MongoWalletStore
@@ -124,11 +129,6 @@ def change_phase(
         if plan.refusals:
             raise InvalidPhaseChange(plan.refusal_message())
         report = _take_step(plan, actor, mongo, tigerbeetle, note=note)
-    starts_dual_write = plan.after.mirrors_to_tigerbeetle and not plan.before.dual_write
-    if plan.raises_dual_write_share or starts_dual_write:
-        # Entries set aside under an earlier, narrower share (dual write stopped, the share
-        # set wider in phase 0, then started again) go to the mirror too.
-        report.released = _take_in_entering_clients(plan, mongo)
     if plan.raises_dual_write_share:
         report.share_raised = True
         if on_share_raised is not None:
@@ -136,18 +136,39 @@ def change_phase(
     return report
 
 
-def _take_in_entering_clients(plan: StepPlan, mongo: MongoWalletStore) -> int:
-    """After the raise committed: the outbox entries of the clients it took in go to the
-    mirror. A mirror run that read the share before the commit and sets entries aside
-    after this release takes them back itself (it reads the share again after)."""
-    limit = share_bucket_limit(plan.after.dual_write_percent)
-    released = MirrorOutbox(mongo.database).release_outside_share(bucket_limit=limit)
+def _changes_mirrored_clients(plan: StepPlan) -> bool:
+    """Whether the step changes which clients the mirror takes: the share moves, or dual
+    write starts (entries set aside under an earlier, narrower share, then dual write
+    stopped and the share set wider in phase 0, are taken in too)."""
+    starts_dual_write = plan.after.mirrors_to_tigerbeetle and not plan.before.dual_write
+    return plan.changes_dual_write_share or starts_dual_write
+
+
+def _apply_with_share(
+    plan: StepPlan, mongo: MongoWalletStore, report: PhaseChangeReport, *, actor: str, note: str
+) -> None:
+    """The flags of a step that changes which clients are mirrored, while no mirror run is
+    in flight (the share fence, exclusively): first the outbox entries of the clients it
+    takes in go back to the mirror, then the share is committed. A run that starts later
+    sees both; one that ran before saw neither. So no run applies a wallet's later entry
+    while an earlier one is still set aside, and none sets aside an entry of a client the
+    new share takes in."""
+    try:
+        with mirror_runs_drained(settings.PHASE_CHANGE_WRITES_WAIT_S):
+            if plan.after.mirrors_to_tigerbeetle:
+                limit = share_bucket_limit(plan.after.dual_write_percent)
+                report.released = MirrorOutbox(mongo.database).release_outside_share(
+                    bucket_limit=limit
+                )
+            apply_state(plan.after, actor=actor, note=note)
+    except MirrorRunsStillRunning as exc:
+        raise InvalidPhaseChange(f"{exc}; the dual-write share is unchanged, try again") from exc
     log.info(
-        "dual-write share raised to %s%%: %d outbox entries released to the mirror",
+        "dual-write share %s%% -> %s%%: %d outbox entries released to the mirror",
+        plan.before.dual_write_percent,
         plan.after.dual_write_percent,
-        released,
+        report.released,
     )
-    return released
 
 
 def _take_step(
@@ -159,7 +180,10 @@ def _take_step(
     report = PhaseChangeReport(before=plan.before.phase, after=phase)
     entering_tb_only = plan.enters_tigerbeetle_only
     if not plan.pauses_writes:
-        apply_state(plan.after, actor=actor, note=note)
+        if _changes_mirrored_clients(plan):
+            _apply_with_share(plan, mongo, report, actor=actor, note=note)
+        else:
+            apply_state(plan.after, actor=actor, note=note)
         return report
     set_writes_paused(True, actor=actor, note=f"moving to phase {int(phase)}")
     try:

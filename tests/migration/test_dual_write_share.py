@@ -4,15 +4,26 @@ whole and in order, whatever ran while the share changed."""
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 from typing import Any
 
+import pytest
+from django.db import connections
+
 from flags.audit import apply_state
 from flags.models import Milestone
-from flags.phases import Phase, share_bucket_limit, state_for_phase
+from flags.phases import (
+    InvalidPhaseChange,
+    Phase,
+    current_state,
+    share_bucket_limit,
+    state_for_phase,
+)
 from migration.backfill import Backfill
 from migration.models import ShadowComparison
 from migration.outbox import MirrorState
+from migration.phase_change import change_phase
 from migration.reconciliation import Reconciliation
 from migration.shadow import compare_shadow_read
 from registry import accounts as account_registry
@@ -59,41 +70,64 @@ def test_a_client_the_share_takes_in_is_mirrored_whole(stores: Stores) -> None:
     assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
 
 
-def test_entries_set_aside_by_a_run_that_read_the_old_share_are_taken_back(
-    stores: Stores, monkeypatch: Any
-) -> None:
-    at_share(50)
-    key = key_outside(50)
-    stores.mongo.add_credit(key, 700, tx())
-    outbox = stores.outbox
-    set_aside = outbox.set_outside_share
-
-    def raise_then_set_aside(entries: Any) -> Any:
-        # The raise commits and releases between the run's read of the share and its mark.
-        at_share(100)
-        release(stores, 100)
-        return set_aside(entries)
-
-    monkeypatch.setattr(outbox, "set_outside_share", raise_then_set_aside)
-    mirror = stores.mirror()
-    mirror.outbox = outbox
-    mirror.drain()
-    assert entry_states(stores, key) == [MirrorState.MIRRORED]
-    assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
+def raise_share(stores: Stores, percent: int) -> None:
+    change_phase(
+        Phase.DUAL_WRITE,
+        actor="test",
+        mongo=stores.mongo,
+        tigerbeetle=stores.batches,
+        dual_write_percent=Decimal(percent),
+    )
 
 
+@pytest.mark.usefixtures("criteria_not_awaited")
 def test_a_wallet_entering_the_share_is_applied_in_order(stores: Stores) -> None:
     at_share(50)
     key = key_outside(50)
     stores.phased.add_credit(key, 1_000, tx())
     stores.mirror().drain()
     assert entry_states(stores, key) == [MirrorState.OUTSIDE_SHARE]
-    at_share(100)  # the raise's release has not run yet when the next write is mirrored
-    stores.phased.subtract_credit(key, 800, tx())
+    raise_share(stores, 100)
+    stores.phased.subtract_credit(key, 800, tx())  # its mirror runs at once (eager tasks)
     stores.mirror().drain()
-    # The debit waited for the credit before it: applied first, TigerBeetle would refuse it.
+    # The credit was released before the share took the client in: the debit it funds was
+    # never sent ahead of it (TigerBeetle would have refused it for want of credits).
     assert entry_states(stores, key) == [MirrorState.MIRRORED] * 2
     assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
+
+
+@pytest.mark.usefixtures("criteria_not_awaited")
+def test_a_share_change_waits_for_the_mirror_run_in_flight(
+    committed_stores: Stores, settings: Any, monkeypatch: Any
+) -> None:
+    settings.PHASE_CHANGE_WRITES_WAIT_S = 0.2
+    stores = committed_stores
+    at_share(50)
+    key = key_outside(50)
+    stores.mongo.add_credit(key, 700, tx())
+    refusals: list[str] = []
+
+    def another_process_raises() -> None:
+        try:
+            raise_share(stores, 100)
+        except InvalidPhaseChange as exc:
+            refusals.append(str(exc))
+        finally:
+            connections.close_all()
+
+    set_aside = stores.outbox.set_outside_share
+
+    def set_aside_while_a_raise_is_asked(entries: Any) -> None:
+        asking = threading.Thread(target=another_process_raises)
+        asking.start()
+        asking.join()
+        set_aside(entries)
+
+    monkeypatch.setattr(stores.outbox, "set_outside_share", set_aside_while_a_raise_is_asked)
+    stores.mirror().drain()
+    assert refusals and "mirror runs still running" in refusals[0]
+    assert current_state().dual_write_percent == 50
+    assert entry_states(stores, key) == [MirrorState.OUTSIDE_SHARE]
 
 
 def test_read_your_writes_counts_entries_outside_the_share_as_unmirrored(stores: Stores) -> None:
