@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.db import connections
 
+from backoffice.selectors import wallet_overview
 from flags.audit import apply_state
 from flags.models import Milestone
 from flags.phases import (
@@ -174,3 +175,16 @@ def test_a_shadow_read_of_a_client_outside_the_share_is_not_compared(stores: Sto
     )
     assert comparison.outcome == ShadowComparison.Outcome.SKIPPED
     assert account_registry.find_account(key) is None
+
+
+def test_supports_wallet_page_says_a_client_outside_the_share_is_expected_to_differ(
+    stores: Stores,
+) -> None:
+    at_share(50)
+    key = key_outside(50)
+    stores.phased.add_credit(key, 1_000, tx())
+    stores.mirror().drain()
+    overview = wallet_overview(key, stores.mongo, stores.tigerbeetle, state=current_state())
+    assert overview.difference.level == "info"
+    assert "outside the dual-write share (50.0% of clients)" in overview.difference.message
+    assert "outside the dual-write share" in overview.roles.explanation
