@@ -32,7 +32,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from django.db import DatabaseError, connection
@@ -49,10 +49,10 @@ ADVISORY_LOCK_KEY = int.from_bytes(
     hashlib.sha256(f"wallet-{DEPLOYED_NAME}".encode()).digest()[:8], signed=True
 )
 POLL_INTERVAL_S = 0.005
+# The share fence's two locks (advisory lock keys hashed from these names; lock files named
+# by them): the fence itself, and the intent a change of the share announces first.
 SHARE_FENCE_NAME = "dual-write-share-fence"
-SHARE_FENCE_KEY = int.from_bytes(
-    hashlib.sha256(f"wallet-{SHARE_FENCE_NAME}".encode()).digest()[:8], signed=True
-)
+SHARE_INTENT_NAME = "dual-write-share-intent"
 
 
 class WritesStillRunning(TimeoutError):
@@ -92,27 +92,53 @@ def writes_drained(timeout_s: float) -> Iterator[None]:
 @contextmanager
 def mirror_run_fenced(timeout_s: float) -> Iterator[bool]:
     """Hold the share fence shared for one mirror run; yields False when a change of the
-    dual-write share held it for longer than `timeout_s` (the run then does nothing)."""
-    if connection.vendor == "postgresql":
-        manager = _advisory_shared_waiting(SHARE_FENCE_KEY, timeout_s)
-    else:
-        manager = _flock(fcntl.LOCK_SH, timeout_s=timeout_s, name=SHARE_FENCE_NAME)
-    with manager as admitted:
-        yield admitted
+    dual-write share kept it out for longer than `timeout_s` (the run then does nothing).
+    A run first passes the change's intent lock, so a change waiting for the runs in flight
+    is not overtaken by new ones (the fence alone could be held by overlapping runs without
+    a gap, and the change would never get it)."""
+    deadline = time.monotonic() + timeout_s
+    with ExitStack() as held:
+        admitted = False
+        with _share_lock(exclusive=False, name=SHARE_INTENT_NAME, timeout_s=timeout_s) as passed:
+            if passed:
+                remaining_s = max(0.0, deadline - time.monotonic())
+                admitted = held.enter_context(
+                    _share_lock(exclusive=False, name=SHARE_FENCE_NAME, timeout_s=remaining_s)
+                )
+        yield admitted  # the intent lock is released: only the fence is held for the run
 
 
 @contextmanager
 def mirror_runs_drained(timeout_s: float) -> Iterator[None]:
-    """Hold the share fence exclusively: waits until no mirror run is in flight (at most
-    `timeout_s`, else MirrorRunsStillRunning); while held, no mirror run starts."""
+    """Hold the share fence exclusively: announces the change (the intent lock, which keeps
+    new runs from starting), then waits until no mirror run is in flight (at most
+    `timeout_s` in all, else MirrorRunsStillRunning); while held, no mirror run starts."""
+    deadline = time.monotonic() + timeout_s
+    with _share_lock(exclusive=True, name=SHARE_INTENT_NAME, timeout_s=timeout_s) as announced:
+        remaining_s = max(0.0, deadline - time.monotonic())
+        with _share_lock(exclusive=True, name=SHARE_FENCE_NAME, timeout_s=remaining_s) as held:
+            if not (announced and held):
+                raise MirrorRunsStillRunning(f"mirror runs still running after {timeout_s:g} s")
+            yield
+
+
+@contextmanager
+def _share_lock(*, exclusive: bool, name: str, timeout_s: float) -> Iterator[bool]:
+    """One of the share fence's locks (by name), waiting at most `timeout_s`."""
     if connection.vendor == "postgresql":
-        manager = _advisory_exclusive(timeout_s, key=SHARE_FENCE_KEY)
+        key = _share_key(name)
+        if exclusive:
+            manager = _advisory_exclusive(timeout_s, key=key)
+        else:
+            manager = _advisory_shared_waiting(key, timeout_s)
     else:
-        manager = _flock(fcntl.LOCK_EX, timeout_s=timeout_s, name=SHARE_FENCE_NAME)
+        manager = _flock(fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, timeout_s, name=name)
     with manager as acquired:
-        if not acquired:
-            raise MirrorRunsStillRunning(f"mirror runs still running after {timeout_s:g} s")
-        yield
+        yield acquired
+
+
+def _share_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"wallet-{name}".encode()).digest()[:8], signed=True)
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------
