@@ -162,7 +162,12 @@ def share_bucket_limit(percent: Decimal) -> int:
 
 
 def in_share(client_id: str, percent: Decimal) -> bool:
-    """Whether the client's stable bucket is inside a share of `percent` of clients."""
+    """Whether the client's stable bucket is inside a share of `percent` of clients (no hash
+    for a share of every client or of none: the mirror and reconciliation ask per entry)."""
+    if percent >= 100:
+        return True
+    if percent <= 0:
+        return False
     return client_bucket(client_id) < share_bucket_limit(percent)
 
 

@@ -71,7 +71,7 @@ def test_a_client_the_share_takes_in_is_mirrored_whole(stores: Stores) -> None:
     assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
 
 
-def raise_share(stores: Stores, percent: int) -> None:
+def change_share(stores: Stores, percent: int) -> None:
     change_phase(
         Phase.DUAL_WRITE,
         actor="test",
@@ -88,7 +88,7 @@ def test_a_wallet_entering_the_share_is_applied_in_order(stores: Stores) -> None
     stores.phased.add_credit(key, 1_000, tx())
     stores.mirror().drain()
     assert entry_states(stores, key) == [MirrorState.OUTSIDE_SHARE]
-    raise_share(stores, 100)
+    change_share(stores, 100)
     stores.phased.subtract_credit(key, 800, tx())  # its mirror runs at once (eager tasks)
     stores.mirror().drain()
     # The credit was released before the share took the client in: the debit it funds was
@@ -110,7 +110,7 @@ def test_a_share_change_waits_for_the_mirror_run_in_flight(
 
     def another_process_raises() -> None:
         try:
-            raise_share(stores, 100)
+            change_share(stores, 100)
         except InvalidPhaseChange as exc:
             refusals.append(str(exc))
         finally:
@@ -188,3 +188,23 @@ def test_supports_wallet_page_says_a_client_outside_the_share_is_expected_to_dif
     assert overview.difference.level == "info"
     assert "outside the dual-write share (50.0% of clients)" in overview.difference.message
     assert "outside the dual-write share" in overview.roles.explanation
+
+
+@pytest.mark.usefixtures("criteria_not_awaited")
+def test_a_client_the_share_leaves_keeps_what_tigerbeetle_has_and_returns_in_order(
+    stores: Stores, settings: Any
+) -> None:
+    settings.DUAL_WRITE_SHARE_STEPS = (Decimal(5), Decimal(50), Decimal(100))
+    at_share(50)
+    key = key_inside(50, above=5)
+    stores.phased.add_credit(key, 1_000, tx())
+    change_share(stores, 5)  # lowered: a step back, never gated
+    stores.phased.subtract_credit(key, 900, tx())
+    stores.phased.add_credit(key, 50, tx())
+    stores.mirror().drain()
+    assert entry_states(stores, key) == [MirrorState.MIRRORED] + [MirrorState.OUTSIDE_SHARE] * 2
+    assert stores.tigerbeetle.get_balance(key).credit_minor == 1_000
+    change_share(stores, 50)
+    stores.mirror().drain()
+    assert entry_states(stores, key) == [MirrorState.MIRRORED] * 3
+    assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
