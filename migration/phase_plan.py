@@ -26,9 +26,9 @@ a raise in phases 1-3 is a forward step through `DUAL_WRITE_SHARE_STEPS`, one at
 gated like the others, waiting for the reconciliation's match rate (of the wallets inside
 the share) as phase 1 -> 2 does. Lowering it is a step back, allowed in phases 1 and 2 only
 (in phase 3 TigerBeetle may serve the reads of clients it would stop mirroring). A step
-changes the phase or the share, not both, except from phase 0 into phase 1 (dual write may
-start at the first step); in phase 0 the share is set freely (it says which wallets a
-backfill imports). Phase 4 needs every client dual-written (100 %).
+changes the dual-write share alone (not with the phase or another share), except from phase
+0 into phase 1 (dual write may start at a share); in phase 0 the share is set freely (it
+says which wallets a backfill imports). Phase 4 needs every client dual-written (100 %).
 """
 
 from __future__ import annotations
@@ -253,7 +253,7 @@ class RefusalKind(enum.StrEnum):
     PHASE_SKIPPED = "phase_skipped"  # forward by more than one phase
     ROLLOUT_SKIPPED = "rollout_skipped"  # a wider rollout beyond the next step
     SHARE_SKIPPED = "share_skipped"  # a wider dual-write share beyond the next step
-    SHARE_WITH_PHASE = "share_with_phase"  # the phase and the dual-write share at once
+    SHARE_WITH_PHASE = "share_with_phase"  # the dual-write share with another change at once
     SHARE_LOWERED_IN_CUTOVER = "share_lowered_in_cutover"  # TigerBeetle may serve those reads
     MONGO_SILENT = "mongo_silent"  # a forward step: the outbox cannot be read
     PARKED_ENTRIES = "parked_entries"  # a forward step while the mirror has given up on some
@@ -503,12 +503,16 @@ def _dual_write_share_refusals(step: Step) -> list[Refusal]:
         return []
     found = []
     entering_dual_write = step.before.phase == Phase.LEGACY and step.phase == Phase.DUAL_WRITE
-    if step.phase != step.before.phase and not entering_dual_write:
+    others_change = step.phase != step.before.phase or (
+        dataclasses.replace(step.after, dual_write_percent=step.before.dual_write_percent)
+        != step.before
+    )
+    if others_change and not entering_dual_write:
         found.append(
             Refusal(
                 RefusalKind.SHARE_WITH_PHASE,
-                "A step changes the phase or the dual-write share, not both (only dual write "
-                "may start at a share): take them one after the other.",
+                "A step changes the dual-write share alone, not with the phase or another "
+                "share (only dual write may start at a share): take them one after the other.",
             )
         )
     elif (
@@ -719,6 +723,11 @@ def _share_effect(step: Step) -> str:
         return (
             f"The dual-write share becomes {after}% of clients (from {before}%): the wallets "
             "a backfill imports, and those dual write will mirror once it starts."
+        )
+    if not step.before.mirrors_to_tigerbeetle:
+        return (
+            f"Dual write starts at a share of {after}% of clients (set at {before}% before): "
+            "only their writes are mirrored; raising it takes in more, one step at a time."
         )
     if step.after.dual_write_percent > step.before.dual_write_percent:
         return (

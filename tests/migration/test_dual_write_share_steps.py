@@ -160,3 +160,22 @@ def test_dual_write_restarted_at_a_wider_share_takes_in_what_waited(stores: Stor
     stores.mirror().drain()
     assert entry_states(stores, key) == ["mirrored"]
     assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
+
+
+def test_each_share_step_says_what_it_does() -> None:
+    start = Step.to(Phase.DUAL_WRITE, at(Phase.LEGACY, 100), dual_write_percent=Decimal(1))
+    raise_step = Step.to(Phase.DUAL_WRITE, at(Phase.DUAL_WRITE, 1), dual_write_percent=Decimal(5))
+    lower = Step.to(Phase.DUAL_WRITE, at(Phase.DUAL_WRITE, 50), dual_write_percent=Decimal(5))
+    assert "Dual write starts at a share of 1% of clients" in plan_step(start, READY).effects[-1]
+    assert "rises from 1% to 5%" in plan_step(raise_step, READY).effects[-1]
+    assert "falls from 50% to 5%" in plan_step(lower, READY).effects[-1]
+
+
+def test_the_share_and_the_read_rollout_do_not_rise_in_one_step() -> None:
+    both = Step.to(
+        Phase.READ_CUTOVER,
+        at(Phase.READ_CUTOVER, 25),
+        dual_write_percent=Decimal(50),
+        rollout_percent=Decimal(5),
+    )
+    assert RefusalKind.SHARE_WITH_PHASE in kinds(both)
