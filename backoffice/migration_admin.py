@@ -134,6 +134,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         "accounts_without_row",
         "transfer_differences",
         "awaiting_backfill",
+        "outside_share",
         "triggered_by",
     )
     date_hierarchy = "started_at"

@@ -23,6 +23,7 @@ from backoffice.blockers import unfinished_reconciliation
 from flags.models import FlagChange, Milestone, PhaseChange
 from flags.phases import (
     DUAL_WRITE,
+    DUAL_WRITE_SHARE,
     READ_CUTOVER,
     READ_ROLLOUT,
     SAMPLES,
@@ -56,6 +57,7 @@ PHASE_LABELS = {
 }
 FLAG_LABELS = {
     DUAL_WRITE: "dual write",
+    DUAL_WRITE_SHARE: "dual-write share",
     SHADOW_READ: "shadow read share",
     READ_CUTOVER: "read cutover",
     READ_ROLLOUT: "read rollout share",
@@ -85,6 +87,15 @@ class PhaseForm(forms.Form):
         decimal_places=1,
         required=False,
         help_text="phase 3: percent of clients whose balance reads TigerBeetle serves",
+    )
+    dual_write_percent = forms.DecimalField(
+        label="Dual-write share (% of clients)",
+        min_value=0,
+        max_value=100,
+        decimal_places=1,
+        required=False,
+        help_text="phases 1-3: percent of clients whose writes are mirrored into TigerBeetle, "
+        "raised one step at a time; leave empty to keep it",
     )
     note = forms.CharField(
         max_length=500, required=False, help_text="why, in your words, for the audit trail"
@@ -273,6 +284,7 @@ class PhaseView(_SiteView):
             outbox=process_runtime().outbox,
             rollout_percent=data["rollout_percent"],
             shadow_percent=data["shadow_percent"],
+            dual_write_percent=data["dual_write_percent"],
             override=override,
         )
         if plan.refusals:
@@ -323,7 +335,9 @@ class PhaseView(_SiteView):
                 note=data["note"],
                 rollout_percent=data["rollout_percent"],
                 shadow_percent=data["shadow_percent"],
+                dual_write_percent=data["dual_write_percent"],
                 override=override,
+                on_share_raised=tasks.queue_share_intake,
             )
         except InvalidPhaseChange as exc:
             messages.error(request, f"Refused: {exc}")
@@ -331,6 +345,12 @@ class PhaseView(_SiteView):
             done = f"The migration is now in phase {PHASE_LABELS[phase]}."
             if plan.overridden:
                 done += " Its criterion had not held: the override is in the audit trail."
+            if report.share_raised:
+                done += (
+                    f" The dual-write share is {criteria.percent(plan.after.dual_write_percent)}%"
+                    f": {report.released} outbox entries of the clients it took in went to the "
+                    "mirror, and the backfill was started for their legacy wallets."
+                )
             if report.mirrored or report.copied_back:
                 done += (
                     f" {report.mirrored} outbox entries mirrored, {report.copied_back} writes "

@@ -64,6 +64,8 @@ def _outbox_metrics(depth: OutboxDepth) -> Iterator[Metric]:
     )
     for state, count in depth.waiting().items():
         depth_metric.add_metric([state], count)
+    # Not waiting for the mirror (the dual-write share decides when they go to it): its own.
+    depth_metric.add_metric(["outside_share"], depth.outside_share)
     yield depth_metric
     lag_metric = GaugeMetricFamily(
         "wallet_mirror_lag_oldest_seconds", "Age of the oldest pending outbox entry."
@@ -131,11 +133,13 @@ def _phase_metrics(state: MigrationState) -> Iterator[Metric]:
     shares = GaugeMetricFamily(
         "wallet_migration_share_percent",
         "The migration's shares: shadow_read (percent of reads compared in phase 2), "
-        "read_rollout (percent of clients reading from TigerBeetle in phase 3).",
+        "read_rollout (percent of clients reading from TigerBeetle in phase 3), dual_write "
+        "(percent of clients whose writes are mirrored in phases 1-3).",
         labels=["share"],
     )
     shares.add_metric(["shadow_read"], float(state.shadow_read_percent))
     shares.add_metric(["read_rollout"], float(state.read_rollout_percent))
+    shares.add_metric(["dual_write"], float(state.dual_write_percent))
     yield shares
 
 

@@ -98,6 +98,12 @@ def store_roles(state: MigrationState, client_id: str) -> StoreRoles:
             "MongoDB is authoritative and the only store in use: TigerBeetle is not kept "
             "current before dual write (it holds what the backfill imported, if anything)."
         )
+    elif not state.in_dual_write_share(client_id):
+        explanation = (
+            "MongoDB is authoritative and the only store written for this client: it is "
+            f"outside the dual-write share ({state.dual_write_percent}% of clients), so "
+            "TigerBeetle is not kept current for it until a raise of the share takes it in."
+        )
     elif phase == Phase.READ_CUTOVER:
         explanation = (
             "MongoDB is authoritative: every write goes to it first and is mirrored into "
@@ -363,6 +369,13 @@ def assess_difference(overview: WalletOverview, state: MigrationState) -> Differ
             "warning",
             f"{what}, and no TigerBeetle-only write of this wallet explains it: re-check the "
             "wallet and see its reconciliation mismatches.",
+        )
+    if not state.in_dual_write_share(overview.key.client_id):
+        return Difference(
+            "info",
+            f"{what}: expected, this client is outside the dual-write share "
+            f"({state.dual_write_percent}% of clients), so TigerBeetle is not kept current "
+            "for it; its writes wait in the outbox until a raise of the share takes it in.",
         )
     if overview.waiting is not None and overview.waiting.any:
         if overview.mirror.level == "error":

@@ -21,6 +21,8 @@ from waffle import get_waffle_sample_model, get_waffle_switch_model
 from flags.models import FlagChange, PhaseChange
 from flags.phases import (
     DUAL_WRITE,
+    DUAL_WRITE_SHARE,
+    DUAL_WRITE_SHARE_DEFAULT,
     READ_CUTOVER,
     READ_ROLLOUT,
     SAMPLES,
@@ -132,8 +134,11 @@ def record_change(sender: Any, instance: Any, **kwargs: Any) -> None:
     # transaction (a phase change, a test) reads the new value, not the cached old one.
     instance.flush()
     old, new = getattr(instance, "_audit_old_value", ""), flag_value(instance)
-    if old == new or (not old and new in ("off", "0")):
-        return  # unchanged, or created in its resting state
+    resting = ("off", "0")
+    if instance.name == DUAL_WRITE_SHARE:
+        resting = (str(DUAL_WRITE_SHARE_DEFAULT), f"{DUAL_WRITE_SHARE_DEFAULT:.1f}")
+    if old == new or (not old and new in resting):
+        return  # unchanged, or created in its resting state (the share: every client)
     FlagChange.objects.create(
         flag_name=instance.name,
         flag_kind="sample" if hasattr(instance, "percent") else "switch",
@@ -169,7 +174,11 @@ def apply_state(state: MigrationState, *, actor: str, note: str = "") -> None:
         READ_CUTOVER: state.read_cutover,
         TIGERBEETLE_ONLY: state.tigerbeetle_only,
     }
-    samples = {SHADOW_READ: state.shadow_read_percent, READ_ROLLOUT: state.read_rollout_percent}
+    samples = {
+        SHADOW_READ: state.shadow_read_percent,
+        READ_ROLLOUT: state.read_rollout_percent,
+        DUAL_WRITE_SHARE: state.dual_write_percent,
+    }
     applying = _applying_state.set(True)
     try:
         _apply(switches, samples, actor=actor, note=note)
@@ -192,7 +201,13 @@ def _apply(
                 switch.active = active
                 switch.save()
         for name, percent in samples.items():
-            sample, _ = sample_model.objects.get_or_create(name=name, defaults={"percent": 0})
+            resting = Decimal(0)
+            if name == DUAL_WRITE_SHARE:
+                # No row means every client: the row is made when the share first differs.
+                resting = DUAL_WRITE_SHARE_DEFAULT
+                if percent == resting and not sample_model.objects.filter(name=name).exists():
+                    continue
+            sample, _ = sample_model.objects.get_or_create(name=name, defaults={"percent": resting})
             if sample.percent != percent:
                 sample.percent = percent
                 sample.save()

@@ -1,4 +1,6 @@
-"""The write lock: how a phase change knows that no write which read the old phase still runs.
+"""The write lock: how a phase change knows that no write which read the old phase still runs;
+and the share fence: how a change of the dual-write share knows that no mirror run which read
+the old share still runs.
 
 Every wallet write holds the lock shared from before it reads the phase until its store call
 has returned. A phase change that moves where money is written first pauses writes (the
@@ -13,6 +15,12 @@ and not depend on the cache backend:
   it also spans machines;
 - SQLite (one machine by nature): `flock` on a file beside the database. `flock`, not `lockf`:
   flock locks belong to the open file, so threads of one process exclude each other too.
+
+The share fence is the same kind of lock under another key (another file): every mirror run
+holds it shared from its read of the dual-write share until it has applied, or set aside,
+what it read; a change of the share holds it exclusively while it releases the entries of
+the clients it takes in and commits the new share. So a mirror run sees the share and the
+outbox either both before the change or both after it (`migration.mirror`).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from django.db import DatabaseError, connection
@@ -41,10 +49,18 @@ ADVISORY_LOCK_KEY = int.from_bytes(
     hashlib.sha256(f"wallet-{DEPLOYED_NAME}".encode()).digest()[:8], signed=True
 )
 POLL_INTERVAL_S = 0.005
+# The share fence's two locks (advisory lock keys hashed from these names; lock files named
+# by them): the fence itself, and the intent a change of the share announces first.
+SHARE_FENCE_NAME = "dual-write-share-fence"
+SHARE_INTENT_NAME = "dual-write-share-intent"
 
 
 class WritesStillRunning(TimeoutError):
     """Writes that read the old phase did not finish within the phase change's wait."""
+
+
+class MirrorRunsStillRunning(TimeoutError):
+    """Mirror runs that read the old dual-write share did not finish within the wait."""
 
 
 @contextmanager
@@ -73,18 +89,70 @@ def writes_drained(timeout_s: float) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def mirror_run_fenced(timeout_s: float) -> Iterator[bool]:
+    """Hold the share fence shared for one mirror run; yields False when a change of the
+    dual-write share kept it out for longer than `timeout_s` (the run then does nothing).
+    A run first passes the change's intent lock, so a change waiting for the runs in flight
+    is not overtaken by new ones (the fence alone could be held by overlapping runs without
+    a gap, and the change would never get it)."""
+    deadline = time.monotonic() + timeout_s
+    with ExitStack() as held:
+        admitted = False
+        with _share_lock(exclusive=False, name=SHARE_INTENT_NAME, timeout_s=timeout_s) as passed:
+            if passed:
+                remaining_s = max(0.0, deadline - time.monotonic())
+                admitted = held.enter_context(
+                    _share_lock(exclusive=False, name=SHARE_FENCE_NAME, timeout_s=remaining_s)
+                )
+        yield admitted  # the intent lock is released: only the fence is held for the run
+
+
+@contextmanager
+def mirror_runs_drained(timeout_s: float) -> Iterator[None]:
+    """Hold the share fence exclusively: announces the change (the intent lock, which keeps
+    new runs from starting), then waits until no mirror run is in flight (at most
+    `timeout_s` in all, else MirrorRunsStillRunning); while held, no mirror run starts."""
+    deadline = time.monotonic() + timeout_s
+    with _share_lock(exclusive=True, name=SHARE_INTENT_NAME, timeout_s=timeout_s) as announced:
+        remaining_s = max(0.0, deadline - time.monotonic())
+        with _share_lock(exclusive=True, name=SHARE_FENCE_NAME, timeout_s=remaining_s) as held:
+            if not (announced and held):
+                raise MirrorRunsStillRunning(f"mirror runs still running after {timeout_s:g} s")
+            yield
+
+
+@contextmanager
+def _share_lock(*, exclusive: bool, name: str, timeout_s: float) -> Iterator[bool]:
+    """One of the share fence's locks (by name), waiting at most `timeout_s`."""
+    if connection.vendor == "postgresql":
+        key = _share_key(name)
+        if exclusive:
+            manager = _advisory_exclusive(timeout_s, key=key)
+        else:
+            manager = _advisory_shared_waiting(key, timeout_s)
+    else:
+        manager = _flock(fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, timeout_s, name=name)
+    with manager as acquired:
+        yield acquired
+
+
+def _share_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"wallet-{name}".encode()).digest()[:8], signed=True)
+
+
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 
-def _select(sql: str) -> bool:
+def _select(sql: str, key: int = ADVISORY_LOCK_KEY) -> bool:
     with connection.cursor() as cursor:
-        cursor.execute(sql, [ADVISORY_LOCK_KEY])
+        cursor.execute(sql, [key])
         return bool(cursor.fetchone()[0])
 
 
-def _unlock(sql: str) -> None:
+def _unlock(sql: str, key: int = ADVISORY_LOCK_KEY) -> None:
     try:
-        _select(sql)
+        _select(sql, key)
     except DatabaseError:
         # The connection is broken (e.g. an aborted transaction). The lock goes with the
         # session, so the session goes now: a connection kept for the next request would
@@ -104,33 +172,47 @@ def _advisory_shared() -> Iterator[bool]:
 
 
 @contextmanager
-def _advisory_exclusive(timeout_s: float) -> Iterator[bool]:
+def _advisory_shared_waiting(key: int, timeout_s: float) -> Iterator[bool]:
     deadline = time.monotonic() + timeout_s
-    acquired = _select("SELECT pg_try_advisory_lock(%s)")
+    admitted = _select("SELECT pg_try_advisory_lock_shared(%s)", key)
+    while not admitted and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL_S)
+        admitted = _select("SELECT pg_try_advisory_lock_shared(%s)", key)
+    try:
+        yield admitted
+    finally:
+        if admitted:
+            _unlock("SELECT pg_advisory_unlock_shared(%s)", key)
+
+
+@contextmanager
+def _advisory_exclusive(timeout_s: float, key: int = ADVISORY_LOCK_KEY) -> Iterator[bool]:
+    deadline = time.monotonic() + timeout_s
+    acquired = _select("SELECT pg_try_advisory_lock(%s)", key)
     while not acquired and time.monotonic() < deadline:
         time.sleep(POLL_INTERVAL_S)
-        acquired = _select("SELECT pg_try_advisory_lock(%s)")
+        acquired = _select("SELECT pg_try_advisory_lock(%s)", key)
     try:
         yield acquired
     finally:
         if acquired:
-            _unlock("SELECT pg_advisory_unlock(%s)")
+            _unlock("SELECT pg_advisory_unlock(%s)", key)
 
 
 # --- SQLite (and any other single-machine database) ---------------------------------------
 
 
-def lock_path() -> Path:
+def lock_path(name: str = DEPLOYED_NAME) -> Path:
     """The lock file beside the database file; per process for an in-memory database."""
-    name = str(connection.settings_dict["NAME"])
-    if name == ":memory:" or "mode=memory" in name:
-        return Path(tempfile.gettempdir()) / f"wallet-{DEPLOYED_NAME}-{os.getpid()}"
-    return Path(f"{name}.{DEPLOYED_NAME}")
+    database = str(connection.settings_dict["NAME"])
+    if database == ":memory:" or "mode=memory" in database:
+        return Path(tempfile.gettempdir()) / f"wallet-{name}-{os.getpid()}"
+    return Path(f"{database}.{name}")
 
 
 @contextmanager
-def _flock(mode: int, timeout_s: float) -> Iterator[bool]:
-    descriptor = os.open(lock_path(), os.O_RDWR | os.O_CREAT, 0o666)  # umask applies
+def _flock(mode: int, timeout_s: float, name: str = DEPLOYED_NAME) -> Iterator[bool]:
+    descriptor = os.open(lock_path(name), os.O_RDWR | os.O_CREAT, 0o666)  # umask applies
     try:
         deadline = time.monotonic() + timeout_s
         while True:

@@ -21,6 +21,11 @@ stays in user_data_64.
 
 Idempotent and resumable: ids are deterministic, an opening pair found from an earlier
 interrupted run is adopted with its own S, and imported wallets are skipped.
+
+Only wallets of clients inside the dual-write share are imported (the share is read for each
+page, so a raise during a run counts from its next page); the others are counted
+(`outside_share`) and wait for the raise that takes them in, which runs the backfill again.
+The milestone "backfill completed" is recorded only by a run that left no wallet out.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from domain.ids import IdSpace, WalletKey
 from domain.money import ledger_for_currency
 from domain.wallets import write_time
 from flags.models import Milestone
+from flags.phases import current_state
 from ledger.batches import LedgerBatches
 from ledger.tb_model import (
     imported_system_account,
@@ -100,6 +106,7 @@ class BackfillReport:
     imported: int = 0
     already_imported: int = 0
     log_complete: int = 0  # born with the log: the mirror carries them
+    outside_share: int = 0  # legacy wallets of clients outside the dual-write share: left out
     inconsistent: int = 0  # credit != historical_credit - debit in MongoDB
     failed: list[str] = field(default_factory=list)
     duration_s: float = 0.0
@@ -110,7 +117,8 @@ class BackfillReport:
 
     @property
     def complete(self) -> bool:
-        return not self.failed
+        """Every legacy wallet is imported: nothing failed and none was left out."""
+        return not self.failed and not self.outside_share
 
 
 @dataclass
@@ -232,6 +240,7 @@ class Backfill:
         report.scanned += len(page)
         keys = [snapshot.balance.key for snapshot in page]
         rows = account_registry.rows_by_key(keys)
+        state = current_state()
         todo: list[WalletSnapshot] = []
         for snapshot in page:
             key = snapshot.balance.key
@@ -239,6 +248,8 @@ class Backfill:
                 report.log_complete += 1
             elif key in rows and rows[key].opening_seq is not None:
                 report.already_imported += 1
+            elif not state.in_dual_write_share(key.client_id):
+                report.outside_share += 1
             else:
                 todo.append(snapshot)
         for snapshot in todo:

@@ -13,6 +13,15 @@ log entry) is parked with the reason on its own; it never stops the other wallet
 Wallets MongoDB held before it kept a complete log (legacy wallets) are not mirrored until the
 backfill has imported their opening balance; entries older than that snapshot are then marked
 `covered`.
+
+Only clients inside the dual-write share are mirrored: the entries of the others are set
+aside (`outside_share`, with the client's bucket) until a raise of the share releases them,
+so a wallet is mirrored whole or not at all. Each run holds the share fence
+(`flags.write_lock.mirror_run_fenced`) from its read of the share until it has applied or set
+aside what it read, and a change of the share releases the entries of the clients it takes in
+and commits the new share while no run is in flight: a run sees the share and the outbox
+both from before the change or both from after it, so a wallet's entries are applied in
+wallet_seq order across the boundary too (never a debit ahead of the credit that funds it).
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ from tigerbeetle import CreateTransferStatus, Transfer
 from domain import errors
 from domain.ids import IdSpace, WalletKey, hex_to_u128
 from domain.wallets import write_time
+from flags.phases import MigrationState, current_state
+from flags.write_lock import mirror_run_fenced
 from ledger import metrics
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
@@ -69,6 +80,8 @@ class MirrorReport:
     waiting_for_backfill: int = 0
     parked: int = 0
     failed_transiently: int = 0
+    outside_share: int = 0  # set aside: their client is outside the dual-write share
+    fenced_out: bool = False  # a change of the share held the fence past the wait: nothing done
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -79,6 +92,7 @@ class MirrorReport:
             + self.covered
             + self.parked
             + self.waiting_for_backfill
+            + self.outside_share
         )
 
     def add(self, other: MirrorReport) -> None:
@@ -89,6 +103,7 @@ class MirrorReport:
             "waiting_for_backfill",
             "parked",
             "failed_transiently",
+            "outside_share",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors)
@@ -104,17 +119,27 @@ class Mirror:
     def run_once(
         self, keys: list[WalletKey] | None = None, limit: int = BATCH_EVENTS_MAX
     ) -> MirrorReport:
-        """One batch of at most `limit` (<= 8189) entries.
+        """One batch of at most `limit` (<= 8189) entries, inside the share fence (a run
+        kept out past PHASE_CHANGE_WRITES_WAIT_S by a change of the share does nothing).
 
         A batch that fails for anything but an outage is applied again wallet by wallet, so
         a wallet that cannot be mirrored (bad data) is parked with its reason and never
         stops the others. Every step is idempotent, so re-applying what the failed batch
         already did posts nothing twice."""
+        with mirror_run_fenced(settings.PHASE_CHANGE_WRITES_WAIT_S) as admitted:
+            if not admitted:
+                log.warning("mirror: a change of the dual-write share kept this run out")
+                return MirrorReport(fenced_out=True)
+            return self._run_once_fenced(keys, limit)
+
+    def _run_once_fenced(self, keys: list[WalletKey] | None, limit: int) -> MirrorReport:
+        state = current_state()  # the share this run applies, fixed while it holds the fence
         entries, malformed = self.outbox.pending_parking_malformed(
             min(limit, BATCH_EVENTS_MAX), keys
         )
         report = MirrorReport(parked=malformed)
         entries = self._park_unregistrable(entries, report)
+        entries = self._inside_share(entries, state, report)
         if not entries:
             return report
         batch = MirrorReport()
@@ -188,6 +213,18 @@ class Mirror:
                 report,
             )
         return [entry for entry in entries if not _holds_nul(entry.key)]
+
+    def _inside_share(
+        self, entries: list[OutboxEntry], state: MigrationState, report: MirrorReport
+    ) -> list[OutboxEntry]:
+        """The entries of clients inside the dual-write share; the others' are set aside
+        (`outside_share`) until a raise of the share releases them."""
+        outside = [e for e in entries if not state.in_dual_write_share(e.key.client_id)]
+        if not outside:
+            return entries
+        self.outbox.set_outside_share(outside)
+        report.outside_share += len(outside)
+        return [e for e in entries if state.in_dual_write_share(e.key.client_id)]
 
     def _park(self, entries: list[OutboxEntry], reason: str, report: MirrorReport) -> None:
         for entry in entries:

@@ -19,6 +19,7 @@ from bson import ObjectId
 from pymongo import UpdateOne
 
 from domain.ids import WalletKey
+from flags.phases import client_bucket
 from ledger.stores.mongo_database import WALLET_KEY_INDEX, MongoDatabase
 from ledger.stores.mongo_documents import MONGO_KEY_FIELDS, LogMarks, key_filter, key_of
 from migration.legacy_scan import LegacyScan
@@ -34,6 +35,7 @@ class MirrorState:
     PARKED = "parked"  # refused or kept failing: waits for support, blocks TB reads
     AWAITING_BACKFILL = "awaiting_backfill"  # a legacy wallet the backfill has not imported
     FROM_TIGERBEETLE = "from_tigerbeetle"  # a phase-4 write copied back: already in TB
+    OUTSIDE_SHARE = "outside_share"  # its client is outside the dual-write share: waits for it
     NONE = "none"  # nothing to mirror (a refused debit)
 
 
@@ -46,6 +48,9 @@ LOG_MARKS = LogMarks(
     refused=MirrorState.NONE,
 )
 WAITING_STATES = (MirrorState.PENDING, MirrorState.PARKED, MirrorState.AWAITING_BACKFILL)
+# What TigerBeetle does not hold yet: the waiting entries, and those of clients outside the
+# dual-write share (read-your-writes and the shadow comparison ask for these).
+UNMIRRORED_STATES = (*WAITING_STATES, MirrorState.OUTSIDE_SHARE)
 # A log entry's `_id`: the client's id of a credit or debit, an ObjectId for a void (so
 # internal entries never share the clients' id space).
 EntryId = str | ObjectId
@@ -83,6 +88,9 @@ class OutboxDepth:
     parked: int
     awaiting_backfill: int
     oldest_pending_age_s: int
+    # Entries of clients outside the dual-write share: not waiting for the mirror (the share
+    # decides when they go to it), so not among `waiting()`.
+    outside_share: int = 0
 
     def waiting(self) -> dict[str, int]:
         """The count of each waiting state, by state name (WAITING_STATES' order)."""
@@ -177,8 +185,13 @@ def _covered(key: WalletKey, document: dict[str, Any]) -> CoveredTransaction:
     )
 
 
-# The states of a legacy wallet's entries the backfill releases once the wallet is imported.
-_RELEASED_STATES = [MirrorState.AWAITING_BACKFILL, MirrorState.PENDING]
+# The states of a legacy wallet's entries the backfill releases once the wallet is imported
+# (an entry of a client outside the share goes back to the mirror, which decides again).
+_RELEASED_STATES = [
+    MirrorState.AWAITING_BACKFILL,
+    MirrorState.PENDING,
+    MirrorState.OUTSIDE_SHARE,
+]
 
 
 @dataclass
@@ -263,7 +276,7 @@ class MirrorOutbox:
 
     def has_unmirrored(self, key: WalletKey) -> bool:
         """Whether TigerBeetle may be behind MongoDB for this wallet (read-your-writes)."""
-        query = {**key_filter(key), "mirror_state": {"$in": list(WAITING_STATES)}}
+        query = {**key_filter(key), "mirror_state": {"$in": list(UNMIRRORED_STATES)}}
         return self.database.guarded(
             lambda: self.database.log().find_one(query, {"_id": 1}) is not None
         )
@@ -289,7 +302,7 @@ class MirrorOutbox:
         query = {
             **key_filter(key),
             "wallet_seq": {"$lte": wallet_seq},
-            "mirror_state": {"$in": list(WAITING_STATES)},
+            "mirror_state": {"$in": list(UNMIRRORED_STATES)},
         }
         counts: dict[str, int] = {}
         for doc in self.database.guarded(
@@ -319,6 +332,40 @@ class MirrorOutbox:
             for entry_id, (state, fields) in outcomes.items()
         ]
         self.database.guarded(lambda: self.database.log().bulk_write(requests, ordered=False))
+
+    def set_outside_share(self, entries: Sequence[OutboxEntry]) -> None:
+        """Pending entries of clients outside the dual-write share wait for it, each with
+        its client's bucket (so a raise releases exactly those it takes in). Only entries
+        still pending change: one another run applied stays as it is."""
+        if not entries:
+            return
+        requests = [
+            UpdateOne(
+                {"_id": entry.entry_id, "mirror_state": MirrorState.PENDING},
+                {
+                    "$set": {
+                        "mirror_state": MirrorState.OUTSIDE_SHARE,
+                        "share_bucket": client_bucket(entry.key.client_id),
+                        "mirror_updated_at": datetime.now(UTC),
+                    }
+                },
+            )
+            for entry in entries
+        ]
+        self.database.guarded(lambda: self.database.log().bulk_write(requests, ordered=False))
+
+    def release_outside_share(self, *, bucket_limit: int) -> int:
+        """Entries of clients now inside the share (bucket below `bucket_limit`) go to the
+        mirror (`pending`); how many were released."""
+        query = {
+            "mirror_state": MirrorState.OUTSIDE_SHARE,
+            "share_bucket": {"$lt": bucket_limit},
+        }
+        released = {"mirror_state": MirrorState.PENDING, "mirror_updated_at": datetime.now(UTC)}
+        result = self.database.guarded(
+            lambda: self.database.log().update_many(query, {"$set": released})
+        )
+        return int(result.modified_count)
 
     def count_failed_attempt(self, entry_ids: Sequence[EntryId], error: str) -> None:
         if not entry_ids:
@@ -427,7 +474,8 @@ class MirrorOutbox:
         def read() -> OutboxDepth:
             log = self.database.log()
             counts = {
-                state: log.count_documents({"mirror_state": state}) for state in WAITING_STATES
+                state: log.count_documents({"mirror_state": state})
+                for state in (*WAITING_STATES, MirrorState.OUTSIDE_SHARE)
             }
             oldest = log.find_one(
                 {"mirror_state": MirrorState.PENDING},
@@ -442,6 +490,7 @@ class MirrorOutbox:
                 parked=counts[MirrorState.PARKED],
                 awaiting_backfill=counts[MirrorState.AWAITING_BACKFILL],
                 oldest_pending_age_s=lag_s,
+                outside_share=counts[MirrorState.OUTSIDE_SHARE],
             )
 
         return self.database.guarded(read)

@@ -14,12 +14,20 @@ which waits until every write that read the old phase has finished; then:
 - leaving phase 4 copies every write TigerBeetle took as the only store back into MongoDB
   (in TigerBeetle's timestamp order, marked as already mirrored), so MongoDB is complete
   again before it takes writes.
+
+A change of the dual-write share (or dual write starting) holds the share fence exclusively
+(`flags.write_lock.mirror_runs_drained`: no mirror run in flight) while it releases the
+outbox entries of the clients it takes in (set aside while they were outside) and commits
+the share; a raise then calls `on_share_raised` (the caller queues the backfill of their
+legacy wallets and a sweep). Writes are not paused: every write is in the outbox whatever
+share it read, and the mirror decides per run under the fence (`migration.mirror`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -39,15 +47,20 @@ from flags.audit import (
     set_writes_paused,
 )
 from flags.models import Milestone
-from flags.phases import InvalidPhaseChange, Phase, current_state
-from flags.write_lock import WritesStillRunning, writes_drained
+from flags.phases import InvalidPhaseChange, Phase, current_state, share_bucket_limit
+from flags.write_lock import (
+    MirrorRunsStillRunning,
+    WritesStillRunning,
+    mirror_runs_drained,
+    writes_drained,
+)
 from ledger import history
 from ledger.batches import LedgerBatches
 from ledger.stores.mongo_store import MongoWalletStore
 from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
 from migration.models import ReconciliationMismatch
-from migration.outbox import MirrorOutbox
+from migration.outbox import MirrorOutbox, MirrorState
 from migration.phase_plan import Override, StepPlan, plan_phase_change
 from migration.reconciliation import Reconciliation
 from registry import transfers as transfer_registry
@@ -74,6 +87,9 @@ class PhaseChangeReport:
     after: Phase
     mirrored: int = 0
     copied_back: int = 0
+    # Outbox entries of clients a raise of the dual-write share took in, sent to the mirror.
+    released: int = 0
+    share_raised: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -86,14 +102,17 @@ def change_phase(
     note: str = "",
     rollout_percent: Decimal | None = None,
     shadow_percent: Decimal | None = None,
+    dual_write_percent: Decimal | None = None,
     override: Override | None = None,
     guard_figures: dict[str, Any] | None = None,
+    on_share_raised: Callable[[], None] | None = None,
 ) -> PhaseChangeReport:
     """Move to `phase` (audited as `actor`), or raise InvalidPhaseChange saying why not: the
     plan's refusals before anything starts, or what executing the step found. Every change
     asked for is one audit row (`flags.PhaseChange`), refused or not, with the criterion the
     step waited for and any override; a step the guard takes (`migration.guard`) keeps the
-    figures that made it take it (`guard_figures`)."""
+    figures that made it take it (`guard_figures`). `on_share_raised` runs after a raise of
+    the dual-write share took effect (the back-office queues the backfill and a sweep)."""
     with recording_phase_change(
         actor, note=note, from_phase=int(current_state().phase), to_phase=int(phase)
     ) as record:
@@ -102,6 +121,7 @@ def change_phase(
             outbox=MirrorOutbox(mongo.database),
             rollout_percent=rollout_percent,
             shadow_percent=shadow_percent,
+            dual_write_percent=dual_write_percent,
             override=override,
         )
         record_step_criterion(
@@ -114,7 +134,47 @@ def change_phase(
             record_guard_figures(record, guard_figures)
         if plan.refusals:
             raise InvalidPhaseChange(plan.refusal_message())
-        return _take_step(plan, actor, mongo, tigerbeetle, note=note)
+        report = _take_step(plan, actor, mongo, tigerbeetle, note=note)
+    if plan.raises_dual_write_share:
+        report.share_raised = True
+        if on_share_raised is not None:
+            on_share_raised()
+    return report
+
+
+def _changes_mirrored_clients(plan: StepPlan) -> bool:
+    """Whether the step changes which clients the mirror takes: the share moves, or dual
+    write starts (entries set aside under an earlier, narrower share, then dual write
+    stopped and the share set wider in phase 0, are taken in too)."""
+    starts_dual_write = plan.after.mirrors_to_tigerbeetle and not plan.before.dual_write
+    return plan.changes_dual_write_share or starts_dual_write
+
+
+def _apply_with_share(
+    plan: StepPlan, mongo: MongoWalletStore, report: PhaseChangeReport, *, actor: str, note: str
+) -> None:
+    """The flags of a step that changes which clients are mirrored, while no mirror run is
+    in flight (the share fence, exclusively): first the outbox entries of the clients it
+    takes in go back to the mirror, then the share is committed. A run that starts later
+    sees both; one that ran before saw neither. So no run applies a wallet's later entry
+    while an earlier one is still set aside, and none sets aside an entry of a client the
+    new share takes in."""
+    try:
+        with mirror_runs_drained(settings.PHASE_CHANGE_WRITES_WAIT_S):
+            if plan.after.mirrors_to_tigerbeetle:
+                limit = share_bucket_limit(plan.after.dual_write_percent)
+                report.released = MirrorOutbox(mongo.database).release_outside_share(
+                    bucket_limit=limit
+                )
+            apply_state(plan.after, actor=actor, note=note)
+    except MirrorRunsStillRunning as exc:
+        raise InvalidPhaseChange(f"{exc}; the dual-write share is unchanged, try again") from exc
+    log.info(
+        "dual-write share %s%% -> %s%%: %d outbox entries released to the mirror",
+        plan.before.dual_write_percent,
+        plan.after.dual_write_percent,
+        report.released,
+    )
 
 
 def _take_step(
@@ -126,7 +186,10 @@ def _take_step(
     report = PhaseChangeReport(before=plan.before.phase, after=phase)
     entering_tb_only = plan.enters_tigerbeetle_only
     if not plan.pauses_writes:
-        apply_state(plan.after, actor=actor, note=note)
+        if _changes_mirrored_clients(plan):
+            _apply_with_share(plan, mongo, report, actor=actor, note=note)
+        else:
+            apply_state(plan.after, actor=actor, note=note)
         return report
     set_writes_paused(True, actor=actor, note=f"moving to phase {int(phase)}")
     try:
@@ -157,9 +220,12 @@ def _drain_or_refuse(
     mongo: MongoWalletStore, tigerbeetle: LedgerBatches, report: PhaseChangeReport
 ) -> None:
     outbox = MirrorOutbox(mongo.database)
+    # Phase 4 needs the share at 100 %: nothing is outside it any longer.
+    outbox.release_outside_share(bucket_limit=share_bucket_limit(Decimal(100)))
     drained = Mirror(outbox, tigerbeetle).drain()
     report.mirrored = drained.applied + drained.already_applied
-    waiting = outbox.depth().waiting()
+    depth = outbox.depth()
+    waiting = {**depth.waiting(), MirrorState.OUTSIDE_SHARE: depth.outside_share}
     if any(waiting.values()):
         raise InvalidPhaseChange(
             "the mirror is not drained, so TigerBeetle lacks MongoDB writes "
@@ -186,7 +252,7 @@ def _reconcile_or_refuse(mongo: MongoWalletStore, tigerbeetle: LedgerBatches, ac
         f"{key.describe()} (not backfilled)"
         for key in reconciliation.awaiting_backfill_keys[: NAMED_WALLETS_MAX - len(named)]
     ]
-    lacking = run.mismatched + run.awaiting_backfill
+    lacking = run.mismatched + run.awaiting_backfill + run.outside_share
     if lacking:
         more = f" and {lacking - len(named)} more" if lacking > len(named) else ""
         raise InvalidPhaseChange(

@@ -20,6 +20,15 @@ has held on each of the last `MIGRATION_CRITERION_DAYS` days. An override, by a 
 holds `flags.override_phase_criterion` and with a written reason, lifts the criterion's
 refusal and nothing else; the phase change's audit row keeps it with the criterion's figures.
 A step back is never gated.
+
+The dual-write share (the share of clients whose wallets are dual-written) rises the same way:
+a raise in phases 1-3 is a forward step through `DUAL_WRITE_SHARE_STEPS`, one at a time,
+gated like the others, waiting for the reconciliation's match rate (of the wallets inside
+the share) as phase 1 -> 2 does. Lowering it is a step back, allowed in phases 1 and 2 only
+(in phase 3 TigerBeetle may serve the reads of clients it would stop mirroring). A step
+changes the dual-write share alone (not with the phase or another share), except from phase
+0 into phase 1 (dual write may start at a share); in phase 0 the share is set freely (it
+says which wallets a backfill imports). Phase 4 needs every client dual-written (100 %).
 """
 
 from __future__ import annotations
@@ -57,11 +66,15 @@ def target_state(
     *,
     rollout_percent: Decimal | None = None,
     shadow_percent: Decimal | None = None,
+    dual_write_percent: Decimal | None = None,
 ) -> MigrationState:
     """The flags of `phase`, keeping the current shares unless new ones are given."""
     shadow = shadow_percent if shadow_percent is not None else current.shadow_read_percent
     rollout = rollout_percent if rollout_percent is not None else current.read_rollout_percent
-    return state_for_phase(phase, shadow_percent=shadow, rollout_percent=rollout)
+    dual = dual_write_percent if dual_write_percent is not None else current.dual_write_percent
+    return state_for_phase(
+        phase, shadow_percent=shadow, rollout_percent=rollout, dual_write_percent=dual
+    )
 
 
 def next_rollout_step(share: Decimal, steps: tuple[Decimal, ...]) -> Decimal | None:
@@ -85,10 +98,15 @@ class Step:
         *,
         rollout_percent: Decimal | None = None,
         shadow_percent: Decimal | None = None,
+        dual_write_percent: Decimal | None = None,
     ) -> Step:
         """The step to `phase`, keeping the current shares unless new ones are given."""
         after = target_state(
-            phase, before, rollout_percent=rollout_percent, shadow_percent=shadow_percent
+            phase,
+            before,
+            rollout_percent=rollout_percent,
+            shadow_percent=shadow_percent,
+            dual_write_percent=dual_write_percent,
         )
         return cls(before, phase, after)
 
@@ -142,11 +160,25 @@ class Step:
         )
 
     @property
+    def changes_dual_write_share(self) -> bool:
+        return self.after.dual_write_percent != self.before.dual_write_percent
+
+    @property
+    def raises_dual_write_share(self) -> bool:
+        """Within phases 1-3, a wider share of clients dual-written than now."""
+        return (
+            self.phase == self.before.phase
+            and self.before.mirrors_to_tigerbeetle
+            and self.after.dual_write_percent > self.before.dual_write_percent
+        )
+
+    @property
     def forward(self) -> bool:
-        """Towards TigerBeetle: a later phase, or a wider read rollout in phase 3."""
+        """Towards TigerBeetle: a later phase, a wider read rollout in phase 3, or a wider
+        dual-write share in phases 1-3."""
         if self.phase != self.before.phase:
             return self.phase > self.before.phase
-        return self.raises_rollout
+        return self.raises_rollout or self.raises_dual_write_share
 
     @property
     def skips_phases(self) -> bool:
@@ -158,6 +190,13 @@ class Step:
         if self.before.phase != Phase.READ_CUTOVER or not self.raises_rollout:
             return None
         return self.rollout_before if self.rollout_before in steps else None
+
+    def skips_dual_write_share_steps(self, steps: tuple[Decimal, ...]) -> bool:
+        """A raise of the dual-write share beyond its next step."""
+        if not self.raises_dual_write_share:
+            return False
+        following = next_rollout_step(self.before.dual_write_percent, steps)
+        return following is None or self.after.dual_write_percent > following
 
     def skips_rollout_steps(self, steps: tuple[Decimal, ...]) -> bool:
         """A raise beyond the next rollout step."""
@@ -203,6 +242,7 @@ class StepFacts:
     open_mismatches: OpenMismatches | None = None
     rollout_steps: tuple[Decimal, ...] = DEFAULT_ROLLOUT_STEPS
     override: Override | None = None
+    dual_write_share_steps: tuple[Decimal, ...] = DEFAULT_ROLLOUT_STEPS
 
 
 class RefusalKind(enum.StrEnum):
@@ -212,6 +252,9 @@ class RefusalKind(enum.StrEnum):
     SHADOW_SHARE = "shadow_share"  # phase 2 without a share of reads to compare
     PHASE_SKIPPED = "phase_skipped"  # forward by more than one phase
     ROLLOUT_SKIPPED = "rollout_skipped"  # a wider rollout beyond the next step
+    SHARE_SKIPPED = "share_skipped"  # a wider dual-write share beyond the next step
+    SHARE_WITH_PHASE = "share_with_phase"  # the dual-write share with another change at once
+    SHARE_LOWERED_IN_CUTOVER = "share_lowered_in_cutover"  # TigerBeetle may serve those reads
     MONGO_SILENT = "mongo_silent"  # a forward step: the outbox cannot be read
     PARKED_ENTRIES = "parked_entries"  # a forward step while the mirror has given up on some
     OUTBOX_NOT_EMPTY = "outbox_not_empty"  # entering phase 4: entries wait for the backfill
@@ -295,6 +338,12 @@ def criterion_of(
     if not step.forward:
         return None
     phase = step.before.phase
+    if step.raises_dual_write_share:
+        return criteria.match_rate_criterion(
+            phase,
+            next_step=(f"a dual-write share of {criteria.percent(step.after.dual_write_percent)}%"),
+            required_days=required_days,
+        )
     following = PHASE_NAMES.get(Phase(min(phase + 1, Phase.TIGERBEETLE_ONLY)), "")
     if phase == Phase.LEGACY:
         return criteria.no_criterion(phase, next_step=following)
@@ -332,6 +381,7 @@ def gather_step_facts(
         copy_back_writes = WalletTransfer.objects.filter(needs_copy_back=True).count()
         copy_back_voids = WalletTransfer.objects.filter(void_needs_copy_back=True).count()
     rollout_steps = tuple(settings.READ_ROLLOUT_STEPS)
+    share_steps = tuple(settings.DUAL_WRITE_SHARE_STEPS)
     return StepFacts(
         writes_wait_s=settings.PHASE_CHANGE_WRITES_WAIT_S,
         backfill_completed=Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).exists(),
@@ -346,6 +396,7 @@ def gather_step_facts(
         open_mismatches=criteria.open_mismatches() if step.forward else None,
         rollout_steps=rollout_steps,
         override=override,
+        dual_write_share_steps=share_steps,
     )
 
 
@@ -355,21 +406,37 @@ def plan_phase_change(
     outbox: MirrorOutbox,
     rollout_percent: Decimal | None = None,
     shadow_percent: Decimal | None = None,
+    dual_write_percent: Decimal | None = None,
     override: Override | None = None,
 ) -> StepPlan:
     """The plan of moving from the phase the flags are in now to `phase`."""
     step = Step.to(
-        phase, current_state(), rollout_percent=rollout_percent, shadow_percent=shadow_percent
+        phase,
+        current_state(),
+        rollout_percent=rollout_percent,
+        shadow_percent=shadow_percent,
+        dual_write_percent=dual_write_percent,
     )
     return plan_step(step, gather_step_facts(step, outbox=outbox, override=override))
 
 
-def next_step(state: MigrationState, *, rollout_steps: tuple[Decimal, ...]) -> Step | None:
-    """The step forward from `state`: the next phase, in phase 3 the next rollout step (then
-    phase 4); None in phase 4."""
+def next_step(
+    state: MigrationState,
+    *,
+    rollout_steps: tuple[Decimal, ...],
+    share_steps: tuple[Decimal, ...] | None = None,
+) -> Step | None:
+    """The step forward from `state`: in phases 1-3 with a partial dual-write share, its next
+    step; else the next phase, in phase 3 the next rollout step (then phase 4); None in
+    phase 4."""
     phase = state.phase
     if phase == Phase.TIGERBEETLE_ONLY:
         return None
+    if state.mirrors_to_tigerbeetle and state.dual_write_percent < 100:
+        steps = share_steps if share_steps is not None else tuple(settings.DUAL_WRITE_SHARE_STEPS)
+        following_share = next_rollout_step(state.dual_write_percent, steps)
+        assert following_share is not None  # the steps end with 100
+        return Step.to(phase, state, dual_write_percent=following_share)
     if phase == Phase.SHADOW_READ:
         return Step.to(Phase.READ_CUTOVER, state, rollout_percent=rollout_steps[0])
     if phase == Phase.READ_CUTOVER:
@@ -423,8 +490,44 @@ def _refusals(step: Step, facts: StepFacts) -> list[Refusal]:
             )
         )
     found += [Refusal(RefusalKind.FLAGS, problem) for problem in step.after.problems()]
+    found += _dual_write_share_refusals(step)
     if step.forward:
         found += _gate_refusals(step, facts)
+    return found
+
+
+def _dual_write_share_refusals(step: Step) -> list[Refusal]:
+    """A share changed with the phase (but when dual write starts), or lowered while
+    TigerBeetle may serve the reads of clients it would stop mirroring."""
+    if not step.changes_dual_write_share:
+        return []
+    found = []
+    entering_dual_write = step.before.phase == Phase.LEGACY and step.phase == Phase.DUAL_WRITE
+    others_change = step.phase != step.before.phase or (
+        dataclasses.replace(step.after, dual_write_percent=step.before.dual_write_percent)
+        != step.before
+    )
+    if others_change and not entering_dual_write:
+        found.append(
+            Refusal(
+                RefusalKind.SHARE_WITH_PHASE,
+                "A step changes the dual-write share alone, not with the phase or another "
+                "share (only dual write may start at a share): take them one after the other.",
+            )
+        )
+    elif (
+        step.phase == step.before.phase
+        and step.phase >= Phase.READ_CUTOVER
+        and step.after.dual_write_percent < step.before.dual_write_percent
+    ):
+        found.append(
+            Refusal(
+                RefusalKind.SHARE_LOWERED_IN_CUTOVER,
+                "The dual-write share is lowered only in phases 1 and 2: in phase 3 "
+                "TigerBeetle may serve reads of the clients it would stop mirroring. Step "
+                "back to phase 2 first.",
+            )
+        )
     return found
 
 
@@ -502,6 +605,23 @@ def _skip_refusals(step: Step, facts: StepFacts) -> list[Refusal]:
                 RefusalKind.PHASE_SKIPPED,
                 f"Forward moves go one phase at a time: from phase {int(step.before.phase)} "
                 f"the next is {PHASE_NAMES[next_phase]}; take that step first.",
+            )
+        ]
+    if step.skips_dual_write_share_steps(facts.dual_write_share_steps):
+        following_share = next_rollout_step(
+            step.before.dual_write_percent, facts.dual_write_share_steps
+        )
+        share_steps = ", ".join(criteria.percent(share) for share in facts.dual_write_share_steps)
+        then = (
+            f"the next is {criteria.percent(following_share)}%; raise it to that first"
+            if following_share is not None
+            else "there is no step further"
+        )
+        return [
+            Refusal(
+                RefusalKind.SHARE_SKIPPED,
+                f"The dual-write share rises one step at a time ({share_steps}%): from "
+                f"{criteria.percent(step.before.dual_write_percent)}% {then}.",
             )
         ]
     if step.skips_rollout_steps(facts.rollout_steps):
@@ -590,6 +710,39 @@ def _refusals_entering_tigerbeetle_only(facts: StepFacts) -> list[Refusal]:
 
 
 def _effects(step: Step, facts: StepFacts) -> list[str]:
+    effects = _phase_effects(step, facts)
+    if step.changes_dual_write_share:
+        effects.append(_share_effect(step))
+    return effects
+
+
+def _share_effect(step: Step) -> str:
+    before = criteria.percent(step.before.dual_write_percent)
+    after = criteria.percent(step.after.dual_write_percent)
+    if not step.after.mirrors_to_tigerbeetle:
+        return (
+            f"The dual-write share becomes {after}% of clients (from {before}%): the wallets "
+            "a backfill imports, and those dual write will mirror once it starts."
+        )
+    if not step.before.mirrors_to_tigerbeetle:
+        return (
+            f"Dual write starts at a share of {after}% of clients (set at {before}% before): "
+            "only their writes are mirrored; raising it takes in more, one step at a time."
+        )
+    if step.after.dual_write_percent > step.before.dual_write_percent:
+        return (
+            f"The dual-write share rises from {before}% to {after}% of clients: the writes "
+            "of the clients it takes in, waiting in the outbox, go to the mirror (in order, "
+            "each once), and the backfill is queued to import their legacy wallets."
+        )
+    return (
+        f"The dual-write share falls from {before}% to {after}% of clients: the clients it "
+        "leaves are no longer mirrored; their later writes wait in the outbox until a raise "
+        "takes them in again, and reconciliation and shadow reads leave them out."
+    )
+
+
+def _phase_effects(step: Step, facts: StepFacts) -> list[str]:
     if step.enters_tigerbeetle_only:
         return _effects_entering_tigerbeetle_only(facts)
     if step.leaves_tigerbeetle_only:
@@ -606,6 +759,11 @@ def _effects(step: Step, facts: StepFacts) -> list[str]:
         pending = f" {depth.pending} entries still pending stay unmirrored." if depth else ""
         return ["Dual write stops: TigerBeetle no longer receives MongoDB's writes." + pending]
     if step.after.dual_write and not step.before.dual_write:
+        if step.after.dual_write_percent < 100:
+            return [
+                "Dual write starts: the MongoDB writes of clients inside the dual-write share "
+                "are also mirrored into TigerBeetle."
+            ]
         return ["Dual write starts: every MongoDB write is also mirrored into TigerBeetle."]
     return []
 

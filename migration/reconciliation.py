@@ -14,9 +14,12 @@ Four passes, all batched (lookups of up to 8189 accounts, MongoDB pages in key o
    are wallets TigerBeetle does not hold and wallets whose writes wait in the outbox: an
    alert must mean money is wrong.
 
-In phase 4 MongoDB is no longer written, so pass 3 is skipped. A run with mismatches raises
-alerts (`migration.alerts`: an ERROR log line, and a JSON POST to ALERT_WEBHOOK_URL when an
-alert opens): one for the run's problems while it stays open, and one per differing wallet.
+Pass 3 compares only wallets of clients inside the dual-write share (the share is read for
+each page): TigerBeetle is not kept current for the others, which are counted apart
+(`outside_share`). In phase 4 MongoDB is no longer written, so pass 3 is skipped. A run
+with mismatches raises alerts (`migration.alerts`: an ERROR log line, and a JSON POST to
+ALERT_WEBHOOK_URL when an alert opens): one for the run's problems while it stays open,
+and one per differing wallet.
 
 A run shows its progress while it works: its row holds the wallets it compares
 (`wallets_total`, MongoDB's count when it started) and is updated after each page of pass 3
@@ -226,8 +229,12 @@ class Reconciliation:
         dual_write = current_state().dual_write
         for page in self.scan.wallet_batches(page_size):
             differing: list[WalletSnapshot] = []
+            state = current_state()
             for snapshot in page:
                 key = snapshot.balance.key
+                if not state.in_dual_write_share(key.client_id):
+                    run.outside_share += 1
+                    continue
                 found = tb_balances.get(key)
                 if found is None and (not snapshot.log_complete or not dual_write):
                     self._count_awaiting(key)
@@ -418,6 +425,7 @@ def _save_progress(run: ReconciliationRun) -> None:
         matched=run.matched,
         mismatched=run.mismatched,
         awaiting_backfill=run.awaiting_backfill,
+        outside_share=run.outside_share,
         transfers_checked=run.transfers_checked,
     )
 

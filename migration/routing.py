@@ -212,7 +212,9 @@ class PhasedWalletStore:
                 return result
             result = _timed(operation, store="mongo", call=on_mongo)
         _count_transaction(result, store="mongo", operation=operation)
-        if state.mirrors_to_tigerbeetle:
+        if state.mirrors_wallets_of(result.transaction.key.client_id):
+            # Outside the dual-write share the entry stays in the outbox for the day the
+            # share takes the client in; the mirror is not queued for it.
             self._mirror_soon(result.transaction.key)
         return result
 
@@ -272,7 +274,7 @@ class PhasedWalletStore:
         if state.reads_from_tigerbeetle(key.client_id):
             return self._cutover_read(key)
         _count_route(ReadRouteCount.Route.MONGO)
-        if not state.shadows(_shadow_draw()):
+        if not state.shadows(_shadow_draw(), client_id=key.client_id):
             return _timed("get_balance", store="mongo", call=lambda: self.mongo.get_balance(key))
         started = time.perf_counter()
         balance, wallet_seq = _timed(
@@ -335,7 +337,7 @@ class PhasedWalletStore:
         single balance read, drawn on its own, at the wallet_seq the list saw."""
         read = self.mongo.get_balances_and_seqs(client_id)
         for balance, wallet_seq in read:
-            if state.shadows(_shadow_draw()):
+            if state.shadows(_shadow_draw(), client_id=client_id):
                 self._shadow(balance, wallet_seq=wallet_seq, latency_us=None)
         return [balance for balance, _ in read]
 

@@ -18,6 +18,7 @@ from django.urls import reverse
 from domain import errors
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance
+from flags.phases import current_state
 from ledger import history, metrics
 from ledger.batches import LedgerBatches
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
@@ -101,6 +102,10 @@ def _compare(
     tigerbeetle: TigerBeetleWalletStore,
     batches: LedgerBatches,
 ) -> None:
+    if not current_state().in_dual_write_share(key.client_id):
+        comparison.outcome = ShadowComparison.Outcome.SKIPPED
+        comparison.detail = "its client is outside the dual-write share"
+        return
     Mirror(outbox, batches).drain(keys=[key])
     if account_registry.find_account(key) is None:
         comparison.outcome = ShadowComparison.Outcome.MISSING

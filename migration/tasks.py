@@ -12,6 +12,7 @@ start-up: this module imports neither the wiring nor the service.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -32,6 +33,8 @@ from migration.routing import key_from_dict
 from migration.runtime import process_runtime
 from migration.shadow import compare_shadow_read as compare
 
+log = logging.getLogger(__name__)
+
 
 @shared_task(name="ledger.check_ledger_backend")
 def check_ledger_backend() -> dict[str, object]:
@@ -51,7 +54,14 @@ def check_ledger_backend() -> dict[str, object]:
 
 
 def _report(report: Any) -> dict[str, Any]:
-    for result in ("applied", "already_applied", "covered", "parked", "failed_transiently"):
+    for result in (
+        "applied",
+        "already_applied",
+        "covered",
+        "parked",
+        "failed_transiently",
+        "outside_share",
+    ):
         metrics.MIRROR_ENTRIES.labels(result).inc(getattr(report, result))
     return {
         "applied": report.applied,
@@ -60,6 +70,7 @@ def _report(report: Any) -> dict[str, Any]:
         "waiting_for_backfill": report.waiting_for_backfill,
         "parked": report.parked,
         "failed_transiently": report.failed_transiently,
+        "outside_share": report.outside_share,
     }
 
 
@@ -90,6 +101,7 @@ def sweep_outbox() -> dict[str, Any]:
     depth = runtime.outbox.depth()
     metrics.OUTBOX_DEPTH.labels("pending").set(depth.pending)
     metrics.OUTBOX_DEPTH.labels("parked").set(depth.parked)
+    metrics.OUTBOX_DEPTH.labels("outside_share").set(depth.outside_share)
     metrics.MIRROR_LAG_SECONDS.set(depth.oldest_pending_age_s)
     return {**result, "depth": asdict(depth)}
 
@@ -123,6 +135,7 @@ def backfill(page_size: int = 2000) -> dict[str, Any]:
         "scanned": report.scanned,
         "imported": report.imported,
         "already_imported": report.already_imported,
+        "outside_share": report.outside_share,
         "failed": report.failed[:100],
         "duration_s": round(report.duration_s, 3),
     }
@@ -163,3 +176,15 @@ def guard() -> dict[str, Any]:
         "breaches": row.breaches,
         "outcome": row.outcome,
     }
+
+
+def queue_share_intake() -> None:
+    """After a raise of the dual-write share (`change_phase`'s `on_share_raised`): the
+    backfill imports the legacy wallets of the clients it took in, and a sweep mirrors
+    their released entries now rather than at the next beat. Without a broker the sweeper
+    still mirrors them; the backfill is then started from the phase page."""
+    try:
+        backfill.delay()
+        sweep_outbox.delay()
+    except Exception:
+        log.warning("backfill or sweep not queued after the dual-write share rose; start them")

@@ -22,14 +22,15 @@ VAR_DIR = BASE_DIR / "var"
 env = environ.Env()
 
 
-def rollout_steps(values: list[str]) -> tuple[Decimal, ...]:
-    """READ_ROLLOUT_STEPS as ascending percentages above 0, ending with 100."""
+def rollout_steps(values: list[str], *, name: str = "READ_ROLLOUT_STEPS") -> tuple[Decimal, ...]:
+    """A share's steps (READ_ROLLOUT_STEPS, DUAL_WRITE_SHARE_STEPS) as ascending percentages
+    above 0, ending with 100."""
     try:
         steps = sorted({Decimal(value.strip()) for value in values if value.strip()})
     except InvalidOperation as exc:
-        raise ImproperlyConfigured(f"READ_ROLLOUT_STEPS must be percentages: {values}") from exc
+        raise ImproperlyConfigured(f"{name} must be percentages: {values}") from exc
     if any(not Decimal(0) < step <= Decimal(100) for step in steps):
-        raise ImproperlyConfigured(f"READ_ROLLOUT_STEPS must be above 0 and at most 100: {values}")
+        raise ImproperlyConfigured(f"{name} must be above 0 and at most 100: {values}")
     return (*(step for step in steps if step < 100), Decimal(100))
 
 
@@ -265,6 +266,12 @@ if MIGRATION_CRITERION_DAYS < 0:
 # each only once the fallback criterion held at it (100 is always the last).
 READ_ROLLOUT_STEPS = rollout_steps(
     env.list("READ_ROLLOUT_STEPS", default=["1", "5", "25", "50", "100"])
+)
+# Phases 1-3: the dual-write share of clients rises through these, one at a time, and each
+# only once the reconciliation's match rate held (100 is always the last).
+DUAL_WRITE_SHARE_STEPS = rollout_steps(
+    env.list("DUAL_WRITE_SHARE_STEPS", default=["1", "5", "25", "50", "100"]),
+    name="DUAL_WRITE_SHARE_STEPS",
 )
 
 # The guard (`migration.guard`, docs/migration.md "The guard"): every GUARD_INTERVAL_S it

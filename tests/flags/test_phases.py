@@ -51,8 +51,8 @@ def test_tigerbeetle_only_stops_mongo_writes_and_the_mirror() -> None:
 
 def test_shadow_sample_only_compares_draws_below_its_share() -> None:
     state = state_for_phase(Phase.SHADOW_READ, shadow_percent=Decimal(25))
-    assert state.shadows(Decimal("24.99"))
-    assert not state.shadows(Decimal(25))
+    assert state.shadows(Decimal("24.99"), client_id="anyone")
+    assert not state.shadows(Decimal(25), client_id="anyone")
 
 
 def test_client_bucket_is_stable_and_spread() -> None:

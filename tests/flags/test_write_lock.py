@@ -15,8 +15,11 @@ from django.db import DatabaseError, connection, transaction
 
 from flags.write_lock import (
     ADVISORY_LOCK_KEY,
+    MirrorRunsStillRunning,
     WritesStillRunning,
     lock_path,
+    mirror_run_fenced,
+    mirror_runs_drained,
     write_admitted,
     writes_drained,
 )
@@ -126,3 +129,54 @@ def test_the_lock_keeps_the_names_it_was_deployed_under(monkeypatch: pytest.Monk
     assert lock_path() == Path("/srv/wallet/db.sqlite3.write-gate")
     monkeypatch.setitem(connection.settings_dict, "NAME", ":memory:")
     assert lock_path() == Path(tempfile.gettempdir()) / f"wallet-write-gate-{os.getpid()}"
+
+
+ANNOUNCE_TRIES_MAX = 1000
+
+
+def test_a_share_change_waits_for_the_mirror_run_in_flight_and_no_new_run_overtakes_it() -> None:
+    run_started, run_may_end, change_made = threading.Event(), threading.Event(), threading.Event()
+
+    def mirror_run() -> None:
+        with mirror_run_fenced(5) as admitted:
+            assert admitted
+            run_started.set()
+            run_may_end.wait(10)
+
+    def share_change() -> None:
+        with mirror_runs_drained(10):
+            change_made.set()
+
+    running = in_thread(mirror_run)
+    assert run_started.wait(10)
+    changing = in_thread(share_change)
+    for _ in range(ANNOUNCE_TRIES_MAX):  # until the change has announced itself
+        with mirror_run_fenced(0) as admitted:
+            if not admitted:
+                break
+        time.sleep(0.005)
+    else:
+        pytest.fail("the share change never announced itself")
+    assert not change_made.is_set()  # it waits for the run in flight
+    run_may_end.set()
+    running.join(10)
+    changing.join(10)
+    assert change_made.is_set()
+
+
+def test_a_share_change_is_refused_when_a_mirror_run_outlasts_its_wait() -> None:
+    run_started, run_may_end = threading.Event(), threading.Event()
+
+    def mirror_run() -> None:
+        with mirror_run_fenced(5):
+            run_started.set()
+            run_may_end.wait(10)
+
+    running = in_thread(mirror_run)
+    assert run_started.wait(10)
+    try:
+        with pytest.raises(MirrorRunsStillRunning), mirror_runs_drained(0.05):
+            pass
+    finally:
+        run_may_end.set()
+        running.join(10)

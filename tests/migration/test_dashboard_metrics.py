@@ -176,6 +176,7 @@ def test_the_phase_and_its_shares_are_gauges(stores: Stores) -> None:
     assert sample(samples, "wallet_migration_phase") == 3
     assert sample(samples, "wallet_migration_share_percent", share="read_rollout") == 25
     assert sample(samples, "wallet_migration_share_percent", share="shadow_read") == 0
+    assert sample(samples, "wallet_migration_share_percent", share="dual_write") == 100
 
 
 # --- the Grafana dashboard ----------------------------------------------------------------------

@@ -39,6 +39,7 @@ def test_metrics_show_outbox_depth_by_state(stores: Stores) -> None:
     metrics = scrape()
     assert value(metrics, "wallet_outbox_waiting_entries", state="pending") == 1
     assert value(metrics, "wallet_outbox_waiting_entries", state="parked") == 0
+    assert value(metrics, "wallet_outbox_waiting_entries", state="outside_share") == 0
 
 
 def test_metrics_show_per_store_latency_histograms(stores: Stores) -> None:

@@ -25,7 +25,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"scanned {report.scanned}, imported {report.imported}, "
             f"already imported {report.already_imported}, born with the log {report.log_complete}, "
-            f"inconsistent {report.inconsistent}, failed {len(report.failed)} "
+            f"inconsistent {report.inconsistent}, failed {len(report.failed)}, "
+            f"outside the dual-write share {report.outside_share} "
             f"in {report.duration_s:.1f} s"
         )
         for failure in report.failed[:20]:

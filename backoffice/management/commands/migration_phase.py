@@ -1,4 +1,5 @@
-"""`manage.py migration_phase [PHASE] [--rollout P] [--shadow P] [--override --reason R]`: show
+"""`manage.py migration_phase [PHASE] [--rollout P] [--shadow P] [--dual-write-share P]
+[--override --reason R]`: show
 or change the phase. An override is taken as `--actor`, who must be a user holding the
 override permission, and needs `--reason`."""
 
@@ -13,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from flags.models import FlagChange
 from flags.phases import InvalidPhaseChange, Phase, current_state
+from migration import tasks
 from migration.phase_change import change_phase
 from migration.phase_plan import Override, override_asked
 from migration.runtime import process_runtime
@@ -38,6 +40,11 @@ class Command(BaseCommand):
         parser.add_argument("phase", nargs="?", type=int, choices=[p.value for p in Phase])
         parser.add_argument("--rollout", type=_percent, help="phase 3: percent of clients on TB")
         parser.add_argument("--shadow", type=_percent, help="phase 2: percent of reads compared")
+        parser.add_argument(
+            "--dual-write-share",
+            type=_percent,
+            help="percent of clients dual-written (raised one step at a time in phases 1-3)",
+        )
         parser.add_argument("--actor", default="", help="who is changing it (default: $USER)")
         parser.add_argument("--note", default="", help="why, for the audit trail")
         parser.add_argument(
@@ -62,7 +69,9 @@ class Command(BaseCommand):
                     note=options["note"],
                     rollout_percent=options["rollout"],
                     shadow_percent=options["shadow"],
+                    dual_write_percent=options["dual_write_share"],
                     override=_override(options) if options["override"] else None,
+                    on_share_raised=tasks.queue_share_intake,
                 )
             except InvalidPhaseChange as exc:
                 raise CommandError(f"refused: {exc}") from exc
@@ -70,10 +79,16 @@ class Command(BaseCommand):
                 f"phase {int(report.before)} -> {int(report.after)}"
                 f" (mirrored {report.mirrored}, copied back {report.copied_back})"
             )
+            if report.share_raised:
+                self.stdout.write(
+                    f"dual-write share raised: {report.released} outbox entries released to "
+                    "the mirror; backfill and sweep queued"
+                )
         state = current_state()
         self.stdout.write(
             f"phase {int(state.phase)} {state.phase.name.lower()}: "
             f"dual_write={'on' if state.dual_write else 'off'} "
+            f"dual_write_share={state.dual_write_percent}% "
             f"shadow={state.shadow_read_percent}% "
             f"read_cutover={'on' if state.read_cutover else 'off'} "
             f"rollout={state.read_rollout_percent}% "
