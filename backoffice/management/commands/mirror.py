@@ -30,7 +30,8 @@ class Command(BaseCommand):
         depth = runtime.outbox.depth()
         self.stdout.write(
             f"outbox: {depth.pending} pending, {depth.parked} parked, "
-            f"{depth.awaiting_backfill} awaiting backfill; "
+            f"{depth.awaiting_backfill} awaiting backfill, "
+            f"{depth.outside_share} set aside outside the dual-write share; "
             f"oldest pending {depth.oldest_pending_age_s} s old"
         )
         for entry in runtime.outbox.parked(limit=20):
