@@ -44,7 +44,11 @@ log = logging.getLogger(__name__)
 
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
-REDIS_CACHE_BACKEND = "django.core.cache.backends.redis.RedisCache"
+# Django's own and the project's degrading one (wallet_site/cache.py), named, not imported.
+REDIS_CACHE_BACKENDS = {
+    "django.core.cache.backends.redis.RedisCache",
+    "wallet_site.cache.DegradingRedisCache",
+}
 MONGO_PHASES = {Phase.LEGACY, Phase.DUAL_WRITE, Phase.SHADOW_READ, Phase.READ_CUTOVER}
 
 
@@ -120,7 +124,7 @@ def _needed(phase: Phase | None, *, wallet_store: str) -> dict[str, bool]:
 
 def _cache_url() -> str | None:
     cache = settings.CACHES["default"]
-    return str(cache["LOCATION"]) if cache["BACKEND"] == REDIS_CACHE_BACKEND else None
+    return str(cache["LOCATION"]) if cache["BACKEND"] in REDIS_CACHE_BACKENDS else None
 
 
 def readiness() -> tuple[bool, dict[str, Any]]:

@@ -148,9 +148,15 @@ REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # A miss when Redis is down or slower than REDIS_CACHE_TIMEOUT_S, never an error:
+            # everything cached can be read from the database (wallet_site/cache.py).
+            "BACKEND": "wallet_site.cache.DegradingRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="wallet"),
+            "OPTIONS": {
+                "socket_connect_timeout": env.float("REDIS_CACHE_TIMEOUT_S", default=0.5),
+                "socket_timeout": env.float("REDIS_CACHE_TIMEOUT_S", default=0.5),
+            },
         }
     }
 else:
