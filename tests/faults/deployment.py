@@ -1,7 +1,7 @@
 """A whole deployment on this machine, each dependency a real process of its own that a test
 may stop and start again: PostgreSQL (its own cluster, `initdb` + `pg_ctl`), Redis for the
-cache and another for the Celery broker, MongoDB (secantusdb on a data directory, so a restart
-keeps its data), a TigerBeetle replica (restarted on the same data file), gunicorn (2 workers)
+cache and another for the Celery broker, MongoDB (secantusdb, frozen with SIGSTOP and let go
+again: a hung server), a TigerBeetle replica (restarted on the same data file), gunicorn (2 workers)
 and a Celery worker, all on free loopback ports, everything under var/faults/<run>/ (deleted
 afterwards). The operator's commands go through `tests.faults.control`.
 
@@ -199,6 +199,16 @@ class Child:
             stop_child(self.process, timeout_s)  # type: ignore[arg-type]
             self.process = None
 
+    def freeze(self) -> None:
+        """SIGSTOP: the server holds its connections and answers nothing, as a hung host or
+        a network partition; `thaw` lets it go on where it stopped."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL: the process dies with whatever it held."""
         if self.process is not None:
@@ -258,13 +268,17 @@ class Deployment:
         self.mongo = Child(
             "mongodb",
             [
-                str(BIN / "secantusd-py"),
+                PYTHON,
+                "-m",
+                "wallet_site.mongo_server",  # secantusdb as `make run` and the tests start it
+                "--transaction-lifetime-s",
+                "5",
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(mongo_port),
                 "--storage-path",
-                str(self.directory / "mongo"),
+                ":memory:",
                 "--log-level",
                 "WARNING",
             ],

@@ -27,6 +27,7 @@ CREDIT_MINOR = 500
 DEBIT_MINOR = 100
 SETTLE_WAIT_S = 30.0
 PAUSE_S = 0.02  # between a thread's requests: modest traffic, the machine is shared
+RETRY_AFTER_CAP_S = 0.5  # a client honours Retry-After; capped, so a 3 s outage sees traffic
 CYCLE = ("credit", "read", "debit", "credit", "read", "void")
 
 
@@ -148,7 +149,14 @@ class WalletTraffic:
             return None
 
     def _classify(self, response: Any, what: str) -> str:
-        """'ok', 'retry' (a documented 503) or 'finding'; counts the answer."""
+        """'ok', 'retry' (a documented 503: this thread then waits as Retry-After says, up to
+        RETRY_AFTER_CAP_S) or 'finding'; counts the answer."""
+        verdict = self._verdict(response, what)
+        if verdict == "retry" and response is not None:
+            time.sleep(min(float(response.headers["Retry-After"]), RETRY_AFTER_CAP_S))
+        return verdict
+
+    def _verdict(self, response: Any, what: str) -> str:
         if response is None:
             return "retry"
         code = ""
@@ -264,8 +272,12 @@ class Traffic:
             thread.join(REQUEST_TIMEOUT_S * 2)
 
     def settle(self) -> None:
-        for wallet in self.wallets:
-            wallet.settle()
+        """Every wallet's writes of unknown outcome sent again, the wallets side by side."""
+        threads = [threading.Thread(target=wallet.settle, daemon=True) for wallet in self.wallets]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(SETTLE_WAIT_S + REQUEST_TIMEOUT_S)
 
     @property
     def client_ids(self) -> list[str]:
