@@ -196,7 +196,7 @@ class Child:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         if self.process is not None:
-            stop_child(self.process, timeout_s)  # type: ignore[arg-type]
+            stop_child(self.process, timeout_s)
             self.process = None
 
     def freeze(self) -> None:

@@ -297,9 +297,9 @@ def mirrored_by_the_worker(deployment: Deployment) -> bool:
     """A new write is mirrored by the worker's task alone (no sweeper)."""
     traffic = Traffic(deployment.url, deployment.token, wallets=1)
     wallet = traffic.wallets[0]
-    wallet.send(wallet.next_write("credit"))  # type: ignore[arg-type]
+    wallet.open_wallet()
     drain(deployment, traffic.client_ids, sweep=False)
-    audit = deployment.control("audit", clients=traffic.client_ids)  # type: ignore[misc]
+    audit = deployment.control("audit", clients=traffic.client_ids)
     return audit["outbox"]["pending"] == 0 and lost_and_doubled(traffic, audit, phase=1) == (0, 0)
 
 
@@ -353,7 +353,7 @@ def reads_served_by_tigerbeetle_again(deployment: Deployment) -> bool:
     traffic = Traffic(deployment.url, deployment.token, wallets=1)
     wallet = traffic.wallets[0]
     for _ in range(2):
-        wallet.send(wallet.next_write("credit"))  # type: ignore[arg-type]
+        wallet.open_wallet()
     deployment.control("sweep")
     for _ in range(6):
         wallet.read()
