@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from api.serializers import render_transaction
-from domain.errors import ConflictWithOriginal, WalletError, error_body
+from domain.errors import ConflictWithOriginal, DatabaseUnavailable, WalletError, error_body
+
+log = logging.getLogger(__name__)
 
 _DRF_CODES = {
     exceptions.NotAuthenticated: "not_authenticated",
@@ -24,15 +28,22 @@ _DRF_CODES = {
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Render wallet errors and DRF's own errors in the one shape; anything else is a bug
-    and stays a 500 for the error tracker."""
+    """Render wallet errors and DRF's own errors in the one shape; a database that does not
+    answer (also while authenticating the token, before the view) is 503
+    `database_unavailable`; anything else is a bug and stays a 500 for the error tracker."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+        exc = DatabaseUnavailable()
     if isinstance(exc, WalletError):
         details = dict(exc.details)
         if isinstance(exc, ConflictWithOriginal) and exc.original is not None:
             details["original"] = render_transaction(exc.original)
-        return Response(
+        refusal = Response(
             error_body(exc.code, message=exc.message, details=details), status=exc.http_status
         )
+        if exc.retry_after_s is not None:
+            refusal["Retry-After"] = str(exc.retry_after_s)
+        return refusal
     if isinstance(exc, exceptions.ValidationError):
         return Response(
             error_body(

@@ -33,8 +33,8 @@ _ACCESS = {
     403: ["permission_denied"],
     429: ["throttled"],
 }
-_UNAVAILABLE = {503: ["store_unavailable"]}
-_WRITE_UNAVAILABLE = {503: ["store_unavailable", "writes_paused"]}
+_UNAVAILABLE = {503: ["store_unavailable", "database_unavailable"]}
+_WRITE_UNAVAILABLE = {503: ["store_unavailable", "writes_paused", "database_unavailable"]}
 _BODY = {
     400: [
         "validation_error",
@@ -93,7 +93,7 @@ TRANSACTION_ERRORS = error_responses(
         **_UNAVAILABLE,
     }
 )
-PING_ERRORS = error_responses({401: _ACCESS[401], 429: _ACCESS[429]})
+PING_ERRORS = error_responses({401: _ACCESS[401], 429: _ACCESS[429], 503: ["database_unavailable"]})
 ISSUER_PARAM = OpenApiParameter(
     "issuer", str, OpenApiParameter.QUERY, required=False, description="the wallet's issuer"
 )

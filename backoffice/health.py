@@ -18,7 +18,8 @@ READINESS_CHECK_TIMEOUT_S: a dependency that hangs is reported as `timeout` when
 passes, so a probe never hangs. The database check reads the migration phase, which says what
 else is needed: MongoDB in phases 0-3 (in phase 4 only for the step back, not required), the
 ledger in phases 1-4, both when the phase cannot be read; a pinned WALLET_STORE needs its own
-store only. The cache (Redis) and the Celery broker are checked when they are configured.
+store only. The cache (Redis) and the Celery broker are checked when they are configured,
+and shown as not required: the process serves without them (tests/faults/ proves it).
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ log = logging.getLogger(__name__)
 
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
-REDIS_CACHE_BACKEND = "django.core.cache.backends.redis.RedisCache"
+# Django's own and the project's degrading one (wallet_site/cache.py), named, not imported.
+REDIS_CACHE_BACKENDS = {
+    "django.core.cache.backends.redis.RedisCache",
+    "wallet_site.cache.DegradingRedisCache",
+}
 MONGO_PHASES = {Phase.LEGACY, Phase.DUAL_WRITE, Phase.SHADOW_READ, Phase.READ_CUTOVER}
 
 
@@ -120,7 +125,7 @@ def _needed(phase: Phase | None, *, wallet_store: str) -> dict[str, bool]:
 
 def _cache_url() -> str | None:
     cache = settings.CACHES["default"]
-    return str(cache["LOCATION"]) if cache["BACKEND"] == REDIS_CACHE_BACKEND else None
+    return str(cache["LOCATION"]) if cache["BACKEND"] in REDIS_CACHE_BACKENDS else None
 
 
 def readiness() -> tuple[bool, dict[str, Any]]:
@@ -143,7 +148,10 @@ def readiness() -> tuple[bool, dict[str, Any]]:
     database_thread, database = running["database"]
     database_thread.join(max(0.0, deadline - time.monotonic()))
     phase = database.value if database.state == "up" else None
-    required = {"database": True, "cache": True, "celery_broker": True}
+    # The cache and the broker are reported, not required: without them requests are still
+    # served (the cache degrades to the database, a write's mirror task waits in the outbox
+    # for the sweeper), so their outage must not take every process out of rotation.
+    required = {"database": True, "cache": False, "celery_broker": False}
     required.update(_needed(phase, wallet_store=runtime.wallet_store_name))
     for name, (thread, _) in running.items():
         if name in required:

@@ -24,6 +24,8 @@ class WalletError(Exception):
     code = "wallet_error"
     http_status = 400
     default_message = "The wallet operation was refused."
+    # When to retry, for refusals that pass (a 503): the API's Retry-After header.
+    retry_after_s: int | None = None
 
     def __init__(self, message: str | None = None, **details: Any) -> None:
         super().__init__(message or self.default_message)
@@ -126,6 +128,7 @@ class StoreUnavailable(WalletError):
     code = "store_unavailable"
     http_status = 503
     default_message = "The wallet store is unavailable; retry with the same id."
+    retry_after_s = 1
 
 
 class WritesPaused(WalletError):
@@ -134,3 +137,14 @@ class WritesPaused(WalletError):
     code = "writes_paused"
     http_status = 503
     default_message = "A migration step is moving the wallet store; retry in a few seconds."
+    retry_after_s = 2
+
+
+class DatabaseUnavailable(WalletError):
+    """The relational database (tokens, registries, flags, the write lock) did not answer; a
+    write was not applied unless its answer says so, and a retry with the same id is safe."""
+
+    code = "database_unavailable"
+    http_status = 503
+    default_message = "The database is unavailable; retry with the same id in a few seconds."
+    retry_after_s = 2

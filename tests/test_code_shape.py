@@ -62,6 +62,12 @@ POSITIONAL_RUNS_ALLOWED = frozenset(
         "registry/models.py::IsTbIdHex.as_sqlite",
         # gunicorn calls its util.write_error(sock, status_int, reason, mesg), replaced by this.
         "wallet_site/gunicorn_errors.py::write_json_error",
+        # Django's RedisCache calls its client's methods positionally (key, value, timeout).
+        "wallet_site/cache.py::DegradingRedisCacheClient.add",
+        "wallet_site/cache.py::DegradingRedisCacheClient.get",
+        "wallet_site/cache.py::DegradingRedisCacheClient.set",
+        "wallet_site/cache.py::DegradingRedisCacheClient.set_many",
+        "wallet_site/cache.py::DegradingRedisCacheClient.touch",
         # A Celery task with such a run belongs here too: messages already queued carry its
         # arguments positionally (none has one today: compare_shadow_read's two ints are
         # `int` and `int | None`).

@@ -40,8 +40,10 @@ from migration.runtime import Runtime
 
 
 def enqueue_mirror(key: WalletKey) -> None:
-    """After a dual write: queue the mirror of that wallet's pending outbox entries."""
-    tasks.mirror_wallet.delay(key_to_dict(key))
+    """After a dual write: queue the mirror of that wallet's pending outbox entries. Sent
+    once, never retried: a broker that is down must not hold the write's answer, and the
+    entry waits in the outbox for the sweeper."""
+    tasks.mirror_wallet.apply_async((key_to_dict(key),), retry=False)
 
 
 def enqueue_shadow(
@@ -49,8 +51,9 @@ def enqueue_shadow(
 ) -> None:
     """After a sampled shadow read: queue its comparison with TigerBeetle. The task's
     arguments stay positional: messages already queued carry them so."""
-    tasks.compare_shadow_read.delay(
-        key_to_dict(balance.key), list(balance.fields_minor()), wallet_seq, mongo_latency_us
+    tasks.compare_shadow_read.apply_async(
+        (key_to_dict(balance.key), list(balance.fields_minor()), wallet_seq, mongo_latency_us),
+        retry=False,
     )
 
 
