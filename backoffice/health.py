@@ -17,9 +17,11 @@ Every check runs on a thread of its own, all at once, and each is bounded by
 READINESS_CHECK_TIMEOUT_S: a dependency that hangs is reported as `timeout` when the bound
 passes, so a probe never hangs. The database check reads the migration phase, which says what
 else is needed: MongoDB in phases 0-3 (in phase 4 only for the step back, not required), the
-ledger in phases 1-4, both when the phase cannot be read; a pinned WALLET_STORE needs its own
-store only. The cache (Redis) and the Celery broker are checked when they are configured,
-and shown as not required: the process serves without them (tests/faults/ proves it).
+ledger in phase 4 (reported in phases 1-3, not required: writes go on into the outbox and
+phase 3's reads fall back to MongoDB), both when the phase cannot be read; a pinned
+WALLET_STORE needs its own store only. The cache (Redis) and the Celery broker are checked
+when they are configured, and shown as not required: the process serves without them
+(tests/faults/ proves it).
 """
 
 from __future__ import annotations
@@ -119,7 +121,10 @@ def _needed(phase: Phase | None, *, wallet_store: str) -> dict[str, bool]:
     if phase == Phase.TIGERBEETLE_ONLY:
         needed["mongodb"] = False  # reported: the step back (copy back) needs it
     if phase >= Phase.DUAL_WRITE:
-        needed["ledger"] = True
+        # Reported from phase 1; required only where serving needs it: in phases 1-3 writes
+        # go on without TigerBeetle (the outbox waits) and phase 3's reads fall back, so an
+        # outage there must not take every pod out of rotation (tests/faults/ proves both).
+        needed["ledger"] = phase == Phase.TIGERBEETLE_ONLY
     return needed
 
 
