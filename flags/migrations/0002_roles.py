@@ -3,6 +3,8 @@ and Product (migration flags and phases, the dashboard). Superusers need no grou
 
 from django.db import migrations
 
+from flags.role_grants import create_permissions_now
+
 ROLES = {
     "Support": [
         ("registry", "view_walletaccount"),
@@ -34,16 +36,7 @@ MOVED_LATER = {"ledger": ["migration"]}
 
 
 def create_roles(apps, schema_editor):
-    from django.contrib.auth.management import create_permissions
-
-    # Permissions are normally created after all migrations; the groups need them now.
-    # tests/roles.py calls this with the live app registry: restore what was there, or later
-    # post_migrate signals (after a test flush) would skip every app's permissions.
-    for app_config in apps.get_app_configs():
-        models_module = getattr(app_config, "models_module", None)
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = models_module
+    create_permissions_now(apps)
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     for name, wanted in ROLES.items():

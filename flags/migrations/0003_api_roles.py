@@ -4,6 +4,8 @@ the admin's void permission). Product has nothing on the wallet API."""
 
 from django.db import migrations
 
+from flags.role_grants import grant
+
 SERVICE_ACCOUNT = "Service account"
 
 GRANTS = {
@@ -17,24 +19,7 @@ GRANTS = {
 
 
 def grant_api_roles(apps, schema_editor):
-    from django.contrib.auth.management import create_permissions
-
-    # Permissions are normally created after all migrations; the groups need them now.
-    # tests/roles.py calls this with the live app registry: restore what was there, or later
-    # post_migrate signals (after a test flush) would skip every app's permissions.
-    for app_config in apps.get_app_configs():
-        models_module = getattr(app_config, "models_module", None)
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = models_module
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for name, wanted in GRANTS.items():
-        group, _ = Group.objects.get_or_create(name=name)
-        for app_label, codename in wanted:
-            group.permissions.add(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-            )
+    grant(apps, GRANTS)
 
 
 def revoke_api_roles(apps, schema_editor):
