@@ -72,7 +72,8 @@ def sweep() -> dict[str, Any]:
 
 def audit(client_ids: list[str]) -> dict[str, Any]:
     """Both stores' balances of each client's wallets, the outbox, and what must not stay
-    held after an outage: the write pause, advisory locks (the write lock)."""
+    held after an outage: the write pause, advisory locks (the write lock, the share fence),
+    with who holds them."""
     runtime = process_runtime()
     state = current_state()
     wallets: dict[str, Any] = {}
@@ -88,8 +89,13 @@ def audit(client_ids: list[str]) -> dict[str, Any]:
             }
         wallets[client_id] = {"mongo": mongo, "tigerbeetle": tigerbeetle}
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
-        (advisory_locks,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT l.pid, l.classid, l.objid, l.mode, a.state, left(a.query, 80) "
+            "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory'"
+        )
+        advisory_rows = [list(map(str, row)) for row in cursor.fetchall()]
+        advisory_locks = len(advisory_rows)
     routes = {
         row["route"]: row["total"]
         for row in ReadRouteCount.objects.values("route").annotate(total=Sum("count"))
@@ -99,6 +105,7 @@ def audit(client_ids: list[str]) -> dict[str, Any]:
         "phase": int(state.phase),
         "writes_paused": state.writes_paused,
         "advisory_locks": advisory_locks,
+        "advisory_lock_holders": advisory_rows,
         "outbox": {
             "pending": depth.pending,
             "parked": depth.parked,

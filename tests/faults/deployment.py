@@ -469,4 +469,5 @@ class Deployment:
             child.stop()
         with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             self.postgres.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if not os.environ.get("FAULTS_KEEP"):  # FAULTS_KEEP=1 keeps the logs to read
+            shutil.rmtree(self.directory, ignore_errors=True)
