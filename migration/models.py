@@ -47,6 +47,18 @@ class ShadowComparison(models.Model):
         ordering = ["-compared_at"]
 
 
+def bump_this_hour(model: type[models.Model], **key: str) -> None:
+    """Add one to the current hour's row of an hourly counter (`hour`, its key, `count`):
+    an UPDATE, or the row created first; a racing creator's row is updated instead."""
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    rows = model._default_manager.filter(hour=hour, **key)
+    if rows.update(count=F("count") + 1):
+        return
+    _, created = model._default_manager.get_or_create(hour=hour, **key, defaults={"count": 1})
+    if not created:
+        rows.update(count=F("count") + 1)
+
+
 class ReadRouteCount(models.Model):
     """Reads per hour by the route they took; fallback rate = fallback / tigerbeetle."""
 
@@ -66,12 +78,7 @@ class ReadRouteCount(models.Model):
 
     @classmethod
     def bump(cls, route: str) -> None:
-        hour = timezone.now().replace(minute=0, second=0, microsecond=0)
-        updated = cls.objects.filter(hour=hour, route=route).update(count=F("count") + 1)
-        if not updated:
-            _, created = cls.objects.get_or_create(hour=hour, route=route, defaults={"count": 1})
-            if not created:
-                cls.objects.filter(hour=hour, route=route).update(count=F("count") + 1)
+        bump_this_hour(cls, route=route)
 
 
 class ReconciliationRun(models.Model):
@@ -325,12 +332,7 @@ class ReadFallbackCount(models.Model):
 
     @classmethod
     def bump(cls, reason: str) -> None:
-        hour = timezone.now().replace(minute=0, second=0, microsecond=0)
-        updated = cls.objects.filter(hour=hour, reason=reason).update(count=F("count") + 1)
-        if not updated:
-            _, created = cls.objects.get_or_create(hour=hour, reason=reason, defaults={"count": 1})
-            if not created:
-                cls.objects.filter(hour=hour, reason=reason).update(count=F("count") + 1)
+        bump_this_hour(cls, reason=reason)
 
 
 class GuardCheck(models.Model):
