@@ -44,11 +44,16 @@ log = logging.getLogger(__name__)
 # one of this release must take the same lock while a deploy rolls, or a phase change would
 # not wait for the other's writes.
 DEPLOYED_NAME = "write-gate"
-# The advisory lock's key (a signed bigint); advisory locks are per database.
-ADVISORY_LOCK_KEY = int.from_bytes(
-    hashlib.sha256(f"wallet-{DEPLOYED_NAME}".encode()).digest()[:8], signed=True
-)
 POLL_INTERVAL_S = 0.005
+
+
+def advisory_key(name: str) -> int:
+    """An advisory lock's key (a signed bigint; advisory locks are per database) from the
+    name the lock is known by outside this process."""
+    return int.from_bytes(hashlib.sha256(f"wallet-{name}".encode()).digest()[:8], signed=True)
+
+
+ADVISORY_LOCK_KEY = advisory_key(DEPLOYED_NAME)
 # The share fence's two locks (advisory lock keys hashed from these names; lock files named
 # by them): the fence itself, and the intent a change of the share announces first.
 SHARE_FENCE_NAME = "dual-write-share-fence"
@@ -68,7 +73,7 @@ def write_admitted() -> Iterator[bool]:
     """Hold the lock shared for one write; yields False when a phase change holds it (the
     write must then answer writes_paused)."""
     if connection.vendor == "postgresql":
-        with _advisory_shared() as admitted:
+        with _advisory_shared(ADVISORY_LOCK_KEY, timeout_s=0) as admitted:
             yield admitted
     else:
         with _flock(fcntl.LOCK_SH, timeout_s=0) as admitted:
@@ -126,19 +131,15 @@ def mirror_runs_drained(timeout_s: float) -> Iterator[None]:
 def _share_lock(*, exclusive: bool, name: str, timeout_s: float) -> Iterator[bool]:
     """One of the share fence's locks (by name), waiting at most `timeout_s`."""
     if connection.vendor == "postgresql":
-        key = _share_key(name)
+        key = advisory_key(name)
         if exclusive:
             manager = _advisory_exclusive(timeout_s, key=key)
         else:
-            manager = _advisory_shared_waiting(key, timeout_s)
+            manager = _advisory_shared(key, timeout_s=timeout_s)
     else:
         manager = _flock(fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, timeout_s, name=name)
     with manager as acquired:
         yield acquired
-
-
-def _share_key(name: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"wallet-{name}".encode()).digest()[:8], signed=True)
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------
@@ -162,17 +163,7 @@ def _unlock(sql: str, key: int = ADVISORY_LOCK_KEY) -> None:
 
 
 @contextmanager
-def _advisory_shared() -> Iterator[bool]:
-    admitted = _select("SELECT pg_try_advisory_lock_shared(%s)")
-    try:
-        yield admitted
-    finally:
-        if admitted:
-            _unlock("SELECT pg_advisory_unlock_shared(%s)")
-
-
-@contextmanager
-def _advisory_shared_waiting(key: int, timeout_s: float) -> Iterator[bool]:
+def _advisory_shared(key: int, *, timeout_s: float) -> Iterator[bool]:
     deadline = time.monotonic() + timeout_s
     admitted = _select("SELECT pg_try_advisory_lock_shared(%s)", key)
     while not admitted and time.monotonic() < deadline:
