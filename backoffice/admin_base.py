@@ -165,3 +165,21 @@ class _Echo:
 
     def write(self, value: str) -> str:
         return value
+
+
+class OpenByDefaultFilter(admin.SimpleListFilter):
+    """A status filter whose default is "open" (the cases to act on), shown as selected when
+    the list is first opened; its other values are listed in `lookups` like any filter's."""
+
+    DEFAULT = "open"
+
+    def selected(self) -> str:
+        return str(self.value() or self.DEFAULT)
+
+    def choices(self, changelist: Any) -> Any:
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.selected() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }

@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from backoffice.admin_base import ReadOnlyAdmin, format_money
+from backoffice.admin_base import OpenByDefaultFilter, ReadOnlyAdmin, format_money
 from backoffice.selectors import BALANCE_WORDS
 from migration import alerts
 from migration.models import Alert, GuardCheck
@@ -22,7 +22,7 @@ from migration.models import Alert, GuardCheck
 RESOLVE_PERMISSION = "migration.resolve_alert"
 
 
-class AlertStatusFilter(admin.SimpleListFilter):
+class AlertStatusFilter(OpenByDefaultFilter):
     """Open (the default): not resolved yet. Resolved ones are the history."""
 
     title = "status"
@@ -31,17 +31,8 @@ class AlertStatusFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("open", "open"), ("resolved", "resolved"), ("all", "all")]
 
-    def choices(self, changelist: Any) -> Any:
-        value = self.value() or "open"
-        for lookup, title in self.lookup_choices:
-            yield {
-                "selected": value == lookup,
-                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
-                "display": title,
-            }
-
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        value = self.value() or "open"
+        value = self.selected()
         if value == "open":
             return queryset.filter(resolved_at__isnull=True)
         if value == "resolved":

@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from backoffice import repair_views
 from backoffice.admin_base import (
     CsvExportMixin,
+    OpenByDefaultFilter,
     ReadOnlyAdmin,
     format_money,
     wallet_key_csv_columns,
@@ -196,7 +197,7 @@ class RecheckWalletsAction(admin.ModelAdmin):
             self.message_user(request, message, messages.SUCCESS if agree else messages.WARNING)
 
 
-class MismatchStatusFilter(admin.SimpleListFilter):
+class MismatchStatusFilter(OpenByDefaultFilter):
     """Open (the default): found by the last reconciliation and not resolved by a re-check
     since. The rest is history."""
 
@@ -212,17 +213,8 @@ class MismatchStatusFilter(admin.SimpleListFilter):
             ("all", "all"),
         ]
 
-    def choices(self, changelist: Any) -> Any:
-        value = self.value() or "open"
-        for lookup, title in self.lookup_choices:
-            yield {
-                "selected": value == lookup,
-                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
-                "display": title,
-            }
-
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        value = self.value() or "open"
+        value = self.selected()
         last = last_reconciliation()
         if value in ("open", "legacy"):
             if last is None:
