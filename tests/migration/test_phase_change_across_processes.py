@@ -76,6 +76,13 @@ def database_url_of_the_test_database() -> str:
     return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def environment_with_eager_tasks() -> dict[str, str]:
+    """This process's environment for a server it starts: without the broker, the result
+    backend and the metrics directory, so its Celery tasks run eagerly in its own workers."""
+    left_out = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "PROMETHEUS_MULTIPROC_DIR")
+    return {name: value for name, value in os.environ.items() if name not in left_out}
+
+
 def with_database(mongo_url: str, *, database: str) -> str:
     parts = urlsplit(mongo_url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
@@ -127,11 +134,7 @@ def deployment(mongo_url: str, tmp_path: Path) -> Iterator[Deployment]:
     """gunicorn with several workers on the test database and a fresh MongoDB database;
     Celery tasks run eagerly in each worker (no broker), as on the embedded default."""
     database = f"wallet_test_{uuid.uuid4().hex[:12]}"
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "PROMETHEUS_MULTIPROC_DIR")
-    }
+    env = environment_with_eager_tasks()
     env.update(
         DATABASE_URL=database_url_of_the_test_database(),
         MONGO_URL=with_database(mongo_url, database=database),

@@ -5,7 +5,6 @@ one store pinned (WALLET_STORE), and a superuser's API token."""
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from knox.models import AuthToken
 
 from tests.migration.test_phase_change_across_processes import (
     database_url_of_the_test_database,
+    environment_with_eager_tasks,
     with_database,
 )
 from wallet_site.embedded_mongo import free_loopback_port
@@ -43,11 +43,7 @@ def live_server(*, store: str, mongo_url: str, log_path: Path) -> Iterator[LiveS
     user = get_user_model().objects.create_superuser(f"contract-{uuid.uuid4().hex[:8]}")
     _, token = AuthToken.objects.create(user=user)
     database = f"wallet_contract_{uuid.uuid4().hex[:12]}"
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "PROMETHEUS_MULTIPROC_DIR")
-    }
+    env = environment_with_eager_tasks()
     env.update(
         DATABASE_URL=database_url_of_the_test_database(),
         MONGO_URL=with_database(mongo_url, database=database),
