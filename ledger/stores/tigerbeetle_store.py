@@ -90,6 +90,9 @@ _OVERFLOWS = {
 # Balances read behind a write: its own snapshot, plus room for writes of other requests to
 # the wallet landing in between.
 _RECENT_BALANCES = 16
+# Void attempts one request tries past ids burnt by refusals whose answers were lost: each
+# takes an outage that rolled the request's count back, so a handful is already rare.
+_VOID_ATTEMPTS_PER_REQUEST_MAX = 16
 
 
 def _registered_id(transaction_id: str) -> bool:
@@ -220,12 +223,30 @@ class TigerBeetleWalletStore:
                     f"Transaction {transaction_id!r} was already voided.", original=_record(row)
                 )
             assert row.amount_minor > 0, "a registered transfer moves a positive amount"
-            wallet_id = row.wallet.tb_account_id
+            void, result, recent = self._send_void(row)
+            try:
+                outcome = self._answer_void(
+                    row, void, result, recent, voided_by=voided_by, reason=reason
+                )
+            finally:
+                recent.discard()
+        if isinstance(outcome, errors.WalletError):
+            raise outcome  # after the commit, so a refusal's attempt count is kept
+        return outcome
+
+    def _send_void(
+        self, row: WalletTransfer
+    ) -> tuple[Transfer, CreateTransferResult, _BalancesBehind]:
+        """Post the void of `row` under its next unburnt attempt id. An attempt TigerBeetle
+        refused while its answer was lost (the ledger went away, the request timed out and
+        the transaction rolled back) left its id burnt and uncounted: `id_already_failed`
+        counts it, and the void goes again under the next id."""
+        for _ in range(_VOID_ATTEMPTS_PER_REQUEST_MAX):
             void = void_transfer(
                 row.tb_transfer_id,
                 ids=self.scope.ids,
                 voided_credit=row.kind == WalletTransfer.Kind.CREDIT,
-                tb_account_id=wallet_id,
+                tb_account_id=row.wallet.tb_account_id,
                 ledger=row.wallet.ledger,
                 amount_minor=row.amount_minor,
                 attempt=row.void_attempts,
@@ -236,15 +257,11 @@ class TigerBeetleWalletStore:
                 account_registry.as_registered(row.wallet),
                 credits_wallet=row.kind == WalletTransfer.Kind.DEBIT,
             )
-            try:
-                outcome = self._answer_void(
-                    row, void, result, recent, voided_by=voided_by, reason=reason
-                )
-            finally:
-                recent.discard()
-        if isinstance(outcome, errors.WalletError):
-            raise outcome  # after the commit, so a refusal's attempt count is kept
-        return outcome
+            if result.status != CreateTransferStatus.ID_ALREADY_FAILED:
+                return void, result, recent
+            recent.discard()
+            transfer_registry.count_refused_void(row)
+        raise unexpected_refusal(result.status, void)
 
     def _answer_void(
         self,
