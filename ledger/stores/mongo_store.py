@@ -46,13 +46,19 @@ from ledger.stores.mongo_documents import (
     LogEntry,
     LogMarks,
     balance_fields,
-    balance_of,
     decimal128,
     key_filter,
     key_of,
     log_entry_of,
     minor,
     record_of,
+)
+from ledger.stores.mongo_holds import (
+    MongoHoldOperations,
+    available_balance_of,
+    expire_due,
+    read_balance,
+    spendable_filter,
 )
 
 
@@ -69,7 +75,7 @@ def _refuse_past_balance_limit(wallet: dict[str, Any], key: WalletKey) -> None:
         )
 
 
-class MongoWalletStore:
+class MongoWalletStore(MongoHoldOperations):
     """Wallet store on MongoDB (phase 0's primary store)."""
 
     name = "mongo"
@@ -119,6 +125,7 @@ class MongoWalletStore:
                 log, session, transaction_id, TransactionKind.CREDIT, key, amount_minor
             )
             now = datetime.now(UTC)
+            expire_due(self.database, key, now=now, session=session)
             written_at = write_time(created_at or now)
             amount = decimal128(amount_minor, key.currency)
             wallet = wallets.find_one_and_update(
@@ -171,6 +178,7 @@ class MongoWalletStore:
             wallets, log = self.database.wallets(), self.database.log()
             _refuse_or_replay(log, session, reference_id, TransactionKind.DEBIT, key, amount_minor)
             now = datetime.now(UTC)
+            expire_due(self.database, key, now=now, session=session)
             written_at = write_time(created_at or now)
             wallet = _spend(wallets, key, amount_minor, now=now, session=session)
             if wallet is None:
@@ -216,9 +224,10 @@ class MongoWalletStore:
             entry = _voidable_entry(log, transaction_id, session)
             key = key_of(entry)
             now = datetime.now(UTC)
+            expire_due(self.database, key, now=now, session=session)
             written_at = write_time(voided_at or now)
             wallet = _reverse_on_wallet(wallets, entry, key, now=now, session=session)
-            balance = balance_of(wallet)
+            balance = available_balance_of(wallet)
             log.update_one(
                 {"_id": transaction_id},
                 {
@@ -283,7 +292,7 @@ class MongoWalletStore:
             wallet = wallets.find_one(key_filter(key))
             if wallet is None:
                 raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-            return balance_of(wallet), int(wallet.get("wallet_seq", 0))
+            return read_balance(self.database, wallet), int(wallet.get("wallet_seq", 0))
 
         return self.database.guarded(read)
 
@@ -297,7 +306,7 @@ class MongoWalletStore:
         def read() -> list[tuple[WalletBalance, int]]:
             wallets = self.database.wallets()
             found = [
-                (balance_of(wallet), int(wallet.get("wallet_seq", 0)))
+                (read_balance(self.database, wallet), int(wallet.get("wallet_seq", 0)))
                 for wallet in wallets.find({"client_id": client_id})
             ]
             return sorted(found, key=lambda pair: pair[0].key.sort_key())
@@ -368,7 +377,7 @@ class MongoWalletStore:
         mirror: bool,
         made_by: str,
     ) -> WalletResult:
-        balance = balance_of(wallet)
+        balance = available_balance_of(wallet)
         entry = {
             "_id": transaction_id,
             "kind": kind.value,
@@ -464,6 +473,7 @@ def _refuse_or_replay(
                 credit_minor=balance_after["credit_minor"],
                 debit_minor=balance_after["debit_minor"],
                 historical_credit_minor=balance_after["historical_credit_minor"],
+                held_minor=balance_after.get("held_minor", 0),
             ),
             replayed=True,
         )
@@ -498,7 +508,7 @@ def _spend(
     holds it: a debit, or the void of a credit. None when it does not (or no such wallet)."""
     amount = decimal128(amount_minor, key.currency)
     return wallets.find_one_and_update(
-        {**key_filter(key), "credit": {"$gte": amount}},
+        spendable_filter(key, amount_minor),
         {
             "$inc": {
                 "credit": decimal128(-amount_minor, key.currency),
