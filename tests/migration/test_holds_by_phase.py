@@ -14,6 +14,8 @@ from domain.holds import HoldState
 from flags.phases import Phase
 from ledger.service import WalletService
 from migration.backfill import Backfill
+from tests.api.test_hold_api import HOLD_PERMISSIONS
+from tests.conftest import token_api_client
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
 
 HOUR_S = 3600
@@ -106,3 +108,22 @@ def test_a_hold_lives_a_whole_number_of_seconds_up_to_thirty_days(
 
     assert refused.value.details == {"field": "expires_in_s"}
     assert stores.mongo.get_balance(key).held_minor == 0
+
+
+def test_through_the_api_a_hold_in_phase_1_is_409_holds_unavailable_in_phase(
+    stores: Stores,
+) -> None:
+    api = token_api_client(HOLD_PERMISSIONS)
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    enter_phase(Phase.DUAL_WRITE)
+
+    response = api.post(
+        f"/api/clients/{key.client_id}/wallets/USA/USD/holds",
+        {"hold_id": hold_id(), "amount": "1.00", "expires_in_s": 60},
+        format="json",
+    )
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "holds_unavailable_in_phase"
+    assert response.json()["error"]["details"] == {"phase": 1}
