@@ -20,6 +20,7 @@ from backoffice.admin_base import (
     cached_filter_choices,
 )
 from backoffice.blockers import recheck_wallet
+from backoffice.hold_admin import holds_context
 from backoffice.links import back_url, key_params, transaction_url, void_url, wallet_url
 from backoffice.selectors import (
     VOID_EFFECT,
@@ -250,6 +251,7 @@ class WalletAccountAdmin(ReadOnlyAdmin):
                 and overview.waiting is not None
                 and overview.waiting.parked > 0,
                 "find_query": key.client_id,
+                **holds_context(request, key, phase=state.phase),
             },
         )
 

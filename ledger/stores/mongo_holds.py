@@ -43,6 +43,8 @@ from ledger.stores.mongo_documents import balance_of, decimal128, key_filter, ke
 
 # How many wallets one sweep expires holds of; the next sweep takes the rest.
 SWEEP_WALLETS_MAX = 500
+# A wallet's open holds support's page lists (the oldest first).
+OPEN_HOLDS_LISTED_MAX = 100
 
 
 def held_minor(wallet: dict[str, Any], key: WalletKey) -> int:
@@ -467,3 +469,23 @@ class MongoHoldOperations:
     def sweep_expired_holds(self) -> int:
         """Expire due holds of wallets nobody touched (the beat task); wallets touched."""
         return MongoHolds(self.database).sweep_expired()
+
+    def open_holds(self, key: WalletKey) -> list[Hold]:
+        """The wallet's holds open now, oldest first (at most OPEN_HOLDS_LISTED_MAX)."""
+
+        def read() -> list[Hold]:
+            found = (
+                self.database.holds()
+                .find(
+                    {
+                        **key_filter(key),
+                        "state": HoldState.OPEN.value,
+                        "expires_at": {"$gt": datetime.now(UTC)},
+                    }
+                )
+                .sort([("created_at", 1), ("_id", 1)])
+                .limit(OPEN_HOLDS_LISTED_MAX)
+            )
+            return [hold_of(document) for document in found]
+
+        return self.database.guarded(read)

@@ -36,6 +36,8 @@ from registry import holds as hold_registry
 from registry.models import WalletHold
 
 _NS_PER_S = 1_000_000_000
+# A wallet's open holds support's page lists (the oldest first).
+OPEN_HOLDS_LISTED_MAX = 100
 _HOLD_ID_TAKEN = {
     CreateTransferStatus.EXISTS_WITH_DIFFERENT_AMOUNT,
     CreateTransferStatus.EXISTS_WITH_DIFFERENT_TIMEOUT,
@@ -275,6 +277,19 @@ class TigerBeetleHoldOperations:
 
     def get_hold(self, hold_id: str) -> Hold:
         return self._holds().get_hold(hold_id)
+
+    def open_holds(self, key: WalletKey) -> list[Hold]:
+        """The wallet's holds open now, oldest first (at most OPEN_HOLDS_LISTED_MAX)."""
+        rows = (
+            WalletHold.objects.select_related("wallet")
+            .filter(
+                **key.as_columns("wallet__"),
+                state=WalletHold.State.OPEN,
+                expires_at__gt=timezone.now(),
+            )
+            .order_by("created_at", "pk")[:OPEN_HOLDS_LISTED_MAX]
+        )
+        return [hold_of_row(row) for row in rows]
 
 
 def hold_of_row(row: WalletHold) -> Hold:
