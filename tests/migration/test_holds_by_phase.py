@@ -11,9 +11,11 @@ import pytest
 
 from domain import errors
 from domain.holds import HoldState
-from flags.phases import Phase
+from flags.phases import InvalidPhaseChange, Phase, current_state
 from ledger.service import WalletService
 from migration.backfill import Backfill
+from migration.phase_change import change_phase
+from migration.phase_plan import plan_phase_change
 from tests.api.test_hold_api import HOLD_PERMISSIONS
 from tests.conftest import token_api_client
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
@@ -127,3 +129,34 @@ def test_through_the_api_a_hold_in_phase_1_is_409_holds_unavailable_in_phase(
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "holds_unavailable_in_phase"
     assert response.json()["error"]["details"] == {"phase": 1}
+
+
+@pytest.mark.usefixtures("criteria_not_awaited")
+def test_dual_write_does_not_start_while_mongodb_holds_an_open_hold(stores: Stores) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    placed = hold_id()
+    stores.phased.place_hold(key, 400, placed, timeout_s=HOUR_S)
+
+    with pytest.raises(InvalidPhaseChange, match="1 holds are open on MongoDB"):
+        change_phase(Phase.DUAL_WRITE, "tester", stores.mongo, stores.batches)
+    assert current_state().phase == Phase.LEGACY
+
+    stores.phased.release_hold(placed)
+    change_phase(Phase.DUAL_WRITE, "tester", stores.mongo, stores.batches)
+    assert current_state().phase == Phase.DUAL_WRITE
+
+
+@pytest.mark.usefixtures("criteria_not_awaited")
+def test_stepping_back_from_phase_4_says_that_open_holds_stay_in_tigerbeetle(
+    stores: Stores,
+) -> None:
+    enter_phase(Phase.TIGERBEETLE_ONLY)
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    stores.phased.place_hold(key, 400, hold_id(), timeout_s=HOUR_S)
+
+    plan = plan_phase_change(Phase.READ_CUTOVER, outbox=stores.outbox)
+
+    assert plan.refusals == ()
+    assert any(effect.startswith("1 holds open on TigerBeetle stay") for effect in plan.effects)
