@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.serializers import (
@@ -19,6 +21,7 @@ from api.serializers import (
 from domain.holds import Hold, HoldResult
 
 
+@extend_schema_field(OpenApiTypes.INT)  # the whole rule: api.schema.EXPIRES_IN_SCHEMA
 class ExpiresInField(serializers.Field):
     """Whole seconds as a JSON integer (DRF's IntegerField would take "60" and 60.0); the
     service judges the range (`ledger.service._checked_timeout`)."""
