@@ -302,3 +302,30 @@ def test_racing_holds_and_debits_never_overdraw(committed_wallet_store: WalletSt
     assert len(accepted) == 5
     assert balance.credit_minor == 0
     assert balance.held_minor + balance.debit_minor == 5_000
+
+
+def test_a_capture_and_a_release_racing_resolve_the_hold_once(
+    committed_wallet_store: WalletStore,
+) -> None:
+    store = committed_wallet_store
+    key = funded(store, 1_000)
+    hold_id = new_id()
+    store.place_hold(key, 300, hold_id, timeout_s=HOUR_S)
+
+    def resolve(index: int) -> str:
+        try:
+            if index % 2:
+                store.capture_hold(hold_id)
+            else:
+                store.release_hold(hold_id)
+        except errors.HoldNotOpen:
+            return "refused"
+        return "resolved"
+
+    outcomes = run_concurrently(resolve, range(8), workers=8)
+
+    hold = store.get_hold(hold_id)
+    assert outcomes.count("resolved") == 4  # the winner and its three replays
+    expected = (700, 300, 1_000) if hold.state == HoldState.CAPTURED else (1_000, 0, 1_000)
+    assert store.get_balance(key).fields_minor() == expected
+    assert store.get_balance(key).held_minor == 0
