@@ -67,6 +67,8 @@ def mark_resolved(
         assert 0 < captured_minor <= row.amount_minor, "a capture takes at most the hold"
         row.state = WalletHold.State.CAPTURED
         row.captured_minor = captured_minor
+        # TigerBeetle's capture posted a debit MongoDB lacks: copied back on a step back.
+        row.needs_copy_back = True
     row.resolution_tb_transfer_id_hex = u128_to_hex(resolution_tb_transfer_id)
     row.resolved_at = resolved_at
     row.resolved_by = resolved_by
@@ -77,6 +79,7 @@ def mark_resolved(
             "resolution_tb_transfer_id_hex",
             "resolved_at",
             "resolved_by",
+            "needs_copy_back",
         ]
     )
 
@@ -87,3 +90,8 @@ def mark_expired(row: WalletHold) -> None:
     row.state = WalletHold.State.EXPIRED
     row.resolved_at = row.expires_at
     row.save(update_fields=["state", "resolved_at"])
+
+
+def mark_capture_copied_back(*, hold_pk: int) -> None:
+    """MongoDB now holds the capture TigerBeetle took alone."""
+    WalletHold.objects.filter(pk=hold_pk).update(needs_copy_back=False)

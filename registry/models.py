@@ -347,10 +347,17 @@ class WalletHold(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     expires_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
+    needs_copy_back = models.BooleanField(
+        default=False, help_text="captured with TigerBeetle primary; capture not yet in MongoDB"
+    )
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=~models.Q(hold_id=""), name="hold_id_not_empty"),
+            models.CheckConstraint(
+                condition=~models.Q(needs_copy_back=True) | models.Q(state="captured"),
+                name="hold_copied_back_only_when_captured",
+            ),
             models.CheckConstraint(
                 condition=models.Q(state__in=["open", "captured", "released", "expired", "failed"]),
                 name="hold_state_known",

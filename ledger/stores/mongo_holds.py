@@ -279,6 +279,55 @@ class MongoHolds:
 
         self.database.guarded(run)
 
+    def copy_back_capture(self, hold: Hold) -> bool:
+        """A hold TigerBeetle captured alone (phase 4), copied back on a step back: the hold
+        as captured, and its capture's debit on the wallet, in one transaction; False when
+        MongoDB had it already. The debit is applied whatever the wallet's available credit:
+        TigerBeetle took it, and copied back after every other write it only lowers it."""
+        assert hold.state == HoldState.CAPTURED and hold.captured_minor > 0
+        key = hold.key
+
+        def copy(session: ClientSession) -> bool:
+            document = _hold_document(
+                hold.hold_id,
+                key,
+                hold.amount_minor,
+                timeout_s=hold.timeout_s,
+                now=hold.created_at,
+                made_by=hold.made_by,
+            )
+            document.update(
+                state=HoldState.CAPTURED.value,
+                captured_minor=hold.captured_minor,
+                resolved_at=hold.resolved_at,
+                resolved_by=hold.resolved_by,
+                copied_back=True,
+            )
+            self.database.holds().insert_one(document, session=session)
+            captured = hold.captured_minor
+            updated = self.database.wallets().update_one(
+                key_filter(key),
+                {
+                    "$inc": {
+                        "credit": decimal128(-captured, key.currency),
+                        "debit": decimal128(captured, key.currency),
+                        "hold_seq": 1,
+                    },
+                    "$set": {"updated_at": datetime.now(UTC)},
+                },
+                session=session,
+            )
+            assert updated.matched_count == 1, "a captured hold's wallet was copied back first"
+            return True
+
+        def run() -> bool:
+            try:
+                return self.database.transaction(copy, wallet_mark=self._mark(key))
+            except DuplicateKeyError:
+                return False
+
+        return self.database.guarded(run)
+
     # --- internals --------------------------------------------------------------------------
 
     def _resolve(
@@ -469,6 +518,9 @@ class MongoHoldOperations:
     def sweep_expired_holds(self) -> int:
         """Expire due holds of wallets nobody touched (the beat task); wallets touched."""
         return MongoHolds(self.database).sweep_expired()
+
+    def copy_back_capture(self, hold: Hold) -> bool:
+        return MongoHolds(self.database).copy_back_capture(hold)
 
     def open_holds(self, key: WalletKey) -> list[Hold]:
         """The wallet's holds open now, oldest first (at most OPEN_HOLDS_LISTED_MAX)."""

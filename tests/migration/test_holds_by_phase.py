@@ -183,3 +183,29 @@ def test_a_hold_open_when_stepping_back_from_phase_4_is_carried_back_to_mongodb(
     change_phase(Phase.READ_CUTOVER, "tester", stores.mongo, stores.batches)
 
     assert stores.mongo.get_balance(key) == stores.tigerbeetle.get_balance(key)
+
+
+@pytest.mark.usefixtures("criteria_not_awaited")
+def test_a_hold_captured_in_phase_4_is_in_mongodb_after_stepping_back(stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    Milestone.objects.create(name=Milestone.BACKFILL_COMPLETED, reached_at=timezone.now())
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    change_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.batches)
+    captured, released = hold_id(), hold_id()
+    stores.phased.place_hold(key, 400, captured, timeout_s=HOUR_S, made_by="payments")
+    stores.phased.place_hold(key, 100, released, timeout_s=HOUR_S)
+    stores.phased.capture_hold(captured, amount_minor=250, made_by="payments")
+    stores.phased.release_hold(released)
+    stores.phased.subtract_credit(key, 50, tx())
+
+    change_phase(Phase.READ_CUTOVER, "tester", stores.mongo, stores.batches)
+
+    assert stores.mongo.get_balance(key).fields_minor() == (700, 300, 1_000)
+    assert stores.mongo.get_balance(key) == stores.tigerbeetle.get_balance(key)
+    copied = stores.mongo.get_hold(captured)
+    assert (copied.state, copied.captured_minor, copied.resolved_by) == (
+        HoldState.CAPTURED,
+        250,
+        "payments",
+    )

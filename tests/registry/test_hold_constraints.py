@@ -81,3 +81,7 @@ def test_a_hold_state_is_known_and_its_timeout_positive() -> None:
 
     refused_update(hold, state="pending")
     refused_update(hold, timeout_s=0)
+
+
+def test_only_a_captured_hold_waits_to_be_copied_back() -> None:
+    refused_update(open_hold(), needs_copy_back=True)
