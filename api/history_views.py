@@ -18,10 +18,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api import views
 from api.permissions import READ_WALLETS
 from api.schema import error_responses
 from api.serializers import AmountField
-from api.views import ISSUER_PARAM, wallet_service
+from api.views import ISSUER_PARAM
 from domain.history import (
     HISTORY_LIMIT_DEFAULT,
     HISTORY_LIMIT_MAX,
@@ -177,7 +178,7 @@ class WalletHistoryView(APIView):
     )
     def get(self, request: Request, client_id: str, country: str, currency: str) -> Response:
         params = request.query_params
-        page = wallet_service().get_history(
+        page = views.wallet_service().get_history(
             client_id=client_id,
             country=country,
             currency=currency,

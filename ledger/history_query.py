@@ -12,7 +12,7 @@ its own refusal, before any store is asked.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from domain import errors
 from domain.history import (
@@ -24,7 +24,12 @@ from domain.history import (
 from domain.ids import WalletKey
 
 TIME_LENGTH_MAX = 64
-_SPACED_OFFSET = re.compile(r" (\d{2}(:?\d{2})?)$")
+_SPACED_OFFSET = re.compile(r" (\d{2}:\d{2})$")
+_RFC_3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(microsecond=0, tzinfo=UTC)
 
 
 def history_query(
@@ -52,19 +57,24 @@ def history_query(
 
 
 def parse_time(value: str, *, field: str) -> datetime:
-    """An aware time, taken up to a whole millisecond."""
-    if len(value) > TIME_LENGTH_MAX:
-        raise errors.InvalidTime(field=field)
+    """An aware UTC time (RFC 3339, as OpenAPI's date-time), taken up to a whole millisecond;
+    one beyond what a datetime holds stands at its end (no history reaches there)."""
+    text = _SPACED_OFFSET.sub(r"+\1", value) if len(value) <= TIME_LENGTH_MAX else ""
+    if not _RFC_3339.fullmatch(text):
+        raise errors.InvalidTime(
+            f"`{field}` is not an ISO 8601 time with a UTC offset (e.g. 2026-12-01T00:00:00Z).",
+            field=field,
+        )
     try:
-        moment = datetime.fromisoformat(_SPACED_OFFSET.sub(r"+\1", value))
+        moment = datetime.fromisoformat(text.upper())
     except ValueError:
-        raise errors.InvalidTime(field=field) from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise errors.InvalidTime(f"`{field}` has no UTC offset (add Z or +HH:MM).", field=field)
-    extra_us = moment.microsecond % 1000
-    if extra_us:
-        moment += timedelta(microseconds=1000 - extra_us)
-    return moment
+        raise errors.InvalidTime(f"`{field}` is not a valid time.", field=field) from None
+    try:
+        moment = moment.astimezone(UTC)
+        extra_us = moment.microsecond % 1000
+        return moment + timedelta(microseconds=1000 - extra_us) if extra_us else moment
+    except OverflowError:
+        return _EARLIEST if moment.year == 1 else _LATEST
 
 
 def parse_limit(value: str | int | None) -> int:
