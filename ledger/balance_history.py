@@ -41,8 +41,9 @@ from registry import accounts as account_registry
 from registry.accounts import RegisteredAccount
 from registry.models import WalletTransfer
 
-# However long the wallet's history, one request reads at most this many batches of it (a
-# `from` far back on a wallet with millions of transfers ends the page there, has_more true).
+# However long the wallet's history, one request reads at most this many batches of it. A page
+# needs more only when the points between the cursor and `from` are mostly no points (limit
+# bookkeeping, transfers the registry does not name): the bound ends such a page early.
 SCAN_BATCHES_MAX = 64
 _TRANSACTION_CODES = (TRANSFER_CODE_CREDIT, TRANSFER_CODE_DEBIT)
 
@@ -96,8 +97,6 @@ def wallet_history(ledger: LedgerReads, query: HistoryQuery) -> HistoryPage:
         if scan.done or len(transfers) < batch:
             break
         timestamp_max = transfers[-1].timestamp - 1
-    else:
-        scan.found = scan.found[: query.limit + 1]  # stopped by the bound: say there is more
     return HistoryPage.of(scan.found, query)
 
 

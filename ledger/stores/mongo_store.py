@@ -31,7 +31,7 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from domain import errors
-from domain.history import HistoryPage, HistoryPoint, HistoryQuery, PointKind, PointRef
+from domain.history import HistoryPage, HistoryQuery
 from domain.ids import WalletKey
 from domain.money import BALANCE_MINOR_MAX
 from domain.wallets import (
@@ -55,6 +55,7 @@ from ledger.stores.mongo_documents import (
     minor,
     record_of,
 )
+from ledger.stores.mongo_history import log_history
 
 
 def _refuse_past_balance_limit(wallet: dict[str, Any], key: WalletKey) -> None:
@@ -327,33 +328,7 @@ class MongoWalletStore:
         return self.database.guarded(read)
 
     def history(self, query: HistoryQuery) -> HistoryPage:
-        """The wallet's log entries in `wallet_seq` order, newest first, each with the
-        balance the entry recorded right after it (written in the same transaction as the
-        balance, so no summing is needed); refused debits are no points. One indexed query
-        of at most limit + 1 entries (plus the wallet, and the cursor's entry)."""
-        key = query.key
-
-        def read() -> HistoryPage:
-            wallets, log = self.database.wallets(), self.database.log()
-            if wallets.find_one(key_filter(key), {"_id": 1}) is None:
-                raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-            condition: dict[str, Any] = {
-                **key_filter(key),
-                "state": {"$ne": TransactionState.FAILED.value},
-            }
-            if query.after is not None:
-                condition["wallet_seq"] = {"$lt": _seq_of_point(log, key, query.after)}
-            times: dict[str, datetime] = {}
-            if query.from_time is not None:
-                times["$gte"] = query.from_time
-            if query.to_time is not None:
-                times["$lt"] = query.to_time
-            if times:
-                condition["created_at"] = times
-            found = log.find(condition).sort("wallet_seq", -1).limit(query.limit + 1)
-            return HistoryPage.of([_point_of(entry, key) for entry in found], query)
-
-        return self.database.guarded(read)
+        return self.database.guarded(lambda: log_history(self.database, query))
 
     # --- internals --------------------------------------------------------------------------
 
@@ -576,35 +551,3 @@ def _reverse_on_wallet(
     assert wallet is not None, "a logged transaction's wallet exists"
     _refuse_past_balance_limit(wallet, key)
     return wallet
-
-
-def _seq_of_point(log: Collection[dict[str, Any]], key: WalletKey, ref: PointRef) -> int:
-    """The wallet_seq of the entry a cursor names; InvalidCursor when the wallet has none."""
-    entry = log.find_one(
-        {"voided_transaction_id": ref.transaction_id} if ref.void else {"_id": ref.transaction_id}
-    )
-    if (
-        entry is None
-        or key_of(entry) != key
-        or entry.get("state") == TransactionState.FAILED
-        or "wallet_seq" not in entry
-    ):
-        raise errors.InvalidCursor("The cursor names no point of this wallet's history.")
-    return int(entry["wallet_seq"])
-
-
-def _point_of(entry: dict[str, Any], key: WalletKey) -> HistoryPoint:
-    balance_after = entry["balance_after"]
-    void = entry["kind"] == "void"
-    return HistoryPoint(
-        transaction_id=entry["voided_transaction_id"] if void else entry["_id"],
-        kind=PointKind(entry["kind"]),
-        amount_minor=int(entry["amount_minor"]),
-        created_at=entry["created_at"],
-        balance=WalletBalance(
-            key=key,
-            credit_minor=balance_after["credit_minor"],
-            debit_minor=balance_after["debit_minor"],
-            historical_credit_minor=balance_after["historical_credit_minor"],
-        ),
-    )

@@ -341,9 +341,7 @@ class TigerBeetleWalletStore:
         return _record(row)
 
     def history(self, query: HistoryQuery) -> HistoryPage:
-        """The wallet's balance after each transfer, from its account's history
-        (`ledger.balance_history`)."""
-        return wallet_history(self.backend, query)
+        return wallet_history(self.backend, query)  # ledger.balance_history
 
     # --- internals --------------------------------------------------------------------------
 
