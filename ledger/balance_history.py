@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.db.models import Max, Min
-from tigerbeetle import AccountBalance, Transfer
+from tigerbeetle import AccountBalance, AccountFilter, AccountFilterFlags, Transfer
 
 from domain import errors
 from domain.history import HistoryPage, HistoryPoint, HistoryQuery, PointKind, PointRef
@@ -129,30 +129,51 @@ def _timestamp_of_point(ledger: LedgerReads, registered: RegisteredAccount, ref:
         .exclude(state=WalletTransfer.State.FAILED)
         .first()
     )
-    transfer_hex = ""
-    if row is not None:
-        transfer_hex = row.void_tb_transfer_id_hex if ref.void else row.tb_transfer_id_hex
-    if not transfer_hex:
+    if row is None or (ref.void and row.state != WalletTransfer.State.VOIDED):
         raise errors.InvalidCursor("The cursor names no point of this wallet's history.")
-    transfer_id = int(transfer_hex, 16)
-    timestamp = transfer_timestamps(ledger, [transfer_id]).get(transfer_id)
+    if ref.void:
+        timestamp = _void_timestamp(ledger, registered, row)
+    else:
+        timestamp = transfer_timestamps(ledger, [row.tb_transfer_id]).get(row.tb_transfer_id)
     if timestamp is None:  # registered by the backfill: in the opening balance, no transfer
         raise errors.InvalidCursor("The cursor names a transaction before the wallet's import.")
     return timestamp
+
+
+def _void_timestamp(
+    ledger: LedgerReads, registered: RegisteredAccount, row: WalletTransfer
+) -> int | None:
+    """The timestamp of the void transfer naming the row's transfer (user_data_128), if any."""
+    voids = store_call(
+        ledger.get_account_transfers,
+        AccountFilter(
+            account_id=registered.tb_account_id,
+            user_data_128=row.tb_transfer_id,
+            user_data_64=0,
+            user_data_32=0,
+            code=TRANSFER_CODE_VOID,
+            timestamp_min=0,
+            timestamp_max=0,
+            limit=1,
+            flags=AccountFilterFlags.DEBITS | AccountFilterFlags.CREDITS,
+        ),
+    )
+    return voids[0].timestamp if voids else None
 
 
 def _scan_batch(
     scan: _Scan, key: WalletKey, transfers: list[Transfer], snapshots: dict[int, AccountBalance]
 ) -> None:
     """The batch's points, in order, into the scan (until it is done)."""
-    hex_ids = [u128_to_hex(transfer.id) for transfer in transfers]
-    by_transfer = {
+    # A transaction's row by its transfer id: a void's transfer names it in user_data_128 (the
+    # row's void id may be unset: one the backfill registered as voided already).
+    hex_ids = [
+        u128_to_hex(transfer.user_data_128 if transfer.code == TRANSFER_CODE_VOID else transfer.id)
+        for transfer in transfers
+    ]
+    rows = {
         row.tb_transfer_id_hex: row
-        for row in WalletTransfer.objects.filter(tb_transfer_id_hex__in=hex_ids)
-    }
-    by_void = {
-        row.void_tb_transfer_id_hex: row
-        for row in WalletTransfer.objects.filter(void_tb_transfer_id_hex__in=hex_ids)
+        for row in WalletTransfer.objects.filter(tb_transfer_id_hex__in=set(hex_ids))
     }
     for transfer, hex_id in zip(transfers, hex_ids, strict=True):
         snapshot = snapshots.get(transfer.timestamp)
@@ -160,8 +181,8 @@ def _scan_batch(
             raise errors.StoreUnavailable("TigerBeetle has no balance snapshot of a transfer.")
         balance = balance_from_snapshot(key, snapshot)
         point = None
-        if transfer.code in _TRANSACTION_CODES and hex_id in by_transfer:
-            row = by_transfer[hex_id]
+        row = rows.get(hex_id)
+        if transfer.code in _TRANSACTION_CODES and row is not None:
             point = HistoryPoint(
                 transaction_id=row.transaction_id,
                 kind=PointKind(row.kind),
@@ -169,9 +190,7 @@ def _scan_batch(
                 created_at=row.created_at,
                 balance=balance,
             )
-        elif transfer.code == TRANSFER_CODE_VOID and hex_id in by_void:
-            row = by_void[hex_id]
-            assert row.voided_at is not None, "a voided row has its time (a CHECK)"
+        elif transfer.code == TRANSFER_CODE_VOID and row is not None and row.voided_at:
             point = HistoryPoint(
                 transaction_id=row.transaction_id,
                 kind=PointKind.VOID,
