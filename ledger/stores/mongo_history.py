@@ -1,10 +1,15 @@
 """A wallet's balance history from the MongoDB transaction log (`domain.history`).
 
 Each log entry carries the wallet's balance right after it (`balance_after`, written in the
-same transaction as the balance), so a point needs no summing: a page is one indexed query
-(`wallet_balance_history`: the wallet key, then `wallet_seq` descending) of at most
-limit + 1 entries, plus the wallet's document and the entry a cursor names. Refused debits
-(state failed) are no points; a void's entry is a point of its own.
+same transaction as the balance), so a point needs no summing: a page is one query on the
+wallet key and a range of `wallet_seq` (index `wallet_balance_history`) of at most limit + 1
+entries, plus the wallet's document and the entry a cursor names. Every write takes the
+wallet's next `wallet_seq` and logs one entry with it; a refused debit takes none, so no range
+holds it. Without `to`, the page is the window of seqs just below the newest (or the
+cursor's), ordered here: a server answers it from the index, where secantusdb would sort the
+whole log for a sorted query (34 ms against 2 ms on a wallet of 1,000 entries). With `to`, the
+server sorts the seqs below the top and stops at limit + 1. A void's entry is a point of its
+own.
 """
 
 from __future__ import annotations
@@ -27,14 +32,19 @@ def log_history(database: MongoDatabase, query: HistoryQuery) -> HistoryPage:
     InvalidCursor; PyMongoError is left to the caller's guard (StoreUnavailable)."""
     key = query.key
     wallets, log = database.wallets(), database.log()
-    if wallets.find_one(key_filter(key), {"_id": 1}) is None:
+    wallet = wallets.find_one(key_filter(key), {"_id": 0, "wallet_seq": 1})
+    if wallet is None:
         raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-    condition: dict[str, Any] = {
-        **key_filter(key),
-        "state": {"$ne": TransactionState.FAILED.value},
-    }
+    top = int(wallet.get("wallet_seq", 0))
     if query.after is not None:
-        condition["wallet_seq"] = {"$lt": _seq_of_point(log, key, query.after)}
+        top = _seq_of_point(log, key, query.after) - 1
+    seqs: dict[str, int] = {"$lte": top}
+    if query.to_time is None:
+        # Every write takes the wallet's next wallet_seq and logs one entry with it, in one
+        # transaction (a refused debit takes none): the newest points are a window of seqs.
+        seqs["$gt"] = top - (query.limit + 1)
+    # A refused debit's entry takes no wallet_seq: the range leaves it out.
+    condition: dict[str, Any] = {**key_filter(key), "wallet_seq": seqs}
     times: dict[str, datetime] = {}
     if query.from_time is not None:
         times["$gte"] = query.from_time
@@ -42,7 +52,10 @@ def log_history(database: MongoDatabase, query: HistoryQuery) -> HistoryPage:
         times["$lt"] = query.to_time
     if times:
         condition["created_at"] = times
-    found = log.find(condition).sort("wallet_seq", -1).limit(query.limit + 1)
+    if query.to_time is None:  # the window holds limit + 1 entries at most: ordered here
+        found = sorted(log.find(condition), key=lambda entry: -int(entry["wallet_seq"]))
+    else:
+        found = list(log.find(condition).sort("wallet_seq", -1).limit(query.limit + 1))
     return HistoryPage.of([_point_of(entry, key) for entry in found], query)
 
 

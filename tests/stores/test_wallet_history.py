@@ -187,3 +187,20 @@ def test_a_cursor_naming_a_void_that_never_happened_is_invalid(wallet_store: Wal
         wallet_store.history(
             HistoryQuery(key=key, after=PointRef(transaction_id=credit_id, void=True))
         )
+
+
+def test_refused_debits_between_points_take_no_place_on_a_page(wallet_store: WalletStore) -> None:
+    key = new_key()
+    ids = written(wallet_store, key, [1, 2])
+    for _ in range(3):
+        with pytest.raises(errors.InsufficientFunds):
+            wallet_store.subtract_credit(key, 500, new_id())
+    ids += written(wallet_store, key, [3, 4])
+
+    first = wallet_store.history(HistoryQuery(key=key, limit=3))
+    rest = wallet_store.history(HistoryQuery(key=key, limit=3, after=first.points[-1].ref()))
+
+    assert [p.transaction_id for p in first.points] == [ids[3], ids[2], ids[1]]
+    assert first.has_more is True
+    assert [p.transaction_id for p in rest.points] == [ids[0]]
+    assert rest.has_more is False
