@@ -299,6 +299,7 @@ REQUEST_COMPONENTS = ("CreditRequest", "DebitRequest", "VoidRequest")
 ANSWER_AMOUNTS = {
     "WalletBalance": ("credit", "debit", "historical_credit"),
     "Transaction": ("amount",),
+    "HistoryPoint": ("credit", "debit", "historical_credit"),
 }
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from api import views
+from api import history_views, views
 
 WALLET = "clients/<str:client_id>/wallets/<str:country>/<str:currency>"
 
@@ -12,6 +12,7 @@ urlpatterns = [
     path(WALLET, views.WalletBalanceView.as_view(), name="wallet-balance"),
     path(f"{WALLET}/credits", views.WalletCreditsView.as_view(), name="wallet-credits"),
     path(f"{WALLET}/debits", views.WalletDebitsView.as_view(), name="wallet-debits"),
+    path(f"{WALLET}/history", history_views.WalletHistoryView.as_view(), name="wallet-history"),
     path("transactions/<str:transaction_id>", views.TransactionView.as_view(), name="transaction"),
     path(
         "transactions/<str:transaction_id>/void",

@@ -10,10 +10,13 @@ import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from domain.ids import WalletKey
 from domain.money import from_minor_units
+
+if TYPE_CHECKING:  # domain.history builds on this module's balance
+    from domain.history import HistoryPage, HistoryQuery
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -133,3 +136,7 @@ class WalletStore(Protocol):
     def get_balances(self, client_id: str) -> list[WalletBalance]: ...
 
     def get_transaction(self, transaction_id: str) -> TransactionRecord: ...
+
+    def history(self, query: HistoryQuery) -> HistoryPage:
+        """The wallet's balance after each transaction, newest first (`domain.history`)."""
+        ...

@@ -31,6 +31,7 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from domain import errors
+from domain.history import HistoryPage, HistoryQuery
 from domain.ids import WalletKey
 from domain.money import BALANCE_MINOR_MAX
 from domain.wallets import (
@@ -54,6 +55,7 @@ from ledger.stores.mongo_documents import (
     minor,
     record_of,
 )
+from ledger.stores.mongo_history import log_history
 
 
 def _refuse_past_balance_limit(wallet: dict[str, Any], key: WalletKey) -> None:
@@ -324,6 +326,9 @@ class MongoWalletStore:
             return [log_entry_of(entry) for entry in found.skip(skip).limit(limit)]
 
         return self.database.guarded(read)
+
+    def history(self, query: HistoryQuery) -> HistoryPage:
+        return self.database.guarded(lambda: log_history(self.database, query))
 
     # --- internals --------------------------------------------------------------------------
 
