@@ -315,6 +315,7 @@ REQUEST_COMPONENTS = (
 ANSWER_AMOUNTS = {
     "WalletBalance": ("credit", "debit", "historical_credit", "held"),
     "Transaction": ("amount",),
+    "HistoryPoint": ("credit", "debit", "historical_credit"),
     "Hold": ("amount", "captured"),
 }
 EXPIRES_IN_SCHEMA = {

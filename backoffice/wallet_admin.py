@@ -20,6 +20,7 @@ from backoffice.admin_base import (
     cached_filter_choices,
 )
 from backoffice.blockers import recheck_wallet
+from backoffice.history_chart import wallet_history_chart
 from backoffice.hold_admin import holds_context
 from backoffice.links import back_url, key_params, transaction_url, void_url, wallet_url
 from backoffice.selectors import (
@@ -239,6 +240,7 @@ class WalletAccountAdmin(ReadOnlyAdmin):
                 "key": key,
                 "overview": overview,
                 "void_effect": VOID_EFFECT,
+                "history_chart": wallet_history_chart(runtime.wallet_service(), key),
                 **_line_links(request, overview),
                 **_pager_links(request, overview),
                 "transactions_url": _transactions_url(key),

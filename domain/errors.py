@@ -181,3 +181,30 @@ class DatabaseUnavailable(WalletError):
     http_status = 503
     default_message = "The database is unavailable; retry with the same id in a few seconds."
     retry_after_s = 2
+
+
+# --- a wallet's history (GET .../history): its query parameters -------------------------------
+
+
+class InvalidCursor(WalletError):
+    """The cursor is not one this wallet's history gave (or names a point it lacks)."""
+
+    code = "invalid_cursor"
+    default_message = "The cursor is not a next_cursor of this wallet's history."
+
+
+class InvalidTime(WalletError):
+    """A time bound is not an ISO-8601 time with a UTC offset; `details["field"]` names it."""
+
+    code = "invalid_time"
+    default_message = "Give the time as ISO 8601 with a UTC offset, e.g. 2026-12-01T00:00:00Z."
+
+
+class InvalidTimeRange(WalletError):
+    code = "invalid_time_range"
+    default_message = "`from` must be earlier than `to`."
+
+
+class InvalidLimit(WalletError):
+    code = "invalid_limit"
+    default_message = "The limit is not a whole number in the allowed range."

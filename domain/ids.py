@@ -148,6 +148,14 @@ def _ledger_account_id(kind: str, ledger: int, namespace: str) -> int:
     return _namespaced_hash_bits([kind, ID_SCHEME_VERSION, ledger], 128, namespace)
 
 
+@functools.lru_cache(maxsize=64)
+def _deployment_stamp(namespace: str) -> int:
+    """22 bits of the namespace's hash, never 0: 0 is what accounts created before stamps
+    carry."""
+    stamp = _namespaced_hash_bits(["deployment-stamp", ID_SCHEME_VERSION], 32, namespace) >> 10
+    return stamp or 1
+
+
 @dataclass(frozen=True, slots=True)
 class IdSpace:
     """The ids one deployment derives: every value hashed behind its `namespace`
@@ -165,6 +173,13 @@ class IdSpace:
     def system_account_id(self, ledger: int) -> int:
         """The funding account of a ledger: the other side of every credit and debit."""
         return _ledger_account_id("system-account", ledger, self.namespace)
+
+    def deployment_stamp(self) -> int:
+        """A 22-bit mark of this deployment (of its namespace). Wallet accounts carry it, so
+        one deployment's reconciliation on a cluster it shares with others (staging beside
+        production, a benchmark beside a trial; same account codes) looks at its own accounts
+        only."""
+        return _deployment_stamp(self.namespace)
 
     def client_hash_128(self, client_id: str) -> int:
         """`user_data_128` of a client's wallets; never 0, which TigerBeetle's filters read as

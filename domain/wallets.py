@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 from domain.ids import WalletKey
 from domain.money import from_minor_units
 
+if TYPE_CHECKING:  # domain.history builds on this module's balance
+    from domain.history import HistoryPage, HistoryQuery
 if TYPE_CHECKING:  # domain.holds builds on this module's balance
     from domain.holds import Hold, HoldResult
 
@@ -146,6 +148,10 @@ class WalletStore(Protocol):
     def get_balances(self, client_id: str) -> list[WalletBalance]: ...
 
     def get_transaction(self, transaction_id: str) -> TransactionRecord: ...
+
+    def history(self, query: HistoryQuery) -> HistoryPage:
+        """The wallet's balance after each transaction, newest first (`domain.history`)."""
+        ...
 
     # Holds (domain.holds): reserve, capture all or part, release; idempotent on the hold id.
     def place_hold(

@@ -14,10 +14,12 @@ from decimal import Decimal
 from domain import errors
 from domain.countries import UnknownCountry as UnknownCountryCode
 from domain.countries import normalize_country
+from domain.history import HistoryPage
 from domain.holds import HOLD_TIMEOUT_MAX_S, HOLD_TIMEOUT_MIN_S, Hold, HoldResult
 from domain.ids import WalletKey
 from domain.money import MoneyError, normalize_currency, to_minor_units
 from domain.wallets import TransactionRecord, WalletBalance, WalletResult, WalletStore
+from ledger.history_query import history_query
 
 ID_MAX_LENGTH = 128
 # Unicode categories no id may hold: control characters (NUL, C0, DEL, C1), invisible format
@@ -157,6 +159,24 @@ class WalletService:
     ) -> WalletBalance:
         key = wallet_key(client_id=client_id, country=country, currency=currency, issuer=issuer)
         return self.primary_store().get_balance(key)
+
+    def get_history(
+        self,
+        *,
+        client_id: str,
+        country: str,
+        currency: str,
+        issuer: str | None = None,
+        from_time: str | None = None,
+        to_time: str | None = None,
+        limit: str | int | None = None,
+        cursor: str | None = None,
+    ) -> HistoryPage:
+        """A page of the wallet's balance history; the query's checks are
+        `ledger.history_query`'s."""
+        key = wallet_key(client_id=client_id, country=country, currency=currency, issuer=issuer)
+        query = history_query(key, from_time=from_time, to_time=to_time, limit=limit, cursor=cursor)
+        return self.primary_store().history(query)
 
     def get_balances(self, client_id: str) -> list[WalletBalance]:
         return self.primary_store().get_balances(checked_id(client_id, field="client_id"))

@@ -92,6 +92,11 @@ class LedgerScope:
     codes: AccountCodes
 
 
+# The bits of a wallet account's user_data_32 the country's numeric code takes (ISO 3166
+# numeric codes stop below 1000); the deployment stamp sits above them.
+COUNTRY_BITS = 10
+
+
 def system_account(ledger: int, *, scope: LedgerScope) -> Account:
     """A ledger's system (funding) account: the other side of every credit and debit."""
     return Account(id=scope.ids.system_account_id(ledger), ledger=ledger, code=scope.codes.system)
@@ -108,15 +113,32 @@ def wallet_limit_account(wallet_account_id: int, *, ledger: int, scope: LedgerSc
     )
 
 
+def wallet_user_data_32(country: str, *, ids: IdSpace) -> int:
+    """A wallet account's user_data_32: the deployment's stamp above the country's ISO 3166
+    numeric code (below 1000: COUNTRY_BITS)."""
+    return ids.deployment_stamp() << COUNTRY_BITS | country_numeric(country)
+
+
+def deployment_stamp_of(account: Account) -> int:
+    """The deployment stamp of a wallet account; 0 on one created before stamps."""
+    return int(account.user_data_32) >> COUNTRY_BITS
+
+
+def of_deployment(account: Account, *, ids: IdSpace) -> bool:
+    """Whether a wallet account is this deployment's: its stamp, or none (created before
+    stamps, by whichever deployment: counted as this one's, as they always were)."""
+    return deployment_stamp_of(account) in (0, ids.deployment_stamp())
+
+
 def wallet_account(key: WalletKey, *, account_id: int, ledger: int, scope: LedgerScope) -> Account:
     """The wallet's account (`account_id`: `scope.ids.account_id(key, nonce=...)`): its fields
     encode the whole key, so TigerBeetle itself reports an id that belongs to another wallet
-    (`exists_with_different_*`)."""
+    (`exists_with_different_*`), and the deployment's stamp (`wallet_user_data_32`)."""
     return Account(
         id=account_id,
         user_data_128=scope.ids.client_hash_128(key.client_id),
         user_data_64=scope.ids.issuer_hash_64(key.issuer),
-        user_data_32=country_numeric(key.country),
+        user_data_32=wallet_user_data_32(key.country, ids=scope.ids),
         ledger=ledger,
         code=scope.codes.wallet,
         flags=WALLET_ACCOUNT_FLAGS,

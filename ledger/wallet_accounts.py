@@ -20,13 +20,14 @@ RuntimeError: a foreign account or a bug, which no retry mends.
 
 from __future__ import annotations
 
-from tigerbeetle import CreateAccountStatus, CreateTransferStatus, Transfer
+from tigerbeetle import Account, CreateAccountStatus, CreateTransferStatus, Transfer
 
 from domain import errors
 from domain.ids import WalletKey
 from domain.money import BALANCE_MINOR_MAX, ledger_for_currency
 from ledger.backends import LedgerBackend
 from ledger.tb_model import (
+    COUNTRY_BITS,
     LedgerScope,
     limit_reservation,
     system_account,
@@ -102,7 +103,10 @@ class WalletAccounts:
             )
             if system_result.status not in _SYSTEM_ACCOUNT_ACCEPTED:
                 raise RuntimeError(f"system account of ledger {ledger}: {system_result.status!r}")
-            if wallet_result.status not in _ACCOUNT_ACCEPTED:
+            if wallet_result.status not in _ACCOUNT_ACCEPTED and not (
+                wallet_result.status == CreateAccountStatus.EXISTS_WITH_DIFFERENT_USER_DATA_32
+                and self._created_before_stamps(wallet)
+            ):
                 continue  # the id belongs to another wallet: next nonce
             if limit_result.status not in _ACCOUNT_ACCEPTED:
                 raise RuntimeError(
@@ -121,6 +125,22 @@ class WalletAccounts:
             except account_registry.AccountIdTaken:
                 continue
         raise RuntimeError(f"no free account id for {key.describe()} in {MAX_ACCOUNT_NONCE} nonces")
+
+    def _created_before_stamps(self, wallet: Account) -> bool:
+        """Whether the account under `wallet`'s id is this very wallet's, created before
+        deployment stamps (user_data_32 the bare country code; TigerBeetle compares flags,
+        user_data_128 and user_data_64 before it, so those are equal). Its registry row was
+        lost: the wallet keeps its account, never a second one under the next nonce."""
+        found = self._backend.lookup_accounts([wallet.id])
+        if not found:
+            return False
+        existing = found[0]
+        country_mask = (1 << COUNTRY_BITS) - 1
+        return (
+            existing.user_data_32 == wallet.user_data_32 & country_mask
+            and existing.ledger == wallet.ledger
+            and existing.code == wallet.code
+        )
 
     def reserve_limit(self, key: WalletKey, registered: RegisteredAccount) -> None:
         """Give a wallet registered before limit reservations its limit account and

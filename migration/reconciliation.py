@@ -43,7 +43,7 @@ from flags.phases import Phase, current_state
 from ledger import metrics
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
-from ledger.tb_model import balance_from_account
+from ledger.tb_model import balance_from_account, of_deployment
 from migration import alerts
 from migration.legacy_cases import AcknowledgedCases
 from migration.legacy_scan import LegacyScan, WalletSnapshot
@@ -202,16 +202,19 @@ class Reconciliation:
         return balances, wallets
 
     def _tigerbeetle_wallet_account_id_pages(self, page_size: int) -> Iterator[list[int]]:
-        """This application's wallet account ids in TigerBeetle, a page at a time (by
-        timestamp)."""
+        """This deployment's wallet account ids in TigerBeetle, a page at a time (by
+        timestamp): its wallet code, and its stamp or none (accounts created before stamps).
+        Another deployment's on a shared cluster are none of its business."""
         assert 0 < page_size <= BATCH_EVENTS_MAX
+        ids = self.tigerbeetle.scope.ids
         timestamp_min = 0
         while True:
             page = self.tigerbeetle.wallet_accounts_page(
                 timestamp_min=timestamp_min, limit=page_size
             )
-            if page:
-                yield [account.id for account in page]
+            own = [account.id for account in page if of_deployment(account, ids=ids)]
+            if own:
+                yield own
             if len(page) < page_size:
                 return
             timestamp_min = page[-1].timestamp + 1

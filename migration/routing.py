@@ -31,6 +31,7 @@ import pybreaker
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from domain import errors
+from domain.history import HistoryPage, HistoryQuery
 from domain.holds import Hold, HoldResult
 from domain.ids import WalletKey
 from domain.wallets import TransactionRecord, WalletBalance, WalletResult
@@ -404,6 +405,27 @@ class PhasedWalletStore:
             if state.shadows(_shadow_draw(), client_id=client_id):
                 self._shadow(balance, wallet_seq=wallet_seq, latency_us=None)
         return [balance for balance, _ in read]
+
+    def history(self, query: HistoryQuery) -> HistoryPage:
+        """Routed as a balance read: TigerBeetle in phase 4 and for the cutover's share
+        (never while the wallet waits for the mirror; MongoDB when TigerBeetle fails or
+        lacks the wallet), MongoDB otherwise. Both answer alike (`domain.history`)."""
+        key = query.key
+        state = current_state()
+        if state.phase == Phase.TIGERBEETLE_ONLY:
+            return self.tigerbeetle.history(query)
+        if not state.reads_from_tigerbeetle(key.client_id) or self.outbox.has_unmirrored(key):
+            return self.mongo.history(query)
+        try:
+            return self.breaker.call(self.read_retry.call, lambda: self.tigerbeetle.history(query))
+        except (
+            errors.StoreUnavailable,
+            pybreaker.CircuitBreakerError,
+            errors.WalletNotFound,
+            errors.InvalidCursor,  # a point before the wallet's import: MongoDB holds it
+        ):
+            log.info("history of %s served by MongoDB", key.describe())
+            return self.mongo.history(query)
 
     def get_transaction(self, transaction_id: str) -> TransactionRecord:
         if current_state().phase == Phase.TIGERBEETLE_ONLY:

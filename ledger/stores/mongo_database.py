@@ -172,6 +172,10 @@ class MongoDatabase:
         # A wallet's history (support's pages) and the backfill's read of a page's log
         # entries (client_id $in) ask by wallet key: without it, a full scan each.
         database[LOG].create_index([*WALLET_KEY_INDEX, ("created_at", 1)], name="wallet_history")
+        # A wallet's balance history (the API's): its entries in wallet_seq order.
+        database[LOG].create_index(
+            [*WALLET_KEY_INDEX, ("wallet_seq", -1)], name="wallet_balance_history"
+        )
         database[LOG].create_index(
             [("voided_transaction_id", 1)],
             unique=True,

@@ -31,6 +31,7 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from domain import errors
+from domain.history import HistoryPage, HistoryQuery
 from domain.ids import WalletKey
 from domain.money import BALANCE_MINOR_MAX
 from domain.wallets import (
@@ -53,6 +54,7 @@ from ledger.stores.mongo_documents import (
     minor,
     record_of,
 )
+from ledger.stores.mongo_history import log_history
 from ledger.stores.mongo_holds import (
     MongoHoldOperations,
     available_balance_of,
@@ -73,6 +75,16 @@ def _refuse_past_balance_limit(wallet: dict[str, Any], key: WalletKey) -> None:
                 "units of credit in all; the ledger's balance limit."
             )
         )
+
+
+def _now_with_due_holds_expired(
+    database: MongoDatabase, key: WalletKey, session: ClientSession
+) -> datetime:
+    """Now, once the wallet's holds past their expiry no longer hold its money: the first
+    step of every write transaction of a wallet (ledger.stores.mongo_holds)."""
+    now = datetime.now(UTC)
+    expire_due(database, key, now=now, session=session)
+    return now
 
 
 class MongoWalletStore(MongoHoldOperations):
@@ -124,8 +136,7 @@ class MongoWalletStore(MongoHoldOperations):
             _refuse_or_replay(
                 log, session, transaction_id, TransactionKind.CREDIT, key, amount_minor
             )
-            now = datetime.now(UTC)
-            expire_due(self.database, key, now=now, session=session)
+            now = _now_with_due_holds_expired(self.database, key, session)
             written_at = write_time(created_at or now)
             amount = decimal128(amount_minor, key.currency)
             wallet = wallets.find_one_and_update(
@@ -177,8 +188,7 @@ class MongoWalletStore(MongoHoldOperations):
         def debit(session: ClientSession) -> WalletResult:
             wallets, log = self.database.wallets(), self.database.log()
             _refuse_or_replay(log, session, reference_id, TransactionKind.DEBIT, key, amount_minor)
-            now = datetime.now(UTC)
-            expire_due(self.database, key, now=now, session=session)
+            now = _now_with_due_holds_expired(self.database, key, session)
             written_at = write_time(created_at or now)
             wallet = _spend(wallets, key, amount_minor, now=now, session=session)
             if wallet is None:
@@ -223,8 +233,7 @@ class MongoWalletStore(MongoHoldOperations):
             wallets, log = self.database.wallets(), self.database.log()
             entry = _voidable_entry(log, transaction_id, session)
             key = key_of(entry)
-            now = datetime.now(UTC)
-            expire_due(self.database, key, now=now, session=session)
+            now = _now_with_due_holds_expired(self.database, key, session)
             written_at = write_time(voided_at or now)
             wallet = _reverse_on_wallet(wallets, entry, key, now=now, session=session)
             balance = available_balance_of(wallet)
@@ -333,6 +342,9 @@ class MongoWalletStore(MongoHoldOperations):
             return [log_entry_of(entry) for entry in found.skip(skip).limit(limit)]
 
         return self.database.guarded(read)
+
+    def history(self, query: HistoryQuery) -> HistoryPage:
+        return self.database.guarded(lambda: log_history(self.database, query))
 
     # --- internals --------------------------------------------------------------------------
 

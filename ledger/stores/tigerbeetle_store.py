@@ -37,6 +37,7 @@ from tigerbeetle import (
 )
 
 from domain import errors
+from domain.history import HistoryPage, HistoryQuery
 from domain.ids import WalletKey
 from domain.wallets import (
     TransactionKind,
@@ -49,6 +50,7 @@ from domain.wallets import (
 )
 from ledger.backends import LedgerBackend, get_ledger_backend
 from ledger.backends.base import BATCH_EVENTS_MAX
+from ledger.balance_history import wallet_history
 from ledger.history import (
     LedgerReads,
     balance_at,
@@ -338,6 +340,9 @@ class TigerBeetleWalletStore(TigerBeetleHoldOperations):
         if row is None:
             raise errors.TransactionNotFound(f"No transaction {transaction_id!r}.")
         return _record(row)
+
+    def history(self, query: HistoryQuery) -> HistoryPage:
+        return wallet_history(self.backend, query)  # ledger.balance_history
 
     # --- internals --------------------------------------------------------------------------
 

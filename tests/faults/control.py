@@ -24,12 +24,14 @@ import django
 django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import connection, connections  # noqa: E402
+from django.db.backends.base.base import BaseDatabaseWrapper  # noqa: E402
 from django.db.models import Sum  # noqa: E402
 from knox.models import AuthToken  # noqa: E402
 
 from flags.audit import apply_state  # noqa: E402
 from flags.phases import Phase, current_state, state_for_phase  # noqa: E402
+from flags.write_lock import SHARE_FENCE_NAME, advisory_key  # noqa: E402
 from migration import tasks  # noqa: E402
 from migration.models import ReadRouteCount  # noqa: E402
 from migration.runtime import process_runtime  # noqa: E402
@@ -37,6 +39,9 @@ from migration.runtime import process_runtime  # noqa: E402
 ACTOR = "fault-matrix"
 # Replies are the lines that start with this; anything else on stdout is a log line.
 REPLY_MARK = "@@reply "
+# A session of its own that holds the share fence and sits idle (`hold_fence`): what a
+# leaked lock looks like, so the matrix can show its check finds one.
+_fence_session: BaseDatabaseWrapper | None = None
 
 
 def setup() -> dict[str, Any]:
@@ -90,7 +95,9 @@ def audit(client_ids: list[str]) -> dict[str, Any]:
         wallets[client_id] = {"mongo": mongo, "tigerbeetle": tigerbeetle}
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT l.pid, l.classid, l.objid, l.mode, a.state, left(a.query, 80) "
+            "SELECT l.pid, l.classid, l.objid, l.mode, a.state, left(a.query, 80), "
+            "a.client_port, a.backend_start, a.state_change, "
+            "extract(epoch FROM clock_timestamp() - a.state_change) "
             "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.locktype = 'advisory'"
         )
@@ -116,6 +123,25 @@ def audit(client_ids: list[str]) -> dict[str, Any]:
     }
 
 
+def hold_fence() -> dict[str, Any]:
+    """Take the share fence shared on a session of its own and leave it idle."""
+    global _fence_session
+    assert _fence_session is None, "the fence is already held"
+    _fence_session = connections.create_connection("default")
+    with _fence_session.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock_shared(%s)", [advisory_key(SHARE_FENCE_NAME)])
+    return {}
+
+
+def let_go_fence() -> dict[str, Any]:
+    """Close the session `hold_fence` opened (which releases its lock)."""
+    global _fence_session
+    if _fence_session is not None:
+        _fence_session.close()
+        _fence_session = None
+    return {}
+
+
 def answer(command: dict[str, Any]) -> dict[str, Any]:
     connection.close()
     op = command["op"]
@@ -127,6 +153,10 @@ def answer(command: dict[str, Any]) -> dict[str, Any]:
         return sweep()
     if op == "audit":
         return audit(list(command["clients"]))
+    if op == "hold_fence":
+        return hold_fence()
+    if op == "let_go_fence":
+        return let_go_fence()
     raise ValueError(f"unknown command {op!r}")
 
 

@@ -22,11 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 from django.conf import settings
 
-from flags.write_lock import ADVISORY_LOCK_KEY
+from flags.write_lock import (
+    ADVISORY_LOCK_KEY,
+    SHARE_FENCE_NAME,
+    SHARE_INTENT_NAME,
+    advisory_key,
+)
 from tests.faults.deployment import Deployment, missing_binaries
 from tests.faults.traffic import Traffic
 
@@ -43,9 +49,10 @@ LEAD_S = 0.5  # traffic before the outage
 OUTAGE_S = 3.0
 TRAIL_S = 1.0  # traffic after the dependency is back
 DRAIN_WAIT_S = 30.0
-LOCKS_SETTLE_S = 15.0  # for the worker to finish the mirror runs queued during the outage
-# The cells after which a session still held the dual-write share fence (the last test).
-FENCE_HELD_AFTER: dict[str, list[list[str]]] = {}
+LOCKS_SETTLE_S = 15.0  # for a lock held idle to be released
+# A session idle this long holding an advisory lock left it behind: a mirror run waiting on
+# a store gives up after TB_REQUEST_TIMEOUT_S (1 s) and three tries.
+STUCK_IDLE_S = 5.0
 WALLETS = 3
 
 
@@ -110,6 +117,7 @@ class CellResult:
     lost: int
     doubled: int
     audit: dict[str, Any]
+    server_errors: str  # what gunicorn logged during the cell, when it answered a 500
 
 
 def run_cell(
@@ -119,6 +127,7 @@ def run_cell(
     `readers`: threads that only read a wallet the mirror has caught up with."""
     assert deployment.control is not None
     started = time.monotonic()
+    web_log_offset = deployment.web.log_path.stat().st_size
     deployment.control("phase", phase=phase)
     outage = outage_of(deployment, dependency)
     traffic = Traffic(deployment.url, deployment.token, wallets=WALLETS, readers=readers)
@@ -138,20 +147,29 @@ def run_cell(
     if phase >= 1:
         drain(deployment, traffic.client_ids, sweep=sweep)
     audit = deployment.control("audit", clients=traffic.client_ids)
-    held = settled_advisory_locks(deployment)
-    audit["write_lock_holders"] = [row for row in held if lock_key_of(row) == ADVISORY_LOCK_KEY]
-    fence_holders = [row for row in held if lock_key_of(row) != ADVISORY_LOCK_KEY]
-    if fence_holders:
-        FENCE_HELD_AFTER[f"{dependency} x phase {phase}"] = fence_holders
+    # Every advisory lock left behind (the write lock, the share fence), with its owner.
+    audit["locks_left_behind"] = [
+        [lock_name_of(row), *row, session_owner(row)] for row in settled_advisory_locks(deployment)
+    ]
     lost, doubled = lost_and_doubled(traffic, audit, phase=phase)
+    tally = traffic.tally.summary()
+    server_errors = logged_since(deployment.web.log_path, web_log_offset) if tally["500"] else ""
     result = CellResult(
-        traffic.tally.summary(), traffic.tally.findings, readiness_during, lost, doubled, audit
+        tally, traffic.tally.findings, readiness_during, lost, doubled, audit, server_errors
     )
     print(
         f"\n[fault matrix] {dependency} x phase {phase}: {result.tally} lost={lost} "
         f"doubled={doubled} in {time.monotonic() - started:.1f} s {result.findings[:3]}"
     )
     return result
+
+
+def logged_since(log_path: Path, offset: int, *, tail_chars: int = 6_000) -> str:
+    """The end of what a process logged since `offset`: a 500's traceback, for the failure
+    message (CI keeps no deployment logs)."""
+    with open(log_path, "rb") as log:
+        log.seek(offset)
+        return log.read().decode(errors="replace")[-tail_chars:]
 
 
 def drain(deployment: Deployment, client_ids: list[str], *, sweep: bool) -> None:
@@ -170,25 +188,54 @@ def drain(deployment: Deployment, client_ids: list[str], *, sweep: bool) -> None
 
 
 def settled_advisory_locks(deployment: Deployment) -> list[list[str]]:
-    """The advisory locks still held once the worker has run what was queued (pid, key
-    halves, mode, state, last query). A mirror run holds the share fence (shared) while it
-    works, and the worker may still be running the tasks queued during the outage after the
-    outbox drained: those release it within seconds. A lock held past LOCKS_SETTLE_S is
-    stuck."""
+    """The advisory locks left behind (pid, key halves, mode, state, last query, client port,
+    session start, state change, seconds in that state): held by a session that has been
+    idle for STUCK_IDLE_S. Right after an outage the worker still runs the mirror tasks
+    queued during it (each a no-op once the sweeper drained the outbox), and each holds the
+    share fence (shared) while it reads the share and the outbox: a holder at one instant
+    proves nothing; one idle with the lock for seconds was left behind."""
     assert deployment.control is not None
     deadline = time.monotonic() + LOCKS_SETTLE_S
     while True:
-        audit = deployment.control("audit", clients=[])
-        if audit["advisory_locks"] == 0 or time.monotonic() >= deadline:
-            return audit["advisory_lock_holders"]
+        holders = deployment.control("audit", clients=[])["advisory_lock_holders"]
+        stuck = [row for row in holders if left_behind(row)]
+        if stuck or not holders or time.monotonic() >= deadline:
+            return stuck
         time.sleep(0.2)
 
 
-def lock_key_of(row: list[str]) -> int:
-    """The signed 64-bit key of an advisory lock from pg_locks' classid (high half) and
-    objid (low half)."""
+def left_behind(row: list[str]) -> bool:
+    """Whether a lock row's session has sat idle (also idle in a transaction) holding it for
+    STUCK_IDLE_S or longer."""
+    state, idle_s = row[4], row[9]
+    return state.startswith("idle") and idle_s != "None" and float(idle_s) >= STUCK_IDLE_S
+
+
+def session_owner(row: list[str]) -> str:
+    """Which local process holds a lock row's database session (by its client port): pid,
+    parent pid and command line, or why that is unknown."""
+    port = int(row[6]) if row[6].lstrip("-").isdigit() else -1
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.pid:
+                process = psutil.Process(conn.pid)
+                return f"pid {conn.pid} (parent {process.ppid()}): {' '.join(process.cmdline())}"
+    except (psutil.Error, OSError) as exc:
+        return f"unknown ({exc})"
+    return f"no local process on port {port}"
+
+
+def lock_name_of(row: list[str]) -> str:
+    """Which of our advisory locks a pg_locks row is, from its classid (the key's high half)
+    and objid (its low half)."""
     unsigned = (int(row[1]) << 32) | int(row[2])
-    return unsigned - (1 << 64) if unsigned >= 1 << 63 else unsigned
+    key = unsigned - (1 << 64) if unsigned >= 1 << 63 else unsigned
+    names = {
+        ADVISORY_LOCK_KEY: "write lock",
+        advisory_key(SHARE_FENCE_NAME): "share fence",
+        advisory_key(SHARE_INTENT_NAME): "share intent",
+    }
+    return names.get(key, f"advisory lock {key}")
 
 
 def lost_and_doubled(traffic: Traffic, audit: dict[str, Any], *, phase: int) -> tuple[int, int]:
@@ -218,11 +265,11 @@ def lost_and_doubled(traffic: Traffic, audit: dict[str, Any], *, phase: int) -> 
 def assert_recovered(result: CellResult) -> None:
     """What every cell proves after recovery. The outbox is empty from phase 1 on (in phase 0
     its entries wait for the backfill and the mirror, by design)."""
-    assert result.findings == [], result.findings
-    assert result.tally["500"] == 0
+    assert result.findings == [], (result.findings, result.server_errors)
+    assert result.tally["500"] == 0, result.server_errors
     assert (result.lost, result.doubled) == (0, 0), result.audit
     assert result.audit["writes_paused"] is False
-    assert result.audit["write_lock_holders"] == []  # the share fence: see the last test
+    assert result.audit["locks_left_behind"] == []
     if result.audit["phase"] >= 1:
         assert result.audit["outbox"]["pending"] == 0
         assert result.audit["outbox"]["parked"] == 0
@@ -424,12 +471,17 @@ def test_tigerbeetle_away_in_phase_4_answers_503_store_unavailable(deployment: D
     assert_recovered(result)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect (issue #22 note): after some outages a Celery worker's database "
-    "session keeps the dual-write share fence's shared advisory lock past the settle time "
-    "(seen after 1-4 of 15 cells per run, never on the write lock); a change of the share "
-    "is then refused until that connection is recycled (DATABASE_CONN_MAX_AGE_S)",
-)
-def test_no_session_keeps_the_share_fence_after_any_cell(deployment: Deployment) -> None:
-    assert FENCE_HELD_AFTER == {}
+# --- the harness's own check ---------------------------------------------------------------
+
+
+def test_a_session_left_idle_holding_the_share_fence_is_found(deployment: Deployment) -> None:
+    """The lock check of every cell can fail: a session that took the fence and sat idle."""
+    assert deployment.control is not None
+    deployment.control("hold_fence")
+    try:
+        left = settled_advisory_locks(deployment)
+    finally:
+        deployment.control("let_go_fence")
+
+    assert [lock_name_of(row) for row in left] == ["share fence"]
+    assert settled_advisory_locks(deployment) == []

@@ -3,6 +3,7 @@ TigerBeetle, each run and mismatch recorded, alerts raised."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from io import StringIO
 from typing import Any
 
@@ -10,8 +11,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from tigerbeetle import Account
 
-from domain.ids import u128_to_hex
+from domain.ids import IdSpace, u128_to_hex
 from flags.phases import Phase
+from ledger.tb_model import wallet_account
 from migration.backfill import Backfill
 from migration.models import ReconciliationMismatch
 from migration.reconciliation import Reconciliation
@@ -118,6 +120,35 @@ def test_accounts_of_other_applications_on_the_cluster_are_never_reported(
     assert (run.checked, run.matched, run.accounts_without_row) == (2, 2, 0)
     assert not run.mismatches.exists()
     assert "reconciliation alert" not in caplog.text
+
+
+def test_another_deployments_wallet_accounts_with_the_same_codes_are_never_reported(
+    stores: Stores, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Staging beside production on one cluster: same account codes, another namespace."""
+    mirrored_wallets(stores, 2)
+    other = replace(ledger_scope(), ids=IdSpace(f"{ledger_scope().ids.namespace}:staging"))
+    key = new_key()  # registered in the other deployment's own database, not in this one
+    account = wallet_account(key, account_id=other.ids.account_id(key), ledger=840, scope=other)
+    stores.tigerbeetle.backend.create_accounts([account])
+
+    run = reconcile(stores)
+
+    assert (run.checked, run.matched, run.accounts_without_row) == (2, 2, 0)
+    assert "reconciliation alert" not in caplog.text
+
+
+def test_an_orphan_account_created_before_stamps_is_still_reported(stores: Stores) -> None:
+    key = new_key()
+    stamped = wallet_account(
+        key, account_id=ledger_scope().ids.account_id(key), ledger=840, scope=ledger_scope()
+    )
+    stores.tigerbeetle.backend.create_accounts([replace(stamped, user_data_32=840)])
+
+    run = reconcile(stores)
+
+    assert run.accounts_without_row == 1
+    assert run.mismatches.get().tb_account_id_hex == u128_to_hex(stamped.id)
 
 
 def test_wallet_account_paging_reaches_past_one_page(stores: Stores) -> None:

@@ -14,7 +14,7 @@ from tigerbeetle import CreateAccountStatus
 from domain.ids import IdSpace, WalletKey
 from domain.money import ledger_for_currency
 from ledger.backends import LedgerBackend, LedgerUnavailable
-from ledger.tb_model import AccountCodes, LedgerScope, wallet_account
+from ledger.tb_model import AccountCodes, LedgerScope, deployment_stamp_of, wallet_account
 from ledger.wallet_accounts import WalletAccounts
 from registry.accounts import find_account
 from registry.models import WalletAccount
@@ -109,6 +109,41 @@ def test_an_account_id_another_wallet_holds_bumps_the_nonce(
 
     assert account_id == ledger_scope().ids.account_id(key, nonce=1)
     assert WalletAccount.objects.get(client_id=key.client_id).nonce == 1
+
+
+def test_a_wallet_account_carries_its_deployments_stamp_above_its_country(
+    db: None, wallet_ledger_backend: LedgerBackend
+) -> None:
+    key = new_key()
+
+    account_id = WalletAccounts(wallet_ledger_backend, scope=ledger_scope()).ensure_wallet_account(
+        key
+    )
+
+    (account,) = wallet_ledger_backend.lookup_accounts([account_id])
+    assert account.user_data_32 & 0x3FF == 840  # USA
+    assert deployment_stamp_of(account) == ledger_scope().ids.deployment_stamp() != 0
+
+
+def test_an_account_created_before_stamps_is_kept_when_its_registry_row_was_lost(
+    db: None, wallet_ledger_backend: LedgerBackend
+) -> None:
+    key = new_key()
+    ledger = ledger_for_currency(key.currency)
+    stamped = wallet_account(
+        key, account_id=ledger_scope().ids.account_id(key), ledger=ledger, scope=ledger_scope()
+    )
+    unstamped = replace(stamped, user_data_32=840)
+    assert wallet_ledger_backend.create_accounts([unstamped])[0].status == (
+        CreateAccountStatus.CREATED
+    )
+
+    account_id = WalletAccounts(wallet_ledger_backend, scope=ledger_scope()).ensure_wallet_account(
+        key
+    )
+
+    assert account_id == stamped.id
+    assert WalletAccount.objects.get(client_id=key.client_id).nonce == 0
 
 
 def test_a_wallet_is_set_up_in_the_scope_it_is_given(
