@@ -25,6 +25,7 @@ from drf_spectacular.utils import OpenApiResponse
 
 from api.serializers import VOID_REASON_MAX_LENGTH
 from domain.countries import country_codes
+from domain.holds import HOLD_TIMEOUT_MAX_S, HOLD_TIMEOUT_MIN_S
 from domain.money import AMOUNT_TEXT_MAX_LENGTH, currency_exponent, wallet_currency_codes
 from ledger.service import ID_FORBIDDEN_CATEGORIES, ID_FORBIDDEN_CHARACTERS, ID_MAX_LENGTH
 
@@ -279,6 +280,13 @@ _WRITE_LINKS = {
     "AddCredit": {"operationId": "add_credit", "parameters": _WALLET_OF_RESULT},
     "SubtractCredit": {"operationId": "subtract_credit", "parameters": _WALLET_OF_RESULT},
 }
+_HOLD_OF_RESULT = {"hold_id": "$response.body#/hold/hold_id"}
+_HOLD_LINKS = {
+    "GetHold": {"operationId": "get_hold", "parameters": _HOLD_OF_RESULT},
+    "CaptureHold": {"operationId": "capture_hold", "parameters": _HOLD_OF_RESULT},
+    "ReleaseHold": {"operationId": "release_hold", "parameters": _HOLD_OF_RESULT},
+    "GetBalance": {"operationId": "get_balance", "parameters": _WALLET_OF_RESULT},
+}
 # operationId -> status -> links of that answer.
 LINKS: dict[str, dict[str, dict[str, Any]]] = {
     "add_credit": {"201": _WRITE_LINKS, "200": _WRITE_LINKS},
@@ -286,6 +294,7 @@ LINKS: dict[str, dict[str, dict[str, Any]]] = {
     "void_transaction": {
         "200": {name: _WRITE_LINKS[name] for name in ("GetTransaction", "GetBalance")}
     },
+    "place_hold": {"201": _HOLD_LINKS, "200": _HOLD_LINKS},
     "get_transaction": {
         "200": {
             "VoidTransaction": {
@@ -295,11 +304,27 @@ LINKS: dict[str, dict[str, dict[str, Any]]] = {
         }
     },
 }
-REQUEST_COMPONENTS = ("CreditRequest", "DebitRequest", "VoidRequest")
+REQUEST_COMPONENTS = (
+    "CreditRequest",
+    "DebitRequest",
+    "VoidRequest",
+    "HoldRequest",
+    "CaptureRequest",
+    "ReleaseRequest",
+)
 ANSWER_AMOUNTS = {
-    "WalletBalance": ("credit", "debit", "historical_credit"),
+    "WalletBalance": ("credit", "debit", "historical_credit", "held"),
     "Transaction": ("amount",),
     "HistoryPoint": ("credit", "debit", "historical_credit"),
+    "Hold": ("amount", "captured"),
+}
+EXPIRES_IN_SCHEMA = {
+    "type": "integer",
+    "minimum": HOLD_TIMEOUT_MIN_S,
+    "maximum": HOLD_TIMEOUT_MAX_S,
+    "description": "How long the hold reserves its amount, in whole seconds (a JSON integer; "
+    f"{HOLD_TIMEOUT_MIN_S} to {HOLD_TIMEOUT_MAX_S}, 30 days); then it expires by itself. "
+    "Else 400 validation_error.",
 }
 
 
@@ -317,6 +342,17 @@ def _field_schemas() -> dict[tuple[str, str], dict[str, Any]]:
         fields[(component, "issuer")] = {**id_schema(blank_means_none=True), "default": ""}
         fields[(component, "currency")] = {**currency_schema(blank_allowed=True), "default": ""}
     fields[("VoidRequest", "reason")] = void_reason_schema()
+    fields[("HoldRequest", "hold_id")] = id_schema()
+    fields[("HoldRequest", "amount")] = amount_schema()
+    fields[("HoldRequest", "expires_in_s")] = EXPIRES_IN_SCHEMA
+    fields[("HoldRequest", "issuer")] = {**id_schema(blank_means_none=True), "default": ""}
+    fields[("HoldRequest", "currency")] = {**currency_schema(blank_allowed=True), "default": ""}
+    fields[("CaptureRequest", "amount")] = {
+        **amount_schema(),
+        "description": "Absent or null: the whole hold. Else at most the hold's amount (422 "
+        f"capture_exceeds_hold). {AMOUNT_RULE}",
+        "nullable": True,
+    }
     for component, names in ANSWER_AMOUNTS.items():
         for name in names:
             fields[(component, name)] = answered_amount_schema()
@@ -329,6 +365,7 @@ def _parameter_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     return {
         ("path", "client_id"): id_schema(),
         ("path", "transaction_id"): id_schema(),
+        ("path", "hold_id"): id_schema(),
         ("path", "country"): country_schema(),
         ("path", "currency"): currency_schema(),
         ("query", "issuer"): id_schema(blank_means_none=True),

@@ -129,9 +129,12 @@ class WalletBalanceSerializer(serializers.Serializer):
     country = serializers.CharField(source="key.country")
     currency = serializers.CharField(source="key.currency")
     issuer = serializers.CharField(source="key.issuer", allow_null=True)
-    credit = AmountField(read_only=True)
+    credit = AmountField(
+        read_only=True, help_text="available: posted credits - posted debits - held"
+    )
     debit = AmountField(read_only=True)
     historical_credit = AmountField(read_only=True)
+    held = AmountField(read_only=True, help_text="reserved by open holds, out of credit already")
 
 
 class MultiBalanceSerializer(serializers.Serializer):

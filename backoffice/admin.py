@@ -4,6 +4,7 @@ shows (each module registers its own)."""
 from backoffice import (
     alert_admin,
     flag_admin,
+    hold_admin,
     legacy_case_admin,
     migration_admin,
     transfer_admin,
@@ -13,6 +14,7 @@ from backoffice import (
 __all__ = [
     "alert_admin",
     "flag_admin",
+    "hold_admin",
     "legacy_case_admin",
     "migration_admin",
     "transfer_admin",

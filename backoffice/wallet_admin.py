@@ -21,6 +21,7 @@ from backoffice.admin_base import (
 )
 from backoffice.blockers import recheck_wallet
 from backoffice.history_chart import wallet_history_chart
+from backoffice.hold_admin import holds_context
 from backoffice.links import back_url, key_params, transaction_url, void_url, wallet_url
 from backoffice.selectors import (
     VOID_EFFECT,
@@ -252,6 +253,7 @@ class WalletAccountAdmin(ReadOnlyAdmin):
                 and overview.waiting is not None
                 and overview.waiting.parked > 0,
                 "find_query": key.client_id,
+                **holds_context(request, key, phase=state.phase),
             },
         )
 

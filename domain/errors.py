@@ -121,6 +121,39 @@ class VoidWouldOverdraw(WalletError):
     default_message = "Voiding this credit would take the wallet below zero."
 
 
+class HoldNotFound(WalletError):
+    code = "hold_not_found"
+    http_status = 404
+    default_message = "No such hold."
+
+
+class HoldNotOpen(WalletError):
+    """The hold was captured, released or has expired: it cannot be captured or released
+    (again, differently). `details["state"]` names what it is."""
+
+    code = "hold_not_open"
+    http_status = 409
+    default_message = "The hold is no longer open."
+
+
+class CaptureExceedsHold(WalletError):
+    code = "capture_exceeds_hold"
+    http_status = 422
+    default_message = "A capture can take at most the amount the hold reserved."
+
+
+class HoldsUnavailableInPhase(WalletError):
+    """Holds are served while one store is authoritative (phases 0 and 4); the mirror does
+    not carry them yet (docs/holds.md)."""
+
+    code = "holds_unavailable_in_phase"
+    http_status = 409
+    default_message = (
+        "Holds are not available during this migration phase (dual write, shadow read or "
+        "read cutover); retry once the migration reaches phase 4."
+    )
+
+
 class StoreUnavailable(WalletError):
     """A store (MongoDB, TigerBeetle) did not answer; the outcome of a write is unknown and
     a retry with the same id is safe."""

@@ -223,6 +223,17 @@ class IdSpace:
         reserving the same wallet gets `exists`."""
         return self._hash_bits(["limit-reservation", ID_SCHEME_VERSION, wallet_account_id], 128)
 
+    def hold_transfer_id(self, hold_id: str) -> int:
+        """A hold's pending transfer: a namespace of its own, so a hold id may equal a
+        transaction id without the two meeting in TigerBeetle."""
+        return self._hash_bits(["hold", ID_SCHEME_VERSION, hold_id], 128)
+
+    def hold_resolution_transfer_id(self, hold_transfer_id: int) -> int:
+        """The one transfer that resolves a hold, its capture (post) or its release (void):
+        one id for both, so TigerBeetle itself lets exactly one of a racing capture and
+        release through (the other answers `exists_with_different_*`)."""
+        return self._hash_bits(["hold-resolution", ID_SCHEME_VERSION, hold_transfer_id], 128)
+
 
 def u128_to_hex(value: int) -> str:
     """Fixed-width hex: exact on every database and ordered like the integers."""

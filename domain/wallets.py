@@ -17,6 +17,8 @@ from domain.money import from_minor_units
 
 if TYPE_CHECKING:  # domain.history builds on this module's balance
     from domain.history import HistoryPage, HistoryQuery
+if TYPE_CHECKING:  # domain.holds builds on this module's balance
+    from domain.holds import Hold, HoldResult
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -48,7 +50,12 @@ class TransactionState(enum.StrEnum):
 
 @dataclass(frozen=True)
 class WalletBalance:
-    """The seed's WalletBalanceVm: credit = available, debit = spent, historical = received."""
+    """The seed's WalletBalanceVm: credit = available, debit = spent, historical = received.
+
+    `held_minor`: money reserved by open holds (domain.holds). It has already left `credit`,
+    which stays what the client may spend now (posted credits - posted debits - held); the
+    three compared fields keep their meaning for clients from before holds.
+    """
 
     key: WalletKey
     credit_minor: int
@@ -57,6 +64,7 @@ class WalletBalance:
     # Set on a point of a balance history: TigerBeetle's timestamp of the transfer after which
     # the wallet had this balance. Not part of equality (a balance is its three fields).
     as_of_tb_timestamp: int | None = field(default=None, compare=False)
+    held_minor: int = 0
 
     @property
     def credit(self) -> Decimal:
@@ -69,6 +77,10 @@ class WalletBalance:
     @property
     def historical_credit(self) -> Decimal:
         return from_minor_units(self.historical_credit_minor, self.key.currency)
+
+    @property
+    def held(self) -> Decimal:
+        return from_minor_units(self.held_minor, self.key.currency)
 
     def fields_minor(self) -> tuple[int, int, int]:
         """The three fields compared by shadow reads and reconciliation."""
@@ -140,3 +152,22 @@ class WalletStore(Protocol):
     def history(self, query: HistoryQuery) -> HistoryPage:
         """The wallet's balance after each transaction, newest first (`domain.history`)."""
         ...
+
+    # Holds (domain.holds): reserve, capture all or part, release; idempotent on the hold id.
+    def place_hold(
+        self,
+        key: WalletKey,
+        amount_minor: int,
+        hold_id: str,
+        *,
+        timeout_s: int,
+        made_by: str = "",
+    ) -> HoldResult: ...
+
+    def capture_hold(
+        self, hold_id: str, *, amount_minor: int | None = None, made_by: str = ""
+    ) -> HoldResult: ...
+
+    def release_hold(self, hold_id: str, *, made_by: str = "") -> HoldResult: ...
+
+    def get_hold(self, hold_id: str) -> Hold: ...

@@ -15,6 +15,7 @@ from domain import errors
 from domain.countries import UnknownCountry as UnknownCountryCode
 from domain.countries import normalize_country
 from domain.history import HistoryPage
+from domain.holds import HOLD_TIMEOUT_MAX_S, HOLD_TIMEOUT_MIN_S, Hold, HoldResult
 from domain.ids import WalletKey
 from domain.money import MoneyError, normalize_currency, to_minor_units
 from domain.wallets import TransactionRecord, WalletBalance, WalletResult, WalletStore
@@ -192,3 +193,68 @@ class WalletService:
         return self.primary_store().get_transaction(
             checked_id(transaction_id, field="transaction_id")
         )
+
+    # --- holds (domain.holds) ---------------------------------------------------------------
+
+    def place_hold(
+        self,
+        *,
+        client_id: str,
+        country: str,
+        currency: str,
+        amount: Decimal | str,
+        hold_id: str,
+        expires_in_s: int,
+        issuer: str | None = None,
+        amount_currency: str | None = None,
+        made_by: str = "",
+    ) -> HoldResult:
+        """Reserve `amount` on the wallet under `hold_id` for `expires_in_s` seconds."""
+        key = wallet_key(client_id=client_id, country=country, currency=currency, issuer=issuer)
+        _check_same_currency(key, amount_currency)
+        amount_minor = amount_minor_of(amount, key.currency)
+        hold_id = checked_id(hold_id, field="hold_id")
+        timeout_s = _checked_timeout(expires_in_s)
+        return self.primary_store().place_hold(
+            key, amount_minor, hold_id, timeout_s=timeout_s, made_by=made_by
+        )
+
+    def capture_hold(
+        self,
+        hold_id: str,
+        *,
+        amount: Decimal | str | None = None,
+        made_by: str = "",
+    ) -> HoldResult:
+        """Capture all of the hold (`amount` None) or part; the rest goes back to the wallet."""
+        hold_id = checked_id(hold_id, field="hold_id")
+        amount_minor = None
+        if amount is not None:
+            hold = self.primary_store().get_hold(hold_id)
+            amount_minor = amount_minor_of(amount, hold.key.currency)
+        return self.primary_store().capture_hold(
+            hold_id, amount_minor=amount_minor, made_by=made_by
+        )
+
+    def release_hold(self, hold_id: str, *, made_by: str = "") -> HoldResult:
+        return self.primary_store().release_hold(
+            checked_id(hold_id, field="hold_id"), made_by=made_by
+        )
+
+    def get_hold(self, hold_id: str) -> Hold:
+        return self.primary_store().get_hold(checked_id(hold_id, field="hold_id"))
+
+
+def _checked_timeout(expires_in_s: object) -> int:
+    """A hold's life in whole seconds, HOLD_TIMEOUT_MIN_S to HOLD_TIMEOUT_MAX_S."""
+    if (
+        isinstance(expires_in_s, bool)
+        or not isinstance(expires_in_s, int)
+        or not HOLD_TIMEOUT_MIN_S <= expires_in_s <= HOLD_TIMEOUT_MAX_S
+    ):
+        raise errors.ValidationFailed(
+            f"expires_in_s must be a whole number of seconds from {HOLD_TIMEOUT_MIN_S} "
+            f"to {HOLD_TIMEOUT_MAX_S}.",
+            field="expires_in_s",
+        )
+    return expires_in_s

@@ -58,6 +58,7 @@ TRANSFER_CODE_VOID = 3
 TRANSFER_CODE_OPENING_BALANCE = 4
 TRANSFER_CODE_LIMIT_PROBE = 5  # wallets credited before reservations: kept out of histories
 TRANSFER_CODE_LIMIT_RESERVATION = 6
+TRANSFER_CODE_HOLD = 7  # a hold's pending transfer; its capture or release inherits it
 U128_MAX = 2**128 - 1
 # Held pending on a wallet's credits, this leaves room for exactly BALANCE_MINOR_MAX posted.
 LIMIT_RESERVATION_AMOUNT = U128_MAX - BALANCE_MINOR_MAX
@@ -232,6 +233,49 @@ def limit_reservation(wallet_account_id: int, *, ids: IdSpace, ledger: int) -> T
     )
 
 
+def hold_transfer(
+    hold_id: str,
+    *,
+    ids: IdSpace,
+    tb_account_id: int,
+    ledger: int,
+    amount_minor: int,
+    timeout_s: int,
+) -> Transfer:
+    """Wallet -> system account, pending for `timeout_s`: a hold. `debits_must_not_exceed_credits`
+    counts pending debits, so the held amount leaves the wallet's available credit at once, and
+    the cluster voids it by itself when the timeout passes."""
+    assert timeout_s > 0, "a hold without a timeout would never expire"
+    return Transfer(
+        id=ids.hold_transfer_id(hold_id),
+        debit_account_id=tb_account_id,
+        credit_account_id=ids.system_account_id(ledger),
+        amount=amount_minor,
+        ledger=ledger,
+        code=TRANSFER_CODE_HOLD,
+        timeout=timeout_s,
+        flags=TransferFlags.PENDING,
+    )
+
+
+def hold_resolution(
+    hold_tb_transfer_id: int, *, ids: IdSpace, capture_minor: int | None
+) -> Transfer:
+    """A hold's capture (`capture_minor`: post that much, the rest goes back) or its release
+    (None: void). Accounts, ledger and code are the pending transfer's (0 inherits them)."""
+    if capture_minor is None:
+        flags, amount = TransferFlags.VOID_PENDING_TRANSFER, 0
+    else:
+        assert capture_minor > 0, "the service refuses captures that are not positive"
+        flags, amount = TransferFlags.POST_PENDING_TRANSFER, capture_minor
+    return Transfer(
+        id=ids.hold_resolution_transfer_id(hold_tb_transfer_id),
+        pending_id=hold_tb_transfer_id,
+        amount=amount,
+        flags=flags,
+    )
+
+
 def is_limit_bookkeeping(transfer: Transfer) -> bool:
     """A limit reservation, or an older limit probe or its void: bookkeeping of the balance
     limit, never a wallet's transaction."""
@@ -338,23 +382,29 @@ def wallet_balance(
     *,
     credits_posted: int,
     debits_posted: int,
+    debits_pending: int = 0,
     as_of_tb_timestamp: int | None = None,
 ) -> WalletBalance:
-    """design.md's balance fields: available (credit) = credits - debits, spent (debit) =
-    debits, total received (historical credit) = credits; posted amounts only."""
+    """design.md's balance fields: available (credit) = credits - debits - held, spent
+    (debit) = debits, total received (historical credit) = credits, held = the wallet's
+    pending debits (its open holds; nothing else debits a wallet pending)."""
     return WalletBalance(
         key=key,
-        credit_minor=credits_posted - debits_posted,
+        credit_minor=credits_posted - debits_posted - debits_pending,
         debit_minor=debits_posted,
         historical_credit_minor=credits_posted,
         as_of_tb_timestamp=as_of_tb_timestamp,
+        held_minor=debits_pending,
     )
 
 
 def balance_from_account(key: WalletKey, account: Account) -> WalletBalance:
     """The wallet's balance now, from its account."""
     return wallet_balance(
-        key, credits_posted=account.credits_posted, debits_posted=account.debits_posted
+        key,
+        credits_posted=account.credits_posted,
+        debits_posted=account.debits_posted,
+        debits_pending=account.debits_pending,
     )
 
 
@@ -364,6 +414,7 @@ def balance_from_snapshot(key: WalletKey, snapshot: AccountBalance) -> WalletBal
         key,
         credits_posted=snapshot.credits_posted,
         debits_posted=snapshot.debits_posted,
+        debits_pending=snapshot.debits_pending,
         as_of_tb_timestamp=snapshot.timestamp,
     )
 

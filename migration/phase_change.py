@@ -57,14 +57,16 @@ from flags.write_lock import (
 from ledger import history
 from ledger.batches import LedgerBatches
 from ledger.stores.mongo_store import MongoWalletStore
+from ledger.stores.tigerbeetle_holds import hold_of_row
 from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
 from migration.models import ReconciliationMismatch
 from migration.outbox import MirrorOutbox, MirrorState
 from migration.phase_plan import Override, StepPlan, plan_phase_change
 from migration.reconciliation import Reconciliation
+from registry import holds as hold_registry
 from registry import transfers as transfer_registry
-from registry.models import WalletTransfer
+from registry.models import WalletHold, WalletTransfer
 
 log = logging.getLogger(__name__)
 NAMED_WALLETS_MAX = 10
@@ -264,9 +266,12 @@ def _reconcile_or_refuse(mongo: MongoWalletStore, tigerbeetle: LedgerBatches, ac
 
 def copy_back_due() -> bool:
     """Whether TigerBeetle holds writes MongoDB has not been given yet."""
-    return WalletTransfer.objects.filter(
-        Q(needs_copy_back=True) | Q(void_needs_copy_back=True)
-    ).exists()
+    return (
+        WalletTransfer.objects.filter(
+            Q(needs_copy_back=True) | Q(void_needs_copy_back=True)
+        ).exists()
+        or WalletHold.objects.filter(needs_copy_back=True).exists()
+    )
 
 
 def copy_back_tigerbeetle_writes(
@@ -275,7 +280,8 @@ def copy_back_tigerbeetle_writes(
     *,
     page_rows: int = COPY_BACK_PAGE_ROWS,
 ) -> int:
-    """Copy phase-4 writes (credits, debits, voids) into MongoDB in TigerBeetle's order.
+    """Copy phase-4 writes (credits, debits, voids) into MongoDB in TigerBeetle's order, then
+    the holds TigerBeetle captured alone.
 
     Idempotent: MongoDB answers a replay for an id it already has, and each row is marked
     done as soon as its copy committed, so an interrupted copy-back resumes where it stopped.
@@ -295,8 +301,31 @@ def copy_back_tigerbeetle_writes(
         raise InvalidPhaseChange(
             f"copying back did not finish in {COPY_BACK_ROUNDS_MAX} rounds; try again"
         )
+    copied += _copy_back_captured_holds(mongo, page_rows=page_rows)
     log.info("copied %d TigerBeetle-only writes back to MongoDB", copied)
     return copied
+
+
+def _copy_back_captured_holds(mongo: MongoWalletStore, *, page_rows: int) -> int:
+    """Holds TigerBeetle captured alone, after every other write: a capture only lowers a
+    wallet's available credit, so no copied write before it can be refused for it
+    (docs/holds.md). Each is marked done as soon as its copy committed."""
+    copied = 0
+    for _ in range(COPY_BACK_ROUNDS_MAX):
+        rows = list(
+            WalletHold.objects.select_related("wallet")
+            .filter(needs_copy_back=True)
+            .order_by("tb_timestamp", "pk")[:page_rows]
+        )
+        if not rows:
+            return copied
+        for row in rows:
+            mongo.copy_back_capture(hold_of_row(row))
+            hold_registry.mark_capture_copied_back(hold_pk=row.pk)
+        copied += len(rows)
+    raise InvalidPhaseChange(
+        f"copying back holds did not finish in {COPY_BACK_ROUNDS_MAX} rounds; try again"
+    )
 
 
 def _next_copy_back_round(

@@ -40,14 +40,16 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
+from django.utils import timezone
 
+from domain import errors
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase, current_state, state_for_phase
 from migration import criteria
 from migration.criteria import OpenMismatches, OutboxDepth, StepCriterion, outbox_depth_of
 from migration.legacy_cases import REASON_LENGTH_MIN
 from migration.outbox import MirrorOutbox
-from registry.models import WalletTransfer
+from registry.models import WalletHold, WalletTransfer
 
 OVERRIDE_PERMISSION = "flags.override_phase_criterion"
 DEFAULT_ROLLOUT_STEPS = (Decimal(1), Decimal(5), Decimal(25), Decimal(50), Decimal(100))
@@ -117,6 +119,11 @@ class Step:
     @property
     def leaves_tigerbeetle_only(self) -> bool:
         return self.after.writes_to_mongo and not self.before.writes_to_mongo
+
+    @property
+    def starts_dual_write(self) -> bool:
+        """Dual write starts while MongoDB stays the store written (0 -> 1)."""
+        return self.after.writes_to_mongo and self.after.dual_write and not self.before.dual_write
 
     @property
     def stops_dual_write(self) -> bool:
@@ -243,6 +250,9 @@ class StepFacts:
     rollout_steps: tuple[Decimal, ...] = DEFAULT_ROLLOUT_STEPS
     override: Override | None = None
     dual_write_share_steps: tuple[Decimal, ...] = DEFAULT_ROLLOUT_STEPS
+    # Holds open in the store that stops serving them (docs/holds.md): MongoDB's when dual
+    # write starts (None: MongoDB does not answer), TigerBeetle's when leaving phase 4.
+    open_holds: int | None = 0
 
 
 class RefusalKind(enum.StrEnum):
@@ -263,6 +273,7 @@ class RefusalKind(enum.StrEnum):
     CRITERION_NOT_HELD = "criterion_not_held"  # a forward step before its criterion held
     OVERRIDE_NOT_PERMITTED = "override_not_permitted"  # asked by someone without the right
     OVERRIDE_WITHOUT_REASON = "override_without_reason"  # asked without a written reason
+    OPEN_HOLDS = "open_holds"  # dual write starts while MongoDB holds open holds
 
 
 @dataclass(frozen=True)
@@ -383,6 +394,7 @@ def gather_step_facts(
     rollout_steps = tuple(settings.READ_ROLLOUT_STEPS)
     share_steps = tuple(settings.DUAL_WRITE_SHARE_STEPS)
     return StepFacts(
+        open_holds=_open_holds(step, outbox),
         writes_wait_s=settings.PHASE_CHANGE_WRITES_WAIT_S,
         backfill_completed=Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).exists(),
         outbox=outbox_depth_of(outbox) if step.reads_outbox else None,
@@ -398,6 +410,24 @@ def gather_step_facts(
         override=override,
         dual_write_share_steps=share_steps,
     )
+
+
+def _open_holds(step: Step, outbox: MirrorOutbox) -> int | None:
+    """Holds open now in the store that stops serving holds with `step` (the mirror does not
+    carry holds yet: docs/holds.md); None when MongoDB does not answer."""
+    now = timezone.now()
+    if step.leaves_tigerbeetle_only:
+        return WalletHold.objects.filter(state=WalletHold.State.OPEN, expires_at__gt=now).count()
+    if not step.starts_dual_write:
+        return 0
+    try:
+        return outbox.database.guarded(
+            lambda: outbox.database.holds().count_documents(
+                {"state": "open", "expires_at": {"$gt": now}}
+            )
+        )
+    except errors.StoreUnavailable:
+        return None
 
 
 def plan_phase_change(
@@ -493,7 +523,19 @@ def _refusals(step: Step, facts: StepFacts) -> list[Refusal]:
     found += _dual_write_share_refusals(step)
     if step.forward:
         found += _gate_refusals(step, facts)
+    if step.starts_dual_write and facts.open_holds != 0:
+        found.append(Refusal(RefusalKind.OPEN_HOLDS, _open_holds_refusal(facts.open_holds)))
     return found
+
+
+def _open_holds_refusal(open_holds: int | None) -> str:
+    if open_holds is None:
+        return "MongoDB does not answer: its open holds cannot be counted; try again."
+    return (
+        f"{open_holds} holds are open on MongoDB: the mirror does not carry holds yet, so "
+        "they could be neither captured nor released in phases 1-3 nor found in phase 4. "
+        "Let them be captured, released or expire (30 days at most), then try again."
+    )
 
 
 def _dual_write_share_refusals(step: Step) -> list[Refusal]:
@@ -753,6 +795,7 @@ def _phase_effects(step: Step, facts: StepFacts) -> list[str]:
             "TigerBeetle's order.",
             "MongoDB is written again"
             + (", and mirrored into TigerBeetle (dual write)." if step.after.dual_write else "."),
+            *_holds_left_in_tigerbeetle(facts),
         ]
     if step.stops_dual_write:
         depth = facts.outbox
@@ -766,6 +809,16 @@ def _phase_effects(step: Step, facts: StepFacts) -> list[str]:
             ]
         return ["Dual write starts: every MongoDB write is also mirrored into TigerBeetle."]
     return []
+
+
+def _holds_left_in_tigerbeetle(facts: StepFacts) -> list[str]:
+    if not facts.open_holds:
+        return []
+    return [
+        f"{facts.open_holds} holds open on TigerBeetle stay there, not copied back "
+        "(docs/holds.md): their money stays held in TigerBeetle, they cannot be captured or "
+        "released until phase 4 again, and they expire by themselves."
+    ]
 
 
 def _effects_entering_tigerbeetle_only(facts: StepFacts) -> list[str]:

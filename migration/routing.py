@@ -32,6 +32,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from domain import errors
 from domain.history import HistoryPage, HistoryQuery
+from domain.holds import Hold, HoldResult
 from domain.ids import WalletKey
 from domain.wallets import TransactionRecord, WalletBalance, WalletResult
 from flags.phases import MigrationState, Phase, current_state
@@ -263,6 +264,69 @@ class PhasedWalletStore:
                 transaction_id, voided_by=voided_by, reason=reason
             ),
         )
+
+    # --- holds: served while one store is authoritative (phases 0 and 4) ---------------------
+
+    def _hold_write(
+        self,
+        operation: str,
+        *,
+        on_mongo: Callable[[], HoldResult],
+        on_tigerbeetle: Callable[[], HoldResult],
+    ) -> HoldResult:
+        """A hold operation, under the write lock like every write. The mirror does not carry
+        holds yet: between the phases with one authoritative store it is refused
+        (`HoldsUnavailableInPhase`, docs/holds.md)."""
+        with write_admitted() as admitted:
+            state = current_state() if admitted else None
+            if state is None or state.writes_paused:
+                raise errors.WritesPaused()
+            if state.phase == Phase.TIGERBEETLE_ONLY:
+                return _timed(operation, store="tigerbeetle", call=on_tigerbeetle)
+            if state.phase != Phase.LEGACY:
+                raise errors.HoldsUnavailableInPhase(phase=int(state.phase))
+            return _timed(operation, store="mongo", call=on_mongo)
+
+    def place_hold(
+        self, key: WalletKey, amount_minor: int, hold_id: str, *, timeout_s: int, made_by: str = ""
+    ) -> HoldResult:
+        return self._hold_write(
+            "place_hold",
+            on_mongo=lambda: self.mongo.place_hold(
+                key, amount_minor, hold_id, timeout_s=timeout_s, made_by=made_by
+            ),
+            on_tigerbeetle=lambda: self.tigerbeetle.place_hold(
+                key, amount_minor, hold_id, timeout_s=timeout_s, made_by=made_by
+            ),
+        )
+
+    def capture_hold(
+        self, hold_id: str, *, amount_minor: int | None = None, made_by: str = ""
+    ) -> HoldResult:
+        return self._hold_write(
+            "capture_hold",
+            on_mongo=lambda: self.mongo.capture_hold(
+                hold_id, amount_minor=amount_minor, made_by=made_by
+            ),
+            on_tigerbeetle=lambda: self.tigerbeetle.capture_hold(
+                hold_id, amount_minor=amount_minor, made_by=made_by
+            ),
+        )
+
+    def release_hold(self, hold_id: str, *, made_by: str = "") -> HoldResult:
+        return self._hold_write(
+            "release_hold",
+            on_mongo=lambda: self.mongo.release_hold(hold_id, made_by=made_by),
+            on_tigerbeetle=lambda: self.tigerbeetle.release_hold(hold_id, made_by=made_by),
+        )
+
+    def get_hold(self, hold_id: str) -> Hold:
+        phase = current_state().phase
+        if phase == Phase.TIGERBEETLE_ONLY:
+            return self.tigerbeetle.get_hold(hold_id)
+        if phase != Phase.LEGACY:
+            raise errors.HoldsUnavailableInPhase(phase=int(phase))
+        return self.mongo.get_hold(hold_id)
 
     # --- reads ------------------------------------------------------------------------------
 

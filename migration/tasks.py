@@ -110,6 +110,13 @@ def sweep_outbox() -> dict[str, Any]:
     return {**result, "depth": asdict(depth)}
 
 
+@shared_task(name="ledger.sweep_expired_holds")
+def sweep_expired_holds() -> dict[str, int]:
+    """Celery beat: release MongoDB's holds past their expiry in wallets nobody wrote to since
+    (TigerBeetle expires its own). Any phase: a hold MongoDB holds is MongoDB's to expire."""
+    return {"wallets": process_runtime().mongo.sweep_expired_holds()}
+
+
 @shared_task(name="ledger.compare_shadow_read", ignore_result=True)
 def compare_shadow_read(
     key: dict[str, str | None],

@@ -312,3 +312,105 @@ class WalletTransfer(models.Model):
     @property
     def tb_transfer_id(self) -> int:
         return hex_to_u128(self.tb_transfer_id_hex)
+
+
+class WalletHold(models.Model):
+    """Hold registry: a client's hold id -> the TigerBeetle pending transfer that reserves its
+    money, and the transfer that resolved it (capture or release), with their audit.
+
+    `state` is what this row last learnt: an open row whose `expires_at` has passed is expired
+    (TigerBeetle voided it by itself), and the store says so when it reads the row."""
+
+    class State(models.TextChoices):
+        OPEN = "open"
+        CAPTURED = "captured"
+        RELEASED = "released"
+        EXPIRED = "expired"
+        FAILED = "failed"
+
+    hold_id = models.CharField(max_length=128, unique=True)
+    wallet = models.ForeignKey(WalletAccount, on_delete=models.PROTECT, related_name="holds")
+    amount_minor = models.BigIntegerField()
+    captured_minor = models.BigIntegerField(default=0)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.OPEN)
+    failure_code = models.CharField(max_length=32, blank=True, default="")
+    timeout_s = models.PositiveIntegerField(help_text="the pending transfer's timeout")
+    tb_transfer_id_hex = models.CharField(
+        "TigerBeetle pending transfer id", max_length=32, unique=True
+    )
+    tb_timestamp = models.BigIntegerField(
+        null=True, blank=True, help_text="TigerBeetle's ns timestamp of the pending transfer"
+    )
+    resolution_tb_transfer_id_hex = models.CharField(max_length=32, blank=True, default="")
+    made_by = models.CharField(max_length=150, blank=True, default="")
+    resolved_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    expires_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    needs_copy_back = models.BooleanField(
+        default=False, help_text="captured with TigerBeetle primary; capture not yet in MongoDB"
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(hold_id=""), name="hold_id_not_empty"),
+            models.CheckConstraint(
+                condition=~models.Q(needs_copy_back=True) | models.Q(state="captured"),
+                name="hold_copied_back_only_when_captured",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state__in=["open", "captured", "released", "expired", "failed"]),
+                name="hold_state_known",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount_minor__gt=0), name="hold_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(captured_minor__gte=0)
+                & models.Q(captured_minor__lte=models.F("amount_minor")),
+                name="hold_captured_within_amount",
+            ),
+            # Captured exactly when something was captured.
+            models.CheckConstraint(
+                condition=models.Q(state="captured", captured_minor__gt=0)
+                | (~models.Q(state="captured") & models.Q(captured_minor=0)),
+                name="hold_captured_when_captured_minor",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state="failed", failure_code__gt="")
+                | (~models.Q(state="failed") & models.Q(failure_code="")),
+                name="hold_failed_has_code",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(timeout_s__gt=0), name="hold_timeout_positive"
+            ),
+            models.CheckConstraint(condition=_tb_id_hex("tb_transfer_id_hex"), name="hold_id_hex"),
+            models.CheckConstraint(
+                condition=models.Q(resolution_tb_transfer_id_hex="")
+                | _tb_id_hex("resolution_tb_transfer_id_hex"),
+                name="hold_resolution_id_hex",
+            ),
+            # Resolved (captured or released) exactly when its resolving transfer is named.
+            models.CheckConstraint(
+                condition=models.Q(state__in=["captured", "released"], resolved_at__isnull=False)
+                & ~models.Q(resolution_tb_transfer_id_hex="")
+                | (
+                    ~models.Q(state__in=["captured", "released"])
+                    & models.Q(resolution_tb_transfer_id_hex="")
+                ),
+                name="hold_resolved_when_resolution_id",
+            ),
+        ]
+        indexes = [models.Index(fields=["wallet", "state"], name="hold_wallet_state")]
+        verbose_name = "hold"
+        permissions = [
+            ("capture_wallethold", "Can capture a hold"),
+            ("release_wallethold", "Can release a hold"),
+        ]
+
+    def __str__(self) -> str:
+        return f"hold {self.hold_id}"
+
+    @property
+    def tb_transfer_id(self) -> int:
+        return hex_to_u128(self.tb_transfer_id_hex)

@@ -256,6 +256,9 @@ MIRROR_SWEEP_INTERVAL_S = env.float("MIRROR_SWEEP_INTERVAL_S", default=30.0)
 OUTBOX_PENDING_WARN_S = env.float("OUTBOX_PENDING_WARN_S", default=300.0)
 # Celery beat: how often reconciliation compares every wallet in both stores.
 RECONCILE_INTERVAL_S = env.float("RECONCILE_INTERVAL_S", default=3600.0)
+# Celery beat: how often MongoDB's holds past their expiry are released in wallets no write
+# touched meanwhile (a write of a wallet, and a read, count them out at once; docs/holds.md).
+HOLD_SWEEP_INTERVAL_S = env.float("HOLD_SWEEP_INTERVAL_S", default=30.0)
 # Celery beat: how often expired API tokens are deleted (requests check only their own).
 TOKEN_PURGE_INTERVAL_S = env.float("TOKEN_PURGE_INTERVAL_S", default=3600.0)
 # Optional: each alert (`migration.alerts`: shadow and reconciliation mismatches, the guard) is
@@ -308,6 +311,7 @@ CELERY_BEAT_SCHEDULE = {
     "guard": {"task": "ledger.guard", "schedule": GUARD_INTERVAL_S},
     "mirror-sweep": {"task": "ledger.sweep_outbox", "schedule": MIRROR_SWEEP_INTERVAL_S},
     "reconcile": {"task": "ledger.reconcile", "schedule": RECONCILE_INTERVAL_S},
+    "hold-sweep": {"task": "ledger.sweep_expired_holds", "schedule": HOLD_SWEEP_INTERVAL_S},
     "purge-expired-tokens": {
         "task": "wallet_site.purge_expired_tokens",
         "schedule": TOKEN_PURGE_INTERVAL_S,

@@ -46,6 +46,7 @@ from ledger.stores.mongo_documents import MONGO_KEY_FIELDS
 T = TypeVar("T")
 WALLETS = "payments_wallets"
 LOG = "wallet_transactions"
+HOLDS = "wallet_holds"
 # The fields that name a wallet, in both collections (`mongo_documents.key_filter`).
 WALLET_KEY_INDEX = [(name, 1) for name in MONGO_KEY_FIELDS]
 # However busy a wallet, a request stops retrying its write conflicts after this long.
@@ -153,6 +154,11 @@ class MongoDatabase:
         self.ensure_indexes()
         return self.db[LOG]
 
+    def holds(self) -> Collection[dict[str, Any]]:
+        """The holds (`wallet_holds`, one document per hold id), indexed."""
+        self.ensure_indexes()
+        return self.db[HOLDS]
+
     def ensure_indexes(self) -> None:
         """Both collections' indexes, made once per handle (creating one that exists is a
         no-op on the server)."""
@@ -176,6 +182,12 @@ class MongoDatabase:
             sparse=True,  # only void entries carry the field
             name="one_void_per_transaction",
         )
+        # A wallet's open holds due to expire (every write of the wallet, and its reads), and
+        # the sweep's due holds of every wallet.
+        database[HOLDS].create_index(
+            [*WALLET_KEY_INDEX, ("state", 1), ("expires_at", 1)], name="wallet_open_holds"
+        )
+        database[HOLDS].create_index([("state", 1), ("expires_at", 1)], name="holds_due")
         self._indexes_ready = True
 
     def ping(self, *, timeout_s: float) -> None:

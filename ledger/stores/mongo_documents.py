@@ -95,6 +95,7 @@ def balance_fields(balance: WalletBalance) -> dict[str, int]:
         "credit_minor": balance.credit_minor,
         "debit_minor": balance.debit_minor,
         "historical_credit_minor": balance.historical_credit_minor,
+        "held_minor": balance.held_minor,
     }
 
 

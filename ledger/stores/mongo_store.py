@@ -47,7 +47,6 @@ from ledger.stores.mongo_documents import (
     LogEntry,
     LogMarks,
     balance_fields,
-    balance_of,
     decimal128,
     key_filter,
     key_of,
@@ -56,6 +55,13 @@ from ledger.stores.mongo_documents import (
     record_of,
 )
 from ledger.stores.mongo_history import log_history
+from ledger.stores.mongo_holds import (
+    MongoHoldOperations,
+    available_balance_of,
+    expire_due,
+    read_balance,
+    spendable_filter,
+)
 
 
 def _refuse_past_balance_limit(wallet: dict[str, Any], key: WalletKey) -> None:
@@ -71,7 +77,17 @@ def _refuse_past_balance_limit(wallet: dict[str, Any], key: WalletKey) -> None:
         )
 
 
-class MongoWalletStore:
+def _now_with_due_holds_expired(
+    database: MongoDatabase, key: WalletKey, session: ClientSession
+) -> datetime:
+    """Now, once the wallet's holds past their expiry no longer hold its money: the first
+    step of every write transaction of a wallet (ledger.stores.mongo_holds)."""
+    now = datetime.now(UTC)
+    expire_due(database, key, now=now, session=session)
+    return now
+
+
+class MongoWalletStore(MongoHoldOperations):
     """Wallet store on MongoDB (phase 0's primary store)."""
 
     name = "mongo"
@@ -120,7 +136,7 @@ class MongoWalletStore:
             _refuse_or_replay(
                 log, session, transaction_id, TransactionKind.CREDIT, key, amount_minor
             )
-            now = datetime.now(UTC)
+            now = _now_with_due_holds_expired(self.database, key, session)
             written_at = write_time(created_at or now)
             amount = decimal128(amount_minor, key.currency)
             wallet = wallets.find_one_and_update(
@@ -172,7 +188,7 @@ class MongoWalletStore:
         def debit(session: ClientSession) -> WalletResult:
             wallets, log = self.database.wallets(), self.database.log()
             _refuse_or_replay(log, session, reference_id, TransactionKind.DEBIT, key, amount_minor)
-            now = datetime.now(UTC)
+            now = _now_with_due_holds_expired(self.database, key, session)
             written_at = write_time(created_at or now)
             wallet = _spend(wallets, key, amount_minor, now=now, session=session)
             if wallet is None:
@@ -217,10 +233,10 @@ class MongoWalletStore:
             wallets, log = self.database.wallets(), self.database.log()
             entry = _voidable_entry(log, transaction_id, session)
             key = key_of(entry)
-            now = datetime.now(UTC)
+            now = _now_with_due_holds_expired(self.database, key, session)
             written_at = write_time(voided_at or now)
             wallet = _reverse_on_wallet(wallets, entry, key, now=now, session=session)
-            balance = balance_of(wallet)
+            balance = available_balance_of(wallet)
             log.update_one(
                 {"_id": transaction_id},
                 {
@@ -285,7 +301,7 @@ class MongoWalletStore:
             wallet = wallets.find_one(key_filter(key))
             if wallet is None:
                 raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-            return balance_of(wallet), int(wallet.get("wallet_seq", 0))
+            return read_balance(self.database, wallet), int(wallet.get("wallet_seq", 0))
 
         return self.database.guarded(read)
 
@@ -299,7 +315,7 @@ class MongoWalletStore:
         def read() -> list[tuple[WalletBalance, int]]:
             wallets = self.database.wallets()
             found = [
-                (balance_of(wallet), int(wallet.get("wallet_seq", 0)))
+                (read_balance(self.database, wallet), int(wallet.get("wallet_seq", 0)))
                 for wallet in wallets.find({"client_id": client_id})
             ]
             return sorted(found, key=lambda pair: pair[0].key.sort_key())
@@ -373,7 +389,7 @@ class MongoWalletStore:
         mirror: bool,
         made_by: str,
     ) -> WalletResult:
-        balance = balance_of(wallet)
+        balance = available_balance_of(wallet)
         entry = {
             "_id": transaction_id,
             "kind": kind.value,
@@ -469,6 +485,7 @@ def _refuse_or_replay(
                 credit_minor=balance_after["credit_minor"],
                 debit_minor=balance_after["debit_minor"],
                 historical_credit_minor=balance_after["historical_credit_minor"],
+                held_minor=balance_after.get("held_minor", 0),
             ),
             replayed=True,
         )
@@ -503,7 +520,7 @@ def _spend(
     holds it: a debit, or the void of a credit. None when it does not (or no such wallet)."""
     amount = decimal128(amount_minor, key.currency)
     return wallets.find_one_and_update(
-        {**key_filter(key), "credit": {"$gte": amount}},
+        spendable_filter(key, amount_minor),
         {
             "$inc": {
                 "credit": decimal128(-amount_minor, key.currency),

@@ -58,6 +58,7 @@ from ledger.history import (
     transfer_timestamps,
     transfers_by_id,
 )
+from ledger.stores.tigerbeetle_holds import TigerBeetleHoldOperations
 from ledger.tb_model import (
     LedgerScope,
     accounts_filter,
@@ -132,7 +133,7 @@ class _BalancesBehind:
             self.collect()
 
 
-class TigerBeetleWalletStore:
+class TigerBeetleWalletStore(TigerBeetleHoldOperations):
     """Wallet store on TigerBeetle (the real cluster or the embedded engine)."""
 
     name = "tigerbeetle"

@@ -79,6 +79,7 @@ def test_add_credit_answers_201_with_the_transaction_and_the_new_balance(api: AP
         "credit": "10.50",
         "debit": "0.00",
         "historical_credit": "10.50",
+        "held": "0.00",
     }
 
 

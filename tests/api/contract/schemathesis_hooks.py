@@ -6,7 +6,8 @@ the currency is a path parameter, so the body's schema cannot depend on it. The 
 it in the amount's description and gives every currency's minor-unit digits in the currency
 parameter's `x-minor-unit-digits`; this hook reads those digits from the schema (never from
 the server's code) and fits a positive case's amount to them, so a schema-valid request is
-one the server must accept. Negative cases are left alone: the server refuses them anyway.
+one the server must accept (a hold's capture, whose currency is the hold's, to whole
+units). Negative cases are left alone: the server refuses them anyway.
 
 The ledger remembers every id for good, so the few short ids a generator favours ("0") would
 make nearly every later write an idempotency conflict (409) and no credit would ever reach the
@@ -28,7 +29,7 @@ import schemathesis
 from schemathesis import GenerationMode
 
 AMOUNT_MINOR_MAX = 2**63 - 1
-ID_FIELDS = ("transaction_id", "reference_id")
+ID_FIELDS = ("transaction_id", "reference_id", "hold_id")
 ID_KEPT_LENGTH = 100
 _ids = count()
 
@@ -87,7 +88,11 @@ def map_case(context: Any, case: Any) -> Any:
         return case
     currency = str(case.path_parameters.get("currency", ""))
     digits = minor_unit_digits(case).get(currency.upper())
-    if digits is not None:
+    if digits is None and "currency" not in case.path_parameters:
+        # A capture's amount is in its hold's currency, which no request of it names:
+        # whole units are exact in every currency.
+        digits = 0
+    if digits is not None and case.body["amount"] is not None:
         case.body["amount"] = fitted(case.body["amount"], digits=digits)
     if case.body.get("currency"):
         case.body["currency"] = currency

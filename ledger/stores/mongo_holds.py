@@ -1,0 +1,543 @@
+"""Holds on MongoDB: documents of their own, written in one transaction with the wallet's `held`.
+
+Why the wallet document carries `held`: a debit (and the void of a credit) spends only what
+`credit - held` allows, checked by the same conditional update that spends it
+(`mongo_store._spend`), inside the wallet's transaction; a hold reserves only what that allows,
+the same way. Racing holds and debits of one wallet conflict on its document and are
+serialised by MongoDB's transactions, so none overdraws. The wallet's `credit` stays the
+posted credit minus posted debits (what the migration's backfill and reconciliation read);
+what a client is shown as available is `credit - held` (`available_balance_of`).
+
+Collection `wallet_holds`: `_id` the client's hold id, the wallet key's four fields, the
+amounts in minor units, `state` (open, captured, released, expired, failed), `timeout_s`,
+`expires_at`, `made_by`, and on resolution `resolved_at`, `resolved_by`.
+
+Expiry: MongoDB has no clock of its own to void a hold. A hold past `expires_at` no longer
+counts: every write transaction of its wallet first expires the wallet's due holds
+(`expire_due`), a read computes `held` from open holds not yet due, and a Celery beat task
+(`sweep_expired`) expires the rest every HOLD_SWEEP_INTERVAL_S. So expiry on MongoDB is
+enforced at the next touch of the wallet and by the sweep (docs/holds.md).
+
+A capture changes the wallet's posted amounts outside the transaction log, so it clears the
+wallet's `log_complete`: the migration's backfill then takes that wallet's opening balance
+from its document, not from its log alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pymongo
+from pymongo.client_session import ClientSession
+from pymongo.errors import DuplicateKeyError
+
+from domain import errors
+from domain.holds import Hold, HoldResult, HoldState
+from domain.ids import WalletKey
+from domain.wallets import WalletBalance, write_time
+from ledger.stores.mongo_database import MongoDatabase, Refusal
+from ledger.stores.mongo_documents import balance_of, decimal128, key_filter, key_of, minor
+
+# How many wallets one sweep expires holds of; the next sweep takes the rest.
+SWEEP_WALLETS_MAX = 500
+# A wallet's open holds support's page lists (the oldest first).
+OPEN_HOLDS_LISTED_MAX = 100
+
+
+def held_minor(wallet: dict[str, Any], key: WalletKey) -> int:
+    """The held amount a wallet document records (0 before holds existed)."""
+    return minor(wallet["held"], key.currency) if "held" in wallet else 0
+
+
+def available_balance_of(
+    wallet: dict[str, Any], *, live_held_minor: int | None = None
+) -> WalletBalance:
+    """The client's balance of a wallet document: available = credit - held. `live_held_minor`:
+    the held amount of holds still open now, when the document's may count expired ones
+    (a read); a write's transaction expired them first, so its document's is live."""
+    posted = balance_of(wallet)
+    held = held_minor(wallet, posted.key) if live_held_minor is None else live_held_minor
+    return WalletBalance(
+        key=posted.key,
+        credit_minor=posted.credit_minor - held,
+        debit_minor=posted.debit_minor,
+        historical_credit_minor=posted.historical_credit_minor,
+        held_minor=held,
+    )
+
+
+def live_held_minor(database: MongoDatabase, key: WalletKey, *, now: datetime) -> int:
+    """What the wallet's open holds not yet due reserve."""
+    found = database.holds().find(
+        {**key_filter(key), "state": HoldState.OPEN.value, "expires_at": {"$gt": now}},
+        {"amount_minor": 1},
+    )
+    return sum(int(hold["amount_minor"]) for hold in found)
+
+
+def read_balance(database: MongoDatabase, wallet: dict[str, Any]) -> WalletBalance:
+    """A wallet document's client balance at read time: held from its live holds (only
+    asked when the document holds anything)."""
+    key = key_of(wallet)
+    if held_minor(wallet, key) == 0:
+        return available_balance_of(wallet, live_held_minor=0)
+    live = live_held_minor(database, key, now=datetime.now(UTC))
+    return available_balance_of(wallet, live_held_minor=live)
+
+
+def expire_due(
+    database: MongoDatabase, key: WalletKey, *, now: datetime, session: ClientSession
+) -> None:
+    """Inside a write transaction of the wallet: its open holds past `expires_at` become
+    expired, and their amounts leave the wallet's `held`."""
+    holds = database.holds()
+    due = list(
+        holds.find(
+            {**key_filter(key), "state": HoldState.OPEN.value, "expires_at": {"$lte": now}},
+            {"amount_minor": 1},
+            session=session,
+        )
+    )
+    if not due:
+        return
+    holds.update_many(
+        {"_id": {"$in": [hold["_id"] for hold in due]}, "state": HoldState.OPEN.value},
+        {"$set": {"state": HoldState.EXPIRED.value}},
+        session=session,
+    )
+    total = sum(int(hold["amount_minor"]) for hold in due)
+    database.wallets().update_one(
+        key_filter(key),
+        {"$inc": {"held": decimal128(-total, key.currency), "hold_seq": 1}},
+        session=session,
+    )
+
+
+def spendable_filter(key: WalletKey, amount_minor: int) -> dict[str, Any]:
+    """The wallet, only if `credit - held` covers `amount_minor` (held missing reads as 0)."""
+    zero = decimal128(0, key.currency)
+    return {
+        **key_filter(key),
+        "$expr": {
+            "$gte": [
+                {"$subtract": ["$credit", {"$ifNull": ["$held", zero]}]},
+                decimal128(amount_minor, key.currency),
+            ]
+        },
+    }
+
+
+def hold_of(document: dict[str, Any]) -> Hold:
+    """A hold document as the hold every store returns (an open one past its expiry is
+    expired, whether or not a write or the sweep has marked it yet)."""
+    state = HoldState(document["state"])
+    expires_at: datetime = document["expires_at"]
+    resolved_at = document.get("resolved_at")
+    if state == HoldState.EXPIRED or (state == HoldState.OPEN and expires_at <= datetime.now(UTC)):
+        state, resolved_at = HoldState.EXPIRED, expires_at
+    return Hold(
+        hold_id=document["_id"],
+        key=key_of(document),
+        amount_minor=int(document["amount_minor"]),
+        captured_minor=int(document.get("captured_minor", 0)),
+        state=state,
+        timeout_s=int(document["timeout_s"]),
+        created_at=document["created_at"],
+        expires_at=expires_at,
+        made_by=document.get("made_by", ""),
+        resolved_at=resolved_at,
+        resolved_by=document.get("resolved_by", ""),
+        failure_code=document.get("failure_code", ""),
+    )
+
+
+class _Answer(Exception):
+    """Carries a hold operation's answer out of its transaction (a replay, which writes
+    nothing, so the transaction aborts)."""
+
+    def __init__(self, result: HoldResult) -> None:
+        super().__init__("answer")
+        self.result = result
+
+
+class MongoHolds:
+    """The hold operations of the MongoDB store."""
+
+    def __init__(self, database: MongoDatabase) -> None:
+        self.database = database
+
+    def _mark(self, key: WalletKey) -> Callable[[], object]:
+        def mark() -> object:
+            return self.database.wallets().find_one(
+                key_filter(key), {"_id": 0, "wallet_seq": 1, "hold_seq": 1}
+            )
+
+        return mark
+
+    def _run(self, key: WalletKey, callback: Callable[[ClientSession], HoldResult]) -> HoldResult:
+        def run() -> HoldResult:
+            for _ in range(2):  # a concurrent insert of the same hold id: the retry replays
+                try:
+                    return self.database.transaction(callback, wallet_mark=self._mark(key))
+                except _Answer as answer:
+                    return answer.result
+                except DuplicateKeyError:
+                    continue
+            raise errors.StoreUnavailable("The hold id is being written by another request.")
+
+        return self.database.guarded(run)
+
+    def place_hold(
+        self, key: WalletKey, amount_minor: int, hold_id: str, *, timeout_s: int, made_by: str
+    ) -> HoldResult:
+        assert amount_minor > 0 and timeout_s > 0, "the service validated the hold"
+
+        def place(session: ClientSession) -> HoldResult:
+            holds, wallets = self.database.holds(), self.database.wallets()
+            known = holds.find_one({"_id": hold_id}, session=session)
+            if known is not None:
+                self._replay_place(known, key, amount_minor=amount_minor, timeout_s=timeout_s)
+            now = datetime.now(UTC)
+            expire_due(self.database, key, now=now, session=session)
+            wallet = wallets.find_one_and_update(
+                spendable_filter(key, amount_minor),
+                {
+                    "$inc": {"held": decimal128(amount_minor, key.currency), "hold_seq": 1},
+                    "$set": {"updated_at": now},
+                },
+                return_document=pymongo.ReturnDocument.AFTER,
+                session=session,
+            )
+            if wallet is None:
+                if wallets.find_one(key_filter(key), {"_id": 1}, session=session) is None:
+                    raise Refusal(errors.WalletNotFound(f"No wallet {key.describe()}."))
+                raise Refusal(
+                    errors.InsufficientFunds(
+                        f"Wallet {key.describe()} has less available credit than the hold."
+                    )
+                )
+            document = _hold_document(
+                hold_id, key, amount_minor, timeout_s=timeout_s, now=now, made_by=made_by
+            )
+            holds.insert_one(document, session=session)
+            return HoldResult(hold=hold_of(document), balance=available_balance_of(wallet))
+
+        try:
+            return self._run(key, place)
+        except errors.InsufficientFunds:
+            self._remember_refusal(
+                hold_id, key, amount_minor=amount_minor, timeout_s=timeout_s, made_by=made_by
+            )
+            raise
+
+    def capture_hold(self, hold_id: str, *, amount_minor: int | None, made_by: str) -> HoldResult:
+        return self._resolve(hold_id, capture_minor=amount_minor, made_by=made_by, release=False)
+
+    def release_hold(self, hold_id: str, *, made_by: str) -> HoldResult:
+        return self._resolve(hold_id, capture_minor=None, made_by=made_by, release=True)
+
+    def get_hold(self, hold_id: str) -> Hold:
+        def read() -> Hold:
+            document = self.database.holds().find_one({"_id": hold_id})
+            if document is None:
+                raise errors.HoldNotFound(f"No hold {hold_id!r}.")
+            return hold_of(document)
+
+        return self.database.guarded(read)
+
+    def sweep_expired(self, *, now: datetime | None = None) -> int:
+        """Expire the due holds of up to SWEEP_WALLETS_MAX wallets (the beat task); how many
+        wallets it touched."""
+        now = now or datetime.now(UTC)
+
+        def due_wallets() -> list[WalletKey]:
+            found = self.database.holds().find(
+                {"state": HoldState.OPEN.value, "expires_at": {"$lte": now}},
+                {"client_id": 1, "country": 1, "currency": 1, "issuer_type_identifier": 1},
+            )
+            keys: dict[WalletKey, None] = {}
+            for document in found:
+                keys[key_of(document)] = None
+                if len(keys) >= SWEEP_WALLETS_MAX:
+                    break
+            return list(keys)
+
+        keys = self.database.guarded(due_wallets)
+        for key in keys:
+            self._expire_wallet(key, now=now)
+        return len(keys)
+
+    def _expire_wallet(self, key: WalletKey, *, now: datetime) -> None:
+        def expire(session: ClientSession) -> None:
+            expire_due(self.database, key, now=now, session=session)
+
+        def run() -> None:
+            self.database.transaction(expire, wallet_mark=self._mark(key))
+
+        self.database.guarded(run)
+
+    def copy_back_capture(self, hold: Hold) -> bool:
+        """A hold TigerBeetle captured alone (phase 4), copied back on a step back: the hold
+        as captured, and its capture's debit on the wallet, in one transaction; False when
+        MongoDB had it already. The debit is applied whatever the wallet's available credit:
+        TigerBeetle took it, and copied back after every other write it only lowers it."""
+        assert hold.state == HoldState.CAPTURED and hold.captured_minor > 0
+        key = hold.key
+
+        def copy(session: ClientSession) -> bool:
+            document = _hold_document(
+                hold.hold_id,
+                key,
+                hold.amount_minor,
+                timeout_s=hold.timeout_s,
+                now=hold.created_at,
+                made_by=hold.made_by,
+            )
+            document.update(
+                state=HoldState.CAPTURED.value,
+                captured_minor=hold.captured_minor,
+                resolved_at=hold.resolved_at,
+                resolved_by=hold.resolved_by,
+                copied_back=True,
+            )
+            self.database.holds().insert_one(document, session=session)
+            captured = hold.captured_minor
+            updated = self.database.wallets().update_one(
+                key_filter(key),
+                {
+                    "$inc": {
+                        "credit": decimal128(-captured, key.currency),
+                        "debit": decimal128(captured, key.currency),
+                        "hold_seq": 1,
+                    },
+                    "$set": {"updated_at": datetime.now(UTC)},
+                },
+                session=session,
+            )
+            assert updated.matched_count == 1, "a captured hold's wallet was copied back first"
+            return True
+
+        def run() -> bool:
+            try:
+                return self.database.transaction(copy, wallet_mark=self._mark(key))
+            except DuplicateKeyError:
+                return False
+
+        return self.database.guarded(run)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _resolve(
+        self, hold_id: str, *, capture_minor: int | None, made_by: str, release: bool
+    ) -> HoldResult:
+        key = self._key_of_hold(hold_id)
+
+        def resolve(session: ClientSession) -> HoldResult:
+            holds = self.database.holds()
+            now = datetime.now(UTC)
+            expire_due(self.database, key, now=now, session=session)
+            document = holds.find_one({"_id": hold_id}, session=session)
+            assert document is not None, "a hold is never deleted"
+            wanted = None if release else (capture_minor or int(document["amount_minor"]))
+            if wanted is not None and wanted > int(document["amount_minor"]):
+                raise Refusal(
+                    errors.CaptureExceedsHold(
+                        f"Hold {hold_id!r} reserved {document['amount_minor']} minor units; "
+                        f"a capture of {wanted} is more.",
+                        hold_amount_minor=int(document["amount_minor"]),
+                    )
+                )
+            if document["state"] != HoldState.OPEN:
+                self._replay_resolution(document, wanted)
+            wallet = self._resolve_on_wallet(document, key, wanted, now=now, session=session)
+            resolved = {
+                "state": (HoldState.RELEASED if wanted is None else HoldState.CAPTURED).value,
+                "captured_minor": wanted or 0,
+                "resolved_at": write_time(now),
+                "resolved_by": made_by,
+            }
+            holds.update_one(
+                {"_id": hold_id, "state": HoldState.OPEN.value}, {"$set": resolved}, session=session
+            )
+            return HoldResult(
+                hold=hold_of({**document, **resolved}), balance=available_balance_of(wallet)
+            )
+
+        return self._run(key, resolve)
+
+    def _resolve_on_wallet(
+        self,
+        document: dict[str, Any],
+        key: WalletKey,
+        wanted: int | None,
+        *,
+        now: datetime,
+        session: ClientSession,
+    ) -> dict[str, Any]:
+        """The held amount leaves `held`; a capture posts `wanted` of it as a debit."""
+        currency = key.currency
+        change: dict[str, Any] = {
+            "$inc": {"held": decimal128(-int(document["amount_minor"]), currency), "hold_seq": 1},
+            "$set": {"updated_at": now},
+        }
+        if wanted is not None:
+            change["$inc"]["credit"] = decimal128(-wanted, currency)
+            change["$inc"]["debit"] = decimal128(wanted, currency)
+            change["$set"]["log_complete"] = False
+        wallet = self.database.wallets().find_one_and_update(
+            key_filter(key), change, return_document=pymongo.ReturnDocument.AFTER, session=session
+        )
+        assert wallet is not None, "a hold's wallet exists"
+        return wallet
+
+    def _key_of_hold(self, hold_id: str) -> WalletKey:
+        document = self.database.guarded(
+            lambda: self.database.holds().find_one({"_id": hold_id}, {"amount_minor": 0})
+        )
+        if document is None:
+            raise errors.HoldNotFound(f"No hold {hold_id!r}.")
+        return key_of(document)
+
+    def _replay_place(
+        self, known: dict[str, Any], key: WalletKey, *, amount_minor: int, timeout_s: int
+    ) -> None:
+        if (
+            key_of(known) != key
+            or int(known["amount_minor"]) != amount_minor
+            or int(known["timeout_s"]) != timeout_s
+        ):
+            raise Refusal(
+                errors.IdempotencyConflict(
+                    f"Hold id {known['_id']!r} was already used for a different hold."
+                )
+            )
+        if known["state"] == HoldState.FAILED:
+            raise Refusal(
+                errors.InsufficientFunds(
+                    f"Wallet {key.describe()} had less available credit than the hold."
+                )
+            )
+        raise _Answer(self._answer_now(known, replayed=True))
+
+    def _replay_resolution(self, document: dict[str, Any], wanted: int | None) -> None:
+        """A hold no longer open: the same resolution again replays, anything else is
+        HoldNotOpen."""
+        hold = hold_of(document)
+        same = (
+            hold.state == HoldState.RELEASED
+            if wanted is None
+            else hold.state == HoldState.CAPTURED and hold.captured_minor == wanted
+        )
+        if not same:
+            raise Refusal(
+                errors.HoldNotOpen(
+                    f"Hold {hold.hold_id!r} is {hold.state.value}.", state=hold.state.value
+                )
+            )
+        raise _Answer(self._answer_now(document, replayed=True))
+
+    def _answer_now(self, document: dict[str, Any], *, replayed: bool) -> HoldResult:
+        key = key_of(document)
+        wallet = self.database.wallets().find_one(key_filter(key))
+        assert wallet is not None, "a hold's wallet exists"
+        return HoldResult(
+            hold=hold_of(document), balance=read_balance(self.database, wallet), replayed=replayed
+        )
+
+    def _remember_refusal(
+        self, hold_id: str, key: WalletKey, *, amount_minor: int, timeout_s: int, made_by: str
+    ) -> None:
+        """Record a refused hold so a retry of the id is refused the same way."""
+        document = _hold_document(
+            hold_id, key, amount_minor, timeout_s=timeout_s, now=datetime.now(UTC), made_by=made_by
+        )
+        document.update(state=HoldState.FAILED.value, failure_code="insufficient_funds")
+
+        def insert() -> None:
+            # A concurrent retry of the same refused hold recorded it first.
+            with contextlib.suppress(DuplicateKeyError):
+                self.database.holds().insert_one(document)
+
+        self.database.guarded(insert)
+
+
+def _hold_document(
+    hold_id: str,
+    key: WalletKey,
+    amount_minor: int,
+    *,
+    timeout_s: int,
+    now: datetime,
+    made_by: str,
+) -> dict[str, Any]:
+    created_at = write_time(now)
+    return {
+        "_id": hold_id,
+        **key_filter(key),
+        "amount": decimal128(amount_minor, key.currency),
+        "amount_minor": amount_minor,
+        "captured_minor": 0,
+        "state": HoldState.OPEN.value,
+        "failure_code": "",
+        "timeout_s": timeout_s,
+        "made_by": made_by,
+        "created_at": created_at,
+        "expires_at": created_at + timedelta(seconds=timeout_s),
+    }
+
+
+class MongoHoldOperations:
+    """The MongoDB store's hold operations (`MongoWalletStore` inherits them), over
+    `MongoHolds` and the store's database."""
+
+    database: MongoDatabase
+
+    def place_hold(
+        self, key: WalletKey, amount_minor: int, hold_id: str, *, timeout_s: int, made_by: str = ""
+    ) -> HoldResult:
+        return MongoHolds(self.database).place_hold(
+            key, amount_minor, hold_id, timeout_s=timeout_s, made_by=made_by
+        )
+
+    def capture_hold(
+        self, hold_id: str, *, amount_minor: int | None = None, made_by: str = ""
+    ) -> HoldResult:
+        return MongoHolds(self.database).capture_hold(
+            hold_id, amount_minor=amount_minor, made_by=made_by
+        )
+
+    def release_hold(self, hold_id: str, *, made_by: str = "") -> HoldResult:
+        return MongoHolds(self.database).release_hold(hold_id, made_by=made_by)
+
+    def get_hold(self, hold_id: str) -> Hold:
+        return MongoHolds(self.database).get_hold(hold_id)
+
+    def sweep_expired_holds(self) -> int:
+        """Expire due holds of wallets nobody touched (the beat task); wallets touched."""
+        return MongoHolds(self.database).sweep_expired()
+
+    def copy_back_capture(self, hold: Hold) -> bool:
+        return MongoHolds(self.database).copy_back_capture(hold)
+
+    def open_holds(self, key: WalletKey) -> list[Hold]:
+        """The wallet's holds open now, oldest first (at most OPEN_HOLDS_LISTED_MAX)."""
+
+        def read() -> list[Hold]:
+            found = (
+                self.database.holds()
+                .find(
+                    {
+                        **key_filter(key),
+                        "state": HoldState.OPEN.value,
+                        "expires_at": {"$gt": datetime.now(UTC)},
+                    }
+                )
+                .sort([("created_at", 1), ("_id", 1)])
+                .limit(OPEN_HOLDS_LISTED_MAX)
+            )
+            return [hold_of(document) for document in found]
+
+        return self.database.guarded(read)

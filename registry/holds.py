@@ -1,0 +1,97 @@
+"""The hold registry's writes: the only module that changes a WalletHold row.
+
+Each transition of a hold is one function here: placed (TigerBeetle holds its pending
+transfer), refused when placed, captured, released, expired. The database's CHECK constraints
+(registry/models.py) refuse a row that breaks an invariant whichever way it is written.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+
+from domain.ids import u128_to_hex
+from registry.models import WalletHold
+
+
+def record_placed(
+    *,
+    hold_id: str,
+    wallet_pk: int,
+    amount_minor: int,
+    timeout_s: int,
+    tb_transfer_id: int,
+    tb_timestamp: int | None,
+    created_at: datetime,
+    expires_at: datetime,
+    made_by: str,
+    failure_code: str = "",
+) -> WalletHold:
+    """A hold TigerBeetle holds (or refused, with its `failure_code`). Idempotent: the row of
+    a concurrent or earlier insert of the same hold id is returned."""
+    assert amount_minor > 0 and timeout_s > 0, "the service validated the hold"
+    state = WalletHold.State.FAILED if failure_code else WalletHold.State.OPEN
+    try:
+        with transaction.atomic():
+            return WalletHold.objects.create(
+                hold_id=hold_id,
+                wallet_id=wallet_pk,
+                amount_minor=amount_minor,
+                timeout_s=timeout_s,
+                state=state,
+                failure_code=failure_code,
+                tb_transfer_id_hex=u128_to_hex(tb_transfer_id),
+                tb_timestamp=tb_timestamp,
+                created_at=created_at,
+                expires_at=expires_at,
+                made_by=made_by,
+            )
+    except IntegrityError:
+        return WalletHold.objects.select_related("wallet").get(hold_id=hold_id)
+
+
+def mark_resolved(
+    row: WalletHold,
+    *,
+    captured_minor: int | None,
+    resolution_tb_transfer_id: int,
+    resolved_at: datetime,
+    resolved_by: str,
+) -> None:
+    """TigerBeetle holds the hold's capture (`captured_minor` posted) or, None, its release."""
+    assert row.state == WalletHold.State.OPEN, "only an open hold resolves"
+    if captured_minor is None:
+        row.state = WalletHold.State.RELEASED
+    else:
+        assert 0 < captured_minor <= row.amount_minor, "a capture takes at most the hold"
+        row.state = WalletHold.State.CAPTURED
+        row.captured_minor = captured_minor
+        # TigerBeetle's capture posted a debit MongoDB lacks: copied back on a step back.
+        row.needs_copy_back = True
+    row.resolution_tb_transfer_id_hex = u128_to_hex(resolution_tb_transfer_id)
+    row.resolved_at = resolved_at
+    row.resolved_by = resolved_by
+    row.save(
+        update_fields=[
+            "state",
+            "captured_minor",
+            "resolution_tb_transfer_id_hex",
+            "resolved_at",
+            "resolved_by",
+            "needs_copy_back",
+        ]
+    )
+
+
+def mark_expired(row: WalletHold) -> None:
+    """TigerBeetle voided the hold by itself when its timeout passed."""
+    assert row.state == WalletHold.State.OPEN, "only an open hold expires"
+    row.state = WalletHold.State.EXPIRED
+    row.resolved_at = row.expires_at
+    row.save(update_fields=["state", "resolved_at"])
+
+
+def mark_capture_copied_back(*, hold_pk: int) -> None:
+    """MongoDB now holds the capture TigerBeetle took alone."""
+    WalletHold.objects.filter(pk=hold_pk).update(needs_copy_back=False)
