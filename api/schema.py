@@ -295,7 +295,14 @@ LINKS: dict[str, dict[str, dict[str, Any]]] = {
         }
     },
 }
-REQUEST_COMPONENTS = ("CreditRequest", "DebitRequest", "VoidRequest")
+REQUEST_COMPONENTS = (
+    "CreditRequest",
+    "DebitRequest",
+    "VoidRequest",
+    "BatchRequest",
+    "BatchCreditItem",
+    "BatchDebitItem",
+)
 ANSWER_AMOUNTS = {
     "WalletBalance": ("credit", "debit", "historical_credit"),
     "Transaction": ("amount",),
@@ -315,6 +322,16 @@ def _field_schemas() -> dict[tuple[str, str], dict[str, Any]]:
         fields[(component, "amount")] = amount_schema()
         fields[(component, "issuer")] = {**id_schema(blank_means_none=True), "default": ""}
         fields[(component, "currency")] = {**currency_schema(blank_allowed=True), "default": ""}
+    for component, id_name in (
+        ("BatchCreditItem", "transaction_id"),
+        ("BatchDebitItem", "reference_id"),
+    ):
+        fields[(component, id_name)] = id_schema()
+        fields[(component, "client_id")] = id_schema()
+        fields[(component, "country")] = country_schema()
+        fields[(component, "currency")] = currency_schema()
+        fields[(component, "amount")] = amount_schema()
+        fields[(component, "issuer")] = {**id_schema(blank_means_none=True), "default": ""}
     fields[("VoidRequest", "reason")] = void_reason_schema()
     for component, names in ANSWER_AMOUNTS.items():
         for name in names:

@@ -9,9 +9,12 @@ phase) is the process wiring's choice: `wallet_site.wiring.wallet_service()`.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from typing import Any
 
 from domain import errors
+from domain.batches import BATCH_ITEMS_MAX, BatchItem, BatchItemKind, BatchOutcome, refused_at
 from domain.countries import UnknownCountry as UnknownCountryCode
 from domain.countries import normalize_country
 from domain.ids import WalletKey
@@ -151,6 +154,31 @@ class WalletService:
             key, amount_minor, reference_id, made_by=made_by
         )
 
+    def post_batch(
+        self, *, items: Sequence[Mapping[str, Any]], atomic: bool, made_by: str = ""
+    ) -> list[BatchOutcome]:
+        """Many credits and debits in one call (`domain.batches`), each item checked as its
+        single write is. Independent: an item the checks refuse gets its refusal as its
+        outcome, the others go to the store. All-or-nothing: the first refused item refuses
+        the batch, naming it. An id used twice in one batch refuses the batch."""
+        if not 1 <= len(items) <= BATCH_ITEMS_MAX:
+            raise errors.ValidationFailed(
+                f"A batch holds 1 to {BATCH_ITEMS_MAX} items.", field="items"
+            )
+        checked = [_checked_item(item) for item in items]
+        _refuse_repeated_ids(checked)
+        if atomic:
+            for index, outcome in enumerate(checked):
+                if isinstance(outcome, errors.WalletError):
+                    raise refused_at(index, outcome)
+        valid = [item for item in checked if isinstance(item, BatchItem)]
+        stored = iter(
+            self.primary_store().post_batch(valid, atomic=atomic, made_by=made_by) if valid else []
+        )
+        outcomes = [next(stored) if isinstance(item, BatchItem) else item for item in checked]
+        assert next(stored, None) is None, "the store answers one outcome per item"
+        return outcomes
+
     def get_balance(
         self, *, client_id: str, country: str, currency: str, issuer: str | None = None
     ) -> WalletBalance:
@@ -172,3 +200,40 @@ class WalletService:
         return self.primary_store().get_transaction(
             checked_id(transaction_id, field="transaction_id")
         )
+
+
+def _checked_item(item: Mapping[str, Any]) -> BatchItem | errors.WalletError:
+    """One batch item as its single write checks it: the item, or the refusal."""
+    try:
+        kind = BatchItemKind(item["kind"])
+        key = wallet_key(
+            client_id=item["client_id"],
+            country=item["country"],
+            currency=item["currency"],
+            issuer=item.get("issuer"),
+        )
+        return BatchItem(
+            kind=kind,
+            key=key,
+            amount_minor=amount_minor_of(item["amount"], key.currency),
+            transaction_id=checked_id(item.get(kind.id_field, ""), field=kind.id_field),
+        )
+    except errors.WalletError as refusal:
+        return refusal
+
+
+def _refuse_repeated_ids(checked: list[BatchItem | errors.WalletError]) -> None:
+    """Each id at most once per batch: a repeat inside one batch is the client's mistake (a
+    retry resends the whole batch), refused before anything is written."""
+    first_of: dict[str, int] = {}
+    for index, item in enumerate(checked):
+        if not isinstance(item, BatchItem):
+            continue
+        first = first_of.setdefault(item.transaction_id, index)
+        if first != index:
+            raise errors.ValidationFailed(
+                f"Items {first} and {index} share the id {item.transaction_id!r}; "
+                "each id at most once per batch.",
+                field="items",
+                item=index,
+            )

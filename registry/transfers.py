@@ -173,6 +173,17 @@ def record_all(transfers: Sequence[NewTransfer], *, batch_size: int | None = Non
     )
 
 
+def record_store_writes(transfers: Sequence[NewTransfer]) -> None:
+    """Many credits and debits the TigerBeetle store posted in one batch, in one bulk
+    insert; each is due to be copied back to MongoDB, as a single write is. One a concurrent
+    request registered first (the same batch sent twice at once) is left as it is."""
+    rows = [new.row() for new in transfers]
+    for row in rows:
+        assert row.state == WalletTransfer.State.POSTED, "a batch registers posted writes"
+        row.needs_copy_back = True
+    WalletTransfer.objects.bulk_create(rows, ignore_conflicts=True)
+
+
 def mark_voided(
     row: WalletTransfer,
     *,

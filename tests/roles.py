@@ -13,6 +13,7 @@ _api_roles_migration = importlib.import_module("flags.migrations.0003_api_roles"
 _legacy_case_roles_migration = importlib.import_module("flags.migrations.0006_legacy_case_roles")
 _blocker_roles_migration = importlib.import_module("migration.migrations.0005_blocker_roles")
 _alert_roles_migration = importlib.import_module("migration.migrations.0007_alert_roles")
+_batch_roles_migration = importlib.import_module("flags.migrations.0008_batch_roles")
 
 SERVICE_ACCOUNT = _api_roles_migration.SERVICE_ACCOUNT
 
@@ -24,4 +25,5 @@ def role(name: str) -> Group:
         _legacy_case_roles_migration.grant_legacy_case_roles(apps, None)
         _blocker_roles_migration.grant_blocker_actions(apps, None)
         _alert_roles_migration.grant_alert_roles(apps, None)
+        _batch_roles_migration.grant_batch_roles(apps, None)
     return Group.objects.get(name=name)
