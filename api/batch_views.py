@@ -11,6 +11,7 @@ that endpoint's body (a result, or the error in the one error shape).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +29,7 @@ from api.schema import error_responses
 from api.views import wallet_service
 from domain import errors
 from domain.batches import BATCH_ITEMS_MAX, BatchItemKind, BatchOutcome
+from domain.money import currency_exponent
 from domain.wallets import TransactionRecord, WalletBalance, WalletResult
 
 # The fields of each kind of item; `issuer` may be left out (no issuer).
@@ -234,12 +236,11 @@ def _parsed_item(index: int, item: Any) -> dict[str, Any]:
 
 # --- answering -----------------------------------------------------------------------------
 
-_DATETIME = serializers.DateTimeField()
-
 
 def _rendered_outcome(outcome: BatchOutcome) -> dict[str, Any]:
     """One item's answer: the single endpoint's status and body. Rendered by hand, field
-    for field as `api.serializers.render_result` renders it (a test holds them equal)."""
+    for field as `api.serializers.render_result` renders it (a test holds them equal): the
+    serializers cost more than the ledger at 8,189 items."""
     if isinstance(outcome, errors.WalletError):
         return {"status": outcome.http_status, **wallet_error_body(outcome)}
     return {
@@ -265,12 +266,12 @@ def _rendered_transaction(record: TransactionRecord) -> dict[str, Any]:
         "country": key.country,
         "currency": key.currency,
         "issuer": key.issuer,
-        "amount": format(record.amount, "f"),
+        "amount": _amount_text(record.amount_minor, key.currency),
         "state": str(record.state),
         "failure_code": record.failure_code,
-        "created_at": _DATETIME.to_representation(record.created_at),
+        "created_at": _time_text(record.created_at),
         "made_by": record.made_by,
-        "voided_at": (_DATETIME.to_representation(record.voided_at) if record.voided_at else None),
+        "voided_at": _time_text(record.voided_at) if record.voided_at else None,
         "voided_by": record.voided_by,
         "void_reason": record.void_reason,
     }
@@ -283,7 +284,25 @@ def _rendered_balance(balance: WalletBalance) -> dict[str, Any]:
         "country": key.country,
         "currency": key.currency,
         "issuer": key.issuer,
-        "credit": format(balance.credit, "f"),
-        "debit": format(balance.debit, "f"),
-        "historical_credit": format(balance.historical_credit, "f"),
+        "credit": _amount_text(balance.credit_minor, key.currency),
+        "debit": _amount_text(balance.debit_minor, key.currency),
+        "historical_credit": _amount_text(balance.historical_credit_minor, key.currency),
     }
+
+
+def _amount_text(amount_minor: int, currency: str) -> str:
+    """What `format(from_minor_units(amount_minor, currency), "f")` writes, from the
+    integer's digits: 1230 USD -> "12.30", 7 JPY -> "7"."""
+    assert amount_minor >= 0, "answered amounts and balances are never negative"
+    exponent = currency_exponent(currency)
+    if exponent == 0:
+        return str(amount_minor)
+    whole, fraction = divmod(amount_minor, 10**exponent)
+    return f"{whole}.{fraction:0{exponent}d}"
+
+
+def _time_text(moment: datetime) -> str:
+    """What DRF's DateTimeField writes for an aware time with TIME_ZONE UTC: ISO 8601 in
+    UTC, "Z" for "+00:00"."""
+    text = moment.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text

@@ -30,12 +30,20 @@ class BatchItemKind(enum.StrEnum):
 
     @property
     def transaction_kind(self) -> TransactionKind:
-        return TransactionKind(self.value)
+        return _TRANSACTION_KIND[self]
 
     @property
     def id_field(self) -> str:
         """The name the single endpoint gives the item's idempotency id."""
-        return "transaction_id" if self is BatchItemKind.CREDIT else "reference_id"
+        return _ID_FIELD[self]
+
+
+# Plain lookups: an enum's own properties cost microseconds, 8,189 times a batch.
+_TRANSACTION_KIND = {
+    BatchItemKind.CREDIT: TransactionKind.CREDIT,
+    BatchItemKind.DEBIT: TransactionKind.DEBIT,
+}
+_ID_FIELD = {BatchItemKind.CREDIT: "transaction_id", BatchItemKind.DEBIT: "reference_id"}
 
 
 @dataclass(frozen=True, kw_only=True)

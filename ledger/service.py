@@ -8,6 +8,7 @@ phase) is the process wiring's choice: `wallet_site.wiring.wallet_service()`.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -27,6 +28,9 @@ ID_MAX_LENGTH = 128
 ID_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 # And "/": an id must be one URL path segment (servers decode %2F before routing).
 ID_FORBIDDEN_CHARACTERS = frozenset("/")
+# An id of printable ASCII other than "/", neither starting nor ending with a space, within
+# the length: what every rule below allows, checked in one step (a batch checks 8,189 ids).
+_PLAIN_ID = re.compile(rf"[!-.0-~](?:[ -.0-~]{{0,{ID_MAX_LENGTH - 2}}}[!-.0-~])?")
 
 
 def wallet_key(
@@ -81,6 +85,8 @@ def checked_id(value: str, *, field: str) -> str:
     no surrounding whitespace, no '/' (an id must be addressable as one URL path segment,
     and servers decode %2F before routing), no control, format or separator characters
     (NUL and friends break databases and logs, invisible ones fool support staff)."""
+    if isinstance(value, str) and _PLAIN_ID.fullmatch(value):
+        return value  # the common case, decided at once: printable ASCII, no "/"
     if not isinstance(value, str) or not value or not value.strip():
         raise errors.ValidationFailed(f"{field} must not be empty.", field=field)
     if len(value) > ID_MAX_LENGTH:
@@ -165,7 +171,8 @@ class WalletService:
             raise errors.ValidationFailed(
                 f"A batch holds 1 to {BATCH_ITEMS_MAX} items.", field="items"
             )
-        checked = [_checked_item(item) for item in items]
+        keys: dict[tuple[Any, ...], WalletKey | errors.WalletError] = {}
+        checked = [_checked_item(item, keys) for item in items]
         _refuse_repeated_ids(checked)
         if atomic:
             for index, outcome in enumerate(checked):
@@ -202,16 +209,24 @@ class WalletService:
         )
 
 
-def _checked_item(item: Mapping[str, Any]) -> BatchItem | errors.WalletError:
-    """One batch item as its single write checks it: the item, or the refusal."""
+def _checked_item(
+    item: Mapping[str, Any], keys: dict[tuple[Any, ...], WalletKey | errors.WalletError]
+) -> BatchItem | errors.WalletError:
+    """One batch item as its single write checks it: the item, or the refusal. `keys`: the
+    batch's wallet keys checked so far (a batch names few wallets many times)."""
     try:
         kind = BatchItemKind(item["kind"])
-        key = wallet_key(
-            client_id=item["client_id"],
-            country=item["country"],
-            currency=item["currency"],
-            issuer=item.get("issuer"),
-        )
+        named = (item["client_id"], item["country"], item["currency"], item.get("issuer"))
+        key = keys.get(named)
+        if key is None:
+            try:
+                key = keys[named] = wallet_key(
+                    client_id=named[0], country=named[1], currency=named[2], issuer=named[3]
+                )
+            except errors.WalletError as refusal:
+                key = keys[named] = refusal
+        if isinstance(key, errors.WalletError):
+            raise key
         return BatchItem(
             kind=kind,
             key=key,

@@ -164,6 +164,21 @@ def _count_transaction(result: WalletResult, *, store: str, operation: str) -> N
     )
 
 
+def _count_batch(outcomes: list[BatchOutcome], *, store: str) -> None:
+    """A batch's writes the store took, counted per kind and currency at once."""
+    totals: dict[tuple[str, str], list[int]] = {}
+    for outcome in outcomes:
+        if isinstance(outcome, WalletResult) and not outcome.replayed:
+            record = outcome.transaction
+            total = totals.setdefault((str(record.kind), record.key.currency), [0, 0])
+            total[0] += 1
+            total[1] += record.amount_minor
+    for (kind, currency), (count, amount_minor) in totals.items():
+        metrics.count_transactions(
+            store=store, kind=kind, currency=currency, count=count, amount_minor=amount_minor
+        )
+
+
 class PhasedWalletStore:
     """MongoDB and TigerBeetle behind one WalletStore, routed by the migration phase."""
 
@@ -249,9 +264,7 @@ class PhasedWalletStore:
                 store=store.name,
                 call=lambda: store.post_batch(items, atomic=atomic, made_by=made_by),
             )
-        for outcome in outcomes:
-            if isinstance(outcome, WalletResult):
-                _count_transaction(outcome, store=store.name, operation="post_batch")
+        _count_batch(outcomes, store=store.name)
         if state.writes_to_mongo:
             self._mirror_batch_soon(
                 {

@@ -145,6 +145,27 @@ def _insert_sql(vendor: str) -> str:
     )
 
 
+@functools.cache
+def _insert_many_sql(vendor: str) -> str:
+    """The INSERT of a batch's rows, a row already registered left as it is (both vendors
+    speak ON CONFLICT DO NOTHING)."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(column) for column in _INSERT_COLUMNS)
+    placeholders = ", ".join(["%s"] * len(_INSERT_FIELDS))
+    return (
+        f"INSERT INTO {quote(WalletTransfer._meta.db_table)} ({columns}) "
+        f"VALUES ({placeholders}) ON CONFLICT DO NOTHING"
+    )
+
+
+# What a batch's row holds where it says nothing: each field's default (state posted, no
+# void, no failure); the fields a batch always sets are overwritten.
+_ROW_DEFAULTS: dict[str, Any] = {
+    field.attname: field.get_default() if field.has_default() else None for field in _INSERT_FIELDS
+}
+_CREATED_AT = WalletTransfer._meta.get_field("created_at")
+
+
 def _inserted(row: WalletTransfer) -> WalletTransfer:
     """`row` inserted as `Model.save()` would, from a statement written once: compiling
     the ORM's INSERT of this 17-column row cost a third of a millisecond, as much again as
@@ -176,12 +197,38 @@ def record_all(transfers: Sequence[NewTransfer], *, batch_size: int | None = Non
 def record_store_writes(transfers: Sequence[NewTransfer]) -> None:
     """Many credits and debits the TigerBeetle store posted in one batch, in one bulk
     insert; each is due to be copied back to MongoDB, as a single write is. One a concurrent
-    request registered first (the same batch sent twice at once) is left as it is."""
-    rows = [new.row() for new in transfers]
-    for row in rows:
-        assert row.state == WalletTransfer.State.POSTED, "a batch registers posted writes"
-        row.needs_copy_back = True
-    WalletTransfer.objects.bulk_create(rows, ignore_conflicts=True)
+    request registered first (the same batch sent twice at once) is left as it is.
+
+    One statement written once and sent with every row's values (`executemany`), not the
+    ORM's bulk_create: building 8,189 model instances and compiling their INSERT cost three
+    times the database's own work. Values go as `_inserted` sends them."""
+    if not transfers:
+        return
+    rows = []
+    times: dict[datetime, Any] = {}  # many rows of a batch share a millisecond
+    for new in transfers:
+        assert new.state == WalletTransfer.State.POSTED, "a batch registers posted writes"
+        created_at = times.get(new.created_at)
+        if created_at is None:
+            created_at = times[new.created_at] = _CREATED_AT.get_db_prep_save(
+                new.created_at, connection
+            )
+        values = {
+            **_ROW_DEFAULTS,
+            "transaction_id": new.transaction_id,
+            "wallet_id": new.wallet.pk,
+            "kind": new.kind,
+            "amount_minor": new.amount_minor,
+            "tb_transfer_id_hex": u128_to_hex(new.tb_transfer_id),
+            "tb_timestamp": new.tb_timestamp,
+            "created_at": created_at,
+            "made_by": new.made_by,
+            "needs_copy_back": True,
+        }
+        rows.append([values[attname] for attname in _INSERT_ATTNAMES])
+    # One transaction for the statement's rows (SQLite would commit each row on its own).
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.executemany(_insert_many_sql(connection.vendor), rows)
 
 
 def mark_voided(

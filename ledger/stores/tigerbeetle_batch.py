@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from datetime import datetime
 
 from tigerbeetle import CreateTransferResult, CreateTransferStatus, Transfer, TransferFlags
 
@@ -46,6 +47,7 @@ from registry.models import WalletTransfer
 
 # Ids read from the registry per query (SQLite binds at most 32,766 parameters).
 _REGISTRY_IDS_PER_QUERY = 4000
+_NS_PER_MS = 1_000_000
 
 
 @dataclasses.dataclass
@@ -263,14 +265,19 @@ class TigerBeetleBatch:
             account_id = entry.registered.tb_account_id
             walks[account_id].posted(entry.transfer, account_id=account_id)
         new_rows = []
+        times: dict[int, datetime] = {}  # many transfers of a batch share a millisecond
         for entry, result in created:
             item = entry.item
-            created_at = time_of_tb_timestamp(result.timestamp)
+            created_at = times.get(result.timestamp // _NS_PER_MS)
+            if created_at is None:
+                created_at = times[result.timestamp // _NS_PER_MS] = time_of_tb_timestamp(
+                    result.timestamp
+                )
             new_rows.append(
                 transfer_registry.NewTransfer(
                     transaction_id=item.transaction_id,
                     wallet=rows[item.key],
-                    kind=item.kind.value,
+                    kind=str(item.kind),
                     amount_minor=item.amount_minor,
                     tb_transfer_id=entry.transfer.id,
                     tb_timestamp=result.timestamp,

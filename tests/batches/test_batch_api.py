@@ -5,6 +5,7 @@ answers each item's single endpoint gives, idempotency per item, and the permiss
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,7 +13,15 @@ from rest_framework.test import APIClient
 
 from api import batch_views, views
 from api.serializers import render_result
-from domain.wallets import WalletStore
+from domain.ids import WalletKey
+from domain.wallets import (
+    TransactionKind,
+    TransactionRecord,
+    TransactionState,
+    WalletBalance,
+    WalletResult,
+    WalletStore,
+)
 from ledger.service import WalletService
 from tests.conftest import WALLET_API_PERMISSIONS, token_api_client
 
@@ -306,10 +315,30 @@ def test_a_batch_holding_debits_needs_the_debit_permission(service: WalletServic
     assert (response.status_code, response.json()["error"]["code"]) == (403, "permission_denied")
 
 
-def test_an_item_is_rendered_as_its_single_endpoint_renders_it(service: WalletService) -> None:
-    client_id = f"client-{uuid.uuid4().hex[:10]}"
-    result = service.add_credit(
-        client_id=client_id, country="USA", currency="USD", amount="1.25", transaction_id=new_id()
+@pytest.mark.parametrize(
+    ("currency", "amount_minor", "voided"),
+    [("USD", 1230, False), ("JPY", 7, False), ("KWD", 1, True), ("USD", 10**20, True)],
+)
+def test_an_item_is_rendered_as_its_single_endpoint_renders_it(
+    currency: str, amount_minor: int, voided: bool
+) -> None:
+    key = WalletKey(client_id="c", country="USA", currency=currency, issuer="i" if voided else None)
+    moment = datetime(2026, 12, 6, 3, 4, 5, 123000 if voided else 0, tzinfo=UTC)
+    result = WalletResult(
+        transaction=TransactionRecord(
+            transaction_id="t",
+            kind=TransactionKind.DEBIT,
+            key=key,
+            amount_minor=amount_minor,
+            state=TransactionState.VOIDED if voided else TransactionState.POSTED,
+            created_at=moment,
+            made_by="someone",
+            voided_at=moment if voided else None,
+            voided_by="support" if voided else "",
+            void_reason="why" if voided else "",
+        ),
+        balance=WalletBalance(key, amount_minor, 0, amount_minor * 3),
+        replayed=voided,
     )
 
     assert batch_views.rendered_result(result) == render_result(result)
