@@ -11,8 +11,9 @@ debits over WALLETS wallets, one batch at a time, timed from request to parsed a
 The raw side, in the same run, batch for batch beside the API's: the ledger backend's own
 `create_transfers` of 8189 transfers of the same shape (the real `tigerbeetle` client on the
 server; the engine's call on the embedded default), plus a bare bulk insert of the 8189
-registry rows those transfers need (Django's `bulk_create`): the slowest raw input the API
-must also pay. The issue wants the API at >= 0.5x the raw items/s.
+registry rows those transfers need (one INSERT statement sent with every row's prepared
+values, in one transaction: `executemany`, the barest insert the database driver offers),
+the slowest raw input the API must also pay. The issue wants the API at >= 0.5x the raw items/s.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import django
 django.setup()
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -37,7 +39,7 @@ import tigerbeetle as tb  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.models import Permission  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
 
 from bench.common import (  # noqa: E402
     Target,
@@ -89,9 +91,15 @@ def batch_items(run: str, round_number: int, clients: list[str]) -> list[dict[st
 
 
 def post_batch(session: requests.Session, base: str, items: list[dict[str, Any]]) -> float:
+    """One batch through the API, timed from sending the body (JSON-encoded beforehand, as
+    the raw side's transfers are built beforehand) to the parsed answer."""
+    body = json.dumps({"atomic": False, "items": items})
     started = time.perf_counter()
     response = session.post(
-        f"{base}/api/batches", json={"atomic": False, "items": items}, timeout=600
+        f"{base}/api/batches",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=600,
     )
     results = response.json()["results"]
     elapsed = time.perf_counter() - started
@@ -131,24 +139,37 @@ class RawInputs:
         return elapsed
 
     def bulk_insert_s(self) -> float:
-        now = datetime.now(UTC)
-        rows = [
-            WalletTransfer(
-                transaction_id=f"raw-{uuid.uuid4().hex}",
-                wallet=self.wallets[index % len(self.wallets)],
-                kind="credit",
-                amount_minor=1,
-                state="posted",
-                tb_transfer_id_hex=u128_to_hex(tb.id()),
-                tb_timestamp=1,
-                created_at=now,
-                needs_copy_back=True,
-            )
-            for index in range(BATCH_ITEMS_MAX)
-        ]
+        """The barest bulk insert of 8189 registry rows: one INSERT statement written once,
+        sent with every row's values prepared beforehand (no model instances), in one
+        transaction; the timing covers the statement alone."""
+        now = _CREATED_AT.get_db_prep_save(datetime.now(UTC), connection)
+        rows = []
+        for index in range(BATCH_ITEMS_MAX):
+            values = {
+                **_DEFAULTS,
+                "transaction_id": f"raw-{uuid.uuid4().hex}",
+                "wallet_id": self.wallets[index % len(self.wallets)].pk,
+                "kind": "credit",
+                "amount_minor": 1,
+                "tb_transfer_id_hex": u128_to_hex(tb.id()),
+                "tb_timestamp": 1,
+                "created_at": now,
+                "needs_copy_back": True,
+            }
+            rows.append([values[field.attname] for field in _FIELDS])
         started = time.perf_counter()
-        WalletTransfer.objects.bulk_create(rows)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(_INSERT_SQL, rows)
         return time.perf_counter() - started
+
+
+_FIELDS = [field for field in WalletTransfer._meta.concrete_fields if not field.primary_key]
+_DEFAULTS = {f.attname: f.get_default() if f.has_default() else None for f in _FIELDS}
+_CREATED_AT = WalletTransfer._meta.get_field("created_at")
+_INSERT_SQL = (
+    f"INSERT INTO {WalletTransfer._meta.db_table} ({', '.join(str(f.column) for f in _FIELDS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_FIELDS))})"
+)
 
 
 def seed(session: requests.Session, base: str, clients: list[str]) -> None:

@@ -19,10 +19,11 @@ answered as its replay, and the chain goes again without it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from tigerbeetle import CreateTransferResult, CreateTransferStatus, Transfer, TransferFlags
+from tigerbeetle import Account, CreateTransferResult, CreateTransferStatus, Transfer, TransferFlags
 
 from domain import errors
 from domain.batches import BatchItem, BatchItemKind, BatchOutcome, refused_at
@@ -162,14 +163,18 @@ class TigerBeetleBatch:
     ) -> None:
         if not pending:
             return
-        results, balances = self._send(pending)
+        results, sent = self._send(pending)
         created = []
-        for entry, result in zip(pending, results, strict=True):
-            if result.status == CreateTransferStatus.CREATED:
-                created.append((entry, result))
-            else:
-                outcomes[entry.index] = self._answer_refusal(entry, result, made_by=made_by)
-        self._register(created, balances, outcomes, made_by=made_by)
+        try:
+            for entry, result in zip(pending, results, strict=True):
+                if result.status == CreateTransferStatus.CREATED:
+                    created.append((entry, result))
+                else:
+                    outcomes[entry.index] = self._answer_refusal(entry, result, made_by=made_by)
+            _record_created(created, made_by=made_by)  # while the lookup after travels
+        finally:
+            walks = sent.walks()
+        self._answer_created(created, walks, outcomes, made_by=made_by)
 
     def _post_chain(
         self, pending: list[_Pending], outcomes: list[BatchOutcome | None], *, made_by: str
@@ -177,28 +182,32 @@ class TigerBeetleBatch:
         """All or none, as one linked chain; an item TigerBeetle already holds is answered
         as its replay and the chain goes again without it (each pass answers one more)."""
         while pending:
-            linked = [
-                _linked(entry.transfer, last=position == len(pending) - 1)
+            chained = [
+                _Pending(
+                    entry.index,
+                    entry.item,
+                    entry.registered,
+                    _linked(entry.transfer, last=position == len(pending) - 1),
+                )
                 for position, entry in enumerate(pending)
             ]
-            chained = [
-                _Pending(entry.index, entry.item, entry.registered, transfer)
-                for entry, transfer in zip(pending, linked, strict=True)
-            ]
-            results, balances = self._send(chained)
-            breaking = next(
-                (
-                    (entry, result)
-                    for entry, result in zip(pending, results, strict=True)
-                    if result.status
-                    not in (CreateTransferStatus.CREATED, CreateTransferStatus.LINKED_EVENT_FAILED)
-                ),
-                None,
-            )
-            if breaking is None:
-                self._register(
-                    list(zip(chained, results, strict=True)), balances, outcomes, made_by=made_by
+            results, sent = self._send(chained)
+            try:
+                breaking = next(
+                    (
+                        (entry, result)
+                        for entry, result in zip(pending, results, strict=True)
+                        if result.status not in _CHAIN_ACCEPTED
+                    ),
+                    None,
                 )
+                if breaking is None:
+                    created = list(zip(chained, results, strict=True))
+                    _record_created(created, made_by=made_by)  # while the lookup travels
+            finally:
+                walks = sent.walks()
+            if breaking is None:
+                self._answer_created(created, walks, outcomes, made_by=made_by)
                 return
             entry, result = breaking
             answer = self._answer_refusal(entry, result, made_by=made_by)
@@ -207,24 +216,20 @@ class TigerBeetleBatch:
             outcomes[entry.index] = answer
             pending = [other for other in pending if other is not entry]
 
-    def _send(
-        self, pending: list[_Pending]
-    ) -> tuple[list[CreateTransferResult], dict[int, _BalanceWalk]]:
-        """The one create_transfers request, between two lookups of the batch's wallets."""
+    def _send(self, pending: list[_Pending]) -> tuple[list[CreateTransferResult], _Sent]:
+        """The one create_transfers request, between two lookups of the batch's wallets:
+        the one before travels with the write (the real client sends a session's requests
+        in order), the one after is begun and collected by the caller (`_Sent.walks`)."""
         assert len(pending) <= BATCH_EVENTS_MAX
         account_ids = sorted({entry.registered.tb_account_id for entry in pending})
-        before = store_call(self._backend.lookup_accounts, account_ids)
-        results = store_call(self._backend.create_transfers, [e.transfer for e in pending])
-        after = store_call(self._backend.lookup_accounts, account_ids)
-        walks = {
-            account.id: _BalanceWalk(
-                credits_posted=account.credits_posted, debits_posted=account.debits_posted
-            )
-            for account in before
-        }
-        for account in after:
-            walks[account.id].after = (account.credits_posted, account.debits_posted)
-        return results, walks
+        before = store_call(self._backend.begin_lookup_accounts, account_ids)
+        try:
+            answer = store_call(self._backend.begin_create_transfers, [e.transfer for e in pending])
+        finally:
+            found_before = store_call(before)  # every request sent is answered
+        results = store_call(answer)
+        after = store_call(self._backend.begin_lookup_accounts, account_ids)
+        return results, _Sent(found_before, after)
 
     def _answer_refusal(
         self, entry: _Pending, result: CreateTransferResult, *, made_by: str
@@ -249,7 +254,7 @@ class TigerBeetleBatch:
         except errors.WalletError as refusal:
             return refusal
 
-    def _register(
+    def _answer_created(
         self,
         created: list[tuple[_Pending, CreateTransferResult]],
         walks: dict[int, _BalanceWalk],
@@ -257,34 +262,12 @@ class TigerBeetleBatch:
         *,
         made_by: str,
     ) -> None:
-        """The created items' registry rows (one bulk insert) and results."""
-        if not created:
-            return
-        rows = account_registry.rows_by_key({entry.item.key for entry, _ in created})
+        """The created items' results, each with the balance right after it."""
         for entry, _ in created:
             account_id = entry.registered.tb_account_id
             walks[account_id].posted(entry.transfer, account_id=account_id)
-        new_rows = []
-        times: dict[int, datetime] = {}  # many transfers of a batch share a millisecond
         for entry, result in created:
             item = entry.item
-            created_at = times.get(result.timestamp // _NS_PER_MS)
-            if created_at is None:
-                created_at = times[result.timestamp // _NS_PER_MS] = time_of_tb_timestamp(
-                    result.timestamp
-                )
-            new_rows.append(
-                transfer_registry.NewTransfer(
-                    transaction_id=item.transaction_id,
-                    wallet=rows[item.key],
-                    kind=str(item.kind),
-                    amount_minor=item.amount_minor,
-                    tb_transfer_id=entry.transfer.id,
-                    tb_timestamp=result.timestamp,
-                    created_at=created_at,
-                    made_by=made_by,
-                )
-            )
             outcomes[entry.index] = WalletResult(
                 transaction=TransactionRecord(
                     transaction_id=item.transaction_id,
@@ -292,12 +275,11 @@ class TigerBeetleBatch:
                     key=item.key,
                     amount_minor=item.amount_minor,
                     state=TransactionState.POSTED,
-                    created_at=created_at,
+                    created_at=_write_time(result.timestamp // _NS_PER_MS),
                     made_by=made_by,
                 ),
                 balance=self._balance_after(entry, result, walks),
             )
-        transfer_registry.record_store_writes(new_rows)
 
     def _balance_after(
         self,
@@ -318,6 +300,56 @@ class TigerBeetleBatch:
         return balance_at(
             self._backend, entry.item.key, tb_account_id=account_id, tb_timestamp=result.timestamp
         )
+
+
+_CHAIN_ACCEPTED = (CreateTransferStatus.CREATED, CreateTransferStatus.LINKED_EVENT_FAILED)
+
+
+class _Sent:
+    """A sent batch's lookups of its wallets: the one before, and the one after (begun,
+    collected once by `walks`, always: every request sent is answered)."""
+
+    def __init__(self, before: list[Account], after: Callable[[], list[Account]]) -> None:
+        self._before = before
+        self._after = after
+
+    def walks(self) -> dict[int, _BalanceWalk]:
+        after = store_call(self._after)
+        walks = {
+            account.id: _BalanceWalk(
+                credits_posted=account.credits_posted, debits_posted=account.debits_posted
+            )
+            for account in self._before
+        }
+        for account in after:
+            walks[account.id].after = (account.credits_posted, account.debits_posted)
+        return walks
+
+
+@functools.lru_cache(maxsize=4096)
+def _write_time(tb_timestamp_ms: int) -> datetime:
+    """A transfer's write time from its timestamp's millisecond (a batch's transfers share
+    a few milliseconds)."""
+    return time_of_tb_timestamp(tb_timestamp_ms * _NS_PER_MS)
+
+
+def _record_created(created: list[tuple[_Pending, CreateTransferResult]], *, made_by: str) -> None:
+    """The created items' registry rows, in one bulk insert."""
+    transfer_registry.record_store_writes(
+        [
+            transfer_registry.BatchWrite(
+                entry.item.transaction_id,
+                entry.registered.registry_pk,
+                str(entry.item.kind),
+                entry.item.amount_minor,
+                entry.transfer.id,
+                result.timestamp,
+                _write_time(result.timestamp // _NS_PER_MS),
+                made_by,
+            )
+            for entry, result in created
+        ]
+    )
 
 
 class _BalanceWalk:

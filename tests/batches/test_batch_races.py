@@ -5,7 +5,7 @@ and on TigerBeetle a batch is one create_transfers request however many items it
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -85,7 +85,8 @@ def test_two_atomic_batches_debiting_one_wallet_post_one_and_refuse_the_other(
 
 
 class _CountingBackend:
-    """The store's backend, counting the create_transfers requests it is sent."""
+    """The store's backend, counting the create_transfers requests it is sent (begun or
+    called)."""
 
     def __init__(self, inner: LedgerBackend) -> None:
         self._inner = inner
@@ -94,6 +95,12 @@ class _CountingBackend:
     def create_transfers(self, transfers: list[Transfer]) -> list[CreateTransferResult]:
         self.create_transfers_requests.append(len(transfers))
         return self._inner.create_transfers(transfers)
+
+    def begin_create_transfers(
+        self, transfers: list[Transfer]
+    ) -> Callable[[], list[CreateTransferResult]]:
+        self.create_transfers_requests.append(len(transfers))
+        return self._inner.begin_create_transfers(transfers)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
