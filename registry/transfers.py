@@ -147,8 +147,8 @@ def _insert_sql(vendor: str) -> str:
 
 @functools.cache
 def _insert_many_sql(vendor: str) -> str:
-    """The INSERT of a batch's rows, a row already registered left as it is (both vendors
-    speak ON CONFLICT DO NOTHING)."""
+    """The INSERT of one row of a batch, for executemany, a row already registered left as
+    it is (ON CONFLICT DO NOTHING)."""
     quote = connection.ops.quote_name
     columns = ", ".join(quote(column) for column in _INSERT_COLUMNS)
     placeholders = ", ".join(["%s"] * len(_INSERT_FIELDS))
@@ -156,6 +156,33 @@ def _insert_many_sql(vendor: str) -> str:
         f"INSERT INTO {quote(WalletTransfer._meta.db_table)} ({columns}) "
         f"VALUES ({placeholders}) ON CONFLICT DO NOTHING"
     )
+
+
+@functools.cache
+def _insert_unnest_sql() -> str:
+    """PostgreSQL's INSERT of a batch's rows as one array per column (as Django's own
+    bulk_create sends them there), a row already registered left as it is."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(column) for column in _INSERT_COLUMNS)
+    arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in _INSERT_FIELDS)
+    return (
+        f"INSERT INTO {quote(WalletTransfer._meta.db_table)} ({columns}) "
+        f"SELECT * FROM UNNEST({arrays}) ON CONFLICT DO NOTHING"
+    )
+
+
+def _insert_rows(rows: list[list[Any]]) -> None:
+    """A batch's rows in one transaction, the fastest way each database takes them:
+    PostgreSQL one array per column in one statement (psycopg's executemany sends rows one
+    by one, twice bulk_create's time at 8,189 rows); SQLite one statement's executemany
+    (three times faster than bulk_create there)."""
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                _insert_unnest_sql(), [list(column) for column in zip(*rows, strict=True)]
+            )
+        else:
+            cursor.executemany(_insert_many_sql(connection.vendor), rows)
 
 
 # A batch's row where it says nothing: each field's default (state posted, no void, no
@@ -214,9 +241,9 @@ def record_store_writes(writes: Sequence[BatchWrite]) -> None:
     insert; each is due to be copied back to MongoDB, as a single write is. One a concurrent
     request registered first (the same batch sent twice at once) is left as it is.
 
-    One statement written once and sent with every row's values (`executemany`), not the
-    ORM's bulk_create: building 8,189 model instances and compiling their INSERT cost three
-    times the database's own work. Values go as `_inserted` sends them."""
+    Statements written once and sent with the rows' values (`_insert_rows`), not the ORM's
+    bulk_create: building 8,189 model instances and compiling their INSERT cost three times
+    the database's own work. Values go as `_inserted` sends them."""
     if not writes:
         return
     rows = []
@@ -239,9 +266,8 @@ def record_store_writes(writes: Sequence[BatchWrite]) -> None:
         row[_AT["made_by"]] = write.made_by
         row[_AT["needs_copy_back"]] = True
         rows.append(row)
-    # One transaction for the statement's rows (SQLite would commit each row on its own).
-    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        cursor.executemany(_insert_many_sql(connection.vendor), rows)
+    # One transaction for the rows (SQLite would commit each row on its own).
+    _insert_rows(rows)
 
 
 def mark_voided(
