@@ -64,7 +64,7 @@ class BatchDebitItem(_BatchItemBase):
 
 _ITEM_SCHEMA = PolymorphicProxySerializer(
     component_name="BatchItem",
-    serializers=[BatchCreditItem, BatchDebitItem],
+    serializers={"credit": BatchCreditItem, "debit": BatchDebitItem},
     resource_type_field_name="kind",
     many=False,
 )
@@ -87,7 +87,7 @@ class BatchRequest(s.RequestBody):
 class BatchItemResult(serializers.Serializer):
     status = serializers.IntegerField(
         help_text="the status the item's single endpoint would answer: 201 posted, 200 "
-        "replayed, else its error's (400, 404, 409, 422)"
+        "replayed, else its error's (404, 409, 422)"
     )
     transaction = s.TransactionSerializer(required=False)
     balance = s.WalletBalanceSerializer(required=False)
@@ -143,9 +143,11 @@ class BatchesView(APIView):
             "the single endpoint's status and body. atomic=true: 201 (200 when every item "
             "was a replay) with every item applied, or the first refusing item's error with "
             "its index in details.item and nothing of the batch applied (a refused debit is "
-            "remembered as refused, as a single one is). Errors on the batch's shape (not "
-            "an object, an unknown field, an item of an unknown kind, an id used twice) are "
-            "400 validation_error for the whole batch."
+            "remembered as refused, as a single one is; a wallet the batch would have "
+            "created may remain, empty, on the TigerBeetle store). A batch with an item "
+            "its single endpoint would refuse with 400 (its shape, id, country, currency "
+            "or amount), or with an id used twice, is refused whole with that 400, "
+            "details.item naming the item, before anything is written."
         ),
         request=BatchRequest,
         responses={

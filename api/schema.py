@@ -332,6 +332,10 @@ def _field_schemas() -> dict[tuple[str, str], dict[str, Any]]:
         fields[(component, "currency")] = currency_schema()
         fields[(component, "amount")] = amount_schema()
         fields[(component, "issuer")] = {**id_schema(blank_means_none=True), "default": ""}
+        fields[(component, "kind")] = {
+            "type": "string",
+            "enum": [component.removeprefix("Batch").removesuffix("Item").lower()],
+        }
     fields[("VoidRequest", "reason")] = void_reason_schema()
     for component, names in ANSWER_AMOUNTS.items():
         for name in names:

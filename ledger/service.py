@@ -164,26 +164,24 @@ class WalletService:
         self, *, items: Sequence[Mapping[str, Any]], atomic: bool, made_by: str = ""
     ) -> list[BatchOutcome]:
         """Many credits and debits in one call (`domain.batches`), each item checked as its
-        single write is. Independent: an item the checks refuse gets its refusal as its
-        outcome, the others go to the store. All-or-nothing: the first refused item refuses
-        the batch, naming it. An id used twice in one batch refuses the batch."""
+        single write is: an item the checks refuse (400: its id, country, currency or amount)
+        refuses the whole batch, naming it, before anything is written, as does an id used
+        twice in one batch. The store's refusals (404, 409, 422) are items' outcomes when
+        independent, and refuse the batch when all-or-nothing."""
         if not 1 <= len(items) <= BATCH_ITEMS_MAX:
             raise errors.ValidationFailed(
                 f"A batch holds 1 to {BATCH_ITEMS_MAX} items.", field="items"
             )
         keys: dict[tuple[Any, ...], WalletKey | errors.WalletError] = {}
-        checked = [_checked_item(item, keys) for item in items]
+        checked = []
+        for index, item in enumerate(items):
+            outcome = _checked_item(item, keys)
+            if isinstance(outcome, errors.WalletError):
+                raise refused_at(index, outcome)
+            checked.append(outcome)
         _refuse_repeated_ids(checked)
-        if atomic:
-            for index, outcome in enumerate(checked):
-                if isinstance(outcome, errors.WalletError):
-                    raise refused_at(index, outcome)
-        valid = [item for item in checked if isinstance(item, BatchItem)]
-        stored = iter(
-            self.primary_store().post_batch(valid, atomic=atomic, made_by=made_by) if valid else []
-        )
-        outcomes = [next(stored) if isinstance(item, BatchItem) else item for item in checked]
-        assert next(stored, None) is None, "the store answers one outcome per item"
+        outcomes = self.primary_store().post_batch(checked, atomic=atomic, made_by=made_by)
+        assert len(outcomes) == len(checked), "the store answers one outcome per item"
         return outcomes
 
     def get_balance(
@@ -239,13 +237,11 @@ def _checked_item(
         return refusal
 
 
-def _refuse_repeated_ids(checked: list[BatchItem | errors.WalletError]) -> None:
+def _refuse_repeated_ids(checked: list[BatchItem]) -> None:
     """Each id at most once per batch: a repeat inside one batch is the client's mistake (a
     retry resends the whole batch), refused before anything is written."""
     first_of: dict[str, int] = {}
     for index, item in enumerate(checked):
-        if not isinstance(item, BatchItem):
-            continue
         first = first_of.setdefault(item.transaction_id, index)
         if first != index:
             raise errors.ValidationFailed(

@@ -85,7 +85,6 @@ def test_an_independent_batch_answers_each_item_as_its_single_endpoint_in_order(
         debit_item(client_id, "3.00"),
         debit_item(client_id, "50.00"),
         debit_item(f"nobody-{uuid.uuid4().hex[:8]}", "1.00"),
-        credit_item(client_id, "0.001"),
         debit_item(client_id, "2.00"),
     ]
 
@@ -93,13 +92,12 @@ def test_an_independent_batch_answers_each_item_as_its_single_endpoint_in_order(
 
     assert response.status_code == 200
     results = response.json()["results"]
-    assert [result["status"] for result in results] == [201, 201, 422, 404, 400, 201]
+    assert [result["status"] for result in results] == [201, 201, 422, 404, 201]
     assert [result.get("error", {}).get("code") for result in results] == [
         None,
         None,
         "insufficient_funds",
         "wallet_not_found",
-        "invalid_amount",
         None,
     ]
     assert [result["balance"]["credit"] for result in results if "balance" in result] == [
@@ -159,6 +157,18 @@ def test_a_single_write_replays_as_an_item_of_a_batch(api: APIClient) -> None:
     assert replayed["status"] == 200
     assert replayed["transaction"] == single["transaction"]
     assert replayed["balance"] == single["balance"]
+
+
+def test_a_batch_with_an_amount_finer_than_its_currency_is_refused_whole(api: APIClient) -> None:
+    client_id = f"client-{uuid.uuid4().hex[:10]}"
+    items = [credit_item(client_id, "1.00"), credit_item(client_id, "0.001")]
+
+    response = post_batch(api, items, atomic=False)
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["details"]["item"]) == ("invalid_amount", 1)
+    assert balance(api, client_id) == 404
 
 
 def test_an_id_reused_with_other_content_is_an_idempotency_conflict_item(api: APIClient) -> None:
@@ -222,11 +232,14 @@ def test_an_atomic_batch_refused_answers_the_same_when_resent(api: APIClient) ->
     assert balance(api, client_id) == "5.00"
 
 
-def test_an_atomic_batch_with_an_invalid_item_is_refused_naming_it(api: APIClient) -> None:
+@pytest.mark.parametrize("atomic", [False, True])
+def test_a_batch_with_an_item_its_endpoint_would_refuse_400_is_refused_whole_naming_it(
+    api: APIClient, atomic: bool
+) -> None:
     client_id = f"client-{uuid.uuid4().hex[:10]}"
     items = [credit_item(client_id, "1.00"), {**credit_item(client_id, "1.00"), "country": "XX"}]
 
-    response = post_batch(api, items, atomic=True)
+    response = post_batch(api, items, atomic=atomic)
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "unknown_country"
