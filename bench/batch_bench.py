@@ -237,7 +237,7 @@ def seed(session: requests.Session, base: str, clients: list[str]) -> None:
 
 
 def figures(
-    api_s: list[float], raw_s: list[float], *, raw_name: str, percentiles: bool = True
+    *, api_s: list[float], raw_s: list[float], raw_name: str, percentiles: bool = True
 ) -> list[Target]:
     ms = 1000
     rows = []
@@ -328,8 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print_targets(
         "POST /api/batches beside the raw inputs of the same run",
-        figures(api_s, raw_s, raw_name="create_transfers + fastest bare insert")
-        + figures(api_s, raw_orm_s, raw_name="create_transfers + bulk_create", percentiles=False),
+        figures(api_s=api_s, raw_s=raw_s, raw_name="create_transfers + fastest bare insert")
+        + figures(
+            api_s=api_s,
+            raw_s=raw_orm_s,
+            raw_name="create_transfers + bulk_create",
+            percentiles=False,
+        ),
     )
     return 0
 
