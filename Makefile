@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench bench-ledger bench-wallet bench-migration bench-load install clean
+.PHONY: run test lint bench bench-ledger bench-wallet bench-migration bench-batches bench-load install clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: bench-ledger bench-wallet bench-migration
+bench: bench-ledger bench-wallet bench-migration bench-batches
 
 bench-ledger: $(STAMP)
 	$(BIN)/python -m bench.ledger_bench $(BENCH_ARGS)
@@ -45,6 +45,10 @@ bench-wallet: $(STAMP)
 
 bench-migration: $(STAMP)
 	$(BIN)/python -m bench.migration_bench $(BENCH_ARGS)
+
+# 8189-item batches through POST /api/batches beside the raw create_transfers + registry insert.
+bench-batches: $(STAMP)
+	$(BIN)/python -m bench.batch_bench $(BENCH_ARGS)
 
 # 1,000 locust users for 60 s against gunicorn, then an audit of every balance (not in `bench`).
 bench-load: $(STAMP)

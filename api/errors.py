@@ -27,6 +27,14 @@ _DRF_CODES = {
 }
 
 
+def wallet_error_body(exc: WalletError) -> dict[str, Any]:
+    """A wallet refusal in the one error shape (a 409 names the stored transaction)."""
+    details = dict(exc.details)
+    if isinstance(exc, ConflictWithOriginal) and exc.original is not None:
+        details["original"] = render_transaction(exc.original)
+    return error_body(exc.code, message=exc.message, details=details)
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Render wallet errors and DRF's own errors in the one shape; a database that does not
     answer (also while authenticating the token, before the view) is 503
@@ -35,12 +43,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
         exc = DatabaseUnavailable()
     if isinstance(exc, WalletError):
-        details = dict(exc.details)
-        if isinstance(exc, ConflictWithOriginal) and exc.original is not None:
-            details["original"] = render_transaction(exc.original)
-        refusal = Response(
-            error_body(exc.code, message=exc.message, details=details), status=exc.http_status
-        )
+        refusal = Response(wallet_error_body(exc), status=exc.http_status)
         if exc.retry_after_s is not None:
             refusal["Retry-After"] = str(exc.retry_after_s)
         return refusal

@@ -15,6 +15,9 @@ READ_WALLETS = "registry.read_wallets"
 CREDIT_WALLETS = "registry.credit_wallets"
 DEBIT_WALLETS = "registry.debit_wallets"
 VOID_TRANSACTIONS = "registry.void_wallettransfer"
+# POST /api/batches; each item also needs its own kind's permission (credit_wallets,
+# debit_wallets), so a batch never lets a caller do what it could not do one by one.
+POST_BATCHES = "registry.post_batches"
 # The role of the payment systems calling the API (read, credit, debit; data migration
 # flags/0003_api_roles); `manage.py create_service_account` puts accounts in it.
 SERVICE_ACCOUNT_GROUP = "Service account"

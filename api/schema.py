@@ -311,6 +311,9 @@ REQUEST_COMPONENTS = (
     "HoldRequest",
     "CaptureRequest",
     "ReleaseRequest",
+    "BatchRequest",
+    "BatchCreditItem",
+    "BatchDebitItem",
 )
 ANSWER_AMOUNTS = {
     "WalletBalance": ("credit", "debit", "historical_credit", "held"),
@@ -341,6 +344,20 @@ def _field_schemas() -> dict[tuple[str, str], dict[str, Any]]:
         fields[(component, "amount")] = amount_schema()
         fields[(component, "issuer")] = {**id_schema(blank_means_none=True), "default": ""}
         fields[(component, "currency")] = {**currency_schema(blank_allowed=True), "default": ""}
+    for component, id_name in (
+        ("BatchCreditItem", "transaction_id"),
+        ("BatchDebitItem", "reference_id"),
+    ):
+        fields[(component, id_name)] = id_schema()
+        fields[(component, "client_id")] = id_schema()
+        fields[(component, "country")] = country_schema()
+        fields[(component, "currency")] = currency_schema()
+        fields[(component, "amount")] = amount_schema()
+        fields[(component, "issuer")] = {**id_schema(blank_means_none=True), "default": ""}
+        fields[(component, "kind")] = {
+            "type": "string",
+            "enum": [component.removeprefix("Batch").removesuffix("Item").lower()],
+        }
     fields[("VoidRequest", "reason")] = void_reason_schema()
     fields[("HoldRequest", "hold_id")] = id_schema()
     fields[("HoldRequest", "amount")] = amount_schema()

@@ -1,11 +1,12 @@
 from django.urls import path
 
-from api import history_views, hold_views, views
+from api import batch_views, history_views, hold_views, views
 
 WALLET = "clients/<str:client_id>/wallets/<str:country>/<str:currency>"
 
 urlpatterns = [
     path("ping", views.PingView.as_view(), name="ping"),
+    path("batches", batch_views.BatchesView.as_view(), name="batches"),
     path(
         "clients/<str:client_id>/wallets", views.ClientWalletsView.as_view(), name="client-wallets"
     ),

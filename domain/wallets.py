@@ -7,6 +7,7 @@ edges (API serializers, admin), through `domain.money`.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,6 +20,8 @@ if TYPE_CHECKING:  # domain.history builds on this module's balance
     from domain.history import HistoryPage, HistoryQuery
 if TYPE_CHECKING:  # domain.holds builds on this module's balance
     from domain.holds import Hold, HoldResult
+if TYPE_CHECKING:  # domain.batches builds on this module's records
+    from domain.batches import BatchItem, BatchOutcome
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -142,6 +145,14 @@ class WalletStore(Protocol):
     def void_transaction(
         self, transaction_id: str, *, voided_by: str, reason: str
     ) -> WalletResult: ...
+
+    def post_batch(
+        self, items: Sequence[BatchItem], *, atomic: bool, made_by: str = ""
+    ) -> list[BatchOutcome]:
+        """Many credits and debits in one call (`domain.batches`): one outcome per item, in
+        order, each what the single write would answer. `atomic`: all apply or none, and the
+        first refusal is raised (`domain.batches.refused_at`) with nothing posted."""
+        ...
 
     def get_balance(self, key: WalletKey) -> WalletBalance: ...
 

@@ -76,3 +76,14 @@ def count_transaction(*, store: str, kind: str, currency: str, amount_minor: int
     assert amount_minor > 0, "a transaction moves a positive amount"
     TRANSACTIONS.labels(store, kind, currency).inc()
     TRANSACTION_AMOUNT_MINOR.labels(store, kind, currency).inc(amount_minor)
+
+
+def count_transactions(
+    *, store: str, kind: str, currency: str, count: int, amount_minor: int
+) -> None:
+    """`count` transactions of one kind and currency a store took (a batch's), their amounts
+    adding up to `amount_minor`: as many count_transaction calls, in two."""
+    assert kind in TRANSACTION_KINDS, kind
+    assert count > 0 and amount_minor >= count, "each transaction moves a positive amount"
+    TRANSACTIONS.labels(store, kind, currency).inc(count)
+    TRANSACTION_AMOUNT_MINOR.labels(store, kind, currency).inc(amount_minor)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol, TypeVar
@@ -31,6 +31,7 @@ import pybreaker
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from domain import errors
+from domain.batches import BatchItem, BatchOutcome
 from domain.history import HistoryPage, HistoryQuery
 from domain.holds import Hold, HoldResult
 from domain.ids import WalletKey
@@ -45,6 +46,9 @@ from migration.outbox import MirrorOutbox
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# A batch that wrote to more wallets than this queues one mirror of the whole outbox instead
+# of one task per wallet (a batch may touch 8189 wallets).
+MIRROR_TASKS_PER_BATCH_MAX = 16
 
 
 class _BreakerGauge(pybreaker.CircuitBreakerListener):
@@ -162,6 +166,21 @@ def _count_transaction(result: WalletResult, *, store: str, operation: str) -> N
     )
 
 
+def _count_batch(outcomes: list[BatchOutcome], *, store: str) -> None:
+    """A batch's writes the store took, counted per kind and currency at once."""
+    totals: dict[tuple[str, str], list[int]] = {}
+    for outcome in outcomes:
+        if isinstance(outcome, WalletResult) and not outcome.replayed:
+            record = outcome.transaction
+            total = totals.setdefault((str(record.kind), record.key.currency), [0, 0])
+            total[0] += 1
+            total[1] += record.amount_minor
+    for (kind, currency), (count, amount_minor) in totals.items():
+        metrics.count_transactions(
+            store=store, kind=kind, currency=currency, count=count, amount_minor=amount_minor
+        )
+
+
 class PhasedWalletStore:
     """MongoDB and TigerBeetle behind one WalletStore, routed by the migration phase."""
 
@@ -177,6 +196,7 @@ class PhasedWalletStore:
         read_retry: ReadRetry,
         enqueue_mirror: Callable[[WalletKey], None],
         enqueue_shadow: ShadowEnqueuer,
+        enqueue_mirror_pending: Callable[[], None] | None = None,
     ) -> None:
         """`outbox`: MongoDB's outbox (read-your-writes asks it whether a wallet waits for
         the mirror); `breaker`: the breaker on TigerBeetle reads (`read_breaker`), each
@@ -184,7 +204,9 @@ class PhasedWalletStore:
         `enqueue_mirror(key)` runs after each dual write (queue that wallet's mirror);
         `enqueue_shadow(balance, wallet_seq=..., mongo_latency_us=...)` after each sampled shadow
         read (queue its comparison). The process wiring (`wallet_site.wiring`) supplies the
-        Celery tasks; this module never imports them."""
+        Celery tasks; this module never imports them. `enqueue_mirror_pending()` queues one
+        mirror of every pending entry, after a batch that wrote to more wallets than
+        MIRROR_TASKS_PER_BATCH_MAX (without it, each wallet's mirror is queued)."""
         self.mongo = mongo
         self.tigerbeetle = tigerbeetle
         self.outbox = outbox
@@ -192,6 +214,7 @@ class PhasedWalletStore:
         self.read_retry = read_retry
         self._enqueue_mirror = enqueue_mirror
         self._enqueue_shadow = enqueue_shadow
+        self._enqueue_mirror_pending = enqueue_mirror_pending
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -227,6 +250,46 @@ class PhasedWalletStore:
             self._enqueue_mirror(key)
         except Exception:
             log.warning("mirror task for %s not queued; the sweeper will apply it", key.describe())
+
+    def post_batch(
+        self, items: Sequence[BatchItem], *, atomic: bool, made_by: str = ""
+    ) -> list[BatchOutcome]:
+        """A batch goes where a single write goes, under one admission of the write lock for
+        all its items; in dual write its entries are mirrored as single writes' are."""
+        with write_admitted() as admitted:
+            state = current_state() if admitted else None
+            if state is None or state.writes_paused:
+                raise errors.WritesPaused()
+            store = self.mongo if state.writes_to_mongo else self.tigerbeetle
+            outcomes = _timed(
+                "post_batch",
+                store=store.name,
+                call=lambda: store.post_batch(items, atomic=atomic, made_by=made_by),
+            )
+        _count_batch(outcomes, store=store.name)
+        if state.writes_to_mongo:
+            self._mirror_batch_soon(
+                {
+                    outcome.transaction.key
+                    for outcome in outcomes
+                    if isinstance(outcome, WalletResult)
+                    and state.mirrors_wallets_of(outcome.transaction.key.client_id)
+                }
+            )
+        return outcomes
+
+    def _mirror_batch_soon(self, keys: set[WalletKey]) -> None:
+        """A batch's wallets' mirrors: one task per wallet for a few wallets, one task for
+        every pending entry past MIRROR_TASKS_PER_BATCH_MAX (the mirror applies up to 8189
+        entries per TigerBeetle request, so a batch's entries travel as batches too)."""
+        if len(keys) <= MIRROR_TASKS_PER_BATCH_MAX or self._enqueue_mirror_pending is None:
+            for key in sorted(keys, key=lambda key: key.sort_key()):
+                self._mirror_soon(key)
+            return
+        try:
+            self._enqueue_mirror_pending()
+        except Exception:
+            log.warning("mirror task for a batch not queued; the sweeper will apply it")
 
     def add_credit(
         self, key: WalletKey, amount_minor: int, transaction_id: str, *, made_by: str = ""

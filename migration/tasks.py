@@ -86,6 +86,14 @@ def mirror_wallet(key: dict[str, str | None]) -> dict[str, Any]:
     return _report(process_runtime().mirror().drain(keys=[key_from_dict(key)]))
 
 
+@shared_task(name="ledger.mirror_pending", ignore_result=True)
+def mirror_pending() -> dict[str, Any]:
+    """Queued right after a batch that wrote to many wallets: mirror every pending entry."""
+    if not current_state().dual_write:
+        return {"skipped": "dual write is off"}
+    return _report(process_runtime().mirror().drain())
+
+
 @shared_task(name="ledger.sweep_outbox")
 def sweep_outbox() -> dict[str, Any]:
     """Celery beat: mirror whatever no on-commit task applied (crashes, broker outages).

@@ -176,6 +176,7 @@ class WalletAccount(models.Model):
             ("read_wallets", "Can read wallet balances and transactions through the API"),
             ("credit_wallets", "Can add credit to wallets through the API"),
             ("debit_wallets", "Can subtract credit from wallets through the API"),
+            ("post_batches", "Can post batches of credits and debits through the API"),
         ]
 
     def __str__(self) -> str:

@@ -15,7 +15,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import (
@@ -145,6 +145,55 @@ def _insert_sql(vendor: str) -> str:
     )
 
 
+@functools.cache
+def _insert_many_sql(vendor: str) -> str:
+    """The INSERT of one row of a batch, for executemany, a row already registered left as
+    it is (ON CONFLICT DO NOTHING)."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(column) for column in _INSERT_COLUMNS)
+    placeholders = ", ".join(["%s"] * len(_INSERT_FIELDS))
+    return (
+        f"INSERT INTO {quote(WalletTransfer._meta.db_table)} ({columns}) "
+        f"VALUES ({placeholders}) ON CONFLICT DO NOTHING"
+    )
+
+
+@functools.cache
+def _insert_unnest_sql() -> str:
+    """PostgreSQL's INSERT of a batch's rows as one array per column (as Django's own
+    bulk_create sends them there), a row already registered left as it is."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(column) for column in _INSERT_COLUMNS)
+    arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in _INSERT_FIELDS)
+    return (
+        f"INSERT INTO {quote(WalletTransfer._meta.db_table)} ({columns}) "
+        f"SELECT * FROM UNNEST({arrays}) ON CONFLICT DO NOTHING"
+    )
+
+
+def _insert_rows(rows: list[list[Any]]) -> None:
+    """A batch's rows in one transaction, the fastest way each database takes them:
+    PostgreSQL one array per column in one statement (psycopg's executemany sends rows one
+    by one, twice bulk_create's time at 8,189 rows); SQLite one statement's executemany
+    (three times faster than bulk_create there)."""
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                _insert_unnest_sql(), [list(column) for column in zip(*rows, strict=True)]
+            )
+        else:
+            cursor.executemany(_insert_many_sql(connection.vendor), rows)
+
+
+# A batch's row where it says nothing: each field's default (state posted, no void, no
+# failure); the fields a batch sets are written at their positions (`_AT`).
+_ROW_TEMPLATE: tuple[Any, ...] = tuple(
+    field.get_default() if field.has_default() else None for field in _INSERT_FIELDS
+)
+_AT = {attname: position for position, attname in enumerate(_INSERT_ATTNAMES)}
+_CREATED_AT = WalletTransfer._meta.get_field("created_at")
+
+
 def _inserted(row: WalletTransfer) -> WalletTransfer:
     """`row` inserted as `Model.save()` would, from a statement written once: compiling
     the ORM's INSERT of this 17-column row cost a third of a millisecond, as much again as
@@ -171,6 +220,54 @@ def record_all(transfers: Sequence[NewTransfer], *, batch_size: int | None = Non
     WalletTransfer.objects.bulk_create(
         [new.row() for new in transfers], ignore_conflicts=True, batch_size=batch_size
     )
+
+
+class BatchWrite(NamedTuple):
+    """A credit or debit the TigerBeetle store posted in a batch, as its registry row needs
+    it (a tuple: a batch builds 8,189 of them)."""
+
+    transaction_id: str
+    wallet_pk: int
+    kind: str
+    amount_minor: int
+    tb_transfer_id: int
+    tb_timestamp: int
+    created_at: datetime
+    made_by: str
+
+
+def record_store_writes(writes: Sequence[BatchWrite]) -> None:
+    """Many credits and debits the TigerBeetle store posted in one batch, in one bulk
+    insert; each is due to be copied back to MongoDB, as a single write is. One a concurrent
+    request registered first (the same batch sent twice at once) is left as it is.
+
+    Statements written once and sent with the rows' values (`_insert_rows`), not the ORM's
+    bulk_create: building 8,189 model instances and compiling their INSERT cost three times
+    the database's own work. Values go as `_inserted` sends them."""
+    if not writes:
+        return
+    rows = []
+    times: dict[datetime, Any] = {}  # many rows of a batch share a millisecond
+    for write in writes:
+        assert write.amount_minor > 0 and write.kind in ("credit", "debit")
+        created_at = times.get(write.created_at)
+        if created_at is None:
+            created_at = times[write.created_at] = _CREATED_AT.get_db_prep_save(
+                write.created_at, connection
+            )
+        row = list(_ROW_TEMPLATE)
+        row[_AT["transaction_id"]] = write.transaction_id
+        row[_AT["wallet_id"]] = write.wallet_pk
+        row[_AT["kind"]] = write.kind
+        row[_AT["amount_minor"]] = write.amount_minor
+        row[_AT["tb_transfer_id_hex"]] = u128_to_hex(write.tb_transfer_id)
+        row[_AT["tb_timestamp"]] = write.tb_timestamp
+        row[_AT["created_at"]] = created_at
+        row[_AT["made_by"]] = write.made_by
+        row[_AT["needs_copy_back"]] = True
+        rows.append(row)
+    # One transaction for the rows (SQLite would commit each row on its own).
+    _insert_rows(rows)
 
 
 def mark_voided(

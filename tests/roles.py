@@ -14,6 +14,7 @@ _legacy_case_roles_migration = importlib.import_module("flags.migrations.0006_le
 _blocker_roles_migration = importlib.import_module("migration.migrations.0005_blocker_roles")
 _alert_roles_migration = importlib.import_module("migration.migrations.0007_alert_roles")
 _hold_roles_migration = importlib.import_module("flags.migrations.0008_hold_roles")
+_batch_roles_migration = importlib.import_module("flags.migrations.0009_batch_roles")
 
 SERVICE_ACCOUNT = _api_roles_migration.SERVICE_ACCOUNT
 
@@ -26,4 +27,5 @@ def role(name: str) -> Group:
         _blocker_roles_migration.grant_blocker_actions(apps, None)
         _alert_roles_migration.grant_alert_roles(apps, None)
         _hold_roles_migration.grant_hold_roles(apps, None)
+        _batch_roles_migration.grant_batch_roles(apps, None)
     return Group.objects.get(name=name)

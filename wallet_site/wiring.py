@@ -46,6 +46,12 @@ def enqueue_mirror(key: WalletKey) -> None:
     tasks.mirror_wallet.apply_async((key_to_dict(key),), retry=False)
 
 
+def enqueue_mirror_pending() -> None:
+    """After a batch that wrote to many wallets: queue one mirror of every pending outbox
+    entry (sent once, never retried, as enqueue_mirror)."""
+    tasks.mirror_pending.apply_async((), retry=False)
+
+
 def enqueue_shadow(
     balance: WalletBalance, *, wallet_seq: int, mongo_latency_us: int | None
 ) -> None:
@@ -101,6 +107,7 @@ def build_runtime(
         ),
         enqueue_mirror=enqueue_mirror,
         enqueue_shadow=enqueue_shadow,
+        enqueue_mirror_pending=enqueue_mirror_pending,
     )
     return Runtime(
         scope=scope,

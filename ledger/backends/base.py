@@ -72,6 +72,12 @@ class LedgerBackend(Protocol):
         always collects the answer."""
         ...
 
+    def begin_lookup_accounts(self, account_ids: list[int]) -> Callable[[], list[Account]]:
+        """lookup_accounts (at most one batch of ids) started now and answered by the
+        returned call, as begin_create_transfers: a batch's reads travel in order with its
+        write while the caller works; the engine answers at once."""
+        ...
+
     def begin_get_account_balances(
         self, account_filter: AccountFilter
     ) -> Callable[[], list[AccountBalance]]:

@@ -298,6 +298,17 @@ class TigerBeetleBackend:
 
         return results
 
+    def begin_lookup_accounts(self, account_ids: list[int]) -> Callable[[], list[tb.Account]]:
+        assert 0 < len(account_ids) <= BATCH_EVENTS_MAX, "one request: at most one batch"
+        answer = self._begin("lookup_accounts", account_ids)
+
+        def found() -> list[tb.Account]:
+            accounts: list[tb.Account] = answer()
+            assert_lookup_answers(ids=account_ids, found=accounts)
+            return accounts
+
+        return found
+
     def begin_get_account_balances(
         self, account_filter: tb.AccountFilter
     ) -> Callable[[], list[tb.AccountBalance]]:

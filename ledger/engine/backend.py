@@ -268,6 +268,11 @@ class EngineBackend:
         results = self.create_transfers(transfers)
         return lambda: results
 
+    def begin_lookup_accounts(self, account_ids: list[int]) -> Callable[[], list[Account]]:
+        """Answered at once: the engine works on the caller's database connection."""
+        accounts = self.lookup_accounts(account_ids)
+        return lambda: accounts
+
     def begin_get_account_balances(
         self, account_filter: AccountFilter
     ) -> Callable[[], list[AccountBalance]]:

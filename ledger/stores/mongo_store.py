@@ -20,7 +20,7 @@ wallet moves and answered 503 once it stands still (`MongoDatabase.transaction`)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,7 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from domain import errors
+from domain.batches import BatchItem, BatchItemKind, BatchOutcome, refused_at
 from domain.history import HistoryPage, HistoryQuery
 from domain.ids import WalletKey
 from domain.money import BALANCE_MINOR_MAX
@@ -132,43 +133,15 @@ class MongoWalletStore(MongoHoldOperations):
         assert amount_minor > 0, "the service refuses amounts that are not positive"
 
         def credit(session: ClientSession) -> WalletResult:
-            wallets, log = self.database.wallets(), self.database.log()
-            _refuse_or_replay(
-                log, session, transaction_id, TransactionKind.CREDIT, key, amount_minor
-            )
-            now = _now_with_due_holds_expired(self.database, key, session)
-            written_at = write_time(created_at or now)
-            amount = decimal128(amount_minor, key.currency)
-            wallet = wallets.find_one_and_update(
-                key_filter(key),
-                {
-                    "$inc": {"credit": amount, "historical_credit": amount, "wallet_seq": 1},
-                    "$set": {"updated_at": now},
-                    "$setOnInsert": {
-                        "debit": decimal128(0, key.currency),
-                        "created_at": written_at,
-                        # Born with the transaction log: its whole history is in the outbox,
-                        # so the mirror needs no backfill for it.
-                        "log_complete": True,
-                    },
-                },
-                upsert=True,
-                return_document=pymongo.ReturnDocument.AFTER,
-                session=session,
-            )
-            assert wallet is not None, "an upsert returning the document after returns one"
-            _refuse_past_balance_limit(wallet, key)
-            return self._log_entry(
-                log,
+            return _credit_in(
+                self,
                 session,
-                transaction_id,
-                TransactionKind.CREDIT,
                 key,
                 amount_minor,
-                wallet,
-                written_at,
-                mirror,
-                made_by,
+                transaction_id,
+                mirror=mirror,
+                created_at=created_at,
+                made_by=made_by,
             )
 
         return self._write(transaction_id, key, TransactionKind.CREDIT, amount_minor, credit)
@@ -186,30 +159,15 @@ class MongoWalletStore(MongoHoldOperations):
         assert amount_minor > 0, "the service refuses amounts that are not positive"
 
         def debit(session: ClientSession) -> WalletResult:
-            wallets, log = self.database.wallets(), self.database.log()
-            _refuse_or_replay(log, session, reference_id, TransactionKind.DEBIT, key, amount_minor)
-            now = _now_with_due_holds_expired(self.database, key, session)
-            written_at = write_time(created_at or now)
-            wallet = _spend(wallets, key, amount_minor, now=now, session=session)
-            if wallet is None:
-                if wallets.find_one(key_filter(key), {"_id": 1}, session=session) is None:
-                    raise Refusal(errors.WalletNotFound(f"No wallet {key.describe()}."))
-                raise Refusal(
-                    errors.InsufficientFunds(
-                        f"Wallet {key.describe()} has less available credit than the amount."
-                    )
-                )
-            return self._log_entry(
-                log,
+            return _debit_in(
+                self,
                 session,
-                reference_id,
-                TransactionKind.DEBIT,
                 key,
                 amount_minor,
-                wallet,
-                written_at,
-                mirror,
-                made_by,
+                reference_id,
+                mirror=mirror,
+                created_at=created_at,
+                made_by=made_by,
             )
 
         try:
@@ -286,6 +244,18 @@ class MongoWalletStore(MongoHoldOperations):
                 ) from None
 
         return self.database.guarded(run)
+
+    # --- batches ----------------------------------------------------------------------------
+
+    def post_batch(
+        self, items: Sequence[BatchItem], *, atomic: bool, made_by: str = ""
+    ) -> list[BatchOutcome]:
+        """Independent: each item is its single write (its own transaction), its refusal its
+        outcome; MongoDB failing stops the batch with StoreUnavailable, and a resend replays
+        the items already applied. All-or-nothing: one transaction for every item."""
+        if atomic:
+            return list(_post_all(self, items, made_by=made_by))
+        return [_post_one(self, item, made_by=made_by) for item in items]
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -437,6 +407,161 @@ class MongoWalletStore(MongoHoldOperations):
             pass  # recorded by a concurrent retry of the same refused debit
         except PyMongoError as exc:
             raise errors.StoreUnavailable(f"MongoDB failed: {exc}") from exc
+
+
+def _credit_in(
+    store: MongoWalletStore,
+    session: ClientSession,
+    key: WalletKey,
+    amount_minor: int,
+    transaction_id: str,
+    *,
+    mirror: bool,
+    created_at: datetime | None,
+    made_by: str,
+) -> WalletResult:
+    """A credit inside the caller's transaction (a single write's, or a batch's)."""
+    wallets, log = store.database.wallets(), store.database.log()
+    _refuse_or_replay(log, session, transaction_id, TransactionKind.CREDIT, key, amount_minor)
+    now = _now_with_due_holds_expired(store.database, key, session)
+    written_at = write_time(created_at or now)
+    amount = decimal128(amount_minor, key.currency)
+    wallet = wallets.find_one_and_update(
+        key_filter(key),
+        {
+            "$inc": {"credit": amount, "historical_credit": amount, "wallet_seq": 1},
+            "$set": {"updated_at": now},
+            "$setOnInsert": {
+                "debit": decimal128(0, key.currency),
+                "created_at": written_at,
+                # Born with the transaction log: its whole history is in the outbox,
+                # so the mirror needs no backfill for it.
+                "log_complete": True,
+            },
+        },
+        upsert=True,
+        return_document=pymongo.ReturnDocument.AFTER,
+        session=session,
+    )
+    assert wallet is not None, "an upsert returning the document after returns one"
+    _refuse_past_balance_limit(wallet, key)
+    return store._log_entry(
+        log,
+        session,
+        transaction_id,
+        TransactionKind.CREDIT,
+        key,
+        amount_minor,
+        wallet,
+        written_at,
+        mirror,
+        made_by,
+    )
+
+
+def _debit_in(
+    store: MongoWalletStore,
+    session: ClientSession,
+    key: WalletKey,
+    amount_minor: int,
+    reference_id: str,
+    *,
+    mirror: bool,
+    created_at: datetime | None,
+    made_by: str,
+) -> WalletResult:
+    """A debit inside the caller's transaction (a single write's, or a batch's)."""
+    wallets, log = store.database.wallets(), store.database.log()
+    _refuse_or_replay(log, session, reference_id, TransactionKind.DEBIT, key, amount_minor)
+    now = _now_with_due_holds_expired(store.database, key, session)
+    written_at = write_time(created_at or now)
+    wallet = _spend(wallets, key, amount_minor, now=now, session=session)
+    if wallet is None:
+        if wallets.find_one(key_filter(key), {"_id": 1}, session=session) is None:
+            raise Refusal(errors.WalletNotFound(f"No wallet {key.describe()}."))
+        raise Refusal(
+            errors.InsufficientFunds(
+                f"Wallet {key.describe()} has less available credit than the amount."
+            )
+        )
+    return store._log_entry(
+        log,
+        session,
+        reference_id,
+        TransactionKind.DEBIT,
+        key,
+        amount_minor,
+        wallet,
+        written_at,
+        mirror,
+        made_by,
+    )
+
+
+def _post_one(store: MongoWalletStore, item: BatchItem, *, made_by: str) -> BatchOutcome:
+    try:
+        if item.kind is BatchItemKind.CREDIT:
+            return store.add_credit(
+                item.key, item.amount_minor, item.transaction_id, made_by=made_by
+            )
+        return store.subtract_credit(
+            item.key, item.amount_minor, item.transaction_id, made_by=made_by
+        )
+    except errors.StoreUnavailable:
+        raise
+    except errors.WalletError as refusal:
+        return refusal
+
+
+def _post_all(
+    store: MongoWalletStore, items: Sequence[BatchItem], *, made_by: str
+) -> list[WalletResult]:
+    """Every item in one transaction: the first refusal aborts it (nothing of the batch
+    is written) and is raised naming its item. A refused debit is remembered as refused,
+    as a single one is, so a resend of the batch is refused the same way."""
+
+    def apply_all(session: ClientSession) -> list[WalletResult]:
+        results = []
+        for index, item in enumerate(items):
+            apply = _credit_in if item.kind is BatchItemKind.CREDIT else _debit_in
+            try:
+                results.append(
+                    apply(
+                        store,
+                        session,
+                        item.key,
+                        item.amount_minor,
+                        item.transaction_id,
+                        mirror=True,
+                        created_at=None,
+                        made_by=made_by,
+                    )
+                )
+            except _Replay as replay:
+                results.append(replay.result)
+            except Refusal as refusal:
+                raise Refusal(refused_at(index, refusal.error)) from None
+        return results
+
+    keys = sorted({item.key for item in items}, key=lambda key: key.sort_key())
+
+    def marks() -> object:
+        return [store._wallet_mark(key)() for key in keys]
+
+    try:
+        return store.database.guarded(
+            lambda: store.database.transaction(apply_all, wallet_mark=marks)
+        )
+    except errors.InsufficientFunds as refusal:
+        item = items[refusal.details["item"]]
+        store._remember_refusal(
+            item.transaction_id,
+            item.key,
+            item.amount_minor,
+            "insufficient_funds",
+            made_by=made_by,
+        )
+        raise
 
 
 class _Replay(Exception):

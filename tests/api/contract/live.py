@@ -58,7 +58,12 @@ def live_server(*, store: str, mongo_url: str, log_path: Path) -> Iterator[LiveS
     command = [sys.executable, "-m", "gunicorn", "wallet_site.wsgi", "-b", f"127.0.0.1:{port}"]
     with open(log_path, "w") as log:
         server = subprocess.Popen(
-            [*command, "-w", "2", "--timeout", "60"], cwd=BASE_DIR, env=env, stdout=log, stderr=log
+            # 150 s: a batch of 8189 items on the MongoDB store takes some 40 s (schemathesis.toml).
+            [*command, "-w", "2", "--timeout", "150"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=log,
         )
     base_url = f"http://127.0.0.1:{port}"
     try:

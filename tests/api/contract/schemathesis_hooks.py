@@ -75,14 +75,39 @@ def fitted_history_query(query: dict[str, Any]) -> None:
         query.pop("to")
 
 
+def batch_minor_unit_digits(case: Any) -> dict[str, int]:
+    """The digits a batch item's currency states (the item schemas' `x-minor-unit-digits`)."""
+    components = case.operation.schema.raw_schema.get("components", {}).get("schemas", {})
+    item = components.get("BatchCreditItem", {}).get("properties", {})
+    return dict(item.get("currency", {}).get("x-minor-unit-digits", {}))
+
+
+def fit_batch(case: Any) -> None:
+    """A positive batch's items, each fitted as a single write's body is: its amount to its
+    currency's digits, its id one of its own (a batch refuses an id used twice in it)."""
+    digits_of = batch_minor_unit_digits(case)
+    for item in case.body.get("items") or []:
+        if not isinstance(item, dict):
+            continue
+        digits = digits_of.get(str(item.get("currency", "")).upper())
+        if digits is not None and "amount" in item:
+            item["amount"] = fitted(item["amount"], digits=digits)
+        for name in ID_FIELDS:
+            if isinstance(item.get(name), str) and item[name]:
+                item[name] = f"{item[name][:ID_KEPT_LENGTH]}~{next(_ids)}"
+
+
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
     meta = getattr(case, "meta", None)
     if meta is None or meta.generation.mode != GenerationMode.POSITIVE:
         return case
-    if case.operation.definition.raw.get("operationId") == "get_history":
-        if isinstance(case.query, dict):
-            fitted_history_query(case.query)
+    if case.operation.definition.raw.get("operationId") == "get_history" and isinstance(
+        case.query, dict
+    ):
+        fitted_history_query(case.query)
+    if isinstance(case.body, dict) and isinstance(case.body.get("items"), list):
+        fit_batch(case)
         return case
     if not isinstance(case.body, dict) or "amount" not in case.body:
         return case

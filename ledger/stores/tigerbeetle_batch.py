@@ -1,0 +1,408 @@
+"""The TigerBeetle store's batches: many credits and debits in one create_transfers request.
+
+A batch costs, besides its one create_transfers request: one registry read of its ids (a
+resent item answers its original result, as a single write's retry does), the account
+set-up of wallets it meets first (their own requests, as before a single write), one
+lookup_accounts of its wallets before the write and one after, and one bulk insert of the
+registry rows. The two lookups give every item its balance right after it without a read
+per item: posted credits and debits only grow, so when a wallet's posted amounts moved
+between the two lookups by exactly what the batch posted to it, nothing else landed on the
+wallet in between, and its balance after each item is the balance before plus the batch's
+items up to it (TigerBeetle applies one request's transfers in order, none between them).
+A wallet some other write touched meanwhile has its items' balances read from its history.
+
+All-or-nothing: the items go as one linked chain, so TigerBeetle posts all or none. An id
+TigerBeetle already holds (a write whose registry row was lost) would break the chain: it is
+answered as its replay, and the chain goes again without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from tigerbeetle import Account, CreateTransferResult, CreateTransferStatus, Transfer, TransferFlags
+
+from domain import errors
+from domain.batches import BatchItem, BatchItemKind, BatchOutcome, refused_at
+from domain.ids import WalletKey
+from domain.wallets import (
+    TransactionRecord,
+    TransactionState,
+    WalletBalance,
+    WalletResult,
+    time_of_tb_timestamp,
+)
+from ledger.backends import LedgerBackend
+from ledger.backends.base import BATCH_EVENTS_MAX
+from ledger.history import balance_at, store_call
+from ledger.stores.tigerbeetle_answers import answer_not_created, replay_if_known
+from ledger.tb_model import LedgerScope, credit_transfer, debit_transfer, wallet_balance
+from ledger.wallet_accounts import LIMIT_OVERFLOWS, WalletAccounts, limit_exceeded
+from registry import accounts as account_registry
+from registry import transfers as transfer_registry
+from registry.accounts import RegisteredAccount
+from registry.models import WalletTransfer
+
+# Ids read from the registry per query (SQLite binds at most 32,766 parameters).
+_REGISTRY_IDS_PER_QUERY = 4000
+_NS_PER_MS = 1_000_000
+
+
+@dataclasses.dataclass
+class _Pending:
+    """An item to post: where it sits in the batch, its wallet and its transfer."""
+
+    index: int
+    item: BatchItem
+    registered: RegisteredAccount
+    transfer: Transfer
+
+
+class TigerBeetleBatch:
+    """One batch of credits and debits on a ledger backend (a wrapper of no state)."""
+
+    def __init__(self, backend: LedgerBackend, *, scope: LedgerScope) -> None:
+        self._backend = backend
+        self._scope = scope
+
+    def post(self, items: Sequence[BatchItem], *, atomic: bool, made_by: str) -> list[BatchOutcome]:
+        assert 1 <= len(items) <= BATCH_EVENTS_MAX, "the service bounds a batch"
+        outcomes: list[BatchOutcome | None] = [None] * len(items)
+        known = _registered_ids([item.transaction_id for item in items])
+        for index, item in enumerate(items):
+            if item.transaction_id in known:
+                outcomes[index] = self._replay(item)
+        pending = self._prepare(items, outcomes)
+        if atomic:
+            refusal = next(
+                (
+                    (index, outcome)
+                    for index, outcome in enumerate(outcomes)
+                    if isinstance(outcome, errors.WalletError)
+                ),
+                None,
+            )
+            if refusal is not None:
+                raise refused_at(*refusal)
+            self._post_chain(pending, outcomes, made_by=made_by)
+        else:
+            self._post_independent(pending, outcomes, made_by=made_by)
+        assert all(outcome is not None for outcome in outcomes), "every item answered"
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    # --- preparing ---------------------------------------------------------------------------
+
+    def _replay(self, item: BatchItem) -> BatchOutcome:
+        try:
+            replay = replay_if_known(
+                self._backend,
+                item.transaction_id,
+                item.kind.transaction_kind,
+                item.key,
+                item.amount_minor,
+            )
+        except errors.StoreUnavailable:
+            raise
+        except errors.WalletError as refusal:
+            return refusal
+        assert replay is not None, "a registered id replays"
+        return replay
+
+    def _prepare(
+        self, items: Sequence[BatchItem], outcomes: list[BatchOutcome | None]
+    ) -> list[_Pending]:
+        """The transfers of the items not answered yet, in order; each wallet found (a
+        credited one set up on first use, with its limit reservation), or the item refused."""
+        accounts = WalletAccounts(self._backend, scope=self._scope)
+        wallets: dict[WalletKey, RegisteredAccount | errors.WalletError] = {}
+        new = [(index, item) for index, item in enumerate(items) if outcomes[index] is None]
+        # Credits first: a batch may credit a new wallet and debit it further on.
+        for _, item in sorted(new, key=lambda pair: pair[1].kind is not BatchItemKind.CREDIT):
+            if item.key not in wallets:
+                wallets[item.key] = self._wallet(accounts, item)
+        pending = []
+        for index, item in new:
+            found = wallets[item.key]
+            if isinstance(found, errors.WalletError):
+                outcomes[index] = found
+                continue
+            build = credit_transfer if item.kind is BatchItemKind.CREDIT else debit_transfer
+            transfer = build(
+                item.transaction_id,
+                ids=self._scope.ids,
+                tb_account_id=found.tb_account_id,
+                ledger=found.ledger,
+                amount_minor=item.amount_minor,
+            )
+            pending.append(_Pending(index, item, found, transfer))
+        return pending
+
+    def _wallet(
+        self, accounts: WalletAccounts, item: BatchItem
+    ) -> RegisteredAccount | errors.WalletError:
+        if item.kind is BatchItemKind.DEBIT:
+            found = account_registry.find_account(item.key)
+            if found is None:
+                return errors.WalletNotFound(f"No wallet {item.key.describe()}.")
+            return found
+        registered = store_call(accounts.registered_account, item.key)
+        if not registered.limit_reserved:
+            try:
+                store_call(accounts.reserve_limit, item.key, registered)
+            except errors.BalanceLimitExceeded as refusal:
+                return refusal
+        return registered
+
+    # --- posting -----------------------------------------------------------------------------
+
+    def _post_independent(
+        self, pending: list[_Pending], outcomes: list[BatchOutcome | None], *, made_by: str
+    ) -> None:
+        if not pending:
+            return
+        results, sent = self._send(pending)
+        created = []
+        try:
+            for entry, result in zip(pending, results, strict=True):
+                if result.status == CreateTransferStatus.CREATED:
+                    created.append((entry, result))
+                else:
+                    outcomes[entry.index] = self._answer_refusal(entry, result, made_by=made_by)
+            _record_created(created, made_by=made_by)  # while the lookup after travels
+        finally:
+            walks = sent.walks()
+        self._answer_created(created, walks, outcomes, made_by=made_by)
+
+    def _post_chain(
+        self, pending: list[_Pending], outcomes: list[BatchOutcome | None], *, made_by: str
+    ) -> None:
+        """All or none, as one linked chain; an item TigerBeetle already holds is answered
+        as its replay and the chain goes again without it (each pass answers one more)."""
+        while pending:
+            chained = [
+                _Pending(
+                    entry.index,
+                    entry.item,
+                    entry.registered,
+                    _linked(entry.transfer, last=position == len(pending) - 1),
+                )
+                for position, entry in enumerate(pending)
+            ]
+            results, sent = self._send(chained)
+            try:
+                breaking = next(
+                    (
+                        (entry, result)
+                        for entry, result in zip(pending, results, strict=True)
+                        if result.status not in _CHAIN_ACCEPTED
+                    ),
+                    None,
+                )
+                if breaking is None:
+                    created = list(zip(chained, results, strict=True))
+                    _record_created(created, made_by=made_by)  # while the lookup travels
+            finally:
+                walks = sent.walks()
+            if breaking is None:
+                self._answer_created(created, walks, outcomes, made_by=made_by)
+                return
+            entry, result = breaking
+            answer = self._answer_refusal(entry, result, made_by=made_by)
+            if isinstance(answer, errors.WalletError):
+                raise refused_at(entry.index, answer)
+            outcomes[entry.index] = answer
+            pending = [other for other in pending if other is not entry]
+
+    def _send(self, pending: list[_Pending]) -> tuple[list[CreateTransferResult], _Sent]:
+        """The one create_transfers request, between two lookups of the batch's wallets:
+        the one before travels with the write (the real client sends a session's requests
+        in order), the one after is begun and collected by the caller (`_Sent.walks`)."""
+        assert len(pending) <= BATCH_EVENTS_MAX
+        account_ids = sorted({entry.registered.tb_account_id for entry in pending})
+        before = store_call(self._backend.begin_lookup_accounts, account_ids)
+        try:
+            answer = store_call(self._backend.begin_create_transfers, [e.transfer for e in pending])
+        finally:
+            found_before = store_call(before)  # every request sent is answered
+        results = store_call(answer)
+        after = store_call(self._backend.begin_lookup_accounts, account_ids)
+        return results, _Sent(found_before, after)
+
+    def _answer_refusal(
+        self, entry: _Pending, result: CreateTransferResult, *, made_by: str
+    ) -> BatchOutcome:
+        """An item TigerBeetle did not create: the single write's answer to the same."""
+        key = entry.item.key
+        try:
+            if entry.item.kind is BatchItemKind.CREDIT and result.status in LIMIT_OVERFLOWS:
+                raise limit_exceeded(key)
+            return answer_not_created(
+                self._backend,
+                entry.transfer,
+                result,
+                transaction_id=entry.item.transaction_id,
+                kind=entry.item.kind.transaction_kind,
+                key=key,
+                registered=entry.registered,
+                made_by=made_by,
+            )
+        except errors.StoreUnavailable:
+            raise
+        except errors.WalletError as refusal:
+            return refusal
+
+    def _answer_created(
+        self,
+        created: list[tuple[_Pending, CreateTransferResult]],
+        walks: dict[int, _BalanceWalk],
+        outcomes: list[BatchOutcome | None],
+        *,
+        made_by: str,
+    ) -> None:
+        """The created items' results, each with the balance right after it."""
+        for entry, _ in created:
+            account_id = entry.registered.tb_account_id
+            walks[account_id].posted(entry.transfer, account_id=account_id)
+        for entry, result in created:
+            item = entry.item
+            outcomes[entry.index] = WalletResult(
+                transaction=TransactionRecord(
+                    transaction_id=item.transaction_id,
+                    kind=item.kind.transaction_kind,
+                    key=item.key,
+                    amount_minor=item.amount_minor,
+                    state=TransactionState.POSTED,
+                    created_at=_write_time(result.timestamp // _NS_PER_MS),
+                    made_by=made_by,
+                ),
+                balance=self._balance_after(entry, result, walks),
+            )
+
+    def _balance_after(
+        self,
+        entry: _Pending,
+        result: CreateTransferResult,
+        walks: dict[int, _BalanceWalk],
+    ) -> WalletBalance:
+        account_id = entry.registered.tb_account_id
+        walk = walks[account_id]
+        if walk.alone():
+            credits_posted, debits_posted = walk.step(entry.transfer, account_id=account_id)
+            return wallet_balance(
+                entry.item.key,
+                credits_posted=credits_posted,
+                debits_posted=debits_posted,
+                as_of_tb_timestamp=result.timestamp,
+            )
+        return balance_at(
+            self._backend, entry.item.key, tb_account_id=account_id, tb_timestamp=result.timestamp
+        )
+
+
+_CHAIN_ACCEPTED = (CreateTransferStatus.CREATED, CreateTransferStatus.LINKED_EVENT_FAILED)
+
+
+class _Sent:
+    """A sent batch's lookups of its wallets: the one before, and the one after (begun,
+    collected once by `walks`, always: every request sent is answered)."""
+
+    def __init__(self, before: list[Account], after: Callable[[], list[Account]]) -> None:
+        self._before = before
+        self._after = after
+
+    def walks(self) -> dict[int, _BalanceWalk]:
+        after = store_call(self._after)
+        walks = {
+            account.id: _BalanceWalk(
+                credits_posted=account.credits_posted, debits_posted=account.debits_posted
+            )
+            for account in self._before
+        }
+        for account in after:
+            walks[account.id].after = (account.credits_posted, account.debits_posted)
+        return walks
+
+
+@functools.lru_cache(maxsize=4096)
+def _write_time(tb_timestamp_ms: int) -> datetime:
+    """A transfer's write time from its timestamp's millisecond (a batch's transfers share
+    a few milliseconds)."""
+    return time_of_tb_timestamp(tb_timestamp_ms * _NS_PER_MS)
+
+
+def _record_created(created: list[tuple[_Pending, CreateTransferResult]], *, made_by: str) -> None:
+    """The created items' registry rows, in one bulk insert."""
+    transfer_registry.record_store_writes(
+        [
+            transfer_registry.BatchWrite(
+                entry.item.transaction_id,
+                entry.registered.registry_pk,
+                str(entry.item.kind),
+                entry.item.amount_minor,
+                entry.transfer.id,
+                result.timestamp,
+                _write_time(result.timestamp // _NS_PER_MS),
+                made_by,
+            )
+            for entry, result in created
+        ]
+    )
+
+
+class _BalanceWalk:
+    """One wallet's posted amounts through a batch: before it, after it, and what the batch
+    posted to it; `step` walks from before through the batch's transfers in order."""
+
+    def __init__(self, *, credits_posted: int, debits_posted: int) -> None:
+        self.current = (credits_posted, debits_posted)
+        self.before = self.current
+        self.after: tuple[int, int] | None = None
+        self.batch_credits = 0
+        self.batch_debits = 0
+
+    def posted(self, transfer: Transfer, *, account_id: int) -> None:
+        """Count a transfer of the batch that TigerBeetle created on this wallet."""
+        if transfer.credit_account_id == account_id:
+            self.batch_credits += transfer.amount
+        else:
+            assert transfer.debit_account_id == account_id
+            self.batch_debits += transfer.amount
+
+    def alone(self) -> bool:
+        """Whether the batch was the only write to the wallet between the two lookups."""
+        return self.after == (
+            self.before[0] + self.batch_credits,
+            self.before[1] + self.batch_debits,
+        )
+
+    def step(self, transfer: Transfer, *, account_id: int) -> tuple[int, int]:
+        credits_posted, debits_posted = self.current
+        if transfer.credit_account_id == account_id:
+            credits_posted += transfer.amount
+        else:
+            debits_posted += transfer.amount
+        self.current = (credits_posted, debits_posted)
+        return self.current
+
+
+def _linked(transfer: Transfer, *, last: bool) -> Transfer:
+    """The transfer as a link of a chain (the last one closes it)."""
+    if last:
+        return transfer
+    return dataclasses.replace(transfer, flags=transfer.flags | TransferFlags.LINKED)
+
+
+def _registered_ids(transaction_ids: list[str]) -> set[str]:
+    """Which of the ids the registry holds (a resent item answers from it)."""
+    found: set[str] = set()
+    for start in range(0, len(transaction_ids), _REGISTRY_IDS_PER_QUERY):
+        chunk = transaction_ids[start : start + _REGISTRY_IDS_PER_QUERY]
+        found.update(
+            WalletTransfer.objects.filter(transaction_id__in=chunk).values_list(
+                "transaction_id", flat=True
+            )
+        )
+    return found

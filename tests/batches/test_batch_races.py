@@ -1,0 +1,125 @@
+"""Batches racing on one wallet, on real commits from threads (run on PostgreSQL as CI does:
+DATABASE_URL): two batches debiting one wallet at once never overdraw it, on each store;
+and on TigerBeetle a batch is one create_transfers request however many items it holds."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from tigerbeetle import CreateTransferResult, Transfer
+
+from domain import errors
+from domain.batches import BatchItem, BatchItemKind, BatchOutcome
+from domain.ids import WalletKey
+from domain.wallets import WalletResult, WalletStore
+from ledger.backends import LedgerBackend
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from tests.concurrency import run_concurrently
+from tests.conftest import ledger_scope
+
+
+def new_key() -> WalletKey:
+    return WalletKey(
+        client_id=f"client-{uuid.uuid4().hex[:10]}", country="USA", currency="USD", issuer=None
+    )
+
+
+def debits(key: WalletKey, amount_minor: int, count: int) -> list[BatchItem]:
+    return [
+        BatchItem(
+            kind=BatchItemKind.DEBIT,
+            key=key,
+            amount_minor=amount_minor,
+            transaction_id=f"ref-{uuid.uuid4().hex}",
+        )
+        for _ in range(count)
+    ]
+
+
+def posted(outcomes: Sequence[BatchOutcome]) -> int:
+    return sum(isinstance(outcome, WalletResult) for outcome in outcomes)
+
+
+def test_two_independent_batches_debiting_one_wallet_never_overdraw_it(
+    committed_wallet_store: WalletStore,
+) -> None:
+    store = committed_wallet_store
+    key = new_key()
+    store.add_credit(key, 1_000, f"tx-{uuid.uuid4().hex}")
+    batches = [debits(key, 100, 8), debits(key, 100, 8)]
+
+    answers = run_concurrently(lambda items: store.post_batch(items, atomic=False), batches, 2)
+
+    assert posted(answers[0]) + posted(answers[1]) == 10
+    refusals = [o for answer in answers for o in answer if isinstance(o, errors.WalletError)]
+    assert {refusal.code for refusal in refusals} == {"insufficient_funds"}
+    assert store.get_balance(key).fields_minor() == (0, 1_000, 1_000)
+    credits_after = [
+        o.balance.credit_minor for a in answers for o in a if isinstance(o, WalletResult)
+    ]
+    assert min(credits_after) >= 0
+
+
+def test_two_atomic_batches_debiting_one_wallet_post_one_and_refuse_the_other(
+    committed_wallet_store: WalletStore,
+) -> None:
+    store = committed_wallet_store
+    key = new_key()
+    store.add_credit(key, 1_000, f"tx-{uuid.uuid4().hex}")
+    batches = [debits(key, 100, 6), debits(key, 100, 6)]
+
+    def post(items: list[BatchItem]) -> list[BatchOutcome] | errors.WalletError:
+        try:
+            return store.post_batch(items, atomic=True)
+        except errors.InsufficientFunds as refusal:
+            return refusal
+
+    answers = run_concurrently(post, batches, 2)
+
+    refused = [answer for answer in answers if isinstance(answer, errors.WalletError)]
+    assert len(refused) == 1
+    assert store.get_balance(key).fields_minor() == (400, 600, 1_000)
+
+
+class _CountingBackend:
+    """The store's backend, counting the create_transfers requests it is sent (begun or
+    called)."""
+
+    def __init__(self, inner: LedgerBackend) -> None:
+        self._inner = inner
+        self.create_transfers_requests: list[int] = []
+
+    def create_transfers(self, transfers: list[Transfer]) -> list[CreateTransferResult]:
+        self.create_transfers_requests.append(len(transfers))
+        return self._inner.create_transfers(transfers)
+
+    def begin_create_transfers(
+        self, transfers: list[Transfer]
+    ) -> Callable[[], list[CreateTransferResult]]:
+        self.create_transfers_requests.append(len(transfers))
+        return self._inner.begin_create_transfers(transfers)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+def test_a_batch_is_one_create_transfers_request_on_tigerbeetle(
+    db: None, wallet_ledger_backend: LedgerBackend, atomic: bool
+) -> None:
+    key = new_key()
+    setup = TigerBeetleWalletStore(wallet_ledger_backend, scope=ledger_scope())
+    setup.add_credit(key, 100_000, f"tx-{uuid.uuid4().hex}")
+    counting = _CountingBackend(wallet_ledger_backend)
+    store = TigerBeetleWalletStore(
+        counting,  # type: ignore[arg-type]  # a spy: the backend's other calls via __getattr__
+        scope=ledger_scope(),
+    )
+
+    outcomes = store.post_batch(debits(key, 10, 500), atomic=atomic)
+
+    assert posted(outcomes) == 500
+    assert counting.create_transfers_requests == [500]
