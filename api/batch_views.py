@@ -288,6 +288,7 @@ def _rendered_balance(balance: WalletBalance) -> dict[str, Any]:
         "credit": _amount_text(balance.credit_minor, key.currency),
         "debit": _amount_text(balance.debit_minor, key.currency),
         "historical_credit": _amount_text(balance.historical_credit_minor, key.currency),
+        "held": _amount_text(balance.held_minor, key.currency),
     }
 
 

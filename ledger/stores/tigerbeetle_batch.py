@@ -295,6 +295,7 @@ class TigerBeetleBatch:
                 entry.item.key,
                 credits_posted=credits_posted,
                 debits_posted=debits_posted,
+                debits_pending=walk.debits_pending,
                 as_of_tb_timestamp=result.timestamp,
             )
         return balance_at(
@@ -317,12 +318,18 @@ class _Sent:
         after = store_call(self._after)
         walks = {
             account.id: _BalanceWalk(
-                credits_posted=account.credits_posted, debits_posted=account.debits_posted
+                credits_posted=account.credits_posted,
+                debits_posted=account.debits_posted,
+                debits_pending=account.debits_pending,
             )
             for account in self._before
         }
         for account in after:
-            walks[account.id].after = (account.credits_posted, account.debits_posted)
+            walks[account.id].after = (
+                account.credits_posted,
+                account.debits_posted,
+                account.debits_pending,
+            )
         return walks
 
 
@@ -354,12 +361,14 @@ def _record_created(created: list[tuple[_Pending, CreateTransferResult]], *, mad
 
 class _BalanceWalk:
     """One wallet's posted amounts through a batch: before it, after it, and what the batch
-    posted to it; `step` walks from before through the batch's transfers in order."""
+    posted to it; `step` walks from before through the batch's transfers in order. Its held
+    amount (pending debits: open holds) is the same all along when the batch was alone."""
 
-    def __init__(self, *, credits_posted: int, debits_posted: int) -> None:
+    def __init__(self, *, credits_posted: int, debits_posted: int, debits_pending: int) -> None:
         self.current = (credits_posted, debits_posted)
         self.before = self.current
-        self.after: tuple[int, int] | None = None
+        self.debits_pending = debits_pending
+        self.after: tuple[int, int, int] | None = None
         self.batch_credits = 0
         self.batch_debits = 0
 
@@ -372,10 +381,12 @@ class _BalanceWalk:
             self.batch_debits += transfer.amount
 
     def alone(self) -> bool:
-        """Whether the batch was the only write to the wallet between the two lookups."""
+        """Whether the batch was the only write to the wallet between the two lookups (no
+        other write, and no hold placed, resolved or expired)."""
         return self.after == (
             self.before[0] + self.batch_credits,
             self.before[1] + self.batch_debits,
+            self.debits_pending,
         )
 
     def step(self, transfer: Transfer, *, account_id: int) -> tuple[int, int]:

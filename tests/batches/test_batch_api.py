@@ -355,3 +355,24 @@ def test_an_item_is_rendered_as_its_single_endpoint_renders_it(
     )
 
     assert batch_views.rendered_result(result) == render_result(result)
+
+
+def test_an_items_balance_leaves_out_what_open_holds_reserve(
+    api: APIClient, service: WalletService
+) -> None:
+    client_id = new_id("client")
+    post_batch(api, [credit_item(client_id, "10.00")], atomic=True)
+    service.place_hold(
+        client_id=client_id,
+        country="USA",
+        currency="USD",
+        amount="3.00",
+        hold_id=new_id("hold"),
+        expires_in_s=3600,
+    )
+
+    response = post_batch(api, [debit_item(client_id, "2.00")], atomic=False)
+
+    item_balance = response.json()["results"][0]["balance"]
+    assert (item_balance["credit"], item_balance["held"]) == ("5.00", "3.00")
+    assert api.get(f"/api/clients/{client_id}/wallets/USA/USD").json() == item_balance
