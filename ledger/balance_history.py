@@ -28,7 +28,7 @@ from domain.history import HistoryPage, HistoryPoint, HistoryQuery, PointKind, P
 from domain.ids import WalletKey, u128_to_hex
 from domain.wallets import WalletBalance
 from ledger.backends.base import BATCH_EVENTS_MAX
-from ledger.history import LedgerReads, store_call, transfer_timestamps
+from ledger.history import LedgerReads, registered_wallet, store_call, transfer_timestamps
 from ledger.tb_model import (
     TRANSFER_CODE_CREDIT,
     TRANSFER_CODE_DEBIT,
@@ -37,7 +37,6 @@ from ledger.tb_model import (
     balance_from_snapshot,
     history_filter,
 )
-from registry import accounts as account_registry
 from registry.accounts import RegisteredAccount
 from registry.models import WalletTransfer
 
@@ -71,9 +70,7 @@ def wallet_history(ledger: LedgerReads, query: HistoryQuery) -> HistoryPage:
     unregistered wallet, InvalidCursor for a cursor naming no point of it, StoreUnavailable
     when the ledger does not answer."""
     key = query.key
-    registered = account_registry.find_account(key)
-    if registered is None:
-        raise errors.WalletNotFound(f"No wallet {key.describe()}.")
+    registered = registered_wallet(key)
     timestamp_max = _upper_bound(ledger, registered, query)
     scan = _Scan(query=query, registered=registered, found=[])
     batch = min(3 * (query.limit + 1) + 2, BATCH_EVENTS_MAX)  # room for the bookkeeping

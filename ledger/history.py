@@ -32,6 +32,7 @@ from ledger.tb_model import (
     posted_balance_changes,
 )
 from registry import accounts as account_registry
+from registry.accounts import RegisteredAccount
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -146,11 +147,16 @@ def transfer_timestamps(ledger: LedgerReads, tb_transfer_ids: list[int]) -> dict
     return {transfer.id: transfer.timestamp for transfer in transfers}
 
 
-def _registered_account_id(key: WalletKey) -> int:
+def registered_wallet(key: WalletKey) -> RegisteredAccount:
+    """The wallet's registry entry; WalletNotFound for a wallet TigerBeetle never held."""
     registered = account_registry.find_account(key)
     if registered is None:
         raise errors.WalletNotFound(f"No wallet {key.describe()}.")
-    return registered.tb_account_id
+    return registered
+
+
+def _registered_account_id(key: WalletKey) -> int:
+    return registered_wallet(key).tb_account_id
 
 
 def _with_bookkeeping(limit: int) -> int:

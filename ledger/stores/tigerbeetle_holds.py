@@ -28,10 +28,9 @@ from domain.holds import Hold, HoldResult, HoldState
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance, time_of_tb_timestamp, write_time
 from ledger.backends import LedgerBackend
-from ledger.history import store_call, transfers_by_id
+from ledger.history import registered_wallet, store_call, transfers_by_id
 from ledger.tb_model import LedgerScope, hold_resolution, hold_transfer
 from ledger.wallet_accounts import unexpected_refusal
-from registry import accounts as account_registry
 from registry import holds as hold_registry
 from registry.models import WalletHold
 
@@ -78,9 +77,7 @@ class TigerBeetleHolds:
         known = _registered_hold(hold_id)
         if known is not None:
             return self._replay_place(known, key, amount_minor=amount_minor, timeout_s=timeout_s)
-        registered = account_registry.find_account(key)
-        if registered is None:
-            raise errors.WalletNotFound(f"No wallet {key.describe()}.")
+        registered = registered_wallet(key)
         pending = hold_transfer(
             hold_id,
             ids=self.scope.ids,

@@ -50,6 +50,7 @@ from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.balance_history import wallet_history
 from ledger.history import (
     balance_at,
+    registered_wallet,
     store_call,
 )
 from ledger.stores.tigerbeetle_answers import answer_not_created
@@ -184,9 +185,7 @@ class TigerBeetleWalletStore(TigerBeetleHoldOperations):
             )
             if replay:
                 return replay
-        registered = account_registry.find_account(key)
-        if registered is None:
-            raise errors.WalletNotFound(f"No wallet {key.describe()}.")
+        registered = registered_wallet(key)
         transfer = debit_transfer(
             reference_id,
             ids=self.scope.ids,
@@ -307,9 +306,7 @@ class TigerBeetleWalletStore(TigerBeetleHoldOperations):
     # --- reads ------------------------------------------------------------------------------
 
     def get_balance(self, key: WalletKey) -> WalletBalance:
-        registered = account_registry.find_account(key)
-        if registered is None:
-            raise errors.WalletNotFound(f"No wallet {key.describe()}.")
+        registered = registered_wallet(key)
         accounts = store_call(self.backend.lookup_accounts, [registered.tb_account_id])
         if not accounts:
             raise errors.WalletNotFound(f"No ledger account for wallet {key.describe()}.")
