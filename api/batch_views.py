@@ -26,7 +26,7 @@ from api import serializers as s
 from api.errors import wallet_error_body
 from api.permissions import CREDIT_WALLETS, DEBIT_WALLETS, POST_BATCHES
 from api.schema import error_responses
-from api.views import wallet_service
+from api.views import AMOUNT_BODY_REFUSALS, wallet_service
 from domain import errors
 from domain.batches import BATCH_ITEMS_MAX, BatchItemKind, BatchOutcome, item_kind
 from domain.money import currency_exponent
@@ -102,13 +102,7 @@ class BatchResult(serializers.Serializer):
 
 BATCH_ERRORS = error_responses(
     {
-        400: [
-            "validation_error",
-            "invalid_amount",
-            "unknown_currency",
-            "unknown_country",
-            "malformed_request",
-        ],
+        400: list(AMOUNT_BODY_REFUSALS),
         401: ["not_authenticated", "authentication_failed"],
         403: ["permission_denied"],
         404: ["wallet_not_found", "not_found"],

@@ -67,13 +67,7 @@ def hold_error_responses(codes_by_status: dict[int, Sequence[str]]) -> dict[int,
 
 PLACE_ERRORS = hold_error_responses(
     {
-        400: [
-            "validation_error",
-            "invalid_amount",
-            "unknown_currency",
-            "unknown_country",
-            "malformed_request",
-        ],
+        400: list(views.AMOUNT_BODY_REFUSALS),
         **_BODY_LIMITS,
         **_ACCESS,
         404: ["wallet_not_found", "not_found"],

@@ -35,14 +35,17 @@ _ACCESS = {
 }
 _UNAVAILABLE = {503: ["store_unavailable", "database_unavailable"]}
 _WRITE_UNAVAILABLE = {503: ["store_unavailable", "writes_paused", "database_unavailable"]}
+# What a body naming a wallet and an amount is refused with before anything is written: the
+# single writes', a hold's and a batch's alike.
+AMOUNT_BODY_REFUSALS = (
+    "validation_error",
+    "invalid_amount",
+    "unknown_currency",
+    "unknown_country",
+    "malformed_request",
+)
 _BODY = {
-    400: [
-        "validation_error",
-        "invalid_amount",
-        "unknown_currency",
-        "unknown_country",
-        "malformed_request",
-    ],
+    400: list(AMOUNT_BODY_REFUSALS),
     413: ["request_too_large"],
     415: ["unsupported_media_type"],
 }
