@@ -194,6 +194,23 @@ def debit_transfer(
     )
 
 
+def mirrored_capture_transfer(
+    hold_id: str, *, ids: IdSpace, tb_account_id: int, ledger: int, amount_minor: int
+) -> Transfer:
+    """Wallet -> system account, posted: a hold's capture MongoDB took (phase 0), as the
+    mirror carries it. TigerBeetle never held the hold (phase 0 -> 1 waits for open holds
+    to be resolved), so the capture is a plain posted transfer under the id its post would
+    have had (code 7, as the hold's)."""
+    return Transfer(
+        id=ids.hold_resolution_transfer_id(ids.hold_transfer_id(hold_id)),
+        debit_account_id=tb_account_id,
+        credit_account_id=ids.system_account_id(ledger),
+        amount=amount_minor,
+        ledger=ledger,
+        code=TRANSFER_CODE_HOLD,
+    )
+
+
 def void_transfer(
     voided_tb_transfer_id: int,
     *,

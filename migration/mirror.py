@@ -50,7 +50,12 @@ from ledger import metrics
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
-from ledger.tb_model import credit_transfer, debit_transfer, void_transfer
+from ledger.tb_model import (
+    credit_transfer,
+    debit_transfer,
+    mirrored_capture_transfer,
+    void_transfer,
+)
 from migration.outbox import EntryId, MirrorOutbox, MirrorState, OutboxEntry
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
@@ -390,6 +395,14 @@ def _transfer_for(
             ledger=row.ledger,
             amount_minor=entry.amount_minor,
         )
+    if entry.kind == "capture":
+        return mirrored_capture_transfer(
+            entry.hold_id,
+            ids=ids,
+            tb_account_id=row.tb_account_id,
+            ledger=row.ledger,
+            amount_minor=entry.amount_minor,
+        )
     if entry.kind == "debit":
         return debit_transfer(
             entry.transaction_id,
@@ -421,7 +434,7 @@ def _record_in_registry(
     """Transfer registry rows for what TigerBeetle now holds (idempotent)."""
     transfers = []
     for entry, transfer, timestamp in applied:
-        if entry.kind == "void":
+        if entry.kind in ("void", "capture"):  # a capture names a hold, not a transaction
             continue
         wallet_row = wallets[entry.key]
         assert wallet_row is not None

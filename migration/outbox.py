@@ -46,6 +46,7 @@ LOG_MARKS = LogMarks(
     new_write=MirrorState.PENDING,
     copied_back=MirrorState.FROM_TIGERBEETLE,
     refused=MirrorState.NONE,
+    hold_event=MirrorState.NONE,
 )
 WAITING_STATES = (MirrorState.PENDING, MirrorState.PARKED, MirrorState.AWAITING_BACKFILL)
 # What TigerBeetle does not hold yet: the waiting entries, and those of clients outside the
@@ -61,7 +62,7 @@ class OutboxEntry:
     """One logged write still to be applied to TigerBeetle."""
 
     entry_id: EntryId
-    kind: str  # credit, debit or void
+    kind: str  # credit, debit, void, or capture (a hold's, in phase 0)
     key: WalletKey
     amount_minor: int
     wallet_seq: int
@@ -72,6 +73,7 @@ class OutboxEntry:
     voided_kind: str = ""
     voided_by: str = ""
     void_reason: str = ""
+    hold_id: str = ""  # a capture's hold
 
     @property
     def transaction_id(self) -> str:
@@ -167,6 +169,7 @@ def _entry(document: dict[str, Any]) -> OutboxEntry:
         voided_kind=document.get("voided_kind", ""),
         voided_by=document.get("voided_by", ""),
         void_reason=document.get("void_reason", ""),
+        hold_id=document.get("hold_id", ""),
     )
 
 

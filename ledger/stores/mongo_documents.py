@@ -36,14 +36,17 @@ class LogMarks:
     new_write: str  # a client's credit, debit or void: to be mirrored to TigerBeetle
     copied_back: str  # a write copied back from TigerBeetle (leaving phase 4): held there
     refused: str  # a refused debit, kept so a retry is refused alike: nothing to mirror
+    # A hold placed, released or expired: it moves no posted money (the capture, which does,
+    # is a new write); logged for the wallet's history.
+    hold_event: str
 
 
 @dataclass(frozen=True)
 class LogEntry:
     """One transaction log entry as support's pages show it."""
 
-    transaction_id: str  # a void's entry: the id of the transaction it voided
-    kind: str  # credit, debit or void
+    transaction_id: str  # a void's entry: the voided transaction's id; a hold event's: the hold's
+    kind: str  # credit, debit, void; hold, capture, release, expire
     amount_minor: int
     state: str
     mirror_state: str
@@ -105,7 +108,7 @@ def log_entry_of(entry: dict[str, Any]) -> LogEntry:
     return LogEntry(
         transaction_id=entry.get("voided_transaction_id", entry["_id"])
         if kind == "void"
-        else entry["_id"],
+        else entry.get("hold_id", entry["_id"]),  # a hold event: its hold's id
         kind=kind,
         amount_minor=int(entry.get("amount_minor", 0)),
         state=entry.get("state", ""),

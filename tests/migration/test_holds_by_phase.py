@@ -1,7 +1,7 @@
 """Holds across the migration phases: served by MongoDB in phase 0 and by TigerBeetle in phase
 4; refused with `holds_unavailable_in_phase` in phases 1-3, where the mirror does not carry
-them yet (docs/holds.md); a capture made in phase 0 still reaches TigerBeetle through the
-backfill of phase 1."""
+them yet (docs/holds.md); a capture made in phase 0 is logged as the other writes are and
+reaches TigerBeetle through the mirror of phase 1."""
 
 from __future__ import annotations
 
@@ -75,7 +75,9 @@ def test_between_phase_0_and_4_every_hold_operation_is_refused_and_changes_nothi
     assert stores.mongo.get_balance(key).held_minor == 400
 
 
-def test_a_capture_in_phase_0_reaches_tigerbeetle_through_the_backfill(stores: Stores) -> None:
+def test_a_capture_in_phase_0_keeps_the_log_complete_and_reaches_tigerbeetle_through_the_mirror(
+    stores: Stores,
+) -> None:
     key = new_key()
     stores.phased.add_credit(key, 1_000, tx())
     placed = hold_id()
@@ -84,9 +86,10 @@ def test_a_capture_in_phase_0_reaches_tigerbeetle_through_the_backfill(stores: S
     stores.phased.subtract_credit(key, 100, tx())
     enter_phase(Phase.DUAL_WRITE)
 
-    Backfill(stores.scan, stores.outbox, stores.batches).run(progress=False)
+    report = Backfill(stores.scan, stores.outbox, stores.batches).run(progress=False)
     stores.mirror().drain()
 
+    assert (report.imported, report.log_complete) == (0, 1)  # born with the log, still whole
     expected = (650, 350, 1_000)
     assert stores.mongo.get_balance(key).fields_minor() == expected
     assert stores.tigerbeetle.get_balance(key).fields_minor() == expected
