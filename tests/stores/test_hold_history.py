@@ -1,0 +1,173 @@
+"""Holds in a wallet's balance history, the same contract on both stores: each hold event
+(placed, captured, released, expired) is a point named by its hold id, with the balance
+right after it, held included (`domain.history`)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from domain import errors
+from domain.history import HistoryPage, HistoryQuery, PointKind, PointRef
+from domain.ids import WalletKey
+from domain.wallets import WalletStore
+
+HOUR_S = 3600
+
+
+def new_key() -> WalletKey:
+    return WalletKey(
+        client_id=f"client-{uuid.uuid4().hex[:10]}", country="USA", currency="USD", issuer=None
+    )
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def apart() -> None:
+    """Stores keep whole milliseconds: events this far apart have distinct times."""
+    time.sleep(0.003)
+
+
+Row = tuple[str | None, str | None, str, int | None, tuple[int, int, int, int]]
+
+
+def summary(page: HistoryPage) -> list[Row]:
+    """(transaction id, hold id, kind, amount, (credit, held, debit, historical credit))."""
+    return [
+        (
+            p.transaction_id,
+            p.hold_id,
+            p.kind.value,
+            p.amount_minor,
+            (
+                p.balance.credit_minor,
+                p.balance.held_minor,
+                p.balance.debit_minor,
+                p.balance.historical_credit_minor,
+            ),
+        )
+        for p in page.points
+    ]
+
+
+def test_holds_their_capture_and_release_are_points_with_the_balance_and_held_after_each(
+    wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    credit, first, second = new_id("tx"), new_id("hold"), new_id("hold")
+    wallet_store.add_credit(key, 1_000, credit)
+    apart()
+    wallet_store.place_hold(key, 300, first, timeout_s=HOUR_S)
+    apart()
+    wallet_store.place_hold(key, 200, second, timeout_s=HOUR_S)
+    apart()
+    wallet_store.capture_hold(first, amount_minor=250)
+    apart()
+    wallet_store.release_hold(second)
+
+    page = wallet_store.history(HistoryQuery(key=key))
+
+    assert summary(page) == [
+        (None, second, "release", 200, (750, 0, 250, 1_000)),
+        (None, first, "capture", 250, (550, 200, 250, 1_000)),
+        (None, second, "hold", 200, (500, 500, 0, 1_000)),
+        (None, first, "hold", 300, (700, 300, 0, 1_000)),
+        (credit, None, "credit", 1_000, (1_000, 0, 0, 1_000)),
+    ]
+    assert not page.has_more
+
+
+def test_an_expired_hold_is_a_point_at_its_expiry_with_its_money_back(
+    wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    credit, held, later = new_id("tx"), new_id("hold"), new_id("tx")
+    wallet_store.add_credit(key, 1_000, credit)
+    apart()
+    placed = wallet_store.place_hold(key, 400, held, timeout_s=1)
+    time.sleep(1.1)
+    wallet_store.add_credit(key, 5, later)  # on MongoDB, this write marks the expiry
+
+    page = wallet_store.history(HistoryQuery(key=key))
+
+    assert summary(page) == [
+        (later, None, "credit", 5, (1_005, 0, 0, 1_005)),
+        (None, held, "expire", 400, (1_000, 0, 0, 1_000)),
+        (None, held, "hold", 400, (600, 400, 0, 1_000)),
+        (credit, None, "credit", 1_000, (1_000, 0, 0, 1_000)),
+    ]
+    assert page.points[1].created_at == placed.hold.expires_at
+
+
+def test_two_holds_expiring_before_the_next_write_each_free_their_own_amount(
+    wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    first, second = new_id("hold"), new_id("hold")
+    wallet_store.add_credit(key, 1_000, new_id("tx"))
+    apart()
+    wallet_store.place_hold(key, 100, first, timeout_s=1)
+    apart()
+    wallet_store.place_hold(key, 200, second, timeout_s=1)
+    time.sleep(1.1)
+    wallet_store.add_credit(key, 1, new_id("tx"))
+
+    page = wallet_store.history(HistoryQuery(key=key, limit=3))
+
+    assert [row[1:] for row in summary(page)] == [
+        (None, "credit", 1, (1_001, 0, 0, 1_001)),
+        (second, "expire", 200, (1_000, 0, 0, 1_000)),
+        (first, "expire", 100, (800, 200, 0, 1_000)),
+    ]
+
+
+def test_a_cursor_pages_through_hold_events_one_point_at_a_time(
+    wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    first, second = new_id("hold"), new_id("hold")
+    wallet_store.add_credit(key, 1_000, new_id("tx"))
+    apart()
+    wallet_store.place_hold(key, 300, first, timeout_s=HOUR_S)
+    apart()
+    wallet_store.place_hold(key, 200, second, timeout_s=HOUR_S)
+    apart()
+    wallet_store.capture_hold(first)
+    apart()
+    wallet_store.release_hold(second)
+    whole = wallet_store.history(HistoryQuery(key=key)).points
+
+    paged = []
+    after: PointRef | None = None
+    for _ in range(len(whole) + 1):
+        page = wallet_store.history(HistoryQuery(key=key, limit=1, after=after))
+        paged += page.points
+        if not page.has_more:
+            break
+        after = page.points[-1].ref()
+
+    assert paged == whole
+    assert [p.kind for p in paged] == [
+        PointKind.RELEASE,
+        PointKind.CAPTURE,
+        PointKind.HOLD,
+        PointKind.HOLD,
+        PointKind.CREDIT,
+    ]
+
+
+def test_a_cursor_naming_a_hold_event_that_never_happened_is_invalid(
+    wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    held = new_id("hold")
+    wallet_store.add_credit(key, 1_000, new_id("tx"))
+    wallet_store.place_hold(key, 300, held, timeout_s=HOUR_S)
+
+    never_captured = PointRef(transaction_id=held, void=False, hold_event=PointKind.CAPTURE)
+    with pytest.raises(errors.InvalidCursor):
+        wallet_store.history(HistoryQuery(key=key, after=never_captured))
