@@ -100,7 +100,7 @@ def wallet_history(ledger: LedgerReads, query: HistoryQuery) -> HistoryPage:
     key = query.key
     registered = registered_wallet(key)
     timestamp_max = _upper_bound(ledger, registered, query)
-    all_expiries = expiries(registered.registry_pk)
+    all_expiries = expiries(ledger, registered.registry_pk)
     scan = _Scan(
         query=query,
         registered=registered,

@@ -10,7 +10,9 @@ timestamp + timeout and records no balance row for it (tested on the real server
 `get_account_balances` shows the next transfer's row with `debits_pending` lower, nothing
 at the expiry). So an expiry's point is computed: at the hold's expiry timestamp E, the
 balance of the last row before E with the amounts of the holds expired since then (E
-included) moved from held back to the available credit.
+included) moved from held back to the available credit. A hold the mirror carried from
+MongoDB has no timeout in TigerBeetle: its expiry is the void the mirror sent (MongoDB's
+expiry), a transfer like a release, told apart by the row's state.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tigerbeetle import Transfer, TransferFlags
 from domain.history import HistoryPoint, PointKind
 from domain.ids import WalletKey, u128_to_hex
 from domain.wallets import WalletBalance
+from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.history import LedgerReads, store_call
 from ledger.tb_model import TRANSFER_CODE_HOLD, balance_from_snapshot, history_filter
 from registry.models import WalletHold
@@ -55,17 +58,27 @@ def expiry_timestamp(row: WalletHold) -> int | None:
     return row.tb_timestamp + row.timeout_s * _NS_PER_S
 
 
-def expiries(registry_pk: int, *, now: datetime | None = None) -> list[Expiry]:
-    """The wallet's holds TigerBeetle expired (unresolved, past their expiry), newest first."""
-    now = now or datetime.now(UTC)
-    rows = WalletHold.objects.filter(
-        wallet_id=registry_pk,
-        state__in=[WalletHold.State.OPEN, WalletHold.State.EXPIRED],
-        resolution_tb_transfer_id_hex="",
-        expires_at__lte=now,
-        tb_timestamp__isnull=False,
+def expiries(ledger: LedgerReads, registry_pk: int) -> list[Expiry]:
+    """The wallet's holds TigerBeetle expired by their timeout (unresolved, past their
+    expiry), newest first. A mirrored hold (no timeout) waits for the mirror's void."""
+    rows = list(
+        WalletHold.objects.filter(
+            wallet_id=registry_pk,
+            state__in=[WalletHold.State.OPEN, WalletHold.State.EXPIRED],
+            resolution_tb_transfer_id_hex="",
+            expires_at__lte=datetime.now(UTC),
+            tb_timestamp__isnull=False,
+        )
     )
-    found = [Expiry(timestamp=expiry_timestamp(row) or 0, row=row) for row in rows]
+    if not rows:
+        return []
+    pending = store_call(ledger.lookup_transfers, [int(row.tb_transfer_id_hex, 16) for row in rows])
+    timed = {u128_to_hex(transfer.id) for transfer in pending if transfer.timeout}
+    found = [
+        Expiry(timestamp=expiry_timestamp(row) or 0, row=row)
+        for row in rows
+        if row.tb_transfer_id_hex in timed
+    ]
     return sorted(found, key=lambda expiry: -expiry.timestamp)
 
 
@@ -127,7 +140,9 @@ def hold_point(
     elif transfer.flags & TransferFlags.POST_PENDING_TRANSFER:
         kind, amount_minor, moment = PointKind.CAPTURE, transfer.amount, row.resolved_at
     elif transfer.flags & TransferFlags.VOID_PENDING_TRANSFER:
-        kind, amount_minor, moment = PointKind.RELEASE, row.amount_minor, row.resolved_at
+        expired = row.state == WalletHold.State.EXPIRED  # the mirror's void of an expiry
+        kind = PointKind.EXPIRE if expired else PointKind.RELEASE
+        amount_minor, moment = row.amount_minor, row.resolved_at
     else:
         return None
     if moment is None:  # resolved in TigerBeetle, the row not yet repaired: no point yet
@@ -142,18 +157,47 @@ def hold_point(
     )
 
 
+def _expiry_event_timestamp(ledger: LedgerReads, row: WalletHold) -> int | None:
+    """When TigerBeetle expired the hold: at timestamp + timeout; a mirrored hold (no
+    timeout) when the mirror's void (code 7, naming it in pending_id) took it."""
+    if row.tb_timestamp is None:
+        return None
+    pending_id = int(row.tb_transfer_id_hex, 16)
+    found = store_call(ledger.lookup_transfers, [pending_id])
+    if not found:
+        return None
+    if found[0].timeout:
+        return expiry_timestamp(row)
+    later = store_call(
+        ledger.get_account_transfers,
+        replace(
+            history_filter(
+                found[0].debit_account_id,
+                limit=BATCH_EVENTS_MAX,
+                timestamp_min=row.tb_timestamp + 1,
+                newest_first=False,
+            ),
+            code=TRANSFER_CODE_HOLD,
+        ),
+    )
+    voids = [transfer for transfer in later if transfer.pending_id == pending_id]
+    return voids[0].timestamp if voids else None
+
+
 def hold_event_timestamp(ledger: LedgerReads, row: WalletHold, kind: PointKind) -> int | None:
     """TigerBeetle's timestamp of one of the hold's events (None: it has none)."""
     if kind == PointKind.HOLD:
         return row.tb_timestamp
-    if kind == PointKind.EXPIRE:
-        expired = row.resolution_tb_transfer_id_hex == "" and row.expires_at <= datetime.now(UTC)
-        return expiry_timestamp(row) if expired else None
     resolution = row.resolution_tb_transfer_id_hex
     if not resolution:
-        return None
+        expired = kind == PointKind.EXPIRE and row.expires_at <= datetime.now(UTC)
+        return _expiry_event_timestamp(ledger, row) if expired else None
     found = store_call(ledger.lookup_transfers, [int(resolution, 16)])
     if not found:
         return None
-    posted = bool(found[0].flags & TransferFlags.POST_PENDING_TRANSFER)
-    return found[0].timestamp if posted == (kind == PointKind.CAPTURE) else None
+    if found[0].flags & TransferFlags.POST_PENDING_TRANSFER:
+        event = PointKind.CAPTURE
+    else:
+        expired = row.state == WalletHold.State.EXPIRED
+        event = PointKind.EXPIRE if expired else PointKind.RELEASE
+    return found[0].timestamp if event == kind else None

@@ -46,7 +46,6 @@ LOG_MARKS = LogMarks(
     new_write=MirrorState.PENDING,
     copied_back=MirrorState.FROM_TIGERBEETLE,
     refused=MirrorState.NONE,
-    hold_event=MirrorState.NONE,
 )
 WAITING_STATES = (MirrorState.PENDING, MirrorState.PARKED, MirrorState.AWAITING_BACKFILL)
 # What TigerBeetle does not hold yet: the waiting entries, and those of clients outside the
@@ -62,7 +61,7 @@ class OutboxEntry:
     """One logged write still to be applied to TigerBeetle."""
 
     entry_id: EntryId
-    kind: str  # credit, debit, void, or capture (a hold's, in phase 0)
+    kind: str  # credit, debit, void; a hold's event: hold, capture, release, expire
     key: WalletKey
     amount_minor: int
     wallet_seq: int
@@ -73,7 +72,9 @@ class OutboxEntry:
     voided_kind: str = ""
     voided_by: str = ""
     void_reason: str = ""
-    hold_id: str = ""  # a capture's hold
+    hold_id: str = ""  # a hold event's hold
+    timeout_s: int = 0  # a hold's (placed)
+    expires_at: datetime | None = None  # a hold's (placed)
 
     @property
     def transaction_id(self) -> str:
@@ -170,6 +171,8 @@ def _entry(document: dict[str, Any]) -> OutboxEntry:
         voided_by=document.get("voided_by", ""),
         void_reason=document.get("void_reason", ""),
         hold_id=document.get("hold_id", ""),
+        timeout_s=int(document.get("timeout_s", 0)),
+        expires_at=document.get("expires_at"),
     )
 
 

@@ -36,9 +36,6 @@ class LogMarks:
     new_write: str  # a client's credit, debit or void: to be mirrored to TigerBeetle
     copied_back: str  # a write copied back from TigerBeetle (leaving phase 4): held there
     refused: str  # a refused debit, kept so a retry is refused alike: nothing to mirror
-    # A hold placed, released or expired: it moves no posted money (the capture, which does,
-    # is a new write); logged for the wallet's history.
-    hold_event: str
 
 
 @dataclass(frozen=True)

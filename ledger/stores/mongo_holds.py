@@ -21,8 +21,8 @@ enforced at the next touch of the wallet and by the sweep (docs/holds.md).
 Every hold event (placed, captured, released, expired) is logged in the transaction log in
 the same transaction, with the wallet's next `wallet_seq` and its balance after (held
 included), as credits and debits are: the wallet's balance history reads it
-(`mongo_history`). The capture, which posts money, is a write the mirror carries, so the log
-stays complete (`log_complete`); the others move no posted money (`LogMarks.hold_event`).
+(`mongo_history`), and the mirror carries it (`migration.mirror`), so a capture keeps the
+log complete (`log_complete`).
 """
 
 from __future__ import annotations
@@ -112,12 +112,18 @@ def log_hold_event(
     at: datetime,
     mirror_state: str,
     made_by: str,
+    placed: dict[str, Any] | None = None,
 ) -> None:
-    """One hold event in the transaction log: a point of the wallet's history. `_id` is an
-    ObjectId (no client id can equal it), `hold_id` names the hold."""
+    """One hold event in the transaction log: a point of the wallet's history and a write
+    the mirror carries. `_id` is an ObjectId (no client id can equal it), `hold_id` names
+    the hold; a placement carries the hold's timeout and expiry (`placed`, its document)."""
     key = balance.key
+    hold_fields = (
+        {"timeout_s": placed["timeout_s"], "expires_at": placed["expires_at"]} if placed else {}
+    )
     database.log().insert_one(
         {
+            **hold_fields,
             "_id": ObjectId(),
             "kind": kind,
             "hold_id": hold_id,
@@ -194,7 +200,7 @@ def expire_due(
             balance=balance,
             wallet_seq=seq,
             at=hold["expires_at"],
-            mirror_state=marks.hold_event,
+            mirror_state=marks.new_write,
             made_by="",
         )
 
@@ -321,8 +327,9 @@ class MongoHolds:
                 balance=balance,
                 wallet_seq=int(wallet["wallet_seq"]),
                 at=now,
-                mirror_state=self.marks.hold_event,
+                mirror_state=self.marks.new_write,
                 made_by=made_by,
+                placed=document,
             )
             return HoldResult(hold=hold_of(document), balance=balance)
 
@@ -487,8 +494,7 @@ class MongoHolds:
                 balance=balance,
                 wallet_seq=int(wallet["wallet_seq"]),
                 at=now,
-                # A capture posts money: a write the mirror carries, as a debit is.
-                mirror_state=self.marks.hold_event if wanted is None else self.marks.new_write,
+                mirror_state=self.marks.new_write,
                 made_by=made_by,
             )
             return HoldResult(hold=hold_of({**document, **resolved}), balance=balance)

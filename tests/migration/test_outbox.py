@@ -25,9 +25,7 @@ from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key
 
 
 def test_the_store_is_given_the_states_every_stored_log_entry_already_holds() -> None:
-    stored = LogMarks(
-        new_write="pending", copied_back="from_tigerbeetle", refused="none", hold_event="none"
-    )
+    stored = LogMarks(new_write="pending", copied_back="from_tigerbeetle", refused="none")
     assert stored == LOG_MARKS
     assert (MirrorState.MIRRORED, MirrorState.COVERED, MirrorState.PARKED) == (
         "mirrored",

@@ -81,12 +81,7 @@ def test_each_log_entry_is_born_with_the_mark_the_store_was_given(
     mongo_url: str, mongo_database_name: str
 ) -> None:
     """The states are the migration's: the store writes whatever it is given, by kind."""
-    marks = LogMarks(
-        new_write="mark-new",
-        copied_back="mark-back",
-        refused="mark-refused",
-        hold_event="mark-hold",
-    )
+    marks = LogMarks(new_write="mark-new", copied_back="mark-back", refused="mark-refused")
     store = MongoWalletStore(MongoDatabase(mongo_url, name=mongo_database_name), marks=marks)
     wallet = key()
     store.add_credit(wallet, 100, "c-1")
