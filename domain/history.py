@@ -145,7 +145,7 @@ def decode_cursor(key: WalletKey, cursor: str) -> PointRef:
         or not isinstance(body.get("t"), str)
         or not body["t"]
         or body.get("void", False) not in (True, False)
-        or body.get("hold", PointKind.HOLD.value) not in {kind.value for kind in HOLD_EVENTS}
+        or body.get("hold", PointKind.HOLD.value) not in [kind.value for kind in HOLD_EVENTS]
     ):
         raise errors.InvalidCursor()
     if body.get("w") != wallet_fingerprint(key):

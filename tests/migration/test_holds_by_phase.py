@@ -18,6 +18,7 @@ from ledger.service import WalletService
 from migration.backfill import Backfill
 from migration.phase_change import change_phase
 from migration.phase_plan import plan_phase_change
+from registry.models import WalletHold
 from tests.api.test_hold_api import HOLD_PERMISSIONS
 from tests.conftest import token_api_client
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
@@ -93,6 +94,36 @@ def test_a_capture_in_phase_0_keeps_the_log_complete_and_reaches_tigerbeetle_thr
     expected = (650, 350, 1_000)
     assert stores.mongo.get_balance(key).fields_minor() == expected
     assert stores.tigerbeetle.get_balance(key).fields_minor() == expected
+
+
+def test_the_mirror_carries_phase_0_holds_as_pending_transfers_without_a_timeout_then_resolved(
+    stores: Stores,
+) -> None:
+    """No timeout: MongoDB's expiry rules stand (the mirror voids what MongoDB expired), and
+    the post or void never meets a pending transfer that has one (TigerBeetle 0.17.9)."""
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    captured, released = hold_id(), hold_id()
+    stores.phased.place_hold(key, 400, captured, timeout_s=HOUR_S)
+    stores.phased.place_hold(key, 100, released, timeout_s=HOUR_S)
+    stores.phased.capture_hold(captured, amount_minor=250)
+    stores.phased.release_hold(released)
+    enter_phase(Phase.DUAL_WRITE)
+
+    stores.mirror().drain()
+
+    ids = stores.runtime.scope.ids
+    pending = stores.batches.lookup_transfers(
+        [ids.hold_transfer_id(captured), ids.hold_transfer_id(released)]
+    )
+    assert [(t.amount, t.timeout, t.code) for t in pending] == [(400, 0, 7), (100, 0, 7)]
+    rows = {row.hold_id: row for row in WalletHold.objects.filter(hold_id__in=[captured, released])}
+    assert (rows[captured].state, rows[captured].captured_minor) == ("captured", 250)
+    assert not rows[captured].needs_copy_back  # MongoDB took the capture
+    assert rows[released].state == "released"
+    expected = (750, 250, 1_000)
+    assert stores.tigerbeetle.get_balance(key).fields_minor() == expected
+    assert stores.tigerbeetle.get_balance(key).held_minor == 0
 
 
 @pytest.mark.parametrize("expires_in_s", [0, -1, 30 * 24 * 3600 + 1, True, "60"])
