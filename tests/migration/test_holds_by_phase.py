@@ -5,6 +5,7 @@ reaches TigerBeetle through the mirror of phase 1."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -181,6 +182,24 @@ def test_dual_write_does_not_start_while_mongodb_holds_an_open_hold(stores: Stor
     stores.phased.release_hold(placed)
     change_phase(Phase.DUAL_WRITE, "tester", stores.mongo, stores.batches)
     assert current_state().phase == Phase.DUAL_WRITE
+
+
+def test_dual_write_waits_for_an_expired_holds_expiry_to_be_marked_on_mongodb(
+    stores: Stores,
+) -> None:
+    """Its expiry's log entry is what makes the mirror void the pending transfer it carried."""
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    stores.phased.place_hold(key, 400, hold_id(), timeout_s=1)
+    time.sleep(1.05)
+
+    with pytest.raises(InvalidPhaseChange, match="1 holds are open on MongoDB"):
+        change_phase(Phase.DUAL_WRITE, "tester", stores.mongo, stores.batches)
+
+    assert stores.mongo.sweep_expired_holds() == 1
+    change_phase(Phase.DUAL_WRITE, "tester", stores.mongo, stores.batches)
+    stores.mirror().drain()
+    assert stores.tigerbeetle.get_balance(key).held_minor == 0
 
 
 @pytest.mark.usefixtures("criteria_not_awaited")
