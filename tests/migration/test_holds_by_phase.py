@@ -22,7 +22,7 @@ from migration.phase_plan import plan_phase_change
 from registry.models import WalletHold
 from tests.api.test_hold_api import HOLD_PERMISSIONS
 from tests.conftest import token_api_client
-from tests.migration.conftest import Stores, enter_phase, new_key, tx
+from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
 
 HOUR_S = 3600
 
@@ -182,6 +182,27 @@ def test_dual_write_does_not_start_while_mongodb_holds_an_open_hold(stores: Stor
     stores.phased.release_hold(placed)
     change_phase(Phase.DUAL_WRITE, "tester", stores.mongo, stores.batches)
     assert current_state().phase == Phase.DUAL_WRITE
+
+
+def test_a_legacy_wallets_phase_0_holds_are_in_its_opening_balance_after_the_backfill(
+    stores: Stores,
+) -> None:
+    key = new_key()
+    legacy_wallet(stores, key, credit_minor=5_000, debit_minor=500)
+    captured, released = hold_id(), hold_id()
+    stores.phased.place_hold(key, 400, captured, timeout_s=HOUR_S)
+    stores.phased.place_hold(key, 100, released, timeout_s=HOUR_S)
+    stores.phased.capture_hold(captured, amount_minor=300)
+    stores.phased.release_hold(released)
+    enter_phase(Phase.DUAL_WRITE)
+
+    report = Backfill(stores.scan, stores.outbox, stores.batches).run(progress=False)
+    mirrored = stores.mirror().drain()
+
+    assert report.imported == 1 and mirrored.parked == 0
+    expected = (4_700, 800, 5_500)
+    assert stores.mongo.get_balance(key).fields_minor() == expected
+    assert stores.tigerbeetle.get_balance(key).fields_minor() == expected
 
 
 def test_dual_write_waits_for_an_expired_holds_expiry_to_be_marked_on_mongodb(
