@@ -8,6 +8,7 @@ import re
 from django.test import Client
 
 from backoffice.history_chart import available_balance_svg
+from backoffice.links import transaction_url
 from domain.history import HistoryQuery
 from domain.ids import WalletKey
 from flags.phases import Phase
@@ -102,3 +103,17 @@ def test_a_wallet_that_never_held_money_has_no_held_line(support: Client, stores
     stores.phased.add_credit(key, 1_000, tx())
 
     assert "history-chart-held" not in chart_of(wallet_page(support, key))
+
+
+def test_mongodbs_log_on_the_wallet_page_lists_hold_events_by_hold_id_without_a_transaction_link(
+    support: Client, stores: Stores
+) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 10_000, tx())
+    hold_id = f"hold-{tx()}"
+    stores.phased.place_hold(key, 4_000, hold_id, timeout_s=3600)
+
+    page = wallet_page(support, key)
+
+    assert f'title="{hold_id}">{hold_id}</span>' in page
+    assert transaction_url(hold_id) not in page
