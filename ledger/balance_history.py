@@ -26,7 +26,7 @@ from tigerbeetle import AccountBalance, AccountFilter, AccountFilterFlags, Trans
 
 from domain import errors
 from domain.history import HistoryPage, HistoryPoint, HistoryQuery, PointKind, PointRef
-from domain.ids import WalletKey, u128_to_hex
+from domain.ids import IdSpace, WalletKey, u128_to_hex
 from domain.wallets import WalletBalance
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.history import LedgerReads, registered_wallet, store_call, transfer_timestamps
@@ -93,14 +93,14 @@ class _Scan:
             self.take(expiry.point(balance))
 
 
-def wallet_history(ledger: LedgerReads, query: HistoryQuery) -> HistoryPage:
+def wallet_history(ledger: LedgerReads, query: HistoryQuery, *, ids: IdSpace) -> HistoryPage:
     """The page of the wallet's history `query` asks for. Raises WalletNotFound for an
     unregistered wallet, InvalidCursor for a cursor naming no point of it, StoreUnavailable
     when the ledger does not answer."""
     key = query.key
     registered = registered_wallet(key)
-    timestamp_max = _upper_bound(ledger, registered, query)
-    all_expiries = expiries(ledger, registered.registry_pk)
+    timestamp_max = _upper_bound(ledger, registered, query, ids)
+    all_expiries = expiries(ledger, registered.registry_pk, ids)
     scan = _Scan(
         query=query,
         registered=registered,
@@ -140,12 +140,14 @@ def wallet_history(ledger: LedgerReads, query: HistoryQuery) -> HistoryPage:
     return HistoryPage.of(scan.found, query)
 
 
-def _upper_bound(ledger: LedgerReads, registered: RegisteredAccount, query: HistoryQuery) -> int:
+def _upper_bound(
+    ledger: LedgerReads, registered: RegisteredAccount, query: HistoryQuery, ids: IdSpace
+) -> int:
     """TigerBeetle's timestamp bound (inclusive, 0 for none) of the points to read: below
     the cursor's point, and below the first transaction written at or after `to`."""
     bounds = []
     if query.after is not None:
-        bounds.append(_timestamp_of_point(ledger, registered, query.after) - 1)
+        bounds.append(_timestamp_of_point(ledger, registered, query.after, ids) - 1)
     if query.to_time is not None:
         first_after = (
             WalletTransfer.objects.filter(
@@ -161,12 +163,14 @@ def _upper_bound(ledger: LedgerReads, registered: RegisteredAccount, query: Hist
     return min(bounds) if bounds else 0
 
 
-def _timestamp_of_point(ledger: LedgerReads, registered: RegisteredAccount, ref: PointRef) -> int:
+def _timestamp_of_point(
+    ledger: LedgerReads, registered: RegisteredAccount, ref: PointRef, ids: IdSpace
+) -> int:
     if ref.hold_event is not None:
         hold = WalletHold.objects.filter(
             hold_id=ref.transaction_id, wallet_id=registered.registry_pk
         ).first()
-        event_timestamp = hold and hold_event_timestamp(ledger, hold, ref.hold_event)
+        event_timestamp = hold and hold_event_timestamp(ledger, hold, ref.hold_event, ids)
         if not event_timestamp:
             raise errors.InvalidCursor("The cursor names no point of this wallet's history.")
         return event_timestamp

@@ -5,14 +5,15 @@ inherit code 7 and name it in `pending_id`). Each is a transfer of the wallet's 
 TigerBeetle answers the balance right after it like any other; the registry's `WalletHold`
 names the hold and holds its times (placed: `created_at`, resolved: `resolved_at`).
 
-An expiry is no transfer: TigerBeetle 0.17.9 voids the pending transfer on its own clock at
-timestamp + timeout and records no balance row for it (tested on the real server:
+An expiry by the pending transfer's timeout is no transfer: TigerBeetle 0.17.9 voids it on
+its own clock at timestamp + timeout and records no balance row for it (tested on the real server:
 `get_account_balances` shows the next transfer's row with `debits_pending` lower, nothing
 at the expiry). So an expiry's point is computed: at the hold's expiry timestamp E, the
 balance of the last row before E with the amounts of the holds expired since then (E
 included) moved from held back to the available credit. A hold the mirror carried from
-MongoDB has no timeout in TigerBeetle: its expiry is the void the mirror sent (MongoDB's
-expiry), a transfer like a release, told apart by the row's state.
+MongoDB may instead be voided by the mirror when MongoDB expired it (under the hold's
+resolution id, as a release): that void is the expiry's point, told apart from a release by
+the row's state; a pending transfer voided so is never also counted as expired by timeout.
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ from datetime import UTC, datetime
 from tigerbeetle import Transfer, TransferFlags
 
 from domain.history import HistoryPoint, PointKind
-from domain.ids import WalletKey, u128_to_hex
+from domain.ids import IdSpace, WalletKey, u128_to_hex
 from domain.wallets import WalletBalance
-from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.history import LedgerReads, store_call
 from ledger.tb_model import TRANSFER_CODE_HOLD, balance_from_snapshot, history_filter
 from registry.models import WalletHold
@@ -51,33 +51,51 @@ class Expiry:
         )
 
 
-def expiry_timestamp(row: WalletHold) -> int | None:
-    """TigerBeetle's timestamp of the hold's expiry (None: TigerBeetle never held it)."""
-    if row.tb_timestamp is None:
-        return None
-    return row.tb_timestamp + row.timeout_s * _NS_PER_S
+def _expired_by_timeout(
+    ledger: LedgerReads, rows: list[WalletHold], ids: IdSpace
+) -> dict[str, int]:
+    """Of these unresolved rows past their expiry, those TigerBeetle expired by the pending
+    transfer's own timeout, with the expiry's timestamp (pending timestamp + timeout), by
+    pending id (hex). Left out: a pending transfer something voided (the mirror's void of
+    an expiry MongoDB decided, which is a transfer and so a point of its own), or one without
+    a timeout (it waits for that void). One lookup for all of them."""
+    pending_ids = [int(row.tb_transfer_id_hex, 16) for row in rows]
+    voids = [ids.hold_resolution_transfer_id(pending_id) for pending_id in pending_ids]
+    found = {
+        transfer.id: transfer
+        for transfer in store_call(ledger.lookup_transfers, pending_ids + voids)
+    }
+    expired: dict[str, int] = {}
+    for pending_id, void_id in zip(pending_ids, voids, strict=True):
+        pending = found.get(pending_id)
+        if pending is not None and pending.timeout and void_id not in found:
+            expired[u128_to_hex(pending_id)] = pending.timestamp + pending.timeout * _NS_PER_S
+    return expired
 
 
-def expiries(ledger: LedgerReads, registry_pk: int) -> list[Expiry]:
-    """The wallet's holds TigerBeetle expired by their timeout (unresolved, past their
-    expiry), newest first. A mirrored hold (no timeout) waits for the mirror's void."""
-    rows = list(
+def _unresolved_past_expiry(**conditions: object) -> list[WalletHold]:
+    """Holds neither captured nor released (the registry's view) past their expiry."""
+    return list(
         WalletHold.objects.filter(
-            wallet_id=registry_pk,
             state__in=[WalletHold.State.OPEN, WalletHold.State.EXPIRED],
             resolution_tb_transfer_id_hex="",
             expires_at__lte=datetime.now(UTC),
             tb_timestamp__isnull=False,
+            **conditions,
         )
     )
+
+
+def expiries(ledger: LedgerReads, registry_pk: int, ids: IdSpace) -> list[Expiry]:
+    """The wallet's holds TigerBeetle expired by their timeout, newest first."""
+    rows = _unresolved_past_expiry(wallet_id=registry_pk)
     if not rows:
         return []
-    pending = store_call(ledger.lookup_transfers, [int(row.tb_transfer_id_hex, 16) for row in rows])
-    timed = {u128_to_hex(transfer.id) for transfer in pending if transfer.timeout}
+    expired = _expired_by_timeout(ledger, rows, ids)
     found = [
-        Expiry(timestamp=expiry_timestamp(row) or 0, row=row)
+        Expiry(timestamp=expired[row.tb_transfer_id_hex], row=row)
         for row in rows
-        if row.tb_transfer_id_hex in timed
+        if row.tb_transfer_id_hex in expired
     ]
     return sorted(found, key=lambda expiry: -expiry.timestamp)
 
@@ -157,43 +175,26 @@ def hold_point(
     )
 
 
-def _expiry_event_timestamp(ledger: LedgerReads, row: WalletHold) -> int | None:
-    """When TigerBeetle expired the hold: at timestamp + timeout; a mirrored hold (no
-    timeout) when the mirror's void (code 7, naming it in pending_id) took it."""
-    if row.tb_timestamp is None:
-        return None
-    pending_id = int(row.tb_transfer_id_hex, 16)
-    found = store_call(ledger.lookup_transfers, [pending_id])
-    if not found:
-        return None
-    if found[0].timeout:
-        return expiry_timestamp(row)
-    later = store_call(
-        ledger.get_account_transfers,
-        replace(
-            history_filter(
-                found[0].debit_account_id,
-                limit=BATCH_EVENTS_MAX,
-                timestamp_min=row.tb_timestamp + 1,
-                newest_first=False,
-            ),
-            code=TRANSFER_CODE_HOLD,
-        ),
-    )
-    voids = [transfer for transfer in later if transfer.pending_id == pending_id]
-    return voids[0].timestamp if voids else None
-
-
-def hold_event_timestamp(ledger: LedgerReads, row: WalletHold, kind: PointKind) -> int | None:
+def hold_event_timestamp(
+    ledger: LedgerReads, row: WalletHold, kind: PointKind, ids: IdSpace
+) -> int | None:
     """TigerBeetle's timestamp of one of the hold's events (None: it has none)."""
     if kind == PointKind.HOLD:
         return row.tb_timestamp
+    unresolved = row.state in (WalletHold.State.OPEN, WalletHold.State.EXPIRED) and not (
+        row.resolution_tb_transfer_id_hex
+    )
+    if kind == PointKind.EXPIRE and unresolved and row.expires_at <= datetime.now(UTC):
+        by_timeout = _expired_by_timeout(ledger, [row], ids).get(row.tb_transfer_id_hex)
+        if by_timeout is not None:
+            return by_timeout
+    pending_id = int(row.tb_transfer_id_hex, 16)
     resolution = row.resolution_tb_transfer_id_hex
-    if not resolution:
-        expired = kind == PointKind.EXPIRE and row.expires_at <= datetime.now(UTC)
-        return _expiry_event_timestamp(ledger, row) if expired else None
-    found = store_call(ledger.lookup_transfers, [int(resolution, 16)])
-    if not found:
+    resolution_id = (
+        int(resolution, 16) if resolution else ids.hold_resolution_transfer_id(pending_id)
+    )
+    found = store_call(ledger.lookup_transfers, [resolution_id])
+    if not found or found[0].pending_id != pending_id:
         return None
     if found[0].flags & TransferFlags.POST_PENDING_TRANSFER:
         event = PointKind.CAPTURE

@@ -8,11 +8,18 @@ import time
 import uuid
 
 import pytest
+from django.utils import timezone
+from tigerbeetle import CreateTransferStatus
 
 from domain import errors
 from domain.history import HistoryPage, HistoryQuery, PointKind, PointRef
 from domain.ids import WalletKey
 from domain.wallets import WalletStore
+from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from ledger.tb_model import hold_resolution
+from registry import holds as hold_registry
+from registry.models import WalletHold
+from tests.conftest import build_store
 
 HOUR_S = 3600
 
@@ -171,3 +178,41 @@ def test_a_cursor_naming_a_hold_event_that_never_happened_is_invalid(
     never_captured = PointRef(transaction_id=held, void=False, hold_event=PointKind.CAPTURE)
     with pytest.raises(errors.InvalidCursor):
         wallet_store.history(HistoryQuery(key=key, after=never_captured))
+
+
+@pytest.fixture
+def tigerbeetle_store(request: pytest.FixtureRequest, db: None) -> TigerBeetleWalletStore:
+    store = build_store("tigerbeetle", request)
+    assert isinstance(store, TigerBeetleWalletStore)
+    return store
+
+
+def test_on_tigerbeetle_a_hold_voided_for_its_expiry_before_its_timeout_is_one_expire_point(
+    tigerbeetle_store: TigerBeetleWalletStore,
+) -> None:
+    """A hold MongoDB expired, voided by the mirror while its pending transfer's own timeout
+    had not yet passed: the void is the expiry's point, never counted twice."""
+    store, key, held = tigerbeetle_store, new_key(), new_id("hold")
+    store.add_credit(key, 1_000, new_id("tx"))
+    apart()
+    store.place_hold(key, 400, held, timeout_s=HOUR_S)
+    row = WalletHold.objects.get(hold_id=held)
+    pending_id = int(row.tb_transfer_id_hex, 16)
+    ids = store.scope.ids
+    void = hold_resolution(pending_id, ids=ids, capture_minor=None)
+    assert store.backend.create_transfers([void])[0].status == CreateTransferStatus.CREATED
+    WalletHold.objects.filter(pk=row.pk).update(expires_at=timezone.now())  # MongoDB's expiry
+    row.refresh_from_db()
+    hold_registry.mark_expired(row)
+
+    page = store.history(HistoryQuery(key=key))
+    after_expiry = store.history(
+        HistoryQuery(key=key, after=PointRef(held, void=False, hold_event=PointKind.EXPIRE))
+    )
+
+    assert [point[1:] for point in summary(page)][:2] == [
+        (held, "expire", 400, (1_000, 0, 0, 1_000)),
+        (held, "hold", 400, (600, 400, 0, 1_000)),
+    ]
+    assert len(page.points) == 3
+    assert after_expiry.points == page.points[1:]
