@@ -15,6 +15,7 @@ from domain import errors
 from domain.history import HistoryPage, HistoryQuery, PointKind, PointRef
 from domain.ids import WalletKey
 from domain.wallets import WalletStore
+from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from ledger.tb_model import hold_resolution
 from registry import holds as hold_registry
@@ -216,3 +217,26 @@ def test_on_tigerbeetle_a_hold_voided_for_its_expiry_before_its_timeout_is_one_e
     ]
     assert len(page.points) == 3
     assert after_expiry.points == page.points[1:]
+
+
+def test_on_mongodb_the_sweep_logs_an_expiry_no_write_marked(
+    request: pytest.FixtureRequest,
+) -> None:
+    store = build_store("mongo", request)
+    assert isinstance(store, MongoWalletStore)
+    key, held = new_key(), new_id("hold")
+    store.add_credit(key, 1_000, new_id("tx"))
+    apart()
+    placed = store.place_hold(key, 400, held, timeout_s=1)
+    time.sleep(1.05)
+    assert store.history(HistoryQuery(key=key)).points[0].kind == PointKind.HOLD
+
+    store.sweep_expired_holds()
+
+    newest = store.history(HistoryQuery(key=key)).points[0]
+    assert (newest.hold_id, newest.kind, newest.created_at) == (
+        held,
+        PointKind.EXPIRE,
+        placed.hold.expires_at,
+    )
+    assert (newest.balance.credit_minor, newest.balance.held_minor) == (1_000, 0)
