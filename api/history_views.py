@@ -100,7 +100,7 @@ class HistoryPointSerializer(serializers.Serializer):
     transaction_id = serializers.CharField(
         allow_null=True,
         help_text="The credit's or debit's id; for a void, the voided transaction's id; "
-        "null for an opening balance.",
+        "null for an opening balance and a hold event.",
     )
     kind = serializers.ChoiceField(
         choices=[kind.value for kind in PointKind],
@@ -108,14 +108,31 @@ class HistoryPointSerializer(serializers.Serializer):
         "voided transaction's), or opening_balance: a wallet that MongoDB held before its "
         "transaction log and the backfill imported starts its TigerBeetle history with one "
         "point standing for everything before the import (MongoDB answers those "
-        "transactions one by one).",
+        "transactions one by one). Hold events, named by `hold_id`: hold (placed: its amount "
+        "leaves `credit` for `held`), capture (the captured amount is spent: `debit` grows; "
+        "what was not captured goes back to `credit`), release (all of it goes back), expire "
+        "(the hold's expiry freed it, timed at its `expires_at`; on MongoDB the point appears "
+        "once the expiry is marked: at the wallet's next write or the sweep, within "
+        "HOLD_SWEEP_INTERVAL_S).",
     )
-    amount = AmountField(read_only=True, allow_null=True, help_text="null for an opening balance")
+    hold_id = serializers.CharField(
+        allow_null=True, help_text="The hold's id on a hold event; null on any other point."
+    )
+    amount = AmountField(
+        read_only=True,
+        allow_null=True,
+        help_text="null for an opening balance; for a hold event: what was held, captured, "
+        "released or expired",
+    )
     created_at = serializers.DateTimeField(
         help_text="The original write's time, whichever store took it; a void's: when it was "
         "voided."
     )
-    credit = AmountField(read_only=True, help_text="available, right after this transaction")
+    credit = AmountField(
+        read_only=True,
+        help_text="available (posted credits - posted debits - held), right after this point",
+    )
+    held = AmountField(read_only=True, help_text="what open holds reserve, right after this point")
     debit = AmountField(read_only=True, help_text="spent, right after this transaction")
     historical_credit = AmountField(
         read_only=True, help_text="total received, right after this transaction"
@@ -153,9 +170,11 @@ def _point(point: HistoryPoint, currency: str) -> dict[str, Any]:
     return {
         "transaction_id": point.transaction_id,
         "kind": point.kind.value,
+        "hold_id": point.hold_id,
         "amount": None if amount is None else format(from_minor_units(amount, currency), "f"),
         "created_at": serializers.DateTimeField().to_representation(point.created_at),
         "credit": format(balance.credit, "f"),
+        "held": format(balance.held, "f"),
         "debit": format(balance.debit, "f"),
         "historical_credit": format(balance.historical_credit, "f"),
     }
@@ -167,8 +186,9 @@ class WalletHistoryView(APIView):
     @extend_schema(
         operation_id="get_history",
         summary="A wallet's balance after each transaction, newest first, paged by cursor",
-        description="Each point is one transaction (a credit, a debit, a void) with the "
-        "wallet's balance right after it, in the balance's fields and formatting. The answer "
+        description="Each point is one transaction (a credit, a debit, a void) or one hold "
+        "event (placed, captured, released, expired) with the wallet's balance right after "
+        "it, in the balance's fields and formatting (`held` included). The answer "
         "is the same in every migration phase: from MongoDB's transaction log while it is "
         "authoritative, from TigerBeetle's account history where TigerBeetle is (except a "
         "wallet imported by the backfill: see `kind` opening_balance). Needs "

@@ -318,7 +318,7 @@ REQUEST_COMPONENTS = (
 ANSWER_AMOUNTS = {
     "WalletBalance": ("credit", "debit", "historical_credit", "held"),
     "Transaction": ("amount",),
-    "HistoryPoint": ("credit", "debit", "historical_credit"),
+    "HistoryPoint": ("credit", "debit", "historical_credit", "held"),
     "Hold": ("amount", "captured"),
 }
 EXPIRES_IN_SCHEMA = {

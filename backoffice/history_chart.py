@@ -1,5 +1,6 @@
 """The wallet page's balance chart: the available balance after each of the wallet's latest
-transactions, as a small inline SVG line drawn on the server (no JavaScript, no library).
+transactions and hold events, and (when any hold reserved money) the held amount as a second,
+dashed line, as a small inline SVG drawn on the server (no JavaScript, no library).
 
 The points are the API's (`WalletService.get_history`): routed by the phase, so the page
 draws what a client reads, from whichever store is authoritative for the wallet.
@@ -52,11 +53,13 @@ def wallet_history_chart(service: WalletService, key: WalletKey) -> HistoryChart
 
 def available_balance_svg(points: list[HistoryPoint], currency: str) -> SafeString:
     """A line of the available balance after each point (oldest left), a dot per point with
-    its transaction in a tooltip, the highest and lowest balance on the left axis."""
+    its transaction or hold event in a tooltip, a dashed line of the held amount when any
+    point holds some, the highest and lowest balance on the left axis."""
     if not points:
         return mark_safe("")
     values = [point.balance.credit_minor for point in points]
-    low, high = min(0, *values), max(values)
+    held = [point.balance.held_minor for point in points]
+    low, high = min(0, *values), max(*values, *held)
     span = (high - low) or 1
     plot_width, plot_height = WIDTH - MARGIN_LEFT - MARGIN, HEIGHT - 2 * MARGIN
     step = plot_width / (len(points) - 1) if len(points) > 1 else 0
@@ -68,6 +71,14 @@ def available_balance_svg(points: list[HistoryPoint], currency: str) -> SafeStri
         return MARGIN + plot_height * (high - value) / span
 
     line = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
+    held_line = (
+        '<polyline fill="none" stroke="#ba2121" stroke-width="1.5" stroke-dasharray="4 3" '
+        'id="history-chart-held" points="'
+        + " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(held))
+        + '"><title>held</title></polyline>'
+        if any(held)
+        else ""
+    )
     dots = "".join(
         f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3"><title>{escape(_tooltip(p, currency))}'
         "</title></circle>"
@@ -88,6 +99,7 @@ def available_balance_svg(points: list[HistoryPoint], currency: str) -> SafeStri
         f'<text x="{WIDTH - MARGIN}" y="{HEIGHT - 4}" font-size="11" text-anchor="end">'
         f"{last:%Y-%m-%d %H:%M}</text>"
         f'<polyline fill="none" stroke="#417690" stroke-width="2" points="{line}"/>'
+        f"{held_line}"
         f'<g fill="#417690">{dots}</g></svg>'
     )
 
@@ -96,7 +108,8 @@ def _tooltip(point: HistoryPoint, currency: str) -> str:
     what = point.kind.value.replace("_", " ")
     if point.amount_minor is not None:
         what += f" {format_money(point.amount_minor, currency)}"
-    if point.transaction_id:
-        what += f" ({point.transaction_id})"
+    if point.transaction_id or point.hold_id:
+        what += f" ({point.transaction_id or point.hold_id})"
     available = format_money(point.balance.credit_minor, currency)
-    return f"{point.created_at:%Y-%m-%d %H:%M:%S} {what}: available {available}"
+    held = format_money(point.balance.held_minor, currency)
+    return f"{point.created_at:%Y-%m-%d %H:%M:%S} {what}: available {available}, held {held}"

@@ -29,6 +29,7 @@ from backoffice.selectors import (
     find,
     wallet_overview,
 )
+from domain.history import HOLD_EVENTS
 from domain.ids import WalletKey
 from flags.phases import current_state
 from migration.models import ReconciliationMismatch
@@ -87,7 +88,8 @@ def _line_links(request: HttpRequest, overview: WalletOverview) -> dict[str, lis
         "log_lines": [
             {
                 "line": line,
-                "url": transaction_url(line.transaction_id),
+                # A hold event's line names its hold, which has no transaction page.
+                "url": "" if line.kind in HOLD_EVENTS else transaction_url(line.transaction_id),
                 "void_url": void_link(line.transaction_id, line.voidable),
             }
             for line in overview.log_lines

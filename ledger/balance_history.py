@@ -8,7 +8,8 @@ void's by its void transfer id; and it holds each one's time as every store tell
 original write's, MongoDB's for a mirrored one). Limit bookkeeping (reservations, older
 probes) and any transfer the registry does not name are no points. A wallet imported by
 the backfill starts with one opening-balance point (its opening pair, code 4): TigerBeetle
-holds no transfer for what MongoDB logged before the import.
+holds no transfer for what MongoDB logged before the import. Hold events (placed, captured,
+released: transfers of code 7; expired: no transfer, computed) are `ledger.hold_history`'s.
 
 Time bounds are on those times; TigerBeetle's timestamps follow the same order, so the
 registry turns `to` into a timestamp bound and the scan stops at the first point older than
@@ -25,10 +26,18 @@ from tigerbeetle import AccountBalance, AccountFilter, AccountFilterFlags, Trans
 
 from domain import errors
 from domain.history import HistoryPage, HistoryPoint, HistoryQuery, PointKind, PointRef
-from domain.ids import WalletKey, u128_to_hex
+from domain.ids import IdSpace, WalletKey, u128_to_hex
 from domain.wallets import WalletBalance
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.history import LedgerReads, registered_wallet, store_call, transfer_timestamps
+from ledger.hold_history import (
+    Expiry,
+    balance_after_expiry,
+    expiries,
+    hold_event_timestamp,
+    hold_point,
+    hold_rows,
+)
 from ledger.tb_model import (
     TRANSFER_CODE_CREDIT,
     TRANSFER_CODE_DEBIT,
@@ -38,7 +47,7 @@ from ledger.tb_model import (
     history_filter,
 )
 from registry.accounts import RegisteredAccount
-from registry.models import WalletTransfer
+from registry.models import WalletHold, WalletTransfer
 
 # However long the wallet's history, one request reads at most this many batches of it. A page
 # needs more only when the points between the cursor and `from` are mostly no points (limit
@@ -54,6 +63,9 @@ class _Scan:
     query: HistoryQuery
     registered: RegisteredAccount
     found: list[HistoryPoint]
+    ledger: LedgerReads
+    all_expiries: list[Expiry]
+    upcoming_expiries: list[Expiry]  # below the scan's bound, not yet taken, newest first
     opening_seen: bool = False
     done: bool = False
 
@@ -64,15 +76,43 @@ class _Scan:
             self.found.append(point)
             self.done = len(self.found) > self.query.limit
 
+    def take_expiries_after(self, timestamp: int) -> None:
+        """The expiries newer than `timestamp` (0: all left), newest first."""
+        while not self.done and self.upcoming_expiries:
+            expiry = self.upcoming_expiries[0]
+            if expiry.timestamp <= timestamp:
+                return
+            self.upcoming_expiries.pop(0)
+            balance = balance_after_expiry(
+                self.ledger,
+                self.query.key,
+                self.registered.tb_account_id,
+                expiry,
+                self.all_expiries,
+            )
+            self.take(expiry.point(balance))
 
-def wallet_history(ledger: LedgerReads, query: HistoryQuery) -> HistoryPage:
+
+def wallet_history(ledger: LedgerReads, query: HistoryQuery, *, ids: IdSpace) -> HistoryPage:
     """The page of the wallet's history `query` asks for. Raises WalletNotFound for an
     unregistered wallet, InvalidCursor for a cursor naming no point of it, StoreUnavailable
     when the ledger does not answer."""
     key = query.key
     registered = registered_wallet(key)
-    timestamp_max = _upper_bound(ledger, registered, query)
-    scan = _Scan(query=query, registered=registered, found=[])
+    timestamp_max = _upper_bound(ledger, registered, query, ids)
+    all_expiries = expiries(ledger, registered.registry_pk, ids)
+    scan = _Scan(
+        query=query,
+        registered=registered,
+        found=[],
+        ledger=ledger,
+        all_expiries=all_expiries,
+        upcoming_expiries=[
+            expiry
+            for expiry in all_expiries
+            if not timestamp_max or expiry.timestamp <= timestamp_max
+        ],
+    )
     batch = min(3 * (query.limit + 1) + 2, BATCH_EVENTS_MAX)  # room for the bookkeeping
     for _ in range(SCAN_BATCHES_MAX):
         transfers = store_call(
@@ -80,6 +120,7 @@ def wallet_history(ledger: LedgerReads, query: HistoryQuery) -> HistoryPage:
             history_filter(registered.tb_account_id, limit=batch, timestamp_max=timestamp_max),
         )
         if not transfers:
+            scan.take_expiries_after(0)
             break
         snapshots = store_call(
             ledger.get_account_balances,
@@ -91,18 +132,22 @@ def wallet_history(ledger: LedgerReads, query: HistoryQuery) -> HistoryPage:
             ),
         )
         _scan_batch(scan, key, transfers, {s.timestamp: s for s in snapshots})
+        if len(transfers) < batch:
+            scan.take_expiries_after(0)
         if scan.done or len(transfers) < batch:
             break
         timestamp_max = transfers[-1].timestamp - 1
     return HistoryPage.of(scan.found, query)
 
 
-def _upper_bound(ledger: LedgerReads, registered: RegisteredAccount, query: HistoryQuery) -> int:
+def _upper_bound(
+    ledger: LedgerReads, registered: RegisteredAccount, query: HistoryQuery, ids: IdSpace
+) -> int:
     """TigerBeetle's timestamp bound (inclusive, 0 for none) of the points to read: below
     the cursor's point, and below the first transaction written at or after `to`."""
     bounds = []
     if query.after is not None:
-        bounds.append(_timestamp_of_point(ledger, registered, query.after) - 1)
+        bounds.append(_timestamp_of_point(ledger, registered, query.after, ids) - 1)
     if query.to_time is not None:
         first_after = (
             WalletTransfer.objects.filter(
@@ -118,7 +163,17 @@ def _upper_bound(ledger: LedgerReads, registered: RegisteredAccount, query: Hist
     return min(bounds) if bounds else 0
 
 
-def _timestamp_of_point(ledger: LedgerReads, registered: RegisteredAccount, ref: PointRef) -> int:
+def _timestamp_of_point(
+    ledger: LedgerReads, registered: RegisteredAccount, ref: PointRef, ids: IdSpace
+) -> int:
+    if ref.hold_event is not None:
+        hold = WalletHold.objects.filter(
+            hold_id=ref.transaction_id, wallet_id=registered.registry_pk
+        ).first()
+        event_timestamp = hold and hold_event_timestamp(ledger, hold, ref.hold_event, ids)
+        if not event_timestamp:
+            raise errors.InvalidCursor("The cursor names no point of this wallet's history.")
+        return event_timestamp
     row = (
         WalletTransfer.objects.filter(
             transaction_id=ref.transaction_id, wallet_id=registered.registry_pk
@@ -172,7 +227,11 @@ def _scan_batch(
         row.tb_transfer_id_hex: row
         for row in WalletTransfer.objects.filter(tb_transfer_id_hex__in=set(hex_ids))
     }
+    holds = hold_rows(transfers)
     for transfer, hex_id in zip(transfers, hex_ids, strict=True):
+        scan.take_expiries_after(transfer.timestamp)
+        if scan.done:
+            return
         snapshot = snapshots.get(transfer.timestamp)
         if snapshot is None:
             raise errors.StoreUnavailable("TigerBeetle has no balance snapshot of a transfer.")
@@ -198,6 +257,8 @@ def _scan_batch(
         elif transfer.code == TRANSFER_CODE_OPENING_BALANCE and not scan.opening_seen:
             scan.opening_seen = True  # the pair's newer half: the balance after both
             point = _opening_point(scan.registered, transfer, balance)
+        else:
+            point = hold_point(transfer, holds, balance)
         if point is not None:
             scan.take(point)
         if scan.done:

@@ -50,14 +50,26 @@ from ledger import metrics
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
-from ledger.tb_model import credit_transfer, debit_transfer, void_transfer
+from ledger.tb_model import (
+    credit_transfer,
+    debit_transfer,
+    hold_resolution,
+    mirrored_hold_transfer,
+    void_transfer,
+)
 from migration.outbox import EntryId, MirrorOutbox, MirrorState, OutboxEntry
 from registry import accounts as account_registry
+from registry import holds as hold_registry
 from registry import transfers as transfer_registry
-from registry.models import WalletAccount, WalletTransfer
+from registry.models import WalletAccount, WalletHold, WalletTransfer
 
 log = logging.getLogger(__name__)
 
+# A hold's events in the log (`ledger.stores.mongo_holds`), carried as the TigerBeetle store
+# sends them: a pending transfer without a timeout (MongoDB's expiry rules), then its post
+# (capture) or void (release, expiry).
+HOLD_EVENTS = frozenset({"hold", "capture", "release", "expire"})
+HOLD_RESOLUTIONS = frozenset({"capture", "release", "expire"})
 _APPLIED = {CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS}
 # What says "try again later" rather than "this wallet's data cannot be mirrored".
 _OUTAGES = (errors.StoreUnavailable, LedgerUnavailable, OperationalError, InterfaceError)
@@ -353,6 +365,8 @@ class Mirror:
 
 def _count_applied(entry: OutboxEntry) -> None:
     """A write TigerBeetle took from the mirror (not one it already held)."""
+    if entry.kind in HOLD_EVENTS:
+        return  # hold operations are not transactions (no such metric yet)
     kind = f"void_{entry.voided_kind}" if entry.kind == "void" else entry.kind
     metrics.count_transaction(
         store="tigerbeetle", kind=kind, currency=entry.key.currency, amount_minor=entry.amount_minor
@@ -390,6 +404,20 @@ def _transfer_for(
             ledger=row.ledger,
             amount_minor=entry.amount_minor,
         )
+    if entry.kind == "hold":
+        return mirrored_hold_transfer(
+            entry.hold_id,
+            ids=ids,
+            tb_account_id=row.tb_account_id,
+            ledger=row.ledger,
+            amount_minor=entry.amount_minor,
+        )
+    if entry.kind in HOLD_RESOLUTIONS:
+        return hold_resolution(
+            ids.hold_transfer_id(entry.hold_id),
+            ids=ids,
+            capture_minor=entry.amount_minor if entry.kind == "capture" else None,
+        )
     if entry.kind == "debit":
         return debit_transfer(
             entry.transaction_id,
@@ -421,7 +449,7 @@ def _record_in_registry(
     """Transfer registry rows for what TigerBeetle now holds (idempotent)."""
     transfers = []
     for entry, transfer, timestamp in applied:
-        if entry.kind == "void":
+        if entry.kind == "void" or entry.kind in HOLD_EVENTS:
             continue
         wallet_row = wallets[entry.key]
         assert wallet_row is not None
@@ -439,6 +467,9 @@ def _record_in_registry(
         )
     with transaction.atomic():
         transfer_registry.record_all(transfers)
+        for entry, transfer, timestamp in applied:
+            if entry.kind in HOLD_EVENTS:
+                _record_hold_event(entry, wallets[entry.key], transfer, timestamp)
         for entry, transfer, _ in applied:
             if entry.kind != "void":
                 continue
@@ -455,3 +486,39 @@ def _record_in_registry(
                 void_reason=entry.void_reason,
                 voided_at=write_time(entry.created_at),
             )
+
+
+def _record_hold_event(
+    entry: OutboxEntry, wallet_row: WalletAccount | None, transfer: Transfer, timestamp: int
+) -> None:
+    """The hold registry's row for a hold event TigerBeetle now holds (idempotent: a row
+    already past the event is left as it is)."""
+    assert wallet_row is not None
+    if entry.kind == "hold":
+        assert entry.expires_at is not None and entry.timeout_s > 0, "a placement's log entry"
+        hold_registry.record_placed(
+            hold_id=entry.hold_id,
+            wallet_pk=wallet_row.pk,
+            amount_minor=entry.amount_minor,
+            timeout_s=entry.timeout_s,
+            tb_transfer_id=transfer.id,
+            tb_timestamp=timestamp,
+            created_at=write_time(entry.created_at),
+            expires_at=write_time(entry.expires_at),
+            made_by=entry.made_by,
+        )
+        return
+    row = WalletHold.objects.get(hold_id=entry.hold_id)
+    if row.state != WalletHold.State.OPEN:
+        return
+    if entry.kind == "expire":
+        hold_registry.mark_expired(row)
+        return
+    hold_registry.mark_resolved(
+        row,
+        captured_minor=entry.amount_minor if entry.kind == "capture" else None,
+        resolution_tb_transfer_id=transfer.id,
+        resolved_at=write_time(entry.created_at),
+        resolved_by=entry.made_by,
+        copy_back=False,
+    )

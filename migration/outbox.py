@@ -61,7 +61,7 @@ class OutboxEntry:
     """One logged write still to be applied to TigerBeetle."""
 
     entry_id: EntryId
-    kind: str  # credit, debit or void
+    kind: str  # credit, debit, void; a hold's event: hold, capture, release, expire
     key: WalletKey
     amount_minor: int
     wallet_seq: int
@@ -72,6 +72,9 @@ class OutboxEntry:
     voided_kind: str = ""
     voided_by: str = ""
     void_reason: str = ""
+    hold_id: str = ""  # a hold event's hold
+    timeout_s: int = 0  # a hold's (placed)
+    expires_at: datetime | None = None  # a hold's (placed)
 
     @property
     def transaction_id(self) -> str:
@@ -167,6 +170,9 @@ def _entry(document: dict[str, Any]) -> OutboxEntry:
         voided_kind=document.get("voided_kind", ""),
         voided_by=document.get("voided_by", ""),
         void_reason=document.get("void_reason", ""),
+        hold_id=document.get("hold_id", ""),
+        timeout_s=int(document.get("timeout_s", 0)),
+        expires_at=document.get("expires_at"),
     )
 
 

@@ -414,7 +414,9 @@ def gather_step_facts(
 
 def _open_holds(step: Step, outbox: MirrorOutbox) -> int | None:
     """Holds open now in the store that stops serving holds with `step` (the mirror does not
-    carry holds yet: docs/holds.md); None when MongoDB does not answer."""
+    carry holds yet: docs/holds.md); None when MongoDB does not answer. On MongoDB a hold
+    past its expiry counts until its expiry is marked (and logged, for the mirror to void
+    the pending transfer it carried): the sweep marks it within HOLD_SWEEP_INTERVAL_S."""
     now = timezone.now()
     if step.leaves_tigerbeetle_only:
         return WalletHold.objects.filter(state=WalletHold.State.OPEN, expires_at__gt=now).count()
@@ -422,9 +424,7 @@ def _open_holds(step: Step, outbox: MirrorOutbox) -> int | None:
         return 0
     try:
         return outbox.database.guarded(
-            lambda: outbox.database.holds().count_documents(
-                {"state": "open", "expires_at": {"$gt": now}}
-            )
+            lambda: outbox.database.holds().count_documents({"state": "open"})
         )
     except errors.StoreUnavailable:
         return None
@@ -534,7 +534,8 @@ def _open_holds_refusal(open_holds: int | None) -> str:
     return (
         f"{open_holds} holds are open on MongoDB: the mirror does not carry holds yet, so "
         "they could be neither captured nor released in phases 1-3 nor found in phase 4. "
-        "Let them be captured, released or expire (30 days at most), then try again."
+        "Let them be captured, released or expire (30 days at most; an expired hold counts "
+        "until the sweep marks it, within HOLD_SWEEP_INTERVAL_S), then try again."
     )
 
 

@@ -58,8 +58,10 @@ def mark_resolved(
     resolution_tb_transfer_id: int,
     resolved_at: datetime,
     resolved_by: str,
+    copy_back: bool = True,
 ) -> None:
-    """TigerBeetle holds the hold's capture (`captured_minor` posted) or, None, its release."""
+    """TigerBeetle holds the hold's capture (`captured_minor` posted) or, None, its release.
+    `copy_back=False`: MongoDB took the capture (the mirror carried it), nothing to copy."""
     assert row.state == WalletHold.State.OPEN, "only an open hold resolves"
     if captured_minor is None:
         row.state = WalletHold.State.RELEASED
@@ -68,7 +70,7 @@ def mark_resolved(
         row.state = WalletHold.State.CAPTURED
         row.captured_minor = captured_minor
         # TigerBeetle's capture posted a debit MongoDB lacks: copied back on a step back.
-        row.needs_copy_back = True
+        row.needs_copy_back = copy_back
     row.resolution_tb_transfer_id_hex = u128_to_hex(resolution_tb_transfer_id)
     row.resolved_at = resolved_at
     row.resolved_by = resolved_by
@@ -85,7 +87,8 @@ def mark_resolved(
 
 
 def mark_expired(row: WalletHold) -> None:
-    """TigerBeetle voided the hold by itself when its timeout passed."""
+    """TigerBeetle voided the hold by itself when its timeout passed, or MongoDB expired it
+    and the mirror voided it (a pending transfer without a timeout)."""
     assert row.state == WalletHold.State.OPEN, "only an open hold expires"
     row.state = WalletHold.State.EXPIRED
     row.resolved_at = row.expires_at

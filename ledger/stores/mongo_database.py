@@ -182,6 +182,12 @@ class MongoDatabase:
             sparse=True,  # only void entries carry the field
             name="one_void_per_transaction",
         )
+        # A hold's events in the log (a history cursor names one by hold id and event).
+        database[LOG].create_index(
+            [("hold_id", 1)],
+            sparse=True,  # only hold events carry the field
+            name="hold_events",
+        )
         # A wallet's open holds due to expire (every write of the wallet, and its reads), and
         # the sweep's due holds of every wallet.
         database[HOLDS].create_index(

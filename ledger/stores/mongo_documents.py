@@ -42,8 +42,8 @@ class LogMarks:
 class LogEntry:
     """One transaction log entry as support's pages show it."""
 
-    transaction_id: str  # a void's entry: the id of the transaction it voided
-    kind: str  # credit, debit or void
+    transaction_id: str  # a void's entry: the voided transaction's id; a hold event's: the hold's
+    kind: str  # credit, debit, void; hold, capture, release, expire
     amount_minor: int
     state: str
     mirror_state: str
@@ -105,7 +105,7 @@ def log_entry_of(entry: dict[str, Any]) -> LogEntry:
     return LogEntry(
         transaction_id=entry.get("voided_transaction_id", entry["_id"])
         if kind == "void"
-        else entry["_id"],
+        else entry.get("hold_id", entry["_id"]),  # a hold event: its hold's id
         kind=kind,
         amount_minor=int(entry.get("amount_minor", 0)),
         state=entry.get("state", ""),

@@ -9,7 +9,8 @@ holds it. Without `to`, the page is the window of seqs just below the newest (or
 cursor's), ordered here: a server answers it from the index, where secantusdb would sort the
 whole log for a sorted query (34 ms against 2 ms on a wallet of 1,000 entries). With `to`, the
 server sorts the seqs below the top and stops at limit + 1. A void's entry is a point of its
-own.
+own, and so is each hold event's (placed, captured, released, expired: `mongo_holds` logs
+them with the wallet's next `wallet_seq`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from typing import Any
 from pymongo.collection import Collection
 
 from domain import errors
-from domain.history import HistoryPage, HistoryPoint, HistoryQuery, PointKind, PointRef
+from domain.history import (
+    HOLD_EVENTS,
+    HistoryPage,
+    HistoryPoint,
+    HistoryQuery,
+    PointKind,
+    PointRef,
+)
 from domain.ids import WalletKey
 from domain.wallets import TransactionState, WalletBalance
 from ledger.stores.mongo_database import MongoDatabase
@@ -61,9 +69,13 @@ def log_history(database: MongoDatabase, query: HistoryQuery) -> HistoryPage:
 
 def _seq_of_point(log: Collection[dict[str, Any]], key: WalletKey, ref: PointRef) -> int:
     """The wallet_seq of the entry a cursor names; InvalidCursor when the wallet has none."""
-    entry = log.find_one(
-        {"voided_transaction_id": ref.transaction_id} if ref.void else {"_id": ref.transaction_id}
-    )
+    if ref.hold_event is not None:
+        named: dict[str, Any] = {"hold_id": ref.transaction_id, "kind": ref.hold_event.value}
+    elif ref.void:
+        named = {"voided_transaction_id": ref.transaction_id}
+    else:
+        named = {"_id": ref.transaction_id}
+    entry = log.find_one(named)
     if (
         entry is None
         or key_of(entry) != key
@@ -76,10 +88,17 @@ def _seq_of_point(log: Collection[dict[str, Any]], key: WalletKey, ref: PointRef
 
 def _point_of(entry: dict[str, Any], key: WalletKey) -> HistoryPoint:
     balance_after = entry["balance_after"]
-    void = entry["kind"] == "void"
+    kind = PointKind(entry["kind"])
+    hold_event = kind in HOLD_EVENTS
     return HistoryPoint(
-        transaction_id=entry["voided_transaction_id"] if void else entry["_id"],
-        kind=PointKind(entry["kind"]),
+        transaction_id=(
+            None
+            if hold_event
+            else entry["voided_transaction_id"]
+            if kind == PointKind.VOID
+            else entry["_id"]
+        ),
+        kind=kind,
         amount_minor=int(entry["amount_minor"]),
         created_at=entry["created_at"],
         balance=WalletBalance(
@@ -87,5 +106,7 @@ def _point_of(entry: dict[str, Any], key: WalletKey) -> HistoryPoint:
             credit_minor=balance_after["credit_minor"],
             debit_minor=balance_after["debit_minor"],
             historical_credit_minor=balance_after["historical_credit_minor"],
+            held_minor=balance_after.get("held_minor", 0),
         ),
+        hold_id=entry["hold_id"] if hold_event else None,
     )

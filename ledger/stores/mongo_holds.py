@@ -18,19 +18,23 @@ counts: every write transaction of its wallet first expires the wallet's due hol
 (`sweep_expired`) expires the rest every HOLD_SWEEP_INTERVAL_S. So expiry on MongoDB is
 enforced at the next touch of the wallet and by the sweep (docs/holds.md).
 
-A capture changes the wallet's posted amounts outside the transaction log, so it clears the
-wallet's `log_complete`: the migration's backfill then takes that wallet's opening balance
-from its document, not from its log alone.
+Every hold event (placed, captured, released, expired) is logged in the transaction log in
+the same transaction, with the wallet's next `wallet_seq` and its balance after (held
+included), as credits and debits are: the wallet's balance history reads it
+(`mongo_history`), and the mirror carries it (`migration.mirror`), so a capture keeps the
+log complete (`log_complete`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pymongo
+from bson import ObjectId
 from pymongo.client_session import ClientSession
 from pymongo.errors import DuplicateKeyError
 
@@ -39,7 +43,15 @@ from domain.holds import Hold, HoldResult, HoldState
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance, write_time
 from ledger.stores.mongo_database import MongoDatabase, Refusal
-from ledger.stores.mongo_documents import balance_of, decimal128, key_filter, key_of, minor
+from ledger.stores.mongo_documents import (
+    LogMarks,
+    balance_fields,
+    balance_of,
+    decimal128,
+    key_filter,
+    key_of,
+    minor,
+)
 
 # How many wallets one sweep expires holds of; the next sweep takes the rest.
 SWEEP_WALLETS_MAX = 500
@@ -88,18 +100,66 @@ def read_balance(database: MongoDatabase, wallet: dict[str, Any]) -> WalletBalan
     return available_balance_of(wallet, live_held_minor=live)
 
 
+def log_hold_event(
+    database: MongoDatabase,
+    session: ClientSession,
+    *,
+    kind: str,
+    hold_id: str,
+    amount_minor: int,
+    balance: WalletBalance,
+    wallet_seq: int,
+    at: datetime,
+    mirror_state: str,
+    made_by: str,
+    placed: dict[str, Any] | None = None,
+) -> None:
+    """One hold event in the transaction log: a point of the wallet's history and a write
+    the mirror carries. `_id` is an ObjectId (no client id can equal it), `hold_id` names
+    the hold; a placement carries the hold's timeout and expiry (`placed`, its document)."""
+    key = balance.key
+    hold_fields = (
+        {"timeout_s": placed["timeout_s"], "expires_at": placed["expires_at"]} if placed else {}
+    )
+    database.log().insert_one(
+        {
+            **hold_fields,
+            "_id": ObjectId(),
+            "kind": kind,
+            "hold_id": hold_id,
+            **key_filter(key),
+            "amount": decimal128(amount_minor, key.currency),
+            "amount_minor": amount_minor,
+            "state": "posted",
+            "failure_code": "",
+            "made_by": made_by,
+            "balance_after": balance_fields(balance),
+            "wallet_seq": wallet_seq,
+            "mirror_state": mirror_state,
+            "created_at": write_time(at),
+        },
+        session=session,
+    )
+
+
 def expire_due(
-    database: MongoDatabase, key: WalletKey, *, now: datetime, session: ClientSession
+    database: MongoDatabase,
+    key: WalletKey,
+    *,
+    now: datetime,
+    session: ClientSession,
+    marks: LogMarks,
 ) -> None:
     """Inside a write transaction of the wallet: its open holds past `expires_at` become
-    expired, and their amounts leave the wallet's `held`."""
+    expired, and their amounts leave the wallet's `held`; each is logged (oldest expiry
+    first) at its `expires_at`, with the balance after it."""
     holds = database.holds()
     due = list(
         holds.find(
             {**key_filter(key), "state": HoldState.OPEN.value, "expires_at": {"$lte": now}},
-            {"amount_minor": 1},
+            {"amount_minor": 1, "expires_at": 1},
             session=session,
-        )
+        ).sort([("expires_at", 1), ("_id", 1)])
     )
     if not due:
         return
@@ -109,11 +169,40 @@ def expire_due(
         session=session,
     )
     total = sum(int(hold["amount_minor"]) for hold in due)
-    database.wallets().update_one(
+    before = database.wallets().find_one_and_update(
         key_filter(key),
-        {"$inc": {"held": decimal128(-total, key.currency), "hold_seq": 1}},
+        {
+            "$inc": {
+                "held": decimal128(-total, key.currency),
+                "hold_seq": 1,
+                "wallet_seq": len(due),
+            }
+        },
         session=session,
     )
+    assert before is not None, "a hold's wallet exists"
+    balance = available_balance_of(before)
+    seq = int(before.get("wallet_seq", 0))
+    for hold in due:
+        amount_minor = int(hold["amount_minor"])
+        seq += 1
+        balance = replace(
+            balance,
+            credit_minor=balance.credit_minor + amount_minor,
+            held_minor=balance.held_minor - amount_minor,
+        )
+        log_hold_event(
+            database,
+            session,
+            kind="expire",
+            hold_id=hold["_id"],
+            amount_minor=amount_minor,
+            balance=balance,
+            wallet_seq=seq,
+            at=hold["expires_at"],
+            mirror_state=marks.new_write,
+            made_by="",
+        )
 
 
 def spendable_filter(key: WalletKey, amount_minor: int) -> dict[str, Any]:
@@ -166,8 +255,9 @@ class _Answer(Exception):
 class MongoHolds:
     """The hold operations of the MongoDB store."""
 
-    def __init__(self, database: MongoDatabase) -> None:
+    def __init__(self, database: MongoDatabase, marks: LogMarks) -> None:
         self.database = database
+        self.marks = marks
 
     def _mark(self, key: WalletKey) -> Callable[[], object]:
         def mark() -> object:
@@ -201,11 +291,15 @@ class MongoHolds:
             if known is not None:
                 self._replay_place(known, key, amount_minor=amount_minor, timeout_s=timeout_s)
             now = datetime.now(UTC)
-            expire_due(self.database, key, now=now, session=session)
+            expire_due(self.database, key, now=now, session=session, marks=self.marks)
             wallet = wallets.find_one_and_update(
                 spendable_filter(key, amount_minor),
                 {
-                    "$inc": {"held": decimal128(amount_minor, key.currency), "hold_seq": 1},
+                    "$inc": {
+                        "held": decimal128(amount_minor, key.currency),
+                        "hold_seq": 1,
+                        "wallet_seq": 1,
+                    },
                     "$set": {"updated_at": now},
                 },
                 return_document=pymongo.ReturnDocument.AFTER,
@@ -223,7 +317,21 @@ class MongoHolds:
                 hold_id, key, amount_minor, timeout_s=timeout_s, now=now, made_by=made_by
             )
             holds.insert_one(document, session=session)
-            return HoldResult(hold=hold_of(document), balance=available_balance_of(wallet))
+            balance = available_balance_of(wallet)
+            log_hold_event(
+                self.database,
+                session,
+                kind="hold",
+                hold_id=hold_id,
+                amount_minor=amount_minor,
+                balance=balance,
+                wallet_seq=int(wallet["wallet_seq"]),
+                at=now,
+                mirror_state=self.marks.new_write,
+                made_by=made_by,
+                placed=document,
+            )
+            return HoldResult(hold=hold_of(document), balance=balance)
 
         try:
             return self._run(key, place)
@@ -272,7 +380,7 @@ class MongoHolds:
 
     def _expire_wallet(self, key: WalletKey, *, now: datetime) -> None:
         def expire(session: ClientSession) -> None:
-            expire_due(self.database, key, now=now, session=session)
+            expire_due(self.database, key, now=now, session=session, marks=self.marks)
 
         def run() -> None:
             self.database.transaction(expire, wallet_mark=self._mark(key))
@@ -305,19 +413,33 @@ class MongoHolds:
             )
             self.database.holds().insert_one(document, session=session)
             captured = hold.captured_minor
-            updated = self.database.wallets().update_one(
+            wallet = self.database.wallets().find_one_and_update(
                 key_filter(key),
                 {
                     "$inc": {
                         "credit": decimal128(-captured, key.currency),
                         "debit": decimal128(captured, key.currency),
                         "hold_seq": 1,
+                        "wallet_seq": 1,
                     },
                     "$set": {"updated_at": datetime.now(UTC)},
                 },
+                return_document=pymongo.ReturnDocument.AFTER,
                 session=session,
             )
-            assert updated.matched_count == 1, "a captured hold's wallet was copied back first"
+            assert wallet is not None, "a captured hold's wallet was copied back first"
+            log_hold_event(  # in the log as every copied-back write is (TigerBeetle holds it)
+                self.database,
+                session,
+                kind="capture",
+                hold_id=hold.hold_id,
+                amount_minor=captured,
+                balance=available_balance_of(wallet),
+                wallet_seq=int(wallet["wallet_seq"]),
+                at=hold.resolved_at or hold.created_at,
+                mirror_state=self.marks.copied_back,
+                made_by=hold.resolved_by,
+            )
             return True
 
         def run() -> bool:
@@ -338,7 +460,7 @@ class MongoHolds:
         def resolve(session: ClientSession) -> HoldResult:
             holds = self.database.holds()
             now = datetime.now(UTC)
-            expire_due(self.database, key, now=now, session=session)
+            expire_due(self.database, key, now=now, session=session, marks=self.marks)
             document = holds.find_one({"_id": hold_id}, session=session)
             assert document is not None, "a hold is never deleted"
             wanted = None if release else (capture_minor or int(document["amount_minor"]))
@@ -362,9 +484,20 @@ class MongoHolds:
             holds.update_one(
                 {"_id": hold_id, "state": HoldState.OPEN.value}, {"$set": resolved}, session=session
             )
-            return HoldResult(
-                hold=hold_of({**document, **resolved}), balance=available_balance_of(wallet)
+            balance = available_balance_of(wallet)
+            log_hold_event(
+                self.database,
+                session,
+                kind="release" if wanted is None else "capture",
+                hold_id=hold_id,
+                amount_minor=int(document["amount_minor"]) if wanted is None else wanted,
+                balance=balance,
+                wallet_seq=int(wallet["wallet_seq"]),
+                at=now,
+                mirror_state=self.marks.new_write,
+                made_by=made_by,
             )
+            return HoldResult(hold=hold_of({**document, **resolved}), balance=balance)
 
         return self._run(key, resolve)
 
@@ -380,13 +513,16 @@ class MongoHolds:
         """The held amount leaves `held`; a capture posts `wanted` of it as a debit."""
         currency = key.currency
         change: dict[str, Any] = {
-            "$inc": {"held": decimal128(-int(document["amount_minor"]), currency), "hold_seq": 1},
+            "$inc": {
+                "held": decimal128(-int(document["amount_minor"]), currency),
+                "hold_seq": 1,
+                "wallet_seq": 1,
+            },
             "$set": {"updated_at": now},
         }
         if wanted is not None:
             change["$inc"]["credit"] = decimal128(-wanted, currency)
             change["$inc"]["debit"] = decimal128(wanted, currency)
-            change["$set"]["log_complete"] = False
         wallet = self.database.wallets().find_one_and_update(
             key_filter(key), change, return_document=pymongo.ReturnDocument.AFTER, session=session
         )
@@ -494,33 +630,34 @@ class MongoHoldOperations:
     `MongoHolds` and the store's database."""
 
     database: MongoDatabase
+    marks: LogMarks
 
     def place_hold(
         self, key: WalletKey, amount_minor: int, hold_id: str, *, timeout_s: int, made_by: str = ""
     ) -> HoldResult:
-        return MongoHolds(self.database).place_hold(
+        return MongoHolds(self.database, self.marks).place_hold(
             key, amount_minor, hold_id, timeout_s=timeout_s, made_by=made_by
         )
 
     def capture_hold(
         self, hold_id: str, *, amount_minor: int | None = None, made_by: str = ""
     ) -> HoldResult:
-        return MongoHolds(self.database).capture_hold(
+        return MongoHolds(self.database, self.marks).capture_hold(
             hold_id, amount_minor=amount_minor, made_by=made_by
         )
 
     def release_hold(self, hold_id: str, *, made_by: str = "") -> HoldResult:
-        return MongoHolds(self.database).release_hold(hold_id, made_by=made_by)
+        return MongoHolds(self.database, self.marks).release_hold(hold_id, made_by=made_by)
 
     def get_hold(self, hold_id: str) -> Hold:
-        return MongoHolds(self.database).get_hold(hold_id)
+        return MongoHolds(self.database, self.marks).get_hold(hold_id)
 
     def sweep_expired_holds(self) -> int:
         """Expire due holds of wallets nobody touched (the beat task); wallets touched."""
-        return MongoHolds(self.database).sweep_expired()
+        return MongoHolds(self.database, self.marks).sweep_expired()
 
     def copy_back_capture(self, hold: Hold) -> bool:
-        return MongoHolds(self.database).copy_back_capture(hold)
+        return MongoHolds(self.database, self.marks).copy_back_capture(hold)
 
     def open_holds(self, key: WalletKey) -> list[Hold]:
         """The wallet's holds open now, oldest first (at most OPEN_HOLDS_LISTED_MAX)."""

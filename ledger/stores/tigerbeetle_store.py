@@ -339,7 +339,7 @@ class TigerBeetleWalletStore(TigerBeetleHoldOperations):
         return _record(row)
 
     def history(self, query: HistoryQuery) -> HistoryPage:
-        return wallet_history(self.backend, query)  # ledger.balance_history
+        return wallet_history(self.backend, query, ids=self.scope.ids)  # ledger.balance_history
 
     # --- internals --------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ from api import views
 from domain.history import HISTORY_LIMIT_MAX
 from domain.wallets import WalletStore
 from ledger.service import WalletService
-from tests.conftest import token_api_client
+from tests.api.test_hold_api import HOLD_PERMISSIONS
+from tests.conftest import WALLET_API_PERMISSIONS, token_api_client
 
 
 @pytest.fixture
@@ -87,6 +88,35 @@ def test_each_point_carries_the_transaction_and_the_balance_fields_as_the_balanc
         None,
     )
     assert body["next_cursor"] is None
+
+
+def test_a_hold_event_is_a_point_with_its_hold_id_and_every_point_answers_held(
+    wallet_store: WalletStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(views, "wallet_service", lambda: WalletService(wallet_store))
+    api = token_api_client((*WALLET_API_PERMISSIONS, *HOLD_PERMISSIONS))
+    client_id = new_client_id()
+    first = credit(api, client_id, "10.00")
+    hold_id = f"hold-{uuid.uuid4().hex}"
+    body = {"hold_id": hold_id, "amount": "4.00", "expires_in_s": 3600}
+    assert api.post(f"{wallet_url(client_id)}/holds", body, format="json").status_code == 201
+    time.sleep(0.003)
+    captured = api.post(f"/api/holds/{hold_id}/capture", {"amount": "1.50"}, format="json")
+    assert captured.status_code == 201, captured.content
+
+    points = history(api, client_id, limit=2).json()["points"]
+    rest = history(api, client_id, cursor=history(api, client_id, limit=2).json()["next_cursor"])
+
+    assert [
+        (p["transaction_id"], p["hold_id"], p["kind"], p["amount"], p["credit"], p["held"])
+        for p in points
+    ] == [
+        (None, hold_id, "capture", "1.50", "8.50", "0.00"),
+        (None, hold_id, "hold", "4.00", "6.00", "4.00"),
+    ]
+    assert [(p["transaction_id"], p["hold_id"], p["held"]) for p in rest.json()["points"]] == [
+        (first, None, "0.00")
+    ]
 
 
 def test_paging_by_next_cursor_reaches_every_point_once_and_ends_with_null(

@@ -8,6 +8,7 @@ import re
 from django.test import Client
 
 from backoffice.history_chart import available_balance_svg
+from backoffice.links import transaction_url
 from domain.history import HistoryQuery
 from domain.ids import WalletKey
 from flags.phases import Phase
@@ -76,3 +77,43 @@ def test_a_transaction_id_in_a_tooltip_is_escaped(stores: Stores) -> None:
     svg = available_balance_svg(stores.mongo.history(HistoryQuery(key=key)).points, "USD")
 
     assert "<b>" not in svg and "&lt;b&gt;tx&lt;/b&gt;" in svg
+
+
+def test_support_sees_the_held_amount_as_a_second_line_and_each_hold_event_as_a_dot(
+    support: Client, stores: Stores
+) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 10_000, tx())
+    hold_id = f"hold-{tx()}"
+    stores.phased.place_hold(key, 4_000, hold_id, timeout_s=3600)
+    stores.phased.capture_hold(hold_id, amount_minor=1_000)
+
+    chart = chart_of(wallet_page(support, key))
+
+    held = re.search(r'<polyline[^>]* id="history-chart-held" points="([^"]+)"', chart)
+    assert held is not None
+    heights = [float(pair.split(",")[1]) for pair in held.group(1).split()]
+    assert heights[0] == heights[2] and heights[1] < heights[0]  # up by the hold, back down
+    assert chart.count("<circle") == 3
+    assert hold_id in chart and "held $40.00" in chart  # the hold event in its dot's tooltip
+
+
+def test_a_wallet_that_never_held_money_has_no_held_line(support: Client, stores: Stores) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+
+    assert "history-chart-held" not in chart_of(wallet_page(support, key))
+
+
+def test_mongodbs_log_on_the_wallet_page_lists_hold_events_by_hold_id_without_a_transaction_link(
+    support: Client, stores: Stores
+) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 10_000, tx())
+    hold_id = f"hold-{tx()}"
+    stores.phased.place_hold(key, 4_000, hold_id, timeout_s=3600)
+
+    page = wallet_page(support, key)
+
+    assert f'title="{hold_id}">{hold_id}</span>' in page
+    assert transaction_url(hold_id) not in page

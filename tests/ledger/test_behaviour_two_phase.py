@@ -14,6 +14,7 @@ from tests.ledger.builders import (
     AF,
     TF,
     account,
+    account_filter,
     balance_of,
     create_accounts,
     new_accounts,
@@ -206,6 +207,32 @@ def test_a_pending_transfer_expires_after_its_timeout(ledger_backend: LedgerBack
 
     assert transfer_status(ledger_backend, late) == S.PENDING_TRANSFER_EXPIRED
     assert balance_of(ledger_backend, debit) == (0, 0, 0, 0)
+
+
+def test_an_expiry_adds_no_row_to_the_account_history_the_next_transfers_row_shows_it(
+    ledger_backend: LedgerBackend,
+) -> None:
+    """What the balance history's expiry points are computed from (ledger/hold_history.py):
+    TigerBeetle 0.17.9 records a balance row per transfer, none at a pending's expiry."""
+    debit, credit = new_accounts(ledger_backend, AF.HISTORY, AF.NONE)
+    funded = post(ledger_backend, transfer(credit, credit=debit, amount=500))
+    expiring = post(
+        ledger_backend, transfer(debit, credit=credit, amount=100, flags=TF.PENDING, timeout=1)
+    )
+    time.sleep(1.2)
+    later = post(ledger_backend, transfer(credit, credit=debit, amount=5))
+
+    rows = ledger_backend.get_account_balances(account_filter(debit))
+
+    (funded_at, expiring_at, later_at) = (
+        stored.timestamp
+        for stored in ledger_backend.lookup_transfers([funded.id, expiring.id, later.id])
+    )
+    assert [(row.timestamp, row.debits_pending, row.credits_posted) for row in rows] == [
+        (funded_at, 0, 500),
+        (expiring_at, 100, 500),
+        (later_at, 0, 505),
+    ]
 
 
 def test_balancing_debit_transfers_at_most_what_the_debit_account_holds(

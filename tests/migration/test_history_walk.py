@@ -1,7 +1,8 @@
 """A wallet's balance history answers the same in every phase: written in phase 0 (credits,
 debits, voids), then read through the API at each step of the walk (1, 2, 3, the backfill,
 4, back to 3) and compared whole, paged by cursor, and within time bounds; writes made in
-phase 4 appear on top of the same older points."""
+phase 4 appear on top of the same older points. Holds too: placed, captured, released and
+expired in phase 0, carried by the mirror, and again in phase 4."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from rest_framework.test import APIClient
 from domain.history import HistoryPage, HistoryQuery
 from domain.ids import WalletKey
 from flags.phases import Phase, current_state
+from tests.api.test_hold_api import HOLD_PERMISSIONS
+from tests.conftest import WALLET_API_PERMISSIONS, token_api_client
 from tests.migration.conftest import Stores, legacy_wallet, new_key, tx
 
 pytestmark = pytest.mark.usefixtures("criteria_not_awaited", "rollout_in_one_step")
@@ -169,3 +172,75 @@ def test_a_legacy_wallet_starts_its_tigerbeetle_history_with_its_opening_balance
     ]
     assert points[1]["amount"] is None
     assert [p.transaction_id for p in stores.mongo.history(HistoryQuery(key=key)).points] == [later]
+
+
+def hold_op(api: APIClient, path: str, body: dict[str, Any] | None = None) -> None:
+    response = api.post(path, body or {}, format="json")
+    assert response.status_code in (200, 201), response.content
+    time.sleep(0.003)
+
+
+def holds_resolved_every_way(api: APIClient, key: WalletKey) -> list[str]:
+    """A hold captured in part, one released, one expired (then a credit, which marks the
+    expiry on MongoDB); their ids."""
+    captured, released, expired = (f"hold-{tx()}" for _ in range(3))
+    for hold_id, amount, expires_in_s in ((captured, "20.00", 3600), (released, "5.00", 3600)):
+        body = {"hold_id": hold_id, "amount": amount, "expires_in_s": expires_in_s}
+        hold_op(api, f"{url(key)}/holds", body)
+    hold_op(api, f"/api/holds/{captured}/capture", {"amount": "12.00"})
+    hold_op(api, f"/api/holds/{released}/release")
+    body = {"hold_id": expired, "amount": "2.00", "expires_in_s": 1}
+    hold_op(api, f"{url(key)}/holds", body)
+    time.sleep(1.05)
+    write(api, key, "credits", "0.10")
+    return [captured, released, expired]
+
+
+def test_holds_in_the_history_answer_the_same_in_every_phase(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = token_api_client((*WALLET_API_PERMISSIONS, *HOLD_PERMISSIONS))
+    key = new_key()
+    written_in_phase_0(api, key)
+    in_phase_0 = holds_resolved_every_way(api, key)
+    phase_0 = whole_history(api, key)
+    assert [(p["kind"], p["hold_id"], p["held"]) for p in phase_0[:7]] == [
+        ("credit", None, "0.00"),
+        ("expire", in_phase_0[2], "0.00"),
+        ("hold", in_phase_0[2], "2.00"),
+        ("release", in_phase_0[1], "0.00"),
+        ("capture", in_phase_0[0], "5.00"),
+        ("hold", in_phase_0[1], "25.00"),
+        ("hold", in_phase_0[0], "20.00"),
+    ]
+    bounds = {"from": phase_0[8]["created_at"], "to": phase_0[1]["created_at"]}
+    expected = answers(api, key, bounds)
+
+    phase(Phase.DUAL_WRITE)
+    call_command("mirror", "--drain", stdout=StringIO())
+    assert answers(api, key, bounds) == expected
+    phase(Phase.SHADOW_READ, shadow=100)
+    phase(Phase.READ_CUTOVER, rollout=100)
+    with mongo_history_refused(stores, monkeypatch):  # TigerBeetle answers from here on
+        assert answers(api, key, bounds) == expected
+        call_command("backfill", "--no-progress", stdout=StringIO())
+        phase(Phase.TIGERBEETLE_ONLY)
+        assert answers(api, key, bounds) == expected
+
+        in_phase_4 = holds_resolved_every_way(api, key)
+        now = whole_history(api, key)
+        assert [(p["kind"], p["hold_id"]) for p in now[:7]] == [
+            ("credit", None),
+            ("expire", in_phase_4[2]),
+            ("hold", in_phase_4[2]),
+            ("release", in_phase_4[1]),
+            ("capture", in_phase_4[0]),
+            ("hold", in_phase_4[1]),
+            ("hold", in_phase_4[0]),
+        ]
+        assert now[:7] != expected["whole"][:7]  # the phase-4 holds' own times and balances
+        assert now[7:] == expected["whole"]
+        assert whole_history(api, key, **bounds) == expected["bounded"]
+
+        phase(Phase.READ_CUTOVER)  # back: TigerBeetle still answers, the same
+        assert whole_history(api, key) == now

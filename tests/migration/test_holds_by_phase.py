@@ -1,10 +1,11 @@
 """Holds across the migration phases: served by MongoDB in phase 0 and by TigerBeetle in phase
 4; refused with `holds_unavailable_in_phase` in phases 1-3, where the mirror does not carry
-them yet (docs/holds.md); a capture made in phase 0 still reaches TigerBeetle through the
-backfill of phase 1."""
+them yet (docs/holds.md); a capture made in phase 0 is logged as the other writes are and
+reaches TigerBeetle through the mirror of phase 1."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -18,9 +19,10 @@ from ledger.service import WalletService
 from migration.backfill import Backfill
 from migration.phase_change import change_phase
 from migration.phase_plan import plan_phase_change
+from registry.models import WalletHold
 from tests.api.test_hold_api import HOLD_PERMISSIONS
 from tests.conftest import token_api_client
-from tests.migration.conftest import Stores, enter_phase, new_key, tx
+from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
 
 HOUR_S = 3600
 
@@ -75,7 +77,9 @@ def test_between_phase_0_and_4_every_hold_operation_is_refused_and_changes_nothi
     assert stores.mongo.get_balance(key).held_minor == 400
 
 
-def test_a_capture_in_phase_0_reaches_tigerbeetle_through_the_backfill(stores: Stores) -> None:
+def test_a_capture_in_phase_0_keeps_the_log_complete_and_reaches_tigerbeetle_through_the_mirror(
+    stores: Stores,
+) -> None:
     key = new_key()
     stores.phased.add_credit(key, 1_000, tx())
     placed = hold_id()
@@ -84,12 +88,43 @@ def test_a_capture_in_phase_0_reaches_tigerbeetle_through_the_backfill(stores: S
     stores.phased.subtract_credit(key, 100, tx())
     enter_phase(Phase.DUAL_WRITE)
 
-    Backfill(stores.scan, stores.outbox, stores.batches).run(progress=False)
+    report = Backfill(stores.scan, stores.outbox, stores.batches).run(progress=False)
     stores.mirror().drain()
 
+    assert (report.imported, report.log_complete) == (0, 1)  # born with the log, still whole
     expected = (650, 350, 1_000)
     assert stores.mongo.get_balance(key).fields_minor() == expected
     assert stores.tigerbeetle.get_balance(key).fields_minor() == expected
+
+
+def test_the_mirror_carries_phase_0_holds_as_pending_transfers_without_a_timeout_then_resolved(
+    stores: Stores,
+) -> None:
+    """No timeout: MongoDB's expiry rules stand (the mirror voids what MongoDB expired), and
+    the post or void never meets a pending transfer that has one (TigerBeetle 0.17.9)."""
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    captured, released = hold_id(), hold_id()
+    stores.phased.place_hold(key, 400, captured, timeout_s=HOUR_S)
+    stores.phased.place_hold(key, 100, released, timeout_s=HOUR_S)
+    stores.phased.capture_hold(captured, amount_minor=250)
+    stores.phased.release_hold(released)
+    enter_phase(Phase.DUAL_WRITE)
+
+    stores.mirror().drain()
+
+    ids = stores.runtime.scope.ids
+    pending = stores.batches.lookup_transfers(
+        [ids.hold_transfer_id(captured), ids.hold_transfer_id(released)]
+    )
+    assert [(t.amount, t.timeout, t.code) for t in pending] == [(400, 0, 7), (100, 0, 7)]
+    rows = {row.hold_id: row for row in WalletHold.objects.filter(hold_id__in=[captured, released])}
+    assert (rows[captured].state, rows[captured].captured_minor) == ("captured", 250)
+    assert not rows[captured].needs_copy_back  # MongoDB took the capture
+    assert rows[released].state == "released"
+    expected = (750, 250, 1_000)
+    assert stores.tigerbeetle.get_balance(key).fields_minor() == expected
+    assert stores.tigerbeetle.get_balance(key).held_minor == 0
 
 
 @pytest.mark.parametrize("expires_in_s", [0, -1, 30 * 24 * 3600 + 1, True, "60"])
@@ -147,6 +182,45 @@ def test_dual_write_does_not_start_while_mongodb_holds_an_open_hold(stores: Stor
     stores.phased.release_hold(placed)
     change_phase(Phase.DUAL_WRITE, "tester", stores.mongo, stores.batches)
     assert current_state().phase == Phase.DUAL_WRITE
+
+
+def test_a_legacy_wallets_phase_0_holds_are_in_its_opening_balance_after_the_backfill(
+    stores: Stores,
+) -> None:
+    key = new_key()
+    legacy_wallet(stores, key, credit_minor=5_000, debit_minor=500)
+    captured, released = hold_id(), hold_id()
+    stores.phased.place_hold(key, 400, captured, timeout_s=HOUR_S)
+    stores.phased.place_hold(key, 100, released, timeout_s=HOUR_S)
+    stores.phased.capture_hold(captured, amount_minor=300)
+    stores.phased.release_hold(released)
+    enter_phase(Phase.DUAL_WRITE)
+
+    report = Backfill(stores.scan, stores.outbox, stores.batches).run(progress=False)
+    mirrored = stores.mirror().drain()
+
+    assert report.imported == 1 and mirrored.parked == 0
+    expected = (4_700, 800, 5_500)
+    assert stores.mongo.get_balance(key).fields_minor() == expected
+    assert stores.tigerbeetle.get_balance(key).fields_minor() == expected
+
+
+def test_dual_write_waits_for_an_expired_holds_expiry_to_be_marked_on_mongodb(
+    stores: Stores,
+) -> None:
+    """Its expiry's log entry is what makes the mirror void the pending transfer it carried."""
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    stores.phased.place_hold(key, 400, hold_id(), timeout_s=1)
+    time.sleep(1.05)
+
+    with pytest.raises(InvalidPhaseChange, match="1 holds are open on MongoDB"):
+        change_phase(Phase.DUAL_WRITE, "tester", stores.mongo, stores.batches)
+
+    assert stores.mongo.sweep_expired_holds() == 1
+    change_phase(Phase.DUAL_WRITE, "tester", stores.mongo, stores.batches)
+    stores.mirror().drain()
+    assert stores.tigerbeetle.get_balance(key).held_minor == 0
 
 
 @pytest.mark.usefixtures("criteria_not_awaited")
