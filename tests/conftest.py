@@ -34,12 +34,14 @@ CLIENT_CLOSE_WAIT_S = 5.0
 
 # CI runs the suite twice (.ci/run sets CI_PASS): on the embedded engine, then on a real
 # server. A case whose parameters keep it off the cluster (the MongoDB store, the engine
-# backend) answers the same in both passes, so the second one leaves it out; the schema
-# contract's TigerBeetle run, two minutes on its own, runs in the second pass only, against the
-# real server it is a contract for. `make test` alone (no CI_PASS) runs everything.
+# backend) answers the same in both passes, so the second one leaves it out. The first leaves
+# the second what is about the real server whichever backend the pass has: the schema
+# contract's TigerBeetle run (two minutes on its own), and `make run`'s local server (TB_BINARY).
+# `make test` alone (no CI_PASS) runs everything.
 _STORE_PARAMS = ("wallet_store", "committed_wallet_store", "store", "server")
 _OFF_THE_CLUSTER = {"ledger_backend": "engine", **dict.fromkeys(_STORE_PARAMS, "mongo")}
 _CONTRACT_ON_THE_SERVER = "tests/api/contract/test_schema_contract.py"
+_LOCAL_SERVER = "tests/ledger/test_local_tigerbeetle.py"
 
 
 def _left_to_the_other_pass(item: pytest.Item, ci_pass: str) -> bool:
@@ -48,7 +50,7 @@ def _left_to_the_other_pass(item: pytest.Item, ci_pass: str) -> bool:
     if ci_pass == "real-server":
         return any(params.get(name) == value for name, value in _OFF_THE_CLUSTER.items())
     if ci_pass == "embedded":
-        return (
+        return item.nodeid.startswith(_LOCAL_SERVER) or (
             item.nodeid.startswith(_CONTRACT_ON_THE_SERVER) and params.get("store") == "tigerbeetle"
         )
     return False
