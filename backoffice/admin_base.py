@@ -18,6 +18,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.urls import URLPattern, path
 from django.utils import timezone, translation
 from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
 
 from domain.ids import WalletKey
 from domain.money import format_money_in
@@ -183,3 +184,33 @@ class OpenByDefaultFilter(admin.SimpleListFilter):
                 "query_string": changelist.get_query_string({self.parameter_name: lookup}),
                 "display": title,
             }
+
+
+def figures_table(figures: dict[str, Any]) -> str:
+    """A record's figures (stored as JSON) as a small table in words: names without
+    underscores, amounts in minor units (names ending "_minor") as money of the figures'
+    currency, lists joined."""
+    currency = str(figures.get("currency") or "")
+    rows = []
+    for name in sorted(figures):
+        value = figures[name]
+        label = name.removesuffix("_minor").replace("_", " ")
+        rows.append((label, _figure(value, currency if name.endswith("_minor") else "")))
+    if not rows:
+        return "—"
+    body = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+    return format_html('<table class="figures">{}</table>', body)
+
+
+def _figure(value: Any, currency: str) -> str:
+    if isinstance(value, list):
+        return "; ".join(_figure(item, currency) for item in value) or "—"
+    if isinstance(value, dict):
+        return ", ".join(
+            f"{key.replace('_', ' ')} {_figure(item, currency)}" for key, item in value.items()
+        )
+    if currency and isinstance(value, int) and not isinstance(value, bool):
+        return format_money(value, currency)
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return "—" if value in (None, "") else str(value)

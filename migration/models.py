@@ -46,6 +46,9 @@ class ShadowComparison(models.Model):
         db_table = "ledger_shadowcomparison"
         ordering = ["-compared_at"]
 
+    def __str__(self) -> str:
+        return f"shadow read of {self.client_id} {self.currency}: {self.outcome}"
+
 
 def bump_this_hour(model: type[models.Model], **key: str) -> None:
     """Add one to the current hour's row of an hourly counter (`hour`, its key, `count`):

@@ -328,6 +328,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# One date and time format, with its zone, on every page: wallet_site/formats/en/formats.py.
+FORMAT_MODULE_PATH = ["wallet_site.formats"]
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
