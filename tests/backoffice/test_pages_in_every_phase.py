@@ -5,6 +5,7 @@ wallets counted and listed, re-check in phases 0 and 4, and what phase 0 says.""
 
 from __future__ import annotations
 
+import logging
 import re
 from io import StringIO
 from typing import Any
@@ -159,3 +160,31 @@ def test_in_phase_0_nothing_says_copied_pending_or_missing_in_red(
     balances = section(page, "balances")
     assert 'class="store-error"' not in balances and 'class="differs"' not in balances
     assert 'class="store-absent"' in balances  # TigerBeetle's missing wallet, said quietly
+
+
+def test_the_favicon_is_served(client: Client) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response["Content-Type"] == "image/svg+xml"
+    assert b"<svg" in response.content
+
+
+def test_a_refusal_logs_one_line_without_a_traceback(
+    product: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="django.request")
+    response = product.get("/admin/registry/wallettransfer/void/some-id/")
+    assert response.status_code == 403
+    refused = [record for record in caplog.records if record.name == "django.request"]
+    assert [record.getMessage() for record in refused] == [
+        "Forbidden (Permission denied): /admin/registry/wallettransfer/void/some-id/"
+    ]
+    assert refused[0].exc_info is None
+
+
+def test_breadcrumbs_and_app_names_are_plain_words(product: Client, stores: Stores) -> None:
+    migration = product.get("/admin/migration/shadowcomparison/").content.decode()
+    flags = product.get("/admin/waffle/switch/").content.decode()
+    breadcrumbs = migration.split('class="breadcrumbs"')[1].split("</div>")[0]
+    assert ">Migration</a>" in breadcrumbs
+    assert ">Feature flags</a>" in flags.split('class="breadcrumbs"')[1].split("</div>")[0]
+    assert "django-waffle" not in flags and "records" not in breadcrumbs
