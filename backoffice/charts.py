@@ -10,6 +10,13 @@ from migration.criteria import MATCH_RATE_TARGET, daily_shadow_figures
 
 STORE_LABELS = {"mongo": "MongoDB", "tigerbeetle": "TigerBeetle"}
 OPERATIONS = ("get_balance", "add_credit", "subtract_credit", "void_transaction")
+# The wallet service's operations as the dashboard names them.
+OPERATION_WORDS = {
+    "get_balance": "balance read",
+    "add_credit": "credit",
+    "subtract_credit": "debit",
+    "void_transaction": "void",
+}
 
 
 def _config() -> pygal.Config:
@@ -28,7 +35,7 @@ def _config() -> pygal.Config:
 # How far below 100 % the match-rate axis reaches, in multiples of the target's distance
 # from 100 %: the target line sits a tenth of the way down, well apart from 100 %.
 AXIS_DEPTH_OF_TARGET_GAP = 10
-MATCHED, MISSED, TARGET = "#417690", "#ba2121", "#555555"
+MATCHED, MISSED, TARGET = "#417690", "#ba2121", "#e08e0b"
 
 
 def match_rate_axis(target_percent: float) -> tuple[float, float]:
@@ -64,7 +71,8 @@ def match_rate_chart(rates: list[tuple[str, float | None]]) -> str:
         config,
         title=f"Balance match rate per day (%), target {target:g} %",
         range=(bottom, top),
-        y_labels=sorted({bottom, round((bottom + target) / 2, 6), target, top}),
+        y_labels=[bottom, target, top],
+        show_y_guides=False,  # the target is the one line across
         value_formatter=lambda value: f"{value:.4f} %",
     )
     chart.x_labels = [day for day, _ in rates]
@@ -84,7 +92,7 @@ def match_rate_chart(rates: list[tuple[str, float | None]]) -> str:
             f"target {target:g} %",
             [target] * len(rates),
             show_dots=False,
-            stroke_style={"width": 2, "dasharray": "6, 4"},
+            stroke_style={"width": 3},
         )
     return chart.render(is_unicode=True)
 
@@ -102,7 +110,7 @@ def latency_chart() -> str:
         value_formatter=lambda value: f"{value:.2f} ms",
     )
     operations = [op for op in OPERATIONS if any((op, s) in latencies for s in STORE_LABELS)]
-    chart.x_labels = operations
+    chart.x_labels = [OPERATION_WORDS[op] for op in operations]
     for store, label in STORE_LABELS.items():
         values = [
             round(latencies[(op, store)].mean_ms, 3) if (op, store) in latencies else None

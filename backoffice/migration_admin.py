@@ -114,8 +114,12 @@ class MismatchInline(_Money, admin.TabularInline):
     extra = 0
     max_num = 0
     can_delete = False
-    fields = ("kind", "wallet", "both_stores", "pending_mirror_entries", "resolved_at")
+    fields = ("kind", "wallet", "both_stores", "pending_mirror_entries", "resolved")
     readonly_fields = fields
+
+    @admin.display(description="resolved")
+    def resolved(self, row: ReconciliationMismatch) -> str:
+        return when(row.resolved_at) or "not yet"
 
     @admin.display(description="wallet")
     def wallet(self, row: ReconciliationMismatch) -> str:
@@ -309,11 +313,15 @@ class ReconciliationMismatchAdmin(_Money, RecheckWalletsAction, CsvExportMixin, 
         "both_stores",
         "transaction_id",
         "tb_transfer_id_hex",
-        "tb_account_id_hex",
+        "tb_account",
         "pending_mirror_entries",
         "resolution",
     )
     readonly_fields = fields
+
+    @admin.display(description="TigerBeetle account id")
+    def tb_account(self, row: ReconciliationMismatch) -> str:
+        return row.tb_account_id_hex or "—"
 
     def get_urls(self) -> list[Any]:
         repair = path(
@@ -380,10 +388,15 @@ class ShadowComparisonAdmin(_Money, RecheckWalletsAction, ReadOnlyAdmin):
         "both_stores",
         "mongo_read_time",
         "tb_read_time",
-        "wallet_seq",
+        "mongo_version",
         "detail",
     )
     readonly_fields = fields
+
+    @admin.display(description="MongoDB wallet version read")
+    def mongo_version(self, row: ShadowComparison) -> str:
+        return f"{row.wallet_seq:,}"
+
     # By date through a filter, not a date hierarchy, which reads every comparison's date
     # on each load (there is one a shadow read).
     list_filter = ("outcome", "compared_at")

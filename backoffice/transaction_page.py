@@ -94,6 +94,7 @@ def transaction_page(
         "store": store,
         "wallet_url": wallet_url(record.key),
         "known_to_registry": row is not None,
+        "failure": record.failure_code.replace("_", " "),
         "technical": technical_details(row) if row else [],
         "void_url": void_url(record.transaction_id, request)
         if can_void and record.state == "posted" and store != "registry"

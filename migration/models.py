@@ -10,9 +10,12 @@ with (`Meta.db_table`), and migration/migrations/0001 took them over in Django's
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models
 from django.db.models import F
 from django.utils import timezone
+from django.utils.formats import date_format
 
 
 class ShadowComparison(models.Model):
@@ -136,7 +139,7 @@ class ReconciliationRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"reconciliation {self.started_at:%Y-%m-%d %H:%M}: {self.mismatched} mismatched"
+        return f"reconciliation {_when(self.started_at)}: {self.mismatched} mismatched"
 
     @property
     def compared(self) -> int:
@@ -368,7 +371,7 @@ class GuardCheck(models.Model):
         verbose_name = "guard check"
 
     def __str__(self) -> str:
-        return f"guard {self.checked_at:%Y-%m-%d %H:%M}: {self.get_action_display()}"
+        return f"guard {_when(self.checked_at)}: {self.get_action_display()}"
 
 
 class Alert(models.Model):
@@ -422,3 +425,8 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.case}"
+
+
+def _when(moment: datetime) -> str:
+    """A time as every page shows it: the project's one format, with its zone."""
+    return date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT")

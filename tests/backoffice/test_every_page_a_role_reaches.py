@@ -90,9 +90,10 @@ def walk(client: Client) -> tuple[list[str], list[str]]:
     return sorted(seen), problems
 
 
-def wallets_of_every_kind(stores: Stores) -> None:
+def wallets_of_every_kind(stores: Stores) -> str:
     """Written in dual write: four currencies, a void, a refused debit, a legacy wallet only
-    MongoDB holds, a mismatch found by a reconciliation run, shadow comparisons."""
+    MongoDB holds, a mismatch found by a reconciliation run, shadow comparisons. Answers the
+    refused debit's id (a transaction only MongoDB holds)."""
     enter_phase(Phase.DUAL_WRITE)
     keys = [new_key(currency) for currency in ("USD", "EUR", "JPY")]
     keys.append(WalletKey(new_key().client_id, "GBR", "GBP"))
@@ -102,8 +103,9 @@ def wallets_of_every_kind(stores: Stores) -> None:
     voided = tx()
     stores.phased.subtract_credit(keys[0], 1_000, voided)
     stores.phased.void_transaction(voided, voided_by="support-lead", reason="customer disputed")
+    refused = tx()
     with pytest.raises(errors.InsufficientFunds):
-        stores.phased.subtract_credit(keys[1], 1_000_000, tx())
+        stores.phased.subtract_credit(keys[1], 1_000_000, refused)
     legacy_wallet(stores, new_key("EUR"), credit_minor=4_200, debit_minor=800)
     stores.mongo.database.wallets().update_one(  # a legacy bug: the stores now differ
         {"client_id": keys[3].client_id}, {"$set": {"credit": decimal128(10_344, "GBP")}}
@@ -111,6 +113,7 @@ def wallets_of_every_kind(stores: Stores) -> None:
     with pytest.raises(CommandError):
         call_command("reconcile", stdout=StringIO())
     shadow_timed([0, 1], tb_us=123, mongo_us=4567)
+    return refused
 
 
 @pytest.mark.parametrize(

@@ -166,9 +166,9 @@ def test_the_latency_chart_follows_every_store_read_in_phase_4(
     page = product.get("/admin/migration/dashboard/").content.decode()
 
     chart = page.split('id="latency-chart"')[1].split("</svg>")[0]
-    assert "MongoDB" in chart and "TigerBeetle" in chart and "get_balance" in chart
+    assert "MongoDB" in chart and "TigerBeetle" in chart and "balance read" in chart
     latencies = page.split('id="latencies"')[1].split("</table>")[0]
-    assert "<td>get_balance</td><td>tigerbeetle</td>" in latencies
+    assert "<td>balance read</td><td>TigerBeetle</td>" in latencies
 
 
 # --- 14. the phase-4 confirmation says what will happen, with numbers ----------------------
