@@ -107,6 +107,13 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        """A list titled by what it lists ("Wallets"), not Django's "Select wallet to view"."""
+        title = str(self.model._meta.verbose_name_plural).capitalize()
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 

@@ -59,7 +59,7 @@ def daily_match_rates(days: int = 14) -> list[tuple[str, float | None]]:
 def missed_days(rates: list[tuple[str, float | None]]) -> list[str]:
     """The days below the target, in words, for the line under the chart."""
     target = float(MATCH_RATE_TARGET * 100)
-    return [f"{day} ({rate:.4f} %)" for day, rate in rates if rate is not None and rate < target]
+    return [f"{day}: {rate:.4f} %" for day, rate in rates if rate is not None and rate < target]
 
 
 def match_rate_chart(rates: list[tuple[str, float | None]]) -> str:

@@ -20,9 +20,10 @@ from domain import errors
 from domain.ids import WalletKey
 from flags.phases import Phase
 from ledger.stores.mongo_documents import decimal128
+from migration.models import ShadowComparison
 from tests.backoffice.conftest import client_for, user_in
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
-from tests.migration.gates import shadow_timed
+from tests.migration.gates import on_day, shadow_timed
 
 # Query-string variants (filters, orderings, pages) of one path walked at most: the rest
 # show the same templates over other rows.
@@ -113,6 +114,21 @@ def wallets_of_every_kind(stores: Stores) -> str:
     with pytest.raises(CommandError):
         call_command("reconcile", stdout=StringIO())
     shadow_timed([0, 1], tb_us=123, mongo_us=4567)
+    ShadowComparison.objects.create(  # yesterday missed the match-rate target
+        **keys[0].as_columns(),
+        wallet_seq=3,
+        outcome=ShadowComparison.Outcome.MISMATCH,
+        mongo_credit_minor=10_345,
+        mongo_debit_minor=2_000,
+        mongo_historical_credit_minor=12_345,
+        tb_credit_minor=10_344,
+        tb_debit_minor=2_001,
+        tb_historical_credit_minor=12_345,
+        mismatched_fields="credit,debit",
+        mongo_latency_us=4_321,
+        tb_latency_us=321,
+        compared_at=on_day(1),
+    )
     return refused
 
 
