@@ -20,7 +20,7 @@ GROUPS = [
     ("Alerts: money may be wrong", ["migration.Alert"]),
     (
         "Support: wallets and transactions",
-        ["registry.WalletAccount", "registry.WalletTransfer"],
+        ["registry.WalletAccount", "registry.WalletTransfer", "registry.WalletHold"],
     ),
     (
         "Support: reconciliation",

@@ -263,6 +263,7 @@ class BlockerAction(models.Model):
     class Meta:
         ordering = ["-at", "-id"]
         verbose_name = "action on a blocker"
+        verbose_name_plural = "actions on blockers"
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} by {self.actor}"

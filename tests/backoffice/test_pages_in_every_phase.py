@@ -188,3 +188,12 @@ def test_breadcrumbs_and_app_names_are_plain_words(product: Client, stores: Stor
     assert ">Migration</a>" in breadcrumbs
     assert ">Feature flags</a>" in flags.split('class="breadcrumbs"')[1].split("</div>")[0]
     assert "django-waffle" not in flags and "records" not in breadcrumbs
+
+
+def test_the_index_lists_holds_with_support_and_blocker_actions_in_plain_plural(
+    support: Client,
+) -> None:
+    index = support.get("/admin/").content.decode()
+    wallets_group = index.split("Support: wallets and transactions</")[1].split("</table>")[0]
+    assert ">Holds</a>" in wallets_group
+    assert ">Actions on blockers</a>" in index and "Action on a blockers" not in index
