@@ -356,7 +356,7 @@ class ReconciliationMismatchAdmin(_Money, RecheckWalletsAction, CsvExportMixin, 
     @admin.display(description="resolved")
     def resolution(self, row: ReconciliationMismatch) -> str:
         if row.resolved_at is None:
-            return legacy_status(row)
+            return legacy_status(row) or "not yet"
         return f"{row.resolved_by}, {when(row.resolved_at)}"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
