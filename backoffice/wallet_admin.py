@@ -220,6 +220,11 @@ class WalletAccountAdmin(ReadOnlyAdmin):
             mongo_only, mongo_total = [hit for hit in hits if hit.registry_pk is None], None
         else:
             mongo_only, mongo_total = _unregistered_mongo_wallets()
+            for field in ("currency", "country"):  # the list's own filters apply to them too
+                wanted = request.GET.get(f"{field}__exact")
+                mongo_only = [
+                    hit for hit in mongo_only if not wanted or getattr(hit.key, field) == wanted
+                ]
         return super().changelist_view(
             request,
             {

@@ -197,3 +197,15 @@ def test_the_index_lists_holds_with_support_and_blocker_actions_in_plain_plural(
     wallets_group = index.split("Support: wallets and transactions</")[1].split("</table>")[0]
     assert ">Holds</a>" in wallets_group
     assert ">Actions on blockers</a>" in index and "Action on a blockers" not in index
+
+
+def test_the_wallet_lists_currency_filter_applies_to_mongodbs_wallets(
+    support: Client, stores: Stores
+) -> None:
+    enter_phase(Phase.LEGACY)
+    usd, eur = new_key(), new_key("EUR")
+    for key in (usd, eur):
+        stores.phased.add_credit(key, 1_000, tx())
+    page = support.get("/admin/registry/walletaccount/", {"currency__exact": "EUR"})
+    listed = page.content.decode().split('id="mongo-only-wallets"')[1].split("</table>")[0]
+    assert eur.client_id in listed and usd.client_id not in listed
