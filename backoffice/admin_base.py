@@ -18,6 +18,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.urls import URLPattern, path
 from django.utils import timezone, translation
 from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
 
 from domain.ids import WalletKey
 from domain.money import format_money_in
@@ -106,6 +107,13 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        """A list titled by what it lists ("Wallets"), not Django's "Select wallet to view"."""
+        title = str(self.model._meta.verbose_name_plural).capitalize()
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -183,3 +191,33 @@ class OpenByDefaultFilter(admin.SimpleListFilter):
                 "query_string": changelist.get_query_string({self.parameter_name: lookup}),
                 "display": title,
             }
+
+
+def figures_table(figures: dict[str, Any]) -> str:
+    """A record's figures (stored as JSON) as a small table in words: names without
+    underscores, amounts in minor units (names ending "_minor") as money of the figures'
+    currency, lists joined."""
+    currency = str(figures.get("currency") or "")
+    rows = []
+    for name in sorted(figures):
+        value = figures[name]
+        label = name.removesuffix("_minor").replace("_", " ")
+        rows.append((label, _figure(value, currency if name.endswith("_minor") else "")))
+    if not rows:
+        return "—"
+    body = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+    return format_html('<table class="figures">{}</table>', body)
+
+
+def _figure(value: Any, currency: str) -> str:
+    if isinstance(value, list):
+        return "; ".join(_figure(item, currency) for item in value) or "—"
+    if isinstance(value, dict):
+        return ", ".join(
+            f"{key.replace('_', ' ')} {_figure(item, currency)}" for key, item in value.items()
+        )
+    if currency and isinstance(value, int) and not isinstance(value, bool):
+        return format_money(value, currency)
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return "—" if value in (None, "") else str(value)

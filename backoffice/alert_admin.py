@@ -5,7 +5,6 @@ resolution kept (who, when) and in the alert's admin history; and the guard's ch
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +13,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from backoffice.admin_base import OpenByDefaultFilter, ReadOnlyAdmin, format_money
+from backoffice.admin_base import (
+    OpenByDefaultFilter,
+    ReadOnlyAdmin,
+    figures_table,
+    format_money,
+)
+from backoffice.links import when
 from backoffice.selectors import BALANCE_WORDS
 from migration import alerts
 from migration.models import Alert, GuardCheck
@@ -72,7 +77,7 @@ class AlertAdmin(ReadOnlyAdmin):
     @admin.display(description="webhook")
     def delivered(self, alert: Alert) -> str:
         if alert.sent_at is not None:
-            return f"sent {alert.sent_at:%Y-%m-%d %H:%M}"
+            return f"sent {when(alert.sent_at)}"
         if not alert.send_attempts:
             return "not sent (no webhook set)" if not settings.ALERT_WEBHOOK_URL else "waiting"
         return f"not delivered ({alert.send_attempts} tries)"
@@ -103,11 +108,11 @@ class AlertAdmin(ReadOnlyAdmin):
     def status(self, alert: Alert) -> str:
         if alert.resolved_at is None:
             return "open"
-        return f"resolved by {alert.resolved_by}, {alert.resolved_at:%Y-%m-%d %H:%M}"
+        return f"resolved by {alert.resolved_by}, {when(alert.resolved_at)}"
 
     @admin.display(description="figures (as last seen)")
     def figures_shown(self, alert: Alert) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(alert.figures, indent=2, sort_keys=True))
+        return figures_table(alert.figures)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
@@ -180,4 +185,4 @@ class GuardCheckAdmin(ReadOnlyAdmin):
 
     @admin.display(description="figures")
     def figures_shown(self, row: GuardCheck) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(row.figures, indent=2, sort_keys=True))
+        return figures_table(row.figures)

@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.contrib.admin import apps as admin_apps
+from waffle.apps import WaffleConfig
 
 
 class BackOfficeConfig(AppConfig):
@@ -17,3 +18,10 @@ class BackOfficeAdminConfig(admin_apps.AdminConfig):
 
     default = False
     default_site = "backoffice.site.WalletAdminSite"
+
+
+class FeatureFlagsConfig(WaffleConfig):
+    """django-waffle, named in the admin's breadcrumbs and titles for what it holds."""
+
+    default = False
+    verbose_name = "Feature flags"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pygal
 from pygal.style import CleanStyle
 
@@ -12,6 +10,13 @@ from migration.criteria import MATCH_RATE_TARGET, daily_shadow_figures
 
 STORE_LABELS = {"mongo": "MongoDB", "tigerbeetle": "TigerBeetle"}
 OPERATIONS = ("get_balance", "add_credit", "subtract_credit", "void_transaction")
+# The wallet service's operations as the dashboard names them.
+OPERATION_WORDS = {
+    "get_balance": "balance read",
+    "add_credit": "credit",
+    "subtract_credit": "debit",
+    "void_transaction": "void",
+}
 
 
 def _config() -> pygal.Config:
@@ -27,39 +32,67 @@ def _config() -> pygal.Config:
     return config
 
 
-def match_rate_axis(rates: list[float], target_percent: float) -> tuple[float, float]:
-    """A y axis zoomed to where the rates and the target are (0-100 % would flatten 99.99
-    against 97.5 into one line): from a little below the lowest of them up to 100."""
-    lowest = min([*rates, target_percent])
-    span = max(100 - lowest, 0.01)
-    bottom = max(0.0, lowest - span * 0.5)
-    step = 10 ** math.floor(math.log10(span * 1.5))
-    return math.floor(bottom / step) * step, 100.0
+# How far below 100 % the match-rate axis reaches, in multiples of the target's distance
+# from 100 %: the target line sits a tenth of the way down, well apart from 100 %.
+AXIS_DEPTH_OF_TARGET_GAP = 10
+MATCHED, MISSED, TARGET = "#417690", "#ba2121", "#e08e0b"
 
 
-def match_rate_chart(days: int = 14) -> str:
-    rows = daily_shadow_figures(days)
-    target = float(MATCH_RATE_TARGET * 100)
-    rates: list[float | None] = []
-    for row in rows:
+def match_rate_axis(target_percent: float) -> tuple[float, float]:
+    """A y axis that tells the target from 100 % (zoomed to the day's values, 99.99 sat on
+    the 100 % gridline and a 99.875 % day looked like 100): from 100 % down ten times the
+    target's gap; a day below the bottom is drawn on it, marked missed."""
+    gap = max(100 - target_percent, 0.001)
+    return round(100 - AXIS_DEPTH_OF_TARGET_GAP * gap, 6), 100.0
+
+
+def daily_match_rates(days: int = 14) -> list[tuple[str, float | None]]:
+    """(day, match rate in % or None for a day without comparisons), oldest first."""
+    rates = []
+    for row in daily_shadow_figures(days):
         decided = row["matched"] + row["mismatched"]
-        rates.append(round(100 * row["matched"] / decided, 4) if decided else None)
-    axis = match_rate_axis([rate for rate in rates if rate is not None], target)
+        rate = round(100 * row["matched"] / decided, 4) if decided else None
+        rates.append((row["day"].isoformat(), rate))
+    return rates
+
+
+def missed_days(rates: list[tuple[str, float | None]]) -> list[str]:
+    """The days below the target, in words, for the line under the chart."""
+    target = float(MATCH_RATE_TARGET * 100)
+    return [f"{day}: {rate:.4f} %" for day, rate in rates if rate is not None and rate < target]
+
+
+def match_rate_chart(rates: list[tuple[str, float | None]]) -> str:
+    target = float(MATCH_RATE_TARGET * 100)
+    bottom, top = match_rate_axis(target)
+    config = _config()
+    config.style = CleanStyle(no_data_font_size=18, colors=(MATCHED, MISSED, TARGET))
     chart = pygal.Line(
-        _config(),
+        config,
         title=f"Balance match rate per day (%), target {target:g} %",
-        range=axis,
-        max_scale=8,
+        range=(bottom, top),
+        y_labels=[bottom, target, top],
+        show_y_guides=False,  # the target is the one line across
         value_formatter=lambda value: f"{value:.4f} %",
     )
-    chart.x_labels = [row["day"].isoformat() for row in rows]
-    chart.add("match rate", rates)
-    if rows:
+    chart.x_labels = [day for day, _ in rates]
+    shown = [None if rate is None else max(rate, bottom) for _, rate in rates]
+    chart.add("match rate", shown)
+    chart.add(
+        "missed the target",
+        [
+            value if rate is not None and rate < target else None
+            for value, (_, rate) in zip(shown, rates, strict=True)
+        ],
+        stroke=False,
+        dots_size=7,
+    )
+    if rates:
         chart.add(
             f"target {target:g} %",
-            [target] * len(rows),
+            [target] * len(rates),
             show_dots=False,
-            stroke_style={"width": 2, "dasharray": "6, 4"},
+            stroke_style={"width": 3},
         )
     return chart.render(is_unicode=True)
 
@@ -77,7 +110,7 @@ def latency_chart() -> str:
         value_formatter=lambda value: f"{value:.2f} ms",
     )
     operations = [op for op in OPERATIONS if any((op, s) in latencies for s in STORE_LABELS)]
-    chart.x_labels = operations
+    chart.x_labels = [OPERATION_WORDS[op] for op in operations]
     for store, label in STORE_LABELS.items():
         values = [
             round(latencies[(op, store)].mean_ms, 3) if (op, store) in latencies else None

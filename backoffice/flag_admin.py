@@ -13,7 +13,7 @@ from django.urls import reverse
 from waffle import admin as waffle_admin
 from waffle.models import Sample, Switch
 
-from backoffice.admin_base import ReadOnlyAdmin
+from backoffice.admin_base import ReadOnlyAdmin, figures_table
 from flags.audit import refuse_outside_phase_change
 from flags.models import FlagChange, Milestone
 from flags.phases import SAMPLES, SWITCHES, InvalidPhaseChange
@@ -29,7 +29,17 @@ class FlagChangeAdmin(ReadOnlyAdmin):
 
 @admin.register(Milestone)
 class MilestoneAdmin(ReadOnlyAdmin):
-    list_display = ("name", "reached_at", "detail")
+    list_display = ("milestone", "reached_at", "details")
+    fields = list_display
+    readonly_fields = fields
+
+    @admin.display(description="milestone", ordering="name")
+    def milestone(self, row: Milestone) -> str:
+        return row.name.replace("_", " ")
+
+    @admin.display(description="details")
+    def details(self, row: Milestone) -> str:
+        return figures_table(row.detail)
 
 
 MIGRATION_FLAGS = frozenset(SWITCHES + SAMPLES)

@@ -14,6 +14,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from backoffice.admin_base import format_money
+from backoffice.links import when
 from domain import errors
 from domain.history import HistoryPoint
 from domain.ids import WalletKey
@@ -95,9 +96,9 @@ def available_balance_svg(points: list[HistoryPoint], currency: str) -> SafeStri
         "</text>"
         f'<text x="4" y="{y(low) + 4:.1f}" font-size="11">{escape(format_money(low, currency))}'
         "</text>"
-        f'<text x="{MARGIN_LEFT}" y="{HEIGHT - 4}" font-size="11">{first:%Y-%m-%d %H:%M}</text>'
+        f'<text x="{MARGIN_LEFT}" y="{HEIGHT - 4}" font-size="11">{when(first)}</text>'
         f'<text x="{WIDTH - MARGIN}" y="{HEIGHT - 4}" font-size="11" text-anchor="end">'
-        f"{last:%Y-%m-%d %H:%M}</text>"
+        f"{when(last)}</text>"
         f'<polyline fill="none" stroke="#417690" stroke-width="2" points="{line}"/>'
         f"{held_line}"
         f'<g fill="#417690">{dots}</g></svg>'
@@ -112,4 +113,4 @@ def _tooltip(point: HistoryPoint, currency: str) -> str:
         what += f" ({point.transaction_id or point.hold_id})"
     available = format_money(point.balance.credit_minor, currency)
     held = format_money(point.balance.held_minor, currency)
-    return f"{point.created_at:%Y-%m-%d %H:%M:%S} {what}: available {available}, held {held}"
+    return f"{when(point.created_at)} {what}: available {available}, held {held}"

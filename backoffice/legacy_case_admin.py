@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from backoffice.admin_base import ReadOnlyAdmin, format_money
-from backoffice.links import wallet_url
+from backoffice.links import wallet_url, when
 from domain.ids import WalletKey
 from migration.legacy_cases import (
     REASON_LENGTH_MIN,
@@ -129,9 +129,7 @@ def legacy_status(mismatch: ReconciliationMismatch) -> str:
     if excess is not None and differs_only_by_the_excess(mismatch, excess_minor=excess):
         acknowledged_by = getattr(mismatch, "legacy_acknowledged_by", "")
         acknowledged_at = getattr(mismatch, "legacy_acknowledged_at", None)
-        return (
-            f"legacy case acknowledged by {acknowledged_by}, {acknowledged_at:%Y-%m-%d}: set aside"
-        )
+        return f"legacy case acknowledged by {acknowledged_by}, {when(acknowledged_at)}: set aside"
     if excess is None and is_legacy_inconsistency(mismatch):
         excess_now = historical_excess(mismatch)
         if excess_now is not None and differs_only_by_the_excess(mismatch, excess_minor=excess_now):

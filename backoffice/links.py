@@ -4,10 +4,13 @@ lists of cases that keep a step's criterion from holding."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from urllib.parse import urlencode
 
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from domain.ids import WalletKey
@@ -72,3 +75,11 @@ def _referer(request: HttpRequest) -> str:
     referer = request.META.get("HTTP_REFERER", "")
     host = f"//{request.get_host()}"
     return referer.split(host, 1)[1] if host in referer else ""
+
+
+def when(moment: datetime | None) -> str:
+    """A time as every page shows it (the one format, with its zone: wallet_site/formats);
+    "" for none."""
+    if moment is None:
+        return ""
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT")

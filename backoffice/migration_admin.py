@@ -28,7 +28,7 @@ from backoffice.legacy_case_admin import (
     set_aside_pks,
     with_legacy_decisions,
 )
-from backoffice.links import wallet_url
+from backoffice.links import wallet_url, when
 from backoffice.selectors import BALANCE_WORDS
 from domain.ids import WalletKey
 from domain.money import from_minor_units
@@ -40,6 +40,15 @@ from migration.models import (
     ReconciliationRun,
     ShadowComparison,
 )
+
+
+def duration(seconds: float | None) -> str:
+    """A duration in seconds with a precision a person reads: "0.09 s", "12.3 s", "95 s"."""
+    if seconds is None:
+        return "—"
+    if seconds < 1:
+        return f"{seconds:.2f} s"
+    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds:,.0f} s"
 
 
 class _Money:
@@ -105,8 +114,12 @@ class MismatchInline(_Money, admin.TabularInline):
     extra = 0
     max_num = 0
     can_delete = False
-    fields = ("kind", "wallet", "both_stores", "pending_mirror_entries", "resolved_at")
+    fields = ("kind", "wallet", "both_stores", "pending_mirror_entries", "resolved")
     readonly_fields = fields
+
+    @admin.display(description="resolved")
+    def resolved(self, row: ReconciliationMismatch) -> str:
+        return when(row.resolved_at) or "not yet"
 
     @admin.display(description="wallet")
     def wallet(self, row: ReconciliationMismatch) -> str:
@@ -116,8 +129,8 @@ class MismatchInline(_Money, admin.TabularInline):
         return False
 
 
-def _wallet_link(row: ReconciliationMismatch) -> str:
-    if not row.client_id:
+def _wallet_link(row: ReconciliationMismatch | ShadowComparison) -> str:
+    if isinstance(row, ReconciliationMismatch) and not row.client_id:
         return row.tb_account_id_hex
     key = WalletKey.from_row(row)
     return format_html('<a class="wallet-link" href="{}">{}</a>', wallet_url(key), key.describe())
@@ -140,13 +153,31 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
     )
     date_hierarchy = "started_at"
     inlines = [MismatchInline]
+    fields = (
+        "started_at",
+        "finished_at",
+        "progress",
+        "triggered_by",
+        "checked",
+        "matched",
+        "mismatched",
+        "rows_without_account",
+        "accounts_without_row",
+        "transfer_differences",
+        "transfers_checked",
+        "awaiting_backfill",
+        "outside_share",
+        "note",
+        "error",
+    )
+    readonly_fields = fields
     change_list_template = "admin/migration/reconciliationrun/change_list.html"
 
     @admin.display(description="progress")
     def progress(self, run: ReconciliationRun) -> str:
         """Queued, running (wallets checked so far of the total), or finished (how long)."""
         if run.status == "finished":
-            return f"finished in {run.duration_s or 0:.1f} s"
+            return f"finished in {duration(run.duration_s)}"
         if run.status == "queued":
             return "queued"
         return (
@@ -282,11 +313,15 @@ class ReconciliationMismatchAdmin(_Money, RecheckWalletsAction, CsvExportMixin, 
         "both_stores",
         "transaction_id",
         "tb_transfer_id_hex",
-        "tb_account_id_hex",
+        "tb_account",
         "pending_mirror_entries",
         "resolution",
     )
     readonly_fields = fields
+
+    @admin.display(description="TigerBeetle account id")
+    def tb_account(self, row: ReconciliationMismatch) -> str:
+        return row.tb_account_id_hex or "—"
 
     def get_urls(self) -> list[Any]:
         repair = path(
@@ -312,7 +347,7 @@ class ReconciliationMismatchAdmin(_Money, RecheckWalletsAction, CsvExportMixin, 
 
     @admin.display(description="found", ordering="run__started_at")
     def found(self, row: ReconciliationMismatch) -> str:
-        return f"{row.run.started_at:%Y-%m-%d %H:%M}"
+        return when(row.run.started_at)
 
     @admin.display(description="wallet", ordering="client_id")
     def wallet(self, row: ReconciliationMismatch) -> str:
@@ -321,8 +356,8 @@ class ReconciliationMismatchAdmin(_Money, RecheckWalletsAction, CsvExportMixin, 
     @admin.display(description="resolved")
     def resolution(self, row: ReconciliationMismatch) -> str:
         if row.resolved_at is None:
-            return legacy_status(row)
-        return f"{row.resolved_by}, {row.resolved_at:%Y-%m-%d %H:%M}"
+            return legacy_status(row) or "not yet"
+        return f"{row.resolved_by}, {when(row.resolved_at)}"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return with_legacy_decisions(super().get_queryset(request))
@@ -338,14 +373,30 @@ class ReconciliationMismatchAdmin(_Money, RecheckWalletsAction, CsvExportMixin, 
 class ShadowComparisonAdmin(_Money, RecheckWalletsAction, ReadOnlyAdmin):
     list_display = (
         "compared_at",
-        "client_id",
-        "currency",
+        "wallet",
         "outcome",
         "different",
         "both_stores",
-        "mongo_latency_us",
-        "tb_latency_us",
+        "mongo_read_time",
+        "tb_read_time",
     )
+    fields = (
+        "compared_at",
+        "wallet",
+        "outcome",
+        "different",
+        "both_stores",
+        "mongo_read_time",
+        "tb_read_time",
+        "mongo_version",
+        "detail",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="MongoDB wallet version read")
+    def mongo_version(self, row: ShadowComparison) -> str:
+        return f"{row.wallet_seq:,}"
+
     # By date through a filter, not a date hierarchy, which reads every comparison's date
     # on each load (there is one a shadow read).
     list_filter = ("outcome", "compared_at")
@@ -356,3 +407,23 @@ class ShadowComparisonAdmin(_Money, RecheckWalletsAction, ReadOnlyAdmin):
     def different(self, row: ShadowComparison) -> str:
         names = [name for name in row.mismatched_fields.split(",") if name]
         return ", ".join(BALANCE_WORDS.get(name.strip(), (name,))[0] for name in names)
+
+    @admin.display(description="wallet", ordering="client_id")
+    def wallet(self, row: ShadowComparison) -> str:
+        key = WalletKey.from_row(row)
+        return format_html(
+            '<a class="wallet-link" href="{}">{}</a>', wallet_url(key), key.describe()
+        )
+
+    @admin.display(description="MongoDB read time", ordering="mongo_latency_us")
+    def mongo_read_time(self, row: ShadowComparison) -> str:
+        return milliseconds(row.mongo_latency_us)
+
+    @admin.display(description="TigerBeetle read time", ordering="tb_latency_us")
+    def tb_read_time(self, row: ShadowComparison) -> str:
+        return milliseconds(row.tb_latency_us)
+
+
+def milliseconds(microseconds: int | None) -> str:
+    """A read's time as people compare them: "1.23 ms"."""
+    return "—" if microseconds is None else f"{microseconds / 1000:,.2f} ms"

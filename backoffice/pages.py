@@ -20,6 +20,7 @@ from django.views import View
 
 from backoffice import charts, figures
 from backoffice.blockers import unfinished_reconciliation
+from backoffice.links import when
 from flags.models import FlagChange, Milestone, PhaseChange
 from flags.phases import (
     DUAL_WRITE,
@@ -167,7 +168,7 @@ class AuditRow:
 
 def _flip(change: FlagChange) -> dict[str, str]:
     return {
-        "at": f"{change.changed_at:%Y-%m-%d %H:%M:%S}",
+        "at": when(change.changed_at),
         "flag": FLAG_LABELS.get(change.flag_name, change.flag_name),
         "name": change.flag_name,
         "old": flag_value_label(change.flag_name, value=change.old_value),
@@ -376,6 +377,7 @@ class DashboardView(_SiteView):
             raise PermissionDenied
         state = current_state()
         outbox, outbox_notice = figures.outbox_status()
+        rates = charts.daily_match_rates()
         return render(
             request,
             "admin/migration/dashboard.html",
@@ -393,7 +395,8 @@ class DashboardView(_SiteView):
                 outbox=outbox,
                 outbox_notice=outbox_notice,
                 latencies=figures.operation_latencies(),
-                match_rate_svg=charts.match_rate_chart(),
+                match_rate_svg=charts.match_rate_chart(rates),
+                missed_days=charts.missed_days(rates),
                 latency_svg=charts.latency_chart(),
             ),
         )

@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from backoffice.links import key_params
+from backoffice.links import key_params, wallet_url
 from domain import errors
 from domain.ids import WalletKey
 from ledger.backends import LedgerUnavailable
@@ -64,6 +64,7 @@ def case_context(request: HttpRequest, mismatch: ReconciliationMismatch) -> dict
     if mismatch.client_id:
         key = WalletKey.from_row(mismatch)
         context["recheck_params"] = key_params(key)
+        context["case_wallet_url"] = wallet_url(key)
         context["can_recheck"] = (
             request.user.has_perm("migration.recheck_wallet")
             and mismatch.kind in ReconciliationMismatch.BALANCE_KINDS

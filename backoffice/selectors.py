@@ -149,6 +149,7 @@ class LedgerLine:
     transaction_id: str
     voidable: bool
     registry_pk: int | None
+    state: str = ""  # the registry's state of its transaction: posted, voided, ...
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class LogLine:
     void_reason: str
     mirror_error: str
     voidable: bool
+    entry_id: str = ""  # its own id in the log: a void's is not its transaction's
 
 
 @dataclass
@@ -336,6 +338,7 @@ def _read_transfers(
                 transaction_id=name,
                 voidable=row is not None and row.state == WalletTransfer.State.POSTED,
                 registry_pk=row.pk if row else None,
+                state=row.state if row else ("void" if name else ""),
             )
         )
     overview.ledger_lines = lines
@@ -439,6 +442,7 @@ def _log_line(entry: LogEntry) -> LogLine:
         void_reason=entry.void_reason,
         mirror_error=entry.mirror_error,
         voidable=entry.kind in ("credit", "debit") and entry.state == "posted",
+        entry_id=entry.entry_id,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
@@ -21,18 +22,16 @@ from backoffice.admin_base import (
     format_money,
     wallet_key_csv_columns,
 )
-from backoffice.links import back_url, transaction_url, void_url, wallet_url
+from backoffice.links import back_url, void_url, wallet_url, when
 from backoffice.selectors import (
     BALANCE_WORDS,
     VOID_EFFECT,
-    store_roles,
     tigerbeetle_id_hex,
 )
-from backoffice.templatetags.backoffice import tb_time
+from backoffice.transaction_page import read_record, transaction_page
 from domain import errors
 from domain.money import from_minor_units
 from domain.wallets import TransactionRecord, WalletBalance
-from flags.phases import current_state
 from migration.runtime import process_runtime
 from registry.models import WalletAccount, WalletTransfer
 
@@ -130,64 +129,6 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
     )
     list_select_related = ("wallet",)
     actions = ["void_selected"]
-    change_form_template = "admin/registry/transfer_change_form.html"
-    fieldsets = (
-        (
-            None,
-            {
-                "fields": (
-                    "transaction_id",
-                    "wallet_link",
-                    "kind",
-                    "amount",
-                    "state",
-                    "created_at",
-                    "made_by",
-                )
-            },
-        ),
-        ("Void", {"fields": ("voided_by", "voided_at", "void_reason")}),
-        (
-            "Technical details (TigerBeetle and the migration)",
-            {
-                "classes": ("collapse",),
-                "description": "For engineers: ids and bookkeeping of the two stores. None "
-                "of this is an error.",
-                "fields": (
-                    "tb_transfer_id_hex",
-                    "tb_time",
-                    "void_tb_transfer_id_hex",
-                    "void_attempts",
-                    "failure_code",
-                    "in_mongo",
-                ),
-            },
-        ),
-    )
-    readonly_fields = (
-        "transaction_id",
-        "wallet_link",
-        "kind",
-        "amount",
-        "state",
-        "created_at",
-        "made_by",
-        "voided_by",
-        "voided_at",
-        "void_reason",
-        "tb_transfer_id_hex",
-        "tb_time",
-        "void_tb_transfer_id_hex",
-        "void_attempts",
-        "failure_code",
-        "in_mongo",
-    )
-
-    def get_fieldsets(self, request: HttpRequest, obj: WalletTransfer | None = None) -> Any:
-        """The void section only for a voided transaction (who, when, why)."""
-        if obj is not None and obj.voided_at is None:
-            return [fieldset for fieldset in self.fieldsets if fieldset[0] != "Void"]
-        return self.fieldsets
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str
@@ -225,30 +166,15 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
 
     @admin.display(description="created", ordering="created_at")
     def created(self, row: WalletTransfer) -> str:
-        return f"{row.created_at:%Y-%m-%d %H:%M}"
+        return when(row.created_at)
 
     @admin.display(description="state (voided by, when)", ordering="state")
     def status(self, row: WalletTransfer) -> str:
         """The state, and for a void who and when: the point of the column (one column so
         the list fits 1280 px)."""
         if row.voided_at:
-            return f"voided by {row.voided_by}, {row.voided_at:%Y-%m-%d %H:%M}"
+            return f"voided by {row.voided_by}, {when(row.voided_at)}"
         return row.state
-
-    @admin.display(description="TigerBeetle time")
-    def tb_time(self, row: WalletTransfer) -> str:
-        at = tb_time(row.tb_timestamp)
-        return f"{at:%Y-%m-%d %H:%M:%S.%f} UTC ({row.tb_timestamp} ns)" if at else "-"
-
-    @admin.display(description="copied into MongoDB")
-    def in_mongo(self, row: WalletTransfer) -> str:
-        if row.needs_copy_back:
-            return (
-                "not yet: written while TigerBeetle was the only store (copied back on a step back)"
-            )
-        if row.void_needs_copy_back:
-            return "the transaction yes; its void not yet (copied back on a step back)"
-        return "yes"
 
     def get_list_display(self, request: HttpRequest) -> Any:
         """A Void link beside the state of every voidable row, for those who may void."""
@@ -274,15 +200,13 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
+        """The transaction's one page (`transaction_page`), as for one only MongoDB holds."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         row = self.get_object(request, object_id)
-        extra = dict(extra_context or {})
-        if row is not None:
-            extra["wallet_url"] = wallet_url(row.wallet.key)
-            if row.state == WalletTransfer.State.POSTED and request.user.has_perm(
-                "registry.void_wallettransfer"
-            ):
-                extra["void_url"] = void_url(row.transaction_id, request)
-        return super().change_view(request, object_id, form_url, extra)
+        if row is None:
+            return super().change_view(request, object_id, form_url, extra_context)
+        return self.record_view(request, row.transaction_id)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
@@ -317,36 +241,18 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
         return [void, record, *self.csv_urls(), *super().get_urls()]
 
     def record_view(self, request: HttpRequest, transaction_id: str) -> HttpResponse:
-        """A transaction by its id as the authoritative store holds it (also one only
-        MongoDB holds, such as a refused debit of a legacy wallet)."""
+        """A transaction by its id, whichever store holds it (also one only MongoDB holds,
+        such as a refused debit of a legacy wallet, in every phase)."""
         if not self.has_view_permission(request):
             raise PermissionDenied
+        row = WalletTransfer.objects.select_related("wallet").filter(transaction_id=transaction_id)
         try:
-            record = process_runtime().wallet_service().get_transaction(transaction_id)
+            record, store = read_record(transaction_id, row.first())
         except errors.WalletError as exc:
-            self.message_user(
-                request, f"No transaction {transaction_id}: {exc.message}", messages.ERROR
-            )
-            return HttpResponseRedirect(reverse("admin:registry_wallettransfer_changelist"))
-        row = WalletTransfer.objects.filter(transaction_id=transaction_id).first()
-        can_void = request.user.has_perm("registry.void_wallettransfer")
-        state = current_state()
-        return render(
-            request,
-            "admin/registry/transaction_record.html",
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.opts,
-                "title": f"Transaction {transaction_id}",
-                "record": record,
-                "store": store_roles(state, record.key.client_id).authoritative,
-                "wallet_url": wallet_url(record.key),
-                "registry_url": transaction_url(transaction_id, row.pk) if row else "",
-                "void_url": void_url(transaction_id, request)
-                if can_void and record.state == "posted"
-                else "",
-            },
-        )
+            self.message_user(request, exc.message, messages.ERROR)
+            changelist = reverse("admin:registry_wallettransfer_changelist")
+            return HttpResponseRedirect(f"{changelist}?{urlencode({'q': transaction_id})}")
+        return transaction_page(self, request, record, store)
 
     def void_view(self, request: HttpRequest, transaction_id: str) -> HttpResponse:
         """Confirmation with a mandatory reason, then the void through the wallet service

@@ -25,10 +25,12 @@ from backoffice.hold_admin import holds_context
 from backoffice.links import back_url, key_params, transaction_url, void_url, wallet_url
 from backoffice.selectors import (
     VOID_EFFECT,
+    WalletHit,
     WalletOverview,
     find,
     wallet_overview,
 )
+from domain import errors
 from domain.history import HOLD_EVENTS
 from domain.ids import WalletKey
 from flags.phases import current_state
@@ -36,6 +38,10 @@ from migration.models import ReconciliationMismatch
 from migration.runtime import process_runtime
 from registry import accounts as account_registry
 from registry.models import WalletAccount
+
+# The wallets MongoDB holds that the registry does not: the first read, the first shown.
+UNREGISTERED_SCAN_WALLETS = 200
+UNREGISTERED_SHOWN = 50
 
 
 def _int_param(request: HttpRequest, name: str, default: int) -> int:
@@ -78,11 +84,14 @@ def _mismatches_url(key: WalletKey) -> str:
 
 def _line_links(request: HttpRequest, overview: WalletOverview) -> dict[str, list[Any]]:
     """Each line of both stores with its transaction page and, when voidable by this
-    person, its Void link."""
+    person, its Void link: in the authoritative store's table only, one per transaction."""
     can_void = request.user.has_perm("registry.void_wallettransfer")
+    first = overview.roles.order[0] if overview.roles else "mongo"
 
-    def void_link(transaction_id: str, voidable: bool) -> str:
-        return void_url(transaction_id, request) if can_void and voidable else ""
+    def void_link(transaction_id: str, voidable: bool, store: str) -> str:
+        if not (can_void and voidable and store == first):
+            return ""
+        return void_url(transaction_id, request)
 
     return {
         "log_lines": [
@@ -90,7 +99,7 @@ def _line_links(request: HttpRequest, overview: WalletOverview) -> dict[str, lis
                 "line": line,
                 # A hold event's line names its hold, which has no transaction page.
                 "url": "" if line.kind in HOLD_EVENTS else transaction_url(line.transaction_id),
-                "void_url": void_link(line.transaction_id, line.voidable),
+                "void_url": void_link(line.transaction_id, line.voidable, "mongo"),
             }
             for line in overview.log_lines
         ],
@@ -100,7 +109,7 @@ def _line_links(request: HttpRequest, overview: WalletOverview) -> dict[str, lis
                 "url": transaction_url(line.transaction_id, line.registry_pk)
                 if line.registry_pk
                 else "",
-                "void_url": void_link(line.transaction_id, line.voidable),
+                "void_url": void_link(line.transaction_id, line.voidable, "tigerbeetle"),
             }
             for line in overview.ledger_lines
         ],
@@ -130,6 +139,30 @@ def _has_open_balance_mismatch(key: WalletKey) -> bool:
         kind__in=ReconciliationMismatch.BALANCE_KINDS,
         resolved_at__isnull=True,
     ).exists()
+
+
+def _unregistered_mongo_wallets() -> tuple[list[WalletHit], int | None]:
+    """The first of MongoDB's wallets that TigerBeetle's registry does not list (all of them
+    in phase 0, legacy wallets before the backfill) and how many wallets MongoDB holds; none
+    read when the registry lists as many wallets as MongoDB holds (a count from metadata)."""
+    legacy = process_runtime().legacy
+    try:
+        total = legacy.wallet_count()
+        if total <= WalletAccount.objects.count():
+            return [], total
+        batch = next(legacy.wallet_batches(UNREGISTERED_SCAN_WALLETS), [])
+    except errors.StoreUnavailable:
+        return [], None
+    keys = [snapshot.balance.key for snapshot in batch]
+    registered = {
+        row.key for row in WalletAccount.objects.filter(client_id__in={k.client_id for k in keys})
+    }
+    hits = [
+        WalletHit(snapshot.balance.key, None, True, snapshot.balance)
+        for snapshot in batch
+        if snapshot.balance.key not in registered
+    ]
+    return sorted(hits, key=lambda hit: hit.key.sort_key())[:UNREGISTERED_SHOWN], total
 
 
 class IssuerFilter(admin.SimpleListFilter):
@@ -184,15 +217,26 @@ class WalletAccountAdmin(ReadOnlyAdmin):
         """The registry's wallets, and for a search, the wallets only MongoDB holds (legacy
         wallets before the backfill)."""
         query = request.GET.get("q", "").strip()
-        mongo_only = []
         if query:
-            mongo_only = [
-                {"hit": hit, "url": wallet_url(hit.key)}
-                for hit in find(query, process_runtime().mongo).wallets
-                if hit.registry_pk is None
-            ]
+            hits = find(query, process_runtime().mongo).wallets
+            mongo_only, mongo_total = [hit for hit in hits if hit.registry_pk is None], None
+        else:
+            mongo_only, mongo_total = _unregistered_mongo_wallets()
+            for field in ("currency", "country"):  # the list's own filters apply to them too
+                wanted = request.GET.get(f"{field}__exact")
+                mongo_only = [
+                    hit for hit in mongo_only if not wanted or getattr(hit.key, field) == wanted
+                ]
         return super().changelist_view(
-            request, {**(extra_context or {}), "mongo_only_wallets": mongo_only}
+            request,
+            {
+                **(extra_context or {}),
+                "mongo_only_wallets": [
+                    {"hit": hit, "url": wallet_url(hit.key)} for hit in mongo_only
+                ],
+                "mongo_total": mongo_total,
+                "query": query,
+            },
         )
 
     def change_view(

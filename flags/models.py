@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models
+from django.utils import timezone
+from django.utils.formats import date_format
 
 
 class PhaseChange(models.Model):
@@ -77,4 +81,9 @@ class Milestone(models.Model):
     detail = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
-        return f"{self.name} at {self.reached_at:%Y-%m-%d %H:%M}"
+        return f"{self.name.replace('_', ' ')} at {_when(self.reached_at)}"
+
+
+def _when(moment: datetime) -> str:
+    """A time as every page shows it: the project's one format, with its zone."""
+    return date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT")

@@ -7,7 +7,7 @@ class MigrationConfig(AppConfig):
 
     name = "migration"
     label = "migration"
-    verbose_name = "Reconciliation and migration records"
+    verbose_name = "Migration"
     # The process runtime (a migration.runtime.Runtime), installed by the wiring at start-up;
     # typed there, where it is read.
     runtime: object = None

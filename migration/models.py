@@ -10,9 +10,12 @@ with (`Meta.db_table`), and migration/migrations/0001 took them over in Django's
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models
 from django.db.models import F
 from django.utils import timezone
+from django.utils.formats import date_format
 
 
 class ShadowComparison(models.Model):
@@ -45,6 +48,9 @@ class ShadowComparison(models.Model):
     class Meta:
         db_table = "ledger_shadowcomparison"
         ordering = ["-compared_at"]
+
+    def __str__(self) -> str:
+        return f"shadow read of {self.client_id} {self.currency}: {self.outcome}"
 
 
 def bump_this_hour(model: type[models.Model], **key: str) -> None:
@@ -133,7 +139,7 @@ class ReconciliationRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"reconciliation {self.started_at:%Y-%m-%d %H:%M}: {self.mismatched} mismatched"
+        return f"reconciliation {_when(self.started_at)}: {self.mismatched} mismatched"
 
     @property
     def compared(self) -> int:
@@ -257,6 +263,7 @@ class BlockerAction(models.Model):
     class Meta:
         ordering = ["-at", "-id"]
         verbose_name = "action on a blocker"
+        verbose_name_plural = "actions on blockers"
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} by {self.actor}"
@@ -365,7 +372,7 @@ class GuardCheck(models.Model):
         verbose_name = "guard check"
 
     def __str__(self) -> str:
-        return f"guard {self.checked_at:%Y-%m-%d %H:%M}: {self.get_action_display()}"
+        return f"guard {_when(self.checked_at)}: {self.get_action_display()}"
 
 
 class Alert(models.Model):
@@ -419,3 +426,8 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.case}"
+
+
+def _when(moment: datetime) -> str:
+    """A time as every page shows it: the project's one format, with its zone."""
+    return date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT")

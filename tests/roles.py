@@ -15,6 +15,7 @@ _blocker_roles_migration = importlib.import_module("migration.migrations.0005_bl
 _alert_roles_migration = importlib.import_module("migration.migrations.0007_alert_roles")
 _hold_roles_migration = importlib.import_module("flags.migrations.0008_hold_roles")
 _batch_roles_migration = importlib.import_module("flags.migrations.0009_batch_roles")
+_product_wallets_migration = importlib.import_module("flags.migrations.0010_product_reads_wallets")
 
 SERVICE_ACCOUNT = _api_roles_migration.SERVICE_ACCOUNT
 
@@ -28,4 +29,5 @@ def role(name: str) -> Group:
         _alert_roles_migration.grant_alert_roles(apps, None)
         _hold_roles_migration.grant_hold_roles(apps, None)
         _batch_roles_migration.grant_batch_roles(apps, None)
+        _product_wallets_migration.grant_wallet_reading(apps, None)
     return Group.objects.get(name=name)

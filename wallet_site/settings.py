@@ -83,7 +83,7 @@ INSTALLED_APPS = [
     "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "waffle",
+    "backoffice.apps.FeatureFlagsConfig",  # django-waffle, "Feature flags" in the admin
     "wallet_site",
     "ledger",
     "ledger.engine",
@@ -328,6 +328,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# One date and time format, with its zone, on every page: wallet_site/formats/en/formats.py.
+FORMAT_MODULE_PATH = ["wallet_site.formats"]
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
@@ -394,6 +396,11 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "refusal_without_traceback": {"()": "wallet_site.log_filters.RefusalWithoutTraceback"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # A 403 logs its line, not the traceback of the refusal (wallet_site/log_filters.py).
+    "loggers": {"django.request": {"filters": ["refusal_without_traceback"]}},
 }

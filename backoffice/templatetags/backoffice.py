@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from backoffice import blocker_views, links
 from backoffice.admin_base import format_money
+from backoffice.charts import OPERATION_WORDS
 from backoffice.selectors import STORE_NAMES
 
 register = template.Library()
@@ -55,3 +56,9 @@ def blocker_action(context: template.Context, action: str) -> dict[str, object]:
         "next": request.get_full_path(),
         "csrf_token": context.get("csrf_token"),
     }
+
+
+@register.filter
+def operation_words(operation: str) -> str:
+    """`{{ item.operation|operation_words }}`: "add_credit" -> "credit"."""
+    return OPERATION_WORDS.get(operation, operation.replace("_", " "))

@@ -52,6 +52,7 @@ class LogEntry:
     voided_by: str
     void_reason: str
     mirror_error: str
+    entry_id: str = ""  # the entry's own id: a void's is its own, not its transaction's
 
 
 def decimal128(amount_minor: int, currency: str) -> Decimal128:
@@ -115,6 +116,7 @@ def log_entry_of(entry: dict[str, Any]) -> LogEntry:
         voided_by=entry.get("voided_by", ""),
         void_reason=entry.get("void_reason", ""),
         mirror_error=entry.get("mirror_error", ""),
+        entry_id=str(entry["_id"]),
     )
 
 

@@ -122,10 +122,23 @@ def test_in_phase_0_the_page_says_the_plan_names_no_criterion_for_dual_write(
 # --- 13. charts: the target visible, latency from the metrics ------------------------------
 
 
-def test_the_match_rate_axis_zooms_to_show_the_target_and_the_worst_day() -> None:
-    assert charts.match_rate_axis([99.999, 100.0], 99.99) == (99.98, 100.0)
-    bottom, top = charts.match_rate_axis([97.5, 99.999], 99.99)
-    assert 95 <= bottom < 97.5 and top == 100.0
+def test_the_match_rate_axis_keeps_the_target_a_tenth_of_the_way_below_100() -> None:
+    bottom, top = charts.match_rate_axis(99.99)
+    assert (bottom, top) == (99.9, 100.0)
+    assert (top - 99.99) / (top - bottom) == pytest.approx(0.1)
+
+
+def test_a_day_below_the_target_is_drawn_in_red_and_named_under_the_chart(
+    product: Client, stores: Stores
+) -> None:
+    enter_phase(Phase.SHADOW_READ, shadow_percent=10)
+    comparisons(days_ago=1, matched=799, mismatched=1)  # 99.875 %: missed
+    comparisons(days_ago=0, matched=10)
+    page = product.get("/admin/migration/dashboard/").content.decode()
+    chart = page.split('id="match-rate-chart"')[1].split("</svg>")[0]
+    assert "missed the target" in chart
+    missed = page.split('id="missed-days"')[1].split("</p>")[0]
+    assert "99.8750 %" in missed and "Below the target on" in missed
 
 
 def test_the_match_rate_chart_draws_the_target(product: Client, stores: Stores) -> None:
@@ -153,9 +166,9 @@ def test_the_latency_chart_follows_every_store_read_in_phase_4(
     page = product.get("/admin/migration/dashboard/").content.decode()
 
     chart = page.split('id="latency-chart"')[1].split("</svg>")[0]
-    assert "MongoDB" in chart and "TigerBeetle" in chart and "get_balance" in chart
+    assert "MongoDB" in chart and "TigerBeetle" in chart and "balance read" in chart
     latencies = page.split('id="latencies"')[1].split("</table>")[0]
-    assert "<td>get_balance</td><td>tigerbeetle</td>" in latencies
+    assert "<td>balance read</td><td>TigerBeetle</td>" in latencies
 
 
 # --- 14. the phase-4 confirmation says what will happen, with numbers ----------------------

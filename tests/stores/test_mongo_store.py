@@ -113,6 +113,7 @@ def test_the_recent_log_reads_each_entry_typed_newest_first(store: MongoWalletSt
     newest, middle, oldest = store.recent_log(wallet)
 
     assert (newest.kind, newest.transaction_id, newest.amount_minor) == ("void", "d-1", 300)
+    assert newest.entry_id not in ("", "d-1")  # the void's own id
     assert (middle.transaction_id, middle.state, middle.voided_by) == ("d-1", "voided", "support")
     assert middle.void_reason == "refund"
     assert oldest == LogEntry(
@@ -126,6 +127,7 @@ def test_the_recent_log_reads_each_entry_typed_newest_first(store: MongoWalletSt
         voided_by="",
         void_reason="",
         mirror_error="",
+        entry_id="c-1",
     )
     assert [entry.transaction_id for entry in store.recent_log(wallet, limit=1, skip=2)] == ["c-1"]
 
