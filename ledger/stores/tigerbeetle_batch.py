@@ -23,7 +23,7 @@ import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from tigerbeetle import Account, CreateTransferResult, CreateTransferStatus, Transfer, TransferFlags
 
 from domain import errors
@@ -55,6 +55,7 @@ from registry.models import WalletTransfer
 # Ids read from the registry per query (SQLite binds at most 32,766 parameters).
 _REGISTRY_IDS_PER_QUERY = 4000
 _NS_PER_MS = 1_000_000
+_TRANSACTION_ID_COLUMN = str(WalletTransfer._meta.get_field("transaction_id").column)
 
 
 @dataclasses.dataclass
@@ -515,13 +516,22 @@ def _linked(transfer: Transfer, *, last: bool) -> Transfer:
 
 
 def _registered_ids(transaction_ids: list[str]) -> set[str]:
-    """Which of the ids the registry holds (a resent item answers from it)."""
+    """Which of the ids the registry holds (a resent item answers from it). One plain
+    statement per query, its ids bound as they are: the ORM's `__in` lookup prepared each
+    of 8,189 values on its own, several times the database's work."""
+    table = connection.ops.quote_name(WalletTransfer._meta.db_table)
+    column = connection.ops.quote_name(_TRANSACTION_ID_COLUMN)
     found: set[str] = set()
-    for start in range(0, len(transaction_ids), _REGISTRY_IDS_PER_QUERY):
-        chunk = transaction_ids[start : start + _REGISTRY_IDS_PER_QUERY]
-        found.update(
-            WalletTransfer.objects.filter(transaction_id__in=chunk).values_list(
-                "transaction_id", flat=True
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"SELECT {column} FROM {table} WHERE {column} = ANY(%s)", [transaction_ids]
             )
-        )
+            found.update(row[0] for row in cursor.fetchall())
+            return found
+        for start in range(0, len(transaction_ids), _REGISTRY_IDS_PER_QUERY):
+            chunk = transaction_ids[start : start + _REGISTRY_IDS_PER_QUERY]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(f"SELECT {column} FROM {table} WHERE {column} IN ({marks})", chunk)
+            found.update(row[0] for row in cursor.fetchall())
     return found
