@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from domain import errors
 from domain.batches import BatchItem, BatchItemKind
 from domain.ids import WalletKey
 from domain.wallets import WalletResult, WalletStore
+from ledger.stores.mongo_batch import MongoBatch
 from ledger.stores.mongo_store import MongoWalletStore
 from tests.conftest import build_store
 
@@ -110,3 +112,29 @@ def test_a_batch_logs_each_wallets_items_with_consecutive_wallet_seqs_for_the_mi
     wallets = wallet_store.database.wallets()
     assert wallets.find_one({"client_id": first.client_id})["wallet_seq"] == 4
     assert wallets.find_one({"client_id": second.client_id})["wallet_seq"] == 1
+
+
+def test_a_mongo_batch_whose_wallet_another_write_moved_after_its_read_goes_again(
+    mongo_store: MongoWalletStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = new_key()
+    mongo_store.add_credit(key, 1_000, f"tx-{uuid.uuid4().hex}")
+    read_wallets = MongoBatch._wallets
+    reads: list[int] = []
+
+    def read_then_a_racing_debit(batch: MongoBatch, *args: Any, **kwargs: Any) -> Any:
+        wallets = read_wallets(batch, *args, **kwargs)
+        if not reads:  # a debit of its own commits between the batch's read and its write
+            mongo_store.subtract_credit(key, 700, f"ref-{uuid.uuid4().hex}")
+        reads.append(1)
+        return wallets
+
+    monkeypatch.setattr(MongoBatch, "_wallets", read_then_a_racing_debit)
+
+    outcomes = mongo_store.post_batch([debit(key, 200), debit(key, 200)], atomic=False)
+
+    assert len(reads) == 2
+    assert isinstance(outcomes[0], WalletResult)
+    assert outcomes[0].balance.credit_minor == 100
+    assert isinstance(outcomes[1], errors.InsufficientFunds)
+    assert mongo_store.get_balance(key).fields_minor() == (100, 900, 1_000)
