@@ -248,8 +248,8 @@ def _rendered_outcome(outcome: BatchOutcome) -> dict[str, Any]:
 def rendered_result(result: WalletResult) -> dict[str, Any]:
     exponent = currency_exponent(result.balance.key.currency)  # once for its five amounts
     return {
-        "transaction": _rendered_transaction(result.transaction, exponent),
-        "balance": _rendered_balance(result.balance, exponent),
+        "transaction": _rendered_transaction(result.transaction, exponent=exponent),
+        "balance": _rendered_balance(result.balance, exponent=exponent),
         "replayed": result.replayed,
     }
 
@@ -263,7 +263,7 @@ def _rendered_transaction(record: TransactionRecord, exponent: int) -> dict[str,
         "country": key.country,
         "currency": key.currency,
         "issuer": key.issuer,
-        "amount": _amount_text(record.amount_minor, exponent),
+        "amount": _amount_text(record.amount_minor, exponent=exponent),
         "state": str(record.state),
         "failure_code": record.failure_code,
         "created_at": _time_text(record.created_at),
@@ -281,14 +281,14 @@ def _rendered_balance(balance: WalletBalance, exponent: int) -> dict[str, Any]:
         "country": key.country,
         "currency": key.currency,
         "issuer": key.issuer,
-        "credit": _amount_text(balance.credit_minor, exponent),
-        "debit": _amount_text(balance.debit_minor, exponent),
-        "historical_credit": _amount_text(balance.historical_credit_minor, exponent),
-        "held": _amount_text(balance.held_minor, exponent),
+        "credit": _amount_text(balance.credit_minor, exponent=exponent),
+        "debit": _amount_text(balance.debit_minor, exponent=exponent),
+        "historical_credit": _amount_text(balance.historical_credit_minor, exponent=exponent),
+        "held": _amount_text(balance.held_minor, exponent=exponent),
     }
 
 
-def _amount_text(amount_minor: int, exponent: int) -> str:
+def _amount_text(amount_minor: int, *, exponent: int) -> str:
     """What `format(from_minor_units(amount_minor, currency), "f")` writes, from the
     integer's digits (`exponent`: the currency's): 1230 USD -> "12.30", 7 JPY -> "7"."""
     assert amount_minor >= 0, "answered amounts and balances are never negative"
