@@ -104,17 +104,12 @@ class TigerBeetleBatch:
             with transaction.atomic(), account_registry.uncached_until_commit():
                 try:
                     foreseen = _foreseen_refusal(self._backend, items, outcomes)
-                    if foreseen is not None:
-                        raise refused_at(*foreseen)
+                    replayed = _first_refusal(outcomes)  # a resent item refused then
+                    refusals = [found for found in (replayed, foreseen) if found is not None]
+                    if refusals:
+                        raise refused_at(*min(refusals, key=lambda found: found[0]))
                     pending = self._prepare(items, outcomes)
-                    refusal = next(
-                        (
-                            (index, outcome)
-                            for index, outcome in enumerate(outcomes)
-                            if isinstance(outcome, errors.WalletError)
-                        ),
-                        None,
-                    )
+                    refusal = _first_refusal(outcomes)
                     if refusal is not None:
                         raise refused_at(*refusal)
                     self._post_chain(pending, outcomes, made_by=made_by)
@@ -365,6 +360,19 @@ class TigerBeetleBatch:
         return balance_at(
             self._backend, entry.item.key, tb_account_id=account_id, tb_timestamp=result.timestamp
         )
+
+
+def _first_refusal(
+    outcomes: list[BatchOutcome | None],
+) -> tuple[int, errors.WalletError] | None:
+    return next(
+        (
+            (index, outcome)
+            for index, outcome in enumerate(outcomes)
+            if isinstance(outcome, errors.WalletError)
+        ),
+        None,
+    )
 
 
 def _foreseen_refusal(

@@ -260,6 +260,27 @@ def test_an_atomic_batch_refused_on_a_wallet_it_met_first_answers_the_same_when_
     assert balance(api, fresh) == 404
 
 
+def test_an_atomic_batch_names_a_resent_refused_debit_before_a_later_refusing_item(
+    api: APIClient,
+) -> None:
+    client_id = f"client-{uuid.uuid4().hex[:10]}"
+    post_batch(api, [credit_item(client_id, "5.00")], atomic=False)
+    refused = debit_item(client_id, "100.00")
+    post_batch(api, [refused], atomic=True)
+
+    response = post_batch(
+        api, [credit_item(client_id, "1.00"), refused, debit_item(client_id, "50.00")], atomic=True
+    )
+
+    error = response.json()["error"]
+    assert (response.status_code, error["code"], error["details"]["item"]) == (
+        422,
+        "insufficient_funds",
+        1,
+    )
+    assert balance(api, client_id) == "5.00"
+
+
 def test_an_atomic_batch_refused_answers_the_same_when_resent(api: APIClient) -> None:
     client_id = f"client-{uuid.uuid4().hex[:10]}"
     post_batch(api, [credit_item(client_id, "5.00")], atomic=False)
