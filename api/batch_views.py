@@ -10,6 +10,7 @@ that endpoint's body (a result, or the error in the one error shape).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -137,8 +138,8 @@ class BatchesView(APIView):
             "the single endpoint's status and body. atomic=true: 201 (200 when every item "
             "was a replay) with every item applied, or the first refusing item's error with "
             "its index in details.item and nothing of the batch applied (a refused debit is "
-            "remembered as refused, as a single one is; a wallet the batch would have "
-            "created may remain, empty, on the TigerBeetle store). A batch with an item "
+            "remembered as refused, as a single one is, and a wallet the batch would have "
+            "created does not exist). A batch with an item "
             "its single endpoint would refuse with 400 (its shape, id, country, currency "
             "or amount), or with an id used twice, is refused whole with that 400, "
             "details.item naming the item, before anything is written."
@@ -245,14 +246,15 @@ def _rendered_outcome(outcome: BatchOutcome) -> dict[str, Any]:
 
 
 def rendered_result(result: WalletResult) -> dict[str, Any]:
+    exponent = currency_exponent(result.balance.key.currency)  # once for its five amounts
     return {
-        "transaction": _rendered_transaction(result.transaction),
-        "balance": _rendered_balance(result.balance),
+        "transaction": _rendered_transaction(result.transaction, exponent=exponent),
+        "balance": _rendered_balance(result.balance, exponent=exponent),
         "replayed": result.replayed,
     }
 
 
-def _rendered_transaction(record: TransactionRecord) -> dict[str, Any]:
+def _rendered_transaction(record: TransactionRecord, exponent: int) -> dict[str, Any]:
     key = record.key
     return {
         "transaction_id": record.transaction_id,
@@ -261,7 +263,7 @@ def _rendered_transaction(record: TransactionRecord) -> dict[str, Any]:
         "country": key.country,
         "currency": key.currency,
         "issuer": key.issuer,
-        "amount": _amount_text(record.amount_minor, key.currency),
+        "amount": _amount_text(record.amount_minor, exponent=exponent),
         "state": str(record.state),
         "failure_code": record.failure_code,
         "created_at": _time_text(record.created_at),
@@ -272,31 +274,31 @@ def _rendered_transaction(record: TransactionRecord) -> dict[str, Any]:
     }
 
 
-def _rendered_balance(balance: WalletBalance) -> dict[str, Any]:
+def _rendered_balance(balance: WalletBalance, exponent: int) -> dict[str, Any]:
     key = balance.key
     return {
         "client_id": key.client_id,
         "country": key.country,
         "currency": key.currency,
         "issuer": key.issuer,
-        "credit": _amount_text(balance.credit_minor, key.currency),
-        "debit": _amount_text(balance.debit_minor, key.currency),
-        "historical_credit": _amount_text(balance.historical_credit_minor, key.currency),
-        "held": _amount_text(balance.held_minor, key.currency),
+        "credit": _amount_text(balance.credit_minor, exponent=exponent),
+        "debit": _amount_text(balance.debit_minor, exponent=exponent),
+        "historical_credit": _amount_text(balance.historical_credit_minor, exponent=exponent),
+        "held": _amount_text(balance.held_minor, exponent=exponent),
     }
 
 
-def _amount_text(amount_minor: int, currency: str) -> str:
+def _amount_text(amount_minor: int, *, exponent: int) -> str:
     """What `format(from_minor_units(amount_minor, currency), "f")` writes, from the
-    integer's digits: 1230 USD -> "12.30", 7 JPY -> "7"."""
+    integer's digits (`exponent`: the currency's): 1230 USD -> "12.30", 7 JPY -> "7"."""
     assert amount_minor >= 0, "answered amounts and balances are never negative"
-    exponent = currency_exponent(currency)
     if exponent == 0:
         return str(amount_minor)
     whole, fraction = divmod(amount_minor, 10**exponent)
     return f"{whole}.{fraction:0{exponent}d}"
 
 
+@functools.lru_cache(maxsize=4096)
 def _time_text(moment: datetime) -> str:
     """What DRF's DateTimeField writes for an aware time with TIME_ZONE UTC: ISO 8601 in
     UTC, "Z" for "+00:00"."""

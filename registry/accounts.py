@@ -14,10 +14,12 @@ balance read (Django's local-memory cache, pickling each entry, cost 17 us a rea
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -90,7 +92,27 @@ def find_account(key: WalletKey) -> RegisteredAccount | None:
     return as_registered(row)
 
 
+# Set while rows written in an uncommitted transaction may roll back (`uncached_until_commit`).
+_caching_paused: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "registry_caching_paused", default=False
+)
+
+
+@contextlib.contextmanager
+def uncached_until_commit() -> Iterator[None]:
+    """A transaction whose new rows may roll back (an all-or-nothing batch's wallets): no
+    mapping read or written inside it is cached, so no process, this one included, ever
+    reads from a cache a row that was never committed. Run it inside the transaction."""
+    token = _caching_paused.set(True)
+    try:
+        yield
+    finally:
+        _caching_paused.reset(token)
+
+
 def _remember(key: WalletKey, row: WalletAccount) -> None:
+    if _caching_paused.get():
+        return
     cached = (row.pk, row.tb_account_id_hex, row.ledger, row.limit_reserved)
     cache.set(_cache_key(key), cached, timeout=CACHE_TTL_S, version=CACHE_VERSION)
     _keep_local(key, as_registered(row))

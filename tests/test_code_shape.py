@@ -62,6 +62,8 @@ POSITIONAL_RUNS_ALLOWED = frozenset(
         "registry/models.py::AnyOf.as_sql",
         "registry/models.py::IsTbIdHex.as_sql",
         "registry/models.py::IsTbIdHex.as_sqlite",
+        # gunicorn calls its server hooks as hook(server, worker).
+        "gunicorn.conf.py::post_fork",
         # gunicorn calls its util.write_error(sock, status_int, reason, mesg), replaced by this.
         "wallet_site/gunicorn_errors.py::write_json_error",
         # Django's RedisCache calls its client's methods positionally (key, value, timeout).

@@ -193,3 +193,17 @@ def test_the_admin_creates_a_token_and_shows_it_once() -> None:
     token = shown[0].removeprefix("TOKEN ")
     assert api_with(token).get("/api/ping").json() == {"user": "batch-job"}
     assert token not in browser.get("/admin/knox/authtoken/").content.decode()
+
+
+def test_a_gunicorn_worker_freezes_its_start_up_and_collects_young_objects_less_often() -> None:
+    """A worker runs the config's post_fork hook: checked in a child process, since the
+    collector's settings are the whole process's."""
+    script = (
+        "import gc, runpy; conf = runpy.run_path('gunicorn.conf.py'); "
+        "conf['post_fork'](None, None); "
+        "print(gc.get_threshold() == conf['GC_THRESHOLDS'], gc.get_freeze_count() > 0)"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert answer.stdout.split() == ["True", "True"]

@@ -16,9 +16,16 @@ from typing import Any
 
 from bson.decimal128 import Decimal128
 
+from domain import errors
 from domain.ids import WalletKey
 from domain.money import currency_exponent, from_minor_units
-from domain.wallets import TransactionKind, TransactionRecord, TransactionState, WalletBalance
+from domain.wallets import (
+    TransactionKind,
+    TransactionRecord,
+    TransactionState,
+    WalletBalance,
+    WalletResult,
+)
 
 # The wallet key's fields as both collections name them, in WalletKey.FIELDS' order: the
 # issuer is `issuer_type_identifier` here ("" for none). The wallets' unique index, the log's
@@ -134,4 +141,36 @@ def record_of(entry: dict[str, Any]) -> TransactionRecord:
         voided_at=entry.get("voided_at"),
         voided_by=entry.get("voided_by", ""),
         void_reason=entry.get("void_reason", ""),
+    )
+
+
+def known_answer(
+    entry: dict[str, Any], kind: TransactionKind, key: WalletKey, amount_minor: int
+) -> WalletResult | errors.WalletError:
+    """What a write of an id its log entry holds answers: the original result replayed, the
+    refusal of a debit refused then, or an idempotency conflict for other content."""
+    if (
+        entry.get("kind") != kind.value
+        or key_of(entry) != key
+        or int(entry["amount_minor"]) != amount_minor
+    ):
+        return errors.IdempotencyConflict(
+            f"Id {entry['_id']!r} was already used for a different request.",
+            original=record_of(entry),
+        )
+    if entry["state"] == TransactionState.FAILED:
+        return errors.InsufficientFunds(
+            f"Wallet {key.describe()} had less available credit than the amount."
+        )
+    balance_after = entry["balance_after"]
+    return WalletResult(
+        transaction=record_of(entry),
+        balance=WalletBalance(
+            key=key,
+            credit_minor=balance_after["credit_minor"],
+            debit_minor=balance_after["debit_minor"],
+            historical_credit_minor=balance_after["historical_credit_minor"],
+            held_minor=balance_after.get("held_minor", 0),
+        ),
+        replayed=True,
     )

@@ -31,7 +31,7 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from domain import errors
-from domain.batches import BatchItem, BatchItemKind, BatchOutcome, refused_at
+from domain.batches import BatchItem, BatchOutcome
 from domain.history import HistoryPage, HistoryQuery
 from domain.ids import WalletKey
 from domain.money import BALANCE_MINOR_MAX
@@ -43,6 +43,7 @@ from domain.wallets import (
     WalletResult,
     write_time,
 )
+from ledger.stores.mongo_batch import MongoBatch
 from ledger.stores.mongo_database import MongoDatabase, Refusal
 from ledger.stores.mongo_documents import (
     LogEntry,
@@ -51,6 +52,7 @@ from ledger.stores.mongo_documents import (
     decimal128,
     key_filter,
     key_of,
+    known_answer,
     log_entry_of,
     minor,
     record_of,
@@ -250,12 +252,9 @@ class MongoWalletStore(MongoHoldOperations):
     def post_batch(
         self, items: Sequence[BatchItem], *, atomic: bool, made_by: str = ""
     ) -> list[BatchOutcome]:
-        """Independent: each item is its single write (its own transaction), its refusal its
-        outcome; MongoDB failing stops the batch with StoreUnavailable, and a resend replays
-        the items already applied. All-or-nothing: one transaction for every item."""
-        if atomic:
-            return list(_post_all(self, items, made_by=made_by))
-        return [_post_one(self, item, made_by=made_by) for item in items]
+        """Every item in one transaction, as bulk writes (`ledger.stores.mongo_batch`);
+        MongoDB failing is StoreUnavailable with nothing applied, and a resend applies it."""
+        return MongoBatch(self).post(items, atomic=atomic, made_by=made_by)
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -498,72 +497,6 @@ def _debit_in(
     )
 
 
-def _post_one(store: MongoWalletStore, item: BatchItem, *, made_by: str) -> BatchOutcome:
-    try:
-        if item.kind is BatchItemKind.CREDIT:
-            return store.add_credit(
-                item.key, item.amount_minor, item.transaction_id, made_by=made_by
-            )
-        return store.subtract_credit(
-            item.key, item.amount_minor, item.transaction_id, made_by=made_by
-        )
-    except errors.StoreUnavailable:
-        raise
-    except errors.WalletError as refusal:
-        return refusal
-
-
-def _post_all(
-    store: MongoWalletStore, items: Sequence[BatchItem], *, made_by: str
-) -> list[WalletResult]:
-    """Every item in one transaction: the first refusal aborts it (nothing of the batch
-    is written) and is raised naming its item. A refused debit is remembered as refused,
-    as a single one is, so a resend of the batch is refused the same way."""
-
-    def apply_all(session: ClientSession) -> list[WalletResult]:
-        results = []
-        for index, item in enumerate(items):
-            apply = _credit_in if item.kind is BatchItemKind.CREDIT else _debit_in
-            try:
-                results.append(
-                    apply(
-                        store,
-                        session,
-                        item.key,
-                        item.amount_minor,
-                        item.transaction_id,
-                        mirror=True,
-                        created_at=None,
-                        made_by=made_by,
-                    )
-                )
-            except _Replay as replay:
-                results.append(replay.result)
-            except Refusal as refusal:
-                raise Refusal(refused_at(index, refusal.error)) from None
-        return results
-
-    keys = sorted({item.key for item in items}, key=lambda key: key.sort_key())
-
-    def marks() -> object:
-        return [store._wallet_mark(key)() for key in keys]
-
-    try:
-        return store.database.guarded(
-            lambda: store.database.transaction(apply_all, wallet_mark=marks)
-        )
-    except errors.InsufficientFunds as refusal:
-        item = items[refusal.details["item"]]
-        store._remember_refusal(
-            item.transaction_id,
-            item.key,
-            item.amount_minor,
-            "insufficient_funds",
-            made_by=made_by,
-        )
-        raise
-
-
 class _Replay(Exception):
     """The id was applied before: carries the original result out of the transaction."""
 
@@ -584,37 +517,10 @@ def _refuse_or_replay(
     entry = log.find_one({"_id": transaction_id}, session=session)
     if entry is None:
         return
-    if (
-        entry.get("kind") != kind.value
-        or key_of(entry) != key
-        or (int(entry["amount_minor"]) != amount_minor)
-    ):
-        raise Refusal(
-            errors.IdempotencyConflict(
-                f"Id {transaction_id!r} was already used for a different request.",
-                original=record_of(entry),
-            )
-        )
-    if entry["state"] == TransactionState.FAILED:
-        raise Refusal(
-            errors.InsufficientFunds(
-                f"Wallet {key.describe()} had less available credit than the amount."
-            )
-        )
-    balance_after = entry["balance_after"]
-    raise _Replay(
-        WalletResult(
-            transaction=record_of(entry),
-            balance=WalletBalance(
-                key=key,
-                credit_minor=balance_after["credit_minor"],
-                debit_minor=balance_after["debit_minor"],
-                historical_credit_minor=balance_after["historical_credit_minor"],
-                held_minor=balance_after.get("held_minor", 0),
-            ),
-            replayed=True,
-        )
-    )
+    answer = known_answer(entry, kind, key, amount_minor)
+    if isinstance(answer, errors.WalletError):
+        raise Refusal(answer)
+    raise _Replay(answer)
 
 
 def _voidable_entry(

@@ -23,12 +23,14 @@ import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from django.db import connection, transaction
 from tigerbeetle import Account, CreateTransferResult, CreateTransferStatus, Transfer, TransferFlags
 
 from domain import errors
 from domain.batches import BatchItem, BatchItemKind, BatchOutcome, refused_at
 from domain.ids import WalletKey
 from domain.wallets import (
+    TransactionKind,
     TransactionRecord,
     TransactionState,
     WalletBalance,
@@ -38,7 +40,11 @@ from domain.wallets import (
 from ledger.backends import LedgerBackend
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.history import balance_at, store_call
-from ledger.stores.tigerbeetle_answers import answer_not_created, replay_if_known
+from ledger.stores.tigerbeetle_answers import (
+    answer_not_created,
+    remember_transfer,
+    replay_if_known,
+)
 from ledger.tb_model import LedgerScope, credit_transfer, debit_transfer, wallet_balance
 from ledger.wallet_accounts import LIMIT_OVERFLOWS, WalletAccounts, limit_exceeded
 from registry import accounts as account_registry
@@ -49,6 +55,7 @@ from registry.models import WalletTransfer
 # Ids read from the registry per query (SQLite binds at most 32,766 parameters).
 _REGISTRY_IDS_PER_QUERY = 4000
 _NS_PER_MS = 1_000_000
+_TRANSACTION_ID_COLUMN = str(WalletTransfer._meta.get_field("transaction_id").column)
 
 
 @dataclasses.dataclass
@@ -75,23 +82,75 @@ class TigerBeetleBatch:
         for index, item in enumerate(items):
             if item.transaction_id in known:
                 outcomes[index] = self._replay(item)
-        pending = self._prepare(items, outcomes)
         if atomic:
-            refusal = next(
-                (
-                    (index, outcome)
-                    for index, outcome in enumerate(outcomes)
-                    if isinstance(outcome, errors.WalletError)
-                ),
-                None,
-            )
-            if refusal is not None:
-                raise refused_at(*refusal)
-            self._post_chain(pending, outcomes, made_by=made_by)
+            self._post_atomic(items, outcomes, made_by=made_by)
         else:
-            self._post_independent(pending, outcomes, made_by=made_by)
+            self._post_independent(self._prepare(items, outcomes), outcomes, made_by=made_by)
         assert all(outcome is not None for outcome in outcomes), "every item answered"
         return [outcome for outcome in outcomes if outcome is not None]
+
+    def _post_atomic(
+        self, items: Sequence[BatchItem], outcomes: list[BatchOutcome | None], *, made_by: str
+    ) -> None:
+        """All or none, with no partial state: the set-up of the wallets the batch meets first
+        (registry rows; on the embedded engine, their accounts too) and every row it writes
+        are one database transaction, rolled back when the batch is refused. On the real
+        server a new wallet's accounts may remain, empty and without a registry row: no
+        read finds them, the reconciliation passes over them, and the wallet's first
+        credit later takes them up (creating them again answers `exists`). A refused debit
+        is then remembered as refused, as a single one is."""
+        unavailable: errors.StoreUnavailable | None = None
+        try:
+            with transaction.atomic(), account_registry.uncached_until_commit():
+                try:
+                    foreseen = _foreseen_refusal(self._backend, items, outcomes)
+                    replayed = _first_refusal(outcomes)  # a resent item refused then
+                    refusals = [found for found in (replayed, foreseen) if found is not None]
+                    if refusals:
+                        raise refused_at(*min(refusals, key=lambda found: found[0]))
+                    pending = self._prepare(items, outcomes)
+                    refusal = _first_refusal(outcomes)
+                    if refusal is not None:
+                        raise refused_at(*refusal)
+                    self._post_chain(pending, outcomes, made_by=made_by)
+                except errors.StoreUnavailable as failure:
+                    # The outcome is unknown (TigerBeetle may hold the batch): keep what was
+                    # set up, and a resend repairs the rest.
+                    unavailable = failure
+        except errors.WalletError as refusal:
+            index = refusal.details.get("item")
+            if isinstance(index, int):
+                self._remember_refused_debit(items[index], refusal, made_by)
+            raise
+        if unavailable is not None:
+            raise unavailable
+
+    def _remember_refused_debit(
+        self, item: BatchItem, refusal: errors.WalletError, made_by: str
+    ) -> None:
+        """After the rollback: the refused debit's row, so a resend is refused the same way
+        (a wallet the batch would have created has none: the resend meets it new again)."""
+        if not (isinstance(refusal, errors.InsufficientFunds) and item.kind is BatchItemKind.DEBIT):
+            return
+        registered = account_registry.find_account(item.key)
+        if registered is None:
+            return
+        transfer = debit_transfer(
+            item.transaction_id,
+            ids=self._scope.ids,
+            tb_account_id=registered.tb_account_id,
+            ledger=registered.ledger,
+            amount_minor=item.amount_minor,
+        )
+        remember_transfer(
+            transfer,
+            item.transaction_id,
+            TransactionKind.DEBIT,
+            registered,
+            None,
+            failure_code=errors.InsufficientFunds.code,
+            made_by=made_by,
+        )
 
     # --- preparing ---------------------------------------------------------------------------
 
@@ -303,6 +362,64 @@ class TigerBeetleBatch:
         )
 
 
+def _first_refusal(
+    outcomes: list[BatchOutcome | None],
+) -> tuple[int, errors.WalletError] | None:
+    return next(
+        (
+            (index, outcome)
+            for index, outcome in enumerate(outcomes)
+            if isinstance(outcome, errors.WalletError)
+        ),
+        None,
+    )
+
+
+def _foreseen_refusal(
+    backend: LedgerBackend, items: Sequence[BatchItem], outcomes: list[BatchOutcome | None]
+) -> tuple[int, errors.WalletError] | None:
+    """The first item of an all-or-nothing batch that its wallets' balances now would
+    refuse (a debit of a wallet no credit of the batch creates, or past its available
+    credit), found before any account is set up or any transfer sent: TigerBeetle then
+    never holds the refused transfer's id as failed, and no account is made for a batch
+    refused. None when every item would pass (the chain still decides, if a concurrent
+    write moved a wallet since)."""
+    new = [(index, item) for index, item in enumerate(items) if outcomes[index] is None]
+    keys = {item.key for _, item in new}
+    registered = {key: account_registry.find_account(key) for key in keys}
+    found = store_call(
+        backend.lookup_accounts,
+        sorted({entry.tb_account_id for entry in registered.values() if entry is not None}),
+    )
+    by_id = {account.id: account for account in found}
+    credited = {item.key for _, item in new if item.kind is BatchItemKind.CREDIT}
+    # Per wallet: (credits posted, debits posted and pending); an unknown account is left
+    # to TigerBeetle.
+    balances: dict[WalletKey, list[int]] = {}
+    for key, entry in registered.items():
+        account = by_id.get(entry.tb_account_id) if entry is not None else None
+        if account is not None:
+            balances[key] = [account.credits_posted, account.debits_posted + account.debits_pending]
+        elif entry is None:
+            balances[key] = [0, 0]
+    for index, item in new:
+        unknown = registered[item.key] is None and item.key not in credited
+        if item.kind is BatchItemKind.DEBIT and unknown:
+            return index, errors.WalletNotFound(f"No wallet {item.key.describe()}.")
+        balance = balances.get(item.key)
+        if balance is None:
+            continue
+        if item.kind is BatchItemKind.CREDIT:
+            balance[0] += item.amount_minor
+        elif balance[1] + item.amount_minor > balance[0]:
+            return index, errors.InsufficientFunds(
+                f"Wallet {item.key.describe()} has less available credit than the amount."
+            )
+        else:
+            balance[1] += item.amount_minor
+    return None
+
+
 _CHAIN_ACCEPTED = (CreateTransferStatus.CREATED, CreateTransferStatus.LINKED_EVENT_FAILED)
 
 
@@ -407,13 +524,22 @@ def _linked(transfer: Transfer, *, last: bool) -> Transfer:
 
 
 def _registered_ids(transaction_ids: list[str]) -> set[str]:
-    """Which of the ids the registry holds (a resent item answers from it)."""
+    """Which of the ids the registry holds (a resent item answers from it). One plain
+    statement per query, its ids bound as they are: the ORM's `__in` lookup prepared each
+    of 8,189 values on its own, several times the database's work."""
+    table = connection.ops.quote_name(WalletTransfer._meta.db_table)
+    column = connection.ops.quote_name(_TRANSACTION_ID_COLUMN)
     found: set[str] = set()
-    for start in range(0, len(transaction_ids), _REGISTRY_IDS_PER_QUERY):
-        chunk = transaction_ids[start : start + _REGISTRY_IDS_PER_QUERY]
-        found.update(
-            WalletTransfer.objects.filter(transaction_id__in=chunk).values_list(
-                "transaction_id", flat=True
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"SELECT {column} FROM {table} WHERE {column} = ANY(%s)", [transaction_ids]
             )
-        )
+            found.update(row[0] for row in cursor.fetchall())
+            return found
+        for start in range(0, len(transaction_ids), _REGISTRY_IDS_PER_QUERY):
+            chunk = transaction_ids[start : start + _REGISTRY_IDS_PER_QUERY]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(f"SELECT {column} FROM {table} WHERE {column} IN ({marks})", chunk)
+            found.update(row[0] for row in cursor.fetchall())
     return found

@@ -219,6 +219,68 @@ def test_an_atomic_batch_refused_names_its_item_and_applies_nothing(api: APIClie
     assert api.get(f"/api/transactions/{items[0]['transaction_id']}").status_code == 404
 
 
+def test_an_atomic_batch_refused_leaves_no_wallet_it_would_have_created(api: APIClient) -> None:
+    funded = f"client-{uuid.uuid4().hex[:10]}"
+    post_batch(api, [credit_item(funded, "5.00")], atomic=False)
+    fresh = f"client-{uuid.uuid4().hex[:10]}"
+    items = [credit_item(fresh, "3.00"), debit_item(funded, "100.00")]
+
+    response = post_batch(api, items, atomic=True)
+
+    assert (response.status_code, response.json()["error"]["details"]["item"]) == (422, 1)
+    assert balance(api, fresh) == 404
+    assert api.get(f"/api/clients/{fresh}/wallets").json()["wallets"] == []
+
+
+def test_a_wallet_a_refused_atomic_batch_met_first_is_created_by_its_next_credit(
+    api: APIClient,
+) -> None:
+    fresh = f"client-{uuid.uuid4().hex[:10]}"
+    post_batch(api, [credit_item(fresh, "3.00"), debit_item(fresh, "4.00")], atomic=True)
+
+    response = post_batch(api, [credit_item(fresh, "2.00")], atomic=True)
+
+    assert response.status_code == 201
+    assert balance(api, fresh) == "2.00"
+
+
+def test_an_atomic_batch_refused_on_a_wallet_it_met_first_answers_the_same_when_resent(
+    api: APIClient,
+) -> None:
+    fresh = f"client-{uuid.uuid4().hex[:10]}"
+    items = [credit_item(fresh, "3.00"), debit_item(fresh, "4.00")]
+    first = post_batch(api, items, atomic=True)
+
+    again = post_batch(api, items, atomic=True)
+
+    assert (first.status_code, first.json()["error"]["code"]) == (422, "insufficient_funds")
+    error, again_error = first.json()["error"], again.json()["error"]
+    assert (again.status_code, again_error["code"]) == (422, error["code"])
+    assert again_error["details"] == error["details"]
+    assert balance(api, fresh) == 404
+
+
+def test_an_atomic_batch_names_a_resent_refused_debit_before_a_later_refusing_item(
+    api: APIClient,
+) -> None:
+    client_id = f"client-{uuid.uuid4().hex[:10]}"
+    post_batch(api, [credit_item(client_id, "5.00")], atomic=False)
+    refused = debit_item(client_id, "100.00")
+    post_batch(api, [refused], atomic=True)
+
+    response = post_batch(
+        api, [credit_item(client_id, "1.00"), refused, debit_item(client_id, "50.00")], atomic=True
+    )
+
+    error = response.json()["error"]
+    assert (response.status_code, error["code"], error["details"]["item"]) == (
+        422,
+        "insufficient_funds",
+        1,
+    )
+    assert balance(api, client_id) == "5.00"
+
+
 def test_an_atomic_batch_refused_answers_the_same_when_resent(api: APIClient) -> None:
     client_id = f"client-{uuid.uuid4().hex[:10]}"
     post_batch(api, [credit_item(client_id, "5.00")], atomic=False)

@@ -123,3 +123,57 @@ def test_a_batch_is_one_create_transfers_request_on_tigerbeetle(
 
     assert posted(outcomes) == 500
     assert counting.create_transfers_requests == [500]
+
+
+class _StaleFirstLookupBackend:
+    """The store's backend, whose first lookup_accounts answers every wallet richer by
+    `extra_minor` than it is: a concurrent debit took that much between the batch's look at
+    its wallets and its chain."""
+
+    def __init__(self, inner: LedgerBackend, *, extra_minor: int) -> None:
+        self._inner = inner
+        self._extra_minor = extra_minor
+        self._looked = False
+
+    def lookup_accounts(self, account_ids: list[int]) -> list[Any]:
+        found = self._inner.lookup_accounts(account_ids)
+        if not self._looked:
+            self._looked = True
+            for account in found:
+                account.credits_posted += self._extra_minor
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_an_atomic_batch_its_chain_refuses_after_a_racing_debit_leaves_no_new_wallet(
+    db: None, wallet_ledger_backend: LedgerBackend
+) -> None:
+    drained, fresh = new_key(), new_key()
+    setup = TigerBeetleWalletStore(wallet_ledger_backend, scope=ledger_scope())
+    setup.add_credit(drained, 1_000, f"tx-{uuid.uuid4().hex}")
+    stale = _StaleFirstLookupBackend(wallet_ledger_backend, extra_minor=5_000)
+    store = TigerBeetleWalletStore(
+        stale,  # type: ignore[arg-type]  # a stand-in: the backend's other calls via __getattr__
+        scope=ledger_scope(),
+    )
+    items = [
+        BatchItem(
+            kind=BatchItemKind.CREDIT,
+            key=fresh,
+            amount_minor=300,
+            transaction_id=f"tx-{uuid.uuid4().hex}",
+        ),
+        *debits(drained, 2_000, 1),
+    ]
+
+    with pytest.raises(errors.InsufficientFunds) as refusal:
+        store.post_batch(items, atomic=True)
+
+    assert refusal.value.details["item"] == 1
+    with pytest.raises(errors.WalletNotFound):
+        setup.get_balance(fresh)
+    assert setup.get_balance(drained).fields_minor() == (1_000, 0, 1_000)
+    setup.add_credit(fresh, 200, f"tx-{uuid.uuid4().hex}")
+    assert setup.get_balance(fresh).fields_minor() == (200, 0, 200)
