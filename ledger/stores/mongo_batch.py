@@ -2,12 +2,14 @@
 
 A single write costs four round trips (its id's entry, its wallet's due holds, the wallet's
 update, the entry's insert): some 5 ms an item on secantusdb, 40 s for a full batch. A batch
-instead reads everything it needs at once (the entries of its ids, its wallets, their due
-holds), walks its items in order in memory (each item checked as its single write checks it:
-a known id replays or conflicts, a credit within the balance limit, a debit within the
-available credit left by the items before it), then writes once: one insert of every new
-log entry (a refused debit's too, so a resend is refused alike), one update per wallet, one
-update of the holds that fell due. One transaction, so nothing is half applied.
+instead reads everything it needs at once (the entries of its ids, its wallets), walks its
+items in order in memory (each item checked as its single write checks it: a known id
+replays or conflicts, a credit within the balance limit, a debit within the available credit
+left by the items before it), then writes once: one insert of every new log entry (a refused
+debit's too, so a resend is refused alike), one update per wallet. Holds past their expiry
+expire first, as before any single write, each logged as a point of its wallet's history
+(one query finds the few wallets that have any). One transaction, so nothing is half
+applied.
 
 The walk uses the wallets as read; each wallet's update names the `wallet_seq` and
 `hold_seq` it read, so a write that landed on a wallet since (a single write, a hold, a
@@ -47,6 +49,7 @@ from ledger.stores.mongo_documents import (
     minor,
     record_of,
 )
+from ledger.stores.mongo_holds import expire_due
 
 if TYPE_CHECKING:
     from ledger.stores.mongo_store import MongoWalletStore
@@ -73,7 +76,6 @@ class _Wallet:
     historical: int = 0
     held: int = 0
     seq: int = 0
-    expired_minor: int = 0  # what its holds past their expiry held, freed by this batch
     posted: int = 0  # items posted to it by this batch
 
     @classmethod
@@ -161,9 +163,9 @@ class MongoBatch:
     ) -> list[BatchOutcome]:
         now = datetime.now(UTC)
         written_at = write_time(now)
+        self._expire_due(session, keys, now=now)
         known = self._known_entries(session, items)
         wallets = self._wallets(session, keys)
-        due_holds = self._expire_due(session, wallets, now=now)
         outcomes: list[BatchOutcome] = []
         entries: list[dict[str, Any]] = []
         for index, item in enumerate(items):
@@ -177,7 +179,7 @@ class MongoBatch:
             if atomic and isinstance(outcome, errors.WalletError):
                 raise Refusal(refused_at(index, outcome))
             outcomes.append(outcome)
-        self._write(session, wallets, entries, due_holds, now=now, written_at=written_at)
+        self._write(session, wallets, entries, now=now, written_at=written_at)
         return outcomes
 
     def _known_entries(
@@ -200,30 +202,25 @@ class MongoBatch:
         }
         return {key: _Wallet.read(key, documents.get(key)) for key in keys}
 
-    def _expire_due(
-        self, session: ClientSession, wallets: dict[WalletKey, _Wallet], *, now: datetime
-    ) -> list[Any]:
-        """The batch's wallets' holds past their expiry (as every write of a wallet does
-        first): their amounts leave `held` before any item is walked; their ids."""
-        client_ids = sorted({key.client_id for key in wallets})
-        due = _find_in(
-            self._database.holds(),
-            "client_id",
-            client_ids,
-            also={"state": HoldState.OPEN.value, "expires_at": {"$lte": now}},
-            projection=["amount_minor", *MONGO_KEY_FIELDS],
-            session=session,
-        )
-        ids = []
-        for hold in due:
-            wallet = wallets.get(key_of(hold))
-            if wallet is None or wallet.document is None:
-                continue
-            amount_minor = int(hold["amount_minor"])
-            wallet.held -= amount_minor
-            wallet.expired_minor += amount_minor
-            ids.append(hold["_id"])
-        return ids
+    def _expire_due(self, session: ClientSession, keys: list[WalletKey], *, now: datetime) -> None:
+        """The batch's wallets' holds past their expiry expire first, as every write of a
+        wallet does first, each logged as a point of its history (`expire_due`); one query
+        finds the few wallets that have any."""
+        client_ids = sorted({key.client_id for key in keys})
+        due = {
+            key_of(hold)
+            for hold in _find_in(
+                self._database.holds(),
+                "client_id",
+                client_ids,
+                also={"state": HoldState.OPEN.value, "expires_at": {"$lte": now}},
+                projection=list(MONGO_KEY_FIELDS),
+                session=session,
+            )
+        }
+        for key in keys:  # in the batch's wallet order
+            if key in due:
+                expire_due(self._database, key, now=now, session=session, marks=self._store.marks)
 
     def _walk(
         self,
@@ -295,26 +292,17 @@ class MongoBatch:
         session: ClientSession,
         wallets: dict[WalletKey, _Wallet],
         entries: list[dict[str, Any]],
-        due_holds: list[Any],
         *,
         now: datetime,
         written_at: datetime,
     ) -> None:
-        """The batch's writes: the holds that fell due, one update (or insert) per wallet
-        it changed, every new log entry."""
+        """The batch's writes: one update (or insert) per wallet it changed, every new log
+        entry."""
         database = self._database
-        if due_holds:
-            expired = database.holds().update_many(
-                {"_id": {"$in": due_holds}, "state": HoldState.OPEN.value},
-                {"$set": {"state": HoldState.EXPIRED.value}},
-                session=session,
-            )
-            if expired.modified_count != len(due_holds):
-                raise _moved("a hold the batch saw due was resolved meanwhile")
         updates = [
             _wallet_update(wallet, now=now)
             for wallet in wallets.values()
-            if wallet.document is not None and (wallet.posted or wallet.expired_minor)
+            if wallet.document is not None and wallet.posted
         ]
         new = [
             _new_wallet_document(wallet, now=now, written_at=written_at)
@@ -387,9 +375,6 @@ def _wallet_update(wallet: _Wallet, *, now: datetime) -> pymongo.UpdateOne:
     ):
         if delta:
             increments[field] = decimal128(delta, currency)
-    if wallet.expired_minor:
-        increments["held"] = decimal128(-wallet.expired_minor, currency)
-        increments["hold_seq"] = 1
     guard: dict[str, Any] = {
         **key_filter(wallet.key),
         "wallet_seq": document.get("wallet_seq", {"$exists": False}),

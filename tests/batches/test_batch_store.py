@@ -11,6 +11,7 @@ import pytest
 
 from domain import errors
 from domain.batches import BatchItem, BatchItemKind
+from domain.history import HistoryQuery
 from domain.ids import WalletKey
 from domain.wallets import WalletResult, WalletStore
 from ledger.stores.mongo_batch import MongoBatch
@@ -63,6 +64,26 @@ def test_an_expired_hold_no_longer_stops_a_batch_debit(wallet_store: WalletStore
     assert isinstance(outcome, WalletResult)
     assert (outcome.balance.credit_minor, outcome.balance.held_minor) == (100, 0)
     assert wallet_store.get_balance(key).fields_minor() == (100, 900, 1_000)
+
+
+def test_a_hold_a_batch_finds_expired_is_a_point_of_the_history_before_the_batch_debit(
+    wallet_store: WalletStore,
+) -> None:
+    key = new_key()
+    wallet_store.add_credit(key, 1_000, f"tx-{uuid.uuid4().hex}")
+    hold_id = f"hold-{uuid.uuid4().hex}"
+    wallet_store.place_hold(key, 800, hold_id, timeout_s=1)
+    time.sleep(1.5)
+    batch_debit = debit(key, 900)
+
+    wallet_store.post_batch([batch_debit], atomic=True)
+
+    newest_first = wallet_store.history(HistoryQuery(key=key)).points
+    assert [(p.kind.value, p.hold_id or p.transaction_id) for p in newest_first[:2]] == [
+        ("debit", batch_debit.transaction_id),
+        ("expire", hold_id),
+    ]
+    assert (newest_first[1].balance.credit_minor, newest_first[1].balance.held_minor) == (1_000, 0)
 
 
 def test_an_independent_batchs_refused_debit_is_refused_alike_when_resent(
