@@ -18,6 +18,7 @@ from domain.wallets import TransactionRecord
 from flags.phases import current_state
 from migration.runtime import process_runtime
 from registry.models import WalletTransfer
+from registry.transfers import transaction_record
 
 
 def read_record(transaction_id: str, row: WalletTransfer | None) -> tuple[TransactionRecord, str]:
@@ -35,23 +36,7 @@ def read_record(transaction_id: str, row: WalletTransfer | None) -> tuple[Transa
     except (errors.TransactionNotFound, errors.StoreUnavailable):
         if row is None:
             raise
-    return _record_of_row(row), "registry"
-
-
-def _record_of_row(row: WalletTransfer) -> TransactionRecord:
-    return TransactionRecord(
-        transaction_id=row.transaction_id,
-        kind=row.kind,  # type: ignore[arg-type]  # the registry's kinds are the records'
-        key=row.wallet.key,
-        amount_minor=row.amount_minor,
-        state=row.state,  # type: ignore[arg-type]  # likewise its states
-        created_at=row.created_at,
-        failure_code=row.failure_code,
-        made_by=row.made_by,
-        voided_at=row.voided_at,
-        voided_by=row.voided_by,
-        void_reason=row.void_reason,
-    )
+    return transaction_record(row), "registry"
 
 
 def technical_details(row: WalletTransfer) -> list[tuple[str, str]]:

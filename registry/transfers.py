@@ -28,7 +28,8 @@ from django.db.models import (
     TextField,
 )
 
-from domain.ids import u128_to_hex
+from domain.ids import WalletKey, u128_to_hex
+from domain.wallets import TransactionKind, TransactionRecord, TransactionState
 from registry.models import WalletAccount, WalletTransfer
 
 
@@ -370,3 +371,21 @@ def correct_amount(row: WalletTransfer, *, amount_minor: int) -> None:
     (reconciliation's repair): the ledger's transfer is immutable, the registry follows it."""
     row.amount_minor = amount_minor
     row.save(update_fields=["amount_minor"])
+
+
+def transaction_record(row: WalletTransfer, key: WalletKey | None = None) -> TransactionRecord:
+    """The registry row as the stores answer a transaction (`key` saves loading the wallet
+    row when the caller knows it)."""
+    return TransactionRecord(
+        transaction_id=row.transaction_id,
+        kind=TransactionKind(row.kind),
+        key=key or row.wallet.key,
+        amount_minor=row.amount_minor,
+        state=TransactionState(row.state),
+        created_at=row.created_at,
+        failure_code=row.failure_code,
+        made_by=row.made_by,
+        voided_at=row.voided_at,
+        voided_by=row.voided_by,
+        void_reason=row.void_reason,
+    )

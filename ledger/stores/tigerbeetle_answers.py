@@ -13,8 +13,6 @@ from domain import errors
 from domain.ids import WalletKey
 from domain.wallets import (
     TransactionKind,
-    TransactionRecord,
-    TransactionState,
     WalletResult,
     time_of_tb_timestamp,
     write_time,
@@ -62,7 +60,7 @@ def answer_not_created(
         known = registered_transfer(transaction_id)
         raise errors.IdempotencyConflict(
             f"Id {transaction_id!r} was already used for a different {kind.value}.",
-            original=record_of_row(known) if known is not None else None,
+            original=transfer_registry.transaction_record(known) if known is not None else None,
         )
     if status == CreateTransferStatus.EXCEEDS_CREDITS:
         remember_transfer(
@@ -131,7 +129,7 @@ def replay_if_known(
     if row.kind != kind.value or row.wallet.key != key or row.amount_minor != amount_minor:
         raise errors.IdempotencyConflict(
             f"Id {transaction_id!r} was already used for a different request.",
-            original=record_of_row(row),
+            original=transfer_registry.transaction_record(row),
         )
     if row.state == WalletTransfer.State.FAILED:
         raise errors.InsufficientFunds(
@@ -139,7 +137,7 @@ def replay_if_known(
         )
     timestamp = row.tb_timestamp or transfer_timestamp(ledger, row.tb_transfer_id)
     return WalletResult(
-        transaction=record_of_row(row),
+        transaction=transfer_registry.transaction_record(row),
         balance=balance_at(
             ledger, key, tb_account_id=row.wallet.tb_account_id, tb_timestamp=timestamp
         ),
@@ -186,21 +184,4 @@ def remember_transfer(
         created_at=created_at,
         failure_code=failure_code,
         made_by=made_by,
-    )
-
-
-def record_of_row(row: WalletTransfer, key: WalletKey | None = None) -> TransactionRecord:
-    """`key` saves loading the wallet row when the caller knows it."""
-    return TransactionRecord(
-        transaction_id=row.transaction_id,
-        kind=TransactionKind(row.kind),
-        key=key or row.wallet.key,
-        amount_minor=row.amount_minor,
-        state=TransactionState(row.state),
-        created_at=row.created_at,
-        failure_code=row.failure_code,
-        made_by=row.made_by,
-        voided_at=row.voided_at,
-        voided_by=row.voided_by,
-        void_reason=row.void_reason,
     )

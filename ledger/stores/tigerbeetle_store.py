@@ -55,7 +55,6 @@ from ledger.history import (
 )
 from ledger.stores.tigerbeetle_answers import answer_not_created
 from ledger.stores.tigerbeetle_answers import posted_timestamp as _posted_timestamp
-from ledger.stores.tigerbeetle_answers import record_of_row as _record
 from ledger.stores.tigerbeetle_answers import registered_transfer as _registered_transfer
 from ledger.stores.tigerbeetle_answers import remember_transfer as _remember_transfer
 from ledger.stores.tigerbeetle_answers import replay_if_known as _replay_if_known
@@ -81,6 +80,7 @@ from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.accounts import RegisteredAccount
 from registry.models import WalletTransfer
+from registry.transfers import transaction_record
 
 # Balances read behind a write: its own snapshot, plus room for writes of other requests to
 # the wallet landing in between.
@@ -222,7 +222,8 @@ class TigerBeetleWalletStore(TigerBeetleHoldOperations):
                 raise errors.TransactionNotFound(f"No posted transaction {transaction_id!r}.")
             if row.state == WalletTransfer.State.VOIDED:
                 raise errors.AlreadyVoided(
-                    f"Transaction {transaction_id!r} was already voided.", original=_record(row)
+                    f"Transaction {transaction_id!r} was already voided.",
+                    original=transaction_record(row),
                 )
             assert row.amount_minor > 0, "a registered transfer moves a positive amount"
             void, result, recent = self._send_void(row)
@@ -288,7 +289,7 @@ class TigerBeetleWalletStore(TigerBeetleHoldOperations):
                 needs_copy_back=True,
             )
             return WalletResult(
-                transaction=_record(row),
+                transaction=transaction_record(row),
                 balance=self._balance_after(
                     row.wallet.key,
                     recent,
@@ -336,7 +337,7 @@ class TigerBeetleWalletStore(TigerBeetleHoldOperations):
         row = _registered_transfer(transaction_id)
         if row is None:
             raise errors.TransactionNotFound(f"No transaction {transaction_id!r}.")
-        return _record(row)
+        return transaction_record(row)
 
     def history(self, query: HistoryQuery) -> HistoryPage:
         return wallet_history(self.backend, query, ids=self.scope.ids)  # ledger.balance_history
@@ -445,7 +446,7 @@ class TigerBeetleWalletStore(TigerBeetleHoldOperations):
             balance = self._balance_after(
                 key, recent, tb_account_id=registered.tb_account_id, tb_timestamp=result.timestamp
             )
-            return WalletResult(transaction=_record(row, key), balance=balance)
+            return WalletResult(transaction=transaction_record(row, key), balance=balance)
         recent.collect()  # every request sent is answered
         return answer_not_created(
             self.backend,
