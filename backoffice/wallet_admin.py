@@ -18,6 +18,7 @@ from backoffice.admin_base import (
     CachedValuesFilter,
     ReadOnlyAdmin,
     cached_filter_choices,
+    row_count,
 )
 from backoffice.blockers import recheck_wallet
 from backoffice.history_chart import wallet_history_chart
@@ -144,11 +145,13 @@ def _has_open_balance_mismatch(key: WalletKey) -> bool:
 def _unregistered_mongo_wallets() -> tuple[list[WalletHit], int | None]:
     """The first of MongoDB's wallets that TigerBeetle's registry does not list (all of them
     in phase 0, legacy wallets before the backfill) and how many wallets MongoDB holds; none
-    read when the registry lists as many wallets as MongoDB holds (a count from metadata)."""
+    read when the registry lists as many wallets as MongoDB holds (both counts from metadata
+    on large tables, as the list's own: a COUNT(*) of the registry on every load would read
+    every row)."""
     legacy = process_runtime().legacy
     try:
         total = legacy.wallet_count()
-        if total <= WalletAccount.objects.count():
+        if total <= row_count(WalletAccount.objects.all()):
             return [], total
         batch = next(legacy.wallet_batches(UNREGISTERED_SCAN_WALLETS), [])
     except errors.StoreUnavailable:
