@@ -7,6 +7,7 @@ from backoffice import (
     hold_admin,
     legacy_case_admin,
     migration_admin,
+    staff_admin,
     transfer_admin,
     wallet_admin,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "hold_admin",
     "legacy_case_admin",
     "migration_admin",
+    "staff_admin",
     "transfer_admin",
     "wallet_admin",
 ]

@@ -16,6 +16,7 @@ _alert_roles_migration = importlib.import_module("migration.migrations.0007_aler
 _hold_roles_migration = importlib.import_module("flags.migrations.0008_hold_roles")
 _batch_roles_migration = importlib.import_module("flags.migrations.0009_batch_roles")
 _product_wallets_migration = importlib.import_module("flags.migrations.0010_product_reads_wallets")
+_auditor_migration = importlib.import_module("staff.migrations.0002_auditor_role")
 
 SERVICE_ACCOUNT = _api_roles_migration.SERVICE_ACCOUNT
 
@@ -30,4 +31,5 @@ def role(name: str) -> Group:
         _hold_roles_migration.grant_hold_roles(apps, None)
         _batch_roles_migration.grant_batch_roles(apps, None)
         _product_wallets_migration.grant_wallet_reading(apps, None)
+        _auditor_migration.grant_auditor_role(apps, None)
     return Group.objects.get(name=name)

@@ -1,0 +1,39 @@
+"""The staff sign-in audit: one row per sign-in, failure, lockout, unlock, sign-out
+everywhere, and change to a staff member's permissions or groups. Rows are never changed."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class AuthEvent(models.Model):
+    class Kind(models.TextChoices):
+        LOGIN = "login", "Signed in"
+        LOGIN_FAILED = "login_failed", "Sign-in failed"
+        LOCKED_OUT = "locked_out", "Locked out"
+        UNLOCKED = "unlocked", "Unlocked"
+        LOGOUT = "logout", "Signed out"
+        SIGNED_OUT_EVERYWHERE = "signed_out_everywhere", "Signed out everywhere"
+        PERMISSIONS_CHANGED = "permissions_changed", "Permissions changed"
+        GROUPS_CHANGED = "groups_changed", "Groups changed"
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    # The account the event is about, as typed for a failed sign-in (it may not exist); blank
+    # for a change of a group's permissions (the group is in details).
+    username = models.CharField(max_length=150, blank=True, db_index=True)
+    # Who acted, when someone else did (an unlock, a change of groups): their username.
+    actor = models.CharField(max_length=150, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    details = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        permissions = [
+            ("unlock_account", "Can unlock a staff account locked after failed sign-ins"),
+            ("sign_out_everywhere", "Can end every session of a staff account"),
+        ]
+        verbose_name = "staff sign-in event"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.username}"
