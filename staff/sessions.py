@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.sessions.backends.base import SessionBase
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
@@ -17,8 +16,7 @@ def sign_out_everywhere(user: Any, *, actor: str) -> int:
     ended = 0
     wanted = str(user.pk)
     for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
-        data = SessionBase().decode(session.session_data)
-        if data.get("_auth_user_id") == wanted:
+        if session.get_decoded().get("_auth_user_id") == wanted:
             session.delete()
             ended += 1
     AuthEvent.objects.create(
