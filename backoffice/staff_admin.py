@@ -18,6 +18,7 @@ from django.http import HttpRequest
 from backoffice.admin_base import ReadOnlyAdmin
 from staff.models import AuthEvent
 from staff.sessions import sign_out_everywhere
+from staff.two_factor import reset_second_factor
 
 User = get_user_model()
 
@@ -67,7 +68,7 @@ class LockoutAdmin(ReadOnlyAdmin):
 class StaffUserAdmin(UserAdmin):
     """Django's user admin with "sign out everywhere"."""
 
-    actions = ["sign_out_everywhere"]
+    actions = ["sign_out_everywhere", "reset_second_factor"]
 
     def has_sign_out_everywhere_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("staff.sign_out_everywhere")
@@ -80,6 +81,21 @@ class StaffUserAdmin(UserAdmin):
         ended = sum(sign_out_everywhere(user, actor=actor) for user in queryset)
         self.message_user(
             request, f"Ended {ended} session(s) of {queryset.count()} user(s).", messages.SUCCESS
+        )
+
+    def has_reset_second_factor_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("staff.reset_second_factor")
+
+    @admin.action(
+        description="Reset second factor: enrol a new authenticator at the next sign-in",
+        permissions=["reset_second_factor"],
+    )
+    def reset_second_factor(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        actor = request.user.get_username()
+        for user in queryset:
+            reset_second_factor(user, actor=actor)
+        self.message_user(
+            request, f"Reset the second factor of {queryset.count()} user(s).", messages.SUCCESS
         )
 
 

@@ -16,6 +16,9 @@ class AuthEvent(models.Model):
         SIGNED_OUT_EVERYWHERE = "signed_out_everywhere", "Signed out everywhere"
         PERMISSIONS_CHANGED = "permissions_changed", "Permissions changed"
         GROUPS_CHANGED = "groups_changed", "Groups changed"
+        SECOND_FACTOR_ENROLLED = "2fa_enrolled", "Enrolled an authenticator"
+        SECOND_FACTOR_FAILED = "2fa_failed", "Wrong second-factor code"
+        SECOND_FACTOR_RESET = "2fa_reset", "Second factor reset"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -32,6 +35,7 @@ class AuthEvent(models.Model):
         permissions = [
             ("unlock_account", "Can unlock a staff account locked after failed sign-ins"),
             ("sign_out_everywhere", "Can end every session of a staff account"),
+            ("reset_second_factor", "Can reset a staff account's authenticator and codes"),
         ]
         verbose_name = "staff sign-in event"
 

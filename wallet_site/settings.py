@@ -85,6 +85,9 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "backoffice.apps.FeatureFlagsConfig",  # django-waffle, "Feature flags" in the admin
     "axes",  # lockout after failed sign-ins (staff accounts, issue 27)
+    "django_otp",  # two factors for staff who move money (issue 27)
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",  # the recovery codes
     "wallet_site",
     "ledger",
     "ledger.engine",
@@ -107,6 +110,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session gave a second factor; then the admin
+    # pages wait for it from staff who need one (staff/two_factor.py).
+    "django_otp.middleware.OTPMiddleware",
+    "staff.two_factor.SecondFactorRequiredMiddleware",
     "backoffice.middleware.FlagActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -350,6 +357,12 @@ AXES_ENABLE_ADMIN = False
 # it writes the client's address into (e.g. HTTP_X_REAL_IP); a client cannot forge it there.
 LOGIN_CLIENT_IP_HEADER = env("LOGIN_CLIENT_IP_HEADER", default="")
 AXES_CLIENT_IP_CALLABLE = "staff.lockout.client_ip_address"
+# A second factor (TOTP) before any admin page, for superusers and staff holding a permission
+# that moves money or where it is written; with STAFF_2FA_EXEMPT_READ_ONLY off, for all staff.
+STAFF_2FA_REQUIRED = env.bool("STAFF_2FA_REQUIRED", default=True)
+STAFF_2FA_EXEMPT_READ_ONLY = env.bool("STAFF_2FA_EXEMPT_READ_ONLY", default=True)
+# The name authenticator apps show beside the account.
+OTP_TOTP_ISSUER = env("STAFF_2FA_ISSUER", default="Wallet back-office")
 # A session ends after this long without a request (each request starts the time again).
 SESSION_IDLE_TIMEOUT_S = env.int("SESSION_IDLE_TIMEOUT_S", default=1800)
 SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT_S
