@@ -40,6 +40,8 @@ class TokenAuthentication(auth.TokenAuthentication):
         """Knox's, refused at once for an address past its failed-authentication limit; each
         refused token counts one failure for its address (in Django's cache, shared by the
         workers). A request without a token counts nothing."""
+        if settings.API_AUTH_FAILURE_LIMIT <= 0:  # 0: off
+            return super().authenticate(request)
         source = client_ip_address(request) or "unknown"
         count_key, until_key = f"api-auth-failures:{source}", f"api-auth-failures-until:{source}"
         if (cache.get(count_key) or 0) >= settings.API_AUTH_FAILURE_LIMIT:

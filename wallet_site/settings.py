@@ -369,7 +369,7 @@ SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT_S
 SESSION_SAVE_EVERY_REQUEST = True
 # Failed API token authentications from one address: past API_AUTH_FAILURE_LIMIT within
 # API_AUTH_FAILURE_WINDOW_S, every request from it is answered 429
-# too_many_failed_authentications until the window has passed.
+# too_many_failed_authentications until the window has passed. 0 turns it off.
 API_AUTH_FAILURE_LIMIT = env.int("API_AUTH_FAILURE_LIMIT", default=20)
 API_AUTH_FAILURE_WINDOW_S = env.int("API_AUTH_FAILURE_WINDOW_S", default=300)
 LANGUAGE_CODE = "en-us"

@@ -84,3 +84,12 @@ def test_the_schema_states_the_code_for_429() -> None:
 
     ping_429 = schema["paths"]["/api/ping"]["get"]["responses"]["429"]
     assert "too_many_failed_authentications" in str(ping_429)
+
+
+def test_a_limit_of_zero_turns_the_throttle_off(settings: Any) -> None:
+    settings.API_AUTH_FAILURE_LIMIT = 0
+    client = with_wrong_token()
+
+    statuses = [client.get(PING).status_code for _ in range(5)]
+
+    assert statuses == [401] * 5
