@@ -3,6 +3,7 @@ shows (each module registers its own)."""
 
 from backoffice import (
     alert_admin,
+    approval_admin,
     flag_admin,
     hold_admin,
     legacy_case_admin,
@@ -14,6 +15,7 @@ from backoffice import (
 
 __all__ = [
     "alert_admin",
+    "approval_admin",
     "flag_admin",
     "hold_admin",
     "legacy_case_admin",

@@ -41,3 +41,40 @@ class AuthEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.username}"
+
+
+class VoidApproval(models.Model):
+    """Four eyes on a large void (FOUR_EYES_VOID_ABOVE): the request waits here until another
+    staff member approves (the void is made then) or rejects it. Who, when and why, both."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting for approval"
+        VOIDED = "voided", "Approved and voided"
+        REFUSED = "refused", "Approved, refused by the ledger"
+        REJECTED = "rejected", "Rejected"
+
+    transaction_id = models.CharField(max_length=255, db_index=True)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    reason = models.TextField()
+    requested_by = models.CharField(max_length=150)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    decided_by = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # The ledger's answer to the approved void, or the rejection's note.
+    outcome = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        permissions = [("approve_void", "Can approve another person's void above the amount")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["transaction_id"],
+                condition=models.Q(state="pending"),
+                name="one_pending_void_approval_per_transaction",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"void of {self.transaction_id} asked by {self.requested_by}"

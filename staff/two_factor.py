@@ -26,6 +26,7 @@ MONEY_MOVING_PERMISSIONS = (
     "flags.change_phase",
     "flags.override_phase_criterion",
     "migration.repair_transfer_registry",
+    "staff.approve_void",
 )
 ENROL_PATH = "/admin/two-factor/enrol/"
 VERIFY_PATH = "/admin/two-factor/verify/"

@@ -17,6 +17,7 @@ _hold_roles_migration = importlib.import_module("flags.migrations.0008_hold_role
 _batch_roles_migration = importlib.import_module("flags.migrations.0009_batch_roles")
 _product_wallets_migration = importlib.import_module("flags.migrations.0010_product_reads_wallets")
 _auditor_migration = importlib.import_module("staff.migrations.0002_auditor_role")
+_void_approval_migration = importlib.import_module("staff.migrations.0005_support_approves_voids")
 
 SERVICE_ACCOUNT = _api_roles_migration.SERVICE_ACCOUNT
 
@@ -32,4 +33,5 @@ def role(name: str) -> Group:
         _batch_roles_migration.grant_batch_roles(apps, None)
         _product_wallets_migration.grant_wallet_reading(apps, None)
         _auditor_migration.grant_auditor_role(apps, None)
+        _void_approval_migration.grant_void_approval(apps, None)
     return Group.objects.get(name=name)

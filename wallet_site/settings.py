@@ -363,6 +363,13 @@ STAFF_2FA_REQUIRED = env.bool("STAFF_2FA_REQUIRED", default=True)
 STAFF_2FA_EXEMPT_READ_ONLY = env.bool("STAFF_2FA_EXEMPT_READ_ONLY", default=True)
 # The name authenticator apps show beside the account.
 OTP_TOTP_ISSUER = env("STAFF_2FA_ISSUER", default="Wallet back-office")
+# Four eyes: a void of more than this (in the transaction's currency, e.g. 1000 is 1,000.00
+# USD) waits for a second staff member's approval; empty: every void is made at once.
+_FOUR_EYES_VOID_ABOVE = env("FOUR_EYES_VOID_ABOVE", default="1000").strip()
+try:
+    FOUR_EYES_VOID_ABOVE = Decimal(_FOUR_EYES_VOID_ABOVE) if _FOUR_EYES_VOID_ABOVE else None
+except InvalidOperation as exc:
+    raise ImproperlyConfigured(f"FOUR_EYES_VOID_ABOVE must be an amount: {exc}") from exc
 # A session ends after this long without a request (each request starts the time again).
 SESSION_IDLE_TIMEOUT_S = env.int("SESSION_IDLE_TIMEOUT_S", default=1800)
 SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT_S
