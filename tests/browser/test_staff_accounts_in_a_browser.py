@@ -4,6 +4,7 @@ administrator, and enrolling an authenticator from its QR code, then signing in 
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -11,8 +12,17 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from flags.phases import Phase
 from tests.browser.conftest import screenshot
 from tests.browser.test_backoffice_in_a_browser import PASSWORD, log_in, staff_in
+from tests.migration.conftest import (  # noqa: F401 - fixtures
+    Stores,
+    _tasks_in_process,
+    committed_stores,
+    enter_phase,
+    new_key,
+    tx,
+)
 from tests.second_factor import current_code
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -85,3 +95,48 @@ def test_support_enrols_an_authenticator_from_the_qr_code_then_signs_in_with_a_c
     page.click("input[type=submit]")
     page.wait_for_selector("#content-main")
     assert page.url.endswith("/admin/")
+
+
+def test_an_idle_session_ends_and_the_next_page_asks_to_sign_in_again(
+    page: Any, live_server: Any, settings: Any
+) -> None:
+    settings.SESSION_COOKIE_AGE = 2  # SESSION_IDLE_TIMEOUT_S, shortened for the test
+    log_in(page, live_server.url, username=staff_in("Auditor"))
+
+    page.wait_for_timeout(3_000)
+    page.goto(f"{live_server.url}/admin/staff/authevent/")
+
+    page.wait_for_selector("#id_password")
+    assert "/admin/login/" in page.url
+
+
+def test_a_large_void_waits_until_a_second_support_member_approves_it(
+    browser: Any,
+    live_server: Any,
+    settings: Any,
+    committed_stores: Stores,  # noqa: F811
+) -> None:
+    stores = committed_stores
+    settings.FOUR_EYES_VOID_ABOVE = Decimal("20")
+    enter_phase(Phase.DUAL_WRITE)
+    key, debit_id = new_key(), tx()
+    stores.phased.add_credit(key, 10_000, tx())
+    stores.phased.subtract_credit(key, 3_000, debit_id)
+
+    asker = browser.new_context().new_page()
+    log_in(asker, live_server.url, username=staff_in("Support"))
+    asker.goto(f"{live_server.url}/admin/registry/wallettransfer/void/{debit_id}/")
+    asker.fill("#id_reason", "customer disputed")
+    asker.click("#void-form input[type=submit]")
+    asker.wait_for_selector("text=waits for another staff member's approval")
+    assert stores.mongo.get_balance(key).credit_minor == 7_000
+
+    approver = browser.new_context().new_page()
+    log_in(approver, live_server.url, username=staff_in("Support"))
+    approver.goto(f"{live_server.url}/admin/staff/voidapproval/")
+    approver.check("input.action-select")
+    approver.select_option("select[name=action]", "approve")
+    approver.click("button[name=index]")
+    approver.wait_for_selector(f"text=Approved: voided {debit_id}.")
+    screenshot(approver, "staff-void-approved")
+    assert stores.mongo.get_balance(key).credit_minor == 10_000
