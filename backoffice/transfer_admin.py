@@ -271,7 +271,9 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
         back = back_url(request, wallet_url(record.key))
         form = VoidForm(request.POST or None, initial={"next": back})
         if request.method == "POST" and form.is_valid() and needs_second_person(record):
-            return self._request_approval(request, record, form.cleaned_data["reason"], back)
+            return self._request_approval(
+                request, record, reason=form.cleaned_data["reason"], back=back
+            )
         if request.method == "POST" and form.is_valid():
             try:
                 result = service.void_transaction(
@@ -317,7 +319,7 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
         )
 
     def _request_approval(
-        self, request: HttpRequest, record: TransactionRecord, reason: str, back: str
+        self, request: HttpRequest, record: TransactionRecord, *, reason: str, back: str
     ) -> HttpResponse:
         """Four eyes: a void above FOUR_EYES_VOID_ABOVE waits for another person."""
         try:

@@ -58,7 +58,8 @@ class SecondFactorRequiredMiddleware:
         if not path.startswith("/admin/") or path.startswith(_OPEN_PATHS):
             return self.get_response(request)
         user = request.user
-        if not needs_second_factor(user) or user.is_verified():  # type: ignore[union-attr]
+        verified = user.is_verified()  # type: ignore[union-attr]  # OTPMiddleware adds it
+        if not needs_second_factor(user) or verified:
             return self.get_response(request)
         target = VERIFY_PATH if has_authenticator(user) else ENROL_PATH
         return HttpResponseRedirect(f"{target}?{urlencode({'next': request.get_full_path()})}")
