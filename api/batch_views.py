@@ -111,7 +111,7 @@ BATCH_ERRORS = error_responses(
         413: ["request_too_large"],
         415: ["unsupported_media_type"],
         422: ["insufficient_funds", "cross_currency", "balance_limit_exceeded"],
-        429: ["throttled"],
+        429: ["throttled", "too_many_failed_authentications"],
         503: ["store_unavailable", "writes_paused", "database_unavailable"],
     }
 )

@@ -10,12 +10,15 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from api.authentication import TooManyFailedAuthentications
 from api.serializers import render_transaction
 from domain.errors import ConflictWithOriginal, DatabaseUnavailable, WalletError, error_body
 
 log = logging.getLogger(__name__)
 
+# The first class a refusal is an instance of names its code (subclasses first).
 _DRF_CODES = {
+    TooManyFailedAuthentications: "too_many_failed_authentications",
     exceptions.NotAuthenticated: "not_authenticated",
     exceptions.AuthenticationFailed: "authentication_failed",
     exceptions.PermissionDenied: "permission_denied",

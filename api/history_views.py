@@ -47,7 +47,7 @@ HISTORY_ERRORS = error_responses(
         401: ["not_authenticated", "authentication_failed"],
         403: ["permission_denied"],
         404: ["wallet_not_found", "not_found"],
-        429: ["throttled"],
+        429: ["throttled", "too_many_failed_authentications"],
         503: ["store_unavailable", "database_unavailable"],
     }
 )

@@ -44,7 +44,7 @@ HOLD_CONFLICT_DETAILS = {
 _ACCESS = {
     401: ["not_authenticated", "authentication_failed"],
     403: ["permission_denied"],
-    429: ["throttled"],
+    429: ["throttled", "too_many_failed_authentications"],
 }
 _BODY_LIMITS = {413: ["request_too_large"], 415: ["unsupported_media_type"]}
 _WRITE_UNAVAILABLE = {503: ["store_unavailable", "writes_paused", "database_unavailable"]}

@@ -212,7 +212,9 @@ ERROR_DESCRIPTIONS = {
     413: "The body is larger than the server accepts",
     415: "The body is not JSON",
     422: "Refused by a rule of the ledger",
-    429: "Too many requests for this token: retry after details.retry_after_s",
+    429: "Too many requests for this token (throttled), or too many refused tokens from this "
+    "address (too_many_failed_authentications): retry after details.retry_after_s, also in "
+    "the Retry-After header",
     503: "A dependency did not answer: retry with the same id",
 }
 

@@ -31,7 +31,7 @@ from migration.runtime import process_runtime
 _ACCESS = {
     401: ["not_authenticated", "authentication_failed"],
     403: ["permission_denied"],
-    429: ["throttled"],
+    429: ["throttled", "too_many_failed_authentications"],
 }
 _UNAVAILABLE = {503: ["store_unavailable", "database_unavailable"]}
 _WRITE_UNAVAILABLE = {503: ["store_unavailable", "writes_paused", "database_unavailable"]}

@@ -3,20 +3,24 @@ shows (each module registers its own)."""
 
 from backoffice import (
     alert_admin,
+    approval_admin,
     flag_admin,
     hold_admin,
     legacy_case_admin,
     migration_admin,
+    staff_admin,
     transfer_admin,
     wallet_admin,
 )
 
 __all__ = [
     "alert_admin",
+    "approval_admin",
     "flag_admin",
     "hold_admin",
     "legacy_case_admin",
     "migration_admin",
+    "staff_admin",
     "transfer_admin",
     "wallet_admin",
 ]

@@ -34,6 +34,7 @@ from domain.money import from_minor_units
 from domain.wallets import TransactionRecord, WalletBalance
 from migration.runtime import process_runtime
 from registry.models import WalletAccount, WalletTransfer
+from staff.four_eyes import ApprovalRefused, needs_second_person, request_void
 
 
 class VoidForm(forms.Form):
@@ -269,6 +270,10 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
             return HttpResponseRedirect(reverse("admin:registry_wallettransfer_changelist"))
         back = back_url(request, wallet_url(record.key))
         form = VoidForm(request.POST or None, initial={"next": back})
+        if request.method == "POST" and form.is_valid() and needs_second_person(record):
+            return self._request_approval(
+                request, record, reason=form.cleaned_data["reason"], back=back
+            )
         if request.method == "POST" and form.is_valid():
             try:
                 result = service.void_transaction(
@@ -312,6 +317,24 @@ class WalletTransferAdmin(TransferCsv, ReadOnlyAdmin):
                 "wallet_url": wallet_url(record.key),
             },
         )
+
+    def _request_approval(
+        self, request: HttpRequest, record: TransactionRecord, *, reason: str, back: str
+    ) -> HttpResponse:
+        """Four eyes: a void above FOUR_EYES_VOID_ABOVE waits for another person."""
+        try:
+            request_void(record, requested_by=request.user.get_username(), reason=reason)
+        except ApprovalRefused as exc:
+            self.message_user(request, str(exc), messages.WARNING)
+        else:
+            self.message_user(
+                request,
+                f"Not voided yet: a void of "
+                f"{format_money(record.amount_minor, record.key.currency)} waits for another "
+                "staff member's approval (Void approvals).",
+                messages.WARNING,
+            )
+        return HttpResponseRedirect(back)
 
     def _log_void(self, request: HttpRequest, transaction_id: str, *, reason: str) -> None:
         """Django's admin history gets the void too (who, when, why), beside the stores'

@@ -16,6 +16,8 @@ _alert_roles_migration = importlib.import_module("migration.migrations.0007_aler
 _hold_roles_migration = importlib.import_module("flags.migrations.0008_hold_roles")
 _batch_roles_migration = importlib.import_module("flags.migrations.0009_batch_roles")
 _product_wallets_migration = importlib.import_module("flags.migrations.0010_product_reads_wallets")
+_auditor_migration = importlib.import_module("staff.migrations.0002_auditor_role")
+_void_approval_migration = importlib.import_module("staff.migrations.0005_support_approves_voids")
 
 SERVICE_ACCOUNT = _api_roles_migration.SERVICE_ACCOUNT
 
@@ -30,4 +32,6 @@ def role(name: str) -> Group:
         _hold_roles_migration.grant_hold_roles(apps, None)
         _batch_roles_migration.grant_batch_roles(apps, None)
         _product_wallets_migration.grant_wallet_reading(apps, None)
+        _auditor_migration.grant_auditor_role(apps, None)
+        _void_approval_migration.grant_void_approval(apps, None)
     return Group.objects.get(name=name)

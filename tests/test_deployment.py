@@ -21,6 +21,7 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from tests.roles import SERVICE_ACCOUNT, role
+from tests.second_factor import signed_in_with_second_factor
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables the settings read that must not leak from the test run into a production check.
@@ -181,8 +182,9 @@ def test_create_service_account_refuses_to_hand_a_token_to_a_staff_user() -> Non
 def test_the_admin_creates_a_token_and_shows_it_once() -> None:
     account = get_user_model().objects.create_user("batch-job")
     account.groups.add(role(SERVICE_ACCOUNT))
-    browser = Client()
-    browser.force_login(get_user_model().objects.create_superuser("root", password="pw-x"))
+    browser = signed_in_with_second_factor(
+        Client(), get_user_model().objects.create_superuser("root", password="pw-x")
+    )
 
     response = browser.post(
         "/admin/knox/authtoken/add/", {"user": account.pk, "expiry": ""}, follow=True

@@ -84,12 +84,17 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "backoffice.apps.FeatureFlagsConfig",  # django-waffle, "Feature flags" in the admin
+    "axes",  # lockout after failed sign-ins (staff accounts, issue 27)
+    "django_otp",  # two factors for staff who move money (issue 27)
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",  # the recovery codes
     "wallet_site",
     "ledger",
     "ledger.engine",
     "migration",
     "registry",
     "flags",
+    "staff",
     "backoffice",
 ]
 
@@ -105,10 +110,16 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session gave a second factor; then the admin
+    # pages wait for it from staff who need one (staff/two_factor.py).
+    "django_otp.middleware.OTPMiddleware",
+    "staff.two_factor.SecondFactorRequiredMiddleware",
     "backoffice.middleware.FlagActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "waffle.middleware.WaffleMiddleware",
+    # Last (django-axes' rule): answers a locked-out sign-in with staff.lockout's page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "wallet_site.urls"
@@ -322,8 +333,52 @@ CELERY_BEAT_SCHEDULE = {
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
-# Django's model permissions, read in one query per request (the API checks them on each).
-AUTHENTICATION_BACKENDS = ["wallet_site.auth_backends.ModelBackend"]
+# First django-axes (refuses a locked-out account and source before any password is checked),
+# then Django's model permissions, read in one query per request (the API checks them on each).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "wallet_site.auth_backends.ModelBackend",
+]
+
+# --- Staff accounts (issue 27; README, "Staff accounts") -------------------------
+# LOGIN_FAILURE_LIMIT failed sign-ins for one account from one address lock that pair for
+# LOGIN_LOCKOUT_S (a failure while locked starts the time again); staff holding
+# staff.unlock_account unlock sooner in the admin. A success resets the count.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(seconds=env.float("LOGIN_LOCKOUT_S", default=900.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "staff.lockout.lockout_response"
+# The audit (staff.AuthEvent) records sign-ins; axes keeps only its failure counts, and its
+# admin pages are replaced by the back-office's (backoffice/staff_admin.py).
+AXES_DISABLE_ACCESS_LOG = True
+AXES_ENABLE_ADMIN = False
+# The source is REMOTE_ADDR. Behind the TLS proxy set LOGIN_CLIENT_IP_HEADER to the header
+# it writes the client's address into (e.g. HTTP_X_REAL_IP); a client cannot forge it there.
+LOGIN_CLIENT_IP_HEADER = env("LOGIN_CLIENT_IP_HEADER", default="")
+AXES_CLIENT_IP_CALLABLE = "staff.lockout.client_ip_address"
+# A second factor (TOTP) before any admin page, for superusers and staff holding a permission
+# that moves money or where it is written; with STAFF_2FA_EXEMPT_READ_ONLY off, for all staff.
+STAFF_2FA_REQUIRED = env.bool("STAFF_2FA_REQUIRED", default=True)
+STAFF_2FA_EXEMPT_READ_ONLY = env.bool("STAFF_2FA_EXEMPT_READ_ONLY", default=True)
+# The name authenticator apps show beside the account.
+OTP_TOTP_ISSUER = env("STAFF_2FA_ISSUER", default="Wallet back-office")
+# Four eyes: a void of more than this (in the transaction's currency, e.g. 1000 is 1,000.00
+# USD) waits for a second staff member's approval; empty: every void is made at once.
+_FOUR_EYES_VOID_ABOVE = env("FOUR_EYES_VOID_ABOVE", default="1000").strip()
+try:
+    FOUR_EYES_VOID_ABOVE = Decimal(_FOUR_EYES_VOID_ABOVE) if _FOUR_EYES_VOID_ABOVE else None
+except InvalidOperation as exc:
+    raise ImproperlyConfigured(f"FOUR_EYES_VOID_ABOVE must be an amount: {exc}") from exc
+# A session ends after this long without a request (each request starts the time again).
+SESSION_IDLE_TIMEOUT_S = env.int("SESSION_IDLE_TIMEOUT_S", default=1800)
+SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT_S
+SESSION_SAVE_EVERY_REQUEST = True
+# Failed API token authentications from one address: past API_AUTH_FAILURE_LIMIT within
+# API_AUTH_FAILURE_WINDOW_S, every request from it is answered 429
+# too_many_failed_authentications until the window has passed. 0 turns it off.
+API_AUTH_FAILURE_LIMIT = env.int("API_AUTH_FAILURE_LIMIT", default=20)
+API_AUTH_FAILURE_WINDOW_S = env.int("API_AUTH_FAILURE_WINDOW_S", default=300)
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

@@ -15,6 +15,7 @@ from tests.migration.conftest import (  # noqa: F401 - fixtures
     stores,
 )
 from tests.roles import role as group_for
+from tests.second_factor import signed_in_with_second_factor
 
 PASSWORD = "correct horse battery staple"
 
@@ -31,9 +32,8 @@ def user_in(role: str | None, superuser: bool = False) -> User:
 
 
 def client_for(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+    """Signed in, with the second factor when the user's role needs it."""
+    return signed_in_with_second_factor(Client(), user)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from flags.models import Milestone
 from flags.phases import Phase
 from migration.models import ReconciliationRun
 from migration.phase_change import change_phase
+from staff.two_factor import needs_second_factor
 from tests.browser.conftest import screenshot
 from tests.migration.conftest import (  # noqa: F401 - fixtures
     Stores,
@@ -40,6 +41,7 @@ from tests.migration.gates import (
     shadow_timed,
 )
 from tests.roles import role as group_for
+from tests.second_factor import current_code, enrolled_authenticator
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "correct horse battery staple"
@@ -50,15 +52,23 @@ def staff_in(role: str) -> str:
     name = f"{role.lower()}-{uuid.uuid4().hex[:6]}"
     user = get_user_model().objects.create_user(name, password=PASSWORD, is_staff=True)
     user.groups.add(group_for(role))
+    if needs_second_factor(user):
+        enrolled_authenticator(user)
     return name
 
 
 def log_in(page: Any, base_url: str, *, username: str) -> None:
+    """The password, then the authenticator's code when the role needs a second factor."""
     page.goto(f"{base_url}/admin/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
     page.wait_for_selector("#content-main")
+    if "/two-factor/verify/" in page.url:
+        device = enrolled_authenticator(get_user_model().objects.get(username=username))
+        page.fill("#id_otp_token", current_code(device))
+        page.click("input[type=submit]")
+        page.wait_for_selector("#content-main")
 
 
 def balance_cells(page: Any, field: str) -> tuple[str, str]:

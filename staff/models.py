@@ -1,0 +1,80 @@
+"""The staff sign-in audit: one row per sign-in, failure, lockout, unlock, sign-out
+everywhere, and change to a staff member's permissions or groups. Rows are never changed."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class AuthEvent(models.Model):
+    class Kind(models.TextChoices):
+        LOGIN = "login", "Signed in"
+        LOGIN_FAILED = "login_failed", "Sign-in failed"
+        LOCKED_OUT = "locked_out", "Locked out"
+        UNLOCKED = "unlocked", "Unlocked"
+        LOGOUT = "logout", "Signed out"
+        SIGNED_OUT_EVERYWHERE = "signed_out_everywhere", "Signed out everywhere"
+        PERMISSIONS_CHANGED = "permissions_changed", "Permissions changed"
+        GROUPS_CHANGED = "groups_changed", "Groups changed"
+        SECOND_FACTOR_ENROLLED = "2fa_enrolled", "Enrolled an authenticator"
+        SECOND_FACTOR_FAILED = "2fa_failed", "Wrong second-factor code"
+        SECOND_FACTOR_RESET = "2fa_reset", "Second factor reset"
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    # The account the event is about, as typed for a failed sign-in (it may not exist); blank
+    # for a change of a group's permissions (the group is in details).
+    username = models.CharField(max_length=150, blank=True, db_index=True)
+    # Who acted, when someone else did (an unlock, a change of groups): their username.
+    actor = models.CharField(max_length=150, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    details = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        permissions = [
+            ("unlock_account", "Can unlock a staff account locked after failed sign-ins"),
+            ("sign_out_everywhere", "Can end every session of a staff account"),
+            ("reset_second_factor", "Can reset a staff account's authenticator and codes"),
+        ]
+        verbose_name = "staff sign-in event"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.username}"
+
+
+class VoidApproval(models.Model):
+    """Four eyes on a large void (FOUR_EYES_VOID_ABOVE): the request waits here until another
+    staff member approves (the void is made then) or rejects it. Who, when and why, both."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting for approval"
+        VOIDED = "voided", "Approved and voided"
+        REFUSED = "refused", "Approved, refused by the ledger"
+        REJECTED = "rejected", "Rejected"
+
+    transaction_id = models.CharField(max_length=255, db_index=True)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    reason = models.TextField()
+    requested_by = models.CharField(max_length=150)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    decided_by = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # The ledger's answer to the approved void, or the rejection's note.
+    outcome = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        permissions = [("approve_void", "Can approve another person's void above the amount")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["transaction_id"],
+                condition=models.Q(state="pending"),
+                name="one_pending_void_approval_per_transaction",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"void of {self.transaction_id} asked by {self.requested_by}"
