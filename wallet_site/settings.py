@@ -353,6 +353,8 @@ AXES_LOCKOUT_CALLABLE = "staff.lockout.lockout_response"
 # admin pages are replaced by the back-office's (backoffice/staff_admin.py).
 AXES_DISABLE_ACCESS_LOG = True
 AXES_ENABLE_ADMIN = False
+# No banner on every manage.py command and worker start; lockouts are in the audit.
+AXES_VERBOSE = False
 # The source is REMOTE_ADDR. Behind the TLS proxy set LOGIN_CLIENT_IP_HEADER to the header
 # it writes the client's address into (e.g. HTTP_X_REAL_IP); a client cannot forge it there.
 LOGIN_CLIENT_IP_HEADER = env("LOGIN_CLIENT_IP_HEADER", default="")
