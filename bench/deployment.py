@@ -74,6 +74,7 @@ class CommandRun:
 
     seconds: float
     stdout: str
+    stderr: str
 
 
 def manage(
@@ -95,4 +96,4 @@ def manage(
         raise RuntimeError(
             f"manage.py {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
         )
-    return CommandRun(seconds=seconds, stdout=done.stdout)
+    return CommandRun(seconds=seconds, stdout=done.stdout, stderr=done.stderr)

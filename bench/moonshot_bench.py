@@ -31,6 +31,7 @@ import re
 import sys
 import time
 import uuid
+from decimal import Decimal
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,7 @@ from bench.migration_bench import (
 )
 from bench.traffic import NEW_WALLETS, VOID_SHARE, Sample, Traffic, wallet_path
 from domain.ids import WalletKey
-from domain.money import to_minor_units
+from domain.money import currency_exponent
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.stores.mongo_database import WALLETS, MongoDatabase
 from ledger.stores.mongo_documents import key_filter
@@ -81,7 +82,7 @@ WRITE_P99_RATIO_MAX = 2.0
 MIRROR_LAG_P99_S_MAX = 5.0
 PAUSED_TOTAL_S_MAX = 2.0
 DRAIN_WAIT_S = 120.0
-RECONCILE_AGAIN_MAX = 2
+JOB_AGAIN_MAX = 2  # runs of a job after its first, while it fails or finds differences
 REASON = "benchmark run: the gates wait for days of data a benchmark does not have"
 
 
@@ -160,29 +161,33 @@ def walk(traffic: Traffic, env: dict[str, str], *, operator: str, args: Any) -> 
         )
         steps[label] = run.seconds
 
+    def job(label: str, *command: str) -> str:
+        traffic.label = label
+        progress(label)
+        run = manage(env, *command, check=False)  # a failure or a mismatch is a figure
+        steps[label] = run.seconds
+        jobs[label] = job_report(run.stdout)
+        print(indented(run.stdout + run.stderr), file=sys.stderr, flush=True)
+        return run.stdout
+
     time.sleep(args.before_s)
     traffic.stop_holds()  # phase 0 -> 1 refuses while a hold is open
     phase("phase 0 -> 1", "1")
-    for job, command in zip(JOBS, (["backfill", "--no-progress"], ["reconcile"]), strict=True):
-        if job == "backfill":
-            command += ["--page-size", str(args.page_size)]
-        traffic.label = job
-        progress(job)
-        run = manage(env, *command, check=job == "backfill")  # a mismatch is a figure
-        steps[job] = run.seconds
-        jobs[job] = job_report(run.stdout)
-        print(indented(run.stdout), file=sys.stderr, flush=True)
-    for again in range(1, RECONCILE_AGAIN_MAX + 1):
-        if not transfer_differences(run.stdout):
+    backfill = ["backfill", "--no-progress", "--page-size", str(args.page_size)]
+    job("backfill", *backfill)
+    # Under live writes a run may leave wallets out (each listed): the operator runs it again,
+    # as the command says; each run is kept as a figure of its own.
+    for again in range(1, JOB_AGAIN_MAX + 1):
+        if not jobs[f"backfill again ({again - 1})" if again > 1 else "backfill"]["failed"]:
             break
-        # Differences under live writes: the operator runs it again before stepping on (the
-        # step to phase 2 refuses on the last run's); each run is kept as a figure.
-        traffic.label = f"reconciliation again ({again})"
-        progress(traffic.label)
-        run = manage(env, "reconcile", check=False)
-        steps[traffic.label] = run.seconds
-        jobs[traffic.label] = job_report(run.stdout)
-        print(indented(run.stdout), file=sys.stderr, flush=True)
+        job(f"backfill again ({again})", *backfill)
+    stdout = job("reconciliation", "reconcile")
+    # Differences under live writes: the operator runs it again before stepping on (the step
+    # to phase 2 refuses on the last run's).
+    for again in range(1, JOB_AGAIN_MAX + 1):
+        if not transfer_differences(stdout):
+            break
+        stdout = job(f"reconciliation again ({again})", "reconcile")
     phase("phase 1 -> 2", "2", "--shadow", "100")
     for percent in settings.READ_ROLLOUT_STEPS:
         phase(f"phase 3 at {percent} %", "3", "--rollout", str(percent))
@@ -213,6 +218,11 @@ def mirror_lags_s(database: MongoDatabase) -> list[float]:
     ]
 
 
+def minor_units(amount: Decimal, currency: str) -> int:
+    """A balance (zero included, which domain.money's amounts never are) in minor units."""
+    return int(amount.scaleb(currency_exponent(currency)))
+
+
 @dataclass
 class Audit:
     wallets: int
@@ -238,13 +248,13 @@ def audit(traffic: Traffic, database: MongoDatabase, *, base: str, legacy: list[
         expected = tally.expected(key, opening)
         document = database.db[WALLETS].find_one(key_filter(key)) or {}
         mongo = tuple(
-            to_minor_units(document[field].to_decimal(), key.currency) if field in document else 0
+            minor_units(document[field].to_decimal(), key.currency) if field in document else 0
             for field in ("credit", "debit", "historical_credit")
         )
         answer = session.get(base + wallet_path(key), timeout=30)
         body = answer.json() if answer.status_code == 200 else {}
         tigerbeetle = tuple(
-            to_minor_units(body[field], key.currency) if field in body else 0
+            minor_units(Decimal(body[field]), key.currency) if field in body else 0
             for field in ("credit", "debit", "historical_credit")
         )
         for store, actual in (("MongoDB", mongo), ("TigerBeetle", tigerbeetle)):

@@ -147,7 +147,9 @@ class Traffic:
     def stop(self) -> None:
         self._stop.set()
         self._ticker.join()
-        self._pool.shutdown(wait=True)
+        # Ticks the pool could not start in time are dropped, not sent late (`started`
+        # counts what was sent: the rate achieved).
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def stop_holds(self) -> None:
         """No new hold, and every hold in flight resolved: phase 0 -> 1 refuses open holds."""
@@ -195,7 +197,7 @@ class Traffic:
             finally:
                 with self._pick_lock:
                     self._holds_in_flight -= 1
-        elif roll < HOLD_SHARE + self.void_share:
+        elif HOLD_SHARE <= roll < HOLD_SHARE + self.void_share:
             candidate = self.tally.void_candidate(self._pick)
             if candidate is None:
                 self._credit_or_debit(label, key, amount_minor, "credit")
