@@ -31,9 +31,9 @@ import re
 import sys
 import time
 import uuid
-from decimal import Decimal
 from contextlib import ExitStack
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
