@@ -239,7 +239,7 @@ class Traffic:
         capture = amount_minor % 2 == 0
         action = "capture" if capture else "release"
         answer = self._post(label, f"/api/holds/{hold_id}/{action}", {})
-        if answer.status_code != 200:
+        if answer.status_code not in (200, 201):  # 201: the capture or release made now
             self._refused(action, answer)
         elif capture:
             self.tally.acknowledge(hold_id, Write(key, "capture", amount_minor))
