@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import sys
 import time
 import uuid
@@ -350,6 +351,7 @@ def start_deployment(
     operator = users.create_superuser(f"moonshot-operator-{RUN}").get_username()
     connection.close()  # the deployment's processes open their own
     directory = Path(settings.VAR_DIR) / "bench-moonshot" / RUN
+    stack.callback(shutil.rmtree, directory, ignore_errors=True)  # after the worker stopped
     extra = {
         "MONGO_URL": with_database(mongo_url, mongo_name),
         "TB_ADDRESSES": settings.TB_ADDRESSES,
