@@ -110,7 +110,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def with_database(mongo_url: str, name: str) -> str:
+def with_database(mongo_url: str, *, name: str) -> str:
     parts = urlsplit(mongo_url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
@@ -315,7 +315,9 @@ def write_p99_ratio(samples: list[Sample]) -> float:
     return max(percentile(writes[job], 99) for job in JOBS if job in writes) / before
 
 
-def job_figures(walk_result: Walk, rates: dict[str, float], raw: dict[str, float]) -> list[Target]:
+def job_figures(
+    walk_result: Walk, *, rates: dict[str, float], raw: dict[str, float]
+) -> list[Target]:
     jobs = walk_result.jobs
     rates = {
         **rates,
@@ -341,7 +343,7 @@ def raw_inputs(
 
 
 def start_deployment(
-    stack: ExitStack, args: argparse.Namespace, mongo_url: str, mongo_name: str
+    stack: ExitStack, args: argparse.Namespace, *, mongo_url: str, mongo_name: str
 ) -> tuple[str, dict[str, str], str, str]:
     """The registry database, users, Celery worker with beat and gunicorn, each stopped by
     `stack`; the URL, the processes' environment, the API's Authorization and the operator."""
@@ -353,7 +355,7 @@ def start_deployment(
     directory = Path(settings.VAR_DIR) / "bench-moonshot" / RUN
     stack.callback(shutil.rmtree, directory, ignore_errors=True)  # after the worker stopped
     extra = {
-        "MONGO_URL": with_database(mongo_url, mongo_name),
+        "MONGO_URL": with_database(mongo_url, name=mongo_name),
         "TB_ADDRESSES": settings.TB_ADDRESSES,
         "TB_ID_NAMESPACE": f"moonshot-{RUN}",
         "CACHE_KEY_PREFIX": f"moonshot-{RUN}",
@@ -390,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"seeding {args.wallets} legacy wallets")
         SEED.seed(database, args.wallets)
         progress("starting the deployment")
-        base, env, authorization, operator = start_deployment(stack, args, mongo_url, mongo_name)
+        base, env, authorization, operator = start_deployment(
+            stack, args, mongo_url=mongo_url, mongo_name=mongo_name
+        )
         progress("measuring the jobs' raw inputs")
         rates, raw = raw_inputs(database, args)
         legacy = list(range(0, args.wallets, max(1, args.wallets // TRAFFIC_LEGACY_WALLETS)))
@@ -477,7 +481,7 @@ def report(
         ),
         Target("mirror lag p99 (s) vs 5 s", lag_p99, MIRROR_LAG_P99_S_MAX, "s", ratio_max=1.0),
         Target("writes paused in all (s) vs 2 s", paused_s, PAUSED_TOTAL_S_MAX, "s", ratio_max=1.0),
-        *job_figures(walked, rates, raw),
+        *job_figures(walked, rates=rates, raw=raw),
     ]
     print_targets("targets (issue 25; measured under traffic, inputs measured before it)", targets)
     print_audit(traffic, final, result)

@@ -202,7 +202,7 @@ class Traffic:
             if candidate is None:
                 self._credit_or_debit(label, key, amount_minor, "credit")
             else:
-                self._void(label, candidate)
+                self._void(candidate, label=label)
         elif roll < CREDIT_BELOW:
             self._credit_or_debit(label, key, amount_minor, "credit")
         else:
@@ -212,14 +212,16 @@ class Traffic:
         transaction_id = f"{kind}-{uuid.uuid4().hex}"
         id_field = "transaction_id" if kind == "credit" else "reference_id"
         body = {id_field: transaction_id, "amount": amount(key, amount_minor)}
-        answer = self._post(label, f"{wallet_path(key)}/{kind}s", body)
+        answer = self._post(f"{wallet_path(key)}/{kind}s", body, label=label)
         if answer.status_code == 201:
             self.tally.acknowledge(transaction_id, Write(key, kind, amount_minor))
         else:
             self._refused(kind, answer)
 
-    def _void(self, label: str, transaction_id: str) -> None:
-        answer = self._post(label, f"/api/transactions/{transaction_id}/void", {"reason": "bench"})
+    def _void(self, transaction_id: str, *, label: str) -> None:
+        answer = self._post(
+            f"/api/transactions/{transaction_id}/void", {"reason": "bench"}, label=label
+        )
         if answer.status_code == 200:
             self.tally.acknowledge_void(transaction_id)
         else:
@@ -229,16 +231,15 @@ class Traffic:
 
     def _hold(self, label: str, key: WalletKey, amount_minor: int) -> None:
         hold_id = f"hold-{uuid.uuid4().hex}"
-        body = {"hold_id": hold_id, "amount": amount(key, amount_minor)}
-        answer = self._post(
-            label, f"{wallet_path(key)}/holds", {**body, "expires_in_s": HOLD_EXPIRES_IN_S}
-        )
+        body: dict[str, Any] = {"hold_id": hold_id, "amount": amount(key, amount_minor)}
+        body["expires_in_s"] = HOLD_EXPIRES_IN_S
+        answer = self._post(f"{wallet_path(key)}/holds", body, label=label)
         if answer.status_code != 201:
             self._refused("hold", answer)
             return
         capture = amount_minor % 2 == 0
         action = "capture" if capture else "release"
-        answer = self._post(label, f"/api/holds/{hold_id}/{action}", {})
+        answer = self._post(f"/api/holds/{hold_id}/{action}", {}, label=label)
         if answer.status_code not in (200, 201):  # 201: the capture or release made now
             self._refused(action, answer)
         elif capture:
@@ -250,7 +251,7 @@ class Traffic:
         counter = self.tally.refused if expected else self.tally.unexpected
         counter[f"{kind} {answer.status_code} {code}"] += 1
 
-    def _post(self, label: str, path: str, body: dict[str, Any]) -> requests.Response:
+    def _post(self, path: str, body: dict[str, Any], *, label: str) -> requests.Response:
         """POST until answered other than 503; the sample is the answered request's time."""
         session = self._session()
         first_503_s: float | None = None
