@@ -23,11 +23,10 @@ pytestmark = [
         reason="CI runs the small moonshot once, in the real-server pass",
     ),
     pytest.mark.xfail(
-        reason="issue 25 findings, open (intermittent): under live writes the mirror leaves "
-        "TigerBeetle a "
-        "second void of a phase-0 transaction voided in phase 1 (reconciliation: "
+        reason="issue 25 findings, open (intermittent): under live writes TigerBeetle ends "
+        "up holding a second void of a voided write on legacy wallets (reconciliation: "
         "not_registered, so phase 1 -> 2 refuses), and the backfill can fail wallets with "
-        "'timestamps kept regressing'; remove this mark with their fixes",
+        "'timestamps kept regressing' (README, the moonshot); remove this mark with their fixes",
         strict=False,
     ),
 ]
