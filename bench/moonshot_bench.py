@@ -169,6 +169,8 @@ def walk(traffic: Traffic, env: dict[str, str], *, operator: str, args: Any) -> 
         steps[label] = run.seconds
         jobs[label] = job_report(run.stdout)
         print(indented(run.stdout + run.stderr), file=sys.stderr, flush=True)
+        for transaction_id in sorted(set(re.findall(r"void of ([\w-]+)", run.stdout + run.stderr))):
+            print(f"    traffic: {traffic.tally.story(transaction_id)}", file=sys.stderr)
         return run.stdout
 
     time.sleep(args.before_s)

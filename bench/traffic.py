@@ -51,6 +51,7 @@ class Write:
     key: WalletKey
     kind: str  # credit, debit, capture
     amount_minor: int
+    label: str = ""  # the step it was sent in
 
 
 class Tally:
@@ -64,6 +65,8 @@ class Tally:
         self.voiding: set[str] = set()
         self.delta: dict[WalletKey, list[int]] = defaultdict(lambda: [0, 0, 0])
         self.refused: Counter[str] = Counter()
+        # Each void asked for (a refused one may be asked again later): the steps it was in.
+        self.void_requests: dict[str, list[str]] = defaultdict(list)
         self.unexpected: Counter[str] = Counter()
 
     def acknowledge(self, transaction_id: str, write: Write) -> None:
@@ -103,6 +106,13 @@ class Tally:
             else:
                 change[0] += write.amount_minor
                 change[2] += write.amount_minor
+
+    def story(self, transaction_id: str) -> str:
+        """What the traffic did with a transaction: for a difference the jobs report."""
+        write = self.writes.get(transaction_id)
+        sent = f"{write.kind} of {write.amount_minor} in {write.label!r}" if write else "not ours"
+        voids = self.void_requests.get(transaction_id, [])
+        return f"{transaction_id}: {sent}; void asked {len(voids)}x in {voids}"
 
     def expected(self, key: WalletKey, opening: tuple[int, int]) -> tuple[int, int, int]:
         """(credit, debit, historical credit) from an opening (credit, debit) and the tally."""
@@ -214,11 +224,13 @@ class Traffic:
         body = {id_field: transaction_id, "amount": amount(key, amount_minor)}
         answer = self._post(f"{wallet_path(key)}/{kind}s", body, label=label)
         if answer.status_code == 201:
-            self.tally.acknowledge(transaction_id, Write(key, kind, amount_minor))
+            self.tally.acknowledge(transaction_id, Write(key, kind, amount_minor, label))
         else:
             self._refused(kind, answer)
 
     def _void(self, transaction_id: str, *, label: str) -> None:
+        with self.tally.lock:
+            self.tally.void_requests[transaction_id].append(label)
         answer = self._post(
             f"/api/transactions/{transaction_id}/void", {"reason": "bench"}, label=label
         )
@@ -243,7 +255,7 @@ class Traffic:
         if answer.status_code not in (200, 201):  # 201: the capture or release made now
             self._refused(action, answer)
         elif capture:
-            self.tally.acknowledge(hold_id, Write(key, "capture", amount_minor))
+            self.tally.acknowledge(hold_id, Write(key, "capture", amount_minor, label))
 
     def _refused(self, kind: str, answer: requests.Response) -> None:
         code = error_code(answer)
