@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench bench-ledger bench-wallet bench-migration bench-batches bench-load install clean
+.PHONY: run test lint bench bench-ledger bench-wallet bench-migration bench-batches bench-load bench-moonshot install clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ bench-batches: $(STAMP)
 # 1,000 locust users for 60 s against gunicorn, then an audit of every balance (not in `bench`).
 bench-load: $(STAMP)
 	$(BIN)/python -m bench.load_bench $(BENCH_ARGS)
+
+# N legacy wallets moved onto TigerBeetle under W writes/s through the API (issue 25; not in
+# `bench`): BENCH_ARGS="--wallets N --writes-per-s W", defaults 1,000,000 and 100.
+bench-moonshot: $(STAMP)
+	$(BIN)/python -m bench.moonshot_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .hypothesis .mypy_cache .import_linter_cache .grimp_cache

@@ -87,20 +87,10 @@ def api_authorization(user: Any) -> str:
     return f"Token {token}"
 
 
-@contextmanager
-def gunicorn(
-    *,
-    store_name: str,
-    database_name: str,
-    workers: int = 2,
-    threads: int = 1,
-    keep_alive_s: int | None = None,
-    extra_env: dict[str, str] | None = None,
-) -> Iterator[str]:
-    """The app under gunicorn on a free loopback port, on `database_name`; yields its URL.
-    `keep_alive_s`: how long an idle keep-alive connection stays open (gunicorn's default,
-    2 s, when None)."""
-    port = free_loopback_port()
+def deployment_env(
+    *, store_name: str, database_name: str, extra_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of the app's processes (web, worker, commands) on `database_name`."""
     # Plain HTTP on loopback, and no per-token throttle: the benchmark is the load on purpose.
     env = dict(
         os.environ,
@@ -115,6 +105,24 @@ def gunicorn(
         env["DATABASE_URL"] = f"sqlite:///{database_name}"
     else:
         env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{database_name}"
+    return env
+
+
+@contextmanager
+def gunicorn(
+    *,
+    store_name: str,
+    database_name: str,
+    workers: int = 2,
+    threads: int = 1,
+    keep_alive_s: int | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """The app under gunicorn on a free loopback port, on `database_name`; yields its URL.
+    `keep_alive_s`: how long an idle keep-alive connection stays open (gunicorn's default,
+    2 s, when None)."""
+    port = free_loopback_port()
+    env = deployment_env(store_name=store_name, database_name=database_name, extra_env=extra_env)
     command = [sys.executable, "-m", "gunicorn", "wallet_site.wsgi", "-b", f"127.0.0.1:{port}"]
     command += ["-w", str(workers), "--threads", str(threads), "--log-level", "warning"]
     if keep_alive_s is not None:

@@ -1,0 +1,318 @@
+"""Client traffic at a steady rate through the HTTP API, with a tally of what was acknowledged.
+
+Every tick (1 / writes-per-second) one write and one read start on a thread pool, so a slow
+answer never slows the rate. Writes: credits and debits on legacy and new wallets, voids of
+earlier acknowledged writes, and, while `holds_allowed`, a hold placed and then captured or
+released (holds exist in phases 0 and 4 only: docs/holds.md). A 503 (`writes_paused`,
+`store_unavailable`) or a lost connection is sent again with the same id until it is answered;
+the time between the first 503 and the answer is the write's pause. Each sample is tagged with
+the `label` current when it started (the phase of the walk).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from domain.ids import WalletKey
+from domain.money import from_minor_units
+
+POOL_THREADS = 32
+ANSWER_WAIT_S = 120.0  # how long a write is retried through 503s before it counts as failed
+REQUEST_TIMEOUT_S = 30.0
+HOLD_EXPIRES_IN_S = 600
+NEW_WALLETS = 200
+# The mix: a roll under HOLD_SHARE is a hold (while allowed), then `void_share` voids, credits
+# up to CREDIT_BELOW, debits above (a skipped hold or void is a credit).
+HOLD_SHARE = 0.15
+VOID_SHARE = 0.10
+CREDIT_BELOW = 0.65
+
+
+@dataclass
+class Sample:
+    label: str
+    kind: str  # "write" or "read"
+    latency_s: float  # the answered request's own time
+    paused: bool = False  # answered after one or more writes_paused 503s
+    paused_s: float = 0.0
+
+
+@dataclass
+class Write:
+    key: WalletKey
+    kind: str  # credit, debit, capture
+    amount_minor: int
+    label: str = ""  # the step it was sent in
+
+
+class Tally:
+    """What the API acknowledged: each wallet's expected change (credit, debit, historical
+    credit) in minor units, and the acknowledged ids."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.writes: dict[str, Write] = {}
+        self.voided: set[str] = set()
+        self.voiding: set[str] = set()
+        self.delta: dict[WalletKey, list[int]] = defaultdict(lambda: [0, 0, 0])
+        self.refused: Counter[str] = Counter()
+        # Each void asked for (a refused one may be asked again later): the steps it was in.
+        self.void_requests: dict[str, list[str]] = defaultdict(list)
+        self.unexpected: Counter[str] = Counter()
+
+    def acknowledge(self, transaction_id: str, write: Write) -> None:
+        with self.lock:
+            self.writes[transaction_id] = write
+            change = self.delta[write.key]
+            if write.kind == "credit":
+                change[0] += write.amount_minor
+                change[2] += write.amount_minor
+            else:  # a debit, or a hold's capture: a debit of what was captured
+                change[0] -= write.amount_minor
+                change[1] += write.amount_minor
+
+    def void_candidate(self, pick: random.Random) -> str | None:
+        with self.lock:
+            open_ids = [
+                i
+                for i, w in list(self.writes.items())[-200:]
+                if w.kind in ("credit", "debit") and i not in self.voided | self.voiding
+            ]
+            if not open_ids:
+                return None
+            chosen = pick.choice(open_ids)
+            self.voiding.add(chosen)
+            return chosen
+
+    def acknowledge_void(self, transaction_id: str) -> None:
+        """A voided credit is a compensating debit; a voided debit a compensating credit."""
+        with self.lock:
+            self.voiding.discard(transaction_id)
+            self.voided.add(transaction_id)
+            write = self.writes[transaction_id]
+            change = self.delta[write.key]
+            if write.kind == "credit":
+                change[0] -= write.amount_minor
+                change[1] += write.amount_minor
+            else:
+                change[0] += write.amount_minor
+                change[2] += write.amount_minor
+
+    def story(self, transaction_id: str) -> str:
+        """What the traffic did with a transaction: for a difference the jobs report."""
+        write = self.writes.get(transaction_id)
+        sent = f"{write.kind} of {write.amount_minor} in {write.label!r}" if write else "not ours"
+        voids = self.void_requests.get(transaction_id, [])
+        return f"{transaction_id}: {sent}; void asked {len(voids)}x in {voids}"
+
+    def expected(self, key: WalletKey, opening: tuple[int, int]) -> tuple[int, int, int]:
+        """(credit, debit, historical credit) from an opening (credit, debit) and the tally."""
+        credit, debit = opening
+        change = self.delta.get(key, [0, 0, 0])
+        return credit + change[0], debit + change[1], credit + debit + change[2]
+
+
+class Traffic:
+    """Writes and reads at `writes_per_s` each on `legacy` keys and on new wallets."""
+
+    def __init__(
+        self,
+        base: str,
+        *,
+        authorization: str,
+        writes_per_s: float,
+        legacy: list[WalletKey],
+        new: list[WalletKey],
+        void_share: float = VOID_SHARE,
+    ) -> None:
+        self.base, self.authorization = base, authorization
+        self.interval_s = 1 / writes_per_s
+        self.legacy, self.new = legacy, new
+        self.void_share = void_share
+        self.label = "before"
+        self.holds_allowed = True
+        self.tally = Tally()
+        self.samples: list[Sample] = []
+        self._samples_lock = threading.Lock()
+        self._pick = random.Random(25)
+        self._pick_lock = threading.Lock()
+        self._local = threading.local()
+        self._stop = threading.Event()
+        self._holds_in_flight = 0
+        self._pool = ThreadPoolExecutor(POOL_THREADS)
+        self._ticker = threading.Thread(target=self._tick, daemon=True)
+
+    def start(self) -> None:
+        self._ticker.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._ticker.join()
+        # Ticks the pool could not start in time are dropped, not sent late (`started`
+        # counts what was sent: the rate achieved).
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def stop_holds(self) -> None:
+        """No new hold, and every hold in flight resolved: phase 0 -> 1 refuses open holds."""
+        with self._pick_lock:
+            self.holds_allowed = False
+        while self._holds_in_flight:
+            time.sleep(0.05)
+
+    def _tick(self) -> None:
+        next_s = time.monotonic()
+        while not self._stop.is_set():
+            self._pool.submit(self._guarded, self._write)
+            self._pool.submit(self._guarded, self._read)
+            next_s += self.interval_s
+            self._stop.wait(max(0.0, next_s - time.monotonic()))
+
+    def _guarded(self, operation: Any) -> None:
+        try:
+            operation()
+        except Exception as exc:  # a harness bug must show, not kill the pool's thread
+            self.tally.unexpected[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            session.headers["Authorization"] = self.authorization
+        return session
+
+    def _choose(self) -> tuple[float, WalletKey, int]:
+        with self._pick_lock:
+            roll = self._pick.random()
+            keys = self.legacy if self._pick.random() < 0.5 else self.new
+            return roll, self._pick.choice(keys), self._pick.randint(1, 50)
+
+    def _write(self) -> None:
+        roll, key, amount_minor = self._choose()
+        label = self.label
+        with self._pick_lock:  # the check and the count at once: stop_holds waits for it
+            hold = roll < HOLD_SHARE and self.holds_allowed
+            self._holds_in_flight += hold
+        if hold:
+            try:
+                self._hold(label, key, amount_minor)
+            finally:
+                with self._pick_lock:
+                    self._holds_in_flight -= 1
+        elif HOLD_SHARE <= roll < HOLD_SHARE + self.void_share:
+            candidate = self.tally.void_candidate(self._pick)
+            if candidate is None:
+                self._credit_or_debit(label, key, amount_minor, "credit")
+            else:
+                self._void(candidate, label=label)
+        elif roll < CREDIT_BELOW:
+            self._credit_or_debit(label, key, amount_minor, "credit")
+        else:
+            self._credit_or_debit(label, key, amount_minor, "debit")
+
+    def _credit_or_debit(self, label: str, key: WalletKey, amount_minor: int, kind: str) -> None:
+        transaction_id = f"{kind}-{uuid.uuid4().hex}"
+        id_field = "transaction_id" if kind == "credit" else "reference_id"
+        body = {id_field: transaction_id, "amount": amount(key, amount_minor)}
+        answer = self._post(f"{wallet_path(key)}/{kind}s", body, label=label)
+        if answer.status_code == 201:
+            self.tally.acknowledge(transaction_id, Write(key, kind, amount_minor, label))
+        else:
+            self._refused(kind, answer)
+
+    def _void(self, transaction_id: str, *, label: str) -> None:
+        with self.tally.lock:
+            self.tally.void_requests[transaction_id].append(label)
+        answer = self._post(
+            f"/api/transactions/{transaction_id}/void", {"reason": "bench"}, label=label
+        )
+        if answer.status_code == 200:
+            self.tally.acknowledge_void(transaction_id)
+        else:
+            with self.tally.lock:
+                self.tally.voiding.discard(transaction_id)
+            self._refused("void", answer)
+
+    def _hold(self, label: str, key: WalletKey, amount_minor: int) -> None:
+        hold_id = f"hold-{uuid.uuid4().hex}"
+        body: dict[str, Any] = {"hold_id": hold_id, "amount": amount(key, amount_minor)}
+        body["expires_in_s"] = HOLD_EXPIRES_IN_S
+        answer = self._post(f"{wallet_path(key)}/holds", body, label=label)
+        if answer.status_code != 201:
+            self._refused("hold", answer)
+            return
+        capture = amount_minor % 2 == 0
+        action = "capture" if capture else "release"
+        answer = self._post(f"/api/holds/{hold_id}/{action}", {}, label=label)
+        if answer.status_code not in (200, 201):  # 201: the capture or release made now
+            self._refused(action, answer)
+        elif capture:
+            self.tally.acknowledge(hold_id, Write(key, "capture", amount_minor, label))
+
+    def _refused(self, kind: str, answer: requests.Response) -> None:
+        code = error_code(answer)
+        expected = code in ("insufficient_funds", "void_would_overdraw", "wallet_not_found")
+        counter = self.tally.refused if expected else self.tally.unexpected
+        counter[f"{kind} {answer.status_code} {code}"] += 1
+
+    def _post(self, path: str, body: dict[str, Any], *, label: str) -> requests.Response:
+        """POST until answered other than 503; the sample is the answered request's time."""
+        session = self._session()
+        first_503_s: float | None = None
+        paused = False
+        deadline = time.monotonic() + ANSWER_WAIT_S
+        while True:
+            started = time.perf_counter()
+            try:
+                answer = session.post(self.base + path, json=body, timeout=REQUEST_TIMEOUT_S)
+            except requests.RequestException:
+                answer = None
+            latency_s = time.perf_counter() - started
+            if answer is not None and answer.status_code != 503:
+                paused_s = time.perf_counter() - first_503_s if first_503_s else 0.0
+                self._sample(Sample(label, "write", latency_s, paused, paused_s))
+                return answer
+            if answer is not None:
+                first_503_s = first_503_s or started
+                paused = paused or error_code(answer) == "writes_paused"
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"POST {path}: no answer but 503s for {ANSWER_WAIT_S} s")
+            time.sleep(0.05)
+
+    def _read(self) -> None:
+        _, key, _ = self._choose()
+        label = self.label
+        started = time.perf_counter()
+        answer = self._session().get(self.base + wallet_path(key), timeout=REQUEST_TIMEOUT_S)
+        latency_s = time.perf_counter() - started
+        if answer.status_code not in (200, 404):
+            self.tally.unexpected[f"read {answer.status_code} {error_code(answer)}"] += 1
+            return
+        self._sample(Sample(label, "read", latency_s))
+
+    def _sample(self, sample: Sample) -> None:
+        with self._samples_lock:
+            self.samples.append(sample)
+
+
+def wallet_path(key: WalletKey) -> str:
+    return f"/api/clients/{key.client_id}/wallets/{key.country}/{key.currency}"
+
+
+def amount(key: WalletKey, amount_minor: int) -> str:
+    return str(from_minor_units(amount_minor, key.currency))
+
+
+def error_code(answer: requests.Response) -> str:
+    try:
+        return str(answer.json().get("error", {}).get("code", ""))
+    except ValueError:
+        return ""
