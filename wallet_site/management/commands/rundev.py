@@ -73,7 +73,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.SUCCESS(
                     f"admin login: {DEV_ADMIN_USERNAME} / {password}  "
-                    f"(http://{options['addrport']}/admin/)"
+                    f"(http://{options['addrport']}/admin/; the first sign-in enrols an "
+                    "authenticator app as its second factor: README, staff accounts)"
                 )
             )
             call_command("runserver", options["addrport"], use_reloader=False)
