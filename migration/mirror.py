@@ -51,6 +51,13 @@ from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
 from ledger.tb_model import credit_transfer, debit_transfer, void_transfer
+from migration.hold_mirror import (
+    hold_event_applied,
+    hold_event_transfer,
+    late_capture_transfer,
+    needs_late_capture,
+    record_hold_events,
+)
 from migration.outbox import EntryId, MirrorOutbox, MirrorState, OutboxEntry
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
@@ -168,7 +175,11 @@ class Mirror:
             wallet = wallets[entry.key]
             if wallet is None:
                 awaiting.append(entry)
-            elif wallet.opening_seq is not None and entry.wallet_seq <= wallet.opening_seq:
+            elif (
+                not entry.is_hold_event  # placed after the wallet reached TigerBeetle
+                and wallet.opening_seq is not None
+                and entry.wallet_seq <= wallet.opening_seq
+            ):
                 covered.append(entry.entry_id)
             else:
                 to_send.append(entry)
@@ -311,16 +322,27 @@ class Mirror:
             ).values_list("transaction_id", "tb_transfer_id_hex", "void_attempts")
         }
         ids = self.tigerbeetle.scope.ids
-        transfers = [_transfer_for(entry, wallets[entry.key], voided, ids=ids) for entry in entries]
+        now = timezone.now()
+        transfers = [
+            hold_event_transfer(entry, row, ids=ids, now=now)
+            if entry.is_hold_event and (row := wallets[entry.key]) is not None
+            else _transfer_for(entry, wallets[entry.key], voided, ids=ids)
+            for entry in entries
+        ]
         try:
             results = _retry_transient(self.tigerbeetle.create_transfers)(transfers)
+            transfers, results = self._late_captures(entries, transfers, results, wallets)
         except LedgerUnavailable as exc:
             self._count_failure(entries, f"TigerBeetle unavailable: {exc}", report)
             return
         outcomes: dict[EntryId, tuple[str, dict[str, Any]]] = {}
         applied: list[tuple[OutboxEntry, Transfer, int]] = []
         for entry, transfer, result in zip(entries, transfers, results, strict=True):
-            if result.status in _APPLIED:
+            if (
+                hold_event_applied(entry, result.status)
+                if entry.is_hold_event
+                else result.status in _APPLIED
+            ):
                 applied.append((entry, transfer, result.timestamp))
                 if result.status == CreateTransferStatus.CREATED:
                     report.applied += 1
@@ -337,8 +359,46 @@ class Mirror:
                 report.parked += 1
                 report.errors.append(f"{entry.entry_id}: {error}")
                 outcomes[entry.entry_id] = (MirrorState.PARKED, {"mirror_error": error})
-        _record_in_registry(applied, wallets, ids=self.tigerbeetle.scope.ids)
+        _record_in_registry(
+            [a for a in applied if not a[0].is_hold_event], wallets, ids=self.tigerbeetle.scope.ids
+        )
+        record_hold_events(
+            [a for a in applied if a[0].is_hold_event],
+            wallets,
+            ledger=self.tigerbeetle,
+        )
         self.outbox.mark_each(outcomes)
+
+    def _late_captures(
+        self,
+        entries: list[OutboxEntry],
+        transfers: list[Transfer],
+        results: list[Any],
+        wallets: dict[WalletKey, WalletAccount | None],
+    ) -> tuple[list[Transfer], list[Any]]:
+        """Captures whose pending transfer the cluster's timeout voided first, posted again
+        as plain debits in a second request (after every other transfer of the batch, each
+        a later write of its wallet in MongoDB); the transfers and results with theirs in
+        place (migration.hold_mirror)."""
+        late = [
+            index
+            for index, (entry, result) in enumerate(zip(entries, results, strict=True))
+            if entry.is_hold_event and needs_late_capture(entry, result.status)
+        ]
+        if not late:
+            return transfers, results
+        ids = self.tigerbeetle.scope.ids
+        debits = []
+        for index in late:
+            row = wallets[entries[index].key]
+            assert row is not None
+            debits.append(late_capture_transfer(entries[index], row, ids=ids))
+        late_results = _retry_transient(self.tigerbeetle.create_transfers)(debits)
+        transfers, results = list(transfers), list(results)
+        for index, debit, result in zip(late, debits, late_results, strict=True):
+            transfers[index] = debit
+            results[index] = result
+        return transfers, results
 
     def _count_failure(self, entries: list[OutboxEntry], error: str, report: MirrorReport) -> None:
         park_after = settings.MIRROR_PARK_AFTER_ATTEMPTS
@@ -353,6 +413,8 @@ class Mirror:
 
 def _count_applied(entry: OutboxEntry) -> None:
     """A write TigerBeetle took from the mirror (not one it already held)."""
+    if entry.is_hold_event:
+        return  # not a transaction: the transaction counters leave holds out
     kind = f"void_{entry.voided_kind}" if entry.kind == "void" else entry.kind
     metrics.count_transaction(
         store="tigerbeetle", kind=kind, currency=entry.key.currency, amount_minor=entry.amount_minor

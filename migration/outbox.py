@@ -10,7 +10,7 @@ leaves this module.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -72,6 +72,27 @@ class OutboxEntry:
     voided_kind: str = ""
     voided_by: str = ""
     void_reason: str = ""
+    # A hold event's (ledger.stores.mongo_holds.HoldEventKind): the hold, its amount, the
+    # wallet's hold_seq after it (its order among the wallet's hold events) and its expiry.
+    hold_id: str = ""
+    hold_amount_minor: int = 0
+    hold_seq: int = 0
+    expires_at: datetime | None = None
+
+    @property
+    def is_hold_event(self) -> bool:
+        return self.kind.startswith("hold_")
+
+    def position(self) -> tuple[tuple[str, ...], int, int, int]:
+        """Where the entry stands in its wallet's outbox: a hold event after the log entry
+        of the wallet_seq it saw, hold events in hold_seq order (what the mirror applies in
+        order). The key part sorts as the outbox's MongoDB index does."""
+        return (
+            self.key.column_values(),
+            self.wallet_seq,
+            1 if self.is_hold_event else 0,
+            self.hold_seq,
+        )
 
     @property
     def transaction_id(self) -> str:
@@ -170,6 +191,46 @@ def _entry(document: dict[str, Any]) -> OutboxEntry:
     )
 
 
+def _hold_event(document: dict[str, Any]) -> OutboxEntry:
+    return OutboxEntry(
+        entry_id=document["_id"],
+        kind=document["kind"],
+        key=key_of(document),
+        amount_minor=int(document["amount_minor"]),
+        wallet_seq=int(document["wallet_seq"]),
+        created_at=document["created_at"],
+        attempts=int(document.get("mirror_attempts", 0)),
+        made_by=document.get("made_by", ""),
+        hold_id=document["hold_id"],
+        hold_amount_minor=int(document["hold_amount_minor"]),
+        hold_seq=int(document["hold_seq"]),
+        expires_at=document["expires_at"],
+    )
+
+
+def merged_in_order(
+    *,
+    log_entries: list[OutboxEntry],
+    hold_events: list[OutboxEntry],
+    limit: int,
+    log_cut: bool,
+    holds_cut: bool,
+) -> list[OutboxEntry]:
+    """Both outboxes' pending entries in each wallet's order, up to `limit`. A read that hit
+    its limit (`*_cut`) may have left entries out after its last one: nothing past that
+    point is taken from the other read either, so no wallet's entry overtakes one before it."""
+    merged = sorted([*log_entries, *hold_events], key=OutboxEntry.position)
+    cuts = [
+        entries[-1].position()
+        for entries, cut in ((log_entries, log_cut), (hold_events, holds_cut))
+        if cut and entries
+    ]
+    if cuts:
+        last = min(cuts)
+        merged = [entry for entry in merged if entry.position() <= last]
+    return merged[:limit]
+
+
 def _covered(key: WalletKey, document: dict[str, Any]) -> CoveredTransaction:
     return CoveredTransaction(
         key=key,
@@ -222,6 +283,80 @@ def _backfilled(
     return found
 
 
+def _collections_of(
+    database: MongoDatabase, entry_ids: Sequence[EntryId]
+) -> list[tuple[Any, list[EntryId]]]:
+    """Which collection holds each entry: a string id is a credit's or debit's (the log);
+    an ObjectId is a void's (the log) or a hold event's, asked of both (an id is in one)."""
+    object_ids: list[EntryId] = [i for i in entry_ids if isinstance(i, ObjectId)]
+    return [
+        (database.log(), list(entry_ids)),
+        *([(database.hold_events(), object_ids)] if object_ids else []),
+    ]
+
+
+def _update_both(database: MongoDatabase, *, query: dict[str, Any], update: dict[str, Any]) -> int:
+    """One update of every matching entry of both outboxes (log and hold events): how many
+    changed."""
+    return sum(
+        int(collection.update_many(query, update).modified_count)
+        for collection in (database.log(), database.hold_events())
+    )
+
+
+def _set_outside_share(database: MongoDatabase, entries: Sequence[OutboxEntry]) -> None:
+    buckets = {entry.entry_id: client_bucket(entry.key.client_id) for entry in entries}
+    now = datetime.now(UTC)
+    for collection, ids in _collections_of(database, list(buckets)):
+        requests = [
+            UpdateOne(
+                {"_id": entry_id, "mirror_state": MirrorState.PENDING},
+                {
+                    "$set": {
+                        "mirror_state": MirrorState.OUTSIDE_SHARE,
+                        "share_bucket": buckets[entry_id],
+                        "mirror_updated_at": now,
+                    }
+                },
+            )
+            for entry_id in ids
+        ]
+        collection.bulk_write(requests, ordered=False)
+
+
+def _read_pending(
+    collection: Any,
+    *,
+    query: dict[str, Any],
+    sort: list[tuple[str, int]],
+    limit: int,
+    parse: Callable[[dict[str, Any]], OutboxEntry],
+) -> tuple[list[OutboxEntry], bool, int]:
+    """Up to `limit` pending entries of one outbox collection, in order; whether the read hit
+    its limit; how many were parked instead because they cannot be read as a write (a field
+    missing or of the wrong type): one malformed document never stops the mirror."""
+    entries, malformed = [], []
+    documents = list(collection.find(query).sort(sort).limit(limit))
+    for document in documents:
+        try:
+            entries.append(parse(document))
+        except (KeyError, TypeError, ValueError) as exc:
+            malformed.append((document["_id"], f"{type(exc).__name__}: {exc}"))
+    for entry_id, problem in malformed:
+        reason = f"cannot be mirrored: malformed log entry ({problem})"
+        collection.update_one(
+            {"_id": entry_id},
+            {
+                "$set": {
+                    "mirror_state": MirrorState.PARKED,
+                    "mirror_updated_at": datetime.now(UTC),
+                    "mirror_error": reason[:500],
+                }
+            },
+        )
+    return entries, len(documents) == limit, len(malformed)
+
+
 class MirrorOutbox:
     """Pending log entries in, their fate out; MongoDB failures are StoreUnavailable."""
 
@@ -244,25 +379,24 @@ class MirrorOutbox:
         order = [*WALLET_KEY_INDEX, ("wallet_seq", 1)]
 
         def read() -> tuple[list[OutboxEntry], int]:
-            entries, malformed = [], []
-            for document in self.database.log().find(query).sort(order).limit(limit):
-                try:
-                    entries.append(_entry(document))
-                except (KeyError, TypeError, ValueError) as exc:
-                    malformed.append((document["_id"], f"{type(exc).__name__}: {exc}"))
-            for entry_id, problem in malformed:
-                reason = f"cannot be mirrored: malformed log entry ({problem})"
-                self.database.log().update_one(
-                    {"_id": entry_id},
-                    {
-                        "$set": {
-                            "mirror_state": MirrorState.PARKED,
-                            "mirror_updated_at": datetime.now(UTC),
-                            "mirror_error": reason[:500],
-                        }
-                    },
-                )
-            return entries, len(malformed)
+            log_entries, log_cut, bad_log = _read_pending(
+                self.database.log(), query=query, sort=order, limit=limit, parse=_entry
+            )
+            hold_events, holds_cut, bad_holds = _read_pending(
+                self.database.hold_events(),
+                query=query,
+                sort=[*order, ("hold_seq", 1)],
+                limit=limit,
+                parse=_hold_event,
+            )
+            merged = merged_in_order(
+                log_entries=log_entries,
+                hold_events=hold_events,
+                limit=limit,
+                log_cut=log_cut,
+                holds_cut=holds_cut,
+            )
+            return merged, bad_log + bad_holds
 
         return self.database.guarded(read)
 
@@ -278,7 +412,10 @@ class MirrorOutbox:
         """Whether TigerBeetle may be behind MongoDB for this wallet (read-your-writes)."""
         query = {**key_filter(key), "mirror_state": {"$in": list(UNMIRRORED_STATES)}}
         return self.database.guarded(
-            lambda: self.database.log().find_one(query, {"_id": 1}) is not None
+            lambda: any(
+                collection.find_one(query, {"_id": 1}) is not None
+                for collection in (self.database.log(), self.database.hold_events())
+            )
         )
 
     def next_entry_after(self, key: WalletKey, wallet_seq: int) -> NextEntry | None:
@@ -324,43 +461,40 @@ class MirrorOutbox:
         a transaction while holding its collection's lock, so it deadlocks with a write
         transaction touching the same entry (a void): seen under load with TigerBeetle down
         (tests/faults/). A single-document update releases the lock between its retries."""
-        requests = [UpdateOne({"_id": entry_id}, update) for entry_id in entry_ids]
-        self.database.log().bulk_write(requests, ordered=False)
+        for collection, ids in _collections_of(self.database, entry_ids):
+            collection.bulk_write([UpdateOne({"_id": i}, update) for i in ids], ordered=False)
 
     def mark_each(self, outcomes: dict[EntryId, tuple[str, dict[str, Any]]]) -> None:
         """Different states and fields per entry, in one bulk write."""
         if not outcomes:
             return
         now = datetime.now(UTC)
-        requests = [
-            UpdateOne(
-                {"_id": entry_id},
-                {"$set": {"mirror_state": state, "mirror_updated_at": now, **fields}},
-            )
-            for entry_id, (state, fields) in outcomes.items()
-        ]
-        self.database.guarded(lambda: self.database.log().bulk_write(requests, ordered=False))
+
+        def write() -> None:
+            for collection, ids in _collections_of(self.database, list(outcomes)):
+                requests = [
+                    UpdateOne(
+                        {"_id": entry_id},
+                        {
+                            "$set": {
+                                "mirror_state": outcomes[entry_id][0],
+                                "mirror_updated_at": now,
+                                **outcomes[entry_id][1],
+                            }
+                        },
+                    )
+                    for entry_id in ids
+                ]
+                collection.bulk_write(requests, ordered=False)
+
+        self.database.guarded(write)
 
     def set_outside_share(self, entries: Sequence[OutboxEntry]) -> None:
         """Pending entries of clients outside the dual-write share wait for it, each with
         its client's bucket (so a raise releases exactly those it takes in). Only entries
         still pending change: one another run applied stays as it is."""
-        if not entries:
-            return
-        requests = [
-            UpdateOne(
-                {"_id": entry.entry_id, "mirror_state": MirrorState.PENDING},
-                {
-                    "$set": {
-                        "mirror_state": MirrorState.OUTSIDE_SHARE,
-                        "share_bucket": client_bucket(entry.key.client_id),
-                        "mirror_updated_at": datetime.now(UTC),
-                    }
-                },
-            )
-            for entry in entries
-        ]
-        self.database.guarded(lambda: self.database.log().bulk_write(requests, ordered=False))
+        if entries:
+            self.database.guarded(lambda: _set_outside_share(self.database, entries))
 
     def release_outside_share(self, *, bucket_limit: int) -> int:
         """Entries of clients now inside the share (bucket below `bucket_limit`) go to the
@@ -370,10 +504,9 @@ class MirrorOutbox:
             "share_bucket": {"$lt": bucket_limit},
         }
         released = {"mirror_state": MirrorState.PENDING, "mirror_updated_at": datetime.now(UTC)}
-        result = self.database.guarded(
-            lambda: self.database.log().update_many(query, {"$set": released})
+        return self.database.guarded(
+            lambda: _update_both(self.database, query=query, update={"$set": released})
         )
-        return int(result.modified_count)
 
     def count_failed_attempt(self, entry_ids: Sequence[EntryId], error: str) -> None:
         if not entry_ids:
@@ -441,13 +574,10 @@ class MirrorOutbox:
         query: dict[str, Any] = {"mirror_state": MirrorState.PARKED}
         if keys:
             query["$or"] = [key_filter(key) for key in keys]
-        result = self.database.guarded(
-            lambda: self.database.log().update_many(
-                query,
-                {"$set": {"mirror_state": MirrorState.PENDING, "mirror_attempts": 0}},
-            )
+        requeued = {"$set": {"mirror_state": MirrorState.PENDING, "mirror_attempts": 0}}
+        return self.database.guarded(
+            lambda: _update_both(self.database, query=query, update=requeued)
         )
-        return result.modified_count
 
     def parked_wallets(self, limit: int) -> list[WalletKey]:
         """Up to `limit` wallets with parked entries (the mirror is queued for each when

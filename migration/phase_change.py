@@ -302,6 +302,7 @@ def copy_back_tigerbeetle_writes(
             f"copying back did not finish in {COPY_BACK_ROUNDS_MAX} rounds; try again"
         )
     copied += _copy_back_captured_holds(mongo, page_rows=page_rows)
+    copied += _copy_back_released_holds(mongo)
     log.info("copied %d TigerBeetle-only writes back to MongoDB", copied)
     return copied
 
@@ -326,6 +327,22 @@ def _copy_back_captured_holds(mongo: MongoWalletStore, *, page_rows: int) -> int
     raise InvalidPhaseChange(
         f"copying back holds did not finish in {COPY_BACK_ROUNDS_MAX} rounds; try again"
     )
+
+
+def _copy_back_released_holds(mongo: MongoWalletStore) -> int:
+    """Mirrored holds (placed in phases 1-3) that MongoDB holds open and TigerBeetle released
+    in phase 4: released in MongoDB too, so neither store holds money the other freed. (One
+    that expired there expires in MongoDB no later: the cluster's timeout was what was left
+    of MongoDB's expiry, docs/holds.md.)"""
+    open_ids = mongo.open_mirrored_hold_ids()
+    copied = 0
+    for start in range(0, len(open_ids), COPY_BACK_PAGE_ROWS):
+        rows = WalletHold.objects.select_related("wallet").filter(
+            hold_id__in=open_ids[start : start + COPY_BACK_PAGE_ROWS],
+            state=WalletHold.State.RELEASED,
+        )
+        copied += sum(mongo.copy_back_resolution(hold_of_row(row)) for row in rows)
+    return copied
 
 
 def _next_copy_back_round(

@@ -423,7 +423,8 @@ def _open_holds(step: Step, outbox: MirrorOutbox) -> int | None:
     try:
         return outbox.database.guarded(
             lambda: outbox.database.holds().count_documents(
-                {"state": "open", "expires_at": {"$gt": now}}
+                # A mirrored hold (placed in dual write, open after a step back) is carried.
+                {"state": "open", "expires_at": {"$gt": now}, "mirrored": {"$ne": True}}
             )
         )
     except errors.StoreUnavailable:

@@ -58,8 +58,11 @@ def mark_resolved(
     resolution_tb_transfer_id: int,
     resolved_at: datetime,
     resolved_by: str,
+    copy_back: bool = True,
 ) -> None:
-    """TigerBeetle holds the hold's capture (`captured_minor` posted) or, None, its release."""
+    """TigerBeetle holds the hold's capture (`captured_minor` posted) or, None, its release.
+    `copy_back` False: MongoDB took the capture first (the mirror carried it), so nothing is
+    copied back."""
     assert row.state == WalletHold.State.OPEN, "only an open hold resolves"
     if captured_minor is None:
         row.state = WalletHold.State.RELEASED
@@ -68,7 +71,7 @@ def mark_resolved(
         row.state = WalletHold.State.CAPTURED
         row.captured_minor = captured_minor
         # TigerBeetle's capture posted a debit MongoDB lacks: copied back on a step back.
-        row.needs_copy_back = True
+        row.needs_copy_back = copy_back
     row.resolution_tb_transfer_id_hex = u128_to_hex(resolution_tb_transfer_id)
     row.resolved_at = resolved_at
     row.resolved_by = resolved_by

@@ -47,6 +47,8 @@ T = TypeVar("T")
 WALLETS = "payments_wallets"
 LOG = "wallet_transactions"
 HOLDS = "wallet_holds"
+# What each mirrored hold's operations did, in order (the mirror's outbox of holds).
+HOLD_EVENTS = "wallet_hold_events"
 # The fields that name a wallet, in both collections (`mongo_documents.key_filter`).
 WALLET_KEY_INDEX = [(name, 1) for name in MONGO_KEY_FIELDS]
 # However busy a wallet, a request stops retrying its write conflicts after this long.
@@ -159,6 +161,12 @@ class MongoDatabase:
         self.ensure_indexes()
         return self.db[HOLDS]
 
+    def hold_events(self) -> Collection[dict[str, Any]]:
+        """The operations of holds placed while dual write mirrors them (`wallet_hold_events`):
+        the outbox of holds, beside the transaction log's, indexed."""
+        self.ensure_indexes()
+        return self.db[HOLD_EVENTS]
+
     def ensure_indexes(self) -> None:
         """Both collections' indexes, made once per handle (creating one that exists is a
         no-op on the server)."""
@@ -188,6 +196,10 @@ class MongoDatabase:
             [*WALLET_KEY_INDEX, ("state", 1), ("expires_at", 1)], name="wallet_open_holds"
         )
         database[HOLDS].create_index([("state", 1), ("expires_at", 1)], name="holds_due")
+        database[HOLD_EVENTS].create_index(
+            [("mirror_state", 1), *WALLET_KEY_INDEX, ("wallet_seq", 1), ("hold_seq", 1)],
+            name="hold_events_outbox",
+        )
         self._indexes_ready = True
 
     def ping(self, *, timeout_s: float) -> None:

@@ -18,9 +18,16 @@ counts: every write transaction of its wallet first expires the wallet's due hol
 (`sweep_expired`) expires the rest every HOLD_SWEEP_INTERVAL_S. So expiry on MongoDB is
 enforced at the next touch of the wallet and by the sweep (docs/holds.md).
 
-A capture changes the wallet's posted amounts outside the transaction log, so it clears the
-wallet's `log_complete`: the migration's backfill then takes that wallet's opening balance
-from its document, not from its log alone.
+Mirrored holds (placed while dual write runs, phases 1-3: `mirror=True`): each operation of
+such a hold (place, capture, release, expiry) is also written, in the same transaction, as an
+event in `wallet_hold_events`, with the wallet's `wallet_seq` and `hold_seq` after it (its
+place among the wallet's log entries) and the `mirror_state` the store gives new writes: the
+outbox the migration's mirror carries into TigerBeetle (docs/holds.md, "Across the migration").
+
+A capture of a hold that is not mirrored (phase 0) changes the wallet's posted amounts outside
+the transaction log, so it clears the wallet's `log_complete`: the migration's backfill then
+takes that wallet's opening balance from its document, not from its log alone. A mirrored
+hold's capture is in the outbox, so it leaves `log_complete` as it is.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pymongo
+from bson import ObjectId
 from pymongo.client_session import ClientSession
 from pymongo.errors import DuplicateKeyError
 
@@ -39,7 +47,14 @@ from domain.holds import Hold, HoldResult, HoldState
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance, write_time
 from ledger.stores.mongo_database import MongoDatabase, Refusal
-from ledger.stores.mongo_documents import balance_of, decimal128, key_filter, key_of, minor
+from ledger.stores.mongo_documents import (
+    LogMarks,
+    balance_of,
+    decimal128,
+    key_filter,
+    key_of,
+    minor,
+)
 
 # How many wallets one sweep expires holds of; the next sweep takes the rest.
 SWEEP_WALLETS_MAX = 500
@@ -89,15 +104,20 @@ def read_balance(database: MongoDatabase, wallet: dict[str, Any]) -> WalletBalan
 
 
 def expire_due(
-    database: MongoDatabase, key: WalletKey, *, now: datetime, session: ClientSession
+    database: MongoDatabase,
+    key: WalletKey,
+    *,
+    now: datetime,
+    session: ClientSession,
+    event_mark: str,
 ) -> None:
     """Inside a write transaction of the wallet: its open holds past `expires_at` become
-    expired, and their amounts leave the wallet's `held`."""
+    expired, and their amounts leave the wallet's `held`; a mirrored one's expiry is an
+    event (`event_mark`: the mirror_state of a new event)."""
     holds = database.holds()
     due = list(
         holds.find(
             {**key_filter(key), "state": HoldState.OPEN.value, "expires_at": {"$lte": now}},
-            {"amount_minor": 1},
             session=session,
         )
     )
@@ -109,9 +129,70 @@ def expire_due(
         session=session,
     )
     total = sum(int(hold["amount_minor"]) for hold in due)
-    database.wallets().update_one(
+    wallet = database.wallets().find_one_and_update(
         key_filter(key),
         {"$inc": {"held": decimal128(-total, key.currency), "hold_seq": 1}},
+        return_document=pymongo.ReturnDocument.AFTER,
+        session=session,
+    )
+    assert wallet is not None, "a hold's wallet exists"
+    for hold in due:
+        log_hold_event(
+            database,
+            HoldEventKind.EXPIRE,
+            hold=hold,
+            wallet=wallet,
+            amount_minor=int(hold["amount_minor"]),
+            made_by="",
+            now=now,
+            event_mark=event_mark,
+            session=session,
+        )
+
+
+class HoldEventKind:
+    """The `kind` of a hold event: what the mirror does in TigerBeetle for it. Stored in every
+    event: never change one."""
+
+    PLACE = "hold_place"  # a pending transfer
+    CAPTURE = "hold_capture"  # its post (`amount_minor`: what was captured)
+    RELEASE = "hold_release"  # its void
+    EXPIRE = "hold_expire"  # its void, unless the cluster's timeout came first
+
+
+def log_hold_event(
+    database: MongoDatabase,
+    kind: str,
+    *,
+    hold: dict[str, Any],
+    wallet: dict[str, Any],
+    amount_minor: int,
+    made_by: str,
+    now: datetime,
+    event_mark: str,
+    session: ClientSession,
+) -> None:
+    """An operation of a mirrored hold (`hold`: its document), at the wallet's place after it
+    (`wallet`: the document the operation's update returned); nothing for a hold not
+    mirrored."""
+    if not hold.get("mirrored"):
+        return
+    database.hold_events().insert_one(
+        {
+            "_id": ObjectId(),
+            "kind": kind,
+            "hold_id": hold["_id"],
+            **key_filter(key_of(hold)),
+            "amount_minor": amount_minor,
+            "hold_amount_minor": int(hold["amount_minor"]),
+            "timeout_s": int(hold["timeout_s"]),
+            "expires_at": hold["expires_at"],
+            "made_by": made_by,
+            "wallet_seq": int(wallet.get("wallet_seq", 0)),
+            "hold_seq": int(wallet.get("hold_seq", 0)),
+            "mirror_state": event_mark,
+            "created_at": write_time(now),
+        },
         session=session,
     )
 
@@ -164,10 +245,12 @@ class _Answer(Exception):
 
 
 class MongoHolds:
-    """The hold operations of the MongoDB store."""
+    """The hold operations of the MongoDB store (`event_mark`: the mirror_state of a new hold
+    event, the store's `LogMarks.new_write`)."""
 
-    def __init__(self, database: MongoDatabase) -> None:
+    def __init__(self, database: MongoDatabase, *, event_mark: str) -> None:
         self.database = database
+        self.event_mark = event_mark
 
     def _mark(self, key: WalletKey) -> Callable[[], object]:
         def mark() -> object:
@@ -191,8 +274,16 @@ class MongoHolds:
         return self.database.guarded(run)
 
     def place_hold(
-        self, key: WalletKey, amount_minor: int, hold_id: str, *, timeout_s: int, made_by: str
+        self,
+        key: WalletKey,
+        amount_minor: int,
+        hold_id: str,
+        *,
+        timeout_s: int,
+        made_by: str,
+        mirror: bool = False,
     ) -> HoldResult:
+        """`mirror`: dual write carries this hold into TigerBeetle (its operations are events)."""
         assert amount_minor > 0 and timeout_s > 0, "the service validated the hold"
 
         def place(session: ClientSession) -> HoldResult:
@@ -201,7 +292,7 @@ class MongoHolds:
             if known is not None:
                 self._replay_place(known, key, amount_minor=amount_minor, timeout_s=timeout_s)
             now = datetime.now(UTC)
-            expire_due(self.database, key, now=now, session=session)
+            expire_due(self.database, key, now=now, session=session, event_mark=self.event_mark)
             wallet = wallets.find_one_and_update(
                 spendable_filter(key, amount_minor),
                 {
@@ -222,7 +313,19 @@ class MongoHolds:
             document = _hold_document(
                 hold_id, key, amount_minor, timeout_s=timeout_s, now=now, made_by=made_by
             )
+            document["mirrored"] = mirror
             holds.insert_one(document, session=session)
+            log_hold_event(
+                self.database,
+                HoldEventKind.PLACE,
+                hold=document,
+                wallet=wallet,
+                amount_minor=amount_minor,
+                made_by=made_by,
+                now=now,
+                event_mark=self.event_mark,
+                session=session,
+            )
             return HoldResult(hold=hold_of(document), balance=available_balance_of(wallet))
 
         try:
@@ -272,61 +375,12 @@ class MongoHolds:
 
     def _expire_wallet(self, key: WalletKey, *, now: datetime) -> None:
         def expire(session: ClientSession) -> None:
-            expire_due(self.database, key, now=now, session=session)
+            expire_due(self.database, key, now=now, session=session, event_mark=self.event_mark)
 
         def run() -> None:
             self.database.transaction(expire, wallet_mark=self._mark(key))
 
         self.database.guarded(run)
-
-    def copy_back_capture(self, hold: Hold) -> bool:
-        """A hold TigerBeetle captured alone (phase 4), copied back on a step back: the hold
-        as captured, and its capture's debit on the wallet, in one transaction; False when
-        MongoDB had it already. The debit is applied whatever the wallet's available credit:
-        TigerBeetle took it, and copied back after every other write it only lowers it."""
-        assert hold.state == HoldState.CAPTURED and hold.captured_minor > 0
-        key = hold.key
-
-        def copy(session: ClientSession) -> bool:
-            document = _hold_document(
-                hold.hold_id,
-                key,
-                hold.amount_minor,
-                timeout_s=hold.timeout_s,
-                now=hold.created_at,
-                made_by=hold.made_by,
-            )
-            document.update(
-                state=HoldState.CAPTURED.value,
-                captured_minor=hold.captured_minor,
-                resolved_at=hold.resolved_at,
-                resolved_by=hold.resolved_by,
-                copied_back=True,
-            )
-            self.database.holds().insert_one(document, session=session)
-            captured = hold.captured_minor
-            updated = self.database.wallets().update_one(
-                key_filter(key),
-                {
-                    "$inc": {
-                        "credit": decimal128(-captured, key.currency),
-                        "debit": decimal128(captured, key.currency),
-                        "hold_seq": 1,
-                    },
-                    "$set": {"updated_at": datetime.now(UTC)},
-                },
-                session=session,
-            )
-            assert updated.matched_count == 1, "a captured hold's wallet was copied back first"
-            return True
-
-        def run() -> bool:
-            try:
-                return self.database.transaction(copy, wallet_mark=self._mark(key))
-            except DuplicateKeyError:
-                return False
-
-        return self.database.guarded(run)
 
     # --- internals --------------------------------------------------------------------------
 
@@ -338,7 +392,7 @@ class MongoHolds:
         def resolve(session: ClientSession) -> HoldResult:
             holds = self.database.holds()
             now = datetime.now(UTC)
-            expire_due(self.database, key, now=now, session=session)
+            expire_due(self.database, key, now=now, session=session, event_mark=self.event_mark)
             document = holds.find_one({"_id": hold_id}, session=session)
             assert document is not None, "a hold is never deleted"
             wanted = None if release else (capture_minor or int(document["amount_minor"]))
@@ -361,6 +415,17 @@ class MongoHolds:
             }
             holds.update_one(
                 {"_id": hold_id, "state": HoldState.OPEN.value}, {"$set": resolved}, session=session
+            )
+            log_hold_event(
+                self.database,
+                HoldEventKind.RELEASE if wanted is None else HoldEventKind.CAPTURE,
+                hold=document,
+                wallet=wallet,
+                amount_minor=int(document["amount_minor"]) if wanted is None else wanted,
+                made_by=made_by,
+                now=now,
+                event_mark=self.event_mark,
+                session=session,
             )
             return HoldResult(
                 hold=hold_of({**document, **resolved}), balance=available_balance_of(wallet)
@@ -386,7 +451,8 @@ class MongoHolds:
         if wanted is not None:
             change["$inc"]["credit"] = decimal128(-wanted, currency)
             change["$inc"]["debit"] = decimal128(wanted, currency)
-            change["$set"]["log_complete"] = False
+            if not document.get("mirrored"):
+                change["$set"]["log_complete"] = False  # a capture no outbox carries
         wallet = self.database.wallets().find_one_and_update(
             key_filter(key), change, return_document=pymongo.ReturnDocument.AFTER, session=session
         )
@@ -464,6 +530,40 @@ class MongoHolds:
         self.database.guarded(insert)
 
 
+def _resolve_copied_back(
+    database: MongoDatabase, known: dict[str, Any], hold: Hold, *, session: ClientSession
+) -> bool:
+    """MongoDB's open hold `known` resolved as TigerBeetle resolved `hold` (a copy-back): its
+    amount leaves `held`, a capture posts its debit; False when it is not open any more."""
+    if known["state"] != HoldState.OPEN.value:
+        return False
+    key = hold.key
+    captured = hold.captured_minor if hold.state == HoldState.CAPTURED else 0
+    database.holds().update_one(
+        {"_id": hold.hold_id, "state": HoldState.OPEN.value},
+        {
+            "$set": {
+                "state": hold.state.value,
+                "captured_minor": captured,
+                "resolved_at": hold.resolved_at,
+                "resolved_by": hold.resolved_by,
+                "copied_back": True,
+            }
+        },
+        session=session,
+    )
+    change: dict[str, Any] = {"held": decimal128(-int(known["amount_minor"]), key.currency)}
+    if captured:
+        change["credit"] = decimal128(-captured, key.currency)
+        change["debit"] = decimal128(captured, key.currency)
+    database.wallets().update_one(
+        key_filter(key),
+        {"$inc": {**change, "hold_seq": 1}, "$set": {"updated_at": datetime.now(UTC)}},
+        session=session,
+    )
+    return True
+
+
 def _hold_document(
     hold_id: str,
     key: WalletKey,
@@ -489,38 +589,142 @@ def _hold_document(
     }
 
 
+class MongoHoldCopyBack:
+    """Holds TigerBeetle resolved alone in phase 4, copied into MongoDB on a step back (no
+    hold event: TigerBeetle holds them already)."""
+
+    def __init__(self, holds: MongoHolds) -> None:
+        self.database = holds.database
+        self._mark = holds._mark
+
+    def copy_back_capture(self, hold: Hold) -> bool:
+        """A hold TigerBeetle captured alone (phase 4), copied back on a step back: the hold
+        as captured, and its capture's debit on the wallet, in one transaction; False when
+        MongoDB had it already. The debit is applied whatever the wallet's available credit:
+        TigerBeetle took it, and copied back after every other write it only lowers it. A
+        mirrored hold MongoDB still holds open (placed in phases 1-3) is resolved in place
+        (`copy_back_resolution`)."""
+        assert hold.state == HoldState.CAPTURED and hold.captured_minor > 0
+        key = hold.key
+
+        def copy(session: ClientSession) -> bool:
+            known = self.database.holds().find_one({"_id": hold.hold_id}, session=session)
+            if known is not None:
+                return _resolve_copied_back(self.database, known, hold, session=session)
+            document = _hold_document(
+                hold.hold_id,
+                key,
+                hold.amount_minor,
+                timeout_s=hold.timeout_s,
+                now=hold.created_at,
+                made_by=hold.made_by,
+            )
+            document.update(
+                state=HoldState.CAPTURED.value,
+                captured_minor=hold.captured_minor,
+                resolved_at=hold.resolved_at,
+                resolved_by=hold.resolved_by,
+                copied_back=True,
+            )
+            self.database.holds().insert_one(document, session=session)
+            captured = hold.captured_minor
+            updated = self.database.wallets().update_one(
+                key_filter(key),
+                {
+                    "$inc": {
+                        "credit": decimal128(-captured, key.currency),
+                        "debit": decimal128(captured, key.currency),
+                        "hold_seq": 1,
+                    },
+                    "$set": {"updated_at": datetime.now(UTC)},
+                },
+                session=session,
+            )
+            assert updated.matched_count == 1, "a captured hold's wallet was copied back first"
+            return True
+
+        def run() -> bool:
+            try:
+                return self.database.transaction(copy, wallet_mark=self._mark(key))
+            except DuplicateKeyError:
+                return False
+
+        return self.database.guarded(run)
+
+    def copy_back_resolution(self, hold: Hold) -> bool:
+        """A mirrored hold MongoDB holds open that TigerBeetle resolved alone (phase 4),
+        resolved the same way in MongoDB on a step back, with no event (TigerBeetle holds
+        it); False when MongoDB's hold is no longer open."""
+        assert hold.state in (HoldState.CAPTURED, HoldState.RELEASED)
+
+        def copy(session: ClientSession) -> bool:
+            known = self.database.holds().find_one({"_id": hold.hold_id}, session=session)
+            if known is None:
+                return False
+            return _resolve_copied_back(self.database, known, hold, session=session)
+
+        return self.database.guarded(
+            lambda: self.database.transaction(copy, wallet_mark=self._mark(hold.key))
+        )
+
+
 class MongoHoldOperations:
     """The MongoDB store's hold operations (`MongoWalletStore` inherits them), over
     `MongoHolds` and the store's database."""
 
     database: MongoDatabase
+    marks: LogMarks
+
+    def _holds(self) -> MongoHolds:
+        return MongoHolds(self.database, event_mark=self.marks.new_write)
 
     def place_hold(
-        self, key: WalletKey, amount_minor: int, hold_id: str, *, timeout_s: int, made_by: str = ""
+        self,
+        key: WalletKey,
+        amount_minor: int,
+        hold_id: str,
+        *,
+        timeout_s: int,
+        made_by: str = "",
+        mirror: bool = False,
     ) -> HoldResult:
-        return MongoHolds(self.database).place_hold(
-            key, amount_minor, hold_id, timeout_s=timeout_s, made_by=made_by
+        """`mirror`: placed while dual write runs, so carried into TigerBeetle."""
+        return self._holds().place_hold(
+            key, amount_minor, hold_id, timeout_s=timeout_s, made_by=made_by, mirror=mirror
         )
 
     def capture_hold(
         self, hold_id: str, *, amount_minor: int | None = None, made_by: str = ""
     ) -> HoldResult:
-        return MongoHolds(self.database).capture_hold(
-            hold_id, amount_minor=amount_minor, made_by=made_by
-        )
+        return self._holds().capture_hold(hold_id, amount_minor=amount_minor, made_by=made_by)
 
     def release_hold(self, hold_id: str, *, made_by: str = "") -> HoldResult:
-        return MongoHolds(self.database).release_hold(hold_id, made_by=made_by)
+        return self._holds().release_hold(hold_id, made_by=made_by)
 
     def get_hold(self, hold_id: str) -> Hold:
-        return MongoHolds(self.database).get_hold(hold_id)
+        return self._holds().get_hold(hold_id)
 
     def sweep_expired_holds(self) -> int:
         """Expire due holds of wallets nobody touched (the beat task); wallets touched."""
-        return MongoHolds(self.database).sweep_expired()
+        return self._holds().sweep_expired()
 
     def copy_back_capture(self, hold: Hold) -> bool:
-        return MongoHolds(self.database).copy_back_capture(hold)
+        return MongoHoldCopyBack(self._holds()).copy_back_capture(hold)
+
+    def copy_back_resolution(self, hold: Hold) -> bool:
+        return MongoHoldCopyBack(self._holds()).copy_back_resolution(hold)
+
+    def open_mirrored_hold_ids(self) -> list[str]:
+        """The ids of mirrored holds MongoDB holds open (placed in dual write): what a step
+        back from phase 4 asks TigerBeetle's registry about."""
+        return self.database.guarded(
+            lambda: [
+                document["_id"]
+                for document in self.database.holds().find(
+                    {"state": HoldState.OPEN.value, "mirrored": True}, {"_id": 1}
+                )
+            ]
+        )
 
     def open_holds(self, key: WalletKey) -> list[Hold]:
         """The wallet's holds open now, oldest first (at most OPEN_HOLDS_LISTED_MAX)."""

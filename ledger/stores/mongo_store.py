@@ -79,12 +79,12 @@ def _refuse_past_balance_limit(wallet: dict[str, Any], key: WalletKey) -> None:
 
 
 def _now_with_due_holds_expired(
-    database: MongoDatabase, key: WalletKey, session: ClientSession
+    store: MongoWalletStore, key: WalletKey, session: ClientSession
 ) -> datetime:
     """Now, once the wallet's holds past their expiry no longer hold its money: the first
     step of every write transaction of a wallet (ledger.stores.mongo_holds)."""
     now = datetime.now(UTC)
-    expire_due(database, key, now=now, session=session)
+    expire_due(store.database, key, now=now, session=session, event_mark=store.marks.new_write)
     return now
 
 
@@ -191,7 +191,7 @@ class MongoWalletStore(MongoHoldOperations):
             wallets, log = self.database.wallets(), self.database.log()
             entry = _voidable_entry(log, transaction_id, session)
             key = key_of(entry)
-            now = _now_with_due_holds_expired(self.database, key, session)
+            now = _now_with_due_holds_expired(self, key, session)
             written_at = write_time(voided_at or now)
             wallet = _reverse_on_wallet(wallets, entry, key, now=now, session=session)
             balance = available_balance_of(wallet)
@@ -423,7 +423,7 @@ def _credit_in(
     """A credit inside the caller's transaction (a single write's, or a batch's)."""
     wallets, log = store.database.wallets(), store.database.log()
     _refuse_or_replay(log, session, transaction_id, TransactionKind.CREDIT, key, amount_minor)
-    now = _now_with_due_holds_expired(store.database, key, session)
+    now = _now_with_due_holds_expired(store, key, session)
     written_at = write_time(created_at or now)
     amount = decimal128(amount_minor, key.currency)
     wallet = wallets.find_one_and_update(
@@ -473,7 +473,7 @@ def _debit_in(
     """A debit inside the caller's transaction (a single write's, or a batch's)."""
     wallets, log = store.database.wallets(), store.database.log()
     _refuse_or_replay(log, session, reference_id, TransactionKind.DEBIT, key, amount_minor)
-    now = _now_with_due_holds_expired(store.database, key, session)
+    now = _now_with_due_holds_expired(store, key, session)
     written_at = write_time(created_at or now)
     wallet = _spend(wallets, key, amount_minor, now=now, session=session)
     if wallet is None:

@@ -1,7 +1,7 @@
-"""Holds across the migration phases: served by MongoDB in phase 0 and by TigerBeetle in phase
-4; refused with `holds_unavailable_in_phase` in phases 1-3, where the mirror does not carry
-them yet (docs/holds.md); a capture made in phase 0 still reaches TigerBeetle through the
-backfill of phase 1."""
+"""Holds across the migration phases: served by MongoDB in phases 0-3 (mirrored into TigerBeetle
+in 1-3: tests/migration/test_holds_in_dual_write.py) and by TigerBeetle in phase 4
+(docs/holds.md); a capture made in phase 0 still reaches TigerBeetle through the backfill of
+phase 1."""
 
 from __future__ import annotations
 
@@ -53,28 +53,6 @@ def test_in_phase_4_holds_are_served_by_tigerbeetle(stores: Stores) -> None:
     assert stores.phased.get_hold(placed).state == HoldState.CAPTURED
 
 
-@pytest.mark.parametrize("phase", [Phase.DUAL_WRITE, Phase.SHADOW_READ, Phase.READ_CUTOVER])
-def test_between_phase_0_and_4_every_hold_operation_is_refused_and_changes_nothing(
-    stores: Stores, phase: Phase
-) -> None:
-    key = new_key()
-    stores.phased.add_credit(key, 1_000, tx())
-    placed = hold_id()
-    stores.phased.place_hold(key, 400, placed, timeout_s=HOUR_S)
-    enter_phase(phase)
-
-    for operation in (
-        lambda: stores.phased.place_hold(key, 100, hold_id(), timeout_s=HOUR_S),
-        lambda: stores.phased.capture_hold(placed),
-        lambda: stores.phased.release_hold(placed),
-        lambda: stores.phased.get_hold(placed),
-    ):
-        with pytest.raises(errors.HoldsUnavailableInPhase) as refused:
-            operation()
-        assert refused.value.details == {"phase": int(phase)}
-    assert stores.mongo.get_balance(key).held_minor == 400
-
-
 def test_a_capture_in_phase_0_reaches_tigerbeetle_through_the_backfill(stores: Stores) -> None:
     key = new_key()
     stores.phased.add_credit(key, 1_000, tx())
@@ -114,9 +92,7 @@ def test_a_hold_lives_a_whole_number_of_seconds_up_to_thirty_days(
     assert stores.mongo.get_balance(key).held_minor == 0
 
 
-def test_through_the_api_a_hold_in_phase_1_is_409_holds_unavailable_in_phase(
-    stores: Stores,
-) -> None:
+def test_through_the_api_a_hold_in_phase_1_is_placed_and_reads_as_held(stores: Stores) -> None:
     api = token_api_client(HOLD_PERMISSIONS)
     key = new_key()
     stores.phased.add_credit(key, 1_000, tx())
@@ -128,9 +104,9 @@ def test_through_the_api_a_hold_in_phase_1_is_409_holds_unavailable_in_phase(
         format="json",
     )
 
-    assert response.status_code == 409
-    assert response.json()["error"]["code"] == "holds_unavailable_in_phase"
-    assert response.json()["error"]["details"] == {"phase": 1}
+    assert response.status_code == 201, response.json()
+    assert stores.mongo.get_balance(key).held_minor == 100
+    assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
 
 
 @pytest.mark.usefixtures("criteria_not_awaited")

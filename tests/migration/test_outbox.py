@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 
 from domain import errors
+from domain.ids import WalletKey
 from flags.phases import Phase
 from ledger.stores.mongo_documents import LogMarks
 from migration.outbox import (
@@ -19,7 +20,9 @@ from migration.outbox import (
     MirrorState,
     NextEntry,
     OutboxDepth,
+    OutboxEntry,
     ParkedEntry,
+    merged_in_order,
 )
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
 
@@ -176,3 +179,41 @@ def test_the_legacy_scan_reads_every_wallet_as_a_snapshot_page_by_page(stores: S
     assert snapshots[born].balance.fields_minor() == (150, 0, 150)
     assert (snapshots[legacy].wallet_seq, snapshots[legacy].log_complete) == (0, False)
     assert snapshots[legacy].balance.fields_minor() == (700, 200, 900)
+
+
+def _outbox_entry(key: WalletKey, wallet_seq: int, *, hold_seq: int = 0) -> OutboxEntry:
+    """A log entry, or with `hold_seq` a hold event, of `key` at `wallet_seq`."""
+    return OutboxEntry(
+        entry_id=f"e-{wallet_seq}-{hold_seq}",
+        kind="hold_place" if hold_seq else "credit",
+        key=key,
+        amount_minor=1,
+        wallet_seq=wallet_seq,
+        created_at=datetime.now(UTC),
+        hold_id="h" if hold_seq else "",
+        hold_seq=hold_seq,
+    )
+
+
+def test_hold_events_are_merged_after_the_log_entry_of_the_wallet_seq_they_saw() -> None:
+    key = new_key()
+    log_entries = [_outbox_entry(key, 1), _outbox_entry(key, 2)]
+    hold_events = [_outbox_entry(key, 1, hold_seq=1), _outbox_entry(key, 1, hold_seq=2)]
+
+    merged = merged_in_order(
+        log_entries=log_entries, hold_events=hold_events, limit=10, log_cut=False, holds_cut=False
+    )
+
+    assert [(e.wallet_seq, e.hold_seq) for e in merged] == [(1, 0), (1, 1), (1, 2), (2, 0)]
+
+
+def test_a_read_cut_at_its_limit_keeps_the_other_reads_later_entries_for_the_next_run() -> None:
+    key = new_key()
+    log_entries = [_outbox_entry(key, 1)]  # cut: entry 2 and later were not read
+    hold_events = [_outbox_entry(key, 1, hold_seq=1), _outbox_entry(key, 2, hold_seq=2)]
+
+    merged = merged_in_order(
+        log_entries=log_entries, hold_events=hold_events, limit=10, log_cut=True, holds_cut=False
+    )
+
+    assert [(e.wallet_seq, e.hold_seq) for e in merged] == [(1, 0)]
