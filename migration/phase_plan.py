@@ -816,9 +816,9 @@ def _holds_left_in_tigerbeetle(facts: StepFacts) -> list[str]:
     if not facts.open_holds:
         return []
     return [
-        f"{facts.open_holds} holds open on TigerBeetle stay there, not copied back "
-        "(docs/holds.md): their money stays held in TigerBeetle, they cannot be captured or "
-        "released until phase 4 again, and they expire by themselves."
+        f"{facts.open_holds} holds open on TigerBeetle are copied back to MongoDB as open "
+        "holds with the cluster's expiry (docs/holds.md): captured or released in phase 3, "
+        "the mirror carries it into TigerBeetle."
     ]
 
 

@@ -667,6 +667,46 @@ class MongoHoldCopyBack:
             lambda: self.database.transaction(copy, wallet_mark=self._mark(hold.key))
         )
 
+    def copy_back_open(self, hold: Hold) -> bool:
+        """A hold TigerBeetle holds open (placed in phase 4), copied back on a step back: the
+        hold as open, mirrored (its capture, release or expiry in phases 1-3 is an event the
+        mirror sends as an ordinary post or void of its pending transfer), with the expiry
+        the cluster gives it, and its amount held on the wallet; False when MongoDB has it."""
+        assert hold.state == HoldState.OPEN
+        key = hold.key
+
+        def copy(session: ClientSession) -> bool:
+            if self.database.holds().find_one({"_id": hold.hold_id}, session=session):
+                return False
+            document = _hold_document(
+                hold.hold_id,
+                key,
+                hold.amount_minor,
+                timeout_s=hold.timeout_s,
+                now=hold.created_at,
+                made_by=hold.made_by,
+            )
+            document.update(expires_at=hold.expires_at, mirrored=True, copied_back=True)
+            self.database.holds().insert_one(document, session=session)
+            updated = self.database.wallets().update_one(
+                key_filter(key),
+                {
+                    "$inc": {"held": decimal128(hold.amount_minor, key.currency), "hold_seq": 1},
+                    "$set": {"updated_at": datetime.now(UTC)},
+                },
+                session=session,
+            )
+            assert updated.matched_count == 1, "an open hold's wallet was copied back first"
+            return True
+
+        def run() -> bool:
+            try:
+                return self.database.transaction(copy, wallet_mark=self._mark(key))
+            except DuplicateKeyError:
+                return False
+
+        return self.database.guarded(run)
+
 
 class MongoHoldOperations:
     """The MongoDB store's hold operations (`MongoWalletStore` inherits them), over
@@ -713,6 +753,9 @@ class MongoHoldOperations:
 
     def copy_back_resolution(self, hold: Hold) -> bool:
         return MongoHoldCopyBack(self._holds()).copy_back_resolution(hold)
+
+    def copy_back_open(self, hold: Hold) -> bool:
+        return MongoHoldCopyBack(self._holds()).copy_back_open(hold)
 
     def open_mirrored_hold_ids(self) -> list[str]:
         """The ids of mirrored holds MongoDB holds open (placed in dual write): what a step

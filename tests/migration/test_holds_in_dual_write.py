@@ -242,3 +242,44 @@ def test_a_dual_write_hold_released_in_phase_4_is_released_in_mongodb_after_step
     assert stores.mongo.get_balance(key).held_minor == 0
     assert stores.mongo.get_balance(key) == stores.tigerbeetle.get_balance(key)
     assert stores.phased.get_hold(placed).state == HoldState.RELEASED
+
+
+@pytest.mark.usefixtures("criteria_not_awaited")
+def test_a_phase_4_hold_copied_back_is_captured_in_phase_3_by_an_ordinary_post(
+    stores: Stores, sent: list[Transfer]
+) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    _into_phase_4(stores)
+    placed = hold_id()
+    stores.phased.place_hold(key, 400, placed, timeout_s=HOUR_S)
+    change_phase(Phase.READ_CUTOVER, "tester", stores.mongo, stores.batches)
+    cluster_expiry = WalletHold.objects.get(hold_id=placed).expires_at
+
+    stores.phased.capture_hold(placed, amount_minor=300)
+    stores.mirror().drain()
+
+    assert stores.mongo.get_hold(placed).expires_at == cluster_expiry
+    assert stores.tigerbeetle.get_balance(key).fields_minor() == (700, 300, 1_000)
+    assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
+    assert sent[-1].flags == TransferFlags.POST_PENDING_TRANSFER  # not imported
+
+
+@pytest.mark.usefixtures("criteria_not_awaited")
+def test_a_phase_4_hold_copied_back_is_released_in_phase_4_again(stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    _into_phase_4(stores)
+    placed = hold_id()
+    stores.phased.place_hold(key, 400, placed, timeout_s=HOUR_S)
+    change_phase(Phase.READ_CUTOVER, "tester", stores.mongo, stores.batches)
+    change_phase(Phase.TIGERBEETLE_ONLY, "tester", stores.mongo, stores.batches)
+
+    stores.phased.release_hold(placed)
+    change_phase(Phase.READ_CUTOVER, "tester", stores.mongo, stores.batches)
+
+    assert stores.mongo.get_balance(key).fields_minor() == (1_000, 0, 1_000)
+    assert stores.mongo.get_balance(key) == stores.tigerbeetle.get_balance(key)
+    assert stores.phased.get_hold(placed).state == HoldState.RELEASED
