@@ -471,6 +471,7 @@ class Backfill:
         entries = self.outbox.backfilled_entries(opening_seqs)  # one read for both
         self._register_covered_transactions(entries)
         self.outbox.release(entries)
+        self.outbox.release_hold_events({w.key: int(w.opening_hold_seq or 0) for w in wallets})
         report.imported += len(wallets)
 
 
@@ -576,6 +577,9 @@ def _imported(
         tb_account_id=account_ids[key],
         ledger=ledger_for_currency(key.currency),
         opening_seq=adopted.get(key, snapshot.wallet_seq),
+        # Also for an adopted import: no hold event of a legacy wallet is written between
+        # dual write's start and its import (migration/routing.py, docs/holds.md).
+        opening_hold_seq=snapshot.hold_seq,
         opening_credits_minor=credits,
         opening_debits_minor=debits,
     )

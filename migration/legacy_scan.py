@@ -31,6 +31,7 @@ class WalletSnapshot:
     # What the document records as held (its open holds, expired ones included until a write
     # or the sweep marks them): 0 means no hold is open. `balance` is the posted balance.
     recorded_held_minor: int = 0
+    hold_seq: int = 0  # the wallet's hold_seq: its hold events up to it are in this read
 
 
 def snapshot_of(document: dict[str, Any]) -> WalletSnapshot:
@@ -41,6 +42,7 @@ def snapshot_of(document: dict[str, Any]) -> WalletSnapshot:
         created_at=document.get("created_at"),
         log_complete=bool(document.get("log_complete", False)),
         recorded_held_minor=held_minor(document, balance.key),
+        hold_seq=int(document.get("hold_seq", 0)),
     )
 
 

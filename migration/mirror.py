@@ -175,11 +175,7 @@ class Mirror:
             wallet = wallets[entry.key]
             if wallet is None:
                 awaiting.append(entry)
-            elif (
-                not entry.is_hold_event  # placed after the wallet reached TigerBeetle
-                and wallet.opening_seq is not None
-                and entry.wallet_seq <= wallet.opening_seq
-            ):
+            elif _covered_by_import(entry, wallet):
                 covered.append(entry.entry_id)
             else:
                 to_send.append(entry)
@@ -300,11 +296,14 @@ class Mirror:
         """Park a legacy wallet's entries until its import; if the import finished while
         this run looked, release them here (the backfill's own release may have run first)."""
         self.outbox.mark([e.entry_id for e in entries], MirrorState.AWAITING_BACKFILL)
-        keys = {e.key for e in entries}
+        rows = account_registry.rows_by_key({e.key for e in entries})
         self.outbox.release_backfilled(
+            {key: row.opening_seq for key, row in rows.items() if row.opening_seq is not None}
+        )
+        self.outbox.release_hold_events(
             {
-                key: row.opening_seq
-                for key, row in account_registry.rows_by_key(keys).items()
+                key: row.opening_hold_seq or 0
+                for key, row in rows.items()
                 if row.opening_seq is not None
             }
         )
@@ -409,6 +408,14 @@ class Mirror:
         report.parked += len(give_up)
         report.errors.append(error)
         log.warning("mirror: %d entries not applied: %s", len(entries), error)
+
+
+def _covered_by_import(entry: OutboxEntry, wallet: WalletAccount) -> bool:
+    """Whether the wallet's import (its opening balance) already holds the entry: a log
+    entry up to its opening_seq, a hold event up to its opening_hold_seq."""
+    if entry.is_hold_event:
+        return wallet.opening_hold_seq is not None and entry.hold_seq <= wallet.opening_hold_seq
+    return wallet.opening_seq is not None and entry.wallet_seq <= wallet.opening_seq
 
 
 def _count_applied(entry: OutboxEntry) -> None:

@@ -324,6 +324,17 @@ def _set_outside_share(database: MongoDatabase, entries: Sequence[OutboxEntry]) 
         collection.bulk_write(requests, ordered=False)
 
 
+def _release_hold_events(database: MongoDatabase, opening_hold_seqs: dict[WalletKey, int]) -> None:
+    events = database.hold_events()
+    for key, hold_seq in opening_hold_seqs.items():
+        waiting = {**key_filter(key), "mirror_state": {"$in": _RELEASED_STATES}}
+        for state, seqs in (
+            (MirrorState.COVERED, {"$lte": hold_seq}),
+            (MirrorState.PENDING, {"$gt": hold_seq}),
+        ):
+            events.update_many({**waiting, "hold_seq": seqs}, {"$set": {"mirror_state": state}})
+
+
 def _read_pending(
     collection: Any,
     *,
@@ -568,6 +579,12 @@ class MirrorOutbox:
                 self._update_each(entries.after, {"$set": {"mirror_state": MirrorState.PENDING}})
 
         self.database.guarded(write)
+
+    def release_hold_events(self, opening_hold_seqs: dict[WalletKey, int]) -> None:
+        """After the backfill imported wallets: their waiting hold events up to the snapshot's
+        hold_seq are in the import (`covered`), later ones go to the mirror."""
+        if opening_hold_seqs:
+            self.database.guarded(lambda: _release_hold_events(self.database, opening_hold_seqs))
 
     def requeue_parked(self, keys: Sequence[WalletKey] | None = None) -> int:
         """Support's retry of parked entries (after fixing what refused them)."""

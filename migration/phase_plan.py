@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -45,10 +46,12 @@ from django.utils import timezone
 from domain import errors
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase, current_state, state_for_phase
+from ledger.stores.mongo_documents import MONGO_KEY_FIELDS, key_of
 from migration import criteria
 from migration.criteria import OpenMismatches, OutboxDepth, StepCriterion, outbox_depth_of
 from migration.legacy_cases import REASON_LENGTH_MIN
 from migration.outbox import MirrorOutbox
+from registry import accounts as account_registry
 from registry.models import WalletHold, WalletTransfer
 
 OVERRIDE_PERMISSION = "flags.override_phase_criterion"
@@ -421,14 +424,32 @@ def _open_holds(step: Step, outbox: MirrorOutbox) -> int | None:
     if not step.starts_dual_write:
         return 0
     try:
-        return outbox.database.guarded(
-            lambda: outbox.database.holds().count_documents(
-                # A mirrored hold (placed in dual write, open after a step back) is carried.
-                {"state": "open", "expires_at": {"$gt": now}, "mirrored": {"$ne": True}}
-            )
-        )
+        return _uncarried_open_holds(outbox, now=now)
     except errors.StoreUnavailable:
         return None
+
+
+def _uncarried_open_holds(outbox: MirrorOutbox, *, now: datetime) -> int:
+    """MongoDB's open holds no outbox carries into TigerBeetle: those of a legacy wallet the
+    backfill has not imported (its opening balance holds posted amounts only), and any
+    written without events (before holds were mirrored). A hold of a wallet born with the
+    log is carried by the mirror, from the wallet's first entry on."""
+    database = outbox.database
+    found = database.guarded(
+        lambda: list(
+            database.holds().find(
+                {"state": "open", "expires_at": {"$gt": now}},
+                {"mirrored": 1, **dict.fromkeys(MONGO_KEY_FIELDS, 1)},
+            )
+        )
+    )
+    keys = {key_of(hold) for hold in found}
+    carried = outbox.complete_logs(keys) | {
+        key
+        for key, row in account_registry.rows_by_key(keys).items()
+        if row.opening_seq is not None
+    }
+    return sum(1 for hold in found if not hold.get("mirrored") or key_of(hold) not in carried)
 
 
 def plan_phase_change(
@@ -533,9 +554,10 @@ def _open_holds_refusal(open_holds: int | None) -> str:
     if open_holds is None:
         return "MongoDB does not answer: its open holds cannot be counted; try again."
     return (
-        f"{open_holds} holds are open on MongoDB: the mirror does not carry holds yet, so "
-        "they could be neither captured nor released in phases 1-3 nor found in phase 4. "
-        "Let them be captured, released or expire (30 days at most), then try again."
+        f"{open_holds} holds are open on MongoDB on legacy wallets the backfill has not "
+        "imported yet: the backfill imports posted amounts only, so TigerBeetle would lack "
+        "them (docs/holds.md). Let them be captured, released or expire (30 days at most), "
+        "then try again."
     )
 
 

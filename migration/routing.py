@@ -339,9 +339,9 @@ class PhasedWalletStore:
         on_mongo: Callable[[bool], HoldResult],
         on_tigerbeetle: Callable[[], HoldResult],
     ) -> HoldResult:
-        """A hold operation, under the write lock like every write. Phases 1-3 write it to
-        MongoDB with an event the mirror carries into TigerBeetle (`on_mongo(True)`: dual
-        write runs), as every write of those phases; docs/holds.md."""
+        """A hold operation, under the write lock like every write. Phases 0-3 write it to
+        MongoDB with an event the mirror carries into TigerBeetle (`on_mongo(True)`), as every
+        write of those phases; docs/holds.md."""
         with write_admitted() as admitted:
             state = current_state() if admitted else None
             if state is None or state.writes_paused:
@@ -349,7 +349,9 @@ class PhasedWalletStore:
             if not state.writes_to_mongo:
                 return _timed(operation, store="tigerbeetle", call=on_tigerbeetle)
             dual_write = state.phase != Phase.LEGACY
-            result = _timed(operation, store="mongo", call=lambda: on_mongo(dual_write))
+            # Every hold MongoDB takes is mirrored (its events wait in phase 0 as log entries
+            # do), so a wallet born with the log carries its phase-0 holds too.
+            result = _timed(operation, store="mongo", call=lambda: on_mongo(True))
         key = result.hold.key
         if dual_write and not result.replayed and state.mirrors_wallets_of(key.client_id):
             self._mirror_soon(key)
@@ -379,7 +381,8 @@ class PhasedWalletStore:
         self, key: WalletKey, amount_minor: int, hold_id: str, *, timeout_s: int, made_by: str = ""
     ) -> HoldResult:
         def on_mongo(mirror: bool) -> HoldResult:
-            self._refuse_hold_on_uncarried_wallet(key, mirror)
+            if current_state().phase != Phase.LEGACY:
+                self._refuse_hold_on_uncarried_wallet(key, mirror)
             return self.mongo.place_hold(
                 key, amount_minor, hold_id, timeout_s=timeout_s, made_by=made_by, mirror=mirror
             )

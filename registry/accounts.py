@@ -169,6 +169,8 @@ class ImportedWallet:
     tb_account_id: int
     ledger: int
     opening_seq: int
+    # The wallet's hold_seq in the same snapshot: its hold events up to it are covered.
+    opening_hold_seq: int | None = None
     # What its opening pair posted; None when not known (an import an earlier run made).
     opening_credits_minor: int | None = None
     opening_debits_minor: int | None = None
@@ -194,12 +196,19 @@ def record_imported(
             current = existing_rows.get(wallet.key)
             if current is not None and current.opening_seq is None:
                 current.opening_seq, current.imported_at = wallet.opening_seq, imported_at
+                current.opening_hold_seq = wallet.opening_hold_seq
                 current.opening_credits_minor = wallet.opening_credits_minor
                 current.opening_debits_minor = wallet.opening_debits_minor
                 unfinished.append(current)
         WalletAccount.objects.bulk_update(
             unfinished,
-            ["opening_seq", "imported_at", "opening_credits_minor", "opening_debits_minor"],
+            [
+                "opening_seq",
+                "opening_hold_seq",
+                "imported_at",
+                "opening_credits_minor",
+                "opening_debits_minor",
+            ],
         )
 
 
@@ -210,6 +219,7 @@ _IMPORTED_FIELDS = (  # a row's own values; nonce and the two timestamps are one
     "tb_account_id_hex",
     "ledger",
     "opening_seq",
+    "opening_hold_seq",
     "opening_credits_minor",
     "opening_debits_minor",
 )
@@ -231,6 +241,7 @@ def _new_rows(
             u128_to_hex(wallet.tb_account_id),
             wallet.ledger,
             wallet.opening_seq,
+            wallet.opening_hold_seq,
             wallet.opening_credits_minor,
             wallet.opening_debits_minor,
         )

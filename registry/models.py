@@ -107,6 +107,14 @@ class WalletAccount(models.Model):
             "S for a backfilled wallet (its opening balance), 0 for one born with the log"
         ),
     )
+    opening_hold_seq = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text=(
+            "up to which MongoDB hold_seq the wallet's hold events are in its import (the "
+            "backfill's snapshot): the mirror covers those, none for a wallet born with the log"
+        ),
+    )
     imported_at = models.DateTimeField(null=True, blank=True, help_text="when the backfill ran")
     opening_credits_minor = models.BigIntegerField(
         null=True,

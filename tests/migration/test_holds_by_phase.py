@@ -20,7 +20,7 @@ from migration.phase_change import change_phase
 from migration.phase_plan import plan_phase_change
 from tests.api.test_hold_api import HOLD_PERMISSIONS
 from tests.conftest import token_api_client
-from tests.migration.conftest import Stores, enter_phase, new_key, tx
+from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
 
 HOUR_S = 3600
 
@@ -110,19 +110,57 @@ def test_through_the_api_a_hold_in_phase_1_is_placed_and_reads_as_held(stores: S
 
 
 @pytest.mark.usefixtures("criteria_not_awaited")
-def test_dual_write_does_not_start_while_mongodb_holds_an_open_hold(stores: Stores) -> None:
+def test_dual_write_starts_with_open_holds_on_wallets_born_with_the_log_and_carries_them(
+    stores: Stores,
+) -> None:
     key = new_key()
     stores.phased.add_credit(key, 1_000, tx())
+    stores.phased.place_hold(key, 400, hold_id(), timeout_s=HOUR_S)
+
+    change_phase(Phase.DUAL_WRITE, "tester", stores.mongo, stores.batches)
+    stores.mirror().drain()
+
+    assert current_state().phase == Phase.DUAL_WRITE
+    assert stores.tigerbeetle.get_balance(key).held_minor == 400
+    assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
+
+
+@pytest.mark.usefixtures("criteria_not_awaited")
+def test_dual_write_does_not_start_while_a_legacy_wallet_not_imported_holds_an_open_hold(
+    stores: Stores,
+) -> None:
+    key = new_key()
+    legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
     placed = hold_id()
     stores.phased.place_hold(key, 400, placed, timeout_s=HOUR_S)
 
-    with pytest.raises(InvalidPhaseChange, match="1 holds are open on MongoDB"):
+    with pytest.raises(InvalidPhaseChange, match="1 holds are open on MongoDB on legacy"):
         change_phase(Phase.DUAL_WRITE, "tester", stores.mongo, stores.batches)
     assert current_state().phase == Phase.LEGACY
 
     stores.phased.release_hold(placed)
     change_phase(Phase.DUAL_WRITE, "tester", stores.mongo, stores.batches)
     assert current_state().phase == Phase.DUAL_WRITE
+
+
+def test_a_legacy_wallets_phase_0_holds_are_covered_by_its_import(stores: Stores) -> None:
+    key = new_key()
+    legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
+    captured, released = hold_id(), hold_id()
+    stores.phased.place_hold(key, 400, captured, timeout_s=HOUR_S)
+    stores.phased.place_hold(key, 100, released, timeout_s=HOUR_S)
+    stores.phased.capture_hold(captured, amount_minor=250)
+    stores.phased.release_hold(released)
+    enter_phase(Phase.DUAL_WRITE)
+    report = stores.mirror().drain()  # the events wait for the import
+
+    Backfill(stores.scan, stores.outbox, stores.batches).run(progress=False)
+    after = stores.mirror().drain()
+
+    assert report.parked == after.parked == 0
+    assert stores.tigerbeetle.get_balance(key).fields_minor() == (750, 250, 1_000)
+    assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
+    assert not stores.outbox.has_unmirrored(key)
 
 
 @pytest.mark.usefixtures("criteria_not_awaited")

@@ -5,6 +5,7 @@ both stores answer the same balance, `held` included."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from flags.models import Milestone
 from flags.phases import Phase
 from migration.phase_change import change_phase
 from registry.models import WalletHold
+from tests.concurrency import run_concurrently
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
 
 HOUR_S = 3600
@@ -205,8 +207,8 @@ def _into_phase_4(stores: Stores) -> None:
 
 
 @pytest.mark.usefixtures("criteria_not_awaited")
-@pytest.mark.parametrize("phase", DUAL_WRITE_PHASES)
-def test_a_hold_placed_in_dual_write_is_captured_in_phase_4_and_agrees_after_stepping_back(
+@pytest.mark.parametrize("phase", [Phase.LEGACY, *DUAL_WRITE_PHASES])
+def test_a_hold_placed_in_phases_0_to_3_is_captured_in_phase_4_and_agrees_after_stepping_back(
     stores: Stores, phase: Phase
 ) -> None:
     enter_phase(phase)
@@ -283,3 +285,65 @@ def test_a_phase_4_hold_copied_back_is_released_in_phase_4_again(stores: Stores)
     assert stores.mongo.get_balance(key).fields_minor() == (1_000, 0, 1_000)
     assert stores.mongo.get_balance(key) == stores.tigerbeetle.get_balance(key)
     assert stores.phased.get_hold(placed).state == HoldState.RELEASED
+
+
+@pytest.mark.usefixtures("criteria_not_awaited")
+def test_the_whole_walk_sends_no_imported_post_or_void_of_a_pending_transfer(
+    stores: Stores, sent: list[Transfer]
+) -> None:
+    legacy, born = new_key(), new_key()
+    legacy_wallet(stores, legacy, credit_minor=1_000, debit_minor=0)
+    stores.phased.add_credit(born, 1_000, tx())
+    phase_0 = hold_id()
+    stores.phased.place_hold(born, 100, phase_0, timeout_s=HOUR_S)
+    enter_phase(Phase.DUAL_WRITE)
+    stores.runtime.backfill().run(progress=False)
+    phase_1 = hold_id()
+    stores.phased.place_hold(legacy, 200, phase_1, timeout_s=HOUR_S)
+    _into_phase_4(stores)
+    phase_4 = hold_id()
+    stores.phased.place_hold(legacy, 300, phase_4, timeout_s=HOUR_S)
+    stores.phased.capture_hold(phase_0)
+    change_phase(Phase.READ_CUTOVER, "tester", stores.mongo, stores.batches)
+    stores.phased.capture_hold(phase_1)
+    stores.phased.release_hold(phase_4)
+    stores.mirror().drain()
+
+    resolving = TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER
+    imported = [t for t in sent if t.flags & TransferFlags.IMPORTED]
+    assert imported  # the backfill's opening balance
+    assert not [t for t in imported if t.flags & (resolving | TransferFlags.PENDING)]
+    for key in (legacy, born):
+        assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
+
+
+@pytest.mark.parametrize("phase", DUAL_WRITE_PHASES)
+def test_racing_holds_and_debits_in_dual_write_never_overdraw_and_both_stores_agree(
+    committed_stores: Stores, phase: Phase
+) -> None:
+    stores = committed_stores
+    enter_phase(phase)
+    key = new_key()
+    stores.phased.add_credit(key, 5_000, tx())
+    accepted: list[int] = []
+    lock = threading.Lock()
+
+    def hold_or_debit(index: int) -> None:
+        try:
+            if index % 2:
+                stores.phased.place_hold(key, 1_000, hold_id(), timeout_s=HOUR_S)
+            else:
+                stores.phased.subtract_credit(key, 1_000, tx())
+        except errors.InsufficientFunds:
+            return
+        with lock:
+            accepted.append(index)
+
+    run_concurrently(hold_or_debit, range(16), workers=8)
+    report = stores.mirror().drain()
+
+    balance = stores.mongo.get_balance(key)
+    assert len(accepted) == 5 and balance.credit_minor == 0
+    assert balance.held_minor + balance.debit_minor == 5_000
+    assert report.parked == 0
+    assert stores.tigerbeetle.get_balance(key) == balance
