@@ -347,3 +347,20 @@ def test_racing_holds_and_debits_in_dual_write_never_overdraw_and_both_stores_ag
     assert balance.held_minor + balance.debit_minor == 5_000
     assert report.parked == 0
     assert stores.tigerbeetle.get_balance(key) == balance
+
+
+def test_the_sweeps_expiry_on_mongodb_is_mirrored_and_frees_tigerbeetles_held_amount(
+    stores: Stores,
+) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    placed = hold_id()
+    stores.phased.place_hold(key, 400, placed, timeout_s=HOUR_S)
+    _move_mongo_expiry(stores, placed, datetime.now(UTC) - timedelta(seconds=1))
+
+    stores.mongo.sweep_expired_holds()
+    stores.mirror().drain()
+
+    assert stores.tigerbeetle.get_balance(key).held_minor == 0
+    assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
