@@ -617,8 +617,11 @@ class MirrorOutbox:
 
         def read() -> OutboxDepth:
             log = self.database.log()
-            counts = {
-                state: log.count_documents({"mirror_state": state})
+            counts = {  # both outboxes: the log's entries and the hold events
+                state: sum(
+                    collection.count_documents({"mirror_state": state})
+                    for collection in (log, self.database.hold_events())
+                )
                 for state in (*WAITING_STATES, MirrorState.OUTSIDE_SHARE)
             }
             oldest = log.find_one(

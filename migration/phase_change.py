@@ -360,7 +360,10 @@ def _copy_back_open_holds(mongo: MongoWalletStore, *, page_rows: int) -> int:
         )
         if not rows:
             return copied
-        copied += sum(mongo.copy_back_open(hold_of_row(row)) for row in rows)
+        known = mongo.known_hold_ids([row.hold_id for row in rows])  # one read a page
+        copied += sum(
+            mongo.copy_back_open(hold_of_row(row)) for row in rows if row.hold_id not in known
+        )
         after_pk = rows[-1].pk
     raise InvalidPhaseChange(
         f"copying back holds did not finish in {COPY_BACK_ROUNDS_MAX} rounds; try again"

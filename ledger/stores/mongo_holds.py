@@ -757,6 +757,15 @@ class MongoHoldOperations:
     def copy_back_open(self, hold: Hold) -> bool:
         return MongoHoldCopyBack(self._holds()).copy_back_open(hold)
 
+    def known_hold_ids(self, hold_ids: list[str]) -> set[str]:
+        """Which of these hold ids MongoDB has a hold of."""
+        return self.database.guarded(
+            lambda: {
+                document["_id"]
+                for document in self.database.holds().find({"_id": {"$in": hold_ids}}, {"_id": 1})
+            }
+        )
+
     def open_mirrored_hold_ids(self) -> list[str]:
         """The ids of mirrored holds MongoDB holds open (placed in dual write): what a step
         back from phase 4 asks TigerBeetle's registry about."""

@@ -217,3 +217,11 @@ def test_a_read_cut_at_its_limit_keeps_the_other_reads_later_entries_for_the_nex
     )
 
     assert [(e.wallet_seq, e.hold_seq) for e in merged] == [(1, 0)]
+
+
+def test_the_outbox_depth_counts_hold_events_waiting_for_the_mirror(stores: Stores) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    stores.phased.place_hold(key, 100, f"hold-{tx()}", timeout_s=3600)  # phase 0: both wait
+
+    assert stores.outbox.depth().pending == 2
