@@ -19,7 +19,9 @@ from domain import errors
 from domain.holds import HoldState
 from flags.models import Milestone
 from flags.phases import Phase
+from migration.models import ShadowComparison
 from migration.phase_change import change_phase
+from migration.shadow import compare_shadow_read
 from registry.models import WalletHold
 from tests.concurrency import run_concurrently
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
@@ -364,3 +366,33 @@ def test_the_sweeps_expiry_on_mongodb_is_mirrored_and_frees_tigerbeetles_held_am
 
     assert stores.tigerbeetle.get_balance(key).held_minor == 0
     assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
+
+
+def test_a_shadow_read_of_a_wallet_with_an_open_hold_matches(stores: Stores) -> None:
+    enter_phase(Phase.SHADOW_READ, shadow_percent=100)
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    stores.phased.place_hold(key, 400, hold_id(), timeout_s=HOUR_S)
+
+    assert stores.phased.get_balance(key).held_minor == 400
+
+    comparison = ShadowComparison.objects.filter(client_id=key.client_id).latest("pk")
+    assert comparison.outcome == ShadowComparison.Outcome.MATCH
+
+
+def test_a_shadow_read_that_a_capture_at_the_same_wallet_seq_may_follow_is_skipped(
+    stores: Stores,
+) -> None:
+    enter_phase(Phase.SHADOW_READ)
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    placed = hold_id()
+    stores.phased.place_hold(key, 400, placed, timeout_s=HOUR_S)
+    read, wallet_seq = stores.mongo.get_balance_and_seq(key)
+    stores.phased.capture_hold(placed)  # after the read, at the same wallet_seq
+
+    comparison = compare_shadow_read(
+        read, wallet_seq, stores.outbox, stores.tigerbeetle, stores.batches
+    )
+
+    assert comparison.outcome == ShadowComparison.Outcome.SKIPPED
