@@ -27,12 +27,14 @@ from domain.ids import IdSpace, WalletKey
 from domain.wallets import time_of_tb_timestamp, write_time
 from ledger.batches import LedgerBatches
 from ledger.history import transfers_by_id
+from ledger.stores.mongo_holds import HoldEventKind
 from ledger.tb_model import hold_late_capture, hold_resolution, hold_transfer
 from migration.outbox import OutboxEntry
 from registry import holds as hold_registry
 from registry.models import WalletAccount, WalletHold
 
-PLACE, CAPTURE, RELEASE, EXPIRE = "hold_place", "hold_capture", "hold_release", "hold_expire"
+PLACE, CAPTURE = HoldEventKind.PLACE, HoldEventKind.CAPTURE
+RELEASE, EXPIRE = HoldEventKind.RELEASE, HoldEventKind.EXPIRE
 _NS_PER_S = 1_000_000_000
 _CREATED = {CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS}
 # A place sent again by a later run carries a later timeout: the cluster holds the first one.

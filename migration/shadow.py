@@ -22,6 +22,7 @@ from flags.phases import current_state
 from ledger import history, metrics
 from ledger.batches import LedgerBatches
 from ledger.stores.mongo_documents import key_filter
+from ledger.stores.mongo_holds import HoldEventKind
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
 from migration import alerts
 from migration.legacy_cases import AcknowledgedCases
@@ -167,7 +168,7 @@ def _posted(balance: WalletBalance) -> tuple[int, int, int]:
 def _captured_at(outbox: MirrorOutbox, key: WalletKey, wallet_seq: int) -> bool:
     """Whether a hold of the wallet was captured at `wallet_seq` (a capture moves posted
     amounts but not wallet_seq, so the read may stand before or after it)."""
-    query = {**key_filter(key), "wallet_seq": wallet_seq, "kind": "hold_capture"}
+    query = {**key_filter(key), "wallet_seq": wallet_seq, "kind": HoldEventKind.CAPTURE}
     return outbox.database.guarded(
         lambda: outbox.database.hold_events().find_one(query, {"_id": 1}) is not None
     )

@@ -221,3 +221,22 @@ def test_a_hold_captured_in_phase_4_is_in_mongodb_after_stepping_back(stores: St
         250,
         "payments",
     )
+
+
+def test_through_the_api_a_hold_on_a_legacy_wallet_awaiting_its_import_is_409(
+    stores: Stores,
+) -> None:
+    api = token_api_client(HOLD_PERMISSIONS)
+    key = new_key()
+    legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
+    enter_phase(Phase.READ_CUTOVER)
+
+    response = api.post(
+        f"/api/clients/{key.client_id}/wallets/USA/USD/holds",
+        {"hold_id": hold_id(), "amount": "1.00", "expires_in_s": 60},
+        format="json",
+    )
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "holds_unavailable_in_phase"
+    assert response.json()["error"]["details"] == {"phase": 3, "reason": "awaiting_backfill"}
