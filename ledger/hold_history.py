@@ -45,7 +45,9 @@ class Expiry:
             transaction_id=None,
             kind=PointKind.EXPIRE,
             amount_minor=self.row.amount_minor,
-            created_at=self.row.expires_at,
+            # MongoDB's expiry when the mirror carried one (the cluster's timeout, a whole
+            # second, may come up to a second later), else the cluster's.
+            created_at=self.row.resolved_at or self.row.expires_at,
             balance=balance,
             hold_id=self.row.hold_id,
         )
