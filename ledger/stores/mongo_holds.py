@@ -20,9 +20,12 @@ enforced at the next touch of the wallet and by the sweep (docs/holds.md).
 
 Every hold event (placed, captured, released, expired) is logged in the transaction log in
 the same transaction, with the wallet's next `wallet_seq` and its balance after (held
-included), as credits and debits are: the wallet's balance history reads it
-(`mongo_history`), and the mirror carries it (`migration.mirror`), so a capture keeps the
-log complete (`log_complete`).
+included), as credits and debits are, in every phase: the wallet's balance history reads it
+(`mongo_history`), and the mirror carries it (`migration.mirror`, `migration.hold_mirror`) in
+the wallet's order with its other writes, so a capture keeps the log complete (`log_complete`)
+and no second outbox is needed (`HoldEventKind`: what each entry asks TigerBeetle for).
+Holds TigerBeetle placed or resolved alone in phase 4 are copied back on a step back
+(`MongoHoldCopyBack`), each logged as copied back (never sent again).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from django.utils import timezone
 from tigerbeetle import Transfer, TransferFlags
 
 from domain import errors
+from domain.history import HistoryQuery, PointKind
 from domain.holds import HoldState
 from flags.models import Milestone
 from flags.phases import Phase
@@ -150,6 +151,28 @@ def test_a_capture_mirrored_after_the_cluster_expired_the_hold_is_posted_as_a_pl
     assert stores.tigerbeetle.get_balance(key).fields_minor() == (700, 300, 1_000)
     assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
     assert sent[-1].flags == TransferFlags.NONE and sent[-1].amount == 300
+
+
+def test_a_late_capture_is_the_same_capture_point_in_both_stores_histories(
+    stores: Stores,
+) -> None:
+    """TigerBeetle's plain debit for it is named by the hold registry (its resolution id), so
+    its point is the capture MongoDB logged, with no expiry beside it; a cursor names it too."""
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    placed = hold_id()
+    stores.phased.place_hold(key, 400, placed, timeout_s=1)
+    _move_mongo_expiry(stores, placed, datetime.now(UTC) + timedelta(hours=1))
+    time.sleep(2.2)
+    stores.phased.capture_hold(placed, amount_minor=300)
+    stores.mirror().drain()
+
+    whole = stores.tigerbeetle.history(HistoryQuery(key=key))
+    assert whole == stores.mongo.history(HistoryQuery(key=key))
+    assert [(p.kind, p.hold_id) for p in whole.points[:1]] == [(PointKind.CAPTURE, placed)]
+    rest = stores.tigerbeetle.history(HistoryQuery(key=key, after=whole.points[0].ref()))
+    assert rest.points == whole.points[1:]
 
 
 def test_the_mirror_never_sends_an_imported_transfer_for_a_hold(
