@@ -313,6 +313,31 @@ def test_a_phase_4_hold_copied_back_is_released_in_phase_4_again(stores: Stores)
 
 
 @pytest.mark.usefixtures("criteria_not_awaited")
+def test_holds_copied_back_from_phase_4_are_points_of_mongodbs_history_and_never_mirrored_again(
+    stores: Stores,
+) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    released = hold_id()
+    stores.phased.place_hold(key, 100, released, timeout_s=HOUR_S)
+    _into_phase_4(stores)
+    still_open = hold_id()
+    stores.phased.place_hold(key, 400, still_open, timeout_s=HOUR_S)
+    stores.phased.release_hold(released)
+
+    change_phase(Phase.READ_CUTOVER, "tester", stores.mongo, stores.batches)
+
+    points = stores.mongo.history(HistoryQuery(key=key)).points
+    assert {(p.kind, p.hold_id) for p in points[:2]} == {
+        (PointKind.RELEASE, released),
+        (PointKind.HOLD, still_open),
+    }
+    assert points[0].balance == stores.tigerbeetle.get_balance(key)
+    assert not stores.outbox.has_unmirrored(key)
+
+
+@pytest.mark.usefixtures("criteria_not_awaited")
 def test_the_whole_walk_sends_no_imported_post_or_void_of_a_pending_transfer(
     stores: Stores, sent: list[Transfer]
 ) -> None:
