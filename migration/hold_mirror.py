@@ -1,5 +1,7 @@
-"""The mirror's part for holds: a mirrored hold's events (ledger.stores.mongo_holds) as the
-transfers TigerBeetle takes, and the hold registry rows that name them.
+"""The mirror's part for holds: the hold events of MongoDB's transaction log
+(ledger.stores.mongo_holds.HoldEventKind, each with the wallet's wallet_seq, so in the
+wallet's order with its other writes) as the transfers TigerBeetle takes, and the hold
+registry rows that name them.
 
 Why these transfers (docs/holds.md, "Across the migration"): MongoDB is authoritative in phases
 1-3, so its expiry rules win. A placed hold is a pending transfer whose timeout is what is left
