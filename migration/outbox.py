@@ -446,16 +446,20 @@ class MirrorOutbox:
         )
 
     def unmirrored_up_to(self, key: WalletKey, wallet_seq: int) -> dict[str, int]:
-        """Entries up to `wallet_seq` TigerBeetle does not hold yet, by state."""
+        """Entries up to `wallet_seq` TigerBeetle does not hold yet, by state (hold events
+        taken at that wallet_seq included)."""
         query = {
             **key_filter(key),
             "wallet_seq": {"$lte": wallet_seq},
             "mirror_state": {"$in": list(UNMIRRORED_STATES)},
         }
         counts: dict[str, int] = {}
-        for doc in self.database.guarded(
-            lambda: list(self.database.log().find(query, {"mirror_state": 1}))
-        ):
+        database = self.database
+
+        def read() -> list[dict[str, Any]]:
+            return [*database.log().find(query), *database.hold_events().find(query)]
+
+        for doc in database.guarded(read):
             counts[doc["mirror_state"]] = counts.get(doc["mirror_state"], 0) + 1
         return counts
 
