@@ -175,6 +175,27 @@ def test_a_late_capture_is_the_same_capture_point_in_both_stores_histories(
     assert rest.points == whole.points[1:]
 
 
+def test_an_expiry_the_clusters_timeout_reached_first_is_the_same_point_in_both_histories(
+    stores: Stores,
+) -> None:
+    """MongoDB's expiry, mirrored after the cluster's timeout voided the pending transfer
+    (`pending_transfer_expired`): TigerBeetle's computed expiry point is timed at MongoDB's."""
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    placed = hold_id()
+    stores.phased.place_hold(key, 400, placed, timeout_s=1)
+    stores.mirror().drain()
+    time.sleep(2.2)  # both expiries pass; the cluster's voids the pending transfer
+    stores.mongo.sweep_expired_holds()
+    report = stores.mirror().drain()
+
+    whole = stores.tigerbeetle.history(HistoryQuery(key=key))
+    assert report.parked == 0
+    assert whole == stores.mongo.history(HistoryQuery(key=key))
+    assert [(p.kind, p.hold_id) for p in whole.points[:1]] == [(PointKind.EXPIRE, placed)]
+
+
 def test_the_mirror_never_sends_an_imported_transfer_for_a_hold(
     stores: Stores, sent: list[Transfer]
 ) -> None:
