@@ -36,8 +36,15 @@ HOLD_CONFLICT_DETAILS = {
         "phase": {
             "type": "integer",
             "enum": [1, 2, 3],
-            "description": "holds_unavailable_in_phase: the migration phase (holds are served "
-            "in phases 0 and 4 only; docs/holds.md)",
+            "description": "holds_unavailable_in_phase (placing a hold only): the migration "
+            "phase. In dual write (phases 1-3) a hold is placed only on a wallet the mirror "
+            "carries into TigerBeetle; docs/holds.md",
+        },
+        "reason": {
+            "type": "string",
+            "enum": ["awaiting_backfill"],
+            "description": "holds_unavailable_in_phase: the wallet is a legacy one the backfill "
+            "has not imported into TigerBeetle yet; retry once it has",
         },
     },
 }
@@ -82,7 +89,7 @@ CAPTURE_ERRORS = hold_error_responses(
         **_BODY_LIMITS,
         **_ACCESS,
         **_HOLD_404,
-        409: ["hold_not_open", _PHASE_409],
+        409: ["hold_not_open"],
         422: ["capture_exceeds_hold"],
         **_WRITE_UNAVAILABLE,
     }
@@ -93,7 +100,7 @@ RELEASE_ERRORS = hold_error_responses(
         **_BODY_LIMITS,
         **_ACCESS,
         **_HOLD_404,
-        409: ["hold_not_open", _PHASE_409],
+        409: ["hold_not_open"],
         **_WRITE_UNAVAILABLE,
     }
 )
@@ -102,7 +109,6 @@ GET_ERRORS = hold_error_responses(
         400: ["validation_error"],
         **_ACCESS,
         **_HOLD_404,
-        409: [_PHASE_409],
         503: ["store_unavailable", "database_unavailable"],
     }
 )
@@ -137,7 +143,9 @@ class WalletHoldsView(APIView):
         summary="Reserve an amount of a wallet under a hold id, until expires_in_s passes",
         description="The amount leaves the wallet's available credit at once (`balance.held`). "
         "expires_in_s: whole seconds, 1 to 2592000 (30 days), else 400 validation_error. "
-        "Served in migration phases 0 and 4 only (409 holds_unavailable_in_phase).",
+        "Served in every migration phase; in dual write (phases 1-3) a legacy wallet the "
+        "backfill has not imported yet is 409 holds_unavailable_in_phase "
+        "(details.reason awaiting_backfill).",
         request=hs.HoldRequest,
         responses=_write_responses(PLACE_ERRORS, created="placed now"),
     )

@@ -38,8 +38,8 @@ def wallet_open_holds(
     *,
     phase: Phase,
 ) -> list[Hold]:
-    """Selector: the wallet's open holds where they are kept: TigerBeetle in phase 4, MongoDB
-    before (in phases 1-3 holds placed in phase 0, which no one can resolve until phase 4)."""
+    """Selector: the wallet's open holds where they are served: TigerBeetle in phase 4,
+    MongoDB before (authoritative in phases 1-3, the mirror carrying each hold's operations)."""
     if phase == Phase.TIGERBEETLE_ONLY:
         return tigerbeetle.open_holds(key)
     return mongo.open_holds(key)
@@ -59,10 +59,7 @@ def holds_context(request: HttpRequest, key: WalletKey, *, phase: Phase) -> dict
         holds = wallet_open_holds(key, runtime.mongo, runtime.tigerbeetle, phase=phase)
     except errors.WalletError as exc:
         return {"open_holds": [], "holds_error": exc.message}
-    can_release = request.user.has_perm(RELEASE_PERMISSION) and phase in (
-        Phase.LEGACY,
-        Phase.TIGERBEETLE_ONLY,
-    )
+    can_release = request.user.has_perm(RELEASE_PERMISSION)  # in every phase (docs/holds.md)
     return {
         "open_holds": [
             {"hold": hold, "release_url": release_url(hold.hold_id, request) if can_release else ""}

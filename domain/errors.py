@@ -143,14 +143,15 @@ class CaptureExceedsHold(WalletError):
 
 
 class HoldsUnavailableInPhase(WalletError):
-    """Holds are served while one store is authoritative (phases 0 and 4); the mirror does
-    not carry them yet (docs/holds.md)."""
+    """A hold cannot be placed on this wallet in this migration phase: in dual write
+    (phases 1-3) the mirror carries holds only of wallets TigerBeetle holds whole, so a legacy
+    wallet waits for its import (`details.reason` awaiting_backfill; docs/holds.md)."""
 
     code = "holds_unavailable_in_phase"
     http_status = 409
     default_message = (
-        "Holds are not available during this migration phase (dual write, shadow read or "
-        "read cutover); retry once the migration reaches phase 4."
+        "Holds on this wallet are not available during this migration phase; retry once the "
+        "backfill has imported it."
     )
 
 

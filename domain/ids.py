@@ -234,6 +234,11 @@ class IdSpace:
         release through (the other answers `exists_with_different_*`)."""
         return self._hash_bits(["hold-resolution", ID_SCHEME_VERSION, hold_transfer_id], 128)
 
+    def hold_late_capture_transfer_id(self, hold_transfer_id: int) -> int:
+        """The plain debit that stands for a mirrored capture the cluster's timeout beat
+        (migration.hold_mirror): an id of its own, so a repeated mirror run finds it."""
+        return self._hash_bits(["hold-late-capture", ID_SCHEME_VERSION, hold_transfer_id], 128)
+
 
 def u128_to_hex(value: int) -> str:
     """Fixed-width hex: exact on every database and ordered like the integers."""

@@ -14,6 +14,8 @@ included) moved from held back to the available credit. A hold the mirror carrie
 MongoDB may instead be voided by the mirror when MongoDB expired it (under the hold's
 resolution id, as a release): that void is the expiry's point, told apart from a release by
 the row's state; a pending transfer voided so is never also counted as expired by timeout.
+A capture the mirror carried after the cluster's timeout voided the pending transfer is a
+plain code-7 debit (`tb_model.hold_late_capture`), the row's resolution: its capture point.
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ class Expiry:
             transaction_id=None,
             kind=PointKind.EXPIRE,
             amount_minor=self.row.amount_minor,
-            created_at=self.row.expires_at,
+            # MongoDB's expiry when the mirror carried one (the cluster's timeout, a whole
+            # second, may come up to a second later), else the cluster's.
+            created_at=self.row.resolved_at or self.row.expires_at,
             balance=balance,
             hold_id=self.row.hold_id,
         )
@@ -128,19 +132,40 @@ def balance_after_expiry(
     )
 
 
+_TWO_PHASE = (
+    TransferFlags.PENDING
+    | TransferFlags.POST_PENDING_TRANSFER
+    | TransferFlags.VOID_PENDING_TRANSFER
+)
+
+
+def _is_late_capture(transfer: Transfer) -> bool:
+    """A plain code-7 debit: the mirror's capture of a hold the cluster's timeout voided
+    first (`tb_model.hold_late_capture`), named by its row's resolution id."""
+    return transfer.code == TRANSFER_CODE_HOLD and not transfer.flags & _TWO_PHASE
+
+
+def _hold_key(transfer: Transfer) -> str:
+    """What names the transfer's hold row: its pending id (hex), or a late capture's own id."""
+    return u128_to_hex(
+        transfer.id if _is_late_capture(transfer) else transfer.pending_id or transfer.id
+    )
+
+
 def hold_rows(transfers: list[Transfer]) -> dict[str, WalletHold]:
-    """The registry rows of the holds these transfers place or resolve, by pending id (hex)."""
-    pending_ids = {
-        u128_to_hex(transfer.pending_id or transfer.id)
-        for transfer in transfers
-        if transfer.code == TRANSFER_CODE_HOLD
-    }
-    if not pending_ids:
-        return {}
-    return {
-        row.tb_transfer_id_hex: row
-        for row in WalletHold.objects.filter(tb_transfer_id_hex__in=pending_ids)
-    }
+    """The registry rows of the holds these transfers place or resolve, by pending id (hex),
+    and a late capture's row by its own id (the row's resolution id)."""
+    holds = [transfer for transfer in transfers if transfer.code == TRANSFER_CODE_HOLD]
+    pending_ids = {_hold_key(t) for t in holds if not _is_late_capture(t)}
+    late_ids = {_hold_key(t) for t in holds if _is_late_capture(t)}
+    found: dict[str, WalletHold] = {}
+    if pending_ids:
+        for row in WalletHold.objects.filter(tb_transfer_id_hex__in=pending_ids):
+            found[row.tb_transfer_id_hex] = row
+    if late_ids:
+        for row in WalletHold.objects.filter(resolution_tb_transfer_id_hex__in=late_ids):
+            found[row.resolution_tb_transfer_id_hex] = row
+    return found
 
 
 def hold_point(
@@ -149,11 +174,13 @@ def hold_point(
     """The hold event a code-7 transfer is (None: not one the registry names)."""
     if transfer.code != TRANSFER_CODE_HOLD:
         return None
-    row = rows.get(u128_to_hex(transfer.pending_id or transfer.id))
+    row = rows.get(_hold_key(transfer))
     if row is None:
         return None
     moment: datetime | None
-    if transfer.flags & TransferFlags.PENDING:
+    if _is_late_capture(transfer):
+        kind, amount_minor, moment = PointKind.CAPTURE, transfer.amount, row.resolved_at
+    elif transfer.flags & TransferFlags.PENDING:
         kind, amount_minor, moment = PointKind.HOLD, transfer.amount, row.created_at
     elif transfer.flags & TransferFlags.POST_PENDING_TRANSFER:
         kind, amount_minor, moment = PointKind.CAPTURE, transfer.amount, row.resolved_at
@@ -194,6 +221,8 @@ def hold_event_timestamp(
         int(resolution, 16) if resolution else ids.hold_resolution_transfer_id(pending_id)
     )
     found = store_call(ledger.lookup_transfers, [resolution_id])
+    if found and _is_late_capture(found[0]):
+        return found[0].timestamp if kind == PointKind.CAPTURE else None
     if not found or found[0].pending_id != pending_id:
         return None
     if found[0].flags & TransferFlags.POST_PENDING_TRANSFER:

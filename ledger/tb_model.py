@@ -294,6 +294,23 @@ def hold_resolution(
     )
 
 
+def hold_late_capture(
+    hold_tb_transfer_id: int, *, ids: IdSpace, tb_account_id: int, ledger: int, amount_minor: int
+) -> Transfer:
+    """A hold's capture as a plain debit wallet -> system account (code 7): what the mirror
+    posts for a capture MongoDB took before its expiry when the cluster's timeout voided the
+    pending transfer first. Never imported, never a post or void of a pending transfer."""
+    assert amount_minor > 0, "a capture moves a positive amount"
+    return Transfer(
+        id=ids.hold_late_capture_transfer_id(hold_tb_transfer_id),
+        debit_account_id=tb_account_id,
+        credit_account_id=ids.system_account_id(ledger),
+        amount=amount_minor,
+        ledger=ledger,
+        code=TRANSFER_CODE_HOLD,
+    )
+
+
 def is_limit_bookkeeping(transfer: Transfer) -> bool:
     """A limit reservation, or an older limit probe or its void: bookkeeping of the balance
     limit, never a wallet's transaction."""

@@ -17,6 +17,7 @@ from domain.ids import WalletKey
 from domain.wallets import WalletBalance
 from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_documents import balance_of, key_of
+from ledger.stores.mongo_holds import held_minor
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,19 @@ class WalletSnapshot:
     wallet_seq: int
     created_at: datetime | None
     log_complete: bool
+    # What the document records as held (its open holds, expired ones included until a write
+    # or the sweep marks them): 0 means no hold is open. `balance` is the posted balance.
+    recorded_held_minor: int = 0
 
 
 def snapshot_of(document: dict[str, Any]) -> WalletSnapshot:
+    balance = balance_of(document)
     return WalletSnapshot(
-        balance=balance_of(document),
+        balance=balance,
         wallet_seq=int(document.get("wallet_seq", 0)),
         created_at=document.get("created_at"),
         log_complete=bool(document.get("log_complete", False)),
+        recorded_held_minor=held_minor(document, balance.key),
     )
 
 

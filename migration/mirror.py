@@ -50,26 +50,21 @@ from ledger import metrics
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
-from ledger.tb_model import (
-    credit_transfer,
-    debit_transfer,
-    hold_resolution,
-    mirrored_hold_transfer,
-    void_transfer,
+from ledger.tb_model import credit_transfer, debit_transfer, void_transfer
+from migration.hold_mirror import (
+    hold_event_applied,
+    hold_event_transfer,
+    late_capture_transfer,
+    needs_late_capture,
+    record_hold_events,
 )
 from migration.outbox import EntryId, MirrorOutbox, MirrorState, OutboxEntry
 from registry import accounts as account_registry
-from registry import holds as hold_registry
 from registry import transfers as transfer_registry
-from registry.models import WalletAccount, WalletHold, WalletTransfer
+from registry.models import WalletAccount, WalletTransfer
 
 log = logging.getLogger(__name__)
 
-# A hold's events in the log (`ledger.stores.mongo_holds`), carried as the TigerBeetle store
-# sends them: a pending transfer without a timeout (MongoDB's expiry rules), then its post
-# (capture) or void (release, expiry).
-HOLD_EVENTS = frozenset({"hold", "capture", "release", "expire"})
-HOLD_RESOLUTIONS = frozenset({"capture", "release", "expire"})
 _APPLIED = {CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS}
 # What says "try again later" rather than "this wallet's data cannot be mirrored".
 _OUTAGES = (errors.StoreUnavailable, LedgerUnavailable, OperationalError, InterfaceError)
@@ -301,13 +296,9 @@ class Mirror:
         """Park a legacy wallet's entries until its import; if the import finished while
         this run looked, release them here (the backfill's own release may have run first)."""
         self.outbox.mark([e.entry_id for e in entries], MirrorState.AWAITING_BACKFILL)
-        keys = {e.key for e in entries}
+        rows = account_registry.rows_by_key({e.key for e in entries})
         self.outbox.release_backfilled(
-            {
-                key: row.opening_seq
-                for key, row in account_registry.rows_by_key(keys).items()
-                if row.opening_seq is not None
-            }
+            {key: row.opening_seq for key, row in rows.items() if row.opening_seq is not None}
         )
 
     def _send(
@@ -323,16 +314,27 @@ class Mirror:
             ).values_list("transaction_id", "tb_transfer_id_hex", "void_attempts")
         }
         ids = self.tigerbeetle.scope.ids
-        transfers = [_transfer_for(entry, wallets[entry.key], voided, ids=ids) for entry in entries]
+        now = timezone.now()
+        transfers = [
+            hold_event_transfer(entry, row, ids=ids, now=now)
+            if entry.is_hold_event and (row := wallets[entry.key]) is not None
+            else _transfer_for(entry, wallets[entry.key], voided, ids=ids)
+            for entry in entries
+        ]
         try:
             results = _retry_transient(self.tigerbeetle.create_transfers)(transfers)
+            transfers, results = self._late_captures(entries, transfers, results, wallets)
         except LedgerUnavailable as exc:
             self._count_failure(entries, f"TigerBeetle unavailable: {exc}", report)
             return
         outcomes: dict[EntryId, tuple[str, dict[str, Any]]] = {}
         applied: list[tuple[OutboxEntry, Transfer, int]] = []
         for entry, transfer, result in zip(entries, transfers, results, strict=True):
-            if result.status in _APPLIED:
+            if (
+                hold_event_applied(entry, result.status)
+                if entry.is_hold_event
+                else result.status in _APPLIED
+            ):
                 applied.append((entry, transfer, result.timestamp))
                 if result.status == CreateTransferStatus.CREATED:
                     report.applied += 1
@@ -349,8 +351,46 @@ class Mirror:
                 report.parked += 1
                 report.errors.append(f"{entry.entry_id}: {error}")
                 outcomes[entry.entry_id] = (MirrorState.PARKED, {"mirror_error": error})
-        _record_in_registry(applied, wallets, ids=self.tigerbeetle.scope.ids)
+        _record_in_registry(
+            [a for a in applied if not a[0].is_hold_event], wallets, ids=self.tigerbeetle.scope.ids
+        )
+        record_hold_events(
+            [a for a in applied if a[0].is_hold_event],
+            wallets,
+            ledger=self.tigerbeetle,
+        )
         self.outbox.mark_each(outcomes)
+
+    def _late_captures(
+        self,
+        entries: list[OutboxEntry],
+        transfers: list[Transfer],
+        results: list[Any],
+        wallets: dict[WalletKey, WalletAccount | None],
+    ) -> tuple[list[Transfer], list[Any]]:
+        """Captures whose pending transfer the cluster's timeout voided first, posted again
+        as plain debits in a second request (after every other transfer of the batch, each
+        a later write of its wallet in MongoDB); the transfers and results with theirs in
+        place (migration.hold_mirror)."""
+        late = [
+            index
+            for index, (entry, result) in enumerate(zip(entries, results, strict=True))
+            if entry.is_hold_event and needs_late_capture(entry, result.status)
+        ]
+        if not late:
+            return transfers, results
+        ids = self.tigerbeetle.scope.ids
+        debits = []
+        for index in late:
+            row = wallets[entries[index].key]
+            assert row is not None
+            debits.append(late_capture_transfer(entries[index], row, ids=ids))
+        late_results = _retry_transient(self.tigerbeetle.create_transfers)(debits)
+        transfers, results = list(transfers), list(results)
+        for index, debit, result in zip(late, debits, late_results, strict=True):
+            transfers[index] = debit
+            results[index] = result
+        return transfers, results
 
     def _count_failure(self, entries: list[OutboxEntry], error: str, report: MirrorReport) -> None:
         park_after = settings.MIRROR_PARK_AFTER_ATTEMPTS
@@ -365,8 +405,8 @@ class Mirror:
 
 def _count_applied(entry: OutboxEntry) -> None:
     """A write TigerBeetle took from the mirror (not one it already held)."""
-    if entry.kind in HOLD_EVENTS:
-        return  # hold operations are not transactions (no such metric yet)
+    if entry.is_hold_event:
+        return  # not a transaction: the transaction counters leave holds out
     kind = f"void_{entry.voided_kind}" if entry.kind == "void" else entry.kind
     metrics.count_transaction(
         store="tigerbeetle", kind=kind, currency=entry.key.currency, amount_minor=entry.amount_minor
@@ -404,20 +444,6 @@ def _transfer_for(
             ledger=row.ledger,
             amount_minor=entry.amount_minor,
         )
-    if entry.kind == "hold":
-        return mirrored_hold_transfer(
-            entry.hold_id,
-            ids=ids,
-            tb_account_id=row.tb_account_id,
-            ledger=row.ledger,
-            amount_minor=entry.amount_minor,
-        )
-    if entry.kind in HOLD_RESOLUTIONS:
-        return hold_resolution(
-            ids.hold_transfer_id(entry.hold_id),
-            ids=ids,
-            capture_minor=entry.amount_minor if entry.kind == "capture" else None,
-        )
     if entry.kind == "debit":
         return debit_transfer(
             entry.transaction_id,
@@ -449,7 +475,7 @@ def _record_in_registry(
     """Transfer registry rows for what TigerBeetle now holds (idempotent)."""
     transfers = []
     for entry, transfer, timestamp in applied:
-        if entry.kind == "void" or entry.kind in HOLD_EVENTS:
+        if entry.kind == "void":
             continue
         wallet_row = wallets[entry.key]
         assert wallet_row is not None
@@ -467,9 +493,6 @@ def _record_in_registry(
         )
     with transaction.atomic():
         transfer_registry.record_all(transfers)
-        for entry, transfer, timestamp in applied:
-            if entry.kind in HOLD_EVENTS:
-                _record_hold_event(entry, wallets[entry.key], transfer, timestamp)
         for entry, transfer, _ in applied:
             if entry.kind != "void":
                 continue
@@ -486,39 +509,3 @@ def _record_in_registry(
                 void_reason=entry.void_reason,
                 voided_at=write_time(entry.created_at),
             )
-
-
-def _record_hold_event(
-    entry: OutboxEntry, wallet_row: WalletAccount | None, transfer: Transfer, timestamp: int
-) -> None:
-    """The hold registry's row for a hold event TigerBeetle now holds (idempotent: a row
-    already past the event is left as it is)."""
-    assert wallet_row is not None
-    if entry.kind == "hold":
-        assert entry.expires_at is not None and entry.timeout_s > 0, "a placement's log entry"
-        hold_registry.record_placed(
-            hold_id=entry.hold_id,
-            wallet_pk=wallet_row.pk,
-            amount_minor=entry.amount_minor,
-            timeout_s=entry.timeout_s,
-            tb_transfer_id=transfer.id,
-            tb_timestamp=timestamp,
-            created_at=write_time(entry.created_at),
-            expires_at=write_time(entry.expires_at),
-            made_by=entry.made_by,
-        )
-        return
-    row = WalletHold.objects.get(hold_id=entry.hold_id)
-    if row.state != WalletHold.State.OPEN:
-        return
-    if entry.kind == "expire":
-        hold_registry.mark_expired(row)
-        return
-    hold_registry.mark_resolved(
-        row,
-        captured_minor=entry.amount_minor if entry.kind == "capture" else None,
-        resolution_tb_transfer_id=transfer.id,
-        resolved_at=write_time(entry.created_at),
-        resolved_by=entry.made_by,
-        copy_back=False,
-    )

@@ -159,6 +159,7 @@ class ReconciliationMismatch(models.Model):
 
     class Kind(models.TextChoices):
         BALANCE = "balance"  # the three fields differ
+        HELD = "held"  # posted amounts agree, the held ones (open holds) do not
         NOT_IN_TIGERBEETLE = "not_in_tb"  # MongoDB wallet with no registry row / account
         ROW_WITHOUT_ACCOUNT = "row_no_account"  # registry row, no TigerBeetle account
         ACCOUNT_WITHOUT_ROW = "account_no_row"  # TigerBeetle wallet account, no registry row
@@ -185,6 +186,8 @@ class ReconciliationMismatch(models.Model):
     tb_credit_minor = models.BigIntegerField(null=True, blank=True)
     tb_debit_minor = models.BigIntegerField(null=True, blank=True)
     tb_historical_credit_minor = models.BigIntegerField(null=True, blank=True)
+    mongo_held_minor = models.BigIntegerField(null=True, blank=True)
+    tb_held_minor = models.BigIntegerField(null=True, blank=True)
     pending_mirror_entries = models.PositiveIntegerField(default=0)
     transaction_id = models.CharField(
         max_length=128, blank=True, default="", help_text="the registered transaction, if any"

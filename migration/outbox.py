@@ -22,6 +22,7 @@ from domain.ids import WalletKey
 from flags.phases import client_bucket
 from ledger.stores.mongo_database import WALLET_KEY_INDEX, MongoDatabase
 from ledger.stores.mongo_documents import MONGO_KEY_FIELDS, LogMarks, key_filter, key_of
+from ledger.stores.mongo_holds import HoldEventKind
 from migration.legacy_scan import LegacyScan
 
 
@@ -75,6 +76,11 @@ class OutboxEntry:
     hold_id: str = ""  # a hold event's hold
     timeout_s: int = 0  # a hold's (placed)
     expires_at: datetime | None = None  # a hold's (placed)
+
+    @property
+    def is_hold_event(self) -> bool:
+        """A hold's event (ledger.stores.mongo_holds.HoldEventKind), not a transaction."""
+        return self.kind in HoldEventKind.ALL
 
     @property
     def transaction_id(self) -> str:

@@ -45,10 +45,12 @@ from django.utils import timezone
 from domain import errors
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase, current_state, state_for_phase
+from ledger.stores.mongo_documents import MONGO_KEY_FIELDS, key_of
 from migration import criteria
 from migration.criteria import OpenMismatches, OutboxDepth, StepCriterion, outbox_depth_of
 from migration.legacy_cases import REASON_LENGTH_MIN
 from migration.outbox import MirrorOutbox
+from registry import accounts as account_registry
 from registry.models import WalletHold, WalletTransfer
 
 OVERRIDE_PERMISSION = "flags.override_phase_criterion"
@@ -413,21 +415,38 @@ def gather_step_facts(
 
 
 def _open_holds(step: Step, outbox: MirrorOutbox) -> int | None:
-    """Holds open now in the store that stops serving holds with `step` (the mirror does not
-    carry holds yet: docs/holds.md); None when MongoDB does not answer. On MongoDB a hold
-    past its expiry counts until its expiry is marked (and logged, for the mirror to void
-    the pending transfer it carried): the sweep marks it within HOLD_SWEEP_INTERVAL_S."""
+    """Holds open now that the step must take care of: TigerBeetle's when leaving phase 4
+    (copied back), MongoDB's no outbox carries when dual write starts (refused while any);
+    None when MongoDB does not answer (docs/holds.md)."""
     now = timezone.now()
     if step.leaves_tigerbeetle_only:
         return WalletHold.objects.filter(state=WalletHold.State.OPEN, expires_at__gt=now).count()
     if not step.starts_dual_write:
         return 0
     try:
-        return outbox.database.guarded(
-            lambda: outbox.database.holds().count_documents({"state": "open"})
-        )
+        return _uncarried_open_holds(outbox)
     except errors.StoreUnavailable:
         return None
+
+
+def _uncarried_open_holds(outbox: MirrorOutbox) -> int:
+    """MongoDB's open holds no outbox carries into TigerBeetle: those of a legacy wallet the
+    backfill has not imported (its opening balance holds posted amounts only). A hold of a
+    wallet born with the log is carried by the mirror, from the wallet's first entry on.
+    A hold past its expiry counts until its expiry is marked (and logged): that expiry
+    would otherwise be a void of a pending transfer the import never made (the sweep marks
+    it within HOLD_SWEEP_INTERVAL_S)."""
+    database = outbox.database
+    found = database.guarded(
+        lambda: list(database.holds().find({"state": "open"}, dict.fromkeys(MONGO_KEY_FIELDS, 1)))
+    )
+    keys = {key_of(hold) for hold in found}
+    carried = outbox.complete_logs(keys) | {
+        key
+        for key, row in account_registry.rows_by_key(keys).items()
+        if row.opening_seq is not None
+    }
+    return sum(1 for hold in found if key_of(hold) not in carried)
 
 
 def plan_phase_change(
@@ -532,10 +551,11 @@ def _open_holds_refusal(open_holds: int | None) -> str:
     if open_holds is None:
         return "MongoDB does not answer: its open holds cannot be counted; try again."
     return (
-        f"{open_holds} holds are open on MongoDB: the mirror does not carry holds yet, so "
-        "they could be neither captured nor released in phases 1-3 nor found in phase 4. "
-        "Let them be captured, released or expire (30 days at most; an expired hold counts "
-        "until the sweep marks it, within HOLD_SWEEP_INTERVAL_S), then try again."
+        f"{open_holds} holds are open on MongoDB on legacy wallets the backfill has not "
+        "imported yet: the backfill imports posted amounts only, so TigerBeetle would lack "
+        "them (docs/holds.md). Let them be captured, released or expire (30 days at most; "
+        "an expired hold counts until the sweep marks it, within HOLD_SWEEP_INTERVAL_S), "
+        "then try again."
     )
 
 
@@ -816,9 +836,9 @@ def _holds_left_in_tigerbeetle(facts: StepFacts) -> list[str]:
     if not facts.open_holds:
         return []
     return [
-        f"{facts.open_holds} holds open on TigerBeetle stay there, not copied back "
-        "(docs/holds.md): their money stays held in TigerBeetle, they cannot be captured or "
-        "released until phase 4 again, and they expire by themselves."
+        f"{facts.open_holds} holds open on TigerBeetle are copied back to MongoDB as open "
+        "holds with the cluster's expiry (docs/holds.md): captured or released in phase 3, "
+        "the mirror carries it into TigerBeetle."
     ]
 
 

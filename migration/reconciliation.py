@@ -32,6 +32,8 @@ import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from django.urls import reverse
@@ -43,6 +45,7 @@ from flags.phases import Phase, current_state
 from ledger import metrics
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
+from ledger.stores.mongo_holds import live_held_minor
 from ledger.tb_model import balance_from_account, of_deployment
 from migration import alerts
 from migration.legacy_cases import AcknowledgedCases
@@ -138,7 +141,7 @@ class Reconciliation:
                 tb = balance_from_account(key, accounts[0]) if accounts else None
             return None, tb
         ((fresh, tb_balance),) = self._second_look([snapshot])
-        return fresh.balance, tb_balance
+        return self._client_balance(fresh), tb_balance
 
     # --- passes -------------------------------------------------------------------------------
 
@@ -242,22 +245,23 @@ class Reconciliation:
                 if found is None and (not snapshot.log_complete or not dual_write):
                     self._count_awaiting(key)
                     continue
-                if found == snapshot.balance:
+                if found == self._client_balance(snapshot):
                     run.checked += 1
                     run.matched += 1
                 else:
                     differing.append(snapshot)
             for snapshot, tb_balance in self._second_look(differing):
                 key = snapshot.balance.key
-                if tb_balance != snapshot.balance and not dual_write and self._only_waiting(key):
+                mongo = self._client_balance(snapshot)
+                if tb_balance != mongo and not dual_write and self._only_waiting(key):
                     self._count_awaiting(key)  # its writes wait for dual write
                     continue
                 run.checked += 1
-                if tb_balance == snapshot.balance:
+                if tb_balance == mongo:
                     run.matched += 1
                     continue
                 run.mismatched += 1
-                mismatches.append(self._balance_mismatch(run, snapshot.balance, tb_balance))
+                mismatches.append(self._balance_mismatch(run, mongo, tb_balance))
             run.awaiting_backfill = self.awaiting_backfill
             _save_progress(run)
         if not dual_write:
@@ -265,6 +269,18 @@ class Reconciliation:
                 "before dual write: only wallets TigerBeetle holds with no write waiting in "
                 "the outbox are compared; the others are counted as awaiting"
             )
+
+    def _client_balance(self, snapshot: WalletSnapshot) -> WalletBalance:
+        """MongoDB's balance as a client reads it, to compare with TigerBeetle's: available
+        and held (its holds open now) beside the posted debit and historical credit. A
+        wallet whose document holds nothing needs no read of its holds."""
+        posted = snapshot.balance
+        if snapshot.recorded_held_minor == 0:
+            return posted
+        held = self.scan.database.guarded(
+            lambda: live_held_minor(self.scan.database, posted.key, now=datetime.now(UTC))
+        )
+        return replace(posted, credit_minor=posted.credit_minor - held, held_minor=held)
 
     def _only_waiting(self, key: WalletKey) -> bool:
         """Whether the wallet has writes waiting for dual write, and none parked (a parked
@@ -310,9 +326,11 @@ class Reconciliation:
         return ReconciliationMismatch(
             run=run,
             kind=(
-                ReconciliationMismatch.Kind.BALANCE
-                if tb is not None
-                else ReconciliationMismatch.Kind.NOT_IN_TIGERBEETLE
+                ReconciliationMismatch.Kind.NOT_IN_TIGERBEETLE
+                if tb is None
+                else ReconciliationMismatch.Kind.HELD
+                if _posted(tb) == _posted(mongo)
+                else ReconciliationMismatch.Kind.BALANCE
             ),
             **key.as_columns(),
             mongo_credit_minor=mongo.credit_minor,
@@ -322,6 +340,8 @@ class Reconciliation:
             tb_debit_minor=tb.debit_minor if tb else None,
             tb_historical_credit_minor=tb.historical_credit_minor if tb else None,
             pending_mirror_entries=sum(waiting.values()),
+            mongo_held_minor=mongo.held_minor,
+            tb_held_minor=tb.held_minor if tb else None,
         )
 
     # --- results ------------------------------------------------------------------------------
@@ -411,6 +431,15 @@ def _mismatch_figures(mismatch: ReconciliationMismatch) -> dict[str, Any]:
         "tigerbeetle_amount_minor": mismatch.tb_amount_minor,
         "detail": mismatch.detail,
     }
+
+
+def _posted(balance: WalletBalance) -> tuple[int, int, int]:
+    """The posted amounts of a balance (available + held is posted credit - posted debit)."""
+    return (
+        balance.credit_minor + balance.held_minor,
+        balance.debit_minor,
+        balance.historical_credit_minor,
+    )
 
 
 def _opening_of(row: WalletAccount) -> tuple[int, int] | None:

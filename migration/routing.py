@@ -41,8 +41,10 @@ from flags.write_lock import write_admitted
 from ledger import metrics
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
+from migration.legacy_scan import LegacyScan
 from migration.models import ReadFallbackCount, ReadRouteCount
 from migration.outbox import MirrorOutbox
+from registry import accounts as account_registry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -328,7 +330,7 @@ class PhasedWalletStore:
             ),
         )
 
-    # --- holds: served while one store is authoritative (phases 0 and 4) ---------------------
+    # --- holds: MongoDB's in phases 0-3 (mirrored in 1-3), TigerBeetle's in phase 4 -------
 
     def _hold_write(
         self,
@@ -337,27 +339,55 @@ class PhasedWalletStore:
         on_mongo: Callable[[], HoldResult],
         on_tigerbeetle: Callable[[], HoldResult],
     ) -> HoldResult:
-        """A hold operation, under the write lock like every write. The mirror does not carry
-        holds yet: between the phases with one authoritative store it is refused
-        (`HoldsUnavailableInPhase`, docs/holds.md)."""
+        """A hold operation, under the write lock like every write. Phases 0-3 write it to
+        MongoDB with its event in the transaction log, which the mirror carries into
+        TigerBeetle as every logged write of those phases; docs/holds.md."""
         with write_admitted() as admitted:
             state = current_state() if admitted else None
             if state is None or state.writes_paused:
                 raise errors.WritesPaused()
-            if state.phase == Phase.TIGERBEETLE_ONLY:
+            if not state.writes_to_mongo:
                 return _timed(operation, store="tigerbeetle", call=on_tigerbeetle)
-            if state.phase != Phase.LEGACY:
-                raise errors.HoldsUnavailableInPhase(phase=int(state.phase))
-            return _timed(operation, store="mongo", call=on_mongo)
+            dual_write = state.phase != Phase.LEGACY
+            # Every hold event is a log entry (waiting in phase 0 as every entry does), so a
+            # wallet born with the log carries its phase-0 holds too.
+            result = _timed(operation, store="mongo", call=on_mongo)
+        key = result.hold.key
+        if dual_write and not result.replayed and state.mirrors_wallets_of(key.client_id):
+            self._mirror_soon(key)
+        return result
+
+    def _refuse_hold_on_uncarried_wallet(self, key: WalletKey) -> None:
+        """In dual write, a hold is placed only on a wallet the mirror carries whole: one
+        born with the transaction log, or one the backfill already imported. A legacy wallet
+        still waiting for its import is refused (`holds_unavailable_in_phase`, with
+        `details.reason`): its opening balance would not hold the pending amount yet."""
+        row = account_registry.rows_by_key([key]).get(key)
+        if row is not None and row.opening_seq is not None:
+            return
+        snapshot = LegacyScan(self.outbox.database).snapshots([key]).get(key)
+        if snapshot is None or snapshot.log_complete:
+            return  # no such wallet (the store answers wallet_not_found), or born with the log
+        raise errors.HoldsUnavailableInPhase(
+            "This wallet has not been imported into TigerBeetle yet; retry once the backfill "
+            "has imported it.",
+            phase=int(current_state().phase),
+            reason="awaiting_backfill",
+        )
 
     def place_hold(
         self, key: WalletKey, amount_minor: int, hold_id: str, *, timeout_s: int, made_by: str = ""
     ) -> HoldResult:
+        def on_mongo() -> HoldResult:
+            if current_state().phase != Phase.LEGACY:
+                self._refuse_hold_on_uncarried_wallet(key)
+            return self.mongo.place_hold(
+                key, amount_minor, hold_id, timeout_s=timeout_s, made_by=made_by
+            )
+
         return self._hold_write(
             "place_hold",
-            on_mongo=lambda: self.mongo.place_hold(
-                key, amount_minor, hold_id, timeout_s=timeout_s, made_by=made_by
-            ),
+            on_mongo=on_mongo,
             on_tigerbeetle=lambda: self.tigerbeetle.place_hold(
                 key, amount_minor, hold_id, timeout_s=timeout_s, made_by=made_by
             ),
@@ -384,11 +414,8 @@ class PhasedWalletStore:
         )
 
     def get_hold(self, hold_id: str) -> Hold:
-        phase = current_state().phase
-        if phase == Phase.TIGERBEETLE_ONLY:
+        if current_state().phase == Phase.TIGERBEETLE_ONLY:
             return self.tigerbeetle.get_hold(hold_id)
-        if phase != Phase.LEGACY:
-            raise errors.HoldsUnavailableInPhase(phase=int(phase))
         return self.mongo.get_hold(hold_id)
 
     # --- reads ------------------------------------------------------------------------------

@@ -131,9 +131,12 @@ def compare_shadow_read(
     fields_minor: list[int],
     wallet_seq: int,
     mongo_latency_us: int | None = None,
+    held_minor: int = 0,
 ) -> str:
+    """`held_minor`: the read's held amount (0 in messages queued before holds were compared:
+    their credit was the posted one)."""
     credit, debit, historical = fields_minor
-    balance = WalletBalance(key_from_dict(key), credit, debit, historical)
+    balance = WalletBalance(key_from_dict(key), credit, debit, historical, held_minor=held_minor)
     runtime = process_runtime()
     comparison = compare(
         balance,

@@ -61,7 +61,8 @@ def mark_resolved(
     copy_back: bool = True,
 ) -> None:
     """TigerBeetle holds the hold's capture (`captured_minor` posted) or, None, its release.
-    `copy_back=False`: MongoDB took the capture (the mirror carried it), nothing to copy."""
+    `copy_back` False: MongoDB took the capture first (the mirror carried it), so nothing is
+    copied back."""
     assert row.state == WalletHold.State.OPEN, "only an open hold resolves"
     if captured_minor is None:
         row.state = WalletHold.State.RELEASED
@@ -86,12 +87,14 @@ def mark_resolved(
     )
 
 
-def mark_expired(row: WalletHold) -> None:
-    """TigerBeetle voided the hold by itself when its timeout passed, or MongoDB expired it
-    and the mirror voided it (a pending transfer without a timeout)."""
+def mark_expired(row: WalletHold, *, expired_at: datetime | None = None) -> None:
+    """TigerBeetle voided the hold by itself when its timeout passed (at the row's expiry),
+    or MongoDB expired it at `expired_at` and the mirror carried that expiry (its void, or
+    the cluster's timeout if that came first): MongoDB's time is the expiry's, as its log
+    and the balance history say."""
     assert row.state == WalletHold.State.OPEN, "only an open hold expires"
     row.state = WalletHold.State.EXPIRED
-    row.resolved_at = row.expires_at
+    row.resolved_at = expired_at or row.expires_at
     row.save(update_fields=["state", "resolved_at"])
 
 

@@ -58,7 +58,13 @@ def enqueue_shadow(
     """After a sampled shadow read: queue its comparison with TigerBeetle. The task's
     arguments stay positional: messages already queued carry them so."""
     tasks.compare_shadow_read.apply_async(
-        (key_to_dict(balance.key), list(balance.fields_minor()), wallet_seq, mongo_latency_us),
+        (
+            key_to_dict(balance.key),
+            list(balance.fields_minor()),
+            wallet_seq,
+            mongo_latency_us,
+            balance.held_minor,
+        ),
         retry=False,
     )
 

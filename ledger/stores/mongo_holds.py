@@ -20,9 +20,12 @@ enforced at the next touch of the wallet and by the sweep (docs/holds.md).
 
 Every hold event (placed, captured, released, expired) is logged in the transaction log in
 the same transaction, with the wallet's next `wallet_seq` and its balance after (held
-included), as credits and debits are: the wallet's balance history reads it
-(`mongo_history`), and the mirror carries it (`migration.mirror`), so a capture keeps the
-log complete (`log_complete`).
+included), as credits and debits are, in every phase: the wallet's balance history reads it
+(`mongo_history`), and the mirror carries it (`migration.mirror`, `migration.hold_mirror`) in
+the wallet's order with its other writes, so a capture keeps the log complete (`log_complete`)
+and no second outbox is needed (`HoldEventKind`: what each entry asks TigerBeetle for).
+Holds TigerBeetle placed or resolved alone in phase 4 are copied back on a step back
+(`MongoHoldCopyBack`), each logged as copied back (never sent again).
 """
 
 from __future__ import annotations
@@ -100,6 +103,18 @@ def read_balance(database: MongoDatabase, wallet: dict[str, Any]) -> WalletBalan
     return available_balance_of(wallet, live_held_minor=live)
 
 
+class HoldEventKind:
+    """The `kind` of a hold event in the transaction log: what the mirror asks TigerBeetle for
+    (migration.hold_mirror). Stored in every event: never change one."""
+
+    PLACE = "hold"  # a pending transfer
+    CAPTURE = "capture"  # its post (`amount_minor`: what was captured)
+    RELEASE = "release"  # its void
+    EXPIRE = "expire"  # its void, unless the cluster's timeout came first
+
+    ALL = frozenset({PLACE, CAPTURE, RELEASE, EXPIRE})
+
+
 def log_hold_event(
     database: MongoDatabase,
     session: ClientSession,
@@ -174,7 +189,6 @@ def expire_due(
         {
             "$inc": {
                 "held": decimal128(-total, key.currency),
-                "hold_seq": 1,
                 "wallet_seq": len(due),
             }
         },
@@ -194,7 +208,7 @@ def expire_due(
         log_hold_event(
             database,
             session,
-            kind="expire",
+            kind=HoldEventKind.EXPIRE,
             hold_id=hold["_id"],
             amount_minor=amount_minor,
             balance=balance,
@@ -261,9 +275,7 @@ class MongoHolds:
 
     def _mark(self, key: WalletKey) -> Callable[[], object]:
         def mark() -> object:
-            return self.database.wallets().find_one(
-                key_filter(key), {"_id": 0, "wallet_seq": 1, "hold_seq": 1}
-            )
+            return self.database.wallets().find_one(key_filter(key), {"_id": 0, "wallet_seq": 1})
 
         return mark
 
@@ -297,7 +309,6 @@ class MongoHolds:
                 {
                     "$inc": {
                         "held": decimal128(amount_minor, key.currency),
-                        "hold_seq": 1,
                         "wallet_seq": 1,
                     },
                     "$set": {"updated_at": now},
@@ -313,7 +324,7 @@ class MongoHolds:
                         f"Wallet {key.describe()} has less available credit than the hold."
                     )
                 )
-            document = _hold_document(
+            document = hold_document(
                 hold_id, key, amount_minor, timeout_s=timeout_s, now=now, made_by=made_by
             )
             holds.insert_one(document, session=session)
@@ -321,7 +332,7 @@ class MongoHolds:
             log_hold_event(
                 self.database,
                 session,
-                kind="hold",
+                kind=HoldEventKind.PLACE,
                 hold_id=hold_id,
                 amount_minor=amount_minor,
                 balance=balance,
@@ -387,69 +398,6 @@ class MongoHolds:
 
         self.database.guarded(run)
 
-    def copy_back_capture(self, hold: Hold) -> bool:
-        """A hold TigerBeetle captured alone (phase 4), copied back on a step back: the hold
-        as captured, and its capture's debit on the wallet, in one transaction; False when
-        MongoDB had it already. The debit is applied whatever the wallet's available credit:
-        TigerBeetle took it, and copied back after every other write it only lowers it."""
-        assert hold.state == HoldState.CAPTURED and hold.captured_minor > 0
-        key = hold.key
-
-        def copy(session: ClientSession) -> bool:
-            document = _hold_document(
-                hold.hold_id,
-                key,
-                hold.amount_minor,
-                timeout_s=hold.timeout_s,
-                now=hold.created_at,
-                made_by=hold.made_by,
-            )
-            document.update(
-                state=HoldState.CAPTURED.value,
-                captured_minor=hold.captured_minor,
-                resolved_at=hold.resolved_at,
-                resolved_by=hold.resolved_by,
-                copied_back=True,
-            )
-            self.database.holds().insert_one(document, session=session)
-            captured = hold.captured_minor
-            wallet = self.database.wallets().find_one_and_update(
-                key_filter(key),
-                {
-                    "$inc": {
-                        "credit": decimal128(-captured, key.currency),
-                        "debit": decimal128(captured, key.currency),
-                        "hold_seq": 1,
-                        "wallet_seq": 1,
-                    },
-                    "$set": {"updated_at": datetime.now(UTC)},
-                },
-                return_document=pymongo.ReturnDocument.AFTER,
-                session=session,
-            )
-            assert wallet is not None, "a captured hold's wallet was copied back first"
-            log_hold_event(  # in the log as every copied-back write is (TigerBeetle holds it)
-                self.database,
-                session,
-                kind="capture",
-                hold_id=hold.hold_id,
-                amount_minor=captured,
-                balance=available_balance_of(wallet),
-                wallet_seq=int(wallet["wallet_seq"]),
-                at=hold.resolved_at or hold.created_at,
-                mirror_state=self.marks.copied_back,
-                made_by=hold.resolved_by,
-            )
-            return True
-
-        def run() -> bool:
-            try:
-                return self.database.transaction(copy, wallet_mark=self._mark(key))
-            except DuplicateKeyError:
-                return False
-
-        return self.database.guarded(run)
-
     # --- internals --------------------------------------------------------------------------
 
     def _resolve(
@@ -488,7 +436,7 @@ class MongoHolds:
             log_hold_event(
                 self.database,
                 session,
-                kind="release" if wanted is None else "capture",
+                kind=HoldEventKind.RELEASE if wanted is None else HoldEventKind.CAPTURE,
                 hold_id=hold_id,
                 amount_minor=int(document["amount_minor"]) if wanted is None else wanted,
                 balance=balance,
@@ -515,7 +463,6 @@ class MongoHolds:
         change: dict[str, Any] = {
             "$inc": {
                 "held": decimal128(-int(document["amount_minor"]), currency),
-                "hold_seq": 1,
                 "wallet_seq": 1,
             },
             "$set": {"updated_at": now},
@@ -587,7 +534,7 @@ class MongoHolds:
         self, hold_id: str, key: WalletKey, *, amount_minor: int, timeout_s: int, made_by: str
     ) -> None:
         """Record a refused hold so a retry of the id is refused the same way."""
-        document = _hold_document(
+        document = hold_document(
             hold_id, key, amount_minor, timeout_s=timeout_s, now=datetime.now(UTC), made_by=made_by
         )
         document.update(state=HoldState.FAILED.value, failure_code="insufficient_funds")
@@ -600,7 +547,7 @@ class MongoHolds:
         self.database.guarded(insert)
 
 
-def _hold_document(
+def hold_document(
     hold_id: str,
     key: WalletKey,
     amount_minor: int,
@@ -623,6 +570,215 @@ def _hold_document(
         "created_at": created_at,
         "expires_at": created_at + timedelta(seconds=timeout_s),
     }
+
+
+def _resolve_copied_back(
+    database: MongoDatabase,
+    known: dict[str, Any],
+    hold: Hold,
+    *,
+    session: ClientSession,
+    copied_back_mark: str,
+) -> bool:
+    """MongoDB's open hold `known` resolved as TigerBeetle resolved `hold` (a copy-back): its
+    amount leaves `held`, a capture posts its debit, and the resolution is logged as copied
+    back (TigerBeetle holds it; the balance history shows it); False when it is not open."""
+    if known["state"] != HoldState.OPEN.value:
+        return False
+    key = hold.key
+    captured = hold.captured_minor if hold.state == HoldState.CAPTURED else 0
+    database.holds().update_one(
+        {"_id": hold.hold_id, "state": HoldState.OPEN.value},
+        {
+            "$set": {
+                "state": hold.state.value,
+                "captured_minor": captured,
+                "resolved_at": hold.resolved_at,
+                "resolved_by": hold.resolved_by,
+                "copied_back": True,
+            }
+        },
+        session=session,
+    )
+    change: dict[str, Any] = {
+        "held": decimal128(-int(known["amount_minor"]), key.currency),
+        "wallet_seq": 1,
+    }
+    if captured:
+        change["credit"] = decimal128(-captured, key.currency)
+        change["debit"] = decimal128(captured, key.currency)
+    wallet = database.wallets().find_one_and_update(
+        key_filter(key),
+        {"$inc": change, "$set": {"updated_at": datetime.now(UTC)}},
+        return_document=pymongo.ReturnDocument.AFTER,
+        session=session,
+    )
+    assert wallet is not None, "a hold's wallet exists"
+    log_hold_event(
+        database,
+        session,
+        kind=HoldEventKind.CAPTURE if captured else HoldEventKind.RELEASE,
+        hold_id=hold.hold_id,
+        amount_minor=captured or int(known["amount_minor"]),
+        balance=available_balance_of(wallet),
+        wallet_seq=int(wallet["wallet_seq"]),
+        at=hold.resolved_at or datetime.now(UTC),
+        mirror_state=copied_back_mark,
+        made_by=hold.resolved_by,
+    )
+    return True
+
+
+class MongoHoldCopyBack:
+    """Holds TigerBeetle placed or resolved alone in phase 4, copied into MongoDB on a step
+    back. Each is logged as a copied-back hold event (`LogMarks.copied_back`: the mirror
+    never sends it, TigerBeetle holds it), with the wallet's next wallet_seq, so MongoDB's
+    balance history shows it as every copied-back write."""
+
+    def __init__(self, database: MongoDatabase, marks: LogMarks) -> None:
+        self.database = database
+        self.marks = marks
+
+    def _transaction(self, key: WalletKey, copy: Callable[[ClientSession], bool]) -> bool:
+        def mark() -> object:
+            return self.database.wallets().find_one(key_filter(key), {"_id": 0, "wallet_seq": 1})
+
+        def run() -> bool:
+            try:
+                return self.database.transaction(copy, wallet_mark=mark)
+            except DuplicateKeyError:
+                return False
+
+        return self.database.guarded(run)
+
+    def copy_back_capture(self, hold: Hold) -> bool:
+        """A hold TigerBeetle captured alone (phase 4): the hold as captured and its capture's
+        debit on the wallet, in one transaction; False when MongoDB had it already. The debit
+        is applied whatever the wallet's available credit: TigerBeetle took it, and copied
+        back after every other write it only lowers it. A hold MongoDB still holds open
+        (placed in phases 0-3, carried by the mirror) is resolved in place."""
+        assert hold.state == HoldState.CAPTURED and hold.captured_minor > 0
+        key = hold.key
+
+        def copy(session: ClientSession) -> bool:
+            known = self.database.holds().find_one({"_id": hold.hold_id}, session=session)
+            if known is not None:
+                return _resolve_copied_back(
+                    self.database,
+                    known,
+                    hold,
+                    session=session,
+                    copied_back_mark=self.marks.copied_back,
+                )
+            document = hold_document(
+                hold.hold_id,
+                key,
+                hold.amount_minor,
+                timeout_s=hold.timeout_s,
+                now=hold.created_at,
+                made_by=hold.made_by,
+            )
+            document.update(
+                state=HoldState.CAPTURED.value,
+                captured_minor=hold.captured_minor,
+                resolved_at=hold.resolved_at,
+                resolved_by=hold.resolved_by,
+                copied_back=True,
+            )
+            self.database.holds().insert_one(document, session=session)
+            captured = hold.captured_minor
+            wallet = self.database.wallets().find_one_and_update(
+                key_filter(key),
+                {
+                    "$inc": {
+                        "credit": decimal128(-captured, key.currency),
+                        "debit": decimal128(captured, key.currency),
+                        "wallet_seq": 1,
+                    },
+                    "$set": {"updated_at": datetime.now(UTC)},
+                },
+                return_document=pymongo.ReturnDocument.AFTER,
+                session=session,
+            )
+            assert wallet is not None, "a captured hold's wallet was copied back first"
+            log_hold_event(
+                self.database,
+                session,
+                kind=HoldEventKind.CAPTURE,
+                hold_id=hold.hold_id,
+                amount_minor=captured,
+                balance=available_balance_of(wallet),
+                wallet_seq=int(wallet["wallet_seq"]),
+                at=hold.resolved_at or hold.created_at,
+                mirror_state=self.marks.copied_back,
+                made_by=hold.resolved_by,
+            )
+            return True
+
+        return self._transaction(key, copy)
+
+    def copy_back_resolution(self, hold: Hold) -> bool:
+        """A hold MongoDB holds open that TigerBeetle resolved alone (phase 4), resolved the
+        same way in MongoDB on a step back; False when MongoDB's hold is no longer open."""
+        assert hold.state in (HoldState.CAPTURED, HoldState.RELEASED)
+
+        def copy(session: ClientSession) -> bool:
+            known = self.database.holds().find_one({"_id": hold.hold_id}, session=session)
+            if known is None:
+                return False
+            return _resolve_copied_back(
+                self.database, known, hold, session=session, copied_back_mark=self.marks.copied_back
+            )
+
+        return self._transaction(hold.key, copy)
+
+    def copy_back_open(self, hold: Hold) -> bool:
+        """A hold TigerBeetle holds open (placed in phase 4), copied back on a step back: the
+        hold as open, with the expiry the cluster gives it, and its amount held on the
+        wallet; its capture, release or expiry in phases 1-3 is then a hold event the mirror
+        sends as an ordinary post or void of its pending transfer. False when MongoDB has it."""
+        assert hold.state == HoldState.OPEN
+        key = hold.key
+
+        def copy(session: ClientSession) -> bool:
+            if self.database.holds().find_one({"_id": hold.hold_id}, session=session):
+                return False
+            document = hold_document(
+                hold.hold_id,
+                key,
+                hold.amount_minor,
+                timeout_s=hold.timeout_s,
+                now=hold.created_at,
+                made_by=hold.made_by,
+            )
+            document.update(expires_at=hold.expires_at, copied_back=True)
+            self.database.holds().insert_one(document, session=session)
+            wallet = self.database.wallets().find_one_and_update(
+                key_filter(key),
+                {
+                    "$inc": {"held": decimal128(hold.amount_minor, key.currency), "wallet_seq": 1},
+                    "$set": {"updated_at": datetime.now(UTC)},
+                },
+                return_document=pymongo.ReturnDocument.AFTER,
+                session=session,
+            )
+            assert wallet is not None, "an open hold's wallet was copied back first"
+            log_hold_event(
+                self.database,
+                session,
+                kind=HoldEventKind.PLACE,
+                hold_id=hold.hold_id,
+                amount_minor=hold.amount_minor,
+                balance=available_balance_of(wallet),
+                wallet_seq=int(wallet["wallet_seq"]),
+                at=hold.created_at,
+                mirror_state=self.marks.copied_back,
+                made_by=hold.made_by,
+                placed=document,
+            )
+            return True
+
+        return self._transaction(key, copy)
 
 
 class MongoHoldOperations:
@@ -657,7 +813,34 @@ class MongoHoldOperations:
         return MongoHolds(self.database, self.marks).sweep_expired()
 
     def copy_back_capture(self, hold: Hold) -> bool:
-        return MongoHolds(self.database, self.marks).copy_back_capture(hold)
+        return MongoHoldCopyBack(self.database, self.marks).copy_back_capture(hold)
+
+    def copy_back_resolution(self, hold: Hold) -> bool:
+        return MongoHoldCopyBack(self.database, self.marks).copy_back_resolution(hold)
+
+    def copy_back_open(self, hold: Hold) -> bool:
+        return MongoHoldCopyBack(self.database, self.marks).copy_back_open(hold)
+
+    def known_hold_ids(self, hold_ids: list[str]) -> set[str]:
+        """Which of these hold ids MongoDB has a hold of."""
+        return self.database.guarded(
+            lambda: {
+                document["_id"]
+                for document in self.database.holds().find({"_id": {"$in": hold_ids}}, {"_id": 1})
+            }
+        )
+
+    def open_hold_ids(self) -> list[str]:
+        """The ids of the holds MongoDB holds open (every one is carried by the mirror):
+        what a step back from phase 4 asks TigerBeetle's registry about."""
+        return self.database.guarded(
+            lambda: [
+                document["_id"]
+                for document in self.database.holds().find(
+                    {"state": HoldState.OPEN.value}, {"_id": 1}
+                )
+            ]
+        )
 
     def open_holds(self, key: WalletKey) -> list[Hold]:
         """The wallet's holds open now, oldest first (at most OPEN_HOLDS_LISTED_MAX)."""

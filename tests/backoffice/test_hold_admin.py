@@ -1,6 +1,6 @@
 """Support in the admin: a wallet's open holds on its page, and releasing one after a
 confirmation, audited (the hold's resolved_by, and the admin's history), as a Support user who
-is not a superuser; in phase 0 (MongoDB) and phase 4 (TigerBeetle)."""
+is not a superuser; in every phase (MongoDB in 0-3, TigerBeetle in 4)."""
 
 from __future__ import annotations
 
@@ -98,3 +98,18 @@ def test_in_phase_4_support_releases_a_tigerbeetle_hold_from_the_holds_list(
     assert released.status_code == 200
     assert stores.tigerbeetle.get_hold(hold_id).resolved_by == support_user.username
     assert stores.tigerbeetle.get_balance(key).fields_minor() == (1_000, 0, 1_000)
+
+
+def test_in_dual_write_support_releases_a_hold_from_the_wallet_page_and_it_is_mirrored(
+    stores: Stores, support: Client
+) -> None:
+    enter_phase(Phase.SHADOW_READ)
+    key, hold_id = held_wallet(stores)
+    assert release_page(hold_id) in page_text(support.get(wallet_url(key)))
+
+    support.post(release_page(hold_id), {"next": wallet_url(key)}, follow=True)
+    stores.mirror().drain()
+
+    assert stores.phased.get_hold(hold_id).state == HoldState.RELEASED
+    assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
+    assert stores.tigerbeetle.get_balance(key).held_minor == 0

@@ -176,3 +176,23 @@ def test_the_legacy_scan_reads_every_wallet_as_a_snapshot_page_by_page(stores: S
     assert snapshots[born].balance.fields_minor() == (150, 0, 150)
     assert (snapshots[legacy].wallet_seq, snapshots[legacy].log_complete) == (0, False)
     assert snapshots[legacy].balance.fields_minor() == (700, 200, 900)
+
+
+def test_the_outbox_depth_counts_hold_events_waiting_for_the_mirror(stores: Stores) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    stores.phased.place_hold(key, 100, f"hold-{tx()}", timeout_s=3600)  # phase 0: both wait
+
+    assert stores.outbox.depth().pending == 2
+
+
+def test_hold_events_waiting_for_the_mirror_count_as_unmirrored_at_their_wallet_seq(
+    stores: Stores,
+) -> None:
+    """A hold event is a log entry with a wallet_seq of its own (the one after the credit's)."""
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    stores.phased.place_hold(key, 100, f"hold-{tx()}", timeout_s=3600)  # phase 0: it waits
+
+    assert stores.outbox.unmirrored_up_to(key, 1) == {MirrorState.PENDING: 1}
+    assert stores.outbox.unmirrored_up_to(key, 2) == {MirrorState.PENDING: 2}

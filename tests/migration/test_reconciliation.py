@@ -56,6 +56,29 @@ def test_a_balance_difference_is_recorded_with_both_values(stores: Stores) -> No
     assert (mismatch.mongo_debit_minor, mismatch.tb_debit_minor) == (1, 8)
 
 
+def test_wallets_with_the_same_open_holds_in_both_stores_match(stores: Stores) -> None:
+    key = mirrored_wallets(stores, 1)[0]
+    stores.phased.place_hold(key, 400, f"hold-{tx()}", timeout_s=3600)
+
+    run = reconcile(stores)
+
+    assert (run.checked, run.matched, run.mismatched) == (1, 1, 0)
+
+
+def test_a_held_amount_only_one_store_holds_is_a_mismatch_of_its_own_kind(
+    stores: Stores,
+) -> None:
+    key = mirrored_wallets(stores, 1)[0]
+    stores.tigerbeetle.place_hold(key, 300, f"hold-{tx()}", timeout_s=3600)  # TigerBeetle alone
+
+    run = reconcile(stores)
+
+    mismatch = run.mismatches.get()
+    assert mismatch.kind == ReconciliationMismatch.Kind.HELD
+    assert (mismatch.mongo_held_minor, mismatch.tb_held_minor) == (0, 300)
+    assert (mismatch.mongo_credit_minor, mismatch.tb_credit_minor) == (1_000, 700)
+
+
 def test_mirror_lag_is_not_reported_as_a_mismatch(stores: Stores) -> None:
     key = mirrored_wallets(stores, 1)[0]
 
