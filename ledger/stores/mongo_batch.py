@@ -11,9 +11,10 @@ expire first, as before any single write, each logged as a point of its wallet's
 (one query finds the few wallets that have any). One transaction, so nothing is half
 applied.
 
-The walk uses the wallets as read; each wallet's update names the `wallet_seq` and
-`hold_seq` it read, so a write that landed on a wallet since (a single write, a hold, a
-racing batch) matches nothing, and the whole transaction goes again as a write conflict.
+The walk uses the wallets as read; each wallet's update names the `wallet_seq` it read
+(every write and hold event of a wallet moves it), so a write that landed on a wallet since
+(a single write, a hold, a racing batch) matches nothing, and the whole transaction goes
+again as a write conflict.
 
 Independent (`atomic=False`): a refused item is that item's outcome and the others apply.
 All-or-nothing: the first refusal aborts the transaction, naming its item; a refused debit
@@ -122,9 +123,9 @@ class MongoBatch:
                 self._database.wallets(),
                 "client_id",
                 client_ids,
-                projection={"_id": 0, "client_id": 1, "wallet_seq": 1, "hold_seq": 1},
+                projection={"_id": 0, "client_id": 1, "wallet_seq": 1},
             )
-            return sorted((d["client_id"], d.get("wallet_seq"), d.get("hold_seq")) for d in found)
+            return sorted((d["client_id"], d.get("wallet_seq")) for d in found)
 
         def apply(session: ClientSession) -> list[BatchOutcome]:
             return self._apply(session, items, keys, atomic=atomic, made_by=made_by)
@@ -362,7 +363,7 @@ def _moved(why: str) -> OperationFailure:
 
 def _wallet_update(wallet: _Wallet, *, now: datetime) -> pymongo.UpdateOne:
     """The wallet's one update: what the batch moved, only if nothing else moved it since
-    it was read (its wallet_seq and hold_seq as read)."""
+    it was read (its wallet_seq as read: every write and hold event of a wallet moves it)."""
     document = wallet.document
     assert document is not None
     currency = wallet.key.currency
@@ -378,7 +379,6 @@ def _wallet_update(wallet: _Wallet, *, now: datetime) -> pymongo.UpdateOne:
     guard: dict[str, Any] = {
         **key_filter(wallet.key),
         "wallet_seq": document.get("wallet_seq", {"$exists": False}),
-        "hold_seq": document.get("hold_seq", {"$exists": False}),
     }
     return pymongo.UpdateOne(guard, {"$inc": increments, "$set": {"updated_at": now}})
 
