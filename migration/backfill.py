@@ -432,13 +432,16 @@ class Backfill:
         are stamped again past everything the cluster holds now (its accounts and live
         writes), in the same order, and only they are sent again: going back to the
         accounts reopened the same window, and under steady writes every attempt of a page
-        lost the race (issue 25: "timestamps kept regressing" for a whole run)."""
+        lost the race (issue 25: "timestamps kept regressing" for a whole run). The refused
+        results carry the cluster's own timestamps at that send, later than everything it
+        held then: the new stamps follow them, with no query of the cluster's latest event
+        (0.2-0.6 s on the real server, a window of its own)."""
         for attempt in range(REGRESS_RETRIES):
             results = self.tigerbeetle.create_transfers(transfers)
             if not any(r.status in _RETRY for r in results):
                 return results
-            time.sleep(0.001 * 2**attempt)
-            floor = max(self.tigerbeetle.latest_timestamp(), transfers[-1].timestamp)
+            time.sleep(0.001 * 2**attempt)  # the cluster's clock moves past the new stamps
+            floor = max(max(r.timestamp for r in results), transfers[-1].timestamp)
             for offset, transfer in enumerate(transfers, start=1):
                 transfer.timestamp = floor + offset
         return None
