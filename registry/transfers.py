@@ -307,7 +307,13 @@ def record_mirrored_void(
 ) -> None:
     """A void the mirror applied. A transaction older than the backfill snapshot has no row
     (its amount is in the opening balance, with no transfer of its own): it is registered
-    as voided here. One already voided is left as it is."""
+    as voided here. One already voided with its void transfer named is left as it is.
+
+    One voided with no void transfer named is a transaction the backfill registered from
+    its log entry, which said voided, while the void itself came after the wallet's
+    snapshot (the void landed between the backfill's read of the wallet and its
+    registration): the mirror posted that void, so the row names it, or the transfer check
+    finds a void no row names ("a second void") on every run."""
     original = WalletTransfer.objects.filter(transaction_id=voided_transaction_id).first()
     if original is None:
         original = WalletTransfer(
@@ -317,7 +323,7 @@ def record_mirrored_void(
             amount_minor=amount_minor,
             tb_transfer_id_hex=u128_to_hex(voided_tb_transfer_id),
         )
-    if original.state == WalletTransfer.State.VOIDED:
+    if original.state == WalletTransfer.State.VOIDED and original.void_tb_transfer_id_hex:
         return
     mark_voided(
         original,

@@ -22,13 +22,6 @@ pytestmark = [
         os.environ.get("CI_PASS") == "embedded",
         reason="CI runs the small moonshot once, in the real-server pass",
     ),
-    pytest.mark.xfail(
-        reason="issue 25 findings, open (intermittent): under live writes TigerBeetle ends "
-        "up holding a second void of a voided write on legacy wallets (reconciliation: "
-        "not_registered, so phase 1 -> 2 refuses), and the backfill can fail wallets with "
-        "'timestamps kept regressing' (README, the moonshot); remove this mark with their fixes",
-        strict=False,
-    ),
 ]
 
 

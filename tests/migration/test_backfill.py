@@ -11,11 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from tigerbeetle import AccountFlags, TransferFlags
+from tigerbeetle import Account, AccountFlags, Transfer, TransferFlags
+from tigerbeetle import id as tb_id
 
 from domain.errors import StoreUnavailable
+from domain.money import ledger_for_currency
 from flags.models import Milestone
 from flags.phases import Phase
+from ledger.batches import LedgerBatches
 from ledger.engine.backend import EngineBackend
 from ledger.history import transfer_timestamps
 from ledger.stores.mongo_database import MongoDatabase
@@ -364,3 +367,46 @@ def test_a_run_leaves_cycle_collection_off_when_it_was_off(collector_enabled: No
     with CycleCollection(every_pages=1) as cycles:
         cycles.page_done()
     assert not gc.isenabled()
+
+
+class LiveWritesBetweenTheSends(LedgerBatches):
+    """The jobs' batch port of a backfill under live writes: after each batch of imported
+    accounts is in, before the opening transfers go, a live transfer lands in the cluster
+    (as the mirror's and the API's writes do beside the backfill)."""
+
+    def __init__(self, stores: Stores) -> None:
+        super().__init__(stores.tigerbeetle.backend, scope=ledger_scope())
+        ledger = ledger_for_currency("USD")
+        self._live = [Account(id=tb_id(), ledger=ledger, code=1) for _ in range(2)]
+        assert all(r.status.name == "CREATED" for r in super().create_accounts(self._live))
+        self.live_writes = 0
+
+    def create_accounts(self, accounts: list[Account]) -> Any:
+        results = super().create_accounts(accounts)
+        if any(a.flags & AccountFlags.IMPORTED for a in accounts):
+            live = Transfer(
+                id=tb_id(),
+                debit_account_id=self._live[0].id,
+                credit_account_id=self._live[1].id,
+                amount=1,
+                ledger=self._live[0].ledger,
+                code=1,
+            )
+            assert super().create_transfers([live])[0].status.name == "CREATED"
+            self.live_writes += 1
+        return results
+
+
+def test_live_writes_between_the_accounts_and_the_transfers_do_not_fail_the_import(
+    stores: Stores,
+) -> None:
+    keys = [new_key() for _ in range(3)]
+    for key in keys:
+        legacy_wallet(stores, key, credit_minor=1_000, debit_minor=250)
+    live = LiveWritesBetweenTheSends(stores)
+
+    report = Backfill(stores.scan, stores.outbox, live).run(page_size=2, progress=False)
+
+    assert (report.imported, report.failed) == (3, [])
+    assert live.live_writes >= 2  # one page of two wallets, one of one, each raced
+    assert_stores_agree(stores, keys)
