@@ -670,47 +670,23 @@ class MongoHoldCopyBack:
                     session=session,
                     copied_back_mark=self.marks.copied_back,
                 )
-            document = hold_document(
-                hold.hold_id,
-                key,
-                hold.amount_minor,
-                timeout_s=hold.timeout_s,
-                now=hold.created_at,
-                made_by=hold.made_by,
-            )
-            document.update(
-                state=HoldState.CAPTURED.value,
-                captured_minor=hold.captured_minor,
-                resolved_at=hold.resolved_at,
-                resolved_by=hold.resolved_by,
-                copied_back=True,
-            )
-            self.database.holds().insert_one(document, session=session)
             captured = hold.captured_minor
-            wallet = self.database.wallets().find_one_and_update(
-                key_filter(key),
-                {
-                    "$inc": {
-                        "credit": decimal128(-captured, key.currency),
-                        "debit": decimal128(captured, key.currency),
-                        "wallet_seq": 1,
-                    },
-                    "$set": {"updated_at": datetime.now(UTC)},
-                },
-                return_document=pymongo.ReturnDocument.AFTER,
-                session=session,
-            )
-            assert wallet is not None, "a captured hold's wallet was copied back first"
-            log_hold_event(
-                self.database,
+            self._insert_copied_back(
                 session,
+                hold,
+                fields={
+                    "state": HoldState.CAPTURED.value,
+                    "captured_minor": captured,
+                    "resolved_at": hold.resolved_at,
+                    "resolved_by": hold.resolved_by,
+                },
+                increments={
+                    "credit": decimal128(-captured, key.currency),
+                    "debit": decimal128(captured, key.currency),
+                },
                 kind=HoldEventKind.CAPTURE,
-                hold_id=hold.hold_id,
                 amount_minor=captured,
-                balance=available_balance_of(wallet),
-                wallet_seq=int(wallet["wallet_seq"]),
                 at=hold.resolved_at or hold.created_at,
-                mirror_state=self.marks.copied_back,
                 made_by=hold.resolved_by,
             )
             return True
@@ -743,42 +719,66 @@ class MongoHoldCopyBack:
         def copy(session: ClientSession) -> bool:
             if self.database.holds().find_one({"_id": hold.hold_id}, session=session):
                 return False
-            document = hold_document(
-                hold.hold_id,
-                key,
-                hold.amount_minor,
-                timeout_s=hold.timeout_s,
-                now=hold.created_at,
-                made_by=hold.made_by,
-            )
-            document.update(expires_at=hold.expires_at, copied_back=True)
-            self.database.holds().insert_one(document, session=session)
-            wallet = self.database.wallets().find_one_and_update(
-                key_filter(key),
-                {
-                    "$inc": {"held": decimal128(hold.amount_minor, key.currency), "wallet_seq": 1},
-                    "$set": {"updated_at": datetime.now(UTC)},
-                },
-                return_document=pymongo.ReturnDocument.AFTER,
-                session=session,
-            )
-            assert wallet is not None, "an open hold's wallet was copied back first"
-            log_hold_event(
-                self.database,
+            self._insert_copied_back(
                 session,
+                hold,
+                fields={"expires_at": hold.expires_at},
+                increments={"held": decimal128(hold.amount_minor, key.currency)},
                 kind=HoldEventKind.PLACE,
-                hold_id=hold.hold_id,
                 amount_minor=hold.amount_minor,
-                balance=available_balance_of(wallet),
-                wallet_seq=int(wallet["wallet_seq"]),
                 at=hold.created_at,
-                mirror_state=self.marks.copied_back,
                 made_by=hold.made_by,
-                placed=document,
             )
             return True
 
         return self._transaction(key, copy)
+
+    def _insert_copied_back(
+        self,
+        session: ClientSession,
+        hold: Hold,
+        *,
+        fields: dict[str, Any],
+        increments: dict[str, Any],
+        kind: str,
+        amount_minor: int,
+        at: datetime,
+        made_by: str,
+    ) -> None:
+        """A hold MongoDB lacks, inserted as TigerBeetle holds it (`fields` over a new hold's
+        document), its wallet moved by `increments`, and its event logged as copied back (a
+        point of MongoDB's history the mirror never sends again)."""
+        key = hold.key
+        document = hold_document(
+            hold.hold_id,
+            key,
+            hold.amount_minor,
+            timeout_s=hold.timeout_s,
+            now=hold.created_at,
+            made_by=hold.made_by,
+        )
+        document.update(fields, copied_back=True)
+        self.database.holds().insert_one(document, session=session)
+        wallet = self.database.wallets().find_one_and_update(
+            key_filter(key),
+            {"$inc": {**increments, "wallet_seq": 1}, "$set": {"updated_at": datetime.now(UTC)}},
+            return_document=pymongo.ReturnDocument.AFTER,
+            session=session,
+        )
+        assert wallet is not None, "a copied-back hold's wallet was copied back first"
+        log_hold_event(
+            self.database,
+            session,
+            kind=kind,
+            hold_id=hold.hold_id,
+            amount_minor=amount_minor,
+            balance=available_balance_of(wallet),
+            wallet_seq=int(wallet["wallet_seq"]),
+            at=at,
+            mirror_state=self.marks.copied_back,
+            made_by=made_by,
+            placed=document if kind == HoldEventKind.PLACE else None,
+        )
 
 
 class MongoHoldOperations:
