@@ -30,6 +30,7 @@ from typing import Any, TypedDict
 
 from django.db.models import Avg, Count, Q, Sum
 from django.db.models.functions import TruncDate
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from domain import errors
@@ -227,7 +228,7 @@ def writes_lost(outbox_depth: OutboxDepth | None) -> tuple[int | None, str]:
     mismatched, legacy = lost_write_mismatches(run)
     detail = (
         f"{outbox_depth.parked} parked outbox entries, "
-        f"{mismatched} wallets mismatched in the last run"
+        f"{mismatched} wallet{pluralize(mismatched)} mismatched in the last run"
     )
     if legacy:
         detail += f" (set aside: {legacy} acknowledged legacy wallets)"
@@ -783,7 +784,8 @@ def _mismatch_blockers(run: ReconciliationRun | None) -> list[Blocker]:
     if real - transfers:
         found.append(
             Blocker(
-                f"{real - transfers} wallets differ in the last reconciliation.",
+                f"{real - transfers} wallet{pluralize(real - transfers)} "
+                f"{'differs' if real - transfers == 1 else 'differ'} in the last reconciliation.",
                 CASES_MISMATCHES,
                 action=ACTION_RECHECK_MISMATCHED,
             )

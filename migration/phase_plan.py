@@ -40,6 +40,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from domain import errors
@@ -637,7 +638,8 @@ def _open_mismatch_refusals(mismatches: criteria.OpenMismatches) -> list[Refusal
         found.append(
             Refusal(
                 RefusalKind.OPEN_MISMATCHES,
-                f"{wallets} wallets differ in the last reconciliation (run "
+                f"{_wallets(wallets)} {'differs' if wallets == 1 else 'differ'} in the last "
+                f"reconciliation (run "
                 f"{mismatches.run_id}) and no re-check has resolved them: once fixed, re-check "
                 "them from the reconciliation mismatches; a legacy wallet whose MongoDB fields "
                 "disagree among themselves is acknowledged by support there instead.",
@@ -870,3 +872,7 @@ def _pause(facts: StepFacts) -> str:
         f"Writes already under way get up to {facts.writes_wait_s:g} s to finish, or the "
         "change is refused."
     )
+
+
+def _wallets(count: int) -> str:
+    return f"{count} wallet{pluralize(count)}"

@@ -330,7 +330,7 @@ def test_the_dashboard_blocker_rechecks_the_differing_wallets(
     page = product.get(DASHBOARD).content.decode()
     # Open mismatches refuse the step forward; the refusal offers the re-check.
     refusals = page.split('id="next-step-refusals"')[1].split("</ul>")[0]
-    assert "1 wallets differ in the last reconciliation" in refusals
+    assert "1 wallet differs in the last reconciliation" in refusals
     assert 'data-action="recheck_mismatched"' in refusals
     stores.mongo.subtract_credit(differing_wallet, 1, tx(), mirror=False)  # they agree again
 
@@ -441,5 +441,5 @@ def test_a_transfer_registry_difference_is_its_own_blocker_pointing_to_its_repai
 
     refusals = page.split('id="next-step-refusals"')[1].split("</ul>")[0]
     assert "1 differences between the transfer registry and TigerBeetle" in refusals
-    assert "wallets differ" not in refusals
+    assert "differs in the last" not in refusals and "differ in the last" not in refusals
     assert 'data-action="recheck_mismatched"' not in refusals

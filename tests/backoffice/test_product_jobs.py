@@ -97,7 +97,7 @@ def test_a_legacy_inconsistency_support_has_not_acknowledged_counts_as_a_lost_wr
 
     shown = next_step_criterion(product.get("/admin/migration/dashboard/").content.decode())
 
-    assert "Does not hold" in shown and "1 wallets mismatched in the last run" in shown
+    assert "Does not hold" in shown and "1 wallet mismatched in the last run" in shown
 
 
 def test_without_a_reconciliation_the_match_rate_criterion_has_no_data_rather_than_holding(

@@ -341,7 +341,7 @@ def test_product_meets_a_step_refused_for_a_legacy_wallet_until_support_acknowle
     page.goto(f"{live_server.url}/admin/migration/phase/")
     screenshot(page, "legacy-01-product-sees-the-refusals")
     refusals = page.inner_text("#next-step-refusals")
-    assert "1 wallets differ in the last reconciliation" in refusals
+    assert "1 wallet differs in the last reconciliation" in refusals
     assert "acknowledged by support" in refusals
     assert "Its criterion has not held" in refusals
     page.select_option("#id_phase", "2")
@@ -349,7 +349,7 @@ def test_product_meets_a_step_refused_for_a_legacy_wallet_until_support_acknowle
     page.click("input[name=_change]")
     page.wait_for_selector(".errorlist.nonfield")
     screenshot(page, "legacy-02-product-step-refused")
-    assert "1 wallets differ in the last reconciliation" in page.inner_text(".errorlist.nonfield")
+    assert "1 wallet differs in the last reconciliation" in page.inner_text(".errorlist.nonfield")
 
     support_acknowledges(browser, live_server.url, legacy=legacy)
 

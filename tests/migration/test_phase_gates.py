@@ -188,7 +188,7 @@ def test_open_mismatches_refuse_a_step_forward(stores: Stores, settings: Any) ->
     enter_phase(Phase.SHADOW_READ, shadow_percent=5)
     legacy_mismatch()  # a legacy wallet nobody has decided on yet is an open case
 
-    with pytest.raises(InvalidPhaseChange, match="1 wallets differ in the last reconciliation"):
+    with pytest.raises(InvalidPhaseChange, match="1 wallet differs in the last reconciliation"):
         move(stores, Phase.READ_CUTOVER, rollout_percent=Decimal(1))
     assert current_state().phase == Phase.SHADOW_READ
 
