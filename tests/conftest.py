@@ -19,8 +19,9 @@ from domain.wallets import WalletStore
 from ledger.backends import LedgerBackend, get_ledger_backend
 from ledger.tb_model import LedgerScope
 
-if TYPE_CHECKING:  # the models and DRF's test client load once Django is set up
+if TYPE_CHECKING:  # the models and the test clients load once Django is set up
     from django.contrib.auth.models import AbstractUser
+    from django.test import Client
     from rest_framework.test import APIClient
 
 BACKEND_NAMES = ["engine", "tigerbeetle"]
@@ -272,6 +273,15 @@ def wallet_store(request: pytest.FixtureRequest, db: None) -> WalletStore:
 def committed_wallet_store(request: pytest.FixtureRequest, transactional_db: None) -> WalletStore:
     """Each store with real commits, for tests where threads share the database."""
     return build_store(request.param, request)
+
+
+@pytest.fixture
+def admin_client(client: Client, admin_user: AbstractUser) -> Client:
+    """pytest-django's superuser client, signed in as an enrolled superuser is: with the
+    second factor the admin asks of every superuser (STAFF_2FA_REQUIRED stays on)."""
+    from tests.second_factor import signed_in_with_second_factor
+
+    return signed_in_with_second_factor(client, admin_user)
 
 
 # What token_api_client() grants by default: the five wallet operations and voids.
