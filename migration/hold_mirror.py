@@ -107,6 +107,13 @@ def record_hold_events(
     (its timestamp + timeout), which phase 4 then goes by."""
     places = [(e, t, ts) for e, t, ts in applied if e.kind == PLACE]
     stored = transfers_by_id(ledger, [t.id for e, t, ts in places if not ts]) if places else {}
+    # One query for the rows the other events resolve; a place of this run adds its own.
+    rows: dict[str, WalletHold] = {
+        row.hold_id: row
+        for row in WalletHold.objects.select_related("wallet").filter(
+            hold_id__in={e.hold_id for e, _t, _ts in applied if e.kind != PLACE}
+        )
+    }
     for entry, transfer, timestamp in applied:
         if entry.kind == PLACE:
             wallet = wallets[entry.key]
@@ -114,7 +121,7 @@ def record_hold_events(
             found = stored.get(transfer.id)
             tb_timestamp = timestamp or (int(found.timestamp) if found else 0)
             timeout_s = int(found.timeout) if found else int(transfer.timeout)
-            hold_registry.record_placed(
+            rows[entry.hold_id] = hold_registry.record_placed(
                 hold_id=entry.hold_id,
                 wallet_pk=wallet.pk,
                 amount_minor=entry.amount_minor,
@@ -128,7 +135,7 @@ def record_hold_events(
                 made_by=entry.made_by,
             )
             continue
-        row = WalletHold.objects.select_related("wallet").filter(hold_id=entry.hold_id).first()
+        row = rows.get(entry.hold_id)
         if row is None or row.state != WalletHold.State.OPEN:
             continue
         if entry.kind == EXPIRE:  # logged at MongoDB's expiry
