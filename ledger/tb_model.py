@@ -194,24 +194,6 @@ def debit_transfer(
     )
 
 
-def mirrored_hold_transfer(
-    hold_id: str, *, ids: IdSpace, tb_account_id: int, ledger: int, amount_minor: int
-) -> Transfer:
-    """A hold MongoDB placed, as the mirror carries it: pending WITHOUT a timeout (MongoDB's
-    expiry rules: the mirror voids it when MongoDB expired it), under the hold's id, so its
-    capture, release or expiry is the same `hold_resolution` the TigerBeetle store sends."""
-    return Transfer(
-        id=ids.hold_transfer_id(hold_id),
-        debit_account_id=tb_account_id,
-        credit_account_id=ids.system_account_id(ledger),
-        amount=amount_minor,
-        ledger=ledger,
-        code=TRANSFER_CODE_HOLD,
-        timeout=0,
-        flags=TransferFlags.PENDING,
-    )
-
-
 def void_transfer(
     voided_tb_transfer_id: int,
     *,
