@@ -24,7 +24,7 @@ CAPTURE_HOLDS = "registry.capture_wallethold"
 RELEASE_HOLDS = "registry.release_wallethold"
 VIEW_HOLDS = "registry.view_wallethold"
 
-# A 409 of a hold names what stands in the way: the hold's state, or the migration phase.
+# A 409 of a hold that is no longer open names what it is now.
 HOLD_CONFLICT_DETAILS = {
     "type": "object",
     "properties": {
@@ -32,19 +32,6 @@ HOLD_CONFLICT_DETAILS = {
             "type": "string",
             "enum": [state.value for state in HoldState if state != HoldState.OPEN],
             "description": "hold_not_open: what the hold is now",
-        },
-        "phase": {
-            "type": "integer",
-            "enum": [1, 2, 3],
-            "description": "holds_unavailable_in_phase (placing a hold only): the migration "
-            "phase. In dual write (phases 1-3) a hold is placed only on a wallet the mirror "
-            "carries into TigerBeetle; docs/holds.md",
-        },
-        "reason": {
-            "type": "string",
-            "enum": ["awaiting_backfill"],
-            "description": "holds_unavailable_in_phase: the wallet is a legacy one the backfill "
-            "has not imported into TigerBeetle yet; retry once it has",
         },
     },
 }
@@ -56,7 +43,6 @@ _ACCESS = {
 _BODY_LIMITS = {413: ["request_too_large"], 415: ["unsupported_media_type"]}
 _WRITE_UNAVAILABLE = {503: ["store_unavailable", "writes_paused", "database_unavailable"]}
 _HOLD_404 = {404: ["hold_not_found", "not_found"]}
-_PHASE_409 = "holds_unavailable_in_phase"
 REPLAYED = "the hold id already did this: the hold as it is now, `replayed` true"
 
 
@@ -78,7 +64,7 @@ PLACE_ERRORS = hold_error_responses(
         **_BODY_LIMITS,
         **_ACCESS,
         404: ["wallet_not_found", "not_found"],
-        409: ["idempotency_conflict", _PHASE_409],
+        409: ["idempotency_conflict"],
         422: ["insufficient_funds", "cross_currency"],
         **_WRITE_UNAVAILABLE,
     }
@@ -143,9 +129,7 @@ class WalletHoldsView(APIView):
         summary="Reserve an amount of a wallet under a hold id, until expires_in_s passes",
         description="The amount leaves the wallet's available credit at once (`balance.held`). "
         "expires_in_s: whole seconds, 1 to 2592000 (30 days), else 400 validation_error. "
-        "Served in every migration phase; in dual write (phases 1-3) a legacy wallet the "
-        "backfill has not imported yet is 409 holds_unavailable_in_phase "
-        "(details.reason awaiting_backfill).",
+        "Served in every migration phase, on every wallet (docs/holds.md).",
         request=hs.HoldRequest,
         responses=_write_responses(PLACE_ERRORS, created="placed now"),
     )

@@ -142,19 +142,6 @@ class CaptureExceedsHold(WalletError):
     default_message = "A capture can take at most the amount the hold reserved."
 
 
-class HoldsUnavailableInPhase(WalletError):
-    """A hold cannot be placed on this wallet in this migration phase: in dual write
-    (phases 1-3) the mirror carries holds only of wallets TigerBeetle holds whole, so a legacy
-    wallet waits for its import (`details.reason` awaiting_backfill; docs/holds.md)."""
-
-    code = "holds_unavailable_in_phase"
-    http_status = 409
-    default_message = (
-        "Holds on this wallet are not available during this migration phase; retry once the "
-        "backfill has imported it."
-    )
-
-
 class StoreUnavailable(WalletError):
     """A store (MongoDB, TigerBeetle) did not answer; the outcome of a write is unknown and
     a retry with the same id is safe."""

@@ -43,6 +43,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from django.db import transaction
 from django.utils import timezone
 from tigerbeetle import (
     Account,
@@ -68,6 +69,7 @@ from ledger.tb_model import (
     opening_pair,
     stamp_import,
 )
+from migration.backfill_holds import CarriedHolds, HoldImport
 from migration.legacy_scan import LegacyScan, WalletSnapshot
 from migration.outbox import BackfilledEntries, CoveredTransaction, MirrorOutbox
 from registry import accounts as account_registry
@@ -132,6 +134,7 @@ class _WrittenPage:
     account_ids: dict[WalletKey, int] = field(default_factory=dict)
     results: list[CreateTransferResult] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    holds: CarriedHolds = field(default_factory=CarriedHolds)
 
 
 @dataclass
@@ -148,6 +151,7 @@ class _PageEvents:
     transfers: list[Transfer]  # the opening pairs, linked, in `todo` order
     chain_of: dict[WalletKey, tuple[int, int]]  # key -> (first transfer, how many)
     account_ids: dict[WalletKey, int]
+    holds: CarriedHolds  # open at the snapshots: placed once the opening pairs are in
 
 
 class _InlineExecutor(Executor):
@@ -175,6 +179,7 @@ class Backfill:
         # refuse the page as regressing, and the retry asks the cluster.
         self._clock: int | None = None
         self._system_accounts: set[int] = set()  # system account ids known to exist
+        self._holds = HoldImport(outbox, tigerbeetle)
 
     def run(self, page_size: int = PAGE_SIZE, progress: bool | None = None) -> BackfillReport:
         """Import every legacy wallet; record the milestone when nothing failed.
@@ -194,15 +199,17 @@ class Backfill:
         with (
             tqdm(desc="backfill", unit="wallet", disable=not show) as bar,
             pages as pages,
-            self._tigerbeetle_worker() as worker,
+            _tigerbeetle_worker(self.tigerbeetle) as worker,
             CycleCollection(every_pages=COLLECT_CYCLES_EVERY_PAGES) as cycles,
         ):
             reading = True
             try:
                 for page in pages:
                     reading = False
-                    todo = self._select(page, report)
-                    submitted = worker.submit(self._write, self._events(todo)) if todo else None
+                    todo, holds = self._select(page, report)
+                    submitted = (
+                        worker.submit(self._write, self._events(todo, holds)) if todo else None
+                    )
                     in_flight.append((len(page), submitted))
                     while len(in_flight) > 1:  # the one just submitted stays in flight
                         bar.update(self._finish_next(in_flight, report))
@@ -229,14 +236,17 @@ class Backfill:
 
     def import_page(self, page: list[WalletSnapshot], report: BackfillReport) -> None:
         """One page, both halves, in this thread."""
-        todo = self._select(page, report)
+        todo, holds = self._select(page, report)
         if todo:
-            self._finish(self._write(self._events(todo)), report)
+            self._finish(self._write(self._events(todo, holds)), report)
 
     # --- internals --------------------------------------------------------------------------
 
-    def _select(self, page: list[WalletSnapshot], report: BackfillReport) -> list[WalletSnapshot]:
-        """The page's wallets still to import (the registry says which are done)."""
+    def _select(
+        self, page: list[WalletSnapshot], report: BackfillReport
+    ) -> tuple[list[WalletSnapshot], CarriedHolds]:
+        """The page's wallets still to import (the registry says which are done), and their
+        holds open at their snapshots; a wallet whose log and `held` disagree is left out."""
         report.scanned += len(page)
         keys = [snapshot.balance.key for snapshot in page]
         rows = account_registry.rows_by_key(keys)
@@ -257,15 +267,9 @@ class Backfill:
             if b.credit_minor != b.historical_credit_minor - b.debit_minor:
                 report.inconsistent += 1
                 log.warning("backfill: %s has credit != historical - debit", b.key.describe())
-        return todo
-
-    def _tigerbeetle_worker(self) -> Executor:
-        """A thread of its own for the TigerBeetle half when the backend may be called from
-        any thread (the real client); in this thread otherwise (the embedded engine works in
-        this thread's database transaction)."""
-        if self.tigerbeetle.callable_from_any_thread:
-            return ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-tigerbeetle")
-        return _InlineExecutor()
+        holds = self._holds.read(todo)
+        report.failed.extend(holds.refused.values())
+        return [s for s in todo if s.balance.key not in holds.refused], holds
 
     def _finish_next(
         self, in_flight: deque[tuple[int, Future[_WrittenPage] | None]], report: BackfillReport
@@ -296,7 +300,7 @@ class Backfill:
             failed=[s.balance.key.describe() + ": timestamps kept regressing" for s in events.todo]
         )
 
-    def _events(self, todo: list[WalletSnapshot]) -> _PageEvents:
+    def _events(self, todo: list[WalletSnapshot], holds: CarriedHolds) -> _PageEvents:
         """The page's events, oldest wallet first, without their timestamps."""
         now_ns = int(timezone.now().timestamp() * 1e9)
         created = sorted(
@@ -347,6 +351,7 @@ class Backfill:
             transfers=transfers,
             chain_of=chain_of,
             account_ids=account_ids,
+            holds=holds,
         )
 
     def _attempt(self, events: _PageEvents) -> _WrittenPage | None:
@@ -382,8 +387,16 @@ class Backfill:
         )
         if created is None:
             return None
-        self._clock = max(clock, transfers[-1].timestamp) if transfers else clock
         usable, results, failed = created
+        # After the imported events: ordinary pending transfers, which the cluster stamps
+        # later than them (never an imported pending transfer: docs/holds.md).
+        self._holds.place(
+            events.holds,
+            account_ids=events.account_ids,
+            imported=_opened(usable, chain_of=chain_of, results=results),
+        )
+        last = transfers[-1].timestamp if transfers else clock
+        self._clock = max(clock, last, events.holds.latest_timestamp())
         return _WrittenPage(
             written=True,
             usable=usable,
@@ -391,6 +404,7 @@ class Backfill:
             account_ids=events.account_ids,
             results=results,
             failed=failed,
+            holds=events.holds,
         )
 
     def _create_page(
@@ -446,21 +460,6 @@ class Backfill:
                 transfer.timestamp = floor + offset
         return None
 
-    def _register_covered_transactions(self, entries: BackfilledEntries) -> None:
-        """Transactions older than a wallet's snapshot are in its opening balance, with no
-        transfer of their own; registering them still lets support find and void them once
-        TigerBeetle is the only store (a void posts its own compensating transfer)."""
-        if not entries.transactions:
-            return
-        wallets = account_registry.rows_by_key({covered.key for covered in entries.transactions})
-        transfer_registry.record_all(
-            [
-                _covered_transfer(covered, wallets[covered.key], ids=self.tigerbeetle.scope.ids)
-                for covered in entries.transactions
-            ],
-            batch_size=500,
-        )
-
     def _record(self, written: _WrittenPage, report: BackfillReport) -> None:
         """The registry half of a page whose TigerBeetle half is done: a row each, the
         covered transactions registered, the outbox entries released."""
@@ -488,13 +487,32 @@ class Backfill:
             else:
                 names = ",".join(s.name for s in statuses)
                 report.failed.append(f"{key.describe()}: opening balance refused ({names})")
+        holds = self._holds_of(written, adopted=adopted)
+        report.failed.extend(
+            holds.refused[s.balance.key] for s in imported if s.balance.key in holds.refused
+        )
+        imported = [s for s in imported if s.balance.key not in holds.refused]
         wallets = [_imported(s, account_ids=account_ids, adopted=adopted) for s in imported]
-        account_registry.record_imported(wallets, imported_at=timezone.now(), batch_size=PAGE_SIZE)
+        with transaction.atomic():  # a hold's row comes with its wallet's, for the mirror
+            account_registry.record_imported(
+                wallets, imported_at=timezone.now(), batch_size=PAGE_SIZE
+            )
+            self._holds.record(holds)
         opening_seqs = {wallet.key: int(wallet.opening_seq) for wallet in wallets}
         entries = self.outbox.backfilled_entries(opening_seqs)  # one read for both
-        self._register_covered_transactions(entries)
+        _register_covered_transactions(entries, ids=self.tigerbeetle.scope.ids)
         self.outbox.release(entries)
         report.imported += len(wallets)
+
+    def _holds_of(self, written: _WrittenPage, *, adopted: dict[WalletKey, int]) -> CarriedHolds:
+        """The page's holds placed in TigerBeetle; for the wallets an earlier run imported
+        (`adopted`, at their own seq), those open at that seq, placed now: before their
+        registry rows, so the mirror never resolves a hold TigerBeetle lacks."""
+        if not adopted:
+            return written.holds
+        again = self._holds.read_at(adopted)
+        self._holds.place(again, account_ids=written.account_ids, imported=set(adopted))
+        return written.holds.replaced(keys=set(adopted), by=again)
 
 
 class CycleCollection:
@@ -621,3 +639,46 @@ def _covered_transfer(
         void_reason=covered.void_reason,
         voided_at=covered.voided_at,
     )
+
+
+def _register_covered_transactions(entries: BackfilledEntries, *, ids: IdSpace) -> None:
+    """Transactions older than a wallet's snapshot are in its opening balance, with no
+    transfer of their own; registering them still lets support find and void them once
+    TigerBeetle is the only store (a void posts its own compensating transfer)."""
+    if not entries.transactions:
+        return
+    wallets = account_registry.rows_by_key({covered.key for covered in entries.transactions})
+    transfer_registry.record_all(
+        [
+            _covered_transfer(covered, wallets[covered.key], ids=ids)
+            for covered in entries.transactions
+        ],
+        batch_size=500,
+    )
+
+
+def _tigerbeetle_worker(tigerbeetle: LedgerBatches) -> Executor:
+    """A thread of its own for a page's TigerBeetle half when the backend may be called from
+    any thread (the real client); this thread otherwise (the embedded engine works in this
+    thread's database transaction)."""
+    if tigerbeetle.callable_from_any_thread:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-tigerbeetle")
+    return _InlineExecutor()
+
+
+def _opened(
+    usable: list[WalletSnapshot],
+    *,
+    chain_of: dict[WalletKey, tuple[int, int]],
+    results: list[CreateTransferResult],
+) -> set[WalletKey]:
+    """The wallets whose opening pair this attempt created (the others an earlier run did:
+    their holds wait for the registry half, which learns at which seq)."""
+    opened = set()
+    for snapshot in usable:
+        start, size = chain_of[snapshot.balance.key]
+        if all(
+            results[i].status == CreateTransferStatus.CREATED for i in range(start, start + size)
+        ):
+            opened.add(snapshot.balance.key)
+    return opened

@@ -162,7 +162,9 @@ class CoveredTransaction:
     voided_at: datetime | None = None
 
 
-def _entry(document: dict[str, Any]) -> OutboxEntry:
+def outbox_entry(document: dict[str, Any]) -> OutboxEntry:
+    """A log document as the write it asks TigerBeetle for (KeyError, TypeError or
+    ValueError when it is malformed)."""
     return OutboxEntry(
         entry_id=document["_id"],
         kind=document["kind"],
@@ -259,7 +261,7 @@ class MirrorOutbox:
             entries, malformed = [], []
             for document in self.database.log().find(query).sort(order).limit(limit):
                 try:
-                    entries.append(_entry(document))
+                    entries.append(outbox_entry(document))
                 except (KeyError, TypeError, ValueError) as exc:
                     malformed.append((document["_id"], f"{type(exc).__name__}: {exc}"))
             for entry_id, problem in malformed:

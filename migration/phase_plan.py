@@ -43,15 +43,12 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permissi
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
-from domain import errors
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase, current_state, state_for_phase
-from ledger.stores.mongo_documents import MONGO_KEY_FIELDS, key_of
 from migration import criteria
 from migration.criteria import OpenMismatches, OutboxDepth, StepCriterion, outbox_depth_of
 from migration.legacy_cases import REASON_LENGTH_MIN
 from migration.outbox import MirrorOutbox
-from registry import accounts as account_registry
 from registry.models import WalletHold, WalletTransfer
 
 OVERRIDE_PERMISSION = "flags.override_phase_criterion"
@@ -253,9 +250,8 @@ class StepFacts:
     rollout_steps: tuple[Decimal, ...] = DEFAULT_ROLLOUT_STEPS
     override: Override | None = None
     dual_write_share_steps: tuple[Decimal, ...] = DEFAULT_ROLLOUT_STEPS
-    # Holds open in the store that stops serving them (docs/holds.md): MongoDB's when dual
-    # write starts (None: MongoDB does not answer), TigerBeetle's when leaving phase 4.
-    open_holds: int | None = 0
+    # Holds open on TigerBeetle when leaving phase 4: copied back (docs/holds.md).
+    open_holds: int = 0
 
 
 class RefusalKind(enum.StrEnum):
@@ -276,7 +272,6 @@ class RefusalKind(enum.StrEnum):
     CRITERION_NOT_HELD = "criterion_not_held"  # a forward step before its criterion held
     OVERRIDE_NOT_PERMITTED = "override_not_permitted"  # asked by someone without the right
     OVERRIDE_WITHOUT_REASON = "override_without_reason"  # asked without a written reason
-    OPEN_HOLDS = "open_holds"  # dual write starts while MongoDB holds open holds
 
 
 @dataclass(frozen=True)
@@ -397,7 +392,7 @@ def gather_step_facts(
     rollout_steps = tuple(settings.READ_ROLLOUT_STEPS)
     share_steps = tuple(settings.DUAL_WRITE_SHARE_STEPS)
     return StepFacts(
-        open_holds=_open_holds(step, outbox),
+        open_holds=_open_holds(step),
         writes_wait_s=settings.PHASE_CHANGE_WRITES_WAIT_S,
         backfill_completed=Milestone.objects.filter(name=Milestone.BACKFILL_COMPLETED).exists(),
         outbox=outbox_depth_of(outbox) if step.reads_outbox else None,
@@ -415,39 +410,15 @@ def gather_step_facts(
     )
 
 
-def _open_holds(step: Step, outbox: MirrorOutbox) -> int | None:
-    """Holds open now that the step must take care of: TigerBeetle's when leaving phase 4
-    (copied back), MongoDB's no outbox carries when dual write starts (refused while any);
-    None when MongoDB does not answer (docs/holds.md)."""
-    now = timezone.now()
-    if step.leaves_tigerbeetle_only:
-        return WalletHold.objects.filter(state=WalletHold.State.OPEN, expires_at__gt=now).count()
-    if not step.starts_dual_write:
+def _open_holds(step: Step) -> int:
+    """Holds open on TigerBeetle now when the step leaves phase 4: copied back to MongoDB.
+    MongoDB's open holds need nothing when dual write starts: a wallet born with the log
+    carries them through the mirror, a legacy wallet through the backfill (docs/holds.md)."""
+    if not step.leaves_tigerbeetle_only:
         return 0
-    try:
-        return _uncarried_open_holds(outbox)
-    except errors.StoreUnavailable:
-        return None
-
-
-def _uncarried_open_holds(outbox: MirrorOutbox) -> int:
-    """MongoDB's open holds no outbox carries into TigerBeetle: those of a legacy wallet the
-    backfill has not imported (its opening balance holds posted amounts only). A hold of a
-    wallet born with the log is carried by the mirror, from the wallet's first entry on.
-    A hold past its expiry counts until its expiry is marked (and logged): that expiry
-    would otherwise be a void of a pending transfer the import never made (the sweep marks
-    it within HOLD_SWEEP_INTERVAL_S)."""
-    database = outbox.database
-    found = database.guarded(
-        lambda: list(database.holds().find({"state": "open"}, dict.fromkeys(MONGO_KEY_FIELDS, 1)))
-    )
-    keys = {key_of(hold) for hold in found}
-    carried = outbox.complete_logs(keys) | {
-        key
-        for key, row in account_registry.rows_by_key(keys).items()
-        if row.opening_seq is not None
-    }
-    return sum(1 for hold in found if key_of(hold) not in carried)
+    return WalletHold.objects.filter(
+        state=WalletHold.State.OPEN, expires_at__gt=timezone.now()
+    ).count()
 
 
 def plan_phase_change(
@@ -543,21 +514,7 @@ def _refusals(step: Step, facts: StepFacts) -> list[Refusal]:
     found += _dual_write_share_refusals(step)
     if step.forward:
         found += _gate_refusals(step, facts)
-    if step.starts_dual_write and facts.open_holds != 0:
-        found.append(Refusal(RefusalKind.OPEN_HOLDS, _open_holds_refusal(facts.open_holds)))
     return found
-
-
-def _open_holds_refusal(open_holds: int | None) -> str:
-    if open_holds is None:
-        return "MongoDB does not answer: its open holds cannot be counted; try again."
-    return (
-        f"{open_holds} holds are open on MongoDB on legacy wallets the backfill has not "
-        "imported yet: the backfill imports posted amounts only, so TigerBeetle would lack "
-        "them (docs/holds.md). Let them be captured, released or expire (30 days at most; "
-        "an expired hold counts until the sweep marks it, within HOLD_SWEEP_INTERVAL_S), "
-        "then try again."
-    )
 
 
 def _dual_write_share_refusals(step: Step) -> list[Refusal]:

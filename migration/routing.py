@@ -41,10 +41,8 @@ from flags.write_lock import write_admitted
 from ledger import metrics
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_store import TigerBeetleWalletStore
-from migration.legacy_scan import LegacyScan
 from migration.models import ReadFallbackCount, ReadRouteCount
 from migration.outbox import MirrorOutbox
-from registry import accounts as account_registry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -357,37 +355,14 @@ class PhasedWalletStore:
             self._mirror_soon(key)
         return result
 
-    def _refuse_hold_on_uncarried_wallet(self, key: WalletKey) -> None:
-        """In dual write, a hold is placed only on a wallet the mirror carries whole: one
-        born with the transaction log, or one the backfill already imported. A legacy wallet
-        still waiting for its import is refused (`holds_unavailable_in_phase`, with
-        `details.reason`): its opening balance would not hold the pending amount yet."""
-        row = account_registry.rows_by_key([key]).get(key)
-        if row is not None and row.opening_seq is not None:
-            return
-        snapshot = LegacyScan(self.outbox.database).snapshots([key]).get(key)
-        if snapshot is None or snapshot.log_complete:
-            return  # no such wallet (the store answers wallet_not_found), or born with the log
-        raise errors.HoldsUnavailableInPhase(
-            "This wallet has not been imported into TigerBeetle yet; retry once the backfill "
-            "has imported it.",
-            phase=int(current_state().phase),
-            reason="awaiting_backfill",
-        )
-
     def place_hold(
         self, key: WalletKey, amount_minor: int, hold_id: str, *, timeout_s: int, made_by: str = ""
     ) -> HoldResult:
-        def on_mongo() -> HoldResult:
-            if current_state().phase != Phase.LEGACY:
-                self._refuse_hold_on_uncarried_wallet(key)
-            return self.mongo.place_hold(
-                key, amount_minor, hold_id, timeout_s=timeout_s, made_by=made_by
-            )
-
         return self._hold_write(
             "place_hold",
-            on_mongo=on_mongo,
+            on_mongo=lambda: self.mongo.place_hold(
+                key, amount_minor, hold_id, timeout_s=timeout_s, made_by=made_by
+            ),
             on_tigerbeetle=lambda: self.tigerbeetle.place_hold(
                 key, amount_minor, hold_id, timeout_s=timeout_s, made_by=made_by
             ),

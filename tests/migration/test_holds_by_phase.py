@@ -14,7 +14,7 @@ from django.utils import timezone
 from domain import errors
 from domain.holds import HoldState
 from flags.models import Milestone
-from flags.phases import InvalidPhaseChange, Phase, current_state
+from flags.phases import Phase, current_state
 from ledger.service import WalletService
 from migration.backfill import Backfill
 from migration.phase_change import change_phase
@@ -163,21 +163,21 @@ def test_dual_write_starts_with_open_holds_on_wallets_born_with_the_log_and_carr
 
 
 @pytest.mark.usefixtures("criteria_not_awaited")
-def test_dual_write_does_not_start_while_a_legacy_wallet_not_imported_holds_an_open_hold(
+def test_dual_write_starts_while_a_legacy_wallet_not_imported_holds_an_open_hold(
     stores: Stores,
 ) -> None:
+    """The backfill carries the hold (tests/migration/test_backfill_holds.py): no gate."""
     key = new_key()
     legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
-    placed = hold_id()
-    stores.phased.place_hold(key, 400, placed, timeout_s=HOUR_S)
+    stores.phased.place_hold(key, 400, hold_id(), timeout_s=HOUR_S)
 
-    with pytest.raises(InvalidPhaseChange, match="1 holds are open on MongoDB on legacy"):
-        change_phase(Phase.DUAL_WRITE, "tester", stores.mongo, stores.batches)
-    assert current_state().phase == Phase.LEGACY
-
-    stores.phased.release_hold(placed)
     change_phase(Phase.DUAL_WRITE, "tester", stores.mongo, stores.batches)
+    Backfill(stores.scan, stores.outbox, stores.batches).run(progress=False)
+    stores.mirror().drain()
+
     assert current_state().phase == Phase.DUAL_WRITE
+    assert stores.tigerbeetle.get_balance(key).held_minor == 400
+    assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)
 
 
 def test_a_legacy_wallets_phase_0_holds_are_in_its_opening_balance_after_the_backfill(
@@ -303,7 +303,7 @@ def test_a_hold_captured_in_phase_4_is_in_mongodb_after_stepping_back(stores: St
     )
 
 
-def test_through_the_api_a_hold_on_a_legacy_wallet_awaiting_its_import_is_409(
+def test_through_the_api_a_legacy_wallet_awaiting_its_import_takes_a_hold_in_phase_3(
     stores: Stores,
 ) -> None:
     api = token_api_client(HOLD_PERMISSIONS)
@@ -316,7 +316,9 @@ def test_through_the_api_a_hold_on_a_legacy_wallet_awaiting_its_import_is_409(
         {"hold_id": hold_id(), "amount": "1.00", "expires_in_s": 60},
         format="json",
     )
+    Backfill(stores.scan, stores.outbox, stores.batches).run(progress=False)
+    stores.mirror().drain()
 
-    assert response.status_code == 409
-    assert response.json()["error"]["code"] == "holds_unavailable_in_phase"
-    assert response.json()["error"]["details"] == {"phase": 3, "reason": "awaiting_backfill"}
+    assert response.status_code == 201, response.json()
+    assert stores.tigerbeetle.get_balance(key).held_minor == 100
+    assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)

@@ -216,20 +216,6 @@ def test_the_mirror_never_sends_an_imported_transfer_for_a_hold(
     assert not any(transfer.flags & TransferFlags.IMPORTED for transfer in sent)
 
 
-def test_in_dual_write_a_hold_on_a_legacy_wallet_not_imported_yet_is_refused(
-    stores: Stores,
-) -> None:
-    key = new_key()
-    legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
-    enter_phase(Phase.DUAL_WRITE)
-
-    with pytest.raises(errors.HoldsUnavailableInPhase) as refused:
-        stores.phased.place_hold(key, 100, hold_id(), timeout_s=HOUR_S)
-
-    assert refused.value.details == {"phase": 1, "reason": "awaiting_backfill"}
-    assert stores.mongo.get_balance(key).held_minor == 0
-
-
 def test_after_its_import_a_legacy_wallet_takes_holds_in_dual_write(stores: Stores) -> None:
     key = new_key()
     legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
