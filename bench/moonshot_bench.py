@@ -173,8 +173,7 @@ def walk(traffic: Traffic, env: dict[str, str], *, operator: str, args: Any) -> 
             print(f"    traffic: {traffic.tally.story(transaction_id)}", file=sys.stderr)
         return run.stdout
 
-    time.sleep(args.before_s)
-    traffic.stop_holds()  # phase 0 -> 1 refuses while a hold is open
+    time.sleep(args.before_s)  # holds stay open across every step (docs/holds.md)
     phase("phase 0 -> 1", "1")
     backfill = ["backfill", "--no-progress", "--page-size", str(args.page_size)]
     job("backfill", *backfill)
@@ -233,12 +232,34 @@ class Audit:
     differing: int  # wallets
     lost: int
     doubled: int
+    held_minor: int = 0  # what the holds the traffic left open reserve, by the tally
+    open_holds: int = 0
+
+
+def mongo_fields(document: dict[str, Any], key: WalletKey) -> tuple[int, int, int, int]:
+    """(credit, debit, historical credit, held) of a wallet document: posted amounts, and what
+    its open holds reserve."""
+    posted = tuple(
+        minor_units(document[field].to_decimal(), key.currency) if field in document else 0
+        for field in ("credit", "debit", "historical_credit", "held")
+    )
+    return posted[0], posted[1], posted[2], posted[3]
+
+
+def api_fields(body: dict[str, Any], key: WalletKey) -> tuple[int, int, int, int]:
+    """The same from the API's balance answer, whose `credit` is available (posted - held)."""
+    credit, debit, historical, held = (
+        minor_units(Decimal(body[field]), key.currency) if field in body else 0
+        for field in ("credit", "debit", "historical_credit", "held")
+    )
+    return credit + held, debit, historical, held
 
 
 def audit(traffic: Traffic, database: MongoDatabase, *, base: str, legacy: list[int]) -> Audit:
     """Every wallet the traffic touched, and the legacy ones it chose, in MongoDB (its document)
-    and in TigerBeetle (the API in phase 3 at 100 %, nothing left to mirror) against the tally;
-    every acknowledged credit and debit id in MongoDB's log."""
+    and in TigerBeetle (the API in phase 3 at 100 %, nothing left to mirror) against the tally,
+    posted amounts and what open holds reserve; every acknowledged credit and debit id in
+    MongoDB's log, and every hold placed in its holds."""
     tally = traffic.tally
     openings: dict[WalletKey, tuple[int, int]] = {
         SEED.key(n): SEED.balance_minor(n) for n in legacy
@@ -251,28 +272,31 @@ def audit(traffic: Traffic, database: MongoDatabase, *, base: str, legacy: list[
     differing: set[WalletKey] = set()
     doubled = 0
     for key, opening in openings.items():
-        expected = tally.expected(key, opening)
-        document = database.db[WALLETS].find_one(key_filter(key)) or {}
-        mongo = tuple(
-            minor_units(document[field].to_decimal(), key.currency) if field in document else 0
-            for field in ("credit", "debit", "historical_credit")
-        )
+        expected = (*tally.expected(key, opening), tally.held.get(key, 0))
+        mongo = mongo_fields(database.db[WALLETS].find_one(key_filter(key)) or {}, key)
         answer = session.get(base + wallet_path(key), timeout=30)
-        body = answer.json() if answer.status_code == 200 else {}
-        tigerbeetle = tuple(
-            minor_units(Decimal(body[field]), key.currency) if field in body else 0
-            for field in ("credit", "debit", "historical_credit")
-        )
+        tigerbeetle = api_fields(answer.json() if answer.status_code == 200 else {}, key)
         for store, actual in (("MongoDB", mongo), ("TigerBeetle", tigerbeetle)):
             if actual != expected:
                 mismatched.append(f"{key}: {store} {actual}, tally {expected}")
                 differing.add(key)
                 doubled += actual[1] > expected[1] or actual[2] > expected[2]
     ids = [i for i, write in tally.writes.items() if write.kind in ("credit", "debit")]
+    hold_ids = list(tally.placed_holds)
     found = 0
     for start in range(0, len(ids), 1000):
         found += database.log().count_documents({"_id": {"$in": ids[start : start + 1000]}})
-    return Audit(len(openings), mismatched, len(differing), lost=len(ids) - found, doubled=doubled)
+    for start in range(0, len(hold_ids), 1000):
+        found += database.holds().count_documents({"_id": {"$in": hold_ids[start : start + 1000]}})
+    return Audit(
+        len(openings),
+        mismatched,
+        len(differing),
+        lost=len(ids) + len(hold_ids) - found,
+        doubled=doubled,
+        held_minor=sum(tally.held.values()),
+        open_holds=len(tally.open_holds),
+    )
 
 
 def by_label(samples: list[Sample], kind: str) -> dict[str, list[float]]:
@@ -507,7 +531,11 @@ def print_audit(traffic: Traffic, final: dict[str, float], result: Audit) -> Non
     for write in tally.writes.values():
         kinds[write.kind] = kinds.get(write.kind, 0) + 1
     print("\naudit")
-    print(f"  acknowledged: {kinds}, voids {len(tally.voided)}")
+    print(f"  acknowledged: {kinds}, voids {len(tally.voided)}, holds {len(tally.placed_holds)}")
+    print(
+        f"  holds left open: {result.open_holds}, holding {result.held_minor} minor units "
+        "(each wallet's `held` checked in both stores)"
+    )
     print(f"  refused as expected: {dict(tally.refused) or 'none'}")
     print(f"  unexpected answers: {dict(tally.unexpected) or 'none'}")
     print(
@@ -519,7 +547,7 @@ def print_audit(traffic: Traffic, final: dict[str, float], result: Audit) -> Non
     print(
         f"  {result.wallets} wallets in both stores against the tally: "
         f"{result.differing} differ, {result.doubled} above it in a store (a write doubled), "
-        f"{result.lost} acknowledged ids missing from MongoDB's log (lost)"
+        f"{result.lost} acknowledged ids missing from MongoDB's log or holds (lost)"
     )
     for line in result.mismatched[:20]:
         print(f"    {line}")

@@ -2,8 +2,10 @@
 
 Every tick (1 / writes-per-second) one write and one read start on a thread pool, so a slow
 answer never slows the rate. Writes: credits and debits on legacy and new wallets, voids of
-earlier acknowledged writes, and, while `holds_allowed`, a hold placed and then captured or
-released (holds exist in phases 0 and 4 only: docs/holds.md). A 503 (`writes_paused`,
+earlier acknowledged writes, and holds in every phase: most captured or released at once, some
+left open for a later tick to capture or release, so holds stay open across the phase changes
+and the backfill's snapshots (a legacy wallet's open holds are carried by its import:
+docs/holds.md) and at the end, where the audit counts them in both stores. A 503 (`writes_paused`,
 `store_unavailable`) or a lost connection is sent again with the same id until it is answered;
 the time between the first 503 and the answer is the write's pause. Each sample is tagged with
 the `label` current when it started (the phase of the walk).
@@ -29,6 +31,11 @@ POOL_THREADS = 32
 ANSWER_WAIT_S = 120.0  # how long a write is retried through 503s before it counts as failed
 REQUEST_TIMEOUT_S = 30.0
 HOLD_EXPIRES_IN_S = 600
+# A hold left open outlives the run (the tally does not expect an expiry).
+LEFT_OPEN_EXPIRES_IN_S = 86_400
+LEFT_OPEN_SHARE = 0.3  # of holds placed: left open for a later hold tick
+RESOLVE_LEFT_OPEN_SHARE = 0.4  # of hold ticks with a hold left open: resolve one instead
+LEFT_OPEN_MAX = 200  # open at once
 NEW_WALLETS = 200
 # The mix: a roll under HOLD_SHARE is a hold (while allowed), then `void_share` voids, credits
 # up to CREDIT_BELOW, debits above (a skipped hold or void is a credit).
@@ -49,7 +56,7 @@ class Sample:
 @dataclass
 class Write:
     key: WalletKey
-    kind: str  # credit, debit, capture
+    kind: str  # credit, debit, capture, hold (open)
     amount_minor: int
     label: str = ""  # the step it was sent in
 
@@ -68,6 +75,31 @@ class Tally:
         # Each void asked for (a refused one may be asked again later): the steps it was in.
         self.void_requests: dict[str, list[str]] = defaultdict(list)
         self.unexpected: Counter[str] = Counter()
+        # Holds placed (what each reserved), those left open and not yet taken for a
+        # capture or release, and what each wallet's open holds reserve: the `held` both
+        # stores must show at the end.
+        self.placed_holds: dict[str, Write] = {}
+        self.open_holds: dict[str, Write] = {}
+        self.held: dict[WalletKey, int] = defaultdict(int)
+        self._pick_open = random.Random(23)
+
+    def hold_placed(self, hold_id: str, write: Write, *, left_open: bool) -> None:
+        with self.lock:
+            self.placed_holds[hold_id] = write
+            if left_open:
+                self.open_holds[hold_id] = write
+                self.held[write.key] += write.amount_minor
+
+    def take_open_hold(self) -> str | None:
+        """A hold left open, to capture or release now: no longer counted as held (None
+        without one)."""
+        with self.lock:
+            if not self.open_holds:
+                return None
+            hold_id = self._pick_open.choice(list(self.open_holds))
+            write = self.open_holds.pop(hold_id)
+            self.held[write.key] -= write.amount_minor
+            return hold_id
 
     def acknowledge(self, transaction_id: str, write: Write) -> None:
         with self.lock:
@@ -139,7 +171,6 @@ class Traffic:
         self.legacy, self.new = legacy, new
         self.void_share = void_share
         self.label = "before"
-        self.holds_allowed = True
         self.tally = Tally()
         self.samples: list[Sample] = []
         self._samples_lock = threading.Lock()
@@ -147,7 +178,6 @@ class Traffic:
         self._pick_lock = threading.Lock()
         self._local = threading.local()
         self._stop = threading.Event()
-        self._holds_in_flight = 0
         self._pool = ThreadPoolExecutor(POOL_THREADS)
         self._ticker = threading.Thread(target=self._tick, daemon=True)
 
@@ -160,13 +190,6 @@ class Traffic:
         # Ticks the pool could not start in time are dropped, not sent late (`started`
         # counts what was sent: the rate achieved).
         self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def stop_holds(self) -> None:
-        """No new hold, and every hold in flight resolved: phase 0 -> 1 refuses open holds."""
-        with self._pick_lock:
-            self.holds_allowed = False
-        while self._holds_in_flight:
-            time.sleep(0.05)
 
     def _tick(self) -> None:
         next_s = time.monotonic()
@@ -198,15 +221,8 @@ class Traffic:
     def _write(self) -> None:
         roll, key, amount_minor = self._choose()
         label = self.label
-        with self._pick_lock:  # the check and the count at once: stop_holds waits for it
-            hold = roll < HOLD_SHARE and self.holds_allowed
-            self._holds_in_flight += hold
-        if hold:
-            try:
-                self._hold(label, key, amount_minor)
-            finally:
-                with self._pick_lock:
-                    self._holds_in_flight -= 1
+        if roll < HOLD_SHARE:
+            self._hold(label, key, amount_minor)
         elif HOLD_SHARE <= roll < HOLD_SHARE + self.void_share:
             candidate = self.tally.void_candidate(self._pick)
             if candidate is None:
@@ -242,20 +258,39 @@ class Traffic:
             self._refused("void", answer)
 
     def _hold(self, label: str, key: WalletKey, amount_minor: int) -> None:
+        """Capture or release a hold left open (RESOLVE_LEFT_OPEN_SHARE of the ticks that
+        find one), or place a hold: left open (LEFT_OPEN_SHARE, up to LEFT_OPEN_MAX at once)
+        or captured or released at once."""
+        with self._pick_lock:
+            resolve_left_open = self._pick.random() < RESOLVE_LEFT_OPEN_SHARE
+            leave_open = self._pick.random() < LEFT_OPEN_SHARE
+        if resolve_left_open and (left_open := self.tally.take_open_hold()) is not None:
+            self._resolve(left_open, label=label)
+            return
+        leave_open = leave_open and len(self.tally.open_holds) < LEFT_OPEN_MAX
         hold_id = f"hold-{uuid.uuid4().hex}"
         body: dict[str, Any] = {"hold_id": hold_id, "amount": amount(key, amount_minor)}
-        body["expires_in_s"] = HOLD_EXPIRES_IN_S
+        body["expires_in_s"] = LEFT_OPEN_EXPIRES_IN_S if leave_open else HOLD_EXPIRES_IN_S
         answer = self._post(f"{wallet_path(key)}/holds", body, label=label)
         if answer.status_code != 201:
             self._refused("hold", answer)
             return
-        capture = amount_minor % 2 == 0
+        self.tally.hold_placed(
+            hold_id, Write(key, "hold", amount_minor, label), left_open=leave_open
+        )
+        if not leave_open:
+            self._resolve(hold_id, label=label)
+
+    def _resolve(self, hold_id: str, *, label: str) -> None:
+        """Capture all of a hold (an even amount) or release it (an odd one)."""
+        write = self.tally.placed_holds[hold_id]
+        capture = write.amount_minor % 2 == 0
         action = "capture" if capture else "release"
         answer = self._post(f"/api/holds/{hold_id}/{action}", {}, label=label)
         if answer.status_code not in (200, 201):  # 201: the capture or release made now
             self._refused(action, answer)
         elif capture:
-            self.tally.acknowledge(hold_id, Write(key, "capture", amount_minor, label))
+            self.tally.acknowledge(hold_id, Write(write.key, "capture", write.amount_minor, label))
 
     def _refused(self, kind: str, answer: requests.Response) -> None:
         code = error_code(answer)
