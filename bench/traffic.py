@@ -33,8 +33,8 @@ REQUEST_TIMEOUT_S = 30.0
 HOLD_EXPIRES_IN_S = 600
 # A hold left open outlives the run (the tally does not expect an expiry).
 LEFT_OPEN_EXPIRES_IN_S = 86_400
-LEFT_OPEN_SHARE = 0.3  # of holds placed: left open for a later hold tick
-RESOLVE_LEFT_OPEN_SHARE = 0.4  # of hold ticks with a hold left open: resolve one instead
+LEFT_OPEN_SHARE = 0.5  # of holds placed: left open for a later hold tick
+RESOLVE_LEFT_OPEN_SHARE = 0.2  # of hold ticks with a hold left open: resolve one instead
 LEFT_OPEN_MAX = 200  # open at once
 NEW_WALLETS = 200
 # The mix: a roll under HOLD_SHARE is a hold (while allowed), then `void_share` voids, credits

@@ -110,6 +110,7 @@ class BackfillReport:
     log_complete: int = 0  # born with the log: the mirror carries them
     outside_share: int = 0  # legacy wallets of clients outside the dual-write share: left out
     inconsistent: int = 0  # credit != historical_credit - debit in MongoDB
+    holds_carried: int = 0  # open holds of imported wallets, placed in TigerBeetle
     failed: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     # Of duration_s, how long the run waited for MongoDB's next page and for TigerBeetle's
@@ -497,7 +498,7 @@ class Backfill:
             account_registry.record_imported(
                 wallets, imported_at=timezone.now(), batch_size=PAGE_SIZE
             )
-            self._holds.record(holds)
+            report.holds_carried += self._holds.record(holds)
         opening_seqs = {wallet.key: int(wallet.opening_seq) for wallet in wallets}
         entries = self.outbox.backfilled_entries(opening_seqs)  # one read for both
         _register_covered_transactions(entries, ids=self.tigerbeetle.scope.ids)

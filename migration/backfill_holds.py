@@ -144,14 +144,14 @@ class HoldImport:
                     f"({result.status.name})",
                 )
 
-    def record(self, carried: CarriedHolds) -> None:
+    def record(self, carried: CarriedHolds) -> int:
         """The placed holds' registry rows (their wallets' rows are in), as the mirror writes
-        a placed hold's."""
+        a placed hold's; how many."""
         placed = [p for p in carried.placed if p[0].key not in carried.refused]
-        if not placed:
-            return
-        rows = account_registry.rows_by_key({entry.key for entry, _t, _ts in placed})
-        record_hold_events(placed, dict(rows), ledger=self.tigerbeetle)
+        if placed:
+            rows = account_registry.rows_by_key({entry.key for entry, _t, _ts in placed})
+            record_hold_events(placed, dict(rows), ledger=self.tigerbeetle)
+        return len(placed)
 
     def _open_at(self, opening_seqs: dict[WalletKey, int]) -> dict[WalletKey, list[OutboxEntry]]:
         if not opening_seqs:

@@ -92,7 +92,7 @@ def test_dual_write_starts_with_a_legacy_wallets_open_hold_and_the_backfill_carr
     mirrored = stores.mirror().drain()
     run = Reconciliation(stores.scan, stores.outbox, stores.batches).run(triggered_by="test")
 
-    assert (report.imported, mirrored.parked) == (1, 0)
+    assert (report.imported, report.holds_carried, mirrored.parked) == (1, 1, 0)
     assert stores.tigerbeetle.get_balance(key).fields_minor() == (600, 500, 1_500)
     assert stores.tigerbeetle.get_balance(key).held_minor == 400
     assert stores.tigerbeetle.get_balance(key) == stores.mongo.get_balance(key)

@@ -25,6 +25,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"scanned {report.scanned}, imported {report.imported}, "
             f"already imported {report.already_imported}, born with the log {report.log_complete}, "
+            f"open holds carried {report.holds_carried}, "
             f"inconsistent {report.inconsistent}, failed {len(report.failed)}, "
             f"outside the dual-write share {report.outside_share} "
             f"in {report.duration_s:.1f} s"
