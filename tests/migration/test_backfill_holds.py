@@ -18,6 +18,7 @@ from django.utils import timezone
 from tigerbeetle import Transfer, TransferFlags
 
 from domain import errors
+from domain.history import HistoryQuery, PointKind
 from domain.holds import HoldState
 from domain.ids import WalletKey
 from flags.models import Milestone
@@ -124,6 +125,15 @@ def test_a_backfilled_hold_is_captured_in_phase_1_by_an_ordinary_post(
     assert (row.state, row.captured_minor, row.needs_copy_back) == ("captured", 250, False)
     assert sent[-1].flags == TransferFlags.POST_PENDING_TRANSFER
     assert_nothing_imported_resolves_or_holds(sent)
+    # The same history but TigerBeetle's opening balance (docs/migration.md): the hold is
+    # timed at MongoDB's placement, not at the import.
+    points = stores.tigerbeetle.history(HistoryQuery(key=key)).points
+    assert [p.kind for p in points] == [
+        PointKind.CAPTURE,
+        PointKind.HOLD,
+        PointKind.OPENING_BALANCE,
+    ]
+    assert points[:-1] == stores.mongo.history(HistoryQuery(key=key)).points
 
 
 @pytest.mark.usefixtures("criteria_not_awaited")
