@@ -32,6 +32,7 @@ import shutil
 import sys
 import time
 import uuid
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from decimal import Decimal
@@ -205,7 +206,14 @@ def wait_for_the_mirror(database: MongoDatabase) -> None:
     while (left := database.log().count_documents(waiting)) and time.monotonic() < deadline:
         time.sleep(0.5)
     if left:
-        raise RuntimeError(f"{left} log entries still wait for the mirror after {DRAIN_WAIT_S} s")
+        stuck = Counter(
+            (entry.get("kind"), entry.get("mirror_state"), entry.get("mirror_attempts", 0))
+            for entry in database.log().find(waiting).limit(1000)
+        )
+        raise RuntimeError(
+            f"{left} log entries still wait for the mirror after {DRAIN_WAIT_S} s "
+            f"(kind, state, attempts: {dict(stuck)})"
+        )
 
 
 def mirror_lags_s(database: MongoDatabase) -> list[float]:
