@@ -142,6 +142,15 @@ class CaptureExceedsHold(WalletError):
     default_message = "A capture can take at most the amount the hold reserved."
 
 
+class HoldRepeatedInBatch(WalletError):
+    """A batch names one hold in two items (placed and captured, captured and released...):
+    each hold at most once per batch, so each item answers what its single endpoint would
+    (docs/holds.md, "In a batch"). `details["item"]` names the second."""
+
+    code = "hold_repeated_in_batch"
+    default_message = "A batch names each hold at most once."
+
+
 class HoldsUnavailableInPhase(WalletError):
     """A hold cannot be placed on this wallet in this migration phase: in dual write
     (phases 1-3) the mirror carries holds only of wallets TigerBeetle holds whole, so a legacy

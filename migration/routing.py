@@ -31,7 +31,7 @@ import pybreaker
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from domain import errors
-from domain.batches import BatchItem, BatchOutcome
+from domain.batches import BatchItem, BatchItemKind, BatchOutcome, refused_at
 from domain.history import HistoryPage, HistoryQuery
 from domain.holds import Hold, HoldResult
 from domain.ids import WalletKey
@@ -168,6 +168,25 @@ def _count_transaction(result: WalletResult, *, store: str, operation: str) -> N
     )
 
 
+def _merged(
+    count: int, refused: dict[int, BatchOutcome], answered: list[BatchOutcome]
+) -> list[BatchOutcome]:
+    """The batch's outcomes in order: the items refused before the store, the store's
+    answers (in order) for the others."""
+    assert count == len(refused) + len(answered), "one outcome per item"
+    rest = iter(answered)
+    return [refused[index] if index in refused else next(rest) for index in range(count)]
+
+
+def _written_key(outcome: BatchOutcome) -> WalletKey | None:
+    """The wallet a batch item's result wrote to (None: refused)."""
+    if isinstance(outcome, WalletResult):
+        return outcome.transaction.key
+    if isinstance(outcome, HoldResult):
+        return outcome.hold.key
+    return None
+
+
 def _count_batch(outcomes: list[BatchOutcome], *, store: str) -> None:
     """A batch's writes the store took, counted per kind and currency at once."""
     totals: dict[tuple[str, str], list[int]] = {}
@@ -257,28 +276,71 @@ class PhasedWalletStore:
         self, items: Sequence[BatchItem], *, atomic: bool, made_by: str = ""
     ) -> list[BatchOutcome]:
         """A batch goes where a single write goes, under one admission of the write lock for
-        all its items; in dual write its entries are mirrored as single writes' are."""
+        all its items; in dual write its entries (hold events included) are mirrored as
+        single writes' are. In dual write a hold placed on a legacy wallet the backfill has
+        not imported is refused as its single placement is (`holds_unavailable_in_phase`)."""
         with write_admitted() as admitted:
             state = current_state() if admitted else None
             if state is None or state.writes_paused:
                 raise errors.WritesPaused()
             store = self.mongo if state.writes_to_mongo else self.tigerbeetle
-            outcomes = _timed(
-                "post_batch",
-                store=store.name,
-                call=lambda: store.post_batch(items, atomic=atomic, made_by=made_by),
-            )
+            refused: dict[int, BatchOutcome] = {}
+            if state.writes_to_mongo and state.phase != Phase.LEGACY:
+                refused = self._holds_on_uncarried_wallets(items, atomic=atomic)
+            positions = [index for index in range(len(items)) if index not in refused]
+            sent = [items[index] for index in positions]
+            try:
+                answered = (
+                    _timed(
+                        "post_batch",
+                        store=store.name,
+                        call=lambda: store.post_batch(sent, atomic=atomic, made_by=made_by),
+                    )
+                    if sent
+                    else []
+                )
+            except errors.WalletError as refusal:
+                item = refusal.details.get("item")
+                if isinstance(item, int):  # the item's place in the batch the client sent
+                    refusal.details["item"] = positions[item]
+                raise
+        outcomes = _merged(len(items), refused, answered)
         _count_batch(outcomes, store=store.name)
         if state.writes_to_mongo:
             self._mirror_batch_soon(
                 {
-                    outcome.transaction.key
-                    for outcome in outcomes
-                    if isinstance(outcome, WalletResult)
-                    and state.mirrors_wallets_of(outcome.transaction.key.client_id)
+                    key
+                    for key in map(_written_key, outcomes)
+                    if key is not None and state.mirrors_wallets_of(key.client_id)
                 }
             )
         return outcomes
+
+    def _holds_on_uncarried_wallets(
+        self, items: Sequence[BatchItem], *, atomic: bool
+    ) -> dict[int, BatchOutcome]:
+        """The batch's hold placements on wallets the mirror does not carry whole yet, each
+        refused as its single placement is (all-or-nothing: the first refuses the batch)."""
+        verdicts: dict[WalletKey, errors.WalletError | None] = {}
+        refused: dict[int, BatchOutcome] = {}
+        for index, item in enumerate(items):
+            if item.kind is not BatchItemKind.HOLD:
+                continue
+            key = item.wallet
+            if key not in verdicts:
+                try:
+                    self._refuse_hold_on_uncarried_wallet(key)
+                    verdicts[key] = None
+                except errors.HoldsUnavailableInPhase as unavailable:
+                    verdicts[key] = unavailable
+            verdict = verdicts[key]
+            if verdict is None:
+                continue
+            answer = errors.HoldsUnavailableInPhase(verdict.message, **verdict.details)
+            if atomic:
+                raise refused_at(index, answer)
+            refused[index] = answer
+        return refused
 
     def _mirror_batch_soon(self, keys: set[WalletKey]) -> None:
         """A batch's wallets' mirrors: one task per wallet for a few wallets, one task for
