@@ -168,6 +168,60 @@ def _count_transaction(result: WalletResult, *, store: str, operation: str) -> N
     )
 
 
+def _holds_on_uncarried_wallets(
+    items: Sequence[BatchItem], *, atomic: bool, check: Callable[[WalletKey], None]
+) -> dict[int, BatchOutcome]:
+    """The batch's hold placements on wallets the mirror does not carry whole yet, each
+    refused as its single placement is (all-or-nothing: the first refuses the batch); `check`: the
+    single placement's."""
+    verdicts: dict[WalletKey, errors.WalletError | None] = {}
+    refused: dict[int, BatchOutcome] = {}
+    for index, item in enumerate(items):
+        if item.kind is not BatchItemKind.HOLD:
+            continue
+        key = item.wallet
+        if key not in verdicts:
+            try:
+                check(key)
+                verdicts[key] = None
+            except errors.HoldsUnavailableInPhase as unavailable:
+                verdicts[key] = unavailable
+        verdict = verdicts[key]
+        if verdict is None:
+            continue
+        answer = errors.HoldsUnavailableInPhase(verdict.message, **verdict.details)
+        if atomic:
+            raise refused_at(index, answer)
+        refused[index] = answer
+    return refused
+
+
+def _posted_at(
+    positions: list[int],
+    items: Sequence[BatchItem],
+    *,
+    store: MongoWalletStore | TigerBeetleWalletStore,
+    atomic: bool,
+    made_by: str,
+) -> list[BatchOutcome]:
+    """The store's outcomes of the batch's items at `positions` (a refusal of the batch
+    names its item by its place in the batch the client sent)."""
+    if not positions:
+        return []
+    sent = [items[index] for index in positions]
+    try:
+        return _timed(
+            "post_batch",
+            store=store.name,
+            call=lambda: store.post_batch(sent, atomic=atomic, made_by=made_by),
+        )
+    except errors.WalletError as refusal:
+        item = refusal.details.get("item")
+        if isinstance(item, int):
+            refusal.details["item"] = positions[item]
+        raise
+
+
 def _merged(
     count: int, refused: dict[int, BatchOutcome], answered: list[BatchOutcome]
 ) -> list[BatchOutcome]:
@@ -286,24 +340,11 @@ class PhasedWalletStore:
             store = self.mongo if state.writes_to_mongo else self.tigerbeetle
             refused: dict[int, BatchOutcome] = {}
             if state.writes_to_mongo and state.phase != Phase.LEGACY:
-                refused = self._holds_on_uncarried_wallets(items, atomic=atomic)
-            positions = [index for index in range(len(items)) if index not in refused]
-            sent = [items[index] for index in positions]
-            try:
-                answered = (
-                    _timed(
-                        "post_batch",
-                        store=store.name,
-                        call=lambda: store.post_batch(sent, atomic=atomic, made_by=made_by),
-                    )
-                    if sent
-                    else []
+                refused = _holds_on_uncarried_wallets(
+                    items, atomic=atomic, check=self._refuse_hold_on_uncarried_wallet
                 )
-            except errors.WalletError as refusal:
-                item = refusal.details.get("item")
-                if isinstance(item, int):  # the item's place in the batch the client sent
-                    refusal.details["item"] = positions[item]
-                raise
+            positions = [index for index in range(len(items)) if index not in refused]
+            answered = _posted_at(positions, items, store=store, atomic=atomic, made_by=made_by)
         outcomes = _merged(len(items), refused, answered)
         _count_batch(outcomes, store=store.name)
         if state.writes_to_mongo:
@@ -315,32 +356,6 @@ class PhasedWalletStore:
                 }
             )
         return outcomes
-
-    def _holds_on_uncarried_wallets(
-        self, items: Sequence[BatchItem], *, atomic: bool
-    ) -> dict[int, BatchOutcome]:
-        """The batch's hold placements on wallets the mirror does not carry whole yet, each
-        refused as its single placement is (all-or-nothing: the first refuses the batch)."""
-        verdicts: dict[WalletKey, errors.WalletError | None] = {}
-        refused: dict[int, BatchOutcome] = {}
-        for index, item in enumerate(items):
-            if item.kind is not BatchItemKind.HOLD:
-                continue
-            key = item.wallet
-            if key not in verdicts:
-                try:
-                    self._refuse_hold_on_uncarried_wallet(key)
-                    verdicts[key] = None
-                except errors.HoldsUnavailableInPhase as unavailable:
-                    verdicts[key] = unavailable
-            verdict = verdicts[key]
-            if verdict is None:
-                continue
-            answer = errors.HoldsUnavailableInPhase(verdict.message, **verdict.details)
-            if atomic:
-                raise refused_at(index, answer)
-            refused[index] = answer
-        return refused
 
     def _mirror_batch_soon(self, keys: set[WalletKey]) -> None:
         """A batch's wallets' mirrors: one task per wallet for a few wallets, one task for

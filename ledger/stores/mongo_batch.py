@@ -76,7 +76,7 @@ class MongoBatch:
         self._database: MongoDatabase = store.database
 
     def post(self, items: Sequence[BatchItem], *, atomic: bool, made_by: str) -> list[BatchOutcome]:
-        hold_keys = self._database.guarded(lambda: self._hold_keys(items))
+        hold_keys = self._database.guarded(lambda: _hold_keys(self._database, items))
         if atomic:
             return self._post_atomic(items, hold_keys, made_by=made_by)
         try:
@@ -188,17 +188,6 @@ class MongoBatch:
 
         return self._database.guarded(run)
 
-    def _hold_keys(self, items: Sequence[BatchItem]) -> dict[str, WalletKey]:
-        """The wallets of the holds the batch captures or releases (a hold's wallet never
-        changes; a hold id not found answers hold_not_found)."""
-        ids = [item.transaction_id for item in items if not item.kind.names_wallet]
-        return {
-            document["_id"]: key_of(document)
-            for document in _find_in(
-                self._database.holds(), "_id", ids, projection=list(MONGO_KEY_FIELDS)
-            )
-        }
-
     # --- inside the transaction ----------------------------------------------------------
 
     def _apply(
@@ -212,7 +201,7 @@ class MongoBatch:
     ) -> list[BatchOutcome]:
         now = datetime.now(UTC)
         written_at = write_time(now)
-        self._expire_due(session, keys, now=now)
+        _expire_due(self._store, session, keys, now=now)
         holds = BatchHolds(self._database, self._store.marks, made_by=made_by)
         holds.read(session, items)
         known = self._known_entries(session, items)
@@ -259,26 +248,6 @@ class MongoBatch:
         }
         return {key: BatchWallet.read(key, documents.get(key)) for key in keys}
 
-    def _expire_due(self, session: ClientSession, keys: list[WalletKey], *, now: datetime) -> None:
-        """The batch's wallets' holds past their expiry expire first, as every write of a
-        wallet does first, each logged as a point of its history (`expire_due`); one query
-        finds the few wallets that have any."""
-        client_ids = sorted({key.client_id for key in keys})
-        due = {
-            key_of(hold)
-            for hold in _find_in(
-                self._database.holds(),
-                "client_id",
-                client_ids,
-                also={"state": HoldState.OPEN.value, "expires_at": {"$lte": now}},
-                projection=list(MONGO_KEY_FIELDS),
-                session=session,
-            )
-        }
-        for key in keys:  # in the batch's wallet order
-            if key in due:
-                expire_due(self._database, key, now=now, session=session, marks=self._store.marks)
-
     def _walk(
         self,
         item: BatchItem,
@@ -302,7 +271,11 @@ class MongoBatch:
             if not wallet.exists():
                 return errors.WalletNotFound(f"No wallet {key.describe()}.")
             if wallet.credit - wallet.held < amount_minor:
-                entries.append(self._refused_entry(item, written_at, made_by))
+                entries.append(
+                    _refused_entry(
+                        item, written_at=written_at, made_by=made_by, mark=self._store.marks.refused
+                    )
+                )
                 return errors.InsufficientFunds(
                     f"Wallet {key.describe()} has less available credit than the amount."
                 )
@@ -327,22 +300,6 @@ class MongoBatch:
         }
         entries.append(entry)
         return WalletResult(transaction=record_of(entry), balance=balance)
-
-    def _refused_entry(self, item: BatchItem, written_at: datetime, made_by: str) -> dict[str, Any]:
-        """A refused debit's entry, as a single refused debit leaves it."""
-        key = item.wallet
-        return {
-            "_id": item.transaction_id,
-            "kind": item.kind.transaction_kind.value,
-            **key_filter(key),
-            "amount": decimal128(item.amount_minor, key.currency),
-            "amount_minor": item.amount_minor,
-            "state": TransactionState.FAILED.value,
-            "failure_code": errors.InsufficientFunds.code,
-            "made_by": made_by,
-            "mirror_state": self._store.marks.refused,
-            "created_at": written_at,
-        }
 
     def _write(
         self,
@@ -380,6 +337,58 @@ class MongoBatch:
             if _DUPLICATE_KEY in codes:
                 raise DuplicateKeyError(str(failure), _DUPLICATE_KEY) from failure
             raise
+
+
+def _hold_keys(database: MongoDatabase, items: Sequence[BatchItem]) -> dict[str, WalletKey]:
+    """The wallets of the holds the batch captures or releases (a hold's wallet never
+    changes; a hold id not found answers hold_not_found)."""
+    ids = [item.transaction_id for item in items if not item.kind.names_wallet]
+    return {
+        document["_id"]: key_of(document)
+        for document in _find_in(database.holds(), "_id", ids, projection=list(MONGO_KEY_FIELDS))
+    }
+
+
+def _expire_due(
+    store: MongoWalletStore, session: ClientSession, keys: list[WalletKey], *, now: datetime
+) -> None:
+    """The batch's wallets' holds past their expiry expire first, as every write of a
+    wallet does first, each logged as a point of its history (`expire_due`); one query
+    finds the few wallets that have any."""
+    client_ids = sorted({key.client_id for key in keys})
+    due = {
+        key_of(hold)
+        for hold in _find_in(
+            store.database.holds(),
+            "client_id",
+            client_ids,
+            also={"state": HoldState.OPEN.value, "expires_at": {"$lte": now}},
+            projection=list(MONGO_KEY_FIELDS),
+            session=session,
+        )
+    }
+    for key in keys:  # in the batch's wallet order
+        if key in due:
+            expire_due(store.database, key, now=now, session=session, marks=store.marks)
+
+
+def _refused_entry(
+    item: BatchItem, *, written_at: datetime, made_by: str, mark: str
+) -> dict[str, Any]:
+    """A refused debit's entry, as a single refused debit leaves it."""
+    key = item.wallet
+    return {
+        "_id": item.transaction_id,
+        "kind": item.kind.transaction_kind.value,
+        **key_filter(key),
+        "amount": decimal128(item.amount_minor, key.currency),
+        "amount_minor": item.amount_minor,
+        "state": TransactionState.FAILED.value,
+        "failure_code": errors.InsufficientFunds.code,
+        "made_by": made_by,
+        "mirror_state": mark,
+        "created_at": written_at,
+    }
 
 
 def _chunks(writes: list[T]) -> Iterator[list[T]]:

@@ -90,6 +90,10 @@ class TigerBeetleBatch:
         self._holds: BatchHolds | None = None
 
     @property
+    def scope(self) -> LedgerScope:
+        return self._scope
+
+    @property
     def holds(self) -> BatchHolds:
         assert self._holds is not None, "post() reads the batch's holds first"
         return self._holds
@@ -146,44 +150,10 @@ class TigerBeetleBatch:
         except errors.WalletError as refusal:
             index = refusal.details.get("item")
             if isinstance(index, int):
-                self._remember_refused_debit(items[index], refusal, made_by)
+                _remember_refused(self, items[index], refusal, made_by)
             raise
         if unavailable is not None:
             raise unavailable
-
-    def _remember_refused_debit(
-        self, item: BatchItem, refusal: errors.WalletError, made_by: str
-    ) -> None:
-        """After the rollback: the refused debit's or hold's row, so a resend is refused the
-        same way (a wallet the batch would have created has none: the resend meets it new
-        again)."""
-        if not isinstance(refusal, errors.InsufficientFunds) or item.kind not in (
-            BatchItemKind.DEBIT,
-            BatchItemKind.HOLD,
-        ):
-            return
-        registered = account_registry.find_account(item.wallet)
-        if registered is None:
-            return
-        if item.kind is BatchItemKind.HOLD:
-            self.holds.remember_refused(item, registered=registered, made_by=made_by)
-            return
-        transfer = debit_transfer(
-            item.transaction_id,
-            ids=self._scope.ids,
-            tb_account_id=registered.tb_account_id,
-            ledger=registered.ledger,
-            amount_minor=item.amount_minor,
-        )
-        remember_transfer(
-            transfer,
-            item.transaction_id,
-            TransactionKind.DEBIT,
-            registered,
-            None,
-            failure_code=errors.InsufficientFunds.code,
-            made_by=made_by,
-        )
 
     # --- preparing ---------------------------------------------------------------------------
 
@@ -425,6 +395,41 @@ class TigerBeetleBatch:
         return balance_at(
             self._backend, entry.key, tb_account_id=account_id, tb_timestamp=result.timestamp
         )
+
+
+def _remember_refused(
+    batch: TigerBeetleBatch, item: BatchItem, refusal: errors.WalletError, made_by: str
+) -> None:
+    """After the rollback: the refused debit's or hold's row, so a resend is refused the
+    same way (a wallet the batch would have created has none: the resend meets it new
+    again)."""
+    if not isinstance(refusal, errors.InsufficientFunds) or item.kind not in (
+        BatchItemKind.DEBIT,
+        BatchItemKind.HOLD,
+    ):
+        return
+    registered = account_registry.find_account(item.wallet)
+    if registered is None:
+        return
+    if item.kind is BatchItemKind.HOLD:
+        batch.holds.remember_refused(item, registered=registered, made_by=made_by)
+        return
+    transfer = debit_transfer(
+        item.transaction_id,
+        ids=batch.scope.ids,
+        tb_account_id=registered.tb_account_id,
+        ledger=registered.ledger,
+        amount_minor=item.amount_minor,
+    )
+    remember_transfer(
+        transfer,
+        item.transaction_id,
+        TransactionKind.DEBIT,
+        registered,
+        None,
+        failure_code=errors.InsufficientFunds.code,
+        made_by=made_by,
+    )
 
 
 def _first_refusal(
