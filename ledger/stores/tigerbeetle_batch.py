@@ -374,6 +374,7 @@ class TigerBeetleBatch:
                 ),
                 balance=self._balance_after(entry, result, walks),
             )
+        self.holds.record_placements()
 
     def _balance_after(
         self,

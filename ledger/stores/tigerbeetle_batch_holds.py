@@ -23,7 +23,7 @@ from tigerbeetle import CreateTransferResult, CreateTransferStatus, Transfer
 
 from domain import errors
 from domain.batches import BatchItem, BatchItemKind, BatchOutcome, capture_minor_of, refused_at
-from domain.holds import Hold, HoldResult
+from domain.holds import Hold, HoldResult, HoldState
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance, time_of_tb_timestamp
 from ledger.backends import LedgerBackend
@@ -42,6 +42,7 @@ from registry.models import WalletHold
 
 # Hold ids read from the registry per query (SQLite binds at most 32,766 parameters).
 _HOLD_IDS_PER_QUERY = 4000
+_NS_PER_S = 1_000_000_000
 # A transfer's change of its wallet's (credits posted, debits posted, debits pending).
 Delta = tuple[int, int, int]
 
@@ -73,6 +74,7 @@ class BatchHolds:
             [item.transaction_id for item in items if item.kind.is_hold_operation]
         )
         self._wanted: dict[int, int | None] = {}
+        self._placements: list[hold_registry.Placement] = []
 
     def wallet_of(self, item: BatchItem) -> WalletKey | None:
         """The item's wallet: the one it names, or its hold's (None: no such hold)."""
@@ -150,14 +152,37 @@ class BatchHolds:
         transfer: Transfer,
         timestamp: int,
     ) -> Hold:
-        """The registry row of a hold item TigerBeetle took (created, or held already: a
-        row a crash lost), and the hold as it is now."""
+        """A hold item TigerBeetle created (or held already: a row a crash lost): the hold
+        as it is now. A placement's row waits for `record_placements` (one bulk insert for
+        the batch), a resolution's row is marked now."""
         timestamp = timestamp or stored_timestamp(self._backend, transfer.id)
         if item.kind is BatchItemKind.HOLD:
-            row = self._holds.record(
-                transfer, item.transaction_id, registered.registry_pk, timestamp, made_by
+            created_at = time_of_tb_timestamp(timestamp)
+            expires_at = time_of_tb_timestamp(timestamp + item.timeout_s * _NS_PER_S)
+            self._placements.append(
+                hold_registry.Placement(
+                    hold_id=item.transaction_id,
+                    wallet_pk=registered.registry_pk,
+                    amount_minor=item.amount_minor,
+                    timeout_s=item.timeout_s,
+                    tb_transfer_id=transfer.id,
+                    tb_timestamp=timestamp,
+                    created_at=created_at,
+                    expires_at=expires_at,
+                    made_by=made_by,
+                )
             )
-            return hold_of_row(row)
+            return Hold(
+                hold_id=item.transaction_id,
+                key=item.wallet,
+                amount_minor=item.amount_minor,
+                captured_minor=0,
+                state=HoldState.OPEN,
+                timeout_s=item.timeout_s,
+                created_at=created_at,
+                expires_at=expires_at,
+                made_by=made_by,
+            )
         row = self.rows[item.transaction_id]
         hold_registry.mark_resolved(
             row,
@@ -167,6 +192,12 @@ class BatchHolds:
             resolved_by=made_by,
         )
         return hold_of_row(row)
+
+    def record_placements(self) -> None:
+        """The rows of the holds the batch placed, in one bulk insert."""
+        placements, self._placements = self._placements, []
+        if placements:
+            hold_registry.record_placed_many(placements)
 
     def refused(
         self,
@@ -190,6 +221,7 @@ class BatchHolds:
                 transfer=transfer,
                 timestamp=0,
             )
+            self.record_placements()
             return HoldResult(hold=hold, balance=self._holds.balance(hold.key))
         if item.kind is BatchItemKind.HOLD:
             if status in (
