@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
 
 from api import batch_views, hold_views, views
-from domain.wallets import WalletStore
+from api.hold_serializers import render_hold_result
+from domain.holds import Hold, HoldResult, HoldState
+from domain.ids import WalletKey
+from domain.wallets import WalletBalance, WalletStore
 from ledger.service import WalletService
 from tests.batches.test_batch_api import (
     BATCH_PERMISSIONS,
@@ -283,3 +287,35 @@ def test_a_hold_item_with_a_field_of_another_kind_is_refused(api: APIClient) -> 
 
     assert response.status_code == 400
     assert response.json()["error"]["details"]["field"] == "items[0].amount"
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount_minor", "resolved"),
+    [("USD", 1230, False), ("JPY", 7, True), ("KWD", 1, True), ("USD", 10**20, False)],
+)
+def test_a_hold_item_is_rendered_as_its_single_endpoint_renders_it(
+    currency: str, amount_minor: int, resolved: bool
+) -> None:
+    key = WalletKey(
+        client_id="c", country="USA", currency=currency, issuer="i" if resolved else None
+    )
+    moment = datetime(2026, 12, 6, 3, 4, 5, 123000 if resolved else 0, tzinfo=UTC)
+    result = HoldResult(
+        hold=Hold(
+            hold_id="h",
+            key=key,
+            amount_minor=amount_minor,
+            captured_minor=amount_minor if resolved else 0,
+            state=HoldState.CAPTURED if resolved else HoldState.OPEN,
+            timeout_s=60,
+            created_at=moment,
+            expires_at=moment + timedelta(seconds=60),
+            made_by="someone",
+            resolved_at=moment if resolved else None,
+            resolved_by="support" if resolved else "",
+        ),
+        balance=WalletBalance(key, amount_minor, 0, amount_minor * 3, held_minor=amount_minor),
+        replayed=resolved,
+    )
+
+    assert batch_views.rendered_hold_result(result) == render_hold_result(result)
