@@ -139,8 +139,15 @@ class MongoBatch:
                 if len(group) == 1:
                     raise
                 answered = []
-                for item in group:
-                    answered += self._post_part([item], hold_keys, atomic=False, made_by=made_by)
+                for position, item in enumerate(group):
+                    try:
+                        answered += self._post_part(
+                            [item], hold_keys, atomic=False, made_by=made_by
+                        )
+                    except errors.WalletError as refusal:
+                        raise _placed(refusal, [indexes[position]]) from None
+            except errors.WalletError as refusal:
+                raise _placed(refusal, indexes) from None
             for index, outcome in zip(indexes, answered, strict=True):
                 outcomes[index] = outcome
         assert all(outcome is not None for outcome in outcomes), "every item answered"
@@ -389,6 +396,15 @@ def _refused_entry(
         "mirror_state": mark,
         "created_at": written_at,
     }
+
+
+def _placed(refusal: errors.WalletError, indexes: list[int]) -> errors.WalletError:
+    """A refusal of a part of the batch (a 400 naming its item), naming the item by its
+    place in the whole batch."""
+    item = refusal.details.get("item")
+    if isinstance(item, int) and item < len(indexes):
+        refusal.details["item"] = indexes[item]
+    return refusal
 
 
 def _chunks(writes: list[T]) -> Iterator[list[T]]:
