@@ -206,10 +206,14 @@ def test_an_atomic_batch_refused_by_a_hold_item_applies_nothing(api: APIClient) 
     assert wallet(api, client_id) == ("6.00", "4.00")
     assert api.get(f"/api/holds/{new_hold['hold_id']}").status_code == 404
     assert api.get(f"/api/holds/{open_hold}").json()["state"] == "open"
+    # The refused hold is remembered as a single refused one is, also after a top-up.
+    post_batch(api, [credit_item(client_id, "50.00")], atomic=True)
+    again = post_batch(api, [items[3]], atomic=False).json()["results"]
+    assert codes(again) == [(422, "insufficient_funds")]
     # Without the refusing item, the same batch applies whole.
     applied = post_batch(api, items[:3], atomic=True)
     assert applied.status_code == 201
-    assert wallet(api, client_id) == ("7.00", "1.00")
+    assert wallet(api, client_id) == ("57.00", "1.00")
 
 
 def test_an_expired_hold_cannot_be_captured_in_a_batch(api: APIClient) -> None:
