@@ -1,4 +1,4 @@
-"""`POST /api/batches`: up to BATCH_ITEMS_MAX credits and debits in one call.
+"""`POST /api/batches`: up to BATCH_ITEMS_MAX credits, debits and hold operations in one call.
 
 The view reads and answers a batch without DRF's per-field serializers: at 8,189 items their
 cost alone was larger than the ledger's (the serializers below only describe the body and the
@@ -25,21 +25,37 @@ from rest_framework.views import APIView
 
 from api import serializers as s
 from api.errors import wallet_error_body
+from api.hold_serializers import ExpiresInField, HoldSerializer
+from api.hold_views import CAPTURE_HOLDS, PLACE_HOLDS, RELEASE_HOLDS
 from api.permissions import CREDIT_WALLETS, DEBIT_WALLETS, POST_BATCHES
 from api.schema import error_responses
 from api.views import AMOUNT_BODY_REFUSALS, wallet_service
 from domain import errors
 from domain.batches import BATCH_ITEMS_MAX, BatchItemKind, BatchOutcome, item_kind
+from domain.holds import Hold, HoldResult
 from domain.money import currency_exponent
 from domain.wallets import TransactionRecord, WalletBalance, WalletResult
 
-# The fields of each kind of item; `issuer` may be left out (no issuer).
+# The fields of each kind of item; `issuer` may be left out (no issuer), and a capture's
+# `amount` (all of the hold).
+_WALLET_FIELDS = frozenset({"kind", "client_id", "country", "currency", "issuer", "amount"})
 _ITEM_FIELDS = {
-    kind: frozenset({"kind", "client_id", "country", "currency", "issuer", "amount", kind.id_field})
-    for kind in BatchItemKind
+    BatchItemKind.CREDIT: _WALLET_FIELDS | {"transaction_id"},
+    BatchItemKind.DEBIT: _WALLET_FIELDS | {"reference_id"},
+    BatchItemKind.HOLD: _WALLET_FIELDS | {"hold_id", "expires_in_s"},
+    BatchItemKind.CAPTURE: frozenset({"kind", "hold_id", "amount"}),
+    BatchItemKind.RELEASE: frozenset({"kind", "hold_id"}),
 }
 _TEXT_FIELDS = ("client_id", "country", "currency")
-_KIND_PERMISSIONS = {BatchItemKind.CREDIT: CREDIT_WALLETS, BatchItemKind.DEBIT: DEBIT_WALLETS}
+# Each kind needs its single endpoint's permission: a batch never lets a caller do what it
+# could not do one by one.
+_KIND_PERMISSIONS = {
+    BatchItemKind.CREDIT: CREDIT_WALLETS,
+    BatchItemKind.DEBIT: DEBIT_WALLETS,
+    BatchItemKind.HOLD: PLACE_HOLDS,
+    BatchItemKind.CAPTURE: CAPTURE_HOLDS,
+    BatchItemKind.RELEASE: RELEASE_HOLDS,
+}
 
 
 # --- the schema's description of the body and the answer --------------------------------------
@@ -63,9 +79,40 @@ class BatchDebitItem(_BatchItemBase):
     reference_id = s.IdField()
 
 
+class BatchHoldItem(_BatchItemBase):
+    """POST .../holds as an item (its stated `currency` is the wallet's here)."""
+
+    kind = serializers.ChoiceField(choices=["hold"])
+    hold_id = s.IdField()
+    expires_in_s = ExpiresInField(help_text="whole seconds, 1 to 2592000 (30 days)")
+
+
+class BatchCaptureItem(s.RequestBody):
+    """POST /api/holds/{hold_id}/capture as an item."""
+
+    kind = serializers.ChoiceField(choices=["capture"])
+    hold_id = s.IdField()
+    amount = s.AmountField(
+        required=False, allow_null=True, help_text="at most the hold's; left out: all of it"
+    )
+
+
+class BatchReleaseItem(s.RequestBody):
+    """POST /api/holds/{hold_id}/release as an item."""
+
+    kind = serializers.ChoiceField(choices=["release"])
+    hold_id = s.IdField()
+
+
 _ITEM_SCHEMA = PolymorphicProxySerializer(
     component_name="BatchItem",
-    serializers={"credit": BatchCreditItem, "debit": BatchDebitItem},
+    serializers={
+        "credit": BatchCreditItem,
+        "debit": BatchDebitItem,
+        "hold": BatchHoldItem,
+        "capture": BatchCaptureItem,
+        "release": BatchReleaseItem,
+    },
     resource_type_field_name="kind",
     many=False,
 )
@@ -81,7 +128,8 @@ class BatchRequest(s.RequestBody):
         min_length=1,
         max_length=BATCH_ITEMS_MAX,
         help_text=f"1 to {BATCH_ITEMS_MAX} items (TigerBeetle's per-request limit: each "
-        "item is one transfer of the batch's one request); each id at most once per batch",
+        "item is one transfer of the batch's one request); each id at most once per batch, "
+        "each hold at most once (400 hold_repeated_in_batch)",
     )
 
 
@@ -90,7 +138,8 @@ class BatchItemResult(serializers.Serializer):
         help_text="the status the item's single endpoint would answer: 201 posted, 200 "
         "replayed, else its error's (404, 409, 422)"
     )
-    transaction = s.TransactionSerializer(required=False)
+    transaction = s.TransactionSerializer(required=False, help_text="a credit's or debit's")
+    hold = HoldSerializer(required=False, help_text="a hold operation's: the hold after it")
     balance = s.WalletBalanceSerializer(required=False)
     replayed = serializers.BooleanField(required=False)
     error = s.ErrorDetailSerializer(required=False)
@@ -103,14 +152,19 @@ class BatchResult(serializers.Serializer):
 
 BATCH_ERRORS = error_responses(
     {
-        400: list(AMOUNT_BODY_REFUSALS),
+        400: [*AMOUNT_BODY_REFUSALS, "hold_repeated_in_batch"],
         401: ["not_authenticated", "authentication_failed"],
         403: ["permission_denied"],
-        404: ["wallet_not_found", "not_found"],
-        409: ["idempotency_conflict"],
+        404: ["wallet_not_found", "hold_not_found", "not_found"],
+        409: ["idempotency_conflict", "hold_not_open"],
         413: ["request_too_large"],
         415: ["unsupported_media_type"],
-        422: ["insufficient_funds", "cross_currency", "balance_limit_exceeded"],
+        422: [
+            "insufficient_funds",
+            "cross_currency",
+            "balance_limit_exceeded",
+            "capture_exceeds_hold",
+        ],
         429: ["throttled", "too_many_failed_authentications"],
         503: ["store_unavailable", "writes_paused", "database_unavailable"],
     }
@@ -121,17 +175,22 @@ BATCH_ERRORS = error_responses(
 
 
 class BatchesView(APIView):
-    """POST /api/batches (needs post_batches, and credit_wallets / debit_wallets for the
-    kinds of item the batch holds)."""
+    """POST /api/batches (needs post_batches, and each kind of item's single endpoint's
+    permission: credit_wallets, debit_wallets, add / capture / release_wallethold)."""
 
     required_permissions = (POST_BATCHES,)
 
     @extend_schema(
         operation_id="post_batch",
-        summary=f"Post 1 to {BATCH_ITEMS_MAX} credits and debits in one call",
+        summary=f"Post 1 to {BATCH_ITEMS_MAX} credits, debits and hold operations in one call",
         description=(
-            "Needs the post_batches permission, and credit_wallets / debit_wallets for the "
-            "kinds of item the batch holds (403 permission_denied otherwise). Each item is "
+            "Needs the post_batches permission, and the permission of each kind of item's "
+            "single endpoint (credit_wallets, debit_wallets, add_wallethold, "
+            "capture_wallethold, release_wallethold; 403 permission_denied otherwise). "
+            "Hold items (hold, capture, release) answer what POST .../holds, "
+            ".../capture and .../release answer, `hold` in place of `transaction`; a "
+            "batch names each hold at most once (400 hold_repeated_in_batch, details.item "
+            "the second). Each item is "
             "idempotent on its id exactly as its single endpoint: resending the batch, or "
             "any item alone, answers the original result; an id reused with other content "
             "is idempotency_conflict. atomic=false: 200, one result per item in order, each "
@@ -165,6 +224,7 @@ class BatchesView(APIView):
 
 
 def _check_kind_permissions(request: Request, items: list[dict[str, Any]]) -> None:
+    """403 unless the caller holds every permission the batch's kinds of item need."""
     kinds = {item["kind"] for item in items}
     if not request.user.has_perms([_KIND_PERMISSIONS[kind] for kind in kinds]):
         raise PermissionDenied("Your account lacks the permission of a kind of item in this batch.")
@@ -210,6 +270,16 @@ def _parsed_item(index: int, item: Any) -> dict[str, Any]:
                 field=f"{where}.{name}",
                 item=index,
             )
+    if not kind.names_wallet:
+        return _parsed_resolution(index, item, kind)
+    if kind is BatchItemKind.HOLD:
+        expires_in_s = item.get("expires_in_s")
+        if isinstance(expires_in_s, bool) or not isinstance(expires_in_s, int):
+            raise errors.ValidationFailed(
+                f"{where}.expires_in_s must be a JSON integer of seconds.",
+                field=f"{where}.expires_in_s",
+                item=index,
+            )
     for name in (*_TEXT_FIELDS, kind.id_field):
         if not isinstance(item.get(name), str):
             raise errors.ValidationFailed(
@@ -230,6 +300,25 @@ def _parsed_item(index: int, item: Any) -> dict[str, Any]:
     return {**item, "kind": kind, "issuer": issuer or None}
 
 
+def _parsed_resolution(index: int, item: Mapping[str, Any], kind: BatchItemKind) -> dict[str, Any]:
+    """A capture or release item: its hold id, and a capture's amount (null: all of it)."""
+    where = f"items[{index}]"
+    if not isinstance(item.get("hold_id"), str):
+        raise errors.ValidationFailed(
+            f"{where}.hold_id must be a JSON string.", field=f"{where}.hold_id", item=index
+        )
+    amount = item.get("amount")
+    if amount is not None and (
+        isinstance(amount, bool) or not isinstance(amount, str | Decimal | int)
+    ):
+        raise errors.ValidationFailed(
+            f'{where}.amount: give the amount as a decimal string, e.g. "10.50".',
+            field=f"{where}.amount",
+            item=index,
+        )
+    return {**item, "kind": kind}
+
+
 # --- answering -----------------------------------------------------------------------------
 
 
@@ -239,6 +328,11 @@ def _rendered_outcome(outcome: BatchOutcome) -> dict[str, Any]:
     serializers cost more than the ledger at 8,189 items."""
     if isinstance(outcome, errors.WalletError):
         return {"status": outcome.http_status, **wallet_error_body(outcome)}
+    if isinstance(outcome, HoldResult):
+        return {
+            "status": status.HTTP_200_OK if outcome.replayed else status.HTTP_201_CREATED,
+            **rendered_hold_result(outcome),
+        }
     return {
         "status": status.HTTP_200_OK if outcome.replayed else status.HTTP_201_CREATED,
         **rendered_result(outcome),
@@ -251,6 +345,38 @@ def rendered_result(result: WalletResult) -> dict[str, Any]:
         "transaction": _rendered_transaction(result.transaction, exponent=exponent),
         "balance": _rendered_balance(result.balance, exponent=exponent),
         "replayed": result.replayed,
+    }
+
+
+def rendered_hold_result(result: HoldResult) -> dict[str, Any]:
+    """What `api.hold_serializers.render_hold_result` writes, by hand (a test holds them
+    equal)."""
+    exponent = currency_exponent(result.balance.key.currency)
+    return {
+        "hold": _rendered_hold(result.hold, exponent=exponent),
+        "balance": _rendered_balance(result.balance, exponent=exponent),
+        "replayed": result.replayed,
+    }
+
+
+def _rendered_hold(hold: Hold, exponent: int) -> dict[str, Any]:
+    key = hold.key
+    return {
+        "hold_id": hold.hold_id,
+        "client_id": key.client_id,
+        "country": key.country,
+        "currency": key.currency,
+        "issuer": key.issuer,
+        "amount": _amount_text(hold.amount_minor, exponent=exponent),
+        "captured": _amount_text(hold.captured_minor, exponent=exponent),
+        "state": str(hold.state),
+        "failure_code": hold.failure_code,
+        "expires_in_s": hold.timeout_s,
+        "created_at": _time_text(hold.created_at),
+        "expires_at": _time_text(hold.expires_at),
+        "made_by": hold.made_by,
+        "resolved_at": _time_text(hold.resolved_at) if hold.resolved_at else None,
+        "resolved_by": hold.resolved_by,
     }
 
 

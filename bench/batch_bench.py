@@ -69,14 +69,27 @@ ROWS_PER_STATEMENT = 1000
 UNNEST = -1
 
 
-def batch_items(run: str, round_number: int, clients: list[str]) -> list[dict[str, Any]]:
+def batch_items(
+    run: str, round_number: int, clients: list[str], *, holds: bool = False
+) -> list[dict[str, Any]]:
     """8189 items over the wallets, credits and debits alternating (the seed covers every
-    debit, so every item posts)."""
+    debit, so every item posts); `holds`: hold placements (for an hour) in place of the
+    debits."""
     items: list[dict[str, Any]] = []
     for index in range(BATCH_ITEMS_MAX):
         client_id = clients[index % len(clients)]
         common = {"client_id": client_id, "country": "USA", "currency": "USD"}
-        if index % 2:
+        if index % 2 and holds:
+            items.append(
+                {
+                    **common,
+                    "kind": "hold",
+                    "amount": "0.01",
+                    "hold_id": f"h-{run}-{round_number}-{index}",
+                    "expires_in_s": 3600,
+                }
+            )
+        elif index % 2:
             items.append(
                 {
                     **common,
@@ -262,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=10, help="timed batches of each side")
     parser.add_argument("--wallets", type=int, default=1000, help="wallets a batch spreads over")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument(
+        "--holds", action="store_true", help="hold placements in place of the debits"
+    )
     args = parser.parse_args(argv)
     backend_name = "real TigerBeetle server" if settings.TB_ADDRESSES else "embedded engine"
     run = uuid.uuid4().hex[:8]
@@ -271,7 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         user = get_user_model().objects.create_user(f"bench-{uuid.uuid4().hex[:6]}")
         authorization = api_authorization(user)
         user.user_permissions.add(
-            Permission.objects.get(content_type__app_label="registry", codename="post_batches")
+            *Permission.objects.filter(
+                content_type__app_label="registry",
+                codename__in=("post_batches", "add_wallethold"),
+            )
         )
         connection.close()  # gunicorn workers open their own
         api_s: list[float] = []
@@ -296,10 +315,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             raw = RawInputs(raw_backend, wallets)
             try:
-                post_batch(session, base, batch_items(run, -1, clients))  # warm both sides
+                warm = batch_items(run, -1, clients, holds=args.holds)
+                post_batch(session, base, warm)  # warm both sides
                 raw.create_transfers_s()
                 for round_number in range(args.batches):
-                    api_s.append(post_batch(session, base, batch_items(run, round_number, clients)))
+                    items = batch_items(run, round_number, clients, holds=args.holds)
+                    api_s.append(post_batch(session, base, items))
                     raw_parts.append(
                         (
                             raw.create_transfers_s(),
@@ -321,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"\n{backend_name}, database {connection.vendor}, {args.wallets} wallets, "
-        f"{args.batches} batches of {BATCH_ITEMS_MAX}; raw parts per batch (median): "
+        f"{args.batches} batches of {BATCH_ITEMS_MAX}"
+        f"{' (credits and holds)' if args.holds else ''}; raw parts per batch (median): "
         f"create_transfers {median_ms(0)}; registry insert: executemany {median_ms(1)}, "
         f"{ROWS_PER_STATEMENT}-row INSERTs {median_ms(2)}, bulk_create {median_ms(3)}"
         + (f", UNNEST {median_ms(4)}" if raw_parts[0][4] < 1e9 else "")

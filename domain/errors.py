@@ -142,6 +142,15 @@ class CaptureExceedsHold(WalletError):
     default_message = "A capture can take at most the amount the hold reserved."
 
 
+class HoldRepeatedInBatch(WalletError):
+    """A batch names one hold in two items (placed and captured, captured and released...):
+    each hold at most once per batch, so each item answers what its single endpoint would
+    (docs/holds.md, "In a batch"). `details["item"]` names the second."""
+
+    code = "hold_repeated_in_batch"
+    default_message = "A batch names each hold at most once."
+
+
 class StoreUnavailable(WalletError):
     """A store (MongoDB, TigerBeetle) did not answer; the outcome of a write is unknown and
     a retry with the same id is safe."""

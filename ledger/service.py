@@ -15,7 +15,14 @@ from decimal import Decimal
 from typing import Any
 
 from domain import errors
-from domain.batches import BATCH_ITEMS_MAX, BatchItem, BatchOutcome, item_kind, refused_at
+from domain.batches import (
+    BATCH_ITEMS_MAX,
+    BatchItem,
+    BatchItemKind,
+    BatchOutcome,
+    item_kind,
+    refused_at,
+)
 from domain.countries import UnknownCountry as UnknownCountryCode
 from domain.countries import normalize_country
 from domain.history import HistoryPage
@@ -34,6 +41,9 @@ ID_FORBIDDEN_CHARACTERS = frozenset("/")
 # An id of printable ASCII other than "/", neither starting nor ending with a space, within
 # the length: what every rule below allows, checked in one step (a batch checks 8,189 ids).
 _PLAIN_ID = re.compile(rf"[!-.0-~](?:[ -.0-~]{{0,{ID_MAX_LENGTH - 2}}}[!-.0-~])?")
+# A currency with the most decimal places (3): a batch's capture amount is checked against
+# it before its hold's currency is known (`_check_capture_amount`).
+_WIDEST_CURRENCY = "BHD"
 
 
 def wallet_key(
@@ -166,11 +176,12 @@ class WalletService:
     def post_batch(
         self, *, items: Sequence[Mapping[str, Any]], atomic: bool, made_by: str = ""
     ) -> list[BatchOutcome]:
-        """Many credits and debits in one call (`domain.batches`), each item checked as its
-        single write is: an item the checks refuse (400: its id, country, currency or amount)
-        refuses the whole batch, naming it, before anything is written, as does an id used
-        twice in one batch. The store's refusals (404, 409, 422) are items' outcomes when
-        independent, and refuse the batch when all-or-nothing."""
+        """Many credits, debits and hold operations in one call (`domain.batches`), each
+        item checked as its single write is: an item the checks refuse (400: its id,
+        country, currency, amount or expiry) refuses the whole batch, naming it, before
+        anything is written, as does an id (or a hold) used twice in one batch. The store's
+        refusals (404, 409, 422) are items' outcomes when independent, and refuse the batch
+        when all-or-nothing."""
         if not 1 <= len(items) <= BATCH_ITEMS_MAX:
             raise errors.ValidationFailed(
                 f"A batch holds 1 to {BATCH_ITEMS_MAX} items.", field="items"
@@ -302,6 +313,14 @@ def _checked_item(
         kind = item_kind(item["kind"])
         if kind is None:
             raise errors.ValidationFailed(f"Unknown kind of item {item['kind']!r}.", field="kind")
+        item_id = checked_id(item.get(kind.id_field, ""), field=kind.id_field)
+        if not kind.names_wallet:
+            amount = item.get("amount") if kind is BatchItemKind.CAPTURE else None
+            if amount is not None:
+                _check_capture_amount(amount)
+            return BatchItem(
+                kind=kind, key=None, amount_minor=0, transaction_id=item_id, capture_amount=amount
+            )
         named = (item["client_id"], item["country"], item["currency"], item.get("issuer"))
         key = keys.get(named)
         if key is None:
@@ -313,26 +332,49 @@ def _checked_item(
                 key = keys[named] = refusal
         if isinstance(key, errors.WalletError):
             raise key
+        amount_minor = amount_minor_of(item["amount"], key.currency)
+        timeout_s = 0
+        if kind is BatchItemKind.HOLD:
+            timeout_s = _checked_timeout(item.get("expires_in_s"))
         return BatchItem(
             kind=kind,
             key=key,
-            amount_minor=amount_minor_of(item["amount"], key.currency),
-            transaction_id=checked_id(item.get(kind.id_field, ""), field=kind.id_field),
+            amount_minor=amount_minor,
+            transaction_id=item_id,
+            timeout_s=timeout_s,
         )
     except errors.WalletError as refusal:
         return refusal
 
 
+def _check_capture_amount(amount: Decimal | str) -> None:
+    """A capture's amount as far as it can be judged before its hold's currency is known:
+    a positive amount (its decimal places are judged with the hold's currency, by the
+    store, before anything is written)."""
+    amount_minor_of(amount, _WIDEST_CURRENCY)
+
+
 def _refuse_repeated_ids(checked: list[BatchItem]) -> None:
     """Each id at most once per batch: a repeat inside one batch is the client's mistake (a
-    retry resends the whole batch), refused before anything is written."""
-    first_of: dict[str, int] = {}
+    retry resends the whole batch), refused before anything is written. Transfer ids and
+    hold ids are two namespaces, as for the single endpoints; a hold named twice (placed
+    then captured, say) is `hold_repeated_in_batch`."""
+    first_of: dict[tuple[bool, str], int] = {}
     for index, item in enumerate(checked):
-        first = first_of.setdefault(item.transaction_id, index)
-        if first != index:
-            raise errors.ValidationFailed(
-                f"Items {first} and {index} share the id {item.transaction_id!r}; "
-                "each id at most once per batch.",
+        is_hold = item.kind.is_hold_operation
+        first = first_of.setdefault((is_hold, item.transaction_id), index)
+        if first == index:
+            continue
+        if is_hold:
+            raise errors.HoldRepeatedInBatch(
+                f"Items {first} and {index} both name hold {item.transaction_id!r}; each "
+                "hold at most once per batch (resolve a hold in a later batch).",
                 field="items",
                 item=index,
             )
+        raise errors.ValidationFailed(
+            f"Items {first} and {index} share the id {item.transaction_id!r}; "
+            "each id at most once per batch.",
+            field="items",
+            item=index,
+        )

@@ -166,6 +166,15 @@ def _count_transaction(result: WalletResult, *, store: str, operation: str) -> N
     )
 
 
+def _written_key(outcome: BatchOutcome) -> WalletKey | None:
+    """The wallet a batch item's result wrote to (None: refused)."""
+    if isinstance(outcome, WalletResult):
+        return outcome.transaction.key
+    if isinstance(outcome, HoldResult):
+        return outcome.hold.key
+    return None
+
+
 def _count_batch(outcomes: list[BatchOutcome], *, store: str) -> None:
     """A batch's writes the store took, counted per kind and currency at once."""
     totals: dict[tuple[str, str], list[int]] = {}
@@ -255,7 +264,9 @@ class PhasedWalletStore:
         self, items: Sequence[BatchItem], *, atomic: bool, made_by: str = ""
     ) -> list[BatchOutcome]:
         """A batch goes where a single write goes, under one admission of the write lock for
-        all its items; in dual write its entries are mirrored as single writes' are."""
+        all its items; in dual write its entries (hold events included) are mirrored as
+        single writes' are (a legacy wallet the backfill has not imported yet takes holds too:
+        one placed before its snapshot is carried by the import, one after by the mirror)."""
         with write_admitted() as admitted:
             state = current_state() if admitted else None
             if state is None or state.writes_paused:
@@ -270,10 +281,9 @@ class PhasedWalletStore:
         if state.writes_to_mongo:
             self._mirror_batch_soon(
                 {
-                    outcome.transaction.key
-                    for outcome in outcomes
-                    if isinstance(outcome, WalletResult)
-                    and state.mirrors_wallets_of(outcome.transaction.key.client_id)
+                    key
+                    for key in map(_written_key, outcomes)
+                    if key is not None and state.mirrors_wallets_of(key.client_id)
                 }
             )
         return outcomes

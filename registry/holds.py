@@ -7,9 +7,10 @@ transfer), refused when placed, captured, released, expired. The database's CHEC
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from domain.ids import u128_to_hex
 from registry.models import WalletHold
@@ -49,6 +50,77 @@ def record_placed(
             )
     except IntegrityError:
         return WalletHold.objects.select_related("wallet").get(hold_id=hold_id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Placement:
+    """A hold TigerBeetle created, for `record_placed_many`."""
+
+    hold_id: str
+    wallet_pk: int
+    amount_minor: int
+    timeout_s: int
+    tb_transfer_id: int
+    tb_timestamp: int
+    created_at: datetime
+    expires_at: datetime
+    made_by: str
+
+
+def record_placed_many(placements: list[Placement]) -> None:
+    """Holds TigerBeetle created (a batch's), in one statement sent with every row's
+    values: the ORM's bulk_create of 4,000 rows cost twice the rest of the batch (model
+    instances, and on SQLite 61 rows a statement). A row already there is kept (ON CONFLICT
+    DO NOTHING): only a concurrent write of the same hold id writes one, and TigerBeetle
+    answered it the same hold. Values go as the ORM would send them (`get_db_prep_save`)."""
+    if not placements:
+        return
+    rows = []
+    for placed in placements:
+        assert placed.amount_minor > 0 and placed.timeout_s > 0, "the service validated it"
+        values = {
+            **_DEFAULTS,
+            "hold_id": placed.hold_id,
+            "wallet_id": placed.wallet_pk,
+            "amount_minor": placed.amount_minor,
+            "timeout_s": placed.timeout_s,
+            "state": WalletHold.State.OPEN.value,
+            "tb_transfer_id_hex": u128_to_hex(placed.tb_transfer_id),
+            "tb_timestamp": placed.tb_timestamp,
+            "created_at": placed.created_at,
+            "expires_at": placed.expires_at,
+            "made_by": placed.made_by,
+        }
+        rows.append(
+            [
+                field.get_db_prep_save(values[field.attname], connection)
+                if field.attname in _TIMES
+                else values[field.attname]
+                for field in _FIELDS
+            ]
+        )
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(field.column)) for field in _FIELDS)
+    placeholders = ", ".join(["%s"] * len(_FIELDS))
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in _FIELDS)
+            cursor.execute(
+                f"INSERT INTO {quote(WalletHold._meta.db_table)} ({columns}) "
+                f"SELECT * FROM UNNEST({arrays}) ON CONFLICT DO NOTHING",
+                [list(column) for column in zip(*rows, strict=True)],
+            )
+        else:
+            cursor.executemany(
+                f"INSERT INTO {quote(WalletHold._meta.db_table)} ({columns}) "
+                f"VALUES ({placeholders}) ON CONFLICT DO NOTHING",
+                rows,
+            )
+
+
+_FIELDS = [field for field in WalletHold._meta.concrete_fields if not field.primary_key]
+_DEFAULTS = {f.attname: f.get_default() if f.has_default() else None for f in _FIELDS}
+_TIMES = frozenset({"created_at", "expires_at", "resolved_at"})
 
 
 def mark_resolved(

@@ -24,7 +24,6 @@ is then remembered as refused, as a single one is.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,8 +37,9 @@ from domain.batches import BatchItem, BatchItemKind, BatchOutcome, refused_at
 from domain.holds import HoldState
 from domain.ids import WalletKey
 from domain.money import BALANCE_MINOR_MAX
-from domain.wallets import TransactionState, WalletBalance, WalletResult, write_time
-from ledger.stores.mongo_database import MongoDatabase, Refusal
+from domain.wallets import TransactionState, WalletResult, write_time
+from ledger.stores.mongo_batch_holds import BatchHolds, BatchWallet
+from ledger.stores.mongo_database import MongoDatabase, Refusal, WalletContended
 from ledger.stores.mongo_documents import (
     MONGO_KEY_FIELDS,
     balance_fields,
@@ -47,10 +47,9 @@ from ledger.stores.mongo_documents import (
     key_filter,
     key_of,
     known_answer,
-    minor,
     record_of,
 )
-from ledger.stores.mongo_holds import expire_due
+from ledger.stores.mongo_holds import MongoHolds, expire_due
 
 if TYPE_CHECKING:
     from ledger.stores.mongo_store import MongoWalletStore
@@ -61,50 +60,12 @@ IN_VALUES_PER_QUERY = 50
 T = TypeVar("T")
 # Documents per insert or update command (secantusdb takes some 0.4 ms a log entry).
 WRITES_PER_COMMAND = 1000
+# How long an independent batch retries its write conflicts whole before its items go again
+# a wallet at a time (`MongoBatch._post_by_wallet`): a wallet under heavy single-write
+# traffic moves during every attempt of a long transaction.
+WHOLE_BATCH_WAIT_S = 2.0
 _DUPLICATE_KEY = 11000
 _WRITE_CONFLICT = 112
-
-
-@dataclass
-class _Wallet:
-    """One wallet through the batch: as read (None: no document yet), and as it stands
-    after the items walked so far, in minor units."""
-
-    key: WalletKey
-    document: dict[str, Any] | None
-    credit: int = 0
-    debit: int = 0
-    historical: int = 0
-    held: int = 0
-    seq: int = 0
-    posted: int = 0  # items posted to it by this batch
-
-    @classmethod
-    def read(cls, key: WalletKey, document: dict[str, Any] | None) -> _Wallet:
-        if document is None:
-            return cls(key, None)
-        currency = key.currency
-        return cls(
-            key,
-            document,
-            credit=minor(document["credit"], currency),
-            debit=minor(document["debit"], currency),
-            historical=minor(document["historical_credit"], currency),
-            held=minor(document["held"], currency) if "held" in document else 0,
-            seq=int(document.get("wallet_seq", 0)),
-        )
-
-    def exists(self) -> bool:
-        return self.document is not None or self.posted > 0
-
-    def balance(self) -> WalletBalance:
-        return WalletBalance(
-            key=self.key,
-            credit_minor=self.credit - self.held,
-            debit_minor=self.debit,
-            historical_credit_minor=self.historical,
-            held_minor=self.held,
-        )
 
 
 class MongoBatch:
@@ -115,7 +76,101 @@ class MongoBatch:
         self._database: MongoDatabase = store.database
 
     def post(self, items: Sequence[BatchItem], *, atomic: bool, made_by: str) -> list[BatchOutcome]:
-        keys = sorted({item.key for item in items}, key=lambda key: key.sort_key())
+        hold_keys = self._database.guarded(lambda: _hold_keys(self._database, items))
+        if atomic:
+            return self._post_atomic(items, hold_keys, made_by=made_by)
+        try:
+            return self._post_part(
+                items, hold_keys, atomic=False, made_by=made_by, wait_s=WHOLE_BATCH_WAIT_S
+            )
+        except WalletContended:
+            # A wallet under heavy traffic moves in every attempt of a long transaction: the
+            # items go again a wallet at a time, and a wallet still contended item by item.
+            return self._post_by_wallet(items, hold_keys, made_by=made_by)
+
+    def _post_atomic(
+        self, items: Sequence[BatchItem], hold_keys: dict[str, WalletKey], *, made_by: str
+    ) -> list[BatchOutcome]:
+        try:
+            return self._post_part(items, hold_keys, atomic=True, made_by=made_by)
+        except errors.InsufficientFunds as refusal:
+            item = items[refusal.details["item"]]
+            if item.kind is BatchItemKind.HOLD:
+                MongoHolds(self._database, self._store.marks)._remember_refusal(
+                    item.transaction_id,
+                    item.wallet,
+                    amount_minor=item.amount_minor,
+                    timeout_s=item.timeout_s,
+                    made_by=made_by,
+                )
+            else:
+                self._store._remember_refusal(
+                    item.transaction_id,
+                    item.wallet,
+                    item.amount_minor,
+                    errors.InsufficientFunds.code,
+                    made_by=made_by,
+                )
+            raise
+
+    def _post_by_wallet(
+        self, items: Sequence[BatchItem], hold_keys: dict[str, WalletKey], *, made_by: str
+    ) -> list[BatchOutcome]:
+        """An independent batch a wallet's traffic kept from committing whole: each wallet's
+        items in a transaction of their own, and a wallet whose items still cannot commit
+        together, one item a transaction (as its single writes would go). Items of one
+        wallet keep their order; items of different wallets never depended on each other."""
+        groups: dict[WalletKey | None, list[int]] = {}
+        for index, item in enumerate(items):
+            key = item.key if item.kind.names_wallet else hold_keys.get(item.transaction_id)
+            groups.setdefault(key, []).append(index)
+        outcomes: list[BatchOutcome | None] = [None] * len(items)
+        for indexes in groups.values():
+            group = [items[index] for index in indexes]
+            try:
+                answered = self._post_part(
+                    group,
+                    hold_keys,
+                    atomic=False,
+                    made_by=made_by,
+                    wait_s=WHOLE_BATCH_WAIT_S if len(group) > 1 else None,
+                )
+            except WalletContended:
+                if len(group) == 1:
+                    raise
+                answered = []
+                for position, item in enumerate(group):
+                    try:
+                        answered += self._post_part(
+                            [item], hold_keys, atomic=False, made_by=made_by
+                        )
+                    except errors.WalletError as refusal:
+                        raise _placed(refusal, [indexes[position]]) from None
+            except errors.WalletError as refusal:
+                raise _placed(refusal, indexes) from None
+            for index, outcome in zip(indexes, answered, strict=True):
+                outcomes[index] = outcome
+        assert all(outcome is not None for outcome in outcomes), "every item answered"
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _post_part(
+        self,
+        items: Sequence[BatchItem],
+        hold_keys: dict[str, WalletKey],
+        *,
+        atomic: bool,
+        made_by: str,
+        wait_s: float | None = None,
+    ) -> list[BatchOutcome]:
+        """Items in one transaction, its write conflicts retried while its wallets move (for
+        at most `wait_s`, None: as long as a single write would)."""
+        named = {item.key for item in items if item.key is not None}
+        resolved = {
+            hold_keys[item.transaction_id]
+            for item in items
+            if not item.kind.names_wallet and item.transaction_id in hold_keys
+        }
+        keys = sorted(named | resolved, key=lambda key: key.sort_key())
         client_ids = sorted({key.client_id for key in keys})
 
         def marks() -> object:
@@ -132,24 +187,13 @@ class MongoBatch:
 
         def run() -> list[BatchOutcome]:
             try:
-                return self._database.transaction(apply, wallet_mark=marks)
+                return self._database.transaction(apply, wallet_mark=marks, wait_s=wait_s)
             except DuplicateKeyError:
                 # A concurrent write of one of its ids (or a wallet's first credit) committed
                 # first: the retry reads it.
-                return self._database.transaction(apply, wallet_mark=marks)
+                return self._database.transaction(apply, wallet_mark=marks, wait_s=wait_s)
 
-        try:
-            return self._database.guarded(run)
-        except errors.InsufficientFunds as refusal:
-            item = items[refusal.details["item"]]
-            self._store._remember_refusal(
-                item.transaction_id,
-                item.key,
-                item.amount_minor,
-                errors.InsufficientFunds.code,
-                made_by=made_by,
-            )
-            raise
+        return self._database.guarded(run)
 
     # --- inside the transaction ----------------------------------------------------------
 
@@ -164,35 +208,43 @@ class MongoBatch:
     ) -> list[BatchOutcome]:
         now = datetime.now(UTC)
         written_at = write_time(now)
-        self._expire_due(session, keys, now=now)
+        _expire_due(self._store, session, keys, now=now)
+        holds = BatchHolds(self._database, self._store.marks, made_by=made_by)
+        holds.read(session, items)
         known = self._known_entries(session, items)
         wallets = self._wallets(session, keys)
         outcomes: list[BatchOutcome] = []
         entries: list[dict[str, Any]] = []
         for index, item in enumerate(items):
             entry = known.get(item.transaction_id)
-            if entry is not None:
-                outcome: BatchOutcome = known_answer(
-                    entry, item.kind.transaction_kind, item.key, item.amount_minor
+            if item.kind.is_hold_operation:
+                outcome: BatchOutcome = holds.walk(index, item, wallets, now=now, entries=entries)
+            elif entry is not None:
+                outcome = known_answer(
+                    entry, item.kind.transaction_kind, item.wallet, item.amount_minor
                 )
             else:
-                outcome = self._walk(item, wallets[item.key], written_at, made_by, entries)
+                outcome = self._walk(item, wallets[item.wallet], written_at, made_by, entries)
             if atomic and isinstance(outcome, errors.WalletError):
                 raise Refusal(refused_at(index, outcome))
             outcomes.append(outcome)
         self._write(session, wallets, entries, now=now, written_at=written_at)
+        if not holds.write(session):
+            raise _moved("a hold of the batch was resolved since it was read")
         return outcomes
 
     def _known_entries(
         self, session: ClientSession, items: Sequence[BatchItem]
     ) -> dict[str, dict[str, Any]]:
-        ids = [item.transaction_id for item in items]
+        ids = [item.transaction_id for item in items if not item.kind.is_hold_operation]
         return {
             entry["_id"]: entry
             for entry in _find_in(self._database.log(), "_id", ids, session=session)
         }
 
-    def _wallets(self, session: ClientSession, keys: list[WalletKey]) -> dict[WalletKey, _Wallet]:
+    def _wallets(
+        self, session: ClientSession, keys: list[WalletKey]
+    ) -> dict[WalletKey, BatchWallet]:
         """The batch's wallets, one query on the indexed client id."""
         client_ids = sorted({key.client_id for key in keys})
         documents = {
@@ -201,39 +253,19 @@ class MongoBatch:
                 self._database.wallets(), "client_id", client_ids, session=session
             )
         }
-        return {key: _Wallet.read(key, documents.get(key)) for key in keys}
-
-    def _expire_due(self, session: ClientSession, keys: list[WalletKey], *, now: datetime) -> None:
-        """The batch's wallets' holds past their expiry expire first, as every write of a
-        wallet does first, each logged as a point of its history (`expire_due`); one query
-        finds the few wallets that have any."""
-        client_ids = sorted({key.client_id for key in keys})
-        due = {
-            key_of(hold)
-            for hold in _find_in(
-                self._database.holds(),
-                "client_id",
-                client_ids,
-                also={"state": HoldState.OPEN.value, "expires_at": {"$lte": now}},
-                projection=list(MONGO_KEY_FIELDS),
-                session=session,
-            )
-        }
-        for key in keys:  # in the batch's wallet order
-            if key in due:
-                expire_due(self._database, key, now=now, session=session, marks=self._store.marks)
+        return {key: BatchWallet.read(key, documents.get(key)) for key in keys}
 
     def _walk(
         self,
         item: BatchItem,
-        wallet: _Wallet,
+        wallet: BatchWallet,
         written_at: datetime,
         made_by: str,
         entries: list[dict[str, Any]],
     ) -> BatchOutcome:
         """One new item on its wallet as it stands: its result (its log entry added to
         `entries`), or the refusal its single write would answer."""
-        key, amount_minor = item.key, item.amount_minor
+        key, amount_minor = item.wallet, item.amount_minor
         if item.kind is BatchItemKind.CREDIT:
             if wallet.historical + amount_minor > BALANCE_MINOR_MAX:
                 return errors.BalanceLimitExceeded(
@@ -246,7 +278,11 @@ class MongoBatch:
             if not wallet.exists():
                 return errors.WalletNotFound(f"No wallet {key.describe()}.")
             if wallet.credit - wallet.held < amount_minor:
-                entries.append(self._refused_entry(item, written_at, made_by))
+                entries.append(
+                    _refused_entry(
+                        item, written_at=written_at, made_by=made_by, mark=self._store.marks.refused
+                    )
+                )
                 return errors.InsufficientFunds(
                     f"Wallet {key.describe()} has less available credit than the amount."
                 )
@@ -272,26 +308,10 @@ class MongoBatch:
         entries.append(entry)
         return WalletResult(transaction=record_of(entry), balance=balance)
 
-    def _refused_entry(self, item: BatchItem, written_at: datetime, made_by: str) -> dict[str, Any]:
-        """A refused debit's entry, as a single refused debit leaves it."""
-        key = item.key
-        return {
-            "_id": item.transaction_id,
-            "kind": item.kind.transaction_kind.value,
-            **key_filter(key),
-            "amount": decimal128(item.amount_minor, key.currency),
-            "amount_minor": item.amount_minor,
-            "state": TransactionState.FAILED.value,
-            "failure_code": errors.InsufficientFunds.code,
-            "made_by": made_by,
-            "mirror_state": self._store.marks.refused,
-            "created_at": written_at,
-        }
-
     def _write(
         self,
         session: ClientSession,
-        wallets: dict[WalletKey, _Wallet],
+        wallets: dict[WalletKey, BatchWallet],
         entries: list[dict[str, Any]],
         *,
         now: datetime,
@@ -324,6 +344,67 @@ class MongoBatch:
             if _DUPLICATE_KEY in codes:
                 raise DuplicateKeyError(str(failure), _DUPLICATE_KEY) from failure
             raise
+
+
+def _hold_keys(database: MongoDatabase, items: Sequence[BatchItem]) -> dict[str, WalletKey]:
+    """The wallets of the holds the batch captures or releases (a hold's wallet never
+    changes; a hold id not found answers hold_not_found)."""
+    ids = [item.transaction_id for item in items if not item.kind.names_wallet]
+    return {
+        document["_id"]: key_of(document)
+        for document in _find_in(database.holds(), "_id", ids, projection=list(MONGO_KEY_FIELDS))
+    }
+
+
+def _expire_due(
+    store: MongoWalletStore, session: ClientSession, keys: list[WalletKey], *, now: datetime
+) -> None:
+    """The batch's wallets' holds past their expiry expire first, as every write of a
+    wallet does first, each logged as a point of its history (`expire_due`); one query
+    finds the few wallets that have any."""
+    client_ids = sorted({key.client_id for key in keys})
+    due = {
+        key_of(hold)
+        for hold in _find_in(
+            store.database.holds(),
+            "client_id",
+            client_ids,
+            also={"state": HoldState.OPEN.value, "expires_at": {"$lte": now}},
+            projection=list(MONGO_KEY_FIELDS),
+            session=session,
+        )
+    }
+    for key in keys:  # in the batch's wallet order
+        if key in due:
+            expire_due(store.database, key, now=now, session=session, marks=store.marks)
+
+
+def _refused_entry(
+    item: BatchItem, *, written_at: datetime, made_by: str, mark: str
+) -> dict[str, Any]:
+    """A refused debit's entry, as a single refused debit leaves it."""
+    key = item.wallet
+    return {
+        "_id": item.transaction_id,
+        "kind": item.kind.transaction_kind.value,
+        **key_filter(key),
+        "amount": decimal128(item.amount_minor, key.currency),
+        "amount_minor": item.amount_minor,
+        "state": TransactionState.FAILED.value,
+        "failure_code": errors.InsufficientFunds.code,
+        "made_by": made_by,
+        "mirror_state": mark,
+        "created_at": written_at,
+    }
+
+
+def _placed(refusal: errors.WalletError, indexes: list[int]) -> errors.WalletError:
+    """A refusal of a part of the batch (a 400 naming its item), naming the item by its
+    place in the whole batch."""
+    item = refusal.details.get("item")
+    if isinstance(item, int) and item < len(indexes):
+        refusal.details["item"] = indexes[item]
+    return refusal
 
 
 def _chunks(writes: list[T]) -> Iterator[list[T]]:
@@ -361,18 +442,19 @@ def _moved(why: str) -> OperationFailure:
     )
 
 
-def _wallet_update(wallet: _Wallet, *, now: datetime) -> pymongo.UpdateOne:
+def _wallet_update(wallet: BatchWallet, *, now: datetime) -> pymongo.UpdateOne:
     """The wallet's one update: what the batch moved, only if nothing else moved it since
     it was read (its wallet_seq as read: every write and hold event of a wallet moves it)."""
     document = wallet.document
     assert document is not None
     currency = wallet.key.currency
-    before = _Wallet.read(wallet.key, document)
+    before = BatchWallet.read(wallet.key, document)
     increments: dict[str, Any] = {"wallet_seq": wallet.posted}
     for field, delta in (
         ("credit", wallet.credit - before.credit),
         ("debit", wallet.debit - before.debit),
         ("historical_credit", wallet.historical - before.historical),
+        ("held", wallet.held - before.held),
     ):
         if delta:
             increments[field] = decimal128(delta, currency)
@@ -383,7 +465,9 @@ def _wallet_update(wallet: _Wallet, *, now: datetime) -> pymongo.UpdateOne:
     return pymongo.UpdateOne(guard, {"$inc": increments, "$set": {"updated_at": now}})
 
 
-def _new_wallet_document(wallet: _Wallet, *, now: datetime, written_at: datetime) -> dict[str, Any]:
+def _new_wallet_document(
+    wallet: BatchWallet, *, now: datetime, written_at: datetime
+) -> dict[str, Any]:
     """A wallet the batch creates, as a single first credit creates it."""
     currency = wallet.key.currency
     return {
@@ -396,4 +480,6 @@ def _new_wallet_document(wallet: _Wallet, *, now: datetime, written_at: datetime
         "created_at": written_at,
         # Born with the transaction log: its whole history is in the outbox.
         "log_complete": True,
+        # What holds the batch placed on it reserve (a first credit's wallet has none).
+        **({"held": decimal128(wallet.held, currency)} if wallet.held else {}),
     }

@@ -62,6 +62,12 @@ class Refusal(Exception):
         self.error = error
 
 
+class WalletContended(errors.StoreUnavailable):
+    """A transaction's write conflicts went on past its wait: its wallets kept moving (or
+    a transaction nobody finishes holds one). 503 store_unavailable, as its base; a batch
+    catches it to go again in smaller transactions (`mongo_batch`)."""
+
+
 def _is_write_conflict(exc: BaseException) -> bool:
     return (
         isinstance(exc, PyMongoError)
@@ -215,12 +221,17 @@ class MongoDatabase:
             raise errors.StoreUnavailable(f"MongoDB failed: {exc}") from exc
 
     def transaction(
-        self, callback: Callable[[ClientSession], T], *, wallet_mark: Callable[[], object]
+        self,
+        callback: Callable[[ClientSession], T],
+        *,
+        wallet_mark: Callable[[], object],
+        wait_s: float | None = None,
     ) -> T:
         """Run `callback` in one transaction, retrying write conflicts while the wallet
-        moves (`wallet_mark`: what it looks like now). Still for `lock_wait_s`: the wallet
-        is held by a transaction nobody finishes (a killed worker's), so 503
-        store_unavailable now; the client retries with the same id."""
+        moves (`wallet_mark`: what it looks like now), for at most CONTENDED_WAIT_MAX_S
+        (`wait_s`: less). Still for `lock_wait_s`: the wallet is held by a transaction
+        nobody finishes (a killed worker's), so 503 store_unavailable now
+        (`WalletContended`); the client retries with the same id."""
 
         def attempt() -> T:
             with self.client.start_session() as session, session.start_transaction():
@@ -228,7 +239,7 @@ class MongoDatabase:
 
         retrying = Retrying(
             retry=retry_if_exception(_is_write_conflict),
-            stop=stop_after_delay(CONTENDED_WAIT_MAX_S)
+            stop=stop_after_delay(CONTENDED_WAIT_MAX_S if wait_s is None else wait_s)
             | _WalletStalled(self.lock_wait_s, wallet_mark),
             wait=wait_random_exponential(multiplier=0.002, max=0.05),
             reraise=True,
@@ -238,6 +249,6 @@ class MongoDatabase:
         except PyMongoError as exc:
             if not _is_write_conflict(exc):
                 raise
-            raise errors.StoreUnavailable(
+            raise WalletContended(
                 "The wallet is held by another write that does not finish; retry with the same id."
             ) from exc

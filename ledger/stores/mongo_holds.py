@@ -130,31 +130,58 @@ def log_hold_event(
     placed: dict[str, Any] | None = None,
 ) -> None:
     """One hold event in the transaction log: a point of the wallet's history and a write
-    the mirror carries. `_id` is an ObjectId (no client id can equal it), `hold_id` names
-    the hold; a placement carries the hold's timeout and expiry (`placed`, its document)."""
+    the mirror carries (`hold_event_entry`)."""
+    database.log().insert_one(
+        hold_event_entry(
+            kind=kind,
+            hold_id=hold_id,
+            amount_minor=amount_minor,
+            balance=balance,
+            wallet_seq=wallet_seq,
+            at=at,
+            mirror_state=mirror_state,
+            made_by=made_by,
+            placed=placed,
+        ),
+        session=session,
+    )
+
+
+def hold_event_entry(
+    *,
+    kind: str,
+    hold_id: str,
+    amount_minor: int,
+    balance: WalletBalance,
+    wallet_seq: int,
+    at: datetime,
+    mirror_state: str,
+    made_by: str,
+    placed: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A hold event's log entry (a single operation's and a batch's alike). `_id` is an
+    ObjectId (no client id can equal it), `hold_id` names the hold; a placement carries the
+    hold's timeout and expiry (`placed`, its document)."""
     key = balance.key
     hold_fields = (
         {"timeout_s": placed["timeout_s"], "expires_at": placed["expires_at"]} if placed else {}
     )
-    database.log().insert_one(
-        {
-            **hold_fields,
-            "_id": ObjectId(),
-            "kind": kind,
-            "hold_id": hold_id,
-            **key_filter(key),
-            "amount": decimal128(amount_minor, key.currency),
-            "amount_minor": amount_minor,
-            "state": "posted",
-            "failure_code": "",
-            "made_by": made_by,
-            "balance_after": balance_fields(balance),
-            "wallet_seq": wallet_seq,
-            "mirror_state": mirror_state,
-            "created_at": write_time(at),
-        },
-        session=session,
-    )
+    return {
+        **hold_fields,
+        "_id": ObjectId(),
+        "kind": kind,
+        "hold_id": hold_id,
+        **key_filter(key),
+        "amount": decimal128(amount_minor, key.currency),
+        "amount_minor": amount_minor,
+        "state": "posted",
+        "failure_code": "",
+        "made_by": made_by,
+        "balance_after": balance_fields(balance),
+        "wallet_seq": wallet_seq,
+        "mirror_state": mirror_state,
+        "created_at": write_time(at),
+    }
 
 
 def expire_due(

@@ -1,4 +1,5 @@
-"""The TigerBeetle store's batches: many credits and debits in one create_transfers request.
+"""The TigerBeetle store's batches: many credits, debits and hold operations in one
+create_transfers request (hold items: `tigerbeetle_batch_holds`).
 
 A batch costs, besides its one create_transfers request: one registry read of its ids (a
 resent item answers its original result, as a single write's retry does), the account
@@ -28,6 +29,7 @@ from tigerbeetle import Account, CreateTransferResult, CreateTransferStatus, Tra
 
 from domain import errors
 from domain.batches import BatchItem, BatchItemKind, BatchOutcome, refused_at
+from domain.holds import HoldResult
 from domain.ids import WalletKey
 from domain.wallets import (
     TransactionKind,
@@ -45,6 +47,7 @@ from ledger.stores.tigerbeetle_answers import (
     remember_transfer,
     replay_if_known,
 )
+from ledger.stores.tigerbeetle_batch_holds import BatchHolds, Delta
 from ledger.tb_model import LedgerScope, credit_transfer, debit_transfer, wallet_balance
 from ledger.wallet_accounts import LIMIT_OVERFLOWS, WalletAccounts, limit_exceeded
 from registry import accounts as account_registry
@@ -66,21 +69,48 @@ class _Pending:
     item: BatchItem
     registered: RegisteredAccount
     transfer: Transfer
+    key: WalletKey  # the item's wallet (a capture's or release's: its hold's)
+    delta: Delta  # what it changes on the wallet, if TigerBeetle takes it
 
 
 class TigerBeetleBatch:
-    """One batch of credits and debits on a ledger backend (a wrapper of no state)."""
+    """One batch of credits, debits and hold operations on a ledger backend (one per
+    batch; `balance`: the store's balance read)."""
 
-    def __init__(self, backend: LedgerBackend, *, scope: LedgerScope) -> None:
+    def __init__(
+        self,
+        backend: LedgerBackend,
+        *,
+        scope: LedgerScope,
+        balance: Callable[[WalletKey], WalletBalance],
+    ) -> None:
         self._backend = backend
         self._scope = scope
+        self._balance = balance
+        self._holds: BatchHolds | None = None
+
+    @property
+    def scope(self) -> LedgerScope:
+        return self._scope
+
+    @property
+    def holds(self) -> BatchHolds:
+        assert self._holds is not None, "post() reads the batch's holds first"
+        return self._holds
 
     def post(self, items: Sequence[BatchItem], *, atomic: bool, made_by: str) -> list[BatchOutcome]:
         assert 1 <= len(items) <= BATCH_EVENTS_MAX, "the service bounds a batch"
         outcomes: list[BatchOutcome | None] = [None] * len(items)
-        known = _registered_ids([item.transaction_id for item in items])
+        self._holds = BatchHolds(
+            self._backend, scope=self._scope, balance=self._balance, items=list(items)
+        )
+        known = _registered_ids(
+            [item.transaction_id for item in items if not item.kind.is_hold_operation]
+        )
         for index, item in enumerate(items):
-            if item.transaction_id in known:
+            if item.kind.is_hold_operation:
+                outcomes[index] = self.holds.answer_known(index, item)
+            elif item.transaction_id in known:
                 outcomes[index] = self._replay(item)
         if atomic:
             self._post_atomic(items, outcomes, made_by=made_by)
@@ -103,7 +133,7 @@ class TigerBeetleBatch:
         try:
             with transaction.atomic(), account_registry.uncached_until_commit():
                 try:
-                    foreseen = _foreseen_refusal(self._backend, items, outcomes)
+                    foreseen = _foreseen_refusal(self._backend, items, outcomes, self.holds)
                     replayed = _first_refusal(outcomes)  # a resent item refused then
                     refusals = [found for found in (replayed, foreseen) if found is not None]
                     if refusals:
@@ -120,37 +150,10 @@ class TigerBeetleBatch:
         except errors.WalletError as refusal:
             index = refusal.details.get("item")
             if isinstance(index, int):
-                self._remember_refused_debit(items[index], refusal, made_by)
+                _remember_refused(self, items[index], refusal, made_by)
             raise
         if unavailable is not None:
             raise unavailable
-
-    def _remember_refused_debit(
-        self, item: BatchItem, refusal: errors.WalletError, made_by: str
-    ) -> None:
-        """After the rollback: the refused debit's row, so a resend is refused the same way
-        (a wallet the batch would have created has none: the resend meets it new again)."""
-        if not (isinstance(refusal, errors.InsufficientFunds) and item.kind is BatchItemKind.DEBIT):
-            return
-        registered = account_registry.find_account(item.key)
-        if registered is None:
-            return
-        transfer = debit_transfer(
-            item.transaction_id,
-            ids=self._scope.ids,
-            tb_account_id=registered.tb_account_id,
-            ledger=registered.ledger,
-            amount_minor=item.amount_minor,
-        )
-        remember_transfer(
-            transfer,
-            item.transaction_id,
-            TransactionKind.DEBIT,
-            registered,
-            None,
-            failure_code=errors.InsufficientFunds.code,
-            made_by=made_by,
-        )
 
     # --- preparing ---------------------------------------------------------------------------
 
@@ -160,7 +163,7 @@ class TigerBeetleBatch:
                 self._backend,
                 item.transaction_id,
                 item.kind.transaction_kind,
-                item.key,
+                item.wallet,
                 item.amount_minor,
             )
         except errors.StoreUnavailable:
@@ -178,15 +181,24 @@ class TigerBeetleBatch:
         accounts = WalletAccounts(self._backend, scope=self._scope)
         wallets: dict[WalletKey, RegisteredAccount | errors.WalletError] = {}
         new = [(index, item) for index, item in enumerate(items) if outcomes[index] is None]
-        # Credits first: a batch may credit a new wallet and debit it further on.
-        for _, item in sorted(new, key=lambda pair: pair[1].kind is not BatchItemKind.CREDIT):
-            if item.key not in wallets:
-                wallets[item.key] = self._wallet(accounts, item)
+        # Credits first: a batch may credit a new wallet and debit it (or hold) further on.
+        keys = {index: self.holds.wallet_of(item) for index, item in new}
+        for index, item in sorted(new, key=lambda pair: pair[1].kind is not BatchItemKind.CREDIT):
+            key = keys[index]
+            assert key is not None, "a hold not found was answered before"
+            if key not in wallets:
+                wallets[key] = self._wallet(accounts, item.kind, key)
         pending = []
         for index, item in new:
-            found = wallets[item.key]
+            key = keys[index]
+            assert key is not None
+            found = wallets[key]
             if isinstance(found, errors.WalletError):
                 outcomes[index] = found
+                continue
+            if item.kind.is_hold_operation:
+                planned = self.holds.transfer(index, item, found)
+                pending.append(_Pending(index, item, found, planned.transfer, key, planned.delta))
                 continue
             build = credit_transfer if item.kind is BatchItemKind.CREDIT else debit_transfer
             transfer = build(
@@ -196,21 +208,27 @@ class TigerBeetleBatch:
                 ledger=found.ledger,
                 amount_minor=item.amount_minor,
             )
-            pending.append(_Pending(index, item, found, transfer))
+            delta = (
+                (item.amount_minor, 0, 0)
+                if item.kind is BatchItemKind.CREDIT
+                else (0, item.amount_minor, 0)
+            )
+            pending.append(_Pending(index, item, found, transfer, key, delta))
         return pending
 
     def _wallet(
-        self, accounts: WalletAccounts, item: BatchItem
+        self, accounts: WalletAccounts, kind: BatchItemKind, key: WalletKey
     ) -> RegisteredAccount | errors.WalletError:
-        if item.kind is BatchItemKind.DEBIT:
-            found = account_registry.find_account(item.key)
+        """The wallet's account: a credit's set up on first use, any other item's found."""
+        if kind is not BatchItemKind.CREDIT:
+            found = account_registry.find_account(key)
             if found is None:
-                return errors.WalletNotFound(f"No wallet {item.key.describe()}.")
+                return errors.WalletNotFound(f"No wallet {key.describe()}.")
             return found
-        registered = store_call(accounts.registered_account, item.key)
+        registered = store_call(accounts.registered_account, key)
         if not registered.limit_reserved:
             try:
-                store_call(accounts.reserve_limit, item.key, registered)
+                store_call(accounts.reserve_limit, key, registered)
             except errors.BalanceLimitExceeded as refusal:
                 return refusal
         return registered
@@ -242,11 +260,8 @@ class TigerBeetleBatch:
         as its replay and the chain goes again without it (each pass answers one more)."""
         while pending:
             chained = [
-                _Pending(
-                    entry.index,
-                    entry.item,
-                    entry.registered,
-                    _linked(entry.transfer, last=position == len(pending) - 1),
+                dataclasses.replace(
+                    entry, transfer=_linked(entry.transfer, last=position == len(pending) - 1)
                 )
                 for position, entry in enumerate(pending)
             ]
@@ -294,8 +309,17 @@ class TigerBeetleBatch:
         self, entry: _Pending, result: CreateTransferResult, *, made_by: str
     ) -> BatchOutcome:
         """An item TigerBeetle did not create: the single write's answer to the same."""
-        key = entry.item.key
+        key = entry.key
         try:
+            if entry.item.kind.is_hold_operation:
+                return self.holds.refused(
+                    entry.index,
+                    entry.item,
+                    registered=entry.registered,
+                    transfer=entry.transfer,
+                    result=result,
+                    made_by=made_by,
+                )
             if entry.item.kind is BatchItemKind.CREDIT and result.status in LIMIT_OVERFLOWS:
                 raise limit_exceeded(key)
             return answer_not_created(
@@ -323,15 +347,26 @@ class TigerBeetleBatch:
     ) -> None:
         """The created items' results, each with the balance right after it."""
         for entry, _ in created:
-            account_id = entry.registered.tb_account_id
-            walks[account_id].posted(entry.transfer, account_id=account_id)
+            walks[entry.registered.tb_account_id].posted(entry.delta)
         for entry, result in created:
             item = entry.item
+            if item.kind.is_hold_operation:
+                hold = self.holds.created(
+                    entry.index,
+                    item,
+                    registered=entry.registered,
+                    made_by=made_by,
+                    transfer=entry.transfer,
+                    timestamp=result.timestamp,
+                )
+                balance = self._balance_after(entry, result, walks)
+                outcomes[entry.index] = HoldResult(hold=hold, balance=balance)
+                continue
             outcomes[entry.index] = WalletResult(
                 transaction=TransactionRecord(
                     transaction_id=item.transaction_id,
                     kind=item.kind.transaction_kind,
-                    key=item.key,
+                    key=entry.key,
                     amount_minor=item.amount_minor,
                     state=TransactionState.POSTED,
                     created_at=_write_time(result.timestamp // _NS_PER_MS),
@@ -339,6 +374,7 @@ class TigerBeetleBatch:
                 ),
                 balance=self._balance_after(entry, result, walks),
             )
+        self.holds.record_placements()
 
     def _balance_after(
         self,
@@ -349,17 +385,52 @@ class TigerBeetleBatch:
         account_id = entry.registered.tb_account_id
         walk = walks[account_id]
         if walk.alone():
-            credits_posted, debits_posted = walk.step(entry.transfer, account_id=account_id)
+            credits_posted, debits_posted, debits_pending = walk.step(entry.delta)
             return wallet_balance(
-                entry.item.key,
+                entry.key,
                 credits_posted=credits_posted,
                 debits_posted=debits_posted,
-                debits_pending=walk.debits_pending,
+                debits_pending=debits_pending,
                 as_of_tb_timestamp=result.timestamp,
             )
         return balance_at(
-            self._backend, entry.item.key, tb_account_id=account_id, tb_timestamp=result.timestamp
+            self._backend, entry.key, tb_account_id=account_id, tb_timestamp=result.timestamp
         )
+
+
+def _remember_refused(
+    batch: TigerBeetleBatch, item: BatchItem, refusal: errors.WalletError, made_by: str
+) -> None:
+    """After the rollback: the refused debit's or hold's row, so a resend is refused the
+    same way (a wallet the batch would have created has none: the resend meets it new
+    again)."""
+    if not isinstance(refusal, errors.InsufficientFunds) or item.kind not in (
+        BatchItemKind.DEBIT,
+        BatchItemKind.HOLD,
+    ):
+        return
+    registered = account_registry.find_account(item.wallet)
+    if registered is None:
+        return
+    if item.kind is BatchItemKind.HOLD:
+        batch.holds.remember_refused(item, registered=registered, made_by=made_by)
+        return
+    transfer = debit_transfer(
+        item.transaction_id,
+        ids=batch.scope.ids,
+        tb_account_id=registered.tb_account_id,
+        ledger=registered.ledger,
+        amount_minor=item.amount_minor,
+    )
+    remember_transfer(
+        transfer,
+        item.transaction_id,
+        TransactionKind.DEBIT,
+        registered,
+        None,
+        failure_code=errors.InsufficientFunds.code,
+        made_by=made_by,
+    )
 
 
 def _first_refusal(
@@ -376,16 +447,20 @@ def _first_refusal(
 
 
 def _foreseen_refusal(
-    backend: LedgerBackend, items: Sequence[BatchItem], outcomes: list[BatchOutcome | None]
+    backend: LedgerBackend,
+    items: Sequence[BatchItem],
+    outcomes: list[BatchOutcome | None],
+    holds: BatchHolds,
 ) -> tuple[int, errors.WalletError] | None:
     """The first item of an all-or-nothing batch that its wallets' balances now would
-    refuse (a debit of a wallet no credit of the batch creates, or past its available
-    credit), found before any account is set up or any transfer sent: TigerBeetle then
-    never holds the refused transfer's id as failed, and no account is made for a batch
+    refuse (a debit or hold of a wallet no credit of the batch creates, or past its
+    available credit), found before any account is set up or any transfer sent: TigerBeetle
+    then never holds the refused transfer's id as failed, and no account is made for a batch
     refused. None when every item would pass (the chain still decides, if a concurrent
-    write moved a wallet since)."""
+    write moved a wallet since, or a hold's timeout passed)."""
     new = [(index, item) for index, item in enumerate(items) if outcomes[index] is None]
-    keys = {item.key for _, item in new}
+    wallet_of = {index: holds.wallet_of(item) for index, item in new}
+    keys = {key for key in wallet_of.values() if key is not None}
     registered = {key: account_registry.find_account(key) for key in keys}
     found = store_call(
         backend.lookup_accounts,
@@ -403,20 +478,26 @@ def _foreseen_refusal(
         elif entry is None:
             balances[key] = [0, 0]
     for index, item in new:
-        unknown = registered[item.key] is None and item.key not in credited
-        if item.kind is BatchItemKind.DEBIT and unknown:
-            return index, errors.WalletNotFound(f"No wallet {item.key.describe()}.")
-        balance = balances.get(item.key)
+        wallet = wallet_of[index]
+        assert wallet is not None, "a hold not found was answered before"
+        unknown = registered[wallet] is None and wallet not in credited
+        if item.kind is not BatchItemKind.CREDIT and unknown:
+            return index, errors.WalletNotFound(f"No wallet {wallet.describe()}.")
+        balance = balances.get(wallet)
         if balance is None:
             continue
         if item.kind is BatchItemKind.CREDIT:
             balance[0] += item.amount_minor
-        elif balance[1] + item.amount_minor > balance[0]:
+            continue
+        debit = item.amount_minor if item.kind is BatchItemKind.DEBIT else 0
+        if item.kind.is_hold_operation:
+            debit = holds.foreseen_debit(index, item)
+        if debit > 0 and balance[1] + debit > balance[0]:
+            what = "the hold" if item.kind is BatchItemKind.HOLD else "the amount"
             return index, errors.InsufficientFunds(
-                f"Wallet {item.key.describe()} has less available credit than the amount."
+                f"Wallet {wallet.describe()} has less available credit than {what}."
             )
-        else:
-            balance[1] += item.amount_minor
+        balance[1] += debit
     return None
 
 
@@ -472,48 +553,38 @@ def _record_created(created: list[tuple[_Pending, CreateTransferResult]], *, mad
                 made_by,
             )
             for entry, result in created
+            if not entry.item.kind.is_hold_operation  # hold rows: BatchHolds.created
         ]
     )
 
 
 class _BalanceWalk:
-    """One wallet's posted amounts through a batch: before it, after it, and what the batch
-    posted to it; `step` walks from before through the batch's transfers in order. Its held
-    amount (pending debits: open holds) is the same all along when the batch was alone."""
+    """One wallet's amounts (credits posted, debits posted, debits pending: its open holds)
+    through a batch: before it, after it, and what the batch changed; `step` walks from
+    before through the batch's transfers in order."""
 
     def __init__(self, *, credits_posted: int, debits_posted: int, debits_pending: int) -> None:
-        self.current = (credits_posted, debits_posted)
+        self.current = (credits_posted, debits_posted, debits_pending)
         self.before = self.current
-        self.debits_pending = debits_pending
         self.after: tuple[int, int, int] | None = None
-        self.batch_credits = 0
-        self.batch_debits = 0
+        self.batch = (0, 0, 0)
 
-    def posted(self, transfer: Transfer, *, account_id: int) -> None:
+    def posted(self, delta: Delta) -> None:
         """Count a transfer of the batch that TigerBeetle created on this wallet."""
-        if transfer.credit_account_id == account_id:
-            self.batch_credits += transfer.amount
-        else:
-            assert transfer.debit_account_id == account_id
-            self.batch_debits += transfer.amount
+        self.batch = _added(self.batch, delta)
 
     def alone(self) -> bool:
         """Whether the batch was the only write to the wallet between the two lookups (no
         other write, and no hold placed, resolved or expired)."""
-        return self.after == (
-            self.before[0] + self.batch_credits,
-            self.before[1] + self.batch_debits,
-            self.debits_pending,
-        )
+        return self.after == _added(self.before, self.batch)
 
-    def step(self, transfer: Transfer, *, account_id: int) -> tuple[int, int]:
-        credits_posted, debits_posted = self.current
-        if transfer.credit_account_id == account_id:
-            credits_posted += transfer.amount
-        else:
-            debits_posted += transfer.amount
-        self.current = (credits_posted, debits_posted)
+    def step(self, delta: Delta) -> tuple[int, int, int]:
+        self.current = _added(self.current, delta)
         return self.current
+
+
+def _added(amounts: tuple[int, int, int], delta: Delta) -> tuple[int, int, int]:
+    return (amounts[0] + delta[0], amounts[1] + delta[1], amounts[2] + delta[2])
 
 
 def _linked(transfer: Transfer, *, last: bool) -> Transfer:

@@ -37,7 +37,7 @@ from registry.models import WalletHold
 _NS_PER_S = 1_000_000_000
 # A wallet's open holds support's page lists (the oldest first).
 OPEN_HOLDS_LISTED_MAX = 100
-_HOLD_ID_TAKEN = {
+HOLD_ID_TAKEN = {
     CreateTransferStatus.EXISTS_WITH_DIFFERENT_AMOUNT,
     CreateTransferStatus.EXISTS_WITH_DIFFERENT_TIMEOUT,
     CreateTransferStatus.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID,
@@ -47,7 +47,7 @@ _HOLD_ID_TAKEN = {
     CreateTransferStatus.EXISTS_WITH_DIFFERENT_FLAGS,
 }
 # The pending transfer was resolved already (by the other resolution, or by its timeout).
-_RESOLVED = {
+RESOLVED_STATUSES = {
     CreateTransferStatus.PENDING_TRANSFER_ALREADY_POSTED,
     CreateTransferStatus.PENDING_TRANSFER_ALREADY_VOIDED,
     CreateTransferStatus.PENDING_TRANSFER_EXPIRED,
@@ -76,7 +76,7 @@ class TigerBeetleHolds:
         assert amount_minor > 0 and timeout_s > 0, "the service validated the hold"
         known = _registered_hold(hold_id)
         if known is not None:
-            return self._replay_place(known, key, amount_minor=amount_minor, timeout_s=timeout_s)
+            return self.replay_place(known, key, amount_minor=amount_minor, timeout_s=timeout_s)
         registered = registered_wallet(key)
         pending = hold_transfer(
             hold_id,
@@ -89,15 +89,15 @@ class TigerBeetleHolds:
         (result,) = store_call(self.backend.create_transfers, [pending])
         status = result.status
         if status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
-            timestamp = int(result.timestamp) or _stored_timestamp(self.backend, pending.id)
-            row = self._record(pending, hold_id, registered.registry_pk, timestamp, made_by)
+            timestamp = int(result.timestamp) or stored_timestamp(self.backend, pending.id)
+            row = self.record(pending, hold_id, registered.registry_pk, timestamp, made_by)
             return HoldResult(hold=hold_of_row(row), balance=self.balance(key))
         if status in (CreateTransferStatus.EXCEEDS_CREDITS, CreateTransferStatus.ID_ALREADY_FAILED):
-            self._record(pending, hold_id, registered.registry_pk, None, made_by, refused=True)
+            self.record(pending, hold_id, registered.registry_pk, None, made_by, refused=True)
             raise errors.InsufficientFunds(
                 f"Wallet {key.describe()} has less available credit than the hold."
             )
-        if status in _HOLD_ID_TAKEN:
+        if status in HOLD_ID_TAKEN:
             raise errors.IdempotencyConflict(
                 f"Hold id {hold_id!r} was already used for a different hold."
             )
@@ -114,7 +114,7 @@ class TigerBeetleHolds:
         if row is None:
             raise errors.HoldNotFound(f"No hold {hold_id!r}.")
         if row.state == WalletHold.State.OPEN and row.expires_at <= timezone.now():
-            self._learn_resolution(row)
+            self.learn_resolution(row)
         return hold_of_row(row)
 
     # --- internals --------------------------------------------------------------------------
@@ -143,12 +143,12 @@ class TigerBeetleHolds:
             was_open = row.state == WalletHold.State.OPEN
             if was_open:
                 self._send_resolution(row, wanted, made_by=made_by)
-            outcome = self._answer(row, wanted, replayed=not was_open)
+            outcome = self.answer(row, wanted, replayed=not was_open)
         if isinstance(outcome, errors.WalletError):
             raise outcome  # after the commit, so what was learnt of the hold is kept
         return outcome
 
-    def _answer(
+    def answer(
         self, row: WalletHold, wanted: int | None, *, replayed: bool
     ) -> HoldResult | errors.WalletError:
         hold = hold_of_row(row)
@@ -164,7 +164,7 @@ class TigerBeetleHolds:
         resolution = hold_resolution(row.tb_transfer_id, ids=self.scope.ids, capture_minor=wanted)
         (result,) = store_call(self.backend.create_transfers, [resolution])
         if result.status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
-            timestamp = int(result.timestamp) or _stored_timestamp(self.backend, resolution.id)
+            timestamp = int(result.timestamp) or stored_timestamp(self.backend, resolution.id)
             hold_registry.mark_resolved(
                 row,
                 captured_minor=wanted,
@@ -175,11 +175,11 @@ class TigerBeetleHolds:
             return
         if result.status == CreateTransferStatus.EXCEEDS_PENDING_TRANSFER_AMOUNT:
             raise errors.CaptureExceedsHold()  # checked before: the row and ledger disagree
-        if result.status not in _RESOLVED:
+        if result.status not in RESOLVED_STATUSES:
             raise unexpected_refusal(result.status, resolution)
-        self._learn_resolution(row, refused_status=result.status)
+        self.learn_resolution(row, refused_status=result.status)
 
-    def _learn_resolution(
+    def learn_resolution(
         self, row: WalletHold, *, refused_status: CreateTransferStatus | None = None
     ) -> None:
         """The row of an open hold set to what TigerBeetle holds: its resolution (a capture
@@ -198,7 +198,7 @@ class TigerBeetleHolds:
         elif refused_status is not None or row.expires_at <= timezone.now():
             hold_registry.mark_expired(row)
 
-    def _record(
+    def record(
         self,
         pending: Transfer,
         hold_id: str,
@@ -227,7 +227,7 @@ class TigerBeetleHolds:
             failure_code="insufficient_funds" if refused else "",
         )
 
-    def _replay_place(
+    def replay_place(
         self, row: WalletHold, key: WalletKey, *, amount_minor: int, timeout_s: int
     ) -> HoldResult:
         if row.wallet.key != key or row.amount_minor != amount_minor or row.timeout_s != timeout_s:
@@ -324,7 +324,7 @@ def _registered_hold(hold_id: str) -> WalletHold | None:
     return WalletHold.objects.select_related("wallet").filter(hold_id=hold_id).first()
 
 
-def _stored_timestamp(backend: LedgerBackend, tb_transfer_id: int) -> int:
+def stored_timestamp(backend: LedgerBackend, tb_transfer_id: int) -> int:
     stored = transfers_by_id(backend, [tb_transfer_id]).get(tb_transfer_id)
     if stored is None:
         raise errors.StoreUnavailable("TigerBeetle answered `exists` for a transfer it lacks.")

@@ -200,7 +200,7 @@ class TigerBeetleWalletStore(TigerBeetleHoldOperations):
     ) -> list[BatchOutcome]:
         """Many credits and debits in one create_transfers request
         (`ledger.stores.tigerbeetle_batch`)."""
-        return TigerBeetleBatch(self.backend, scope=self.scope).post(
+        return TigerBeetleBatch(self.backend, scope=self.scope, balance=self.get_balance).post(
             items, atomic=atomic, made_by=made_by
         )
 
