@@ -177,6 +177,8 @@ class WalletAccount(models.Model):
             ("credit_wallets", "Can add credit to wallets through the API"),
             ("debit_wallets", "Can subtract credit from wallets through the API"),
             ("post_batches", "Can post batches of credits and debits through the API"),
+            # A wallet's statement for a period (API CSV, admin page and CSV download).
+            ("view_statement", "Can view and download wallet statements"),
         ]
 
     def __str__(self) -> str:
