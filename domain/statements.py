@@ -66,7 +66,7 @@ def fields_of(balance: WalletBalance) -> Effect:
     )
 
 
-def _difference(after: WalletBalance, before: WalletBalance) -> Effect:
+def _difference(*, after: WalletBalance, before: WalletBalance) -> Effect:
     now, then = fields_of(after), fields_of(before)
     return Effect(
         available=now.available - then.available,
@@ -170,7 +170,7 @@ def _line(point: HistoryPoint, before: WalletBalance) -> StatementLine:
     if kind in (PointKind.RELEASE, PointKind.EXPIRE):
         return StatementLine(point, Effect(available=amount, held=-amount))
     assert kind == PointKind.OPENING_BALANCE, kind
-    return StatementLine(point, _difference(point.balance, before))
+    return StatementLine(point, _difference(after=point.balance, before=before))
 
 
 def _totals(lines: list[StatementLine]) -> StatementTotals:
