@@ -12,6 +12,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 READ_WALLETS = "registry.read_wallets"
+# A wallet's statement for a period (GET .../statement; the admin's statement page).
+VIEW_STATEMENTS = "registry.view_statement"
 CREDIT_WALLETS = "registry.credit_wallets"
 DEBIT_WALLETS = "registry.debit_wallets"
 VOID_TRANSACTIONS = "registry.void_wallettransfer"

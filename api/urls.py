@@ -1,6 +1,6 @@
 from django.urls import path
 
-from api import batch_views, history_views, hold_views, views
+from api import batch_views, history_views, hold_views, statement_views, views
 
 WALLET = "clients/<str:client_id>/wallets/<str:country>/<str:currency>"
 
@@ -14,6 +14,11 @@ urlpatterns = [
     path(f"{WALLET}/credits", views.WalletCreditsView.as_view(), name="wallet-credits"),
     path(f"{WALLET}/debits", views.WalletDebitsView.as_view(), name="wallet-debits"),
     path(f"{WALLET}/history", history_views.WalletHistoryView.as_view(), name="wallet-history"),
+    path(
+        f"{WALLET}/statement",
+        statement_views.WalletStatementView.as_view(),
+        name="wallet-statement",
+    ),
     path(f"{WALLET}/holds", hold_views.WalletHoldsView.as_view(), name="wallet-holds"),
     path("holds/<str:hold_id>", hold_views.HoldView.as_view(), name="hold"),
     path("holds/<str:hold_id>/capture", hold_views.HoldCaptureView.as_view(), name="hold-capture"),

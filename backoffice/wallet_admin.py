@@ -31,6 +31,7 @@ from backoffice.selectors import (
     find,
     wallet_overview,
 )
+from backoffice.statement_admin import VIEW_STATEMENT, statement_url, statement_view
 from domain import errors
 from domain.history import HOLD_EVENTS
 from domain.ids import WalletKey
@@ -212,7 +213,12 @@ class WalletAccountAdmin(ReadOnlyAdmin):
             self.admin_site.admin_view(self.recheck_view),
             name="registry_walletaccount_recheck",
         )
-        return [by_key, recheck, *super().get_urls()]
+        statement = path(
+            "statement/",
+            self.admin_site.admin_view(self.statement_view),
+            name="registry_walletaccount_statement",
+        )
+        return [by_key, recheck, statement, *super().get_urls()]
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -302,9 +308,19 @@ class WalletAccountAdmin(ReadOnlyAdmin):
                 and overview.waiting is not None
                 and overview.waiting.parked > 0,
                 "find_query": key.client_id,
+                "statement_url": statement_url(key)
+                if request.user.has_perm(VIEW_STATEMENT)
+                else "",
                 **holds_context(request, key, phase=state.phase),
             },
         )
+
+    def statement_view(self, request: HttpRequest) -> HttpResponse:
+        """A wallet's statement for a period, as a page or a CSV download."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {**self.admin_site.each_context(request), "opts": self.opts}
+        return statement_view(request, context)
 
     def recheck_view(self, request: HttpRequest) -> HttpResponse:
         """Re-check one wallet in both stores now, from its page; back to the page."""

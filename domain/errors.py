@@ -205,3 +205,20 @@ class InvalidTimeRange(WalletError):
 class InvalidLimit(WalletError):
     code = "invalid_limit"
     default_message = "The limit is not a whole number in the allowed range."
+
+
+# --- a wallet's statement (GET .../statement): its period -------------------------------------
+
+
+class StatementPeriodTooLong(WalletError):
+    """The period spans more than `domain.statements.STATEMENT_SPAN_MAX_DAYS`."""
+
+    code = "statement_period_too_long"
+    default_message = "A statement covers at most 366 days; ask for a shorter period."
+
+
+class StatementTooLarge(WalletError):
+    """The period holds more than `domain.statements.STATEMENT_LINES_MAX` points."""
+
+    code = "statement_too_large"
+    default_message = "The period holds too many transactions for one statement; split it."

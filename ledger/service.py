@@ -29,8 +29,10 @@ from domain.history import HistoryPage
 from domain.holds import HOLD_TIMEOUT_MAX_S, HOLD_TIMEOUT_MIN_S, Hold, HoldResult
 from domain.ids import WalletKey
 from domain.money import MoneyError, normalize_currency, to_minor_units
+from domain.statements import Statement
 from domain.wallets import TransactionRecord, WalletBalance, WalletResult, WalletStore
 from ledger.history_query import history_query
+from ledger.statements import statement_period, wallet_statement
 
 ID_MAX_LENGTH = 128
 # Unicode categories no id may hold: control characters (NUL, C0, DEL, C1), invisible format
@@ -221,6 +223,22 @@ class WalletService:
         key = wallet_key(client_id=client_id, country=country, currency=currency, issuer=issuer)
         query = history_query(key, from_time=from_time, to_time=to_time, limit=limit, cursor=cursor)
         return self.primary_store().history(query)
+
+    def get_statement(
+        self,
+        *,
+        client_id: str,
+        country: str,
+        currency: str,
+        issuer: str | None = None,
+        from_time: str | None,
+        to_time: str | None,
+    ) -> Statement:
+        """The wallet's statement for [from, to) (`ledger.statements`): the period is checked
+        before the history is read."""
+        key = wallet_key(client_id=client_id, country=country, currency=currency, issuer=issuer)
+        period = statement_period(from_time=from_time, to_time=to_time)
+        return wallet_statement(self.primary_store(), key, period=period)
 
     def get_balances(self, client_id: str) -> list[WalletBalance]:
         return self.primary_store().get_balances(checked_id(client_id, field="client_id"))

@@ -280,8 +280,11 @@ def copy_back_tigerbeetle_writes(
     *,
     page_rows: int = COPY_BACK_PAGE_ROWS,
 ) -> int:
-    """Copy phase-4 writes (credits, debits, voids) into MongoDB in TigerBeetle's order, then
-    the holds TigerBeetle captured alone.
+    """Copy phase-4 writes (credits, debits, voids) and hold events (placed, captured,
+    released) into MongoDB in TigerBeetle's order; the expiries among them are MongoDB's own
+    (each copied event first expires the holds due by its time), and the sweep at the end
+    expires the holds due since the last one. Then what rows from before the hold events
+    were flagged leave: captures and releases of holds MongoDB holds open, holds still open.
 
     Idempotent: MongoDB answers a replay for an id it already has, and each row is marked
     done as soon as its copy committed, so an interrupted copy-back resumes where it stopped.
@@ -304,14 +307,16 @@ def copy_back_tigerbeetle_writes(
     copied += _copy_back_captured_holds(mongo, page_rows=page_rows)
     copied += _copy_back_released_holds(mongo)
     copied += _copy_back_open_holds(mongo, page_rows=page_rows)
+    if copied:
+        mongo.sweep_expired_holds()
     log.info("copied %d TigerBeetle-only writes back to MongoDB", copied)
     return copied
 
 
 def _copy_back_captured_holds(mongo: MongoWalletStore, *, page_rows: int) -> int:
-    """Holds TigerBeetle captured alone, after every other write: a capture only lowers a
-    wallet's available credit, so no copied write before it can be refused for it
-    (docs/holds.md). Each is marked done as soon as its copy committed."""
+    """Holds TigerBeetle captured alone that the rounds left (none: they copy every flagged
+    capture in order), after every other write: a capture only lowers a wallet's available
+    credit, so no copied write before it can be refused for it (docs/holds.md)."""
     copied = 0
     for _ in range(COPY_BACK_ROUNDS_MAX):
         rows = list(
@@ -370,60 +375,83 @@ def _copy_back_open_holds(mongo: MongoWalletStore, *, page_rows: int) -> int:
     )
 
 
-def _next_copy_back_round(
-    tigerbeetle: LedgerBatches, *, page_rows: int
-) -> list[tuple[int, str, WalletTransfer]]:
-    """The next events to copy back, in TigerBeetle's timestamp order, at most about two
-    pages of rows.
+CopyBackRow = WalletTransfer | WalletHold
+CopyBackEvent = tuple[int, str, CopyBackRow]
 
-    Writes are read by their TigerBeetle timestamp. A void's timestamp lives in TigerBeetle
-    only; the registry holds it to the millisecond (`voided_at`), so voids are read by
-    `voided_at` and the page is completed with the rest of its last millisecond. An event is
-    copied in this round only when no row left unread can come before it: up to the last
-    write read (when the page was full) and up to the end of the last void millisecond read
-    (when that page was full). Rows copied drop out of both queries, so every round makes
-    progress and the next one starts where this one stopped.
+
+def _next_copy_back_round(tigerbeetle: LedgerBatches, *, page_rows: int) -> list[CopyBackEvent]:
+    """The next events to copy back, in TigerBeetle's timestamp order, at most about four
+    pages of rows: writes, voids, holds TigerBeetle placed alone and the captures and
+    releases it took alone.
+
+    Writes and placements are read by their TigerBeetle timestamp. A void's or a hold
+    resolution's timestamp lives in TigerBeetle only; the registry holds it to the
+    millisecond (`voided_at`, `resolved_at`), so those are read by that time and their page
+    is completed with the rest of its last millisecond. An event is copied in this round
+    only when no row left unread can come before it: up to the last write or placement read
+    (when its page was full) and up to the end of the last millisecond read of the others
+    (when their page was full). Rows copied drop out of their queries, so every round makes
+    progress and the next one starts where this one stopped. (An expiry is no event here:
+    MongoDB expires a copied hold itself, before the first copied event past its expiry.)
     """
-    rows = WalletTransfer.objects.select_related("wallet")
-    writes = list(
-        rows.filter(needs_copy_back=True).order_by(F("tb_timestamp").asc(nulls_first=True), "pk")[
-            :page_rows
-        ]
-    )
-    voids = list(
-        rows.filter(void_needs_copy_back=True).order_by(F("voided_at").asc(nulls_first=True), "pk")[
-            :page_rows
-        ]
-    )
+    transfers = WalletTransfer.objects.select_related("wallet")
+    holds = WalletHold.objects.select_related("wallet")
+    by_timestamp = F("tb_timestamp").asc(nulls_first=True)
+    writes = list(transfers.filter(needs_copy_back=True).order_by(by_timestamp, "pk")[:page_rows])
+    placed = list(holds.filter(place_needs_copy_back=True).order_by(by_timestamp, "pk")[:page_rows])
     horizon = TB_TIMESTAMP_MAX
-    if len(writes) == page_rows:
-        horizon = min(horizon, writes[-1].tb_timestamp or 0)
-    if len(voids) == page_rows and voids[-1].voided_at is not None:
-        last_ms = voids[-1].voided_at
-        voids += rows.filter(void_needs_copy_back=True, voided_at=last_ms, pk__gt=voids[-1].pk)
-        horizon = min(horizon, (_epoch_ms(last_ms) + 1) * NS_PER_MS - 1)
-    void_times = history.transfer_timestamps(
-        tigerbeetle, [hex_to_u128(row.void_tb_transfer_id_hex) for row in voids]
+    for page in (writes, placed):
+        if len(page) == page_rows:
+            horizon = min(horizon, page[-1].tb_timestamp or 0)
+    voids, void_horizon = _page_by_millisecond(
+        transfers.filter(void_needs_copy_back=True), field="voided_at", page_rows=page_rows
     )
-    events = [(row.tb_timestamp or 0, "write", row) for row in writes]
+    resolved, resolved_horizon = _page_by_millisecond(
+        holds.filter(needs_copy_back=True), field="resolved_at", page_rows=page_rows
+    )
+    horizon = min(horizon, void_horizon, resolved_horizon)
+    later_ids = [hex_to_u128(row.void_tb_transfer_id_hex) for row in voids]
+    later_ids += [hex_to_u128(row.resolution_tb_transfer_id_hex) for row in resolved]
+    times = history.transfer_timestamps(tigerbeetle, later_ids)
+    events: list[CopyBackEvent] = [(row.tb_timestamp or 0, "write", row) for row in writes]
+    events += [(row.tb_timestamp or 0, "place", row) for row in placed]
     for row in voids:
-        void_time = void_times.get(hex_to_u128(row.void_tb_transfer_id_hex), 0)
+        void_time = times.get(hex_to_u128(row.void_tb_transfer_id_hex), 0)
         assert (
             not void_time
             or row.voided_at is None
             or (void_time // NS_PER_MS == _epoch_ms(row.voided_at))
         ), f"void of {row.transaction_id!r}: voided_at is not TigerBeetle's time"
         events.append((void_time, "void", row))
+    for hold in resolved:
+        events.append(
+            (times.get(hex_to_u128(hold.resolution_tb_transfer_id_hex), 0), "resolve", hold)
+        )
     events.sort(key=lambda event: event[0])
     return [event for event in events if event[0] <= horizon]
+
+
+def _page_by_millisecond(rows: Any, *, field: str, page_rows: int) -> tuple[list[Any], int]:
+    """A page of `rows` by their millisecond `field`, completed with the rest of its last
+    millisecond, and the horizon it sets (the end of that millisecond when the page was
+    full, else none)."""
+    page = list(rows.order_by(F(field).asc(nulls_first=True), "pk")[:page_rows])
+    last_ms = getattr(page[-1], field) if page else None
+    if len(page) < page_rows or last_ms is None:
+        return page, TB_TIMESTAMP_MAX
+    page += rows.filter(**{field: last_ms, "pk__gt": page[-1].pk}).order_by("pk")
+    return page, (_epoch_ms(last_ms) + 1) * NS_PER_MS - 1
 
 
 def _epoch_ms(moment: datetime) -> int:
     return (moment - UNIX_EPOCH) // timedelta(milliseconds=1)
 
 
-def _copy_back(mongo: MongoWalletStore, what: str, row: WalletTransfer) -> None:
+def _copy_back(mongo: MongoWalletStore, what: str, row: CopyBackRow) -> None:
     """One event into MongoDB (as already mirrored), then marked done in the registry."""
+    if isinstance(row, WalletHold):
+        _copy_back_hold_event(mongo, what, row)
+        return
     key = row.wallet.key
     try:
         if what == "void":
@@ -454,3 +482,25 @@ def _copy_back(mongo: MongoWalletStore, what: str, row: WalletTransfer) -> None:
         ) from exc
     if what == "write":
         transfer_registry.mark_write_copied_back(transfer_pk=row.pk)
+
+
+def _copy_back_hold_event(mongo: MongoWalletStore, what: str, row: WalletHold) -> None:
+    """A hold TigerBeetle placed alone, or its capture or release, into MongoDB at its place
+    among the copied writes (so MongoDB's history of it is TigerBeetle's: docs/holds.md),
+    then marked done in the registry."""
+    hold = hold_of_row(row)
+    try:
+        if what == "place":
+            mongo.copy_back_placement(hold)
+            hold_registry.mark_placement_copied_back(hold_pk=row.pk)
+            return
+        if row.state == WalletHold.State.CAPTURED:
+            mongo.copy_back_capture(hold)
+        else:
+            mongo.copy_back_resolution(hold)
+    except errors.WalletError as exc:
+        raise InvalidPhaseChange(
+            f"copying hold {row.hold_id!r} back to MongoDB failed: {exc.message}"
+            " - TigerBeetle stays the only store; reconcile the wallet and try again"
+        ) from exc
+    hold_registry.mark_capture_copied_back(hold_pk=row.pk)

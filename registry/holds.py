@@ -28,9 +28,11 @@ def record_placed(
     expires_at: datetime,
     made_by: str,
     failure_code: str = "",
+    copy_back: bool = False,
 ) -> WalletHold:
     """A hold TigerBeetle holds (or refused, with its `failure_code`). Idempotent: the row of
-    a concurrent or earlier insert of the same hold id is returned."""
+    a concurrent or earlier insert of the same hold id is returned. `copy_back`: TigerBeetle
+    took it alone (phase 4), so a step back copies its placement into MongoDB."""
     assert amount_minor > 0 and timeout_s > 0, "the service validated the hold"
     state = WalletHold.State.FAILED if failure_code else WalletHold.State.OPEN
     try:
@@ -47,6 +49,7 @@ def record_placed(
                 created_at=created_at,
                 expires_at=expires_at,
                 made_by=made_by,
+                place_needs_copy_back=copy_back and not failure_code,
             )
     except IntegrityError:
         return WalletHold.objects.select_related("wallet").get(hold_id=hold_id)
@@ -133,8 +136,8 @@ def mark_resolved(
     copy_back: bool = True,
 ) -> None:
     """TigerBeetle holds the hold's capture (`captured_minor` posted) or, None, its release.
-    `copy_back` False: MongoDB took the capture first (the mirror carried it), so nothing is
-    copied back."""
+    `copy_back` False: MongoDB took the resolution first (the mirror carried it), so nothing
+    is copied back."""
     assert row.state == WalletHold.State.OPEN, "only an open hold resolves"
     if captured_minor is None:
         row.state = WalletHold.State.RELEASED
@@ -142,8 +145,8 @@ def mark_resolved(
         assert 0 < captured_minor <= row.amount_minor, "a capture takes at most the hold"
         row.state = WalletHold.State.CAPTURED
         row.captured_minor = captured_minor
-        # TigerBeetle's capture posted a debit MongoDB lacks: copied back on a step back.
-        row.needs_copy_back = copy_back
+    # TigerBeetle's capture (a debit) or release MongoDB lacks: copied back on a step back.
+    row.needs_copy_back = copy_back
     row.resolution_tb_transfer_id_hex = u128_to_hex(resolution_tb_transfer_id)
     row.resolved_at = resolved_at
     row.resolved_by = resolved_by
@@ -171,5 +174,10 @@ def mark_expired(row: WalletHold, *, expired_at: datetime | None = None) -> None
 
 
 def mark_capture_copied_back(*, hold_pk: int) -> None:
-    """MongoDB now holds the capture TigerBeetle took alone."""
+    """MongoDB now holds the capture (or the release) TigerBeetle took alone."""
     WalletHold.objects.filter(pk=hold_pk).update(needs_copy_back=False)
+
+
+def mark_placement_copied_back(*, hold_pk: int) -> None:
+    """MongoDB now holds the hold TigerBeetle placed alone (and its `hold` point)."""
+    WalletHold.objects.filter(pk=hold_pk).update(place_needs_copy_back=False)

@@ -177,6 +177,8 @@ class WalletAccount(models.Model):
             ("credit_wallets", "Can add credit to wallets through the API"),
             ("debit_wallets", "Can subtract credit from wallets through the API"),
             ("post_batches", "Can post batches of credits and debits through the API"),
+            # A wallet's statement for a period (API CSV, admin page and CSV download).
+            ("view_statement", "Can view and download wallet statements"),
         ]
 
     def __str__(self) -> str:
@@ -349,15 +351,20 @@ class WalletHold(models.Model):
     expires_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
     needs_copy_back = models.BooleanField(
-        default=False, help_text="captured with TigerBeetle primary; capture not yet in MongoDB"
+        default=False,
+        help_text="captured or released with TigerBeetle primary; not yet in MongoDB",
+    )
+    place_needs_copy_back = models.BooleanField(
+        default=False, help_text="placed with TigerBeetle primary; not yet in MongoDB"
     )
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=~models.Q(hold_id=""), name="hold_id_not_empty"),
             models.CheckConstraint(
-                condition=~models.Q(needs_copy_back=True) | models.Q(state="captured"),
-                name="hold_copied_back_only_when_captured",
+                condition=~models.Q(needs_copy_back=True)
+                | models.Q(state__in=["captured", "released"]),
+                name="hold_copied_back_only_when_resolved",
             ),
             models.CheckConstraint(
                 condition=models.Q(state__in=["open", "captured", "released", "expired", "failed"]),

@@ -42,6 +42,7 @@ POSITIONAL_RUNS_ALLOWED = frozenset(
         "api/views.py::WalletDebitsView.post",
         "api/views.py::WalletBalanceView.get",
         "api/history_views.py::WalletHistoryView.get",
+        "api/statement_views.py::WalletStatementView.get",
         "api/hold_views.py::WalletHoldsView.post",
         # Django's admin builds a list filter with (field, request, params, model,
         # model_admin, field_path) and calls change_view(request, object_id, form_url,

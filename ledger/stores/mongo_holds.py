@@ -605,7 +605,7 @@ def _resolve_copied_back(
     hold: Hold,
     *,
     session: ClientSession,
-    copied_back_mark: str,
+    marks: LogMarks,
 ) -> bool:
     """MongoDB's open hold `known` resolved as TigerBeetle resolved `hold` (a copy-back): its
     amount leaves `held`, a capture posts its debit, and the resolution is logged as copied
@@ -613,6 +613,8 @@ def _resolve_copied_back(
     if known["state"] != HoldState.OPEN.value:
         return False
     key = hold.key
+    if hold.resolved_at is not None:  # the wallet's other holds due by then expire first
+        expire_due(database, key, now=hold.resolved_at, session=session, marks=marks)
     captured = hold.captured_minor if hold.state == HoldState.CAPTURED else 0
     database.holds().update_one(
         {"_id": hold.hold_id, "state": HoldState.OPEN.value},
@@ -650,7 +652,7 @@ def _resolve_copied_back(
         balance=available_balance_of(wallet),
         wallet_seq=int(wallet["wallet_seq"]),
         at=hold.resolved_at or datetime.now(UTC),
-        mirror_state=copied_back_mark,
+        mirror_state=marks.copied_back,
         made_by=hold.resolved_by,
     )
     return True
@@ -695,7 +697,7 @@ class MongoHoldCopyBack:
                     known,
                     hold,
                     session=session,
-                    copied_back_mark=self.marks.copied_back,
+                    marks=self.marks,
                 )
             captured = hold.captured_minor
             self._insert_copied_back(
@@ -730,10 +732,38 @@ class MongoHoldCopyBack:
             if known is None:
                 return False
             return _resolve_copied_back(
-                self.database, known, hold, session=session, copied_back_mark=self.marks.copied_back
+                self.database, known, hold, session=session, marks=self.marks
             )
 
         return self._transaction(hold.key, copy)
+
+    def copy_back_placement(self, hold: Hold) -> bool:
+        """A hold TigerBeetle placed alone (phase 4), copied back on a step back at its place
+        among the wallet's copied-back writes, whatever became of it since: open, with the
+        expiry the cluster gives it, its amount held, its `hold` point logged at its time
+        (after the wallet's holds due by then expire). Its capture or release follows as its
+        own copied-back event (`copy_back_capture`, `copy_back_resolution`), its expiry as
+        MongoDB's own, at the next copied event past it or the copy back's sweep. False when
+        MongoDB has it."""
+        key = hold.key
+
+        def copy(session: ClientSession) -> bool:
+            if self.database.holds().find_one({"_id": hold.hold_id}, session=session):
+                return False
+            expire_due(self.database, key, now=hold.created_at, session=session, marks=self.marks)
+            self._insert_copied_back(
+                session,
+                hold,
+                fields={"expires_at": hold.expires_at},
+                increments={"held": decimal128(hold.amount_minor, key.currency)},
+                kind=HoldEventKind.PLACE,
+                amount_minor=hold.amount_minor,
+                at=hold.created_at,
+                made_by=hold.made_by,
+            )
+            return True
+
+        return self._transaction(key, copy)
 
     def copy_back_open(self, hold: Hold) -> bool:
         """A hold TigerBeetle holds open (placed in phase 4), copied back on a step back: the
@@ -847,6 +877,9 @@ class MongoHoldOperations:
 
     def copy_back_open(self, hold: Hold) -> bool:
         return MongoHoldCopyBack(self.database, self.marks).copy_back_open(hold)
+
+    def copy_back_placement(self, hold: Hold) -> bool:
+        return MongoHoldCopyBack(self.database, self.marks).copy_back_placement(hold)
 
     def known_hold_ids(self, hold_ids: list[str]) -> set[str]:
         """Which of these hold ids MongoDB has a hold of."""

@@ -81,12 +81,20 @@ def _refuse_past_balance_limit(wallet: dict[str, Any], key: WalletKey) -> None:
 
 
 def _now_with_due_holds_expired(
-    database: MongoDatabase, key: WalletKey, session: ClientSession, marks: LogMarks
+    database: MongoDatabase,
+    key: WalletKey,
+    session: ClientSession,
+    marks: LogMarks,
+    *,
+    as_of: datetime | None = None,
 ) -> datetime:
     """Now, once the wallet's holds past their expiry no longer hold its money: the first
-    step of every write transaction of a wallet (ledger.stores.mongo_holds)."""
+    step of every write transaction of a wallet (ledger.stores.mongo_holds). `as_of`: a
+    write copied back from TigerBeetle, at its own time there: only the holds due by then
+    expire before it, so each expiry lands among the copied writes where TigerBeetle's
+    history has it (the rest expire at a later copied event or the copy back's sweep)."""
     now = datetime.now(UTC)
-    expire_due(database, key, now=now, session=session, marks=marks)
+    expire_due(database, key, now=min(as_of or now, now), session=session, marks=marks)
     return now
 
 
@@ -193,7 +201,9 @@ class MongoWalletStore(MongoHoldOperations):
             wallets, log = self.database.wallets(), self.database.log()
             entry = _voidable_entry(log, transaction_id, session)
             key = key_of(entry)
-            now = _now_with_due_holds_expired(self.database, key, session, self.marks)
+            now = _now_with_due_holds_expired(
+                self.database, key, session, self.marks, as_of=None if mirror else voided_at
+            )
             written_at = write_time(voided_at or now)
             wallet = _reverse_on_wallet(wallets, entry, key, now=now, session=session)
             balance = available_balance_of(wallet)
@@ -422,7 +432,9 @@ def _credit_in(
     """A credit inside the caller's transaction (a single write's, or a batch's)."""
     wallets, log = store.database.wallets(), store.database.log()
     _refuse_or_replay(log, session, transaction_id, TransactionKind.CREDIT, key, amount_minor)
-    now = _now_with_due_holds_expired(store.database, key, session, store.marks)
+    now = _now_with_due_holds_expired(
+        store.database, key, session, store.marks, as_of=None if mirror else created_at
+    )
     written_at = write_time(created_at or now)
     amount = decimal128(amount_minor, key.currency)
     wallet = wallets.find_one_and_update(
@@ -472,7 +484,9 @@ def _debit_in(
     """A debit inside the caller's transaction (a single write's, or a batch's)."""
     wallets, log = store.database.wallets(), store.database.log()
     _refuse_or_replay(log, session, reference_id, TransactionKind.DEBIT, key, amount_minor)
-    now = _now_with_due_holds_expired(store.database, key, session, store.marks)
+    now = _now_with_due_holds_expired(
+        store.database, key, session, store.marks, as_of=None if mirror else created_at
+    )
     written_at = write_time(created_at or now)
     wallet = _spend(wallets, key, amount_minor, now=now, session=session)
     if wallet is None:

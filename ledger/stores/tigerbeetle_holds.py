@@ -225,6 +225,7 @@ class TigerBeetleHolds:
             expires_at=expires_at,
             made_by=made_by,
             failure_code="insufficient_funds" if refused else "",
+            copy_back=True,  # the TigerBeetle store is primary only in phase 4
         )
 
     def replay_place(

@@ -15,19 +15,22 @@ links to its transaction and void: a positive write gets an id of its own (the g
 with a counter behind it), and a stated currency is the wallet's (another is 422
 cross_currency by a rule the schema states in words). Replays and conflicts are specified by
 tests/api/test_idempotency.py. A history query keeps no generated cursor and its `from`
-before its `to` (`fitted_history_query`).
+before its `to` (`fitted_history_query`); a statement's period is in order and at most 366
+days long (`fitted_statement_query`).
 """
 
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from itertools import count
 from typing import Any
 
 import schemathesis
 from schemathesis import GenerationMode
+
+from domain.statements import STATEMENT_SPAN_MAX_DAYS
 
 AMOUNT_MINOR_MAX = 2**63 - 1
 ID_FIELDS = ("transaction_id", "reference_id", "hold_id")
@@ -76,6 +79,23 @@ def fitted_history_query(query: dict[str, Any]) -> None:
         query.pop("to")
 
 
+def fitted_statement_query(query: dict[str, Any]) -> None:
+    """A statement's period rules across its two parameters, which the schema states in
+    words: `from` earlier than `to` (else 400 invalid_time_range) and at most 366 days
+    before it (else 400 statement_period_too_long): an out-of-rule `to` becomes a day after
+    `from`."""
+    start, end = query.get("from"), query.get("to")
+    if not (isinstance(start, str) and isinstance(end, str)):
+        return
+    try:
+        begin, finish = datetime.fromisoformat(start.upper()), datetime.fromisoformat(end.upper())
+        if begin < finish <= begin + timedelta(days=STATEMENT_SPAN_MAX_DAYS):
+            return
+        query["to"] = (begin + timedelta(days=1)).isoformat()
+    except (ValueError, TypeError, OverflowError):
+        return
+
+
 def batch_minor_unit_digits(case: Any) -> dict[str, int]:
     """The digits a batch item's currency states (the item schemas' `x-minor-unit-digits`)."""
     components = case.operation.schema.raw_schema.get("components", {}).get("schemas", {})
@@ -114,6 +134,10 @@ def map_case(context: Any, case: Any) -> Any:
         case.query, dict
     ):
         fitted_history_query(case.query)
+    if case.operation.definition.raw.get("operationId") == "get_statement" and isinstance(
+        case.query, dict
+    ):
+        fitted_statement_query(case.query)
     if isinstance(case.body, dict) and isinstance(case.body.get("items"), list):
         fit_batch(case)
         return case
