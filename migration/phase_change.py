@@ -270,7 +270,9 @@ def copy_back_due() -> bool:
         WalletTransfer.objects.filter(
             Q(needs_copy_back=True) | Q(void_needs_copy_back=True)
         ).exists()
-        or WalletHold.objects.filter(needs_copy_back=True).exists()
+        or WalletHold.objects.filter(
+            Q(needs_copy_back=True) | Q(place_needs_copy_back=True)
+        ).exists()
     )
 
 

@@ -21,7 +21,7 @@ from flags.write_lock import write_admitted
 from ledger.stores.mongo_documents import decimal128
 from migration.backfill import Backfill
 from migration.outbox import MirrorState
-from migration.phase_change import change_phase, copy_back_tigerbeetle_writes
+from migration.phase_change import change_phase, copy_back_due, copy_back_tigerbeetle_writes
 from migration.tasks import sweep_outbox
 from tests.migration.conftest import (
     Stores,
@@ -406,3 +406,24 @@ def test_a_copy_back_longer_than_one_page_keeps_tigerbeetles_order(stores: Store
         for entry in log
     ] == tigerbeetle_order
     assert_stores_agree(stores, [key])
+
+
+def test_a_hold_placed_on_tigerbeetle_alone_makes_the_copy_back_due_until_it_is_copied(
+    stores: Stores,
+) -> None:
+    """The sweeper starts a copy back on `copy_back_due`: a placement TigerBeetle took alone
+    (one landing after a step back's own copy, say) is due as a capture or a write is."""
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    key = new_key()
+    move(stores, Phase.TIGERBEETLE_ONLY)
+    stores.phased.add_credit(key, 100, tx())
+    copy_back_tigerbeetle_writes(stores.mongo, stores.batches, page_rows=10)
+    assert not copy_back_due()
+
+    stores.phased.place_hold(key, 40, f"hold-{tx()}", timeout_s=3_600)
+
+    assert copy_back_due()
+    copy_back_tigerbeetle_writes(stores.mongo, stores.batches, page_rows=10)
+    assert not copy_back_due()
+    assert stores.mongo.get_balance(key).held_minor == 40
