@@ -78,3 +78,60 @@ class VoidApproval(models.Model):
 
     def __str__(self) -> str:
         return f"void of {self.transaction_id} asked by {self.requested_by}"
+
+
+class PhaseApproval(models.Model):
+    """Four eyes on the phase steps that matter most (FOUR_EYES_PHASE_CHANGES): a step that
+    overrides a criterion, or enters or leaves phase 4, is filed here and nothing changes
+    until another person holding flags.change_phase approves it (the step is then planned
+    and taken with the gates as they are then) or rejects it. A request not decided within
+    FOUR_EYES_PHASE_REQUEST_EXPIRY_S expires. Who, when and why, both; a break-glass step
+    (`manage.py migration_phase --break-glass`) is kept here too."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting for approval"
+        APPROVED = "approved", "Approved, being taken"
+        TAKEN = "taken", "Approved and taken"
+        REFUSED = "refused", "Approved, refused by the step's checks"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired undecided"
+        BREAK_GLASS = "break_glass", "Taken alone (break glass)"
+
+    from_phase = models.PositiveSmallIntegerField()
+    to_phase = models.PositiveSmallIntegerField()
+    # The shares asked for (None: keep the current one), as the phase page and command take them.
+    rollout_percent = models.DecimalField(max_digits=5, decimal_places=1, null=True, blank=True)
+    shadow_percent = models.DecimalField(max_digits=5, decimal_places=1, null=True, blank=True)
+    dual_write_percent = models.DecimalField(max_digits=5, decimal_places=1, null=True, blank=True)
+    note = models.CharField(max_length=500, blank=True)
+    # Why the criterion is overridden (empty: no override asked for).
+    override_reason = models.TextField(blank=True)
+    # Why it needs four eyes, in words ("enters phase 4", "overrides the criterion").
+    why_four_eyes = models.CharField(max_length=200)
+    requested_by = models.CharField(max_length=150)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    decided_by = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # The approver's or rejecter's why; for a break-glass step, the emergency.
+    decision_reason = models.TextField(blank=True)
+    # What became of it: the step's report, its refusal, or the expiry.
+    outcome = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["state"],
+                condition=models.Q(state="pending"),
+                name="one_pending_phase_approval",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"phase {self.from_phase} -> {self.to_phase} asked by {self.requested_by}"
+
+    @property
+    def overrides(self) -> bool:
+        return bool(self.override_reason)

@@ -372,6 +372,14 @@ try:
     FOUR_EYES_VOID_ABOVE = Decimal(_FOUR_EYES_VOID_ABOVE) if _FOUR_EYES_VOID_ABOVE else None
 except InvalidOperation as exc:
     raise ImproperlyConfigured(f"FOUR_EYES_VOID_ABOVE must be an amount: {exc}") from exc
+# Four eyes on phase steps: one that overrides a criterion, or enters or leaves phase 4, is
+# filed as a request and taken only when another person holding flags.change_phase approves
+# it ("Phase approvals"; `manage.py migration_phase --approve N`), within
+# FOUR_EYES_PHASE_REQUEST_EXPIRY_S; off, such steps are taken at once as before.
+FOUR_EYES_PHASE_CHANGES = env.bool("FOUR_EYES_PHASE_CHANGES", default=True)
+FOUR_EYES_PHASE_REQUEST_EXPIRY_S = env.int("FOUR_EYES_PHASE_REQUEST_EXPIRY_S", default=4 * 3600)
+if FOUR_EYES_PHASE_REQUEST_EXPIRY_S <= 0:
+    raise ImproperlyConfigured("FOUR_EYES_PHASE_REQUEST_EXPIRY_S must be more than 0")
 # A session ends after this long without a request (each request starts the time again).
 SESSION_IDLE_TIMEOUT_S = env.int("SESSION_IDLE_TIMEOUT_S", default=1800)
 SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT_S
