@@ -11,8 +11,8 @@ import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from io import StringIO
 from decimal import Decimal
+from io import StringIO
 from typing import Any
 
 import pytest
