@@ -117,7 +117,7 @@ def test_a_large_void_waits_until_a_second_support_member_approves_it(
     committed_stores: Stores,  # noqa: F811
 ) -> None:
     stores = committed_stores
-    settings.FOUR_EYES_VOID_ABOVE = Decimal("20")
+    settings.FOUR_EYES_VOID_ABOVE = {"*": Decimal("20")}
     enter_phase(Phase.DUAL_WRITE)
     key, debit_id = new_key(), tx()
     stores.phased.add_credit(key, 10_000, tx())
