@@ -3,6 +3,7 @@ everywhere, and change to a staff member's permissions or groups. Rows are never
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -19,6 +20,8 @@ class AuthEvent(models.Model):
         SECOND_FACTOR_ENROLLED = "2fa_enrolled", "Enrolled an authenticator"
         SECOND_FACTOR_FAILED = "2fa_failed", "Wrong second-factor code"
         SECOND_FACTOR_RESET = "2fa_reset", "Second factor reset"
+        ENROLMENT_CODE_ISSUED = "enrolment_code_issued", "Enrolment code issued"
+        ENROLMENT_CODE_FAILED = "enrolment_code_failed", "Wrong enrolment code"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -135,3 +138,29 @@ class PhaseApproval(models.Model):
     @property
     def overrides(self) -> bool:
         return bool(self.override_reason)
+
+
+class EnrolmentCode(models.Model):
+    """An administrator's one-time code that lets one staff member enrol an authenticator
+    (the first time, or after a reset): without it, someone who has only the password cannot
+    enrol their own authenticator (STAFF_2FA_ENROLMENT_NEEDS_CODE). Kept as a SHA-256 digest
+    (the code is random, 80 bits); shown once to the administrator, who hands it over by
+    another way than the password."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="enrolment_codes"
+    )
+    code_digest = models.CharField(max_length=64)
+    issued_by = models.CharField(max_length=150)
+    issued_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-issued_at", "-id"]
+        permissions = [
+            ("issue_enrolment_code", "Can issue a one-time code to enrol an authenticator")
+        ]
+
+    def __str__(self) -> str:
+        return f"enrolment code for {self.user} by {self.issued_by}"

@@ -388,6 +388,11 @@ AXES_CLIENT_IP_CALLABLE = "staff.lockout.client_ip_address"
 # that moves money or where it is written; with STAFF_2FA_EXEMPT_READ_ONLY off, for all staff.
 STAFF_2FA_REQUIRED = env.bool("STAFF_2FA_REQUIRED", default=True)
 STAFF_2FA_EXEMPT_READ_ONLY = env.bool("STAFF_2FA_EXEMPT_READ_ONLY", default=True)
+# Enrolling an authenticator (the first time, or after a reset) needs a one-time code an
+# administrator issued for that person (staff.issue_enrolment_code; `manage.py
+# enrolment_code USER` for the first administrator), valid for STAFF_2FA_ENROLMENT_CODE_TTL_S.
+STAFF_2FA_ENROLMENT_NEEDS_CODE = env.bool("STAFF_2FA_ENROLMENT_NEEDS_CODE", default=True)
+STAFF_2FA_ENROLMENT_CODE_TTL_S = env.int("STAFF_2FA_ENROLMENT_CODE_TTL_S", default=72 * 3600)
 # The name authenticator apps show beside the account.
 OTP_TOTP_ISSUER = env("STAFF_2FA_ISSUER", default="Wallet back-office")
 # Four eyes: a void of more than its currency's amount here ("*": every currency not named;
