@@ -417,3 +417,4 @@ def test_product_reads_what_phase_4_will_do_before_confirming_and_a_second_appro
     assert current_state().phase == Phase.TIGERBEETLE_ONLY
     approver.goto(f"{live_server.url}/admin/migration/phase/")
     assert "approved by" in approver.inner_text("#flag-audit")
+    approver.context.close()
