@@ -154,6 +154,9 @@ def approve(
     except InvalidPhaseChange as exc:
         _finish(approval, state=PhaseApproval.State.REFUSED, outcome=f"refused: {exc}")
         raise
+    except Exception as exc:  # a failed dependency: closed as failed, not left "being taken"
+        _finish(approval, state=PhaseApproval.State.REFUSED, outcome=f"failed: {exc!r}"[:2000])
+        raise
     _finish(approval, state=PhaseApproval.State.TAKEN, outcome=_report_words(report))
     log.info("phase change request %d approved by %s and taken", approval.pk, approver_name)
     return report

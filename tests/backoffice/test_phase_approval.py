@@ -317,3 +317,16 @@ def test_break_glass_is_refused_for_a_step_that_needs_no_second_person(stores: S
         )
 
     assert current_state().phase == Phase.DUAL_WRITE
+
+
+def test_break_glass_never_lifts_a_refusal(stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    criteria_held()  # but the backfill has not completed
+    operator = user_in("Product")
+
+    with pytest.raises(CommandError, match="backfill"):
+        command("4", "--actor", operator.username, "--break-glass", "--why", "z" * 20)
+
+    assert current_state().phase == Phase.READ_CUTOVER
+    assert not PhaseApproval.objects.exists()
+    assert PhaseChange.objects.get().refused

@@ -122,44 +122,50 @@ class Command(BaseCommand):
             dual_write_percent=asked.dual_write_percent,
             override=override,
         )
+        four_eyes = not plan.refusals and why_four_eyes(plan)
+        # Break glass never lifts a refusal (the step is refused below as without it), and
+        # is for a step that needs a second person only.
+        if options["break_glass"] and not plan.refusals and not four_eyes:
+            raise CommandError(
+                "refused: --break-glass is for a step that needs a second person's "
+                "approval; this one is taken without it"
+            )
         try:
-            if not plan.refusals and why_four_eyes(plan):
-                if options["break_glass"]:
-                    user = _user(options["actor"])
-                    report = break_glass(
+            if four_eyes and options["break_glass"]:
+                user = _user(options["actor"])
+                self._report(
+                    break_glass(
                         asked, plan=plan, user=user, reason=options["why"], stores=_stores()
                     )
-                    self._report(report)
-                    return
-                approval = request_step(asked, plan=plan, requested_by=actor)
-                self.stdout.write(
-                    f"request {approval.pk} filed: phase {approval.from_phase} -> "
-                    f"{approval.to_phase} waits for another person's approval because "
-                    f"{approval.why_four_eyes} (expires {approval.expires_at:%Y-%m-%d %H:%M} "
-                    f"UTC): manage.py migration_phase --approve {approval.pk} --actor OTHER "
-                    "--why ..., or Phase approvals in the admin"
                 )
-                return
-            if options["break_glass"]:
-                raise CommandError(
-                    "refused: --break-glass is for a step that needs a second person's "
-                    "approval; this one is taken (or refused) without it"
+            elif four_eyes:
+                self._file(request_step(asked, plan=plan, requested_by=actor))
+            else:
+                self._report(
+                    change_phase(
+                        asked.phase,
+                        actor=f"{actor} (command)",
+                        mongo=process_runtime().mongo,
+                        tigerbeetle=process_runtime().batches,
+                        note=asked.note,
+                        rollout_percent=asked.rollout_percent,
+                        shadow_percent=asked.shadow_percent,
+                        dual_write_percent=asked.dual_write_percent,
+                        override=override,
+                        on_share_raised=tasks.queue_share_intake,
+                    )
                 )
-            report = change_phase(
-                asked.phase,
-                actor=f"{actor} (command)",
-                mongo=process_runtime().mongo,
-                tigerbeetle=process_runtime().batches,
-                note=asked.note,
-                rollout_percent=asked.rollout_percent,
-                shadow_percent=asked.shadow_percent,
-                dual_write_percent=asked.dual_write_percent,
-                override=override,
-                on_share_raised=tasks.queue_share_intake,
-            )
         except (InvalidPhaseChange, ApprovalRefused) as exc:
             raise CommandError(f"refused: {exc}") from exc
-        self._report(report)
+
+    def _file(self, approval: PhaseApproval) -> None:
+        self.stdout.write(
+            f"request {approval.pk} filed: phase {approval.from_phase} -> "
+            f"{approval.to_phase} waits for another person's approval because "
+            f"{approval.why_four_eyes} (expires {approval.expires_at:%Y-%m-%d %H:%M} "
+            f"UTC): manage.py migration_phase --approve {approval.pk} --actor OTHER "
+            "--why ..., or Phase approvals in the admin"
+        )
 
     def _decide(self, options: dict[str, Any]) -> None:
         pk = options["approve"] or options["reject"]
