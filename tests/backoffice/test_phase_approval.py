@@ -330,3 +330,19 @@ def test_break_glass_never_lifts_a_refusal(stores: Stores) -> None:
     assert current_state().phase == Phase.READ_CUTOVER
     assert not PhaseApproval.objects.exists()
     assert PhaseChange.objects.get().refused
+
+
+def test_the_auditor_reads_the_requests_and_decides_none(product: Client, stores: Stores) -> None:
+    ready_for_phase_4()
+    approval = ask_for_phase_4(product)
+    auditor = client_for(user_in("Auditor"))
+
+    listed = auditor.get("/admin/staff/phaseapproval/")
+    decide_page = auditor.get(f"/admin/staff/phaseapproval/{approval.pk}/decide/")
+    decided = auditor.post(
+        f"/admin/staff/phaseapproval/{approval.pk}/decide/", {"reason": "x", "_approve": "1"}
+    )
+
+    assert listed.status_code == 200 and "it enters phase 4" in listed.content.decode()
+    assert decide_page.status_code == 403 and decided.status_code == 403
+    assert PhaseApproval.objects.get().state == "pending"
