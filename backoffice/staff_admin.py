@@ -16,7 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from backoffice.admin_base import ReadOnlyAdmin
-from staff.enrolment import issue_code
+from staff.enrolment import issue_code, needs_code
 from staff.models import AuthEvent
 from staff.sessions import sign_out_everywhere
 from staff.two_factor import reset_second_factor
@@ -95,8 +95,15 @@ class StaffUserAdmin(UserAdmin):
         actor = request.user.get_username()
         for user in queryset:
             reset_second_factor(user, actor=actor)
+        again = (
+            ' Each enrols again with a new enrolment code ("Issue an enrolment code").'
+            if needs_code()
+            else ""
+        )
         self.message_user(
-            request, f"Reset the second factor of {queryset.count()} user(s).", messages.SUCCESS
+            request,
+            f"Reset the second factor of {queryset.count()} user(s).{again}",
+            messages.SUCCESS,
         )
 
     def has_issue_enrolment_code_permission(self, request: HttpRequest) -> bool:
