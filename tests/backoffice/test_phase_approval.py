@@ -17,9 +17,11 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
+from domain import errors
 from flags.models import Milestone, PhaseChange
 from flags.phases import Phase, current_state
 from migration.phase_change import change_phase as move_phase
+from staff import phase_approvals
 from staff.models import PhaseApproval
 from tests.backoffice.conftest import client_for, user_in
 from tests.backoffice.test_product_admin import change_phase
@@ -346,3 +348,27 @@ def test_the_auditor_reads_the_requests_and_decides_none(product: Client, stores
     assert listed.status_code == 200 and "it enters phase 4" in listed.content.decode()
     assert decide_page.status_code == 403 and decided.status_code == 403
     assert PhaseApproval.objects.get().state == "pending"
+
+
+def test_a_failed_dependency_while_taking_it_closes_the_request_as_failed(
+    product: Client, stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ready_for_phase_4()
+    approval = ask_for_phase_4(product)
+
+    def mongodb_down(*args: Any, **kwargs: Any) -> None:
+        raise errors.StoreUnavailable("MongoDB failed: timed out")
+
+    monkeypatch.setattr(phase_approvals, "change_phase", mongodb_down)
+    approver = user_in("Product")
+    with pytest.raises(errors.StoreUnavailable):
+        phase_approvals.approve(
+            approval,
+            approver=approver,
+            reason="ok",
+            stores=phase_approvals.Stores(mongo=stores.mongo, tigerbeetle=stores.batches),
+        )
+
+    approval.refresh_from_db()
+    assert approval.state == "refused" and approval.outcome.startswith("failed: ")
+    assert current_state().phase == Phase.READ_CUTOVER
