@@ -48,6 +48,9 @@ from migration.phase_plan import (
     preview_next_step,
 )
 from migration.runtime import process_runtime
+from staff.four_eyes import ApprovalRefused
+from staff.models import PhaseApproval
+from staff.phase_approvals import StepAsked, expire_overdue, request_step, why_four_eyes
 
 PHASE_LABELS = {
     Phase.LEGACY: "0 - legacy (MongoDB only)",
@@ -215,6 +218,12 @@ def next_step_context() -> dict[str, Any]:
     }
 
 
+def _pending_approval() -> PhaseApproval | None:
+    """The phase change request waiting for a second person, if any (four eyes)."""
+    expire_overdue()
+    return PhaseApproval.objects.filter(state=PhaseApproval.State.PENDING).first()
+
+
 class _SiteView(View):
     site: admin.AdminSite | None = None
 
@@ -263,6 +272,7 @@ class PhaseView(_SiteView):
                     thresholds=guard.Thresholds.from_settings(),
                 ),
                 guard_last_check=GuardCheck.objects.first(),
+                pending_approval=_pending_approval(),
             ),
         )
 
@@ -294,7 +304,33 @@ class PhaseView(_SiteView):
             return self.get(request, form)
         if plan.moves_writes and not data["confirmed"]:
             return self._confirmation(request, plan, data)
+        if why_four_eyes(plan):
+            return self._request_approval(request, plan, data)
         return self._take(request, plan, data, override)
+
+    def _request_approval(
+        self, request: HttpRequest, plan: StepPlan, data: dict[str, Any]
+    ) -> HttpResponse:
+        """Four eyes: the step is filed for another person's approval; nothing changes."""
+        asked = StepAsked(
+            phase=plan.phase,
+            note=data["note"],
+            rollout_percent=data["rollout_percent"],
+            shadow_percent=data["shadow_percent"],
+            dual_write_percent=data["dual_write_percent"],
+            override_reason=data["override_reason"] if data["override"] else "",
+        )
+        try:
+            approval = request_step(asked, plan=plan, requested_by=request.user.get_username())
+        except ApprovalRefused as exc:
+            messages.warning(request, str(exc))
+        else:
+            messages.warning(
+                request,
+                f"Not taken yet: this step waits for another person's approval because "
+                f"{approval.why_four_eyes} (Phase approvals, request {approval.pk}).",
+            )
+        return HttpResponseRedirect(reverse("admin:migration-phase"))
 
     def _confirmation(
         self, request: HttpRequest, plan: StepPlan, data: dict[str, Any]

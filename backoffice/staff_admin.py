@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from backoffice.admin_base import ReadOnlyAdmin
+from staff.enrolment import issue_code, needs_code
 from staff.models import AuthEvent
 from staff.sessions import sign_out_everywhere
 from staff.two_factor import reset_second_factor
@@ -68,7 +69,7 @@ class LockoutAdmin(ReadOnlyAdmin):
 class StaffUserAdmin(UserAdmin):
     """Django's user admin with "sign out everywhere"."""
 
-    actions = ["sign_out_everywhere", "reset_second_factor"]
+    actions = ["sign_out_everywhere", "reset_second_factor", "issue_enrolment_code"]
 
     def has_sign_out_everywhere_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("staff.sign_out_everywhere")
@@ -94,9 +95,37 @@ class StaffUserAdmin(UserAdmin):
         actor = request.user.get_username()
         for user in queryset:
             reset_second_factor(user, actor=actor)
-        self.message_user(
-            request, f"Reset the second factor of {queryset.count()} user(s).", messages.SUCCESS
+        again = (
+            ' Each enrols again with a new enrolment code ("Issue an enrolment code").'
+            if needs_code()
+            else ""
         )
+        self.message_user(
+            request,
+            f"Reset the second factor of {queryset.count()} user(s).{again}",
+            messages.SUCCESS,
+        )
+
+    def has_issue_enrolment_code_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("staff.issue_enrolment_code")
+
+    @admin.action(
+        description="Issue an enrolment code: one-time, to enrol an authenticator",
+        permissions=["issue_enrolment_code"],
+    )
+    def issue_enrolment_code(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        """Shown once, here: the administrator hands each code over by another way than the
+        password (staff/enrolment.py)."""
+        actor = request.user.get_username()
+        hours = settings.STAFF_2FA_ENROLMENT_CODE_TTL_S / 3600
+        for user in queryset:
+            code = issue_code(user, issued_by=actor)
+            self.message_user(
+                request,
+                f"Enrolment code for {user.get_username()}: {code} (shown once; works once, "
+                f"for {hours:g} hours; give it by another way than the password).",
+                messages.WARNING,
+            )
 
 
 admin.site.unregister(User)

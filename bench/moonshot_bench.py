@@ -14,7 +14,8 @@ and the real TigerBeetle when TB_BINARY or TB_ADDRESSES is given, else the embed
 Traffic (bench.traffic) writes and reads through the HTTP API at --writes-per-s each for the
 whole run while the operator walks phase 0 -> 1 -> backfill -> reconciliation -> 2 -> 3 at
 each read rollout step to 100 %, each step `manage.py migration_phase ... --override --reason`
-(the gates wait for days of data this run does not have).
+(the gates wait for days of data this run does not have), which a second operator approves
+(`--approve N`: an override waits for four eyes, FOUR_EYES_PHASE_CHANGES).
 
 Printed, each beside its same-run baseline: the jobs' wall times and throughput against their
 slowest raw input (measured before the traffic starts, as bench.migration_bench measures them),
@@ -86,6 +87,10 @@ PAUSED_TOTAL_S_MAX = 2.0
 DRAIN_WAIT_S = 120.0
 JOB_AGAIN_MAX = 2  # runs of a job after its first, while it fails or finds differences
 REASON = "benchmark run: the gates wait for days of data a benchmark does not have"
+# Four eyes (FOUR_EYES_PHASE_CHANGES): an override is filed as a request, and this second
+# operator approves it, as a team would; the step's time counts both commands.
+APPROVER = f"moonshot-approver-{RUN}"
+FILED = re.compile(r"request (\d+) filed")
 
 
 @dataclass
@@ -161,7 +166,12 @@ def walk(traffic: Traffic, env: dict[str, str], *, operator: str, args: Any) -> 
             "--actor",
             operator,
         )
-        steps[label] = run.seconds
+        seconds = run.seconds
+        filed = FILED.search(run.stdout)
+        if filed:
+            approve = ["--approve", filed[1], "--actor", APPROVER, "--why", REASON]
+            seconds += manage(env, "migration_phase", *approve).seconds
+        steps[label] = seconds
 
     def job(label: str, *command: str) -> str:
         traffic.label = label
@@ -385,6 +395,7 @@ def start_deployment(
     users = get_user_model().objects
     authorization = api_authorization(users.create_user(f"moonshot-client-{RUN}"))
     operator = users.create_superuser(f"moonshot-operator-{RUN}").get_username()
+    users.create_superuser(APPROVER)  # approves the operator's overrides (four eyes)
     connection.close()  # the deployment's processes open their own
     directory = Path(settings.VAR_DIR) / "bench-moonshot" / RUN
     stack.callback(shutil.rmtree, directory, ignore_errors=True)  # after the worker stopped

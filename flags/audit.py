@@ -57,12 +57,17 @@ def acting_as(actor: str, *, note: str = "") -> Iterator[None]:
 
 @contextmanager
 def recording_phase_change(
-    actor: str, *, note: str, from_phase: int, to_phase: int
+    actor: str, *, note: str, from_phase: int, to_phase: int, approved_by: str = ""
 ) -> Iterator[PhaseChange]:
-    """One audit row for a phase change the person asked for; every flag flip made inside
-    points to it. A refusal is kept on the row with its reason, and re-raised."""
+    """One audit row for a phase change the person asked for (and who approved it, under
+    four eyes); every flag flip made inside points to it. A refusal is kept on the row with
+    its reason, and re-raised."""
     change = PhaseChange.objects.create(
-        actor=actor, note=note, from_phase=from_phase, to_phase=to_phase
+        actor=actor,
+        note=note,
+        from_phase=from_phase,
+        to_phase=to_phase,
+        approved_by=approved_by,
     )
     token = current_phase_change.set(change)
     try:

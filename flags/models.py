@@ -29,6 +29,9 @@ class PhaseChange(models.Model):
     # A step back the guard took (`migration.guard`, actor "guard"): the figures of its
     # window and the thresholds they crossed.
     guard_figures = models.JSONField(default=dict, blank=True)
+    # Four eyes (staff.PhaseApproval): the second person who approved the step the actor
+    # asked for, or "break glass" for a step taken alone in an emergency.
+    approved_by = models.CharField(max_length=150, blank=True, default="")
 
     class Meta:
         ordering = ["-changed_at", "-id"]

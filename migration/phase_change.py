@@ -108,15 +108,22 @@ def change_phase(
     override: Override | None = None,
     guard_figures: dict[str, Any] | None = None,
     on_share_raised: Callable[[], None] | None = None,
+    approved_by: str = "",
 ) -> PhaseChangeReport:
     """Move to `phase` (audited as `actor`), or raise InvalidPhaseChange saying why not: the
     plan's refusals before anything starts, or what executing the step found. Every change
     asked for is one audit row (`flags.PhaseChange`), refused or not, with the criterion the
     step waited for and any override; a step the guard takes (`migration.guard`) keeps the
     figures that made it take it (`guard_figures`). `on_share_raised` runs after a raise of
-    the dual-write share took effect (the back-office queues the backfill and a sweep)."""
+    the dual-write share took effect (the back-office queues the backfill and a sweep).
+    `approved_by`: the second person who approved it (four eyes, `staff.phase_approvals`),
+    kept on the audit row."""
     with recording_phase_change(
-        actor, note=note, from_phase=int(current_state().phase), to_phase=int(phase)
+        actor,
+        note=note,
+        from_phase=int(current_state().phase),
+        to_phase=int(phase),
+        approved_by=approved_by,
     ) as record:
         plan = plan_phase_change(
             phase,

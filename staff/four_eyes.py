@@ -1,7 +1,10 @@
-"""Four eyes on large voids (issue 27): a void of more than FOUR_EYES_VOID_ABOVE (in the
-transaction's currency) is requested, and made only when another staff member approves."""
+"""Four eyes on large voids (issue 27): a void of more than its currency's amount in
+FOUR_EYES_VOID_ABOVE (in that currency; "*" for every currency not named) is requested, and
+made only when another staff member approves."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -16,8 +19,15 @@ class ApprovalRefused(Exception):
     """The request or the decision is not allowed; the message says why, to the person."""
 
 
+def void_threshold(currency: str) -> Decimal | None:
+    """The amount above which a void in `currency` needs four eyes: its own in
+    FOUR_EYES_VOID_ABOVE, else that of every other currency ("*"); None: never."""
+    thresholds = settings.FOUR_EYES_VOID_ABOVE
+    return thresholds.get(currency, thresholds.get("*"))
+
+
 def needs_second_person(record: TransactionRecord) -> bool:
-    threshold = settings.FOUR_EYES_VOID_ABOVE
+    threshold = void_threshold(record.key.currency)
     if threshold is None:
         return False
     return from_minor_units(record.amount_minor, record.key.currency) > threshold

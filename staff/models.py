@@ -3,6 +3,7 @@ everywhere, and change to a staff member's permissions or groups. Rows are never
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -19,6 +20,8 @@ class AuthEvent(models.Model):
         SECOND_FACTOR_ENROLLED = "2fa_enrolled", "Enrolled an authenticator"
         SECOND_FACTOR_FAILED = "2fa_failed", "Wrong second-factor code"
         SECOND_FACTOR_RESET = "2fa_reset", "Second factor reset"
+        ENROLMENT_CODE_ISSUED = "enrolment_code_issued", "Enrolment code issued"
+        ENROLMENT_CODE_FAILED = "enrolment_code_failed", "Wrong enrolment code"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -78,3 +81,86 @@ class VoidApproval(models.Model):
 
     def __str__(self) -> str:
         return f"void of {self.transaction_id} asked by {self.requested_by}"
+
+
+class PhaseApproval(models.Model):
+    """Four eyes on the phase steps that matter most (FOUR_EYES_PHASE_CHANGES): a step that
+    overrides a criterion, or enters or leaves phase 4, is filed here and nothing changes
+    until another person holding flags.change_phase approves it (the step is then planned
+    and taken with the gates as they are then) or rejects it. A request not decided within
+    FOUR_EYES_PHASE_REQUEST_EXPIRY_S expires. Who, when and why, both; a break-glass step
+    (`manage.py migration_phase --break-glass`) is kept here too."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting for approval"
+        APPROVED = "approved", "Approved, being taken"
+        TAKEN = "taken", "Approved and taken"
+        REFUSED = "refused", "Approved, refused by the step's checks"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired undecided"
+        BREAK_GLASS = "break_glass", "Taken alone (break glass)"
+
+    from_phase = models.PositiveSmallIntegerField()
+    to_phase = models.PositiveSmallIntegerField()
+    # The shares asked for (None: keep the current one), as the phase page and command take them.
+    rollout_percent = models.DecimalField(max_digits=5, decimal_places=1, null=True, blank=True)
+    shadow_percent = models.DecimalField(max_digits=5, decimal_places=1, null=True, blank=True)
+    dual_write_percent = models.DecimalField(max_digits=5, decimal_places=1, null=True, blank=True)
+    note = models.CharField(max_length=500, blank=True)
+    # Why the criterion is overridden (empty: no override asked for).
+    override_reason = models.TextField(blank=True)
+    # Why it needs four eyes, in words ("enters phase 4", "overrides the criterion").
+    why_four_eyes = models.CharField(max_length=200)
+    requested_by = models.CharField(max_length=150)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    decided_by = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # The approver's or rejecter's why; for a break-glass step, the emergency.
+    decision_reason = models.TextField(blank=True)
+    # What became of it: the step's report, its refusal, or the expiry.
+    outcome = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["state"],
+                condition=models.Q(state="pending"),
+                name="one_pending_phase_approval",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"phase {self.from_phase} -> {self.to_phase} asked by {self.requested_by}"
+
+    @property
+    def overrides(self) -> bool:
+        return bool(self.override_reason)
+
+
+class EnrolmentCode(models.Model):
+    """An administrator's one-time code that lets one staff member enrol an authenticator
+    (the first time, or after a reset): without it, someone who has only the password cannot
+    enrol their own authenticator (STAFF_2FA_ENROLMENT_NEEDS_CODE). Kept as a SHA-256 digest
+    (the code is random, 80 bits); shown once to the administrator, who hands it over by
+    another way than the password."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="enrolment_codes"
+    )
+    code_digest = models.CharField(max_length=64)
+    issued_by = models.CharField(max_length=150)
+    issued_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-issued_at", "-id"]
+        permissions = [
+            ("issue_enrolment_code", "Can issue a one-time code to enrol an authenticator")
+        ]
+
+    def __str__(self) -> str:
+        return f"enrolment code for {self.user} by {self.issued_by}"

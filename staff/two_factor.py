@@ -27,6 +27,8 @@ MONEY_MOVING_PERMISSIONS = (
     "flags.override_phase_criterion",
     "migration.repair_transfer_registry",
     "staff.approve_void",
+    # Lets its holder enrol an authenticator for an account whose password they know.
+    "staff.issue_enrolment_code",
 )
 ENROL_PATH = "/admin/two-factor/enrol/"
 VERIFY_PATH = "/admin/two-factor/verify/"

@@ -1,9 +1,11 @@
-"""Enrolling an authenticator (QR code, then recovery codes shown once) and entering a code
-after the password (staff/two_factor.py says who must)."""
+"""Enrolling an authenticator (the administrator's one-time enrolment code when
+STAFF_2FA_ENROLMENT_NEEDS_CODE is on, then the QR code, then recovery codes shown once) and
+entering a code after the password (staff/two_factor.py says who must)."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import segno
 from django.contrib import admin
@@ -17,12 +19,19 @@ from django_otp import verify_token
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from staff import enrolment
 from staff.audit import record
 from staff.models import AuthEvent
-from staff.two_factor import VERIFY_PATH
+from staff.two_factor import ENROL_PATH, VERIFY_PATH
 
 RECOVERY_CODES = 10
 CODE_REFUSED = "That code is not right. Enter the code your authenticator shows now."
+ENROLMENT_CODE_REFUSED = (
+    "That enrolment code is not right, was used already or has expired. Ask an administrator "
+    "for a new one."
+)
+# The session's user whose enrolment code was accepted: the QR code is shown to them only.
+CODE_ACCEPTED_FOR = "staff_enrolment_code_accepted_for"
 
 
 @staff_member_required
@@ -30,6 +39,8 @@ def enrol_view(request: HttpRequest) -> HttpResponse:
     user = request.user
     if TOTPDevice.objects.filter(user=user, confirmed=True).exists():
         return HttpResponseRedirect(f"{VERIFY_PATH}?next={_next(request)}")
+    if enrolment.needs_code() and request.session.get(CODE_ACCEPTED_FOR) != user.pk:
+        return _enrolment_code_step(request)
     device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
     if device is None:
         device = TOTPDevice.objects.create(user=user, name="authenticator", confirmed=False)
@@ -63,6 +74,18 @@ def verify_view(request: HttpRequest) -> HttpResponse:
     return _page(request, "admin/two_factor/verify.html", error=error)
 
 
+def _enrolment_code_step(request: HttpRequest) -> HttpResponse:
+    """Before the QR code: the one-time code an administrator issued for this person
+    (staff/enrolment.py), so the password alone does not enrol an authenticator."""
+    error = ""
+    if request.method == "POST":
+        if enrolment.redeem(request.user, request.POST.get("enrolment_code", ""), request=request):
+            request.session[CODE_ACCEPTED_FOR] = request.user.pk
+            return HttpResponseRedirect(f"{ENROL_PATH}?{urlencode({'next': _next(request)})}")
+        error = ENROLMENT_CODE_REFUSED
+    return _page(request, "admin/two_factor/enrolment_code.html", error=error)
+
+
 def _confirm(request: HttpRequest, device: TOTPDevice) -> list[str]:
     """The authenticator confirmed, fresh recovery codes made, this session verified."""
     with transaction.atomic():
@@ -74,6 +97,7 @@ def _confirm(request: HttpRequest, device: TOTPDevice) -> list[str]:
         for code in codes:
             recovery.token_set.create(token=code)
         record(AuthEvent.Kind.SECOND_FACTOR_ENROLLED, device.user.get_username(), request=request)
+    request.session.pop(CODE_ACCEPTED_FOR, None)
     otp_login(request, device)
     return codes
 

@@ -19,6 +19,9 @@ _product_wallets_migration = importlib.import_module("flags.migrations.0010_prod
 _auditor_migration = importlib.import_module("staff.migrations.0002_auditor_role")
 _void_approval_migration = importlib.import_module("staff.migrations.0005_support_approves_voids")
 _statement_roles_migration = importlib.import_module("flags.migrations.0011_statement_roles")
+_phase_approval_migration = importlib.import_module(
+    "staff.migrations.0007_product_and_auditor_see_phase_approvals"
+)
 
 SERVICE_ACCOUNT = _api_roles_migration.SERVICE_ACCOUNT
 
@@ -36,4 +39,5 @@ def role(name: str) -> Group:
         _auditor_migration.grant_auditor_role(apps, None)
         _void_approval_migration.grant_void_approval(apps, None)
         _statement_roles_migration.grant_statement_roles(apps, None)
+        _phase_approval_migration.grant_phase_approvals(apps, None)
     return Group.objects.get(name=name)

@@ -34,6 +34,31 @@ def rollout_steps(values: list[str], *, name: str = "READ_ROLLOUT_STEPS") -> tup
     return (*(step for step in steps if step < 100), Decimal(100))
 
 
+def amounts_by_currency(raw: str, *, name: str) -> dict[str, Decimal]:
+    """ "USD=1000,JPY=150000,*=1000" (django-environ's dict form) as currency -> amount, "*"
+    for every currency not named, which must be there; a bare amount ("1000") is "*" alone;
+    empty: none."""
+    raw = raw.strip()
+    if not raw:
+        return {}
+    pairs = environ.Env.parse_value(raw, dict) if "=" in raw else {"*": raw}
+    amounts: dict[str, Decimal] = {}
+    for code, text in pairs.items():
+        currency = code.strip().upper()
+        if currency != "*" and not (len(currency) == 3 and currency.isalpha()):
+            raise ImproperlyConfigured(f"{name}: {code!r} is not a currency code or *")
+        try:
+            amount = Decimal(text.strip())
+        except InvalidOperation as exc:
+            raise ImproperlyConfigured(f"{name}: {text!r} is not an amount") from exc
+        if not amount.is_finite() or amount < 0:
+            raise ImproperlyConfigured(f"{name}: {text!r} is not an amount of 0 or more")
+        amounts[currency] = amount
+    if "*" not in amounts:
+        raise ImproperlyConfigured(f"{name} needs *=AMOUNT: the amount of every other currency")
+    return amounts
+
+
 def fraction(name: str, *, default: str) -> Decimal:
     """A rate setting: a decimal fraction from 0 to 1 (0.01 is 1 %), never a float."""
     raw = env(name, default=default)
@@ -363,15 +388,27 @@ AXES_CLIENT_IP_CALLABLE = "staff.lockout.client_ip_address"
 # that moves money or where it is written; with STAFF_2FA_EXEMPT_READ_ONLY off, for all staff.
 STAFF_2FA_REQUIRED = env.bool("STAFF_2FA_REQUIRED", default=True)
 STAFF_2FA_EXEMPT_READ_ONLY = env.bool("STAFF_2FA_EXEMPT_READ_ONLY", default=True)
+# Enrolling an authenticator (the first time, or after a reset) needs a one-time code an
+# administrator issued for that person (staff.issue_enrolment_code; `manage.py
+# enrolment_code USER` for the first administrator), valid for STAFF_2FA_ENROLMENT_CODE_TTL_S.
+STAFF_2FA_ENROLMENT_NEEDS_CODE = env.bool("STAFF_2FA_ENROLMENT_NEEDS_CODE", default=True)
+STAFF_2FA_ENROLMENT_CODE_TTL_S = env.int("STAFF_2FA_ENROLMENT_CODE_TTL_S", default=72 * 3600)
 # The name authenticator apps show beside the account.
 OTP_TOTP_ISSUER = env("STAFF_2FA_ISSUER", default="Wallet back-office")
-# Four eyes: a void of more than this (in the transaction's currency, e.g. 1000 is 1,000.00
-# USD) waits for a second staff member's approval; empty: every void is made at once.
-_FOUR_EYES_VOID_ABOVE = env("FOUR_EYES_VOID_ABOVE", default="1000").strip()
-try:
-    FOUR_EYES_VOID_ABOVE = Decimal(_FOUR_EYES_VOID_ABOVE) if _FOUR_EYES_VOID_ABOVE else None
-except InvalidOperation as exc:
-    raise ImproperlyConfigured(f"FOUR_EYES_VOID_ABOVE must be an amount: {exc}") from exc
+# Four eyes: a void of more than its currency's amount here ("*": every currency not named;
+# e.g. 1000 is 1,000.00 USD) waits for a second staff member's approval; empty: every void
+# is made at once.
+FOUR_EYES_VOID_ABOVE = amounts_by_currency(
+    env("FOUR_EYES_VOID_ABOVE", default="JPY=150000,*=1000"), name="FOUR_EYES_VOID_ABOVE"
+)
+# Four eyes on phase steps: one that overrides a criterion, or enters or leaves phase 4, is
+# filed as a request and taken only when another person holding flags.change_phase approves
+# it ("Phase approvals"; `manage.py migration_phase --approve N`), within
+# FOUR_EYES_PHASE_REQUEST_EXPIRY_S; off, such steps are taken at once as before.
+FOUR_EYES_PHASE_CHANGES = env.bool("FOUR_EYES_PHASE_CHANGES", default=True)
+FOUR_EYES_PHASE_REQUEST_EXPIRY_S = env.int("FOUR_EYES_PHASE_REQUEST_EXPIRY_S", default=4 * 3600)
+if FOUR_EYES_PHASE_REQUEST_EXPIRY_S <= 0:
+    raise ImproperlyConfigured("FOUR_EYES_PHASE_REQUEST_EXPIRY_S must be more than 0")
 # A session ends after this long without a request (each request starts the time again).
 SESSION_IDLE_TIMEOUT_S = env.int("SESSION_IDLE_TIMEOUT_S", default=1800)
 SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT_S

@@ -274,8 +274,10 @@ def test_the_audit_shows_one_row_per_phase_change_with_the_persons_note(
 
 
 def test_a_refused_phase_change_is_kept_in_the_audit_with_the_reason(
-    product: Client, stores: Stores
+    product: Client, stores: Stores, settings: Any
 ) -> None:
+    # About the refusal's audit row: taken at once (four eyes: test_phase_approval.py).
+    settings.FOUR_EYES_PHASE_CHANGES = False
     enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
     backfill_done()
     criteria_held()

@@ -19,9 +19,10 @@ from django.utils import timezone
 
 from domain.ids import WalletKey
 from flags.models import Milestone
-from flags.phases import Phase
+from flags.phases import Phase, current_state
 from migration.models import ReconciliationRun
 from migration.phase_change import change_phase
+from staff.models import PhaseApproval
 from staff.two_factor import needs_second_factor
 from tests.browser.conftest import screenshot
 from tests.migration.conftest import (  # noqa: F401 - fixtures
@@ -369,8 +370,9 @@ def test_product_meets_a_step_refused_for_a_legacy_wallet_until_support_acknowle
     assert page.locator("#dashboard-phase, #current-phase").first.inner_text() == "2 - shadow read"
 
 
-def test_product_reads_what_phase_4_will_do_before_confirming(
+def test_product_reads_what_phase_4_will_do_before_confirming_and_a_second_approves(
     page: Any,
+    browser: Any,
     live_server: Any,
     committed_stores: Stores,  # noqa: F811
 ) -> None:
@@ -391,5 +393,28 @@ def test_product_reads_what_phase_4_will_do_before_confirming(
     assert "Dual write stops" not in effects
     page.click("input[name=_confirm]")
     page.wait_for_selector(".messagelist")
-    screenshot(page, "product-07-phase-4")
-    assert "now in phase 4" in page.inner_text(".messagelist")
+    # Four eyes (issue 27): entering phase 4 waits for another person's approval.
+    filed = page.inner_text(".messagelist")
+    assert "waits for another person's approval because it enters phase 4" in filed
+    assert "Waiting for a second person's approval" in page.inner_text("#pending-approval")
+    screenshot(page, "product-07-phase-4-waits-for-approval")
+    assert current_state().phase == Phase.READ_CUTOVER
+    request = PhaseApproval.objects.get()
+    page.goto(f"{live_server.url}/admin/staff/phaseapproval/{request.pk}/decide/")
+    assert "another person decides it" in page.inner_text("#cannot-decide")
+
+    approver = browser.new_context(viewport={"width": VIEWPORT_WIDTH, "height": 900}).new_page()
+    log_in(approver, live_server.url, username=staff_in("Product"))
+    approver.goto(f"{live_server.url}/admin/staff/phaseapproval/")
+    approver.click("a.decide-link")
+    approver.wait_for_selector("#decide-form")
+    assert "it enters phase 4" in approver.inner_text("#phase-request")
+    approver.fill("#id_reason", "read the effects: 1 entry to mirror")
+    approver.click("input[name=_approve]")
+    approver.wait_for_selector(".messagelist")
+    screenshot(approver, "product-08-phase-4-approved")
+    assert "Approved: the migration is now in phase 4" in approver.inner_text(".messagelist")
+    assert current_state().phase == Phase.TIGERBEETLE_ONLY
+    approver.goto(f"{live_server.url}/admin/migration/phase/")
+    assert "approved by" in approver.inner_text("#flag-audit")
+    approver.context.close()

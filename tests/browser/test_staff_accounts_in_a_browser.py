@@ -13,6 +13,7 @@ from django.contrib.auth.models import Permission
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from flags.phases import Phase
+from staff.enrolment import issue_code
 from tests.browser.conftest import screenshot
 from tests.browser.test_backoffice_in_a_browser import PASSWORD, log_in, staff_in
 from tests.migration.conftest import (  # noqa: F401 - fixtures
@@ -75,7 +76,12 @@ def test_support_enrols_an_authenticator_from_the_qr_code_then_signs_in_with_a_c
     staff_user = get_user_model().objects.create_user(name, password=PASSWORD, is_staff=True)
     staff_user.user_permissions.add(Permission.objects.get(codename="void_wallettransfer"))
 
+    code = issue_code(staff_user, issued_by="admin")  # an administrator's, handed over
+
     submit_password(page, live_server.url, name, PASSWORD)
+    page.wait_for_selector("#id_enrolment_code")
+    page.fill("#id_enrolment_code", code)
+    page.click("#enrolment-code-form input[type=submit]")
     page.wait_for_selector("#qr-code svg")
     screenshot(page, "staff-enrol-authenticator")
     device = TOTPDevice.objects.get(user=staff_user)
@@ -117,7 +123,7 @@ def test_a_large_void_waits_until_a_second_support_member_approves_it(
     committed_stores: Stores,  # noqa: F811
 ) -> None:
     stores = committed_stores
-    settings.FOUR_EYES_VOID_ABOVE = Decimal("20")
+    settings.FOUR_EYES_VOID_ABOVE = {"*": Decimal("20")}
     enter_phase(Phase.DUAL_WRITE)
     key, debit_id = new_key(), tx()
     stores.phased.add_credit(key, 10_000, tx())

@@ -132,6 +132,14 @@ def criteria_not_awaited(settings: Any) -> None:
 
 
 @pytest.fixture
+def steps_without_four_eyes(settings: Any) -> None:
+    """For walks through the phases that test what each step does to balances and history
+    rather than who approves it (tests/backoffice/test_phase_approval.py): a step into or
+    out of phase 4 is taken at once (`FOUR_EYES_PHASE_CHANGES` off, a documented setting)."""
+    settings.FOUR_EYES_PHASE_CHANGES = False
+
+
+@pytest.fixture
 def rollout_in_one_step(settings: Any) -> None:
     """For walks through the phases: the read rollout may go from 0 to 100 % at once
     (`READ_ROLLOUT_STEPS=100`, a documented setting)."""

@@ -23,7 +23,9 @@ from tests.api.test_hold_api import HOLD_PERMISSIONS
 from tests.conftest import WALLET_API_PERMISSIONS, token_api_client
 from tests.migration.conftest import Stores, legacy_wallet, new_key, tx
 
-pytestmark = pytest.mark.usefixtures("criteria_not_awaited", "rollout_in_one_step")
+pytestmark = pytest.mark.usefixtures(
+    "criteria_not_awaited", "rollout_in_one_step", "steps_without_four_eyes"
+)
 PAGE = 3
 
 

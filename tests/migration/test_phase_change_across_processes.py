@@ -143,6 +143,9 @@ def deployment(mongo_url: str, tmp_path: Path) -> Iterator[Deployment]:
         # are awaited and the read rollout goes to 100 % in one step.
         MIGRATION_CRITERION_DAYS="0",
         READ_ROLLOUT_STEPS="100",
+        # Nor who approves: entering and leaving phase 4 are taken at once (four eyes:
+        # tests/backoffice/test_phase_approval.py).
+        FOUR_EYES_PHASE_CHANGES="false",
         DJANGO_DEBUG="false",
         LOG_LEVEL="WARNING",
     )

@@ -38,6 +38,7 @@ from migration.phase_plan import (
     override_asked,
     plan_step,
 )
+from staff.models import PhaseApproval
 from tests.backoffice.conftest import client_for, user_in
 from tests.conftest import grant
 from tests.migration.conftest import Stores, enter_phase, new_key, tx
@@ -449,10 +450,19 @@ def test_the_command_takes_an_override_from_a_holder_of_the_permission(stores: S
         "reconciliation was down all week",
         stdout=StringIO(),
     )
+    # Four eyes: an override waits for a second holder's approval (tests/backoffice/
+    # test_phase_approval.py), then is taken as the lead asked it.
+    assert current_state().phase == Phase.DUAL_WRITE
+    second = user_holding("flags.override_phase_criterion", "flags.change_phase")
+    request = str(PhaseApproval.objects.get().pk)
+    call_command(
+        "migration_phase", "--approve", request, "--actor", second.username, "--why", "seen"
+    )
 
     change = PhaseChange.objects.get()
-    assert (change.actor, change.overridden) == (f"{lead.username} (command)", True)
+    assert (change.actor, change.overridden) == (lead.username, True)
     assert change.override_reason == "reconciliation was down all week"
+    assert change.approved_by == second.username
 
 
 def test_the_command_refuses_an_override_by_someone_without_the_permission(
@@ -518,9 +528,18 @@ def test_the_page_takes_an_override_only_from_a_holder_of_the_permission(stores:
     page = client_for(lead).get("/admin/migration/phase/").content.decode()
     assert 'id="override-fields"' in page
     assert "You hold the override permission" in page
-    taken = client_for(lead).post("/admin/migration/phase/", fields, follow=True)
-    assert "the override is in the audit trail" in taken.content.decode()
+    filed = client_for(lead).post("/admin/migration/phase/", fields, follow=True)
+    assert "because it overrides its criterion" in filed.content.decode()
+    assert current_state().phase == Phase.DUAL_WRITE
+    # Four eyes: a second holder approves it (tests/backoffice/test_phase_approval.py).
+    second = user_in("Product")
+    grant(second, "flags.override_phase_criterion")
+    client_for(second).post(
+        f"/admin/staff/phaseapproval/{PhaseApproval.objects.get().pk}/decide/",
+        {"reason": "seen the figures", "_approve": "1"},
+    )
     assert current_state().phase == Phase.SHADOW_READ
+    taken = client_for(lead).get("/admin/migration/phase/")
     audit = taken.content.decode().split('id="flag-audit"')[1]
     assert "override of the criterion: “go on now, approved”" in audit
     assert "held 0 of 7 days" in audit

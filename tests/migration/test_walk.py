@@ -21,7 +21,9 @@ from tests.migration.conftest import Stores, assert_stores_agree, legacy_wallet,
 # The walk checks every balance through every step; the gates are
 # tests/migration/test_phase_gates.py: here no day of a criterion is awaited, and the read
 # rollout goes to 100 % in one step.
-pytestmark = pytest.mark.usefixtures("criteria_not_awaited", "rollout_in_one_step")
+pytestmark = pytest.mark.usefixtures(
+    "criteria_not_awaited", "rollout_in_one_step", "steps_without_four_eyes"
+)
 
 
 class Tally:

@@ -5,15 +5,20 @@ and recovery codes; a code or a recovery code after the password; reset by an ad
 
 from __future__ import annotations
 
+from datetime import timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from staff.models import AuthEvent
+from staff.enrolment import issue_code
+from staff.models import AuthEvent, EnrolmentCode
 from tests.backoffice.conftest import PASSWORD, client_for, user_in
 from tests.second_factor import current_code, enrolled_authenticator
 
@@ -68,9 +73,17 @@ def test_a_directly_granted_money_moving_permission_needs_it() -> None:
     assert password_only(user).get("/admin/").status_code == 302
 
 
+def with_enrolment_code(user: Any) -> Client:
+    """Signed in with the password, past the administrator's one-time enrolment code."""
+    client = password_only(user)
+    code = issue_code(user, issued_by="admin")
+    client.post("/admin/two-factor/enrol/", {"enrolment_code": code, "next": "/admin/"})
+    return client
+
+
 def test_enrolment_shows_a_qr_code_and_gives_recovery_codes_once_confirmed() -> None:
     user = user_in("Support")
-    client = password_only(user)
+    client = with_enrolment_code(user)
 
     enrol = client.get("/admin/two-factor/enrol/?next=/admin/")
     device = TOTPDevice.objects.get(user=user)
@@ -88,7 +101,7 @@ def test_enrolment_shows_a_qr_code_and_gives_recovery_codes_once_confirmed() -> 
 
 def test_a_wrong_enrolment_code_confirms_nothing_and_is_audited() -> None:
     user = user_in("Support")
-    client = password_only(user)
+    client = with_enrolment_code(user)
     client.get("/admin/two-factor/enrol/")
 
     answer = client.post("/admin/two-factor/enrol/", {"otp_token": "000000"})
@@ -115,7 +128,7 @@ def test_the_right_code_opens_the_admin_and_goes_where_asked() -> None:
 
 def test_a_recovery_code_signs_in_once() -> None:
     user = user_in("Support")
-    client = password_only(user)
+    client = with_enrolment_code(user)
     client.get("/admin/two-factor/enrol/")
     device = TOTPDevice.objects.get(user=user)
     codes = client.post("/admin/two-factor/enrol/", {"otp_token": current_code(device)}).context[
@@ -159,3 +172,102 @@ def test_resetting_needs_its_permission() -> None:
     )
 
     assert TOTPDevice.objects.filter(user=user).exists()
+
+
+# --- the administrator's one-time enrolment code (a password alone enrols nobody) ---------
+
+
+def test_the_password_alone_does_not_show_a_qr_code() -> None:
+    user = user_in("Support")
+    client = password_only(user)
+
+    page = client.get("/admin/two-factor/enrol/?next=/admin/").content.decode()
+    refused = client.post("/admin/two-factor/enrol/", {"enrolment_code": "AAAA-BBBB-CCCC-DDDD"})
+
+    assert 'id="enrolment-code-form"' in page and 'id="qr-code"' not in page
+    assert "That enrolment code is not right" in refused.content.decode()
+    assert not TOTPDevice.objects.filter(user=user).exists()
+    assert AuthEvent.objects.filter(kind="enrolment_code_failed", username=user.username).exists()
+
+
+def test_a_code_works_once_and_only_for_its_user() -> None:
+    user, other = user_in("Support"), user_in("Support")
+    code = issue_code(user, issued_by="admin")
+
+    stolen = password_only(other).post("/admin/two-factor/enrol/", {"enrolment_code": code})
+    own = password_only(user).post("/admin/two-factor/enrol/", {"enrolment_code": code.lower()})
+    again = password_only(user).post("/admin/two-factor/enrol/", {"enrolment_code": code})
+
+    assert "That enrolment code is not right" in stolen.content.decode()
+    assert own.status_code == 302 and own["Location"].startswith("/admin/two-factor/enrol/")
+    assert "That enrolment code is not right" in again.content.decode()
+    issued = AuthEvent.objects.get(kind="enrolment_code_issued", username=user.username)
+    assert issued.actor == "admin"
+
+
+def test_an_expired_or_replaced_code_does_not_work(settings: Any) -> None:
+    user = user_in("Support")
+    first = issue_code(user, issued_by="admin")
+    second = issue_code(user, issued_by="admin")  # replaces the first
+    client = password_only(user)
+
+    replaced = client.post("/admin/two-factor/enrol/", {"enrolment_code": first})
+    EnrolmentCode.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    expired = client.post("/admin/two-factor/enrol/", {"enrolment_code": second})
+
+    assert "That enrolment code is not right" in replaced.content.decode()
+    assert "That enrolment code is not right" in expired.content.decode()
+
+
+def test_an_administrator_issues_a_code_in_the_users_list_shown_once() -> None:
+    admin_user = user_in(None)
+    admin_user.user_permissions.add(
+        Permission.objects.get(codename="issue_enrolment_code"),
+        Permission.objects.get(codename="view_user"),
+    )
+    user = user_in("Support")
+
+    answer = client_for(admin_user).post(
+        "/admin/auth/user/",
+        {"action": "issue_enrolment_code", "_selected_action": [user.pk]},
+        follow=True,
+    )
+
+    page = answer.content.decode()
+    assert f"Enrolment code for {user.username}: " in page
+    code = page.split(f"Enrolment code for {user.username}: ")[1].split(" ")[0]
+    enrolled = password_only(user).post("/admin/two-factor/enrol/", {"enrolment_code": code})
+    assert enrolled.status_code == 302
+    assert AuthEvent.objects.get(kind="enrolment_code_issued").actor == admin_user.username
+
+
+def test_without_the_permission_no_code_is_issued() -> None:
+    support = user_in("Support")
+    user = user_in("Support")
+
+    client_for(support).post(
+        "/admin/auth/user/",
+        {"action": "issue_enrolment_code", "_selected_action": [user.pk]},
+    )
+
+    assert not EnrolmentCode.objects.exists()
+
+
+def test_the_command_issues_the_first_administrators_code() -> None:
+    user = user_in(None, superuser=True)
+    out = StringIO()
+
+    call_command("enrolment_code", user.username, "--actor", "ops", stdout=out)
+
+    code = out.getvalue().strip().rsplit(" ", 1)[1]
+    assert (
+        password_only(user).post("/admin/two-factor/enrol/", {"enrolment_code": code}).status_code
+        == 302
+    )
+    assert AuthEvent.objects.get(kind="enrolment_code_issued").actor == "ops (command)"
+
+
+def test_with_the_setting_off_the_password_leads_straight_to_the_qr_code(settings: Any) -> None:
+    settings.STAFF_2FA_ENROLMENT_NEEDS_CODE = False
+    page = password_only(user_in("Support")).get("/admin/two-factor/enrol/").content.decode()
+    assert 'id="qr-code"' in page

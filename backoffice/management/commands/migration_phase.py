@@ -1,7 +1,12 @@
 """`manage.py migration_phase [PHASE] [--rollout P] [--shadow P] [--dual-write-share P]
-[--override --reason R]`: show
-or change the phase. An override is taken as `--actor`, who must be a user holding the
-override permission, and needs `--reason`."""
+[--override --reason R]`: show or change the phase. An override is taken as `--actor`, who
+must be a user holding the override permission, and needs `--reason`.
+
+Four eyes (FOUR_EYES_PHASE_CHANGES, `staff.phase_approvals`): a step that overrides its
+criterion, or enters or leaves phase 4, is filed as a request and nothing changes;
+`--approve N --actor OTHER --why W` (or `--reject N`) decides it as another user holding the
+permission to change the phase. In an emergency with nobody to approve, `--break-glass --why W
+--actor USER` takes such a step alone: kept as a break-glass request and on the audit row."""
 
 from __future__ import annotations
 
@@ -15,9 +20,20 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from flags.models import FlagChange
 from flags.phases import InvalidPhaseChange, Phase, current_state
 from migration import tasks
-from migration.phase_change import change_phase
-from migration.phase_plan import Override, override_asked
+from migration.phase_change import PhaseChangeReport, change_phase
+from migration.phase_plan import Override, override_asked, plan_phase_change
 from migration.runtime import process_runtime
+from staff.four_eyes import ApprovalRefused
+from staff.models import PhaseApproval
+from staff.phase_approvals import (
+    StepAsked,
+    Stores,
+    approve,
+    break_glass,
+    reject,
+    request_step,
+    why_four_eyes,
+)
 
 
 def _percent(value: str) -> Decimal:
@@ -33,7 +49,9 @@ def _percent(value: str) -> Decimal:
 class Command(BaseCommand):
     help = (
         "Show the migration phase, or move to PHASE (0 legacy, 1 dual write, 2 shadow read, "
-        "3 read cutover, 4 TigerBeetle only). Every change is audited."
+        "3 read cutover, 4 TigerBeetle only). Every change is audited. A step that overrides "
+        "its criterion or enters or leaves phase 4 waits for another person's approval "
+        "(--approve N)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -54,36 +72,130 @@ class Command(BaseCommand):
             "--actor must hold the override permission",
         )
         parser.add_argument("--reason", default="", help="with --override: why, in writing")
+        decision = parser.add_mutually_exclusive_group()
+        decision.add_argument(
+            "--approve", type=int, metavar="N", help="approve phase change request N and take it"
+        )
+        decision.add_argument("--reject", type=int, metavar="N", help="reject request N")
+        decision.add_argument(
+            "--break-glass",
+            action="store_true",
+            help="an emergency with nobody to approve: take a four-eyes step alone (audited "
+            "as break glass; --actor and --why needed)",
+        )
+        parser.add_argument(
+            "--why", default="", help="with --approve, --reject or --break-glass: why, in writing"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["reason"] and not options["override"]:
             raise CommandError("--reason goes with --override (the step's note is --note)")
-        if options["phase"] is not None:
-            actor = options["actor"] or _login_name()
-            try:
-                report = change_phase(
-                    Phase(options["phase"]),
-                    actor=f"{actor} (command)",
-                    mongo=process_runtime().mongo,
-                    tigerbeetle=process_runtime().batches,
-                    note=options["note"],
-                    rollout_percent=options["rollout"],
-                    shadow_percent=options["shadow"],
-                    dual_write_percent=options["dual_write_share"],
-                    override=_override(options) if options["override"] else None,
-                    on_share_raised=tasks.queue_share_intake,
-                )
-            except InvalidPhaseChange as exc:
-                raise CommandError(f"refused: {exc}") from exc
-            self.stdout.write(
-                f"phase {int(report.before)} -> {int(report.after)}"
-                f" (mirrored {report.mirrored}, copied back {report.copied_back})"
+        deciding = options["approve"] or options["reject"]
+        if deciding and options["phase"] is not None:
+            raise CommandError("--approve and --reject take the requested step, not PHASE")
+        if (deciding or options["break_glass"]) and not options["why"].strip():
+            raise CommandError("--approve, --reject and --break-glass need --why")
+        if deciding:
+            self._decide(options)
+        elif options["phase"] is not None:
+            self._change(options)
+        elif options["break_glass"]:
+            raise CommandError("--break-glass goes with PHASE")
+        self._show_state()
+
+    def _change(self, options: dict[str, Any]) -> None:
+        actor = options["actor"] or _login_name()
+        asked = StepAsked(
+            phase=Phase(options["phase"]),
+            note=options["note"],
+            rollout_percent=options["rollout"],
+            shadow_percent=options["shadow"],
+            dual_write_percent=options["dual_write_share"],
+            override_reason=options["reason"] if options["override"] else "",
+        )
+        override = _override(options) if options["override"] else None
+        plan = plan_phase_change(
+            asked.phase,
+            outbox=process_runtime().outbox,
+            rollout_percent=asked.rollout_percent,
+            shadow_percent=asked.shadow_percent,
+            dual_write_percent=asked.dual_write_percent,
+            override=override,
+        )
+        four_eyes = not plan.refusals and why_four_eyes(plan)
+        # Break glass never lifts a refusal (the step is refused below as without it), and
+        # is for a step that needs a second person only.
+        if options["break_glass"] and not plan.refusals and not four_eyes:
+            raise CommandError(
+                "refused: --break-glass is for a step that needs a second person's "
+                "approval; this one is taken without it"
             )
-            if report.share_raised:
-                self.stdout.write(
-                    f"dual-write share raised: {report.released} outbox entries released to "
-                    "the mirror; backfill and sweep queued"
+        try:
+            if four_eyes and options["break_glass"]:
+                user = _user(options["actor"])
+                self._report(
+                    break_glass(
+                        asked, plan=plan, user=user, reason=options["why"], stores=_stores()
+                    )
                 )
+            elif four_eyes:
+                self._file(request_step(asked, plan=plan, requested_by=actor))
+            else:
+                self._report(
+                    change_phase(
+                        asked.phase,
+                        actor=f"{actor} (command)",
+                        mongo=process_runtime().mongo,
+                        tigerbeetle=process_runtime().batches,
+                        note=asked.note,
+                        rollout_percent=asked.rollout_percent,
+                        shadow_percent=asked.shadow_percent,
+                        dual_write_percent=asked.dual_write_percent,
+                        override=override,
+                        on_share_raised=tasks.queue_share_intake,
+                    )
+                )
+        except (InvalidPhaseChange, ApprovalRefused) as exc:
+            raise CommandError(f"refused: {exc}") from exc
+
+    def _file(self, approval: PhaseApproval) -> None:
+        self.stdout.write(
+            f"request {approval.pk} filed: phase {approval.from_phase} -> "
+            f"{approval.to_phase} waits for another person's approval because "
+            f"{approval.why_four_eyes} (expires {approval.expires_at:%Y-%m-%d %H:%M} "
+            f"UTC): manage.py migration_phase --approve {approval.pk} --actor OTHER "
+            "--why ..., or Phase approvals in the admin"
+        )
+
+    def _decide(self, options: dict[str, Any]) -> None:
+        pk = options["approve"] or options["reject"]
+        approval = PhaseApproval.objects.filter(pk=pk).first()
+        if approval is None:
+            raise CommandError(f"there is no phase change request {pk}")
+        user = _user(options["actor"])
+        try:
+            if options["reject"]:
+                reject(approval, rejecter=user, reason=options["why"])
+                self.stdout.write(f"request {pk} rejected: the phase is unchanged")
+                return
+            report = approve(approval, approver=user, reason=options["why"], stores=_stores())
+        except (InvalidPhaseChange, ApprovalRefused) as exc:
+            raise CommandError(f"refused: {exc}") from exc
+        self.stdout.write(f"request {pk} approved by {user.get_username() if user else ''}")
+        self._report(report)
+
+    def _report(self, report: PhaseChangeReport) -> None:
+        self.stdout.write(
+            f"phase {int(report.before)} -> {int(report.after)}"
+            f" (mirrored {report.mirrored}, copied back {report.copied_back})"
+        )
+        if report.share_raised:
+            self.stdout.write(
+                f"dual-write share raised: {report.released} outbox entries released to "
+                "the mirror; backfill and sweep queued"
+            )
+
+    def _show_state(self) -> None:
         state = current_state()
         self.stdout.write(
             f"phase {int(state.phase)} {state.phase.name.lower()}: "
@@ -96,6 +208,23 @@ class Command(BaseCommand):
         )
         for change in FlagChange.objects.all()[:5]:
             self.stdout.write(f"  {change.changed_at:%Y-%m-%d %H:%M:%S} {change}")
+
+
+def _stores() -> Stores:
+    runtime = process_runtime()
+    return Stores(
+        mongo=runtime.mongo, tigerbeetle=runtime.batches, on_share_raised=tasks.queue_share_intake
+    )
+
+
+def _user(name: str) -> Any:
+    """The user `--actor` names: deciding and breaking glass are done as a real user."""
+    if not name:
+        raise CommandError("--actor USER is needed: the user who decides")
+    user = get_user_model().objects.filter(username=name).first()
+    if user is None:
+        raise CommandError(f"there is no user {name!r}")
+    return user
 
 
 def _override(options: dict[str, Any]) -> Override:

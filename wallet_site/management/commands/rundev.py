@@ -31,6 +31,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from ledger.backends.tigerbeetle_client import TigerBeetleBackend
+from staff import enrolment
+from staff.two_factor import has_authenticator
 from wallet_site.celery import app as celery_app
 from wallet_site.embedded_mongo import EmbeddedMongo, mongo_answers, start_embedded_mongo
 from wallet_site.local_tigerbeetle import (
@@ -77,6 +79,11 @@ class Command(BaseCommand):
                     "authenticator app as its second factor: README, staff accounts)"
                 )
             )
+            enrolment_code = self._dev_admin_enrolment_code()
+            if enrolment_code:
+                self.stdout.write(
+                    self.style.SUCCESS(f"admin's one-time enrolment code: {enrolment_code}")
+                )
             call_command("runserver", options["addrport"], use_reloader=False)
         finally:
             if worker:
@@ -162,6 +169,14 @@ class Command(BaseCommand):
             queued = queue_each_job_once(celery_app, schedule=settings.CELERY_BEAT_SCHEDULE)
             self.stdout.write(f"Celery: first start, each job queued once now: {queued}")
         return worker
+
+    def _dev_admin_enrolment_code(self) -> str:
+        """The code the admin's first enrolment asks for (STAFF_2FA_ENROLMENT_NEEDS_CODE),
+        while it has no authenticator; "" when none is needed."""
+        user = get_user_model().objects.get(username=DEV_ADMIN_USERNAME)
+        if not enrolment.needs_code() or has_authenticator(user):
+            return ""
+        return enrolment.issue_code(user, issued_by="make run")
 
     def _reset_dev_admin(self) -> str:
         """A fresh random password each run, so no fixed credential ever exists."""
