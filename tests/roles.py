@@ -18,6 +18,7 @@ _batch_roles_migration = importlib.import_module("flags.migrations.0009_batch_ro
 _product_wallets_migration = importlib.import_module("flags.migrations.0010_product_reads_wallets")
 _auditor_migration = importlib.import_module("staff.migrations.0002_auditor_role")
 _void_approval_migration = importlib.import_module("staff.migrations.0005_support_approves_voids")
+_event_roles_migration = importlib.import_module("events.migrations.0002_event_roles")
 
 SERVICE_ACCOUNT = _api_roles_migration.SERVICE_ACCOUNT
 
@@ -34,4 +35,5 @@ def role(name: str) -> Group:
         _product_wallets_migration.grant_wallet_reading(apps, None)
         _auditor_migration.grant_auditor_role(apps, None)
         _void_approval_migration.grant_void_approval(apps, None)
+        _event_roles_migration.grant_event_roles(apps, None)
     return Group.objects.get(name=name)

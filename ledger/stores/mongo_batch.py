@@ -41,6 +41,7 @@ from domain.money import BALANCE_MINOR_MAX
 from domain.wallets import TransactionState, WalletBalance, WalletResult, write_time
 from ledger.stores.mongo_database import MongoDatabase, Refusal
 from ledger.stores.mongo_documents import (
+    EVENT_PENDING,
     MONGO_KEY_FIELDS,
     balance_fields,
     decimal128,
@@ -268,6 +269,7 @@ class MongoBatch:
             "wallet_seq": wallet.seq,
             "mirror_state": self._store.marks.new_write,
             "created_at": written_at,
+            EVENT_PENDING: True,
         }
         entries.append(entry)
         return WalletResult(transaction=record_of(entry), balance=balance)
@@ -286,6 +288,7 @@ class MongoBatch:
             "made_by": made_by,
             "mirror_state": self._store.marks.refused,
             "created_at": written_at,
+            EVENT_PENDING: True,
         }
 
     def _write(
