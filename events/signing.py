@@ -1,7 +1,7 @@
 """The webhook signature: HMAC-SHA256 over `{t}.{body}` with the subscription's secret, sent
 as `Wallet-Signature: t=<unix seconds>,v1=<hex digest>` (docs/events.md has a receiver that
-checks it, which the tests run). The timestamp inside the signed text lets a receiver refuse an old delivery
-replayed by someone who recorded it."""
+checks it, which the tests run). The timestamp inside the signed text lets a receiver refuse
+an old delivery replayed by someone who recorded it."""
 
 from __future__ import annotations
 

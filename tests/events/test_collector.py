@@ -99,8 +99,13 @@ def test_an_event_carries_the_balance_after_the_actor_and_the_original_time(
     event = Event.objects.get(reference_id=debit)
     assert (event.type, event.transaction_kind, event.actor) == ("posted", "debit", "checkout")
     assert (event.client_id, event.currency, event.amount_minor) == (key.client_id, "USD", 250)
-    balance = (event.available_minor, event.held_minor, event.debit_minor)
-    assert balance + (event.historical_credit_minor,) == (650, 100, 250, 1_000)
+    balance = (
+        event.available_minor,
+        event.held_minor,
+        event.debit_minor,
+        event.historical_credit_minor,
+    )
+    assert balance == (650, 100, 250, 1_000)
     assert before <= event.occurred_at < event.collected_at
     assert Event.objects.get(reference_id=credit).available_minor == 1_000
 

@@ -4,6 +4,7 @@ replayed on demand."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import timedelta
 from typing import Any
@@ -13,7 +14,6 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from domain import errors
-
 from events.delivery import DeliveryPolicy, deliver_due, delivery_body, replay, replay_range
 from events.models import Delivery, DeliveryAttempt, Event, Subscription
 from events.signing import signature_header
@@ -149,7 +149,7 @@ def test_a_delivery_that_keeps_failing_is_retried_with_backoff_then_marked_faile
     ] * 3
     gaps = [
         (later.attempted_at - earlier.attempted_at).total_seconds()
-        for earlier, later in zip(attempts, attempts[1:], strict=False)
+        for earlier, later in itertools.pairwise(attempts)
     ]
     assert gaps[0] >= FAST.retry_after_s(1) and gaps[1] >= FAST.retry_after_s(2)
     assert 0 < waits[0] <= FAST.retry_after_s(1) and waits[1] > waits[0]
