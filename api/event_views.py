@@ -36,6 +36,11 @@ SECRET_MIN_LENGTH = 24
 SECRET_MAX_LENGTH = 128
 _WALLET_REF = re.compile(r"^[0-9a-f]{32}$")
 _CURSOR = re.compile(r"^[0-9]{1,18}$")
+# A webhook URL: http or https, a host, then anything without spaces (what `requests` cannot
+# reach fails its delivery attempts, shown in the admin).
+URL_PATTERN = r"^https?://[^\s/?#@]+([/?#][^\s]*)?$"
+URL_MAX_LENGTH = 500
+ID_MAX = 2**63 - 1
 _ACCESS: dict[int, Sequence[str]] = {
     401: ["not_authenticated", "authentication_failed"],
     403: ["permission_denied"],
@@ -93,7 +98,7 @@ class EventPageSerializer(serializers.Serializer):
 
 
 def _events_query(params: Any) -> tuple[int, int, dict[str, Any]]:
-    after_text = params.get("after", "0") or "0"
+    after_text = params.get("after", "0")
     if not _CURSOR.match(after_text):
         raise errors.InvalidCursor("`after` is an event's id (a whole number, 0 for the start).")
     limit_text = params.get("limit", str(EVENTS_LIMIT_DEFAULT))
@@ -191,7 +196,11 @@ class EventsView(APIView):
 
 
 class SubscriptionRequest(RequestBody):
-    url = serializers.URLField(max_length=500, help_text="http(s) URL the events are POSTed to")
+    url = serializers.RegexField(
+        URL_PATTERN,
+        max_length=URL_MAX_LENGTH,
+        help_text="the http(s) URL the events are POSTed to",
+    )
     event_types = serializers.ListField(
         child=serializers.ChoiceField(choices=EVENT_TYPES),
         required=False,
@@ -216,9 +225,15 @@ class SubscriptionSerializer(serializers.Serializer):
 
 
 class ReplayRequest(RequestBody):
-    after = serializers.IntegerField(min_value=0, help_text="replay events with a larger id")
+    after = serializers.IntegerField(
+        min_value=0, max_value=ID_MAX, help_text="replay events with a larger id"
+    )
     until = serializers.IntegerField(
-        min_value=0, required=False, allow_null=True, help_text="and at most this id (absent: all)"
+        min_value=0,
+        max_value=ID_MAX,
+        required=False,
+        allow_null=True,
+        help_text="and at most this id (absent: all)",
     )
 
 
@@ -240,6 +255,8 @@ def render_subscription(subscription: Subscription, *, with_secret: bool = False
 
 
 def _own_subscription(request: Request, subscription_id: int) -> Subscription:
+    if subscription_id > ID_MAX:
+        raise errors.SubscriptionNotFound()
     found = Subscription.objects.filter(pk=subscription_id, owner_id=request.user.pk).first()
     if found is None:
         raise errors.SubscriptionNotFound()
@@ -293,7 +310,7 @@ class SubscriptionsView(APIView):
         )
 
 
-_NOT_YOURS: dict[int, Sequence[str]] = {404: ["subscription_not_found"]}
+_NOT_YOURS: dict[int, Sequence[str]] = {404: ["subscription_not_found", "not_found"]}
 
 
 class SubscriptionView(APIView):

@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 
 from domain import errors
+from domain.batches import BatchItem, BatchItemKind
 from events.models import Event
 from events.tasks import collect_events_now
 from flags.models import Milestone
@@ -197,3 +198,24 @@ def test_a_movement_read_from_both_records_is_one_event(stores: Stores) -> None:
 
     assert events_of(credit) == [("posted", 500)]
     assert Event.objects.get(reference_id=credit).source == "tigerbeetle"
+
+
+@pytest.mark.parametrize("phase", [Phase.LEGACY, Phase.TIGERBEETLE_ONLY])
+def test_a_batchs_writes_and_refusals_are_events_too(stores: Stores, phase: Phase) -> None:
+    enter_phase(phase)
+    key = new_key()
+    credit, debit, refused = tx(), tx(), tx()
+    items = [
+        BatchItem(kind=BatchItemKind.CREDIT, key=key, amount_minor=500, transaction_id=credit),
+        BatchItem(kind=BatchItemKind.DEBIT, key=key, amount_minor=200, transaction_id=debit),
+        BatchItem(kind=BatchItemKind.DEBIT, key=key, amount_minor=900, transaction_id=refused),
+    ]
+    stores.phased.post_batch(items, atomic=False, made_by="bulk")
+
+    collect(stores)
+
+    assert events_of(credit) == [("posted", 500)]
+    assert events_of(debit) == [("posted", 200)]
+    assert events_of(refused) == [("refused", 900)]
+    assert Event.objects.get(reference_id=debit).available_minor == 300
+    assert set(Event.objects.values_list("actor", flat=True)) == {"bulk"}
