@@ -205,7 +205,10 @@ class EventCollector:
         with transaction.atomic():
             _lock_collector()
             documents = list(
-                log.find({EVENT_PENDING: True}).limit(self.batch_size).batch_size(self.batch_size)
+                log.find({EVENT_PENDING: True})
+                .sort("created_at", 1)  # a wallet's entries are logged in time order
+                .limit(self.batch_size)
+                .batch_size(self.batch_size)
             )
             documents.sort(key=_log_order)
             movements = [m for m in map(movement_of_log_entry, documents) if m is not None]
@@ -228,7 +231,9 @@ class EventCollector:
             rows_query = rows_query.filter(recorded_at__lte=cutoff)
         with transaction.atomic():
             _lock_collector()
-            rows = list(rows_query.order_by("id")[: self.batch_size])
+            # Oldest movement first: a batch never holds a wallet's later movement without
+            # the earlier ones that settled.
+            rows = list(rows_query.order_by("occurred_at", "id")[: self.batch_size])
             if not rows:
                 return 0, 0
             timestamps = transfer_timestamps(

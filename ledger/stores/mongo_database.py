@@ -188,8 +188,11 @@ class MongoDatabase:
             sparse=True,  # only hold events carry the field
             name="hold_events",
         )
-        # The entries the event feed has not collected yet (only they carry the field).
-        database[LOG].create_index([(EVENT_PENDING, 1)], sparse=True, name="events_pending")
+        # The entries the event feed has not collected yet (only they carry the field), oldest
+        # first: a batch never holds a wallet's later entry without its earlier ones.
+        database[LOG].create_index(
+            [(EVENT_PENDING, 1), ("created_at", 1)], sparse=True, name="events_pending"
+        )
         # A wallet's open holds due to expire (every write of the wallet, and its reads), and
         # the sweep's due holds of every wallet.
         database[HOLDS].create_index(

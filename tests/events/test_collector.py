@@ -219,3 +219,24 @@ def test_a_batchs_writes_and_refusals_are_events_too(stores: Stores, phase: Phas
     assert events_of(refused) == [("refused", 900)]
     assert Event.objects.get(reference_id=debit).available_minor == 300
     assert set(Event.objects.values_list("actor", flat=True)) == {"bulk"}
+
+
+@pytest.mark.parametrize("phase", [Phase.LEGACY, Phase.TIGERBEETLE_ONLY])
+def test_small_batches_keep_each_wallets_order(stores: Stores, settings: Any, phase: Phase) -> None:
+    settings.EVENTS_COLLECT_BATCH = 2
+    enter_phase(phase)
+    keys = [new_key(), new_key(), new_key()]
+    for round_number in range(4):
+        for key in keys[round_number % 2 :]:
+            stores.phased.add_credit(key, 100, tx())
+
+    report = collect(stores)
+
+    assert report["inserted"] == 10
+    for key in keys:
+        totals = list(
+            Event.objects.filter(client_id=key.client_id)
+            .order_by("id")
+            .values_list("historical_credit_minor", flat=True)
+        )
+        assert totals == [100 * n for n in range(1, len(totals) + 1)]
