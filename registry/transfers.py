@@ -31,7 +31,7 @@ from domain.errors import InsufficientFunds
 from domain.ids import WalletKey, u128_to_hex
 from domain.wallets import TransactionKind, TransactionRecord, TransactionState
 from registry.models import StoreMovement, WalletAccount, WalletTransfer
-from registry.movements import record_movement, record_movements
+from registry.movements import NewMovement, record_movement, record_movements
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -294,15 +294,15 @@ def record_store_writes(writes: Sequence[BatchWrite]) -> None:
         _insert_rows(rows)
         record_movements(
             [
-                StoreMovement(
-                    movement=StoreMovement.Movement.POSTED,
-                    reference_id=write.transaction_id,
-                    transaction_kind=write.kind,
-                    wallet_id=write.wallet_pk,
-                    amount_minor=write.amount_minor,
-                    tb_transfer_id_hex=u128_to_hex(write.tb_transfer_id),
-                    actor=write.made_by,
-                    occurred_at=write.created_at,
+                NewMovement(
+                    StoreMovement.Movement.POSTED,
+                    write.transaction_id,
+                    write.kind,
+                    write.wallet_pk,
+                    write.amount_minor,
+                    u128_to_hex(write.tb_transfer_id),
+                    write.made_by,
+                    write.created_at,
                 )
                 for write in writes
             ]
