@@ -316,6 +316,8 @@ REQUEST_COMPONENTS = (
     "BatchRequest",
     "BatchCreditItem",
     "BatchDebitItem",
+    "SubscriptionRequest",
+    "ReplayRequest",
 )
 ANSWER_AMOUNTS = {
     "WalletBalance": ("credit", "debit", "historical_credit", "held"),

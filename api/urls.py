@@ -1,11 +1,27 @@
 from django.urls import path
 
-from api import batch_views, history_views, hold_views, statement_views, views
+from api import batch_views, event_views, history_views, hold_views, statement_views, views
 
 WALLET = "clients/<str:client_id>/wallets/<str:country>/<str:currency>"
 
 urlpatterns = [
     path("ping", views.PingView.as_view(), name="ping"),
+    path("events", event_views.EventsView.as_view(), name="events"),
+    path(
+        "event-subscriptions",
+        event_views.SubscriptionsView.as_view(),
+        name="event-subscriptions",
+    ),
+    path(
+        "event-subscriptions/<int:subscription_id>",
+        event_views.SubscriptionView.as_view(),
+        name="event-subscription",
+    ),
+    path(
+        "event-subscriptions/<int:subscription_id>/replay",
+        event_views.SubscriptionReplayView.as_view(),
+        name="event-subscription-replay",
+    ),
     path("batches", batch_views.BatchesView.as_view(), name="batches"),
     path(
         "clients/<str:client_id>/wallets", views.ClientWalletsView.as_view(), name="client-wallets"

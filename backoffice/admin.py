@@ -4,6 +4,7 @@ shows (each module registers its own)."""
 from backoffice import (
     alert_admin,
     approval_admin,
+    event_admin,
     flag_admin,
     hold_admin,
     legacy_case_admin,
@@ -17,6 +18,7 @@ from backoffice import (
 __all__ = [
     "alert_admin",
     "approval_admin",
+    "event_admin",
     "flag_admin",
     "hold_admin",
     "legacy_case_admin",

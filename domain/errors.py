@@ -222,3 +222,24 @@ class StatementTooLarge(WalletError):
 
     code = "statement_too_large"
     default_message = "The period holds too many transactions for one statement; split it."
+
+
+# --- the event feed (GET /api/events, webhook subscriptions) -----------------------------------
+
+
+class InvalidEventType(WalletError):
+    """A `type` the feed has none of; `details["allowed"]` lists the types."""
+
+    code = "invalid_event_type"
+    default_message = "Not an event type of the feed."
+
+
+class InvalidWalletRef(WalletError):
+    code = "invalid_wallet"
+    default_message = "`wallet` is an event's wallet.id: 32 lowercase hex digits."
+
+
+class SubscriptionNotFound(WalletError):
+    code = "subscription_not_found"
+    http_status = 404
+    default_message = "No such subscription of yours."

@@ -239,6 +239,19 @@ class IdSpace:
         (migration.hold_mirror): an id of its own, so a repeated mirror run finds it."""
         return self._hash_bits(["hold-late-capture", ID_SCHEME_VERSION, hold_transfer_id], 128)
 
+    def event_id(self, reference_id: str, *, event_type: str) -> str:
+        """A money movement's event (events/): derived from what moved (the transaction's or
+        the hold's id) and how, so whichever store's change record the collector reads it
+        from, before or after a phase change, it is the same event (32 hex digits)."""
+        return u128_to_hex(
+            self._hash_bits(["event", ID_SCHEME_VERSION, event_type, reference_id], 128)
+        )
+
+    def wallet_ref(self, key: WalletKey) -> str:
+        """A wallet's name in the event feed (`wallet` of an event, `?wallet=`): 32 hex
+        digits of its key, the same in every store and phase."""
+        return u128_to_hex(self._hash_bits(["event-wallet", wallet_key_bytes(key).decode()], 128))
+
 
 def u128_to_hex(value: int) -> str:
     """Fixed-width hex: exact on every database and ordered like the integers."""

@@ -13,7 +13,8 @@ from datetime import datetime
 from django.db import IntegrityError, connection, transaction
 
 from domain.ids import u128_to_hex
-from registry.models import WalletHold
+from registry.models import StoreMovement, WalletHold
+from registry.movements import NewMovement, record_movement, record_movements
 
 
 def record_placed(
@@ -29,15 +30,18 @@ def record_placed(
     made_by: str,
     failure_code: str = "",
     copy_back: bool = False,
+    from_store: bool = False,
 ) -> WalletHold:
     """A hold TigerBeetle holds (or refused, with its `failure_code`). Idempotent: the row of
     a concurrent or earlier insert of the same hold id is returned. `copy_back`: TigerBeetle
-    took it alone (phase 4), so a step back copies its placement into MongoDB."""
+    took it alone (phase 4), so a step back copies its placement into MongoDB. `from_store`:
+    the TigerBeetle store's own hold (phase 4), also written to the event outbox in the same
+    transaction (registry.movements)."""
     assert amount_minor > 0 and timeout_s > 0, "the service validated the hold"
     state = WalletHold.State.FAILED if failure_code else WalletHold.State.OPEN
     try:
         with transaction.atomic():
-            return WalletHold.objects.create(
+            row = WalletHold.objects.create(
                 hold_id=hold_id,
                 wallet_id=wallet_pk,
                 amount_minor=amount_minor,
@@ -51,6 +55,9 @@ def record_placed(
                 made_by=made_by,
                 place_needs_copy_back=copy_back and not failure_code,
             )
+            if from_store and not failure_code:
+                _record(row, StoreMovement.Movement.HELD, row.amount_minor, at=created_at)
+            return row
     except IntegrityError:
         return WalletHold.objects.select_related("wallet").get(hold_id=hold_id)
 
@@ -71,7 +78,8 @@ class Placement:
 
 
 def record_placed_many(placements: list[Placement]) -> None:
-    """Holds TigerBeetle created (a batch's), in one statement sent with every row's
+    """Holds the TigerBeetle store placed (a batch's, in phase 4: so each is copied back on a
+    step back, and each is in the event outbox), in one statement sent with every row's
     values: the ORM's bulk_create of 4,000 rows cost twice the rest of the batch (model
     instances, and on SQLite 61 rows a statement). A row already there is kept (ON CONFLICT
     DO NOTHING): only a concurrent write of the same hold id writes one, and TigerBeetle
@@ -93,6 +101,7 @@ def record_placed_many(placements: list[Placement]) -> None:
             "created_at": placed.created_at,
             "expires_at": placed.expires_at,
             "made_by": placed.made_by,
+            "place_needs_copy_back": True,  # the TigerBeetle store is primary only in phase 4
         }
         rows.append(
             [
@@ -119,6 +128,21 @@ def record_placed_many(placements: list[Placement]) -> None:
                 f"VALUES ({placeholders}) ON CONFLICT DO NOTHING",
                 rows,
             )
+        record_movements(
+            [
+                NewMovement(
+                    movement=StoreMovement.Movement.HELD,
+                    reference_id=placed.hold_id,
+                    transaction_kind="",
+                    wallet_id=placed.wallet_pk,
+                    amount_minor=placed.amount_minor,
+                    tb_transfer_id_hex=u128_to_hex(placed.tb_transfer_id),
+                    actor=placed.made_by,
+                    occurred_at=placed.created_at,
+                )
+                for placed in placements
+            ]
+        )
 
 
 _FIELDS = [field for field in WalletHold._meta.concrete_fields if not field.primary_key]
@@ -134,6 +158,7 @@ def mark_resolved(
     resolved_at: datetime,
     resolved_by: str,
     copy_back: bool = True,
+    from_store: bool = False,
 ) -> None:
     """TigerBeetle holds the hold's capture (`captured_minor` posted) or, None, its release.
     `copy_back` False: MongoDB took the resolution first (the mirror carried it), so nothing
@@ -150,19 +175,32 @@ def mark_resolved(
     row.resolution_tb_transfer_id_hex = u128_to_hex(resolution_tb_transfer_id)
     row.resolved_at = resolved_at
     row.resolved_by = resolved_by
-    row.save(
-        update_fields=[
-            "state",
-            "captured_minor",
-            "resolution_tb_transfer_id_hex",
-            "resolved_at",
-            "resolved_by",
-            "needs_copy_back",
-        ]
-    )
+    with transaction.atomic():
+        row.save(
+            update_fields=[
+                "state",
+                "captured_minor",
+                "resolution_tb_transfer_id_hex",
+                "resolved_at",
+                "resolved_by",
+                "needs_copy_back",
+            ]
+        )
+        if from_store:
+            captured = captured_minor is not None
+            _record(
+                row,
+                StoreMovement.Movement.CAPTURED if captured else StoreMovement.Movement.RELEASED,
+                captured_minor if captured_minor is not None else row.amount_minor,
+                at=resolved_at,
+                actor=resolved_by,
+                tb_transfer_id_hex=row.resolution_tb_transfer_id_hex,
+            )
 
 
-def mark_expired(row: WalletHold, *, expired_at: datetime | None = None) -> None:
+def mark_expired(
+    row: WalletHold, *, expired_at: datetime | None = None, from_store: bool = False
+) -> None:
     """TigerBeetle voided the hold by itself when its timeout passed (at the row's expiry),
     or MongoDB expired it at `expired_at` and the mirror carried that expiry (its void, or
     the cluster's timeout if that came first): MongoDB's time is the expiry's, as its log
@@ -170,7 +208,34 @@ def mark_expired(row: WalletHold, *, expired_at: datetime | None = None) -> None
     assert row.state == WalletHold.State.OPEN, "only an open hold expires"
     row.state = WalletHold.State.EXPIRED
     row.resolved_at = expired_at or row.expires_at
-    row.save(update_fields=["state", "resolved_at"])
+    with transaction.atomic():
+        row.save(update_fields=["state", "resolved_at"])
+        if from_store:
+            _record(row, StoreMovement.Movement.EXPIRED, row.amount_minor, at=row.resolved_at)
+
+
+def _record(
+    row: WalletHold,
+    movement: str,
+    amount_minor: int,
+    *,
+    at: datetime,
+    actor: str | None = None,
+    tb_transfer_id_hex: str | None = None,
+) -> None:
+    """The hold's movement in the event outbox (registry.movements), inside the caller's
+    transaction."""
+    record_movement(
+        movement=movement,
+        reference_id=row.hold_id,
+        wallet_pk=row.wallet_id,
+        amount_minor=amount_minor,
+        occurred_at=at,
+        actor=row.made_by if actor is None else actor,
+        tb_transfer_id_hex=row.tb_transfer_id_hex
+        if tb_transfer_id_hex is None
+        else tb_transfer_id_hex,
+    )
 
 
 def mark_capture_copied_back(*, hold_pk: int) -> None:

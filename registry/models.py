@@ -422,3 +422,45 @@ class WalletHold(models.Model):
     @property
     def tb_transfer_id(self) -> int:
         return hex_to_u128(self.tb_transfer_id_hex)
+
+
+class StoreMovement(models.Model):
+    """The TigerBeetle store's transactional outbox for the event feed (events/): one row per
+    money movement the store made (phase 4), written in the same database transaction as the
+    registry row that records it (registry/transfers.py, registry/holds.py). The event
+    collector turns rows into events and deletes them in one transaction of its own, so a
+    movement becomes exactly one event whichever process dies when. The mirror's rows (phases
+    1-3) write none: MongoDB's log is the source then."""
+
+    class Movement(models.TextChoices):
+        POSTED = "posted"
+        REFUSED = "refused"
+        VOIDED = "voided"
+        HELD = "held"
+        CAPTURED = "captured"
+        RELEASED = "released"
+        EXPIRED = "expired"
+
+    movement = models.CharField(max_length=8, choices=Movement.choices)
+    # The credit's or debit's id (also of its void), or the hold's id.
+    reference_id = models.CharField(max_length=128)
+    transaction_kind = models.CharField(max_length=6, blank=True, default="")  # credit, debit
+    wallet = models.ForeignKey(WalletAccount, on_delete=models.PROTECT, related_name="+")
+    amount_minor = models.BigIntegerField()
+    # The transfer whose TigerBeetle timestamp gives the balance after ("" when TigerBeetle
+    # holds none: a refused debit, a hold the cluster's timeout voided).
+    tb_transfer_id_hex = models.CharField(max_length=32, blank=True, default="")
+    actor = models.CharField(max_length=150, blank=True, default="")
+    occurred_at = models.DateTimeField(help_text="the original write's time")
+    recorded_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reference_id", "movement"], name="one_store_movement_per_kind"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount_minor__gt=0), name="store_movement_amount_positive"
+            ),
+        ]
+        verbose_name = "store movement (event outbox)"

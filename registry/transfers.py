@@ -10,7 +10,6 @@ the transitions readable in one file. Reads stay with their readers.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,9 +27,11 @@ from django.db.models import (
     TextField,
 )
 
+from domain.errors import InsufficientFunds
 from domain.ids import WalletKey, u128_to_hex
 from domain.wallets import TransactionKind, TransactionRecord, TransactionState
-from registry.models import WalletAccount, WalletTransfer
+from registry.models import StoreMovement, WalletAccount, WalletTransfer
+from registry.movements import NewMovement, record_movement, record_movements
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,12 +84,11 @@ def record_store_write(
     `failure_code`). A posted one is due to be copied back to MongoDB. Idempotent: the row
     of a concurrent or earlier insert of the same transaction id is returned."""
     state = WalletTransfer.State.FAILED if failure_code else WalletTransfer.State.POSTED
-    # Outside a transaction the INSERT is one autocommitted statement (a refused one spoils
-    # nothing); inside one, a savepoint keeps a refusal from spoiling the caller's.
-    inside = connection.in_atomic_block
+    # The row and its event outbox row (registry.movements) commit together; inside the
+    # caller's transaction, a savepoint keeps a refusal from spoiling it.
     try:
-        with transaction.atomic() if inside else contextlib.nullcontext():
-            return _inserted(
+        with transaction.atomic():
+            row = _inserted(
                 WalletTransfer(
                     transaction_id=transaction_id,
                     created_at=created_at,
@@ -103,11 +103,32 @@ def record_store_write(
                     needs_copy_back=not failure_code,
                 )
             )
+            _record_write_movement(row, failure_code=failure_code, tb_transfer_id=tb_transfer_id)
+            return row
     except IntegrityError:
         # Same TigerBeetle id under another transaction id cannot happen (ids derive
         # from transaction ids); a concurrent insert of this one (or a row a crashed
         # request left) is re-read here.
         return WalletTransfer.objects.select_related("wallet").get(transaction_id=transaction_id)
+
+
+def _record_write_movement(row: WalletTransfer, *, failure_code: str, tb_transfer_id: int) -> None:
+    """A posted credit or debit, or a debit refused for funds, as the event outbox's row."""
+    refused = bool(failure_code)
+    if refused and not (
+        row.kind == WalletTransfer.Kind.DEBIT and failure_code == InsufficientFunds.code
+    ):
+        return  # no other refusal is a movement (the event feed's kinds, docs/events.md)
+    record_movement(
+        movement=StoreMovement.Movement.REFUSED if refused else StoreMovement.Movement.POSTED,
+        reference_id=row.transaction_id,
+        transaction_kind=row.kind,
+        wallet_pk=row.wallet_id,
+        amount_minor=row.amount_minor,
+        occurred_at=row.created_at,
+        actor=row.made_by,
+        tb_transfer_id_hex="" if refused else u128_to_hex(tb_transfer_id),
+    )
 
 
 _INSERT_FIELDS = [field for field in WalletTransfer._meta.concrete_fields if not field.primary_key]
@@ -267,8 +288,25 @@ def record_store_writes(writes: Sequence[BatchWrite]) -> None:
         row[_AT["made_by"]] = write.made_by
         row[_AT["needs_copy_back"]] = True
         rows.append(row)
-    # One transaction for the rows (SQLite would commit each row on its own).
-    _insert_rows(rows)
+    # One transaction for the rows and their event outbox rows (SQLite would commit each
+    # row on its own).
+    with transaction.atomic():
+        _insert_rows(rows)
+        record_movements(
+            [
+                NewMovement(
+                    StoreMovement.Movement.POSTED,
+                    write.transaction_id,
+                    write.kind,
+                    write.wallet_pk,
+                    write.amount_minor,
+                    u128_to_hex(write.tb_transfer_id),
+                    write.made_by,
+                    write.created_at,
+                )
+                for write in writes
+            ]
+        )
 
 
 def mark_voided(
@@ -279,10 +317,12 @@ def mark_voided(
     void_reason: str,
     voided_at: datetime,
     needs_copy_back: bool,
+    from_store: bool = False,
 ) -> None:
     """The transaction's compensating transfer exists: the row is voided (`needs_copy_back`
     when MongoDB does not have the void yet). Saves the whole row, so an unsaved one (a
-    voided transaction registered only now) is inserted."""
+    voided transaction registered only now) is inserted. `from_store`: the TigerBeetle
+    store's own void (phase 4), also written to the event outbox in the same transaction."""
     row.state = WalletTransfer.State.VOIDED
     row.void_tb_transfer_id_hex = u128_to_hex(void_tb_transfer_id)
     row.voided_by = voided_by
@@ -290,7 +330,19 @@ def mark_voided(
     row.voided_at = voided_at
     if needs_copy_back:
         row.void_needs_copy_back = True
-    row.save()
+    with transaction.atomic():
+        row.save()
+        if from_store:
+            record_movement(
+                movement=StoreMovement.Movement.VOIDED,
+                reference_id=row.transaction_id,
+                transaction_kind=row.kind,
+                wallet_pk=row.wallet_id,
+                amount_minor=row.amount_minor,
+                occurred_at=voided_at,
+                actor=voided_by,
+                tb_transfer_id_hex=row.void_tb_transfer_id_hex,
+            )
 
 
 def record_mirrored_void(

@@ -22,6 +22,7 @@ _statement_roles_migration = importlib.import_module("flags.migrations.0011_stat
 _phase_approval_migration = importlib.import_module(
     "staff.migrations.0007_product_and_auditor_see_phase_approvals"
 )
+_event_roles_migration = importlib.import_module("events.migrations.0002_event_roles")
 
 SERVICE_ACCOUNT = _api_roles_migration.SERVICE_ACCOUNT
 
@@ -40,4 +41,5 @@ def role(name: str) -> Group:
         _void_approval_migration.grant_void_approval(apps, None)
         _statement_roles_migration.grant_statement_roles(apps, None)
         _phase_approval_migration.grant_phase_approvals(apps, None)
+        _event_roles_migration.grant_event_roles(apps, None)
     return Group.objects.get(name=name)

@@ -120,6 +120,7 @@ INSTALLED_APPS = [
     "registry",
     "flags",
     "staff",
+    "events",
     "backoffice",
 ]
 
@@ -343,7 +344,30 @@ GUARD_MAX_TB_ERROR_RATE = fraction("GUARD_MAX_TB_ERROR_RATE", default="0.005")
 GUARD_MAX_OUTBOX_AGE_S = env.float("GUARD_MAX_OUTBOX_AGE_S", default=900.0)
 GUARD_MIN_SAMPLES = env.int("GUARD_MIN_SAMPLES", default=100)
 
+# The event feed (events/, docs/events.md): beat collects new movements every
+# EVENTS_COLLECT_INTERVAL_S (at most EVENTS_COLLECT_MAX_BATCHES batches of
+# EVENTS_COLLECT_BATCH from each change record a run; phase 4's outbox rows once
+# EVENTS_STORE_SETTLE_S old) and delivers due webhooks every EVENTS_DELIVER_INTERVAL_S (at most
+# EVENTS_DELIVER_BATCH a run). A delivery that is not answered 2xx within
+# EVENTS_DELIVERY_TIMEOUT_S is retried after EVENTS_DELIVERY_BACKOFF_BASE_S x 2^(n-1) (at most
+# EVENTS_DELIVERY_BACKOFF_MAX_S), and failed after EVENTS_DELIVERY_MAX_ATTEMPTS tries
+# (defaults: 30 s, 1 min, 2, 4, ... capped at 1 h, 10 tries: about 4.3 hours in all).
+EVENTS_COLLECT_INTERVAL_S = env.float("EVENTS_COLLECT_INTERVAL_S", default=2.0)
+EVENTS_COLLECT_BATCH = env.int("EVENTS_COLLECT_BATCH", default=500)
+EVENTS_COLLECT_MAX_BATCHES = env.int("EVENTS_COLLECT_MAX_BATCHES", default=20)
+EVENTS_STORE_SETTLE_S = env.float("EVENTS_STORE_SETTLE_S", default=1.0)
+EVENTS_DELIVER_INTERVAL_S = env.float("EVENTS_DELIVER_INTERVAL_S", default=5.0)
+EVENTS_DELIVER_BATCH = env.int("EVENTS_DELIVER_BATCH", default=200)
+EVENTS_DELIVERY_TIMEOUT_S = env.float("EVENTS_DELIVERY_TIMEOUT_S", default=10.0)
+EVENTS_DELIVERY_MAX_ATTEMPTS = env.int("EVENTS_DELIVERY_MAX_ATTEMPTS", default=10)
+EVENTS_DELIVERY_BACKOFF_BASE_S = env.float("EVENTS_DELIVERY_BACKOFF_BASE_S", default=30.0)
+EVENTS_DELIVERY_BACKOFF_MAX_S = env.float("EVENTS_DELIVERY_BACKOFF_MAX_S", default=3600.0)
+# How old a signature a receiver should accept (docs/events.md's example uses it).
+EVENTS_SIGNATURE_TOLERANCE_S = env.int("EVENTS_SIGNATURE_TOLERANCE_S", default=300)
+
 CELERY_BEAT_SCHEDULE = {
+    "events-collect": {"task": "events.collect", "schedule": EVENTS_COLLECT_INTERVAL_S},
+    "events-deliver": {"task": "events.deliver", "schedule": EVENTS_DELIVER_INTERVAL_S},
     "guard": {"task": "ledger.guard", "schedule": GUARD_INTERVAL_S},
     "mirror-sweep": {"task": "ledger.sweep_outbox", "schedule": MIRROR_SWEEP_INTERVAL_S},
     "reconcile": {"task": "ledger.reconcile", "schedule": RECONCILE_INTERVAL_S},

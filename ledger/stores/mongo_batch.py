@@ -41,6 +41,7 @@ from domain.wallets import TransactionState, WalletResult, write_time
 from ledger.stores.mongo_batch_holds import BatchHolds, BatchWallet
 from ledger.stores.mongo_database import MongoDatabase, Refusal, WalletContended
 from ledger.stores.mongo_documents import (
+    EVENT_PENDING,
     MONGO_KEY_FIELDS,
     balance_fields,
     decimal128,
@@ -304,6 +305,7 @@ class MongoBatch:
             "wallet_seq": wallet.seq,
             "mirror_state": self._store.marks.new_write,
             "created_at": written_at,
+            EVENT_PENDING: True,
         }
         entries.append(entry)
         return WalletResult(transaction=record_of(entry), balance=balance)
@@ -395,6 +397,7 @@ def _refused_entry(
         "made_by": made_by,
         "mirror_state": mark,
         "created_at": written_at,
+        EVENT_PENDING: True,
     }
 
 

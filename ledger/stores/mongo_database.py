@@ -41,7 +41,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from domain import errors
-from ledger.stores.mongo_documents import MONGO_KEY_FIELDS
+from ledger.stores.mongo_documents import EVENT_PENDING, MONGO_KEY_FIELDS
 
 T = TypeVar("T")
 WALLETS = "payments_wallets"
@@ -193,6 +193,11 @@ class MongoDatabase:
             [("hold_id", 1)],
             sparse=True,  # only hold events carry the field
             name="hold_events",
+        )
+        # The entries the event feed has not collected yet (only they carry the field), oldest
+        # first: a batch never holds a wallet's later entry without its earlier ones.
+        database[LOG].create_index(
+            [(EVENT_PENDING, 1), ("created_at", 1)], sparse=True, name="events_pending"
         )
         # A wallet's open holds due to expire (every write of the wallet, and its reads), and
         # the sweep's due holds of every wallet.

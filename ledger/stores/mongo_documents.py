@@ -32,6 +32,13 @@ from domain.wallets import (
 # history index and the outbox's order list them in this order.
 MONGO_KEY_FIELDS = ("client_id", "country", "currency", "issuer_type_identifier")
 
+# Every log entry is born with this field (True), written in the same transaction as the
+# entry: the event feed's collector (events/) finds the entries it has not taken yet by it
+# (a sparse index holds only those) and unsets it once the event is in its table. A field,
+# not a time cursor: an expiry is logged at its hold's `expires_at` and a copied-back write
+# at TigerBeetle's time, both earlier than entries logged before them.
+EVENT_PENDING = "event_pending"
+
 
 @dataclass(frozen=True)
 class LogMarks:

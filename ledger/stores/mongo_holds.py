@@ -47,6 +47,7 @@ from domain.ids import WalletKey
 from domain.wallets import WalletBalance, write_time
 from ledger.stores.mongo_database import MongoDatabase, Refusal
 from ledger.stores.mongo_documents import (
+    EVENT_PENDING,
     LogMarks,
     balance_fields,
     balance_of,
@@ -181,6 +182,7 @@ def hold_event_entry(
         "wallet_seq": wallet_seq,
         "mirror_state": mirror_state,
         "created_at": write_time(at),
+        EVENT_PENDING: True,
     }
 
 

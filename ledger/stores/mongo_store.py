@@ -46,6 +46,7 @@ from domain.wallets import (
 from ledger.stores.mongo_batch import MongoBatch
 from ledger.stores.mongo_database import MongoDatabase, Refusal
 from ledger.stores.mongo_documents import (
+    EVENT_PENDING,
     LogEntry,
     LogMarks,
     balance_fields,
@@ -237,6 +238,7 @@ class MongoWalletStore(MongoHoldOperations):
                     "wallet_seq": wallet["wallet_seq"],
                     "mirror_state": self._mark(mirror),
                     "created_at": written_at,
+                    EVENT_PENDING: True,
                 },
                 session=session,
             )
@@ -382,6 +384,7 @@ class MongoWalletStore(MongoHoldOperations):
             "wallet_seq": wallet["wallet_seq"],
             "mirror_state": self._mark(mirror),
             "created_at": written_at,
+            EVENT_PENDING: True,
         }
         log.insert_one(entry, session=session)
         return WalletResult(transaction=record_of(entry), balance=balance)
@@ -410,6 +413,7 @@ class MongoWalletStore(MongoHoldOperations):
                     "made_by": made_by,
                     "mirror_state": self.marks.refused,
                     "created_at": write_time(datetime.now(UTC)),
+                    EVENT_PENDING: True,
                 }
             )
         except DuplicateKeyError:

@@ -190,6 +190,7 @@ class BatchHolds:
             resolution_tb_transfer_id=transfer.id,
             resolved_at=time_of_tb_timestamp(timestamp),
             resolved_by=made_by,
+            from_store=True,
         )
         return hold_of_row(row)
 

@@ -171,6 +171,7 @@ class TigerBeetleHolds:
                 resolution_tb_transfer_id=resolution.id,
                 resolved_at=time_of_tb_timestamp(timestamp),
                 resolved_by=made_by,
+                from_store=True,
             )
             return
         if result.status == CreateTransferStatus.EXCEEDS_PENDING_TRANSFER_AMOUNT:
@@ -194,9 +195,10 @@ class TigerBeetleHolds:
                 resolution_tb_transfer_id=resolution_id,
                 resolved_at=time_of_tb_timestamp(int(stored.timestamp)),
                 resolved_by="",
+                from_store=True,
             )
         elif refused_status is not None or row.expires_at <= timezone.now():
-            hold_registry.mark_expired(row)
+            hold_registry.mark_expired(row, from_store=True)
 
     def record(
         self,
@@ -226,6 +228,7 @@ class TigerBeetleHolds:
             made_by=made_by,
             failure_code="insufficient_funds" if refused else "",
             copy_back=True,  # the TigerBeetle store is primary only in phase 4
+            from_store=True,
         )
 
     def replay_place(

@@ -287,6 +287,7 @@ class TigerBeetleWalletStore(TigerBeetleHoldOperations):
                 void_reason=reason,
                 voided_at=time_of_tb_timestamp(posted_at),
                 needs_copy_back=True,
+                from_store=True,
             )
             return WalletResult(
                 transaction=transaction_record(row),

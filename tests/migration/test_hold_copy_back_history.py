@@ -18,7 +18,9 @@ from tests.conftest import WALLET_API_PERMISSIONS, token_api_client
 from tests.migration.conftest import Stores, new_key
 from tests.migration.test_history_walk import hold_op, phase, url, write
 
-pytestmark = pytest.mark.usefixtures("criteria_not_awaited", "rollout_in_one_step")
+pytestmark = pytest.mark.usefixtures(
+    "criteria_not_awaited", "rollout_in_one_step", "steps_without_four_eyes"
+)
 
 
 def test_a_step_back_gives_mongodb_the_history_of_the_holds_tigerbeetle_took_alone(

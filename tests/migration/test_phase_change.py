@@ -13,6 +13,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from rest_framework.test import APIClient
 
+from domain.batches import BatchItem, BatchItemKind
 from domain.ids import WalletKey
 from flags.audit import set_writes_paused
 from flags.models import FlagChange, Milestone
@@ -427,3 +428,29 @@ def test_a_hold_placed_on_tigerbeetle_alone_makes_the_copy_back_due_until_it_is_
     copy_back_tigerbeetle_writes(stores.mongo, stores.batches, page_rows=10)
     assert not copy_back_due()
     assert stores.mongo.get_balance(key).held_minor == 40
+
+
+def test_a_hold_a_phase_4_batch_placed_is_copied_back(stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    key = new_key()
+    move(stores, Phase.TIGERBEETLE_ONLY)
+    stores.phased.add_credit(key, 100, tx())
+    hold = f"hold-{tx()}"
+    stores.phased.post_batch(
+        [
+            BatchItem(
+                kind=BatchItemKind.HOLD,
+                key=key,
+                amount_minor=40,
+                transaction_id=hold,
+                timeout_s=3_600,
+            )
+        ],
+        atomic=False,
+    )
+
+    assert copy_back_due()
+    copy_back_tigerbeetle_writes(stores.mongo, stores.batches, page_rows=10)
+    assert stores.mongo.get_balance(key).held_minor == 40
+    assert_stores_agree(stores, [key])

@@ -25,7 +25,9 @@ from tests.conftest import token_api_client
 from tests.migration.conftest import Stores, new_key
 from tests.migration.test_history_walk import phase, url, void, write
 
-pytestmark = pytest.mark.usefixtures("criteria_not_awaited", "rollout_in_one_step")
+pytestmark = pytest.mark.usefixtures(
+    "criteria_not_awaited", "rollout_in_one_step", "steps_without_four_eyes"
+)
 
 
 def statement(api: APIClient, key: WalletKey, start: str, end: str) -> Any:

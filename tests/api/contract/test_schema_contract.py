@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 HERE = Path(__file__).resolve().parent
 # Enough for every phase to reach every operation and link; both stores in about a minute.
 MAX_EXAMPLES = 25
-RUN_TIMEOUT_S = 300
+RUN_TIMEOUT_S = 600  # a bound on a hung run, not a speed target (loaded machines: 273 s seen)
 MONGO_BATCH_ITEMS_MAX = "100"
 
 
