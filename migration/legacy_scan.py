@@ -18,6 +18,7 @@ from domain.wallets import WalletBalance
 from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_documents import balance_of, key_of
 from ledger.stores.mongo_holds import held_minor
+from migration.pacing import WalletPace
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,15 @@ def snapshot_of(document: dict[str, Any]) -> WalletSnapshot:
 class LegacyScan:
     """MongoDB's wallet documents as snapshots; MongoDB failures are StoreUnavailable."""
 
-    def __init__(self, database: MongoDatabase) -> None:
+    def __init__(self, database: MongoDatabase, *, pace: WalletPace | None = None) -> None:
+        """`pace`: the jobs' rate (`migration.pacing`); `wallet_batches` takes each page
+        from it. None: as fast as MongoDB answers."""
         self.database = database
+        self.pace = pace
+
+    def paced(self, pace: WalletPace | None) -> LegacyScan:
+        """The same scan at `pace` (a new one: the process's own scan stays unpaced)."""
+        return LegacyScan(self.database, pace=pace)
 
     def snapshots(self, keys: Iterable[WalletKey]) -> dict[WalletKey, WalletSnapshot]:
         """Wallet documents by key. Asks by client id ($in on the indexed field) and keeps
@@ -76,16 +84,22 @@ class LegacyScan:
     def wallet_batches(self, batch_size: int) -> Iterator[list[WalletSnapshot]]:
         """Every wallet document, `batch_size` at a time, from one streaming cursor in
         natural order (one collection scan: paging with skip or key ranges re-scans, which
-        costs quadratic time on large collections)."""
+        costs quadratic time on large collections). Each page waits for the scan's pace."""
         try:
             cursor = self.database.wallets().find({}, batch_size=batch_size)
             batch: list[WalletSnapshot] = []
             for document in cursor:
                 batch.append(snapshot_of(document))
                 if len(batch) == batch_size:
+                    self._wait_for(batch)
                     yield batch
                     batch = []
             if batch:
+                self._wait_for(batch)
                 yield batch
         except PyMongoError as exc:
             raise errors.StoreUnavailable(f"MongoDB failed: {exc}") from exc
+
+    def _wait_for(self, batch: list[WalletSnapshot]) -> None:
+        if self.pace is not None:
+            self.pace.take(len(batch))

@@ -296,6 +296,12 @@ PHASE_CHANGE_WRITES_WAIT_S = env.float("PHASE_CHANGE_WRITES_WAIT_S", default=30.
 # such run (all are compared in the pause). "Since" is the run's start less
 # PHASE4_ENTRY_MARK_MARGIN_S, which must exceed the longest MongoDB write transaction and the
 # clock skew between hosts.
+# The backfill and reconciliation (their Celery tasks and commands) read at most this many
+# MongoDB wallets a second, so they do not starve the API's clients on a shared host
+# (migration.pacing; 0: no limit). A phase change's own comparison is never paced.
+MIGRATION_JOB_MAX_WALLETS_PER_S = env.float("MIGRATION_JOB_MAX_WALLETS_PER_S", default=0.0)
+if MIGRATION_JOB_MAX_WALLETS_PER_S < 0:
+    raise ImproperlyConfigured("MIGRATION_JOB_MAX_WALLETS_PER_S must be 0 (no limit) or more")
 PHASE4_ENTRY_RUN_MAX_AGE_S = env.float("PHASE4_ENTRY_RUN_MAX_AGE_S", default=3600.0)
 PHASE4_ENTRY_WALLETS_MAX = env.int("PHASE4_ENTRY_WALLETS_MAX", default=10_000)
 PHASE4_ENTRY_MARK_MARGIN_S = env.float("PHASE4_ENTRY_MARK_MARGIN_S", default=120.0)
