@@ -17,16 +17,22 @@ the pause cost about 13 s of 503s per 100,000 wallets. The proof is split in two
   wallet sets it (single writes, batches, holds, copy-back), its creation too;
 - log entries whose `mirror_updated_at` is at or after it: the mirror applied them to
   TigerBeetle then (or set them aside), so TigerBeetle's side of the wallet moved;
-- wallets the backfill imported since (`WalletAccount.imported_at`): their account was created
-  or given its opening balance;
 - wallets with a hold open now, or one that expired since: a hold expires in both stores
   without a write;
-- wallets whose mismatch support resolved since (a repair can flag copy-backs).
+- wallets the backfill imported after the run started (`WalletAccount.imported_at`): a legacy
+  document the run's scan had passed already;
+- wallets whose mismatch support resolved after the run started (a repair can flag copy-backs).
 
-The mark is the run's start less PHASE4_ENTRY_MARK_MARGIN_S: a write that took its time
-before the mark but committed after the run read its wallet must still count as changed, so
-the margin must exceed the longest write transaction (MongoDB aborts one after its
-transactionLifetimeLimitSeconds, 60 s by default) and the clock skew between hosts.
+The mark of MongoDB's writes is the run's start less PHASE4_ENTRY_MARK_MARGIN_S: a write that
+took its time before the mark but committed after the run read its wallet must still count as
+changed, so the margin must exceed the longest write transaction (MongoDB aborts one after
+its transactionLifetimeLimitSeconds, 60 s by default) and the clock skew between hosts. The
+registry's marks are the run's start itself: an import before it was there for the run to
+compare (a clean run has none awaiting the backfill), and a backfill that ends just before
+the run must not make every wallet it imported count as changed.
+
+Every writer of MongoDB's wallet documents is the store (which sets `updated_at`): a document
+written behind its back, without the log, is found by a full run only.
 
 More than PHASE4_ENTRY_WALLETS_MAX changed wallets refuse the step before the pause (the
 operator runs reconciliation again), so the pause's work is bounded. A deployment whose whole
@@ -70,8 +76,9 @@ _KEY_PROJECTION = {**dict.fromkeys(MONGO_KEY_FIELDS, 1), "_id": 0}
 
 @dataclass(frozen=True)
 class EntryBasis:
-    """What the pause compares: the wallets changed since `run` started (less the margin:
-    `since`), or every wallet (`run` None: the wallet base is within the bound)."""
+    """What the pause compares: the wallets changed since `run` started (MongoDB's writes
+    since `since`, its start less the margin), or every wallet (`run` None: the wallet base is
+    within the bound)."""
 
     run: ReconciliationRun | None
     since: datetime | None
@@ -85,7 +92,9 @@ def entry_basis(mongo: MongoWalletStore) -> EntryBasis:
     problem = why_not_a_basis(run)
     if run is not None and problem is None:
         since = run.started_at - timedelta(seconds=settings.PHASE4_ENTRY_MARK_MARGIN_S)
-        changed = changed_wallets(mongo.database, since=since, limit=bound + 1)
+        changed = changed_wallets(
+            mongo.database, since=since, run_started=run.started_at, limit=bound + 1
+        )
         if len(changed) <= bound:
             return EntryBasis(run=run, since=since)
         problem = (
@@ -132,9 +141,12 @@ def why_not_a_basis(run: ReconciliationRun | None) -> str | None:
     return None
 
 
-def changed_wallets(database: MongoDatabase, *, since: datetime, limit: int) -> set[WalletKey]:
-    """The wallets either store may have changed since `since` (the module's list), read
-    until there are `limit` of them."""
+def changed_wallets(
+    database: MongoDatabase, *, since: datetime, run_started: datetime, limit: int
+) -> set[WalletKey]:
+    """The wallets either store may have changed since the full run that started at
+    `run_started` (MongoDB's writes since `since`; the module's list), read until there are
+    `limit` of them."""
     assert limit > 0
     keys: set[WalletKey] = set()
 
@@ -145,7 +157,7 @@ def changed_wallets(database: MongoDatabase, *, since: datetime, limit: int) -> 
                 return
 
     database.guarded(mongo_reads)
-    for key in _registry_changed(since=since):
+    for key in _registry_changed(since=run_started):
         if len(keys) >= limit:
             break
         keys.add(key)
@@ -207,7 +219,12 @@ def _compare_changed(
     started = time.perf_counter()
     bound = settings.PHASE4_ENTRY_WALLETS_MAX
     keys = sorted(
-        changed_wallets(reconciliation.scan.database, since=since, limit=bound + 1),
+        changed_wallets(
+            reconciliation.scan.database,
+            since=since,
+            run_started=basis_run.started_at,
+            limit=bound + 1,
+        ),
         key=WalletKey.sort_key,
     )
     if len(keys) > bound:

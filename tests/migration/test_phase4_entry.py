@@ -160,7 +160,9 @@ def test_wallets_with_an_open_hold_count_as_changed(stores: Stores) -> None:
     stores.phased.place_hold(keys[4], 400, f"hold-{tx()}", timeout_s=HOUR_S)
     run = full_run(stores)
 
-    changed = changed_wallets(stores.mongo.database, since=run.started_at, limit=WALLETS)
+    changed = changed_wallets(
+        stores.mongo.database, since=run.started_at, run_started=run.started_at, limit=WALLETS
+    )
 
     assert changed == {keys[4]}  # it may expire in either store with no write
     move_to_phase_4(stores)
