@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from bench.common import mongo_server, scratch_database
 from bench.legacy import LegacySeed
+from domain.errors import StoreUnavailable
 from flags.audit import apply_state
 from flags.models import FlagChange, Milestone
 from flags.phases import WRITES_PAUSED, Phase, state_for_phase
@@ -37,6 +38,7 @@ from migration.runtime import Runtime, install_process_runtime, process_runtime
 from wallet_site.wiring import build_runtime
 
 SEED = LegacySeed(run=uuid.uuid4().hex[:8])
+WRITE_ATTEMPTS = 5
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -67,6 +69,18 @@ def entry_compared() -> int:
     return run.checked
 
 
+def credit(runtime: Runtime, number: int) -> None:
+    """One credit to wallet `number`, sent again with the same id while MongoDB answers
+    StoreUnavailable (as a client does; the loaded VM's embedded server reaps slow ones)."""
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            runtime.mongo.add_credit(SEED.key(number), 1, f"bench-{SEED.run}-{number}")
+            return
+        except StoreUnavailable:
+            if attempt == WRITE_ATTEMPTS - 1:
+                raise
+
+
 def walk(runtime: Runtime, args: argparse.Namespace) -> None:
     apply_state(state_for_phase(Phase.READ_CUTOVER), actor="bench")
     started = time.perf_counter()
@@ -91,7 +105,7 @@ def walk(runtime: Runtime, args: argparse.Namespace) -> None:
     assert run.compared_every_wallet and run.mismatched == 0, run
     print(f"full reconciliation before the pause: {run.checked:,} wallets, {run.duration_s:.1f} s")
     for number in range(args.changed):
-        runtime.mongo.add_credit(SEED.key(number), 1, f"bench-{SEED.run}-{number}")
+        credit(runtime, number)
         if number == args.changed - args.pending - 1:
             runtime.mirror().drain()
     paused, wall = step(runtime, Phase.TIGERBEETLE_ONLY)

@@ -3,6 +3,7 @@ and compares inside the pause only the wallets changed since (migration.entry_ch
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -178,3 +179,23 @@ def test_a_small_wallet_base_is_compared_whole_in_the_pause_without_an_earlier_r
 
     whole = ReconciliationRun.objects.get(triggered_by__startswith="entering phase 4")
     assert (whole.compared_every_wallet, whole.checked) == (True, WALLETS)
+
+
+@pytest.mark.usefixtures("entry_bound")
+def test_writes_within_the_margin_before_the_run_count_as_changed(
+    stores: Stores, settings: Any
+) -> None:
+    keys = wallets_in_phase_3(stores)
+    run = full_run(stores)
+    # A write whose transaction began before the run and committed after it read the wallet
+    # carries a time before the run's start: the margin takes such writes in.
+    settings.PHASE4_ENTRY_MARK_MARGIN_S = HOUR_S
+
+    with pytest.raises(InvalidPhaseChange, match=rf"more than {WALLETS_MAX} wallets changed"):
+        move_to_phase_4(stores)
+
+    since = run.started_at - timedelta(seconds=HOUR_S)
+    changed = changed_wallets(
+        stores.mongo.database, since=since, run_started=run.started_at, limit=WALLETS + 1
+    )
+    assert changed == set(keys)
