@@ -20,6 +20,10 @@ from ledger.stores.mongo_documents import balance_of, key_of
 from ledger.stores.mongo_holds import held_minor
 from migration.pacing import WalletPace
 
+# Client ids per query of `snapshots`: the embedded server's `$in` grows worse than linearly
+# with its list (2,000 ids over 100,000 wallets: 5.3 s in one query, 0.83 s in twenty).
+SNAPSHOT_CLIENT_IDS_PER_QUERY = 100
+
 
 @dataclass(frozen=True)
 class WalletSnapshot:
@@ -59,19 +63,21 @@ class LegacyScan:
         return LegacyScan(self.database, pace=pace)
 
     def snapshots(self, keys: Iterable[WalletKey]) -> dict[WalletKey, WalletSnapshot]:
-        """Wallet documents by key. Asks by client id ($in on the indexed field) and keeps
-        the wanted keys: an $or of thousands of whole keys is far slower to evaluate."""
+        """Wallet documents by key. Asks by client id ($in on the indexed field, in chunks)
+        and keeps the wanted keys: an $or of thousands of whole keys is far slower to evaluate."""
         wanted = set(keys)
         if not wanted:
             return {}
-        query = {"client_id": {"$in": sorted({key.client_id for key in wanted})}}
+        client_ids = sorted({key.client_id for key in wanted})
 
         def read() -> dict[WalletKey, WalletSnapshot]:
             found = {}
-            for document in self.database.wallets().find(query):
-                key = key_of(document)
-                if key in wanted:
-                    found[key] = snapshot_of(document)
+            for start in range(0, len(client_ids), SNAPSHOT_CLIENT_IDS_PER_QUERY):
+                chunk = client_ids[start : start + SNAPSHOT_CLIENT_IDS_PER_QUERY]
+                for document in self.database.wallets().find({"client_id": {"$in": chunk}}):
+                    key = key_of(document)
+                    if key in wanted:
+                        found[key] = snapshot_of(document)
             return found
 
         return self.database.guarded(read)
