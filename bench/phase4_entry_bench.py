@@ -113,7 +113,7 @@ def walk(runtime: Runtime, args: argparse.Namespace) -> None:
     paused_back, _ = step(runtime, Phase.READ_CUTOVER)
     print(f"back to phase 3: writes paused {paused_back:.2f} s")
 
-    settings.PHASE4_ENTRY_WALLETS_MAX = 10_000
+    settings.PHASE4_ENTRY_WALLETS_MAX = 3_000
     run = runtime.reconciliation().run(triggered_by="bench: before phase 4")
     assert run.compared_every_wallet and run.mismatched == 0, run
     print(f"full reconciliation before the pause: {run.checked:,} wallets, {run.duration_s:.1f} s")
