@@ -113,6 +113,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--page-size", type=int, default=2000, help="the backfill's page size")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument(
+        "--job-wallets-per-s",
+        type=float,
+        default=settings.MIGRATION_JOB_MAX_WALLETS_PER_S,
+        help="the jobs' pace, MIGRATION_JOB_MAX_WALLETS_PER_S (0: no limit; default: the setting)",
+    )
     return parser.parse_args(argv)
 
 
@@ -404,6 +410,7 @@ def start_deployment(
         "TB_ADDRESSES": settings.TB_ADDRESSES,
         "TB_ID_NAMESPACE": f"moonshot-{RUN}",
         "CACHE_KEY_PREFIX": f"moonshot-{RUN}",
+        "MIGRATION_JOB_MAX_WALLETS_PER_S": str(args.job_wallets_per_s),
         **broker_env(run=RUN, directory=directory / "celery"),
     }
     env = deployment_env(store_name="phased", database_name=database_name, extra_env=extra)
@@ -495,6 +502,8 @@ def report(
     print("\nthe walk (wall seconds of each operator command, process start-up included)")
     for label, seconds in walked.steps.items():
         print(f"  {label:<24} {seconds:>8.2f} s")
+    pace = f"{args.job_wallets_per_s:g} wallets/s" if args.job_wallets_per_s > 0 else "no limit"
+    print(f"\nthe jobs' pace (MIGRATION_JOB_MAX_WALLETS_PER_S): {pace}")
     for job, figures in walked.jobs.items():
         shown = ", ".join(f"{name} {value:g}" for name, value in figures.items())
         print(f"  {job}: {shown}")

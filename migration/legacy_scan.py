@@ -18,6 +18,11 @@ from domain.wallets import WalletBalance
 from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_documents import balance_of, key_of
 from ledger.stores.mongo_holds import held_minor
+from migration.pacing import WalletPace
+
+# Client ids per query of `snapshots`: the embedded server's `$in` grows worse than linearly
+# with its list (2,000 ids over 100,000 wallets: 5.3 s in one query, 0.83 s in twenty).
+SNAPSHOT_CLIENT_IDS_PER_QUERY = 100
 
 
 @dataclass(frozen=True)
@@ -47,23 +52,32 @@ def snapshot_of(document: dict[str, Any]) -> WalletSnapshot:
 class LegacyScan:
     """MongoDB's wallet documents as snapshots; MongoDB failures are StoreUnavailable."""
 
-    def __init__(self, database: MongoDatabase) -> None:
+    def __init__(self, database: MongoDatabase, *, pace: WalletPace | None = None) -> None:
+        """`pace`: the jobs' rate (`migration.pacing`); `wallet_batches` takes each page
+        from it. None: as fast as MongoDB answers."""
         self.database = database
+        self.pace = pace
+
+    def paced(self, pace: WalletPace | None) -> LegacyScan:
+        """The same scan at `pace` (a new one: the process's own scan stays unpaced)."""
+        return LegacyScan(self.database, pace=pace)
 
     def snapshots(self, keys: Iterable[WalletKey]) -> dict[WalletKey, WalletSnapshot]:
-        """Wallet documents by key. Asks by client id ($in on the indexed field) and keeps
-        the wanted keys: an $or of thousands of whole keys is far slower to evaluate."""
+        """Wallet documents by key. Asks by client id ($in on the indexed field, in chunks)
+        and keeps the wanted keys: an $or of thousands of whole keys is far slower to evaluate."""
         wanted = set(keys)
         if not wanted:
             return {}
-        query = {"client_id": {"$in": sorted({key.client_id for key in wanted})}}
+        client_ids = sorted({key.client_id for key in wanted})
 
         def read() -> dict[WalletKey, WalletSnapshot]:
             found = {}
-            for document in self.database.wallets().find(query):
-                key = key_of(document)
-                if key in wanted:
-                    found[key] = snapshot_of(document)
+            for start in range(0, len(client_ids), SNAPSHOT_CLIENT_IDS_PER_QUERY):
+                chunk = client_ids[start : start + SNAPSHOT_CLIENT_IDS_PER_QUERY]
+                for document in self.database.wallets().find({"client_id": {"$in": chunk}}):
+                    key = key_of(document)
+                    if key in wanted:
+                        found[key] = snapshot_of(document)
             return found
 
         return self.database.guarded(read)
@@ -76,16 +90,22 @@ class LegacyScan:
     def wallet_batches(self, batch_size: int) -> Iterator[list[WalletSnapshot]]:
         """Every wallet document, `batch_size` at a time, from one streaming cursor in
         natural order (one collection scan: paging with skip or key ranges re-scans, which
-        costs quadratic time on large collections)."""
+        costs quadratic time on large collections). Each page waits for the scan's pace."""
         try:
             cursor = self.database.wallets().find({}, batch_size=batch_size)
             batch: list[WalletSnapshot] = []
             for document in cursor:
                 batch.append(snapshot_of(document))
                 if len(batch) == batch_size:
+                    self._wait_for(batch)
                     yield batch
                     batch = []
             if batch:
+                self._wait_for(batch)
                 yield batch
         except PyMongoError as exc:
             raise errors.StoreUnavailable(f"MongoDB failed: {exc}") from exc
+
+    def _wait_for(self, batch: list[WalletSnapshot]) -> None:
+        if self.pace is not None:
+            self.pace.take(len(batch))

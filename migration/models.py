@@ -123,6 +123,11 @@ class ReconciliationRun(models.Model):
     transfer_differences = models.PositiveIntegerField(
         default=0, help_text="differences between the transfer registry and TigerBeetle"
     )
+    compared_every_wallet = models.BooleanField(
+        default=False,
+        help_text="the run compared every MongoDB wallet with TigerBeetle (each at some moment "
+        "after it started): phase 4's entry then compares only the wallets changed since",
+    )
 
     class Meta:
         db_table = "ledger_reconciliationrun"

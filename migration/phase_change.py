@@ -8,8 +8,10 @@ move where money is written pause writes (`wallet_writes_paused`: writes answer 
 writes_paused, which clients retry) and hold the write lock (`flags.write_lock`) exclusively,
 which waits until every write that read the old phase has finished; then:
 
-- entering phase 4 (TigerBeetle only) requires the backfill milestone, drains the mirror and
-  reconciles every MongoDB wallet against TigerBeetle; it is refused, and writes resume on
+- entering phase 4 (TigerBeetle only) requires the backfill milestone and, before the pause,
+  a recent clean reconciliation run of every wallet (`migration.entry_check`); in the pause
+  it drains the mirror and compares against TigerBeetle every MongoDB wallet changed since
+  that run (every wallet, where there are few); it is refused, and writes resume on
   MongoDB, if anything is left in the outbox or any wallet is missing or differs;
 - leaving phase 4 copies every write TigerBeetle took as the only store back into MongoDB
   (in TigerBeetle's timestamp order, marked as already mirrored), so MongoDB is complete
@@ -38,7 +40,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from domain import errors
-from domain.ids import WalletKey, hex_to_u128
+from domain.ids import hex_to_u128
 from flags.audit import (
     apply_state,
     record_guard_figures,
@@ -58,18 +60,15 @@ from ledger import history
 from ledger.batches import LedgerBatches
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_holds import hold_of_row
-from migration.legacy_scan import LegacyScan
+from migration.entry_check import EntryBasis, check_in_pause, entry_basis
 from migration.mirror import Mirror
-from migration.models import ReconciliationMismatch
 from migration.outbox import MirrorOutbox, MirrorState
 from migration.phase_plan import Override, StepPlan, plan_phase_change
-from migration.reconciliation import Reconciliation
 from registry import holds as hold_registry
 from registry import transfers as transfer_registry
 from registry.models import WalletHold, WalletTransfer
 
 log = logging.getLogger(__name__)
-NAMED_WALLETS_MAX = 10
 # Registry rows read per query while copying phase-4 writes back (writes and voids each).
 COPY_BACK_PAGE_ROWS = 1000
 # Rounds of one copy-back: each copies at least one event, so this bounds the rows too.
@@ -77,10 +76,6 @@ COPY_BACK_ROUNDS_MAX = 1_000_000
 TB_TIMESTAMP_MAX = 2**64 - 1
 NS_PER_MS = 1_000_000
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_WALLET_MISMATCHES = (
-    ReconciliationMismatch.Kind.BALANCE,
-    ReconciliationMismatch.Kind.NOT_IN_TIGERBEETLE,
-)
 
 
 @dataclass
@@ -200,14 +195,16 @@ def _take_step(
         else:
             apply_state(plan.after, actor=actor, note=note)
         return report
+    # Before the pause: the reconciliation run the pause builds on, or the refusal.
+    basis = entry_basis(mongo) if entering_tb_only else None
     set_writes_paused(True, actor=actor, note=f"moving to phase {int(phase)}")
     try:
         with writes_drained(settings.PHASE_CHANGE_WRITES_WAIT_S):
             # No write that read the old phase is running now, and none can start: what
             # follows sees every write the old phase acknowledged.
-            if entering_tb_only:
+            if basis is not None:
                 _drain_or_refuse(mongo, tigerbeetle, report)
-                _reconcile_or_refuse(mongo, tigerbeetle, actor)
+                _reconcile_or_refuse(mongo, tigerbeetle, actor, basis)
             else:
                 report.copied_back = copy_back_tigerbeetle_writes(mongo, tigerbeetle)
             apply_state(plan.after, actor=actor, note=note)
@@ -243,32 +240,13 @@ def _drain_or_refuse(
         )
 
 
-def _reconcile_or_refuse(mongo: MongoWalletStore, tigerbeetle: LedgerBatches, actor: str) -> None:
+def _reconcile_or_refuse(
+    mongo: MongoWalletStore, tigerbeetle: LedgerBatches, actor: str, basis: EntryBasis
+) -> None:
     """An empty outbox is not proof: a wallet whose write never reached the log would be
-    lost. Compare every MongoDB wallet with TigerBeetle (recorded as a reconciliation run)."""
-    reconciliation = Reconciliation(
-        LegacyScan(mongo.database), MirrorOutbox(mongo.database), tigerbeetle
-    )
-    run = reconciliation.run(triggered_by=f"entering phase 4 ({actor})")
-    if run.error:
-        raise InvalidPhaseChange(f"the final reconciliation (run {run.pk}) failed: {run.error}")
-    named = [
-        f"{WalletKey.from_row(m).describe()}"
-        f" ({'balance differs' if m.kind == ReconciliationMismatch.Kind.BALANCE else 'missing'})"
-        for m in run.mismatches.filter(kind__in=_WALLET_MISMATCHES)[:NAMED_WALLETS_MAX]
-    ]
-    named += [
-        f"{key.describe()} (not backfilled)"
-        for key in reconciliation.awaiting_backfill_keys[: NAMED_WALLETS_MAX - len(named)]
-    ]
-    lacking = run.mismatched + run.awaiting_backfill + run.outside_share
-    if lacking:
-        more = f" and {lacking - len(named)} more" if lacking > len(named) else ""
-        raise InvalidPhaseChange(
-            f"TigerBeetle does not hold {lacking} MongoDB wallet(s) with the same balance "
-            f"(reconciliation run {run.pk}): {', '.join(named)}{more}; "
-            "fix them (support's re-check shows both stores) and try again"
-        )
+    lost. Compare with TigerBeetle every MongoDB wallet changed since the clean full
+    reconciliation run `basis` names, or every wallet (`migration.entry_check`)."""
+    check_in_pause(mongo, tigerbeetle, basis, actor=actor)
 
 
 def copy_back_due() -> bool:

@@ -125,6 +125,9 @@ class Reconciliation:
             run.wallets_total = total.result()
             _save_progress(run)
             self._mongo_against_tigerbeetle(run, tb_balances, mismatches, page_size)
+            # Every MongoDB wallet was compared at some moment after the run started: what
+            # phase 4's entry builds on (migration.entry_check).
+            run.compared_every_wallet = True
         else:
             run.note = "phase 4: MongoDB is not written, so only the registries were checked"
         transfers.finish()
@@ -141,7 +144,7 @@ class Reconciliation:
                 tb = balance_from_account(key, accounts[0]) if accounts else None
             return None, tb
         ((fresh, tb_balance),) = self._second_look([snapshot])
-        return self._client_balance(fresh), tb_balance
+        return self.client_balance(fresh), tb_balance
 
     # --- passes -------------------------------------------------------------------------------
 
@@ -243,25 +246,25 @@ class Reconciliation:
                     continue
                 found = tb_balances.get(key)
                 if found is None and (not snapshot.log_complete or not dual_write):
-                    self._count_awaiting(key)
+                    self.count_awaiting(key)
                     continue
-                if found == self._client_balance(snapshot):
+                if found == self.client_balance(snapshot):
                     run.checked += 1
                     run.matched += 1
                 else:
                     differing.append(snapshot)
             for snapshot, tb_balance in self._second_look(differing):
                 key = snapshot.balance.key
-                mongo = self._client_balance(snapshot)
+                mongo = self.client_balance(snapshot)
                 if tb_balance != mongo and not dual_write and self._only_waiting(key):
-                    self._count_awaiting(key)  # its writes wait for dual write
+                    self.count_awaiting(key)  # its writes wait for dual write
                     continue
                 run.checked += 1
                 if tb_balance == mongo:
                     run.matched += 1
                     continue
                 run.mismatched += 1
-                mismatches.append(self._balance_mismatch(run, mongo, tb_balance))
+                mismatches.append(self.balance_mismatch(run, mongo, tb_balance))
             run.awaiting_backfill = self.awaiting_backfill
             _save_progress(run)
         if not dual_write:
@@ -270,7 +273,7 @@ class Reconciliation:
                 "the outbox are compared; the others are counted as awaiting"
             )
 
-    def _client_balance(self, snapshot: WalletSnapshot) -> WalletBalance:
+    def client_balance(self, snapshot: WalletSnapshot) -> WalletBalance:
         """MongoDB's balance as a client reads it, to compare with TigerBeetle's: available
         and held (its holds open now) beside the posted debit and historical credit. A
         wallet whose document holds nothing needs no read of its holds."""
@@ -288,7 +291,7 @@ class Reconciliation:
         waiting = self.outbox.unmirrored_up_to(key, WALLET_SEQ_MAX)
         return bool(waiting) and MirrorState.PARKED not in waiting
 
-    def _count_awaiting(self, key: WalletKey) -> None:
+    def count_awaiting(self, key: WalletKey) -> None:
         self.awaiting_backfill += 1
         if len(self.awaiting_backfill_keys) < AWAITING_KEYS_KEPT:
             self.awaiting_backfill_keys.append(key)
@@ -302,7 +305,13 @@ class Reconciliation:
         keys = [snapshot.balance.key for snapshot in differing]
         if current_state().mirrors_to_tigerbeetle:
             Mirror(self.outbox, self.tigerbeetle).drain(keys=keys)
+        return self.read_both(keys)
+
+    def read_both(self, keys: list[WalletKey]) -> list[tuple[WalletSnapshot, WalletBalance | None]]:
+        """These wallets as MongoDB holds them and TigerBeetle's balance of each (None: it
+        holds none), in a few batched reads; a wallet MongoDB lacks is left out."""
         fresh = self.scan.snapshots(keys)
+        keys = [key for key in keys if key in fresh]
         rows = account_registry.rows_by_key(keys)
         accounts = {
             account.id: account
@@ -318,9 +327,11 @@ class Reconciliation:
             looked.append((fresh[key], tb_balance))
         return looked
 
-    def _balance_mismatch(
+    def balance_mismatch(
         self, run: ReconciliationRun, mongo: WalletBalance, tb: WalletBalance | None
     ) -> ReconciliationMismatch:
+        """The mismatch row of a wallet whose balances differ (`tb` None: TigerBeetle lacks
+        it), with the entries still waiting for the mirror."""
         key = mongo.key
         waiting = self.outbox.unmirrored_up_to(key, WALLET_SEQ_MAX)
         return ReconciliationMismatch(

@@ -32,6 +32,7 @@ from migration.backfill import Backfill
 from migration.legacy_scan import LegacyScan
 from migration.mirror import Mirror
 from migration.outbox import MirrorOutbox
+from migration.pacing import job_pace
 from migration.reconciliation import Reconciliation
 from migration.routing import PhasedWalletStore
 
@@ -52,6 +53,8 @@ class Runtime:
     outbox: MirrorOutbox
     legacy: LegacyScan
     wallet_store_name: str
+    # MIGRATION_JOB_MAX_WALLETS_PER_S: the backfill's and reconciliation's scan rate (0: none).
+    job_wallets_per_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.wallet_store_name not in WALLET_STORE_NAMES:
@@ -83,10 +86,15 @@ class Runtime:
         return Mirror(self.outbox, self.batches)
 
     def backfill(self) -> Backfill:
-        return Backfill(self.legacy, self.outbox, self.batches)
+        """The backfill, its scan at the jobs' pace (`migration.pacing`)."""
+        return Backfill(
+            self.legacy.paced(job_pace(self.job_wallets_per_s)), self.outbox, self.batches
+        )
 
     def reconciliation(self) -> Reconciliation:
-        return Reconciliation(self.legacy, self.outbox, self.batches)
+        """Reconciliation, its scan at the jobs' pace (`migration.pacing`)."""
+        scan = self.legacy.paced(job_pace(self.job_wallets_per_s))
+        return Reconciliation(scan, self.outbox, self.batches)
 
     def close(self) -> None:
         """Close what the runtime opened (its MongoDB client); the ledger backend is the

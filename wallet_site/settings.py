@@ -314,6 +314,25 @@ READ_BREAKER_RESET_S = env.float("READ_BREAKER_RESET_S", default=30.0)
 # How long a phase change that moves where money is written waits for the writes in flight
 # (which read the old phase) to finish; past it the change is refused and writes resume.
 PHASE_CHANGE_WRITES_WAIT_S = env.float("PHASE_CHANGE_WRITES_WAIT_S", default=30.0)
+# Entering phase 4 (migration.entry_check): inside the pause only the wallets changed since
+# the latest reconciliation run that compared every wallet are compared again. That run must
+# be clean and at most PHASE4_ENTRY_RUN_MAX_AGE_S old, and at most PHASE4_ENTRY_WALLETS_MAX
+# wallets may have changed since (else the step is refused before the pause: run
+# reconciliation again). A wallet base of at most PHASE4_ENTRY_WALLETS_MAX wallets needs no
+# such run (all are compared in the pause). "Since" is the run's start less
+# PHASE4_ENTRY_MARK_MARGIN_S, which must exceed the longest MongoDB write transaction and the
+# clock skew between hosts.
+# The backfill and reconciliation (their Celery tasks and commands) read at most this many
+# MongoDB wallets a second, so they do not starve the API's clients on a shared host
+# (migration.pacing; 0: no limit). A phase change's own comparison is never paced.
+MIGRATION_JOB_MAX_WALLETS_PER_S = env.float("MIGRATION_JOB_MAX_WALLETS_PER_S", default=0.0)
+if MIGRATION_JOB_MAX_WALLETS_PER_S < 0:
+    raise ImproperlyConfigured("MIGRATION_JOB_MAX_WALLETS_PER_S must be 0 (no limit) or more")
+PHASE4_ENTRY_RUN_MAX_AGE_S = env.float("PHASE4_ENTRY_RUN_MAX_AGE_S", default=3600.0)
+PHASE4_ENTRY_WALLETS_MAX = env.int("PHASE4_ENTRY_WALLETS_MAX", default=3_000)
+PHASE4_ENTRY_MARK_MARGIN_S = env.float("PHASE4_ENTRY_MARK_MARGIN_S", default=120.0)
+if PHASE4_ENTRY_WALLETS_MAX < 0 or PHASE4_ENTRY_MARK_MARGIN_S < 0:
+    raise ImproperlyConfigured("PHASE4_ENTRY_WALLETS_MAX and _MARK_MARGIN_S must be 0 or more")
 # A forward phase step is refused unless its criterion held on each of this many consecutive
 # days (the seed's 7); 0 takes a step as soon as nothing else refuses it.
 MIGRATION_CRITERION_DAYS = env.int("MIGRATION_CRITERION_DAYS", default=7)

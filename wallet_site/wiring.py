@@ -124,4 +124,5 @@ def build_runtime(
         outbox=outbox,
         legacy=LegacyScan(database),
         wallet_store_name=settings.WALLET_STORE,
+        job_wallets_per_s=settings.MIGRATION_JOB_MAX_WALLETS_PER_S,
     )

@@ -172,6 +172,10 @@ class MongoDatabase:
             return
         database = self.db
         database[WALLETS].create_index(WALLET_KEY_INDEX, unique=True, name="unique_wallet_key")
+        # Phase 4's entry: the wallets written since a reconciliation run (every write sets
+        # `updated_at`), and the log entries the mirror applied since (migration.entry_check).
+        database[WALLETS].create_index([("updated_at", 1)], name="wallets_written")
+        database[LOG].create_index([("mirror_updated_at", 1)], sparse=True, name="mirror_updated")
         database[LOG].create_index(
             [("mirror_state", 1), ("client_id", 1), ("wallet_seq", 1)], name="mirror_outbox"
         )

@@ -1,0 +1,291 @@
+"""Phase 4's entry without a full reconciliation inside the pause (issue 25).
+
+Entering phase 4 must prove, while writes are paused, that TigerBeetle holds every MongoDB
+wallet with MongoDB's balance: MongoDB is not written afterwards. Comparing every wallet in
+the pause cost about 13 s of 503s per 100,000 wallets. The proof is split in two instead:
+
+- before the pause (`entry_basis`): the latest reconciliation run that compared every wallet
+  (`ReconciliationRun.compared_every_wallet`) is clean (no wallet differing, none awaiting the
+  backfill or outside the dual-write share, no error) and recent
+  (PHASE4_ENTRY_RUN_MAX_AGE_S). Each wallet was equal in both stores at some moment after
+  that run's start, its mark;
+- inside the pause, after the mirror is drained (`check_in_pause`): every wallet either store
+  may have changed since the mark is compared again. A wallet neither changed is equal still.
+
+"Changed since the mark" (`changed_wallets`), each read on an index but the registry's:
+- MongoDB wallet documents whose `updated_at` is at or after the mark: every write of a
+  wallet sets it (single writes, batches, holds, copy-back), its creation too;
+- log entries whose `mirror_updated_at` is at or after it: the mirror applied them to
+  TigerBeetle then (or set them aside), so TigerBeetle's side of the wallet moved;
+- wallets with a hold open now, or one that expired since: a hold expires in both stores
+  without a write;
+- wallets the backfill imported after the run started (`WalletAccount.imported_at`): a legacy
+  document the run's scan had passed already;
+- wallets whose mismatch support resolved after the run started (a repair can flag copy-backs).
+
+The mark of MongoDB's writes is the run's start less PHASE4_ENTRY_MARK_MARGIN_S: a write that
+took its time before the mark but committed after the run read its wallet must still count as
+changed, so the margin must exceed the longest write transaction (MongoDB aborts one after
+its transactionLifetimeLimitSeconds, 60 s by default) and the clock skew between hosts. The
+registry's marks are the run's start itself: an import before it was there for the run to
+compare (a clean run has none awaiting the backfill), and a backfill that ends just before
+the run must not make every wallet it imported count as changed.
+
+Every writer of MongoDB's wallet documents is the store (which sets `updated_at`): a document
+written behind its back, without the log, is found by a full run only.
+
+More than PHASE4_ENTRY_WALLETS_MAX changed wallets refuse the step before the pause (the
+operator runs reconciliation again), so the pause's work is bounded. A deployment whose whole
+wallet base is within that bound needs no earlier run: every wallet is compared in the pause.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from domain.holds import HoldState
+from domain.ids import WalletKey
+from flags.phases import InvalidPhaseChange
+from ledger.backends.base import BATCH_EVENTS_MAX
+from ledger.batches import LedgerBatches
+from ledger.stores.mongo_database import MongoDatabase
+from ledger.stores.mongo_documents import MONGO_KEY_FIELDS, key_of
+from ledger.stores.mongo_store import MongoWalletStore
+from migration.legacy_scan import LegacyScan
+from migration.models import ReconciliationMismatch, ReconciliationRun
+from migration.outbox import MirrorOutbox
+from migration.reconciliation import Reconciliation
+from registry.models import WalletAccount
+
+log = logging.getLogger(__name__)
+NAMED_WALLETS_MAX = 10
+_WALLET_MISMATCHES = (
+    ReconciliationMismatch.Kind.BALANCE,
+    ReconciliationMismatch.Kind.NOT_IN_TIGERBEETLE,
+)
+_KEY_PROJECTION = {**dict.fromkeys(MONGO_KEY_FIELDS, 1), "_id": 0}
+
+
+@dataclass(frozen=True)
+class EntryBasis:
+    """What the pause compares: the wallets changed since `run` started (MongoDB's writes
+    since `since`, its start less the margin), or every wallet (`run` None: the wallet base is
+    within the bound)."""
+
+    run: ReconciliationRun | None
+    since: datetime | None
+
+
+def entry_basis(mongo: MongoWalletStore) -> EntryBasis:
+    """Before the pause: the run the pause builds on, or InvalidPhaseChange saying why there
+    is none (and that reconciliation must run again)."""
+    bound = settings.PHASE4_ENTRY_WALLETS_MAX
+    run = latest_full_run()
+    problem = why_not_a_basis(run)
+    if run is not None and problem is None:
+        since = run.started_at - timedelta(seconds=settings.PHASE4_ENTRY_MARK_MARGIN_S)
+        changed = changed_wallets(
+            mongo.database, since=since, run_started=run.started_at, limit=bound + 1
+        )
+        if len(changed) <= bound:
+            return EntryBasis(run=run, since=since)
+        problem = (
+            f"more than {bound} wallets changed since reconciliation run {run.pk} "
+            "(PHASE4_ENTRY_WALLETS_MAX)"
+        )
+    total = LegacyScan(mongo.database).wallet_count()
+    if total <= bound:
+        return EntryBasis(run=None, since=None)
+    raise InvalidPhaseChange(
+        f"phase 4 compares in the pause only the wallets changed since a clean reconciliation "
+        f"of every wallet, and {problem}; run reconciliation (the back-office's run now, or "
+        "manage.py reconcile) and take the step soon after it finishes"
+    )
+
+
+def latest_full_run() -> ReconciliationRun | None:
+    """The latest finished run that compared every MongoDB wallet (clean or not)."""
+    return (
+        ReconciliationRun.objects.filter(compared_every_wallet=True, finished_at__isnull=False)
+        .order_by("-started_at")
+        .first()
+    )
+
+
+def why_not_a_basis(run: ReconciliationRun | None) -> str | None:
+    """Why `run` cannot be what phase 4's entry builds on (None: it can)."""
+    if run is None:
+        return "no reconciliation run has compared every wallet yet"
+    age_s = (timezone.now() - run.started_at).total_seconds()
+    if age_s > settings.PHASE4_ENTRY_RUN_MAX_AGE_S:
+        return (
+            f"the latest one (run {run.pk}) started {age_s:.0f} s ago, more than "
+            f"PHASE4_ENTRY_RUN_MAX_AGE_S ({settings.PHASE4_ENTRY_RUN_MAX_AGE_S:.0f} s)"
+        )
+    if run.error:
+        return f"the latest one (run {run.pk}) failed: {run.error[:200]}"
+    if run.mismatched or run.awaiting_backfill or run.outside_share:
+        return (
+            f"the latest one (run {run.pk}) was not clean: {run.mismatched} wallet(s) "
+            f"differing, {run.awaiting_backfill} awaiting the backfill, {run.outside_share} "
+            "outside the dual-write share"
+        )
+    return None
+
+
+def changed_wallets(
+    database: MongoDatabase, *, since: datetime, run_started: datetime, limit: int
+) -> set[WalletKey]:
+    """The wallets either store may have changed since the full run that started at
+    `run_started` (MongoDB's writes since `since`; the module's list), read until there are
+    `limit` of them."""
+    assert limit > 0
+    keys: set[WalletKey] = set()
+
+    def mongo_reads() -> None:
+        for key in _mongo_changed(database, since=since):
+            keys.add(key)
+            if len(keys) >= limit:
+                return
+
+    database.guarded(mongo_reads)
+    for key in _registry_changed(since=run_started):
+        if len(keys) >= limit:
+            break
+        keys.add(key)
+    return keys
+
+
+def _mongo_changed(database: MongoDatabase, *, since: datetime) -> Iterator[WalletKey]:
+    cursors: list[Iterable[dict[str, Any]]] = [
+        database.wallets().find({"updated_at": {"$gte": since}}, _KEY_PROJECTION),
+        database.log().find({"mirror_updated_at": {"$gte": since}}, _KEY_PROJECTION),
+        database.holds().find({"state": HoldState.OPEN.value}, _KEY_PROJECTION),
+        database.holds().find(
+            {"state": HoldState.EXPIRED.value, "expires_at": {"$gte": since}}, _KEY_PROJECTION
+        ),
+    ]
+    for cursor in cursors:
+        for document in cursor:
+            yield key_of(document)
+
+
+def _registry_changed(*, since: datetime) -> Iterator[WalletKey]:
+    for row in WalletAccount.objects.filter(imported_at__gte=since).iterator(chunk_size=2000):
+        yield row.key
+    resolved = ReconciliationMismatch.objects.filter(resolved_at__gte=since).exclude(client_id="")
+    for mismatch in resolved.iterator(chunk_size=2000):
+        yield WalletKey.from_row(mismatch)
+
+
+def check_in_pause(
+    mongo: MongoWalletStore, tigerbeetle: LedgerBatches, basis: EntryBasis, *, actor: str
+) -> ReconciliationRun:
+    """Inside the pause, the mirror drained: compare what `basis` says (recorded as a
+    reconciliation run), or raise InvalidPhaseChange naming the wallets TigerBeetle does not
+    hold with MongoDB's balance."""
+    reconciliation = Reconciliation(
+        LegacyScan(mongo.database), MirrorOutbox(mongo.database), tigerbeetle
+    )
+    triggered_by = f"entering phase 4 ({actor})"
+    if basis.run is None or basis.since is None:
+        run = reconciliation.run(triggered_by=triggered_by)
+    else:
+        run = _compare_changed(
+            reconciliation, basis_run=basis.run, since=basis.since, triggered_by=triggered_by
+        )
+    if run.error:
+        raise InvalidPhaseChange(f"the final reconciliation (run {run.pk}) failed: {run.error}")
+    _refuse_unless_all_held(run, reconciliation)
+    return run
+
+
+def _compare_changed(
+    reconciliation: Reconciliation,
+    *,
+    basis_run: ReconciliationRun,
+    since: datetime,
+    triggered_by: str,
+) -> ReconciliationRun:
+    """The wallets changed since `since`, compared in pages and recorded as a run."""
+    started = time.perf_counter()
+    bound = settings.PHASE4_ENTRY_WALLETS_MAX
+    keys = sorted(
+        changed_wallets(
+            reconciliation.scan.database,
+            since=since,
+            run_started=basis_run.started_at,
+            limit=bound + 1,
+        ),
+        key=WalletKey.sort_key,
+    )
+    if len(keys) > bound:
+        raise InvalidPhaseChange(
+            f"more than {bound} wallets changed since reconciliation run {basis_run.pk} "
+            "(PHASE4_ENTRY_WALLETS_MAX); run reconciliation again and take the step soon after"
+        )
+    run = ReconciliationRun.objects.create(
+        triggered_by=triggered_by,
+        wallets_total=len(keys),
+        note=f"phase 4's entry: the wallets changed since run {basis_run.pk}",
+    )
+    mismatches: list[ReconciliationMismatch] = []
+    try:
+        for start in range(0, len(keys), BATCH_EVENTS_MAX):
+            page = keys[start : start + BATCH_EVENTS_MAX]
+            for snapshot, tb_balance in reconciliation.read_both(page):
+                mongo_balance = reconciliation.client_balance(snapshot)
+                if tb_balance is None and not snapshot.log_complete:
+                    reconciliation.count_awaiting(mongo_balance.key)
+                    continue
+                run.checked += 1
+                if tb_balance == mongo_balance:
+                    run.matched += 1
+                    continue
+                run.mismatched += 1
+                mismatches.append(reconciliation.balance_mismatch(run, mongo_balance, tb_balance))
+    except Exception as exc:
+        run.error = f"{type(exc).__name__}: {exc}"[:2000]
+        log.exception("phase 4's entry check (run %s) failed", run.pk)
+    ReconciliationMismatch.objects.bulk_create(mismatches, batch_size=1000)
+    run.awaiting_backfill = reconciliation.awaiting_backfill
+    run.finished_at = timezone.now()
+    run.duration_s = time.perf_counter() - started
+    run.save()
+    log.info(
+        "phase 4's entry: %d wallets changed since run %s compared, %d differ (%.3f s)",
+        run.checked,
+        basis_run.pk,
+        run.mismatched,
+        run.duration_s,
+    )
+    return run
+
+
+def _refuse_unless_all_held(run: ReconciliationRun, reconciliation: Reconciliation) -> None:
+    """InvalidPhaseChange naming (some of) the wallets the run found TigerBeetle lacking."""
+    named = [
+        f"{WalletKey.from_row(m).describe()}"
+        f" ({'balance differs' if m.kind == ReconciliationMismatch.Kind.BALANCE else 'missing'})"
+        for m in run.mismatches.filter(kind__in=_WALLET_MISMATCHES)[:NAMED_WALLETS_MAX]
+    ]
+    named += [
+        f"{key.describe()} (not backfilled)"
+        for key in reconciliation.awaiting_backfill_keys[: NAMED_WALLETS_MAX - len(named)]
+    ]
+    lacking = run.mismatched + run.awaiting_backfill + run.outside_share
+    if lacking:
+        more = f" and {lacking - len(named)} more" if lacking > len(named) else ""
+        raise InvalidPhaseChange(
+            f"TigerBeetle does not hold {lacking} MongoDB wallet(s) with the same balance "
+            f"(reconciliation run {run.pk}): {', '.join(named)}{more}; "
+            "fix them (support's re-check shows both stores) and try again"
+        )
