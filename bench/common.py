@@ -193,8 +193,12 @@ def latency_figures(name: str, *, samples_s: list[float], baseline_s: list[float
 
 @contextmanager
 def mongo_server() -> Iterator[str]:
-    """MONGO_URL if a server answers there, else an embedded one for the run."""
-    if mongo_answers(settings.MONGO_URL):
+    """MONGO_URL if the environment gives it and a server answers there, else an embedded one
+    of the run's own. The default URL (port 27017) is not borrowed: on a shared machine what
+    answers there is whoever's `make run` (rundev), which may stop in the middle of the run and
+    take the run's database with it (seen: the moonshot's writes turned into 503s and its
+    worker's mirror into connection refused when a `make run` elsewhere ended)."""
+    if "MONGO_URL" in os.environ and mongo_answers(settings.MONGO_URL):
         yield settings.MONGO_URL
         return
     server = start_embedded_mongo()

@@ -34,6 +34,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from decimal import Decimal
@@ -71,9 +72,10 @@ from domain.ids import WalletKey
 from domain.money import currency_exponent
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.stores.mongo_database import WALLETS, MongoDatabase
-from ledger.stores.mongo_documents import key_filter
+from ledger.stores.mongo_documents import key_filter, key_of
 from migration.legacy_scan import LegacyScan
 from migration.outbox import MirrorState
+from registry import accounts as account_registry
 
 RUN = uuid.uuid4().hex[:8]
 STARTED = time.perf_counter()
@@ -228,8 +230,33 @@ def wait_for_the_mirror(database: MongoDatabase) -> None:
         )
         raise RuntimeError(
             f"{left} log entries still wait for the mirror after {DRAIN_WAIT_S} s "
-            f"(kind, state, attempts: {dict(stuck)})"
+            f"(kind, state, attempts: {dict(stuck)}); the oldest:\n"
+            + "\n".join(stuck_entries(database, waiting))
         )
+
+
+def stuck_entries(database: MongoDatabase, waiting: dict[str, Any], limit: int = 12) -> list[str]:
+    """The oldest entries still waiting, each with what decides its fate: its wallet's document
+    (born with the log or legacy, its seq) and registry row (the opening seq the backfill or the
+    mirror settled), so a stall can be told from the benchmark's output alone."""
+    entries = list(database.log().find(waiting).sort("created_at", 1).limit(limit))
+    keys = {key_of(entry) for entry in entries}
+    rows = account_registry.rows_by_key(keys)
+    lines = []
+    for entry in entries:
+        key = key_of(entry)
+        document = database.db[WALLETS].find_one(key_filter(key)) or {}
+        row = rows.get(key)
+        lines.append(
+            f"  {entry['_id']!r} {entry.get('kind')} seq {entry.get('wallet_seq')} of "
+            f"{key.describe()}: {entry.get('mirror_state')} since "
+            f"{entry.get('mirror_updated_at')} (written {entry.get('created_at')}, attempts "
+            f"{entry.get('mirror_attempts', 0)}, error {entry.get('mirror_error', '')!r}); "
+            f"wallet seq {document.get('wallet_seq')}, log_complete "
+            f"{document.get('log_complete', False)}; registry "
+            + (f"opening_seq {row.opening_seq}" if row is not None else "no row")
+        )
+    return lines
 
 
 def mirror_lags_s(database: MongoDatabase) -> list[float]:
@@ -392,11 +419,36 @@ def raw_inputs(
     return rates, raw
 
 
+def keep_on_failure(directory: Path, outcome: list[int]) -> Callable[..., bool]:
+    """An exit callback for the run's directory (the Celery worker's log, its broker): removed
+    after a clean run, kept and named on stderr when the run raised or `outcome` holds a failing
+    exit status, so a stall or a mismatch can be read in the worker's log afterwards."""
+
+    def leave(exc_type: type[BaseException] | None, *_: object) -> bool:
+        if exc_type is None and outcome and not any(outcome):
+            shutil.rmtree(directory, ignore_errors=True)
+        else:
+            print(
+                f"the run failed: its worker log is kept in {directory / 'worker.log'}",
+                file=sys.stderr,
+                flush=True,
+            )
+        return False
+
+    return leave
+
+
 def start_deployment(
-    stack: ExitStack, args: argparse.Namespace, *, mongo_url: str, mongo_name: str
+    stack: ExitStack,
+    args: argparse.Namespace,
+    *,
+    mongo_url: str,
+    mongo_name: str,
+    outcome: list[int],
 ) -> tuple[str, dict[str, str], str, str]:
     """The registry database, users, Celery worker with beat and gunicorn, each stopped by
-    `stack`; the URL, the processes' environment, the API's Authorization and the operator."""
+    `stack`; the URL, the processes' environment, the API's Authorization and the operator.
+    The run's directory, the worker's log in it, is kept unless `outcome` ends up clean."""
     database_name = stack.enter_context(scratch_database(f"moonshot_{RUN}"))
     users = get_user_model().objects
     authorization = api_authorization(users.create_user(f"moonshot-client-{RUN}"))
@@ -404,7 +456,7 @@ def start_deployment(
     users.create_superuser(APPROVER)  # approves the operator's overrides (four eyes)
     connection.close()  # the deployment's processes open their own
     directory = Path(settings.VAR_DIR) / "bench-moonshot" / RUN
-    stack.callback(shutil.rmtree, directory, ignore_errors=True)  # after the worker stopped
+    stack.push(keep_on_failure(directory, outcome))  # after the worker stopped
     extra = {
         "MONGO_URL": with_database(mongo_url, name=mongo_name),
         "TB_ADDRESSES": settings.TB_ADDRESSES,
@@ -430,6 +482,7 @@ def start_deployment(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    outcome: list[int] = []  # the run's exit status, once known (its directory is kept unless 0)
     with ExitStack() as stack:
         if not settings.TB_ADDRESSES and os.environ.get("TB_BINARY"):
             address = stack.enter_context(tigerbeetle_server(os.environ["TB_BINARY"]))
@@ -445,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         SEED.seed(database, args.wallets)
         progress("starting the deployment")
         base, env, authorization, operator = start_deployment(
-            stack, args, mongo_url=mongo_url, mongo_name=mongo_name
+            stack, args, mongo_url=mongo_url, mongo_name=mongo_name, outcome=outcome
         )
         progress("measuring the jobs' raw inputs")
         rates, raw = raw_inputs(database, args)
@@ -481,9 +534,12 @@ def main(argv: list[str] | None = None) -> int:
         progress("the audit")
         result = audit(traffic, database, base=base, legacy=legacy)
         lags = mirror_lags_s(database)
-    return report(
-        args, traffic, walked, final=final, result=result, lags_s=lags, rates=rates, raw=raw
-    )
+        outcome.append(
+            report(
+                args, traffic, walked, final=final, result=result, lags_s=lags, rates=rates, raw=raw
+            )
+        )
+    return outcome[0]
 
 
 def report(
