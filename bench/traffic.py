@@ -238,8 +238,9 @@ class Traffic:
         transaction_id = f"{kind}-{uuid.uuid4().hex}"
         id_field = "transaction_id" if kind == "credit" else "reference_id"
         body = {id_field: transaction_id, "amount": amount(key, amount_minor)}
-        answer = self._post(f"{wallet_path(key)}/{kind}s", body, label=label)
-        if answer.status_code == 201:
+        answer, _ = self._post(f"{wallet_path(key)}/{kind}s", body, label=label)
+        # 200: a replay, after a 503 or a lost answer whose write had landed.
+        if answer.status_code in (200, 201):
             self.tally.acknowledge(transaction_id, Write(key, kind, amount_minor, label))
         else:
             self._refused(kind, answer)
@@ -247,10 +248,13 @@ class Traffic:
     def _void(self, transaction_id: str, *, label: str) -> None:
         with self.tally.lock:
             self.tally.void_requests[transaction_id].append(label)
-        answer = self._post(
+        answer, retried = self._post(
             f"/api/transactions/{transaction_id}/void", {"reason": "bench"}, label=label
         )
-        if answer.status_code == 200:
+        # A void is not replayed: sent again after a 503 or a lost answer whose void had
+        # landed, it answers 409 already_voided (the traffic never voids one twice).
+        landed_before = retried and error_code(answer) == "already_voided"
+        if answer.status_code == 200 or landed_before:
             self.tally.acknowledge_void(transaction_id)
         else:
             with self.tally.lock:
@@ -271,8 +275,8 @@ class Traffic:
         hold_id = f"hold-{uuid.uuid4().hex}"
         body: dict[str, Any] = {"hold_id": hold_id, "amount": amount(key, amount_minor)}
         body["expires_in_s"] = LEFT_OPEN_EXPIRES_IN_S if leave_open else HOLD_EXPIRES_IN_S
-        answer = self._post(f"{wallet_path(key)}/holds", body, label=label)
-        if answer.status_code != 201:
+        answer, _ = self._post(f"{wallet_path(key)}/holds", body, label=label)
+        if answer.status_code not in (200, 201):  # 200: a replay of a hold that had landed
             self._refused("hold", answer)
             return
         self.tally.hold_placed(
@@ -286,7 +290,7 @@ class Traffic:
         write = self.tally.placed_holds[hold_id]
         capture = write.amount_minor % 2 == 0
         action = "capture" if capture else "release"
-        answer = self._post(f"/api/holds/{hold_id}/{action}", {}, label=label)
+        answer, _ = self._post(f"/api/holds/{hold_id}/{action}", {}, label=label)
         if answer.status_code not in (200, 201):  # 201: the capture or release made now
             self._refused(action, answer)
         elif capture:
@@ -298,11 +302,15 @@ class Traffic:
         counter = self.tally.refused if expected else self.tally.unexpected
         counter[f"{kind} {answer.status_code} {code}"] += 1
 
-    def _post(self, path: str, body: dict[str, Any], *, label: str) -> requests.Response:
-        """POST until answered other than 503; the sample is the answered request's time."""
+    def _post(
+        self, path: str, body: dict[str, Any], *, label: str
+    ) -> tuple[requests.Response, bool]:
+        """POST until answered other than 503; the sample is the answered request's time.
+        Also whether it was sent more than once (a 503 or no answer before), so the write may
+        have landed on an earlier try."""
         session = self._session()
         first_503_s: float | None = None
-        paused = False
+        paused = retried = False
         deadline = time.monotonic() + ANSWER_WAIT_S
         while True:
             started = time.perf_counter()
@@ -314,7 +322,8 @@ class Traffic:
             if answer is not None and answer.status_code != 503:
                 paused_s = time.perf_counter() - first_503_s if first_503_s else 0.0
                 self._sample(Sample(label, "write", latency_s, paused, paused_s))
-                return answer
+                return answer, retried
+            retried = True
             if answer is not None:
                 first_503_s = first_503_s or started
                 paused = paused or error_code(answer) == "writes_paused"
