@@ -15,7 +15,7 @@ probes) is never part of a wallet's history.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ParamSpec, Protocol, TypeVar
 
 from tigerbeetle import AccountBalance, AccountFilter, Transfer
@@ -23,7 +23,7 @@ from tigerbeetle import AccountBalance, AccountFilter, Transfer
 from domain import errors
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance
-from ledger.backends import LedgerUnavailable
+from ledger.backends import LedgerBackend, LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.tb_model import (
     balance_from_snapshot,
@@ -33,6 +33,11 @@ from ledger.tb_model import (
 )
 from registry import accounts as account_registry
 from registry.accounts import RegisteredAccount
+
+# get_account_balances requests `balances_at` has in flight at once, and the snapshots each
+# asks for (one request's most).
+BALANCE_READS_IN_FLIGHT_MAX = 256
+SNAPSHOTS_PER_READ = BATCH_EVENTS_MAX
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -129,6 +134,60 @@ def balance_at(
     if not snapshots:
         raise errors.StoreUnavailable("TigerBeetle has no balance snapshot of the transfer.")
     return balance_from_snapshot(key, snapshots[0])
+
+
+def balances_at(
+    ledger: LedgerBackend, points: Sequence[tuple[WalletKey, int, int]]
+) -> dict[tuple[int, int], WalletBalance]:
+    """The balances right after many transfers, by (account id, timestamp), from `points`
+    (wallet, account id, transfer timestamp): what `balance_at` answers for each, read in
+    one get_account_balances per account over the span of its timestamps, the requests sent
+    BALANCE_READS_IN_FLIGHT_MAX at a time before any answer is collected (a batch's replays:
+    a request per item was most of their time). A point that request did not return (a
+    span holding more snapshots than one answer) is read alone. Raises StoreUnavailable as
+    `balance_at`."""
+    spans: dict[int, tuple[WalletKey, int, int]] = {}
+    for key, tb_account_id, tb_timestamp in points:
+        assert tb_timestamp > 0, "a transfer TigerBeetle holds has a timestamp"
+        _, low, high = spans.get(tb_account_id, (key, tb_timestamp, tb_timestamp))
+        spans[tb_account_id] = (key, min(low, tb_timestamp), max(high, tb_timestamp))
+    found: dict[tuple[int, int], WalletBalance] = {}
+    accounts = list(spans.items())
+    for start in range(0, len(accounts), BALANCE_READS_IN_FLIGHT_MAX):
+        window = accounts[start : start + BALANCE_READS_IN_FLIGHT_MAX]
+        answers = []
+        failure: errors.StoreUnavailable | None = None
+        for tb_account_id, (key, low, high) in window:
+            span = history_filter(
+                tb_account_id,
+                limit=SNAPSHOTS_PER_READ,
+                timestamp_min=low,
+                timestamp_max=high,
+                newest_first=False,
+            )
+            try:
+                answers.append(
+                    (tb_account_id, key, store_call(ledger.begin_get_account_balances, span))
+                )
+            except errors.StoreUnavailable as unavailable:
+                failure = failure or unavailable
+                break
+        for tb_account_id, key, answer in answers:  # every request sent is answered
+            try:
+                snapshots = store_call(answer)
+            except errors.StoreUnavailable as unavailable:
+                failure = failure or unavailable
+                continue
+            for snapshot in snapshots:
+                found[(tb_account_id, snapshot.timestamp)] = balance_from_snapshot(key, snapshot)
+        if failure is not None:
+            raise failure
+    for key, tb_account_id, tb_timestamp in points:
+        if (tb_account_id, tb_timestamp) not in found:
+            found[(tb_account_id, tb_timestamp)] = balance_at(
+                ledger, key, tb_account_id=tb_account_id, tb_timestamp=tb_timestamp
+            )
+    return found
 
 
 def transfers_by_id(ledger: LedgerReads, tb_transfer_ids: list[int]) -> dict[int, Transfer]:

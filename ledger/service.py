@@ -189,9 +189,10 @@ class WalletService:
                 f"A batch holds 1 to {BATCH_ITEMS_MAX} items.", field="items"
             )
         keys: dict[tuple[Any, ...], WalletKey | errors.WalletError] = {}
+        amounts: dict[tuple[str, str], int] = {}
         checked = []
         for index, item in enumerate(items):
-            outcome = _checked_item(item, keys)
+            outcome = _checked_item(item, keys, amounts=amounts)
             if isinstance(outcome, errors.WalletError):
                 raise refused_at(index, outcome)
             checked.append(outcome)
@@ -323,10 +324,15 @@ def _checked_timeout(expires_in_s: object) -> int:
 
 
 def _checked_item(
-    item: Mapping[str, Any], keys: dict[tuple[Any, ...], WalletKey | errors.WalletError]
+    item: Mapping[str, Any],
+    keys: dict[tuple[Any, ...], WalletKey | errors.WalletError],
+    *,
+    amounts: dict[tuple[str, str], int],
 ) -> BatchItem | errors.WalletError:
     """One batch item as its single write checks it: the item, or the refusal. `keys`: the
-    batch's wallet keys checked so far (a batch names few wallets many times)."""
+    batch's wallet keys checked so far (a batch names few wallets many times); `amounts`:
+    the minor units of the amount texts accepted so far, by (text, currency) (a batch
+    repeats few amounts; a refused one is checked again, and refused again)."""
     try:
         kind = item_kind(item["kind"])
         if kind is None:
@@ -350,7 +356,13 @@ def _checked_item(
                 key = keys[named] = refusal
         if isinstance(key, errors.WalletError):
             raise key
-        amount_minor = amount_minor_of(item["amount"], key.currency)
+        amount = item["amount"]
+        known = (amount, key.currency) if type(amount) is str else None
+        amount_minor = amounts.get(known) if known is not None else None
+        if amount_minor is None:
+            amount_minor = amount_minor_of(amount, key.currency)
+            if known is not None:
+                amounts[known] = amount_minor
         timeout_s = 0
         if kind is BatchItemKind.HOLD:
             timeout_s = _checked_timeout(item.get("expires_in_s"))

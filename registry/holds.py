@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 
@@ -87,8 +88,12 @@ def record_placed_many(placements: list[Placement]) -> None:
     if not placements:
         return
     rows = []
+    hexes = []
+    times: dict[tuple[str, Any], Any] = {}  # a batch's holds share a few milliseconds
     for placed in placements:
         assert placed.amount_minor > 0 and placed.timeout_s > 0, "the service validated it"
+        tb_transfer_id_hex = u128_to_hex(placed.tb_transfer_id)
+        hexes.append(tb_transfer_id_hex)
         values = {
             **_DEFAULTS,
             "hold_id": placed.hold_id,
@@ -96,21 +101,25 @@ def record_placed_many(placements: list[Placement]) -> None:
             "amount_minor": placed.amount_minor,
             "timeout_s": placed.timeout_s,
             "state": WalletHold.State.OPEN.value,
-            "tb_transfer_id_hex": u128_to_hex(placed.tb_transfer_id),
+            "tb_transfer_id_hex": tb_transfer_id_hex,
             "tb_timestamp": placed.tb_timestamp,
             "created_at": placed.created_at,
             "expires_at": placed.expires_at,
             "made_by": placed.made_by,
             "place_needs_copy_back": True,  # the TigerBeetle store is primary only in phase 4
         }
-        rows.append(
-            [
-                field.get_db_prep_save(values[field.attname], connection)
-                if field.attname in _TIMES
-                else values[field.attname]
-                for field in _FIELDS
-            ]
-        )
+        row = []
+        for field in _FIELDS:
+            value = values[field.attname]
+            if field.attname in _TIMES:
+                prepared = times.get((field.attname, value))
+                if prepared is None:
+                    prepared = times[(field.attname, value)] = field.get_db_prep_save(
+                        value, connection
+                    )
+                value = prepared
+            row.append(value)
+        rows.append(row)
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(field.column)) for field in _FIELDS)
     placeholders = ", ".join(["%s"] * len(_FIELDS))
@@ -136,11 +145,11 @@ def record_placed_many(placements: list[Placement]) -> None:
                     transaction_kind="",
                     wallet_id=placed.wallet_pk,
                     amount_minor=placed.amount_minor,
-                    tb_transfer_id_hex=u128_to_hex(placed.tb_transfer_id),
+                    tb_transfer_id_hex=tb_transfer_id_hex,
                     actor=placed.made_by,
                     occurred_at=placed.created_at,
                 )
-                for placed in placements
+                for placed, tb_transfer_id_hex in zip(placements, hexes, strict=True)
             ]
         )
 

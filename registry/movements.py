@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.db import connection
 from django.utils import timezone
@@ -29,6 +29,8 @@ class NewMovement(NamedTuple):
 
 
 _COLUMNS = (*NewMovement._fields, "recorded_at")
+# The movements a row may name (Choices' `values` builds its list at each call).
+_MOVEMENTS = frozenset(StoreMovement.Movement.values)
 _SQL_TYPES = (
     "varchar",
     "varchar",
@@ -62,9 +64,10 @@ def record_movements(rows: Sequence[NewMovement]) -> None:
     """Add the rows, inside the caller's transaction."""
     if not rows:
         return
+    movements = _MOVEMENTS
     for row in rows:
         assert row.amount_minor > 0, "a movement moves a positive amount"
-        assert row.movement in StoreMovement.Movement.values, row.movement
+        assert row.movement in movements, row.movement
     now = timezone.now()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -73,10 +76,15 @@ def record_movements(rows: Sequence[NewMovement]) -> None:
         else:  # times in the text form the ORM stores on SQLite
             field = StoreMovement._meta.get_field("occurred_at")
             saved_now = field.get_db_prep_save(now, connection)
-            saved = [
-                (*row[:-1], field.get_db_prep_save(row.occurred_at, connection), saved_now)
-                for row in rows
-            ]
+            times: dict[datetime, Any] = {}  # a batch's rows share a few milliseconds
+            saved = []
+            for row in rows:
+                occurred_at = times.get(row.occurred_at)
+                if occurred_at is None:
+                    occurred_at = times[row.occurred_at] = field.get_db_prep_save(
+                        row.occurred_at, connection
+                    )
+                saved.append((*row[:-1], occurred_at, saved_now))
             cursor.executemany(_insert_sql(connection.vendor), saved)
 
 

@@ -269,6 +269,7 @@ def record_store_writes(writes: Sequence[BatchWrite]) -> None:
     if not writes:
         return
     rows = []
+    hexes = []
     times: dict[datetime, Any] = {}  # many rows of a batch share a millisecond
     for write in writes:
         assert write.amount_minor > 0 and write.kind in ("credit", "debit")
@@ -282,7 +283,9 @@ def record_store_writes(writes: Sequence[BatchWrite]) -> None:
         row[_AT["wallet_id"]] = write.wallet_pk
         row[_AT["kind"]] = write.kind
         row[_AT["amount_minor"]] = write.amount_minor
-        row[_AT["tb_transfer_id_hex"]] = u128_to_hex(write.tb_transfer_id)
+        tb_transfer_id_hex = u128_to_hex(write.tb_transfer_id)
+        hexes.append(tb_transfer_id_hex)
+        row[_AT["tb_transfer_id_hex"]] = tb_transfer_id_hex
         row[_AT["tb_timestamp"]] = write.tb_timestamp
         row[_AT["created_at"]] = created_at
         row[_AT["made_by"]] = write.made_by
@@ -300,11 +303,11 @@ def record_store_writes(writes: Sequence[BatchWrite]) -> None:
                     write.kind,
                     write.wallet_pk,
                     write.amount_minor,
-                    u128_to_hex(write.tb_transfer_id),
+                    tb_transfer_id_hex,
                     write.made_by,
                     write.created_at,
                 )
-                for write in writes
+                for write, tb_transfer_id_hex in zip(writes, hexes, strict=True)
             ]
         )
 

@@ -126,15 +126,7 @@ def replay_if_known(
     row = registered_transfer(transaction_id)
     if row is None:
         return None
-    if row.kind != kind.value or row.wallet.key != key or row.amount_minor != amount_minor:
-        raise errors.IdempotencyConflict(
-            f"Id {transaction_id!r} was already used for a different request.",
-            original=transfer_registry.transaction_record(row),
-        )
-    if row.state == WalletTransfer.State.FAILED:
-        raise errors.InsufficientFunds(
-            f"Wallet {key.describe()} had less available credit than the amount."
-        )
+    check_replay(row, kind=kind, key=key, amount_minor=amount_minor)
     timestamp = row.tb_timestamp or transfer_timestamp(ledger, row.tb_transfer_id)
     return WalletResult(
         transaction=transfer_registry.transaction_record(row),
@@ -143,6 +135,22 @@ def replay_if_known(
         ),
         replayed=True,
     )
+
+
+def check_replay(
+    row: WalletTransfer, *, kind: TransactionKind, key: WalletKey, amount_minor: int
+) -> None:
+    """Raises what a write of `row`'s id answers when it is not its replay: the id used for
+    a different request, or the write refused for funds the first time."""
+    if row.kind != kind.value or row.wallet.key != key or row.amount_minor != amount_minor:
+        raise errors.IdempotencyConflict(
+            f"Id {row.transaction_id!r} was already used for a different request.",
+            original=transfer_registry.transaction_record(row),
+        )
+    if row.state == WalletTransfer.State.FAILED:
+        raise errors.InsufficientFunds(
+            f"Wallet {key.describe()} had less available credit than the amount."
+        )
 
 
 def transfer_timestamp(ledger: LedgerReads, tb_transfer_id: int) -> int:

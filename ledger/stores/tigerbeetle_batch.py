@@ -41,11 +41,11 @@ from domain.wallets import (
 )
 from ledger.backends import LedgerBackend
 from ledger.backends.base import BATCH_EVENTS_MAX
-from ledger.history import balance_at, store_call
+from ledger.history import balance_at, balances_at, store_call, transfer_timestamps
 from ledger.stores.tigerbeetle_answers import (
     answer_not_created,
+    check_replay,
     remember_transfer,
-    replay_if_known,
 )
 from ledger.stores.tigerbeetle_batch_holds import BatchHolds, Delta
 from ledger.tb_model import LedgerScope, credit_transfer, debit_transfer, wallet_balance
@@ -110,8 +110,13 @@ class TigerBeetleBatch:
         for index, item in enumerate(items):
             if item.kind.is_hold_operation:
                 outcomes[index] = self.holds.answer_known(index, item)
-            elif item.transaction_id in known:
-                outcomes[index] = self._replay(item)
+        replayed = [
+            (index, item)
+            for index, item in enumerate(items)
+            if not item.kind.is_hold_operation and item.transaction_id in known
+        ]
+        for index, outcome in _replays(self._backend, replayed).items():
+            outcomes[index] = outcome
         if atomic:
             self._post_atomic(items, outcomes, made_by=made_by)
         else:
@@ -156,22 +161,6 @@ class TigerBeetleBatch:
             raise unavailable
 
     # --- preparing ---------------------------------------------------------------------------
-
-    def _replay(self, item: BatchItem) -> BatchOutcome:
-        try:
-            replay = replay_if_known(
-                self._backend,
-                item.transaction_id,
-                item.kind.transaction_kind,
-                item.wallet,
-                item.amount_minor,
-            )
-        except errors.StoreUnavailable:
-            raise
-        except errors.WalletError as refusal:
-            return refusal
-        assert replay is not None, "a registered id replays"
-        return replay
 
     def _prepare(
         self, items: Sequence[BatchItem], outcomes: list[BatchOutcome | None]
@@ -592,6 +581,69 @@ def _linked(transfer: Transfer, *, last: bool) -> Transfer:
     if last:
         return transfer
     return dataclasses.replace(transfer, flags=transfer.flags | TransferFlags.LINKED)
+
+
+def _replays(
+    backend: LedgerBackend, replayed: list[tuple[int, BatchItem]]
+) -> dict[int, BatchOutcome]:
+    """The answers of credits and debits the registry holds, by index, each what
+    `replay_if_known` answers for one (the original result, or the conflict or first
+    refusal), read in bulk: the rows in a query per _REGISTRY_IDS_PER_QUERY ids, the
+    timestamps rows lack in one lookup_transfers, the balances right after the original
+    transfers by `balances_at` (a request per wallet, sent together)."""
+    if not replayed:
+        return {}
+    rows = _registered_rows([item.transaction_id for _, item in replayed])
+    answers: dict[int, BatchOutcome] = {}
+    checked: list[tuple[int, WalletTransfer]] = []
+    for index, item in replayed:
+        row = rows.get(item.transaction_id)
+        assert row is not None, "a registered id replays (registry rows are never deleted)"
+        try:
+            check_replay(
+                row,
+                kind=item.kind.transaction_kind,
+                key=item.wallet,
+                amount_minor=item.amount_minor,
+            )
+        except errors.WalletError as refusal:
+            answers[index] = refusal
+            continue
+        checked.append((index, row))
+    stamps = transfer_timestamps(
+        backend, [row.tb_transfer_id for _, row in checked if not row.tb_timestamp]
+    )
+    points: list[tuple[int, WalletTransfer, int]] = []
+    for index, row in checked:
+        timestamp = row.tb_timestamp or stamps.get(row.tb_transfer_id)
+        if timestamp is None:
+            answers[index] = errors.TransactionNotFound(
+                "The transaction's transfer is not in the ledger."
+            )
+            continue
+        points.append((index, row, timestamp))
+    balances = balances_at(
+        backend, [(row.wallet.key, row.wallet.tb_account_id, stamp) for _, row, stamp in points]
+    )
+    for index, row, timestamp in points:
+        answers[index] = WalletResult(
+            transaction=transfer_registry.transaction_record(row),
+            balance=balances[(row.wallet.tb_account_id, timestamp)],
+            replayed=True,
+        )
+    assert len(answers) == len(replayed), "every replayed item answered"
+    return answers
+
+
+def _registered_rows(transaction_ids: list[str]) -> dict[str, WalletTransfer]:
+    """The registry rows of these ids, with their wallets, in queries of
+    _REGISTRY_IDS_PER_QUERY ids."""
+    found: dict[str, WalletTransfer] = {}
+    for start in range(0, len(transaction_ids), _REGISTRY_IDS_PER_QUERY):
+        chunk = transaction_ids[start : start + _REGISTRY_IDS_PER_QUERY]
+        for row in WalletTransfer.objects.select_related("wallet").filter(transaction_id__in=chunk):
+            found[row.transaction_id] = row
+    return found
 
 
 def _registered_ids(transaction_ids: list[str]) -> set[str]:

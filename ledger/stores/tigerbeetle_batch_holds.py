@@ -27,6 +27,7 @@ from domain.holds import Hold, HoldResult, HoldState
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance, time_of_tb_timestamp
 from ledger.backends import LedgerBackend
+from ledger.history import store_call
 from ledger.stores.tigerbeetle_holds import (
     HOLD_ID_TAKEN,
     RESOLVED_STATUSES,
@@ -34,7 +35,7 @@ from ledger.stores.tigerbeetle_holds import (
     hold_of_row,
     stored_timestamp,
 )
-from ledger.tb_model import LedgerScope, hold_resolution, hold_transfer
+from ledger.tb_model import LedgerScope, balance_from_account, hold_resolution, hold_transfer
 from ledger.wallet_accounts import unexpected_refusal
 from registry import holds as hold_registry
 from registry.accounts import RegisteredAccount
@@ -75,6 +76,7 @@ class BatchHolds:
         )
         self._wanted: dict[int, int | None] = {}
         self._placements: list[hold_registry.Placement] = []
+        self._balances_now: dict[WalletKey, WalletBalance] | None = None
 
     def wallet_of(self, item: BatchItem) -> WalletKey | None:
         """The item's wallet: the one it names, or its hold's (None: no such hold)."""
@@ -92,7 +94,11 @@ class BatchHolds:
                 return None
             try:
                 return self._holds.replay_place(
-                    row, item.wallet, amount_minor=item.amount_minor, timeout_s=item.timeout_s
+                    row,
+                    item.wallet,
+                    amount_minor=item.amount_minor,
+                    timeout_s=item.timeout_s,
+                    balance=self._balance_now(row),
                 )
             except errors.StoreUnavailable:
                 raise
@@ -114,8 +120,22 @@ class BatchHolds:
                 )
         self._wanted[index] = wanted
         if row.state != WalletHold.State.OPEN:
-            return self._holds.answer(row, wanted, replayed=True)
+            return self._holds.answer(row, wanted, replayed=True, balance=self._balance_now(row))
         return None
+
+    def _balance_now(self, row: WalletHold) -> WalletBalance | None:
+        """The balance now of a known hold's wallet, for a replay: the wallets of every hold
+        the registry knows are looked up once, at the first replay (a lookup per replayed
+        item was most of a resent batch's time). None: an account TigerBeetle did not
+        return, read alone by the answer (which then refuses as a single replay does)."""
+        if self._balances_now is None:
+            wallets = {known.wallet.tb_account_id: known.wallet.key for known in self.rows.values()}
+            accounts = store_call(self._backend.lookup_accounts, sorted(wallets))
+            self._balances_now = {
+                wallets[account.id]: balance_from_account(wallets[account.id], account)
+                for account in accounts
+            }
+        return self._balances_now.get(row.wallet.key)
 
     def transfer(self, index: int, item: BatchItem, registered: RegisteredAccount) -> HoldTransfer:
         """The item's transfer (the registry did not answer it)."""

@@ -113,6 +113,11 @@ class TigerBeetleHolds:
         row = _registered_hold(hold_id)
         if row is None:
             raise errors.HoldNotFound(f"No hold {hold_id!r}.")
+        return self.hold_now(row)
+
+    def hold_now(self, row: WalletHold) -> Hold:
+        """The hold of a row just read, as it is now (an open row past its expiry learns
+        what TigerBeetle holds)."""
         if row.state == WalletHold.State.OPEN and row.expires_at <= timezone.now():
             self.learn_resolution(row)
         return hold_of_row(row)
@@ -149,14 +154,23 @@ class TigerBeetleHolds:
         return outcome
 
     def answer(
-        self, row: WalletHold, wanted: int | None, *, replayed: bool
+        self,
+        row: WalletHold,
+        wanted: int | None,
+        *,
+        replayed: bool,
+        balance: WalletBalance | None = None,
     ) -> HoldResult | errors.WalletError:
+        """A resolution's answer from the row; `balance`: the wallet's balance now, when the
+        caller read it (a batch reads its replays' wallets in one lookup)."""
         hold = hold_of_row(row)
         if not _same_resolution(row, wanted):
             return errors.HoldNotOpen(
                 f"Hold {row.hold_id!r} is {hold.state.value}.", state=hold.state.value
             )
-        return HoldResult(hold=hold, balance=self.balance(row.wallet.key), replayed=replayed)
+        if balance is None:
+            balance = self.balance(row.wallet.key)
+        return HoldResult(hold=hold, balance=balance, replayed=replayed)
 
     def _send_resolution(self, row: WalletHold, wanted: int | None, *, made_by: str) -> None:
         """Post or void the hold's pending transfer; the row learns what TigerBeetle holds.
@@ -232,8 +246,16 @@ class TigerBeetleHolds:
         )
 
     def replay_place(
-        self, row: WalletHold, key: WalletKey, *, amount_minor: int, timeout_s: int
+        self,
+        row: WalletHold,
+        key: WalletKey,
+        *,
+        amount_minor: int,
+        timeout_s: int,
+        balance: WalletBalance | None = None,
     ) -> HoldResult:
+        """A placement of a known hold id: its replay (the hold now, and the wallet's balance
+        now: `balance` when the caller read it), or the conflict or first refusal, raised."""
         if row.wallet.key != key or row.amount_minor != amount_minor or row.timeout_s != timeout_s:
             raise errors.IdempotencyConflict(
                 f"Hold id {row.hold_id!r} was already used for a different hold."
@@ -242,7 +264,9 @@ class TigerBeetleHolds:
             raise errors.InsufficientFunds(
                 f"Wallet {key.describe()} had less available credit than the hold."
             )
-        return HoldResult(hold=self.get_hold(row.hold_id), balance=self.balance(key), replayed=True)
+        if balance is None:
+            balance = self.balance(key)
+        return HoldResult(hold=self.hold_now(row), balance=balance, replayed=True)
 
 
 class TigerBeetleHoldOperations:
