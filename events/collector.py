@@ -27,6 +27,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
+from pymongo import UpdateOne
 
 from domain.ids import IdSpace, WalletKey, hex_to_u128
 from domain.wallets import WalletBalance
@@ -39,6 +40,8 @@ from registry.models import StoreMovement, WalletHold
 
 # An arbitrary constant naming the collector's PostgreSQL advisory lock.
 COLLECTOR_LOCK_KEY = 7_101_024
+# Log entries unmarked per MongoDB command (point updates by _id).
+UNMARK_PER_COMMAND = 100
 _HOLD_EVENTS = {
     "hold": EventType.HELD,
     "capture": EventType.CAPTURED,
@@ -213,11 +216,17 @@ class EventCollector:
             documents.sort(key=_log_order)
             movements = [m for m in map(movement_of_log_entry, documents) if m is not None]
             inserted = self._insert(movements)
-        if documents:
-            # After the events committed: a crash before this re-reads them, as no-ops.
-            log.update_many(
-                {"_id": {"$in": [document["_id"] for document in documents]}},
-                {"$unset": {EVENT_PENDING: ""}},
+        # After the events committed: a crash before this re-reads them, as no-ops. Point
+        # updates by _id in small commands: one update_many of a batch's 500 ids took over
+        # MongoDB's socket timeout on a loaded embedded server, and every retry sent it again.
+        ids = [document["_id"] for document in documents]
+        for start in range(0, len(ids), UNMARK_PER_COMMAND):
+            log.bulk_write(
+                [
+                    UpdateOne({"_id": entry_id}, {"$unset": {EVENT_PENDING: ""}})
+                    for entry_id in ids[start : start + UNMARK_PER_COMMAND]
+                ],
+                ordered=False,
             )
         return len(documents), inserted
 

@@ -14,7 +14,11 @@ from django.conf import settings
 from events.collector import EventCollector
 from events.delivery import DeliveryPolicy, deliver_due
 from flags.phases import current_state
+from flags.write_lock import one_run_at_a_time
 from migration.runtime import Runtime, process_runtime
+
+# The lock one collector run holds (an advisory lock key, or a lock file beside SQLite's).
+COLLECTOR_RUN_LOCK = "events-collector-run"
 
 
 def collector_of(runtime: Runtime) -> EventCollector:
@@ -48,8 +52,14 @@ def collect_events_now(runtime: Runtime) -> dict[str, Any]:
 
 @shared_task(name="events.collect")
 def collect_events() -> dict[str, Any]:
-    """Celery beat (EVENTS_COLLECT_INTERVAL_S): new movements into the feed, then deliver."""
-    report = collect_events_now(process_runtime())
+    """Celery beat (EVENTS_COLLECT_INTERVAL_S): new movements into the feed, then deliver.
+    A run that finds another still collecting does nothing: beat queues one every interval,
+    and runs stacked on a slow MongoDB each re-read the same pending entries and re-send
+    their updates, until the store serves nothing else (seen in the moonshot bench)."""
+    with one_run_at_a_time(COLLECTOR_RUN_LOCK) as alone:
+        if not alone:
+            return {"read": 0, "inserted": 0, "skipped": "another collector run is in progress"}
+        report = collect_events_now(process_runtime())
     if report["inserted"]:
         deliver_events.delay()
     return report

@@ -128,6 +128,15 @@ def mirror_runs_drained(timeout_s: float) -> Iterator[None]:
 
 
 @contextmanager
+def one_run_at_a_time(name: str) -> Iterator[bool]:
+    """An exclusive lock across processes, never waited for: yields False while another
+    process holds it (a periodic job whose runs must not pile up on each other when one
+    outlasts its interval: the run that finds it held does nothing)."""
+    with _share_lock(exclusive=True, name=name, timeout_s=0) as acquired:
+        yield acquired
+
+
+@contextmanager
 def _share_lock(*, exclusive: bool, name: str, timeout_s: float) -> Iterator[bool]:
     """One of the share fence's locks (by name), waiting at most `timeout_s`."""
     if connection.vendor == "postgresql":

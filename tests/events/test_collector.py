@@ -3,19 +3,22 @@ with the same id across a phase change, and collecting again changes nothing."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from domain import errors
 from domain.batches import BatchItem, BatchItemKind
 from events.models import Event
-from events.tasks import collect_events_now
+from events.tasks import COLLECTOR_RUN_LOCK, collect_events, collect_events_now
 from flags.models import Milestone
 from flags.phases import Phase
+from flags.write_lock import one_run_at_a_time
 from migration.phase_change import change_phase
 from registry.models import StoreMovement
 from tests.conftest import ledger_scope
@@ -284,3 +287,34 @@ def test_a_batchs_hold_operations_are_events_too(stores: Stores, phase: Phase) -
     assert events_of(captured) == [("held", 300), ("captured", 120)]
     assert events_of(released) == [("held", 200), ("released", 200)]
     assert events_of(open_one) == [("held", 100)]
+
+
+def test_a_collector_run_that_finds_another_in_progress_does_nothing(stores: Stores) -> None:
+    """Beat queues a run every interval; one that outlasts it must not be joined by the next
+    (stacked runs re-read the same pending entries and re-send their updates)."""
+    enter_phase(Phase.LEGACY)
+    credit = tx()
+    stores.phased.add_credit(new_key(), 100, credit)
+    held, release = threading.Event(), threading.Event()
+
+    def other_run() -> None:
+        try:
+            with one_run_at_a_time(COLLECTOR_RUN_LOCK):
+                held.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=other_run)
+    holder.start()
+    try:
+        assert held.wait(30)
+        skipped = collect_events()
+    finally:
+        release.set()
+        holder.join(30)
+    collected = collect_events()
+
+    assert (skipped["inserted"], skipped["skipped"]) == (0, "another collector run is in progress")
+    assert collected["inserted"] == 1
+    assert events_of(credit) == [("posted", 100)]
