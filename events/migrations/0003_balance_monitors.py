@@ -8,6 +8,11 @@ from django.db import migrations, models
 from flags.role_grants import grant, revoke
 
 GRANTS = {
+    "Service account": [
+        ("events", "view_balancemonitor"),
+        ("events", "add_balancemonitor"),
+        ("events", "change_balancemonitor"),
+    ],
     "Support": [
         ("events", "view_balancemonitor"),
         ("events", "add_balancemonitor"),
