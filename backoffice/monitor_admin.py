@@ -122,7 +122,9 @@ class BalanceMonitorAdmin(admin.ModelAdmin):
     def line(self, monitor: BalanceMonitor) -> str:
         return format_money(monitor.threshold_minor, monitor.currency)
 
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: BalanceMonitor, form: forms.ModelForm, change: bool
+    ) -> None:
         if not change:
             obj.created_by = request.user.get_username()
         super().save_model(request, obj, form, change)
