@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.schema import error_responses
-from api.serializers import RequestBody
+from api.serializers import AmountField, IdField, IssuerField, RequestBody
 from domain import errors
 from domain.money import MoneyError, from_minor_units, normalize_currency
 from events.models import BalanceMonitor
@@ -35,22 +35,22 @@ _ACCESS: dict[int, Sequence[str]] = {
 _NOT_FOUND: dict[int, Sequence[str]] = {404: ["monitor_not_found", "not_found"]}
 
 
+class MonitorWalletRequest(RequestBody):
+    client_id = IdField(help_text="the wallet's client")
+    country = serializers.CharField(max_length=3, help_text="the wallet's country")
+    issuer = IssuerField()
+
+
 class MonitorRequest(RequestBody):
-    name = serializers.CharField(max_length=100, required=False, default="")
     currency = serializers.CharField(max_length=3, help_text="ISO 4217 (else unknown_currency)")
     direction = serializers.ChoiceField(choices=["below", "above"])
-    threshold = serializers.CharField(
-        max_length=40,
-        help_text="the line on the available balance, a positive decimal string in the "
-        "currency (else 400 invalid_amount)",
+    threshold = AmountField(
+        help_text="the line on the available balance, a positive amount in the currency "
+        "(else 400 invalid_amount)"
     )
-    client_id = serializers.CharField(
-        max_length=128, required=False, help_text="one wallet's; absent: every wallet"
+    wallet = MonitorWalletRequest(
+        required=False, allow_null=True, help_text="one wallet; absent or null: every wallet"
     )
-    country = serializers.CharField(
-        max_length=3, required=False, help_text="the wallet's, with `client_id`"
-    )
-    issuer = serializers.CharField(max_length=128, required=False)
 
 
 class MonitorWalletSerializer(serializers.Serializer):
@@ -107,20 +107,16 @@ def _monitor(monitor_id: int) -> BalanceMonitor:
 
 
 def _new_monitor(data: dict[str, Any], *, created_by: str) -> BalanceMonitor:
-    client_id = data.get("client_id")
-    if client_id:
+    named = data.get("wallet")
+    if named:
         key = wallet_key(
-            client_id=client_id,
-            country=data.get("country", ""),
+            client_id=named["client_id"],
+            country=named["country"],
             currency=data["currency"],
-            issuer=data.get("issuer"),
+            issuer=named.get("issuer") or None,
         )
         currency, wallet = key.currency, (key.client_id, key.country, key.issuer or "")
     else:
-        if data.get("country") or data.get("issuer"):
-            raise errors.ValidationFailed(
-                "`country` and `issuer` name a wallet, with its `client_id`.", field="client_id"
-            )
         try:
             currency = normalize_currency(data["currency"])
         except MoneyError as exc:
@@ -130,7 +126,6 @@ def _new_monitor(data: dict[str, Any], *, created_by: str) -> BalanceMonitor:
         wallet = ("", "", "")
     threshold_minor = amount_minor_of(data["threshold"], currency)
     return BalanceMonitor.objects.create(
-        name=data["name"],
         currency=currency,
         client_id=wallet[0],
         country=wallet[1],
