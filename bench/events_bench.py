@@ -142,9 +142,11 @@ class Receiver:
 
 
 class Feed(threading.Thread):
-    """The collector and the deliverer back to back until stopped (what beat's two tasks do)."""
+    """The collector (with a runtime) and the deliverer back to back until stopped, what
+    beat's two tasks do; without a runtime, a deliverer only (another worker process's
+    `events.deliver`: deliveries are claimed with a lease, a wallet's in order)."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime | None) -> None:
         super().__init__(daemon=True)
         self.runtime = runtime
         self.stopping = threading.Event()
@@ -154,9 +156,9 @@ class Feed(threading.Thread):
         policy = delivery_policy()
         try:
             while not self.stopping.is_set():
-                collected = collect_events_now(self.runtime)
+                inserted = collect_events_now(self.runtime)["inserted"] if self.runtime else 0
                 delivered = deliver_due(policy, limit=DELIVER_BATCH)
-                if not collected["inserted"] and not delivered.attempted:
+                if not inserted and not delivered.attempted:
                     time.sleep(FEED_IDLE_SLEEP_S)
         except BaseException as error:  # reported by the main thread
             self.error = error
@@ -246,8 +248,10 @@ def measure(args: argparse.Namespace, *, mongo_url: str) -> dict[str, float]:
                 keep_alive_s=5,
                 extra_env=extra,
             ) as base:
-                feed = Feed(build_runtime(mongo_database=database))
-                feed.start()
+                feeds = [Feed(build_runtime(mongo_database=database))]
+                feeds += [Feed(None) for _ in range(args.deliverers - 1)]
+                for feed in feeds:
+                    feed.start()
                 try:
                     acknowledged, started = write_burst(
                         base,
@@ -261,7 +265,8 @@ def measure(args: argparse.Namespace, *, mongo_url: str) -> dict[str, float]:
                     while receiver.received() < args.writes and time.monotonic() < deadline:
                         time.sleep(0.05)
                 finally:
-                    feed.stop()
+                    for feed in feeds:
+                        feed.stop()
         finally:
             database.client.drop_database(mongo_name)
         return {**figures(acknowledged, receiver, started=started), "retried_503": len(retried)}
@@ -299,10 +304,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--wallets", type=int, default=100, help="wallets they go to")
     parser.add_argument("--clients", type=int, default=8, help="threads posting")
     parser.add_argument("--phase", type=int, choices=(0, 4), default=0)
+    parser.add_argument(
+        "--deliverers", type=int, default=1, help="threads delivering (one also collects)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     args = parser.parse_args(argv)
-    assert args.writes > 0 and args.wallets > 0 and args.clients > 0
+    assert args.writes > 0 and args.wallets > 0 and args.clients > 0 and args.deliverers > 0
     return args
 
 
@@ -314,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         result = measure(args, mongo_url=mongo_url)
     print(
         f"\nEvents: {result['writes']:.0f} credits over the API (phase {args.phase}, "
-        f"{args.wallets} wallets, {args.clients} clients; gunicorn {args.workers}x{args.threads}; "
+        f"{args.wallets} wallets, {args.clients} clients, {args.deliverers} deliverers; "
+        f"gunicorn {args.workers}x{args.threads}; "
         f"{engine}; {connection.vendor}; load average {load:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after, {os.cpu_count()} cores)"
     )
