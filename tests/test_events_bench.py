@@ -1,7 +1,7 @@
 """`make bench-events` at a small size, so the benchmark cannot rot (issue 24, item 5): a burst
 of 60 credits through gunicorn, every one's event delivered, signed, to the receiver, none
 lost or refused, in phase 0 (MongoDB's log) and in phase 4 (the TigerBeetle store's outbox;
-on the real server when TB_ADDRESSES is set)."""
+on the real server when TB_ADDRESSES is set), there with two deliverers."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN_WAIT_S = 300
 
 
-@pytest.mark.parametrize("phase", ["0", "4"])
-def test_a_small_events_benchmark_delivers_every_write(phase: str) -> None:
+@pytest.mark.parametrize(("phase", "deliverers"), [("0", "1"), ("4", "2")])
+def test_a_small_events_benchmark_delivers_every_write(phase: str, deliverers: str) -> None:
     command = [sys.executable, "-m", "bench.events_bench", "--writes", "60", "--wallets", "6"]
-    command += ["--clients", "4", "--phase", phase]
+    command += ["--clients", "4", "--phase", phase, "--deliverers", deliverers]
     done = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=RUN_WAIT_S, check=False
     )
