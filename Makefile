@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench bench-ledger bench-wallet bench-migration bench-batches bench-load bench-moonshot install clean
+.PHONY: run test lint bench bench-ledger bench-wallet bench-migration bench-batches bench-load bench-moonshot bench-events install clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ bench-load: $(STAMP)
 # `bench`): BENCH_ARGS="--wallets N --writes-per-s W", defaults 1,000,000 and 100.
 bench-moonshot: $(STAMP)
 	$(BIN)/python -m bench.moonshot_bench $(BENCH_ARGS)
+
+# A burst of API writes, their events delivered as signed webhooks to a local receiver:
+# delivery throughput and ack-to-receiver delay beside the write rate (BENCH_ARGS="--writes N").
+bench-events: $(STAMP)
+	$(BIN)/python -m bench.events_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .hypothesis .mypy_cache .import_linter_cache .grimp_cache

@@ -66,6 +66,17 @@ class EventBalanceSerializer(serializers.Serializer):
     historical_credit = serializers.CharField()
 
 
+class EventCrossingSerializer(serializers.Serializer):
+    monitor_id = serializers.IntegerField(
+        allow_null=True, help_text="the balance monitor (null once it is deleted)"
+    )
+    crossed_to = serializers.ChoiceField(
+        choices=["below", "above"], help_text="the side of the line the balance went to"
+    )
+    line = serializers.CharField(help_text="the monitor's line, a decimal string")
+    caused_by = serializers.CharField(help_text="the event_id of the movement that crossed it")
+
+
 class EventSerializer(serializers.Serializer):
     id = serializers.IntegerField(help_text="the feed's cursor: pass the last one as `after`")
     event_id = serializers.CharField(
@@ -90,6 +101,12 @@ class EventSerializer(serializers.Serializer):
     )
     actor = serializers.CharField(help_text="who made the write (the API user, or support)")
     occurred_at = serializers.DateTimeField(help_text="the original write's time")
+    crossing = EventCrossingSerializer(
+        allow_null=True,
+        help_text="a `crossed` event's balance monitor (docs/events.md, 'Balance monitors'): "
+        "fired once when the available balance (`balance_after.credit`) crosses its line, "
+        "right after the movement that crossed it; null on a movement's event",
+    )
 
 
 class EventPageSerializer(serializers.Serializer):
@@ -128,9 +145,10 @@ class EventsView(APIView):
         operation_id="list_events",
         summary="Money movements, oldest first, paged by cursor",
         description="One event per money movement (posted, refused, voided, held, captured, "
-        "released, expired), in the order the feed took them, which keeps each wallet's "
-        "order. Resume after a restart with the last `next_after` you processed. Needs "
-        "`events.view_event`.",
+        "released, expired), and a `crossed` event when a balance monitor's line is crossed "
+        "(right after the movement that crossed it), in the order the feed took them, which "
+        "keeps each wallet's order. Resume after a restart with the last `next_after` you "
+        "processed. Needs `events.view_event`.",
         parameters=[
             OpenApiParameter(
                 "after",

@@ -318,6 +318,8 @@ REQUEST_COMPONENTS = (
     "BatchDebitItem",
     "SubscriptionRequest",
     "ReplayRequest",
+    "MonitorRequest",
+    "MonitorWalletRequest",
 )
 ANSWER_AMOUNTS = {
     "WalletBalance": ("credit", "debit", "historical_credit", "held"),
@@ -374,6 +376,11 @@ def _field_schemas() -> dict[tuple[str, str], dict[str, Any]]:
         f"capture_exceeds_hold). {AMOUNT_RULE}",
         "nullable": True,
     }
+    fields[("MonitorRequest", "currency")] = currency_schema()
+    fields[("MonitorRequest", "threshold")] = amount_schema()
+    fields[("MonitorWalletRequest", "client_id")] = id_schema()
+    fields[("MonitorWalletRequest", "country")] = country_schema()
+    fields[("MonitorWalletRequest", "issuer")] = {**id_schema(blank_means_none=True), "default": ""}
     for component, names in ANSWER_AMOUNTS.items():
         for name in names:
             fields[(component, name)] = answered_amount_schema()

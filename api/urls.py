@@ -1,6 +1,14 @@
 from django.urls import path
 
-from api import batch_views, event_views, history_views, hold_views, statement_views, views
+from api import (
+    batch_views,
+    event_views,
+    history_views,
+    hold_views,
+    monitor_views,
+    statement_views,
+    views,
+)
 
 WALLET = "clients/<str:client_id>/wallets/<str:country>/<str:currency>"
 
@@ -21,6 +29,12 @@ urlpatterns = [
         "event-subscriptions/<int:subscription_id>/replay",
         event_views.SubscriptionReplayView.as_view(),
         name="event-subscription-replay",
+    ),
+    path("balance-monitors", monitor_views.BalanceMonitorsView.as_view(), name="balance-monitors"),
+    path(
+        "balance-monitors/<int:monitor_id>",
+        monitor_views.BalanceMonitorView.as_view(),
+        name="balance-monitor",
     ),
     path("batches", batch_views.BatchesView.as_view(), name="batches"),
     path(

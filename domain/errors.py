@@ -239,6 +239,12 @@ class InvalidWalletRef(WalletError):
     default_message = "`wallet` is an event's wallet.id: 32 lowercase hex digits."
 
 
+class MonitorNotFound(WalletError):
+    code = "monitor_not_found"
+    http_status = 404
+    default_message = "No such balance monitor."
+
+
 class SubscriptionNotFound(WalletError):
     code = "subscription_not_found"
     http_status = 404

@@ -32,6 +32,7 @@ from pymongo import UpdateOne
 from domain.ids import IdSpace, WalletKey, hex_to_u128
 from domain.wallets import WalletBalance
 from events.models import Delivery, Event, EventType, Subscription
+from events.monitors import save_states, with_crossings
 from ledger.backends.base import LedgerBackend
 from ledger.history import balance_at, transfer_timestamps
 from ledger.stores.mongo_database import MongoDatabase
@@ -283,7 +284,8 @@ class EventCollector:
         return (row.occurred_at, tb_timestamp or 0), movement
 
     def _insert(self, movements: Sequence[Movement]) -> int:
-        """The movements' events not in the table yet, in the order given, and their
+        """The movements' events not in the table yet, in the order given, each followed by
+        the balance monitors' `crossed` events it fires (events/monitors.py), and their
         deliveries to the subscriptions that want them; inside the caller's transaction."""
         by_id = {self.ids.event_id(m.reference_id, event_type=m.event_type): m for m in movements}
         known = set(
@@ -292,8 +294,10 @@ class EventCollector:
         new = [self._event(event_id, m) for event_id, m in by_id.items() if event_id not in known]
         if not new:
             return 0
-        Event.objects.bulk_create(new)
-        created = list(Event.objects.filter(event_id__in=[e.event_id for e in new]).order_by("id"))
+        rows, states = with_crossings(new, ids=self.ids)
+        Event.objects.bulk_create(rows)
+        save_states(states)
+        created = list(Event.objects.filter(event_id__in=[e.event_id for e in rows]).order_by("id"))
         fan_out(created, Subscription.objects.filter(active=True))
         return len(created)
 

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from domain.money import from_minor_units
 from events.collector import fan_out
-from events.models import Delivery, DeliveryAttempt, Event, Subscription
+from events.models import Delivery, DeliveryAttempt, Event, EventType, Subscription
 from events.signing import SIGNATURE_HEADER, signature_header
 
 ERROR_TEXT_MAX = 300
@@ -87,6 +87,20 @@ def render_event(event: Event) -> dict[str, Any]:
         "balance_after": balance,
         "actor": event.actor,
         "occurred_at": event.occurred_at.isoformat().replace("+00:00", "Z"),
+        "crossing": _crossing(event),
+    }
+
+
+def _crossing(event: Event) -> dict[str, Any] | None:
+    """A `crossed` event's monitor (null once the monitor is deleted), the side of the line
+    the balance crossed to, and the movement's event that crossed it; null on a movement."""
+    if event.type != EventType.CROSSED:
+        return None
+    return {
+        "monitor_id": event.monitor_id,
+        "crossed_to": event.crossed_to,
+        "line": _amount(event.amount_minor, event.currency),
+        "caused_by": event.caused_by,
     }
 
 

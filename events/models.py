@@ -23,6 +23,7 @@ class EventType(models.TextChoices):
     CAPTURED = "captured"  # a hold captured (amount: what was captured)
     RELEASED = "released"  # a hold released (amount: the hold's)
     EXPIRED = "expired"  # a hold expired (amount: the hold's)
+    CROSSED = "crossed"  # a balance monitor's line crossed (amount: the line; events/monitors.py)
 
 
 class Event(models.Model):
@@ -51,6 +52,17 @@ class Event(models.Model):
     occurred_at = models.DateTimeField(help_text="the original write's time")
     collected_at = models.DateTimeField(default=timezone.now)
     source = models.CharField(max_length=11, help_text="mongodb or tigerbeetle")
+    # A `crossed` event's monitor, the side of its line the balance crossed to and the
+    # movement's event that crossed it ('' and null on a movement's event).
+    monitor = models.ForeignKey(
+        "BalanceMonitor",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="firings",
+    )
+    crossed_to = models.CharField(max_length=5, blank=True, default="")
+    caused_by = models.CharField(max_length=32, blank=True, default="")
 
     class Meta:
         indexes = [
@@ -71,6 +83,7 @@ class Event(models.Model):
                         "captured",
                         "released",
                         "expired",
+                        "crossed",
                     ]
                 ),
                 name="event_type_known",
@@ -156,3 +169,87 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.pk} of delivery {self.delivery_id}"
+
+
+class BalanceMonitor(models.Model):
+    """A rule on the available balance (`credit`) of one wallet or of every wallet of a
+    currency: `below` fires when it goes under the line, `above` when it goes over it. It
+    fires once per crossing, a `crossed` event, and re-arms when the balance is back on its
+    side of the line (events/monitors.py, docs/events.md "Balance monitors")."""
+
+    class Direction(models.TextChoices):
+        BELOW = "below"
+        ABOVE = "above"
+
+    name = models.CharField(max_length=100, blank=True, default="")
+    currency = models.CharField(max_length=3)
+    # One wallet (its key, with the currency above), or '' for every wallet of the currency.
+    client_id = models.CharField(max_length=128, blank=True, default="")
+    country = models.CharField(max_length=3, blank=True, default="")
+    issuer = models.CharField(max_length=128, blank=True, default="")
+    direction = models.CharField(max_length=5, choices=Direction.choices)
+    threshold_minor = models.BigIntegerField(help_text="the line, in the currency's minor units")
+    active = models.BooleanField(default=True)
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(threshold_minor__gt=0), name="monitor_threshold_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(direction__in=["below", "above"]),
+                name="monitor_direction_known",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(client_id="") | ~models.Q(country=""),
+                name="monitor_wallet_has_country",
+            ),
+        ]
+        indexes = [models.Index(fields=["currency", "active"], name="monitor_currency")]
+
+    def __str__(self) -> str:
+        scope = self.client_id or f"every {self.currency} wallet"
+        return f"monitor {self.pk}: {scope} {self.direction} {self.threshold_minor}"
+
+    @property
+    def currency_wide(self) -> bool:
+        return not self.client_id
+
+    def watches(self, *, client_id: str, country: str, currency: str, issuer: str) -> bool:
+        if currency != self.currency:
+            return False
+        if self.currency_wide:
+            return True
+        return (client_id, country, issuer) == (self.client_id, self.country, self.issuer)
+
+    def beyond(self, available_minor: int) -> bool:
+        """Whether a balance is on the far side of the line (the side that fires)."""
+        if self.direction == self.Direction.BELOW:
+            return available_minor < self.threshold_minor
+        return available_minor > self.threshold_minor
+
+
+class MonitorState(models.Model):
+    """One monitor on one wallet: fired (the balance it last saw was beyond the line) or
+    armed; written in the collector's transaction with the events that changed it."""
+
+    monitor = models.ForeignKey(BalanceMonitor, on_delete=models.CASCADE, related_name="states")
+    wallet_ref = models.CharField(max_length=32)
+    client_id = models.CharField(max_length=128)
+    fired = models.BooleanField(default=False)
+    available_minor = models.BigIntegerField(help_text="the balance it last saw")
+    last_event_id = models.CharField(max_length=32, help_text="the event of that balance")
+    firings = models.PositiveIntegerField(default=0)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["monitor", "wallet_ref"], name="one_state_per_wallet")
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"monitor {self.monitor_id} on {self.client_id}: {'fired' if self.fired else 'armed'}"
+        )

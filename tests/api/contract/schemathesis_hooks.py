@@ -125,6 +125,18 @@ def fit_batch(case: Any) -> None:
                 item[name] = f"{item[name][:ID_KEPT_LENGTH]}~{next(_ids)}"
 
 
+def fit_monitor(case: Any) -> None:
+    """A monitor's line fitted to its currency's digits (the currency field's
+    `x-minor-unit-digits`), as a write's amount is."""
+    if not isinstance(case.body, dict):
+        return
+    components = case.operation.schema.raw_schema.get("components", {}).get("schemas", {})
+    currency = components.get("MonitorRequest", {}).get("properties", {}).get("currency", {})
+    digits = currency.get("x-minor-unit-digits", {}).get(str(case.body.get("currency", "")))
+    if digits is not None and "threshold" in case.body:
+        case.body["threshold"] = fitted(case.body["threshold"], digits=digits)
+
+
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
     meta = getattr(case, "meta", None)
@@ -140,6 +152,9 @@ def map_case(context: Any, case: Any) -> Any:
         fitted_statement_query(case.query)
     if isinstance(case.body, dict) and isinstance(case.body.get("items"), list):
         fit_batch(case)
+        return case
+    if case.operation.definition.raw.get("operationId") == "create_balance_monitor":
+        fit_monitor(case)
         return case
     if not isinstance(case.body, dict) or "amount" not in case.body:
         return case
