@@ -353,6 +353,7 @@ def _field_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     for component, id_name in (
         ("BatchCreditItem", "transaction_id"),
         ("BatchDebitItem", "reference_id"),
+        ("BatchHoldItem", "hold_id"),
     ):
         fields[(component, id_name)] = id_schema()
         fields[(component, "client_id")] = id_schema()
@@ -360,6 +361,13 @@ def _field_schemas() -> dict[tuple[str, str], dict[str, Any]]:
         fields[(component, "currency")] = currency_schema()
         fields[(component, "amount")] = amount_schema()
         fields[(component, "issuer")] = {**id_schema(blank_means_none=True), "default": ""}
+        fields[(component, "kind")] = {
+            "type": "string",
+            "enum": [component.removeprefix("Batch").removesuffix("Item").lower()],
+        }
+    fields[("BatchHoldItem", "expires_in_s")] = EXPIRES_IN_SCHEMA
+    for component in ("BatchCaptureItem", "BatchReleaseItem"):
+        fields[(component, "hold_id")] = id_schema()
         fields[(component, "kind")] = {
             "type": "string",
             "enum": [component.removeprefix("Batch").removesuffix("Item").lower()],
@@ -376,6 +384,7 @@ def _field_schemas() -> dict[tuple[str, str], dict[str, Any]]:
         f"capture_exceeds_hold). {AMOUNT_RULE}",
         "nullable": True,
     }
+    fields[("BatchCaptureItem", "amount")] = fields[("CaptureRequest", "amount")]
     fields[("MonitorRequest", "currency")] = currency_schema()
     fields[("MonitorRequest", "threshold")] = amount_schema()
     fields[("MonitorWalletRequest", "client_id")] = id_schema()
