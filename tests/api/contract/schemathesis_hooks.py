@@ -63,6 +63,20 @@ def fitted(amount: Any, *, digits: int) -> Any:
     return int(truncated) if digits == 0 or truncated == int(truncated) else format(truncated, "f")
 
 
+def fitted_capture(amount: Any, *, digits_of: dict[str, int]) -> Any:
+    """A capture's amount, in its hold's currency, which no request of it names: whole units
+    (exact in every currency), within the range in the currency with the most digits."""
+    whole = fitted(amount, digits=0)
+    most_digits = max(digits_of.values(), default=0)
+    if isinstance(whole, bool) or not isinstance(whole, str | int):
+        return whole
+    try:
+        value = Decimal(str(whole))
+    except InvalidOperation:
+        return whole
+    return "1" if value.is_finite() and value.scaleb(most_digits) > AMOUNT_MINOR_MAX else whole
+
+
 def fitted_history_query(query: dict[str, Any]) -> None:
     """A history query's two rules across parameters, which the schema states in words: a
     cursor is only ever a page's own `next_cursor` (a generated one is 400 invalid_cursor),
@@ -118,7 +132,9 @@ def fit_batch(case: Any) -> None:
         if not isinstance(item, dict):
             continue
         digits = digits_of.get(str(item.get("currency", "")).upper())
-        if digits is not None and "amount" in item:
+        if item.get("kind") == "capture" and item.get("amount") is not None:
+            item["amount"] = fitted_capture(item["amount"], digits_of=digits_of)
+        elif digits is not None and "amount" in item:
             item["amount"] = fitted(item["amount"], digits=digits)
         for name in ID_FIELDS:
             if isinstance(item.get(name), str) and item[name]:
@@ -156,14 +172,22 @@ def map_case(context: Any, case: Any) -> Any:
     if case.operation.definition.raw.get("operationId") == "create_balance_monitor":
         fit_monitor(case)
         return case
-    if not isinstance(case.body, dict) or "amount" not in case.body:
-        return case
+    if isinstance(case.body, dict) and "amount" in case.body:
+        fit_amount(case)
+    return case
+
+
+def fit_amount(case: Any) -> None:
+    """A single write's amount fitted to its currency's digits (a capture's: `fitted_capture`)
+    and a stated currency made the wallet's."""
     currency = str(case.path_parameters.get("currency", ""))
     digits = minor_unit_digits(case).get(currency.upper())
     if digits is None and "currency" not in case.path_parameters:
-        # A capture's amount is in its hold's currency, which no request of it names:
-        # whole units are exact in every currency.
-        digits = 0
+        if case.body["amount"] is not None:
+            case.body["amount"] = fitted_capture(
+                case.body["amount"], digits_of=batch_minor_unit_digits(case)
+            )
+        return
     if digits is not None and case.body["amount"] is not None:
         case.body["amount"] = fitted(case.body["amount"], digits=digits)
     if case.body.get("currency"):
@@ -171,4 +195,3 @@ def map_case(context: Any, case: Any) -> Any:
     for name in ID_FIELDS:
         if isinstance(case.body.get(name), str) and case.body[name]:
             case.body[name] = f"{case.body[name][:ID_KEPT_LENGTH]}~{next(_ids)}"
-    return case
