@@ -176,16 +176,20 @@ def workers(
 
 
 def sender(broker: Broker) -> Celery:
-    """A producer of our own on the test's broker (this process's app runs tasks eagerly)."""
-    app = Celery("events-faults-sender", broker=broker.url)
+    """A producer of our own on the test's broker. Never the current app: the process's own
+    app (eager here, or on CI's broker) must stay the one every later test's tasks go to."""
+    app = Celery("events-faults-sender", broker=broker.url, set_as_current=False)
     app.conf.broker_connection_timeout = 1.0
     app.conf.task_default_queue = QUEUE
     return app
 
 
 def send(broker: Broker, task: str) -> None:
-    with sender(broker).connection_for_write() as connection:
-        sender(broker).send_task(task, connection=connection, queue=QUEUE, retry=False)
+    # The URL given, not the app's setting: Celery prefers CELERY_BROKER_URL from the
+    # environment (set on CI) to the app's own broker.
+    app = sender(broker)
+    with app.connection_for_write(url=broker.url) as connection:
+        app.send_task(task, connection=connection, queue=QUEUE, retry=False)
 
 
 def subscribe(receiver: Receiver) -> Subscription:
