@@ -768,29 +768,12 @@ class MongoHoldCopyBack:
         return self._transaction(key, copy)
 
     def copy_back_open(self, hold: Hold) -> bool:
-        """A hold TigerBeetle holds open (placed in phase 4), copied back on a step back: the
-        hold as open, with the expiry the cluster gives it, and its amount held on the
-        wallet; its capture, release or expiry in phases 1-3 is then a hold event the mirror
-        sends as an ordinary post or void of its pending transfer. False when MongoDB has it."""
+        """A hold TigerBeetle holds open (placed in phase 4 before placements were marked for
+        the copy back), copied back as a placement is; its capture, release or expiry in
+        phases 1-3 is then a hold event the mirror sends as an ordinary post or void of its
+        pending transfer. False when MongoDB has it."""
         assert hold.state == HoldState.OPEN
-        key = hold.key
-
-        def copy(session: ClientSession) -> bool:
-            if self.database.holds().find_one({"_id": hold.hold_id}, session=session):
-                return False
-            self._insert_copied_back(
-                session,
-                hold,
-                fields={"expires_at": hold.expires_at},
-                increments={"held": decimal128(hold.amount_minor, key.currency)},
-                kind=HoldEventKind.PLACE,
-                amount_minor=hold.amount_minor,
-                at=hold.created_at,
-                made_by=hold.made_by,
-            )
-            return True
-
-        return self._transaction(key, copy)
+        return self.copy_back_placement(hold)
 
     def _insert_copied_back(
         self,
