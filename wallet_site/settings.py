@@ -16,10 +16,11 @@ from wallet_site.embedded_mongo import DEFAULT_TRANSACTION_LIFETIME_S
 from wallet_site.local_worker import filesystem_broker_options, is_filesystem_broker
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-# Made where it is needed (the SQLite backend, rundev, the local TigerBeetle), not here.
-VAR_DIR = BASE_DIR / "var"
-
 env = environ.Env()
+
+# Made where it is needed (the SQLite backend, rundev, the local TigerBeetle), not here.
+# WALLET_VAR_DIR moves it: two test runs of one checkout at once (CI's passes) keep apart.
+VAR_DIR = Path(env("WALLET_VAR_DIR", default=str(BASE_DIR / "var")))
 
 
 def rollout_steps(values: list[str], *, name: str = "READ_ROLLOUT_STEPS") -> tuple[Decimal, ...]:
