@@ -15,7 +15,12 @@ from django.db import IntegrityError, connection, transaction
 
 from domain.ids import u128_to_hex
 from registry.models import StoreMovement, WalletHold
-from registry.movements import NewMovement, record_movement, record_movements
+from registry.movements import (
+    NewMovement,
+    record_movement,
+    record_movements,
+    with_movements_sql,
+)
 
 
 def record_placed(
@@ -123,20 +128,25 @@ def record_placed_many(placements: list[Placement]) -> None:
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(field.column)) for field in _FIELDS)
     placeholders = ", ".join(["%s"] * len(_FIELDS))
+    table = quote(WalletHold._meta.db_table)
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            # The rows and the outbox rows of those inserted, in one statement.
             arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in _FIELDS)
             cursor.execute(
-                f"INSERT INTO {quote(WalletHold._meta.db_table)} ({columns}) "
-                f"SELECT * FROM UNNEST({arrays}) ON CONFLICT DO NOTHING",
+                with_movements_sql(
+                    f"INSERT INTO {table} ({columns}) "
+                    f"SELECT * FROM UNNEST({arrays}) ON CONFLICT DO NOTHING",
+                    movement=StoreMovement.Movement.HELD.value,
+                    source_columns=_HELD_SOURCE_COLUMNS,
+                ),
                 [list(column) for column in zip(*rows, strict=True)],
             )
-        else:
-            cursor.executemany(
-                f"INSERT INTO {quote(WalletHold._meta.db_table)} ({columns}) "
-                f"VALUES ({placeholders}) ON CONFLICT DO NOTHING",
-                rows,
-            )
+            return
+        cursor.executemany(
+            f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT DO NOTHING",
+            rows,
+        )
         record_movements(
             [
                 NewMovement(
@@ -154,6 +164,16 @@ def record_placed_many(placements: list[Placement]) -> None:
         )
 
 
+# A placed hold's registry columns as its outbox row takes them (registry.movements).
+_HELD_SOURCE_COLUMNS = (
+    "hold_id",
+    "''",
+    "wallet_id",
+    "amount_minor",
+    "tb_transfer_id_hex",
+    "made_by",
+    "created_at",
+)
 _FIELDS = [field for field in WalletHold._meta.concrete_fields if not field.primary_key]
 _DEFAULTS = {f.attname: f.get_default() if f.has_default() else None for f in _FIELDS}
 _TIMES = frozenset({"created_at", "expires_at", "resolved_at"})

@@ -31,7 +31,12 @@ from domain.errors import InsufficientFunds
 from domain.ids import WalletKey, u128_to_hex
 from domain.wallets import TransactionKind, TransactionRecord, TransactionState
 from registry.models import StoreMovement, WalletAccount, WalletTransfer
-from registry.movements import NewMovement, record_movement, record_movements
+from registry.movements import (
+    NewMovement,
+    record_movement,
+    record_movements,
+    with_movements_sql,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -258,6 +263,18 @@ class BatchWrite(NamedTuple):
     made_by: str
 
 
+# A posted transfer's registry columns as its outbox row takes them (registry.movements).
+_POSTED_SOURCE_COLUMNS = (
+    "transaction_id",
+    "kind",
+    "wallet_id",
+    "amount_minor",
+    "tb_transfer_id_hex",
+    "made_by",
+    "created_at",
+)
+
+
 def record_store_writes(writes: Sequence[BatchWrite]) -> None:
     """Many credits and debits the TigerBeetle store posted in one batch, in one bulk
     insert; each is due to be copied back to MongoDB, as a single write is. One a concurrent
@@ -291,6 +308,18 @@ def record_store_writes(writes: Sequence[BatchWrite]) -> None:
         row[_AT["made_by"]] = write.made_by
         row[_AT["needs_copy_back"]] = True
         rows.append(row)
+    if connection.vendor == "postgresql":
+        # The rows and the outbox rows of those inserted, in one statement.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                with_movements_sql(
+                    _insert_unnest_sql(),
+                    movement=StoreMovement.Movement.POSTED.value,
+                    source_columns=_POSTED_SOURCE_COLUMNS,
+                ),
+                [list(column) for column in zip(*rows, strict=True)],
+            )
+        return
     # One transaction for the rows and their event outbox rows (SQLite would commit each
     # row on its own).
     with transaction.atomic():

@@ -224,6 +224,33 @@ def test_a_batchs_writes_and_refusals_are_events_too(stores: Stores, phase: Phas
     assert set(Event.objects.values_list("actor", flat=True)) == {"bulk"}
 
 
+def test_a_resent_phase_4_batch_adds_no_event_and_no_outbox_row(stores: Stores) -> None:
+    enter_phase(Phase.TIGERBEETLE_ONLY)
+    key = new_key()
+    stores.phased.add_credit(key, 1_000, tx())
+    credit, held = tx(), hold_id()
+    items = [
+        BatchItem(kind=BatchItemKind.CREDIT, key=key, amount_minor=500, transaction_id=credit),
+        BatchItem(
+            kind=BatchItemKind.HOLD,
+            key=key,
+            amount_minor=300,
+            transaction_id=held,
+            timeout_s=HOUR_S,
+        ),
+    ]
+    stores.phased.post_batch(items, atomic=False, made_by="bulk")
+    collect(stores)
+
+    stores.phased.post_batch(items, atomic=False, made_by="bulk")
+
+    if connection.vendor == "postgresql":  # SQLite's path adds the rows again (the docstring)
+        assert not StoreMovement.objects.filter(reference_id__in=[credit, held]).exists()
+    collect(stores)
+    assert events_of(credit) == [("posted", 500)]
+    assert events_of(held) == [("held", 300)]
+
+
 @pytest.mark.parametrize("phase", [Phase.LEGACY, Phase.TIGERBEETLE_ONLY])
 def test_small_batches_keep_each_wallets_order(stores: Stores, settings: Any, phase: Phase) -> None:
     settings.EVENTS_COLLECT_BATCH = 2
