@@ -38,6 +38,7 @@ from ledger.history import balance_at, transfer_timestamps
 from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_documents import EVENT_PENDING, key_of
 from registry.models import StoreMovement, WalletHold
+from registry.movement_fence import fence_available, wait_for_writes
 
 # An arbitrary constant naming the collector's PostgreSQL advisory lock.
 COLLECTOR_LOCK_KEY = 7_101_024
@@ -232,11 +233,18 @@ class EventCollector:
         return len(documents), inserted
 
     def _store_batch(self, *, settle: bool) -> tuple[int, int]:
-        """The store's outbox rows, oldest movement first; with `settle`, only rows older
-        than `store_settle_s`, so two writes of one wallet whose rows committed in another
-        order than TigerBeetle took them are both there to be ordered."""
+        """The store's outbox rows, oldest movement first, each wallet's complete up to the
+        latest of its movements read (TigerBeetle's order).
+
+        On PostgreSQL the movement fence (registry.movement_fence) makes it exact: after
+        reading a batch, the collector waits for the writes in flight on its wallets, then
+        reads their rows again; every row TigerBeetle ordered before one it read is there
+        now, and those rows join the batch. Elsewhere (SQLite, development), `settle` takes
+        only rows older than `store_settle_s`, so two writes of one wallet whose rows
+        committed in another order than TigerBeetle took them are both there to be ordered."""
+        fenced = fence_available()
         rows_query = StoreMovement.objects.select_related("wallet")
-        if settle:
+        if settle and not fenced:
             cutoff = timezone.now() - timedelta(seconds=self.store_settle_s)
             rows_query = rows_query.filter(recorded_at__lte=cutoff)
         with transaction.atomic():
@@ -250,6 +258,8 @@ class EventCollector:
                 self.backend,
                 sorted({hex_to_u128(r.tb_transfer_id_hex) for r in rows if r.tb_transfer_id_hex}),
             )
+            if fenced:
+                rows, timestamps = self._with_writes_in_flight(rows, timestamps)
             movements = sorted(
                 (self._store_movement(row, timestamps) for row in rows),
                 key=lambda pair: pair[0],
@@ -257,6 +267,45 @@ class EventCollector:
             inserted = self._insert([movement for _, movement in movements])
             StoreMovement.objects.filter(pk__in=[row.pk for row in rows]).delete()
         return len(rows), inserted
+
+    def _with_writes_in_flight(
+        self, rows: list[StoreMovement], timestamps: dict[int, int]
+    ) -> tuple[list[StoreMovement], dict[int, int]]:
+        """`rows` and every row of their wallets that TigerBeetle ordered before the latest
+        of each wallet's movements in `rows`, once the writes in flight on those wallets
+        committed (the fence); with the timestamps of all of them."""
+        wallet_pks = {row.wallet_id for row in rows}
+        wait_for_writes(wallet_pks)
+        latest: dict[int, int] = {}
+        for row in rows:
+            stamp = (
+                timestamps.get(hex_to_u128(row.tb_transfer_id_hex), 0)
+                if row.tb_transfer_id_hex
+                else 0
+            )
+            latest[row.wallet_id] = max(latest.get(row.wallet_id, 0), stamp)
+        read = {row.pk for row in rows}
+        others = [
+            row
+            for row in StoreMovement.objects.select_related("wallet").filter(
+                wallet_id__in=wallet_pks
+            )
+            if row.pk not in read and row.tb_transfer_id_hex
+        ]
+        if not others:
+            return rows, timestamps
+        timestamps = {
+            **timestamps,
+            **transfer_timestamps(
+                self.backend, sorted({hex_to_u128(row.tb_transfer_id_hex) for row in others})
+            ),
+        }
+        earlier = [
+            row
+            for row in others
+            if 0 < timestamps.get(hex_to_u128(row.tb_transfer_id_hex), 0) <= latest[row.wallet_id]
+        ]
+        return rows + earlier, timestamps
 
     def _store_movement(
         self, row: StoreMovement, timestamps: dict[int, int]

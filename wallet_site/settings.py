@@ -366,12 +366,13 @@ GUARD_MIN_SAMPLES = env.int("GUARD_MIN_SAMPLES", default=100)
 
 # The event feed (events/, docs/events.md): beat collects new movements every
 # EVENTS_COLLECT_INTERVAL_S (at most EVENTS_COLLECT_MAX_BATCHES batches of
-# EVENTS_COLLECT_BATCH from each change record a run; phase 4's outbox rows once
-# EVENTS_STORE_SETTLE_S old) and delivers due webhooks every EVENTS_DELIVER_INTERVAL_S (at most
-# EVENTS_DELIVER_BATCH a run). A delivery that is not answered 2xx within
-# EVENTS_DELIVERY_TIMEOUT_S is retried after EVENTS_DELIVERY_BACKOFF_BASE_S x 2^(n-1) (at most
-# EVENTS_DELIVERY_BACKOFF_MAX_S), and failed after EVENTS_DELIVERY_MAX_ATTEMPTS tries
-# (defaults: 30 s, 1 min, 2, 4, ... capped at 1 h, 10 tries: about 4.3 hours in all).
+# EVENTS_COLLECT_BATCH from each change record a run; on SQLite, phase 4's outbox rows once
+# EVENTS_STORE_SETTLE_S old: PostgreSQL has the movement fence) and delivers due webhooks
+# every EVENTS_DELIVER_INTERVAL_S (at most EVENTS_DELIVER_BATCH a run). A delivery that is
+# not answered 2xx within EVENTS_DELIVERY_TIMEOUT_S is retried after
+# EVENTS_DELIVERY_BACKOFF_BASE_S x 2^(n-1) (at most EVENTS_DELIVERY_BACKOFF_MAX_S), and failed
+# after EVENTS_DELIVERY_MAX_ATTEMPTS tries (defaults: 30 s, 1 min, 2, 4, ... capped at 1 h,
+# 10 tries: about 4.3 hours in all).
 EVENTS_COLLECT_INTERVAL_S = env.float("EVENTS_COLLECT_INTERVAL_S", default=2.0)
 EVENTS_COLLECT_BATCH = env.int("EVENTS_COLLECT_BATCH", default=500)
 EVENTS_COLLECT_MAX_BATCHES = env.int("EVENTS_COLLECT_MAX_BATCHES", default=20)

@@ -54,6 +54,7 @@ from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.accounts import RegisteredAccount
 from registry.models import WalletTransfer
+from registry.movement_fence import MovementFence
 
 # Ids read from the registry per query (SQLite binds at most 32,766 parameters).
 _REGISTRY_IDS_PER_QUERY = 4000
@@ -88,6 +89,7 @@ class TigerBeetleBatch:
         self._scope = scope
         self._balance = balance
         self._holds: BatchHolds | None = None
+        self._fence = MovementFence()
 
     @property
     def scope(self) -> LedgerScope:
@@ -117,10 +119,12 @@ class TigerBeetleBatch:
         ]
         for index, outcome in _replays(self._backend, replayed).items():
             outcomes[index] = outcome
-        if atomic:
-            self._post_atomic(items, outcomes, made_by=made_by)
-        else:
-            self._post_independent(self._prepare(items, outcomes), outcomes, made_by=made_by)
+        # The fence from the send (`_send` covers the wallets) until the rows committed.
+        with MovementFence() as self._fence:
+            if atomic:
+                self._post_atomic(items, outcomes, made_by=made_by)
+            else:
+                self._post_independent(self._prepare(items, outcomes), outcomes, made_by=made_by)
         assert all(outcome is not None for outcome in outcomes), "every item answered"
         return [outcome for outcome in outcomes if outcome is not None]
 
@@ -284,6 +288,7 @@ class TigerBeetleBatch:
         the one before travels with the write (the real client sends a session's requests
         in order), the one after is begun and collected by the caller (`_Sent.walks`)."""
         assert len(pending) <= BATCH_EVENTS_MAX
+        self._fence.cover(entry.registered.registry_pk for entry in pending)
         account_ids = sorted({entry.registered.tb_account_id for entry in pending})
         before = store_call(self._backend.begin_lookup_accounts, account_ids)
         try:

@@ -33,6 +33,7 @@ from ledger.tb_model import LedgerScope, hold_resolution, hold_transfer
 from ledger.wallet_accounts import unexpected_refusal
 from registry import holds as hold_registry
 from registry.models import WalletHold
+from registry.movement_fence import MovementFence
 
 _NS_PER_S = 1_000_000_000
 # A wallet's open holds support's page lists (the oldest first).
@@ -86,11 +87,14 @@ class TigerBeetleHolds:
             amount_minor=amount_minor,
             timeout_s=timeout_s,
         )
-        (result,) = store_call(self.backend.create_transfers, [pending])
-        status = result.status
+        with MovementFence() as fence:  # from the send until the row committed
+            fence.cover([registered.registry_pk])
+            (result,) = store_call(self.backend.create_transfers, [pending])
+            status = result.status
+            if status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
+                timestamp = int(result.timestamp) or stored_timestamp(self.backend, pending.id)
+                row = self.record(pending, hold_id, registered.registry_pk, timestamp, made_by)
         if status in (CreateTransferStatus.CREATED, CreateTransferStatus.EXISTS):
-            timestamp = int(result.timestamp) or stored_timestamp(self.backend, pending.id)
-            row = self.record(pending, hold_id, registered.registry_pk, timestamp, made_by)
             return HoldResult(hold=hold_of_row(row), balance=self.balance(key))
         if status in (CreateTransferStatus.EXCEEDS_CREDITS, CreateTransferStatus.ID_ALREADY_FAILED):
             self.record(pending, hold_id, registered.registry_pk, None, made_by, refused=True)
@@ -129,7 +133,8 @@ class TigerBeetleHolds:
     ) -> HoldResult:
         """Capture (`capture_minor`, None: all) or release the hold, at most once: the row is
         locked for the attempt, and TigerBeetle takes one resolution per hold."""
-        with transaction.atomic():
+        # The fence from the send until the row committed (after the transaction).
+        with MovementFence() as fence, transaction.atomic():
             row = (
                 WalletHold.objects.select_for_update()
                 .select_related("wallet")
@@ -147,6 +152,7 @@ class TigerBeetleHolds:
                 )
             was_open = row.state == WalletHold.State.OPEN
             if was_open:
+                fence.cover([row.wallet_id])
                 self._send_resolution(row, wanted, made_by=made_by)
             outcome = self.answer(row, wanted, replayed=not was_open)
         if isinstance(outcome, errors.WalletError):

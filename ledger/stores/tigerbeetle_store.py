@@ -80,6 +80,7 @@ from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.accounts import RegisteredAccount
 from registry.models import WalletTransfer
+from registry.movement_fence import MovementFence
 from registry.transfers import transaction_record
 
 # Balances read behind a write: its own snapshot, plus room for writes of other requests to
@@ -211,7 +212,8 @@ class TigerBeetleWalletStore(TigerBeetleHoldOperations):
         race; a void refused for funds bumps the attempt number, because TigerBeetle never
         accepts a transfer id again once it failed (`id_already_failed`).
         """
-        with transaction.atomic():
+        # The fence from the send until the void's rows committed (after the transaction).
+        with MovementFence() as fence, transaction.atomic():
             row = (
                 WalletTransfer.objects.select_for_update()
                 .select_related("wallet")
@@ -226,6 +228,7 @@ class TigerBeetleWalletStore(TigerBeetleHoldOperations):
                     original=transaction_record(row),
                 )
             assert row.amount_minor > 0, "a registered transfer moves a positive amount"
+            fence.cover([row.wallet_id])
             void, result, recent = self._send_void(row)
             try:
                 outcome = self._answer_void(
@@ -408,22 +411,24 @@ class TigerBeetleWalletStore(TigerBeetleHoldOperations):
         registered: RegisteredAccount,
         made_by: str,
     ) -> WalletResult:
-        result, recent = self._send_transfer(
-            transfer, key, registered, credits_wallet=kind == TransactionKind.CREDIT
-        )
-        try:
-            return self._answer_post(
-                transfer,
-                result,
-                recent,
-                transaction_id=transaction_id,
-                kind=kind,
-                key=key,
-                registered=registered,
-                made_by=made_by,
+        with MovementFence() as fence:  # from the send until the registry row committed
+            fence.cover([registered.registry_pk])
+            result, recent = self._send_transfer(
+                transfer, key, registered, credits_wallet=kind == TransactionKind.CREDIT
             )
-        finally:
-            recent.discard()
+            try:
+                return self._answer_post(
+                    transfer,
+                    result,
+                    recent,
+                    transaction_id=transaction_id,
+                    kind=kind,
+                    key=key,
+                    registered=registered,
+                    made_by=made_by,
+                )
+            finally:
+                recent.discard()
 
     def _answer_post(
         self,
