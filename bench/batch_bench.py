@@ -186,7 +186,7 @@ class RawInputs:
             if rows_per_statement is None:
                 cursor.executemany(_insert_sql(1), rows)
             elif rows_per_statement == UNNEST:
-                cursor.execute(_unnest_sql(), [list(column) for column in zip(*rows, strict=True)])
+                cursor.execute(*_unnest_statement(rows))
             else:
                 for start in range(0, len(rows), rows_per_statement):
                     chunk = rows[start : start + rows_per_statement]
@@ -220,10 +220,26 @@ _DEFAULTS = {f.attname: f.get_default() if f.has_default() else None for f in _F
 _CREATED_AT = WalletTransfer._meta.get_field("created_at")
 
 
-def _unnest_sql() -> str:
-    columns = ", ".join(str(f.column) for f in _FIELDS)
-    arrays = ", ".join(f"%s::{f.cast_db_type(connection)}[]" for f in _FIELDS)
-    return f"INSERT INTO {WalletTransfer._meta.db_table} ({columns}) SELECT * FROM UNNEST({arrays})"
+def _unnest_statement(rows: list[list[Any]]) -> tuple[str, list[Any]]:
+    """One INSERT taking one array per column, a column whose value is the same in every
+    row sent once as a value (as the API's insert does: registry.transfers)."""
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    uniform = [column.count(column[0]) == len(column) for column in columns]
+    types = [f.cast_db_type(connection) for f in _FIELDS]
+    values = ", ".join(
+        f"%s::{sql_type}" if same else f"c{position}"
+        for position, (same, sql_type) in enumerate(zip(uniform, types, strict=True))
+    )
+    varying = [position for position, same in enumerate(uniform) if not same]
+    arrays = ", ".join(f"%s::{types[position]}[]" for position in varying)
+    aliases = ", ".join(f"c{position}" for position in varying)
+    names = ", ".join(str(f.column) for f in _FIELDS)
+    sql = (
+        f"INSERT INTO {WalletTransfer._meta.db_table} ({names}) "
+        f"SELECT {values} FROM UNNEST({arrays}) AS rows({aliases})"
+    )
+    params = [column[0] for column, same in zip(columns, uniform, strict=True) if same]
+    return sql, params + [column for column, same in zip(columns, uniform, strict=True) if not same]
 
 
 def _insert_sql(rows: int) -> str:
