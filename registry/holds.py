@@ -14,6 +14,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 
 from domain.ids import u128_to_hex
+from registry.bulk_insert import unnest_insert
 from registry.models import StoreMovement, WalletHold
 from registry.movements import (
     NewMovement,
@@ -132,15 +133,14 @@ def record_placed_many(placements: list[Placement]) -> None:
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # The rows and the outbox rows of those inserted, in one statement.
-            arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in _FIELDS)
+            insert_sql, params = unnest_insert(WalletHold, _FIELDS, rows)
             cursor.execute(
                 with_movements_sql(
-                    f"INSERT INTO {table} ({columns}) "
-                    f"SELECT * FROM UNNEST({arrays}) ON CONFLICT DO NOTHING",
+                    insert_sql,
                     movement=StoreMovement.Movement.HELD.value,
                     source_columns=_HELD_SOURCE_COLUMNS,
                 ),
-                [list(column) for column in zip(*rows, strict=True)],
+                params,
             )
             return
         cursor.executemany(

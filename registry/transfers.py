@@ -30,6 +30,7 @@ from django.db.models import (
 from domain.errors import InsufficientFunds
 from domain.ids import WalletKey, u128_to_hex
 from domain.wallets import TransactionKind, TransactionRecord, TransactionState
+from registry.bulk_insert import unnest_insert
 from registry.models import StoreMovement, WalletAccount, WalletTransfer
 from registry.movements import (
     NewMovement,
@@ -185,47 +186,6 @@ def _insert_many_sql(vendor: str) -> str:
     )
 
 
-@functools.cache
-def _insert_unnest_sql(uniform: tuple[bool, ...]) -> str:
-    """PostgreSQL's INSERT of a batch's rows as one array per column (as Django's own
-    bulk_create sends them there), a row already registered left as it is. A column whose
-    value is the same in every row (`uniform`, per field: the defaults a batch leaves, its
-    one actor) goes once as a value, not as an array of 8,189 copies: psycopg renders each
-    array element in Python, most of the insert's time on the client."""
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(column) for column in _INSERT_COLUMNS)
-    types = [field.cast_db_type(connection) for field in _INSERT_FIELDS]
-    varying = [position for position, same in enumerate(uniform) if not same]
-    names = {position: f"c{position}" for position in varying}
-    values = ", ".join(
-        f"%s::{types[position]}" if same else names[position]
-        for position, same in enumerate(uniform)
-    )
-    arrays = ", ".join(f"%s::{types[position]}[]" for position in varying)
-    aliases = ", ".join(names[position] for position in varying)
-    return (
-        f"INSERT INTO {quote(WalletTransfer._meta.db_table)} ({columns}) "
-        f"SELECT {values} FROM UNNEST({arrays}) AS rows({aliases}) ON CONFLICT DO NOTHING"
-    )
-
-
-def _unnest_statement(rows: list[list[Any]]) -> tuple[str, list[Any]]:
-    """`_insert_unnest_sql` for these rows and its parameters: the uniform columns' values,
-    then the other columns' arrays (the statement's order)."""
-    columns = [list(column) for column in zip(*rows, strict=True)]
-    uniform = tuple(_all_equal(column) for column in columns)
-    if all(uniform):  # one row (or copies of one, which the service refuses): arrays of it
-        uniform = (False,) * len(columns)
-    params = [column[0] for column, same in zip(columns, uniform, strict=True) if same]
-    params += [column for column, same in zip(columns, uniform, strict=True) if not same]
-    return _insert_unnest_sql(uniform), params
-
-
-def _all_equal(values: list[Any]) -> bool:
-    first = values[0]
-    return values.count(first) == len(values) and all(type(v) is type(first) for v in values)
-
-
 def _insert_rows(rows: list[list[Any]]) -> None:
     """A batch's rows in one transaction, the fastest way each database takes them:
     PostgreSQL one array per column in one statement (psycopg's executemany sends rows one
@@ -233,7 +193,7 @@ def _insert_rows(rows: list[list[Any]]) -> None:
     (three times faster than bulk_create there)."""
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(*_unnest_statement(rows))
+            cursor.execute(*unnest_insert(WalletTransfer, _INSERT_FIELDS, rows))
         else:
             cursor.executemany(_insert_many_sql(connection.vendor), rows)
 
@@ -336,7 +296,7 @@ def record_store_writes(writes: Sequence[BatchWrite]) -> None:
         rows.append(row)
     if connection.vendor == "postgresql":
         # The rows and the outbox rows of those inserted, in one statement.
-        insert_sql, params = _unnest_statement(rows)
+        insert_sql, params = unnest_insert(WalletTransfer, _INSERT_FIELDS, rows)
         with connection.cursor() as cursor:
             cursor.execute(
                 with_movements_sql(
