@@ -110,6 +110,9 @@ def batch_items(
     return items
 
 
+WARM_BATCHES_PER_WORKER = 3
+
+
 def post_batch(
     session: requests.Session, base: str, items: list[dict[str, Any]], *, status: int = 201
 ) -> float:
@@ -338,8 +341,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             raw = RawInputs(raw_backend, wallets)
             try:
-                warm = batch_items(run, -1, clients, holds=args.holds)
-                post_batch(session, base, warm)  # warm both sides
+                # Warm both sides: the raw client, and every gunicorn worker (each takes the
+                # next connection it accepts, so a few batches per worker reach each).
+                for warm_round in range(WARM_BATCHES_PER_WORKER * args.workers):
+                    warm = batch_items(run, -1 - warm_round, clients, holds=args.holds)
+                    post_batch(session, base, warm)
                 raw.create_transfers_s()
                 for round_number in range(args.batches):
                     items = batch_items(run, round_number, clients, holds=args.holds)
