@@ -13,13 +13,14 @@ thread that verifies each delivery's signature and timestamp as docs/events.md s
 feed: the collector and the deliverer that the Celery tasks `events.collect` and
 `events.deliver` run, here called back to back in one thread instead of on beat's tick
 (EVENTS_COLLECT_INTERVAL_S, 2 s), so the figures are the feed's own cost, not the schedule's.
-`--phase 4` writes through TigerBeetle (the store's outbox, collected once
+`--phase 4` writes through TigerBeetle (the store's outbox; on SQLite collected once
 EVENTS_STORE_SETTLE_S old); the default, phase 0, through MongoDB's log.
 
 Delay: receiver's arrival time - the time the write's 201 came back, both on this process's
 monotonic clock. Delivery throughput: events received / (last arrival - first write sent);
 the write rate: writes / (last acknowledgement - first write sent). The last line is
-machine-readable: `events: writes=N ... lost=0 forged=0`.
+machine-readable: `events: writes=N ... lost=0 forged=0 out_of_order=0` (each wallet's events
+arrive in its order: the receiver checks that the wallet's total received rises with each).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import uuid  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from decimal import Decimal  # noqa: E402
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+from typing import Any  # noqa: E402
 from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
 import requests  # noqa: E402
@@ -86,6 +88,10 @@ class Receiver:
         self.arrived: dict[str, float] = {}
         self.repeats = 0
         self.forged = 0
+        # A wallet's total received after each of its events, in arrival order: every burst
+        # write is a credit, so the wallet's order makes it rise with each event.
+        self.last_total: dict[str, Decimal] = {}
+        self.out_of_order = 0
         self.lock = threading.Lock()
         receiver = self
 
@@ -96,7 +102,7 @@ class Receiver:
                 self.send_response(204 if verified else 400)
                 self.end_headers()
                 if verified:
-                    receiver.note(json.loads(body)["reference_id"], time.perf_counter())
+                    receiver.note(json.loads(body), time.perf_counter())
 
             def log_message(self, format: str, *args: object) -> None:
                 del format, args  # quiet
@@ -121,12 +127,18 @@ class Receiver:
             self.forged += 1
         return False
 
-    def note(self, reference_id: str, arrived_at: float) -> None:
+    def note(self, event: dict[str, Any], arrived_at: float) -> None:
+        reference_id = event["reference_id"]
+        wallet_id = event["wallet"]["id"]
+        total = Decimal(event["balance_after"]["historical_credit"])
         with self.lock:
             if reference_id in self.arrived:
                 self.repeats += 1
-            else:
-                self.arrived[reference_id] = arrived_at
+                return
+            self.arrived[reference_id] = arrived_at
+            if total <= self.last_total.get(wallet_id, Decimal(-1)):
+                self.out_of_order += 1
+            self.last_total[wallet_id] = total
 
     def received(self) -> int:
         with self.lock:
@@ -305,6 +317,7 @@ def figures(
         "lost": len(acknowledged) - len(arrived),
         "repeats": receiver.repeats,
         "forged": receiver.forged,
+        "out_of_order": receiver.out_of_order,
     }
 
 
@@ -349,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         ("last event delivered after (s)", result["deliver_s"]),
         ("503s or no answer, sent again with the same id", result["retried_503"]),
         ("repeated deliveries (at least once)", result["repeats"]),
+        ("events out of their wallet's order", result["out_of_order"]),
     ]
     for name, value in rows:
         print(f"{name:<46} {Decimal(value).quantize(Decimal('0.001')):>10}")
@@ -356,9 +370,11 @@ def main(argv: list[str] | None = None) -> int:
         f"events: writes={result['writes']:.0f} write_per_s={result['write_per_s']:.1f} "
         f"delivered_per_s={result['delivered_per_s']:.1f} ratio={result['ratio']:.2f} "
         f"delay_p50_ms={result['delay_p50_ms']:.0f} delay_p99_ms={result['delay_p99_ms']:.0f} "
-        f"lost={result['lost']:.0f} forged={result['forged']:.0f}"
+        f"lost={result['lost']:.0f} forged={result['forged']:.0f} "
+        f"out_of_order={result['out_of_order']:.0f}"
     )
-    return 0 if result["lost"] == 0 and result["forged"] == 0 else 1
+    failed = result["lost"] or result["forged"] or result["out_of_order"]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def test_a_small_events_benchmark_delivers_every_write(phase: str, deliverers: s
     last_line = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     assert re.fullmatch(
         r"events: writes=60 write_per_s=[\d.]+ delivered_per_s=[\d.]+ ratio=[\d.]+ "
-        r"delay_p50_ms=\d+ delay_p99_ms=\d+ lost=0 forged=0",
+        r"delay_p50_ms=\d+ delay_p99_ms=\d+ lost=0 forged=0 out_of_order=0",
         last_line,
     ), f"{last_line!r}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert done.returncode == 0
