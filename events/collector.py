@@ -36,7 +36,7 @@ from events.monitors import save_states, with_crossings
 from ledger.backends.base import LedgerBackend
 from ledger.history import balance_at, transfer_timestamps
 from ledger.stores.mongo_database import MongoDatabase
-from ledger.stores.mongo_documents import EVENT_PENDING, key_of
+from ledger.stores.mongo_documents import AFTER_WALLET_SEQ, EVENT_PENDING, key_of
 from registry.models import StoreMovement, WalletHold
 from registry.movement_fence import fence_available, wait_for_writes
 
@@ -146,10 +146,13 @@ def _balance_of_entry(key: WalletKey, fields: dict[str, int] | None) -> WalletBa
     )
 
 
-def _log_order(document: dict[str, Any]) -> tuple[datetime, int]:
-    """A wallet's entries in the order they were written: by time, then by `wallet_seq`
-    (a refused debit carries none; it changed nothing)."""
-    return document["created_at"], int(document.get("wallet_seq", 0))
+def _log_order(document: dict[str, Any]) -> tuple[datetime, float]:
+    """A wallet's entries in the order they were written: by time, then by `wallet_seq`. A
+    refused debit takes none; one refused in a batch (the batch's entries share one time)
+    falls right after the entry of the wallet_seq it was refused at."""
+    if "wallet_seq" in document:
+        return document["created_at"], int(document["wallet_seq"])
+    return document["created_at"], int(document.get(AFTER_WALLET_SEQ, 0)) + 0.5
 
 
 class EventCollector:
@@ -278,33 +281,25 @@ class EventCollector:
         wait_for_writes(wallet_pks)
         latest: dict[int, int] = {}
         for row in rows:
-            stamp = (
-                timestamps.get(hex_to_u128(row.tb_transfer_id_hex), 0)
-                if row.tb_transfer_id_hex
-                else 0
-            )
-            latest[row.wallet_id] = max(latest.get(row.wallet_id, 0), stamp)
+            latest[row.wallet_id] = max(latest.get(row.wallet_id, 0), _place(row, timestamps))
         read = {row.pk for row in rows}
         others = [
             row
             for row in StoreMovement.objects.select_related("wallet").filter(
                 wallet_id__in=wallet_pks
             )
-            if row.pk not in read and row.tb_transfer_id_hex
+            if row.pk not in read and (row.tb_transfer_id_hex or row.tb_timestamp)
         ]
         if not others:
             return rows, timestamps
         timestamps = {
             **timestamps,
             **transfer_timestamps(
-                self.backend, sorted({hex_to_u128(row.tb_transfer_id_hex) for row in others})
+                self.backend,
+                sorted({hex_to_u128(r.tb_transfer_id_hex) for r in others if r.tb_transfer_id_hex}),
             ),
         }
-        earlier = [
-            row
-            for row in others
-            if 0 < timestamps.get(hex_to_u128(row.tb_transfer_id_hex), 0) <= latest[row.wallet_id]
-        ]
+        earlier = [row for row in others if 0 < _place(row, timestamps) <= latest[row.wallet_id]]
         return rows + earlier, timestamps
 
     def _store_movement(
@@ -330,7 +325,7 @@ class EventCollector:
             occurred_at=row.occurred_at,
             source=SOURCE_TIGERBEETLE,
         )
-        return (row.occurred_at, tb_timestamp or 0), movement
+        return (row.occurred_at, _place(row, timestamps)), movement
 
     def _insert(self, movements: Sequence[Movement]) -> int:
         """The movements' events not in the table yet, in the order given, each followed by
@@ -385,6 +380,15 @@ def fan_out(events: Iterable[Event], subscriptions: Iterable[Subscription]) -> i
     ]
     Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
     return len(deliveries)
+
+
+def _place(row: StoreMovement, timestamps: dict[int, int]) -> int:
+    """The row's place in TigerBeetle's order: its transfer's timestamp, or the one
+    TigerBeetle gave a refused debit; 0 when it has neither (a hold TigerBeetle's timeout
+    expired)."""
+    if row.tb_transfer_id_hex:
+        return timestamps.get(hex_to_u128(row.tb_transfer_id_hex), 0)
+    return row.tb_timestamp or 0
 
 
 def _lock_collector() -> None:

@@ -462,6 +462,10 @@ class StoreMovement(models.Model):
     tb_transfer_id_hex = models.CharField(max_length=32, blank=True, default="")
     actor = models.CharField(max_length=150, blank=True, default="")
     occurred_at = models.DateTimeField(help_text="the original write's time")
+    # A movement TigerBeetle holds no transfer for but gave a place in its order: a refused
+    # debit (TigerBeetle gives every event of a request a timestamp, refused ones too). The
+    # collector orders the wallet's events by it as by a transfer's timestamp.
+    tb_timestamp = models.BigIntegerField(null=True, blank=True)
     # Read only by SQLite's settling (a small table there): no index.
     recorded_at = models.DateTimeField(default=timezone.now)
 

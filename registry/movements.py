@@ -27,6 +27,8 @@ class NewMovement(NamedTuple):
     tb_transfer_id_hex: str
     actor: str
     occurred_at: datetime
+    # A refused debit's place in TigerBeetle's order (StoreMovement.tb_timestamp).
+    tb_timestamp: int | None = None
 
 
 _COLUMNS = (*NewMovement._fields, "recorded_at")
@@ -41,6 +43,7 @@ _SQL_TYPES = (
     "varchar",
     "varchar",
     "timestamptz",
+    "bigint",
     "timestamptz",
 )
 
@@ -71,7 +74,7 @@ def with_movements_sql(insert_sql: str, *, movement: str, source_columns: tuple[
     row registered before (a replay) inserts nothing, so it adds no movement (SQLite's path
     adds its row again, and the collector finds its event already there)."""
     assert movement in _MOVEMENTS, movement
-    assert len(source_columns) == len(NewMovement._fields) - 1
+    assert len(source_columns) == len(NewMovement._fields) - 2  # no movement, no tb_timestamp
     quote = connection.ops.quote_name
     returned = ", ".join(quote(column) for column in source_columns if column != "''")
     values = ", ".join(column if column == "''" else quote(column) for column in source_columns)
@@ -81,7 +84,7 @@ def with_movements_sql(insert_sql: str, *, movement: str, source_columns: tuple[
     return (
         f"WITH inserted AS ({insert_sql} RETURNING {returned}) "
         f"INSERT INTO {quote(StoreMovement._meta.db_table)} ({columns}) "
-        f"SELECT '{movement}', {values}, clock_timestamp() FROM inserted"
+        f"SELECT '{movement}', {values}, NULL, clock_timestamp() FROM inserted"
     )
 
 
@@ -109,7 +112,7 @@ def record_movements(rows: Sequence[NewMovement]) -> None:
                     occurred_at = times[row.occurred_at] = field.get_db_prep_save(
                         row.occurred_at, connection
                     )
-                saved.append((*row[:-1], occurred_at, saved_now))
+                saved.append((*row[:7], occurred_at, row.tb_timestamp, saved_now))
             cursor.executemany(_insert_sql(connection.vendor), saved)
 
 
@@ -123,6 +126,7 @@ def record_movement(
     actor: str,
     transaction_kind: str = "",
     tb_transfer_id_hex: str = "",
+    tb_timestamp: int | None = None,
 ) -> None:
     record_movements(
         [
@@ -135,6 +139,7 @@ def record_movement(
                 tb_transfer_id_hex=tb_transfer_id_hex,
                 actor=actor,
                 occurred_at=occurred_at,
+                tb_timestamp=tb_timestamp,
             )
         ]
     )

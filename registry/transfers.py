@@ -85,10 +85,13 @@ def record_store_write(
     created_at: datetime,
     failure_code: str = "",
     made_by: str = "",
+    refused_tb_timestamp: int | None = None,
 ) -> WalletTransfer:
     """A credit or debit the TigerBeetle store posted (or TigerBeetle refused, with its
-    `failure_code`). A posted one is due to be copied back to MongoDB. Idempotent: the row
-    of a concurrent or earlier insert of the same transaction id is returned."""
+    `failure_code`, and the timestamp TigerBeetle gave the refused event: its place in the
+    wallet's order, for the event feed). A posted one is due to be copied back to MongoDB.
+    Idempotent: the row of a concurrent or earlier insert of the same transaction id is
+    returned."""
     state = WalletTransfer.State.FAILED if failure_code else WalletTransfer.State.POSTED
     # The row and its event outbox row (registry.movements) commit together; inside the
     # caller's transaction, a savepoint keeps a refusal from spoiling it.
@@ -109,7 +112,12 @@ def record_store_write(
                     needs_copy_back=not failure_code,
                 )
             )
-            _record_write_movement(row, failure_code=failure_code, tb_transfer_id=tb_transfer_id)
+            _record_write_movement(
+                row,
+                failure_code=failure_code,
+                tb_transfer_id=tb_transfer_id,
+                refused_tb_timestamp=refused_tb_timestamp,
+            )
             return row
     except IntegrityError:
         # Same TigerBeetle id under another transaction id cannot happen (ids derive
@@ -118,7 +126,13 @@ def record_store_write(
         return WalletTransfer.objects.select_related("wallet").get(transaction_id=transaction_id)
 
 
-def _record_write_movement(row: WalletTransfer, *, failure_code: str, tb_transfer_id: int) -> None:
+def _record_write_movement(
+    row: WalletTransfer,
+    *,
+    failure_code: str,
+    tb_transfer_id: int,
+    refused_tb_timestamp: int | None,
+) -> None:
     """A posted credit or debit, or a debit refused for funds, as the event outbox's row."""
     refused = bool(failure_code)
     if refused and not (
@@ -134,6 +148,7 @@ def _record_write_movement(row: WalletTransfer, *, failure_code: str, tb_transfe
         occurred_at=row.created_at,
         actor=row.made_by,
         tb_transfer_id_hex="" if refused else u128_to_hex(tb_transfer_id),
+        tb_timestamp=refused_tb_timestamp if refused else None,
     )
 
 

@@ -41,6 +41,7 @@ from domain.wallets import TransactionState, WalletResult, write_time
 from ledger.stores.mongo_batch_holds import BatchHolds, BatchWallet
 from ledger.stores.mongo_database import MongoDatabase, Refusal, WalletContended
 from ledger.stores.mongo_documents import (
+    AFTER_WALLET_SEQ,
     EVENT_PENDING,
     MONGO_KEY_FIELDS,
     balance_fields,
@@ -281,7 +282,11 @@ class MongoBatch:
             if wallet.credit - wallet.held < amount_minor:
                 entries.append(
                     _refused_entry(
-                        item, written_at=written_at, made_by=made_by, mark=self._store.marks.refused
+                        item,
+                        written_at=written_at,
+                        made_by=made_by,
+                        mark=self._store.marks.refused,
+                        after_wallet_seq=wallet.seq,
                     )
                 )
                 return errors.InsufficientFunds(
@@ -382,9 +387,11 @@ def _expire_due(
 
 
 def _refused_entry(
-    item: BatchItem, *, written_at: datetime, made_by: str, mark: str
+    item: BatchItem, *, written_at: datetime, made_by: str, mark: str, after_wallet_seq: int
 ) -> dict[str, Any]:
-    """A refused debit's entry, as a single refused debit leaves it."""
+    """A refused debit's entry, as a single refused debit leaves it, and where it falls in
+    the wallet's order (`after_wallet_seq`: the batch's entries share one time; a refused
+    debit takes no wallet_seq of its own, so the event feed orders it by this)."""
     key = item.wallet
     return {
         "_id": item.transaction_id,
@@ -397,6 +404,7 @@ def _refused_entry(
         "made_by": made_by,
         "mirror_state": mark,
         "created_at": written_at,
+        AFTER_WALLET_SEQ: after_wallet_seq,
         EVENT_PENDING: True,
     }
 

@@ -38,6 +38,9 @@ MONGO_KEY_FIELDS = ("client_id", "country", "currency", "issuer_type_identifier"
 # not a time cursor: an expiry is logged at its hold's `expires_at` and a copied-back write
 # at TigerBeetle's time, both earlier than entries logged before them.
 EVENT_PENDING = "event_pending"
+# On a refused debit's entry of a batch (which shares its time with the batch's other entries
+# and takes no wallet_seq): the wallet_seq it was refused at, so the feed orders it there.
+AFTER_WALLET_SEQ = "after_wallet_seq"
 
 
 @dataclass(frozen=True)

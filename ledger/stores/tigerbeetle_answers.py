@@ -71,6 +71,7 @@ def answer_not_created(
             None,
             failure_code="insufficient_funds",
             made_by=made_by,
+            refused_tb_timestamp=int(result.timestamp) or None,
         )
         raise errors.InsufficientFunds(
             f"Wallet {key.describe()} has less available credit than the amount."
@@ -178,10 +179,13 @@ def remember_transfer(
     *,
     failure_code: str = "",
     made_by: str = "",
+    refused_tb_timestamp: int | None = None,
 ) -> WalletTransfer:
     """The write's registry row; its time is TigerBeetle's (also when a retry repairs a lost
-    row), or now for a refused write, which TigerBeetle never holds."""
-    created_at = time_of_tb_timestamp(tb_timestamp) if tb_timestamp else write_time(timezone.now())
+    row; for a refused write, which TigerBeetle never holds, the time TigerBeetle refused it
+    at, `refused_tb_timestamp`), or now when TigerBeetle gave none."""
+    stamp = tb_timestamp or refused_tb_timestamp
+    created_at = time_of_tb_timestamp(stamp) if stamp else write_time(timezone.now())
     return transfer_registry.record_store_write(
         transaction_id=transaction_id,
         wallet_pk=registered.registry_pk,
@@ -192,4 +196,5 @@ def remember_transfer(
         created_at=created_at,
         failure_code=failure_code,
         made_by=made_by,
+        refused_tb_timestamp=refused_tb_timestamp,
     )

@@ -252,6 +252,29 @@ def test_a_resent_phase_4_batch_adds_no_event_and_no_outbox_row(stores: Stores) 
 
 
 @pytest.mark.parametrize("phase", [Phase.LEGACY, Phase.TIGERBEETLE_ONLY])
+def test_a_debit_refused_in_a_batch_comes_in_the_wallets_order(
+    stores: Stores, phase: Phase
+) -> None:
+    enter_phase(phase)
+    key = new_key()
+    credit, debit, refused, later = tx(), tx(), tx(), tx()
+    items = [
+        BatchItem(kind=BatchItemKind.CREDIT, key=key, amount_minor=500, transaction_id=credit),
+        BatchItem(kind=BatchItemKind.DEBIT, key=key, amount_minor=200, transaction_id=debit),
+        BatchItem(kind=BatchItemKind.DEBIT, key=key, amount_minor=900, transaction_id=refused),
+        BatchItem(kind=BatchItemKind.CREDIT, key=key, amount_minor=100, transaction_id=later),
+    ]
+    stores.phased.post_batch(items, atomic=False, made_by="bulk")
+
+    collect(stores)
+
+    feed = list(
+        Event.objects.filter(client_id=key.client_id).order_by("id").values_list("reference_id")
+    )
+    assert [reference for (reference,) in feed] == [credit, debit, refused, later]
+
+
+@pytest.mark.parametrize("phase", [Phase.LEGACY, Phase.TIGERBEETLE_ONLY])
 def test_small_batches_keep_each_wallets_order(stores: Stores, settings: Any, phase: Phase) -> None:
     settings.EVENTS_COLLECT_BATCH = 2
     enter_phase(phase)
