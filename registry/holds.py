@@ -14,13 +14,12 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 
 from domain.ids import u128_to_hex
-from registry.bulk_insert import unnest_insert
 from registry.models import StoreMovement, WalletHold
 from registry.movements import (
     NewMovement,
+    insert_with_movements,
     record_movement,
     record_movements,
-    with_movements_sql,
 )
 
 
@@ -130,19 +129,16 @@ def record_placed_many(placements: list[Placement]) -> None:
     columns = ", ".join(quote(str(field.column)) for field in _FIELDS)
     placeholders = ", ".join(["%s"] * len(_FIELDS))
     table = quote(WalletHold._meta.db_table)
+    if connection.vendor == "postgresql":
+        insert_with_movements(
+            WalletHold,
+            _FIELDS,
+            rows,
+            movement=StoreMovement.Movement.HELD.value,
+            source_columns=_HELD_SOURCE_COLUMNS,
+        )
+        return
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # The rows and the outbox rows of those inserted, in one statement.
-            insert_sql, params = unnest_insert(WalletHold, _FIELDS, rows)
-            cursor.execute(
-                with_movements_sql(
-                    insert_sql,
-                    movement=StoreMovement.Movement.HELD.value,
-                    source_columns=_HELD_SOURCE_COLUMNS,
-                ),
-                params,
-            )
-            return
         cursor.executemany(
             f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT DO NOTHING",
             rows,

@@ -11,8 +11,10 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from django.db import connection
+from django.db.models import Field, Model
 from django.utils import timezone
 
+from registry.bulk_insert import unnest_insert
 from registry.models import StoreMovement
 
 
@@ -86,6 +88,24 @@ def with_movements_sql(insert_sql: str, *, movement: str, source_columns: tuple[
         f"INSERT INTO {quote(StoreMovement._meta.db_table)} ({columns}) "
         f"SELECT '{movement}', {values}, NULL, clock_timestamp() FROM inserted"
     )
+
+
+def insert_with_movements(
+    model: type[Model],
+    fields: Sequence[Field[Any, Any]],
+    rows: list[list[Any]],
+    *,
+    movement: str,
+    source_columns: tuple[str, ...],
+) -> None:
+    """PostgreSQL: a batch's registry rows (registry.bulk_insert) and the outbox rows of
+    those inserted, in one statement (`with_movements_sql`)."""
+    insert_sql, params = unnest_insert(model, fields, rows)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            with_movements_sql(insert_sql, movement=movement, source_columns=source_columns),
+            params,
+        )
 
 
 def record_movements(rows: Sequence[NewMovement]) -> None:

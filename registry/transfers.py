@@ -34,9 +34,9 @@ from registry.bulk_insert import unnest_insert
 from registry.models import StoreMovement, WalletAccount, WalletTransfer
 from registry.movements import (
     NewMovement,
+    insert_with_movements,
     record_movement,
     record_movements,
-    with_movements_sql,
 )
 
 
@@ -310,17 +310,13 @@ def record_store_writes(writes: Sequence[BatchWrite]) -> None:
         row[_AT["needs_copy_back"]] = True
         rows.append(row)
     if connection.vendor == "postgresql":
-        # The rows and the outbox rows of those inserted, in one statement.
-        insert_sql, params = unnest_insert(WalletTransfer, _INSERT_FIELDS, rows)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                with_movements_sql(
-                    insert_sql,
-                    movement=StoreMovement.Movement.POSTED.value,
-                    source_columns=_POSTED_SOURCE_COLUMNS,
-                ),
-                params,
-            )
+        insert_with_movements(
+            WalletTransfer,
+            _INSERT_FIELDS,
+            rows,
+            movement=StoreMovement.Movement.POSTED.value,
+            source_columns=_POSTED_SOURCE_COLUMNS,
+        )
         return
     # One transaction for the rows and their event outbox rows (SQLite would commit each
     # row on its own).
