@@ -84,7 +84,17 @@ class EntryBasis:
     since: datetime | None
 
 
-def entry_basis(mongo: MongoWalletStore) -> EntryBasis:
+def entry_refusal(database: MongoDatabase) -> str | None:
+    """Why phase 4's entry would be refused before the pause now (None: it would not), for
+    the step's plan: the phase page shows it before anyone confirms."""
+    try:
+        entry_basis(database)
+    except InvalidPhaseChange as refused:
+        return str(refused)
+    return None
+
+
+def entry_basis(database: MongoDatabase) -> EntryBasis:
     """Before the pause: the run the pause builds on, or InvalidPhaseChange saying why there
     is none (and that reconciliation must run again)."""
     bound = settings.PHASE4_ENTRY_WALLETS_MAX
@@ -93,7 +103,7 @@ def entry_basis(mongo: MongoWalletStore) -> EntryBasis:
     if run is not None and problem is None:
         since = run.started_at - timedelta(seconds=settings.PHASE4_ENTRY_MARK_MARGIN_S)
         changed = changed_wallets(
-            mongo.database, since=since, run_started=run.started_at, limit=bound + 1
+            database, since=since, run_started=run.started_at, limit=bound + 1
         )
         if len(changed) <= bound:
             return EntryBasis(run=run, since=since)
@@ -101,7 +111,7 @@ def entry_basis(mongo: MongoWalletStore) -> EntryBasis:
             f"more than {bound} wallets changed since reconciliation run {run.pk} "
             "(PHASE4_ENTRY_WALLETS_MAX)"
         )
-    total = LegacyScan(mongo.database).wallet_count()
+    total = LegacyScan(database).wallet_count()
     if total <= bound:
         return EntryBasis(run=None, since=None)
     raise InvalidPhaseChange(

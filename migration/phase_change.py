@@ -196,7 +196,7 @@ def _take_step(
             apply_state(plan.after, actor=actor, note=note)
         return report
     # Before the pause: the reconciliation run the pause builds on, or the refusal.
-    basis = entry_basis(mongo) if entering_tb_only else None
+    basis = entry_basis(mongo.database) if entering_tb_only else None
     set_writes_paused(True, actor=actor, note=f"moving to phase {int(phase)}")
     try:
         with writes_drained(settings.PHASE_CHANGE_WRITES_WAIT_S):

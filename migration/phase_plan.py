@@ -42,11 +42,14 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
+from pymongo.errors import PyMongoError
 
+from domain import errors
 from flags.models import Milestone
 from flags.phases import MigrationState, Phase, current_state, state_for_phase
 from migration import criteria
 from migration.criteria import OpenMismatches, OutboxDepth, StepCriterion, outbox_depth_of
+from migration.entry_check import entry_refusal
 from migration.legacy_cases import REASON_LENGTH_MIN
 from migration.outbox import MirrorOutbox
 from registry.models import WalletHold, WalletTransfer
@@ -252,6 +255,9 @@ class StepFacts:
     dual_write_share_steps: tuple[Decimal, ...] = DEFAULT_ROLLOUT_STEPS
     # Holds open on TigerBeetle when leaving phase 4: copied back (docs/holds.md).
     open_holds: int = 0
+    # Entering phase 4: why its entry check would refuse it before the pause (no clean, recent
+    # reconciliation run of every wallet, or too many wallets changed since), or None.
+    entry_refusal: str | None = None
 
 
 class RefusalKind(enum.StrEnum):
@@ -268,6 +274,7 @@ class RefusalKind(enum.StrEnum):
     PARKED_ENTRIES = "parked_entries"  # a forward step while the mirror has given up on some
     OUTBOX_NOT_EMPTY = "outbox_not_empty"  # entering phase 4: entries wait for the backfill
     BACKFILL_NOT_COMPLETED = "backfill_not_completed"  # entering phase 4 before the backfill
+    NO_ENTRY_BASIS = "no_entry_basis"  # entering phase 4 without a run its pause can build on
     OPEN_MISMATCHES = "open_mismatches"  # a forward step while wallets differ
     CRITERION_NOT_HELD = "criterion_not_held"  # a forward step before its criterion held
     OVERRIDE_NOT_PERMITTED = "override_not_permitted"  # asked by someone without the right
@@ -407,7 +414,19 @@ def gather_step_facts(
         rollout_steps=rollout_steps,
         override=override,
         dual_write_share_steps=share_steps,
+        entry_refusal=_entry_refusal(step, outbox),
     )
+
+
+def _entry_refusal(step: Step, outbox: MirrorOutbox) -> str | None:
+    """Entering phase 4: what its entry check would refuse now. MongoDB not answering is
+    another refusal's (MONGO_SILENT, from the outbox's depth), not this one's."""
+    if not step.enters_tigerbeetle_only:
+        return None
+    try:
+        return entry_refusal(outbox.database)
+    except (errors.StoreUnavailable, PyMongoError):
+        return None
 
 
 def _open_holds(step: Step) -> int:
@@ -725,6 +744,9 @@ def _refusals_entering_tigerbeetle_only(facts: StepFacts) -> list[Refusal]:
                 "Milestones",
             )
         )
+    if facts.entry_refusal:
+        reason = facts.entry_refusal
+        found.append(Refusal(RefusalKind.NO_ENTRY_BASIS, reason[:1].upper() + reason[1:] + "."))
     return found
 
 

@@ -16,6 +16,7 @@ from migration.entry_check import changed_wallets
 from migration.models import ReconciliationRun
 from migration.outbox import MirrorState
 from migration.phase_change import PhaseChangeReport, change_phase
+from migration.phase_plan import RefusalKind, plan_phase_change
 from tests.migration.conftest import Stores, assert_stores_agree, enter_phase, new_key, tx
 
 pytestmark = pytest.mark.usefixtures("criteria_not_awaited")
@@ -199,3 +200,26 @@ def test_writes_within_the_margin_before_the_run_count_as_changed(
         stores.mongo.database, since=since, run_started=run.started_at, limit=WALLETS + 1
     )
     assert changed == set(keys)
+
+
+@pytest.mark.usefixtures("entry_bound")
+def test_the_plan_of_phase_4_names_the_missing_entry_basis_before_anyone_confirms(
+    stores: Stores,
+) -> None:
+    wallets_in_phase_3(stores)
+
+    plan = plan_phase_change(Phase.TIGERBEETLE_ONLY, outbox=stores.runtime.outbox)
+
+    refusals = [r for r in plan.refusals if r.kind == RefusalKind.NO_ENTRY_BASIS]
+    assert len(refusals) == 1
+    assert "no reconciliation run has compared every wallet" in refusals[0].reason
+
+
+@pytest.mark.usefixtures("entry_bound")
+def test_a_clean_recent_full_run_lifts_the_plans_entry_refusal(stores: Stores) -> None:
+    wallets_in_phase_3(stores)
+    full_run(stores)
+
+    plan = plan_phase_change(Phase.TIGERBEETLE_ONLY, outbox=stores.runtime.outbox)
+
+    assert RefusalKind.NO_ENTRY_BASIS not in {refusal.kind for refusal in plan.refusals}
