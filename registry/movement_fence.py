@@ -29,7 +29,7 @@ import logging
 from collections.abc import Iterable
 from types import TracebackType
 
-from django.db import DatabaseError, connection
+from django.db import Error, connection
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class MovementFence:
                     "SELECT pg_advisory_unlock_shared(%s, bucket) FROM unnest(%s::int[]) AS bucket",
                     [FENCE_LOCK_CLASS, held],
                 )
-        except DatabaseError:
+        except Error:  # a database error, or a connection already closed (InterfaceError)
             # The session goes, and its locks with it: a connection kept for the next
             # request would hold them, and the collector would wait for it.
             log.warning("movement fence not released on this connection; closing it")
