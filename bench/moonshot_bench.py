@@ -15,7 +15,10 @@ Traffic (bench.traffic) writes and reads through the HTTP API at --writes-per-s 
 whole run while the operator walks phase 0 -> 1 -> backfill -> reconciliation -> 2 -> 3 at
 each read rollout step to 100 %, each step `manage.py migration_phase ... --override --reason`
 (the gates wait for days of data this run does not have), which a second operator approves
-(`--approve N`: an override waits for four eyes, FOUR_EYES_PHASE_CHANGES).
+(`--approve N`: an override waits for four eyes, FOUR_EYES_PHASE_CHANGES); then (unless
+`--phase-4-s 0`) a full reconciliation, phase 4 (its entry compares in the pause only the
+wallets changed since that run) for --phase-4-s of traffic, and back to phase 3 (the copy
+back), each also approved by the second operator.
 
 Printed, each beside its same-run baseline: the jobs' wall times and throughput against their
 slowest raw input (measured before the traffic starts, as bench.migration_bench measures them),
@@ -110,6 +113,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--before-s", type=float, default=20.0, help="traffic before phase 1")
     parser.add_argument("--after-s", type=float, default=5.0, help="traffic after the walk")
     parser.add_argument(
+        "--phase-4-s",
+        type=float,
+        default=10.0,
+        help="traffic in phase 4, entered after phase 3 and left back to it (0: stop at 3)",
+    )
+    parser.add_argument(
         "--void-share", type=float, default=VOID_SHARE, help="share of writes that are voids"
     )
     parser.add_argument("--page-size", type=int, default=2000, help="the backfill's page size")
@@ -157,23 +166,16 @@ def progress(what: str) -> None:
 
 
 def walk(traffic: Traffic, env: dict[str, str], *, operator: str, args: Any) -> Walk:
-    """Phase 0 -> 1 -> backfill -> reconciliation -> 2 -> 3 at each rollout step, under load."""
+    """Phase 0 -> 1 -> backfill -> reconciliation -> 2 -> 3 at each rollout step -> a full
+    reconciliation -> 4 -> back to 3, under load."""
     steps: dict[str, float] = {}
     jobs: dict[str, dict[str, float]] = {}
 
-    def phase(label: str, *arguments: str) -> None:
+    def phase(label: str, *arguments: str, override: bool = True) -> None:
         traffic.label = label
         progress(label)
-        run = manage(
-            env,
-            "migration_phase",
-            *arguments,
-            "--override",
-            "--reason",
-            REASON,
-            "--actor",
-            operator,
-        )
+        overriding = ["--override", "--reason", REASON] if override else []
+        run = manage(env, "migration_phase", *arguments, *overriding, "--actor", operator)
         seconds = run.seconds
         filed = FILED.search(run.stdout)
         if filed:
@@ -202,16 +204,29 @@ def walk(traffic: Traffic, env: dict[str, str], *, operator: str, args: Any) -> 
         if not jobs[f"backfill again ({again - 1})" if again > 1 else "backfill"]["failed"]:
             break
         job(f"backfill again ({again})", *backfill)
-    stdout = job("reconciliation", "reconcile")
-    # Differences under live writes: the operator runs it again before stepping on (the step
-    # to phase 2 refuses on the last run's).
-    for again in range(1, JOB_AGAIN_MAX + 1):
-        if not transfer_differences(stdout):
-            break
-        stdout = job(f"reconciliation again ({again})", "reconcile")
+
+    def reconcile(label: str) -> None:
+        # Differences under live writes: the operator runs it again before stepping on (the
+        # step to phase 2 refuses on the last run's, phase 4's entry on a run not clean).
+        stdout = job(label, "reconcile")
+        for again in range(1, JOB_AGAIN_MAX + 1):
+            if not transfer_differences(stdout):
+                return
+            stdout = job(f"{label} again ({again})", "reconcile")
+
+    reconcile("reconciliation")
     phase("phase 1 -> 2", "2", "--shadow", "100")
     for percent in settings.READ_ROLLOUT_STEPS:
         phase(f"phase 3 at {percent} %", "3", "--rollout", str(percent))
+    if args.phase_4_s > 0:
+        # Phase 4's entry builds on a clean full run made just before it, and compares in
+        # its pause only the wallets changed since (migration.entry_check); then traffic in
+        # phase 4, and the step back, which copies TigerBeetle's writes into MongoDB.
+        reconcile("reconciliation before phase 4")
+        phase("phase 3 -> 4", "4")
+        traffic.label = "in phase 4"
+        time.sleep(args.phase_4_s)
+        phase("phase 4 -> 3", "3", "--rollout", "100", override=False)
     traffic.label = "after"
     time.sleep(args.after_s)
     return Walk(steps=steps, jobs=jobs)
