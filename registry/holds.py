@@ -125,10 +125,6 @@ def record_placed_many(placements: list[Placement]) -> None:
                 value = prepared
             row.append(value)
         rows.append(row)
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(str(field.column)) for field in _FIELDS)
-    placeholders = ", ".join(["%s"] * len(_FIELDS))
-    table = quote(WalletHold._meta.db_table)
     if connection.vendor == "postgresql":
         insert_with_movements(
             WalletHold,
@@ -138,6 +134,10 @@ def record_placed_many(placements: list[Placement]) -> None:
             source_columns=_HELD_SOURCE_COLUMNS,
         )
         return
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(field.column)) for field in _FIELDS)
+    placeholders = ", ".join(["%s"] * len(_FIELDS))
+    table = quote(WalletHold._meta.db_table)
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         cursor.executemany(
             f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT DO NOTHING",
