@@ -89,7 +89,7 @@ class TigerBeetleBatch:
         self._scope = scope
         self._balance = balance
         self._holds: BatchHolds | None = None
-        self._fence = MovementFence()
+        self._fence = MovementFence()  # held by `post`, covered by `_send`
 
     @property
     def scope(self) -> LedgerScope:
@@ -120,7 +120,7 @@ class TigerBeetleBatch:
         for index, outcome in _replays(self._backend, replayed).items():
             outcomes[index] = outcome
         # The fence from the send (`_send` covers the wallets) until the rows committed.
-        with MovementFence() as self._fence:
+        with self._fence:
             if atomic:
                 self._post_atomic(items, outcomes, made_by=made_by)
             else:
