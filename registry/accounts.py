@@ -76,6 +76,15 @@ def as_registered(row: WalletAccount) -> RegisteredAccount:
     return RegisteredAccount(row.pk, row.tb_account_id, row.ledger, row.limit_reserved)
 
 
+def _cache_entry(row: WalletAccount) -> tuple[int, str, int, bool]:
+    """A row as the shared cache keeps it (CACHE_VERSION)."""
+    return (row.pk, row.tb_account_id_hex, row.ledger, row.limit_reserved)
+
+
+def _from_cache_entry(cached: tuple[int, str, int, bool]) -> RegisteredAccount:
+    return RegisteredAccount(cached[0], hex_to_u128(cached[1]), cached[2], cached[3])
+
+
 def find_account(key: WalletKey) -> RegisteredAccount | None:
     """The registered account of a wallet, from the cache or the database."""
     with _local_lock:
@@ -84,7 +93,7 @@ def find_account(key: WalletKey) -> RegisteredAccount | None:
         return registered
     cached = cache.get(_cache_key(key), version=CACHE_VERSION)
     if cached is not None:
-        registered = RegisteredAccount(cached[0], hex_to_u128(cached[1]), cached[2], cached[3])
+        registered = _from_cache_entry(cached)
         _keep_local(key, registered)
         return registered
     row = WalletAccount.objects.filter(**key.as_columns()).first()
@@ -110,12 +119,12 @@ def find_accounts(keys: Iterable[WalletKey]) -> dict[WalletKey, RegisteredAccoun
         return found
     names = {_cache_key(key): key for key in missing}
     for name, cached in cache.get_many(list(names), version=CACHE_VERSION).items():
-        registered = RegisteredAccount(cached[0], hex_to_u128(cached[1]), cached[2], cached[3])
+        registered = _from_cache_entry(cached)
         found[names[name]] = registered
         _keep_local(names[name], registered)
     wanted = {key for key in missing if key not in found}
     clients = sorted({key.client_id for key in wanted})
-    read: dict[str, tuple[Any, ...]] = {}
+    read: dict[str, tuple[int, str, int, bool]] = {}
     for start in range(0, len(clients), FIND_MANY_CLIENTS):
         rows = WalletAccount.objects.filter(
             client_id__in=clients[start : start + FIND_MANY_CLIENTS]
@@ -124,12 +133,7 @@ def find_accounts(keys: Iterable[WalletKey]) -> dict[WalletKey, RegisteredAccoun
             key = row.key
             if key in wanted:
                 found[key] = as_registered(row)
-                read[_cache_key(key)] = (
-                    row.pk,
-                    row.tb_account_id_hex,
-                    row.ledger,
-                    row.limit_reserved,
-                )
+                read[_cache_key(key)] = _cache_entry(row)
     if read and not _caching_paused.get():
         cache.set_many(read, timeout=CACHE_TTL_S, version=CACHE_VERSION)
         for name in read:
@@ -158,7 +162,7 @@ def uncached_until_commit() -> Iterator[None]:
 def _remember(key: WalletKey, row: WalletAccount) -> None:
     if _caching_paused.get():
         return
-    cached = (row.pk, row.tb_account_id_hex, row.ledger, row.limit_reserved)
+    cached = _cache_entry(row)
     cache.set(_cache_key(key), cached, timeout=CACHE_TTL_S, version=CACHE_VERSION)
     _keep_local(key, as_registered(row))
 
