@@ -61,6 +61,7 @@ from ledger.backends import LedgerBackend, get_ledger_backend  # noqa: E402
 from ledger.tb_model import TRANSFER_CODE_CREDIT  # noqa: E402
 from migration.runtime import process_runtime  # noqa: E402
 from registry.accounts import rows_by_key  # noqa: E402
+from registry.bulk_insert import unnest_insert  # noqa: E402
 from registry.models import WalletAccount, WalletTransfer  # noqa: E402
 
 # The raw multi-row INSERT's rows per statement; UNNEST: PostgreSQL's one array per column
@@ -189,7 +190,8 @@ class RawInputs:
             if rows_per_statement is None:
                 cursor.executemany(_insert_sql(1), rows)
             elif rows_per_statement == UNNEST:
-                cursor.execute(*_unnest_statement(rows))
+                # The API's own statement (uniform columns sent once), bare: no ON CONFLICT.
+                cursor.execute(*unnest_insert(WalletTransfer, _FIELDS, rows, keep_existing=False))
             else:
                 for start in range(0, len(rows), rows_per_statement):
                     chunk = rows[start : start + rows_per_statement]
@@ -221,28 +223,6 @@ class RawInputs:
 _FIELDS = [field for field in WalletTransfer._meta.concrete_fields if not field.primary_key]
 _DEFAULTS = {f.attname: f.get_default() if f.has_default() else None for f in _FIELDS}
 _CREATED_AT = WalletTransfer._meta.get_field("created_at")
-
-
-def _unnest_statement(rows: list[list[Any]]) -> tuple[str, list[Any]]:
-    """One INSERT taking one array per column, a column whose value is the same in every
-    row sent once as a value (as the API's insert does: registry.transfers)."""
-    columns = [list(column) for column in zip(*rows, strict=True)]
-    uniform = [column.count(column[0]) == len(column) for column in columns]
-    types = [f.cast_db_type(connection) for f in _FIELDS]
-    values = ", ".join(
-        f"%s::{sql_type}" if same else f"c{position}"
-        for position, (same, sql_type) in enumerate(zip(uniform, types, strict=True))
-    )
-    varying = [position for position, same in enumerate(uniform) if not same]
-    arrays = ", ".join(f"%s::{types[position]}[]" for position in varying)
-    aliases = ", ".join(f"c{position}" for position in varying)
-    names = ", ".join(str(f.column) for f in _FIELDS)
-    sql = (
-        f"INSERT INTO {WalletTransfer._meta.db_table} ({names}) "
-        f"SELECT {values} FROM UNNEST({arrays}) AS rows({aliases})"
-    )
-    params = [column[0] for column, same in zip(columns, uniform, strict=True) if same]
-    return sql, params + [column for column, same in zip(columns, uniform, strict=True) if not same]
 
 
 def _insert_sql(rows: int) -> str:

@@ -17,11 +17,16 @@ from django.db.models import Field, Model
 
 
 def unnest_insert(
-    model: type[Model], fields: Sequence[Field[Any, Any]], rows: list[list[Any]]
+    model: type[Model],
+    fields: Sequence[Field[Any, Any]],
+    rows: list[list[Any]],
+    *,
+    keep_existing: bool = True,
 ) -> tuple[str, list[Any]]:
     """The INSERT of `rows` (values in `fields`' order, as the database takes them) into
-    `model`'s table, a row already there left as it is (ON CONFLICT DO NOTHING), and its
-    parameters: the uniform columns' values, then the other columns' arrays."""
+    `model`'s table, and its parameters: the uniform columns' values, then the other
+    columns' arrays. `keep_existing`: a row already there is left as it is (ON CONFLICT DO
+    NOTHING); without it (the batch benchmark's bare baseline) a conflict fails."""
     assert rows, "a batch inserts at least one row"
     columns = [list(column) for column in zip(*rows, strict=True)]
     uniform = tuple(_all_equal(column) for column in columns)
@@ -29,12 +34,15 @@ def unnest_insert(
         uniform = (False,) * len(columns)
     params = [column[0] for column, same in zip(columns, uniform, strict=True) if same]
     params += [column for column, same in zip(columns, uniform, strict=True) if not same]
-    return _insert_sql(model, tuple(fields), uniform), params
+    return _insert_sql(model, tuple(fields), uniform, keep_existing), params
 
 
 @functools.cache
 def _insert_sql(
-    model: type[Model], fields: tuple[Field[Any, Any], ...], uniform: tuple[bool, ...]
+    model: type[Model],
+    fields: tuple[Field[Any, Any], ...],
+    uniform: tuple[bool, ...],
+    keep_existing: bool,
 ) -> str:
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(field.column)) for field in fields)
@@ -46,9 +54,10 @@ def _insert_sql(
     varying = [position for position, same in enumerate(uniform) if not same]
     arrays = ", ".join(f"%s::{types[position]}[]" for position in varying)
     aliases = ", ".join(f"c{position}" for position in varying)
+    on_conflict = " ON CONFLICT DO NOTHING" if keep_existing else ""
     return (
         f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "
-        f"SELECT {values} FROM UNNEST({arrays}) AS rows({aliases}) ON CONFLICT DO NOTHING"
+        f"SELECT {values} FROM UNNEST({arrays}) AS rows({aliases}){on_conflict}"
     )
 
 
