@@ -46,6 +46,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import tigerbeetle as tb
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -76,14 +77,17 @@ from domain.money import currency_exponent
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.stores.mongo_database import WALLETS, MongoDatabase
 from ledger.stores.mongo_documents import key_filter, key_of
+from ledger.tb_model import history_filter
 from migration.legacy_scan import LegacyScan
 from migration.outbox import MirrorState
 from registry import accounts as account_registry
+from registry.models import WalletHold
 
 RUN = uuid.uuid4().hex[:8]
 STARTED = time.perf_counter()
 SEED = LegacySeed(run=RUN, mixed=True)
 TRAFFIC_LEGACY_WALLETS = 1000  # the legacy wallets the traffic writes to and reads
+MISMATCH_STORIES_MAX = 5  # wallets whose story a reconciliation's differences print
 JOBS = ("backfill", "reconciliation")
 JOBS_TOTAL_S_MAX = 300.0  # issue 25: backfill + reconciliation under 5 minutes
 WRITE_P99_RATIO_MAX = 2.0
@@ -165,7 +169,9 @@ def progress(what: str) -> None:
     print(f"[{time.perf_counter() - STARTED:7.1f} s] {what}", file=sys.stderr, flush=True)
 
 
-def walk(traffic: Traffic, env: dict[str, str], *, operator: str, args: Any) -> Walk:
+def walk(
+    traffic: Traffic, env: dict[str, str], database: MongoDatabase, *, operator: str, args: Any
+) -> Walk:
     """Phase 0 -> 1 -> backfill -> reconciliation -> 2 -> 3 at each rollout step -> a full
     reconciliation -> 4 -> back to 3, under load."""
     steps: dict[str, float] = {}
@@ -212,7 +218,9 @@ def walk(traffic: Traffic, env: dict[str, str], *, operator: str, args: Any) -> 
         for again in range(1, JOB_AGAIN_MAX + 1):
             if not transfer_differences(stdout):
                 return
+            print_mismatch_stories(database, stdout)
             stdout = job(f"{label} again ({again})", "reconcile")
+        print_mismatch_stories(database, stdout)
 
     reconcile("reconciliation")
     phase("phase 1 -> 2", "2", "--shadow", "100")
@@ -272,6 +280,68 @@ def stuck_entries(database: MongoDatabase, waiting: dict[str, Any], limit: int =
             + (f"opening_seq {row.opening_seq}" if row is not None else "no row")
         )
     return lines
+
+
+MISMATCH_LINE = re.compile(r"^  \S+ (\S+) (\S+) (\S+) mongo=")
+
+
+def mismatch_stories(database: MongoDatabase, reconcile_stdout: str) -> list[str]:
+    """For each wallet a reconciliation lists as differing: its log entries in seq order with
+    their mirror state, its holds in both stores and its transfers in TigerBeetle, so a
+    difference can be told from the benchmark's output alone (the run's MongoDB is gone
+    after it)."""
+    keys = [
+        WalletKey(*match.groups())
+        for line in reconcile_stdout.splitlines()
+        if (match := MISMATCH_LINE.match(line))
+    ]
+    rows = account_registry.rows_by_key(keys) if keys else {}
+    lines: list[str] = []
+    for key in keys[:MISMATCH_STORIES_MAX]:
+        row = rows.get(key)
+        document = database.db[WALLETS].find_one(key_filter(key)) or {}
+        lines.append(
+            f"  {key.describe()}: wallet seq {document.get('wallet_seq')}, log_complete "
+            f"{document.get('log_complete', False)}, registry "
+            + (f"opening_seq {row.opening_seq}" if row is not None else "no row")
+        )
+        for entry in database.log().find(key_filter(key)).sort("wallet_seq", 1):
+            lines.append(
+                f"    log seq {entry.get('wallet_seq')} {entry.get('kind')} "
+                f"{entry.get('hold_id') or entry['_id']} {entry.get('amount_minor')} "
+                f"written {entry.get('created_at')}: {entry.get('mirror_state')} "
+                f"at {entry.get('mirror_updated_at')} (attempts "
+                f"{entry.get('mirror_attempts', 0)}, error {entry.get('mirror_error', '')!r})"
+            )
+        for hold in WalletHold.objects.filter(wallet__pk=row.pk) if row is not None else []:
+            lines.append(
+                f"    registry hold {hold.hold_id} {hold.amount_minor} {hold.state} "
+                f"captured {hold.captured_minor} tb_timestamp {hold.tb_timestamp}"
+            )
+        if row is not None and settings.TB_ADDRESSES:
+            lines.extend(f"    {line}" for line in tigerbeetle_transfers(row.tb_account_id))
+    return lines
+
+
+def print_mismatch_stories(database: MongoDatabase, reconcile_stdout: str) -> None:
+    if stories := mismatch_stories(database, reconcile_stdout):
+        print("\n".join(stories), file=sys.stderr, flush=True)
+
+
+def tigerbeetle_transfers(tb_account_id: int) -> list[str]:
+    """The account's transfers on the real server, oldest first."""
+    client = tb.ClientSync(
+        cluster_id=settings.TB_CLUSTER_ID, replica_addresses=settings.TB_ADDRESSES
+    )
+    try:
+        account_filter = history_filter(tb_account_id, limit=BATCH_EVENTS_MAX, newest_first=False)
+        return [
+            f"tb transfer {t.id:032x} {t.flags!r} amount {t.amount} pending_id "
+            f"{t.pending_id:032x} timeout {t.timeout} code {t.code} at {t.timestamp}"
+            for t in client.get_account_transfers(account_filter)
+        ]
+    finally:
+        client.close()
 
 
 def mirror_lags_s(database: MongoDatabase) -> list[float]:
@@ -537,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         traffic.start()
         try:
-            walked = walk(traffic, env, operator=operator, args=args)
+            walked = walk(traffic, env, database, operator=operator, args=args)
         finally:
             traffic.stop()
         progress("waiting for the mirror")
