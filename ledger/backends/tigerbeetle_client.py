@@ -147,7 +147,9 @@ class PendingRequest:
         assert isinstance(context, CompletionContextSync)
         if self._state == bindings.ClientStatus.OK and not context.event.wait(timeout_s):
             raise RequestTimedOut  # the packet stays registered: the client must be closed
-        del self._client._inflight_packets[inflight.packet.user_data]
+        # Already forgotten if another request's timeout discarded the client meanwhile: its
+        # close (on a thread of its own) answered this one ClientClosedError, raised below.
+        self._client._inflight_packets.pop(inflight.packet.user_data, None)
         if self._state == bindings.ClientStatus.INVALID:
             raise tb.ClientClosedError()
         if isinstance(inflight.response, Exception):
@@ -200,7 +202,8 @@ class DeadlineClient(tb.ClientSync):
 
     def close(self) -> None:
         """ClientSync's close, also when a request timed out: shutting the client down
-        answers what was still in flight, so nothing is left to wait for."""
+        answers what was still in flight, so nothing is left to wait for, and forgets it,
+        also a request whose answer a caller has yet to collect (`PendingRequest.wait`)."""
         bindings.tb_client_deinit(ctypes.byref(self._client))
         self._inflight_packets.clear()
         Client._clients.pop(self._client_key, None)

@@ -1,20 +1,26 @@
 """The real-client backend's own duties: batching, fork safety, timeouts, error mapping.
 
 These need no cluster: a recording stand-in plays the ClientSync collaborator, and the
-timeout test points a real ClientSync at a loopback port where nothing listens.
+timeout tests point a real ClientSync at a loopback port where nothing listens.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator, Set
 
 import pytest
 import tigerbeetle as tb
+from tigerbeetle.client import Client
 
 from ledger.backends.base import BATCH_EVENTS_MAX, LedgerUnavailable
-from ledger.backends.tigerbeetle_client import TigerBeetleBackend, chain_safe_chunks
+from ledger.backends.tigerbeetle_client import (
+    CLOSE_WAIT_S,
+    TigerBeetleBackend,
+    chain_safe_chunks,
+)
 
 
 class RecordingClient:
@@ -212,13 +218,40 @@ def test_a_forked_child_gets_its_own_process_backend() -> None:
     assert answer == b"new"
 
 
-def test_a_cluster_that_never_answers_is_unavailable_within_the_timeout() -> None:
+def silent_address() -> str:
+    """A loopback address where nothing listens: a cluster that is away."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        silent_port = probe.getsockname()[1]
-    backend = TigerBeetleBackend(0, f"127.0.0.1:{silent_port}", request_timeout_s=0.5)
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_a_cluster_that_never_answers_is_unavailable_within_the_timeout() -> None:
+    backend = TigerBeetleBackend(0, silent_address(), request_timeout_s=0.5)
     try:
         with pytest.raises(LedgerUnavailable, match="did not answer"):
             backend.lookup_accounts([1])
+    finally:
+        backend.close()
+
+
+def test_a_request_behind_one_that_timed_out_is_unavailable_after_their_client_closed() -> None:
+    """A write's timeout discards its client, which closes on a thread of its own and answers
+    the read sent behind the write (a balance read, a batch's lookup); collected after that
+    close, the read is LedgerUnavailable too (it was a KeyError, a 500, when the closing
+    thread came first: the fault matrix's tigerbeetle x phase 4 on CI)."""
+    backend = TigerBeetleBackend(0, silent_address(), request_timeout_s=0.2)
+    try:
+        write = backend.begin_create_transfers(transfers(1))
+        read_behind = backend.begin_lookup_accounts([1])
+        client_key = backend._client._client_key
+        with pytest.raises(LedgerUnavailable, match="did not answer"):
+            write()
+        closed_by = time.monotonic() + CLOSE_WAIT_S
+        while client_key in Client._clients and time.monotonic() < closed_by:
+            time.sleep(0.01)
+        assert client_key not in Client._clients, "the discarded client did not close"
+
+        with pytest.raises(LedgerUnavailable, match="ClientClosedError"):
+            read_behind()
     finally:
         backend.close()
