@@ -10,7 +10,7 @@ leaves this module.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -219,6 +219,16 @@ class BackfilledEntries:
     after: list[EntryId] = field(default_factory=list)
 
 
+_EARLIEST = datetime.min.replace(tzinfo=UTC)  # a parked entry without its write time first
+
+
+def _in_key_order(keys: Sequence[WalletKey]) -> list[WalletKey]:
+    """The distinct keys in the order of the log's key index (MongoDB's field values)."""
+    return sorted(
+        set(keys), key=lambda key: tuple(key_filter(key)[name] for name in MONGO_KEY_FIELDS)
+    )
+
+
 def _backfilled(
     entries: Iterable[dict[str, Any]], opening_seqs: dict[WalletKey, int]
 ) -> BackfilledEntries:
@@ -252,14 +262,29 @@ class MirrorOutbox:
         """Pending entries as `pending`, and how many were parked instead because they
         cannot be read as a write (a field missing or of the wrong type): one malformed
         document never stops the mirror."""
-        query: dict[str, Any] = {"mirror_state": MirrorState.PENDING}
-        if keys:
-            query["$or"] = [key_filter(key) for key in keys]
-        order = [*WALLET_KEY_INDEX, ("wallet_seq", 1)]
+        state = {"mirror_state": MirrorState.PENDING}
+
+        def documents() -> Iterator[dict[str, Any]]:
+            if not keys:
+                order = [*WALLET_KEY_INDEX, ("wallet_seq", 1)]
+                yield from self.database.log().find(state).sort(order).limit(limit)
+                return
+            left = limit
+            for key in _in_key_order(keys):
+                found = list(
+                    self.database.log()
+                    .find({**state, **key_filter(key)})
+                    .sort("wallet_seq", 1)
+                    .limit(left)
+                )
+                yield from found
+                left -= len(found)
+                if left <= 0:
+                    return
 
         def read() -> tuple[list[OutboxEntry], int]:
             entries, malformed = [], []
-            for document in self.database.log().find(query).sort(order).limit(limit):
+            for document in documents():
                 try:
                     entries.append(outbox_entry(document))
                 except (KeyError, TypeError, ValueError) as exc:
@@ -422,17 +447,20 @@ class MirrorOutbox:
         if not opening_seqs:
             return BackfilledEntries()
 
+        clients = {"client_id": {"$in": sorted({key.client_id for key in opening_seqs})}}
+
         def read() -> BackfilledEntries:
-            entries = self.database.log().find(
-                {
-                    "client_id": {"$in": sorted({key.client_id for key in opening_seqs})},
-                    "$or": [
-                        {"kind": {"$in": ["credit", "debit"]}},
-                        {"mirror_state": {"$in": _RELEASED_STATES}},
-                    ],
-                }
-            )
-            return _backfilled(entries, opening_seqs)
+            # Two indexed reads, not one with an $or (secantusdb scans the whole log for it).
+            log = self.database.log()
+            entries = {
+                document["_id"]: document
+                for condition in (
+                    {"kind": {"$in": ["credit", "debit"]}},
+                    {"mirror_state": {"$in": _RELEASED_STATES}},
+                )
+                for document in log.find({**clients, **condition})
+            }
+            return _backfilled(entries.values(), opening_seqs)
 
         return self.database.guarded(read)
 
@@ -452,16 +480,19 @@ class MirrorOutbox:
 
     def requeue_parked(self, keys: Sequence[WalletKey] | None = None) -> int:
         """Support's retry of parked entries (after fixing what refused them)."""
-        query: dict[str, Any] = {"mirror_state": MirrorState.PARKED}
-        if keys:
-            query["$or"] = [key_filter(key) for key in keys]
-        result = self.database.guarded(
-            lambda: self.database.log().update_many(
-                query,
-                {"$set": {"mirror_state": MirrorState.PENDING, "mirror_attempts": 0}},
+        parked = {"mirror_state": MirrorState.PARKED}
+        requeue = {"$set": {"mirror_state": MirrorState.PENDING, "mirror_attempts": 0}}
+
+        def write() -> int:
+            log = self.database.log()
+            if not keys:
+                return log.update_many(parked, requeue).modified_count
+            return sum(
+                log.update_many({**parked, **key_filter(key)}, requeue).modified_count
+                for key in set(keys)
             )
-        )
-        return result.modified_count
+
+        return self.database.guarded(write)
 
     def parked_wallets(self, limit: int) -> list[WalletKey]:
         """Up to `limit` wallets with parked entries (the mirror is queued for each when
@@ -561,12 +592,19 @@ class MirrorOutbox:
         self, limit: int = 100, keys: Sequence[WalletKey] | None = None
     ) -> list[ParkedEntry]:
         """The oldest parked entries first (of these wallets, when given)."""
-        query: dict[str, Any] = {"mirror_state": MirrorState.PARKED}
-        if keys:
-            query["$or"] = [key_filter(key) for key in keys]
+        parked = {"mirror_state": MirrorState.PARKED}
 
         def read() -> list[ParkedEntry]:
-            found = self.database.log().find(query).sort("created_at", 1).limit(limit)
+            log = self.database.log()
+            queries = [{**parked, **key_filter(key)} for key in set(keys)] if keys else [parked]
+            found = sorted(
+                (
+                    document
+                    for query in queries
+                    for document in log.find(query).sort("created_at", 1).limit(limit)
+                ),
+                key=lambda document: document.get("created_at") or _EARLIEST,
+            )[:limit]
             return [
                 ParkedEntry(
                     entry_id=document["_id"],

@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 
 from domain import errors
+from domain.ids import WalletKey
 from flags.phases import Phase
 from ledger.stores.mongo_documents import LogMarks
 from migration.outbox import (
@@ -120,6 +121,56 @@ def test_parked_entries_are_listed_for_support_oldest_first_with_their_reason(
     )
     assert isinstance(parked[0].created_at, datetime)
     assert f"  parked {older}: TigerBeetle refused" in out.getvalue()
+
+
+def test_the_pending_entries_of_named_wallets_come_wallet_by_wallet_in_seq_order_to_the_limit(
+    stores: Stores,
+) -> None:
+    first, second, other = sorted([new_key(), new_key(), new_key()], key=lambda k: k.client_id)
+    written: dict[WalletKey, list[str]] = {first: [], second: [], other: []}
+    for _ in range(3):  # interleaved: the log's order is not a wallet's
+        for key in (second, other, first):
+            written[key].append(tx())
+            stores.mongo.add_credit(key, 100, written[key][-1])
+
+    named = stores.outbox.pending(10, keys=[second, first, second])
+    limited = stores.outbox.pending(4, keys=[second, first])
+
+    assert [entry.entry_id for entry in named] == written[first] + written[second]
+    assert [entry.wallet_seq for entry in named] == [1, 2, 3, 1, 2, 3]
+    assert [entry.entry_id for entry in limited] == written[first] + written[second][:1]
+
+
+def test_requeuing_the_parked_entries_of_named_wallets_leaves_the_others_parked(
+    stores: Stores,
+) -> None:
+    named, also_named, other = new_key(), new_key(), new_key()
+    entries = {key: tx() for key in (named, also_named, other)}
+    for key, entry_id in entries.items():
+        stores.mongo.add_credit(key, 100, entry_id)
+    stores.outbox.mark(list(entries.values()), MirrorState.PARKED, mirror_error="refused")
+
+    requeued = stores.outbox.requeue_parked([named, also_named])
+
+    assert requeued == 2
+    assert [entry.entry_id for entry in stores.outbox.parked()] == [entries[other]]
+
+
+def test_the_parked_entries_of_named_wallets_are_listed_oldest_first_across_them(
+    stores: Stores,
+) -> None:
+    one, another, other = new_key(), new_key(), new_key()
+    order = [(one, tx()), (another, tx()), (other, tx()), (one, tx())]
+    for key, entry_id in order:
+        stores.mongo.add_credit(key, 100, entry_id)
+    stores.outbox.mark([entry_id for _, entry_id in order], MirrorState.PARKED, mirror_error="x")
+
+    listed = stores.outbox.parked(keys=[another, one])
+    first_two = stores.outbox.parked(limit=2, keys=[another, one])
+
+    wanted = [entry_id for key, entry_id in order if key in (one, another)]
+    assert [entry.entry_id for entry in listed] == wanted
+    assert [entry.entry_id for entry in first_two] == wanted[:2]
 
 
 def test_a_malformed_parked_entry_is_still_listed(stores: Stores) -> None:
