@@ -21,8 +21,9 @@ from flags.phases import WRITES_PAUSED, InvalidPhaseChange, Phase, current_state
 from flags.write_lock import write_admitted
 from ledger.stores.mongo_documents import decimal128
 from migration.backfill import Backfill
+from migration.copy_back import copy_back_due, copy_back_tigerbeetle_writes
 from migration.outbox import MirrorState
-from migration.phase_change import change_phase, copy_back_due, copy_back_tigerbeetle_writes
+from migration.phase_change import change_phase
 from migration.tasks import sweep_outbox
 from tests.migration.conftest import (
     Stores,
