@@ -66,9 +66,10 @@ def copy_back_tigerbeetle_writes(
     were flagged leave: captures and releases of holds MongoDB holds open, holds still open.
 
     Idempotent: MongoDB answers a replay for an id it already has, and each row is marked
-    done as soon as its copy committed, so an interrupted copy-back resumes where it stopped.
-    Read in bounded rounds (`_next_copy_back_round`), each copying the events no unread row
-    can precede, so the whole run keeps TigerBeetle's timestamp order.
+    done once its copy committed (with the rest of its round, `CopiedRows`), so an
+    interrupted copy-back resumes where it stopped, replaying at most a round. Read in
+    bounded rounds (`_next_copy_back_round`), each copying the events no unread row can
+    precede, so the whole run keeps TigerBeetle's timestamp order.
     """
     assert page_rows > 0
     copied = 0
@@ -76,8 +77,7 @@ def copy_back_tigerbeetle_writes(
         events = _next_copy_back_round(tigerbeetle, page_rows=page_rows)
         if not events:
             break
-        for _, what, row in events:
-            _copy_back(mongo, what, row)
+        _copy_back_events(mongo, events)
         copied += len(events)
     else:
         raise InvalidPhaseChange(
@@ -105,9 +105,10 @@ def _copy_back_captured_holds(mongo: MongoWalletStore, *, page_rows: int) -> int
         )
         if not rows:
             return copied
-        for row in rows:
-            mongo.copy_back_capture(hold_of_row(row))
-            hold_registry.mark_capture_copied_back(hold_pk=row.pk)
+        with CopiedRows() as done:
+            for row in rows:
+                mongo.copy_back_capture(hold_of_row(row))
+                done.add("resolve", row)
         copied += len(rows)
     raise InvalidPhaseChange(
         f"copying back holds did not finish in {COPY_BACK_ROUNDS_MAX} rounds; try again"
@@ -226,8 +227,43 @@ def _epoch_ms(moment: datetime) -> int:
     return (moment - UNIX_EPOCH) // timedelta(milliseconds=1)
 
 
+class CopiedRows:
+    """The rows of the events copied so far, marked done when the block ends, one statement
+    a kind (a statement per event was a fifth of the copy back): after their copies
+    committed, and also when a later copy failed, so a run resumes after the last event
+    copied."""
+
+    def __init__(self) -> None:
+        self._pks: dict[str, list[int]] = {"write": [], "void": [], "place": [], "resolve": []}
+
+    def __enter__(self) -> CopiedRows:
+        return self
+
+    def add(self, what: str, row: CopyBackRow) -> None:
+        self._pks[what].append(row.pk)
+
+    def __exit__(self, *exc_info: object) -> None:
+        pks, self._pks = self._pks, {what: [] for what in self._pks}
+        if pks["write"]:
+            transfer_registry.mark_writes_copied_back(transfer_pks=pks["write"])
+        if pks["void"]:
+            transfer_registry.mark_voids_copied_back(transfer_pks=pks["void"])
+        if pks["place"]:
+            hold_registry.mark_placements_copied_back(hold_pks=pks["place"])
+        if pks["resolve"]:
+            hold_registry.mark_resolutions_copied_back(hold_pks=pks["resolve"])
+
+
+def _copy_back_events(mongo: MongoWalletStore, events: list[CopyBackEvent]) -> None:
+    """Events into MongoDB in their order, their rows marked done together after them."""
+    with CopiedRows() as done:
+        for _, what, row in events:
+            _copy_back(mongo, what, row)
+            done.add(what, row)
+
+
 def _copy_back(mongo: MongoWalletStore, what: str, row: CopyBackRow) -> None:
-    """One event into MongoDB (as already mirrored), then marked done in the registry."""
+    """One event into MongoDB (as already mirrored)."""
     if isinstance(row, WalletHold):
         _copy_back_hold_event(mongo, what, row)
         return
@@ -242,7 +278,6 @@ def _copy_back(mongo: MongoWalletStore, what: str, row: CopyBackRow) -> None:
                     mirror=False,
                     voided_at=row.voided_at,
                 )
-            transfer_registry.mark_void_copied_back(transfer_pk=row.pk)
         else:
             credit = row.kind == WalletTransfer.Kind.CREDIT
             write = mongo.add_credit if credit else mongo.subtract_credit
@@ -259,19 +294,15 @@ def _copy_back(mongo: MongoWalletStore, what: str, row: CopyBackRow) -> None:
             f"copying {row.kind} {row.transaction_id!r} back to MongoDB failed: {exc.message}"
             " - TigerBeetle stays the only store; reconcile the wallet and try again"
         ) from exc
-    if what == "write":
-        transfer_registry.mark_write_copied_back(transfer_pk=row.pk)
 
 
 def _copy_back_hold_event(mongo: MongoWalletStore, what: str, row: WalletHold) -> None:
     """A hold TigerBeetle placed alone, or its capture or release, into MongoDB at its place
-    among the copied writes (so MongoDB's history of it is TigerBeetle's: docs/holds.md),
-    then marked done in the registry."""
+    among the copied writes (so MongoDB's history of it is TigerBeetle's: docs/holds.md)."""
     hold = hold_of_row(row)
     try:
         if what == "place":
             mongo.copy_back_placement(hold)
-            hold_registry.mark_placement_copied_back(hold_pk=row.pk)
             return
         if row.state == WalletHold.State.CAPTURED:
             mongo.copy_back_capture(hold)
@@ -282,4 +313,3 @@ def _copy_back_hold_event(mongo: MongoWalletStore, what: str, row: WalletHold) -
             f"copying hold {row.hold_id!r} back to MongoDB failed: {exc.message}"
             " - TigerBeetle stays the only store; reconcile the wallet and try again"
         ) from exc
-    hold_registry.mark_capture_copied_back(hold_pk=row.pk)
