@@ -8,6 +8,15 @@ voids (`void_needs_copy_back`), holds TigerBeetle placed alone
 (`needs_copy_back`). They go into MongoDB in TigerBeetle's timestamp order, as log entries
 marked copied back (TigerBeetle holds them: the mirror never sends them again) that keep
 TigerBeetle's time; docs/migration.md and docs/holds.md.
+
+Writes wait while the pause copies, so on PostgreSQL the bulk goes before it, while phase 4
+still takes writes (`copy_back_before_the_pause`), in passes that each copy a prefix of
+TigerBeetle's order no write in flight can still precede: a write's rows commit after
+TigerBeetle took it, so one it took earlier may commit after one it took later, and the
+movement fence (`registry.movement_fence`) is what says when every earlier one is in
+(`_settled_timestamp`). The pause then copies what the last pass left (and what phase 4
+took meanwhile), with the holds' passes and the sweep. On SQLite, no fence: the pause
+copies everything.
 """
 
 from __future__ import annotations
@@ -17,7 +26,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import F, Q
+from django.conf import settings
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from domain import errors
@@ -30,12 +40,18 @@ from ledger.stores.tigerbeetle_holds import hold_of_row
 from registry import holds as hold_registry
 from registry import transfers as transfer_registry
 from registry.models import WalletHold, WalletTransfer
+from registry.movement_fence import fence_available, wait_for_every_write
 
 log = logging.getLogger(__name__)
 # Registry rows read per query while copying phase-4 writes back (writes and voids each).
 COPY_BACK_PAGE_ROWS = 1000
 # Rounds of one copy-back: each copies at least one event, so this bounds the rows too.
 COPY_BACK_ROUNDS_MAX = 1_000_000
+# Passes made before the step back's pause, while phase 4 still takes writes: each copies
+# what was due when it started, so each is about as long as the writes the last one took.
+COPY_BACK_EARLY_PASSES_MAX = 10
+# The pause starts once at most this many events are left for it (some 10 ms each here).
+COPY_BACK_LEFT_FOR_THE_PAUSE = 20
 TB_TIMESTAMP_MAX = 2**64 - 1
 NS_PER_MS = 1_000_000
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -72,17 +88,7 @@ def copy_back_tigerbeetle_writes(
     precede, so the whole run keeps TigerBeetle's timestamp order.
     """
     assert page_rows > 0
-    copied = 0
-    for _ in range(COPY_BACK_ROUNDS_MAX):
-        events = _next_copy_back_round(tigerbeetle, page_rows=page_rows)
-        if not events:
-            break
-        _copy_back_events(mongo, events)
-        copied += len(events)
-    else:
-        raise InvalidPhaseChange(
-            f"copying back did not finish in {COPY_BACK_ROUNDS_MAX} rounds; try again"
-        )
+    copied = _copy_back_in_order(mongo, tigerbeetle, page_rows=page_rows)
     copied += _copy_back_captured_holds(mongo, page_rows=page_rows)
     copied += _copy_back_released_holds(mongo)
     copied += _copy_back_open_holds(mongo, page_rows=page_rows)
@@ -90,6 +96,115 @@ def copy_back_tigerbeetle_writes(
         mongo.sweep_expired_holds()
     log.info("copied %d TigerBeetle-only writes back to MongoDB", copied)
     return copied
+
+
+def copy_back_before_the_pause(
+    mongo: MongoWalletStore,
+    tigerbeetle: LedgerBatches,
+    *,
+    page_rows: int = COPY_BACK_PAGE_ROWS,
+    left_for_the_pause: int = COPY_BACK_LEFT_FOR_THE_PAUSE,
+) -> int:
+    """The bulk of a step back's copy back, while phase 4 still takes writes (PostgreSQL), so
+    the pause copies only what the last pass left; how many events it copied.
+
+    Outside the pause a write's rows can commit after those of a write TigerBeetle took
+    later, so a pass copies only a prefix of TigerBeetle's order that can no longer gain an
+    earlier row (`_settled_timestamp`), in the rounds the pause's copy uses. Passes go on
+    while the events due shrink, until at most `left_for_the_pause` are left. Nothing here
+    on SQLite (no movement fence): the pause copies everything, as it always did.
+    """
+    assert page_rows > 0 and left_for_the_pause >= 0
+    if not fence_available():
+        return 0
+    copied, due = 0, events_due()
+    for _ in range(COPY_BACK_EARLY_PASSES_MAX):
+        if due <= left_for_the_pause:
+            break
+        settled = _settled_timestamp(tigerbeetle)
+        if settled is None:
+            break
+        copied += _copy_back_in_order(mongo, tigerbeetle, page_rows=page_rows, up_to=settled)
+        due, due_before = events_due(), due
+        if due >= due_before:
+            break  # the writes outpace the copy: the pause takes the rest
+    log.info("copied %d TigerBeetle-only writes back before the pause; %d left", copied, due)
+    return copied
+
+
+def events_due() -> int:
+    """The events the copy back has still to copy in order (rows flagged, a kind each)."""
+    return (
+        WalletTransfer.objects.filter(needs_copy_back=True).count()
+        + WalletTransfer.objects.filter(void_needs_copy_back=True).count()
+        + WalletHold.objects.filter(place_needs_copy_back=True).count()
+        + WalletHold.objects.filter(needs_copy_back=True).count()
+    )
+
+
+def _settled_timestamp(tigerbeetle: LedgerBatches) -> int | None:
+    """A TigerBeetle timestamp no event at or before which can still gain a row: the latest
+    event flagged now, once the store writes in flight have committed (None: nothing due,
+    or writes in flight still running after PHASE_CHANGE_WRITES_WAIT_S).
+
+    Every store write holds its wallets' movement fence from before it sends to TigerBeetle
+    until its rows committed (`registry.movement_fence`). An event TigerBeetle took no
+    later than one whose row is read here was sent before the read, so its write held the
+    fence then: it has committed once every fence held now has been let go. A write that
+    takes the fence later sends later, after all of them."""
+    latest = _latest_flagged_timestamp(tigerbeetle)
+    if latest is None:
+        return None
+    if not wait_for_every_write(timeout_s=settings.PHASE_CHANGE_WRITES_WAIT_S):
+        log.warning("writes in flight did not finish before the pause; the pause copies the rest")
+        return None
+    return latest
+
+
+def _latest_flagged_timestamp(tigerbeetle: LedgerBatches) -> int | None:
+    """TigerBeetle's timestamp of the latest event flagged for the copy back (a void's and a
+    resolution's read from TigerBeetle for the latest row by its millisecond)."""
+    latest = [
+        WalletTransfer.objects.filter(needs_copy_back=True).aggregate(at=Max("tb_timestamp"))["at"],
+        WalletHold.objects.filter(place_needs_copy_back=True).aggregate(at=Max("tb_timestamp"))[
+            "at"
+        ],
+    ]
+    void = (
+        WalletTransfer.objects.filter(void_needs_copy_back=True)
+        .order_by(F("voided_at").desc(nulls_last=True), "-pk")
+        .first()
+    )
+    resolved = (
+        WalletHold.objects.filter(needs_copy_back=True)
+        .order_by(F("resolved_at").desc(nulls_last=True), "-pk")
+        .first()
+    )
+    later_ids = [hex_to_u128(void.void_tb_transfer_id_hex)] if void else []
+    later_ids += [hex_to_u128(resolved.resolution_tb_transfer_id_hex)] if resolved else []
+    latest += history.transfer_timestamps(tigerbeetle, later_ids).values()
+    known = [timestamp for timestamp in latest if timestamp]
+    return max(known) if known else None
+
+
+def _copy_back_in_order(
+    mongo: MongoWalletStore,
+    tigerbeetle: LedgerBatches,
+    *,
+    page_rows: int,
+    up_to: int = TB_TIMESTAMP_MAX,
+) -> int:
+    """Every flagged event up to TigerBeetle's timestamp `up_to`, in rounds; how many."""
+    copied = 0
+    for _ in range(COPY_BACK_ROUNDS_MAX):
+        events = _next_copy_back_round(tigerbeetle, page_rows=page_rows, up_to=up_to)
+        if not events:
+            return copied
+        _copy_back_events(mongo, events)
+        copied += len(events)
+    raise InvalidPhaseChange(
+        f"copying back did not finish in {COPY_BACK_ROUNDS_MAX} rounds; try again"
+    )
 
 
 def _copy_back_captured_holds(mongo: MongoWalletStore, *, page_rows: int) -> int:
@@ -159,10 +274,12 @@ CopyBackRow = WalletTransfer | WalletHold
 CopyBackEvent = tuple[int, str, CopyBackRow]
 
 
-def _next_copy_back_round(tigerbeetle: LedgerBatches, *, page_rows: int) -> list[CopyBackEvent]:
+def _next_copy_back_round(
+    tigerbeetle: LedgerBatches, *, page_rows: int, up_to: int = TB_TIMESTAMP_MAX
+) -> list[CopyBackEvent]:
     """The next events to copy back, in TigerBeetle's timestamp order, at most about four
     pages of rows: writes, voids, holds TigerBeetle placed alone and the captures and
-    releases it took alone.
+    releases it took alone; none later than TigerBeetle's timestamp `up_to`.
 
     Writes and placements are read by their TigerBeetle timestamp. A void's or a hold
     resolution's timestamp lives in TigerBeetle only; the registry holds it to the
@@ -189,7 +306,7 @@ def _next_copy_back_round(tigerbeetle: LedgerBatches, *, page_rows: int) -> list
     resolved, resolved_horizon = _page_by_millisecond(
         holds.filter(needs_copy_back=True), field="resolved_at", page_rows=page_rows
     )
-    horizon = min(horizon, void_horizon, resolved_horizon)
+    horizon = min(horizon, void_horizon, resolved_horizon, up_to)
     later_ids = [hex_to_u128(row.void_tb_transfer_id_hex) for row in voids]
     later_ids += [hex_to_u128(row.resolution_tb_transfer_id_hex) for row in resolved]
     times = history.transfer_timestamps(tigerbeetle, later_ids)

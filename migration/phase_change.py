@@ -15,7 +15,10 @@ which waits until every write that read the old phase has finished; then:
   MongoDB, if anything is left in the outbox or any wallet is missing or differs;
 - leaving phase 4 copies every write TigerBeetle took as the only store back into MongoDB
   (in TigerBeetle's timestamp order, marked as already mirrored: `migration.copy_back`), so
-  MongoDB is complete again before it takes writes.
+  MongoDB is complete again before it takes writes: on PostgreSQL most of it before the
+  pause, in passes while phase 4 still takes writes, each up to a point of TigerBeetle's
+  order no write in flight can still precede (the movement fence); in the pause, what the
+  last pass left.
 
 A change of the dual-write share (or dual write starting) holds the share fence exclusively
 (`flags.write_lock.mirror_runs_drained`: no mirror run in flight) while it releases the
@@ -53,7 +56,7 @@ from flags.write_lock import (
 )
 from ledger.batches import LedgerBatches
 from ledger.stores.mongo_store import MongoWalletStore
-from migration.copy_back import copy_back_tigerbeetle_writes
+from migration.copy_back import copy_back_before_the_pause, copy_back_tigerbeetle_writes
 from migration.entry_check import EntryBasis, check_in_pause, entry_basis
 from migration.mirror import Mirror
 from migration.outbox import MirrorOutbox, MirrorState
@@ -68,6 +71,8 @@ class PhaseChangeReport:
     after: Phase
     mirrored: int = 0
     copied_back: int = 0
+    # Of those, copied before the pause while phase 4 still took writes (migration.copy_back).
+    copied_back_before_pause: int = 0
     # Outbox entries of clients a raise of the dual-write share took in, sent to the mirror.
     released: int = 0
     share_raised: bool = False
@@ -179,8 +184,11 @@ def _take_step(
         else:
             apply_state(plan.after, actor=actor, note=note)
         return report
-    # Before the pause: the reconciliation run the pause builds on, or the refusal.
+    # Before the pause: the reconciliation run the pause builds on, or the refusal; or the
+    # bulk of the copy back, so the pause copies only what the last pass left.
     basis = entry_basis(mongo.database) if entering_tb_only else None
+    if plan.leaves_tigerbeetle_only:
+        report.copied_back_before_pause = copy_back_before_the_pause(mongo, tigerbeetle)
     set_writes_paused(True, actor=actor, note=f"moving to phase {int(phase)}")
     try:
         with writes_drained(settings.PHASE_CHANGE_WRITES_WAIT_S):
@@ -190,7 +198,8 @@ def _take_step(
                 _drain_or_refuse(mongo, tigerbeetle, report)
                 _reconcile_or_refuse(mongo, tigerbeetle, actor, basis)
             else:
-                report.copied_back = copy_back_tigerbeetle_writes(mongo, tigerbeetle)
+                report.copied_back = report.copied_back_before_pause
+                report.copied_back += copy_back_tigerbeetle_writes(mongo, tigerbeetle)
             apply_state(plan.after, actor=actor, note=note)
             if entering_tb_only:
                 Milestone.objects.update_or_create(

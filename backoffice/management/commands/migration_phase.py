@@ -187,7 +187,8 @@ class Command(BaseCommand):
     def _report(self, report: PhaseChangeReport) -> None:
         self.stdout.write(
             f"phase {int(report.before)} -> {int(report.after)}"
-            f" (mirrored {report.mirrored}, copied back {report.copied_back})"
+            f" (mirrored {report.mirrored}, copied back {report.copied_back}"
+            f"{_before_the_pause(report)})"
         )
         if report.share_raised:
             self.stdout.write(
@@ -240,3 +241,10 @@ def _login_name() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def _before_the_pause(report: PhaseChangeReport) -> str:
+    """How much of the copy back went before the pause, when any did."""
+    if not report.copied_back_before_pause:
+        return ""
+    return f", {report.copied_back_before_pause} of them before the pause"
