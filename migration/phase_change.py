@@ -31,6 +31,7 @@ share it read, and the mirror decides per run under the fence (`migration.mirror
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -73,6 +74,8 @@ class PhaseChangeReport:
     copied_back: int = 0
     # Of those, copied before the pause while phase 4 still took writes (migration.copy_back).
     copied_back_before_pause: int = 0
+    # How long writes were paused (a step that moves where money is written), wall clock.
+    paused_s: float = 0.0
     # Outbox entries of clients a raise of the dual-write share took in, sent to the mirror.
     released: int = 0
     share_raised: bool = False
@@ -190,6 +193,7 @@ def _take_step(
     if plan.leaves_tigerbeetle_only:
         report.copied_back_before_pause = copy_back_before_the_pause(mongo, tigerbeetle)
     set_writes_paused(True, actor=actor, note=f"moving to phase {int(phase)}")
+    paused_at = time.monotonic()
     try:
         with writes_drained(settings.PHASE_CHANGE_WRITES_WAIT_S):
             # No write that read the old phase is running now, and none can start: what
@@ -212,6 +216,8 @@ def _take_step(
         ) from exc
     finally:
         set_writes_paused(False, actor=actor, note=f"phase {int(phase)} change finished")
+        report.paused_s = time.monotonic() - paused_at
+        log.info("phase %d -> %d: writes paused %.2f s", plan.before.phase, phase, report.paused_s)
     return report
 
 

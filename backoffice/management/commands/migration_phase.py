@@ -188,7 +188,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"phase {int(report.before)} -> {int(report.after)}"
             f" (mirrored {report.mirrored}, copied back {report.copied_back}"
-            f"{_before_the_pause(report)})"
+            f"{_before_the_pause(report)}){_paused(report)}"
         )
         if report.share_raised:
             self.stdout.write(
@@ -248,3 +248,8 @@ def _before_the_pause(report: PhaseChangeReport) -> str:
     if not report.copied_back_before_pause:
         return ""
     return f", {report.copied_back_before_pause} of them before the pause"
+
+
+def _paused(report: PhaseChangeReport) -> str:
+    """How long writes were paused, for a step that paused them."""
+    return f"; writes paused {report.paused_s:.2f} s" if report.paused_s else ""
