@@ -222,8 +222,8 @@ def expire_due(
     assert before is not None, "a hold's wallet exists"
     update_wallet_as_read(
         database.wallets(),
-        before,
-        {"$inc": {"held": decimal128(-total, key.currency), "wallet_seq": len(due)}},
+        wallet=before,
+        update={"$inc": {"held": decimal128(-total, key.currency), "wallet_seq": len(due)}},
         session=session,
     )
     balance = available_balance_of(before)
@@ -265,7 +265,7 @@ def spend_wallet(
     wallet = wallets.find_one(key_filter(key), session=session)
     if wallet is None or not _covers(wallet, key, amount_minor):
         return None
-    return update_wallet_as_read(wallets, wallet, update, session=session)
+    return update_wallet_as_read(wallets, wallet=wallet, update=update, session=session)
 
 
 def _covers(wallet: dict[str, Any], key: WalletKey, amount_minor: int) -> bool:

@@ -55,9 +55,9 @@ def update_wallet(
 
 def update_wallet_as_read(
     wallets: Collection[dict[str, Any]],
+    *,
     wallet: dict[str, Any],
     update: dict[str, Any],
-    *,
     session: ClientSession,
 ) -> dict[str, Any]:
     """`wallet` (a document this transaction read) moved by `update`, only if nothing moved

@@ -266,7 +266,9 @@ def test_a_wallet_update_naming_a_wallet_seq_it_has_moved_past_is_a_write_confli
         session.start_transaction(),
         pytest.raises(pymongo.errors.OperationFailure) as conflict,
     ):
-        update_wallet_as_read(wallets, read, {"$inc": {"wallet_seq": 1}}, session=session)
+        update_wallet_as_read(
+            wallets, wallet=read, update={"$inc": {"wallet_seq": 1}}, session=session
+        )
 
     assert conflict.value.has_error_label("TransientTransactionError")
     assert store.get_balance(wallet).credit_minor == 1_001
