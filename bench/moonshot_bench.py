@@ -186,8 +186,10 @@ def walk(
         filed = FILED.search(run.stdout)
         if filed:
             approve = ["--approve", filed[1], "--actor", APPROVER, "--why", REASON]
-            seconds += manage(env, "migration_phase", *approve).seconds
+            run = manage(env, "migration_phase", *approve)
+            seconds += run.seconds
         steps[label] = seconds
+        print_step_report(run.stdout)
 
     def job(label: str, *command: str) -> str:
         traffic.label = label
@@ -238,6 +240,14 @@ def walk(
     traffic.label = "after"
     time.sleep(args.after_s)
     return Walk(steps=steps, jobs=jobs)
+
+
+def print_step_report(stdout: str) -> None:
+    """What a phase step did (mirrored, copied back, how much before the pause), as the
+    command that took it says, on stderr."""
+    for line in stdout.splitlines():
+        if line.startswith("phase ") and "->" in line:
+            print(indented(line), file=sys.stderr, flush=True)
 
 
 def wait_for_the_mirror(database: MongoDatabase) -> None:

@@ -794,7 +794,8 @@ def _phase_effects(step: Step, facts: StepFacts) -> list[str]:
             _pause(facts),
             f"{facts.copy_back_writes} transactions and {facts.copy_back_voids} voids "
             "TigerBeetle took as the only store are copied back into MongoDB, in "
-            "TigerBeetle's order.",
+            "TigerBeetle's order: on PostgreSQL most of them before writes pause, while "
+            "phase 4 still takes writes; in the pause, what is left.",
             "MongoDB is written again"
             + (", and mirrored into TigerBeetle (dual write)." if step.after.dual_write else "."),
             *_holds_left_in_tigerbeetle(facts),

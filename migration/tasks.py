@@ -27,8 +27,8 @@ from ledger import metrics
 from ledger.backends import get_ledger_backend
 from migration import alerts
 from migration import guard as guard_check
+from migration.copy_back import copy_back_due, copy_back_tigerbeetle_writes
 from migration.models import ReconciliationRun
-from migration.phase_change import copy_back_due, copy_back_tigerbeetle_writes
 from migration.routing import key_from_dict
 from migration.runtime import process_runtime
 from migration.shadow import compare_shadow_read as compare

@@ -7,6 +7,7 @@ transfer), refused when placed, captured, released, expired. The database's CHEC
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -263,11 +264,11 @@ def _record(
     )
 
 
-def mark_capture_copied_back(*, hold_pk: int) -> None:
-    """MongoDB now holds the capture (or the release) TigerBeetle took alone."""
-    WalletHold.objects.filter(pk=hold_pk).update(needs_copy_back=False)
+def mark_resolutions_copied_back(*, hold_pks: Sequence[int]) -> None:
+    """MongoDB now holds these holds' captures (or releases), which TigerBeetle took alone."""
+    WalletHold.objects.filter(pk__in=hold_pks).update(needs_copy_back=False)
 
 
-def mark_placement_copied_back(*, hold_pk: int) -> None:
-    """MongoDB now holds the hold TigerBeetle placed alone (and its `hold` point)."""
-    WalletHold.objects.filter(pk=hold_pk).update(place_needs_copy_back=False)
+def mark_placements_copied_back(*, hold_pks: Sequence[int]) -> None:
+    """MongoDB now holds these holds TigerBeetle placed alone (and their `hold` points)."""
+    WalletHold.objects.filter(pk__in=hold_pks).update(place_needs_copy_back=False)

@@ -21,6 +21,11 @@ A write takes all of its wallets' buckets in one statement and never asks for mo
 the collector waits for one, a write asking for that bucket queues behind it. If that write
 already holds a row lock the writer being waited for needs, PostgreSQL's deadlock detector
 ends it, most often in the collector (the first to wait), whose run is retried by the next.
+
+The copy back's passes before a step back's pause (migration/copy_back.py) wait the same
+way for every bucket (`wait_for_every_write`): once they return, every event TigerBeetle
+took before a row read earlier has its row committed, so a pass can copy up to that row
+without a later write slipping in before it.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import logging
 from collections.abc import Iterable
 from types import TracebackType
 
-from django.db import Error, connection
+from django.db import Error, OperationalError, connection, transaction
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +114,32 @@ def wait_for_writes(wallet_pks: Iterable[int]) -> None:
             "FROM unnest(%s::int[]) AS bucket",
             [FENCE_LOCK_CLASS, FENCE_LOCK_CLASS, buckets],
         )
+
+
+def wait_for_every_write(*, timeout_s: float) -> bool:
+    """True once every store write that held the fence when this was called has committed
+    (or given up), whatever its wallets; False when one still held it after about
+    `timeout_s`, or PostgreSQL ended the wait to break a deadlock. For the copy back's
+    passes before a step back's pause (migration/copy_back.py), which copy what the pause
+    would otherwise copy when this answers False."""
+    assert timeout_s > 0
+    if not fence_available():
+        return True
+    try:
+        # lock_timeout for this wait only: the savepoint's SET LOCAL goes with it.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('lock_timeout')")
+            (previous,) = cursor.fetchone()
+            cursor.execute(
+                "SELECT set_config('lock_timeout', %s, true)",
+                [f"{max(1, round(timeout_s * 1000))}ms"],
+            )
+            cursor.execute(
+                "SELECT pg_advisory_lock(%s, bucket), pg_advisory_unlock(%s, bucket) "
+                "FROM unnest(%s::int[]) AS bucket",
+                [FENCE_LOCK_CLASS, FENCE_LOCK_CLASS, list(range(FENCE_BUCKETS))],
+            )
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+    except OperationalError:  # lock_timeout, or a deadlock broken
+        return False
+    return True

@@ -412,14 +412,14 @@ def count_refused_void(row: WalletTransfer) -> None:
     row.save(update_fields=["void_attempts"])
 
 
-def mark_write_copied_back(*, transfer_pk: int) -> None:
-    """MongoDB now holds the credit or debit TigerBeetle took alone."""
-    WalletTransfer.objects.filter(pk=transfer_pk).update(needs_copy_back=False)
+def mark_writes_copied_back(*, transfer_pks: Sequence[int]) -> None:
+    """MongoDB now holds these credits and debits TigerBeetle took alone."""
+    WalletTransfer.objects.filter(pk__in=transfer_pks).update(needs_copy_back=False)
 
 
-def mark_void_copied_back(*, transfer_pk: int) -> None:
-    """MongoDB now holds the void TigerBeetle took alone."""
-    WalletTransfer.objects.filter(pk=transfer_pk).update(void_needs_copy_back=False)
+def mark_voids_copied_back(*, transfer_pks: Sequence[int]) -> None:
+    """MongoDB now holds the voids of these transactions, which TigerBeetle took alone."""
+    WalletTransfer.objects.filter(pk__in=transfer_pks).update(void_needs_copy_back=False)
 
 
 def register_from_ledger(

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pymongo
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from domain import errors
 from domain.batches import BatchItem, BatchItemKind, BatchOutcome, refused_at
@@ -52,6 +52,7 @@ from ledger.stores.mongo_documents import (
     record_of,
 )
 from ledger.stores.mongo_holds import MongoHolds, expire_due
+from ledger.stores.mongo_wallets import moved_since_read
 
 if TYPE_CHECKING:
     from ledger.stores.mongo_store import MongoWalletStore
@@ -67,7 +68,6 @@ WRITES_PER_COMMAND = 1000
 # traffic moves during every attempt of a long transaction.
 WHOLE_BATCH_WAIT_S = 2.0
 _DUPLICATE_KEY = 11000
-_WRITE_CONFLICT = 112
 
 
 class MongoBatch:
@@ -232,7 +232,7 @@ class MongoBatch:
             outcomes.append(outcome)
         self._write(session, wallets, entries, now=now, written_at=written_at)
         if not holds.write(session):
-            raise _moved("a hold of the batch was resolved since it was read")
+            raise moved_since_read("a hold of the batch was resolved since it was read")
         return outcomes
 
     def _known_entries(
@@ -341,7 +341,7 @@ class MongoBatch:
             for chunk in _chunks(updates):
                 result = database.wallets().bulk_write(chunk, ordered=False, session=session)
                 if result.matched_count != len(chunk):
-                    raise _moved("a wallet of the batch changed since it was read")
+                    raise moved_since_read("a wallet of the batch changed since it was read")
             for documents in _chunks(new):
                 database.wallets().insert_many(documents, ordered=True, session=session)
             for documents in _chunks(entries):
@@ -441,16 +441,6 @@ def _find_in(
         yield from collection.find(
             {field: {"$in": chunk}, **(also or {})}, projection, session=session
         )
-
-
-def _moved(why: str) -> OperationFailure:
-    """A write conflict found by the batch itself: the transaction goes again, as it does
-    on the server's own write conflicts (`MongoDatabase.transaction`)."""
-    return OperationFailure(
-        f"write conflict: {why}",
-        code=_WRITE_CONFLICT,
-        details={"errorLabels": ["TransientTransactionError"]},
-    )
 
 
 def _wallet_update(wallet: BatchWallet, *, now: datetime) -> pymongo.UpdateOne:

@@ -1,9 +1,9 @@
 """Holds on MongoDB: documents of their own, written in one transaction with the wallet's `held`.
 
 Why the wallet document carries `held`: a debit (and the void of a credit) spends only what
-`credit - held` allows, checked by the same conditional update that spends it
-(`mongo_store._spend`), inside the wallet's transaction; a hold reserves only what that allows,
-the same way. Racing holds and debits of one wallet conflict on its document and are
+`credit - held` allows, checked on the wallet document its transaction read and spent by an
+update naming the `wallet_seq` it read (`spend_wallet`); a hold reserves only what that
+allows, the same way. Racing holds and debits of one wallet conflict on its document and are
 serialised by MongoDB's transactions, so none overdraws. The wallet's `credit` stays the
 posted credit minus posted debits (what the migration's backfill and reconciliation read);
 what a client is shown as available is `credit - held` (`available_balance_of`).
@@ -34,16 +34,18 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Context, Decimal, localcontext
 from typing import Any
 
-import pymongo
-from bson import ObjectId
+from bson import Decimal128, ObjectId
 from pymongo.client_session import ClientSession
+from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from domain import errors
 from domain.holds import Hold, HoldResult, HoldState
 from domain.ids import WalletKey
+from domain.money import from_minor_units
 from domain.wallets import WalletBalance, write_time
 from ledger.stores.mongo_database import MongoDatabase, Refusal
 from ledger.stores.mongo_documents import (
@@ -56,11 +58,14 @@ from ledger.stores.mongo_documents import (
     key_of,
     minor,
 )
+from ledger.stores.mongo_wallets import update_wallet, update_wallet_as_read
 
 # How many wallets one sweep expires holds of; the next sweep takes the rest.
 SWEEP_WALLETS_MAX = 500
 # A wallet's open holds support's page lists (the oldest first).
 OPEN_HOLDS_LISTED_MAX = 100
+# Digits enough to subtract two stored amounts exactly (Decimal128 holds 34).
+_EXACT_DIGITS = 70
 
 
 def held_minor(wallet: dict[str, Any], key: WalletKey) -> int:
@@ -213,17 +218,14 @@ def expire_due(
         session=session,
     )
     total = sum(int(hold["amount_minor"]) for hold in due)
-    before = database.wallets().find_one_and_update(
-        key_filter(key),
-        {
-            "$inc": {
-                "held": decimal128(-total, key.currency),
-                "wallet_seq": len(due),
-            }
-        },
+    before = database.wallets().find_one(key_filter(key), session=session)
+    assert before is not None, "a hold's wallet exists"
+    update_wallet_as_read(
+        database.wallets(),
+        wallet=before,
+        update={"$inc": {"held": decimal128(-total, key.currency), "wallet_seq": len(due)}},
         session=session,
     )
-    assert before is not None, "a hold's wallet exists"
     balance = available_balance_of(before)
     seq = int(before.get("wallet_seq", 0))
     for hold in due:
@@ -248,18 +250,34 @@ def expire_due(
         )
 
 
-def spendable_filter(key: WalletKey, amount_minor: int) -> dict[str, Any]:
-    """The wallet, only if `credit - held` covers `amount_minor` (held missing reads as 0)."""
-    zero = decimal128(0, key.currency)
-    return {
-        **key_filter(key),
-        "$expr": {
-            "$gte": [
-                {"$subtract": ["$credit", {"$ifNull": ["$held", zero]}]},
-                decimal128(amount_minor, key.currency),
-            ]
-        },
-    }
+def spend_wallet(
+    wallets: Collection[dict[str, Any]],
+    key: WalletKey,
+    amount_minor: int,
+    update: dict[str, Any],
+    *,
+    session: ClientSession,
+) -> dict[str, Any] | None:
+    """The wallet moved by `update`, only if `credit - held` covers `amount_minor` (held
+    missing reads as 0), as it stands after; None when it does not (or no such wallet).
+    Checked on the document this transaction read, the update naming the wallet_seq it read
+    (`ledger.stores.mongo_wallets`)."""
+    wallet = wallets.find_one(key_filter(key), session=session)
+    if wallet is None or not _covers(wallet, key, amount_minor):
+        return None
+    return update_wallet_as_read(wallets, wallet=wallet, update=update, session=session)
+
+
+def _covers(wallet: dict[str, Any], key: WalletKey, amount_minor: int) -> bool:
+    """Whether the document's `credit - held` is at least `amount_minor`, compared exactly
+    as the stored decimals (a $expr on them compared the same)."""
+    with localcontext(Context(prec=_EXACT_DIGITS)):
+        available = _stored(wallet["credit"]) - _stored(wallet.get("held", 0))
+        return available >= from_minor_units(amount_minor, key.currency)
+
+
+def _stored(value: Decimal128 | Decimal | int) -> Decimal:
+    return value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
 
 
 def hold_of(document: dict[str, Any]) -> Hold:
@@ -333,8 +351,10 @@ class MongoHolds:
                 self._replay_place(known, key, amount_minor=amount_minor, timeout_s=timeout_s)
             now = datetime.now(UTC)
             expire_due(self.database, key, now=now, session=session, marks=self.marks)
-            wallet = wallets.find_one_and_update(
-                spendable_filter(key, amount_minor),
+            wallet = spend_wallet(
+                wallets,
+                key,
+                amount_minor,
                 {
                     "$inc": {
                         "held": decimal128(amount_minor, key.currency),
@@ -342,7 +362,6 @@ class MongoHolds:
                     },
                     "$set": {"updated_at": now},
                 },
-                return_document=pymongo.ReturnDocument.AFTER,
                 session=session,
             )
             if wallet is None:
@@ -499,9 +518,7 @@ class MongoHolds:
         if wanted is not None:
             change["$inc"]["credit"] = decimal128(-wanted, currency)
             change["$inc"]["debit"] = decimal128(wanted, currency)
-        wallet = self.database.wallets().find_one_and_update(
-            key_filter(key), change, return_document=pymongo.ReturnDocument.AFTER, session=session
-        )
+        wallet = update_wallet(self.database.wallets(), key, change, session=session)
         assert wallet is not None, "a hold's wallet exists"
         return wallet
 
@@ -638,10 +655,10 @@ def _resolve_copied_back(
     if captured:
         change["credit"] = decimal128(-captured, key.currency)
         change["debit"] = decimal128(captured, key.currency)
-    wallet = database.wallets().find_one_and_update(
-        key_filter(key),
+    wallet = update_wallet(
+        database.wallets(),
+        key,
         {"$inc": change, "$set": {"updated_at": datetime.now(UTC)}},
-        return_document=pymongo.ReturnDocument.AFTER,
         session=session,
     )
     assert wallet is not None, "a hold's wallet exists"
@@ -801,10 +818,10 @@ class MongoHoldCopyBack:
         )
         document.update(fields, copied_back=True)
         self.database.holds().insert_one(document, session=session)
-        wallet = self.database.wallets().find_one_and_update(
-            key_filter(key),
+        wallet = update_wallet(
+            self.database.wallets(),
+            key,
             {"$inc": {**increments, "wallet_seq": 1}, "$set": {"updated_at": datetime.now(UTC)}},
-            return_document=pymongo.ReturnDocument.AFTER,
             session=session,
         )
         assert wallet is not None, "a copied-back hold's wallet was copied back first"

@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import pymongo
 from bson import ObjectId
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
@@ -64,8 +63,9 @@ from ledger.stores.mongo_holds import (
     available_balance_of,
     expire_due,
     read_balance,
-    spendable_filter,
+    spend_wallet,
 )
+from ledger.stores.mongo_wallets import update_wallet
 
 
 def _refuse_past_balance_limit(wallet: dict[str, Any], key: WalletKey) -> None:
@@ -441,8 +441,9 @@ def _credit_in(
     )
     written_at = write_time(created_at or now)
     amount = decimal128(amount_minor, key.currency)
-    wallet = wallets.find_one_and_update(
-        key_filter(key),
+    wallet = update_wallet(
+        wallets,
+        key,
         {
             "$inc": {"credit": amount, "historical_credit": amount, "wallet_seq": 1},
             "$set": {"updated_at": now},
@@ -455,10 +456,9 @@ def _credit_in(
             },
         },
         upsert=True,
-        return_document=pymongo.ReturnDocument.AFTER,
         session=session,
     )
-    assert wallet is not None, "an upsert returning the document after returns one"
+    assert wallet is not None, "an upsert makes the wallet it does not find"
     _refuse_past_balance_limit(wallet, key)
     return store._log_entry(
         log,
@@ -568,8 +568,10 @@ def _spend(
     """Move `amount_minor` from available (credit) to spent (debit), only if the wallet
     holds it: a debit, or the void of a credit. None when it does not (or no such wallet)."""
     amount = decimal128(amount_minor, key.currency)
-    return wallets.find_one_and_update(
-        spendable_filter(key, amount_minor),
+    return spend_wallet(
+        wallets,
+        key,
+        amount_minor,
         {
             "$inc": {
                 "credit": decimal128(-amount_minor, key.currency),
@@ -578,7 +580,6 @@ def _spend(
             },
             "$set": {"updated_at": now},
         },
-        return_document=pymongo.ReturnDocument.AFTER,
         session=session,
     )
 
@@ -605,13 +606,13 @@ def _reverse_on_wallet(
                 )
             )
         return wallet
-    wallet = wallets.find_one_and_update(
-        key_filter(key),
+    wallet = update_wallet(
+        wallets,
+        key,
         {
             "$inc": {"credit": amount, "historical_credit": amount, "wallet_seq": 1},
             "$set": {"updated_at": now},
         },
-        return_document=pymongo.ReturnDocument.AFTER,
         session=session,
     )
     assert wallet is not None, "a logged transaction's wallet exists"

@@ -21,8 +21,9 @@ from flags.phases import WRITES_PAUSED, InvalidPhaseChange, Phase, current_state
 from flags.write_lock import write_admitted
 from ledger.stores.mongo_documents import decimal128
 from migration.backfill import Backfill
+from migration.copy_back import copy_back_due, copy_back_tigerbeetle_writes
 from migration.outbox import MirrorState
-from migration.phase_change import change_phase, copy_back_due, copy_back_tigerbeetle_writes
+from migration.phase_change import change_phase
 from migration.tasks import sweep_outbox
 from tests.migration.conftest import (
     Stores,
@@ -454,3 +455,18 @@ def test_a_hold_a_phase_4_batch_placed_is_copied_back(stores: Stores) -> None:
     copy_back_tigerbeetle_writes(stores.mongo, stores.batches, page_rows=10)
     assert stores.mongo.get_balance(key).held_minor == 40
     assert_stores_agree(stores, [key])
+
+
+def test_a_step_that_moves_where_money_is_written_reports_how_long_writes_were_paused(
+    stores: Stores,
+) -> None:
+    enter_phase(Phase.SHADOW_READ)
+    backfill_done()
+
+    unpaused = move(stores, Phase.READ_CUTOVER, rollout_percent=1)
+    enter_phase(Phase.READ_CUTOVER)
+    into_phase_4 = move(stores, Phase.TIGERBEETLE_ONLY)
+    back = move(stores, Phase.READ_CUTOVER)
+
+    assert unpaused.paused_s == 0
+    assert into_phase_4.paused_s > 0 and back.paused_s > 0

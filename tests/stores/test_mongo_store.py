@@ -16,6 +16,7 @@ from domain.ids import WalletKey
 from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_documents import LogEntry, LogMarks, key_filter, key_of
 from ledger.stores.mongo_store import MongoWalletStore
+from ledger.stores.mongo_wallets import update_wallet_as_read
 from migration.outbox import LOG_MARKS
 from wallet_site.embedded_mongo import free_loopback_port
 
@@ -222,3 +223,52 @@ def test_a_key_is_stored_under_mongodbs_own_field_names() -> None:
     assert key_of({**stored, "issuer_type_identifier": "visa"}).issuer == "visa"
     del stored["issuer_type_identifier"]  # a legacy document without the field: no issuer
     assert key_of(stored) == WalletKey("alice", "USA", "USD")
+
+
+def test_no_write_changes_its_wallet_by_find_and_modify(store: MongoWalletStore) -> None:
+    """secantusdb scans every wallet document to write through a findAndModify (25 ms at
+    2,000 wallets, growing with the collection): each write reaches its wallet through the
+    key's index instead (`ledger.stores.mongo_wallets`)."""
+    wallet = key()
+    store.add_credit(wallet, 1_000, "c-1")
+    store.database.db.command("profile", 2)
+    try:
+        store.add_credit(wallet, 500, "c-2")
+        store.subtract_credit(wallet, 300, "d-1")
+        store.void_transaction("d-1", voided_by="support", reason="refund")
+        store.void_transaction("c-2", voided_by="support", reason="duplicate")
+        store.place_hold(wallet, 100, "h-1", timeout_s=3_600)
+        store.capture_hold("h-1", amount_minor=50)
+    finally:
+        store.database.db.command("profile", 0)
+    commands = [
+        next(iter(entry.get("command", {"?": 0})))
+        for entry in store.database.db["system.profile"].find()
+    ]
+
+    assert "update" in commands
+    assert "findAndModify" not in commands
+
+
+def test_a_wallet_update_naming_a_wallet_seq_it_has_moved_past_is_a_write_conflict(
+    store: MongoWalletStore,
+) -> None:
+    """A conditional write checks the wallet document its transaction read; a wallet moved
+    since goes again (`MongoDatabase.transaction` retries a write conflict)."""
+    wallet = key()
+    store.add_credit(wallet, 1_000, "c-1")
+    wallets = store.database.wallets()
+    read = wallets.find_one(key_filter(wallet))
+    store.add_credit(wallet, 1, "c-2")  # the wallet moves past what was read
+
+    with (
+        store.database.client.start_session() as session,
+        session.start_transaction(),
+        pytest.raises(pymongo.errors.OperationFailure) as conflict,
+    ):
+        update_wallet_as_read(
+            wallets, wallet=read, update={"$inc": {"wallet_seq": 1}}, session=session
+        )
+
+    assert conflict.value.has_error_label("TransientTransactionError")
+    assert store.get_balance(wallet).credit_minor == 1_001

@@ -187,7 +187,8 @@ class Command(BaseCommand):
     def _report(self, report: PhaseChangeReport) -> None:
         self.stdout.write(
             f"phase {int(report.before)} -> {int(report.after)}"
-            f" (mirrored {report.mirrored}, copied back {report.copied_back})"
+            f" (mirrored {report.mirrored}, copied back {report.copied_back}"
+            f"{_before_the_pause(report)}){_paused(report)}"
         )
         if report.share_raised:
             self.stdout.write(
@@ -240,3 +241,15 @@ def _login_name() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def _before_the_pause(report: PhaseChangeReport) -> str:
+    """How much of the copy back went before the pause, when any did."""
+    if not report.copied_back_before_pause:
+        return ""
+    return f", {report.copied_back_before_pause} of them before the pause"
+
+
+def _paused(report: PhaseChangeReport) -> str:
+    """How long writes were paused, for a step that paused them."""
+    return f"; writes paused {report.paused_s:.2f} s" if report.paused_s else ""
