@@ -46,6 +46,16 @@ def mongo_admin(mongo_url: str) -> Iterator[pymongo.MongoClient[dict[str, Any]]]
     client.close()
 
 
+def fail_the_second_insert(mongo_admin: pymongo.MongoClient[dict[str, Any]]) -> None:
+    """MongoDB fails the next insert but one, once (the first goes through)."""
+    mongo_admin.admin.command(
+        "configureFailPoint",
+        "failCommand",
+        mode={"skip": 1, "times": 1},
+        data={"failCommands": ["insert"], "errorCode": 2},
+    )
+
+
 def test_a_step_back_stopped_part_way_keeps_what_it_copied_and_the_next_copies_the_rest_once(
     stores: Stores, mongo_admin: pymongo.MongoClient[dict[str, Any]]
 ) -> None:
@@ -55,13 +65,7 @@ def test_a_step_back_stopped_part_way_keeps_what_it_copied_and_the_next_copies_t
     stores.phased.add_credit(key, 100, early)
     stores.phased.add_credit(key, 20, failing)
     stores.phased.add_credit(key, 50, late)
-    # MongoDB fails the second copy's log entry (the first copy's went through).
-    mongo_admin.admin.command(
-        "configureFailPoint",
-        "failCommand",
-        mode={"skip": 1, "times": 1},
-        data={"failCommands": ["insert"], "errorCode": 2},
-    )
+    fail_the_second_insert(mongo_admin)  # the second copy's log entry; the first's goes
 
     with pytest.raises(InvalidPhaseChange, match=failing):
         move(stores, Phase.READ_CUTOVER)
@@ -177,12 +181,7 @@ def test_a_step_back_stopped_in_a_pass_before_the_pause_leaves_writes_on_tigerbe
     ids = [tx() for _ in range(COPY_BACK_LEFT_FOR_THE_PAUSE + 5)]
     for transaction_id in ids:
         stores.phased.add_credit(key, 10, transaction_id)
-    mongo_admin.admin.command(
-        "configureFailPoint",
-        "failCommand",
-        mode={"skip": 1, "times": 1},
-        data={"failCommands": ["insert"], "errorCode": 2},
-    )
+    fail_the_second_insert(mongo_admin)
 
     with pytest.raises(InvalidPhaseChange, match=ids[1]):
         move(stores, Phase.READ_CUTOVER)
