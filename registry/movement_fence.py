@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from types import TracebackType
 
 from django.db import Error, OperationalError, connection, transaction
+from django.db.backends.utils import CursorWrapper
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +110,7 @@ def wait_for_writes(wallet_pks: Iterable[int]) -> None:
     if not buckets:
         return
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_lock(%s, bucket), pg_advisory_unlock(%s, bucket) "
-            "FROM unnest(%s::int[]) AS bucket",
-            [FENCE_LOCK_CLASS, FENCE_LOCK_CLASS, buckets],
-        )
+        _wait_for_buckets(cursor, buckets)
 
 
 def wait_for_every_write(*, timeout_s: float) -> bool:
@@ -134,12 +131,18 @@ def wait_for_every_write(*, timeout_s: float) -> bool:
                 "SELECT set_config('lock_timeout', %s, true)",
                 [f"{max(1, round(timeout_s * 1000))}ms"],
             )
-            cursor.execute(
-                "SELECT pg_advisory_lock(%s, bucket), pg_advisory_unlock(%s, bucket) "
-                "FROM unnest(%s::int[]) AS bucket",
-                [FENCE_LOCK_CLASS, FENCE_LOCK_CLASS, list(range(FENCE_BUCKETS))],
-            )
+            _wait_for_buckets(cursor, list(range(FENCE_BUCKETS)))
             cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
     except OperationalError:  # lock_timeout, or a deadlock broken
         return False
     return True
+
+
+def _wait_for_buckets(cursor: CursorWrapper, buckets: list[int]) -> None:
+    """Each bucket taken exclusively and let go at once, one at a time, so the wait never
+    holds one bucket while it waits for another."""
+    cursor.execute(
+        "SELECT pg_advisory_lock(%s, bucket), pg_advisory_unlock(%s, bucket) "
+        "FROM unnest(%s::int[]) AS bucket",
+        [FENCE_LOCK_CLASS, FENCE_LOCK_CLASS, buckets],
+    )
