@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, Max, Q
+from django.db.models import F, Max
 from django.utils import timezone
 
 from domain import errors
@@ -57,16 +57,19 @@ NS_PER_MS = 1_000_000
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _flagged() -> dict[str, Any]:
+    """The rows flagged for the copy back, a query per kind of event (`CopiedRows`' kinds)."""
+    return {
+        "write": WalletTransfer.objects.filter(needs_copy_back=True),
+        "void": WalletTransfer.objects.filter(void_needs_copy_back=True),
+        "place": WalletHold.objects.filter(place_needs_copy_back=True),
+        "resolve": WalletHold.objects.filter(needs_copy_back=True),
+    }
+
+
 def copy_back_due() -> bool:
     """Whether TigerBeetle holds writes MongoDB has not been given yet."""
-    return (
-        WalletTransfer.objects.filter(
-            Q(needs_copy_back=True) | Q(void_needs_copy_back=True)
-        ).exists()
-        or WalletHold.objects.filter(
-            Q(needs_copy_back=True) | Q(place_needs_copy_back=True)
-        ).exists()
-    )
+    return any(rows.exists() for rows in _flagged().values())
 
 
 def copy_back_tigerbeetle_writes(
@@ -134,12 +137,7 @@ def copy_back_before_the_pause(
 
 def events_due() -> int:
     """The events the copy back has still to copy in order (rows flagged, a kind each)."""
-    return (
-        WalletTransfer.objects.filter(needs_copy_back=True).count()
-        + WalletTransfer.objects.filter(void_needs_copy_back=True).count()
-        + WalletHold.objects.filter(place_needs_copy_back=True).count()
-        + WalletHold.objects.filter(needs_copy_back=True).count()
-    )
+    return sum(rows.count() for rows in _flagged().values())
 
 
 def _settled_timestamp(tigerbeetle: LedgerBatches) -> int | None:
@@ -164,22 +162,10 @@ def _settled_timestamp(tigerbeetle: LedgerBatches) -> int | None:
 def _latest_flagged_timestamp(tigerbeetle: LedgerBatches) -> int | None:
     """TigerBeetle's timestamp of the latest event flagged for the copy back (a void's and a
     resolution's read from TigerBeetle for the latest row by its millisecond)."""
-    latest = [
-        WalletTransfer.objects.filter(needs_copy_back=True).aggregate(at=Max("tb_timestamp"))["at"],
-        WalletHold.objects.filter(place_needs_copy_back=True).aggregate(at=Max("tb_timestamp"))[
-            "at"
-        ],
-    ]
-    void = (
-        WalletTransfer.objects.filter(void_needs_copy_back=True)
-        .order_by(F("voided_at").desc(nulls_last=True), "-pk")
-        .first()
-    )
-    resolved = (
-        WalletHold.objects.filter(needs_copy_back=True)
-        .order_by(F("resolved_at").desc(nulls_last=True), "-pk")
-        .first()
-    )
+    flagged = _flagged()
+    latest = [flagged[what].aggregate(at=Max("tb_timestamp"))["at"] for what in ("write", "place")]
+    void = flagged["void"].order_by(F("voided_at").desc(nulls_last=True), "-pk").first()
+    resolved = flagged["resolve"].order_by(F("resolved_at").desc(nulls_last=True), "-pk").first()
     later_ids = [hex_to_u128(void.void_tb_transfer_id_hex)] if void else []
     later_ids += [hex_to_u128(resolved.resolution_tb_transfer_id_hex)] if resolved else []
     latest += history.transfer_timestamps(tigerbeetle, later_ids).values()
@@ -291,20 +277,19 @@ def _next_copy_back_round(
     progress and the next one starts where this one stopped. (An expiry is no event here:
     MongoDB expires a copied hold itself, before the first copied event past its expiry.)
     """
-    transfers = WalletTransfer.objects.select_related("wallet")
-    holds = WalletHold.objects.select_related("wallet")
+    flagged = {what: rows.select_related("wallet") for what, rows in _flagged().items()}
     by_timestamp = F("tb_timestamp").asc(nulls_first=True)
-    writes = list(transfers.filter(needs_copy_back=True).order_by(by_timestamp, "pk")[:page_rows])
-    placed = list(holds.filter(place_needs_copy_back=True).order_by(by_timestamp, "pk")[:page_rows])
+    writes = list(flagged["write"].order_by(by_timestamp, "pk")[:page_rows])
+    placed = list(flagged["place"].order_by(by_timestamp, "pk")[:page_rows])
     horizon = TB_TIMESTAMP_MAX
     for page in (writes, placed):
         if len(page) == page_rows:
             horizon = min(horizon, page[-1].tb_timestamp or 0)
     voids, void_horizon = _page_by_millisecond(
-        transfers.filter(void_needs_copy_back=True), field="voided_at", page_rows=page_rows
+        flagged["void"], field="voided_at", page_rows=page_rows
     )
     resolved, resolved_horizon = _page_by_millisecond(
-        holds.filter(needs_copy_back=True), field="resolved_at", page_rows=page_rows
+        flagged["resolve"], field="resolved_at", page_rows=page_rows
     )
     horizon = min(horizon, void_horizon, resolved_horizon, up_to)
     later_ids = [hex_to_u128(row.void_tb_transfer_id_hex) for row in voids]
