@@ -77,9 +77,14 @@ def decimal128(amount_minor: int, currency: str) -> Decimal128:
     return Decimal128(from_minor_units(amount_minor, currency))
 
 
+def stored_decimal(value: Decimal128 | Decimal | int) -> Decimal:
+    """A stored amount as it is stored, exactly."""
+    return value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
+
+
 def minor(value: Decimal128 | Decimal | int, currency: str) -> int:
     """A stored amount back in minor units; one finer than the currency allows is refused."""
-    amount = value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
+    amount = stored_decimal(value)
     scaled = amount.scaleb(currency_exponent(currency))
     if scaled != scaled.to_integral_value():
         raise ValueError(f"stored amount {amount} is finer than {currency} allows")

@@ -34,10 +34,10 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from decimal import Context, Decimal, localcontext
+from decimal import Context, localcontext
 from typing import Any
 
-from bson import Decimal128, ObjectId
+from bson import ObjectId
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
@@ -57,6 +57,7 @@ from ledger.stores.mongo_documents import (
     key_filter,
     key_of,
     minor,
+    stored_decimal,
 )
 from ledger.stores.mongo_wallets import update_wallet, update_wallet_as_read
 
@@ -272,12 +273,8 @@ def _covers(wallet: dict[str, Any], key: WalletKey, amount_minor: int) -> bool:
     """Whether the document's `credit - held` is at least `amount_minor`, compared exactly
     as the stored decimals (a $expr on them compared the same)."""
     with localcontext(Context(prec=_EXACT_DIGITS)):
-        available = _stored(wallet["credit"]) - _stored(wallet.get("held", 0))
+        available = stored_decimal(wallet["credit"]) - stored_decimal(wallet.get("held", 0))
         return available >= from_minor_units(amount_minor, key.currency)
-
-
-def _stored(value: Decimal128 | Decimal | int) -> Decimal:
-    return value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
 
 
 def hold_of(document: dict[str, Any]) -> Hold:
