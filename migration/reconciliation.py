@@ -8,8 +8,10 @@ Four passes, all batched (lookups of up to 8189 accounts, MongoDB pages in key o
    other applications sharing the cluster carry other codes and are never looked at;
    then the transfer registry against TigerBeetle, both ways (`migration.transfer_check`);
 3. MongoDB -> TigerBeetle: credit, debit and historical credit of every wallet must match. A
-   wallet that differs is mirrored and looked at once more before it counts, so replication
-   lag is not reported as a mismatch. Legacy wallets the backfill has not imported yet are
+   wallet that differs is looked at again before it counts: MongoDB, then the mirror, then
+   TigerBeetle, then MongoDB's seq once more, again while a live write moves it between
+   those reads (LOOKS_MAX), so neither replication lag nor a write in flight is reported
+   as a mismatch. Legacy wallets the backfill has not imported yet are
    counted apart (`awaiting_backfill`), not as mismatches; so, before dual write (phase 0),
    are wallets TigerBeetle does not hold and wallets whose writes wait in the outbox: an
    alert must mean money is wrong.
@@ -32,7 +34,7 @@ import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,6 +64,23 @@ log = logging.getLogger(__name__)
 ALERTED_MISMATCHES_MAX = 100
 AWAITING_KEYS_KEPT = 20
 WALLET_SEQ_MAX = 2**62
+# Looks a differing wallet gets while live writes keep moving it between its reads.
+LOOKS_MAX = 5
+
+
+@dataclass(frozen=True)
+class Look:
+    """One wallet read in both stores: MongoDB (its document, and its balance as a client
+    reads it), then TigerBeetle; `moved`: MongoDB's seq changed before the look ended."""
+
+    snapshot: WalletSnapshot
+    mongo: WalletBalance
+    tigerbeetle: WalletBalance | None
+    moved: bool
+
+    @property
+    def agrees(self) -> bool:
+        return self.mongo == self.tigerbeetle
 
 
 class Reconciliation:
@@ -143,8 +162,8 @@ class Reconciliation:
                 accounts = self.tigerbeetle.lookup_accounts([registered.tb_account_id])
                 tb = balance_from_account(key, accounts[0]) if accounts else None
             return None, tb
-        ((fresh, tb_balance),) = self._second_look([snapshot])
-        return self.client_balance(fresh), tb_balance
+        (look,) = self._second_look([snapshot])
+        return look.mongo, look.tigerbeetle
 
     # --- passes -------------------------------------------------------------------------------
 
@@ -253,9 +272,8 @@ class Reconciliation:
                     run.matched += 1
                 else:
                     differing.append(snapshot)
-            for snapshot, tb_balance in self._second_look(differing):
-                key = snapshot.balance.key
-                mongo = self.client_balance(snapshot)
+            for look in self._second_look(differing):
+                key, mongo, tb_balance = look.snapshot.balance.key, look.mongo, look.tigerbeetle
                 if tb_balance != mongo and not dual_write and self._only_waiting(key):
                     self.count_awaiting(key)  # its writes wait for dual write
                     continue
@@ -296,22 +314,60 @@ class Reconciliation:
         if len(self.awaiting_backfill_keys) < AWAITING_KEYS_KEPT:
             self.awaiting_backfill_keys.append(key)
 
-    def _second_look(
-        self, differing: list[WalletSnapshot]
-    ) -> list[tuple[WalletSnapshot, WalletBalance | None]]:
-        """Mirror the differing wallets, then read both stores again."""
-        if not differing:
-            return []
+    def _second_look(self, differing: list[WalletSnapshot]) -> list[Look]:
+        """Mirror the differing wallets and read both stores again, until each one stands
+        still across its reads: a write landing between them (a live client's) would show
+        as a difference that is not there. A wallet still moving after LOOKS_MAX looks is
+        reported as it last read."""
+        looks: dict[WalletKey, Look] = {}
         keys = [snapshot.balance.key for snapshot in differing]
+        for _ in range(LOOKS_MAX):
+            moving = []
+            for look in self._look(keys):
+                key = look.snapshot.balance.key
+                looks[key] = look
+                if look.moved and not look.agrees:
+                    moving.append(key)
+            if not moving:
+                break
+            keys = moving
+        return [
+            looks[snapshot.balance.key] for snapshot in differing if snapshot.balance.key in looks
+        ]
+
+    def _look(self, keys: list[WalletKey]) -> list[Look]:
+        """MongoDB first, then the mirror, then TigerBeetle, then MongoDB's seq again: a
+        wallet whose seq did not move was read at one moment in both stores."""
+        if not keys:
+            return []
+        before = self.scan.snapshots(keys)
+        keys = [key for key in keys if key in before]
+        mongo = {key: self.client_balance(before[key]) for key in keys}
         if current_state().mirrors_to_tigerbeetle:
             Mirror(self.outbox, self.tigerbeetle).drain(keys=keys)
-        return self.read_both(keys)
+        tigerbeetle = self._tigerbeetle_balances(keys)
+        after = self.scan.snapshots(keys)
+        return [
+            Look(
+                snapshot=before[key],
+                mongo=mongo[key],
+                tigerbeetle=tigerbeetle.get(key),
+                moved=key in after and after[key].wallet_seq != before[key].wallet_seq,
+            )
+            for key in keys
+        ]
 
     def read_both(self, keys: list[WalletKey]) -> list[tuple[WalletSnapshot, WalletBalance | None]]:
         """These wallets as MongoDB holds them and TigerBeetle's balance of each (None: it
-        holds none), in a few batched reads; a wallet MongoDB lacks is left out."""
+        holds none), in a few batched reads; a wallet MongoDB lacks is left out. For wallets
+        nobody writes meanwhile (phase 4's entry reads them inside its pause)."""
         fresh = self.scan.snapshots(keys)
         keys = [key for key in keys if key in fresh]
+        tigerbeetle = self._tigerbeetle_balances(keys)
+        return [(fresh[key], tigerbeetle.get(key)) for key in keys]
+
+    def _tigerbeetle_balances(self, keys: list[WalletKey]) -> dict[WalletKey, WalletBalance]:
+        """TigerBeetle's balance of each registered wallet TigerBeetle holds, by key."""
         rows = account_registry.rows_by_key(keys)
         accounts = {
             account.id: account
@@ -319,13 +375,13 @@ class Reconciliation:
                 [rows[key].tb_account_id for key in keys if key in rows]
             )
         }
-        looked: list[tuple[WalletSnapshot, WalletBalance | None]] = []
+        balances = {}
         for key in keys:
             row = rows.get(key)
             account = accounts.get(row.tb_account_id) if row else None
-            tb_balance = balance_from_account(key, account) if account else None
-            looked.append((fresh[key], tb_balance))
-        return looked
+            if account is not None:
+                balances[key] = balance_from_account(key, account)
+        return balances
 
     def balance_mismatch(
         self, run: ReconciliationRun, mongo: WalletBalance, tb: WalletBalance | None

@@ -16,8 +16,8 @@
    unregistered transaction. An account written to while the run read the registry gets a
    second look (its rows, then the account, read again moments apart). Only the others are
    read (get_account_transfers, paged, at most TRANSFER_WALK_ACCOUNTS_MAX accounts a run),
-   and a transfer the registry does not name is looked for once more after the read (a
-   write registers its row just after TigerBeetle posts it), so one in flight is not
+   and a transfer the registry does not name is looked for once more IN_FLIGHT_S after the
+   read (a write registers its row just after TigerBeetle posts it), so one in flight is not
    reported.
 
 Each difference is a ReconciliationMismatch of its own kind (`TRANSFER_KINDS`): a registered
@@ -28,6 +28,7 @@ registry still has as posted. The repairs are `migration.registry_repair`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
@@ -59,6 +60,9 @@ CODE_NAMES = {
     TRANSFER_CODE_DEBIT: "debit",
     TRANSFER_CODE_VOID: "void",
 }
+# How long after reading an account's transfers one no registry row names is looked for
+# again before it is reported: the gap between a write's post and its row's commit.
+IN_FLIGHT_S = 2.0
 AMOUNT_KEPT_MAX = 2**63 - 1  # a BigIntegerField's range
 QUERY_IDS_MAX = 900  # ids in one registry query (SQLite's bound parameters)
 _REFUSED = WalletTransfer.State.FAILED.value
@@ -169,6 +173,7 @@ class TransferCheck:
         self.wallets: dict[int, WalletLedger] = {}
         self._openings: list[tuple[Transfer, int]] = []
         self._openings_future: Future[list[tuple[Transfer, int]]] | None = None
+        self._walked_at = 0.0
 
     def start(self, wallets: dict[int, WalletLedger], *, background: Executor | None) -> None:
         """Begin with what needs no registry: the imported wallets' opening pairs, as the
@@ -203,8 +208,13 @@ class TransferCheck:
                 f"{self.run.note} Transfers of {len(unexplained) - TRANSFER_WALK_ACCOUNTS_MAX} "
                 "wallets the registry does not explain wait for the next run."
             ).strip()[:200]
-        for wallet in unexplained[:TRANSFER_WALK_ACCOUNTS_MAX]:
-            self._walk(wallet)
+        unnamed = [
+            pair
+            for wallet in unexplained[:TRANSFER_WALK_ACCOUNTS_MAX]
+            for pair in self._unnamed(wallet)
+        ]
+        self._walked_at = time.monotonic()
+        self._report_unnamed(unnamed)
 
     # --- registry -> TigerBeetle --------------------------------------------------------------
 
@@ -387,21 +397,35 @@ class TransferCheck:
             found += self.tigerbeetle.lookup_transfers(ids[start : start + BATCH_EVENTS_MAX])
         return found
 
-    def _walk(self, wallet: WalletLedger) -> None:
-        """Read an unexplained account's transfers; report those no registry row names."""
+    def _unnamed(self, wallet: WalletLedger) -> list[tuple[WalletLedger, Transfer]]:
+        """An unexplained account's wallet transfers that no registry row names yet."""
         candidates = [
             transfer
             for transfer in self._account_transfers(wallet.tb_account_id)
             if transfer.code in WALLET_CODES
         ]
-        if not candidates:
-            return
         names = _registry_names([u128_to_hex(transfer.id) for transfer in candidates])
-        unnamed = [t for t in candidates if names.get(u128_to_hex(t.id), _REFUSED) == _REFUSED]
+        return [
+            (wallet, t) for t in candidates if names.get(u128_to_hex(t.id), _REFUSED) == _REFUSED
+        ]
+
+    def _report_unnamed(self, unnamed: list[tuple[WalletLedger, Transfer]]) -> None:
+        """Report the transfers still unnamed once IN_FLIGHT_S has passed since they were
+        read: a write registers its row just after TigerBeetle posts it, so a transfer read
+        in between is named by then."""
+        if not unnamed:
+            return
+        time.sleep(max(0.0, self._walked_at + IN_FLIGHT_S - time.monotonic()))
+        names = _registry_names([u128_to_hex(transfer.id) for _, transfer in unnamed])
+        still = [
+            (wallet, transfer)
+            for wallet, transfer in unnamed
+            if names.get(u128_to_hex(transfer.id), _REFUSED) == _REFUSED
+        ]
         voided = _registered_by_transfer_id(
-            [u128_to_hex(t.user_data_128) for t in unnamed if t.code == TRANSFER_CODE_VOID]
+            [u128_to_hex(t.user_data_128) for _, t in still if t.code == TRANSFER_CODE_VOID]
         )
-        for transfer in unnamed:
+        for wallet, transfer in still:
             refused = u128_to_hex(transfer.id) in names
             self._record_unregistered(wallet, transfer, voided=voided, refused=refused)
 

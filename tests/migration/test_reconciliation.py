@@ -90,6 +90,46 @@ def test_mirror_lag_is_not_reported_as_a_mismatch(stores: Stores) -> None:
     assert (run.matched, run.mismatched) == (1, 0)
 
 
+def writing_during_the_second_look(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch, key: Any, *, before_the_read: bool
+) -> list[str]:
+    """A client credits `key` (its mirror lagging) during the run's first MongoDB read of
+    a differing wallet: just before it or just after it. Returns the ids written."""
+    read = stores.scan.snapshots
+    lagging = phased_over(stores, enqueue_mirror=lambda k: None)
+    written: list[str] = []
+
+    def snapshots(keys: Any) -> Any:
+        if written:
+            return read(keys)
+        written.append(tx())
+        if before_the_read:
+            lagging.add_credit(key, 5, written[0])
+            return read(keys)
+        found = read(keys)
+        lagging.add_credit(key, 5, written[0])
+        return found
+
+    monkeypatch.setattr(stores.scan, "snapshots", snapshots)
+    return written
+
+
+@pytest.mark.parametrize("before_the_read", [True, False], ids=["before", "after"])
+def test_a_write_landing_while_a_differing_wallet_is_looked_at_again_is_not_a_mismatch(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch, before_the_read: bool
+) -> None:
+    key = mirrored_wallets(stores, 1)[0]
+    phased_over(stores, enqueue_mirror=lambda k: None).add_credit(key, 7, tx())  # it differs
+    written = writing_during_the_second_look(
+        stores, monkeypatch, key, before_the_read=before_the_read
+    )
+
+    run = reconcile(stores)
+
+    assert written  # the write landed during the run
+    assert (run.checked, run.matched, run.mismatched) == (1, 1, 0)
+
+
 def test_legacy_wallets_before_the_backfill_are_counted_apart(stores: Stores) -> None:
     legacy_wallet(stores, new_key(), credit_minor=10, debit_minor=0)
     run = reconcile(stores)

@@ -17,6 +17,7 @@ from domain.ids import WalletKey
 from flags.phases import Phase
 from ledger.batches import LedgerBatches
 from ledger.tb_model import credit_transfer, void_transfer
+from migration import transfer_check
 from migration.backfill import Backfill
 from migration.models import BlockerAction, ReconciliationMismatch, ReconciliationRun
 from migration.reconciliation import Reconciliation
@@ -27,6 +28,13 @@ from tests.conftest import ledger_scope
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, tx
 
 Kind = ReconciliationMismatch.Kind
+
+
+@pytest.fixture(autouse=True)
+def short_in_flight_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run waits IN_FLIGHT_S before reporting a transfer no row names; these tests build
+    differences nobody is about to register, so they need not wait two seconds each."""
+    monkeypatch.setattr(transfer_check, "IN_FLIGHT_S", 0.05)
 
 
 def reconcile(stores: Stores, batches: LedgerBatches | None = None) -> ReconciliationRun:
@@ -198,6 +206,39 @@ def test_a_write_while_the_run_reads_is_neither_reported_nor_read_transfer_by_tr
     assert during.write is None  # it happened
     assert run.transfer_differences == 0
     assert during.accounts_read == []
+
+
+def test_a_transfer_whose_row_commits_just_after_the_walk_looked_is_not_reported(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = mirrored_wallet(stores)[0]
+    in_flight = tx()
+    post_unregistered_credit(stores, key, in_flight)  # posted; its row is not in yet
+    looked_up = transfer_check._registry_names
+    registered: list[str] = []
+
+    def row_commits_after_the_first_look(hexes: list[str]) -> dict[str, str]:
+        names = looked_up(hexes)
+        if not registered:
+            registered.append(in_flight)
+            transfer_registry.record_store_write(
+                transaction_id=in_flight,
+                wallet_pk=account_of(key).pk,
+                kind="credit",
+                amount_minor=250,
+                tb_transfer_id=ledger_scope().ids.transaction_transfer_id(in_flight),
+                tb_timestamp=None,
+                created_at=timezone.now(),
+            )
+        return names
+
+    monkeypatch.setattr(transfer_check, "_registry_names", row_commits_after_the_first_look)
+    counting = CountingBatches(stores)
+
+    run = reconcile(stores, counting)
+
+    assert counting.accounts_read == [account_of(key).tb_account_id]  # unnamed when walked
+    assert run.transfer_differences == 0
 
 
 # --- a registered transfer TigerBeetle lacks: an error, no repair ---------------------------
