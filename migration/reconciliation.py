@@ -134,7 +134,7 @@ class Reconciliation:
     ) -> None:
         compares_mongo = current_state().phase != Phase.TIGERBEETLE_ONLY
         total = background.submit(self.scan.wallet_count) if compares_mongo else None
-        tb_balances, wallets = self._registry_against_tigerbeetle(run, mismatches, page_size)
+        account_ids, wallets = self._registry_against_tigerbeetle(run, mismatches, page_size)
         transfers = TransferCheck(
             self.tigerbeetle, run=run, mismatches=mismatches, page_size=page_size
         )
@@ -143,7 +143,7 @@ class Reconciliation:
         if total is not None:
             run.wallets_total = total.result()
             _save_progress(run)
-            self._mongo_against_tigerbeetle(run, tb_balances, mismatches, page_size)
+            self._mongo_against_tigerbeetle(run, account_ids, mismatches, page_size)
             # Every MongoDB wallet was compared at some moment after the run started: what
             # phase 4's entry builds on (migration.entry_check).
             run.compared_every_wallet = True
@@ -172,10 +172,10 @@ class Reconciliation:
         run: ReconciliationRun,
         mismatches: list[ReconciliationMismatch],
         page_size: int,
-    ) -> tuple[dict[WalletKey, WalletBalance], dict[int, WalletLedger]]:
-        """Pass 1 and 2; returns every registered wallet's TigerBeetle balance by key, and
-        its account's posted amounts by registry pk (for the transfer pass)."""
-        balances: dict[WalletKey, WalletBalance] = {}
+    ) -> tuple[dict[WalletKey, int], dict[int, WalletLedger]]:
+        """Pass 1 and 2; returns the account id of every registered wallet TigerBeetle holds,
+        by key, and its account's posted amounts by registry pk (for the transfer pass)."""
+        account_ids: dict[WalletKey, int] = {}
         wallets: dict[int, WalletLedger] = {}
         last_pk = 0
         while True:
@@ -196,7 +196,7 @@ class Reconciliation:
                     )
                     continue
                 key = row.key  # built from the row's columns: once
-                balances[key] = balance_from_account(key, account)
+                account_ids[key] = account.id
                 wallets[row.pk] = WalletLedger(
                     registry_pk=row.pk,
                     key=key,
@@ -206,9 +206,9 @@ class Reconciliation:
                     debits_posted=account.debits_posted,
                     opening=_opening_of(row),
                 )
-        for account_ids in self._tigerbeetle_wallet_account_id_pages(page_size):
+        for page_ids in self._tigerbeetle_wallet_account_id_pages(page_size):
             # One page of TigerBeetle's ids against the registry: never every id at once.
-            ids_hex = [u128_to_hex(account_id) for account_id in account_ids]
+            ids_hex = [u128_to_hex(account_id) for account_id in page_ids]
             registered = set(
                 WalletAccount.objects.filter(tb_account_id_hex__in=ids_hex).values_list(
                     "tb_account_id_hex", flat=True
@@ -224,7 +224,7 @@ class Reconciliation:
                             tb_account_id_hex=account_id_hex,
                         )
                     )
-        return balances, wallets
+        return account_ids, wallets
 
     def _tigerbeetle_wallet_account_id_pages(self, page_size: int) -> Iterator[list[int]]:
         """This deployment's wallet account ids in TigerBeetle, a page at a time (by
@@ -247,7 +247,7 @@ class Reconciliation:
     def _mongo_against_tigerbeetle(
         self,
         run: ReconciliationRun,
-        tb_balances: dict[WalletKey, WalletBalance],
+        account_ids: dict[WalletKey, int],
         mismatches: list[ReconciliationMismatch],
         page_size: int,
     ) -> None:
@@ -258,6 +258,7 @@ class Reconciliation:
         for page in self.scan.wallet_batches(page_size):
             differing: list[WalletSnapshot] = []
             state = current_state()
+            tb_balances = self._balances_now([s.balance.key for s in page], account_ids)
             for snapshot in page:
                 key = snapshot.balance.key
                 if not state.in_dual_write_share(key.client_id):
@@ -290,6 +291,22 @@ class Reconciliation:
                 "before dual write: only wallets TigerBeetle holds with no write waiting in "
                 "the outbox are compared; the others are counted as awaiting"
             )
+
+    def _balances_now(
+        self, keys: list[WalletKey], account_ids: dict[WalletKey, int]
+    ) -> dict[WalletKey, WalletBalance]:
+        """TigerBeetle's balance of these wallets (those whose account the first pass found),
+        read just after their MongoDB page: only a write in flight between the two reads
+        makes a wallet differ, not every write since the run began (minutes, at a million
+        wallets, under live traffic: thousands of second looks)."""
+        by_id = {account_ids[key]: key for key in keys if key in account_ids}
+        balances = {}
+        for start in range(0, len(by_id), BATCH_EVENTS_MAX):
+            ids = list(by_id)[start : start + BATCH_EVENTS_MAX]
+            for account in self.tigerbeetle.lookup_accounts(ids):
+                key = by_id[account.id]
+                balances[key] = balance_from_account(key, account)
+        return balances
 
     def client_balance(self, snapshot: WalletSnapshot) -> WalletBalance:
         """MongoDB's balance as a client reads it, to compare with TigerBeetle's: available

@@ -13,6 +13,7 @@ from tigerbeetle import Account
 
 from domain.ids import IdSpace, u128_to_hex
 from flags.phases import Phase
+from ledger.batches import LedgerBatches
 from ledger.tb_model import wallet_account
 from migration.backfill import Backfill
 from migration.models import ReconciliationMismatch
@@ -128,6 +129,39 @@ def test_a_write_landing_while_a_differing_wallet_is_looked_at_again_is_not_a_mi
 
     assert written  # the write landed during the run
     assert (run.checked, run.matched, run.mismatched) == (1, 1, 0)
+
+
+class WritingAfterTheFirstPass(LedgerBatches):
+    """The batch port of a run during which a client credits a wallet (mirrored at once)
+    after the run read every account, before it compares MongoDB."""
+
+    def __init__(self, stores: Stores, key: Any) -> None:
+        super().__init__(stores.tigerbeetle.backend, scope=ledger_scope())
+        self.write: Any = lambda: stores.phased.add_credit(key, 700, tx())
+
+    def wallet_accounts_page(self, *, timestamp_min: int, limit: int) -> Any:
+        if self.write is not None:
+            write, self.write = self.write, None
+            write()
+        return super().wallet_accounts_page(timestamp_min=timestamp_min, limit=limit)
+
+
+def test_a_wallet_written_after_its_account_was_read_matches_without_a_second_look(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = mirrored_wallets(stores, 1)[0]
+    during = WritingAfterTheFirstPass(stores, key)
+    looked_again: list[Any] = []
+    read = stores.scan.snapshots
+    monkeypatch.setattr(
+        stores.scan, "snapshots", lambda keys: looked_again.append(keys) or read(keys)
+    )
+
+    run = Reconciliation(stores.scan, stores.outbox, during).run(triggered_by="test")
+
+    assert during.write is None  # it happened
+    assert (run.matched, run.mismatched) == (1, 0)
+    assert looked_again == []
 
 
 def test_legacy_wallets_before_the_backfill_are_counted_apart(stores: Stores) -> None:
