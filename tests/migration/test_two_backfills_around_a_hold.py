@@ -122,27 +122,40 @@ class Walk:
         self.backfill(name).import_page(self.pages[name], report)
         self._mirror()
 
+    def run(self, name: str) -> None:
+        """`name`'s whole run (`Backfill.run`: its read-ahead reads the snapshot, its
+        TigerBeetle half goes to a thread of its own on the real server)."""
+        report = self.backfill(name).run(progress=False)
+        self.reports[name] = report
+        self._mirror()
+
     def import_with(
-        self, name: str, *, meanwhile: Callable[[], None], at: str, monkeypatch: pytest.MonkeyPatch
+        self,
+        name: str,
+        *,
+        meanwhile: Callable[[], None],
+        at: str,
+        monkeypatch: pytest.MonkeyPatch,
+        whole_run: bool = False,
     ) -> None:
-        """`name`'s import, running `meanwhile` between its halves: at `_record` (its
-        TigerBeetle half done) or at `record_imported` (its adopted holds placed too, its
-        rows not yet written)."""
+        """`name`'s import (or whole run), running `meanwhile` once within it: at `_select`
+        (its snapshot read, its holds not yet), at `_record` (its TigerBeetle half done) or
+        at `record_imported` (its adopted holds placed too, its rows not yet written)."""
         once = [meanwhile]
 
         def step() -> None:
             if once:
                 once.pop()()
 
-        if at == "_record":
+        if at in ("_select", "_record"):
             backfill = self.backfill(name)
-            record = backfill._record
+            original = getattr(backfill, at)
 
-            def record_after(*args: object) -> None:
+            def after_step(*args: object) -> object:
                 step()
-                record(*args)  # type: ignore[arg-type]
+                return original(*args)
 
-            monkeypatch.setattr(backfill, "_record", record_after)
+            monkeypatch.setattr(backfill, at, after_step)
         else:
             assert at == "record_imported", at
             record_imported = account_registry.record_imported
@@ -152,8 +165,11 @@ class Walk:
                 record_imported(*args, **kwargs)  # type: ignore[arg-type]
 
             monkeypatch.setattr(account_registry, "record_imported", record_imported_after)
-        self.import_(name)
-        assert not once, "the step between the halves ran"
+        if whole_run:
+            self.run(name)
+        else:
+            self.import_(name)
+        assert not once, "the step within the import ran"
         monkeypatch.undo()
 
     def _mirror(self) -> None:
@@ -304,3 +320,35 @@ def test_resolved_between_an_imports_halves_after_the_other_backfill_imported(
     walk.import_with("first", meanwhile=meanwhile, at=at, monkeypatch=monkeypatch)
 
     assert_the_resolution_is_in_tigerbeetle_once(walk)
+
+
+@pytest.mark.parametrize("at", ["_select", "_record", "record_imported"])
+def test_two_whole_runs_the_second_reading_and_importing_within_the_firsts_import(
+    walk: Walk, at: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the share raise's task and `manage.py backfill` run: `Backfill.run` each, the
+    second's snapshot read after the hold's resolution, while the first imports the
+    snapshot it read before."""
+    resolved: list[bool] = []
+
+    def resolve_once(*args: object) -> None:
+        if not resolved:
+            resolved.append(True)
+            walk.resolve()
+
+    def second_run() -> None:
+        resolve_once()
+        walk.run("second")
+
+    monkeypatch.setattr(walk.first, "_select", _after(resolve_once, walk.first._select))
+    walk.import_with("first", meanwhile=second_run, at=at, monkeypatch=monkeypatch, whole_run=True)
+
+    assert_the_resolution_is_in_tigerbeetle_once(walk)
+
+
+def _after(step: Callable[..., None], method: Callable[..., object]) -> Callable[..., object]:
+    def stepped(*args: object) -> object:
+        step(*args)
+        return method(*args)
+
+    return stepped
