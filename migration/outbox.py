@@ -220,6 +220,8 @@ class BackfilledEntries:
     after: list[EntryId] = field(default_factory=list)
 
 
+# Client ids one query of several wallets' log entries asks for ($in).
+CLIENT_IDS_PER_QUERY = 100
 _EARLIEST = datetime.min.replace(tzinfo=UTC)  # a parked entry without its write time first
 
 
@@ -230,20 +232,41 @@ def _of_wallets(
     order: list[tuple[str, int]],
     limit: int,
 ) -> list[dict[str, Any]]:
-    """The log entries `query` finds, each query sorted by `order` and limited: of every
-    wallet, or of the wallets `keys`, one indexed query each in the key index's order
-    (never an $or of whole keys: secantusdb scans the whole log for any $or, 230-300 ms at
-    15,000 entries against about 1 ms)."""
+    """The log entries `query` finds, sorted by `order` (ascending) and limited per query:
+    of every wallet, or of each of the wallets `keys`, in the key index's order. Several
+    wallets are asked by client id ($in on the indexed field, CLIENT_IDS_PER_QUERY at a
+    time) and sorted here: never an $or of whole keys (secantusdb scans the whole log for
+    any $or, 230-300 ms at 15,000 entries) nor one query per wallet (a round trip each: 50
+    wallets 1.6 s against 12-21 ms on a server busy with live traffic)."""
+    assert all(direction == 1 for _, direction in order)
     if not keys:
         return list(log.find(query).sort(order).limit(limit))
-    in_key_order = sorted(
-        set(keys), key=lambda key: tuple(key_filter(key)[name] for name in MONGO_KEY_FIELDS)
-    )
+    wanted = {_key_fields(key_filter(key)): key for key in keys}
+    if len(wanted) == 1:
+        (key,) = wanted.values()
+        return list(log.find({**query, **key_filter(key)}).sort(order).limit(limit))
+    client_ids = sorted({key.client_id for key in wanted.values()})
+    by_key: dict[tuple[Any, ...], list[dict[str, Any]]] = {fields: [] for fields in wanted}
+    for start in range(0, len(client_ids), CLIENT_IDS_PER_QUERY):
+        chunk = client_ids[start : start + CLIENT_IDS_PER_QUERY]
+        for document in log.find({**query, "client_id": {"$in": chunk}}):
+            found = by_key.get(_key_fields(document))
+            if found is not None:
+                found.append(document)
     return [
         document
-        for key in in_key_order
-        for document in log.find({**query, **key_filter(key)}).sort(order).limit(limit)
+        for fields in sorted(by_key)
+        for document in sorted(by_key[fields], key=lambda doc: _ordered_by(doc, order))[:limit]
     ]
+
+
+def _key_fields(document: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(document.get(name) for name in MONGO_KEY_FIELDS)
+
+
+def _ordered_by(document: dict[str, Any], order: list[tuple[str, int]]) -> tuple[Any, ...]:
+    """A document's sort key by `order`'s fields, a missing field first (as MongoDB sorts)."""
+    return tuple((0,) if document.get(name) is None else (1, document[name]) for name, _ in order)
 
 
 def _backfilled(

@@ -13,6 +13,7 @@ from django.core.management import call_command
 from domain import errors
 from domain.ids import WalletKey
 from flags.phases import Phase
+from ledger.stores.mongo_database import LOG
 from ledger.stores.mongo_documents import LogMarks
 from migration.outbox import (
     LOG_MARKS,
@@ -139,6 +140,34 @@ def test_the_pending_entries_of_named_wallets_come_wallet_by_wallet_in_seq_order
     assert [entry.entry_id for entry in named] == written[first] + written[second]
     assert [entry.wallet_seq for entry in named] == [1, 2, 3, 1, 2, 3]
     assert [entry.entry_id for entry in limited] == written[first] + written[second][:1]
+
+
+def test_the_pending_entries_of_many_named_wallets_are_read_in_one_query(
+    stores: Stores,
+) -> None:
+    """One round trip per wallet would cost a second and more for a reconciliation's
+    second look of fifty wallets on a MongoDB server busy with live traffic."""
+    keys = [new_key() for _ in range(20)]
+    for key in keys:
+        stores.mongo.add_credit(key, 100, tx())
+    db = stores.outbox.database.db
+
+    def log_finds() -> int:
+        return sum(
+            1
+            for entry in db["system.profile"].find()
+            if entry.get("command", {}).get("find") == LOG
+        )
+
+    before = log_finds()
+    db.command("profile", 2)
+    try:
+        pending = stores.outbox.pending(100, keys=keys)
+    finally:
+        db.command("profile", 0)
+
+    assert len(pending) == len(keys)
+    assert log_finds() - before == 1
 
 
 def test_requeuing_the_parked_entries_of_named_wallets_leaves_the_others_parked(
