@@ -82,6 +82,7 @@ from migration.legacy_scan import LegacyScan
 from migration.outbox import MirrorState
 from registry import accounts as account_registry
 from registry.models import WalletHold
+from wallet_site.embedded_mongo import DEFAULT_TRANSACTION_LIFETIME_S
 
 RUN = uuid.uuid4().hex[:8]
 STARTED = time.perf_counter()
@@ -100,6 +101,7 @@ REASON = "benchmark run: the gates wait for days of data a benchmark does not ha
 # operator approves it, as a team would; the step's time counts both commands.
 APPROVER = f"moonshot-approver-{RUN}"
 FILED = re.compile(r"request (\d+) filed")
+SERVER_PAUSED = re.compile(r"writes paused ([\d.]+) s")
 
 
 @dataclass
@@ -108,6 +110,8 @@ class Walk:
 
     steps: dict[str, float]
     jobs: dict[str, dict[str, float]]
+    # How long the server paused writes at each step that paused them (its own report).
+    server_paused_s: dict[str, float]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -176,20 +180,16 @@ def walk(
     reconciliation -> 4 -> back to 3, under load."""
     steps: dict[str, float] = {}
     jobs: dict[str, dict[str, float]] = {}
+    server_paused_s: dict[str, float] = {}
 
     def phase(label: str, *arguments: str, override: bool = True) -> None:
         traffic.label = label
         progress(label)
-        overriding = ["--override", "--reason", REASON] if override else []
-        run = manage(env, "migration_phase", *arguments, *overriding, "--actor", operator)
-        seconds = run.seconds
-        filed = FILED.search(run.stdout)
-        if filed:
-            approve = ["--approve", filed[1], "--actor", APPROVER, "--why", REASON]
-            run = manage(env, "migration_phase", *approve)
-            seconds += run.seconds
-        steps[label] = seconds
-        print_step_report(run.stdout)
+        steps[label], stdout = take_step(env, arguments, operator=operator, override=override)
+        paused = SERVER_PAUSED.search(stdout)
+        if paused:
+            server_paused_s[label] = float(paused[1])
+        print_step_report(stdout)
 
     def job(label: str, *command: str) -> str:
         traffic.label = label
@@ -239,7 +239,34 @@ def walk(
         phase("phase 4 -> 3", "3", "--rollout", "100", override=False)
     traffic.label = "after"
     time.sleep(args.after_s)
-    return Walk(steps=steps, jobs=jobs)
+    return Walk(steps=steps, jobs=jobs, server_paused_s=server_paused_s)
+
+
+def entry_margin_env() -> dict[str, str]:
+    """Phase 4's entry counts a wallet as changed when MongoDB wrote it since a pass's start
+    less PHASE4_ENTRY_MARK_MARGIN_S, which must exceed MongoDB's longest write transaction:
+    the bench's own server aborts one after DEFAULT_TRANSACTION_LIFETIME_S idle seconds, so
+    twice that (the same host: no clock skew). A server the environment names keeps the
+    setting (120 s by default: a real mongod's transactions live 60 s)."""
+    if "MONGO_URL" in os.environ:
+        return {}
+    return {"PHASE4_ENTRY_MARK_MARGIN_S": f"{2 * DEFAULT_TRANSACTION_LIFETIME_S:g}"}
+
+
+def take_step(
+    env: dict[str, str], arguments: tuple[str, ...], *, operator: str, override: bool
+) -> tuple[float, str]:
+    """One phase step as the operator asks it and the second operator approves it: its wall
+    seconds, and what the command that took it printed."""
+    overriding = ["--override", "--reason", REASON] if override else []
+    run = manage(env, "migration_phase", *arguments, *overriding, "--actor", operator)
+    seconds = run.seconds
+    filed = FILED.search(run.stdout)
+    if filed:
+        approve = ["--approve", filed[1], "--actor", APPROVER, "--why", REASON]
+        run = manage(env, "migration_phase", *approve)
+        seconds += run.seconds
+    return seconds, run.stdout
 
 
 def print_step_report(stdout: str) -> None:
@@ -467,16 +494,26 @@ def print_latencies(samples: list[Sample]) -> None:
             print(f"{label:<24} {len(latencies):>6} {shown}")
 
 
-def print_pauses(samples: list[Sample], walk_steps: dict[str, float]) -> float:
-    """Writes answered after writes_paused 503s, by the step they started in; the total s."""
-    print("\nwrites paused by step (a write's pause: its first 503 to its answer)")
-    print(f"{'step':<24} {'step s':>8} {'paused':>7} {'paused s':>9} {'longest s':>10}")
+def print_pauses(samples: list[Sample], walked: Walk) -> float:
+    """Writes answered after writes_paused 503s, by the step they started in, beside how long
+    the server paused writes at that step; returns the server's total. The target is the
+    server's: a client's wait adds its own retry interval, and the sum of the clients' waits
+    grows with the write rate times the pause."""
+    print("\nwrites paused by step (the server's pause; a write's: its first 503 to its answer)")
+    print(
+        f"{'step':<24} {'step s':>8} {'server s':>9} {'paused':>7} {'writes s':>9} "
+        f"{'longest s':>10}"
+    )
     total_s = 0.0
-    for label, step_s in walk_steps.items():
+    for label, step_s in walked.steps.items():
         paused = [s.paused_s for s in samples if s.label == label and s.paused]
-        total_s += sum(paused)
+        server_s = walked.server_paused_s.get(label, 0.0)
+        total_s += server_s
         longest = max(paused, default=0.0)
-        print(f"{label:<24} {step_s:>8.2f} {len(paused):>7} {sum(paused):>9.2f} {longest:>10.2f}")
+        print(
+            f"{label:<24} {step_s:>8.2f} {server_s:>9.2f} {len(paused):>7} {sum(paused):>9.2f} "
+            f"{longest:>10.2f}"
+        )
     return total_s
 
 
@@ -558,6 +595,7 @@ def start_deployment(
         "TB_ID_NAMESPACE": f"moonshot-{RUN}",
         "CACHE_KEY_PREFIX": f"moonshot-{RUN}",
         "MIGRATION_JOB_MAX_WALLETS_PER_S": str(args.job_wallets_per_s),
+        **entry_margin_env(),
         **broker_env(run=RUN, directory=directory / "celery"),
     }
     env = deployment_env(store_name="phased", database_name=database_name, extra_env=extra)
@@ -659,7 +697,7 @@ def report(
         shown = ", ".join(f"{name} {value:g}" for name, value in figures.items())
         print(f"  {job}: {shown}")
     print_latencies(samples)
-    paused_s = print_pauses(samples, walked.steps)
+    paused_s = print_pauses(samples, walked)
     lag_p50 = percentile(lags_s, 50) if lags_s else 0.0
     lag_p99 = percentile(lags_s, 99) if lags_s else 0.0
     print(
@@ -685,7 +723,13 @@ def report(
             ratio_max=WRITE_P99_RATIO_MAX,
         ),
         Target("mirror lag p99 (s) vs 5 s", lag_p99, MIRROR_LAG_P99_S_MAX, "s", ratio_max=1.0),
-        Target("writes paused in all (s) vs 2 s", paused_s, PAUSED_TOTAL_S_MAX, "s", ratio_max=1.0),
+        Target(
+            "writes paused in all, the server's (s) vs 2 s",
+            paused_s,
+            PAUSED_TOTAL_S_MAX,
+            "s",
+            ratio_max=1.0,
+        ),
         *job_figures(walked, rates=rates, raw=raw),
     ]
     print_targets("targets (issue 25; measured under traffic, inputs measured before it)", targets)

@@ -34,9 +34,15 @@ the run must not make every wallet it imported count as changed.
 Every writer of MongoDB's wallet documents is the store (which sets `updated_at`): a document
 written behind its back, without the log, is found by a full run only.
 
-More than PHASE4_ENTRY_WALLETS_MAX changed wallets refuse the step before the pause (the
-operator runs reconciliation again), so the pause's work is bounded. A deployment whose whole
-wallet base is within that bound needs no earlier run: every wallet is compared in the pause.
+Under live traffic the run itself takes minutes, and every wallet written meanwhile counts as
+changed. So before the pause, while clients write, `catch_up` compares the changed wallets
+(each looked at until it stands still across its reads) and, all agreeing, makes that pass
+the basis; again until few wallets changed since the last pass (CATCH_UP_LEFT_FOR_THE_PAUSE)
+or a pass stops shrinking what is left. A wallet that differs refuses the step before any
+pause. More than PHASE4_ENTRY_WALLETS_MAX changed wallets left then refuse it too, so the
+pause's work is bounded; what is left is about the margin's writes and the open holds. A
+deployment whose whole wallet base is within that bound needs no earlier run: every wallet is
+compared in the pause.
 """
 
 from __future__ import annotations
@@ -67,6 +73,14 @@ from registry.models import WalletAccount
 
 log = logging.getLogger(__name__)
 NAMED_WALLETS_MAX = 10
+# Before the pause (`catch_up`): passes end once at most this many wallets changed since the
+# last one, or once a pass leaves more than CATCH_UP_SHRINK_RATIO of what the one before it
+# compared (writes arrive as fast as it compares), after at most CATCH_UP_PASSES_MAX passes.
+CATCH_UP_LEFT_FOR_THE_PAUSE = 200
+CATCH_UP_SHRINK_RATIO = 0.8
+CATCH_UP_PASSES_MAX = 8
+# Changed wallets a pass reads at most (keys held in memory at once).
+CHANGED_READ_MAX = 1_000_000
 _WALLET_MISMATCHES = (
     ReconciliationMismatch.Kind.BALANCE,
     ReconciliationMismatch.Kind.NOT_IN_TIGERBEETLE,
@@ -96,21 +110,13 @@ def entry_refusal(database: MongoDatabase) -> str | None:
 
 def entry_basis(database: MongoDatabase) -> EntryBasis:
     """Before the pause: the run the pause builds on, or InvalidPhaseChange saying why there
-    is none (and that reconciliation must run again)."""
+    is none (and that reconciliation must run again). How many wallets changed since it is
+    `catch_up`'s business."""
     bound = settings.PHASE4_ENTRY_WALLETS_MAX
     run = latest_full_run()
     problem = why_not_a_basis(run)
     if run is not None and problem is None:
-        since = run.started_at - timedelta(seconds=settings.PHASE4_ENTRY_MARK_MARGIN_S)
-        changed = changed_wallets(
-            database, since=since, run_started=run.started_at, limit=bound + 1
-        )
-        if len(changed) <= bound:
-            return EntryBasis(run=run, since=since)
-        problem = (
-            f"more than {bound} wallets changed since reconciliation run {run.pk} "
-            "(PHASE4_ENTRY_WALLETS_MAX)"
-        )
+        return EntryBasis(run=run, since=_mark(run))
     total = LegacyScan(database).wallet_count()
     if total <= bound:
         return EntryBasis(run=None, since=None)
@@ -119,6 +125,62 @@ def entry_basis(database: MongoDatabase) -> EntryBasis:
         f"of every wallet, and {problem}; run reconciliation (the back-office's run now, or "
         "manage.py reconcile) and take the step soon after it finishes"
     )
+
+
+def catch_up(
+    mongo: MongoWalletStore, tigerbeetle: LedgerBatches, basis: EntryBasis, *, actor: str
+) -> tuple[EntryBasis, int]:
+    """Before the pause, while clients write: compare the wallets changed since the basis's
+    mark, each looked at until it stands still across its reads (`Reconciliation.looks`);
+    all agreeing, each was equal at some moment after this pass started, which becomes the
+    basis. Passes go on until at most CATCH_UP_LEFT_FOR_THE_PAUSE (and the bound) wallets
+    changed since the last one, or what changed stops shrinking (writes arrive as fast as a
+    pass compares). Then at most PHASE4_ENTRY_WALLETS_MAX may be left for the pause, else
+    InvalidPhaseChange; so is a wallet that differs, before any pause. Returns the basis
+    and how many wallets the passes compared."""
+    if basis.run is None or basis.since is None:
+        return basis, 0  # the whole (small) wallet base is compared in the pause
+    bound = settings.PHASE4_ENTRY_WALLETS_MAX
+    built_on, since = basis.run, basis.since
+    left: int | None = None
+    compared = 0
+    for _ in range(CATCH_UP_PASSES_MAX):
+        changed = changed_wallets(
+            mongo.database, since=since, run_started=built_on.started_at, limit=CHANGED_READ_MAX
+        )
+        shrinking = left is None or len(changed) < left * CATCH_UP_SHRINK_RATIO
+        if len(changed) <= min(CATCH_UP_LEFT_FOR_THE_PAUSE, bound) or not shrinking:
+            break
+        left = len(changed)
+        reconciliation = _reconciliation(mongo, tigerbeetle)
+        run = ReconciliationRun.objects.create(
+            triggered_by=f"before phase 4's pause ({actor})",
+            wallets_total=len(changed),
+            note=f"phase 4's entry, before the pause: the wallets changed since run {built_on.pk}",
+        )
+        _compare(reconciliation, sorted(changed, key=WalletKey.sort_key), run, live=True)
+        if run.error:
+            raise InvalidPhaseChange(f"reconciliation run {run.pk} failed: {run.error}")
+        _refuse_unless_all_held(run, reconciliation)
+        compared += run.checked
+        built_on, since = run, _mark(run)
+    else:
+        changed = changed_wallets(
+            mongo.database, since=since, run_started=built_on.started_at, limit=bound + 1
+        )
+    if len(changed) > bound:
+        raise InvalidPhaseChange(
+            f"more than {bound} wallets changed since reconciliation run {built_on.pk} "
+            "(PHASE4_ENTRY_WALLETS_MAX), as fast as they could be compared before the pause; "
+            "take the step when fewer clients write"
+        )
+    return EntryBasis(run=built_on, since=since), compared
+
+
+def _mark(run: ReconciliationRun) -> datetime:
+    """MongoDB's writes since when count as changed after `run`: its start less the margin
+    a write's transaction may take between its time and its commit."""
+    return run.started_at - timedelta(seconds=settings.PHASE4_ENTRY_MARK_MARGIN_S)
 
 
 def latest_full_run() -> ReconciliationRun | None:
@@ -202,9 +264,7 @@ def check_in_pause(
     """Inside the pause, the mirror drained: compare what `basis` says (recorded as a
     reconciliation run), or raise InvalidPhaseChange naming the wallets TigerBeetle does not
     hold with MongoDB's balance."""
-    reconciliation = Reconciliation(
-        LegacyScan(mongo.database), MirrorOutbox(mongo.database), tigerbeetle
-    )
+    reconciliation = _reconciliation(mongo, tigerbeetle)
     triggered_by = f"entering phase 4 ({actor})"
     if basis.run is None or basis.since is None:
         run = reconciliation.run(triggered_by=triggered_by)
@@ -218,6 +278,10 @@ def check_in_pause(
     return run
 
 
+def _reconciliation(mongo: MongoWalletStore, tigerbeetle: LedgerBatches) -> Reconciliation:
+    return Reconciliation(LegacyScan(mongo.database), MirrorOutbox(mongo.database), tigerbeetle)
+
+
 def _compare_changed(
     reconciliation: Reconciliation,
     *,
@@ -225,8 +289,8 @@ def _compare_changed(
     since: datetime,
     triggered_by: str,
 ) -> ReconciliationRun:
-    """The wallets changed since `since`, compared in pages and recorded as a run."""
-    started = time.perf_counter()
+    """Inside the pause: the wallets changed since `since`, compared in pages and recorded
+    as a run."""
     bound = settings.PHASE4_ENTRY_WALLETS_MAX
     keys = sorted(
         changed_wallets(
@@ -247,12 +311,39 @@ def _compare_changed(
         wallets_total=len(keys),
         note=f"phase 4's entry: the wallets changed since run {basis_run.pk}",
     )
+    _compare(reconciliation, keys, run, live=False)
+    log.info(
+        "phase 4's entry: %d wallets changed since run %s compared, %d differ (%.3f s)",
+        run.checked,
+        basis_run.pk,
+        run.mismatched,
+        run.duration_s,
+    )
+    return run
+
+
+def _compare(
+    reconciliation: Reconciliation, keys: list[WalletKey], run: ReconciliationRun, *, live: bool
+) -> None:
+    """Compare `keys` in pages into `run` and finish it: `live`, while clients write (each
+    wallet looked at until it stands still), else in the pause (one read of each store)."""
+    started = time.perf_counter()
     mismatches: list[ReconciliationMismatch] = []
     try:
         for start in range(0, len(keys), BATCH_EVENTS_MAX):
             page = keys[start : start + BATCH_EVENTS_MAX]
-            for snapshot, tb_balance in reconciliation.read_both(page):
-                mongo_balance = reconciliation.client_balance(snapshot)
+            looks = (
+                [
+                    (look.snapshot, look.mongo, look.tigerbeetle)
+                    for look in reconciliation.looks(page)
+                ]
+                if live
+                else [
+                    (snapshot, reconciliation.client_balance(snapshot), tb_balance)
+                    for snapshot, tb_balance in reconciliation.read_both(page)
+                ]
+            )
+            for snapshot, mongo_balance, tb_balance in looks:
                 if tb_balance is None and not snapshot.log_complete:
                     reconciliation.count_awaiting(mongo_balance.key)
                     continue
@@ -270,14 +361,6 @@ def _compare_changed(
     run.finished_at = timezone.now()
     run.duration_s = time.perf_counter() - started
     run.save()
-    log.info(
-        "phase 4's entry: %d wallets changed since run %s compared, %d differ (%.3f s)",
-        run.checked,
-        basis_run.pk,
-        run.mismatched,
-        run.duration_s,
-    )
-    return run
 
 
 def _refuse_unless_all_held(run: ReconciliationRun, reconciliation: Reconciliation) -> None:

@@ -58,7 +58,7 @@ from flags.write_lock import (
 from ledger.batches import LedgerBatches
 from ledger.stores.mongo_store import MongoWalletStore
 from migration.copy_back import copy_back_before_the_pause, copy_back_tigerbeetle_writes
-from migration.entry_check import EntryBasis, check_in_pause, entry_basis
+from migration.entry_check import EntryBasis, catch_up, check_in_pause, entry_basis
 from migration.mirror import Mirror
 from migration.outbox import MirrorOutbox, MirrorState
 from migration.phase_plan import Override, StepPlan, plan_phase_change
@@ -74,6 +74,8 @@ class PhaseChangeReport:
     copied_back: int = 0
     # Of those, copied before the pause while phase 4 still took writes (migration.copy_back).
     copied_back_before_pause: int = 0
+    # Phase 4's entry: changed wallets compared before the pause (migration.entry_check).
+    compared_before_pause: int = 0
     # How long writes were paused (a step that moves where money is written), wall clock.
     paused_s: float = 0.0
     # Outbox entries of clients a raise of the dual-write share took in, sent to the mirror.
@@ -190,6 +192,8 @@ def _take_step(
     # Before the pause: the reconciliation run the pause builds on, or the refusal; or the
     # bulk of the copy back, so the pause copies only what the last pass left.
     basis = entry_basis(mongo.database) if entering_tb_only else None
+    if basis is not None:
+        basis, report.compared_before_pause = catch_up(mongo, tigerbeetle, basis, actor=actor)
     if plan.leaves_tigerbeetle_only:
         report.copied_back_before_pause = copy_back_before_the_pause(mongo, tigerbeetle)
     set_writes_paused(True, actor=actor, note=f"moving to phase {int(phase)}")

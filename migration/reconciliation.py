@@ -332,12 +332,15 @@ class Reconciliation:
             self.awaiting_backfill_keys.append(key)
 
     def _second_look(self, differing: list[WalletSnapshot]) -> list[Look]:
-        """Mirror the differing wallets and read both stores again, until each one stands
-        still across its reads: a write landing between them (a live client's) would show
-        as a difference that is not there. A wallet still moving after LOOKS_MAX looks is
-        reported as it last read."""
+        return self.looks([snapshot.balance.key for snapshot in differing])
+
+    def looks(self, wanted: list[WalletKey]) -> list[Look]:
+        """These wallets (those MongoDB holds), each mirrored and read in both stores until it
+        stands still across its reads: a write landing between them (a live client's) would
+        show as a difference that is not there. A wallet still moving after LOOKS_MAX looks
+        is reported as it last read."""
         looks: dict[WalletKey, Look] = {}
-        keys = [snapshot.balance.key for snapshot in differing]
+        keys = list(wanted)
         for _ in range(LOOKS_MAX):
             moving = []
             for look in self._look(keys):
@@ -348,9 +351,7 @@ class Reconciliation:
             if not moving:
                 break
             keys = moving
-        return [
-            looks[snapshot.balance.key] for snapshot in differing if snapshot.balance.key in looks
-        ]
+        return [looks[key] for key in wanted if key in looks]
 
     def _look(self, keys: list[WalletKey]) -> list[Look]:
         """MongoDB first, then the mirror, then TigerBeetle, then MongoDB's seq again: a

@@ -139,21 +139,55 @@ def test_a_full_run_older_than_the_limit_is_no_basis(stores: Stores, settings: A
         move_to_phase_4(stores)
 
 
+def catch_up_runs() -> list[ReconciliationRun]:
+    return list(ReconciliationRun.objects.filter(triggered_by__startswith="before phase 4's pause"))
+
+
 @pytest.mark.usefixtures("entry_bound")
-def test_more_changed_wallets_than_the_bound_refuse_phase_4_before_the_pause(
+def test_more_changed_wallets_than_the_bound_are_compared_before_the_pause(
     stores: Stores,
 ) -> None:
     keys = wallets_in_phase_3(stores)
-    run = full_run(stores)
+    full = full_run(stores)
     for key in keys[: WALLETS_MAX + 1]:
         stores.phased.add_credit(key, 1, tx())
 
-    with pytest.raises(
-        InvalidPhaseChange, match=rf"more than {WALLETS_MAX} wallets changed since .*run {run.pk}"
-    ):
+    move_to_phase_4(stores)
+
+    assert current_state().phase == Phase.TIGERBEETLE_ONLY
+    (before_the_pause,) = catch_up_runs()
+    assert before_the_pause.note.endswith(f"the wallets changed since run {full.pk}")
+    assert (before_the_pause.checked, before_the_pause.matched) == (
+        WALLETS_MAX + 1,
+        WALLETS_MAX + 1,
+    )
+    in_the_pause = entry_run()
+    assert in_the_pause.note.endswith(f"the wallets changed since run {before_the_pause.pk}")
+    assert in_the_pause.checked == 0  # nothing changed since the pass before the pause
+
+
+@pytest.mark.usefixtures("entry_bound")
+def test_a_difference_found_before_the_pause_refuses_phase_4_without_pausing(
+    stores: Stores,
+) -> None:
+    keys = wallets_in_phase_3(stores)
+    full_run(stores)
+    for key in keys[: WALLETS_MAX + 1]:
+        stores.phased.add_credit(key, 1, tx())
+    lost = tx()
+    stores.mongo.add_credit(keys[0], 40, lost)
+    # The mirror lost it: marked mirrored, never applied to TigerBeetle.
+    stores.mongo.database.log().update_one(
+        {"_id": lost}, {"$set": {"mirror_state": MirrorState.MIRRORED}}
+    )
+
+    with pytest.raises(InvalidPhaseChange, match=rf"{keys[0].client_id} .*\(balance differs\)"):
         move_to_phase_4(stores)
 
+    assert current_state().phase == Phase.READ_CUTOVER
     assert not FlagChange.objects.filter(flag_name=WRITES_PAUSED).exists()
+    (before_the_pause,) = catch_up_runs()
+    assert before_the_pause.mismatched == 1
 
 
 @pytest.mark.usefixtures("entry_bound")

@@ -188,7 +188,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"phase {int(report.before)} -> {int(report.after)}"
             f" (mirrored {report.mirrored}, copied back {report.copied_back}"
-            f"{_before_the_pause(report)}){_paused(report)}"
+            f"{_before_the_pause(report)}){_compared_before_the_pause(report)}{_paused(report)}"
         )
         if report.share_raised:
             self.stdout.write(
@@ -248,6 +248,13 @@ def _before_the_pause(report: PhaseChangeReport) -> str:
     if not report.copied_back_before_pause:
         return ""
     return f", {report.copied_back_before_pause} of them before the pause"
+
+
+def _compared_before_the_pause(report: PhaseChangeReport) -> str:
+    """How many changed wallets phase 4's entry compared before its pause, when any."""
+    if not report.compared_before_pause:
+        return ""
+    return f"; {report.compared_before_pause} changed wallets compared before the pause"
 
 
 def _paused(report: PhaseChangeReport) -> str:
