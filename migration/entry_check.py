@@ -59,13 +59,14 @@ from django.utils import timezone
 
 from domain.holds import HoldState
 from domain.ids import WalletKey
+from domain.wallets import WalletBalance
 from flags.phases import InvalidPhaseChange
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
 from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_documents import MONGO_KEY_FIELDS, key_of
 from ledger.stores.mongo_store import MongoWalletStore
-from migration.legacy_scan import LegacyScan
+from migration.legacy_scan import LegacyScan, WalletSnapshot
 from migration.models import ReconciliationMismatch, ReconciliationRun
 from migration.outbox import MirrorOutbox
 from migration.reconciliation import Reconciliation
@@ -338,10 +339,7 @@ def _compare(
                     for look in reconciliation.looks(page)
                 ]
                 if live
-                else [
-                    (snapshot, reconciliation.client_balance(snapshot), tb_balance)
-                    for snapshot, tb_balance in reconciliation.read_both(page)
-                ]
+                else _read_both(reconciliation, page)
             )
             for snapshot, mongo_balance, tb_balance in looks:
                 if tb_balance is None and not snapshot.log_complete:
@@ -361,6 +359,18 @@ def _compare(
     run.finished_at = timezone.now()
     run.duration_s = time.perf_counter() - started
     run.save()
+
+
+def _read_both(
+    reconciliation: Reconciliation, keys: list[WalletKey]
+) -> list[tuple[WalletSnapshot, WalletBalance, WalletBalance | None]]:
+    """In the pause: each wallet's snapshot, MongoDB's balance and TigerBeetle's, once."""
+    pairs = reconciliation.read_both(keys)
+    mongo_balances = reconciliation.client_balances([snapshot for snapshot, _ in pairs])
+    return [
+        (snapshot, mongo_balance, tb_balance)
+        for (snapshot, tb_balance), mongo_balance in zip(pairs, mongo_balances, strict=True)
+    ]
 
 
 def _refuse_unless_all_held(run: ReconciliationRun, reconciliation: Reconciliation) -> None:

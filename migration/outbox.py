@@ -22,7 +22,13 @@ from pymongo.collection import Collection
 from domain.ids import WalletKey
 from flags.phases import client_bucket
 from ledger.stores.mongo_database import WALLET_KEY_INDEX, MongoDatabase
-from ledger.stores.mongo_documents import MONGO_KEY_FIELDS, LogMarks, key_filter, key_of
+from ledger.stores.mongo_documents import (
+    CLIENT_IDS_PER_QUERY,
+    MONGO_KEY_FIELDS,
+    LogMarks,
+    key_filter,
+    key_of,
+)
 from ledger.stores.mongo_holds import HoldEventKind
 from migration.legacy_scan import LegacyScan
 
@@ -220,8 +226,6 @@ class BackfilledEntries:
     after: list[EntryId] = field(default_factory=list)
 
 
-# Client ids one query of several wallets' log entries asks for ($in).
-CLIENT_IDS_PER_QUERY = 100
 _EARLIEST = datetime.min.replace(tzinfo=UTC)  # a parked entry without its write time first
 
 

@@ -47,7 +47,7 @@ from flags.phases import Phase, current_state
 from ledger import metrics
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
-from ledger.stores.mongo_holds import live_held_minor
+from ledger.stores.mongo_holds import live_held_minor_of
 from ledger.tb_model import balance_from_account, of_deployment
 from migration import alerts
 from migration.legacy_cases import AcknowledgedCases
@@ -257,6 +257,7 @@ class Reconciliation:
         dual_write = current_state().dual_write
         for page in self.scan.wallet_batches(page_size):
             differing: list[WalletSnapshot] = []
+            compared: list[tuple[WalletSnapshot, WalletBalance | None]] = []
             state = current_state()
             tb_balances = self._balances_now([s.balance.key for s in page], account_ids)
             for snapshot in page:
@@ -268,7 +269,10 @@ class Reconciliation:
                 if found is None and (not snapshot.log_complete or not dual_write):
                     self.count_awaiting(key)
                     continue
-                if found == self.client_balance(snapshot):
+                compared.append((snapshot, found))
+            mongo_balances = self.client_balances([snapshot for snapshot, _ in compared])
+            for (snapshot, found), mongo_balance in zip(compared, mongo_balances, strict=True):
+                if found == mongo_balance:
                     run.checked += 1
                     run.matched += 1
                 else:
@@ -308,17 +312,26 @@ class Reconciliation:
                 balances[key] = balance_from_account(key, account)
         return balances
 
-    def client_balance(self, snapshot: WalletSnapshot) -> WalletBalance:
-        """MongoDB's balance as a client reads it, to compare with TigerBeetle's: available
-        and held (its holds open now) beside the posted debit and historical credit. A
-        wallet whose document holds nothing needs no read of its holds."""
-        posted = snapshot.balance
-        if snapshot.recorded_held_minor == 0:
-            return posted
-        held = self.scan.database.guarded(
-            lambda: live_held_minor(self.scan.database, posted.key, now=datetime.now(UTC))
-        )
-        return replace(posted, credit_minor=posted.credit_minor - held, held_minor=held)
+    def client_balances(self, snapshots: list[WalletSnapshot]) -> list[WalletBalance]:
+        """MongoDB's balance of each as a client reads it, to compare with TigerBeetle's:
+        available and held (its holds open now) beside the posted debit and historical
+        credit. Only wallets whose document holds anything have their holds read, together."""
+        holding = [s.balance.key for s in snapshots if s.recorded_held_minor]
+        held: dict[WalletKey, int] = {}
+        if holding:
+            held = self.scan.database.guarded(
+                lambda: live_held_minor_of(self.scan.database, holding, now=datetime.now(UTC))
+            )
+        balances = []
+        for snapshot in snapshots:
+            posted = snapshot.balance
+            live = held.get(posted.key, 0)
+            balances.append(
+                replace(posted, credit_minor=posted.credit_minor - live, held_minor=live)
+                if snapshot.recorded_held_minor
+                else posted
+            )
+        return balances
 
     def _only_waiting(self, key: WalletKey) -> bool:
         """Whether the wallet has writes waiting for dual write, and none parked (a parked
@@ -360,9 +373,11 @@ class Reconciliation:
             return []
         before = self.scan.snapshots(keys)
         keys = [key for key in keys if key in before]
-        mongo = {key: self.client_balance(before[key]) for key in keys}
+        mongo = dict(zip(keys, self.client_balances([before[key] for key in keys]), strict=True))
         if current_state().mirrors_to_tigerbeetle:
-            Mirror(self.outbox, self.tigerbeetle).drain(keys=keys)
+            # One batch: what waits now, the entries up to the seqs just read among them. A
+            # drain to the end would chase live writes to these wallets.
+            Mirror(self.outbox, self.tigerbeetle).drain(keys=keys, max_batches=1)
         tigerbeetle = self._tigerbeetle_balances(keys)
         after = self.scan.snapshots(keys)
         return [

@@ -31,6 +31,11 @@ from domain.wallets import (
 # issuer is `issuer_type_identifier` here ("" for none). The wallets' unique index, the log's
 # history index and the outbox's order list them in this order.
 MONGO_KEY_FIELDS = ("client_id", "country", "currency", "issuer_type_identifier")
+# Client ids one query about several wallets asks for ($in on the indexed field): never an $or
+# of whole keys (secantusdb scans the whole collection for any $or) nor a round trip each;
+# nor too long a list, which the embedded server answers worse than linearly (2,000 ids over
+# 100,000 wallets: 5.3 s in one query, 0.83 s in twenty).
+CLIENT_IDS_PER_QUERY = 100
 
 # Every log entry is born with this field (True), written in the same transaction as the
 # entry: the event feed's collector (events/) finds the entries it has not taken yet by it
