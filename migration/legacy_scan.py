@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pymongo
 from pymongo.errors import PyMongoError
 
 from domain import errors
@@ -19,6 +20,11 @@ from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_documents import CLIENT_IDS_PER_QUERY, balance_of, key_of
 from ledger.stores.mongo_holds import held_minor
 from migration.pacing import WalletPace
+
+# How long one read of the scan may take, beyond a request's MONGO_TIMEOUT_S: the embedded
+# server (secantusdb) answers a find's first batch only once it has read every document the
+# find matches, about 5 s for a million wallets here (a mongod streams them).
+SCAN_READ_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -88,9 +94,13 @@ class LegacyScan:
         natural order (one collection scan: paging with skip or key ranges re-scans, which
         costs quadratic time on large collections). Each page waits for the scan's pace."""
         try:
-            cursor = self.database.wallets().find({}, batch_size=batch_size)
+            documents = iter(self.database.wallets().find({}, batch_size=batch_size))
             batch: list[WalletSnapshot] = []
-            for document in cursor:
+            while True:
+                with pymongo.timeout(SCAN_READ_TIMEOUT_S):
+                    document = next(documents, None)
+                if document is None:
+                    break
                 batch.append(snapshot_of(document))
                 if len(batch) == batch_size:
                     self._wait_for(batch)

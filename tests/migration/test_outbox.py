@@ -9,12 +9,15 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from pymongo.errors import PyMongoError
 
+from bench.legacy import LegacySeed
 from domain import errors
 from domain.ids import WalletKey
 from flags.phases import Phase
-from ledger.stores.mongo_database import LOG
+from ledger.stores.mongo_database import LOG, MongoDatabase
 from ledger.stores.mongo_documents import LogMarks
+from migration.legacy_scan import LegacyScan
 from migration.outbox import (
     LOG_MARKS,
     CoveredTransaction,
@@ -256,6 +259,23 @@ def test_the_legacy_scan_reads_every_wallet_as_a_snapshot_page_by_page(stores: S
     assert snapshots[born].balance.fields_minor() == (150, 0, 150)
     assert (snapshots[legacy].wallet_seq, snapshots[legacy].log_complete) == (0, False)
     assert snapshots[legacy].balance.fields_minor() == (700, 200, 900)
+
+
+def test_the_legacy_scan_may_take_longer_than_a_request_to_read_a_page(
+    mongo_url: str, mongo_database_name: str
+) -> None:
+    """The embedded server answers a find's first batch once it has read every matching
+    document (about 5 s for a million wallets): past a request's MONGO_TIMEOUT_S, the
+    backfill failed on its first read at that scale."""
+    seeding = MongoDatabase(mongo_url, name=mongo_database_name)
+    LegacySeed(run="scan", mixed=True).seed(seeding, 20_000)
+    hurried = MongoDatabase(mongo_url, name=mongo_database_name, timeout_s=0.05)
+    with pytest.raises(PyMongoError):  # the premise: a request's timeout is too short
+        next(iter(hurried.wallets().find({}, batch_size=1_000)))
+
+    pages = list(LegacyScan(hurried).wallet_batches(5_000))
+
+    assert [len(page) for page in pages] == [5_000] * 4
 
 
 def test_the_outbox_depth_counts_hold_events_waiting_for_the_mirror(stores: Stores) -> None:
