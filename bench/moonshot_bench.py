@@ -199,8 +199,8 @@ def walk(
         progress(label)
         run = manage(env, *command, check=False)  # a failure or a mismatch is a figure
         steps[label] = run.seconds
+        print(indented(run.stdout + run.stderr), file=sys.stderr, flush=True)  # a failure too
         jobs[label] = job_report(run.stdout)
-        print(indented(run.stdout + run.stderr), file=sys.stderr, flush=True)
         for transaction_id in sorted(set(re.findall(r"void of ([\w-]+)", run.stdout + run.stderr))):
             print(f"    traffic: {traffic.tally.story(transaction_id)}", file=sys.stderr)
         return run.stdout
