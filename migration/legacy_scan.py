@@ -21,9 +21,10 @@ from ledger.stores.mongo_documents import CLIENT_IDS_PER_QUERY, balance_of, key_
 from ledger.stores.mongo_holds import held_minor
 from migration.pacing import WalletPace
 
-# How long one read of the scan may take, beyond a request's MONGO_TIMEOUT_S: the embedded
-# server (secantusdb) answers a find's first batch only once it has read every document the
-# find matches, about 5 s for a million wallets here (a mongod streams them).
+# How long one read of the scan (or the count of its wallets) may take, beyond a request's
+# MONGO_TIMEOUT_S: the embedded server (secantusdb) answers a find's first batch only once it
+# has read every document the find matches, about 5 s for a million wallets here (a mongod
+# streams them), and counts them one by one; with live traffic on the same server, longer.
 SCAN_READ_TIMEOUT_S = 300.0
 
 
@@ -87,7 +88,12 @@ class LegacyScan:
     def wallet_count(self) -> int:
         """How many wallet documents there are, from the collection's metadata (no scan):
         what a reconciliation run reports its progress against."""
-        return self.database.guarded(lambda: self.database.wallets().estimated_document_count())
+
+        def count() -> int:
+            with pymongo.timeout(SCAN_READ_TIMEOUT_S):  # the embedded server counts them
+                return self.database.wallets().estimated_document_count()
+
+        return self.database.guarded(count)
 
     def wallet_batches(self, batch_size: int) -> Iterator[list[WalletSnapshot]]:
         """Every wallet document, `batch_size` at a time, from one streaming cursor in

@@ -410,3 +410,34 @@ def test_live_writes_between_the_accounts_and_the_transfers_do_not_fail_the_impo
     assert (report.imported, report.failed) == (3, [])
     assert live.live_writes >= 2  # one page of two wallets, one of one, each raced
     assert_stores_agree(stores, keys)
+
+
+class LiveAccountAfterEachClockRead(LiveWritesBetweenTheSends):
+    """The jobs' batch port of a backfill beside a mirror creating new wallets' accounts: one
+    lands each time the backfill has asked for the cluster's latest timestamp, before its
+    own accounts go (an imported account must postdate every account)."""
+
+    def create_accounts(self, accounts: list[Account]) -> Any:
+        return LedgerBatches.create_accounts(self, accounts)
+
+    def latest_timestamp(self) -> int:
+        latest = super().latest_timestamp()
+        live = Account(id=tb_id(), ledger=self._live[0].ledger, code=1)
+        assert super().create_accounts([live])[0].status.name == "CREATED"
+        self.live_writes += 1
+        return latest
+
+
+def test_a_live_account_after_every_read_of_the_clusters_clock_does_not_fail_the_import(
+    stores: Stores,
+) -> None:
+    keys = [new_key() for _ in range(3)]
+    for key in keys:
+        legacy_wallet(stores, key, credit_minor=1_000, debit_minor=250)
+    live = LiveAccountAfterEachClockRead(stores)
+
+    report = Backfill(stores.scan, stores.outbox, live).run(page_size=3, progress=False)
+
+    assert (report.imported, report.failed) == (3, [])
+    assert live.live_writes >= 1  # the first attempt raced
+    assert_stores_agree(stores, keys)
