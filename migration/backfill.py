@@ -85,7 +85,10 @@ READ_AHEAD_PAGES = 1  # pages read from MongoDB ahead of the one being imported
 READ_AHEAD_POLL_S = 0.1  # how often a reader waiting on a full queue checks for a stop
 COLLECT_CYCLES_EVERY_PAGES = 100  # during a run, instead of Python's automatic collection
 _T = TypeVar("_T")
-REGRESS_RETRIES = 5
+# Attempts at a page's accounts, and at its transfers, while live writes race past the
+# stamps chosen (each a round trip and a pause of at most REGRESS_PAUSE_MAX_S).
+REGRESS_RETRIES = 20
+REGRESS_PAUSE_MAX_S = 0.02
 _ACCEPTED_ACCOUNT = {CreateAccountStatus.CREATED, CreateAccountStatus.EXISTS}
 # A live write took a later timestamp than the ones chosen (regress), or the chosen ones ran
 # ahead of the cluster clock (advance): choose again.
@@ -95,6 +98,20 @@ _RETRY = {
     CreateTransferStatus.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS,
     CreateTransferStatus.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
 }
+
+
+def _regress_pause_s(attempt: int) -> float:
+    return min(0.001 * 2**attempt, REGRESS_PAUSE_MAX_S)
+
+
+def _moved_on(timestamp: int, *, since_ns: int) -> int:
+    """A cluster timestamp learnt at `since_ns` (our monotonic clock), moved on by the time
+    ours has run since: the cluster's has run at least as long, so stamps from there are
+    not ahead of it (never `must_not_advance`), and the window in which a live write can
+    take a later timestamp first (`must_not_regress`) shrinks to the send's own transit.
+    At a million wallets and 100 writes/s, stamps at the learnt timestamp itself lost that
+    race five times running for 7 pages of 250."""
+    return timestamp + max(0, time.monotonic_ns() - since_ns)
 
 
 @functools.cache
@@ -180,6 +197,7 @@ class Backfill:
         # 0.2-0.6 s a page on the real server); a live write in between makes TigerBeetle
         # refuse the page as regressing, and the retry asks the cluster.
         self._clock: int | None = None
+        self._clock_read_ns = 0  # time.monotonic_ns() when _clock was learnt
         self._system_accounts: set[int] = set()  # system account ids known to exist
         self._holds = HoldImport(outbox, tigerbeetle)
 
@@ -297,7 +315,7 @@ class Backfill:
             written = self._attempt(events)
             if written is not None:
                 return written
-            time.sleep(0.001 * 2**attempt)
+            time.sleep(_regress_pause_s(attempt))
         return _WrittenPage(
             failed=[s.balance.key.describe() + ": timestamps kept regressing" for s in events.todo]
         )
@@ -361,7 +379,11 @@ class Backfill:
         this run's last page left it), then created. None when a live write raced past the
         chosen timestamps (TigerBeetle refused them as regressing) and the page must be
         tried again."""
-        clock = self._clock if self._clock is not None else self.tigerbeetle.latest_timestamp()
+        clock = (
+            _moved_on(self._clock, since_ns=self._clock_read_ns)
+            if self._clock is not None
+            else self.tigerbeetle.latest_timestamp()
+        )
         self._clock = None  # until this page is in (or its accounts regressed past a clock)
         system_ids = events.system_ids
         unknown = [id_ for id_ in system_ids.values() if id_ not in self._system_accounts]
@@ -398,7 +420,7 @@ class Backfill:
             imported=_opened(usable, chain_of=chain_of, results=results),
         )
         last = transfers[-1].timestamp if transfers else clock
-        self._clock = max(clock, last, events.holds.latest_timestamp())
+        self._learn_clock(max(clock, last, events.holds.latest_timestamp()))
         return _WrittenPage(
             written=True,
             usable=usable,
@@ -445,8 +467,11 @@ class Backfill:
         page (at a million wallets and 100 writes/s, 8,000 "kept regressing")."""
         if not any(r.status in _RETRY for r in results):
             return False
-        self._clock = max(r.timestamp for r in results)
+        self._learn_clock(max(r.timestamp for r in results))
         return True
+
+    def _learn_clock(self, timestamp: int) -> None:
+        self._clock, self._clock_read_ns = timestamp, time.monotonic_ns()
 
     def _create_transfers(self, transfers: list[Transfer]) -> list[CreateTransferResult] | None:
         """The page's opening pairs, once its accounts are in; None when TigerBeetle kept
@@ -463,10 +488,12 @@ class Backfill:
         (0.2-0.6 s on the real server, a window of its own)."""
         for attempt in range(REGRESS_RETRIES):
             results = self.tigerbeetle.create_transfers(transfers)
+            answered_ns = time.monotonic_ns()
             if not any(r.status in _RETRY for r in results):
                 return results
-            time.sleep(0.001 * 2**attempt)  # the cluster's clock moves past the new stamps
+            time.sleep(_regress_pause_s(attempt))  # the cluster's clock moves past the stamps
             floor = max(max(r.timestamp for r in results), transfers[-1].timestamp)
+            floor = _moved_on(floor, since_ns=answered_ns)
             for offset, transfer in enumerate(transfers, start=1):
                 transfer.timestamp = floor + offset
         return None

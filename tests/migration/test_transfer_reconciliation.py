@@ -71,6 +71,21 @@ def post_unregistered_credit(stores: Stores, key: WalletKey, transaction_id: str
     )
 
 
+def register_credit(
+    key: WalletKey, transaction_id: str, *, amount_minor: int, tb_timestamp: int | None
+) -> None:
+    """A credit's registry row, as the TigerBeetle store writes it after its post."""
+    transfer_registry.record_store_write(
+        transaction_id=transaction_id,
+        wallet_pk=account_of(key).pk,
+        kind="credit",
+        amount_minor=amount_minor,
+        tb_transfer_id=ledger_scope().ids.transaction_transfer_id(transaction_id),
+        tb_timestamp=tb_timestamp,
+        created_at=timezone.now(),
+    )
+
+
 def signed_in(role: str) -> tuple[Client, Any]:
     """A client signed in as a fresh user of the role, and the user."""
     user = user_in(role)
@@ -221,15 +236,7 @@ def test_a_transfer_whose_row_commits_just_after_the_walk_looked_is_not_reported
         names = looked_up(hexes)
         if not registered:
             registered.append(in_flight)
-            transfer_registry.record_store_write(
-                transaction_id=in_flight,
-                wallet_pk=account_of(key).pk,
-                kind="credit",
-                amount_minor=250,
-                tb_transfer_id=ledger_scope().ids.transaction_transfer_id(in_flight),
-                tb_timestamp=None,
-                created_at=timezone.now(),
-            )
+            register_credit(key, in_flight, amount_minor=250, tb_timestamp=None)
         return names
 
     monkeypatch.setattr(transfer_check, "_registry_names", row_commits_after_the_first_look)
@@ -250,15 +257,7 @@ def test_a_registered_transfer_tigerbeetle_lacks_is_an_error_without_a_repair(
     support, _ = signed_in("Support")
     key, _, _ = mirrored_wallet(stores)
     ghost = tx()
-    transfer_registry.record_store_write(
-        transaction_id=ghost,
-        wallet_pk=account_of(key).pk,
-        kind="credit",
-        amount_minor=500,
-        tb_transfer_id=ledger_scope().ids.transaction_transfer_id(ghost),
-        tb_timestamp=1_000,
-        created_at=timezone.now(),
-    )
+    register_credit(key, ghost, amount_minor=500, tb_timestamp=1_000)
 
     run = reconcile(stores)
 

@@ -255,29 +255,18 @@ def test_resolved_between_the_snapshots_the_backfill_that_read_later_imports_fir
 
 
 @pytest.mark.parametrize("at", ["_record", "record_imported"])
-def test_resolved_between_the_snapshots_the_later_one_imports_between_the_earlier_ones_halves(
-    walk: Walk, at: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("halved", "inside"),
+    [("first", "second"), ("second", "first")],
+    ids=["the_later_inside_the_earliers_halves", "the_earlier_inside_the_laters_halves"],
+)
+def test_resolved_between_the_snapshots_one_imports_between_the_others_halves(
+    walk: Walk, at: str, halved: str, inside: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     walk.snapshot("first")
     walk.resolve()
     walk.snapshot("second")
-    walk.import_with(
-        "first", meanwhile=lambda: walk.import_("second"), at=at, monkeypatch=monkeypatch
-    )
-
-    assert_the_resolution_is_in_tigerbeetle_once(walk)
-
-
-@pytest.mark.parametrize("at", ["_record", "record_imported"])
-def test_resolved_between_the_snapshots_the_earlier_one_imports_between_the_later_ones_halves(
-    walk: Walk, at: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    walk.snapshot("first")
-    walk.resolve()
-    walk.snapshot("second")
-    walk.import_with(
-        "second", meanwhile=lambda: walk.import_("first"), at=at, monkeypatch=monkeypatch
-    )
+    walk.import_with(halved, meanwhile=lambda: walk.import_(inside), at=at, monkeypatch=monkeypatch)
 
     assert_the_resolution_is_in_tigerbeetle_once(walk)
 
