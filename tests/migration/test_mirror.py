@@ -20,7 +20,14 @@ from migration.outbox import MirrorState
 from registry.models import WalletTransfer
 from tests.concurrency import run_concurrently
 from tests.conftest import ledger_scope
-from tests.migration.conftest import Stores, enter_phase, new_key, tx
+from tests.migration.conftest import (
+    Stores,
+    assert_stores_agree,
+    enter_phase,
+    new_key,
+    phased_over,
+    tx,
+)
 
 
 class SwitchableBackend:
@@ -345,3 +352,32 @@ def test_the_mirror_carries_who_made_each_write_into_the_registry(stores: Stores
         )
     )
     assert made_by == {credit_id: "payments-gateway", debit_id: "checkout"}
+
+
+def test_a_capture_waits_while_its_hold_waits_outside_the_run(stores: Stores) -> None:
+    """Two runs at once can see a wallet's entries half-way through a change of state: the
+    hold's entry set aside (awaiting its import) while its capture is pending. Sent alone,
+    the capture meets no pending transfer and TigerBeetle burns its id for good (seen in
+    the million-wallet moonshot: the capture parked, MongoDB's debit above TigerBeetle's)."""
+    enter_phase(Phase.DUAL_WRITE)
+    key, hold_id = new_key(), f"hold-{tx()}"
+    stores.phased.add_credit(key, 1_000, tx())  # mirrored: the wallet's account is there
+    lagging = phased_over(stores, enqueue_mirror=lambda k: None)
+    lagging.place_hold(key, 400, hold_id, timeout_s=3_600)
+    lagging.capture_hold(hold_id, amount_minor=300, made_by="payments")
+    log = stores.mongo.database.log()
+    placed = log.find_one({"hold_id": hold_id, "kind": "hold"})
+    log.update_one({"_id": placed["_id"]}, {"$set": {"mirror_state": "awaiting_backfill"}})
+
+    held_back = stores.mirror().drain()
+
+    assert (held_back.applied, held_back.parked, held_back.behind_earlier) == (0, 0, 1)
+    capture = log.find_one({"hold_id": hold_id, "kind": "capture"})
+    assert capture["mirror_state"] == MirrorState.PENDING
+    log.update_one({"_id": placed["_id"]}, {"$set": {"mirror_state": MirrorState.PENDING}})
+
+    caught_up = stores.mirror().drain()
+
+    assert (caught_up.applied, caught_up.parked) == (2, 0)
+    assert_stores_agree(stores, [key])
+    assert stores.tigerbeetle.get_balance(key).debit_minor == 300
