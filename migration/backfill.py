@@ -100,6 +100,34 @@ _RETRY = {
 }
 
 
+def _create_transfers(
+    tigerbeetle: LedgerBatches, transfers: list[Transfer]
+) -> list[CreateTransferResult] | None:
+    """The page's opening pairs, once its accounts are in; None when TigerBeetle kept
+    refusing their timestamps as regressing.
+
+    A live write (the mirror's, the API's) that lands while the accounts go takes a
+    later timestamp than the pairs were given, and TigerBeetle refuses them all. They
+    are stamped again past everything the cluster holds now (its accounts and live
+    writes), in the same order, and only they are sent again: going back to the
+    accounts reopened the same window, and under steady writes every attempt of a page
+    lost the race (issue 25: "timestamps kept regressing" for a whole run). The refused
+    results carry the cluster's own timestamps at that send, later than everything it
+    held then: the new stamps follow them, with no query of the cluster's latest event
+    (0.2-0.6 s on the real server, a window of its own)."""
+    for attempt in range(REGRESS_RETRIES):
+        results = tigerbeetle.create_transfers(transfers)
+        answered_ns = time.monotonic_ns()
+        if not any(r.status in _RETRY for r in results):
+            return results
+        time.sleep(_regress_pause_s(attempt))  # the cluster's clock moves past the stamps
+        floor = max(max(r.timestamp for r in results), transfers[-1].timestamp)
+        floor = _moved_on(floor, since_ns=answered_ns)
+        for offset, transfer in enumerate(transfers, start=1):
+            transfer.timestamp = floor + offset
+    return None
+
+
 def _regress_pause_s(attempt: int) -> float:
     return min(0.001 * 2**attempt, REGRESS_PAUSE_MAX_S)
 
@@ -454,7 +482,7 @@ class Backfill:
                 usable.append(snapshot)
             else:
                 failed.append(f"{snapshot.balance.key.describe()}: {result.status.name}")
-        results = self._create_transfers(transfers) if transfers else []
+        results = _create_transfers(self.tigerbeetle, transfers) if transfers else []
         if results is None:
             return None
         return usable, results, failed
@@ -472,31 +500,6 @@ class Backfill:
 
     def _learn_clock(self, timestamp: int) -> None:
         self._clock, self._clock_read_ns = timestamp, time.monotonic_ns()
-
-    def _create_transfers(self, transfers: list[Transfer]) -> list[CreateTransferResult] | None:
-        """The page's opening pairs, once its accounts are in; None when TigerBeetle kept
-        refusing their timestamps as regressing.
-
-        A live write (the mirror's, the API's) that lands while the accounts go takes a
-        later timestamp than the pairs were given, and TigerBeetle refuses them all. They
-        are stamped again past everything the cluster holds now (its accounts and live
-        writes), in the same order, and only they are sent again: going back to the
-        accounts reopened the same window, and under steady writes every attempt of a page
-        lost the race (issue 25: "timestamps kept regressing" for a whole run). The refused
-        results carry the cluster's own timestamps at that send, later than everything it
-        held then: the new stamps follow them, with no query of the cluster's latest event
-        (0.2-0.6 s on the real server, a window of its own)."""
-        for attempt in range(REGRESS_RETRIES):
-            results = self.tigerbeetle.create_transfers(transfers)
-            answered_ns = time.monotonic_ns()
-            if not any(r.status in _RETRY for r in results):
-                return results
-            time.sleep(_regress_pause_s(attempt))  # the cluster's clock moves past the stamps
-            floor = max(max(r.timestamp for r in results), transfers[-1].timestamp)
-            floor = _moved_on(floor, since_ns=answered_ns)
-            for offset, transfer in enumerate(transfers, start=1):
-                transfer.timestamp = floor + offset
-        return None
 
     def _record(self, written: _WrittenPage, report: BackfillReport) -> None:
         """The registry half of a page whose TigerBeetle half is done: a row each, the

@@ -69,7 +69,7 @@ from ledger.stores.mongo_store import MongoWalletStore
 from migration.legacy_scan import LegacyScan, WalletSnapshot
 from migration.models import ReconciliationMismatch, ReconciliationRun
 from migration.outbox import MirrorOutbox
-from migration.reconciliation import Reconciliation
+from migration.reconciliation import Reconciliation, client_balances
 from registry.models import WalletAccount
 
 log = logging.getLogger(__name__)
@@ -366,7 +366,9 @@ def _read_both(
 ) -> list[tuple[WalletSnapshot, WalletBalance, WalletBalance | None]]:
     """In the pause: each wallet's snapshot, MongoDB's balance and TigerBeetle's, once."""
     pairs = reconciliation.read_both(keys)
-    mongo_balances = reconciliation.client_balances([snapshot for snapshot, _ in pairs])
+    mongo_balances = client_balances(
+        reconciliation.scan.database, [snapshot for snapshot, _ in pairs]
+    )
     return [
         (snapshot, mongo_balance, tb_balance)
         for (snapshot, tb_balance), mongo_balance in zip(pairs, mongo_balances, strict=True)

@@ -264,6 +264,32 @@ def _of_wallets(
     ]
 
 
+def _waiting_before(
+    log: Collection[dict[str, Any]], first_seqs: dict[WalletKey, int]
+) -> dict[WalletKey, set[EntryId]]:
+    """Of these wallets, the entries TigerBeetle does not hold yet and is still to be given
+    (pending, awaiting the backfill, outside the share) with a wallet_seq below the given
+    one, by wallet (only wallets with any): one query by client id a chunk."""
+    waiting: dict[WalletKey, set[EntryId]] = {}
+    by_fields = {_key_fields(key_filter(key)): key for key in first_seqs}
+    client_ids = sorted({key.client_id for key in first_seqs})
+    states = [MirrorState.PENDING, MirrorState.AWAITING_BACKFILL, MirrorState.OUTSIDE_SHARE]
+    for start in range(0, len(client_ids), CLIENT_IDS_PER_QUERY):
+        found = log.find(
+            {
+                "client_id": {"$in": client_ids[start : start + CLIENT_IDS_PER_QUERY]},
+                "mirror_state": {"$in": states},
+            },
+            {**dict.fromkeys(MONGO_KEY_FIELDS, 1), "wallet_seq": 1},
+        )
+        for document in found:
+            key = by_fields.get(_key_fields(document))
+            seq = document.get("wallet_seq")
+            if key is not None and isinstance(seq, int) and seq < first_seqs[key]:
+                waiting.setdefault(key, set()).add(document["_id"])
+    return waiting
+
+
 def _key_fields(document: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(document.get(name) for name in MONGO_KEY_FIELDS)
 
@@ -364,33 +390,7 @@ class MirrorOutbox:
         )
 
     def waiting_before(self, first_seqs: dict[WalletKey, int]) -> dict[WalletKey, set[EntryId]]:
-        """Of these wallets, the entries TigerBeetle does not hold yet and is still to be
-        given (pending, awaiting the backfill, outside the share) with a wallet_seq below
-        the given one, by wallet (only wallets with any): one query by client id a chunk."""
-        waiting: dict[WalletKey, set[EntryId]] = {}
-        if not first_seqs:
-            return waiting
-        by_fields = {_key_fields(key_filter(key)): key for key in first_seqs}
-        client_ids = sorted({key.client_id for key in first_seqs})
-        states = [MirrorState.PENDING, MirrorState.AWAITING_BACKFILL, MirrorState.OUTSIDE_SHARE]
-
-        def read() -> None:
-            for start in range(0, len(client_ids), CLIENT_IDS_PER_QUERY):
-                found = self.database.log().find(
-                    {
-                        "client_id": {"$in": client_ids[start : start + CLIENT_IDS_PER_QUERY]},
-                        "mirror_state": {"$in": states},
-                    },
-                    {**dict.fromkeys(MONGO_KEY_FIELDS, 1), "wallet_seq": 1},
-                )
-                for document in found:
-                    key = by_fields.get(_key_fields(document))
-                    seq = document.get("wallet_seq")
-                    if key is not None and isinstance(seq, int) and seq < first_seqs[key]:
-                        waiting.setdefault(key, set()).add(document["_id"])
-
-        self.database.guarded(read)
-        return waiting
+        return self.database.guarded(lambda: _waiting_before(self.database.log(), first_seqs))
 
     def unmirrored_up_to(self, key: WalletKey, wallet_seq: int) -> dict[str, int]:
         """Entries up to `wallet_seq` TigerBeetle does not hold yet, by state."""

@@ -47,6 +47,7 @@ from flags.phases import Phase, current_state
 from ledger import metrics
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
+from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_holds import live_held_minor_of
 from ledger.tb_model import balance_from_account, of_deployment
 from migration import alerts
@@ -206,7 +207,7 @@ class Reconciliation:
                     debits_posted=account.debits_posted,
                     opening=_opening_of(row),
                 )
-        for page_ids in self._tigerbeetle_wallet_account_id_pages(page_size):
+        for page_ids in wallet_account_id_pages(self.tigerbeetle, page_size):
             # One page of TigerBeetle's ids against the registry: never every id at once.
             ids_hex = [u128_to_hex(account_id) for account_id in page_ids]
             registered = set(
@@ -226,24 +227,6 @@ class Reconciliation:
                     )
         return account_ids, wallets
 
-    def _tigerbeetle_wallet_account_id_pages(self, page_size: int) -> Iterator[list[int]]:
-        """This deployment's wallet account ids in TigerBeetle, a page at a time (by
-        timestamp): its wallet code, and its stamp or none (accounts created before stamps).
-        Another deployment's on a shared cluster are none of its business."""
-        assert 0 < page_size <= BATCH_EVENTS_MAX
-        ids = self.tigerbeetle.scope.ids
-        timestamp_min = 0
-        while True:
-            page = self.tigerbeetle.wallet_accounts_page(
-                timestamp_min=timestamp_min, limit=page_size
-            )
-            own = [account.id for account in page if of_deployment(account, ids=ids)]
-            if own:
-                yield own
-            if len(page) < page_size:
-                return
-            timestamp_min = page[-1].timestamp + 1
-
     def _mongo_against_tigerbeetle(
         self,
         run: ReconciliationRun,
@@ -259,7 +242,9 @@ class Reconciliation:
             differing: list[WalletSnapshot] = []
             compared: list[tuple[WalletSnapshot, WalletBalance | None]] = []
             state = current_state()
-            tb_balances = self._balances_now([s.balance.key for s in page], account_ids)
+            tb_balances = _balances_now(
+                self.tigerbeetle, [s.balance.key for s in page], account_ids
+            )
             for snapshot in page:
                 key = snapshot.balance.key
                 if not state.in_dual_write_share(key.client_id):
@@ -270,7 +255,9 @@ class Reconciliation:
                     self.count_awaiting(key)
                     continue
                 compared.append((snapshot, found))
-            mongo_balances = self.client_balances([snapshot for snapshot, _ in compared])
+            mongo_balances = client_balances(
+                self.scan.database, [snapshot for snapshot, _ in compared]
+            )
             for (snapshot, found), mongo_balance in zip(compared, mongo_balances, strict=True):
                 if found == mongo_balance:
                     run.checked += 1
@@ -295,43 +282,6 @@ class Reconciliation:
                 "before dual write: only wallets TigerBeetle holds with no write waiting in "
                 "the outbox are compared; the others are counted as awaiting"
             )
-
-    def _balances_now(
-        self, keys: list[WalletKey], account_ids: dict[WalletKey, int]
-    ) -> dict[WalletKey, WalletBalance]:
-        """TigerBeetle's balance of these wallets (those whose account the first pass found),
-        read just after their MongoDB page: only a write in flight between the two reads
-        makes a wallet differ, not every write since the run began (minutes, at a million
-        wallets, under live traffic: thousands of second looks)."""
-        by_id = {account_ids[key]: key for key in keys if key in account_ids}
-        balances = {}
-        for start in range(0, len(by_id), BATCH_EVENTS_MAX):
-            ids = list(by_id)[start : start + BATCH_EVENTS_MAX]
-            for account in self.tigerbeetle.lookup_accounts(ids):
-                key = by_id[account.id]
-                balances[key] = balance_from_account(key, account)
-        return balances
-
-    def client_balances(self, snapshots: list[WalletSnapshot]) -> list[WalletBalance]:
-        """MongoDB's balance of each as a client reads it, to compare with TigerBeetle's:
-        available and held (its holds open now) beside the posted debit and historical
-        credit. Only wallets whose document holds anything have their holds read, together."""
-        holding = [s.balance.key for s in snapshots if s.recorded_held_minor]
-        held: dict[WalletKey, int] = {}
-        if holding:
-            held = self.scan.database.guarded(
-                lambda: live_held_minor_of(self.scan.database, holding, now=datetime.now(UTC))
-            )
-        balances = []
-        for snapshot in snapshots:
-            posted = snapshot.balance
-            live = held.get(posted.key, 0)
-            balances.append(
-                replace(posted, credit_minor=posted.credit_minor - live, held_minor=live)
-                if snapshot.recorded_held_minor
-                else posted
-            )
-        return balances
 
     def _only_waiting(self, key: WalletKey) -> bool:
         """Whether the wallet has writes waiting for dual write, and none parked (a parked
@@ -373,12 +323,18 @@ class Reconciliation:
             return []
         before = self.scan.snapshots(keys)
         keys = [key for key in keys if key in before]
-        mongo = dict(zip(keys, self.client_balances([before[key] for key in keys]), strict=True))
+        mongo = dict(
+            zip(
+                keys,
+                client_balances(self.scan.database, [before[key] for key in keys]),
+                strict=True,
+            )
+        )
         if current_state().mirrors_to_tigerbeetle:
             # One batch: what waits now, the entries up to the seqs just read among them. A
             # drain to the end would chase live writes to these wallets.
             Mirror(self.outbox, self.tigerbeetle).drain(keys=keys, max_batches=1)
-        tigerbeetle = self._tigerbeetle_balances(keys)
+        tigerbeetle = tigerbeetle_balances(self.tigerbeetle, keys)
         after = self.scan.snapshots(keys)
         return [
             Look(
@@ -396,25 +352,8 @@ class Reconciliation:
         nobody writes meanwhile (phase 4's entry reads them inside its pause)."""
         fresh = self.scan.snapshots(keys)
         keys = [key for key in keys if key in fresh]
-        tigerbeetle = self._tigerbeetle_balances(keys)
+        tigerbeetle = tigerbeetle_balances(self.tigerbeetle, keys)
         return [(fresh[key], tigerbeetle.get(key)) for key in keys]
-
-    def _tigerbeetle_balances(self, keys: list[WalletKey]) -> dict[WalletKey, WalletBalance]:
-        """TigerBeetle's balance of each registered wallet TigerBeetle holds, by key."""
-        rows = account_registry.rows_by_key(keys)
-        accounts = {
-            account.id: account
-            for account in self.tigerbeetle.lookup_accounts(
-                [rows[key].tb_account_id for key in keys if key in rows]
-            )
-        }
-        balances = {}
-        for key in keys:
-            row = rows.get(key)
-            account = accounts.get(row.tb_account_id) if row else None
-            if account is not None:
-                balances[key] = balance_from_account(key, account)
-        return balances
 
     def balance_mismatch(
         self, run: ReconciliationRun, mongo: WalletBalance, tb: WalletBalance | None
@@ -484,6 +423,84 @@ class Reconciliation:
             link=reverse("admin:migration_reconciliationrun_change", args=[run.pk]),
         )
         _alert_mismatches(run, batch)
+
+
+def wallet_account_id_pages(tigerbeetle: LedgerBatches, page_size: int) -> Iterator[list[int]]:
+    """This deployment's wallet account ids in TigerBeetle, a page at a time (by
+    timestamp): its wallet code, and its stamp or none (accounts created before stamps).
+    Another deployment's on a shared cluster are none of its business."""
+    assert 0 < page_size <= BATCH_EVENTS_MAX
+    ids = tigerbeetle.scope.ids
+    timestamp_min = 0
+    while True:
+        page = tigerbeetle.wallet_accounts_page(timestamp_min=timestamp_min, limit=page_size)
+        own = [account.id for account in page if of_deployment(account, ids=ids)]
+        if own:
+            yield own
+        if len(page) < page_size:
+            return
+        timestamp_min = page[-1].timestamp + 1
+
+
+def _balances_now(
+    tigerbeetle: LedgerBatches, keys: list[WalletKey], account_ids: dict[WalletKey, int]
+) -> dict[WalletKey, WalletBalance]:
+    """TigerBeetle's balance of these wallets (those whose account the first pass found),
+    read just after their MongoDB page: only a write in flight between the two reads
+    makes a wallet differ, not every write since the run began (minutes, at a million
+    wallets, under live traffic: thousands of second looks)."""
+    by_id = {account_ids[key]: key for key in keys if key in account_ids}
+    balances = {}
+    for start in range(0, len(by_id), BATCH_EVENTS_MAX):
+        ids = list(by_id)[start : start + BATCH_EVENTS_MAX]
+        for account in tigerbeetle.lookup_accounts(ids):
+            key = by_id[account.id]
+            balances[key] = balance_from_account(key, account)
+    return balances
+
+
+def client_balances(
+    database: MongoDatabase, snapshots: list[WalletSnapshot]
+) -> list[WalletBalance]:
+    """MongoDB's balance of each as a client reads it, to compare with TigerBeetle's:
+    available and held (its holds open now) beside the posted debit and historical
+    credit. Only wallets whose document holds anything have their holds read, together."""
+    holding = [s.balance.key for s in snapshots if s.recorded_held_minor]
+    held: dict[WalletKey, int] = {}
+    if holding:
+        held = database.guarded(
+            lambda: live_held_minor_of(database, holding, now=datetime.now(UTC))
+        )
+    balances = []
+    for snapshot in snapshots:
+        posted = snapshot.balance
+        live = held.get(posted.key, 0)
+        balances.append(
+            replace(posted, credit_minor=posted.credit_minor - live, held_minor=live)
+            if snapshot.recorded_held_minor
+            else posted
+        )
+    return balances
+
+
+def tigerbeetle_balances(
+    tigerbeetle: LedgerBatches, keys: list[WalletKey]
+) -> dict[WalletKey, WalletBalance]:
+    """TigerBeetle's balance of each registered wallet TigerBeetle holds, by key."""
+    rows = account_registry.rows_by_key(keys)
+    accounts = {
+        account.id: account
+        for account in tigerbeetle.lookup_accounts(
+            [rows[key].tb_account_id for key in keys if key in rows]
+        )
+    }
+    balances = {}
+    for key in keys:
+        row = rows.get(key)
+        account = accounts.get(row.tb_account_id) if row else None
+        if account is not None:
+            balances[key] = balance_from_account(key, account)
+    return balances
 
 
 def _alert_mismatches(run: ReconciliationRun, batch: alerts.AlertBatch) -> None:

@@ -401,7 +401,7 @@ class TransferCheck:
         """An unexplained account's wallet transfers that no registry row names yet."""
         candidates = [
             transfer
-            for transfer in self._account_transfers(wallet.tb_account_id)
+            for transfer in _account_transfers(self.tigerbeetle, wallet.tb_account_id)
             if transfer.code in WALLET_CODES
         ]
         names = _registry_names([u128_to_hex(transfer.id) for transfer in candidates])
@@ -428,22 +428,6 @@ class TransferCheck:
         for wallet, transfer in still:
             refused = u128_to_hex(transfer.id) in names
             self._record_unregistered(wallet, transfer, voided=voided, refused=refused)
-
-    def _account_transfers(self, tb_account_id: int) -> Iterator[Transfer]:
-        timestamp_min = 0
-        for _ in range(TRANSFER_WALK_PAGES_MAX):
-            page = self.tigerbeetle.get_account_transfers(
-                history_filter(
-                    tb_account_id,
-                    limit=BATCH_EVENTS_MAX,
-                    timestamp_min=timestamp_min,
-                    newest_first=False,
-                )
-            )
-            yield from page
-            if len(page) < BATCH_EVENTS_MAX:
-                return
-            timestamp_min = page[-1].timestamp + 1
 
     def _record_unregistered(
         self,
@@ -514,6 +498,24 @@ class TransferCheck:
                 detail=detail[:300],
             )
         )
+
+
+def _account_transfers(tigerbeetle: LedgerBatches, tb_account_id: int) -> Iterator[Transfer]:
+    """One account's transfers, a page at a time, oldest first (at most TRANSFER_WALK_PAGES_MAX)."""
+    timestamp_min = 0
+    for _ in range(TRANSFER_WALK_PAGES_MAX):
+        page = tigerbeetle.get_account_transfers(
+            history_filter(
+                tb_account_id,
+                limit=BATCH_EVENTS_MAX,
+                timestamp_min=timestamp_min,
+                newest_first=False,
+            )
+        )
+        yield from page
+        if len(page) < BATCH_EVENTS_MAX:
+            return
+        timestamp_min = page[-1].timestamp + 1
 
 
 def _chunks(values: list[str]) -> Iterator[list[str]]:

@@ -17,7 +17,7 @@ from ledger.batches import LedgerBatches
 from ledger.tb_model import wallet_account
 from migration.backfill import Backfill
 from migration.models import ReconciliationMismatch
-from migration.reconciliation import Reconciliation
+from migration.reconciliation import Reconciliation, wallet_account_id_pages
 from registry.models import WalletAccount
 from tests.conftest import ledger_scope
 from tests.migration.conftest import Stores, enter_phase, legacy_wallet, new_key, phased_over, tx
@@ -250,10 +250,9 @@ def test_an_orphan_account_created_before_stamps_is_still_reported(stores: Store
 
 def test_wallet_account_paging_reaches_past_one_page(stores: Stores) -> None:
     mirrored_wallets(stores, 5)
-    reconciliation = Reconciliation(stores.scan, stores.outbox, stores.batches)
-    pages = list(reconciliation._tigerbeetle_wallet_account_id_pages(page_size=2))
+    pages = list(wallet_account_id_pages(stores.batches, page_size=2))
     assert [len(page) for page in pages] == [2, 2, 1]
-    run = reconciliation.run(page_size=2)
+    run = Reconciliation(stores.scan, stores.outbox, stores.batches).run(page_size=2)
     assert (run.checked, run.matched, run.accounts_without_row) == (5, 5, 0)
 
 

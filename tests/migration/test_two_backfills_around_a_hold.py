@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -160,9 +161,9 @@ class Walk:
             assert at == "record_imported", at
             record_imported = account_registry.record_imported
 
-            def record_imported_after(*args: object, **kwargs: object) -> None:
+            def record_imported_after(*args: Any, **kwargs: Any) -> None:
                 step()
-                record_imported(*args, **kwargs)  # type: ignore[arg-type]
+                record_imported(*args, **kwargs)
 
             monkeypatch.setattr(account_registry, "record_imported", record_imported_after)
         if whole_run:
@@ -182,7 +183,8 @@ class Walk:
 
 @pytest.fixture(params=RESOLUTIONS, ids=lambda r: r.name)
 def resolution(request: pytest.FixtureRequest) -> Resolution:
-    return request.param  # type: ignore[no-any-return]
+    chosen: Resolution = request.param
+    return chosen
 
 
 @pytest.fixture(params=[True, False], ids=["mirrored", "at_the_end"])
