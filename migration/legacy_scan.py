@@ -17,7 +17,7 @@ from domain import errors
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance
 from ledger.stores.mongo_database import MongoDatabase
-from ledger.stores.mongo_documents import CLIENT_IDS_PER_QUERY, balance_of, key_of
+from ledger.stores.mongo_documents import balance_of, of_wallets
 from ledger.stores.mongo_holds import held_minor
 from migration.pacing import WalletPace
 
@@ -71,17 +71,10 @@ class LegacyScan:
         wanted = set(keys)
         if not wanted:
             return {}
-        client_ids = sorted({key.client_id for key in wanted})
 
         def read() -> dict[WalletKey, WalletSnapshot]:
-            found = {}
-            for start in range(0, len(client_ids), CLIENT_IDS_PER_QUERY):
-                chunk = client_ids[start : start + CLIENT_IDS_PER_QUERY]
-                for document in self.database.wallets().find({"client_id": {"$in": chunk}}):
-                    key = key_of(document)
-                    if key in wanted:
-                        found[key] = snapshot_of(document)
-            return found
+            wallets = of_wallets(self.database.wallets(), wanted)
+            return {key: snapshot_of(document) for key, document in wallets}
 
         return self.database.guarded(read)
 

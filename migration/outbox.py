@@ -23,11 +23,11 @@ from domain.ids import WalletKey
 from flags.phases import client_bucket
 from ledger.stores.mongo_database import WALLET_KEY_INDEX, MongoDatabase
 from ledger.stores.mongo_documents import (
-    CLIENT_IDS_PER_QUERY,
     MONGO_KEY_FIELDS,
     LogMarks,
     key_filter,
     key_of,
+    of_wallets,
 )
 from ledger.stores.mongo_holds import HoldEventKind
 from migration.legacy_scan import LegacyScan
@@ -245,22 +245,16 @@ def _of_wallets(
     assert all(direction == 1 for _, direction in order)
     if not keys:
         return list(log.find(query).sort(order).limit(limit))
-    wanted = {_key_fields(key_filter(key)): key for key in keys}
+    wanted = set(keys)
     if len(wanted) == 1:
-        (key,) = wanted.values()
-        return list(log.find({**query, **key_filter(key)}).sort(order).limit(limit))
-    client_ids = sorted({key.client_id for key in wanted.values()})
-    by_key: dict[tuple[Any, ...], list[dict[str, Any]]] = {fields: [] for fields in wanted}
-    for start in range(0, len(client_ids), CLIENT_IDS_PER_QUERY):
-        chunk = client_ids[start : start + CLIENT_IDS_PER_QUERY]
-        for document in log.find({**query, "client_id": {"$in": chunk}}):
-            found = by_key.get(_key_fields(document))
-            if found is not None:
-                found.append(document)
+        return list(log.find({**query, **key_filter(keys[0])}).sort(order).limit(limit))
+    by_key: dict[WalletKey, list[dict[str, Any]]] = {key: [] for key in wanted}
+    for key, document in of_wallets(log, wanted, query):
+        by_key[key].append(document)
     return [
         document
-        for fields in sorted(by_key)
-        for document in sorted(by_key[fields], key=lambda doc: _ordered_by(doc, order))[:limit]
+        for key in sorted(by_key, key=_index_order)
+        for document in sorted(by_key[key], key=lambda doc: _ordered_by(doc, order))[:limit]
     ]
 
 
@@ -271,27 +265,18 @@ def _waiting_before(
     (pending, awaiting the backfill, outside the share) with a wallet_seq below the given
     one, by wallet (only wallets with any): one query by client id a chunk."""
     waiting: dict[WalletKey, set[EntryId]] = {}
-    by_fields = {_key_fields(key_filter(key)): key for key in first_seqs}
-    client_ids = sorted({key.client_id for key in first_seqs})
     states = [MirrorState.PENDING, MirrorState.AWAITING_BACKFILL, MirrorState.OUTSIDE_SHARE]
-    for start in range(0, len(client_ids), CLIENT_IDS_PER_QUERY):
-        found = log.find(
-            {
-                "client_id": {"$in": client_ids[start : start + CLIENT_IDS_PER_QUERY]},
-                "mirror_state": {"$in": states},
-            },
-            {**dict.fromkeys(MONGO_KEY_FIELDS, 1), "wallet_seq": 1},
-        )
-        for document in found:
-            key = by_fields.get(_key_fields(document))
-            seq = document.get("wallet_seq")
-            if key is not None and isinstance(seq, int) and seq < first_seqs[key]:
-                waiting.setdefault(key, set()).add(document["_id"])
+    projection = {**dict.fromkeys(MONGO_KEY_FIELDS, 1), "wallet_seq": 1}
+    for key, document in of_wallets(log, first_seqs, {"mirror_state": {"$in": states}}, projection):
+        seq = document.get("wallet_seq")
+        if isinstance(seq, int) and seq < first_seqs[key]:
+            waiting.setdefault(key, set()).add(document["_id"])
     return waiting
 
 
-def _key_fields(document: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(document.get(name) for name in MONGO_KEY_FIELDS)
+def _index_order(key: WalletKey) -> tuple[str, ...]:
+    """A wallet's place in the key index (client, country, currency, issuer)."""
+    return tuple(key_filter(key)[name] for name in MONGO_KEY_FIELDS)
 
 
 def _ordered_by(document: dict[str, Any], order: list[tuple[str, int]]) -> tuple[Any, ...]:

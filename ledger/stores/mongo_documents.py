@@ -9,12 +9,14 @@ into those fields and back, and log entries into the typed results the store ret
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from bson.decimal128 import Decimal128
+from pymongo.collection import Collection
 
 from domain import errors
 from domain.ids import WalletKey
@@ -104,6 +106,28 @@ def key_filter(key: WalletKey) -> dict[str, str]:
 def key_of(document: dict[str, Any]) -> WalletKey:
     """The wallet key of a wallet document or a log entry."""
     return WalletKey.from_mapping(document, names=MONGO_KEY_FIELDS)
+
+
+def of_wallets(
+    collection: Collection[dict[str, Any]],
+    keys: Iterable[WalletKey],
+    query: Mapping[str, Any] | None = None,
+    projection: Mapping[str, Any] | None = None,
+) -> Iterator[tuple[WalletKey, dict[str, Any]]]:
+    """The documents `query` finds of these wallets, each with its wallet's key: asked by
+    client id, CLIENT_IDS_PER_QUERY ids a query, and kept when the whole key is one of
+    them (a document without a whole key is nobody's). A projection names the key's fields."""
+    wanted = set(keys)
+    client_ids = sorted({key.client_id for key in wanted})
+    for start in range(0, len(client_ids), CLIENT_IDS_PER_QUERY):
+        chunk = client_ids[start : start + CLIENT_IDS_PER_QUERY]
+        for document in collection.find({**(query or {}), "client_id": {"$in": chunk}}, projection):
+            try:
+                key = key_of(document)
+            except KeyError:
+                continue
+            if key in wanted:
+                yield key, document
 
 
 def balance_of(wallet: dict[str, Any]) -> WalletBalance:

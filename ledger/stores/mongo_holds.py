@@ -49,7 +49,6 @@ from domain.money import from_minor_units
 from domain.wallets import WalletBalance, write_time
 from ledger.stores.mongo_database import MongoDatabase, Refusal
 from ledger.stores.mongo_documents import (
-    CLIENT_IDS_PER_QUERY,
     EVENT_PENDING,
     MONGO_KEY_FIELDS,
     LogMarks,
@@ -59,6 +58,7 @@ from ledger.stores.mongo_documents import (
     key_filter,
     key_of,
     minor,
+    of_wallets,
     stored_decimal,
 )
 from ledger.stores.mongo_wallets import update_wallet, update_wallet_as_read
@@ -108,20 +108,10 @@ def live_held_minor_of(
     """`live_held_minor` of many wallets, asked by client id ($in on the indexed field, a
     chunk at a time) rather than a round trip each; a wallet with none is 0."""
     held = dict.fromkeys(keys, 0)
-    client_ids = sorted({key.client_id for key in held})
-    for start in range(0, len(client_ids), CLIENT_IDS_PER_QUERY):
-        found = database.holds().find(
-            {
-                "client_id": {"$in": client_ids[start : start + CLIENT_IDS_PER_QUERY]},
-                "state": HoldState.OPEN.value,
-                "expires_at": {"$gt": now},
-            },
-            {**dict.fromkeys(MONGO_KEY_FIELDS, 1), "amount_minor": 1},
-        )
-        for hold in found:
-            key = key_of(hold)
-            if key in held:
-                held[key] += int(hold["amount_minor"])
+    live = {"state": HoldState.OPEN.value, "expires_at": {"$gt": now}}
+    projection = {**dict.fromkeys(MONGO_KEY_FIELDS, 1), "amount_minor": 1}
+    for key, hold in of_wallets(database.holds(), held, live, projection):
+        held[key] += int(hold["amount_minor"])
     return held
 
 
