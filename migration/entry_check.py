@@ -59,17 +59,16 @@ from django.utils import timezone
 
 from domain.holds import HoldState
 from domain.ids import WalletKey
-from domain.wallets import WalletBalance
 from flags.phases import InvalidPhaseChange
 from ledger.backends.base import BATCH_EVENTS_MAX
 from ledger.batches import LedgerBatches
 from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_documents import MONGO_KEY_FIELDS, key_of
 from ledger.stores.mongo_store import MongoWalletStore
-from migration.legacy_scan import LegacyScan, WalletSnapshot
+from migration.legacy_scan import LegacyScan
 from migration.models import ReconciliationMismatch, ReconciliationRun
 from migration.outbox import MirrorOutbox
-from migration.reconciliation import Reconciliation, client_balances
+from migration.reconciliation import Reconciliation
 from registry.models import WalletAccount
 
 log = logging.getLogger(__name__)
@@ -333,15 +332,9 @@ def _compare(
     try:
         for start in range(0, len(keys), BATCH_EVENTS_MAX):
             page = keys[start : start + BATCH_EVENTS_MAX]
-            looks = (
-                [
-                    (look.snapshot, look.mongo, look.tigerbeetle)
-                    for look in reconciliation.looks(page)
-                ]
-                if live
-                else _read_both(reconciliation, page)
-            )
-            for snapshot, mongo_balance, tb_balance in looks:
+            looks = reconciliation.looks(page) if live else reconciliation.read_both(page)
+            for look in looks:
+                snapshot, mongo_balance, tb_balance = look.snapshot, look.mongo, look.tigerbeetle
                 if tb_balance is None and not snapshot.log_complete:
                     reconciliation.count_awaiting(mongo_balance.key)
                     continue
@@ -359,20 +352,6 @@ def _compare(
     run.finished_at = timezone.now()
     run.duration_s = time.perf_counter() - started
     run.save()
-
-
-def _read_both(
-    reconciliation: Reconciliation, keys: list[WalletKey]
-) -> list[tuple[WalletSnapshot, WalletBalance, WalletBalance | None]]:
-    """In the pause: each wallet's snapshot, MongoDB's balance and TigerBeetle's, once."""
-    pairs = reconciliation.read_both(keys)
-    mongo_balances = client_balances(
-        reconciliation.scan.database, [snapshot for snapshot, _ in pairs]
-    )
-    return [
-        (snapshot, mongo_balance, tb_balance)
-        for (snapshot, tb_balance), mongo_balance in zip(pairs, mongo_balances, strict=True)
-    ]
 
 
 def _refuse_unless_all_held(run: ReconciliationRun, reconciliation: Reconciliation) -> None:

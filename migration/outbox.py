@@ -267,7 +267,9 @@ def _waiting_before(
     waiting: dict[WalletKey, set[EntryId]] = {}
     states = [MirrorState.PENDING, MirrorState.AWAITING_BACKFILL, MirrorState.OUTSIDE_SHARE]
     projection = {**dict.fromkeys(MONGO_KEY_FIELDS, 1), "wallet_seq": 1}
-    for key, document in of_wallets(log, first_seqs, {"mirror_state": {"$in": states}}, projection):
+    for key, document in of_wallets(
+        log, first_seqs, {"mirror_state": {"$in": states}}, projection=projection
+    ):
         seq = document.get("wallet_seq")
         if isinstance(seq, int) and seq < first_seqs[key]:
             waiting.setdefault(key, set()).add(document["_id"])

@@ -163,7 +163,7 @@ class Reconciliation:
                 accounts = self.tigerbeetle.lookup_accounts([registered.tb_account_id])
                 tb = balance_from_account(key, accounts[0]) if accounts else None
             return None, tb
-        (look,) = self._second_look([snapshot])
+        (look,) = self.looks([key])
         return look.mongo, look.tigerbeetle
 
     # --- passes -------------------------------------------------------------------------------
@@ -242,8 +242,16 @@ class Reconciliation:
             differing: list[WalletSnapshot] = []
             compared: list[tuple[WalletSnapshot, WalletBalance | None]] = []
             state = current_state()
-            tb_balances = _balances_now(
-                self.tigerbeetle, [s.balance.key for s in page], account_ids
+            # TigerBeetle read just after the page: only a write in flight between the two
+            # reads makes a wallet differ, not every write since the run began (minutes at a
+            # million wallets under live traffic: thousands of second looks).
+            tb_balances = _balances_of_accounts(
+                self.tigerbeetle,
+                {
+                    s.balance.key: account_ids[s.balance.key]
+                    for s in page
+                    if s.balance.key in account_ids
+                },
             )
             for snapshot in page:
                 key = snapshot.balance.key
@@ -264,7 +272,7 @@ class Reconciliation:
                     run.matched += 1
                 else:
                     differing.append(snapshot)
-            for look in self._second_look(differing):
+            for look in self.looks([snapshot.balance.key for snapshot in differing]):
                 key, mongo, tb_balance = look.snapshot.balance.key, look.mongo, look.tigerbeetle
                 if tb_balance != mongo and not dual_write and self._only_waiting(key):
                     self.count_awaiting(key)  # its writes wait for dual write
@@ -293,9 +301,6 @@ class Reconciliation:
         self.awaiting_backfill += 1
         if len(self.awaiting_backfill_keys) < AWAITING_KEYS_KEPT:
             self.awaiting_backfill_keys.append(key)
-
-    def _second_look(self, differing: list[WalletSnapshot]) -> list[Look]:
-        return self.looks([snapshot.balance.key for snapshot in differing])
 
     def looks(self, wanted: list[WalletKey]) -> list[Look]:
         """These wallets (those MongoDB holds), each mirrored and read in both stores until it
@@ -346,14 +351,18 @@ class Reconciliation:
             for key in keys
         ]
 
-    def read_both(self, keys: list[WalletKey]) -> list[tuple[WalletSnapshot, WalletBalance | None]]:
-        """These wallets as MongoDB holds them and TigerBeetle's balance of each (None: it
-        holds none), in a few batched reads; a wallet MongoDB lacks is left out. For wallets
-        nobody writes meanwhile (phase 4's entry reads them inside its pause)."""
+    def read_both(self, keys: list[WalletKey]) -> list[Look]:
+        """These wallets (those MongoDB holds) read once in each store, in a few batched
+        reads: for wallets nobody writes meanwhile (phase 4's entry reads them inside its
+        pause)."""
         fresh = self.scan.snapshots(keys)
         keys = [key for key in keys if key in fresh]
+        mongo = client_balances(self.scan.database, [fresh[key] for key in keys])
         tigerbeetle = tigerbeetle_balances(self.tigerbeetle, keys)
-        return [(fresh[key], tigerbeetle.get(key)) for key in keys]
+        return [
+            Look(snapshot=fresh[key], mongo=balance, tigerbeetle=tigerbeetle.get(key), moved=False)
+            for key, balance in zip(keys, mongo, strict=True)
+        ]
 
     def balance_mismatch(
         self, run: ReconciliationRun, mongo: WalletBalance, tb: WalletBalance | None
@@ -442,18 +451,16 @@ def wallet_account_id_pages(tigerbeetle: LedgerBatches, page_size: int) -> Itera
         timestamp_min = page[-1].timestamp + 1
 
 
-def _balances_now(
-    tigerbeetle: LedgerBatches, keys: list[WalletKey], account_ids: dict[WalletKey, int]
+def _balances_of_accounts(
+    tigerbeetle: LedgerBatches, account_ids: dict[WalletKey, int]
 ) -> dict[WalletKey, WalletBalance]:
-    """TigerBeetle's balance of these wallets (those whose account the first pass found),
-    read just after their MongoDB page: only a write in flight between the two reads
-    makes a wallet differ, not every write since the run began (minutes, at a million
-    wallets, under live traffic: thousands of second looks)."""
-    by_id = {account_ids[key]: key for key in keys if key in account_ids}
+    """TigerBeetle's balance of each wallet whose account it holds, by key (lookups of up to
+    BATCH_EVENTS_MAX accounts)."""
+    by_id = {account_id: key for key, account_id in account_ids.items()}
+    ids = list(by_id)
     balances = {}
-    for start in range(0, len(by_id), BATCH_EVENTS_MAX):
-        ids = list(by_id)[start : start + BATCH_EVENTS_MAX]
-        for account in tigerbeetle.lookup_accounts(ids):
+    for start in range(0, len(ids), BATCH_EVENTS_MAX):
+        for account in tigerbeetle.lookup_accounts(ids[start : start + BATCH_EVENTS_MAX]):
             key = by_id[account.id]
             balances[key] = balance_from_account(key, account)
     return balances
@@ -488,19 +495,9 @@ def tigerbeetle_balances(
 ) -> dict[WalletKey, WalletBalance]:
     """TigerBeetle's balance of each registered wallet TigerBeetle holds, by key."""
     rows = account_registry.rows_by_key(keys)
-    accounts = {
-        account.id: account
-        for account in tigerbeetle.lookup_accounts(
-            [rows[key].tb_account_id for key in keys if key in rows]
-        )
-    }
-    balances = {}
-    for key in keys:
-        row = rows.get(key)
-        account = accounts.get(row.tb_account_id) if row else None
-        if account is not None:
-            balances[key] = balance_from_account(key, account)
-    return balances
+    return _balances_of_accounts(
+        tigerbeetle, {key: rows[key].tb_account_id for key in keys if key in rows}
+    )
 
 
 def _alert_mismatches(run: ReconciliationRun, batch: alerts.AlertBatch) -> None:

@@ -173,7 +173,6 @@ class TransferCheck:
         self.wallets: dict[int, WalletLedger] = {}
         self._openings: list[tuple[Transfer, int]] = []
         self._openings_future: Future[list[tuple[Transfer, int]]] | None = None
-        self._walked_at = 0.0
 
     def start(self, wallets: dict[int, WalletLedger], *, background: Executor | None) -> None:
         """Begin with what needs no registry: the imported wallets' opening pairs, as the
@@ -213,8 +212,7 @@ class TransferCheck:
             for wallet in unexplained[:TRANSFER_WALK_ACCOUNTS_MAX]
             for pair in self._unnamed(wallet)
         ]
-        self._walked_at = time.monotonic()
-        self._report_unnamed(unnamed)
+        self._report_unnamed(unnamed, walked_at=time.monotonic())
 
     # --- registry -> TigerBeetle --------------------------------------------------------------
 
@@ -409,13 +407,15 @@ class TransferCheck:
             (wallet, t) for t in candidates if names.get(u128_to_hex(t.id), _REFUSED) == _REFUSED
         ]
 
-    def _report_unnamed(self, unnamed: list[tuple[WalletLedger, Transfer]]) -> None:
+    def _report_unnamed(
+        self, unnamed: list[tuple[WalletLedger, Transfer]], *, walked_at: float
+    ) -> None:
         """Report the transfers still unnamed once IN_FLIGHT_S has passed since they were
         read: a write registers its row just after TigerBeetle posts it, so a transfer read
         in between is named by then."""
         if not unnamed:
             return
-        time.sleep(max(0.0, self._walked_at + IN_FLIGHT_S - time.monotonic()))
+        time.sleep(max(0.0, walked_at + IN_FLIGHT_S - time.monotonic()))
         names = _registry_names([u128_to_hex(transfer.id) for _, transfer in unnamed])
         still = [
             (wallet, transfer)

@@ -112,6 +112,7 @@ def of_wallets(
     collection: Collection[dict[str, Any]],
     keys: Iterable[WalletKey],
     query: Mapping[str, Any] | None = None,
+    *,
     projection: Mapping[str, Any] | None = None,
 ) -> Iterator[tuple[WalletKey, dict[str, Any]]]:
     """The documents `query` finds of these wallets, each with its wallet's key: asked by

@@ -110,7 +110,7 @@ def live_held_minor_of(
     held = dict.fromkeys(keys, 0)
     live = {"state": HoldState.OPEN.value, "expires_at": {"$gt": now}}
     projection = {**dict.fromkeys(MONGO_KEY_FIELDS, 1), "amount_minor": 1}
-    for key, hold in of_wallets(database.holds(), held, live, projection):
+    for key, hold in of_wallets(database.holds(), held, live, projection=projection):
         held[key] += int(hold["amount_minor"])
     return held
 
