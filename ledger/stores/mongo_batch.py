@@ -176,7 +176,7 @@ class MongoBatch:
         client_ids = sorted({key.client_id for key in keys})
 
         def marks() -> object:
-            found = _find_in(
+            found = find_in(
                 self._database.wallets(),
                 "client_id",
                 client_ids,
@@ -241,7 +241,7 @@ class MongoBatch:
         ids = [item.transaction_id for item in items if not item.kind.is_hold_operation]
         return {
             entry["_id"]: entry
-            for entry in _find_in(self._database.log(), "_id", ids, session=session)
+            for entry in find_in(self._database.log(), "_id", ids, session=session)
         }
 
     def _wallets(
@@ -251,7 +251,7 @@ class MongoBatch:
         client_ids = sorted({key.client_id for key in keys})
         documents = {
             key_of(document): document
-            for document in _find_in(
+            for document in find_in(
                 self._database.wallets(), "client_id", client_ids, session=session
             )
         }
@@ -328,23 +328,23 @@ class MongoBatch:
         entry."""
         database = self._database
         updates = [
-            _wallet_update(wallet, now=now)
+            wallet_update(wallet, now=now)
             for wallet in wallets.values()
             if wallet.document is not None and wallet.posted
         ]
         new = [
-            _new_wallet_document(wallet, now=now, written_at=written_at)
+            new_wallet_document(wallet, now=now, written_at=written_at)
             for wallet in wallets.values()
             if wallet.document is None and wallet.posted
         ]
         try:
-            for chunk in _chunks(updates):
+            for chunk in in_commands(updates):
                 result = database.wallets().bulk_write(chunk, ordered=False, session=session)
                 if result.matched_count != len(chunk):
                     raise moved_since_read("a wallet of the batch changed since it was read")
-            for documents in _chunks(new):
+            for documents in in_commands(new):
                 database.wallets().insert_many(documents, ordered=True, session=session)
-            for documents in _chunks(entries):
+            for documents in in_commands(entries):
                 database.log().insert_many(documents, ordered=True, session=session)
         except BulkWriteError as failure:
             codes = {error.get("code") for error in failure.details.get("writeErrors", [])}
@@ -359,7 +359,7 @@ def _hold_keys(database: MongoDatabase, items: Sequence[BatchItem]) -> dict[str,
     ids = [item.transaction_id for item in items if not item.kind.names_wallet]
     return {
         document["_id"]: key_of(document)
-        for document in _find_in(database.holds(), "_id", ids, projection=list(MONGO_KEY_FIELDS))
+        for document in find_in(database.holds(), "_id", ids, projection=list(MONGO_KEY_FIELDS))
     }
 
 
@@ -372,7 +372,7 @@ def _expire_due(
     client_ids = sorted({key.client_id for key in keys})
     due = {
         key_of(hold)
-        for hold in _find_in(
+        for hold in find_in(
             store.database.holds(),
             "client_id",
             client_ids,
@@ -418,14 +418,14 @@ def _placed(refusal: errors.WalletError, indexes: list[int]) -> errors.WalletErr
     return refusal
 
 
-def _chunks(writes: list[T]) -> Iterator[list[T]]:
+def in_commands(writes: list[T]) -> Iterator[list[T]]:
     """Writes in commands of WRITES_PER_COMMAND: each command answers well within the
     client's socket timeout (MONGO_TIMEOUT_S) however large the batch."""
     for start in range(0, len(writes), WRITES_PER_COMMAND):
         yield writes[start : start + WRITES_PER_COMMAND]
 
 
-def _find_in(
+def find_in(
     collection: Collection[dict[str, Any]],
     field: str,
     values: list[Any],
@@ -443,7 +443,7 @@ def _find_in(
         )
 
 
-def _wallet_update(wallet: BatchWallet, *, now: datetime) -> pymongo.UpdateOne:
+def wallet_update(wallet: BatchWallet, *, now: datetime) -> pymongo.UpdateOne:
     """The wallet's one update: what the batch moved, only if nothing else moved it since
     it was read (its wallet_seq as read: every write and hold event of a wallet moves it)."""
     document = wallet.document
@@ -466,7 +466,7 @@ def _wallet_update(wallet: BatchWallet, *, now: datetime) -> pymongo.UpdateOne:
     return pymongo.UpdateOne(guard, {"$inc": increments, "$set": {"updated_at": now}})
 
 
-def _new_wallet_document(
+def new_wallet_document(
     wallet: BatchWallet, *, now: datetime, written_at: datetime
 ) -> dict[str, Any]:
     """A wallet the batch creates, as a single first credit creates it."""

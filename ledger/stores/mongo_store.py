@@ -43,6 +43,7 @@ from domain.wallets import (
     write_time,
 )
 from ledger.stores.mongo_batch import MongoBatch
+from ledger.stores.mongo_copy_back import CopiedWrite, copy_back_writes
 from ledger.stores.mongo_database import MongoDatabase, Refusal
 from ledger.stores.mongo_documents import (
     EVENT_PENDING,
@@ -267,6 +268,12 @@ class MongoWalletStore(MongoHoldOperations):
         """Every item in one transaction, as bulk writes (`ledger.stores.mongo_batch`);
         MongoDB failing is StoreUnavailable with nothing applied, and a resend applies it."""
         return MongoBatch(self).post(items, atomic=atomic, made_by=made_by)
+
+    def copy_back_writes(self, writes: Sequence[CopiedWrite]) -> int:
+        """Credits and debits TigerBeetle took alone, in one transaction
+        (`ledger.stores.mongo_copy_back`); how many were new. NotOneBatch: copy them one
+        by one instead."""
+        return copy_back_writes(self, writes)
 
     # --- reads ------------------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from django.db import connection, connections, transaction
 
 from domain.ids import WalletKey
 from flags.phases import InvalidPhaseChange, Phase, current_state
+from ledger.stores.mongo_documents import decimal128, key_filter
+from migration import copy_back
 from migration.copy_back import (
     COPY_BACK_LEFT_FOR_THE_PAUSE,
     copy_back_before_the_pause,
@@ -46,26 +48,30 @@ def mongo_admin(mongo_url: str) -> Iterator[pymongo.MongoClient[dict[str, Any]]]
     client.close()
 
 
-def fail_the_second_insert(mongo_admin: pymongo.MongoClient[dict[str, Any]]) -> None:
-    """MongoDB fails the next insert but one, once (the first goes through)."""
+def fail_an_insert(mongo_admin: pymongo.MongoClient[dict[str, Any]], *, after: int) -> None:
+    """MongoDB fails the next insert once `after` more have gone through."""
     mongo_admin.admin.command(
         "configureFailPoint",
         "failCommand",
-        mode={"skip": 1, "times": 1},
+        mode={"skip": after, "times": 1},
         data={"failCommands": ["insert"], "errorCode": 2},
     )
 
 
-def test_a_step_back_stopped_part_way_keeps_what_it_copied_and_the_next_copies_the_rest_once(
-    stores: Stores, mongo_admin: pymongo.MongoClient[dict[str, Any]]
+def test_a_step_back_stopped_part_way_keeps_the_batches_it_copied_and_the_next_copies_the_rest_once(
+    stores: Stores,
+    mongo_admin: pymongo.MongoClient[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(copy_back, "COPY_BACK_BATCH_WRITES", 1)
     key = new_key()
     in_phase_4(stores)
     early, failing, late = tx(), tx(), tx()
     stores.phased.add_credit(key, 100, early)
     stores.phased.add_credit(key, 20, failing)
     stores.phased.add_credit(key, 50, late)
-    fail_the_second_insert(mongo_admin)  # the second copy's log entry; the first's goes
+    # The first batch inserts the wallet (new in phase 4) and its entry; the second's fails.
+    fail_an_insert(mongo_admin, after=2)
 
     with pytest.raises(InvalidPhaseChange, match=failing):
         move(stores, Phase.READ_CUTOVER)
@@ -79,6 +85,95 @@ def test_a_step_back_stopped_part_way_keeps_what_it_copied_and_the_next_copies_t
     assert report.copied_back == 2
     assert [logged(stores, tid) for tid in (early, failing, late)] == [1, 1, 1]
     assert_stores_agree(stores, [key])
+
+
+def test_a_batch_that_fails_leaves_none_of_its_writes_and_the_next_step_back_copies_each_once(
+    stores: Stores, mongo_admin: pymongo.MongoClient[dict[str, Any]]
+) -> None:
+    key = new_key()
+    in_phase_4(stores)
+    ids = [tx() for _ in range(3)]
+    for transaction_id in ids:
+        stores.phased.add_credit(key, 10, transaction_id)
+    fail_an_insert(mongo_admin, after=1)  # the batch's entries, after its new wallet
+
+    with pytest.raises(InvalidPhaseChange, match="TigerBeetle stays the only store"):
+        move(stores, Phase.READ_CUTOVER)
+
+    assert WalletTransfer.objects.filter(needs_copy_back=True).count() == 3
+    assert [logged(stores, tid) for tid in ids] == [0, 0, 0]
+    assert stores.mongo.database.wallets().count_documents({"client_id": key.client_id}) == 0
+
+    report = move(stores, Phase.READ_CUTOVER)
+
+    assert report.copied_back == 3
+    assert [logged(stores, tid) for tid in ids] == [1, 1, 1]
+    assert_stores_agree(stores, [key])
+
+
+def test_many_wallets_credits_and_debits_go_back_in_batches_each_wallet_in_its_order(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(copy_back, "COPY_BACK_BATCH_WRITES", 5)
+    batches: list[int] = []
+    copy_back_writes = stores.mongo.copy_back_writes
+
+    def counted(writes: Any) -> int:
+        batches.append(len(writes))
+        return copy_back_writes(writes)
+
+    monkeypatch.setattr(stores.mongo, "copy_back_writes", counted)
+    keys = [new_key() for _ in range(3)]
+    in_phase_4(stores)
+    order: dict[WalletKey, list[str]] = {key: [] for key in keys}
+    # Out of its wallet's order a debit would be refused for funds; the wallets interleave,
+    # so every batch of five cuts some wallet's writes in two.
+    for amount, write in ((100, "credit"), (100, "debit"), (40, "credit"), (30, "debit")):
+        for key in keys:
+            order[key].append(tx())
+            if write == "credit":
+                stores.phased.add_credit(key, amount, order[key][-1])
+            else:
+                stores.phased.subtract_credit(key, amount, order[key][-1])
+
+    report = move(stores, Phase.READ_CUTOVER)
+
+    assert report.copied_back == 12
+    assert batches == [5, 5, 2]
+    for key in keys:
+        entries = stores.mongo.database.log().find(
+            {"client_id": key.client_id}, sort=[("wallet_seq", 1)]
+        )
+        assert [entry["_id"] for entry in entries] == order[key]
+    assert_stores_agree(stores, keys)
+
+
+def test_a_debit_mongodb_would_refuse_fails_the_step_back_naming_it(stores: Stores) -> None:
+    key, other = new_key(), new_key()
+    in_phase_4(stores)
+    stores.phased.add_credit(other, 10, tx())
+    stores.phased.add_credit(key, 100, tx())
+    debit = tx()
+    stores.phased.subtract_credit(key, 100, debit)
+    # MongoDB holds half the money a hold TigerBeetle never had: a difference the copy back
+    # must report, not write past.
+    zero = decimal128(0, key.currency)
+    stores.mongo.database.wallets().insert_one(
+        {
+            **key_filter(key),
+            "credit": zero,
+            "debit": zero,
+            "historical_credit": zero,
+            "held": decimal128(50, key.currency),
+            "wallet_seq": 0,
+        }
+    )
+
+    with pytest.raises(InvalidPhaseChange, match=debit):
+        move(stores, Phase.READ_CUTOVER)
+
+    assert stores.mongo.database.log().count_documents({"_id": debit, "state": "posted"}) == 0
+    assert WalletTransfer.objects.get(transaction_id=debit).needs_copy_back
 
 
 def test_copies_whose_rows_were_not_marked_yet_are_copied_once(stores: Stores) -> None:
@@ -173,15 +268,18 @@ def test_a_step_back_copies_more_than_the_pauses_share_before_the_pause(stores: 
 
 
 def test_a_step_back_stopped_in_a_pass_before_the_pause_leaves_writes_on_tigerbeetle_and_resumes(
-    stores: Stores, mongo_admin: pymongo.MongoClient[dict[str, Any]]
+    stores: Stores,
+    mongo_admin: pymongo.MongoClient[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     needs_the_fence()
+    monkeypatch.setattr(copy_back, "COPY_BACK_BATCH_WRITES", 1)
     key = new_key()
     in_phase_4(stores)
     ids = [tx() for _ in range(COPY_BACK_LEFT_FOR_THE_PAUSE + 5)]
     for transaction_id in ids:
         stores.phased.add_credit(key, 10, transaction_id)
-    fail_the_second_insert(mongo_admin)
+    fail_an_insert(mongo_admin, after=2)  # the first batch's wallet and entry go through
 
     with pytest.raises(InvalidPhaseChange, match=ids[1]):
         move(stores, Phase.READ_CUTOVER)
