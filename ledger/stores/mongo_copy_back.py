@@ -104,7 +104,7 @@ def _apply(store: MongoWalletStore, session: ClientSession, writes: Sequence[Cop
     for write in writes:
         first_at.setdefault(write.key, min(write.created_at, now))
         last_at[write.key] = min(write.created_at, now)
-    _expire_due_as_the_single_copies_would(store, session, first_at, last_at)
+    _expire_due_as_the_single_copies_would(store, session, first_at=first_at, last_at=last_at)
     known = {
         entry["_id"]: entry
         for entry in find_in(
@@ -127,6 +127,7 @@ def _apply(store: MongoWalletStore, session: ClientSession, writes: Sequence[Cop
 def _expire_due_as_the_single_copies_would(
     store: MongoWalletStore,
     session: ClientSession,
+    *,
     first_at: dict[WalletKey, datetime],
     last_at: dict[WalletKey, datetime],
 ) -> None:
