@@ -202,13 +202,17 @@ class Mirror:
         refuses for a missing pending transfer or funds (`id_already_failed` ever after). Two
         runs at once can see a wallet's entries half-way through a change of state (each
         entry's state is written on its own): seen at a million wallets, a capture sent
-        without its hold and parked for good. The wallet's entries wait for a later run."""
-        first_seqs: dict[WalletKey, int] = {}
+        without its hold and parked for good, the hold before the run's first entry of the
+        wallet, and again between two of them. The wallet's entries wait for a later run."""
+        last_seqs: dict[WalletKey, int] = {}
         for entry in entries:
-            first_seqs[entry.key] = min(
-                entry.wallet_seq, first_seqs.get(entry.key, entry.wallet_seq)
-            )
-        behind = set(self.outbox.waiting_before(first_seqs))
+            last_seqs[entry.key] = max(entry.wallet_seq, last_seqs.get(entry.key, 0))
+        in_run = {entry.entry_id for entry in entries}
+        behind = {
+            key
+            for key, waiting in self.outbox.waiting_before(last_seqs).items()
+            if waiting - in_run
+        }
         if not behind:
             return entries
         report.behind_earlier += sum(1 for entry in entries if entry.key in behind)

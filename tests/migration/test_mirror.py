@@ -381,3 +381,30 @@ def test_a_capture_waits_while_its_hold_waits_outside_the_run(stores: Stores) ->
     assert (caught_up.applied, caught_up.parked) == (2, 0)
     assert_stores_agree(stores, [key])
     assert stores.tigerbeetle.get_balance(key).debit_minor == 300
+
+
+def test_a_capture_waits_while_its_hold_waits_between_entries_of_the_run(stores: Stores) -> None:
+    """The entry set aside may fall between two of the run's own entries of the wallet, not
+    only before the first: seen at a million wallets, a release and a capture sent with the
+    credits around their holds, the holds left out, both parked for good."""
+    enter_phase(Phase.DUAL_WRITE)
+    key, hold_id = new_key(), f"hold-{tx()}"
+    stores.phased.add_credit(key, 1_000, tx())  # mirrored: the wallet's account is there
+    lagging = phased_over(stores, enqueue_mirror=lambda k: None)
+    lagging.add_credit(key, 50, tx())
+    lagging.place_hold(key, 400, hold_id, timeout_s=3_600)
+    lagging.capture_hold(hold_id, amount_minor=300, made_by="payments")
+    log = stores.mongo.database.log()
+    placed = log.find_one({"hold_id": hold_id, "kind": "hold"})
+    log.update_one({"_id": placed["_id"]}, {"$set": {"mirror_state": "awaiting_backfill"}})
+
+    held_back = stores.mirror().drain()
+
+    assert (held_back.applied, held_back.parked, held_back.behind_earlier) == (0, 0, 2)
+    log.update_one({"_id": placed["_id"]}, {"$set": {"mirror_state": MirrorState.PENDING}})
+
+    caught_up = stores.mirror().drain()
+
+    assert (caught_up.applied, caught_up.parked) == (3, 0)
+    assert_stores_agree(stores, [key])
+    assert stores.tigerbeetle.get_balance(key).debit_minor == 300
