@@ -259,7 +259,7 @@ def _of_wallets(
 
 
 def _waiting_before(
-    log: Collection[dict[str, Any]], first_seqs: dict[WalletKey, int]
+    log: Collection[dict[str, Any]], below_seqs: dict[WalletKey, int]
 ) -> dict[WalletKey, set[EntryId]]:
     """Of these wallets, the entries TigerBeetle does not hold yet and is still to be given
     (pending, awaiting the backfill, outside the share) with a wallet_seq below the given
@@ -268,10 +268,10 @@ def _waiting_before(
     states = [MirrorState.PENDING, MirrorState.AWAITING_BACKFILL, MirrorState.OUTSIDE_SHARE]
     projection = {**dict.fromkeys(MONGO_KEY_FIELDS, 1), "wallet_seq": 1}
     for key, document in of_wallets(
-        log, first_seqs, {"mirror_state": {"$in": states}}, projection=projection
+        log, below_seqs, {"mirror_state": {"$in": states}}, projection=projection
     ):
         seq = document.get("wallet_seq")
-        if isinstance(seq, int) and seq < first_seqs[key]:
+        if isinstance(seq, int) and seq < below_seqs[key]:
             waiting.setdefault(key, set()).add(document["_id"])
     return waiting
 
@@ -376,8 +376,8 @@ class MirrorOutbox:
             tb_timestamp=int(tb_timestamp) if tb_timestamp else None,
         )
 
-    def waiting_before(self, first_seqs: dict[WalletKey, int]) -> dict[WalletKey, set[EntryId]]:
-        return self.database.guarded(lambda: _waiting_before(self.database.log(), first_seqs))
+    def waiting_before(self, below_seqs: dict[WalletKey, int]) -> dict[WalletKey, set[EntryId]]:
+        return self.database.guarded(lambda: _waiting_before(self.database.log(), below_seqs))
 
     def unmirrored_up_to(self, key: WalletKey, wallet_seq: int) -> dict[str, int]:
         """Entries up to `wallet_seq` TigerBeetle does not hold yet, by state."""
@@ -399,14 +399,21 @@ class MirrorOutbox:
         update = {"$set": {"mirror_state": state, "mirror_updated_at": datetime.now(UTC), **fields}}
         self.database.guarded(lambda: self._update_each(entry_ids, update))
 
-    def _update_each(self, entry_ids: Sequence[EntryId], update: dict[str, Any]) -> None:
+    def _update_each(
+        self,
+        entry_ids: Sequence[EntryId],
+        update: dict[str, Any],
+        *,
+        only_in: Sequence[str] | None = None,
+    ) -> None:
         """The same update on each entry, as one bulk write of single-document updates rather
         than an update_many over `$in`. The effect is the same on MongoDB; the embedded server
         (secantusdb 0.7.0b3) retries a write conflict of a multi-document update made outside
         a transaction while holding its collection's lock, so it deadlocks with a write
         transaction touching the same entry (a void): seen under load with TigerBeetle down
         (tests/faults/). A single-document update releases the lock between its retries."""
-        requests = [UpdateOne({"_id": entry_id}, update) for entry_id in entry_ids]
+        still = {} if only_in is None else {"mirror_state": {"$in": list(only_in)}}
+        requests = [UpdateOne({"_id": entry_id, **still}, update) for entry_id in entry_ids]
         self.database.log().bulk_write(requests, ordered=False)
 
     def mark_each(self, outcomes: dict[EntryId, tuple[str, dict[str, Any]]]) -> None:
@@ -509,15 +516,20 @@ class MirrorOutbox:
 
     def release(self, entries: BackfilledEntries) -> None:
         """Waiting entries the opening balances cover become `covered`, later ones go to the
-        mirror (`pending`): at most two bulk writes."""
+        mirror (`pending`): at most two bulk writes. Only those still waiting: one a mirror
+        run (or another backfill) moved on since they were read keeps its state, so a
+        mirrored entry is never set back to pending and sent again."""
         if not (entries.covered or entries.after):
             return
+        waiting = _RELEASED_STATES
 
         def write() -> None:
             if entries.covered:
-                self._update_each(entries.covered, {"$set": {"mirror_state": MirrorState.COVERED}})
+                covered = {"$set": {"mirror_state": MirrorState.COVERED}}
+                self._update_each(entries.covered, covered, only_in=waiting)
             if entries.after:
-                self._update_each(entries.after, {"$set": {"mirror_state": MirrorState.PENDING}})
+                pending = {"$set": {"mirror_state": MirrorState.PENDING}}
+                self._update_each(entries.after, pending, only_in=waiting)
 
         self.database.guarded(write)
 

@@ -235,6 +235,20 @@ def test_the_covered_transactions_are_read_typed_with_what_the_registry_keeps(
     )
 
 
+def test_a_release_leaves_an_entry_mirrored_since_it_was_read_mirrored(stores: Stores) -> None:
+    enter_phase(Phase.DUAL_WRITE)
+    key, debit = new_key(), tx()
+    legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
+    stores.phased.subtract_credit(key, 300, debit)
+    entries = stores.outbox.backfilled_entries({key: 0})
+    assert entries.after == [debit]
+    stores.outbox.mark([debit], MirrorState.MIRRORED)  # a mirror run sent it meanwhile
+
+    stores.outbox.release(entries)
+
+    assert stores.mongo.database.log().find_one({"_id": debit})["mirror_state"] == "mirrored"
+
+
 def test_only_wallets_born_with_the_log_have_a_complete_log(stores: Stores) -> None:
     born, legacy, absent = new_key(), new_key(), new_key()
     stores.mongo.add_credit(born, 100, tx())
