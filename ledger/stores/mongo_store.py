@@ -185,9 +185,10 @@ class MongoWalletStore(MongoHoldOperations):
         try:
             return self._write(reference_id, key, TransactionKind.DEBIT, amount_minor, debit)
         except errors.InsufficientFunds:
-            self._remember_refusal(
-                reference_id, key, amount_minor, "insufficient_funds", made_by=made_by
-            )
+            if mirror:  # a copy back refused is a difference to repair, not the id's answer
+                self._remember_refusal(
+                    reference_id, key, amount_minor, "insufficient_funds", made_by=made_by
+                )
             raise
 
     def void_transaction(

@@ -148,6 +148,18 @@ def test_many_wallets_credits_and_debits_go_back_in_batches_each_wallet_in_its_o
     assert_stores_agree(stores, keys)
 
 
+def phantom_hold(key: WalletKey, held_minor: int) -> dict[str, Any]:
+    """An empty wallet's fields, `held_minor` held by a hold neither store has."""
+    zero = decimal128(0, key.currency)
+    return {
+        "credit": zero,
+        "debit": zero,
+        "historical_credit": zero,
+        "held": decimal128(held_minor, key.currency),
+        "wallet_seq": 0,
+    }
+
+
 def test_a_debit_mongodb_would_refuse_fails_the_step_back_naming_it(stores: Stores) -> None:
     key, other = new_key(), new_key()
     in_phase_4(stores)
@@ -155,25 +167,37 @@ def test_a_debit_mongodb_would_refuse_fails_the_step_back_naming_it(stores: Stor
     stores.phased.add_credit(key, 100, tx())
     debit = tx()
     stores.phased.subtract_credit(key, 100, debit)
-    # MongoDB holds half the money a hold TigerBeetle never had: a difference the copy back
-    # must report, not write past.
-    zero = decimal128(0, key.currency)
-    stores.mongo.database.wallets().insert_one(
-        {
-            **key_filter(key),
-            "credit": zero,
-            "debit": zero,
-            "historical_credit": zero,
-            "held": decimal128(50, key.currency),
-            "wallet_seq": 0,
-        }
-    )
+    # MongoDB holds half the money for a hold TigerBeetle never had: a difference the copy
+    # back must report, not write past.
+    stores.mongo.database.wallets().insert_one({**key_filter(key), **phantom_hold(key, 50)})
 
     with pytest.raises(InvalidPhaseChange, match=debit):
         move(stores, Phase.READ_CUTOVER)
 
-    assert stores.mongo.database.log().count_documents({"_id": debit, "state": "posted"}) == 0
+    assert logged(stores, debit) == 0
     assert WalletTransfer.objects.get(transaction_id=debit).needs_copy_back
+
+
+def test_a_step_back_refused_on_a_difference_goes_through_once_the_wallet_is_repaired(
+    stores: Stores,
+) -> None:
+    """A refused copy is a difference, not the debit's answer: MongoDB keeps no refusal of
+    the id that would refuse it again after the repair."""
+    key = new_key()
+    in_phase_4(stores)
+    stores.phased.add_credit(key, 100, tx())
+    debit = tx()
+    stores.phased.subtract_credit(key, 100, debit)
+    wallets = stores.mongo.database.wallets()
+    wallets.insert_one({**key_filter(key), **phantom_hold(key, 50)})
+    with pytest.raises(InvalidPhaseChange, match=debit):
+        move(stores, Phase.READ_CUTOVER)
+
+    wallets.update_one(key_filter(key), {"$set": {"held": decimal128(0, key.currency)}})
+    move(stores, Phase.READ_CUTOVER)
+
+    assert logged(stores, debit) == 1
+    assert_stores_agree(stores, [key])
 
 
 def test_copies_whose_rows_were_not_marked_yet_are_copied_once(stores: Stores) -> None:
