@@ -23,7 +23,7 @@ is then remembered as refused, as a single one is.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -324,33 +324,47 @@ class MongoBatch:
         now: datetime,
         written_at: datetime,
     ) -> None:
-        """The batch's writes: one update (or insert) per wallet it changed, every new log
-        entry."""
-        database = self._database
-        updates = [
-            wallet_update(wallet, now=now)
-            for wallet in wallets.values()
-            if wallet.document is not None and wallet.posted
-        ]
-        new = [
-            new_wallet_document(wallet, now=now, written_at=written_at)
-            for wallet in wallets.values()
-            if wallet.document is None and wallet.posted
-        ]
-        try:
-            for chunk in in_commands(updates):
-                result = database.wallets().bulk_write(chunk, ordered=False, session=session)
-                if result.matched_count != len(chunk):
-                    raise moved_since_read("a wallet of the batch changed since it was read")
-            for documents in in_commands(new):
-                database.wallets().insert_many(documents, ordered=True, session=session)
-            for documents in in_commands(entries):
-                database.log().insert_many(documents, ordered=True, session=session)
-        except BulkWriteError as failure:
-            codes = {error.get("code") for error in failure.details.get("writeErrors", [])}
-            if _DUPLICATE_KEY in codes:
-                raise DuplicateKeyError(str(failure), _DUPLICATE_KEY) from failure
-            raise
+        write_batch(
+            self._database, session, wallets, entries, now=now, written_at=lambda key: written_at
+        )
+
+
+def write_batch(
+    database: MongoDatabase,
+    session: ClientSession,
+    wallets: dict[WalletKey, BatchWallet],
+    entries: list[dict[str, Any]],
+    *,
+    now: datetime,
+    written_at: Callable[[WalletKey], datetime],
+) -> None:
+    """A batch's writes (a client's, or a copy back's): one update per wallet it changed,
+    only if nothing moved it since it was read; a new wallet as its first credit creates
+    it (`written_at` its time); every new log entry."""
+    updates = [
+        _wallet_update(wallet, now=now)
+        for wallet in wallets.values()
+        if wallet.document is not None and wallet.posted
+    ]
+    new = [
+        _new_wallet_document(wallet, now=now, written_at=written_at(key))
+        for key, wallet in wallets.items()
+        if wallet.document is None and wallet.posted
+    ]
+    try:
+        for chunk in _chunks(updates):
+            result = database.wallets().bulk_write(chunk, ordered=False, session=session)
+            if result.matched_count != len(chunk):
+                raise moved_since_read("a wallet of the batch changed since it was read")
+        for documents in _chunks(new):
+            database.wallets().insert_many(documents, ordered=True, session=session)
+        for documents in _chunks(entries):
+            database.log().insert_many(documents, ordered=True, session=session)
+    except BulkWriteError as failure:
+        codes = {error.get("code") for error in failure.details.get("writeErrors", [])}
+        if _DUPLICATE_KEY in codes:
+            raise DuplicateKeyError(str(failure), _DUPLICATE_KEY) from failure
+        raise
 
 
 def _hold_keys(database: MongoDatabase, items: Sequence[BatchItem]) -> dict[str, WalletKey]:
@@ -418,7 +432,7 @@ def _placed(refusal: errors.WalletError, indexes: list[int]) -> errors.WalletErr
     return refusal
 
 
-def in_commands(writes: list[T]) -> Iterator[list[T]]:
+def _chunks(writes: list[T]) -> Iterator[list[T]]:
     """Writes in commands of WRITES_PER_COMMAND: each command answers well within the
     client's socket timeout (MONGO_TIMEOUT_S) however large the batch."""
     for start in range(0, len(writes), WRITES_PER_COMMAND):
@@ -443,7 +457,7 @@ def find_in(
         )
 
 
-def wallet_update(wallet: BatchWallet, *, now: datetime) -> pymongo.UpdateOne:
+def _wallet_update(wallet: BatchWallet, *, now: datetime) -> pymongo.UpdateOne:
     """The wallet's one update: what the batch moved, only if nothing else moved it since
     it was read (its wallet_seq as read: every write and hold event of a wallet moves it)."""
     document = wallet.document
@@ -466,7 +480,7 @@ def wallet_update(wallet: BatchWallet, *, now: datetime) -> pymongo.UpdateOne:
     return pymongo.UpdateOne(guard, {"$inc": increments, "$set": {"updated_at": now}})
 
 
-def new_wallet_document(
+def _new_wallet_document(
     wallet: BatchWallet, *, now: datetime, written_at: datetime
 ) -> dict[str, Any]:
     """A wallet the batch creates, as a single first credit creates it."""

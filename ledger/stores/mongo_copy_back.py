@@ -26,12 +26,7 @@ from domain.holds import HoldState
 from domain.ids import WalletKey
 from domain.money import BALANCE_MINOR_MAX
 from domain.wallets import TransactionKind, TransactionState, write_time
-from ledger.stores.mongo_batch import (
-    find_in,
-    in_commands,
-    new_wallet_document,
-    wallet_update,
-)
+from ledger.stores.mongo_batch import find_in, write_batch
 from ledger.stores.mongo_batch_holds import BatchWallet
 from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_documents import (
@@ -44,7 +39,6 @@ from ledger.stores.mongo_documents import (
     known_answer,
 )
 from ledger.stores.mongo_holds import expire_due
-from ledger.stores.mongo_wallets import moved_since_read
 
 if TYPE_CHECKING:
     from ledger.stores.mongo_store import MongoWalletStore
@@ -120,7 +114,14 @@ def _apply(store: MongoWalletStore, session: ClientSession, writes: Sequence[Cop
         elif isinstance(known_answer(entry, write.kind, write.key, write.amount_minor), Exception):
             raise NotOneBatch(f"{write.transaction_id!r} conflicts with MongoDB's entry of it")
     created_at = {write.key: write.created_at for write in reversed(writes)}  # the first
-    _write(database, session, wallets, entries, now=now, created_at=created_at)
+    write_batch(
+        database,
+        session,
+        wallets,
+        entries,
+        now=now,
+        written_at=lambda key: write_time(created_at[key]),
+    )
     return len(entries)
 
 
@@ -196,34 +197,3 @@ def _walk(store: MongoWalletStore, write: CopiedWrite, wallet: BatchWallet) -> d
         "created_at": write_time(write.created_at),
         EVENT_PENDING: True,
     }
-
-
-def _write(
-    database: MongoDatabase,
-    session: ClientSession,
-    wallets: dict[WalletKey, BatchWallet],
-    entries: list[dict[str, Any]],
-    *,
-    now: datetime,
-    created_at: dict[WalletKey, datetime],
-) -> None:
-    """One update per wallet (only if nothing moved it since it was read), a new wallet
-    as its first copied credit creates it, every new entry."""
-    updates = [
-        wallet_update(wallet, now=now)
-        for wallet in wallets.values()
-        if wallet.document is not None and wallet.posted
-    ]
-    new = [
-        new_wallet_document(wallet, now=now, written_at=write_time(created_at[key]))
-        for key, wallet in wallets.items()
-        if wallet.document is None and wallet.posted
-    ]
-    for chunk in in_commands(updates):
-        result = database.wallets().bulk_write(chunk, ordered=False, session=session)
-        if result.matched_count != len(chunk):
-            raise moved_since_read("a wallet of the copy back changed since it was read")
-    for documents in in_commands(new):
-        database.wallets().insert_many(documents, ordered=True, session=session)
-    for documents in in_commands(entries):
-        database.log().insert_many(documents, ordered=True, session=session)
