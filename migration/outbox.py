@@ -303,6 +303,25 @@ def _backfilled(
     return found
 
 
+def _update_each(
+    log: Collection[dict[str, Any]],
+    entry_ids: Sequence[EntryId],
+    update: dict[str, Any],
+    *,
+    only_in: Sequence[str] | None = None,
+) -> None:
+    """The same update on each entry (only those in a state of `only_in`, when given), as
+    one bulk write of single-document updates rather than an update_many over `$in`. The
+    effect is the same on MongoDB; the embedded server (secantusdb 0.7.0b3) retries a write
+    conflict of a multi-document update made outside a transaction while holding its
+    collection's lock, so it deadlocks with a write transaction touching the same entry (a
+    void): seen under load with TigerBeetle down (tests/faults/). A single-document update
+    releases the lock between its retries."""
+    still = {} if only_in is None else {"mirror_state": {"$in": list(only_in)}}
+    requests = [UpdateOne({"_id": entry_id, **still}, update) for entry_id in entry_ids]
+    log.bulk_write(requests, ordered=False)
+
+
 class MirrorOutbox:
     """Pending log entries in, their fate out; MongoDB failures are StoreUnavailable."""
 
@@ -397,24 +416,7 @@ class MirrorOutbox:
         if not entry_ids:
             return
         update = {"$set": {"mirror_state": state, "mirror_updated_at": datetime.now(UTC), **fields}}
-        self.database.guarded(lambda: self._update_each(entry_ids, update))
-
-    def _update_each(
-        self,
-        entry_ids: Sequence[EntryId],
-        update: dict[str, Any],
-        *,
-        only_in: Sequence[str] | None = None,
-    ) -> None:
-        """The same update on each entry, as one bulk write of single-document updates rather
-        than an update_many over `$in`. The effect is the same on MongoDB; the embedded server
-        (secantusdb 0.7.0b3) retries a write conflict of a multi-document update made outside
-        a transaction while holding its collection's lock, so it deadlocks with a write
-        transaction touching the same entry (a void): seen under load with TigerBeetle down
-        (tests/faults/). A single-document update releases the lock between its retries."""
-        still = {} if only_in is None else {"mirror_state": {"$in": list(only_in)}}
-        requests = [UpdateOne({"_id": entry_id, **still}, update) for entry_id in entry_ids]
-        self.database.log().bulk_write(requests, ordered=False)
+        self.database.guarded(lambda: _update_each(self.database.log(), entry_ids, update))
 
     def mark_each(self, outcomes: dict[EntryId, tuple[str, dict[str, Any]]]) -> None:
         """Different states and fields per entry, in one bulk write."""
@@ -468,7 +470,7 @@ class MirrorOutbox:
         if not entry_ids:
             return
         update = {"$inc": {"mirror_attempts": 1}, "$set": {"mirror_error": error[:500]}}
-        self.database.guarded(lambda: self._update_each(entry_ids, update))
+        self.database.guarded(lambda: _update_each(self.database.log(), entry_ids, update))
 
     def release_backfilled(self, opening_seqs: dict[WalletKey, int]) -> None:
         """After the backfill imported wallets at their opening seqs: older entries are in
@@ -521,15 +523,15 @@ class MirrorOutbox:
         mirrored entry is never set back to pending and sent again."""
         if not (entries.covered or entries.after):
             return
-        waiting = _RELEASED_STATES
+        waiting, log = _RELEASED_STATES, self.database.log()
 
         def write() -> None:
             if entries.covered:
                 covered = {"$set": {"mirror_state": MirrorState.COVERED}}
-                self._update_each(entries.covered, covered, only_in=waiting)
+                _update_each(log, entries.covered, covered, only_in=waiting)
             if entries.after:
                 pending = {"$set": {"mirror_state": MirrorState.PENDING}}
-                self._update_each(entries.after, pending, only_in=waiting)
+                _update_each(log, entries.after, pending, only_in=waiting)
 
         self.database.guarded(write)
 
