@@ -176,13 +176,7 @@ class MongoBatch:
         client_ids = sorted({key.client_id for key in keys})
 
         def marks() -> object:
-            found = find_in(
-                self._database.wallets(),
-                "client_id",
-                client_ids,
-                projection={"_id": 0, "client_id": 1, "wallet_seq": 1},
-            )
-            return sorted((d["client_id"], d.get("wallet_seq")) for d in found)
+            return wallet_seqs(self._database, client_ids)
 
         def apply(session: ClientSession) -> list[BatchOutcome]:
             return self._apply(session, items, keys, atomic=atomic, made_by=made_by)
@@ -247,15 +241,7 @@ class MongoBatch:
     def _wallets(
         self, session: ClientSession, keys: list[WalletKey]
     ) -> dict[WalletKey, BatchWallet]:
-        """The batch's wallets, one query on the indexed client id."""
-        client_ids = sorted({key.client_id for key in keys})
-        documents = {
-            key_of(document): document
-            for document in find_in(
-                self._database.wallets(), "client_id", client_ids, session=session
-            )
-        }
-        return {key: BatchWallet.read(key, documents.get(key)) for key in keys}
+        return batch_wallets(self._database, session, keys)
 
     def _walk(
         self,
@@ -327,6 +313,31 @@ class MongoBatch:
         write_batch(
             self._database, session, wallets, entries, now=now, written_at=lambda key: written_at
         )
+
+
+def wallet_seqs(database: MongoDatabase, client_ids: list[str]) -> object:
+    """The committed wallet_seq of every wallet of these clients: a batch's wallet mark
+    (`MongoDatabase.transaction` retries a write conflict while it moves)."""
+    found = find_in(
+        database.wallets(),
+        "client_id",
+        client_ids,
+        projection={"_id": 0, "client_id": 1, "wallet_seq": 1},
+    )
+    return sorted((d["client_id"], d.get("wallet_seq")) for d in found)
+
+
+def batch_wallets(
+    database: MongoDatabase, session: ClientSession, keys: list[WalletKey]
+) -> dict[WalletKey, BatchWallet]:
+    """A batch's wallets as they stand in its transaction, one query on the indexed client
+    id (a key with no document: a wallet the batch may create)."""
+    client_ids = sorted({key.client_id for key in keys})
+    documents = {
+        key_of(document): document
+        for document in find_in(database.wallets(), "client_id", client_ids, session=session)
+    }
+    return {key: BatchWallet.read(key, documents.get(key)) for key in keys}
 
 
 def write_batch(

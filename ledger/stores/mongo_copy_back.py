@@ -26,9 +26,8 @@ from domain.holds import HoldState
 from domain.ids import WalletKey
 from domain.money import BALANCE_MINOR_MAX
 from domain.wallets import TransactionKind, TransactionState, write_time
-from ledger.stores.mongo_batch import find_in, write_batch
+from ledger.stores.mongo_batch import batch_wallets, find_in, wallet_seqs, write_batch
 from ledger.stores.mongo_batch_holds import BatchWallet
-from ledger.stores.mongo_database import MongoDatabase
 from ledger.stores.mongo_documents import (
     EVENT_PENDING,
     MONGO_KEY_FIELDS,
@@ -76,13 +75,7 @@ def copy_back_writes(store: MongoWalletStore, writes: Sequence[CopiedWrite]) -> 
     client_ids = sorted({write.key.client_id for write in writes})
 
     def marks() -> object:
-        found = find_in(
-            database.wallets(),
-            "client_id",
-            client_ids,
-            projection={"_id": 0, "client_id": 1, "wallet_seq": 1},
-        )
-        return sorted((d["client_id"], d.get("wallet_seq")) for d in found)
+        return wallet_seqs(database, client_ids)
 
     def apply(session: ClientSession) -> int:
         return _apply(store, session, writes)
@@ -105,7 +98,7 @@ def _apply(store: MongoWalletStore, session: ClientSession, writes: Sequence[Cop
             database.log(), "_id", [write.transaction_id for write in writes], session=session
         )
     }
-    wallets = _wallets(database, session, list(first_at))
+    wallets = batch_wallets(database, session, list(first_at))
     entries: list[dict[str, Any]] = []
     for write in writes:
         entry = known.get(write.transaction_id)
@@ -153,17 +146,6 @@ def _expire_due_as_the_single_copies_would(
             raise NotOneBatch(f"a hold of {key.describe()} falls due among its copied writes")
         if any(expiry <= first_at[key] for expiry in expiries):
             expire_due(store.database, key, now=first_at[key], session=session, marks=store.marks)
-
-
-def _wallets(
-    database: MongoDatabase, session: ClientSession, keys: list[WalletKey]
-) -> dict[WalletKey, BatchWallet]:
-    client_ids = sorted({key.client_id for key in keys})
-    documents = {
-        key_of(document): document
-        for document in find_in(database.wallets(), "client_id", client_ids, session=session)
-    }
-    return {key: BatchWallet.read(key, documents.get(key)) for key in keys}
 
 
 def _walk(store: MongoWalletStore, write: CopiedWrite, wallet: BatchWallet) -> dict[str, Any]:
