@@ -21,6 +21,12 @@ holds it shared from its read of the dual-write share until it has applied, or s
 what it read; a change of the share holds it exclusively while it releases the entries of
 the clients it takes in and commits the new share. So a mirror run sees the share and the
 outbox either both before the change or both after it (`migration.mirror`).
+
+The import fence is a third pair of the same kind: every mirror run holds it shared while it
+gives TigerBeetle its accounts and transfers; a backfill page whose imported timestamps a
+live write raced past holds it exclusively for its next attempts (`migration.backfill`).
+TigerBeetle refuses an imported event older than the newest one it holds, and at a million
+wallets under traffic one page lost that race to the mirror on every attempt of a run.
 """
 
 from __future__ import annotations
@@ -58,6 +64,9 @@ ADVISORY_LOCK_KEY = advisory_key(DEPLOYED_NAME)
 # by them): the fence itself, and the intent a change of the share announces first.
 SHARE_FENCE_NAME = "dual-write-share-fence"
 SHARE_INTENT_NAME = "dual-write-share-intent"
+# The import fence's two locks, as the share fence's.
+IMPORT_FENCE_NAME = "import-fence"
+IMPORT_INTENT_NAME = "import-intent"
 
 
 class WritesStillRunning(TimeoutError):
@@ -97,34 +106,64 @@ def writes_drained(timeout_s: float) -> Iterator[None]:
 @contextmanager
 def mirror_run_fenced(timeout_s: float) -> Iterator[bool]:
     """Hold the share fence shared for one mirror run; yields False when a change of the
-    dual-write share kept it out for longer than `timeout_s` (the run then does nothing).
-    A run first passes the change's intent lock, so a change waiting for the runs in flight
-    is not overtaken by new ones (the fence alone could be held by overlapping runs without
-    a gap, and the change would never get it)."""
-    deadline = time.monotonic() + timeout_s
-    with ExitStack() as held:
-        admitted = False
-        with _share_lock(exclusive=False, name=SHARE_INTENT_NAME, timeout_s=timeout_s) as passed:
-            if passed:
-                remaining_s = max(0.0, deadline - time.monotonic())
-                admitted = held.enter_context(
-                    _share_lock(exclusive=False, name=SHARE_FENCE_NAME, timeout_s=remaining_s)
-                )
-        yield admitted  # the intent lock is released: only the fence is held for the run
+    dual-write share kept it out for longer than `timeout_s` (the run then does nothing)."""
+    with _fenced(intent=SHARE_INTENT_NAME, fence=SHARE_FENCE_NAME, timeout_s=timeout_s) as held:
+        yield held
 
 
 @contextmanager
 def mirror_runs_drained(timeout_s: float) -> Iterator[None]:
-    """Hold the share fence exclusively: announces the change (the intent lock, which keeps
-    new runs from starting), then waits until no mirror run is in flight (at most
+    """Hold the share fence exclusively: waits until no mirror run is in flight (at most
     `timeout_s` in all, else MirrorRunsStillRunning); while held, no mirror run starts."""
+    with _drained(intent=SHARE_INTENT_NAME, fence=SHARE_FENCE_NAME, timeout_s=timeout_s) as held:
+        if not held:
+            raise MirrorRunsStillRunning(f"mirror runs still running after {timeout_s:g} s")
+        yield
+
+
+@contextmanager
+def mirror_sends_admitted(timeout_s: float) -> Iterator[bool]:
+    """Hold the import fence shared while a mirror run gives TigerBeetle its accounts and
+    transfers; yields False when a backfill's import kept it out for longer than
+    `timeout_s` (the run then sends nothing)."""
+    with _fenced(intent=IMPORT_INTENT_NAME, fence=IMPORT_FENCE_NAME, timeout_s=timeout_s) as held:
+        yield held
+
+
+@contextmanager
+def import_alone(timeout_s: float) -> Iterator[bool]:
+    """Hold the import fence exclusively: waits until no mirror run is sending (at most
+    `timeout_s`; yields False past it); while held, no mirror run sends."""
+    with _drained(intent=IMPORT_INTENT_NAME, fence=IMPORT_FENCE_NAME, timeout_s=timeout_s) as held:
+        yield held
+
+
+@contextmanager
+def _fenced(*, intent: str, fence: str, timeout_s: float) -> Iterator[bool]:
+    """`fence` held shared, after passing `intent`: an exclusive holder waiting for the
+    shared ones in flight is not overtaken by new ones (the fence alone could be held by
+    overlapping holders without a gap, and the exclusive one would never get it)."""
     deadline = time.monotonic() + timeout_s
-    with _share_lock(exclusive=True, name=SHARE_INTENT_NAME, timeout_s=timeout_s) as announced:
+    with ExitStack() as held:
+        admitted = False
+        with _share_lock(exclusive=False, name=intent, timeout_s=timeout_s) as passed:
+            if passed:
+                remaining_s = max(0.0, deadline - time.monotonic())
+                admitted = held.enter_context(
+                    _share_lock(exclusive=False, name=fence, timeout_s=remaining_s)
+                )
+        yield admitted  # the intent lock is released: only the fence is held
+
+
+@contextmanager
+def _drained(*, intent: str, fence: str, timeout_s: float) -> Iterator[bool]:
+    """`fence` held exclusively: announced first (`intent` held exclusively keeps new
+    shared holders out), then waited for until the shared holders in flight let go."""
+    deadline = time.monotonic() + timeout_s
+    with _share_lock(exclusive=True, name=intent, timeout_s=timeout_s) as announced:
         remaining_s = max(0.0, deadline - time.monotonic())
-        with _share_lock(exclusive=True, name=SHARE_FENCE_NAME, timeout_s=remaining_s) as held:
-            if not (announced and held):
-                raise MirrorRunsStillRunning(f"mirror runs still running after {timeout_s:g} s")
-            yield
+        with _share_lock(exclusive=True, name=fence, timeout_s=remaining_s) as held:
+            yield announced and held
 
 
 @contextmanager

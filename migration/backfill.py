@@ -37,19 +37,16 @@ import queue
 import sys
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 from tigerbeetle import (
     Account,
-    CreateAccountResult,
-    CreateAccountStatus,
-    CreateTransferResult,
     CreateTransferStatus,
     Transfer,
     TransferFlags,
@@ -63,16 +60,15 @@ from flags.models import Milestone
 from flags.phases import current_state
 from ledger.batches import LedgerBatches
 from ledger.tb_model import (
-    imported_system_account,
     imported_wallet_account,
     opening_amounts,
     opening_debit_transfer_id,
     opening_pair,
-    stamp_import,
 )
 from migration.backfill_holds import CarriedHolds, HoldImport
 from migration.legacy_scan import LegacyScan, WalletSnapshot
 from migration.outbox import BackfilledEntries, CoveredTransaction, MirrorOutbox
+from migration.page_import import PageEvents, PageImport, WrittenPage
 from registry import accounts as account_registry
 from registry import transfers as transfer_registry
 from registry.models import WalletAccount
@@ -85,69 +81,6 @@ READ_AHEAD_PAGES = 1  # pages read from MongoDB ahead of the one being imported
 READ_AHEAD_POLL_S = 0.1  # how often a reader waiting on a full queue checks for a stop
 COLLECT_CYCLES_EVERY_PAGES = 100  # during a run, instead of Python's automatic collection
 _T = TypeVar("_T")
-# Attempts at a page's accounts, and at its transfers, while live writes race past the
-# stamps chosen (each a round trip and a pause of at most REGRESS_PAUSE_MAX_S).
-REGRESS_RETRIES = 20
-REGRESS_PAUSE_MAX_S = 0.02
-_ACCEPTED_ACCOUNT = {CreateAccountStatus.CREATED, CreateAccountStatus.EXISTS}
-# A live write took a later timestamp than the ones chosen (regress), or the chosen ones ran
-# ahead of the cluster clock (advance): choose again.
-_RETRY = {
-    CreateAccountStatus.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS,
-    CreateAccountStatus.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
-    CreateTransferStatus.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS,
-    CreateTransferStatus.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
-}
-
-
-def _create_transfers(
-    tigerbeetle: LedgerBatches, transfers: list[Transfer]
-) -> list[CreateTransferResult] | None:
-    """The page's opening pairs, once its accounts are in; None when TigerBeetle kept
-    refusing their timestamps as regressing.
-
-    A live write (the mirror's, the API's) that lands while the accounts go takes a
-    later timestamp than the pairs were given, and TigerBeetle refuses them all. They
-    are stamped again past everything the cluster holds now (its accounts and live
-    writes), in the same order, and only they are sent again: going back to the
-    accounts reopened the same window, and under steady writes every attempt of a page
-    lost the race (issue 25: "timestamps kept regressing" for a whole run). The refused
-    results carry the cluster's own timestamps at that send, later than everything it
-    held then: the new stamps follow them, with no query of the cluster's latest event
-    (0.2-0.6 s on the real server, a window of its own)."""
-    for attempt in range(REGRESS_RETRIES):
-        results = tigerbeetle.create_transfers(transfers)
-        answered_ns = time.monotonic_ns()
-        if not any(r.status in _RETRY for r in results):
-            return results
-        _log_refused("opening transfers", results)
-        time.sleep(_regress_pause_s(attempt))  # the cluster's clock moves past the stamps
-        floor = max(max(r.timestamp for r in results), transfers[-1].timestamp)
-        floor = _moved_on(floor, since_ns=answered_ns)
-        for offset, transfer in enumerate(transfers, start=1):
-            transfer.timestamp = floor + offset
-    return None
-
-
-def _log_refused(what: str, results: Sequence[CreateAccountResult | CreateTransferResult]) -> None:
-    """Which timestamp refusals a page's attempt met (regress or advance, how many): what
-    tells a page that kept failing from another (at a million wallets, 1 page of 250)."""
-    refused = Counter(r.status.name for r in results if r.status in _RETRY)
-    log.warning("backfill: a page's %s were refused: %s", what, dict(refused))
-
-
-def _regress_pause_s(attempt: int) -> float:
-    return min(0.001 * 2**attempt, REGRESS_PAUSE_MAX_S)
-
-
-def _moved_on(timestamp: int, *, since_ns: int) -> int:
-    """A cluster timestamp learnt at `since_ns` (our monotonic clock), moved on by the time
-    ours has run since: the cluster's has run at least as long, so stamps from there are
-    not ahead of it (never `must_not_advance`), and the window in which a live write can
-    take a later timestamp first (`must_not_regress`) shrinks to the send's own transit.
-    At a million wallets and 100 writes/s, stamps at the learnt timestamp itself lost that
-    race five times running for 7 pages of 250."""
-    return timestamp + max(0, time.monotonic_ns() - since_ns)
 
 
 @functools.cache
@@ -178,37 +111,6 @@ class BackfillReport:
         return not self.failed and not self.outside_share
 
 
-@dataclass
-class _WrittenPage:
-    """A page's TigerBeetle half, done (`written`) or given up: what its registry half
-    needs, and the wallets TigerBeetle refused."""
-
-    written: bool = False
-    usable: list[WalletSnapshot] = field(default_factory=list)
-    chain_of: dict[WalletKey, tuple[int, int]] = field(default_factory=dict)
-    account_ids: dict[WalletKey, int] = field(default_factory=dict)
-    results: list[CreateTransferResult] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    holds: CarriedHolds = field(default_factory=CarriedHolds)
-
-
-@dataclass
-class _PageEvents:
-    """A page's accounts and opening pairs, built before its TigerBeetle half runs (on the
-    caller's thread, while the TigerBeetle thread waits on the cluster for the page before):
-    everything but the imported timestamps, which each attempt gives them."""
-
-    todo: list[WalletSnapshot]  # oldest wallet first: the order of their timestamps
-    created_ns: list[int]  # each wallet's creation time, Unix ns
-    ledgers: list[int]
-    system_ids: dict[int, int]  # ledger -> its system account id, hashed once a page
-    accounts: list[Account]  # one per wallet, in `todo` order
-    transfers: list[Transfer]  # the opening pairs, linked, in `todo` order
-    chain_of: dict[WalletKey, tuple[int, int]]  # key -> (first transfer, how many)
-    account_ids: dict[WalletKey, int]
-    holds: CarriedHolds  # open at the snapshots: placed once the opening pairs are in
-
-
 class _InlineExecutor(Executor):
     """Runs each task at once in the caller's thread: the pipeline's order without a thread."""
 
@@ -228,14 +130,8 @@ class Backfill:
         self.scan = scan
         self.outbox = outbox
         self.tigerbeetle = tigerbeetle
-        # The last timestamp this run gave an imported event. The next page continues from
-        # it instead of asking the cluster again (a query_accounts over every account took
-        # 0.2-0.6 s a page on the real server); a live write in between makes TigerBeetle
-        # refuse the page as regressing, and the retry asks the cluster.
-        self._clock: int | None = None
-        self._clock_read_ns = 0  # time.monotonic_ns() when _clock was learnt
-        self._system_accounts: set[int] = set()  # system account ids known to exist
         self._holds = HoldImport(outbox, tigerbeetle)
+        self._pages = PageImport(tigerbeetle, self._holds)
 
     def run(self, page_size: int = PAGE_SIZE, progress: bool | None = None) -> BackfillReport:
         """Import every legacy wallet; record the milestone when nothing failed.
@@ -251,7 +147,7 @@ class Backfill:
         report = BackfillReport()
         show = sys.stderr.isatty() if progress is None else progress
         pages = ReadAhead(self.scan.wallet_batches(page_size), pages_max=READ_AHEAD_PAGES)
-        in_flight: deque[tuple[int, Future[_WrittenPage] | None]] = deque()
+        in_flight: deque[tuple[int, Future[WrittenPage] | None]] = deque()
         with (
             tqdm(desc="backfill", unit="wallet", disable=not show) as bar,
             pages as pages,
@@ -264,7 +160,9 @@ class Backfill:
                     reading = False
                     todo, holds = self._select(page, report)
                     submitted = (
-                        worker.submit(self._write, self._events(todo, holds)) if todo else None
+                        worker.submit(self._pages.write, self._events(todo, holds))
+                        if todo
+                        else None
                     )
                     in_flight.append((len(page), submitted))
                     while len(in_flight) > 1:  # the one just submitted stays in flight
@@ -294,7 +192,7 @@ class Backfill:
         """One page, both halves, in this thread."""
         todo, holds = self._select(page, report)
         if todo:
-            self._finish(self._write(self._events(todo, holds)), report)
+            self._finish(self._pages.write(self._events(todo, holds)), report)
 
     # --- internals --------------------------------------------------------------------------
 
@@ -328,7 +226,7 @@ class Backfill:
         return [s for s in todo if s.balance.key not in holds.refused], holds
 
     def _finish_next(
-        self, in_flight: deque[tuple[int, Future[_WrittenPage] | None]], report: BackfillReport
+        self, in_flight: deque[tuple[int, Future[WrittenPage] | None]], report: BackfillReport
     ) -> int:
         """The registry half of the oldest page in flight; how many wallets it scanned."""
         scanned, future = in_flight.popleft()
@@ -339,24 +237,12 @@ class Backfill:
             self._finish(written, report)
         return scanned
 
-    def _finish(self, written: _WrittenPage, report: BackfillReport) -> None:
+    def _finish(self, written: WrittenPage, report: BackfillReport) -> None:
         report.failed.extend(written.failed)
         if written.written:
             self._record(written, report)
 
-    def _write(self, events: _PageEvents) -> _WrittenPage:
-        """The TigerBeetle half of a page, tried again while live writes race past the
-        chosen timestamps. Touches neither the registry nor the report."""
-        for attempt in range(REGRESS_RETRIES):
-            written = self._attempt(events)
-            if written is not None:
-                return written
-            time.sleep(_regress_pause_s(attempt))
-        return _WrittenPage(
-            failed=[s.balance.key.describe() + ": timestamps kept regressing" for s in events.todo]
-        )
-
-    def _events(self, todo: list[WalletSnapshot], holds: CarriedHolds) -> _PageEvents:
+    def _events(self, todo: list[WalletSnapshot], holds: CarriedHolds) -> PageEvents:
         """The page's events, oldest wallet first, without their timestamps."""
         now_ns = int(timezone.now().timestamp() * 1e9)
         created = sorted(
@@ -398,7 +284,7 @@ class Backfill:
                 transfer.flags = _linked(transfer.flags)
             chain_of[key] = (len(transfers), len(pair))
             transfers.extend(pair)
-        return _PageEvents(
+        return PageEvents(
             todo=todo,
             created_ns=[created_ns for created_ns, _ in created],
             ledgers=ledgers,
@@ -410,107 +296,7 @@ class Backfill:
             holds=holds,
         )
 
-    def _attempt(self, events: _PageEvents) -> _WrittenPage | None:
-        """One attempt at a page: its events timestamped from the cluster's clock (or where
-        this run's last page left it), then created. None when a live write raced past the
-        chosen timestamps (TigerBeetle refused them as regressing) and the page must be
-        tried again."""
-        clock = (
-            _moved_on(self._clock, since_ns=self._clock_read_ns)
-            if self._clock is not None
-            else self.tigerbeetle.latest_timestamp()
-        )
-        self._clock = None  # until this page is in (or its accounts regressed past a clock)
-        system_ids = events.system_ids
-        unknown = [id_ for id_ in system_ids.values() if id_ not in self._system_accounts]
-        if unknown:  # an account, once there, stays: each ledger's is looked up until found
-            self._system_accounts.update(a.id for a in self.tigerbeetle.lookup_accounts(unknown))
-        system_accounts: list[Account] = []
-        for ledger in events.ledgers:  # before the page's first wallet
-            if system_ids[ledger] not in self._system_accounts:
-                clock = max(clock + 1, events.created_ns[0] - 1)
-                system_accounts.append(
-                    imported_system_account(ledger, scope=self.tigerbeetle.scope, timestamp=clock)
-                )
-        transfers, chain_of = events.transfers, events.chain_of
-        for snapshot, account, created_ns in zip(
-            events.todo, events.accounts, events.created_ns, strict=True
-        ):
-            start, size = chain_of[snapshot.balance.key]
-            pair = transfers[start : start + size]
-            clock = stamp_import(account, pair, timestamp=max(clock + 1, created_ns))
-        created = self._create_page(
-            events.todo,
-            system_accounts=system_accounts,
-            accounts=events.accounts,
-            transfers=transfers,
-        )
-        if created is None:
-            return None
-        usable, results, failed = created
-        # After the imported events: ordinary pending transfers, which the cluster stamps
-        # later than them (never an imported pending transfer: docs/holds.md).
-        self._holds.place(
-            events.holds,
-            account_ids=events.account_ids,
-            imported=_opened(usable, chain_of=chain_of, results=results),
-        )
-        last = transfers[-1].timestamp if transfers else clock
-        self._learn_clock(max(clock, last, events.holds.latest_timestamp()))
-        return _WrittenPage(
-            written=True,
-            usable=usable,
-            chain_of=chain_of,
-            account_ids=events.account_ids,
-            results=results,
-            failed=failed,
-            holds=events.holds,
-        )
-
-    def _create_page(
-        self,
-        todo: list[WalletSnapshot],
-        *,
-        system_accounts: list[Account],
-        accounts: list[Account],
-        transfers: list[Transfer],
-    ) -> tuple[list[WalletSnapshot], list[CreateTransferResult], list[str]] | None:
-        """Create the page's accounts, then its opening pairs (each a linked chain): the
-        snapshots whose account is there, the transfers' results and the wallets refused, or
-        None when TigerBeetle refused a timestamp as regressing (the page is tried again)."""
-        # Accounts first: transfers must postdate both their accounts.
-        if system_accounts and self._regressed(self.tigerbeetle.create_accounts(system_accounts)):
-            return None
-        account_results = self.tigerbeetle.create_accounts(accounts)
-        if self._regressed(account_results):
-            return None
-        usable, failed = [], []
-        for snapshot, result in zip(todo, account_results, strict=True):
-            if result.status in _ACCEPTED_ACCOUNT:
-                usable.append(snapshot)
-            else:
-                failed.append(f"{snapshot.balance.key.describe()}: {result.status.name}")
-        results = _create_transfers(self.tigerbeetle, transfers) if transfers else []
-        if results is None:
-            return None
-        return usable, results, failed
-
-    def _regressed(self, results: list[CreateAccountResult]) -> bool:
-        """Whether TigerBeetle refused imported accounts' timestamps; if so the next attempt
-        stamps the page past the cluster's own timestamps of this send (later than all it
-        held then), not past a fresh query of its latest event: that query's round trip is
-        a window of its own, and a live account landing in it on every attempt failed the
-        page (at a million wallets and 100 writes/s, 8,000 "kept regressing")."""
-        if not any(r.status in _RETRY for r in results):
-            return False
-        _log_refused("accounts", results)
-        self._learn_clock(max(r.timestamp for r in results))
-        return True
-
-    def _learn_clock(self, timestamp: int) -> None:
-        self._clock, self._clock_read_ns = timestamp, time.monotonic_ns()
-
-    def _record(self, written: _WrittenPage, report: BackfillReport) -> None:
+    def _record(self, written: WrittenPage, report: BackfillReport) -> None:
         """The registry half of a page whose TigerBeetle half is done: a row each, the
         covered transactions registered, the outbox entries released."""
         chain_of, account_ids, results = written.chain_of, written.account_ids, written.results
@@ -554,7 +340,7 @@ class Backfill:
         self.outbox.release(entries)
         report.imported += len(wallets)
 
-    def _holds_of(self, written: _WrittenPage, *, adopted: dict[WalletKey, int]) -> CarriedHolds:
+    def _holds_of(self, written: WrittenPage, *, adopted: dict[WalletKey, int]) -> CarriedHolds:
         """The page's holds placed in TigerBeetle; for the wallets an earlier run imported
         (`adopted`, at their own seq), those open at that seq, placed now: before their
         registry rows, so the mirror never resolves a hold TigerBeetle lacks."""
@@ -712,23 +498,21 @@ def _tigerbeetle_worker(tigerbeetle: LedgerBatches) -> Executor:
     any thread (the real client); this thread otherwise (the embedded engine works in this
     thread's database transaction)."""
     if tigerbeetle.callable_from_any_thread:
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-tigerbeetle")
+        return _TigerBeetleThread()
     return _InlineExecutor()
 
 
-def _opened(
-    usable: list[WalletSnapshot],
-    *,
-    chain_of: dict[WalletKey, tuple[int, int]],
-    results: list[CreateTransferResult],
-) -> set[WalletKey]:
-    """The wallets whose opening pair this attempt created (the others an earlier run did:
-    their holds wait for the registry half, which learns at which seq)."""
-    opened = set()
-    for snapshot in usable:
-        start, size = chain_of[snapshot.balance.key]
-        if all(
-            results[i].status == CreateTransferStatus.CREATED for i in range(start, start + size)
-        ):
-            opened.add(snapshot.balance.key)
-    return opened
+class _TigerBeetleThread(ThreadPoolExecutor):
+    """The one thread of a page's TigerBeetle half. A raced page takes the import fence from
+    it on a database connection of its own, which closes with the thread (the database is
+    not left a session per run)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="backfill-tigerbeetle")
+        self._connections_closed = False
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if not self._connections_closed:
+            self._connections_closed = True
+            self.submit(connections.close_all).result()
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)

@@ -17,9 +17,11 @@ from flags.write_lock import (
     ADVISORY_LOCK_KEY,
     MirrorRunsStillRunning,
     WritesStillRunning,
+    import_alone,
     lock_path,
     mirror_run_fenced,
     mirror_runs_drained,
+    mirror_sends_admitted,
     write_admitted,
     writes_drained,
 )
@@ -180,3 +182,75 @@ def test_a_share_change_is_refused_when_a_mirror_run_outlasts_its_wait() -> None
     finally:
         run_may_end.set()
         running.join(10)
+
+
+def test_an_import_alone_waits_for_the_mirror_sends_in_flight_and_no_new_send_overtakes_it() -> (
+    None
+):
+    sending, send_may_end, alone = threading.Event(), threading.Event(), threading.Event()
+
+    def mirror_send() -> None:
+        with mirror_sends_admitted(5) as admitted:
+            assert admitted
+            sending.set()
+            send_may_end.wait(10)
+
+    def backfill_retry() -> None:
+        with import_alone(10) as held:
+            if held:
+                alone.set()
+
+    running = in_thread(mirror_send)
+    assert sending.wait(10)
+    importing = in_thread(backfill_retry)
+    for _ in range(ANNOUNCE_TRIES_MAX):  # until the import has announced itself
+        with mirror_sends_admitted(0) as admitted:
+            if not admitted:
+                break
+        time.sleep(0.005)
+    else:
+        pytest.fail("the import never announced itself")
+    assert not alone.is_set()  # it waits for the send in flight
+    send_may_end.set()
+    running.join(10)
+    importing.join(10)
+    assert alone.is_set()
+
+
+def test_a_mirror_send_waits_while_an_import_is_alone() -> None:
+    importing, import_may_end = threading.Event(), threading.Event()
+
+    def backfill_retry() -> None:
+        with import_alone(5) as held:
+            assert held
+            importing.set()
+            import_may_end.wait(10)
+
+    thread = in_thread(backfill_retry)
+    assert importing.wait(10)
+    try:
+        with mirror_sends_admitted(HOLD_S) as admitted:
+            assert not admitted
+    finally:
+        import_may_end.set()
+        thread.join(10)
+    with mirror_sends_admitted(0) as admitted:
+        assert admitted
+
+
+def test_an_import_outwaited_by_a_mirror_send_is_told_it_is_not_alone() -> None:
+    sending, send_may_end = threading.Event(), threading.Event()
+
+    def mirror_send() -> None:
+        with mirror_sends_admitted(5):
+            sending.set()
+            send_may_end.wait(10)
+
+    thread = in_thread(mirror_send)
+    assert sending.wait(10)
+    try:
+        with import_alone(0.05) as held:
+            assert not held
+    finally:
+        send_may_end.set()
+        thread.join(10)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from django.db import connections
 from tigerbeetle import Account, AccountFlags, Transfer, TransferFlags
 from tigerbeetle import id as tb_id
 
@@ -18,6 +19,7 @@ from domain.errors import StoreUnavailable
 from domain.money import ledger_for_currency
 from flags.models import Milestone
 from flags.phases import Phase
+from flags.write_lock import mirror_sends_admitted
 from ledger.batches import LedgerBatches
 from ledger.engine.backend import EngineBackend
 from ledger.history import transfer_timestamps
@@ -441,3 +443,83 @@ def test_a_live_account_after_every_read_of_the_clusters_clock_does_not_fail_the
     assert (report.imported, report.failed) == (3, [])
     assert live.live_writes >= 1  # the first attempt raced
     assert_stores_agree(stores, keys)
+
+
+MIRROR_SEND_WAIT_S = 0.3
+
+
+class MirrorSendBeforeEachImport(LiveWritesBetweenTheSends):
+    """The jobs' batch port of a backfill beside a mirror sweep sending batch after batch:
+    before each send of imported events a mirror run, in a thread of its own and through
+    the mirror's own fence, sends a transfer; the import's send goes once that transfer is
+    in, or once the run has waited MIRROR_SEND_WAIT_S (held out by the import's fence)."""
+
+    def __init__(self, stores: Stores) -> None:
+        super().__init__(stores)
+        self.runs: list[threading.Thread] = []
+        self.outcomes: list[str] = []  # each mirror run's, once it ended
+        self.sent_first = 0
+        self.kept_waiting = 0
+
+    def create_accounts(self, accounts: list[Account]) -> Any:
+        if any(a.flags & AccountFlags.IMPORTED for a in accounts):
+            self._mirror_run_first()
+        return LedgerBatches.create_accounts(self, accounts)
+
+    def create_transfers(self, transfers: list[Transfer]) -> Any:
+        if any(t.flags & TransferFlags.IMPORTED for t in transfers):
+            self._mirror_run_first()
+        return super().create_transfers(transfers)
+
+    def _mirror_run_first(self) -> None:
+        sent = threading.Event()
+
+        def mirror_run() -> None:
+            try:
+                with mirror_sends_admitted(10) as admitted:
+                    live = Transfer(
+                        id=tb_id(),
+                        debit_account_id=self._live[0].id,
+                        credit_account_id=self._live[1].id,
+                        amount=1,
+                        ledger=self._live[0].ledger,
+                        code=1,
+                    )
+                    (result,) = LedgerBatches.create_transfers(self, [live])
+                    self.outcomes.append(f"admitted={admitted} {result.status.name}")
+                    sent.set()
+            except Exception as exc:
+                self.outcomes.append(repr(exc))
+            finally:
+                connections.close_all()
+
+        run = threading.Thread(target=mirror_run)
+        run.start()
+        self.runs.append(run)
+        if sent.wait(MIRROR_SEND_WAIT_S):
+            self.sent_first += 1
+        else:
+            self.kept_waiting += 1
+
+
+def test_a_page_raced_by_the_mirror_tries_again_alone_while_mirror_runs_wait(
+    committed_stores: Stores,
+) -> None:
+    keys = [new_key() for _ in range(3)]
+    for key in keys:
+        legacy_wallet(committed_stores, key, credit_minor=1_000, debit_minor=250)
+    racing = MirrorSendBeforeEachImport(committed_stores)
+
+    try:
+        report = Backfill(committed_stores.scan, committed_stores.outbox, racing).run(
+            page_size=3, progress=False
+        )
+    finally:
+        for run in racing.runs:
+            run.join(10)
+
+    assert (report.imported, report.failed) == (3, [])
+    assert racing.sent_first >= 1  # the first attempt was raced
+    assert racing.kept_waiting >= 1  # the next one went alone
+    assert racing.outcomes == ["admitted=True CREATED"] * len(racing.runs)  # each sent, after
+    assert_stores_agree(committed_stores, keys)
