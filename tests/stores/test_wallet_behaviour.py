@@ -342,6 +342,9 @@ def test_all_balances_of_an_unknown_client_is_an_empty_list(wallet_store: Wallet
     assert wallet_store.get_balances(f"nobody-{uuid.uuid4().hex}") == []
 
 
+UNAVAILABLE_RETRIES_MAX = 5
+
+
 def test_two_hundred_concurrent_debits_never_overdraw_and_leave_exact_balances(
     committed_wallet_store: WalletStore,
 ) -> None:
@@ -352,11 +355,21 @@ def test_two_hundred_concurrent_debits_never_overdraw_and_leave_exact_balances(
     lock = threading.Lock()
 
     def debit(_: int) -> None:
-        try:
-            store.subtract_credit(key, 70, new_id("ref"))
-            outcome = "ok"
-        except errors.InsufficientFunds:
-            outcome = "refused"
+        transaction_id = new_id("ref")
+        outcome = "still unavailable"
+        for _attempt in range(UNAVAILABLE_RETRIES_MAX):
+            try:
+                store.subtract_credit(key, 70, transaction_id)
+                outcome = "ok"
+                break
+            except errors.InsufficientFunds:
+                outcome = "refused"
+                break
+            except errors.StoreUnavailable:
+                # 503, as a client is told: again with the same id. Sixteen writers on one
+                # wallet of a loaded CI machine's MongoDB server can leave it unmoved for
+                # MONGO_LOCK_WAIT_S, which the store reads as a wallet held by a dead writer.
+                continue
         with lock:
             outcomes.append(outcome)
 
