@@ -44,11 +44,12 @@ from ledger.stores.mongo_documents import (
     AFTER_WALLET_SEQ,
     EVENT_PENDING,
     MONGO_KEY_FIELDS,
-    balance_fields,
+    PostedWrite,
     decimal128,
     key_filter,
     key_of,
     known_answer,
+    posted_entry,
     record_of,
 )
 from ledger.stores.mongo_holds import MongoHolds, expire_due
@@ -283,21 +284,12 @@ class MongoBatch:
         wallet.seq += 1
         wallet.posted += 1
         balance = wallet.balance()
-        entry = {
-            "_id": item.transaction_id,
-            "kind": item.kind.transaction_kind.value,
-            **key_filter(key),
-            "amount": decimal128(amount_minor, key.currency),
-            "amount_minor": amount_minor,
-            "state": TransactionState.POSTED.value,
-            "failure_code": "",
-            "made_by": made_by,
-            "balance_after": balance_fields(balance),
-            "wallet_seq": wallet.seq,
-            "mirror_state": self._store.marks.new_write,
-            "created_at": written_at,
-            EVENT_PENDING: True,
-        }
+        write = PostedWrite(
+            item.transaction_id, item.kind.transaction_kind, key, amount_minor, made_by, written_at
+        )
+        entry = posted_entry(
+            write, balance=balance, wallet_seq=wallet.seq, mirror_state=self._store.marks.new_write
+        )
         entries.append(entry)
         return WalletResult(transaction=record_of(entry), balance=balance)
 

@@ -25,17 +25,15 @@ from pymongo.client_session import ClientSession
 from domain.holds import HoldState
 from domain.ids import WalletKey
 from domain.money import BALANCE_MINOR_MAX
-from domain.wallets import TransactionKind, TransactionState, write_time
+from domain.wallets import TransactionKind, write_time
 from ledger.stores.mongo_batch import batch_wallets, find_in, wallet_seqs, write_batch
 from ledger.stores.mongo_batch_holds import BatchWallet
 from ledger.stores.mongo_documents import (
-    EVENT_PENDING,
     MONGO_KEY_FIELDS,
-    balance_fields,
-    decimal128,
-    key_filter,
+    PostedWrite,
     key_of,
     known_answer,
+    posted_entry,
 )
 from ledger.stores.mongo_holds import expire_due
 
@@ -164,18 +162,17 @@ def _walk(store: MongoWalletStore, write: CopiedWrite, wallet: BatchWallet) -> d
         wallet.debit += amount_minor
     wallet.seq += 1
     wallet.posted += 1
-    return {
-        "_id": write.transaction_id,
-        "kind": write.kind.value,
-        **key_filter(key),
-        "amount": decimal128(amount_minor, key.currency),
-        "amount_minor": amount_minor,
-        "state": TransactionState.POSTED.value,
-        "failure_code": "",
-        "made_by": write.made_by,
-        "balance_after": balance_fields(wallet.balance()),
-        "wallet_seq": wallet.seq,
-        "mirror_state": store.marks.copied_back,
-        "created_at": write_time(write.created_at),
-        EVENT_PENDING: True,
-    }
+    posted = PostedWrite(
+        write.transaction_id,
+        write.kind,
+        key,
+        amount_minor,
+        write.made_by,
+        write_time(write.created_at),
+    )
+    return posted_entry(
+        posted,
+        balance=wallet.balance(),
+        wallet_seq=wallet.seq,
+        mirror_state=store.marks.copied_back,
+    )

@@ -152,6 +152,43 @@ def balance_fields(balance: WalletBalance) -> dict[str, int]:
     }
 
 
+@dataclass(frozen=True)
+class PostedWrite:
+    """A credit or debit MongoDB posts: what its log entry records besides the wallet's
+    state after it."""
+
+    transaction_id: str
+    kind: TransactionKind
+    key: WalletKey
+    amount_minor: int
+    made_by: str
+    created_at: datetime
+
+
+def posted_entry(
+    write: PostedWrite, *, balance: WalletBalance, wallet_seq: int, mirror_state: str
+) -> dict[str, Any]:
+    """A posted credit's or debit's log entry, as a single write, a client's batch and a
+    copy back all write it (they differ in the mirror state only): the wallet's balance
+    after it (a retry answers it again) and its place in the wallet's order."""
+    key = write.key
+    return {
+        "_id": write.transaction_id,
+        "kind": write.kind.value,
+        **key_filter(key),
+        "amount": decimal128(write.amount_minor, key.currency),
+        "amount_minor": write.amount_minor,
+        "state": TransactionState.POSTED.value,
+        "failure_code": "",
+        "made_by": write.made_by,
+        "balance_after": balance_fields(balance),
+        "wallet_seq": wallet_seq,
+        "mirror_state": mirror_state,
+        "created_at": write.created_at,
+        EVENT_PENDING: True,
+    }
+
+
 def log_entry_of(entry: dict[str, Any]) -> LogEntry:
     """A log entry for support's pages; fields an older entry lacks read as empty."""
     kind = entry.get("kind", "")

@@ -49,6 +49,7 @@ from ledger.stores.mongo_documents import (
     EVENT_PENDING,
     LogEntry,
     LogMarks,
+    PostedWrite,
     balance_fields,
     decimal128,
     key_filter,
@@ -56,6 +57,7 @@ from ledger.stores.mongo_documents import (
     known_answer,
     log_entry_of,
     minor,
+    posted_entry,
     record_of,
 )
 from ledger.stores.mongo_history import log_history
@@ -379,21 +381,12 @@ class MongoWalletStore(MongoHoldOperations):
         made_by: str,
     ) -> WalletResult:
         balance = available_balance_of(wallet)
-        entry = {
-            "_id": transaction_id,
-            "kind": kind.value,
-            **key_filter(key),
-            "amount": decimal128(amount_minor, key.currency),
-            "amount_minor": amount_minor,
-            "state": TransactionState.POSTED.value,
-            "failure_code": "",
-            "made_by": made_by,
-            "balance_after": balance_fields(balance),
-            "wallet_seq": wallet["wallet_seq"],
-            "mirror_state": self._mark(mirror),
-            "created_at": written_at,
-            EVENT_PENDING: True,
-        }
+        entry = posted_entry(
+            PostedWrite(transaction_id, kind, key, amount_minor, made_by, written_at),
+            balance=balance,
+            wallet_seq=wallet["wallet_seq"],
+            mirror_state=self._mark(mirror),
+        )
         log.insert_one(entry, session=session)
         return WalletResult(transaction=record_of(entry), balance=balance)
 
