@@ -45,12 +45,16 @@ CLIENT_CLOSE_WAIT_S = 5.0
 # server. A case whose parameters keep it off the cluster (the MongoDB store, the engine
 # backend) answers the same in both passes, so the second one leaves it out. The first leaves
 # the second what is about the real server whichever backend the pass has: the schema
-# contract's TigerBeetle run (two minutes on its own), and `make run`'s local server (TB_BINARY).
+# contract's TigerBeetle run (two minutes on its own), `make run`'s local server (TB_BINARY),
+# and phase 3's reads against a server the test starts and stops itself (TB_BINARY too).
 # `make test` alone (no CI_PASS) runs everything.
 _STORE_PARAMS = ("wallet_store", "committed_wallet_store", "store", "server")
 _OFF_THE_CLUSTER = {"ledger_backend": "engine", **dict.fromkeys(_STORE_PARAMS, "mongo")}
 _CONTRACT_ON_THE_SERVER = "tests/api/contract/test_schema_contract.py"
-_LOCAL_SERVER = "tests/ledger/test_local_tigerbeetle.py"
+_OWN_SERVERS = (
+    "tests/ledger/test_local_tigerbeetle.py",
+    "tests/migration/test_read_retries_on_a_real_server.py",
+)
 
 
 def _left_to_the_other_pass(item: pytest.Item, ci_pass: str) -> bool:
@@ -59,7 +63,7 @@ def _left_to_the_other_pass(item: pytest.Item, ci_pass: str) -> bool:
     if ci_pass == "real-server":
         return any(params.get(name) == value for name, value in _OFF_THE_CLUSTER.items())
     if ci_pass == "embedded":
-        return item.nodeid.startswith(_LOCAL_SERVER) or (
+        return item.nodeid.startswith(_OWN_SERVERS) or (
             item.nodeid.startswith(_CONTRACT_ON_THE_SERVER) and params.get("store") == "tigerbeetle"
         )
     return False
@@ -90,6 +94,18 @@ def make_backend(name: str) -> LedgerBackend:
     from ledger.engine.backend import EngineBackend
 
     return EngineBackend()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hasher() -> Iterator[None]:
+    """Passwords hashed in microseconds, not PBKDF2's 0.3 s a hash: most tests make someone
+    with a password and sign them in, and the hasher is not what they check (it was a
+    quarter of a back-office test's time). A process a test starts keeps production's
+    hashers; it signs in only people it made itself."""
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
