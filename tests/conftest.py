@@ -46,11 +46,16 @@ CLIENT_CLOSE_WAIT_S = 5.0
 # backend) answers the same in both passes, so the second one leaves it out. The first leaves
 # the second what is about the real server whichever backend the pass has: the schema
 # contract's TigerBeetle run (two minutes on its own), `make run`'s local server (TB_BINARY),
-# and phase 3's reads against a server the test starts and stops itself (TB_BINARY too).
-# `make test` alone (no CI_PASS) runs everything.
+# and phase 3's reads against a server the test starts and stops itself (TB_BINARY too). The
+# browser tests run in the first pass only: they drive the same back-office views through
+# Chromium as tests/backoffice/ does through Django's client, which runs in both passes, and
+# they were the real-server pass's largest share after the fault matrix (the passes run at
+# once on two cores: the longer one is CI's time). `make test` alone (no CI_PASS) runs
+# everything.
 _STORE_PARAMS = ("wallet_store", "committed_wallet_store", "store", "server")
 _OFF_THE_CLUSTER = {"ledger_backend": "engine", **dict.fromkeys(_STORE_PARAMS, "mongo")}
 _CONTRACT_ON_THE_SERVER = "tests/api/contract/test_schema_contract.py"
+_BROWSER = "tests/browser/"
 _OWN_SERVERS = (
     "tests/ledger/test_local_tigerbeetle.py",
     "tests/migration/test_read_retries_on_a_real_server.py",
@@ -61,7 +66,9 @@ def _left_to_the_other_pass(item: pytest.Item, ci_pass: str) -> bool:
     callspec = getattr(item, "callspec", None)
     params = callspec.params if callspec is not None else {}
     if ci_pass == "real-server":
-        return any(params.get(name) == value for name, value in _OFF_THE_CLUSTER.items())
+        return item.nodeid.startswith(_BROWSER) or any(
+            params.get(name) == value for name, value in _OFF_THE_CLUSTER.items()
+        )
     if ci_pass == "embedded":
         return item.nodeid.startswith(_OWN_SERVERS) or (
             item.nodeid.startswith(_CONTRACT_ON_THE_SERVER) and params.get("store") == "tigerbeetle"
