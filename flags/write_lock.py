@@ -22,11 +22,11 @@ what it read; a change of the share holds it exclusively while it releases the e
 the clients it takes in and commits the new share. So a mirror run sees the share and the
 outbox either both before the change or both after it (`migration.mirror`).
 
-The import fence is a third pair of the same kind: every mirror run holds it shared while it
-gives TigerBeetle its accounts and transfers; a backfill page whose imported timestamps a
-live write raced past holds it exclusively for its next attempts (`migration.backfill`).
+A backfill page whose imported timestamps a mirror run's transfers raced past holds the share
+fence exclusively too, for its next attempts (`mirror_runs_paused`, `migration.page_import`):
 TigerBeetle refuses an imported event older than the newest one it holds, and at a million
-wallets under traffic one page lost that race to the mirror on every attempt of a run.
+wallets under traffic one page lost that race to the mirror on every attempt of a run. The
+mirror already holds the fence for each run, so this costs its runs nothing more.
 """
 
 from __future__ import annotations
@@ -64,9 +64,6 @@ ADVISORY_LOCK_KEY = advisory_key(DEPLOYED_NAME)
 # by them): the fence itself, and the intent a change of the share announces first.
 SHARE_FENCE_NAME = "dual-write-share-fence"
 SHARE_INTENT_NAME = "dual-write-share-intent"
-# The import fence's two locks, as the share fence's.
-IMPORT_FENCE_NAME = "import-fence"
-IMPORT_INTENT_NAME = "import-intent"
 
 
 class WritesStillRunning(TimeoutError):
@@ -122,19 +119,11 @@ def mirror_runs_drained(timeout_s: float) -> Iterator[None]:
 
 
 @contextmanager
-def mirror_sends_admitted(timeout_s: float) -> Iterator[bool]:
-    """Hold the import fence shared while a mirror run gives TigerBeetle its accounts and
-    transfers; yields False when a backfill's import kept it out for longer than
-    `timeout_s` (the run then sends nothing)."""
-    with _fenced(intent=IMPORT_INTENT_NAME, fence=IMPORT_FENCE_NAME, timeout_s=timeout_s) as held:
-        yield held
-
-
-@contextmanager
-def import_alone(timeout_s: float) -> Iterator[bool]:
-    """Hold the import fence exclusively: waits until no mirror run is sending (at most
-    `timeout_s`; yields False past it); while held, no mirror run sends."""
-    with _drained(intent=IMPORT_INTENT_NAME, fence=IMPORT_FENCE_NAME, timeout_s=timeout_s) as held:
+def mirror_runs_paused(timeout_s: float) -> Iterator[bool]:
+    """Hold the share fence exclusively, as a change of the share does, while a backfill
+    page tries again what a mirror run raced past: waits until no mirror run is in flight
+    and keeps new ones out; yields False when the runs in flight outlasted `timeout_s`."""
+    with _drained(intent=SHARE_INTENT_NAME, fence=SHARE_FENCE_NAME, timeout_s=timeout_s) as held:
         yield held
 
 

@@ -503,7 +503,7 @@ def _tigerbeetle_worker(tigerbeetle: LedgerBatches) -> Executor:
 
 
 class _TigerBeetleThread(ThreadPoolExecutor):
-    """The one thread of a page's TigerBeetle half. A raced page takes the import fence from
+    """The one thread of a page's TigerBeetle half. A raced page takes the share fence from
     it on a database connection of its own, which closes with the thread (the database is
     not left a session per run)."""
 

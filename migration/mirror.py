@@ -23,9 +23,9 @@ and commits the new share while no run is in flight: a run sees the share and th
 both from before the change or both from after it, so a wallet's entries are applied in
 wallet_seq order across the boundary too (never a debit ahead of the credit that funds it).
 
-A run also holds the import fence shared while it sends (`mirror_sends_admitted`): a backfill
-page whose imported timestamps a run's transfers raced past takes it exclusively for its next
-attempts, and runs wait that long (migration/backfill.py).
+A backfill page whose imported timestamps a run's transfers raced past holds the same fence
+exclusively for its next attempts (`flags.write_lock.mirror_runs_paused`), and runs wait that
+long (migration/page_import.py).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from domain import errors
 from domain.ids import IdSpace, WalletKey, hex_to_u128
 from domain.wallets import write_time
 from flags.phases import MigrationState, current_state
-from flags.write_lock import mirror_run_fenced, mirror_sends_admitted
+from flags.write_lock import mirror_run_fenced
 from ledger import metrics
 from ledger.backends import LedgerUnavailable
 from ledger.backends.base import BATCH_EVENTS_MAX
@@ -94,8 +94,7 @@ class MirrorReport:
     outside_share: int = 0  # set aside: their client is outside the dual-write share
     # left pending: an earlier entry of their wallet waits outside this run (sent later)
     behind_earlier: int = 0
-    # a change of the share (or a backfill's import) held its fence past the wait: nothing sent
-    fenced_out: bool = False
+    fenced_out: bool = False  # a change of the share held the fence past the wait: nothing done
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -157,16 +156,6 @@ class Mirror:
         entries = self._inside_share(entries, state, report)
         if not entries:
             return report
-        with mirror_sends_admitted(settings.PHASE_CHANGE_WRITES_WAIT_S) as admitted:
-            if not admitted:
-                log.warning("mirror: a backfill's import kept this run's sends out")
-                report.fenced_out = True
-                return report
-            return self._apply_reporting(entries, report)
-
-    def _apply_reporting(self, entries: list[OutboxEntry], report: MirrorReport) -> MirrorReport:
-        """The run's entries as one batch; a batch that failed for anything but an outage
-        again wallet by wallet."""
         batch = MirrorReport()
         try:
             self._apply(entries, batch)

@@ -5,8 +5,8 @@ TigerBeetle refuses an imported event whose timestamp is not past the newest acc
 (for an account) or transfer (for a transfer) it holds (`must_not_regress`), or is ahead of
 its clock (`must_not_advance`). A live write (the mirror's) that lands between a page's
 stamps and its send makes it refuse the whole batch. The page is stamped again past the
-cluster's own answer and sent again, and from its second attempt on it holds the import
-fence exclusively (`flags.write_lock.import_alone`), so no mirror run sends meanwhile.
+cluster's own answer and sent again, and from its second attempt on it holds the share
+fence exclusively (`flags.write_lock.mirror_runs_paused`), so no mirror run sends meanwhile.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tigerbeetle import (
 )
 
 from domain.ids import WalletKey
-from flags.write_lock import import_alone
+from flags.write_lock import mirror_runs_paused
 from ledger.batches import LedgerBatches
 from ledger.tb_model import imported_system_account, stamp_import
 from migration.backfill_holds import CarriedHolds, HoldImport
@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 REGRESS_RETRIES = 20
 REGRESS_PAUSE_MAX_S = 0.02
 # How long a raced page waits for the mirror runs sending to finish before it tries again
-# beside them (`PageImport._import_alone`).
-IMPORT_FENCE_WAIT_S = 30.0
+# beside them (`PageImport._mirror_paused`).
+MIRROR_PAUSE_WAIT_S = 30.0
 _ACCEPTED_ACCOUNT = {CreateAccountStatus.CREATED, CreateAccountStatus.EXISTS}
 # A live write took a later timestamp than the ones chosen (regress), or the chosen ones ran
 # ahead of the cluster clock (advance): choose again.
@@ -119,16 +119,16 @@ class PageImport:
         self._clock: int | None = None
         self._clock_read_ns = 0  # time.monotonic_ns() when _clock was learnt
         self._system_accounts: set[int] = set()  # system account ids known to exist
-        self._alone = False  # this run holds the import fence (`_import_alone`)
+        self._alone = False  # this run holds the share fence (`_mirror_paused`)
 
     def write(self, events: PageEvents) -> WrittenPage:
         """The TigerBeetle half of a page, tried again while live writes race past the
-        chosen timestamps: alone (`_import_alone`) after the first race. Touches neither the
+        chosen timestamps: alone (`_mirror_paused`) after the first race. Touches neither the
         registry nor the report."""
         written = self._attempt(events)
         if written is not None:
             return written
-        with self._import_alone():
+        with self._mirror_paused():
             for attempt in range(REGRESS_RETRIES - 1):
                 time.sleep(_regress_pause_s(attempt))
                 written = self._attempt(events)
@@ -139,21 +139,21 @@ class PageImport:
         )
 
     @contextmanager
-    def _import_alone(self) -> Iterator[None]:
-        """The import fence held exclusively for a raced page's next attempts
-        (`flags.write_lock.import_alone`): no mirror run sends meanwhile, so an attempt
+    def _mirror_paused(self) -> Iterator[None]:
+        """The share fence held exclusively for a raced page's next attempts
+        (`flags.write_lock.mirror_runs_paused`): no mirror run sends meanwhile, so an attempt
         stamped past the cluster's answer to the last one wins. At a million wallets one
         page lost all 20 attempts while a mirror sweep sent batch after batch. Past
-        IMPORT_FENCE_WAIT_S the attempts go beside the mirror, as before; inside a held
+        MIRROR_PAUSE_WAIT_S the attempts go beside the mirror, as before; inside a held
         fence (the transfers' retry within a page's) nothing more is taken."""
         if self._alone:
             yield
             return
-        with import_alone(IMPORT_FENCE_WAIT_S) as alone:
+        with mirror_runs_paused(MIRROR_PAUSE_WAIT_S) as alone:
             if not alone:
                 log.warning(
                     "backfill: mirror runs kept sending for %g s; the page tries beside them",
-                    IMPORT_FENCE_WAIT_S,
+                    MIRROR_PAUSE_WAIT_S,
                 )
             self._alone = True
             try:
@@ -178,7 +178,7 @@ class PageImport:
         answered_ns = time.monotonic_ns()
         if not any(r.status in _RETRY for r in results):
             return results
-        with self._import_alone():
+        with self._mirror_paused():
             for attempt in range(REGRESS_RETRIES - 1):
                 _log_refused("opening transfers", results)
                 time.sleep(_regress_pause_s(attempt))  # the cluster's clock moves past the stamps

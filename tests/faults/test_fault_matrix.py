@@ -29,8 +29,6 @@ from django.conf import settings
 
 from flags.write_lock import (
     ADVISORY_LOCK_KEY,
-    IMPORT_FENCE_NAME,
-    IMPORT_INTENT_NAME,
     SHARE_FENCE_NAME,
     SHARE_INTENT_NAME,
     advisory_key,
@@ -149,8 +147,7 @@ def run_cell(
     if phase >= 1:
         drain(deployment, traffic.client_ids, sweep=sweep)
     audit = deployment.control("audit", clients=traffic.client_ids)
-    # Every advisory lock left behind (the write lock, the share and import fences), with its
-    # owner.
+    # Every advisory lock left behind (the write lock, the share fence), with its owner.
     audit["locks_left_behind"] = [
         [lock_name_of(row), *row, session_owner(row)] for row in settled_advisory_locks(deployment)
     ]
@@ -246,8 +243,6 @@ def lock_name_of(row: list[str]) -> str:
         ADVISORY_LOCK_KEY: "write lock",
         advisory_key(SHARE_FENCE_NAME): "share fence",
         advisory_key(SHARE_INTENT_NAME): "share intent",
-        advisory_key(IMPORT_FENCE_NAME): "import fence",
-        advisory_key(IMPORT_INTENT_NAME): "import intent",
     }
     return names.get(key, f"advisory lock {key}")
 

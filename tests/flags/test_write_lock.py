@@ -17,11 +17,10 @@ from flags.write_lock import (
     ADVISORY_LOCK_KEY,
     MirrorRunsStillRunning,
     WritesStillRunning,
-    import_alone,
     lock_path,
     mirror_run_fenced,
     mirror_runs_drained,
-    mirror_sends_admitted,
+    mirror_runs_paused,
     write_admitted,
     writes_drained,
 )
@@ -184,73 +183,55 @@ def test_a_share_change_is_refused_when_a_mirror_run_outlasts_its_wait() -> None
         running.join(10)
 
 
-def test_an_import_alone_waits_for_the_mirror_sends_in_flight_and_no_new_send_overtakes_it() -> (
-    None
-):
-    sending, send_may_end, alone = threading.Event(), threading.Event(), threading.Event()
+def test_a_page_pausing_the_mirror_waits_for_the_run_in_flight_and_keeps_new_ones_out() -> None:
+    running_run, run_may_end, paused = threading.Event(), threading.Event(), threading.Event()
 
-    def mirror_send() -> None:
-        with mirror_sends_admitted(5) as admitted:
+    def mirror_run() -> None:
+        with mirror_run_fenced(5) as admitted:
             assert admitted
-            sending.set()
-            send_may_end.wait(10)
+            running_run.set()
+            run_may_end.wait(10)
 
-    def backfill_retry() -> None:
-        with import_alone(10) as held:
+    def page_retry() -> None:
+        with mirror_runs_paused(10) as held:
             if held:
-                alone.set()
+                paused.set()
+                time.sleep(HOLD_S)
 
-    running = in_thread(mirror_send)
-    assert sending.wait(10)
-    importing = in_thread(backfill_retry)
-    for _ in range(ANNOUNCE_TRIES_MAX):  # until the import has announced itself
-        with mirror_sends_admitted(0) as admitted:
+    running = in_thread(mirror_run)
+    assert running_run.wait(10)
+    retrying = in_thread(page_retry)
+    for _ in range(ANNOUNCE_TRIES_MAX):  # until the page has announced itself
+        with mirror_run_fenced(0) as admitted:
             if not admitted:
                 break
         time.sleep(0.005)
     else:
-        pytest.fail("the import never announced itself")
-    assert not alone.is_set()  # it waits for the send in flight
-    send_may_end.set()
+        pytest.fail("the page never announced itself")
+    assert not paused.is_set()  # it waits for the run in flight
+    run_may_end.set()
     running.join(10)
-    importing.join(10)
-    assert alone.is_set()
-
-
-def test_a_mirror_send_waits_while_an_import_is_alone() -> None:
-    importing, import_may_end = threading.Event(), threading.Event()
-
-    def backfill_retry() -> None:
-        with import_alone(5) as held:
-            assert held
-            importing.set()
-            import_may_end.wait(10)
-
-    thread = in_thread(backfill_retry)
-    assert importing.wait(10)
-    try:
-        with mirror_sends_admitted(HOLD_S) as admitted:
-            assert not admitted
-    finally:
-        import_may_end.set()
-        thread.join(10)
-    with mirror_sends_admitted(0) as admitted:
+    assert paused.wait(10)
+    with mirror_run_fenced(0) as admitted:
+        assert not admitted  # no new run while the page tries
+    retrying.join(10)
+    with mirror_run_fenced(0) as admitted:
         assert admitted
 
 
-def test_an_import_outwaited_by_a_mirror_send_is_told_it_is_not_alone() -> None:
-    sending, send_may_end = threading.Event(), threading.Event()
+def test_a_backfill_page_outwaited_by_a_mirror_run_is_told_the_mirror_is_not_paused() -> None:
+    running_run, run_may_end = threading.Event(), threading.Event()
 
-    def mirror_send() -> None:
-        with mirror_sends_admitted(5):
-            sending.set()
-            send_may_end.wait(10)
+    def mirror_run() -> None:
+        with mirror_run_fenced(5):
+            running_run.set()
+            run_may_end.wait(10)
 
-    thread = in_thread(mirror_send)
-    assert sending.wait(10)
+    thread = in_thread(mirror_run)
+    assert running_run.wait(10)
     try:
-        with import_alone(0.05) as held:
+        with mirror_runs_paused(0.05) as held:
             assert not held
     finally:
-        send_may_end.set()
+        run_may_end.set()
         thread.join(10)

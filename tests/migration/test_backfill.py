@@ -19,7 +19,7 @@ from domain.errors import StoreUnavailable
 from domain.money import ledger_for_currency
 from flags.models import Milestone
 from flags.phases import Phase
-from flags.write_lock import mirror_sends_admitted
+from flags.write_lock import mirror_run_fenced
 from ledger.batches import LedgerBatches
 from ledger.engine.backend import EngineBackend
 from ledger.history import transfer_timestamps
@@ -450,9 +450,9 @@ MIRROR_SEND_WAIT_S = 0.3
 
 class MirrorSendBeforeEachImport(LiveWritesBetweenTheSends):
     """The jobs' batch port of a backfill beside a mirror sweep sending batch after batch:
-    before each send of imported events a mirror run, in a thread of its own and through
-    the mirror's own fence, sends a transfer; the import's send goes once that transfer is
-    in, or once the run has waited MIRROR_SEND_WAIT_S (held out by the import's fence)."""
+    before each send of imported events a mirror run, in a thread of its own and inside the
+    share fence every mirror run holds, sends a transfer; the import's send goes once that
+    transfer is in, or once the run has waited MIRROR_SEND_WAIT_S (held out by the page)."""
 
     def __init__(self, stores: Stores) -> None:
         super().__init__(stores)
@@ -476,7 +476,7 @@ class MirrorSendBeforeEachImport(LiveWritesBetweenTheSends):
 
         def mirror_run() -> None:
             try:
-                with mirror_sends_admitted(10) as admitted:
+                with mirror_run_fenced(10) as admitted:
                     live = Transfer(
                         id=tb_id(),
                         debit_account_id=self._live[0].id,
