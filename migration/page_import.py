@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 REGRESS_RETRIES = 20
 REGRESS_PAUSE_MAX_S = 0.02
 # Attempts a raced page makes beside the mirror before it pauses it for the rest: under
-# steady writes nearly every page's first attempt is raced and its second wins, and pausing
-# the mirror from the first race on held its lag back (a million wallets: p99 70.6 s -> 220 s).
+# steady writes most pages' first send is raced, and beside the mirror most pages won after
+# one or two races; pausing the mirror from the first race on held its lag back (a million
+# wallets: p99 70.6 s -> 220 s).
 UNPAUSED_ATTEMPTS = 3
 # How long a page waits for the mirror runs in flight to finish before it tries again beside
 # them (`PageImport._mirror_paused`).
