@@ -8,6 +8,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -135,103 +136,82 @@ def test_the_lock_keeps_the_names_it_was_deployed_under(monkeypatch: pytest.Monk
 ANNOUNCE_TRIES_MAX = 1000
 
 
-def test_a_share_change_waits_for_the_mirror_run_in_flight_and_no_new_run_overtakes_it() -> None:
-    run_started, run_may_end, change_made = threading.Event(), threading.Event(), threading.Event()
+@contextmanager
+def mirror_run_in_flight() -> Iterator[threading.Event]:
+    """A mirror run holding the share fence in a thread of its own until the event given is
+    set (or the block ends)."""
+    started, may_end = threading.Event(), threading.Event()
 
     def mirror_run() -> None:
         with mirror_run_fenced(5) as admitted:
             assert admitted
-            run_started.set()
-            run_may_end.wait(10)
+            started.set()
+            may_end.wait(10)
+
+    thread = in_thread(mirror_run)
+    assert started.wait(10)
+    try:
+        yield may_end
+    finally:
+        may_end.set()
+        thread.join(10)
+
+
+def new_runs_kept_out() -> bool:
+    """Whether new mirror runs are kept out, tried until they are (an exclusive holder
+    announces itself before it waits for the runs in flight)."""
+    for _ in range(ANNOUNCE_TRIES_MAX):
+        with mirror_run_fenced(0) as admitted:
+            if not admitted:
+                return True
+        time.sleep(0.005)
+    return False
+
+
+def test_a_share_change_waits_for_the_mirror_run_in_flight_and_no_new_run_overtakes_it() -> None:
+    change_made = threading.Event()
 
     def share_change() -> None:
         with mirror_runs_drained(10):
             change_made.set()
 
-    running = in_thread(mirror_run)
-    assert run_started.wait(10)
-    changing = in_thread(share_change)
-    for _ in range(ANNOUNCE_TRIES_MAX):  # until the change has announced itself
-        with mirror_run_fenced(0) as admitted:
-            if not admitted:
-                break
-        time.sleep(0.005)
-    else:
-        pytest.fail("the share change never announced itself")
-    assert not change_made.is_set()  # it waits for the run in flight
-    run_may_end.set()
-    running.join(10)
-    changing.join(10)
+    with mirror_run_in_flight() as run_may_end:
+        changing = in_thread(share_change)
+        assert new_runs_kept_out()
+        assert not change_made.is_set()  # it waits for the run in flight
+        run_may_end.set()
+        changing.join(10)
     assert change_made.is_set()
 
 
 def test_a_share_change_is_refused_when_a_mirror_run_outlasts_its_wait() -> None:
-    run_started, run_may_end = threading.Event(), threading.Event()
-
-    def mirror_run() -> None:
-        with mirror_run_fenced(5):
-            run_started.set()
-            run_may_end.wait(10)
-
-    running = in_thread(mirror_run)
-    assert run_started.wait(10)
-    try:
-        with pytest.raises(MirrorRunsStillRunning), mirror_runs_drained(0.05):
-            pass
-    finally:
-        run_may_end.set()
-        running.join(10)
+    with mirror_run_in_flight(), pytest.raises(MirrorRunsStillRunning), mirror_runs_drained(0.05):
+        pass
 
 
 def test_a_page_pausing_the_mirror_waits_for_the_run_in_flight_and_keeps_new_ones_out() -> None:
-    running_run, run_may_end, paused = threading.Event(), threading.Event(), threading.Event()
-
-    def mirror_run() -> None:
-        with mirror_run_fenced(5) as admitted:
-            assert admitted
-            running_run.set()
-            run_may_end.wait(10)
+    paused, page_may_end = threading.Event(), threading.Event()
 
     def page_retry() -> None:
         with mirror_runs_paused(10) as held:
             if held:
                 paused.set()
-                time.sleep(HOLD_S)
+                page_may_end.wait(10)
 
-    running = in_thread(mirror_run)
-    assert running_run.wait(10)
-    retrying = in_thread(page_retry)
-    for _ in range(ANNOUNCE_TRIES_MAX):  # until the page has announced itself
-        with mirror_run_fenced(0) as admitted:
-            if not admitted:
-                break
-        time.sleep(0.005)
-    else:
-        pytest.fail("the page never announced itself")
-    assert not paused.is_set()  # it waits for the run in flight
-    run_may_end.set()
-    running.join(10)
-    assert paused.wait(10)
+    with mirror_run_in_flight() as run_may_end:
+        retrying = in_thread(page_retry)
+        assert new_runs_kept_out()
+        assert not paused.is_set()  # it waits for the run in flight
+        run_may_end.set()
+        assert paused.wait(10)
     with mirror_run_fenced(0) as admitted:
         assert not admitted  # no new run while the page tries
+    page_may_end.set()
     retrying.join(10)
     with mirror_run_fenced(0) as admitted:
         assert admitted
 
 
 def test_a_backfill_page_outwaited_by_a_mirror_run_is_told_the_mirror_is_not_paused() -> None:
-    running_run, run_may_end = threading.Event(), threading.Event()
-
-    def mirror_run() -> None:
-        with mirror_run_fenced(5):
-            running_run.set()
-            run_may_end.wait(10)
-
-    thread = in_thread(mirror_run)
-    assert running_run.wait(10)
-    try:
-        with mirror_runs_paused(0.05) as held:
-            assert not held
-    finally:
-        run_may_end.set()
-        thread.join(10)
+    with mirror_run_in_flight(), mirror_runs_paused(0.05) as held:
+        assert not held

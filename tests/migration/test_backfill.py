@@ -386,17 +386,19 @@ class LiveWritesBetweenTheSends(LedgerBatches):
     def create_accounts(self, accounts: list[Account]) -> Any:
         results = super().create_accounts(accounts)
         if any(a.flags & AccountFlags.IMPORTED for a in accounts):
-            live = Transfer(
-                id=tb_id(),
-                debit_account_id=self._live[0].id,
-                credit_account_id=self._live[1].id,
-                amount=1,
-                ledger=self._live[0].ledger,
-                code=1,
-            )
-            assert super().create_transfers([live])[0].status.name == "CREATED"
+            assert super().create_transfers([self.live_transfer()])[0].status.name == "CREATED"
             self.live_writes += 1
         return results
+
+    def live_transfer(self) -> Transfer:
+        return Transfer(
+            id=tb_id(),
+            debit_account_id=self._live[0].id,
+            credit_account_id=self._live[1].id,
+            amount=1,
+            ledger=self._live[0].ledger,
+            code=1,
+        )
 
 
 def test_live_writes_between_the_accounts_and_the_transfers_do_not_fail_the_import(
@@ -477,15 +479,7 @@ class MirrorSendBeforeEachImport(LiveWritesBetweenTheSends):
         def mirror_run() -> None:
             try:
                 with mirror_run_fenced(10) as admitted:
-                    live = Transfer(
-                        id=tb_id(),
-                        debit_account_id=self._live[0].id,
-                        credit_account_id=self._live[1].id,
-                        amount=1,
-                        ledger=self._live[0].ledger,
-                        code=1,
-                    )
-                    (result,) = LedgerBatches.create_transfers(self, [live])
+                    (result,) = LedgerBatches.create_transfers(self, [self.live_transfer()])
                     self.outcomes.append(f"admitted={admitted} {result.status.name}")
                     sent.set()
             except Exception as exc:
