@@ -103,16 +103,28 @@ def writes_drained(timeout_s: float) -> Iterator[None]:
 @contextmanager
 def mirror_run_fenced(timeout_s: float) -> Iterator[bool]:
     """Hold the share fence shared for one mirror run; yields False when a change of the
-    dual-write share kept it out for longer than `timeout_s` (the run then does nothing)."""
-    with _fenced(intent=SHARE_INTENT_NAME, fence=SHARE_FENCE_NAME, timeout_s=timeout_s) as held:
-        yield held
+    dual-write share kept it out for longer than `timeout_s` (the run then does nothing).
+    A run first passes the change's intent lock, so a change waiting for the runs in flight
+    is not overtaken by new ones (the fence alone could be held by overlapping runs without
+    a gap, and the change would never get it)."""
+    deadline = time.monotonic() + timeout_s
+    with ExitStack() as held:
+        admitted = False
+        with _share_lock(exclusive=False, name=SHARE_INTENT_NAME, timeout_s=timeout_s) as passed:
+            if passed:
+                remaining_s = max(0.0, deadline - time.monotonic())
+                admitted = held.enter_context(
+                    _share_lock(exclusive=False, name=SHARE_FENCE_NAME, timeout_s=remaining_s)
+                )
+        yield admitted  # the intent lock is released: only the fence is held for the run
 
 
 @contextmanager
 def mirror_runs_drained(timeout_s: float) -> Iterator[None]:
-    """Hold the share fence exclusively: waits until no mirror run is in flight (at most
-    `timeout_s` in all, else MirrorRunsStillRunning); while held, no mirror run starts."""
-    with _drained(intent=SHARE_INTENT_NAME, fence=SHARE_FENCE_NAME, timeout_s=timeout_s) as held:
+    """Hold the share fence exclusively for a change of the share: waits until no mirror run
+    is in flight (at most `timeout_s` in all, else MirrorRunsStillRunning); while held, no
+    mirror run starts."""
+    with mirror_runs_paused(timeout_s) as held:
         if not held:
             raise MirrorRunsStillRunning(f"mirror runs still running after {timeout_s:g} s")
         yield
@@ -120,38 +132,14 @@ def mirror_runs_drained(timeout_s: float) -> Iterator[None]:
 
 @contextmanager
 def mirror_runs_paused(timeout_s: float) -> Iterator[bool]:
-    """Hold the share fence exclusively, as a change of the share does, while a backfill
-    page tries again what a mirror run raced past: waits until no mirror run is in flight
-    and keeps new ones out; yields False when the runs in flight outlasted `timeout_s`."""
-    with _drained(intent=SHARE_INTENT_NAME, fence=SHARE_FENCE_NAME, timeout_s=timeout_s) as held:
-        yield held
-
-
-@contextmanager
-def _fenced(*, intent: str, fence: str, timeout_s: float) -> Iterator[bool]:
-    """`fence` held shared, after passing `intent`: an exclusive holder waiting for the
-    shared ones in flight is not overtaken by new ones (the fence alone could be held by
-    overlapping holders without a gap, and the exclusive one would never get it)."""
+    """Hold the share fence exclusively (a change of the share; a backfill page trying again
+    what a mirror run raced past): announces itself (the intent lock, which keeps new runs
+    from starting), then waits until no mirror run is in flight; yields False when the runs
+    in flight outlasted `timeout_s` in all."""
     deadline = time.monotonic() + timeout_s
-    with ExitStack() as held:
-        admitted = False
-        with _share_lock(exclusive=False, name=intent, timeout_s=timeout_s) as passed:
-            if passed:
-                remaining_s = max(0.0, deadline - time.monotonic())
-                admitted = held.enter_context(
-                    _share_lock(exclusive=False, name=fence, timeout_s=remaining_s)
-                )
-        yield admitted  # the intent lock is released: only the fence is held
-
-
-@contextmanager
-def _drained(*, intent: str, fence: str, timeout_s: float) -> Iterator[bool]:
-    """`fence` held exclusively: announced first (`intent` held exclusively keeps new
-    shared holders out), then waited for until the shared holders in flight let go."""
-    deadline = time.monotonic() + timeout_s
-    with _share_lock(exclusive=True, name=intent, timeout_s=timeout_s) as announced:
+    with _share_lock(exclusive=True, name=SHARE_INTENT_NAME, timeout_s=timeout_s) as announced:
         remaining_s = max(0.0, deadline - time.monotonic())
-        with _share_lock(exclusive=True, name=fence, timeout_s=remaining_s) as held:
+        with _share_lock(exclusive=True, name=SHARE_FENCE_NAME, timeout_s=remaining_s) as held:
             yield announced and held
 
 
