@@ -36,7 +36,13 @@ from domain.wallets import TransactionKind
 from flags.phases import InvalidPhaseChange
 from ledger import history
 from ledger.batches import LedgerBatches
-from ledger.stores.mongo_copy_back import CopiedWrite, NotOneBatch
+from ledger.stores.mongo_copy_back import (
+    CopiedEvent,
+    CopiedHoldEvent,
+    CopiedVoid,
+    CopiedWrite,
+    NotOneBatch,
+)
 from ledger.stores.mongo_store import MongoWalletStore
 from ledger.stores.tigerbeetle_holds import hold_of_row
 from registry import holds as hold_registry
@@ -52,9 +58,9 @@ COPY_BACK_ROUNDS_MAX = 1_000_000
 # Passes made before the step back's pause, while phase 4 still takes writes: each copies
 # what was due when it started, so each is about as long as the writes the last one took.
 COPY_BACK_EARLY_PASSES_MAX = 10
-# Credits and debits copied back per MongoDB transaction (a copy of its own was ~30 ms on
-# a server carrying client traffic; a batch's entries are one insert).
-COPY_BACK_BATCH_WRITES = 500
+# Events copied back per MongoDB transaction (a copy of its own was 30-50 ms on a server
+# carrying client traffic; a batch's entries are one insert).
+COPY_BACK_BATCH_EVENTS = 500
 # The pause starts once at most this many events are left for it (some 10 ms each here).
 COPY_BACK_LEFT_FOR_THE_PAUSE = 20
 TB_TIMESTAMP_MAX = 2**64 - 1
@@ -362,20 +368,17 @@ class CopiedRows:
 
 
 def _copy_back_events(mongo: MongoWalletStore, events: list[CopyBackEvent]) -> None:
-    """Events into MongoDB, each wallet's in their order, their rows marked done after
-    them: the credits and debits of wallets that have nothing else in the round in
-    batches of COPY_BACK_BATCH_WRITES (a transaction each, not one per write: the step
-    back's passes kept pace with phase 4's writes only so), the rest one by one. Wallets
-    are independent of each other, so only each one's own order matters."""
-    batched, one_by_one = _batchable(events)
-    for start in range(0, len(batched), COPY_BACK_BATCH_WRITES):
-        batch = batched[start : start + COPY_BACK_BATCH_WRITES]
+    """Events into MongoDB in TigerBeetle's order, in batches of COPY_BACK_BATCH_EVENTS (a
+    transaction each, not one per event: the step back's passes kept pace with phase 4's
+    writes only so), their rows marked done after each; a batch that cannot go as one
+    (`NotOneBatch`) goes one by one, before the next."""
+    for start in range(0, len(events), COPY_BACK_BATCH_EVENTS):
+        batch = events[start : start + COPY_BACK_BATCH_EVENTS]
         try:
             _copy_back_batch(mongo, batch)
         except NotOneBatch as reason:
-            log.info("copying %d writes back one by one: %s", len(batch), reason)
+            log.info("copying %d events back one by one: %s", len(batch), reason)
             _copy_back_one_by_one(mongo, batch)  # before the next batch: a wallet's order
-    _copy_back_one_by_one(mongo, one_by_one)
 
 
 def _copy_back_one_by_one(mongo: MongoWalletStore, events: list[CopyBackEvent]) -> None:
@@ -385,38 +388,38 @@ def _copy_back_one_by_one(mongo: MongoWalletStore, events: list[CopyBackEvent]) 
             done.add(what, row)
 
 
-def _batchable(events: list[CopyBackEvent]) -> tuple[list[CopyBackEvent], list[CopyBackEvent]]:
-    """The round's credits and debits of wallets with no other event in it, and the rest
-    (voids, hold events, and every event of their wallets), each in TigerBeetle's order."""
-    mixed = {row.wallet_id for _, what, row in events if what != "write"}
-    batched: list[CopyBackEvent] = []
-    one_by_one: list[CopyBackEvent] = []
-    for event in events:
-        batchable = event[1] == "write" and event[2].wallet_id not in mixed
-        (batched if batchable else one_by_one).append(event)
-    return batched, one_by_one
+def _copied_event(what: str, row: CopyBackRow) -> CopiedEvent:
+    """A registry row's event as the MongoDB store copies it back."""
+    if isinstance(row, WalletHold):
+        return CopiedHoldEvent(hold_of_row(row), placed=what == "place")
+    if what == "void":
+        return CopiedVoid(
+            key=row.wallet.key,
+            transaction_id=row.transaction_id,
+            voided_by=row.voided_by,
+            reason=row.void_reason,
+            voided_at=row.voided_at or timezone.now(),  # as its single copy: now
+        )
+    return CopiedWrite(
+        key=row.wallet.key,
+        kind=TransactionKind(row.kind),
+        amount_minor=row.amount_minor,
+        transaction_id=row.transaction_id,
+        created_at=row.created_at,
+        made_by=row.made_by,
+    )
 
 
 def _copy_back_batch(mongo: MongoWalletStore, batch: list[CopyBackEvent]) -> None:
-    """Credits and debits into MongoDB in one transaction, their rows marked done after it."""
-    writes = []
-    for _, _, row in batch:
-        assert isinstance(row, WalletTransfer)
-        writes.append(
-            CopiedWrite(
-                key=row.wallet.key,
-                kind=TransactionKind(row.kind),
-                amount_minor=row.amount_minor,
-                transaction_id=row.transaction_id,
-                created_at=row.created_at,
-                made_by=row.made_by,
-            )
-        )
+    """Events into MongoDB in one transaction, their rows marked done after it."""
+    events = [_copied_event(what, row) for _, what, row in batch]
     try:
-        mongo.copy_back_writes(writes)
+        mongo.copy_back_events(events)
     except errors.WalletError as exc:
+        first = batch[0][2]
+        name = first.hold_id if isinstance(first, WalletHold) else first.transaction_id
         raise InvalidPhaseChange(
-            f"copying {len(writes)} writes back to MongoDB, from {writes[0].transaction_id!r},"
+            f"copying {len(events)} events back to MongoDB, from {name!r},"
             f" failed: {exc.message} - TigerBeetle stays the only store; try again"
         ) from exc
     with CopiedRows() as done:

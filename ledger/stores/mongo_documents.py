@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from bson.decimal128 import Decimal128
+from bson.objectid import ObjectId
 from pymongo.collection import Collection
 
 from domain import errors
@@ -185,6 +186,56 @@ def posted_entry(
         "wallet_seq": wallet_seq,
         "mirror_state": mirror_state,
         "created_at": write.created_at,
+        EVENT_PENDING: True,
+    }
+
+
+@dataclass(frozen=True)
+class PostedVoid:
+    """A void as its log entry records it: the voided entry (as read), who voided it, why,
+    and when (a whole-millisecond write time)."""
+
+    voided: Mapping[str, Any]
+    voided_by: str
+    reason: str
+    voided_at: datetime
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """What the voided entry is updated with."""
+        return {
+            "state": TransactionState.VOIDED.value,
+            "voided_by": self.voided_by,
+            "void_reason": self.reason,
+            "voided_at": self.voided_at,
+        }
+
+
+def void_entry(
+    void: PostedVoid, *, balance: WalletBalance, wallet_seq: int, mirror_state: str
+) -> dict[str, Any]:
+    """A void's own log entry (`_id` an ObjectId; it names the voided transaction), as a
+    single void and a copy back's batch both write it: the reversal of the voided entry's
+    amount on its wallet, with the balance after it and its place in the wallet's order."""
+    voided = void.voided
+    key = key_of(dict(voided))
+    amount_minor = int(voided["amount_minor"])
+    assert amount_minor > 0, "a logged transaction moves a positive amount"
+    return {
+        "_id": ObjectId(),
+        "kind": "void",
+        "voided_transaction_id": voided["_id"],
+        "voided_kind": voided["kind"],
+        **key_filter(key),
+        "amount": decimal128(amount_minor, key.currency),
+        "amount_minor": amount_minor,
+        "state": TransactionState.POSTED.value,
+        "voided_by": void.voided_by,
+        "void_reason": void.reason,
+        "balance_after": balance_fields(balance),
+        "wallet_seq": wallet_seq,
+        "mirror_state": mirror_state,
+        "created_at": void.voided_at,
         EVENT_PENDING: True,
     }
 

@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bson import ObjectId
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -43,14 +42,14 @@ from domain.wallets import (
     write_time,
 )
 from ledger.stores.mongo_batch import MongoBatch
-from ledger.stores.mongo_copy_back import CopiedWrite, copy_back_writes
+from ledger.stores.mongo_copy_back import CopiedEvent, copy_back_events
 from ledger.stores.mongo_database import MongoDatabase, Refusal
 from ledger.stores.mongo_documents import (
     EVENT_PENDING,
     LogEntry,
     LogMarks,
+    PostedVoid,
     PostedWrite,
-    balance_fields,
     decimal128,
     key_filter,
     key_of,
@@ -59,6 +58,7 @@ from ledger.stores.mongo_documents import (
     minor,
     posted_entry,
     record_of,
+    void_entry,
 )
 from ledger.stores.mongo_history import log_history
 from ledger.stores.mongo_holds import (
@@ -209,41 +209,19 @@ class MongoWalletStore(MongoHoldOperations):
             now = _now_with_due_holds_expired(
                 self.database, key, session, self.marks, as_of=None if mirror else voided_at
             )
-            written_at = write_time(voided_at or now)
+            posted = PostedVoid(
+                entry, voided_by=voided_by, reason=reason, voided_at=write_time(voided_at or now)
+            )
             wallet = _reverse_on_wallet(wallets, entry, key, now=now, session=session)
             balance = available_balance_of(wallet)
-            log.update_one(
-                {"_id": transaction_id},
-                {
-                    "$set": {
-                        "state": TransactionState.VOIDED.value,
-                        "voided_by": voided_by,
-                        "void_reason": reason,
-                        "voided_at": written_at,
-                    }
-                },
-                session=session,
-            )
-            amount_minor = int(entry["amount_minor"])
-            assert amount_minor > 0, "a logged transaction moves a positive amount"
+            log.update_one({"_id": transaction_id}, {"$set": posted.fields}, session=session)
             log.insert_one(
-                {
-                    "_id": ObjectId(),
-                    "kind": "void",
-                    "voided_transaction_id": transaction_id,
-                    "voided_kind": entry["kind"],
-                    **key_filter(key),
-                    "amount": decimal128(amount_minor, key.currency),
-                    "amount_minor": amount_minor,
-                    "state": TransactionState.POSTED.value,
-                    "voided_by": voided_by,
-                    "void_reason": reason,
-                    "balance_after": balance_fields(balance),
-                    "wallet_seq": wallet["wallet_seq"],
-                    "mirror_state": self._mark(mirror),
-                    "created_at": written_at,
-                    EVENT_PENDING: True,
-                },
+                void_entry(
+                    posted,
+                    balance=balance,
+                    wallet_seq=wallet["wallet_seq"],
+                    mirror_state=self._mark(mirror),
+                ),
                 session=session,
             )
             updated = log.find_one({"_id": transaction_id}, session=session)
@@ -272,11 +250,11 @@ class MongoWalletStore(MongoHoldOperations):
         MongoDB failing is StoreUnavailable with nothing applied, and a resend applies it."""
         return MongoBatch(self).post(items, atomic=atomic, made_by=made_by)
 
-    def copy_back_writes(self, writes: Sequence[CopiedWrite]) -> int:
-        """Credits and debits TigerBeetle took alone, in one transaction
-        (`ledger.stores.mongo_copy_back`); how many were new. NotOneBatch: copy them one
-        by one instead."""
-        return copy_back_writes(self, writes)
+    def copy_back_events(self, events: Sequence[CopiedEvent]) -> int:
+        """Credits, debits, voids and hold events TigerBeetle took alone, in one transaction
+        (`ledger.stores.mongo_copy_back`); how many log entries were new. NotOneBatch: copy
+        them one by one instead."""
+        return copy_back_events(self, events)
 
     # --- reads ------------------------------------------------------------------------------
 

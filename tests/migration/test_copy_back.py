@@ -63,7 +63,7 @@ def test_a_step_back_stopped_part_way_keeps_the_batches_it_copied_and_the_next_c
     mongo_admin: pymongo.MongoClient[dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(copy_back, "COPY_BACK_BATCH_WRITES", 1)
+    monkeypatch.setattr(copy_back, "COPY_BACK_BATCH_EVENTS", 1)
     key = new_key()
     in_phase_4(stores)
     early, failing, late = tx(), tx(), tx()
@@ -114,15 +114,15 @@ def test_a_batch_that_fails_leaves_none_of_its_writes_and_the_next_step_back_cop
 def test_many_wallets_credits_and_debits_go_back_in_batches_each_wallet_in_its_order(
     stores: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(copy_back, "COPY_BACK_BATCH_WRITES", 5)
+    monkeypatch.setattr(copy_back, "COPY_BACK_BATCH_EVENTS", 5)
     batches: list[int] = []
-    copy_back_writes = stores.mongo.copy_back_writes
+    copy_back_events = stores.mongo.copy_back_events
 
     def counted(writes: Any) -> int:
         batches.append(len(writes))
-        return copy_back_writes(writes)
+        return copy_back_events(writes)
 
-    monkeypatch.setattr(stores.mongo, "copy_back_writes", counted)
+    monkeypatch.setattr(stores.mongo, "copy_back_events", counted)
     keys = [new_key() for _ in range(3)]
     in_phase_4(stores)
     order: dict[WalletKey, list[str]] = {key: [] for key in keys}
@@ -297,7 +297,7 @@ def test_a_step_back_stopped_in_a_pass_before_the_pause_leaves_writes_on_tigerbe
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     needs_the_fence()
-    monkeypatch.setattr(copy_back, "COPY_BACK_BATCH_WRITES", 1)
+    monkeypatch.setattr(copy_back, "COPY_BACK_BATCH_EVENTS", 1)
     key = new_key()
     in_phase_4(stores)
     ids = [tx() for _ in range(COPY_BACK_LEFT_FOR_THE_PAUSE + 5)]
