@@ -24,6 +24,7 @@ from tests.migration.conftest import (
     Stores,
     assert_stores_agree,
     enter_phase,
+    legacy_wallet,
     new_key,
     phased_over,
     tx,
@@ -153,6 +154,52 @@ def test_a_run_takes_at_most_the_cluster_batch_limit(stores: Stores) -> None:
     assert max(backend.batch_sizes) <= BATCH_EVENTS_MAX
     stores.mirror().run_once(limit=2)
     assert entry_states(stores, key) == [MirrorState.MIRRORED] * 5
+
+
+def count_outbox_reads(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many entries each run's read of the pending outbox returned."""
+    reads: list[int] = []
+    read = stores.outbox.pending_parking_malformed
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        entries, malformed = read(*args, **kwargs)
+        reads.append(len(entries) + malformed)
+        return entries, malformed
+
+    monkeypatch.setattr(stores.outbox, "pending_parking_malformed", counted)
+    return reads
+
+
+def test_a_wallets_drain_that_applied_all_it_read_reads_the_outbox_once(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = new_key()
+    stores.phased.add_credit(key, 300, tx())
+    stores.phased.subtract_credit(key, 100, tx())
+    reads = count_outbox_reads(stores, monkeypatch)
+
+    report = stores.mirror().drain(keys=[key])
+
+    assert (report.applied, reads) == (2, [2])
+    assert entry_states(stores, key) == [MirrorState.MIRRORED] * 2
+
+
+def test_a_drain_reads_again_after_a_run_that_set_entries_to_wait_for_the_backfill(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setting a legacy wallet's entries aside may release them again at once (its import
+    finished meanwhile): the drain reads once more rather than leave them to the sweep."""
+    legacy, new = new_key(), new_key()
+    legacy_wallet(stores, legacy, credit_minor=1_000, debit_minor=0)
+    stores.phased.add_credit(legacy, 100, tx())
+    stores.phased.add_credit(new, 300, tx())
+    reads = count_outbox_reads(stores, monkeypatch)
+
+    report = stores.mirror().drain(keys=[legacy, new])
+
+    assert (report.applied, report.waiting_for_backfill) == (1, 1)
+    assert reads == [2, 0]
+    assert entry_states(stores, legacy) == [MirrorState.AWAITING_BACKFILL]
 
 
 def test_tigerbeetle_down_writes_still_succeed_and_the_mirror_catches_up(stores: Stores) -> None:
