@@ -206,12 +206,14 @@ class Backfill:
         rows = account_registry.rows_by_key(keys)
         state = current_state()
         todo: list[WalletSnapshot] = []
+        imported: dict[WalletKey, int] = {}
         for snapshot in page:
             key = snapshot.balance.key
             if snapshot.log_complete:
                 report.log_complete += 1
-            elif key in rows and rows[key].opening_seq is not None:
+            elif key in rows and (opening_seq := rows[key].opening_seq) is not None:
                 report.already_imported += 1
+                imported[key] = opening_seq
             elif not state.in_dual_write_share(key.client_id):
                 report.outside_share += 1
             else:
@@ -221,6 +223,7 @@ class Backfill:
             if b.credit_minor != b.historical_credit_minor - b.debit_minor:
                 report.inconsistent += 1
                 log.warning("backfill: %s has credit != historical - debit", b.key.describe())
+        self._settle_log(imported)
         holds = self._holds.read(todo)
         report.failed.extend(holds.refused.values())
         return [s for s in todo if s.balance.key not in holds.refused], holds
@@ -334,11 +337,20 @@ class Backfill:
                 wallets, imported_at=timezone.now(), batch_size=PAGE_SIZE
             )
             report.holds_carried += self._holds.record(holds)
-        opening_seqs = {wallet.key: int(wallet.opening_seq) for wallet in wallets}
+        self._settle_log({wallet.key: int(wallet.opening_seq) for wallet in wallets})
+        report.imported += len(wallets)
+
+    def _settle_log(self, opening_seqs: dict[WalletKey, int]) -> None:
+        """The log half of wallets imported at their opening seqs: the transactions their
+        opening balances cover registered, their waiting entries released. Done after the
+        page's registry rows commit, so a run that died between the two (MongoDB failing
+        under it) leaves it to the next run, which does it again for the page's wallets
+        already imported (each step only adds what is missing): one read a page."""
+        if not opening_seqs:
+            return
         entries = self.outbox.backfilled_entries(opening_seqs)  # one read for both
         _register_covered_transactions(entries, ids=self.tigerbeetle.scope.ids)
         self.outbox.release(entries)
-        report.imported += len(wallets)
 
     def _holds_of(self, written: WrittenPage, *, adopted: dict[WalletKey, int]) -> CarriedHolds:
         """The page's holds placed in TigerBeetle; for the wallets an earlier run imported

@@ -29,7 +29,7 @@ from migration import backfill as backfill_module
 from migration.backfill import Backfill, BackfillReport, CycleCollection, ReadAhead
 from migration.legacy_scan import WalletSnapshot
 from migration.outbox import MirrorState
-from registry.models import WalletAccount
+from registry.models import WalletAccount, WalletTransfer
 from tests.conftest import ledger_scope
 from tests.migration.conftest import (
     Stores,
@@ -219,6 +219,39 @@ def test_writes_during_dual_write_are_counted_once_across_the_snapshot(stores: S
     states = [e["mirror_state"] for e in log.find({"client_id": key.client_id}).sort("wallet_seq")]
     assert states == [MirrorState.COVERED, MirrorState.MIRRORED]
     assert stores.tigerbeetle.get_balance(key).fields_minor() == (710, 300, 1_010)
+
+
+def test_a_run_that_died_before_settling_a_pages_log_leaves_it_to_the_next_run(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page's registry rows committed, then MongoDB failed the read of its log: the
+    wallet is imported, its entry still waits for the backfill, its covered transaction is
+    not registered. The next run finds the wallet imported and settles its log."""
+    enter_phase(Phase.DUAL_WRITE)
+    key = new_key()
+    legacy_wallet(stores, key, credit_minor=1_000, debit_minor=0)
+    covered = tx()
+    stores.phased.add_credit(key, 10, covered)  # before the snapshot: in the opening balance
+    log = stores.mongo.database.log()
+
+    def mongodb_fails(opening_seqs: Any) -> Any:
+        raise StoreUnavailable("MongoDB failed: timed out (test)")
+
+    with monkeypatch.context() as failing:
+        failing.setattr(stores.outbox, "backfilled_entries", mongodb_fails)
+        with pytest.raises(StoreUnavailable):
+            backfill(stores).run(progress=False)
+    assert WalletAccount.objects.get(client_id=key.client_id).opening_seq == 1
+    assert log.find_one({"_id": covered})["mirror_state"] == MirrorState.AWAITING_BACKFILL
+    assert not WalletTransfer.objects.filter(transaction_id=covered).exists()
+
+    report = backfill(stores).run(progress=False)
+
+    assert (report.already_imported, report.imported) == (1, 0)
+    assert log.find_one({"_id": covered})["mirror_state"] == MirrorState.COVERED
+    assert WalletTransfer.objects.filter(transaction_id=covered).exists()
+    stores.phased.add_credit(key, 5, tx())
+    assert stores.tigerbeetle.get_balance(key).fields_minor() == (1_015, 0, 1_015)
 
 
 def test_one_read_finds_the_covered_transactions_and_the_entries_to_release(
