@@ -16,6 +16,7 @@ one back afterwards.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
@@ -55,6 +56,8 @@ class Runtime:
     wallet_store_name: str
     # MIGRATION_JOB_MAX_WALLETS_PER_S: the backfill's and reconciliation's scan rate (0: none).
     job_wallets_per_s: float = 0.0
+    # MIGRATION_JOB_MONGO_READ_TIMEOUT_S: how long the jobs wait for each MongoDB answer.
+    job_mongo_read_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.wallet_store_name not in WALLET_STORE_NAMES:
@@ -85,21 +88,31 @@ class Runtime:
     def mirror(self) -> Mirror:
         return Mirror(self.outbox, self.batches)
 
+    @cached_property
+    def job_database(self) -> MongoDatabase:
+        """The jobs' MongoDB handle: a client of their own, patient with a busy server. A
+        backfill died at a million wallets on one page's log read that took over the
+        requests' 5 s, behind the server's stall (docs/benchmarks.md)."""
+        return self.mongo_database.patient(self.job_mongo_read_timeout_s)
+
     def backfill(self) -> Backfill:
-        """The backfill, its scan at the jobs' pace (`migration.pacing`)."""
-        return Backfill(
-            self.legacy.paced(job_pace(self.job_wallets_per_s)), self.outbox, self.batches
-        )
+        """The backfill, its scan at the jobs' pace (`migration.pacing`), on the jobs'
+        MongoDB handle."""
+        scan = LegacyScan(self.job_database, pace=job_pace(self.job_wallets_per_s))
+        return Backfill(scan, MirrorOutbox(self.job_database), self.batches)
 
     def reconciliation(self) -> Reconciliation:
-        """Reconciliation, its scan at the jobs' pace (`migration.pacing`)."""
-        scan = self.legacy.paced(job_pace(self.job_wallets_per_s))
-        return Reconciliation(scan, self.outbox, self.batches)
+        """Reconciliation, its scan at the jobs' pace (`migration.pacing`), on the jobs'
+        MongoDB handle."""
+        scan = LegacyScan(self.job_database, pace=job_pace(self.job_wallets_per_s))
+        return Reconciliation(scan, MirrorOutbox(self.job_database), self.batches)
 
     def close(self) -> None:
-        """Close what the runtime opened (its MongoDB client); the ledger backend is the
+        """Close what the runtime opened (its MongoDB clients); the ledger backend is the
         process's own (`ledger.backends`)."""
         self.mongo_database.close()
+        if "job_database" in self.__dict__:
+            self.job_database.close()
 
 
 def process_runtime() -> Runtime:

@@ -329,6 +329,12 @@ PHASE_CHANGE_WRITES_WAIT_S = env.float("PHASE_CHANGE_WRITES_WAIT_S", default=30.
 MIGRATION_JOB_MAX_WALLETS_PER_S = env.float("MIGRATION_JOB_MAX_WALLETS_PER_S", default=0.0)
 if MIGRATION_JOB_MAX_WALLETS_PER_S < 0:
     raise ImproperlyConfigured("MIGRATION_JOB_MAX_WALLETS_PER_S must be 0 (no limit) or more")
+# How long the backfill and reconciliation wait for each MongoDB answer (a request waits
+# MONGO_TIMEOUT_S): a busy server is waited out, not a failed job; a server that is down
+# still fails them within MONGO_TIMEOUT_S, to connect.
+MIGRATION_JOB_MONGO_READ_TIMEOUT_S = env.float("MIGRATION_JOB_MONGO_READ_TIMEOUT_S", default=60.0)
+if MIGRATION_JOB_MONGO_READ_TIMEOUT_S <= 0:
+    raise ImproperlyConfigured("MIGRATION_JOB_MONGO_READ_TIMEOUT_S must be positive")
 PHASE4_ENTRY_RUN_MAX_AGE_S = env.float("PHASE4_ENTRY_RUN_MAX_AGE_S", default=3600.0)
 PHASE4_ENTRY_WALLETS_MAX = env.int("PHASE4_ENTRY_WALLETS_MAX", default=3_000)
 PHASE4_ENTRY_MARK_MARGIN_S = env.float("PHASE4_ENTRY_MARK_MARGIN_S", default=120.0)

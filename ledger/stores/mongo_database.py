@@ -12,6 +12,8 @@ Collections:
   mirror's outbox.
 
 A server that does not answer is `StoreUnavailable` within MONGO_TIMEOUT_S, never a long hang.
+The migration's jobs read through a handle of their own (`patient`) that waits longer for an
+answer from a server that is up but busy (MIGRATION_JOB_MONGO_READ_TIMEOUT_S).
 A wallet locked by a transaction its dead process abandoned stays locked until the server's
 transaction lifetime reaps it, and no request may wait that long: write conflicts are retried
 while the wallet moves, but for at most MONGO_LOCK_WAIT_S while it stands still.
@@ -110,15 +112,33 @@ class MongoDatabase:
         name: str | None = None,
         timeout_s: float | None = None,
         lock_wait_s: float | None = None,
+        read_timeout_s: float | None = None,
     ) -> None:
+        """`timeout_s`: to find the server and connect, and (unless `read_timeout_s`) for
+        each answer."""
         self.mongo_url = mongo_url or settings.MONGO_URL
         self._name = name
         self.timeout_s = timeout_s if timeout_s is not None else settings.MONGO_TIMEOUT_S
+        self.read_timeout_s = read_timeout_s if read_timeout_s is not None else self.timeout_s
         self.lock_wait_s = lock_wait_s if lock_wait_s is not None else settings.MONGO_LOCK_WAIT_S
         self._client: pymongo.MongoClient[dict[str, Any]] | None = None
         self._client_pid: int | None = None
         self._indexes_ready = False
         self._lock = threading.Lock()
+
+    def patient(self, read_timeout_s: float) -> MongoDatabase:
+        """The same database through a client of its own that waits up to `read_timeout_s`
+        for each answer, for a batch job: a server that is up but busy (the embedded one
+        stalls every request while it builds a large find's result, 13-14 s at a million
+        wallets) is waited out, not a failed job. A server that is down still fails within
+        `timeout_s`, to connect."""
+        return MongoDatabase(
+            self.mongo_url,
+            name=self._name,
+            timeout_s=self.timeout_s,
+            lock_wait_s=self.lock_wait_s,
+            read_timeout_s=read_timeout_s,
+        )
 
     def close(self) -> None:
         """Close the client, if one was opened (the next use opens a new one)."""
@@ -136,7 +156,7 @@ class MongoDatabase:
                     self.mongo_url,
                     serverSelectionTimeoutMS=timeout_ms,
                     connectTimeoutMS=timeout_ms,
-                    socketTimeoutMS=timeout_ms,
+                    socketTimeoutMS=int(self.read_timeout_s * 1000),
                     tz_aware=True,
                 )
                 self._client_pid = os.getpid()
