@@ -13,6 +13,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pymongo
 import pytest
 from rest_framework.test import APIClient
 
@@ -201,6 +202,15 @@ def legacy_wallet(
         }
     )
     assert WALLETS
+
+
+@pytest.fixture
+def mongo_admin(mongo_url: str) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
+    """An admin client of the test's MongoDB server, for its failpoints (off again after)."""
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongo_url)
+    yield client
+    client.admin.command("configureFailPoint", "failCommand", mode="off")
+    client.close()
 
 
 def assert_stores_agree(stores: Stores, keys: list[WalletKey]) -> None:

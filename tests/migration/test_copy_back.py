@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pymongo
@@ -38,14 +38,6 @@ def in_phase_4(stores: Stores) -> None:
 
 def logged(stores: Stores, transaction_id: str) -> int:
     return stores.mongo.database.log().count_documents({"_id": transaction_id})
-
-
-@pytest.fixture
-def mongo_admin(mongo_url: str) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongo_url)
-    yield client
-    client.admin.command("configureFailPoint", "failCommand", mode="off")
-    client.close()
 
 
 def fail_an_insert(mongo_admin: pymongo.MongoClient[dict[str, Any]], *, after: int) -> None:

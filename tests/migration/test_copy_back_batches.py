@@ -5,12 +5,10 @@ copying each event alone leaves: the same log entries, holds and wallet, point f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from io import StringIO
 from typing import Any
 
 import pytest
 from bson import ObjectId
-from django.core.management import call_command
 
 from domain.history import HistoryQuery
 from domain.ids import WalletKey
@@ -21,7 +19,7 @@ from ledger.stores.mongo_store import MongoWalletStore
 from tests.api.test_hold_api import HOLD_PERMISSIONS
 from tests.conftest import WALLET_API_PERMISSIONS, token_api_client
 from tests.migration.conftest import Stores, new_key
-from tests.migration.test_history_walk import hold_op, phase, url, void, write
+from tests.migration.test_history_walk import hold_op, phase, url, void, walk_to_phase_4, write
 
 pytestmark = pytest.mark.usefixtures(
     "criteria_not_awaited", "rollout_in_one_step", "steps_without_four_eyes"
@@ -54,15 +52,6 @@ def history_before_phase_4(api: Any, key: WalletKey) -> dict[str, str]:
     hold_op(api, f"{url(key)}/holds", {"hold_id": mirrored, "amount": "3.00", "expires_in_s": 3600})
     names[mirrored] = "mirrored"
     return names
-
-
-def walk_to_phase_4() -> None:
-    phase(Phase.DUAL_WRITE)
-    call_command("mirror", "--drain", stdout=StringIO())
-    phase(Phase.SHADOW_READ, shadow=100)
-    phase(Phase.READ_CUTOVER, rollout=100)
-    call_command("backfill", "--no-progress", stdout=StringIO())
-    phase(Phase.TIGERBEETLE_ONLY)
 
 
 def tigerbeetle_alone(api: Any, key: WalletKey, names: dict[str, str]) -> None:

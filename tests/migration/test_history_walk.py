@@ -35,6 +35,17 @@ def phase(to: Phase, **options: str) -> None:
     assert current_state().phase == to
 
 
+def walk_to_phase_4() -> None:
+    """From phase 0 into phase 4 as an operator goes: the mirror drained, shadow and read
+    rollouts at 100 %, the backfill run."""
+    phase(Phase.DUAL_WRITE)
+    call_command("mirror", "--drain", stdout=StringIO())
+    phase(Phase.SHADOW_READ, shadow=100)
+    phase(Phase.READ_CUTOVER, rollout=100)
+    call_command("backfill", "--no-progress", stdout=StringIO())
+    phase(Phase.TIGERBEETLE_ONLY)
+
+
 def url(key: WalletKey) -> str:
     return f"/api/clients/{key.client_id}/wallets/{key.country}/{key.currency}"
 

@@ -18,7 +18,7 @@ from flags.phases import Phase
 from tests.api.test_hold_api import HOLD_PERMISSIONS
 from tests.conftest import WALLET_API_PERMISSIONS, token_api_client
 from tests.migration.conftest import Stores, new_key
-from tests.migration.test_history_walk import hold_op, phase, url, write
+from tests.migration.test_history_walk import hold_op, phase, url, walk_to_phase_4, write
 
 pytestmark = pytest.mark.usefixtures(
     "criteria_not_awaited", "rollout_in_one_step", "steps_without_four_eyes"
@@ -33,12 +33,7 @@ def test_a_step_back_gives_mongodb_the_history_of_the_holds_tigerbeetle_took_alo
     write(api, key, "credits", "100.00")
     mirrored = "hold-mirrored-" + key.client_id
     hold_op(api, f"{url(key)}/holds", {"hold_id": mirrored, "amount": "3.00", "expires_in_s": 3600})
-    phase(Phase.DUAL_WRITE)
-    call_command("mirror", "--drain", stdout=StringIO())
-    phase(Phase.SHADOW_READ, shadow=100)
-    phase(Phase.READ_CUTOVER, rollout=100)
-    call_command("backfill", "--no-progress", stdout=StringIO())
-    phase(Phase.TIGERBEETLE_ONLY)
+    walk_to_phase_4()
 
     captured, released, expired, still_open = (f"hold-{n}-{key.client_id}" for n in range(4))
     hold_op(

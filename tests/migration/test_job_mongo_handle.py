@@ -25,14 +25,6 @@ FIND_BLOCKED_MS = 800
 
 
 @pytest.fixture
-def mongo_admin(mongo_url: str) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongo_url)
-    yield client
-    client.admin.command("configureFailPoint", "failCommand", mode="off")
-    client.close()
-
-
-@pytest.fixture
 def runtime(stores: Stores) -> Iterator[Runtime]:
     """The test's runtime with requests that wait REQUEST_READ_TIMEOUT_S for an answer."""
     impatient = dataclasses.replace(

@@ -13,7 +13,6 @@ from io import StringIO
 from typing import Any
 
 import pytest
-from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from domain.ids import WalletKey
@@ -23,7 +22,7 @@ from ledger.statements import statement_csv, wallet_statement
 from tests.api.test_statement_api import STATEMENT_PERMISSIONS, now_text, reconciles, rows
 from tests.conftest import token_api_client
 from tests.migration.conftest import Stores, new_key
-from tests.migration.test_history_walk import phase, url, void, write
+from tests.migration.test_history_walk import phase, url, void, walk_to_phase_4, write
 
 pytestmark = pytest.mark.usefixtures(
     "criteria_not_awaited", "rollout_in_one_step", "steps_without_four_eyes"
@@ -63,12 +62,7 @@ def test_a_statement_answers_the_same_in_every_phase_and_across_a_phase_change(
     reconciles(rows(in_phase_0))
     assert [row["kind"] for row in rows(in_phase_0)][1:-1] == ["credit", "void_of_debit"]
 
-    phase(Phase.DUAL_WRITE)
-    call_command("mirror", "--drain", stdout=StringIO())
-    phase(Phase.SHADOW_READ, shadow=100)
-    phase(Phase.READ_CUTOVER, rollout=100)
-    call_command("backfill", "--no-progress", stdout=StringIO())
-    phase(Phase.TIGERBEETLE_ONLY)
+    walk_to_phase_4()
     for earlier, now in (
         (in_phase_0, (middle, end_of_phase_0)),
         (whole_phase_0, (start, end_of_phase_0)),
