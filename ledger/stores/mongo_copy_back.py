@@ -157,16 +157,16 @@ class _CopyBackBatch:
 
     def apply(self) -> int:
         self._read_holds()
-        self._expire_due_first()
         ids = [
             event.transaction_id
             for event in self._events
             if isinstance(event, CopiedWrite | CopiedVoid)
         ]
-        self._logged = {
+        self._logged = {  # an expiry changes no entry but its own
             entry["_id"]: entry
             for entry in find_in(self._database.log(), "_id", ids, session=self._session)
         }
+        self._expire_due_first()
         keys = list(dict.fromkeys(event.key for event in self._events))
         self._wallets = batch_wallets(self._database, self._session, keys)
         for event in self._events:
@@ -220,12 +220,22 @@ class _CopyBackBatch:
         return min(event.at, self._now)
 
     def _expires_first(self, event: CopiedEvent) -> bool:
-        """Whether the event's single copy expires its wallet's due holds first: all but the
-        capture of a hold MongoDB lacks, and a resolution without a time or of a hold it
-        lacks (which copy nothing)."""
-        if isinstance(event, CopiedHoldEvent) and not event.placed:
-            return event.hold.hold_id in self._holds and event.hold.resolved_at is not None
-        return True
+        """Whether the event's single copy expires its wallet's due holds first: not when
+        it answers before (a write, placement or void MongoDB has already; a resolution of
+        a hold it lacks or holds no longer open), nor for a resolution without a time."""
+        if isinstance(event, CopiedWrite):
+            return event.transaction_id not in self._logged
+        if isinstance(event, CopiedVoid):
+            entry = self._logged.get(event.transaction_id)
+            return entry is None or entry["state"] == TransactionState.POSTED.value
+        known = self._holds.get(event.hold.hold_id)
+        if event.placed:
+            return known is None
+        return (
+            known is not None
+            and known["state"] == HoldState.OPEN.value
+            and event.hold.resolved_at is not None
+        )
 
     # --- the walk ---------------------------------------------------------------------------
 
