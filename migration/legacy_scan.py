@@ -61,10 +61,6 @@ class LegacyScan:
         self.database = database
         self.pace = pace
 
-    def paced(self, pace: WalletPace | None) -> LegacyScan:
-        """The same scan at `pace` (a new one: the process's own scan stays unpaced)."""
-        return LegacyScan(self.database, pace=pace)
-
     def snapshots(self, keys: Iterable[WalletKey]) -> dict[WalletKey, WalletSnapshot]:
         """Wallet documents by key. Asks by client id ($in on the indexed field, in chunks)
         and keeps the wanted keys: an $or of thousands of whole keys is far slower to evaluate."""

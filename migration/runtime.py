@@ -95,17 +95,15 @@ class Runtime:
         requests' 5 s, behind the server's stall (docs/benchmarks.md)."""
         return self.mongo_database.patient(self.job_mongo_read_timeout_s)
 
+    def _job_scan(self) -> LegacyScan:
+        """The jobs' scan: at their pace (`migration.pacing`), on their MongoDB handle."""
+        return LegacyScan(self.job_database, pace=job_pace(self.job_wallets_per_s))
+
     def backfill(self) -> Backfill:
-        """The backfill, its scan at the jobs' pace (`migration.pacing`), on the jobs'
-        MongoDB handle."""
-        scan = LegacyScan(self.job_database, pace=job_pace(self.job_wallets_per_s))
-        return Backfill(scan, MirrorOutbox(self.job_database), self.batches)
+        return Backfill(self._job_scan(), MirrorOutbox(self.job_database), self.batches)
 
     def reconciliation(self) -> Reconciliation:
-        """Reconciliation, its scan at the jobs' pace (`migration.pacing`), on the jobs'
-        MongoDB handle."""
-        scan = LegacyScan(self.job_database, pace=job_pace(self.job_wallets_per_s))
-        return Reconciliation(scan, MirrorOutbox(self.job_database), self.batches)
+        return Reconciliation(self._job_scan(), MirrorOutbox(self.job_database), self.batches)
 
     def close(self) -> None:
         """Close what the runtime opened (its MongoDB clients); the ledger backend is the

@@ -315,7 +315,7 @@ class _CopyBackBatch:
             wallet.historical += amount_minor
         self._next(wallet)
         posted = PostedVoid(
-            dict(entry),
+            entry,
             voided_by=void.voided_by,
             reason=void.reason,
             voided_at=write_time(void.voided_at),

@@ -65,7 +65,7 @@ def test_a_paced_reconciliation_compares_every_wallet_and_took_its_time(stores: 
         stores.phased.add_credit(new_key(), 100, tx())
     time = FakeTime()
     pace = WalletPace(5, clock=time.clock, sleep=time.sleep)
-    scan = stores.scan.paced(pace)
+    scan = LegacyScan(stores.scan.database, pace=pace)
 
     run = Reconciliation(scan, stores.outbox, stores.batches).run(page_size=5)
 
