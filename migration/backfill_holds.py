@@ -161,7 +161,7 @@ class HoldImport:
             "client_id": {"$in": sorted({key.client_id for key in opening_seqs})},
             "kind": {"$in": sorted(HoldEventKind.ALL)},
         }
-        documents = database.guarded(lambda: list(database.log().find(query)))
+        documents = database.read(lambda: list(database.log().find(query)))
         placed: dict[str, OutboxEntry] = {}
         resolved: set[str] = set()
         for document in documents:

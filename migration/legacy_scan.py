@@ -72,7 +72,7 @@ class LegacyScan:
             wallets = of_wallets(self.database.wallets(), wanted)
             return {key: snapshot_of(document) for key, document in wallets}
 
-        return self.database.guarded(read)
+        return self.database.read(read)
 
     def wallet_count(self) -> int:
         """How many wallet documents there are, from the collection's metadata (no scan):
@@ -82,7 +82,7 @@ class LegacyScan:
             with pymongo.timeout(SCAN_READ_TIMEOUT_S):  # the embedded server counts them
                 return self.database.wallets().estimated_document_count()
 
-        return self.database.guarded(count)
+        return self.database.read(count)
 
     def wallet_batches(self, batch_size: int) -> Iterator[list[WalletSnapshot]]:
         """Every wallet document, `batch_size` at a time, from one streaming cursor in

@@ -375,14 +375,14 @@ class MirrorOutbox:
     def has_unmirrored(self, key: WalletKey) -> bool:
         """Whether TigerBeetle may be behind MongoDB for this wallet (read-your-writes)."""
         query = {**key_filter(key), "mirror_state": {"$in": list(UNMIRRORED_STATES)}}
-        return self.database.guarded(
+        return self.database.read(
             lambda: self.database.log().find_one(query, {"_id": 1}) is not None
         )
 
     def next_entry_after(self, key: WalletKey, wallet_seq: int) -> NextEntry | None:
         """The wallet's first logged change after `wallet_seq` (None: the wallet is there)."""
         query = {**key_filter(key), "wallet_seq": {"$gt": wallet_seq}}
-        document = self.database.guarded(
+        document = self.database.read(
             lambda: self.database.log().find_one(query, sort=[("wallet_seq", 1)])
         )
         if document is None:
@@ -396,7 +396,7 @@ class MirrorOutbox:
         )
 
     def waiting_before(self, below_seqs: dict[WalletKey, int]) -> dict[WalletKey, set[EntryId]]:
-        return self.database.guarded(lambda: _waiting_before(self.database.log(), below_seqs))
+        return self.database.read(lambda: _waiting_before(self.database.log(), below_seqs))
 
     def unmirrored_up_to(self, key: WalletKey, wallet_seq: int) -> dict[str, int]:
         """Entries up to `wallet_seq` TigerBeetle does not hold yet, by state."""
@@ -406,7 +406,7 @@ class MirrorOutbox:
             "mirror_state": {"$in": list(UNMIRRORED_STATES)},
         }
         counts: dict[str, int] = {}
-        for doc in self.database.guarded(
+        for doc in self.database.read(
             lambda: list(self.database.log().find(query, {"mirror_state": 1}))
         ):
             counts[doc["mirror_state"]] = counts.get(doc["mirror_state"], 0) + 1
@@ -489,7 +489,7 @@ class MirrorOutbox:
             )
             return _backfilled(waiting, opening_seqs)
 
-        self.release(self.database.guarded(read))
+        self.release(self.database.read(read))
 
     def backfilled_entries(self, opening_seqs: dict[WalletKey, int]) -> BackfilledEntries:
         """The log entries of wallets the backfill imported at their opening seqs, in one
@@ -514,7 +514,7 @@ class MirrorOutbox:
             }
             return _backfilled(entries.values(), opening_seqs)
 
-        return self.database.guarded(read)
+        return self.database.read(read)
 
     def release(self, entries: BackfilledEntries) -> None:
         """Waiting entries the opening balances cover become `covered`, later ones go to the
@@ -565,7 +565,7 @@ class MirrorOutbox:
             )
             return [key_of(group["_id"]) for group in groups]
 
-        return self.database.guarded(read)
+        return self.database.read(read)
 
     def depth(self) -> OutboxDepth:
         """Entries per waiting state, and the age of the oldest pending one in seconds."""
@@ -592,7 +592,7 @@ class MirrorOutbox:
                 outside_share=counts[MirrorState.OUTSIDE_SHARE],
             )
 
-        return self.database.guarded(read)
+        return self.database.read(read)
 
     def waiting_of(self, key: WalletKey) -> WalletWaiting:
         """The wallet's waiting entries by state, and its oldest pending one's time (support's
@@ -619,7 +619,7 @@ class MirrorOutbox:
                 oldest_pending_at=oldest,
             )
 
-        return self.database.guarded(read)
+        return self.database.read(read)
 
     def logged_transaction_ids(
         self, key: WalletKey, *, limit: int, tb_timestamp: int | None = None
@@ -643,7 +643,7 @@ class MirrorOutbox:
             ids += [document["_id"] for document in found if isinstance(document["_id"], str)]
             return ids
 
-        return self.database.guarded(read)
+        return self.database.read(read)
 
     def parked(
         self, limit: int = 100, keys: Sequence[WalletKey] | None = None
@@ -666,4 +666,4 @@ class MirrorOutbox:
                 for document in found
             ]
 
-        return self.database.guarded(read)
+        return self.database.read(read)

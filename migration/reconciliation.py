@@ -475,9 +475,7 @@ def client_balances(
     holding = [s.balance.key for s in snapshots if s.recorded_held_minor]
     held: dict[WalletKey, int] = {}
     if holding:
-        held = database.guarded(
-            lambda: live_held_minor_of(database, holding, now=datetime.now(UTC))
-        )
+        held = database.read(lambda: live_held_minor_of(database, holding, now=datetime.now(UTC)))
     balances = []
     for snapshot in snapshots:
         posted = snapshot.balance

@@ -58,6 +58,9 @@ class Runtime:
     job_wallets_per_s: float = 0.0
     # MIGRATION_JOB_MONGO_READ_TIMEOUT_S: how long the jobs wait for each MongoDB answer.
     job_mongo_read_timeout_s: float = 60.0
+    # MIGRATION_JOB_MONGO_READ_ATTEMPTS: how many times the jobs try a read that failed for a
+    # moment before the run fails (`MongoDatabase.read`).
+    job_mongo_read_attempts: int = 3
 
     def __post_init__(self) -> None:
         if self.wallet_store_name not in WALLET_STORE_NAMES:
@@ -92,8 +95,11 @@ class Runtime:
     def job_database(self) -> MongoDatabase:
         """The jobs' MongoDB handle: a client of their own, patient with a busy server. A
         backfill died at a million wallets on one page's log read that took over the
-        requests' 5 s, behind the server's stall (docs/benchmarks.md)."""
-        return self.mongo_database.patient(self.job_mongo_read_timeout_s)
+        requests' 5 s, behind the server's stall, and a reconciliation on one second look's
+        read that took over 60 s twice (docs/benchmarks.md)."""
+        return self.mongo_database.patient(
+            self.job_mongo_read_timeout_s, read_attempts=self.job_mongo_read_attempts
+        )
 
     def _job_scan(self) -> LegacyScan:
         """The jobs' scan: at their pace (`migration.pacing`), on their MongoDB handle."""

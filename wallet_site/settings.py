@@ -335,6 +335,12 @@ if MIGRATION_JOB_MAX_WALLETS_PER_S < 0:
 MIGRATION_JOB_MONGO_READ_TIMEOUT_S = env.float("MIGRATION_JOB_MONGO_READ_TIMEOUT_S", default=60.0)
 if MIGRATION_JOB_MONGO_READ_TIMEOUT_S <= 0:
     raise ImproperlyConfigured("MIGRATION_JOB_MONGO_READ_TIMEOUT_S must be positive")
+# How many times they try a read that got no answer in time or lost its connection before
+# the run fails (2 s before the second try, 4 s before the third...): one stall of the
+# server no longer ends a run of many minutes. Writes are never tried again this way.
+MIGRATION_JOB_MONGO_READ_ATTEMPTS = env.int("MIGRATION_JOB_MONGO_READ_ATTEMPTS", default=3)
+if MIGRATION_JOB_MONGO_READ_ATTEMPTS < 1:
+    raise ImproperlyConfigured("MIGRATION_JOB_MONGO_READ_ATTEMPTS must be 1 (no retry) or more")
 PHASE4_ENTRY_RUN_MAX_AGE_S = env.float("PHASE4_ENTRY_RUN_MAX_AGE_S", default=3600.0)
 PHASE4_ENTRY_WALLETS_MAX = env.int("PHASE4_ENTRY_WALLETS_MAX", default=3_000)
 PHASE4_ENTRY_MARK_MARGIN_S = env.float("PHASE4_ENTRY_MARK_MARGIN_S", default=120.0)

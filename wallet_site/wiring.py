@@ -126,4 +126,5 @@ def build_runtime(
         wallet_store_name=settings.WALLET_STORE,
         job_wallets_per_s=settings.MIGRATION_JOB_MAX_WALLETS_PER_S,
         job_mongo_read_timeout_s=settings.MIGRATION_JOB_MONGO_READ_TIMEOUT_S,
+        job_mongo_read_attempts=settings.MIGRATION_JOB_MONGO_READ_ATTEMPTS,
     )

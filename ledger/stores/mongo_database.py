@@ -13,7 +13,9 @@ Collections:
 
 A server that does not answer is `StoreUnavailable` within MONGO_TIMEOUT_S, never a long hang.
 The migration's jobs read through a handle of their own (`patient`) that waits longer for an
-answer from a server that is up but busy (MIGRATION_JOB_MONGO_READ_TIMEOUT_S).
+answer from a server that is up but busy (MIGRATION_JOB_MONGO_READ_TIMEOUT_S) and reads again,
+a bounded number of times, where a read failed for a moment (`read`;
+MIGRATION_JOB_MONGO_READ_ATTEMPTS).
 A wallet locked by a transaction its dead process abandoned stays locked until the server's
 transaction lifetime reaps it, and no request may wait that long: write conflicts are retried
 while the wallet moves, but for at most MONGO_LOCK_WAIT_S while it stands still.
@@ -21,6 +23,7 @@ while the wallet moves, but for at most MONGO_LOCK_WAIT_S while it stands still.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -32,12 +35,14 @@ from django.conf import settings
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import PyMongoError
+from pymongo.errors import AutoReconnect, PyMongoError
 from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception,
+    stop_after_attempt,
     stop_after_delay,
+    wait_exponential,
     wait_random_exponential,
 )
 from tenacity.stop import stop_base
@@ -45,6 +50,7 @@ from tenacity.stop import stop_base
 from domain import errors
 from ledger.stores.mongo_documents import EVENT_PENDING, MONGO_KEY_FIELDS
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 WALLETS = "payments_wallets"
 LOG = "wallet_transactions"
@@ -53,6 +59,11 @@ HOLDS = "wallet_holds"
 WALLET_KEY_INDEX = [(name, 1) for name in MONGO_KEY_FIELDS]
 # However busy a wallet, a request stops retrying its write conflicts after this long.
 CONTENDED_WAIT_MAX_S = 20.0
+# A read tried again (`MongoDatabase.read`) waits this long first, doubling each time up to
+# the most: a server that stalled for a moment (a failover's election takes about ten
+# seconds) has answered by then.
+READ_RETRY_WAIT_S = 2.0
+READ_RETRY_WAIT_MAX_S = 30.0
 
 
 class Refusal(Exception):
@@ -75,6 +86,16 @@ def _is_write_conflict(exc: BaseException) -> bool:
         isinstance(exc, PyMongoError)
         and exc.has_error_label("TransientTransactionError")
         and (not isinstance(exc, pymongo.errors.ConnectionFailure))
+    )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A read that failed for a moment and may answer if asked again: no answer in time
+    (pymongo says `timeout`), the connection lost, or no server to select yet. Anything
+    else (a malformed query, a document that cannot be decoded) fails the same way again."""
+    cause = exc.__cause__ if isinstance(exc, errors.StoreUnavailable) else exc
+    return isinstance(cause, PyMongoError) and (
+        isinstance(cause, AutoReconnect) or bool(getattr(cause, "timeout", False))
     )
 
 
@@ -113,31 +134,47 @@ class MongoDatabase:
         timeout_s: float | None = None,
         lock_wait_s: float | None = None,
         read_timeout_s: float | None = None,
+        read_attempts: int = 1,
+        read_retry_wait_s: float = READ_RETRY_WAIT_S,
     ) -> None:
         """`timeout_s`: to find the server and connect, and (unless `read_timeout_s`) for
-        each answer."""
+        each answer. `read_attempts`: how many times `read` tries a read that failed for a
+        moment (1: once, as a request must: it answers 503 and its client retries), the
+        n-th after waiting `read_retry_wait_s` x 2^(n-2)."""
+        assert read_attempts >= 1, "a read is tried at least once"
         self.mongo_url = mongo_url or settings.MONGO_URL
         self._name = name
         self.timeout_s = timeout_s if timeout_s is not None else settings.MONGO_TIMEOUT_S
         self.read_timeout_s = read_timeout_s if read_timeout_s is not None else self.timeout_s
         self.lock_wait_s = lock_wait_s if lock_wait_s is not None else settings.MONGO_LOCK_WAIT_S
+        self.read_attempts = read_attempts
+        self.read_retry_wait_s = read_retry_wait_s
         self._client: pymongo.MongoClient[dict[str, Any]] | None = None
         self._client_pid: int | None = None
         self._indexes_ready = False
         self._lock = threading.Lock()
 
-    def patient(self, read_timeout_s: float) -> MongoDatabase:
+    def patient(
+        self,
+        read_timeout_s: float,
+        *,
+        read_attempts: int = 1,
+        read_retry_wait_s: float = READ_RETRY_WAIT_S,
+    ) -> MongoDatabase:
         """The same database through a client of its own that waits up to `read_timeout_s`
         for each answer, for a batch job: a server that is up but busy (the embedded one
         stalls every request while it builds a large find's result, 13-14 s at a million
-        wallets) is waited out, not a failed job. A server that is down still fails within
-        `timeout_s`, to connect."""
+        wallets) is waited out, not a failed job; a read that still fails for a moment is
+        tried up to `read_attempts` times (`read`). A server that is down still fails
+        within `timeout_s`, to connect, on each try."""
         return MongoDatabase(
             self.mongo_url,
             name=self._name,
             timeout_s=self.timeout_s,
             lock_wait_s=self.lock_wait_s,
             read_timeout_s=read_timeout_s,
+            read_attempts=read_attempts,
+            read_retry_wait_s=read_retry_wait_s,
         )
 
     def close(self) -> None:
@@ -249,6 +286,22 @@ class MongoDatabase:
         except PyMongoError as exc:
             raise errors.StoreUnavailable(f"MongoDB failed: {exc}") from exc
 
+    def read(self, operation: Callable[[], T]) -> T:
+        """`guarded` for an operation that only reads, so asking again is harmless: one
+        that failed for a moment (`is_transient`) is tried up to `read_attempts` times in
+        all. pymongo retries some failed reads once, at once; this waits between tries, long
+        enough for a stalled server to answer again. Writes are never tried again here: an
+        update whose answer was lost may have been applied."""
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_attempt(self.read_attempts),
+            # tenacity waits multiplier x 2^(tries so far - 1): w, 2w, 4w... up to the most.
+            wait=wait_exponential(multiplier=self.read_retry_wait_s, max=READ_RETRY_WAIT_MAX_S),
+            before_sleep=_log_read_retry,
+            reraise=True,
+        )
+        return retrying(lambda: self.guarded(operation))
+
     def transaction(
         self,
         callback: Callable[[ClientSession], T],
@@ -281,3 +334,14 @@ class MongoDatabase:
             raise WalletContended(
                 "The wallet is held by another write that does not finish; retry with the same id."
             ) from exc
+
+
+def _log_read_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    wait_s = state.next_action.sleep if state.next_action else 0.0
+    log.warning(
+        "MongoDB read failed for a moment (try %d): %s; trying again in %.1f s",
+        state.attempt_number,
+        exc,
+        wait_s,
+    )
