@@ -60,6 +60,7 @@ from ledger.stores.mongo_store import MongoWalletStore
 from migration.copy_back import copy_back_before_the_pause, copy_back_tigerbeetle_writes
 from migration.entry_check import EntryBasis, catch_up, check_in_pause, entry_basis
 from migration.mirror import Mirror
+from migration.models import ReconciliationRun
 from migration.outbox import MirrorOutbox, MirrorState
 from migration.phase_plan import Override, StepPlan, plan_phase_change
 
@@ -76,12 +77,31 @@ class PhaseChangeReport:
     copied_back_before_pause: int = 0
     # Phase 4's entry: changed wallets compared before the pause (migration.entry_check).
     compared_before_pause: int = 0
-    # How long writes were paused (a step that moves where money is written), wall clock.
+    # How long writes were paused (a step that moves where money is written), wall clock,
+    # and where that time went, part by part in order (`PauseParts`).
     paused_s: float = 0.0
+    pause_parts_s: dict[str, float] = field(default_factory=dict)
+    # Phase 4's entry: wallets compared inside the pause.
+    compared_in_pause: int = 0
     # Outbox entries of clients a raise of the dual-write share took in, sent to the mirror.
     released: int = 0
     share_raised: bool = False
     notes: list[str] = field(default_factory=list)
+
+
+class PauseParts:
+    """The pause's wall time split at each `lap` into the part just done: an operator whose
+    pause ran long sees whether it waited for writes in flight, the mirror, or the
+    comparison, and the moonshot says what limits the writes paused."""
+
+    def __init__(self, parts_s: dict[str, float]) -> None:
+        self.parts_s = parts_s
+        self._since = time.monotonic()
+
+    def lap(self, part: str) -> None:
+        now = time.monotonic()
+        self.parts_s[part] = self.parts_s.get(part, 0.0) + now - self._since
+        self._since = now
 
 
 def change_phase(
@@ -198,22 +218,30 @@ def _take_step(
         report.copied_back_before_pause = copy_back_before_the_pause(mongo, tigerbeetle)
     set_writes_paused(True, actor=actor, note=f"moving to phase {int(phase)}")
     paused_at = time.monotonic()
+    parts = PauseParts(report.pause_parts_s)
     try:
         with writes_drained(settings.PHASE_CHANGE_WRITES_WAIT_S):
             # No write that read the old phase is running now, and none can start: what
             # follows sees every write the old phase acknowledged.
+            parts.lap("writes in flight")
             if basis is not None:
                 _drain_or_refuse(mongo, tigerbeetle, report)
-                _reconcile_or_refuse(mongo, tigerbeetle, actor, basis)
+                parts.lap("mirror drained")
+                report.compared_in_pause = _reconcile_or_refuse(
+                    mongo, tigerbeetle, actor, basis
+                ).checked
+                parts.lap("wallets compared")
             else:
                 report.copied_back = report.copied_back_before_pause
                 report.copied_back += copy_back_tigerbeetle_writes(mongo, tigerbeetle)
+                parts.lap("copied back")
             apply_state(plan.after, actor=actor, note=note)
             if entering_tb_only:
                 Milestone.objects.update_or_create(
                     name=Milestone.ENTERED_TIGERBEETLE_ONLY,
                     defaults={"reached_at": timezone.now(), "detail": {"actor": actor}},
                 )
+            parts.lap("flags")
     except WritesStillRunning as exc:
         raise InvalidPhaseChange(
             f"{exc}; the phase is unchanged and writes resume, try again"
@@ -245,8 +273,8 @@ def _drain_or_refuse(
 
 def _reconcile_or_refuse(
     mongo: MongoWalletStore, tigerbeetle: LedgerBatches, actor: str, basis: EntryBasis
-) -> None:
+) -> ReconciliationRun:
     """An empty outbox is not proof: a wallet whose write never reached the log would be
     lost. Compare with TigerBeetle every MongoDB wallet changed since the clean full
     reconciliation run `basis` names, or every wallet (`migration.entry_check`)."""
-    check_in_pause(mongo, tigerbeetle, basis, actor=actor)
+    return check_in_pause(mongo, tigerbeetle, basis, actor=actor)

@@ -3,6 +3,7 @@ losing a write; writes wait (503 writes_paused) while the primary store moves.""
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 from io import StringIO
@@ -470,3 +471,40 @@ def test_a_step_that_moves_where_money_is_written_reports_how_long_writes_were_p
 
     assert unpaused.paused_s == 0
     assert into_phase_4.paused_s > 0 and back.paused_s > 0
+
+
+def test_a_pause_is_split_into_what_it_waited_for(stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    key = new_key()
+    stores.phased.add_credit(key, 100, tx())
+
+    into_phase_4 = move(stores, Phase.TIGERBEETLE_ONLY)
+    back = move(stores, Phase.READ_CUTOVER)
+
+    assert list(into_phase_4.pause_parts_s) == [
+        "writes in flight",
+        "mirror drained",
+        "wallets compared",
+        "flags",
+    ]
+    assert list(back.pause_parts_s) == ["writes in flight", "copied back", "flags"]
+    for report in (into_phase_4, back):
+        assert 0 < sum(report.pause_parts_s.values()) <= report.paused_s
+    assert into_phase_4.compared_in_pause >= 1  # the wallet written since no run compared it
+
+
+def test_the_command_says_where_the_pause_went(stores: Stores, settings: Any) -> None:
+    settings.FOUR_EYES_PHASE_CHANGES = False
+    enter_phase(Phase.READ_CUTOVER)
+    backfill_done()
+    stores.phased.add_credit(new_key(), 100, tx())
+    out = StringIO()
+
+    call_command("migration_phase", "4", "--actor", "alice", stdout=out)
+
+    assert re.search(
+        r"writes paused [\d.]+ s \(writes in flight [\d.]+ s, mirror drained [\d.]+ s, "
+        r"\d+ wallets compared [\d.]+ s, flags [\d.]+ s\)",
+        out.getvalue(),
+    ), out.getvalue()

@@ -258,5 +258,20 @@ def _compared_before_the_pause(report: PhaseChangeReport) -> str:
 
 
 def _paused(report: PhaseChangeReport) -> str:
-    """How long writes were paused, for a step that paused them."""
-    return f"; writes paused {report.paused_s:.2f} s" if report.paused_s else ""
+    """How long writes were paused, for a step that paused them, and where the time went."""
+    if not report.paused_s:
+        return ""
+    parts = ", ".join(
+        f"{_part_name(report, part)} {seconds:.2f} s"
+        for part, seconds in report.pause_parts_s.items()
+    )
+    return f"; writes paused {report.paused_s:.2f} s" + (f" ({parts})" if parts else "")
+
+
+def _part_name(report: PhaseChangeReport, part: str) -> str:
+    """A part of the pause as the operator reads it, with how much it did."""
+    if part == "wallets compared":
+        return f"{report.compared_in_pause} wallets compared"
+    if part == "copied back":
+        return f"{report.copied_back - report.copied_back_before_pause} copied back"
+    return part
