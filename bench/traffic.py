@@ -7,8 +7,11 @@ left open for a later tick to capture or release, so holds stay open across the 
 and the backfill's snapshots (a legacy wallet's open holds are carried by its import:
 docs/holds.md) and at the end, where the audit counts them in both stores. A 503 (`writes_paused`,
 `store_unavailable`) or a lost connection is sent again with the same id until it is answered;
-the time between the first 503 and the answer is the write's pause. Each sample is tagged with
-the `label` current when it started (the phase of the walk).
+the time between the first 503 and the answer is the write's pause. A read answered 503 is
+asked again too, as a client would (the API's 503s say a dependency did not answer in time),
+and its sample is the whole wait; every request that had to be asked again is counted by its
+first 503's code (`Tally.asked_again`). Each sample is tagged with the `label` current when
+it started (the phase of the walk).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ CREDIT_BELOW = 0.65
 class Sample:
     label: str
     kind: str  # "write" or "read"
-    latency_s: float  # the answered request's own time
+    latency_s: float  # a write: the answered request's own time; a read: the whole wait
     paused: bool = False  # answered after one or more writes_paused 503s
     paused_s: float = 0.0
 
@@ -75,6 +78,8 @@ class Tally:
         # Each void asked for (a refused one may be asked again later): the steps it was in.
         self.void_requests: dict[str, list[str]] = defaultdict(list)
         self.unexpected: Counter[str] = Counter()
+        # Requests answered only when asked again after a 503, by kind and the 503's code.
+        self.asked_again: Counter[str] = Counter()
         # Holds placed (what each reserved), those left open and not yet taken for a
         # capture or release, and what each wallet's open holds reserve: the `held` both
         # stores must show at the end.
@@ -310,6 +315,7 @@ class Traffic:
         have landed on an earlier try."""
         session = self._session()
         first_503_s: float | None = None
+        first_code = ""
         paused = retried = False
         deadline = time.monotonic() + ANSWER_WAIT_S
         while True:
@@ -322,10 +328,13 @@ class Traffic:
             if answer is not None and answer.status_code != 503:
                 paused_s = time.perf_counter() - first_503_s if first_503_s else 0.0
                 self._sample(Sample(label, "write", latency_s, paused, paused_s))
+                if first_code:
+                    self.tally.asked_again[f"write 503 {first_code}"] += 1
                 return answer, retried
             retried = True
             if answer is not None:
                 first_503_s = first_503_s or started
+                first_code = first_code or error_code(answer)
                 paused = paused or error_code(answer) == "writes_paused"
             if time.monotonic() > deadline:
                 raise RuntimeError(f"POST {path}: no answer but 503s for {ANSWER_WAIT_S} s")
@@ -335,11 +344,20 @@ class Traffic:
         _, key, _ = self._choose()
         label = self.label
         started = time.perf_counter()
-        answer = self._session().get(self.base + wallet_path(key), timeout=REQUEST_TIMEOUT_S)
+        deadline = time.monotonic() + ANSWER_WAIT_S
+        first_code = ""
+        while True:
+            answer = self._session().get(self.base + wallet_path(key), timeout=REQUEST_TIMEOUT_S)
+            if answer.status_code != 503 or time.monotonic() > deadline:
+                break
+            first_code = first_code or error_code(answer)
+            time.sleep(0.05)
         latency_s = time.perf_counter() - started
         if answer.status_code not in (200, 404):
             self.tally.unexpected[f"read {answer.status_code} {error_code(answer)}"] += 1
             return
+        if first_code:
+            self.tally.asked_again[f"read 503 {first_code}"] += 1
         self._sample(Sample(label, "read", latency_s))
 
     def _sample(self, sample: Sample) -> None:

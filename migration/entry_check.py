@@ -17,8 +17,12 @@ the pause cost about 13 s of 503s per 100,000 wallets. The proof is split in two
   wallet sets it (single writes, batches, holds, copy-back), its creation too;
 - log entries whose `mirror_updated_at` is at or after it: the mirror applied them to
   TigerBeetle then (or set them aside), so TigerBeetle's side of the wallet moved;
-- wallets with a hold open now, or one that expired since: a hold expires in both stores
-  without a write;
+- wallets with an open hold that falls due between the mark and now (give or take
+  PHASE4_ENTRY_MARK_MARGIN_S: the cluster's clock may run ahead), or one that expired
+  since: a hold expires in both stores without a write. An open hold due later than that
+  moved neither store's balance since the mark, however long it has been open: a wallet
+  base with thousands of open holds would otherwise fill the pause with them, and refuse
+  the step past PHASE4_ENTRY_WALLETS_MAX;
 - wallets the backfill imported after the run started (`WalletAccount.imported_at`): a legacy
   document the run's scan had passed already;
 - wallets whose mismatch support resolved after the run started (a repair can flag copy-backs).
@@ -237,10 +241,14 @@ def changed_wallets(
 
 
 def _mongo_changed(database: MongoDatabase, *, since: datetime) -> Iterator[WalletKey]:
+    due_by = timezone.now() + timedelta(seconds=settings.PHASE4_ENTRY_MARK_MARGIN_S)
     cursors: list[Iterable[dict[str, Any]]] = [
         database.wallets().find({"updated_at": {"$gte": since}}, _KEY_PROJECTION),
         database.log().find({"mirror_updated_at": {"$gte": since}}, _KEY_PROJECTION),
-        database.holds().find({"state": HoldState.OPEN.value}, _KEY_PROJECTION),
+        database.holds().find(
+            {"state": HoldState.OPEN.value, "expires_at": {"$gte": since, "$lte": due_by}},
+            _KEY_PROJECTION,
+        ),
         database.holds().find(
             {"state": HoldState.EXPIRED.value, "expires_at": {"$gte": since}}, _KEY_PROJECTION
         ),

@@ -15,6 +15,7 @@ import pymongo
 import pytest
 
 from domain.errors import StoreUnavailable
+from domain.ids import WalletKey
 from flags.phases import Phase
 from ledger.stores.mongo_database import MongoDatabase
 from migration.legacy_scan import LegacyScan
@@ -108,13 +109,19 @@ def job_handle(stores: Stores, *, read_attempts: int) -> MongoDatabase:
     )
 
 
+def legacy_key(stores: Stores) -> WalletKey:
+    """A legacy wallet of 1.00 USD."""
+    key = new_key()
+    legacy_wallet(stores, key, credit_minor=100, debit_minor=0)
+    return key
+
+
 def test_a_jobs_read_that_failed_for_a_moment_is_tried_again(
     stores: Stores,
     mongo_admin: pymongo.MongoClient[dict[str, Any]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    key = new_key()
-    legacy_wallet(stores, key, credit_minor=100, debit_minor=0)
+    key = legacy_key(stores)
     failing_finds(mongo_admin, code=SHUTTING_DOWN, times=2)
 
     with caplog.at_level(logging.WARNING, logger="ledger.stores.mongo_database"):
@@ -127,8 +134,7 @@ def test_a_jobs_read_that_failed_for_a_moment_is_tried_again(
 def test_a_jobs_read_fails_once_its_attempts_are_spent(
     stores: Stores, mongo_admin: pymongo.MongoClient[dict[str, Any]]
 ) -> None:
-    key = new_key()
-    legacy_wallet(stores, key, credit_minor=100, debit_minor=0)
+    key = legacy_key(stores)
     failing_finds(mongo_admin, code=SHUTTING_DOWN, times=6)
 
     with pytest.raises(StoreUnavailable, match="ShutdownInProgress"):
@@ -138,8 +144,7 @@ def test_a_jobs_read_fails_once_its_attempts_are_spent(
 def test_a_read_the_server_refuses_as_asked_is_not_tried_again(
     stores: Stores, mongo_admin: pymongo.MongoClient[dict[str, Any]]
 ) -> None:
-    key = new_key()
-    legacy_wallet(stores, key, credit_minor=100, debit_minor=0)
+    key = legacy_key(stores)
     # One refusal, then answers: a second try would read the wallet.
     failing_finds(mongo_admin, code=BAD_VALUE, times=1)
 
@@ -150,8 +155,7 @@ def test_a_read_the_server_refuses_as_asked_is_not_tried_again(
 def test_a_request_reads_once(
     stores: Stores, mongo_admin: pymongo.MongoClient[dict[str, Any]]
 ) -> None:
-    key = new_key()
-    legacy_wallet(stores, key, credit_minor=100, debit_minor=0)
+    key = legacy_key(stores)
     failing_finds(mongo_admin, code=SHUTTING_DOWN, times=2)
 
     with pytest.raises(StoreUnavailable):
