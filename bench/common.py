@@ -191,17 +191,30 @@ def latency_figures(name: str, *, samples_s: list[float], baseline_s: list[float
     return figures
 
 
+# The embedded server's WiredTiger cache a legacy wallet needs, with room for the run's log,
+# holds, oplog and the versions a long read keeps: a million wallets outgrew the daemon's
+# 1 GB (docs/benchmarks.md, "The server's stall looked for").
+EMBEDDED_CACHE_PER_WALLET_BYTES = 4096
+EMBEDDED_CACHE_MIN_MB = 1024
+
+
+def embedded_cache_size(wallets: int) -> str:
+    """The cache an embedded server of a run over `wallets` legacy wallets gets."""
+    return f"{max(EMBEDDED_CACHE_MIN_MB, wallets * EMBEDDED_CACHE_PER_WALLET_BYTES // 2**20)}M"
+
+
 @contextmanager
-def mongo_server() -> Iterator[str]:
+def mongo_server(*, wallets: int = 0) -> Iterator[str]:
     """MONGO_URL if the environment gives it and a server answers there, else an embedded one
     of the run's own. The default URL (port 27017) is not borrowed: on a shared machine what
     answers there is whoever's `make run` (rundev), which may stop in the middle of the run and
     take the run's database with it (seen: the moonshot's writes turned into 503s and its
-    worker's mirror into connection refused when a `make run` elsewhere ended)."""
+    worker's mirror into connection refused when a `make run` elsewhere ended). `wallets`:
+    how many legacy wallets the run seeds, which sizes the embedded server's cache."""
     if "MONGO_URL" in os.environ and mongo_answers(settings.MONGO_URL):
         yield settings.MONGO_URL
         return
-    server = start_embedded_mongo()
+    server = start_embedded_mongo(cache_size=embedded_cache_size(wallets))
     try:
         yield server.url
     finally:

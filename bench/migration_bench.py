@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     on_server = bool(settings.TB_ADDRESSES)
     args = parse_args(argv, on_server=on_server)
     phases: dict[str, Phases] = {}
-    with mongo_server() as mongo_url, scratch_database("migration"):
+    with mongo_server(wallets=args.wallets) as mongo_url, scratch_database("migration"):
         # A long timeout: dropping 100,000 documents takes the embedded server a while.
         database = MongoDatabase(
             mongo_url, name=f"wallet_bench_{uuid.uuid4().hex[:6]}", timeout_s=300

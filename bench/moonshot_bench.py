@@ -654,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = (
             f"server at {settings.TB_ADDRESSES}" if settings.TB_ADDRESSES else "embedded engine"
         )
-        mongo_url = stack.enter_context(mongo_server())
+        mongo_url = stack.enter_context(mongo_server(wallets=args.wallets))
         mongo_name = f"moonshot_{RUN}"
         database = MongoDatabase(mongo_url, name=mongo_name, timeout_s=300)
         stack.callback(database.client.drop_database, mongo_name)

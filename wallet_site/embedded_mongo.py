@@ -71,12 +71,17 @@ def start_embedded_mongo(
     log_path: Path | None = None,
     startup_timeout_s: float = 30.0,
     transaction_lifetime_s: float = DEFAULT_TRANSACTION_LIFETIME_S,
+    cache_size: str | None = None,
 ) -> EmbeddedMongo:
     """Start secantusd-py on 127.0.0.1 and wait until it answers; test commands enabled so
     tests can arm `configureFailPoint` (the server listens on loopback only). A transaction
     abandoned by a dead process is reaped after `transaction_lifetime_s` idle seconds
-    (`wallet_site.mongo_server`)."""
+    (`wallet_site.mongo_server`). `cache_size` (e.g. "4G"; None: the daemon's 1G): an
+    in-memory server holds every document and index in this cache and answers
+    `InternalError` (WiredTiger's WT_CACHE_FULL) once they outgrow it, so size it to the
+    data."""
     port = port or free_loopback_port()
+    cache = ["--cache-size", cache_size] if cache_size else []
     log_file = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
         [
@@ -94,6 +99,7 @@ def start_embedded_mongo(
             "--enable-test-commands",
             "--log-level",
             "WARNING",
+            *cache,
         ],
         stdout=log_file,
         stderr=subprocess.STDOUT,
