@@ -94,9 +94,7 @@ def is_transient(exc: BaseException) -> bool:
     (pymongo says `timeout`), the connection lost, or no server to select yet. Anything
     else (a malformed query, a document that cannot be decoded) fails the same way again."""
     cause = exc.__cause__ if isinstance(exc, errors.StoreUnavailable) else exc
-    return isinstance(cause, PyMongoError) and (
-        isinstance(cause, AutoReconnect) or bool(getattr(cause, "timeout", False))
-    )
+    return isinstance(cause, PyMongoError) and (isinstance(cause, AutoReconnect) or cause.timeout)
 
 
 class _WalletStalled(stop_base):
@@ -291,7 +289,10 @@ class MongoDatabase:
         that failed for a moment (`is_transient`) is tried up to `read_attempts` times in
         all. pymongo retries some failed reads once, at once; this waits between tries, long
         enough for a stalled server to answer again. Writes are never tried again here: an
-        update whose answer was lost may have been applied."""
+        update whose answer was lost may have been applied. A request's handle (one try)
+        reads as `guarded` does, with no retry machinery on its path."""
+        if self.read_attempts == 1:
+            return self.guarded(operation)
         retrying = Retrying(
             retry=retry_if_exception(is_transient),
             stop=stop_after_attempt(self.read_attempts),
