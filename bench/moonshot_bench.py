@@ -795,7 +795,7 @@ def print_audit(traffic: Traffic, final: dict[str, float], result: Audit) -> Non
     )
     print(f"  refused as expected: {dict(tally.refused) or 'none'}")
     print(f"  unexpected answers: {dict(tally.unexpected) or 'none'}")
-    print(f"  answered only when asked again after a 503: {dict(tally.asked_again) or 'none'}")
+    print(f"  answered only when asked again: {dict(tally.asked_again) or 'none'}")
     print(
         f"  final reconciliation: checked {final.get('checked', 0):g}, mismatched "
         f"{final.get('mismatched', 0):g}, rows without account "

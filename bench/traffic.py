@@ -7,11 +7,12 @@ left open for a later tick to capture or release, so holds stay open across the 
 and the backfill's snapshots (a legacy wallet's open holds are carried by its import:
 docs/holds.md) and at the end, where the audit counts them in both stores. A 503 (`writes_paused`,
 `store_unavailable`) or a lost connection is sent again with the same id until it is answered;
-the time between the first 503 and the answer is the write's pause. A read answered 503 is
-asked again too, as a client would (the API's 503s say a dependency did not answer in time),
-and its sample is the whole wait; every request that had to be asked again is counted by its
-first 503's code (`Tally.asked_again`). Each sample is tagged with the `label` current when
-it started (the phase of the walk).
+the time between the first 503 and the answer is the write's pause. A read answered 503, or
+not answered in REQUEST_TIMEOUT_S, is asked again too, as a client would (the API's 503s say a
+dependency did not answer in time), and its sample is the whole wait; every request that had
+to be asked again is counted by how its first try ended (`Tally.asked_again`: the 503's code,
+or no answer), and one still unanswered after ANSWER_WAIT_S is an unexpected answer. Each
+sample is tagged with the `label` current when it started (the phase of the walk).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from domain.ids import WalletKey
 from domain.money import from_minor_units
 
 POOL_THREADS = 32
-ANSWER_WAIT_S = 120.0  # how long a write is retried through 503s before it counts as failed
+# How long a request is asked again through 503s and lost answers before it counts as failed:
+# longer than the embedded MongoDB server's longest stall seen under the moonshot (3.5 min).
+ANSWER_WAIT_S = 600.0
 REQUEST_TIMEOUT_S = 30.0
 HOLD_EXPIRES_IN_S = 600
 # A hold left open outlives the run (the tally does not expect an expiry).
@@ -78,7 +81,7 @@ class Tally:
         # Each void asked for (a refused one may be asked again later): the steps it was in.
         self.void_requests: dict[str, list[str]] = defaultdict(list)
         self.unexpected: Counter[str] = Counter()
-        # Requests answered only when asked again after a 503, by kind and the 503's code.
+        # Requests answered only when asked again, by kind and how the first try ended.
         self.asked_again: Counter[str] = Counter()
         # Holds placed (what each reserved), those left open and not yet taken for a
         # capture or release, and what each wallet's open holds reserve: the `held` both
@@ -322,22 +325,23 @@ class Traffic:
             started = time.perf_counter()
             try:
                 answer = session.post(self.base + path, json=body, timeout=REQUEST_TIMEOUT_S)
-            except requests.RequestException:
+            except requests.RequestException as exc:
                 answer = None
+                first_code = first_code or no_answer(exc)
             latency_s = time.perf_counter() - started
             if answer is not None and answer.status_code != 503:
                 paused_s = time.perf_counter() - first_503_s if first_503_s else 0.0
                 self._sample(Sample(label, "write", latency_s, paused, paused_s))
                 if first_code:
-                    self.tally.asked_again[f"write 503 {first_code}"] += 1
+                    self.tally.asked_again[f"write {first_code}"] += 1
                 return answer, retried
             retried = True
             if answer is not None:
                 first_503_s = first_503_s or started
-                first_code = first_code or error_code(answer)
+                first_code = first_code or f"503 {error_code(answer)}"
                 paused = paused or error_code(answer) == "writes_paused"
             if time.monotonic() > deadline:
-                raise RuntimeError(f"POST {path}: no answer but 503s for {ANSWER_WAIT_S} s")
+                raise RuntimeError(f"POST {path}: only 503s or no answer for {ANSWER_WAIT_S} s")
             time.sleep(0.05)
 
     def _read(self) -> None:
@@ -347,22 +351,37 @@ class Traffic:
         deadline = time.monotonic() + ANSWER_WAIT_S
         first_code = ""
         while True:
-            answer = self._session().get(self.base + wallet_path(key), timeout=REQUEST_TIMEOUT_S)
+            try:
+                answer = self._session().get(
+                    self.base + wallet_path(key), timeout=REQUEST_TIMEOUT_S
+                )
+            except requests.RequestException as exc:
+                if time.monotonic() > deadline:
+                    raise
+                first_code = first_code or no_answer(exc)
+                continue
             if answer.status_code != 503 or time.monotonic() > deadline:
                 break
-            first_code = first_code or error_code(answer)
+            first_code = first_code or f"503 {error_code(answer)}"
             time.sleep(0.05)
         latency_s = time.perf_counter() - started
         if answer.status_code not in (200, 404):
             self.tally.unexpected[f"read {answer.status_code} {error_code(answer)}"] += 1
             return
         if first_code:
-            self.tally.asked_again[f"read 503 {first_code}"] += 1
+            self.tally.asked_again[f"read {first_code}"] += 1
         self._sample(Sample(label, "read", latency_s))
 
     def _sample(self, sample: Sample) -> None:
         with self._samples_lock:
             self.samples.append(sample)
+
+
+def no_answer(exc: requests.RequestException) -> str:
+    """How a request that got no answer is counted among those asked again."""
+    if isinstance(exc, requests.Timeout):
+        return f"no answer in {REQUEST_TIMEOUT_S:.0f} s"
+    return f"no answer ({type(exc).__name__})"
 
 
 def wallet_path(key: WalletKey) -> str:
