@@ -72,6 +72,7 @@ def start_embedded_mongo(
     startup_timeout_s: float = 30.0,
     transaction_lifetime_s: float = DEFAULT_TRANSACTION_LIFETIME_S,
     cache_size: str | None = None,
+    collector: str = "server",
 ) -> EmbeddedMongo:
     """Start secantusd-py on 127.0.0.1 and wait until it answers; test commands enabled so
     tests can arm `configureFailPoint` (the server listens on loopback only). A transaction
@@ -79,7 +80,8 @@ def start_embedded_mongo(
     (`wallet_site.mongo_server`). `cache_size` (e.g. "4G"; None: the daemon's 1G): an
     in-memory server holds every document and index in this cache and answers
     `InternalError` (WiredTiger's WT_CACHE_FULL) once they outgrow it, so size it to the
-    data."""
+    data. `collector`: the daemon's cycle collector, "server" (tuned for large results) or
+    "python" (the defaults; `wallet_site.mongo_server`)."""
     port = port or free_loopback_port()
     cache = ["--cache-size", cache_size] if cache_size else []
     log_file = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
@@ -90,6 +92,8 @@ def start_embedded_mongo(
             "wallet_site.mongo_server",
             "--transaction-lifetime-s",
             str(transaction_lifetime_s),
+            "--collector",
+            collector,
             "--host",
             "127.0.0.1",
             "--port",
