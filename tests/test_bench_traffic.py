@@ -23,6 +23,7 @@ class ScriptedApi(BaseHTTPRequestHandler):
 
     script: list[int | str] = []
     asked = 0
+    base = ""  # the fixture's server
 
     def do_GET(self) -> None:
         type(self).asked += 1
@@ -48,7 +49,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[ScriptedApi]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedApi)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    ScriptedApi.base = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    ScriptedApi.base = f"http://127.0.0.1:{server.server_address[1]}"
     yield ScriptedApi
     server.shutdown()
     server.server_close()
@@ -56,7 +57,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[ScriptedApi]]:
 
 def clients(api: type[ScriptedApi]) -> traffic.Traffic:
     return traffic.Traffic(
-        api.base,  # type: ignore[attr-defined]
+        api.base,
         authorization="Token x",
         writes_per_s=1,
         legacy=[KEY],
