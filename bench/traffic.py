@@ -359,11 +359,11 @@ class Traffic:
                 if time.monotonic() > deadline:
                     raise
                 first_code = first_code or no_answer(exc)
-                continue
-            if answer.status_code != 503 or time.monotonic() > deadline:
-                break
-            first_code = first_code or f"503 {error_code(answer)}"
-            time.sleep(0.05)
+            else:
+                if answer.status_code != 503 or time.monotonic() > deadline:
+                    break
+                first_code = first_code or f"503 {error_code(answer)}"
+            time.sleep(0.05)  # a refused connection is not asked again in a tight loop
         latency_s = time.perf_counter() - started
         if answer.status_code not in (200, 404):
             self.tally.unexpected[f"read {answer.status_code} {error_code(answer)}"] += 1
