@@ -12,14 +12,16 @@ from (design.md's phases; the flags are read from the database once per operatio
 
 Phase 2 compares a sampled share of balance reads, a client's balance list wallet by wallet
 too. Phase 3's TigerBeetle reads are retried (`ReadRetry`: the plan's 3 retries after
-100 ms x 2^n), then go through a circuit breaker, and fall back to MongoDB (each fallback
-counted); a wallet with outbox entries still waiting is read from MongoDB, so a read is never
-older than the client's last acknowledged write.
+100 ms x 2^n, none begun past the read's retry budget), then go through a circuit breaker,
+and fall back to MongoDB (each fallback counted; a balance list's later wallets too, once
+TigerBeetle failed one); a wallet with outbox entries still waiting is read from MongoDB, so
+a read is never older than the client's last acknowledged write.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +30,14 @@ from decimal import Decimal
 from typing import Protocol, TypeVar
 
 import pybreaker
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_any,
+    stop_before_delay,
+)
 
 from domain import errors
 from domain.batches import BatchItem, BatchOutcome
@@ -82,15 +91,23 @@ class ReadRetry:
     (the plan's Polly `WaitAndRetryAsync(3, n => 100 ms * 2^n)`): after a first try that
     fails with StoreUnavailable, up to `retries` more (TB_READ_RETRY_ATTEMPTS), the n-th after
     waiting `base_s` x 2^n (TB_READ_RETRY_BASE_S): 0.2, 0.4 and 0.8 s by default. Any other
-    answer (a wallet TigerBeetle lacks) is not retried. `sleep` is how a wait is spent."""
+    answer (a wallet TigerBeetle lacks) is not retried. `sleep` is how a wait is spent.
+
+    No retry is begun that would start past `budget_s` (TB_READ_RETRY_BUDGET_S) since the
+    first try began: the plan's waits fit in it when TigerBeetle refuses at once, but a
+    TigerBeetle that does not answer spends a whole TB_REQUEST_TIMEOUT_S on each try (its
+    client resends inside it), and four of them kept a reader waiting over 20 s before
+    MongoDB answered. Unbounded (inf) unless given."""
 
     retries: int
     base_s: float
+    budget_s: float = math.inf
     sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
         assert self.retries >= 0, "TB_READ_RETRY_ATTEMPTS is a count of retries: 0 or more"
         assert self.base_s >= 0, "TB_READ_RETRY_BASE_S is a wait: 0 or more seconds"
+        assert self.budget_s > 0, "TB_READ_RETRY_BUDGET_S is a time: more than 0 seconds"
 
     def wait_before_retry_s(self, retry_number: int) -> float:
         """The wait before the retry_number-th retry (1-based). Tenacity also asks it after
@@ -102,7 +119,7 @@ class ReadRetry:
         """`read()`, retried as the plan says; the last failure is raised as it came."""
         retrying = Retrying(
             retry=retry_if_exception_type(errors.StoreUnavailable),
-            stop=stop_after_attempt(self.retries + 1),
+            stop=stop_any(stop_after_attempt(self.retries + 1), stop_before_delay(self.budget_s)),
             wait=self._wait_s,
             sleep=self.sleep,
             before_sleep=_count_retry,
@@ -118,6 +135,14 @@ class ReadRetry:
 def _count_retry(state: RetryCallState) -> None:
     metrics.READ_RETRIES.inc()
     log.info("TigerBeetle read failed (try %d); retrying", state.attempt_number)
+
+
+@dataclass
+class _ListReadFailure:
+    """Why TigerBeetle failed a list read's wallet ("error", "breaker_open"); "" while none
+    has."""
+
+    reason: str = ""
 
 
 class ShadowEnqueuer(Protocol):
@@ -424,12 +449,18 @@ class PhasedWalletStore:
         self._shadow(balance, wallet_seq=wallet_seq, latency_us=latency_us)
         return balance
 
-    def _cutover_read(self, key: WalletKey) -> WalletBalance:
+    def _cutover_read(
+        self, key: WalletKey, failure: _ListReadFailure | None = None
+    ) -> WalletBalance:
+        """`failure`: a list read's, which the first failed TigerBeetle read sets and every
+        later wallet of the list falls back by."""
         if self.outbox.has_unmirrored(key):
             # The mirror has not applied this wallet's last write yet: TigerBeetle would
             # answer an older balance than the client was told.
             _count_route(ReadRouteCount.Route.READ_YOUR_WRITES)
             return _timed("get_balance", store="mongo", call=lambda: self.mongo.get_balance(key))
+        if failure is not None and failure.reason:
+            return self._fallback(key, failure.reason)
         try:
             # Retried inside the breaker: a read that failed every retry is one failure.
             balance = self.breaker.call(
@@ -442,6 +473,8 @@ class PhasedWalletStore:
             )
         except (errors.StoreUnavailable, pybreaker.CircuitBreakerError) as exc:
             reason = "breaker_open" if isinstance(exc, pybreaker.CircuitBreakerError) else "error"
+            if failure is not None:
+                failure.reason = reason
             return self._fallback(key, reason)
         except errors.WalletNotFound:
             return self._fallback(key, "not_in_tigerbeetle")
@@ -470,7 +503,10 @@ class PhasedWalletStore:
         if not state.reads_from_tigerbeetle(client_id):
             return self.mongo.get_balances(client_id)
         # Cutover: per-wallet routing keeps read-your-writes and fallback for each wallet.
-        return [self._cutover_read(b.key) for b in self.mongo.get_balances(client_id)]
+        # Once TigerBeetle failed one wallet's read, the list's others fall back without asking
+        # it: one that does not answer would cost each of them a request timeout.
+        failure = _ListReadFailure()
+        return [self._cutover_read(b.key, failure) for b in self.mongo.get_balances(client_id)]
 
     def _shadowed_balances(self, client_id: str, state: MigrationState) -> list[WalletBalance]:
         """Phase 2's balance list: MongoDB answers, and each wallet in it is compared like a

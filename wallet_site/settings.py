@@ -307,9 +307,12 @@ BACKOFFICE_BASE_URL = env("BACKOFFICE_BASE_URL", default="http://127.0.0.1:8000"
 # Phase 3 TigerBeetle reads (the plan's Polly policies): a failed read is retried this many
 # times, the n-th retry after TB_READ_RETRY_BASE_S x 2^n (0.2, 0.4, 0.8 s); a read that failed
 # every retry is one failure for the breaker, which opens after READ_BREAKER_FAILURES of them
-# and lets one trial read through after READ_BREAKER_RESET_S; meanwhile MongoDB answers.
+# and lets one trial read through after READ_BREAKER_RESET_S; meanwhile MongoDB answers. No
+# retry begins past TB_READ_RETRY_BUDGET_S since the read's first try: a TigerBeetle that does
+# not answer costs a read one TB_REQUEST_TIMEOUT_S, not four.
 TB_READ_RETRY_ATTEMPTS = env.int("TB_READ_RETRY_ATTEMPTS", default=3)
 TB_READ_RETRY_BASE_S = env.float("TB_READ_RETRY_BASE_S", default=0.1)
+TB_READ_RETRY_BUDGET_S = env.float("TB_READ_RETRY_BUDGET_S", default=2.0)
 READ_BREAKER_FAILURES = env.int("READ_BREAKER_FAILURES", default=5)
 READ_BREAKER_RESET_S = env.float("READ_BREAKER_RESET_S", default=30.0)
 # How long a phase change that moves where money is written waits for the writes in flight

@@ -109,7 +109,9 @@ def build_runtime(
             failures=settings.READ_BREAKER_FAILURES, reset_s=settings.READ_BREAKER_RESET_S
         ),
         read_retry=ReadRetry(
-            retries=settings.TB_READ_RETRY_ATTEMPTS, base_s=settings.TB_READ_RETRY_BASE_S
+            retries=settings.TB_READ_RETRY_ATTEMPTS,
+            base_s=settings.TB_READ_RETRY_BASE_S,
+            budget_s=settings.TB_READ_RETRY_BUDGET_S,
         ),
         enqueue_mirror=enqueue_mirror,
         enqueue_shadow=enqueue_shadow,

@@ -33,11 +33,14 @@ from tests.migration.conftest import (
 
 class SwitchableBackend:
     """The real test ledger behind a plug: `down` makes every call fail as an unreachable
-    cluster would; batch sizes of create_transfers are recorded."""
+    cluster would, after `unanswered_s` (a cluster that does not answer: the client waits out
+    its request timeout; 0: one that refuses at once); batch sizes of create_transfers are
+    recorded."""
 
     def __init__(self, backend: Any) -> None:
         self.backend = backend
         self.down = False
+        self.unanswered_s = 0.0
         self.batch_sizes: list[int] = []
         self.calls: list[tuple[str, float]] = []
 
@@ -47,6 +50,7 @@ class SwitchableBackend:
         def call(*args: Any) -> Any:
             self.calls.append((name, time.monotonic()))
             if self.down:
+                time.sleep(self.unanswered_s)
                 raise LedgerUnavailable("connection refused (test: cluster down)")
             if name == "create_transfers":
                 self.batch_sizes.append(len(args[0]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pybreaker
@@ -90,6 +91,7 @@ def stores_on_own_server(
             stores.phased.breaker = read_breaker(
                 failures=settings.READ_BREAKER_FAILURES, reset_s=BREAKER_RESET_S
             )
+            # No budget: every read of the stopped server tries 1 + 3 times.
             stores.phased.read_retry = ReadRetry(
                 retries=settings.TB_READ_RETRY_ATTEMPTS, base_s=RETRY_BASE_S
             )
@@ -137,3 +139,26 @@ def test_reads_retry_then_fall_back_behind_the_open_breaker_and_return_when_the_
     assert stores.phased.breaker.current_state == pybreaker.STATE_CLOSED
     assert stores.phased.get_balance(key).credit_minor == 499
     assert routes() == {"tigerbeetle": 3, "fallback": settings.READ_BREAKER_FAILURES + 1}
+
+
+def test_a_read_of_a_stopped_server_falls_back_after_one_try_that_spent_the_retry_budget(
+    stores_on_own_server: Stores, own_server: OwnServer
+) -> None:
+    stores = stores_on_own_server
+    # The production shape: the budget (2 s) under the request timeout (5 s), scaled.
+    stores.phased.read_retry = replace(stores.phased.read_retry, budget_s=REQUEST_TIMEOUT_S / 2)
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    key = new_key()
+    stores.phased.add_credit(key, 500, tx())
+    stores.tigerbeetle.subtract_credit(key, 1, tx())  # TigerBeetle alone: 4.99
+    assert stores.phased.get_balance(key).credit_minor == 499
+
+    own_server.stop()
+    retries_before = read_retries()
+    started = time.monotonic()
+    assert stores.phased.get_balance(key).credit_minor == 500  # MongoDB
+    waited_s = time.monotonic() - started
+
+    assert read_retries() == retries_before
+    assert REQUEST_TIMEOUT_S <= waited_s < 2 * REQUEST_TIMEOUT_S
+    assert routes() == {"tigerbeetle": 1, "fallback": 1}

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from domain.ids import WalletKey
 from domain.wallets import WalletBalance
 from flags.phases import Phase, client_bucket
-from migration.models import ReadRouteCount, ShadowComparison
+from migration.models import ReadFallbackCount, ReadRouteCount, ShadowComparison
 from migration.outbox import MirrorOutbox
 from migration.routing import ReadRetry, read_breaker
 from migration.shadow import compare_shadow_read
@@ -330,6 +330,47 @@ def test_a_failed_tigerbeetle_read_is_retried_three_times_after_0_2_0_4_and_0_8_
         "lookup_accounts"
     ] * 4
     assert routes() == {"fallback": 1}
+
+
+def test_no_retry_begins_past_the_reads_retry_budget(stores: Stores) -> None:
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    # Each try waits 0.3 s for a cluster that does not answer: the second begins at 0.3 s,
+    # inside the 0.5 s budget; a third would begin at 0.6 s, past it.
+    stores.phased.read_retry = ReadRetry(retries=3, base_s=0.001, budget_s=0.5)
+    key = new_key()
+    stores.phased.add_credit(key, 300, tx())
+    backend = plug(stores)
+    backend.down, backend.unanswered_s = True, 0.3
+
+    assert stores.phased.get_balance(key).credit_minor == 300  # MongoDB, after two tries
+
+    assert [name for name, _ in backend.calls if name == "lookup_accounts"] == [
+        "lookup_accounts"
+    ] * 2
+    assert routes() == {"fallback": 1}
+
+
+def test_a_balance_list_asks_tigerbeetle_no_more_once_one_wallets_read_failed(
+    stores: Stores,
+) -> None:
+    enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
+    stores.phased.read_retry = ReadRetry(retries=3, base_s=0.001)
+    client = new_key().client_id
+    keys = [WalletKey(client, country, "USD") for country in ("USA", "CAN", "MEX")]
+    for key in keys:
+        stores.phased.add_credit(key, 100, tx())
+    stores.mirror().drain()
+    backend = plug(stores)
+    backend.down = True
+
+    balances = stores.phased.get_balances(client)
+
+    assert [balance.credit_minor for balance in balances] == [100, 100, 100]  # MongoDB
+    assert [name for name, _ in backend.calls if name == "lookup_accounts"] == [
+        "lookup_accounts"
+    ] * 4  # the first wallet's try and three retries; none for the other two
+    assert routes() == {"fallback": 3}
+    assert {row.reason: row.count for row in ReadFallbackCount.objects.all()} == {"error": 3}
 
 
 def test_a_tigerbeetle_read_that_recovers_within_its_retries_is_served_by_tigerbeetle(
