@@ -334,13 +334,14 @@ def test_a_failed_tigerbeetle_read_is_retried_three_times_after_0_2_0_4_and_0_8_
 
 def test_no_retry_begins_past_the_reads_retry_budget(stores: Stores) -> None:
     enter_phase(Phase.READ_CUTOVER, rollout_percent=100)
-    # Each try waits 0.3 s for a cluster that does not answer: the second begins at 0.3 s,
-    # inside the 0.5 s budget; a third would begin at 0.6 s, past it.
-    stores.phased.read_retry = ReadRetry(retries=3, base_s=0.001, budget_s=0.5)
+    # Each try waits 0.5 s for a cluster that does not answer: the second begins at 0.5 s,
+    # inside the 0.8 s budget (0.3 s to spare on a loaded machine); a third would begin at
+    # 1.0 s, past it.
+    stores.phased.read_retry = ReadRetry(retries=3, base_s=0.001, budget_s=0.8)
     key = new_key()
     stores.phased.add_credit(key, 300, tx())
     backend = plug(stores)
-    backend.down, backend.unanswered_s = True, 0.3
+    backend.down, backend.unanswered_s = True, 0.5
 
     assert stores.phased.get_balance(key).credit_minor == 300  # MongoDB, after two tries
 
