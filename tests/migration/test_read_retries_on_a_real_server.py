@@ -160,5 +160,6 @@ def test_a_read_of_a_stopped_server_falls_back_after_one_try_that_spent_the_retr
     waited_s = time.monotonic() - started
 
     assert read_retries() == retries_before
-    assert REQUEST_TIMEOUT_S <= waited_s < 2 * REQUEST_TIMEOUT_S
+    # One request timeout and MongoDB's answer (four tries would take over 4 s).
+    assert REQUEST_TIMEOUT_S <= waited_s < 3 * REQUEST_TIMEOUT_S
     assert routes() == {"tigerbeetle": 1, "fallback": 1}
